@@ -1,0 +1,131 @@
+// Package policy is the policy model both binaries share: the names of the
+// controls, the default policy a new server starts with, and validation of a
+// policy an operator submits.
+package policy
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
+)
+
+// Control names. A control plugs into the agent under one of these names and
+// the policy addresses it by the same name.
+const (
+	ControlAgent     = "agent"
+	ControlMedia     = "media"
+	ControlLoginMFA  = "login-mfa"
+	ControlIsolation = "isolation"
+)
+
+// Limits that keep a policy (and the reports it asks for) bounded.
+const (
+	MinReportInterval = 5 * time.Second
+	MaxReportInterval = 24 * time.Hour
+	MaxControls       = 32
+	MaxSettings       = 256
+	MaxSettingLen     = 4096
+)
+
+var nameRE = regexp.MustCompile(`^[a-z][a-z0-9-]{0,31}$`)
+var settingKeyRE = regexp.MustCompile(`^[a-z][a-z0-9_.-]{0,63}$`)
+
+// Default returns the policy a new server starts with: every control in
+// monitor mode, only the agent's self-check required, a report a minute, a
+// device OFFLINE after ten minutes of silence. Monitor first is deliberate:
+// a rollout is checked before it bites.
+func Default() *mamoriv1.Policy {
+	return &mamoriv1.Policy{
+		Version: 1,
+		Controls: map[string]*mamoriv1.ControlPolicy{
+			ControlAgent: {Mode: mamoriv1.Mode_MODE_ENFORCE, Required: true},
+		},
+		ReportInterval: durationpb.New(time.Minute),
+		MaxReportAge:   durationpb.New(10 * time.Minute),
+	}
+}
+
+// Validate checks a policy an operator submitted. It refuses anything the
+// agent could not act on, so a bad policy never reaches a terminal.
+func Validate(p *mamoriv1.Policy) error {
+	if p == nil {
+		return errors.New("policy is empty")
+	}
+	var errs []error
+	if len(p.Controls) > MaxControls {
+		errs = append(errs, fmt.Errorf("policy has %d controls; at most %d", len(p.Controls), MaxControls))
+	}
+	for name, c := range p.Controls {
+		if !nameRE.MatchString(name) {
+			errs = append(errs, fmt.Errorf("control name %q: use lower-case letters, digits and '-'", name))
+			continue
+		}
+		if c == nil {
+			errs = append(errs, fmt.Errorf("control %s: empty", name))
+			continue
+		}
+		if c.Mode != mamoriv1.Mode_MODE_MONITOR && c.Mode != mamoriv1.Mode_MODE_ENFORCE {
+			errs = append(errs, fmt.Errorf("control %s: mode must be monitor or enforce", name))
+		}
+		if len(c.Settings) > MaxSettings {
+			errs = append(errs, fmt.Errorf("control %s: %d settings; at most %d", name, len(c.Settings), MaxSettings))
+		}
+		for k, v := range c.Settings {
+			if !settingKeyRE.MatchString(k) {
+				errs = append(errs, fmt.Errorf("control %s: setting name %q is not allowed", name, k))
+			}
+			if len(v) > MaxSettingLen {
+				errs = append(errs, fmt.Errorf("control %s: setting %s is %d bytes; at most %d", name, k, len(v), MaxSettingLen))
+			}
+		}
+	}
+	ri, err := duration(p.ReportInterval, "report_interval")
+	if err != nil {
+		errs = append(errs, err)
+	} else if ri < MinReportInterval || ri > MaxReportInterval {
+		errs = append(errs, fmt.Errorf("report_interval %v: must be between %v and %v", ri, MinReportInterval, MaxReportInterval))
+	}
+	ma, err := duration(p.MaxReportAge, "max_report_age")
+	if err != nil {
+		errs = append(errs, err)
+	} else if ri > 0 && ma < 2*ri {
+		errs = append(errs, fmt.Errorf("max_report_age %v: must be at least twice report_interval (%v), or healthy devices flap OFFLINE", ma, 2*ri))
+	}
+	return errors.Join(errs...)
+}
+
+func duration(d *durationpb.Duration, field string) (time.Duration, error) {
+	if d == nil {
+		return 0, fmt.Errorf("%s is missing", field)
+	}
+	if err := d.CheckValid(); err != nil {
+		return 0, fmt.Errorf("%s: %w", field, err)
+	}
+	return d.AsDuration(), nil
+}
+
+// ReportInterval returns the policy's report interval, or a minute when the
+// policy has none.
+func ReportInterval(p *mamoriv1.Policy) time.Duration {
+	if d := p.GetReportInterval(); d != nil && d.AsDuration() > 0 {
+		return d.AsDuration()
+	}
+	return time.Minute
+}
+
+// MaxReportAge returns the age after which a device is OFFLINE.
+func MaxReportAge(p *mamoriv1.Policy) time.Duration {
+	if d := p.GetMaxReportAge(); d != nil && d.AsDuration() > 0 {
+		return d.AsDuration()
+	}
+	return 10 * time.Minute
+}
+
+// Clone returns a deep copy.
+func Clone(p *mamoriv1.Policy) *mamoriv1.Policy { return proto.Clone(p).(*mamoriv1.Policy) }

@@ -1,0 +1,89 @@
+// Package compliance decides, from what a device reported and the policy,
+// whether the device is compliant. It is pure: no I/O, no clock of its own.
+//
+// The agent reports what it observed; this package is the only place that
+// turns observations into a verdict, so the console, mamorictl and the
+// audit trail all agree on why a device failed.
+package compliance
+
+import (
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/mamori-dev/mamori/internal/policy"
+	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
+	"github.com/mamori-dev/mamori/server/store"
+)
+
+// Evaluate returns the verdict for one report: COMPLIANT when every control
+// the policy requires reported ENFORCED; NONCOMPLIANT otherwise, with one
+// reason per failing control, sorted by control name. Staleness is not
+// judged here (see State).
+func Evaluate(p *mamoriv1.Policy, statuses []*mamoriv1.ControlStatus) (verdict string, reasons []string) {
+	byName := make(map[string]*mamoriv1.ControlStatus, len(statuses))
+	for _, s := range statuses {
+		byName[s.GetControl()] = s
+	}
+	names := make([]string, 0, len(p.GetControls()))
+	for name, c := range p.GetControls() {
+		if c.GetRequired() {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		s, ok := byName[name]
+		switch {
+		case !ok:
+			reasons = append(reasons, fmt.Sprintf("%s: not reported", name))
+		case s.GetState() != mamoriv1.ControlState_CONTROL_STATE_ENFORCED:
+			r := fmt.Sprintf("%s: %s", name, StateName(s.GetState()))
+			if d := s.GetDetail(); d != "" {
+				r += " (" + d + ")"
+			}
+			reasons = append(reasons, r)
+		}
+	}
+	if len(reasons) > 0 {
+		return store.VerdictNoncompliant, reasons
+	}
+	return store.VerdictCompliant, nil
+}
+
+// State derives what an operator sees from the stored verdict and the clock:
+// a device that has not reported within the policy's max report age is
+// OFFLINE, whatever its last verdict. Offline is not failing: an offline
+// device's last verdict is kept and shown beside it.
+func State(d store.Device, p *mamoriv1.Policy, now time.Time) (c mamoriv1.Compliance, offlineSince time.Time) {
+	switch {
+	case d.Verdict == store.VerdictRevoked || !d.RevokedAt.IsZero():
+		return mamoriv1.Compliance_COMPLIANCE_REVOKED, time.Time{}
+	case d.LastSeen.IsZero():
+		return mamoriv1.Compliance_COMPLIANCE_NEVER_REPORTED, time.Time{}
+	}
+	if since := d.LastSeen.Add(policy.MaxReportAge(p)); !now.Before(since) {
+		return mamoriv1.Compliance_COMPLIANCE_OFFLINE, since
+	}
+	if d.Verdict == store.VerdictCompliant {
+		return mamoriv1.Compliance_COMPLIANCE_COMPLIANT, time.Time{}
+	}
+	return mamoriv1.Compliance_COMPLIANCE_NONCOMPLIANT, time.Time{}
+}
+
+// OfflineBefore is the cut-off for store queries: a device last seen before
+// it is OFFLINE.
+func OfflineBefore(p *mamoriv1.Policy, now time.Time) time.Time {
+	return now.Add(-policy.MaxReportAge(p))
+}
+
+// StateName is the short upper-case name of a control state, as operators
+// read it: ENFORCED, MONITORING, DEGRADED, FAILED, NOT_APPLICABLE.
+func StateName(s mamoriv1.ControlState) string {
+	const prefix = "CONTROL_STATE_"
+	n := s.String()
+	if len(n) > len(prefix) && n[:len(prefix)] == prefix {
+		return n[len(prefix):]
+	}
+	return n
+}

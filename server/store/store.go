@@ -1,0 +1,301 @@
+// Package store is the contract between mamori-server and its database.
+//
+// Two backends implement it: server/store/sqlite (embedded default) and
+// server/store/postgres (large fleets, several servers on one database).
+// Both pass the one conformance suite in server/store/storetest.
+//
+// Rules every backend keeps:
+//   - Every write that a method reports as done is durable (committed with
+//     fsync; SQLite in WAL mode with synchronous=FULL).
+//   - Times are passed in by the caller (the server owns the clock), stored
+//     with microsecond precision in UTC.
+//   - An event is stored at most once per (device, event ID).
+//   - The store never evaluates policy; it is handed verdicts.
+package store
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"strconv"
+	"time"
+
+	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
+)
+
+// Sentinel errors callers branch on.
+var (
+	ErrNotFound = errors.New("not found")
+	// ErrConflict: a version check failed or a unique value is taken.
+	ErrConflict = errors.New("conflict")
+	// ErrAmbiguous: a hostname names more than one device.
+	ErrAmbiguous = errors.New("more than one device has that name")
+
+	// Enrolment refusals. They are distinct so the server can log which,
+	// but the agent is told only "token refused".
+	ErrTokenUnknown = errors.New("enrolment token unknown")
+	ErrTokenExpired = errors.New("enrolment token expired")
+	ErrTokenUsedUp  = errors.New("enrolment token used up")
+
+	// Report refusals.
+	ErrDeviceRevoked = errors.New("device revoked")
+	// ErrCertSuperseded: the certificate is not the device's current one
+	// (the device re-enrolled since).
+	ErrCertSuperseded = errors.New("device certificate superseded by a newer enrolment")
+)
+
+// Compliance verdicts as stored. OFFLINE is never stored: it is derived at
+// read time from LastSeen and the policy's max report age, so a silent
+// device turns OFFLINE without anyone writing.
+const (
+	VerdictNeverReported = "NEVER_REPORTED"
+	VerdictCompliant     = "COMPLIANT"
+	VerdictNoncompliant  = "NONCOMPLIANT"
+	VerdictRevoked       = "REVOKED"
+)
+
+// Token is an enrolment token as stored: only its hash.
+type Token struct {
+	ID        string
+	Hash      []byte // SHA-256 of the secret token
+	CreatedAt time.Time
+	ExpiresAt time.Time
+	Uses      int // how many enrolments it allows in all
+	Used      int
+	Note      string
+	CreatedBy string // operator ID
+}
+
+// EnrollParams is one enrolment attempt.
+type EnrollParams struct {
+	TokenHash []byte
+	Now       time.Time
+	Facts     *mamoriv1.DeviceFacts // MachineId is the re-enrolment key
+	// NewDeviceID is used when no device has this machine ID yet.
+	NewDeviceID string
+	// Sign issues the certificate for the chosen device ID. It runs inside
+	// the transaction, after the token is checked and before it is counted;
+	// an error rolls everything back.
+	Sign func(deviceID string) (certDER []byte, serial string, err error)
+}
+
+// EnrollResult is what Enroll did.
+type EnrollResult struct {
+	Device  Device
+	CertDER []byte
+	// Reenrolled is true when an existing device record was kept.
+	Reenrolled bool
+}
+
+// Device is the server's record of one terminal.
+type Device struct {
+	ID         string
+	Facts      *mamoriv1.DeviceFacts
+	EnrolledAt time.Time
+	CertSerial string // hex serial of the current certificate
+	// LastSeen is zero until the first report.
+	LastSeen time.Time
+	// Verdict is one of the Verdict constants, as of the last report.
+	Verdict string
+	Reasons []string
+	// FailingSince is set while Verdict is NONCOMPLIANT.
+	FailingSince  time.Time
+	PolicyVersion int64
+	// Controls is the latest status of each control with the time it
+	// entered its current state, ordered by control name.
+	Controls      []*mamoriv1.ControlRecord
+	RevokedAt     time.Time
+	RevokedReason string
+}
+
+// ReportInput is one report, already authenticated and evaluated.
+type ReportInput struct {
+	DeviceID   string
+	CertSerial string // must equal the device's current serial
+	ReceivedAt time.Time
+	Facts      *mamoriv1.DeviceFacts // may be nil: keep the stored facts
+	Statuses   []*mamoriv1.ControlStatus
+	Events     []*mamoriv1.Event
+	// PolicyVersion is the policy the agent enforces.
+	PolicyVersion int64
+	// Verdict and Reasons are the server's evaluation of Statuses.
+	Verdict string
+	Reasons []string
+}
+
+// ReportResult is the outcome of one report in a batch.
+type ReportResult struct {
+	// Err is nil, ErrNotFound, ErrDeviceRevoked or ErrCertSuperseded for
+	// this report alone; a failed transaction fails every report in it.
+	Err error
+	// NewEvents counts events stored now; duplicates are not counted but
+	// are acknowledged all the same.
+	NewEvents int
+	// Changes lists the controls whose state changed with this report.
+	Changes []string
+}
+
+// DeviceFilter selects devices for ListDevices and counts.
+type DeviceFilter struct {
+	// Compliance filters by the derived state; UNSPECIFIED means all.
+	Compliance mamoriv1.Compliance
+	// OfflineBefore: a device last seen before this is OFFLINE.
+	OfflineBefore time.Time
+	// AfterID is the keyset cursor: only IDs greater than this.
+	AfterID string
+	Limit   int
+}
+
+// FleetCounts are the fleet summary counts. Every device is in exactly one.
+type FleetCounts struct {
+	Total, Compliant, Noncompliant, Offline, NeverReported, Revoked int64
+}
+
+// StoredEvent is an event as kept, with its insertion sequence.
+type StoredEvent struct {
+	Seq        int64
+	DeviceID   string
+	Event      *mamoriv1.Event
+	ReceivedAt time.Time
+}
+
+// EventFilter selects events, newest first.
+type EventFilter struct {
+	DeviceID  string // empty: all devices
+	BeforeSeq int64  // 0: from the newest
+	Limit     int
+}
+
+// HistoryEntry is one change of a control's state on a device.
+type HistoryEntry struct {
+	DeviceID string
+	Control  string
+	From, To mamoriv1.ControlState
+	Detail   string
+	At       time.Time
+}
+
+// Operator is a person or tool that uses AdminService.
+type Operator struct {
+	ID         string
+	Name       string
+	Role       string // "helpdesk", "officer", "admin"
+	TokenHash  []byte // SHA-256 of the API token
+	CreatedAt  time.Time
+	DisabledAt time.Time
+}
+
+// PolicyChange is one version of the policy with who set it and why.
+type PolicyChange struct {
+	Policy *mamoriv1.Policy
+	Actor  string
+	Reason string
+	At     time.Time
+}
+
+// AuditRecord is one entry in the append-only, hash-chained audit log.
+// The store fills Seq, PrevHash and Hash: Hash = SHA-256(PrevHash ||
+// canonical encoding of the other fields).
+type AuditRecord struct {
+	Seq      int64
+	At       time.Time
+	Actor    string // operator ID, "device:<id>" or "system"
+	Action   string // e.g. "token.create", "device.revoke", "policy.set"
+	Target   string
+	Detail   string
+	PrevHash []byte
+	Hash     []byte
+}
+
+// Store is everything the server needs from a database. Consumers take the
+// smaller interfaces below; the full one is for wiring and the conformance
+// suite.
+type Store interface {
+	Enrollment
+	Ingest
+	Devices
+	Events
+	Operators
+	Policies
+	Audit
+	Close() error
+}
+
+// Enrollment is what AgentService.Enroll and token creation need.
+type Enrollment interface {
+	CreateToken(ctx context.Context, t Token) error
+	// Enroll checks the token (known, not expired, uses left), finds the
+	// device by machine ID or creates it, signs, counts one use of the
+	// token, and stores the new certificate serial, all in one transaction.
+	Enroll(ctx context.Context, p EnrollParams) (EnrollResult, error)
+}
+
+// Ingest stores reports. One call is one transaction (group commit): every
+// result is durable when IngestReports returns nil.
+type Ingest interface {
+	IngestReports(ctx context.Context, in []ReportInput) ([]ReportResult, error)
+	// DeviceCredential returns what the server checks on every agent call.
+	DeviceCredential(ctx context.Context, deviceID string) (serial string, revokedAt time.Time, err error)
+}
+
+// Devices reads and changes device records.
+type Devices interface {
+	GetDevice(ctx context.Context, id string) (Device, error)
+	// FindDevice looks up by ID, then by hostname (ErrAmbiguous when more
+	// than one device has it).
+	FindDevice(ctx context.Context, idOrHostname string) (Device, error)
+	ListDevices(ctx context.Context, f DeviceFilter) ([]Device, error)
+	CountFleet(ctx context.Context, offlineBefore time.Time) (FleetCounts, error)
+	RevokeDevice(ctx context.Context, id, reason string, at time.Time) (Device, error)
+	ControlHistory(ctx context.Context, deviceID string, limit int) ([]HistoryEntry, error)
+}
+
+// Events reads stored events.
+type Events interface {
+	ListEvents(ctx context.Context, f EventFilter) ([]StoredEvent, error)
+	CountEvents(ctx context.Context, deviceID string) (int64, error)
+}
+
+// Operators manages operator credentials.
+type Operators interface {
+	CreateOperator(ctx context.Context, o Operator) error
+	OperatorByTokenHash(ctx context.Context, hash []byte) (Operator, error)
+	CountOperators(ctx context.Context) (int, error)
+}
+
+// Policies keeps the versioned policy.
+type Policies interface {
+	// CurrentPolicy returns ErrNotFound before the first SetPolicy.
+	CurrentPolicy(ctx context.Context) (*mamoriv1.Policy, error)
+	// SetPolicy stores c.Policy as version expectedVersion+1; it returns
+	// ErrConflict when the current version is not expectedVersion (0 means
+	// no policy yet).
+	SetPolicy(ctx context.Context, c PolicyChange, expectedVersion int64) (*mamoriv1.Policy, error)
+	PolicyHistory(ctx context.Context, limit int) ([]PolicyChange, error)
+}
+
+// Audit is the append-only, hash-chained audit log.
+type Audit interface {
+	AppendAudit(ctx context.Context, r AuditRecord) (AuditRecord, error)
+	ListAudit(ctx context.Context, afterSeq int64, limit int) ([]AuditRecord, error)
+}
+
+// AuditHash computes the chain hash of r after prev. Both backends use it,
+// and `mamorictl audit verify` recomputes it.
+func AuditHash(prev []byte, r AuditRecord) []byte {
+	h := sha256.New()
+	h.Write(prev)
+	for _, f := range []string{
+		strconv.FormatInt(r.Seq, 10),
+		r.At.UTC().Format(time.RFC3339Nano),
+		r.Actor, r.Action, r.Target, r.Detail,
+	} {
+		// Length-prefixed, so no two field lists encode alike.
+		var n [8]byte
+		binary.BigEndian.PutUint64(n[:], uint64(len(f)))
+		h.Write(n[:])
+		h.Write([]byte(f))
+	}
+	return h.Sum(nil)
+}
