@@ -52,7 +52,7 @@ func Evaluate(p *mamoriv1.Policy, statuses []*mamoriv1.ControlStatus) (verdict s
 }
 
 // State derives what an operator sees from the stored verdict and the clock:
-// a device that has not reported within the policy's max report age is
+// a device whose last report is older than the policy's max report age is
 // OFFLINE, whatever its last verdict. Offline is not failing: an offline
 // device's last verdict is kept and shown beside it.
 func State(d store.Device, p *mamoriv1.Policy, now time.Time) (c mamoriv1.Compliance, offlineSince time.Time) {
@@ -62,7 +62,7 @@ func State(d store.Device, p *mamoriv1.Policy, now time.Time) (c mamoriv1.Compli
 	case d.LastSeen.IsZero():
 		return mamoriv1.Compliance_COMPLIANCE_NEVER_REPORTED, time.Time{}
 	}
-	if since := d.LastSeen.Add(policy.MaxReportAge(p)); !now.Before(since) {
+	if since := d.LastSeen.Add(policy.MaxReportAge(p)); now.After(since) {
 		return mamoriv1.Compliance_COMPLIANCE_OFFLINE, since
 	}
 	if d.Verdict == store.VerdictCompliant {
