@@ -1,0 +1,313 @@
+package api
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/mamori-dev/mamori/internal/policy"
+	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
+	"github.com/mamori-dev/mamori/server/auth"
+	"github.com/mamori-dev/mamori/server/compliance"
+	"github.com/mamori-dev/mamori/server/store"
+)
+
+// Token limits.
+const (
+	DefaultTokenTTL = 24 * time.Hour
+	MaxTokenTTL     = 90 * 24 * time.Hour
+	MaxTokenUses    = 100000
+	maxNoteLength   = 512
+)
+
+func (s *Server) operator(ctx context.Context) (operatorIdentity, error) {
+	op, ok := operatorFrom(ctx)
+	if !ok {
+		return op, status.Error(codes.Unauthenticated, "no operator identity")
+	}
+	return op, nil
+}
+
+// ListDevices lists devices, optionally by compliance state, in pages.
+func (s *Server) ListDevices(ctx context.Context, req *mamoriv1.ListDevicesRequest) (*mamoriv1.ListDevicesResponse, error) {
+	if _, ok := mamoriv1.Compliance_name[int32(req.Compliance)]; !ok {
+		return nil, invalidArg("unknown compliance filter %d", req.Compliance)
+	}
+	if err := checkString("page_token", req.PageToken, MaxShortString); err != nil {
+		return nil, err
+	}
+	p, err := s.currentPolicy(ctx)
+	if err != nil {
+		return nil, err
+	}
+	now := s.now()
+	limit := pageSize(req.PageSize)
+	devs, err := s.store.ListDevices(ctx, store.DeviceFilter{
+		Compliance:    req.Compliance,
+		OfflineBefore: compliance.OfflineBefore(p, now),
+		AfterID:       req.PageToken,
+		Limit:         limit + 1,
+	})
+	if err != nil {
+		return nil, err
+	}
+	resp := &mamoriv1.ListDevicesResponse{}
+	if len(devs) > limit {
+		devs = devs[:limit]
+		resp.NextPageToken = devs[limit-1].ID
+	}
+	for _, d := range devs {
+		resp.Devices = append(resp.Devices, deviceProto(d, p, now))
+	}
+	return resp, nil
+}
+
+// GetDevice returns one device by ID or hostname, with recent events.
+func (s *Server) GetDevice(ctx context.Context, req *mamoriv1.GetDeviceRequest) (*mamoriv1.GetDeviceResponse, error) {
+	key := strings.TrimSpace(req.IdOrHostname)
+	if key == "" {
+		return nil, invalidArg("a device ID or hostname is required")
+	}
+	if err := checkString("id_or_hostname", key, MaxShortString); err != nil {
+		return nil, err
+	}
+	d, err := s.store.FindDevice(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	p, err := s.currentPolicy(ctx)
+	if err != nil {
+		return nil, err
+	}
+	n := int(req.RecentEvents)
+	if n <= 0 {
+		n = defaultRecentEvts
+	}
+	n = min(n, maxPageSize)
+	evs, err := s.store.ListEvents(ctx, store.EventFilter{DeviceID: d.ID, Limit: n})
+	if err != nil {
+		return nil, err
+	}
+	resp := &mamoriv1.GetDeviceResponse{Device: deviceProto(d, p, s.now())}
+	for _, e := range evs {
+		resp.RecentEvents = append(resp.RecentEvents, storedEventProto(e))
+	}
+	return resp, nil
+}
+
+// FleetSummary counts devices by compliance state.
+func (s *Server) FleetSummary(ctx context.Context, _ *mamoriv1.FleetSummaryRequest) (*mamoriv1.FleetSummaryResponse, error) {
+	p, err := s.currentPolicy(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c, err := s.store.CountFleet(ctx, compliance.OfflineBefore(p, s.now()))
+	if err != nil {
+		return nil, err
+	}
+	return &mamoriv1.FleetSummaryResponse{
+		Total: c.Total, Compliant: c.Compliant, Noncompliant: c.Noncompliant,
+		Offline: c.Offline, NeverReported: c.NeverReported, Revoked: c.Revoked,
+		PolicyVersion: p.Version,
+	}, nil
+}
+
+// ListEvents lists events, newest first, in pages.
+func (s *Server) ListEvents(ctx context.Context, req *mamoriv1.ListEventsRequest) (*mamoriv1.ListEventsResponse, error) {
+	var before int64
+	if req.PageToken != "" {
+		v, err := strconv.ParseInt(req.PageToken, 10, 64)
+		if err != nil || v <= 0 {
+			return nil, invalidArg("page_token is not one this server issued")
+		}
+		before = v
+	}
+	if err := checkString("device_id", req.DeviceId, MaxShortString); err != nil {
+		return nil, err
+	}
+	limit := pageSize(req.PageSize)
+	evs, err := s.store.ListEvents(ctx, store.EventFilter{DeviceID: req.DeviceId, BeforeSeq: before, Limit: limit + 1})
+	if err != nil {
+		return nil, err
+	}
+	resp := &mamoriv1.ListEventsResponse{}
+	if len(evs) > limit {
+		evs = evs[:limit]
+		resp.NextPageToken = strconv.FormatInt(evs[limit-1].Seq, 10)
+	}
+	for _, e := range evs {
+		resp.Events = append(resp.Events, storedEventProto(e))
+	}
+	return resp, nil
+}
+
+// CreateEnrollmentToken makes a token that enrols up to Uses devices until
+// it expires. The token is in this answer only; the store keeps its hash.
+func (s *Server) CreateEnrollmentToken(ctx context.Context, req *mamoriv1.CreateEnrollmentTokenRequest) (*mamoriv1.CreateEnrollmentTokenResponse, error) {
+	op, err := s.operator(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ttl := DefaultTokenTTL
+	if req.Ttl != nil {
+		if err := req.Ttl.CheckValid(); err != nil {
+			return nil, invalidArg("ttl: %v", err)
+		}
+		if d := req.Ttl.AsDuration(); d != 0 {
+			ttl = d
+		}
+	}
+	if ttl < time.Minute || ttl > MaxTokenTTL {
+		return nil, invalidArg("ttl %v: must be between 1m and %v", ttl, MaxTokenTTL)
+	}
+	uses := int(req.Uses)
+	if uses == 0 {
+		uses = 1
+	}
+	if uses < 1 || uses > MaxTokenUses {
+		return nil, invalidArg("uses %d: must be between 1 and %d", req.Uses, MaxTokenUses)
+	}
+	if err := checkString("note", req.Note, maxNoteLength); err != nil {
+		return nil, err
+	}
+	now := s.now()
+	secret := auth.NewToken(auth.EnrollmentTokenPrefix)
+	t := store.Token{
+		ID:        uuid.NewString(),
+		Hash:      auth.HashToken(secret.Reveal()),
+		CreatedAt: now,
+		ExpiresAt: now.Add(ttl),
+		Uses:      uses,
+		Note:      req.Note,
+		CreatedBy: op.ID,
+	}
+	if err := s.store.CreateToken(ctx, t); err != nil {
+		return nil, fmt.Errorf("store token: %w", err)
+	}
+	if err := s.audit(ctx, op.ID, "token.create", t.ID,
+		fmt.Sprintf("uses=%d expires=%s note=%q", uses, t.ExpiresAt.UTC().Format(time.RFC3339), req.Note)); err != nil {
+		return nil, err
+	}
+	return &mamoriv1.CreateEnrollmentTokenResponse{
+		Token:         secret.Reveal(),
+		TokenId:       t.ID,
+		ExpiresAt:     timestamppb.New(t.ExpiresAt),
+		Uses:          int32(uses),
+		CaFingerprint: s.ca.Fingerprint(),
+	}, nil
+}
+
+// RevokeDevice refuses the device's certificate from now on.
+func (s *Server) RevokeDevice(ctx context.Context, req *mamoriv1.RevokeDeviceRequest) (*mamoriv1.RevokeDeviceResponse, error) {
+	op, err := s.operator(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if req.DeviceId == "" {
+		return nil, invalidArg("device_id is required")
+	}
+	if err := checkString("device_id", req.DeviceId, MaxShortString); err != nil {
+		return nil, err
+	}
+	if strings.TrimSpace(req.Reason) == "" {
+		return nil, invalidArg("a reason is required: it goes into the audit log")
+	}
+	if err := checkString("reason", req.Reason, maxNoteLength); err != nil {
+		return nil, err
+	}
+	d, err := s.store.RevokeDevice(ctx, req.DeviceId, req.Reason, s.now())
+	if err != nil {
+		return nil, err
+	}
+	if err := s.audit(ctx, op.ID, "device.revoke", d.ID, req.Reason); err != nil {
+		return nil, err
+	}
+	p, err := s.currentPolicy(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &mamoriv1.RevokeDeviceResponse{Device: deviceProto(d, p, s.now())}, nil
+}
+
+// GetPolicy returns the policy in force.
+func (s *Server) GetPolicy(ctx context.Context, _ *mamoriv1.GetPolicyRequest) (*mamoriv1.GetPolicyResponse, error) {
+	s.forgetPolicy() // an operator reads the database, not a cache
+	p, err := s.currentPolicy(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &mamoriv1.GetPolicyResponse{Policy: p}, nil
+}
+
+// SetPolicy stores a new version of the policy. The caller names the
+// version it edited, so two officers cannot overwrite each other unseen.
+func (s *Server) SetPolicy(ctx context.Context, req *mamoriv1.SetPolicyRequest) (*mamoriv1.SetPolicyResponse, error) {
+	op, err := s.operator(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := policy.Validate(req.Policy); err != nil {
+		return nil, invalidArg("policy: %v", err)
+	}
+	if strings.TrimSpace(req.Reason) == "" {
+		return nil, invalidArg("a reason is required: it goes into the audit log")
+	}
+	if err := checkString("reason", req.Reason, maxNoteLength); err != nil {
+		return nil, err
+	}
+	p, err := s.store.SetPolicy(ctx, store.PolicyChange{
+		Policy: policy.Clone(req.Policy), Actor: op.ID, Reason: req.Reason, At: s.now(),
+	}, req.ExpectedVersion)
+	if err != nil {
+		return nil, err
+	}
+	s.forgetPolicy()
+	if err := s.audit(ctx, op.ID, "policy.set", strconv.FormatInt(p.Version, 10), req.Reason); err != nil {
+		return nil, err
+	}
+	return &mamoriv1.SetPolicyResponse{Policy: p}, nil
+}
+
+// deviceProto is what operators see of a device: the stored record plus the
+// state derived from the clock (OFFLINE) and policy.
+func deviceProto(d store.Device, p *mamoriv1.Policy, now time.Time) *mamoriv1.Device {
+	state, offlineSince := compliance.State(d, p, now)
+	out := &mamoriv1.Device{
+		Id:            d.ID,
+		Facts:         d.Facts,
+		Compliance:    state,
+		Reasons:       d.Reasons,
+		EnrolledAt:    ts(d.EnrolledAt),
+		LastSeen:      ts(d.LastSeen),
+		OfflineSince:  ts(offlineSince),
+		Controls:      d.Controls,
+		PolicyVersion: d.PolicyVersion,
+		RevokedAt:     ts(d.RevokedAt),
+	}
+	if d.Verdict == store.VerdictNoncompliant {
+		out.FailingSince = ts(d.FailingSince)
+	}
+	sort.Slice(out.Controls, func(i, j int) bool {
+		return out.Controls[i].GetStatus().GetControl() < out.Controls[j].GetStatus().GetControl()
+	})
+	return out
+}
+
+func storedEventProto(e store.StoredEvent) *mamoriv1.StoredEvent {
+	return &mamoriv1.StoredEvent{DeviceId: e.DeviceID, Event: e.Event, ReceivedAt: ts(e.ReceivedAt)}
+}
+
+func ts(t time.Time) *timestamppb.Timestamp {
+	if t.IsZero() {
+		return nil
+	}
+	return timestamppb.New(t)
+}

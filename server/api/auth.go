@@ -1,0 +1,232 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+
+	"github.com/mamori-dev/mamori/internal/pki"
+	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
+	"github.com/mamori-dev/mamori/server/auth"
+	"github.com/mamori-dev/mamori/server/store"
+)
+
+// access says who may call a method. Every method the server registers has
+// an entry; a method without one is refused (fail closed), and a test checks
+// that the table covers both services.
+type access struct {
+	// enroll: no credential at the transport; the token is in the body.
+	enroll bool
+	// device: a verified device certificate of a device that is not revoked.
+	device bool
+	// role: an operator token of at least this role.
+	role auth.Role
+}
+
+var methodAccess = map[string]access{
+	mamoriv1.AgentService_Enroll_FullMethodName: {enroll: true},
+	mamoriv1.AgentService_Report_FullMethodName: {device: true},
+
+	mamoriv1.AdminService_ListDevices_FullMethodName:           {role: auth.RoleHelpdesk},
+	mamoriv1.AdminService_GetDevice_FullMethodName:             {role: auth.RoleHelpdesk},
+	mamoriv1.AdminService_FleetSummary_FullMethodName:          {role: auth.RoleHelpdesk},
+	mamoriv1.AdminService_ListEvents_FullMethodName:            {role: auth.RoleHelpdesk},
+	mamoriv1.AdminService_GetPolicy_FullMethodName:             {role: auth.RoleHelpdesk},
+	mamoriv1.AdminService_CreateEnrollmentToken_FullMethodName: {role: auth.RoleOfficer},
+	mamoriv1.AdminService_RevokeDevice_FullMethodName:          {role: auth.RoleOfficer},
+	mamoriv1.AdminService_SetPolicy_FullMethodName:             {role: auth.RoleOfficer},
+}
+
+// deviceIdentity is who an agent call speaks for, from its certificate.
+type deviceIdentity struct {
+	ID     string
+	Serial string
+}
+
+// operatorIdentity is who an admin call speaks for, from its token.
+type operatorIdentity struct {
+	ID   string
+	Name string
+	Role auth.Role
+}
+
+type deviceKey struct{}
+type operatorKey struct{}
+
+func deviceFrom(ctx context.Context) (deviceIdentity, bool) {
+	d, ok := ctx.Value(deviceKey{}).(deviceIdentity)
+	return d, ok
+}
+
+func operatorFrom(ctx context.Context) (operatorIdentity, bool) {
+	o, ok := ctx.Value(operatorKey{}).(operatorIdentity)
+	return o, ok
+}
+
+// authenticate is the one place that decides whether a call may proceed.
+func (s *Server) authenticate(ctx context.Context, method string) (context.Context, error) {
+	acc, ok := methodAccess[method]
+	if !ok {
+		return nil, status.Error(codes.PermissionDenied, "method not allowed")
+	}
+	switch {
+	case acc.enroll:
+		return ctx, nil
+	case acc.device:
+		id, err := s.authDevice(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return context.WithValue(ctx, deviceKey{}, id), nil
+	default:
+		op, err := s.authOperator(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if !op.Role.Allows(acc.role) {
+			return nil, status.Errorf(codes.PermissionDenied,
+				"operator %s has role %s; this needs role %s", op.Name, op.Role, acc.role)
+		}
+		return context.WithValue(ctx, operatorKey{}, op), nil
+	}
+}
+
+func (s *Server) authDevice(ctx context.Context) (deviceIdentity, error) {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return deviceIdentity{}, status.Error(codes.Unauthenticated, "no peer")
+	}
+	ti, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok || len(ti.State.VerifiedChains) == 0 || len(ti.State.VerifiedChains[0]) == 0 {
+		return deviceIdentity{}, status.Error(codes.Unauthenticated,
+			"a device certificate is required: enrol the agent first (mamori-agent enroll)")
+	}
+	leaf := ti.State.VerifiedChains[0][0]
+	id, err := pki.DeviceIDFromCert(leaf)
+	if err != nil {
+		return deviceIdentity{}, status.Errorf(codes.Unauthenticated, "not a device certificate: %v", err)
+	}
+	serial, revokedAt, err := s.store.DeviceCredential(ctx, id)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return deviceIdentity{}, status.Error(codes.Unauthenticated, "unknown device: enrol again")
+	case err != nil:
+		return deviceIdentity{}, err
+	case !revokedAt.IsZero():
+		return deviceIdentity{}, status.Error(codes.PermissionDenied, "device revoked")
+	case serial != pki.SerialHex(leaf):
+		return deviceIdentity{}, status.Error(codes.Unauthenticated,
+			"certificate superseded by a newer enrolment of this device")
+	}
+	return deviceIdentity{ID: id, Serial: serial}, nil
+}
+
+func (s *Server) authOperator(ctx context.Context) (operatorIdentity, error) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	vals := md.Get("authorization")
+	if len(vals) != 1 {
+		return operatorIdentity{}, status.Error(codes.Unauthenticated,
+			"an operator token is required (authorization: Bearer mmo_…)")
+	}
+	tok, ok := strings.CutPrefix(vals[0], "Bearer ")
+	if !ok || !auth.WellFormed(tok, auth.OperatorTokenPrefix) {
+		return operatorIdentity{}, status.Error(codes.Unauthenticated, "malformed operator token")
+	}
+	op, err := s.store.OperatorByTokenHash(ctx, auth.HashToken(tok))
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return operatorIdentity{}, status.Error(codes.Unauthenticated, "operator token refused")
+	case err != nil:
+		return operatorIdentity{}, err
+	case !op.DisabledAt.IsZero():
+		return operatorIdentity{}, status.Error(codes.Unauthenticated, "operator disabled")
+	}
+	role, err := auth.ParseRole(op.Role)
+	if err != nil {
+		return operatorIdentity{}, fmt.Errorf("operator %s: %w", op.ID, err)
+	}
+	return operatorIdentity{ID: op.ID, Name: op.Name, Role: role}, nil
+}
+
+// UnaryInterceptor authenticates every call, recovers from panics, turns
+// domain errors into gRPC status codes, and logs the outcome. It is the
+// only interceptor: one place to read to know what guards a call.
+func (s *Server) UnaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
+	start := time.Now()
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.ErrorContext(ctx, "panic in handler", "method", info.FullMethod, "panic", r)
+			resp, err = nil, status.Error(codes.Internal, "internal error")
+		}
+		code := status.Code(err)
+		if code != codes.OK {
+			s.log.InfoContext(ctx, "rpc refused", "method", info.FullMethod, "code", code.String(),
+				"error", err, "took", time.Since(start))
+		}
+	}()
+	ctx, err = s.authenticate(ctx, info.FullMethod)
+	if err != nil {
+		return nil, s.toStatus(ctx, info.FullMethod, err)
+	}
+	resp, err = handler(ctx, req)
+	if err != nil {
+		return nil, s.toStatus(ctx, info.FullMethod, err)
+	}
+	return resp, nil
+}
+
+// StreamInterceptor refuses streams: no service has one, and a future one
+// must not slip past authentication.
+func (s *Server) StreamInterceptor(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	return status.Error(codes.Unimplemented, "streams are not served")
+}
+
+// invalidArgError marks a request that failed validation.
+type invalidArgError struct{ msg string }
+
+func (e *invalidArgError) Error() string { return e.msg }
+
+func invalidArg(format string, args ...any) error {
+	return &invalidArgError{msg: fmt.Sprintf(format, args...)}
+}
+
+// toStatus maps errors to gRPC status codes. Internal details are logged,
+// never sent: the caller gets a message that is safe to show.
+func (s *Server) toStatus(ctx context.Context, method string, err error) error {
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	var ia *invalidArgError
+	switch {
+	case errors.As(err, &ia):
+		return status.Error(codes.InvalidArgument, ia.msg)
+	case errors.Is(err, store.ErrTokenUnknown), errors.Is(err, store.ErrTokenExpired), errors.Is(err, store.ErrTokenUsedUp):
+		// The agent learns only that the token was refused; the log says why.
+		return status.Error(codes.PermissionDenied, "enrolment token refused")
+	case errors.Is(err, store.ErrNotFound):
+		return status.Error(codes.NotFound, "not found")
+	case errors.Is(err, store.ErrAmbiguous):
+		return status.Error(codes.FailedPrecondition, "more than one device has that hostname: use the device ID")
+	case errors.Is(err, store.ErrConflict):
+		return status.Error(codes.Aborted, "conflict: the record changed since it was read")
+	case errors.Is(err, store.ErrDeviceRevoked):
+		return status.Error(codes.PermissionDenied, "device revoked")
+	case errors.Is(err, store.ErrCertSuperseded):
+		return status.Error(codes.Unauthenticated, "certificate superseded by a newer enrolment of this device")
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, "deadline exceeded")
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, "canceled")
+	}
+	s.log.ErrorContext(ctx, "internal error", "method", method, "error", err)
+	return status.Error(codes.Internal, "internal error (see the server log)")
+}

@@ -1,0 +1,130 @@
+// Package api implements the server's gRPC services: AgentService for
+// terminals and AdminService for mamorictl and the console.
+//
+// Who may call what is decided in one place, UnaryInterceptor (auth.go),
+// from a table keyed by method. Handlers learn the caller only from the
+// context the interceptor filled: an agent's device ID comes from its
+// verified client certificate, never from a request body.
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/mamori-dev/mamori/internal/pki"
+	"github.com/mamori-dev/mamori/internal/policy"
+	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
+	"github.com/mamori-dev/mamori/server/ingest"
+	"github.com/mamori-dev/mamori/server/store"
+)
+
+// Deps is what the services need.
+type Deps struct {
+	Store   store.Store
+	CA      *pki.CA
+	Ingest  *ingest.Batcher
+	Now     func() time.Time
+	Log     *slog.Logger
+	// PolicyTTL is how long a server trusts its cached copy of the policy.
+	// Several servers may share one database, so a policy set through
+	// another server reaches this one's agents within PolicyTTL.
+	PolicyTTL time.Duration
+}
+
+// Server implements both services.
+type Server struct {
+	mamoriv1.UnimplementedAgentServiceServer
+	mamoriv1.UnimplementedAdminServiceServer
+
+	store  store.Store
+	ca     *pki.CA
+	ingest *ingest.Batcher
+	now    func() time.Time
+	log    *slog.Logger
+
+	policyTTL time.Duration
+	mu        sync.Mutex
+	policy    *mamoriv1.Policy
+	policyAt  time.Time
+}
+
+// New checks deps and returns the services.
+func New(d Deps) (*Server, error) {
+	if d.Store == nil || d.CA == nil || d.Ingest == nil {
+		return nil, errors.New("api: store, CA and ingest are required")
+	}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	if d.Log == nil {
+		d.Log = slog.New(slog.DiscardHandler)
+	}
+	if d.PolicyTTL <= 0 {
+		d.PolicyTTL = time.Second
+	}
+	return &Server{store: d.Store, ca: d.CA, ingest: d.Ingest, now: d.Now, log: d.Log, policyTTL: d.PolicyTTL}, nil
+}
+
+// Register adds both services to g.
+func (s *Server) Register(g *grpc.Server) {
+	mamoriv1.RegisterAgentServiceServer(g, s)
+	mamoriv1.RegisterAdminServiceServer(g, s)
+}
+
+// ServerOptions are the gRPC options the services expect: the single
+// interceptor, message size limits, and keepalive rules that let tens of
+// thousands of idle agents stay cheap.
+func (s *Server) ServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.ChainUnaryInterceptor(s.UnaryInterceptor),
+		grpc.ChainStreamInterceptor(s.StreamInterceptor),
+		grpc.MaxRecvMsgSize(MaxMessageBytes),
+		grpc.MaxSendMsgSize(MaxMessageBytes),
+	}
+}
+
+// currentPolicy returns the policy, cached for PolicyTTL.
+func (s *Server) currentPolicy(ctx context.Context) (*mamoriv1.Policy, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := time.Now() // cache age is wall time, not the injectable clock
+	if s.policy != nil && now.Sub(s.policyAt) < s.policyTTL {
+		return s.policy, nil
+	}
+	p, err := s.store.CurrentPolicy(ctx)
+	if errors.Is(err, store.ErrNotFound) {
+		p = policy.Default()
+	} else if err != nil {
+		return nil, fmt.Errorf("load policy: %w", err)
+	}
+	s.policy, s.policyAt = p, now
+	return p, nil
+}
+
+func (s *Server) forgetPolicy() {
+	s.mu.Lock()
+	s.policy = nil
+	s.mu.Unlock()
+}
+
+// audit appends to the audit log after an action succeeded. If the record
+// cannot be written the caller is told, so no operator action passes
+// silently unrecorded.
+// TODO(audit issue): write the record in the same transaction as the action,
+// so neither can exist without the other after a crash between the two.
+func (s *Server) audit(ctx context.Context, actor, action, target, detail string) error {
+	_, err := s.store.AppendAudit(ctx, store.AuditRecord{
+		At: s.now(), Actor: actor, Action: action, Target: target, Detail: detail,
+	})
+	if err != nil {
+		s.log.ErrorContext(ctx, "audit append failed", "action", action, "target", target, "error", err)
+		return fmt.Errorf("%s done but not recorded in the audit log: %w", action, err)
+	}
+	return nil
+}

@@ -1,0 +1,173 @@
+package api
+
+import (
+	"strings"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+
+	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
+)
+
+// Limits on what an agent may send. gRPC already refuses a message over
+// MaxMessageBytes before it is decoded; these bound what a decoded message
+// may hold, so one terminal cannot fill the database or a page.
+const (
+	MaxMessageBytes   = 4 << 20
+	MaxCSRBytes       = 16 << 10
+	MaxStatuses       = 64
+	MaxEvents         = 1000
+	MaxMapEntries     = 64
+	MaxShortString    = 256  // names, hostnames, kinds, versions
+	MaxLongString     = 4096 // details, evidence and attribute values
+	MaxTokenLength    = 128
+	maxPageSize       = 1000
+	defaultPageSize   = 100
+	defaultRecentEvts = 20
+)
+
+// validateFacts checks device facts from an agent.
+func validateFacts(f *mamoriv1.DeviceFacts, needMachineID bool) error {
+	if f == nil {
+		return invalidArg("facts are missing")
+	}
+	fields := []struct {
+		name, v string
+	}{
+		{"hostname", f.Hostname}, {"os", f.Os}, {"os_version", f.OsVersion}, {"kernel", f.Kernel},
+		{"agent_version", f.AgentVersion}, {"machine_id", f.MachineId}, {"key_storage", f.KeyStorage},
+	}
+	for _, fl := range fields {
+		if err := checkString("facts."+fl.name, fl.v, MaxShortString); err != nil {
+			return err
+		}
+	}
+	if f.Hostname == "" {
+		return invalidArg("facts.hostname is empty")
+	}
+	if needMachineID && len(f.MachineId) < 8 {
+		return invalidArg("facts.machine_id is missing or too short")
+	}
+	return nil
+}
+
+// validateReport checks a report before anything is written.
+func validateReport(r *mamoriv1.ReportRequest) error {
+	if r.Facts != nil {
+		if err := validateFacts(r.Facts, false); err != nil {
+			return err
+		}
+	}
+	if len(r.Statuses) > MaxStatuses {
+		return invalidArg("%d control statuses; at most %d", len(r.Statuses), MaxStatuses)
+	}
+	if len(r.Events) > MaxEvents {
+		return invalidArg("%d events; at most %d per report", len(r.Events), MaxEvents)
+	}
+	seen := make(map[string]bool, len(r.Statuses))
+	for i, s := range r.Statuses {
+		if s == nil {
+			return invalidArg("statuses[%d] is empty", i)
+		}
+		if s.Control == "" {
+			return invalidArg("statuses[%d].control is empty", i)
+		}
+		if seen[s.Control] {
+			return invalidArg("control %q reported twice", s.Control)
+		}
+		seen[s.Control] = true
+		if err := checkString("control", s.Control, MaxShortString); err != nil {
+			return err
+		}
+		if _, ok := mamoriv1.ControlState_name[int32(s.State)]; !ok || s.State == mamoriv1.ControlState_CONTROL_STATE_UNSPECIFIED {
+			return invalidArg("control %s: state %d is not a known state", s.Control, s.State)
+		}
+		if _, ok := mamoriv1.Mode_name[int32(s.Mode)]; !ok {
+			return invalidArg("control %s: mode %d is not a known mode", s.Control, s.Mode)
+		}
+		if err := checkString("control "+s.Control+" detail", s.Detail, MaxLongString); err != nil {
+			return err
+		}
+		if err := checkMap("control "+s.Control+" evidence", s.Evidence); err != nil {
+			return err
+		}
+		if s.ObservedAt != nil {
+			if err := s.ObservedAt.CheckValid(); err != nil {
+				return invalidArg("control %s: observed_at: %v", s.Control, err)
+			}
+		}
+	}
+	for i, e := range r.Events {
+		if e == nil {
+			return invalidArg("events[%d] is empty", i)
+		}
+		if _, err := uuid.Parse(e.Id); err != nil || len(e.Id) != 36 {
+			return invalidArg("events[%d].id %q is not a UUID", i, truncate(e.Id))
+		}
+		if e.Time == nil || e.Time.CheckValid() != nil {
+			return invalidArg("event %s: time is missing or invalid", e.Id)
+		}
+		if e.Kind == "" {
+			return invalidArg("event %s: kind is empty", e.Id)
+		}
+		if err := checkString("event "+e.Id+" control", e.Control, MaxShortString); err != nil {
+			return err
+		}
+		if err := checkString("event "+e.Id+" kind", e.Kind, MaxShortString); err != nil {
+			return err
+		}
+		if err := checkMap("event "+e.Id+" attributes", e.Attributes); err != nil {
+			return err
+		}
+	}
+	if r.SentAt != nil && r.SentAt.CheckValid() != nil {
+		return invalidArg("sent_at is invalid")
+	}
+	return nil
+}
+
+func checkString(field, v string, max int) error {
+	if len(v) > max {
+		return invalidArg("%s is %d bytes; at most %d", field, len(v), max)
+	}
+	if !utf8.ValidString(v) {
+		return invalidArg("%s is not valid UTF-8", field)
+	}
+	return nil
+}
+
+func checkMap(field string, m map[string]string) error {
+	if len(m) > MaxMapEntries {
+		return invalidArg("%s has %d entries; at most %d", field, len(m), MaxMapEntries)
+	}
+	for k, v := range m {
+		if k == "" {
+			return invalidArg("%s has an empty key", field)
+		}
+		if err := checkString(field+" key", k, MaxShortString); err != nil {
+			return err
+		}
+		if err := checkString(field+" "+truncate(k), v, MaxLongString); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// truncate keeps hostile values short in error messages.
+func truncate(s string) string {
+	if len(s) > 40 {
+		s = s[:40] + "…"
+	}
+	return strings.ToValidUTF8(s, "?")
+}
+
+func pageSize(n int32) int {
+	switch {
+	case n <= 0:
+		return defaultPageSize
+	case n > maxPageSize:
+		return maxPageSize
+	}
+	return int(n)
+}

@@ -1,0 +1,163 @@
+// Command mamori-server is mamori's central server: it enrols terminals,
+// records their compliance, and serves mamorictl.
+//
+//	mamori-server serve --data DIR [--db postgres://…] [--listen :8443] [--host NAME]...
+//	mamori-server operator create --data DIR --name NAME --role helpdesk|officer|admin
+//	mamori-server version
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/mamori-dev/mamori/internal/buildinfo"
+	"github.com/mamori-dev/mamori/internal/i18n"
+	"github.com/mamori-dev/mamori/server/auth"
+	"github.com/mamori-dev/mamori/server/serve"
+	"github.com/mamori-dev/mamori/server/store"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+type hostList []string
+
+func (h *hostList) String() string { return strings.Join(*h, ",") }
+func (h *hostList) Set(v string) error {
+	*h = append(*h, v)
+	return nil
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	p := i18n.NewPrinter(i18n.LangFromEnv(os.Getenv))
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, p.Sprintf(i18n.MsgServerUsage))
+		return 2
+	}
+	switch args[0] {
+	case "serve":
+		return cmdServe(ctx, args[1:], stdout, stderr, p)
+	case "operator":
+		return cmdOperator(ctx, args[1:], stdout, stderr, p)
+	case "version":
+		fmt.Fprintln(stdout, "mamori-server", buildinfo.Version)
+		return 0
+	case "help", "-h", "--help":
+		fmt.Fprintln(stdout, p.Sprintf(i18n.MsgServerUsage))
+		return 0
+	}
+	fmt.Fprintln(stderr, p.Sprintf(i18n.MsgServerUsage))
+	return 2
+}
+
+func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, p *i18n.Printer) int {
+	cfg := serve.DefaultConfig()
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&cfg.DataDir, "data", cfg.DataDir, "data directory (CA, certificates, SQLite database)")
+	fs.StringVar(&cfg.DB, "db", "", "postgres:// URL; empty for the embedded SQLite")
+	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "gRPC listen address")
+	var hosts hostList
+	fs.Var(&hosts, "host", "a name or address agents use to reach this server (repeatable; goes into the TLS certificate)")
+	fs.StringVar(&cfg.AdminTokenFile, "admin-token-file", "", "on first start, write the admin token to this file (0600) instead of printing it")
+	fs.IntVar(&cfg.Ingest.MaxBatch, "ingest-batch", cfg.Ingest.MaxBatch, "most reports committed in one transaction")
+	fs.IntVar(&cfg.Ingest.Workers, "ingest-workers", cfg.Ingest.Workers, "transactions in flight at once (1 for SQLite; more help PostgreSQL)")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if len(hosts) > 0 {
+		cfg.Hosts = append(cfg.Hosts, hosts...)
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(*logLevel)); err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
+	cfg.Log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
+
+	srv, err := serve.Open(ctx, cfg)
+	if err != nil {
+		fmt.Fprintln(stderr, p.Sprintf(i18n.MsgServerStartFailed, err))
+		return 1
+	}
+	if srv.Boot.CACreated {
+		fmt.Fprintln(stdout, p.Sprintf(i18n.MsgServerCACreated, cfg.DataDir))
+	}
+	fmt.Fprintln(stdout, p.Sprintf(i18n.MsgServerCAFingerprint, srv.Boot.CAFingerprint))
+	if tok := srv.Boot.AdminToken; tok != "" {
+		if cfg.AdminTokenFile != "" {
+			fmt.Fprintln(stdout, p.Sprintf(i18n.MsgServerAdminTokenFile, cfg.AdminTokenFile))
+		} else {
+			fmt.Fprintln(stdout, p.Sprintf(i18n.MsgServerAdminToken, tok.Reveal()))
+		}
+	}
+	fmt.Fprintln(stdout, p.Sprintf(i18n.MsgServerListening, srv.Addr().String()))
+	cfg.Log.Info("serving", "addr", srv.Addr().String(), "db", dbKind(cfg.DB))
+	if err := srv.Serve(ctx); err != nil {
+		fmt.Fprintln(stderr, p.Sprintf(i18n.MsgServerStartFailed, err))
+		return 1
+	}
+	cfg.Log.Info("stopped")
+	return 0
+}
+
+func dbKind(db string) string {
+	if db == "" {
+		return "sqlite"
+	}
+	return "postgres"
+}
+
+func cmdOperator(ctx context.Context, args []string, stdout, stderr io.Writer, p *i18n.Printer) int {
+	if len(args) == 0 || args[0] != "create" {
+		fmt.Fprintln(stderr, p.Sprintf(i18n.MsgServerUsage))
+		return 2
+	}
+	cfg := serve.DefaultConfig()
+	fs := flag.NewFlagSet("operator create", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&cfg.DataDir, "data", cfg.DataDir, "data directory")
+	fs.StringVar(&cfg.DB, "db", "", "postgres:// URL; empty for the embedded SQLite")
+	name := fs.String("name", "", "operator name (who this is)")
+	roleName := fs.String("role", "", "helpdesk, officer or admin")
+	if err := fs.Parse(args[1:]); err != nil {
+		return 2
+	}
+	role, err := auth.ParseRole(*roleName)
+	if err != nil || *name == "" {
+		fmt.Fprintln(stderr, p.Sprintf(i18n.MsgServerOperatorUsage))
+		return 2
+	}
+	st, err := serve.OpenStore(ctx, cfg)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	defer st.Close()
+	now := time.Now()
+	op, tok, err := serve.CreateOperator(ctx, st, *name, role, now)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	if _, err := st.AppendAudit(ctx, store.AuditRecord{At: now, Actor: "local-admin", Action: "operator.create",
+		Target: op.ID, Detail: fmt.Sprintf("name=%s role=%s", *name, role)}); err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	fmt.Fprintln(stdout, p.Sprintf(i18n.MsgServerOperatorCreated, *name, role, tok.Reveal()))
+	return 0
+}

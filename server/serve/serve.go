@@ -1,0 +1,271 @@
+// Package serve wires mamori-server together: store, CA, first-start
+// bootstrap, the gRPC listener. cmd/mamori-server and the end-to-end tests
+// both start the server through it, so the tests run what production runs.
+package serve
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
+
+	"github.com/mamori-dev/mamori/internal/atomicfile"
+	"github.com/mamori-dev/mamori/internal/pki"
+	"github.com/mamori-dev/mamori/internal/policy"
+	"github.com/mamori-dev/mamori/server/api"
+	"github.com/mamori-dev/mamori/server/auth"
+	"github.com/mamori-dev/mamori/server/ingest"
+	"github.com/mamori-dev/mamori/server/store"
+	"github.com/mamori-dev/mamori/server/store/postgres"
+	"github.com/mamori-dev/mamori/server/store/sqlite"
+)
+
+// Config is the server's configuration.
+type Config struct {
+	// DataDir holds the CA, the server certificate and (by default) the
+	// SQLite database.
+	DataDir string
+	// DB selects the database: empty for SQLite in DataDir, or a
+	// postgres:// URL.
+	DB string
+	// Listen is the gRPC address, e.g. ":8443" or "127.0.0.1:0".
+	Listen string
+	// Hosts are the names and addresses agents use to reach this server;
+	// they go into the server certificate.
+	Hosts []string
+	// AdminTokenFile, when set, receives the first admin token (0600)
+	// instead of the log. For automation such as `make demo`.
+	AdminTokenFile string
+	Ingest         ingest.Config
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	Log *slog.Logger
+}
+
+// DefaultConfig returns a configuration for a single small server.
+func DefaultConfig() Config {
+	host, _ := os.Hostname()
+	return Config{
+		DataDir: "/var/lib/mamori-server",
+		Listen:  ":8443",
+		Hosts:   []string{"localhost", "127.0.0.1", "::1", host},
+		Ingest:  ingest.DefaultConfig(),
+	}
+}
+
+// Validate checks the configuration.
+func (c Config) Validate() error {
+	var errs []error
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("--data is required"))
+	}
+	if c.DB != "" && !strings.HasPrefix(c.DB, "postgres://") && !strings.HasPrefix(c.DB, "postgresql://") {
+		errs = append(errs, errors.New("--db must be a postgres:// URL (leave it empty for the embedded SQLite)"))
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		errs = append(errs, fmt.Errorf("--listen %q: %w", c.Listen, err))
+	}
+	if err := c.Ingest.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// Bootstrap is what a first start created. Secrets in it are shown once.
+type Bootstrap struct {
+	CAFingerprint string
+	CACreated     bool
+	// AdminToken is set only when the first admin operator was created now.
+	AdminToken auth.Secret
+}
+
+// Server is a running mamori-server.
+type Server struct {
+	cfg     Config
+	store   store.Store
+	ca      *pki.CA
+	api     *api.Server
+	batcher *ingest.Batcher
+	grpc    *grpc.Server
+	lis     net.Listener
+	Boot    Bootstrap
+}
+
+// Open opens the store, loads or creates the CA, bootstraps the first
+// admin and the default policy, and binds the listener. Serve starts
+// answering.
+func Open(ctx context.Context, cfg Config) (_ *Server, err error) {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	st, err := OpenStore(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			st.Close()
+		}
+	}()
+	s := &Server{cfg: cfg, store: st}
+	now := cfg.Now()
+	s.ca, s.Boot.CACreated, err = pki.LoadOrCreateCA(cfg.DataDir, now)
+	if err != nil {
+		return nil, fmt.Errorf("CA: %w", err)
+	}
+	s.Boot.CAFingerprint = s.ca.Fingerprint()
+	if err := s.bootstrap(ctx, now); err != nil {
+		return nil, err
+	}
+	cert, err := s.ca.ServerCertificate(cfg.DataDir, cfg.Hosts, now)
+	if err != nil {
+		return nil, fmt.Errorf("server certificate: %w", err)
+	}
+	s.batcher, err = ingest.New(st, cfg.Ingest)
+	if err != nil {
+		return nil, err
+	}
+	s.api, err = api.New(api.Deps{Store: st, CA: s.ca, Ingest: s.batcher, Now: cfg.Now, Log: cfg.Log})
+	if err != nil {
+		return nil, err
+	}
+	opts := append(s.api.ServerOptions(),
+		grpc.Creds(credentials.NewTLS(pki.ServerTLSConfig(cert, s.ca.Pool()))),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 20 * time.Second, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 15 * time.Minute}),
+		grpc.ConnectionTimeout(10*time.Second),
+	)
+	s.grpc = grpc.NewServer(opts...)
+	s.api.Register(s.grpc)
+	s.lis, err = net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		s.batcher.Close()
+		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	return s, nil
+}
+
+// OpenStore opens the configured backend.
+func OpenStore(ctx context.Context, cfg Config) (store.Store, error) {
+	if cfg.DB == "" {
+		st, err := sqlite.Open(ctx, filepath.Join(cfg.DataDir, "mamori.db"))
+		if err != nil {
+			return nil, fmt.Errorf("open SQLite store: %w", err)
+		}
+		return st, nil
+	}
+	st, err := postgres.Open(ctx, cfg.DB)
+	if err != nil {
+		return nil, fmt.Errorf("open PostgreSQL store: %w", err)
+	}
+	return st, nil
+}
+
+func (s *Server) bootstrap(ctx context.Context, now time.Time) error {
+	if _, err := s.store.CurrentPolicy(ctx); errors.Is(err, store.ErrNotFound) {
+		_, err := s.store.SetPolicy(ctx, store.PolicyChange{
+			Policy: policy.Default(), Actor: "system", Reason: "first start: default policy (monitor mode)", At: now,
+		}, 0)
+		if err != nil && !errors.Is(err, store.ErrConflict) { // another server won the race
+			return fmt.Errorf("store default policy: %w", err)
+		}
+	} else if err != nil {
+		return fmt.Errorf("load policy: %w", err)
+	}
+	n, err := s.store.CountOperators(ctx)
+	if err != nil {
+		return fmt.Errorf("count operators: %w", err)
+	}
+	if n > 0 {
+		return nil
+	}
+	op, tok, err := CreateOperator(ctx, s.store, "admin", auth.RoleAdmin, now)
+	if err != nil {
+		return err
+	}
+	if f := s.cfg.AdminTokenFile; f != "" {
+		if err := atomicfile.Write(f, []byte(tok.Reveal()+"\n"), 0o600); err != nil {
+			return fmt.Errorf("write admin token file: %w", err)
+		}
+	}
+	s.Boot.AdminToken = tok
+	_, err = s.store.AppendAudit(ctx, store.AuditRecord{At: now, Actor: "system", Action: "operator.create", Target: op.ID, Detail: "first admin"})
+	return err
+}
+
+// CreateOperator makes an operator and its API token.
+func CreateOperator(ctx context.Context, st store.Operators, name string, role auth.Role, now time.Time) (store.Operator, auth.Secret, error) {
+	tok := auth.NewToken(auth.OperatorTokenPrefix)
+	op := store.Operator{
+		ID: uuid.NewString(), Name: name, Role: role.String(), TokenHash: auth.HashToken(tok.Reveal()), CreatedAt: now,
+	}
+	if err := st.CreateOperator(ctx, op); err != nil {
+		return store.Operator{}, "", fmt.Errorf("create operator %s: %w", name, err)
+	}
+	return op, tok, nil
+}
+
+// Addr is the address the server listens on.
+func (s *Server) Addr() net.Addr { return s.lis.Addr() }
+
+// CA returns the server's CA.
+func (s *Server) CA() *pki.CA { return s.ca }
+
+// Store returns the server's store (for tests and admin subcommands).
+func (s *Server) Store() store.Store { return s.store }
+
+// Close releases a server that was opened but never served.
+func (s *Server) Close() error {
+	s.lis.Close()
+	s.batcher.Close()
+	return s.store.Close()
+}
+
+// Serve answers until ctx ends, then stops gracefully: in-flight reports
+// finish and commit (bounded by 10 s), queued reports are committed, and
+// the store is closed.
+func (s *Server) Serve(ctx context.Context) error {
+	errc := make(chan error, 1)
+	go func() { errc <- s.grpc.Serve(s.lis) }()
+	select {
+	case err := <-errc:
+		s.shutdown()
+		return err
+	case <-ctx.Done():
+	}
+	s.shutdown()
+	return nil
+}
+
+func (s *Server) shutdown() {
+	done := make(chan struct{})
+	go func() { s.grpc.GracefulStop(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		s.grpc.Stop()
+	}
+	s.batcher.Close()
+	if err := s.store.Close(); err != nil {
+		s.cfg.Log.Error("close store", "error", err)
+	}
+}
