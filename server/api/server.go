@@ -26,11 +26,11 @@ import (
 
 // Deps is what the services need.
 type Deps struct {
-	Store   store.Store
-	CA      *pki.CA
-	Ingest  *ingest.Batcher
-	Now     func() time.Time
-	Log     *slog.Logger
+	Store  store.Store
+	CA     *pki.CA
+	Ingest *ingest.Batcher
+	Now    func() time.Time
+	Log    *slog.Logger
 	// PolicyTTL is how long a server trusts its cached copy of the policy.
 	// Several servers may share one database, so a policy set through
 	// another server reaches this one's agents within PolicyTTL.
