@@ -217,8 +217,19 @@ func SerialHex(cert *x509.Certificate) string { return cert.SerialNumber.Text(16
 
 // ServerCertificate loads the server's TLS certificate from dir, issuing a
 // new one from the CA when there is none, when it expires within 30 days, or
-// when it does not cover every name in hosts.
+// when it does not cover every name in hosts. The chain it returns includes
+// the CA certificate, so an agent that has only the CA's fingerprint can find
+// and pin it on first contact.
 func (ca *CA) ServerCertificate(dir string, hosts []string, now time.Time) (tls.Certificate, error) {
+	c, err := ca.serverCertificate(dir, hosts, now)
+	if err != nil {
+		return c, err
+	}
+	c.Certificate = append(c.Certificate, ca.Cert.Raw)
+	return c, nil
+}
+
+func (ca *CA) serverCertificate(dir string, hosts []string, now time.Time) (tls.Certificate, error) {
 	certPath, keyPath := filepath.Join(dir, serverCertFile), filepath.Join(dir, serverKeyFile)
 	if c, err := tls.LoadX509KeyPair(certPath, keyPath); err == nil {
 		if c.Leaf != nil && c.Leaf.NotAfter.After(now.Add(30*24*time.Hour)) && covers(c.Leaf, hosts) &&

@@ -122,22 +122,16 @@ func (b *Batcher) work() {
 	batch := make([]*request, 0, b.cfg.MaxBatch)
 	for {
 		batch = batch[:0]
+		stopping := false
 		select {
 		case r := <-b.queue:
 			batch = append(batch, r)
 		case <-b.stop:
-			// Drain what was queued before Close, then leave.
-			for {
-				select {
-				case r := <-b.queue:
-					b.commit(append(batch[:0], r))
-				default:
-					return
-				}
-			}
+			stopping = true
 		}
 		// Take whatever else is waiting: reports that arrived while the
-		// previous commit was in flight.
+		// previous commit was in flight (or, when stopping, what was queued
+		// before Close).
 	fill:
 		for len(batch) < b.cfg.MaxBatch {
 			select {
@@ -147,7 +141,12 @@ func (b *Batcher) work() {
 				break fill
 			}
 		}
-		b.commit(batch)
+		if len(batch) > 0 {
+			b.commit(batch)
+		}
+		if stopping && len(batch) == 0 {
+			return
+		}
 	}
 }
 
