@@ -1,0 +1,228 @@
+package ctl
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/mamori-dev/mamori/internal/i18n"
+	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
+	"github.com/mamori-dev/mamori/server/compliance"
+)
+
+// recentEvents is how many events device show asks for.
+const recentEvents = 20
+
+func (c *cli) deviceShow(ctx context.Context, args []string) error {
+	const cmd = "device show"
+	fs := c.newFlagSet(cmd)
+	out := c.outputFlag(fs)
+	pos, err := c.parse(fs, cmd, args, 1)
+	if err != nil {
+		return err
+	}
+	format, err := c.checkOutput(cmd, *out)
+	if err != nil {
+		return err
+	}
+	key := strings.TrimSpace(pos[0])
+	if key == "" {
+		return c.usage(cmd, "ctl.err.missing-args")
+	}
+	cn, err := c.connect(cmd)
+	if err != nil {
+		return err
+	}
+	defer cn.close()
+	resp, err := call(ctx, c, cn, cn.admin.GetDevice, &mamoriv1.GetDeviceRequest{IdOrHostname: key, RecentEvents: recentEvents})
+	if err != nil {
+		return err
+	}
+	if format == "json" {
+		return protoJSON(c.o.Stdout, resp)
+	}
+	return c.writeDevice(resp)
+}
+
+func (c *cli) writeDevice(resp *mamoriv1.GetDeviceResponse) error {
+	w := c.o.Stdout
+	d := resp.GetDevice()
+	f := d.GetFacts()
+	yesNo := func(b bool) string {
+		if b {
+			return c.p.Sprintf("ctl.yes")
+		}
+		return c.p.Sprintf("ctl.no")
+	}
+	info := &fields{}
+	info.add(c.p.Sprintf("ctl.label.id"), d.GetId())
+	info.add(c.p.Sprintf("ctl.label.hostname"), f.GetHostname())
+	info.add(c.p.Sprintf("ctl.label.os"), strings.TrimSpace(f.GetOs()+" "+f.GetOsVersion()))
+	info.add(c.p.Sprintf("ctl.label.kernel"), f.GetKernel())
+	info.add(c.p.Sprintf("ctl.label.agent-version"), f.GetAgentVersion())
+	info.add(c.p.Sprintf("ctl.label.machine-id"), f.GetMachineId())
+	info.add(c.p.Sprintf("ctl.label.tpm"), yesNo(f.GetTpmPresent()))
+	info.add(c.p.Sprintf("ctl.label.key-storage"), f.GetKeyStorage())
+	info.add(c.p.Sprintf("ctl.label.compliance"), c.complianceName(d.GetCompliance()))
+	if rs := d.GetReasons(); len(rs) > 0 {
+		for i, r := range rs {
+			label := ""
+			if i == 0 {
+				label = c.p.Sprintf("ctl.label.reasons")
+			}
+			info.add(label, "- "+r)
+		}
+	}
+	if d.GetFailingSince() != nil {
+		info.add(c.p.Sprintf("ctl.label.failing-since"), c.when(d.GetFailingSince()))
+	}
+	if d.GetOfflineSince() != nil {
+		info.add(c.p.Sprintf("ctl.label.offline-since"), c.when(d.GetOfflineSince()))
+	}
+	info.add(c.p.Sprintf("ctl.label.last-seen"), c.when(d.GetLastSeen()))
+	info.add(c.p.Sprintf("ctl.label.enrolled"), c.when(d.GetEnrolledAt()))
+	info.add(c.p.Sprintf("ctl.label.policy-version"), strconv.FormatInt(d.GetPolicyVersion(), 10))
+	if d.GetRevokedAt() != nil {
+		info.add(c.p.Sprintf("ctl.label.revoked"), c.when(d.GetRevokedAt()))
+	} else {
+		info.add(c.p.Sprintf("ctl.label.revoked"), c.p.Sprintf("ctl.no"))
+	}
+	if err := info.write(w); err != nil {
+		return err
+	}
+
+	fmt.Fprintf(w, "\n%s\n", c.p.Sprintf("ctl.heading.controls"))
+	if len(d.GetControls()) == 0 {
+		fmt.Fprintln(w, c.p.Sprintf("ctl.controls.none"))
+	} else {
+		t := &table{header: []string{
+			c.p.Sprintf("ctl.col.control"), c.p.Sprintf("ctl.col.mode"), c.p.Sprintf("ctl.col.state"),
+			c.p.Sprintf("ctl.col.since"), c.p.Sprintf("ctl.col.observed"), c.p.Sprintf("ctl.col.detail"),
+		}}
+		for _, r := range d.GetControls() {
+			s := r.GetStatus()
+			t.add(s.GetControl(), c.modeName(s.GetMode()), c.stateName(s.GetState()),
+				c.localTime(r.GetSince()), c.ago(s.GetObservedAt()), orDash(s.GetDetail()))
+		}
+		if err := t.write(w); err != nil {
+			return err
+		}
+		ev := &table{header: []string{c.p.Sprintf("ctl.col.control"), c.p.Sprintf("ctl.col.key"), c.p.Sprintf("ctl.col.value")}}
+		for _, r := range d.GetControls() {
+			s := r.GetStatus()
+			for _, kv := range sortedPairs(s.GetEvidence()) {
+				ev.add(s.GetControl(), kv[0], kv[1])
+			}
+		}
+		if len(ev.rows) > 0 {
+			fmt.Fprintf(w, "\n%s\n", c.p.Sprintf("ctl.heading.evidence"))
+			if err := ev.write(w); err != nil {
+				return err
+			}
+		}
+	}
+
+	fmt.Fprintf(w, "\n%s\n", c.p.Sprintf("ctl.heading.recent-events"))
+	if len(resp.GetRecentEvents()) == 0 {
+		fmt.Fprintln(w, c.p.Sprintf("ctl.events.none"))
+		return nil
+	}
+	t := &table{header: []string{
+		c.p.Sprintf("ctl.col.time"), c.p.Sprintf("ctl.col.control"), c.p.Sprintf("ctl.col.kind"), c.p.Sprintf("ctl.col.attributes"),
+	}}
+	for _, e := range resp.GetRecentEvents() {
+		ev := e.GetEvent()
+		t.add(c.localTime(ev.GetTime()), orDash(ev.GetControl()), orDash(ev.GetKind()), orDash(keyValues(ev.GetAttributes())))
+	}
+	return t.write(w)
+}
+
+// when is a local time with how long ago: "2026-11-25 17:57 (3分前)".
+func (c *cli) when(ts *timestamppb.Timestamp) string {
+	if ts == nil {
+		return "-"
+	}
+	return c.localTime(ts) + " (" + c.ago(ts) + ")"
+}
+
+func orDash(s string) string {
+	if strings.TrimSpace(s) == "" {
+		return "-"
+	}
+	return s
+}
+
+func sortedPairs(m map[string]string) [][2]string {
+	out := make([][2]string, 0, len(m))
+	for k, v := range m {
+		out = append(out, [2]string{k, v})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i][0] < out[j][0] })
+	return out
+}
+
+// stateName is the localized name of a control state; the English name is
+// compliance.StateName (ENFORCED, FAILED, …), as operators read it.
+func (c *cli) stateName(s mamoriv1.ControlState) string {
+	if _, ok := mamoriv1.ControlState_name[int32(s)]; !ok || s == mamoriv1.ControlState_CONTROL_STATE_UNSPECIFIED {
+		return c.p.Sprintf("ctl.state.unknown", int32(s))
+	}
+	return c.p.Sprintf(stateID(s))
+}
+
+func (c *cli) modeName(m mamoriv1.Mode) string {
+	switch m {
+	case mamoriv1.Mode_MODE_MONITOR:
+		return c.p.Sprintf("ctl.mode.monitor")
+	case mamoriv1.Mode_MODE_ENFORCE:
+		return c.p.Sprintf("ctl.mode.enforce")
+	}
+	return c.p.Sprintf("ctl.mode.unknown", int32(m))
+}
+
+func (c *cli) deviceRevoke(ctx context.Context, args []string) error {
+	const cmd = "device revoke"
+	fs := c.newFlagSet(cmd)
+	reason := fs.String("reason", "", "ctl.flag.reason")
+	out := c.outputFlag(fs)
+	pos, err := c.parse(fs, cmd, args, 1)
+	if err != nil {
+		return err
+	}
+	format, err := c.checkOutput(cmd, *out)
+	if err != nil {
+		return err
+	}
+	id := strings.TrimSpace(pos[0])
+	if id == "" {
+		return c.usage(cmd, "ctl.err.missing-args")
+	}
+	if strings.TrimSpace(*reason) == "" {
+		return c.usage(cmd, "ctl.err.reason-required")
+	}
+	cn, err := c.connect(cmd)
+	if err != nil {
+		return err
+	}
+	defer cn.close()
+	resp, err := call(ctx, c, cn, cn.admin.RevokeDevice, &mamoriv1.RevokeDeviceRequest{DeviceId: id, Reason: strings.TrimSpace(*reason)})
+	if err != nil {
+		return err
+	}
+	if format == "json" {
+		return protoJSON(c.o.Stdout, resp)
+	}
+	d := resp.GetDevice()
+	fmt.Fprintln(c.o.Stdout, sanitizeText(c.p.Sprintf("ctl.revoke.done", d.GetId(), d.GetFacts().GetHostname(), c.localTime(d.GetRevokedAt()))))
+	fmt.Fprintln(c.o.Stdout, c.p.Sprintf("ctl.revoke.next"))
+	return nil
+}
+
+// stateID is the message ID of a control state's name.
+func stateID(s mamoriv1.ControlState) i18n.ID {
+	return i18n.ID("ctl.state." + strings.ToLower(compliance.StateName(s)))
+}
