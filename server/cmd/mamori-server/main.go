@@ -43,7 +43,7 @@ func (h *hostList) Set(v string) error {
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	p := i18n.NewPrinter(i18n.LangFromEnv(os.Getenv))
 	if len(args) == 0 {
-		fmt.Fprintln(stderr, p.Sprintf(i18n.MsgServerUsage))
+		fmt.Fprintln(stderr, p.Sprintf("server.usage"))
 		return 2
 	}
 	switch args[0] {
@@ -55,10 +55,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, "mamori-server", buildinfo.Version)
 		return 0
 	case "help", "-h", "--help":
-		fmt.Fprintln(stdout, p.Sprintf(i18n.MsgServerUsage))
+		fmt.Fprintln(stdout, p.Sprintf("server.usage"))
 		return 0
 	}
-	fmt.Fprintln(stderr, p.Sprintf(i18n.MsgServerUsage))
+	fmt.Fprintln(stderr, p.Sprintf("server.usage"))
 	return 2
 }
 
@@ -90,24 +90,24 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, p *i
 
 	srv, err := serve.Open(ctx, cfg)
 	if err != nil {
-		fmt.Fprintln(stderr, p.Sprintf(i18n.MsgServerStartFailed, err))
+		fmt.Fprintln(stderr, p.Sprintf("server.start-failed", err))
 		return 1
 	}
 	if srv.Boot.CACreated {
-		fmt.Fprintln(stdout, p.Sprintf(i18n.MsgServerCACreated, cfg.DataDir))
+		fmt.Fprintln(stdout, p.Sprintf("server.ca-created", cfg.DataDir))
 	}
-	fmt.Fprintln(stdout, p.Sprintf(i18n.MsgServerCAFingerprint, srv.Boot.CAFingerprint))
+	fmt.Fprintln(stdout, p.Sprintf("server.ca-fingerprint", srv.Boot.CAFingerprint))
 	if tok := srv.Boot.AdminToken; tok != "" {
 		if cfg.AdminTokenFile != "" {
-			fmt.Fprintln(stdout, p.Sprintf(i18n.MsgServerAdminTokenFile, cfg.AdminTokenFile))
+			fmt.Fprintln(stdout, p.Sprintf("server.admin-token-file", cfg.AdminTokenFile))
 		} else {
-			fmt.Fprintln(stdout, p.Sprintf(i18n.MsgServerAdminToken, tok.Reveal()))
+			fmt.Fprintln(stdout, p.Sprintf("server.admin-token", tok.Reveal()))
 		}
 	}
-	fmt.Fprintln(stdout, p.Sprintf(i18n.MsgServerListening, srv.Addr().String()))
+	fmt.Fprintln(stdout, p.Sprintf("server.listening", srv.Addr().String()))
 	cfg.Log.Info("serving", "addr", srv.Addr().String(), "db", dbKind(cfg.DB))
 	if err := srv.Serve(ctx); err != nil {
-		fmt.Fprintln(stderr, p.Sprintf(i18n.MsgServerStartFailed, err))
+		fmt.Fprintln(stderr, p.Sprintf("server.start-failed", err))
 		return 1
 	}
 	cfg.Log.Info("stopped")
@@ -123,7 +123,7 @@ func dbKind(db string) string {
 
 func cmdOperator(ctx context.Context, args []string, stdout, stderr io.Writer, p *i18n.Printer) int {
 	if len(args) == 0 || args[0] != "create" {
-		fmt.Fprintln(stderr, p.Sprintf(i18n.MsgServerUsage))
+		fmt.Fprintln(stderr, p.Sprintf("server.usage"))
 		return 2
 	}
 	cfg := serve.DefaultConfig()
@@ -138,7 +138,7 @@ func cmdOperator(ctx context.Context, args []string, stdout, stderr io.Writer, p
 	}
 	role, err := auth.ParseRole(*roleName)
 	if err != nil || *name == "" {
-		fmt.Fprintln(stderr, p.Sprintf(i18n.MsgServerOperatorUsage))
+		fmt.Fprintln(stderr, p.Sprintf("server.operator-usage"))
 		return 2
 	}
 	st, err := serve.OpenStore(ctx, cfg)
@@ -158,6 +158,6 @@ func cmdOperator(ctx context.Context, args []string, stdout, stderr io.Writer, p
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	fmt.Fprintln(stdout, p.Sprintf(i18n.MsgServerOperatorCreated, *name, role, tok.Reveal()))
+	fmt.Fprintln(stdout, p.Sprintf("server.operator-created", *name, role, tok.Reveal()))
 	return 0
 }

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# make demo: a server with embedded SQLite and one agent enrolled into it, in
+# monitor mode, all on loopback. Ctrl-C stops both.
+#
+#   installer/dev/demo.sh BIN_DIR VAR_DIR
+set -euo pipefail
+bin=${1:?bin dir}
+var=${2:?var dir}
+addr=127.0.0.1:8443
+mkdir -p "$var"
+srvdir=$var/server
+agentdir=$var/agent
+log=$var/demo-logs
+mkdir -p "$log"
+
+pids=()
+stop() {
+  trap - INT TERM EXIT
+  echo
+  echo "stopping…"
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  echo "stopped. Data is kept in $var (make clean removes it)."
+}
+trap stop INT TERM EXIT
+
+# 1. The server. On first start it creates the CA and the first admin token.
+"$bin/mamori-server" serve --data "$srvdir" --listen "$addr" \
+  --admin-token-file "$srvdir/admin.token" >"$log/server.out" 2>"$log/server.log" &
+pids+=($!)
+for _ in $(seq 1 100); do
+  [ -s "$srvdir/admin.token" ] && (exec 3<>/dev/tcp/127.0.0.1/8443) 2>/dev/null && break
+  if ! kill -0 "${pids[0]}" 2>/dev/null; then cat "$log/server.log" >&2; echo "server did not start" >&2; exit 1; fi
+  sleep 0.1
+done
+cat "$log/server.out"
+
+export MAMORI_SERVER=$addr
+export MAMORI_CA_FILE=$srvdir/ca.pem
+MAMORI_TOKEN=$(cat "$srvdir/admin.token")
+export MAMORI_TOKEN
+
+# 2. A short report interval so the demo moves; still monitor mode.
+"$bin/mamorictl" policy get -o json >"$var/policy.json"
+sed -i -e 's/"reportInterval": *"[^"]*"/"reportInterval": "10s"/' -e 's/"maxReportAge": *"[^"]*"/"maxReportAge": "60s"/' "$var/policy.json"
+"$bin/mamorictl" policy set "$var/policy.json" --reason "demo: report every 10 s" >/dev/null || true
+
+# 3. An enrolment token, and the agent enrolled with it (pinned to the CA fingerprint).
+tokjson=$("$bin/mamorictl" token create --expires 1h --uses 1 --note demo -o json)
+token=$(printf '%s' "$tokjson" | sed -n 's/.*"token": *"\([^"]*\)".*/\1/p' | head -1)
+fp=$(printf '%s' "$tokjson" | sed -n 's/.*"ca_fingerprint": *"\([^"]*\)".*/\1/p;s/.*"caFingerprint": *"\([^"]*\)".*/\1/p' | head -1)
+"$bin/mamori-agent" enroll --state-dir "$agentdir" --server "$addr" --token "$token" --ca-fingerprint "$fp"
+
+# 4. The agent, in the foreground of this script.
+"$bin/mamori-agent" run --state-dir "$agentdir" 2>"$log/agent.log" &
+pids+=($!)
+sleep 2
+
+cat <<TXT
+
+mamori demo is running: server on $addr, one agent (monitor mode), data in $var.
+Logs: $log/server.log, $log/agent.log
+
+Try, in another terminal:
+  export MAMORI_SERVER=$addr MAMORI_CA_FILE=$srvdir/ca.pem MAMORI_TOKEN=\$(cat $srvdir/admin.token)
+  $bin/mamorictl fleet
+  $bin/mamorictl devices
+  $bin/mamorictl device show $(hostname)
+  $bin/mamorictl events
+  LANG=ja_JP.UTF-8 $bin/mamorictl devices
+
+Ctrl-C stops both.
+TXT
+"$bin/mamorictl" devices || true
+wait "${pids[@]}"
