@@ -1,0 +1,222 @@
+// Command mamori-agent is the endpoint agent: it enforces the controls of a
+// My Number tier terminal and reports them to mamori-server. main parses the
+// command line, loads the config, builds the logger and wires the parts.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/kardianos/service"
+
+	"github.com/mamori-dev/mamori/agent/cli"
+	"github.com/mamori-dev/mamori/agent/config"
+	"github.com/mamori-dev/mamori/agent/daemon"
+	"github.com/mamori-dev/mamori/agent/enroll"
+	"github.com/mamori-dev/mamori/agent/facts"
+	"github.com/mamori-dev/mamori/agent/spool"
+	"github.com/mamori-dev/mamori/agent/state"
+	"github.com/mamori-dev/mamori/agent/svc"
+	"github.com/mamori-dev/mamori/internal/buildinfo"
+)
+
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+func run(args []string, stdout, stderr io.Writer) int {
+	p := cli.NewPrinter(cli.LangFromEnv(os.Getenv))
+	inv, err := cli.Parse(args)
+	switch {
+	case errors.Is(err, cli.ErrUnknownCommand):
+		fmt.Fprintln(stderr, p.Sprintf(cli.MsgUnknownCommand, inv.Command))
+		return 2
+	case err != nil:
+		fmt.Fprintln(stderr, p.Sprintf(cli.MsgBadFlags, err))
+		return 2
+	}
+	switch inv.Command {
+	case "help":
+		fmt.Fprint(stdout, p.Sprintf(cli.MsgUsage, config.DefaultPath, config.DefaultStateDir))
+		return 0
+	case "version":
+		fmt.Fprintln(stdout, "mamori-agent", buildinfo.Version)
+		return 0
+	}
+	cfg, err := config.Resolve(inv.ConfigPath, !inv.ConfigGiven, os.Getenv, inv.Overrides)
+	if err != nil {
+		fmt.Fprintln(stderr, p.Sprintf(cli.MsgConfig, err))
+		return 2
+	}
+	log, closeLog, err := newLogger(cfg, stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, p.Sprintf(cli.MsgConfig, err))
+		return 2
+	}
+	defer closeLog()
+
+	switch inv.Command {
+	case "enroll":
+		return doEnroll(cfg, log, p, stdout, stderr)
+	case "run":
+		return doRun(cfg, inv, log, p, stderr)
+	case "status":
+		return doStatus(cfg, inv, p, stdout)
+	default: // install, uninstall, start, stop
+		s, err := service.New(&svc.Program{}, svc.Config(serviceArgs(inv)))
+		if err == nil {
+			err = service.Control(s, inv.Command)
+		}
+		if err != nil {
+			fmt.Fprintln(stderr, p.Sprintf(cli.MsgServiceFailed, inv.Command, err))
+			return 1
+		}
+		fmt.Fprintln(stdout, p.Sprintf(cli.MsgServiceDone, inv.Command))
+		return 0
+	}
+}
+
+// serviceArgs are the arguments the installed service runs with.
+func serviceArgs(inv cli.Invocation) []string {
+	a := []string{"run"}
+	if p, err := filepath.Abs(inv.ConfigPath); err == nil {
+		a = append(a, "--config", p)
+	}
+	if inv.Overrides.StateDir != "" {
+		a = append(a, "--state-dir", inv.Overrides.StateDir)
+	}
+	return a
+}
+
+func doEnroll(cfg config.Config, log *slog.Logger, p *cli.Printer, stdout, stderr io.Writer) int {
+	ctx := context.Background()
+	dir, err := state.Open(cfg.StateDir)
+	if err != nil {
+		fmt.Fprintln(stderr, p.Sprintf(cli.MsgEnrollFailed, err))
+		return 1
+	}
+	f, ferr := facts.Collect(ctx, facts.Options{Root: "/", AgentVersion: buildinfo.Version, KeyStorage: dir.KeyStorage()})
+	if ferr != nil {
+		log.Warn("some device facts are unreadable", "error", ferr)
+	}
+	res, err := enroll.Enroll(ctx, log, dir, enroll.Params{
+		Servers: cfg.Servers, Token: cfg.Token, CAFingerprint: cfg.CAFingerprint, Facts: f,
+	})
+	if err != nil {
+		fmt.Fprintln(stderr, p.Sprintf(cli.MsgEnrollFailed, err))
+		return 1
+	}
+	fmt.Fprintln(stdout, p.Sprintf(cli.MsgEnrolled, res.Identity.Device.DeviceID, res.Server, res.Policy.GetVersion()))
+	return 0
+}
+
+func doRun(cfg config.Config, inv cli.Invocation, log *slog.Logger, p *cli.Printer, stderr io.Writer) int {
+	dir, err := state.Open(cfg.StateDir)
+	if err != nil {
+		fmt.Fprintln(stderr, p.Sprintf(cli.MsgRunFailed, err))
+		return 1
+	}
+	sp, err := spool.Open(filepath.Join(cfg.StateDir, "spool"), spool.Options{})
+	if err != nil {
+		fmt.Fprintln(stderr, p.Sprintf(cli.MsgRunFailed, err))
+		return 1
+	}
+	if c, ok := any(sp).(io.Closer); ok {
+		defer c.Close()
+	}
+	dcfg := daemon.DefaultConfig()
+	dcfg.State, dcfg.Spool, dcfg.Log, dcfg.Version = dir, sp, log, buildinfo.Version
+	dcfg.Servers, dcfg.Token, dcfg.CAFingerprint = cfg.Servers, cfg.Token, cfg.CAFingerprint
+	// The media, login-mfa and isolation controls plug in here
+	// (dcfg.Controls), each built with daemon.NewEmitter(sp, nil).
+	d, err := daemon.New(dcfg)
+	if err != nil {
+		fmt.Fprintln(stderr, p.Sprintf(cli.MsgRunFailed, err))
+		return 1
+	}
+	exit := make(chan error, 1)
+	prg := &svc.Program{Run: d.Run, Log: log, OnExit: func(err error) { exit <- err }}
+	s, err := service.New(prg, svc.Config(serviceArgs(inv)))
+	if err != nil {
+		fmt.Fprintln(stderr, p.Sprintf(cli.MsgRunFailed, err))
+		return 1
+	}
+	log.Info("mamori-agent starting", "version", buildinfo.Version, "state_dir", cfg.StateDir, "servers", cfg.Servers)
+	ran := make(chan error, 1)
+	go func() { ran <- s.Run() }() // returns after Stop (signal or SCM)
+	select {
+	case err := <-ran:
+		if err != nil {
+			fmt.Fprintln(stderr, p.Sprintf(cli.MsgRunFailed, err))
+			return 1
+		}
+		log.Info("mamori-agent stopped")
+		return 0
+	case err := <-exit:
+		// Run ended on its own: exit non-zero so the service manager
+		// restarts the agent.
+		if err == nil {
+			err = errors.New("agent loop ended")
+		}
+		fmt.Fprintln(stderr, p.Sprintf(cli.MsgRunFailed, err))
+		return 1
+	}
+}
+
+func doStatus(cfg config.Config, inv cli.Invocation, p *cli.Printer, stdout io.Writer) int {
+	s, err := service.New(&svc.Program{}, svc.Config(serviceArgs(inv)))
+	st := service.StatusUnknown
+	if err == nil {
+		st, err = s.Status()
+	}
+	switch {
+	case errors.Is(err, service.ErrNotInstalled):
+		fmt.Fprintln(stdout, p.Sprintf(cli.MsgStatus, p.Sprintf(cli.MsgNotInstalled)))
+	case st == service.StatusRunning:
+		fmt.Fprintln(stdout, p.Sprintf(cli.MsgStatus, p.Sprintf(cli.MsgStatusRunning)))
+	case st == service.StatusStopped:
+		fmt.Fprintln(stdout, p.Sprintf(cli.MsgStatus, p.Sprintf(cli.MsgStatusStopped)))
+	default:
+		fmt.Fprintln(stdout, p.Sprintf(cli.MsgStatus, p.Sprintf(cli.MsgStatusUnknown)))
+	}
+	rc := 0
+	if st != service.StatusRunning {
+		rc = 3 // LSB: program is not running
+	}
+	dir, err := state.Open(cfg.StateDir)
+	var id *state.Identity
+	if err == nil {
+		id, err = dir.LoadIdentity()
+	}
+	if err != nil {
+		fmt.Fprintln(stdout, p.Sprintf(cli.MsgNotEnrolled, err))
+		return rc
+	}
+	fmt.Fprintln(stdout, p.Sprintf(cli.MsgEnrolledAs, id.Device.DeviceID, strings.Join(id.Device.Servers, ", ")))
+	return rc
+}
+
+// newLogger logs text to stderr, or to cfg.LogFile when set.
+func newLogger(cfg config.Config, stderr io.Writer) (*slog.Logger, func(), error) {
+	level, err := config.ParseLevel(cfg.LogLevel)
+	if err != nil {
+		return nil, nil, err
+	}
+	w, closer := stderr, func() {}
+	if cfg.LogFile != "" {
+		if err := os.MkdirAll(filepath.Dir(cfg.LogFile), 0o750); err != nil {
+			return nil, nil, fmt.Errorf("log directory: %w", err)
+		}
+		f, err := os.OpenFile(cfg.LogFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+		if err != nil {
+			return nil, nil, fmt.Errorf("log file: %w", err)
+		}
+		w, closer = f, func() { f.Close() }
+	}
+	h := slog.NewTextHandler(w, &slog.HandlerOptions{Level: level})
+	return slog.New(h), closer, nil
+}

@@ -1,0 +1,7 @@
+package config
+
+// Default locations on Linux.
+const (
+	DefaultPath     = "/etc/mamori/agent.json"
+	DefaultStateDir = "/var/lib/mamori"
+)

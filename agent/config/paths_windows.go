@@ -1,0 +1,7 @@
+package config
+
+// Default locations on Windows.
+const (
+	DefaultPath     = `C:\ProgramData\mamori\agent.json`
+	DefaultStateDir = `C:\ProgramData\mamori`
+)

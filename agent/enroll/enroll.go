@@ -1,0 +1,252 @@
+// Package enroll is the agent's side of enrolment: make a device key and a
+// CSR, present the enrolment token to AgentService.Enroll over a connection
+// pinned to the CA fingerprint the installer carries, and store the
+// certificate, CA, device ID and first policy in the state directory.
+//
+// Re-running enrolment on an enrolled terminal makes a new key and
+// certificate; the server keeps the device record by machine ID. The old
+// identity stays in place until the new one is complete.
+package enroll
+
+import (
+	"context"
+	"crypto"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/mamori-dev/mamori/agent/config"
+	"github.com/mamori-dev/mamori/agent/state"
+	"github.com/mamori-dev/mamori/agent/transport"
+	"github.com/mamori-dev/mamori/internal/pki"
+	"github.com/mamori-dev/mamori/internal/policy"
+	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
+)
+
+// Errors a caller may branch on. Their texts say what to do.
+var (
+	ErrTokenRefused = errors.New("token refused: ask the helpdesk for a new enrolment token")
+	ErrWrongCA      = errors.New("the server's CA does not match the pinned fingerprint: check --ca-fingerprint against the enrolment token screen, and that --server names the right server")
+	ErrRevoked      = errors.New("this terminal was revoked on the server: ask the security officer to review it before enrolling again")
+	ErrUnreachable  = errors.New("no server reachable: check --server, the network path and the firewall (TCP to the server port)")
+)
+
+// Params are what enrolment needs.
+type Params struct {
+	// Servers are tried in order until one answers.
+	Servers []string
+	Token   config.Secret
+	// CAFingerprint is the SHA-256 of the server CA, in any common form.
+	CAFingerprint string
+	// Facts describe this terminal; MachineId and Hostname are required.
+	Facts *mamoriv1.DeviceFacts
+	// CallTimeout bounds the call to each server; 0 means 30 s.
+	CallTimeout time.Duration
+	// Now is the clock for enrolled_at; nil means time.Now.
+	Now func() time.Time
+}
+
+// LogValue keeps the token out of logs even when Params is logged whole.
+func (p Params) LogValue() slog.Value {
+	return slog.GroupValue(slog.Any("servers", p.Servers), slog.String("ca_fingerprint", p.CAFingerprint), slog.Any("token", p.Token))
+}
+
+// Validate checks the params.
+func (p Params) Validate() error {
+	var errs []error
+	if len(p.Servers) == 0 {
+		errs = append(errs, errors.New("no server given: pass --server HOST:PORT (or MAMORI_SERVER)"))
+	}
+	for _, s := range p.Servers {
+		if err := config.CheckServer(s); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if p.Token == "" {
+		errs = append(errs, errors.New("no enrolment token given: pass --token (or MAMORI_TOKEN)"))
+	}
+	if p.CAFingerprint == "" {
+		errs = append(errs, errors.New("no CA fingerprint given: pass --ca-fingerprint (or MAMORI_CA_FINGERPRINT)"))
+	} else if _, err := pki.NormalizeFingerprint(p.CAFingerprint); err != nil {
+		errs = append(errs, err)
+	}
+	if p.Facts == nil || p.Facts.MachineId == "" || p.Facts.Hostname == "" {
+		errs = append(errs, errors.New("device facts lack a machine ID or hostname"))
+	}
+	return errors.Join(errs...)
+}
+
+// Result is a completed enrolment.
+type Result struct {
+	Identity *state.Identity
+	// Policy is the first policy; it is already saved in the state dir.
+	Policy *mamoriv1.Policy
+	// Server is the address that answered.
+	Server string
+}
+
+// Enroll enrols this terminal and stores the result in dir.
+func Enroll(ctx context.Context, log *slog.Logger, dir *state.Dir, p Params) (*Result, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	if p.CallTimeout <= 0 {
+		p.CallTimeout = transport.DefaultCallTimeout
+	}
+	if p.Now == nil {
+		p.Now = time.Now
+	}
+	fp, _ := pki.NormalizeFingerprint(p.CAFingerprint)
+	key, err := dir.NewKey()
+	if err != nil {
+		return nil, fmt.Errorf("make device key: %w", err)
+	}
+	csr, err := pki.NewCSR(key, p.Facts.Hostname)
+	if err != nil {
+		return nil, fmt.Errorf("make certificate request: %w", err)
+	}
+	var errs []error
+	for _, addr := range p.Servers {
+		resp, err := call(ctx, addr, fp, p, csr)
+		if err == nil {
+			res, err := store(dir, addr, fp, p, key, resp)
+			if err != nil {
+				return nil, err
+			}
+			log.InfoContext(ctx, "enrolled", "server", addr, "device", res.Identity.Device.DeviceID,
+				"policy_version", res.Policy.GetVersion())
+			return res, nil
+		}
+		log.WarnContext(ctx, "enrolment attempt failed", "server", addr, "error", err)
+		// Only an unreachable server is a reason to try the next one: a
+		// refused token or a wrong CA is the same answer everywhere.
+		if !errors.Is(err, ErrUnreachable) {
+			return nil, err
+		}
+		errs = append(errs, err)
+	}
+	return nil, errors.Join(errs...)
+}
+
+func call(ctx context.Context, addr, fp string, p Params, csr []byte) (*mamoriv1.EnrollResponse, error) {
+	var mu sync.Mutex
+	var seenCA string // fingerprint of the CA the server offered
+	tlsCfg, err := pki.PinnedTLSConfig(fp, transport.ServerName(addr), nil)
+	if err != nil {
+		return nil, err
+	}
+	verify := tlsCfg.VerifyConnection
+	tlsCfg.VerifyConnection = func(cs tls.ConnectionState) error {
+		err := verify(cs)
+		if errors.Is(err, pki.ErrFingerprintMismatch) && len(cs.PeerCertificates) > 0 {
+			mu.Lock()
+			seenCA = pki.Fingerprint(cs.PeerCertificates[len(cs.PeerCertificates)-1].Raw)
+			mu.Unlock()
+		}
+		return err
+	}
+	cc, err := transport.Dial(addr, tlsCfg)
+	if err != nil {
+		return nil, err
+	}
+	defer cc.Close()
+	cctx, cancel := context.WithTimeout(ctx, p.CallTimeout)
+	defer cancel()
+	resp, err := mamoriv1.NewAgentServiceClient(cc).Enroll(cctx, &mamoriv1.EnrollRequest{
+		Token: p.Token.Reveal(),
+		Csr:   csr,
+		Facts: p.Facts,
+	})
+	if err == nil {
+		return resp, nil
+	}
+	mu.Lock()
+	wrongCA := seenCA
+	mu.Unlock()
+	if wrongCA != "" {
+		return nil, fmt.Errorf("%w (server %s offers CA %s, pinned %s)", ErrWrongCA, addr, wrongCA, fp)
+	}
+	return nil, explain(addr, err)
+}
+
+// explain turns an RPC error into one a person can act on.
+func explain(addr string, err error) error {
+	st, _ := status.FromError(err)
+	switch st.Code() {
+	case codes.PermissionDenied:
+		if strings.Contains(st.Message(), "revoked") {
+			return ErrRevoked
+		}
+		return ErrTokenRefused
+	case codes.Unavailable, codes.DeadlineExceeded:
+		return fmt.Errorf("%w (%s: %s)", ErrUnreachable, addr, st.Message())
+	case codes.InvalidArgument:
+		return fmt.Errorf("the server refused the request (%s): update the agent or report this to the helpdesk", st.Message())
+	}
+	return fmt.Errorf("enrol at %s: %w", addr, err)
+}
+
+func store(dir *state.Dir, addr, fp string, p Params, key crypto.Signer, resp *mamoriv1.EnrollResponse) (*Result, error) {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("server %s gave an unusable enrolment answer: "+format+"; nothing was changed", append([]any{addr}, args...)...)
+	}
+	ca, err := x509.ParseCertificate(resp.GetCaCertificate())
+	if err != nil {
+		return nil, bad("CA certificate: %v", err)
+	}
+	if pki.Fingerprint(ca.Raw) != fp {
+		return nil, fmt.Errorf("%w (server %s returned CA %s, pinned %s)", ErrWrongCA, addr, pki.Fingerprint(ca.Raw), fp)
+	}
+	cert, err := x509.ParseCertificate(resp.GetCertificate())
+	if err != nil {
+		return nil, bad("device certificate: %v", err)
+	}
+	if _, err := cert.Verify(x509.VerifyOptions{
+		Roots:       pool(ca),
+		KeyUsages:   []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		CurrentTime: p.Now(),
+	}); err != nil {
+		return nil, bad("device certificate does not verify against the pinned CA: %v", err)
+	}
+	id, err := pki.DeviceIDFromCert(cert)
+	if err != nil || id != resp.GetDeviceId() {
+		return nil, bad("device certificate names device %q, answer says %q", id, resp.GetDeviceId())
+	}
+	if pol := resp.GetPolicy(); pol != nil {
+		if err := policy.Validate(pol); err != nil {
+			return nil, bad("policy: %v", err)
+		}
+	}
+	ident := &state.Identity{
+		Device: state.Device{DeviceID: id, Servers: p.Servers, EnrolledAt: p.Now().UTC()},
+		Key:    key,
+		Cert:   cert,
+		CA:     ca,
+	}
+	if err := dir.SaveIdentity(ident); err != nil {
+		return nil, err
+	}
+	if pol := resp.GetPolicy(); pol != nil {
+		if err := dir.SavePolicy(pol); err != nil {
+			return nil, err
+		}
+	}
+	return &Result{Identity: ident, Policy: resp.GetPolicy(), Server: addr}, nil
+}
+
+func pool(ca *x509.Certificate) *x509.CertPool {
+	p := x509.NewCertPool()
+	p.AddCert(ca)
+	return p
+}

@@ -1,0 +1,50 @@
+// Package transport dials the mamori server the way every agent call
+// expects: TLS 1.3 only, message size matching the server, keepalive within
+// the server's enforcement policy.
+package transport
+
+import (
+	"crypto/tls"
+	"fmt"
+	"net"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
+)
+
+// MaxMessageBytes matches the server's limit (server/api.MaxMessageBytes).
+const MaxMessageBytes = 4 << 20
+
+// DefaultCallTimeout bounds one RPC.
+const DefaultCallTimeout = 30 * time.Second
+
+// Keepalive pings an idle connection every 60 s. The server refuses pings
+// more often than every 20 s, so this must stay above that.
+var keepaliveParams = keepalive.ClientParameters{Time: 60 * time.Second, Timeout: 20 * time.Second, PermitWithoutStream: true}
+
+// Dial returns a client connection to addr ("host:port") with tlsCfg. It
+// does not block; the first call connects.
+func Dial(addr string, tlsCfg *tls.Config) (*grpc.ClientConn, error) {
+	cc, err := grpc.NewClient("passthrough:///"+addr,
+		grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)),
+		grpc.WithKeepaliveParams(keepaliveParams),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageBytes), grpc.MaxCallSendMsgSize(MaxMessageBytes)),
+		grpc.WithUserAgent("mamori-agent"),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", addr, err)
+	}
+	return cc, nil
+}
+
+// ServerName returns the host part of "host:port", the name the server
+// certificate must carry.
+func ServerName(addr string) string {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	return host
+}
