@@ -1,0 +1,70 @@
+package api
+
+import (
+	"testing"
+
+	"google.golang.org/grpc"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
+)
+
+// Every method either service registers must have an access rule; a method
+// without one would be refused, but a missing rule is a bug to catch here.
+func TestMethodAccessCoversEveryMethod(t *testing.T) {
+	for _, sd := range []struct {
+		name    string
+		methods []string
+	}{
+		{mamoriv1.AgentService_ServiceDesc.ServiceName, methodNames(mamoriv1.AgentService_ServiceDesc.Methods)},
+		{mamoriv1.AdminService_ServiceDesc.ServiceName, methodNames(mamoriv1.AdminService_ServiceDesc.Methods)},
+	} {
+		for _, m := range sd.methods {
+			full := "/" + sd.name + "/" + m
+			if _, ok := methodAccess[full]; !ok {
+				t.Errorf("%s has no access rule", full)
+			}
+		}
+	}
+	if len(methodAccess) != len(mamoriv1.AgentService_ServiceDesc.Methods)+len(mamoriv1.AdminService_ServiceDesc.Methods) {
+		t.Errorf("access table has rules for methods that do not exist")
+	}
+}
+
+func methodNames(ms []grpc.MethodDesc) []string {
+	var out []string
+	for _, m := range ms {
+		out = append(out, m.MethodName)
+	}
+	return out
+}
+
+func FuzzValidateReport(f *testing.F) {
+	seed, _ := proto.Marshal(&mamoriv1.ReportRequest{
+		Statuses: []*mamoriv1.ControlStatus{{Control: "agent", State: 1, Evidence: map[string]string{"k": "v"}}},
+		Events:   []*mamoriv1.Event{{Id: "8d6f2a4e-5c1b-4f7e-9a3d-2b1c0e9f8a7d", Time: timestamppb.Now(), Kind: "x"}},
+	})
+	f.Add(seed)
+	f.Add([]byte{})
+	f.Add([]byte("\x12\x00\x1a\x00"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var r mamoriv1.ReportRequest
+		if proto.Unmarshal(b, &r) != nil {
+			return
+		}
+		if err := validateReport(&r); err != nil {
+			return
+		}
+		// What passes validation must be within the documented bounds.
+		if len(r.Statuses) > MaxStatuses || len(r.Events) > MaxEvents {
+			t.Fatalf("accepted %d statuses, %d events", len(r.Statuses), len(r.Events))
+		}
+		for _, e := range r.Events {
+			if len(e.Id) != 36 || e.Time == nil || len(e.Attributes) > MaxMapEntries {
+				t.Fatalf("accepted bad event %v", e)
+			}
+		}
+	})
+}
