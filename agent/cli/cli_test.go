@@ -1,49 +1,24 @@
 package cli
 
 import (
-	"regexp"
-	"slices"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/mamori-dev/mamori/agent/config"
+	"github.com/mamori-dev/mamori/internal/i18n"
 )
 
-func TestCatalogComplete(t *testing.T) {
-	verbs := regexp.MustCompile(`%(\[\d+\])?[a-zA-Z]`)
-	seen := map[ID]bool{}
-	for _, m := range messages() {
-		if seen[m.ID] || m.En == "" || m.Ja == "" {
-			t.Errorf("%s: duplicate or missing text", m.ID)
-		}
-		seen[m.ID] = true
-		en, ja := verbs.FindAllString(m.En, -1), verbs.FindAllString(m.Ja, -1)
-		slices.Sort(en)
-		slices.Sort(ja)
-		if !slices.Equal(en, ja) {
-			t.Errorf("%s: verbs differ: en %v ja %v", m.ID, en, ja)
+// Every ID main uses must be in the shared catalog (which checks both
+// languages and their verbs itself).
+func TestMessagesInCatalog(t *testing.T) {
+	for _, id := range []i18n.ID{MsgUnknownCommand} {
+		if _, ok := i18n.Default().Lookup(id); !ok {
+			t.Errorf("%s is not in internal/i18n", id)
 		}
 	}
-}
-
-func TestLang(t *testing.T) {
-	tests := []struct {
-		env  map[string]string
-		want Lang
-	}{
-		{map[string]string{"LANG": "ja_JP.UTF-8"}, Japanese},
-		{map[string]string{"LANG": "en_US.UTF-8"}, English},
-		{map[string]string{"LC_ALL": "C", "LANG": "ja_JP.UTF-8"}, English},
-		{map[string]string{}, English},
-	}
-	for _, tt := range tests {
-		if got := LangFromEnv(func(k string) string { return tt.env[k] }); got != tt.want {
-			t.Errorf("%v: %v", tt.env, got)
-		}
-	}
-	if s := NewPrinter(Japanese).Sprintf(MsgUsage, "a", "b"); !strings.Contains(s, "使い方") {
+	if s := i18n.NewPrinter(i18n.Japanese).Sprintf(MsgUsage, "a", "b"); !strings.Contains(s, "使い方") {
 		t.Error("Japanese usage missing")
 	}
 }

@@ -24,12 +24,13 @@ import (
 	"github.com/mamori-dev/mamori/agent/state"
 	"github.com/mamori-dev/mamori/agent/svc"
 	"github.com/mamori-dev/mamori/internal/buildinfo"
+	"github.com/mamori-dev/mamori/internal/i18n"
 )
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 
 func run(args []string, stdout, stderr io.Writer) int {
-	p := cli.NewPrinter(cli.LangFromEnv(os.Getenv))
+	p := i18n.NewPrinter(i18n.LangFromEnv(os.Getenv))
 	inv, err := cli.Parse(args)
 	switch {
 	case errors.Is(err, cli.ErrUnknownCommand):
@@ -92,7 +93,7 @@ func serviceArgs(inv cli.Invocation) []string {
 	return a
 }
 
-func doEnroll(cfg config.Config, log *slog.Logger, p *cli.Printer, stdout, stderr io.Writer) int {
+func doEnroll(cfg config.Config, log *slog.Logger, p *i18n.Printer, stdout, stderr io.Writer) int {
 	ctx := context.Background()
 	dir, err := state.Open(cfg.StateDir)
 	if err != nil {
@@ -114,7 +115,7 @@ func doEnroll(cfg config.Config, log *slog.Logger, p *cli.Printer, stdout, stder
 	return 0
 }
 
-func doRun(cfg config.Config, inv cli.Invocation, log *slog.Logger, p *cli.Printer, stderr io.Writer) int {
+func doRun(cfg config.Config, inv cli.Invocation, log *slog.Logger, p *i18n.Printer, stderr io.Writer) int {
 	dir, err := state.Open(cfg.StateDir)
 	if err != nil {
 		fmt.Fprintln(stderr, p.Sprintf(cli.MsgRunFailed, err))
@@ -167,7 +168,7 @@ func doRun(cfg config.Config, inv cli.Invocation, log *slog.Logger, p *cli.Print
 	}
 }
 
-func doStatus(cfg config.Config, inv cli.Invocation, p *cli.Printer, stdout io.Writer) int {
+func doStatus(cfg config.Config, inv cli.Invocation, p *i18n.Printer, stdout io.Writer) int {
 	s, err := service.New(&svc.Program{}, svc.Config(serviceArgs(inv)))
 	st := service.StatusUnknown
 	if err == nil {

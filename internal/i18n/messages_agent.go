@@ -1,0 +1,65 @@
+package i18n
+
+// agentMessages are mamori-agent's texts (agent/cli, agent/cmd). IDs start
+// with "agent.".
+var agentMessages = []Message{
+	{"agent.usage", `mamori-agent — keeps this terminal's security controls in force and reports them.
+
+Usage:
+  mamori-agent <command> [flags]
+
+Commands:
+  run         run in the foreground (Ctrl-C stops)
+  enroll      enrol this terminal: --server HOST:PORT --token TOKEN --ca-fingerprint SHA256
+  install     install the system service
+  uninstall   remove the system service
+  start       start the system service
+  stop        stop the system service
+  status      show the service and enrolment state
+  version     print the version
+
+Flags:
+  --config PATH      config file (default %[1]s)
+  --state-dir DIR    state directory (default %[2]s)
+
+Enrolment values may also come from MAMORI_SERVER, MAMORI_TOKEN and
+MAMORI_CA_FINGERPRINT or the config file; flags win over the environment,
+the environment over the file.
+`, `mamori-agent — この端末のセキュリティ対策を維持し、その状態を報告します。
+
+使い方:
+  mamori-agent <コマンド> [フラグ]
+
+コマンド:
+  run         フォアグラウンドで実行します (Ctrl-C で停止)
+  enroll      この端末を登録します: --server ホスト:ポート --token トークン --ca-fingerprint SHA256
+  install     システムサービスとして登録します
+  uninstall   システムサービスを削除します
+  start       サービスを開始します
+  stop        サービスを停止します
+  status      サービスと登録の状態を表示します
+  version     バージョンを表示します
+
+フラグ:
+  --config パス        設定ファイル (既定値 %[1]s)
+  --state-dir ディレクトリ  状態ディレクトリ (既定値 %[2]s)
+
+登録に使う値は環境変数 MAMORI_SERVER、MAMORI_TOKEN、MAMORI_CA_FINGERPRINT
+または設定ファイルでも指定できます。優先順位はフラグ、環境変数、設定ファイルの順です。
+`},
+	{"agent.err.unknown-command", "unknown command %q: run mamori-agent help", "不明なコマンドです: %q (mamori-agent help を実行してください)"},
+	{"agent.err.flags", "%v: run mamori-agent help", "フラグが正しくありません: %v (mamori-agent help を実行してください)"},
+	{"agent.err.config", "configuration problem: %v", "設定に問題があります: %v"},
+	{"agent.enrolled", "enrolled: device %s at %s (policy version %d)", "登録しました: 端末 ID %s、サーバー %s (ポリシー版 %d)"},
+	{"agent.err.enroll", "enrolment failed: %v", "登録できませんでした: %v"},
+	{"agent.status", "service: %s", "サービス: %s"},
+	{"agent.status.running", "running", "実行中"},
+	{"agent.status.stopped", "stopped", "停止中"},
+	{"agent.status.unknown", "unknown", "不明"},
+	{"agent.status.not-installed", "not installed (run: mamori-agent install)", "未登録です (mamori-agent install を実行してください)"},
+	{"agent.service.done", "%s: done", "%s: 完了しました"},
+	{"agent.err.service", "%s failed: %v (run as root/Administrator)", "%s に失敗しました: %v (root または管理者として実行してください)"},
+	{"agent.err.run", "the agent stopped with an error: %v", "エージェントがエラーで停止しました: %v"},
+	{"agent.status.device", "enrolled as device %s, servers %s", "登録済み: 端末 ID %s、サーバー %s"},
+	{"agent.status.not-enrolled", "not enrolled (%v)", "未登録です (%v)"},
+}
