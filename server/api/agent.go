@@ -101,7 +101,7 @@ func (s *Server) Report(ctx context.Context, req *mamoriv1.ReportRequest) (*mamo
 		Reasons:       reasons,
 	})
 	if err != nil {
-		if !errors.Is(err, store.ErrDeviceRevoked) && !errors.Is(err, store.ErrCertSuperseded) {
+		if !errors.Is(err, store.ErrDeviceRevoked) && !errors.Is(err, store.ErrCertSuperseded) && !errors.Is(err, store.ErrWrongDevice) {
 			err = fmt.Errorf("store report of %s: %w", dev.ID, err)
 		}
 		return nil, err

@@ -220,6 +220,8 @@ func (s *Server) toStatus(ctx context.Context, method string, err error) error {
 		return status.Error(codes.Aborted, "conflict: the record changed since it was read")
 	case errors.Is(err, store.ErrDeviceRevoked):
 		return status.Error(codes.PermissionDenied, "device revoked")
+	case errors.Is(err, store.ErrWrongDevice):
+		return status.Error(codes.PermissionDenied, "the report names another machine than this device's certificate")
 	case errors.Is(err, store.ErrCertSuperseded):
 		return status.Error(codes.Unauthenticated, "certificate superseded by a newer enrolment of this device")
 	case errors.Is(err, context.DeadlineExceeded):

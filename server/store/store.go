@@ -43,6 +43,9 @@ var (
 	// ErrCertSuperseded: the certificate is not the device's current one
 	// (the device re-enrolled since).
 	ErrCertSuperseded = errors.New("device certificate superseded by a newer enrolment")
+	// ErrWrongDevice: the report's facts carry another machine's ID than
+	// the one the certificate's device enrolled with.
+	ErrWrongDevice = errors.New("report names another machine than the enrolled one")
 )
 
 // Compliance verdicts as stored. OFFLINE is never stored: it is derived at
@@ -126,8 +129,9 @@ type ReportInput struct {
 
 // ReportResult is the outcome of one report in a batch.
 type ReportResult struct {
-	// Err is nil, ErrNotFound, ErrDeviceRevoked or ErrCertSuperseded for
-	// this report alone; a failed transaction fails every report in it.
+	// Err is nil, ErrNotFound, ErrDeviceRevoked, ErrCertSuperseded or
+	// ErrWrongDevice for this report alone; a failed transaction fails
+	// every report in it.
 	Err error
 	// NewEvents counts events stored now; duplicates are not counted but
 	// are acknowledged all the same.

@@ -1,0 +1,84 @@
+// Package sqlgen builds the SQL fragments that are the same in every
+// dialect apart from placeholders.
+package sqlgen
+
+import (
+	"fmt"
+	"time"
+
+	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
+	"github.com/mamori-dev/mamori/server/store"
+)
+
+// Args collects query arguments; Bind adds one and returns its placeholder.
+type Args struct {
+	// Dollar selects $1, $2… (PostgreSQL) instead of ?.
+	Dollar bool
+	List   []any
+}
+
+// Bind appends v and returns its placeholder.
+func (a *Args) Bind(v any) string {
+	a.List = append(a.List, v)
+	if a.Dollar {
+		return fmt.Sprintf("$%d", len(a.List))
+	}
+	return "?"
+}
+
+// DeviceWhere returns the condition (for WHERE) that selects f's devices.
+// tm converts a time to the column's type. OFFLINE is derived: a device
+// with a report verdict last seen before f.OfflineBefore; with a zero
+// OfflineBefore nothing is offline.
+func DeviceWhere(a *Args, f store.DeviceFilter, tm func(time.Time) any) (string, error) {
+	cond := "TRUE"
+	seen := func(op string) string {
+		if f.OfflineBefore.IsZero() {
+			if op == "<" {
+				return " AND FALSE"
+			}
+			return ""
+		}
+		return " AND last_seen " + op + " " + a.Bind(tm(f.OfflineBefore))
+	}
+	switch f.Compliance {
+	case mamoriv1.Compliance_COMPLIANCE_UNSPECIFIED:
+	case mamoriv1.Compliance_COMPLIANCE_COMPLIANT:
+		cond = "verdict = '" + store.VerdictCompliant + "'" + seen(">=")
+	case mamoriv1.Compliance_COMPLIANCE_NONCOMPLIANT:
+		cond = "verdict = '" + store.VerdictNoncompliant + "'" + seen(">=")
+	case mamoriv1.Compliance_COMPLIANCE_OFFLINE:
+		cond = "verdict IN ('" + store.VerdictCompliant + "', '" + store.VerdictNoncompliant + "')" + seen("<")
+	case mamoriv1.Compliance_COMPLIANCE_NEVER_REPORTED:
+		cond = "verdict = '" + store.VerdictNeverReported + "'"
+	case mamoriv1.Compliance_COMPLIANCE_REVOKED:
+		cond = "verdict = '" + store.VerdictRevoked + "'"
+	default:
+		return "", fmt.Errorf("device filter: unknown compliance %v", f.Compliance)
+	}
+	if f.AfterID != "" {
+		cond += " AND id > " + a.Bind(f.AfterID)
+	}
+	return cond, nil
+}
+
+// AddCount adds n devices with verdict, offline of them last seen before
+// the cut-off, to c.
+func AddCount(c *store.FleetCounts, verdict string, n, offline int64) error {
+	c.Total += n
+	switch verdict {
+	case store.VerdictCompliant:
+		c.Compliant += n - offline
+		c.Offline += offline
+	case store.VerdictNoncompliant:
+		c.Noncompliant += n - offline
+		c.Offline += offline
+	case store.VerdictNeverReported:
+		c.NeverReported += n
+	case store.VerdictRevoked:
+		c.Revoked += n
+	default:
+		return fmt.Errorf("count fleet: %d devices have unknown verdict %q", n, verdict)
+	}
+	return nil
+}
