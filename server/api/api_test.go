@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"context"
+	"os"
 	"crypto/tls"
 	"strings"
 	"testing"
@@ -20,6 +21,7 @@ import (
 	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
 	"github.com/mamori-dev/mamori/server/auth"
 	"github.com/mamori-dev/mamori/server/servertest"
+	"github.com/mamori-dev/mamori/server/store/pgtest"
 )
 
 var ctx = context.Background()
@@ -68,8 +70,15 @@ func fleet(t *testing.T, h *servertest.Harness) *mamoriv1.FleetSummaryResponse {
 	return f
 }
 
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+
 func TestReportComplianceAndOffline(t *testing.T) {
-	h := servertest.Start(t, servertest.Options{})
+	t.Run("sqlite", func(t *testing.T) { testReportComplianceAndOffline(t, servertest.Options{}) })
+	t.Run("postgres", func(t *testing.T) { testReportComplianceAndOffline(t, servertest.Options{DB: pgtest.DSN(t)}) })
+}
+
+func testReportComplianceAndOffline(t *testing.T, o servertest.Options) {
+	h := servertest.Start(t, o)
 	d := enroll(t, h, "pc-001")
 	if got := deviceState(t, h, d.ID).Compliance; got != mamoriv1.Compliance_COMPLIANCE_NEVER_REPORTED {
 		t.Fatalf("before a report: %v", got)

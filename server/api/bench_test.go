@@ -19,11 +19,12 @@ import (
 	"github.com/mamori-dev/mamori/internal/pki"
 	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
 	"github.com/mamori-dev/mamori/server/servertest"
+	"github.com/mamori-dev/mamori/server/store/pgtest"
 )
 
 // benchDevices is how many enrolled terminals the ingest benchmarks spread
 // their reports over; each has its own certificate and connection.
-const benchDevices = 128
+const benchDevices = 512
 
 // typicalReport is one report as the issue sizes it: 10 control statuses and
 // 5 new events.
@@ -123,3 +124,8 @@ func BenchmarkNoopMTLSCall(b *testing.B) {
 }
 
 func BenchmarkReportIngestSQLite(b *testing.B) { benchIngest(b, servertest.Options{}) }
+
+// PostgreSQL gains from a few transactions in flight at once.
+func BenchmarkReportIngestPostgres(b *testing.B) {
+	benchIngest(b, servertest.Options{DB: pgtest.DSN(b), IngestWorkers: 4})
+}

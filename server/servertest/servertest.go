@@ -65,6 +65,8 @@ type Options struct {
 	DataDir string
 	// Listen; empty for 127.0.0.1:0.
 	Listen string
+	// IngestWorkers: transactions in flight at once; 0 for the default.
+	IngestWorkers int
 }
 
 // Start runs a server until the test ends.
@@ -81,6 +83,9 @@ func Start(t testing.TB, o Options) *Harness {
 	cfg.DataDir, cfg.DB, cfg.Listen = o.DataDir, o.DB, o.Listen
 	cfg.Hosts = []string{"localhost", "127.0.0.1"}
 	cfg.Now = clk.Now
+	if o.IngestWorkers > 0 {
+		cfg.Ingest.Workers = o.IngestWorkers
+	}
 	srv, err := serve.Open(context.Background(), cfg)
 	if err != nil {
 		t.Fatalf("start server: %v", err)
