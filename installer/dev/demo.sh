@@ -42,7 +42,7 @@ export MAMORI_TOKEN
 
 # 2. A short report interval so the demo moves; still monitor mode.
 "$bin/mamorictl" policy get -o json >"$var/policy.json"
-sed -i -e 's/"reportInterval": *"[^"]*"/"reportInterval": "10s"/' -e 's/"maxReportAge": *"[^"]*"/"maxReportAge": "60s"/' "$var/policy.json"
+sed -i -E -e 's/"report_?[iI]nterval": *"[^"]*"/"report_interval": "10s"/' -e 's/"max_?[rR]eport_?[aA]ge": *"[^"]*"/"max_report_age": "60s"/' "$var/policy.json"
 "$bin/mamorictl" policy set "$var/policy.json" --reason "demo: report every 10 s" >/dev/null || true
 
 # 3. An enrolment token, and the agent enrolled with it (pinned to the CA fingerprint).
