@@ -389,3 +389,77 @@ func TestDuplicateDeliveryStoredOnce(t *testing.T) {
 		t.Fatalf("stored %d events, want 3", len(got.Events))
 	}
 }
+
+func TestAdminHostileInput(t *testing.T) {
+	h := servertest.Start(t, servertest.Options{})
+	admin := h.Admin(t, h.AdminToken)
+	long := strings.Repeat("x", 300)
+	cases := []struct {
+		name string
+		call func() error
+		code codes.Code
+	}{
+		{"list: unknown compliance filter", func() error {
+			_, err := admin.ListDevices(ctx, &mamoriv1.ListDevicesRequest{Compliance: 42})
+			return err
+		}, codes.InvalidArgument},
+		{"list: huge page token", func() error {
+			_, err := admin.ListDevices(ctx, &mamoriv1.ListDevicesRequest{PageToken: long})
+			return err
+		}, codes.InvalidArgument},
+		{"get: empty", func() error {
+			_, err := admin.GetDevice(ctx, &mamoriv1.GetDeviceRequest{IdOrHostname: "  "})
+			return err
+		}, codes.InvalidArgument},
+		{"get: huge", func() error {
+			_, err := admin.GetDevice(ctx, &mamoriv1.GetDeviceRequest{IdOrHostname: long})
+			return err
+		}, codes.InvalidArgument},
+		{"get: unknown", func() error {
+			_, err := admin.GetDevice(ctx, &mamoriv1.GetDeviceRequest{IdOrHostname: "' OR 1=1 --"})
+			return err
+		}, codes.NotFound},
+		{"events: forged page token", func() error {
+			_, err := admin.ListEvents(ctx, &mamoriv1.ListEventsRequest{PageToken: "-5"})
+			return err
+		}, codes.InvalidArgument},
+		{"token: negative uses", func() error {
+			_, err := admin.CreateEnrollmentToken(ctx, &mamoriv1.CreateEnrollmentTokenRequest{Uses: -1})
+			return err
+		}, codes.InvalidArgument},
+		{"token: too many uses", func() error {
+			_, err := admin.CreateEnrollmentToken(ctx, &mamoriv1.CreateEnrollmentTokenRequest{Uses: 1 << 30})
+			return err
+		}, codes.InvalidArgument},
+		{"token: ttl of a century", func() error {
+			_, err := admin.CreateEnrollmentToken(ctx, &mamoriv1.CreateEnrollmentTokenRequest{Ttl: durationpb.New(100 * 365 * 24 * time.Hour)})
+			return err
+		}, codes.InvalidArgument},
+		{"token: invalid ttl", func() error {
+			_, err := admin.CreateEnrollmentToken(ctx, &mamoriv1.CreateEnrollmentTokenRequest{Ttl: &durationpb.Duration{Seconds: 1, Nanos: -5}})
+			return err
+		}, codes.InvalidArgument},
+		{"revoke: unknown device", func() error {
+			_, err := admin.RevokeDevice(ctx, &mamoriv1.RevokeDeviceRequest{DeviceId: "nope", Reason: "x"})
+			return err
+		}, codes.NotFound},
+		{"revoke: huge reason", func() error {
+			_, err := admin.RevokeDevice(ctx, &mamoriv1.RevokeDeviceRequest{DeviceId: "nope", Reason: strings.Repeat("理", 400)})
+			return err
+		}, codes.InvalidArgument},
+		{"set policy: nil", func() error {
+			_, err := admin.SetPolicy(ctx, &mamoriv1.SetPolicyRequest{Reason: "x", ExpectedVersion: 1})
+			return err
+		}, codes.InvalidArgument},
+		{"set policy: no reason", func() error {
+			_, err := admin.SetPolicy(ctx, &mamoriv1.SetPolicyRequest{Policy: policy.Default(), ExpectedVersion: 1})
+			return err
+		}, codes.InvalidArgument},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) { wantCode(t, tc.call(), tc.code) })
+	}
+	if f := fleet(t, h); f.Total != 0 || f.PolicyVersion != 1 {
+		t.Fatalf("hostile calls changed state: %v", f)
+	}
+}
