@@ -2,8 +2,8 @@ package api_test
 
 import (
 	"context"
-	"os"
 	"crypto/tls"
+	"os"
 	"strings"
 	"testing"
 	"time"
