@@ -239,18 +239,21 @@ func (s *Set) call(ctx context.Context, c Control, what string, f func(context.C
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 	done := make(chan error, 1)
 	go func() {
-		defer func() {
-			s.mu.Lock()
-			s.busy[name] = false
-			s.mu.Unlock()
-		}()
+		var err error
+		// One deferred function, in this order: recover, clear busy, then
+		// hand over the result. Clearing busy after the send would let the
+		// next round see a finished call as still running.
 		defer func() {
 			if r := recover(); r != nil {
 				s.cfg.Log.Error("control panicked", "control", name, "call", what, "panic", r, "stack", string(debug.Stack()))
-				done <- fmt.Errorf("panic: %v", r)
+				err = fmt.Errorf("panic: %v", r)
 			}
+			s.mu.Lock()
+			s.busy[name] = false
+			s.mu.Unlock()
+			done <- err
 		}()
-		done <- f(ctx)
+		err = f(ctx)
 	}()
 	defer cancel()
 	select {

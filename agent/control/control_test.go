@@ -223,3 +223,18 @@ func TestNewSetRefuses(t *testing.T) {
 		})
 	}
 }
+
+// A fast call must never be reported as still busy in the next round: the
+// busy flag is cleared before the result is handed over.
+func TestFastCallsAreNeverBusy(t *testing.T) {
+	c := &controltest.Control{ControlName: "fast"}
+	s := newSet(t, &controltest.Emitter{}, time.Second, c)
+	p := pol(map[string]mamoriv1.Mode{"fast": mamoriv1.Mode_MODE_ENFORCE})
+	for i := range 1000 {
+		for _, st := range s.Round(context.Background(), p) {
+			if st.State == mamoriv1.ControlState_CONTROL_STATE_FAILED {
+				t.Fatalf("round %d: %s", i, st.Detail)
+			}
+		}
+	}
+}
