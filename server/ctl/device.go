@@ -180,6 +180,8 @@ func (c *cli) modeName(m mamoriv1.Mode) string {
 		return c.p.Sprintf("ctl.mode.monitor")
 	case mamoriv1.Mode_MODE_ENFORCE:
 		return c.p.Sprintf("ctl.mode.enforce")
+	case mamoriv1.Mode_MODE_UNSPECIFIED:
+		return "-" // a control the policy does not name has no mode
 	}
 	return c.p.Sprintf("ctl.mode.unknown", int32(m))
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/mamori-dev/mamori/agent/daemon"
 	"github.com/mamori-dev/mamori/agent/enroll"
 	"github.com/mamori-dev/mamori/agent/facts"
+	"github.com/mamori-dev/mamori/agent/isolation"
 	"github.com/mamori-dev/mamori/agent/spool"
 	"github.com/mamori-dev/mamori/agent/state"
 	"github.com/mamori-dev/mamori/agent/svc"
@@ -132,8 +133,16 @@ func doRun(cfg config.Config, inv cli.Invocation, log *slog.Logger, p *i18n.Prin
 	dcfg := daemon.DefaultConfig()
 	dcfg.State, dcfg.Spool, dcfg.Log, dcfg.Version = dir, sp, log, buildinfo.Version
 	dcfg.Servers, dcfg.Token, dcfg.CAFingerprint = cfg.Servers, cfg.Token, cfg.CAFingerprint
-	// The media, login-mfa and isolation controls plug in here
-	// (dcfg.Controls), each built with daemon.NewEmitter(sp, nil).
+	// Controls plug in here, each emitting through the durable spool.
+	// The isolation control must always let the agent reach its servers:
+	// the configured ones, else those recorded at enrolment.
+	servers := cfg.Servers
+	if id, err := dir.LoadIdentity(); len(servers) == 0 && err == nil {
+		servers = id.Device.Servers
+	}
+	dcfg.Controls = append(dcfg.Controls,
+		isolation.New(isolation.Options{Emitter: daemon.NewEmitter(sp, nil), Log: log, Servers: servers}),
+	)
 	d, err := daemon.New(dcfg)
 	if err != nil {
 		fmt.Fprintln(stderr, p.Sprintf(cli.MsgRunFailed, err))

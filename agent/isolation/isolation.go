@@ -1,0 +1,813 @@
+// Package isolation is the "isolation" control: it proves, and in enforce
+// mode makes sure, that a My Number tier terminal cannot reach the other
+// tiers (LGWAN, Internet).
+//
+// Every round it observes:
+//
+//   - each canary (a host:port in another tier) by a TCP connect with a
+//     short time-out: a connect that succeeds is a violation;
+//   - the forbidden DNS name, asked directly of the nameservers in
+//     resolv.conf: an answer with addresses is a finding;
+//   - the routes: a default route through a gateway outside the allowed
+//     networks, or any route towards a network that is not allowed, is a
+//     finding;
+//   - the network interfaces: one outside allowed_interfaces, or one that
+//     appeared after the first observation with no_new_interfaces, is a
+//     finding (a USB tethering or Wi-Fi adapter).
+//
+// In enforce mode it keeps an nftables table of its own, inet "mamori"
+// (netlink, no nft binary), that lets through loopback, established and
+// related traffic, IPv6 neighbour discovery, the allowed networks and
+// services and the mamori servers, and counts and drops everything else.
+// The table is compared with the desired one every round: a rule changed or
+// deleted by hand is reported (DEGRADED, an event) and the table replaced
+// atomically. In monitor mode, or when the policy drops the control, the
+// table is deleted. No other table is ever touched.
+//
+// The state is ENFORCED only in enforce mode, with the table present and
+// unchanged, every canary unreachable and no other finding; MONITORING in
+// monitor mode (findings as evidence); FAILED when a canary is reachable;
+// DEGRADED for any other finding. New findings are emitted as "finding"
+// events once, and "finding_cleared" when they go away.
+//
+// Decisions live in this file and its pure siblings (settings, routes,
+// rules, probe); isolation_linux.go and isolation_windows.go only make
+// system calls. Linux does everything; Windows checks canaries, DNS and
+// interfaces and cannot enforce; other systems return errors.ErrUnsupported.
+package isolation
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net"
+	"net/netip"
+	"os"
+	"path"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mamori-dev/mamori/agent/control"
+	"github.com/mamori-dev/mamori/internal/policy"
+	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
+)
+
+// Event kinds this control emits (besides the Set's state_changed).
+const (
+	KindFinding          = "finding"           // attrs: finding, detail
+	KindFindingCleared   = "finding_cleared"   // attrs: finding
+	KindRulesetApplied   = "ruleset_applied"   // attrs: rules
+	KindRulesetReapplied = "ruleset_reapplied" // attrs: differences
+	KindRulesetRemoved   = "ruleset_removed"
+)
+
+// Options configures the control.
+type Options struct {
+	// Emitter receives the control's events. Nil drops them.
+	Emitter control.Emitter
+	// Log receives failures. Nil discards.
+	Log *slog.Logger
+	// Servers are the agent's own server addresses, "host:port" as in the
+	// agent config. They are always allowed in enforce mode; names are
+	// resolved with the system resolver at each Apply.
+	Servers []string
+	// Netns is the path of the network namespace to observe and enforce in
+	// (e.g. /run/netns/NAME). Empty: the agent's own. Linux only.
+	Netns string
+	// Proc is the procfs root. Empty means /proc.
+	Proc string
+	// ResolvConf lists the nameservers the DNS check asks. Empty means
+	// /etc/resolv.conf on Linux, the system resolver on Windows.
+	ResolvConf string
+}
+
+// system is what differs per OS: system calls only.
+type system interface {
+	// dial connects from where the control observes and enforces (the
+	// network namespace on Linux). addr is an address literal with a port.
+	dial(ctx context.Context, network, addr string) (net.Conn, error)
+	// routes returns the IPv4 and IPv6 routes, or errNotObserved.
+	routes() ([]Route, error)
+	// interfaces returns the names of the network interfaces.
+	interfaces() ([]string, error)
+	// classify names the outcome of a failed connect.
+	classify(err error) string
+	// firewall is nil where mamori cannot enforce.
+	firewall() firewall
+	// defaultResolvConf is where the nameservers are listed; "" means ask
+	// the system resolver instead.
+	defaultResolvConf() string
+}
+
+// firewall drives mamori's own table.
+type firewall interface {
+	// apply replaces the table with rules, atomically.
+	apply(ctx context.Context, rules []Rule) error
+	// items is the table as the kernel would hold it after apply(rules).
+	items(rules []Rule) []Item
+	// live reads the table: whether it exists, its chains and rules, and
+	// the packets the drop rules counted.
+	live(ctx context.Context) (present bool, items []Item, dropped uint64, err error)
+	// remove deletes the table, reporting whether it existed.
+	remove(ctx context.Context) (bool, error)
+}
+
+// errNotObserved marks a check this OS does not do.
+var errNotObserved = errors.New("not observed on this system")
+
+// Control is the isolation control. It is safe for concurrent use.
+type Control struct {
+	o      Options
+	log    *slog.Logger
+	sys    system
+	sysErr error
+
+	mu            sync.Mutex
+	mode          mamoriv1.Mode
+	inPolicy      bool
+	settings      Settings
+	settingsErr   error
+	agentServers  []netip.AddrPort
+	resolved      map[string][]netip.AddrPort // last good resolution of Options.Servers names
+	notes         []string
+	applied       []Rule // the ruleset mamori last put in place; nil: none
+	repaired      []string
+	baseline      map[string]bool
+	reported      map[string]string // finding key → detail, as emitted
+	lastNoNewIfcs bool
+}
+
+// New returns the control.
+func New(o Options) *Control {
+	if o.Proc == "" {
+		o.Proc = "/proc"
+	}
+	sys, err := newSystem(o)
+	return newControl(o, sys, err)
+}
+
+func newControl(o Options, sys system, sysErr error) *Control {
+	c := &Control{o: o, log: o.Log, sys: sys, sysErr: sysErr,
+		reported: map[string]string{}, resolved: map[string][]netip.AddrPort{}}
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
+	}
+	if c.sysErr == nil && c.o.ResolvConf == "" {
+		c.o.ResolvConf = c.sys.defaultResolvConf()
+	}
+	return c
+}
+
+// Name is "isolation".
+func (c *Control) Name() string { return policy.ControlIsolation }
+
+// Apply reads the settings and brings the firewall in line: the table in
+// enforce mode (re-applied when it drifted), no table otherwise. Invalid
+// settings change nothing — the last good ruleset stays in force — and are
+// returned as the error.
+func (c *Control) Apply(ctx context.Context, p *mamoriv1.ControlPolicy) error {
+	if c.sysErr != nil {
+		return c.sysErr
+	}
+	if p == nil {
+		c.mu.Lock()
+		c.inPolicy, c.settingsErr = false, nil
+		c.mu.Unlock()
+		return c.removeTable(ctx, "the policy no longer names the isolation control")
+	}
+	s, err := ParseSettings(p.GetSettings())
+	if err != nil {
+		c.mu.Lock()
+		c.inPolicy, c.mode, c.settingsErr = true, p.GetMode(), err
+		c.mu.Unlock()
+		return fmt.Errorf("isolation settings (nothing changed; fix the policy): %w", err)
+	}
+	servers, notes := c.resolveServers(ctx)
+	c.mu.Lock()
+	c.inPolicy, c.mode, c.settings, c.settingsErr = true, p.GetMode(), s, nil
+	c.agentServers, c.notes = servers, notes
+	if s.NoNewInterfaces != c.lastNoNewIfcs {
+		c.baseline, c.lastNoNewIfcs = nil, s.NoNewInterfaces
+	}
+	c.mu.Unlock()
+
+	if p.GetMode() != mamoriv1.Mode_MODE_ENFORCE {
+		return c.removeTable(ctx, "monitor mode")
+	}
+	if len(servers)+len(s.Servers) == 0 {
+		return errors.New("enforce mode needs the mamori server's address (agent config or the servers setting), or the agent would cut itself off")
+	}
+	fw := c.sys.firewall()
+	if fw == nil {
+		return fmt.Errorf("enforce mode: %w here: enforce tier isolation with the OS firewall (e.g. Windows Firewall by GPO); mamori still checks canaries and DNS", errors.ErrUnsupported)
+	}
+	rules := DesiredRules(s, servers)
+	c.mu.Lock()
+	applied := c.applied
+	c.mu.Unlock()
+	if applied != nil && slices.Equal(applied, rules) {
+		present, got, _, err := fw.live(ctx)
+		if err != nil {
+			return fmt.Errorf("read table inet %s: %w", TableName, err)
+		}
+		diffs := tableDiff(present, fw.items(rules), got)
+		if len(diffs) == 0 {
+			return nil
+		}
+		if err := fw.apply(ctx, rules); err != nil {
+			return fmt.Errorf("re-apply table inet %s after it was altered (%s): %w", TableName, strings.Join(diffs, "; "), err)
+		}
+		c.mu.Lock()
+		c.repaired = diffs
+		c.mu.Unlock()
+		c.log.WarnContext(ctx, "isolation ruleset was altered outside mamori; re-applied", "differences", diffs)
+		c.emit(ctx, KindRulesetReapplied, map[string]string{"differences": clipN(strings.Join(diffs, "; "), 4000)})
+		return nil
+	}
+	if err := fw.apply(ctx, rules); err != nil {
+		return fmt.Errorf("apply table inet %s: %w (needs root, or CAP_NET_ADMIN, and nf_tables in the kernel)", TableName, err)
+	}
+	c.mu.Lock()
+	c.applied = rules
+	c.mu.Unlock()
+	c.log.InfoContext(ctx, "isolation ruleset applied", "rules", len(rules))
+	c.emit(ctx, KindRulesetApplied, map[string]string{"rules": strconv.Itoa(len(rules))})
+	return nil
+}
+
+func tableDiff(present bool, want, got []Item) []string {
+	if !present {
+		return []string{"table inet " + TableName + " missing"}
+	}
+	return Diff(want, got)
+}
+
+func (c *Control) removeTable(ctx context.Context, why string) error {
+	c.mu.Lock()
+	c.applied, c.repaired = nil, nil
+	c.mu.Unlock()
+	fw := c.sys.firewall()
+	if fw == nil {
+		return nil
+	}
+	removed, err := fw.remove(ctx)
+	if err != nil {
+		return fmt.Errorf("remove table inet %s: %w", TableName, err)
+	}
+	if removed {
+		c.log.InfoContext(ctx, "isolation ruleset removed", "why", why)
+		c.emit(ctx, KindRulesetRemoved, map[string]string{"why": why})
+	}
+	return nil
+}
+
+// resolveServers turns Options.Servers into addresses. A name that does not
+// resolve keeps its last good addresses, and a note says so.
+func (c *Control) resolveServers(ctx context.Context) ([]netip.AddrPort, []string) {
+	var out []netip.AddrPort
+	var notes []string
+	for _, s := range c.o.Servers {
+		if ap, err := netip.ParseAddrPort(s); err == nil {
+			out = append(out, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()))
+			continue
+		}
+		host, ps, err := net.SplitHostPort(s)
+		port, perr := strconv.ParseUint(ps, 10, 16)
+		if err != nil || perr != nil || port == 0 {
+			notes = append(notes, fmt.Sprintf("server %q is not host:port", clip(s)))
+			continue
+		}
+		lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		addrs, err := net.DefaultResolver.LookupNetIP(lctx, "ip", host)
+		cancel()
+		c.mu.Lock()
+		if err == nil && len(addrs) > 0 {
+			var aps []netip.AddrPort
+			for _, a := range addrs {
+				aps = append(aps, netip.AddrPortFrom(a.Unmap(), uint16(port)))
+			}
+			// A stable order, so that round-robin DNS does not look like a
+			// policy change every round.
+			slices.SortFunc(aps, netip.AddrPort.Compare)
+			c.resolved[s] = slices.Compact(aps)
+		} else {
+			notes = append(notes, fmt.Sprintf("server %s did not resolve (%v); using the last addresses known", clip(s), err))
+		}
+		out = append(out, c.resolved[s]...)
+		c.mu.Unlock()
+	}
+	return out, notes
+}
+
+// Status observes and reports.
+func (c *Control) Status(ctx context.Context) (*mamoriv1.ControlStatus, error) {
+	if c.sysErr != nil {
+		return nil, c.sysErr
+	}
+	c.mu.Lock()
+	inPolicy, mode, s, serr := c.inPolicy, c.mode, c.settings, c.settingsErr
+	servers, notes, applied, repaired := c.agentServers, c.notes, c.applied, c.repaired
+	c.repaired = nil
+	c.mu.Unlock()
+	if !inPolicy {
+		return &mamoriv1.ControlStatus{State: mamoriv1.ControlState_CONTROL_STATE_NOT_APPLICABLE,
+			Detail: "the policy does not name the isolation control"}, nil
+	}
+	if serr != nil {
+		return &mamoriv1.ControlStatus{State: mamoriv1.ControlState_CONTROL_STATE_FAILED,
+			Detail: clipN("settings: "+serr.Error(), 1000)}, nil
+	}
+	obs := c.observe(ctx, mode, s, servers)
+	obs.Notes = notes
+	if mode == mamoriv1.Mode_MODE_ENFORCE {
+		obs.Ruleset = c.observeRuleset(ctx, s, servers, applied)
+		obs.Ruleset.Repaired = repaired
+	}
+	fs := Findings(obs)
+	c.report(ctx, fs)
+	state, detail := Decide(obs, fs)
+	return &mamoriv1.ControlStatus{State: state, Detail: detail, Evidence: Evidence(obs, fs)}, nil
+}
+
+func (c *Control) observe(ctx context.Context, mode mamoriv1.Mode, s Settings, servers []netip.AddrPort) Observation {
+	obs := Observation{Mode: mode, Settings: s, AgentServers: servers}
+	obs.Routes, obs.RoutesErr = c.sys.routes()
+	obs.Interfaces, obs.InterfacesErr = c.sys.interfaces()
+	if obs.InterfacesErr == nil && s.NoNewInterfaces {
+		c.mu.Lock()
+		if c.baseline == nil {
+			c.baseline = map[string]bool{}
+			for _, n := range obs.Interfaces {
+				c.baseline[n] = true
+			}
+		}
+		for _, n := range obs.Interfaces {
+			if !c.baseline[n] {
+				obs.NewInterfaces = append(obs.NewInterfaces, n)
+			}
+		}
+		c.mu.Unlock()
+	}
+	res := resolver{sys: c.sys, timeout: s.ConnectTimeout, system: c.o.ResolvConf == ""}
+	if !res.system {
+		b, err := os.ReadFile(c.o.ResolvConf)
+		if err == nil {
+			res.servers, err = ParseResolvConf(b)
+		}
+		if err != nil {
+			obs.Notes = append(obs.Notes, "nameservers: "+err.Error())
+		}
+	}
+	var wg sync.WaitGroup
+	if s.ForbiddenDNSName != "" {
+		wg.Go(func() {
+			r := res.lookup(ctx, s.ForbiddenDNSName)
+			obs.DNS = &r
+		})
+	}
+	obs.Canaries = probeCanaries(ctx, c.sys, res, s.Canaries, s.ConnectTimeout)
+	wg.Wait()
+	return obs
+}
+
+func (c *Control) observeRuleset(ctx context.Context, s Settings, servers []netip.AddrPort, applied []Rule) *RulesetObservation {
+	ro := &RulesetObservation{}
+	fw := c.sys.firewall()
+	if fw == nil {
+		ro.Err = fmt.Errorf("enforcing: %w", errors.ErrUnsupported)
+		return ro
+	}
+	rules := DesiredRules(s, servers)
+	present, got, dropped, err := fw.live(ctx)
+	if err != nil {
+		ro.Err = err
+		return ro
+	}
+	ro.Present, ro.Rules, ro.Dropped = present, len(got), dropped
+	ro.Diffs = tableDiff(present, fw.items(rules), got)
+	if applied == nil && present {
+		// Apply failed or has not run: a table is there but not ours to
+		// vouch for.
+		ro.Diffs = append(ro.Diffs, "mamori has not applied this policy's ruleset yet")
+	}
+	return ro
+}
+
+// report emits new findings and cleared ones. A finding is emitted once
+// while it lasts; if emitting fails it is tried again next round.
+func (c *Control) report(ctx context.Context, fs []Finding) {
+	c.mu.Lock()
+	prev := maps.Clone(c.reported)
+	c.mu.Unlock()
+	now := map[string]string{}
+	for _, f := range fs {
+		if _, ok := prev[f.Key]; ok {
+			now[f.Key] = prev[f.Key]
+			continue
+		}
+		if len(now) >= maxFindingEvents {
+			break
+		}
+		if c.emit(ctx, KindFinding, map[string]string{"finding": f.Key, "detail": clipN(f.Detail, 4000)}) {
+			now[f.Key] = f.Detail
+		}
+	}
+	for k := range prev {
+		if _, still := now[k]; still || slices.ContainsFunc(fs, func(f Finding) bool { return f.Key == k }) {
+			continue
+		}
+		if !c.emit(ctx, KindFindingCleared, map[string]string{"finding": k}) {
+			now[k] = prev[k] // try again next round
+		}
+	}
+	c.mu.Lock()
+	c.reported = now
+	c.mu.Unlock()
+}
+
+func (c *Control) emit(ctx context.Context, kind string, attrs map[string]string) bool {
+	if c.o.Emitter == nil {
+		return true
+	}
+	if err := c.o.Emitter.Emit(ctx, policy.ControlIsolation, kind, attrs); err != nil {
+		c.log.ErrorContext(ctx, "could not record an isolation event", "kind", kind, "error", err)
+		return false
+	}
+	return true
+}
+
+// Observation is everything one round saw. The pure functions Findings,
+// Decide and Evidence turn it into the status.
+type Observation struct {
+	Mode          mamoriv1.Mode
+	Settings      Settings
+	AgentServers  []netip.AddrPort
+	Routes        []Route
+	RoutesErr     error
+	Interfaces    []string
+	InterfacesErr error
+	NewInterfaces []string
+	Canaries      []CanaryResult
+	DNS           *DNSResult // nil: no forbidden name set
+	Ruleset       *RulesetObservation
+	Notes         []string
+}
+
+// RulesetObservation is the state of mamori's table in enforce mode.
+type RulesetObservation struct {
+	Present  bool
+	Rules    int
+	Dropped  uint64
+	Diffs    []string // live table vs desired
+	Repaired []string // differences Apply found and repaired since the last Status
+	Err      error
+}
+
+// Severity of a finding.
+type Severity int
+
+const (
+	// Degraded: isolation is in doubt.
+	Degraded Severity = iota
+	// Violation: another tier is reachable.
+	Violation
+)
+
+// Finding is one thing wrong. Key is stable across rounds.
+type Finding struct {
+	Key      string
+	Detail   string
+	Severity Severity
+}
+
+// maxFindingsPerKind bounds findings about routes and interfaces;
+// maxFindingEvents the findings followed by events.
+const (
+	maxFindingsPerKind = 8
+	maxFindingEvents   = 48
+)
+
+// Findings lists what is wrong in an observation, most severe first.
+func Findings(o Observation) []Finding {
+	var fs []Finding
+	for _, cr := range o.Canaries {
+		k := "canary " + cr.Target.String()
+		switch cr.Outcome {
+		case OutcomeReachable:
+			fs = append(fs, Finding{k, fmt.Sprintf("canary %s is reachable (%s): this terminal can reach another tier", cr.Target, cr.Detail), Violation})
+		case OutcomeRefused:
+			fs = append(fs, Finding{k, fmt.Sprintf("canary %s refused the connection (%s): packets to the other tier get out and something answers", cr.Target, cr.Detail), Degraded})
+		case OutcomeError:
+			fs = append(fs, Finding{k, fmt.Sprintf("canary %s could not be checked: %s", cr.Target, cr.Detail), Degraded})
+		}
+	}
+	if len(o.Settings.Canaries) == 0 {
+		fs = append(fs, Finding{"canaries none", "no canaries in the policy: nothing proves this terminal cannot reach other tiers (set canaries)", Degraded})
+	}
+	if o.DNS != nil && len(o.DNS.Addrs) > 0 {
+		fs = append(fs, Finding{"dns " + o.Settings.ForbiddenDNSName, fmt.Sprintf("forbidden name %s resolves (to %s, answered by %s): names outside the tier can be looked up",
+			o.Settings.ForbiddenDNSName, joinAddrs(o.DNS.Addrs, 4), serverName(o.DNS.Server)), Degraded})
+	}
+	fs = append(fs, routeFindings(o)...)
+	fs = append(fs, interfaceFindings(o)...)
+	if rs := o.Ruleset; rs != nil {
+		switch {
+		case rs.Err != nil:
+			fs = append(fs, Finding{"ruleset error", "cannot read table inet " + TableName + ": " + rs.Err.Error(), Degraded})
+		case len(rs.Diffs) > 0:
+			fs = append(fs, Finding{"ruleset altered", "table inet " + TableName + " differs from the policy (" + strings.Join(rs.Diffs, "; ") + "): mamori re-applies it next round", Degraded})
+		case len(rs.Repaired) > 0:
+			fs = append(fs, Finding{"ruleset altered", "table inet " + TableName + " was altered outside mamori (" + strings.Join(rs.Repaired, "; ") + ") and has been re-applied", Degraded})
+		}
+	}
+	slices.SortStableFunc(fs, func(a, b Finding) int { return int(b.Severity) - int(a.Severity) })
+	return fs
+}
+
+func routeFindings(o Observation) []Finding {
+	if o.RoutesErr != nil {
+		if errors.Is(o.RoutesErr, errNotObserved) {
+			return nil
+		}
+		return []Finding{{"routes error", "cannot read the routing table: " + o.RoutesErr.Error(), Degraded}}
+	}
+	var fs []Finding
+	n := 0
+	for _, r := range o.Routes {
+		if !r.Path() || specialNet(r.Dst) {
+			continue
+		}
+		var why string
+		switch {
+		case r.Default() && !r.Gateway.IsValid():
+			why = "default route " + r.String() + " has no gateway: everything else leaves through " + r.Iface
+		case r.Default() && !inAllowed(o.Settings.AllowedNetworks, netip.PrefixFrom(r.Gateway, r.Gateway.BitLen())):
+			why = "default route " + r.String() + ": the gateway is outside the allowed networks"
+		case !r.Default() && !inAllowed(o.Settings.AllowedNetworks, r.Dst) && !isAllowedHost(o, r.Dst):
+			why = "route " + r.String() + " leads to a network that is not allowed"
+		default:
+			continue
+		}
+		if n++; n > maxFindingsPerKind {
+			fs = append(fs, Finding{"routes more", "more routes outside the allowed networks (evidence lists them)", Degraded})
+			break
+		}
+		fs = append(fs, Finding{"route " + r.String(), why, Degraded})
+	}
+	return fs
+}
+
+// specialNet is loopback, link-local or multicast: not a way to a tier.
+func specialNet(p netip.Prefix) bool {
+	a := p.Addr()
+	return p.Bits() > 0 && (a.IsLoopback() || a.IsLinkLocalUnicast() || a.IsMulticast() || a.IsInterfaceLocalMulticast())
+}
+
+func inAllowed(allowed []netip.Prefix, p netip.Prefix) bool {
+	for _, a := range allowed {
+		if a.Bits() <= p.Bits() && a.Contains(p.Addr()) {
+			return true
+		}
+	}
+	return false
+}
+
+func isAllowedHost(o Observation, p netip.Prefix) bool {
+	if p.Bits() != p.Addr().BitLen() {
+		return false
+	}
+	a := p.Addr()
+	for _, s := range slices.Concat(o.AgentServers, o.Settings.Servers) {
+		if s.Addr() == a {
+			return true
+		}
+	}
+	for _, s := range o.Settings.AllowedServices {
+		if s.Addr.Addr() == a {
+			return true
+		}
+	}
+	return false
+}
+
+func interfaceFindings(o Observation) []Finding {
+	if o.InterfacesErr != nil {
+		if errors.Is(o.InterfacesErr, errNotObserved) {
+			return nil
+		}
+		return []Finding{{"interfaces error", "cannot list network interfaces: " + o.InterfacesErr.Error(), Degraded}}
+	}
+	var fs []Finding
+	if len(o.Settings.AllowedInterfaces) > 0 {
+		for _, n := range unexpectedInterfaces(o) {
+			if len(fs) >= maxFindingsPerKind {
+				break
+			}
+			fs = append(fs, Finding{"interface " + n, "interface " + n + " is not in allowed_interfaces (a USB tethering or Wi-Fi adapter?)", Degraded})
+		}
+	}
+	for _, n := range o.NewInterfaces {
+		if len(fs) >= 2*maxFindingsPerKind {
+			break
+		}
+		if slices.ContainsFunc(fs, func(f Finding) bool { return f.Key == "interface "+n }) {
+			continue
+		}
+		fs = append(fs, Finding{"interface " + n, "interface " + n + " appeared after the first observation (no_new_interfaces)", Degraded})
+	}
+	return fs
+}
+
+func unexpectedInterfaces(o Observation) []string {
+	var out []string
+	for _, n := range o.Interfaces {
+		if n == "lo" || interfaceAllowed(o.Settings.AllowedInterfaces, n) {
+			continue
+		}
+		out = append(out, n)
+	}
+	return out
+}
+
+func interfaceAllowed(patterns []string, name string) bool {
+	for _, p := range patterns {
+		if ok, _ := path.Match(p, name); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// Decide turns findings into a state and a one-line detail.
+func Decide(o Observation, fs []Finding) (mamoriv1.ControlState, string) {
+	var msgs []string
+	for _, f := range fs {
+		msgs = append(msgs, f.Detail)
+	}
+	summary := func(prefix string) string {
+		return clipN(prefix+strings.Join(msgs, "; "), 1000)
+	}
+	if o.Mode != mamoriv1.Mode_MODE_ENFORCE {
+		if len(fs) == 0 {
+			return mamoriv1.ControlState_CONTROL_STATE_MONITORING, fmt.Sprintf("monitoring: no findings (%s)", canarySummary(o))
+		}
+		return mamoriv1.ControlState_CONTROL_STATE_MONITORING, summary(fmt.Sprintf("monitoring, %d finding(s): ", len(fs)))
+	}
+	if len(fs) == 0 {
+		return mamoriv1.ControlState_CONTROL_STATE_ENFORCED, fmt.Sprintf("ruleset in force, unchanged (%d rules, %d packets dropped); %s",
+			o.Ruleset.Rules, o.Ruleset.Dropped, canarySummary(o))
+	}
+	if fs[0].Severity == Violation {
+		return mamoriv1.ControlState_CONTROL_STATE_FAILED, summary("")
+	}
+	return mamoriv1.ControlState_CONTROL_STATE_DEGRADED, summary("")
+}
+
+func canarySummary(o Observation) string {
+	n := 0
+	for _, cr := range o.Canaries {
+		if outcomeRank(cr.Outcome) < outcomeRank(OutcomeError) {
+			n++
+		}
+	}
+	return fmt.Sprintf("%d of %d canaries unreachable", n, len(o.Canaries))
+}
+
+// Evidence is what the status carries for an officer: at most ~40 keys
+// (the server accepts 64) with values clipped to 4000 bytes.
+func Evidence(o Observation, fs []Finding) map[string]string {
+	ev := evidence(o, fs)
+	for k, v := range ev {
+		ev[k] = clipN(v, 4000)
+	}
+	return ev
+}
+
+func evidence(o Observation, fs []Finding) map[string]string {
+	ev := map[string]string{
+		"findings": strconv.Itoa(len(fs)),
+		"policy": fmt.Sprintf("%d allowed networks, %d allowed services, %d servers, %d canaries",
+			len(o.Settings.AllowedNetworks), len(o.Settings.AllowedServices), len(o.AgentServers)+len(o.Settings.Servers), len(o.Settings.Canaries)),
+	}
+	for _, cr := range o.Canaries {
+		ev["canary "+cr.Target.String()] = clipN(cr.Outcome+": "+cr.Detail, 4000)
+	}
+
+	if o.DNS != nil {
+		k := "dns " + o.Settings.ForbiddenDNSName
+		switch {
+		case len(o.DNS.Addrs) > 0:
+			ev[k] = "resolves to " + joinAddrs(o.DNS.Addrs, 8) + " via " + serverName(o.DNS.Server)
+		case o.DNS.Err != nil:
+			ev[k] = clipN("not resolvable: no nameserver answered ("+o.DNS.Err.Error()+")", 4000)
+		default:
+			ev[k] = "not resolvable: the nameservers return no address"
+		}
+	}
+	switch {
+	case errors.Is(o.RoutesErr, errNotObserved):
+		ev["routes"] = "not checked on this system"
+	case o.RoutesErr != nil:
+		ev["routes"] = clipN("error: "+o.RoutesErr.Error(), 4000)
+	default:
+		var defs, outside []string
+		for _, r := range o.Routes {
+			if !r.Path() || specialNet(r.Dst) {
+				continue
+			}
+			if r.Default() {
+				defs = append(defs, r.String())
+			} else if !inAllowed(o.Settings.AllowedNetworks, r.Dst) && !isAllowedHost(o, r.Dst) {
+				outside = append(outside, r.String())
+			}
+		}
+		ev["routes.default"] = clipN(orNone(defs), 4000)
+		ev["routes.outside_allowed"] = clipN(orNone(outside), 4000)
+	}
+	switch {
+	case errors.Is(o.InterfacesErr, errNotObserved):
+	case o.InterfacesErr != nil:
+		ev["interfaces"] = clipN("error: "+o.InterfacesErr.Error(), 4000)
+	default:
+		ev["interfaces"] = clipN(strings.Join(o.Interfaces, ", "), 4000)
+		if len(o.Settings.AllowedInterfaces) > 0 || o.Settings.NoNewInterfaces {
+			un := slices.Concat(unexpectedInterfaces(o), o.NewInterfaces)
+			if len(o.Settings.AllowedInterfaces) == 0 {
+				un = o.NewInterfaces
+			}
+			slices.Sort(un)
+			ev["interfaces.unexpected"] = clipN(orNone(slices.Compact(un)), 4000)
+		}
+	}
+	if rs := o.Ruleset; rs != nil {
+		switch {
+		case rs.Err != nil:
+			ev["ruleset"] = clipN("error: "+rs.Err.Error(), 4000)
+		case !rs.Present:
+			ev["ruleset"] = "absent"
+		case len(rs.Diffs) > 0:
+			ev["ruleset"] = clipN("altered: "+strings.Join(rs.Diffs, "; "), 4000)
+		default:
+			ev["ruleset"] = fmt.Sprintf("present, unchanged, %d rules", rs.Rules)
+		}
+		if rs.Present {
+			ev["ruleset.dropped_packets"] = strconv.FormatUint(rs.Dropped, 10)
+		}
+		if len(rs.Repaired) > 0 {
+			ev["ruleset.reapplied"] = clipN(strings.Join(rs.Repaired, "; "), 4000)
+		}
+	} else {
+		ev["ruleset"] = "none (monitor mode)"
+	}
+	if len(o.Notes) > 0 {
+		ev["notes"] = clipN(strings.Join(o.Notes, "; "), 4000)
+	}
+	return ev
+}
+
+func serverName(ap netip.AddrPort) string {
+	if !ap.IsValid() {
+		return "the system resolver"
+	}
+	return ap.String()
+}
+
+func orNone(s []string) string {
+	if len(s) == 0 {
+		return "none"
+	}
+	return strings.Join(s, ", ")
+}
+
+func joinAddrs(as []netip.Addr, max int) string {
+	var s []string
+	for i, a := range as {
+		if i == max {
+			s = append(s, "…")
+			break
+		}
+		s = append(s, a.String())
+	}
+	return strings.Join(s, ", ")
+}
+
+// clipN puts s on one line and shortens it to at most n bytes of valid
+// UTF-8.
+func clipN(s string, n int) string {
+	s = strings.ReplaceAll(strings.ReplaceAll(s, "\r", ""), "\n", "; ")
+	if len(s) <= n {
+		return s
+	}
+	s = s[:n-3]
+	for len(s) > 0 && !utf8ValidEnd(s) {
+		s = s[:len(s)-1]
+	}
+	return s + "…"
+}
+
+func utf8ValidEnd(s string) bool { return strings.ToValidUTF8(s, "") == s }

@@ -1,0 +1,309 @@
+package isolation
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/net/dns/dnsmessage"
+)
+
+// maxNameservers is how many nameservers the DNS check asks (as glibc).
+const maxNameservers = 3
+
+// ParseResolvConf returns the nameserver addresses of a resolv.conf, at
+// most three, port 53. Other lines are ignored; a nameserver that is not an
+// IP address is an error.
+func ParseResolvConf(b []byte) ([]netip.AddrPort, error) {
+	var out []netip.AddrPort
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	sc.Buffer(make([]byte, 0, 4096), 64<<10)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) < 2 || f[0] != "nameserver" {
+			continue
+		}
+		a, err := netip.ParseAddr(f[1])
+		if err != nil {
+			return nil, fmt.Errorf("resolv.conf: nameserver %q is not an IP address", clip(f[1]))
+		}
+		if len(out) < maxNameservers {
+			out = append(out, netip.AddrPortFrom(a.Unmap(), 53))
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("resolv.conf: %w", err)
+	}
+	return out, nil
+}
+
+// dnsQuery builds an A or AAAA query for name.
+func dnsQuery(id uint16, name string, qtype dnsmessage.Type) ([]byte, error) {
+	n, err := dnsmessage.NewName(name + ".")
+	if err != nil {
+		return nil, err
+	}
+	m := dnsmessage.Message{
+		Header:    dnsmessage.Header{ID: id, RecursionDesired: true},
+		Questions: []dnsmessage.Question{{Name: n, Type: qtype, Class: dnsmessage.ClassINET}},
+	}
+	return m.Pack()
+}
+
+// ParseDNSAnswer reads a reply to query id and returns the A/AAAA addresses
+// in it (CNAME chains included). A reply with another id, not a response,
+// or with an error code other than NXDOMAIN is an error; NXDOMAIN and an
+// empty answer give no addresses.
+func ParseDNSAnswer(b []byte, id uint16) ([]netip.Addr, error) {
+	var p dnsmessage.Parser
+	h, err := p.Start(b)
+	if err != nil {
+		return nil, fmt.Errorf("dns reply: %w", err)
+	}
+	if !h.Response || h.ID != id {
+		return nil, errors.New("dns reply: not a response to our query")
+	}
+	switch h.RCode {
+	case dnsmessage.RCodeSuccess, dnsmessage.RCodeNameError:
+	default:
+		return nil, fmt.Errorf("dns reply: %v", h.RCode)
+	}
+	if err := p.SkipAllQuestions(); err != nil {
+		return nil, fmt.Errorf("dns reply: %w", err)
+	}
+	var out []netip.Addr
+	for len(out) < 64 {
+		rh, err := p.AnswerHeader()
+		if errors.Is(err, dnsmessage.ErrSectionDone) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("dns reply: %w", err)
+		}
+		switch rh.Type {
+		case dnsmessage.TypeA:
+			r, err := p.AResource()
+			if err != nil {
+				return nil, fmt.Errorf("dns reply: %w", err)
+			}
+			out = append(out, netip.AddrFrom4(r.A))
+		case dnsmessage.TypeAAAA:
+			r, err := p.AAAAResource()
+			if err != nil {
+				return nil, fmt.Errorf("dns reply: %w", err)
+			}
+			out = append(out, netip.AddrFrom16(r.AAAA))
+		default:
+			if err := p.SkipAnswer(); err != nil {
+				return nil, fmt.Errorf("dns reply: %w", err)
+			}
+		}
+	}
+	return out, nil
+}
+
+// resolver asks nameservers directly over UDP, through the platform so
+// that sockets open where the control observes.
+type resolver struct {
+	sys     system
+	servers []netip.AddrPort
+	timeout time.Duration
+	system  bool // ask the system resolver instead of servers
+}
+
+// DNSResult is the outcome of resolving a name.
+type DNSResult struct {
+	Addrs  []netip.Addr
+	Server netip.AddrPort // which nameserver answered with addresses
+	Err    error          // no nameserver gave an answer
+}
+
+// lookup asks every nameserver at once for A and AAAA records and returns
+// the first answer with addresses, or, when none has any, whether at least
+// one nameserver answered at all.
+func (r resolver) lookup(ctx context.Context, name string) DNSResult {
+	if r.system {
+		ctx, cancel := context.WithTimeout(ctx, r.timeout)
+		defer cancel()
+		addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip", name)
+		var de *net.DNSError
+		if errors.As(err, &de) && de.IsNotFound {
+			return DNSResult{}
+		}
+		return DNSResult{Addrs: addrs, Err: err}
+	}
+	if len(r.servers) == 0 {
+		return DNSResult{Err: errors.New("no nameserver configured")}
+	}
+	ctx, cancel := context.WithTimeout(ctx, r.timeout)
+	defer cancel()
+	type answer struct {
+		server netip.AddrPort
+		addrs  []netip.Addr
+		err    error
+	}
+	ch := make(chan answer, 2*len(r.servers))
+	for _, srv := range r.servers {
+		for _, qt := range []dnsmessage.Type{dnsmessage.TypeA, dnsmessage.TypeAAAA} {
+			go func() {
+				addrs, err := r.exchange(ctx, srv, name, qt)
+				ch <- answer{srv, addrs, err}
+			}()
+		}
+	}
+	var errs []error
+	answered := false
+	for range 2 * len(r.servers) {
+		a := <-ch
+		if a.err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", a.server, a.err))
+			continue
+		}
+		answered = true
+		if len(a.addrs) > 0 {
+			return DNSResult{Addrs: a.addrs, Server: a.server}
+		}
+	}
+	if answered {
+		return DNSResult{}
+	}
+	return DNSResult{Err: errors.Join(errs...)}
+}
+
+func (r resolver) exchange(ctx context.Context, srv netip.AddrPort, name string, qt dnsmessage.Type) ([]netip.Addr, error) {
+	var idb [2]byte
+	_, _ = rand.Read(idb[:])
+	id := binary.BigEndian.Uint16(idb[:])
+	q, err := dnsQuery(id, name, qt)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := r.sys.dial(ctx, "udp", srv.String())
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(dl)
+	}
+	if _, err := conn.Write(q); err != nil {
+		return nil, err
+	}
+	buf := make([]byte, 1500)
+	for {
+		n, err := conn.Read(buf)
+		if err != nil {
+			return nil, err
+		}
+		addrs, err := ParseDNSAnswer(buf[:n], id)
+		if err == nil {
+			return addrs, nil
+		}
+		// A stray or forged datagram: keep waiting until the deadline.
+	}
+}
+
+// Canary outcomes.
+const (
+	OutcomeReachable   = "reachable"   // connected: the other tier is reachable
+	OutcomeRefused     = "refused"     // something answered with a reset
+	OutcomeBlocked     = "blocked"     // the local firewall refused the packet
+	OutcomeTimeout     = "timeout"     // no answer within the time-out
+	OutcomeUnreachable = "unreachable" // no route, or an ICMP unreachable
+	OutcomeUnresolved  = "unresolved"  // the canary's name does not resolve
+	OutcomeError       = "error"       // the check itself failed
+)
+
+// CanaryResult is the outcome of one canary: one of the Outcome values and
+// a detail for a person.
+type CanaryResult struct {
+	Target  Target
+	Outcome string
+	Detail  string
+}
+
+// probeCanaries connects to every canary at once, each bounded by timeout.
+func probeCanaries(ctx context.Context, sys system, res resolver, ts []Target, timeout time.Duration) []CanaryResult {
+	out := make([]CanaryResult, len(ts))
+	var wg sync.WaitGroup
+	for i, t := range ts {
+		wg.Go(func() { out[i] = probeCanary(ctx, sys, res, t, timeout) })
+	}
+	wg.Wait()
+	return out
+}
+
+func probeCanary(ctx context.Context, sys system, res resolver, t Target, timeout time.Duration) CanaryResult {
+	addrs := []netip.Addr{t.Addr}
+	if !t.Addr.IsValid() {
+		r := res.lookup(ctx, t.Host)
+		switch {
+		case r.Err != nil:
+			return CanaryResult{t, OutcomeUnresolved, "no nameserver answered: " + r.Err.Error()}
+		case len(r.Addrs) == 0:
+			return CanaryResult{t, OutcomeUnresolved, "the name does not resolve"}
+		}
+		addrs = r.Addrs
+		if len(addrs) > 4 {
+			addrs = addrs[:4]
+		}
+	}
+	// The worst outcome over the addresses counts.
+	best := CanaryResult{Target: t, Outcome: ""}
+	for _, a := range addrs {
+		ap := netip.AddrPortFrom(a, t.Port)
+		o, detail := dialOnce(ctx, sys, ap, timeout)
+		if !t.Addr.IsValid() {
+			detail = ap.String() + ": " + detail
+		}
+		if best.Outcome == "" || outcomeRank(o) > outcomeRank(best.Outcome) {
+			best.Outcome, best.Detail = o, detail
+		}
+	}
+	return best
+}
+
+func outcomeRank(o string) int {
+	return slices.Index([]string{OutcomeUnresolved, OutcomeBlocked, OutcomeUnreachable, OutcomeTimeout, OutcomeError, OutcomeRefused, OutcomeReachable}, o)
+}
+
+func dialOnce(ctx context.Context, sys system, ap netip.AddrPort, timeout time.Duration) (string, string) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	start := time.Now()
+	conn, err := sys.dial(ctx, "tcp", ap.String())
+	took := time.Since(start).Round(time.Millisecond)
+	if err == nil {
+		conn.Close()
+		return OutcomeReachable, fmt.Sprintf("connected in %v", took)
+	}
+	if errors.Is(err, context.DeadlineExceeded) || isTimeout(err) {
+		return OutcomeTimeout, fmt.Sprintf("no answer within %v", timeout)
+	}
+	o := sys.classify(err)
+	return o, fmt.Sprintf("%s after %v", shortErr(err), took)
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// shortErr drops the "dial tcp a->b:" prefix.
+func shortErr(err error) string {
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Err != nil {
+		return oe.Err.Error()
+	}
+	return err.Error()
+}

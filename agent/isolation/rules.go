@@ -1,0 +1,183 @@
+package isolation
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// TableName is the nftables table (family inet) that mamori owns. mamori
+// creates, compares, replaces and deletes this table only; other tables are
+// never read for changes nor written.
+const TableName = "mamori"
+
+// Chains of the table. Both are filter chains with policy drop, so that the
+// ruleset fails closed.
+const (
+	ChainInput  = "input"
+	ChainOutput = "output"
+)
+
+// Rule is one rule of the desired ruleset, independent of nftables. The
+// Linux code turns it into expressions; its String is stored in the rule's
+// comment and names it in drift reports.
+type Rule struct {
+	Chain       string
+	Iface       string       // loopback rule: "lo"
+	Established bool         // ct state established,related
+	Net         netip.Prefix // destination (output) or source (input)
+	Proto       string       // "tcp", "udp", "icmpv6" or "" for any
+	Port        uint16       // destination port, with tcp/udp
+	ICMPv6ND    bool         // ICMPv6 router and neighbour discovery (types 133–136)
+	Drop        bool         // counter drop; otherwise accept
+	Why         string
+}
+
+func (r Rule) String() string {
+	var b strings.Builder
+	b.WriteString(r.Chain + ":")
+	switch {
+	case r.Iface != "":
+		b.WriteString(" iface " + r.Iface)
+	case r.Established:
+		b.WriteString(" established,related")
+	case r.ICMPv6ND:
+		b.WriteString(" icmpv6 nd")
+	}
+	if r.Net.IsValid() {
+		if r.Chain == ChainInput {
+			b.WriteString(" from ")
+		} else {
+			b.WriteString(" to ")
+		}
+		b.WriteString(r.Net.String())
+	}
+	if r.Proto != "" && !r.ICMPv6ND {
+		b.WriteString(" " + r.Proto)
+	}
+	if r.Port != 0 {
+		b.WriteString(" port " + strconv.Itoa(int(r.Port)))
+	}
+	if r.Drop {
+		b.WriteString(" counter drop")
+	} else {
+		b.WriteString(" accept")
+	}
+	if r.Why != "" {
+		b.WriteString(" (" + r.Why + ")")
+	}
+	return b.String()
+}
+
+// DesiredRules is the ruleset for settings s and the agent's own server
+// addresses: loopback, established/related and IPv6 neighbour discovery
+// both ways; out to the allowed networks, services and servers; in from the
+// allowed networks; everything else counted and dropped.
+func DesiredRules(s Settings, agentServers []netip.AddrPort) []Rule {
+	var rs []Rule
+	for _, ch := range []string{ChainInput, ChainOutput} {
+		rs = append(rs,
+			Rule{Chain: ch, Iface: "lo", Why: "loopback"},
+			Rule{Chain: ch, Established: true, Why: "replies"},
+			Rule{Chain: ch, ICMPv6ND: true, Proto: "icmpv6", Why: "neighbour discovery"},
+		)
+		for _, p := range s.AllowedNetworks {
+			rs = append(rs, Rule{Chain: ch, Net: p, Why: "allowed network"})
+		}
+		if ch == ChainOutput {
+			seen := map[string]bool{}
+			add := func(ap netip.AddrPort, proto, why string) {
+				k := ap.String() + "/" + proto
+				if seen[k] {
+					return
+				}
+				seen[k] = true
+				rs = append(rs, Rule{Chain: ch, Net: netip.PrefixFrom(ap.Addr(), ap.Addr().BitLen()), Proto: proto, Port: ap.Port(), Why: why})
+			}
+			for _, ap := range agentServers {
+				add(ap, "tcp", "mamori server")
+			}
+			for _, ap := range s.Servers {
+				add(ap, "tcp", "mamori server")
+			}
+			for _, sv := range s.AllowedServices {
+				add(sv.Addr, sv.Proto, "allowed service")
+			}
+		}
+		rs = append(rs, Rule{Chain: ch, Drop: true, Why: "everything else"})
+	}
+	return rs
+}
+
+// Item is one element of a ruleset as compared for drift: a chain or a
+// rule, named by Tag (the rule comment or the chain's description) with
+// Body the canonical text of what the kernel holds for it.
+type Item struct {
+	Chain string
+	Tag   string
+	Body  string
+}
+
+// Diff compares the live ruleset with the desired one and describes each
+// difference for a person: missing, altered, unexpected or reordered rules
+// and chains. Nil means identical.
+func Diff(want, got []Item) []string {
+	var out []string
+	key := func(it Item) string { return it.Chain + "\x00" + it.Tag }
+	gotBy := map[string][]Item{}
+	for _, it := range got {
+		gotBy[key(it)] = append(gotBy[key(it)], it)
+	}
+	wantBy := map[string]int{}
+	for _, it := range want {
+		wantBy[key(it)]++
+		g := gotBy[key(it)]
+		switch {
+		case len(g) == 0:
+			out = append(out, "missing "+describe(it))
+		case !slices.ContainsFunc(g, func(x Item) bool { return x.Body == it.Body }):
+			out = append(out, "altered "+describe(it))
+		}
+	}
+	for _, it := range got {
+		if wantBy[key(it)] == 0 {
+			out = append(out, "unexpected "+describe(it))
+			wantBy[key(it)] = -1 // report once
+		} else if n := len(gotBy[key(it)]); n > wantBy[key(it)] && wantBy[key(it)] > 0 {
+			out = append(out, fmt.Sprintf("%d copies of %s", n, describe(it)))
+			wantBy[key(it)] = -1
+		}
+	}
+	if len(out) == 0 && len(want) == len(got) {
+		// Chains may be listed in any order; rules within one may not.
+		inChain := func(items []Item, ch string) []string {
+			var ks []string
+			for _, it := range items {
+				if it.Chain == ch {
+					ks = append(ks, it.Tag)
+				}
+			}
+			return ks
+		}
+		for _, it := range want {
+			if !slices.Equal(inChain(want, it.Chain), inChain(got, it.Chain)) {
+				return []string{"rules reordered in chain " + it.Chain}
+			}
+		}
+	}
+	return out
+}
+
+func describe(it Item) string {
+	if strings.HasPrefix(it.Tag, "chain ") && !strings.Contains(it.Tag, ":") {
+		return it.Tag + " [" + clip(it.Body) + "]"
+	}
+	if it.Tag == "" {
+		return "rule in chain " + it.Chain + " [" + clip(it.Body) + "]"
+	}
+	return "rule " + strconvQuote(it.Tag)
+}
+
+func strconvQuote(s string) string { return strconv.Quote(clip(s)) }

@@ -1,0 +1,282 @@
+package isolation
+
+import (
+	"net/netip"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestParseSettingsValid(t *testing.T) {
+	got, err := ParseSettings(map[string]string{
+		SettingAllowedNetworks:   "10.20.0.0/16, 192.168.5.0/24\n fd00:1::/48",
+		SettingAllowedServices:   "172.16.1.10:443,172.16.1.53:53/udp [fd00:2::1]:8443/tcp",
+		SettingServers:           "172.16.9.1:7443",
+		SettingCanaries:          "172.31.0.1:443, www.example.jp:80, [2001:db8::1]:443",
+		SettingForbiddenDNSName:  "WWW.Example.JP.",
+		SettingAllowedInterfaces: "lo,eth0, enp*",
+		SettingNoNewInterfaces:   "true",
+		SettingConnectTimeout:    "750ms",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Settings{
+		AllowedNetworks: []netip.Prefix{netip.MustParsePrefix("10.20.0.0/16"), netip.MustParsePrefix("192.168.5.0/24"), netip.MustParsePrefix("fd00:1::/48")},
+		AllowedServices: []Service{
+			{netip.MustParseAddrPort("172.16.1.10:443"), "tcp"},
+			{netip.MustParseAddrPort("172.16.1.53:53"), "udp"},
+			{netip.MustParseAddrPort("[fd00:2::1]:8443"), "tcp"},
+		},
+		Servers: []netip.AddrPort{netip.MustParseAddrPort("172.16.9.1:7443")},
+		Canaries: []Target{
+			{Host: "172.31.0.1", Port: 443, Addr: netip.MustParseAddr("172.31.0.1")},
+			{Host: "www.example.jp", Port: 80},
+			{Host: "2001:db8::1", Port: 443, Addr: netip.MustParseAddr("2001:db8::1")},
+		},
+		ForbiddenDNSName:  "www.example.jp",
+		AllowedInterfaces: []string{"lo", "eth0", "enp*"},
+		NoNewInterfaces:   true,
+		ConnectTimeout:    750 * time.Millisecond,
+	}
+	if d := cmp.Diff(want, got, cmp.Comparer(func(a, b netip.Addr) bool { return a == b }),
+		cmp.Comparer(func(a, b netip.Prefix) bool { return a == b }), cmp.Comparer(func(a, b netip.AddrPort) bool { return a == b })); d != "" {
+		t.Errorf("(-want +got)\n%s", d)
+	}
+	if got.Canaries[2].String() != "[2001:db8::1]:443" {
+		t.Errorf("canary string %q", got.Canaries[2])
+	}
+}
+
+func TestParseSettingsDefaults(t *testing.T) {
+	s, err := ParseSettings(nil)
+	if err != nil || s.ConnectTimeout != DefaultConnectTimeout || len(s.Canaries) != 0 {
+		t.Errorf("defaults: %+v, %v", s, err)
+	}
+}
+
+// Hostile and mistaken values are refused with an error that says why.
+func TestParseSettingsRefused(t *testing.T) {
+	many := func(n int, f func(i int) string) string {
+		var s []string
+		for i := range n {
+			s = append(s, f(i))
+		}
+		return strings.Join(s, ",")
+	}
+	tests := []struct {
+		name     string
+		settings map[string]string
+		want     string
+	}{
+		{"unknown key", map[string]string{"canary": "1.2.3.4:80"}, `unknown setting "canary"`},
+		{"everything v4", map[string]string{SettingAllowedNetworks: "0.0.0.0/0"}, "would allow every address"},
+		{"everything v6", map[string]string{SettingAllowedNetworks: "::/0"}, "would allow every address"},
+		{"too broad", map[string]string{SettingAllowedNetworks: "0.0.0.0/1"}, "broader than /8"},
+		{"too broad v6", map[string]string{SettingAllowedNetworks: "2000::/3"}, "broader than"},
+		{"host bits", map[string]string{SettingAllowedNetworks: "10.1.2.3/16"}, "write 10.1.0.0/16"},
+		{"bad cidr", map[string]string{SettingAllowedNetworks: "10.1.2.0/33"}, "not a network in CIDR form"},
+		{"no prefix", map[string]string{SettingAllowedNetworks: "10.1.2.0"}, "not a network in CIDR form"},
+		{"mapped", map[string]string{SettingAllowedNetworks: "::ffff:10.0.0.0/104"}, "IPv4 form"},
+		{"too many networks", map[string]string{SettingAllowedNetworks: many(65, func(i int) string { return "10." + itoa(i) + ".0.0/16" })}, "65 entries; at most 64"},
+		{"duplicate", map[string]string{SettingAllowedNetworks: "10.1.0.0/16,10.1.0.0/16"}, "listed twice"},
+		{"port zero", map[string]string{SettingAllowedServices: "10.1.1.1:0"}, "port must be a number from 1 to 65535"},
+		{"port too big", map[string]string{SettingAllowedServices: "10.1.1.1:70000"}, "port must be"},
+		{"port sign", map[string]string{SettingAllowedServices: "10.1.1.1:+80"}, "port must be"},
+		{"port missing", map[string]string{SettingServers: "10.1.1.1"}, "want HOST:PORT"},
+		{"service by name", map[string]string{SettingAllowedServices: "files.example.jp:445"}, "must be an IP address"},
+		{"service proto", map[string]string{SettingAllowedServices: "10.1.1.1:53/icmp"}, "tcp or udp"},
+		{"unspecified", map[string]string{SettingServers: "0.0.0.0:443"}, "unspecified"},
+		{"v6 no brackets", map[string]string{SettingServers: "fd00::1:443"}, "[ADDR]:PORT"},
+		{"zone", map[string]string{SettingServers: "[fe80::1%eth0]:443"}, "must be an IP address"},
+		{"nul byte", map[string]string{SettingCanaries: "10.9.9.9:80\x00"}, "byte 0x00"},
+		{"escape", map[string]string{SettingForbiddenDNSName: "www.\x1b[31mexample.jp"}, "byte 0x1b"},
+		{"non-ascii", map[string]string{SettingCanaries: "例え.jp:80"}, "only printable ASCII"},
+		{"too many canaries", map[string]string{SettingCanaries: many(17, func(i int) string { return "172.31.0." + itoa(i+1) + ":80" })}, "at most 16"},
+		{"canary inside allowed", map[string]string{SettingAllowedNetworks: "10.1.0.0/16", SettingCanaries: "10.1.2.3:80"}, "lies inside allowed network"},
+		{"canary is server", map[string]string{SettingServers: "172.16.0.1:443", SettingCanaries: "172.16.0.1:443"}, "also a server"},
+		{"canary loopback", map[string]string{SettingCanaries: "127.0.0.1:80"}, "loopback"},
+		{"canary long", map[string]string{SettingCanaries: strings.Repeat("a", 250) + ".jp:80"}, "longer than 200"},
+		{"dns single label", map[string]string{SettingForbiddenDNSName: "localhost"}, "fully qualified"},
+		{"dns empty label", map[string]string{SettingForbiddenDNSName: "a..jp"}, "1 to 63"},
+		{"dns long label", map[string]string{SettingForbiddenDNSName: strings.Repeat("a", 64) + ".jp"}, "1 to 63"},
+		{"dns hyphen", map[string]string{SettingForbiddenDNSName: "-a.jp"}, "start or end"},
+		{"dns address", map[string]string{SettingForbiddenDNSName: "10.1.1.1"}, "an address"},
+		{"dns space", map[string]string{SettingForbiddenDNSName: "a b.jp"}, "byte 0x20"},
+		{"timeout big", map[string]string{SettingConnectTimeout: "1h"}, "between 100ms and 3s"},
+		{"timeout junk", map[string]string{SettingConnectTimeout: "soon"}, "between"},
+		{"bool", map[string]string{SettingNoNewInterfaces: "yes"}, `"true" or "false"`},
+		{"iface long", map[string]string{SettingAllowedInterfaces: "averyveryverylongname"}, "at most 15"},
+		{"iface slash", map[string]string{SettingAllowedInterfaces: "eth/0"}, "not allowed"},
+		{"iface pattern", map[string]string{SettingAllowedInterfaces: "eth["}, "not allowed"},
+		{"huge value", map[string]string{SettingCanaries: strings.Repeat("x", 4096)}, "longer than"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := ParseSettings(tt.settings)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("err %v, want it to contain %q", err, tt.want)
+			}
+			if err != nil && len(err.Error()) > 2000 {
+				t.Errorf("error message is %d bytes", len(err.Error()))
+			}
+		})
+	}
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }
+
+func TestDesiredRules(t *testing.T) {
+	s, err := ParseSettings(map[string]string{
+		SettingAllowedNetworks: "10.20.0.0/16",
+		SettingAllowedServices: "172.16.1.53:53/udp",
+		SettingServers:         "172.16.9.1:7443",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules := DesiredRules(s, []netip.AddrPort{netip.MustParseAddrPort("172.16.9.1:7443"), netip.MustParseAddrPort("172.16.9.2:7443")})
+	var got []string
+	for _, r := range rules {
+		got = append(got, r.String())
+	}
+	want := []string{
+		"input: iface lo accept (loopback)",
+		"input: established,related accept (replies)",
+		"input: icmpv6 nd accept (neighbour discovery)",
+		"input: from 10.20.0.0/16 accept (allowed network)",
+		"input: counter drop (everything else)",
+		"output: iface lo accept (loopback)",
+		"output: established,related accept (replies)",
+		"output: icmpv6 nd accept (neighbour discovery)",
+		"output: to 10.20.0.0/16 accept (allowed network)",
+		"output: to 172.16.9.1/32 tcp port 7443 accept (mamori server)",
+		"output: to 172.16.9.2/32 tcp port 7443 accept (mamori server)",
+		"output: to 172.16.1.53/32 udp port 53 accept (allowed service)",
+		"output: counter drop (everything else)",
+	}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("(-want +got)\n%s", d)
+	}
+}
+
+func TestDiff(t *testing.T) {
+	a := Item{"output", "chain output", "hook 3 policy 0"}
+	b := Item{"output", "output: lo accept", "meta;cmp;accept"}
+	c := Item{"output", "output: counter drop", "counter;drop"}
+	tests := []struct {
+		name      string
+		want, got []Item
+		diff      []string
+	}{
+		{"same", []Item{a, b, c}, []Item{a, b, c}, nil},
+		{"missing rule", []Item{a, b, c}, []Item{a, c}, []string{`missing rule "output: lo accept"`}},
+		{"missing chain", []Item{a, b}, []Item{b}, []string{"missing chain output [hook 3 policy 0]"}},
+		{"altered", []Item{a, b, c}, []Item{a, {b.Chain, b.Tag, "meta;cmp;drop"}, c}, []string{`altered rule "output: lo accept"`}},
+		{"unexpected", []Item{a, c}, []Item{a, {"output", "", "accept"}, c}, []string{"unexpected rule in chain output [accept]"}},
+		{"copied", []Item{a, c}, []Item{a, c, c}, []string{`2 copies of rule "output: counter drop"`}},
+		{"reordered", []Item{a, b, c}, []Item{a, c, b}, []string{"rules reordered in chain output"}},
+		{"chains listed in another order", []Item{a, b, {"input", "chain input", "x"}}, []Item{{"input", "chain input", "x"}, a, b}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if d := cmp.Diff(tt.diff, Diff(tt.want, tt.got)); d != "" {
+				t.Errorf("(-want +got)\n%s", d)
+			}
+		})
+	}
+}
+
+func TestParseRoutesFixtures(t *testing.T) {
+	read := func(name string) []byte {
+		b, err := os.ReadFile("testdata/" + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	v4, err := ParseRoutes(read("route.leaky"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range v4 {
+		got = append(got, r.String()+map[bool]string{true: "", false: " (not a path)"}[r.Path()])
+	}
+	want := []string{
+		"default via 10.20.1.1 dev eth0",
+		"10.20.1.0/24 dev eth0",
+		"10.30.0.7/32 via 10.20.1.1 dev eth0",
+		"172.16.0.0/12 via 10.20.1.254 dev eth0",
+		"192.168.0.0/16 dev * (not a path)", // unreachable route
+	}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("route.leaky (-want +got)\n%s", d)
+	}
+	v6, err := ParseIPv6Routes(read("ipv6_route.leaky"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got = nil
+	for _, r := range v6 {
+		if r.Path() {
+			got = append(got, r.String())
+		}
+	}
+	want = []string{"fd12:3456::/64 dev eth0", "fe80::/64 dev eth1", "fe80::/64 dev eth0", "default (IPv6) via fd12:3456::1 dev eth0", "ff00::/8 dev eth1", "ff00::/8 dev eth0"}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("ipv6_route.leaky (-want +got)\n%s", d)
+	}
+	host, err := ParseRoutes(read("route.host"))
+	if err != nil || len(host) != 2 || host[0].String() != "default via 192.0.2.1 dev eth0" {
+		t.Errorf("route.host: %v %v", host, err)
+	}
+	if _, err := ParseIPv6Routes(read("ipv6_route.host")); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestParseRoutesBad(t *testing.T) {
+	hdr := "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\tMTU\tWindow\tIRTT\n"
+	for name, in := range map[string]string{
+		"no header":     "eth0\t00000000\t0101140A\t0003\t0\t0\t0\t00000000\t0\t0\t0\n",
+		"short":         hdr + "eth0\t00000000\n",
+		"bad hex":       hdr + "eth0\tZZ000000\t0101140A\t0003\t0\t0\t0\t00000000\t0\t0\t0\n",
+		"holey mask":    hdr + "eth0\t00000000\t0101140A\t0003\t0\t0\t0\t00FF00FF\t0\t0\t0\n",
+		"short address": hdr + "eth0\t0\t0101140A\t0003\t0\t0\t0\t00000000\t0\t0\t0\n",
+	} {
+		if _, err := ParseRoutes([]byte(in)); err == nil {
+			t.Errorf("%s: no error", name)
+		}
+	}
+	for name, in := range map[string]string{
+		"fields":  "fe80000000000000 40\n",
+		"plen":    "fe800000000000000000000000000000 81 00000000000000000000000000000000 00 00000000000000000000000000000000 00000100 00000001 00000000 00000001 eth0\n",
+		"hex":     "fe80000000000000000000000000000g 40 00000000000000000000000000000000 00 00000000000000000000000000000000 00000100 00000001 00000000 00000001 eth0\n",
+		"metric":  "fe800000000000000000000000000000 40 00000000000000000000000000000000 00 00000000000000000000000000000000 1000000000 00000001 00000000 00000001 eth0\n",
+		"nexthop": "fe800000000000000000000000000000 40 00000000000000000000000000000000 00 0000 00000100 00000001 00000000 00000001 eth0\n",
+	} {
+		if _, err := ParseIPv6Routes([]byte(in)); err == nil {
+			t.Errorf("ipv6 %s: no error", name)
+		}
+	}
+}
+
+func TestParseResolvConf(t *testing.T) {
+	got, err := ParseResolvConf([]byte("# comment\nsearch example.jp\nnameserver 10.0.0.53\nnameserver  fd00::53 \noptions ndots:2\nnameserver 10.0.0.54\nnameserver 10.0.0.55\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []netip.AddrPort{netip.MustParseAddrPort("10.0.0.53:53"), netip.MustParseAddrPort("[fd00::53]:53"), netip.MustParseAddrPort("10.0.0.54:53")}
+	if !slices.Equal(got, want) {
+		t.Errorf("got %v want %v", got, want)
+	}
+	if _, err := ParseResolvConf([]byte("nameserver dns.example.jp\n")); err == nil {
+		t.Error("a name as nameserver: no error")
+	}
+}
