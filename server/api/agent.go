@@ -100,11 +100,14 @@ func (s *Server) Report(ctx context.Context, req *mamoriv1.ReportRequest) (*mamo
 		Verdict:       verdict,
 		Reasons:       reasons,
 	})
-	if err != nil {
-		if !errors.Is(err, store.ErrDeviceRevoked) && !errors.Is(err, store.ErrCertSuperseded) && !errors.Is(err, store.ErrWrongDevice) {
-			err = fmt.Errorf("store report of %s: %w", dev.ID, err)
-		}
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		// A certificate of ours for a device the store does not know.
+		return nil, status.Error(codes.Unauthenticated, "unknown device: enrol again")
+	case errors.Is(err, store.ErrDeviceRevoked), errors.Is(err, store.ErrCertSuperseded), errors.Is(err, store.ErrWrongDevice):
 		return nil, err
+	case err != nil:
+		return nil, fmt.Errorf("store report of %s: %w", dev.ID, err)
 	}
 	resp := &mamoriv1.ReportResponse{
 		AckedEventIds: make([]string, len(req.Events)),
