@@ -15,8 +15,8 @@ GOBIN_TOOLS := $(BIN)/tools
 PROTOC_VERSION := 3.21.12
 PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
-# Debian packages the full test suite needs.
-TEST_DEBS := protobuf-compiler postgresql
+# The Debian packages the full test suite needs are listed, with why, in
+# installer/dev/test-deps.sh.
 
 LDFLAGS := -X github.com/mamori-dev/mamori/internal/buildinfo.Version=$(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
@@ -40,19 +40,7 @@ check: ## fast checks: gofmt, vet (Linux and Windows), unit tests, package walls
 
 .PHONY: deps
 deps: ## install what the full test suite needs (Debian packages when root)
-	@missing=""; \
-	command -v protoc >/dev/null || missing="$$missing protobuf-compiler"; \
-	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
-	if [ -n "$$missing" ]; then \
-	  if [ "$$(id -u)" = 0 ]; then \
-	    echo "installing:$$missing"; \
-	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
-	  else \
-	    echo "make test needs these Debian packages:$$missing"; \
-	    echo "run as root, or: sudo apt-get install$$missing"; exit 1; \
-	  fi; \
-	fi
+	@bash installer/dev/test-deps.sh
 
 $(GOBIN_TOOLS)/protoc-gen-go:
 	GOBIN=$(GOBIN_TOOLS) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
@@ -83,12 +71,18 @@ test: deps proto-check ## every test: unit, integration (real TLS, SQLite, Postg
 	$(GO) vet ./...
 	GOOS=windows $(GO) vet ./...
 	$(GO) mod verify
-	$(GO) test -count=1 -timeout 20m ./...
-	$(GO) test -count=1 -race -timeout 20m ./server/... ./agent/... ./internal/...
+	MAMORI_VM_TEST=1 $(GO) test -count=1 -timeout 20m ./...
+	$(GO) test -count=1 -race -timeout 20m $$($(GO) list ./server/... ./agent/... ./internal/... | grep -v /vmtest)
+
+.PHONY: test-vm
+test-vm: deps ## the media control on a real Debian kernel under qemu, USB sticks hot-plugged over QMP (part of make test)
+	MAMORI_VM_TEST=1 $(GO) test -count=1 -timeout 10m ./agent/media/vmtest/
 
 .PHONY: bench
-bench: ## benchmarks: report ingest (SQLite, PostgreSQL) vs a no-op mTLS call, fleet queries at 100k devices
+bench: ## benchmarks: report ingest (SQLite, PostgreSQL) vs a no-op mTLS call, fleet queries at 100k devices, uevent→read-only latency
+	@mkdir -p $(BIN)
 	$(GO) test -run '^$$' -bench . -benchtime 3s -timeout 30m ./server/store/... ./server/api/... | tee $(BIN)/bench.txt
+	$(GO) test -count=1 -run '^$$' -bench UeventToReadOnly -benchtime 3000x ./agent/media | tee -a $(BIN)/bench.txt
 
 .PHONY: demo
 demo: build ## start a server (SQLite under ./var), enrol a local agent in monitor mode; Ctrl-C stops both

@@ -12,6 +12,7 @@ import (
 var commands = map[string]bool{
 	"run": true, "enroll": true, "install": true, "uninstall": true,
 	"start": true, "stop": true, "status": true, "version": true, "help": true,
+	"media": true,
 }
 
 // Invocation is a parsed command line.
@@ -42,6 +43,13 @@ func Parse(args []string) (Invocation, error) {
 	if !commands[inv.Command] {
 		return inv, ErrUnknownCommand
 	}
+	rest := args[1:]
+	if inv.Command == "media" {
+		if len(rest) == 0 || rest[0] != "list" {
+			return inv, errors.New("media: the only subcommand is list")
+		}
+		inv.Command, rest = "media list", rest[1:]
+	}
 	fs := flag.NewFlagSet(inv.Command, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&inv.ConfigPath, "config", config.DefaultPath, "")
@@ -52,7 +60,7 @@ func Parse(args []string) (Invocation, error) {
 		fs.StringVar(&token, "token", "", "")
 		fs.StringVar(&inv.Overrides.CAFingerprint, "ca-fingerprint", "", "")
 	}
-	if err := fs.Parse(args[1:]); err != nil {
+	if err := fs.Parse(rest); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			inv.Command = "help"
 			return inv, nil

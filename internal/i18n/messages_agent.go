@@ -16,6 +16,7 @@ Commands:
   start       start the system service
   stop        stop the system service
   status      show the service and enrolment state
+  media list  show removable devices and what the policy does to each
   version     print the version
 
 Flags:
@@ -38,6 +39,7 @@ the environment over the file.
   start       サービスを開始します
   stop        サービスを停止します
   status      サービスと登録の状態を表示します
+  media list  リムーバブルデバイスと、ポリシーによる扱いを表示します
   version     バージョンを表示します
 
 フラグ:

@@ -21,11 +21,13 @@ import (
 	"github.com/mamori-dev/mamori/agent/enroll"
 	"github.com/mamori-dev/mamori/agent/facts"
 	"github.com/mamori-dev/mamori/agent/isolation"
+	"github.com/mamori-dev/mamori/agent/media"
 	"github.com/mamori-dev/mamori/agent/spool"
 	"github.com/mamori-dev/mamori/agent/state"
 	"github.com/mamori-dev/mamori/agent/svc"
 	"github.com/mamori-dev/mamori/internal/buildinfo"
 	"github.com/mamori-dev/mamori/internal/i18n"
+	"github.com/mamori-dev/mamori/internal/policy"
 )
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
@@ -68,6 +70,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return doRun(cfg, inv, log, p, stderr)
 	case "status":
 		return doStatus(cfg, inv, p, stdout)
+	case "media list":
+		return doMediaList(cfg, p, stdout, stderr)
 	default: // install, uninstall, start, stop
 		s, err := service.New(&svc.Program{}, svc.Config(serviceArgs(inv)))
 		if err == nil {
@@ -140,7 +144,10 @@ func doRun(cfg config.Config, inv cli.Invocation, log *slog.Logger, p *i18n.Prin
 	if id, err := dir.LoadIdentity(); len(servers) == 0 && err == nil {
 		servers = id.Device.Servers
 	}
+	med := media.New(media.Options{Emitter: daemon.NewEmitter(sp, nil), Log: log})
+	defer med.Close()
 	dcfg.Controls = append(dcfg.Controls,
+		med,
 		isolation.New(isolation.Options{Emitter: daemon.NewEmitter(sp, nil), Log: log, Servers: servers}),
 	)
 	d, err := daemon.New(dcfg)
@@ -229,4 +236,29 @@ func newLogger(cfg config.Config, stderr io.Writer) (*slog.Logger, func(), error
 	}
 	h := slog.NewTextHandler(w, &slog.HandlerOptions{Level: level})
 	return slog.New(h), closer, nil
+}
+
+// doMediaList prints the removable devices present and what the cached
+// policy does to each.
+func doMediaList(cfg config.Config, p *i18n.Printer, stdout, stderr io.Writer) int {
+	var settings map[string]string
+	if dir, err := state.Open(cfg.StateDir); err == nil {
+		if pol, err := dir.LoadPolicy(); err == nil {
+			settings = pol.GetControls()[policy.ControlMedia].GetSettings()
+		}
+	}
+	s, err := media.ParseSettings(settings)
+	if err != nil {
+		fmt.Fprintln(stderr, p.Sprintf(cli.MsgConfig, err))
+		return 1
+	}
+	devs, err := media.List(media.Options{}, s)
+	if err != nil {
+		fmt.Fprintln(stderr, p.Sprintf(cli.MsgRunFailed, err))
+		return 1
+	}
+	if err := media.WriteList(stdout, devs); err != nil {
+		return 1
+	}
+	return 0
 }

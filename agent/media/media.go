@@ -1,0 +1,736 @@
+// Package media is the "media" control: 持ち出し不可設定 for removable media.
+// It keeps resident data from leaving a My Number terminal on USB sticks,
+// SD cards, optical discs and phones or cameras.
+//
+// The control listens to kernel uevents (NETLINK_KOBJECT_UEVENT) and scans
+// the devices already present when it starts; it never polls. For every
+// block device it classifies (see Classifier) it applies what the policy
+// demands (see ParseSettings and Decide):
+//
+//   - read-only: BLKROSET on the disk and each partition as it appears;
+//     a filesystem from it that is mounted read-write is remounted
+//     read-only; optical drive nodes (sr, sg) lose their write bits, which
+//     closes SG_IO burning to everyone without CAP_SYS_RAWIO;
+//   - block: the USB interface is deauthorised (sysfs "authorized"), so
+//     the device disappears (MTP/PTP interfaces too);
+//   - allow: an allow-listed device is made writable again (the udev rule
+//     makes every removable disk read-only before the agent sees it).
+//
+// In monitor mode it reports what it would have done and changes nothing.
+// Each action is an event through the Emitter. Status reads the state back
+// (BLKROGET, mountinfo, authorized) rather than trusting what was set, and
+// checks that the udev rule shipped by the installer is in place.
+//
+// This file holds the decisions; media_linux.go only the system calls;
+// elsewhere the control reports NOT_APPLICABLE.
+package media
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mamori-dev/mamori/agent/control"
+	"github.com/mamori-dev/mamori/internal/policy"
+	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
+)
+
+// Event kinds the control emits.
+const (
+	KindSetReadOnly      = "set_read_only"       // BLKROSET done (and optical nodes closed)
+	KindRemountReadOnly  = "remounted_read_only" // a rw mount of such a device is now ro
+	KindUSBBlocked       = "usb_blocked"         // a USB interface was deauthorised
+	KindAllowed          = "allowed"             // an allow-listed device is usable
+	KindWouldBlock       = "would_block"         // monitor mode: what enforce would do
+	KindEnforcementError = "enforcement_failed"  // an action failed; the device may be writable
+)
+
+// Options configure the control. Emitter is required; the paths default to
+// the real system and are parameters so that tests can point elsewhere.
+type Options struct {
+	Emitter control.Emitter
+	Log     *slog.Logger
+	// SysRoot is sysfs, default "/sys".
+	SysRoot string
+	// DevRoot holds the device nodes, default "/dev".
+	DevRoot string
+	// MountInfo is read to find mounted filesystems, default
+	// "/proc/self/mountinfo".
+	MountInfo string
+	// UdevRule is where the installer puts the rule, default
+	// DefaultUdevRulePath. UdevOverrideDirs are checked for a file of the
+	// same name that would mask it (default /etc/udev/rules.d and
+	// /run/udev/rules.d).
+	UdevRule         string
+	UdevOverrideDirs []string
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+
+	// override, when set, rewrites every classification (block devices
+	// and USB interfaces): tests make loop devices stand in for USB sticks
+	// and make everything else on the machine ungoverned. It is not
+	// exported on purpose.
+	override func(d Device) Device
+	// acted, when set, is called after each read-only action with the
+	// time the uevent was read (zero for the start-up scan). Benchmarks.
+	acted func(d Device, received time.Time)
+}
+
+func (o *Options) defaults() {
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.SysRoot == "" {
+		o.SysRoot = "/sys"
+	}
+	if o.DevRoot == "" {
+		o.DevRoot = "/dev"
+	}
+	if o.MountInfo == "" {
+		o.MountInfo = "/proc/self/mountinfo"
+	}
+	if o.UdevRule == "" {
+		o.UdevRule = DefaultUdevRulePath
+	}
+	if o.UdevOverrideDirs == nil {
+		o.UdevOverrideDirs = []string{"/etc/udev/rules.d", "/run/udev/rules.d"}
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+}
+
+// Media is the media control. Apply starts the listener on first use;
+// Close stops it. It is safe for concurrent use.
+type Media struct {
+	o   Options
+	cls Classifier
+
+	mu         sync.Mutex
+	configured bool // Apply has been called at least once
+	enforce    bool
+	settings   Settings
+	settingsOK error
+	lastKey    string // settings+mode last applied, to rescan only on change
+	devices    map[string]*tracked
+	running    bool
+	listenErr  error // the listener died; nothing new is enforced
+	src        ueventSource
+	outbox     []queuedEvent // events to emit once the lock is released
+	cancel     context.CancelFunc
+	done       chan struct{}
+}
+
+// tracked is one device the control governs and what it did about it.
+type tracked struct {
+	dev     Device
+	action  Action
+	rule    string
+	done    string // what was done: "read-only", "blocked", "allowed", "would block", "no medium"
+	err     error
+	known   bool // handled alike before (same action and mode): no repeat events
+	enforce bool // the mode it was handled in
+}
+
+// New returns the media control; it does nothing until the first Apply.
+func New(o Options) *Media {
+	o.defaults()
+	return &Media{o: o, cls: Classifier{Root: o.SysRoot}, settings: DefaultSettings(), devices: map[string]*tracked{}}
+}
+
+var _ control.Control = (*Media)(nil)
+
+// Name is "media".
+func (m *Media) Name() string { return policy.ControlMedia }
+
+// Apply reads the policy, starts the uevent listener and the start-up scan
+// on first use, and re-evaluates every present device when the policy
+// changed. A nil policy means monitor mode with the default settings.
+// Invalid settings are an error and the defaults (fail closed) are
+// enforced meanwhile.
+func (m *Media) Apply(ctx context.Context, p *mamoriv1.ControlPolicy) error {
+	if !platformSupported {
+		return nil
+	}
+	defer m.flush(ctx)
+	if m.o.Emitter == nil {
+		return errors.New("media: an emitter is required")
+	}
+	s, err := ParseSettings(p.GetSettings())
+	enforce := p.GetMode() == mamoriv1.Mode_MODE_ENFORCE
+	key := fmt.Sprint(enforce, s)
+
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.configured = true
+	m.settingsOK = err
+	restarted := false
+	if !m.running {
+		// First Apply, or the listener died: (re)start it.
+		m.listenErr = m.startLocked()
+		if m.listenErr != nil {
+			return errors.Join(err, m.listenErr)
+		}
+		restarted = true
+	}
+	if key != m.lastKey || restarted { // uevents may have been missed: rescan
+		m.enforce, m.settings, m.lastKey = enforce, s, key
+		m.scanLocked(ctx)
+	}
+	return err
+}
+
+// startLocked opens the uevent socket before scanning, so that nothing
+// plugged in during the scan is missed.
+func (m *Media) startLocked() error {
+	src, err := openUevents()
+	if err != nil {
+		return fmt.Errorf("listen for kernel uevents: %w (the agent must run as root)", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	m.src, m.cancel, m.done, m.running = src, cancel, make(chan struct{}), true
+	go m.listen(ctx, src)
+	return nil
+}
+
+// Close stops the listener and waits for it (at most 5 s). Settings the
+// control made (read-only flags, deauthorised interfaces) stay.
+func (m *Media) Close() error {
+	m.mu.Lock()
+	src, cancel, done := m.src, m.cancel, m.done
+	m.src, m.running = nil, false
+	m.mu.Unlock()
+	if src == nil {
+		return nil
+	}
+	cancel()
+	err := src.Close()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		return errors.New("media: listener did not stop within 5s")
+	}
+	return err
+}
+
+// ueventSource delivers raw kernel uevents; Close unblocks Read.
+type ueventSource interface {
+	// Read returns one uevent. errOverflow means uevents were lost and a
+	// rescan is due.
+	Read(buf []byte) (int, error)
+	Close() error
+}
+
+var errOverflow = errors.New("uevent receive buffer overflowed: uevents were lost")
+
+func (m *Media) listen(ctx context.Context, src ueventSource) {
+	defer close(m.done)
+	if c, ok := src.(interface{ closeFDs() }); ok {
+		defer c.closeFDs()
+	}
+	buf := make([]byte, 16384)
+	for {
+		n, err := src.Read(buf)
+		received := time.Now()
+		if ctx.Err() != nil {
+			return
+		}
+		if errors.Is(err, errOverflow) {
+			m.o.Log.Warn("media: " + err.Error() + "; rescanning")
+			m.mu.Lock()
+			m.scanLocked(ctx)
+			m.mu.Unlock()
+			m.flush(ctx)
+			continue
+		}
+		if err != nil {
+			m.o.Log.Error("media: uevent listener stopped", "error", err)
+			m.mu.Lock()
+			m.running, m.listenErr = false, fmt.Errorf("uevent listener stopped: %w", err)
+			m.mu.Unlock()
+			return
+		}
+		ev, err := ParseUevent(buf[:n])
+		if err != nil {
+			if !errors.Is(err, errNotKernel) {
+				m.o.Log.Warn("media: ignoring a malformed uevent", "error", err)
+			}
+			continue
+		}
+		m.handle(ctx, ev, received)
+		m.flush(ctx)
+	}
+}
+
+// handle acts on one uevent.
+func (m *Media) handle(ctx context.Context, ev Uevent, received time.Time) {
+	switch {
+	case ev.Subsystem == "block" && (ev.DevType == "disk" || ev.DevType == "partition"):
+	case ev.Subsystem == "usb" && ev.DevType == "usb_interface":
+	default:
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	switch ev.Action {
+	case "remove", "unbind":
+		if ev.Action == "remove" {
+			delete(m.devices, ev.DevPath)
+		}
+		return
+	case "add", "change", "bind", "online", "move":
+	default:
+		return
+	}
+	var d Device
+	var err error
+	if ev.Subsystem == "block" {
+		d, err = m.cls.BlockFromUevent(ev)
+		if err == nil && m.o.override != nil {
+			d = m.o.override(d)
+		}
+	} else {
+		d, err = m.classifyUSB(ev.DevPath)
+	}
+	if err != nil {
+		if !errors.Is(err, os.ErrNotExist) { // gone again already
+			m.o.Log.Warn("media: cannot classify a device", "devpath", ev.DevPath, "error", err)
+		}
+		return
+	}
+	m.evaluateLocked(ctx, d, received)
+}
+
+func (m *Media) classifyBlock(sysPath string) (Device, error) {
+	d, err := m.cls.BlockAt(sysPath)
+	if err == nil && m.o.override != nil {
+		d = m.o.override(d)
+	}
+	return d, err
+}
+
+func (m *Media) classifyUSB(sysPath string) (Device, error) {
+	d, err := m.cls.USBInterface(sysPath)
+	if err == nil && m.o.override != nil {
+		d = m.o.override(d)
+	}
+	return d, err
+}
+
+// scanLocked evaluates every device present: at start and after a policy
+// change or lost uevents.
+func (m *Media) scanLocked(ctx context.Context) {
+	var all []Device
+	ents, err := os.ReadDir(filepath.Join(m.o.SysRoot, "class/block"))
+	if err != nil {
+		m.o.Log.Error("media: cannot list block devices", "error", err)
+	}
+	for _, e := range ents {
+		sp, err := m.cls.resolve("class/block/" + e.Name())
+		if err != nil {
+			continue
+		}
+		d, err := m.classifyBlock(sp)
+		if err != nil {
+			if !errors.Is(err, os.ErrNotExist) {
+				m.o.Log.Warn("media: cannot classify a device", "device", e.Name(), "error", err)
+			}
+			continue
+		}
+		all = append(all, d)
+	}
+	ifaces, err := m.cls.USBInterfaces()
+	if err != nil {
+		m.o.Log.Warn("media: cannot classify some USB interfaces", "error", err)
+	}
+	for _, d := range ifaces {
+		if m.o.override != nil {
+			d = m.o.override(d)
+		}
+		all = append(all, d)
+	}
+	// Forget what is gone; evaluate the rest, disks before partitions.
+	present := map[string]bool{}
+	for _, d := range all {
+		present[d.SysPath] = true
+	}
+	for k := range m.devices {
+		if !present[k] {
+			delete(m.devices, k)
+		}
+	}
+	slices.SortStableFunc(all, func(a, b Device) int { return len(a.SysPath) - len(b.SysPath) })
+	for _, d := range all {
+		m.evaluateLocked(ctx, d, time.Time{})
+	}
+}
+
+// evaluateLocked decides and acts on one device.
+func (m *Media) evaluateLocked(ctx context.Context, d Device, received time.Time) {
+	action, rule := Decide(m.settings, d)
+	if action == ActionNone {
+		delete(m.devices, d.SysPath)
+		return
+	}
+	// Of USB interfaces only MTP/PTP ones are governed here. A
+	// mass-storage interface is handled through its disks: only the disk
+	// tells a CD drive (optical) from a stick (storage).
+	if d.DevType == "usb_interface" && d.Class != ClassMTP {
+		return
+	}
+	prev := m.devices[d.SysPath]
+	known := prev != nil && prev.action == action && prev.enforce == m.enforce && prev.err == nil
+	t := &tracked{dev: d, action: action, rule: rule, known: known, enforce: m.enforce}
+	m.devices[d.SysPath] = t
+	attrs := eventAttrs(d, action, rule, m.enforce)
+
+	if !m.enforce {
+		if action == ActionAllow {
+			t.done = "allowed"
+			return
+		}
+		t.done = "would " + string(action)
+		if action == ActionReadOnly && d.DevType != "usb_interface" && m.isReadOnly(d) {
+			t.done = "read-only (already)"
+			return
+		}
+		if !t.known {
+			m.emit(ctx, KindWouldBlock, attrs)
+		}
+		return
+	}
+	switch action {
+	case ActionAllow:
+		t.done = "allowed"
+		if d.DevType != "usb_interface" {
+			if err := setBlockRO(m.node(d), false); err != nil && !errors.Is(err, os.ErrNotExist) {
+				t.err = fmt.Errorf("make %s writable: %w", d.Name, err)
+			}
+		} else if d.USBInterface != "" {
+			t.err = writeAuthorized(filepath.Join(m.o.SysRoot, d.USBInterface), true)
+		}
+		if t.err != nil {
+			attrs["error"] = t.err.Error()
+			m.emit(ctx, KindEnforcementError, attrs)
+		} else if !t.known {
+			m.emit(ctx, KindAllowed, attrs)
+		}
+	case ActionBlock:
+		if d.USBInterface == "" {
+			// Not on USB (an SD slot, FireWire): nothing to deauthorise.
+			// Read-only is the strongest thing we can do; say so.
+			attrs["note"] = "block needs a USB interface; made read-only instead"
+			m.readOnlyLocked(ctx, t, attrs, received)
+			return
+		}
+		// Read-only first (instant), then the interface goes away.
+		if d.DevType != "usb_interface" && d.SizeBytes > 0 {
+			_ = setBlockRO(m.node(d), true)
+		}
+		err := writeAuthorized(filepath.Join(m.o.SysRoot, d.USBInterface), false)
+		if err != nil {
+			t.err = fmt.Errorf("deauthorise USB interface %s: %w", path.Base(d.USBInterface), err)
+			attrs["error"] = t.err.Error()
+			m.emit(ctx, KindEnforcementError, attrs)
+			return
+		}
+		t.done = "blocked"
+		attrs["usb_interface"] = path.Base(d.USBInterface)
+		if !t.known {
+			m.emit(ctx, KindUSBBlocked, attrs)
+		}
+	case ActionReadOnly:
+		m.readOnlyLocked(ctx, t, attrs, received)
+	}
+}
+
+func (m *Media) readOnlyLocked(ctx context.Context, t *tracked, attrs map[string]string, received time.Time) {
+	d := t.dev
+	if d.SizeBytes == 0 && d.Class != ClassOptical {
+		// No medium (an empty card reader slot, a detached loop). The
+		// kernel sends "change" when a medium arrives.
+		t.done = "no medium"
+		return
+	}
+	node := m.node(d)
+	was, err := makeBlockRO(node)
+	if err != nil {
+		t.err = fmt.Errorf("set read-only %s: %w", node, err)
+		attrs["error"] = t.err.Error()
+		m.emit(ctx, KindEnforcementError, attrs)
+		return
+	}
+	if m.o.acted != nil {
+		m.o.acted(d, received)
+	}
+	t.done = "read-only"
+	var errs []error
+	if d.Class == ClassOptical {
+		// BLKROSET does not stop SCSI pass-through (SG_IO) burning. Write
+		// commands need a write open, so the nodes lose their write bits.
+		nodes := []string{node}
+		if d.SCSIGeneric != "" {
+			nodes = append(nodes, filepath.Join(m.o.DevRoot, d.SCSIGeneric))
+		}
+		for _, n := range nodes {
+			if err := dropWriteBits(n); err != nil && !errors.Is(err, os.ErrNotExist) {
+				errs = append(errs, fmt.Errorf("close %s to writers: %w", n, err))
+			}
+		}
+	}
+	if was {
+		attrs["already_read_only"] = "true" // the udev rule or the kernel was first
+	}
+	if !was || !t.known {
+		m.emit(ctx, KindSetReadOnly, attrs)
+	}
+	errs = append(errs, m.remountLocked(ctx, d, attrs))
+	if err := errors.Join(errs...); err != nil {
+		t.err = err
+		a := maps.Clone(attrs)
+		a["error"] = err.Error()
+		m.emit(ctx, KindEnforcementError, a)
+	}
+}
+
+// remountLocked remounts read-only every read-write mount of d.
+func (m *Media) remountLocked(ctx context.Context, d Device, attrs map[string]string) error {
+	mounts, err := m.mounts()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, mt := range mounts {
+		if mt.Major != d.Major || mt.Minor != d.Minor || mt.ReadOnly() {
+			continue
+		}
+		if err := remountRO(mt.MountPoint); err != nil {
+			errs = append(errs, fmt.Errorf("remount %s read-only: %w (a process may hold a file open for writing; close it or unmount)", mt.MountPoint, err))
+			continue
+		}
+		a := maps.Clone(attrs)
+		a["mount_point"], a["fstype"] = mt.MountPoint, mt.FSType
+		m.emit(ctx, KindRemountReadOnly, a)
+	}
+	return errors.Join(errs...)
+}
+
+func (m *Media) mounts() ([]Mount, error) {
+	b, err := os.ReadFile(m.o.MountInfo)
+	if err != nil {
+		return nil, fmt.Errorf("read mounts: %w", err)
+	}
+	return ParseMountinfo(b)
+}
+
+func (m *Media) node(d Device) string { return filepath.Join(m.o.DevRoot, d.DevName) }
+
+func (m *Media) isReadOnly(d Device) bool {
+	ro, err := getBlockRO(m.node(d))
+	return err == nil && ro
+}
+
+// emit queues an event; flush sends the queue. Events are sent outside
+// the lock so that a slow spool (fsync) never delays the next device's
+// BLKROSET.
+func (m *Media) emit(_ context.Context, kind string, attrs map[string]string) {
+	m.outbox = append(m.outbox, queuedEvent{kind, attrs})
+}
+
+type queuedEvent struct {
+	kind  string
+	attrs map[string]string
+}
+
+func (m *Media) flush(ctx context.Context) {
+	m.mu.Lock()
+	out := m.outbox
+	m.outbox = nil
+	m.mu.Unlock()
+	for _, e := range out {
+		if err := m.o.Emitter.Emit(ctx, policy.ControlMedia, e.kind, e.attrs); err != nil {
+			m.o.Log.ErrorContext(ctx, "media: could not record an event", "kind", e.kind, "error", err)
+		}
+		m.o.Log.InfoContext(ctx, "media: "+e.kind, "device", e.attrs["device"], "class", e.attrs["class"], "rule", e.attrs["rule"])
+	}
+}
+
+func eventAttrs(d Device, a Action, rule string, enforce bool) map[string]string {
+	mode := "monitor"
+	if enforce {
+		mode = "enforce"
+	}
+	attrs := map[string]string{
+		"device": d.Name, "class": d.Class.String(), "bus": d.Bus, "action": string(a),
+		"rule": rule, "mode": mode, "reason": d.Reason,
+		"vendor": d.Vendor, "product": d.Product, "serial": d.Serial,
+		"size_bytes": strconv.FormatInt(d.SizeBytes, 10),
+	}
+	if d.VendorName != "" || d.ProductName != "" {
+		attrs["model"] = strings.TrimSpace(d.VendorName + " " + d.ProductName)
+	}
+	return attrs
+}
+
+// DeviceState is one governed device as Status and `media list` show it.
+type DeviceState struct {
+	Device Device
+	Action Action // what the policy demands
+	Rule   string
+	Done   string // what the control did
+	// Verified is the read-back: true when the device is in the state
+	// the policy demands (always true for allow and in monitor mode).
+	Verified bool
+	Problem  string
+}
+
+// Devices returns the governed devices with their read-back state.
+func (m *Media) Devices() []DeviceState {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.devicesLocked()
+}
+
+func (m *Media) devicesLocked() []DeviceState {
+	mounts, mountErr := m.mounts()
+	var out []DeviceState
+	for _, t := range m.devices {
+		ds := DeviceState{Device: t.dev, Action: t.action, Rule: t.rule, Done: t.done, Verified: true}
+		if m.enforce {
+			ds.Problem = m.verify(t, mounts, mountErr)
+			ds.Verified = ds.Problem == ""
+		}
+		out = append(out, ds)
+	}
+	slices.SortFunc(out, func(a, b DeviceState) int { return strings.Compare(a.Device.SysPath, b.Device.SysPath) })
+	return out
+}
+
+// verify reads back the state of a device; "" means as demanded.
+func (m *Media) verify(t *tracked, mounts []Mount, mountErr error) string {
+	d := t.dev
+	action := t.action
+	if action == ActionBlock && d.USBInterface == "" {
+		action = ActionReadOnly // nothing to deauthorise: read-only instead
+	}
+	switch action {
+	case ActionReadOnly:
+		if t.done == "no medium" || d.DevType == "usb_interface" {
+			return ""
+		}
+		ro, err := getBlockRO(m.node(d))
+		if errors.Is(err, os.ErrNotExist) {
+			if _, serr := os.Stat(filepath.Join(m.o.SysRoot, d.SysPath)); serr == nil {
+				return fmt.Sprintf("%s: device node %s missing, cannot set or verify read-only", d.Name, m.node(d))
+			}
+			return "" // gone; its remove uevent is on the way
+		}
+		if err != nil {
+			return fmt.Sprintf("%s: cannot read the read-only flag: %v", d.Name, err)
+		}
+		if !ro {
+			return d.Name + " is writable"
+		}
+		if mountErr != nil {
+			return mountErr.Error()
+		}
+		for _, mt := range mounts {
+			if mt.Major == d.Major && mt.Minor == d.Minor && !mt.ReadOnly() {
+				return d.Name + " is mounted read-write on " + mt.MountPoint
+			}
+		}
+	case ActionBlock:
+		if d.USBInterface == "" {
+			return ""
+		}
+		v, err := os.ReadFile(filepath.Join(m.o.SysRoot, d.USBInterface, "authorized"))
+		if errors.Is(err, os.ErrNotExist) {
+			return "" // unplugged
+		}
+		if err != nil || strings.TrimSpace(string(v)) != "0" {
+			return "USB interface " + path.Base(d.USBInterface) + " of " + d.Name + " is still authorised"
+		}
+	}
+	return ""
+}
+
+// Status reports ENFORCED only when every governed device reads back as the
+// policy demands, the listener runs and the udev rule is intact.
+func (m *Media) Status(ctx context.Context) (*mamoriv1.ControlStatus, error) {
+	if !platformSupported {
+		return &mamoriv1.ControlStatus{State: mamoriv1.ControlState_CONTROL_STATE_NOT_APPLICABLE,
+			Detail: "removable-media control is not implemented on this platform yet"}, nil
+	}
+	rule := CheckUdevRule(m.o.UdevRule, m.o.UdevOverrideDirs)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ev := map[string]string{"udev_rule": rule.State, "udev_rule_path": m.o.UdevRule}
+	if rule.SHA256 != "" {
+		ev["udev_rule_sha256"] = rule.SHA256
+	}
+	if !m.configured {
+		return &mamoriv1.ControlStatus{State: mamoriv1.ControlState_CONTROL_STATE_FAILED,
+			Detail: "not started: no policy applied yet", Evidence: ev}, nil
+	}
+	if m.listenErr != nil || !m.running {
+		detail := "uevent listener not running"
+		if m.listenErr != nil {
+			detail = m.listenErr.Error()
+		}
+		return &mamoriv1.ControlStatus{State: mamoriv1.ControlState_CONTROL_STATE_FAILED, Detail: detail, Evidence: ev}, nil
+	}
+	devs := m.devicesLocked()
+	counts := map[string]int{}
+	var problems []string
+	for i, ds := range devs {
+		counts[ds.Done]++
+		if !ds.Verified {
+			problems = append(problems, ds.Problem)
+		}
+		if i < 32 {
+			ev["device."+ds.Device.Name] = deviceLine(ds)
+		}
+	}
+	ev["devices_governed"] = strconv.Itoa(len(devs))
+	for k, n := range counts {
+		ev["devices."+strings.ReplaceAll(k, " ", "_")] = strconv.Itoa(n)
+	}
+	st := &mamoriv1.ControlStatus{Evidence: ev}
+	switch {
+	case len(problems) > 0:
+		st.State = mamoriv1.ControlState_CONTROL_STATE_FAILED
+		st.Detail = strings.Join(problems, "; ")
+	case m.settingsOK != nil:
+		st.State = mamoriv1.ControlState_CONTROL_STATE_DEGRADED
+		st.Detail = "invalid settings, defaults enforced: " + m.settingsOK.Error()
+	case rule.State != UdevRuleOK:
+		st.State = mamoriv1.ControlState_CONTROL_STATE_DEGRADED
+		st.Detail = rule.Detail
+	case !m.enforce:
+		st.State = mamoriv1.ControlState_CONTROL_STATE_MONITORING
+		st.Detail = fmt.Sprintf("monitoring %d removable devices, %d would be restricted", len(devs), counts["would read-only"]+counts["would block"])
+	default:
+		st.State = mamoriv1.ControlState_CONTROL_STATE_ENFORCED
+		st.Detail = fmt.Sprintf("%d removable devices, all as the policy demands", len(devs))
+	}
+	return st, nil
+}
+
+func deviceLine(ds DeviceState) string {
+	d := ds.Device
+	s := fmt.Sprintf("%s %s %s:%s serial=%q %s", d.Class, d.Bus, d.Vendor, d.Product, d.Serial, ds.Done)
+	if ds.Problem != "" {
+		s += " PROBLEM: " + ds.Problem
+	}
+	return s
+}

@@ -1,0 +1,23 @@
+//go:build !linux
+
+package media
+
+import (
+	"errors"
+	"os"
+)
+
+// The media control is Linux-only for now (Windows is its own issue): the
+// control reports NOT_APPLICABLE and these return errors.ErrUnsupported.
+
+const platformSupported = false
+
+func openUevents() (ueventSource, error) { return nil, errors.ErrUnsupported }
+func setBlockRO(string, bool) error      { return errors.ErrUnsupported }
+func getBlockRO(string) (bool, error)    { return false, errors.ErrUnsupported }
+func remountRO(string) error             { return errors.ErrUnsupported }
+func dropWriteBits(string) error         { return errors.ErrUnsupported }
+func writeAuthorized(string, bool) error { return errors.ErrUnsupported }
+func makeBlockRO(string) (bool, error)   { return false, errors.ErrUnsupported }
+
+func readAttr(p string) ([]byte, error) { return os.ReadFile(p) }

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the full test suite needs (`make deps`, run by
+# `make test`). As root it installs what is missing; otherwise it names the
+# packages and fails, so nothing is silently skipped.
+#
+# Each line: a file or command that proves the package is there, then the
+# Debian package that provides it.
+set -euo pipefail
+needs=(
+  "protoc                          protobuf-compiler"   # make proto-check
+  "/usr/lib/postgresql/*/bin/initdb postgresql"         # store conformance on a real PostgreSQL
+  "ip                              iproute2"             # isolation: network namespaces
+  "mkfs.ext4                       e2fsprogs"            # media: ext4 on loop devices
+  "qemu-system-x86_64              qemu-system-x86"      # media: USB hot-plug on a real kernel
+  "/bin/busybox                    busybox-static"       # media: the VM's initramfs
+)
+missing=()
+for line in "${needs[@]}"; do
+  read -r probe pkg _ <<<"$line"
+  if [[ $probe == /* ]]; then
+    compgen -G "$probe" >/dev/null && continue
+  else
+    command -v "$probe" >/dev/null 2>&1 && continue
+  fi
+  missing+=("$pkg")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" != 0 ]; then
+  echo "make test needs these Debian packages: ${missing[*]}" >&2
+  echo "run as root, or: sudo apt-get install ${missing[*]}" >&2
+  exit 1
+fi
+echo "installing: ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
