@@ -90,6 +90,14 @@ func New(st store.Ingest, cfg Config) (*Batcher, error) {
 // the report may still commit, which is safe because events are stored once
 // by ID and the agent resends what was not acknowledged.
 func (b *Batcher) Submit(ctx context.Context, in store.ReportInput) (store.ReportResult, error) {
+	// Encode here, on the caller's goroutine: handlers run in parallel,
+	// while everything the store does inside the transaction is serialised
+	// behind its writer.
+	if in.Encoding == nil {
+		if err := in.Encode(); err != nil {
+			return store.ReportResult{}, err
+		}
+	}
 	r := &request{in: in, done: make(chan store.ReportResult, 1)}
 	select {
 	case <-b.stop:

@@ -125,6 +125,8 @@ type ReportInput struct {
 	// Verdict and Reasons are the server's evaluation of Statuses.
 	Verdict string
 	Reasons []string
+	// Encoding is optional: the encodings Encode made in advance.
+	Encoding *Encoding
 }
 
 // ReportResult is the outcome of one report in a batch.

@@ -63,7 +63,7 @@ func loadStates(ctx context.Context, tx pgx.Tx, ids []string) (map[string]*rules
 			&st.PolicyVersion, &controls); err != nil {
 			return nil, fmt.Errorf("load devices: %w", err)
 		}
-		if st.Controls, err = codec.ParseControls(controls); err != nil {
+		if st.Controls, err = codec.ParseRawControls(controls); err != nil {
 			return nil, fmt.Errorf("load devices: device %s: %w", st.ID, err)
 		}
 		if st.Reasons, err = codec.ParseReasons(reasons); err != nil {

@@ -17,6 +17,7 @@ import (
 	"net/url"
 	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	"modernc.org/sqlite"
@@ -34,7 +35,36 @@ var migrationFS embed.FS
 type Store struct {
 	w *sql.DB // one connection: every write transaction
 	r *sql.DB // query_only connections for reads
+
+	stmts *ingestStmts // the ingest statements, prepared on w
+
+	// ckpt is the connection the background checkpointer uses, kick wakes
+	// it after a commit, and stop/ckptDone end it (see checkpointer).
+	ckpt     *sql.DB
+	kick     chan struct{}
+	stop     chan struct{}
+	ckptDone chan struct{}
+	stopOnce sync.Once
 }
+
+// Write-path tuning. None of it touches durability: synchronous=FULL and
+// WAL stay, so every commit is fsynced before it is acknowledged.
+const (
+	// writerCacheKiB is the writer's page cache. A report batch dirties
+	// hundreds of index and device pages; with SQLite's 2 MiB default the
+	// pager spills dirty pages to the WAL mid-transaction (pagerStress) and
+	// re-reads device pages every batch.
+	writerCacheKiB = 64 << 10
+	// walAutoCheckpoint is the writer's own checkpoint threshold in pages.
+	// It is a safety net only: the background checkpointer normally copies
+	// the WAL into the database from its own connection, off the writer's
+	// critical path. SQLite's default (1000 pages) would make every few
+	// report batches pay a checkpoint, with its fsync of the database file,
+	// inside the single writer.
+	walAutoCheckpoint = 16000
+	// checkpointInterval spaces the background checkpoints.
+	checkpointInterval = 100 * time.Millisecond
+)
 
 var _ store.Store = (*Store)(nil)
 
@@ -49,7 +79,16 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		"foreign_keys(1)",
 		"synchronous(FULL)",
 	}}
-	wq := url.Values{"_txlock": {"immediate"}, "_pragma": append([]string{"journal_mode(WAL)"}, common["_pragma"]...)}
+	wq := url.Values{"_txlock": {"immediate"}, "_pragma": append([]string{
+		"journal_mode(WAL)",
+		fmt.Sprintf("cache_size(-%d)", writerCacheKiB),
+		// Statement journals (a multi-row INSERT … ON CONFLICT inside a
+		// transaction needs one) in memory instead of a temp file. They are
+		// scratch space for rolling back one statement, not part of the
+		// durable state.
+		"temp_store(MEMORY)",
+		fmt.Sprintf("wal_autocheckpoint(%d)", walAutoCheckpoint),
+	}, common["_pragma"]...)}
 	w, err := sql.Open("sqlite", path+"?"+wq.Encode())
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
@@ -63,9 +102,14 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		w.Close()
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 	}
+	if s.stmts, err = prepareIngest(ctx, w); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
+	}
 	rq := url.Values{"_pragma": append([]string{"query_only(1)"}, common["_pragma"]...)}
 	r, err := sql.Open("sqlite", path+"?"+rq.Encode())
 	if err != nil {
+		s.stmts.close()
 		w.Close()
 		return nil, fmt.Errorf("open sqlite %s for reading: %w", path, err)
 	}
@@ -73,12 +117,66 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	r.SetMaxOpenConns(n)
 	r.SetMaxIdleConns(n)
 	s.r = r
+	c, err := sql.Open("sqlite", path+"?"+url.Values{"_pragma": common["_pragma"]}.Encode())
+	if err != nil {
+		r.Close()
+		s.stmts.close()
+		w.Close()
+		return nil, fmt.Errorf("open sqlite %s for checkpoints: %w", path, err)
+	}
+	c.SetMaxOpenConns(1)
+	c.SetMaxIdleConns(1)
+	c.SetConnMaxLifetime(0)
+	c.SetConnMaxIdleTime(0)
+	s.ckpt, s.kick, s.stop, s.ckptDone = c, make(chan struct{}, 1), make(chan struct{}), make(chan struct{})
+	go s.checkpointer()
 	return s, nil
 }
 
-// Close closes both pools.
+// Close stops the checkpointer and closes the pools.
 func (s *Store) Close() error {
-	return errors.Join(s.r.Close(), s.w.Close())
+	s.stopOnce.Do(func() { close(s.stop) })
+	<-s.ckptDone
+	return errors.Join(s.ckpt.Close(), s.r.Close(), s.stmts.close(), s.w.Close())
+}
+
+// checkpointer copies committed WAL frames into the database file from its
+// own connection. A PASSIVE checkpoint takes no lock that the writer needs,
+// so it runs on the other core while the writer plans and commits the next
+// batch; durability does not depend on it (commits are durable once the
+// WAL is fsynced). When it catches up completely, the writer restarts the
+// WAL from its beginning, so the file stays bounded; if it ever falls far
+// behind, the writer's wal_autocheckpoint takes over.
+func (s *Store) checkpointer() {
+	defer close(s.ckptDone)
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-s.kick:
+		}
+		// Errors (SQLITE_BUSY while another process checkpoints, a full
+		// disk) are left to the next attempt and to the writer's own
+		// autocheckpoint; they do not affect committed data.
+		_, _ = s.ckpt.Exec("PRAGMA wal_checkpoint(PASSIVE)")
+		// At most one checkpoint per interval: the hot pages (device
+		// rows, index tails) are in every batch's WAL frames, and copying
+		// them once per interval instead of once per batch saves most of
+		// the checkpoint's CPU and I/O.
+		select {
+		case <-s.stop:
+			return
+		case <-time.After(checkpointInterval):
+		}
+	}
+}
+
+// kickCheckpoint wakes the checkpointer without waiting for it.
+func (s *Store) kickCheckpoint() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
 }
 
 // migrate applies the pending migrations in one transaction; the writer's
@@ -147,6 +245,9 @@ func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("commit: %w", err)
+	}
+	if s.kick != nil { // nil while Open migrates
+		s.kickCheckpoint()
 	}
 	return nil
 }

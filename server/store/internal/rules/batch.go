@@ -79,7 +79,7 @@ func Plan(in []store.ReportInput, states map[string]*State) (*Batch, error) {
 		b.History = append(b.History, h...)
 		b.Results[i].Changes = ChangedControls(h)
 		at := codec.Time(r.ReceivedAt)
-		for _, e := range r.Events {
+		for j, e := range r.Events {
 			if e == nil {
 				continue
 			}
@@ -87,7 +87,7 @@ func Plan(in []store.ReportInput, states map[string]*State) (*Batch, error) {
 			if _, dup := b.owner[k]; dup {
 				continue
 			}
-			blob, err := codec.Marshal(e)
+			blob, err := r.EncodedEvent(j)
 			if err != nil {
 				return nil, fmt.Errorf("report of %s: %w", r.DeviceID, err)
 			}
@@ -104,10 +104,8 @@ func Plan(in []store.ReportInput, states map[string]*State) (*Batch, error) {
 			ID: id, LastSeen: s.LastSeen, Verdict: s.Verdict, Reasons: codec.Reasons(s.Reasons),
 			FailingSince: s.FailingSince, PolicyVersion: s.PolicyVersion,
 		}
+		u.Controls = codec.AppendRawControls(nil, s.Controls)
 		var err error
-		if u.Controls, err = codec.Controls(s.Controls); err != nil {
-			return nil, fmt.Errorf("device %s: %w", id, err)
-		}
 		if s.Facts != nil {
 			if u.Facts, err = codec.Marshal(s.Facts); err != nil {
 				return nil, fmt.Errorf("device %s: %w", id, err)

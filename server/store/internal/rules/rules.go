@@ -9,8 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"google.golang.org/protobuf/types/known/timestamppb"
-
 	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
 	"github.com/mamori-dev/mamori/server/store"
 	"github.com/mamori-dev/mamori/server/store/internal/codec"
@@ -28,8 +26,10 @@ type State struct {
 	LastSeen      time.Time
 	PolicyVersion int64
 	// Facts is nil unless a report replaced them.
-	Facts    *mamoriv1.DeviceFacts
-	Controls []*mamoriv1.ControlRecord
+	Facts *mamoriv1.DeviceFacts
+	// Controls is the control snapshot, ordered by control name, decoded
+	// only as far as merging needs (codec.ParseRawControls).
+	Controls []codec.RawControl
 }
 
 // Apply checks in against s and, when it is accepted, changes s as the
@@ -52,7 +52,10 @@ func Apply(s *State, in store.ReportInput) ([]store.HistoryEntry, error) {
 		return nil, fmt.Errorf("report verdict %q: want %s or %s", in.Verdict, store.VerdictCompliant, store.VerdictNoncompliant)
 	}
 	at := codec.Time(in.ReceivedAt)
-	controls, changes := Merge(s.ID, s.Controls, in.Statuses, at)
+	controls, changes, err := mergeRaw(s.ID, s.Controls, &in, at)
+	if err != nil {
+		return nil, err
+	}
 	s.Controls = controls
 	s.LastSeen = at
 	s.PolicyVersion = in.PolicyVersion
@@ -76,51 +79,88 @@ func Apply(s *State, in store.ReportInput) ([]store.HistoryEntry, error) {
 // control whose state changed. A control seen for the first time changes
 // from UNSPECIFIED. Since is kept while the state is unchanged and set to
 // at when it changes. When a report names a control twice the last wins.
+//
+// Ingest merges encoded records (Apply); Merge is the same merge on decoded
+// records.
 func Merge(deviceID string, old []*mamoriv1.ControlRecord, statuses []*mamoriv1.ControlStatus, at time.Time) ([]*mamoriv1.ControlRecord, []store.HistoryEntry) {
-	byName := make(map[string]*mamoriv1.ControlRecord, len(old)+len(statuses))
-	for _, r := range old {
-		byName[r.GetStatus().GetControl()] = r
+	blob, err := codec.Controls(old)
+	if err != nil {
+		panic(err) // records built in memory always encode
 	}
-	latest := make(map[string]*mamoriv1.ControlStatus, len(statuses))
-	for _, st := range statuses {
+	raw, err := codec.ParseRawControls(blob)
+	if err != nil {
+		panic(err)
+	}
+	recs, changes, err := mergeRaw(deviceID, raw, &store.ReportInput{Statuses: statuses}, at)
+	if err != nil {
+		panic(err)
+	}
+	out, err := codec.ParseControls(codec.AppendRawControls(nil, recs))
+	if err != nil {
+		panic(err)
+	}
+	return out, changes
+}
+
+// mergeRaw is Merge on encoded records: a record the report does not
+// mention is kept byte for byte, and a reported one is built from the
+// status's encoding (made before the transaction when in.Encode ran).
+func mergeRaw(deviceID string, old []codec.RawControl, in *store.ReportInput, at time.Time) ([]codec.RawControl, []store.HistoryEntry, error) {
+	byName := make(map[string]int, len(old)+len(in.Statuses))
+	for i, r := range old {
+		byName[r.Control] = i
+	}
+	latest := make(map[string]int, len(in.Statuses))
+	for i, st := range in.Statuses {
 		if st != nil {
-			latest[st.GetControl()] = st
+			latest[st.GetControl()] = i
 		}
 	}
-	prev := make(map[string]mamoriv1.ControlState, len(latest))
-	for name, st := range latest {
-		r, ok := byName[name]
-		prev[name] = r.GetStatus().GetState() // UNSPECIFIED when new
-		// The record shares st with the caller; it is only read (encoded).
-		if ok && r.GetStatus().GetState() == st.GetState() {
-			byName[name] = &mamoriv1.ControlRecord{Status: st, Since: r.GetSince()}
+	recs := make([]codec.RawControl, 0, len(old)+len(latest))
+	for name, i := range byName {
+		if _, reported := latest[name]; !reported {
+			recs = append(recs, old[i])
+		}
+	}
+	var since []byte
+	type change struct {
+		name     string
+		from, to mamoriv1.ControlState
+		detail   string
+	}
+	var changed []change
+	for name, i := range latest {
+		st := in.Statuses[i]
+		enc, err := in.EncodedStatus(i)
+		if err != nil {
+			return nil, nil, err
+		}
+		prev := mamoriv1.ControlState_CONTROL_STATE_UNSPECIFIED // when new
+		o, ok := byName[name]
+		if ok {
+			prev = old[o].State
+		}
+		if ok && prev == st.GetState() {
+			recs = append(recs, codec.NewRawControl(st, enc, old[o].Since, old[o].HasSince))
 			continue
 		}
-		byName[name] = &mamoriv1.ControlRecord{Status: st, Since: timestamppb.New(at)}
+		if since == nil {
+			since = codec.Since(at)
+		}
+		recs = append(recs, codec.NewRawControl(st, enc, since, true))
+		if prev != st.GetState() {
+			changed = append(changed, change{name, prev, st.GetState(), st.GetDetail()})
+		}
 	}
-	recs := make([]*mamoriv1.ControlRecord, 0, len(byName))
-	for _, r := range byName {
-		recs = append(recs, r)
-	}
-	slices.SortFunc(recs, func(a, b *mamoriv1.ControlRecord) int {
-		return strings.Compare(a.GetStatus().GetControl(), b.GetStatus().GetControl())
-	})
+	slices.SortFunc(recs, func(a, b codec.RawControl) int { return strings.Compare(a.Control, b.Control) })
+	slices.SortFunc(changed, func(a, b change) int { return strings.Compare(a.name, b.name) })
 	var changes []store.HistoryEntry
-	for _, r := range recs {
-		from, reported := prev[r.GetStatus().GetControl()]
-		if !reported || from == r.GetStatus().GetState() {
-			continue
-		}
+	for _, c := range changed {
 		changes = append(changes, store.HistoryEntry{
-			DeviceID: deviceID,
-			Control:  r.GetStatus().GetControl(),
-			From:     from,
-			To:       r.GetStatus().GetState(),
-			Detail:   r.GetStatus().GetDetail(),
-			At:       at,
+			DeviceID: deviceID, Control: c.name, From: c.from, To: c.to, Detail: c.detail, At: at,
 		})
 	}
-	return recs, changes
+	return recs, changes, nil
 }
 
 // ChangedControls lists the controls of h, for ReportResult.Changes.
