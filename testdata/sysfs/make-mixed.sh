@@ -101,6 +101,7 @@ usbif $U/1-3:1.0 08 02 50
 D=$U/1-3:1.0/host7/target7:0:0/7:0:0:0
 blk $D/block/sr0 sr0 11:0 2097151 1
 mkdir -p "$R$D/scsi_generic/sg3"
+printf '21:3\n' >"$R$D/scsi_generic/sg3/dev" # git keeps no empty directories
 
 # SD card on the PCI SD host controller (mmc bus): removable=0 on mmc.
 M=$P/0000:00:1c.0/0000:02:00.0/mmc_host/mmc0/mmc0:aaaa
