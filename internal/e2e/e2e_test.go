@@ -213,10 +213,14 @@ func TestEndToEnd(t *testing.T) {
 	}
 
 	// The officer requires the media control, which this agent does not have.
-	pol := mamorictl(t, h, "C", "policy", "get", "-o", "json")
-	pol = strings.Replace(pol, `"controls": {`, `"controls": {"media": {"mode": "MODE_ENFORCE", "required": true},`, 1)
+	var pol map[string]any
+	if err := json.Unmarshal([]byte(mamorictl(t, h, "C", "policy", "get", "-o", "json")), &pol); err != nil {
+		t.Fatal(err)
+	}
+	pol["controls"].(map[string]any)["media"] = map[string]any{"mode": "MODE_ENFORCE", "required": true}
+	b, _ := json.Marshal(pol)
 	pf := filepath.Join(t.TempDir(), "policy.json")
-	if err := os.WriteFile(pf, []byte(pol), 0o600); err != nil {
+	if err := os.WriteFile(pf, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	mamorictl(t, h, "C", "policy", "set", pf, "--reason", "require media")

@@ -36,15 +36,18 @@ const (
 var nameRE = regexp.MustCompile(`^[a-z][a-z0-9-]{0,31}$`)
 var settingKeyRE = regexp.MustCompile(`^[a-z][a-z0-9_.-]{0,63}$`)
 
-// Default returns the policy a new server starts with: every control in
-// monitor mode, only the agent's self-check required, a report a minute, a
-// device OFFLINE after ten minutes of silence. Monitor first is deliberate:
-// a rollout is checked before it bites.
+// Default returns the policy a new server starts with: the media and
+// isolation controls in monitor mode (they report what they would block and
+// block nothing), only the agent's self-check required, a report a minute,
+// a device OFFLINE after ten minutes of silence. Monitor first is
+// deliberate: a rollout is checked before it bites.
 func Default() *mamoriv1.Policy {
 	return &mamoriv1.Policy{
 		Version: 1,
 		Controls: map[string]*mamoriv1.ControlPolicy{
-			ControlAgent: {Mode: mamoriv1.Mode_MODE_ENFORCE, Required: true},
+			ControlAgent:     {Mode: mamoriv1.Mode_MODE_ENFORCE, Required: true},
+			ControlMedia:     {Mode: mamoriv1.Mode_MODE_MONITOR},
+			ControlIsolation: {Mode: mamoriv1.Mode_MODE_MONITOR},
 		},
 		ReportInterval: durationpb.New(time.Minute),
 		MaxReportAge:   durationpb.New(10 * time.Minute),
