@@ -20,7 +20,9 @@
 // # Precedence
 //
 // flags > environment (MAMORI_SERVER, MAMORI_TOKEN, MAMORI_CA_FINGERPRINT,
-// MAMORI_STATE_DIR, MAMORI_LOG_LEVEL) > file > DefaultConfig. MAMORI_SERVER
+// MAMORI_STATE_DIR, MAMORI_LOG_LEVEL) > registry (Windows only: what the
+// MSI wrote under HKLM\SOFTWARE\mamori, see registry.go) > file >
+// DefaultConfig. MAMORI_SERVER
 // may list several addresses separated by commas.
 package config
 
@@ -268,13 +270,19 @@ type Overrides struct {
 }
 
 // Resolve builds the effective config: DefaultConfig, then the file at path
-// (optional: a missing file is fine), then the environment, then the flags,
+// (optional: a missing file is fine), then the registry (Windows), then the
+// environment, then the flags,
 // then Validate.
 func Resolve(path string, optional bool, getenv func(string) string, o Overrides) (Config, error) {
 	c, err := Load(path, optional)
 	if err != nil {
 		return c, err
 	}
+	reg, err := readRegistry()
+	if err != nil {
+		return c, err
+	}
+	c.applyRegistry(reg)
 	c.ApplyEnv(getenv)
 	if o.StateDir != "" {
 		c.StateDir = o.StateDir

@@ -47,6 +47,7 @@ func (p *Program) Start(s service.Service) error {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	p.cancel, p.done = cancel, make(chan struct{})
+	p.platformStart(s) // Windows: recovery actions, wine's SCM (svc_windows.go)
 	go func() {
 		defer close(p.done)
 		err := p.Run(ctx)

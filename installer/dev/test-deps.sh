@@ -13,6 +13,13 @@ needs=(
   "mkfs.ext4                       e2fsprogs"            # media: ext4 on loop devices
   "qemu-system-x86_64              qemu-system-x86"      # media: USB hot-plug on a real kernel
   "/bin/busybox                    busybox-static"       # media: the VM's initramfs
+  "/usr/lib/wine/wine64            wine64"               # Windows code run for real under wine
+  "/usr/bin/wine                   wine"
+  "x86_64-w64-mingw32-gcc          gcc-mingw-w64-x86-64" # the ProcessPrng stub wine 8 lacks (test scaffolding)
+  "wixl                            wixl"                 # the MSI
+  "msibuild                        msitools"             # MSI inspection and build helpers
+  "osslsigncode                    osslsigncode"         # Authenticode signing of .exe and .msi
+  "rpm                             rpm"                  # rpm -qlp on the built .rpm
 )
 missing=()
 for line in "${needs[@]}"; do

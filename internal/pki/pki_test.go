@@ -169,3 +169,20 @@ func TestPinnedTLSConfig(t *testing.T) {
 		t.Fatalf("pinned dial with the wrong fingerprint: %v", err)
 	}
 }
+
+func FuzzNormalizeFingerprint(f *testing.F) {
+	f.Add("sha256:" + strings.Repeat("ab", 32))
+	f.Add("AB:CD")
+	f.Fuzz(func(t *testing.T, s string) {
+		fp, err := NormalizeFingerprint(s)
+		if err != nil {
+			return
+		}
+		if len(fp) != 64 || strings.ToLower(fp) != fp {
+			t.Fatalf("%q normalised to %q", s, fp)
+		}
+		if again, err := NormalizeFingerprint(fp); err != nil || again != fp {
+			t.Fatalf("not idempotent: %q → %q (%v)", fp, again, err)
+		}
+	})
+}

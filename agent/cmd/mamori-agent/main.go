@@ -144,7 +144,7 @@ func doRun(cfg config.Config, inv cli.Invocation, log *slog.Logger, p *i18n.Prin
 	if id, err := dir.LoadIdentity(); len(servers) == 0 && err == nil {
 		servers = id.Device.Servers
 	}
-	med := media.New(media.Options{Emitter: daemon.NewEmitter(sp, nil), Log: log})
+	med := media.NewPlatform(media.Options{Emitter: daemon.NewEmitter(sp, nil), Log: log})
 	defer med.Close()
 	dcfg.Controls = append(dcfg.Controls,
 		med,
@@ -234,8 +234,9 @@ func newLogger(cfg config.Config, stderr io.Writer) (*slog.Logger, func(), error
 		}
 		w, closer = f, func() { f.Close() }
 	}
-	h := slog.NewTextHandler(w, &slog.HandlerOptions{Level: level})
-	return slog.New(h), closer, nil
+	// On Windows the service also logs to the Event Log (a no-op elsewhere).
+	h, closeEventLog := svc.WithEventLog(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
+	return slog.New(h), func() { closeEventLog(); closer() }, nil
 }
 
 // doMediaList prints the removable devices present and what the cached

@@ -1,0 +1,5 @@
+package media
+
+// NewPlatform returns this platform's media control: on Linux the uevent
+// and BLKROSET control.
+func NewPlatform(o Options) Closer { return New(o) }

@@ -1,0 +1,62 @@
+#!/bin/sh
+# mamori-agent post-installation script.
+#
+# When it runs: deb — "postinst configure [old-version]" after the files are
+# unpacked, on first install and on every upgrade (also "abort-*" after a
+# failed upgrade, which needs nothing here); rpm — %post with $1 = 1 on
+# install, 2 on upgrade. Every step is idempotent: running it twice changes
+# nothing the first run did not.
+#
+# DPKG_ROOT is set when dpkg installs into another root (dpkg --root with
+# --force-script-chrootless); every path is under it, and nothing touches
+# the running system's services then.
+set -e
+root="${DPKG_ROOT:-}"
+
+case "$1" in
+configure | 1 | 2) ;;
+*) exit 0 ;;
+esac
+
+umask 077
+
+# State directory: device key, certificate, cached policy, spool. Root only.
+mkdir -p "$root/var/lib/mamori"
+chmod 0700 "$root/var/lib/mamori"
+
+# Silent enrolment. /etc/default/mamori-agent is read by the systemd unit.
+# Config management may write it before installing the package; then it is
+# kept as it is (it is not a conffile, so dpkg never asks about it). When it
+# is absent it is created from the installing command's environment, e.g.
+#   MAMORI_SERVER=… MAMORI_TOKEN=… MAMORI_CA_FINGERPRINT=… apt-get install ./mamori-agent.deb
+# It holds the enrolment token: mode 0600, root only.
+defaults="$root/etc/default/mamori-agent"
+if [ ! -e "$defaults" ]; then
+	mkdir -p "$root/etc/default"
+	{
+		echo "# mamori-agent enrolment settings, read by mamori-agent.service."
+		echo "# The agent enrols itself on its first start when all three are set;"
+		echo "# the token is not needed once the terminal is enrolled."
+		printf 'MAMORI_SERVER=%s\n' "${MAMORI_SERVER:-}"
+		printf 'MAMORI_TOKEN=%s\n' "${MAMORI_TOKEN:-}"
+		printf 'MAMORI_CA_FINGERPRINT=%s\n' "${MAMORI_CA_FINGERPRINT:-}"
+	} >"$defaults"
+fi
+chown root:root "$defaults" 2>/dev/null || true
+chmod 0600 "$defaults"
+
+# Only on the live system, and only when systemd / udevd are running (not
+# in a chroot, a container build or an image).
+if [ -z "$root" ] && [ -d /run/systemd/system ]; then
+	systemctl daemon-reload || true
+	systemctl enable mamori-agent.service || true
+	# restart: starts it on install, picks up the new binary on upgrade.
+	systemctl restart mamori-agent.service ||
+		echo "mamori-agent: the service did not start; see journalctl -u mamori-agent" >&2
+fi
+if [ -z "$root" ] && command -v udevadm >/dev/null 2>&1 && [ -S /run/udev/control ]; then
+	# Apply the media rule to block devices already present.
+	udevadm control --reload || true
+	udevadm trigger --subsystem-match=block --action=change || true
+fi
+exit 0

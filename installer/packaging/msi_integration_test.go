@@ -1,0 +1,181 @@
+package packaging
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mamori-dev/mamori/internal/testenv"
+	"github.com/mamori-dev/mamori/internal/winetest"
+)
+
+// throwawayCert writes a self-signed code-signing certificate and key.
+func throwawayCert(t *testing.T, dir string) (cert, key string) {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "mamori test signing (throwaway)"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageCodeSigning},
+		BasicConstraintsValid: true, IsCA: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, _ := x509.MarshalPKCS8PrivateKey(k)
+	cert, key = filepath.Join(dir, "sign.pem"), filepath.Join(dir, "sign.key")
+	os.WriteFile(cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+	os.WriteFile(key, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600)
+	return cert, key
+}
+
+func msiTable(t *testing.T, msi, table string) string {
+	t.Helper()
+	return out(t, nil, testenv.LookPath(t, "msiinfo", "msitools"), "export", msi, table)
+}
+
+// TestMSI builds the MSI with wixl from the real windows agent, inspects
+// it with msiinfo, signs it with osslsigncode (a throwaway certificate;
+// verify ok, a one-byte change caught), then installs the signed MSI under
+// wine with SERVER/TOKEN/CA_FINGERPRINT and checks the files, the registry
+// values, the running service (the agent reads SERVER from the registry
+// and dials it), stops it through the SCM and uninstalls.
+func TestMSI(t *testing.T) {
+	testenv.Short(t)
+	testenv.LookPath(t, "wixl", "wixl")
+	testenv.LookPath(t, "msibuild", "msitools")
+	testenv.LookPath(t, "osslsigncode", "osslsigncode")
+	dir := t.TempDir()
+	ctx := context.Background()
+
+	// The agent compiles while the wine prefix initialises.
+	type built struct {
+		exe string
+		err error
+	}
+	agentCh := make(chan built, 1)
+	go func() {
+		exe := filepath.Join(dir, "mamori-agent.exe")
+		cmd := exec.Command("go", "build", "-o", exe, "../../agent/cmd/mamori-agent")
+		cmd.Env = append(os.Environ(), "GOOS=windows", "GOARCH=amd64", "CGO_ENABLED=0")
+		b, err := cmd.CombinedOutput()
+		if err != nil {
+			err = fmt.Errorf("build the windows agent: %v\n%s", err, b)
+		}
+		agentCh <- built{exe, err}
+	}()
+	env := winetest.New(t)
+	a := <-agentCh
+	if a.err != nil {
+		t.Fatal(a.err)
+	}
+	agent := a.exe
+
+	unsigned := filepath.Join(dir, "unsigned.msi")
+	if err := BuildMSI(ctx, NewWXS(agent, "v1.4.2"), dir, unsigned); err != nil {
+		t.Fatal(err)
+	}
+	mustContain(t, "Property table", msiTable(t, unsigned, "Property"),
+		"UpgradeCode\t{"+UpgradeCode+"}", "ProductVersion\t1.4.2",
+		"SecureCustomProperties\t"+SecureProperties, "MsiHiddenProperties\tTOKEN")
+	mustContain(t, "ServiceInstall table", msiTable(t, unsigned, "ServiceInstall"), "mamori-agent\tmamori agent\t16\t2\t1\t\t\tLocalSystem\t\trun")
+	mustContain(t, "Registry table", msiTable(t, unsigned, "Registry"), "SOFTWARE\\mamori\\\tToken\t[TOKEN]")
+	mustContain(t, "Upgrade table", msiTable(t, unsigned, "Upgrade"), "{"+UpgradeCode+"}")
+
+	// Authenticode.
+	cert, key := throwawayCert(t, dir)
+	msi := filepath.Join(dir, "mamori-agent.msi")
+	if err := Sign(ctx, cert, key, unsigned, msi); err != nil {
+		t.Fatal(err)
+	}
+	if err := Verify(ctx, cert, msi); err != nil {
+		t.Fatalf("signed MSI does not verify: %v", err)
+	}
+	if err := Verify(ctx, cert, unsigned); err == nil {
+		t.Error("the unsigned MSI verifies")
+	}
+	b, _ := os.ReadFile(msi)
+	b[len(b)/2] ^= 0x01
+	tampered := filepath.Join(dir, "tampered.msi")
+	os.WriteFile(tampered, b, 0o644)
+	if err := Verify(ctx, cert, tampered); err == nil {
+		t.Error("a one-byte change in the signed MSI still verifies")
+	}
+
+	// Install under wine. SERVER points at a listener here: the agent,
+	// started by wine's service manager, reads it from the registry and
+	// dials it to enrol.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	dialed := make(chan struct{}, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			dialed <- struct{}{}
+			c.Close()
+		}
+	}()
+	fp := "sha256:" + strings.Repeat("ab", 32)
+	wine := func(args ...string) (string, int) {
+		t.Helper()
+		return env.Run(t, time.Minute, nil, args[0], args[1:]...)
+	}
+	if o, code := wine("msiexec", "/i", msi, "/qn", "SERVER="+ln.Addr().String(), "TOKEN=mme_wine", "CA_FINGERPRINT="+fp); code != 0 {
+		t.Fatalf("msiexec /i exited %d:\n%s", code, o)
+	}
+	if _, err := os.Stat(env.Path(`C:\Program Files\mamori\mamori-agent.exe`)); err != nil {
+		t.Errorf("agent not installed: %v", err)
+	}
+	o, _ := wine("reg", "query", `HKLM\SOFTWARE\mamori`)
+	mustContain(t, `HKLM\SOFTWARE\mamori`, o, "Server    REG_SZ    "+ln.Addr().String(), "Token    REG_SZ    mme_wine", "CAFingerprint    REG_SZ    "+fp)
+	o, _ = wine("reg", "query", `HKLM\SYSTEM\CurrentControlSet\Services\mamori-agent`)
+	mustContain(t, "service registration", o, `mamori-agent.exe run`, "Start    REG_DWORD    0x2", "LocalSystem")
+	o, _ = wine("sc", "query", "mamori-agent")
+	mustContain(t, "sc query after install", o, "RUNNING")
+	select {
+	case <-dialed:
+	case <-time.After(30 * time.Second):
+		t.Error("the installed service never dialled SERVER: it did not read the registry, or did not run")
+	}
+
+	// Stop through the SCM (msiexec /x under wine does not stop it), then
+	// uninstall: program and settings go, the state directory stays.
+	wine("sc", "stop", "mamori-agent")
+	deadline := time.Now().Add(20 * time.Second)
+	for o, _ = wine("sc", "query", "mamori-agent"); !strings.Contains(o, "STOPPED") && time.Now().Before(deadline); o, _ = wine("sc", "query", "mamori-agent") {
+		time.Sleep(300 * time.Millisecond)
+	}
+	mustContain(t, "sc query after stop", o, "STOPPED")
+	if o, code := wine("msiexec", "/x", msi, "/qn"); code != 0 {
+		t.Fatalf("msiexec /x exited %d:\n%s", code, o)
+	}
+	if _, err := os.Stat(env.Path(`C:\Program Files\mamori\mamori-agent.exe`)); err == nil {
+		t.Error("agent still installed after msiexec /x")
+	}
+	if o, code := wine("reg", "query", `HKLM\SOFTWARE\mamori`); code == 0 {
+		t.Errorf("HKLM\\SOFTWARE\\mamori left after uninstall:\n%s", o)
+	}
+	if _, err := os.Stat(env.Path(`C:\ProgramData\mamori`)); err != nil {
+		t.Errorf("state directory gone after uninstall (it must stay): %v", err)
+	}
+}
