@@ -93,10 +93,11 @@ packages: ## build the installers into ./bin/packages: .deb, .rpm, .msi (Authent
 	  -udev-rule installer/udev/60-mamori-media.rules -sign-cert '$(SIGN_CERT)' -sign-key '$(SIGN_KEY)'
 
 .PHONY: bench
-bench: ## benchmarks: report ingest (SQLite, PostgreSQL) vs a no-op mTLS call, fleet queries at 100k devices, uevent→read-only latency
+bench: ## benchmarks: report ingest (SQLite, PostgreSQL) vs a no-op mTLS call, fleet queries at 100k devices, uevent→read-only latency, TPM handshakes
 	@mkdir -p $(BIN)
 	$(GO) test -run '^$$' -bench . -benchtime 3s -timeout 30m ./server/store/... ./server/api/... | tee $(BIN)/bench.txt
 	$(GO) test -count=1 -run '^$$' -bench UeventToReadOnly -benchtime 3000x ./agent/media | tee -a $(BIN)/bench.txt
+	$(GO) test -count=1 -run '^$$' -bench Handshake -benchtime 2000x ./internal/tpm | tee -a $(BIN)/bench.txt
 
 .PHONY: demo
 demo: build ## start a server (SQLite under ./var), enrol a local agent in monitor mode; Ctrl-C stops both

@@ -188,7 +188,7 @@ func New(cfg Config) (*Daemon, error) {
 	}
 	d := &Daemon{cfg: cfg, log: cfg.Log, conns: map[string]*grpc.ClientConn{}}
 	d.emit = NewEmitter(cfg.Spool, cfg.Now)
-	d.self = selfcheck.New(selfcheck.Config{Version: cfg.Version, Backlog: cfg.Spool.Len, Now: cfg.Now})
+	d.self = selfcheck.New(selfcheck.Config{Version: cfg.Version, Backlog: cfg.Spool.Len, Now: cfg.Now, KeyStorage: cfg.State.KeyStorage})
 	scfg := control.DefaultConfig()
 	scfg.Timeout, scfg.Emitter, scfg.Log, scfg.Now = cfg.ControlTimeout, d.emit, cfg.Log, cfg.Now
 	set, err := control.NewSet(scfg, append([]control.Control{d.self}, cfg.Controls...)...)

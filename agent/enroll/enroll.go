@@ -4,13 +4,21 @@
 // certificate, CA, device ID and first policy in the state directory.
 //
 // Re-running enrolment on an enrolled terminal makes a new key and
-// certificate; the server keeps the device record by machine ID. The old
-// identity stays in place until the new one is complete.
+// certificate; the server keeps the device record by machine ID (or by EK).
+// The old identity stays in place until the new one is complete.
+//
+// When the key is made in the TPM, enrolment is attested: the request
+// carries the EK, a fresh AK and the AK's TPM2_Certify of the key; the
+// server answers with a credential challenge, which this TPM activates,
+// and the request is sent again with the answer on the same connection.
+// A server that predates attestation ignores the evidence and answers with
+// a certificate at once, which is accepted (Result.Attested is false).
 package enroll
 
 import (
 	"context"
 	"crypto"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -22,12 +30,14 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/mamori-dev/mamori/agent/config"
 	"github.com/mamori-dev/mamori/agent/state"
 	"github.com/mamori-dev/mamori/agent/transport"
 	"github.com/mamori-dev/mamori/internal/pki"
 	"github.com/mamori-dev/mamori/internal/policy"
+	"github.com/mamori-dev/mamori/internal/tpm"
 	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
 )
 
@@ -37,6 +47,7 @@ var (
 	ErrWrongCA      = errors.New("the server's CA does not match the pinned fingerprint: check --ca-fingerprint against the enrolment token screen, and that --server names the right server")
 	ErrRevoked      = errors.New("this terminal was revoked on the server: ask the security officer to review it before enrolling again")
 	ErrUnreachable  = errors.New("no server reachable: check --server, the network path and the firewall (TCP to the server port)")
+	ErrAttestation  = errors.New("the server refused this terminal's TPM attestation: report this to the helpdesk with the agent log")
 )
 
 // Params are what enrolment needs.
@@ -91,6 +102,14 @@ type Result struct {
 	Policy *mamoriv1.Policy
 	// Server is the address that answered.
 	Server string
+	// Attested is true when the server verified that the key is in the TPM.
+	Attested bool
+}
+
+// attestation is the prover's side of one attested enrolment.
+type attestation struct {
+	att *tpm.Attestation
+	ev  *mamoriv1.TpmAttestation
 }
 
 // Enroll enrols this terminal and stores the result in dir.
@@ -110,22 +129,55 @@ func Enroll(ctx context.Context, log *slog.Logger, dir *state.Dir, p Params) (*R
 	fp, _ := pki.NormalizeFingerprint(p.CAFingerprint)
 	key, err := dir.NewKey()
 	if err != nil {
-		return nil, fmt.Errorf("make device key: %w", err)
+		// A TPM that is there but unusable (owner password set, TBS
+		// blocked): the file key keeps the terminal managed, and the
+		// key_storage fact tells the server, whose policy may refuse it.
+		log.WarnContext(ctx, "cannot make the device key in the TPM; using a key file", "error", err)
+		if key, err = dir.NewFileKey(); err != nil {
+			return nil, fmt.Errorf("make device key: %w", err)
+		}
 	}
+	saved := false
+	if tk, ok := key.(*tpm.Key); ok {
+		defer func() {
+			if !saved {
+				tk.Close()
+			}
+		}()
+	}
+	p.Facts = proto.CloneOf(p.Facts)
+	p.Facts.KeyStorage = state.KeyStorageOf(key)
 	csr, err := pki.NewCSR(key, p.Facts.Hostname)
 	if err != nil {
 		return nil, fmt.Errorf("make certificate request: %w", err)
 	}
+	var at *attestation
+	if tk, ok := key.(*tpm.Key); ok {
+		qd := sha256.Sum256(csr)
+		a, ev, err := tpm.Attest(tk, qd[:])
+		if err != nil {
+			// The key is still in the TPM; the server records it as
+			// not attested and its policy decides.
+			log.WarnContext(ctx, "cannot attest the TPM device key; enrolling without attestation", "error", err)
+		} else {
+			defer a.Close()
+			at = &attestation{att: a, ev: &mamoriv1.TpmAttestation{
+				EkPublic: ev.EKPublic, EkCertificate: ev.EKCertificate, AkPublic: ev.AKPublic,
+				KeyPublic: ev.KeyPublic, CertifyInfo: ev.CertifyInfo, CertifySignature: ev.CertifySignature,
+			}}
+		}
+	}
 	var errs []error
 	for _, addr := range p.Servers {
-		resp, err := call(ctx, addr, fp, p, csr)
+		resp, err := call(ctx, addr, fp, p, csr, at)
 		if err == nil {
 			res, err := store(dir, addr, fp, p, key, resp)
 			if err != nil {
 				return nil, err
 			}
+			saved = true
 			log.InfoContext(ctx, "enrolled", "server", addr, "device", res.Identity.Device.DeviceID,
-				"policy_version", res.Policy.GetVersion())
+				"policy_version", res.Policy.GetVersion(), "key_storage", p.Facts.KeyStorage, "attested", res.Attested)
 			return res, nil
 		}
 		log.WarnContext(ctx, "enrolment attempt failed", "server", addr, "error", err)
@@ -139,7 +191,7 @@ func Enroll(ctx context.Context, log *slog.Logger, dir *state.Dir, p Params) (*R
 	return nil, errors.Join(errs...)
 }
 
-func call(ctx context.Context, addr, fp string, p Params, csr []byte) (*mamoriv1.EnrollResponse, error) {
+func call(ctx context.Context, addr, fp string, p Params, csr []byte, at *attestation) (*mamoriv1.EnrollResponse, error) {
 	var mu sync.Mutex
 	var seenCA string // fingerprint of the CA the server offered
 	tlsCfg, err := pki.PinnedTLSConfig(fp, transport.ServerName(addr), nil)
@@ -163,11 +215,29 @@ func call(ctx context.Context, addr, fp string, p Params, csr []byte) (*mamoriv1
 	defer cc.Close()
 	cctx, cancel := context.WithTimeout(ctx, p.CallTimeout)
 	defer cancel()
-	resp, err := mamoriv1.NewAgentServiceClient(cc).Enroll(cctx, &mamoriv1.EnrollRequest{
+	req := &mamoriv1.EnrollRequest{
 		Token: p.Token.Reveal(),
 		Csr:   csr,
 		Facts: p.Facts,
-	})
+	}
+	if at != nil {
+		req.Attestation = at.ev
+	}
+	client := mamoriv1.NewAgentServiceClient(cc)
+	resp, err := client.Enroll(cctx, req)
+	if err == nil && resp.GetChallenge() != nil {
+		if at == nil {
+			return nil, fmt.Errorf("server %s sent a TPM challenge for a request without attestation", addr)
+		}
+		ch := resp.GetChallenge()
+		secret, aerr := at.att.Activate(ch.GetCredentialBlob(), ch.GetEncryptedSecret())
+		if aerr != nil {
+			return nil, fmt.Errorf("%w (%v)", ErrAttestation, aerr)
+		}
+		// Same connection: the server that made the challenge checks it.
+		req.Answer = &mamoriv1.ChallengeAnswer{State: ch.GetState(), Secret: secret}
+		resp, err = client.Enroll(cctx, req)
+	}
 	if err == nil {
 		return resp, nil
 	}
@@ -187,6 +257,9 @@ func explain(addr string, err error) error {
 	case codes.PermissionDenied:
 		if strings.Contains(st.Message(), "revoked") {
 			return ErrRevoked
+		}
+		if strings.Contains(st.Message(), "TPM attestation refused") {
+			return fmt.Errorf("%w (%s)", ErrAttestation, st.Message())
 		}
 		return ErrTokenRefused
 	case codes.Unavailable, codes.DeadlineExceeded:
@@ -242,7 +315,7 @@ func store(dir *state.Dir, addr, fp string, p Params, key crypto.Signer, resp *m
 			return nil, err
 		}
 	}
-	return &Result{Identity: ident, Policy: resp.GetPolicy(), Server: addr}, nil
+	return &Result{Identity: ident, Policy: resp.GetPolicy(), Server: addr, Attested: resp.GetAttested()}, nil
 }
 
 func pool(ca *x509.Certificate) *x509.CertPool {

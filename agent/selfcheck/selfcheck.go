@@ -12,6 +12,7 @@ package selfcheck
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -28,6 +29,9 @@ const DefaultMaxClockSkew = 60 * time.Second
 // SettingMaxClockSkew is the policy setting that overrides it.
 const SettingMaxClockSkew = "max_clock_skew"
 
+// SettingRequireTPMKey makes a device key outside a TPM a problem.
+const SettingRequireTPMKey = "require_tpm_key"
+
 // Config configures the check.
 type Config struct {
 	// Version is the agent version (buildinfo.Version).
@@ -37,6 +41,9 @@ type Config struct {
 	Backlog func() int
 	// Now is the clock. Nil means time.Now.
 	Now func() time.Time
+	// KeyStorage returns where the device key lives ("tpm" or "file").
+	// Nil leaves the evidence out and require_tpm_key unchecked.
+	KeyStorage func() string
 }
 
 // Check is the agent self-check control. It is safe for concurrent use.
@@ -45,6 +52,7 @@ type Check struct {
 
 	mu            sync.Mutex
 	maxSkew       time.Duration
+	requireTPM    bool
 	settingErr    error
 	policyVersion int64
 	skew          time.Duration
@@ -97,10 +105,25 @@ func Skew(sent, received, serverTime time.Time) (skew, rtt time.Duration) {
 // Apply reads the settings.
 func (c *Check) Apply(ctx context.Context, p *mamoriv1.ControlPolicy) error {
 	max, err := MaxClockSkew(p.GetSettings())
+	req, rerr := RequireTPMKey(p.GetSettings())
 	c.mu.Lock()
-	c.maxSkew, c.settingErr = max, err
+	c.maxSkew, c.requireTPM, c.settingErr = max, req, errors.Join(err, rerr)
 	c.mu.Unlock()
 	return nil
+}
+
+// RequireTPMKey reads require_tpm_key; an invalid value yields true (the
+// stricter reading) and an error to report.
+func RequireTPMKey(settings map[string]string) (bool, error) {
+	v, ok := settings[SettingRequireTPMKey]
+	if !ok {
+		return false, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return true, fmt.Errorf("setting %s=%q is not true or false; treating it as true", SettingRequireTPMKey, v)
+	}
+	return b, nil
 }
 
 // MaxClockSkew reads max_clock_skew from settings; an invalid value yields
@@ -147,6 +170,13 @@ func (c *Check) Status(ctx context.Context) (*mamoriv1.ControlStatus, error) {
 		// Not measured is not known to be wrong: the first report after a
 		// start carries no measurement yet.
 		ev["clock_skew_ms"] = "unknown"
+	}
+	if c.cfg.KeyStorage != nil {
+		ks := c.cfg.KeyStorage()
+		ev["key_storage"] = ks
+		if c.requireTPM && ks != "tpm" {
+			problems = append(problems, "policy requires the device key in a TPM, but it is in a file (no usable TPM 2.0): enable the TPM in firmware, then enrol again")
+		}
 	}
 	if c.settingErr != nil {
 		problems = append(problems, c.settingErr.Error())

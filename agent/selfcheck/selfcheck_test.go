@@ -59,3 +59,34 @@ func TestStatus(t *testing.T) {
 		})
 	}
 }
+
+func TestRequireTPMKey(t *testing.T) {
+	tests := []struct {
+		name     string
+		storage  string
+		settings map[string]string
+		want     mamoriv1.ControlState
+		detail   string
+	}{
+		{"not required, file", "file", nil, mamoriv1.ControlState_CONTROL_STATE_ENFORCED, ""},
+		{"required, tpm", "tpm", map[string]string{"require_tpm_key": "true"}, mamoriv1.ControlState_CONTROL_STATE_ENFORCED, ""},
+		{"required, file", "file", map[string]string{"require_tpm_key": "true"}, mamoriv1.ControlState_CONTROL_STATE_DEGRADED, "requires the device key in a TPM"},
+		{"bad value is strict", "file", map[string]string{"require_tpm_key": "yes please"}, mamoriv1.ControlState_CONTROL_STATE_DEGRADED, "requires the device key in a TPM"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := New(Config{Version: "v1", KeyStorage: func() string { return tt.storage }})
+			c.SetPolicyVersion(1)
+			if err := c.Apply(t.Context(), &mamoriv1.ControlPolicy{Settings: tt.settings}); err != nil {
+				t.Fatal(err)
+			}
+			st, err := c.Status(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.State != tt.want || !strings.Contains(st.Detail, tt.detail) || st.Evidence["key_storage"] != tt.storage {
+				t.Errorf("state %v detail %q evidence %v; want %v containing %q", st.State, st.Detail, st.Evidence, tt.want, tt.detail)
+			}
+		})
+	}
+}

@@ -1,8 +1,12 @@
 // Package state is the agent's state directory:
 //
-//	key.pem      device key, PKCS#8, mode 0600 (software ECDSA P-256 for
-//	             now; a later change moves it into the TPM, which is why
-//	             callers only ever see a crypto.Signer)
+//	key.tpm      device key inside the TPM (when the terminal has one): the
+//	             public area and the private area encrypted by that TPM's
+//	             storage root key, mode 0600. Useless on any other machine:
+//	             a copied state directory yields no working identity.
+//	key.pem      device key, PKCS#8, mode 0600, when there is no usable
+//	             TPM (the key_storage fact then says "file"). Callers only
+//	             ever see a crypto.Signer either way.
 //	cert.pem     device certificate
 //	ca.pem       server CA certificate (the only CA the agent trusts)
 //	device.json  device ID, server list, enrolment time
@@ -23,18 +27,23 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
+
+	"github.com/google/go-tpm/tpm2/transport"
 
 	"google.golang.org/protobuf/proto"
 
 	"github.com/mamori-dev/mamori/internal/atomicfile"
 	"github.com/mamori-dev/mamori/internal/pki"
+	"github.com/mamori-dev/mamori/internal/tpm"
 	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
 )
 
 // File names inside the state directory.
 const (
 	KeyFile    = "key.pem"
+	TPMKeyFile = "key.tpm"
 	CertFile   = "cert.pem"
 	CAFile     = "ca.pem"
 	DeviceFile = "device.json"
@@ -80,20 +89,82 @@ func (id *Identity) CAPool() *x509.CertPool {
 	return p
 }
 
+// Key storage values (the key_storage fact).
+const (
+	StorageFile = "file"
+	StorageTPM  = "tpm"
+)
+
+// Options tune OpenWith.
+type Options struct {
+	// OpenTPM opens the TPM that holds the device key. Nil means the
+	// platform's TPM (internal/tpm.Open); NoTPM keeps the key in a file.
+	OpenTPM func() (transport.TPMCloser, error)
+}
+
+// NoTPM is an OpenTPM that reports no TPM.
+func NoTPM() (transport.TPMCloser, error) { return nil, tpm.ErrNoTPM }
+
 // Dir is a state directory.
 type Dir struct {
-	path string
+	path    string
+	openTPM func() (transport.TPMCloser, error)
+
+	mu     sync.Mutex
+	tpmed  bool // openTPM was called
+	tp     transport.TPMCloser
+	tpmErr error
+	key    *tpm.Key // the loaded TPM key of the saved identity
 }
 
 // Open returns the state directory at path, creating it (0700) if needed.
-func Open(path string) (*Dir, error) {
+// The device key goes into the platform's TPM when there is one.
+func Open(path string) (*Dir, error) { return OpenWith(path, Options{}) }
+
+// OpenWith is Open with options.
+func OpenWith(path string, o Options) (*Dir, error) {
 	if path == "" {
 		return nil, errors.New("state directory is not set")
 	}
 	if err := os.MkdirAll(path, 0o700); err != nil {
 		return nil, fmt.Errorf("create state directory %s: %w (run as root/Administrator)", path, err)
 	}
-	return &Dir{path: path}, nil
+	if o.OpenTPM == nil {
+		o.OpenTPM = tpm.Open
+	}
+	return &Dir{path: path, openTPM: o.OpenTPM}, nil
+}
+
+// TPM returns the TPM for the device key, opening it on first use; an error
+// wrapping tpm.ErrNoTPM when there is none.
+func (d *Dir) TPM() (transport.TPM, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.tpmLocked()
+}
+
+func (d *Dir) tpmLocked() (transport.TPM, error) {
+	if !d.tpmed {
+		d.tpmed = true
+		d.tp, d.tpmErr = d.openTPM()
+	}
+	return d.tp, d.tpmErr
+}
+
+// Close releases the TPM.
+func (d *Dir) Close() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.key != nil {
+		d.key.Close()
+		d.key = nil
+	}
+	if d.tp != nil {
+		err := d.tp.Close()
+		d.tp = nil
+		return err
+	}
+	return nil
 }
 
 // Path returns the directory.
@@ -101,14 +172,47 @@ func (d *Dir) Path() string { return d.path }
 
 func (d *Dir) file(name string) string { return filepath.Join(d.path, name) }
 
-// NewKey makes a new device key. It is not stored until SaveIdentity, so a
-// failed re-enrolment leaves the working identity in place.
+// NewKey makes a new device key: inside the TPM when there is one, else in
+// memory (stored as key.pem). It is not stored until SaveIdentity, so a
+// failed re-enrolment leaves the working identity in place. A TPM that is
+// present but cannot make the key is an error, not a silent fallback: the
+// caller decides (see NewFileKey).
 func (d *Dir) NewKey() (crypto.Signer, error) {
-	return pki.NewDeviceKey()
+	t, err := d.TPM()
+	if errors.Is(err, tpm.ErrNoTPM) {
+		return pki.NewDeviceKey()
+	}
+	if err != nil {
+		return nil, err
+	}
+	return tpm.CreateKey(t)
 }
 
-// KeyStorage is the key_storage fact for keys from this directory.
-func (d *Dir) KeyStorage() string { return "file" }
+// NewFileKey makes a software key, for when the TPM cannot be used.
+func (d *Dir) NewFileKey() (crypto.Signer, error) { return pki.NewDeviceKey() }
+
+// KeyStorageOf is the key_storage fact for key.
+func KeyStorageOf(key crypto.Signer) string {
+	if _, ok := key.(*tpm.Key); ok {
+		return StorageTPM
+	}
+	return StorageFile
+}
+
+// KeyStorage is the key_storage fact: where the saved identity's key lives,
+// or, before enrolment, where NewKey will put it.
+func (d *Dir) KeyStorage() string {
+	if _, err := os.Stat(d.file(TPMKeyFile)); err == nil {
+		return StorageTPM
+	}
+	if _, err := os.Stat(d.file(KeyFile)); err == nil {
+		return StorageFile
+	}
+	if _, err := d.TPM(); err == nil {
+		return StorageTPM
+	}
+	return StorageFile
+}
 
 // SaveIdentity stores a new identity: key, certificate, CA and device
 // record. The certificate must be for the key.
@@ -127,7 +231,16 @@ func (d *Dir) SaveIdentity(id *Identity) error {
 	// Key first: a crash after it leaves a key without its certificate,
 	// which LoadIdentity reports as "not enrolled", never a wrong pairing
 	// that looks valid.
-	if err := pki.WriteKey(d.file(KeyFile), id.Key); err != nil {
+	tk, inTPM := id.Key.(*tpm.Key)
+	if inTPM {
+		b, err := tk.Blob().Encode()
+		if err != nil {
+			return err
+		}
+		if err := atomicfile.Write(d.file(TPMKeyFile), b, 0o600); err != nil {
+			return fmt.Errorf("save device key blob: %w", err)
+		}
+	} else if err := pki.WriteKey(d.file(KeyFile), id.Key); err != nil {
 		return fmt.Errorf("save device key: %w", err)
 	}
 	if err := atomicfile.Write(d.file(CAFile), pki.EncodeCert(id.CA.Raw), 0o644); err != nil {
@@ -139,6 +252,20 @@ func (d *Dir) SaveIdentity(id *Identity) error {
 	if err := atomicfile.Write(d.file(DeviceFile), append(dev, '\n'), 0o644); err != nil {
 		return fmt.Errorf("save device record: %w", err)
 	}
+	// The identity is complete: the other kind of key is stale.
+	stale := TPMKeyFile
+	if inTPM {
+		stale = KeyFile
+	}
+	if err := os.Remove(d.file(stale)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove the previous device key: %w", err)
+	}
+	d.mu.Lock()
+	if d.key != nil && d.key != tk {
+		d.key.Close()
+	}
+	d.key = tk
+	d.mu.Unlock()
 	return nil
 }
 
@@ -146,14 +273,10 @@ func (d *Dir) SaveIdentity(id *Identity) error {
 // ErrNotEnrolled when files are missing or do not belong together, and
 // refuses a key file that others can read.
 func (d *Dir) LoadIdentity() (*Identity, error) {
-	for _, f := range []string{KeyFile, CertFile, CAFile, DeviceFile} {
+	for _, f := range []string{CertFile, CAFile, DeviceFile} {
 		if _, err := os.Stat(d.file(f)); errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("%w (%s missing in %s)", ErrNotEnrolled, f, d.path)
 		}
-	}
-	key, err := pki.ReadKey(d.file(KeyFile))
-	if err != nil {
-		return nil, fmt.Errorf("device key: %w", err)
 	}
 	cert, err := pki.ReadCert(d.file(CertFile))
 	if err != nil {
@@ -174,8 +297,9 @@ func (d *Dir) LoadIdentity() (*Identity, error) {
 	if dev.DeviceID == "" {
 		return nil, fmt.Errorf("%w (%s names no device)", ErrNotEnrolled, DeviceFile)
 	}
-	if !publicKeysEqual(cert.PublicKey, key.Public()) {
-		return nil, fmt.Errorf("%w (%s does not match %s: an enrolment was interrupted)", ErrNotEnrolled, CertFile, KeyFile)
+	key, err := d.loadKey(cert)
+	if err != nil {
+		return nil, err
 	}
 	if err := cert.CheckSignatureFrom(ca); err != nil {
 		return nil, fmt.Errorf("%w (%s is not signed by %s: %v)", ErrNotEnrolled, CertFile, CAFile, err)
@@ -184,6 +308,67 @@ func (d *Dir) LoadIdentity() (*Identity, error) {
 		return nil, fmt.Errorf("%w (%s is not the certificate of device %s)", ErrNotEnrolled, CertFile, dev.DeviceID)
 	}
 	return &Identity{Device: dev, Key: key, Cert: cert, CA: ca}, nil
+}
+
+// loadKey returns the key that cert is for: key.tpm (loaded into this
+// machine's TPM) or key.pem.
+func (d *Dir) loadKey(cert *x509.Certificate) (crypto.Signer, error) {
+	var errs []error
+	if b, err := readBounded(d.file(TPMKeyFile)); err == nil {
+		k, err := d.loadTPMKey(b)
+		if err == nil && publicKeysEqual(cert.PublicKey, k.Public()) {
+			return k, nil
+		}
+		if err == nil {
+			err = fmt.Errorf("%s does not match %s: an enrolment was interrupted", CertFile, TPMKeyFile)
+		}
+		errs = append(errs, err)
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		errs = append(errs, err)
+	}
+	if _, err := os.Stat(d.file(KeyFile)); err == nil {
+		key, err := pki.ReadKey(d.file(KeyFile))
+		if err != nil {
+			return nil, fmt.Errorf("device key: %w", err)
+		}
+		if publicKeysEqual(cert.PublicKey, key.Public()) {
+			return key, nil
+		}
+		errs = append(errs, fmt.Errorf("%s does not match %s: an enrolment was interrupted", CertFile, KeyFile))
+	}
+	if len(errs) == 0 {
+		return nil, fmt.Errorf("%w (no device key (%s or %s) in %s)", ErrNotEnrolled, KeyFile, TPMKeyFile, d.path)
+	}
+	return nil, fmt.Errorf("%w (%w)", ErrNotEnrolled, errors.Join(errs...))
+}
+
+// loadTPMKey loads a key blob into the TPM, reusing the loaded key when it
+// is the same blob (the TPM has few slots).
+func (d *Dir) loadTPMKey(b []byte) (*tpm.Key, error) {
+	blob, err := tpm.DecodeBlob(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", TPMKeyFile, err)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.key != nil {
+		if cur := d.key.Blob(); string(cur.Public) == string(blob.Public) && string(cur.Private) == string(blob.Private) {
+			return d.key, nil
+		}
+	}
+	t, err := d.tpmLocked()
+	if err != nil {
+		return nil, fmt.Errorf("%s needs this terminal's TPM: %w", TPMKeyFile, err)
+	}
+	k, err := tpm.LoadKey(t, blob)
+	if err != nil {
+		return nil, err
+	}
+	if d.key != nil {
+		d.key.Close()
+	}
+	d.key = k
+	return k, nil
 }
 
 // SavePolicy stores p atomically and durably. Callers save a new policy

@@ -39,7 +39,7 @@ func newIdentity(t *testing.T, d *Dir) *Identity {
 }
 
 func TestIdentityRoundTrip(t *testing.T) {
-	d, err := Open(filepath.Join(t.TempDir(), "state"))
+	d, err := OpenWith(filepath.Join(t.TempDir(), "state"), Options{OpenTPM: NoTPM})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +73,7 @@ func TestRefusesWorldReadableKey(t *testing.T) {
 	if runtime.GOOS == "windows" {
 		t.Skip("mode bits mean nothing on Windows")
 	}
-	d, _ := Open(t.TempDir())
+	d, _ := OpenWith(t.TempDir(), Options{OpenTPM: NoTPM})
 	if err := d.SaveIdentity(newIdentity(t, d)); err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +86,7 @@ func TestRefusesWorldReadableKey(t *testing.T) {
 }
 
 func TestMismatchedPairIsNotEnrolled(t *testing.T) {
-	d, _ := Open(t.TempDir())
+	d, _ := OpenWith(t.TempDir(), Options{OpenTPM: NoTPM})
 	id := newIdentity(t, d)
 	if err := d.SaveIdentity(id); err != nil {
 		t.Fatal(err)
@@ -105,7 +105,7 @@ func TestMismatchedPairIsNotEnrolled(t *testing.T) {
 }
 
 func TestPolicy(t *testing.T) {
-	d, _ := Open(t.TempDir())
+	d, _ := OpenWith(t.TempDir(), Options{OpenTPM: NoTPM})
 	if _, err := d.LoadPolicy(); !errors.Is(err, ErrNoPolicy) {
 		t.Fatalf("err = %v, want ErrNoPolicy", err)
 	}

@@ -20,6 +20,8 @@ needs=(
   "msibuild                        msitools"             # MSI inspection and build helpers
   "osslsigncode                    osslsigncode"         # Authenticode signing of .exe and .msi
   "rpm                             rpm"                  # rpm -qlp on the built .rpm
+  "swtpm                           swtpm"                # TPM identity against a real software TPM
+  "swtpm_setup                     swtpm-tools"
 )
 missing=()
 for line in "${needs[@]}"; do

@@ -291,6 +291,8 @@ func deviceProto(d store.Device, p *mamoriv1.Policy, now time.Time) *mamoriv1.De
 		Controls:      d.Controls,
 		PolicyVersion: d.PolicyVersion,
 		RevokedAt:     ts(d.RevokedAt),
+		EkFingerprint: d.EKFingerprint,
+		KeyAttested:   d.KeyAttested,
 	}
 	if d.Verdict == store.VerdictNoncompliant {
 		out.FailingSince = ts(d.FailingSince)

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/mamori-dev/mamori/internal/policy"
 	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
+	"github.com/mamori-dev/mamori/server/attest"
 	"github.com/mamori-dev/mamori/server/auth"
 	"github.com/mamori-dev/mamori/server/compliance"
 	"github.com/mamori-dev/mamori/server/store"
@@ -28,18 +30,47 @@ func (s *Server) Enroll(ctx context.Context, req *mamoriv1.EnrollRequest) (*mamo
 	if len(req.Csr) == 0 || len(req.Csr) > MaxCSRBytes {
 		return nil, invalidArg("csr is missing or larger than %d bytes", MaxCSRBytes)
 	}
-	if _, err := x509.ParseCertificateRequest(req.Csr); err != nil {
+	csr, err := x509.ParseCertificateRequest(req.Csr)
+	if err != nil {
 		return nil, invalidArg("csr: %v", err)
 	}
 	if err := validateFacts(req.Facts, true); err != nil {
 		return nil, err
 	}
+	if req.Answer != nil && req.Attestation == nil {
+		return nil, invalidArg("answer without attestation")
+	}
+	var ekFingerprint string
+	if req.Attestation != nil {
+		checked, err := s.checkAttestation(req, csr)
+		if err != nil {
+			s.log.InfoContext(ctx, "attested enrolment refused", "hostname", req.Facts.Hostname, "error", err)
+			return nil, err
+		}
+		if req.Answer == nil {
+			// Step one: a challenge only this TPM can answer. No
+			// certificate yet, and the token is not counted.
+			ch, err := s.attest.Challenge(checked)
+			if err != nil {
+				return nil, fmt.Errorf("make enrolment challenge: %w", err)
+			}
+			return &mamoriv1.EnrollResponse{Challenge: &mamoriv1.EnrollChallenge{
+				CredentialBlob: ch.CredentialBlob, EncryptedSecret: ch.EncryptedSecret, State: ch.State,
+			}}, nil
+		}
+		if err := s.attest.Verify(checked, req.Answer.State, req.Answer.Secret); err != nil {
+			s.log.InfoContext(ctx, "attested enrolment refused", "hostname", req.Facts.Hostname, "error", err)
+			return nil, status.Error(codes.PermissionDenied, err.Error())
+		}
+		ekFingerprint = checked.EKFingerprint
+	}
 	now := s.now()
 	res, err := s.store.Enroll(ctx, store.EnrollParams{
-		TokenHash:   auth.HashToken(req.Token),
-		Now:         now,
-		Facts:       req.Facts,
-		NewDeviceID: uuid.NewString(),
+		TokenHash:     auth.HashToken(req.Token),
+		Now:           now,
+		Facts:         req.Facts,
+		NewDeviceID:   uuid.NewString(),
+		EKFingerprint: ekFingerprint,
 		Sign: func(deviceID string) ([]byte, string, error) {
 			der, serial, err := s.ca.SignDeviceCSR(req.Csr, deviceID, now)
 			if err != nil {
@@ -56,11 +87,15 @@ func (s *Server) Enroll(ctx context.Context, req *mamoriv1.EnrollRequest) (*mamo
 	if res.Reenrolled {
 		action = "device.reenroll"
 	}
-	if err := s.audit(ctx, "device:"+res.Device.ID, action, res.Device.ID,
-		fmt.Sprintf("hostname=%s machine_id=%s", req.Facts.Hostname, req.Facts.MachineId)); err != nil {
+	detail := fmt.Sprintf("hostname=%s machine_id=%s", req.Facts.Hostname, req.Facts.MachineId)
+	if ekFingerprint != "" {
+		detail += " key=tpm-attested ek=" + ekFingerprint
+	}
+	if err := s.audit(ctx, "device:"+res.Device.ID, action, res.Device.ID, detail); err != nil {
 		return nil, err
 	}
-	s.log.InfoContext(ctx, "device enrolled", "device", res.Device.ID, "hostname", req.Facts.Hostname, "reenrolled", res.Reenrolled)
+	s.log.InfoContext(ctx, "device enrolled", "device", res.Device.ID, "hostname", req.Facts.Hostname, "reenrolled", res.Reenrolled,
+		"attested", ekFingerprint != "")
 	p, err := s.currentPolicy(ctx)
 	if err != nil {
 		return nil, err
@@ -70,7 +105,38 @@ func (s *Server) Enroll(ctx context.Context, req *mamoriv1.EnrollRequest) (*mamo
 		Certificate:   res.CertDER,
 		CaCertificate: s.ca.Cert.Raw,
 		Policy:        p,
+		Attested:      ekFingerprint != "",
 	}, nil
+}
+
+// MaxAttestationField bounds each field of a TPM attestation (an EK
+// certificate is the largest, about 1.5 KiB).
+const MaxAttestationField = 8 << 10
+
+// checkAttestation runs the verifier's offline checks. The challenge is
+// bound to the token and the CSR, so an answer cannot be moved to another
+// request.
+func (s *Server) checkAttestation(req *mamoriv1.EnrollRequest, csr *x509.CertificateRequest) (*attest.Checked, error) {
+	a := req.Attestation
+	for _, f := range [][]byte{a.EkPublic, a.EkCertificate, a.AkPublic, a.KeyPublic, a.CertifyInfo, a.CertifySignature,
+		req.Answer.GetState(), req.Answer.GetSecret()} {
+		if len(f) > MaxAttestationField {
+			return nil, invalidArg("attestation field larger than %d bytes", MaxAttestationField)
+		}
+	}
+	qd := sha256.Sum256(req.Csr)
+	bind := sha256.New()
+	bind.Write(auth.HashToken(req.Token))
+	bind.Write(qd[:])
+	c, err := s.attest.Check(attest.Evidence{
+		EKPublic: a.EkPublic, EKCertificate: a.EkCertificate, AKPublic: a.AkPublic, KeyPublic: a.KeyPublic,
+		CertifyInfo: a.CertifyInfo, CertifySignature: a.CertifySignature,
+		CSRPublicKey: csr.PublicKey, QualifyingData: qd[:], Binding: bind.Sum(nil),
+	})
+	if err != nil {
+		return nil, status.Error(codes.PermissionDenied, err.Error())
+	}
+	return c, nil
 }
 
 // Report stores a device's state and events. The device is the one named

@@ -20,6 +20,7 @@ import (
 	"github.com/mamori-dev/mamori/internal/pki"
 	"github.com/mamori-dev/mamori/internal/policy"
 	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
+	"github.com/mamori-dev/mamori/server/attest"
 	"github.com/mamori-dev/mamori/server/ingest"
 	"github.com/mamori-dev/mamori/server/store"
 )
@@ -35,6 +36,9 @@ type Deps struct {
 	// Several servers may share one database, so a policy set through
 	// another server reaches this one's agents within PolicyTTL.
 	PolicyTTL time.Duration
+	// Attest verifies attested (TPM) enrolments; nil means a verifier with
+	// attest.DefaultConfig (no EK certificate required).
+	Attest *attest.Verifier
 }
 
 // Server implements both services.
@@ -49,6 +53,7 @@ type Server struct {
 	log    *slog.Logger
 
 	policyTTL time.Duration
+	attest    *attest.Verifier
 	mu        sync.Mutex
 	policy    *mamoriv1.Policy
 	policyAt  time.Time
@@ -68,7 +73,16 @@ func New(d Deps) (*Server, error) {
 	if d.PolicyTTL <= 0 {
 		d.PolicyTTL = time.Second
 	}
-	return &Server{store: d.Store, ca: d.CA, ingest: d.Ingest, now: d.Now, log: d.Log, policyTTL: d.PolicyTTL}, nil
+	if d.Attest == nil {
+		cfg := attest.DefaultConfig()
+		cfg.Now = d.Now
+		v, err := attest.New(cfg)
+		if err != nil {
+			return nil, fmt.Errorf("api: %w", err)
+		}
+		d.Attest = v
+	}
+	return &Server{store: d.Store, ca: d.CA, ingest: d.Ingest, now: d.Now, log: d.Log, policyTTL: d.PolicyTTL, attest: d.Attest}, nil
 }
 
 // Register adds both services to g.

@@ -65,7 +65,8 @@ func fixture() *ctltest.Fake {
 					enforced("media", -29*24*time.Hour, map[string]string{"rule_sha256": "9f86d081884c7d65", "blocked_total": "3"}),
 				}},
 			{Id: "7b1d0e2c-aaaa-4bbb-8ccc-dddddddddddd", Facts: facts("窓口端末-02"), Compliance: mamoriv1.Compliance_COMPLIANCE_NONCOMPLIANT,
-				Reasons:    []string{"media: FAILED (udev rule missing)", "login-mfa: DEGRADED (pam module altered)"},
+				Reasons:     []string{"media: FAILED (udev rule missing)", "login-mfa: DEGRADED (pam module altered)"},
+				KeyAttested: true, EkFingerprint: "22a499c4cb14bbd081aa4fcff2823f86a776a4f9d56b086c147e10a8a96138b9",
 				EnrolledAt: ts(-10 * 24 * time.Hour), LastSeen: ts(-5 * time.Minute), FailingSince: ts(-2*time.Hour - 10*time.Minute), PolicyVersion: 7,
 				Controls: []*mamoriv1.ControlRecord{
 					enforced("agent", -10*24*time.Hour, nil),

@@ -67,6 +67,7 @@ func (c *cli) writeDevice(resp *mamoriv1.GetDeviceResponse) error {
 	info.add(c.p.Sprintf("ctl.label.machine-id"), f.GetMachineId())
 	info.add(c.p.Sprintf("ctl.label.tpm"), yesNo(f.GetTpmPresent()))
 	info.add(c.p.Sprintf("ctl.label.key-storage"), f.GetKeyStorage())
+	info.add(c.p.Sprintf("ctl.label.device-key"), c.deviceKey(d))
 	info.add(c.p.Sprintf("ctl.label.compliance"), c.complianceName(d.GetCompliance()))
 	if rs := d.GetReasons(); len(rs) > 0 {
 		for i, r := range rs {
@@ -227,4 +228,21 @@ func (c *cli) deviceRevoke(ctx context.Context, args []string) error {
 // stateID is the message ID of a control state's name.
 func stateID(s mamoriv1.ControlState) i18n.ID {
 	return i18n.ID("ctl.state." + strings.ToLower(compliance.StateName(s)))
+}
+
+// deviceKey says where the device's key is, as far as the server knows:
+// attested in a TPM (the server checked), in a TPM by the agent's word
+// only, or a software key.
+func (c *cli) deviceKey(d *mamoriv1.Device) string {
+	switch {
+	case d.GetKeyAttested():
+		ek := d.GetEkFingerprint()
+		if len(ek) > 16 {
+			ek = ek[:16] + "…"
+		}
+		return c.p.Sprintf("ctl.key.tpm-attested", ek)
+	case d.GetFacts().GetKeyStorage() == "tpm":
+		return c.p.Sprintf("ctl.key.tpm")
+	}
+	return c.p.Sprintf("ctl.key.software")
 }

@@ -75,8 +75,12 @@ type EnrollParams struct {
 	TokenHash []byte
 	Now       time.Time
 	Facts     *mamoriv1.DeviceFacts // MachineId is the re-enrolment key
-	// NewDeviceID is used when no device has this machine ID yet.
+	// NewDeviceID is used when no device has this EK or machine ID yet.
 	NewDeviceID string
+	// EKFingerprint is set when the device key was attested to be in a
+	// TPM (server/attest): the device with this EK is the same device,
+	// whatever its machine ID. Empty for a software key.
+	EKFingerprint string
 	// Sign issues the certificate for the chosen device ID. It runs inside
 	// the transaction, after the token is checked and before it is counted;
 	// an error rolls everything back.
@@ -110,6 +114,12 @@ type Device struct {
 	Controls      []*mamoriv1.ControlRecord
 	RevokedAt     time.Time
 	RevokedReason string
+	// EKFingerprint is the TPM endorsement key of the device's last
+	// attested enrolment; empty if it never had one.
+	EKFingerprint string
+	// KeyAttested: the current certificate's key was attested to be in
+	// that TPM.
+	KeyAttested bool
 }
 
 // ReportInput is one report, already authenticated and evaluated.
@@ -232,7 +242,7 @@ type Store interface {
 type Enrollment interface {
 	CreateToken(ctx context.Context, t Token) error
 	// Enroll checks the token (known, not expired, uses left), finds the
-	// device by machine ID or creates it, signs, counts one use of the
+	// device by EK fingerprint, else by machine ID, or creates it, signs, counts one use of the
 	// token, and stores the new certificate serial, all in one transaction.
 	Enroll(ctx context.Context, p EnrollParams) (EnrollResult, error)
 }

@@ -622,8 +622,12 @@ type EnrollRequest struct {
 	// The enrolment token, as shown once by CreateEnrollmentToken.
 	Token string `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
 	// PKCS#10 certificate request, DER.
-	Csr           []byte       `protobuf:"bytes,2,opt,name=csr,proto3" json:"csr,omitempty"`
-	Facts         *DeviceFacts `protobuf:"bytes,3,opt,name=facts,proto3" json:"facts,omitempty"`
+	Csr   []byte       `protobuf:"bytes,2,opt,name=csr,proto3" json:"csr,omitempty"`
+	Facts *DeviceFacts `protobuf:"bytes,3,opt,name=facts,proto3" json:"facts,omitempty"`
+	// Set when the device key lives in a TPM.
+	Attestation *TpmAttestation `protobuf:"bytes,4,opt,name=attestation,proto3" json:"attestation,omitempty"`
+	// Set on the second call of an attested enrolment.
+	Answer        *ChallengeAnswer `protobuf:"bytes,5,opt,name=answer,proto3" json:"answer,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -679,6 +683,230 @@ func (x *EnrollRequest) GetFacts() *DeviceFacts {
 	return nil
 }
 
+func (x *EnrollRequest) GetAttestation() *TpmAttestation {
+	if x != nil {
+		return x.Attestation
+	}
+	return nil
+}
+
+func (x *EnrollRequest) GetAnswer() *ChallengeAnswer {
+	if x != nil {
+		return x.Answer
+	}
+	return nil
+}
+
+// TpmAttestation proves that the CSR's key lives in the TPM whose EK is
+// given. Public areas are TPMT_PUBLIC in TPM wire format.
+type TpmAttestation struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The endorsement key's public area.
+	EkPublic []byte `protobuf:"bytes,1,opt,name=ek_public,json=ekPublic,proto3" json:"ek_public,omitempty"`
+	// The manufacturer's EK certificate, DER; empty when the TPM has none.
+	EkCertificate []byte `protobuf:"bytes,2,opt,name=ek_certificate,json=ekCertificate,proto3" json:"ek_certificate,omitempty"`
+	// The attestation key: a restricted signing key in the same TPM.
+	AkPublic []byte `protobuf:"bytes,3,opt,name=ak_public,json=akPublic,proto3" json:"ak_public,omitempty"`
+	// The device key (the CSR's key).
+	KeyPublic []byte `protobuf:"bytes,4,opt,name=key_public,json=keyPublic,proto3" json:"key_public,omitempty"`
+	// TPMS_ATTEST from TPM2_Certify(device key, AK); its qualifying data is
+	// SHA-256 of the CSR.
+	CertifyInfo []byte `protobuf:"bytes,5,opt,name=certify_info,json=certifyInfo,proto3" json:"certify_info,omitempty"`
+	// TPMT_SIGNATURE over certify_info by the AK.
+	CertifySignature []byte `protobuf:"bytes,6,opt,name=certify_signature,json=certifySignature,proto3" json:"certify_signature,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *TpmAttestation) Reset() {
+	*x = TpmAttestation{}
+	mi := &file_mamori_v1_mamori_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TpmAttestation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TpmAttestation) ProtoMessage() {}
+
+func (x *TpmAttestation) ProtoReflect() protoreflect.Message {
+	mi := &file_mamori_v1_mamori_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TpmAttestation.ProtoReflect.Descriptor instead.
+func (*TpmAttestation) Descriptor() ([]byte, []int) {
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *TpmAttestation) GetEkPublic() []byte {
+	if x != nil {
+		return x.EkPublic
+	}
+	return nil
+}
+
+func (x *TpmAttestation) GetEkCertificate() []byte {
+	if x != nil {
+		return x.EkCertificate
+	}
+	return nil
+}
+
+func (x *TpmAttestation) GetAkPublic() []byte {
+	if x != nil {
+		return x.AkPublic
+	}
+	return nil
+}
+
+func (x *TpmAttestation) GetKeyPublic() []byte {
+	if x != nil {
+		return x.KeyPublic
+	}
+	return nil
+}
+
+func (x *TpmAttestation) GetCertifyInfo() []byte {
+	if x != nil {
+		return x.CertifyInfo
+	}
+	return nil
+}
+
+func (x *TpmAttestation) GetCertifySignature() []byte {
+	if x != nil {
+		return x.CertifySignature
+	}
+	return nil
+}
+
+// EnrollChallenge is a TPM2_MakeCredential result for the EK and AK.
+type EnrollChallenge struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// TPM2B_ID_OBJECT contents.
+	CredentialBlob []byte `protobuf:"bytes,1,opt,name=credential_blob,json=credentialBlob,proto3" json:"credential_blob,omitempty"`
+	// TPM2B_ENCRYPTED_SECRET contents.
+	EncryptedSecret []byte `protobuf:"bytes,2,opt,name=encrypted_secret,json=encryptedSecret,proto3" json:"encrypted_secret,omitempty"`
+	// Opaque; send it back unchanged in ChallengeAnswer.
+	State         []byte `protobuf:"bytes,3,opt,name=state,proto3" json:"state,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EnrollChallenge) Reset() {
+	*x = EnrollChallenge{}
+	mi := &file_mamori_v1_mamori_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EnrollChallenge) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EnrollChallenge) ProtoMessage() {}
+
+func (x *EnrollChallenge) ProtoReflect() protoreflect.Message {
+	mi := &file_mamori_v1_mamori_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EnrollChallenge.ProtoReflect.Descriptor instead.
+func (*EnrollChallenge) Descriptor() ([]byte, []int) {
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *EnrollChallenge) GetCredentialBlob() []byte {
+	if x != nil {
+		return x.CredentialBlob
+	}
+	return nil
+}
+
+func (x *EnrollChallenge) GetEncryptedSecret() []byte {
+	if x != nil {
+		return x.EncryptedSecret
+	}
+	return nil
+}
+
+func (x *EnrollChallenge) GetState() []byte {
+	if x != nil {
+		return x.State
+	}
+	return nil
+}
+
+// ChallengeAnswer is the secret TPM2_ActivateCredential recovered.
+type ChallengeAnswer struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	State         []byte                 `protobuf:"bytes,1,opt,name=state,proto3" json:"state,omitempty"`
+	Secret        []byte                 `protobuf:"bytes,2,opt,name=secret,proto3" json:"secret,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChallengeAnswer) Reset() {
+	*x = ChallengeAnswer{}
+	mi := &file_mamori_v1_mamori_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChallengeAnswer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChallengeAnswer) ProtoMessage() {}
+
+func (x *ChallengeAnswer) ProtoReflect() protoreflect.Message {
+	mi := &file_mamori_v1_mamori_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChallengeAnswer.ProtoReflect.Descriptor instead.
+func (*ChallengeAnswer) Descriptor() ([]byte, []int) {
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ChallengeAnswer) GetState() []byte {
+	if x != nil {
+		return x.State
+	}
+	return nil
+}
+
+func (x *ChallengeAnswer) GetSecret() []byte {
+	if x != nil {
+		return x.Secret
+	}
+	return nil
+}
+
 type EnrollResponse struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	DeviceId string                 `protobuf:"bytes,1,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
@@ -687,13 +915,17 @@ type EnrollResponse struct {
 	// CA certificate, DER.
 	CaCertificate []byte  `protobuf:"bytes,3,opt,name=ca_certificate,json=caCertificate,proto3" json:"ca_certificate,omitempty"`
 	Policy        *Policy `protobuf:"bytes,4,opt,name=policy,proto3" json:"policy,omitempty"`
+	// Set, alone, when the request carried an attestation and no answer.
+	Challenge *EnrollChallenge `protobuf:"bytes,5,opt,name=challenge,proto3" json:"challenge,omitempty"`
+	// True when the certificate was issued for an attested TPM key.
+	Attested      bool `protobuf:"varint,6,opt,name=attested,proto3" json:"attested,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *EnrollResponse) Reset() {
 	*x = EnrollResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[6]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -705,7 +937,7 @@ func (x *EnrollResponse) String() string {
 func (*EnrollResponse) ProtoMessage() {}
 
 func (x *EnrollResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[6]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -718,7 +950,7 @@ func (x *EnrollResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrollResponse.ProtoReflect.Descriptor instead.
 func (*EnrollResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{6}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *EnrollResponse) GetDeviceId() string {
@@ -749,6 +981,20 @@ func (x *EnrollResponse) GetPolicy() *Policy {
 	return nil
 }
 
+func (x *EnrollResponse) GetChallenge() *EnrollChallenge {
+	if x != nil {
+		return x.Challenge
+	}
+	return nil
+}
+
+func (x *EnrollResponse) GetAttested() bool {
+	if x != nil {
+		return x.Attested
+	}
+	return false
+}
+
 type ReportRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Facts *DeviceFacts           `protobuf:"bytes,1,opt,name=facts,proto3" json:"facts,omitempty"`
@@ -766,7 +1012,7 @@ type ReportRequest struct {
 
 func (x *ReportRequest) Reset() {
 	*x = ReportRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[7]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -778,7 +1024,7 @@ func (x *ReportRequest) String() string {
 func (*ReportRequest) ProtoMessage() {}
 
 func (x *ReportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[7]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -791,7 +1037,7 @@ func (x *ReportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportRequest.ProtoReflect.Descriptor instead.
 func (*ReportRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{7}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ReportRequest) GetFacts() *DeviceFacts {
@@ -844,7 +1090,7 @@ type ReportResponse struct {
 
 func (x *ReportResponse) Reset() {
 	*x = ReportResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[8]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -856,7 +1102,7 @@ func (x *ReportResponse) String() string {
 func (*ReportResponse) ProtoMessage() {}
 
 func (x *ReportResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[8]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -869,7 +1115,7 @@ func (x *ReportResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportResponse.ProtoReflect.Descriptor instead.
 func (*ReportResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{8}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ReportResponse) GetAckedEventIds() []string {
@@ -912,7 +1158,7 @@ type ControlRecord struct {
 
 func (x *ControlRecord) Reset() {
 	*x = ControlRecord{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[9]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -924,7 +1170,7 @@ func (x *ControlRecord) String() string {
 func (*ControlRecord) ProtoMessage() {}
 
 func (x *ControlRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[9]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -937,7 +1183,7 @@ func (x *ControlRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ControlRecord.ProtoReflect.Descriptor instead.
 func (*ControlRecord) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{9}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ControlRecord) GetStatus() *ControlStatus {
@@ -970,13 +1216,18 @@ type Device struct {
 	Controls      []*ControlRecord       `protobuf:"bytes,9,rep,name=controls,proto3" json:"controls,omitempty"`
 	PolicyVersion int64                  `protobuf:"varint,10,opt,name=policy_version,json=policyVersion,proto3" json:"policy_version,omitempty"`
 	RevokedAt     *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=revoked_at,json=revokedAt,proto3" json:"revoked_at,omitempty"`
+	// SHA-256 of the TPM endorsement key (PKIX DER), hex; empty when the
+	// device never enrolled with an attested TPM key.
+	EkFingerprint string `protobuf:"bytes,12,opt,name=ek_fingerprint,json=ekFingerprint,proto3" json:"ek_fingerprint,omitempty"`
+	// True when the current certificate's key was attested to be in the TPM.
+	KeyAttested   bool `protobuf:"varint,13,opt,name=key_attested,json=keyAttested,proto3" json:"key_attested,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Device) Reset() {
 	*x = Device{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[10]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -988,7 +1239,7 @@ func (x *Device) String() string {
 func (*Device) ProtoMessage() {}
 
 func (x *Device) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[10]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1001,7 +1252,7 @@ func (x *Device) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Device.ProtoReflect.Descriptor instead.
 func (*Device) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{10}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Device) GetId() string {
@@ -1081,6 +1332,20 @@ func (x *Device) GetRevokedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Device) GetEkFingerprint() string {
+	if x != nil {
+		return x.EkFingerprint
+	}
+	return ""
+}
+
+func (x *Device) GetKeyAttested() bool {
+	if x != nil {
+		return x.KeyAttested
+	}
+	return false
+}
+
 type ListDevicesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Only devices in this state; unspecified means all.
@@ -1094,7 +1359,7 @@ type ListDevicesRequest struct {
 
 func (x *ListDevicesRequest) Reset() {
 	*x = ListDevicesRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[11]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1106,7 +1371,7 @@ func (x *ListDevicesRequest) String() string {
 func (*ListDevicesRequest) ProtoMessage() {}
 
 func (x *ListDevicesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[11]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1119,7 +1384,7 @@ func (x *ListDevicesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDevicesRequest.ProtoReflect.Descriptor instead.
 func (*ListDevicesRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{11}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListDevicesRequest) GetCompliance() Compliance {
@@ -1153,7 +1418,7 @@ type ListDevicesResponse struct {
 
 func (x *ListDevicesResponse) Reset() {
 	*x = ListDevicesResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[12]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1165,7 +1430,7 @@ func (x *ListDevicesResponse) String() string {
 func (*ListDevicesResponse) ProtoMessage() {}
 
 func (x *ListDevicesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[12]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1178,7 +1443,7 @@ func (x *ListDevicesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDevicesResponse.ProtoReflect.Descriptor instead.
 func (*ListDevicesResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{12}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListDevicesResponse) GetDevices() []*Device {
@@ -1207,7 +1472,7 @@ type GetDeviceRequest struct {
 
 func (x *GetDeviceRequest) Reset() {
 	*x = GetDeviceRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[13]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1219,7 +1484,7 @@ func (x *GetDeviceRequest) String() string {
 func (*GetDeviceRequest) ProtoMessage() {}
 
 func (x *GetDeviceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[13]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1232,7 +1497,7 @@ func (x *GetDeviceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDeviceRequest.ProtoReflect.Descriptor instead.
 func (*GetDeviceRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{13}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GetDeviceRequest) GetIdOrHostname() string {
@@ -1259,7 +1524,7 @@ type GetDeviceResponse struct {
 
 func (x *GetDeviceResponse) Reset() {
 	*x = GetDeviceResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[14]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1271,7 +1536,7 @@ func (x *GetDeviceResponse) String() string {
 func (*GetDeviceResponse) ProtoMessage() {}
 
 func (x *GetDeviceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[14]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1284,7 +1549,7 @@ func (x *GetDeviceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDeviceResponse.ProtoReflect.Descriptor instead.
 func (*GetDeviceResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{14}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GetDeviceResponse) GetDevice() *Device {
@@ -1309,7 +1574,7 @@ type FleetSummaryRequest struct {
 
 func (x *FleetSummaryRequest) Reset() {
 	*x = FleetSummaryRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[15]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1321,7 +1586,7 @@ func (x *FleetSummaryRequest) String() string {
 func (*FleetSummaryRequest) ProtoMessage() {}
 
 func (x *FleetSummaryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[15]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1334,7 +1599,7 @@ func (x *FleetSummaryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FleetSummaryRequest.ProtoReflect.Descriptor instead.
 func (*FleetSummaryRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{15}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{18}
 }
 
 type FleetSummaryResponse struct {
@@ -1352,7 +1617,7 @@ type FleetSummaryResponse struct {
 
 func (x *FleetSummaryResponse) Reset() {
 	*x = FleetSummaryResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[16]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1364,7 +1629,7 @@ func (x *FleetSummaryResponse) String() string {
 func (*FleetSummaryResponse) ProtoMessage() {}
 
 func (x *FleetSummaryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[16]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1377,7 +1642,7 @@ func (x *FleetSummaryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FleetSummaryResponse.ProtoReflect.Descriptor instead.
 func (*FleetSummaryResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{16}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *FleetSummaryResponse) GetTotal() int64 {
@@ -1441,7 +1706,7 @@ type StoredEvent struct {
 
 func (x *StoredEvent) Reset() {
 	*x = StoredEvent{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[17]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1453,7 +1718,7 @@ func (x *StoredEvent) String() string {
 func (*StoredEvent) ProtoMessage() {}
 
 func (x *StoredEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[17]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1466,7 +1731,7 @@ func (x *StoredEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoredEvent.ProtoReflect.Descriptor instead.
 func (*StoredEvent) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{17}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *StoredEvent) GetDeviceId() string {
@@ -1503,7 +1768,7 @@ type ListEventsRequest struct {
 
 func (x *ListEventsRequest) Reset() {
 	*x = ListEventsRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[18]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1515,7 +1780,7 @@ func (x *ListEventsRequest) String() string {
 func (*ListEventsRequest) ProtoMessage() {}
 
 func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[18]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1528,7 +1793,7 @@ func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListEventsRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{18}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListEventsRequest) GetDeviceId() string {
@@ -1563,7 +1828,7 @@ type ListEventsResponse struct {
 
 func (x *ListEventsResponse) Reset() {
 	*x = ListEventsResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[19]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1575,7 +1840,7 @@ func (x *ListEventsResponse) String() string {
 func (*ListEventsResponse) ProtoMessage() {}
 
 func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[19]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1588,7 +1853,7 @@ func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListEventsResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{19}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ListEventsResponse) GetEvents() []*StoredEvent {
@@ -1619,7 +1884,7 @@ type CreateEnrollmentTokenRequest struct {
 
 func (x *CreateEnrollmentTokenRequest) Reset() {
 	*x = CreateEnrollmentTokenRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[20]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1631,7 +1896,7 @@ func (x *CreateEnrollmentTokenRequest) String() string {
 func (*CreateEnrollmentTokenRequest) ProtoMessage() {}
 
 func (x *CreateEnrollmentTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[20]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1644,7 +1909,7 @@ func (x *CreateEnrollmentTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateEnrollmentTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateEnrollmentTokenRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{20}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *CreateEnrollmentTokenRequest) GetTtl() *durationpb.Duration {
@@ -1683,7 +1948,7 @@ type CreateEnrollmentTokenResponse struct {
 
 func (x *CreateEnrollmentTokenResponse) Reset() {
 	*x = CreateEnrollmentTokenResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[21]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1695,7 +1960,7 @@ func (x *CreateEnrollmentTokenResponse) String() string {
 func (*CreateEnrollmentTokenResponse) ProtoMessage() {}
 
 func (x *CreateEnrollmentTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[21]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1708,7 +1973,7 @@ func (x *CreateEnrollmentTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateEnrollmentTokenResponse.ProtoReflect.Descriptor instead.
 func (*CreateEnrollmentTokenResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{21}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *CreateEnrollmentTokenResponse) GetToken() string {
@@ -1756,7 +2021,7 @@ type RevokeDeviceRequest struct {
 
 func (x *RevokeDeviceRequest) Reset() {
 	*x = RevokeDeviceRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[22]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1768,7 +2033,7 @@ func (x *RevokeDeviceRequest) String() string {
 func (*RevokeDeviceRequest) ProtoMessage() {}
 
 func (x *RevokeDeviceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[22]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1781,7 +2046,7 @@ func (x *RevokeDeviceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeDeviceRequest.ProtoReflect.Descriptor instead.
 func (*RevokeDeviceRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{22}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *RevokeDeviceRequest) GetDeviceId() string {
@@ -1807,7 +2072,7 @@ type RevokeDeviceResponse struct {
 
 func (x *RevokeDeviceResponse) Reset() {
 	*x = RevokeDeviceResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[23]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1819,7 +2084,7 @@ func (x *RevokeDeviceResponse) String() string {
 func (*RevokeDeviceResponse) ProtoMessage() {}
 
 func (x *RevokeDeviceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[23]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1832,7 +2097,7 @@ func (x *RevokeDeviceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeDeviceResponse.ProtoReflect.Descriptor instead.
 func (*RevokeDeviceResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{23}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *RevokeDeviceResponse) GetDevice() *Device {
@@ -1850,7 +2115,7 @@ type GetPolicyRequest struct {
 
 func (x *GetPolicyRequest) Reset() {
 	*x = GetPolicyRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[24]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1862,7 +2127,7 @@ func (x *GetPolicyRequest) String() string {
 func (*GetPolicyRequest) ProtoMessage() {}
 
 func (x *GetPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[24]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1875,7 +2140,7 @@ func (x *GetPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPolicyRequest.ProtoReflect.Descriptor instead.
 func (*GetPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{24}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{27}
 }
 
 type GetPolicyResponse struct {
@@ -1887,7 +2152,7 @@ type GetPolicyResponse struct {
 
 func (x *GetPolicyResponse) Reset() {
 	*x = GetPolicyResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[25]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1899,7 +2164,7 @@ func (x *GetPolicyResponse) String() string {
 func (*GetPolicyResponse) ProtoMessage() {}
 
 func (x *GetPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[25]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1912,7 +2177,7 @@ func (x *GetPolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPolicyResponse.ProtoReflect.Descriptor instead.
 func (*GetPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{25}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *GetPolicyResponse) GetPolicy() *Policy {
@@ -1936,7 +2201,7 @@ type SetPolicyRequest struct {
 
 func (x *SetPolicyRequest) Reset() {
 	*x = SetPolicyRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[26]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1948,7 +2213,7 @@ func (x *SetPolicyRequest) String() string {
 func (*SetPolicyRequest) ProtoMessage() {}
 
 func (x *SetPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[26]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1961,7 +2226,7 @@ func (x *SetPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPolicyRequest.ProtoReflect.Descriptor instead.
 func (*SetPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{26}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *SetPolicyRequest) GetPolicy() *Policy {
@@ -1994,7 +2259,7 @@ type SetPolicyResponse struct {
 
 func (x *SetPolicyResponse) Reset() {
 	*x = SetPolicyResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[27]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2006,7 +2271,7 @@ func (x *SetPolicyResponse) String() string {
 func (*SetPolicyResponse) ProtoMessage() {}
 
 func (x *SetPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[27]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2019,7 +2284,7 @@ func (x *SetPolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPolicyResponse.ProtoReflect.Descriptor instead.
 func (*SetPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{27}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *SetPolicyResponse) GetPolicy() *Policy {
@@ -2083,16 +2348,35 @@ const file_mamori_v1_mamori_proto_rawDesc = "" +
 	"\x0emax_report_age\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\fmaxReportAge\x1aU\n" +
 	"\rControlsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12.\n" +
-	"\x05value\x18\x02 \x01(\v2\x18.mamori.v1.ControlPolicyR\x05value:\x028\x01\"e\n" +
+	"\x05value\x18\x02 \x01(\v2\x18.mamori.v1.ControlPolicyR\x05value:\x028\x01\"\xd6\x01\n" +
 	"\rEnrollRequest\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12\x10\n" +
 	"\x03csr\x18\x02 \x01(\fR\x03csr\x12,\n" +
-	"\x05facts\x18\x03 \x01(\v2\x16.mamori.v1.DeviceFactsR\x05facts\"\xa1\x01\n" +
+	"\x05facts\x18\x03 \x01(\v2\x16.mamori.v1.DeviceFactsR\x05facts\x12;\n" +
+	"\vattestation\x18\x04 \x01(\v2\x19.mamori.v1.TpmAttestationR\vattestation\x122\n" +
+	"\x06answer\x18\x05 \x01(\v2\x1a.mamori.v1.ChallengeAnswerR\x06answer\"\xe0\x01\n" +
+	"\x0eTpmAttestation\x12\x1b\n" +
+	"\tek_public\x18\x01 \x01(\fR\bekPublic\x12%\n" +
+	"\x0eek_certificate\x18\x02 \x01(\fR\rekCertificate\x12\x1b\n" +
+	"\tak_public\x18\x03 \x01(\fR\bakPublic\x12\x1d\n" +
+	"\n" +
+	"key_public\x18\x04 \x01(\fR\tkeyPublic\x12!\n" +
+	"\fcertify_info\x18\x05 \x01(\fR\vcertifyInfo\x12+\n" +
+	"\x11certify_signature\x18\x06 \x01(\fR\x10certifySignature\"{\n" +
+	"\x0fEnrollChallenge\x12'\n" +
+	"\x0fcredential_blob\x18\x01 \x01(\fR\x0ecredentialBlob\x12)\n" +
+	"\x10encrypted_secret\x18\x02 \x01(\fR\x0fencryptedSecret\x12\x14\n" +
+	"\x05state\x18\x03 \x01(\fR\x05state\"?\n" +
+	"\x0fChallengeAnswer\x12\x14\n" +
+	"\x05state\x18\x01 \x01(\fR\x05state\x12\x16\n" +
+	"\x06secret\x18\x02 \x01(\fR\x06secret\"\xf7\x01\n" +
 	"\x0eEnrollResponse\x12\x1b\n" +
 	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x12 \n" +
 	"\vcertificate\x18\x02 \x01(\fR\vcertificate\x12%\n" +
 	"\x0eca_certificate\x18\x03 \x01(\fR\rcaCertificate\x12)\n" +
-	"\x06policy\x18\x04 \x01(\v2\x11.mamori.v1.PolicyR\x06policy\"\xf9\x01\n" +
+	"\x06policy\x18\x04 \x01(\v2\x11.mamori.v1.PolicyR\x06policy\x128\n" +
+	"\tchallenge\x18\x05 \x01(\v2\x1a.mamori.v1.EnrollChallengeR\tchallenge\x12\x1a\n" +
+	"\battested\x18\x06 \x01(\bR\battested\"\xf9\x01\n" +
 	"\rReportRequest\x12,\n" +
 	"\x05facts\x18\x01 \x01(\v2\x16.mamori.v1.DeviceFactsR\x05facts\x124\n" +
 	"\bstatuses\x18\x02 \x03(\v2\x18.mamori.v1.ControlStatusR\bstatuses\x12(\n" +
@@ -2107,7 +2391,7 @@ const file_mamori_v1_mamori_proto_rawDesc = "" +
 	"serverTime\"s\n" +
 	"\rControlRecord\x120\n" +
 	"\x06status\x18\x01 \x01(\v2\x18.mamori.v1.ControlStatusR\x06status\x120\n" +
-	"\x05since\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\"\xa7\x04\n" +
+	"\x05since\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\"\xf1\x04\n" +
 	"\x06Device\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12,\n" +
 	"\x05facts\x18\x02 \x01(\v2\x16.mamori.v1.DeviceFactsR\x05facts\x125\n" +
@@ -2124,7 +2408,9 @@ const file_mamori_v1_mamori_proto_rawDesc = "" +
 	"\x0epolicy_version\x18\n" +
 	" \x01(\x03R\rpolicyVersion\x129\n" +
 	"\n" +
-	"revoked_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\trevokedAt\"\x87\x01\n" +
+	"revoked_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\trevokedAt\x12%\n" +
+	"\x0eek_fingerprint\x18\f \x01(\tR\rekFingerprint\x12!\n" +
+	"\fkey_attested\x18\r \x01(\bR\vkeyAttested\"\x87\x01\n" +
 	"\x12ListDevicesRequest\x125\n" +
 	"\n" +
 	"compliance\x18\x01 \x01(\x0e2\x15.mamori.v1.ComplianceR\n" +
@@ -2234,7 +2520,7 @@ func file_mamori_v1_mamori_proto_rawDescGZIP() []byte {
 }
 
 var file_mamori_v1_mamori_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_mamori_v1_mamori_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_mamori_v1_mamori_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_mamori_v1_mamori_proto_goTypes = []any{
 	(Mode)(0),                             // 0: mamori.v1.Mode
 	(ControlState)(0),                     // 1: mamori.v1.ControlState
@@ -2245,105 +2531,111 @@ var file_mamori_v1_mamori_proto_goTypes = []any{
 	(*ControlPolicy)(nil),                 // 6: mamori.v1.ControlPolicy
 	(*Policy)(nil),                        // 7: mamori.v1.Policy
 	(*EnrollRequest)(nil),                 // 8: mamori.v1.EnrollRequest
-	(*EnrollResponse)(nil),                // 9: mamori.v1.EnrollResponse
-	(*ReportRequest)(nil),                 // 10: mamori.v1.ReportRequest
-	(*ReportResponse)(nil),                // 11: mamori.v1.ReportResponse
-	(*ControlRecord)(nil),                 // 12: mamori.v1.ControlRecord
-	(*Device)(nil),                        // 13: mamori.v1.Device
-	(*ListDevicesRequest)(nil),            // 14: mamori.v1.ListDevicesRequest
-	(*ListDevicesResponse)(nil),           // 15: mamori.v1.ListDevicesResponse
-	(*GetDeviceRequest)(nil),              // 16: mamori.v1.GetDeviceRequest
-	(*GetDeviceResponse)(nil),             // 17: mamori.v1.GetDeviceResponse
-	(*FleetSummaryRequest)(nil),           // 18: mamori.v1.FleetSummaryRequest
-	(*FleetSummaryResponse)(nil),          // 19: mamori.v1.FleetSummaryResponse
-	(*StoredEvent)(nil),                   // 20: mamori.v1.StoredEvent
-	(*ListEventsRequest)(nil),             // 21: mamori.v1.ListEventsRequest
-	(*ListEventsResponse)(nil),            // 22: mamori.v1.ListEventsResponse
-	(*CreateEnrollmentTokenRequest)(nil),  // 23: mamori.v1.CreateEnrollmentTokenRequest
-	(*CreateEnrollmentTokenResponse)(nil), // 24: mamori.v1.CreateEnrollmentTokenResponse
-	(*RevokeDeviceRequest)(nil),           // 25: mamori.v1.RevokeDeviceRequest
-	(*RevokeDeviceResponse)(nil),          // 26: mamori.v1.RevokeDeviceResponse
-	(*GetPolicyRequest)(nil),              // 27: mamori.v1.GetPolicyRequest
-	(*GetPolicyResponse)(nil),             // 28: mamori.v1.GetPolicyResponse
-	(*SetPolicyRequest)(nil),              // 29: mamori.v1.SetPolicyRequest
-	(*SetPolicyResponse)(nil),             // 30: mamori.v1.SetPolicyResponse
-	nil,                                   // 31: mamori.v1.ControlStatus.EvidenceEntry
-	nil,                                   // 32: mamori.v1.Event.AttributesEntry
-	nil,                                   // 33: mamori.v1.ControlPolicy.SettingsEntry
-	nil,                                   // 34: mamori.v1.Policy.ControlsEntry
-	(*timestamppb.Timestamp)(nil),         // 35: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),           // 36: google.protobuf.Duration
+	(*TpmAttestation)(nil),                // 9: mamori.v1.TpmAttestation
+	(*EnrollChallenge)(nil),               // 10: mamori.v1.EnrollChallenge
+	(*ChallengeAnswer)(nil),               // 11: mamori.v1.ChallengeAnswer
+	(*EnrollResponse)(nil),                // 12: mamori.v1.EnrollResponse
+	(*ReportRequest)(nil),                 // 13: mamori.v1.ReportRequest
+	(*ReportResponse)(nil),                // 14: mamori.v1.ReportResponse
+	(*ControlRecord)(nil),                 // 15: mamori.v1.ControlRecord
+	(*Device)(nil),                        // 16: mamori.v1.Device
+	(*ListDevicesRequest)(nil),            // 17: mamori.v1.ListDevicesRequest
+	(*ListDevicesResponse)(nil),           // 18: mamori.v1.ListDevicesResponse
+	(*GetDeviceRequest)(nil),              // 19: mamori.v1.GetDeviceRequest
+	(*GetDeviceResponse)(nil),             // 20: mamori.v1.GetDeviceResponse
+	(*FleetSummaryRequest)(nil),           // 21: mamori.v1.FleetSummaryRequest
+	(*FleetSummaryResponse)(nil),          // 22: mamori.v1.FleetSummaryResponse
+	(*StoredEvent)(nil),                   // 23: mamori.v1.StoredEvent
+	(*ListEventsRequest)(nil),             // 24: mamori.v1.ListEventsRequest
+	(*ListEventsResponse)(nil),            // 25: mamori.v1.ListEventsResponse
+	(*CreateEnrollmentTokenRequest)(nil),  // 26: mamori.v1.CreateEnrollmentTokenRequest
+	(*CreateEnrollmentTokenResponse)(nil), // 27: mamori.v1.CreateEnrollmentTokenResponse
+	(*RevokeDeviceRequest)(nil),           // 28: mamori.v1.RevokeDeviceRequest
+	(*RevokeDeviceResponse)(nil),          // 29: mamori.v1.RevokeDeviceResponse
+	(*GetPolicyRequest)(nil),              // 30: mamori.v1.GetPolicyRequest
+	(*GetPolicyResponse)(nil),             // 31: mamori.v1.GetPolicyResponse
+	(*SetPolicyRequest)(nil),              // 32: mamori.v1.SetPolicyRequest
+	(*SetPolicyResponse)(nil),             // 33: mamori.v1.SetPolicyResponse
+	nil,                                   // 34: mamori.v1.ControlStatus.EvidenceEntry
+	nil,                                   // 35: mamori.v1.Event.AttributesEntry
+	nil,                                   // 36: mamori.v1.ControlPolicy.SettingsEntry
+	nil,                                   // 37: mamori.v1.Policy.ControlsEntry
+	(*timestamppb.Timestamp)(nil),         // 38: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),           // 39: google.protobuf.Duration
 }
 var file_mamori_v1_mamori_proto_depIdxs = []int32{
 	0,  // 0: mamori.v1.ControlStatus.mode:type_name -> mamori.v1.Mode
 	1,  // 1: mamori.v1.ControlStatus.state:type_name -> mamori.v1.ControlState
-	31, // 2: mamori.v1.ControlStatus.evidence:type_name -> mamori.v1.ControlStatus.EvidenceEntry
-	35, // 3: mamori.v1.ControlStatus.observed_at:type_name -> google.protobuf.Timestamp
-	35, // 4: mamori.v1.Event.time:type_name -> google.protobuf.Timestamp
-	32, // 5: mamori.v1.Event.attributes:type_name -> mamori.v1.Event.AttributesEntry
+	34, // 2: mamori.v1.ControlStatus.evidence:type_name -> mamori.v1.ControlStatus.EvidenceEntry
+	38, // 3: mamori.v1.ControlStatus.observed_at:type_name -> google.protobuf.Timestamp
+	38, // 4: mamori.v1.Event.time:type_name -> google.protobuf.Timestamp
+	35, // 5: mamori.v1.Event.attributes:type_name -> mamori.v1.Event.AttributesEntry
 	0,  // 6: mamori.v1.ControlPolicy.mode:type_name -> mamori.v1.Mode
-	33, // 7: mamori.v1.ControlPolicy.settings:type_name -> mamori.v1.ControlPolicy.SettingsEntry
-	34, // 8: mamori.v1.Policy.controls:type_name -> mamori.v1.Policy.ControlsEntry
-	36, // 9: mamori.v1.Policy.report_interval:type_name -> google.protobuf.Duration
-	36, // 10: mamori.v1.Policy.max_report_age:type_name -> google.protobuf.Duration
+	36, // 7: mamori.v1.ControlPolicy.settings:type_name -> mamori.v1.ControlPolicy.SettingsEntry
+	37, // 8: mamori.v1.Policy.controls:type_name -> mamori.v1.Policy.ControlsEntry
+	39, // 9: mamori.v1.Policy.report_interval:type_name -> google.protobuf.Duration
+	39, // 10: mamori.v1.Policy.max_report_age:type_name -> google.protobuf.Duration
 	3,  // 11: mamori.v1.EnrollRequest.facts:type_name -> mamori.v1.DeviceFacts
-	7,  // 12: mamori.v1.EnrollResponse.policy:type_name -> mamori.v1.Policy
-	3,  // 13: mamori.v1.ReportRequest.facts:type_name -> mamori.v1.DeviceFacts
-	4,  // 14: mamori.v1.ReportRequest.statuses:type_name -> mamori.v1.ControlStatus
-	5,  // 15: mamori.v1.ReportRequest.events:type_name -> mamori.v1.Event
-	35, // 16: mamori.v1.ReportRequest.sent_at:type_name -> google.protobuf.Timestamp
-	7,  // 17: mamori.v1.ReportResponse.policy:type_name -> mamori.v1.Policy
-	36, // 18: mamori.v1.ReportResponse.next_report_in:type_name -> google.protobuf.Duration
-	35, // 19: mamori.v1.ReportResponse.server_time:type_name -> google.protobuf.Timestamp
-	4,  // 20: mamori.v1.ControlRecord.status:type_name -> mamori.v1.ControlStatus
-	35, // 21: mamori.v1.ControlRecord.since:type_name -> google.protobuf.Timestamp
-	3,  // 22: mamori.v1.Device.facts:type_name -> mamori.v1.DeviceFacts
-	2,  // 23: mamori.v1.Device.compliance:type_name -> mamori.v1.Compliance
-	35, // 24: mamori.v1.Device.enrolled_at:type_name -> google.protobuf.Timestamp
-	35, // 25: mamori.v1.Device.last_seen:type_name -> google.protobuf.Timestamp
-	35, // 26: mamori.v1.Device.failing_since:type_name -> google.protobuf.Timestamp
-	35, // 27: mamori.v1.Device.offline_since:type_name -> google.protobuf.Timestamp
-	12, // 28: mamori.v1.Device.controls:type_name -> mamori.v1.ControlRecord
-	35, // 29: mamori.v1.Device.revoked_at:type_name -> google.protobuf.Timestamp
-	2,  // 30: mamori.v1.ListDevicesRequest.compliance:type_name -> mamori.v1.Compliance
-	13, // 31: mamori.v1.ListDevicesResponse.devices:type_name -> mamori.v1.Device
-	13, // 32: mamori.v1.GetDeviceResponse.device:type_name -> mamori.v1.Device
-	20, // 33: mamori.v1.GetDeviceResponse.recent_events:type_name -> mamori.v1.StoredEvent
-	5,  // 34: mamori.v1.StoredEvent.event:type_name -> mamori.v1.Event
-	35, // 35: mamori.v1.StoredEvent.received_at:type_name -> google.protobuf.Timestamp
-	20, // 36: mamori.v1.ListEventsResponse.events:type_name -> mamori.v1.StoredEvent
-	36, // 37: mamori.v1.CreateEnrollmentTokenRequest.ttl:type_name -> google.protobuf.Duration
-	35, // 38: mamori.v1.CreateEnrollmentTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
-	13, // 39: mamori.v1.RevokeDeviceResponse.device:type_name -> mamori.v1.Device
-	7,  // 40: mamori.v1.GetPolicyResponse.policy:type_name -> mamori.v1.Policy
-	7,  // 41: mamori.v1.SetPolicyRequest.policy:type_name -> mamori.v1.Policy
-	7,  // 42: mamori.v1.SetPolicyResponse.policy:type_name -> mamori.v1.Policy
-	6,  // 43: mamori.v1.Policy.ControlsEntry.value:type_name -> mamori.v1.ControlPolicy
-	8,  // 44: mamori.v1.AgentService.Enroll:input_type -> mamori.v1.EnrollRequest
-	10, // 45: mamori.v1.AgentService.Report:input_type -> mamori.v1.ReportRequest
-	14, // 46: mamori.v1.AdminService.ListDevices:input_type -> mamori.v1.ListDevicesRequest
-	16, // 47: mamori.v1.AdminService.GetDevice:input_type -> mamori.v1.GetDeviceRequest
-	18, // 48: mamori.v1.AdminService.FleetSummary:input_type -> mamori.v1.FleetSummaryRequest
-	21, // 49: mamori.v1.AdminService.ListEvents:input_type -> mamori.v1.ListEventsRequest
-	23, // 50: mamori.v1.AdminService.CreateEnrollmentToken:input_type -> mamori.v1.CreateEnrollmentTokenRequest
-	25, // 51: mamori.v1.AdminService.RevokeDevice:input_type -> mamori.v1.RevokeDeviceRequest
-	27, // 52: mamori.v1.AdminService.GetPolicy:input_type -> mamori.v1.GetPolicyRequest
-	29, // 53: mamori.v1.AdminService.SetPolicy:input_type -> mamori.v1.SetPolicyRequest
-	9,  // 54: mamori.v1.AgentService.Enroll:output_type -> mamori.v1.EnrollResponse
-	11, // 55: mamori.v1.AgentService.Report:output_type -> mamori.v1.ReportResponse
-	15, // 56: mamori.v1.AdminService.ListDevices:output_type -> mamori.v1.ListDevicesResponse
-	17, // 57: mamori.v1.AdminService.GetDevice:output_type -> mamori.v1.GetDeviceResponse
-	19, // 58: mamori.v1.AdminService.FleetSummary:output_type -> mamori.v1.FleetSummaryResponse
-	22, // 59: mamori.v1.AdminService.ListEvents:output_type -> mamori.v1.ListEventsResponse
-	24, // 60: mamori.v1.AdminService.CreateEnrollmentToken:output_type -> mamori.v1.CreateEnrollmentTokenResponse
-	26, // 61: mamori.v1.AdminService.RevokeDevice:output_type -> mamori.v1.RevokeDeviceResponse
-	28, // 62: mamori.v1.AdminService.GetPolicy:output_type -> mamori.v1.GetPolicyResponse
-	30, // 63: mamori.v1.AdminService.SetPolicy:output_type -> mamori.v1.SetPolicyResponse
-	54, // [54:64] is the sub-list for method output_type
-	44, // [44:54] is the sub-list for method input_type
-	44, // [44:44] is the sub-list for extension type_name
-	44, // [44:44] is the sub-list for extension extendee
-	0,  // [0:44] is the sub-list for field type_name
+	9,  // 12: mamori.v1.EnrollRequest.attestation:type_name -> mamori.v1.TpmAttestation
+	11, // 13: mamori.v1.EnrollRequest.answer:type_name -> mamori.v1.ChallengeAnswer
+	7,  // 14: mamori.v1.EnrollResponse.policy:type_name -> mamori.v1.Policy
+	10, // 15: mamori.v1.EnrollResponse.challenge:type_name -> mamori.v1.EnrollChallenge
+	3,  // 16: mamori.v1.ReportRequest.facts:type_name -> mamori.v1.DeviceFacts
+	4,  // 17: mamori.v1.ReportRequest.statuses:type_name -> mamori.v1.ControlStatus
+	5,  // 18: mamori.v1.ReportRequest.events:type_name -> mamori.v1.Event
+	38, // 19: mamori.v1.ReportRequest.sent_at:type_name -> google.protobuf.Timestamp
+	7,  // 20: mamori.v1.ReportResponse.policy:type_name -> mamori.v1.Policy
+	39, // 21: mamori.v1.ReportResponse.next_report_in:type_name -> google.protobuf.Duration
+	38, // 22: mamori.v1.ReportResponse.server_time:type_name -> google.protobuf.Timestamp
+	4,  // 23: mamori.v1.ControlRecord.status:type_name -> mamori.v1.ControlStatus
+	38, // 24: mamori.v1.ControlRecord.since:type_name -> google.protobuf.Timestamp
+	3,  // 25: mamori.v1.Device.facts:type_name -> mamori.v1.DeviceFacts
+	2,  // 26: mamori.v1.Device.compliance:type_name -> mamori.v1.Compliance
+	38, // 27: mamori.v1.Device.enrolled_at:type_name -> google.protobuf.Timestamp
+	38, // 28: mamori.v1.Device.last_seen:type_name -> google.protobuf.Timestamp
+	38, // 29: mamori.v1.Device.failing_since:type_name -> google.protobuf.Timestamp
+	38, // 30: mamori.v1.Device.offline_since:type_name -> google.protobuf.Timestamp
+	15, // 31: mamori.v1.Device.controls:type_name -> mamori.v1.ControlRecord
+	38, // 32: mamori.v1.Device.revoked_at:type_name -> google.protobuf.Timestamp
+	2,  // 33: mamori.v1.ListDevicesRequest.compliance:type_name -> mamori.v1.Compliance
+	16, // 34: mamori.v1.ListDevicesResponse.devices:type_name -> mamori.v1.Device
+	16, // 35: mamori.v1.GetDeviceResponse.device:type_name -> mamori.v1.Device
+	23, // 36: mamori.v1.GetDeviceResponse.recent_events:type_name -> mamori.v1.StoredEvent
+	5,  // 37: mamori.v1.StoredEvent.event:type_name -> mamori.v1.Event
+	38, // 38: mamori.v1.StoredEvent.received_at:type_name -> google.protobuf.Timestamp
+	23, // 39: mamori.v1.ListEventsResponse.events:type_name -> mamori.v1.StoredEvent
+	39, // 40: mamori.v1.CreateEnrollmentTokenRequest.ttl:type_name -> google.protobuf.Duration
+	38, // 41: mamori.v1.CreateEnrollmentTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
+	16, // 42: mamori.v1.RevokeDeviceResponse.device:type_name -> mamori.v1.Device
+	7,  // 43: mamori.v1.GetPolicyResponse.policy:type_name -> mamori.v1.Policy
+	7,  // 44: mamori.v1.SetPolicyRequest.policy:type_name -> mamori.v1.Policy
+	7,  // 45: mamori.v1.SetPolicyResponse.policy:type_name -> mamori.v1.Policy
+	6,  // 46: mamori.v1.Policy.ControlsEntry.value:type_name -> mamori.v1.ControlPolicy
+	8,  // 47: mamori.v1.AgentService.Enroll:input_type -> mamori.v1.EnrollRequest
+	13, // 48: mamori.v1.AgentService.Report:input_type -> mamori.v1.ReportRequest
+	17, // 49: mamori.v1.AdminService.ListDevices:input_type -> mamori.v1.ListDevicesRequest
+	19, // 50: mamori.v1.AdminService.GetDevice:input_type -> mamori.v1.GetDeviceRequest
+	21, // 51: mamori.v1.AdminService.FleetSummary:input_type -> mamori.v1.FleetSummaryRequest
+	24, // 52: mamori.v1.AdminService.ListEvents:input_type -> mamori.v1.ListEventsRequest
+	26, // 53: mamori.v1.AdminService.CreateEnrollmentToken:input_type -> mamori.v1.CreateEnrollmentTokenRequest
+	28, // 54: mamori.v1.AdminService.RevokeDevice:input_type -> mamori.v1.RevokeDeviceRequest
+	30, // 55: mamori.v1.AdminService.GetPolicy:input_type -> mamori.v1.GetPolicyRequest
+	32, // 56: mamori.v1.AdminService.SetPolicy:input_type -> mamori.v1.SetPolicyRequest
+	12, // 57: mamori.v1.AgentService.Enroll:output_type -> mamori.v1.EnrollResponse
+	14, // 58: mamori.v1.AgentService.Report:output_type -> mamori.v1.ReportResponse
+	18, // 59: mamori.v1.AdminService.ListDevices:output_type -> mamori.v1.ListDevicesResponse
+	20, // 60: mamori.v1.AdminService.GetDevice:output_type -> mamori.v1.GetDeviceResponse
+	22, // 61: mamori.v1.AdminService.FleetSummary:output_type -> mamori.v1.FleetSummaryResponse
+	25, // 62: mamori.v1.AdminService.ListEvents:output_type -> mamori.v1.ListEventsResponse
+	27, // 63: mamori.v1.AdminService.CreateEnrollmentToken:output_type -> mamori.v1.CreateEnrollmentTokenResponse
+	29, // 64: mamori.v1.AdminService.RevokeDevice:output_type -> mamori.v1.RevokeDeviceResponse
+	31, // 65: mamori.v1.AdminService.GetPolicy:output_type -> mamori.v1.GetPolicyResponse
+	33, // 66: mamori.v1.AdminService.SetPolicy:output_type -> mamori.v1.SetPolicyResponse
+	57, // [57:67] is the sub-list for method output_type
+	47, // [47:57] is the sub-list for method input_type
+	47, // [47:47] is the sub-list for extension type_name
+	47, // [47:47] is the sub-list for extension extendee
+	0,  // [0:47] is the sub-list for field type_name
 }
 
 func init() { file_mamori_v1_mamori_proto_init() }
@@ -2357,7 +2649,7 @@ func file_mamori_v1_mamori_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mamori_v1_mamori_proto_rawDesc), len(file_mamori_v1_mamori_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   32,
+			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -40,8 +40,14 @@ const (
 // certificate that Enroll returned.
 type AgentServiceClient interface {
 	// Enroll exchanges a one-time enrolment token and a CSR for a device
-	// certificate. Re-enrolling a machine with the same machine ID keeps its
-	// device record.
+	// certificate. Re-enrolling a machine with the same machine ID (or, for
+	// an attested TPM key, the same EK) keeps its device record.
+	//
+	// Attested enrolment takes two calls on the same connection: the first
+	// carries `attestation` and is answered with a `challenge` only (no
+	// certificate, token not yet used); the second repeats the request and
+	// adds `answer`, and is answered with the certificate. A request without
+	// `attestation` (software key) is answered in one call, as before.
 	Enroll(ctx context.Context, in *EnrollRequest, opts ...grpc.CallOption) (*EnrollResponse, error)
 	// Report sends the current state of every control and a batch of spooled
 	// events. The answer acknowledges the events that are now durably stored.
@@ -85,8 +91,14 @@ func (c *agentServiceClient) Report(ctx context.Context, in *ReportRequest, opts
 // certificate that Enroll returned.
 type AgentServiceServer interface {
 	// Enroll exchanges a one-time enrolment token and a CSR for a device
-	// certificate. Re-enrolling a machine with the same machine ID keeps its
-	// device record.
+	// certificate. Re-enrolling a machine with the same machine ID (or, for
+	// an attested TPM key, the same EK) keeps its device record.
+	//
+	// Attested enrolment takes two calls on the same connection: the first
+	// carries `attestation` and is answered with a `challenge` only (no
+	// certificate, token not yet used); the second repeats the request and
+	// adds `answer`, and is answered with the certificate. A request without
+	// `attestation` (software key) is answered in one call, as before.
 	Enroll(context.Context, *EnrollRequest) (*EnrollResponse, error)
 	// Report sends the current state of every control and a batch of spooled
 	// events. The answer acknowledges the events that are now durably stored.

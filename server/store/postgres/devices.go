@@ -15,7 +15,7 @@ import (
 )
 
 const deviceCols = `id, facts, enrolled_at, cert_serial, last_seen, verdict, reasons,
-	failing_since, policy_version, controls, revoked_at, revoked_reason`
+	failing_since, policy_version, controls, revoked_at, revoked_reason, ek_fingerprint, key_attested`
 
 func scanDevice(row pgx.Row) (store.Device, error) {
 	var (
@@ -24,9 +24,10 @@ func scanDevice(row pgx.Row) (store.Device, error) {
 		reasons                           string
 		enrolled                          time.Time
 		lastSeen, failingSince, revokedAt *time.Time
+		ek                                *string
 	)
 	if err := row.Scan(&d.ID, &facts, &enrolled, &d.CertSerial, &lastSeen, &d.Verdict, &reasons,
-		&failingSince, &d.PolicyVersion, &controls, &revokedAt, &d.RevokedReason); err != nil {
+		&failingSince, &d.PolicyVersion, &controls, &revokedAt, &d.RevokedReason, &ek, &d.KeyAttested); err != nil {
 		return store.Device{}, err
 	}
 	var err error
@@ -38,6 +39,9 @@ func scanDevice(row pgx.Row) (store.Device, error) {
 	}
 	if d.Reasons, err = codec.ParseReasons(reasons); err != nil {
 		return store.Device{}, fmt.Errorf("device %s: %w", d.ID, err)
+	}
+	if ek != nil {
+		d.EKFingerprint = *ek
 	}
 	d.EnrolledAt = codec.Time(enrolled)
 	d.LastSeen, d.FailingSince, d.RevokedAt = ts(lastSeen), ts(failingSince), ts(revokedAt)

@@ -51,7 +51,17 @@ func (s *Store) Enroll(ctx context.Context, p store.EnrollParams) (store.EnrollR
 		}
 		machineID := p.Facts.GetMachineId()
 		deviceID := p.NewDeviceID
-		if machineID != "" {
+		byEK := false
+		if p.EKFingerprint != "" {
+			err := tx.QueryRow(ctx, "SELECT id FROM devices WHERE ek_fingerprint = $1 FOR UPDATE", p.EKFingerprint).Scan(&deviceID)
+			switch {
+			case err == nil:
+				res.Reenrolled, byEK = true, true
+			case !errors.Is(err, pgx.ErrNoRows):
+				return fmt.Errorf("enrol: find EK: %w", err)
+			}
+		}
+		if machineID != "" && !byEK {
 			err := tx.QueryRow(ctx, "SELECT id FROM devices WHERE machine_id = $1 FOR UPDATE", machineID).Scan(&deviceID)
 			switch {
 			case err == nil:
@@ -83,15 +93,26 @@ func (s *Store) Enroll(ctx context.Context, p store.EnrollParams) (store.EnrollR
 			_, err = tx.Exec(ctx, `UPDATE devices SET facts = $1, hostname = $2, enrolled_at = $3, cert_serial = $4,
 				verdict = CASE WHEN revoked_at IS NULL THEN verdict ELSE $5 END,
 				reasons = CASE WHEN revoked_at IS NULL THEN reasons ELSE '[]' END,
-				revoked_at = NULL, revoked_reason = ''
-				WHERE id = $6`, facts, p.Facts.GetHostname(), now, serial, store.VerdictNeverReported, deviceID)
+				revoked_at = NULL, revoked_reason = '',
+				ek_fingerprint = COALESCE($6, ek_fingerprint), key_attested = $7
+				WHERE id = $8`, facts, p.Facts.GetHostname(), now, serial, store.VerdictNeverReported,
+				nullString(p.EKFingerprint), p.EKFingerprint != "", deviceID)
+			if err == nil && byEK && machineID != "" {
+				// The same TPM with a new machine ID: the machine was
+				// re-imaged. The EK names the device.
+				_, err = tx.Exec(ctx, "UPDATE devices SET machine_id = $1 WHERE id = $2", machineID, deviceID)
+				if isUnique(err) {
+					return fmt.Errorf("enrol %s: machine ID %s belongs to another device: %w", deviceID, machineID, store.ErrConflict)
+				}
+			}
 		} else {
 			var mid any
 			if machineID != "" {
 				mid = machineID
 			}
-			_, err = tx.Exec(ctx, `INSERT INTO devices (id, machine_id, hostname, facts, enrolled_at, cert_serial, verdict)
-				VALUES ($1, $2, $3, $4, $5, $6, $7)`, deviceID, mid, p.Facts.GetHostname(), facts, now, serial, store.VerdictNeverReported)
+			_, err = tx.Exec(ctx, `INSERT INTO devices (id, machine_id, hostname, facts, enrolled_at, cert_serial, verdict, ek_fingerprint, key_attested)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`, deviceID, mid, p.Facts.GetHostname(), facts, now, serial, store.VerdictNeverReported,
+				nullString(p.EKFingerprint), p.EKFingerprint != "")
 			if isUnique(err) {
 				return fmt.Errorf("enrol %s: %w", deviceID, store.ErrConflict)
 			}
@@ -123,4 +144,11 @@ func (s *Store) DeviceCredential(ctx context.Context, deviceID string) (string, 
 		return "", time.Time{}, fmt.Errorf("device credential of %s: %w", deviceID, err)
 	}
 	return serial, ts(revoked), nil
+}
+
+func nullString(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
 }

@@ -63,8 +63,8 @@ func TestMigrationsConcurrent(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if got := versions(t, s); len(got) != 1 || got[0] != 1 {
-		t.Errorf("schema_migrations = %v, want [1]", got)
+	if got := versions(t, s); len(got) != 2 || got[0] != 1 || got[1] != 2 {
+		t.Errorf("schema_migrations = %v, want [1 2]", got)
 	}
 }
 

@@ -14,7 +14,7 @@ import (
 )
 
 const deviceCols = `id, facts, enrolled_at, cert_serial, last_seen, verdict, reasons,
-	failing_since, policy_version, controls, revoked_at, revoked_reason`
+	failing_since, policy_version, controls, revoked_at, revoked_reason, ek_fingerprint, key_attested`
 
 type scanner interface{ Scan(dest ...any) error }
 
@@ -25,9 +25,10 @@ func scanDevice(sc scanner) (store.Device, error) {
 		reasons                           string
 		enrolled                          int64
 		lastSeen, failingSince, revokedAt sql.NullInt64
+		ek                                sql.NullString
 	)
 	if err := sc.Scan(&d.ID, &facts, &enrolled, &d.CertSerial, &lastSeen, &d.Verdict, &reasons,
-		&failingSince, &d.PolicyVersion, &controls, &revokedAt, &d.RevokedReason); err != nil {
+		&failingSince, &d.PolicyVersion, &controls, &revokedAt, &d.RevokedReason, &ek, &d.KeyAttested); err != nil {
 		return store.Device{}, err
 	}
 	var err error
@@ -40,6 +41,7 @@ func scanDevice(sc scanner) (store.Device, error) {
 	if d.Reasons, err = codec.ParseReasons(reasons); err != nil {
 		return store.Device{}, fmt.Errorf("device %s: %w", d.ID, err)
 	}
+	d.EKFingerprint = ek.String
 	d.EnrolledAt = codec.FromMicros(enrolled, true)
 	d.LastSeen, d.FailingSince, d.RevokedAt = ts(lastSeen), ts(failingSince), ts(revokedAt)
 	return d, nil

@@ -51,7 +51,17 @@ func (s *Store) Enroll(ctx context.Context, p store.EnrollParams) (store.EnrollR
 		}
 		machineID := p.Facts.GetMachineId()
 		deviceID := p.NewDeviceID
-		if machineID != "" {
+		byEK := false
+		if p.EKFingerprint != "" {
+			err := tx.QueryRowContext(ctx, "SELECT id FROM devices WHERE ek_fingerprint = ?", p.EKFingerprint).Scan(&deviceID)
+			switch {
+			case err == nil:
+				res.Reenrolled, byEK = true, true
+			case !errors.Is(err, sql.ErrNoRows):
+				return fmt.Errorf("enrol: find EK: %w", err)
+			}
+		}
+		if machineID != "" && !byEK {
 			err := tx.QueryRowContext(ctx, "SELECT id FROM devices WHERE machine_id = ?", machineID).Scan(&deviceID)
 			switch {
 			case err == nil:
@@ -83,11 +93,22 @@ func (s *Store) Enroll(ctx context.Context, p store.EnrollParams) (store.EnrollR
 			_, err = tx.ExecContext(ctx, `UPDATE devices SET facts = ?, hostname = ?, enrolled_at = ?, cert_serial = ?,
 				verdict = CASE WHEN revoked_at IS NULL THEN verdict ELSE ? END,
 				reasons = CASE WHEN revoked_at IS NULL THEN reasons ELSE '[]' END,
-				revoked_at = NULL, revoked_reason = ''
-				WHERE id = ?`, facts, p.Facts.GetHostname(), now, serial, store.VerdictNeverReported, deviceID)
+				revoked_at = NULL, revoked_reason = '',
+				ek_fingerprint = COALESCE(?, ek_fingerprint), key_attested = ?
+				WHERE id = ?`, facts, p.Facts.GetHostname(), now, serial, store.VerdictNeverReported,
+				nullString(p.EKFingerprint), p.EKFingerprint != "", deviceID)
+			if err == nil && byEK && machineID != "" {
+				// The same TPM with a new machine ID: the machine was
+				// re-imaged. The EK names the device.
+				_, err = tx.ExecContext(ctx, "UPDATE devices SET machine_id = ? WHERE id = ?", machineID, deviceID)
+				if isUnique(err) {
+					return fmt.Errorf("enrol %s: machine ID %s belongs to another device: %w", deviceID, machineID, store.ErrConflict)
+				}
+			}
 		} else {
-			_, err = tx.ExecContext(ctx, `INSERT INTO devices (id, machine_id, hostname, facts, enrolled_at, cert_serial, verdict)
-				VALUES (?, ?, ?, ?, ?, ?, ?)`, deviceID, nullString(machineID), p.Facts.GetHostname(), facts, now, serial, store.VerdictNeverReported)
+			_, err = tx.ExecContext(ctx, `INSERT INTO devices (id, machine_id, hostname, facts, enrolled_at, cert_serial, verdict, ek_fingerprint, key_attested)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, deviceID, nullString(machineID), p.Facts.GetHostname(), facts, now, serial, store.VerdictNeverReported,
+				nullString(p.EKFingerprint), p.EKFingerprint != "")
 			if isUnique(err) {
 				return fmt.Errorf("enrol %s: %w", deviceID, store.ErrConflict)
 			}

@@ -36,6 +36,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"SignFailureWritesNothing", testSignFailure},
 		{"EnrollNewDevice", testEnrollNewDevice},
 		{"Reenroll", testReenroll},
+		{"AttestedEnroll", testAttestedEnroll},
 		{"Revoke", testRevoke},
 		{"EventsOncePerDevice", testEvents},
 		{"ListEventsPaging", testListEventsPaging},
