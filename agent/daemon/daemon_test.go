@@ -82,7 +82,7 @@ func (s *fakeServer) Enroll(ctx context.Context, req *mamoriv1.EnrollRequest) (*
 	}
 	p := s.policy
 	s.mu.Unlock()
-	der, _, err := s.ca.SignDeviceCSR(req.Csr, id, time.Now())
+	der, _, err := s.ca.SignDeviceCSR(req.Csr, id, false, time.Now())
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}

@@ -30,7 +30,7 @@ const DefaultMaxClockSkew = 60 * time.Second
 const SettingMaxClockSkew = "max_clock_skew"
 
 // SettingRequireTPMKey makes a device key outside a TPM a problem.
-const SettingRequireTPMKey = "require_tpm_key"
+const SettingRequireTPMKey = policy.SettingRequireTPMKey
 
 // Config configures the check.
 type Config struct {
@@ -112,18 +112,12 @@ func (c *Check) Apply(ctx context.Context, p *mamoriv1.ControlPolicy) error {
 	return nil
 }
 
-// RequireTPMKey reads require_tpm_key; an invalid value yields true (the
-// stricter reading) and an error to report.
+// RequireTPMKey reads require_tpm_key from the agent control's settings
+// (see policy.RequireTPMKey).
 func RequireTPMKey(settings map[string]string) (bool, error) {
-	v, ok := settings[SettingRequireTPMKey]
-	if !ok {
-		return false, nil
-	}
-	b, err := strconv.ParseBool(v)
-	if err != nil {
-		return true, fmt.Errorf("setting %s=%q is not true or false; treating it as true", SettingRequireTPMKey, v)
-	}
-	return b, nil
+	return policy.RequireTPMKey(&mamoriv1.Policy{Controls: map[string]*mamoriv1.ControlPolicy{
+		policy.ControlAgent: {Settings: settings},
+	}})
 }
 
 // MaxClockSkew reads max_clock_skew from settings; an invalid value yields

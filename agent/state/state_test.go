@@ -30,7 +30,7 @@ func newIdentity(t *testing.T, d *Dir) *Identity {
 	if err != nil {
 		t.Fatal(err)
 	}
-	der, _, err := ca.SignDeviceCSR(csr, "dev-1", time.Now())
+	der, _, err := ca.SignDeviceCSR(csr, "dev-1", false, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

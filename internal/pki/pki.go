@@ -153,8 +153,11 @@ func (ca *CA) Pool() *x509.CertPool {
 
 // SignDeviceCSR checks a PKCS#10 request and issues a client certificate that
 // binds deviceID. Only the public key of the CSR is used; its subject is
-// ignored, so an agent cannot choose its own identity.
-func (ca *CA) SignDeviceCSR(csrDER []byte, deviceID string, now time.Time) (der []byte, serial string, err error) {
+// ignored, so an agent cannot choose its own identity. attested marks a key
+// the server proved to be inside the device's TPM (attested enrolment):
+// the certificate then carries the KeyAttestedURI SAN, so every later call
+// shows it without a database read, and no agent can claim it.
+func (ca *CA) SignDeviceCSR(csrDER []byte, deviceID string, attested bool, now time.Time) (der []byte, serial string, err error) {
 	csr, err := x509.ParseCertificateRequest(csrDER)
 	if err != nil {
 		return nil, "", fmt.Errorf("parse CSR: %w", err)
@@ -169,7 +172,7 @@ func (ca *CA) SignDeviceCSR(csrDER []byte, deviceID string, now time.Time) (der 
 	tmpl := &x509.Certificate{
 		SerialNumber: sn,
 		Subject:      pkix.Name{CommonName: deviceID, Organization: []string{"mamori device"}},
-		URIs:         []*url.URL{DeviceURI(deviceID)},
+		URIs:         deviceURIs(deviceID, attested),
 		NotBefore:    now.Add(-5 * time.Minute),
 		NotAfter:     now.Add(DeviceValidity),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
@@ -188,6 +191,30 @@ func checkDeviceKey(pub crypto.PublicKey) error {
 		return errors.New("device key must be ECDSA P-256")
 	}
 	return nil
+}
+
+// KeyAttestedURI is the URI SAN of a device certificate whose key was
+// attested to live in the device's TPM.
+const KeyAttestedURI = "mamori://key/tpm-attested"
+
+func deviceURIs(deviceID string, attested bool) []*url.URL {
+	us := []*url.URL{DeviceURI(deviceID)}
+	if attested {
+		u, _ := url.Parse(KeyAttestedURI)
+		us = append(us, u)
+	}
+	return us
+}
+
+// KeyAttested reports whether a (verified) device certificate says its key
+// was attested in a TPM at enrolment.
+func KeyAttested(cert *x509.Certificate) bool {
+	for _, u := range cert.URIs {
+		if u.String() == KeyAttestedURI {
+			return true
+		}
+	}
+	return false
 }
 
 // DeviceURI is the URI SAN that names a device.

@@ -59,7 +59,7 @@ func TestSignDeviceCSRBindsDeviceID(t *testing.T) {
 	}
 	key, _ := NewDeviceKey()
 	csr, _ := NewCSR(key, "pc-001")
-	der, serial, err := ca.SignDeviceCSR(csr, "dev-123", now)
+	der, serial, err := ca.SignDeviceCSR(csr, "dev-123", false, now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +92,7 @@ func TestSignDeviceCSRRefusesBadRequests(t *testing.T) {
 		"garbage": []byte("not a csr"), "empty": nil, "rsa key": rsaCSR, "p-384 key": p384CSR, "bad signature": tampered,
 	} {
 		t.Run(name, func(t *testing.T) {
-			if _, _, err := ca.SignDeviceCSR(csr, "dev", now); err == nil {
+			if _, _, err := ca.SignDeviceCSR(csr, "dev", false, now); err == nil {
 				t.Fatal("accepted")
 			}
 		})
@@ -185,4 +185,23 @@ func FuzzNormalizeFingerprint(f *testing.F) {
 			t.Fatalf("not idempotent: %q → %q (%v)", fp, again, err)
 		}
 	})
+}
+
+func TestKeyAttestedMarker(t *testing.T) {
+	ca, _, _ := LoadOrCreateCA(t.TempDir(), now)
+	key, _ := NewDeviceKey()
+	csr, _ := NewCSR(key, "pc")
+	for _, attested := range []bool{false, true} {
+		der, _, err := ca.SignDeviceCSR(csr, "dev-1", attested, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cert, _ := x509.ParseCertificate(der)
+		if KeyAttested(cert) != attested {
+			t.Fatalf("attested=%v: marker says %v", attested, KeyAttested(cert))
+		}
+		if id, err := DeviceIDFromCert(cert); err != nil || id != "dev-1" {
+			t.Fatalf("the marker confuses the device ID: %q %v", id, err)
+		}
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strconv"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -111,6 +112,26 @@ func duration(d *durationpb.Duration, field string) (time.Duration, error) {
 		return 0, fmt.Errorf("%s: %w", field, err)
 	}
 	return d.AsDuration(), nil
+}
+
+// SettingRequireTPMKey is the `agent` control's setting that requires the
+// device key to live in a TPM. The agent reports where its key is; the
+// server also checks the certificate, which says whether the key was
+// attested at enrolment (pki.KeyAttested), so a device cannot claim it.
+const SettingRequireTPMKey = "require_tpm_key"
+
+// RequireTPMKey reads require_tpm_key from the agent control's settings.
+// An invalid value yields true (the stricter reading) and an error.
+func RequireTPMKey(p *mamoriv1.Policy) (bool, error) {
+	v, ok := p.GetControls()[ControlAgent].GetSettings()[SettingRequireTPMKey]
+	if !ok {
+		return false, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return true, fmt.Errorf("setting %s=%q is not true or false; treating it as true", SettingRequireTPMKey, v)
+	}
+	return b, nil
 }
 
 // ReportInterval returns the policy's report interval, or a minute when the

@@ -72,7 +72,7 @@ func (s *Server) Enroll(ctx context.Context, req *mamoriv1.EnrollRequest) (*mamo
 		NewDeviceID:   uuid.NewString(),
 		EKFingerprint: ekFingerprint,
 		Sign: func(deviceID string) ([]byte, string, error) {
-			der, serial, err := s.ca.SignDeviceCSR(req.Csr, deviceID, now)
+			der, serial, err := s.ca.SignDeviceCSR(req.Csr, deviceID, ekFingerprint != "", now)
 			if err != nil {
 				return nil, "", invalidArg("%v", err)
 			}
@@ -153,7 +153,7 @@ func (s *Server) Report(ctx context.Context, req *mamoriv1.ReportRequest) (*mamo
 	if err != nil {
 		return nil, err
 	}
-	verdict, reasons := compliance.Evaluate(p, req.Statuses)
+	verdict, reasons := compliance.Evaluate(p, req.Statuses, compliance.Identity{KeyAttested: dev.KeyAttested})
 	now := s.now()
 	res, err := s.ingest.Submit(ctx, store.ReportInput{
 		DeviceID:      dev.ID,

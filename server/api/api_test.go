@@ -212,7 +212,7 @@ func TestTransportRefusals(t *testing.T) {
 		}
 		key, _ := pki.NewDeviceKey()
 		csr, _ := pki.NewCSR(key, "evil")
-		der, _, err := other.SignDeviceCSR(csr, d.ID, h.Clock.Now()) // same device ID, wrong CA
+		der, _, err := other.SignDeviceCSR(csr, d.ID, false, h.Clock.Now()) // same device ID, wrong CA
 		if err != nil {
 			t.Fatal(err)
 		}

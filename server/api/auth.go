@@ -56,6 +56,8 @@ var methodAccess = map[string]access{
 type deviceIdentity struct {
 	ID     string
 	Serial string
+	// KeyAttested: the certificate says the key was attested in a TPM.
+	KeyAttested bool
 }
 
 // operatorIdentity is who an admin call speaks for, from its token.
@@ -122,7 +124,7 @@ func (s *Server) authDevice(ctx context.Context, checkStore bool) (deviceIdentit
 		return deviceIdentity{}, status.Errorf(codes.Unauthenticated, "not a device certificate: %v", err)
 	}
 	if !checkStore {
-		return deviceIdentity{ID: id, Serial: pki.SerialHex(leaf)}, nil
+		return deviceIdentity{ID: id, Serial: pki.SerialHex(leaf), KeyAttested: pki.KeyAttested(leaf)}, nil
 	}
 	serial, revokedAt, err := s.store.DeviceCredential(ctx, id)
 	switch {
@@ -136,7 +138,7 @@ func (s *Server) authDevice(ctx context.Context, checkStore bool) (deviceIdentit
 		return deviceIdentity{}, status.Error(codes.Unauthenticated,
 			"certificate superseded by a newer enrolment of this device")
 	}
-	return deviceIdentity{ID: id, Serial: serial}, nil
+	return deviceIdentity{ID: id, Serial: serial, KeyAttested: pki.KeyAttested(leaf)}, nil
 }
 
 func (s *Server) authOperator(ctx context.Context) (operatorIdentity, error) {

@@ -16,11 +16,19 @@ import (
 	"github.com/mamori-dev/mamori/server/store"
 )
 
+// Identity is what the server itself knows about the reporting device,
+// from its verified certificate rather than from the report.
+type Identity struct {
+	// KeyAttested: the device key was proved to be inside its TPM.
+	KeyAttested bool
+}
+
 // Evaluate returns the verdict for one report: COMPLIANT when every control
-// the policy requires reported ENFORCED; NONCOMPLIANT otherwise, with one
-// reason per failing control, sorted by control name. Staleness is not
-// judged here (see State).
-func Evaluate(p *mamoriv1.Policy, statuses []*mamoriv1.ControlStatus) (verdict string, reasons []string) {
+// the policy requires reported ENFORCED (and, when the policy requires a
+// TPM key, the certificate says the key was attested); NONCOMPLIANT
+// otherwise, with one reason per failing control, sorted by control name.
+// Staleness is not judged here (see State).
+func Evaluate(p *mamoriv1.Policy, statuses []*mamoriv1.ControlStatus, id Identity) (verdict string, reasons []string) {
 	byName := make(map[string]*mamoriv1.ControlStatus, len(statuses))
 	for _, s := range statuses {
 		byName[s.GetControl()] = s
@@ -44,6 +52,9 @@ func Evaluate(p *mamoriv1.Policy, statuses []*mamoriv1.ControlStatus) (verdict s
 			}
 			reasons = append(reasons, r)
 		}
+	}
+	if req, _ := policy.RequireTPMKey(p); req && !id.KeyAttested {
+		reasons = append(reasons, "agent: the device key is not attested in a TPM (policy require_tpm_key)")
 	}
 	if len(reasons) > 0 {
 		return store.VerdictNoncompliant, reasons

@@ -1,6 +1,7 @@
 package compliance
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -44,7 +45,7 @@ func TestEvaluate(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			v, r := Evaluate(p, tc.statuses)
+			v, r := Evaluate(p, tc.statuses, Identity{})
 			if v != tc.wantVerdict {
 				t.Errorf("verdict %s, want %s", v, tc.wantVerdict)
 			}
@@ -52,6 +53,24 @@ func TestEvaluate(t *testing.T) {
 				t.Errorf("reasons (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// require_tpm_key is judged from the certificate, not from what the agent
+// says about itself.
+func TestRequireTPMKey(t *testing.T) {
+	p := policy.Default()
+	p.Controls["agent"].Settings = map[string]string{"require_tpm_key": "true"}
+	ok := []*mamoriv1.ControlStatus{st("agent", mamoriv1.ControlState_CONTROL_STATE_ENFORCED, "")}
+	if v, r := Evaluate(p, ok, Identity{KeyAttested: false}); v != store.VerdictNoncompliant || len(r) != 1 || !strings.Contains(r[0], "TPM") {
+		t.Fatalf("software key under require_tpm_key: %s %q", v, r)
+	}
+	if v, r := Evaluate(p, ok, Identity{KeyAttested: true}); v != store.VerdictCompliant {
+		t.Fatalf("attested key: %s %q", v, r)
+	}
+	p.Controls["agent"].Settings["require_tpm_key"] = "yes please"
+	if v, _ := Evaluate(p, ok, Identity{KeyAttested: false}); v != store.VerdictNoncompliant {
+		t.Fatal("an unreadable require_tpm_key must read as true")
 	}
 }
 
