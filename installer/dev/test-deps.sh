@@ -22,6 +22,8 @@ needs=(
   "rpm                             rpm"                  # rpm -qlp on the built .rpm
   "swtpm                           swtpm"                # TPM identity against a real software TPM
   "swtpm_setup                     swtpm-tools"
+  "chromium                        chromium"             # the console in a real browser (chromedp)
+  "/usr/share/fonts/opentype/ipafont-gothic fonts-ipafont-gothic" # Japanese in the console screenshots
 )
 missing=()
 for line in "${needs[@]}"; do
