@@ -30,6 +30,11 @@ help: ## list the targets
 build: ## build mamori-server, mamorictl and mamori-agent into ./bin
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./server/cmd/mamori-server ./server/cmd/mamorictl ./agent/cmd/mamori-agent
 
+.PHONY: pam
+pam: ## build pam_mamori.so (C, no Go inside) into ./bin; needs gcc and libpam0g-dev
+	@mkdir -p $(BIN)
+	gcc -shared -fPIC -O2 -Wall -Wextra -Werror -o $(BIN)/pam_mamori.so agent/pam/pam_mamori.c -lpam
+
 .PHONY: check
 check: ## fast checks: gofmt, vet (Linux and Windows), unit tests, package walls, Windows build
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }

@@ -95,6 +95,19 @@ type Config struct {
 
 	// OnRound, when set, is called after every round (tests, demo).
 	OnRound func(RoundResult)
+
+	// MFA carries MFA bundles between the server and agent/mfa; nil
+	// when the terminal verifies no logins.
+	MFA MFABundles
+}
+
+// MFABundles is what the report loop needs from agent/mfa: the device's
+// HPKE public key and bundle version go into every report, and a new
+// sealed bundle from the answer is handed over.
+type MFABundles interface {
+	PublicKey() []byte
+	BundleVersion() string
+	TakeBundle(ctx context.Context, deviceID string, b *mamoriv1.SealedMFABundle) error
 }
 
 // RoundResult describes one round, for OnRound.
@@ -291,6 +304,9 @@ func (d *Daemon) round(ctx context.Context) RoundResult {
 		Events:        batch,
 		PolicyVersion: d.pol.GetVersion(),
 	}
+	if d.cfg.MFA != nil {
+		req.HpkePublicKey, req.MfaBundleVersion = d.cfg.MFA.PublicKey(), d.cfg.MFA.BundleVersion()
+	}
 	resp, sent, received, server, err := d.report(ctx, id, req)
 	res.Server, res.Sent = server, len(batch)
 	if err != nil {
@@ -310,6 +326,11 @@ func (d *Daemon) round(ctx context.Context) RoundResult {
 		d.takePolicy(ctx, p)
 	}
 	res.PolicyVersion = d.pol.GetVersion()
+	if b := resp.GetMfaBundle(); b != nil && d.cfg.MFA != nil {
+		if err := d.cfg.MFA.TakeBundle(ctx, id.Device.DeviceID, b); err != nil {
+			d.log.ErrorContext(ctx, "mfa bundle refused; keeping the current one", "version", b.GetVersion(), "error", err)
+		}
+	}
 
 	interval := policy.ReportInterval(d.pol)
 	if n := resp.GetNextReportIn(); n != nil && n.CheckValid() == nil && n.AsDuration() > 0 {

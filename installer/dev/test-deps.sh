@@ -22,6 +22,10 @@ needs=(
   "rpm                             rpm"                  # rpm -qlp on the built .rpm
   "swtpm                           swtpm"                # TPM identity against a real software TPM
   "swtpm_setup                     swtpm-tools"
+  "/usr/include/security/pam_modules.h libpam0g-dev"    # builds pam_mamori.so (C)
+  "pamtester                       pamtester"            # drives the real PAM stack
+  "oathtool                        oathtool"             # an independent TOTP implementation to cross-check
+  "gcc                             gcc"
   "chromium                        chromium"             # the console in a real browser (chromedp)
   "/usr/share/fonts/opentype/ipafont-gothic fonts-ipafont-gothic" # Japanese in the console screenshots
 )

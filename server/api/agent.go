@@ -188,6 +188,10 @@ func (s *Server) Report(ctx context.Context, req *mamoriv1.ReportRequest) (*mamo
 	if req.PolicyVersion != p.Version {
 		resp.Policy = p
 	}
+	if resp.MfaBundle, err = s.mfaBundle(ctx, dev.ID, req, p, now); err != nil {
+		// The report is stored; the bundle comes with a later one.
+		s.log.ErrorContext(ctx, "mfa bundle not sent", "device", dev.ID, "error", err)
+	}
 	if len(res.Changes) > 0 {
 		s.log.InfoContext(ctx, "control state changed", "device", dev.ID, "controls", res.Changes, "verdict", verdict)
 	}

@@ -50,6 +50,8 @@ var methodAccess = map[string]access{
 	mamoriv1.AdminService_CreateEnrollmentToken_FullMethodName: {role: auth.RoleOfficer},
 	mamoriv1.AdminService_RevokeDevice_FullMethodName:          {role: auth.RoleOfficer},
 	mamoriv1.AdminService_SetPolicy_FullMethodName:             {role: auth.RoleOfficer},
+	mamoriv1.AdminService_ListAudit_FullMethodName:             {role: auth.RoleOfficer},
+	mamoriv1.AdminService_EnrollMFAUser_FullMethodName:         {role: auth.RoleOfficer},
 }
 
 // deviceIdentity is who an agent call speaks for, from its certificate.

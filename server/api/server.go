@@ -22,6 +22,7 @@ import (
 	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
 	"github.com/mamori-dev/mamori/server/attest"
 	"github.com/mamori-dev/mamori/server/ingest"
+	"github.com/mamori-dev/mamori/server/mfa"
 	"github.com/mamori-dev/mamori/server/store"
 )
 
@@ -39,6 +40,9 @@ type Deps struct {
 	// Attest verifies attested (TPM) enrolments; nil means a verifier with
 	// attest.DefaultConfig (no EK certificate required).
 	Attest *attest.Verifier
+	// MFAKey seals the server-held TOTP secrets (server/mfa); nil
+	// refuses MFA enrolment and sends no MFA bundles.
+	MFAKey *mfa.Key
 }
 
 // Server implements both services.
@@ -54,7 +58,11 @@ type Server struct {
 
 	policyTTL time.Duration
 	attest    *attest.Verifier
+	mfaKey    *mfa.Key
 	mu        sync.Mutex
+	mfaGen    int64
+	mfaGenAt  time.Time
+	mfaGenOK  bool
 	policy    *mamoriv1.Policy
 	policyAt  time.Time
 }
@@ -82,7 +90,7 @@ func New(d Deps) (*Server, error) {
 		}
 		d.Attest = v
 	}
-	return &Server{store: d.Store, ca: d.CA, ingest: d.Ingest, now: d.Now, log: d.Log, policyTTL: d.PolicyTTL, attest: d.Attest}, nil
+	return &Server{store: d.Store, ca: d.CA, ingest: d.Ingest, now: d.Now, log: d.Log, policyTTL: d.PolicyTTL, attest: d.Attest, mfaKey: d.MFAKey}, nil
 }
 
 // Register adds both services to g.

@@ -64,6 +64,12 @@ func validateReport(r *mamoriv1.ReportRequest) error {
 	if len(r.Events) > MaxEvents {
 		return invalidArg("%d events; at most %d per report", len(r.Events), MaxEvents)
 	}
+	if n := len(r.HpkePublicKey); n != 0 && n != hpkePublicKeyLen {
+		return invalidArg("hpke_public_key is %d bytes; want %d (X25519)", n, hpkePublicKeyLen)
+	}
+	if err := checkString("mfa_bundle_version", r.MfaBundleVersion, MaxShortString); err != nil {
+		return err
+	}
 	seen := make(map[string]bool, len(r.Statuses))
 	for i, s := range r.Statuses {
 		if s == nil {

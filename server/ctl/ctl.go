@@ -204,6 +204,17 @@ func (c *cli) run(ctx context.Context, args []string) error {
 			}
 		}
 		return c.usage("policy", "ctl.err.unknown-subcommand", "policy", s, "get, set")
+	case "audit":
+		s, r := sub()
+		switch s {
+		case "verify":
+			return c.auditVerify(ctx, r)
+		case "":
+			if hasHelp(r) {
+				return helpRequest{cmd: "audit"}
+			}
+		}
+		return c.usage("audit", "ctl.err.unknown-subcommand", "audit", s, "verify")
 	}
 	return c.usage("", "ctl.err.unknown-command", cmd)
 }

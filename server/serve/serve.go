@@ -5,10 +5,12 @@ package serve
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -25,9 +27,11 @@ import (
 	"github.com/mamori-dev/mamori/server/api"
 	"github.com/mamori-dev/mamori/server/auth"
 	"github.com/mamori-dev/mamori/server/ingest"
+	"github.com/mamori-dev/mamori/server/mfa"
 	"github.com/mamori-dev/mamori/server/store"
 	"github.com/mamori-dev/mamori/server/store/postgres"
 	"github.com/mamori-dev/mamori/server/store/sqlite"
+	"github.com/mamori-dev/mamori/server/web"
 )
 
 // Config is the server's configuration.
@@ -47,6 +51,11 @@ type Config struct {
 	// instead of the log. For automation such as `make demo`.
 	AdminTokenFile string
 	Ingest         ingest.Config
+	// Console is the web console's HTTPS address, e.g. ":8444"; empty
+	// means no console.
+	Console string
+	// ConsoleConfig tunes the console (sessions, lock-out).
+	ConsoleConfig web.Config
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	Log *slog.Logger
@@ -60,6 +69,8 @@ func DefaultConfig() Config {
 		Listen:  ":8443",
 		Hosts:   []string{"localhost", "127.0.0.1", "::1", host},
 		Ingest:  ingest.DefaultConfig(),
+
+		ConsoleConfig: web.DefaultConfig(),
 	}
 }
 
@@ -77,6 +88,14 @@ func (c Config) Validate() error {
 	}
 	if err := c.Ingest.Validate(); err != nil {
 		errs = append(errs, err)
+	}
+	if c.Console != "" {
+		if _, _, err := net.SplitHostPort(c.Console); err != nil {
+			errs = append(errs, fmt.Errorf("--console %q: %w", c.Console, err))
+		}
+		if err := c.ConsoleConfig.Validate(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -98,6 +117,8 @@ type Server struct {
 	batcher *ingest.Batcher
 	grpc    *grpc.Server
 	lis     net.Listener
+	web     *http.Server
+	webLis  net.Listener
 	Boot    Bootstrap
 }
 
@@ -144,7 +165,11 @@ func Open(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
-	s.api, err = api.New(api.Deps{Store: st, CA: s.ca, Ingest: s.batcher, Now: cfg.Now, Log: cfg.Log})
+	mfaKey, err := mfa.LoadOrCreateKey(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	s.api, err = api.New(api.Deps{Store: st, CA: s.ca, Ingest: s.batcher, Now: cfg.Now, Log: cfg.Log, MFAKey: mfaKey})
 	if err != nil {
 		return nil, err
 	}
@@ -161,7 +186,47 @@ func Open(ctx context.Context, cfg Config) (_ *Server, err error) {
 		s.batcher.Close()
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
+	if cfg.Console != "" {
+		if err := s.openConsole(cert); err != nil {
+			s.lis.Close()
+			s.batcher.Close()
+			return nil, err
+		}
+	}
 	return s, nil
+}
+
+// openConsole binds the web console's HTTPS listener. Its certificate is
+// the server's, from the internal CA: browsers need that CA installed (or
+// a front proxy with a public certificate).
+func (s *Server) openConsole(cert tls.Certificate) error {
+	c, err := web.New(web.Deps{Store: s.store, Config: s.cfg.ConsoleConfig, Now: s.cfg.Now, Log: s.cfg.Log})
+	if err != nil {
+		return err
+	}
+	s.webLis, err = net.Listen("tcp", s.cfg.Console)
+	if err != nil {
+		return fmt.Errorf("console: listen on %s: %w", s.cfg.Console, err)
+	}
+	s.web = &http.Server{
+		Handler:           c.Handler(),
+		TLSConfig:         &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}},
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(s.cfg.Log.Handler(), slog.LevelWarn),
+	}
+	return nil
+}
+
+// ConsoleAddr is the console's address, nil without a console.
+func (s *Server) ConsoleAddr() net.Addr {
+	if s.webLis == nil {
+		return nil
+	}
+	return s.webLis.Addr()
 }
 
 // OpenStore opens the configured backend.
@@ -236,6 +301,9 @@ func (s *Server) Store() store.Store { return s.store }
 // Close releases a server that was opened but never served.
 func (s *Server) Close() error {
 	s.lis.Close()
+	if s.webLis != nil {
+		s.webLis.Close()
+	}
 	s.batcher.Close()
 	return s.store.Close()
 }
@@ -244,8 +312,15 @@ func (s *Server) Close() error {
 // finish and commit (bounded by 10 s), queued reports are committed, and
 // the store is closed.
 func (s *Server) Serve(ctx context.Context) error {
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
 	go func() { errc <- s.grpc.Serve(s.lis) }()
+	if s.web != nil {
+		go func() {
+			if err := s.web.ServeTLS(s.webLis, "", ""); !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("console: %w", err)
+			}
+		}()
+	}
 	select {
 	case err := <-errc:
 		s.shutdown()
@@ -257,6 +332,13 @@ func (s *Server) Serve(ctx context.Context) error {
 }
 
 func (s *Server) shutdown() {
+	if s.web != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := s.web.Shutdown(ctx); err != nil {
+			s.web.Close()
+		}
+		cancel()
+	}
 	done := make(chan struct{})
 	go func() { s.grpc.GracefulStop(); close(done) }()
 	select {
@@ -268,4 +350,39 @@ func (s *Server) shutdown() {
 	if err := s.store.Close(); err != nil {
 		s.cfg.Log.Error("close store", "error", err)
 	}
+}
+
+// ConsoleLogin is what SetConsoleLogin made: the TOTP seed and its
+// otpauth:// URL, shown once.
+type ConsoleLogin struct {
+	TOTPSecret auth.Secret
+	TOTPURL    auth.Secret
+}
+
+// SetConsoleLogin gives an operator a console sign-in: login name,
+// password (stored as an argon2id hash) and a new TOTP seed. It replaces
+// any earlier one and is audited; the API token keeps working.
+func SetConsoleLogin(ctx context.Context, st store.Store, op store.Operator, login string, password auth.Secret, actor string, now time.Time) (ConsoleLogin, error) {
+	login = strings.TrimSpace(login)
+	if login == "" {
+		return ConsoleLogin{}, errors.New("a console login name is required")
+	}
+	hash, err := auth.HashPassword(password)
+	if err != nil {
+		return ConsoleLogin{}, err
+	}
+	secret, url, err := auth.NewTOTPSecret(login)
+	if err != nil {
+		return ConsoleLogin{}, err
+	}
+	if err := st.SetOperatorLogin(ctx, store.OperatorLogin{
+		OperatorID: op.ID, Login: login, PasswordHash: hash, TOTPSecret: secret.Reveal(), UpdatedAt: now,
+	}); err != nil {
+		return ConsoleLogin{}, fmt.Errorf("set console login for %s: %w", op.Name, err)
+	}
+	if _, err := st.AppendAudit(ctx, store.AuditRecord{At: now, Actor: actor, Action: "operator.console-login",
+		Target: op.ID, Detail: "login=" + login}); err != nil {
+		return ConsoleLogin{}, err
+	}
+	return ConsoleLogin{TOTPSecret: secret, TOTPURL: auth.Secret(url)}, nil
 }

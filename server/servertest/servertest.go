@@ -53,6 +53,8 @@ type Harness struct {
 	DataDir    string
 	Clock      *Clock
 	AdminToken string
+	// ConsoleURL is https://127.0.0.1:PORT when Options.Console was set.
+	ConsoleURL string
 	cancel     context.CancelFunc
 	done       chan struct{}
 }
@@ -67,6 +69,8 @@ type Options struct {
 	Listen string
 	// IngestWorkers: transactions in flight at once; 0 for the default.
 	IngestWorkers int
+	// Console starts the web console on 127.0.0.1:0 (Harness.ConsoleURL).
+	Console bool
 }
 
 // Start runs a server until the test ends.
@@ -86,6 +90,9 @@ func Start(t testing.TB, o Options) *Harness {
 	if o.IngestWorkers > 0 {
 		cfg.Ingest.Workers = o.IngestWorkers
 	}
+	if o.Console {
+		cfg.Console = "127.0.0.1:0"
+	}
 	srv, err := serve.Open(context.Background(), cfg)
 	if err != nil {
 		t.Fatalf("start server: %v", err)
@@ -93,6 +100,9 @@ func Start(t testing.TB, o Options) *Harness {
 	ctx, cancel := context.WithCancel(context.Background())
 	h := &Harness{Srv: srv, Addr: srv.Addr().String(), DataDir: o.DataDir, Clock: clk,
 		AdminToken: srv.Boot.AdminToken.Reveal(), cancel: cancel, done: make(chan struct{})}
+	if a := srv.ConsoleAddr(); a != nil {
+		h.ConsoleURL = "https://" + a.String()
+	}
 	go func() {
 		defer close(h.done)
 		if err := srv.Serve(ctx); err != nil {

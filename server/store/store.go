@@ -235,6 +235,8 @@ type Store interface {
 	Operators
 	Policies
 	Audit
+	Console
+	MFA
 	Close() error
 }
 

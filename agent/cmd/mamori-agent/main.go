@@ -21,7 +21,9 @@ import (
 	"github.com/mamori-dev/mamori/agent/enroll"
 	"github.com/mamori-dev/mamori/agent/facts"
 	"github.com/mamori-dev/mamori/agent/isolation"
+	"github.com/mamori-dev/mamori/agent/localapi"
 	"github.com/mamori-dev/mamori/agent/media"
+	"github.com/mamori-dev/mamori/agent/mfa"
 	"github.com/mamori-dev/mamori/agent/spool"
 	"github.com/mamori-dev/mamori/agent/state"
 	"github.com/mamori-dev/mamori/agent/svc"
@@ -150,6 +152,26 @@ func doRun(cfg config.Config, inv cli.Invocation, log *slog.Logger, p *i18n.Prin
 		med,
 		isolation.New(isolation.Options{Emitter: daemon.NewEmitter(sp, nil), Log: log, Servers: servers}),
 	)
+	// Login MFA: the verifier holds the sealed bundle; the local socket
+	// (Linux) serves pam_mamori.so. If either fails, PAM denies (fail
+	// closed) and the rest of the agent keeps running.
+	deviceID := ""
+	if id, err := dir.LoadIdentity(); err == nil {
+		deviceID = id.Device.DeviceID
+	}
+	mcfg := mfa.DefaultConfig()
+	mcfg.Dir, mcfg.Events, mcfg.Log = filepath.Join(cfg.StateDir, "mfa"), daemon.NewEmitter(sp, nil), log
+	if verifier, err := mfa.Open(mcfg, deviceID); err != nil {
+		log.Error("login MFA unavailable: logins through pam_mamori are refused", "error", err)
+	} else {
+		dcfg.MFA = verifier
+		lapi := &localapi.Server{Path: localapi.DefaultSocket, Verifier: verifier, Log: log}
+		if err := lapi.Start(context.Background()); err != nil && !errors.Is(err, errors.ErrUnsupported) {
+			log.Error("local socket unavailable: logins through pam_mamori are refused", "error", err)
+		} else if err == nil {
+			defer lapi.Stop()
+		}
+	}
 	d, err := daemon.New(dcfg)
 	if err != nil {
 		fmt.Fprintln(stderr, p.Sprintf(cli.MsgRunFailed, err))

@@ -1005,9 +1005,15 @@ type ReportRequest struct {
 	// The version of the policy the agent is enforcing.
 	PolicyVersion int64 `protobuf:"varint,4,opt,name=policy_version,json=policyVersion,proto3" json:"policy_version,omitempty"`
 	// The agent's clock when it sent the report (for skew).
-	SentAt        *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=sent_at,json=sentAt,proto3" json:"sent_at,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	SentAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=sent_at,json=sentAt,proto3" json:"sent_at,omitempty"`
+	// The agent's HPKE public key (DHKEM(X25519), RFC 9180 serialisation)
+	// that MFA bundles for this device are sealed to. Sent in every report;
+	// the server stores it when it changes.
+	HpkePublicKey []byte `protobuf:"bytes,6,opt,name=hpke_public_key,json=hpkePublicKey,proto3" json:"hpke_public_key,omitempty"`
+	// The version of the MFA bundle the agent holds; empty if none.
+	MfaBundleVersion string `protobuf:"bytes,7,opt,name=mfa_bundle_version,json=mfaBundleVersion,proto3" json:"mfa_bundle_version,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *ReportRequest) Reset() {
@@ -1075,6 +1081,20 @@ func (x *ReportRequest) GetSentAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *ReportRequest) GetHpkePublicKey() []byte {
+	if x != nil {
+		return x.HpkePublicKey
+	}
+	return nil
+}
+
+func (x *ReportRequest) GetMfaBundleVersion() string {
+	if x != nil {
+		return x.MfaBundleVersion
+	}
+	return ""
+}
+
 type ReportResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// UUIDs of the events that are stored. The agent may forget these.
@@ -1083,7 +1103,10 @@ type ReportResponse struct {
 	Policy       *Policy              `protobuf:"bytes,2,opt,name=policy,proto3" json:"policy,omitempty"`
 	NextReportIn *durationpb.Duration `protobuf:"bytes,3,opt,name=next_report_in,json=nextReportIn,proto3" json:"next_report_in,omitempty"`
 	// The server's clock, for the agent's skew check.
-	ServerTime    *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=server_time,json=serverTime,proto3" json:"server_time,omitempty"`
+	ServerTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=server_time,json=serverTime,proto3" json:"server_time,omitempty"`
+	// Set only when the device's MFA bundle differs from mfa_bundle_version
+	// and the request carried an hpke_public_key.
+	MfaBundle     *SealedMFABundle `protobuf:"bytes,5,opt,name=mfa_bundle,json=mfaBundle,proto3" json:"mfa_bundle,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1146,6 +1169,238 @@ func (x *ReportResponse) GetServerTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *ReportResponse) GetMfaBundle() *SealedMFABundle {
+	if x != nil {
+		return x.MfaBundle
+	}
+	return nil
+}
+
+// SealedMFABundle is an MFABundle sealed to one device's HPKE key:
+// single-shot HPKE base mode, DHKEM(X25519, HKDF-SHA256), HKDF-SHA256,
+// AES-256-GCM, info "mamori mfa bundle v1 " + device ID, so a bundle
+// cannot be replayed to another device.
+type SealedMFABundle struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Same as the sealed MFABundle's version.
+	Version string `protobuf:"bytes,1,opt,name=version,proto3" json:"version,omitempty"`
+	// enc || ciphertext.
+	Sealed        []byte `protobuf:"bytes,2,opt,name=sealed,proto3" json:"sealed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SealedMFABundle) Reset() {
+	*x = SealedMFABundle{}
+	mi := &file_mamori_v1_mamori_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SealedMFABundle) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SealedMFABundle) ProtoMessage() {}
+
+func (x *SealedMFABundle) ProtoReflect() protoreflect.Message {
+	mi := &file_mamori_v1_mamori_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SealedMFABundle.ProtoReflect.Descriptor instead.
+func (*SealedMFABundle) Descriptor() ([]byte, []int) {
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *SealedMFABundle) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *SealedMFABundle) GetSealed() []byte {
+	if x != nil {
+		return x.Sealed
+	}
+	return nil
+}
+
+// MFABundle is what a terminal needs to verify logins locally: the TOTP
+// secrets and recovery code hashes of the users its policy allows.
+type MFABundle struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Version       string                 `protobuf:"bytes,1,opt,name=version,proto3" json:"version,omitempty"`
+	DeviceId      string                 `protobuf:"bytes,2,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
+	IssuedAt      *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=issued_at,json=issuedAt,proto3" json:"issued_at,omitempty"`
+	Users         []*MFAUserSecret       `protobuf:"bytes,4,rep,name=users,proto3" json:"users,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MFABundle) Reset() {
+	*x = MFABundle{}
+	mi := &file_mamori_v1_mamori_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MFABundle) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MFABundle) ProtoMessage() {}
+
+func (x *MFABundle) ProtoReflect() protoreflect.Message {
+	mi := &file_mamori_v1_mamori_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MFABundle.ProtoReflect.Descriptor instead.
+func (*MFABundle) Descriptor() ([]byte, []int) {
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *MFABundle) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *MFABundle) GetDeviceId() string {
+	if x != nil {
+		return x.DeviceId
+	}
+	return ""
+}
+
+func (x *MFABundle) GetIssuedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.IssuedAt
+	}
+	return nil
+}
+
+func (x *MFABundle) GetUsers() []*MFAUserSecret {
+	if x != nil {
+		return x.Users
+	}
+	return nil
+}
+
+// MFAUserSecret is one user's factors.
+type MFAUserSecret struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Login name on the terminal.
+	User string `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	// The TOTP seed, raw bytes.
+	TotpSecret []byte `protobuf:"bytes,2,opt,name=totp_secret,json=totpSecret,proto3" json:"totp_secret,omitempty"`
+	// "SHA1", "SHA256" or "SHA512".
+	Algorithm     string `protobuf:"bytes,3,opt,name=algorithm,proto3" json:"algorithm,omitempty"`
+	Digits        int32  `protobuf:"varint,4,opt,name=digits,proto3" json:"digits,omitempty"`
+	PeriodSeconds int32  `protobuf:"varint,5,opt,name=period_seconds,json=periodSeconds,proto3" json:"period_seconds,omitempty"`
+	// Hex SHA-256(recovery_salt || code) of each unused recovery code.
+	RecoveryCodeHashes []string `protobuf:"bytes,6,rep,name=recovery_code_hashes,json=recoveryCodeHashes,proto3" json:"recovery_code_hashes,omitempty"`
+	RecoverySalt       []byte   `protobuf:"bytes,7,opt,name=recovery_salt,json=recoverySalt,proto3" json:"recovery_salt,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *MFAUserSecret) Reset() {
+	*x = MFAUserSecret{}
+	mi := &file_mamori_v1_mamori_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MFAUserSecret) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MFAUserSecret) ProtoMessage() {}
+
+func (x *MFAUserSecret) ProtoReflect() protoreflect.Message {
+	mi := &file_mamori_v1_mamori_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MFAUserSecret.ProtoReflect.Descriptor instead.
+func (*MFAUserSecret) Descriptor() ([]byte, []int) {
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *MFAUserSecret) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *MFAUserSecret) GetTotpSecret() []byte {
+	if x != nil {
+		return x.TotpSecret
+	}
+	return nil
+}
+
+func (x *MFAUserSecret) GetAlgorithm() string {
+	if x != nil {
+		return x.Algorithm
+	}
+	return ""
+}
+
+func (x *MFAUserSecret) GetDigits() int32 {
+	if x != nil {
+		return x.Digits
+	}
+	return 0
+}
+
+func (x *MFAUserSecret) GetPeriodSeconds() int32 {
+	if x != nil {
+		return x.PeriodSeconds
+	}
+	return 0
+}
+
+func (x *MFAUserSecret) GetRecoveryCodeHashes() []string {
+	if x != nil {
+		return x.RecoveryCodeHashes
+	}
+	return nil
+}
+
+func (x *MFAUserSecret) GetRecoverySalt() []byte {
+	if x != nil {
+		return x.RecoverySalt
+	}
+	return nil
+}
+
 // ControlRecord is the server's latest view of one control on one device.
 type ControlRecord struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
@@ -1158,7 +1413,7 @@ type ControlRecord struct {
 
 func (x *ControlRecord) Reset() {
 	*x = ControlRecord{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[12]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1170,7 +1425,7 @@ func (x *ControlRecord) String() string {
 func (*ControlRecord) ProtoMessage() {}
 
 func (x *ControlRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[12]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1183,7 +1438,7 @@ func (x *ControlRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ControlRecord.ProtoReflect.Descriptor instead.
 func (*ControlRecord) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{12}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ControlRecord) GetStatus() *ControlStatus {
@@ -1227,7 +1482,7 @@ type Device struct {
 
 func (x *Device) Reset() {
 	*x = Device{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[13]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1239,7 +1494,7 @@ func (x *Device) String() string {
 func (*Device) ProtoMessage() {}
 
 func (x *Device) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[13]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1252,7 +1507,7 @@ func (x *Device) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Device.ProtoReflect.Descriptor instead.
 func (*Device) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{13}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Device) GetId() string {
@@ -1359,7 +1614,7 @@ type ListDevicesRequest struct {
 
 func (x *ListDevicesRequest) Reset() {
 	*x = ListDevicesRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[14]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1371,7 +1626,7 @@ func (x *ListDevicesRequest) String() string {
 func (*ListDevicesRequest) ProtoMessage() {}
 
 func (x *ListDevicesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[14]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1384,7 +1639,7 @@ func (x *ListDevicesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDevicesRequest.ProtoReflect.Descriptor instead.
 func (*ListDevicesRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{14}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListDevicesRequest) GetCompliance() Compliance {
@@ -1418,7 +1673,7 @@ type ListDevicesResponse struct {
 
 func (x *ListDevicesResponse) Reset() {
 	*x = ListDevicesResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[15]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1430,7 +1685,7 @@ func (x *ListDevicesResponse) String() string {
 func (*ListDevicesResponse) ProtoMessage() {}
 
 func (x *ListDevicesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[15]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1443,7 +1698,7 @@ func (x *ListDevicesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDevicesResponse.ProtoReflect.Descriptor instead.
 func (*ListDevicesResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{15}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ListDevicesResponse) GetDevices() []*Device {
@@ -1472,7 +1727,7 @@ type GetDeviceRequest struct {
 
 func (x *GetDeviceRequest) Reset() {
 	*x = GetDeviceRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[16]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1484,7 +1739,7 @@ func (x *GetDeviceRequest) String() string {
 func (*GetDeviceRequest) ProtoMessage() {}
 
 func (x *GetDeviceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[16]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1497,7 +1752,7 @@ func (x *GetDeviceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDeviceRequest.ProtoReflect.Descriptor instead.
 func (*GetDeviceRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{16}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *GetDeviceRequest) GetIdOrHostname() string {
@@ -1524,7 +1779,7 @@ type GetDeviceResponse struct {
 
 func (x *GetDeviceResponse) Reset() {
 	*x = GetDeviceResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[17]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1536,7 +1791,7 @@ func (x *GetDeviceResponse) String() string {
 func (*GetDeviceResponse) ProtoMessage() {}
 
 func (x *GetDeviceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[17]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1549,7 +1804,7 @@ func (x *GetDeviceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDeviceResponse.ProtoReflect.Descriptor instead.
 func (*GetDeviceResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{17}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GetDeviceResponse) GetDevice() *Device {
@@ -1574,7 +1829,7 @@ type FleetSummaryRequest struct {
 
 func (x *FleetSummaryRequest) Reset() {
 	*x = FleetSummaryRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[18]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1586,7 +1841,7 @@ func (x *FleetSummaryRequest) String() string {
 func (*FleetSummaryRequest) ProtoMessage() {}
 
 func (x *FleetSummaryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[18]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1599,7 +1854,7 @@ func (x *FleetSummaryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FleetSummaryRequest.ProtoReflect.Descriptor instead.
 func (*FleetSummaryRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{18}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{21}
 }
 
 type FleetSummaryResponse struct {
@@ -1617,7 +1872,7 @@ type FleetSummaryResponse struct {
 
 func (x *FleetSummaryResponse) Reset() {
 	*x = FleetSummaryResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[19]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1629,7 +1884,7 @@ func (x *FleetSummaryResponse) String() string {
 func (*FleetSummaryResponse) ProtoMessage() {}
 
 func (x *FleetSummaryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[19]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1642,7 +1897,7 @@ func (x *FleetSummaryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FleetSummaryResponse.ProtoReflect.Descriptor instead.
 func (*FleetSummaryResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{19}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *FleetSummaryResponse) GetTotal() int64 {
@@ -1706,7 +1961,7 @@ type StoredEvent struct {
 
 func (x *StoredEvent) Reset() {
 	*x = StoredEvent{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[20]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1718,7 +1973,7 @@ func (x *StoredEvent) String() string {
 func (*StoredEvent) ProtoMessage() {}
 
 func (x *StoredEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[20]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1731,7 +1986,7 @@ func (x *StoredEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoredEvent.ProtoReflect.Descriptor instead.
 func (*StoredEvent) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{20}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *StoredEvent) GetDeviceId() string {
@@ -1768,7 +2023,7 @@ type ListEventsRequest struct {
 
 func (x *ListEventsRequest) Reset() {
 	*x = ListEventsRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[21]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1780,7 +2035,7 @@ func (x *ListEventsRequest) String() string {
 func (*ListEventsRequest) ProtoMessage() {}
 
 func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[21]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1793,7 +2048,7 @@ func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListEventsRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{21}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListEventsRequest) GetDeviceId() string {
@@ -1828,7 +2083,7 @@ type ListEventsResponse struct {
 
 func (x *ListEventsResponse) Reset() {
 	*x = ListEventsResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[22]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1840,7 +2095,7 @@ func (x *ListEventsResponse) String() string {
 func (*ListEventsResponse) ProtoMessage() {}
 
 func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[22]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1853,7 +2108,7 @@ func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListEventsResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{22}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListEventsResponse) GetEvents() []*StoredEvent {
@@ -1884,7 +2139,7 @@ type CreateEnrollmentTokenRequest struct {
 
 func (x *CreateEnrollmentTokenRequest) Reset() {
 	*x = CreateEnrollmentTokenRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[23]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1896,7 +2151,7 @@ func (x *CreateEnrollmentTokenRequest) String() string {
 func (*CreateEnrollmentTokenRequest) ProtoMessage() {}
 
 func (x *CreateEnrollmentTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[23]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1909,7 +2164,7 @@ func (x *CreateEnrollmentTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateEnrollmentTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateEnrollmentTokenRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{23}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *CreateEnrollmentTokenRequest) GetTtl() *durationpb.Duration {
@@ -1948,7 +2203,7 @@ type CreateEnrollmentTokenResponse struct {
 
 func (x *CreateEnrollmentTokenResponse) Reset() {
 	*x = CreateEnrollmentTokenResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[24]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1960,7 +2215,7 @@ func (x *CreateEnrollmentTokenResponse) String() string {
 func (*CreateEnrollmentTokenResponse) ProtoMessage() {}
 
 func (x *CreateEnrollmentTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[24]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1973,7 +2228,7 @@ func (x *CreateEnrollmentTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateEnrollmentTokenResponse.ProtoReflect.Descriptor instead.
 func (*CreateEnrollmentTokenResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{24}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *CreateEnrollmentTokenResponse) GetToken() string {
@@ -2021,7 +2276,7 @@ type RevokeDeviceRequest struct {
 
 func (x *RevokeDeviceRequest) Reset() {
 	*x = RevokeDeviceRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[25]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2033,7 +2288,7 @@ func (x *RevokeDeviceRequest) String() string {
 func (*RevokeDeviceRequest) ProtoMessage() {}
 
 func (x *RevokeDeviceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[25]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2046,7 +2301,7 @@ func (x *RevokeDeviceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeDeviceRequest.ProtoReflect.Descriptor instead.
 func (*RevokeDeviceRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{25}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *RevokeDeviceRequest) GetDeviceId() string {
@@ -2072,7 +2327,7 @@ type RevokeDeviceResponse struct {
 
 func (x *RevokeDeviceResponse) Reset() {
 	*x = RevokeDeviceResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[26]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2084,7 +2339,7 @@ func (x *RevokeDeviceResponse) String() string {
 func (*RevokeDeviceResponse) ProtoMessage() {}
 
 func (x *RevokeDeviceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[26]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2097,7 +2352,7 @@ func (x *RevokeDeviceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeDeviceResponse.ProtoReflect.Descriptor instead.
 func (*RevokeDeviceResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{26}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *RevokeDeviceResponse) GetDevice() *Device {
@@ -2105,6 +2360,218 @@ func (x *RevokeDeviceResponse) GetDevice() *Device {
 		return x.Device
 	}
 	return nil
+}
+
+type ListAuditRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only records with a sequence number greater than this; 0 from the start.
+	AfterSeq int64 `protobuf:"varint,1,opt,name=after_seq,json=afterSeq,proto3" json:"after_seq,omitempty"`
+	// At most 1000; 0 means 100.
+	PageSize      int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAuditRequest) Reset() {
+	*x = ListAuditRequest{}
+	mi := &file_mamori_v1_mamori_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAuditRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAuditRequest) ProtoMessage() {}
+
+func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mamori_v1_mamori_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAuditRequest.ProtoReflect.Descriptor instead.
+func (*ListAuditRequest) Descriptor() ([]byte, []int) {
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *ListAuditRequest) GetAfterSeq() int64 {
+	if x != nil {
+		return x.AfterSeq
+	}
+	return 0
+}
+
+func (x *ListAuditRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+// AuditRecord is one entry of the append-only, hash-chained audit log, as
+// stored. hash = SHA-256(prev_hash || length-prefixed seq, at (RFC 3339,
+// UTC, nanoseconds), actor, action, target, detail); see store.AuditHash.
+type AuditRecord struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Seq   int64                  `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	At    *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=at,proto3" json:"at,omitempty"`
+	// Operator ID, "device:<id>" or "system".
+	Actor         string `protobuf:"bytes,3,opt,name=actor,proto3" json:"actor,omitempty"`
+	Action        string `protobuf:"bytes,4,opt,name=action,proto3" json:"action,omitempty"`
+	Target        string `protobuf:"bytes,5,opt,name=target,proto3" json:"target,omitempty"`
+	Detail        string `protobuf:"bytes,6,opt,name=detail,proto3" json:"detail,omitempty"`
+	PrevHash      []byte `protobuf:"bytes,7,opt,name=prev_hash,json=prevHash,proto3" json:"prev_hash,omitempty"`
+	Hash          []byte `protobuf:"bytes,8,opt,name=hash,proto3" json:"hash,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditRecord) Reset() {
+	*x = AuditRecord{}
+	mi := &file_mamori_v1_mamori_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditRecord) ProtoMessage() {}
+
+func (x *AuditRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_mamori_v1_mamori_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditRecord.ProtoReflect.Descriptor instead.
+func (*AuditRecord) Descriptor() ([]byte, []int) {
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *AuditRecord) GetSeq() int64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *AuditRecord) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+func (x *AuditRecord) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+func (x *AuditRecord) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *AuditRecord) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+func (x *AuditRecord) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+func (x *AuditRecord) GetPrevHash() []byte {
+	if x != nil {
+		return x.PrevHash
+	}
+	return nil
+}
+
+func (x *AuditRecord) GetHash() []byte {
+	if x != nil {
+		return x.Hash
+	}
+	return nil
+}
+
+type ListAuditResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Oldest first.
+	Records []*AuditRecord `protobuf:"bytes,1,rep,name=records,proto3" json:"records,omitempty"`
+	// Pass as after_seq for the next page; 0 when there is no more.
+	NextAfterSeq  int64 `protobuf:"varint,2,opt,name=next_after_seq,json=nextAfterSeq,proto3" json:"next_after_seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAuditResponse) Reset() {
+	*x = ListAuditResponse{}
+	mi := &file_mamori_v1_mamori_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAuditResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAuditResponse) ProtoMessage() {}
+
+func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mamori_v1_mamori_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAuditResponse.ProtoReflect.Descriptor instead.
+func (*ListAuditResponse) Descriptor() ([]byte, []int) {
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *ListAuditResponse) GetRecords() []*AuditRecord {
+	if x != nil {
+		return x.Records
+	}
+	return nil
+}
+
+func (x *ListAuditResponse) GetNextAfterSeq() int64 {
+	if x != nil {
+		return x.NextAfterSeq
+	}
+	return 0
 }
 
 type GetPolicyRequest struct {
@@ -2115,7 +2582,7 @@ type GetPolicyRequest struct {
 
 func (x *GetPolicyRequest) Reset() {
 	*x = GetPolicyRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[27]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2127,7 +2594,7 @@ func (x *GetPolicyRequest) String() string {
 func (*GetPolicyRequest) ProtoMessage() {}
 
 func (x *GetPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[27]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2140,7 +2607,7 @@ func (x *GetPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPolicyRequest.ProtoReflect.Descriptor instead.
 func (*GetPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{27}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{33}
 }
 
 type GetPolicyResponse struct {
@@ -2152,7 +2619,7 @@ type GetPolicyResponse struct {
 
 func (x *GetPolicyResponse) Reset() {
 	*x = GetPolicyResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[28]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2164,7 +2631,7 @@ func (x *GetPolicyResponse) String() string {
 func (*GetPolicyResponse) ProtoMessage() {}
 
 func (x *GetPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[28]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2177,7 +2644,7 @@ func (x *GetPolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPolicyResponse.ProtoReflect.Descriptor instead.
 func (*GetPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{28}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *GetPolicyResponse) GetPolicy() *Policy {
@@ -2201,7 +2668,7 @@ type SetPolicyRequest struct {
 
 func (x *SetPolicyRequest) Reset() {
 	*x = SetPolicyRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[29]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2213,7 +2680,7 @@ func (x *SetPolicyRequest) String() string {
 func (*SetPolicyRequest) ProtoMessage() {}
 
 func (x *SetPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[29]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2226,7 +2693,7 @@ func (x *SetPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPolicyRequest.ProtoReflect.Descriptor instead.
 func (*SetPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{29}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *SetPolicyRequest) GetPolicy() *Policy {
@@ -2259,7 +2726,7 @@ type SetPolicyResponse struct {
 
 func (x *SetPolicyResponse) Reset() {
 	*x = SetPolicyResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[30]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2271,7 +2738,7 @@ func (x *SetPolicyResponse) String() string {
 func (*SetPolicyResponse) ProtoMessage() {}
 
 func (x *SetPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[30]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2284,12 +2751,129 @@ func (x *SetPolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPolicyResponse.ProtoReflect.Descriptor instead.
 func (*SetPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{30}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *SetPolicyResponse) GetPolicy() *Policy {
 	if x != nil {
 		return x.Policy
+	}
+	return nil
+}
+
+type EnrollMFAUserRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Login name, e.g. "tanaka".
+	User string `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	// Replace an existing enrolment (the old secret and codes stop working
+	// at each terminal's next report). Without it an enrolled user is refused.
+	Replace       bool `protobuf:"varint,2,opt,name=replace,proto3" json:"replace,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EnrollMFAUserRequest) Reset() {
+	*x = EnrollMFAUserRequest{}
+	mi := &file_mamori_v1_mamori_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EnrollMFAUserRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EnrollMFAUserRequest) ProtoMessage() {}
+
+func (x *EnrollMFAUserRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mamori_v1_mamori_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EnrollMFAUserRequest.ProtoReflect.Descriptor instead.
+func (*EnrollMFAUserRequest) Descriptor() ([]byte, []int) {
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *EnrollMFAUserRequest) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *EnrollMFAUserRequest) GetReplace() bool {
+	if x != nil {
+		return x.Replace
+	}
+	return false
+}
+
+type EnrollMFAUserResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	User  string                 `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	// otpauth://totp/… for an authenticator app; shown once.
+	OtpauthUri string `protobuf:"bytes,2,opt,name=otpauth_uri,json=otpauthUri,proto3" json:"otpauth_uri,omitempty"`
+	// One-time recovery codes; shown once, kept only hashed.
+	RecoveryCodes []string `protobuf:"bytes,3,rep,name=recovery_codes,json=recoveryCodes,proto3" json:"recovery_codes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EnrollMFAUserResponse) Reset() {
+	*x = EnrollMFAUserResponse{}
+	mi := &file_mamori_v1_mamori_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EnrollMFAUserResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EnrollMFAUserResponse) ProtoMessage() {}
+
+func (x *EnrollMFAUserResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mamori_v1_mamori_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EnrollMFAUserResponse.ProtoReflect.Descriptor instead.
+func (*EnrollMFAUserResponse) Descriptor() ([]byte, []int) {
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *EnrollMFAUserResponse) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *EnrollMFAUserResponse) GetOtpauthUri() string {
+	if x != nil {
+		return x.OtpauthUri
+	}
+	return ""
+}
+
+func (x *EnrollMFAUserResponse) GetRecoveryCodes() []string {
+	if x != nil {
+		return x.RecoveryCodes
 	}
 	return nil
 }
@@ -2376,19 +2960,40 @@ const file_mamori_v1_mamori_proto_rawDesc = "" +
 	"\x0eca_certificate\x18\x03 \x01(\fR\rcaCertificate\x12)\n" +
 	"\x06policy\x18\x04 \x01(\v2\x11.mamori.v1.PolicyR\x06policy\x128\n" +
 	"\tchallenge\x18\x05 \x01(\v2\x1a.mamori.v1.EnrollChallengeR\tchallenge\x12\x1a\n" +
-	"\battested\x18\x06 \x01(\bR\battested\"\xf9\x01\n" +
+	"\battested\x18\x06 \x01(\bR\battested\"\xcf\x02\n" +
 	"\rReportRequest\x12,\n" +
 	"\x05facts\x18\x01 \x01(\v2\x16.mamori.v1.DeviceFactsR\x05facts\x124\n" +
 	"\bstatuses\x18\x02 \x03(\v2\x18.mamori.v1.ControlStatusR\bstatuses\x12(\n" +
 	"\x06events\x18\x03 \x03(\v2\x10.mamori.v1.EventR\x06events\x12%\n" +
 	"\x0epolicy_version\x18\x04 \x01(\x03R\rpolicyVersion\x123\n" +
-	"\asent_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x06sentAt\"\xe1\x01\n" +
+	"\asent_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x06sentAt\x12&\n" +
+	"\x0fhpke_public_key\x18\x06 \x01(\fR\rhpkePublicKey\x12,\n" +
+	"\x12mfa_bundle_version\x18\a \x01(\tR\x10mfaBundleVersion\"\x9c\x02\n" +
 	"\x0eReportResponse\x12&\n" +
 	"\x0facked_event_ids\x18\x01 \x03(\tR\rackedEventIds\x12)\n" +
 	"\x06policy\x18\x02 \x01(\v2\x11.mamori.v1.PolicyR\x06policy\x12?\n" +
 	"\x0enext_report_in\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\fnextReportIn\x12;\n" +
 	"\vserver_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"serverTime\"s\n" +
+	"serverTime\x129\n" +
+	"\n" +
+	"mfa_bundle\x18\x05 \x01(\v2\x1a.mamori.v1.SealedMFABundleR\tmfaBundle\"C\n" +
+	"\x0fSealedMFABundle\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\tR\aversion\x12\x16\n" +
+	"\x06sealed\x18\x02 \x01(\fR\x06sealed\"\xab\x01\n" +
+	"\tMFABundle\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\tR\aversion\x12\x1b\n" +
+	"\tdevice_id\x18\x02 \x01(\tR\bdeviceId\x127\n" +
+	"\tissued_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\bissuedAt\x12.\n" +
+	"\x05users\x18\x04 \x03(\v2\x18.mamori.v1.MFAUserSecretR\x05users\"\xf8\x01\n" +
+	"\rMFAUserSecret\x12\x12\n" +
+	"\x04user\x18\x01 \x01(\tR\x04user\x12\x1f\n" +
+	"\vtotp_secret\x18\x02 \x01(\fR\n" +
+	"totpSecret\x12\x1c\n" +
+	"\talgorithm\x18\x03 \x01(\tR\talgorithm\x12\x16\n" +
+	"\x06digits\x18\x04 \x01(\x05R\x06digits\x12%\n" +
+	"\x0eperiod_seconds\x18\x05 \x01(\x05R\rperiodSeconds\x120\n" +
+	"\x14recovery_code_hashes\x18\x06 \x03(\tR\x12recoveryCodeHashes\x12#\n" +
+	"\rrecovery_salt\x18\a \x01(\fR\frecoverySalt\"s\n" +
 	"\rControlRecord\x120\n" +
 	"\x06status\x18\x01 \x01(\v2\x18.mamori.v1.ControlStatusR\x06status\x120\n" +
 	"\x05since\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\"\xf1\x04\n" +
@@ -2464,7 +3069,22 @@ const file_mamori_v1_mamori_proto_rawDesc = "" +
 	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"A\n" +
 	"\x14RevokeDeviceResponse\x12)\n" +
-	"\x06device\x18\x01 \x01(\v2\x11.mamori.v1.DeviceR\x06device\"\x12\n" +
+	"\x06device\x18\x01 \x01(\v2\x11.mamori.v1.DeviceR\x06device\"L\n" +
+	"\x10ListAuditRequest\x12\x1b\n" +
+	"\tafter_seq\x18\x01 \x01(\x03R\bafterSeq\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\"\xda\x01\n" +
+	"\vAuditRecord\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x03R\x03seq\x12*\n" +
+	"\x02at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x14\n" +
+	"\x05actor\x18\x03 \x01(\tR\x05actor\x12\x16\n" +
+	"\x06action\x18\x04 \x01(\tR\x06action\x12\x16\n" +
+	"\x06target\x18\x05 \x01(\tR\x06target\x12\x16\n" +
+	"\x06detail\x18\x06 \x01(\tR\x06detail\x12\x1b\n" +
+	"\tprev_hash\x18\a \x01(\fR\bprevHash\x12\x12\n" +
+	"\x04hash\x18\b \x01(\fR\x04hash\"k\n" +
+	"\x11ListAuditResponse\x120\n" +
+	"\arecords\x18\x01 \x03(\v2\x16.mamori.v1.AuditRecordR\arecords\x12$\n" +
+	"\x0enext_after_seq\x18\x02 \x01(\x03R\fnextAfterSeq\"\x12\n" +
 	"\x10GetPolicyRequest\">\n" +
 	"\x11GetPolicyResponse\x12)\n" +
 	"\x06policy\x18\x01 \x01(\v2\x11.mamori.v1.PolicyR\x06policy\"\x80\x01\n" +
@@ -2473,7 +3093,15 @@ const file_mamori_v1_mamori_proto_rawDesc = "" +
 	"\x10expected_version\x18\x02 \x01(\x03R\x0fexpectedVersion\x12\x16\n" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\">\n" +
 	"\x11SetPolicyResponse\x12)\n" +
-	"\x06policy\x18\x01 \x01(\v2\x11.mamori.v1.PolicyR\x06policy*@\n" +
+	"\x06policy\x18\x01 \x01(\v2\x11.mamori.v1.PolicyR\x06policy\"D\n" +
+	"\x14EnrollMFAUserRequest\x12\x12\n" +
+	"\x04user\x18\x01 \x01(\tR\x04user\x12\x18\n" +
+	"\areplace\x18\x02 \x01(\bR\areplace\"s\n" +
+	"\x15EnrollMFAUserResponse\x12\x12\n" +
+	"\x04user\x18\x01 \x01(\tR\x04user\x12\x1f\n" +
+	"\votpauth_uri\x18\x02 \x01(\tR\n" +
+	"otpauthUri\x12%\n" +
+	"\x0erecovery_codes\x18\x03 \x03(\tR\rrecoveryCodes*@\n" +
 	"\x04Mode\x12\x14\n" +
 	"\x10MODE_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fMODE_MONITOR\x10\x01\x12\x10\n" +
@@ -2495,7 +3123,7 @@ const file_mamori_v1_mamori_proto_rawDesc = "" +
 	"\x12COMPLIANCE_REVOKED\x10\x052\x8c\x01\n" +
 	"\fAgentService\x12=\n" +
 	"\x06Enroll\x12\x18.mamori.v1.EnrollRequest\x1a\x19.mamori.v1.EnrollResponse\x12=\n" +
-	"\x06Report\x12\x18.mamori.v1.ReportRequest\x1a\x19.mamori.v1.ReportResponse2\x8d\x05\n" +
+	"\x06Report\x12\x18.mamori.v1.ReportRequest\x1a\x19.mamori.v1.ReportResponse2\xa9\x06\n" +
 	"\fAdminService\x12L\n" +
 	"\vListDevices\x12\x1d.mamori.v1.ListDevicesRequest\x1a\x1e.mamori.v1.ListDevicesResponse\x12F\n" +
 	"\tGetDevice\x12\x1b.mamori.v1.GetDeviceRequest\x1a\x1c.mamori.v1.GetDeviceResponse\x12O\n" +
@@ -2505,7 +3133,9 @@ const file_mamori_v1_mamori_proto_rawDesc = "" +
 	"\x15CreateEnrollmentToken\x12'.mamori.v1.CreateEnrollmentTokenRequest\x1a(.mamori.v1.CreateEnrollmentTokenResponse\x12O\n" +
 	"\fRevokeDevice\x12\x1e.mamori.v1.RevokeDeviceRequest\x1a\x1f.mamori.v1.RevokeDeviceResponse\x12F\n" +
 	"\tGetPolicy\x12\x1b.mamori.v1.GetPolicyRequest\x1a\x1c.mamori.v1.GetPolicyResponse\x12F\n" +
-	"\tSetPolicy\x12\x1b.mamori.v1.SetPolicyRequest\x1a\x1c.mamori.v1.SetPolicyResponseB7Z5github.com/mamori-dev/mamori/proto/mamori/v1;mamoriv1b\x06proto3"
+	"\tSetPolicy\x12\x1b.mamori.v1.SetPolicyRequest\x1a\x1c.mamori.v1.SetPolicyResponse\x12R\n" +
+	"\rEnrollMFAUser\x12\x1f.mamori.v1.EnrollMFAUserRequest\x1a .mamori.v1.EnrollMFAUserResponse\x12F\n" +
+	"\tListAudit\x12\x1b.mamori.v1.ListAuditRequest\x1a\x1c.mamori.v1.ListAuditResponseB7Z5github.com/mamori-dev/mamori/proto/mamori/v1;mamoriv1b\x06proto3"
 
 var (
 	file_mamori_v1_mamori_proto_rawDescOnce sync.Once
@@ -2520,7 +3150,7 @@ func file_mamori_v1_mamori_proto_rawDescGZIP() []byte {
 }
 
 var file_mamori_v1_mamori_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_mamori_v1_mamori_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
+var file_mamori_v1_mamori_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
 var file_mamori_v1_mamori_proto_goTypes = []any{
 	(Mode)(0),                             // 0: mamori.v1.Mode
 	(ControlState)(0),                     // 1: mamori.v1.ControlState
@@ -2537,44 +3167,52 @@ var file_mamori_v1_mamori_proto_goTypes = []any{
 	(*EnrollResponse)(nil),                // 12: mamori.v1.EnrollResponse
 	(*ReportRequest)(nil),                 // 13: mamori.v1.ReportRequest
 	(*ReportResponse)(nil),                // 14: mamori.v1.ReportResponse
-	(*ControlRecord)(nil),                 // 15: mamori.v1.ControlRecord
-	(*Device)(nil),                        // 16: mamori.v1.Device
-	(*ListDevicesRequest)(nil),            // 17: mamori.v1.ListDevicesRequest
-	(*ListDevicesResponse)(nil),           // 18: mamori.v1.ListDevicesResponse
-	(*GetDeviceRequest)(nil),              // 19: mamori.v1.GetDeviceRequest
-	(*GetDeviceResponse)(nil),             // 20: mamori.v1.GetDeviceResponse
-	(*FleetSummaryRequest)(nil),           // 21: mamori.v1.FleetSummaryRequest
-	(*FleetSummaryResponse)(nil),          // 22: mamori.v1.FleetSummaryResponse
-	(*StoredEvent)(nil),                   // 23: mamori.v1.StoredEvent
-	(*ListEventsRequest)(nil),             // 24: mamori.v1.ListEventsRequest
-	(*ListEventsResponse)(nil),            // 25: mamori.v1.ListEventsResponse
-	(*CreateEnrollmentTokenRequest)(nil),  // 26: mamori.v1.CreateEnrollmentTokenRequest
-	(*CreateEnrollmentTokenResponse)(nil), // 27: mamori.v1.CreateEnrollmentTokenResponse
-	(*RevokeDeviceRequest)(nil),           // 28: mamori.v1.RevokeDeviceRequest
-	(*RevokeDeviceResponse)(nil),          // 29: mamori.v1.RevokeDeviceResponse
-	(*GetPolicyRequest)(nil),              // 30: mamori.v1.GetPolicyRequest
-	(*GetPolicyResponse)(nil),             // 31: mamori.v1.GetPolicyResponse
-	(*SetPolicyRequest)(nil),              // 32: mamori.v1.SetPolicyRequest
-	(*SetPolicyResponse)(nil),             // 33: mamori.v1.SetPolicyResponse
-	nil,                                   // 34: mamori.v1.ControlStatus.EvidenceEntry
-	nil,                                   // 35: mamori.v1.Event.AttributesEntry
-	nil,                                   // 36: mamori.v1.ControlPolicy.SettingsEntry
-	nil,                                   // 37: mamori.v1.Policy.ControlsEntry
-	(*timestamppb.Timestamp)(nil),         // 38: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),           // 39: google.protobuf.Duration
+	(*SealedMFABundle)(nil),               // 15: mamori.v1.SealedMFABundle
+	(*MFABundle)(nil),                     // 16: mamori.v1.MFABundle
+	(*MFAUserSecret)(nil),                 // 17: mamori.v1.MFAUserSecret
+	(*ControlRecord)(nil),                 // 18: mamori.v1.ControlRecord
+	(*Device)(nil),                        // 19: mamori.v1.Device
+	(*ListDevicesRequest)(nil),            // 20: mamori.v1.ListDevicesRequest
+	(*ListDevicesResponse)(nil),           // 21: mamori.v1.ListDevicesResponse
+	(*GetDeviceRequest)(nil),              // 22: mamori.v1.GetDeviceRequest
+	(*GetDeviceResponse)(nil),             // 23: mamori.v1.GetDeviceResponse
+	(*FleetSummaryRequest)(nil),           // 24: mamori.v1.FleetSummaryRequest
+	(*FleetSummaryResponse)(nil),          // 25: mamori.v1.FleetSummaryResponse
+	(*StoredEvent)(nil),                   // 26: mamori.v1.StoredEvent
+	(*ListEventsRequest)(nil),             // 27: mamori.v1.ListEventsRequest
+	(*ListEventsResponse)(nil),            // 28: mamori.v1.ListEventsResponse
+	(*CreateEnrollmentTokenRequest)(nil),  // 29: mamori.v1.CreateEnrollmentTokenRequest
+	(*CreateEnrollmentTokenResponse)(nil), // 30: mamori.v1.CreateEnrollmentTokenResponse
+	(*RevokeDeviceRequest)(nil),           // 31: mamori.v1.RevokeDeviceRequest
+	(*RevokeDeviceResponse)(nil),          // 32: mamori.v1.RevokeDeviceResponse
+	(*ListAuditRequest)(nil),              // 33: mamori.v1.ListAuditRequest
+	(*AuditRecord)(nil),                   // 34: mamori.v1.AuditRecord
+	(*ListAuditResponse)(nil),             // 35: mamori.v1.ListAuditResponse
+	(*GetPolicyRequest)(nil),              // 36: mamori.v1.GetPolicyRequest
+	(*GetPolicyResponse)(nil),             // 37: mamori.v1.GetPolicyResponse
+	(*SetPolicyRequest)(nil),              // 38: mamori.v1.SetPolicyRequest
+	(*SetPolicyResponse)(nil),             // 39: mamori.v1.SetPolicyResponse
+	(*EnrollMFAUserRequest)(nil),          // 40: mamori.v1.EnrollMFAUserRequest
+	(*EnrollMFAUserResponse)(nil),         // 41: mamori.v1.EnrollMFAUserResponse
+	nil,                                   // 42: mamori.v1.ControlStatus.EvidenceEntry
+	nil,                                   // 43: mamori.v1.Event.AttributesEntry
+	nil,                                   // 44: mamori.v1.ControlPolicy.SettingsEntry
+	nil,                                   // 45: mamori.v1.Policy.ControlsEntry
+	(*timestamppb.Timestamp)(nil),         // 46: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),           // 47: google.protobuf.Duration
 }
 var file_mamori_v1_mamori_proto_depIdxs = []int32{
 	0,  // 0: mamori.v1.ControlStatus.mode:type_name -> mamori.v1.Mode
 	1,  // 1: mamori.v1.ControlStatus.state:type_name -> mamori.v1.ControlState
-	34, // 2: mamori.v1.ControlStatus.evidence:type_name -> mamori.v1.ControlStatus.EvidenceEntry
-	38, // 3: mamori.v1.ControlStatus.observed_at:type_name -> google.protobuf.Timestamp
-	38, // 4: mamori.v1.Event.time:type_name -> google.protobuf.Timestamp
-	35, // 5: mamori.v1.Event.attributes:type_name -> mamori.v1.Event.AttributesEntry
+	42, // 2: mamori.v1.ControlStatus.evidence:type_name -> mamori.v1.ControlStatus.EvidenceEntry
+	46, // 3: mamori.v1.ControlStatus.observed_at:type_name -> google.protobuf.Timestamp
+	46, // 4: mamori.v1.Event.time:type_name -> google.protobuf.Timestamp
+	43, // 5: mamori.v1.Event.attributes:type_name -> mamori.v1.Event.AttributesEntry
 	0,  // 6: mamori.v1.ControlPolicy.mode:type_name -> mamori.v1.Mode
-	36, // 7: mamori.v1.ControlPolicy.settings:type_name -> mamori.v1.ControlPolicy.SettingsEntry
-	37, // 8: mamori.v1.Policy.controls:type_name -> mamori.v1.Policy.ControlsEntry
-	39, // 9: mamori.v1.Policy.report_interval:type_name -> google.protobuf.Duration
-	39, // 10: mamori.v1.Policy.max_report_age:type_name -> google.protobuf.Duration
+	44, // 7: mamori.v1.ControlPolicy.settings:type_name -> mamori.v1.ControlPolicy.SettingsEntry
+	45, // 8: mamori.v1.Policy.controls:type_name -> mamori.v1.Policy.ControlsEntry
+	47, // 9: mamori.v1.Policy.report_interval:type_name -> google.protobuf.Duration
+	47, // 10: mamori.v1.Policy.max_report_age:type_name -> google.protobuf.Duration
 	3,  // 11: mamori.v1.EnrollRequest.facts:type_name -> mamori.v1.DeviceFacts
 	9,  // 12: mamori.v1.EnrollRequest.attestation:type_name -> mamori.v1.TpmAttestation
 	11, // 13: mamori.v1.EnrollRequest.answer:type_name -> mamori.v1.ChallengeAnswer
@@ -2583,59 +3221,68 @@ var file_mamori_v1_mamori_proto_depIdxs = []int32{
 	3,  // 16: mamori.v1.ReportRequest.facts:type_name -> mamori.v1.DeviceFacts
 	4,  // 17: mamori.v1.ReportRequest.statuses:type_name -> mamori.v1.ControlStatus
 	5,  // 18: mamori.v1.ReportRequest.events:type_name -> mamori.v1.Event
-	38, // 19: mamori.v1.ReportRequest.sent_at:type_name -> google.protobuf.Timestamp
+	46, // 19: mamori.v1.ReportRequest.sent_at:type_name -> google.protobuf.Timestamp
 	7,  // 20: mamori.v1.ReportResponse.policy:type_name -> mamori.v1.Policy
-	39, // 21: mamori.v1.ReportResponse.next_report_in:type_name -> google.protobuf.Duration
-	38, // 22: mamori.v1.ReportResponse.server_time:type_name -> google.protobuf.Timestamp
-	4,  // 23: mamori.v1.ControlRecord.status:type_name -> mamori.v1.ControlStatus
-	38, // 24: mamori.v1.ControlRecord.since:type_name -> google.protobuf.Timestamp
-	3,  // 25: mamori.v1.Device.facts:type_name -> mamori.v1.DeviceFacts
-	2,  // 26: mamori.v1.Device.compliance:type_name -> mamori.v1.Compliance
-	38, // 27: mamori.v1.Device.enrolled_at:type_name -> google.protobuf.Timestamp
-	38, // 28: mamori.v1.Device.last_seen:type_name -> google.protobuf.Timestamp
-	38, // 29: mamori.v1.Device.failing_since:type_name -> google.protobuf.Timestamp
-	38, // 30: mamori.v1.Device.offline_since:type_name -> google.protobuf.Timestamp
-	15, // 31: mamori.v1.Device.controls:type_name -> mamori.v1.ControlRecord
-	38, // 32: mamori.v1.Device.revoked_at:type_name -> google.protobuf.Timestamp
-	2,  // 33: mamori.v1.ListDevicesRequest.compliance:type_name -> mamori.v1.Compliance
-	16, // 34: mamori.v1.ListDevicesResponse.devices:type_name -> mamori.v1.Device
-	16, // 35: mamori.v1.GetDeviceResponse.device:type_name -> mamori.v1.Device
-	23, // 36: mamori.v1.GetDeviceResponse.recent_events:type_name -> mamori.v1.StoredEvent
-	5,  // 37: mamori.v1.StoredEvent.event:type_name -> mamori.v1.Event
-	38, // 38: mamori.v1.StoredEvent.received_at:type_name -> google.protobuf.Timestamp
-	23, // 39: mamori.v1.ListEventsResponse.events:type_name -> mamori.v1.StoredEvent
-	39, // 40: mamori.v1.CreateEnrollmentTokenRequest.ttl:type_name -> google.protobuf.Duration
-	38, // 41: mamori.v1.CreateEnrollmentTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
-	16, // 42: mamori.v1.RevokeDeviceResponse.device:type_name -> mamori.v1.Device
-	7,  // 43: mamori.v1.GetPolicyResponse.policy:type_name -> mamori.v1.Policy
-	7,  // 44: mamori.v1.SetPolicyRequest.policy:type_name -> mamori.v1.Policy
-	7,  // 45: mamori.v1.SetPolicyResponse.policy:type_name -> mamori.v1.Policy
-	6,  // 46: mamori.v1.Policy.ControlsEntry.value:type_name -> mamori.v1.ControlPolicy
-	8,  // 47: mamori.v1.AgentService.Enroll:input_type -> mamori.v1.EnrollRequest
-	13, // 48: mamori.v1.AgentService.Report:input_type -> mamori.v1.ReportRequest
-	17, // 49: mamori.v1.AdminService.ListDevices:input_type -> mamori.v1.ListDevicesRequest
-	19, // 50: mamori.v1.AdminService.GetDevice:input_type -> mamori.v1.GetDeviceRequest
-	21, // 51: mamori.v1.AdminService.FleetSummary:input_type -> mamori.v1.FleetSummaryRequest
-	24, // 52: mamori.v1.AdminService.ListEvents:input_type -> mamori.v1.ListEventsRequest
-	26, // 53: mamori.v1.AdminService.CreateEnrollmentToken:input_type -> mamori.v1.CreateEnrollmentTokenRequest
-	28, // 54: mamori.v1.AdminService.RevokeDevice:input_type -> mamori.v1.RevokeDeviceRequest
-	30, // 55: mamori.v1.AdminService.GetPolicy:input_type -> mamori.v1.GetPolicyRequest
-	32, // 56: mamori.v1.AdminService.SetPolicy:input_type -> mamori.v1.SetPolicyRequest
-	12, // 57: mamori.v1.AgentService.Enroll:output_type -> mamori.v1.EnrollResponse
-	14, // 58: mamori.v1.AgentService.Report:output_type -> mamori.v1.ReportResponse
-	18, // 59: mamori.v1.AdminService.ListDevices:output_type -> mamori.v1.ListDevicesResponse
-	20, // 60: mamori.v1.AdminService.GetDevice:output_type -> mamori.v1.GetDeviceResponse
-	22, // 61: mamori.v1.AdminService.FleetSummary:output_type -> mamori.v1.FleetSummaryResponse
-	25, // 62: mamori.v1.AdminService.ListEvents:output_type -> mamori.v1.ListEventsResponse
-	27, // 63: mamori.v1.AdminService.CreateEnrollmentToken:output_type -> mamori.v1.CreateEnrollmentTokenResponse
-	29, // 64: mamori.v1.AdminService.RevokeDevice:output_type -> mamori.v1.RevokeDeviceResponse
-	31, // 65: mamori.v1.AdminService.GetPolicy:output_type -> mamori.v1.GetPolicyResponse
-	33, // 66: mamori.v1.AdminService.SetPolicy:output_type -> mamori.v1.SetPolicyResponse
-	57, // [57:67] is the sub-list for method output_type
-	47, // [47:57] is the sub-list for method input_type
-	47, // [47:47] is the sub-list for extension type_name
-	47, // [47:47] is the sub-list for extension extendee
-	0,  // [0:47] is the sub-list for field type_name
+	47, // 21: mamori.v1.ReportResponse.next_report_in:type_name -> google.protobuf.Duration
+	46, // 22: mamori.v1.ReportResponse.server_time:type_name -> google.protobuf.Timestamp
+	15, // 23: mamori.v1.ReportResponse.mfa_bundle:type_name -> mamori.v1.SealedMFABundle
+	46, // 24: mamori.v1.MFABundle.issued_at:type_name -> google.protobuf.Timestamp
+	17, // 25: mamori.v1.MFABundle.users:type_name -> mamori.v1.MFAUserSecret
+	4,  // 26: mamori.v1.ControlRecord.status:type_name -> mamori.v1.ControlStatus
+	46, // 27: mamori.v1.ControlRecord.since:type_name -> google.protobuf.Timestamp
+	3,  // 28: mamori.v1.Device.facts:type_name -> mamori.v1.DeviceFacts
+	2,  // 29: mamori.v1.Device.compliance:type_name -> mamori.v1.Compliance
+	46, // 30: mamori.v1.Device.enrolled_at:type_name -> google.protobuf.Timestamp
+	46, // 31: mamori.v1.Device.last_seen:type_name -> google.protobuf.Timestamp
+	46, // 32: mamori.v1.Device.failing_since:type_name -> google.protobuf.Timestamp
+	46, // 33: mamori.v1.Device.offline_since:type_name -> google.protobuf.Timestamp
+	18, // 34: mamori.v1.Device.controls:type_name -> mamori.v1.ControlRecord
+	46, // 35: mamori.v1.Device.revoked_at:type_name -> google.protobuf.Timestamp
+	2,  // 36: mamori.v1.ListDevicesRequest.compliance:type_name -> mamori.v1.Compliance
+	19, // 37: mamori.v1.ListDevicesResponse.devices:type_name -> mamori.v1.Device
+	19, // 38: mamori.v1.GetDeviceResponse.device:type_name -> mamori.v1.Device
+	26, // 39: mamori.v1.GetDeviceResponse.recent_events:type_name -> mamori.v1.StoredEvent
+	5,  // 40: mamori.v1.StoredEvent.event:type_name -> mamori.v1.Event
+	46, // 41: mamori.v1.StoredEvent.received_at:type_name -> google.protobuf.Timestamp
+	26, // 42: mamori.v1.ListEventsResponse.events:type_name -> mamori.v1.StoredEvent
+	47, // 43: mamori.v1.CreateEnrollmentTokenRequest.ttl:type_name -> google.protobuf.Duration
+	46, // 44: mamori.v1.CreateEnrollmentTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
+	19, // 45: mamori.v1.RevokeDeviceResponse.device:type_name -> mamori.v1.Device
+	46, // 46: mamori.v1.AuditRecord.at:type_name -> google.protobuf.Timestamp
+	34, // 47: mamori.v1.ListAuditResponse.records:type_name -> mamori.v1.AuditRecord
+	7,  // 48: mamori.v1.GetPolicyResponse.policy:type_name -> mamori.v1.Policy
+	7,  // 49: mamori.v1.SetPolicyRequest.policy:type_name -> mamori.v1.Policy
+	7,  // 50: mamori.v1.SetPolicyResponse.policy:type_name -> mamori.v1.Policy
+	6,  // 51: mamori.v1.Policy.ControlsEntry.value:type_name -> mamori.v1.ControlPolicy
+	8,  // 52: mamori.v1.AgentService.Enroll:input_type -> mamori.v1.EnrollRequest
+	13, // 53: mamori.v1.AgentService.Report:input_type -> mamori.v1.ReportRequest
+	20, // 54: mamori.v1.AdminService.ListDevices:input_type -> mamori.v1.ListDevicesRequest
+	22, // 55: mamori.v1.AdminService.GetDevice:input_type -> mamori.v1.GetDeviceRequest
+	24, // 56: mamori.v1.AdminService.FleetSummary:input_type -> mamori.v1.FleetSummaryRequest
+	27, // 57: mamori.v1.AdminService.ListEvents:input_type -> mamori.v1.ListEventsRequest
+	29, // 58: mamori.v1.AdminService.CreateEnrollmentToken:input_type -> mamori.v1.CreateEnrollmentTokenRequest
+	31, // 59: mamori.v1.AdminService.RevokeDevice:input_type -> mamori.v1.RevokeDeviceRequest
+	36, // 60: mamori.v1.AdminService.GetPolicy:input_type -> mamori.v1.GetPolicyRequest
+	38, // 61: mamori.v1.AdminService.SetPolicy:input_type -> mamori.v1.SetPolicyRequest
+	40, // 62: mamori.v1.AdminService.EnrollMFAUser:input_type -> mamori.v1.EnrollMFAUserRequest
+	33, // 63: mamori.v1.AdminService.ListAudit:input_type -> mamori.v1.ListAuditRequest
+	12, // 64: mamori.v1.AgentService.Enroll:output_type -> mamori.v1.EnrollResponse
+	14, // 65: mamori.v1.AgentService.Report:output_type -> mamori.v1.ReportResponse
+	21, // 66: mamori.v1.AdminService.ListDevices:output_type -> mamori.v1.ListDevicesResponse
+	23, // 67: mamori.v1.AdminService.GetDevice:output_type -> mamori.v1.GetDeviceResponse
+	25, // 68: mamori.v1.AdminService.FleetSummary:output_type -> mamori.v1.FleetSummaryResponse
+	28, // 69: mamori.v1.AdminService.ListEvents:output_type -> mamori.v1.ListEventsResponse
+	30, // 70: mamori.v1.AdminService.CreateEnrollmentToken:output_type -> mamori.v1.CreateEnrollmentTokenResponse
+	32, // 71: mamori.v1.AdminService.RevokeDevice:output_type -> mamori.v1.RevokeDeviceResponse
+	37, // 72: mamori.v1.AdminService.GetPolicy:output_type -> mamori.v1.GetPolicyResponse
+	39, // 73: mamori.v1.AdminService.SetPolicy:output_type -> mamori.v1.SetPolicyResponse
+	41, // 74: mamori.v1.AdminService.EnrollMFAUser:output_type -> mamori.v1.EnrollMFAUserResponse
+	35, // 75: mamori.v1.AdminService.ListAudit:output_type -> mamori.v1.ListAuditResponse
+	64, // [64:76] is the sub-list for method output_type
+	52, // [52:64] is the sub-list for method input_type
+	52, // [52:52] is the sub-list for extension type_name
+	52, // [52:52] is the sub-list for extension extendee
+	0,  // [0:52] is the sub-list for field type_name
 }
 
 func init() { file_mamori_v1_mamori_proto_init() }
@@ -2649,7 +3296,7 @@ func file_mamori_v1_mamori_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mamori_v1_mamori_proto_rawDesc), len(file_mamori_v1_mamori_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   35,
+			NumMessages:   43,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -205,6 +205,8 @@ const (
 	AdminService_RevokeDevice_FullMethodName          = "/mamori.v1.AdminService/RevokeDevice"
 	AdminService_GetPolicy_FullMethodName             = "/mamori.v1.AdminService/GetPolicy"
 	AdminService_SetPolicy_FullMethodName             = "/mamori.v1.AdminService/SetPolicy"
+	AdminService_EnrollMFAUser_FullMethodName         = "/mamori.v1.AdminService/EnrollMFAUser"
+	AdminService_ListAudit_FullMethodName             = "/mamori.v1.AdminService/ListAudit"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -223,6 +225,14 @@ type AdminServiceClient interface {
 	RevokeDevice(ctx context.Context, in *RevokeDeviceRequest, opts ...grpc.CallOption) (*RevokeDeviceResponse, error)
 	GetPolicy(ctx context.Context, in *GetPolicyRequest, opts ...grpc.CallOption) (*GetPolicyResponse, error)
 	SetPolicy(ctx context.Context, in *SetPolicyRequest, opts ...grpc.CallOption) (*SetPolicyResponse, error)
+	// EnrollMFAUser makes a new TOTP secret and recovery codes for a login
+	// user. The otpauth URI and the codes are in this answer only; the server
+	// keeps the secret encrypted and the codes hashed. Officer.
+	EnrollMFAUser(ctx context.Context, in *EnrollMFAUserRequest, opts ...grpc.CallOption) (*EnrollMFAUserResponse, error)
+	// ListAudit returns the audit log as stored, oldest first, with each
+	// record's chain hashes, so `mamorictl audit verify` can recompute the
+	// chain on its own. Role officer.
+	ListAudit(ctx context.Context, in *ListAuditRequest, opts ...grpc.CallOption) (*ListAuditResponse, error)
 }
 
 type adminServiceClient struct {
@@ -313,6 +323,26 @@ func (c *adminServiceClient) SetPolicy(ctx context.Context, in *SetPolicyRequest
 	return out, nil
 }
 
+func (c *adminServiceClient) EnrollMFAUser(ctx context.Context, in *EnrollMFAUserRequest, opts ...grpc.CallOption) (*EnrollMFAUserResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(EnrollMFAUserResponse)
+	err := c.cc.Invoke(ctx, AdminService_EnrollMFAUser_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) ListAudit(ctx context.Context, in *ListAuditRequest, opts ...grpc.CallOption) (*ListAuditResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListAuditResponse)
+	err := c.cc.Invoke(ctx, AdminService_ListAudit_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -329,6 +359,14 @@ type AdminServiceServer interface {
 	RevokeDevice(context.Context, *RevokeDeviceRequest) (*RevokeDeviceResponse, error)
 	GetPolicy(context.Context, *GetPolicyRequest) (*GetPolicyResponse, error)
 	SetPolicy(context.Context, *SetPolicyRequest) (*SetPolicyResponse, error)
+	// EnrollMFAUser makes a new TOTP secret and recovery codes for a login
+	// user. The otpauth URI and the codes are in this answer only; the server
+	// keeps the secret encrypted and the codes hashed. Officer.
+	EnrollMFAUser(context.Context, *EnrollMFAUserRequest) (*EnrollMFAUserResponse, error)
+	// ListAudit returns the audit log as stored, oldest first, with each
+	// record's chain hashes, so `mamorictl audit verify` can recompute the
+	// chain on its own. Role officer.
+	ListAudit(context.Context, *ListAuditRequest) (*ListAuditResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -362,6 +400,12 @@ func (UnimplementedAdminServiceServer) GetPolicy(context.Context, *GetPolicyRequ
 }
 func (UnimplementedAdminServiceServer) SetPolicy(context.Context, *SetPolicyRequest) (*SetPolicyResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method SetPolicy not implemented")
+}
+func (UnimplementedAdminServiceServer) EnrollMFAUser(context.Context, *EnrollMFAUserRequest) (*EnrollMFAUserResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method EnrollMFAUser not implemented")
+}
+func (UnimplementedAdminServiceServer) ListAudit(context.Context, *ListAuditRequest) (*ListAuditResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListAudit not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -528,6 +572,42 @@ func _AdminService_SetPolicy_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_EnrollMFAUser_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(EnrollMFAUserRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).EnrollMFAUser(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_EnrollMFAUser_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).EnrollMFAUser(ctx, req.(*EnrollMFAUserRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_ListAudit_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListAuditRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ListAudit(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ListAudit_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ListAudit(ctx, req.(*ListAuditRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -566,6 +646,14 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SetPolicy",
 			Handler:    _AdminService_SetPolicy_Handler,
+		},
+		{
+			MethodName: "EnrollMFAUser",
+			Handler:    _AdminService_EnrollMFAUser_Handler,
+		},
+		{
+			MethodName: "ListAudit",
+			Handler:    _AdminService_ListAudit_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -2,7 +2,7 @@
 // records their compliance, and serves mamorictl.
 //
 //	mamori-server serve --data DIR [--db postgres://…] [--listen :8443] [--host NAME]...
-//	mamori-server operator create --data DIR --name NAME --role helpdesk|officer|admin
+//	mamori-server operator create --data DIR --name NAME --role helpdesk|officer|admin [--password-file F [--login L]]
 //	mamori-server version
 package main
 
@@ -69,6 +69,8 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, p *i
 	fs.StringVar(&cfg.DataDir, "data", cfg.DataDir, "data directory (CA, certificates, SQLite database)")
 	fs.StringVar(&cfg.DB, "db", "", "postgres:// URL; empty for the embedded SQLite")
 	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "gRPC listen address")
+	fs.StringVar(&cfg.Console, "console", "", "web console HTTPS address, e.g. :8444 (empty: no console)")
+	fs.DurationVar(&cfg.ConsoleConfig.IdleTimeout, "console-idle-timeout", cfg.ConsoleConfig.IdleTimeout, "end a console session after this long without a request")
 	var hosts hostList
 	fs.Var(&hosts, "host", "a name or address agents use to reach this server (repeatable; goes into the TLS certificate)")
 	fs.StringVar(&cfg.AdminTokenFile, "admin-token-file", "", "on first start, write the admin token to this file (0600) instead of printing it")
@@ -105,6 +107,9 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, p *i
 		}
 	}
 	fmt.Fprintln(stdout, p.Sprintf("server.listening", srv.Addr().String()))
+	if a := srv.ConsoleAddr(); a != nil {
+		fmt.Fprintln(stdout, p.Sprintf("server.console.listening", a.String()))
+	}
 	cfg.Log.Info("serving", "addr", srv.Addr().String(), "db", dbKind(cfg.DB))
 	if err := srv.Serve(ctx); err != nil {
 		fmt.Fprintln(stderr, p.Sprintf("server.start-failed", err))
@@ -133,6 +138,8 @@ func cmdOperator(ctx context.Context, args []string, stdout, stderr io.Writer, p
 	fs.StringVar(&cfg.DB, "db", "", "postgres:// URL; empty for the embedded SQLite")
 	name := fs.String("name", "", "operator name (who this is)")
 	roleName := fs.String("role", "", "helpdesk, officer or admin")
+	pwFile := fs.String("password-file", "", "file holding the console password (first line); also makes a TOTP secret, printed once")
+	login := fs.String("login", "", "console login name (default: --name)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
 	}
@@ -159,5 +166,24 @@ func cmdOperator(ctx context.Context, args []string, stdout, stderr io.Writer, p
 		return 1
 	}
 	fmt.Fprintln(stdout, p.Sprintf("server.operator-created", *name, role, tok.Reveal()))
+	if *pwFile == "" {
+		return 0
+	}
+	b, err := os.ReadFile(*pwFile)
+	if err != nil {
+		fmt.Fprintln(stderr, p.Sprintf("server.console.password-file", err))
+		return 1
+	}
+	pw, _, _ := strings.Cut(string(b), "\n")
+	if *login == "" {
+		*login = *name
+	}
+	cl, err := serve.SetConsoleLogin(ctx, st, op, *login, auth.Secret(strings.TrimRight(pw, "\r")), "local-admin", now)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	fmt.Fprintln(stdout, p.Sprintf("server.console.login-set", *name, *login, cl.TOTPSecret.Reveal()))
+	fmt.Fprintln(stdout, p.Sprintf("server.console.totp-url", cl.TOTPURL.Reveal()))
 	return 0
 }

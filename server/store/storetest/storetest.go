@@ -52,10 +52,12 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Operators", testOperators},
 		{"AuditChain", testAudit},
 		{"AuditConcurrent", testAuditConcurrent},
+		{"Console", testConsole},
 		{"IngestConcurrent", testIngestConcurrent},
 		{"ContextCancelled", testCancelled},
 		{"TimePrecision", testTimePrecision},
 		{"OddInput", testOddInput},
+		{"MFAUsers", testMFAUsers},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,0 +1,193 @@
+// Package localapi is the agent's root-only local socket. pam_mamori.so
+// (agent/pam) asks it to verify a login's second factor.
+//
+// Wire format (all integers big-endian), one request and one answer per
+// connection:
+//
+//	request:  u32 length N (1..MaxRequest), then N bytes:
+//	          u8 version (1), then four fields, each u16 length + bytes:
+//	          user, service, rhost, code
+//	answer:   u32 length 2, u8 version (1), u8 verdict
+//	          (0 allow, 1 deny, 2 locked out)
+//
+// The socket is created 0600 inside a 0700 directory, and every peer's
+// credentials are checked (SO_PEERCRED): only AllowUID (root) is served.
+// pam_mamori.c implements the client side; change both or neither.
+package localapi
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/mamori-dev/mamori/agent/mfa"
+)
+
+// Limits of the protocol.
+const (
+	Version    = 1
+	MaxRequest = 1024
+	MaxField   = 256
+	// Timeout bounds one connection.
+	Timeout = 5 * time.Second
+)
+
+// DefaultSocket is where pam_mamori.so looks by default.
+const DefaultSocket = "/run/mamori/agent.sock"
+
+// Request is one verification request.
+type Request struct {
+	User, Service, RHost, Code string
+}
+
+// ErrMalformed is any request that does not parse.
+var ErrMalformed = errors.New("localapi: malformed request")
+
+// ParseRequest parses a request payload (without the length prefix).
+func ParseRequest(b []byte) (Request, error) {
+	if len(b) < 1 || len(b) > MaxRequest || b[0] != Version {
+		return Request{}, ErrMalformed
+	}
+	b = b[1:]
+	var f [4]string
+	for i := range f {
+		if len(b) < 2 {
+			return Request{}, ErrMalformed
+		}
+		n := int(binary.BigEndian.Uint16(b))
+		b = b[2:]
+		if n > MaxField || n > len(b) {
+			return Request{}, ErrMalformed
+		}
+		f[i] = string(b[:n])
+		b = b[n:]
+	}
+	if len(b) != 0 || f[0] == "" {
+		return Request{}, ErrMalformed
+	}
+	for _, s := range f {
+		for i := 0; i < len(s); i++ {
+			if s[i] < 0x20 || s[i] == 0x7f {
+				return Request{}, ErrMalformed
+			}
+		}
+	}
+	return Request{User: f[0], Service: f[1], RHost: f[2], Code: f[3]}, nil
+}
+
+// AppendRequest encodes r with its length prefix (the Go client: tests
+// and a future local CLI).
+func AppendRequest(dst []byte, r Request) ([]byte, error) {
+	body := []byte{Version}
+	for _, s := range []string{r.User, r.Service, r.RHost, r.Code} {
+		if len(s) > MaxField {
+			return nil, ErrMalformed
+		}
+		body = binary.BigEndian.AppendUint16(body, uint16(len(s)))
+		body = append(body, s...)
+	}
+	dst = binary.BigEndian.AppendUint32(dst, uint32(len(body)))
+	return append(dst, body...), nil
+}
+
+// ReadRequest reads one framed request.
+func ReadRequest(r io.Reader) (Request, error) {
+	var n [4]byte
+	if _, err := io.ReadFull(r, n[:]); err != nil {
+		return Request{}, err
+	}
+	size := binary.BigEndian.Uint32(n[:])
+	if size == 0 || size > MaxRequest {
+		return Request{}, ErrMalformed
+	}
+	b := make([]byte, size)
+	if _, err := io.ReadFull(r, b); err != nil {
+		return Request{}, err
+	}
+	return ParseRequest(b)
+}
+
+// Verifier is what the socket asks (agent/mfa.Verifier).
+type Verifier interface {
+	Verify(ctx context.Context, a mfa.Attempt) mfa.Verdict
+}
+
+// Server serves the socket.
+type Server struct {
+	Path     string
+	Verifier Verifier
+	Log      *slog.Logger
+	// AllowUID is the only peer user served: 0 (root) in production.
+	AllowUID uint32
+
+	ln     net.Listener
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// Start listens and serves in the background; Stop ends it.
+func (s *Server) Start(ctx context.Context) error {
+	if s.Verifier == nil || s.Path == "" {
+		return errors.New("localapi: path and verifier are required")
+	}
+	if s.Log == nil {
+		s.Log = slog.New(slog.DiscardHandler)
+	}
+	ln, err := listen(s.Path)
+	if err != nil {
+		return fmt.Errorf("localapi: %w", err)
+	}
+	s.ln = ln
+	ctx, s.cancel = context.WithCancel(ctx)
+	s.wg.Go(func() { s.serve(ctx) })
+	return nil
+}
+
+// Stop closes the socket and waits for the connections in flight.
+func (s *Server) Stop() {
+	if s.ln == nil {
+		return
+	}
+	s.cancel()
+	s.ln.Close()
+	s.wg.Wait()
+	removeSocket(s.Path)
+}
+
+func (s *Server) serve(ctx context.Context) {
+	for {
+		c, err := s.ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			s.Log.ErrorContext(ctx, "local socket accept", "error", err)
+			time.Sleep(50 * time.Millisecond)
+			continue
+		}
+		s.wg.Go(func() { s.handle(ctx, c) })
+	}
+}
+
+func (s *Server) handle(ctx context.Context, c net.Conn) {
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(Timeout))
+	uid, err := peerUID(c)
+	if err != nil || uid != s.AllowUID {
+		s.Log.WarnContext(ctx, "local socket: peer refused", "uid", uid, "error", err)
+		return
+	}
+	req, err := ReadRequest(c)
+	if err != nil {
+		s.Log.WarnContext(ctx, "local socket: bad request", "error", err)
+		return
+	}
+	v := s.Verifier.Verify(ctx, mfa.Attempt{User: req.User, Service: req.Service, RHost: req.RHost, Code: req.Code})
+	c.Write([]byte{0, 0, 0, 2, Version, byte(v)})
+}

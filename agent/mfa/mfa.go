@@ -1,0 +1,371 @@
+// Package mfa verifies login second factors on the terminal, offline.
+//
+// The server sends each terminal an MFA bundle — the TOTP secrets and
+// recovery code hashes of the users its policy allows — sealed with HPKE to
+// this terminal's key (internal/mfabundle). The agent keeps the bundle
+// exactly as it arrived, sealed, next to the key in a root-only directory,
+// and opens it in memory; logins are verified here, so they keep working
+// while the server is unreachable.
+//
+// Every verification follows the same rules: constant-time comparison,
+// ±1 time step, a step once accepted is never accepted again for that user
+// on this terminal (persisted before the answer), lock-out after
+// MaxFailures consecutive failures, and no code or secret in any log,
+// event or error. Every attempt is an event.
+//
+// Recovery codes live in the break-glass file (see breakglass.go), the
+// one place both the agent and pam_mamori.so consume them, so a code used
+// while the agent was down is used here too.
+package mfa
+
+import (
+	"context"
+	"crypto/hpke"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/mamori-dev/mamori/agent/control"
+	"github.com/mamori-dev/mamori/internal/atomicfile"
+	"github.com/mamori-dev/mamori/internal/mfabundle"
+	"github.com/mamori-dev/mamori/internal/policy"
+	"github.com/mamori-dev/mamori/internal/totp"
+	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
+)
+
+// Event kinds.
+const (
+	KindSuccess      = "mfa_success"
+	KindFailure      = "mfa_failure"
+	KindLockout      = "mfa_lockout"
+	KindRecoveryUsed = "mfa_recovery_used"
+)
+
+// Files in the MFA directory (0700, root).
+const (
+	keyFile        = "bundle.key"    // HPKE private key
+	bundleFile     = "bundle.sealed" // the bundle as the server sealed it
+	stateFile      = "verify.json"   // replay steps and failure counts
+	BreakGlassFile = "breakglass"    // hashed recovery codes (pam_mamori.so reads it)
+)
+
+// Verdict is the answer to one attempt.
+type Verdict uint8
+
+// Verdicts, as sent over the local socket (agent/localapi).
+const (
+	Allow  Verdict = 0
+	Deny   Verdict = 1
+	Locked Verdict = 2
+)
+
+func (v Verdict) String() string {
+	switch v {
+	case Allow:
+		return "allow"
+	case Locked:
+		return "locked"
+	}
+	return "deny"
+}
+
+// Attempt is one login's second factor. Code is never logged.
+type Attempt struct {
+	User, Service, RHost string
+	Code                 string
+}
+
+// Config configures a Verifier.
+type Config struct {
+	// Dir holds the key, the sealed bundle, the verification state and the
+	// break-glass file. Created 0700.
+	Dir string
+	// Events receives every attempt (the durable spool in the agent).
+	Events control.Emitter
+	Log    *slog.Logger
+	Now    func() time.Time
+	// MaxFailures consecutive failures lock a user out for LockoutFor,
+	// doubling with each further lock-out up to MaxLockout.
+	MaxFailures int
+	LockoutFor  time.Duration
+	MaxLockout  time.Duration
+}
+
+// DefaultConfig: 5 failures, 1 minute doubling to 1 hour.
+func DefaultConfig() Config {
+	return Config{MaxFailures: 5, LockoutFor: time.Minute, MaxLockout: time.Hour}
+}
+
+// Validate checks c.
+func (c Config) Validate() error {
+	if c.Dir == "" || c.Events == nil {
+		return errors.New("mfa: dir and events are required")
+	}
+	if c.MaxFailures < 1 || c.LockoutFor <= 0 || c.MaxLockout < c.LockoutFor {
+		return errors.New("mfa: lock-out settings must be positive (start from DefaultConfig)")
+	}
+	return nil
+}
+
+type userState struct {
+	LastStep    int64     `json:"last_step,omitempty"`
+	Failures    int       `json:"failures,omitempty"`
+	Lockouts    int       `json:"lockouts,omitempty"`
+	LockedUntil time.Time `json:"locked_until,omitzero"`
+}
+
+// Verifier holds the opened bundle and verifies attempts.
+type Verifier struct {
+	cfg    Config
+	log    *slog.Logger
+	key    hpke.PrivateKey
+	pub    []byte
+	bglass *BreakGlass
+
+	mu     sync.Mutex
+	bundle *mamoriv1.MFABundle // nil until the first bundle
+	state  map[string]*userState
+}
+
+// Open loads or creates the key, and opens the stored bundle if any.
+// deviceID is the enrolled device's ID ("" before enrolment).
+func Open(cfg Config, deviceID string) (*Verifier, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("mfa: %w", err)
+	}
+	if err := os.Chmod(cfg.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("mfa: %w", err)
+	}
+	v := &Verifier{cfg: cfg, log: cfg.Log, state: map[string]*userState{},
+		bglass: &BreakGlass{Path: filepath.Join(cfg.Dir, BreakGlassFile)}}
+	if err := v.loadKey(); err != nil {
+		return nil, err
+	}
+	if b, err := os.ReadFile(filepath.Join(cfg.Dir, stateFile)); err == nil {
+		if err := json.Unmarshal(b, &v.state); err != nil {
+			return nil, fmt.Errorf("mfa: %s is damaged (delete it to reset replay and lock-out state): %w", stateFile, err)
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("mfa: %w", err)
+	}
+	if deviceID != "" {
+		if sealed, err := os.ReadFile(filepath.Join(cfg.Dir, bundleFile)); err == nil {
+			b, err := mfabundle.Open(v.key, deviceID, sealed)
+			if err != nil {
+				v.log.Error("stored mfa bundle does not open; waiting for a new one", "error", err)
+			} else {
+				v.bundle = b
+			}
+		}
+	}
+	return v, nil
+}
+
+func (v *Verifier) loadKey() error {
+	path := filepath.Join(v.cfg.Dir, keyFile)
+	b, err := os.ReadFile(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		k, err := mfabundle.GenerateKey()
+		if err != nil {
+			return fmt.Errorf("mfa: %w", err)
+		}
+		if b, err = mfabundle.PrivateKeyBytes(k); err != nil {
+			return fmt.Errorf("mfa: %w", err)
+		}
+		if err := atomicfile.Write(path, b, 0o600); err != nil {
+			return fmt.Errorf("mfa: %w", err)
+		}
+		// A new key cannot open an old bundle.
+		os.Remove(filepath.Join(v.cfg.Dir, bundleFile))
+	case err != nil:
+		return fmt.Errorf("mfa: %w", err)
+	}
+	k, err := mfabundle.PrivateKey(b)
+	if err != nil {
+		return fmt.Errorf("mfa: %s: %w", keyFile, err)
+	}
+	v.key, v.pub = k, mfabundle.PublicKeyBytes(k)
+	return nil
+}
+
+// PublicKey is sent in every report.
+func (v *Verifier) PublicKey() []byte { return v.pub }
+
+// BundleVersion is the version held, "" if none.
+func (v *Verifier) BundleVersion() string {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.bundle.GetVersion()
+}
+
+// TakeBundle opens a bundle from the server, stores it sealed and puts it
+// in force; the break-glass file gets the bundle's recovery codes minus
+// those used on this terminal.
+func (v *Verifier) TakeBundle(ctx context.Context, deviceID string, sb *mamoriv1.SealedMFABundle) error {
+	b, err := mfabundle.Open(v.key, deviceID, sb.GetSealed())
+	if err != nil {
+		return err
+	}
+	if b.Version != sb.GetVersion() {
+		return errors.New("mfa bundle: version differs from the sealed one")
+	}
+	for _, u := range b.Users {
+		if _, err := params(u); err != nil {
+			return fmt.Errorf("mfa bundle: user %s: %w", u.User, err)
+		}
+	}
+	if err := atomicfile.Write(filepath.Join(v.cfg.Dir, bundleFile), sb.GetSealed(), 0o600); err != nil {
+		return fmt.Errorf("mfa: store bundle: %w", err)
+	}
+	if err := v.bglass.Replace(b.Users); err != nil {
+		return fmt.Errorf("mfa: break-glass file: %w", err)
+	}
+	v.mu.Lock()
+	v.bundle = b
+	v.mu.Unlock()
+	v.log.InfoContext(ctx, "mfa bundle in force", "version", b.Version, "users", len(b.Users))
+	return nil
+}
+
+func params(u *mamoriv1.MFAUserSecret) (totp.Params, error) {
+	p := totp.Params{Algorithm: totp.Algorithm(u.Algorithm), Digits: int(u.Digits),
+		Period: time.Duration(u.PeriodSeconds) * time.Second, Skew: 1}
+	return p, p.Validate()
+}
+
+// Verify checks one attempt and records it as an event. It never says why
+// a code was refused to the caller beyond the verdict.
+func (v *Verifier) Verify(ctx context.Context, a Attempt) Verdict {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	now := v.cfg.Now()
+	attrs := map[string]string{"user": a.User, "service": a.Service, "rhost": a.RHost}
+	st := v.state[a.User]
+	if st == nil {
+		st = &userState{}
+	}
+	if now.Before(st.LockedUntil) {
+		attrs["reason"] = "locked_out"
+		v.emit(ctx, KindFailure, attrs)
+		return Locked
+	}
+	method, ok := v.check(ctx, a, st, now)
+	attrs["method"] = method
+	if ok {
+		st.Failures = 0
+		st.Lockouts = 0
+		st.LockedUntil = time.Time{}
+		v.state[a.User] = st
+		if err := v.saveState(); err != nil {
+			// The step could not be recorded: refusing is the only way
+			// to keep the code from being accepted twice.
+			v.log.ErrorContext(ctx, "mfa state not saved; refusing the login", "error", err)
+			attrs["reason"] = "state_not_saved"
+			v.emit(ctx, KindFailure, attrs)
+			return Deny
+		}
+		kind := KindSuccess
+		if method == "recovery" {
+			kind = KindRecoveryUsed
+		}
+		v.emit(ctx, kind, attrs)
+		return Allow
+	}
+	st.Failures++
+	attrs["failures"] = fmt.Sprint(st.Failures)
+	verdict := Deny
+	if st.Failures >= v.cfg.MaxFailures {
+		d := v.cfg.LockoutFor << min(st.Lockouts, 20)
+		d = min(d, v.cfg.MaxLockout)
+		st.Lockouts++
+		st.Failures = 0
+		st.LockedUntil = now.Add(d)
+		verdict = Locked
+	}
+	v.state[a.User] = st
+	if err := v.saveState(); err != nil {
+		v.log.ErrorContext(ctx, "mfa state not saved", "error", err)
+	}
+	v.emit(ctx, KindFailure, attrs)
+	if verdict == Locked {
+		v.emit(ctx, KindLockout, map[string]string{"user": a.User, "service": a.Service, "rhost": a.RHost,
+			"until": st.LockedUntil.UTC().Format(time.RFC3339)})
+	}
+	return verdict
+}
+
+// check returns the method tried and whether it passed; it updates
+// st.LastStep on a TOTP success.
+func (v *Verifier) check(ctx context.Context, a Attempt, st *userState, now time.Time) (string, bool) {
+	norm := mfabundle.NormalizeCode(a.Code)
+	if mfabundle.LooksLikeRecoveryCode(norm) {
+		ok, err := v.bglass.Consume(a.User, norm)
+		if err != nil {
+			v.log.ErrorContext(ctx, "break-glass file unusable", "error", err)
+		}
+		return "recovery", ok
+	}
+	u := v.user(a.User)
+	if u == nil {
+		return "totp", false
+	}
+	p, err := params(u)
+	if err != nil {
+		return "totp", false
+	}
+	step, err := p.Verify(u.TotpSecret, norm, now, st.LastStep)
+	if err != nil {
+		return "totp", false
+	}
+	st.LastStep = step
+	return "totp", true
+}
+
+func (v *Verifier) user(name string) *mamoriv1.MFAUserSecret {
+	for _, u := range v.bundle.GetUsers() {
+		if u.User == name {
+			return u
+		}
+	}
+	return nil
+}
+
+func (v *Verifier) saveState() error {
+	b, err := json.Marshal(v.state)
+	if err != nil {
+		return err
+	}
+	return atomicfile.Write(filepath.Join(v.cfg.Dir, stateFile), b, 0o600)
+}
+
+func (v *Verifier) emit(ctx context.Context, kind string, attrs map[string]string) {
+	if err := v.cfg.Events.Emit(ctx, policy.ControlLoginMFA, kind, attrs); err != nil {
+		v.log.ErrorContext(ctx, "mfa event not recorded", "kind", kind, "error", err)
+	}
+}
+
+// Users lists the users the bundle in force covers.
+func (v *Verifier) Users() []string {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	var us []string
+	for _, u := range v.bundle.GetUsers() {
+		us = append(us, u.User)
+	}
+	return us
+}

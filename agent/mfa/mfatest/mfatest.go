@@ -1,0 +1,63 @@
+// Package mfatest makes MFA bundles for tests the way the server does
+// (server/mfa), without importing the server.
+package mfatest
+
+import (
+	"crypto/rand"
+	"testing"
+	"time"
+
+	"github.com/mamori-dev/mamori/internal/mfabundle"
+	"github.com/mamori-dev/mamori/internal/totp"
+	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
+)
+
+// User is an enrolled user with what only the user knows.
+type User struct {
+	Name          string
+	Secret        totp.Secret
+	RecoveryCodes []string
+	Record        *mamoriv1.MFAUserSecret
+}
+
+// NewUser makes a user with a fresh secret and three recovery codes.
+func NewUser(t testing.TB, name string) User {
+	t.Helper()
+	s, err := totp.NewSecret()
+	if err != nil {
+		t.Fatal(err)
+	}
+	codes, err := mfabundle.NewRecoveryCodes(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	salt := make([]byte, 16)
+	rand.Read(salt)
+	var hashes []string
+	for _, c := range codes {
+		hashes = append(hashes, mfabundle.HashRecoveryCode(salt, c))
+	}
+	return User{Name: name, Secret: s, RecoveryCodes: codes, Record: &mamoriv1.MFAUserSecret{
+		User: name, TotpSecret: s, Algorithm: "SHA1", Digits: 6, PeriodSeconds: 30,
+		RecoveryCodeHashes: hashes, RecoverySalt: salt}}
+}
+
+// Code is the user's TOTP code at t.
+func (u User) Code(t time.Time) string {
+	c, _ := totp.Default().Code(u.Secret, t)
+	return c
+}
+
+// Seal makes the sealed bundle the server would send to deviceID.
+func Seal(t testing.TB, pub []byte, deviceID, version string, users ...User) *mamoriv1.SealedMFABundle {
+	t.Helper()
+	b := &mamoriv1.MFABundle{Version: version, DeviceId: deviceID}
+	for _, u := range users {
+		b.Users = append(b.Users, u.Record)
+	}
+	sealed, err := mfabundle.Seal(pub, deviceID, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &mamoriv1.SealedMFABundle{Version: version, Sealed: sealed}
+}

@@ -1,0 +1,443 @@
+/*
+ * pam_mamori.so — the second factor at Linux login, for mamori.
+ *
+ * A deliberately small C module (no Go runtime inside login, sshd or gdm:
+ * a Go c-shared module does not survive sshd's fork). It asks for the code
+ * through the PAM conversation, sends user, service, remote host and code
+ * to mamori-agent over its root-only unix socket, and maps the verdict:
+ *
+ *   allow -> PAM_SUCCESS, deny -> PAM_AUTH_ERR, locked out -> PAM_MAXTRIES,
+ *   agent unreachable -> PAM_AUTH_ERR (fail closed), except:
+ *
+ * Break-glass: when the agent cannot be reached, a one-time recovery code
+ * is checked against the root-only break-glass file the agent keeps
+ * (lines "USER SALT_HEX SHA256_HEX", SHA-256(salt || normalised code)),
+ * and the used line is removed and its hash appended to FILE.used, under
+ * an exclusive flock on FILE.lock — the same protocol as agent/mfa
+ * (breakglass.go). The wire format is agent/localapi's (localapi.go).
+ *
+ * Arguments: socket=PATH  breakglass=PATH  lang=ja|en  timeout=MILLISECONDS
+ * Build: make pam (gcc, libpam0g-dev).
+ */
+#define _GNU_SOURCE
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#define PAM_SM_AUTH
+#include <security/pam_appl.h>
+#include <security/pam_ext.h>
+#include <security/pam_modules.h>
+
+#define DEFAULT_SOCKET "/run/mamori/agent.sock"
+#define DEFAULT_BREAKGLASS "/var/lib/mamori/mfa/breakglass"
+#define MAX_FIELD 256
+#define MAX_FILE (1 << 20)
+#define CODE_LEN 10
+
+enum { V_ALLOW = 0, V_DENY = 1, V_LOCKED = 2, V_UNREACHABLE = -1 };
+
+struct args {
+	const char *socket;
+	const char *breakglass;
+	int ja;
+	int timeout_ms;
+};
+
+/* ---- SHA-256 (FIPS 180-4), for break-glass hashes ---- */
+
+struct sha256 {
+	uint32_t h[8];
+	uint64_t len;
+	unsigned char buf[64];
+	size_t n;
+};
+
+static const uint32_t K[64] = {
+	0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+	0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+	0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+	0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+	0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+	0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+	0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+	0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2};
+
+#define ROR(x, n) (((x) >> (n)) | ((x) << (32 - (n))))
+
+static void sha256_block(struct sha256 *s, const unsigned char *p)
+{
+	uint32_t w[64], a, b, c, d, e, f, g, h;
+	int i;
+	for (i = 0; i < 16; i++)
+		w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 | (uint32_t)p[4 * i + 2] << 8 | p[4 * i + 3];
+	for (; i < 64; i++) {
+		uint32_t s0 = ROR(w[i - 15], 7) ^ ROR(w[i - 15], 18) ^ (w[i - 15] >> 3);
+		uint32_t s1 = ROR(w[i - 2], 17) ^ ROR(w[i - 2], 19) ^ (w[i - 2] >> 10);
+		w[i] = w[i - 16] + s0 + w[i - 7] + s1;
+	}
+	a = s->h[0], b = s->h[1], c = s->h[2], d = s->h[3], e = s->h[4], f = s->h[5], g = s->h[6], h = s->h[7];
+	for (i = 0; i < 64; i++) {
+		uint32_t t1 = h + (ROR(e, 6) ^ ROR(e, 11) ^ ROR(e, 25)) + ((e & f) ^ (~e & g)) + K[i] + w[i];
+		uint32_t t2 = (ROR(a, 2) ^ ROR(a, 13) ^ ROR(a, 22)) + ((a & b) ^ (a & c) ^ (b & c));
+		h = g, g = f, f = e, e = d + t1, d = c, c = b, b = a, a = t1 + t2;
+	}
+	s->h[0] += a, s->h[1] += b, s->h[2] += c, s->h[3] += d, s->h[4] += e, s->h[5] += f, s->h[6] += g, s->h[7] += h;
+}
+
+static void sha256_init(struct sha256 *s)
+{
+	static const uint32_t iv[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
+				       0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
+	memcpy(s->h, iv, sizeof iv);
+	s->len = 0;
+	s->n = 0;
+}
+
+static void sha256_update(struct sha256 *s, const unsigned char *p, size_t n)
+{
+	s->len += n;
+	while (n > 0) {
+		size_t k = 64 - s->n < n ? 64 - s->n : n;
+		memcpy(s->buf + s->n, p, k);
+		s->n += k, p += k, n -= k;
+		if (s->n == 64) {
+			sha256_block(s, s->buf);
+			s->n = 0;
+		}
+	}
+}
+
+static void sha256_final(struct sha256 *s, unsigned char out[32])
+{
+	uint64_t bits = s->len * 8;
+	unsigned char pad = 0x80, zero = 0, l[8];
+	int i;
+	sha256_update(s, &pad, 1);
+	while (s->n != 56)
+		sha256_update(s, &zero, 1);
+	for (i = 0; i < 8; i++)
+		l[i] = (unsigned char)(bits >> (56 - 8 * i));
+	sha256_update(s, l, 8);
+	for (i = 0; i < 8; i++) {
+		out[4 * i] = (unsigned char)(s->h[i] >> 24);
+		out[4 * i + 1] = (unsigned char)(s->h[i] >> 16);
+		out[4 * i + 2] = (unsigned char)(s->h[i] >> 8);
+		out[4 * i + 3] = (unsigned char)s->h[i];
+	}
+}
+
+/* ---- helpers ---- */
+
+static void parse_args(pam_handle_t *pamh, int argc, const char **argv, struct args *a)
+{
+	const char *lang = NULL;
+	int i;
+	a->socket = DEFAULT_SOCKET;
+	a->breakglass = DEFAULT_BREAKGLASS;
+	a->ja = -1;
+	a->timeout_ms = 5000;
+	for (i = 0; i < argc; i++) {
+		if (strncmp(argv[i], "socket=", 7) == 0)
+			a->socket = argv[i] + 7;
+		else if (strncmp(argv[i], "breakglass=", 11) == 0)
+			a->breakglass = argv[i] + 11;
+		else if (strcmp(argv[i], "lang=ja") == 0)
+			a->ja = 1;
+		else if (strcmp(argv[i], "lang=en") == 0)
+			a->ja = 0;
+		else if (strncmp(argv[i], "timeout=", 8) == 0)
+			a->timeout_ms = atoi(argv[i] + 8);
+		else
+			pam_syslog(pamh, LOG_WARNING, "unknown argument %s", argv[i]);
+	}
+	if (a->timeout_ms <= 0 || a->timeout_ms > 60000)
+		a->timeout_ms = 5000;
+	if (a->ja < 0) {
+		/* The user's language: PAM environment first, then ours. */
+		const char *vars[] = {"LC_ALL", "LC_MESSAGES", "LANG"};
+		for (i = 0; i < 3 && (lang == NULL || *lang == 0); i++) {
+			lang = pam_getenv(pamh, vars[i]);
+			if (lang == NULL || *lang == 0)
+				lang = getenv(vars[i]);
+		}
+		a->ja = lang != NULL && strncmp(lang, "ja", 2) == 0;
+	}
+}
+
+static int put_field(unsigned char *buf, size_t *off, const char *s)
+{
+	size_t n = s ? strlen(s) : 0;
+	if (n > MAX_FIELD)
+		return -1;
+	buf[(*off)++] = (unsigned char)(n >> 8);
+	buf[(*off)++] = (unsigned char)n;
+	if (n)
+		memcpy(buf + *off, s, n);
+	*off += n;
+	return 0;
+}
+
+static int write_all(int fd, const unsigned char *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			return -1;
+		p += k, n -= (size_t)k;
+	}
+	return 0;
+}
+
+static int read_all(int fd, unsigned char *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t k = read(fd, p, n);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			return -1;
+		p += k, n -= (size_t)k;
+	}
+	return 0;
+}
+
+/* ask_agent returns a verdict, or V_UNREACHABLE. */
+static int ask_agent(const struct args *a, const char *user, const char *service, const char *rhost, const char *code)
+{
+	unsigned char req[4 + 1 + 4 * (2 + MAX_FIELD)], ans[6];
+	size_t off = 4;
+	struct sockaddr_un sa;
+	struct timeval tv;
+	int fd, v;
+
+	req[off++] = 1;
+	if (put_field(req, &off, user) || put_field(req, &off, service) || put_field(req, &off, rhost) ||
+	    put_field(req, &off, code))
+		return V_DENY;
+	req[0] = (unsigned char)((off - 4) >> 24), req[1] = (unsigned char)((off - 4) >> 16);
+	req[2] = (unsigned char)((off - 4) >> 8), req[3] = (unsigned char)(off - 4);
+
+	memset(&sa, 0, sizeof sa);
+	sa.sun_family = AF_UNIX;
+	if (strlen(a->socket) >= sizeof sa.sun_path)
+		return V_UNREACHABLE;
+	strcpy(sa.sun_path, a->socket);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return V_UNREACHABLE;
+	tv.tv_sec = a->timeout_ms / 1000;
+	tv.tv_usec = (a->timeout_ms % 1000) * 1000;
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+	v = V_UNREACHABLE;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0 && write_all(fd, req, off) == 0 &&
+	    read_all(fd, ans, sizeof ans) == 0 && ans[0] == 0 && ans[1] == 0 && ans[2] == 0 && ans[3] == 2 &&
+	    ans[4] == 1)
+		v = ans[5] == V_ALLOW ? V_ALLOW : ans[5] == V_LOCKED ? V_LOCKED : V_DENY;
+	memset(req, 0, sizeof req);
+	close(fd);
+	return v;
+}
+
+static const char ALPHABET[] = "ABCDEFGHJKMNPQRSTUVWXYZ23456789";
+
+/* normalise_code: upper case, no '-' or ' '; returns 0 if it has the
+ * shape of a recovery code. */
+static int normalise_code(const char *in, char out[CODE_LEN + 1])
+{
+	size_t n = 0;
+	for (; *in; in++) {
+		char c = *in;
+		if (c == '-' || c == ' ')
+			continue;
+		if (c >= 'a' && c <= 'z')
+			c = (char)(c - 'a' + 'A');
+		if (n == CODE_LEN || strchr(ALPHABET, c) == NULL || c == 0)
+			return -1;
+		out[n++] = c;
+	}
+	out[n] = 0;
+	return n == CODE_LEN ? 0 : -1;
+}
+
+static int unhex(const char *s, size_t n, unsigned char *out)
+{
+	size_t i;
+	for (i = 0; i < n; i += 2) {
+		unsigned int b;
+		if (!isxdigit((unsigned char)s[i]) || !isxdigit((unsigned char)s[i + 1]) || sscanf(s + i, "%2x", &b) != 1)
+			return -1;
+		out[i / 2] = (unsigned char)b;
+	}
+	return 0;
+}
+
+static int equal_ct(const char *a, const char *b, size_t n)
+{
+	unsigned char d = 0;
+	size_t i;
+	for (i = 0; i < n; i++)
+		d |= (unsigned char)(a[i] ^ b[i]);
+	return d == 0;
+}
+
+/* breakglass consumes user's recovery code from the file; 1 if used. */
+static int breakglass(pam_handle_t *pamh, const struct args *a, const char *user, const char *code)
+{
+	char norm[CODE_LEN + 1], path[PATH_MAX], *data = NULL, *line, *next;
+	char found[65] = {0};
+	struct stat st;
+	int lock = -1, fd = -1, ok = 0;
+	ssize_t n;
+	FILE *tmpf = NULL;
+
+	if (normalise_code(code, norm) != 0)
+		return 0;
+	if (snprintf(path, sizeof path, "%s.lock", a->breakglass) >= (int)sizeof path)
+		return 0;
+	lock = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (lock < 0 || flock(lock, LOCK_EX) != 0)
+		goto out;
+	fd = open(a->breakglass, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0 || fstat(fd, &st) != 0)
+		goto out;
+	if (!S_ISREG(st.st_mode) || st.st_uid != 0 || (st.st_mode & 077) != 0 || st.st_size > MAX_FILE) {
+		pam_syslog(pamh, LOG_ERR, "break-glass file %s is not a root-only regular file; ignored", a->breakglass);
+		goto out;
+	}
+	data = calloc(1, (size_t)st.st_size + 1);
+	if (data == NULL || (n = read(fd, data, (size_t)st.st_size)) != st.st_size)
+		goto out;
+
+	/* Find the line; the others go to the new file. */
+	if (snprintf(path, sizeof path, "%s.tmpXXXXXX", a->breakglass) >= (int)sizeof path)
+		goto out;
+	{
+		int tfd = mkostemp(path, O_CLOEXEC);
+		if (tfd < 0)
+			goto out;
+		fchmod(tfd, 0600);
+		tmpf = fdopen(tfd, "w");
+		if (tmpf == NULL) {
+			close(tfd);
+			unlink(path);
+			goto out;
+		}
+	}
+	for (line = data; line && *line; line = next) {
+		char u[MAX_FIELD + 1], salt_hex[129], hash_hex[65], mine[65];
+		unsigned char salt[64], dig[32];
+		struct sha256 s;
+		size_t sl;
+		int i;
+		next = strchr(line, '\n');
+		if (next)
+			*next++ = 0;
+		if (!found[0] && line[0] != '#' && sscanf(line, "%256s %128s %64s", u, salt_hex, hash_hex) == 3 &&
+		    strcmp(u, user) == 0 && (sl = strlen(salt_hex)) % 2 == 0 && strlen(hash_hex) == 64 &&
+		    unhex(salt_hex, sl, salt) == 0) {
+			sha256_init(&s);
+			sha256_update(&s, salt, sl / 2);
+			sha256_update(&s, (const unsigned char *)norm, CODE_LEN);
+			sha256_final(&s, dig);
+			for (i = 0; i < 32; i++)
+				sprintf(mine + 2 * i, "%02x", dig[i]);
+			if (equal_ct(mine, hash_hex, 64)) {
+				memcpy(found, hash_hex, 65);
+				continue;
+			}
+		}
+		fprintf(tmpf, "%s\n", line);
+	}
+	if (found[0]) {
+		char used[PATH_MAX];
+		int ufd;
+		/* The used list first: a crash between the two leaves the code used. */
+		if (snprintf(used, sizeof used, "%s.used", a->breakglass) < (int)sizeof used &&
+		    (ufd = open(used, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600)) >= 0) {
+			if (dprintf(ufd, "%s\n", found) == 65 && fsync(ufd) == 0 && fflush(tmpf) == 0 &&
+			    fsync(fileno(tmpf)) == 0 && rename(path, a->breakglass) == 0)
+				ok = 1;
+			close(ufd);
+		}
+	}
+	fclose(tmpf);
+	if (!ok)
+		unlink(path);
+out:
+	if (data) {
+		memset(data, 0, (size_t)st.st_size);
+		free(data);
+	}
+	memset(norm, 0, sizeof norm);
+	if (fd >= 0)
+		close(fd);
+	if (lock >= 0)
+		close(lock);
+	return ok;
+}
+
+PAM_EXTERN int pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, const char **argv)
+{
+	struct args a;
+	const char *user = NULL, *service = NULL, *rhost = NULL;
+	char *code = NULL;
+	int v, rc;
+
+	(void)flags;
+	parse_args(pamh, argc, argv, &a);
+	if (pam_get_user(pamh, &user, NULL) != PAM_SUCCESS || user == NULL || *user == 0)
+		return PAM_USER_UNKNOWN;
+	pam_get_item(pamh, PAM_SERVICE, (const void **)&service);
+	pam_get_item(pamh, PAM_RHOST, (const void **)&rhost);
+
+	rc = pam_prompt(pamh, PAM_PROMPT_ECHO_OFF, &code, "%s",
+			a.ja ? "確認コード（認証アプリ）または回復コード: "
+			     : "Verification code (authenticator app) or recovery code: ");
+	if (rc != PAM_SUCCESS || code == NULL)
+		return PAM_CONV_ERR;
+
+	v = ask_agent(&a, user, service, rhost, code);
+	if (v == V_UNREACHABLE) {
+		pam_syslog(pamh, LOG_ERR, "mamori-agent unreachable at %s: denying (recovery codes still work)", a.socket);
+		if (breakglass(pamh, &a, user, code)) {
+			pam_syslog(pamh, LOG_NOTICE, "break-glass recovery code used for %s", user);
+			v = V_ALLOW;
+		} else {
+			v = V_DENY;
+		}
+	}
+	memset(code, 0, strlen(code));
+	free(code);
+	switch (v) {
+	case V_ALLOW:
+		return PAM_SUCCESS;
+	case V_LOCKED:
+		pam_error(pamh, "%s", a.ja ? "失敗が続いたため一時的にロックされています。しばらく待つか、ヘルプデスクに連絡してください。"
+				       : "Locked after too many failures: wait, or call the helpdesk.");
+		return PAM_MAXTRIES;
+	default:
+		return PAM_AUTH_ERR;
+	}
+}
+
+PAM_EXTERN int pam_sm_setcred(pam_handle_t *pamh, int flags, int argc, const char **argv)
+{
+	(void)pamh, (void)flags, (void)argc, (void)argv;
+	return PAM_SUCCESS;
+}

@@ -1,0 +1,194 @@
+// Package mfa is the server side of multi-factor login: it makes TOTP
+// secrets and recovery codes for a user, keeps the secrets sealed under a
+// key in the server's data directory, and builds each device's bundle —
+// the secrets of the users its policy allows, sealed to the device's HPKE
+// key (internal/mfabundle).
+package mfa
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/mamori-dev/mamori/internal/atomicfile"
+	"github.com/mamori-dev/mamori/internal/mfabundle"
+	"github.com/mamori-dev/mamori/internal/policy"
+	"github.com/mamori-dev/mamori/internal/totp"
+	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
+	"github.com/mamori-dev/mamori/server/store"
+)
+
+// KeyFile is the MFA key's name in the data directory.
+const KeyFile = "mfa.key"
+
+// Issuer is the otpauth issuer authenticator apps show.
+const Issuer = "mamori"
+
+// RecoveryCodes is how many one-time codes an enrolment makes.
+const RecoveryCodes = 10
+
+// Key seals TOTP secrets at rest (AES-256-GCM, the user name as
+// associated data, so a sealed secret cannot be moved to another user).
+type Key struct{ aead cipher.AEAD }
+
+// LogValue-safe: a Key never prints its bytes.
+func (*Key) String() string { return "[mfa key]" }
+
+// LoadOrCreateKey reads dir/mfa.key, creating a random one (0600) when
+// it does not exist. Losing it makes every enrolled secret unreadable:
+// back it up with the CA.
+func LoadOrCreateKey(dir string) (*Key, error) {
+	path := filepath.Join(dir, KeyFile)
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		b = make([]byte, 32)
+		if _, err := rand.Read(b); err != nil {
+			return nil, fmt.Errorf("mfa key: %w", err)
+		}
+		if err := atomicfile.Write(path, b, 0o600); err != nil {
+			return nil, fmt.Errorf("mfa key: %w", err)
+		}
+	} else if err != nil {
+		return nil, fmt.Errorf("mfa key: %w", err)
+	}
+	return NewKey(b)
+}
+
+// NewKey uses 32 raw bytes.
+func NewKey(b []byte) (*Key, error) {
+	if len(b) != 32 {
+		return nil, fmt.Errorf("mfa key: %d bytes; want 32", len(b))
+	}
+	blk, err := aes.NewCipher(b)
+	if err != nil {
+		return nil, err
+	}
+	a, err := cipher.NewGCM(blk)
+	if err != nil {
+		return nil, err
+	}
+	return &Key{aead: a}, nil
+}
+
+func (k *Key) seal(user string, secret []byte) []byte {
+	nonce := make([]byte, k.aead.NonceSize())
+	rand.Read(nonce)
+	return k.aead.Seal(nonce, nonce, secret, []byte(user))
+}
+
+func (k *Key) open(user string, sealed []byte) ([]byte, error) {
+	n := k.aead.NonceSize()
+	if len(sealed) < n {
+		return nil, errors.New("sealed secret too short")
+	}
+	return k.aead.Open(nil, sealed[:n], sealed[n:], []byte(user))
+}
+
+var userRE = regexp.MustCompile(`^[a-z_][a-z0-9_.-]{0,31}$`)
+
+// ValidUser checks a login name the way Debian's adduser does by default.
+func ValidUser(u string) error {
+	if !userRE.MatchString(u) {
+		return fmt.Errorf("user %q: use a login name (lower-case letters, digits, '_', '.', '-'; at most 32)", u)
+	}
+	return nil
+}
+
+// Enrollment is a new user's record and what is shown once.
+type Enrollment struct {
+	Record        store.MFAUser
+	URI           string
+	RecoveryCodes []string
+}
+
+// Enroll makes a TOTP secret (SHA-1, 6 digits, 30 s) and recovery codes.
+func (k *Key) Enroll(user, operatorID string, now time.Time) (Enrollment, error) {
+	if err := ValidUser(user); err != nil {
+		return Enrollment{}, err
+	}
+	secret, err := totp.NewSecret()
+	if err != nil {
+		return Enrollment{}, err
+	}
+	codes, err := mfabundle.NewRecoveryCodes(RecoveryCodes)
+	if err != nil {
+		return Enrollment{}, err
+	}
+	salt := make([]byte, 16)
+	rand.Read(salt)
+	hashes := make([]string, len(codes))
+	for i, c := range codes {
+		hashes[i] = mfabundle.HashRecoveryCode(salt, c)
+	}
+	p := totp.Default()
+	return Enrollment{
+		Record: store.MFAUser{
+			User: user, SealedSecret: k.seal(user, secret), Algorithm: string(p.Algorithm), Digits: p.Digits,
+			PeriodSeconds: int(p.Period / time.Second), RecoverySalt: salt, RecoveryHashes: hashes,
+			CreatedAt: now, CreatedBy: operatorID,
+		},
+		URI:           p.URI(Issuer, user, secret),
+		RecoveryCodes: codes,
+	}, nil
+}
+
+// SettingUsers is the login-mfa policy setting naming the users whose
+// secrets a device receives: comma-separated login names, or "*" (the
+// default) for every enrolled user.
+const SettingUsers = "users"
+
+// AllowedUsers returns the set the policy allows; nil means everyone.
+func AllowedUsers(p *mamoriv1.Policy) map[string]bool {
+	v := strings.TrimSpace(p.GetControls()[policy.ControlLoginMFA].GetSettings()[SettingUsers])
+	if v == "" || v == "*" {
+		return nil
+	}
+	m := map[string]bool{}
+	for _, u := range strings.Split(v, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			m[u] = true
+		}
+	}
+	return m
+}
+
+// Version names the bundle a device should hold: it changes with every
+// MFA change and every policy change.
+func Version(generation int64, p *mamoriv1.Policy) string {
+	return "g" + strconv.FormatInt(generation, 10) + ".p" + strconv.FormatInt(p.GetVersion(), 10)
+}
+
+// Bundle builds and seals the bundle for one device.
+func (k *Key) Bundle(users []store.MFAUser, p *mamoriv1.Policy, version, deviceID string, devicePub []byte, now time.Time) (*mamoriv1.SealedMFABundle, error) {
+	allowed := AllowedUsers(p)
+	b := &mamoriv1.MFABundle{Version: version, DeviceId: deviceID, IssuedAt: timestamppb.New(now)}
+	for _, u := range users {
+		if allowed != nil && !allowed[u.User] {
+			continue
+		}
+		secret, err := k.open(u.User, u.SealedSecret)
+		if err != nil {
+			return nil, fmt.Errorf("mfa secret of %s does not open with this server's %s: %w", u.User, KeyFile, err)
+		}
+		b.Users = append(b.Users, &mamoriv1.MFAUserSecret{
+			User: u.User, TotpSecret: secret, Algorithm: u.Algorithm, Digits: int32(u.Digits),
+			PeriodSeconds: int32(u.PeriodSeconds), RecoveryCodeHashes: slices.Clone(u.RecoveryHashes), RecoverySalt: u.RecoverySalt,
+		})
+	}
+	sealed, err := mfabundle.Seal(devicePub, deviceID, b)
+	if err != nil {
+		return nil, err
+	}
+	return &mamoriv1.SealedMFABundle{Version: version, Sealed: sealed}, nil
+}

@@ -1,0 +1,160 @@
+package web_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/base64"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/google/uuid"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/mamori-dev/mamori/internal/testenv"
+	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
+)
+
+// ArtifactsEnv names a directory for the browser test's screenshots; by
+// default they go to a temporary directory that is removed after the test.
+const ArtifactsEnv = "MAMORI_TEST_ARTIFACTS"
+
+// TestBrowser drives Debian's Chromium (headless) against the real server
+// on 127.0.0.1: sign-in with password and TOTP, the fleet page showing a
+// device that a real agent report (mTLS gRPC) made non-compliant, its
+// device page, and an officer's revoke through the real form. Screenshots
+// of the fleet and device pages are kept.
+func TestBrowser(t *testing.T) {
+	testenv.Short(t)
+	chromium := testenv.LookPath(t, "chromium", "chromium")
+	e := start(t)
+	e.device(t, "kyoto-pc-07", failing("mamori-agent self-check failed: spool not writable",
+		map[string]string{"spool": "/var/lib/mamori-agent/spool: read-only file system"}),
+		&mamoriv1.Event{Id: uuid.NewString(), Time: timestamppb.Now(), Control: "media", Kind: "usb_write_blocked",
+			Attributes: map[string]string{"usb_serial": "AA0123", "user": "tanaka"}})
+	e.device(t, "kyoto-pc-08", healthy())
+
+	dir := os.Getenv(ArtifactsEnv)
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+
+	// Chromium trusts exactly the console's key (SPKI pin), not any
+	// certificate: the internal CA is not in its store.
+	u, _ := url.Parse(e.h.ConsoleURL)
+	conn, err := tls.Dial("tcp", u.Host, &tls.Config{RootCAs: e.h.CAPool()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	spki := sha256.Sum256(conn.ConnectionState().PeerCertificates[0].RawSubjectPublicKeyInfo)
+	conn.Close()
+
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromium),
+		chromedp.NoSandbox, // root in a container
+		chromedp.DisableGPU,
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("ignore-certificate-errors-spki-list", base64.StdEncoding.EncodeToString(spki[:])),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1280, 900),
+		// A Japanese browser, as on the terminals' desks.
+		chromedp.Flag("lang", "ja-JP"),
+		chromedp.Flag("accept-lang", "ja-JP,ja"),
+	)
+	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancel()
+	ctx, cancel := chromedp.NewContext(actx)
+	defer cancel()
+	ctx, cancel = context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+
+	text := func(sel string) string {
+		t.Helper()
+		s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
+		if err != nil {
+			t.Fatalf("text of %s: %v", sel, err)
+		}
+		return s
+	}
+	shot := func(name string) {
+		t.Helper()
+		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100)) // quality 100 is PNG
+		if err != nil {
+			t.Fatalf("screenshot: %v", err)
+		}
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("screenshot: %s", p)
+	}
+
+	// Signed out, the fleet page leads to the sign-in form.
+	if err := chromedp.Do(ctx, chromedp.Navigate(e.h.ConsoleURL+"/fleet"), chromedp.WaitVisible(chromedp.ID("login-form"))); err != nil {
+		t.Fatalf("open console: %v", err)
+	}
+	e.h.Clock.Advance(30 * time.Second)
+	if err := chromedp.Do(ctx,
+		chromedp.SendKeys(chromedp.ID("login"), e.officer.login),
+		chromedp.SendKeys(chromedp.ID("password"), password),
+		chromedp.SendKeys(chromedp.ID("totp"), e.code(t, e.officer)),
+		chromedp.Click(chromedp.ID("login-submit")),
+		chromedp.WaitVisible(chromedp.ID("noncompliant")),
+	); err != nil {
+		t.Fatalf("sign in: %v", err)
+	}
+	if got := text("#noncompliant"); !strings.Contains(got, "kyoto-pc-07") || strings.Contains(got, "kyoto-pc-08") {
+		t.Errorf("non-compliant list: %q", got)
+	}
+	if got := text("#count-noncompliant .n"); got != "1" {
+		t.Errorf("non-compliant count %q, want 1", got)
+	}
+	if got := text("#whoami"); !strings.Contains(got, "佐藤") {
+		t.Errorf("signed in as %q", got)
+	}
+	shot("console-fleet.png")
+
+	if err := chromedp.Do(ctx,
+		chromedp.Click(chromedp.CSS("#noncompliant a")),
+		chromedp.WaitVisible(chromedp.ID("controls")),
+	); err != nil {
+		t.Fatalf("open device: %v", err)
+	}
+	if got := text("#device-state"); got != "非準拠" {
+		t.Errorf("device state %q, want 非準拠", got)
+	}
+	for sel, want := range map[string]string{"#controls": "read-only file system", "#events": "AA0123", "#reasons": "agent"} {
+		if got := text(sel); !strings.Contains(got, want) {
+			t.Errorf("%s: %q lacks %q", sel, got, want)
+		}
+	}
+	shot("console-device.png")
+
+	// The officer revokes through the real form (CSRF token, same-origin
+	// POST from a real browser).
+	if err := chromedp.Do(ctx,
+		chromedp.SendKeys(chromedp.ID("reason"), "盗難届 2026-11-25"),
+		chromedp.Click(chromedp.CSS("#revoke-form button")),
+		chromedp.WaitNotPresent(chromedp.ID("revoke-form")),
+	); err != nil {
+		t.Fatalf("revoke: %v", err)
+	}
+	if got := text("#device-state"); got != "失効" {
+		t.Errorf("after revoke: state %q, want 失効", got)
+	}
+	// English through the toggle.
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`a[hreflang="en"]`)), chromedp.WaitVisible(chromedp.ID("controls"))); err != nil {
+		t.Fatalf("toggle: %v", err)
+	}
+	if got := text("#device-state"); got != "Revoked" {
+		t.Errorf("English state %q, want Revoked", got)
+	}
+}

@@ -1,0 +1,248 @@
+package web
+
+import (
+	"errors"
+	"net/http"
+	"net/url"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/mamori-dev/mamori/internal/i18n"
+	"github.com/mamori-dev/mamori/server/auth"
+	"github.com/mamori-dev/mamori/server/store"
+)
+
+// operator is the signed-in person of a request.
+type operator struct {
+	ID, Name string
+	Role     auth.Role
+	session  auth.Secret
+}
+
+func (o *operator) csrf() string {
+	if o == nil {
+		return ""
+	}
+	return auth.CSRFToken(o.session)
+}
+
+// RoleName is the role as shown.
+func (o *operator) RoleName() string { return o.Role.String() }
+
+// CanRevoke: officers and admins revoke devices.
+func (o *operator) CanRevoke() bool { return o.Role.Allows(auth.RoleOfficer) }
+
+const maxFormBytes = 64 << 10
+
+func (c *Console) clearCookie(w http.ResponseWriter, name string) {
+	http.SetCookie(w, &http.Cookie{Name: name, Value: "", Path: "/", Secure: true, HttpOnly: true,
+		SameSite: http.SameSiteStrictMode, MaxAge: -1})
+}
+
+// signedIn runs h for a live session of at least role need. POSTs must
+// also carry the session's CSRF token. Everything refused is audited.
+func (c *Console) signedIn(need auth.Role, h func(http.ResponseWriter, *http.Request, *operator)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx := r.Context()
+		toLogin := func(reason string) {
+			if r.Method != http.MethodGet {
+				c.fail(w, r, http.StatusForbidden, nil, "console.err.signed-out")
+				return
+			}
+			q := url.Values{"next": {r.URL.RequestURI()}}
+			if reason != "" {
+				q.Set("m", reason)
+			}
+			http.Redirect(w, r, "/login?"+q.Encode(), http.StatusSeeOther)
+		}
+		ck, err := r.Cookie(sessionCookie)
+		if err != nil {
+			toLogin("")
+			return
+		}
+		sid := auth.Secret(ck.Value)
+		hash, err := auth.HashSessionID(sid)
+		if err != nil {
+			c.clearCookie(w, sessionCookie)
+			toLogin("")
+			return
+		}
+		s, o, err := c.st.Session(ctx, hash)
+		if errors.Is(err, store.ErrNotFound) {
+			c.clearCookie(w, sessionCookie)
+			toLogin("expired")
+			return
+		}
+		if err != nil {
+			c.internal(w, r, nil, err)
+			return
+		}
+		now := c.now()
+		if now.Sub(s.LastSeen) > c.cfg.IdleTimeout || now.Sub(s.CreatedAt) > c.cfg.MaxAge || !o.DisabledAt.IsZero() {
+			_ = c.st.DeleteSession(ctx, hash)
+			_ = c.audit(ctx, o.ID, "console.session.expire", o.ID, "")
+			c.clearCookie(w, sessionCookie)
+			toLogin("expired")
+			return
+		}
+		role, err := auth.ParseRole(o.Role)
+		if err != nil {
+			c.internal(w, r, nil, err)
+			return
+		}
+		op := &operator{ID: o.ID, Name: o.Name, Role: role, session: sid}
+		if !role.Allows(need) {
+			c.n.denied.Add(1)
+			_ = c.audit(ctx, o.ID, "console.denied", r.Method+" "+r.URL.Path, "role "+role.String()+" < "+need.String())
+			c.fail(w, r, http.StatusForbidden, op, "console.err.forbidden")
+			return
+		}
+		if r.Method == http.MethodPost {
+			r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+			if err := r.ParseForm(); err != nil || !auth.CheckCSRF(sid, r.PostForm.Get("csrf")) {
+				c.n.denied.Add(1)
+				_ = c.audit(ctx, o.ID, "console.denied", r.Method+" "+r.URL.Path, "CSRF token missing or wrong")
+				c.fail(w, r, http.StatusForbidden, op, "console.err.csrf")
+				return
+			}
+		}
+		if err := c.st.TouchSession(ctx, hash, now); err != nil {
+			c.internal(w, r, op, err)
+			return
+		}
+		h(w, r, op)
+	})
+}
+
+type loginView struct {
+	Login string
+	Next  string
+}
+
+// loginPage shows the sign-in form with a fresh double-submit token.
+func (c *Console) loginPage(w http.ResponseWriter, r *http.Request) {
+	p := i18n.NewPrinter(lang(r))
+	v := view{P: p, Data: loginView{Next: localPath(r.URL.Query().Get("next"))}}
+	if r.URL.Query().Get("m") == "expired" {
+		v.Notice = p.Sprintf("console.login.expired")
+	}
+	c.showLogin(w, r, http.StatusOK, v)
+}
+
+func (c *Console) showLogin(w http.ResponseWriter, r *http.Request, status int, v view) {
+	pre := auth.NewSessionID()
+	http.SetCookie(w, &http.Cookie{Name: preCookie, Value: pre.Reveal(), Path: "/", Secure: true, HttpOnly: true,
+		SameSite: http.SameSiteStrictMode, MaxAge: 3600})
+	v.CSRF = pre.Reveal()
+	c.render(w, r, status, "login", v)
+}
+
+// login checks login, password and TOTP code together. Whatever was
+// wrong, the answer is the same; the audit log says what.
+func (c *Console) login(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	p := i18n.NewPrinter(lang(r))
+	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+	if err := r.ParseForm(); err != nil {
+		c.fail(w, r, http.StatusBadRequest, nil, "console.err.bad-form")
+		return
+	}
+	f := r.PostForm
+	next := localPath(f.Get("next"))
+	login := strings.TrimSpace(f.Get("login"))
+	again := func(status int, id i18n.ID) {
+		if status != http.StatusForbidden {
+			c.n.loginFailures.Add(1)
+		}
+		c.showLogin(w, r, status, view{P: p, Error: p.Sprintf(id), Data: loginView{Login: login, Next: next}})
+	}
+	pre, err := r.Cookie(preCookie)
+	if err != nil || pre.Value == "" || f.Get("csrf") == "" || !auth.CheckCSRFPair(pre.Value, f.Get("csrf")) {
+		again(http.StatusForbidden, "console.err.csrf")
+		return
+	}
+	pw, code := auth.Secret(f.Get("password")), f.Get("totp")
+	if login == "" || len(login) > 128 || !utf8.ValidString(login) {
+		auth.BurnPasswordCheck(pw)
+		again(http.StatusUnauthorized, "console.login.failed")
+		return
+	}
+	now := c.now()
+	cred, o, err := c.st.OperatorLogin(ctx, login)
+	if errors.Is(err, store.ErrNotFound) {
+		auth.BurnPasswordCheck(pw)
+		_ = c.audit(ctx, "console", "console.login.fail", login, "unknown login")
+		again(http.StatusUnauthorized, "console.login.failed")
+		return
+	}
+	if err != nil {
+		c.internal(w, r, nil, err)
+		return
+	}
+	if now.Before(cred.LockedUntil) {
+		_ = c.audit(ctx, o.ID, "console.login.fail", o.ID, "locked until "+cred.LockedUntil.UTC().Format("2006-01-02T15:04:05Z"))
+		again(http.StatusTooManyRequests, "console.login.locked")
+		return
+	}
+	pwOK := auth.CheckPassword(cred.PasswordHash, pw)
+	step, codeOK := auth.CheckTOTP(auth.Secret(cred.TOTPSecret), code, now)
+	why := ""
+	switch {
+	case !pwOK:
+		why = "wrong password"
+	case !codeOK:
+		why = "wrong TOTP code"
+	case !o.DisabledAt.IsZero():
+		why = "operator disabled"
+	default:
+		err := c.st.LoginSucceeded(ctx, o.ID, step, now)
+		if errors.Is(err, store.ErrConflict) {
+			why = "TOTP code already used"
+		} else if err != nil {
+			c.internal(w, r, nil, err)
+			return
+		}
+	}
+	if why != "" {
+		l, err := c.st.LoginFailed(ctx, o.ID, now, c.cfg.MaxFailures, c.cfg.LockFor)
+		if err != nil {
+			c.internal(w, r, nil, err)
+			return
+		}
+		_ = c.audit(ctx, o.ID, "console.login.fail", o.ID, why)
+		if !l.LockedUntil.IsZero() && now.Before(l.LockedUntil) {
+			c.n.lockouts.Add(1)
+			_ = c.audit(ctx, "system", "console.lockout", o.ID, "locked until "+l.LockedUntil.UTC().Format("2006-01-02T15:04:05Z"))
+			again(http.StatusTooManyRequests, "console.login.locked")
+			return
+		}
+		again(http.StatusUnauthorized, "console.login.failed")
+		return
+	}
+	sid := auth.NewSessionID()
+	hash, _ := auth.HashSessionID(sid)
+	if err := c.st.CreateSession(ctx, store.ConsoleSession{IDHash: hash, OperatorID: o.ID, CreatedAt: now, LastSeen: now}); err != nil {
+		c.internal(w, r, nil, err)
+		return
+	}
+	if err := c.audit(ctx, o.ID, "console.login", o.ID, ""); err != nil {
+		c.internal(w, r, nil, err)
+		return
+	}
+	c.n.logins.Add(1)
+	c.clearCookie(w, preCookie)
+	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: sid.Reveal(), Path: "/", Secure: true, HttpOnly: true,
+		SameSite: http.SameSiteStrictMode})
+	http.Redirect(w, r, next, http.StatusSeeOther)
+}
+
+func (c *Console) logout(w http.ResponseWriter, r *http.Request, op *operator) {
+	hash, _ := auth.HashSessionID(op.session)
+	if err := c.st.DeleteSession(r.Context(), hash); err != nil {
+		c.internal(w, r, op, err)
+		return
+	}
+	_ = c.audit(r.Context(), op.ID, "console.logout", op.ID, "")
+	c.clearCookie(w, sessionCookie)
+	http.Redirect(w, r, "/login", http.StatusSeeOther)
+}

@@ -1,0 +1,302 @@
+// Package web is the console for the security officer and the helpdesk:
+// server-rendered pages (html/template, embedded, no JavaScript) served
+// by mamori-server over HTTPS on a listener of their own.
+//
+// Security, in one place:
+//   - Sign-in needs a password (argon2id) and a TOTP code, in one form, so
+//     a failure never says which factor was wrong. Failures lock the login
+//     for a while; each TOTP step is accepted once.
+//   - A session is a random 256-bit ID in a __Host- cookie (Secure,
+//     HttpOnly, SameSite=Strict); the store keeps only its SHA-256. It ends
+//     after IdleTimeout without a request, or MaxAge after sign-in.
+//   - Every POST carries a CSRF token (the sign-in form a double-submit
+//     cookie; signed-in forms a token derived from the session ID) and must
+//     come from this origin.
+//   - Every page and action checks the operator's role on the server.
+//   - Text from agents (hostnames, evidence, event attributes) is only ever
+//     written through html/template's contextual escaping, and a strict
+//     Content-Security-Policy forbids scripts altogether.
+//   - Every operator action (sign-in, failure, lock-out, sign-out, revoke,
+//     a refused action) goes to the audit log.
+package web
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/mamori-dev/mamori/internal/i18n"
+	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
+	"github.com/mamori-dev/mamori/server/auth"
+	"github.com/mamori-dev/mamori/server/compliance"
+	"github.com/mamori-dev/mamori/server/store"
+)
+
+//go:embed templates/*.html
+var templateFS embed.FS
+
+//go:embed static
+var staticFS embed.FS
+
+// Store is what the console reads and writes.
+type Store interface {
+	store.Devices
+	store.Events
+	store.Policies
+	store.Audit
+	store.Console
+}
+
+// Config tunes the console.
+type Config struct {
+	// IdleTimeout ends a session this long after its last request.
+	IdleTimeout time.Duration
+	// MaxAge ends a session this long after sign-in, however busy.
+	MaxAge time.Duration
+	// MaxFailures failed sign-ins in a row lock the login for LockFor.
+	MaxFailures int
+	LockFor     time.Duration
+	// Location is the time zone pages show times in.
+	Location *time.Location
+}
+
+// DefaultConfig: 15 minutes idle, 8 hours at most, 5 failures lock for
+// 15 minutes, times in JST.
+func DefaultConfig() Config {
+	return Config{
+		IdleTimeout: 15 * time.Minute, MaxAge: 8 * time.Hour,
+		MaxFailures: 5, LockFor: 15 * time.Minute,
+		Location: time.FixedZone("JST", 9*60*60),
+	}
+}
+
+// Validate checks the configuration.
+func (c Config) Validate() error {
+	if c.IdleTimeout <= 0 || c.MaxAge <= 0 || c.MaxFailures <= 0 || c.LockFor <= 0 || c.Location == nil {
+		return errors.New("console: idle time-out, max age, max failures, lock-out time and location are required")
+	}
+	return nil
+}
+
+// Deps are the console's collaborators.
+type Deps struct {
+	Store  Store
+	Config Config
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	Log *slog.Logger
+}
+
+// Console serves the pages.
+type Console struct {
+	st    Store
+	cfg   Config
+	now   func() time.Time
+	log   *slog.Logger
+	pages map[string]*template.Template
+	n     counters
+}
+
+// Cookie names. __Host- makes the browser insist on Secure, Path=/ and no
+// Domain, so a sibling host cannot plant or read them.
+const (
+	sessionCookie = "__Host-mamori_session"
+	preCookie     = "__Host-mamori_pre" // double-submit CSRF of the sign-in form
+	langCookie    = "__Host-mamori_lang"
+)
+
+// New builds the console.
+func New(d Deps) (*Console, error) {
+	if d.Store == nil {
+		return nil, errors.New("console: a store is required")
+	}
+	if err := d.Config.Validate(); err != nil {
+		return nil, err
+	}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	if d.Log == nil {
+		d.Log = slog.New(slog.DiscardHandler)
+	}
+	c := &Console{st: d.Store, cfg: d.Config, now: d.Now, log: d.Log, pages: map[string]*template.Template{}}
+	funcs := template.FuncMap{
+		"time":       c.formatTime,
+		"ts":         func(t *timestamppb.Timestamp) string { return c.formatTimestamp(t) },
+		"stateClass": func(s mamoriv1.ControlState) string { return strings.ToLower(compliance.StateName(s)) },
+		"compClass":  complianceClass,
+	}
+	for _, name := range []string{"login", "fleet", "device", "search", "error"} {
+		t, err := template.New(name).Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/"+name+".html")
+		if err != nil {
+			return nil, fmt.Errorf("console template %s: %w", name, err)
+		}
+		c.pages[name] = t
+	}
+	return c, nil
+}
+
+// Handler routes every console URL.
+func (c *Console) Handler() http.Handler {
+	mux := http.NewServeMux()
+	static, _ := fs.Sub(staticFS, "static")
+	mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(static)))
+	mux.HandleFunc("GET /login", c.loginPage)
+	mux.HandleFunc("POST /login", c.login)
+	mux.HandleFunc("GET /lang/{lang}", c.setLang)
+	mux.HandleFunc("GET /healthz", c.healthz)
+	mux.HandleFunc("GET /readyz", c.readyz)
+	mux.HandleFunc("GET /metrics", c.metrics)
+	mux.Handle("POST /logout", c.signedIn(auth.RoleHelpdesk, c.logout))
+	mux.Handle("GET /{$}", http.RedirectHandler("/fleet", http.StatusSeeOther))
+	mux.Handle("GET /fleet", c.signedIn(auth.RoleHelpdesk, c.fleet))
+	mux.Handle("GET /search", c.signedIn(auth.RoleHelpdesk, c.search))
+	mux.Handle("GET /devices/{id}", c.signedIn(auth.RoleHelpdesk, c.device))
+	mux.Handle("POST /devices/{id}/revoke", c.signedIn(auth.RoleOfficer, c.revoke))
+	// Cross-origin POSTs are refused (Sec-Fetch-Site / Origin) before any
+	// handler runs, on top of the CSRF tokens.
+	return securityHeaders(http.NewCrossOriginProtection().Handler(mux))
+}
+
+// securityHeaders: no scripts, no framing, nothing cached, no referrer.
+func securityHeaders(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hd := w.Header()
+		hd.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+		hd.Set("X-Content-Type-Options", "nosniff")
+		hd.Set("X-Frame-Options", "DENY")
+		hd.Set("Referrer-Policy", "no-referrer")
+		hd.Set("Cache-Control", "no-store")
+		hd.Set("Strict-Transport-Security", "max-age=31536000")
+		h.ServeHTTP(w, r)
+	})
+}
+
+// lang is the request's language: the toggle's cookie, else the browser's
+// Accept-Language when it names English or Japanese, else Japanese.
+func lang(r *http.Request) i18n.Lang {
+	if ck, err := r.Cookie(langCookie); err == nil {
+		switch ck.Value {
+		case "en":
+			return i18n.English
+		case "ja":
+			return i18n.Japanese
+		}
+	}
+	h := r.Header.Get("Accept-Language")
+	if l := i18n.LangFromAcceptLanguage(h); l == i18n.Japanese || namesEnglish(h) {
+		return l
+	}
+	return i18n.Japanese
+}
+
+func namesEnglish(h string) bool {
+	for _, part := range strings.Split(h, ",") {
+		tag, _, _ := strings.Cut(part, ";")
+		tag = strings.ToLower(strings.TrimSpace(tag))
+		if tag == "en" || strings.HasPrefix(tag, "en-") || tag == "*" {
+			return true
+		}
+	}
+	return false
+}
+
+// setLang is the language toggle: a plain link, so it works without
+// JavaScript. It only sets a preference cookie and goes back to a local
+// page.
+func (c *Console) setLang(w http.ResponseWriter, r *http.Request) {
+	l := r.PathValue("lang")
+	if l != "en" && l != "ja" {
+		http.NotFound(w, r)
+		return
+	}
+	http.SetCookie(w, &http.Cookie{Name: langCookie, Value: l, Path: "/", Secure: true, HttpOnly: true,
+		SameSite: http.SameSiteLaxMode, MaxAge: 365 * 24 * 3600})
+	http.Redirect(w, r, localPath(r.URL.Query().Get("next")), http.StatusSeeOther)
+}
+
+// localPath keeps redirects on this site: only "/x" paths, never "//host"
+// or "/\host".
+func localPath(p string) string {
+	if !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "//") || strings.HasPrefix(p, "/\\") || strings.ContainsAny(p, "\r\n") {
+		return "/fleet"
+	}
+	return p
+}
+
+// view is what every template gets.
+type view struct {
+	P      *i18n.Printer
+	Lang   string
+	Op     *operator // nil when signed out
+	CSRF   string
+	Path   string
+	Notice string
+	Error  string
+	Data   any
+}
+
+func (c *Console) render(w http.ResponseWriter, r *http.Request, status int, page string, v view) {
+	if v.P == nil {
+		v.P = i18n.NewPrinter(lang(r))
+	}
+	v.Lang = "ja"
+	if v.P.Lang() == i18n.English {
+		v.Lang = "en"
+	}
+	v.Path = r.URL.Path
+	if q := r.URL.RawQuery; q != "" {
+		v.Path += "?" + q
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(status)
+	if err := c.pages[page].ExecuteTemplate(w, "layout", v); err != nil {
+		c.log.ErrorContext(r.Context(), "render console page", "page", page, "error", err)
+	}
+}
+
+// fail shows an error page with a localized message.
+func (c *Console) fail(w http.ResponseWriter, r *http.Request, status int, op *operator, id i18n.ID) {
+	p := i18n.NewPrinter(lang(r))
+	c.render(w, r, status, "error", view{P: p, Op: op, Error: p.Sprintf(id), CSRF: op.csrf()})
+}
+
+func (c *Console) internal(w http.ResponseWriter, r *http.Request, op *operator, err error) {
+	c.log.ErrorContext(r.Context(), "console", "path", r.URL.Path, "error", err)
+	c.fail(w, r, http.StatusInternalServerError, op, "console.err.internal")
+}
+
+func (c *Console) audit(ctx context.Context, actor, action, target, detail string) error {
+	_, err := c.st.AppendAudit(ctx, store.AuditRecord{At: c.now(), Actor: actor, Action: action, Target: target, Detail: detail})
+	if err != nil {
+		c.log.ErrorContext(ctx, "console audit", "action", action, "error", err)
+	}
+	return err
+}
+
+func (c *Console) formatTime(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.In(c.cfg.Location).Format("2006-01-02 15:04:05 MST")
+}
+
+func (c *Console) formatTimestamp(t *timestamppb.Timestamp) string {
+	if t == nil || (t.Seconds == 0 && t.Nanos == 0) {
+		return "-"
+	}
+	return c.formatTime(t.AsTime())
+}
+
+func complianceClass(s mamoriv1.Compliance) string {
+	return strings.ToLower(strings.TrimPrefix(s.String(), "COMPLIANCE_"))
+}
