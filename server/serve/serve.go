@@ -6,6 +6,7 @@ package serve
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -25,6 +26,7 @@ import (
 	"github.com/mamori-dev/mamori/internal/pki"
 	"github.com/mamori-dev/mamori/internal/policy"
 	"github.com/mamori-dev/mamori/server/api"
+	"github.com/mamori-dev/mamori/server/attest"
 	"github.com/mamori-dev/mamori/server/auth"
 	"github.com/mamori-dev/mamori/server/ingest"
 	"github.com/mamori-dev/mamori/server/mfa"
@@ -50,7 +52,12 @@ type Config struct {
 	// AdminTokenFile, when set, receives the first admin token (0600)
 	// instead of the log. For automation such as `make demo`.
 	AdminTokenFile string
-	Ingest         ingest.Config
+	// EKRootsFile, when set, is a PEM file of TPM manufacturers' root (and
+	// intermediate) certificates: attested enrolment then requires an EK
+	// certificate that chains to one of them (see docs/tpm.md). Empty
+	// accepts any EK, as simulators and swtpm need.
+	EKRootsFile string
+	Ingest      ingest.Config
 	// Console is the web console's HTTPS address, e.g. ":8444"; empty
 	// means no console.
 	Console string
@@ -169,7 +176,11 @@ func Open(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
-	s.api, err = api.New(api.Deps{Store: st, CA: s.ca, Ingest: s.batcher, Now: cfg.Now, Log: cfg.Log, MFAKey: mfaKey})
+	verifier, err := newVerifier(cfg)
+	if err != nil {
+		return nil, err
+	}
+	s.api, err = api.New(api.Deps{Store: st, CA: s.ca, Ingest: s.batcher, Now: cfg.Now, Log: cfg.Log, MFAKey: mfaKey, Attest: verifier})
 	if err != nil {
 		return nil, err
 	}
@@ -385,4 +396,27 @@ func SetConsoleLogin(ctx context.Context, st store.Store, op store.Operator, log
 		return ConsoleLogin{}, err
 	}
 	return ConsoleLogin{TOTPSecret: secret, TOTPURL: auth.Secret(url)}, nil
+}
+
+// newVerifier builds the TPM attestation verifier, requiring EK
+// certificates from the given manufacturers when EKRootsFile is set.
+func newVerifier(cfg Config) (*attest.Verifier, error) {
+	ac := attest.DefaultConfig()
+	ac.Now = cfg.Now
+	if cfg.EKRootsFile != "" {
+		pemBytes, err := os.ReadFile(cfg.EKRootsFile)
+		if err != nil {
+			return nil, fmt.Errorf("--ek-roots: %w", err)
+		}
+		roots := x509.NewCertPool()
+		if !roots.AppendCertsFromPEM(pemBytes) {
+			return nil, fmt.Errorf("--ek-roots %s: no PEM certificate in it", cfg.EKRootsFile)
+		}
+		ac.RequireEKCert, ac.EKRoots, ac.EKIntermediates = true, roots, roots
+	}
+	v, err := attest.New(ac)
+	if err != nil {
+		return nil, fmt.Errorf("TPM attestation: %w", err)
+	}
+	return v, nil
 }
