@@ -27,8 +27,8 @@ help: ## list the targets
 	@grep -hE '^[a-z][a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 .PHONY: build
-build: ## build mamori-server, mamorictl and mamori-agent into ./bin
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./server/cmd/mamori-server ./server/cmd/mamorictl ./agent/cmd/mamori-agent
+build: ## build mamori-server, mamorictl, mamori-agent and mamori-loadgen into ./bin
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./server/cmd/mamori-server ./server/cmd/mamorictl ./agent/cmd/mamori-agent ./server/cmd/mamori-loadgen
 
 .PHONY: pam
 pam: ## build pam_mamori.so (C, no Go inside) into ./bin; needs gcc and libpam0g-dev
@@ -103,6 +103,8 @@ bench: ## benchmarks: report ingest (SQLite, PostgreSQL) vs a no-op mTLS call, f
 	$(GO) test -run '^$$' -bench . -benchtime 3s -timeout 30m ./server/store/... ./server/api/... | tee $(BIN)/bench.txt
 	$(GO) test -count=1 -run '^$$' -bench UeventToReadOnly -benchtime 3000x ./agent/media | tee -a $(BIN)/bench.txt
 	$(GO) test -count=1 -run '^$$' -bench Handshake -benchtime 2000x ./internal/tpm | tee -a $(BIN)/bench.txt
+	# the fleet runs of mamori-loadgen (about 20 minutes; MAMORI_FLEET_N and MAMORI_FLEET_DURATION shrink them)
+	$(GO) test -count=1 -run '^$$' -bench Fleet -benchtime 1x -timeout 90m ./internal/hatest | tee -a $(BIN)/bench.txt
 
 .PHONY: demo
 demo: build ## start a server (SQLite under ./var), enrol a local agent in monitor mode; Ctrl-C stops both

@@ -91,7 +91,8 @@ func (s *Server) Enroll(ctx context.Context, req *mamoriv1.EnrollRequest) (*mamo
 	if ekFingerprint != "" {
 		detail += " key=tpm-attested ek=" + ekFingerprint
 	}
-	if err := s.audit(ctx, "device:"+res.Device.ID, action, res.Device.ID, detail); err != nil {
+	// The enrolment is committed: record it even if the caller has gone.
+	if err := s.audit(context.WithoutCancel(ctx), "device:"+res.Device.ID, action, res.Device.ID, detail); err != nil {
 		return nil, err
 	}
 	s.log.InfoContext(ctx, "device enrolled", "device", res.Device.ID, "hostname", req.Facts.Hostname, "reenrolled", res.Reenrolled,

@@ -45,6 +45,9 @@ var server struct {
 	cmd     *exec.Cmd
 	exited  chan struct{}
 	dbs     atomic.Int64
+	// how the server was started, for Shutdown and Start
+	bin, data string
+	run       func(*exec.Cmd)
 }
 
 // Main runs the tests and stops the server afterwards, if one started.
@@ -109,10 +112,17 @@ func start() {
 		server.err = fmt.Errorf("pgtest: initdb: %w\n%s", err, out)
 		return
 	}
-	logf, err := os.Create(filepath.Join(dir, "postgres.log"))
+	server.bin, server.data, server.run = bin, data, run
+	server.err = launch()
+}
+
+// launch starts postgres on the initialised data directory and waits until
+// it accepts connections.
+func launch() error {
+	dir, data, sock, bin, run := server.dir, server.data, server.sock, server.bin, server.run
+	logf, err := os.OpenFile(filepath.Join(dir, "postgres.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
-		server.err = fmt.Errorf("pgtest: %w", err)
-		return
+		return fmt.Errorf("pgtest: %w", err)
 	}
 	defer logf.Close()
 	cmd := exec.Command(filepath.Join(bin, "postgres"), "-D", data,
@@ -124,29 +134,58 @@ func start() {
 	run(cmd)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
-		server.err = fmt.Errorf("pgtest: start postgres: %w", err)
-		return
+		return fmt.Errorf("pgtest: start postgres: %w", err)
 	}
 	server.cmd, server.exited = cmd, make(chan struct{})
-	go func() { cmd.Wait(); close(server.exited) }()
+	exited := server.exited
+	go func() { cmd.Wait(); close(exited) }()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	for {
 		c, err := pgx.Connect(ctx, dsn("postgres"))
 		if err == nil {
 			c.Close(ctx)
-			return
+			return nil
 		}
 		select {
-		case <-server.exited:
+		case <-exited:
 			log, _ := os.ReadFile(filepath.Join(dir, "postgres.log"))
-			server.err = fmt.Errorf("pgtest: postgres exited during start-up:\n%s", log)
-			return
+			return fmt.Errorf("pgtest: postgres exited during start-up:\n%s", log)
 		case <-ctx.Done():
-			server.err = fmt.Errorf("pgtest: postgres did not accept connections within 60s: %w", err)
-			return
+			return fmt.Errorf("pgtest: postgres did not accept connections within 60s: %w", err)
 		case <-time.After(50 * time.Millisecond):
 		}
+	}
+}
+
+// Shutdown stops the test binary's PostgreSQL (fast shutdown: sessions are
+// cut, as in a database restart or fail-over) and keeps its data; Start
+// brings it back. For fault tests; the server must have been started by a
+// DSN call first.
+func Shutdown(t testing.TB) {
+	t.Helper()
+	if server.cmd == nil {
+		t.Fatal("pgtest: Shutdown before the server started (call DSN first)")
+	}
+	server.cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-server.exited:
+	case <-time.After(30 * time.Second):
+		server.cmd.Process.Kill()
+		<-server.exited
+	}
+	server.cmd = nil
+}
+
+// Start starts PostgreSQL again after Shutdown, on the same data directory
+// and socket, and waits until it accepts connections.
+func Start(t testing.TB) {
+	t.Helper()
+	if server.cmd != nil {
+		return
+	}
+	if err := launch(); err != nil {
+		t.Fatal(err)
 	}
 }
 

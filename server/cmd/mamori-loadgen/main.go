@@ -1,0 +1,176 @@
+// Command mamori-loadgen simulates a fleet of terminals against a real
+// mamori-server over mutual-TLS gRPC and reports throughput, latency,
+// errors and whether every event was stored exactly once. The logic is in
+// server/loadgen; this file parses flags and wires the process.
+//
+// Against a running server:
+//
+//	mamori-loadgen -server 127.0.0.1:8443 -ca var/server/ca.pem -admin-token-file var/server/admin.token -n 1000
+//
+// Starting (and, for -mode reconnect, restarting) the server itself, so its
+// CPU and memory are measured:
+//
+//	mamori-loadgen -spawn bin/mamori-server -data /tmp/lg -n 10000 -interval 60s -duration 3m
+package main
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/mamori-dev/mamori/server/loadgen"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	cfg := loadgen.DefaultConfig()
+	fs := flag.NewFlagSet("mamori-loadgen", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&cfg.Server, "server", "127.0.0.1:8443", "server address (host:port)")
+	caFile := fs.String("ca", "", "the server's CA certificate (ca.pem in its data directory)")
+	tokFile := fs.String("admin-token-file", "", "file holding an admin operator token (creates the enrolment token, verifies the events)")
+	fs.IntVar(&cfg.TokenUses, "token-uses", 0, "use count of the enrolment token the tool creates (0: one per terminal)")
+	fs.StringVar(&cfg.Token, "token", "", "an enrolment token to use instead of creating one")
+	fs.StringVar(&cfg.Mode, "mode", cfg.Mode, "steady, enroll (enrolment storm) or reconnect (restart storm; needs -spawn)")
+	fs.IntVar(&cfg.Terminals, "n", cfg.Terminals, "simulated terminals")
+	fs.DurationVar(&cfg.Interval, "interval", cfg.Interval, "report interval of each terminal")
+	fs.Float64Var(&cfg.Jitter, "jitter", cfg.Jitter, "interval jitter, a fraction (±)")
+	fs.DurationVar(&cfg.Duration, "duration", cfg.Duration, "reporting phase (reconnect: time before the restart)")
+	fs.Float64Var(&cfg.Mix.USBBlocked, "usb-blocked", cfg.Mix.USBBlocked, "chance per report of a usb_blocked event")
+	fs.Float64Var(&cfg.Mix.MFAFailure, "mfa-failure", cfg.Mix.MFAFailure, "chance per report of an mfa_failure event")
+	fs.Float64Var(&cfg.Mix.StateFlip, "state-flip", cfg.Mix.StateFlip, "chance per report of a control changing state")
+	fs.IntVar(&cfg.EnrollConcurrency, "enroll-concurrency", 0, "enrolments in flight at once (0: all terminals at once)")
+	fs.DurationVar(&cfg.BackoffBase, "backoff-base", cfg.BackoffBase, "retry back-off after a failed report: first ceiling (the agent's: 1s)")
+	fs.DurationVar(&cfg.MaxBackoff, "max-backoff", cfg.MaxBackoff, "largest back-off ceiling; the interval caps it too (the agent's: 5m)")
+	fs.DurationVar(&cfg.ConnectBackoffMax, "grpc-max-backoff", 0, "cap of gRPC's own reconnect back-off (0: gRPC's default 120s, as the agent)")
+	fs.DurationVar(&cfg.CallTimeout, "call-timeout", cfg.CallTimeout, "timeout of one call")
+	fs.DurationVar(&cfg.StormTimeout, "storm-timeout", cfg.StormTimeout, "reconnect: how long to wait for every terminal")
+	noVerify := fs.Bool("no-verify", false, "skip listing the stored events at the end")
+	output := fs.String("o", "text", "text or json")
+	spawn := fs.String("spawn", "", "start this mamori-server binary (and restart it for -mode reconnect)")
+	dataDir := fs.String("data", "", "with -spawn: the server's data directory (created if missing)")
+	db := fs.String("db", "", "with -spawn: postgres:// URL; empty for SQLite in -data")
+	workers := fs.Int("ingest-workers", 0, "with -spawn: --ingest-workers for the server (0: its default)")
+	fs.DurationVar(&cfg.Down, "down", 0, "reconnect: how long the server stays stopped")
+	restartSig := fs.String("restart-signal", "TERM", "reconnect: TERM (graceful) or KILL")
+	verbose := fs.Bool("v", false, "log warnings (failed enrolments and the like) to stderr")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	cfg.Verify = !*noVerify
+	if *verbose {
+		cfg.Log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	if *output != "text" && *output != "json" {
+		fmt.Fprintln(stderr, "-o must be text or json")
+		return 2
+	}
+
+	if *spawn != "" {
+		if *dataDir == "" {
+			fmt.Fprintln(stderr, "-spawn needs -data DIR for the server")
+			return 2
+		}
+		proc, err := startServer(ctx, *spawn, *dataDir, *db, cfg.Server, *workers)
+		if err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
+		defer proc.Stop(os.Interrupt, 30*time.Second)
+		sig := os.Signal(syscall.SIGTERM)
+		if strings.EqualFold(*restartSig, "KILL") {
+			sig = syscall.SIGKILL
+		}
+		cfg.StopServer = func(context.Context) error { return proc.Stop(sig, 30*time.Second) }
+		cfg.StartServer = proc.Start
+		cfg.Sample = proc.Sample
+		if *caFile == "" {
+			*caFile = filepath.Join(*dataDir, "ca.pem")
+		}
+		if *tokFile == "" {
+			*tokFile = filepath.Join(*dataDir, "admin.token")
+		}
+	}
+	if *caFile == "" {
+		fmt.Fprintln(stderr, "-ca is required: the server's ca.pem")
+		return 2
+	}
+	pem, err := os.ReadFile(*caFile)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	cfg.CA = x509.NewCertPool()
+	if !cfg.CA.AppendCertsFromPEM(pem) {
+		fmt.Fprintf(stderr, "%s holds no PEM certificate\n", *caFile)
+		return 1
+	}
+	if *tokFile != "" {
+		b, err := os.ReadFile(*tokFile)
+		if err != nil {
+			fmt.Fprintf(stderr, "admin token: %v (a server creates admin.token only on its first start with --admin-token-file)\n", err)
+			return 1
+		}
+		cfg.AdminToken = strings.TrimSpace(string(b))
+	}
+
+	res, err := loadgen.Run(ctx, cfg)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		if res == nil {
+			return 1
+		}
+	}
+	if *output == "json" {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		enc.Encode(res)
+	} else {
+		res.WriteSummary(stdout)
+	}
+	if err != nil || !res.OK {
+		return 1
+	}
+	return 0
+}
+
+// startServer runs bin as `mamori-server serve` on addr with its output in
+// DATA/server.log.
+func startServer(ctx context.Context, bin, dataDir, db, addr string, workers int) (*loadgen.Process, error) {
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return nil, err
+	}
+	logf, err := os.OpenFile(filepath.Join(dataDir, "server.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	args := []string{"serve", "--data", dataDir, "--listen", addr, "--host", "127.0.0.1",
+		"--admin-token-file", filepath.Join(dataDir, "admin.token"), "--log-level", "warn"}
+	if db != "" {
+		args = append(args, "--db", db)
+	}
+	if workers > 0 {
+		args = append(args, "--ingest-workers", fmt.Sprint(workers))
+	}
+	p := &loadgen.Process{Bin: bin, Args: args, Addr: addr, Log: logf}
+	if err := p.Start(ctx); err != nil {
+		return nil, fmt.Errorf("%w (log: %s)", err, logf.Name())
+	}
+	return p, nil
+}

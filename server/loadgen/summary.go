@@ -1,0 +1,80 @@
+package loadgen
+
+import (
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+)
+
+// WriteSummary writes a short human summary of r.
+func (r *Result) WriteSummary(w io.Writer) {
+	p := func(format string, a ...any) { fmt.Fprintf(w, format+"\n", a...) }
+	p("mode %s, %d terminals, one report every %v each", r.Mode, r.Terminals, r.Interval)
+	e := r.Enroll
+	p("enrolment: %d enrolled, %d failed%s in %v (done after p50 %v, p99 %v, last %v; %d retries%s)",
+		e.Enrolled, e.Failed, codesText(e.Errors), round(e.Took), round(e.P50), round(e.P99), round(e.Max), e.Retries, codesText(e.RetryErrors))
+	if r.Mode != ModeEnroll {
+		rp := r.Reports
+		p("reports: %d ok, %d failed in %v: %.1f/s achieved of %.1f/s offered%s",
+			rp.OK, rp.Failed, round(rp.Took), rp.Achieved, rp.Offered, codesText(rp.Errors))
+		p("latency from due time: p50 %v, p99 %v, p99.9 %v, max %v; second half (connections up): p50 %v, p99 %v, p99.9 %v, max %v",
+			round(rp.P50), round(rp.P99), round(rp.P999), round(rp.Max), round(rp.WarmP50), round(rp.WarmP99), round(rp.WarmP999), round(rp.WarmMax))
+		if len(rp.SlowOver1s) > 0 {
+			var ks []int
+			for k := range rp.SlowOver1s {
+				ks = append(ks, k)
+			}
+			sort.Ints(ks)
+			var parts []string
+			for _, k := range ks {
+				parts = append(parts, fmt.Sprintf("%ds: %d", k, rp.SlowOver1s[k]))
+			}
+			p("reports slower than 1 s, by when they were due: %s", strings.Join(parts, ", "))
+		}
+		p("events: %d sent, %d acknowledged, %d unacknowledged at the end", rp.EventsSent, rp.EventsAcked, rp.EventsUnsent)
+	}
+	if s := r.Storm; s != nil {
+		p("reconnect storm: server down %v; every terminal reported again %v after it was up (%v after it went down); p50 %v; %d back, %d not back; %d failed attempts (after it was up:%s)",
+			round(s.Down), round(s.AllBackAfterUp), round(s.AllBackAfterStop), round(s.P50AfterUp), s.Back, s.GaveUp, s.FailedAttempts, codesText(s.FailedAfterUp))
+	}
+	if v := r.Verify; v != nil {
+		p("stored: %d events of these terminals; %d acknowledged: %d missing, %d stored twice, %d never sent",
+			v.Stored, v.Acked, v.Missing, v.Duplicates, v.Unexpected)
+	}
+	if s := r.Server; s != nil {
+		p("server (pid %d): %.0f%% CPU (200%% = both cores), RSS %s at the end, peak %s; load tool %.0f%% CPU",
+			s.PID, s.CPUPercent, mib(s.RSSBytes), mib(s.PeakRSS), s.SelfCPU)
+	}
+	if r.OK {
+		p("OK")
+	} else {
+		p("FAILED: %s", strings.Join(r.Problems, "; "))
+	}
+}
+
+func codesText(m map[string]int64) string {
+	if len(m) == 0 {
+		return ""
+	}
+	var parts []string
+	for k, v := range m {
+		parts = append(parts, fmt.Sprintf("%s %d", k, v))
+	}
+	sort.Strings(parts)
+	return " [" + strings.Join(parts, ", ") + "]"
+}
+
+func round(d time.Duration) time.Duration {
+	switch {
+	case d >= 10*time.Second:
+		return d.Round(100 * time.Millisecond)
+	case d >= 10*time.Millisecond:
+		return d.Round(100 * time.Microsecond)
+	default:
+		return d.Round(time.Microsecond)
+	}
+}
+
+func mib(b int64) string { return fmt.Sprintf("%.0f MiB", float64(b)/(1<<20)) }
