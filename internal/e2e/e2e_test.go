@@ -87,6 +87,13 @@ func enrolAgent(t *testing.T, h *servertest.Harness, stateDir, host string) *sta
 // instead of the policy's interval.
 func startAgent(t *testing.T, dir *state.Dir, now func() time.Time, host string) *agent {
 	t.Helper()
+	return startAgentWith(t, dir, now, host, nil)
+}
+
+// startAgentWith is startAgent with a hook that adds to the daemon's
+// config before it starts (the MFA test adds the verifier and its socket).
+func startAgentWith(t *testing.T, dir *state.Dir, now func() time.Time, host string, hook func(*daemon.Config, daemon.Spool)) *agent {
+	t.Helper()
 	sp, err := spool.Open(filepath.Join(dir.Path(), "spool"), spool.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -108,6 +115,9 @@ func startAgent(t *testing.T, dir *state.Dir, now func() time.Time, host string)
 		case a.rounds <- r:
 		default:
 		}
+	}
+	if hook != nil {
+		hook(&cfg, sp)
 	}
 	d, err := daemon.New(cfg)
 	if err != nil {

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"io"
 	"net"
 	"net/url"
@@ -14,8 +13,6 @@ import (
 	"github.com/mamori-dev/mamori/agent/daemon"
 	"github.com/mamori-dev/mamori/agent/localapi"
 	"github.com/mamori-dev/mamori/agent/mfa"
-	"github.com/mamori-dev/mamori/agent/spool"
-	"github.com/mamori-dev/mamori/agent/state"
 	"github.com/mamori-dev/mamori/internal/testenv"
 	"github.com/mamori-dev/mamori/internal/totp"
 	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
@@ -130,42 +127,4 @@ func TestMFAOffline(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-}
-
-// startAgentWith is startAgent with a hook that adds to the daemon's
-// config (here: the MFA verifier and its socket).
-func startAgentWith(t *testing.T, dir *state.Dir, now func() time.Time, host string, hook func(*daemon.Config, daemon.Spool)) *agent {
-	t.Helper()
-	sp, err := spool.Open(filepath.Join(dir.Path(), "spool"), spool.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := &agent{dir: dir, spool: sp, done: make(chan error, 1), rounds: make(chan daemon.RoundResult, 1024)}
-	cfg := daemon.DefaultConfig()
-	cfg.State, cfg.Spool, cfg.Facts, cfg.Now = dir, sp, testFacts(host), now
-	cfg.BackoffBase, cfg.MaxBackoff = 20*time.Millisecond, 200*time.Millisecond
-	cfg.Sleep = func(ctx context.Context, d time.Duration) error {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(min(d, 50*time.Millisecond)):
-			return nil
-		}
-	}
-	cfg.OnRound = func(r daemon.RoundResult) {
-		select {
-		case a.rounds <- r:
-		default:
-		}
-	}
-	hook(&cfg, sp)
-	d, err := daemon.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, cancel := context.WithCancel(ctx)
-	a.cancel = cancel
-	go func() { a.done <- d.Run(c) }()
-	t.Cleanup(a.stop)
-	return a
 }
