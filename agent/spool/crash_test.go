@@ -25,15 +25,21 @@ const (
 // crashOptions are used by parent and child alike.
 func crashOptions() Options { return Options{MaxBytes: 256 << 20, MaxRecords: 1 << 20} }
 
-// TestHelperProcess is the child of the crash tests, not a test. It works on
-// the spool until it is killed and prints, one line each, "A id" after an
-// Append of id returned nil, "T id" before an Ack of id, and "K id" after
-// that Ack returned nil.
-func TestHelperProcess(t *testing.T) {
-	mode := os.Getenv(helperEnv)
-	if mode == "" {
-		t.Skip("helper process for the crash tests")
+// TestMain runs crashChild instead of the tests when the crash tests start
+// this binary as their child.
+func TestMain(m *testing.M) {
+	if mode := os.Getenv(helperEnv); mode != "" {
+		crashChild(mode)
+		os.Exit(0)
 	}
+	os.Exit(m.Run())
+}
+
+// crashChild is the child of the crash tests. It works on the spool until
+// it is killed and prints, one line each, "A id" after an Append of id
+// returned nil, "T id" before an Ack of id, and "K id" after that Ack
+// returned nil.
+func crashChild(mode string) {
 	s, err := Open(os.Getenv(helperDirEnv), crashOptions())
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -100,7 +106,7 @@ func (l *lineWriter) line(s string) {
 // delay, and returns the lines it printed.
 func runAndKill(t *testing.T, mode, dir string, rng *rand.Rand) []string {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$", "-test.count=1")
+	cmd := exec.Command(os.Args[0], "-test.run=^$", "-test.count=1")
 	cmd.Env = append(os.Environ(), helperEnv+"="+mode, helperDirEnv+"="+dir)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
