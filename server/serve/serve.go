@@ -172,6 +172,11 @@ func Open(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
+	defer func() {
+		if err != nil {
+			s.batcher.Close()
+		}
+	}()
 	mfaKey, err := mfa.LoadOrCreateKey(cfg.DataDir)
 	if err != nil {
 		return nil, err
