@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"strings"
+	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
@@ -237,6 +240,11 @@ func (s *Server) toStatus(ctx context.Context, method string, err error) error {
 		return status.Error(codes.PermissionDenied, "the report names another machine than this device's certificate")
 	case errors.Is(err, store.ErrCertSuperseded):
 		return status.Error(codes.Unauthenticated, "certificate superseded by a newer enrolment of this device")
+	case storeUnreachable(err):
+		// Transient: an agent retries (or tries its next server) instead
+		// of treating the refusal as final.
+		s.log.WarnContext(ctx, "database unreachable", "method", method, "error", err)
+		return status.Error(codes.Unavailable, "the server's database is unreachable; retry shortly")
 	case errors.Is(err, context.DeadlineExceeded):
 		return status.Error(codes.DeadlineExceeded, "deadline exceeded")
 	case errors.Is(err, context.Canceled):
@@ -244,4 +252,14 @@ func (s *Server) toStatus(ctx context.Context, method string, err error) error {
 	}
 	s.log.ErrorContext(ctx, "internal error", "method", method, "error", err)
 	return status.Error(codes.Internal, "internal error (see the server log)")
+}
+
+// storeUnreachable reports whether err says the database could not be
+// reached or the connection to it broke (PostgreSQL restarting, a network
+// fault), as opposed to a query that failed.
+func storeUnreachable(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, syscall.EPIPE) || errors.Is(err, io.ErrUnexpectedEOF)
 }

@@ -1,14 +1,23 @@
 package api
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"syscall"
 	"testing"
 
 	"google.golang.org/grpc"
-
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
+	"github.com/mamori-dev/mamori/server/store"
 )
 
 // Every method either service registers must have an access rule; a method
@@ -67,4 +76,23 @@ func FuzzValidateReport(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestStoreUnreachableIsUnavailable(t *testing.T) {
+	s := &Server{log: slog.New(slog.DiscardHandler)}
+	dial := &net.OpError{Op: "dial", Net: "unix", Err: syscall.ECONNREFUSED}
+	for _, tc := range []struct {
+		err  error
+		want codes.Code
+	}{
+		{fmt.Errorf("load policy: failed to connect: %w", dial), codes.Unavailable},
+		{fmt.Errorf("commit report batch: %w", io.ErrUnexpectedEOF), codes.Unavailable},
+		{fmt.Errorf("query: %w", syscall.ECONNRESET), codes.Unavailable},
+		{errors.New("syntax error at or near"), codes.Internal},
+		{store.ErrNotFound, codes.NotFound},
+	} {
+		if got := status.Code(s.toStatus(context.Background(), "/x", tc.err)); got != tc.want {
+			t.Errorf("%v → %v, want %v", tc.err, got, tc.want)
+		}
+	}
 }
