@@ -10,13 +10,13 @@ package daemon
 
 import (
 	"context"
-	crand "crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"time"
 
+	"github.com/google/uuid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -568,13 +568,6 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// NewEventID returns a random (version 4) UUID in RFC 4122 text form. It is
-// written here rather than taken from google/uuid, which pulls
-// database/sql/driver into the agent (internal/walls forbids that).
-func NewEventID() string {
-	var b [16]byte
-	crand.Read(b[:]) // never fails (crypto/rand)
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
-}
+// NewEventID returns a random (version 4) UUID in RFC 4122 text form, as
+// the spool does for its own events.
+func NewEventID() string { return uuid.NewString() }

@@ -147,6 +147,30 @@ func (c *cli) run(ctx context.Context, args []string) error {
 		}
 		return rest[0], rest[1:]
 	}
+	// Commands with subcommands: "device show", "token create", …
+	groups := map[string][]struct {
+		name string
+		run  func(context.Context, []string) error
+	}{
+		"device": {{"show", c.deviceShow}, {"revoke", c.deviceRevoke}},
+		"token":  {{"create", c.tokenCreate}},
+		"policy": {{"get", c.policyGet}, {"set", c.policySet}},
+		"audit":  {{"verify", c.auditVerify}},
+	}
+	if subs, ok := groups[cmd]; ok {
+		s, r := sub()
+		names := make([]string, len(subs))
+		for i, sc := range subs {
+			if sc.name == s {
+				return sc.run(ctx, r)
+			}
+			names[i] = sc.name
+		}
+		if s == "" && hasHelp(r) {
+			return helpRequest{cmd: cmd}
+		}
+		return c.usage(cmd, "ctl.err.unknown-subcommand", cmd, s, strings.Join(names, ", "))
+	}
 	switch cmd {
 	case "help":
 		if len(rest) == 0 || rest[0] == "help" || strings.HasPrefix(rest[0], "-") {
@@ -167,54 +191,6 @@ func (c *cli) run(ctx context.Context, args []string) error {
 		return c.fleet(ctx, rest)
 	case "events":
 		return c.events(ctx, rest)
-	case "device":
-		s, r := sub()
-		switch s {
-		case "show":
-			return c.deviceShow(ctx, r)
-		case "revoke":
-			return c.deviceRevoke(ctx, r)
-		case "":
-			if hasHelp(r) {
-				return helpRequest{cmd: "device"}
-			}
-		}
-		return c.usage("device", "ctl.err.unknown-subcommand", "device", s, "show, revoke")
-	case "token":
-		s, r := sub()
-		switch s {
-		case "create":
-			return c.tokenCreate(ctx, r)
-		case "":
-			if hasHelp(r) {
-				return helpRequest{cmd: "token"}
-			}
-		}
-		return c.usage("token", "ctl.err.unknown-subcommand", "token", s, "create")
-	case "policy":
-		s, r := sub()
-		switch s {
-		case "get":
-			return c.policyGet(ctx, r)
-		case "set":
-			return c.policySet(ctx, r)
-		case "":
-			if hasHelp(r) {
-				return helpRequest{cmd: "policy"}
-			}
-		}
-		return c.usage("policy", "ctl.err.unknown-subcommand", "policy", s, "get, set")
-	case "audit":
-		s, r := sub()
-		switch s {
-		case "verify":
-			return c.auditVerify(ctx, r)
-		case "":
-			if hasHelp(r) {
-				return helpRequest{cmd: "audit"}
-			}
-		}
-		return c.usage("audit", "ctl.err.unknown-subcommand", "audit", s, "verify")
 	}
 	return c.usage("", "ctl.err.unknown-command", cmd)
 }
