@@ -44,6 +44,9 @@ func (s *Server) ListDevices(ctx context.Context, req *mamoriv1.ListDevicesReque
 	if err := checkString("page_token", req.PageToken, MaxShortString); err != nil {
 		return nil, err
 	}
+	if err := CheckGroup(req.Group); err != nil {
+		return nil, err
+	}
 	p, err := s.currentPolicy(ctx)
 	if err != nil {
 		return nil, err
@@ -54,6 +57,7 @@ func (s *Server) ListDevices(ctx context.Context, req *mamoriv1.ListDevicesReque
 		Compliance:    req.Compliance,
 		OfflineBefore: compliance.OfflineBefore(p, now),
 		AfterID:       req.PageToken,
+		Group:         req.Group,
 		Limit:         limit + 1,
 	})
 	if err != nil {
@@ -109,15 +113,27 @@ func (s *Server) FleetSummary(ctx context.Context, _ *mamoriv1.FleetSummaryReque
 	if err != nil {
 		return nil, err
 	}
-	c, err := s.store.CountFleet(ctx, compliance.OfflineBefore(p, s.now()))
+	cut := compliance.OfflineBefore(p, s.now())
+	c, err := s.store.CountFleet(ctx, cut)
 	if err != nil {
 		return nil, err
 	}
-	return &mamoriv1.FleetSummaryResponse{
+	groups, err := s.store.CountFleetByGroup(ctx, cut)
+	if err != nil {
+		return nil, err
+	}
+	resp := &mamoriv1.FleetSummaryResponse{
 		Total: c.Total, Compliant: c.Compliant, Noncompliant: c.Noncompliant,
 		Offline: c.Offline, NeverReported: c.NeverReported, Revoked: c.Revoked,
 		PolicyVersion: p.Version,
-	}, nil
+	}
+	for _, g := range groups {
+		resp.Groups = append(resp.Groups, &mamoriv1.GroupSummary{
+			Group: g.Group, Total: g.Total, Compliant: g.Compliant, Noncompliant: g.Noncompliant,
+			Offline: g.Offline, NeverReported: g.NeverReported, Revoked: g.Revoked,
+		})
+	}
+	return resp, nil
 }
 
 // ListEvents lists events, newest first, in pages.
@@ -178,6 +194,9 @@ func (s *Server) CreateEnrollmentToken(ctx context.Context, req *mamoriv1.Create
 	if err := checkString("note", req.Note, maxNoteLength); err != nil {
 		return nil, err
 	}
+	if err := CheckGroup(req.Group); err != nil {
+		return nil, err
+	}
 	now := s.now()
 	secret := auth.NewToken(auth.EnrollmentTokenPrefix)
 	t := store.Token{
@@ -188,12 +207,13 @@ func (s *Server) CreateEnrollmentToken(ctx context.Context, req *mamoriv1.Create
 		Uses:      uses,
 		Note:      req.Note,
 		CreatedBy: op.ID,
+		Group:     req.Group,
 	}
 	if err := s.store.CreateToken(ctx, t); err != nil {
 		return nil, fmt.Errorf("store token: %w", err)
 	}
 	if err := s.audit(ctx, op.ID, "token.create", t.ID,
-		fmt.Sprintf("uses=%d expires=%s note=%q", uses, t.ExpiresAt.UTC().Format(time.RFC3339), req.Note)); err != nil {
+		fmt.Sprintf("uses=%d expires=%s note=%q group=%q", uses, t.ExpiresAt.UTC().Format(time.RFC3339), req.Note, req.Group)); err != nil {
 		return nil, err
 	}
 	return &mamoriv1.CreateEnrollmentTokenResponse{
@@ -278,6 +298,46 @@ func (s *Server) SetPolicy(ctx context.Context, req *mamoriv1.SetPolicyRequest) 
 
 // deviceProto is what operators see of a device: the stored record plus the
 // state derived from the clock (OFFLINE) and policy.
+// SetDeviceGroup moves a device to a device group.
+func (s *Server) SetDeviceGroup(ctx context.Context, req *mamoriv1.SetDeviceGroupRequest) (*mamoriv1.SetDeviceGroupResponse, error) {
+	op, err := s.operator(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if req.Device == "" {
+		return nil, invalidArg("device is required")
+	}
+	if err := checkString("device", req.Device, MaxShortString); err != nil {
+		return nil, err
+	}
+	if err := CheckGroup(req.Group); err != nil {
+		return nil, err
+	}
+	if strings.TrimSpace(req.Reason) == "" {
+		return nil, invalidArg("a reason is required: it goes into the audit log")
+	}
+	if err := checkString("reason", req.Reason, maxNoteLength); err != nil {
+		return nil, err
+	}
+	d, err := s.store.FindDevice(ctx, req.Device)
+	if err != nil {
+		return nil, err
+	}
+	from := d.Group
+	if d, err = s.store.SetDeviceGroup(ctx, d.ID, req.Group); err != nil {
+		return nil, err
+	}
+	if err := s.audit(ctx, op.ID, "device.group", d.ID,
+		fmt.Sprintf("from=%q to=%q reason=%q", from, req.Group, req.Reason)); err != nil {
+		return nil, err
+	}
+	p, err := s.currentPolicy(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &mamoriv1.SetDeviceGroupResponse{Device: deviceProto(d, p, s.now())}, nil
+}
+
 func deviceProto(d store.Device, p *mamoriv1.Policy, now time.Time) *mamoriv1.Device {
 	state, offlineSince := compliance.State(d, p, now)
 	out := &mamoriv1.Device{
@@ -293,6 +353,7 @@ func deviceProto(d store.Device, p *mamoriv1.Policy, now time.Time) *mamoriv1.De
 		RevokedAt:     ts(d.RevokedAt),
 		EkFingerprint: d.EKFingerprint,
 		KeyAttested:   d.KeyAttested,
+		Group:         d.Group,
 	}
 	if d.Verdict == store.VerdictNoncompliant {
 		out.FailingSince = ts(d.FailingSince)

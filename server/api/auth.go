@@ -52,6 +52,7 @@ var methodAccess = map[string]access{
 	mamoriv1.AdminService_GetPolicy_FullMethodName:             {role: auth.RoleHelpdesk},
 	mamoriv1.AdminService_CreateEnrollmentToken_FullMethodName: {role: auth.RoleOfficer},
 	mamoriv1.AdminService_RevokeDevice_FullMethodName:          {role: auth.RoleOfficer},
+	mamoriv1.AdminService_SetDeviceGroup_FullMethodName:        {role: auth.RoleOfficer},
 	mamoriv1.AdminService_SetPolicy_FullMethodName:             {role: auth.RoleOfficer},
 	mamoriv1.AdminService_ListAudit_FullMethodName:             {role: auth.RoleOfficer},
 	mamoriv1.AdminService_EnrollMFAUser_FullMethodName:         {role: auth.RoleOfficer},

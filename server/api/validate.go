@@ -2,6 +2,7 @@ package api
 
 import (
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/google/uuid"
@@ -138,6 +139,30 @@ func checkString(field, v string, max int) error {
 	}
 	if !utf8.ValidString(v) {
 		return invalidArg("%s is not valid UTF-8", field)
+	}
+	return nil
+}
+
+// MaxGroupLength bounds a device group name, in characters.
+const MaxGroupLength = 64
+
+// CheckGroup validates a device group (所属) name: at most MaxGroupLength
+// characters of valid UTF-8, no control or format characters (such as bidi overrides), no leading or trailing
+// space. Empty means "no group" and is valid.
+func CheckGroup(g string) error {
+	if err := checkString("group", g, 4*MaxGroupLength); err != nil {
+		return err
+	}
+	if n := utf8.RuneCountInString(g); n > MaxGroupLength {
+		return invalidArg("group is %d characters; at most %d", n, MaxGroupLength)
+	}
+	if strings.TrimSpace(g) != g {
+		return invalidArg("group %q has leading or trailing space", g)
+	}
+	for _, r := range g {
+		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) {
+			return invalidArg("group contains a control or format character")
+		}
 	}
 	return nil
 }

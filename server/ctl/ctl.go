@@ -152,7 +152,7 @@ func (c *cli) run(ctx context.Context, args []string) error {
 		name string
 		run  func(context.Context, []string) error
 	}{
-		"device": {{"show", c.deviceShow}, {"revoke", c.deviceRevoke}},
+		"device": {{"show", c.deviceShow}, {"revoke", c.deviceRevoke}, {"set-group", c.deviceSetGroup}},
 		"token":  {{"create", c.tokenCreate}},
 		"policy": {{"get", c.policyGet}, {"set", c.policySet}},
 		"audit":  {{"verify", c.auditVerify}},

@@ -6,6 +6,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -87,6 +89,9 @@ func (c *cli) writeDevice(resp *mamoriv1.GetDeviceResponse) error {
 	info.add(c.p.Sprintf("ctl.label.last-seen"), c.when(d.GetLastSeen()))
 	info.add(c.p.Sprintf("ctl.label.enrolled"), c.when(d.GetEnrolledAt()))
 	info.add(c.p.Sprintf("ctl.label.policy-version"), strconv.FormatInt(d.GetPolicyVersion(), 10))
+	if d.GetGroup() != "" {
+		info.add(c.p.Sprintf("ctl.label.group"), d.GetGroup())
+	}
 	if d.GetRevokedAt() != nil {
 		info.add(c.p.Sprintf("ctl.label.revoked"), c.when(d.GetRevokedAt()))
 	} else {
@@ -223,6 +228,65 @@ func (c *cli) deviceRevoke(ctx context.Context, args []string) error {
 	fmt.Fprintln(c.o.Stdout, sanitizeText(c.p.Sprintf("ctl.revoke.done", d.GetId(), d.GetFacts().GetHostname(), c.localTime(d.GetRevokedAt()))))
 	fmt.Fprintln(c.o.Stdout, c.p.Sprintf("ctl.revoke.next"))
 	return nil
+}
+
+func (c *cli) deviceSetGroup(ctx context.Context, args []string) error {
+	const cmd = "device set-group"
+	fs := c.newFlagSet(cmd)
+	reason := fs.String("reason", "", "ctl.flag.reason")
+	out := c.outputFlag(fs)
+	pos, err := c.parse(fs, cmd, args, 2)
+	if err != nil {
+		return err
+	}
+	format, err := c.checkOutput(cmd, *out)
+	if err != nil {
+		return err
+	}
+	id, group := strings.TrimSpace(pos[0]), pos[1]
+	if id == "" {
+		return c.usage(cmd, "ctl.err.missing-args")
+	}
+	if !validGroup(group) {
+		return c.usage(cmd, "ctl.err.group")
+	}
+	if strings.TrimSpace(*reason) == "" {
+		return c.usage(cmd, "ctl.err.reason-required")
+	}
+	cn, err := c.connect(cmd)
+	if err != nil {
+		return err
+	}
+	defer cn.close()
+	before, err := call(ctx, c, cn, cn.admin.GetDevice, &mamoriv1.GetDeviceRequest{IdOrHostname: id, RecentEvents: 1})
+	if err != nil {
+		return err
+	}
+	resp, err := call(ctx, c, cn, cn.admin.SetDeviceGroup, &mamoriv1.SetDeviceGroupRequest{
+		Device: before.GetDevice().GetId(), Group: group, Reason: strings.TrimSpace(*reason)})
+	if err != nil {
+		return err
+	}
+	if format == "json" {
+		return protoJSON(c.o.Stdout, resp)
+	}
+	d := resp.GetDevice()
+	fmt.Fprintln(c.o.Stdout, sanitizeText(c.p.Sprintf("ctl.set-group.done", d.GetId(), d.GetFacts().GetHostname(), before.GetDevice().GetGroup(), d.GetGroup())))
+	return nil
+}
+
+// validGroup mirrors the server's group rule (api.CheckGroup), so a typo
+// is caught before a connection is made.
+func validGroup(g string) bool {
+	if !utf8.ValidString(g) || utf8.RuneCountInString(g) > 64 || strings.TrimSpace(g) != g {
+		return false
+	}
+	for _, r := range g {
+		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) {
+			return false
+		}
+	}
+	return true
 }
 
 // stateID is the message ID of a control state's name.

@@ -34,6 +34,7 @@ func (c *cli) devices(ctx context.Context, args []string) error {
 		filters[i].set = fs.Bool(filters[i].flag, false, "ctl.flag.devices."+filters[i].flag)
 	}
 	limit := fs.Int("limit", 0, "ctl.flag.devices.limit")
+	group := fs.String("group", "", "ctl.flag.devices.group")
 	out := c.outputFlag(fs)
 	if _, err := c.parse(fs, cmd, args, 0); err != nil {
 		return err
@@ -44,6 +45,9 @@ func (c *cli) devices(ctx context.Context, args []string) error {
 	}
 	if *limit < 0 || *limit > maxLimit {
 		return c.usage(cmd, "ctl.err.bad-limit", *limit, maxLimit)
+	}
+	if !validGroup(*group) {
+		return c.usage(cmd, "ctl.err.group")
 	}
 	var state mamoriv1.Compliance
 	for _, f := range filters {
@@ -61,7 +65,7 @@ func (c *cli) devices(ctx context.Context, args []string) error {
 	defer cn.close()
 
 	var all []*mamoriv1.Device
-	req := &mamoriv1.ListDevicesRequest{Compliance: state}
+	req := &mamoriv1.ListDevicesRequest{Compliance: state, Group: *group}
 	for range maxPages {
 		req.PageSize = pageSize
 		if *limit > 0 {

@@ -11,7 +11,7 @@ import (
 
 // commands are the commands general help lists, in order.
 var commands = []string{
-	"devices", "device show", "device revoke", "fleet", "events", "token create",
+	"devices", "device show", "device revoke", "device set-group", "fleet", "events", "token create",
 	"policy get", "policy set", "audit verify", "version", "help",
 }
 

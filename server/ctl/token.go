@@ -58,6 +58,7 @@ func (c *cli) tokenCreate(ctx context.Context, args []string) error {
 	expires := fs.String("expires", "24h", "ctl.flag.token.expires")
 	uses := fs.Int("uses", 1, "ctl.flag.token.uses")
 	note := fs.String("note", "", "ctl.flag.token.note")
+	group := fs.String("group", "", "ctl.flag.token.group")
 	out := c.outputFlag(fs)
 	if _, err := c.parse(fs, cmd, args, 0); err != nil {
 		return err
@@ -79,13 +80,16 @@ func (c *cli) tokenCreate(ctx context.Context, args []string) error {
 	if !utf8.ValidString(*note) || utf8.RuneCountInString(*note) > maxNoteLength {
 		return c.usage(cmd, "ctl.err.note", maxNoteLength)
 	}
+	if !validGroup(*group) {
+		return c.usage(cmd, "ctl.err.group")
+	}
 	cn, err := c.connect(cmd)
 	if err != nil {
 		return err
 	}
 	defer cn.close()
 	resp, err := call(ctx, c, cn, cn.admin.CreateEnrollmentToken, &mamoriv1.CreateEnrollmentTokenRequest{
-		Ttl: durationpb.New(ttl), Uses: int32(*uses), Note: *note,
+		Ttl: durationpb.New(ttl), Uses: int32(*uses), Note: *note, Group: *group,
 	})
 	if err != nil {
 		return err
@@ -108,6 +112,9 @@ func (c *cli) tokenCreate(ctx context.Context, args []string) error {
 	f.add(c.p.Sprintf("ctl.label.expires"), c.localTime(resp.GetExpiresAt())+" ("+c.ago(resp.GetExpiresAt())+")")
 	f.add(c.p.Sprintf("ctl.label.uses"), strconv.Itoa(int(resp.GetUses())))
 	f.add(c.p.Sprintf("ctl.label.ca-fingerprint"), resp.GetCaFingerprint())
+	if *group != "" {
+		f.add(c.p.Sprintf("ctl.label.group"), *group)
+	}
 	if err := f.write(w); err != nil {
 		return err
 	}

@@ -68,6 +68,9 @@ type Token struct {
 	Used      int
 	Note      string
 	CreatedBy string // operator ID
+	// Group is the device group (所属) a device enrolled with this token
+	// joins; '' leaves a re-enrolled device's group as it was.
+	Group string
 }
 
 // EnrollParams is one enrolment attempt.
@@ -120,6 +123,8 @@ type Device struct {
 	// KeyAttested: the current certificate's key was attested to be in
 	// that TPM.
 	KeyAttested bool
+	// Group is the device group (所属 / department); '' is none.
+	Group string
 }
 
 // ReportInput is one report, already authenticated and evaluated.
@@ -160,12 +165,20 @@ type DeviceFilter struct {
 	OfflineBefore time.Time
 	// AfterID is the keyset cursor: only IDs greater than this.
 	AfterID string
-	Limit   int
+	// Group, when set, selects the devices of that group only.
+	Group string
+	Limit int
 }
 
 // FleetCounts are the fleet summary counts. Every device is in exactly one.
 type FleetCounts struct {
 	Total, Compliant, Noncompliant, Offline, NeverReported, Revoked int64
+}
+
+// GroupCounts are the fleet counts of one device group.
+type GroupCounts struct {
+	Group string // '' for devices in no group
+	FleetCounts
 }
 
 // StoredEvent is an event as kept, with its insertion sequence.
@@ -265,6 +278,10 @@ type Devices interface {
 	FindDevice(ctx context.Context, idOrHostname string) (Device, error)
 	ListDevices(ctx context.Context, f DeviceFilter) ([]Device, error)
 	CountFleet(ctx context.Context, offlineBefore time.Time) (FleetCounts, error)
+	// CountFleetByGroup is CountFleet per device group, ordered by group.
+	CountFleetByGroup(ctx context.Context, offlineBefore time.Time) ([]GroupCounts, error)
+	// SetDeviceGroup moves a device to a group ('' for none).
+	SetDeviceGroup(ctx context.Context, id, group string) (Device, error)
 	RevokeDevice(ctx context.Context, id, reason string, at time.Time) (Device, error)
 	ControlHistory(ctx context.Context, deviceID string, limit int) ([]HistoryEntry, error)
 }

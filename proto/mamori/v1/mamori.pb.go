@@ -1475,7 +1475,9 @@ type Device struct {
 	// device never enrolled with an attested TPM key.
 	EkFingerprint string `protobuf:"bytes,12,opt,name=ek_fingerprint,json=ekFingerprint,proto3" json:"ek_fingerprint,omitempty"`
 	// True when the current certificate's key was attested to be in the TPM.
-	KeyAttested   bool `protobuf:"varint,13,opt,name=key_attested,json=keyAttested,proto3" json:"key_attested,omitempty"`
+	KeyAttested bool `protobuf:"varint,13,opt,name=key_attested,json=keyAttested,proto3" json:"key_attested,omitempty"`
+	// Device group (所属 / department); empty when in none.
+	Group         string `protobuf:"bytes,14,opt,name=group,proto3" json:"group,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1601,13 +1603,22 @@ func (x *Device) GetKeyAttested() bool {
 	return false
 }
 
+func (x *Device) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
 type ListDevicesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Only devices in this state; unspecified means all.
 	Compliance Compliance `protobuf:"varint,1,opt,name=compliance,proto3,enum=mamori.v1.Compliance" json:"compliance,omitempty"`
 	// At most 1000; 0 means 100.
-	PageSize      int32  `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
-	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	PageSize  int32  `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Only devices of this device group.
+	Group         string `protobuf:"bytes,4,opt,name=group,proto3" json:"group,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1659,6 +1670,13 @@ func (x *ListDevicesRequest) GetPageSize() int32 {
 func (x *ListDevicesRequest) GetPageToken() string {
 	if x != nil {
 		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListDevicesRequest) GetGroup() string {
+	if x != nil {
+		return x.Group
 	}
 	return ""
 }
@@ -1866,6 +1884,9 @@ type FleetSummaryResponse struct {
 	NeverReported int64                  `protobuf:"varint,5,opt,name=never_reported,json=neverReported,proto3" json:"never_reported,omitempty"`
 	Revoked       int64                  `protobuf:"varint,6,opt,name=revoked,proto3" json:"revoked,omitempty"`
 	PolicyVersion int64                  `protobuf:"varint,7,opt,name=policy_version,json=policyVersion,proto3" json:"policy_version,omitempty"`
+	// The same counts per device group, ordered by group; the devices in
+	// no group have group "".
+	Groups        []*GroupSummary `protobuf:"bytes,8,rep,name=groups,proto3" json:"groups,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1949,6 +1970,106 @@ func (x *FleetSummaryResponse) GetPolicyVersion() int64 {
 	return 0
 }
 
+func (x *FleetSummaryResponse) GetGroups() []*GroupSummary {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
+// GroupSummary is the fleet counts of one device group.
+type GroupSummary struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Group         string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	Total         int64                  `protobuf:"varint,2,opt,name=total,proto3" json:"total,omitempty"`
+	Compliant     int64                  `protobuf:"varint,3,opt,name=compliant,proto3" json:"compliant,omitempty"`
+	Noncompliant  int64                  `protobuf:"varint,4,opt,name=noncompliant,proto3" json:"noncompliant,omitempty"`
+	Offline       int64                  `protobuf:"varint,5,opt,name=offline,proto3" json:"offline,omitempty"`
+	NeverReported int64                  `protobuf:"varint,6,opt,name=never_reported,json=neverReported,proto3" json:"never_reported,omitempty"`
+	Revoked       int64                  `protobuf:"varint,7,opt,name=revoked,proto3" json:"revoked,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GroupSummary) Reset() {
+	*x = GroupSummary{}
+	mi := &file_mamori_v1_mamori_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupSummary) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupSummary) ProtoMessage() {}
+
+func (x *GroupSummary) ProtoReflect() protoreflect.Message {
+	mi := &file_mamori_v1_mamori_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupSummary.ProtoReflect.Descriptor instead.
+func (*GroupSummary) Descriptor() ([]byte, []int) {
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *GroupSummary) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *GroupSummary) GetTotal() int64 {
+	if x != nil {
+		return x.Total
+	}
+	return 0
+}
+
+func (x *GroupSummary) GetCompliant() int64 {
+	if x != nil {
+		return x.Compliant
+	}
+	return 0
+}
+
+func (x *GroupSummary) GetNoncompliant() int64 {
+	if x != nil {
+		return x.Noncompliant
+	}
+	return 0
+}
+
+func (x *GroupSummary) GetOffline() int64 {
+	if x != nil {
+		return x.Offline
+	}
+	return 0
+}
+
+func (x *GroupSummary) GetNeverReported() int64 {
+	if x != nil {
+		return x.NeverReported
+	}
+	return 0
+}
+
+func (x *GroupSummary) GetRevoked() int64 {
+	if x != nil {
+		return x.Revoked
+	}
+	return 0
+}
+
 // StoredEvent is an event as the server keeps it.
 type StoredEvent struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1961,7 +2082,7 @@ type StoredEvent struct {
 
 func (x *StoredEvent) Reset() {
 	*x = StoredEvent{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[23]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1973,7 +2094,7 @@ func (x *StoredEvent) String() string {
 func (*StoredEvent) ProtoMessage() {}
 
 func (x *StoredEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[23]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1986,7 +2107,7 @@ func (x *StoredEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoredEvent.ProtoReflect.Descriptor instead.
 func (*StoredEvent) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{23}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *StoredEvent) GetDeviceId() string {
@@ -2023,7 +2144,7 @@ type ListEventsRequest struct {
 
 func (x *ListEventsRequest) Reset() {
 	*x = ListEventsRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[24]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2035,7 +2156,7 @@ func (x *ListEventsRequest) String() string {
 func (*ListEventsRequest) ProtoMessage() {}
 
 func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[24]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2048,7 +2169,7 @@ func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListEventsRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{24}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListEventsRequest) GetDeviceId() string {
@@ -2083,7 +2204,7 @@ type ListEventsResponse struct {
 
 func (x *ListEventsResponse) Reset() {
 	*x = ListEventsResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[25]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2095,7 +2216,7 @@ func (x *ListEventsResponse) String() string {
 func (*ListEventsResponse) ProtoMessage() {}
 
 func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[25]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2108,7 +2229,7 @@ func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListEventsResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{25}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ListEventsResponse) GetEvents() []*StoredEvent {
@@ -2132,14 +2253,17 @@ type CreateEnrollmentTokenRequest struct {
 	// How many enrolments it allows; 0 means 1.
 	Uses int32 `protobuf:"varint,2,opt,name=uses,proto3" json:"uses,omitempty"`
 	// Free text for the audit trail, e.g. "庁舎2F rollout".
-	Note          string `protobuf:"bytes,3,opt,name=note,proto3" json:"note,omitempty"`
+	Note string `protobuf:"bytes,3,opt,name=note,proto3" json:"note,omitempty"`
+	// The device group (所属) devices enrolled with this token join, e.g.
+	// "市民課". Empty: new devices join no group, re-enrolled ones keep theirs.
+	Group         string `protobuf:"bytes,4,opt,name=group,proto3" json:"group,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CreateEnrollmentTokenRequest) Reset() {
 	*x = CreateEnrollmentTokenRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[26]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2151,7 +2275,7 @@ func (x *CreateEnrollmentTokenRequest) String() string {
 func (*CreateEnrollmentTokenRequest) ProtoMessage() {}
 
 func (x *CreateEnrollmentTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[26]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2164,7 +2288,7 @@ func (x *CreateEnrollmentTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateEnrollmentTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateEnrollmentTokenRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{26}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *CreateEnrollmentTokenRequest) GetTtl() *durationpb.Duration {
@@ -2188,6 +2312,13 @@ func (x *CreateEnrollmentTokenRequest) GetNote() string {
 	return ""
 }
 
+func (x *CreateEnrollmentTokenRequest) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
 type CreateEnrollmentTokenResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Shown once; the server keeps only its hash.
@@ -2203,7 +2334,7 @@ type CreateEnrollmentTokenResponse struct {
 
 func (x *CreateEnrollmentTokenResponse) Reset() {
 	*x = CreateEnrollmentTokenResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[27]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2215,7 +2346,7 @@ func (x *CreateEnrollmentTokenResponse) String() string {
 func (*CreateEnrollmentTokenResponse) ProtoMessage() {}
 
 func (x *CreateEnrollmentTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[27]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2228,7 +2359,7 @@ func (x *CreateEnrollmentTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateEnrollmentTokenResponse.ProtoReflect.Descriptor instead.
 func (*CreateEnrollmentTokenResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{27}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *CreateEnrollmentTokenResponse) GetToken() string {
@@ -2276,7 +2407,7 @@ type RevokeDeviceRequest struct {
 
 func (x *RevokeDeviceRequest) Reset() {
 	*x = RevokeDeviceRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[28]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2288,7 +2419,7 @@ func (x *RevokeDeviceRequest) String() string {
 func (*RevokeDeviceRequest) ProtoMessage() {}
 
 func (x *RevokeDeviceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[28]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2301,7 +2432,7 @@ func (x *RevokeDeviceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeDeviceRequest.ProtoReflect.Descriptor instead.
 func (*RevokeDeviceRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{28}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *RevokeDeviceRequest) GetDeviceId() string {
@@ -2327,7 +2458,7 @@ type RevokeDeviceResponse struct {
 
 func (x *RevokeDeviceResponse) Reset() {
 	*x = RevokeDeviceResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[29]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2339,7 +2470,7 @@ func (x *RevokeDeviceResponse) String() string {
 func (*RevokeDeviceResponse) ProtoMessage() {}
 
 func (x *RevokeDeviceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[29]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2352,10 +2483,117 @@ func (x *RevokeDeviceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeDeviceResponse.ProtoReflect.Descriptor instead.
 func (*RevokeDeviceResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{29}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *RevokeDeviceResponse) GetDevice() *Device {
+	if x != nil {
+		return x.Device
+	}
+	return nil
+}
+
+type SetDeviceGroupRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Device ID or hostname.
+	Device string `protobuf:"bytes,1,opt,name=device,proto3" json:"device,omitempty"`
+	// The new group; empty takes the device out of every group.
+	Group string `protobuf:"bytes,2,opt,name=group,proto3" json:"group,omitempty"`
+	// Why, for the audit trail.
+	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetDeviceGroupRequest) Reset() {
+	*x = SetDeviceGroupRequest{}
+	mi := &file_mamori_v1_mamori_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetDeviceGroupRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetDeviceGroupRequest) ProtoMessage() {}
+
+func (x *SetDeviceGroupRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mamori_v1_mamori_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetDeviceGroupRequest.ProtoReflect.Descriptor instead.
+func (*SetDeviceGroupRequest) Descriptor() ([]byte, []int) {
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *SetDeviceGroupRequest) GetDevice() string {
+	if x != nil {
+		return x.Device
+	}
+	return ""
+}
+
+func (x *SetDeviceGroupRequest) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *SetDeviceGroupRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type SetDeviceGroupResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Device        *Device                `protobuf:"bytes,1,opt,name=device,proto3" json:"device,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetDeviceGroupResponse) Reset() {
+	*x = SetDeviceGroupResponse{}
+	mi := &file_mamori_v1_mamori_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetDeviceGroupResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetDeviceGroupResponse) ProtoMessage() {}
+
+func (x *SetDeviceGroupResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mamori_v1_mamori_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetDeviceGroupResponse.ProtoReflect.Descriptor instead.
+func (*SetDeviceGroupResponse) Descriptor() ([]byte, []int) {
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *SetDeviceGroupResponse) GetDevice() *Device {
 	if x != nil {
 		return x.Device
 	}
@@ -2374,7 +2612,7 @@ type ListAuditRequest struct {
 
 func (x *ListAuditRequest) Reset() {
 	*x = ListAuditRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[30]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2386,7 +2624,7 @@ func (x *ListAuditRequest) String() string {
 func (*ListAuditRequest) ProtoMessage() {}
 
 func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[30]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2399,7 +2637,7 @@ func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{30}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ListAuditRequest) GetAfterSeq() int64 {
@@ -2436,7 +2674,7 @@ type AuditRecord struct {
 
 func (x *AuditRecord) Reset() {
 	*x = AuditRecord{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[31]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2448,7 +2686,7 @@ func (x *AuditRecord) String() string {
 func (*AuditRecord) ProtoMessage() {}
 
 func (x *AuditRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[31]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2461,7 +2699,7 @@ func (x *AuditRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditRecord.ProtoReflect.Descriptor instead.
 func (*AuditRecord) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{31}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *AuditRecord) GetSeq() int64 {
@@ -2532,7 +2770,7 @@ type ListAuditResponse struct {
 
 func (x *ListAuditResponse) Reset() {
 	*x = ListAuditResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[32]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2544,7 +2782,7 @@ func (x *ListAuditResponse) String() string {
 func (*ListAuditResponse) ProtoMessage() {}
 
 func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[32]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2557,7 +2795,7 @@ func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{32}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ListAuditResponse) GetRecords() []*AuditRecord {
@@ -2582,7 +2820,7 @@ type GetPolicyRequest struct {
 
 func (x *GetPolicyRequest) Reset() {
 	*x = GetPolicyRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[33]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2594,7 +2832,7 @@ func (x *GetPolicyRequest) String() string {
 func (*GetPolicyRequest) ProtoMessage() {}
 
 func (x *GetPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[33]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2607,7 +2845,7 @@ func (x *GetPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPolicyRequest.ProtoReflect.Descriptor instead.
 func (*GetPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{33}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{36}
 }
 
 type GetPolicyResponse struct {
@@ -2619,7 +2857,7 @@ type GetPolicyResponse struct {
 
 func (x *GetPolicyResponse) Reset() {
 	*x = GetPolicyResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[34]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2631,7 +2869,7 @@ func (x *GetPolicyResponse) String() string {
 func (*GetPolicyResponse) ProtoMessage() {}
 
 func (x *GetPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[34]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2644,7 +2882,7 @@ func (x *GetPolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPolicyResponse.ProtoReflect.Descriptor instead.
 func (*GetPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{34}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *GetPolicyResponse) GetPolicy() *Policy {
@@ -2668,7 +2906,7 @@ type SetPolicyRequest struct {
 
 func (x *SetPolicyRequest) Reset() {
 	*x = SetPolicyRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[35]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2680,7 +2918,7 @@ func (x *SetPolicyRequest) String() string {
 func (*SetPolicyRequest) ProtoMessage() {}
 
 func (x *SetPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[35]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2693,7 +2931,7 @@ func (x *SetPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPolicyRequest.ProtoReflect.Descriptor instead.
 func (*SetPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{35}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *SetPolicyRequest) GetPolicy() *Policy {
@@ -2726,7 +2964,7 @@ type SetPolicyResponse struct {
 
 func (x *SetPolicyResponse) Reset() {
 	*x = SetPolicyResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[36]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2738,7 +2976,7 @@ func (x *SetPolicyResponse) String() string {
 func (*SetPolicyResponse) ProtoMessage() {}
 
 func (x *SetPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[36]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2751,7 +2989,7 @@ func (x *SetPolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPolicyResponse.ProtoReflect.Descriptor instead.
 func (*SetPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{36}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *SetPolicyResponse) GetPolicy() *Policy {
@@ -2774,7 +3012,7 @@ type EnrollMFAUserRequest struct {
 
 func (x *EnrollMFAUserRequest) Reset() {
 	*x = EnrollMFAUserRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[37]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2786,7 +3024,7 @@ func (x *EnrollMFAUserRequest) String() string {
 func (*EnrollMFAUserRequest) ProtoMessage() {}
 
 func (x *EnrollMFAUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[37]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2799,7 +3037,7 @@ func (x *EnrollMFAUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrollMFAUserRequest.ProtoReflect.Descriptor instead.
 func (*EnrollMFAUserRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{37}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *EnrollMFAUserRequest) GetUser() string {
@@ -2829,7 +3067,7 @@ type EnrollMFAUserResponse struct {
 
 func (x *EnrollMFAUserResponse) Reset() {
 	*x = EnrollMFAUserResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[38]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2841,7 +3079,7 @@ func (x *EnrollMFAUserResponse) String() string {
 func (*EnrollMFAUserResponse) ProtoMessage() {}
 
 func (x *EnrollMFAUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[38]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2854,7 +3092,7 @@ func (x *EnrollMFAUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrollMFAUserResponse.ProtoReflect.Descriptor instead.
 func (*EnrollMFAUserResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{38}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *EnrollMFAUserResponse) GetUser() string {
@@ -2996,7 +3234,7 @@ const file_mamori_v1_mamori_proto_rawDesc = "" +
 	"\rrecovery_salt\x18\a \x01(\fR\frecoverySalt\"s\n" +
 	"\rControlRecord\x120\n" +
 	"\x06status\x18\x01 \x01(\v2\x18.mamori.v1.ControlStatusR\x06status\x120\n" +
-	"\x05since\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\"\xf1\x04\n" +
+	"\x05since\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\"\x87\x05\n" +
 	"\x06Device\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12,\n" +
 	"\x05facts\x18\x02 \x01(\v2\x16.mamori.v1.DeviceFactsR\x05facts\x125\n" +
@@ -3015,14 +3253,16 @@ const file_mamori_v1_mamori_proto_rawDesc = "" +
 	"\n" +
 	"revoked_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\trevokedAt\x12%\n" +
 	"\x0eek_fingerprint\x18\f \x01(\tR\rekFingerprint\x12!\n" +
-	"\fkey_attested\x18\r \x01(\bR\vkeyAttested\"\x87\x01\n" +
+	"\fkey_attested\x18\r \x01(\bR\vkeyAttested\x12\x14\n" +
+	"\x05group\x18\x0e \x01(\tR\x05group\"\x9d\x01\n" +
 	"\x12ListDevicesRequest\x125\n" +
 	"\n" +
 	"compliance\x18\x01 \x01(\x0e2\x15.mamori.v1.ComplianceR\n" +
 	"compliance\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x03 \x01(\tR\tpageToken\"j\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\x12\x14\n" +
+	"\x05group\x18\x04 \x01(\tR\x05group\"j\n" +
 	"\x13ListDevicesResponse\x12+\n" +
 	"\adevices\x18\x01 \x03(\v2\x11.mamori.v1.DeviceR\adevices\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"]\n" +
@@ -3032,7 +3272,7 @@ const file_mamori_v1_mamori_proto_rawDesc = "" +
 	"\x11GetDeviceResponse\x12)\n" +
 	"\x06device\x18\x01 \x01(\v2\x11.mamori.v1.DeviceR\x06device\x12;\n" +
 	"\rrecent_events\x18\x02 \x03(\v2\x16.mamori.v1.StoredEventR\frecentEvents\"\x15\n" +
-	"\x13FleetSummaryRequest\"\xf0\x01\n" +
+	"\x13FleetSummaryRequest\"\xa1\x02\n" +
 	"\x14FleetSummaryResponse\x12\x14\n" +
 	"\x05total\x18\x01 \x01(\x03R\x05total\x12\x1c\n" +
 	"\tcompliant\x18\x02 \x01(\x03R\tcompliant\x12\"\n" +
@@ -3040,7 +3280,16 @@ const file_mamori_v1_mamori_proto_rawDesc = "" +
 	"\aoffline\x18\x04 \x01(\x03R\aoffline\x12%\n" +
 	"\x0enever_reported\x18\x05 \x01(\x03R\rneverReported\x12\x18\n" +
 	"\arevoked\x18\x06 \x01(\x03R\arevoked\x12%\n" +
-	"\x0epolicy_version\x18\a \x01(\x03R\rpolicyVersion\"\x8f\x01\n" +
+	"\x0epolicy_version\x18\a \x01(\x03R\rpolicyVersion\x12/\n" +
+	"\x06groups\x18\b \x03(\v2\x17.mamori.v1.GroupSummaryR\x06groups\"\xd7\x01\n" +
+	"\fGroupSummary\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\x12\x14\n" +
+	"\x05total\x18\x02 \x01(\x03R\x05total\x12\x1c\n" +
+	"\tcompliant\x18\x03 \x01(\x03R\tcompliant\x12\"\n" +
+	"\fnoncompliant\x18\x04 \x01(\x03R\fnoncompliant\x12\x18\n" +
+	"\aoffline\x18\x05 \x01(\x03R\aoffline\x12%\n" +
+	"\x0enever_reported\x18\x06 \x01(\x03R\rneverReported\x12\x18\n" +
+	"\arevoked\x18\a \x01(\x03R\arevoked\"\x8f\x01\n" +
 	"\vStoredEvent\x12\x1b\n" +
 	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x12&\n" +
 	"\x05event\x18\x02 \x01(\v2\x10.mamori.v1.EventR\x05event\x12;\n" +
@@ -3053,11 +3302,12 @@ const file_mamori_v1_mamori_proto_rawDesc = "" +
 	"page_token\x18\x03 \x01(\tR\tpageToken\"l\n" +
 	"\x12ListEventsResponse\x12.\n" +
 	"\x06events\x18\x01 \x03(\v2\x16.mamori.v1.StoredEventR\x06events\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"s\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x89\x01\n" +
 	"\x1cCreateEnrollmentTokenRequest\x12+\n" +
 	"\x03ttl\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\x12\x12\n" +
 	"\x04uses\x18\x02 \x01(\x05R\x04uses\x12\x12\n" +
-	"\x04note\x18\x03 \x01(\tR\x04note\"\xc6\x01\n" +
+	"\x04note\x18\x03 \x01(\tR\x04note\x12\x14\n" +
+	"\x05group\x18\x04 \x01(\tR\x05group\"\xc6\x01\n" +
 	"\x1dCreateEnrollmentTokenResponse\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12\x19\n" +
 	"\btoken_id\x18\x02 \x01(\tR\atokenId\x129\n" +
@@ -3069,6 +3319,12 @@ const file_mamori_v1_mamori_proto_rawDesc = "" +
 	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"A\n" +
 	"\x14RevokeDeviceResponse\x12)\n" +
+	"\x06device\x18\x01 \x01(\v2\x11.mamori.v1.DeviceR\x06device\"]\n" +
+	"\x15SetDeviceGroupRequest\x12\x16\n" +
+	"\x06device\x18\x01 \x01(\tR\x06device\x12\x14\n" +
+	"\x05group\x18\x02 \x01(\tR\x05group\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"C\n" +
+	"\x16SetDeviceGroupResponse\x12)\n" +
 	"\x06device\x18\x01 \x01(\v2\x11.mamori.v1.DeviceR\x06device\"L\n" +
 	"\x10ListAuditRequest\x12\x1b\n" +
 	"\tafter_seq\x18\x01 \x01(\x03R\bafterSeq\x12\x1b\n" +
@@ -3123,7 +3379,7 @@ const file_mamori_v1_mamori_proto_rawDesc = "" +
 	"\x12COMPLIANCE_REVOKED\x10\x052\x8c\x01\n" +
 	"\fAgentService\x12=\n" +
 	"\x06Enroll\x12\x18.mamori.v1.EnrollRequest\x1a\x19.mamori.v1.EnrollResponse\x12=\n" +
-	"\x06Report\x12\x18.mamori.v1.ReportRequest\x1a\x19.mamori.v1.ReportResponse2\xa9\x06\n" +
+	"\x06Report\x12\x18.mamori.v1.ReportRequest\x1a\x19.mamori.v1.ReportResponse2\x80\a\n" +
 	"\fAdminService\x12L\n" +
 	"\vListDevices\x12\x1d.mamori.v1.ListDevicesRequest\x1a\x1e.mamori.v1.ListDevicesResponse\x12F\n" +
 	"\tGetDevice\x12\x1b.mamori.v1.GetDeviceRequest\x1a\x1c.mamori.v1.GetDeviceResponse\x12O\n" +
@@ -3131,7 +3387,8 @@ const file_mamori_v1_mamori_proto_rawDesc = "" +
 	"\n" +
 	"ListEvents\x12\x1c.mamori.v1.ListEventsRequest\x1a\x1d.mamori.v1.ListEventsResponse\x12j\n" +
 	"\x15CreateEnrollmentToken\x12'.mamori.v1.CreateEnrollmentTokenRequest\x1a(.mamori.v1.CreateEnrollmentTokenResponse\x12O\n" +
-	"\fRevokeDevice\x12\x1e.mamori.v1.RevokeDeviceRequest\x1a\x1f.mamori.v1.RevokeDeviceResponse\x12F\n" +
+	"\fRevokeDevice\x12\x1e.mamori.v1.RevokeDeviceRequest\x1a\x1f.mamori.v1.RevokeDeviceResponse\x12U\n" +
+	"\x0eSetDeviceGroup\x12 .mamori.v1.SetDeviceGroupRequest\x1a!.mamori.v1.SetDeviceGroupResponse\x12F\n" +
 	"\tGetPolicy\x12\x1b.mamori.v1.GetPolicyRequest\x1a\x1c.mamori.v1.GetPolicyResponse\x12F\n" +
 	"\tSetPolicy\x12\x1b.mamori.v1.SetPolicyRequest\x1a\x1c.mamori.v1.SetPolicyResponse\x12R\n" +
 	"\rEnrollMFAUser\x12\x1f.mamori.v1.EnrollMFAUserRequest\x1a .mamori.v1.EnrollMFAUserResponse\x12F\n" +
@@ -3150,7 +3407,7 @@ func file_mamori_v1_mamori_proto_rawDescGZIP() []byte {
 }
 
 var file_mamori_v1_mamori_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_mamori_v1_mamori_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
+var file_mamori_v1_mamori_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
 var file_mamori_v1_mamori_proto_goTypes = []any{
 	(Mode)(0),                             // 0: mamori.v1.Mode
 	(ControlState)(0),                     // 1: mamori.v1.ControlState
@@ -3178,41 +3435,44 @@ var file_mamori_v1_mamori_proto_goTypes = []any{
 	(*GetDeviceResponse)(nil),             // 23: mamori.v1.GetDeviceResponse
 	(*FleetSummaryRequest)(nil),           // 24: mamori.v1.FleetSummaryRequest
 	(*FleetSummaryResponse)(nil),          // 25: mamori.v1.FleetSummaryResponse
-	(*StoredEvent)(nil),                   // 26: mamori.v1.StoredEvent
-	(*ListEventsRequest)(nil),             // 27: mamori.v1.ListEventsRequest
-	(*ListEventsResponse)(nil),            // 28: mamori.v1.ListEventsResponse
-	(*CreateEnrollmentTokenRequest)(nil),  // 29: mamori.v1.CreateEnrollmentTokenRequest
-	(*CreateEnrollmentTokenResponse)(nil), // 30: mamori.v1.CreateEnrollmentTokenResponse
-	(*RevokeDeviceRequest)(nil),           // 31: mamori.v1.RevokeDeviceRequest
-	(*RevokeDeviceResponse)(nil),          // 32: mamori.v1.RevokeDeviceResponse
-	(*ListAuditRequest)(nil),              // 33: mamori.v1.ListAuditRequest
-	(*AuditRecord)(nil),                   // 34: mamori.v1.AuditRecord
-	(*ListAuditResponse)(nil),             // 35: mamori.v1.ListAuditResponse
-	(*GetPolicyRequest)(nil),              // 36: mamori.v1.GetPolicyRequest
-	(*GetPolicyResponse)(nil),             // 37: mamori.v1.GetPolicyResponse
-	(*SetPolicyRequest)(nil),              // 38: mamori.v1.SetPolicyRequest
-	(*SetPolicyResponse)(nil),             // 39: mamori.v1.SetPolicyResponse
-	(*EnrollMFAUserRequest)(nil),          // 40: mamori.v1.EnrollMFAUserRequest
-	(*EnrollMFAUserResponse)(nil),         // 41: mamori.v1.EnrollMFAUserResponse
-	nil,                                   // 42: mamori.v1.ControlStatus.EvidenceEntry
-	nil,                                   // 43: mamori.v1.Event.AttributesEntry
-	nil,                                   // 44: mamori.v1.ControlPolicy.SettingsEntry
-	nil,                                   // 45: mamori.v1.Policy.ControlsEntry
-	(*timestamppb.Timestamp)(nil),         // 46: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),           // 47: google.protobuf.Duration
+	(*GroupSummary)(nil),                  // 26: mamori.v1.GroupSummary
+	(*StoredEvent)(nil),                   // 27: mamori.v1.StoredEvent
+	(*ListEventsRequest)(nil),             // 28: mamori.v1.ListEventsRequest
+	(*ListEventsResponse)(nil),            // 29: mamori.v1.ListEventsResponse
+	(*CreateEnrollmentTokenRequest)(nil),  // 30: mamori.v1.CreateEnrollmentTokenRequest
+	(*CreateEnrollmentTokenResponse)(nil), // 31: mamori.v1.CreateEnrollmentTokenResponse
+	(*RevokeDeviceRequest)(nil),           // 32: mamori.v1.RevokeDeviceRequest
+	(*RevokeDeviceResponse)(nil),          // 33: mamori.v1.RevokeDeviceResponse
+	(*SetDeviceGroupRequest)(nil),         // 34: mamori.v1.SetDeviceGroupRequest
+	(*SetDeviceGroupResponse)(nil),        // 35: mamori.v1.SetDeviceGroupResponse
+	(*ListAuditRequest)(nil),              // 36: mamori.v1.ListAuditRequest
+	(*AuditRecord)(nil),                   // 37: mamori.v1.AuditRecord
+	(*ListAuditResponse)(nil),             // 38: mamori.v1.ListAuditResponse
+	(*GetPolicyRequest)(nil),              // 39: mamori.v1.GetPolicyRequest
+	(*GetPolicyResponse)(nil),             // 40: mamori.v1.GetPolicyResponse
+	(*SetPolicyRequest)(nil),              // 41: mamori.v1.SetPolicyRequest
+	(*SetPolicyResponse)(nil),             // 42: mamori.v1.SetPolicyResponse
+	(*EnrollMFAUserRequest)(nil),          // 43: mamori.v1.EnrollMFAUserRequest
+	(*EnrollMFAUserResponse)(nil),         // 44: mamori.v1.EnrollMFAUserResponse
+	nil,                                   // 45: mamori.v1.ControlStatus.EvidenceEntry
+	nil,                                   // 46: mamori.v1.Event.AttributesEntry
+	nil,                                   // 47: mamori.v1.ControlPolicy.SettingsEntry
+	nil,                                   // 48: mamori.v1.Policy.ControlsEntry
+	(*timestamppb.Timestamp)(nil),         // 49: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),           // 50: google.protobuf.Duration
 }
 var file_mamori_v1_mamori_proto_depIdxs = []int32{
 	0,  // 0: mamori.v1.ControlStatus.mode:type_name -> mamori.v1.Mode
 	1,  // 1: mamori.v1.ControlStatus.state:type_name -> mamori.v1.ControlState
-	42, // 2: mamori.v1.ControlStatus.evidence:type_name -> mamori.v1.ControlStatus.EvidenceEntry
-	46, // 3: mamori.v1.ControlStatus.observed_at:type_name -> google.protobuf.Timestamp
-	46, // 4: mamori.v1.Event.time:type_name -> google.protobuf.Timestamp
-	43, // 5: mamori.v1.Event.attributes:type_name -> mamori.v1.Event.AttributesEntry
+	45, // 2: mamori.v1.ControlStatus.evidence:type_name -> mamori.v1.ControlStatus.EvidenceEntry
+	49, // 3: mamori.v1.ControlStatus.observed_at:type_name -> google.protobuf.Timestamp
+	49, // 4: mamori.v1.Event.time:type_name -> google.protobuf.Timestamp
+	46, // 5: mamori.v1.Event.attributes:type_name -> mamori.v1.Event.AttributesEntry
 	0,  // 6: mamori.v1.ControlPolicy.mode:type_name -> mamori.v1.Mode
-	44, // 7: mamori.v1.ControlPolicy.settings:type_name -> mamori.v1.ControlPolicy.SettingsEntry
-	45, // 8: mamori.v1.Policy.controls:type_name -> mamori.v1.Policy.ControlsEntry
-	47, // 9: mamori.v1.Policy.report_interval:type_name -> google.protobuf.Duration
-	47, // 10: mamori.v1.Policy.max_report_age:type_name -> google.protobuf.Duration
+	47, // 7: mamori.v1.ControlPolicy.settings:type_name -> mamori.v1.ControlPolicy.SettingsEntry
+	48, // 8: mamori.v1.Policy.controls:type_name -> mamori.v1.Policy.ControlsEntry
+	50, // 9: mamori.v1.Policy.report_interval:type_name -> google.protobuf.Duration
+	50, // 10: mamori.v1.Policy.max_report_age:type_name -> google.protobuf.Duration
 	3,  // 11: mamori.v1.EnrollRequest.facts:type_name -> mamori.v1.DeviceFacts
 	9,  // 12: mamori.v1.EnrollRequest.attestation:type_name -> mamori.v1.TpmAttestation
 	11, // 13: mamori.v1.EnrollRequest.answer:type_name -> mamori.v1.ChallengeAnswer
@@ -3221,68 +3481,72 @@ var file_mamori_v1_mamori_proto_depIdxs = []int32{
 	3,  // 16: mamori.v1.ReportRequest.facts:type_name -> mamori.v1.DeviceFacts
 	4,  // 17: mamori.v1.ReportRequest.statuses:type_name -> mamori.v1.ControlStatus
 	5,  // 18: mamori.v1.ReportRequest.events:type_name -> mamori.v1.Event
-	46, // 19: mamori.v1.ReportRequest.sent_at:type_name -> google.protobuf.Timestamp
+	49, // 19: mamori.v1.ReportRequest.sent_at:type_name -> google.protobuf.Timestamp
 	7,  // 20: mamori.v1.ReportResponse.policy:type_name -> mamori.v1.Policy
-	47, // 21: mamori.v1.ReportResponse.next_report_in:type_name -> google.protobuf.Duration
-	46, // 22: mamori.v1.ReportResponse.server_time:type_name -> google.protobuf.Timestamp
+	50, // 21: mamori.v1.ReportResponse.next_report_in:type_name -> google.protobuf.Duration
+	49, // 22: mamori.v1.ReportResponse.server_time:type_name -> google.protobuf.Timestamp
 	15, // 23: mamori.v1.ReportResponse.mfa_bundle:type_name -> mamori.v1.SealedMFABundle
-	46, // 24: mamori.v1.MFABundle.issued_at:type_name -> google.protobuf.Timestamp
+	49, // 24: mamori.v1.MFABundle.issued_at:type_name -> google.protobuf.Timestamp
 	17, // 25: mamori.v1.MFABundle.users:type_name -> mamori.v1.MFAUserSecret
 	4,  // 26: mamori.v1.ControlRecord.status:type_name -> mamori.v1.ControlStatus
-	46, // 27: mamori.v1.ControlRecord.since:type_name -> google.protobuf.Timestamp
+	49, // 27: mamori.v1.ControlRecord.since:type_name -> google.protobuf.Timestamp
 	3,  // 28: mamori.v1.Device.facts:type_name -> mamori.v1.DeviceFacts
 	2,  // 29: mamori.v1.Device.compliance:type_name -> mamori.v1.Compliance
-	46, // 30: mamori.v1.Device.enrolled_at:type_name -> google.protobuf.Timestamp
-	46, // 31: mamori.v1.Device.last_seen:type_name -> google.protobuf.Timestamp
-	46, // 32: mamori.v1.Device.failing_since:type_name -> google.protobuf.Timestamp
-	46, // 33: mamori.v1.Device.offline_since:type_name -> google.protobuf.Timestamp
+	49, // 30: mamori.v1.Device.enrolled_at:type_name -> google.protobuf.Timestamp
+	49, // 31: mamori.v1.Device.last_seen:type_name -> google.protobuf.Timestamp
+	49, // 32: mamori.v1.Device.failing_since:type_name -> google.protobuf.Timestamp
+	49, // 33: mamori.v1.Device.offline_since:type_name -> google.protobuf.Timestamp
 	18, // 34: mamori.v1.Device.controls:type_name -> mamori.v1.ControlRecord
-	46, // 35: mamori.v1.Device.revoked_at:type_name -> google.protobuf.Timestamp
+	49, // 35: mamori.v1.Device.revoked_at:type_name -> google.protobuf.Timestamp
 	2,  // 36: mamori.v1.ListDevicesRequest.compliance:type_name -> mamori.v1.Compliance
 	19, // 37: mamori.v1.ListDevicesResponse.devices:type_name -> mamori.v1.Device
 	19, // 38: mamori.v1.GetDeviceResponse.device:type_name -> mamori.v1.Device
-	26, // 39: mamori.v1.GetDeviceResponse.recent_events:type_name -> mamori.v1.StoredEvent
-	5,  // 40: mamori.v1.StoredEvent.event:type_name -> mamori.v1.Event
-	46, // 41: mamori.v1.StoredEvent.received_at:type_name -> google.protobuf.Timestamp
-	26, // 42: mamori.v1.ListEventsResponse.events:type_name -> mamori.v1.StoredEvent
-	47, // 43: mamori.v1.CreateEnrollmentTokenRequest.ttl:type_name -> google.protobuf.Duration
-	46, // 44: mamori.v1.CreateEnrollmentTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
-	19, // 45: mamori.v1.RevokeDeviceResponse.device:type_name -> mamori.v1.Device
-	46, // 46: mamori.v1.AuditRecord.at:type_name -> google.protobuf.Timestamp
-	34, // 47: mamori.v1.ListAuditResponse.records:type_name -> mamori.v1.AuditRecord
-	7,  // 48: mamori.v1.GetPolicyResponse.policy:type_name -> mamori.v1.Policy
-	7,  // 49: mamori.v1.SetPolicyRequest.policy:type_name -> mamori.v1.Policy
-	7,  // 50: mamori.v1.SetPolicyResponse.policy:type_name -> mamori.v1.Policy
-	6,  // 51: mamori.v1.Policy.ControlsEntry.value:type_name -> mamori.v1.ControlPolicy
-	8,  // 52: mamori.v1.AgentService.Enroll:input_type -> mamori.v1.EnrollRequest
-	13, // 53: mamori.v1.AgentService.Report:input_type -> mamori.v1.ReportRequest
-	20, // 54: mamori.v1.AdminService.ListDevices:input_type -> mamori.v1.ListDevicesRequest
-	22, // 55: mamori.v1.AdminService.GetDevice:input_type -> mamori.v1.GetDeviceRequest
-	24, // 56: mamori.v1.AdminService.FleetSummary:input_type -> mamori.v1.FleetSummaryRequest
-	27, // 57: mamori.v1.AdminService.ListEvents:input_type -> mamori.v1.ListEventsRequest
-	29, // 58: mamori.v1.AdminService.CreateEnrollmentToken:input_type -> mamori.v1.CreateEnrollmentTokenRequest
-	31, // 59: mamori.v1.AdminService.RevokeDevice:input_type -> mamori.v1.RevokeDeviceRequest
-	36, // 60: mamori.v1.AdminService.GetPolicy:input_type -> mamori.v1.GetPolicyRequest
-	38, // 61: mamori.v1.AdminService.SetPolicy:input_type -> mamori.v1.SetPolicyRequest
-	40, // 62: mamori.v1.AdminService.EnrollMFAUser:input_type -> mamori.v1.EnrollMFAUserRequest
-	33, // 63: mamori.v1.AdminService.ListAudit:input_type -> mamori.v1.ListAuditRequest
-	12, // 64: mamori.v1.AgentService.Enroll:output_type -> mamori.v1.EnrollResponse
-	14, // 65: mamori.v1.AgentService.Report:output_type -> mamori.v1.ReportResponse
-	21, // 66: mamori.v1.AdminService.ListDevices:output_type -> mamori.v1.ListDevicesResponse
-	23, // 67: mamori.v1.AdminService.GetDevice:output_type -> mamori.v1.GetDeviceResponse
-	25, // 68: mamori.v1.AdminService.FleetSummary:output_type -> mamori.v1.FleetSummaryResponse
-	28, // 69: mamori.v1.AdminService.ListEvents:output_type -> mamori.v1.ListEventsResponse
-	30, // 70: mamori.v1.AdminService.CreateEnrollmentToken:output_type -> mamori.v1.CreateEnrollmentTokenResponse
-	32, // 71: mamori.v1.AdminService.RevokeDevice:output_type -> mamori.v1.RevokeDeviceResponse
-	37, // 72: mamori.v1.AdminService.GetPolicy:output_type -> mamori.v1.GetPolicyResponse
-	39, // 73: mamori.v1.AdminService.SetPolicy:output_type -> mamori.v1.SetPolicyResponse
-	41, // 74: mamori.v1.AdminService.EnrollMFAUser:output_type -> mamori.v1.EnrollMFAUserResponse
-	35, // 75: mamori.v1.AdminService.ListAudit:output_type -> mamori.v1.ListAuditResponse
-	64, // [64:76] is the sub-list for method output_type
-	52, // [52:64] is the sub-list for method input_type
-	52, // [52:52] is the sub-list for extension type_name
-	52, // [52:52] is the sub-list for extension extendee
-	0,  // [0:52] is the sub-list for field type_name
+	27, // 39: mamori.v1.GetDeviceResponse.recent_events:type_name -> mamori.v1.StoredEvent
+	26, // 40: mamori.v1.FleetSummaryResponse.groups:type_name -> mamori.v1.GroupSummary
+	5,  // 41: mamori.v1.StoredEvent.event:type_name -> mamori.v1.Event
+	49, // 42: mamori.v1.StoredEvent.received_at:type_name -> google.protobuf.Timestamp
+	27, // 43: mamori.v1.ListEventsResponse.events:type_name -> mamori.v1.StoredEvent
+	50, // 44: mamori.v1.CreateEnrollmentTokenRequest.ttl:type_name -> google.protobuf.Duration
+	49, // 45: mamori.v1.CreateEnrollmentTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
+	19, // 46: mamori.v1.RevokeDeviceResponse.device:type_name -> mamori.v1.Device
+	19, // 47: mamori.v1.SetDeviceGroupResponse.device:type_name -> mamori.v1.Device
+	49, // 48: mamori.v1.AuditRecord.at:type_name -> google.protobuf.Timestamp
+	37, // 49: mamori.v1.ListAuditResponse.records:type_name -> mamori.v1.AuditRecord
+	7,  // 50: mamori.v1.GetPolicyResponse.policy:type_name -> mamori.v1.Policy
+	7,  // 51: mamori.v1.SetPolicyRequest.policy:type_name -> mamori.v1.Policy
+	7,  // 52: mamori.v1.SetPolicyResponse.policy:type_name -> mamori.v1.Policy
+	6,  // 53: mamori.v1.Policy.ControlsEntry.value:type_name -> mamori.v1.ControlPolicy
+	8,  // 54: mamori.v1.AgentService.Enroll:input_type -> mamori.v1.EnrollRequest
+	13, // 55: mamori.v1.AgentService.Report:input_type -> mamori.v1.ReportRequest
+	20, // 56: mamori.v1.AdminService.ListDevices:input_type -> mamori.v1.ListDevicesRequest
+	22, // 57: mamori.v1.AdminService.GetDevice:input_type -> mamori.v1.GetDeviceRequest
+	24, // 58: mamori.v1.AdminService.FleetSummary:input_type -> mamori.v1.FleetSummaryRequest
+	28, // 59: mamori.v1.AdminService.ListEvents:input_type -> mamori.v1.ListEventsRequest
+	30, // 60: mamori.v1.AdminService.CreateEnrollmentToken:input_type -> mamori.v1.CreateEnrollmentTokenRequest
+	32, // 61: mamori.v1.AdminService.RevokeDevice:input_type -> mamori.v1.RevokeDeviceRequest
+	34, // 62: mamori.v1.AdminService.SetDeviceGroup:input_type -> mamori.v1.SetDeviceGroupRequest
+	39, // 63: mamori.v1.AdminService.GetPolicy:input_type -> mamori.v1.GetPolicyRequest
+	41, // 64: mamori.v1.AdminService.SetPolicy:input_type -> mamori.v1.SetPolicyRequest
+	43, // 65: mamori.v1.AdminService.EnrollMFAUser:input_type -> mamori.v1.EnrollMFAUserRequest
+	36, // 66: mamori.v1.AdminService.ListAudit:input_type -> mamori.v1.ListAuditRequest
+	12, // 67: mamori.v1.AgentService.Enroll:output_type -> mamori.v1.EnrollResponse
+	14, // 68: mamori.v1.AgentService.Report:output_type -> mamori.v1.ReportResponse
+	21, // 69: mamori.v1.AdminService.ListDevices:output_type -> mamori.v1.ListDevicesResponse
+	23, // 70: mamori.v1.AdminService.GetDevice:output_type -> mamori.v1.GetDeviceResponse
+	25, // 71: mamori.v1.AdminService.FleetSummary:output_type -> mamori.v1.FleetSummaryResponse
+	29, // 72: mamori.v1.AdminService.ListEvents:output_type -> mamori.v1.ListEventsResponse
+	31, // 73: mamori.v1.AdminService.CreateEnrollmentToken:output_type -> mamori.v1.CreateEnrollmentTokenResponse
+	33, // 74: mamori.v1.AdminService.RevokeDevice:output_type -> mamori.v1.RevokeDeviceResponse
+	35, // 75: mamori.v1.AdminService.SetDeviceGroup:output_type -> mamori.v1.SetDeviceGroupResponse
+	40, // 76: mamori.v1.AdminService.GetPolicy:output_type -> mamori.v1.GetPolicyResponse
+	42, // 77: mamori.v1.AdminService.SetPolicy:output_type -> mamori.v1.SetPolicyResponse
+	44, // 78: mamori.v1.AdminService.EnrollMFAUser:output_type -> mamori.v1.EnrollMFAUserResponse
+	38, // 79: mamori.v1.AdminService.ListAudit:output_type -> mamori.v1.ListAuditResponse
+	67, // [67:80] is the sub-list for method output_type
+	54, // [54:67] is the sub-list for method input_type
+	54, // [54:54] is the sub-list for extension type_name
+	54, // [54:54] is the sub-list for extension extendee
+	0,  // [0:54] is the sub-list for field type_name
 }
 
 func init() { file_mamori_v1_mamori_proto_init() }
@@ -3296,7 +3560,7 @@ func file_mamori_v1_mamori_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mamori_v1_mamori_proto_rawDesc), len(file_mamori_v1_mamori_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   43,
+			NumMessages:   46,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

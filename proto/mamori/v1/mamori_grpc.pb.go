@@ -203,6 +203,7 @@ const (
 	AdminService_ListEvents_FullMethodName            = "/mamori.v1.AdminService/ListEvents"
 	AdminService_CreateEnrollmentToken_FullMethodName = "/mamori.v1.AdminService/CreateEnrollmentToken"
 	AdminService_RevokeDevice_FullMethodName          = "/mamori.v1.AdminService/RevokeDevice"
+	AdminService_SetDeviceGroup_FullMethodName        = "/mamori.v1.AdminService/SetDeviceGroup"
 	AdminService_GetPolicy_FullMethodName             = "/mamori.v1.AdminService/GetPolicy"
 	AdminService_SetPolicy_FullMethodName             = "/mamori.v1.AdminService/SetPolicy"
 	AdminService_EnrollMFAUser_FullMethodName         = "/mamori.v1.AdminService/EnrollMFAUser"
@@ -223,6 +224,8 @@ type AdminServiceClient interface {
 	ListEvents(ctx context.Context, in *ListEventsRequest, opts ...grpc.CallOption) (*ListEventsResponse, error)
 	CreateEnrollmentToken(ctx context.Context, in *CreateEnrollmentTokenRequest, opts ...grpc.CallOption) (*CreateEnrollmentTokenResponse, error)
 	RevokeDevice(ctx context.Context, in *RevokeDeviceRequest, opts ...grpc.CallOption) (*RevokeDeviceResponse, error)
+	// SetDeviceGroup moves a device to a device group (所属). Officer.
+	SetDeviceGroup(ctx context.Context, in *SetDeviceGroupRequest, opts ...grpc.CallOption) (*SetDeviceGroupResponse, error)
 	GetPolicy(ctx context.Context, in *GetPolicyRequest, opts ...grpc.CallOption) (*GetPolicyResponse, error)
 	SetPolicy(ctx context.Context, in *SetPolicyRequest, opts ...grpc.CallOption) (*SetPolicyResponse, error)
 	// EnrollMFAUser makes a new TOTP secret and recovery codes for a login
@@ -303,6 +306,16 @@ func (c *adminServiceClient) RevokeDevice(ctx context.Context, in *RevokeDeviceR
 	return out, nil
 }
 
+func (c *adminServiceClient) SetDeviceGroup(ctx context.Context, in *SetDeviceGroupRequest, opts ...grpc.CallOption) (*SetDeviceGroupResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetDeviceGroupResponse)
+	err := c.cc.Invoke(ctx, AdminService_SetDeviceGroup_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *adminServiceClient) GetPolicy(ctx context.Context, in *GetPolicyRequest, opts ...grpc.CallOption) (*GetPolicyResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(GetPolicyResponse)
@@ -357,6 +370,8 @@ type AdminServiceServer interface {
 	ListEvents(context.Context, *ListEventsRequest) (*ListEventsResponse, error)
 	CreateEnrollmentToken(context.Context, *CreateEnrollmentTokenRequest) (*CreateEnrollmentTokenResponse, error)
 	RevokeDevice(context.Context, *RevokeDeviceRequest) (*RevokeDeviceResponse, error)
+	// SetDeviceGroup moves a device to a device group (所属). Officer.
+	SetDeviceGroup(context.Context, *SetDeviceGroupRequest) (*SetDeviceGroupResponse, error)
 	GetPolicy(context.Context, *GetPolicyRequest) (*GetPolicyResponse, error)
 	SetPolicy(context.Context, *SetPolicyRequest) (*SetPolicyResponse, error)
 	// EnrollMFAUser makes a new TOTP secret and recovery codes for a login
@@ -394,6 +409,9 @@ func (UnimplementedAdminServiceServer) CreateEnrollmentToken(context.Context, *C
 }
 func (UnimplementedAdminServiceServer) RevokeDevice(context.Context, *RevokeDeviceRequest) (*RevokeDeviceResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RevokeDevice not implemented")
+}
+func (UnimplementedAdminServiceServer) SetDeviceGroup(context.Context, *SetDeviceGroupRequest) (*SetDeviceGroupResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetDeviceGroup not implemented")
 }
 func (UnimplementedAdminServiceServer) GetPolicy(context.Context, *GetPolicyRequest) (*GetPolicyResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetPolicy not implemented")
@@ -536,6 +554,24 @@ func _AdminService_RevokeDevice_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_SetDeviceGroup_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetDeviceGroupRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).SetDeviceGroup(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_SetDeviceGroup_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).SetDeviceGroup(ctx, req.(*SetDeviceGroupRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _AdminService_GetPolicy_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(GetPolicyRequest)
 	if err := dec(in); err != nil {
@@ -638,6 +674,10 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RevokeDevice",
 			Handler:    _AdminService_RevokeDevice_Handler,
+		},
+		{
+			MethodName: "SetDeviceGroup",
+			Handler:    _AdminService_SetDeviceGroup_Handler,
 		},
 		{
 			MethodName: "GetPolicy",

@@ -15,9 +15,9 @@ import (
 
 // CreateToken stores an enrolment token (its hash only).
 func (s *Store) CreateToken(ctx context.Context, t store.Token) error {
-	_, err := s.pool.Exec(ctx, `INSERT INTO tokens (id, hash, created_at, expires_at, uses, used, note, created_by)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, t.ID, t.Hash, codec.Time(t.CreatedAt), codec.Time(t.ExpiresAt),
-		t.Uses, t.Used, t.Note, t.CreatedBy)
+	_, err := s.pool.Exec(ctx, `INSERT INTO tokens (id, hash, created_at, expires_at, uses, used, note, created_by, device_group)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`, t.ID, t.Hash, codec.Time(t.CreatedAt), codec.Time(t.ExpiresAt),
+		t.Uses, t.Used, t.Note, t.CreatedBy, t.Group)
 	if isUnique(err) {
 		return fmt.Errorf("create token %s: %w", t.ID, store.ErrConflict)
 	}
@@ -37,9 +37,10 @@ func (s *Store) Enroll(ctx context.Context, p store.EnrollParams) (store.EnrollR
 			tokenID    string
 			expires    time.Time
 			uses, used int
+			group      string
 		)
-		err := tx.QueryRow(ctx, "SELECT id, expires_at, uses, used FROM tokens WHERE hash = $1 FOR UPDATE", p.TokenHash).
-			Scan(&tokenID, &expires, &uses, &used)
+		err := tx.QueryRow(ctx, "SELECT id, expires_at, uses, used, device_group FROM tokens WHERE hash = $1 FOR UPDATE", p.TokenHash).
+			Scan(&tokenID, &expires, &uses, &used, &group)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return store.ErrTokenUnknown
 		}
@@ -94,9 +95,10 @@ func (s *Store) Enroll(ctx context.Context, p store.EnrollParams) (store.EnrollR
 				verdict = CASE WHEN revoked_at IS NULL THEN verdict ELSE $5 END,
 				reasons = CASE WHEN revoked_at IS NULL THEN reasons ELSE '[]' END,
 				revoked_at = NULL, revoked_reason = '',
-				ek_fingerprint = COALESCE($6, ek_fingerprint), key_attested = $7
+				ek_fingerprint = COALESCE($6, ek_fingerprint), key_attested = $7,
+				device_group = CASE WHEN $9 = '' THEN device_group ELSE $9 END
 				WHERE id = $8`, facts, p.Facts.GetHostname(), now, serial, store.VerdictNeverReported,
-				nullString(p.EKFingerprint), p.EKFingerprint != "", deviceID)
+				nullString(p.EKFingerprint), p.EKFingerprint != "", deviceID, group)
 			if err == nil && byEK && machineID != "" {
 				// The same TPM with a new machine ID: the machine was
 				// re-imaged. The EK names the device.
@@ -110,9 +112,9 @@ func (s *Store) Enroll(ctx context.Context, p store.EnrollParams) (store.EnrollR
 			if machineID != "" {
 				mid = machineID
 			}
-			_, err = tx.Exec(ctx, `INSERT INTO devices (id, machine_id, hostname, facts, enrolled_at, cert_serial, verdict, ek_fingerprint, key_attested)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`, deviceID, mid, p.Facts.GetHostname(), facts, now, serial, store.VerdictNeverReported,
-				nullString(p.EKFingerprint), p.EKFingerprint != "")
+			_, err = tx.Exec(ctx, `INSERT INTO devices (id, machine_id, hostname, facts, enrolled_at, cert_serial, verdict, ek_fingerprint, key_attested, device_group)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`, deviceID, mid, p.Facts.GetHostname(), facts, now, serial, store.VerdictNeverReported,
+				nullString(p.EKFingerprint), p.EKFingerprint != "", group)
 			if isUnique(err) {
 				return fmt.Errorf("enrol %s: %w", deviceID, store.ErrConflict)
 			}

@@ -14,7 +14,7 @@ import (
 )
 
 const deviceCols = `id, facts, enrolled_at, cert_serial, last_seen, verdict, reasons,
-	failing_since, policy_version, controls, revoked_at, revoked_reason, ek_fingerprint, key_attested`
+	failing_since, policy_version, controls, revoked_at, revoked_reason, ek_fingerprint, key_attested, device_group`
 
 type scanner interface{ Scan(dest ...any) error }
 
@@ -28,7 +28,7 @@ func scanDevice(sc scanner) (store.Device, error) {
 		ek                                sql.NullString
 	)
 	if err := sc.Scan(&d.ID, &facts, &enrolled, &d.CertSerial, &lastSeen, &d.Verdict, &reasons,
-		&failingSince, &d.PolicyVersion, &controls, &revokedAt, &d.RevokedReason, &ek, &d.KeyAttested); err != nil {
+		&failingSince, &d.PolicyVersion, &controls, &revokedAt, &d.RevokedReason, &ek, &d.KeyAttested, &d.Group); err != nil {
 		return store.Device{}, err
 	}
 	var err error
@@ -197,4 +197,53 @@ func (s *Store) ControlHistory(ctx context.Context, deviceID string, limit int) 
 		return nil, fmt.Errorf("control history of %s: %w", deviceID, err)
 	}
 	return hs, nil
+}
+
+// CountFleetByGroup counts devices by group and derived compliance in one
+// pass over the (device_group, verdict, last_seen) index.
+func (s *Store) CountFleetByGroup(ctx context.Context, offlineBefore time.Time) ([]store.GroupCounts, error) {
+	off := int64(-1 << 63)
+	if !offlineBefore.IsZero() {
+		off = offlineBefore.UnixMicro()
+	}
+	rows, err := s.r.QueryContext(ctx, `SELECT device_group, verdict, count(*), count(*) FILTER (WHERE last_seen < ?)
+		FROM devices GROUP BY device_group, verdict ORDER BY device_group`, off)
+	if err != nil {
+		return nil, fmt.Errorf("count fleet by group: %w", err)
+	}
+	defer rows.Close()
+	var out []store.GroupCounts
+	for rows.Next() {
+		var (
+			g, v        string
+			n, nOffline int64
+		)
+		if err := rows.Scan(&g, &v, &n, &nOffline); err != nil {
+			return nil, fmt.Errorf("count fleet by group: %w", err)
+		}
+		if len(out) == 0 || out[len(out)-1].Group != g {
+			out = append(out, store.GroupCounts{Group: g})
+		}
+		if err := sqlgen.AddCount(&out[len(out)-1].FleetCounts, v, n, nOffline); err != nil {
+			return nil, err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("count fleet by group: %w", err)
+	}
+	return out, nil
+}
+
+// SetDeviceGroup moves a device to a group (” for none).
+func (s *Store) SetDeviceGroup(ctx context.Context, id, group string) (store.Device, error) {
+	var d store.Device
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, "UPDATE devices SET device_group = ? WHERE id = ?", group, id); err != nil {
+			return fmt.Errorf("set group of device %s: %w", id, err)
+		}
+		var err error
+		d, err = getDevice(ctx, tx, id)
+		return err
+	})
+	return d, err
 }

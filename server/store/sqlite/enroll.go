@@ -15,9 +15,9 @@ import (
 // CreateToken stores an enrolment token (its hash only).
 func (s *Store) CreateToken(ctx context.Context, t store.Token) error {
 	return s.write(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO tokens (id, hash, created_at, expires_at, uses, used, note, created_by)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, t.ID, t.Hash, codec.Time(t.CreatedAt).UnixMicro(),
-			codec.Time(t.ExpiresAt).UnixMicro(), t.Uses, t.Used, t.Note, t.CreatedBy)
+		_, err := tx.ExecContext(ctx, `INSERT INTO tokens (id, hash, created_at, expires_at, uses, used, note, created_by, device_group)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, t.ID, t.Hash, codec.Time(t.CreatedAt).UnixMicro(),
+			codec.Time(t.ExpiresAt).UnixMicro(), t.Uses, t.Used, t.Note, t.CreatedBy, t.Group)
 		if isUnique(err) {
 			return fmt.Errorf("create token %s: %w", t.ID, store.ErrConflict)
 		}
@@ -37,9 +37,10 @@ func (s *Store) Enroll(ctx context.Context, p store.EnrollParams) (store.EnrollR
 			tokenID    string
 			expires    int64
 			uses, used int
+			group      string
 		)
-		err := tx.QueryRowContext(ctx, "SELECT id, expires_at, uses, used FROM tokens WHERE hash = ?", p.TokenHash).
-			Scan(&tokenID, &expires, &uses, &used)
+		err := tx.QueryRowContext(ctx, "SELECT id, expires_at, uses, used, device_group FROM tokens WHERE hash = ?", p.TokenHash).
+			Scan(&tokenID, &expires, &uses, &used, &group)
 		if errors.Is(err, sql.ErrNoRows) {
 			return store.ErrTokenUnknown
 		}
@@ -94,9 +95,10 @@ func (s *Store) Enroll(ctx context.Context, p store.EnrollParams) (store.EnrollR
 				verdict = CASE WHEN revoked_at IS NULL THEN verdict ELSE ? END,
 				reasons = CASE WHEN revoked_at IS NULL THEN reasons ELSE '[]' END,
 				revoked_at = NULL, revoked_reason = '',
-				ek_fingerprint = COALESCE(?, ek_fingerprint), key_attested = ?
+				ek_fingerprint = COALESCE(?, ek_fingerprint), key_attested = ?,
+				device_group = CASE WHEN ? = '' THEN device_group ELSE ? END
 				WHERE id = ?`, facts, p.Facts.GetHostname(), now, serial, store.VerdictNeverReported,
-				nullString(p.EKFingerprint), p.EKFingerprint != "", deviceID)
+				nullString(p.EKFingerprint), p.EKFingerprint != "", group, group, deviceID)
 			if err == nil && byEK && machineID != "" {
 				// The same TPM with a new machine ID: the machine was
 				// re-imaged. The EK names the device.
@@ -106,9 +108,9 @@ func (s *Store) Enroll(ctx context.Context, p store.EnrollParams) (store.EnrollR
 				}
 			}
 		} else {
-			_, err = tx.ExecContext(ctx, `INSERT INTO devices (id, machine_id, hostname, facts, enrolled_at, cert_serial, verdict, ek_fingerprint, key_attested)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, deviceID, nullString(machineID), p.Facts.GetHostname(), facts, now, serial, store.VerdictNeverReported,
-				nullString(p.EKFingerprint), p.EKFingerprint != "")
+			_, err = tx.ExecContext(ctx, `INSERT INTO devices (id, machine_id, hostname, facts, enrolled_at, cert_serial, verdict, ek_fingerprint, key_attested, device_group)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, deviceID, nullString(machineID), p.Facts.GetHostname(), facts, now, serial, store.VerdictNeverReported,
+				nullString(p.EKFingerprint), p.EKFingerprint != "", group)
 			if isUnique(err) {
 				return fmt.Errorf("enrol %s: %w", deviceID, store.ErrConflict)
 			}

@@ -58,6 +58,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"TimePrecision", testTimePrecision},
 		{"OddInput", testOddInput},
 		{"MFAUsers", testMFAUsers},
+		{"Groups", testGroups},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -56,6 +56,9 @@ func DeviceWhere(a *Args, f store.DeviceFilter, tm func(time.Time) any) (string,
 	default:
 		return "", fmt.Errorf("device filter: unknown compliance %v", f.Compliance)
 	}
+	if f.Group != "" {
+		cond += " AND device_group = " + a.Bind(f.Group)
+	}
 	if f.AfterID != "" {
 		cond += " AND id > " + a.Bind(f.AfterID)
 	}

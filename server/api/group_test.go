@@ -1,0 +1,76 @@
+package api_test
+
+import (
+	"strings"
+	"testing"
+
+	"google.golang.org/grpc/codes"
+
+	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
+	"github.com/mamori-dev/mamori/server/auth"
+	"github.com/mamori-dev/mamori/server/servertest"
+)
+
+// TestDeviceGroups: a token's group reaches the device it enrols; fleet
+// counts split by group; only an officer moves a device, with a reason,
+// and the move is in the audit log; hostile group names are refused.
+func TestDeviceGroups(t *testing.T) {
+	h := servertest.Start(t, servertest.Options{})
+	admin := h.Admin(t, h.AdminToken)
+	tok, err := admin.CreateEnrollmentToken(ctx, &mamoriv1.CreateEnrollmentTokenRequest{Uses: 2, Group: "市民課"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := h.Enroll(t, tok.Token, servertest.Facts("pc-a", "machine-a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := enroll(t, h, "pc-b")
+	if g := deviceState(t, h, a.ID).Group; g != "市民課" {
+		t.Fatalf("device enrolled with a 市民課 token is in group %q", g)
+	}
+	f := fleet(t, h)
+	if len(f.Groups) != 2 || f.Groups[0].Group != "" || f.Groups[0].Total != 1 || f.Groups[1].Group != "市民課" || f.Groups[1].NeverReported != 1 {
+		t.Fatalf("fleet groups = %v", f.Groups)
+	}
+	list, err := admin.ListDevices(ctx, &mamoriv1.ListDevicesRequest{Group: "市民課"})
+	if err != nil || len(list.Devices) != 1 || list.Devices[0].Id != a.ID {
+		t.Fatalf("ListDevices group=市民課: %v %v", list, err)
+	}
+
+	helpdesk := h.Admin(t, h.Operator(t, "yamada", auth.RoleHelpdesk))
+	_, err = helpdesk.SetDeviceGroup(ctx, &mamoriv1.SetDeviceGroupRequest{Device: b.ID, Group: "税務課", Reason: "move"})
+	wantCode(t, err, codes.PermissionDenied)
+
+	officer := h.Admin(t, h.Operator(t, "suzuki", auth.RoleOfficer))
+	_, err = officer.SetDeviceGroup(ctx, &mamoriv1.SetDeviceGroupRequest{Device: b.ID, Group: "税務課"})
+	wantCode(t, err, codes.InvalidArgument) // no reason
+	for name, g := range map[string]string{
+		"control character": "税務\n課",
+		"too long":          strings.Repeat("課", 65),
+		"leading space":     " 税務課",
+		"bidi override":     "課\u202e税務",
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := officer.SetDeviceGroup(ctx, &mamoriv1.SetDeviceGroupRequest{Device: b.ID, Group: g, Reason: "x"})
+			wantCode(t, err, codes.InvalidArgument)
+			_, err = admin.CreateEnrollmentToken(ctx, &mamoriv1.CreateEnrollmentTokenRequest{Group: g})
+			wantCode(t, err, codes.InvalidArgument)
+		})
+	}
+	_, err = officer.SetDeviceGroup(ctx, &mamoriv1.SetDeviceGroupRequest{Device: "no-such-device", Group: "x", Reason: "x"})
+	wantCode(t, err, codes.NotFound)
+
+	moved, err := officer.SetDeviceGroup(ctx, &mamoriv1.SetDeviceGroupRequest{Device: "pc-b", Group: "税務課", Reason: "異動"})
+	if err != nil || moved.Device.Group != "税務課" {
+		t.Fatalf("set group by hostname: %v %v", moved, err)
+	}
+	audit, err := admin.ListAudit(ctx, &mamoriv1.ListAuditRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := audit.Records[len(audit.Records)-1]
+	if last.Action != "device.group" || last.Target != b.ID || !strings.Contains(last.Detail, "税務課") || !strings.Contains(last.Detail, "異動") {
+		t.Fatalf("last audit record = %v", last)
+	}
+}
