@@ -58,6 +58,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"TimePrecision", testTimePrecision},
 		{"OddInput", testOddInput},
 		{"MFAUsers", testMFAUsers},
+		{"MFALifecycle", testMFALifecycle},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

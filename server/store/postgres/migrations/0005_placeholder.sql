@@ -1,0 +1,3 @@
+-- Placeholder on branch mfa-lifecycle only: version 5 belongs to another
+-- branch. Drop this file when merging (the real 0005_*.sql takes its place).
+SELECT 1;
