@@ -76,17 +76,18 @@ func ParseSeedCSV(data []byte) ([]SeedRow, error) {
 		if errors.Is(err, io.EOF) {
 			break
 		}
-		line, _ := r.FieldPos(0)
 		if err != nil {
 			var pe *csv.ParseError
 			if errors.As(err, &pe) {
 				fail(pe.Line, "not CSV: %v", pe.Err)
 			} else {
-				fail(line, "not CSV")
+				errs = append(errs, "not CSV")
 			}
 			// The reader cannot resync reliably after a quoting error.
 			break
 		}
+		line, _ := r.FieldPos(0) // only valid after a record was read
+
 		isHeader := first && len(rec) >= 1 && strings.EqualFold(strings.TrimSpace(rec[0]), "serial")
 		first = false
 		if isHeader {
