@@ -25,9 +25,6 @@ const (
 	eventTempCodeUsed = "mfa_temp_code_used"
 )
 
-// maxReasonLen bounds the free text kept in the audit trail.
-const maxReasonLen = 512
-
 func (s *Server) mfaUser(raw string) (string, error) {
 	user := strings.TrimSpace(raw)
 	if err := mfa.ValidUser(user); err != nil {
@@ -48,7 +45,7 @@ func (s *Server) ResetMFAUser(ctx context.Context, req *mamoriv1.ResetMFAUserReq
 		return nil, err
 	}
 	reason := strings.TrimSpace(req.Reason)
-	if err := checkString("reason", reason, maxReasonLen); err != nil {
+	if err := checkString("reason", reason, maxNoteLength); err != nil {
 		return nil, err
 	}
 	gen, err := s.store.DeleteMFAUser(ctx, user)

@@ -25,6 +25,7 @@ import (
 	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
 	"github.com/mamori-dev/mamori/server/auth"
 	"github.com/mamori-dev/mamori/server/servertest"
+	"github.com/mamori-dev/mamori/server/store"
 	"github.com/mamori-dev/mamori/server/store/pgtest"
 )
 
@@ -315,7 +316,19 @@ func TestMFALifecycleRoles(t *testing.T) {
 	noToken := mamoriv1.NewAdminServiceClient(h.Dial(t, pki.ClientTLSConfig(h.CAPool(), nil, "localhost")))
 	badToken := mamoriv1.NewAdminServiceClient(h.Dial(t, pki.ClientTLSConfig(h.CAPool(), nil, "localhost"),
 		grpc.WithPerRPCCredentials(servertest.Bearer("mmo_not-a-real-token"))))
-	for name, c := range map[string]mamoriv1.AdminServiceClient{"no token": noToken, "malformed token": badToken} {
+	// A disabled officer, and an operator whose stored role is none of
+	// ours ("readonly"): refused like no token at all.
+	stored := func(role string, disabled time.Time) mamoriv1.AdminServiceClient {
+		tok := auth.NewToken(auth.OperatorTokenPrefix)
+		if err := h.Srv.Store().CreateOperator(ctx, store.Operator{ID: uuid.NewString(), Name: role, Role: role,
+			TokenHash: auth.HashToken(tok.Reveal()), CreatedAt: h.Clock.Now(), DisabledAt: disabled}); err != nil {
+			t.Fatal(err)
+		}
+		return h.Admin(t, tok.Reveal())
+	}
+	disabled, readonly := stored("officer", h.Clock.Now()), stored("readonly", time.Time{})
+	for name, c := range map[string]mamoriv1.AdminServiceClient{"no token": noToken, "malformed token": badToken,
+		"disabled officer": disabled, "readonly role": readonly} {
 		calls := map[string]func() error{
 			"unlock": func() error {
 				_, err := c.UnlockMFAUser(ctx, &mamoriv1.UnlockMFAUserRequest{User: "tanaka"})
@@ -333,8 +346,9 @@ func TestMFALifecycleRoles(t *testing.T) {
 			"list":   func() error { _, err := c.ListMFAUsers(ctx, &mamoriv1.ListMFAUsersRequest{}); return err },
 		}
 		for call, fn := range calls {
-			if got := status.Code(fn()); got != codes.Unauthenticated {
-				t.Errorf("%s, %s: %v; want Unauthenticated", name, call, got)
+			got := status.Code(fn())
+			if got == codes.OK || (name != "readonly role" && got != codes.Unauthenticated) {
+				t.Errorf("%s, %s: %v; want refused (Unauthenticated)", name, call, got)
 			}
 		}
 	}
