@@ -235,6 +235,11 @@ func (s *Server) ListMFAUsers(ctx context.Context, _ *mamoriv1.ListMFAUsersReque
 
 var codeIDRE = regexp.MustCompile(`^[0-9a-f]{16}$`)
 
+// maxCodeUsersPerReport bounds the write transactions one report can cause
+// (one per user whose codes it reports used); a terminal does not see more
+// than a few logins between two reports.
+const maxCodeUsersPerReport = 32
+
 // consumeMFACodes marks the one-time codes a terminal reports as used, so
 // every other terminal's next bundle drops them. It runs after the
 // report is stored; an error fails the report, so the agent sends it
@@ -252,7 +257,12 @@ func (s *Server) consumeMFACodes(ctx context.Context, deviceID string, evs []*ma
 		if byUser == nil {
 			byUser = map[string][]string{}
 		}
-		if !slices.Contains(byUser[user], id) {
+		if _, seen := byUser[user]; !seen && len(byUser) >= maxCodeUsersPerReport {
+			s.log.WarnContext(ctx, "one-time code uses of more users than one report may consume; the rest are ignored",
+				"device", deviceID, "limit", maxCodeUsersPerReport)
+			break
+		}
+		if !slices.Contains(byUser[user], id) && len(byUser[user]) < MaxMapEntries {
 			byUser[user] = append(byUser[user], id)
 		}
 	}

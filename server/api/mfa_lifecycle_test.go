@@ -462,6 +462,18 @@ func TestMFALifecycleHostileInput(t *testing.T) {
 	_, err = officer.ResetMFAUser(ctx, &mamoriv1.ResetMFAUserRequest{User: "nobody"})
 	wantCode(t, err, codes.NotFound)
 
+	// A report claiming 1,000 code uses of 1,000 users is stored; it
+	// causes at most a bounded number of consumption transactions.
+	var flood []*mamoriv1.Event
+	for i := range 1000 {
+		flood = append(flood, usedEvent("mfa_recovery_used", fmt.Sprintf("user%d", i), fmt.Sprintf("%016x", i)))
+	}
+	start := time.Now()
+	if _, err := d.Client.Report(ctx, &mamoriv1.ReportRequest{Statuses: []*mamoriv1.ControlStatus{enforced("agent")}, Events: flood}); err != nil {
+		t.Fatalf("report with 1,000 code uses: %v", err)
+	}
+	t.Logf("report with 1,000 code-use events of 1,000 users: %v", time.Since(start))
+
 	// The enrolment URI still parses after everything above (the server
 	// kept working).
 	en, err := officer.EnrollMFAUser(ctx, &mamoriv1.EnrollMFAUserRequest{User: "suzuki"})
