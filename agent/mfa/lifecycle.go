@@ -33,13 +33,17 @@ func (v *Verifier) checkTempCode(user, norm string, st *userState, now time.Time
 		if subtle.ConstantTimeCompare(got, want) != 1 {
 			continue
 		}
+		_, used := st.UsedTemp[c.GetId()]
 		switch {
-		case slices.Contains(st.UsedTemp, c.GetId()):
+		case used:
 			reason = "code_used"
 		case c.GetExpiresAt() == nil || !now.Before(c.GetExpiresAt().AsTime()):
 			reason = "code_expired"
 		default:
-			st.UsedTemp = append(st.UsedTemp, c.GetId())
+			if st.UsedTemp == nil {
+				st.UsedTemp = map[string]time.Time{}
+			}
+			st.UsedTemp[c.GetId()] = c.GetExpiresAt().AsTime()
 			return c.GetId(), ""
 		}
 	}
@@ -79,8 +83,8 @@ func (v *Verifier) unlockGen(user string) int64 {
 
 // applyBundleState brings the local state in line with a new bundle: a
 // higher unlock counter clears the user's failures and lock-out; used
-// temporary codes the bundle no longer holds are forgotten; a user who
-// now has factors is no longer a grace user. v.mu is held.
+// temporary codes that have expired are forgotten; a user who now has
+// factors is no longer a grace user. v.mu is held.
 func (v *Verifier) applyBundleState(ctx context.Context) {
 	changed := false
 	for _, u := range v.bundle.GetUnlocks() {
@@ -103,14 +107,13 @@ func (v *Verifier) applyBundleState(ctx context.Context) {
 			v.emit(ctx, KindUnlocked, map[string]string{"user": name, "unlock": strconv.FormatInt(gen, 10)})
 		}
 	}
-	live := map[string]bool{}
-	for _, c := range v.bundle.GetTempCodes() {
-		live[c.GetId()] = true
-	}
+	now := v.cfg.Now()
 	for name, st := range v.state {
-		if n := len(st.UsedTemp); n > 0 {
-			st.UsedTemp = slices.DeleteFunc(st.UsedTemp, func(id string) bool { return !live[id] })
-			changed = changed || len(st.UsedTemp) != n
+		for id, exp := range st.UsedTemp {
+			if now.After(exp.Add(time.Hour)) { // an hour of slack for the clock
+				delete(st.UsedTemp, id)
+				changed = true
+			}
 		}
 		if !st.GraceLoginAt.IsZero() && v.user(name) != nil {
 			st.GraceLoginAt = time.Time{}

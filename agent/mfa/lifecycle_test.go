@@ -85,12 +85,19 @@ func TestTempCodes(t *testing.T) {
 	if got := v.Verify(t.Context(), mfa.Attempt{User: "tanaka", Code: code}); got != mfa.Deny {
 		t.Fatalf("used temp code after a restart and a new bundle: %v", got)
 	}
+	// A bundle without the code (the policy left tanaka out for a while),
+	// then one with it again: still used here.
+	must(t, v.TakeBundle(t.Context(), "dev-1", mfatest.SealBundle(t, v.PublicKey(), "dev-1", &mamoriv1.MFABundle{Version: "g3"})))
+	must(t, v.TakeBundle(t.Context(), "dev-1", bundle("g4")))
+	if got := v.Verify(t.Context(), mfa.Attempt{User: "tanaka", Code: code}); got != mfa.Deny {
+		t.Fatalf("used temp code after a bundle without it and one with it: %v", got)
+	}
 	// Expiry, on the verifier's clock.
 	c.t = c.t.Add(2*time.Hour + time.Second)
 	if got := v.Verify(t.Context(), mfa.Attempt{User: "tanaka", Code: late}); got != mfa.Deny {
 		t.Fatalf("expired temp code: %v", got)
 	}
-	if f := eventsOf(ev.Events(), mfa.KindFailure); len(f) != 2 || f[1].Attrs["reason"] != "code_expired" {
+	if f := eventsOf(ev.Events(), mfa.KindFailure); len(f) != 3 || f[2].Attrs["reason"] != "code_expired" {
 		t.Fatalf("expired code's failure: %+v", f)
 	}
 }

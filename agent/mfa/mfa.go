@@ -122,8 +122,10 @@ type userState struct {
 	LockedUntil time.Time `json:"locked_until,omitzero"`
 	// UnlockGen is the last unlock counter from the server applied here.
 	UnlockGen int64 `json:"unlock_gen,omitempty"`
-	// UsedTemp are the IDs of temporary codes used on this terminal.
-	UsedTemp []string `json:"used_temp,omitempty"`
+	// UsedTemp are the temporary codes used on this terminal: ID →
+	// expiry. An entry is kept until its code has expired, whatever the
+	// bundles say, so a code never works twice here.
+	UsedTemp map[string]time.Time `json:"used_temp,omitempty"`
 	// GraceLoginAt is the last login without a factor under grace.
 	GraceLoginAt time.Time `json:"grace_login_at,omitzero"`
 }
