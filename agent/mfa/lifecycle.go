@@ -134,12 +134,14 @@ type GraceStatus struct {
 	// Active: now is before Until.
 	Active bool
 	// Logins are the users who logged in without a factor under grace and
-	// still have none here, with their last such login.
+	// still have none here, with their last such login; empty once grace
+	// is over (nobody gets in that way any more).
 	Logins map[string]time.Time
 }
 
 // Grace reports grace: a terminal where Logins is not empty lets users in
-// with a password alone, so login-mfa is not compliant there.
+// with a password alone, so login-mfa is not compliant there while the
+// grace period lasts.
 func (v *Verifier) Grace() GraceStatus {
 	v.mu.Lock()
 	defer v.mu.Unlock()
@@ -147,6 +149,9 @@ func (v *Verifier) Grace() GraceStatus {
 	if gu := v.bundle.GetGraceUntil(); gu != nil {
 		g.Until = gu.AsTime()
 		g.Active = v.cfg.Now().Before(g.Until)
+	}
+	if !g.Active {
+		return g
 	}
 	for name, st := range v.state {
 		if !st.GraceLoginAt.IsZero() && v.user(name) == nil {
