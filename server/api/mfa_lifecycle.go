@@ -212,12 +212,12 @@ func (s *Server) ListMFAUsers(ctx context.Context, _ *mamoriv1.ListMFAUsersReque
 	if err != nil {
 		return nil, err
 	}
-	codes, err := s.store.MFATempCodes(ctx, s.now())
+	live, err := s.store.MFATempCodes(ctx, s.now())
 	if err != nil {
 		return nil, err
 	}
 	temp := map[string]int32{}
-	for _, c := range codes {
+	for _, c := range live {
 		temp[c.User]++
 	}
 	resp := &mamoriv1.ListMFAUsersResponse{}
