@@ -61,17 +61,24 @@ func (g *BreakGlass) Replace(users []*mamoriv1.MFAUserSecret) error {
 // Consume uses the user's recovery code norm (normalised) if the file
 // holds it, and reports whether it did.
 func (g *BreakGlass) Consume(user, norm string) (bool, error) {
+	h, err := g.consume(user, norm)
+	return h != "", err
+}
+
+// consume is Consume returning the used code's hash ("" if none), which
+// names the code (mfabundle.CodeID) in the event that tells the server.
+func (g *BreakGlass) consume(user, norm string) (string, error) {
 	unlock, err := lockFile(g.Path + ".lock")
 	if err != nil {
-		return false, err
+		return "", err
 	}
 	defer unlock()
 	data, err := os.ReadFile(g.Path)
 	if errors.Is(err, os.ErrNotExist) {
-		return false, nil
+		return "", nil
 	}
 	if err != nil {
-		return false, err
+		return "", err
 	}
 	var (
 		keep  bytes.Buffer
@@ -94,12 +101,12 @@ func (g *BreakGlass) Consume(user, norm string) (bool, error) {
 		keep.WriteByte('\n')
 	}
 	if found == "" {
-		return false, sc.Err()
+		return "", sc.Err()
 	}
 	// Used list first: a crash between the two leaves the code used.
 	uf, err := os.OpenFile(g.Path+".used", os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
-		return false, err
+		return "", err
 	}
 	_, err = uf.WriteString(found + "\n")
 	if err == nil {
@@ -107,9 +114,10 @@ func (g *BreakGlass) Consume(user, norm string) (bool, error) {
 	}
 	uf.Close()
 	if err != nil {
-		return false, err
+		return "", err
 	}
-	return true, atomicfile.Write(g.Path, keep.Bytes(), 0o600)
+	// The code is used from here on, whether or not the rewrite works.
+	return found, atomicfile.Write(g.Path, keep.Bytes(), 0o600)
 }
 
 func (g *BreakGlass) used() (map[string]bool, error) {

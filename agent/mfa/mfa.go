@@ -44,6 +44,9 @@ const (
 	KindFailure      = "mfa_failure"
 	KindLockout      = "mfa_lockout"
 	KindRecoveryUsed = "mfa_recovery_used"
+	KindTempCodeUsed = "mfa_temp_code_used"
+	KindGraceLogin   = "mfa_grace_login"
+	KindUnlocked     = "mfa_unlocked"
 )
 
 // Files in the MFA directory (0700, root).
@@ -117,6 +120,14 @@ type userState struct {
 	Failures    int       `json:"failures,omitempty"`
 	Lockouts    int       `json:"lockouts,omitempty"`
 	LockedUntil time.Time `json:"locked_until,omitzero"`
+	// UnlockGen is the last unlock counter from the server applied here.
+	UnlockGen int64 `json:"unlock_gen,omitempty"`
+	// UsedTemp are the temporary codes used on this terminal: ID →
+	// expiry. An entry is kept until its code has expired, whatever the
+	// bundles say, so a code never works twice here.
+	UsedTemp map[string]time.Time `json:"used_temp,omitempty"`
+	// GraceLoginAt is the last login without a factor under grace.
+	GraceLoginAt time.Time `json:"grace_login_at,omitzero"`
 }
 
 // Verifier holds the opened bundle and verifies attempts.
@@ -169,6 +180,7 @@ func Open(cfg Config, deviceID string) (*Verifier, error) {
 				v.log.Error("stored mfa bundle does not open; waiting for a new one", "error", err)
 			} else {
 				v.bundle = b
+				v.applyBundleState(context.Background())
 			}
 		}
 	}
@@ -237,8 +249,10 @@ func (v *Verifier) TakeBundle(ctx context.Context, deviceID string, sb *mamoriv1
 	}
 	v.mu.Lock()
 	v.bundle = b
+	v.applyBundleState(ctx)
 	v.mu.Unlock()
-	v.log.InfoContext(ctx, "mfa bundle in force", "version", b.Version, "users", len(b.Users))
+	v.log.InfoContext(ctx, "mfa bundle in force", "version", b.Version, "users", len(b.Users),
+		"temp_codes", len(b.TempCodes), "unlocks", len(b.Unlocks))
 	return nil
 }
 
@@ -257,15 +271,23 @@ func (v *Verifier) Verify(ctx context.Context, a Attempt) Verdict {
 	attrs := map[string]string{"user": a.User, "service": a.Service, "rhost": a.RHost}
 	st := v.state[a.User]
 	if st == nil {
-		st = &userState{}
+		// Unlocks issued before this user's first attempt here clear
+		// nothing.
+		st = &userState{UnlockGen: v.unlockGen(a.User)}
 	}
 	if now.Before(st.LockedUntil) {
 		attrs["reason"] = "locked_out"
 		v.emit(ctx, KindFailure, attrs)
 		return Locked
 	}
-	method, ok := v.check(ctx, a, st, now)
+	method, codeID, reason, ok := v.check(ctx, a, st, now)
 	attrs["method"] = method
+	if codeID != "" {
+		attrs["code_id"] = codeID
+	}
+	if reason != "" {
+		attrs["reason"] = reason
+	}
 	if ok {
 		st.Failures = 0
 		st.Lockouts = 0
@@ -280,8 +302,14 @@ func (v *Verifier) Verify(ctx context.Context, a Attempt) Verdict {
 			return Deny
 		}
 		kind := KindSuccess
-		if method == "recovery" {
+		switch method {
+		case methodRecovery:
 			kind = KindRecoveryUsed
+		case methodTempCode:
+			kind = KindTempCodeUsed
+		case methodGrace:
+			kind = KindGraceLogin
+			attrs["grace_until"] = v.bundle.GetGraceUntil().AsTime().UTC().Format(time.RFC3339)
 		}
 		v.emit(ctx, kind, attrs)
 		return Allow
@@ -309,31 +337,54 @@ func (v *Verifier) Verify(ctx context.Context, a Attempt) Verdict {
 	return verdict
 }
 
-// check returns the method tried and whether it passed; it updates
-// st.LastStep on a TOTP success.
-func (v *Verifier) check(ctx context.Context, a Attempt, st *userState, now time.Time) (string, bool) {
+// Methods as events name them.
+const (
+	methodTOTP     = "totp"
+	methodRecovery = "recovery"
+	methodTempCode = "temp_code"
+	methodGrace    = "grace"
+)
+
+// check returns the method tried, the ID of a one-time code it used, why
+// it refused (for the event; never a code) and whether it passed. It
+// updates st (TOTP step, used temporary code, grace login) on success.
+func (v *Verifier) check(ctx context.Context, a Attempt, st *userState, now time.Time) (method, codeID, reason string, ok bool) {
 	norm := mfabundle.NormalizeCode(a.Code)
 	if mfabundle.LooksLikeRecoveryCode(norm) {
-		ok, err := v.bglass.Consume(a.User, norm)
+		h, err := v.bglass.consume(a.User, norm)
 		if err != nil {
 			v.log.ErrorContext(ctx, "break-glass file unusable", "error", err)
 		}
-		return "recovery", ok
+		if h == "" {
+			return methodRecovery, "", "", false
+		}
+		return methodRecovery, mfabundle.CodeID(h), "", true
+	}
+	if mfabundle.LooksLikeTempCode(norm) {
+		id, reason := v.checkTempCode(a.User, norm, st, now)
+		return methodTempCode, id, reason, reason == ""
 	}
 	u := v.user(a.User)
 	if u == nil {
-		return "totp", false
+		if v.graceApplies(a.User, now) {
+			st.GraceLoginAt = now
+			return methodGrace, "", "", true
+		}
+		return methodTOTP, "", "not_enrolled", false
+	}
+	if !v.methodAllowed(methodTOTP) {
+		return methodTOTP, "", "method_not_allowed", false
 	}
 	p, err := params(u)
 	if err != nil {
-		return "totp", false
+		return methodTOTP, "", "bad_parameters", false
 	}
 	step, err := p.Verify(u.TotpSecret, norm, now, st.LastStep)
 	if err != nil {
-		return "totp", false
+		return methodTOTP, "", "", false
 	}
 	st.LastStep = step
-	return "totp", true
+	return methodTOTP, "", "", true
 }
 
 func (v *Verifier) user(name string) *mamoriv1.MFAUserSecret {

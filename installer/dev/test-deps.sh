@@ -25,6 +25,7 @@ needs=(
   "/usr/include/security/pam_modules.h libpam0g-dev"    # builds pam_mamori.so (C)
   "pamtester                       pamtester"            # drives the real PAM stack
   "oathtool                        oathtool"             # an independent TOTP implementation to cross-check
+  "zbarimg                         zbar-tools"           # an independent QR decoder reads mamorictl's terminal QR code
   "gcc                             gcc"
   "chromium                        chromium"             # the console in a real browser (chromedp)
   "/usr/share/fonts/opentype/ipafont-gothic fonts-ipafont-gothic" # Japanese in the console screenshots

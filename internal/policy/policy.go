@@ -89,6 +89,9 @@ func Validate(p *mamoriv1.Policy) error {
 			}
 		}
 	}
+	if _, err := LoginMFASettings(p); err != nil {
+		errs = append(errs, err)
+	}
 	ri, err := duration(p.ReportInterval, "report_interval")
 	if err != nil {
 		errs = append(errs, err)

@@ -176,6 +176,9 @@ func (s *Server) Report(ctx context.Context, req *mamoriv1.ReportRequest) (*mamo
 	case err != nil:
 		return nil, fmt.Errorf("store report of %s: %w", dev.ID, err)
 	}
+	if err := s.consumeMFACodes(ctx, dev.ID, req.Events); err != nil {
+		return nil, err
+	}
 	resp := &mamoriv1.ReportResponse{
 		AckedEventIds: make([]string, len(req.Events)),
 		NextReportIn:  durationpb.New(policy.ReportInterval(p)),

@@ -56,6 +56,11 @@ var methodAccess = map[string]access{
 	mamoriv1.AdminService_SetPolicy_FullMethodName:             {role: auth.RoleOfficer},
 	mamoriv1.AdminService_ListAudit_FullMethodName:             {role: auth.RoleOfficer},
 	mamoriv1.AdminService_EnrollMFAUser_FullMethodName:         {role: auth.RoleOfficer},
+	mamoriv1.AdminService_ResetMFAUser_FullMethodName:          {role: auth.RoleOfficer},
+	mamoriv1.AdminService_ImportMFASeeds_FullMethodName:        {role: auth.RoleOfficer},
+	mamoriv1.AdminService_UnlockMFAUser_FullMethodName:         {role: auth.RoleHelpdesk},
+	mamoriv1.AdminService_IssueMFATempCode_FullMethodName:      {role: auth.RoleHelpdesk},
+	mamoriv1.AdminService_ListMFAUsers_FullMethodName:          {role: auth.RoleHelpdesk},
 }
 
 // deviceIdentity is who an agent call speaks for, from its certificate.

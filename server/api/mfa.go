@@ -73,11 +73,17 @@ func (s *Server) mfaBundle(ctx context.Context, deviceID string, req *mamoriv1.R
 	if req.MfaBundleVersion == version {
 		return nil, nil
 	}
-	users, err := s.store.MFAUsers(ctx)
-	if err != nil {
+	var d mfa.BundleData
+	if d.Users, err = s.store.MFAUsers(ctx); err != nil {
 		return nil, err
 	}
-	b, err := s.mfaKey.Bundle(users, p, version, deviceID, req.HpkePublicKey, now)
+	if d.TempCodes, err = s.store.MFATempCodes(ctx, now); err != nil {
+		return nil, err
+	}
+	if d.Unlocks, err = s.store.MFAUnlocks(ctx); err != nil {
+		return nil, err
+	}
+	b, err := s.mfaKey.Bundle(d, p, version, deviceID, req.HpkePublicKey, now)
 	if err != nil {
 		return nil, err
 	}

@@ -156,6 +156,8 @@ func (c *cli) run(ctx context.Context, args []string) error {
 		"token":  {{"create", c.tokenCreate}},
 		"policy": {{"get", c.policyGet}, {"set", c.policySet}},
 		"audit":  {{"verify", c.auditVerify}},
+		"mfa": {{"enroll", c.mfaEnroll}, {"import", c.mfaImport}, {"reset", c.mfaReset}, {"unlock", c.mfaUnlock},
+			{"temp-code", c.mfaTempCode}, {"list", c.mfaList}},
 	}
 	if subs, ok := groups[cmd]; ok {
 		s, r := sub()

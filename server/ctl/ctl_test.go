@@ -99,6 +99,11 @@ func fixture() *ctltest.Fake {
 				"login-mfa": {Mode: mamoriv1.Mode_MODE_MONITOR},
 			}},
 		Fleet: &mamoriv1.FleetSummaryResponse{Total: 5, Compliant: 1, Noncompliant: 1, Offline: 1, NeverReported: 1, Revoked: 1, PolicyVersion: 7},
+		MFAUsers: []*mamoriv1.MFAUserInfo{
+			{User: "sato", Method: "totp-hardware", EnrolledAt: ts(-2 * 24 * time.Hour), TokenSerial: "FT-000123"},
+			{User: "tanaka", Method: "totp", EnrolledAt: ts(-30 * 24 * time.Hour), RecoveryCodesLeft: 9, TempCodesActive: 1},
+			{User: "yamada", Method: "none", TempCodesActive: 1},
+		},
 	}
 }
 
@@ -182,6 +187,13 @@ func TestGolden(t *testing.T) {
 		{"help-policy-set", []string{"policy", "set", "-h"}},
 		{"help-events", []string{"help", "events"}},
 		{"help-device", []string{"device", "-h"}},
+		{"mfa-enroll", []string{"mfa", "enroll", "tanaka"}},
+		{"mfa-list", []string{"mfa", "list"}},
+		{"mfa-temp-code", []string{"mfa", "temp-code", "tanaka", "--expires", "2h"}},
+		{"mfa-unlock", []string{"mfa", "unlock", "tanaka", "--device", "7b1d0e2c-aaaa-4bbb-8ccc-dddddddddddd"}},
+		{"mfa-reset", []string{"mfa", "reset", "tanaka", "--reason", "スマートフォン紛失"}},
+		{"help-mfa", []string{"mfa", "-h"}},
+		{"help-mfa-import", []string{"mfa", "import", "-h"}},
 	}
 	for _, tt := range tests {
 		for _, l := range langs {
@@ -537,6 +549,15 @@ func TestUsageErrorsSendNothing(t *testing.T) {
 		{"policy without version", []string{"policy", "set", noVersion, "--reason", "r"}, "", "has no version", "バージョンがありません"},
 		{"policy not UTF-8", []string{"policy", "set", latin1, "--reason", "r"}, "", "is not UTF-8", "UTF-8 ではありません"},
 		{"two policy files", []string{"policy", "set", noVersion, notJSON, "--reason", "r"}, "", "unexpected arguments", "余分な引数"},
+		{"mfa enroll without user", []string{"mfa", "enroll"}, "", "an argument is missing", "引数が足りません"},
+		{"mfa enroll tpm-pin", []string{"mfa", "enroll", "tanaka", "--method", "tpm-pin"}, "", `--method "tpm-pin": only totp`, "totp だけです"},
+		{"mfa temp-code too long", []string{"mfa", "temp-code", "tanaka", "--expires", "25h"}, "", "between 1m and 24h", "1m から 24h"},
+		{"mfa temp-code too short", []string{"mfa", "temp-code", "tanaka", "--expires", "30s"}, "", "between 1m and 24h", "1m から 24h"},
+		{"mfa temp-code bad duration", []string{"mfa", "temp-code", "tanaka", "--expires", "soon"}, "", "is not a duration", "期間として読めません"},
+		{"mfa import missing file", []string{"mfa", "import", filepath.Join(dir, "nope.csv")}, "", "cannot read seed file", "シードファイル"},
+		{"mfa import a directory", []string{"mfa", "import", dir}, "", "is a directory", "ディレクトリです"},
+		{"mfa import huge stdin", []string{"mfa", "import", "-"}, strings.Repeat("x", 1<<20+1), "larger than 1 MiB", "1 MiB を超えています"},
+		{"mfa unknown subcommand", []string{"mfa", "delete", "tanaka"}, "", `unknown or missing subcommand "delete"`, "サブコマンド"},
 	}
 	for _, tt := range tests {
 		for _, l := range langs {

@@ -169,14 +169,32 @@ func Version(generation int64, p *mamoriv1.Policy) string {
 	return "g" + strconv.FormatInt(generation, 10) + ".p" + strconv.FormatInt(p.GetVersion(), 10)
 }
 
-// Bundle builds and seals the bundle for one device.
-func (k *Key) Bundle(users []store.MFAUser, p *mamoriv1.Policy, version, deviceID string, devicePub []byte, now time.Time) (*mamoriv1.SealedMFABundle, error) {
+// BundleData is what the store holds for bundles: every enrolled user,
+// the live temporary codes and the unlock counters.
+type BundleData struct {
+	Users     []store.MFAUser
+	TempCodes []store.MFATempCode
+	Unlocks   []store.MFAUnlock
+}
+
+// Bundle builds and seals the bundle for one device: the factors of the
+// users its policy allows, their unused temporary codes, their unlock
+// counters for this device (fleet-wide plus this device's), and the
+// policy's methods and grace.
+func (k *Key) Bundle(d BundleData, p *mamoriv1.Policy, version, deviceID string, devicePub []byte, now time.Time) (*mamoriv1.SealedMFABundle, error) {
 	allowed := AllowedUsers(p)
-	b := &mamoriv1.MFABundle{Version: version, DeviceId: deviceID, IssuedAt: timestamppb.New(now)}
-	for _, u := range users {
-		if allowed != nil && !allowed[u.User] {
+	ok := func(u string) bool { return allowed == nil || allowed[u] }
+	settings, err := policy.LoginMFASettings(p)
+	if err != nil {
+		return nil, fmt.Errorf("mfa bundle: %w", err)
+	}
+	b := &mamoriv1.MFABundle{Version: version, DeviceId: deviceID, IssuedAt: timestamppb.New(now), Methods: settings.Methods}
+	enrolled := map[string]bool{}
+	for _, u := range d.Users {
+		if !ok(u.User) {
 			continue
 		}
+		enrolled[u.User] = true
 		secret, err := k.open(u.User, u.SealedSecret)
 		if err != nil {
 			return nil, fmt.Errorf("mfa secret of %s does not open with this server's %s: %w", u.User, KeyFile, err)
@@ -184,7 +202,41 @@ func (k *Key) Bundle(users []store.MFAUser, p *mamoriv1.Policy, version, deviceI
 		b.Users = append(b.Users, &mamoriv1.MFAUserSecret{
 			User: u.User, TotpSecret: secret, Algorithm: u.Algorithm, Digits: int32(u.Digits),
 			PeriodSeconds: int32(u.PeriodSeconds), RecoveryCodeHashes: slices.Clone(u.RecoveryHashes), RecoverySalt: u.RecoverySalt,
+			TokenSerial: u.TokenSerial,
 		})
+	}
+	for _, c := range d.TempCodes {
+		if ok(c.User) && c.ExpiresAt.After(now) {
+			b.TempCodes = append(b.TempCodes, &mamoriv1.MFATempCode{User: c.User, Id: c.ID, Salt: c.Salt, Hash: c.Hash,
+				ExpiresAt: timestamppb.New(c.ExpiresAt)})
+		}
+	}
+	unlocks := map[string]int64{}
+	var order []string
+	for _, u := range d.Unlocks {
+		if !ok(u.User) || (u.DeviceID != "" && u.DeviceID != deviceID) {
+			continue
+		}
+		if _, seen := unlocks[u.User]; !seen {
+			order = append(order, u.User)
+		}
+		unlocks[u.User] += u.Generation
+	}
+	for _, u := range order {
+		b.Unlocks = append(b.Unlocks, &mamoriv1.MFAUnlock{User: u, Generation: unlocks[u]})
+	}
+	if !settings.GraceUntil.IsZero() {
+		b.GraceUntil = timestamppb.New(settings.GraceUntil)
+		if allowed == nil {
+			b.GraceUsers = []string{"*"}
+		} else {
+			for u := range allowed {
+				if !enrolled[u] {
+					b.GraceUsers = append(b.GraceUsers, u)
+				}
+			}
+			slices.Sort(b.GraceUsers)
+		}
 	}
 	sealed, err := mfabundle.Seal(devicePub, deviceID, b)
 	if err != nil {

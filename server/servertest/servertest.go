@@ -9,6 +9,8 @@ import (
 	"crypto/ecdsa"
 	"crypto/tls"
 	"crypto/x509"
+	"io"
+	"log/slog"
 	"sync"
 	"testing"
 	"time"
@@ -71,6 +73,9 @@ type Options struct {
 	IngestWorkers int
 	// Console starts the web console on 127.0.0.1:0 (Harness.ConsoleURL).
 	Console bool
+	// Log, when set, receives the server's log (text, debug level), so a
+	// test can check what it says and what it never says.
+	Log io.Writer
 }
 
 // Start runs a server until the test ends.
@@ -92,6 +97,9 @@ func Start(t testing.TB, o Options) *Harness {
 	}
 	if o.Console {
 		cfg.Console = "127.0.0.1:0"
+	}
+	if o.Log != nil {
+		cfg.Log = slog.New(slog.NewTextHandler(o.Log, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	srv, err := serve.Open(context.Background(), cfg)
 	if err != nil {

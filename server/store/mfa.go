@@ -23,6 +23,11 @@ type MFAUser struct {
 	CreatedBy      string // operator ID
 	// Generation is the MFA generation this record was written in.
 	Generation int64
+	// Method is MFAMethodTOTP or MFAMethodTOTPHardware ("" stores as
+	// MFAMethodTOTP).
+	Method string
+	// TokenSerial is the hardware token's serial; empty for an app.
+	TokenSerial string
 }
 
 // MFA keeps the server-held MFA secrets. Every change bumps one
@@ -36,4 +41,62 @@ type MFA interface {
 	MFAUsers(ctx context.Context) ([]MFAUser, error)
 	// MFAGeneration is the current generation; 0 before the first change.
 	MFAGeneration(ctx context.Context) (int64, error)
+	MFALifecycle
+}
+
+// Methods of MFAUser.Method.
+const (
+	MFAMethodTOTP         = "totp"          // an authenticator app (EnrollMFAUser)
+	MFAMethodTOTPHardware = "totp-hardware" // an imported hardware token seed
+)
+
+// MFATempCode is a one-time temporary code a helpdesk issued, kept as a
+// salted hash.
+type MFATempCode struct {
+	// ID is mfabundle.CodeID(Hash): what a terminal reports on use.
+	ID        string
+	User      string
+	Salt      []byte
+	Hash      string
+	CreatedAt time.Time
+	CreatedBy string
+	ExpiresAt time.Time
+	UsedAt    time.Time // zero while unused
+}
+
+// MFAUnlock is one user's unlock counter on one device ("" = every
+// device). Counters only grow.
+type MFAUnlock struct {
+	User       string
+	DeviceID   string
+	Generation int64
+}
+
+// MFALifecycle is what helpdesk and officer actions need beyond
+// enrolment (issue 4). Every change bumps the MFA generation, so every
+// terminal gets a new bundle at its next report.
+type MFALifecycle interface {
+	// DeleteMFAUser deletes the user's factors: the enrolment and any
+	// temporary codes. Unlock counters stay. ErrNotFound when there was
+	// nothing to delete.
+	DeleteMFAUser(ctx context.Context, user string) (int64, error)
+	// ImportMFAUsers stores every user in one transaction and one new
+	// generation, or none: an enrolled user without replace, or a token
+	// serial held by another user, is ErrConflict naming the user.
+	ImportMFAUsers(ctx context.Context, us []MFAUser, replace bool) (int64, error)
+	// PutMFATempCode stores a new temporary code.
+	PutMFATempCode(ctx context.Context, c MFATempCode) (int64, error)
+	// MFATempCodes returns the unused codes that expire after now, by user
+	// then expiry.
+	MFATempCodes(ctx context.Context, now time.Time) ([]MFATempCode, error)
+	// UnlockMFAUser raises the user's counter on deviceID ("" for every
+	// device) by one and returns the generation and the new counter.
+	UnlockMFAUser(ctx context.Context, user, deviceID string) (gen, counter int64, err error)
+	// MFAUnlocks returns every counter, by user then device.
+	MFAUnlocks(ctx context.Context) ([]MFAUnlock, error)
+	// ConsumeMFACodes marks the user's recovery and temporary codes whose
+	// mfabundle.CodeID is in ids as used (recovery hashes are removed) and
+	// returns how many it found; the generation moves only when it found
+	// one, so a re-sent event costs nothing.
+	ConsumeMFACodes(ctx context.Context, user string, ids []string, at time.Time) (int, error)
 }

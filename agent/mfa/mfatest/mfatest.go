@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	"github.com/mamori-dev/mamori/internal/mfabundle"
 	"github.com/mamori-dev/mamori/internal/totp"
 	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
@@ -60,4 +62,30 @@ func Seal(t testing.TB, pub []byte, deviceID, version string, users ...User) *ma
 		t.Fatal(err)
 	}
 	return &mamoriv1.SealedMFABundle{Version: version, Sealed: sealed}
+}
+
+// SealBundle seals a whole bundle (temp codes, unlocks, grace) for
+// deviceID; b.DeviceId is set.
+func SealBundle(t testing.TB, pub []byte, deviceID string, b *mamoriv1.MFABundle) *mamoriv1.SealedMFABundle {
+	t.Helper()
+	b.DeviceId = deviceID
+	sealed, err := mfabundle.Seal(pub, deviceID, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &mamoriv1.SealedMFABundle{Version: b.Version, Sealed: sealed}
+}
+
+// TempCode makes a temporary code for user expiring at exp, as the server
+// does: the code and its bundle entry.
+func TempCode(t testing.TB, user string, exp time.Time) (string, *mamoriv1.MFATempCode) {
+	t.Helper()
+	code, err := mfabundle.NewTempCode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	salt := make([]byte, 16)
+	rand.Read(salt)
+	h := mfabundle.HashRecoveryCode(salt, code)
+	return code, &mamoriv1.MFATempCode{User: user, Id: mfabundle.CodeID(h), Salt: salt, Hash: h, ExpiresAt: timestamppb.New(exp)}
 }

@@ -1237,11 +1237,23 @@ func (x *SealedMFABundle) GetSealed() []byte {
 // MFABundle is what a terminal needs to verify logins locally: the TOTP
 // secrets and recovery code hashes of the users its policy allows.
 type MFABundle struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Version       string                 `protobuf:"bytes,1,opt,name=version,proto3" json:"version,omitempty"`
-	DeviceId      string                 `protobuf:"bytes,2,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
-	IssuedAt      *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=issued_at,json=issuedAt,proto3" json:"issued_at,omitempty"`
-	Users         []*MFAUserSecret       `protobuf:"bytes,4,rep,name=users,proto3" json:"users,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Version  string                 `protobuf:"bytes,1,opt,name=version,proto3" json:"version,omitempty"`
+	DeviceId string                 `protobuf:"bytes,2,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
+	IssuedAt *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=issued_at,json=issuedAt,proto3" json:"issued_at,omitempty"`
+	Users    []*MFAUserSecret       `protobuf:"bytes,4,rep,name=users,proto3" json:"users,omitempty"`
+	// Unused, unexpired temporary codes (hashed).
+	TempCodes []*MFATempCode `protobuf:"bytes,5,rep,name=temp_codes,json=tempCodes,proto3" json:"temp_codes,omitempty"`
+	// Unlock counters: a terminal clears a user's lock-out when the counter
+	// is higher than the one it applied last.
+	Unlocks []*MFAUnlock `protobuf:"bytes,6,rep,name=unlocks,proto3" json:"unlocks,omitempty"`
+	// From the login-mfa policy: until when a user without factors may log in
+	// (grace); unset means no grace.
+	GraceUntil *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=grace_until,json=graceUntil,proto3" json:"grace_until,omitempty"`
+	// Users that grace applies to; "*" means every user without factors.
+	GraceUsers []string `protobuf:"bytes,8,rep,name=grace_users,json=graceUsers,proto3" json:"grace_users,omitempty"`
+	// Methods the policy allows ("totp", "tpm-pin"); empty means "totp".
+	Methods       []string `protobuf:"bytes,9,rep,name=methods,proto3" json:"methods,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1304,6 +1316,174 @@ func (x *MFABundle) GetUsers() []*MFAUserSecret {
 	return nil
 }
 
+func (x *MFABundle) GetTempCodes() []*MFATempCode {
+	if x != nil {
+		return x.TempCodes
+	}
+	return nil
+}
+
+func (x *MFABundle) GetUnlocks() []*MFAUnlock {
+	if x != nil {
+		return x.Unlocks
+	}
+	return nil
+}
+
+func (x *MFABundle) GetGraceUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.GraceUntil
+	}
+	return nil
+}
+
+func (x *MFABundle) GetGraceUsers() []string {
+	if x != nil {
+		return x.GraceUsers
+	}
+	return nil
+}
+
+func (x *MFABundle) GetMethods() []string {
+	if x != nil {
+		return x.Methods
+	}
+	return nil
+}
+
+// MFATempCode is one temporary code as a terminal checks it.
+type MFATempCode struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	User  string                 `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	// mfabundle.CodeID of the hash: what events carry, never the code.
+	Id   string `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	Salt []byte `protobuf:"bytes,3,opt,name=salt,proto3" json:"salt,omitempty"`
+	// Hex SHA-256(salt || normalised code).
+	Hash          string                 `protobuf:"bytes,4,opt,name=hash,proto3" json:"hash,omitempty"`
+	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MFATempCode) Reset() {
+	*x = MFATempCode{}
+	mi := &file_mamori_v1_mamori_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MFATempCode) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MFATempCode) ProtoMessage() {}
+
+func (x *MFATempCode) ProtoReflect() protoreflect.Message {
+	mi := &file_mamori_v1_mamori_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MFATempCode.ProtoReflect.Descriptor instead.
+func (*MFATempCode) Descriptor() ([]byte, []int) {
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *MFATempCode) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *MFATempCode) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *MFATempCode) GetSalt() []byte {
+	if x != nil {
+		return x.Salt
+	}
+	return nil
+}
+
+func (x *MFATempCode) GetHash() string {
+	if x != nil {
+		return x.Hash
+	}
+	return ""
+}
+
+func (x *MFATempCode) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
+// MFAUnlock is one user's unlock counter for the receiving device
+// (fleet-wide unlocks plus this device's).
+type MFAUnlock struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	User          string                 `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	Generation    int64                  `protobuf:"varint,2,opt,name=generation,proto3" json:"generation,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MFAUnlock) Reset() {
+	*x = MFAUnlock{}
+	mi := &file_mamori_v1_mamori_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MFAUnlock) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MFAUnlock) ProtoMessage() {}
+
+func (x *MFAUnlock) ProtoReflect() protoreflect.Message {
+	mi := &file_mamori_v1_mamori_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MFAUnlock.ProtoReflect.Descriptor instead.
+func (*MFAUnlock) Descriptor() ([]byte, []int) {
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *MFAUnlock) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *MFAUnlock) GetGeneration() int64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
 // MFAUserSecret is one user's factors.
 type MFAUserSecret struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1318,13 +1498,15 @@ type MFAUserSecret struct {
 	// Hex SHA-256(recovery_salt || code) of each unused recovery code.
 	RecoveryCodeHashes []string `protobuf:"bytes,6,rep,name=recovery_code_hashes,json=recoveryCodeHashes,proto3" json:"recovery_code_hashes,omitempty"`
 	RecoverySalt       []byte   `protobuf:"bytes,7,opt,name=recovery_salt,json=recoverySalt,proto3" json:"recovery_salt,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// Serial of the hardware token holding the seed; empty for an app.
+	TokenSerial   string `protobuf:"bytes,8,opt,name=token_serial,json=tokenSerial,proto3" json:"token_serial,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *MFAUserSecret) Reset() {
 	*x = MFAUserSecret{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[14]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1336,7 +1518,7 @@ func (x *MFAUserSecret) String() string {
 func (*MFAUserSecret) ProtoMessage() {}
 
 func (x *MFAUserSecret) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[14]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1349,7 +1531,7 @@ func (x *MFAUserSecret) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MFAUserSecret.ProtoReflect.Descriptor instead.
 func (*MFAUserSecret) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{14}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *MFAUserSecret) GetUser() string {
@@ -1401,6 +1583,13 @@ func (x *MFAUserSecret) GetRecoverySalt() []byte {
 	return nil
 }
 
+func (x *MFAUserSecret) GetTokenSerial() string {
+	if x != nil {
+		return x.TokenSerial
+	}
+	return ""
+}
+
 // ControlRecord is the server's latest view of one control on one device.
 type ControlRecord struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
@@ -1413,7 +1602,7 @@ type ControlRecord struct {
 
 func (x *ControlRecord) Reset() {
 	*x = ControlRecord{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[15]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1425,7 +1614,7 @@ func (x *ControlRecord) String() string {
 func (*ControlRecord) ProtoMessage() {}
 
 func (x *ControlRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[15]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1438,7 +1627,7 @@ func (x *ControlRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ControlRecord.ProtoReflect.Descriptor instead.
 func (*ControlRecord) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{15}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ControlRecord) GetStatus() *ControlStatus {
@@ -1484,7 +1673,7 @@ type Device struct {
 
 func (x *Device) Reset() {
 	*x = Device{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[16]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1496,7 +1685,7 @@ func (x *Device) String() string {
 func (*Device) ProtoMessage() {}
 
 func (x *Device) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[16]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1509,7 +1698,7 @@ func (x *Device) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Device.ProtoReflect.Descriptor instead.
 func (*Device) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{16}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Device) GetId() string {
@@ -1625,7 +1814,7 @@ type ListDevicesRequest struct {
 
 func (x *ListDevicesRequest) Reset() {
 	*x = ListDevicesRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[17]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1637,7 +1826,7 @@ func (x *ListDevicesRequest) String() string {
 func (*ListDevicesRequest) ProtoMessage() {}
 
 func (x *ListDevicesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[17]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1650,7 +1839,7 @@ func (x *ListDevicesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDevicesRequest.ProtoReflect.Descriptor instead.
 func (*ListDevicesRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{17}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListDevicesRequest) GetCompliance() Compliance {
@@ -1691,7 +1880,7 @@ type ListDevicesResponse struct {
 
 func (x *ListDevicesResponse) Reset() {
 	*x = ListDevicesResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[18]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1703,7 +1892,7 @@ func (x *ListDevicesResponse) String() string {
 func (*ListDevicesResponse) ProtoMessage() {}
 
 func (x *ListDevicesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[18]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1716,7 +1905,7 @@ func (x *ListDevicesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDevicesResponse.ProtoReflect.Descriptor instead.
 func (*ListDevicesResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{18}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListDevicesResponse) GetDevices() []*Device {
@@ -1745,7 +1934,7 @@ type GetDeviceRequest struct {
 
 func (x *GetDeviceRequest) Reset() {
 	*x = GetDeviceRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[19]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1757,7 +1946,7 @@ func (x *GetDeviceRequest) String() string {
 func (*GetDeviceRequest) ProtoMessage() {}
 
 func (x *GetDeviceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[19]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1770,7 +1959,7 @@ func (x *GetDeviceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDeviceRequest.ProtoReflect.Descriptor instead.
 func (*GetDeviceRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{19}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetDeviceRequest) GetIdOrHostname() string {
@@ -1797,7 +1986,7 @@ type GetDeviceResponse struct {
 
 func (x *GetDeviceResponse) Reset() {
 	*x = GetDeviceResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[20]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1809,7 +1998,7 @@ func (x *GetDeviceResponse) String() string {
 func (*GetDeviceResponse) ProtoMessage() {}
 
 func (x *GetDeviceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[20]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1822,7 +2011,7 @@ func (x *GetDeviceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDeviceResponse.ProtoReflect.Descriptor instead.
 func (*GetDeviceResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{20}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GetDeviceResponse) GetDevice() *Device {
@@ -1847,7 +2036,7 @@ type FleetSummaryRequest struct {
 
 func (x *FleetSummaryRequest) Reset() {
 	*x = FleetSummaryRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[21]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1859,7 +2048,7 @@ func (x *FleetSummaryRequest) String() string {
 func (*FleetSummaryRequest) ProtoMessage() {}
 
 func (x *FleetSummaryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[21]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1872,7 +2061,7 @@ func (x *FleetSummaryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FleetSummaryRequest.ProtoReflect.Descriptor instead.
 func (*FleetSummaryRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{21}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{23}
 }
 
 type FleetSummaryResponse struct {
@@ -1893,7 +2082,7 @@ type FleetSummaryResponse struct {
 
 func (x *FleetSummaryResponse) Reset() {
 	*x = FleetSummaryResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[22]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1905,7 +2094,7 @@ func (x *FleetSummaryResponse) String() string {
 func (*FleetSummaryResponse) ProtoMessage() {}
 
 func (x *FleetSummaryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[22]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1918,7 +2107,7 @@ func (x *FleetSummaryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FleetSummaryResponse.ProtoReflect.Descriptor instead.
 func (*FleetSummaryResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{22}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *FleetSummaryResponse) GetTotal() int64 {
@@ -1993,7 +2182,7 @@ type GroupSummary struct {
 
 func (x *GroupSummary) Reset() {
 	*x = GroupSummary{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[23]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2005,7 +2194,7 @@ func (x *GroupSummary) String() string {
 func (*GroupSummary) ProtoMessage() {}
 
 func (x *GroupSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[23]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2018,7 +2207,7 @@ func (x *GroupSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupSummary.ProtoReflect.Descriptor instead.
 func (*GroupSummary) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{23}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *GroupSummary) GetGroup() string {
@@ -2082,7 +2271,7 @@ type StoredEvent struct {
 
 func (x *StoredEvent) Reset() {
 	*x = StoredEvent{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[24]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2094,7 +2283,7 @@ func (x *StoredEvent) String() string {
 func (*StoredEvent) ProtoMessage() {}
 
 func (x *StoredEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[24]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2107,7 +2296,7 @@ func (x *StoredEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoredEvent.ProtoReflect.Descriptor instead.
 func (*StoredEvent) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{24}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *StoredEvent) GetDeviceId() string {
@@ -2144,7 +2333,7 @@ type ListEventsRequest struct {
 
 func (x *ListEventsRequest) Reset() {
 	*x = ListEventsRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[25]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2156,7 +2345,7 @@ func (x *ListEventsRequest) String() string {
 func (*ListEventsRequest) ProtoMessage() {}
 
 func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[25]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2169,7 +2358,7 @@ func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListEventsRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{25}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ListEventsRequest) GetDeviceId() string {
@@ -2204,7 +2393,7 @@ type ListEventsResponse struct {
 
 func (x *ListEventsResponse) Reset() {
 	*x = ListEventsResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[26]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2216,7 +2405,7 @@ func (x *ListEventsResponse) String() string {
 func (*ListEventsResponse) ProtoMessage() {}
 
 func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[26]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2229,7 +2418,7 @@ func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListEventsResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{26}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ListEventsResponse) GetEvents() []*StoredEvent {
@@ -2263,7 +2452,7 @@ type CreateEnrollmentTokenRequest struct {
 
 func (x *CreateEnrollmentTokenRequest) Reset() {
 	*x = CreateEnrollmentTokenRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[27]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2275,7 +2464,7 @@ func (x *CreateEnrollmentTokenRequest) String() string {
 func (*CreateEnrollmentTokenRequest) ProtoMessage() {}
 
 func (x *CreateEnrollmentTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[27]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2288,7 +2477,7 @@ func (x *CreateEnrollmentTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateEnrollmentTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateEnrollmentTokenRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{27}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *CreateEnrollmentTokenRequest) GetTtl() *durationpb.Duration {
@@ -2334,7 +2523,7 @@ type CreateEnrollmentTokenResponse struct {
 
 func (x *CreateEnrollmentTokenResponse) Reset() {
 	*x = CreateEnrollmentTokenResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[28]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2346,7 +2535,7 @@ func (x *CreateEnrollmentTokenResponse) String() string {
 func (*CreateEnrollmentTokenResponse) ProtoMessage() {}
 
 func (x *CreateEnrollmentTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[28]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2359,7 +2548,7 @@ func (x *CreateEnrollmentTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateEnrollmentTokenResponse.ProtoReflect.Descriptor instead.
 func (*CreateEnrollmentTokenResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{28}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *CreateEnrollmentTokenResponse) GetToken() string {
@@ -2407,7 +2596,7 @@ type RevokeDeviceRequest struct {
 
 func (x *RevokeDeviceRequest) Reset() {
 	*x = RevokeDeviceRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[29]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2419,7 +2608,7 @@ func (x *RevokeDeviceRequest) String() string {
 func (*RevokeDeviceRequest) ProtoMessage() {}
 
 func (x *RevokeDeviceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[29]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2432,7 +2621,7 @@ func (x *RevokeDeviceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeDeviceRequest.ProtoReflect.Descriptor instead.
 func (*RevokeDeviceRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{29}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *RevokeDeviceRequest) GetDeviceId() string {
@@ -2458,7 +2647,7 @@ type RevokeDeviceResponse struct {
 
 func (x *RevokeDeviceResponse) Reset() {
 	*x = RevokeDeviceResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[30]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2470,7 +2659,7 @@ func (x *RevokeDeviceResponse) String() string {
 func (*RevokeDeviceResponse) ProtoMessage() {}
 
 func (x *RevokeDeviceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[30]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2483,7 +2672,7 @@ func (x *RevokeDeviceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeDeviceResponse.ProtoReflect.Descriptor instead.
 func (*RevokeDeviceResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{30}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *RevokeDeviceResponse) GetDevice() *Device {
@@ -2507,7 +2696,7 @@ type SetDeviceGroupRequest struct {
 
 func (x *SetDeviceGroupRequest) Reset() {
 	*x = SetDeviceGroupRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[31]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2519,7 +2708,7 @@ func (x *SetDeviceGroupRequest) String() string {
 func (*SetDeviceGroupRequest) ProtoMessage() {}
 
 func (x *SetDeviceGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[31]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2532,7 +2721,7 @@ func (x *SetDeviceGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetDeviceGroupRequest.ProtoReflect.Descriptor instead.
 func (*SetDeviceGroupRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{31}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *SetDeviceGroupRequest) GetDevice() string {
@@ -2565,7 +2754,7 @@ type SetDeviceGroupResponse struct {
 
 func (x *SetDeviceGroupResponse) Reset() {
 	*x = SetDeviceGroupResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[32]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2577,7 +2766,7 @@ func (x *SetDeviceGroupResponse) String() string {
 func (*SetDeviceGroupResponse) ProtoMessage() {}
 
 func (x *SetDeviceGroupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[32]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2590,7 +2779,7 @@ func (x *SetDeviceGroupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetDeviceGroupResponse.ProtoReflect.Descriptor instead.
 func (*SetDeviceGroupResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{32}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *SetDeviceGroupResponse) GetDevice() *Device {
@@ -2612,7 +2801,7 @@ type ListAuditRequest struct {
 
 func (x *ListAuditRequest) Reset() {
 	*x = ListAuditRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[33]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2624,7 +2813,7 @@ func (x *ListAuditRequest) String() string {
 func (*ListAuditRequest) ProtoMessage() {}
 
 func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[33]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2637,7 +2826,7 @@ func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{33}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ListAuditRequest) GetAfterSeq() int64 {
@@ -2674,7 +2863,7 @@ type AuditRecord struct {
 
 func (x *AuditRecord) Reset() {
 	*x = AuditRecord{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[34]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2686,7 +2875,7 @@ func (x *AuditRecord) String() string {
 func (*AuditRecord) ProtoMessage() {}
 
 func (x *AuditRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[34]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2699,7 +2888,7 @@ func (x *AuditRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditRecord.ProtoReflect.Descriptor instead.
 func (*AuditRecord) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{34}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *AuditRecord) GetSeq() int64 {
@@ -2770,7 +2959,7 @@ type ListAuditResponse struct {
 
 func (x *ListAuditResponse) Reset() {
 	*x = ListAuditResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[35]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2782,7 +2971,7 @@ func (x *ListAuditResponse) String() string {
 func (*ListAuditResponse) ProtoMessage() {}
 
 func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[35]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2795,7 +2984,7 @@ func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{35}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ListAuditResponse) GetRecords() []*AuditRecord {
@@ -2820,7 +3009,7 @@ type GetPolicyRequest struct {
 
 func (x *GetPolicyRequest) Reset() {
 	*x = GetPolicyRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[36]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2832,7 +3021,7 @@ func (x *GetPolicyRequest) String() string {
 func (*GetPolicyRequest) ProtoMessage() {}
 
 func (x *GetPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[36]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2845,7 +3034,7 @@ func (x *GetPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPolicyRequest.ProtoReflect.Descriptor instead.
 func (*GetPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{36}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{38}
 }
 
 type GetPolicyResponse struct {
@@ -2857,7 +3046,7 @@ type GetPolicyResponse struct {
 
 func (x *GetPolicyResponse) Reset() {
 	*x = GetPolicyResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[37]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2869,7 +3058,7 @@ func (x *GetPolicyResponse) String() string {
 func (*GetPolicyResponse) ProtoMessage() {}
 
 func (x *GetPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[37]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2882,7 +3071,7 @@ func (x *GetPolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPolicyResponse.ProtoReflect.Descriptor instead.
 func (*GetPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{37}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *GetPolicyResponse) GetPolicy() *Policy {
@@ -2906,7 +3095,7 @@ type SetPolicyRequest struct {
 
 func (x *SetPolicyRequest) Reset() {
 	*x = SetPolicyRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[38]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2918,7 +3107,7 @@ func (x *SetPolicyRequest) String() string {
 func (*SetPolicyRequest) ProtoMessage() {}
 
 func (x *SetPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[38]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2931,7 +3120,7 @@ func (x *SetPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPolicyRequest.ProtoReflect.Descriptor instead.
 func (*SetPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{38}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *SetPolicyRequest) GetPolicy() *Policy {
@@ -2964,7 +3153,7 @@ type SetPolicyResponse struct {
 
 func (x *SetPolicyResponse) Reset() {
 	*x = SetPolicyResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[39]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2976,7 +3165,7 @@ func (x *SetPolicyResponse) String() string {
 func (*SetPolicyResponse) ProtoMessage() {}
 
 func (x *SetPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[39]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2989,7 +3178,7 @@ func (x *SetPolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPolicyResponse.ProtoReflect.Descriptor instead.
 func (*SetPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{39}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *SetPolicyResponse) GetPolicy() *Policy {
@@ -3012,7 +3201,7 @@ type EnrollMFAUserRequest struct {
 
 func (x *EnrollMFAUserRequest) Reset() {
 	*x = EnrollMFAUserRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[40]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3024,7 +3213,7 @@ func (x *EnrollMFAUserRequest) String() string {
 func (*EnrollMFAUserRequest) ProtoMessage() {}
 
 func (x *EnrollMFAUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[40]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3037,7 +3226,7 @@ func (x *EnrollMFAUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrollMFAUserRequest.ProtoReflect.Descriptor instead.
 func (*EnrollMFAUserRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{40}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *EnrollMFAUserRequest) GetUser() string {
@@ -3067,7 +3256,7 @@ type EnrollMFAUserResponse struct {
 
 func (x *EnrollMFAUserResponse) Reset() {
 	*x = EnrollMFAUserResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[41]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3079,7 +3268,7 @@ func (x *EnrollMFAUserResponse) String() string {
 func (*EnrollMFAUserResponse) ProtoMessage() {}
 
 func (x *EnrollMFAUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[41]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3092,7 +3281,7 @@ func (x *EnrollMFAUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrollMFAUserResponse.ProtoReflect.Descriptor instead.
 func (*EnrollMFAUserResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{41}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *EnrollMFAUserResponse) GetUser() string {
@@ -3112,6 +3301,571 @@ func (x *EnrollMFAUserResponse) GetOtpauthUri() string {
 func (x *EnrollMFAUserResponse) GetRecoveryCodes() []string {
 	if x != nil {
 		return x.RecoveryCodes
+	}
+	return nil
+}
+
+type ResetMFAUserRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	User  string                 `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	// Why, for the audit trail.
+	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResetMFAUserRequest) Reset() {
+	*x = ResetMFAUserRequest{}
+	mi := &file_mamori_v1_mamori_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResetMFAUserRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResetMFAUserRequest) ProtoMessage() {}
+
+func (x *ResetMFAUserRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mamori_v1_mamori_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResetMFAUserRequest.ProtoReflect.Descriptor instead.
+func (*ResetMFAUserRequest) Descriptor() ([]byte, []int) {
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *ResetMFAUserRequest) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *ResetMFAUserRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type ResetMFAUserResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResetMFAUserResponse) Reset() {
+	*x = ResetMFAUserResponse{}
+	mi := &file_mamori_v1_mamori_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResetMFAUserResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResetMFAUserResponse) ProtoMessage() {}
+
+func (x *ResetMFAUserResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mamori_v1_mamori_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResetMFAUserResponse.ProtoReflect.Descriptor instead.
+func (*ResetMFAUserResponse) Descriptor() ([]byte, []int) {
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{45}
+}
+
+type UnlockMFAUserRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	User  string                 `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	// Device ID; empty unlocks the user on every device.
+	DeviceId      string `protobuf:"bytes,2,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnlockMFAUserRequest) Reset() {
+	*x = UnlockMFAUserRequest{}
+	mi := &file_mamori_v1_mamori_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnlockMFAUserRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnlockMFAUserRequest) ProtoMessage() {}
+
+func (x *UnlockMFAUserRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mamori_v1_mamori_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnlockMFAUserRequest.ProtoReflect.Descriptor instead.
+func (*UnlockMFAUserRequest) Descriptor() ([]byte, []int) {
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *UnlockMFAUserRequest) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *UnlockMFAUserRequest) GetDeviceId() string {
+	if x != nil {
+		return x.DeviceId
+	}
+	return ""
+}
+
+type UnlockMFAUserResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The user's unlock counter after this call.
+	Generation    int64 `protobuf:"varint,1,opt,name=generation,proto3" json:"generation,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnlockMFAUserResponse) Reset() {
+	*x = UnlockMFAUserResponse{}
+	mi := &file_mamori_v1_mamori_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnlockMFAUserResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnlockMFAUserResponse) ProtoMessage() {}
+
+func (x *UnlockMFAUserResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mamori_v1_mamori_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnlockMFAUserResponse.ProtoReflect.Descriptor instead.
+func (*UnlockMFAUserResponse) Descriptor() ([]byte, []int) {
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *UnlockMFAUserResponse) GetGeneration() int64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
+type IssueMFATempCodeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	User  string                 `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	// How long the code is valid; default 1 h, at most 24 h.
+	ExpiresIn     *durationpb.Duration `protobuf:"bytes,2,opt,name=expires_in,json=expiresIn,proto3" json:"expires_in,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IssueMFATempCodeRequest) Reset() {
+	*x = IssueMFATempCodeRequest{}
+	mi := &file_mamori_v1_mamori_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IssueMFATempCodeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IssueMFATempCodeRequest) ProtoMessage() {}
+
+func (x *IssueMFATempCodeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mamori_v1_mamori_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IssueMFATempCodeRequest.ProtoReflect.Descriptor instead.
+func (*IssueMFATempCodeRequest) Descriptor() ([]byte, []int) {
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *IssueMFATempCodeRequest) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *IssueMFATempCodeRequest) GetExpiresIn() *durationpb.Duration {
+	if x != nil {
+		return x.ExpiresIn
+	}
+	return nil
+}
+
+type IssueMFATempCodeResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The code, shown once (XXXX-XXXX-XXXX).
+	Code string `protobuf:"bytes,1,opt,name=code,proto3" json:"code,omitempty"`
+	// Its ID as events show it.
+	Id            string                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IssueMFATempCodeResponse) Reset() {
+	*x = IssueMFATempCodeResponse{}
+	mi := &file_mamori_v1_mamori_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IssueMFATempCodeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IssueMFATempCodeResponse) ProtoMessage() {}
+
+func (x *IssueMFATempCodeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mamori_v1_mamori_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IssueMFATempCodeResponse.ProtoReflect.Descriptor instead.
+func (*IssueMFATempCodeResponse) Descriptor() ([]byte, []int) {
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *IssueMFATempCodeResponse) GetCode() string {
+	if x != nil {
+		return x.Code
+	}
+	return ""
+}
+
+func (x *IssueMFATempCodeResponse) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *IssueMFATempCodeResponse) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
+type ImportMFASeedsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// CSV: serial,user,base32 seed; an optional header line.
+	Csv []byte `protobuf:"bytes,1,opt,name=csv,proto3" json:"csv,omitempty"`
+	// Replace users that are already enrolled.
+	Replace       bool `protobuf:"varint,2,opt,name=replace,proto3" json:"replace,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportMFASeedsRequest) Reset() {
+	*x = ImportMFASeedsRequest{}
+	mi := &file_mamori_v1_mamori_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportMFASeedsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportMFASeedsRequest) ProtoMessage() {}
+
+func (x *ImportMFASeedsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mamori_v1_mamori_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportMFASeedsRequest.ProtoReflect.Descriptor instead.
+func (*ImportMFASeedsRequest) Descriptor() ([]byte, []int) {
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *ImportMFASeedsRequest) GetCsv() []byte {
+	if x != nil {
+		return x.Csv
+	}
+	return nil
+}
+
+func (x *ImportMFASeedsRequest) GetReplace() bool {
+	if x != nil {
+		return x.Replace
+	}
+	return false
+}
+
+type ImportMFASeedsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Imported      int32                  `protobuf:"varint,1,opt,name=imported,proto3" json:"imported,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportMFASeedsResponse) Reset() {
+	*x = ImportMFASeedsResponse{}
+	mi := &file_mamori_v1_mamori_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportMFASeedsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportMFASeedsResponse) ProtoMessage() {}
+
+func (x *ImportMFASeedsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mamori_v1_mamori_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportMFASeedsResponse.ProtoReflect.Descriptor instead.
+func (*ImportMFASeedsResponse) Descriptor() ([]byte, []int) {
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *ImportMFASeedsResponse) GetImported() int32 {
+	if x != nil {
+		return x.Imported
+	}
+	return 0
+}
+
+type ListMFAUsersRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListMFAUsersRequest) Reset() {
+	*x = ListMFAUsersRequest{}
+	mi := &file_mamori_v1_mamori_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListMFAUsersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListMFAUsersRequest) ProtoMessage() {}
+
+func (x *ListMFAUsersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mamori_v1_mamori_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListMFAUsersRequest.ProtoReflect.Descriptor instead.
+func (*ListMFAUsersRequest) Descriptor() ([]byte, []int) {
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{52}
+}
+
+type MFAUserInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	User  string                 `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	// "totp" (an app) or "totp-hardware" (an imported token).
+	Method            string                 `protobuf:"bytes,2,opt,name=method,proto3" json:"method,omitempty"`
+	EnrolledAt        *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=enrolled_at,json=enrolledAt,proto3" json:"enrolled_at,omitempty"`
+	TokenSerial       string                 `protobuf:"bytes,4,opt,name=token_serial,json=tokenSerial,proto3" json:"token_serial,omitempty"`
+	RecoveryCodesLeft int32                  `protobuf:"varint,5,opt,name=recovery_codes_left,json=recoveryCodesLeft,proto3" json:"recovery_codes_left,omitempty"`
+	TempCodesActive   int32                  `protobuf:"varint,6,opt,name=temp_codes_active,json=tempCodesActive,proto3" json:"temp_codes_active,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *MFAUserInfo) Reset() {
+	*x = MFAUserInfo{}
+	mi := &file_mamori_v1_mamori_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MFAUserInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MFAUserInfo) ProtoMessage() {}
+
+func (x *MFAUserInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_mamori_v1_mamori_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MFAUserInfo.ProtoReflect.Descriptor instead.
+func (*MFAUserInfo) Descriptor() ([]byte, []int) {
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *MFAUserInfo) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *MFAUserInfo) GetMethod() string {
+	if x != nil {
+		return x.Method
+	}
+	return ""
+}
+
+func (x *MFAUserInfo) GetEnrolledAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EnrolledAt
+	}
+	return nil
+}
+
+func (x *MFAUserInfo) GetTokenSerial() string {
+	if x != nil {
+		return x.TokenSerial
+	}
+	return ""
+}
+
+func (x *MFAUserInfo) GetRecoveryCodesLeft() int32 {
+	if x != nil {
+		return x.RecoveryCodesLeft
+	}
+	return 0
+}
+
+func (x *MFAUserInfo) GetTempCodesActive() int32 {
+	if x != nil {
+		return x.TempCodesActive
+	}
+	return 0
+}
+
+type ListMFAUsersResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Users         []*MFAUserInfo         `protobuf:"bytes,1,rep,name=users,proto3" json:"users,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListMFAUsersResponse) Reset() {
+	*x = ListMFAUsersResponse{}
+	mi := &file_mamori_v1_mamori_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListMFAUsersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListMFAUsersResponse) ProtoMessage() {}
+
+func (x *ListMFAUsersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mamori_v1_mamori_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListMFAUsersResponse.ProtoReflect.Descriptor instead.
+func (*ListMFAUsersResponse) Descriptor() ([]byte, []int) {
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *ListMFAUsersResponse) GetUsers() []*MFAUserInfo {
+	if x != nil {
+		return x.Users
 	}
 	return nil
 }
@@ -3217,12 +3971,32 @@ const file_mamori_v1_mamori_proto_rawDesc = "" +
 	"mfa_bundle\x18\x05 \x01(\v2\x1a.mamori.v1.SealedMFABundleR\tmfaBundle\"C\n" +
 	"\x0fSealedMFABundle\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x12\x16\n" +
-	"\x06sealed\x18\x02 \x01(\fR\x06sealed\"\xab\x01\n" +
+	"\x06sealed\x18\x02 \x01(\fR\x06sealed\"\x8a\x03\n" +
 	"\tMFABundle\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x12\x1b\n" +
 	"\tdevice_id\x18\x02 \x01(\tR\bdeviceId\x127\n" +
 	"\tissued_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\bissuedAt\x12.\n" +
-	"\x05users\x18\x04 \x03(\v2\x18.mamori.v1.MFAUserSecretR\x05users\"\xf8\x01\n" +
+	"\x05users\x18\x04 \x03(\v2\x18.mamori.v1.MFAUserSecretR\x05users\x125\n" +
+	"\n" +
+	"temp_codes\x18\x05 \x03(\v2\x16.mamori.v1.MFATempCodeR\ttempCodes\x12.\n" +
+	"\aunlocks\x18\x06 \x03(\v2\x14.mamori.v1.MFAUnlockR\aunlocks\x12;\n" +
+	"\vgrace_until\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"graceUntil\x12\x1f\n" +
+	"\vgrace_users\x18\b \x03(\tR\n" +
+	"graceUsers\x12\x18\n" +
+	"\amethods\x18\t \x03(\tR\amethods\"\x94\x01\n" +
+	"\vMFATempCode\x12\x12\n" +
+	"\x04user\x18\x01 \x01(\tR\x04user\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\x12\x12\n" +
+	"\x04salt\x18\x03 \x01(\fR\x04salt\x12\x12\n" +
+	"\x04hash\x18\x04 \x01(\tR\x04hash\x129\n" +
+	"\n" +
+	"expires_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"?\n" +
+	"\tMFAUnlock\x12\x12\n" +
+	"\x04user\x18\x01 \x01(\tR\x04user\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x02 \x01(\x03R\n" +
+	"generation\"\x9b\x02\n" +
 	"\rMFAUserSecret\x12\x12\n" +
 	"\x04user\x18\x01 \x01(\tR\x04user\x12\x1f\n" +
 	"\vtotp_secret\x18\x02 \x01(\fR\n" +
@@ -3231,7 +4005,8 @@ const file_mamori_v1_mamori_proto_rawDesc = "" +
 	"\x06digits\x18\x04 \x01(\x05R\x06digits\x12%\n" +
 	"\x0eperiod_seconds\x18\x05 \x01(\x05R\rperiodSeconds\x120\n" +
 	"\x14recovery_code_hashes\x18\x06 \x03(\tR\x12recoveryCodeHashes\x12#\n" +
-	"\rrecovery_salt\x18\a \x01(\fR\frecoverySalt\"s\n" +
+	"\rrecovery_salt\x18\a \x01(\fR\frecoverySalt\x12!\n" +
+	"\ftoken_serial\x18\b \x01(\tR\vtokenSerial\"s\n" +
 	"\rControlRecord\x120\n" +
 	"\x06status\x18\x01 \x01(\v2\x18.mamori.v1.ControlStatusR\x06status\x120\n" +
 	"\x05since\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\"\x87\x05\n" +
@@ -3357,7 +4132,43 @@ const file_mamori_v1_mamori_proto_rawDesc = "" +
 	"\x04user\x18\x01 \x01(\tR\x04user\x12\x1f\n" +
 	"\votpauth_uri\x18\x02 \x01(\tR\n" +
 	"otpauthUri\x12%\n" +
-	"\x0erecovery_codes\x18\x03 \x03(\tR\rrecoveryCodes*@\n" +
+	"\x0erecovery_codes\x18\x03 \x03(\tR\rrecoveryCodes\"A\n" +
+	"\x13ResetMFAUserRequest\x12\x12\n" +
+	"\x04user\x18\x01 \x01(\tR\x04user\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"\x16\n" +
+	"\x14ResetMFAUserResponse\"G\n" +
+	"\x14UnlockMFAUserRequest\x12\x12\n" +
+	"\x04user\x18\x01 \x01(\tR\x04user\x12\x1b\n" +
+	"\tdevice_id\x18\x02 \x01(\tR\bdeviceId\"7\n" +
+	"\x15UnlockMFAUserResponse\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x01 \x01(\x03R\n" +
+	"generation\"g\n" +
+	"\x17IssueMFATempCodeRequest\x12\x12\n" +
+	"\x04user\x18\x01 \x01(\tR\x04user\x128\n" +
+	"\n" +
+	"expires_in\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\texpiresIn\"y\n" +
+	"\x18IssueMFATempCodeResponse\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\tR\x04code\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\x129\n" +
+	"\n" +
+	"expires_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"C\n" +
+	"\x15ImportMFASeedsRequest\x12\x10\n" +
+	"\x03csv\x18\x01 \x01(\fR\x03csv\x12\x18\n" +
+	"\areplace\x18\x02 \x01(\bR\areplace\"4\n" +
+	"\x16ImportMFASeedsResponse\x12\x1a\n" +
+	"\bimported\x18\x01 \x01(\x05R\bimported\"\x15\n" +
+	"\x13ListMFAUsersRequest\"\xf5\x01\n" +
+	"\vMFAUserInfo\x12\x12\n" +
+	"\x04user\x18\x01 \x01(\tR\x04user\x12\x16\n" +
+	"\x06method\x18\x02 \x01(\tR\x06method\x12;\n" +
+	"\venrolled_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"enrolledAt\x12!\n" +
+	"\ftoken_serial\x18\x04 \x01(\tR\vtokenSerial\x12.\n" +
+	"\x13recovery_codes_left\x18\x05 \x01(\x05R\x11recoveryCodesLeft\x12*\n" +
+	"\x11temp_codes_active\x18\x06 \x01(\x05R\x0ftempCodesActive\"D\n" +
+	"\x14ListMFAUsersResponse\x12,\n" +
+	"\x05users\x18\x01 \x03(\v2\x16.mamori.v1.MFAUserInfoR\x05users*@\n" +
 	"\x04Mode\x12\x14\n" +
 	"\x10MODE_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fMODE_MONITOR\x10\x01\x12\x10\n" +
@@ -3379,7 +4190,8 @@ const file_mamori_v1_mamori_proto_rawDesc = "" +
 	"\x12COMPLIANCE_REVOKED\x10\x052\x8c\x01\n" +
 	"\fAgentService\x12=\n" +
 	"\x06Enroll\x12\x18.mamori.v1.EnrollRequest\x1a\x19.mamori.v1.EnrollResponse\x12=\n" +
-	"\x06Report\x12\x18.mamori.v1.ReportRequest\x1a\x19.mamori.v1.ReportResponse2\x80\a\n" +
+	"\x06Report\x12\x18.mamori.v1.ReportRequest\x1a\x19.mamori.v1.ReportResponse2\xaa\n" +
+	"\n" +
 	"\fAdminService\x12L\n" +
 	"\vListDevices\x12\x1d.mamori.v1.ListDevicesRequest\x1a\x1e.mamori.v1.ListDevicesResponse\x12F\n" +
 	"\tGetDevice\x12\x1b.mamori.v1.GetDeviceRequest\x1a\x1c.mamori.v1.GetDeviceResponse\x12O\n" +
@@ -3391,7 +4203,12 @@ const file_mamori_v1_mamori_proto_rawDesc = "" +
 	"\x0eSetDeviceGroup\x12 .mamori.v1.SetDeviceGroupRequest\x1a!.mamori.v1.SetDeviceGroupResponse\x12F\n" +
 	"\tGetPolicy\x12\x1b.mamori.v1.GetPolicyRequest\x1a\x1c.mamori.v1.GetPolicyResponse\x12F\n" +
 	"\tSetPolicy\x12\x1b.mamori.v1.SetPolicyRequest\x1a\x1c.mamori.v1.SetPolicyResponse\x12R\n" +
-	"\rEnrollMFAUser\x12\x1f.mamori.v1.EnrollMFAUserRequest\x1a .mamori.v1.EnrollMFAUserResponse\x12F\n" +
+	"\rEnrollMFAUser\x12\x1f.mamori.v1.EnrollMFAUserRequest\x1a .mamori.v1.EnrollMFAUserResponse\x12O\n" +
+	"\fResetMFAUser\x12\x1e.mamori.v1.ResetMFAUserRequest\x1a\x1f.mamori.v1.ResetMFAUserResponse\x12R\n" +
+	"\rUnlockMFAUser\x12\x1f.mamori.v1.UnlockMFAUserRequest\x1a .mamori.v1.UnlockMFAUserResponse\x12[\n" +
+	"\x10IssueMFATempCode\x12\".mamori.v1.IssueMFATempCodeRequest\x1a#.mamori.v1.IssueMFATempCodeResponse\x12U\n" +
+	"\x0eImportMFASeeds\x12 .mamori.v1.ImportMFASeedsRequest\x1a!.mamori.v1.ImportMFASeedsResponse\x12O\n" +
+	"\fListMFAUsers\x12\x1e.mamori.v1.ListMFAUsersRequest\x1a\x1f.mamori.v1.ListMFAUsersResponse\x12F\n" +
 	"\tListAudit\x12\x1b.mamori.v1.ListAuditRequest\x1a\x1c.mamori.v1.ListAuditResponseB7Z5github.com/mamori-dev/mamori/proto/mamori/v1;mamoriv1b\x06proto3"
 
 var (
@@ -3407,7 +4224,7 @@ func file_mamori_v1_mamori_proto_rawDescGZIP() []byte {
 }
 
 var file_mamori_v1_mamori_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_mamori_v1_mamori_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
+var file_mamori_v1_mamori_proto_msgTypes = make([]protoimpl.MessageInfo, 59)
 var file_mamori_v1_mamori_proto_goTypes = []any{
 	(Mode)(0),                             // 0: mamori.v1.Mode
 	(ControlState)(0),                     // 1: mamori.v1.ControlState
@@ -3426,53 +4243,66 @@ var file_mamori_v1_mamori_proto_goTypes = []any{
 	(*ReportResponse)(nil),                // 14: mamori.v1.ReportResponse
 	(*SealedMFABundle)(nil),               // 15: mamori.v1.SealedMFABundle
 	(*MFABundle)(nil),                     // 16: mamori.v1.MFABundle
-	(*MFAUserSecret)(nil),                 // 17: mamori.v1.MFAUserSecret
-	(*ControlRecord)(nil),                 // 18: mamori.v1.ControlRecord
-	(*Device)(nil),                        // 19: mamori.v1.Device
-	(*ListDevicesRequest)(nil),            // 20: mamori.v1.ListDevicesRequest
-	(*ListDevicesResponse)(nil),           // 21: mamori.v1.ListDevicesResponse
-	(*GetDeviceRequest)(nil),              // 22: mamori.v1.GetDeviceRequest
-	(*GetDeviceResponse)(nil),             // 23: mamori.v1.GetDeviceResponse
-	(*FleetSummaryRequest)(nil),           // 24: mamori.v1.FleetSummaryRequest
-	(*FleetSummaryResponse)(nil),          // 25: mamori.v1.FleetSummaryResponse
-	(*GroupSummary)(nil),                  // 26: mamori.v1.GroupSummary
-	(*StoredEvent)(nil),                   // 27: mamori.v1.StoredEvent
-	(*ListEventsRequest)(nil),             // 28: mamori.v1.ListEventsRequest
-	(*ListEventsResponse)(nil),            // 29: mamori.v1.ListEventsResponse
-	(*CreateEnrollmentTokenRequest)(nil),  // 30: mamori.v1.CreateEnrollmentTokenRequest
-	(*CreateEnrollmentTokenResponse)(nil), // 31: mamori.v1.CreateEnrollmentTokenResponse
-	(*RevokeDeviceRequest)(nil),           // 32: mamori.v1.RevokeDeviceRequest
-	(*RevokeDeviceResponse)(nil),          // 33: mamori.v1.RevokeDeviceResponse
-	(*SetDeviceGroupRequest)(nil),         // 34: mamori.v1.SetDeviceGroupRequest
-	(*SetDeviceGroupResponse)(nil),        // 35: mamori.v1.SetDeviceGroupResponse
-	(*ListAuditRequest)(nil),              // 36: mamori.v1.ListAuditRequest
-	(*AuditRecord)(nil),                   // 37: mamori.v1.AuditRecord
-	(*ListAuditResponse)(nil),             // 38: mamori.v1.ListAuditResponse
-	(*GetPolicyRequest)(nil),              // 39: mamori.v1.GetPolicyRequest
-	(*GetPolicyResponse)(nil),             // 40: mamori.v1.GetPolicyResponse
-	(*SetPolicyRequest)(nil),              // 41: mamori.v1.SetPolicyRequest
-	(*SetPolicyResponse)(nil),             // 42: mamori.v1.SetPolicyResponse
-	(*EnrollMFAUserRequest)(nil),          // 43: mamori.v1.EnrollMFAUserRequest
-	(*EnrollMFAUserResponse)(nil),         // 44: mamori.v1.EnrollMFAUserResponse
-	nil,                                   // 45: mamori.v1.ControlStatus.EvidenceEntry
-	nil,                                   // 46: mamori.v1.Event.AttributesEntry
-	nil,                                   // 47: mamori.v1.ControlPolicy.SettingsEntry
-	nil,                                   // 48: mamori.v1.Policy.ControlsEntry
-	(*timestamppb.Timestamp)(nil),         // 49: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),           // 50: google.protobuf.Duration
+	(*MFATempCode)(nil),                   // 17: mamori.v1.MFATempCode
+	(*MFAUnlock)(nil),                     // 18: mamori.v1.MFAUnlock
+	(*MFAUserSecret)(nil),                 // 19: mamori.v1.MFAUserSecret
+	(*ControlRecord)(nil),                 // 20: mamori.v1.ControlRecord
+	(*Device)(nil),                        // 21: mamori.v1.Device
+	(*ListDevicesRequest)(nil),            // 22: mamori.v1.ListDevicesRequest
+	(*ListDevicesResponse)(nil),           // 23: mamori.v1.ListDevicesResponse
+	(*GetDeviceRequest)(nil),              // 24: mamori.v1.GetDeviceRequest
+	(*GetDeviceResponse)(nil),             // 25: mamori.v1.GetDeviceResponse
+	(*FleetSummaryRequest)(nil),           // 26: mamori.v1.FleetSummaryRequest
+	(*FleetSummaryResponse)(nil),          // 27: mamori.v1.FleetSummaryResponse
+	(*GroupSummary)(nil),                  // 28: mamori.v1.GroupSummary
+	(*StoredEvent)(nil),                   // 29: mamori.v1.StoredEvent
+	(*ListEventsRequest)(nil),             // 30: mamori.v1.ListEventsRequest
+	(*ListEventsResponse)(nil),            // 31: mamori.v1.ListEventsResponse
+	(*CreateEnrollmentTokenRequest)(nil),  // 32: mamori.v1.CreateEnrollmentTokenRequest
+	(*CreateEnrollmentTokenResponse)(nil), // 33: mamori.v1.CreateEnrollmentTokenResponse
+	(*RevokeDeviceRequest)(nil),           // 34: mamori.v1.RevokeDeviceRequest
+	(*RevokeDeviceResponse)(nil),          // 35: mamori.v1.RevokeDeviceResponse
+	(*SetDeviceGroupRequest)(nil),         // 36: mamori.v1.SetDeviceGroupRequest
+	(*SetDeviceGroupResponse)(nil),        // 37: mamori.v1.SetDeviceGroupResponse
+	(*ListAuditRequest)(nil),              // 38: mamori.v1.ListAuditRequest
+	(*AuditRecord)(nil),                   // 39: mamori.v1.AuditRecord
+	(*ListAuditResponse)(nil),             // 40: mamori.v1.ListAuditResponse
+	(*GetPolicyRequest)(nil),              // 41: mamori.v1.GetPolicyRequest
+	(*GetPolicyResponse)(nil),             // 42: mamori.v1.GetPolicyResponse
+	(*SetPolicyRequest)(nil),              // 43: mamori.v1.SetPolicyRequest
+	(*SetPolicyResponse)(nil),             // 44: mamori.v1.SetPolicyResponse
+	(*EnrollMFAUserRequest)(nil),          // 45: mamori.v1.EnrollMFAUserRequest
+	(*EnrollMFAUserResponse)(nil),         // 46: mamori.v1.EnrollMFAUserResponse
+	(*ResetMFAUserRequest)(nil),           // 47: mamori.v1.ResetMFAUserRequest
+	(*ResetMFAUserResponse)(nil),          // 48: mamori.v1.ResetMFAUserResponse
+	(*UnlockMFAUserRequest)(nil),          // 49: mamori.v1.UnlockMFAUserRequest
+	(*UnlockMFAUserResponse)(nil),         // 50: mamori.v1.UnlockMFAUserResponse
+	(*IssueMFATempCodeRequest)(nil),       // 51: mamori.v1.IssueMFATempCodeRequest
+	(*IssueMFATempCodeResponse)(nil),      // 52: mamori.v1.IssueMFATempCodeResponse
+	(*ImportMFASeedsRequest)(nil),         // 53: mamori.v1.ImportMFASeedsRequest
+	(*ImportMFASeedsResponse)(nil),        // 54: mamori.v1.ImportMFASeedsResponse
+	(*ListMFAUsersRequest)(nil),           // 55: mamori.v1.ListMFAUsersRequest
+	(*MFAUserInfo)(nil),                   // 56: mamori.v1.MFAUserInfo
+	(*ListMFAUsersResponse)(nil),          // 57: mamori.v1.ListMFAUsersResponse
+	nil,                                   // 58: mamori.v1.ControlStatus.EvidenceEntry
+	nil,                                   // 59: mamori.v1.Event.AttributesEntry
+	nil,                                   // 60: mamori.v1.ControlPolicy.SettingsEntry
+	nil,                                   // 61: mamori.v1.Policy.ControlsEntry
+	(*timestamppb.Timestamp)(nil),         // 62: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),           // 63: google.protobuf.Duration
 }
 var file_mamori_v1_mamori_proto_depIdxs = []int32{
 	0,  // 0: mamori.v1.ControlStatus.mode:type_name -> mamori.v1.Mode
 	1,  // 1: mamori.v1.ControlStatus.state:type_name -> mamori.v1.ControlState
-	45, // 2: mamori.v1.ControlStatus.evidence:type_name -> mamori.v1.ControlStatus.EvidenceEntry
-	49, // 3: mamori.v1.ControlStatus.observed_at:type_name -> google.protobuf.Timestamp
-	49, // 4: mamori.v1.Event.time:type_name -> google.protobuf.Timestamp
-	46, // 5: mamori.v1.Event.attributes:type_name -> mamori.v1.Event.AttributesEntry
+	58, // 2: mamori.v1.ControlStatus.evidence:type_name -> mamori.v1.ControlStatus.EvidenceEntry
+	62, // 3: mamori.v1.ControlStatus.observed_at:type_name -> google.protobuf.Timestamp
+	62, // 4: mamori.v1.Event.time:type_name -> google.protobuf.Timestamp
+	59, // 5: mamori.v1.Event.attributes:type_name -> mamori.v1.Event.AttributesEntry
 	0,  // 6: mamori.v1.ControlPolicy.mode:type_name -> mamori.v1.Mode
-	47, // 7: mamori.v1.ControlPolicy.settings:type_name -> mamori.v1.ControlPolicy.SettingsEntry
-	48, // 8: mamori.v1.Policy.controls:type_name -> mamori.v1.Policy.ControlsEntry
-	50, // 9: mamori.v1.Policy.report_interval:type_name -> google.protobuf.Duration
-	50, // 10: mamori.v1.Policy.max_report_age:type_name -> google.protobuf.Duration
+	60, // 7: mamori.v1.ControlPolicy.settings:type_name -> mamori.v1.ControlPolicy.SettingsEntry
+	61, // 8: mamori.v1.Policy.controls:type_name -> mamori.v1.Policy.ControlsEntry
+	63, // 9: mamori.v1.Policy.report_interval:type_name -> google.protobuf.Duration
+	63, // 10: mamori.v1.Policy.max_report_age:type_name -> google.protobuf.Duration
 	3,  // 11: mamori.v1.EnrollRequest.facts:type_name -> mamori.v1.DeviceFacts
 	9,  // 12: mamori.v1.EnrollRequest.attestation:type_name -> mamori.v1.TpmAttestation
 	11, // 13: mamori.v1.EnrollRequest.answer:type_name -> mamori.v1.ChallengeAnswer
@@ -3481,72 +4311,90 @@ var file_mamori_v1_mamori_proto_depIdxs = []int32{
 	3,  // 16: mamori.v1.ReportRequest.facts:type_name -> mamori.v1.DeviceFacts
 	4,  // 17: mamori.v1.ReportRequest.statuses:type_name -> mamori.v1.ControlStatus
 	5,  // 18: mamori.v1.ReportRequest.events:type_name -> mamori.v1.Event
-	49, // 19: mamori.v1.ReportRequest.sent_at:type_name -> google.protobuf.Timestamp
+	62, // 19: mamori.v1.ReportRequest.sent_at:type_name -> google.protobuf.Timestamp
 	7,  // 20: mamori.v1.ReportResponse.policy:type_name -> mamori.v1.Policy
-	50, // 21: mamori.v1.ReportResponse.next_report_in:type_name -> google.protobuf.Duration
-	49, // 22: mamori.v1.ReportResponse.server_time:type_name -> google.protobuf.Timestamp
+	63, // 21: mamori.v1.ReportResponse.next_report_in:type_name -> google.protobuf.Duration
+	62, // 22: mamori.v1.ReportResponse.server_time:type_name -> google.protobuf.Timestamp
 	15, // 23: mamori.v1.ReportResponse.mfa_bundle:type_name -> mamori.v1.SealedMFABundle
-	49, // 24: mamori.v1.MFABundle.issued_at:type_name -> google.protobuf.Timestamp
-	17, // 25: mamori.v1.MFABundle.users:type_name -> mamori.v1.MFAUserSecret
-	4,  // 26: mamori.v1.ControlRecord.status:type_name -> mamori.v1.ControlStatus
-	49, // 27: mamori.v1.ControlRecord.since:type_name -> google.protobuf.Timestamp
-	3,  // 28: mamori.v1.Device.facts:type_name -> mamori.v1.DeviceFacts
-	2,  // 29: mamori.v1.Device.compliance:type_name -> mamori.v1.Compliance
-	49, // 30: mamori.v1.Device.enrolled_at:type_name -> google.protobuf.Timestamp
-	49, // 31: mamori.v1.Device.last_seen:type_name -> google.protobuf.Timestamp
-	49, // 32: mamori.v1.Device.failing_since:type_name -> google.protobuf.Timestamp
-	49, // 33: mamori.v1.Device.offline_since:type_name -> google.protobuf.Timestamp
-	18, // 34: mamori.v1.Device.controls:type_name -> mamori.v1.ControlRecord
-	49, // 35: mamori.v1.Device.revoked_at:type_name -> google.protobuf.Timestamp
-	2,  // 36: mamori.v1.ListDevicesRequest.compliance:type_name -> mamori.v1.Compliance
-	19, // 37: mamori.v1.ListDevicesResponse.devices:type_name -> mamori.v1.Device
-	19, // 38: mamori.v1.GetDeviceResponse.device:type_name -> mamori.v1.Device
-	27, // 39: mamori.v1.GetDeviceResponse.recent_events:type_name -> mamori.v1.StoredEvent
-	26, // 40: mamori.v1.FleetSummaryResponse.groups:type_name -> mamori.v1.GroupSummary
-	5,  // 41: mamori.v1.StoredEvent.event:type_name -> mamori.v1.Event
-	49, // 42: mamori.v1.StoredEvent.received_at:type_name -> google.protobuf.Timestamp
-	27, // 43: mamori.v1.ListEventsResponse.events:type_name -> mamori.v1.StoredEvent
-	50, // 44: mamori.v1.CreateEnrollmentTokenRequest.ttl:type_name -> google.protobuf.Duration
-	49, // 45: mamori.v1.CreateEnrollmentTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
-	19, // 46: mamori.v1.RevokeDeviceResponse.device:type_name -> mamori.v1.Device
-	19, // 47: mamori.v1.SetDeviceGroupResponse.device:type_name -> mamori.v1.Device
-	49, // 48: mamori.v1.AuditRecord.at:type_name -> google.protobuf.Timestamp
-	37, // 49: mamori.v1.ListAuditResponse.records:type_name -> mamori.v1.AuditRecord
-	7,  // 50: mamori.v1.GetPolicyResponse.policy:type_name -> mamori.v1.Policy
-	7,  // 51: mamori.v1.SetPolicyRequest.policy:type_name -> mamori.v1.Policy
-	7,  // 52: mamori.v1.SetPolicyResponse.policy:type_name -> mamori.v1.Policy
-	6,  // 53: mamori.v1.Policy.ControlsEntry.value:type_name -> mamori.v1.ControlPolicy
-	8,  // 54: mamori.v1.AgentService.Enroll:input_type -> mamori.v1.EnrollRequest
-	13, // 55: mamori.v1.AgentService.Report:input_type -> mamori.v1.ReportRequest
-	20, // 56: mamori.v1.AdminService.ListDevices:input_type -> mamori.v1.ListDevicesRequest
-	22, // 57: mamori.v1.AdminService.GetDevice:input_type -> mamori.v1.GetDeviceRequest
-	24, // 58: mamori.v1.AdminService.FleetSummary:input_type -> mamori.v1.FleetSummaryRequest
-	28, // 59: mamori.v1.AdminService.ListEvents:input_type -> mamori.v1.ListEventsRequest
-	30, // 60: mamori.v1.AdminService.CreateEnrollmentToken:input_type -> mamori.v1.CreateEnrollmentTokenRequest
-	32, // 61: mamori.v1.AdminService.RevokeDevice:input_type -> mamori.v1.RevokeDeviceRequest
-	34, // 62: mamori.v1.AdminService.SetDeviceGroup:input_type -> mamori.v1.SetDeviceGroupRequest
-	39, // 63: mamori.v1.AdminService.GetPolicy:input_type -> mamori.v1.GetPolicyRequest
-	41, // 64: mamori.v1.AdminService.SetPolicy:input_type -> mamori.v1.SetPolicyRequest
-	43, // 65: mamori.v1.AdminService.EnrollMFAUser:input_type -> mamori.v1.EnrollMFAUserRequest
-	36, // 66: mamori.v1.AdminService.ListAudit:input_type -> mamori.v1.ListAuditRequest
-	12, // 67: mamori.v1.AgentService.Enroll:output_type -> mamori.v1.EnrollResponse
-	14, // 68: mamori.v1.AgentService.Report:output_type -> mamori.v1.ReportResponse
-	21, // 69: mamori.v1.AdminService.ListDevices:output_type -> mamori.v1.ListDevicesResponse
-	23, // 70: mamori.v1.AdminService.GetDevice:output_type -> mamori.v1.GetDeviceResponse
-	25, // 71: mamori.v1.AdminService.FleetSummary:output_type -> mamori.v1.FleetSummaryResponse
-	29, // 72: mamori.v1.AdminService.ListEvents:output_type -> mamori.v1.ListEventsResponse
-	31, // 73: mamori.v1.AdminService.CreateEnrollmentToken:output_type -> mamori.v1.CreateEnrollmentTokenResponse
-	33, // 74: mamori.v1.AdminService.RevokeDevice:output_type -> mamori.v1.RevokeDeviceResponse
-	35, // 75: mamori.v1.AdminService.SetDeviceGroup:output_type -> mamori.v1.SetDeviceGroupResponse
-	40, // 76: mamori.v1.AdminService.GetPolicy:output_type -> mamori.v1.GetPolicyResponse
-	42, // 77: mamori.v1.AdminService.SetPolicy:output_type -> mamori.v1.SetPolicyResponse
-	44, // 78: mamori.v1.AdminService.EnrollMFAUser:output_type -> mamori.v1.EnrollMFAUserResponse
-	38, // 79: mamori.v1.AdminService.ListAudit:output_type -> mamori.v1.ListAuditResponse
-	67, // [67:80] is the sub-list for method output_type
-	54, // [54:67] is the sub-list for method input_type
-	54, // [54:54] is the sub-list for extension type_name
-	54, // [54:54] is the sub-list for extension extendee
-	0,  // [0:54] is the sub-list for field type_name
+	62, // 24: mamori.v1.MFABundle.issued_at:type_name -> google.protobuf.Timestamp
+	19, // 25: mamori.v1.MFABundle.users:type_name -> mamori.v1.MFAUserSecret
+	17, // 26: mamori.v1.MFABundle.temp_codes:type_name -> mamori.v1.MFATempCode
+	18, // 27: mamori.v1.MFABundle.unlocks:type_name -> mamori.v1.MFAUnlock
+	62, // 28: mamori.v1.MFABundle.grace_until:type_name -> google.protobuf.Timestamp
+	62, // 29: mamori.v1.MFATempCode.expires_at:type_name -> google.protobuf.Timestamp
+	4,  // 30: mamori.v1.ControlRecord.status:type_name -> mamori.v1.ControlStatus
+	62, // 31: mamori.v1.ControlRecord.since:type_name -> google.protobuf.Timestamp
+	3,  // 32: mamori.v1.Device.facts:type_name -> mamori.v1.DeviceFacts
+	2,  // 33: mamori.v1.Device.compliance:type_name -> mamori.v1.Compliance
+	62, // 34: mamori.v1.Device.enrolled_at:type_name -> google.protobuf.Timestamp
+	62, // 35: mamori.v1.Device.last_seen:type_name -> google.protobuf.Timestamp
+	62, // 36: mamori.v1.Device.failing_since:type_name -> google.protobuf.Timestamp
+	62, // 37: mamori.v1.Device.offline_since:type_name -> google.protobuf.Timestamp
+	20, // 38: mamori.v1.Device.controls:type_name -> mamori.v1.ControlRecord
+	62, // 39: mamori.v1.Device.revoked_at:type_name -> google.protobuf.Timestamp
+	2,  // 40: mamori.v1.ListDevicesRequest.compliance:type_name -> mamori.v1.Compliance
+	21, // 41: mamori.v1.ListDevicesResponse.devices:type_name -> mamori.v1.Device
+	21, // 42: mamori.v1.GetDeviceResponse.device:type_name -> mamori.v1.Device
+	29, // 43: mamori.v1.GetDeviceResponse.recent_events:type_name -> mamori.v1.StoredEvent
+	28, // 44: mamori.v1.FleetSummaryResponse.groups:type_name -> mamori.v1.GroupSummary
+	5,  // 45: mamori.v1.StoredEvent.event:type_name -> mamori.v1.Event
+	62, // 46: mamori.v1.StoredEvent.received_at:type_name -> google.protobuf.Timestamp
+	29, // 47: mamori.v1.ListEventsResponse.events:type_name -> mamori.v1.StoredEvent
+	63, // 48: mamori.v1.CreateEnrollmentTokenRequest.ttl:type_name -> google.protobuf.Duration
+	62, // 49: mamori.v1.CreateEnrollmentTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
+	21, // 50: mamori.v1.RevokeDeviceResponse.device:type_name -> mamori.v1.Device
+	21, // 51: mamori.v1.SetDeviceGroupResponse.device:type_name -> mamori.v1.Device
+	62, // 52: mamori.v1.AuditRecord.at:type_name -> google.protobuf.Timestamp
+	39, // 53: mamori.v1.ListAuditResponse.records:type_name -> mamori.v1.AuditRecord
+	7,  // 54: mamori.v1.GetPolicyResponse.policy:type_name -> mamori.v1.Policy
+	7,  // 55: mamori.v1.SetPolicyRequest.policy:type_name -> mamori.v1.Policy
+	7,  // 56: mamori.v1.SetPolicyResponse.policy:type_name -> mamori.v1.Policy
+	63, // 57: mamori.v1.IssueMFATempCodeRequest.expires_in:type_name -> google.protobuf.Duration
+	62, // 58: mamori.v1.IssueMFATempCodeResponse.expires_at:type_name -> google.protobuf.Timestamp
+	62, // 59: mamori.v1.MFAUserInfo.enrolled_at:type_name -> google.protobuf.Timestamp
+	56, // 60: mamori.v1.ListMFAUsersResponse.users:type_name -> mamori.v1.MFAUserInfo
+	6,  // 61: mamori.v1.Policy.ControlsEntry.value:type_name -> mamori.v1.ControlPolicy
+	8,  // 62: mamori.v1.AgentService.Enroll:input_type -> mamori.v1.EnrollRequest
+	13, // 63: mamori.v1.AgentService.Report:input_type -> mamori.v1.ReportRequest
+	22, // 64: mamori.v1.AdminService.ListDevices:input_type -> mamori.v1.ListDevicesRequest
+	24, // 65: mamori.v1.AdminService.GetDevice:input_type -> mamori.v1.GetDeviceRequest
+	26, // 66: mamori.v1.AdminService.FleetSummary:input_type -> mamori.v1.FleetSummaryRequest
+	30, // 67: mamori.v1.AdminService.ListEvents:input_type -> mamori.v1.ListEventsRequest
+	32, // 68: mamori.v1.AdminService.CreateEnrollmentToken:input_type -> mamori.v1.CreateEnrollmentTokenRequest
+	34, // 69: mamori.v1.AdminService.RevokeDevice:input_type -> mamori.v1.RevokeDeviceRequest
+	36, // 70: mamori.v1.AdminService.SetDeviceGroup:input_type -> mamori.v1.SetDeviceGroupRequest
+	41, // 71: mamori.v1.AdminService.GetPolicy:input_type -> mamori.v1.GetPolicyRequest
+	43, // 72: mamori.v1.AdminService.SetPolicy:input_type -> mamori.v1.SetPolicyRequest
+	45, // 73: mamori.v1.AdminService.EnrollMFAUser:input_type -> mamori.v1.EnrollMFAUserRequest
+	47, // 74: mamori.v1.AdminService.ResetMFAUser:input_type -> mamori.v1.ResetMFAUserRequest
+	49, // 75: mamori.v1.AdminService.UnlockMFAUser:input_type -> mamori.v1.UnlockMFAUserRequest
+	51, // 76: mamori.v1.AdminService.IssueMFATempCode:input_type -> mamori.v1.IssueMFATempCodeRequest
+	53, // 77: mamori.v1.AdminService.ImportMFASeeds:input_type -> mamori.v1.ImportMFASeedsRequest
+	55, // 78: mamori.v1.AdminService.ListMFAUsers:input_type -> mamori.v1.ListMFAUsersRequest
+	38, // 79: mamori.v1.AdminService.ListAudit:input_type -> mamori.v1.ListAuditRequest
+	12, // 80: mamori.v1.AgentService.Enroll:output_type -> mamori.v1.EnrollResponse
+	14, // 81: mamori.v1.AgentService.Report:output_type -> mamori.v1.ReportResponse
+	23, // 82: mamori.v1.AdminService.ListDevices:output_type -> mamori.v1.ListDevicesResponse
+	25, // 83: mamori.v1.AdminService.GetDevice:output_type -> mamori.v1.GetDeviceResponse
+	27, // 84: mamori.v1.AdminService.FleetSummary:output_type -> mamori.v1.FleetSummaryResponse
+	31, // 85: mamori.v1.AdminService.ListEvents:output_type -> mamori.v1.ListEventsResponse
+	33, // 86: mamori.v1.AdminService.CreateEnrollmentToken:output_type -> mamori.v1.CreateEnrollmentTokenResponse
+	35, // 87: mamori.v1.AdminService.RevokeDevice:output_type -> mamori.v1.RevokeDeviceResponse
+	37, // 88: mamori.v1.AdminService.SetDeviceGroup:output_type -> mamori.v1.SetDeviceGroupResponse
+	42, // 89: mamori.v1.AdminService.GetPolicy:output_type -> mamori.v1.GetPolicyResponse
+	44, // 90: mamori.v1.AdminService.SetPolicy:output_type -> mamori.v1.SetPolicyResponse
+	46, // 91: mamori.v1.AdminService.EnrollMFAUser:output_type -> mamori.v1.EnrollMFAUserResponse
+	48, // 92: mamori.v1.AdminService.ResetMFAUser:output_type -> mamori.v1.ResetMFAUserResponse
+	50, // 93: mamori.v1.AdminService.UnlockMFAUser:output_type -> mamori.v1.UnlockMFAUserResponse
+	52, // 94: mamori.v1.AdminService.IssueMFATempCode:output_type -> mamori.v1.IssueMFATempCodeResponse
+	54, // 95: mamori.v1.AdminService.ImportMFASeeds:output_type -> mamori.v1.ImportMFASeedsResponse
+	57, // 96: mamori.v1.AdminService.ListMFAUsers:output_type -> mamori.v1.ListMFAUsersResponse
+	40, // 97: mamori.v1.AdminService.ListAudit:output_type -> mamori.v1.ListAuditResponse
+	80, // [80:98] is the sub-list for method output_type
+	62, // [62:80] is the sub-list for method input_type
+	62, // [62:62] is the sub-list for extension type_name
+	62, // [62:62] is the sub-list for extension extendee
+	0,  // [0:62] is the sub-list for field type_name
 }
 
 func init() { file_mamori_v1_mamori_proto_init() }
@@ -3560,7 +4408,7 @@ func file_mamori_v1_mamori_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mamori_v1_mamori_proto_rawDesc), len(file_mamori_v1_mamori_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   46,
+			NumMessages:   59,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -207,6 +207,11 @@ const (
 	AdminService_GetPolicy_FullMethodName             = "/mamori.v1.AdminService/GetPolicy"
 	AdminService_SetPolicy_FullMethodName             = "/mamori.v1.AdminService/SetPolicy"
 	AdminService_EnrollMFAUser_FullMethodName         = "/mamori.v1.AdminService/EnrollMFAUser"
+	AdminService_ResetMFAUser_FullMethodName          = "/mamori.v1.AdminService/ResetMFAUser"
+	AdminService_UnlockMFAUser_FullMethodName         = "/mamori.v1.AdminService/UnlockMFAUser"
+	AdminService_IssueMFATempCode_FullMethodName      = "/mamori.v1.AdminService/IssueMFATempCode"
+	AdminService_ImportMFASeeds_FullMethodName        = "/mamori.v1.AdminService/ImportMFASeeds"
+	AdminService_ListMFAUsers_FullMethodName          = "/mamori.v1.AdminService/ListMFAUsers"
 	AdminService_ListAudit_FullMethodName             = "/mamori.v1.AdminService/ListAudit"
 )
 
@@ -232,6 +237,21 @@ type AdminServiceClient interface {
 	// user. The otpauth URI and the codes are in this answer only; the server
 	// keeps the secret encrypted and the codes hashed. Officer.
 	EnrollMFAUser(ctx context.Context, in *EnrollMFAUserRequest, opts ...grpc.CallOption) (*EnrollMFAUserResponse, error)
+	// ResetMFAUser deletes a user's factors (secret, recovery codes,
+	// temporary codes); terminals drop them at their next report. Officer.
+	ResetMFAUser(ctx context.Context, in *ResetMFAUserRequest, opts ...grpc.CallOption) (*ResetMFAUserResponse, error)
+	// UnlockMFAUser clears a user's lock-out on one device or on all of them,
+	// at each terminal's next report. Helpdesk.
+	UnlockMFAUser(ctx context.Context, in *UnlockMFAUserRequest, opts ...grpc.CallOption) (*UnlockMFAUserResponse, error)
+	// IssueMFATempCode makes a one-time temporary code for a user, shown in
+	// this answer only and kept hashed; it expires. Helpdesk.
+	IssueMFATempCode(ctx context.Context, in *IssueMFATempCodeRequest, opts ...grpc.CallOption) (*IssueMFATempCodeResponse, error)
+	// ImportMFASeeds enrols users with hardware-token seeds from CSV rows
+	// (serial,user,base32 seed). Every row is checked first; one bad row
+	// refuses the whole import. Officer.
+	ImportMFASeeds(ctx context.Context, in *ImportMFASeedsRequest, opts ...grpc.CallOption) (*ImportMFASeedsResponse, error)
+	// ListMFAUsers lists enrolled users without any secret. Helpdesk.
+	ListMFAUsers(ctx context.Context, in *ListMFAUsersRequest, opts ...grpc.CallOption) (*ListMFAUsersResponse, error)
 	// ListAudit returns the audit log as stored, oldest first, with each
 	// record's chain hashes, so `mamorictl audit verify` can recompute the
 	// chain on its own. Role officer.
@@ -346,6 +366,56 @@ func (c *adminServiceClient) EnrollMFAUser(ctx context.Context, in *EnrollMFAUse
 	return out, nil
 }
 
+func (c *adminServiceClient) ResetMFAUser(ctx context.Context, in *ResetMFAUserRequest, opts ...grpc.CallOption) (*ResetMFAUserResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ResetMFAUserResponse)
+	err := c.cc.Invoke(ctx, AdminService_ResetMFAUser_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) UnlockMFAUser(ctx context.Context, in *UnlockMFAUserRequest, opts ...grpc.CallOption) (*UnlockMFAUserResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UnlockMFAUserResponse)
+	err := c.cc.Invoke(ctx, AdminService_UnlockMFAUser_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) IssueMFATempCode(ctx context.Context, in *IssueMFATempCodeRequest, opts ...grpc.CallOption) (*IssueMFATempCodeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(IssueMFATempCodeResponse)
+	err := c.cc.Invoke(ctx, AdminService_IssueMFATempCode_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) ImportMFASeeds(ctx context.Context, in *ImportMFASeedsRequest, opts ...grpc.CallOption) (*ImportMFASeedsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ImportMFASeedsResponse)
+	err := c.cc.Invoke(ctx, AdminService_ImportMFASeeds_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) ListMFAUsers(ctx context.Context, in *ListMFAUsersRequest, opts ...grpc.CallOption) (*ListMFAUsersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListMFAUsersResponse)
+	err := c.cc.Invoke(ctx, AdminService_ListMFAUsers_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *adminServiceClient) ListAudit(ctx context.Context, in *ListAuditRequest, opts ...grpc.CallOption) (*ListAuditResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ListAuditResponse)
@@ -378,6 +448,21 @@ type AdminServiceServer interface {
 	// user. The otpauth URI and the codes are in this answer only; the server
 	// keeps the secret encrypted and the codes hashed. Officer.
 	EnrollMFAUser(context.Context, *EnrollMFAUserRequest) (*EnrollMFAUserResponse, error)
+	// ResetMFAUser deletes a user's factors (secret, recovery codes,
+	// temporary codes); terminals drop them at their next report. Officer.
+	ResetMFAUser(context.Context, *ResetMFAUserRequest) (*ResetMFAUserResponse, error)
+	// UnlockMFAUser clears a user's lock-out on one device or on all of them,
+	// at each terminal's next report. Helpdesk.
+	UnlockMFAUser(context.Context, *UnlockMFAUserRequest) (*UnlockMFAUserResponse, error)
+	// IssueMFATempCode makes a one-time temporary code for a user, shown in
+	// this answer only and kept hashed; it expires. Helpdesk.
+	IssueMFATempCode(context.Context, *IssueMFATempCodeRequest) (*IssueMFATempCodeResponse, error)
+	// ImportMFASeeds enrols users with hardware-token seeds from CSV rows
+	// (serial,user,base32 seed). Every row is checked first; one bad row
+	// refuses the whole import. Officer.
+	ImportMFASeeds(context.Context, *ImportMFASeedsRequest) (*ImportMFASeedsResponse, error)
+	// ListMFAUsers lists enrolled users without any secret. Helpdesk.
+	ListMFAUsers(context.Context, *ListMFAUsersRequest) (*ListMFAUsersResponse, error)
 	// ListAudit returns the audit log as stored, oldest first, with each
 	// record's chain hashes, so `mamorictl audit verify` can recompute the
 	// chain on its own. Role officer.
@@ -421,6 +506,21 @@ func (UnimplementedAdminServiceServer) SetPolicy(context.Context, *SetPolicyRequ
 }
 func (UnimplementedAdminServiceServer) EnrollMFAUser(context.Context, *EnrollMFAUserRequest) (*EnrollMFAUserResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method EnrollMFAUser not implemented")
+}
+func (UnimplementedAdminServiceServer) ResetMFAUser(context.Context, *ResetMFAUserRequest) (*ResetMFAUserResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ResetMFAUser not implemented")
+}
+func (UnimplementedAdminServiceServer) UnlockMFAUser(context.Context, *UnlockMFAUserRequest) (*UnlockMFAUserResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method UnlockMFAUser not implemented")
+}
+func (UnimplementedAdminServiceServer) IssueMFATempCode(context.Context, *IssueMFATempCodeRequest) (*IssueMFATempCodeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method IssueMFATempCode not implemented")
+}
+func (UnimplementedAdminServiceServer) ImportMFASeeds(context.Context, *ImportMFASeedsRequest) (*ImportMFASeedsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ImportMFASeeds not implemented")
+}
+func (UnimplementedAdminServiceServer) ListMFAUsers(context.Context, *ListMFAUsersRequest) (*ListMFAUsersResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListMFAUsers not implemented")
 }
 func (UnimplementedAdminServiceServer) ListAudit(context.Context, *ListAuditRequest) (*ListAuditResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListAudit not implemented")
@@ -626,6 +726,96 @@ func _AdminService_EnrollMFAUser_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_ResetMFAUser_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ResetMFAUserRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ResetMFAUser(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ResetMFAUser_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ResetMFAUser(ctx, req.(*ResetMFAUserRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_UnlockMFAUser_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UnlockMFAUserRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).UnlockMFAUser(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_UnlockMFAUser_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).UnlockMFAUser(ctx, req.(*UnlockMFAUserRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_IssueMFATempCode_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(IssueMFATempCodeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).IssueMFATempCode(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_IssueMFATempCode_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).IssueMFATempCode(ctx, req.(*IssueMFATempCodeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_ImportMFASeeds_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ImportMFASeedsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ImportMFASeeds(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ImportMFASeeds_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ImportMFASeeds(ctx, req.(*ImportMFASeedsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_ListMFAUsers_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListMFAUsersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ListMFAUsers(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ListMFAUsers_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ListMFAUsers(ctx, req.(*ListMFAUsersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _AdminService_ListAudit_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ListAuditRequest)
 	if err := dec(in); err != nil {
@@ -690,6 +880,26 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "EnrollMFAUser",
 			Handler:    _AdminService_EnrollMFAUser_Handler,
+		},
+		{
+			MethodName: "ResetMFAUser",
+			Handler:    _AdminService_ResetMFAUser_Handler,
+		},
+		{
+			MethodName: "UnlockMFAUser",
+			Handler:    _AdminService_UnlockMFAUser_Handler,
+		},
+		{
+			MethodName: "IssueMFATempCode",
+			Handler:    _AdminService_IssueMFATempCode_Handler,
+		},
+		{
+			MethodName: "ImportMFASeeds",
+			Handler:    _AdminService_ImportMFASeeds_Handler,
+		},
+		{
+			MethodName: "ListMFAUsers",
+			Handler:    _AdminService_ListMFAUsers_Handler,
 		},
 		{
 			MethodName: "ListAudit",

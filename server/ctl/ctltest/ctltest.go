@@ -44,6 +44,8 @@ type Fake struct {
 	Policy  *mamoriv1.Policy
 	// Fleet is the FleetSummary answer.
 	Fleet *mamoriv1.FleetSummaryResponse
+	// MFAUsers is the ListMFAUsers answer.
+	MFAUsers []*mamoriv1.MFAUserInfo
 	// CAFingerprint is returned by CreateEnrollmentToken (Start sets it).
 	CAFingerprint string
 	// Errs makes a method ("ListDevices", …) fail with the given error.

@@ -2,8 +2,11 @@ package storetest
 
 import (
 	"errors"
+	"strings"
 	"testing"
+	"time"
 
+	"github.com/mamori-dev/mamori/internal/mfabundle"
 	"github.com/mamori-dev/mamori/server/store"
 )
 
@@ -41,6 +44,7 @@ func testMFAUsers(t *testing.T, st store.Store) {
 	}
 	tanaka.CreatedAt, suzuki.CreatedAt = us(t0), us(t0)
 	tanaka.Generation, suzuki.Generation = 1, 2
+	tanaka.Method, suzuki.Method = store.MFAMethodTOTP, store.MFAMethodTOTP // the default when none is given
 	got, err := st.MFAUsers(ctx)
 	must(t, err)
 	diff(t, "MFAUsers", []store.MFAUser{suzuki, tanaka}, got)
@@ -54,5 +58,158 @@ func testMFAUsers(t *testing.T, st store.Store) {
 	must(t, err)
 	if len(got) != 2 || string(got[1].SealedSecret) != "\x07" || got[1].Generation != 3 {
 		t.Fatalf("after replace: %+v", got)
+	}
+}
+
+// testMFALifecycle: import is all or nothing (an enrolled user or a token
+// serial held by another user refuses the whole batch and bumps nothing);
+// temporary codes are listed until used or expired; unlock counters grow
+// per user and device and survive a reset; consuming codes by ID removes
+// recovery hashes and marks temp codes used, and only a real consumption
+// moves the generation; a reset deletes factors and temp codes.
+func testMFALifecycle(t *testing.T, st store.Store) {
+	ctx := t.Context()
+	user := func(name, serial string, hashes ...string) store.MFAUser {
+		return store.MFAUser{User: name, SealedSecret: []byte(name), Algorithm: "SHA1", Digits: 6, PeriodSeconds: 30,
+			RecoverySalt: []byte("salt"), RecoveryHashes: hashes, CreatedAt: t0, CreatedBy: "op-1",
+			Method: store.MFAMethodTOTPHardware, TokenSerial: serial}
+	}
+	gen := func() int64 {
+		t.Helper()
+		g, err := st.MFAGeneration(ctx)
+		must(t, err)
+		return g
+	}
+	h1, h2 := strings.Repeat("a", 64), strings.Repeat("b", 64)
+	_, err := st.PutMFAUser(ctx, store.MFAUser{User: "tanaka", SealedSecret: []byte{1}, Algorithm: "SHA1", Digits: 6, PeriodSeconds: 30,
+		RecoverySalt: []byte("s"), RecoveryHashes: []string{h1, h2}, CreatedAt: t0, CreatedBy: "op-1"}, false)
+	must(t, err)
+	g0 := gen()
+
+	// All or nothing.
+	for _, bad := range [][]store.MFAUser{
+		{user("sato", "SN-1"), user("tanaka", "SN-2")}, // tanaka is enrolled
+		{user("sato", "SN-1"), user("suzuki", "SN-1")}, // one serial, two users
+		{user("sato", "SN-1"), user("sato", "SN-3")},   // one user twice
+	} {
+		if _, err := st.ImportMFAUsers(ctx, bad, false); !errors.Is(err, store.ErrConflict) {
+			t.Fatalf("import %v: %v; want ErrConflict", bad, err)
+		}
+	}
+	if g := gen(); g != g0 {
+		t.Fatalf("refused imports moved the generation %d → %d", g0, g)
+	}
+	if us, _ := st.MFAUsers(ctx); len(us) != 1 {
+		t.Fatalf("refused imports left users: %+v", us)
+	}
+	g1, err := st.ImportMFAUsers(ctx, []store.MFAUser{user("sato", "SN-1"), user("suzuki", "SN-2")}, false)
+	must(t, err)
+	if g1 != g0+1 {
+		t.Fatalf("import generation %d; want %d", g1, g0+1)
+	}
+	users, err := st.MFAUsers(ctx)
+	must(t, err)
+	if len(users) != 3 || users[0].User != "sato" || users[0].TokenSerial != "SN-1" || users[0].Method != store.MFAMethodTOTPHardware ||
+		users[2].User != "tanaka" || users[2].Method != store.MFAMethodTOTP || users[2].TokenSerial != "" {
+		t.Fatalf("after import: %+v", users)
+	}
+	// Replace may keep a user's own serial, not take another's.
+	if _, err := st.ImportMFAUsers(ctx, []store.MFAUser{user("sato", "SN-1")}, true); err != nil {
+		t.Fatalf("re-import of sato with its own serial: %v", err)
+	}
+	if _, err := st.ImportMFAUsers(ctx, []store.MFAUser{user("sato", "SN-2")}, true); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("sato taking suzuki's serial: %v", err)
+	}
+
+	// Temporary codes.
+	code := func(id, u string, exp time.Duration) store.MFATempCode {
+		return store.MFATempCode{ID: id, User: u, Salt: []byte("s-" + id), Hash: strings.Repeat(id[:1], 64), CreatedAt: t0,
+			CreatedBy: "op-2", ExpiresAt: t0.Add(exp)}
+	}
+	g2 := gen()
+	gt, err := st.PutMFATempCode(ctx, code("1111", "tanaka", time.Hour))
+	must(t, err)
+	if gt != g2+1 {
+		t.Fatalf("temp code generation %d; want %d", gt, g2+1)
+	}
+	mustGen(t)(st.PutMFATempCode(ctx, code("2222", "tanaka", 2*time.Hour)))
+	mustGen(t)(st.PutMFATempCode(ctx, code("3333", "nakamura", time.Minute)))
+	if _, err := st.PutMFATempCode(ctx, code("1111", "sato", time.Hour)); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("same code ID twice: %v", err)
+	}
+	cs, err := st.MFATempCodes(ctx, t0)
+	must(t, err)
+	want := []store.MFATempCode{code("3333", "nakamura", time.Minute), code("1111", "tanaka", time.Hour), code("2222", "tanaka", 2*time.Hour)}
+	for i := range want {
+		want[i].CreatedAt, want[i].ExpiresAt = us(want[i].CreatedAt), us(want[i].ExpiresAt)
+	}
+	diff(t, "MFATempCodes", want, cs)
+	if cs, _ := st.MFATempCodes(ctx, t0.Add(90*time.Minute)); len(cs) != 1 || cs[0].ID != "2222" {
+		t.Fatalf("codes after 90 minutes: %+v", cs)
+	}
+
+	// Unlocks.
+	_, c1, err := st.UnlockMFAUser(ctx, "tanaka", "")
+	must(t, err)
+	_, c2, err := st.UnlockMFAUser(ctx, "tanaka", "")
+	must(t, err)
+	_, c3, err := st.UnlockMFAUser(ctx, "tanaka", "dev-1")
+	must(t, err)
+	if c1 != 1 || c2 != 2 || c3 != 1 {
+		t.Fatalf("unlock counters %d %d %d; want 1 2 1", c1, c2, c3)
+	}
+
+	// Consumption by ID.
+	g3 := gen()
+	n, err := st.ConsumeMFACodes(ctx, "tanaka", []string{mfabundle.CodeID(h2), "1111", "3333", "ffff"}, t0)
+	must(t, err)
+	if n != 2 { // h2 and 1111; 3333 is nakamura's
+		t.Fatalf("consumed %d; want 2", n)
+	}
+	if g := gen(); g != g3+1 {
+		t.Fatalf("generation after consumption %d; want %d", g, g3+1)
+	}
+	if n, err := st.ConsumeMFACodes(ctx, "tanaka", []string{mfabundle.CodeID(h2), "1111"}, t0); err != nil || n != 0 {
+		t.Fatalf("consuming again: %d, %v; want 0", n, err)
+	}
+	if g := gen(); g != g3+1 {
+		t.Fatalf("a repeated consumption moved the generation to %d", g)
+	}
+	users, _ = st.MFAUsers(ctx)
+	if got := users[2].RecoveryHashes; len(got) != 1 || got[0] != h1 {
+		t.Fatalf("recovery hashes after consumption: %v", got)
+	}
+	if cs, _ := st.MFATempCodes(ctx, t0); len(cs) != 2 || cs[1].ID != "2222" {
+		t.Fatalf("codes after consumption: %+v", cs)
+	}
+
+	// Reset.
+	g4, err := st.DeleteMFAUser(ctx, "tanaka")
+	must(t, err)
+	if g4 != g3+2 {
+		t.Fatalf("reset generation %d; want %d", g4, g3+2)
+	}
+	if _, err := st.DeleteMFAUser(ctx, "tanaka"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("second reset: %v; want ErrNotFound", err)
+	}
+	if cs, _ := st.MFATempCodes(ctx, t0); len(cs) != 1 || cs[0].User != "nakamura" {
+		t.Fatalf("temp codes after the reset: %+v", cs)
+	}
+	// Temp codes alone are factors too: a reset deletes them.
+	if _, err := st.DeleteMFAUser(ctx, "nakamura"); err != nil {
+		t.Fatalf("reset of a user with only a temp code: %v", err)
+	}
+	unlocks, err := st.MFAUnlocks(ctx)
+	must(t, err)
+	diff(t, "MFAUnlocks", []store.MFAUnlock{{User: "tanaka", Generation: 2}, {User: "tanaka", DeviceID: "dev-1", Generation: 1}}, unlocks)
+	if _, c, _ := st.UnlockMFAUser(ctx, "tanaka", ""); c != 3 {
+		t.Fatalf("unlock counter after a reset %d; want 3 (counters never go back)", c)
+	}
+}
+
+func mustGen(t *testing.T) func(int64, error) {
+	return func(_ int64, err error) {
+		t.Helper()
+		must(t, err)
 	}
 }

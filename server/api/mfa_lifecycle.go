@@ -1,0 +1,284 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/mamori-dev/mamori/internal/policy"
+	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
+	"github.com/mamori-dev/mamori/server/mfa"
+	"github.com/mamori-dev/mamori/server/store"
+)
+
+// Event kinds a terminal sends when it accepted a one-time code; the
+// attribute code_id is mfabundle.CodeID of the code's hash (agent/mfa).
+const (
+	eventRecoveryUsed = "mfa_recovery_used"
+	eventTempCodeUsed = "mfa_temp_code_used"
+)
+
+func (s *Server) mfaUser(raw string) (string, error) {
+	user := strings.TrimSpace(raw)
+	if err := mfa.ValidUser(user); err != nil {
+		return "", invalidArg("%v", err)
+	}
+	return user, nil
+}
+
+// ResetMFAUser deletes a user's factors; terminals drop them at their
+// next report. The user can then be enrolled anew.
+func (s *Server) ResetMFAUser(ctx context.Context, req *mamoriv1.ResetMFAUserRequest) (*mamoriv1.ResetMFAUserResponse, error) {
+	op, err := s.operator(ctx)
+	if err != nil {
+		return nil, err
+	}
+	user, err := s.mfaUser(req.User)
+	if err != nil {
+		return nil, err
+	}
+	reason := strings.TrimSpace(req.Reason)
+	if err := checkString("reason", reason, maxNoteLength); err != nil {
+		return nil, err
+	}
+	gen, err := s.store.DeleteMFAUser(ctx, user)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, status.Errorf(codes.NotFound, "user %s has no factors to reset", user)
+	}
+	if err != nil {
+		return nil, err
+	}
+	s.forgetMFAGeneration()
+	detail := fmt.Sprintf("generation=%d", gen)
+	if reason != "" {
+		detail += " reason=" + reason
+	}
+	if err := s.audit(ctx, op.ID, "mfa.reset", "user:"+user, detail); err != nil {
+		return nil, err
+	}
+	return &mamoriv1.ResetMFAUserResponse{}, nil
+}
+
+// UnlockMFAUser clears a user's lock-out on one device or on every one,
+// at each terminal's next report.
+func (s *Server) UnlockMFAUser(ctx context.Context, req *mamoriv1.UnlockMFAUserRequest) (*mamoriv1.UnlockMFAUserResponse, error) {
+	op, err := s.operator(ctx)
+	if err != nil {
+		return nil, err
+	}
+	user, err := s.mfaUser(req.User)
+	if err != nil {
+		return nil, err
+	}
+	device := strings.TrimSpace(req.DeviceId)
+	if err := checkString("device_id", device, MaxShortString); err != nil {
+		return nil, err
+	}
+	if device != "" {
+		if _, err := s.store.GetDevice(ctx, device); errors.Is(err, store.ErrNotFound) {
+			return nil, status.Errorf(codes.NotFound, "device %q is not known: give a device ID ('mamorictl devices' lists them)", truncate(device))
+		} else if err != nil {
+			return nil, err
+		}
+	}
+	gen, counter, err := s.store.UnlockMFAUser(ctx, user, device)
+	if err != nil {
+		return nil, err
+	}
+	s.forgetMFAGeneration()
+	target := "all devices"
+	if device != "" {
+		target = "device " + device
+	}
+	if err := s.audit(ctx, op.ID, "mfa.unlock", "user:"+user, fmt.Sprintf("%s unlock=%d generation=%d", target, counter, gen)); err != nil {
+		return nil, err
+	}
+	return &mamoriv1.UnlockMFAUserResponse{Generation: counter}, nil
+}
+
+// IssueMFATempCode makes a one-time temporary code. The code is in this
+// answer only; the server keeps its salted hash, and terminals receive
+// the hash with their next report.
+func (s *Server) IssueMFATempCode(ctx context.Context, req *mamoriv1.IssueMFATempCodeRequest) (*mamoriv1.IssueMFATempCodeResponse, error) {
+	op, err := s.operator(ctx)
+	if err != nil {
+		return nil, err
+	}
+	user, err := s.mfaUser(req.User)
+	if err != nil {
+		return nil, err
+	}
+	ttl := mfa.DefaultTempCodeTTL
+	if req.ExpiresIn != nil {
+		if err := req.ExpiresIn.CheckValid(); err != nil {
+			return nil, invalidArg("expires_in: %v", err)
+		}
+		ttl = req.ExpiresIn.AsDuration()
+	}
+	if ttl < mfa.MinTempCodeTTL || ttl > mfa.MaxTempCodeTTL {
+		return nil, invalidArg("expires_in %v: must be between %v and %v", ttl, mfa.MinTempCodeTTL, mfa.MaxTempCodeTTL)
+	}
+	now := s.now()
+	code, rec, err := mfa.NewTempCode(user, op.ID, now, ttl)
+	if err != nil {
+		return nil, invalidArg("%v", err)
+	}
+	if _, err := s.store.PutMFATempCode(ctx, rec); err != nil {
+		return nil, err
+	}
+	s.forgetMFAGeneration()
+	if err := s.audit(ctx, op.ID, "mfa.temp_code", "user:"+user,
+		fmt.Sprintf("id=%s expires=%s", rec.ID, rec.ExpiresAt.UTC().Format(time.RFC3339))); err != nil {
+		return nil, err
+	}
+	return &mamoriv1.IssueMFATempCodeResponse{Code: code, Id: rec.ID, ExpiresAt: ts(rec.ExpiresAt)}, nil
+}
+
+// ImportMFASeeds enrols users with hardware-token seeds. Every row is
+// checked, against the file and against the users already enrolled,
+// before anything is written; the store writes all rows or none.
+func (s *Server) ImportMFASeeds(ctx context.Context, req *mamoriv1.ImportMFASeedsRequest) (*mamoriv1.ImportMFASeedsResponse, error) {
+	op, err := s.operator(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if s.mfaKey == nil {
+		return nil, status.Error(codes.FailedPrecondition, "this server has no MFA key (mfa.key in its data directory)")
+	}
+	rows, err := mfa.ParseSeedCSV(req.Csv)
+	if err != nil {
+		return nil, invalidArg("%v", err)
+	}
+	existing, err := s.store.MFAUsers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	enrolled, serialOf := map[string]bool{}, map[string]string{}
+	for _, u := range existing {
+		enrolled[u.User] = true
+		if u.TokenSerial != "" {
+			serialOf[u.TokenSerial] = u.User
+		}
+	}
+	var errs mfa.RowErrors
+	for _, r := range rows {
+		if enrolled[r.User] && !req.Replace {
+			errs = append(errs, fmt.Sprintf("line %d: user %s is already enrolled (import with replace to give them this token)", r.Line, r.User))
+		}
+		if owner, ok := serialOf[r.Serial]; ok && owner != r.User {
+			errs = append(errs, fmt.Sprintf("line %d: token %s belongs to user %s (reset that user first)", r.Line, r.Serial, owner))
+		}
+		if len(errs) >= 20 {
+			break
+		}
+	}
+	if len(errs) > 0 {
+		return nil, invalidArg("%v", errs)
+	}
+	now := s.now()
+	recs := make([]store.MFAUser, len(rows))
+	names := make([]string, len(rows))
+	for i, r := range rows {
+		recs[i], names[i] = s.mfaKey.ImportRecord(r, op.ID, now), r.User
+	}
+	gen, err := s.store.ImportMFAUsers(ctx, recs, req.Replace)
+	if errors.Is(err, store.ErrConflict) {
+		return nil, status.Error(codes.Aborted, "users or tokens changed during the import; nothing was imported: run it again")
+	}
+	if err != nil {
+		return nil, err
+	}
+	s.forgetMFAGeneration()
+	if len(names) > 50 {
+		names = append(names[:50], fmt.Sprintf("… (%d more)", len(rows)-50))
+	}
+	if err := s.audit(ctx, op.ID, "mfa.import", "users:"+fmt.Sprint(len(rows)),
+		fmt.Sprintf("method=totp-hardware replace=%t generation=%d users=%s", req.Replace, gen, strings.Join(names, ","))); err != nil {
+		return nil, err
+	}
+	return &mamoriv1.ImportMFASeedsResponse{Imported: int32(len(rows))}, nil
+}
+
+// ListMFAUsers lists who has which factor, never a secret.
+func (s *Server) ListMFAUsers(ctx context.Context, _ *mamoriv1.ListMFAUsersRequest) (*mamoriv1.ListMFAUsersResponse, error) {
+	users, err := s.store.MFAUsers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	live, err := s.store.MFATempCodes(ctx, s.now())
+	if err != nil {
+		return nil, err
+	}
+	temp := map[string]int32{}
+	for _, c := range live {
+		temp[c.User]++
+	}
+	resp := &mamoriv1.ListMFAUsersResponse{}
+	for _, u := range users {
+		resp.Users = append(resp.Users, &mamoriv1.MFAUserInfo{User: u.User, Method: u.Method, EnrolledAt: ts(u.CreatedAt),
+			TokenSerial: u.TokenSerial, RecoveryCodesLeft: int32(len(u.RecoveryHashes)), TempCodesActive: temp[u.User]})
+		delete(temp, u.User)
+	}
+	for u, n := range temp { // temporary codes of users without an enrolment
+		resp.Users = append(resp.Users, &mamoriv1.MFAUserInfo{User: u, Method: "none", TempCodesActive: n})
+	}
+	slices.SortFunc(resp.Users, func(a, b *mamoriv1.MFAUserInfo) int { return strings.Compare(a.User, b.User) })
+	return resp, nil
+}
+
+var codeIDRE = regexp.MustCompile(`^[0-9a-f]{16}$`)
+
+// maxCodeUsersPerReport bounds the write transactions one report can cause
+// (one per user whose codes it reports used); a terminal does not see more
+// than a few logins between two reports.
+const maxCodeUsersPerReport = 32
+
+// consumeMFACodes marks the one-time codes a terminal reports as used, so
+// every other terminal's next bundle drops them. It runs after the
+// report is stored; an error fails the report, so the agent sends it
+// again (its events are stored once) and the codes are consumed then.
+func (s *Server) consumeMFACodes(ctx context.Context, deviceID string, evs []*mamoriv1.Event) error {
+	var byUser map[string][]string
+	for _, e := range evs {
+		if e.Control != policy.ControlLoginMFA || (e.Kind != eventRecoveryUsed && e.Kind != eventTempCodeUsed) {
+			continue
+		}
+		user, id := e.Attributes["user"], e.Attributes["code_id"]
+		if mfa.ValidUser(user) != nil || !codeIDRE.MatchString(id) {
+			continue
+		}
+		if byUser == nil {
+			byUser = map[string][]string{}
+		}
+		if _, seen := byUser[user]; !seen && len(byUser) >= maxCodeUsersPerReport {
+			s.log.WarnContext(ctx, "one-time code uses of more users than one report may consume; the rest are ignored",
+				"device", deviceID, "limit", maxCodeUsersPerReport)
+			break
+		}
+		if !slices.Contains(byUser[user], id) && len(byUser[user]) < MaxMapEntries {
+			byUser[user] = append(byUser[user], id)
+		}
+	}
+	for user, ids := range byUser {
+		n, err := s.store.ConsumeMFACodes(ctx, user, ids, s.now())
+		if err != nil {
+			return fmt.Errorf("consume one-time codes of %s: %w", user, err)
+		}
+		if n == 0 {
+			continue // already consumed (a re-sent event) or unknown
+		}
+		s.forgetMFAGeneration()
+		if err := s.audit(context.WithoutCancel(ctx), "device:"+deviceID, "mfa.code_used", "user:"+user,
+			fmt.Sprintf("code_ids=%s consumed=%d", strings.Join(ids, ","), n)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
