@@ -15,9 +15,13 @@ import (
 
 // TestPINKeySimulator and TestPINKeySwtpm run the PIN key and sealing
 // suite against the go-tpm-tools simulator and against swtpm.
-func TestPINKeySimulator(t *testing.T) { pinKeySuite(t, func(t *testing.T) transport.TPM { return tpmtest.Open(t, 1) }) }
+func TestPINKeySimulator(t *testing.T) {
+	pinKeySuite(t, func(t *testing.T) transport.TPM { return tpmtest.Open(t, 1) })
+}
 
-func TestPINKeySwtpm(t *testing.T) { pinKeySuite(t, func(t *testing.T) transport.TPM { return tpmtest.Swtpm(t) }) }
+func TestPINKeySwtpm(t *testing.T) {
+	pinKeySuite(t, func(t *testing.T) transport.TPM { return tpmtest.Swtpm(t) })
+}
 
 func pinKeySuite(t *testing.T, open func(*testing.T) transport.TPM) {
 	pin := []byte("482917")
