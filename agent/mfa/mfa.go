@@ -48,7 +48,7 @@ const (
 
 // Files in the MFA directory (0700, root).
 const (
-	keyFile        = "bundle.key"    // HPKE private key
+	keyFile        = "bundle.key"    // HPKE private key in the clear (older agents; sealed now: sealkey.go)
 	bundleFile     = "bundle.sealed" // the bundle as the server sealed it
 	stateFile      = "verify.json"   // replay steps and failure counts
 	BreakGlassFile = "breakglass"    // hashed recovery codes (pam_mamori.so reads it)
@@ -78,6 +78,8 @@ func (v Verdict) String() string {
 type Attempt struct {
 	User, Service, RHost string
 	Code                 string
+	// Method is what the module prompted for (TPM PIN: tpmpin.go).
+	Method Method
 }
 
 // Config configures a Verifier.
@@ -94,6 +96,10 @@ type Config struct {
 	MaxFailures int
 	LockoutFor  time.Duration
 	MaxLockout  time.Duration
+	// Sealer seals the bundle key (seal.go); nil: a key file in Dir.
+	Sealer Sealer
+	// PINs are the TPM-bound PIN keys (tpmpin.go); nil: no PIN method.
+	PINs *PINKeys
 }
 
 // DefaultConfig: 5 failures, 1 minute doubling to 1 hour.
@@ -130,6 +136,8 @@ type Verifier struct {
 	mu     sync.Mutex
 	bundle *mamoriv1.MFABundle // nil until the first bundle
 	state  map[string]*userState
+	// pinLockedOut: the last checkPIN met the TPM's DA lockout.
+	pinLockedOut bool
 }
 
 // Open loads or creates the key, and opens the stored bundle if any.
@@ -173,34 +181,6 @@ func Open(cfg Config, deviceID string) (*Verifier, error) {
 		}
 	}
 	return v, nil
-}
-
-func (v *Verifier) loadKey() error {
-	path := filepath.Join(v.cfg.Dir, keyFile)
-	b, err := os.ReadFile(path)
-	switch {
-	case errors.Is(err, os.ErrNotExist):
-		k, err := mfabundle.GenerateKey()
-		if err != nil {
-			return fmt.Errorf("mfa: %w", err)
-		}
-		if b, err = mfabundle.PrivateKeyBytes(k); err != nil {
-			return fmt.Errorf("mfa: %w", err)
-		}
-		if err := atomicfile.Write(path, b, 0o600); err != nil {
-			return fmt.Errorf("mfa: %w", err)
-		}
-		// A new key cannot open an old bundle.
-		os.Remove(filepath.Join(v.cfg.Dir, bundleFile))
-	case err != nil:
-		return fmt.Errorf("mfa: %w", err)
-	}
-	k, err := mfabundle.PrivateKey(b)
-	if err != nil {
-		return fmt.Errorf("mfa: %s: %w", keyFile, err)
-	}
-	v.key, v.pub = k, mfabundle.PublicKeyBytes(k)
-	return nil
 }
 
 // PublicKey is sent in every report.
@@ -289,6 +269,13 @@ func (v *Verifier) Verify(ctx context.Context, a Attempt) Verdict {
 	st.Failures++
 	attrs["failures"] = fmt.Sprint(st.Failures)
 	verdict := Deny
+	// TPM PIN (tpmpin.go): the TPM's dictionary-attack lockout is a
+	// lock-out of its own, reported as such.
+	if v.pinLockedOut {
+		v.pinLockedOut = false
+		verdict = Locked
+		attrs["reason"] = "tpm_lockout"
+	}
 	if st.Failures >= v.cfg.MaxFailures {
 		d := v.cfg.LockoutFor << min(st.Lockouts, 20)
 		d = min(d, v.cfg.MaxLockout)
@@ -303,8 +290,13 @@ func (v *Verifier) Verify(ctx context.Context, a Attempt) Verdict {
 	}
 	v.emit(ctx, KindFailure, attrs)
 	if verdict == Locked {
-		v.emit(ctx, KindLockout, map[string]string{"user": a.User, "service": a.Service, "rhost": a.RHost,
-			"until": st.LockedUntil.UTC().Format(time.RFC3339)})
+		la := map[string]string{"user": a.User, "service": a.Service, "rhost": a.RHost}
+		if now.Before(st.LockedUntil) {
+			la["until"] = st.LockedUntil.UTC().Format(time.RFC3339)
+		} else { // TPM PIN: the TPM's lockout, not ours
+			la["reason"] = "tpm_lockout"
+		}
+		v.emit(ctx, KindLockout, la)
 	}
 	return verdict
 }
@@ -313,6 +305,11 @@ func (v *Verifier) Verify(ctx context.Context, a Attempt) Verdict {
 // st.LastStep on a TOTP success.
 func (v *Verifier) check(ctx context.Context, a Attempt, st *userState, now time.Time) (string, bool) {
 	norm := mfabundle.NormalizeCode(a.Code)
+	// TPM PIN (tpmpin.go); a recovery code at the PIN prompt is checked
+	// as a recovery code below (PINs never have that shape).
+	if a.Method == MethodPIN && !mfabundle.LooksLikeRecoveryCode(norm) {
+		return v.checkPIN(ctx, a)
+	}
 	if mfabundle.LooksLikeRecoveryCode(norm) {
 		ok, err := v.bglass.Consume(a.User, norm)
 		if err != nil {
