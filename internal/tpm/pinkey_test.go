@@ -85,6 +85,24 @@ func pinKeySuite(t *testing.T, open func(*testing.T) transport.TPM) {
 			t.Fatalf("right PIN after lockout reset: %v", err)
 		}
 	})
+	t.Run("a right PIN does not reset the DA counter", func(t *testing.T) {
+		tp := open(t)
+		tpmtest.SetDictionaryAttack(t, tp, 3, 600, 600)
+		blob, err := tpm.CreatePINKey(tp, pin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, try := range []string{"000000", "000001", string(pin), "000002"} {
+			err := tpm.VerifyPIN(tp, blob, []byte(try))
+			if (try == string(pin)) != (err == nil) {
+				t.Fatalf("try %d: %v", i+1, err)
+			}
+		}
+		// Three failures in all, a success in between: locked out.
+		if err := tpm.VerifyPIN(tp, blob, pin); !errors.Is(err, tpm.ErrLockedOut) {
+			t.Fatalf("after 3 failures with a success between: %v, want ErrLockedOut", err)
+		}
+	})
 	t.Run("PIN key of another user does not open with this PIN", func(t *testing.T) {
 		tp := open(t)
 		a, err := tpm.CreatePINKey(tp, []byte("111111"))
