@@ -25,7 +25,7 @@ func TestPINKeySwtpm(t *testing.T) {
 
 func pinKeySuite(t *testing.T, open func(*testing.T) transport.TPM) {
 	pin := []byte("482917")
-	t.Run("right PIN signs; wrong PIN fails; DA lockout", func(t *testing.T) {
+	t.Run("right PIN signs, wrong PIN fails, DA lockout", func(t *testing.T) {
 		tp := open(t)
 		// Small threshold: 3 tries, one try back every 60 s; lockoutAuth
 		// failures recover after 60 s.
