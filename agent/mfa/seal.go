@@ -59,6 +59,9 @@ type envelope struct {
 	Ciphertext []byte    `json:"ciphertext"`
 }
 
+// errUndecryptable: the envelope's ciphertext does not open with its key.
+var errUndecryptable = errors.New("sealed file: does not decrypt (damaged, or sealed with another key)")
+
 func aad(kind string) []byte { return []byte("mamori sealed v1 " + kind) }
 
 func parseEnvelope(b []byte) (envelope, error) {
@@ -102,7 +105,7 @@ func gcmOpen(key []byte, e envelope) ([]byte, error) {
 	}
 	pt, err := g.Open(nil, e.Nonce, e.Ciphertext, aad(e.Sealer))
 	if err != nil {
-		return nil, errors.New("sealed file: does not decrypt (damaged, or sealed with another key)")
+		return nil, errUndecryptable
 	}
 	return pt, nil
 }

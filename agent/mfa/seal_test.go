@@ -3,6 +3,7 @@ package mfa_test
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -143,6 +144,20 @@ func TestBundleKeyMigration(t *testing.T) {
 	if !bytes.Equal(v.PublicKey(), pub) {
 		t.Fatal("TPM-sealed key did not reopen")
 	}
+	// The TPM does not answer (busy, driver gone): the agent refuses to
+	// start MFA but destroys nothing.
+	_, err = mfa.Open(func() mfa.Config {
+		cfg := mfa.DefaultConfig()
+		cfg.Dir, cfg.Events, cfg.Now, cfg.Sealer = dir, ev, c.now, mfa.TPMSealer{TPM: mfa.NewTPM(deadTPM{})}
+		return cfg
+	}(), "dev-1")
+	if err == nil || !strings.Contains(err.Error(), "did not answer") {
+		t.Fatalf("unreachable TPM: %v", err)
+	}
+	v = openWith(mfa.TPMSealer{TPM: mfa.NewTPM(tp)})
+	if !bytes.Equal(v.PublicKey(), pub) || v.BundleVersion() != "g1" {
+		t.Fatal("key or bundle lost after the TPM failed to answer")
+	}
 	tp.Close()
 
 	// The directory on another terminal (another TPM): nothing opens.
@@ -151,3 +166,7 @@ func TestBundleKeyMigration(t *testing.T) {
 		t.Fatal("the bundle key opened on another TPM")
 	}
 }
+
+type deadTPM struct{}
+
+func (deadTPM) Send([]byte) ([]byte, error) { return nil, errors.New("tpm: device unreachable") }

@@ -6,8 +6,11 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/google/go-tpm/tpm2"
+
 	"github.com/mamori-dev/mamori/internal/atomicfile"
 	"github.com/mamori-dev/mamori/internal/mfabundle"
+	"github.com/mamori-dev/mamori/internal/tpm"
 )
 
 // Files of the sealed bundle key (see seal.go).
@@ -15,6 +18,14 @@ const (
 	sealedKeyFile = "bundle.key.sealed" // the HPKE private key, sealed
 	sealKeyFile   = "seal.key"          // FileSealer's data key (no TPM)
 )
+
+// transient tells a failure to reach the TPM from the TPM's answer that
+// the blob does not load or unseal (another TPM, cleared, damaged) or a
+// ciphertext that does not decrypt: only the latter make a new key.
+func transient(kind string, err error) bool {
+	var rc tpm2.TPMRC
+	return kind == SealerTPM && !errors.As(err, &rc) && !errors.Is(err, errUndecryptable) && !errors.Is(err, tpm.ErrBadBlob)
+}
 
 func (v *Verifier) sealer() Sealer {
 	if v.cfg.Sealer != nil {
@@ -56,7 +67,12 @@ func (v *Verifier) loadKey() error {
 		case perr != nil:
 			v.log.Error("mfa: sealed bundle key is damaged; making a new key (the server resends the bundle)", "error", perr)
 		case e.Sealer == s.Kind():
-			if raw, err = s.Unseal(b); err != nil {
+			if raw, err = s.Unseal(b); err != nil && transient(e.Sealer, err) {
+				// The TPM did not answer (device busy or gone): keep
+				// the key and the bundle; logins are refused until a
+				// restart opens them.
+				return fmt.Errorf("mfa: the TPM did not answer while unsealing the bundle key (restart the agent): %w", err)
+			} else if err != nil {
 				v.log.Error("mfa: sealed bundle key does not unseal on this terminal; making a new key (the server resends the bundle)", "sealer", e.Sealer, "error", err)
 				raw = nil
 			}

@@ -185,14 +185,18 @@ func VerifyPIN(t transport.TPM, b Blob, pin []byte) error {
 	return nil
 }
 
+// ErrBadBlob: a stored blob does not parse or is not what it should be;
+// no TPM will ever accept it.
+var ErrBadBlob = errors.New("TPM blob is damaged or of the wrong kind")
+
 func blobPublic(b Blob) (*tpm2.TPMTPublic, error) {
 	pub2b, err := tpm2.Unmarshal[tpm2.TPM2BPublic](b.Public)
 	if err != nil {
-		return nil, fmt.Errorf("TPM blob: public part: %w", err)
+		return nil, fmt.Errorf("%w: public part: %w", ErrBadBlob, err)
 	}
 	p, err := pub2b.Contents()
 	if err != nil {
-		return nil, fmt.Errorf("TPM blob: public part: %w", err)
+		return nil, fmt.Errorf("%w: public part: %w", ErrBadBlob, err)
 	}
 	return p, nil
 }

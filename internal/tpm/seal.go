@@ -1,7 +1,6 @@
 package tpm
 
 import (
-	"errors"
 	"fmt"
 
 	"github.com/google/go-tpm/tpm2"
@@ -74,12 +73,12 @@ func Unseal(t transport.TPM, b Blob) ([]byte, error) {
 		return nil, err
 	}
 	if p.Type != tpm2.TPMAlgKeyedHash || p.ObjectAttributes.SensitiveDataOrigin || !p.ObjectAttributes.FixedTPM {
-		return nil, errors.New("TPM unseal: the blob is not a sealed-data object")
+		return nil, fmt.Errorf("TPM unseal: %w: not a sealed-data object", ErrBadBlob)
 	}
 	pub2b, _ := tpm2.Unmarshal[tpm2.TPM2BPublic](b.Public)
 	priv, err := tpm2.Unmarshal[tpm2.TPM2BPrivate](b.Private)
 	if err != nil {
-		return nil, fmt.Errorf("TPM sealed blob: private part: %w", err)
+		return nil, fmt.Errorf("TPM sealed blob: %w: private part: %w", ErrBadBlob, err)
 	}
 	srk, srkPub, err := loadSRK(t)
 	if err != nil {
