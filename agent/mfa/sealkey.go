@@ -47,10 +47,13 @@ func (v *Verifier) SealerKind() string { return v.sealer().Kind() }
 //
 //	bundle.key (plain)          → sealed with the current sealer, removed
 //	sealed by "file", TPM now   → re-sealed by the TPM, seal.key removed
-//	does not unseal (other TPM, TPM cleared, damaged)
-//	                            → a new key; the old bundle is dropped and
+//	the TPM says it does not load or unseal (other TPM, TPM cleared,
+//	damaged)                    → a new key; the old bundle is dropped and
 //	                              the server sends a new one (the report
 //	                              carries the new public key)
+//	sealed by the TPM, but no TPM now, or the TPM does not answer
+//	                            → an error: nothing is destroyed, MFA
+//	                              logins are refused until it opens
 //	nothing                     → a new key
 func (v *Verifier) loadKey() error {
 	s := v.sealer()
@@ -86,7 +89,9 @@ func (v *Verifier) loadKey() error {
 				v.log.Info("mfa: bundle key moves from the key file into the TPM")
 			}
 		default:
-			v.log.Error("mfa: bundle key was sealed by the TPM, which is not usable now; making a new key (the server resends the bundle)", "sealer", e.Sealer)
+			// Sealed by a TPM, and this start has none: a driver not
+			// up yet must not cost the key. An officer decides.
+			return fmt.Errorf("mfa: the bundle key is sealed by the TPM, but no TPM is usable now; if it is gone for good, delete %s and restart (the server sends the bundle again)", sealedPath)
 		}
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("mfa: %w", err)

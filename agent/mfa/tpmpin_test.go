@@ -125,6 +125,10 @@ func TestPINMethod(t *testing.T) {
 	// user is refused, fail closed.
 	cfg.PINs = &mfa.PINKeys{Dir: pins.Dir}
 	cfg.Sealer = nil
+	if _, err := mfa.Open(cfg, "dev-1"); err == nil || !strings.Contains(err.Error(), "no TPM is usable") {
+		t.Fatalf("TPM-sealed key without a TPM: %v", err)
+	}
+	cfg.Dir = filepath.Join(t.TempDir(), "mfa")
 	v2, err := mfa.Open(cfg, "dev-1")
 	must(t, err)
 	tpmtest.SetDictionaryAttack(t, tp, 4, 600, 600)
