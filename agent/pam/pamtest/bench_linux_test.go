@@ -37,6 +37,8 @@ import (
 //	             event emitted (an in-memory emitter); every login is a
 //	             success with a fresh code (the verifier's clock advances
 //	             one step per login, so the replay rule never refuses)
+//	totp-tmpfs   the same with the verifier's state on tmpfs (fsync is
+//	             free): the path without the disk, a decomposition only
 //	state-write  not a login: the durable write the verifier does per
 //	             success (atomicfile.Write of a small verify.json: write,
 //	             fsync, rename, fsync of the directory), to show its share
@@ -73,12 +75,12 @@ func BenchmarkPAMLogin(b *testing.B) {
 		defer stop()
 		runDriver(b, driver, module, "tanaka", []string{"123456"})
 	})
-	b.Run("totp", func(b *testing.B) {
+	totp := func(b *testing.B, stateDir string) {
 		u := mfatest.NewUser(b, "tanaka")
 		t0 := time.Now()
 		var step atomic.Int64
 		cfg := mfa.DefaultConfig()
-		cfg.Dir, cfg.Events = filepath.Join(b.TempDir(), "mfa"), &controltest.Emitter{}
+		cfg.Dir, cfg.Events = filepath.Join(stateDir, "mfa"), &controltest.Emitter{}
 		cfg.Now = func() time.Time { return t0.Add(time.Duration(step.Add(1)-1) * 30 * time.Second) }
 		v, err := mfa.Open(cfg, "dev-1")
 		if err != nil {
@@ -94,6 +96,21 @@ func BenchmarkPAMLogin(b *testing.B) {
 		stop := serve(b, sock, v)
 		defer stop()
 		runDriver(b, driver, module, "tanaka", codes)
+	}
+	b.Run("totp", func(b *testing.B) { totp(b, b.TempDir()) })
+	// The same with the state on tmpfs, where fsync costs nothing: what
+	// the path costs without the disk (a decomposition, not a figure
+	// for a terminal).
+	b.Run("totp-tmpfs", func(b *testing.B) {
+		if fi, err := os.Stat("/dev/shm"); err != nil || !fi.IsDir() {
+			b.Skip("no /dev/shm")
+		}
+		dir, err := os.MkdirTemp("/dev/shm", "mamori-bench")
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer os.RemoveAll(dir)
+		totp(b, dir)
 	})
 	b.Run("state-write", func(b *testing.B) {
 		path := filepath.Join(b.TempDir(), "verify.json")
