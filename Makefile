@@ -98,11 +98,13 @@ packages: ## build the installers into ./bin/packages: .deb, .rpm, .msi (Authent
 	  -udev-rule installer/udev/60-mamori-media.rules -sign-cert '$(SIGN_CERT)' -sign-key '$(SIGN_KEY)'
 
 .PHONY: bench
-bench: ## benchmarks: report ingest (SQLite, PostgreSQL) vs a no-op mTLS call, fleet queries at 100k devices, uevent→read-only latency, TPM handshakes
+bench: ## benchmarks: report ingest (SQLite, PostgreSQL) vs a no-op mTLS call, fleet queries at 100k devices, uevent→read-only latency, TPM handshakes, PAM login latency (TOTP, TPM PIN)
 	@mkdir -p $(BIN)
 	$(GO) test -run '^$$' -bench . -benchtime 3s -timeout 30m ./server/store/... ./server/api/... | tee $(BIN)/bench.txt
 	$(GO) test -count=1 -run '^$$' -bench UeventToReadOnly -benchtime 3000x ./agent/media | tee -a $(BIN)/bench.txt
 	$(GO) test -count=1 -run '^$$' -bench Handshake -benchtime 2000x ./internal/tpm | tee -a $(BIN)/bench.txt
+	# login second factor through the real PAM stack (root): TOTP and TPM PIN (swtpm) against PAM-only and no-op-agent baselines
+	$(GO) test -count=1 -run '^$$' -bench PAMLogin -benchtime 2000x ./agent/pam/pamtest | tee -a $(BIN)/bench.txt
 	# the fleet runs of mamori-loadgen (about 20 minutes; MAMORI_FLEET_N and MAMORI_FLEET_DURATION shrink them)
 	$(GO) test -count=1 -run '^$$' -bench Fleet -benchtime 1x -timeout 90m ./internal/hatest | tee -a $(BIN)/bench.txt
 

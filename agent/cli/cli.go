@@ -12,7 +12,7 @@ import (
 var commands = map[string]bool{
 	"run": true, "enroll": true, "install": true, "uninstall": true,
 	"start": true, "stop": true, "status": true, "version": true, "help": true,
-	"media": true,
+	"media": true, "mfa": true,
 }
 
 // Invocation is a parsed command line.
@@ -23,6 +23,8 @@ type Invocation struct {
 	ConfigPath  string
 	ConfigGiven bool
 	Overrides   config.Overrides
+	// User is the login name of "mfa pin-enroll USER" / "mfa pin-remove USER".
+	User string
 }
 
 // ErrUnknownCommand is returned for a command mamori-agent does not know.
@@ -49,6 +51,12 @@ func Parse(args []string) (Invocation, error) {
 			return inv, errors.New("media: the only subcommand is list")
 		}
 		inv.Command, rest = "media list", rest[1:]
+	}
+	if inv.Command == "mfa" {
+		if len(rest) < 2 || (rest[0] != "pin-enroll" && rest[0] != "pin-remove") || rest[1] == "" || rest[1][0] == '-' {
+			return inv, errors.New("mfa: pin-enroll USER or pin-remove USER")
+		}
+		inv.Command, inv.User, rest = "mfa "+rest[0], rest[1], rest[2:]
 	}
 	fs := flag.NewFlagSet(inv.Command, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)

@@ -37,6 +37,11 @@ func TestParse(t *testing.T) {
 		{"state dir", []string{"status", "--state-dir", "/s"}, Invocation{Command: "status", ConfigPath: config.DefaultPath,
 			Overrides: config.Overrides{StateDir: "/s"}}, false},
 		{"unknown", []string{"frobnicate"}, Invocation{Command: "frobnicate", ConfigPath: config.DefaultPath}, true},
+		{"mfa pin-enroll", []string{"mfa", "pin-enroll", "tanaka", "--state-dir", "/s"}, Invocation{Command: "mfa pin-enroll", ConfigPath: config.DefaultPath,
+			User: "tanaka", Overrides: config.Overrides{StateDir: "/s"}}, false},
+		{"mfa pin-remove", []string{"mfa", "pin-remove", "tanaka"}, Invocation{Command: "mfa pin-remove", ConfigPath: config.DefaultPath, User: "tanaka"}, false},
+		{"mfa without user", []string{"mfa", "pin-enroll"}, Invocation{}, true},
+		{"mfa unknown", []string{"mfa", "frob", "tanaka"}, Invocation{}, true},
 		{"token not for install", []string{"install", "--token", "x"}, Invocation{}, true},
 		{"stray argument", []string{"run", "extra"}, Invocation{}, true},
 	}

@@ -23,4 +23,11 @@ const (
 	MsgRunFailed      i18n.ID = "agent.err.run"
 	MsgEnrolledAs     i18n.ID = "agent.status.device"
 	MsgNotEnrolled    i18n.ID = "agent.status.not-enrolled"
+	// mfa pin-enroll / pin-remove (agent/mfa/tpmpin.go)
+	MsgPINPrompt   i18n.ID = "agent.mfa.pin-prompt"
+	MsgPINAgain    i18n.ID = "agent.mfa.pin-again"
+	MsgPINMismatch i18n.ID = "agent.mfa.pin-mismatch"
+	MsgPINEnrolled i18n.ID = "agent.mfa.pin-enrolled"
+	MsgPINRemoved  i18n.ID = "agent.mfa.pin-removed"
+	MsgMFAFailed   i18n.ID = "agent.err.mfa"
 )

@@ -5,10 +5,19 @@
 // connection:
 //
 //	request:  u32 length N (1..MaxRequest), then N bytes:
-//	          u8 version (1), then four fields, each u16 length + bytes:
-//	          user, service, rhost, code
-//	answer:   u32 length 2, u8 version (1), u8 verdict
-//	          (0 allow, 1 deny, 2 locked out)
+//	          version 1: u8 1, then four fields, each u16 length + bytes:
+//	                     user, service, rhost, code (a TOTP or recovery code)
+//	          version 2: u8 2, u8 op, u8 method, then the same four fields
+//	                     op 1 "method?": which factor to ask user for
+//	                          (method and code are 0 and empty)
+//	                     op 2 "verify": code was asked for as method
+//	                          (0 TOTP, 1 TPM PIN)
+//	answer:   u32 length 2, u8 version (as in the request), u8 value:
+//	          verify: verdict (0 allow, 1 deny, 2 locked out)
+//	          method?: method (0 TOTP, 1 PIN)
+//
+// A version-1 request is a TOTP/recovery verification, so a module from
+// before PIN keys keeps working.
 //
 // The socket is created 0600 inside a 0700 directory, and every peer's
 // credentials are checked (SO_PEERCRED): only AllowUID (root) is served.
@@ -31,7 +40,8 @@ import (
 
 // Limits of the protocol.
 const (
-	Version    = 1
+	Version    = 1 // the first version: verify only
+	Version2   = 2 // op and method
 	MaxRequest = 1024
 	MaxField   = 256
 	// Timeout bounds one connection.
@@ -41,8 +51,18 @@ const (
 // DefaultSocket is where pam_mamori.so looks by default.
 const DefaultSocket = "/run/mamori/agent.sock"
 
-// Request is one verification request.
+// Ops of a version-2 request.
+const (
+	OpMethod uint8 = 1
+	OpVerify uint8 = 2
+)
+
+// Request is one request. Version 1 (or 0 when encoding) is a TOTP
+// verification; version 2 carries Op and Method.
 type Request struct {
+	Version                    uint8
+	Op                         uint8
+	Method                     mfa.Method
 	User, Service, RHost, Code string
 }
 
@@ -51,10 +71,26 @@ var ErrMalformed = errors.New("localapi: malformed request")
 
 // ParseRequest parses a request payload (without the length prefix).
 func ParseRequest(b []byte) (Request, error) {
-	if len(b) < 1 || len(b) > MaxRequest || b[0] != Version {
+	if len(b) < 1 || len(b) > MaxRequest {
 		return Request{}, ErrMalformed
 	}
-	b = b[1:]
+	r := Request{Version: b[0], Op: OpVerify}
+	switch b[0] {
+	case Version:
+		b = b[1:]
+	case Version2:
+		if len(b) < 3 {
+			return Request{}, ErrMalformed
+		}
+		r.Op, r.Method = b[1], mfa.Method(b[2])
+		if (r.Op != OpMethod && r.Op != OpVerify) || (r.Method != mfa.MethodTOTP && r.Method != mfa.MethodPIN) ||
+			(r.Op == OpMethod && r.Method != mfa.MethodTOTP) {
+			return Request{}, ErrMalformed
+		}
+		b = b[3:]
+	default:
+		return Request{}, ErrMalformed
+	}
 	var f [4]string
 	for i := range f {
 		if len(b) < 2 {
@@ -78,13 +114,24 @@ func ParseRequest(b []byte) (Request, error) {
 			}
 		}
 	}
-	return Request{User: f[0], Service: f[1], RHost: f[2], Code: f[3]}, nil
+	if r.Op == OpMethod && f[3] != "" {
+		return Request{}, ErrMalformed
+	}
+	r.User, r.Service, r.RHost, r.Code = f[0], f[1], f[2], f[3]
+	return r, nil
 }
 
 // AppendRequest encodes r with its length prefix (the Go client: tests
 // and a future local CLI).
 func AppendRequest(dst []byte, r Request) ([]byte, error) {
 	body := []byte{Version}
+	switch r.Version {
+	case 0, Version:
+	case Version2:
+		body = []byte{Version2, r.Op, byte(r.Method)}
+	default:
+		return nil, ErrMalformed
+	}
 	for _, s := range []string{r.User, r.Service, r.RHost, r.Code} {
 		if len(s) > MaxField {
 			return nil, ErrMalformed
@@ -116,6 +163,7 @@ func ReadRequest(r io.Reader) (Request, error) {
 // Verifier is what the socket asks (agent/mfa.Verifier).
 type Verifier interface {
 	Verify(ctx context.Context, a mfa.Attempt) mfa.Verdict
+	Method(ctx context.Context, user string) mfa.Method
 }
 
 // Server serves the socket.
@@ -188,6 +236,12 @@ func (s *Server) handle(ctx context.Context, c net.Conn) {
 		s.Log.WarnContext(ctx, "local socket: bad request", "error", err)
 		return
 	}
-	v := s.Verifier.Verify(ctx, mfa.Attempt{User: req.User, Service: req.Service, RHost: req.RHost, Code: req.Code})
-	c.Write([]byte{0, 0, 0, 2, Version, byte(v)})
+	var answer byte
+	if req.Op == OpMethod {
+		answer = byte(s.Verifier.Method(ctx, req.User))
+	} else {
+		answer = byte(s.Verifier.Verify(ctx, mfa.Attempt{User: req.User, Service: req.Service, RHost: req.RHost,
+			Code: req.Code, Method: req.Method}))
+	}
+	c.Write([]byte{0, 0, 0, 2, req.Version, answer})
 }

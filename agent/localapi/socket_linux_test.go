@@ -46,6 +46,20 @@ func TestSocket(t *testing.T) {
 	if len(fv.seen) != 1 || fv.seen[0] != (mfa.Attempt{User: "tanaka", Service: "sshd", RHost: "h", Code: "123456"}) {
 		t.Fatalf("verifier saw %+v", fv.seen)
 	}
+	// Version 2: the method question, and a PIN verification.
+	got, err = ask(t, path, Request{Version: Version2, Op: OpMethod, User: "pin-user"})
+	if err != nil || string(got) != "\x00\x00\x00\x02\x02\x01" {
+		t.Fatalf("method? answer %q, %v; want v2 PIN", got, err)
+	}
+	got, err = ask(t, path, Request{Version: Version2, Op: OpMethod, User: "tanaka"})
+	if err != nil || string(got) != "\x00\x00\x00\x02\x02\x00" {
+		t.Fatalf("method? answer %q, %v; want v2 TOTP", got, err)
+	}
+	got, err = ask(t, path, Request{Version: Version2, Op: OpVerify, Method: mfa.MethodPIN, User: "pin-user", Code: "739154"})
+	if err != nil || string(got) != "\x00\x00\x00\x02\x02\x02" || len(fv.seen) != 2 || fv.seen[1].Method != mfa.MethodPIN || fv.seen[1].Code != "739154" {
+		t.Fatalf("PIN verify answer %q, %v, seen %+v", got, err, fv.seen)
+	}
+	fv.seen = fv.seen[:1]
 	s.Stop()
 	if _, err := os.Lstat(path); !os.IsNotExist(err) {
 		t.Fatalf("socket left behind: %v", err)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mamori-dev/mamori/internal/mfabundle"
+	"github.com/mamori-dev/mamori/internal/policy"
 )
 
 // This file holds what the server's helpdesk and officer actions mean on
@@ -61,12 +62,14 @@ func (v *Verifier) graceApplies(user string, now time.Time) bool {
 	return slices.Contains(b.GetGraceUsers(), "*") || slices.Contains(b.GetGraceUsers(), user)
 }
 
-// methodAllowed says whether the policy allows method m ("totp" when it
-// names none).
+// methodAllowed says whether the policy allows method m, a policy method
+// name (policy.MFAMethodTOTP, policy.MFAMethodTPMPIN). A policy that names
+// none allows both: a PIN key exists only where root enrolled one on the
+// terminal (mamori-agent mfa pin-enroll).
 func (v *Verifier) methodAllowed(m string) bool {
 	ms := v.bundle.GetMethods()
 	if len(ms) == 0 {
-		return m == methodTOTP
+		return m == policy.MFAMethodTOTP || m == policy.MFAMethodTPMPIN
 	}
 	return slices.Contains(ms, m)
 }

@@ -246,3 +246,21 @@ func TestMethodsAndRecoveryID(t *testing.T) {
 		t.Fatalf("recovery event %+v; want code_id %s", ru, want)
 	}
 }
+
+// TestPINRefusedWhenPolicyLeavesItOut: a policy that names only totp
+// refuses the PIN path before the TPM is asked (no PIN keys configured
+// here, so reaching the TPM would be an error of another kind).
+func TestPINRefusedWhenPolicyLeavesItOut(t *testing.T) {
+	c := &clock{time.Date(2026, 11, 25, 12, 0, 5, 0, time.UTC)}
+	ev := &controltest.Emitter{}
+	v := open(t, t.TempDir(), c, ev)
+	u := mfatest.NewUser(t, "tanaka")
+	must(t, v.TakeBundle(t.Context(), "dev-1", mfatest.SealBundle(t, v.PublicKey(), "dev-1", &mamoriv1.MFABundle{
+		Version: "g1", Users: []*mamoriv1.MFAUserSecret{u.Record}, Methods: []string{"totp"}})))
+	if got := v.Verify(t.Context(), mfa.Attempt{User: "tanaka", Code: "739154", Method: mfa.MethodPIN}); got != mfa.Deny {
+		t.Fatalf("PIN while only totp is allowed: %v", got)
+	}
+	if f := eventsOf(ev.Events(), mfa.KindFailure); len(f) != 1 || f[0].Attrs["reason"] != "method_not_allowed" || f[0].Attrs["method"] != "pin" {
+		t.Fatalf("failure: %+v", f)
+	}
+}

@@ -51,7 +51,7 @@ const (
 
 // Files in the MFA directory (0700, root).
 const (
-	keyFile        = "bundle.key"    // HPKE private key
+	keyFile        = "bundle.key"    // HPKE private key in the clear (older agents; sealed now: sealkey.go)
 	bundleFile     = "bundle.sealed" // the bundle as the server sealed it
 	stateFile      = "verify.json"   // replay steps and failure counts
 	BreakGlassFile = "breakglass"    // hashed recovery codes (pam_mamori.so reads it)
@@ -81,6 +81,8 @@ func (v Verdict) String() string {
 type Attempt struct {
 	User, Service, RHost string
 	Code                 string
+	// Method is what the module prompted for (TPM PIN: tpmpin.go).
+	Method Method
 }
 
 // Config configures a Verifier.
@@ -97,6 +99,10 @@ type Config struct {
 	MaxFailures int
 	LockoutFor  time.Duration
 	MaxLockout  time.Duration
+	// Sealer seals the bundle key (seal.go); nil: a key file in Dir.
+	Sealer Sealer
+	// PINs are the TPM-bound PIN keys (tpmpin.go); nil: no PIN method.
+	PINs *PINKeys
 }
 
 // DefaultConfig: 5 failures, 1 minute doubling to 1 hour.
@@ -141,6 +147,8 @@ type Verifier struct {
 	mu     sync.Mutex
 	bundle *mamoriv1.MFABundle // nil until the first bundle
 	state  map[string]*userState
+	// pinLockedOut: the last checkPIN met the TPM's DA lockout.
+	pinLockedOut bool
 }
 
 // Open loads or creates the key, and opens the stored bundle if any.
@@ -185,34 +193,6 @@ func Open(cfg Config, deviceID string) (*Verifier, error) {
 		}
 	}
 	return v, nil
-}
-
-func (v *Verifier) loadKey() error {
-	path := filepath.Join(v.cfg.Dir, keyFile)
-	b, err := os.ReadFile(path)
-	switch {
-	case errors.Is(err, os.ErrNotExist):
-		k, err := mfabundle.GenerateKey()
-		if err != nil {
-			return fmt.Errorf("mfa: %w", err)
-		}
-		if b, err = mfabundle.PrivateKeyBytes(k); err != nil {
-			return fmt.Errorf("mfa: %w", err)
-		}
-		if err := atomicfile.Write(path, b, 0o600); err != nil {
-			return fmt.Errorf("mfa: %w", err)
-		}
-		// A new key cannot open an old bundle.
-		os.Remove(filepath.Join(v.cfg.Dir, bundleFile))
-	case err != nil:
-		return fmt.Errorf("mfa: %w", err)
-	}
-	k, err := mfabundle.PrivateKey(b)
-	if err != nil {
-		return fmt.Errorf("mfa: %s: %w", keyFile, err)
-	}
-	v.key, v.pub = k, mfabundle.PublicKeyBytes(k)
-	return nil
 }
 
 // PublicKey is sent in every report.
@@ -317,6 +297,13 @@ func (v *Verifier) Verify(ctx context.Context, a Attempt) Verdict {
 	st.Failures++
 	attrs["failures"] = fmt.Sprint(st.Failures)
 	verdict := Deny
+	// TPM PIN (tpmpin.go): the TPM's dictionary-attack lockout is a
+	// lock-out of its own, reported as such.
+	if v.pinLockedOut {
+		v.pinLockedOut = false
+		verdict = Locked
+		attrs["reason"] = "tpm_lockout"
+	}
 	if st.Failures >= v.cfg.MaxFailures {
 		d := v.cfg.LockoutFor << min(st.Lockouts, 20)
 		d = min(d, v.cfg.MaxLockout)
@@ -331,8 +318,13 @@ func (v *Verifier) Verify(ctx context.Context, a Attempt) Verdict {
 	}
 	v.emit(ctx, KindFailure, attrs)
 	if verdict == Locked {
-		v.emit(ctx, KindLockout, map[string]string{"user": a.User, "service": a.Service, "rhost": a.RHost,
-			"until": st.LockedUntil.UTC().Format(time.RFC3339)})
+		la := map[string]string{"user": a.User, "service": a.Service, "rhost": a.RHost}
+		if now.Before(st.LockedUntil) {
+			la["until"] = st.LockedUntil.UTC().Format(time.RFC3339)
+		} else { // TPM PIN: the TPM's lockout, not ours
+			la["reason"] = "tpm_lockout"
+		}
+		v.emit(ctx, KindLockout, la)
 	}
 	return verdict
 }
@@ -343,6 +335,7 @@ const (
 	methodRecovery = "recovery"
 	methodTempCode = "temp_code"
 	methodGrace    = "grace"
+	methodPIN      = "pin"
 )
 
 // check returns the method tried, the ID of a one-time code it used, why
@@ -350,6 +343,15 @@ const (
 // updates st (TOTP step, used temporary code, grace login) on success.
 func (v *Verifier) check(ctx context.Context, a Attempt, st *userState, now time.Time) (method, codeID, reason string, ok bool) {
 	norm := mfabundle.NormalizeCode(a.Code)
+	// TPM PIN (tpmpin.go); a recovery code at the PIN prompt is checked
+	// as a recovery code below (PINs never have that shape).
+	if a.Method == MethodPIN && !mfabundle.LooksLikeRecoveryCode(norm) {
+		if !v.methodAllowed(policy.MFAMethodTPMPIN) {
+			return methodPIN, "", "method_not_allowed", false
+		}
+		m, ok := v.checkPIN(ctx, a)
+		return m, "", "", ok
+	}
 	if mfabundle.LooksLikeRecoveryCode(norm) {
 		h, err := v.bglass.consume(a.User, norm)
 		if err != nil {
@@ -372,7 +374,7 @@ func (v *Verifier) check(ctx context.Context, a Attempt, st *userState, now time
 		}
 		return methodTOTP, "", "not_enrolled", false
 	}
-	if !v.methodAllowed(methodTOTP) {
+	if !v.methodAllowed(policy.MFAMethodTOTP) {
 		return methodTOTP, "", "method_not_allowed", false
 	}
 	p, err := params(u)

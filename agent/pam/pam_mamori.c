@@ -2,9 +2,11 @@
  * pam_mamori.so — the second factor at Linux login, for mamori.
  *
  * A deliberately small C module (no Go runtime inside login, sshd or gdm:
- * a Go c-shared module does not survive sshd's fork). It asks for the code
- * through the PAM conversation, sends user, service, remote host and code
- * to mamori-agent over its root-only unix socket, and maps the verdict:
+ * a Go c-shared module does not survive sshd's fork). It first asks
+ * mamori-agent over its root-only unix socket which factor the user has
+ * (a TOTP code, or a PIN bound to this terminal's TPM), prompts for it
+ * through the PAM conversation, sends user, service, remote host, method
+ * and answer to the agent, and maps the verdict:
  *
  *   allow -> PAM_SUCCESS, deny -> PAM_AUTH_ERR, locked out -> PAM_MAXTRIES,
  *   agent unreachable -> PAM_AUTH_ERR (fail closed), except:
@@ -48,6 +50,8 @@
 #define CODE_LEN 10
 
 enum { V_ALLOW = 0, V_DENY = 1, V_LOCKED = 2, V_UNREACHABLE = -1 };
+enum { M_TOTP = 0, M_PIN = 1 };
+enum { OP_METHOD = 1, OP_VERIFY = 2 };
 
 struct args {
 	const char *socket;
@@ -216,19 +220,24 @@ static int read_all(int fd, unsigned char *p, size_t n)
 	return 0;
 }
 
-/* ask_agent returns a verdict, or V_UNREACHABLE. */
-static int ask_agent(const struct args *a, const char *user, const char *service, const char *rhost, const char *code)
+/* ask_agent sends one version-2 request (op, method) and returns the
+ * answer byte (a verdict for OP_VERIFY, a method for OP_METHOD), or
+ * V_UNREACHABLE when there is no well-formed answer. */
+static int ask_agent(const struct args *a, int op, int method, const char *user, const char *service,
+		     const char *rhost, const char *code)
 {
-	unsigned char req[4 + 1 + 4 * (2 + MAX_FIELD)], ans[6];
+	unsigned char req[4 + 3 + 4 * (2 + MAX_FIELD)], ans[6];
 	size_t off = 4;
 	struct sockaddr_un sa;
 	struct timeval tv;
 	int fd, v;
 
-	req[off++] = 1;
+	req[off++] = 2;
+	req[off++] = (unsigned char)op;
+	req[off++] = (unsigned char)method;
 	if (put_field(req, &off, user) || put_field(req, &off, service) || put_field(req, &off, rhost) ||
 	    put_field(req, &off, code))
-		return V_DENY;
+		return op == OP_VERIFY ? V_DENY : V_UNREACHABLE;
 	req[0] = (unsigned char)((off - 4) >> 24), req[1] = (unsigned char)((off - 4) >> 16);
 	req[2] = (unsigned char)((off - 4) >> 8), req[3] = (unsigned char)(off - 4);
 
@@ -247,8 +256,12 @@ static int ask_agent(const struct args *a, const char *user, const char *service
 	v = V_UNREACHABLE;
 	if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0 && write_all(fd, req, off) == 0 &&
 	    read_all(fd, ans, sizeof ans) == 0 && ans[0] == 0 && ans[1] == 0 && ans[2] == 0 && ans[3] == 2 &&
-	    ans[4] == 1)
-		v = ans[5] == V_ALLOW ? V_ALLOW : ans[5] == V_LOCKED ? V_LOCKED : V_DENY;
+	    ans[4] == 2) {
+		if (op == OP_METHOD)
+			v = ans[5] == M_PIN ? M_PIN : M_TOTP;
+		else /* anything but allow or locked is a denial: fail closed */
+			v = ans[5] == V_ALLOW ? V_ALLOW : ans[5] == V_LOCKED ? V_LOCKED : V_DENY;
+	}
 	memset(req, 0, sizeof req);
 	close(fd);
 	return v;
@@ -397,7 +410,8 @@ PAM_EXTERN int pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, cons
 	struct args a;
 	const char *user = NULL, *service = NULL, *rhost = NULL;
 	char *code = NULL;
-	int v, rc;
+	const char *prompt;
+	int v, rc, method;
 
 	(void)flags;
 	parse_args(pamh, argc, argv, &a);
@@ -406,13 +420,19 @@ PAM_EXTERN int pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, cons
 	pam_get_item(pamh, PAM_SERVICE, (const void **)&service);
 	pam_get_item(pamh, PAM_RHOST, (const void **)&rhost);
 
-	rc = pam_prompt(pamh, PAM_PROMPT_ECHO_OFF, &code, "%s",
-			a.ja ? "確認コード（認証アプリ）または回復コード: "
-			     : "Verification code (authenticator app) or recovery code: ");
+	/* Which factor? An unreachable agent means the TOTP prompt, whose
+	 * answer can still be a break-glass recovery code. */
+	method = ask_agent(&a, OP_METHOD, M_TOTP, user, service, rhost, "");
+	if (method == M_PIN)
+		prompt = a.ja ? "PIN（または回復コード）: " : "PIN (or recovery code): ";
+	else
+		prompt = a.ja ? "確認コード（認証アプリ）または回復コード: "
+			      : "Verification code (authenticator app) or recovery code: ";
+	rc = pam_prompt(pamh, PAM_PROMPT_ECHO_OFF, &code, "%s", prompt);
 	if (rc != PAM_SUCCESS || code == NULL)
 		return PAM_CONV_ERR;
 
-	v = ask_agent(&a, user, service, rhost, code);
+	v = ask_agent(&a, OP_VERIFY, method == M_PIN ? M_PIN : M_TOTP, user, service, rhost, code);
 	if (v == V_UNREACHABLE) {
 		pam_syslog(pamh, LOG_ERR, "mamori-agent unreachable at %s: denying (recovery codes still work)", a.socket);
 		if (breakglass(pamh, &a, user, code)) {

@@ -24,6 +24,7 @@ needs=(
   "swtpm_setup                     swtpm-tools"
   "/usr/include/security/pam_modules.h libpam0g-dev"    # builds pam_mamori.so (C)
   "pamtester                       pamtester"            # drives the real PAM stack
+  "/usr/sbin/sshd                  openssh-server"       # a real login over sshd through pam_mamori.so (keyboard-interactive)
   "oathtool                        oathtool"             # an independent TOTP implementation to cross-check
   "zbarimg                         zbar-tools"           # an independent QR decoder reads mamorictl's terminal QR code
   "gcc                             gcc"

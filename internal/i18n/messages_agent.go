@@ -17,6 +17,8 @@ Commands:
   stop        stop the system service
   status      show the service and enrolment state
   media list  show removable devices and what the policy does to each
+  mfa pin-enroll USER  give USER a PIN bound to this terminal's TPM (asks twice; root)
+  mfa pin-remove USER  remove USER's PIN (back to TOTP codes)
   version     print the version
 
 Flags:
@@ -40,6 +42,8 @@ the environment over the file.
   stop        サービスを停止します
   status      サービスと登録の状態を表示します
   media list  リムーバブルデバイスと、ポリシーによる扱いを表示します
+  mfa pin-enroll ユーザー  この端末の TPM に結び付いた PIN を設定します (2 回入力、root)
+  mfa pin-remove ユーザー  PIN を削除します (確認コードに戻ります)
   version     バージョンを表示します
 
 フラグ:
@@ -64,4 +68,10 @@ the environment over the file.
 	{"agent.err.run", "the agent stopped with an error: %v", "エージェントがエラーで停止しました: %v"},
 	{"agent.status.device", "enrolled as device %s, servers %s", "登録済み: 端末 ID %s、サーバー %s"},
 	{"agent.status.not-enrolled", "not enrolled (%v)", "未登録です (%v)"},
+	{"agent.mfa.pin-prompt", "New PIN for %s: ", "%s の新しい PIN: "},
+	{"agent.mfa.pin-again", "PIN again: ", "もう一度 PIN: "},
+	{"agent.mfa.pin-mismatch", "the two PINs differ; nothing changed", "2 回の PIN が一致しません。変更していません"},
+	{"agent.mfa.pin-enrolled", "PIN key for %s created in this terminal's TPM; %s logs in with the PIN from now on", "%s の PIN 鍵をこの端末の TPM に作成しました。以後 %s は PIN でログインします"},
+	{"agent.mfa.pin-removed", "PIN of %s removed; %s logs in with a verification code again", "%s の PIN を削除しました。%s は確認コードでログインします"},
+	{"agent.err.mfa", "%v", "%v"},
 }

@@ -15,7 +15,7 @@ import (
 const (
 	// SettingMFAMethods: comma-separated second factors a user may log in
 	// with: "totp" (an app or a hardware token), "tpm-pin" (a TPM-bound
-	// PIN key). Default "totp". Recovery and temporary codes always work.
+	// PIN key). Default: both. Recovery and temporary codes always work.
 	SettingMFAMethods = "methods"
 	// SettingMFAGraceUntil: a date (YYYY-MM-DD, through the end of that day
 	// in Japan Standard Time) or an RFC 3339 time. Until then a user

@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/google/go-tpm/tpm2/transport"
 	"github.com/kardianos/service"
 
 	"github.com/mamori-dev/mamori/agent/cli"
@@ -30,6 +32,7 @@ import (
 	"github.com/mamori-dev/mamori/internal/buildinfo"
 	"github.com/mamori-dev/mamori/internal/i18n"
 	"github.com/mamori-dev/mamori/internal/policy"
+	"github.com/mamori-dev/mamori/internal/tpm"
 )
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
@@ -74,6 +77,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return doStatus(cfg, inv, p, stdout)
 	case "media list":
 		return doMediaList(cfg, p, stdout, stderr)
+	case "mfa pin-enroll", "mfa pin-remove":
+		return doPIN(cfg, inv, p, os.Stdin, stdout, stderr, tpm.Open)
 	default: // install, uninstall, start, stop
 		s, err := service.New(&svc.Program{}, svc.Config(serviceArgs(inv)))
 		if err == nil {
@@ -161,6 +166,15 @@ func doRun(cfg config.Config, inv cli.Invocation, log *slog.Logger, p *i18n.Prin
 	}
 	mcfg := mfa.DefaultConfig()
 	mcfg.Dir, mcfg.Events, mcfg.Log = filepath.Join(cfg.StateDir, "mfa"), daemon.NewEmitter(sp, nil), log
+	// The TPM (its own handle: /dev/tpmrm0 and TBS virtualise) seals the
+	// bundle key and holds the users' PIN keys; without one the bundle
+	// key is sealed by a key file and PIN users are refused.
+	mfaTPM, closeMFATPM := openMFATPM(log)
+	defer closeMFATPM()
+	if mfaTPM != nil {
+		mcfg.Sealer = mfa.TPMSealer{TPM: mfaTPM}
+	}
+	mcfg.PINs = &mfa.PINKeys{Dir: filepath.Join(mcfg.Dir, "pin"), TPM: mfaTPM}
 	if verifier, err := mfa.Open(mcfg, deviceID); err != nil {
 		log.Error("login MFA unavailable: logins through pam_mamori are refused", "error", err)
 	} else {
@@ -283,5 +297,68 @@ func doMediaList(cfg config.Config, p *i18n.Printer, stdout, stderr io.Writer) i
 	if err := media.WriteList(stdout, devs); err != nil {
 		return 1
 	}
+	return 0
+}
+
+// openMFATPM opens the platform TPM for login MFA, or returns nil (logged)
+// when there is none.
+func openMFATPM(log *slog.Logger) (*mfa.TPM, func()) {
+	t, err := tpm.Open()
+	if err != nil {
+		if !errors.Is(err, tpm.ErrNoTPM) {
+			log.Warn("TPM unusable for login MFA: bundle key sealed by a key file, PIN logins refused", "error", err)
+		}
+		return nil, func() {}
+	}
+	return mfa.NewTPM(t), func() { t.Close() }
+}
+
+// doPIN enrols or removes a user's TPM-bound PIN on this terminal: a
+// local, root-only action; the PIN is read twice without echo.
+func doPIN(cfg config.Config, inv cli.Invocation, p *i18n.Printer, stdin *os.File, stdout, stderr io.Writer,
+	openTPM func() (transport.TPMCloser, error)) int {
+	fail := func(err error) int {
+		fmt.Fprintln(stderr, p.Sprintf(cli.MsgMFAFailed, err))
+		return 1
+	}
+	if !isAdmin() {
+		return fail(errors.New("PIN keys are managed by root (Administrator) only"))
+	}
+	pins := &mfa.PINKeys{Dir: filepath.Join(cfg.StateDir, "mfa", "pin")}
+	if inv.Command == "mfa pin-remove" {
+		if err := pins.Remove(inv.User); err != nil {
+			return fail(err)
+		}
+		fmt.Fprintln(stdout, p.Sprintf(cli.MsgPINRemoved, inv.User, inv.User))
+		return 0
+	}
+	t, err := openTPM()
+	if err != nil {
+		return fail(fmt.Errorf("a PIN needs this terminal's TPM: %w", err))
+	}
+	defer t.Close()
+	pins.TPM = mfa.NewTPM(t)
+	sr := cli.NewSecretReader(stdin)
+	pin, err := sr.Read(stderr, p.Sprintf(cli.MsgPINPrompt, inv.User))
+	if err != nil {
+		return fail(err)
+	}
+	defer clear(pin)
+	if err := mfa.ValidatePIN(string(pin)); err != nil {
+		return fail(err)
+	}
+	again, err := sr.Read(stderr, p.Sprintf(cli.MsgPINAgain))
+	if err != nil {
+		return fail(err)
+	}
+	defer clear(again)
+	if subtle.ConstantTimeCompare(pin, again) != 1 {
+		fmt.Fprintln(stderr, p.Sprintf(cli.MsgPINMismatch))
+		return 1
+	}
+	if err := pins.Enroll(inv.User, pin); err != nil {
+		return fail(err)
+	}
+	fmt.Fprintln(stdout, p.Sprintf(cli.MsgPINEnrolled, inv.User, inv.User))
 	return 0
 }

@@ -31,7 +31,10 @@ type stack struct {
 	api       *localapi.Server
 }
 
-func newStack(t *testing.T) *stack {
+func newStack(t *testing.T) *stack { return newStackWith(t, nil) }
+
+// newStackWith lets a test change the verifier's config (PIN keys).
+func newStackWith(t *testing.T, configure func(*mfa.Config)) *stack {
 	testenv.RequireRoot(t)
 	testenv.LookPath(t, "gcc", "gcc")
 	pt := testenv.LookPath(t, "pamtester", "pamtester")
@@ -59,6 +62,9 @@ func newStack(t *testing.T) *stack {
 
 	cfg := mfa.DefaultConfig()
 	cfg.Dir, cfg.Events = s.dir, s.events
+	if configure != nil {
+		configure(&cfg)
+	}
 	v, err := mfa.Open(cfg, "dev-1")
 	if err != nil {
 		t.Fatal(err)

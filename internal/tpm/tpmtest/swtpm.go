@@ -3,6 +3,7 @@ package tpmtest
 import (
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"strconv"
 	"testing"
@@ -25,8 +26,15 @@ func Swtpm(t testing.TB) transport.TPMCloser {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// Not t.TempDir(): its name comes from the test's, and a comma
+		// in it would split swtpm's "dir=…" option.
+		state, err := os.MkdirTemp("", "swtpm")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(state) })
 		cmd := exec.Command(bin, "socket", "--tpm2",
-			"--tpmstate", "dir="+t.TempDir(),
+			"--tpmstate", "dir="+state,
 			"--server", "type=tcp,port="+strconv.Itoa(port)+",bindaddr=127.0.0.1",
 			"--ctrl", "type=tcp,port="+strconv.Itoa(port+1)+",bindaddr=127.0.0.1",
 			"--flags", "not-need-init,startup-clear")

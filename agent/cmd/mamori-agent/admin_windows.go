@@ -1,0 +1,5 @@
+package main
+
+import "golang.org/x/sys/windows"
+
+func isAdmin() bool { return windows.GetCurrentProcessToken().IsElevated() }
