@@ -21,7 +21,6 @@ package mfa
 import (
 	"context"
 	"crypto/hpke"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -147,6 +146,11 @@ type Verifier struct {
 	mu     sync.Mutex
 	bundle *mamoriv1.MFABundle // nil until the first bundle
 	state  map[string]*userState
+	// The state's journal (journal.go): the open file, the sequence
+	// number of its last record and how many records it holds.
+	journal    *os.File
+	seq        uint64
+	journalLen int
 	// pinLockedOut: the last checkPIN met the TPM's DA lockout.
 	pinLockedOut bool
 }
@@ -174,12 +178,8 @@ func Open(cfg Config, deviceID string) (*Verifier, error) {
 	if err := v.loadKey(); err != nil {
 		return nil, err
 	}
-	if b, err := os.ReadFile(filepath.Join(cfg.Dir, stateFile)); err == nil {
-		if err := json.Unmarshal(b, &v.state); err != nil {
-			return nil, fmt.Errorf("mfa: %s is damaged (delete it to reset replay and lock-out state): %w", stateFile, err)
-		}
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("mfa: %w", err)
+	if err := v.loadState(); err != nil {
+		return nil, err
 	}
 	if deviceID != "" {
 		if sealed, err := os.ReadFile(filepath.Join(cfg.Dir, bundleFile)); err == nil {
@@ -273,7 +273,7 @@ func (v *Verifier) Verify(ctx context.Context, a Attempt) Verdict {
 		st.Lockouts = 0
 		st.LockedUntil = time.Time{}
 		v.state[a.User] = st
-		if err := v.saveState(); err != nil {
+		if err := v.saveUser(a.User); err != nil {
 			// The step could not be recorded: refusing is the only way
 			// to keep the code from being accepted twice.
 			v.log.ErrorContext(ctx, "mfa state not saved; refusing the login", "error", err)
@@ -313,7 +313,7 @@ func (v *Verifier) Verify(ctx context.Context, a Attempt) Verdict {
 		verdict = Locked
 	}
 	v.state[a.User] = st
-	if err := v.saveState(); err != nil {
+	if err := v.saveUser(a.User); err != nil {
 		v.log.ErrorContext(ctx, "mfa state not saved", "error", err)
 	}
 	v.emit(ctx, KindFailure, attrs)
@@ -396,14 +396,6 @@ func (v *Verifier) user(name string) *mamoriv1.MFAUserSecret {
 		}
 	}
 	return nil
-}
-
-func (v *Verifier) saveState() error {
-	b, err := json.Marshal(v.state)
-	if err != nil {
-		return err
-	}
-	return atomicfile.Write(filepath.Join(v.cfg.Dir, stateFile), b, 0o600)
 }
 
 func (v *Verifier) emit(ctx context.Context, kind string, attrs map[string]string) {

@@ -106,7 +106,7 @@ func TestVerify(t *testing.T) {
 	if got := v2.Verify(t.Context(), mfa.Attempt{User: "suzuki", Code: suzuki.RecoveryCodes[1]}); got != mfa.Deny {
 		t.Fatalf("used recovery code after a new bundle: %v", got)
 	}
-	for _, f := range []string{"bundle.key.sealed", "seal.key", "bundle.sealed", "verify.json", "breakglass"} {
+	for _, f := range []string{"bundle.key.sealed", "seal.key", "bundle.sealed", "verify.log", "breakglass"} {
 		fi, err := os.Stat(filepath.Join(dir, f))
 		if err != nil || fi.Mode().Perm() != 0o600 {
 			t.Errorf("%s: %v %v; want mode 0600", f, fi.Mode(), err)

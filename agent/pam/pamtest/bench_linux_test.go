@@ -16,9 +16,11 @@ import (
 	"time"
 
 	"github.com/mamori-dev/mamori/agent/control/controltest"
+	"github.com/mamori-dev/mamori/agent/daemon"
 	"github.com/mamori-dev/mamori/agent/localapi"
 	"github.com/mamori-dev/mamori/agent/mfa"
 	"github.com/mamori-dev/mamori/agent/mfa/mfatest"
+	"github.com/mamori-dev/mamori/agent/spool"
 	"github.com/mamori-dev/mamori/internal/atomicfile"
 	"github.com/mamori-dev/mamori/internal/testenv"
 	"github.com/mamori-dev/mamori/internal/tpm/tpmtest"
@@ -33,10 +35,13 @@ import (
 //	pam_permit   the PAM framework alone (a stack of pam_permit.so)
 //	noop-agent   pam_mamori.so and its two socket round trips (method?,
 //	             verify) to an agent whose verifier answers at once
-//	totp         the real verifier: TOTP check, replay step fsync'd,
+//	totp         the real verifier: TOTP check, replay step fsync'd
+//	             (one journal append, agent/mfa/journal.go),
 //	             event emitted (an in-memory emitter); every login is a
 //	             success with a fresh code (the verifier's clock advances
 //	             one step per login, so the replay rule never refuses)
+//	totp-spooled the same with the events in the agent's real spool, as
+//	             mamori-agent runs it: the login's end-to-end figure
 //	totp-tmpfs   the same with the verifier's state on tmpfs (fsync is
 //	             free): the path without the disk, a decomposition only
 //	state-write  not a login: the durable write the verifier does per
@@ -75,12 +80,23 @@ func BenchmarkPAMLogin(b *testing.B) {
 		defer stop()
 		runDriver(b, driver, module, "tanaka", []string{"123456"})
 	})
-	totp := func(b *testing.B, stateDir string) {
+	totp := func(b *testing.B, stateDir string, spooled bool) {
 		u := mfatest.NewUser(b, "tanaka")
 		t0 := time.Now()
 		var step atomic.Int64
 		cfg := mfa.DefaultConfig()
 		cfg.Dir, cfg.Events = filepath.Join(stateDir, "mfa"), &controltest.Emitter{}
+		if spooled {
+			// As mamori-agent wires it: every event durable in the spool
+			// (its own fsync, shared by concurrent appends) before the
+			// answer goes back.
+			sp, err := spool.Open(filepath.Join(stateDir, "spool"), spool.Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer sp.Close()
+			cfg.Events = daemon.NewEmitter(sp, nil)
+		}
 		cfg.Now = func() time.Time { return t0.Add(time.Duration(step.Add(1)-1) * 30 * time.Second) }
 		v, err := mfa.Open(cfg, "dev-1")
 		if err != nil {
@@ -97,7 +113,8 @@ func BenchmarkPAMLogin(b *testing.B) {
 		defer stop()
 		runDriver(b, driver, module, "tanaka", codes)
 	}
-	b.Run("totp", func(b *testing.B) { totp(b, b.TempDir()) })
+	b.Run("totp", func(b *testing.B) { totp(b, b.TempDir(), false) })
+	b.Run("totp-spooled", func(b *testing.B) { totp(b, b.TempDir(), true) })
 	// The same with the state on tmpfs, where fsync costs nothing: what
 	// the path costs without the disk (a decomposition, not a figure
 	// for a terminal).
@@ -110,7 +127,7 @@ func BenchmarkPAMLogin(b *testing.B) {
 			b.Fatal(err)
 		}
 		defer os.RemoveAll(dir)
-		totp(b, dir)
+		totp(b, dir, false)
 	})
 	b.Run("state-write", func(b *testing.B) {
 		path := filepath.Join(b.TempDir(), "verify.json")
