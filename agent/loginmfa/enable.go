@@ -98,6 +98,10 @@ func (c *Control) covered(s Settings) (bool, []string) {
 			bad = append(bad, svc+": "+err.Error())
 			continue
 		}
+		if len(st.Problems) > 0 {
+			bad = append(bad, svc+": "+st.Problems[0])
+			continue
+		}
 		if v := Evaluate(st.Entries); !v.Required {
 			why := "absent"
 			if v.Present {

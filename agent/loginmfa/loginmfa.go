@@ -183,6 +183,7 @@ type Control struct {
 	settings    Settings
 	setErr      error
 	lastApply   string // what Apply did last, for evidence
+	applyErr    error
 	wtmpOff     int64
 	wtmpInit    bool
 	wouldRefuse int
@@ -257,7 +258,7 @@ func (c *Control) Apply(ctx context.Context, p *mamoriv1.ControlPolicy) error {
 		did, err = c.disable(ctx)
 	}
 	c.mu.Lock()
-	c.lastApply = did
+	c.lastApply, c.applyErr = did, err
 	c.mu.Unlock()
 	if p != nil && p.GetMode() == mamoriv1.Mode_MODE_MONITOR {
 		c.scanLogins(ctx)
@@ -273,7 +274,7 @@ func (c *Control) Status(ctx context.Context) (*mamoriv1.ControlStatus, error) {
 			Evidence: map[string]string{"platform": runtime.GOOS}}, nil
 	}
 	c.mu.Lock()
-	named, mode, s, setErr, did, would := c.named, c.mode, c.settings, c.setErr, c.lastApply, c.wouldRefuse
+	named, mode, s, setErr, did, would, applyErr := c.named, c.mode, c.settings, c.setErr, c.lastApply, c.wouldRefuse, c.applyErr
 	c.mu.Unlock()
 	if !named {
 		return &mamoriv1.ControlStatus{State: mamoriv1.ControlState_CONTROL_STATE_NOT_APPLICABLE,
@@ -309,6 +310,9 @@ func (c *Control) Status(ctx context.Context) (*mamoriv1.ControlStatus, error) {
 	if setErr != nil {
 		worse(mamoriv1.ControlState_CONTROL_STATE_FAILED, setErr.Error())
 	}
+	if applyErr != nil && setErr == nil {
+		worse(mamoriv1.ControlState_CONTROL_STATE_FAILED, applyErr.Error())
+	}
 	if len(r.uncovered) > 0 {
 		why := "not covered: " + strings.Join(r.uncovered, ", ")
 		if s.Manual || c.method() == methodNone {
@@ -316,6 +320,9 @@ func (c *Control) Status(ctx context.Context) (*mamoriv1.ControlStatus, error) {
 		} else {
 			worse(mamoriv1.ControlState_CONTROL_STATE_FAILED, why)
 		}
+	}
+	if len(r.broken) > 0 {
+		worse(mamoriv1.ControlState_CONTROL_STATE_FAILED, "PAM configuration errors, every login to these services fails: "+strings.Join(r.broken, ", "))
 	}
 	for _, p := range r.moduleProblems {
 		worse(mamoriv1.ControlState_CONTROL_STATE_FAILED, p)
@@ -338,6 +345,7 @@ func (c *Control) Status(ctx context.Context) (*mamoriv1.ControlStatus, error) {
 
 type checkResult struct {
 	uncovered      []string
+	broken         []string
 	moduleProblems []string
 	noExpected     bool
 	covered        int
@@ -356,6 +364,13 @@ func (c *Control) check(s Settings, ev map[string]string) checkResult {
 			r.uncovered = append(r.uncovered, svc+" (unreadable)")
 			continue
 		}
+		if len(st.Problems) > 0 {
+			// libpam fails every login through such a line; the stack
+			// is broken, not covered, whatever the search says.
+			ev[key] = "broken: " + strings.Join(first(st.Problems, 5), "; ")
+			r.broken = append(r.broken, svc+" ("+st.Problems[0]+")")
+			continue
+		}
 		v := Evaluate(st.Entries)
 		via := ""
 		if path.Base(st.File) != svc {
@@ -371,9 +386,6 @@ func (c *Control) check(s Settings, ev map[string]string) checkResult {
 		default:
 			ev[key] = "absent" + via
 			r.uncovered = append(r.uncovered, svc)
-		}
-		if len(st.Problems) > 0 {
-			ev[key+".problems"] = strings.Join(first(st.Problems, 5), "; ")
 		}
 		for _, e := range st.Entries {
 			if e.Mamori() {

@@ -219,6 +219,10 @@ func ParseFile(b []byte) ([]Line, error) {
 			phys, b = b[:i], b[i+1:]
 		}
 		no++
+		// libpam handles lines as C strings: a NUL ends the line.
+		if j := bytes.IndexByte(phys, 0); j >= 0 {
+			phys = phys[:j]
+		}
 		if len(logical) == 0 {
 			next = no
 		}

@@ -47,7 +47,7 @@ const (
 
 // maxStates bounds the search; a stack that needs more is reported as
 // not covered rather than searched without end.
-const maxStates = 1 << 20
+const maxStates = 1 << 16
 
 type evalState struct {
 	pos, prev   int
