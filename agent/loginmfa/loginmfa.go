@@ -153,7 +153,8 @@ type Options struct {
 	Emitter control.Emitter
 	Log     *slog.Logger
 	// Users lists the users enrolled on this terminal (mfa.Verifier.Users).
-	// Nil means the verifier is not running: every login is refused.
+	// Nil means the verifier or its socket is not running: every login
+	// through pam_mamori.so is refused, so the module is never enabled.
 	Users func() []string
 	// TPMPresent reports whether a TPM is there. Nil: look for
 	// /dev/tpmrm0 or /dev/tpm0 under Root.
@@ -332,7 +333,7 @@ func (c *Control) Status(ctx context.Context) (*mamoriv1.ControlStatus, error) {
 	}
 	switch {
 	case c.opt.Users == nil:
-		worse(mamoriv1.ControlState_CONTROL_STATE_DEGRADED, "the agent's MFA verifier is not running: every login through pam_mamori.so is refused")
+		worse(mamoriv1.ControlState_CONTROL_STATE_DEGRADED, "the agent's MFA verifier or its local socket is not running: every login through pam_mamori.so is refused")
 	case len(c.opt.Users()) == 0:
 		worse(mamoriv1.ControlState_CONTROL_STATE_DEGRADED, "no users enrolled on this terminal (no MFA bundle yet)")
 	}
