@@ -25,6 +25,10 @@ needs=(
   "/usr/include/security/pam_modules.h libpam0g-dev"    # builds pam_mamori.so (C)
   "pamtester                       pamtester"            # drives the real PAM stack
   "oathtool                        oathtool"             # an independent TOTP implementation to cross-check
+  "pam-auth-update                 libpam-runtime"       # login-mfa: enables pam_mamori.so for real (in a mount namespace)
+  "unshare                         util-linux"           # login-mfa: the private mount namespace for that test
+  "openssl                         openssl"              # login-mfa: the test user's password hash
+  "debconf-set-selections          debconf"              # the .deb's preseeded silent enrolment
   "gcc                             gcc"
   "chromium                        chromium"             # the console in a real browser (chromedp)
   "/usr/share/fonts/opentype/ipafont-gothic fonts-ipafont-gothic" # Japanese in the console screenshots
