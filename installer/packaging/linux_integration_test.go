@@ -400,6 +400,10 @@ func TestDebPreseed(t *testing.T) {
 		t.Errorf("the token is still in debconf's database after install:\n%s", db)
 	}
 	mustContain(t, "debconf database", db, "Name: mamori-agent/server", "mamori.example.lg.jp:8443", "Name: mamori-agent/token")
+	if i := strings.Index(db, "Name: mamori-agent/token"); i >= 0 {
+		stanza, _, _ := strings.Cut(db[i:], "\n\n")
+		t.Logf("the token's record in debconf's database after install:\n%s", stanza)
+	}
 	if diff := digestDiff(digest(t, at("etc/pam.d")), rootPAM(t, root)); diff != "" {
 		t.Errorf("installing changed the root's /etc/pam.d: %s", diff)
 	}
