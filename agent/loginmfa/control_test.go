@@ -116,6 +116,20 @@ func TestStatus(t *testing.T) {
 			}
 		}
 	})
+	t.Run("covered by hand: the tool is not run", func(t *testing.T) {
+		r := newRoot(t, commonAuthEnabled)
+		c, rec := newControl(r, ev, []string{"tanaka"}, "pam-auth-update")
+		if err := c.Apply(ctx, enforce(map[string]string{"services": "login"})); err != nil {
+			t.Fatal(err)
+		}
+		if len(rec.calls) != 0 {
+			t.Fatalf("ran %v: a second pam_mamori.so line would ask for the code twice", rec.calls)
+		}
+		// Monitor does not revert lines the agent did not add.
+		if err := c.Apply(ctx, &mamoriv1.ControlPolicy{Mode: mamoriv1.Mode_MODE_MONITOR}); err != nil || len(rec.calls) != 0 {
+			t.Fatalf("monitor: %v, ran %v", err, rec.calls)
+		}
+	})
 	t.Run("module replaced", func(t *testing.T) {
 		r := newRoot(t, commonAuthEnabled)
 		r.write(t, "usr/lib/x86_64-linux-gnu/security/pam_mamori.so", "something else")

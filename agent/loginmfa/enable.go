@@ -119,8 +119,17 @@ func (c *Control) covered(s Settings) (bool, []string) {
 // without users, would lock everyone out of the terminal.
 func (c *Control) enable(ctx context.Context, s Settings) (string, error) {
 	m := c.method()
-	if ok, _ := c.covered(s); ok && (m != methodPAMAuthUpdate || c.pamAuthUpdateEnabled()) {
+	// Covered already — by the agent earlier, or by hand: nothing to do
+	// (enabling again would add a second code prompt).
+	if ok, _ := c.covered(s); ok {
 		return "enabled (already in place)", nil
+	}
+	// Switched on earlier and still not covered (a service whose own file
+	// skips common-auth, or hand-edited common-* files): running the tool
+	// again every round changes nothing; report why.
+	if m == methodPAMAuthUpdate && c.pamAuthUpdateEnabled() {
+		_, bad := c.covered(s)
+		return "enabled, not verified", notVerified(bad)
 	}
 	if m == methodNone {
 		return "manual: neither pam-auth-update nor authselect found", nil
@@ -153,11 +162,15 @@ func (c *Control) enable(ctx context.Context, s Settings) (string, error) {
 		}
 	}
 	if ok, bad := c.covered(s); !ok {
-		return "enabled, not verified", fmt.Errorf("enabled pam_mamori.so, but the stack still does not require it (%s); with pam-auth-update, hand-edited /etc/pam.d/common-* files are left alone: run pam-auth-update --force, or use pam_config=manual",
-			strings.Join(first(bad, 3), "; "))
+		return "enabled, not verified", notVerified(bad)
 	}
 	c.opt.Log.InfoContext(ctx, "login-mfa: pam_mamori.so enabled and verified")
 	return "enabled and verified", nil
+}
+
+func notVerified(bad []string) error {
+	return fmt.Errorf("enabled pam_mamori.so, but the stack still does not require it (%s); a service whose own file lets people in before common-auth cannot be covered this way, and pam-auth-update leaves hand-edited /etc/pam.d/common-* files alone: fix the file, run pam-auth-update --force, or use pam_config=manual",
+		strings.Join(first(bad, 3), "; "))
 }
 
 func contains(s []string, v string) bool {

@@ -217,6 +217,10 @@ func inNamespace(t *testing.T) {
 		t.Fatalf("enable with su named: %v", err)
 	}
 	t.Logf("enable with su named: %v", err)
+	// The next round does not run pam-auth-update again; it says why.
+	if err := c.Apply(ctx, pol(mamoriv1.Mode_MODE_ENFORCE)); err == nil || !strings.Contains(err.Error(), "su:") {
+		t.Fatalf("second round: %v", err)
+	}
 	auth, _ := os.ReadFile("/etc/pam.d/common-auth")
 	if !bytes.Contains(auth, []byte("pam_mamori.so")) {
 		t.Fatalf("common-auth after enable:\n%s", auth)
