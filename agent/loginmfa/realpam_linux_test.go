@@ -97,7 +97,7 @@ func TestRealPAMEnableDisable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	before := digestTree(t, hostFiles...)
+	before := hostState(t)
 	cmd := exec.Command(unshare, "--mount", "--propagation", "private", "--",
 		os.Args[0], "-test.run", "^TestRealPAMEnableDisable$", "-test.v", "-test.count=1")
 	cmd.Env = append(os.Environ(), inNamespaceEnv+"=1", "MAMORI_TEST_SO="+so, "MAMORI_TEST_PROFILE="+profile, "MAMORI_TEST_TMP="+tmp)
@@ -106,10 +106,10 @@ func TestRealPAMEnableDisable(t *testing.T) {
 	if err != nil || !bytes.Contains(out, []byte("--- PASS: TestRealPAMEnableDisable")) {
 		t.Errorf("namespace run failed: %v", err)
 	}
-	after := digestTree(t, hostFiles...)
+	after := hostState(t)
 	for p, b := range before {
 		if after[p] != b {
-			t.Errorf("host file changed: %s", p)
+			t.Errorf("host changed: %s", p)
 		}
 	}
 	for p := range after {
@@ -120,6 +120,25 @@ func TestRealPAMEnableDisable(t *testing.T) {
 	if len(before) < 10 {
 		t.Fatalf("digest of the host's PAM files looks empty: %d entries", len(before))
 	}
+}
+
+// hostState is what the test could change on the host: every PAM file
+// (hashed), pam-auth-update's answer in debconf, and any trace of the test
+// user. Other engineers' tests may add users or install packages at the
+// same time, so /etc/passwd and the debconf database are not hashed whole.
+func hostState(t *testing.T) map[string]string {
+	t.Helper()
+	m := digestTree(t, "/etc/pam.d", "/var/lib/pam", "/usr/share/pam-configs", securityDir)
+	for _, f := range []string{"/etc/passwd", "/etc/shadow", "/etc/group"} {
+		b, _ := os.ReadFile(f)
+		m[f+" mentions "+testUser] = fmt.Sprint(bytes.Contains(b, []byte(testUser)))
+	}
+	b, _ := os.ReadFile("/var/cache/debconf/config.dat")
+	if i := bytes.Index(b, []byte("Name: libpam-runtime/profiles\n")); i >= 0 {
+		stanza, _, _ := bytes.Cut(b[i:], []byte("\n\n"))
+		m["debconf libpam-runtime/profiles"] = string(stanza)
+	}
+	return m
 }
 
 const securityDir = "/usr/lib/x86_64-linux-gnu/security"
