@@ -285,3 +285,117 @@ func TestMonitorWouldRefuse(t *testing.T) {
 		t.Fatalf("evidence %v calls %v", st.Evidence, rec.calls)
 	}
 }
+
+// rhelSystemAuth is the shape of authselect's sssd profile (RHEL 9), the
+// lines that matter for the stack rule.
+const rhelSystemAuth = `auth        required                                     pam_env.so
+auth        required                                     pam_faildelay.so delay=2000000
+auth        [default=1 ignore=ignore success=ok]         pam_usertype.so isregular
+auth        [default=1 ignore=ignore success=ok]         pam_localuser.so
+auth        sufficient                                   pam_unix.so nullok
+auth        [default=1 ignore=ignore success=ok]         pam_usertype.so isregular
+auth        sufficient                                   pam_sss.so forward_pass
+auth        required                                     pam_deny.so
+`
+
+// authselectSim stands in for authselect, which does not exist on Debian:
+// it records the commands and renders the profile the way `authselect
+// select` does ({include if "FEATURE"} lines kept only with the feature).
+// What it checks is the agent's side: the commands, their order, and that
+// the profile it edits is covered by the stack rule once selected.
+type authselectSim struct {
+	t     *testing.T
+	root  string
+	calls []string
+	cur   string
+}
+
+func (a *authselectSim) run(_ context.Context, name string, args ...string) ([]byte, error) {
+	a.calls = append(a.calls, name+" "+strings.Join(args, " "))
+	if name != "authselect" {
+		return nil, errors.New("unexpected " + name)
+	}
+	custom := filepath.Join(a.root, "etc/authselect/custom/mamori")
+	switch args[0] {
+	case "current":
+		return []byte(a.cur + "\n"), nil
+	case "create-profile":
+		os.MkdirAll(custom, 0o755)
+		for _, f := range []string{"system-auth", "password-auth"} {
+			os.WriteFile(filepath.Join(custom, f), []byte(rhelSystemAuth), 0o644)
+		}
+	case "select", "disable-feature":
+		features := map[string]bool{}
+		if args[0] == "select" {
+			a.cur = strings.Join(args[1:], " ")
+		} else {
+			a.cur = strings.ReplaceAll(a.cur, " "+args[1], "")
+		}
+		for _, f := range strings.Fields(a.cur)[1:] {
+			features[f] = true
+		}
+		for _, f := range []string{"system-auth", "password-auth"} {
+			b, _ := os.ReadFile(filepath.Join(custom, f))
+			var out []string
+			for _, l := range strings.Split(string(b), "\n") {
+				if i := strings.Index(l, ` {include if "`); i >= 0 {
+					feat := strings.TrimSuffix(l[i+len(` {include if "`):], `"}`)
+					if !features[feat] {
+						continue
+					}
+					l = l[:i]
+				}
+				out = append(out, l)
+			}
+			os.WriteFile(filepath.Join(a.root, "etc/pam.d", f), []byte(strings.Join(out, "\n")), 0o644)
+		}
+	}
+	return nil, nil
+}
+
+func TestAuthselectPath(t *testing.T) {
+	ctx := context.Background()
+	r := newRoot(t, "")
+	r.write(t, "etc/pam.d/login", "auth substack system-auth\n")
+	r.write(t, "etc/pam.d/sshd", "auth substack password-auth\n")
+	r.write(t, "etc/pam.d/system-auth", rhelSystemAuth)
+	r.write(t, "etc/pam.d/password-auth", rhelSystemAuth)
+	r.write(t, "usr/lib64/security/pam_mamori.so", string(r.module))
+	sim := &authselectSim{t: t, root: r.dir, cur: "sssd with-faillock"}
+	yes := true
+	c := loginmfa.New(loginmfa.Options{Root: r.dir, Emitter: &controltest.Emitter{}, Users: func() []string { return []string{"tanaka"} },
+		Run: sim.run, Supported: &yes, ModuleDirs: []string{"usr/lib64/security"},
+		LookPath: func(p string) (string, error) {
+			if p == "authselect" {
+				return "/usr/bin/authselect", nil
+			}
+			return "", errors.New("not found")
+		}})
+	pol := enforce(map[string]string{"services": "login,sshd"})
+	if err := c.Apply(ctx, pol); err != nil {
+		t.Fatalf("enable: %v\ncalls %q", err, sim.calls)
+	}
+	want := []string{"authselect current --raw", "authselect create-profile mamori --base-on=sssd --symlink-meta --symlink-nsswitch --symlink-dconf",
+		"authselect select custom/mamori with-faillock with-mamori"}
+	if strings.Join(sim.calls, "|") != strings.Join(want, "|") {
+		t.Fatalf("calls %q\nwant %q", sim.calls, want)
+	}
+	st := status(t, c, mamoriv1.ControlState_CONTROL_STATE_ENFORCED, "module verified")
+	if st.Evidence["service.login"] != "required" || st.Evidence["service.sshd"] != "required" {
+		t.Fatal(st.Evidence)
+	}
+	sim.calls = nil
+	if err := c.Apply(ctx, pol); err != nil || len(sim.calls) != 0 {
+		t.Fatalf("second round: %v, ran %q", err, sim.calls)
+	}
+	if err := c.Apply(ctx, &mamoriv1.ControlPolicy{Mode: mamoriv1.Mode_MODE_MONITOR}); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(sim.calls, "|"); got != "authselect current --raw|authselect disable-feature with-mamori" {
+		t.Fatalf("revert calls %q", got)
+	}
+	b, _ := os.ReadFile(filepath.Join(r.dir, "etc/pam.d/system-auth"))
+	if strings.Contains(string(b), "pam_mamori") {
+		t.Fatalf("still in system-auth:\n%s", b)
+	}
+}

@@ -214,7 +214,7 @@ func (c *Control) disable(ctx context.Context) (string, error) {
 		return "reverted (pam-auth-update --remove mamori)", nil
 	case methodAuthselect:
 		cur, err := c.opt.Run(ctx, "authselect", "current", "--raw")
-		if err != nil || !strings.Contains(" "+string(cur)+" ", " "+AuthselectFeature+" ") {
+		if err != nil || !contains(strings.Fields(string(cur)), AuthselectFeature) {
 			return "not enabled (PAM left alone)", nil
 		}
 		if err := c.run(ctx, "authselect", "disable-feature", AuthselectFeature); err != nil {
@@ -265,7 +265,9 @@ func (c *Control) authselectEnable(ctx context.Context) error {
 			args = append(args, ft)
 		}
 	}
-	return c.run(ctx, "authselect", append(args, AuthselectFeature, "--force")...)
+	// No --force: authselect refuses to overwrite PAM files changed by
+	// hand, and the agent reports that rather than overwrite them.
+	return c.run(ctx, "authselect", append(args, AuthselectFeature)...)
 }
 
 // AddAuthselectLine puts the pam_mamori.so line into an authselect
