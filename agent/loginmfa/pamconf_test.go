@@ -79,6 +79,11 @@ func TestStackRule(t *testing.T) {
 		{"substack with die is only the substack", map[string]string{
 			"login": "auth substack s\nauth required pam_mamori.so\n",
 			"s":     "auth [success=done default=die] pam_unix.so\n"}, true, true, ""},
+		// PAM_IGNORE taken as ok sets the status to PAM_IGNORE, which no
+		// later success undoes: this stack lets nobody in (and so nobody
+		// past pam_mamori.so either). Skipping IGNORE would find a way.
+		{"ignore=ok sets the status, as in libpam", map[string]string{"login": "auth [ignore=ok default=die] pam_x.so\nauth sufficient pam_permit.so\nauth optional pam_mamori.so\n"},
+			true, true, ""},
 		{"missing service uses other", map[string]string{"other": "auth required pam_mamori.so\n"}, true, true, ""},
 	}
 	for _, tt := range tests {

@@ -80,7 +80,9 @@ func Evaluate(entries []Entry) Verdict {
 		return v
 	}
 	ev := &evaluator{entries: entries, seen: map[evalState]bool{}}
-	if ev.run(evalState{status: stFail}) {
+	start := evalState{imp: impUndef, status: stFail}
+	start.saved[0] = impUndef*3 + stFail // libpam's substates[0]: the initial state
+	if ev.run(start) {
 		v.Bypass = ev.describe()
 		return v
 	}
@@ -175,10 +177,11 @@ func (ev *evaluator) run(st evalState) bool {
 		case a == ActReset:
 			n.imp, n.status = st.saved[lv]/3, st.saved[lv]%3
 		case a == ActOK || a == ActDone:
+			// libpam skips PAM_IGNORE here only when replaying a cached
+			// chain (setcred); authentication defines the chain, so an
+			// ignored-as-ok module makes the status PAM_IGNORE.
 			if n.imp == impUndef || (n.imp == impPositive && n.status == stSuccess) {
-				if o.retval != pamIgnore {
-					n.imp, n.status = impPositive, class(o.retval)
-				}
+				n.imp, n.status = impPositive, class(o.retval)
 			}
 			if n.imp != impNegative && a == ActDone {
 				n.pos = ev.endOfLevel(st.pos, lv) + 1
