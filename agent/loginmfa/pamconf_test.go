@@ -84,6 +84,11 @@ func TestStackRule(t *testing.T) {
 		// past pam_mamori.so either). Skipping IGNORE would find a way.
 		{"ignore=ok sets the status, as in libpam", map[string]string{"login": "auth [ignore=ok default=die] pam_x.so\nauth sufficient pam_permit.so\nauth optional pam_mamori.so\n"},
 			true, true, ""},
+		{"a jump past the end fails the stack", map[string]string{"login": "auth [success=ok default=ignore] pam_unix.so\nauth [success=5 default=ignore] pam_permit.so\nauth required pam_mamori.so\n"},
+			true, true, ""},
+		{"a jump past the end of a substack fails it", map[string]string{
+			"login": "auth substack s\nauth [success=ok default=bad] pam_permit.so\nauth optional pam_mamori.so\n",
+			"s":     "auth [success=2 default=bad] pam_unix.so\nauth required pam_deny.so\n"}, true, true, ""},
 		{"missing service uses other", map[string]string{"other": "auth required pam_mamori.so\n"}, true, true, ""},
 	}
 	for _, tt := range tests {

@@ -12,8 +12,8 @@ import (
 // through the stack ends in PAM_SUCCESS while pam_mamori.so fails. The
 // check runs libpam's own dispatch algorithm (pam_dispatch.c,
 // _pam_dispatch_aux: impression and status, ok/done/bad/die/ignore/reset,
-// jumps that count a substack as one module, done and die that end only
-// the current substack) over every combination of return values: every
+// jumps that count a substack as one module and fail the stack when they
+// run past its end, done and die that end only the current substack) over every combination of return values: every
 // other module may return anything, and pam_mamori.so may return any
 // failure code (we do not rely on which one it uses; it never returns
 // PAM_IGNORE, which `required` would ignore). If any
@@ -195,14 +195,19 @@ func (ev *evaluator) run(st evalState) bool {
 			}
 		case a == ActIgnore:
 		case a > 0:
-			h := st.pos
-			for k := int(a); h+1 < len(ev.entries) && ev.entries[h+1].Level >= lv && k > 0; k-- {
+			h, k := st.pos, int(a)
+			for ; h+1 < len(ev.entries) && ev.entries[h+1].Level >= lv && k > 0; k-- {
 				h++
 				for h+1 < len(ev.entries) && ev.entries[h+1].Level > lv {
 					h++
 				}
 			}
 			n.pos = h + 1
+			if k > 0 {
+				// A jump past the end of its (sub)stack is a "bad jump":
+				// libpam fails the stack.
+				n.imp, n.status = impNegative, stFail
+			}
 		}
 		o.entry = st.pos
 		ev.path = append(ev.path, o)
