@@ -160,6 +160,19 @@ func TestStatus(t *testing.T) {
 		c.Apply(ctx, enforce(map[string]string{"pam_config": "manual", "services": "login"}))
 		status(t, c, mamoriv1.ControlState_CONTROL_STATE_FAILED, "unreadable")
 	})
+	t.Run("module in a directory libpam does not read", func(t *testing.T) {
+		r := newRoot(t, commonAuthEnabled)
+		os.Remove(filepath.Join(r.dir, "usr/lib/x86_64-linux-gnu/security/pam_mamori.so"))
+		r.write(t, "usr/lib64/security/pam_mamori.so", string(r.module))
+		yes := true
+		c := loginmfa.New(loginmfa.Options{Root: r.dir, Emitter: ev, Users: func() []string { return []string{"tanaka"} }, Supported: &yes,
+			ModuleDirs: []string{"usr/lib/x86_64-linux-gnu/security", "usr/lib64/security"}, LookPath: func(string) (string, error) { return "", errors.New("no") }})
+		c.Apply(ctx, enforce(map[string]string{"services": "login"}))
+		st := status(t, c, mamoriv1.ControlState_CONTROL_STATE_FAILED, "unreadable")
+		if st.Evidence["module.path"] != "/usr/lib/x86_64-linux-gnu/security/pam_mamori.so" {
+			t.Fatal(st.Evidence)
+		}
+	})
 	t.Run("no users", func(t *testing.T) {
 		r := newRoot(t, commonAuthEnabled)
 		c, _ := newControl(r, ev, nil)

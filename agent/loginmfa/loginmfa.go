@@ -456,9 +456,12 @@ func (c *Control) hashModule(m string) (string, string, error) {
 	if strings.HasPrefix(m, "/") {
 		p = path.Clean(strings.TrimLeft(m, "/"))
 	} else {
+		// libpam prefixes one directory (DEFAULT_MODULE_PATH) and never
+		// searches: the platform's module directory is the first of
+		// ModuleDirs that exists; a module elsewhere is not loaded.
 		p = path.Join(c.opt.ModuleDirs[0], m)
 		for _, d := range c.opt.ModuleDirs {
-			if _, err := fs.Stat(c.fsys, path.Join(d, m)); err == nil {
+			if fi, err := fs.Stat(c.fsys, d); err == nil && fi.IsDir() {
 				p = path.Join(d, m)
 				break
 			}

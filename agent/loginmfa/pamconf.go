@@ -176,7 +176,7 @@ type Line struct {
 	No       int // first physical line, from 1
 	Kind     LineKind
 	Type     string // lower case: auth, account, password, session; "" for @include
-	Dash     bool   // "-auth": skip silently if the module cannot be loaded
+	Dash     bool   // "-auth": libpam does not log a module it cannot load (it still counts)
 	Control  string
 	Actions  Actions
 	Module   string // module path or name, or the included file
@@ -379,8 +379,12 @@ type Stack struct {
 	Problems []string // unreadable includes, unparsable lines, loops
 }
 
-// ConfDir is where services live, relative to the root.
-const ConfDir = "etc/pam.d"
+// ConfDir is where services live, relative to the root. libpam also
+// reads DistConfDir (its PAM_CONFIG_DIST_D) for a name /etc/pam.d lacks.
+const (
+	ConfDir     = "etc/pam.d"
+	DistConfDir = "usr/lib/pam.d"
+)
 
 // LoadStack reads service's auth stack from fsys (a root directory, e.g.
 // os.DirFS("/")), following include, substack and @include. A service
@@ -391,14 +395,30 @@ func LoadStack(fsys fs.FS, service string) (*Stack, error) {
 	if !validName(service) {
 		return nil, fmt.Errorf("service name %q is not a file name", service)
 	}
-	st := &Stack{Service: service, File: path.Join(ConfDir, service)}
-	if _, err := fs.Stat(fsys, st.File); errors.Is(err, fs.ErrNotExist) {
-		st.File = path.Join(ConfDir, "other")
+	st := &Stack{Service: service}
+	f, ok := lookupConf(fsys, service)
+	if !ok {
+		if f, ok = lookupConf(fsys, "other"); !ok {
+			return nil, fmt.Errorf("no /%s/%s and no /%s/other: libpam refuses every login", ConfDir, service, ConfDir)
+		}
 	}
+	st.File = f
 	if err := st.load(fsys, st.File, 0, 0, nil); err != nil {
 		return nil, err
 	}
 	return st, nil
+}
+
+// lookupConf finds a service or include name the way libpam does:
+// /etc/pam.d first, then /usr/lib/pam.d.
+func lookupConf(fsys fs.FS, name string) (string, bool) {
+	for _, d := range []string{ConfDir, DistConfDir} {
+		p := path.Join(d, name)
+		if _, err := fs.Stat(fsys, p); err == nil {
+			return p, true
+		}
+	}
+	return path.Join(ConfDir, name), false
 }
 
 func validName(s string) bool {
@@ -406,8 +426,10 @@ func validName(s string) bool {
 }
 
 // resolveInclude maps an include argument to a path in fsys: absolute
-// paths are taken under the root, others are relative to /etc/pam.d.
-func resolveInclude(name string) (string, bool) {
+// paths are taken under the root, others are looked up like a service.
+// Unlike libpam, a name with "/" or ".." in it is refused (reported as a
+// broken line) rather than followed out of the PAM directory.
+func resolveInclude(fsys fs.FS, name string) (string, bool) {
 	var p string
 	if strings.HasPrefix(name, "/") {
 		p = path.Clean(strings.TrimLeft(name, "/"))
@@ -415,7 +437,7 @@ func resolveInclude(name string) (string, bool) {
 		if !validName(name) {
 			return "", false
 		}
-		p = path.Join(ConfDir, name)
+		p, _ = lookupConf(fsys, name)
 	}
 	return p, fs.ValidPath(p) && p != "."
 }
@@ -465,7 +487,7 @@ func (st *Stack) load(fsys fs.FS, file string, include, level int, chain []strin
 		case KindModule:
 			st.add(Entry{Level: level, Actions: l.Actions, Module: l.Module, Args: l.Args, Dash: l.Dash, File: file, Line: l.No})
 		case KindInclude, KindAtInclude, KindSubstack:
-			p, ok := resolveInclude(l.Module)
+			p, ok := resolveInclude(fsys, l.Module)
 			if !ok {
 				fail(l, fmt.Sprintf("include %q is not a usable path", l.Module))
 				continue

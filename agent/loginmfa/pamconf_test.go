@@ -91,6 +91,17 @@ func TestStackRule(t *testing.T) {
 			"s":     "auth [success=2 default=bad] pam_unix.so\nauth required pam_deny.so\n"}, true, true, ""},
 		{"missing service uses other", map[string]string{"other": "auth required pam_mamori.so\n"}, true, true, ""},
 	}
+	t.Run("vendor directory /usr/lib/pam.d", func(t *testing.T) {
+		fsys := fsWith(map[string]string{"login": "@include common-auth\n"})
+		fsys["usr/lib/pam.d/common-auth"] = &fstest.MapFile{Data: []byte(debianCommonAuth)}
+		st, err := LoadStack(fsys, "login")
+		if err != nil || !Evaluate(st.Entries).Required || len(st.Problems) != 0 {
+			t.Fatalf("%v %+v", err, st)
+		}
+		if _, err := LoadStack(fsWith(map[string]string{"login": ""}), "sshd"); err == nil {
+			t.Fatal("no service file and no other: no error")
+		}
+	})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			svc := "login"
