@@ -231,7 +231,9 @@ func inNamespace(t *testing.T) {
 	// the stacks again. su has `auth sufficient pam_rootok.so` first: root
 	// gets in without a code, so su cannot be covered through common-auth
 	// and the verification must say so.
+	start := time.Now()
 	err = c.Apply(ctx, pol(mamoriv1.Mode_MODE_ENFORCE))
+	t.Logf("enable (pam-auth-update --enable + verify) took %v", time.Since(start).Round(time.Millisecond))
 	if err == nil || !strings.Contains(err.Error(), "su: succeeds without pam_mamori.so: su:") {
 		t.Fatalf("enable with su named: %v", err)
 	}
@@ -260,8 +262,9 @@ func inNamespace(t *testing.T) {
 	if err := c.Apply(ctx, p); err != nil {
 		t.Fatal(err)
 	}
+	start = time.Now()
 	st = status(mamoriv1.ControlState_CONTROL_STATE_ENFORCED)
-	t.Logf("enforced: %s %v", st.Detail, st.Evidence)
+	t.Logf("enforced (status read in %v): %s %v", time.Since(start).Round(time.Microsecond), st.Detail, st.Evidence)
 
 	now := time.Now()
 	login := func(name, code string, wantOK bool) {
@@ -280,9 +283,11 @@ func inNamespace(t *testing.T) {
 	}
 
 	// Monitor: reverted with pam-auth-update --remove, PAM otherwise alone.
+	start = time.Now()
 	if err := c.Apply(ctx, pol(mamoriv1.Mode_MODE_MONITOR)); err != nil {
 		t.Fatalf("revert: %v", err)
 	}
+	t.Logf("revert (pam-auth-update --remove) took %v", time.Since(start).Round(time.Millisecond))
 	auth, _ = os.ReadFile("/etc/pam.d/common-auth")
 	if bytes.Contains(auth, []byte("pam_mamori.so")) {
 		t.Fatalf("common-auth still names pam_mamori.so after revert:\n%s", auth)
