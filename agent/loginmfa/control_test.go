@@ -293,8 +293,26 @@ func TestMonitorWouldRefuse(t *testing.T) {
 	if evs := ev.Events(); len(evs) != 0 {
 		t.Fatalf("reported again: %+v", evs)
 	}
-	st := status(t, c, mamoriv1.ControlState_CONTROL_STATE_MONITORING, "1 login(s)")
-	if st.Evidence["would_refuse"] != "1" || len(rec.calls) != 0 {
+	// An event that cannot be recorded is retried from that record, and
+	// the ones before it are not reported twice.
+	f, _ = os.OpenFile(wtmp, os.O_WRONLY, 0)
+	fi, _ := f.Stat()
+	f.Truncate(fi.Size() - 100) // drop the partial record
+	f.Close()
+	two := loginmfa.AppendUtmp(nil, loginmfa.Login{User: "sato", Line: "pts/2", At: at.Add(3 * time.Minute)})
+	two = loginmfa.AppendUtmp(two, loginmfa.Login{User: "ito", Line: "pts/3", At: at.Add(4 * time.Minute)})
+	f, _ = os.OpenFile(wtmp, os.O_APPEND|os.O_WRONLY, 0)
+	f.Write(two)
+	f.Close()
+	ev.SetErr(errors.New("spool full"))
+	c.Apply(ctx, mon)
+	ev.SetErr(nil)
+	c.Apply(ctx, mon)
+	if evs := ev.Events(); len(evs) != 2 || evs[0].Attrs["user"] != "sato" || evs[1].Attrs["user"] != "ito" {
+		t.Fatalf("after a failed emit: %+v", evs)
+	}
+	st := status(t, c, mamoriv1.ControlState_CONTROL_STATE_MONITORING, "3 login(s)")
+	if st.Evidence["would_refuse"] != "3" || len(rec.calls) != 0 {
 		t.Fatalf("evidence %v calls %v", st.Evidence, rec.calls)
 	}
 }

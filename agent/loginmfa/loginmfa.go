@@ -540,42 +540,33 @@ func (c *Control) scanLogins(ctx context.Context) {
 	if _, err := f.ReadAt(b, off); err != nil && !errors.Is(err, io.EOF) {
 		return
 	}
-	logins, n := ParseWtmp(b)
 	var enrolled []string
 	if c.opt.Users != nil {
 		enrolled = c.opt.Users()
 	}
-	count := 0
-	for _, l := range logins {
-		if slices.Contains(enrolled, l.User) {
-			continue
+	// One record at a time, so that an event that cannot be recorded is
+	// retried next round from that record, and none is reported twice.
+	done, count := int64(0), 0
+	for done+UtmpSize <= int64(len(b)) {
+		logins, _ := ParseWtmp(b[done : done+UtmpSize])
+		if len(logins) == 1 && !slices.Contains(enrolled, logins[0].User) {
+			l := logins[0]
+			reason := "not_enrolled"
+			if c.opt.Users == nil {
+				reason = "verifier_not_running"
+			}
+			attrs := map[string]string{"user": l.User, "line": l.Line, "host": l.Host,
+				"login_at": l.At.Format(time.RFC3339), "reason": reason, "source": "wtmp"}
+			if err := c.opt.Emitter.Emit(ctx, policy.ControlLoginMFA, KindWouldRefuse, attrs); err != nil {
+				c.opt.Log.ErrorContext(ctx, "login-mfa: event not recorded; retrying next round", "error", err)
+				break
+			}
+			count++
 		}
-		reason := "not_enrolled"
-		if c.opt.Users == nil {
-			reason = "verifier_not_running"
-		}
-		attrs := map[string]string{"user": l.User, "line": l.Line, "host": l.Host,
-			"login_at": l.At.Format(time.RFC3339), "reason": reason, "source": "wtmp"}
-		if err := c.opt.Emitter.Emit(ctx, policy.ControlLoginMFA, KindWouldRefuse, attrs); err != nil {
-			c.opt.Log.ErrorContext(ctx, "login-mfa: event not recorded", "error", err)
-			break // retried next round from the same offset
-		}
-		count++
+		done += UtmpSize
 	}
 	c.mu.Lock()
-	if count == len(logins)-countEnrolled(logins, enrolled) {
-		c.wtmpOff = off + int64(n)
-	}
+	c.wtmpOff = off + done
 	c.wouldRefuse += count
 	c.mu.Unlock()
-}
-
-func countEnrolled(ls []Login, enrolled []string) int {
-	n := 0
-	for _, l := range ls {
-		if slices.Contains(enrolled, l.User) {
-			n++
-		}
-	}
-	return n
 }
