@@ -295,10 +295,13 @@ func (c *Control) Status(ctx context.Context) (*mamoriv1.ControlStatus, error) {
 	if mode == mamoriv1.Mode_MODE_MONITOR {
 		ev["would_refuse"] = strconv.Itoa(would)
 		detail := fmt.Sprintf("monitor mode: PAM left alone; %d login(s) by users without an enrolled second factor since the agent started", would)
-		if setErr != nil {
-			detail += "; " + setErr.Error()
+		state := mamoriv1.ControlState_CONTROL_STATE_MONITORING
+		if err := errors.Join(setErr, applyErr); err != nil {
+			// A bad setting, or a revert that failed: PAM may still
+			// require the module although the policy says monitor.
+			state, detail = mamoriv1.ControlState_CONTROL_STATE_FAILED, err.Error()+"; "+detail
 		}
-		return &mamoriv1.ControlStatus{State: mamoriv1.ControlState_CONTROL_STATE_MONITORING, Detail: detail, Evidence: ev}, nil
+		return &mamoriv1.ControlStatus{State: state, Detail: detail, Evidence: ev}, nil
 	}
 	var problems []string
 	state := mamoriv1.ControlState_CONTROL_STATE_ENFORCED
