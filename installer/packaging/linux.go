@@ -131,6 +131,13 @@ func (l Linux) info(format string) (*nfpm.Info, error) {
 			},
 		},
 	}
+	// pam_mamori.so is only ever loaded by libpam, and the postinst uses
+	// debconf only when it is there: recommended, not required.
+	if format == "deb" {
+		info.Recommends = append(info.Recommends, "libpam0g", "debconf")
+	} else {
+		info.Recommends = append(info.Recommends, "pam")
+	}
 	if format == "deb" {
 		// debconf: silent enrolment from a preseed (docs/deploy.md).
 		info.Deb.Scripts.Templates = filepath.Join(dir, "debconf-templates")

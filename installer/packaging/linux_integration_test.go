@@ -104,7 +104,8 @@ func TestDebContents(t *testing.T) {
 		"-rw-r--r-- root/root", "./usr/lib/x86_64-linux-gnu/security/pam_mamori.so",
 		"./usr/share/pam-configs/mamori", "./usr/share/mamori-agent/pam_mamori.so.sha256")
 	mustContain(t, "dpkg-deb -I", out(t, nil, dpkgDeb, "-I", deb),
-		"Package: mamori-agent", "Version: 1.2.3", "Architecture: amd64", "postinst", "prerm", "postrm", "config", "templates")
+		"Package: mamori-agent", "Version: 1.2.3", "Architecture: amd64", "postinst", "prerm", "postrm", "config", "templates",
+		"Recommends: systemd, udev, libpam0g, debconf")
 	ctl := t.TempDir()
 	out(t, nil, dpkgDeb, "-e", deb, ctl)
 	templates, _ := os.ReadFile(filepath.Join(ctl, "templates"))
