@@ -28,6 +28,7 @@ needs=(
   "pam-auth-update                 libpam-runtime"       # login-mfa: enables pam_mamori.so for real (in a mount namespace)
   "unshare                         util-linux"           # login-mfa: the private mount namespace for that test
   "openssl                         openssl"              # login-mfa: the test user's password hash
+  "/usr/sbin/sshd                  openssh-server"       # login-mfa: a real sshd login through the enabled stack
   "debconf-set-selections          debconf"              # the .deb's preseeded silent enrolment
   "gcc                             gcc"
   "chromium                        chromium"             # the console in a real browser (chromedp)
