@@ -90,12 +90,12 @@ test-vm: deps ## the media control on a real Debian kernel under qemu, USB stick
 
 PKG_VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 .PHONY: packages
-packages: ## build the installers into ./bin/packages: .deb, .rpm, .msi (Authenticode-signed with SIGN_CERT=… SIGN_KEY=…)
+packages: pam ## build the installers into ./bin/packages: .deb, .rpm (with pam_mamori.so), .msi (Authenticode-signed with SIGN_CERT=… SIGN_KEY=…)
 	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/linux-amd64/mamori-agent ./agent/cmd/mamori-agent
 	CGO_ENABLED=0 GOOS=windows GOARCH=amd64 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/windows-amd64/mamori-agent.exe ./agent/cmd/mamori-agent
 	$(GO) run ./installer/cmd/mamori-packages -version '$(PKG_VERSION)' -out $(BIN)/packages \
 	  -linux-agent $(BIN)/linux-amd64/mamori-agent -windows-agent $(BIN)/windows-amd64/mamori-agent.exe \
-	  -udev-rule installer/udev/60-mamori-media.rules -sign-cert '$(SIGN_CERT)' -sign-key '$(SIGN_KEY)'
+	  -udev-rule installer/udev/60-mamori-media.rules -pam-module $(BIN)/pam_mamori.so -sign-cert '$(SIGN_CERT)' -sign-key '$(SIGN_KEY)'
 
 .PHONY: bench
 bench: ## benchmarks: report ingest (SQLite, PostgreSQL) vs a no-op mTLS call, fleet queries at 100k devices, uevent→read-only latency, TPM handshakes, PAM login latency (TOTP, TPM PIN)

@@ -27,6 +27,10 @@ needs=(
   "/usr/sbin/sshd                  openssh-server"       # a real login over sshd through pam_mamori.so (keyboard-interactive)
   "oathtool                        oathtool"             # an independent TOTP implementation to cross-check
   "zbarimg                         zbar-tools"           # an independent QR decoder reads mamorictl's terminal QR code
+  "pam-auth-update                 libpam-runtime"       # login-mfa: enables pam_mamori.so for real (in a mount namespace)
+  "unshare                         util-linux"           # login-mfa: the private mount namespace for that test
+  "openssl                         openssl"              # login-mfa: the test user's password hash
+  "debconf-set-selections          debconf"              # the .deb's preseeded silent enrolment
   "gcc                             gcc"
   "chromium                        chromium"             # the console in a real browser (chromedp)
   "/usr/share/fonts/opentype/ipafont-gothic fonts-ipafont-gothic" # Japanese in the console screenshots

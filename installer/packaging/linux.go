@@ -1,6 +1,8 @@
 package packaging
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"io/fs"
@@ -19,7 +21,32 @@ const (
 	UnitPath     = "/usr/lib/systemd/system/mamori-agent.service"
 	UdevRulePath = "/usr/lib/udev/rules.d/60-mamori-media.rules"
 	DocDir       = "/usr/share/doc/mamori-agent"
+	// PAMProfilePath is the pam-auth-update profile (deb). The package
+	// installs it and never enables it: the agent does, when the policy
+	// puts login-mfa in enforce mode (agent/loginmfa).
+	PAMProfilePath = "/usr/share/pam-configs/mamori"
+	// PAMHashPath records the module's SHA-256 at build time; the
+	// login-mfa control compares the installed module with it.
+	PAMHashPath = "/usr/share/mamori-agent/pam_mamori.so.sha256"
 )
+
+// PAMModulePath is where libpam looks for modules: Debian's multiarch
+// directory for the deb, /usr/lib64/security (or /usr/lib/security) for
+// the rpm.
+func PAMModulePath(format, arch string) string {
+	if format == "rpm" {
+		if arch == "386" || arch == "arm" {
+			return "/usr/lib/security/pam_mamori.so"
+		}
+		return "/usr/lib64/security/pam_mamori.so"
+	}
+	triplet := map[string]string{"amd64": "x86_64-linux-gnu", "arm64": "aarch64-linux-gnu", "386": "i386-linux-gnu",
+		"arm": "arm-linux-gnueabihf"}[arch]
+	if triplet == "" {
+		triplet = arch + "-linux-gnu"
+	}
+	return "/usr/lib/" + triplet + "/security/pam_mamori.so"
+}
 
 // Linux is what goes into the deb and rpm.
 type Linux struct {
@@ -31,23 +58,37 @@ type Linux struct {
 	Agent string
 	// UdevRule is the media control's rule (installer/udev/60-mamori-media.rules).
 	UdevRule string
+	// PAMModule is pam_mamori.so built for Arch (`make pam`, gcc).
+	PAMModule string
 	// WorkDir receives the embedded assets (unit, scripts) for nfpm to read.
 	WorkDir string
 }
 
-// info builds the nfpm description shared by deb and rpm.
-func (l Linux) info() (*nfpm.Info, error) {
+// info builds the nfpm description for format ("deb" or "rpm").
+func (l Linux) info(format string) (*nfpm.Info, error) {
 	if err := needFile("agent binary", l.Agent); err != nil {
 		return nil, err
 	}
 	if err := needFile("udev rule", l.UdevRule); err != nil {
 		return nil, err
 	}
+	if err := needFile("pam_mamori.so (make pam)", l.PAMModule); err != nil {
+		return nil, err
+	}
 	dir := filepath.Join(l.WorkDir, "linux")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	for _, name := range []string{"mamori-agent.service", "postinst.sh", "prerm.sh", "postrm.sh"} {
+	so, err := os.ReadFile(l.PAMModule)
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(so)
+	if err := os.WriteFile(filepath.Join(dir, "pam_mamori.so.sha256"), []byte(hex.EncodeToString(sum[:])+"  pam_mamori.so\n"), 0o644); err != nil {
+		return nil, err
+	}
+	for _, name := range []string{"mamori-agent.service", "postinst.sh", "prerm.sh", "postrm.sh",
+		"pam-configs-mamori", "debconf-templates", "debconf-config.sh"} {
 		b, err := fs.ReadFile(assets, "linux/"+name)
 		if err != nil {
 			return nil, err
@@ -64,6 +105,17 @@ func (l Linux) info() (*nfpm.Info, error) {
 	file := func(src, dst string, mode os.FileMode) *files.Content {
 		return &files.Content{Source: src, Destination: dst, FileInfo: &files.ContentFileInfo{Owner: "root", Group: "root", Mode: mode}}
 	}
+	contents := files.Contents{
+		file(l.Agent, AgentPath, 0o755),
+		file(filepath.Join(dir, "mamori-agent.service"), UnitPath, 0o644),
+		file(l.UdevRule, UdevRulePath, 0o644),
+		// Installed, never enabled by the package (see agent/loginmfa).
+		file(l.PAMModule, PAMModulePath(format, arch), 0o644),
+		file(filepath.Join(dir, "pam_mamori.so.sha256"), PAMHashPath, 0o644),
+	}
+	if format == "deb" {
+		contents = append(contents, file(filepath.Join(dir, "pam-configs-mamori"), PAMProfilePath, 0o644))
+	}
 	info := &nfpm.Info{
 		Name: Name, Arch: arch, Platform: "linux", Version: pkgVersion, VersionSchema: "none",
 		Maintainer: Maintainer, Vendor: Manufacturer, Homepage: Homepage, License: License,
@@ -71,11 +123,7 @@ func (l Linux) info() (*nfpm.Info, error) {
 		Description: Description + ".\nEnforces removable-media, MFA and network-isolation controls and reports\nthem to mamori-server. Enrols itself from /etc/default/mamori-agent.",
 		Overridables: nfpm.Overridables{
 			Recommends: []string{"systemd", "udev"},
-			Contents: files.Contents{
-				file(l.Agent, AgentPath, 0o755),
-				file(filepath.Join(dir, "mamori-agent.service"), UnitPath, 0o644),
-				file(l.UdevRule, UdevRulePath, 0o644),
-			},
+			Contents:   contents,
 			Scripts: nfpm.Scripts{
 				PostInstall: filepath.Join(dir, "postinst.sh"),
 				PreRemove:   filepath.Join(dir, "prerm.sh"),
@@ -83,12 +131,24 @@ func (l Linux) info() (*nfpm.Info, error) {
 			},
 		},
 	}
+	// pam_mamori.so is only ever loaded by libpam, and the postinst uses
+	// debconf only when it is there: recommended, not required.
+	if format == "deb" {
+		info.Recommends = append(info.Recommends, "libpam0g", "debconf")
+	} else {
+		info.Recommends = append(info.Recommends, "pam")
+	}
+	if format == "deb" {
+		// debconf: silent enrolment from a preseed (docs/deploy.md).
+		info.Deb.Scripts.Templates = filepath.Join(dir, "debconf-templates")
+		info.Deb.Scripts.Config = filepath.Join(dir, "debconf-config.sh")
+	}
 	return nfpm.WithDefaults(info), nil
 }
 
 // Deb writes the .deb to w.
 func (l Linux) Deb(w io.Writer) error {
-	info, err := l.info()
+	info, err := l.info("deb")
 	if err != nil {
 		return fmt.Errorf("deb: %w", err)
 	}
@@ -100,7 +160,7 @@ func (l Linux) Deb(w io.Writer) error {
 
 // RPM writes the .rpm to w.
 func (l Linux) RPM(w io.Writer) error {
-	info, err := l.info()
+	info, err := l.info("rpm")
 	if err != nil {
 		return fmt.Errorf("rpm: %w", err)
 	}

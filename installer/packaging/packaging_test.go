@@ -3,6 +3,7 @@ package packaging
 import (
 	"bytes"
 	"encoding/xml"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -179,5 +180,24 @@ func TestLinuxNeedsInputs(t *testing.T) {
 	l := Linux{Version: "v1.0.0", Agent: agent, UdevRule: filepath.Join(dir, "missing.rules"), WorkDir: dir}
 	if err := l.Deb(&bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "udev rule") {
 		t.Errorf("deb without the udev rule: %v; want an error naming it", err)
+	}
+	l.UdevRule = agent // any file will do here
+	for name, build := range map[string]func(io.Writer) error{"deb": l.Deb, "rpm": l.RPM} {
+		if err := build(&bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "pam_mamori.so (make pam)") {
+			t.Errorf("%s without pam_mamori.so: %v; want an error naming it", name, err)
+		}
+	}
+}
+
+func TestPAMModulePath(t *testing.T) {
+	for _, tt := range []struct{ format, arch, want string }{
+		{"deb", "amd64", "/usr/lib/x86_64-linux-gnu/security/pam_mamori.so"},
+		{"deb", "arm64", "/usr/lib/aarch64-linux-gnu/security/pam_mamori.so"},
+		{"rpm", "amd64", "/usr/lib64/security/pam_mamori.so"},
+		{"rpm", "arm64", "/usr/lib64/security/pam_mamori.so"},
+	} {
+		if got := PAMModulePath(tt.format, tt.arch); got != tt.want {
+			t.Errorf("PAMModulePath(%s, %s) = %s; want %s", tt.format, tt.arch, got, tt.want)
+		}
 	}
 }

@@ -49,6 +49,9 @@ func Default() *mamoriv1.Policy {
 			ControlAgent:     {Mode: mamoriv1.Mode_MODE_ENFORCE, Required: true},
 			ControlMedia:     {Mode: mamoriv1.Mode_MODE_MONITOR},
 			ControlIsolation: {Mode: mamoriv1.Mode_MODE_MONITOR},
+			// Monitor: PAM is left alone; the agent reports which logins a
+			// second factor would have refused (agent/loginmfa).
+			ControlLoginMFA: {Mode: mamoriv1.Mode_MODE_MONITOR},
 		},
 		ReportInterval: durationpb.New(time.Minute),
 		MaxReportAge:   durationpb.New(10 * time.Minute),

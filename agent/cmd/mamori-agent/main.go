@@ -24,6 +24,7 @@ import (
 	"github.com/mamori-dev/mamori/agent/facts"
 	"github.com/mamori-dev/mamori/agent/isolation"
 	"github.com/mamori-dev/mamori/agent/localapi"
+	"github.com/mamori-dev/mamori/agent/loginmfa"
 	"github.com/mamori-dev/mamori/agent/media"
 	"github.com/mamori-dev/mamori/agent/mfa"
 	"github.com/mamori-dev/mamori/agent/spool"
@@ -175,17 +176,24 @@ func doRun(cfg config.Config, inv cli.Invocation, log *slog.Logger, p *i18n.Prin
 		mcfg.Sealer = mfa.TPMSealer{TPM: mfaTPM}
 	}
 	mcfg.PINs = &mfa.PINKeys{Dir: filepath.Join(mcfg.Dir, "pin"), TPM: mfaTPM}
+	// The login-mfa control checks (and in enforce mode switches on) the
+	// PAM stack; it learns the enrolled users from the verifier, and
+	// reports the verifier missing when it could not start.
+	lopt := loginmfa.Options{Emitter: daemon.NewEmitter(sp, nil), Log: log}
 	if verifier, err := mfa.Open(mcfg, deviceID); err != nil {
 		log.Error("login MFA unavailable: logins through pam_mamori are refused", "error", err)
 	} else {
+		lopt.Users, lopt.GraceUsers = verifier.Users, verifier.GraceUsers
 		dcfg.MFA = verifier
 		lapi := &localapi.Server{Path: localapi.DefaultSocket, Verifier: verifier, Log: log}
 		if err := lapi.Start(context.Background()); err != nil && !errors.Is(err, errors.ErrUnsupported) {
 			log.Error("local socket unavailable: logins through pam_mamori are refused", "error", err)
+			lopt.Users = nil // nothing answers pam_mamori.so: never enable it, report it
 		} else if err == nil {
 			defer lapi.Stop()
 		}
 	}
+	dcfg.Controls = append(dcfg.Controls, loginmfa.New(lopt))
 	d, err := daemon.New(dcfg)
 	if err != nil {
 		fmt.Fprintln(stderr, p.Sprintf(cli.MsgRunFailed, err))

@@ -23,18 +23,19 @@ func main() {
 		linux    = flag.String("linux-agent", "", "linux/amd64 mamori-agent binary")
 		windows  = flag.String("windows-agent", "", "windows/amd64 mamori-agent.exe")
 		udevRule = flag.String("udev-rule", "installer/udev/60-mamori-media.rules", "the media control's udev rule")
+		pamMod   = flag.String("pam-module", "bin/pam_mamori.so", "pam_mamori.so built for linux/amd64 (make pam)")
 		formats  = flag.String("formats", "deb,rpm,msi", "comma-separated: deb, rpm, msi")
 		cert     = flag.String("sign-cert", "", "PEM certificate (chain) for Authenticode signing of the MSI; optional")
 		key      = flag.String("sign-key", "", "PEM private key for -sign-cert")
 	)
 	flag.Parse()
-	if err := run(context.Background(), *version, *out, *linux, *windows, *udevRule, *formats, *cert, *key); err != nil {
+	if err := run(context.Background(), *version, *out, *linux, *windows, *udevRule, *pamMod, *formats, *cert, *key); err != nil {
 		fmt.Fprintln(os.Stderr, "mamori-packages:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, version, out, linux, windows, udevRule, formats, cert, key string) error {
+func run(ctx context.Context, version, out, linux, windows, udevRule, pamModule, formats, cert, key string) error {
 	if (cert == "") != (key == "") {
 		return fmt.Errorf("give both -sign-cert and -sign-key, or neither")
 	}
@@ -47,7 +48,7 @@ func run(ctx context.Context, version, out, linux, windows, udevRule, formats, c
 	}
 	defer os.RemoveAll(work)
 	pkgVersion, _ := packaging.Versions(version)
-	l := packaging.Linux{Version: version, Arch: "amd64", Agent: linux, UdevRule: udevRule, WorkDir: work}
+	l := packaging.Linux{Version: version, Arch: "amd64", Agent: linux, UdevRule: udevRule, PAMModule: pamModule, WorkDir: work}
 	for _, f := range strings.Split(formats, ",") {
 		var path string
 		switch f = strings.TrimSpace(f); f {

@@ -10,6 +10,10 @@
 # DPKG_ROOT is set when dpkg installs into another root (dpkg --root with
 # --force-script-chrootless); every path is under it, and nothing touches
 # the running system's services then.
+#
+# PAM is never changed here: pam_mamori.so and its pam-auth-update profile
+# are installed switched off. The agent switches them on when the policy
+# puts login-mfa in enforce mode (docs/mfa.md).
 set -e
 root="${DPKG_ROOT:-}"
 
@@ -17,6 +21,30 @@ case "$1" in
 configure | 1 | 2) ;;
 *) exit 0 ;;
 esac
+
+# debconf (deb only: dpkg sets DPKG_MAINTSCRIPT_PACKAGE, rpm does not).
+# Sourcing confmodule re-runs this script under debconf's frontend, which
+# runs the config script first. Values from the environment win over
+# debconf's, so `MAMORI_SERVER=… apt-get install ./x.deb` keeps working.
+# debconf follows DPKG_ROOT to the target root's own database; a root
+# without a debconf configuration is installed without debconf.
+use_debconf() {
+	[ -n "${DPKG_MAINTSCRIPT_PACKAGE:-}" ] && [ -e /usr/share/debconf/confmodule ] &&
+		{ [ -z "$root" ] || [ -e "$root/etc/debconf.conf" ] || [ -e "$root/usr/share/debconf/debconf.conf" ]; }
+}
+if use_debconf; then
+	. /usr/share/debconf/confmodule
+	if [ ! -e "$root/etc/default/mamori-agent" ]; then
+		db_get mamori-agent/server && [ -z "${MAMORI_SERVER:-}" ] && MAMORI_SERVER="$RET"
+		db_get mamori-agent/token && [ -z "${MAMORI_TOKEN:-}" ] && MAMORI_TOKEN="$RET"
+		db_get mamori-agent/ca_fingerprint && [ -z "${MAMORI_CA_FINGERPRINT:-}" ] && MAMORI_CA_FINGERPRINT="$RET"
+	fi
+	# The token must not stay in debconf's database (a password question
+	# lives in /var/cache/debconf/passwords.dat): clear it every time,
+	# used or not.
+	db_set mamori-agent/token "" || true
+	db_stop
+fi
 
 umask 077
 
@@ -29,7 +57,8 @@ chmod 0700 "$root/var/lib/mamori"
 # kept as it is (it is not a conffile, so dpkg never asks about it). When it
 # is absent it is created from the installing command's environment, e.g.
 #   MAMORI_SERVER=… MAMORI_TOKEN=… MAMORI_CA_FINGERPRINT=… apt-get install ./mamori-agent.deb
-# It holds the enrolment token: mode 0600, root only.
+# or from the debconf answers above. It holds the enrolment token: mode
+# 0600, root only.
 defaults="$root/etc/default/mamori-agent"
 if [ ! -e "$defaults" ]; then
 	mkdir -p "$root/etc/default"

@@ -8,8 +8,9 @@
 #
 # remove keeps the state directory (/var/lib/mamori: device key and
 # certificate, so a reinstall is the same terminal) and the enrolment
-# settings; purge deletes them. rpm has no purge: remove /var/lib/mamori
-# and /etc/default/mamori-agent by hand to forget the enrolment.
+# settings; purge deletes them and forgets the debconf answers. rpm has no
+# purge: remove /var/lib/mamori and /etc/default/mamori-agent by hand to
+# forget the enrolment.
 set -e
 root="${DPKG_ROOT:-}"
 
@@ -17,6 +18,14 @@ case "$1" in
 purge)
 	rm -rf "$root/var/lib/mamori"
 	rm -f "$root/etc/default/mamori-agent"
+	# Forget the debconf answers (debconf follows DPKG_ROOT to the
+	# target root's database, when that root has one).
+	if [ -e /usr/share/debconf/confmodule ] &&
+		{ [ -z "$root" ] || [ -e "$root/etc/debconf.conf" ] || [ -e "$root/usr/share/debconf/debconf.conf" ]; }; then
+		. /usr/share/debconf/confmodule
+		db_purge || true
+		db_stop || true
+	fi
 	;;
 remove | 0) ;;
 *) exit 0 ;;

@@ -17,4 +17,22 @@ if [ -z "$root" ] && [ -d /run/systemd/system ]; then
 	systemctl stop mamori-agent.service || true
 	systemctl disable mamori-agent.service || true
 fi
+
+# pam_mamori.so is about to go. A `required` module that cannot be loaded
+# fails every login, so take it out of PAM first — only what the agent
+# switched on, and only on the live system.
+if [ -z "$root" ]; then
+	if [ -e /usr/share/pam-configs/mamori ] && command -v pam-auth-update >/dev/null 2>&1; then
+		pam-auth-update --package --remove mamori || true
+	fi
+	if command -v authselect >/dev/null 2>&1 && authselect current --raw 2>/dev/null | grep -qw with-mamori; then
+		authselect disable-feature with-mamori || true
+	fi
+	# A line added by hand (pam_config=manual) is not ours to edit: say so
+	# loudly, the administrator must remove it or nobody can log in.
+	if grep -rlsE '^[^#]*pam_mamori\.so' /etc/pam.d >/dev/null 2>&1; then
+		echo "mamori-agent: WARNING: /etc/pam.d still names pam_mamori.so ($(grep -rlsE '^[^#]*pam_mamori\.so' /etc/pam.d | tr '\n' ' '))." >&2
+		echo "mamori-agent: remove those lines now: once the module is gone, PAM refuses every login through them." >&2
+	fi
+fi
 exit 0

@@ -1,0 +1,55 @@
+package loginmfa
+
+import (
+	"bytes"
+	"testing"
+	"testing/fstest"
+)
+
+// FuzzPAMStack feeds a service file and one file it may include to the
+// reader and the stack rule. Invariants: no panic, bounded work, Required
+// only when Present, and a stack whose files did not parse is never
+// silently clean (every unparsable auth line becomes a Problem).
+func FuzzPAMStack(f *testing.F) {
+	f.Add([]byte("auth required pam_mamori.so\n"), []byte(""))
+	f.Add([]byte("auth optional pam_faildelay.so delay=3000000\n@include common-auth\n"), []byte(debianCommonAuth))
+	f.Add([]byte("auth sufficient pam_rootok.so\n@include common-auth\n"), []byte(debianCommonAuth))
+	f.Add([]byte("auth substack common-auth\nauth [success=1 default=ignore] pam_unix.so\nauth required pam_mamori.so\n"), []byte("auth [success=done default=die] pam_unix.so\n"))
+	f.Add([]byte("auth include common-auth\n"), []byte("auth include login\n"))
+	f.Add([]byte("auth \\\n required \\\n pam_mamori.so [a=b\\]c] # x\n"), []byte("-auth [default=reset] pam_env.so\n"))
+	f.Add([]byte("auth [success=ok new_authtok_reqd=ok ignore=reset default=2] pam_unix.so\nauth required pam_mamori.so\nauth required pam_permit.so\n"), []byte(""))
+	f.Fuzz(func(t *testing.T, service, included []byte) {
+		fsys := fstest.MapFS{
+			"etc/pam.d/login":       {Data: service},
+			"etc/pam.d/common-auth": {Data: included},
+		}
+		st, err := LoadStack(fsys, "login")
+		if err != nil {
+			return
+		}
+		if len(st.Entries) > MaxEntries+1+MaxLevel*2 {
+			t.Fatalf("%d entries", len(st.Entries))
+		}
+		v := Evaluate(st.Entries)
+		if v.Required && !v.Present {
+			t.Fatal("required but not present")
+		}
+		if v.Present && !v.Required && v.Bypass == "" {
+			t.Fatal("not required without a reason")
+		}
+		for _, b := range [][]byte{service, included} {
+			lines, err := ParseFile(b)
+			if err != nil {
+				continue
+			}
+			for _, l := range lines {
+				if l.Err == nil && l.Kind == KindModule && l.Module == "" {
+					t.Fatal("module line without a module")
+				}
+				if l.No < 1 || l.No > bytes.Count(b, []byte("\n"))+1 {
+					t.Fatalf("line number %d", l.No)
+				}
+			}
+		}
+	})
+}

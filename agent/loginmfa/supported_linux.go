@@ -1,0 +1,4 @@
+package loginmfa
+
+// platformSupported: PAM is where Linux logins are decided.
+const platformSupported = true
