@@ -1176,6 +1176,108 @@ func (x *ReportResponse) GetMfaBundle() *SealedMFABundle {
 	return nil
 }
 
+// RenewRequest carries a new CSR signed by the device's current key. The
+// CSR's public key must be the key of the certificate the call presents.
+type RenewRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// PKCS#10 certificate request, DER.
+	Csr           []byte `protobuf:"bytes,1,opt,name=csr,proto3" json:"csr,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RenewRequest) Reset() {
+	*x = RenewRequest{}
+	mi := &file_mamori_v1_mamori_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RenewRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RenewRequest) ProtoMessage() {}
+
+func (x *RenewRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mamori_v1_mamori_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RenewRequest.ProtoReflect.Descriptor instead.
+func (*RenewRequest) Descriptor() ([]byte, []int) {
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *RenewRequest) GetCsr() []byte {
+	if x != nil {
+		return x.Csr
+	}
+	return nil
+}
+
+// RenewResponse is the new device certificate.
+type RenewResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Device certificate, DER; same device ID and key as the old one.
+	Certificate []byte `protobuf:"bytes,1,opt,name=certificate,proto3" json:"certificate,omitempty"`
+	// When the new certificate expires.
+	NotAfter      *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=not_after,json=notAfter,proto3" json:"not_after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RenewResponse) Reset() {
+	*x = RenewResponse{}
+	mi := &file_mamori_v1_mamori_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RenewResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RenewResponse) ProtoMessage() {}
+
+func (x *RenewResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mamori_v1_mamori_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RenewResponse.ProtoReflect.Descriptor instead.
+func (*RenewResponse) Descriptor() ([]byte, []int) {
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *RenewResponse) GetCertificate() []byte {
+	if x != nil {
+		return x.Certificate
+	}
+	return nil
+}
+
+func (x *RenewResponse) GetNotAfter() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NotAfter
+	}
+	return nil
+}
+
 // SealedMFABundle is an MFABundle sealed to one device's HPKE key:
 // single-shot HPKE base mode, DHKEM(X25519, HKDF-SHA256), HKDF-SHA256,
 // AES-256-GCM, info "mamori mfa bundle v1 " + device ID, so a bundle
@@ -1192,7 +1294,7 @@ type SealedMFABundle struct {
 
 func (x *SealedMFABundle) Reset() {
 	*x = SealedMFABundle{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[12]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1204,7 +1306,7 @@ func (x *SealedMFABundle) String() string {
 func (*SealedMFABundle) ProtoMessage() {}
 
 func (x *SealedMFABundle) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[12]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1217,7 +1319,7 @@ func (x *SealedMFABundle) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SealedMFABundle.ProtoReflect.Descriptor instead.
 func (*SealedMFABundle) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{12}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SealedMFABundle) GetVersion() string {
@@ -1248,7 +1350,7 @@ type MFABundle struct {
 
 func (x *MFABundle) Reset() {
 	*x = MFABundle{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[13]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1260,7 +1362,7 @@ func (x *MFABundle) String() string {
 func (*MFABundle) ProtoMessage() {}
 
 func (x *MFABundle) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[13]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1273,7 +1375,7 @@ func (x *MFABundle) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MFABundle.ProtoReflect.Descriptor instead.
 func (*MFABundle) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{13}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *MFABundle) GetVersion() string {
@@ -1324,7 +1426,7 @@ type MFAUserSecret struct {
 
 func (x *MFAUserSecret) Reset() {
 	*x = MFAUserSecret{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[14]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1336,7 +1438,7 @@ func (x *MFAUserSecret) String() string {
 func (*MFAUserSecret) ProtoMessage() {}
 
 func (x *MFAUserSecret) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[14]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1349,7 +1451,7 @@ func (x *MFAUserSecret) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MFAUserSecret.ProtoReflect.Descriptor instead.
 func (*MFAUserSecret) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{14}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *MFAUserSecret) GetUser() string {
@@ -1413,7 +1515,7 @@ type ControlRecord struct {
 
 func (x *ControlRecord) Reset() {
 	*x = ControlRecord{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[15]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1425,7 +1527,7 @@ func (x *ControlRecord) String() string {
 func (*ControlRecord) ProtoMessage() {}
 
 func (x *ControlRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[15]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1438,7 +1540,7 @@ func (x *ControlRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ControlRecord.ProtoReflect.Descriptor instead.
 func (*ControlRecord) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{15}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ControlRecord) GetStatus() *ControlStatus {
@@ -1482,7 +1584,7 @@ type Device struct {
 
 func (x *Device) Reset() {
 	*x = Device{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[16]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1494,7 +1596,7 @@ func (x *Device) String() string {
 func (*Device) ProtoMessage() {}
 
 func (x *Device) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[16]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1507,7 +1609,7 @@ func (x *Device) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Device.ProtoReflect.Descriptor instead.
 func (*Device) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{16}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Device) GetId() string {
@@ -1614,7 +1716,7 @@ type ListDevicesRequest struct {
 
 func (x *ListDevicesRequest) Reset() {
 	*x = ListDevicesRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[17]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1626,7 +1728,7 @@ func (x *ListDevicesRequest) String() string {
 func (*ListDevicesRequest) ProtoMessage() {}
 
 func (x *ListDevicesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[17]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1639,7 +1741,7 @@ func (x *ListDevicesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDevicesRequest.ProtoReflect.Descriptor instead.
 func (*ListDevicesRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{17}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListDevicesRequest) GetCompliance() Compliance {
@@ -1673,7 +1775,7 @@ type ListDevicesResponse struct {
 
 func (x *ListDevicesResponse) Reset() {
 	*x = ListDevicesResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[18]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1685,7 +1787,7 @@ func (x *ListDevicesResponse) String() string {
 func (*ListDevicesResponse) ProtoMessage() {}
 
 func (x *ListDevicesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[18]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1698,7 +1800,7 @@ func (x *ListDevicesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDevicesResponse.ProtoReflect.Descriptor instead.
 func (*ListDevicesResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{18}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListDevicesResponse) GetDevices() []*Device {
@@ -1727,7 +1829,7 @@ type GetDeviceRequest struct {
 
 func (x *GetDeviceRequest) Reset() {
 	*x = GetDeviceRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[19]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1739,7 +1841,7 @@ func (x *GetDeviceRequest) String() string {
 func (*GetDeviceRequest) ProtoMessage() {}
 
 func (x *GetDeviceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[19]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1752,7 +1854,7 @@ func (x *GetDeviceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDeviceRequest.ProtoReflect.Descriptor instead.
 func (*GetDeviceRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{19}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetDeviceRequest) GetIdOrHostname() string {
@@ -1779,7 +1881,7 @@ type GetDeviceResponse struct {
 
 func (x *GetDeviceResponse) Reset() {
 	*x = GetDeviceResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[20]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1791,7 +1893,7 @@ func (x *GetDeviceResponse) String() string {
 func (*GetDeviceResponse) ProtoMessage() {}
 
 func (x *GetDeviceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[20]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1804,7 +1906,7 @@ func (x *GetDeviceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDeviceResponse.ProtoReflect.Descriptor instead.
 func (*GetDeviceResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{20}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GetDeviceResponse) GetDevice() *Device {
@@ -1829,7 +1931,7 @@ type FleetSummaryRequest struct {
 
 func (x *FleetSummaryRequest) Reset() {
 	*x = FleetSummaryRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[21]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1841,7 +1943,7 @@ func (x *FleetSummaryRequest) String() string {
 func (*FleetSummaryRequest) ProtoMessage() {}
 
 func (x *FleetSummaryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[21]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1854,7 +1956,7 @@ func (x *FleetSummaryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FleetSummaryRequest.ProtoReflect.Descriptor instead.
 func (*FleetSummaryRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{21}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{23}
 }
 
 type FleetSummaryResponse struct {
@@ -1872,7 +1974,7 @@ type FleetSummaryResponse struct {
 
 func (x *FleetSummaryResponse) Reset() {
 	*x = FleetSummaryResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[22]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1884,7 +1986,7 @@ func (x *FleetSummaryResponse) String() string {
 func (*FleetSummaryResponse) ProtoMessage() {}
 
 func (x *FleetSummaryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[22]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1897,7 +1999,7 @@ func (x *FleetSummaryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FleetSummaryResponse.ProtoReflect.Descriptor instead.
 func (*FleetSummaryResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{22}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *FleetSummaryResponse) GetTotal() int64 {
@@ -1961,7 +2063,7 @@ type StoredEvent struct {
 
 func (x *StoredEvent) Reset() {
 	*x = StoredEvent{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[23]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1973,7 +2075,7 @@ func (x *StoredEvent) String() string {
 func (*StoredEvent) ProtoMessage() {}
 
 func (x *StoredEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[23]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1986,7 +2088,7 @@ func (x *StoredEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoredEvent.ProtoReflect.Descriptor instead.
 func (*StoredEvent) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{23}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *StoredEvent) GetDeviceId() string {
@@ -2023,7 +2125,7 @@ type ListEventsRequest struct {
 
 func (x *ListEventsRequest) Reset() {
 	*x = ListEventsRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[24]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2035,7 +2137,7 @@ func (x *ListEventsRequest) String() string {
 func (*ListEventsRequest) ProtoMessage() {}
 
 func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[24]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2048,7 +2150,7 @@ func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListEventsRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{24}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ListEventsRequest) GetDeviceId() string {
@@ -2083,7 +2185,7 @@ type ListEventsResponse struct {
 
 func (x *ListEventsResponse) Reset() {
 	*x = ListEventsResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[25]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2095,7 +2197,7 @@ func (x *ListEventsResponse) String() string {
 func (*ListEventsResponse) ProtoMessage() {}
 
 func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[25]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2108,7 +2210,7 @@ func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListEventsResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{25}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ListEventsResponse) GetEvents() []*StoredEvent {
@@ -2139,7 +2241,7 @@ type CreateEnrollmentTokenRequest struct {
 
 func (x *CreateEnrollmentTokenRequest) Reset() {
 	*x = CreateEnrollmentTokenRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[26]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2151,7 +2253,7 @@ func (x *CreateEnrollmentTokenRequest) String() string {
 func (*CreateEnrollmentTokenRequest) ProtoMessage() {}
 
 func (x *CreateEnrollmentTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[26]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2164,7 +2266,7 @@ func (x *CreateEnrollmentTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateEnrollmentTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateEnrollmentTokenRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{26}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *CreateEnrollmentTokenRequest) GetTtl() *durationpb.Duration {
@@ -2203,7 +2305,7 @@ type CreateEnrollmentTokenResponse struct {
 
 func (x *CreateEnrollmentTokenResponse) Reset() {
 	*x = CreateEnrollmentTokenResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[27]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2215,7 +2317,7 @@ func (x *CreateEnrollmentTokenResponse) String() string {
 func (*CreateEnrollmentTokenResponse) ProtoMessage() {}
 
 func (x *CreateEnrollmentTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[27]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2228,7 +2330,7 @@ func (x *CreateEnrollmentTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateEnrollmentTokenResponse.ProtoReflect.Descriptor instead.
 func (*CreateEnrollmentTokenResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{27}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *CreateEnrollmentTokenResponse) GetToken() string {
@@ -2276,7 +2378,7 @@ type RevokeDeviceRequest struct {
 
 func (x *RevokeDeviceRequest) Reset() {
 	*x = RevokeDeviceRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[28]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2288,7 +2390,7 @@ func (x *RevokeDeviceRequest) String() string {
 func (*RevokeDeviceRequest) ProtoMessage() {}
 
 func (x *RevokeDeviceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[28]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2301,7 +2403,7 @@ func (x *RevokeDeviceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeDeviceRequest.ProtoReflect.Descriptor instead.
 func (*RevokeDeviceRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{28}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *RevokeDeviceRequest) GetDeviceId() string {
@@ -2327,7 +2429,7 @@ type RevokeDeviceResponse struct {
 
 func (x *RevokeDeviceResponse) Reset() {
 	*x = RevokeDeviceResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[29]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2339,7 +2441,7 @@ func (x *RevokeDeviceResponse) String() string {
 func (*RevokeDeviceResponse) ProtoMessage() {}
 
 func (x *RevokeDeviceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[29]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2352,7 +2454,7 @@ func (x *RevokeDeviceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeDeviceResponse.ProtoReflect.Descriptor instead.
 func (*RevokeDeviceResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{29}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *RevokeDeviceResponse) GetDevice() *Device {
@@ -2374,7 +2476,7 @@ type ListAuditRequest struct {
 
 func (x *ListAuditRequest) Reset() {
 	*x = ListAuditRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[30]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2386,7 +2488,7 @@ func (x *ListAuditRequest) String() string {
 func (*ListAuditRequest) ProtoMessage() {}
 
 func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[30]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2399,7 +2501,7 @@ func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{30}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ListAuditRequest) GetAfterSeq() int64 {
@@ -2436,7 +2538,7 @@ type AuditRecord struct {
 
 func (x *AuditRecord) Reset() {
 	*x = AuditRecord{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[31]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2448,7 +2550,7 @@ func (x *AuditRecord) String() string {
 func (*AuditRecord) ProtoMessage() {}
 
 func (x *AuditRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[31]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2461,7 +2563,7 @@ func (x *AuditRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditRecord.ProtoReflect.Descriptor instead.
 func (*AuditRecord) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{31}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *AuditRecord) GetSeq() int64 {
@@ -2532,7 +2634,7 @@ type ListAuditResponse struct {
 
 func (x *ListAuditResponse) Reset() {
 	*x = ListAuditResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[32]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2544,7 +2646,7 @@ func (x *ListAuditResponse) String() string {
 func (*ListAuditResponse) ProtoMessage() {}
 
 func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[32]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2557,7 +2659,7 @@ func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{32}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ListAuditResponse) GetRecords() []*AuditRecord {
@@ -2582,7 +2684,7 @@ type GetPolicyRequest struct {
 
 func (x *GetPolicyRequest) Reset() {
 	*x = GetPolicyRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[33]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2594,7 +2696,7 @@ func (x *GetPolicyRequest) String() string {
 func (*GetPolicyRequest) ProtoMessage() {}
 
 func (x *GetPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[33]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2607,7 +2709,7 @@ func (x *GetPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPolicyRequest.ProtoReflect.Descriptor instead.
 func (*GetPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{33}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{35}
 }
 
 type GetPolicyResponse struct {
@@ -2619,7 +2721,7 @@ type GetPolicyResponse struct {
 
 func (x *GetPolicyResponse) Reset() {
 	*x = GetPolicyResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[34]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2631,7 +2733,7 @@ func (x *GetPolicyResponse) String() string {
 func (*GetPolicyResponse) ProtoMessage() {}
 
 func (x *GetPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[34]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2644,7 +2746,7 @@ func (x *GetPolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPolicyResponse.ProtoReflect.Descriptor instead.
 func (*GetPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{34}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *GetPolicyResponse) GetPolicy() *Policy {
@@ -2668,7 +2770,7 @@ type SetPolicyRequest struct {
 
 func (x *SetPolicyRequest) Reset() {
 	*x = SetPolicyRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[35]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2680,7 +2782,7 @@ func (x *SetPolicyRequest) String() string {
 func (*SetPolicyRequest) ProtoMessage() {}
 
 func (x *SetPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[35]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2693,7 +2795,7 @@ func (x *SetPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPolicyRequest.ProtoReflect.Descriptor instead.
 func (*SetPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{35}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *SetPolicyRequest) GetPolicy() *Policy {
@@ -2726,7 +2828,7 @@ type SetPolicyResponse struct {
 
 func (x *SetPolicyResponse) Reset() {
 	*x = SetPolicyResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[36]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2738,7 +2840,7 @@ func (x *SetPolicyResponse) String() string {
 func (*SetPolicyResponse) ProtoMessage() {}
 
 func (x *SetPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[36]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2751,7 +2853,7 @@ func (x *SetPolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPolicyResponse.ProtoReflect.Descriptor instead.
 func (*SetPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{36}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *SetPolicyResponse) GetPolicy() *Policy {
@@ -2774,7 +2876,7 @@ type EnrollMFAUserRequest struct {
 
 func (x *EnrollMFAUserRequest) Reset() {
 	*x = EnrollMFAUserRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[37]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2786,7 +2888,7 @@ func (x *EnrollMFAUserRequest) String() string {
 func (*EnrollMFAUserRequest) ProtoMessage() {}
 
 func (x *EnrollMFAUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[37]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2799,7 +2901,7 @@ func (x *EnrollMFAUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrollMFAUserRequest.ProtoReflect.Descriptor instead.
 func (*EnrollMFAUserRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{37}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *EnrollMFAUserRequest) GetUser() string {
@@ -2829,7 +2931,7 @@ type EnrollMFAUserResponse struct {
 
 func (x *EnrollMFAUserResponse) Reset() {
 	*x = EnrollMFAUserResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[38]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2841,7 +2943,7 @@ func (x *EnrollMFAUserResponse) String() string {
 func (*EnrollMFAUserResponse) ProtoMessage() {}
 
 func (x *EnrollMFAUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[38]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2854,7 +2956,7 @@ func (x *EnrollMFAUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrollMFAUserResponse.ProtoReflect.Descriptor instead.
 func (*EnrollMFAUserResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{38}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *EnrollMFAUserResponse) GetUser() string {
@@ -2976,7 +3078,12 @@ const file_mamori_v1_mamori_proto_rawDesc = "" +
 	"\vserver_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"serverTime\x129\n" +
 	"\n" +
-	"mfa_bundle\x18\x05 \x01(\v2\x1a.mamori.v1.SealedMFABundleR\tmfaBundle\"C\n" +
+	"mfa_bundle\x18\x05 \x01(\v2\x1a.mamori.v1.SealedMFABundleR\tmfaBundle\" \n" +
+	"\fRenewRequest\x12\x10\n" +
+	"\x03csr\x18\x01 \x01(\fR\x03csr\"j\n" +
+	"\rRenewResponse\x12 \n" +
+	"\vcertificate\x18\x01 \x01(\fR\vcertificate\x127\n" +
+	"\tnot_after\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\bnotAfter\"C\n" +
 	"\x0fSealedMFABundle\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x12\x16\n" +
 	"\x06sealed\x18\x02 \x01(\fR\x06sealed\"\xab\x01\n" +
@@ -3120,10 +3227,11 @@ const file_mamori_v1_mamori_proto_rawDesc = "" +
 	"\x17COMPLIANCE_NONCOMPLIANT\x10\x02\x12\x16\n" +
 	"\x12COMPLIANCE_OFFLINE\x10\x03\x12\x1d\n" +
 	"\x19COMPLIANCE_NEVER_REPORTED\x10\x04\x12\x16\n" +
-	"\x12COMPLIANCE_REVOKED\x10\x052\x8c\x01\n" +
+	"\x12COMPLIANCE_REVOKED\x10\x052\xc8\x01\n" +
 	"\fAgentService\x12=\n" +
 	"\x06Enroll\x12\x18.mamori.v1.EnrollRequest\x1a\x19.mamori.v1.EnrollResponse\x12=\n" +
-	"\x06Report\x12\x18.mamori.v1.ReportRequest\x1a\x19.mamori.v1.ReportResponse2\xa9\x06\n" +
+	"\x06Report\x12\x18.mamori.v1.ReportRequest\x1a\x19.mamori.v1.ReportResponse\x12:\n" +
+	"\x05Renew\x12\x17.mamori.v1.RenewRequest\x1a\x18.mamori.v1.RenewResponse2\xa9\x06\n" +
 	"\fAdminService\x12L\n" +
 	"\vListDevices\x12\x1d.mamori.v1.ListDevicesRequest\x1a\x1e.mamori.v1.ListDevicesResponse\x12F\n" +
 	"\tGetDevice\x12\x1b.mamori.v1.GetDeviceRequest\x1a\x1c.mamori.v1.GetDeviceResponse\x12O\n" +
@@ -3150,7 +3258,7 @@ func file_mamori_v1_mamori_proto_rawDescGZIP() []byte {
 }
 
 var file_mamori_v1_mamori_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_mamori_v1_mamori_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
+var file_mamori_v1_mamori_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
 var file_mamori_v1_mamori_proto_goTypes = []any{
 	(Mode)(0),                             // 0: mamori.v1.Mode
 	(ControlState)(0),                     // 1: mamori.v1.ControlState
@@ -3167,52 +3275,54 @@ var file_mamori_v1_mamori_proto_goTypes = []any{
 	(*EnrollResponse)(nil),                // 12: mamori.v1.EnrollResponse
 	(*ReportRequest)(nil),                 // 13: mamori.v1.ReportRequest
 	(*ReportResponse)(nil),                // 14: mamori.v1.ReportResponse
-	(*SealedMFABundle)(nil),               // 15: mamori.v1.SealedMFABundle
-	(*MFABundle)(nil),                     // 16: mamori.v1.MFABundle
-	(*MFAUserSecret)(nil),                 // 17: mamori.v1.MFAUserSecret
-	(*ControlRecord)(nil),                 // 18: mamori.v1.ControlRecord
-	(*Device)(nil),                        // 19: mamori.v1.Device
-	(*ListDevicesRequest)(nil),            // 20: mamori.v1.ListDevicesRequest
-	(*ListDevicesResponse)(nil),           // 21: mamori.v1.ListDevicesResponse
-	(*GetDeviceRequest)(nil),              // 22: mamori.v1.GetDeviceRequest
-	(*GetDeviceResponse)(nil),             // 23: mamori.v1.GetDeviceResponse
-	(*FleetSummaryRequest)(nil),           // 24: mamori.v1.FleetSummaryRequest
-	(*FleetSummaryResponse)(nil),          // 25: mamori.v1.FleetSummaryResponse
-	(*StoredEvent)(nil),                   // 26: mamori.v1.StoredEvent
-	(*ListEventsRequest)(nil),             // 27: mamori.v1.ListEventsRequest
-	(*ListEventsResponse)(nil),            // 28: mamori.v1.ListEventsResponse
-	(*CreateEnrollmentTokenRequest)(nil),  // 29: mamori.v1.CreateEnrollmentTokenRequest
-	(*CreateEnrollmentTokenResponse)(nil), // 30: mamori.v1.CreateEnrollmentTokenResponse
-	(*RevokeDeviceRequest)(nil),           // 31: mamori.v1.RevokeDeviceRequest
-	(*RevokeDeviceResponse)(nil),          // 32: mamori.v1.RevokeDeviceResponse
-	(*ListAuditRequest)(nil),              // 33: mamori.v1.ListAuditRequest
-	(*AuditRecord)(nil),                   // 34: mamori.v1.AuditRecord
-	(*ListAuditResponse)(nil),             // 35: mamori.v1.ListAuditResponse
-	(*GetPolicyRequest)(nil),              // 36: mamori.v1.GetPolicyRequest
-	(*GetPolicyResponse)(nil),             // 37: mamori.v1.GetPolicyResponse
-	(*SetPolicyRequest)(nil),              // 38: mamori.v1.SetPolicyRequest
-	(*SetPolicyResponse)(nil),             // 39: mamori.v1.SetPolicyResponse
-	(*EnrollMFAUserRequest)(nil),          // 40: mamori.v1.EnrollMFAUserRequest
-	(*EnrollMFAUserResponse)(nil),         // 41: mamori.v1.EnrollMFAUserResponse
-	nil,                                   // 42: mamori.v1.ControlStatus.EvidenceEntry
-	nil,                                   // 43: mamori.v1.Event.AttributesEntry
-	nil,                                   // 44: mamori.v1.ControlPolicy.SettingsEntry
-	nil,                                   // 45: mamori.v1.Policy.ControlsEntry
-	(*timestamppb.Timestamp)(nil),         // 46: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),           // 47: google.protobuf.Duration
+	(*RenewRequest)(nil),                  // 15: mamori.v1.RenewRequest
+	(*RenewResponse)(nil),                 // 16: mamori.v1.RenewResponse
+	(*SealedMFABundle)(nil),               // 17: mamori.v1.SealedMFABundle
+	(*MFABundle)(nil),                     // 18: mamori.v1.MFABundle
+	(*MFAUserSecret)(nil),                 // 19: mamori.v1.MFAUserSecret
+	(*ControlRecord)(nil),                 // 20: mamori.v1.ControlRecord
+	(*Device)(nil),                        // 21: mamori.v1.Device
+	(*ListDevicesRequest)(nil),            // 22: mamori.v1.ListDevicesRequest
+	(*ListDevicesResponse)(nil),           // 23: mamori.v1.ListDevicesResponse
+	(*GetDeviceRequest)(nil),              // 24: mamori.v1.GetDeviceRequest
+	(*GetDeviceResponse)(nil),             // 25: mamori.v1.GetDeviceResponse
+	(*FleetSummaryRequest)(nil),           // 26: mamori.v1.FleetSummaryRequest
+	(*FleetSummaryResponse)(nil),          // 27: mamori.v1.FleetSummaryResponse
+	(*StoredEvent)(nil),                   // 28: mamori.v1.StoredEvent
+	(*ListEventsRequest)(nil),             // 29: mamori.v1.ListEventsRequest
+	(*ListEventsResponse)(nil),            // 30: mamori.v1.ListEventsResponse
+	(*CreateEnrollmentTokenRequest)(nil),  // 31: mamori.v1.CreateEnrollmentTokenRequest
+	(*CreateEnrollmentTokenResponse)(nil), // 32: mamori.v1.CreateEnrollmentTokenResponse
+	(*RevokeDeviceRequest)(nil),           // 33: mamori.v1.RevokeDeviceRequest
+	(*RevokeDeviceResponse)(nil),          // 34: mamori.v1.RevokeDeviceResponse
+	(*ListAuditRequest)(nil),              // 35: mamori.v1.ListAuditRequest
+	(*AuditRecord)(nil),                   // 36: mamori.v1.AuditRecord
+	(*ListAuditResponse)(nil),             // 37: mamori.v1.ListAuditResponse
+	(*GetPolicyRequest)(nil),              // 38: mamori.v1.GetPolicyRequest
+	(*GetPolicyResponse)(nil),             // 39: mamori.v1.GetPolicyResponse
+	(*SetPolicyRequest)(nil),              // 40: mamori.v1.SetPolicyRequest
+	(*SetPolicyResponse)(nil),             // 41: mamori.v1.SetPolicyResponse
+	(*EnrollMFAUserRequest)(nil),          // 42: mamori.v1.EnrollMFAUserRequest
+	(*EnrollMFAUserResponse)(nil),         // 43: mamori.v1.EnrollMFAUserResponse
+	nil,                                   // 44: mamori.v1.ControlStatus.EvidenceEntry
+	nil,                                   // 45: mamori.v1.Event.AttributesEntry
+	nil,                                   // 46: mamori.v1.ControlPolicy.SettingsEntry
+	nil,                                   // 47: mamori.v1.Policy.ControlsEntry
+	(*timestamppb.Timestamp)(nil),         // 48: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),           // 49: google.protobuf.Duration
 }
 var file_mamori_v1_mamori_proto_depIdxs = []int32{
 	0,  // 0: mamori.v1.ControlStatus.mode:type_name -> mamori.v1.Mode
 	1,  // 1: mamori.v1.ControlStatus.state:type_name -> mamori.v1.ControlState
-	42, // 2: mamori.v1.ControlStatus.evidence:type_name -> mamori.v1.ControlStatus.EvidenceEntry
-	46, // 3: mamori.v1.ControlStatus.observed_at:type_name -> google.protobuf.Timestamp
-	46, // 4: mamori.v1.Event.time:type_name -> google.protobuf.Timestamp
-	43, // 5: mamori.v1.Event.attributes:type_name -> mamori.v1.Event.AttributesEntry
+	44, // 2: mamori.v1.ControlStatus.evidence:type_name -> mamori.v1.ControlStatus.EvidenceEntry
+	48, // 3: mamori.v1.ControlStatus.observed_at:type_name -> google.protobuf.Timestamp
+	48, // 4: mamori.v1.Event.time:type_name -> google.protobuf.Timestamp
+	45, // 5: mamori.v1.Event.attributes:type_name -> mamori.v1.Event.AttributesEntry
 	0,  // 6: mamori.v1.ControlPolicy.mode:type_name -> mamori.v1.Mode
-	44, // 7: mamori.v1.ControlPolicy.settings:type_name -> mamori.v1.ControlPolicy.SettingsEntry
-	45, // 8: mamori.v1.Policy.controls:type_name -> mamori.v1.Policy.ControlsEntry
-	47, // 9: mamori.v1.Policy.report_interval:type_name -> google.protobuf.Duration
-	47, // 10: mamori.v1.Policy.max_report_age:type_name -> google.protobuf.Duration
+	46, // 7: mamori.v1.ControlPolicy.settings:type_name -> mamori.v1.ControlPolicy.SettingsEntry
+	47, // 8: mamori.v1.Policy.controls:type_name -> mamori.v1.Policy.ControlsEntry
+	49, // 9: mamori.v1.Policy.report_interval:type_name -> google.protobuf.Duration
+	49, // 10: mamori.v1.Policy.max_report_age:type_name -> google.protobuf.Duration
 	3,  // 11: mamori.v1.EnrollRequest.facts:type_name -> mamori.v1.DeviceFacts
 	9,  // 12: mamori.v1.EnrollRequest.attestation:type_name -> mamori.v1.TpmAttestation
 	11, // 13: mamori.v1.EnrollRequest.answer:type_name -> mamori.v1.ChallengeAnswer
@@ -3221,68 +3331,71 @@ var file_mamori_v1_mamori_proto_depIdxs = []int32{
 	3,  // 16: mamori.v1.ReportRequest.facts:type_name -> mamori.v1.DeviceFacts
 	4,  // 17: mamori.v1.ReportRequest.statuses:type_name -> mamori.v1.ControlStatus
 	5,  // 18: mamori.v1.ReportRequest.events:type_name -> mamori.v1.Event
-	46, // 19: mamori.v1.ReportRequest.sent_at:type_name -> google.protobuf.Timestamp
+	48, // 19: mamori.v1.ReportRequest.sent_at:type_name -> google.protobuf.Timestamp
 	7,  // 20: mamori.v1.ReportResponse.policy:type_name -> mamori.v1.Policy
-	47, // 21: mamori.v1.ReportResponse.next_report_in:type_name -> google.protobuf.Duration
-	46, // 22: mamori.v1.ReportResponse.server_time:type_name -> google.protobuf.Timestamp
-	15, // 23: mamori.v1.ReportResponse.mfa_bundle:type_name -> mamori.v1.SealedMFABundle
-	46, // 24: mamori.v1.MFABundle.issued_at:type_name -> google.protobuf.Timestamp
-	17, // 25: mamori.v1.MFABundle.users:type_name -> mamori.v1.MFAUserSecret
-	4,  // 26: mamori.v1.ControlRecord.status:type_name -> mamori.v1.ControlStatus
-	46, // 27: mamori.v1.ControlRecord.since:type_name -> google.protobuf.Timestamp
-	3,  // 28: mamori.v1.Device.facts:type_name -> mamori.v1.DeviceFacts
-	2,  // 29: mamori.v1.Device.compliance:type_name -> mamori.v1.Compliance
-	46, // 30: mamori.v1.Device.enrolled_at:type_name -> google.protobuf.Timestamp
-	46, // 31: mamori.v1.Device.last_seen:type_name -> google.protobuf.Timestamp
-	46, // 32: mamori.v1.Device.failing_since:type_name -> google.protobuf.Timestamp
-	46, // 33: mamori.v1.Device.offline_since:type_name -> google.protobuf.Timestamp
-	18, // 34: mamori.v1.Device.controls:type_name -> mamori.v1.ControlRecord
-	46, // 35: mamori.v1.Device.revoked_at:type_name -> google.protobuf.Timestamp
-	2,  // 36: mamori.v1.ListDevicesRequest.compliance:type_name -> mamori.v1.Compliance
-	19, // 37: mamori.v1.ListDevicesResponse.devices:type_name -> mamori.v1.Device
-	19, // 38: mamori.v1.GetDeviceResponse.device:type_name -> mamori.v1.Device
-	26, // 39: mamori.v1.GetDeviceResponse.recent_events:type_name -> mamori.v1.StoredEvent
-	5,  // 40: mamori.v1.StoredEvent.event:type_name -> mamori.v1.Event
-	46, // 41: mamori.v1.StoredEvent.received_at:type_name -> google.protobuf.Timestamp
-	26, // 42: mamori.v1.ListEventsResponse.events:type_name -> mamori.v1.StoredEvent
-	47, // 43: mamori.v1.CreateEnrollmentTokenRequest.ttl:type_name -> google.protobuf.Duration
-	46, // 44: mamori.v1.CreateEnrollmentTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
-	19, // 45: mamori.v1.RevokeDeviceResponse.device:type_name -> mamori.v1.Device
-	46, // 46: mamori.v1.AuditRecord.at:type_name -> google.protobuf.Timestamp
-	34, // 47: mamori.v1.ListAuditResponse.records:type_name -> mamori.v1.AuditRecord
-	7,  // 48: mamori.v1.GetPolicyResponse.policy:type_name -> mamori.v1.Policy
-	7,  // 49: mamori.v1.SetPolicyRequest.policy:type_name -> mamori.v1.Policy
-	7,  // 50: mamori.v1.SetPolicyResponse.policy:type_name -> mamori.v1.Policy
-	6,  // 51: mamori.v1.Policy.ControlsEntry.value:type_name -> mamori.v1.ControlPolicy
-	8,  // 52: mamori.v1.AgentService.Enroll:input_type -> mamori.v1.EnrollRequest
-	13, // 53: mamori.v1.AgentService.Report:input_type -> mamori.v1.ReportRequest
-	20, // 54: mamori.v1.AdminService.ListDevices:input_type -> mamori.v1.ListDevicesRequest
-	22, // 55: mamori.v1.AdminService.GetDevice:input_type -> mamori.v1.GetDeviceRequest
-	24, // 56: mamori.v1.AdminService.FleetSummary:input_type -> mamori.v1.FleetSummaryRequest
-	27, // 57: mamori.v1.AdminService.ListEvents:input_type -> mamori.v1.ListEventsRequest
-	29, // 58: mamori.v1.AdminService.CreateEnrollmentToken:input_type -> mamori.v1.CreateEnrollmentTokenRequest
-	31, // 59: mamori.v1.AdminService.RevokeDevice:input_type -> mamori.v1.RevokeDeviceRequest
-	36, // 60: mamori.v1.AdminService.GetPolicy:input_type -> mamori.v1.GetPolicyRequest
-	38, // 61: mamori.v1.AdminService.SetPolicy:input_type -> mamori.v1.SetPolicyRequest
-	40, // 62: mamori.v1.AdminService.EnrollMFAUser:input_type -> mamori.v1.EnrollMFAUserRequest
-	33, // 63: mamori.v1.AdminService.ListAudit:input_type -> mamori.v1.ListAuditRequest
-	12, // 64: mamori.v1.AgentService.Enroll:output_type -> mamori.v1.EnrollResponse
-	14, // 65: mamori.v1.AgentService.Report:output_type -> mamori.v1.ReportResponse
-	21, // 66: mamori.v1.AdminService.ListDevices:output_type -> mamori.v1.ListDevicesResponse
-	23, // 67: mamori.v1.AdminService.GetDevice:output_type -> mamori.v1.GetDeviceResponse
-	25, // 68: mamori.v1.AdminService.FleetSummary:output_type -> mamori.v1.FleetSummaryResponse
-	28, // 69: mamori.v1.AdminService.ListEvents:output_type -> mamori.v1.ListEventsResponse
-	30, // 70: mamori.v1.AdminService.CreateEnrollmentToken:output_type -> mamori.v1.CreateEnrollmentTokenResponse
-	32, // 71: mamori.v1.AdminService.RevokeDevice:output_type -> mamori.v1.RevokeDeviceResponse
-	37, // 72: mamori.v1.AdminService.GetPolicy:output_type -> mamori.v1.GetPolicyResponse
-	39, // 73: mamori.v1.AdminService.SetPolicy:output_type -> mamori.v1.SetPolicyResponse
-	41, // 74: mamori.v1.AdminService.EnrollMFAUser:output_type -> mamori.v1.EnrollMFAUserResponse
-	35, // 75: mamori.v1.AdminService.ListAudit:output_type -> mamori.v1.ListAuditResponse
-	64, // [64:76] is the sub-list for method output_type
-	52, // [52:64] is the sub-list for method input_type
-	52, // [52:52] is the sub-list for extension type_name
-	52, // [52:52] is the sub-list for extension extendee
-	0,  // [0:52] is the sub-list for field type_name
+	49, // 21: mamori.v1.ReportResponse.next_report_in:type_name -> google.protobuf.Duration
+	48, // 22: mamori.v1.ReportResponse.server_time:type_name -> google.protobuf.Timestamp
+	17, // 23: mamori.v1.ReportResponse.mfa_bundle:type_name -> mamori.v1.SealedMFABundle
+	48, // 24: mamori.v1.RenewResponse.not_after:type_name -> google.protobuf.Timestamp
+	48, // 25: mamori.v1.MFABundle.issued_at:type_name -> google.protobuf.Timestamp
+	19, // 26: mamori.v1.MFABundle.users:type_name -> mamori.v1.MFAUserSecret
+	4,  // 27: mamori.v1.ControlRecord.status:type_name -> mamori.v1.ControlStatus
+	48, // 28: mamori.v1.ControlRecord.since:type_name -> google.protobuf.Timestamp
+	3,  // 29: mamori.v1.Device.facts:type_name -> mamori.v1.DeviceFacts
+	2,  // 30: mamori.v1.Device.compliance:type_name -> mamori.v1.Compliance
+	48, // 31: mamori.v1.Device.enrolled_at:type_name -> google.protobuf.Timestamp
+	48, // 32: mamori.v1.Device.last_seen:type_name -> google.protobuf.Timestamp
+	48, // 33: mamori.v1.Device.failing_since:type_name -> google.protobuf.Timestamp
+	48, // 34: mamori.v1.Device.offline_since:type_name -> google.protobuf.Timestamp
+	20, // 35: mamori.v1.Device.controls:type_name -> mamori.v1.ControlRecord
+	48, // 36: mamori.v1.Device.revoked_at:type_name -> google.protobuf.Timestamp
+	2,  // 37: mamori.v1.ListDevicesRequest.compliance:type_name -> mamori.v1.Compliance
+	21, // 38: mamori.v1.ListDevicesResponse.devices:type_name -> mamori.v1.Device
+	21, // 39: mamori.v1.GetDeviceResponse.device:type_name -> mamori.v1.Device
+	28, // 40: mamori.v1.GetDeviceResponse.recent_events:type_name -> mamori.v1.StoredEvent
+	5,  // 41: mamori.v1.StoredEvent.event:type_name -> mamori.v1.Event
+	48, // 42: mamori.v1.StoredEvent.received_at:type_name -> google.protobuf.Timestamp
+	28, // 43: mamori.v1.ListEventsResponse.events:type_name -> mamori.v1.StoredEvent
+	49, // 44: mamori.v1.CreateEnrollmentTokenRequest.ttl:type_name -> google.protobuf.Duration
+	48, // 45: mamori.v1.CreateEnrollmentTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
+	21, // 46: mamori.v1.RevokeDeviceResponse.device:type_name -> mamori.v1.Device
+	48, // 47: mamori.v1.AuditRecord.at:type_name -> google.protobuf.Timestamp
+	36, // 48: mamori.v1.ListAuditResponse.records:type_name -> mamori.v1.AuditRecord
+	7,  // 49: mamori.v1.GetPolicyResponse.policy:type_name -> mamori.v1.Policy
+	7,  // 50: mamori.v1.SetPolicyRequest.policy:type_name -> mamori.v1.Policy
+	7,  // 51: mamori.v1.SetPolicyResponse.policy:type_name -> mamori.v1.Policy
+	6,  // 52: mamori.v1.Policy.ControlsEntry.value:type_name -> mamori.v1.ControlPolicy
+	8,  // 53: mamori.v1.AgentService.Enroll:input_type -> mamori.v1.EnrollRequest
+	13, // 54: mamori.v1.AgentService.Report:input_type -> mamori.v1.ReportRequest
+	15, // 55: mamori.v1.AgentService.Renew:input_type -> mamori.v1.RenewRequest
+	22, // 56: mamori.v1.AdminService.ListDevices:input_type -> mamori.v1.ListDevicesRequest
+	24, // 57: mamori.v1.AdminService.GetDevice:input_type -> mamori.v1.GetDeviceRequest
+	26, // 58: mamori.v1.AdminService.FleetSummary:input_type -> mamori.v1.FleetSummaryRequest
+	29, // 59: mamori.v1.AdminService.ListEvents:input_type -> mamori.v1.ListEventsRequest
+	31, // 60: mamori.v1.AdminService.CreateEnrollmentToken:input_type -> mamori.v1.CreateEnrollmentTokenRequest
+	33, // 61: mamori.v1.AdminService.RevokeDevice:input_type -> mamori.v1.RevokeDeviceRequest
+	38, // 62: mamori.v1.AdminService.GetPolicy:input_type -> mamori.v1.GetPolicyRequest
+	40, // 63: mamori.v1.AdminService.SetPolicy:input_type -> mamori.v1.SetPolicyRequest
+	42, // 64: mamori.v1.AdminService.EnrollMFAUser:input_type -> mamori.v1.EnrollMFAUserRequest
+	35, // 65: mamori.v1.AdminService.ListAudit:input_type -> mamori.v1.ListAuditRequest
+	12, // 66: mamori.v1.AgentService.Enroll:output_type -> mamori.v1.EnrollResponse
+	14, // 67: mamori.v1.AgentService.Report:output_type -> mamori.v1.ReportResponse
+	16, // 68: mamori.v1.AgentService.Renew:output_type -> mamori.v1.RenewResponse
+	23, // 69: mamori.v1.AdminService.ListDevices:output_type -> mamori.v1.ListDevicesResponse
+	25, // 70: mamori.v1.AdminService.GetDevice:output_type -> mamori.v1.GetDeviceResponse
+	27, // 71: mamori.v1.AdminService.FleetSummary:output_type -> mamori.v1.FleetSummaryResponse
+	30, // 72: mamori.v1.AdminService.ListEvents:output_type -> mamori.v1.ListEventsResponse
+	32, // 73: mamori.v1.AdminService.CreateEnrollmentToken:output_type -> mamori.v1.CreateEnrollmentTokenResponse
+	34, // 74: mamori.v1.AdminService.RevokeDevice:output_type -> mamori.v1.RevokeDeviceResponse
+	39, // 75: mamori.v1.AdminService.GetPolicy:output_type -> mamori.v1.GetPolicyResponse
+	41, // 76: mamori.v1.AdminService.SetPolicy:output_type -> mamori.v1.SetPolicyResponse
+	43, // 77: mamori.v1.AdminService.EnrollMFAUser:output_type -> mamori.v1.EnrollMFAUserResponse
+	37, // 78: mamori.v1.AdminService.ListAudit:output_type -> mamori.v1.ListAuditResponse
+	66, // [66:79] is the sub-list for method output_type
+	53, // [53:66] is the sub-list for method input_type
+	53, // [53:53] is the sub-list for extension type_name
+	53, // [53:53] is the sub-list for extension extendee
+	0,  // [0:53] is the sub-list for field type_name
 }
 
 func init() { file_mamori_v1_mamori_proto_init() }
@@ -3296,7 +3409,7 @@ func file_mamori_v1_mamori_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mamori_v1_mamori_proto_rawDesc), len(file_mamori_v1_mamori_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   43,
+			NumMessages:   45,
 			NumExtensions: 0,
 			NumServices:   2,
 		},
