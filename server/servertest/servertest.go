@@ -19,6 +19,7 @@ import (
 
 	"github.com/mamori-dev/mamori/internal/pki"
 	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
+	"github.com/mamori-dev/mamori/server/api"
 	"github.com/mamori-dev/mamori/server/auth"
 	"github.com/mamori-dev/mamori/server/serve"
 )
@@ -71,6 +72,10 @@ type Options struct {
 	IngestWorkers int
 	// Console starts the web console on 127.0.0.1:0 (Harness.ConsoleURL).
 	Console bool
+	// EnrollLimits replaces the default enrolment limits when set.
+	EnrollLimits *api.EnrollLimits
+	// StopTimeout replaces the default stop timeout when set.
+	StopTimeout time.Duration
 }
 
 // Start runs a server until the test ends.
@@ -92,6 +97,12 @@ func Start(t testing.TB, o Options) *Harness {
 	}
 	if o.Console {
 		cfg.Console = "127.0.0.1:0"
+	}
+	if o.EnrollLimits != nil {
+		cfg.EnrollLimits = *o.EnrollLimits
+	}
+	if o.StopTimeout > 0 {
+		cfg.StopTimeout = o.StopTimeout
 	}
 	srv, err := serve.Open(context.Background(), cfg)
 	if err != nil {
