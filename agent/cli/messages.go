@@ -23,4 +23,7 @@ const (
 	MsgRunFailed      i18n.ID = "agent.err.run"
 	MsgEnrolledAs     i18n.ID = "agent.status.device"
 	MsgNotEnrolled    i18n.ID = "agent.status.not-enrolled"
+	MsgCertValid      i18n.ID = "agent.status.cert"
+	MsgCertRenewDue   i18n.ID = "agent.status.cert-renew-due"
+	MsgCertExpired    i18n.ID = "agent.status.cert-expired"
 )

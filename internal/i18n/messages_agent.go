@@ -64,4 +64,7 @@ the environment over the file.
 	{"agent.err.run", "the agent stopped with an error: %v", "エージェントがエラーで停止しました: %v"},
 	{"agent.status.device", "enrolled as device %s, servers %s", "登録済み: 端末 ID %s、サーバー %s"},
 	{"agent.status.not-enrolled", "not enrolled (%v)", "未登録です (%v)"},
+	{"agent.status.cert", "certificate valid until %s; renewed automatically from %s", "証明書の有効期限: %s (%s 以降に自動で更新します)"},
+	{"agent.status.cert-renew-due", "certificate valid until %s; renewal is due (the running agent renews it at its next report)", "証明書の有効期限: %s (更新時期です。実行中のエージェントが次回の報告時に更新します)"},
+	{"agent.status.cert-expired", "CERTIFICATE EXPIRED at %s: the server refuses this terminal. Ask the helpdesk for a new enrolment token and run: mamori-agent enroll --token TOKEN", "証明書の有効期限が切れています (%s): サーバーはこの端末を受け付けません。ヘルプデスクに新しい登録トークンを依頼し、mamori-agent enroll --token TOKEN を実行してください"},
 }

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/kardianos/service"
 
@@ -236,6 +237,7 @@ func doStatus(cfg config.Config, inv cli.Invocation, p *i18n.Printer, stdout io.
 		return rc
 	}
 	fmt.Fprintln(stdout, p.Sprintf(cli.MsgEnrolledAs, id.Device.DeviceID, strings.Join(id.Device.Servers, ", ")))
+	fmt.Fprintln(stdout, cli.CertStatus(p, id.Cert, time.Now()))
 	return rc
 }
 
