@@ -48,13 +48,17 @@ func Delay(err error) (time.Duration, bool) {
 	return 0, false
 }
 
-// Wait combines a server's hint with the client's own back-off: at least
-// the hint, plus up to the hint again of jitter (r in [0,1)), and never
-// less than backoff.
+// Jitter is the share of a hint a client adds at random (r in [0,1)).
+const Jitter = 0.1
+
+// Wait is how long a client waits before trying again: with a hint, the
+// hint plus up to Jitter of it (the server schedules refused callers one
+// after another, so the client's own exponential back-off would only
+// leave the server idle); without one, the client's own backoff.
 func Wait(err error, backoff time.Duration, r float64) time.Duration {
 	d, ok := Delay(err)
 	if !ok {
 		return backoff
 	}
-	return max(backoff, d+time.Duration(r*float64(d)))
+	return d + time.Duration(r*Jitter*float64(d))
 }

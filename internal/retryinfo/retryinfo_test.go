@@ -17,9 +17,9 @@ func TestDelayRoundTrip(t *testing.T) {
 		wantOK  bool
 		wantWay time.Duration // Wait(err, 100ms, 0.5)
 	}{
-		{"hint", Error(codes.ResourceExhausted, 2*time.Second, "busy"), 2 * time.Second, true, 3 * time.Second},
-		{"hint capped", Error(codes.Unavailable, time.Hour, "busy"), MaxDelay, true, MaxDelay + MaxDelay/2},
-		{"negative hint", Error(codes.Unavailable, -time.Second, "busy"), 0, true, 100 * time.Millisecond},
+		{"hint", Error(codes.ResourceExhausted, 2*time.Second, "busy"), 2 * time.Second, true, 2100 * time.Millisecond},
+		{"hint capped", Error(codes.Unavailable, time.Hour, "busy"), MaxDelay, true, MaxDelay + MaxDelay/20},
+		{"negative hint", Error(codes.Unavailable, -time.Second, "busy"), 0, true, 0},
 		{"status without hint", status.Error(codes.Unavailable, "down"), 0, false, 100 * time.Millisecond},
 		{"not a status", errors.New("plain"), 0, false, 100 * time.Millisecond},
 		{"nil", nil, 0, false, 100 * time.Millisecond},

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -24,20 +25,30 @@ import (
 //     take the whole enrolment capacity or probe tokens quickly;
 //   - a token bucket per machine ID: one terminal (or a script replaying
 //     its facts) cannot enrol in a loop;
-//   - a cap on enrolments being worked on at once (admission control):
-//     past it the call is answered ResourceExhausted with a retry hint
-//     (google.rpc.RetryInfo) instead of waiting behind the writer until
-//     the caller's deadline passes and it retries into the same queue.
+//   - a cap on enrolments being worked on at once (admission control),
+//     with a short, bounded wait for a free place: at most MaxQueued
+//     callers wait, each at most QueueWait (far inside the agent's 30 s
+//     call timeout); past that the call is answered ResourceExhausted
+//     with a retry hint (google.rpc.RetryInfo) at once, instead of
+//     waiting behind the writer until the caller's deadline passes and it
+//     retries into the same queue.
 //
-// A refusal is ResourceExhausted with a RetryInfo hint; agents and
-// mamori-loadgen wait at least the hint, with jitter, before trying again.
-// A zero rate or cap switches that step off.
+// A refusal is ResourceExhausted with a RetryInfo hint, and the hints are
+// a schedule, not a constant: each refused caller is given the next free
+// slot at the rate the server can take them (the bucket's rate, or the
+// measured enrolment rate for the in-flight cap), so a crowd that was
+// refused at once comes back spread out instead of all together. Agents
+// and mamori-loadgen wait the hint (plus a little jitter) before trying
+// again. A zero rate or cap switches that step off.
 type EnrollLimits struct {
 	PerSourceRate   float64 // enrolments a second per source address
 	PerSourceBurst  int
 	PerMachineRate  float64 // enrolments a second per machine ID
 	PerMachineBurst int
 	MaxInFlight     int // enrolments being worked on at once
+	// MaxQueued callers may wait up to QueueWait for a place in flight.
+	MaxQueued int
+	QueueWait time.Duration
 	// RetryAfter is the least wait a refusal asks for.
 	RetryAfter time.Duration
 }
@@ -45,23 +56,30 @@ type EnrollLimits struct {
 // DefaultEnrollLimits suit one server enrolling a whole municipality at
 // once. The numbers, and why:
 //
-//   - per source 250/s, burst 500: a rollout may come from one address
+//   - per source 300/s, burst 1000: a rollout may come from one address
 //     (a NAT, a proxy, the load tool on loopback); 10,000 terminals in
-//     under 60 s need about 170/s sustained. A single host still cannot
-//     take more than one server's enrolment rate (~200/s on SQLite).
+//     under 60 s need about 170/s sustained, and (10,000-1,000)/300 is
+//     30 s. A single host still cannot take much more than one server's
+//     enrolment rate (~400/s on SQLite here).
 //   - per machine 1 per 5 s, burst 6: an attested enrolment is two calls,
 //     and a retry after a lost answer a third; an agent's back-off starts
 //     at 1 s, so a normal enrolment never meets this limit.
 //   - 64 in flight: SQLite commits one enrolment at a time (~5 ms each),
 //     so 64 waiting is ~0.3 s of queue, far inside the agent's 30 s call
 //     timeout; PostgreSQL runs several at once and needs no more.
-//   - retry after 1 s: about what 64 enrolments take to clear.
+//   - 1,024 more may wait up to 10 s for a place: at ~200 enrolments/s
+//     they are through in ~5 s, and a caller that waited did not pay a
+//     second TLS handshake (on a busy 2-core server the handshakes of
+//     refused callers coming back cost more than the enrolments). Each
+//     waiting caller holds a connection and a goroutine (~50 KiB).
+//   - retry after at least 1 s; a refused crowd is scheduled further out
+//     at the rate enrolments complete.
 func DefaultEnrollLimits() EnrollLimits {
 	return EnrollLimits{
-		PerSourceRate: 250, PerSourceBurst: 500,
+		PerSourceRate: 300, PerSourceBurst: 1000,
 		PerMachineRate: 0.2, PerMachineBurst: 6,
-		MaxInFlight: 64,
-		RetryAfter:  time.Second,
+		MaxInFlight: 64, MaxQueued: 1024, QueueWait: 10 * time.Second,
+		RetryAfter: time.Second,
 	}
 }
 
@@ -76,6 +94,9 @@ func (l EnrollLimits) Validate() error {
 	}
 	if l.MaxInFlight < 0 {
 		errs = append(errs, errors.New("--enroll-max-in-flight must be ≥ 0 (0: no cap)"))
+	}
+	if l.MaxQueued < 0 || l.QueueWait < 0 || l.QueueWait > time.Minute {
+		errs = append(errs, errors.New("--enroll-max-queued must be ≥ 0 and --enroll-queue-wait between 0 and 1m"))
 	}
 	if l.RetryAfter < 0 || l.RetryAfter > retryinfo.MaxDelay {
 		errs = append(errs, fmt.Errorf("--enroll-retry-after must be between 0 and %v", retryinfo.MaxDelay))
@@ -97,10 +118,30 @@ type admission struct {
 	inflight        chan struct{} // nil: no cap
 	source, machine *buckets      // nil: no limit
 
+	queued atomic.Int64 // callers waiting for a place in flight
+
 	mu      sync.Mutex
 	refused map[string]int // by reason, since the last summary
 	logAt   time.Time
+	// The in-flight schedule: slotAt is the last slot given to a refused
+	// caller; rate is the enrolment rate, counted in done since windowAt
+	// and measured only over windows in which callers were refused (the
+	// server was saturated); in other windows it is raised, so a slow
+	// start cannot talk the schedule into ever longer waits.
+	slotAt    time.Time
+	rate      float64
+	done      int
+	saturated bool
+	windowAt  time.Time
 }
+
+// Rates for the in-flight schedule before anything is measured, and at
+// the least: guessing high only means some callers are refused again and
+// scheduled later; guessing low would idle the server.
+const (
+	initialEnrollRate = 500.0
+	minEnrollRate     = 20.0
+)
 
 func newAdmission(l EnrollLimits, now func() time.Time) *admission {
 	a := &admission{lim: l, now: now, refused: map[string]int{}}
@@ -135,13 +176,57 @@ func (s *Server) admitEnroll(ctx context.Context, machineID string) (release fun
 	if a.inflight == nil {
 		return func() {}, nil
 	}
+	release = func() {
+		<-a.inflight
+		a.mu.Lock()
+		a.done++
+		a.mu.Unlock()
+	}
 	select {
 	case a.inflight <- struct{}{}:
-		return func() { <-a.inflight }, nil
+		return release, nil
 	default:
-		return nil, s.refuseEnroll(ctx, "in_flight", 0,
-			"the server is enrolling as many terminals as it takes at once: retry after the delay given")
 	}
+	if a.queued.Add(1) <= int64(a.lim.MaxQueued) && a.lim.QueueWait > 0 {
+		t := time.NewTimer(a.lim.QueueWait)
+		defer t.Stop()
+		select {
+		case a.inflight <- struct{}{}:
+			a.queued.Add(-1)
+			return release, nil
+		case <-t.C:
+		case <-ctx.Done():
+			a.queued.Add(-1)
+			return nil, ctx.Err()
+		}
+	}
+	a.queued.Add(-1)
+	return nil, s.refuseEnroll(ctx, "in_flight", a.nextSlot(a.now()),
+		"the server is enrolling as many terminals as it takes at once: retry after the delay given")
+}
+
+// nextSlot gives a caller refused by the in-flight cap the next slot at
+// the measured enrolment rate and returns how far away it is.
+func (a *admission) nextSlot(now time.Time) time.Duration {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.windowAt.IsZero() {
+		a.windowAt, a.rate = now, initialEnrollRate
+	}
+	if el := now.Sub(a.windowAt); el >= time.Second {
+		if a.saturated {
+			a.rate = max(minEnrollRate, 0.5*a.rate+0.5*float64(a.done)/el.Seconds())
+		} else {
+			a.rate = min(initialEnrollRate, a.rate*1.5)
+		}
+		a.done, a.windowAt, a.saturated = 0, now, false
+	}
+	a.saturated = true
+	if a.slotAt.Before(now) {
+		a.slotAt = now
+	}
+	a.slotAt = a.slotAt.Add(time.Duration(float64(time.Second) / a.rate))
+	return a.slotAt.Sub(now)
 }
 
 // refuseEnroll answers ResourceExhausted with a retry hint and logs a
@@ -197,14 +282,18 @@ type buckets struct {
 type bucket struct {
 	tokens float64
 	at     time.Time
+	// slotAt is the last retry slot given to a caller this bucket
+	// refused: refused callers are told to come back one token apart.
+	slotAt time.Time
 }
 
 func newBuckets(rate float64, burst int) *buckets {
 	return &buckets{rate: rate, burst: float64(burst), m: map[string]*bucket{}}
 }
 
-// take spends one token of key's bucket, or says how long until one is
-// there. A nil table allows everything.
+// take spends one token of key's bucket, or refuses and gives the caller
+// the next retry slot: when the next token not yet promised to an earlier
+// refused caller will be there. A nil table allows everything.
 func (b *buckets) take(key string, now time.Time) (bool, time.Duration) {
 	if b == nil {
 		return true, 0
@@ -230,13 +319,19 @@ func (b *buckets) take(key string, now time.Time) (bool, time.Duration) {
 		k.tokens--
 		return true, 0
 	}
-	return false, time.Duration((1 - k.tokens) / b.rate * float64(time.Second))
+	first := now.Add(time.Duration((1 - k.tokens) / b.rate * float64(time.Second)))
+	if k.slotAt.Before(first) {
+		k.slotAt = first
+	} else {
+		k.slotAt = k.slotAt.Add(time.Duration(float64(time.Second) / b.rate))
+	}
+	return false, k.slotAt.Sub(now)
 }
 
 // sweep drops buckets that have refilled: they are the same as absent.
 func (b *buckets) sweep(now time.Time) {
 	for key, k := range b.m {
-		if k.tokens+now.Sub(k.at).Seconds()*b.rate >= b.burst {
+		if k.tokens+now.Sub(k.at).Seconds()*b.rate >= b.burst && !k.slotAt.After(now) {
 			delete(b.m, key)
 		}
 	}

@@ -82,6 +82,8 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, p *i
 	fs.Float64Var(&cfg.EnrollLimits.PerMachineRate, "enroll-per-machine-rate", cfg.EnrollLimits.PerMachineRate, "enrolments a second per machine ID; 0: no limit")
 	fs.IntVar(&cfg.EnrollLimits.PerMachineBurst, "enroll-per-machine-burst", cfg.EnrollLimits.PerMachineBurst, "enrolments one machine ID may make at once before the rate applies")
 	fs.IntVar(&cfg.EnrollLimits.MaxInFlight, "enroll-max-in-flight", cfg.EnrollLimits.MaxInFlight, "enrolments worked on at once; more are refused at once (ResourceExhausted, retry hint); 0: no cap")
+	fs.IntVar(&cfg.EnrollLimits.MaxQueued, "enroll-max-queued", cfg.EnrollLimits.MaxQueued, "enrolments that may wait for a place in flight; more are refused at once")
+	fs.DurationVar(&cfg.EnrollLimits.QueueWait, "enroll-queue-wait", cfg.EnrollLimits.QueueWait, "longest an enrolment waits for a place in flight before it is refused")
 	fs.DurationVar(&cfg.EnrollLimits.RetryAfter, "enroll-retry-after", cfg.EnrollLimits.RetryAfter, "least wait a refused enrolment is asked to keep")
 	fs.DurationVar(&cfg.StopTimeout, "stop-timeout", cfg.StopTimeout, "on stop, how long calls in progress may take before connections are closed")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
