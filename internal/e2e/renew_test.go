@@ -13,6 +13,8 @@ import (
 	"github.com/mamori-dev/mamori/agent/enroll"
 	"github.com/mamori-dev/mamori/agent/state"
 	"github.com/mamori-dev/mamori/internal/pki"
+	"github.com/mamori-dev/mamori/internal/tpm"
+	"github.com/mamori-dev/mamori/internal/tpm/tpmtest"
 	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
 	"github.com/mamori-dev/mamori/server/servertest"
 )
@@ -139,5 +141,34 @@ func TestAgentExpiredCertificate(t *testing.T) {
 	id := loadIdentity(t, dir)
 	if err := enroll.Expired(id.Cert, h.Clock.Now()); !errors.Is(err, enroll.ErrCertExpired) {
 		t.Errorf("Expired = %v", err)
+	}
+}
+
+// A TPM-resident key renews like a file key: the agent signs the renewal
+// CSR in the TPM, the new certificate keeps the key (still in the TPM)
+// and its attestation, and the agent keeps reporting with it.
+func TestAgentRenewsTPMKey(t *testing.T) {
+	h := servertest.Start(t, servertest.Options{})
+	tp := tpmtest.Open(t, 1)
+	dir := tpmDir(t, filepath.Join(t.TempDir(), "state"), tp)
+	res, err := enrolTPM(t, h, dir, "tpm-renew")
+	if err != nil || !res.Attested {
+		t.Fatalf("enrol: %v (attested %v)", err, res != nil && res.Attested)
+	}
+	old := res.Identity
+	h.Clock.Advance(pki.DeviceValidity*2/3 + time.Hour)
+	a := startAgent(t, dir, h.Clock.Now, "tpm-renew")
+	id := waitRenewed(t, a, dir, pki.SerialHex(old.Cert))
+	a.waitRound(t, "a report with the renewed certificate", func(r daemon.RoundResult) bool { return r.Err == nil })
+	a.stop()
+	if _, ok := id.Key.(*tpm.Key); !ok {
+		t.Errorf("renewed identity's key is %T, want the TPM key", id.Key)
+	}
+	if !pki.KeyAttested(id.Cert) {
+		t.Error("renewed certificate lost the key attestation")
+	}
+	dev, err := h.Srv.Store().GetDevice(ctx, id.Device.DeviceID)
+	if err != nil || !dev.KeyAttested || dev.CertSerial != pki.SerialHex(id.Cert) {
+		t.Errorf("server: attested %v serial %s (%v), want attested with %s", dev.KeyAttested, dev.CertSerial, err, pki.SerialHex(id.Cert))
 	}
 }
