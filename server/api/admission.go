@@ -68,7 +68,8 @@ type EnrollLimits struct {
 //     per-machine limit) makes token guessing slow; tokens remain the gate.
 //   - per machine 1 per 5 s, burst 6: an attested enrolment is two calls,
 //     and a retry after a lost answer a third; an agent's back-off starts
-//     at 1 s, so a normal enrolment never meets this limit.
+//     at 1 s, so a normal enrolment never meets this limit. Renew uses
+//     the same limit per device.
 //   - 64 in flight: SQLite commits one enrolment at a time (~5 ms each),
 //     so 64 waiting is ~0.3 s of queue, far inside the agent's 30 s call
 //     timeout; PostgreSQL runs several at once and needs no more.

@@ -225,6 +225,11 @@ func (s *Server) Renew(ctx context.Context, req *mamoriv1.RenewRequest) (*mamori
 	if !ok || dev.Cert == nil {
 		return nil, status.Error(codes.Unauthenticated, "no device identity")
 	}
+	// A device renews once in 16 months; one renewing in a loop would
+	// fill the audit log. It shares the per-machine limit of enrolment.
+	if ok, wait := s.admission.machine.take("renew:"+dev.ID, s.admission.now()); !ok {
+		return nil, s.refuseEnroll(ctx, "per_device_renew", wait, "this device renewed too often just now: retry after the delay given")
+	}
 	if len(req.GetCsr()) == 0 || len(req.GetCsr()) > MaxCSRBytes {
 		return nil, invalidArg("csr is missing or larger than %d bytes", MaxCSRBytes)
 	}

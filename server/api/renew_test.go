@@ -12,6 +12,7 @@ import (
 
 	"github.com/mamori-dev/mamori/internal/pki"
 	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
+	"github.com/mamori-dev/mamori/server/api"
 	"github.com/mamori-dev/mamori/server/servertest"
 	"github.com/mamori-dev/mamori/server/store/pgtest"
 )
@@ -195,4 +196,19 @@ func TestRenewAnswerLost(t *testing.T) {
 	}
 	_, err = client(t, h, tls.Certificate{Certificate: [][]byte{lost.Certificate}, PrivateKey: d.Key}).Report(ctx, agentReport())
 	wantCode(t, err, codes.Unauthenticated)
+}
+
+// A device renewing in a loop is refused past the per-machine burst with
+// a retry hint (each renewal is a signature and an audit record).
+func TestRenewRateLimited(t *testing.T) {
+	lim := api.EnrollLimits{PerMachineRate: 0.001, PerMachineBurst: 3, RetryAfter: time.Second}
+	h := servertest.Start(t, servertest.Options{EnrollLimits: &lim})
+	d := enroll(t, h, "pc-loop")
+	for i := range 3 {
+		if _, err := d.Client.Renew(ctx, renewCSR(t, d)); err != nil {
+			t.Fatalf("renewal %d: %v", i+1, err)
+		}
+	}
+	_, err := d.Client.Renew(ctx, renewCSR(t, d))
+	wantRetryHint(t, err, time.Second)
 }
