@@ -177,6 +177,8 @@ type Daemon struct {
 	refused bool
 	// expired is set while the certificate is expired (logged once).
 	expired bool
+	// renewFailing is set while renewals fail (logged once at Warn).
+	renewFailing bool
 }
 
 // New builds a daemon.
@@ -411,10 +413,17 @@ func (d *Daemon) renew(ctx context.Context, id *state.Identity, server string) {
 	defer cancel()
 	next, err := enroll.Renew(cctx, mamoriv1.NewAgentServiceClient(cc), d.cfg.State, id, d.cfg.Now())
 	if err != nil {
-		d.log.WarnContext(ctx, "device certificate renewal failed; the current certificate stays in use and renewal is retried next round",
+		// Once per streak at Warn: it is retried every round.
+		lvl := slog.LevelWarn
+		if d.renewFailing {
+			lvl = slog.LevelDebug
+		}
+		d.renewFailing = true
+		d.log.Log(ctx, lvl, "device certificate renewal failed; the current certificate stays in use and renewal is retried every round",
 			"not_after", id.Cert.NotAfter, "error", err)
 		return
 	}
+	d.renewFailing = false
 	d.id = next
 	// New connections present the new certificate.
 	d.closeConns()

@@ -206,7 +206,8 @@ func Enroll(ctx context.Context, log *slog.Logger, dir *state.Dir, p Params) (*R
 		if !errors.Is(err, ErrBusy) || ctx.Err() != nil {
 			return nil, err
 		}
-		wait := retryinfo.Wait(err, time.Duration(p.Rand()*float64(backoff)), p.Rand())
+		// Never spin, whatever the hint says.
+		wait := max(retryinfo.Wait(err, time.Duration(p.Rand()*float64(backoff)), p.Rand()), 100*time.Millisecond)
 		if time.Now().Add(wait).After(giveUp) {
 			return nil, fmt.Errorf("%w; gave up after %v", err, p.BusyWait)
 		}
