@@ -175,6 +175,10 @@ type Daemon struct {
 	// refused is set while the server refuses this device, so the refusal
 	// is recorded once per streak, not every retry.
 	refused bool
+	// expired is set while the certificate is expired (logged once).
+	expired bool
+	// renewFailing is set while renewals fail (logged once at Warn).
+	renewFailing bool
 }
 
 // New builds a daemon.
@@ -310,9 +314,28 @@ func (d *Daemon) round(ctx context.Context) RoundResult {
 	resp, sent, received, server, err := d.report(ctx, id, req)
 	res.Server, res.Sent = server, len(batch)
 	if err != nil {
+		if exp := enroll.Expired(id.Cert, d.cfg.Now()); exp != nil {
+			// Judged by this terminal's clock, and only once the server
+			// refused too: a clock running ahead alone changes nothing.
+			err = fmt.Errorf("%w: %w", exp, err)
+			if !d.expired {
+				d.expired = true
+				d.log.ErrorContext(ctx, "DEVICE CERTIFICATE EXPIRED: the server refuses this terminal. Still enforcing the last policy. "+
+					"Ask the helpdesk for a new enrolment token and run mamori-agent enroll --token TOKEN.",
+					"not_after", id.Cert.NotAfter, "error", err)
+			}
+			d.id = nil // re-read: an operator may re-enrol this terminal while the agent runs
+			d.closeConns()
+			res.Err = err
+			return res
+		}
 		d.onRefusal(ctx, err)
 		res.Err = err
 		return res
+	}
+	d.expired = false
+	if enroll.RenewDue(id.Cert, d.cfg.Now()) {
+		d.renew(ctx, id, server)
 	}
 	if d.refused {
 		d.log.InfoContext(ctx, "server accepts this device again", "server", server)
@@ -361,7 +384,7 @@ func (d *Daemon) identity(ctx context.Context, f *mamoriv1.DeviceFacts) (*state.
 	d.log.InfoContext(ctx, "not enrolled; enrolling with the configured token", "servers", d.cfg.Servers)
 	r, err := enroll.Enroll(ctx, d.log, d.cfg.State, enroll.Params{
 		Servers: d.cfg.Servers, Token: d.cfg.Token, CAFingerprint: d.cfg.CAFingerprint,
-		Facts: f, CallTimeout: d.cfg.CallTimeout, Now: d.cfg.Now,
+		Facts: f, CallTimeout: d.cfg.CallTimeout, Now: d.cfg.Now, Sleep: d.cfg.Sleep, Rand: d.cfg.Rand,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("enrol: %w", err)
@@ -374,6 +397,38 @@ func (d *Daemon) identity(ctx context.Context, f *mamoriv1.DeviceFacts) (*state.
 		}
 	}
 	return d.id, nil
+}
+
+// renew replaces the device certificate ahead of its expiry over the
+// connection that has just worked. On failure the current certificate
+// stays in use and the next round tries again; the server keeps accepting
+// the current one until it expires.
+func (d *Daemon) renew(ctx context.Context, id *state.Identity, server string) {
+	cc, err := d.conn(id, server)
+	if err != nil {
+		d.log.WarnContext(ctx, "certificate renewal not tried", "error", err)
+		return
+	}
+	cctx, cancel := context.WithTimeout(ctx, d.cfg.CallTimeout)
+	defer cancel()
+	next, err := enroll.Renew(cctx, mamoriv1.NewAgentServiceClient(cc), d.cfg.State, id, d.cfg.Now())
+	if err != nil {
+		// Once per streak at Warn: it is retried every round.
+		lvl := slog.LevelWarn
+		if d.renewFailing {
+			lvl = slog.LevelDebug
+		}
+		d.renewFailing = true
+		d.log.Log(ctx, lvl, "device certificate renewal failed; the current certificate stays in use and renewal is retried every round",
+			"not_after", id.Cert.NotAfter, "error", err)
+		return
+	}
+	d.renewFailing = false
+	d.id = next
+	// New connections present the new certificate.
+	d.closeConns()
+	d.log.InfoContext(ctx, "device certificate renewed", "server", server, "not_after", next.Cert.NotAfter,
+		"previous_not_after", id.Cert.NotAfter)
 }
 
 func (d *Daemon) servers() []string {

@@ -29,6 +29,7 @@ import (
 	"github.com/mamori-dev/mamori/agent/state"
 	"github.com/mamori-dev/mamori/internal/pki"
 	"github.com/mamori-dev/mamori/internal/policy"
+	"github.com/mamori-dev/mamori/internal/retryinfo"
 	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
 )
 
@@ -45,6 +46,10 @@ type fakeServer struct {
 	devices  map[string]string // machine id -> device id
 	policy   *mamoriv1.Policy
 	reportFn func(*mamoriv1.ReportRequest) ([]string, error) // acked ids or error
+	// busy answers this many enrolments ResourceExhausted with a 3 s
+	// retry hint; csrs records every enrolment's CSR.
+	busy int
+	csrs [][]byte
 }
 
 func startServer(t *testing.T) *fakeServer {
@@ -75,6 +80,12 @@ func (s *fakeServer) Enroll(ctx context.Context, req *mamoriv1.EnrollRequest) (*
 		return nil, status.Error(codes.PermissionDenied, "enrolment token refused")
 	}
 	s.mu.Lock()
+	s.csrs = append(s.csrs, req.Csr)
+	if s.busy > 0 {
+		s.busy--
+		s.mu.Unlock()
+		return nil, retryinfo.Error(codes.ResourceExhausted, 3*time.Second, "busy enrolling others")
+	}
 	id, ok := s.devices[req.Facts.GetMachineId()]
 	if !ok {
 		id = uuid.NewString()
@@ -482,6 +493,39 @@ func TestRunEnrolsWhenConfigured(t *testing.T) {
 	}
 	if _, err := dir.LoadIdentity(); err != nil {
 		t.Error(err)
+	}
+}
+
+// A server that answers busy (admission control) is asked again after
+// the delay it gives, with the same CSR (the server counts a retried
+// enrolment's token use once), until it enrols the terminal.
+func TestEnrolBusyServerRetriesAfterHint(t *testing.T) {
+	s := startServer(t)
+	s.busy = 3
+	dir, _ := state.Open(t.TempDir())
+	cfg := baseConfig(dir, &daemontest.Spool{})
+	cfg.Servers, cfg.Token, cfg.CAFingerprint = []string{s.addr}, goodToken, s.ca.Fingerprint()
+	h := runDaemon(t, cfg, func(h *harness) bool { return len(h.rounds) == 1 })
+	if h.rounds[0].Err != nil {
+		t.Fatal(h.rounds[0].Err)
+	}
+	if len(h.sleeps) < 3 {
+		t.Fatalf("slept %v, want three waits before the enrolment went through", h.sleeps)
+	}
+	for _, d := range h.sleeps[:3] {
+		if d < 3*time.Second || d > 6*time.Second {
+			t.Errorf("waited %v after a busy answer, want the 3 s hint plus at most as much jitter", d)
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.csrs) != 4 {
+		t.Fatalf("%d enrolment calls, want 4", len(s.csrs))
+	}
+	for i, c := range s.csrs[1:] {
+		if string(c) != string(s.csrs[0]) {
+			t.Errorf("retry %d sent another CSR: a retry must reuse the key", i+1)
+		}
 	}
 }
 

@@ -24,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"strings"
 	"sync"
 	"time"
@@ -37,6 +38,7 @@ import (
 	"github.com/mamori-dev/mamori/agent/transport"
 	"github.com/mamori-dev/mamori/internal/pki"
 	"github.com/mamori-dev/mamori/internal/policy"
+	"github.com/mamori-dev/mamori/internal/retryinfo"
 	"github.com/mamori-dev/mamori/internal/tpm"
 	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
 )
@@ -48,7 +50,14 @@ var (
 	ErrRevoked      = errors.New("this terminal was revoked on the server: ask the security officer to review it before enrolling again")
 	ErrUnreachable  = errors.New("no server reachable: check --server, the network path and the firewall (TCP to the server port)")
 	ErrAttestation  = errors.New("the server refused this terminal's TPM attestation: report this to the helpdesk with the agent log")
+	// ErrBusy: the server is enrolling as many terminals as it takes at
+	// once (or this address or machine enrolled too often just now). It
+	// is transient: Enroll waits the server's hint and tries again.
+	ErrBusy = errors.New("the server is busy enrolling other terminals; retrying after the delay it asked for")
 )
+
+// DefaultBusyWait bounds how long Enroll keeps retrying a busy server.
+const DefaultBusyWait = 5 * time.Minute
 
 // Params are what enrolment needs.
 type Params struct {
@@ -63,6 +72,13 @@ type Params struct {
 	CallTimeout time.Duration
 	// Now is the clock for enrolled_at; nil means time.Now.
 	Now func() time.Time
+	// BusyWait bounds how long Enroll retries servers that answer busy
+	// (ResourceExhausted with a retry hint); 0 means DefaultBusyWait.
+	BusyWait time.Duration
+	// Sleep waits d or until ctx ends, and Rand returns a number in
+	// [0,1) for jitter; nil means the real ones. Tests replace them.
+	Sleep func(ctx context.Context, d time.Duration) error
+	Rand  func() float64
 }
 
 // LogValue keeps the token out of logs even when Params is logged whole.
@@ -126,6 +142,15 @@ func Enroll(ctx context.Context, log *slog.Logger, dir *state.Dir, p Params) (*R
 	if p.Now == nil {
 		p.Now = time.Now
 	}
+	if p.BusyWait <= 0 {
+		p.BusyWait = DefaultBusyWait
+	}
+	if p.Sleep == nil {
+		p.Sleep = sleep
+	}
+	if p.Rand == nil {
+		p.Rand = rand.Float64
+	}
 	fp, _ := pki.NormalizeFingerprint(p.CAFingerprint)
 	key, err := dir.NewKey()
 	if err != nil {
@@ -167,6 +192,35 @@ func Enroll(ctx context.Context, log *slog.Logger, dir *state.Dir, p Params) (*R
 			}}
 		}
 	}
+	// A busy server is asked again after the delay it gives, with the
+	// same key and CSR: the server counts a retried enrolment's token use
+	// once, so retrying is safe even if an earlier answer was lost.
+	giveUp := time.Now().Add(p.BusyWait)
+	backoff := time.Second
+	for {
+		res, err := enrollOnce(ctx, log, dir, p, fp, key, csr, at)
+		if err == nil {
+			saved = true
+			return res, nil
+		}
+		if !errors.Is(err, ErrBusy) || ctx.Err() != nil {
+			return nil, err
+		}
+		// Never spin, whatever the hint says.
+		wait := max(retryinfo.Wait(err, time.Duration(p.Rand()*float64(backoff)), p.Rand()), 100*time.Millisecond)
+		if time.Now().Add(wait).After(giveUp) {
+			return nil, fmt.Errorf("%w; gave up after %v", err, p.BusyWait)
+		}
+		log.InfoContext(ctx, "server busy enrolling; waiting before the next try", "retry_in", wait)
+		if err := p.Sleep(ctx, wait); err != nil {
+			return nil, err
+		}
+		backoff = min(2*backoff, time.Minute)
+	}
+}
+
+// enrollOnce tries each server once.
+func enrollOnce(ctx context.Context, log *slog.Logger, dir *state.Dir, p Params, fp string, key crypto.Signer, csr []byte, at *attestation) (*Result, error) {
 	var errs []error
 	for _, addr := range p.Servers {
 		resp, err := call(ctx, addr, fp, p, csr, at)
@@ -175,15 +229,14 @@ func Enroll(ctx context.Context, log *slog.Logger, dir *state.Dir, p Params) (*R
 			if err != nil {
 				return nil, err
 			}
-			saved = true
 			log.InfoContext(ctx, "enrolled", "server", addr, "device", res.Identity.Device.DeviceID,
 				"policy_version", res.Policy.GetVersion(), "key_storage", p.Facts.KeyStorage, "attested", res.Attested)
 			return res, nil
 		}
 		log.WarnContext(ctx, "enrolment attempt failed", "server", addr, "error", err)
-		// Only an unreachable server is a reason to try the next one: a
-		// refused token or a wrong CA is the same answer everywhere.
-		if !errors.Is(err, ErrUnreachable) {
+		// Only an unreachable or busy server is a reason to try the next
+		// one: a refused token or a wrong CA is the same answer everywhere.
+		if !errors.Is(err, ErrUnreachable) && !errors.Is(err, ErrBusy) {
 			return nil, err
 		}
 		errs = append(errs, err)
@@ -264,6 +317,9 @@ func explain(addr string, err error) error {
 		return ErrTokenRefused
 	case codes.Unavailable, codes.DeadlineExceeded:
 		return fmt.Errorf("%w (%s: %s)", ErrUnreachable, addr, st.Message())
+	case codes.ResourceExhausted:
+		// Keep the status: it carries the server's retry hint.
+		return fmt.Errorf("%w (%s: %w)", ErrBusy, addr, err)
 	case codes.InvalidArgument:
 		return fmt.Errorf("the server refused the request (%s): update the agent or report this to the helpdesk", st.Message())
 	}
@@ -316,6 +372,17 @@ func store(dir *state.Dir, addr, fp string, p Params, key crypto.Signer, resp *m
 		}
 	}
 	return &Result{Identity: ident, Policy: resp.GetPolicy(), Server: addr, Attested: resp.GetAttested()}, nil
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 func pool(ca *x509.Certificate) *x509.CertPool {

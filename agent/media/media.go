@@ -39,6 +39,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/mamori-dev/mamori/agent/control"
 	"github.com/mamori-dev/mamori/internal/policy"
@@ -579,7 +580,31 @@ func eventAttrs(d Device, a Action, rule string, enforce bool) map[string]string
 	if d.VendorName != "" || d.ProductName != "" {
 		attrs["model"] = strings.TrimSpace(d.VendorName + " " + d.ProductName)
 	}
+	for k, v := range attrs {
+		attrs[k] = eventValue(v)
+	}
 	return attrs
+}
+
+// maxEventValue bounds an event attribute value. The values come from
+// sysfs, i.e. from the device (USB string descriptors, SCSI inquiry data):
+// a hostile stick must not produce an event the server refuses (its limit
+// is 4096 bytes of valid UTF-8 per value), which would hold up every event
+// queued behind it.
+const maxEventValue = 1024
+
+// eventValue makes s valid UTF-8 and at most maxEventValue bytes, cut at
+// a character boundary.
+func eventValue(s string) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	if len(s) <= maxEventValue {
+		return s
+	}
+	cut := maxEventValue - len("…")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }
 
 // DeviceState is one governed device as Status and `media list` show it.

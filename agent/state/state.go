@@ -420,3 +420,28 @@ func publicKeysEqual(a, b crypto.PublicKey) bool {
 	ea, ok := a.(interface{ Equal(crypto.PublicKey) bool })
 	return ok && ea.Equal(b)
 }
+
+// SaveCertificate replaces the device certificate of id with cert, a
+// renewal for the same key and device, and returns the new identity. Only
+// cert.pem changes, in one atomic, durable rename: a crash leaves either
+// the old certificate or the new one, and both belong to the key.
+func (d *Dir) SaveCertificate(id *Identity, cert *x509.Certificate) (*Identity, error) {
+	if id == nil || id.Key == nil || cert == nil {
+		return nil, errors.New("save certificate: incomplete identity")
+	}
+	if !publicKeysEqual(cert.PublicKey, id.Key.Public()) {
+		return nil, errors.New("save certificate: certificate is not for this device's key")
+	}
+	if devID, err := pki.DeviceIDFromCert(cert); err != nil || devID != id.Device.DeviceID {
+		return nil, fmt.Errorf("save certificate: certificate names device %q, this is %s", devID, id.Device.DeviceID)
+	}
+	if err := cert.CheckSignatureFrom(id.CA); err != nil {
+		return nil, fmt.Errorf("save certificate: not signed by the pinned CA: %w", err)
+	}
+	if err := atomicfile.Write(d.file(CertFile), pki.EncodeCert(cert.Raw), 0o644); err != nil {
+		return nil, fmt.Errorf("save device certificate: %w", err)
+	}
+	next := *id
+	next.Cert = cert
+	return &next, nil
+}

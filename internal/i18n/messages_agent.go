@@ -74,4 +74,7 @@ the environment over the file.
 	{"agent.mfa.pin-enrolled", "PIN key for %s created in this terminal's TPM; %s logs in with the PIN from now on", "%s の PIN 鍵をこの端末の TPM に作成しました。以後 %s は PIN でログインします"},
 	{"agent.mfa.pin-removed", "PIN of %s removed; %s logs in with a verification code again", "%s の PIN を削除しました。%s は確認コードでログインします"},
 	{"agent.err.mfa", "%v", "%v"},
+	{"agent.status.cert", "certificate valid until %s; renewed automatically from %s", "証明書の有効期限: %s (%s 以降に自動で更新します)"},
+	{"agent.status.cert-renew-due", "certificate valid until %s; renewal is due (the running agent renews it at its next report)", "証明書の有効期限: %s (更新時期です。実行中のエージェントが次回の報告時に更新します)"},
+	{"agent.status.cert-expired", "CERTIFICATE EXPIRED at %s: the server refuses this terminal. Ask the helpdesk for a new enrolment token and run: mamori-agent enroll --token TOKEN", "証明書の有効期限が切れています (%s): サーバーはこの端末を受け付けません。ヘルプデスクに新しい登録トークンを依頼し、mamori-agent enroll --token TOKEN を実行してください"},
 }

@@ -49,8 +49,9 @@ const (
 
 	caValidity     = 20 * 365 * 24 * time.Hour
 	serverValidity = 2 * 365 * 24 * time.Hour
-	// DeviceValidity is how long a device certificate lasts. Re-enrolment
-	// issues a new one; renewal over Report is future work.
+	// DeviceValidity is how long a device certificate lasts. The agent
+	// renews it (AgentService.Renew, same key) after 2/3 of it;
+	// re-enrolment issues a new one too.
 	DeviceValidity = 2 * 365 * 24 * time.Hour
 )
 

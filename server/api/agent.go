@@ -2,10 +2,12 @@ package api
 
 import (
 	"context"
+	"crypto"
 	"crypto/sha256"
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/google/uuid"
 	"google.golang.org/grpc/codes"
@@ -23,6 +25,12 @@ import (
 
 // Enroll exchanges an enrolment token and a CSR for a device certificate.
 func (s *Server) Enroll(ctx context.Context, req *mamoriv1.EnrollRequest) (*mamoriv1.EnrollResponse, error) {
+	// Admission first: a refusal costs the server almost nothing.
+	release, err := s.admitEnroll(ctx, req.GetFacts().GetMachineId())
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	if len(req.Token) > MaxTokenLength || !auth.WellFormed(req.Token, auth.EnrollmentTokenPrefix) {
 		// Same answer as an unknown token: a prober learns nothing.
 		return nil, status.Error(codes.PermissionDenied, "enrolment token refused")
@@ -34,6 +42,7 @@ func (s *Server) Enroll(ctx context.Context, req *mamoriv1.EnrollRequest) (*mamo
 	if err != nil {
 		return nil, invalidArg("csr: %v", err)
 	}
+	keyHash := sha256.Sum256(csr.RawSubjectPublicKeyInfo)
 	if err := validateFacts(req.Facts, true); err != nil {
 		return nil, err
 	}
@@ -70,6 +79,7 @@ func (s *Server) Enroll(ctx context.Context, req *mamoriv1.EnrollRequest) (*mamo
 		Now:           now,
 		Facts:         req.Facts,
 		NewDeviceID:   uuid.NewString(),
+		KeyHash:       keyHash[:],
 		EKFingerprint: ekFingerprint,
 		Sign: func(deviceID string) ([]byte, string, error) {
 			der, serial, err := s.ca.SignDeviceCSR(req.Csr, deviceID, ekFingerprint != "", now)
@@ -88,6 +98,11 @@ func (s *Server) Enroll(ctx context.Context, req *mamoriv1.EnrollRequest) (*mamo
 		action = "device.reenroll"
 	}
 	detail := fmt.Sprintf("hostname=%s machine_id=%s", req.Facts.Hostname, req.Facts.MachineId)
+	if res.Repeated {
+		// The same machine, token and key again: its earlier answer was
+		// lost. No token use was counted.
+		detail += " retry=same-key"
+	}
 	if ekFingerprint != "" {
 		detail += " key=tpm-attested ek=" + ekFingerprint
 	}
@@ -200,4 +215,67 @@ func (s *Server) Report(ctx context.Context, req *mamoriv1.ReportRequest) (*mamo
 		s.log.InfoContext(ctx, "control state changed", "device", dev.ID, "controls", res.Changes, "verdict", verdict)
 	}
 	return resp, nil
+}
+
+// Renew issues a device a new certificate for the key of the certificate
+// the call came with. The key stays (a TPM key stays in the TPM and keeps
+// its attestation); a new key needs a new enrolment. The store refuses a
+// revoked device and a certificate that is neither the current one nor
+// the one last renewed from; an expired certificate never gets here (the
+// TLS handshake and authDevice refuse it).
+func (s *Server) Renew(ctx context.Context, req *mamoriv1.RenewRequest) (*mamoriv1.RenewResponse, error) {
+	dev, ok := deviceFrom(ctx)
+	if !ok || dev.Cert == nil {
+		return nil, status.Error(codes.Unauthenticated, "no device identity")
+	}
+	// A device renews once in 16 months; one renewing in a loop would
+	// fill the audit log. It shares the per-machine limit of enrolment.
+	if ok, wait := s.admission.machine.take("renew:"+dev.ID, s.admission.now()); !ok {
+		return nil, s.refuseEnroll(ctx, "per_device_renew", wait, "this device renewed too often just now: retry after the delay given")
+	}
+	if len(req.GetCsr()) == 0 || len(req.GetCsr()) > MaxCSRBytes {
+		return nil, invalidArg("csr is missing or larger than %d bytes", MaxCSRBytes)
+	}
+	csr, err := x509.ParseCertificateRequest(req.Csr)
+	if err != nil {
+		return nil, invalidArg("csr: %v", err)
+	}
+	if err := csr.CheckSignature(); err != nil {
+		return nil, invalidArg("csr signature: %v", err)
+	}
+	if pub, ok := csr.PublicKey.(interface{ Equal(crypto.PublicKey) bool }); !ok || !pub.Equal(dev.Cert.PublicKey) {
+		return nil, invalidArg("renewal keeps the key: the CSR must be for the key of the presented certificate (a new key needs a new enrolment)")
+	}
+	now := s.now()
+	var notAfter time.Time
+	res, err := s.store.Renew(ctx, store.RenewParams{
+		DeviceID: dev.ID, PresentedSerial: dev.Serial, Now: now,
+		Sign: func() ([]byte, string, error) {
+			der, serial, err := s.ca.SignDeviceCSR(req.Csr, dev.ID, dev.KeyAttested, now)
+			if err != nil {
+				return nil, "", invalidArg("%v", err)
+			}
+			c, err := x509.ParseCertificate(der)
+			if err != nil {
+				return nil, "", fmt.Errorf("parse the certificate just signed: %w", err)
+			}
+			notAfter = c.NotAfter
+			return der, serial, nil
+		},
+	})
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil, status.Error(codes.Unauthenticated, "unknown device: enrol again")
+	case err != nil:
+		s.log.InfoContext(ctx, "renewal refused", "device", dev.ID, "serial", dev.Serial, "error", err)
+		return nil, err
+	}
+	detail := fmt.Sprintf("from_serial=%s serial=%s not_after=%s", dev.Serial, res.Device.CertSerial, notAfter.UTC().Format(time.RFC3339))
+	// The certificate is issued: record it even if the caller has gone.
+	if err := s.audit(context.WithoutCancel(ctx), "device:"+dev.ID, "device.renew", dev.ID, detail); err != nil {
+		return nil, err
+	}
+	s.log.InfoContext(ctx, "device certificate renewed", "device", dev.ID, "from_serial", dev.Serial,
+		"serial", res.Device.CertSerial, "not_after", notAfter)
+	return &mamoriv1.RenewResponse{Certificate: res.CertDER, NotAfter: timestamppb.New(notAfter)}, nil
 }

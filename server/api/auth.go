@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -44,6 +45,9 @@ type access struct {
 var methodAccess = map[string]access{
 	mamoriv1.AgentService_Enroll_FullMethodName: {enroll: true},
 	mamoriv1.AgentService_Report_FullMethodName: {device: true, checkedInTx: true},
+	// Renew's store transaction checks revocation and the serial (current
+	// or renewed-from) with its write.
+	mamoriv1.AgentService_Renew_FullMethodName: {device: true, checkedInTx: true},
 
 	mamoriv1.AdminService_ListDevices_FullMethodName:           {role: auth.RoleHelpdesk},
 	mamoriv1.AdminService_GetDevice_FullMethodName:             {role: auth.RoleHelpdesk},
@@ -69,6 +73,8 @@ type deviceIdentity struct {
 	Serial string
 	// KeyAttested: the certificate says the key was attested in a TPM.
 	KeyAttested bool
+	// Cert is the verified certificate the call came with.
+	Cert *x509.Certificate
 }
 
 // operatorIdentity is who an admin call speaks for, from its token.
@@ -134,8 +140,15 @@ func (s *Server) authDevice(ctx context.Context, checkStore bool) (deviceIdentit
 	if err != nil {
 		return deviceIdentity{}, status.Errorf(codes.Unauthenticated, "not a device certificate: %v", err)
 	}
+	// The TLS handshake checks validity against the same clock; this is
+	// the answer a person reads if a certificate slips past it.
+	if now := s.now(); now.After(leaf.NotAfter) {
+		return deviceIdentity{}, status.Errorf(codes.Unauthenticated,
+			"device certificate expired at %s: this terminal needs a new enrolment token (mamori-agent enroll)",
+			leaf.NotAfter.UTC().Format(time.RFC3339))
+	}
 	if !checkStore {
-		return deviceIdentity{ID: id, Serial: pki.SerialHex(leaf), KeyAttested: pki.KeyAttested(leaf)}, nil
+		return deviceIdentity{ID: id, Serial: pki.SerialHex(leaf), KeyAttested: pki.KeyAttested(leaf), Cert: leaf}, nil
 	}
 	serial, revokedAt, err := s.store.DeviceCredential(ctx, id)
 	switch {
@@ -149,7 +162,7 @@ func (s *Server) authDevice(ctx context.Context, checkStore bool) (deviceIdentit
 		return deviceIdentity{}, status.Error(codes.Unauthenticated,
 			"certificate superseded by a newer enrolment of this device")
 	}
-	return deviceIdentity{ID: id, Serial: serial, KeyAttested: pki.KeyAttested(leaf)}, nil
+	return deviceIdentity{ID: id, Serial: serial, KeyAttested: pki.KeyAttested(leaf), Cert: leaf}, nil
 }
 
 func (s *Server) authOperator(ctx context.Context) (operatorIdentity, error) {
@@ -184,13 +197,19 @@ func (s *Server) authOperator(ctx context.Context) (operatorIdentity, error) {
 // only interceptor: one place to read to know what guards a call.
 func (s *Server) UnaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
 	start := time.Now()
+	s.inflight.Add(1)
+	defer s.inflight.Add(-1)
 	defer func() {
 		if r := recover(); r != nil {
 			s.log.ErrorContext(ctx, "panic in handler", "method", info.FullMethod, "panic", r)
 			resp, err = nil, status.Error(codes.Internal, "internal error")
 		}
 		code := status.Code(err)
-		if code != codes.OK {
+		if code == codes.ResourceExhausted {
+			// Admission refusals come by the thousand in a storm;
+			// admission.go logs a summary instead.
+			s.log.DebugContext(ctx, "rpc refused", "method", info.FullMethod, "code", code.String(), "error", err)
+		} else if code != codes.OK {
 			s.log.InfoContext(ctx, "rpc refused", "method", info.FullMethod, "code", code.String(),
 				"error", err, "took", time.Since(start))
 		}

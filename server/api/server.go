@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -43,6 +44,9 @@ type Deps struct {
 	// MFAKey seals the server-held TOTP secrets (server/mfa); nil
 	// refuses MFA enrolment and sends no MFA bundles.
 	MFAKey *mfa.Key
+	// EnrollLimits bound enrolment (admission.go); the zero value
+	// switches every limit off. Production passes DefaultEnrollLimits.
+	EnrollLimits EnrollLimits
 }
 
 // Server implements both services.
@@ -59,6 +63,8 @@ type Server struct {
 	policyTTL time.Duration
 	attest    *attest.Verifier
 	mfaKey    *mfa.Key
+	admission *admission
+	inflight  atomic.Int64 // calls inside UnaryInterceptor
 	mu        sync.Mutex
 	mfaGen    int64
 	mfaGenAt  time.Time
@@ -90,7 +96,13 @@ func New(d Deps) (*Server, error) {
 		}
 		d.Attest = v
 	}
-	return &Server{store: d.Store, ca: d.CA, ingest: d.Ingest, now: d.Now, log: d.Log, policyTTL: d.PolicyTTL, attest: d.Attest, mfaKey: d.MFAKey}, nil
+	if err := d.EnrollLimits.Validate(); err != nil {
+		return nil, fmt.Errorf("api: %w", err)
+	}
+	return &Server{store: d.Store, ca: d.CA, ingest: d.Ingest, now: d.Now, log: d.Log, policyTTL: d.PolicyTTL, attest: d.Attest, mfaKey: d.MFAKey,
+		// Rate limits are about elapsed real time, not the injectable
+		// clock (like the policy cache's age).
+		admission: newAdmission(d.EnrollLimits, time.Now)}, nil
 }
 
 // Register adds both services to g.
@@ -109,6 +121,24 @@ func (s *Server) ServerOptions() []grpc.ServerOption {
 		grpc.MaxRecvMsgSize(MaxMessageBytes),
 		grpc.MaxSendMsgSize(MaxMessageBytes),
 	}
+}
+
+// WaitIdle returns when no call is being handled, or with ctx's error.
+// A graceful stop uses it: once the server has sent GOAWAY no new call
+// starts, so idle means every answered report is committed, and the
+// connections that are left can be closed without waiting for each
+// client to acknowledge the GOAWAY.
+func (s *Server) WaitIdle(ctx context.Context) error {
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for s.inflight.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+	return nil
 }
 
 // currentPolicy returns the policy, cached for PolicyTTL.

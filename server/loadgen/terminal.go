@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/mamori-dev/mamori/internal/pki"
+	"github.com/mamori-dev/mamori/internal/retryinfo"
 	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
 )
 
@@ -121,7 +122,9 @@ func (t *terminal) enroll(ctx context.Context, token string) error {
 		}
 		t.g.enrollRetries.Add(1)
 		t.g.retryErrs.add(status.Code(err))
-		sleep(ctx, bo.next())
+		// Like the agent: at least the server's retry hint (admission
+		// control), with jitter, and never less than the own back-off.
+		sleep(ctx, retryinfo.Wait(err, bo.next(), t.rng.Float64()))
 	}
 }
 

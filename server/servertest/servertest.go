@@ -21,6 +21,7 @@ import (
 
 	"github.com/mamori-dev/mamori/internal/pki"
 	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
+	"github.com/mamori-dev/mamori/server/api"
 	"github.com/mamori-dev/mamori/server/auth"
 	"github.com/mamori-dev/mamori/server/serve"
 )
@@ -76,6 +77,10 @@ type Options struct {
 	// Log, when set, receives the server's log (text, debug level), so a
 	// test can check what it says and what it never says.
 	Log io.Writer
+	// EnrollLimits replaces the default enrolment limits when set.
+	EnrollLimits *api.EnrollLimits
+	// StopTimeout replaces the default stop timeout when set.
+	StopTimeout time.Duration
 }
 
 // Start runs a server until the test ends.
@@ -100,6 +105,12 @@ func Start(t testing.TB, o Options) *Harness {
 	}
 	if o.Log != nil {
 		cfg.Log = slog.New(slog.NewTextHandler(o.Log, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	if o.EnrollLimits != nil {
+		cfg.EnrollLimits = *o.EnrollLimits
+	}
+	if o.StopTimeout > 0 {
+		cfg.StopTimeout = o.StopTimeout
 	}
 	srv, err := serve.Open(context.Background(), cfg)
 	if err != nil {

@@ -80,6 +80,12 @@ type EnrollParams struct {
 	Facts     *mamoriv1.DeviceFacts // MachineId is the re-enrolment key
 	// NewDeviceID is used when no device has this EK or machine ID yet.
 	NewDeviceID string
+	// KeyHash is SHA-256 of the CSR's SubjectPublicKeyInfo. A machine that
+	// already spent a use of this token with this key (its first answer
+	// was lost and it retries) is issued a certificate again without
+	// counting another use, even when the token has no use left. Empty
+	// disables that: every enrolment counts.
+	KeyHash []byte
 	// EKFingerprint is set when the device key was attested to be in a
 	// TPM (server/attest): the device with this EK is the same device,
 	// whatever its machine ID. Empty for a software key.
@@ -96,6 +102,29 @@ type EnrollResult struct {
 	CertDER []byte
 	// Reenrolled is true when an existing device record was kept.
 	Reenrolled bool
+	// Repeated is true when this was a retry of an enrolment this machine
+	// already made with this token and key: no use was counted.
+	Repeated bool
+}
+
+// RenewParams is one certificate renewal: a device proves itself with its
+// current certificate and is issued a new one for the same key.
+type RenewParams struct {
+	DeviceID string
+	// PresentedSerial is the serial of the certificate the call came
+	// with. It must be the device's current certificate, or the one it
+	// renewed from last (an agent that did not get or save the answer).
+	PresentedSerial string
+	Now             time.Time
+	// Sign issues the new certificate. It runs inside the transaction,
+	// after the checks; an error rolls everything back.
+	Sign func() (certDER []byte, serial string, err error)
+}
+
+// RenewResult is what Renew did.
+type RenewResult struct {
+	Device  Device
+	CertDER []byte
 }
 
 // Device is the server's record of one terminal.
@@ -260,6 +289,13 @@ type Enrollment interface {
 	// device by EK fingerprint, else by machine ID, or creates it, signs, counts one use of the
 	// token, and stores the new certificate serial, all in one transaction.
 	Enroll(ctx context.Context, p EnrollParams) (EnrollResult, error)
+	// Renew checks that the device exists (ErrNotFound), is not revoked
+	// (ErrDeviceRevoked) and presents its current certificate or the one
+	// it last renewed from (ErrCertSuperseded), signs, and makes the new
+	// certificate current, all in one transaction. The presented
+	// certificate stays accepted (same key) until it expires, so a renewal
+	// whose answer never arrived leaves the agent a working certificate.
+	Renew(ctx context.Context, p RenewParams) (RenewResult, error)
 }
 
 // Ingest stores reports. One call is one transaction (group commit): every

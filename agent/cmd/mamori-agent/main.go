@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/google/go-tpm/tpm2/transport"
 	"github.com/kardianos/service"
@@ -258,6 +259,7 @@ func doStatus(cfg config.Config, inv cli.Invocation, p *i18n.Printer, stdout io.
 		return rc
 	}
 	fmt.Fprintln(stdout, p.Sprintf(cli.MsgEnrolledAs, id.Device.DeviceID, strings.Join(id.Device.Servers, ", ")))
+	fmt.Fprintln(stdout, cli.CertStatus(p, id.Cert, time.Now()))
 	return rc
 }
 

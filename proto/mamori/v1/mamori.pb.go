@@ -1176,6 +1176,108 @@ func (x *ReportResponse) GetMfaBundle() *SealedMFABundle {
 	return nil
 }
 
+// RenewRequest carries a new CSR signed by the device's current key. The
+// CSR's public key must be the key of the certificate the call presents.
+type RenewRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// PKCS#10 certificate request, DER.
+	Csr           []byte `protobuf:"bytes,1,opt,name=csr,proto3" json:"csr,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RenewRequest) Reset() {
+	*x = RenewRequest{}
+	mi := &file_mamori_v1_mamori_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RenewRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RenewRequest) ProtoMessage() {}
+
+func (x *RenewRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mamori_v1_mamori_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RenewRequest.ProtoReflect.Descriptor instead.
+func (*RenewRequest) Descriptor() ([]byte, []int) {
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *RenewRequest) GetCsr() []byte {
+	if x != nil {
+		return x.Csr
+	}
+	return nil
+}
+
+// RenewResponse is the new device certificate.
+type RenewResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Device certificate, DER; same device ID and key as the old one.
+	Certificate []byte `protobuf:"bytes,1,opt,name=certificate,proto3" json:"certificate,omitempty"`
+	// When the new certificate expires.
+	NotAfter      *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=not_after,json=notAfter,proto3" json:"not_after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RenewResponse) Reset() {
+	*x = RenewResponse{}
+	mi := &file_mamori_v1_mamori_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RenewResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RenewResponse) ProtoMessage() {}
+
+func (x *RenewResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mamori_v1_mamori_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RenewResponse.ProtoReflect.Descriptor instead.
+func (*RenewResponse) Descriptor() ([]byte, []int) {
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *RenewResponse) GetCertificate() []byte {
+	if x != nil {
+		return x.Certificate
+	}
+	return nil
+}
+
+func (x *RenewResponse) GetNotAfter() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NotAfter
+	}
+	return nil
+}
+
 // SealedMFABundle is an MFABundle sealed to one device's HPKE key:
 // single-shot HPKE base mode, DHKEM(X25519, HKDF-SHA256), HKDF-SHA256,
 // AES-256-GCM, info "mamori mfa bundle v1 " + device ID, so a bundle
@@ -1192,7 +1294,7 @@ type SealedMFABundle struct {
 
 func (x *SealedMFABundle) Reset() {
 	*x = SealedMFABundle{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[12]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1204,7 +1306,7 @@ func (x *SealedMFABundle) String() string {
 func (*SealedMFABundle) ProtoMessage() {}
 
 func (x *SealedMFABundle) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[12]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1217,7 +1319,7 @@ func (x *SealedMFABundle) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SealedMFABundle.ProtoReflect.Descriptor instead.
 func (*SealedMFABundle) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{12}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SealedMFABundle) GetVersion() string {
@@ -1260,7 +1362,7 @@ type MFABundle struct {
 
 func (x *MFABundle) Reset() {
 	*x = MFABundle{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[13]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1272,7 +1374,7 @@ func (x *MFABundle) String() string {
 func (*MFABundle) ProtoMessage() {}
 
 func (x *MFABundle) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[13]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1285,7 +1387,7 @@ func (x *MFABundle) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MFABundle.ProtoReflect.Descriptor instead.
 func (*MFABundle) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{13}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *MFABundle) GetVersion() string {
@@ -1367,7 +1469,7 @@ type MFATempCode struct {
 
 func (x *MFATempCode) Reset() {
 	*x = MFATempCode{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[14]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1379,7 +1481,7 @@ func (x *MFATempCode) String() string {
 func (*MFATempCode) ProtoMessage() {}
 
 func (x *MFATempCode) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[14]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1392,7 +1494,7 @@ func (x *MFATempCode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MFATempCode.ProtoReflect.Descriptor instead.
 func (*MFATempCode) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{14}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *MFATempCode) GetUser() string {
@@ -1442,7 +1544,7 @@ type MFAUnlock struct {
 
 func (x *MFAUnlock) Reset() {
 	*x = MFAUnlock{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[15]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1454,7 +1556,7 @@ func (x *MFAUnlock) String() string {
 func (*MFAUnlock) ProtoMessage() {}
 
 func (x *MFAUnlock) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[15]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1467,7 +1569,7 @@ func (x *MFAUnlock) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MFAUnlock.ProtoReflect.Descriptor instead.
 func (*MFAUnlock) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{15}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *MFAUnlock) GetUser() string {
@@ -1506,7 +1608,7 @@ type MFAUserSecret struct {
 
 func (x *MFAUserSecret) Reset() {
 	*x = MFAUserSecret{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[16]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1518,7 +1620,7 @@ func (x *MFAUserSecret) String() string {
 func (*MFAUserSecret) ProtoMessage() {}
 
 func (x *MFAUserSecret) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[16]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1531,7 +1633,7 @@ func (x *MFAUserSecret) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MFAUserSecret.ProtoReflect.Descriptor instead.
 func (*MFAUserSecret) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{16}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *MFAUserSecret) GetUser() string {
@@ -1602,7 +1704,7 @@ type ControlRecord struct {
 
 func (x *ControlRecord) Reset() {
 	*x = ControlRecord{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[17]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1614,7 +1716,7 @@ func (x *ControlRecord) String() string {
 func (*ControlRecord) ProtoMessage() {}
 
 func (x *ControlRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[17]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1627,7 +1729,7 @@ func (x *ControlRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ControlRecord.ProtoReflect.Descriptor instead.
 func (*ControlRecord) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{17}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ControlRecord) GetStatus() *ControlStatus {
@@ -1673,7 +1775,7 @@ type Device struct {
 
 func (x *Device) Reset() {
 	*x = Device{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[18]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1685,7 +1787,7 @@ func (x *Device) String() string {
 func (*Device) ProtoMessage() {}
 
 func (x *Device) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[18]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1698,7 +1800,7 @@ func (x *Device) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Device.ProtoReflect.Descriptor instead.
 func (*Device) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{18}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Device) GetId() string {
@@ -1814,7 +1916,7 @@ type ListDevicesRequest struct {
 
 func (x *ListDevicesRequest) Reset() {
 	*x = ListDevicesRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[19]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1826,7 +1928,7 @@ func (x *ListDevicesRequest) String() string {
 func (*ListDevicesRequest) ProtoMessage() {}
 
 func (x *ListDevicesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[19]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1839,7 +1941,7 @@ func (x *ListDevicesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDevicesRequest.ProtoReflect.Descriptor instead.
 func (*ListDevicesRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{19}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListDevicesRequest) GetCompliance() Compliance {
@@ -1880,7 +1982,7 @@ type ListDevicesResponse struct {
 
 func (x *ListDevicesResponse) Reset() {
 	*x = ListDevicesResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[20]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1892,7 +1994,7 @@ func (x *ListDevicesResponse) String() string {
 func (*ListDevicesResponse) ProtoMessage() {}
 
 func (x *ListDevicesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[20]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1905,7 +2007,7 @@ func (x *ListDevicesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDevicesResponse.ProtoReflect.Descriptor instead.
 func (*ListDevicesResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{20}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ListDevicesResponse) GetDevices() []*Device {
@@ -1934,7 +2036,7 @@ type GetDeviceRequest struct {
 
 func (x *GetDeviceRequest) Reset() {
 	*x = GetDeviceRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[21]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1946,7 +2048,7 @@ func (x *GetDeviceRequest) String() string {
 func (*GetDeviceRequest) ProtoMessage() {}
 
 func (x *GetDeviceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[21]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1959,7 +2061,7 @@ func (x *GetDeviceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDeviceRequest.ProtoReflect.Descriptor instead.
 func (*GetDeviceRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{21}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GetDeviceRequest) GetIdOrHostname() string {
@@ -1986,7 +2088,7 @@ type GetDeviceResponse struct {
 
 func (x *GetDeviceResponse) Reset() {
 	*x = GetDeviceResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[22]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1998,7 +2100,7 @@ func (x *GetDeviceResponse) String() string {
 func (*GetDeviceResponse) ProtoMessage() {}
 
 func (x *GetDeviceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[22]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2011,7 +2113,7 @@ func (x *GetDeviceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDeviceResponse.ProtoReflect.Descriptor instead.
 func (*GetDeviceResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{22}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *GetDeviceResponse) GetDevice() *Device {
@@ -2036,7 +2138,7 @@ type FleetSummaryRequest struct {
 
 func (x *FleetSummaryRequest) Reset() {
 	*x = FleetSummaryRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[23]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2048,7 +2150,7 @@ func (x *FleetSummaryRequest) String() string {
 func (*FleetSummaryRequest) ProtoMessage() {}
 
 func (x *FleetSummaryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[23]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2061,7 +2163,7 @@ func (x *FleetSummaryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FleetSummaryRequest.ProtoReflect.Descriptor instead.
 func (*FleetSummaryRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{23}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{25}
 }
 
 type FleetSummaryResponse struct {
@@ -2082,7 +2184,7 @@ type FleetSummaryResponse struct {
 
 func (x *FleetSummaryResponse) Reset() {
 	*x = FleetSummaryResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[24]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2094,7 +2196,7 @@ func (x *FleetSummaryResponse) String() string {
 func (*FleetSummaryResponse) ProtoMessage() {}
 
 func (x *FleetSummaryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[24]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2107,7 +2209,7 @@ func (x *FleetSummaryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FleetSummaryResponse.ProtoReflect.Descriptor instead.
 func (*FleetSummaryResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{24}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *FleetSummaryResponse) GetTotal() int64 {
@@ -2182,7 +2284,7 @@ type GroupSummary struct {
 
 func (x *GroupSummary) Reset() {
 	*x = GroupSummary{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[25]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2194,7 +2296,7 @@ func (x *GroupSummary) String() string {
 func (*GroupSummary) ProtoMessage() {}
 
 func (x *GroupSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[25]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2207,7 +2309,7 @@ func (x *GroupSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupSummary.ProtoReflect.Descriptor instead.
 func (*GroupSummary) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{25}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *GroupSummary) GetGroup() string {
@@ -2271,7 +2373,7 @@ type StoredEvent struct {
 
 func (x *StoredEvent) Reset() {
 	*x = StoredEvent{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[26]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2283,7 +2385,7 @@ func (x *StoredEvent) String() string {
 func (*StoredEvent) ProtoMessage() {}
 
 func (x *StoredEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[26]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2296,7 +2398,7 @@ func (x *StoredEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoredEvent.ProtoReflect.Descriptor instead.
 func (*StoredEvent) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{26}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *StoredEvent) GetDeviceId() string {
@@ -2333,7 +2435,7 @@ type ListEventsRequest struct {
 
 func (x *ListEventsRequest) Reset() {
 	*x = ListEventsRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[27]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2345,7 +2447,7 @@ func (x *ListEventsRequest) String() string {
 func (*ListEventsRequest) ProtoMessage() {}
 
 func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[27]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2358,7 +2460,7 @@ func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListEventsRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{27}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ListEventsRequest) GetDeviceId() string {
@@ -2393,7 +2495,7 @@ type ListEventsResponse struct {
 
 func (x *ListEventsResponse) Reset() {
 	*x = ListEventsResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[28]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2405,7 +2507,7 @@ func (x *ListEventsResponse) String() string {
 func (*ListEventsResponse) ProtoMessage() {}
 
 func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[28]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2418,7 +2520,7 @@ func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListEventsResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{28}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ListEventsResponse) GetEvents() []*StoredEvent {
@@ -2452,7 +2554,7 @@ type CreateEnrollmentTokenRequest struct {
 
 func (x *CreateEnrollmentTokenRequest) Reset() {
 	*x = CreateEnrollmentTokenRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[29]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2464,7 +2566,7 @@ func (x *CreateEnrollmentTokenRequest) String() string {
 func (*CreateEnrollmentTokenRequest) ProtoMessage() {}
 
 func (x *CreateEnrollmentTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[29]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2477,7 +2579,7 @@ func (x *CreateEnrollmentTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateEnrollmentTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateEnrollmentTokenRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{29}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *CreateEnrollmentTokenRequest) GetTtl() *durationpb.Duration {
@@ -2523,7 +2625,7 @@ type CreateEnrollmentTokenResponse struct {
 
 func (x *CreateEnrollmentTokenResponse) Reset() {
 	*x = CreateEnrollmentTokenResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[30]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2535,7 +2637,7 @@ func (x *CreateEnrollmentTokenResponse) String() string {
 func (*CreateEnrollmentTokenResponse) ProtoMessage() {}
 
 func (x *CreateEnrollmentTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[30]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2548,7 +2650,7 @@ func (x *CreateEnrollmentTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateEnrollmentTokenResponse.ProtoReflect.Descriptor instead.
 func (*CreateEnrollmentTokenResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{30}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *CreateEnrollmentTokenResponse) GetToken() string {
@@ -2596,7 +2698,7 @@ type RevokeDeviceRequest struct {
 
 func (x *RevokeDeviceRequest) Reset() {
 	*x = RevokeDeviceRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[31]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2608,7 +2710,7 @@ func (x *RevokeDeviceRequest) String() string {
 func (*RevokeDeviceRequest) ProtoMessage() {}
 
 func (x *RevokeDeviceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[31]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2621,7 +2723,7 @@ func (x *RevokeDeviceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeDeviceRequest.ProtoReflect.Descriptor instead.
 func (*RevokeDeviceRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{31}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *RevokeDeviceRequest) GetDeviceId() string {
@@ -2647,7 +2749,7 @@ type RevokeDeviceResponse struct {
 
 func (x *RevokeDeviceResponse) Reset() {
 	*x = RevokeDeviceResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[32]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2659,7 +2761,7 @@ func (x *RevokeDeviceResponse) String() string {
 func (*RevokeDeviceResponse) ProtoMessage() {}
 
 func (x *RevokeDeviceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[32]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2672,7 +2774,7 @@ func (x *RevokeDeviceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeDeviceResponse.ProtoReflect.Descriptor instead.
 func (*RevokeDeviceResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{32}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *RevokeDeviceResponse) GetDevice() *Device {
@@ -2696,7 +2798,7 @@ type SetDeviceGroupRequest struct {
 
 func (x *SetDeviceGroupRequest) Reset() {
 	*x = SetDeviceGroupRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[33]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2708,7 +2810,7 @@ func (x *SetDeviceGroupRequest) String() string {
 func (*SetDeviceGroupRequest) ProtoMessage() {}
 
 func (x *SetDeviceGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[33]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2721,7 +2823,7 @@ func (x *SetDeviceGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetDeviceGroupRequest.ProtoReflect.Descriptor instead.
 func (*SetDeviceGroupRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{33}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *SetDeviceGroupRequest) GetDevice() string {
@@ -2754,7 +2856,7 @@ type SetDeviceGroupResponse struct {
 
 func (x *SetDeviceGroupResponse) Reset() {
 	*x = SetDeviceGroupResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[34]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2766,7 +2868,7 @@ func (x *SetDeviceGroupResponse) String() string {
 func (*SetDeviceGroupResponse) ProtoMessage() {}
 
 func (x *SetDeviceGroupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[34]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2779,7 +2881,7 @@ func (x *SetDeviceGroupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetDeviceGroupResponse.ProtoReflect.Descriptor instead.
 func (*SetDeviceGroupResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{34}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *SetDeviceGroupResponse) GetDevice() *Device {
@@ -2801,7 +2903,7 @@ type ListAuditRequest struct {
 
 func (x *ListAuditRequest) Reset() {
 	*x = ListAuditRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[35]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2813,7 +2915,7 @@ func (x *ListAuditRequest) String() string {
 func (*ListAuditRequest) ProtoMessage() {}
 
 func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[35]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2826,7 +2928,7 @@ func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{35}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ListAuditRequest) GetAfterSeq() int64 {
@@ -2863,7 +2965,7 @@ type AuditRecord struct {
 
 func (x *AuditRecord) Reset() {
 	*x = AuditRecord{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[36]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2875,7 +2977,7 @@ func (x *AuditRecord) String() string {
 func (*AuditRecord) ProtoMessage() {}
 
 func (x *AuditRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[36]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2888,7 +2990,7 @@ func (x *AuditRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditRecord.ProtoReflect.Descriptor instead.
 func (*AuditRecord) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{36}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *AuditRecord) GetSeq() int64 {
@@ -2959,7 +3061,7 @@ type ListAuditResponse struct {
 
 func (x *ListAuditResponse) Reset() {
 	*x = ListAuditResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[37]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2971,7 +3073,7 @@ func (x *ListAuditResponse) String() string {
 func (*ListAuditResponse) ProtoMessage() {}
 
 func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[37]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2984,7 +3086,7 @@ func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{37}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ListAuditResponse) GetRecords() []*AuditRecord {
@@ -3009,7 +3111,7 @@ type GetPolicyRequest struct {
 
 func (x *GetPolicyRequest) Reset() {
 	*x = GetPolicyRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[38]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3021,7 +3123,7 @@ func (x *GetPolicyRequest) String() string {
 func (*GetPolicyRequest) ProtoMessage() {}
 
 func (x *GetPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[38]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3034,7 +3136,7 @@ func (x *GetPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPolicyRequest.ProtoReflect.Descriptor instead.
 func (*GetPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{38}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{40}
 }
 
 type GetPolicyResponse struct {
@@ -3046,7 +3148,7 @@ type GetPolicyResponse struct {
 
 func (x *GetPolicyResponse) Reset() {
 	*x = GetPolicyResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[39]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3058,7 +3160,7 @@ func (x *GetPolicyResponse) String() string {
 func (*GetPolicyResponse) ProtoMessage() {}
 
 func (x *GetPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[39]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3071,7 +3173,7 @@ func (x *GetPolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPolicyResponse.ProtoReflect.Descriptor instead.
 func (*GetPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{39}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *GetPolicyResponse) GetPolicy() *Policy {
@@ -3095,7 +3197,7 @@ type SetPolicyRequest struct {
 
 func (x *SetPolicyRequest) Reset() {
 	*x = SetPolicyRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[40]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3107,7 +3209,7 @@ func (x *SetPolicyRequest) String() string {
 func (*SetPolicyRequest) ProtoMessage() {}
 
 func (x *SetPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[40]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3120,7 +3222,7 @@ func (x *SetPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPolicyRequest.ProtoReflect.Descriptor instead.
 func (*SetPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{40}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *SetPolicyRequest) GetPolicy() *Policy {
@@ -3153,7 +3255,7 @@ type SetPolicyResponse struct {
 
 func (x *SetPolicyResponse) Reset() {
 	*x = SetPolicyResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[41]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3165,7 +3267,7 @@ func (x *SetPolicyResponse) String() string {
 func (*SetPolicyResponse) ProtoMessage() {}
 
 func (x *SetPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[41]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3178,7 +3280,7 @@ func (x *SetPolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPolicyResponse.ProtoReflect.Descriptor instead.
 func (*SetPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{41}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *SetPolicyResponse) GetPolicy() *Policy {
@@ -3201,7 +3303,7 @@ type EnrollMFAUserRequest struct {
 
 func (x *EnrollMFAUserRequest) Reset() {
 	*x = EnrollMFAUserRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[42]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3213,7 +3315,7 @@ func (x *EnrollMFAUserRequest) String() string {
 func (*EnrollMFAUserRequest) ProtoMessage() {}
 
 func (x *EnrollMFAUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[42]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3226,7 +3328,7 @@ func (x *EnrollMFAUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrollMFAUserRequest.ProtoReflect.Descriptor instead.
 func (*EnrollMFAUserRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{42}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *EnrollMFAUserRequest) GetUser() string {
@@ -3256,7 +3358,7 @@ type EnrollMFAUserResponse struct {
 
 func (x *EnrollMFAUserResponse) Reset() {
 	*x = EnrollMFAUserResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[43]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3268,7 +3370,7 @@ func (x *EnrollMFAUserResponse) String() string {
 func (*EnrollMFAUserResponse) ProtoMessage() {}
 
 func (x *EnrollMFAUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[43]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3281,7 +3383,7 @@ func (x *EnrollMFAUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrollMFAUserResponse.ProtoReflect.Descriptor instead.
 func (*EnrollMFAUserResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{43}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *EnrollMFAUserResponse) GetUser() string {
@@ -3316,7 +3418,7 @@ type ResetMFAUserRequest struct {
 
 func (x *ResetMFAUserRequest) Reset() {
 	*x = ResetMFAUserRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[44]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3328,7 +3430,7 @@ func (x *ResetMFAUserRequest) String() string {
 func (*ResetMFAUserRequest) ProtoMessage() {}
 
 func (x *ResetMFAUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[44]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3341,7 +3443,7 @@ func (x *ResetMFAUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResetMFAUserRequest.ProtoReflect.Descriptor instead.
 func (*ResetMFAUserRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{44}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ResetMFAUserRequest) GetUser() string {
@@ -3366,7 +3468,7 @@ type ResetMFAUserResponse struct {
 
 func (x *ResetMFAUserResponse) Reset() {
 	*x = ResetMFAUserResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[45]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3378,7 +3480,7 @@ func (x *ResetMFAUserResponse) String() string {
 func (*ResetMFAUserResponse) ProtoMessage() {}
 
 func (x *ResetMFAUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[45]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3391,7 +3493,7 @@ func (x *ResetMFAUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResetMFAUserResponse.ProtoReflect.Descriptor instead.
 func (*ResetMFAUserResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{45}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{47}
 }
 
 type UnlockMFAUserRequest struct {
@@ -3405,7 +3507,7 @@ type UnlockMFAUserRequest struct {
 
 func (x *UnlockMFAUserRequest) Reset() {
 	*x = UnlockMFAUserRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[46]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3417,7 +3519,7 @@ func (x *UnlockMFAUserRequest) String() string {
 func (*UnlockMFAUserRequest) ProtoMessage() {}
 
 func (x *UnlockMFAUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[46]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3430,7 +3532,7 @@ func (x *UnlockMFAUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnlockMFAUserRequest.ProtoReflect.Descriptor instead.
 func (*UnlockMFAUserRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{46}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *UnlockMFAUserRequest) GetUser() string {
@@ -3457,7 +3559,7 @@ type UnlockMFAUserResponse struct {
 
 func (x *UnlockMFAUserResponse) Reset() {
 	*x = UnlockMFAUserResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[47]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3469,7 +3571,7 @@ func (x *UnlockMFAUserResponse) String() string {
 func (*UnlockMFAUserResponse) ProtoMessage() {}
 
 func (x *UnlockMFAUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[47]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3482,7 +3584,7 @@ func (x *UnlockMFAUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnlockMFAUserResponse.ProtoReflect.Descriptor instead.
 func (*UnlockMFAUserResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{47}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *UnlockMFAUserResponse) GetGeneration() int64 {
@@ -3503,7 +3605,7 @@ type IssueMFATempCodeRequest struct {
 
 func (x *IssueMFATempCodeRequest) Reset() {
 	*x = IssueMFATempCodeRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[48]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3515,7 +3617,7 @@ func (x *IssueMFATempCodeRequest) String() string {
 func (*IssueMFATempCodeRequest) ProtoMessage() {}
 
 func (x *IssueMFATempCodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[48]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3528,7 +3630,7 @@ func (x *IssueMFATempCodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueMFATempCodeRequest.ProtoReflect.Descriptor instead.
 func (*IssueMFATempCodeRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{48}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *IssueMFATempCodeRequest) GetUser() string {
@@ -3558,7 +3660,7 @@ type IssueMFATempCodeResponse struct {
 
 func (x *IssueMFATempCodeResponse) Reset() {
 	*x = IssueMFATempCodeResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[49]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3570,7 +3672,7 @@ func (x *IssueMFATempCodeResponse) String() string {
 func (*IssueMFATempCodeResponse) ProtoMessage() {}
 
 func (x *IssueMFATempCodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[49]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3583,7 +3685,7 @@ func (x *IssueMFATempCodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueMFATempCodeResponse.ProtoReflect.Descriptor instead.
 func (*IssueMFATempCodeResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{49}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *IssueMFATempCodeResponse) GetCode() string {
@@ -3619,7 +3721,7 @@ type ImportMFASeedsRequest struct {
 
 func (x *ImportMFASeedsRequest) Reset() {
 	*x = ImportMFASeedsRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[50]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3631,7 +3733,7 @@ func (x *ImportMFASeedsRequest) String() string {
 func (*ImportMFASeedsRequest) ProtoMessage() {}
 
 func (x *ImportMFASeedsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[50]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3644,7 +3746,7 @@ func (x *ImportMFASeedsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportMFASeedsRequest.ProtoReflect.Descriptor instead.
 func (*ImportMFASeedsRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{50}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *ImportMFASeedsRequest) GetCsv() []byte {
@@ -3670,7 +3772,7 @@ type ImportMFASeedsResponse struct {
 
 func (x *ImportMFASeedsResponse) Reset() {
 	*x = ImportMFASeedsResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[51]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3682,7 +3784,7 @@ func (x *ImportMFASeedsResponse) String() string {
 func (*ImportMFASeedsResponse) ProtoMessage() {}
 
 func (x *ImportMFASeedsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[51]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3695,7 +3797,7 @@ func (x *ImportMFASeedsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportMFASeedsResponse.ProtoReflect.Descriptor instead.
 func (*ImportMFASeedsResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{51}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *ImportMFASeedsResponse) GetImported() int32 {
@@ -3713,7 +3815,7 @@ type ListMFAUsersRequest struct {
 
 func (x *ListMFAUsersRequest) Reset() {
 	*x = ListMFAUsersRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[52]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3725,7 +3827,7 @@ func (x *ListMFAUsersRequest) String() string {
 func (*ListMFAUsersRequest) ProtoMessage() {}
 
 func (x *ListMFAUsersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[52]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3738,7 +3840,7 @@ func (x *ListMFAUsersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMFAUsersRequest.ProtoReflect.Descriptor instead.
 func (*ListMFAUsersRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{52}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{54}
 }
 
 type MFAUserInfo struct {
@@ -3756,7 +3858,7 @@ type MFAUserInfo struct {
 
 func (x *MFAUserInfo) Reset() {
 	*x = MFAUserInfo{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[53]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3768,7 +3870,7 @@ func (x *MFAUserInfo) String() string {
 func (*MFAUserInfo) ProtoMessage() {}
 
 func (x *MFAUserInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[53]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3781,7 +3883,7 @@ func (x *MFAUserInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MFAUserInfo.ProtoReflect.Descriptor instead.
 func (*MFAUserInfo) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{53}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *MFAUserInfo) GetUser() string {
@@ -3835,7 +3937,7 @@ type ListMFAUsersResponse struct {
 
 func (x *ListMFAUsersResponse) Reset() {
 	*x = ListMFAUsersResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[54]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3847,7 +3949,7 @@ func (x *ListMFAUsersResponse) String() string {
 func (*ListMFAUsersResponse) ProtoMessage() {}
 
 func (x *ListMFAUsersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[54]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3860,7 +3962,7 @@ func (x *ListMFAUsersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMFAUsersResponse.ProtoReflect.Descriptor instead.
 func (*ListMFAUsersResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{54}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *ListMFAUsersResponse) GetUsers() []*MFAUserInfo {
@@ -3968,7 +4070,12 @@ const file_mamori_v1_mamori_proto_rawDesc = "" +
 	"\vserver_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"serverTime\x129\n" +
 	"\n" +
-	"mfa_bundle\x18\x05 \x01(\v2\x1a.mamori.v1.SealedMFABundleR\tmfaBundle\"C\n" +
+	"mfa_bundle\x18\x05 \x01(\v2\x1a.mamori.v1.SealedMFABundleR\tmfaBundle\" \n" +
+	"\fRenewRequest\x12\x10\n" +
+	"\x03csr\x18\x01 \x01(\fR\x03csr\"j\n" +
+	"\rRenewResponse\x12 \n" +
+	"\vcertificate\x18\x01 \x01(\fR\vcertificate\x127\n" +
+	"\tnot_after\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\bnotAfter\"C\n" +
 	"\x0fSealedMFABundle\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x12\x16\n" +
 	"\x06sealed\x18\x02 \x01(\fR\x06sealed\"\x8a\x03\n" +
@@ -4187,10 +4294,11 @@ const file_mamori_v1_mamori_proto_rawDesc = "" +
 	"\x17COMPLIANCE_NONCOMPLIANT\x10\x02\x12\x16\n" +
 	"\x12COMPLIANCE_OFFLINE\x10\x03\x12\x1d\n" +
 	"\x19COMPLIANCE_NEVER_REPORTED\x10\x04\x12\x16\n" +
-	"\x12COMPLIANCE_REVOKED\x10\x052\x8c\x01\n" +
+	"\x12COMPLIANCE_REVOKED\x10\x052\xc8\x01\n" +
 	"\fAgentService\x12=\n" +
 	"\x06Enroll\x12\x18.mamori.v1.EnrollRequest\x1a\x19.mamori.v1.EnrollResponse\x12=\n" +
-	"\x06Report\x12\x18.mamori.v1.ReportRequest\x1a\x19.mamori.v1.ReportResponse2\xaa\n" +
+	"\x06Report\x12\x18.mamori.v1.ReportRequest\x1a\x19.mamori.v1.ReportResponse\x12:\n" +
+	"\x05Renew\x12\x17.mamori.v1.RenewRequest\x1a\x18.mamori.v1.RenewResponse2\xaa\n" +
 	"\n" +
 	"\fAdminService\x12L\n" +
 	"\vListDevices\x12\x1d.mamori.v1.ListDevicesRequest\x1a\x1e.mamori.v1.ListDevicesResponse\x12F\n" +
@@ -4224,7 +4332,7 @@ func file_mamori_v1_mamori_proto_rawDescGZIP() []byte {
 }
 
 var file_mamori_v1_mamori_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_mamori_v1_mamori_proto_msgTypes = make([]protoimpl.MessageInfo, 59)
+var file_mamori_v1_mamori_proto_msgTypes = make([]protoimpl.MessageInfo, 61)
 var file_mamori_v1_mamori_proto_goTypes = []any{
 	(Mode)(0),                             // 0: mamori.v1.Mode
 	(ControlState)(0),                     // 1: mamori.v1.ControlState
@@ -4241,68 +4349,70 @@ var file_mamori_v1_mamori_proto_goTypes = []any{
 	(*EnrollResponse)(nil),                // 12: mamori.v1.EnrollResponse
 	(*ReportRequest)(nil),                 // 13: mamori.v1.ReportRequest
 	(*ReportResponse)(nil),                // 14: mamori.v1.ReportResponse
-	(*SealedMFABundle)(nil),               // 15: mamori.v1.SealedMFABundle
-	(*MFABundle)(nil),                     // 16: mamori.v1.MFABundle
-	(*MFATempCode)(nil),                   // 17: mamori.v1.MFATempCode
-	(*MFAUnlock)(nil),                     // 18: mamori.v1.MFAUnlock
-	(*MFAUserSecret)(nil),                 // 19: mamori.v1.MFAUserSecret
-	(*ControlRecord)(nil),                 // 20: mamori.v1.ControlRecord
-	(*Device)(nil),                        // 21: mamori.v1.Device
-	(*ListDevicesRequest)(nil),            // 22: mamori.v1.ListDevicesRequest
-	(*ListDevicesResponse)(nil),           // 23: mamori.v1.ListDevicesResponse
-	(*GetDeviceRequest)(nil),              // 24: mamori.v1.GetDeviceRequest
-	(*GetDeviceResponse)(nil),             // 25: mamori.v1.GetDeviceResponse
-	(*FleetSummaryRequest)(nil),           // 26: mamori.v1.FleetSummaryRequest
-	(*FleetSummaryResponse)(nil),          // 27: mamori.v1.FleetSummaryResponse
-	(*GroupSummary)(nil),                  // 28: mamori.v1.GroupSummary
-	(*StoredEvent)(nil),                   // 29: mamori.v1.StoredEvent
-	(*ListEventsRequest)(nil),             // 30: mamori.v1.ListEventsRequest
-	(*ListEventsResponse)(nil),            // 31: mamori.v1.ListEventsResponse
-	(*CreateEnrollmentTokenRequest)(nil),  // 32: mamori.v1.CreateEnrollmentTokenRequest
-	(*CreateEnrollmentTokenResponse)(nil), // 33: mamori.v1.CreateEnrollmentTokenResponse
-	(*RevokeDeviceRequest)(nil),           // 34: mamori.v1.RevokeDeviceRequest
-	(*RevokeDeviceResponse)(nil),          // 35: mamori.v1.RevokeDeviceResponse
-	(*SetDeviceGroupRequest)(nil),         // 36: mamori.v1.SetDeviceGroupRequest
-	(*SetDeviceGroupResponse)(nil),        // 37: mamori.v1.SetDeviceGroupResponse
-	(*ListAuditRequest)(nil),              // 38: mamori.v1.ListAuditRequest
-	(*AuditRecord)(nil),                   // 39: mamori.v1.AuditRecord
-	(*ListAuditResponse)(nil),             // 40: mamori.v1.ListAuditResponse
-	(*GetPolicyRequest)(nil),              // 41: mamori.v1.GetPolicyRequest
-	(*GetPolicyResponse)(nil),             // 42: mamori.v1.GetPolicyResponse
-	(*SetPolicyRequest)(nil),              // 43: mamori.v1.SetPolicyRequest
-	(*SetPolicyResponse)(nil),             // 44: mamori.v1.SetPolicyResponse
-	(*EnrollMFAUserRequest)(nil),          // 45: mamori.v1.EnrollMFAUserRequest
-	(*EnrollMFAUserResponse)(nil),         // 46: mamori.v1.EnrollMFAUserResponse
-	(*ResetMFAUserRequest)(nil),           // 47: mamori.v1.ResetMFAUserRequest
-	(*ResetMFAUserResponse)(nil),          // 48: mamori.v1.ResetMFAUserResponse
-	(*UnlockMFAUserRequest)(nil),          // 49: mamori.v1.UnlockMFAUserRequest
-	(*UnlockMFAUserResponse)(nil),         // 50: mamori.v1.UnlockMFAUserResponse
-	(*IssueMFATempCodeRequest)(nil),       // 51: mamori.v1.IssueMFATempCodeRequest
-	(*IssueMFATempCodeResponse)(nil),      // 52: mamori.v1.IssueMFATempCodeResponse
-	(*ImportMFASeedsRequest)(nil),         // 53: mamori.v1.ImportMFASeedsRequest
-	(*ImportMFASeedsResponse)(nil),        // 54: mamori.v1.ImportMFASeedsResponse
-	(*ListMFAUsersRequest)(nil),           // 55: mamori.v1.ListMFAUsersRequest
-	(*MFAUserInfo)(nil),                   // 56: mamori.v1.MFAUserInfo
-	(*ListMFAUsersResponse)(nil),          // 57: mamori.v1.ListMFAUsersResponse
-	nil,                                   // 58: mamori.v1.ControlStatus.EvidenceEntry
-	nil,                                   // 59: mamori.v1.Event.AttributesEntry
-	nil,                                   // 60: mamori.v1.ControlPolicy.SettingsEntry
-	nil,                                   // 61: mamori.v1.Policy.ControlsEntry
-	(*timestamppb.Timestamp)(nil),         // 62: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),           // 63: google.protobuf.Duration
+	(*RenewRequest)(nil),                  // 15: mamori.v1.RenewRequest
+	(*RenewResponse)(nil),                 // 16: mamori.v1.RenewResponse
+	(*SealedMFABundle)(nil),               // 17: mamori.v1.SealedMFABundle
+	(*MFABundle)(nil),                     // 18: mamori.v1.MFABundle
+	(*MFATempCode)(nil),                   // 19: mamori.v1.MFATempCode
+	(*MFAUnlock)(nil),                     // 20: mamori.v1.MFAUnlock
+	(*MFAUserSecret)(nil),                 // 21: mamori.v1.MFAUserSecret
+	(*ControlRecord)(nil),                 // 22: mamori.v1.ControlRecord
+	(*Device)(nil),                        // 23: mamori.v1.Device
+	(*ListDevicesRequest)(nil),            // 24: mamori.v1.ListDevicesRequest
+	(*ListDevicesResponse)(nil),           // 25: mamori.v1.ListDevicesResponse
+	(*GetDeviceRequest)(nil),              // 26: mamori.v1.GetDeviceRequest
+	(*GetDeviceResponse)(nil),             // 27: mamori.v1.GetDeviceResponse
+	(*FleetSummaryRequest)(nil),           // 28: mamori.v1.FleetSummaryRequest
+	(*FleetSummaryResponse)(nil),          // 29: mamori.v1.FleetSummaryResponse
+	(*GroupSummary)(nil),                  // 30: mamori.v1.GroupSummary
+	(*StoredEvent)(nil),                   // 31: mamori.v1.StoredEvent
+	(*ListEventsRequest)(nil),             // 32: mamori.v1.ListEventsRequest
+	(*ListEventsResponse)(nil),            // 33: mamori.v1.ListEventsResponse
+	(*CreateEnrollmentTokenRequest)(nil),  // 34: mamori.v1.CreateEnrollmentTokenRequest
+	(*CreateEnrollmentTokenResponse)(nil), // 35: mamori.v1.CreateEnrollmentTokenResponse
+	(*RevokeDeviceRequest)(nil),           // 36: mamori.v1.RevokeDeviceRequest
+	(*RevokeDeviceResponse)(nil),          // 37: mamori.v1.RevokeDeviceResponse
+	(*SetDeviceGroupRequest)(nil),         // 38: mamori.v1.SetDeviceGroupRequest
+	(*SetDeviceGroupResponse)(nil),        // 39: mamori.v1.SetDeviceGroupResponse
+	(*ListAuditRequest)(nil),              // 40: mamori.v1.ListAuditRequest
+	(*AuditRecord)(nil),                   // 41: mamori.v1.AuditRecord
+	(*ListAuditResponse)(nil),             // 42: mamori.v1.ListAuditResponse
+	(*GetPolicyRequest)(nil),              // 43: mamori.v1.GetPolicyRequest
+	(*GetPolicyResponse)(nil),             // 44: mamori.v1.GetPolicyResponse
+	(*SetPolicyRequest)(nil),              // 45: mamori.v1.SetPolicyRequest
+	(*SetPolicyResponse)(nil),             // 46: mamori.v1.SetPolicyResponse
+	(*EnrollMFAUserRequest)(nil),          // 47: mamori.v1.EnrollMFAUserRequest
+	(*EnrollMFAUserResponse)(nil),         // 48: mamori.v1.EnrollMFAUserResponse
+	(*ResetMFAUserRequest)(nil),           // 49: mamori.v1.ResetMFAUserRequest
+	(*ResetMFAUserResponse)(nil),          // 50: mamori.v1.ResetMFAUserResponse
+	(*UnlockMFAUserRequest)(nil),          // 51: mamori.v1.UnlockMFAUserRequest
+	(*UnlockMFAUserResponse)(nil),         // 52: mamori.v1.UnlockMFAUserResponse
+	(*IssueMFATempCodeRequest)(nil),       // 53: mamori.v1.IssueMFATempCodeRequest
+	(*IssueMFATempCodeResponse)(nil),      // 54: mamori.v1.IssueMFATempCodeResponse
+	(*ImportMFASeedsRequest)(nil),         // 55: mamori.v1.ImportMFASeedsRequest
+	(*ImportMFASeedsResponse)(nil),        // 56: mamori.v1.ImportMFASeedsResponse
+	(*ListMFAUsersRequest)(nil),           // 57: mamori.v1.ListMFAUsersRequest
+	(*MFAUserInfo)(nil),                   // 58: mamori.v1.MFAUserInfo
+	(*ListMFAUsersResponse)(nil),          // 59: mamori.v1.ListMFAUsersResponse
+	nil,                                   // 60: mamori.v1.ControlStatus.EvidenceEntry
+	nil,                                   // 61: mamori.v1.Event.AttributesEntry
+	nil,                                   // 62: mamori.v1.ControlPolicy.SettingsEntry
+	nil,                                   // 63: mamori.v1.Policy.ControlsEntry
+	(*timestamppb.Timestamp)(nil),         // 64: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),           // 65: google.protobuf.Duration
 }
 var file_mamori_v1_mamori_proto_depIdxs = []int32{
 	0,  // 0: mamori.v1.ControlStatus.mode:type_name -> mamori.v1.Mode
 	1,  // 1: mamori.v1.ControlStatus.state:type_name -> mamori.v1.ControlState
-	58, // 2: mamori.v1.ControlStatus.evidence:type_name -> mamori.v1.ControlStatus.EvidenceEntry
-	62, // 3: mamori.v1.ControlStatus.observed_at:type_name -> google.protobuf.Timestamp
-	62, // 4: mamori.v1.Event.time:type_name -> google.protobuf.Timestamp
-	59, // 5: mamori.v1.Event.attributes:type_name -> mamori.v1.Event.AttributesEntry
+	60, // 2: mamori.v1.ControlStatus.evidence:type_name -> mamori.v1.ControlStatus.EvidenceEntry
+	64, // 3: mamori.v1.ControlStatus.observed_at:type_name -> google.protobuf.Timestamp
+	64, // 4: mamori.v1.Event.time:type_name -> google.protobuf.Timestamp
+	61, // 5: mamori.v1.Event.attributes:type_name -> mamori.v1.Event.AttributesEntry
 	0,  // 6: mamori.v1.ControlPolicy.mode:type_name -> mamori.v1.Mode
-	60, // 7: mamori.v1.ControlPolicy.settings:type_name -> mamori.v1.ControlPolicy.SettingsEntry
-	61, // 8: mamori.v1.Policy.controls:type_name -> mamori.v1.Policy.ControlsEntry
-	63, // 9: mamori.v1.Policy.report_interval:type_name -> google.protobuf.Duration
-	63, // 10: mamori.v1.Policy.max_report_age:type_name -> google.protobuf.Duration
+	62, // 7: mamori.v1.ControlPolicy.settings:type_name -> mamori.v1.ControlPolicy.SettingsEntry
+	63, // 8: mamori.v1.Policy.controls:type_name -> mamori.v1.Policy.ControlsEntry
+	65, // 9: mamori.v1.Policy.report_interval:type_name -> google.protobuf.Duration
+	65, // 10: mamori.v1.Policy.max_report_age:type_name -> google.protobuf.Duration
 	3,  // 11: mamori.v1.EnrollRequest.facts:type_name -> mamori.v1.DeviceFacts
 	9,  // 12: mamori.v1.EnrollRequest.attestation:type_name -> mamori.v1.TpmAttestation
 	11, // 13: mamori.v1.EnrollRequest.answer:type_name -> mamori.v1.ChallengeAnswer
@@ -4311,90 +4421,93 @@ var file_mamori_v1_mamori_proto_depIdxs = []int32{
 	3,  // 16: mamori.v1.ReportRequest.facts:type_name -> mamori.v1.DeviceFacts
 	4,  // 17: mamori.v1.ReportRequest.statuses:type_name -> mamori.v1.ControlStatus
 	5,  // 18: mamori.v1.ReportRequest.events:type_name -> mamori.v1.Event
-	62, // 19: mamori.v1.ReportRequest.sent_at:type_name -> google.protobuf.Timestamp
+	64, // 19: mamori.v1.ReportRequest.sent_at:type_name -> google.protobuf.Timestamp
 	7,  // 20: mamori.v1.ReportResponse.policy:type_name -> mamori.v1.Policy
-	63, // 21: mamori.v1.ReportResponse.next_report_in:type_name -> google.protobuf.Duration
-	62, // 22: mamori.v1.ReportResponse.server_time:type_name -> google.protobuf.Timestamp
-	15, // 23: mamori.v1.ReportResponse.mfa_bundle:type_name -> mamori.v1.SealedMFABundle
-	62, // 24: mamori.v1.MFABundle.issued_at:type_name -> google.protobuf.Timestamp
-	19, // 25: mamori.v1.MFABundle.users:type_name -> mamori.v1.MFAUserSecret
-	17, // 26: mamori.v1.MFABundle.temp_codes:type_name -> mamori.v1.MFATempCode
-	18, // 27: mamori.v1.MFABundle.unlocks:type_name -> mamori.v1.MFAUnlock
-	62, // 28: mamori.v1.MFABundle.grace_until:type_name -> google.protobuf.Timestamp
-	62, // 29: mamori.v1.MFATempCode.expires_at:type_name -> google.protobuf.Timestamp
-	4,  // 30: mamori.v1.ControlRecord.status:type_name -> mamori.v1.ControlStatus
-	62, // 31: mamori.v1.ControlRecord.since:type_name -> google.protobuf.Timestamp
-	3,  // 32: mamori.v1.Device.facts:type_name -> mamori.v1.DeviceFacts
-	2,  // 33: mamori.v1.Device.compliance:type_name -> mamori.v1.Compliance
-	62, // 34: mamori.v1.Device.enrolled_at:type_name -> google.protobuf.Timestamp
-	62, // 35: mamori.v1.Device.last_seen:type_name -> google.protobuf.Timestamp
-	62, // 36: mamori.v1.Device.failing_since:type_name -> google.protobuf.Timestamp
-	62, // 37: mamori.v1.Device.offline_since:type_name -> google.protobuf.Timestamp
-	20, // 38: mamori.v1.Device.controls:type_name -> mamori.v1.ControlRecord
-	62, // 39: mamori.v1.Device.revoked_at:type_name -> google.protobuf.Timestamp
-	2,  // 40: mamori.v1.ListDevicesRequest.compliance:type_name -> mamori.v1.Compliance
-	21, // 41: mamori.v1.ListDevicesResponse.devices:type_name -> mamori.v1.Device
-	21, // 42: mamori.v1.GetDeviceResponse.device:type_name -> mamori.v1.Device
-	29, // 43: mamori.v1.GetDeviceResponse.recent_events:type_name -> mamori.v1.StoredEvent
-	28, // 44: mamori.v1.FleetSummaryResponse.groups:type_name -> mamori.v1.GroupSummary
-	5,  // 45: mamori.v1.StoredEvent.event:type_name -> mamori.v1.Event
-	62, // 46: mamori.v1.StoredEvent.received_at:type_name -> google.protobuf.Timestamp
-	29, // 47: mamori.v1.ListEventsResponse.events:type_name -> mamori.v1.StoredEvent
-	63, // 48: mamori.v1.CreateEnrollmentTokenRequest.ttl:type_name -> google.protobuf.Duration
-	62, // 49: mamori.v1.CreateEnrollmentTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
-	21, // 50: mamori.v1.RevokeDeviceResponse.device:type_name -> mamori.v1.Device
-	21, // 51: mamori.v1.SetDeviceGroupResponse.device:type_name -> mamori.v1.Device
-	62, // 52: mamori.v1.AuditRecord.at:type_name -> google.protobuf.Timestamp
-	39, // 53: mamori.v1.ListAuditResponse.records:type_name -> mamori.v1.AuditRecord
-	7,  // 54: mamori.v1.GetPolicyResponse.policy:type_name -> mamori.v1.Policy
-	7,  // 55: mamori.v1.SetPolicyRequest.policy:type_name -> mamori.v1.Policy
-	7,  // 56: mamori.v1.SetPolicyResponse.policy:type_name -> mamori.v1.Policy
-	63, // 57: mamori.v1.IssueMFATempCodeRequest.expires_in:type_name -> google.protobuf.Duration
-	62, // 58: mamori.v1.IssueMFATempCodeResponse.expires_at:type_name -> google.protobuf.Timestamp
-	62, // 59: mamori.v1.MFAUserInfo.enrolled_at:type_name -> google.protobuf.Timestamp
-	56, // 60: mamori.v1.ListMFAUsersResponse.users:type_name -> mamori.v1.MFAUserInfo
-	6,  // 61: mamori.v1.Policy.ControlsEntry.value:type_name -> mamori.v1.ControlPolicy
-	8,  // 62: mamori.v1.AgentService.Enroll:input_type -> mamori.v1.EnrollRequest
-	13, // 63: mamori.v1.AgentService.Report:input_type -> mamori.v1.ReportRequest
-	22, // 64: mamori.v1.AdminService.ListDevices:input_type -> mamori.v1.ListDevicesRequest
-	24, // 65: mamori.v1.AdminService.GetDevice:input_type -> mamori.v1.GetDeviceRequest
-	26, // 66: mamori.v1.AdminService.FleetSummary:input_type -> mamori.v1.FleetSummaryRequest
-	30, // 67: mamori.v1.AdminService.ListEvents:input_type -> mamori.v1.ListEventsRequest
-	32, // 68: mamori.v1.AdminService.CreateEnrollmentToken:input_type -> mamori.v1.CreateEnrollmentTokenRequest
-	34, // 69: mamori.v1.AdminService.RevokeDevice:input_type -> mamori.v1.RevokeDeviceRequest
-	36, // 70: mamori.v1.AdminService.SetDeviceGroup:input_type -> mamori.v1.SetDeviceGroupRequest
-	41, // 71: mamori.v1.AdminService.GetPolicy:input_type -> mamori.v1.GetPolicyRequest
-	43, // 72: mamori.v1.AdminService.SetPolicy:input_type -> mamori.v1.SetPolicyRequest
-	45, // 73: mamori.v1.AdminService.EnrollMFAUser:input_type -> mamori.v1.EnrollMFAUserRequest
-	47, // 74: mamori.v1.AdminService.ResetMFAUser:input_type -> mamori.v1.ResetMFAUserRequest
-	49, // 75: mamori.v1.AdminService.UnlockMFAUser:input_type -> mamori.v1.UnlockMFAUserRequest
-	51, // 76: mamori.v1.AdminService.IssueMFATempCode:input_type -> mamori.v1.IssueMFATempCodeRequest
-	53, // 77: mamori.v1.AdminService.ImportMFASeeds:input_type -> mamori.v1.ImportMFASeedsRequest
-	55, // 78: mamori.v1.AdminService.ListMFAUsers:input_type -> mamori.v1.ListMFAUsersRequest
-	38, // 79: mamori.v1.AdminService.ListAudit:input_type -> mamori.v1.ListAuditRequest
-	12, // 80: mamori.v1.AgentService.Enroll:output_type -> mamori.v1.EnrollResponse
-	14, // 81: mamori.v1.AgentService.Report:output_type -> mamori.v1.ReportResponse
-	23, // 82: mamori.v1.AdminService.ListDevices:output_type -> mamori.v1.ListDevicesResponse
-	25, // 83: mamori.v1.AdminService.GetDevice:output_type -> mamori.v1.GetDeviceResponse
-	27, // 84: mamori.v1.AdminService.FleetSummary:output_type -> mamori.v1.FleetSummaryResponse
-	31, // 85: mamori.v1.AdminService.ListEvents:output_type -> mamori.v1.ListEventsResponse
-	33, // 86: mamori.v1.AdminService.CreateEnrollmentToken:output_type -> mamori.v1.CreateEnrollmentTokenResponse
-	35, // 87: mamori.v1.AdminService.RevokeDevice:output_type -> mamori.v1.RevokeDeviceResponse
-	37, // 88: mamori.v1.AdminService.SetDeviceGroup:output_type -> mamori.v1.SetDeviceGroupResponse
-	42, // 89: mamori.v1.AdminService.GetPolicy:output_type -> mamori.v1.GetPolicyResponse
-	44, // 90: mamori.v1.AdminService.SetPolicy:output_type -> mamori.v1.SetPolicyResponse
-	46, // 91: mamori.v1.AdminService.EnrollMFAUser:output_type -> mamori.v1.EnrollMFAUserResponse
-	48, // 92: mamori.v1.AdminService.ResetMFAUser:output_type -> mamori.v1.ResetMFAUserResponse
-	50, // 93: mamori.v1.AdminService.UnlockMFAUser:output_type -> mamori.v1.UnlockMFAUserResponse
-	52, // 94: mamori.v1.AdminService.IssueMFATempCode:output_type -> mamori.v1.IssueMFATempCodeResponse
-	54, // 95: mamori.v1.AdminService.ImportMFASeeds:output_type -> mamori.v1.ImportMFASeedsResponse
-	57, // 96: mamori.v1.AdminService.ListMFAUsers:output_type -> mamori.v1.ListMFAUsersResponse
-	40, // 97: mamori.v1.AdminService.ListAudit:output_type -> mamori.v1.ListAuditResponse
-	80, // [80:98] is the sub-list for method output_type
-	62, // [62:80] is the sub-list for method input_type
-	62, // [62:62] is the sub-list for extension type_name
-	62, // [62:62] is the sub-list for extension extendee
-	0,  // [0:62] is the sub-list for field type_name
+	65, // 21: mamori.v1.ReportResponse.next_report_in:type_name -> google.protobuf.Duration
+	64, // 22: mamori.v1.ReportResponse.server_time:type_name -> google.protobuf.Timestamp
+	17, // 23: mamori.v1.ReportResponse.mfa_bundle:type_name -> mamori.v1.SealedMFABundle
+	64, // 24: mamori.v1.RenewResponse.not_after:type_name -> google.protobuf.Timestamp
+	64, // 25: mamori.v1.MFABundle.issued_at:type_name -> google.protobuf.Timestamp
+	21, // 26: mamori.v1.MFABundle.users:type_name -> mamori.v1.MFAUserSecret
+	19, // 27: mamori.v1.MFABundle.temp_codes:type_name -> mamori.v1.MFATempCode
+	20, // 28: mamori.v1.MFABundle.unlocks:type_name -> mamori.v1.MFAUnlock
+	64, // 29: mamori.v1.MFABundle.grace_until:type_name -> google.protobuf.Timestamp
+	64, // 30: mamori.v1.MFATempCode.expires_at:type_name -> google.protobuf.Timestamp
+	4,  // 31: mamori.v1.ControlRecord.status:type_name -> mamori.v1.ControlStatus
+	64, // 32: mamori.v1.ControlRecord.since:type_name -> google.protobuf.Timestamp
+	3,  // 33: mamori.v1.Device.facts:type_name -> mamori.v1.DeviceFacts
+	2,  // 34: mamori.v1.Device.compliance:type_name -> mamori.v1.Compliance
+	64, // 35: mamori.v1.Device.enrolled_at:type_name -> google.protobuf.Timestamp
+	64, // 36: mamori.v1.Device.last_seen:type_name -> google.protobuf.Timestamp
+	64, // 37: mamori.v1.Device.failing_since:type_name -> google.protobuf.Timestamp
+	64, // 38: mamori.v1.Device.offline_since:type_name -> google.protobuf.Timestamp
+	22, // 39: mamori.v1.Device.controls:type_name -> mamori.v1.ControlRecord
+	64, // 40: mamori.v1.Device.revoked_at:type_name -> google.protobuf.Timestamp
+	2,  // 41: mamori.v1.ListDevicesRequest.compliance:type_name -> mamori.v1.Compliance
+	23, // 42: mamori.v1.ListDevicesResponse.devices:type_name -> mamori.v1.Device
+	23, // 43: mamori.v1.GetDeviceResponse.device:type_name -> mamori.v1.Device
+	31, // 44: mamori.v1.GetDeviceResponse.recent_events:type_name -> mamori.v1.StoredEvent
+	30, // 45: mamori.v1.FleetSummaryResponse.groups:type_name -> mamori.v1.GroupSummary
+	5,  // 46: mamori.v1.StoredEvent.event:type_name -> mamori.v1.Event
+	64, // 47: mamori.v1.StoredEvent.received_at:type_name -> google.protobuf.Timestamp
+	31, // 48: mamori.v1.ListEventsResponse.events:type_name -> mamori.v1.StoredEvent
+	65, // 49: mamori.v1.CreateEnrollmentTokenRequest.ttl:type_name -> google.protobuf.Duration
+	64, // 50: mamori.v1.CreateEnrollmentTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
+	23, // 51: mamori.v1.RevokeDeviceResponse.device:type_name -> mamori.v1.Device
+	23, // 52: mamori.v1.SetDeviceGroupResponse.device:type_name -> mamori.v1.Device
+	64, // 53: mamori.v1.AuditRecord.at:type_name -> google.protobuf.Timestamp
+	41, // 54: mamori.v1.ListAuditResponse.records:type_name -> mamori.v1.AuditRecord
+	7,  // 55: mamori.v1.GetPolicyResponse.policy:type_name -> mamori.v1.Policy
+	7,  // 56: mamori.v1.SetPolicyRequest.policy:type_name -> mamori.v1.Policy
+	7,  // 57: mamori.v1.SetPolicyResponse.policy:type_name -> mamori.v1.Policy
+	65, // 58: mamori.v1.IssueMFATempCodeRequest.expires_in:type_name -> google.protobuf.Duration
+	64, // 59: mamori.v1.IssueMFATempCodeResponse.expires_at:type_name -> google.protobuf.Timestamp
+	64, // 60: mamori.v1.MFAUserInfo.enrolled_at:type_name -> google.protobuf.Timestamp
+	58, // 61: mamori.v1.ListMFAUsersResponse.users:type_name -> mamori.v1.MFAUserInfo
+	6,  // 62: mamori.v1.Policy.ControlsEntry.value:type_name -> mamori.v1.ControlPolicy
+	8,  // 63: mamori.v1.AgentService.Enroll:input_type -> mamori.v1.EnrollRequest
+	13, // 64: mamori.v1.AgentService.Report:input_type -> mamori.v1.ReportRequest
+	15, // 65: mamori.v1.AgentService.Renew:input_type -> mamori.v1.RenewRequest
+	24, // 66: mamori.v1.AdminService.ListDevices:input_type -> mamori.v1.ListDevicesRequest
+	26, // 67: mamori.v1.AdminService.GetDevice:input_type -> mamori.v1.GetDeviceRequest
+	28, // 68: mamori.v1.AdminService.FleetSummary:input_type -> mamori.v1.FleetSummaryRequest
+	32, // 69: mamori.v1.AdminService.ListEvents:input_type -> mamori.v1.ListEventsRequest
+	34, // 70: mamori.v1.AdminService.CreateEnrollmentToken:input_type -> mamori.v1.CreateEnrollmentTokenRequest
+	36, // 71: mamori.v1.AdminService.RevokeDevice:input_type -> mamori.v1.RevokeDeviceRequest
+	38, // 72: mamori.v1.AdminService.SetDeviceGroup:input_type -> mamori.v1.SetDeviceGroupRequest
+	43, // 73: mamori.v1.AdminService.GetPolicy:input_type -> mamori.v1.GetPolicyRequest
+	45, // 74: mamori.v1.AdminService.SetPolicy:input_type -> mamori.v1.SetPolicyRequest
+	47, // 75: mamori.v1.AdminService.EnrollMFAUser:input_type -> mamori.v1.EnrollMFAUserRequest
+	49, // 76: mamori.v1.AdminService.ResetMFAUser:input_type -> mamori.v1.ResetMFAUserRequest
+	51, // 77: mamori.v1.AdminService.UnlockMFAUser:input_type -> mamori.v1.UnlockMFAUserRequest
+	53, // 78: mamori.v1.AdminService.IssueMFATempCode:input_type -> mamori.v1.IssueMFATempCodeRequest
+	55, // 79: mamori.v1.AdminService.ImportMFASeeds:input_type -> mamori.v1.ImportMFASeedsRequest
+	57, // 80: mamori.v1.AdminService.ListMFAUsers:input_type -> mamori.v1.ListMFAUsersRequest
+	40, // 81: mamori.v1.AdminService.ListAudit:input_type -> mamori.v1.ListAuditRequest
+	12, // 82: mamori.v1.AgentService.Enroll:output_type -> mamori.v1.EnrollResponse
+	14, // 83: mamori.v1.AgentService.Report:output_type -> mamori.v1.ReportResponse
+	16, // 84: mamori.v1.AgentService.Renew:output_type -> mamori.v1.RenewResponse
+	25, // 85: mamori.v1.AdminService.ListDevices:output_type -> mamori.v1.ListDevicesResponse
+	27, // 86: mamori.v1.AdminService.GetDevice:output_type -> mamori.v1.GetDeviceResponse
+	29, // 87: mamori.v1.AdminService.FleetSummary:output_type -> mamori.v1.FleetSummaryResponse
+	33, // 88: mamori.v1.AdminService.ListEvents:output_type -> mamori.v1.ListEventsResponse
+	35, // 89: mamori.v1.AdminService.CreateEnrollmentToken:output_type -> mamori.v1.CreateEnrollmentTokenResponse
+	37, // 90: mamori.v1.AdminService.RevokeDevice:output_type -> mamori.v1.RevokeDeviceResponse
+	39, // 91: mamori.v1.AdminService.SetDeviceGroup:output_type -> mamori.v1.SetDeviceGroupResponse
+	44, // 92: mamori.v1.AdminService.GetPolicy:output_type -> mamori.v1.GetPolicyResponse
+	46, // 93: mamori.v1.AdminService.SetPolicy:output_type -> mamori.v1.SetPolicyResponse
+	48, // 94: mamori.v1.AdminService.EnrollMFAUser:output_type -> mamori.v1.EnrollMFAUserResponse
+	50, // 95: mamori.v1.AdminService.ResetMFAUser:output_type -> mamori.v1.ResetMFAUserResponse
+	52, // 96: mamori.v1.AdminService.UnlockMFAUser:output_type -> mamori.v1.UnlockMFAUserResponse
+	54, // 97: mamori.v1.AdminService.IssueMFATempCode:output_type -> mamori.v1.IssueMFATempCodeResponse
+	56, // 98: mamori.v1.AdminService.ImportMFASeeds:output_type -> mamori.v1.ImportMFASeedsResponse
+	59, // 99: mamori.v1.AdminService.ListMFAUsers:output_type -> mamori.v1.ListMFAUsersResponse
+	42, // 100: mamori.v1.AdminService.ListAudit:output_type -> mamori.v1.ListAuditResponse
+	82, // [82:101] is the sub-list for method output_type
+	63, // [63:82] is the sub-list for method input_type
+	63, // [63:63] is the sub-list for extension type_name
+	63, // [63:63] is the sub-list for extension extendee
+	0,  // [0:63] is the sub-list for field type_name
 }
 
 func init() { file_mamori_v1_mamori_proto_init() }
@@ -4408,7 +4521,7 @@ func file_mamori_v1_mamori_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mamori_v1_mamori_proto_rawDesc), len(file_mamori_v1_mamori_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   59,
+			NumMessages:   61,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -29,6 +29,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	AgentService_Enroll_FullMethodName = "/mamori.v1.AgentService/Enroll"
 	AgentService_Report_FullMethodName = "/mamori.v1.AgentService/Report"
+	AgentService_Renew_FullMethodName  = "/mamori.v1.AgentService/Renew"
 )
 
 // AgentServiceClient is the client API for AgentService service.
@@ -52,6 +53,13 @@ type AgentServiceClient interface {
 	// Report sends the current state of every control and a batch of spooled
 	// events. The answer acknowledges the events that are now durably stored.
 	Report(ctx context.Context, in *ReportRequest, opts ...grpc.CallOption) (*ReportResponse, error)
+	// Renew issues a new device certificate for the same key before the
+	// current one expires. The call must present the device's current,
+	// unexpired certificate (or the one it last renewed from, if the answer
+	// to that renewal was lost); a revoked device is refused. An expired
+	// certificate cannot call at all: the terminal needs a new enrolment
+	// token.
+	Renew(ctx context.Context, in *RenewRequest, opts ...grpc.CallOption) (*RenewResponse, error)
 }
 
 type agentServiceClient struct {
@@ -82,6 +90,16 @@ func (c *agentServiceClient) Report(ctx context.Context, in *ReportRequest, opts
 	return out, nil
 }
 
+func (c *agentServiceClient) Renew(ctx context.Context, in *RenewRequest, opts ...grpc.CallOption) (*RenewResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RenewResponse)
+	err := c.cc.Invoke(ctx, AgentService_Renew_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AgentServiceServer is the server API for AgentService service.
 // All implementations must embed UnimplementedAgentServiceServer
 // for forward compatibility.
@@ -103,6 +121,13 @@ type AgentServiceServer interface {
 	// Report sends the current state of every control and a batch of spooled
 	// events. The answer acknowledges the events that are now durably stored.
 	Report(context.Context, *ReportRequest) (*ReportResponse, error)
+	// Renew issues a new device certificate for the same key before the
+	// current one expires. The call must present the device's current,
+	// unexpired certificate (or the one it last renewed from, if the answer
+	// to that renewal was lost); a revoked device is refused. An expired
+	// certificate cannot call at all: the terminal needs a new enrolment
+	// token.
+	Renew(context.Context, *RenewRequest) (*RenewResponse, error)
 	mustEmbedUnimplementedAgentServiceServer()
 }
 
@@ -118,6 +143,9 @@ func (UnimplementedAgentServiceServer) Enroll(context.Context, *EnrollRequest) (
 }
 func (UnimplementedAgentServiceServer) Report(context.Context, *ReportRequest) (*ReportResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Report not implemented")
+}
+func (UnimplementedAgentServiceServer) Renew(context.Context, *RenewRequest) (*RenewResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Renew not implemented")
 }
 func (UnimplementedAgentServiceServer) mustEmbedUnimplementedAgentServiceServer() {}
 func (UnimplementedAgentServiceServer) testEmbeddedByValue()                      {}
@@ -176,6 +204,24 @@ func _AgentService_Report_Handler(srv interface{}, ctx context.Context, dec func
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AgentService_Renew_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RenewRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServiceServer).Renew(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AgentService_Renew_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServiceServer).Renew(ctx, req.(*RenewRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AgentService_ServiceDesc is the grpc.ServiceDesc for AgentService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -190,6 +236,10 @@ var AgentService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Report",
 			Handler:    _AgentService_Report_Handler,
+		},
+		{
+			MethodName: "Renew",
+			Handler:    _AgentService_Renew_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

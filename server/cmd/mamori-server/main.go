@@ -77,6 +77,15 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, p *i
 	fs.StringVar(&cfg.EKRootsFile, "ek-roots", "", "PEM file of TPM manufacturer CAs: attested enrolment then requires an EK certificate chaining to one (docs/tpm.md)")
 	fs.IntVar(&cfg.Ingest.MaxBatch, "ingest-batch", cfg.Ingest.MaxBatch, "most reports committed in one transaction")
 	fs.IntVar(&cfg.Ingest.Workers, "ingest-workers", cfg.Ingest.Workers, "transactions in flight at once (1 for SQLite; more help PostgreSQL)")
+	fs.Float64Var(&cfg.EnrollLimits.PerSourceRate, "enroll-per-source-rate", cfg.EnrollLimits.PerSourceRate, "enrolments a second from one address (IPv6: one /64); 0: no limit")
+	fs.IntVar(&cfg.EnrollLimits.PerSourceBurst, "enroll-per-source-burst", cfg.EnrollLimits.PerSourceBurst, "enrolments one address may make at once before the rate applies")
+	fs.Float64Var(&cfg.EnrollLimits.PerMachineRate, "enroll-per-machine-rate", cfg.EnrollLimits.PerMachineRate, "enrolments a second per machine ID; 0: no limit")
+	fs.IntVar(&cfg.EnrollLimits.PerMachineBurst, "enroll-per-machine-burst", cfg.EnrollLimits.PerMachineBurst, "enrolments one machine ID may make at once before the rate applies")
+	fs.IntVar(&cfg.EnrollLimits.MaxInFlight, "enroll-max-in-flight", cfg.EnrollLimits.MaxInFlight, "enrolments worked on at once; more are refused at once (ResourceExhausted, retry hint); 0: no cap")
+	fs.IntVar(&cfg.EnrollLimits.MaxQueued, "enroll-max-queued", cfg.EnrollLimits.MaxQueued, "enrolments that may wait for a place in flight; more are refused at once")
+	fs.DurationVar(&cfg.EnrollLimits.QueueWait, "enroll-queue-wait", cfg.EnrollLimits.QueueWait, "longest an enrolment waits for a place in flight before it is refused")
+	fs.DurationVar(&cfg.EnrollLimits.RetryAfter, "enroll-retry-after", cfg.EnrollLimits.RetryAfter, "least wait a refused enrolment is asked to keep")
+	fs.DurationVar(&cfg.StopTimeout, "stop-timeout", cfg.StopTimeout, "on stop, how long calls in progress may take before connections are closed")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return 2

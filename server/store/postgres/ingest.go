@@ -45,7 +45,7 @@ func (s *Store) IngestReports(ctx context.Context, in []store.ReportInput) ([]st
 }
 
 func loadStates(ctx context.Context, tx pgx.Tx, ids []string) (map[string]*rules.State, error) {
-	rows, err := tx.Query(ctx, `SELECT id, coalesce(machine_id, ''), cert_serial, revoked_at, verdict, reasons, failing_since,
+	rows, err := tx.Query(ctx, `SELECT id, coalesce(machine_id, ''), cert_serial, coalesce(prev_cert_serial, ''), revoked_at, verdict, reasons, failing_since,
 		last_seen, policy_version, controls FROM devices WHERE id = ANY($1) ORDER BY id FOR UPDATE`, ids)
 	if err != nil {
 		return nil, fmt.Errorf("load devices: %w", err)
@@ -59,7 +59,7 @@ func loadStates(ctx context.Context, tx pgx.Tx, ids []string) (map[string]*rules
 			reasons                string
 			controls               []byte
 		)
-		if err := rows.Scan(&st.ID, &st.MachineID, &st.CertSerial, &revoked, &st.Verdict, &reasons, &failing, &seen,
+		if err := rows.Scan(&st.ID, &st.MachineID, &st.CertSerial, &st.PrevSerial, &revoked, &st.Verdict, &reasons, &failing, &seen,
 			&st.PolicyVersion, &controls); err != nil {
 			return nil, fmt.Errorf("load devices: %w", err)
 		}

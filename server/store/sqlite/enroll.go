@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -47,8 +48,9 @@ func (s *Store) Enroll(ctx context.Context, p store.EnrollParams) (store.EnrollR
 		if err != nil {
 			return fmt.Errorf("enrol: read token: %w", err)
 		}
-		if err := rules.CheckToken(p.Now, codec.FromMicros(expires, true), uses, used); err != nil {
-			return err
+		tokenErr := rules.CheckToken(p.Now, codec.FromMicros(expires, true), uses, used)
+		if errors.Is(tokenErr, store.ErrTokenExpired) {
+			return tokenErr
 		}
 		machineID := p.Facts.GetMachineId()
 		deviceID := p.NewDeviceID
@@ -74,13 +76,31 @@ func (s *Store) Enroll(ctx context.Context, p store.EnrollParams) (store.EnrollR
 		if deviceID == "" {
 			return errors.New("enrol: no device ID for a new device")
 		}
+		// A retry of this machine's enrolment with this token and key
+		// (its first answer was lost) counts no second use.
+		repeated, err := repeatedUse(ctx, tx, tokenID, machineID, deviceID, p.KeyHash)
+		if err != nil {
+			return err
+		}
+		if !repeated && tokenErr != nil {
+			return tokenErr
+		}
 		cert, serial, err := p.Sign(deviceID)
 		if err != nil {
 			return fmt.Errorf("enrol %s: sign: %w", deviceID, err)
 		}
-		res.CertDER = cert
-		if _, err := tx.ExecContext(ctx, "UPDATE tokens SET used = used + 1 WHERE id = ?", tokenID); err != nil {
-			return fmt.Errorf("enrol: count token use: %w", err)
+		res.CertDER, res.Repeated = cert, repeated
+		if !repeated {
+			if _, err := tx.ExecContext(ctx, "UPDATE tokens SET used = used + 1 WHERE id = ?", tokenID); err != nil {
+				return fmt.Errorf("enrol: count token use: %w", err)
+			}
+			if machineID != "" && len(p.KeyHash) > 0 {
+				if _, err := tx.ExecContext(ctx, `INSERT INTO token_uses (token_id, machine_id, key_hash, device_id, at) VALUES (?, ?, ?, ?, ?)
+					ON CONFLICT (token_id, machine_id) DO UPDATE SET key_hash = excluded.key_hash, device_id = excluded.device_id, at = excluded.at`,
+					tokenID, machineID, p.KeyHash, deviceID, codec.Time(p.Now).UnixMicro()); err != nil {
+					return fmt.Errorf("enrol: record token use: %w", err)
+				}
+			}
 		}
 		facts, err := codec.Marshal(p.Facts)
 		if err != nil {
@@ -94,7 +114,7 @@ func (s *Store) Enroll(ctx context.Context, p store.EnrollParams) (store.EnrollR
 			_, err = tx.ExecContext(ctx, `UPDATE devices SET facts = ?, hostname = ?, enrolled_at = ?, cert_serial = ?,
 				verdict = CASE WHEN revoked_at IS NULL THEN verdict ELSE ? END,
 				reasons = CASE WHEN revoked_at IS NULL THEN reasons ELSE '[]' END,
-				revoked_at = NULL, revoked_reason = '',
+				revoked_at = NULL, revoked_reason = '', prev_cert_serial = NULL,
 				ek_fingerprint = COALESCE(?, ek_fingerprint), key_attested = ?,
 				device_group = CASE WHEN ? = '' THEN device_group ELSE ? END
 				WHERE id = ?`, facts, p.Facts.GetHostname(), now, serial, store.VerdictNeverReported,
@@ -149,4 +169,70 @@ func (s *Store) DeviceCredential(ctx context.Context, deviceID string) (string, 
 		return "", time.Time{}, fmt.Errorf("device credential of %s: %w", deviceID, err)
 	}
 	return serial, ts(revoked), nil
+}
+
+// repeatedUse reports whether machineID already spent a use of tokenID
+// with the same key, for the same device, and that device is not revoked
+// since (a revoked device's retry must not lift its revocation for free).
+func repeatedUse(ctx context.Context, tx *sql.Tx, tokenID, machineID, deviceID string, keyHash []byte) (bool, error) {
+	if machineID == "" || len(keyHash) == 0 {
+		return false, nil
+	}
+	var (
+		stored  []byte
+		usedBy  string
+		revoked bool
+	)
+	err := tx.QueryRowContext(ctx, `SELECT u.key_hash, u.device_id, d.revoked_at IS NOT NULL FROM token_uses u JOIN devices d ON d.id = u.device_id
+		WHERE u.token_id = ? AND u.machine_id = ?`, tokenID, machineID).Scan(&stored, &usedBy, &revoked)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("enrol: read token use: %w", err)
+	}
+	return bytes.Equal(stored, keyHash) && usedBy == deviceID && !revoked, nil
+}
+
+// Renew issues a device a new certificate for the key it proved with its
+// current one (see store.Enrollment).
+func (s *Store) Renew(ctx context.Context, p store.RenewParams) (store.RenewResult, error) {
+	var res store.RenewResult
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		var (
+			cur, prev string
+			revoked   sql.NullInt64
+		)
+		err := tx.QueryRowContext(ctx, "SELECT cert_serial, coalesce(prev_cert_serial, ''), revoked_at FROM devices WHERE id = ?", p.DeviceID).
+			Scan(&cur, &prev, &revoked)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("renew %s: %w", p.DeviceID, store.ErrNotFound)
+		}
+		if err != nil {
+			return fmt.Errorf("renew %s: read device: %w", p.DeviceID, err)
+		}
+		switch {
+		case revoked.Valid:
+			return store.ErrDeviceRevoked
+		case p.PresentedSerial == "" || (p.PresentedSerial != cur && p.PresentedSerial != prev):
+			return store.ErrCertSuperseded
+		}
+		cert, serial, err := p.Sign()
+		if err != nil {
+			return fmt.Errorf("renew %s: sign: %w", p.DeviceID, err)
+		}
+		// The presented certificate is the one the agent is known to
+		// hold; an earlier renewal's certificate it never saved is dropped.
+		if _, err := tx.ExecContext(ctx, "UPDATE devices SET cert_serial = ?, prev_cert_serial = ? WHERE id = ?",
+			serial, p.PresentedSerial, p.DeviceID); err != nil {
+			return fmt.Errorf("renew %s: store serial: %w", p.DeviceID, err)
+		}
+		res.CertDER = cert
+		res.Device, err = getDevice(ctx, tx, p.DeviceID)
+		return err
+	})
+	if err != nil {
+		return store.RenewResult{}, err
+	}
+	return res, nil
 }

@@ -125,7 +125,7 @@ func loadStates(ctx context.Context, tx *sql.Tx, ids []string) (map[string]*rule
 			args[i] = id
 		}
 		ids = ids[n:]
-		rows, err := tx.QueryContext(ctx, `SELECT id, coalesce(machine_id, ''), cert_serial, revoked_at, verdict, reasons, failing_since,
+		rows, err := tx.QueryContext(ctx, `SELECT id, coalesce(machine_id, ''), cert_serial, coalesce(prev_cert_serial, ''), revoked_at, verdict, reasons, failing_since,
 			last_seen, policy_version, controls FROM devices WHERE id IN (`+placeholders(n, "?")+`)`, args...)
 		if err != nil {
 			return nil, fmt.Errorf("load devices: %w", err)
@@ -146,7 +146,7 @@ func scanStates(rows *sql.Rows, states map[string]*rules.State) error {
 			reasons                string
 			controls               []byte
 		)
-		if err := rows.Scan(&st.ID, &st.MachineID, &st.CertSerial, &revoked, &st.Verdict, &reasons, &failing, &seen,
+		if err := rows.Scan(&st.ID, &st.MachineID, &st.CertSerial, &st.PrevSerial, &revoked, &st.Verdict, &reasons, &failing, &seen,
 			&st.PolicyVersion, &controls); err != nil {
 			return err
 		}

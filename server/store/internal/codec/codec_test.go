@@ -1,6 +1,7 @@
 package codec
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -73,4 +74,27 @@ func TestTime(t *testing.T) {
 	if back := FromMicros(got.UnixMicro(), true); !back.Equal(got) || back.Location() != time.UTC {
 		t.Errorf("FromMicros = %v", back)
 	}
+}
+
+// FuzzParseReasons: a stored reasons column is refused as corrupt or
+// decodes to a list that encodes and decodes to itself.
+func FuzzParseReasons(f *testing.F) {
+	for _, s := range []string{"", "[]", `["media: FAILED"]`, `["a","b"]`, "null", `[1]`, `["\ud800"]`, "[", strings.Repeat("[", 10000)} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		r, err := ParseReasons(s)
+		if err != nil {
+			return
+		}
+		again, err := ParseReasons(Reasons(r))
+		if err != nil || len(again) != len(r) {
+			t.Fatalf("%q: round trip %q, %v; want %q", s, again, err, r)
+		}
+		for i := range r {
+			if again[i] != r[i] {
+				t.Fatalf("%q: round trip %q; want %q", s, again, r)
+			}
+		}
+	})
 }

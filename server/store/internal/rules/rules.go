@@ -16,9 +16,12 @@ import (
 
 // State is the part of a device row that a report reads or changes.
 type State struct {
-	ID            string
-	MachineID     string // fixed at enrolment; "" when enrolled without one
-	CertSerial    string
+	ID         string
+	MachineID  string // fixed at enrolment; "" when enrolled without one
+	CertSerial string
+	// PrevSerial is the certificate the device renewed from last; it is
+	// accepted as well as CertSerial ("" when none).
+	PrevSerial    string
 	RevokedAt     time.Time
 	Verdict       string
 	Reasons       []string
@@ -42,7 +45,7 @@ func Apply(s *State, in store.ReportInput) ([]store.HistoryEntry, error) {
 	switch {
 	case !s.RevokedAt.IsZero():
 		return nil, store.ErrDeviceRevoked
-	case in.CertSerial != s.CertSerial:
+	case in.CertSerial != s.CertSerial && (s.PrevSerial == "" || in.CertSerial != s.PrevSerial):
 		return nil, store.ErrCertSuperseded
 	case in.Facts != nil && in.Facts.MachineId != "" && in.Facts.MachineId != s.MachineID:
 		// The certificate decides the device; facts naming another
