@@ -693,6 +693,21 @@ func TestDevicesPaging(t *testing.T) {
 	if diff := cmp.Diff([]int32{500, 500, 234}, sizes); diff != "" {
 		t.Errorf("page sizes (-want +got):\n%s", diff)
 	}
+
+	// --group is sent with every page, not only the first.
+	before = len(srv.Fake.Requests())
+	if r := run(t, srv, "C", "devices", "--group", "市民課", "-o", "json"); r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	reqs = srv.Fake.Requests()[before:]
+	if len(reqs) < 2 {
+		t.Fatalf("%d pages; want several", len(reqs))
+	}
+	for i, q := range reqs {
+		if g := q.Msg.(*mamoriv1.ListDevicesRequest).Group; g != "市民課" {
+			t.Errorf("page %d asked for group %q", i+1, g)
+		}
+	}
 }
 
 func TestVersion(t *testing.T) {

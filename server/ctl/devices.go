@@ -84,7 +84,7 @@ func (c *cli) devices(ctx context.Context, args []string) error {
 		if next == "" || next == req.PageToken || len(resp.Devices) == 0 {
 			break
 		}
-		req = &mamoriv1.ListDevicesRequest{Compliance: state, PageToken: next}
+		req = &mamoriv1.ListDevicesRequest{Compliance: state, Group: *group, PageToken: next}
 	}
 	if format == "json" {
 		return protoJSON(c.o.Stdout, &mamoriv1.ListDevicesResponse{Devices: all})
