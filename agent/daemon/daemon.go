@@ -303,6 +303,7 @@ func (d *Daemon) round(ctx context.Context) RoundResult {
 		Statuses:      res.Statuses,
 		Events:        batch,
 		PolicyVersion: d.pol.GetVersion(),
+		PolicyDigest:  d.pol.GetDigest(),
 	}
 	if d.cfg.MFA != nil {
 		req.HpkePublicKey, req.MfaBundleVersion = d.cfg.MFA.PublicKey(), d.cfg.MFA.BundleVersion()
@@ -322,7 +323,7 @@ func (d *Daemon) round(ctx context.Context) RoundResult {
 		d.self.ObserveServerTime(sent, received, st.AsTime())
 	}
 	res.Acked = d.ack(ctx, batch, resp.GetAckedEventIds())
-	if p := resp.GetPolicy(); p != nil && p.GetVersion() != d.pol.GetVersion() {
+	if p := resp.GetPolicy(); p != nil && (p.GetVersion() != d.pol.GetVersion() || p.GetDigest() != d.pol.GetDigest()) {
 		d.takePolicy(ctx, p)
 	}
 	res.PolicyVersion = d.pol.GetVersion()

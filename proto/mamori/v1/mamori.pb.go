@@ -554,7 +554,23 @@ type Policy struct {
 	Controls       map[string]*ControlPolicy `protobuf:"bytes,2,rep,name=controls,proto3" json:"controls,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	ReportInterval *durationpb.Duration      `protobuf:"bytes,3,opt,name=report_interval,json=reportInterval,proto3" json:"report_interval,omitempty"`
 	// A device whose last report is older than this is OFFLINE.
-	MaxReportAge  *durationpb.Duration `protobuf:"bytes,4,opt,name=max_report_age,json=maxReportAge,proto3" json:"max_report_age,omitempty"`
+	MaxReportAge *durationpb.Duration `protobuf:"bytes,4,opt,name=max_report_age,json=maxReportAge,proto3" json:"max_report_age,omitempty"`
+	// Overrides per device group (所属), keyed by group name. Only in the
+	// stored document; an agent receives its effective policy, with
+	// `groups` empty and `group` set.
+	Groups map[string]*GroupPolicy `protobuf:"bytes,5,rep,name=groups,proto3" json:"groups,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Set in an effective policy: the device group it was computed for
+	// ("" for a device in no group or a group without overrides).
+	Group string `protobuf:"bytes,6,opt,name=group,proto3" json:"group,omitempty"`
+	// Set in an effective policy: the exceptions (例外措置) folded into it,
+	// for display; the media control reads them from its `exceptions`
+	// setting, which carries the same entries.
+	Exceptions []*PolicyException `protobuf:"bytes,7,rep,name=exceptions,proto3" json:"exceptions,omitempty"`
+	// Set by the server in an effective policy: hex SHA-256 of the
+	// deterministic encoding of the policy with this field empty. The agent
+	// sends it back in ReportRequest.policy_digest; the server resends the
+	// policy when it differs.
+	Digest        string `protobuf:"bytes,8,opt,name=digest,proto3" json:"digest,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -617,6 +633,169 @@ func (x *Policy) GetMaxReportAge() *durationpb.Duration {
 	return nil
 }
 
+func (x *Policy) GetGroups() map[string]*GroupPolicy {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
+func (x *Policy) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *Policy) GetExceptions() []*PolicyException {
+	if x != nil {
+		return x.Exceptions
+	}
+	return nil
+}
+
+func (x *Policy) GetDigest() string {
+	if x != nil {
+		return x.Digest
+	}
+	return ""
+}
+
+// GroupPolicy overrides the base policy for the devices of one group. A
+// control named here replaces the base control whole (mode, required,
+// settings); durations, when set, replace the base ones.
+type GroupPolicy struct {
+	state          protoimpl.MessageState    `protogen:"open.v1"`
+	Controls       map[string]*ControlPolicy `protobuf:"bytes,1,rep,name=controls,proto3" json:"controls,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	ReportInterval *durationpb.Duration      `protobuf:"bytes,2,opt,name=report_interval,json=reportInterval,proto3" json:"report_interval,omitempty"`
+	MaxReportAge   *durationpb.Duration      `protobuf:"bytes,3,opt,name=max_report_age,json=maxReportAge,proto3" json:"max_report_age,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *GroupPolicy) Reset() {
+	*x = GroupPolicy{}
+	mi := &file_mamori_v1_mamori_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupPolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupPolicy) ProtoMessage() {}
+
+func (x *GroupPolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_mamori_v1_mamori_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupPolicy.ProtoReflect.Descriptor instead.
+func (*GroupPolicy) Descriptor() ([]byte, []int) {
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *GroupPolicy) GetControls() map[string]*ControlPolicy {
+	if x != nil {
+		return x.Controls
+	}
+	return nil
+}
+
+func (x *GroupPolicy) GetReportInterval() *durationpb.Duration {
+	if x != nil {
+		return x.ReportInterval
+	}
+	return nil
+}
+
+func (x *GroupPolicy) GetMaxReportAge() *durationpb.Duration {
+	if x != nil {
+		return x.MaxReportAge
+	}
+	return nil
+}
+
+// PolicyException is one exception (例外措置) in force for a device, as
+// folded into its effective policy.
+type PolicyException struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// VENDOR:PRODUCT:SERIAL, as in the media allow-list.
+	Usb string `protobuf:"bytes,2,opt,name=usb,proto3" json:"usb,omitempty"`
+	// Login name; empty means any user.
+	User          string                 `protobuf:"bytes,3,opt,name=user,proto3" json:"user,omitempty"`
+	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PolicyException) Reset() {
+	*x = PolicyException{}
+	mi := &file_mamori_v1_mamori_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PolicyException) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PolicyException) ProtoMessage() {}
+
+func (x *PolicyException) ProtoReflect() protoreflect.Message {
+	mi := &file_mamori_v1_mamori_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PolicyException.ProtoReflect.Descriptor instead.
+func (*PolicyException) Descriptor() ([]byte, []int) {
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *PolicyException) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *PolicyException) GetUsb() string {
+	if x != nil {
+		return x.Usb
+	}
+	return ""
+}
+
+func (x *PolicyException) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *PolicyException) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
 type EnrollRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The enrolment token, as shown once by CreateEnrollmentToken.
@@ -634,7 +813,7 @@ type EnrollRequest struct {
 
 func (x *EnrollRequest) Reset() {
 	*x = EnrollRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[5]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -646,7 +825,7 @@ func (x *EnrollRequest) String() string {
 func (*EnrollRequest) ProtoMessage() {}
 
 func (x *EnrollRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[5]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -659,7 +838,7 @@ func (x *EnrollRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrollRequest.ProtoReflect.Descriptor instead.
 func (*EnrollRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{5}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *EnrollRequest) GetToken() string {
@@ -720,7 +899,7 @@ type TpmAttestation struct {
 
 func (x *TpmAttestation) Reset() {
 	*x = TpmAttestation{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[6]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -732,7 +911,7 @@ func (x *TpmAttestation) String() string {
 func (*TpmAttestation) ProtoMessage() {}
 
 func (x *TpmAttestation) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[6]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -745,7 +924,7 @@ func (x *TpmAttestation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TpmAttestation.ProtoReflect.Descriptor instead.
 func (*TpmAttestation) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{6}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *TpmAttestation) GetEkPublic() []byte {
@@ -805,7 +984,7 @@ type EnrollChallenge struct {
 
 func (x *EnrollChallenge) Reset() {
 	*x = EnrollChallenge{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[7]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -817,7 +996,7 @@ func (x *EnrollChallenge) String() string {
 func (*EnrollChallenge) ProtoMessage() {}
 
 func (x *EnrollChallenge) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[7]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -830,7 +1009,7 @@ func (x *EnrollChallenge) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrollChallenge.ProtoReflect.Descriptor instead.
 func (*EnrollChallenge) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{7}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *EnrollChallenge) GetCredentialBlob() []byte {
@@ -865,7 +1044,7 @@ type ChallengeAnswer struct {
 
 func (x *ChallengeAnswer) Reset() {
 	*x = ChallengeAnswer{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[8]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -877,7 +1056,7 @@ func (x *ChallengeAnswer) String() string {
 func (*ChallengeAnswer) ProtoMessage() {}
 
 func (x *ChallengeAnswer) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[8]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -890,7 +1069,7 @@ func (x *ChallengeAnswer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChallengeAnswer.ProtoReflect.Descriptor instead.
 func (*ChallengeAnswer) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{8}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ChallengeAnswer) GetState() []byte {
@@ -925,7 +1104,7 @@ type EnrollResponse struct {
 
 func (x *EnrollResponse) Reset() {
 	*x = EnrollResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[9]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -937,7 +1116,7 @@ func (x *EnrollResponse) String() string {
 func (*EnrollResponse) ProtoMessage() {}
 
 func (x *EnrollResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[9]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -950,7 +1129,7 @@ func (x *EnrollResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrollResponse.ProtoReflect.Descriptor instead.
 func (*EnrollResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{9}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *EnrollResponse) GetDeviceId() string {
@@ -1012,13 +1191,17 @@ type ReportRequest struct {
 	HpkePublicKey []byte `protobuf:"bytes,6,opt,name=hpke_public_key,json=hpkePublicKey,proto3" json:"hpke_public_key,omitempty"`
 	// The version of the MFA bundle the agent holds; empty if none.
 	MfaBundleVersion string `protobuf:"bytes,7,opt,name=mfa_bundle_version,json=mfaBundleVersion,proto3" json:"mfa_bundle_version,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// The digest of the effective policy the agent holds (Policy.digest as
+	// received); empty from agents older than per-device policies, which
+	// are compared by policy_version instead.
+	PolicyDigest  string `protobuf:"bytes,8,opt,name=policy_digest,json=policyDigest,proto3" json:"policy_digest,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ReportRequest) Reset() {
 	*x = ReportRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[10]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1030,7 +1213,7 @@ func (x *ReportRequest) String() string {
 func (*ReportRequest) ProtoMessage() {}
 
 func (x *ReportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[10]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1043,7 +1226,7 @@ func (x *ReportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportRequest.ProtoReflect.Descriptor instead.
 func (*ReportRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{10}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ReportRequest) GetFacts() *DeviceFacts {
@@ -1095,6 +1278,13 @@ func (x *ReportRequest) GetMfaBundleVersion() string {
 	return ""
 }
 
+func (x *ReportRequest) GetPolicyDigest() string {
+	if x != nil {
+		return x.PolicyDigest
+	}
+	return ""
+}
+
 type ReportResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// UUIDs of the events that are stored. The agent may forget these.
@@ -1113,7 +1303,7 @@ type ReportResponse struct {
 
 func (x *ReportResponse) Reset() {
 	*x = ReportResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[11]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1125,7 +1315,7 @@ func (x *ReportResponse) String() string {
 func (*ReportResponse) ProtoMessage() {}
 
 func (x *ReportResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[11]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1138,7 +1328,7 @@ func (x *ReportResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportResponse.ProtoReflect.Descriptor instead.
 func (*ReportResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{11}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ReportResponse) GetAckedEventIds() []string {
@@ -1192,7 +1382,7 @@ type SealedMFABundle struct {
 
 func (x *SealedMFABundle) Reset() {
 	*x = SealedMFABundle{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[12]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1204,7 +1394,7 @@ func (x *SealedMFABundle) String() string {
 func (*SealedMFABundle) ProtoMessage() {}
 
 func (x *SealedMFABundle) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[12]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1217,7 +1407,7 @@ func (x *SealedMFABundle) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SealedMFABundle.ProtoReflect.Descriptor instead.
 func (*SealedMFABundle) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{12}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SealedMFABundle) GetVersion() string {
@@ -1248,7 +1438,7 @@ type MFABundle struct {
 
 func (x *MFABundle) Reset() {
 	*x = MFABundle{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[13]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1260,7 +1450,7 @@ func (x *MFABundle) String() string {
 func (*MFABundle) ProtoMessage() {}
 
 func (x *MFABundle) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[13]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1273,7 +1463,7 @@ func (x *MFABundle) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MFABundle.ProtoReflect.Descriptor instead.
 func (*MFABundle) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{13}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *MFABundle) GetVersion() string {
@@ -1324,7 +1514,7 @@ type MFAUserSecret struct {
 
 func (x *MFAUserSecret) Reset() {
 	*x = MFAUserSecret{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[14]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1336,7 +1526,7 @@ func (x *MFAUserSecret) String() string {
 func (*MFAUserSecret) ProtoMessage() {}
 
 func (x *MFAUserSecret) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[14]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1349,7 +1539,7 @@ func (x *MFAUserSecret) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MFAUserSecret.ProtoReflect.Descriptor instead.
 func (*MFAUserSecret) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{14}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *MFAUserSecret) GetUser() string {
@@ -1413,7 +1603,7 @@ type ControlRecord struct {
 
 func (x *ControlRecord) Reset() {
 	*x = ControlRecord{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[15]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1425,7 +1615,7 @@ func (x *ControlRecord) String() string {
 func (*ControlRecord) ProtoMessage() {}
 
 func (x *ControlRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[15]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1438,7 +1628,7 @@ func (x *ControlRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ControlRecord.ProtoReflect.Descriptor instead.
 func (*ControlRecord) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{15}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ControlRecord) GetStatus() *ControlStatus {
@@ -1484,7 +1674,7 @@ type Device struct {
 
 func (x *Device) Reset() {
 	*x = Device{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[16]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1496,7 +1686,7 @@ func (x *Device) String() string {
 func (*Device) ProtoMessage() {}
 
 func (x *Device) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[16]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1509,7 +1699,7 @@ func (x *Device) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Device.ProtoReflect.Descriptor instead.
 func (*Device) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{16}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Device) GetId() string {
@@ -1625,7 +1815,7 @@ type ListDevicesRequest struct {
 
 func (x *ListDevicesRequest) Reset() {
 	*x = ListDevicesRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[17]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1637,7 +1827,7 @@ func (x *ListDevicesRequest) String() string {
 func (*ListDevicesRequest) ProtoMessage() {}
 
 func (x *ListDevicesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[17]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1650,7 +1840,7 @@ func (x *ListDevicesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDevicesRequest.ProtoReflect.Descriptor instead.
 func (*ListDevicesRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{17}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListDevicesRequest) GetCompliance() Compliance {
@@ -1691,7 +1881,7 @@ type ListDevicesResponse struct {
 
 func (x *ListDevicesResponse) Reset() {
 	*x = ListDevicesResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[18]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1703,7 +1893,7 @@ func (x *ListDevicesResponse) String() string {
 func (*ListDevicesResponse) ProtoMessage() {}
 
 func (x *ListDevicesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[18]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1716,7 +1906,7 @@ func (x *ListDevicesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDevicesResponse.ProtoReflect.Descriptor instead.
 func (*ListDevicesResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{18}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListDevicesResponse) GetDevices() []*Device {
@@ -1745,7 +1935,7 @@ type GetDeviceRequest struct {
 
 func (x *GetDeviceRequest) Reset() {
 	*x = GetDeviceRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[19]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1757,7 +1947,7 @@ func (x *GetDeviceRequest) String() string {
 func (*GetDeviceRequest) ProtoMessage() {}
 
 func (x *GetDeviceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[19]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1770,7 +1960,7 @@ func (x *GetDeviceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDeviceRequest.ProtoReflect.Descriptor instead.
 func (*GetDeviceRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{19}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetDeviceRequest) GetIdOrHostname() string {
@@ -1797,7 +1987,7 @@ type GetDeviceResponse struct {
 
 func (x *GetDeviceResponse) Reset() {
 	*x = GetDeviceResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[20]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1809,7 +1999,7 @@ func (x *GetDeviceResponse) String() string {
 func (*GetDeviceResponse) ProtoMessage() {}
 
 func (x *GetDeviceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[20]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1822,7 +2012,7 @@ func (x *GetDeviceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDeviceResponse.ProtoReflect.Descriptor instead.
 func (*GetDeviceResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{20}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GetDeviceResponse) GetDevice() *Device {
@@ -1847,7 +2037,7 @@ type FleetSummaryRequest struct {
 
 func (x *FleetSummaryRequest) Reset() {
 	*x = FleetSummaryRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[21]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1859,7 +2049,7 @@ func (x *FleetSummaryRequest) String() string {
 func (*FleetSummaryRequest) ProtoMessage() {}
 
 func (x *FleetSummaryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[21]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1872,7 +2062,7 @@ func (x *FleetSummaryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FleetSummaryRequest.ProtoReflect.Descriptor instead.
 func (*FleetSummaryRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{21}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{23}
 }
 
 type FleetSummaryResponse struct {
@@ -1893,7 +2083,7 @@ type FleetSummaryResponse struct {
 
 func (x *FleetSummaryResponse) Reset() {
 	*x = FleetSummaryResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[22]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1905,7 +2095,7 @@ func (x *FleetSummaryResponse) String() string {
 func (*FleetSummaryResponse) ProtoMessage() {}
 
 func (x *FleetSummaryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[22]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1918,7 +2108,7 @@ func (x *FleetSummaryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FleetSummaryResponse.ProtoReflect.Descriptor instead.
 func (*FleetSummaryResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{22}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *FleetSummaryResponse) GetTotal() int64 {
@@ -1993,7 +2183,7 @@ type GroupSummary struct {
 
 func (x *GroupSummary) Reset() {
 	*x = GroupSummary{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[23]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2005,7 +2195,7 @@ func (x *GroupSummary) String() string {
 func (*GroupSummary) ProtoMessage() {}
 
 func (x *GroupSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[23]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2018,7 +2208,7 @@ func (x *GroupSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupSummary.ProtoReflect.Descriptor instead.
 func (*GroupSummary) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{23}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *GroupSummary) GetGroup() string {
@@ -2082,7 +2272,7 @@ type StoredEvent struct {
 
 func (x *StoredEvent) Reset() {
 	*x = StoredEvent{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[24]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2094,7 +2284,7 @@ func (x *StoredEvent) String() string {
 func (*StoredEvent) ProtoMessage() {}
 
 func (x *StoredEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[24]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2107,7 +2297,7 @@ func (x *StoredEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoredEvent.ProtoReflect.Descriptor instead.
 func (*StoredEvent) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{24}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *StoredEvent) GetDeviceId() string {
@@ -2144,7 +2334,7 @@ type ListEventsRequest struct {
 
 func (x *ListEventsRequest) Reset() {
 	*x = ListEventsRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[25]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2156,7 +2346,7 @@ func (x *ListEventsRequest) String() string {
 func (*ListEventsRequest) ProtoMessage() {}
 
 func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[25]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2169,7 +2359,7 @@ func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListEventsRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{25}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ListEventsRequest) GetDeviceId() string {
@@ -2204,7 +2394,7 @@ type ListEventsResponse struct {
 
 func (x *ListEventsResponse) Reset() {
 	*x = ListEventsResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[26]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2216,7 +2406,7 @@ func (x *ListEventsResponse) String() string {
 func (*ListEventsResponse) ProtoMessage() {}
 
 func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[26]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2229,7 +2419,7 @@ func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListEventsResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{26}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ListEventsResponse) GetEvents() []*StoredEvent {
@@ -2263,7 +2453,7 @@ type CreateEnrollmentTokenRequest struct {
 
 func (x *CreateEnrollmentTokenRequest) Reset() {
 	*x = CreateEnrollmentTokenRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[27]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2275,7 +2465,7 @@ func (x *CreateEnrollmentTokenRequest) String() string {
 func (*CreateEnrollmentTokenRequest) ProtoMessage() {}
 
 func (x *CreateEnrollmentTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[27]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2288,7 +2478,7 @@ func (x *CreateEnrollmentTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateEnrollmentTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateEnrollmentTokenRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{27}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *CreateEnrollmentTokenRequest) GetTtl() *durationpb.Duration {
@@ -2334,7 +2524,7 @@ type CreateEnrollmentTokenResponse struct {
 
 func (x *CreateEnrollmentTokenResponse) Reset() {
 	*x = CreateEnrollmentTokenResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[28]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2346,7 +2536,7 @@ func (x *CreateEnrollmentTokenResponse) String() string {
 func (*CreateEnrollmentTokenResponse) ProtoMessage() {}
 
 func (x *CreateEnrollmentTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[28]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2359,7 +2549,7 @@ func (x *CreateEnrollmentTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateEnrollmentTokenResponse.ProtoReflect.Descriptor instead.
 func (*CreateEnrollmentTokenResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{28}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *CreateEnrollmentTokenResponse) GetToken() string {
@@ -2407,7 +2597,7 @@ type RevokeDeviceRequest struct {
 
 func (x *RevokeDeviceRequest) Reset() {
 	*x = RevokeDeviceRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[29]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2419,7 +2609,7 @@ func (x *RevokeDeviceRequest) String() string {
 func (*RevokeDeviceRequest) ProtoMessage() {}
 
 func (x *RevokeDeviceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[29]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2432,7 +2622,7 @@ func (x *RevokeDeviceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeDeviceRequest.ProtoReflect.Descriptor instead.
 func (*RevokeDeviceRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{29}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *RevokeDeviceRequest) GetDeviceId() string {
@@ -2458,7 +2648,7 @@ type RevokeDeviceResponse struct {
 
 func (x *RevokeDeviceResponse) Reset() {
 	*x = RevokeDeviceResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[30]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2470,7 +2660,7 @@ func (x *RevokeDeviceResponse) String() string {
 func (*RevokeDeviceResponse) ProtoMessage() {}
 
 func (x *RevokeDeviceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[30]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2483,7 +2673,7 @@ func (x *RevokeDeviceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeDeviceResponse.ProtoReflect.Descriptor instead.
 func (*RevokeDeviceResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{30}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *RevokeDeviceResponse) GetDevice() *Device {
@@ -2507,7 +2697,7 @@ type SetDeviceGroupRequest struct {
 
 func (x *SetDeviceGroupRequest) Reset() {
 	*x = SetDeviceGroupRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[31]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2519,7 +2709,7 @@ func (x *SetDeviceGroupRequest) String() string {
 func (*SetDeviceGroupRequest) ProtoMessage() {}
 
 func (x *SetDeviceGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[31]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2532,7 +2722,7 @@ func (x *SetDeviceGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetDeviceGroupRequest.ProtoReflect.Descriptor instead.
 func (*SetDeviceGroupRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{31}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *SetDeviceGroupRequest) GetDevice() string {
@@ -2565,7 +2755,7 @@ type SetDeviceGroupResponse struct {
 
 func (x *SetDeviceGroupResponse) Reset() {
 	*x = SetDeviceGroupResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[32]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2577,7 +2767,7 @@ func (x *SetDeviceGroupResponse) String() string {
 func (*SetDeviceGroupResponse) ProtoMessage() {}
 
 func (x *SetDeviceGroupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[32]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2590,7 +2780,7 @@ func (x *SetDeviceGroupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetDeviceGroupResponse.ProtoReflect.Descriptor instead.
 func (*SetDeviceGroupResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{32}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *SetDeviceGroupResponse) GetDevice() *Device {
@@ -2612,7 +2802,7 @@ type ListAuditRequest struct {
 
 func (x *ListAuditRequest) Reset() {
 	*x = ListAuditRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[33]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2624,7 +2814,7 @@ func (x *ListAuditRequest) String() string {
 func (*ListAuditRequest) ProtoMessage() {}
 
 func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[33]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2637,7 +2827,7 @@ func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{33}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ListAuditRequest) GetAfterSeq() int64 {
@@ -2674,7 +2864,7 @@ type AuditRecord struct {
 
 func (x *AuditRecord) Reset() {
 	*x = AuditRecord{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[34]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2686,7 +2876,7 @@ func (x *AuditRecord) String() string {
 func (*AuditRecord) ProtoMessage() {}
 
 func (x *AuditRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[34]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2699,7 +2889,7 @@ func (x *AuditRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditRecord.ProtoReflect.Descriptor instead.
 func (*AuditRecord) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{34}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *AuditRecord) GetSeq() int64 {
@@ -2770,7 +2960,7 @@ type ListAuditResponse struct {
 
 func (x *ListAuditResponse) Reset() {
 	*x = ListAuditResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[35]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2782,7 +2972,7 @@ func (x *ListAuditResponse) String() string {
 func (*ListAuditResponse) ProtoMessage() {}
 
 func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[35]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2795,7 +2985,7 @@ func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{35}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ListAuditResponse) GetRecords() []*AuditRecord {
@@ -2820,7 +3010,7 @@ type GetPolicyRequest struct {
 
 func (x *GetPolicyRequest) Reset() {
 	*x = GetPolicyRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[36]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2832,7 +3022,7 @@ func (x *GetPolicyRequest) String() string {
 func (*GetPolicyRequest) ProtoMessage() {}
 
 func (x *GetPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[36]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2845,7 +3035,7 @@ func (x *GetPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPolicyRequest.ProtoReflect.Descriptor instead.
 func (*GetPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{36}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{38}
 }
 
 type GetPolicyResponse struct {
@@ -2857,7 +3047,7 @@ type GetPolicyResponse struct {
 
 func (x *GetPolicyResponse) Reset() {
 	*x = GetPolicyResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[37]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2869,7 +3059,7 @@ func (x *GetPolicyResponse) String() string {
 func (*GetPolicyResponse) ProtoMessage() {}
 
 func (x *GetPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[37]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2882,7 +3072,7 @@ func (x *GetPolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPolicyResponse.ProtoReflect.Descriptor instead.
 func (*GetPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{37}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *GetPolicyResponse) GetPolicy() *Policy {
@@ -2906,7 +3096,7 @@ type SetPolicyRequest struct {
 
 func (x *SetPolicyRequest) Reset() {
 	*x = SetPolicyRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[38]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2918,7 +3108,7 @@ func (x *SetPolicyRequest) String() string {
 func (*SetPolicyRequest) ProtoMessage() {}
 
 func (x *SetPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[38]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2931,7 +3121,7 @@ func (x *SetPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPolicyRequest.ProtoReflect.Descriptor instead.
 func (*SetPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{38}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *SetPolicyRequest) GetPolicy() *Policy {
@@ -2964,7 +3154,7 @@ type SetPolicyResponse struct {
 
 func (x *SetPolicyResponse) Reset() {
 	*x = SetPolicyResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[39]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2976,7 +3166,7 @@ func (x *SetPolicyResponse) String() string {
 func (*SetPolicyResponse) ProtoMessage() {}
 
 func (x *SetPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[39]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2989,7 +3179,7 @@ func (x *SetPolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPolicyResponse.ProtoReflect.Descriptor instead.
 func (*SetPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{39}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *SetPolicyResponse) GetPolicy() *Policy {
@@ -3012,7 +3202,7 @@ type EnrollMFAUserRequest struct {
 
 func (x *EnrollMFAUserRequest) Reset() {
 	*x = EnrollMFAUserRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[40]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3024,7 +3214,7 @@ func (x *EnrollMFAUserRequest) String() string {
 func (*EnrollMFAUserRequest) ProtoMessage() {}
 
 func (x *EnrollMFAUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[40]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3037,7 +3227,7 @@ func (x *EnrollMFAUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrollMFAUserRequest.ProtoReflect.Descriptor instead.
 func (*EnrollMFAUserRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{40}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *EnrollMFAUserRequest) GetUser() string {
@@ -3067,7 +3257,7 @@ type EnrollMFAUserResponse struct {
 
 func (x *EnrollMFAUserResponse) Reset() {
 	*x = EnrollMFAUserResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[41]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3079,7 +3269,7 @@ func (x *EnrollMFAUserResponse) String() string {
 func (*EnrollMFAUserResponse) ProtoMessage() {}
 
 func (x *EnrollMFAUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[41]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3092,7 +3282,7 @@ func (x *EnrollMFAUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrollMFAUserResponse.ProtoReflect.Descriptor instead.
 func (*EnrollMFAUserResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{41}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *EnrollMFAUserResponse) GetUser() string {
@@ -3114,6 +3304,772 @@ func (x *EnrollMFAUserResponse) GetRecoveryCodes() []string {
 		return x.RecoveryCodes
 	}
 	return nil
+}
+
+// Exception is an approved exception (例外措置) as the server keeps it.
+type Exception struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// VENDOR:PRODUCT:SERIAL (4 hex digits, 4 hex digits, the serial exactly
+	// as `mamori-agent media list` shows it; "*" is not allowed here).
+	Usb string `protobuf:"bytes,2,opt,name=usb,proto3" json:"usb,omitempty"`
+	// Login name on the terminal; empty means whoever is logged in.
+	User string `protobuf:"bytes,3,opt,name=user,proto3" json:"user,omitempty"`
+	// Exactly one of device_id and group is set.
+	DeviceId string `protobuf:"bytes,4,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
+	Group    string `protobuf:"bytes,5,opt,name=group,proto3" json:"group,omitempty"`
+	Reason   string `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Operator ID.
+	CreatedBy     string                 `protobuf:"bytes,7,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"`
+	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	RevokedAt     *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=revoked_at,json=revokedAt,proto3" json:"revoked_at,omitempty"`
+	RevokedBy     string                 `protobuf:"bytes,11,opt,name=revoked_by,json=revokedBy,proto3" json:"revoked_by,omitempty"`
+	RevokeReason  string                 `protobuf:"bytes,12,opt,name=revoke_reason,json=revokeReason,proto3" json:"revoke_reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Exception) Reset() {
+	*x = Exception{}
+	mi := &file_mamori_v1_mamori_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Exception) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Exception) ProtoMessage() {}
+
+func (x *Exception) ProtoReflect() protoreflect.Message {
+	mi := &file_mamori_v1_mamori_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Exception.ProtoReflect.Descriptor instead.
+func (*Exception) Descriptor() ([]byte, []int) {
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *Exception) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Exception) GetUsb() string {
+	if x != nil {
+		return x.Usb
+	}
+	return ""
+}
+
+func (x *Exception) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *Exception) GetDeviceId() string {
+	if x != nil {
+		return x.DeviceId
+	}
+	return ""
+}
+
+func (x *Exception) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *Exception) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *Exception) GetCreatedBy() string {
+	if x != nil {
+		return x.CreatedBy
+	}
+	return ""
+}
+
+func (x *Exception) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *Exception) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
+func (x *Exception) GetRevokedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RevokedAt
+	}
+	return nil
+}
+
+func (x *Exception) GetRevokedBy() string {
+	if x != nil {
+		return x.RevokedBy
+	}
+	return ""
+}
+
+func (x *Exception) GetRevokeReason() string {
+	if x != nil {
+		return x.RevokeReason
+	}
+	return ""
+}
+
+type CreateExceptionRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Usb   string                 `protobuf:"bytes,1,opt,name=usb,proto3" json:"usb,omitempty"`
+	User  string                 `protobuf:"bytes,2,opt,name=user,proto3" json:"user,omitempty"`
+	// Device ID or hostname; or group. Exactly one.
+	Device string `protobuf:"bytes,3,opt,name=device,proto3" json:"device,omitempty"`
+	Group  string `protobuf:"bytes,4,opt,name=group,proto3" json:"group,omitempty"`
+	Reason string `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	// When it ends; at most 90 days ahead.
+	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateExceptionRequest) Reset() {
+	*x = CreateExceptionRequest{}
+	mi := &file_mamori_v1_mamori_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateExceptionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateExceptionRequest) ProtoMessage() {}
+
+func (x *CreateExceptionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mamori_v1_mamori_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateExceptionRequest.ProtoReflect.Descriptor instead.
+func (*CreateExceptionRequest) Descriptor() ([]byte, []int) {
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *CreateExceptionRequest) GetUsb() string {
+	if x != nil {
+		return x.Usb
+	}
+	return ""
+}
+
+func (x *CreateExceptionRequest) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *CreateExceptionRequest) GetDevice() string {
+	if x != nil {
+		return x.Device
+	}
+	return ""
+}
+
+func (x *CreateExceptionRequest) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *CreateExceptionRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *CreateExceptionRequest) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
+type CreateExceptionResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Exception     *Exception             `protobuf:"bytes,1,opt,name=exception,proto3" json:"exception,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateExceptionResponse) Reset() {
+	*x = CreateExceptionResponse{}
+	mi := &file_mamori_v1_mamori_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateExceptionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateExceptionResponse) ProtoMessage() {}
+
+func (x *CreateExceptionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mamori_v1_mamori_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateExceptionResponse.ProtoReflect.Descriptor instead.
+func (*CreateExceptionResponse) Descriptor() ([]byte, []int) {
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *CreateExceptionResponse) GetException() *Exception {
+	if x != nil {
+		return x.Exception
+	}
+	return nil
+}
+
+type ListExceptionsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only the exceptions that apply to this device (its own and its
+	// group's). Device ID or hostname.
+	Device string `protobuf:"bytes,1,opt,name=device,proto3" json:"device,omitempty"`
+	// Include expired and revoked ones.
+	All           bool `protobuf:"varint,2,opt,name=all,proto3" json:"all,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListExceptionsRequest) Reset() {
+	*x = ListExceptionsRequest{}
+	mi := &file_mamori_v1_mamori_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListExceptionsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListExceptionsRequest) ProtoMessage() {}
+
+func (x *ListExceptionsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mamori_v1_mamori_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListExceptionsRequest.ProtoReflect.Descriptor instead.
+func (*ListExceptionsRequest) Descriptor() ([]byte, []int) {
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *ListExceptionsRequest) GetDevice() string {
+	if x != nil {
+		return x.Device
+	}
+	return ""
+}
+
+func (x *ListExceptionsRequest) GetAll() bool {
+	if x != nil {
+		return x.All
+	}
+	return false
+}
+
+type ListExceptionsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Exceptions    []*Exception           `protobuf:"bytes,1,rep,name=exceptions,proto3" json:"exceptions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListExceptionsResponse) Reset() {
+	*x = ListExceptionsResponse{}
+	mi := &file_mamori_v1_mamori_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListExceptionsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListExceptionsResponse) ProtoMessage() {}
+
+func (x *ListExceptionsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mamori_v1_mamori_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListExceptionsResponse.ProtoReflect.Descriptor instead.
+func (*ListExceptionsResponse) Descriptor() ([]byte, []int) {
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *ListExceptionsResponse) GetExceptions() []*Exception {
+	if x != nil {
+		return x.Exceptions
+	}
+	return nil
+}
+
+type RevokeExceptionRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeExceptionRequest) Reset() {
+	*x = RevokeExceptionRequest{}
+	mi := &file_mamori_v1_mamori_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeExceptionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeExceptionRequest) ProtoMessage() {}
+
+func (x *RevokeExceptionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mamori_v1_mamori_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeExceptionRequest.ProtoReflect.Descriptor instead.
+func (*RevokeExceptionRequest) Descriptor() ([]byte, []int) {
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *RevokeExceptionRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *RevokeExceptionRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type RevokeExceptionResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Exception     *Exception             `protobuf:"bytes,1,opt,name=exception,proto3" json:"exception,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeExceptionResponse) Reset() {
+	*x = RevokeExceptionResponse{}
+	mi := &file_mamori_v1_mamori_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeExceptionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeExceptionResponse) ProtoMessage() {}
+
+func (x *RevokeExceptionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mamori_v1_mamori_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeExceptionResponse.ProtoReflect.Descriptor instead.
+func (*RevokeExceptionResponse) Descriptor() ([]byte, []int) {
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *RevokeExceptionResponse) GetException() *Exception {
+	if x != nil {
+		return x.Exception
+	}
+	return nil
+}
+
+type ImportLedgerRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The CSV file as is: UTF-8 (with or without BOM) or Shift_JIS (CP932).
+	Csv           []byte `protobuf:"bytes,1,opt,name=csv,proto3" json:"csv,omitempty"`
+	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportLedgerRequest) Reset() {
+	*x = ImportLedgerRequest{}
+	mi := &file_mamori_v1_mamori_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportLedgerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportLedgerRequest) ProtoMessage() {}
+
+func (x *ImportLedgerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mamori_v1_mamori_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportLedgerRequest.ProtoReflect.Descriptor instead.
+func (*ImportLedgerRequest) Descriptor() ([]byte, []int) {
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *ImportLedgerRequest) GetCsv() []byte {
+	if x != nil {
+		return x.Csv
+	}
+	return nil
+}
+
+func (x *ImportLedgerRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type ImportLedgerResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Rows          int32                  `protobuf:"varint,1,opt,name=rows,proto3" json:"rows,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportLedgerResponse) Reset() {
+	*x = ImportLedgerResponse{}
+	mi := &file_mamori_v1_mamori_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportLedgerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportLedgerResponse) ProtoMessage() {}
+
+func (x *ImportLedgerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mamori_v1_mamori_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportLedgerResponse.ProtoReflect.Descriptor instead.
+func (*ImportLedgerResponse) Descriptor() ([]byte, []int) {
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *ImportLedgerResponse) GetRows() int32 {
+	if x != nil {
+		return x.Rows
+	}
+	return 0
+}
+
+type ListLedgerRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListLedgerRequest) Reset() {
+	*x = ListLedgerRequest{}
+	mi := &file_mamori_v1_mamori_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListLedgerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListLedgerRequest) ProtoMessage() {}
+
+func (x *ListLedgerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mamori_v1_mamori_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListLedgerRequest.ProtoReflect.Descriptor instead.
+func (*ListLedgerRequest) Descriptor() ([]byte, []int) {
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{53}
+}
+
+// LedgerRow is one ledger entry or one enrolled device the ledger lacks.
+type LedgerRow struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	AssetId  string                 `protobuf:"bytes,1,opt,name=asset_id,json=assetId,proto3" json:"asset_id,omitempty"`
+	Hostname string                 `protobuf:"bytes,2,opt,name=hostname,proto3" json:"hostname,omitempty"`
+	Serial   string                 `protobuf:"bytes,3,opt,name=serial,proto3" json:"serial,omitempty"`
+	Group    string                 `protobuf:"bytes,4,opt,name=group,proto3" json:"group,omitempty"`
+	Location string                 `protobuf:"bytes,5,opt,name=location,proto3" json:"location,omitempty"`
+	Note     string                 `protobuf:"bytes,6,opt,name=note,proto3" json:"note,omitempty"`
+	// "never_enrolled", "enrolled", "offline", "revoked" or "not_in_ledger".
+	State         string     `protobuf:"bytes,7,opt,name=state,proto3" json:"state,omitempty"`
+	DeviceId      string     `protobuf:"bytes,8,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
+	Compliance    Compliance `protobuf:"varint,9,opt,name=compliance,proto3,enum=mamori.v1.Compliance" json:"compliance,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LedgerRow) Reset() {
+	*x = LedgerRow{}
+	mi := &file_mamori_v1_mamori_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LedgerRow) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LedgerRow) ProtoMessage() {}
+
+func (x *LedgerRow) ProtoReflect() protoreflect.Message {
+	mi := &file_mamori_v1_mamori_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LedgerRow.ProtoReflect.Descriptor instead.
+func (*LedgerRow) Descriptor() ([]byte, []int) {
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *LedgerRow) GetAssetId() string {
+	if x != nil {
+		return x.AssetId
+	}
+	return ""
+}
+
+func (x *LedgerRow) GetHostname() string {
+	if x != nil {
+		return x.Hostname
+	}
+	return ""
+}
+
+func (x *LedgerRow) GetSerial() string {
+	if x != nil {
+		return x.Serial
+	}
+	return ""
+}
+
+func (x *LedgerRow) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *LedgerRow) GetLocation() string {
+	if x != nil {
+		return x.Location
+	}
+	return ""
+}
+
+func (x *LedgerRow) GetNote() string {
+	if x != nil {
+		return x.Note
+	}
+	return ""
+}
+
+func (x *LedgerRow) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *LedgerRow) GetDeviceId() string {
+	if x != nil {
+		return x.DeviceId
+	}
+	return ""
+}
+
+func (x *LedgerRow) GetCompliance() Compliance {
+	if x != nil {
+		return x.Compliance
+	}
+	return Compliance_COMPLIANCE_UNSPECIFIED
+}
+
+type ListLedgerResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Rows          []*LedgerRow           `protobuf:"bytes,1,rep,name=rows,proto3" json:"rows,omitempty"`
+	ImportedAt    *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=imported_at,json=importedAt,proto3" json:"imported_at,omitempty"`
+	ImportedBy    string                 `protobuf:"bytes,3,opt,name=imported_by,json=importedBy,proto3" json:"imported_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListLedgerResponse) Reset() {
+	*x = ListLedgerResponse{}
+	mi := &file_mamori_v1_mamori_proto_msgTypes[55]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListLedgerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListLedgerResponse) ProtoMessage() {}
+
+func (x *ListLedgerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mamori_v1_mamori_proto_msgTypes[55]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListLedgerResponse.ProtoReflect.Descriptor instead.
+func (*ListLedgerResponse) Descriptor() ([]byte, []int) {
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{55}
+}
+
+func (x *ListLedgerResponse) GetRows() []*LedgerRow {
+	if x != nil {
+		return x.Rows
+	}
+	return nil
+}
+
+func (x *ListLedgerResponse) GetImportedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ImportedAt
+	}
+	return nil
+}
+
+func (x *ListLedgerResponse) GetImportedBy() string {
+	if x != nil {
+		return x.ImportedBy
+	}
+	return ""
 }
 
 var File_mamori_v1_mamori_proto protoreflect.FileDescriptor
@@ -3162,15 +4118,37 @@ const file_mamori_v1_mamori_proto_rawDesc = "" +
 	"\bsettings\x18\x03 \x03(\v2&.mamori.v1.ControlPolicy.SettingsEntryR\bsettings\x1a;\n" +
 	"\rSettingsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xbb\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xaf\x04\n" +
 	"\x06Policy\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x03R\aversion\x12;\n" +
 	"\bcontrols\x18\x02 \x03(\v2\x1f.mamori.v1.Policy.ControlsEntryR\bcontrols\x12B\n" +
 	"\x0freport_interval\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x0ereportInterval\x12?\n" +
-	"\x0emax_report_age\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\fmaxReportAge\x1aU\n" +
+	"\x0emax_report_age\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\fmaxReportAge\x125\n" +
+	"\x06groups\x18\x05 \x03(\v2\x1d.mamori.v1.Policy.GroupsEntryR\x06groups\x12\x14\n" +
+	"\x05group\x18\x06 \x01(\tR\x05group\x12:\n" +
+	"\n" +
+	"exceptions\x18\a \x03(\v2\x1a.mamori.v1.PolicyExceptionR\n" +
+	"exceptions\x12\x16\n" +
+	"\x06digest\x18\b \x01(\tR\x06digest\x1aU\n" +
 	"\rControlsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12.\n" +
-	"\x05value\x18\x02 \x01(\v2\x18.mamori.v1.ControlPolicyR\x05value:\x028\x01\"\xd6\x01\n" +
+	"\x05value\x18\x02 \x01(\v2\x18.mamori.v1.ControlPolicyR\x05value:\x028\x01\x1aQ\n" +
+	"\vGroupsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12,\n" +
+	"\x05value\x18\x02 \x01(\v2\x16.mamori.v1.GroupPolicyR\x05value:\x028\x01\"\xab\x02\n" +
+	"\vGroupPolicy\x12@\n" +
+	"\bcontrols\x18\x01 \x03(\v2$.mamori.v1.GroupPolicy.ControlsEntryR\bcontrols\x12B\n" +
+	"\x0freport_interval\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x0ereportInterval\x12?\n" +
+	"\x0emax_report_age\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\fmaxReportAge\x1aU\n" +
+	"\rControlsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12.\n" +
+	"\x05value\x18\x02 \x01(\v2\x18.mamori.v1.ControlPolicyR\x05value:\x028\x01\"\x82\x01\n" +
+	"\x0fPolicyException\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x10\n" +
+	"\x03usb\x18\x02 \x01(\tR\x03usb\x12\x12\n" +
+	"\x04user\x18\x03 \x01(\tR\x04user\x129\n" +
+	"\n" +
+	"expires_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\xd6\x01\n" +
 	"\rEnrollRequest\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12\x10\n" +
 	"\x03csr\x18\x02 \x01(\fR\x03csr\x12,\n" +
@@ -3198,7 +4176,7 @@ const file_mamori_v1_mamori_proto_rawDesc = "" +
 	"\x0eca_certificate\x18\x03 \x01(\fR\rcaCertificate\x12)\n" +
 	"\x06policy\x18\x04 \x01(\v2\x11.mamori.v1.PolicyR\x06policy\x128\n" +
 	"\tchallenge\x18\x05 \x01(\v2\x1a.mamori.v1.EnrollChallengeR\tchallenge\x12\x1a\n" +
-	"\battested\x18\x06 \x01(\bR\battested\"\xcf\x02\n" +
+	"\battested\x18\x06 \x01(\bR\battested\"\xf4\x02\n" +
 	"\rReportRequest\x12,\n" +
 	"\x05facts\x18\x01 \x01(\v2\x16.mamori.v1.DeviceFactsR\x05facts\x124\n" +
 	"\bstatuses\x18\x02 \x03(\v2\x18.mamori.v1.ControlStatusR\bstatuses\x12(\n" +
@@ -3206,7 +4184,8 @@ const file_mamori_v1_mamori_proto_rawDesc = "" +
 	"\x0epolicy_version\x18\x04 \x01(\x03R\rpolicyVersion\x123\n" +
 	"\asent_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x06sentAt\x12&\n" +
 	"\x0fhpke_public_key\x18\x06 \x01(\fR\rhpkePublicKey\x12,\n" +
-	"\x12mfa_bundle_version\x18\a \x01(\tR\x10mfaBundleVersion\"\x9c\x02\n" +
+	"\x12mfa_bundle_version\x18\a \x01(\tR\x10mfaBundleVersion\x12#\n" +
+	"\rpolicy_digest\x18\b \x01(\tR\fpolicyDigest\"\x9c\x02\n" +
 	"\x0eReportResponse\x12&\n" +
 	"\x0facked_event_ids\x18\x01 \x03(\tR\rackedEventIds\x12)\n" +
 	"\x06policy\x18\x02 \x01(\v2\x11.mamori.v1.PolicyR\x06policy\x12?\n" +
@@ -3357,7 +4336,72 @@ const file_mamori_v1_mamori_proto_rawDesc = "" +
 	"\x04user\x18\x01 \x01(\tR\x04user\x12\x1f\n" +
 	"\votpauth_uri\x18\x02 \x01(\tR\n" +
 	"otpauthUri\x12%\n" +
-	"\x0erecovery_codes\x18\x03 \x03(\tR\rrecoveryCodes*@\n" +
+	"\x0erecovery_codes\x18\x03 \x03(\tR\rrecoveryCodes\"\xa0\x03\n" +
+	"\tException\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x10\n" +
+	"\x03usb\x18\x02 \x01(\tR\x03usb\x12\x12\n" +
+	"\x04user\x18\x03 \x01(\tR\x04user\x12\x1b\n" +
+	"\tdevice_id\x18\x04 \x01(\tR\bdeviceId\x12\x14\n" +
+	"\x05group\x18\x05 \x01(\tR\x05group\x12\x16\n" +
+	"\x06reason\x18\x06 \x01(\tR\x06reason\x12\x1d\n" +
+	"\n" +
+	"created_by\x18\a \x01(\tR\tcreatedBy\x129\n" +
+	"\n" +
+	"created_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
+	"\n" +
+	"expires_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x129\n" +
+	"\n" +
+	"revoked_at\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\trevokedAt\x12\x1d\n" +
+	"\n" +
+	"revoked_by\x18\v \x01(\tR\trevokedBy\x12#\n" +
+	"\rrevoke_reason\x18\f \x01(\tR\frevokeReason\"\xbf\x01\n" +
+	"\x16CreateExceptionRequest\x12\x10\n" +
+	"\x03usb\x18\x01 \x01(\tR\x03usb\x12\x12\n" +
+	"\x04user\x18\x02 \x01(\tR\x04user\x12\x16\n" +
+	"\x06device\x18\x03 \x01(\tR\x06device\x12\x14\n" +
+	"\x05group\x18\x04 \x01(\tR\x05group\x12\x16\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\x129\n" +
+	"\n" +
+	"expires_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"M\n" +
+	"\x17CreateExceptionResponse\x122\n" +
+	"\texception\x18\x01 \x01(\v2\x14.mamori.v1.ExceptionR\texception\"A\n" +
+	"\x15ListExceptionsRequest\x12\x16\n" +
+	"\x06device\x18\x01 \x01(\tR\x06device\x12\x10\n" +
+	"\x03all\x18\x02 \x01(\bR\x03all\"N\n" +
+	"\x16ListExceptionsResponse\x124\n" +
+	"\n" +
+	"exceptions\x18\x01 \x03(\v2\x14.mamori.v1.ExceptionR\n" +
+	"exceptions\"@\n" +
+	"\x16RevokeExceptionRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"M\n" +
+	"\x17RevokeExceptionResponse\x122\n" +
+	"\texception\x18\x01 \x01(\v2\x14.mamori.v1.ExceptionR\texception\"?\n" +
+	"\x13ImportLedgerRequest\x12\x10\n" +
+	"\x03csv\x18\x01 \x01(\fR\x03csv\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"*\n" +
+	"\x14ImportLedgerResponse\x12\x12\n" +
+	"\x04rows\x18\x01 \x01(\x05R\x04rows\"\x13\n" +
+	"\x11ListLedgerRequest\"\x8a\x02\n" +
+	"\tLedgerRow\x12\x19\n" +
+	"\basset_id\x18\x01 \x01(\tR\aassetId\x12\x1a\n" +
+	"\bhostname\x18\x02 \x01(\tR\bhostname\x12\x16\n" +
+	"\x06serial\x18\x03 \x01(\tR\x06serial\x12\x14\n" +
+	"\x05group\x18\x04 \x01(\tR\x05group\x12\x1a\n" +
+	"\blocation\x18\x05 \x01(\tR\blocation\x12\x12\n" +
+	"\x04note\x18\x06 \x01(\tR\x04note\x12\x14\n" +
+	"\x05state\x18\a \x01(\tR\x05state\x12\x1b\n" +
+	"\tdevice_id\x18\b \x01(\tR\bdeviceId\x125\n" +
+	"\n" +
+	"compliance\x18\t \x01(\x0e2\x15.mamori.v1.ComplianceR\n" +
+	"compliance\"\x9c\x01\n" +
+	"\x12ListLedgerResponse\x12(\n" +
+	"\x04rows\x18\x01 \x03(\v2\x14.mamori.v1.LedgerRowR\x04rows\x12;\n" +
+	"\vimported_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"importedAt\x12\x1f\n" +
+	"\vimported_by\x18\x03 \x01(\tR\n" +
+	"importedBy*@\n" +
 	"\x04Mode\x12\x14\n" +
 	"\x10MODE_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fMODE_MONITOR\x10\x01\x12\x10\n" +
@@ -3379,7 +4423,8 @@ const file_mamori_v1_mamori_proto_rawDesc = "" +
 	"\x12COMPLIANCE_REVOKED\x10\x052\x8c\x01\n" +
 	"\fAgentService\x12=\n" +
 	"\x06Enroll\x12\x18.mamori.v1.EnrollRequest\x1a\x19.mamori.v1.EnrollResponse\x12=\n" +
-	"\x06Report\x12\x18.mamori.v1.ReportRequest\x1a\x19.mamori.v1.ReportResponse2\x80\a\n" +
+	"\x06Report\x12\x18.mamori.v1.ReportRequest\x1a\x19.mamori.v1.ReportResponse2\xa7\n" +
+	"\n" +
 	"\fAdminService\x12L\n" +
 	"\vListDevices\x12\x1d.mamori.v1.ListDevicesRequest\x1a\x1e.mamori.v1.ListDevicesResponse\x12F\n" +
 	"\tGetDevice\x12\x1b.mamori.v1.GetDeviceRequest\x1a\x1c.mamori.v1.GetDeviceResponse\x12O\n" +
@@ -3392,7 +4437,13 @@ const file_mamori_v1_mamori_proto_rawDesc = "" +
 	"\tGetPolicy\x12\x1b.mamori.v1.GetPolicyRequest\x1a\x1c.mamori.v1.GetPolicyResponse\x12F\n" +
 	"\tSetPolicy\x12\x1b.mamori.v1.SetPolicyRequest\x1a\x1c.mamori.v1.SetPolicyResponse\x12R\n" +
 	"\rEnrollMFAUser\x12\x1f.mamori.v1.EnrollMFAUserRequest\x1a .mamori.v1.EnrollMFAUserResponse\x12F\n" +
-	"\tListAudit\x12\x1b.mamori.v1.ListAuditRequest\x1a\x1c.mamori.v1.ListAuditResponseB7Z5github.com/mamori-dev/mamori/proto/mamori/v1;mamoriv1b\x06proto3"
+	"\tListAudit\x12\x1b.mamori.v1.ListAuditRequest\x1a\x1c.mamori.v1.ListAuditResponse\x12X\n" +
+	"\x0fCreateException\x12!.mamori.v1.CreateExceptionRequest\x1a\".mamori.v1.CreateExceptionResponse\x12U\n" +
+	"\x0eListExceptions\x12 .mamori.v1.ListExceptionsRequest\x1a!.mamori.v1.ListExceptionsResponse\x12X\n" +
+	"\x0fRevokeException\x12!.mamori.v1.RevokeExceptionRequest\x1a\".mamori.v1.RevokeExceptionResponse\x12O\n" +
+	"\fImportLedger\x12\x1e.mamori.v1.ImportLedgerRequest\x1a\x1f.mamori.v1.ImportLedgerResponse\x12I\n" +
+	"\n" +
+	"ListLedger\x12\x1c.mamori.v1.ListLedgerRequest\x1a\x1d.mamori.v1.ListLedgerResponseB7Z5github.com/mamori-dev/mamori/proto/mamori/v1;mamoriv1b\x06proto3"
 
 var (
 	file_mamori_v1_mamori_proto_rawDescOnce sync.Once
@@ -3407,7 +4458,7 @@ func file_mamori_v1_mamori_proto_rawDescGZIP() []byte {
 }
 
 var file_mamori_v1_mamori_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_mamori_v1_mamori_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
+var file_mamori_v1_mamori_proto_msgTypes = make([]protoimpl.MessageInfo, 62)
 var file_mamori_v1_mamori_proto_goTypes = []any{
 	(Mode)(0),                             // 0: mamori.v1.Mode
 	(ControlState)(0),                     // 1: mamori.v1.ControlState
@@ -3417,136 +4468,180 @@ var file_mamori_v1_mamori_proto_goTypes = []any{
 	(*Event)(nil),                         // 5: mamori.v1.Event
 	(*ControlPolicy)(nil),                 // 6: mamori.v1.ControlPolicy
 	(*Policy)(nil),                        // 7: mamori.v1.Policy
-	(*EnrollRequest)(nil),                 // 8: mamori.v1.EnrollRequest
-	(*TpmAttestation)(nil),                // 9: mamori.v1.TpmAttestation
-	(*EnrollChallenge)(nil),               // 10: mamori.v1.EnrollChallenge
-	(*ChallengeAnswer)(nil),               // 11: mamori.v1.ChallengeAnswer
-	(*EnrollResponse)(nil),                // 12: mamori.v1.EnrollResponse
-	(*ReportRequest)(nil),                 // 13: mamori.v1.ReportRequest
-	(*ReportResponse)(nil),                // 14: mamori.v1.ReportResponse
-	(*SealedMFABundle)(nil),               // 15: mamori.v1.SealedMFABundle
-	(*MFABundle)(nil),                     // 16: mamori.v1.MFABundle
-	(*MFAUserSecret)(nil),                 // 17: mamori.v1.MFAUserSecret
-	(*ControlRecord)(nil),                 // 18: mamori.v1.ControlRecord
-	(*Device)(nil),                        // 19: mamori.v1.Device
-	(*ListDevicesRequest)(nil),            // 20: mamori.v1.ListDevicesRequest
-	(*ListDevicesResponse)(nil),           // 21: mamori.v1.ListDevicesResponse
-	(*GetDeviceRequest)(nil),              // 22: mamori.v1.GetDeviceRequest
-	(*GetDeviceResponse)(nil),             // 23: mamori.v1.GetDeviceResponse
-	(*FleetSummaryRequest)(nil),           // 24: mamori.v1.FleetSummaryRequest
-	(*FleetSummaryResponse)(nil),          // 25: mamori.v1.FleetSummaryResponse
-	(*GroupSummary)(nil),                  // 26: mamori.v1.GroupSummary
-	(*StoredEvent)(nil),                   // 27: mamori.v1.StoredEvent
-	(*ListEventsRequest)(nil),             // 28: mamori.v1.ListEventsRequest
-	(*ListEventsResponse)(nil),            // 29: mamori.v1.ListEventsResponse
-	(*CreateEnrollmentTokenRequest)(nil),  // 30: mamori.v1.CreateEnrollmentTokenRequest
-	(*CreateEnrollmentTokenResponse)(nil), // 31: mamori.v1.CreateEnrollmentTokenResponse
-	(*RevokeDeviceRequest)(nil),           // 32: mamori.v1.RevokeDeviceRequest
-	(*RevokeDeviceResponse)(nil),          // 33: mamori.v1.RevokeDeviceResponse
-	(*SetDeviceGroupRequest)(nil),         // 34: mamori.v1.SetDeviceGroupRequest
-	(*SetDeviceGroupResponse)(nil),        // 35: mamori.v1.SetDeviceGroupResponse
-	(*ListAuditRequest)(nil),              // 36: mamori.v1.ListAuditRequest
-	(*AuditRecord)(nil),                   // 37: mamori.v1.AuditRecord
-	(*ListAuditResponse)(nil),             // 38: mamori.v1.ListAuditResponse
-	(*GetPolicyRequest)(nil),              // 39: mamori.v1.GetPolicyRequest
-	(*GetPolicyResponse)(nil),             // 40: mamori.v1.GetPolicyResponse
-	(*SetPolicyRequest)(nil),              // 41: mamori.v1.SetPolicyRequest
-	(*SetPolicyResponse)(nil),             // 42: mamori.v1.SetPolicyResponse
-	(*EnrollMFAUserRequest)(nil),          // 43: mamori.v1.EnrollMFAUserRequest
-	(*EnrollMFAUserResponse)(nil),         // 44: mamori.v1.EnrollMFAUserResponse
-	nil,                                   // 45: mamori.v1.ControlStatus.EvidenceEntry
-	nil,                                   // 46: mamori.v1.Event.AttributesEntry
-	nil,                                   // 47: mamori.v1.ControlPolicy.SettingsEntry
-	nil,                                   // 48: mamori.v1.Policy.ControlsEntry
-	(*timestamppb.Timestamp)(nil),         // 49: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),           // 50: google.protobuf.Duration
+	(*GroupPolicy)(nil),                   // 8: mamori.v1.GroupPolicy
+	(*PolicyException)(nil),               // 9: mamori.v1.PolicyException
+	(*EnrollRequest)(nil),                 // 10: mamori.v1.EnrollRequest
+	(*TpmAttestation)(nil),                // 11: mamori.v1.TpmAttestation
+	(*EnrollChallenge)(nil),               // 12: mamori.v1.EnrollChallenge
+	(*ChallengeAnswer)(nil),               // 13: mamori.v1.ChallengeAnswer
+	(*EnrollResponse)(nil),                // 14: mamori.v1.EnrollResponse
+	(*ReportRequest)(nil),                 // 15: mamori.v1.ReportRequest
+	(*ReportResponse)(nil),                // 16: mamori.v1.ReportResponse
+	(*SealedMFABundle)(nil),               // 17: mamori.v1.SealedMFABundle
+	(*MFABundle)(nil),                     // 18: mamori.v1.MFABundle
+	(*MFAUserSecret)(nil),                 // 19: mamori.v1.MFAUserSecret
+	(*ControlRecord)(nil),                 // 20: mamori.v1.ControlRecord
+	(*Device)(nil),                        // 21: mamori.v1.Device
+	(*ListDevicesRequest)(nil),            // 22: mamori.v1.ListDevicesRequest
+	(*ListDevicesResponse)(nil),           // 23: mamori.v1.ListDevicesResponse
+	(*GetDeviceRequest)(nil),              // 24: mamori.v1.GetDeviceRequest
+	(*GetDeviceResponse)(nil),             // 25: mamori.v1.GetDeviceResponse
+	(*FleetSummaryRequest)(nil),           // 26: mamori.v1.FleetSummaryRequest
+	(*FleetSummaryResponse)(nil),          // 27: mamori.v1.FleetSummaryResponse
+	(*GroupSummary)(nil),                  // 28: mamori.v1.GroupSummary
+	(*StoredEvent)(nil),                   // 29: mamori.v1.StoredEvent
+	(*ListEventsRequest)(nil),             // 30: mamori.v1.ListEventsRequest
+	(*ListEventsResponse)(nil),            // 31: mamori.v1.ListEventsResponse
+	(*CreateEnrollmentTokenRequest)(nil),  // 32: mamori.v1.CreateEnrollmentTokenRequest
+	(*CreateEnrollmentTokenResponse)(nil), // 33: mamori.v1.CreateEnrollmentTokenResponse
+	(*RevokeDeviceRequest)(nil),           // 34: mamori.v1.RevokeDeviceRequest
+	(*RevokeDeviceResponse)(nil),          // 35: mamori.v1.RevokeDeviceResponse
+	(*SetDeviceGroupRequest)(nil),         // 36: mamori.v1.SetDeviceGroupRequest
+	(*SetDeviceGroupResponse)(nil),        // 37: mamori.v1.SetDeviceGroupResponse
+	(*ListAuditRequest)(nil),              // 38: mamori.v1.ListAuditRequest
+	(*AuditRecord)(nil),                   // 39: mamori.v1.AuditRecord
+	(*ListAuditResponse)(nil),             // 40: mamori.v1.ListAuditResponse
+	(*GetPolicyRequest)(nil),              // 41: mamori.v1.GetPolicyRequest
+	(*GetPolicyResponse)(nil),             // 42: mamori.v1.GetPolicyResponse
+	(*SetPolicyRequest)(nil),              // 43: mamori.v1.SetPolicyRequest
+	(*SetPolicyResponse)(nil),             // 44: mamori.v1.SetPolicyResponse
+	(*EnrollMFAUserRequest)(nil),          // 45: mamori.v1.EnrollMFAUserRequest
+	(*EnrollMFAUserResponse)(nil),         // 46: mamori.v1.EnrollMFAUserResponse
+	(*Exception)(nil),                     // 47: mamori.v1.Exception
+	(*CreateExceptionRequest)(nil),        // 48: mamori.v1.CreateExceptionRequest
+	(*CreateExceptionResponse)(nil),       // 49: mamori.v1.CreateExceptionResponse
+	(*ListExceptionsRequest)(nil),         // 50: mamori.v1.ListExceptionsRequest
+	(*ListExceptionsResponse)(nil),        // 51: mamori.v1.ListExceptionsResponse
+	(*RevokeExceptionRequest)(nil),        // 52: mamori.v1.RevokeExceptionRequest
+	(*RevokeExceptionResponse)(nil),       // 53: mamori.v1.RevokeExceptionResponse
+	(*ImportLedgerRequest)(nil),           // 54: mamori.v1.ImportLedgerRequest
+	(*ImportLedgerResponse)(nil),          // 55: mamori.v1.ImportLedgerResponse
+	(*ListLedgerRequest)(nil),             // 56: mamori.v1.ListLedgerRequest
+	(*LedgerRow)(nil),                     // 57: mamori.v1.LedgerRow
+	(*ListLedgerResponse)(nil),            // 58: mamori.v1.ListLedgerResponse
+	nil,                                   // 59: mamori.v1.ControlStatus.EvidenceEntry
+	nil,                                   // 60: mamori.v1.Event.AttributesEntry
+	nil,                                   // 61: mamori.v1.ControlPolicy.SettingsEntry
+	nil,                                   // 62: mamori.v1.Policy.ControlsEntry
+	nil,                                   // 63: mamori.v1.Policy.GroupsEntry
+	nil,                                   // 64: mamori.v1.GroupPolicy.ControlsEntry
+	(*timestamppb.Timestamp)(nil),         // 65: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),           // 66: google.protobuf.Duration
 }
 var file_mamori_v1_mamori_proto_depIdxs = []int32{
 	0,  // 0: mamori.v1.ControlStatus.mode:type_name -> mamori.v1.Mode
 	1,  // 1: mamori.v1.ControlStatus.state:type_name -> mamori.v1.ControlState
-	45, // 2: mamori.v1.ControlStatus.evidence:type_name -> mamori.v1.ControlStatus.EvidenceEntry
-	49, // 3: mamori.v1.ControlStatus.observed_at:type_name -> google.protobuf.Timestamp
-	49, // 4: mamori.v1.Event.time:type_name -> google.protobuf.Timestamp
-	46, // 5: mamori.v1.Event.attributes:type_name -> mamori.v1.Event.AttributesEntry
+	59, // 2: mamori.v1.ControlStatus.evidence:type_name -> mamori.v1.ControlStatus.EvidenceEntry
+	65, // 3: mamori.v1.ControlStatus.observed_at:type_name -> google.protobuf.Timestamp
+	65, // 4: mamori.v1.Event.time:type_name -> google.protobuf.Timestamp
+	60, // 5: mamori.v1.Event.attributes:type_name -> mamori.v1.Event.AttributesEntry
 	0,  // 6: mamori.v1.ControlPolicy.mode:type_name -> mamori.v1.Mode
-	47, // 7: mamori.v1.ControlPolicy.settings:type_name -> mamori.v1.ControlPolicy.SettingsEntry
-	48, // 8: mamori.v1.Policy.controls:type_name -> mamori.v1.Policy.ControlsEntry
-	50, // 9: mamori.v1.Policy.report_interval:type_name -> google.protobuf.Duration
-	50, // 10: mamori.v1.Policy.max_report_age:type_name -> google.protobuf.Duration
-	3,  // 11: mamori.v1.EnrollRequest.facts:type_name -> mamori.v1.DeviceFacts
-	9,  // 12: mamori.v1.EnrollRequest.attestation:type_name -> mamori.v1.TpmAttestation
-	11, // 13: mamori.v1.EnrollRequest.answer:type_name -> mamori.v1.ChallengeAnswer
-	7,  // 14: mamori.v1.EnrollResponse.policy:type_name -> mamori.v1.Policy
-	10, // 15: mamori.v1.EnrollResponse.challenge:type_name -> mamori.v1.EnrollChallenge
-	3,  // 16: mamori.v1.ReportRequest.facts:type_name -> mamori.v1.DeviceFacts
-	4,  // 17: mamori.v1.ReportRequest.statuses:type_name -> mamori.v1.ControlStatus
-	5,  // 18: mamori.v1.ReportRequest.events:type_name -> mamori.v1.Event
-	49, // 19: mamori.v1.ReportRequest.sent_at:type_name -> google.protobuf.Timestamp
-	7,  // 20: mamori.v1.ReportResponse.policy:type_name -> mamori.v1.Policy
-	50, // 21: mamori.v1.ReportResponse.next_report_in:type_name -> google.protobuf.Duration
-	49, // 22: mamori.v1.ReportResponse.server_time:type_name -> google.protobuf.Timestamp
-	15, // 23: mamori.v1.ReportResponse.mfa_bundle:type_name -> mamori.v1.SealedMFABundle
-	49, // 24: mamori.v1.MFABundle.issued_at:type_name -> google.protobuf.Timestamp
-	17, // 25: mamori.v1.MFABundle.users:type_name -> mamori.v1.MFAUserSecret
-	4,  // 26: mamori.v1.ControlRecord.status:type_name -> mamori.v1.ControlStatus
-	49, // 27: mamori.v1.ControlRecord.since:type_name -> google.protobuf.Timestamp
-	3,  // 28: mamori.v1.Device.facts:type_name -> mamori.v1.DeviceFacts
-	2,  // 29: mamori.v1.Device.compliance:type_name -> mamori.v1.Compliance
-	49, // 30: mamori.v1.Device.enrolled_at:type_name -> google.protobuf.Timestamp
-	49, // 31: mamori.v1.Device.last_seen:type_name -> google.protobuf.Timestamp
-	49, // 32: mamori.v1.Device.failing_since:type_name -> google.protobuf.Timestamp
-	49, // 33: mamori.v1.Device.offline_since:type_name -> google.protobuf.Timestamp
-	18, // 34: mamori.v1.Device.controls:type_name -> mamori.v1.ControlRecord
-	49, // 35: mamori.v1.Device.revoked_at:type_name -> google.protobuf.Timestamp
-	2,  // 36: mamori.v1.ListDevicesRequest.compliance:type_name -> mamori.v1.Compliance
-	19, // 37: mamori.v1.ListDevicesResponse.devices:type_name -> mamori.v1.Device
-	19, // 38: mamori.v1.GetDeviceResponse.device:type_name -> mamori.v1.Device
-	27, // 39: mamori.v1.GetDeviceResponse.recent_events:type_name -> mamori.v1.StoredEvent
-	26, // 40: mamori.v1.FleetSummaryResponse.groups:type_name -> mamori.v1.GroupSummary
-	5,  // 41: mamori.v1.StoredEvent.event:type_name -> mamori.v1.Event
-	49, // 42: mamori.v1.StoredEvent.received_at:type_name -> google.protobuf.Timestamp
-	27, // 43: mamori.v1.ListEventsResponse.events:type_name -> mamori.v1.StoredEvent
-	50, // 44: mamori.v1.CreateEnrollmentTokenRequest.ttl:type_name -> google.protobuf.Duration
-	49, // 45: mamori.v1.CreateEnrollmentTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
-	19, // 46: mamori.v1.RevokeDeviceResponse.device:type_name -> mamori.v1.Device
-	19, // 47: mamori.v1.SetDeviceGroupResponse.device:type_name -> mamori.v1.Device
-	49, // 48: mamori.v1.AuditRecord.at:type_name -> google.protobuf.Timestamp
-	37, // 49: mamori.v1.ListAuditResponse.records:type_name -> mamori.v1.AuditRecord
-	7,  // 50: mamori.v1.GetPolicyResponse.policy:type_name -> mamori.v1.Policy
-	7,  // 51: mamori.v1.SetPolicyRequest.policy:type_name -> mamori.v1.Policy
-	7,  // 52: mamori.v1.SetPolicyResponse.policy:type_name -> mamori.v1.Policy
-	6,  // 53: mamori.v1.Policy.ControlsEntry.value:type_name -> mamori.v1.ControlPolicy
-	8,  // 54: mamori.v1.AgentService.Enroll:input_type -> mamori.v1.EnrollRequest
-	13, // 55: mamori.v1.AgentService.Report:input_type -> mamori.v1.ReportRequest
-	20, // 56: mamori.v1.AdminService.ListDevices:input_type -> mamori.v1.ListDevicesRequest
-	22, // 57: mamori.v1.AdminService.GetDevice:input_type -> mamori.v1.GetDeviceRequest
-	24, // 58: mamori.v1.AdminService.FleetSummary:input_type -> mamori.v1.FleetSummaryRequest
-	28, // 59: mamori.v1.AdminService.ListEvents:input_type -> mamori.v1.ListEventsRequest
-	30, // 60: mamori.v1.AdminService.CreateEnrollmentToken:input_type -> mamori.v1.CreateEnrollmentTokenRequest
-	32, // 61: mamori.v1.AdminService.RevokeDevice:input_type -> mamori.v1.RevokeDeviceRequest
-	34, // 62: mamori.v1.AdminService.SetDeviceGroup:input_type -> mamori.v1.SetDeviceGroupRequest
-	39, // 63: mamori.v1.AdminService.GetPolicy:input_type -> mamori.v1.GetPolicyRequest
-	41, // 64: mamori.v1.AdminService.SetPolicy:input_type -> mamori.v1.SetPolicyRequest
-	43, // 65: mamori.v1.AdminService.EnrollMFAUser:input_type -> mamori.v1.EnrollMFAUserRequest
-	36, // 66: mamori.v1.AdminService.ListAudit:input_type -> mamori.v1.ListAuditRequest
-	12, // 67: mamori.v1.AgentService.Enroll:output_type -> mamori.v1.EnrollResponse
-	14, // 68: mamori.v1.AgentService.Report:output_type -> mamori.v1.ReportResponse
-	21, // 69: mamori.v1.AdminService.ListDevices:output_type -> mamori.v1.ListDevicesResponse
-	23, // 70: mamori.v1.AdminService.GetDevice:output_type -> mamori.v1.GetDeviceResponse
-	25, // 71: mamori.v1.AdminService.FleetSummary:output_type -> mamori.v1.FleetSummaryResponse
-	29, // 72: mamori.v1.AdminService.ListEvents:output_type -> mamori.v1.ListEventsResponse
-	31, // 73: mamori.v1.AdminService.CreateEnrollmentToken:output_type -> mamori.v1.CreateEnrollmentTokenResponse
-	33, // 74: mamori.v1.AdminService.RevokeDevice:output_type -> mamori.v1.RevokeDeviceResponse
-	35, // 75: mamori.v1.AdminService.SetDeviceGroup:output_type -> mamori.v1.SetDeviceGroupResponse
-	40, // 76: mamori.v1.AdminService.GetPolicy:output_type -> mamori.v1.GetPolicyResponse
-	42, // 77: mamori.v1.AdminService.SetPolicy:output_type -> mamori.v1.SetPolicyResponse
-	44, // 78: mamori.v1.AdminService.EnrollMFAUser:output_type -> mamori.v1.EnrollMFAUserResponse
-	38, // 79: mamori.v1.AdminService.ListAudit:output_type -> mamori.v1.ListAuditResponse
-	67, // [67:80] is the sub-list for method output_type
-	54, // [54:67] is the sub-list for method input_type
-	54, // [54:54] is the sub-list for extension type_name
-	54, // [54:54] is the sub-list for extension extendee
-	0,  // [0:54] is the sub-list for field type_name
+	61, // 7: mamori.v1.ControlPolicy.settings:type_name -> mamori.v1.ControlPolicy.SettingsEntry
+	62, // 8: mamori.v1.Policy.controls:type_name -> mamori.v1.Policy.ControlsEntry
+	66, // 9: mamori.v1.Policy.report_interval:type_name -> google.protobuf.Duration
+	66, // 10: mamori.v1.Policy.max_report_age:type_name -> google.protobuf.Duration
+	63, // 11: mamori.v1.Policy.groups:type_name -> mamori.v1.Policy.GroupsEntry
+	9,  // 12: mamori.v1.Policy.exceptions:type_name -> mamori.v1.PolicyException
+	64, // 13: mamori.v1.GroupPolicy.controls:type_name -> mamori.v1.GroupPolicy.ControlsEntry
+	66, // 14: mamori.v1.GroupPolicy.report_interval:type_name -> google.protobuf.Duration
+	66, // 15: mamori.v1.GroupPolicy.max_report_age:type_name -> google.protobuf.Duration
+	65, // 16: mamori.v1.PolicyException.expires_at:type_name -> google.protobuf.Timestamp
+	3,  // 17: mamori.v1.EnrollRequest.facts:type_name -> mamori.v1.DeviceFacts
+	11, // 18: mamori.v1.EnrollRequest.attestation:type_name -> mamori.v1.TpmAttestation
+	13, // 19: mamori.v1.EnrollRequest.answer:type_name -> mamori.v1.ChallengeAnswer
+	7,  // 20: mamori.v1.EnrollResponse.policy:type_name -> mamori.v1.Policy
+	12, // 21: mamori.v1.EnrollResponse.challenge:type_name -> mamori.v1.EnrollChallenge
+	3,  // 22: mamori.v1.ReportRequest.facts:type_name -> mamori.v1.DeviceFacts
+	4,  // 23: mamori.v1.ReportRequest.statuses:type_name -> mamori.v1.ControlStatus
+	5,  // 24: mamori.v1.ReportRequest.events:type_name -> mamori.v1.Event
+	65, // 25: mamori.v1.ReportRequest.sent_at:type_name -> google.protobuf.Timestamp
+	7,  // 26: mamori.v1.ReportResponse.policy:type_name -> mamori.v1.Policy
+	66, // 27: mamori.v1.ReportResponse.next_report_in:type_name -> google.protobuf.Duration
+	65, // 28: mamori.v1.ReportResponse.server_time:type_name -> google.protobuf.Timestamp
+	17, // 29: mamori.v1.ReportResponse.mfa_bundle:type_name -> mamori.v1.SealedMFABundle
+	65, // 30: mamori.v1.MFABundle.issued_at:type_name -> google.protobuf.Timestamp
+	19, // 31: mamori.v1.MFABundle.users:type_name -> mamori.v1.MFAUserSecret
+	4,  // 32: mamori.v1.ControlRecord.status:type_name -> mamori.v1.ControlStatus
+	65, // 33: mamori.v1.ControlRecord.since:type_name -> google.protobuf.Timestamp
+	3,  // 34: mamori.v1.Device.facts:type_name -> mamori.v1.DeviceFacts
+	2,  // 35: mamori.v1.Device.compliance:type_name -> mamori.v1.Compliance
+	65, // 36: mamori.v1.Device.enrolled_at:type_name -> google.protobuf.Timestamp
+	65, // 37: mamori.v1.Device.last_seen:type_name -> google.protobuf.Timestamp
+	65, // 38: mamori.v1.Device.failing_since:type_name -> google.protobuf.Timestamp
+	65, // 39: mamori.v1.Device.offline_since:type_name -> google.protobuf.Timestamp
+	20, // 40: mamori.v1.Device.controls:type_name -> mamori.v1.ControlRecord
+	65, // 41: mamori.v1.Device.revoked_at:type_name -> google.protobuf.Timestamp
+	2,  // 42: mamori.v1.ListDevicesRequest.compliance:type_name -> mamori.v1.Compliance
+	21, // 43: mamori.v1.ListDevicesResponse.devices:type_name -> mamori.v1.Device
+	21, // 44: mamori.v1.GetDeviceResponse.device:type_name -> mamori.v1.Device
+	29, // 45: mamori.v1.GetDeviceResponse.recent_events:type_name -> mamori.v1.StoredEvent
+	28, // 46: mamori.v1.FleetSummaryResponse.groups:type_name -> mamori.v1.GroupSummary
+	5,  // 47: mamori.v1.StoredEvent.event:type_name -> mamori.v1.Event
+	65, // 48: mamori.v1.StoredEvent.received_at:type_name -> google.protobuf.Timestamp
+	29, // 49: mamori.v1.ListEventsResponse.events:type_name -> mamori.v1.StoredEvent
+	66, // 50: mamori.v1.CreateEnrollmentTokenRequest.ttl:type_name -> google.protobuf.Duration
+	65, // 51: mamori.v1.CreateEnrollmentTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
+	21, // 52: mamori.v1.RevokeDeviceResponse.device:type_name -> mamori.v1.Device
+	21, // 53: mamori.v1.SetDeviceGroupResponse.device:type_name -> mamori.v1.Device
+	65, // 54: mamori.v1.AuditRecord.at:type_name -> google.protobuf.Timestamp
+	39, // 55: mamori.v1.ListAuditResponse.records:type_name -> mamori.v1.AuditRecord
+	7,  // 56: mamori.v1.GetPolicyResponse.policy:type_name -> mamori.v1.Policy
+	7,  // 57: mamori.v1.SetPolicyRequest.policy:type_name -> mamori.v1.Policy
+	7,  // 58: mamori.v1.SetPolicyResponse.policy:type_name -> mamori.v1.Policy
+	65, // 59: mamori.v1.Exception.created_at:type_name -> google.protobuf.Timestamp
+	65, // 60: mamori.v1.Exception.expires_at:type_name -> google.protobuf.Timestamp
+	65, // 61: mamori.v1.Exception.revoked_at:type_name -> google.protobuf.Timestamp
+	65, // 62: mamori.v1.CreateExceptionRequest.expires_at:type_name -> google.protobuf.Timestamp
+	47, // 63: mamori.v1.CreateExceptionResponse.exception:type_name -> mamori.v1.Exception
+	47, // 64: mamori.v1.ListExceptionsResponse.exceptions:type_name -> mamori.v1.Exception
+	47, // 65: mamori.v1.RevokeExceptionResponse.exception:type_name -> mamori.v1.Exception
+	2,  // 66: mamori.v1.LedgerRow.compliance:type_name -> mamori.v1.Compliance
+	57, // 67: mamori.v1.ListLedgerResponse.rows:type_name -> mamori.v1.LedgerRow
+	65, // 68: mamori.v1.ListLedgerResponse.imported_at:type_name -> google.protobuf.Timestamp
+	6,  // 69: mamori.v1.Policy.ControlsEntry.value:type_name -> mamori.v1.ControlPolicy
+	8,  // 70: mamori.v1.Policy.GroupsEntry.value:type_name -> mamori.v1.GroupPolicy
+	6,  // 71: mamori.v1.GroupPolicy.ControlsEntry.value:type_name -> mamori.v1.ControlPolicy
+	10, // 72: mamori.v1.AgentService.Enroll:input_type -> mamori.v1.EnrollRequest
+	15, // 73: mamori.v1.AgentService.Report:input_type -> mamori.v1.ReportRequest
+	22, // 74: mamori.v1.AdminService.ListDevices:input_type -> mamori.v1.ListDevicesRequest
+	24, // 75: mamori.v1.AdminService.GetDevice:input_type -> mamori.v1.GetDeviceRequest
+	26, // 76: mamori.v1.AdminService.FleetSummary:input_type -> mamori.v1.FleetSummaryRequest
+	30, // 77: mamori.v1.AdminService.ListEvents:input_type -> mamori.v1.ListEventsRequest
+	32, // 78: mamori.v1.AdminService.CreateEnrollmentToken:input_type -> mamori.v1.CreateEnrollmentTokenRequest
+	34, // 79: mamori.v1.AdminService.RevokeDevice:input_type -> mamori.v1.RevokeDeviceRequest
+	36, // 80: mamori.v1.AdminService.SetDeviceGroup:input_type -> mamori.v1.SetDeviceGroupRequest
+	41, // 81: mamori.v1.AdminService.GetPolicy:input_type -> mamori.v1.GetPolicyRequest
+	43, // 82: mamori.v1.AdminService.SetPolicy:input_type -> mamori.v1.SetPolicyRequest
+	45, // 83: mamori.v1.AdminService.EnrollMFAUser:input_type -> mamori.v1.EnrollMFAUserRequest
+	38, // 84: mamori.v1.AdminService.ListAudit:input_type -> mamori.v1.ListAuditRequest
+	48, // 85: mamori.v1.AdminService.CreateException:input_type -> mamori.v1.CreateExceptionRequest
+	50, // 86: mamori.v1.AdminService.ListExceptions:input_type -> mamori.v1.ListExceptionsRequest
+	52, // 87: mamori.v1.AdminService.RevokeException:input_type -> mamori.v1.RevokeExceptionRequest
+	54, // 88: mamori.v1.AdminService.ImportLedger:input_type -> mamori.v1.ImportLedgerRequest
+	56, // 89: mamori.v1.AdminService.ListLedger:input_type -> mamori.v1.ListLedgerRequest
+	14, // 90: mamori.v1.AgentService.Enroll:output_type -> mamori.v1.EnrollResponse
+	16, // 91: mamori.v1.AgentService.Report:output_type -> mamori.v1.ReportResponse
+	23, // 92: mamori.v1.AdminService.ListDevices:output_type -> mamori.v1.ListDevicesResponse
+	25, // 93: mamori.v1.AdminService.GetDevice:output_type -> mamori.v1.GetDeviceResponse
+	27, // 94: mamori.v1.AdminService.FleetSummary:output_type -> mamori.v1.FleetSummaryResponse
+	31, // 95: mamori.v1.AdminService.ListEvents:output_type -> mamori.v1.ListEventsResponse
+	33, // 96: mamori.v1.AdminService.CreateEnrollmentToken:output_type -> mamori.v1.CreateEnrollmentTokenResponse
+	35, // 97: mamori.v1.AdminService.RevokeDevice:output_type -> mamori.v1.RevokeDeviceResponse
+	37, // 98: mamori.v1.AdminService.SetDeviceGroup:output_type -> mamori.v1.SetDeviceGroupResponse
+	42, // 99: mamori.v1.AdminService.GetPolicy:output_type -> mamori.v1.GetPolicyResponse
+	44, // 100: mamori.v1.AdminService.SetPolicy:output_type -> mamori.v1.SetPolicyResponse
+	46, // 101: mamori.v1.AdminService.EnrollMFAUser:output_type -> mamori.v1.EnrollMFAUserResponse
+	40, // 102: mamori.v1.AdminService.ListAudit:output_type -> mamori.v1.ListAuditResponse
+	49, // 103: mamori.v1.AdminService.CreateException:output_type -> mamori.v1.CreateExceptionResponse
+	51, // 104: mamori.v1.AdminService.ListExceptions:output_type -> mamori.v1.ListExceptionsResponse
+	53, // 105: mamori.v1.AdminService.RevokeException:output_type -> mamori.v1.RevokeExceptionResponse
+	55, // 106: mamori.v1.AdminService.ImportLedger:output_type -> mamori.v1.ImportLedgerResponse
+	58, // 107: mamori.v1.AdminService.ListLedger:output_type -> mamori.v1.ListLedgerResponse
+	90, // [90:108] is the sub-list for method output_type
+	72, // [72:90] is the sub-list for method input_type
+	72, // [72:72] is the sub-list for extension type_name
+	72, // [72:72] is the sub-list for extension extendee
+	0,  // [0:72] is the sub-list for field type_name
 }
 
 func init() { file_mamori_v1_mamori_proto_init() }
@@ -3560,7 +4655,7 @@ func file_mamori_v1_mamori_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mamori_v1_mamori_proto_rawDesc), len(file_mamori_v1_mamori_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   46,
+			NumMessages:   62,
 			NumExtensions: 0,
 			NumServices:   2,
 		},
