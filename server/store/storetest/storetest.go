@@ -59,6 +59,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"OddInput", testOddInput},
 		{"MFAUsers", testMFAUsers},
 		{"Groups", testGroups},
+		{"Exceptions", testExceptions}, // exceptions.go
+		{"Ledger", testLedger},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
