@@ -65,6 +65,10 @@ type Server struct {
 	mfaGenOK  bool
 	policy    *mamoriv1.Policy
 	policyAt  time.Time
+	// Active exceptions, cached like the policy (exceptions.go).
+	excs   []store.Exception
+	excsAt time.Time
+	excsOK bool
 }
 
 // New checks deps and returns the services.
@@ -132,6 +136,7 @@ func (s *Server) currentPolicy(ctx context.Context) (*mamoriv1.Policy, error) {
 func (s *Server) forgetPolicy() {
 	s.mu.Lock()
 	s.policy = nil
+	s.excsOK = false
 	s.mu.Unlock()
 }
 
