@@ -4,10 +4,8 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"time"
 
 	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
-	"github.com/mamori-dev/mamori/server/compliance"
 	"github.com/mamori-dev/mamori/server/ledger"
 	"github.com/mamori-dev/mamori/server/store"
 )
@@ -47,7 +45,7 @@ func (s *Server) ListLedger(ctx context.Context, _ *mamoriv1.ListLedgerRequest) 
 	if err != nil {
 		return nil, err
 	}
-	rows, l, err := LedgerRows(ctx, s.store, p, s.now())
+	rows, l, err := ledger.Rows(ctx, s.store, p, s.now(), maxPageSize)
 	if err != nil {
 		return nil, err
 	}
@@ -59,37 +57,4 @@ func (s *Server) ListLedger(ctx context.Context, _ *mamoriv1.ListLedgerRequest) 
 		})
 	}
 	return resp, nil
-}
-
-// LedgerStore is what LedgerRows reads.
-type LedgerStore interface {
-	store.Devices
-	Ledger(ctx context.Context) (store.LedgerImport, error)
-}
-
-// LedgerRows reads the ledger and every device (in pages) and matches
-// them. The console uses it too.
-func LedgerRows(ctx context.Context, st LedgerStore, p *mamoriv1.Policy, now time.Time) ([]ledger.Row, store.LedgerImport, error) {
-	l, err := st.Ledger(ctx)
-	if err != nil {
-		return nil, l, err
-	}
-	var devs []store.Device
-	after := ""
-	for {
-		page, err := st.ListDevices(ctx, store.DeviceFilter{AfterID: after, Limit: maxPageSize, OfflineBefore: compliance.OfflineBefore(p, now)})
-		if err != nil {
-			return nil, l, err
-		}
-		devs = append(devs, page...)
-		if len(page) < maxPageSize {
-			break
-		}
-		after = page[len(page)-1].ID
-	}
-	rows := ledger.Match(l.Entries, devs, func(d store.Device) mamoriv1.Compliance {
-		c, _ := compliance.State(d, p, now)
-		return c
-	})
-	return rows, l, nil
 }

@@ -1,10 +1,13 @@
 package ledger
 
 import (
+	"context"
 	"slices"
 	"strings"
+	"time"
 
 	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
+	"github.com/mamori-dev/mamori/server/compliance"
 	"github.com/mamori-dev/mamori/server/store"
 )
 
@@ -76,4 +79,37 @@ func Match(entries []store.LedgerEntry, devices []store.Device, state func(store
 	}
 	slices.SortFunc(extra, func(a, b Row) int { return strings.Compare(a.Entry.Hostname, b.Entry.Hostname) })
 	return append(out, extra...)
+}
+
+// Reader is what Rows reads.
+type Reader interface {
+	Ledger(ctx context.Context) (store.LedgerImport, error)
+	ListDevices(ctx context.Context, f store.DeviceFilter) ([]store.Device, error)
+}
+
+// Rows reads the ledger and every device (in pages of pageSize) and
+// matches them; states are derived with p at now.
+func Rows(ctx context.Context, st Reader, p *mamoriv1.Policy, now time.Time, pageSize int) ([]Row, store.LedgerImport, error) {
+	l, err := st.Ledger(ctx)
+	if err != nil {
+		return nil, l, err
+	}
+	var devs []store.Device
+	after := ""
+	for {
+		page, err := st.ListDevices(ctx, store.DeviceFilter{AfterID: after, Limit: pageSize, OfflineBefore: compliance.OfflineBefore(p, now)})
+		if err != nil {
+			return nil, l, err
+		}
+		devs = append(devs, page...)
+		if len(page) < pageSize {
+			break
+		}
+		after = page[len(page)-1].ID
+	}
+	rows := Match(l.Entries, devs, func(d store.Device) mamoriv1.Compliance {
+		c, _ := compliance.State(d, p, now)
+		return c
+	})
+	return rows, l, nil
 }
