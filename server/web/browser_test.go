@@ -18,6 +18,7 @@ import (
 
 	"github.com/mamori-dev/mamori/internal/testenv"
 	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
+	"github.com/mamori-dev/mamori/server/store"
 )
 
 // ArtifactsEnv names a directory for the browser test's screenshots; by
@@ -27,8 +28,9 @@ const ArtifactsEnv = "MAMORI_TEST_ARTIFACTS"
 // TestBrowser drives Debian's Chromium (headless) against the real server
 // on 127.0.0.1: sign-in with password and TOTP, the fleet page showing a
 // device that a real agent report (mTLS gRPC) made non-compliant, its
-// device page, and an officer's revoke through the real form. Screenshots
-// of the fleet and device pages are kept.
+// device page, an officer's revoke through the real form, and an
+// officer approving an exception (例外措置) through its form. Screenshots
+// of the fleet, device and exceptions pages are kept.
 func TestBrowser(t *testing.T) {
 	testenv.Short(t)
 	chromium := testenv.LookPath(t, "chromium", "chromium")
@@ -156,5 +158,43 @@ func TestBrowser(t *testing.T) {
 	}
 	if got := text("#device-state"); got != "Revoked" {
 		t.Errorf("English state %q, want Revoked", got)
+	}
+
+	// The officer approves an exception (例外措置) through the real form:
+	// one USB stick on kyoto-pc-08 for tanaka, for two days. The expiry
+	// field is a datetime-local input; its value is set as the browser's
+	// picker would.
+	expires := e.h.Clock.Now().Add(48 * time.Hour).In(time.FixedZone("JST", 9*3600)).Format("2006-01-02T15:04")
+	if err := chromedp.Do(ctx,
+		chromedp.Navigate(e.h.ConsoleURL+"/exceptions"),
+		chromedp.WaitVisible(chromedp.ID("exception-form")),
+		chromedp.SendKeys(chromedp.ID("usb"), "0781:5581:4C530001231120115142"),
+		chromedp.SendKeys(chromedp.ID("device"), "kyoto-pc-08"),
+		chromedp.SendKeys(chromedp.ID("user"), "tanaka"),
+		chromedp.SetValue(chromedp.ID("expires"), expires),
+		chromedp.SendKeys(chromedp.ID("exc-reason"), "議会資料の受け渡し (申請 No.123)"),
+		chromedp.Click(chromedp.ID("exception-submit")),
+		chromedp.WaitVisible(chromedp.ID("exceptions-active")),
+	); err != nil {
+		t.Fatalf("approve an exception: %v", err)
+	}
+	if got := text("#exceptions-active"); !strings.Contains(got, "0781:5581:4C530001231120115142") || !strings.Contains(got, "kyoto-pc-08") ||
+		!strings.Contains(got, "tanaka") || !strings.Contains(got, "in force") {
+		t.Errorf("active exceptions: %q", got)
+	}
+	shot("console-exceptions.png")
+	es, err := e.h.Srv.Store().ListExceptions(context.Background(), store.ExceptionFilter{})
+	if err != nil || len(es) != 1 || es[0].User != "tanaka" || es[0].CreatedBy != e.officer.opID {
+		t.Fatalf("stored exceptions: %+v %v", es, err)
+	}
+	if !e.hasAudit(t, e.officer.opID, "exception.create", es[0].ID) {
+		t.Error("the approval is not in the audit log")
+	}
+	// The terminal's page shows it.
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#exceptions-active a")), chromedp.WaitVisible(chromedp.ID("device-exceptions"))); err != nil {
+		t.Fatalf("open the terminal of the exception: %v", err)
+	}
+	if got := text("#device-exceptions"); !strings.Contains(got, "4C530001231120115142") {
+		t.Errorf("device page exceptions: %q", got)
 	}
 }
