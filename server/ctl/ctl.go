@@ -156,6 +156,9 @@ func (c *cli) run(ctx context.Context, args []string) error {
 		"token":  {{"create", c.tokenCreate}},
 		"policy": {{"get", c.policyGet}, {"set", c.policySet}},
 		"audit":  {{"verify", c.auditVerify}},
+		// Exceptions and the asset ledger (exception.go).
+		"exception": {{"create", c.exceptionCreate}, {"list", c.exceptionList}, {"revoke", c.exceptionRevoke}},
+		"ledger":    {{"import", c.ledgerImport}, {"list", c.ledgerList}},
 	}
 	if subs, ok := groups[cmd]; ok {
 		s, r := sub()

@@ -44,6 +44,10 @@ type Fake struct {
 	Policy  *mamoriv1.Policy
 	// Fleet is the FleetSummary answer.
 	Fleet *mamoriv1.FleetSummaryResponse
+	// Exceptions and Ledger serve the exception and ledger commands
+	// (exceptions.go).
+	Exceptions []*mamoriv1.Exception
+	Ledger     *mamoriv1.ListLedgerResponse
 	// CAFingerprint is returned by CreateEnrollmentToken (Start sets it).
 	CAFingerprint string
 	// Errs makes a method ("ListDevices", …) fail with the given error.
