@@ -117,3 +117,15 @@ func TestParseExceptionsRefuses(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkEffective is the per-report cost the server adds: one
+// effective policy (clone, group override, exceptions, digest).
+func BenchmarkEffective(b *testing.B) {
+	base := withGroups()
+	now := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+	exc := []Exception{{ID: "6f1c0e8e-0000-4000-8000-000000000001", Vendor: "0781", Product: "5581", Serial: "4C530001231120115142", Expires: now.Add(time.Hour)}}
+	b.ReportAllocs()
+	for b.Loop() {
+		Effective(base, "市民課", exc, now)
+	}
+}
