@@ -72,7 +72,9 @@ func TestExceptionReachesAgent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	facts := func(context.Context) (*mamoriv1.DeviceFacts, error) { return servertest.Facts("pc-e2e", "machine-e2e"), nil }
+	facts := func(context.Context) (*mamoriv1.DeviceFacts, error) {
+		return servertest.Facts("pc-e2e", "machine-e2e"), nil
+	}
 	f, _ := facts(ctx)
 	r, err := enroll.Enroll(ctx, slog.New(slog.DiscardHandler), dir, enroll.Params{
 		Servers: []string{h.Addr}, Token: config.Secret(h.Token(t, 1, 0)), CAFingerprint: h.Srv.Boot.CAFingerprint, Facts: f, Now: h.Clock.Now,
