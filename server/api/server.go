@@ -69,6 +69,9 @@ type Server struct {
 	excs   []store.Exception
 	excsAt time.Time
 	excsOK bool
+	// Effective policies computed from the cached policy (exceptions.go).
+	effMu sync.Mutex
+	eff   map[effKey]*mamoriv1.Policy
 }
 
 // New checks deps and returns the services.
