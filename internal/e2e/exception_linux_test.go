@@ -1,4 +1,4 @@
-package e2etest
+package e2e
 
 import (
 	"context"
@@ -33,9 +33,9 @@ const (
 	phoneIface = "bus/usb/devices/1-5:1.0/authorized"
 )
 
-type users []string
+type sessionUsers []string
 
-func (u users) Users(context.Context) ([]string, error) { return u, nil }
+func (u sessionUsers) Users(context.Context) ([]string, error) { return u, nil }
 
 // TestExceptionReachesAgent: policy mtp=block keeps the phone
 // deauthorised; an officer approves an exception for it on this terminal;
@@ -89,7 +89,7 @@ func TestExceptionReachesAgent(t *testing.T) {
 	}
 	defer sp.Close()
 	med := media.New(media.Options{Emitter: daemon.NewEmitter(sp, h.Clock.Now), SysRoot: sys, DevRoot: t.TempDir(), MountInfo: mi,
-		UdevRule: "../../installer/udev/60-mamori-media.rules", UdevOverrideDirs: []string{}, Now: h.Clock.Now, Sessions: users{"tanaka"}})
+		UdevRule: "../../installer/udev/60-mamori-media.rules", UdevOverrideDirs: []string{}, Now: h.Clock.Now, Sessions: sessionUsers{"tanaka"}})
 	defer med.Close()
 
 	cfg := daemon.DefaultConfig()
