@@ -92,9 +92,15 @@ func validateGroups(p *mamoriv1.Policy) []error {
 		errs = append(errs, validateControls("group "+name+": ", g.Controls)...)
 		// The group's durations, when set, must hold like the base's,
 		// and together with the inherited one.
-		eff := Effective(p, name, nil, time.Time{})
 		if g.ReportInterval != nil || g.MaxReportAge != nil {
-			ri, err := duration(eff.ReportInterval, "group "+name+": report_interval")
+			effRI, effMA := p.ReportInterval, p.MaxReportAge
+			if g.ReportInterval != nil {
+				effRI = g.ReportInterval
+			}
+			if g.MaxReportAge != nil {
+				effMA = g.MaxReportAge
+			}
+			ri, err := duration(effRI, "group "+name+": report_interval")
 			if err != nil {
 				errs = append(errs, err)
 				continue
@@ -102,7 +108,7 @@ func validateGroups(p *mamoriv1.Policy) []error {
 			if ri < MinReportInterval || ri > MaxReportInterval {
 				errs = append(errs, fmt.Errorf("group %s: report_interval %v: must be between %v and %v", name, ri, MinReportInterval, MaxReportInterval))
 			}
-			ma, err := duration(eff.MaxReportAge, "group "+name+": max_report_age")
+			ma, err := duration(effMA, "group "+name+": max_report_age")
 			if err != nil {
 				errs = append(errs, err)
 			} else if ma < 2*ri {
