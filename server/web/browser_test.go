@@ -29,8 +29,9 @@ const ArtifactsEnv = "MAMORI_TEST_ARTIFACTS"
 // on 127.0.0.1: sign-in with password and TOTP, the fleet page showing a
 // device that a real agent report (mTLS gRPC) made non-compliant, its
 // device page, an officer's revoke through the real form, and an
-// officer approving an exception (例外措置) through its form. Screenshots
-// of the fleet, device and exceptions pages are kept.
+// officer approving an exception (例外措置) through its form, and editing
+// the policy (diff, confirm, new version). Screenshots of the fleet,
+// device, exceptions and policy diff pages are kept.
 func TestBrowser(t *testing.T) {
 	testenv.Short(t)
 	chromium := testenv.LookPath(t, "chromium", "chromium")
@@ -196,5 +197,41 @@ func TestBrowser(t *testing.T) {
 	}
 	if got := text("#device-exceptions"); !strings.Contains(got, "4C530001231120115142") {
 		t.Errorf("device page exceptions: %q", got)
+	}
+
+	// The officer edits the policy: the document in the text area, the
+	// diff on the confirm page, then a new version — two plain forms.
+	if err := chromedp.Do(ctx, chromedp.Navigate(e.h.ConsoleURL+"/policy/edit"), chromedp.WaitVisible(chromedp.ID("policy-json"))); err != nil {
+		t.Fatalf("open the policy editor: %v", err)
+	}
+	doc, err := chromedp.Run(ctx, chromedp.Value(chromedp.ID("policy-json")))
+	if err != nil {
+		t.Fatalf("open the policy editor: %v", err)
+	}
+	edited := strings.Replace(doc, `"report_interval": "60s"`, `"report_interval": "30s"`, 1)
+	if edited == doc {
+		t.Fatalf("report_interval not in the document:\n%s", doc)
+	}
+	if err := chromedp.Do(ctx,
+		chromedp.SetValue(chromedp.ID("policy-json"), edited),
+		chromedp.SendKeys(chromedp.ID("reason"), "報告間隔を 30 秒に"),
+		chromedp.Click(chromedp.ID("policy-preview")),
+		chromedp.WaitVisible(chromedp.ID("policy-diff")),
+	); err != nil {
+		t.Fatalf("preview the policy change: %v", err)
+	}
+	if got := text("#policy-diff"); !strings.Contains(got, `-   "report_interval": "60s"`) || !strings.Contains(got, `+   "report_interval": "30s"`) {
+		t.Errorf("policy diff: %q", got)
+	}
+	shot("console-policy-diff.png")
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.ID("policy-save")), chromedp.WaitVisible(chromedp.ID("policy-history"))); err != nil {
+		t.Fatalf("save the policy: %v", err)
+	}
+	cur, err := e.h.Srv.Store().CurrentPolicy(context.Background())
+	if err != nil || cur.Version != 2 || cur.ReportInterval.AsDuration() != 30*time.Second {
+		t.Fatalf("policy after the browser's save: %v %v", cur, err)
+	}
+	if got := text("#policy-version"); !strings.Contains(got, "2") {
+		t.Errorf("policy page version %q", got)
 	}
 }

@@ -74,3 +74,32 @@ func changed(d []diffLine) bool {
 	}
 	return false
 }
+
+// diffContext is how many unchanged lines are kept around each change.
+const diffContext = 3
+
+// withContext keeps the changed lines and diffContext unchanged lines on
+// either side; each run of dropped lines becomes one "…" line.
+func withContext(d []diffLine) []diffLine {
+	keep := make([]bool, len(d))
+	for i, l := range d {
+		if l.Op == " " {
+			continue
+		}
+		for j := max(0, i-diffContext); j <= min(len(d)-1, i+diffContext); j++ {
+			keep[j] = true
+		}
+	}
+	var out []diffLine
+	skipped := false
+	for i, l := range d {
+		if keep[i] {
+			out = append(out, l)
+			skipped = false
+		} else if !skipped {
+			out = append(out, diffLine{" ", "…"})
+			skipped = true
+		}
+	}
+	return out
+}

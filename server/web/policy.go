@@ -145,7 +145,7 @@ func (c *Console) policyPage(w http.ResponseWriter, r *http.Request, op *operato
 		if i+1 < len(hist) {
 			prev = policyJSON(hist[i+1].Policy)
 		}
-		vv.Diff = lineDiff(prev, policyJSON(h.Policy))
+		vv.Diff = withContext(lineDiff(prev, policyJSON(h.Policy)))
 		v.History = append(v.History, vv)
 	}
 	c.render(w, r, http.StatusOK, "policy", view{P: p, Op: op, CSRF: op.csrf(), Data: v})
@@ -208,6 +208,7 @@ func (c *Console) readPolicyForm(r *http.Request) (edited, cur *mamoriv1.Policy,
 	if !changed(v.Diff) {
 		return nil, cur, v, p.Sprintf("console.policy.err-unchanged"), nil
 	}
+	v.Diff = withContext(v.Diff)
 	return edited, cur, v, "", nil
 }
 
