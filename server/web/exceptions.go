@@ -9,6 +9,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/mamori-dev/mamori/internal/i18n"
+	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
 	"github.com/mamori-dev/mamori/server/exception"
 	"github.com/mamori-dev/mamori/server/store"
 )
@@ -217,4 +218,16 @@ func (c *Console) deviceExceptions(ctx context.Context, p *i18n.Printer, d store
 		}
 	}
 	return out, nil
+}
+
+// effectiveFor is the device's effective policy, by the server's rules
+// (server/exception): the device page judges OFFLINE with its group's
+// max report age.
+func (c *Console) effectiveFor(ctx context.Context, d store.Device, base *mamoriv1.Policy) (*mamoriv1.Policy, error) {
+	now := c.now()
+	es, err := c.st.ListExceptions(ctx, store.ExceptionFilter{DeviceID: d.ID, Group: d.Group, ActiveAt: now, Limit: exception.MaxActive})
+	if err != nil {
+		return nil, err
+	}
+	return exception.Effective(base, es, d.ID, d.Group, now), nil
 }

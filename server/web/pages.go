@@ -201,6 +201,9 @@ func (c *Console) device(w http.ResponseWriter, r *http.Request, op *operator) {
 		return
 	}
 	pol, err := c.st.CurrentPolicy(ctx)
+	if err == nil {
+		pol, err = c.effectiveFor(ctx, d, pol) // its group's max report age
+	}
 	if err != nil {
 		c.internal(w, r, op, err)
 		return
