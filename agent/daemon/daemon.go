@@ -303,7 +303,7 @@ func (d *Daemon) round(ctx context.Context) RoundResult {
 		Statuses:      res.Statuses,
 		Events:        batch,
 		PolicyVersion: d.pol.GetVersion(),
-		PolicyDigest:  d.pol.GetDigest(),
+		PolicyDigest:  policyDigest(d.pol),
 	}
 	if d.cfg.MFA != nil {
 		req.HpkePublicKey, req.MfaBundleVersion = d.cfg.MFA.PublicKey(), d.cfg.MFA.BundleVersion()
@@ -572,3 +572,15 @@ func sleep(ctx context.Context, d time.Duration) error {
 // NewEventID returns a random (version 4) UUID in RFC 4122 text form, as
 // the spool does for its own events.
 func NewEventID() string { return uuid.NewString() }
+
+// policyDigest is what the agent reports as the digest of the policy it
+// holds. A policy from a server older than per-device policies has none:
+// "-" then says "this agent compares digests", so the server sends the
+// effective policy (an empty digest would mean an old agent, compared by
+// version only).
+func policyDigest(p *mamoriv1.Policy) string {
+	if d := p.GetDigest(); d != "" {
+		return d
+	}
+	return "-"
+}

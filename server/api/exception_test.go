@@ -102,6 +102,11 @@ func TestExceptionRPCs(t *testing.T) {
 		len(next.Policy.Exceptions) != 1 || len(next.Policy.Groups) != 0 {
 		t.Fatalf("effective policy %v", next.Policy)
 	}
+	// An upgraded agent still holding a digest-less policy says "-" and
+	// gets the effective policy although the version is the same.
+	if dash, err := dev.Client.Report(ctx, &mamoriv1.ReportRequest{PolicyVersion: held.Version, PolicyDigest: "-"}); err != nil || dash.Policy == nil {
+		t.Fatalf("digest \"-\": %v %v", dash.GetPolicy(), err)
+	}
 	// An old agent (no digest, same version) is not sent anything.
 	old, err := dev.Client.Report(ctx, &mamoriv1.ReportRequest{PolicyVersion: held.Version})
 	if err != nil || old.Policy != nil {

@@ -1192,8 +1192,9 @@ type ReportRequest struct {
 	// The version of the MFA bundle the agent holds; empty if none.
 	MfaBundleVersion string `protobuf:"bytes,7,opt,name=mfa_bundle_version,json=mfaBundleVersion,proto3" json:"mfa_bundle_version,omitempty"`
 	// The digest of the effective policy the agent holds (Policy.digest as
-	// received); empty from agents older than per-device policies, which
-	// are compared by policy_version instead.
+	// received), or "-" when the policy it holds has none; empty from agents
+	// older than per-device policies, which are compared by policy_version
+	// instead.
 	PolicyDigest  string `protobuf:"bytes,8,opt,name=policy_digest,json=policyDigest,proto3" json:"policy_digest,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
