@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -92,6 +93,17 @@ func TestValidateGroups(t *testing.T) {
 			p.Controls[ControlMedia].Settings[SettingExceptions] = "x"
 		}, "filled by the server"},
 		{"digest set by hand", func(p *mamoriv1.Policy) { p.Digest = "00" }, "set by the server"},
+		{"too many groups", func(p *mamoriv1.Policy) {
+			for i := range MaxGroups + 1 {
+				p.Groups[fmt.Sprintf("g%d", i)] = &mamoriv1.GroupPolicy{}
+			}
+		}, "at most 256"},
+		{"group exceptions by hand", func(p *mamoriv1.Policy) {
+			p.Groups["市民課"].Controls[ControlMedia].Settings[SettingExceptions] = "x"
+		}, "group 市民課: media setting exceptions"},
+		{"oversized group setting", func(p *mamoriv1.Policy) {
+			p.Groups["市民課"].Controls[ControlMedia].Settings["allow"] = strings.Repeat("a", MaxSettingLen+1)
+		}, "at most 4096"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := withGroups()

@@ -158,7 +158,7 @@ func TestPolicyEditor(t *testing.T) {
 func TestExceptionPages(t *testing.T) {
 	e := start(t)
 	d := e.device(t, hostile, healthy(), &mamoriv1.Event{Id: uuid.NewString(), Time: timestamppb.Now(), Control: "media",
-		Kind: "media_exception_used", Attributes: map[string]string{"exception_id": "x", "serial": hostile, "user": hostile}})
+		Kind: "media_exception_used", Attributes: map[string]string{"exception_id": "x", "serial": hostile, "user": hostile, "model": hostile}})
 	plain := e.device(t, "pc-plain", healthy())
 	off := e.browser(t, "")
 	off.signIn(e.officer)
