@@ -30,8 +30,9 @@ const ArtifactsEnv = "MAMORI_TEST_ARTIFACTS"
 // device that a real agent report (mTLS gRPC) made non-compliant, its
 // device page, an officer's revoke through the real form, and an
 // officer approving an exception (例外措置) through its form, and editing
-// the policy (diff, confirm, new version). Screenshots of the fleet,
-// device, exceptions and policy diff pages are kept.
+// the policy (diff, confirm, new version), and importing a Shift_JIS asset
+// ledger through the upload form. Screenshots of the fleet, device,
+// exceptions, policy diff and ledger pages are kept.
 func TestBrowser(t *testing.T) {
 	testenv.Short(t)
 	chromium := testenv.LookPath(t, "chromium", "chromium")
@@ -234,4 +235,31 @@ func TestBrowser(t *testing.T) {
 	if got := text("#policy-version"); !strings.Contains(got, "2") {
 		t.Errorf("policy page version %q", got)
 	}
+
+	// The officer imports the asset ledger: a Shift_JIS file as Excel
+	// saves it, uploaded through the real multipart form.
+	csvPath := filepath.Join(t.TempDir(), "台帳.csv")
+	sjis := []byte("\x8e\x91\x8eY\x94\xd4\x8d\x86,\x83z\x83X\x83g\x96\xbc\r\nA-007,kyoto-pc-07\r\nA-009,kyoto-pc-09\r\n") // 資産番号,ホスト名
+	if err := os.WriteFile(csvPath, sjis, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(ctx,
+		chromedp.Navigate(e.h.ConsoleURL+"/ledger"),
+		chromedp.WaitVisible(chromedp.ID("ledger-form")),
+		chromedp.SetUploadFiles(chromedp.ID("ledger-file"), []string{csvPath}),
+		chromedp.SendKeys(chromedp.ID("ledger-reason"), "2026年度 台帳"),
+		chromedp.Submit(chromedp.ID("ledger-form")),
+		// Only the page after the import says who imported it (the
+		// page before already has a table: devices not in the ledger).
+		chromedp.WaitVisible(chromedp.ID("ledger-imported")),
+	); err != nil {
+		t.Fatalf("import the ledger: %v", err)
+	}
+	got := text("#ledger")
+	for _, want := range []string{"A-007", "kyoto-pc-07", "revoked", "A-009", "never enrolled", "kyoto-pc-08", "not in the ledger"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("ledger table lacks %q: %q", want, got)
+		}
+	}
+	shot("console-ledger.png")
 }
