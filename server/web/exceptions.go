@@ -20,7 +20,10 @@ import (
 
 const (
 	exceptionListLimit = 500
-	expiryLayout       = "2006-01-02T15:04" // <input type="datetime-local">
+	// activeListLimit bounds the exceptions in force listed (each row
+	// looks up its terminal's hostname).
+	activeListLimit = 2000
+	expiryLayout    = "2006-01-02T15:04" // <input type="datetime-local">
 )
 
 // exceptionRow is one exception as listed.
@@ -101,17 +104,23 @@ func (c *Console) exceptionsPage(w http.ResponseWriter, r *http.Request, op *ope
 func (c *Console) renderExceptions(w http.ResponseWriter, r *http.Request, op *operator, status int, f exceptionForm, problem string) {
 	ctx := r.Context()
 	p := i18n.NewPrinter(lang(r))
-	es, err := c.st.ListExceptions(ctx, store.ExceptionFilter{Limit: exceptionListLimit})
+	now := c.now()
+	// Every exception in force, however many ended since; then the most
+	// recent ones that ended.
+	active, err := c.st.ListExceptions(ctx, store.ExceptionFilter{ActiveAt: now, Limit: activeListLimit})
 	if err != nil {
 		c.internal(w, r, op, err)
 		return
 	}
-	now := c.now()
+	recent, err := c.st.ListExceptions(ctx, store.ExceptionFilter{Limit: exceptionListLimit})
+	if err != nil {
+		c.internal(w, r, op, err)
+		return
+	}
 	v := exceptionsView{Form: f, MinExpiry: now.In(c.cfg.Location).Format(expiryLayout)}
-	for _, row := range c.exceptionRows(ctx, p, es, now) {
-		if row.Active {
-			v.Active = append(v.Active, row)
-		} else {
+	v.Active = c.exceptionRows(ctx, p, active, now)
+	for _, row := range c.exceptionRows(ctx, p, recent, now) {
+		if !row.Active {
 			v.Inactive = append(v.Inactive, row)
 		}
 	}

@@ -156,7 +156,6 @@ type policyEditView struct {
 	JSON    string
 	Reason  string
 	Diff    []diffLine
-	Problem string
 }
 
 // policyEdit shows the document in a text area (officer).
@@ -221,7 +220,6 @@ func (c *Console) policyPreview(w http.ResponseWriter, r *http.Request, op *oper
 		return
 	}
 	if problem != "" {
-		v.Problem = problem
 		c.render(w, r, http.StatusBadRequest, "policy_edit", view{Op: op, CSRF: op.csrf(), Error: problem, Data: v})
 		return
 	}
