@@ -307,6 +307,7 @@ func (d *Daemon) round(ctx context.Context) RoundResult {
 		Statuses:      res.Statuses,
 		Events:        batch,
 		PolicyVersion: d.pol.GetVersion(),
+		PolicyDigest:  policyDigest(d.pol),
 	}
 	if d.cfg.MFA != nil {
 		req.HpkePublicKey, req.MfaBundleVersion = d.cfg.MFA.PublicKey(), d.cfg.MFA.BundleVersion()
@@ -345,7 +346,7 @@ func (d *Daemon) round(ctx context.Context) RoundResult {
 		d.self.ObserveServerTime(sent, received, st.AsTime())
 	}
 	res.Acked = d.ack(ctx, batch, resp.GetAckedEventIds())
-	if p := resp.GetPolicy(); p != nil && p.GetVersion() != d.pol.GetVersion() {
+	if p := resp.GetPolicy(); p != nil && (p.GetVersion() != d.pol.GetVersion() || p.GetDigest() != d.pol.GetDigest()) {
 		d.takePolicy(ctx, p)
 	}
 	res.PolicyVersion = d.pol.GetVersion()
@@ -626,3 +627,15 @@ func sleep(ctx context.Context, d time.Duration) error {
 // NewEventID returns a random (version 4) UUID in RFC 4122 text form, as
 // the spool does for its own events.
 func NewEventID() string { return uuid.NewString() }
+
+// policyDigest is what the agent reports as the digest of the policy it
+// holds. A policy from a server older than per-device policies has none:
+// "-" then says "this agent compares digests", so the server sends the
+// effective policy (an empty digest would mean an old agent, compared by
+// version only).
+func policyDigest(p *mamoriv1.Policy) string {
+	if d := p.GetDigest(); d != "" {
+		return d
+	}
+	return "-"
+}

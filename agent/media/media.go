@@ -54,6 +54,9 @@ const (
 	KindAllowed          = "allowed"             // an allow-listed device is usable
 	KindWouldBlock       = "would_block"         // monitor mode: what enforce would do
 	KindEnforcementError = "enforcement_failed"  // an action failed; the device may be writable
+	// KindExceptionUsed: a device was allowed because of an exception
+	// (例外措置); attributes exception_id, serial, user.
+	KindExceptionUsed = "media_exception_used"
 )
 
 // Options configure the control. Emitter is required; the paths default to
@@ -76,6 +79,10 @@ type Options struct {
 	UdevOverrideDirs []string
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Sessions tells who is logged in, for exceptions bound to a user;
+	// nil means the platform's (utmp on Linux). An exception naming a
+	// user is honoured only while Sessions lists that user.
+	Sessions Sessions
 
 	// override, when set, rewrites every classification (block devices
 	// and USB interfaces): tests make loop devices stand in for USB sticks
@@ -109,6 +116,9 @@ func (o *Options) defaults() {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.Sessions == nil {
+		o.Sessions = platformSessions()
+	}
 }
 
 // Media is the media control. Apply starts the listener on first use;
@@ -122,7 +132,8 @@ type Media struct {
 	enforce    bool
 	settings   Settings
 	settingsOK error
-	lastKey    string // settings+mode last applied, to rescan only on change
+	lastKey    string   // settings+mode last applied, to rescan only on change
+	users      []string // logged-in users at the last Apply, when read
 	devices    map[string]*tracked
 	running    bool
 	listenErr  error // the listener died; nothing new is enforced
@@ -169,12 +180,15 @@ func (m *Media) Apply(ctx context.Context, p *mamoriv1.ControlPolicy) error {
 	}
 	s, err := ParseSettings(p.GetSettings())
 	enforce := p.GetMode() == mamoriv1.Mode_MODE_ENFORCE
+	users := m.exceptionUsers(ctx, s.Exceptions)
+	s.Exceptions = activeExceptions(s.Exceptions, m.o.Now(), users, true)
 	key := fmt.Sprint(enforce, s)
 
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.configured = true
 	m.settingsOK = err
+	m.users = users
 	restarted := false
 	if !m.running {
 		// First Apply, or the listener died: (re)start it.
@@ -378,7 +392,11 @@ func (m *Media) scanLocked(ctx context.Context) {
 
 // evaluateLocked decides and acts on one device.
 func (m *Media) evaluateLocked(ctx context.Context, d Device, received time.Time) {
-	action, rule := Decide(m.settings, d)
+	s := m.settings
+	// Expiry is checked again here: a device plugged in between two
+	// rounds must not ride on an exception that has just run out.
+	s.Exceptions = activeExceptions(s.Exceptions, m.o.Now(), nil, false)
+	action, rule := Decide(s, d)
 	if action == ActionNone {
 		delete(m.devices, d.SysPath)
 		return
@@ -394,6 +412,20 @@ func (m *Media) evaluateLocked(ctx context.Context, d Device, received time.Time
 	t := &tracked{dev: d, action: action, rule: rule, known: known, enforce: m.enforce}
 	m.devices[d.SysPath] = t
 	attrs := eventAttrs(d, action, rule, m.enforce)
+	if id, ok := strings.CutPrefix(rule, RuleException); ok && !t.known {
+		// Every use of an exception is recorded on the device.
+		a := maps.Clone(attrs)
+		a["exception_id"] = id
+		for _, e := range s.Exceptions {
+			if e.ID == id {
+				a["user"] = e.User
+			}
+		}
+		if a["user"] == "" {
+			a["user"] = strings.Join(m.users, ",")
+		}
+		m.emit(ctx, KindExceptionUsed, a)
+	}
 
 	if !m.enforce {
 		if action == ActionAllow {

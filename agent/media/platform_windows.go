@@ -7,3 +7,6 @@ import "github.com/mamori-dev/mamori/agent/media/regpolicy"
 func NewPlatform(o Options) Closer {
 	return NewRegistry(RegistryOptions{Store: regpolicy.Registry{}, Emitter: o.Emitter, Log: o.Log})
 }
+
+// Windows does not honour allow-lists or exceptions (see docs/windows.md).
+func platformSessions() Sessions { return noSessions{} }

@@ -129,6 +129,9 @@ func (r *RegistryControl) Status(ctx context.Context) (*mamoriv1.ControlStatus, 
 	if len(s.Allow) > 0 {
 		st.Evidence["allow_list"] = "not honoured on Windows (registry policy is per class)"
 	}
+	if len(s.Exceptions) > 0 {
+		st.Evidence["exceptions"] = strconv.Itoa(len(s.Exceptions)) + " not honoured on Windows (registry policy is per class)"
+	}
 	if r.o.Store == nil || want == nil {
 		st.State, st.Detail = mamoriv1.ControlState_CONTROL_STATE_NOT_APPLICABLE, "no registry on this platform"
 		return st, nil

@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/mamori-dev/mamori/internal/policy"
 )
 
 // Action is what the policy demands for one device.
@@ -30,6 +32,10 @@ const (
 	SettingMTP     = "mtp"
 	SettingAllow   = "allow"
 )
+
+// RuleException prefixes the rule of a device allowed by an exception:
+// "exception=<ID>".
+const RuleException = "exception="
 
 // MaxAllowEntries bounds the allow-list.
 const MaxAllowEntries = 256
@@ -58,6 +64,10 @@ type Settings struct {
 	Optical Action // ClassOptical: read-only (default), block or allow
 	MTP     Action // ClassMTP: block (default) or allow
 	Allow   []AllowEntry
+	// Exceptions (例外措置) the server folded into the policy, each with
+	// its expiry and optional user. Decide honours every entry it is given:
+	// the control passes only those in force (not expired, user logged in).
+	Exceptions []policy.Exception
 }
 
 // DefaultSettings is what an empty settings map means: removable storage
@@ -110,6 +120,13 @@ func ParseSettings(m map[string]string) (Settings, error) {
 				continue
 			}
 			s.Allow = list
+		case policy.SettingExceptions:
+			list, err := policy.ParseExceptions(v)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			s.Exceptions = list
 		default:
 			errs = append(errs, fmt.Errorf("media setting %q is unknown: use storage, optical, mtp or allow", truncate(k)))
 		}
@@ -160,6 +177,11 @@ func Decide(s Settings, d Device) (Action, string) {
 		for _, e := range s.Allow {
 			if e.Matches(d) {
 				return ActionAllow, SettingAllow + "=" + e.String()
+			}
+		}
+		for _, e := range s.Exceptions {
+			if (AllowEntry{Vendor: e.Vendor, Product: e.Product, Serial: e.Serial}).Matches(d) {
+				return ActionAllow, RuleException + e.ID
 			}
 		}
 	}

@@ -28,3 +28,30 @@ func FuzzValidate(f *testing.F) {
 		}
 	})
 }
+
+// The media `exceptions` setting reaches the agent from the server; the
+// agent parses it strictly. What it accepts must format back to an
+// equivalent setting and stay within the bounds.
+func FuzzParseExceptions(f *testing.F) {
+	f.Add("6f1c0e8e-0000-4000-8000-000000000001 0781:5581:4C530001231120115142 2026-11-25T11:00:00Z tanaka")
+	f.Add("a 0781:5581:S1 2026-11-25T11:00:00+09:00\nb 054c:0243:X 2027-01-01T00:00:00Z")
+	f.Add("a 0781:5581:* 2026-11-25T11:00:00Z")
+	f.Fuzz(func(t *testing.T, v string) {
+		es, err := ParseExceptions(v)
+		if err != nil {
+			return
+		}
+		if len(es) > MaxExceptionsPerDevice {
+			t.Fatalf("%d exceptions accepted", len(es))
+		}
+		again, err := ParseExceptions(FormatExceptions(es))
+		if err != nil || len(again) != len(es) {
+			t.Fatalf("formatted setting does not parse back: %v (%d vs %d)", err, len(again), len(es))
+		}
+		for _, e := range es {
+			if e.Serial == "*" || e.ID == "" || e.Expires.IsZero() {
+				t.Fatalf("accepted %+v", e)
+			}
+		}
+	})
+}

@@ -46,7 +46,7 @@ type LoginMFA struct {
 // the control gets the defaults.
 func LoginMFASettings(p *mamoriv1.Policy) (LoginMFA, error) {
 	s := p.GetControls()[ControlLoginMFA].GetSettings()
-	out := LoginMFA{Methods: []string{MFAMethodTOTP}}
+	out := LoginMFA{Methods: []string{MFAMethodTOTP, MFAMethodTPMPIN}}
 	if v := strings.TrimSpace(s[SettingMFAMethods]); v != "" {
 		out.Methods = nil
 		for _, m := range strings.Split(v, ",") {

@@ -21,12 +21,12 @@ func TestLoginMFASettings(t *testing.T) {
 		methods    []string
 		graceUntil time.Time
 	}{
-		{"defaults", nil, []string{"totp"}, time.Time{}},
+		{"defaults: both methods", nil, []string{"totp", "tpm-pin"}, time.Time{}},
 		{"both methods, spaces, a repeat", map[string]string{"methods": " tpm-pin, totp,tpm-pin "}, []string{"tpm-pin", "totp"}, time.Time{}},
 		{"a date is through the end of that day in JST", map[string]string{"grace_until": "2027-03-31"},
-			[]string{"totp"}, time.Date(2027, 3, 31, 15, 0, 0, 0, time.UTC)},
+			[]string{"totp", "tpm-pin"}, time.Date(2027, 3, 31, 15, 0, 0, 0, time.UTC)},
 		{"an RFC 3339 time", map[string]string{"grace_until": "2027-03-31T18:00:00+09:00"},
-			[]string{"totp"}, time.Date(2027, 3, 31, 9, 0, 0, 0, time.UTC)},
+			[]string{"totp", "tpm-pin"}, time.Date(2027, 3, 31, 9, 0, 0, 0, time.UTC)},
 	}
 	for _, tc := range ok {
 		t.Run(tc.name, func(t *testing.T) {

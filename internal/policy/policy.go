@@ -68,33 +68,7 @@ func Validate(p *mamoriv1.Policy) error {
 	if len(p.Controls) > MaxControls {
 		errs = append(errs, fmt.Errorf("policy has %d controls; at most %d", len(p.Controls), MaxControls))
 	}
-	for name, c := range p.Controls {
-		if !nameRE.MatchString(name) {
-			errs = append(errs, fmt.Errorf("control name %q: use lower-case letters, digits and '-'", name))
-			continue
-		}
-		if c == nil {
-			errs = append(errs, fmt.Errorf("control %s: empty", name))
-			continue
-		}
-		if c.Mode != mamoriv1.Mode_MODE_MONITOR && c.Mode != mamoriv1.Mode_MODE_ENFORCE {
-			errs = append(errs, fmt.Errorf("control %s: mode must be monitor or enforce", name))
-		}
-		if len(c.Settings) > MaxSettings {
-			errs = append(errs, fmt.Errorf("control %s: %d settings; at most %d", name, len(c.Settings), MaxSettings))
-		}
-		for k, v := range c.Settings {
-			if !settingKeyRE.MatchString(k) {
-				errs = append(errs, fmt.Errorf("control %s: setting name %q is not allowed", name, k))
-			}
-			if len(v) > MaxSettingLen {
-				errs = append(errs, fmt.Errorf("control %s: setting %s is %d bytes; at most %d", name, k, len(v), MaxSettingLen))
-			}
-		}
-	}
-	if _, err := LoginMFASettings(p); err != nil {
-		errs = append(errs, err)
-	}
+	errs = append(errs, validateControls("", p.Controls)...)
 	ri, err := duration(p.ReportInterval, "report_interval")
 	if err != nil {
 		errs = append(errs, err)
@@ -107,7 +81,51 @@ func Validate(p *mamoriv1.Policy) error {
 	} else if ri > 0 && ma < 2*ri {
 		errs = append(errs, fmt.Errorf("max_report_age %v: must be at least twice report_interval (%v), or healthy devices flap OFFLINE", ma, 2*ri))
 	}
+	errs = append(errs, validateGroups(p)...)
+	if len(p.Exceptions) > MaxExceptionsPerDevice {
+		errs = append(errs, fmt.Errorf("policy carries %d exceptions; at most %d", len(p.Exceptions), MaxExceptionsPerDevice))
+	}
 	return errors.Join(errs...)
+}
+
+// validateControls checks a control map; where is "" for the base policy or
+// "group X: " for an override.
+func validateControls(where string, controls map[string]*mamoriv1.ControlPolicy) []error {
+	var errs []error
+	for name, c := range controls {
+		if !nameRE.MatchString(name) {
+			errs = append(errs, fmt.Errorf("%scontrol name %q: use lower-case letters, digits and '-'", where, name))
+			continue
+		}
+		if c == nil {
+			errs = append(errs, fmt.Errorf("%scontrol %s: empty", where, name))
+			continue
+		}
+		if c.Mode != mamoriv1.Mode_MODE_MONITOR && c.Mode != mamoriv1.Mode_MODE_ENFORCE {
+			errs = append(errs, fmt.Errorf("%scontrol %s: mode must be monitor or enforce", where, name))
+		}
+		if len(c.Settings) > MaxSettings {
+			errs = append(errs, fmt.Errorf("%scontrol %s: %d settings; at most %d", where, name, len(c.Settings), MaxSettings))
+		}
+		if name == ControlLoginMFA {
+			if _, err := LoginMFASettings(&mamoriv1.Policy{Controls: map[string]*mamoriv1.ControlPolicy{name: c}}); err != nil {
+				errs = append(errs, fmt.Errorf("%s%w", where, err))
+			}
+		}
+		for k, v := range c.Settings {
+			if !settingKeyRE.MatchString(k) {
+				errs = append(errs, fmt.Errorf("%scontrol %s: setting name %q is not allowed", where, name, k))
+			}
+			limit := MaxSettingLen
+			if name == ControlMedia && k == SettingExceptions {
+				limit = MaxExceptionsSettingLen
+			}
+			if len(v) > limit {
+				errs = append(errs, fmt.Errorf("%scontrol %s: setting %s is %d bytes; at most %d", where, name, k, len(v), limit))
+			}
+		}
+	}
+	return errs
 }
 
 func duration(d *durationpb.Duration, field string) (time.Duration, error) {

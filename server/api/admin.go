@@ -87,7 +87,7 @@ func (s *Server) GetDevice(ctx context.Context, req *mamoriv1.GetDeviceRequest) 
 	if err != nil {
 		return nil, err
 	}
-	p, err := s.currentPolicy(ctx)
+	p, err := s.effectivePolicy(ctx, d.ID, d.Group, true)
 	if err != nil {
 		return nil, err
 	}
@@ -274,7 +274,7 @@ func (s *Server) SetPolicy(ctx context.Context, req *mamoriv1.SetPolicyRequest) 
 	if err != nil {
 		return nil, err
 	}
-	if err := policy.Validate(req.Policy); err != nil {
+	if err := policy.ValidateDocument(req.Policy); err != nil {
 		return nil, invalidArg("policy: %v", err)
 	}
 	if strings.TrimSpace(req.Reason) == "" {

@@ -112,7 +112,7 @@ func (s *Server) Enroll(ctx context.Context, req *mamoriv1.EnrollRequest) (*mamo
 	}
 	s.log.InfoContext(ctx, "device enrolled", "device", res.Device.ID, "hostname", req.Facts.Hostname, "reenrolled", res.Reenrolled,
 		"attested", ekFingerprint != "")
-	p, err := s.currentPolicy(ctx)
+	p, err := s.effectivePolicy(ctx, res.Device.ID, res.Device.Group, true)
 	if err != nil {
 		return nil, err
 	}
@@ -165,7 +165,9 @@ func (s *Server) Report(ctx context.Context, req *mamoriv1.ReportRequest) (*mamo
 	if err := validateReport(req); err != nil {
 		return nil, err
 	}
-	p, err := s.currentPolicy(ctx)
+	// The device's effective policy: base + its group's override + its
+	// exceptions in force. Compliance is judged against it.
+	p, err := s.effectivePolicy(ctx, dev.ID, "", false)
 	if err != nil {
 		return nil, err
 	}
@@ -204,7 +206,9 @@ func (s *Server) Report(ctx context.Context, req *mamoriv1.ReportRequest) (*mamo
 	for i, e := range req.Events {
 		resp.AckedEventIds[i] = e.Id
 	}
-	if req.PolicyVersion != p.Version {
+	// Agents that send a digest get the policy when it differs (a group
+	// or exception change keeps the version); older agents by version.
+	if (req.PolicyDigest != "" && req.PolicyDigest != p.Digest) || (req.PolicyDigest == "" && req.PolicyVersion != p.Version) {
 		resp.Policy = p
 	}
 	if resp.MfaBundle, err = s.mfaBundle(ctx, dev.ID, req, p, now); err != nil {

@@ -65,6 +65,11 @@ var methodAccess = map[string]access{
 	mamoriv1.AdminService_UnlockMFAUser_FullMethodName:         {role: auth.RoleHelpdesk},
 	mamoriv1.AdminService_IssueMFATempCode_FullMethodName:      {role: auth.RoleHelpdesk},
 	mamoriv1.AdminService_ListMFAUsers_FullMethodName:          {role: auth.RoleHelpdesk},
+	mamoriv1.AdminService_CreateException_FullMethodName:       {role: auth.RoleOfficer},
+	mamoriv1.AdminService_ListExceptions_FullMethodName:        {role: auth.RoleHelpdesk},
+	mamoriv1.AdminService_RevokeException_FullMethodName:       {role: auth.RoleOfficer},
+	mamoriv1.AdminService_ImportLedger_FullMethodName:          {role: auth.RoleOfficer},
+	mamoriv1.AdminService_ListLedger_FullMethodName:            {role: auth.RoleHelpdesk},
 }
 
 // deviceIdentity is who an agent call speaks for, from its certificate.

@@ -49,8 +49,13 @@ func typicalReport() *mamoriv1.ReportRequest {
 // benchIngest drives Report from benchDevices concurrent terminals and
 // reports reports/s. Every report is acknowledged only after its group
 // commit, so the figure is for durable ingest.
-func benchIngest(b *testing.B, o servertest.Options) {
+func benchIngest(b *testing.B, o servertest.Options) { benchIngestWith(b, o, nil) }
+
+func benchIngestWith(b *testing.B, o servertest.Options, setup func(h *servertest.Harness)) {
 	h := servertest.Start(b, o)
+	if setup != nil {
+		setup(h)
+	}
 	tok := h.Token(b, benchDevices, 0)
 	devs := make([]*servertest.Device, benchDevices)
 	for i := range devs {
@@ -128,4 +133,27 @@ func BenchmarkReportIngestSQLite(b *testing.B) { benchIngest(b, servertest.Optio
 // PostgreSQL gains from a few transactions in flight at once.
 func BenchmarkReportIngestPostgres(b *testing.B) {
 	benchIngest(b, servertest.Options{DB: pgtest.DSN(b), IngestWorkers: 4})
+}
+
+// BenchmarkReportIngestSQLiteGroups is BenchmarkReportIngestSQLite with a
+// group override and a group exception in force: every report then reads
+// the device's group and computes its effective policy.
+func BenchmarkReportIngestSQLiteGroups(b *testing.B) {
+	benchIngestWith(b, servertest.Options{}, func(h *servertest.Harness) {
+		admin := h.Admin(b, h.AdminToken)
+		cur, err := admin.GetPolicy(context.Background(), &mamoriv1.GetPolicyRequest{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		p := cur.Policy
+		p.Groups = map[string]*mamoriv1.GroupPolicy{"市民課": {Controls: map[string]*mamoriv1.ControlPolicy{
+			"media": {Mode: mamoriv1.Mode_MODE_ENFORCE, Settings: map[string]string{"storage": "block"}}}}}
+		if _, err := admin.SetPolicy(context.Background(), &mamoriv1.SetPolicyRequest{Policy: p, ExpectedVersion: p.Version, Reason: "bench"}); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := admin.CreateException(context.Background(), &mamoriv1.CreateExceptionRequest{Usb: "0781:5581:BENCH", Group: "市民課",
+			Reason: "bench", ExpiresAt: timestamppb.New(h.Clock.Now().Add(time.Hour))}); err != nil {
+			b.Fatal(err)
+		}
+	})
 }

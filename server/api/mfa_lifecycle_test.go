@@ -168,7 +168,7 @@ func testMFALifecycle(t *testing.T, o servertest.Options) {
 	if len(ba.Unlocks) != 1 || ba.Unlocks[0].User != "tanaka" || ba.Unlocks[0].Generation != 2 {
 		t.Fatalf("unlocks for device a (fleet-wide 1 + own 1): %+v", ba.Unlocks)
 	}
-	if len(ba.Methods) != 1 || ba.Methods[0] != "totp" || ba.GraceUntil != nil {
+	if !slices.Equal(ba.Methods, []string{"totp", "tpm-pin"}) || ba.GraceUntil != nil {
 		t.Fatalf("default methods and grace: %v %v", ba.Methods, ba.GraceUntil)
 	}
 	bb := b.report()

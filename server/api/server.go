@@ -71,6 +71,13 @@ type Server struct {
 	mfaGenOK  bool
 	policy    *mamoriv1.Policy
 	policyAt  time.Time
+	// Active exceptions, cached like the policy (exceptions.go).
+	excs   []store.Exception
+	excsAt time.Time
+	excsOK bool
+	// Effective policies computed from the cached policy (exceptions.go).
+	effMu sync.Mutex
+	eff   map[effKey]*mamoriv1.Policy
 }
 
 // New checks deps and returns the services.
@@ -162,6 +169,7 @@ func (s *Server) currentPolicy(ctx context.Context) (*mamoriv1.Policy, error) {
 func (s *Server) forgetPolicy() {
 	s.mu.Lock()
 	s.policy = nil
+	s.excsOK = false
 	s.mu.Unlock()
 }
 

@@ -59,6 +59,9 @@ func validateReport(r *mamoriv1.ReportRequest) error {
 			return err
 		}
 	}
+	if err := checkString("policy_digest", r.PolicyDigest, 128); err != nil {
+		return err
+	}
 	if len(r.Statuses) > MaxStatuses {
 		return invalidArg("%d control statuses; at most %d", len(r.Statuses), MaxStatuses)
 	}

@@ -158,6 +158,9 @@ func (c *cli) run(ctx context.Context, args []string) error {
 		"audit":  {{"verify", c.auditVerify}},
 		"mfa": {{"enroll", c.mfaEnroll}, {"import", c.mfaImport}, {"reset", c.mfaReset}, {"unlock", c.mfaUnlock},
 			{"temp-code", c.mfaTempCode}, {"list", c.mfaList}},
+		// Exceptions and the asset ledger (exception.go).
+		"exception": {{"create", c.exceptionCreate}, {"list", c.exceptionList}, {"revoke", c.exceptionRevoke}},
+		"ledger":    {{"import", c.ledgerImport}, {"list", c.ledgerList}},
 	}
 	if subs, ok := groups[cmd]; ok {
 		s, r := sub()

@@ -9,6 +9,8 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -164,9 +166,25 @@ func AllowedUsers(p *mamoriv1.Policy) map[string]bool {
 }
 
 // Version names the bundle a device should hold: it changes with every
-// MFA change and every policy change.
+// MFA change and every policy change. For a device whose effective
+// policy comes from a group override (issue 5) it also names the users
+// that policy allows, so moving a device between groups, which keeps the
+// policy version, changes its bundle too.
 func Version(generation int64, p *mamoriv1.Policy) string {
-	return "g" + strconv.FormatInt(generation, 10) + ".p" + strconv.FormatInt(p.GetVersion(), 10)
+	v := "g" + strconv.FormatInt(generation, 10) + ".p" + strconv.FormatInt(p.GetVersion(), 10)
+	if p.GetGroup() != "" {
+		users := make([]string, 0)
+		for u := range AllowedUsers(p) {
+			users = append(users, u)
+		}
+		if AllowedUsers(p) == nil {
+			users = append(users, "*")
+		}
+		slices.Sort(users)
+		sum := sha256.Sum256([]byte(strings.Join(users, "\n")))
+		v += ".u" + hex.EncodeToString(sum[:6])
+	}
+	return v
 }
 
 // BundleData is what the store holds for bundles: every enrolled user,

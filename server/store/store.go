@@ -279,6 +279,7 @@ type Store interface {
 	Audit
 	Console
 	MFA
+	Exceptions // exceptions (例外措置) and the asset ledger, exceptions.go
 	Close() error
 }
 

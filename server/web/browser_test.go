@@ -18,6 +18,7 @@ import (
 
 	"github.com/mamori-dev/mamori/internal/testenv"
 	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
+	"github.com/mamori-dev/mamori/server/store"
 )
 
 // ArtifactsEnv names a directory for the browser test's screenshots; by
@@ -27,8 +28,11 @@ const ArtifactsEnv = "MAMORI_TEST_ARTIFACTS"
 // TestBrowser drives Debian's Chromium (headless) against the real server
 // on 127.0.0.1: sign-in with password and TOTP, the fleet page showing a
 // device that a real agent report (mTLS gRPC) made non-compliant, its
-// device page, and an officer's revoke through the real form. Screenshots
-// of the fleet and device pages are kept.
+// device page, an officer's revoke through the real form, and an
+// officer approving an exception (例外措置) through its form, and editing
+// the policy (diff, confirm, new version), and importing a Shift_JIS asset
+// ledger through the upload form. Screenshots of the fleet, device,
+// exceptions, policy diff and ledger pages are kept.
 func TestBrowser(t *testing.T) {
 	testenv.Short(t)
 	chromium := testenv.LookPath(t, "chromium", "chromium")
@@ -157,4 +161,105 @@ func TestBrowser(t *testing.T) {
 	if got := text("#device-state"); got != "Revoked" {
 		t.Errorf("English state %q, want Revoked", got)
 	}
+
+	// The officer approves an exception (例外措置) through the real form:
+	// one USB stick on kyoto-pc-08 for tanaka, for two days. The expiry
+	// field is a datetime-local input; its value is set as the browser's
+	// picker would.
+	expires := e.h.Clock.Now().Add(48 * time.Hour).In(time.FixedZone("JST", 9*3600)).Format("2006-01-02T15:04")
+	if err := chromedp.Do(ctx,
+		chromedp.Navigate(e.h.ConsoleURL+"/exceptions"),
+		chromedp.WaitVisible(chromedp.ID("exception-form")),
+		chromedp.SendKeys(chromedp.ID("usb"), "0781:5581:4C530001231120115142"),
+		chromedp.SendKeys(chromedp.ID("device"), "kyoto-pc-08"),
+		chromedp.SendKeys(chromedp.ID("user"), "tanaka"),
+		chromedp.SetValue(chromedp.ID("expires"), expires),
+		chromedp.SendKeys(chromedp.ID("exc-reason"), "議会資料の受け渡し (申請 No.123)"),
+		chromedp.Click(chromedp.ID("exception-submit")),
+		chromedp.WaitVisible(chromedp.ID("exceptions-active")),
+	); err != nil {
+		t.Fatalf("approve an exception: %v", err)
+	}
+	if got := text("#exceptions-active"); !strings.Contains(got, "0781:5581:4C530001231120115142") || !strings.Contains(got, "kyoto-pc-08") ||
+		!strings.Contains(got, "tanaka") || !strings.Contains(got, "in force") {
+		t.Errorf("active exceptions: %q", got)
+	}
+	shot("console-exceptions.png")
+	es, err := e.h.Srv.Store().ListExceptions(context.Background(), store.ExceptionFilter{})
+	if err != nil || len(es) != 1 || es[0].User != "tanaka" || es[0].CreatedBy != e.officer.opID {
+		t.Fatalf("stored exceptions: %+v %v", es, err)
+	}
+	if !e.hasAudit(t, e.officer.opID, "exception.create", es[0].ID) {
+		t.Error("the approval is not in the audit log")
+	}
+	// The terminal's page shows it.
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#exceptions-active a")), chromedp.WaitVisible(chromedp.ID("device-exceptions"))); err != nil {
+		t.Fatalf("open the terminal of the exception: %v", err)
+	}
+	if got := text("#device-exceptions"); !strings.Contains(got, "4C530001231120115142") {
+		t.Errorf("device page exceptions: %q", got)
+	}
+
+	// The officer edits the policy: the document in the text area, the
+	// diff on the confirm page, then a new version — two plain forms.
+	if err := chromedp.Do(ctx, chromedp.Navigate(e.h.ConsoleURL+"/policy/edit"), chromedp.WaitVisible(chromedp.ID("policy-json"))); err != nil {
+		t.Fatalf("open the policy editor: %v", err)
+	}
+	doc, err := chromedp.Run(ctx, chromedp.Value(chromedp.ID("policy-json")))
+	if err != nil {
+		t.Fatalf("open the policy editor: %v", err)
+	}
+	edited := strings.Replace(doc, `"report_interval": "60s"`, `"report_interval": "30s"`, 1)
+	if edited == doc {
+		t.Fatalf("report_interval not in the document:\n%s", doc)
+	}
+	if err := chromedp.Do(ctx,
+		chromedp.SetValue(chromedp.ID("policy-json"), edited),
+		chromedp.SendKeys(chromedp.ID("reason"), "報告間隔を 30 秒に"),
+		chromedp.Click(chromedp.ID("policy-preview")),
+		chromedp.WaitVisible(chromedp.ID("policy-diff")),
+	); err != nil {
+		t.Fatalf("preview the policy change: %v", err)
+	}
+	if got := text("#policy-diff"); !strings.Contains(got, `-   "report_interval": "60s"`) || !strings.Contains(got, `+   "report_interval": "30s"`) {
+		t.Errorf("policy diff: %q", got)
+	}
+	shot("console-policy-diff.png")
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.ID("policy-save")), chromedp.WaitVisible(chromedp.ID("policy-history"))); err != nil {
+		t.Fatalf("save the policy: %v", err)
+	}
+	cur, err := e.h.Srv.Store().CurrentPolicy(context.Background())
+	if err != nil || cur.Version != 2 || cur.ReportInterval.AsDuration() != 30*time.Second {
+		t.Fatalf("policy after the browser's save: %v %v", cur, err)
+	}
+	if got := text("#policy-version"); !strings.Contains(got, "2") {
+		t.Errorf("policy page version %q", got)
+	}
+
+	// The officer imports the asset ledger: a Shift_JIS file as Excel
+	// saves it, uploaded through the real multipart form.
+	csvPath := filepath.Join(t.TempDir(), "台帳.csv")
+	sjis := []byte("\x8e\x91\x8eY\x94\xd4\x8d\x86,\x83z\x83X\x83g\x96\xbc\r\nA-007,kyoto-pc-07\r\nA-009,kyoto-pc-09\r\n") // 資産番号,ホスト名
+	if err := os.WriteFile(csvPath, sjis, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(ctx,
+		chromedp.Navigate(e.h.ConsoleURL+"/ledger"),
+		chromedp.WaitVisible(chromedp.ID("ledger-form")),
+		chromedp.SetUploadFiles(chromedp.ID("ledger-file"), []string{csvPath}),
+		chromedp.SendKeys(chromedp.ID("ledger-reason"), "2026年度 台帳"),
+		chromedp.Submit(chromedp.ID("ledger-form")),
+		// Only the page after the import says who imported it (the
+		// page before already has a table: devices not in the ledger).
+		chromedp.WaitVisible(chromedp.ID("ledger-imported")),
+	); err != nil {
+		t.Fatalf("import the ledger: %v", err)
+	}
+	got := text("#ledger")
+	for _, want := range []string{"A-007", "kyoto-pc-07", "revoked", "A-009", "never enrolled", "kyoto-pc-08", "not in the ledger"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("ledger table lacks %q: %q", want, got)
+		}
+	}
+	shot("console-ledger.png")
 }

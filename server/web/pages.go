@@ -171,6 +171,8 @@ type deviceView struct {
 	Events   []eventView
 	History  []historyView
 	Revoked  bool
+	// Exceptions of the device and their uses (exceptions.go).
+	Exceptions *deviceExceptions
 }
 
 func sortedKV(m map[string]string) []kv {
@@ -199,6 +201,9 @@ func (c *Console) device(w http.ResponseWriter, r *http.Request, op *operator) {
 		return
 	}
 	pol, err := c.st.CurrentPolicy(ctx)
+	if err == nil {
+		pol, err = c.effectiveFor(ctx, d, pol) // its group's max report age
+	}
 	if err != nil {
 		c.internal(w, r, op, err)
 		return
@@ -229,6 +234,10 @@ func (c *Console) device(w http.ResponseWriter, r *http.Request, op *operator) {
 	}
 	for _, h := range hist {
 		v.History = append(v.History, historyView{At: h.At, Control: h.Control, From: stateName(p, h.From), To: stateName(p, h.To), Detail: h.Detail})
+	}
+	if v.Exceptions, err = c.deviceExceptions(ctx, p, d, v.Events); err != nil {
+		c.internal(w, r, op, err)
+		return
 	}
 	c.render(w, r, http.StatusOK, "device", view{P: p, Op: op, CSRF: op.csrf(), Data: v})
 }

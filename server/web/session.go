@@ -98,8 +98,15 @@ func (c *Console) signedIn(need auth.Role, h func(http.ResponseWriter, *http.Req
 			return
 		}
 		if r.Method == http.MethodPost {
-			r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
-			if err := r.ParseForm(); err != nil || !auth.CheckCSRF(sid, r.PostForm.Get("csrf")) {
+			var perr error
+			if isMultipart(r) { // the ledger upload
+				r.Body = http.MaxBytesReader(w, r.Body, maxUploadBytes)
+				perr = r.ParseMultipartForm(maxUploadBytes)
+			} else {
+				r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+				perr = r.ParseForm()
+			}
+			if err := perr; err != nil || !auth.CheckCSRF(sid, r.PostForm.Get("csrf")) {
 				c.n.denied.Add(1)
 				_ = c.audit(ctx, o.ID, "console.denied", r.Method+" "+r.URL.Path, "CSRF token missing or wrong")
 				c.fail(w, r, http.StatusForbidden, op, "console.err.csrf")
@@ -245,4 +252,8 @@ func (c *Console) logout(w http.ResponseWriter, r *http.Request, op *operator) {
 	_ = c.audit(r.Context(), op.ID, "console.logout", op.ID, "")
 	c.clearCookie(w, sessionCookie)
 	http.Redirect(w, r, "/login", http.StatusSeeOther)
+}
+
+func isMultipart(r *http.Request) bool {
+	return strings.HasPrefix(r.Header.Get("Content-Type"), "multipart/form-data")
 }

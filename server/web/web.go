@@ -54,6 +54,7 @@ type Store interface {
 	store.Policies
 	store.Audit
 	store.Console
+	store.Exceptions // exceptions and the asset ledger (exceptions.go, ledger.go)
 }
 
 // Config tunes the console.
@@ -135,8 +136,16 @@ func New(d Deps) (*Console, error) {
 		"stateClass": func(s mamoriv1.ControlState) string { return strings.ToLower(compliance.StateName(s)) },
 		"compClass":  complianceClass,
 	}
-	for _, name := range []string{"login", "fleet", "device", "search", "error"} {
-		t, err := template.New(name).Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/"+name+".html")
+	// Pages of issue 5 (policy.go, exceptions.go, ledger.go).
+	funcs["diffClass"] = func(op string) string { return map[string]string{"+": "add", "-": "del"}[op] }
+	funcs["ctable"] = controlTable
+	for _, name := range []string{"login", "fleet", "device", "search", "error",
+		"policy", "policy_edit", "policy_confirm", "exceptions", "ledger"} {
+		files := []string{"templates/layout.html", "templates/" + name + ".html"}
+		if name == "device" || name == "exceptions" {
+			files = append(files, "templates/device_exceptions.html")
+		}
+		t, err := template.New(name).Funcs(funcs).ParseFS(templateFS, files...)
 		if err != nil {
 			return nil, fmt.Errorf("console template %s: %w", name, err)
 		}
@@ -162,6 +171,16 @@ func (c *Console) Handler() http.Handler {
 	mux.Handle("GET /search", c.signedIn(auth.RoleHelpdesk, c.search))
 	mux.Handle("GET /devices/{id}", c.signedIn(auth.RoleHelpdesk, c.device))
 	mux.Handle("POST /devices/{id}/revoke", c.signedIn(auth.RoleOfficer, c.revoke))
+	// Policy, exceptions (例外措置), asset ledger (端末台帳): issue 5.
+	mux.Handle("GET /policy", c.signedIn(auth.RoleHelpdesk, c.policyPage))
+	mux.Handle("GET /policy/edit", c.signedIn(auth.RoleOfficer, c.policyEdit))
+	mux.Handle("POST /policy/preview", c.signedIn(auth.RoleOfficer, c.policyPreview))
+	mux.Handle("POST /policy", c.signedIn(auth.RoleOfficer, c.policySave))
+	mux.Handle("GET /exceptions", c.signedIn(auth.RoleHelpdesk, c.exceptionsPage))
+	mux.Handle("POST /exceptions", c.signedIn(auth.RoleOfficer, c.createException))
+	mux.Handle("POST /exceptions/{id}/revoke", c.signedIn(auth.RoleOfficer, c.revokeException))
+	mux.Handle("GET /ledger", c.signedIn(auth.RoleHelpdesk, c.ledgerPage))
+	mux.Handle("POST /ledger", c.signedIn(auth.RoleOfficer, c.importLedger))
 	// Cross-origin POSTs are refused (Sec-Fetch-Site / Origin) before any
 	// handler runs, on top of the CSRF tokens.
 	return securityHeaders(http.NewCrossOriginProtection().Handler(mux))

@@ -554,7 +554,23 @@ type Policy struct {
 	Controls       map[string]*ControlPolicy `protobuf:"bytes,2,rep,name=controls,proto3" json:"controls,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	ReportInterval *durationpb.Duration      `protobuf:"bytes,3,opt,name=report_interval,json=reportInterval,proto3" json:"report_interval,omitempty"`
 	// A device whose last report is older than this is OFFLINE.
-	MaxReportAge  *durationpb.Duration `protobuf:"bytes,4,opt,name=max_report_age,json=maxReportAge,proto3" json:"max_report_age,omitempty"`
+	MaxReportAge *durationpb.Duration `protobuf:"bytes,4,opt,name=max_report_age,json=maxReportAge,proto3" json:"max_report_age,omitempty"`
+	// Overrides per device group (所属), keyed by group name. Only in the
+	// stored document; an agent receives its effective policy, with
+	// `groups` empty and `group` set.
+	Groups map[string]*GroupPolicy `protobuf:"bytes,5,rep,name=groups,proto3" json:"groups,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Set in an effective policy: the device group it was computed for
+	// ("" for a device in no group or a group without overrides).
+	Group string `protobuf:"bytes,6,opt,name=group,proto3" json:"group,omitempty"`
+	// Set in an effective policy: the exceptions (例外措置) folded into it,
+	// for display; the media control reads them from its `exceptions`
+	// setting, which carries the same entries.
+	Exceptions []*PolicyException `protobuf:"bytes,7,rep,name=exceptions,proto3" json:"exceptions,omitempty"`
+	// Set by the server in an effective policy: hex SHA-256 of the
+	// deterministic encoding of the policy with this field empty. The agent
+	// sends it back in ReportRequest.policy_digest; the server resends the
+	// policy when it differs.
+	Digest        string `protobuf:"bytes,8,opt,name=digest,proto3" json:"digest,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -617,6 +633,169 @@ func (x *Policy) GetMaxReportAge() *durationpb.Duration {
 	return nil
 }
 
+func (x *Policy) GetGroups() map[string]*GroupPolicy {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
+func (x *Policy) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *Policy) GetExceptions() []*PolicyException {
+	if x != nil {
+		return x.Exceptions
+	}
+	return nil
+}
+
+func (x *Policy) GetDigest() string {
+	if x != nil {
+		return x.Digest
+	}
+	return ""
+}
+
+// GroupPolicy overrides the base policy for the devices of one group. A
+// control named here replaces the base control whole (mode, required,
+// settings); durations, when set, replace the base ones.
+type GroupPolicy struct {
+	state          protoimpl.MessageState    `protogen:"open.v1"`
+	Controls       map[string]*ControlPolicy `protobuf:"bytes,1,rep,name=controls,proto3" json:"controls,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	ReportInterval *durationpb.Duration      `protobuf:"bytes,2,opt,name=report_interval,json=reportInterval,proto3" json:"report_interval,omitempty"`
+	MaxReportAge   *durationpb.Duration      `protobuf:"bytes,3,opt,name=max_report_age,json=maxReportAge,proto3" json:"max_report_age,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *GroupPolicy) Reset() {
+	*x = GroupPolicy{}
+	mi := &file_mamori_v1_mamori_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupPolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupPolicy) ProtoMessage() {}
+
+func (x *GroupPolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_mamori_v1_mamori_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupPolicy.ProtoReflect.Descriptor instead.
+func (*GroupPolicy) Descriptor() ([]byte, []int) {
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *GroupPolicy) GetControls() map[string]*ControlPolicy {
+	if x != nil {
+		return x.Controls
+	}
+	return nil
+}
+
+func (x *GroupPolicy) GetReportInterval() *durationpb.Duration {
+	if x != nil {
+		return x.ReportInterval
+	}
+	return nil
+}
+
+func (x *GroupPolicy) GetMaxReportAge() *durationpb.Duration {
+	if x != nil {
+		return x.MaxReportAge
+	}
+	return nil
+}
+
+// PolicyException is one exception (例外措置) in force for a device, as
+// folded into its effective policy.
+type PolicyException struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// VENDOR:PRODUCT:SERIAL, as in the media allow-list.
+	Usb string `protobuf:"bytes,2,opt,name=usb,proto3" json:"usb,omitempty"`
+	// Login name; empty means any user.
+	User          string                 `protobuf:"bytes,3,opt,name=user,proto3" json:"user,omitempty"`
+	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PolicyException) Reset() {
+	*x = PolicyException{}
+	mi := &file_mamori_v1_mamori_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PolicyException) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PolicyException) ProtoMessage() {}
+
+func (x *PolicyException) ProtoReflect() protoreflect.Message {
+	mi := &file_mamori_v1_mamori_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PolicyException.ProtoReflect.Descriptor instead.
+func (*PolicyException) Descriptor() ([]byte, []int) {
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *PolicyException) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *PolicyException) GetUsb() string {
+	if x != nil {
+		return x.Usb
+	}
+	return ""
+}
+
+func (x *PolicyException) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *PolicyException) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
 type EnrollRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The enrolment token, as shown once by CreateEnrollmentToken.
@@ -634,7 +813,7 @@ type EnrollRequest struct {
 
 func (x *EnrollRequest) Reset() {
 	*x = EnrollRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[5]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -646,7 +825,7 @@ func (x *EnrollRequest) String() string {
 func (*EnrollRequest) ProtoMessage() {}
 
 func (x *EnrollRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[5]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -659,7 +838,7 @@ func (x *EnrollRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrollRequest.ProtoReflect.Descriptor instead.
 func (*EnrollRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{5}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *EnrollRequest) GetToken() string {
@@ -720,7 +899,7 @@ type TpmAttestation struct {
 
 func (x *TpmAttestation) Reset() {
 	*x = TpmAttestation{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[6]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -732,7 +911,7 @@ func (x *TpmAttestation) String() string {
 func (*TpmAttestation) ProtoMessage() {}
 
 func (x *TpmAttestation) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[6]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -745,7 +924,7 @@ func (x *TpmAttestation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TpmAttestation.ProtoReflect.Descriptor instead.
 func (*TpmAttestation) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{6}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *TpmAttestation) GetEkPublic() []byte {
@@ -805,7 +984,7 @@ type EnrollChallenge struct {
 
 func (x *EnrollChallenge) Reset() {
 	*x = EnrollChallenge{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[7]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -817,7 +996,7 @@ func (x *EnrollChallenge) String() string {
 func (*EnrollChallenge) ProtoMessage() {}
 
 func (x *EnrollChallenge) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[7]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -830,7 +1009,7 @@ func (x *EnrollChallenge) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrollChallenge.ProtoReflect.Descriptor instead.
 func (*EnrollChallenge) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{7}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *EnrollChallenge) GetCredentialBlob() []byte {
@@ -865,7 +1044,7 @@ type ChallengeAnswer struct {
 
 func (x *ChallengeAnswer) Reset() {
 	*x = ChallengeAnswer{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[8]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -877,7 +1056,7 @@ func (x *ChallengeAnswer) String() string {
 func (*ChallengeAnswer) ProtoMessage() {}
 
 func (x *ChallengeAnswer) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[8]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -890,7 +1069,7 @@ func (x *ChallengeAnswer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChallengeAnswer.ProtoReflect.Descriptor instead.
 func (*ChallengeAnswer) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{8}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ChallengeAnswer) GetState() []byte {
@@ -925,7 +1104,7 @@ type EnrollResponse struct {
 
 func (x *EnrollResponse) Reset() {
 	*x = EnrollResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[9]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -937,7 +1116,7 @@ func (x *EnrollResponse) String() string {
 func (*EnrollResponse) ProtoMessage() {}
 
 func (x *EnrollResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[9]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -950,7 +1129,7 @@ func (x *EnrollResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrollResponse.ProtoReflect.Descriptor instead.
 func (*EnrollResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{9}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *EnrollResponse) GetDeviceId() string {
@@ -1012,13 +1191,18 @@ type ReportRequest struct {
 	HpkePublicKey []byte `protobuf:"bytes,6,opt,name=hpke_public_key,json=hpkePublicKey,proto3" json:"hpke_public_key,omitempty"`
 	// The version of the MFA bundle the agent holds; empty if none.
 	MfaBundleVersion string `protobuf:"bytes,7,opt,name=mfa_bundle_version,json=mfaBundleVersion,proto3" json:"mfa_bundle_version,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// The digest of the effective policy the agent holds (Policy.digest as
+	// received), or "-" when the policy it holds has none; empty from agents
+	// older than per-device policies, which are compared by policy_version
+	// instead.
+	PolicyDigest  string `protobuf:"bytes,8,opt,name=policy_digest,json=policyDigest,proto3" json:"policy_digest,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ReportRequest) Reset() {
 	*x = ReportRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[10]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1030,7 +1214,7 @@ func (x *ReportRequest) String() string {
 func (*ReportRequest) ProtoMessage() {}
 
 func (x *ReportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[10]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1043,7 +1227,7 @@ func (x *ReportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportRequest.ProtoReflect.Descriptor instead.
 func (*ReportRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{10}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ReportRequest) GetFacts() *DeviceFacts {
@@ -1095,6 +1279,13 @@ func (x *ReportRequest) GetMfaBundleVersion() string {
 	return ""
 }
 
+func (x *ReportRequest) GetPolicyDigest() string {
+	if x != nil {
+		return x.PolicyDigest
+	}
+	return ""
+}
+
 type ReportResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// UUIDs of the events that are stored. The agent may forget these.
@@ -1113,7 +1304,7 @@ type ReportResponse struct {
 
 func (x *ReportResponse) Reset() {
 	*x = ReportResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[11]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1125,7 +1316,7 @@ func (x *ReportResponse) String() string {
 func (*ReportResponse) ProtoMessage() {}
 
 func (x *ReportResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[11]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1138,7 +1329,7 @@ func (x *ReportResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportResponse.ProtoReflect.Descriptor instead.
 func (*ReportResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{11}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ReportResponse) GetAckedEventIds() []string {
@@ -1188,7 +1379,7 @@ type RenewRequest struct {
 
 func (x *RenewRequest) Reset() {
 	*x = RenewRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[12]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1200,7 +1391,7 @@ func (x *RenewRequest) String() string {
 func (*RenewRequest) ProtoMessage() {}
 
 func (x *RenewRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[12]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1213,7 +1404,7 @@ func (x *RenewRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewRequest.ProtoReflect.Descriptor instead.
 func (*RenewRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{12}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RenewRequest) GetCsr() []byte {
@@ -1236,7 +1427,7 @@ type RenewResponse struct {
 
 func (x *RenewResponse) Reset() {
 	*x = RenewResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[13]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1248,7 +1439,7 @@ func (x *RenewResponse) String() string {
 func (*RenewResponse) ProtoMessage() {}
 
 func (x *RenewResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[13]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1261,7 +1452,7 @@ func (x *RenewResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewResponse.ProtoReflect.Descriptor instead.
 func (*RenewResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{13}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RenewResponse) GetCertificate() []byte {
@@ -1294,7 +1485,7 @@ type SealedMFABundle struct {
 
 func (x *SealedMFABundle) Reset() {
 	*x = SealedMFABundle{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[14]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1306,7 +1497,7 @@ func (x *SealedMFABundle) String() string {
 func (*SealedMFABundle) ProtoMessage() {}
 
 func (x *SealedMFABundle) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[14]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1319,7 +1510,7 @@ func (x *SealedMFABundle) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SealedMFABundle.ProtoReflect.Descriptor instead.
 func (*SealedMFABundle) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{14}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *SealedMFABundle) GetVersion() string {
@@ -1362,7 +1553,7 @@ type MFABundle struct {
 
 func (x *MFABundle) Reset() {
 	*x = MFABundle{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[15]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1374,7 +1565,7 @@ func (x *MFABundle) String() string {
 func (*MFABundle) ProtoMessage() {}
 
 func (x *MFABundle) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[15]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1387,7 +1578,7 @@ func (x *MFABundle) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MFABundle.ProtoReflect.Descriptor instead.
 func (*MFABundle) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{15}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *MFABundle) GetVersion() string {
@@ -1469,7 +1660,7 @@ type MFATempCode struct {
 
 func (x *MFATempCode) Reset() {
 	*x = MFATempCode{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[16]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1481,7 +1672,7 @@ func (x *MFATempCode) String() string {
 func (*MFATempCode) ProtoMessage() {}
 
 func (x *MFATempCode) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[16]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1494,7 +1685,7 @@ func (x *MFATempCode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MFATempCode.ProtoReflect.Descriptor instead.
 func (*MFATempCode) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{16}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *MFATempCode) GetUser() string {
@@ -1544,7 +1735,7 @@ type MFAUnlock struct {
 
 func (x *MFAUnlock) Reset() {
 	*x = MFAUnlock{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[17]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1556,7 +1747,7 @@ func (x *MFAUnlock) String() string {
 func (*MFAUnlock) ProtoMessage() {}
 
 func (x *MFAUnlock) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[17]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1569,7 +1760,7 @@ func (x *MFAUnlock) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MFAUnlock.ProtoReflect.Descriptor instead.
 func (*MFAUnlock) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{17}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *MFAUnlock) GetUser() string {
@@ -1608,7 +1799,7 @@ type MFAUserSecret struct {
 
 func (x *MFAUserSecret) Reset() {
 	*x = MFAUserSecret{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[18]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1620,7 +1811,7 @@ func (x *MFAUserSecret) String() string {
 func (*MFAUserSecret) ProtoMessage() {}
 
 func (x *MFAUserSecret) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[18]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1633,7 +1824,7 @@ func (x *MFAUserSecret) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MFAUserSecret.ProtoReflect.Descriptor instead.
 func (*MFAUserSecret) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{18}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *MFAUserSecret) GetUser() string {
@@ -1704,7 +1895,7 @@ type ControlRecord struct {
 
 func (x *ControlRecord) Reset() {
 	*x = ControlRecord{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[19]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1716,7 +1907,7 @@ func (x *ControlRecord) String() string {
 func (*ControlRecord) ProtoMessage() {}
 
 func (x *ControlRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[19]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1729,7 +1920,7 @@ func (x *ControlRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ControlRecord.ProtoReflect.Descriptor instead.
 func (*ControlRecord) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{19}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ControlRecord) GetStatus() *ControlStatus {
@@ -1775,7 +1966,7 @@ type Device struct {
 
 func (x *Device) Reset() {
 	*x = Device{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[20]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1787,7 +1978,7 @@ func (x *Device) String() string {
 func (*Device) ProtoMessage() {}
 
 func (x *Device) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[20]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1800,7 +1991,7 @@ func (x *Device) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Device.ProtoReflect.Descriptor instead.
 func (*Device) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{20}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Device) GetId() string {
@@ -1916,7 +2107,7 @@ type ListDevicesRequest struct {
 
 func (x *ListDevicesRequest) Reset() {
 	*x = ListDevicesRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[21]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1928,7 +2119,7 @@ func (x *ListDevicesRequest) String() string {
 func (*ListDevicesRequest) ProtoMessage() {}
 
 func (x *ListDevicesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[21]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1941,7 +2132,7 @@ func (x *ListDevicesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDevicesRequest.ProtoReflect.Descriptor instead.
 func (*ListDevicesRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{21}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListDevicesRequest) GetCompliance() Compliance {
@@ -1982,7 +2173,7 @@ type ListDevicesResponse struct {
 
 func (x *ListDevicesResponse) Reset() {
 	*x = ListDevicesResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[22]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1994,7 +2185,7 @@ func (x *ListDevicesResponse) String() string {
 func (*ListDevicesResponse) ProtoMessage() {}
 
 func (x *ListDevicesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[22]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2007,7 +2198,7 @@ func (x *ListDevicesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDevicesResponse.ProtoReflect.Descriptor instead.
 func (*ListDevicesResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{22}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListDevicesResponse) GetDevices() []*Device {
@@ -2036,7 +2227,7 @@ type GetDeviceRequest struct {
 
 func (x *GetDeviceRequest) Reset() {
 	*x = GetDeviceRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[23]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2048,7 +2239,7 @@ func (x *GetDeviceRequest) String() string {
 func (*GetDeviceRequest) ProtoMessage() {}
 
 func (x *GetDeviceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[23]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2061,7 +2252,7 @@ func (x *GetDeviceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDeviceRequest.ProtoReflect.Descriptor instead.
 func (*GetDeviceRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{23}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *GetDeviceRequest) GetIdOrHostname() string {
@@ -2088,7 +2279,7 @@ type GetDeviceResponse struct {
 
 func (x *GetDeviceResponse) Reset() {
 	*x = GetDeviceResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[24]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2100,7 +2291,7 @@ func (x *GetDeviceResponse) String() string {
 func (*GetDeviceResponse) ProtoMessage() {}
 
 func (x *GetDeviceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[24]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2113,7 +2304,7 @@ func (x *GetDeviceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDeviceResponse.ProtoReflect.Descriptor instead.
 func (*GetDeviceResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{24}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *GetDeviceResponse) GetDevice() *Device {
@@ -2138,7 +2329,7 @@ type FleetSummaryRequest struct {
 
 func (x *FleetSummaryRequest) Reset() {
 	*x = FleetSummaryRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[25]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2150,7 +2341,7 @@ func (x *FleetSummaryRequest) String() string {
 func (*FleetSummaryRequest) ProtoMessage() {}
 
 func (x *FleetSummaryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[25]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2163,7 +2354,7 @@ func (x *FleetSummaryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FleetSummaryRequest.ProtoReflect.Descriptor instead.
 func (*FleetSummaryRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{25}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{27}
 }
 
 type FleetSummaryResponse struct {
@@ -2184,7 +2375,7 @@ type FleetSummaryResponse struct {
 
 func (x *FleetSummaryResponse) Reset() {
 	*x = FleetSummaryResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[26]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2196,7 +2387,7 @@ func (x *FleetSummaryResponse) String() string {
 func (*FleetSummaryResponse) ProtoMessage() {}
 
 func (x *FleetSummaryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[26]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2209,7 +2400,7 @@ func (x *FleetSummaryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FleetSummaryResponse.ProtoReflect.Descriptor instead.
 func (*FleetSummaryResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{26}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *FleetSummaryResponse) GetTotal() int64 {
@@ -2284,7 +2475,7 @@ type GroupSummary struct {
 
 func (x *GroupSummary) Reset() {
 	*x = GroupSummary{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[27]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2296,7 +2487,7 @@ func (x *GroupSummary) String() string {
 func (*GroupSummary) ProtoMessage() {}
 
 func (x *GroupSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[27]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2309,7 +2500,7 @@ func (x *GroupSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupSummary.ProtoReflect.Descriptor instead.
 func (*GroupSummary) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{27}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *GroupSummary) GetGroup() string {
@@ -2373,7 +2564,7 @@ type StoredEvent struct {
 
 func (x *StoredEvent) Reset() {
 	*x = StoredEvent{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[28]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2385,7 +2576,7 @@ func (x *StoredEvent) String() string {
 func (*StoredEvent) ProtoMessage() {}
 
 func (x *StoredEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[28]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2398,7 +2589,7 @@ func (x *StoredEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoredEvent.ProtoReflect.Descriptor instead.
 func (*StoredEvent) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{28}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *StoredEvent) GetDeviceId() string {
@@ -2435,7 +2626,7 @@ type ListEventsRequest struct {
 
 func (x *ListEventsRequest) Reset() {
 	*x = ListEventsRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[29]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2447,7 +2638,7 @@ func (x *ListEventsRequest) String() string {
 func (*ListEventsRequest) ProtoMessage() {}
 
 func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[29]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2460,7 +2651,7 @@ func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListEventsRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{29}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ListEventsRequest) GetDeviceId() string {
@@ -2495,7 +2686,7 @@ type ListEventsResponse struct {
 
 func (x *ListEventsResponse) Reset() {
 	*x = ListEventsResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[30]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2507,7 +2698,7 @@ func (x *ListEventsResponse) String() string {
 func (*ListEventsResponse) ProtoMessage() {}
 
 func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[30]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2520,7 +2711,7 @@ func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListEventsResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{30}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ListEventsResponse) GetEvents() []*StoredEvent {
@@ -2554,7 +2745,7 @@ type CreateEnrollmentTokenRequest struct {
 
 func (x *CreateEnrollmentTokenRequest) Reset() {
 	*x = CreateEnrollmentTokenRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[31]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2566,7 +2757,7 @@ func (x *CreateEnrollmentTokenRequest) String() string {
 func (*CreateEnrollmentTokenRequest) ProtoMessage() {}
 
 func (x *CreateEnrollmentTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[31]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2579,7 +2770,7 @@ func (x *CreateEnrollmentTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateEnrollmentTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateEnrollmentTokenRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{31}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *CreateEnrollmentTokenRequest) GetTtl() *durationpb.Duration {
@@ -2625,7 +2816,7 @@ type CreateEnrollmentTokenResponse struct {
 
 func (x *CreateEnrollmentTokenResponse) Reset() {
 	*x = CreateEnrollmentTokenResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[32]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2637,7 +2828,7 @@ func (x *CreateEnrollmentTokenResponse) String() string {
 func (*CreateEnrollmentTokenResponse) ProtoMessage() {}
 
 func (x *CreateEnrollmentTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[32]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2650,7 +2841,7 @@ func (x *CreateEnrollmentTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateEnrollmentTokenResponse.ProtoReflect.Descriptor instead.
 func (*CreateEnrollmentTokenResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{32}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *CreateEnrollmentTokenResponse) GetToken() string {
@@ -2698,7 +2889,7 @@ type RevokeDeviceRequest struct {
 
 func (x *RevokeDeviceRequest) Reset() {
 	*x = RevokeDeviceRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[33]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2710,7 +2901,7 @@ func (x *RevokeDeviceRequest) String() string {
 func (*RevokeDeviceRequest) ProtoMessage() {}
 
 func (x *RevokeDeviceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[33]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2723,7 +2914,7 @@ func (x *RevokeDeviceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeDeviceRequest.ProtoReflect.Descriptor instead.
 func (*RevokeDeviceRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{33}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *RevokeDeviceRequest) GetDeviceId() string {
@@ -2749,7 +2940,7 @@ type RevokeDeviceResponse struct {
 
 func (x *RevokeDeviceResponse) Reset() {
 	*x = RevokeDeviceResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[34]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2761,7 +2952,7 @@ func (x *RevokeDeviceResponse) String() string {
 func (*RevokeDeviceResponse) ProtoMessage() {}
 
 func (x *RevokeDeviceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[34]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2774,7 +2965,7 @@ func (x *RevokeDeviceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeDeviceResponse.ProtoReflect.Descriptor instead.
 func (*RevokeDeviceResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{34}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *RevokeDeviceResponse) GetDevice() *Device {
@@ -2798,7 +2989,7 @@ type SetDeviceGroupRequest struct {
 
 func (x *SetDeviceGroupRequest) Reset() {
 	*x = SetDeviceGroupRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[35]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2810,7 +3001,7 @@ func (x *SetDeviceGroupRequest) String() string {
 func (*SetDeviceGroupRequest) ProtoMessage() {}
 
 func (x *SetDeviceGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[35]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2823,7 +3014,7 @@ func (x *SetDeviceGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetDeviceGroupRequest.ProtoReflect.Descriptor instead.
 func (*SetDeviceGroupRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{35}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *SetDeviceGroupRequest) GetDevice() string {
@@ -2856,7 +3047,7 @@ type SetDeviceGroupResponse struct {
 
 func (x *SetDeviceGroupResponse) Reset() {
 	*x = SetDeviceGroupResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[36]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2868,7 +3059,7 @@ func (x *SetDeviceGroupResponse) String() string {
 func (*SetDeviceGroupResponse) ProtoMessage() {}
 
 func (x *SetDeviceGroupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[36]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2881,7 +3072,7 @@ func (x *SetDeviceGroupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetDeviceGroupResponse.ProtoReflect.Descriptor instead.
 func (*SetDeviceGroupResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{36}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *SetDeviceGroupResponse) GetDevice() *Device {
@@ -2903,7 +3094,7 @@ type ListAuditRequest struct {
 
 func (x *ListAuditRequest) Reset() {
 	*x = ListAuditRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[37]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2915,7 +3106,7 @@ func (x *ListAuditRequest) String() string {
 func (*ListAuditRequest) ProtoMessage() {}
 
 func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[37]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2928,7 +3119,7 @@ func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{37}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ListAuditRequest) GetAfterSeq() int64 {
@@ -2965,7 +3156,7 @@ type AuditRecord struct {
 
 func (x *AuditRecord) Reset() {
 	*x = AuditRecord{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[38]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2977,7 +3168,7 @@ func (x *AuditRecord) String() string {
 func (*AuditRecord) ProtoMessage() {}
 
 func (x *AuditRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[38]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2990,7 +3181,7 @@ func (x *AuditRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditRecord.ProtoReflect.Descriptor instead.
 func (*AuditRecord) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{38}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *AuditRecord) GetSeq() int64 {
@@ -3061,7 +3252,7 @@ type ListAuditResponse struct {
 
 func (x *ListAuditResponse) Reset() {
 	*x = ListAuditResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[39]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3073,7 +3264,7 @@ func (x *ListAuditResponse) String() string {
 func (*ListAuditResponse) ProtoMessage() {}
 
 func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[39]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3086,7 +3277,7 @@ func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{39}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ListAuditResponse) GetRecords() []*AuditRecord {
@@ -3111,7 +3302,7 @@ type GetPolicyRequest struct {
 
 func (x *GetPolicyRequest) Reset() {
 	*x = GetPolicyRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[40]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3123,7 +3314,7 @@ func (x *GetPolicyRequest) String() string {
 func (*GetPolicyRequest) ProtoMessage() {}
 
 func (x *GetPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[40]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3136,7 +3327,7 @@ func (x *GetPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPolicyRequest.ProtoReflect.Descriptor instead.
 func (*GetPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{40}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{42}
 }
 
 type GetPolicyResponse struct {
@@ -3148,7 +3339,7 @@ type GetPolicyResponse struct {
 
 func (x *GetPolicyResponse) Reset() {
 	*x = GetPolicyResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[41]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3160,7 +3351,7 @@ func (x *GetPolicyResponse) String() string {
 func (*GetPolicyResponse) ProtoMessage() {}
 
 func (x *GetPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[41]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3173,7 +3364,7 @@ func (x *GetPolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPolicyResponse.ProtoReflect.Descriptor instead.
 func (*GetPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{41}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *GetPolicyResponse) GetPolicy() *Policy {
@@ -3197,7 +3388,7 @@ type SetPolicyRequest struct {
 
 func (x *SetPolicyRequest) Reset() {
 	*x = SetPolicyRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[42]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3209,7 +3400,7 @@ func (x *SetPolicyRequest) String() string {
 func (*SetPolicyRequest) ProtoMessage() {}
 
 func (x *SetPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[42]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3222,7 +3413,7 @@ func (x *SetPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPolicyRequest.ProtoReflect.Descriptor instead.
 func (*SetPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{42}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *SetPolicyRequest) GetPolicy() *Policy {
@@ -3255,7 +3446,7 @@ type SetPolicyResponse struct {
 
 func (x *SetPolicyResponse) Reset() {
 	*x = SetPolicyResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[43]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3267,7 +3458,7 @@ func (x *SetPolicyResponse) String() string {
 func (*SetPolicyResponse) ProtoMessage() {}
 
 func (x *SetPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[43]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3280,7 +3471,7 @@ func (x *SetPolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPolicyResponse.ProtoReflect.Descriptor instead.
 func (*SetPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{43}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *SetPolicyResponse) GetPolicy() *Policy {
@@ -3303,7 +3494,7 @@ type EnrollMFAUserRequest struct {
 
 func (x *EnrollMFAUserRequest) Reset() {
 	*x = EnrollMFAUserRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[44]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3315,7 +3506,7 @@ func (x *EnrollMFAUserRequest) String() string {
 func (*EnrollMFAUserRequest) ProtoMessage() {}
 
 func (x *EnrollMFAUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[44]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3328,7 +3519,7 @@ func (x *EnrollMFAUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrollMFAUserRequest.ProtoReflect.Descriptor instead.
 func (*EnrollMFAUserRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{44}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *EnrollMFAUserRequest) GetUser() string {
@@ -3358,7 +3549,7 @@ type EnrollMFAUserResponse struct {
 
 func (x *EnrollMFAUserResponse) Reset() {
 	*x = EnrollMFAUserResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[45]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3370,7 +3561,7 @@ func (x *EnrollMFAUserResponse) String() string {
 func (*EnrollMFAUserResponse) ProtoMessage() {}
 
 func (x *EnrollMFAUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[45]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3383,7 +3574,7 @@ func (x *EnrollMFAUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrollMFAUserResponse.ProtoReflect.Descriptor instead.
 func (*EnrollMFAUserResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{45}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *EnrollMFAUserResponse) GetUser() string {
@@ -3418,7 +3609,7 @@ type ResetMFAUserRequest struct {
 
 func (x *ResetMFAUserRequest) Reset() {
 	*x = ResetMFAUserRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[46]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3430,7 +3621,7 @@ func (x *ResetMFAUserRequest) String() string {
 func (*ResetMFAUserRequest) ProtoMessage() {}
 
 func (x *ResetMFAUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[46]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3443,7 +3634,7 @@ func (x *ResetMFAUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResetMFAUserRequest.ProtoReflect.Descriptor instead.
 func (*ResetMFAUserRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{46}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *ResetMFAUserRequest) GetUser() string {
@@ -3468,7 +3659,7 @@ type ResetMFAUserResponse struct {
 
 func (x *ResetMFAUserResponse) Reset() {
 	*x = ResetMFAUserResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[47]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3480,7 +3671,7 @@ func (x *ResetMFAUserResponse) String() string {
 func (*ResetMFAUserResponse) ProtoMessage() {}
 
 func (x *ResetMFAUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[47]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3493,7 +3684,7 @@ func (x *ResetMFAUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResetMFAUserResponse.ProtoReflect.Descriptor instead.
 func (*ResetMFAUserResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{47}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{49}
 }
 
 type UnlockMFAUserRequest struct {
@@ -3507,7 +3698,7 @@ type UnlockMFAUserRequest struct {
 
 func (x *UnlockMFAUserRequest) Reset() {
 	*x = UnlockMFAUserRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[48]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3519,7 +3710,7 @@ func (x *UnlockMFAUserRequest) String() string {
 func (*UnlockMFAUserRequest) ProtoMessage() {}
 
 func (x *UnlockMFAUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[48]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3532,7 +3723,7 @@ func (x *UnlockMFAUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnlockMFAUserRequest.ProtoReflect.Descriptor instead.
 func (*UnlockMFAUserRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{48}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *UnlockMFAUserRequest) GetUser() string {
@@ -3559,7 +3750,7 @@ type UnlockMFAUserResponse struct {
 
 func (x *UnlockMFAUserResponse) Reset() {
 	*x = UnlockMFAUserResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[49]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3571,7 +3762,7 @@ func (x *UnlockMFAUserResponse) String() string {
 func (*UnlockMFAUserResponse) ProtoMessage() {}
 
 func (x *UnlockMFAUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[49]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3584,7 +3775,7 @@ func (x *UnlockMFAUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnlockMFAUserResponse.ProtoReflect.Descriptor instead.
 func (*UnlockMFAUserResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{49}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *UnlockMFAUserResponse) GetGeneration() int64 {
@@ -3605,7 +3796,7 @@ type IssueMFATempCodeRequest struct {
 
 func (x *IssueMFATempCodeRequest) Reset() {
 	*x = IssueMFATempCodeRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[50]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3617,7 +3808,7 @@ func (x *IssueMFATempCodeRequest) String() string {
 func (*IssueMFATempCodeRequest) ProtoMessage() {}
 
 func (x *IssueMFATempCodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[50]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3630,7 +3821,7 @@ func (x *IssueMFATempCodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueMFATempCodeRequest.ProtoReflect.Descriptor instead.
 func (*IssueMFATempCodeRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{50}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *IssueMFATempCodeRequest) GetUser() string {
@@ -3660,7 +3851,7 @@ type IssueMFATempCodeResponse struct {
 
 func (x *IssueMFATempCodeResponse) Reset() {
 	*x = IssueMFATempCodeResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[51]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3672,7 +3863,7 @@ func (x *IssueMFATempCodeResponse) String() string {
 func (*IssueMFATempCodeResponse) ProtoMessage() {}
 
 func (x *IssueMFATempCodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[51]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3685,7 +3876,7 @@ func (x *IssueMFATempCodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueMFATempCodeResponse.ProtoReflect.Descriptor instead.
 func (*IssueMFATempCodeResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{51}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *IssueMFATempCodeResponse) GetCode() string {
@@ -3721,7 +3912,7 @@ type ImportMFASeedsRequest struct {
 
 func (x *ImportMFASeedsRequest) Reset() {
 	*x = ImportMFASeedsRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[52]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3733,7 +3924,7 @@ func (x *ImportMFASeedsRequest) String() string {
 func (*ImportMFASeedsRequest) ProtoMessage() {}
 
 func (x *ImportMFASeedsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[52]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3746,7 +3937,7 @@ func (x *ImportMFASeedsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportMFASeedsRequest.ProtoReflect.Descriptor instead.
 func (*ImportMFASeedsRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{52}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *ImportMFASeedsRequest) GetCsv() []byte {
@@ -3772,7 +3963,7 @@ type ImportMFASeedsResponse struct {
 
 func (x *ImportMFASeedsResponse) Reset() {
 	*x = ImportMFASeedsResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[53]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3784,7 +3975,7 @@ func (x *ImportMFASeedsResponse) String() string {
 func (*ImportMFASeedsResponse) ProtoMessage() {}
 
 func (x *ImportMFASeedsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[53]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3797,7 +3988,7 @@ func (x *ImportMFASeedsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportMFASeedsResponse.ProtoReflect.Descriptor instead.
 func (*ImportMFASeedsResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{53}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *ImportMFASeedsResponse) GetImported() int32 {
@@ -3815,7 +4006,7 @@ type ListMFAUsersRequest struct {
 
 func (x *ListMFAUsersRequest) Reset() {
 	*x = ListMFAUsersRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[54]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3827,7 +4018,7 @@ func (x *ListMFAUsersRequest) String() string {
 func (*ListMFAUsersRequest) ProtoMessage() {}
 
 func (x *ListMFAUsersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[54]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3840,7 +4031,7 @@ func (x *ListMFAUsersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMFAUsersRequest.ProtoReflect.Descriptor instead.
 func (*ListMFAUsersRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{54}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{56}
 }
 
 type MFAUserInfo struct {
@@ -3858,7 +4049,7 @@ type MFAUserInfo struct {
 
 func (x *MFAUserInfo) Reset() {
 	*x = MFAUserInfo{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[55]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3870,7 +4061,7 @@ func (x *MFAUserInfo) String() string {
 func (*MFAUserInfo) ProtoMessage() {}
 
 func (x *MFAUserInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[55]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3883,7 +4074,7 @@ func (x *MFAUserInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MFAUserInfo.ProtoReflect.Descriptor instead.
 func (*MFAUserInfo) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{55}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *MFAUserInfo) GetUser() string {
@@ -3937,7 +4128,7 @@ type ListMFAUsersResponse struct {
 
 func (x *ListMFAUsersResponse) Reset() {
 	*x = ListMFAUsersResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[56]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3949,7 +4140,7 @@ func (x *ListMFAUsersResponse) String() string {
 func (*ListMFAUsersResponse) ProtoMessage() {}
 
 func (x *ListMFAUsersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[56]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3962,7 +4153,7 @@ func (x *ListMFAUsersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMFAUsersResponse.ProtoReflect.Descriptor instead.
 func (*ListMFAUsersResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{56}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *ListMFAUsersResponse) GetUsers() []*MFAUserInfo {
@@ -3970,6 +4161,772 @@ func (x *ListMFAUsersResponse) GetUsers() []*MFAUserInfo {
 		return x.Users
 	}
 	return nil
+}
+
+// Exception is an approved exception (例外措置) as the server keeps it.
+type Exception struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// VENDOR:PRODUCT:SERIAL (4 hex digits, 4 hex digits, the serial exactly
+	// as `mamori-agent media list` shows it; "*" is not allowed here).
+	Usb string `protobuf:"bytes,2,opt,name=usb,proto3" json:"usb,omitempty"`
+	// Login name on the terminal; empty means whoever is logged in.
+	User string `protobuf:"bytes,3,opt,name=user,proto3" json:"user,omitempty"`
+	// Exactly one of device_id and group is set.
+	DeviceId string `protobuf:"bytes,4,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
+	Group    string `protobuf:"bytes,5,opt,name=group,proto3" json:"group,omitempty"`
+	Reason   string `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Operator ID.
+	CreatedBy     string                 `protobuf:"bytes,7,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"`
+	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	RevokedAt     *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=revoked_at,json=revokedAt,proto3" json:"revoked_at,omitempty"`
+	RevokedBy     string                 `protobuf:"bytes,11,opt,name=revoked_by,json=revokedBy,proto3" json:"revoked_by,omitempty"`
+	RevokeReason  string                 `protobuf:"bytes,12,opt,name=revoke_reason,json=revokeReason,proto3" json:"revoke_reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Exception) Reset() {
+	*x = Exception{}
+	mi := &file_mamori_v1_mamori_proto_msgTypes[59]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Exception) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Exception) ProtoMessage() {}
+
+func (x *Exception) ProtoReflect() protoreflect.Message {
+	mi := &file_mamori_v1_mamori_proto_msgTypes[59]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Exception.ProtoReflect.Descriptor instead.
+func (*Exception) Descriptor() ([]byte, []int) {
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{59}
+}
+
+func (x *Exception) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Exception) GetUsb() string {
+	if x != nil {
+		return x.Usb
+	}
+	return ""
+}
+
+func (x *Exception) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *Exception) GetDeviceId() string {
+	if x != nil {
+		return x.DeviceId
+	}
+	return ""
+}
+
+func (x *Exception) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *Exception) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *Exception) GetCreatedBy() string {
+	if x != nil {
+		return x.CreatedBy
+	}
+	return ""
+}
+
+func (x *Exception) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *Exception) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
+func (x *Exception) GetRevokedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RevokedAt
+	}
+	return nil
+}
+
+func (x *Exception) GetRevokedBy() string {
+	if x != nil {
+		return x.RevokedBy
+	}
+	return ""
+}
+
+func (x *Exception) GetRevokeReason() string {
+	if x != nil {
+		return x.RevokeReason
+	}
+	return ""
+}
+
+type CreateExceptionRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Usb   string                 `protobuf:"bytes,1,opt,name=usb,proto3" json:"usb,omitempty"`
+	User  string                 `protobuf:"bytes,2,opt,name=user,proto3" json:"user,omitempty"`
+	// Device ID or hostname; or group. Exactly one.
+	Device string `protobuf:"bytes,3,opt,name=device,proto3" json:"device,omitempty"`
+	Group  string `protobuf:"bytes,4,opt,name=group,proto3" json:"group,omitempty"`
+	Reason string `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	// When it ends; at most 90 days ahead.
+	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateExceptionRequest) Reset() {
+	*x = CreateExceptionRequest{}
+	mi := &file_mamori_v1_mamori_proto_msgTypes[60]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateExceptionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateExceptionRequest) ProtoMessage() {}
+
+func (x *CreateExceptionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mamori_v1_mamori_proto_msgTypes[60]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateExceptionRequest.ProtoReflect.Descriptor instead.
+func (*CreateExceptionRequest) Descriptor() ([]byte, []int) {
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{60}
+}
+
+func (x *CreateExceptionRequest) GetUsb() string {
+	if x != nil {
+		return x.Usb
+	}
+	return ""
+}
+
+func (x *CreateExceptionRequest) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *CreateExceptionRequest) GetDevice() string {
+	if x != nil {
+		return x.Device
+	}
+	return ""
+}
+
+func (x *CreateExceptionRequest) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *CreateExceptionRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *CreateExceptionRequest) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
+type CreateExceptionResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Exception     *Exception             `protobuf:"bytes,1,opt,name=exception,proto3" json:"exception,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateExceptionResponse) Reset() {
+	*x = CreateExceptionResponse{}
+	mi := &file_mamori_v1_mamori_proto_msgTypes[61]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateExceptionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateExceptionResponse) ProtoMessage() {}
+
+func (x *CreateExceptionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mamori_v1_mamori_proto_msgTypes[61]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateExceptionResponse.ProtoReflect.Descriptor instead.
+func (*CreateExceptionResponse) Descriptor() ([]byte, []int) {
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{61}
+}
+
+func (x *CreateExceptionResponse) GetException() *Exception {
+	if x != nil {
+		return x.Exception
+	}
+	return nil
+}
+
+type ListExceptionsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only the exceptions that apply to this device (its own and its
+	// group's). Device ID or hostname.
+	Device string `protobuf:"bytes,1,opt,name=device,proto3" json:"device,omitempty"`
+	// Include expired and revoked ones.
+	All           bool `protobuf:"varint,2,opt,name=all,proto3" json:"all,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListExceptionsRequest) Reset() {
+	*x = ListExceptionsRequest{}
+	mi := &file_mamori_v1_mamori_proto_msgTypes[62]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListExceptionsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListExceptionsRequest) ProtoMessage() {}
+
+func (x *ListExceptionsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mamori_v1_mamori_proto_msgTypes[62]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListExceptionsRequest.ProtoReflect.Descriptor instead.
+func (*ListExceptionsRequest) Descriptor() ([]byte, []int) {
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{62}
+}
+
+func (x *ListExceptionsRequest) GetDevice() string {
+	if x != nil {
+		return x.Device
+	}
+	return ""
+}
+
+func (x *ListExceptionsRequest) GetAll() bool {
+	if x != nil {
+		return x.All
+	}
+	return false
+}
+
+type ListExceptionsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Exceptions    []*Exception           `protobuf:"bytes,1,rep,name=exceptions,proto3" json:"exceptions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListExceptionsResponse) Reset() {
+	*x = ListExceptionsResponse{}
+	mi := &file_mamori_v1_mamori_proto_msgTypes[63]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListExceptionsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListExceptionsResponse) ProtoMessage() {}
+
+func (x *ListExceptionsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mamori_v1_mamori_proto_msgTypes[63]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListExceptionsResponse.ProtoReflect.Descriptor instead.
+func (*ListExceptionsResponse) Descriptor() ([]byte, []int) {
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{63}
+}
+
+func (x *ListExceptionsResponse) GetExceptions() []*Exception {
+	if x != nil {
+		return x.Exceptions
+	}
+	return nil
+}
+
+type RevokeExceptionRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeExceptionRequest) Reset() {
+	*x = RevokeExceptionRequest{}
+	mi := &file_mamori_v1_mamori_proto_msgTypes[64]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeExceptionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeExceptionRequest) ProtoMessage() {}
+
+func (x *RevokeExceptionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mamori_v1_mamori_proto_msgTypes[64]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeExceptionRequest.ProtoReflect.Descriptor instead.
+func (*RevokeExceptionRequest) Descriptor() ([]byte, []int) {
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{64}
+}
+
+func (x *RevokeExceptionRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *RevokeExceptionRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type RevokeExceptionResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Exception     *Exception             `protobuf:"bytes,1,opt,name=exception,proto3" json:"exception,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeExceptionResponse) Reset() {
+	*x = RevokeExceptionResponse{}
+	mi := &file_mamori_v1_mamori_proto_msgTypes[65]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeExceptionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeExceptionResponse) ProtoMessage() {}
+
+func (x *RevokeExceptionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mamori_v1_mamori_proto_msgTypes[65]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeExceptionResponse.ProtoReflect.Descriptor instead.
+func (*RevokeExceptionResponse) Descriptor() ([]byte, []int) {
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{65}
+}
+
+func (x *RevokeExceptionResponse) GetException() *Exception {
+	if x != nil {
+		return x.Exception
+	}
+	return nil
+}
+
+type ImportLedgerRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The CSV file as is: UTF-8 (with or without BOM) or Shift_JIS (CP932).
+	Csv           []byte `protobuf:"bytes,1,opt,name=csv,proto3" json:"csv,omitempty"`
+	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportLedgerRequest) Reset() {
+	*x = ImportLedgerRequest{}
+	mi := &file_mamori_v1_mamori_proto_msgTypes[66]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportLedgerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportLedgerRequest) ProtoMessage() {}
+
+func (x *ImportLedgerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mamori_v1_mamori_proto_msgTypes[66]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportLedgerRequest.ProtoReflect.Descriptor instead.
+func (*ImportLedgerRequest) Descriptor() ([]byte, []int) {
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{66}
+}
+
+func (x *ImportLedgerRequest) GetCsv() []byte {
+	if x != nil {
+		return x.Csv
+	}
+	return nil
+}
+
+func (x *ImportLedgerRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type ImportLedgerResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Rows          int32                  `protobuf:"varint,1,opt,name=rows,proto3" json:"rows,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportLedgerResponse) Reset() {
+	*x = ImportLedgerResponse{}
+	mi := &file_mamori_v1_mamori_proto_msgTypes[67]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportLedgerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportLedgerResponse) ProtoMessage() {}
+
+func (x *ImportLedgerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mamori_v1_mamori_proto_msgTypes[67]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportLedgerResponse.ProtoReflect.Descriptor instead.
+func (*ImportLedgerResponse) Descriptor() ([]byte, []int) {
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{67}
+}
+
+func (x *ImportLedgerResponse) GetRows() int32 {
+	if x != nil {
+		return x.Rows
+	}
+	return 0
+}
+
+type ListLedgerRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListLedgerRequest) Reset() {
+	*x = ListLedgerRequest{}
+	mi := &file_mamori_v1_mamori_proto_msgTypes[68]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListLedgerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListLedgerRequest) ProtoMessage() {}
+
+func (x *ListLedgerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mamori_v1_mamori_proto_msgTypes[68]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListLedgerRequest.ProtoReflect.Descriptor instead.
+func (*ListLedgerRequest) Descriptor() ([]byte, []int) {
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{68}
+}
+
+// LedgerRow is one ledger entry or one enrolled device the ledger lacks.
+type LedgerRow struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	AssetId  string                 `protobuf:"bytes,1,opt,name=asset_id,json=assetId,proto3" json:"asset_id,omitempty"`
+	Hostname string                 `protobuf:"bytes,2,opt,name=hostname,proto3" json:"hostname,omitempty"`
+	Serial   string                 `protobuf:"bytes,3,opt,name=serial,proto3" json:"serial,omitempty"`
+	Group    string                 `protobuf:"bytes,4,opt,name=group,proto3" json:"group,omitempty"`
+	Location string                 `protobuf:"bytes,5,opt,name=location,proto3" json:"location,omitempty"`
+	Note     string                 `protobuf:"bytes,6,opt,name=note,proto3" json:"note,omitempty"`
+	// "never_enrolled", "enrolled", "offline", "revoked" or "not_in_ledger".
+	State         string     `protobuf:"bytes,7,opt,name=state,proto3" json:"state,omitempty"`
+	DeviceId      string     `protobuf:"bytes,8,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
+	Compliance    Compliance `protobuf:"varint,9,opt,name=compliance,proto3,enum=mamori.v1.Compliance" json:"compliance,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LedgerRow) Reset() {
+	*x = LedgerRow{}
+	mi := &file_mamori_v1_mamori_proto_msgTypes[69]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LedgerRow) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LedgerRow) ProtoMessage() {}
+
+func (x *LedgerRow) ProtoReflect() protoreflect.Message {
+	mi := &file_mamori_v1_mamori_proto_msgTypes[69]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LedgerRow.ProtoReflect.Descriptor instead.
+func (*LedgerRow) Descriptor() ([]byte, []int) {
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{69}
+}
+
+func (x *LedgerRow) GetAssetId() string {
+	if x != nil {
+		return x.AssetId
+	}
+	return ""
+}
+
+func (x *LedgerRow) GetHostname() string {
+	if x != nil {
+		return x.Hostname
+	}
+	return ""
+}
+
+func (x *LedgerRow) GetSerial() string {
+	if x != nil {
+		return x.Serial
+	}
+	return ""
+}
+
+func (x *LedgerRow) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *LedgerRow) GetLocation() string {
+	if x != nil {
+		return x.Location
+	}
+	return ""
+}
+
+func (x *LedgerRow) GetNote() string {
+	if x != nil {
+		return x.Note
+	}
+	return ""
+}
+
+func (x *LedgerRow) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *LedgerRow) GetDeviceId() string {
+	if x != nil {
+		return x.DeviceId
+	}
+	return ""
+}
+
+func (x *LedgerRow) GetCompliance() Compliance {
+	if x != nil {
+		return x.Compliance
+	}
+	return Compliance_COMPLIANCE_UNSPECIFIED
+}
+
+type ListLedgerResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Rows          []*LedgerRow           `protobuf:"bytes,1,rep,name=rows,proto3" json:"rows,omitempty"`
+	ImportedAt    *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=imported_at,json=importedAt,proto3" json:"imported_at,omitempty"`
+	ImportedBy    string                 `protobuf:"bytes,3,opt,name=imported_by,json=importedBy,proto3" json:"imported_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListLedgerResponse) Reset() {
+	*x = ListLedgerResponse{}
+	mi := &file_mamori_v1_mamori_proto_msgTypes[70]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListLedgerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListLedgerResponse) ProtoMessage() {}
+
+func (x *ListLedgerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mamori_v1_mamori_proto_msgTypes[70]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListLedgerResponse.ProtoReflect.Descriptor instead.
+func (*ListLedgerResponse) Descriptor() ([]byte, []int) {
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{70}
+}
+
+func (x *ListLedgerResponse) GetRows() []*LedgerRow {
+	if x != nil {
+		return x.Rows
+	}
+	return nil
+}
+
+func (x *ListLedgerResponse) GetImportedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ImportedAt
+	}
+	return nil
+}
+
+func (x *ListLedgerResponse) GetImportedBy() string {
+	if x != nil {
+		return x.ImportedBy
+	}
+	return ""
 }
 
 var File_mamori_v1_mamori_proto protoreflect.FileDescriptor
@@ -4018,15 +4975,37 @@ const file_mamori_v1_mamori_proto_rawDesc = "" +
 	"\bsettings\x18\x03 \x03(\v2&.mamori.v1.ControlPolicy.SettingsEntryR\bsettings\x1a;\n" +
 	"\rSettingsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xbb\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xaf\x04\n" +
 	"\x06Policy\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x03R\aversion\x12;\n" +
 	"\bcontrols\x18\x02 \x03(\v2\x1f.mamori.v1.Policy.ControlsEntryR\bcontrols\x12B\n" +
 	"\x0freport_interval\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x0ereportInterval\x12?\n" +
-	"\x0emax_report_age\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\fmaxReportAge\x1aU\n" +
+	"\x0emax_report_age\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\fmaxReportAge\x125\n" +
+	"\x06groups\x18\x05 \x03(\v2\x1d.mamori.v1.Policy.GroupsEntryR\x06groups\x12\x14\n" +
+	"\x05group\x18\x06 \x01(\tR\x05group\x12:\n" +
+	"\n" +
+	"exceptions\x18\a \x03(\v2\x1a.mamori.v1.PolicyExceptionR\n" +
+	"exceptions\x12\x16\n" +
+	"\x06digest\x18\b \x01(\tR\x06digest\x1aU\n" +
 	"\rControlsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12.\n" +
-	"\x05value\x18\x02 \x01(\v2\x18.mamori.v1.ControlPolicyR\x05value:\x028\x01\"\xd6\x01\n" +
+	"\x05value\x18\x02 \x01(\v2\x18.mamori.v1.ControlPolicyR\x05value:\x028\x01\x1aQ\n" +
+	"\vGroupsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12,\n" +
+	"\x05value\x18\x02 \x01(\v2\x16.mamori.v1.GroupPolicyR\x05value:\x028\x01\"\xab\x02\n" +
+	"\vGroupPolicy\x12@\n" +
+	"\bcontrols\x18\x01 \x03(\v2$.mamori.v1.GroupPolicy.ControlsEntryR\bcontrols\x12B\n" +
+	"\x0freport_interval\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x0ereportInterval\x12?\n" +
+	"\x0emax_report_age\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\fmaxReportAge\x1aU\n" +
+	"\rControlsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12.\n" +
+	"\x05value\x18\x02 \x01(\v2\x18.mamori.v1.ControlPolicyR\x05value:\x028\x01\"\x82\x01\n" +
+	"\x0fPolicyException\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x10\n" +
+	"\x03usb\x18\x02 \x01(\tR\x03usb\x12\x12\n" +
+	"\x04user\x18\x03 \x01(\tR\x04user\x129\n" +
+	"\n" +
+	"expires_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\xd6\x01\n" +
 	"\rEnrollRequest\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12\x10\n" +
 	"\x03csr\x18\x02 \x01(\fR\x03csr\x12,\n" +
@@ -4054,7 +5033,7 @@ const file_mamori_v1_mamori_proto_rawDesc = "" +
 	"\x0eca_certificate\x18\x03 \x01(\fR\rcaCertificate\x12)\n" +
 	"\x06policy\x18\x04 \x01(\v2\x11.mamori.v1.PolicyR\x06policy\x128\n" +
 	"\tchallenge\x18\x05 \x01(\v2\x1a.mamori.v1.EnrollChallengeR\tchallenge\x12\x1a\n" +
-	"\battested\x18\x06 \x01(\bR\battested\"\xcf\x02\n" +
+	"\battested\x18\x06 \x01(\bR\battested\"\xf4\x02\n" +
 	"\rReportRequest\x12,\n" +
 	"\x05facts\x18\x01 \x01(\v2\x16.mamori.v1.DeviceFactsR\x05facts\x124\n" +
 	"\bstatuses\x18\x02 \x03(\v2\x18.mamori.v1.ControlStatusR\bstatuses\x12(\n" +
@@ -4062,7 +5041,8 @@ const file_mamori_v1_mamori_proto_rawDesc = "" +
 	"\x0epolicy_version\x18\x04 \x01(\x03R\rpolicyVersion\x123\n" +
 	"\asent_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x06sentAt\x12&\n" +
 	"\x0fhpke_public_key\x18\x06 \x01(\fR\rhpkePublicKey\x12,\n" +
-	"\x12mfa_bundle_version\x18\a \x01(\tR\x10mfaBundleVersion\"\x9c\x02\n" +
+	"\x12mfa_bundle_version\x18\a \x01(\tR\x10mfaBundleVersion\x12#\n" +
+	"\rpolicy_digest\x18\b \x01(\tR\fpolicyDigest\"\x9c\x02\n" +
 	"\x0eReportResponse\x12&\n" +
 	"\x0facked_event_ids\x18\x01 \x03(\tR\rackedEventIds\x12)\n" +
 	"\x06policy\x18\x02 \x01(\v2\x11.mamori.v1.PolicyR\x06policy\x12?\n" +
@@ -4275,7 +5255,72 @@ const file_mamori_v1_mamori_proto_rawDesc = "" +
 	"\x13recovery_codes_left\x18\x05 \x01(\x05R\x11recoveryCodesLeft\x12*\n" +
 	"\x11temp_codes_active\x18\x06 \x01(\x05R\x0ftempCodesActive\"D\n" +
 	"\x14ListMFAUsersResponse\x12,\n" +
-	"\x05users\x18\x01 \x03(\v2\x16.mamori.v1.MFAUserInfoR\x05users*@\n" +
+	"\x05users\x18\x01 \x03(\v2\x16.mamori.v1.MFAUserInfoR\x05users\"\xa0\x03\n" +
+	"\tException\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x10\n" +
+	"\x03usb\x18\x02 \x01(\tR\x03usb\x12\x12\n" +
+	"\x04user\x18\x03 \x01(\tR\x04user\x12\x1b\n" +
+	"\tdevice_id\x18\x04 \x01(\tR\bdeviceId\x12\x14\n" +
+	"\x05group\x18\x05 \x01(\tR\x05group\x12\x16\n" +
+	"\x06reason\x18\x06 \x01(\tR\x06reason\x12\x1d\n" +
+	"\n" +
+	"created_by\x18\a \x01(\tR\tcreatedBy\x129\n" +
+	"\n" +
+	"created_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
+	"\n" +
+	"expires_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x129\n" +
+	"\n" +
+	"revoked_at\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\trevokedAt\x12\x1d\n" +
+	"\n" +
+	"revoked_by\x18\v \x01(\tR\trevokedBy\x12#\n" +
+	"\rrevoke_reason\x18\f \x01(\tR\frevokeReason\"\xbf\x01\n" +
+	"\x16CreateExceptionRequest\x12\x10\n" +
+	"\x03usb\x18\x01 \x01(\tR\x03usb\x12\x12\n" +
+	"\x04user\x18\x02 \x01(\tR\x04user\x12\x16\n" +
+	"\x06device\x18\x03 \x01(\tR\x06device\x12\x14\n" +
+	"\x05group\x18\x04 \x01(\tR\x05group\x12\x16\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\x129\n" +
+	"\n" +
+	"expires_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"M\n" +
+	"\x17CreateExceptionResponse\x122\n" +
+	"\texception\x18\x01 \x01(\v2\x14.mamori.v1.ExceptionR\texception\"A\n" +
+	"\x15ListExceptionsRequest\x12\x16\n" +
+	"\x06device\x18\x01 \x01(\tR\x06device\x12\x10\n" +
+	"\x03all\x18\x02 \x01(\bR\x03all\"N\n" +
+	"\x16ListExceptionsResponse\x124\n" +
+	"\n" +
+	"exceptions\x18\x01 \x03(\v2\x14.mamori.v1.ExceptionR\n" +
+	"exceptions\"@\n" +
+	"\x16RevokeExceptionRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"M\n" +
+	"\x17RevokeExceptionResponse\x122\n" +
+	"\texception\x18\x01 \x01(\v2\x14.mamori.v1.ExceptionR\texception\"?\n" +
+	"\x13ImportLedgerRequest\x12\x10\n" +
+	"\x03csv\x18\x01 \x01(\fR\x03csv\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"*\n" +
+	"\x14ImportLedgerResponse\x12\x12\n" +
+	"\x04rows\x18\x01 \x01(\x05R\x04rows\"\x13\n" +
+	"\x11ListLedgerRequest\"\x8a\x02\n" +
+	"\tLedgerRow\x12\x19\n" +
+	"\basset_id\x18\x01 \x01(\tR\aassetId\x12\x1a\n" +
+	"\bhostname\x18\x02 \x01(\tR\bhostname\x12\x16\n" +
+	"\x06serial\x18\x03 \x01(\tR\x06serial\x12\x14\n" +
+	"\x05group\x18\x04 \x01(\tR\x05group\x12\x1a\n" +
+	"\blocation\x18\x05 \x01(\tR\blocation\x12\x12\n" +
+	"\x04note\x18\x06 \x01(\tR\x04note\x12\x14\n" +
+	"\x05state\x18\a \x01(\tR\x05state\x12\x1b\n" +
+	"\tdevice_id\x18\b \x01(\tR\bdeviceId\x125\n" +
+	"\n" +
+	"compliance\x18\t \x01(\x0e2\x15.mamori.v1.ComplianceR\n" +
+	"compliance\"\x9c\x01\n" +
+	"\x12ListLedgerResponse\x12(\n" +
+	"\x04rows\x18\x01 \x03(\v2\x14.mamori.v1.LedgerRowR\x04rows\x12;\n" +
+	"\vimported_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"importedAt\x12\x1f\n" +
+	"\vimported_by\x18\x03 \x01(\tR\n" +
+	"importedBy*@\n" +
 	"\x04Mode\x12\x14\n" +
 	"\x10MODE_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fMODE_MONITOR\x10\x01\x12\x10\n" +
@@ -4298,8 +5343,7 @@ const file_mamori_v1_mamori_proto_rawDesc = "" +
 	"\fAgentService\x12=\n" +
 	"\x06Enroll\x12\x18.mamori.v1.EnrollRequest\x1a\x19.mamori.v1.EnrollResponse\x12=\n" +
 	"\x06Report\x12\x18.mamori.v1.ReportRequest\x1a\x19.mamori.v1.ReportResponse\x12:\n" +
-	"\x05Renew\x12\x17.mamori.v1.RenewRequest\x1a\x18.mamori.v1.RenewResponse2\xaa\n" +
-	"\n" +
+	"\x05Renew\x12\x17.mamori.v1.RenewRequest\x1a\x18.mamori.v1.RenewResponse2\xd1\r\n" +
 	"\fAdminService\x12L\n" +
 	"\vListDevices\x12\x1d.mamori.v1.ListDevicesRequest\x1a\x1e.mamori.v1.ListDevicesResponse\x12F\n" +
 	"\tGetDevice\x12\x1b.mamori.v1.GetDeviceRequest\x1a\x1c.mamori.v1.GetDeviceResponse\x12O\n" +
@@ -4317,7 +5361,13 @@ const file_mamori_v1_mamori_proto_rawDesc = "" +
 	"\x10IssueMFATempCode\x12\".mamori.v1.IssueMFATempCodeRequest\x1a#.mamori.v1.IssueMFATempCodeResponse\x12U\n" +
 	"\x0eImportMFASeeds\x12 .mamori.v1.ImportMFASeedsRequest\x1a!.mamori.v1.ImportMFASeedsResponse\x12O\n" +
 	"\fListMFAUsers\x12\x1e.mamori.v1.ListMFAUsersRequest\x1a\x1f.mamori.v1.ListMFAUsersResponse\x12F\n" +
-	"\tListAudit\x12\x1b.mamori.v1.ListAuditRequest\x1a\x1c.mamori.v1.ListAuditResponseB7Z5github.com/mamori-dev/mamori/proto/mamori/v1;mamoriv1b\x06proto3"
+	"\tListAudit\x12\x1b.mamori.v1.ListAuditRequest\x1a\x1c.mamori.v1.ListAuditResponse\x12X\n" +
+	"\x0fCreateException\x12!.mamori.v1.CreateExceptionRequest\x1a\".mamori.v1.CreateExceptionResponse\x12U\n" +
+	"\x0eListExceptions\x12 .mamori.v1.ListExceptionsRequest\x1a!.mamori.v1.ListExceptionsResponse\x12X\n" +
+	"\x0fRevokeException\x12!.mamori.v1.RevokeExceptionRequest\x1a\".mamori.v1.RevokeExceptionResponse\x12O\n" +
+	"\fImportLedger\x12\x1e.mamori.v1.ImportLedgerRequest\x1a\x1f.mamori.v1.ImportLedgerResponse\x12I\n" +
+	"\n" +
+	"ListLedger\x12\x1c.mamori.v1.ListLedgerRequest\x1a\x1d.mamori.v1.ListLedgerResponseB7Z5github.com/mamori-dev/mamori/proto/mamori/v1;mamoriv1b\x06proto3"
 
 var (
 	file_mamori_v1_mamori_proto_rawDescOnce sync.Once
@@ -4332,7 +5382,7 @@ func file_mamori_v1_mamori_proto_rawDescGZIP() []byte {
 }
 
 var file_mamori_v1_mamori_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_mamori_v1_mamori_proto_msgTypes = make([]protoimpl.MessageInfo, 61)
+var file_mamori_v1_mamori_proto_msgTypes = make([]protoimpl.MessageInfo, 77)
 var file_mamori_v1_mamori_proto_goTypes = []any{
 	(Mode)(0),                             // 0: mamori.v1.Mode
 	(ControlState)(0),                     // 1: mamori.v1.ControlState
@@ -4342,172 +5392,216 @@ var file_mamori_v1_mamori_proto_goTypes = []any{
 	(*Event)(nil),                         // 5: mamori.v1.Event
 	(*ControlPolicy)(nil),                 // 6: mamori.v1.ControlPolicy
 	(*Policy)(nil),                        // 7: mamori.v1.Policy
-	(*EnrollRequest)(nil),                 // 8: mamori.v1.EnrollRequest
-	(*TpmAttestation)(nil),                // 9: mamori.v1.TpmAttestation
-	(*EnrollChallenge)(nil),               // 10: mamori.v1.EnrollChallenge
-	(*ChallengeAnswer)(nil),               // 11: mamori.v1.ChallengeAnswer
-	(*EnrollResponse)(nil),                // 12: mamori.v1.EnrollResponse
-	(*ReportRequest)(nil),                 // 13: mamori.v1.ReportRequest
-	(*ReportResponse)(nil),                // 14: mamori.v1.ReportResponse
-	(*RenewRequest)(nil),                  // 15: mamori.v1.RenewRequest
-	(*RenewResponse)(nil),                 // 16: mamori.v1.RenewResponse
-	(*SealedMFABundle)(nil),               // 17: mamori.v1.SealedMFABundle
-	(*MFABundle)(nil),                     // 18: mamori.v1.MFABundle
-	(*MFATempCode)(nil),                   // 19: mamori.v1.MFATempCode
-	(*MFAUnlock)(nil),                     // 20: mamori.v1.MFAUnlock
-	(*MFAUserSecret)(nil),                 // 21: mamori.v1.MFAUserSecret
-	(*ControlRecord)(nil),                 // 22: mamori.v1.ControlRecord
-	(*Device)(nil),                        // 23: mamori.v1.Device
-	(*ListDevicesRequest)(nil),            // 24: mamori.v1.ListDevicesRequest
-	(*ListDevicesResponse)(nil),           // 25: mamori.v1.ListDevicesResponse
-	(*GetDeviceRequest)(nil),              // 26: mamori.v1.GetDeviceRequest
-	(*GetDeviceResponse)(nil),             // 27: mamori.v1.GetDeviceResponse
-	(*FleetSummaryRequest)(nil),           // 28: mamori.v1.FleetSummaryRequest
-	(*FleetSummaryResponse)(nil),          // 29: mamori.v1.FleetSummaryResponse
-	(*GroupSummary)(nil),                  // 30: mamori.v1.GroupSummary
-	(*StoredEvent)(nil),                   // 31: mamori.v1.StoredEvent
-	(*ListEventsRequest)(nil),             // 32: mamori.v1.ListEventsRequest
-	(*ListEventsResponse)(nil),            // 33: mamori.v1.ListEventsResponse
-	(*CreateEnrollmentTokenRequest)(nil),  // 34: mamori.v1.CreateEnrollmentTokenRequest
-	(*CreateEnrollmentTokenResponse)(nil), // 35: mamori.v1.CreateEnrollmentTokenResponse
-	(*RevokeDeviceRequest)(nil),           // 36: mamori.v1.RevokeDeviceRequest
-	(*RevokeDeviceResponse)(nil),          // 37: mamori.v1.RevokeDeviceResponse
-	(*SetDeviceGroupRequest)(nil),         // 38: mamori.v1.SetDeviceGroupRequest
-	(*SetDeviceGroupResponse)(nil),        // 39: mamori.v1.SetDeviceGroupResponse
-	(*ListAuditRequest)(nil),              // 40: mamori.v1.ListAuditRequest
-	(*AuditRecord)(nil),                   // 41: mamori.v1.AuditRecord
-	(*ListAuditResponse)(nil),             // 42: mamori.v1.ListAuditResponse
-	(*GetPolicyRequest)(nil),              // 43: mamori.v1.GetPolicyRequest
-	(*GetPolicyResponse)(nil),             // 44: mamori.v1.GetPolicyResponse
-	(*SetPolicyRequest)(nil),              // 45: mamori.v1.SetPolicyRequest
-	(*SetPolicyResponse)(nil),             // 46: mamori.v1.SetPolicyResponse
-	(*EnrollMFAUserRequest)(nil),          // 47: mamori.v1.EnrollMFAUserRequest
-	(*EnrollMFAUserResponse)(nil),         // 48: mamori.v1.EnrollMFAUserResponse
-	(*ResetMFAUserRequest)(nil),           // 49: mamori.v1.ResetMFAUserRequest
-	(*ResetMFAUserResponse)(nil),          // 50: mamori.v1.ResetMFAUserResponse
-	(*UnlockMFAUserRequest)(nil),          // 51: mamori.v1.UnlockMFAUserRequest
-	(*UnlockMFAUserResponse)(nil),         // 52: mamori.v1.UnlockMFAUserResponse
-	(*IssueMFATempCodeRequest)(nil),       // 53: mamori.v1.IssueMFATempCodeRequest
-	(*IssueMFATempCodeResponse)(nil),      // 54: mamori.v1.IssueMFATempCodeResponse
-	(*ImportMFASeedsRequest)(nil),         // 55: mamori.v1.ImportMFASeedsRequest
-	(*ImportMFASeedsResponse)(nil),        // 56: mamori.v1.ImportMFASeedsResponse
-	(*ListMFAUsersRequest)(nil),           // 57: mamori.v1.ListMFAUsersRequest
-	(*MFAUserInfo)(nil),                   // 58: mamori.v1.MFAUserInfo
-	(*ListMFAUsersResponse)(nil),          // 59: mamori.v1.ListMFAUsersResponse
-	nil,                                   // 60: mamori.v1.ControlStatus.EvidenceEntry
-	nil,                                   // 61: mamori.v1.Event.AttributesEntry
-	nil,                                   // 62: mamori.v1.ControlPolicy.SettingsEntry
-	nil,                                   // 63: mamori.v1.Policy.ControlsEntry
-	(*timestamppb.Timestamp)(nil),         // 64: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),           // 65: google.protobuf.Duration
+	(*GroupPolicy)(nil),                   // 8: mamori.v1.GroupPolicy
+	(*PolicyException)(nil),               // 9: mamori.v1.PolicyException
+	(*EnrollRequest)(nil),                 // 10: mamori.v1.EnrollRequest
+	(*TpmAttestation)(nil),                // 11: mamori.v1.TpmAttestation
+	(*EnrollChallenge)(nil),               // 12: mamori.v1.EnrollChallenge
+	(*ChallengeAnswer)(nil),               // 13: mamori.v1.ChallengeAnswer
+	(*EnrollResponse)(nil),                // 14: mamori.v1.EnrollResponse
+	(*ReportRequest)(nil),                 // 15: mamori.v1.ReportRequest
+	(*ReportResponse)(nil),                // 16: mamori.v1.ReportResponse
+	(*RenewRequest)(nil),                  // 17: mamori.v1.RenewRequest
+	(*RenewResponse)(nil),                 // 18: mamori.v1.RenewResponse
+	(*SealedMFABundle)(nil),               // 19: mamori.v1.SealedMFABundle
+	(*MFABundle)(nil),                     // 20: mamori.v1.MFABundle
+	(*MFATempCode)(nil),                   // 21: mamori.v1.MFATempCode
+	(*MFAUnlock)(nil),                     // 22: mamori.v1.MFAUnlock
+	(*MFAUserSecret)(nil),                 // 23: mamori.v1.MFAUserSecret
+	(*ControlRecord)(nil),                 // 24: mamori.v1.ControlRecord
+	(*Device)(nil),                        // 25: mamori.v1.Device
+	(*ListDevicesRequest)(nil),            // 26: mamori.v1.ListDevicesRequest
+	(*ListDevicesResponse)(nil),           // 27: mamori.v1.ListDevicesResponse
+	(*GetDeviceRequest)(nil),              // 28: mamori.v1.GetDeviceRequest
+	(*GetDeviceResponse)(nil),             // 29: mamori.v1.GetDeviceResponse
+	(*FleetSummaryRequest)(nil),           // 30: mamori.v1.FleetSummaryRequest
+	(*FleetSummaryResponse)(nil),          // 31: mamori.v1.FleetSummaryResponse
+	(*GroupSummary)(nil),                  // 32: mamori.v1.GroupSummary
+	(*StoredEvent)(nil),                   // 33: mamori.v1.StoredEvent
+	(*ListEventsRequest)(nil),             // 34: mamori.v1.ListEventsRequest
+	(*ListEventsResponse)(nil),            // 35: mamori.v1.ListEventsResponse
+	(*CreateEnrollmentTokenRequest)(nil),  // 36: mamori.v1.CreateEnrollmentTokenRequest
+	(*CreateEnrollmentTokenResponse)(nil), // 37: mamori.v1.CreateEnrollmentTokenResponse
+	(*RevokeDeviceRequest)(nil),           // 38: mamori.v1.RevokeDeviceRequest
+	(*RevokeDeviceResponse)(nil),          // 39: mamori.v1.RevokeDeviceResponse
+	(*SetDeviceGroupRequest)(nil),         // 40: mamori.v1.SetDeviceGroupRequest
+	(*SetDeviceGroupResponse)(nil),        // 41: mamori.v1.SetDeviceGroupResponse
+	(*ListAuditRequest)(nil),              // 42: mamori.v1.ListAuditRequest
+	(*AuditRecord)(nil),                   // 43: mamori.v1.AuditRecord
+	(*ListAuditResponse)(nil),             // 44: mamori.v1.ListAuditResponse
+	(*GetPolicyRequest)(nil),              // 45: mamori.v1.GetPolicyRequest
+	(*GetPolicyResponse)(nil),             // 46: mamori.v1.GetPolicyResponse
+	(*SetPolicyRequest)(nil),              // 47: mamori.v1.SetPolicyRequest
+	(*SetPolicyResponse)(nil),             // 48: mamori.v1.SetPolicyResponse
+	(*EnrollMFAUserRequest)(nil),          // 49: mamori.v1.EnrollMFAUserRequest
+	(*EnrollMFAUserResponse)(nil),         // 50: mamori.v1.EnrollMFAUserResponse
+	(*ResetMFAUserRequest)(nil),           // 51: mamori.v1.ResetMFAUserRequest
+	(*ResetMFAUserResponse)(nil),          // 52: mamori.v1.ResetMFAUserResponse
+	(*UnlockMFAUserRequest)(nil),          // 53: mamori.v1.UnlockMFAUserRequest
+	(*UnlockMFAUserResponse)(nil),         // 54: mamori.v1.UnlockMFAUserResponse
+	(*IssueMFATempCodeRequest)(nil),       // 55: mamori.v1.IssueMFATempCodeRequest
+	(*IssueMFATempCodeResponse)(nil),      // 56: mamori.v1.IssueMFATempCodeResponse
+	(*ImportMFASeedsRequest)(nil),         // 57: mamori.v1.ImportMFASeedsRequest
+	(*ImportMFASeedsResponse)(nil),        // 58: mamori.v1.ImportMFASeedsResponse
+	(*ListMFAUsersRequest)(nil),           // 59: mamori.v1.ListMFAUsersRequest
+	(*MFAUserInfo)(nil),                   // 60: mamori.v1.MFAUserInfo
+	(*ListMFAUsersResponse)(nil),          // 61: mamori.v1.ListMFAUsersResponse
+	(*Exception)(nil),                     // 62: mamori.v1.Exception
+	(*CreateExceptionRequest)(nil),        // 63: mamori.v1.CreateExceptionRequest
+	(*CreateExceptionResponse)(nil),       // 64: mamori.v1.CreateExceptionResponse
+	(*ListExceptionsRequest)(nil),         // 65: mamori.v1.ListExceptionsRequest
+	(*ListExceptionsResponse)(nil),        // 66: mamori.v1.ListExceptionsResponse
+	(*RevokeExceptionRequest)(nil),        // 67: mamori.v1.RevokeExceptionRequest
+	(*RevokeExceptionResponse)(nil),       // 68: mamori.v1.RevokeExceptionResponse
+	(*ImportLedgerRequest)(nil),           // 69: mamori.v1.ImportLedgerRequest
+	(*ImportLedgerResponse)(nil),          // 70: mamori.v1.ImportLedgerResponse
+	(*ListLedgerRequest)(nil),             // 71: mamori.v1.ListLedgerRequest
+	(*LedgerRow)(nil),                     // 72: mamori.v1.LedgerRow
+	(*ListLedgerResponse)(nil),            // 73: mamori.v1.ListLedgerResponse
+	nil,                                   // 74: mamori.v1.ControlStatus.EvidenceEntry
+	nil,                                   // 75: mamori.v1.Event.AttributesEntry
+	nil,                                   // 76: mamori.v1.ControlPolicy.SettingsEntry
+	nil,                                   // 77: mamori.v1.Policy.ControlsEntry
+	nil,                                   // 78: mamori.v1.Policy.GroupsEntry
+	nil,                                   // 79: mamori.v1.GroupPolicy.ControlsEntry
+	(*timestamppb.Timestamp)(nil),         // 80: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),           // 81: google.protobuf.Duration
 }
 var file_mamori_v1_mamori_proto_depIdxs = []int32{
-	0,  // 0: mamori.v1.ControlStatus.mode:type_name -> mamori.v1.Mode
-	1,  // 1: mamori.v1.ControlStatus.state:type_name -> mamori.v1.ControlState
-	60, // 2: mamori.v1.ControlStatus.evidence:type_name -> mamori.v1.ControlStatus.EvidenceEntry
-	64, // 3: mamori.v1.ControlStatus.observed_at:type_name -> google.protobuf.Timestamp
-	64, // 4: mamori.v1.Event.time:type_name -> google.protobuf.Timestamp
-	61, // 5: mamori.v1.Event.attributes:type_name -> mamori.v1.Event.AttributesEntry
-	0,  // 6: mamori.v1.ControlPolicy.mode:type_name -> mamori.v1.Mode
-	62, // 7: mamori.v1.ControlPolicy.settings:type_name -> mamori.v1.ControlPolicy.SettingsEntry
-	63, // 8: mamori.v1.Policy.controls:type_name -> mamori.v1.Policy.ControlsEntry
-	65, // 9: mamori.v1.Policy.report_interval:type_name -> google.protobuf.Duration
-	65, // 10: mamori.v1.Policy.max_report_age:type_name -> google.protobuf.Duration
-	3,  // 11: mamori.v1.EnrollRequest.facts:type_name -> mamori.v1.DeviceFacts
-	9,  // 12: mamori.v1.EnrollRequest.attestation:type_name -> mamori.v1.TpmAttestation
-	11, // 13: mamori.v1.EnrollRequest.answer:type_name -> mamori.v1.ChallengeAnswer
-	7,  // 14: mamori.v1.EnrollResponse.policy:type_name -> mamori.v1.Policy
-	10, // 15: mamori.v1.EnrollResponse.challenge:type_name -> mamori.v1.EnrollChallenge
-	3,  // 16: mamori.v1.ReportRequest.facts:type_name -> mamori.v1.DeviceFacts
-	4,  // 17: mamori.v1.ReportRequest.statuses:type_name -> mamori.v1.ControlStatus
-	5,  // 18: mamori.v1.ReportRequest.events:type_name -> mamori.v1.Event
-	64, // 19: mamori.v1.ReportRequest.sent_at:type_name -> google.protobuf.Timestamp
-	7,  // 20: mamori.v1.ReportResponse.policy:type_name -> mamori.v1.Policy
-	65, // 21: mamori.v1.ReportResponse.next_report_in:type_name -> google.protobuf.Duration
-	64, // 22: mamori.v1.ReportResponse.server_time:type_name -> google.protobuf.Timestamp
-	17, // 23: mamori.v1.ReportResponse.mfa_bundle:type_name -> mamori.v1.SealedMFABundle
-	64, // 24: mamori.v1.RenewResponse.not_after:type_name -> google.protobuf.Timestamp
-	64, // 25: mamori.v1.MFABundle.issued_at:type_name -> google.protobuf.Timestamp
-	21, // 26: mamori.v1.MFABundle.users:type_name -> mamori.v1.MFAUserSecret
-	19, // 27: mamori.v1.MFABundle.temp_codes:type_name -> mamori.v1.MFATempCode
-	20, // 28: mamori.v1.MFABundle.unlocks:type_name -> mamori.v1.MFAUnlock
-	64, // 29: mamori.v1.MFABundle.grace_until:type_name -> google.protobuf.Timestamp
-	64, // 30: mamori.v1.MFATempCode.expires_at:type_name -> google.protobuf.Timestamp
-	4,  // 31: mamori.v1.ControlRecord.status:type_name -> mamori.v1.ControlStatus
-	64, // 32: mamori.v1.ControlRecord.since:type_name -> google.protobuf.Timestamp
-	3,  // 33: mamori.v1.Device.facts:type_name -> mamori.v1.DeviceFacts
-	2,  // 34: mamori.v1.Device.compliance:type_name -> mamori.v1.Compliance
-	64, // 35: mamori.v1.Device.enrolled_at:type_name -> google.protobuf.Timestamp
-	64, // 36: mamori.v1.Device.last_seen:type_name -> google.protobuf.Timestamp
-	64, // 37: mamori.v1.Device.failing_since:type_name -> google.protobuf.Timestamp
-	64, // 38: mamori.v1.Device.offline_since:type_name -> google.protobuf.Timestamp
-	22, // 39: mamori.v1.Device.controls:type_name -> mamori.v1.ControlRecord
-	64, // 40: mamori.v1.Device.revoked_at:type_name -> google.protobuf.Timestamp
-	2,  // 41: mamori.v1.ListDevicesRequest.compliance:type_name -> mamori.v1.Compliance
-	23, // 42: mamori.v1.ListDevicesResponse.devices:type_name -> mamori.v1.Device
-	23, // 43: mamori.v1.GetDeviceResponse.device:type_name -> mamori.v1.Device
-	31, // 44: mamori.v1.GetDeviceResponse.recent_events:type_name -> mamori.v1.StoredEvent
-	30, // 45: mamori.v1.FleetSummaryResponse.groups:type_name -> mamori.v1.GroupSummary
-	5,  // 46: mamori.v1.StoredEvent.event:type_name -> mamori.v1.Event
-	64, // 47: mamori.v1.StoredEvent.received_at:type_name -> google.protobuf.Timestamp
-	31, // 48: mamori.v1.ListEventsResponse.events:type_name -> mamori.v1.StoredEvent
-	65, // 49: mamori.v1.CreateEnrollmentTokenRequest.ttl:type_name -> google.protobuf.Duration
-	64, // 50: mamori.v1.CreateEnrollmentTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
-	23, // 51: mamori.v1.RevokeDeviceResponse.device:type_name -> mamori.v1.Device
-	23, // 52: mamori.v1.SetDeviceGroupResponse.device:type_name -> mamori.v1.Device
-	64, // 53: mamori.v1.AuditRecord.at:type_name -> google.protobuf.Timestamp
-	41, // 54: mamori.v1.ListAuditResponse.records:type_name -> mamori.v1.AuditRecord
-	7,  // 55: mamori.v1.GetPolicyResponse.policy:type_name -> mamori.v1.Policy
-	7,  // 56: mamori.v1.SetPolicyRequest.policy:type_name -> mamori.v1.Policy
-	7,  // 57: mamori.v1.SetPolicyResponse.policy:type_name -> mamori.v1.Policy
-	65, // 58: mamori.v1.IssueMFATempCodeRequest.expires_in:type_name -> google.protobuf.Duration
-	64, // 59: mamori.v1.IssueMFATempCodeResponse.expires_at:type_name -> google.protobuf.Timestamp
-	64, // 60: mamori.v1.MFAUserInfo.enrolled_at:type_name -> google.protobuf.Timestamp
-	58, // 61: mamori.v1.ListMFAUsersResponse.users:type_name -> mamori.v1.MFAUserInfo
-	6,  // 62: mamori.v1.Policy.ControlsEntry.value:type_name -> mamori.v1.ControlPolicy
-	8,  // 63: mamori.v1.AgentService.Enroll:input_type -> mamori.v1.EnrollRequest
-	13, // 64: mamori.v1.AgentService.Report:input_type -> mamori.v1.ReportRequest
-	15, // 65: mamori.v1.AgentService.Renew:input_type -> mamori.v1.RenewRequest
-	24, // 66: mamori.v1.AdminService.ListDevices:input_type -> mamori.v1.ListDevicesRequest
-	26, // 67: mamori.v1.AdminService.GetDevice:input_type -> mamori.v1.GetDeviceRequest
-	28, // 68: mamori.v1.AdminService.FleetSummary:input_type -> mamori.v1.FleetSummaryRequest
-	32, // 69: mamori.v1.AdminService.ListEvents:input_type -> mamori.v1.ListEventsRequest
-	34, // 70: mamori.v1.AdminService.CreateEnrollmentToken:input_type -> mamori.v1.CreateEnrollmentTokenRequest
-	36, // 71: mamori.v1.AdminService.RevokeDevice:input_type -> mamori.v1.RevokeDeviceRequest
-	38, // 72: mamori.v1.AdminService.SetDeviceGroup:input_type -> mamori.v1.SetDeviceGroupRequest
-	43, // 73: mamori.v1.AdminService.GetPolicy:input_type -> mamori.v1.GetPolicyRequest
-	45, // 74: mamori.v1.AdminService.SetPolicy:input_type -> mamori.v1.SetPolicyRequest
-	47, // 75: mamori.v1.AdminService.EnrollMFAUser:input_type -> mamori.v1.EnrollMFAUserRequest
-	49, // 76: mamori.v1.AdminService.ResetMFAUser:input_type -> mamori.v1.ResetMFAUserRequest
-	51, // 77: mamori.v1.AdminService.UnlockMFAUser:input_type -> mamori.v1.UnlockMFAUserRequest
-	53, // 78: mamori.v1.AdminService.IssueMFATempCode:input_type -> mamori.v1.IssueMFATempCodeRequest
-	55, // 79: mamori.v1.AdminService.ImportMFASeeds:input_type -> mamori.v1.ImportMFASeedsRequest
-	57, // 80: mamori.v1.AdminService.ListMFAUsers:input_type -> mamori.v1.ListMFAUsersRequest
-	40, // 81: mamori.v1.AdminService.ListAudit:input_type -> mamori.v1.ListAuditRequest
-	12, // 82: mamori.v1.AgentService.Enroll:output_type -> mamori.v1.EnrollResponse
-	14, // 83: mamori.v1.AgentService.Report:output_type -> mamori.v1.ReportResponse
-	16, // 84: mamori.v1.AgentService.Renew:output_type -> mamori.v1.RenewResponse
-	25, // 85: mamori.v1.AdminService.ListDevices:output_type -> mamori.v1.ListDevicesResponse
-	27, // 86: mamori.v1.AdminService.GetDevice:output_type -> mamori.v1.GetDeviceResponse
-	29, // 87: mamori.v1.AdminService.FleetSummary:output_type -> mamori.v1.FleetSummaryResponse
-	33, // 88: mamori.v1.AdminService.ListEvents:output_type -> mamori.v1.ListEventsResponse
-	35, // 89: mamori.v1.AdminService.CreateEnrollmentToken:output_type -> mamori.v1.CreateEnrollmentTokenResponse
-	37, // 90: mamori.v1.AdminService.RevokeDevice:output_type -> mamori.v1.RevokeDeviceResponse
-	39, // 91: mamori.v1.AdminService.SetDeviceGroup:output_type -> mamori.v1.SetDeviceGroupResponse
-	44, // 92: mamori.v1.AdminService.GetPolicy:output_type -> mamori.v1.GetPolicyResponse
-	46, // 93: mamori.v1.AdminService.SetPolicy:output_type -> mamori.v1.SetPolicyResponse
-	48, // 94: mamori.v1.AdminService.EnrollMFAUser:output_type -> mamori.v1.EnrollMFAUserResponse
-	50, // 95: mamori.v1.AdminService.ResetMFAUser:output_type -> mamori.v1.ResetMFAUserResponse
-	52, // 96: mamori.v1.AdminService.UnlockMFAUser:output_type -> mamori.v1.UnlockMFAUserResponse
-	54, // 97: mamori.v1.AdminService.IssueMFATempCode:output_type -> mamori.v1.IssueMFATempCodeResponse
-	56, // 98: mamori.v1.AdminService.ImportMFASeeds:output_type -> mamori.v1.ImportMFASeedsResponse
-	59, // 99: mamori.v1.AdminService.ListMFAUsers:output_type -> mamori.v1.ListMFAUsersResponse
-	42, // 100: mamori.v1.AdminService.ListAudit:output_type -> mamori.v1.ListAuditResponse
-	82, // [82:101] is the sub-list for method output_type
-	63, // [63:82] is the sub-list for method input_type
-	63, // [63:63] is the sub-list for extension type_name
-	63, // [63:63] is the sub-list for extension extendee
-	0,  // [0:63] is the sub-list for field type_name
+	0,   // 0: mamori.v1.ControlStatus.mode:type_name -> mamori.v1.Mode
+	1,   // 1: mamori.v1.ControlStatus.state:type_name -> mamori.v1.ControlState
+	74,  // 2: mamori.v1.ControlStatus.evidence:type_name -> mamori.v1.ControlStatus.EvidenceEntry
+	80,  // 3: mamori.v1.ControlStatus.observed_at:type_name -> google.protobuf.Timestamp
+	80,  // 4: mamori.v1.Event.time:type_name -> google.protobuf.Timestamp
+	75,  // 5: mamori.v1.Event.attributes:type_name -> mamori.v1.Event.AttributesEntry
+	0,   // 6: mamori.v1.ControlPolicy.mode:type_name -> mamori.v1.Mode
+	76,  // 7: mamori.v1.ControlPolicy.settings:type_name -> mamori.v1.ControlPolicy.SettingsEntry
+	77,  // 8: mamori.v1.Policy.controls:type_name -> mamori.v1.Policy.ControlsEntry
+	81,  // 9: mamori.v1.Policy.report_interval:type_name -> google.protobuf.Duration
+	81,  // 10: mamori.v1.Policy.max_report_age:type_name -> google.protobuf.Duration
+	78,  // 11: mamori.v1.Policy.groups:type_name -> mamori.v1.Policy.GroupsEntry
+	9,   // 12: mamori.v1.Policy.exceptions:type_name -> mamori.v1.PolicyException
+	79,  // 13: mamori.v1.GroupPolicy.controls:type_name -> mamori.v1.GroupPolicy.ControlsEntry
+	81,  // 14: mamori.v1.GroupPolicy.report_interval:type_name -> google.protobuf.Duration
+	81,  // 15: mamori.v1.GroupPolicy.max_report_age:type_name -> google.protobuf.Duration
+	80,  // 16: mamori.v1.PolicyException.expires_at:type_name -> google.protobuf.Timestamp
+	3,   // 17: mamori.v1.EnrollRequest.facts:type_name -> mamori.v1.DeviceFacts
+	11,  // 18: mamori.v1.EnrollRequest.attestation:type_name -> mamori.v1.TpmAttestation
+	13,  // 19: mamori.v1.EnrollRequest.answer:type_name -> mamori.v1.ChallengeAnswer
+	7,   // 20: mamori.v1.EnrollResponse.policy:type_name -> mamori.v1.Policy
+	12,  // 21: mamori.v1.EnrollResponse.challenge:type_name -> mamori.v1.EnrollChallenge
+	3,   // 22: mamori.v1.ReportRequest.facts:type_name -> mamori.v1.DeviceFacts
+	4,   // 23: mamori.v1.ReportRequest.statuses:type_name -> mamori.v1.ControlStatus
+	5,   // 24: mamori.v1.ReportRequest.events:type_name -> mamori.v1.Event
+	80,  // 25: mamori.v1.ReportRequest.sent_at:type_name -> google.protobuf.Timestamp
+	7,   // 26: mamori.v1.ReportResponse.policy:type_name -> mamori.v1.Policy
+	81,  // 27: mamori.v1.ReportResponse.next_report_in:type_name -> google.protobuf.Duration
+	80,  // 28: mamori.v1.ReportResponse.server_time:type_name -> google.protobuf.Timestamp
+	19,  // 29: mamori.v1.ReportResponse.mfa_bundle:type_name -> mamori.v1.SealedMFABundle
+	80,  // 30: mamori.v1.RenewResponse.not_after:type_name -> google.protobuf.Timestamp
+	80,  // 31: mamori.v1.MFABundle.issued_at:type_name -> google.protobuf.Timestamp
+	23,  // 32: mamori.v1.MFABundle.users:type_name -> mamori.v1.MFAUserSecret
+	21,  // 33: mamori.v1.MFABundle.temp_codes:type_name -> mamori.v1.MFATempCode
+	22,  // 34: mamori.v1.MFABundle.unlocks:type_name -> mamori.v1.MFAUnlock
+	80,  // 35: mamori.v1.MFABundle.grace_until:type_name -> google.protobuf.Timestamp
+	80,  // 36: mamori.v1.MFATempCode.expires_at:type_name -> google.protobuf.Timestamp
+	4,   // 37: mamori.v1.ControlRecord.status:type_name -> mamori.v1.ControlStatus
+	80,  // 38: mamori.v1.ControlRecord.since:type_name -> google.protobuf.Timestamp
+	3,   // 39: mamori.v1.Device.facts:type_name -> mamori.v1.DeviceFacts
+	2,   // 40: mamori.v1.Device.compliance:type_name -> mamori.v1.Compliance
+	80,  // 41: mamori.v1.Device.enrolled_at:type_name -> google.protobuf.Timestamp
+	80,  // 42: mamori.v1.Device.last_seen:type_name -> google.protobuf.Timestamp
+	80,  // 43: mamori.v1.Device.failing_since:type_name -> google.protobuf.Timestamp
+	80,  // 44: mamori.v1.Device.offline_since:type_name -> google.protobuf.Timestamp
+	24,  // 45: mamori.v1.Device.controls:type_name -> mamori.v1.ControlRecord
+	80,  // 46: mamori.v1.Device.revoked_at:type_name -> google.protobuf.Timestamp
+	2,   // 47: mamori.v1.ListDevicesRequest.compliance:type_name -> mamori.v1.Compliance
+	25,  // 48: mamori.v1.ListDevicesResponse.devices:type_name -> mamori.v1.Device
+	25,  // 49: mamori.v1.GetDeviceResponse.device:type_name -> mamori.v1.Device
+	33,  // 50: mamori.v1.GetDeviceResponse.recent_events:type_name -> mamori.v1.StoredEvent
+	32,  // 51: mamori.v1.FleetSummaryResponse.groups:type_name -> mamori.v1.GroupSummary
+	5,   // 52: mamori.v1.StoredEvent.event:type_name -> mamori.v1.Event
+	80,  // 53: mamori.v1.StoredEvent.received_at:type_name -> google.protobuf.Timestamp
+	33,  // 54: mamori.v1.ListEventsResponse.events:type_name -> mamori.v1.StoredEvent
+	81,  // 55: mamori.v1.CreateEnrollmentTokenRequest.ttl:type_name -> google.protobuf.Duration
+	80,  // 56: mamori.v1.CreateEnrollmentTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
+	25,  // 57: mamori.v1.RevokeDeviceResponse.device:type_name -> mamori.v1.Device
+	25,  // 58: mamori.v1.SetDeviceGroupResponse.device:type_name -> mamori.v1.Device
+	80,  // 59: mamori.v1.AuditRecord.at:type_name -> google.protobuf.Timestamp
+	43,  // 60: mamori.v1.ListAuditResponse.records:type_name -> mamori.v1.AuditRecord
+	7,   // 61: mamori.v1.GetPolicyResponse.policy:type_name -> mamori.v1.Policy
+	7,   // 62: mamori.v1.SetPolicyRequest.policy:type_name -> mamori.v1.Policy
+	7,   // 63: mamori.v1.SetPolicyResponse.policy:type_name -> mamori.v1.Policy
+	81,  // 64: mamori.v1.IssueMFATempCodeRequest.expires_in:type_name -> google.protobuf.Duration
+	80,  // 65: mamori.v1.IssueMFATempCodeResponse.expires_at:type_name -> google.protobuf.Timestamp
+	80,  // 66: mamori.v1.MFAUserInfo.enrolled_at:type_name -> google.protobuf.Timestamp
+	60,  // 67: mamori.v1.ListMFAUsersResponse.users:type_name -> mamori.v1.MFAUserInfo
+	80,  // 68: mamori.v1.Exception.created_at:type_name -> google.protobuf.Timestamp
+	80,  // 69: mamori.v1.Exception.expires_at:type_name -> google.protobuf.Timestamp
+	80,  // 70: mamori.v1.Exception.revoked_at:type_name -> google.protobuf.Timestamp
+	80,  // 71: mamori.v1.CreateExceptionRequest.expires_at:type_name -> google.protobuf.Timestamp
+	62,  // 72: mamori.v1.CreateExceptionResponse.exception:type_name -> mamori.v1.Exception
+	62,  // 73: mamori.v1.ListExceptionsResponse.exceptions:type_name -> mamori.v1.Exception
+	62,  // 74: mamori.v1.RevokeExceptionResponse.exception:type_name -> mamori.v1.Exception
+	2,   // 75: mamori.v1.LedgerRow.compliance:type_name -> mamori.v1.Compliance
+	72,  // 76: mamori.v1.ListLedgerResponse.rows:type_name -> mamori.v1.LedgerRow
+	80,  // 77: mamori.v1.ListLedgerResponse.imported_at:type_name -> google.protobuf.Timestamp
+	6,   // 78: mamori.v1.Policy.ControlsEntry.value:type_name -> mamori.v1.ControlPolicy
+	8,   // 79: mamori.v1.Policy.GroupsEntry.value:type_name -> mamori.v1.GroupPolicy
+	6,   // 80: mamori.v1.GroupPolicy.ControlsEntry.value:type_name -> mamori.v1.ControlPolicy
+	10,  // 81: mamori.v1.AgentService.Enroll:input_type -> mamori.v1.EnrollRequest
+	15,  // 82: mamori.v1.AgentService.Report:input_type -> mamori.v1.ReportRequest
+	17,  // 83: mamori.v1.AgentService.Renew:input_type -> mamori.v1.RenewRequest
+	26,  // 84: mamori.v1.AdminService.ListDevices:input_type -> mamori.v1.ListDevicesRequest
+	28,  // 85: mamori.v1.AdminService.GetDevice:input_type -> mamori.v1.GetDeviceRequest
+	30,  // 86: mamori.v1.AdminService.FleetSummary:input_type -> mamori.v1.FleetSummaryRequest
+	34,  // 87: mamori.v1.AdminService.ListEvents:input_type -> mamori.v1.ListEventsRequest
+	36,  // 88: mamori.v1.AdminService.CreateEnrollmentToken:input_type -> mamori.v1.CreateEnrollmentTokenRequest
+	38,  // 89: mamori.v1.AdminService.RevokeDevice:input_type -> mamori.v1.RevokeDeviceRequest
+	40,  // 90: mamori.v1.AdminService.SetDeviceGroup:input_type -> mamori.v1.SetDeviceGroupRequest
+	45,  // 91: mamori.v1.AdminService.GetPolicy:input_type -> mamori.v1.GetPolicyRequest
+	47,  // 92: mamori.v1.AdminService.SetPolicy:input_type -> mamori.v1.SetPolicyRequest
+	49,  // 93: mamori.v1.AdminService.EnrollMFAUser:input_type -> mamori.v1.EnrollMFAUserRequest
+	51,  // 94: mamori.v1.AdminService.ResetMFAUser:input_type -> mamori.v1.ResetMFAUserRequest
+	53,  // 95: mamori.v1.AdminService.UnlockMFAUser:input_type -> mamori.v1.UnlockMFAUserRequest
+	55,  // 96: mamori.v1.AdminService.IssueMFATempCode:input_type -> mamori.v1.IssueMFATempCodeRequest
+	57,  // 97: mamori.v1.AdminService.ImportMFASeeds:input_type -> mamori.v1.ImportMFASeedsRequest
+	59,  // 98: mamori.v1.AdminService.ListMFAUsers:input_type -> mamori.v1.ListMFAUsersRequest
+	42,  // 99: mamori.v1.AdminService.ListAudit:input_type -> mamori.v1.ListAuditRequest
+	63,  // 100: mamori.v1.AdminService.CreateException:input_type -> mamori.v1.CreateExceptionRequest
+	65,  // 101: mamori.v1.AdminService.ListExceptions:input_type -> mamori.v1.ListExceptionsRequest
+	67,  // 102: mamori.v1.AdminService.RevokeException:input_type -> mamori.v1.RevokeExceptionRequest
+	69,  // 103: mamori.v1.AdminService.ImportLedger:input_type -> mamori.v1.ImportLedgerRequest
+	71,  // 104: mamori.v1.AdminService.ListLedger:input_type -> mamori.v1.ListLedgerRequest
+	14,  // 105: mamori.v1.AgentService.Enroll:output_type -> mamori.v1.EnrollResponse
+	16,  // 106: mamori.v1.AgentService.Report:output_type -> mamori.v1.ReportResponse
+	18,  // 107: mamori.v1.AgentService.Renew:output_type -> mamori.v1.RenewResponse
+	27,  // 108: mamori.v1.AdminService.ListDevices:output_type -> mamori.v1.ListDevicesResponse
+	29,  // 109: mamori.v1.AdminService.GetDevice:output_type -> mamori.v1.GetDeviceResponse
+	31,  // 110: mamori.v1.AdminService.FleetSummary:output_type -> mamori.v1.FleetSummaryResponse
+	35,  // 111: mamori.v1.AdminService.ListEvents:output_type -> mamori.v1.ListEventsResponse
+	37,  // 112: mamori.v1.AdminService.CreateEnrollmentToken:output_type -> mamori.v1.CreateEnrollmentTokenResponse
+	39,  // 113: mamori.v1.AdminService.RevokeDevice:output_type -> mamori.v1.RevokeDeviceResponse
+	41,  // 114: mamori.v1.AdminService.SetDeviceGroup:output_type -> mamori.v1.SetDeviceGroupResponse
+	46,  // 115: mamori.v1.AdminService.GetPolicy:output_type -> mamori.v1.GetPolicyResponse
+	48,  // 116: mamori.v1.AdminService.SetPolicy:output_type -> mamori.v1.SetPolicyResponse
+	50,  // 117: mamori.v1.AdminService.EnrollMFAUser:output_type -> mamori.v1.EnrollMFAUserResponse
+	52,  // 118: mamori.v1.AdminService.ResetMFAUser:output_type -> mamori.v1.ResetMFAUserResponse
+	54,  // 119: mamori.v1.AdminService.UnlockMFAUser:output_type -> mamori.v1.UnlockMFAUserResponse
+	56,  // 120: mamori.v1.AdminService.IssueMFATempCode:output_type -> mamori.v1.IssueMFATempCodeResponse
+	58,  // 121: mamori.v1.AdminService.ImportMFASeeds:output_type -> mamori.v1.ImportMFASeedsResponse
+	61,  // 122: mamori.v1.AdminService.ListMFAUsers:output_type -> mamori.v1.ListMFAUsersResponse
+	44,  // 123: mamori.v1.AdminService.ListAudit:output_type -> mamori.v1.ListAuditResponse
+	64,  // 124: mamori.v1.AdminService.CreateException:output_type -> mamori.v1.CreateExceptionResponse
+	66,  // 125: mamori.v1.AdminService.ListExceptions:output_type -> mamori.v1.ListExceptionsResponse
+	68,  // 126: mamori.v1.AdminService.RevokeException:output_type -> mamori.v1.RevokeExceptionResponse
+	70,  // 127: mamori.v1.AdminService.ImportLedger:output_type -> mamori.v1.ImportLedgerResponse
+	73,  // 128: mamori.v1.AdminService.ListLedger:output_type -> mamori.v1.ListLedgerResponse
+	105, // [105:129] is the sub-list for method output_type
+	81,  // [81:105] is the sub-list for method input_type
+	81,  // [81:81] is the sub-list for extension type_name
+	81,  // [81:81] is the sub-list for extension extendee
+	0,   // [0:81] is the sub-list for field type_name
 }
 
 func init() { file_mamori_v1_mamori_proto_init() }
@@ -4521,7 +5615,7 @@ func file_mamori_v1_mamori_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mamori_v1_mamori_proto_rawDesc), len(file_mamori_v1_mamori_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   61,
+			NumMessages:   77,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -263,6 +263,11 @@ const (
 	AdminService_ImportMFASeeds_FullMethodName        = "/mamori.v1.AdminService/ImportMFASeeds"
 	AdminService_ListMFAUsers_FullMethodName          = "/mamori.v1.AdminService/ListMFAUsers"
 	AdminService_ListAudit_FullMethodName             = "/mamori.v1.AdminService/ListAudit"
+	AdminService_CreateException_FullMethodName       = "/mamori.v1.AdminService/CreateException"
+	AdminService_ListExceptions_FullMethodName        = "/mamori.v1.AdminService/ListExceptions"
+	AdminService_RevokeException_FullMethodName       = "/mamori.v1.AdminService/RevokeException"
+	AdminService_ImportLedger_FullMethodName          = "/mamori.v1.AdminService/ImportLedger"
+	AdminService_ListLedger_FullMethodName            = "/mamori.v1.AdminService/ListLedger"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -306,6 +311,19 @@ type AdminServiceClient interface {
 	// record's chain hashes, so `mamorictl audit verify` can recompute the
 	// chain on its own. Role officer.
 	ListAudit(ctx context.Context, in *ListAuditRequest, opts ...grpc.CallOption) (*ListAuditResponse, error)
+	// CreateException approves a time-boxed exception (例外措置): one USB
+	// device allowed on one terminal or every terminal of a group, optionally
+	// for one user only. Officer.
+	CreateException(ctx context.Context, in *CreateExceptionRequest, opts ...grpc.CallOption) (*CreateExceptionResponse, error)
+	// ListExceptions lists exceptions, newest first. Helpdesk.
+	ListExceptions(ctx context.Context, in *ListExceptionsRequest, opts ...grpc.CallOption) (*ListExceptionsResponse, error)
+	// RevokeException ends an exception before its expiry. Officer.
+	RevokeException(ctx context.Context, in *RevokeExceptionRequest, opts ...grpc.CallOption) (*RevokeExceptionResponse, error)
+	// ImportLedger replaces the asset ledger (端末台帳) with a CSV file;
+	// an invalid row refuses the whole file. Officer.
+	ImportLedger(ctx context.Context, in *ImportLedgerRequest, opts ...grpc.CallOption) (*ImportLedgerResponse, error)
+	// ListLedger returns the ledger matched to enrolled devices. Helpdesk.
+	ListLedger(ctx context.Context, in *ListLedgerRequest, opts ...grpc.CallOption) (*ListLedgerResponse, error)
 }
 
 type adminServiceClient struct {
@@ -476,6 +494,56 @@ func (c *adminServiceClient) ListAudit(ctx context.Context, in *ListAuditRequest
 	return out, nil
 }
 
+func (c *adminServiceClient) CreateException(ctx context.Context, in *CreateExceptionRequest, opts ...grpc.CallOption) (*CreateExceptionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreateExceptionResponse)
+	err := c.cc.Invoke(ctx, AdminService_CreateException_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) ListExceptions(ctx context.Context, in *ListExceptionsRequest, opts ...grpc.CallOption) (*ListExceptionsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListExceptionsResponse)
+	err := c.cc.Invoke(ctx, AdminService_ListExceptions_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) RevokeException(ctx context.Context, in *RevokeExceptionRequest, opts ...grpc.CallOption) (*RevokeExceptionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RevokeExceptionResponse)
+	err := c.cc.Invoke(ctx, AdminService_RevokeException_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) ImportLedger(ctx context.Context, in *ImportLedgerRequest, opts ...grpc.CallOption) (*ImportLedgerResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ImportLedgerResponse)
+	err := c.cc.Invoke(ctx, AdminService_ImportLedger_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) ListLedger(ctx context.Context, in *ListLedgerRequest, opts ...grpc.CallOption) (*ListLedgerResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListLedgerResponse)
+	err := c.cc.Invoke(ctx, AdminService_ListLedger_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -517,6 +585,19 @@ type AdminServiceServer interface {
 	// record's chain hashes, so `mamorictl audit verify` can recompute the
 	// chain on its own. Role officer.
 	ListAudit(context.Context, *ListAuditRequest) (*ListAuditResponse, error)
+	// CreateException approves a time-boxed exception (例外措置): one USB
+	// device allowed on one terminal or every terminal of a group, optionally
+	// for one user only. Officer.
+	CreateException(context.Context, *CreateExceptionRequest) (*CreateExceptionResponse, error)
+	// ListExceptions lists exceptions, newest first. Helpdesk.
+	ListExceptions(context.Context, *ListExceptionsRequest) (*ListExceptionsResponse, error)
+	// RevokeException ends an exception before its expiry. Officer.
+	RevokeException(context.Context, *RevokeExceptionRequest) (*RevokeExceptionResponse, error)
+	// ImportLedger replaces the asset ledger (端末台帳) with a CSV file;
+	// an invalid row refuses the whole file. Officer.
+	ImportLedger(context.Context, *ImportLedgerRequest) (*ImportLedgerResponse, error)
+	// ListLedger returns the ledger matched to enrolled devices. Helpdesk.
+	ListLedger(context.Context, *ListLedgerRequest) (*ListLedgerResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -574,6 +655,21 @@ func (UnimplementedAdminServiceServer) ListMFAUsers(context.Context, *ListMFAUse
 }
 func (UnimplementedAdminServiceServer) ListAudit(context.Context, *ListAuditRequest) (*ListAuditResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListAudit not implemented")
+}
+func (UnimplementedAdminServiceServer) CreateException(context.Context, *CreateExceptionRequest) (*CreateExceptionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateException not implemented")
+}
+func (UnimplementedAdminServiceServer) ListExceptions(context.Context, *ListExceptionsRequest) (*ListExceptionsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListExceptions not implemented")
+}
+func (UnimplementedAdminServiceServer) RevokeException(context.Context, *RevokeExceptionRequest) (*RevokeExceptionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RevokeException not implemented")
+}
+func (UnimplementedAdminServiceServer) ImportLedger(context.Context, *ImportLedgerRequest) (*ImportLedgerResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ImportLedger not implemented")
+}
+func (UnimplementedAdminServiceServer) ListLedger(context.Context, *ListLedgerRequest) (*ListLedgerResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListLedger not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -884,6 +980,96 @@ func _AdminService_ListAudit_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_CreateException_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateExceptionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).CreateException(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_CreateException_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).CreateException(ctx, req.(*CreateExceptionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_ListExceptions_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListExceptionsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ListExceptions(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ListExceptions_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ListExceptions(ctx, req.(*ListExceptionsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_RevokeException_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RevokeExceptionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).RevokeException(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_RevokeException_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).RevokeException(ctx, req.(*RevokeExceptionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_ImportLedger_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ImportLedgerRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ImportLedger(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ImportLedger_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ImportLedger(ctx, req.(*ImportLedgerRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_ListLedger_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListLedgerRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ListLedger(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ListLedger_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ListLedger(ctx, req.(*ListLedgerRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -954,6 +1140,26 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListAudit",
 			Handler:    _AdminService_ListAudit_Handler,
+		},
+		{
+			MethodName: "CreateException",
+			Handler:    _AdminService_CreateException_Handler,
+		},
+		{
+			MethodName: "ListExceptions",
+			Handler:    _AdminService_ListExceptions_Handler,
+		},
+		{
+			MethodName: "RevokeException",
+			Handler:    _AdminService_RevokeException_Handler,
+		},
+		{
+			MethodName: "ImportLedger",
+			Handler:    _AdminService_ImportLedger_Handler,
+		},
+		{
+			MethodName: "ListLedger",
+			Handler:    _AdminService_ListLedger_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

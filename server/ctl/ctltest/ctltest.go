@@ -46,6 +46,10 @@ type Fake struct {
 	Fleet *mamoriv1.FleetSummaryResponse
 	// MFAUsers is the ListMFAUsers answer.
 	MFAUsers []*mamoriv1.MFAUserInfo
+	// Exceptions and Ledger serve the exception and ledger commands
+	// (exceptions.go).
+	Exceptions []*mamoriv1.Exception
+	Ledger     *mamoriv1.ListLedgerResponse
 	// CAFingerprint is returned by CreateEnrollmentToken (Start sets it).
 	CAFingerprint string
 	// Errs makes a method ("ListDevices", …) fail with the given error.

@@ -63,6 +63,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"MFAUsers", testMFAUsers},
 		{"Groups", testGroups},
 		{"MFALifecycle", testMFALifecycle},
+		{"Exceptions", testExceptions}, // exceptions.go
+		{"Ledger", testLedger},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,0 +1,30 @@
+package web
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestLineDiff(t *testing.T) {
+	a := "a\nb\nc\nd\ne\nf\ng\nh\ni"
+	b := "a\nb\nc\nd\nE\nf\ng\nh\ni\nj"
+	got := withContext(lineDiff(a, b))
+	var lines []string
+	for _, l := range got {
+		lines = append(lines, l.Op+l.Text)
+	}
+	want := []string{" …", " b", " c", " d", "-e", "+E", " f", " g", " h", " i", "+j"}
+	if diff := cmp.Diff(want, lines); diff != "" {
+		t.Errorf("(-want +got)\n%s", diff)
+	}
+	if changed(lineDiff(a, a)) {
+		t.Error("equal texts differ")
+	}
+	// Too large for the table: everything removed, everything added.
+	big := strings.Repeat("x\n", 3000)
+	if d := lineDiff(big, big+"y"); len(d) != 6002 {
+		t.Errorf("large diff has %d lines", len(d))
+	}
+}

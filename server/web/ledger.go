@@ -1,0 +1,124 @@
+package web
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/mamori-dev/mamori/internal/i18n"
+	"github.com/mamori-dev/mamori/internal/policy"
+	"github.com/mamori-dev/mamori/server/ledger"
+	"github.com/mamori-dev/mamori/server/store"
+)
+
+// The asset ledger (端末台帳): the officer imports a CSV of the terminals
+// the municipality owns; the page matches it to the enrolled devices.
+
+// maxUploadBytes bounds a multipart POST (the ledger file and the form).
+const maxUploadBytes = ledger.MaxBytes + 64<<10
+
+type ledgerRowView struct {
+	ledger.Row
+	StateName string
+}
+
+type ledgerCount struct {
+	State, Name string
+	N           int
+}
+
+type ledgerView struct {
+	Rows       []ledgerRowView
+	Counts     []ledgerCount
+	ImportedAt time.Time
+	ImportedBy string
+	Problems   []ledger.RowError
+	More       int
+}
+
+func (c *Console) ledgerPage(w http.ResponseWriter, r *http.Request, op *operator) {
+	c.renderLedger(w, r, op, http.StatusOK, nil, "")
+}
+
+func (c *Console) renderLedger(w http.ResponseWriter, r *http.Request, op *operator, status int, problems *ledger.Errors, msg string) {
+	ctx := r.Context()
+	p := i18n.NewPrinter(lang(r))
+	pol, err := c.st.CurrentPolicy(ctx)
+	if errors.Is(err, store.ErrNotFound) {
+		pol, err = policy.Default(), nil
+	}
+	if err != nil {
+		c.internal(w, r, op, err)
+		return
+	}
+	rows, l, err := ledger.Rows(ctx, c.st, pol, c.now(), 1000)
+	if err != nil {
+		c.internal(w, r, op, err)
+		return
+	}
+	v := ledgerView{ImportedAt: l.ImportedAt}
+	if l.ImportedBy != "" {
+		v.ImportedBy = l.ImportedBy
+		if o, err := c.st.GetOperator(ctx, l.ImportedBy); err == nil {
+			v.ImportedBy = o.Name
+		}
+	}
+	counts := map[string]int{}
+	for _, row := range rows {
+		counts[row.State]++
+		v.Rows = append(v.Rows, ledgerRowView{Row: row, StateName: p.Sprintf(i18n.ID("console.ledger.state." + row.State))})
+	}
+	for _, s := range []string{ledger.StateEnrolled, ledger.StateOffline, ledger.StateNeverEnrolled, ledger.StateRevoked, ledger.StateNotInLedger} {
+		v.Counts = append(v.Counts, ledgerCount{State: s, Name: p.Sprintf(i18n.ID("console.ledger.state." + s)), N: counts[s]})
+	}
+	if problems != nil {
+		v.Problems, v.More = problems.List, problems.More
+	}
+	c.render(w, r, status, "ledger", view{P: p, Op: op, CSRF: op.csrf(), Error: msg, Data: v})
+}
+
+// importLedger replaces the ledger with the uploaded CSV (officer). The
+// route checked role and CSRF (the form is multipart).
+func (c *Console) importLedger(w http.ResponseWriter, r *http.Request, op *operator) {
+	ctx := r.Context()
+	p := i18n.NewPrinter(lang(r))
+	reason := strings.TrimSpace(r.PostForm.Get("reason"))
+	if reason == "" || len(reason) > maxReasonLength || !utf8.ValidString(reason) {
+		c.renderLedger(w, r, op, http.StatusBadRequest, nil, p.Sprintf("console.err.reason"))
+		return
+	}
+	f, _, err := r.FormFile("file")
+	if err != nil {
+		c.renderLedger(w, r, op, http.StatusBadRequest, nil, p.Sprintf("console.ledger.err-file"))
+		return
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, ledger.MaxBytes+1))
+	if err != nil {
+		c.internal(w, r, op, err)
+		return
+	}
+	es, err := ledger.Parse(b)
+	var perr *ledger.Errors
+	if errors.As(err, &perr) {
+		c.renderLedger(w, r, op, http.StatusBadRequest, perr, p.Sprintf("console.ledger.err-refused"))
+		return
+	}
+	if err != nil {
+		c.internal(w, r, op, err)
+		return
+	}
+	if err := c.st.ReplaceLedger(ctx, store.LedgerImport{Entries: es, ImportedBy: op.ID, ImportedAt: c.now()}); err != nil {
+		c.internal(w, r, op, err)
+		return
+	}
+	if err := c.audit(ctx, op.ID, "ledger.import", "ledger", fmt.Sprintf("rows=%d reason=%q (console)", len(es), reason)); err != nil {
+		c.internal(w, r, op, err)
+		return
+	}
+	http.Redirect(w, r, "/ledger", http.StatusSeeOther)
+}
