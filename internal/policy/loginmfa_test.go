@@ -61,3 +61,20 @@ func TestLoginMFASettings(t *testing.T) {
 		})
 	}
 }
+
+// TestLoginMFASettingsInGroups: a group override is validated like the
+// base, so a bad method cannot reach one department's terminals.
+func TestLoginMFASettingsInGroups(t *testing.T) {
+	p := Default()
+	p.Groups = map[string]*mamoriv1.GroupPolicy{"市民課": {Controls: map[string]*mamoriv1.ControlPolicy{
+		ControlLoginMFA: {Mode: mamoriv1.Mode_MODE_ENFORCE, Settings: map[string]string{"methods": "totp,sms"}},
+	}}}
+	err := Validate(p)
+	if err == nil || !strings.Contains(err.Error(), "group 市民課") || !strings.Contains(err.Error(), `"sms" is not a method`) {
+		t.Fatalf("bad method in a group: %v", err)
+	}
+	p.Groups["市民課"].Controls[ControlLoginMFA].Settings["methods"] = "tpm-pin"
+	if err := Validate(p); err != nil {
+		t.Fatalf("good group: %v", err)
+	}
+}
