@@ -250,6 +250,7 @@ type Store interface {
 	Audit
 	Console
 	MFA
+	Evidence
 	Close() error
 }
 

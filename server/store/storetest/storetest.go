@@ -59,6 +59,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"OddInput", testOddInput},
 		{"MFAUsers", testMFAUsers},
 		{"Groups", testGroups},
+		{"Evidence", testEvidence},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

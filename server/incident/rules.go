@@ -1,0 +1,110 @@
+// Package incident turns what terminals reported into incidents (policy
+// 6(7) 監視) and notifies people about them.
+//
+// Detection is derived from stored data, never from in-memory hooks: the
+// watcher reads the events and control history stored after its durable
+// cursors, and the devices that turned non-compliant or silent, inside one
+// store transaction (store.Evidence.Watch). Rules (this file) are a pure
+// function of that batch; the store opens at most one incident per (rule,
+// device) and never the same (rule, device, episode) twice, so a crash, a
+// re-run or two servers on one database cannot open duplicates.
+// Notifications are rows of a durable outbox, delivered with retries by
+// Notifier.
+package incident
+
+import (
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/mamori-dev/mamori/internal/policy"
+	"github.com/mamori-dev/mamori/server/store"
+)
+
+// Rule names, as stored and shown.
+const (
+	RuleNoncompliant = "noncompliant" // a device turned non-compliant
+	RuleUSBBlocked   = "usb-blocked"  // repeated blocked USB writes on one terminal
+	RuleMFALockout   = "mfa-lockout"  // a user locked out of MFA login
+	RuleAgentSilent  = "agent-silent" // no report for longer than max report age
+	RulePolicyDrift  = "policy-drift" // the agent found its enforcement changed and re-applied it
+)
+
+// Rules is the tunable part of the rules.
+type Rules struct {
+	// USBThreshold blocked writes within USBWindow on one terminal open an
+	// incident.
+	USBThreshold int
+	USBWindow    time.Duration
+}
+
+// DefaultRules: 5 blocked writes within 10 minutes.
+func DefaultRules() Rules { return Rules{USBThreshold: 5, USBWindow: 10 * time.Minute} }
+
+// Validate checks the rules.
+func (r Rules) Validate() error {
+	if r.USBThreshold < 1 || r.USBWindow <= 0 {
+		return fmt.Errorf("incident rules: the USB threshold must be at least 1 and the window positive")
+	}
+	return nil
+}
+
+// blockedKinds are the media control's events that mean "a write to
+// removable media was prevented" (agent/media: set_read_only,
+// remounted_read_only, usb_blocked). would_block (monitor mode) blocks
+// nothing and is not counted.
+var blockedKinds = map[string]bool{"set_read_only": true, "remounted_read_only": true, "usb_blocked": true}
+
+// driftKinds: the agent found its enforcement changed under it and put it
+// back (agent/media registry policy, agent/isolation nftables).
+var driftKinds = map[string]bool{"policy_drift": true, "ruleset_reapplied": true}
+
+func micros(t time.Time) string { return strconv.FormatInt(t.UnixMicro(), 10) }
+
+// Judge is the pure rule function handed to store.Evidence.Watch.
+func (r Rules) Judge(b store.WatchBatch) ([]store.SearchTerm, []store.Signal, error) {
+	var terms []store.SearchTerm
+	var sigs []store.Signal
+	for _, d := range b.Failing {
+		sigs = append(sigs, store.Signal{Rule: RuleNoncompliant, DeviceID: d.DeviceID, Episode: micros(d.At), At: d.At,
+			Summary: "non-compliant since " + d.At.UTC().Format(time.RFC3339)})
+	}
+	for _, d := range b.Silent {
+		sigs = append(sigs, store.Signal{Rule: RuleAgentSilent, DeviceID: d.DeviceID, Episode: micros(d.At), At: d.At,
+			Summary: "no report since " + d.At.UTC().Format(time.RFC3339)})
+	}
+	for _, d := range b.Enrolled {
+		if s := d.Facts.GetSerialNumber(); s != "" {
+			terms = append(terms, store.SearchTerm{Kind: store.TermSerial, Term: s, DeviceID: d.ID, At: d.EnrolledAt})
+		}
+	}
+	for _, e := range b.Events {
+		ev := e.Event
+		at := e.ReceivedAt
+		if t := ev.GetTime(); t != nil && t.IsValid() && !t.AsTime().IsZero() {
+			at = t.AsTime()
+		}
+		attrs := ev.GetAttributes()
+		if u := attrs["user"]; u != "" {
+			terms = append(terms, store.SearchTerm{Kind: store.TermUser, Term: u, DeviceID: e.DeviceID, At: at})
+		}
+		if ev.GetControl() == policy.ControlMedia && attrs["serial"] != "" {
+			terms = append(terms, store.SearchTerm{Kind: store.TermUSB, Term: attrs["serial"], DeviceID: e.DeviceID, At: at})
+		}
+		ref := "seq:" + strconv.FormatInt(e.Seq, 10)
+		switch {
+		case ev.GetControl() == policy.ControlMedia && blockedKinds[ev.GetKind()]:
+			sigs = append(sigs, store.Signal{Rule: RuleUSBBlocked, DeviceID: e.DeviceID, Episode: ref, At: at, Ref: ref,
+				Threshold: r.USBThreshold, Window: r.USBWindow,
+				Summary: fmt.Sprintf("%d or more blocked removable-media writes within %s (last: %s %s)",
+					r.USBThreshold, r.USBWindow, attrs["device"], attrs["serial"])})
+		case ev.GetKind() == "mfa_lockout":
+			sigs = append(sigs, store.Signal{Rule: RuleMFALockout, DeviceID: e.DeviceID, Episode: ref, At: at,
+				Summary: "MFA lock-out of user " + attrs["user"]})
+		case driftKinds[ev.GetKind()]:
+			sigs = append(sigs, store.Signal{Rule: RulePolicyDrift, DeviceID: e.DeviceID, Episode: ref, At: at,
+				Summary: fmt.Sprintf("%s: enforcement changed on the terminal and was re-applied (%s)", ev.GetControl(), ev.GetKind())})
+		}
+	}
+	return terms, sigs, nil
+}
