@@ -183,7 +183,7 @@ func WindowsVersion(productName, displayVersion, currentBuild string, ubr uint64
 	return osVersion, kernel
 }
 
-// ParseSerial returns the SMBIOS serial number from product_serial, or ''
+// ParseSerial returns the SMBIOS serial number from product_serial, or ”
 // for the placeholders vendors leave in it.
 func ParseSerial(b []byte) string {
 	s := strings.TrimSpace(string(b))

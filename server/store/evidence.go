@@ -230,7 +230,7 @@ type NotificationOutcome struct {
 	Error  string
 }
 
-// OperatorAccount is an operator with its console login (Login is ''
+// OperatorAccount is an operator with its console login (Login is ”
 // without one).
 type OperatorAccount struct {
 	Operator

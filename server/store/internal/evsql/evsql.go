@@ -213,8 +213,8 @@ const incidentCols = `i.id, i.rule, i.device_id, coalesce(d.hostname, ''), i.epi
 
 func scanIncident(r Rows) (store.Incident, error) {
 	var (
-		in                          store.Incident
-		opened, last                int64
+		in                         store.Incident
+		opened, last               int64
 		escalated, acked, closedAt sql.NullInt64
 	)
 	err := r.Scan(&in.ID, &in.Rule, &in.DeviceID, &in.Hostname, &in.Episode, &in.State, &in.Summary, &in.Occurrences,
@@ -397,10 +397,10 @@ func (s Store) ListOperators(ctx context.Context) ([]store.OperatorAccount, erro
 		var err error
 		out, err = query(ctx, q, func(r Rows) (store.OperatorAccount, error) {
 			var (
-				a                          store.OperatorAccount
+				a                         store.OperatorAccount
 				created, disabled, locked Time
-				login                      sql.NullString
-				failures                   sql.NullInt64
+				login                     sql.NullString
+				failures                  sql.NullInt64
 			)
 			err := r.Scan(&a.ID, &a.Name, &a.Role, &created, &disabled, &login, &failures, &locked)
 			a.CreatedAt, a.DisabledAt, a.LockedUntil = created.T, disabled.T, locked.T
