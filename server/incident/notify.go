@@ -196,7 +196,7 @@ type Syslog struct {
 	Timeout  time.Duration
 }
 
-func (s *Syslog) Name() string { return "syslog" }
+func (s *Syslog) Name() string { return "syslog-" + s.Network }
 
 // syslogPRI: facility local0 (16), severity warning (4).
 const syslogPRI = 16*8 + 4
