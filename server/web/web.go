@@ -54,6 +54,8 @@ type Store interface {
 	store.Policies
 	store.Audit
 	store.Console
+	store.Operators
+	store.Evidence
 }
 
 // Config tunes the console.
@@ -142,6 +144,9 @@ func New(d Deps) (*Console, error) {
 		}
 		c.pages[name] = t
 	}
+	if err := c.addEvidencePages(funcs); err != nil { // incidents.go
+		return nil, fmt.Errorf("console templates: %w", err)
+	}
 	return c, nil
 }
 
@@ -162,6 +167,7 @@ func (c *Console) Handler() http.Handler {
 	mux.Handle("GET /search", c.signedIn(auth.RoleHelpdesk, c.search))
 	mux.Handle("GET /devices/{id}", c.signedIn(auth.RoleHelpdesk, c.device))
 	mux.Handle("POST /devices/{id}/revoke", c.signedIn(auth.RoleOfficer, c.revoke))
+	c.routeEvidence(mux) // incidents, evidence export, operators (incidents.go)
 	// Cross-origin POSTs are refused (Sec-Fetch-Site / Origin) before any
 	// handler runs, on top of the CSRF tokens.
 	return securityHeaders(http.NewCrossOriginProtection().Handler(mux))
