@@ -28,6 +28,7 @@ import (
 	"github.com/mamori-dev/mamori/server/api"
 	"github.com/mamori-dev/mamori/server/attest"
 	"github.com/mamori-dev/mamori/server/auth"
+	"github.com/mamori-dev/mamori/server/incident"
 	"github.com/mamori-dev/mamori/server/ingest"
 	"github.com/mamori-dev/mamori/server/mfa"
 	"github.com/mamori-dev/mamori/server/store"
@@ -63,6 +64,9 @@ type Config struct {
 	Console string
 	// ConsoleConfig tunes the console (sessions, lock-out).
 	ConsoleConfig web.Config
+	// Watch configures incidents, notifications and daily snapshots
+	// (notify.go).
+	Watch Watch
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	Log *slog.Logger
@@ -78,6 +82,7 @@ func DefaultConfig() Config {
 		Ingest:  ingest.DefaultConfig(),
 
 		ConsoleConfig: web.DefaultConfig(),
+		Watch:         DefaultWatch(),
 	}
 }
 
@@ -104,6 +109,11 @@ func (c Config) Validate() error {
 			errs = append(errs, err)
 		}
 	}
+	if !c.Watch.Disabled {
+		if err := c.Watch.Config.Validate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -126,6 +136,7 @@ type Server struct {
 	lis     net.Listener
 	web     *http.Server
 	webLis  net.Listener
+	watcher *incident.Watcher // nil when disabled
 	Boot    Bootstrap
 }
 
@@ -329,6 +340,10 @@ func (s *Server) Close() error {
 // the store is closed.
 func (s *Server) Serve(ctx context.Context) error {
 	errc := make(chan error, 2)
+	if err := s.startWatcher(ctx); err != nil {
+		s.shutdown()
+		return fmt.Errorf("incident watcher: %w", err)
+	}
 	go func() { errc <- s.grpc.Serve(s.lis) }()
 	if s.web != nil {
 		go func() {
@@ -348,6 +363,9 @@ func (s *Server) Serve(ctx context.Context) error {
 }
 
 func (s *Server) shutdown() {
+	if s.watcher != nil {
+		s.watcher.Stop()
+	}
 	if s.web != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		if err := s.web.Shutdown(ctx); err != nil {
