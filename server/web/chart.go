@@ -70,7 +70,7 @@ func (c *Console) fleetExtra(ctx context.Context, p *i18n.Printer, pol *mamoriv1
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		r := controlRow{Control: n, Clause: clauseOf(n).Clause}
+		r := controlRow{Control: visible(n), Clause: clauseOf(n).Clause}
 		for _, s := range controlStates {
 			r.Cells = append(r.Cells, byControl[n][s])
 		}
@@ -81,7 +81,7 @@ func (c *Console) fleetExtra(ctx context.Context, p *i18n.Printer, pol *mamoriv1
 		return nil, err
 	}
 	for _, g := range groups {
-		x.Groups = append(x.Groups, groupRow{Group: g.Group, FleetCounts: g.FleetCounts})
+		x.Groups = append(x.Groups, groupRow{Group: visible(g.Group), FleetCounts: g.FleetCounts})
 	}
 	to := now.In(c.cfg.Location)
 	from := to.AddDate(0, 0, -(chartDays - 1))

@@ -63,10 +63,39 @@ const (
 	formulaChars   = "=+-@\t\r" // a cell starting with one is a formula to a spreadsheet
 )
 
+// visible shows the invisible: bidi embedding, override and isolate
+// controls (and the marks) in agent data would reorder what an officer or
+// auditor reads ("exe.txt" shown for "txt.exe"), so they are replaced by
+// their code point in brackets. Control characters become U+FFFD.
+func visible(s string) string {
+	if !strings.ContainsFunc(s, isHidden) {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case isBidi(r):
+			fmt.Fprintf(&b, "[U+%04X]", r)
+		case r < 0x20 || r == 0x7f:
+			b.WriteRune('\uFFFD')
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+func isBidi(r rune) bool {
+	return (r >= 0x202a && r <= 0x202e) || (r >= 0x2066 && r <= 0x2069) || r == 0x200e || r == 0x200f || r == 0x061c
+}
+
+func isHidden(r rune) bool { return isBidi(r) || r < 0x20 || r == 0x7f }
+
 // safeCell neutralises spreadsheet formula injection: a cell from agent
 // data that starts with = + - @ (or a tab / CR) gets a leading apostrophe,
 // which spreadsheets show as text.
 func safeCell(s string) string {
+	s = visible(s)
 	if s != "" && strings.ContainsRune(formulaChars, rune(s[0])) {
 		return "'" + s
 	}
@@ -162,7 +191,7 @@ func period(p *i18n.Printer, d store.Device, hist []store.HistoryEntry, from, to
 				}
 			}
 		}
-		cp := controlPeriod{Control: n, Start: stateName(p, state)}
+		cp := controlPeriod{Control: visible(n), Start: stateName(p, state)}
 		cl := clauseOf(n)
 		cp.Clause, cp.ClauseTitle = cl.Clause, cl.Title(p)
 		var enforced time.Duration
@@ -266,7 +295,7 @@ func (c *Console) evidenceStream(ctx context.Context, p *i18n.Printer, pol *mamo
 				continue
 			}
 			st, _ := compliance.State(d, pol, now)
-			page = append(page, deviceEvidence{ID: d.ID, Hostname: d.Facts.GetHostname(), Group: d.Group,
+			page = append(page, deviceEvidence{ID: d.ID, Hostname: visible(d.Facts.GetHostname()), Group: visible(d.Group),
 				Verdict: complianceName(p, st), StateClass: complianceClass(st), LastSeen: d.LastSeen,
 				Controls: period(p, d, byDev[d.ID], from, to)})
 		}

@@ -16,6 +16,7 @@ import (
 // addEvidencePages parses the pages of this part of the console: fleet
 // extras live in fleet.html; these are new pages.
 func (c *Console) addEvidencePages(funcs template.FuncMap) error {
+	funcs["vis"] = visible
 	funcs["ruleName"] = func(p *i18n.Printer, rule string) string { return p.Sprintf(i18n.ID("console.rule." + rule)) }
 	funcs["incState"] = func(p *i18n.Printer, s string) string { return p.Sprintf(i18n.ID("console.incident.state." + s)) }
 	for _, name := range []string{"evidence", "incidents", "incident", "operators", "operator-created"} {

@@ -35,7 +35,7 @@ type deviceRow struct {
 
 func (c *Console) row(p *i18n.Printer, d store.Device, pol *mamoriv1.Policy, now time.Time) deviceRow {
 	st, _ := compliance.State(d, pol, now)
-	r := deviceRow{ID: d.ID, Hostname: d.Facts.GetHostname(), State: st, StateName: complianceName(p, st),
+	r := deviceRow{ID: d.ID, Hostname: visible(d.Facts.GetHostname()), State: st, StateName: complianceName(p, st),
 		Reasons: d.Reasons, LastSeen: d.LastSeen}
 	if d.Verdict == store.VerdictNoncompliant {
 		r.FailingSince = d.FailingSince

@@ -56,7 +56,7 @@ func (c *Console) searchTerms(w http.ResponseWriter, r *http.Request, op *operat
 			return
 		}
 		for _, h := range hits {
-			v.Hits = append(v.Hits, termRow{Term: h.Term, DeviceID: h.DeviceID, Hostname: h.Hostname, LastAt: h.LastAt})
+			v.Hits = append(v.Hits, termRow{Term: visible(h.Term), DeviceID: h.DeviceID, Hostname: visible(h.Hostname), LastAt: h.LastAt})
 		}
 		v.Searched = true
 	}
