@@ -82,6 +82,7 @@ var evidenceMessages = []Message{
 	{"console.evidence.records", "%d records", "%d 件"},
 	{"console.evidence.incidents", "Incidents opened in the period", "期間中に発生したインシデント"},
 	{"console.evidence.devices", "Terminals and controls", "端末と制御"},
+	{"console.evidence.not-reported", "not reported yet", "未報告"},
 	{"console.evidence.end", "End of report.", "以上"},
 	{"console.evidence.incomplete", "The report is incomplete: an error occurred while reading the data. See the server log and generate it again.", "データの読み込み中にエラーが発生したため、このレポートは不完全です。サーバーのログを確認し、再度作成してください。"},
 	{"console.evidence.back", "Back to the evidence page", "監査証跡のページに戻る"},

@@ -173,7 +173,17 @@ func period(p *i18n.Printer, d store.Device, hist []store.HistoryEntry, from, to
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	total := to.Sub(from)
+	// The share is of the time the device was enrolled within the period.
+	if d.EnrolledAt.After(from) {
+		from = d.EnrolledAt
+	}
+	total := max(to.Sub(from), time.Microsecond)
+	name := func(s mamoriv1.ControlState) string {
+		if s == mamoriv1.ControlState_CONTROL_STATE_UNSPECIFIED {
+			return p.Sprintf("console.evidence.not-reported")
+		}
+		return stateName(p, s)
+	}
 	var out []controlPeriod
 	for _, n := range names {
 		hs := byControl[n]
@@ -191,7 +201,7 @@ func period(p *i18n.Printer, d store.Device, hist []store.HistoryEntry, from, to
 				}
 			}
 		}
-		cp := controlPeriod{Control: visible(n), Start: stateName(p, state)}
+		cp := controlPeriod{Control: visible(n), Start: name(state)}
 		cl := clauseOf(n)
 		cp.Clause, cp.ClauseTitle = cl.Clause, cl.Title(p)
 		var enforced time.Duration
@@ -213,7 +223,7 @@ func period(p *i18n.Printer, d store.Device, hist []store.HistoryEntry, from, to
 		if state == mamoriv1.ControlState_CONTROL_STATE_ENFORCED {
 			enforced += to.Sub(at)
 		}
-		cp.End = stateName(p, state)
+		cp.End = name(state)
 		cp.EndClass = strings.ToLower(compliance.StateName(state))
 		cp.EnforcedPct = fmt.Sprintf("%.1f%%", 100*float64(enforced)/float64(total))
 		out = append(out, cp)
