@@ -226,4 +226,14 @@ func testEvidence(t *testing.T, st store.Store) {
 	wantErr(t, "session of a disabled operator", err, store.ErrNotFound)
 	wantErr(t, "disable unknown", st.DisableOperator(ctx, "ghost", t0), store.ErrNotFound)
 	wantErr(t, "reset unknown", st.ResetLockout(ctx, "ghost", t0), store.ErrNotFound)
+
+	// A revoked device no longer counts by control.
+	_, err = st.RevokeDevice(ctx, b.ID, "lost", t0.Add(time.Hour))
+	must(t, err)
+	counts, err = st.CountByControl(ctx)
+	must(t, err)
+	diff(t, "count by control after a revocation", []store.ControlCount{
+		{Control: "agent", State: mamoriv1.ControlState_CONTROL_STATE_ENFORCED, N: 1},
+		{Control: "media", State: mamoriv1.ControlState_CONTROL_STATE_FAILED, N: 1},
+	}, counts)
 }

@@ -9,6 +9,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 
@@ -130,25 +131,48 @@ func (s Store) DailySnapshots(ctx context.Context, from, to string) ([]store.Dai
 	return out, nil
 }
 
-// CountByControl counts devices by control and state.
+// CountByControl counts devices by control and state: the whole
+// control_states index in one pass, minus the (few) revoked devices'
+// rows, so no join over the fleet.
 func (s Store) CountByControl(ctx context.Context) ([]store.ControlCount, error) {
-	var out []store.ControlCount
+	type key struct {
+		c string
+		s int32
+	}
+	n := map[key]int64{}
+	scan := func(sign int64) func(Rows) (struct{}, error) {
+		return func(r Rows) (struct{}, error) {
+			var k key
+			var v int64
+			err := r.Scan(&k.c, &k.s, &v)
+			n[k] += sign * v
+			return struct{}{}, err
+		}
+	}
 	err := s.DB.Read(ctx, func(q Q) error {
-		var err error
-		out, err = query(ctx, q, func(r Rows) (store.ControlCount, error) {
-			var c store.ControlCount
-			var st int32
-			err := r.Scan(&c.Control, &st, &c.N)
-			c.State = mamoriv1.ControlState(st)
-			return c, err
-		}, `SELECT cs.control, cs.state, count(*) FROM control_states cs
-			JOIN devices d ON d.id = cs.device_id
-			WHERE d.revoked_at IS NULL GROUP BY cs.control, cs.state ORDER BY cs.control, cs.state`)
+		if _, err := query(ctx, q, scan(1), `SELECT control, state, count(*) FROM control_states GROUP BY control, state`); err != nil {
+			return err
+		}
+		_, err := query(ctx, q, scan(-1), `SELECT cs.control, cs.state, count(*) FROM devices d
+			JOIN control_states cs ON cs.device_id = d.id
+			WHERE d.verdict = 'REVOKED' GROUP BY cs.control, cs.state`)
 		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("count by control: %w", err)
 	}
+	var out []store.ControlCount
+	for k, v := range n {
+		if v > 0 {
+			out = append(out, store.ControlCount{Control: k.c, State: mamoriv1.ControlState(k.s), N: v})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Control != out[j].Control {
+			return out[i].Control < out[j].Control
+		}
+		return out[i].State < out[j].State
+	})
 	return out, nil
 }
 
