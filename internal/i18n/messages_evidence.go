@@ -41,6 +41,7 @@ var evidenceMessages = []Message{
 	{"console.col.term", "Found", "検索語"},
 	{"console.col.total", "Total", "合計"},
 
+	{"console.search.label-any", "Starts with (case-sensitive)", "検索する文字（前方一致、大文字と小文字を区別）"},
 	{"console.search.kind", "Search by", "検索の種類"},
 	{"console.search.kind.hostname", "Host name", "ホスト名"},
 	{"console.search.kind.user", "User name (logins, MFA)", "利用者名（ログイン・多要素認証）"},
