@@ -14,9 +14,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/mamori-dev/mamori/internal/policy"
 	"github.com/mamori-dev/mamori/server/auth"
 	"github.com/mamori-dev/mamori/server/store"
+	"github.com/mamori-dev/mamori/server/store/pgtest"
+	"github.com/mamori-dev/mamori/server/store/postgres"
 	"github.com/mamori-dev/mamori/server/store/sqlite"
 	"github.com/mamori-dev/mamori/server/web"
 )
@@ -167,12 +171,16 @@ func openBenchConsole(b *testing.B) *benchConsole {
 	path := benchDB(b)
 	// A copy per run would cost 1.5 GB; the console only reads, and the
 	// session rows it writes are removed again.
-	ctx := context.Background()
-	st, err := sqlite.Open(ctx, path)
+	st, err := sqlite.Open(context.Background(), path)
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { st.Close() })
+	return benchConsoleOn(b, st)
+}
+
+func benchConsoleOn(b *testing.B, st store.Store) *benchConsole {
+	ctx := context.Background()
 	opID := "bench-officer"
 	if _, err := st.GetOperator(ctx, opID); errors.Is(err, store.ErrNotFound) {
 		if err := st.CreateOperator(ctx, store.Operator{ID: opID, Name: "bench", Role: "officer", TokenHash: auth.HashToken("bench"), CreatedAt: benchT0}); err != nil {
@@ -204,7 +212,10 @@ func (bc *benchConsole) get(b *testing.B, path, want string) {
 }
 
 func benchPage(b *testing.B, path, want string) {
-	bc := openBenchConsole(b)
+	benchPageOn(b, openBenchConsole(b), path, want)
+}
+
+func benchPageOn(b *testing.B, bc *benchConsole, path, want string) {
 	bc.get(b, path, want) // warm the page cache once
 	b.ResetTimer()
 	start := time.Now()
@@ -247,3 +258,83 @@ func BenchmarkConsoleDevice(b *testing.B) {
 // BenchmarkConsoleSignedInEmpty is the second baseline: a signed-in page
 // that reads nothing (session check and touch, template).
 func BenchmarkConsoleSignedInEmpty(b *testing.B) { benchPage(b, "/search", `id="q"`) }
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+
+// buildBenchPG fills a PostgreSQL database with the same fleet, with
+// generate_series. pgtest's server is throwaway, so it is built per run.
+func buildBenchPG(ctx context.Context, st *postgres.Store, dsn string) error {
+	if _, err := st.SetPolicy(ctx, store.PolicyChange{Policy: policy.Default(), Actor: "bench", At: benchT0}, 0); err != nil {
+		return err
+	}
+	db, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return err
+	}
+	defer db.Close(ctx)
+	t0 := benchT0.Format(time.RFC3339)
+	stmts := []string{
+		"SET synchronous_commit = off",
+		fmt.Sprintf(`INSERT INTO devices (id, machine_id, hostname, facts, enrolled_at, cert_serial, last_seen, verdict, reasons, failing_since, policy_version, device_group)
+		SELECT 'dev-' || lpad(i::text, 6, '0'), 'm-' || lpad(i::text, 6, '0'), 'pc-' || lpad(i::text, 6, '0'),
+			'\x0a09'::bytea || convert_to('pc-' || lpad(i::text, 6, '0'), 'UTF8') || '\x5a09'::bytea || convert_to('SN-' || lpad(i::text, 6, '0'), 'UTF8'),
+			'%[1]s'::timestamptz - interval '1 hour', to_hex(i),
+			CASE WHEN i %% 100 = 0 THEN NULL WHEN i %% 100 = 1 THEN '%[1]s'::timestamptz - interval '48 hours' ELSE '%[1]s'::timestamptz - interval '1 minute' END,
+			CASE WHEN i %% 100 = 0 THEN 'NEVER_REPORTED' WHEN i %% 100 < 8 THEN 'NONCOMPLIANT' ELSE 'COMPLIANT' END,
+			CASE WHEN i %% 100 BETWEEN 1 AND 7 THEN '["agent: FAILED"]' ELSE '[]' END,
+			CASE WHEN i %% 100 BETWEEN 1 AND 7 THEN '%[1]s'::timestamptz - interval '24 hours' + i * interval '1 microsecond' END,
+			1, '課-' || lpad((i %% 20)::text, 2, '0')
+		FROM generate_series(1, %[2]d) i`, t0, benchDevices),
+		fmt.Sprintf(`INSERT INTO events (device_id, event_id, received_at, event)
+		SELECT 'dev-' || lpad(((i - 1) / %[3]d + 1)::text, 6, '0'), lpad(i::text, 8, '0'), '%[1]s'::timestamptz - interval '30 days' + i * interval '1 microsecond',
+			'\x1a056d65646961220d7365745f726561645f6f6e6c79'::bytea
+		FROM generate_series(1, %[2]d) i`, t0, benchEvents, benchEvents/benchDevices),
+		`INSERT INTO control_history (device_id, control, from_state, to_state, detail, at)
+		SELECT id, c.name, 0, CASE WHEN c.name = 'agent' AND verdict = 'NONCOMPLIANT' THEN 4 WHEN c.name = 'media' THEN 2 ELSE 1 END, '', enrolled_at
+		FROM devices, (VALUES ('agent'), ('media'), ('login-mfa')) c(name)
+		WHERE verdict <> 'NEVER_REPORTED' ORDER BY id, c.name`,
+		`INSERT INTO control_states (device_id, control, state, history_id) SELECT device_id, control, to_state, id FROM control_history`,
+		`INSERT INTO search_terms (kind, term, device_id, last_at) SELECT 'user', 'user-' || substr(id, 5), id, 0 FROM devices`,
+		`INSERT INTO search_terms (kind, term, device_id, last_at) SELECT 'usb', 'USB' || upper(lpad(to_hex(substr(id, 5)::int * 7919), 8, '0')), id, 0 FROM devices`,
+		`INSERT INTO search_terms (kind, term, device_id, last_at) SELECT 'serial', 'SN-' || substr(id, 5), id, 0 FROM devices`,
+		fmt.Sprintf(`INSERT INTO compliance_daily (day, total, compliant, noncompliant, offline, never_reported, revoked, taken_at)
+		SELECT to_char(date '2026-11-25' - i, 'YYYY-MM-DD'), %[1]d, %[1]d * 90 / 100 + i, %[1]d * 7 / 100 - i, %[1]d / 50, %[1]d / 100, 0, 0
+		FROM generate_series(0, 89) i`, benchDevices),
+		"ANALYZE",
+	}
+	for i, q := range stmts {
+		if _, err := db.Exec(ctx, q); err != nil {
+			return fmt.Errorf("bench data step %d: %w", i, err)
+		}
+	}
+	return nil
+}
+
+// BenchmarkConsolePostgres: the same pages on PostgreSQL (pgtest's
+// throwaway server; the data set is built in each run, ~1-2 minutes).
+func BenchmarkConsolePostgres(b *testing.B) {
+	dsn := pgtest.DSN(b)
+	ctx := context.Background()
+	st, err := postgres.Open(ctx, dsn)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { st.Close() })
+	start := time.Now()
+	if err := buildBenchPG(ctx, st, dsn); err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("built the PostgreSQL data set in %s", time.Since(start).Round(time.Second))
+	bc := benchConsoleOn(b, st)
+	for _, pg := range []struct{ name, path, want string }{
+		{"Healthz", "/healthz", "ok"},
+		{"SignedInEmpty", "/search", `id="q"`},
+		{"Fleet", "/fleet", `id="by-control"`},
+		{"SearchHostname", "/search?q=pc-00099", "pc-000999"},
+		{"SearchUser", "/search?kind=user&q=user-00099", "pc-000999"},
+		{"SearchUSB", "/search?kind=usb&q=USB0", "/devices/dev-"},
+		{"Device", "/devices/dev-000999", "pc-000999"},
+	} {
+		b.Run(pg.name, func(b *testing.B) { benchPageOn(b, bc, pg.path, pg.want) })
+	}
+}
