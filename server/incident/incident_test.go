@@ -488,6 +488,16 @@ func TestCursorSurvivesRestart(t *testing.T) {
 	if len(incs) != 2 || rules[incident.RuleNoncompliant] != 1 || rules[incident.RuleMFALockout] != 1 {
 		t.Errorf("incidents after three watchers: %v", rules)
 	}
+	recs, _ := f.st.ListAudit(t.Context(), 0, 1000)
+	opens := 0
+	for _, r := range recs {
+		if r.Action == "incident.open" && r.Actor == "system" {
+			opens++
+		}
+	}
+	if opens != 2 {
+		t.Errorf("%d incident.open audit records, want 2", opens)
+	}
 	hits, _ := f.st.SearchTerms(t.Context(), store.TermUser, "suz", 10)
 	if len(hits) != 1 {
 		t.Errorf("user search after the watcher: %v", hits)

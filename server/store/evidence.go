@@ -198,6 +198,8 @@ type WatchResult struct {
 	Events, History int
 	Opened, Bumped  int
 	Escalated       int
+	// OpenedIDs and EscalatedIDs name those incidents.
+	OpenedIDs, EscalatedIDs []int64
 	// More: the limit was reached; call again.
 	More bool
 }

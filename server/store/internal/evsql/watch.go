@@ -133,8 +133,9 @@ func (s Store) Watch(ctx context.Context, p store.WatchParams, judge store.Judge
 			if err != nil {
 				return err
 			}
-			if opened {
+			if opened != 0 {
 				res.Opened++
+				res.OpenedIDs = append(res.OpenedIDs, opened)
 			}
 			if bumped {
 				res.Bumped++
@@ -157,6 +158,7 @@ func (s Store) Watch(ctx context.Context, p store.WatchParams, judge store.Judge
 					return err
 				}
 				res.Escalated++
+				res.EscalatedIDs = append(res.EscalatedIDs, id)
 			}
 		}
 		if !p.MarkHorizon.IsZero() {
@@ -253,19 +255,19 @@ func one[T any](ctx context.Context, q Q, sqlText string, args ...any) (T, bool,
 }
 
 // signal applies one signal: count it, and open or bump the incident.
-func (s Store) signal(ctx context.Context, q Q, sg store.Signal, p store.WatchParams) (opened, bumped bool, err error) {
+func (s Store) signal(ctx context.Context, q Q, sg store.Signal, p store.WatchParams) (openedID int64, bumped bool, err error) {
 	at := sg.At.UnixMicro()
 	n := int64(1)
 	if sg.Threshold > 1 {
 		if _, err := q.Exec(ctx, `INSERT INTO incident_marks (rule, device_id, at, ref) VALUES (?, ?, ?, ?)
 			ON CONFLICT (rule, device_id, ref) DO NOTHING`, sg.Rule, sg.DeviceID, at, sg.Ref); err != nil {
-			return false, false, fmt.Errorf("watch: mark: %w", err)
+			return 0, false, fmt.Errorf("watch: mark: %w", err)
 		}
 		from := sg.At.Add(-sg.Window).UnixMicro()
 		// Occurrences before the last close do not count again.
 		lastClosed, _, err := one[sql.NullInt64](ctx, q, `SELECT max(closed_at) FROM incidents WHERE rule = ? AND device_id = ?`, sg.Rule, sg.DeviceID)
 		if err != nil {
-			return false, false, fmt.Errorf("watch: last close: %w", err)
+			return 0, false, fmt.Errorf("watch: last close: %w", err)
 		}
 		if lastClosed.Valid && lastClosed.Int64 >= from {
 			from = lastClosed.Int64 + 1
@@ -273,33 +275,33 @@ func (s Store) signal(ctx context.Context, q Q, sg store.Signal, p store.WatchPa
 		n, _, err = one[int64](ctx, q, `SELECT count(*) FROM incident_marks WHERE rule = ? AND device_id = ? AND at >= ? AND at <= ?`,
 			sg.Rule, sg.DeviceID, from, at)
 		if err != nil {
-			return false, false, fmt.Errorf("watch: count marks: %w", err)
+			return 0, false, fmt.Errorf("watch: count marks: %w", err)
 		}
 		if n < int64(sg.Threshold) {
-			return false, false, nil
+			return 0, false, nil
 		}
 	}
 	if _, seen, err := one[int64](ctx, q, `SELECT id FROM incidents WHERE rule = ? AND device_id = ? AND episode = ?`,
 		sg.Rule, sg.DeviceID, sg.Episode); err != nil || seen {
-		return false, false, err
+		return 0, false, err
 	}
 	id, open, err := one[int64](ctx, q, `SELECT id FROM incidents WHERE rule = ? AND device_id = ? AND state <> 'closed'`, sg.Rule, sg.DeviceID)
 	if err != nil {
-		return false, false, fmt.Errorf("watch: open incident: %w", err)
+		return 0, false, fmt.Errorf("watch: open incident: %w", err)
 	}
 	if open {
 		if _, err := q.Exec(ctx, `UPDATE incidents SET occurrences = occurrences + 1,
 			last_at = CASE WHEN last_at < ? THEN ? ELSE last_at END WHERE id = ?`, at, at, id); err != nil {
-			return false, false, fmt.Errorf("watch: bump incident %d: %w", id, err)
+			return 0, false, fmt.Errorf("watch: bump incident %d: %w", id, err)
 		}
-		return false, true, nil
+		return 0, true, nil
 	}
 	id, _, err = one[int64](ctx, q, `INSERT INTO incidents (rule, device_id, episode, state, summary, occurrences, opened_at, last_at)
 		VALUES (?, ?, ?, 'open', ?, ?, ?, ?) RETURNING id`, sg.Rule, sg.DeviceID, sg.Episode, sg.Summary, n, p.Now.UnixMicro(), at)
 	if err != nil {
-		return false, false, fmt.Errorf("watch: open incident: %w", err)
+		return 0, false, fmt.Errorf("watch: open incident: %w", err)
 	}
-	return true, false, enqueue(ctx, q, id, "open", p)
+	return id, false, enqueue(ctx, q, id, "open", p)
 }
 
 func enqueue(ctx context.Context, q Q, incident int64, kind string, p store.WatchParams) error {
