@@ -2,6 +2,9 @@ package incident_test
 
 import (
 	"bufio"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -98,19 +101,26 @@ func blocked(n int, at time.Time) []*mamoriv1.Event {
 // smtpServer is a minimal SMTP server: enough of RFC 5321 for net/smtp.
 type smtpServer struct {
 	addr string
-	mu   sync.Mutex
-	msgs []string
-	rcpt []string
+	// tls, when set, offers STARTTLS and then AUTH PLAIN with user/pass.
+	tls        *tls.Config
+	user, pass string
+	mu         sync.Mutex
+	msgs       []string
+	rcpt       []string
+	tlsUsed    bool
+	authed     bool
 }
 
-func startSMTP(t *testing.T) *smtpServer {
+func startSMTP(t *testing.T) *smtpServer { return startSMTPWith(t, nil) }
+
+func startSMTPWith(t *testing.T, cfg *tls.Config) *smtpServer {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	s := &smtpServer{addr: ln.Addr().String()}
+	s := &smtpServer{addr: ln.Addr().String(), tls: cfg, user: "mamori", pass: "relay-password"}
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -124,9 +134,10 @@ func startSMTP(t *testing.T) *smtpServer {
 }
 
 func (s *smtpServer) serve(c net.Conn) {
-	defer c.Close()
+	defer func() { c.Close() }()
 	r := bufio.NewReader(c)
 	fmt.Fprint(c, "220 mail.test ESMTP\r\n")
+	secure := false
 	for {
 		line, err := r.ReadString('\n')
 		if err != nil {
@@ -135,8 +146,39 @@ func (s *smtpServer) serve(c net.Conn) {
 		cmd := strings.ToUpper(strings.TrimSpace(line))
 		switch {
 		case strings.HasPrefix(cmd, "EHLO"), strings.HasPrefix(cmd, "HELO"):
-			fmt.Fprint(c, "250-mail.test\r\n250 8BITMIME\r\n")
+			switch {
+			case s.tls != nil && !secure:
+				fmt.Fprint(c, "250-mail.test\r\n250-STARTTLS\r\n250 8BITMIME\r\n")
+			case s.tls != nil:
+				fmt.Fprint(c, "250-mail.test\r\n250-AUTH PLAIN\r\n250 8BITMIME\r\n")
+			default:
+				fmt.Fprint(c, "250-mail.test\r\n250 8BITMIME\r\n")
+			}
+		case cmd == "STARTTLS" && s.tls != nil && !secure:
+			fmt.Fprint(c, "220 go ahead\r\n")
+			tc := tls.Server(c, s.tls)
+			if err := tc.Handshake(); err != nil {
+				return
+			}
+			c, r, secure = tc, bufio.NewReader(tc), true
+			s.mu.Lock()
+			s.tlsUsed = true
+			s.mu.Unlock()
+		case strings.HasPrefix(cmd, "AUTH PLAIN "):
+			raw, _ := base64.StdEncoding.DecodeString(strings.TrimSpace(line[len("AUTH PLAIN "):]))
+			if !secure || string(raw) != "\x00"+s.user+"\x00"+s.pass {
+				fmt.Fprint(c, "535 authentication failed\r\n")
+				continue
+			}
+			s.mu.Lock()
+			s.authed = true
+			s.mu.Unlock()
+			fmt.Fprint(c, "235 ok\r\n")
 		case strings.HasPrefix(cmd, "MAIL FROM:"):
+			if s.tls != nil && !s.authed {
+				fmt.Fprint(c, "530 authentication required\r\n")
+				continue
+			}
 			fmt.Fprint(c, "250 OK\r\n")
 		case strings.HasPrefix(cmd, "RCPT TO:"):
 			s.mu.Lock()
@@ -372,7 +414,10 @@ func TestNoisyTerminalOneIncidentOneMessagePerChannel(t *testing.T) {
 			t.Errorf("mail lacks an encoded subject or the console link:\n%s", m[0])
 		}
 	}
-	if got := len(l.smtp.rcpt); got != 2 {
+	l.smtp.mu.Lock()
+	nrcpt := len(l.smtp.rcpt)
+	l.smtp.mu.Unlock()
+	if got := nrcpt; got != 2 {
 		t.Errorf("recipients: %d, want 2", got)
 	}
 	for name, col := range map[string]*collector{"udp": l.udp, "tcp": l.tcp} {
@@ -577,5 +622,41 @@ func TestJudge(t *testing.T) {
 				t.Errorf("usb signal threshold %d window %s", sigs[0].Threshold, sigs[0].Window)
 			}
 		})
+	}
+}
+
+// TestSMTPStartTLSAndAuth: the e-mail channel upgrades with STARTTLS
+// (verifying the relay's certificate) and authenticates; without the
+// relay's CA it refuses to send.
+func TestSMTPStartTLSAndAuth(t *testing.T) {
+	certSrv := httptest.NewTLSServer(http.NotFoundHandler()) // only for its 127.0.0.1 certificate
+	certSrv.Close()
+	srv := startSMTPWith(t, &tls.Config{Certificates: certSrv.TLS.Certificates, MinVersion: tls.VersionTLS12})
+	pool := x509.NewCertPool()
+	pool.AddCert(certSrv.Certificate())
+	m := incident.Message{Kind: "open", Incident: store.Incident{ID: 7, Rule: incident.RuleMFALockout, DeviceID: "dev-1", Hostname: "窓口-03"}}
+	ch := &incident.SMTP{Addr: srv.addr, From: "mamori@example.lg.jp", To: []string{"soc@example.lg.jp"}, StartTLS: true,
+		TLS: &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12}, Username: "mamori", Password: "relay-password"}
+	if err := ch.Send(t.Context(), m); err != nil {
+		t.Fatal(err)
+	}
+	srv.mu.Lock()
+	tlsUsed, authed := srv.tlsUsed, srv.authed
+	srv.mu.Unlock()
+	if got := srv.messages(); len(got) != 1 || !tlsUsed || !authed {
+		t.Fatalf("messages %d, TLS %v, auth %v", len(got), tlsUsed, authed)
+	}
+	untrusted := *ch
+	untrusted.TLS = &tls.Config{ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12}
+	if err := untrusted.Send(t.Context(), m); err == nil || !strings.Contains(err.Error(), "STARTTLS") {
+		t.Errorf("sent to a relay with an unknown certificate: %v", err)
+	}
+	wrong := *ch
+	wrong.Password = "nope"
+	if err := wrong.Send(t.Context(), m); err == nil {
+		t.Error("sent with a wrong password")
+	}
+	if len(srv.messages()) != 1 {
+		t.Errorf("messages: %d, want 1", len(srv.messages()))
 	}
 }
