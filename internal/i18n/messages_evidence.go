@@ -82,6 +82,8 @@ var evidenceMessages = []Message{
 	{"console.evidence.chain-broken", "BROKEN: %s", "破損あり: %s"},
 	{"console.evidence.records", "%d records", "%d 件"},
 	{"console.evidence.incidents", "Incidents opened in the period", "期間中に発生したインシデント"},
+	{"console.evidence.actions", "Audit log records in the period, by action (sign-ins excluded)", "期間中の監査ログの記録（操作別、サインインを除く）"},
+	{"console.col.action", "Action", "操作"},
 	{"console.evidence.devices", "Terminals and controls", "端末と制御"},
 	{"console.evidence.not-reported", "not reported yet", "未報告"},
 	{"console.evidence.end", "End of report.", "以上"},

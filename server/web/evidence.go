@@ -239,11 +239,20 @@ type auditHead struct {
 	Head    string
 	OK      bool
 	Problem string
+	// Actions counts the period's records by action (policy changes,
+	// exceptions, revocations, incident handling…): clause 7 evidence.
+	Actions []actionCount
+}
+
+type actionCount struct {
+	Action string
+	N      int
 }
 
 // verifyAudit recomputes the hash chain, page by page (bounded memory).
-func verifyAudit(ctx context.Context, st store.Audit) (auditHead, error) {
+func verifyAudit(ctx context.Context, st store.Audit, from, to time.Time) (auditHead, error) {
 	var h auditHead
+	actions := map[string]int{}
 	var prev []byte
 	after := int64(0)
 	for {
@@ -264,6 +273,9 @@ func verifyAudit(ctx context.Context, st store.Audit) (auditHead, error) {
 			}
 			prev, h.HeadSeq = r.Hash, r.Seq
 			h.Records++
+			if !r.At.Before(from) && r.At.Before(to) && !strings.HasPrefix(r.Action, "console.") {
+				actions[r.Action]++
+			}
 		}
 		if len(rs) < 1000 {
 			break
@@ -271,6 +283,10 @@ func verifyAudit(ctx context.Context, st store.Audit) (auditHead, error) {
 		after = rs[len(rs)-1].Seq
 	}
 	h.Head, h.OK = hex.EncodeToString(prev), h.Problem == ""
+	for a, n := range actions {
+		h.Actions = append(h.Actions, actionCount{visible(a), n})
+	}
+	sort.Slice(h.Actions, func(i, j int) bool { return h.Actions[i].Action < h.Actions[j].Action })
 	return h, nil
 }
 
@@ -407,7 +423,7 @@ func (c *Console) evidenceHeader(ctx context.Context, p *i18n.Printer, op *opera
 	if err != nil {
 		return evidenceHeader{}, nil, err
 	}
-	ah, err := verifyAudit(ctx, c.st)
+	ah, err := verifyAudit(ctx, c.st, from, to)
 	if err != nil {
 		return evidenceHeader{}, nil, err
 	}

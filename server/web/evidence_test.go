@@ -263,6 +263,9 @@ func TestEvidenceHostileData(t *testing.T) {
 			t.Errorf("%s: hostile text not shown escaped and visible:\n%s", path, p.body)
 		}
 	}
+	if p := b.get("/evidence/report?" + e.period()); !regexp.MustCompile(`id="audit-actions"[\s\S]*<td>incident.open</td><td class="num">3</td>`).MatchString(p.body) {
+		t.Error("the report does not count the period's incident.open audit records")
+	}
 	// CSV: BOM, RFC 4180, formula cells neutralised, bidi visible.
 	req, _ := http.NewRequest(http.MethodGet, e.h.ConsoleURL+"/evidence/export.csv?"+e.period(), nil)
 	resp, err := b.c.Do(req)
