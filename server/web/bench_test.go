@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -341,3 +342,57 @@ func BenchmarkConsolePostgres(b *testing.B) {
 		b.Run(pg.name, func(b *testing.B) { benchPageOn(b, bc, pg.path, pg.want) })
 	}
 }
+
+// BenchmarkConsoleEvidenceExport: the whole evidence export (every device
+// and control, streamed), HTML and CSV, with the peak heap seen during it.
+func BenchmarkConsoleEvidenceExport(b *testing.B) {
+	bc := openBenchConsole(b)
+	for _, kind := range []string{"report", "export.csv"} {
+		b.Run(kind, func(b *testing.B) {
+			path := "/evidence/" + kind + "?from=2026-10-26&to=2026-11-25"
+			var peak uint64
+			stop := make(chan struct{})
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				var ms runtime.MemStats
+				for {
+					runtime.ReadMemStats(&ms)
+					peak = max(peak, ms.HeapInuse)
+					select {
+					case <-stop:
+						return
+					case <-time.After(20 * time.Millisecond):
+					}
+				}
+			}()
+			var size int
+			for b.Loop() {
+				req := httptest.NewRequest(http.MethodGet, "https://console.test"+path, nil)
+				req.AddCookie(bc.cookie)
+				w := &countingWriter{h: http.Header{}, code: http.StatusOK}
+				bc.h.ServeHTTP(w, req)
+				if w.code != http.StatusOK {
+					b.Fatalf("%s: %d", path, w.code)
+				}
+				size = w.n
+			}
+			close(stop)
+			<-done
+			b.ReportMetric(float64(size)/1e6, "MB/export")
+			b.ReportMetric(float64(peak)/1e6, "MB-peak-heap")
+		})
+	}
+}
+
+// countingWriter is a ResponseWriter that keeps nothing, like a client
+// reading the stream: the heap then shows the server's own memory.
+type countingWriter struct {
+	h    http.Header
+	code int
+	n    int
+}
+
+func (w *countingWriter) Header() http.Header         { return w.h }
+func (w *countingWriter) WriteHeader(code int)        { w.code = code }
+func (w *countingWriter) Write(p []byte) (int, error) { w.n += len(p); return len(p), nil }
