@@ -71,6 +71,8 @@ var evidenceMessages = []Message{
 	{"console.evidence.intro", "For a period, every terminal and control: its state at the start and the end, the share of the period it was enforced and how often it changed, each mapped to the policy clause it evidences; with the audit log's chain head and its verification. The printable report fits A4; the CSV opens in Excel.", "指定した期間について、端末ごと・制御ごとに期間初めと期間末の状態、期間中に適用されていた割合、変化の回数を、対応するポリシー条項とともに示します。監査ログのチェーン先頭と検証結果を含みます。印刷用レポートは A4、CSV は Excel で開けます。"},
 	{"console.evidence.from", "From (inclusive)", "開始日"},
 	{"console.evidence.to", "To (inclusive)", "終了日"},
+	{"console.evidence.group", "Device group (所属; empty: the whole fleet)", "所属（空欄: すべての端末）"},
+	{"console.evidence.all", "the whole fleet", "すべての端末"},
 	{"console.evidence.html", "Printable report", "印刷用レポート"},
 	{"console.evidence.csv", "CSV", "CSV"},
 	{"console.evidence.mapping", "Policy clauses evidenced", "証跡と情報セキュリティポリシー条項の対応"},

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/mamori-dev/mamori/internal/i18n"
 	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
@@ -106,6 +107,9 @@ func safeCell(s string) string {
 // [from 00:00, to+1 00:00).
 func (c *Console) evidenceRange(r *http.Request) (from, to time.Time, ok bool) {
 	q := r.URL.Query()
+	if g := q.Get("group"); len(g) > 255 || !utf8.ValidString(g) {
+		return time.Time{}, time.Time{}, false
+	}
 	f, err1 := time.ParseInLocation(time.DateOnly, q.Get("from"), c.cfg.Location)
 	t, err2 := time.ParseInLocation(time.DateOnly, q.Get("to"), c.cfg.Location)
 	if err1 != nil || err2 != nil || t.Before(f) || t.Sub(f) > maxEvidenceDay*24*time.Hour {
@@ -292,11 +296,11 @@ func verifyAudit(ctx context.Context, st store.Audit, from, to time.Time) (audit
 
 // evidenceStream walks every device in pages and hands each page's
 // evidence to emit: memory stays bounded by the page size.
-func (c *Console) evidenceStream(ctx context.Context, p *i18n.Printer, pol *mamoriv1.Policy, from, to time.Time, emit func([]deviceEvidence) error) error {
+func (c *Console) evidenceStream(ctx context.Context, p *i18n.Printer, pol *mamoriv1.Policy, from, to time.Time, group string, emit func([]deviceEvidence) error) error {
 	after := ""
 	now := c.now()
 	for {
-		ds, err := c.st.ListDevices(ctx, store.DeviceFilter{AfterID: after, Limit: evidencePage})
+		ds, err := c.st.ListDevices(ctx, store.DeviceFilter{AfterID: after, Limit: evidencePage, Group: group})
 		if err != nil {
 			return err
 		}
@@ -337,6 +341,7 @@ func (c *Console) evidenceStream(ctx context.Context, p *i18n.Printer, pol *mamo
 
 type evidenceHeader struct {
 	From, To      string
+	Group         string // '' for the whole fleet
 	Generated     time.Time
 	By            string
 	PolicyVersion int64
@@ -387,11 +392,12 @@ func (c *Console) evidenceReport(w http.ResponseWriter, r *http.Request, op *ope
 		return
 	}
 	hdr, pol, err := c.evidenceHeader(ctx, p, op, from, to)
+	hdr.Group = strings.TrimSpace(r.URL.Query().Get("group"))
 	if err != nil {
 		c.internal(w, r, op, err)
 		return
 	}
-	if err := c.audit(ctx, op.ID, "evidence.export", "html", hdr.From+".."+hdr.To); err != nil {
+	if err := c.audit(ctx, op.ID, "evidence.export", "html", hdr.From+".."+hdr.To+" group="+hdr.Group); err != nil {
 		c.internal(w, r, op, err)
 		return
 	}
@@ -406,7 +412,7 @@ func (c *Console) evidenceReport(w http.ResponseWriter, r *http.Request, op *ope
 		c.log.ErrorContext(ctx, "evidence report", "error", err)
 		return
 	}
-	err = c.evidenceStream(ctx, p, pol, from, to, func(page []deviceEvidence) error {
+	err = c.evidenceStream(ctx, p, pol, from, to, hdr.Group, func(page []deviceEvidence) error {
 		return t.ExecuteTemplate(w, "report-rows", data(page))
 	})
 	if err != nil {
@@ -447,18 +453,19 @@ func (c *Console) evidenceCSV(w http.ResponseWriter, r *http.Request, op *operat
 		return
 	}
 	hdr, pol, err := c.evidenceHeader(ctx, p, op, from, to)
+	hdr.Group = strings.TrimSpace(r.URL.Query().Get("group"))
 	if err != nil {
 		c.internal(w, r, op, err)
 		return
 	}
-	if err := c.audit(ctx, op.ID, "evidence.export", "csv", hdr.From+".."+hdr.To); err != nil {
+	if err := c.audit(ctx, op.ID, "evidence.export", "csv", hdr.From+".."+hdr.To+" group="+hdr.Group); err != nil {
 		c.internal(w, r, op, err)
 		return
 	}
 	w.Header().Set("Content-Type", "text/csv; charset=utf-8")
 	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="mamori-evidence-%s-%s.csv"`, hdr.From, hdr.To))
 	writeEvidenceCSV(ctx, w, p, hdr, func(emit func([]deviceEvidence) error) error {
-		return c.evidenceStream(ctx, p, pol, from, to, emit)
+		return c.evidenceStream(ctx, p, pol, from, to, hdr.Group, emit)
 	}, c.cfg.Location)
 }
 
@@ -470,7 +477,7 @@ func writeEvidenceCSV(ctx context.Context, w io.Writer, p *i18n.Printer, hdr evi
 	if !hdr.Audit.OK {
 		verified = p.Sprintf("console.evidence.chain-broken", hdr.Audit.Problem)
 	}
-	_ = cw.Write([]string{p.Sprintf("console.evidence.title"), hdr.From, hdr.To})
+	_ = cw.Write([]string{p.Sprintf("console.evidence.title"), hdr.From, hdr.To, safeCell(hdr.Group)})
 	_ = cw.Write([]string{p.Sprintf("console.evidence.chain-head"), strconv.FormatInt(hdr.Audit.HeadSeq, 10), hdr.Audit.Head, verified})
 	_ = cw.Write([]string{
 		p.Sprintf("console.col.hostname"), p.Sprintf("console.col.device-id"), p.Sprintf("console.col.group"),

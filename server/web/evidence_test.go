@@ -364,3 +364,26 @@ func TestFleetByControlGroupChartAndSearch(t *testing.T) {
 		t.Errorf("unknown search kind: %d", p.status)
 	}
 }
+
+// TestEvidenceByGroup: the export can be limited to one device group.
+func TestEvidenceByGroup(t *testing.T) {
+	e := start(t)
+	a := e.device(t, "kyoiku-pc-01", failing("x", nil))
+	e.device(t, "shimin-pc-01", failing("x", nil))
+	if _, err := e.h.Srv.Store().SetDeviceGroup(context.Background(), a.ID, "教育委員会"); err != nil {
+		t.Fatal(err)
+	}
+	b := e.browser(t, "")
+	b.signIn(e.officer)
+	p := b.get("/evidence/report?" + e.period() + "&group=" + url.QueryEscape("教育委員会"))
+	if p.status != 200 || !strings.Contains(p.body, "kyoiku-pc-01") || strings.Contains(p.body, "shimin-pc-01") || !strings.Contains(p.body, `id="scope">教育委員会`) {
+		t.Errorf("report for one group: %d\n%s", p.status, p.body)
+	}
+	p = b.get("/evidence/export.csv?" + e.period())
+	if !strings.Contains(p.body, "kyoiku-pc-01") || !strings.Contains(p.body, "shimin-pc-01") {
+		t.Error("the whole-fleet CSV lacks a device")
+	}
+	if !e.hasAudit(t, e.officer.opID, "evidence.export", "html") {
+		t.Error("export not audited")
+	}
+}
