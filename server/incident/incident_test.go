@@ -598,7 +598,7 @@ func TestJudge(t *testing.T) {
 		{"serial outside media is no USB serial", ev(8, "agent", "x", map[string]string{"serial": "S3"}), "", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			terms, sigs, err := incident.DefaultRules().Judge(store.WatchBatch{Events: []store.StoredEvent{tc.ev}})
+			terms, sigs, err := incident.DefaultRules().Judge(store.WatchBatch{Now: t0.Add(time.Hour), Events: []store.StoredEvent{tc.ev}})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -658,5 +658,16 @@ func TestSMTPStartTLSAndAuth(t *testing.T) {
 	}
 	if len(srv.messages()) != 1 {
 		t.Errorf("messages: %d, want 1", len(srv.messages()))
+	}
+}
+
+// TestOldEventsOpenNothing: events older than the horizon feed the search
+// only.
+func TestOldEventsOpenNothing(t *testing.T) {
+	old := store.StoredEvent{Seq: 1, DeviceID: "d1", ReceivedAt: t0,
+		Event: &mamoriv1.Event{Control: "login-mfa", Kind: "mfa_lockout", Attributes: map[string]string{"user": "sato"}, Time: timestamppb.New(t0)}}
+	terms, sigs, err := incident.DefaultRules().Judge(store.WatchBatch{Now: t0.Add(25 * time.Hour), Events: []store.StoredEvent{old}})
+	if err != nil || len(sigs) != 0 || len(terms) != 1 {
+		t.Errorf("old event: %d signals, %d terms, %v", len(sigs), len(terms), err)
 	}
 }

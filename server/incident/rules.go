@@ -36,10 +36,18 @@ type Rules struct {
 	// incident.
 	USBThreshold int
 	USBWindow    time.Duration
+	// EventHorizon: events older than this (by their own time) feed the
+	// search but open no incident — the first run over a year of stored
+	// events, or a terminal sending its spool after weeks offline, must
+	// not page anyone about the past.
+	EventHorizon time.Duration
 }
 
-// DefaultRules: 5 blocked writes within 10 minutes.
-func DefaultRules() Rules { return Rules{USBThreshold: 5, USBWindow: 10 * time.Minute} }
+// DefaultRules: 5 blocked writes within 10 minutes; events older than a
+// day open nothing.
+func DefaultRules() Rules {
+	return Rules{USBThreshold: 5, USBWindow: 10 * time.Minute, EventHorizon: 24 * time.Hour}
+}
 
 // Validate checks the rules.
 func (r Rules) Validate() error {
@@ -90,6 +98,9 @@ func (r Rules) Judge(b store.WatchBatch) ([]store.SearchTerm, []store.Signal, er
 		}
 		if ev.GetControl() == policy.ControlMedia && attrs["serial"] != "" {
 			terms = append(terms, store.SearchTerm{Kind: store.TermUSB, Term: attrs["serial"], DeviceID: e.DeviceID, At: at})
+		}
+		if r.EventHorizon > 0 && !b.Now.IsZero() && at.Before(b.Now.Add(-r.EventHorizon)) {
+			continue
 		}
 		ref := "seq:" + strconv.FormatInt(e.Seq, 10)
 		switch {

@@ -165,6 +165,8 @@ type DeviceMark struct {
 
 // WatchBatch is what was stored since the watcher's cursors.
 type WatchBatch struct {
+	// Now is WatchParams.Now.
+	Now     time.Time
 	Events  []StoredEvent
 	History []HistoryRow
 	// Failing: devices NONCOMPLIANT with their failing_since.

@@ -43,7 +43,7 @@ func (s Store) Watch(ctx context.Context, p store.WatchParams, judge store.Judge
 		if err != nil {
 			return err
 		}
-		var b store.WatchBatch
+		b := store.WatchBatch{Now: p.Now}
 		b.Events, err = query(ctx, q, scanEvent, `SELECT seq, device_id, event, received_at FROM events
 			WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?`, cur[curEvents], evHigh, p.Limit)
 		if err != nil {
