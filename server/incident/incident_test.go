@@ -48,7 +48,7 @@ type fleet struct {
 	n   int
 }
 
-func newFleet(t *testing.T) *fleet {
+func newFleet(t testing.TB) *fleet {
 	t.Helper()
 	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "m.db"))
 	if err != nil {
@@ -64,7 +64,7 @@ func newFleet(t *testing.T) *fleet {
 	return &fleet{st: st, clk: &clock{t: t0}}
 }
 
-func (f *fleet) enroll(t *testing.T, host string) store.Device {
+func (f *fleet) enroll(t testing.TB, host string) store.Device {
 	t.Helper()
 	f.n++
 	n := f.n
@@ -77,7 +77,7 @@ func (f *fleet) enroll(t *testing.T, host string) store.Device {
 	return res.Device
 }
 
-func (f *fleet) report(t *testing.T, d store.Device, verdict string, evs ...*mamoriv1.Event) {
+func (f *fleet) report(t testing.TB, d store.Device, verdict string, evs ...*mamoriv1.Event) {
 	t.Helper()
 	res, err := f.st.IngestReports(t.Context(), []store.ReportInput{{DeviceID: d.ID, CertSerial: d.CertSerial, ReceivedAt: f.clk.Now(),
 		Statuses: []*mamoriv1.ControlStatus{{Control: "agent", State: mamoriv1.ControlState_CONTROL_STATE_ENFORCED, Mode: mamoriv1.Mode_MODE_ENFORCE}},

@@ -47,10 +47,11 @@ type Config struct {
 	ConsoleURL string
 }
 
-// DefaultConfig: every 30 s, 5,000 rows a step, escalate after 30
+// DefaultConfig: every 30 s, 1,000 rows a transaction (about 60 ms of
+// SQLite's single writer, so report ingest never waits long), escalate after 30
 // minutes, 60 messages per channel and hour, 8 attempts, JST.
 func DefaultConfig() Config {
-	return Config{Rules: DefaultRules(), Interval: 30 * time.Second, Batch: 5000, Margin: 5 * time.Minute,
+	return Config{Rules: DefaultRules(), Interval: 30 * time.Second, Batch: 1000, Margin: 5 * time.Minute,
 		EscalateAfter: 30 * time.Minute, RatePerHour: 60, MaxAttempts: 8, Location: time.FixedZone("JST", 9*3600)}
 }
 
@@ -161,7 +162,7 @@ func (w *Watcher) detect(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	for range 100 { // at most 100 batches a step; the rest next step
+	for range 500 { // at most 500 batches a step; the rest next step
 		now := w.now()
 		p := store.WatchParams{Now: now, Limit: w.cfg.Batch, SilentBefore: compliance.OfflineBefore(pol, now),
 			Margin: w.cfg.Margin, MarkHorizon: now.Add(-w.cfg.Rules.USBWindow - w.cfg.Margin - time.Hour), Channels: w.names}

@@ -118,10 +118,26 @@ func (s Store) Watch(ctx context.Context, p store.WatchParams, judge store.Judge
 				return fmt.Errorf("watch: control state: %w", err)
 			}
 		}
+		// One upsert per (kind, term, device) of the batch, at its latest
+		// sighting: a noisy terminal repeats the same user and stick.
+		type termKey struct{ kind, term, dev string }
+		latest := map[termKey]time.Time{}
+		var order []termKey
 		for _, t := range terms {
 			if t.Term == "" {
 				continue
 			}
+			k := termKey{t.Kind, t.Term, t.DeviceID}
+			at, seen := latest[k]
+			if !seen {
+				order = append(order, k)
+			}
+			if !seen || t.At.After(at) {
+				latest[k] = t.At
+			}
+		}
+		for _, k := range order {
+			t := store.SearchTerm{Kind: k.kind, Term: k.term, DeviceID: k.dev, At: latest[k]}
 			if _, err := q.Exec(ctx, `INSERT INTO search_terms (kind, term, device_id, last_at) VALUES (?, ?, ?, ?)
 				ON CONFLICT (kind, term, device_id) DO UPDATE SET last_at = CASE WHEN excluded.last_at > search_terms.last_at
 					THEN excluded.last_at ELSE search_terms.last_at END`, t.Kind, t.Term, t.DeviceID, t.At.UnixMicro()); err != nil {
