@@ -67,6 +67,18 @@ var blockedKinds = map[string]bool{"set_read_only": true, "remounted_read_only":
 // back (agent/media registry policy, agent/isolation nftables).
 var driftKinds = map[string]bool{"policy_drift": true, "ruleset_reapplied": true}
 
+// jst formats a time for the Japanese half of a summary.
+func jst(t time.Time) string {
+	return t.In(time.FixedZone("JST", 9*3600)).Format("2006-01-02 15:04 MST")
+}
+
+func reapplied(attrs map[string]string) string {
+	if attrs["reapplied"] == "false" {
+		return "; NOT re-applied"
+	}
+	return ""
+}
+
 func micros(t time.Time) string { return strconv.FormatInt(t.UnixMicro(), 10) }
 
 // Judge is the pure rule function handed to store.Evidence.Watch.
@@ -75,11 +87,11 @@ func (r Rules) Judge(b store.WatchBatch) ([]store.SearchTerm, []store.Signal, er
 	var sigs []store.Signal
 	for _, d := range b.Failing {
 		sigs = append(sigs, store.Signal{Rule: RuleNoncompliant, DeviceID: d.DeviceID, Episode: micros(d.At), At: d.At,
-			Summary: "non-compliant since " + d.At.UTC().Format(time.RFC3339)})
+			Summary: "非準拠になった日時 " + jst(d.At) + " / non-compliant since " + d.At.UTC().Format(time.RFC3339)})
 	}
 	for _, d := range b.Silent {
 		sigs = append(sigs, store.Signal{Rule: RuleAgentSilent, DeviceID: d.DeviceID, Episode: micros(d.At), At: d.At,
-			Summary: "no report since " + d.At.UTC().Format(time.RFC3339)})
+			Summary: "最終報告 " + jst(d.At) + " 以降報告なし / no report since " + d.At.UTC().Format(time.RFC3339)})
 	}
 	for _, d := range b.Enrolled {
 		if s := d.Facts.GetSerialNumber(); s != "" {
@@ -107,14 +119,15 @@ func (r Rules) Judge(b store.WatchBatch) ([]store.SearchTerm, []store.Signal, er
 		case ev.GetControl() == policy.ControlMedia && blockedKinds[ev.GetKind()]:
 			sigs = append(sigs, store.Signal{Rule: RuleUSBBlocked, DeviceID: e.DeviceID, Episode: ref, At: at, Ref: ref,
 				Threshold: r.USBThreshold, Window: r.USBWindow,
-				Summary: fmt.Sprintf("%d or more blocked removable-media writes within %s (last: %s %s)",
-					r.USBThreshold, r.USBWindow, attrs["device"], attrs["serial"])})
+				Summary: fmt.Sprintf("%s 以内に外部記録媒体への書込み阻止が %d 回以上（最後: %s %s） / %d or more blocked removable-media writes within %s (last: %s %s)",
+					r.USBWindow, r.USBThreshold, attrs["device"], attrs["serial"], r.USBThreshold, r.USBWindow, attrs["device"], attrs["serial"])})
 		case ev.GetKind() == "mfa_lockout":
 			sigs = append(sigs, store.Signal{Rule: RuleMFALockout, DeviceID: e.DeviceID, Episode: ref, At: at,
-				Summary: "MFA lock-out of user " + attrs["user"]})
+				Summary: "利用者 " + attrs["user"] + " の多要素認証ロックアウト / MFA lock-out of user " + attrs["user"]})
 		case driftKinds[ev.GetKind()]:
 			sigs = append(sigs, store.Signal{Rule: RulePolicyDrift, DeviceID: e.DeviceID, Episode: ref, At: at,
-				Summary: fmt.Sprintf("%s: enforcement changed on the terminal and was re-applied (%s)", ev.GetControl(), ev.GetKind())})
+				Summary: fmt.Sprintf("%s: 端末上で設定が変更され再適用 / enforcement changed on the terminal and was re-applied (%s%s)",
+					ev.GetControl(), ev.GetKind(), reapplied(attrs))})
 		}
 	}
 	return terms, sigs, nil
