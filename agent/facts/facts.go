@@ -48,7 +48,7 @@ func Collect(ctx context.Context, o Options) (*mamoriv1.DeviceFacts, error) {
 	if f != nil {
 		f.AgentVersion = o.AgentVersion
 		f.KeyStorage = o.KeyStorage
-		for _, p := range []*string{&f.Hostname, &f.OsVersion, &f.Kernel, &f.MachineId, &f.AgentVersion} {
+		for _, p := range []*string{&f.Hostname, &f.OsVersion, &f.Kernel, &f.MachineId, &f.AgentVersion, &f.SerialNumber} {
 			*p = clean(*p)
 		}
 	}
@@ -181,6 +181,17 @@ func WindowsVersion(productName, displayVersion, currentBuild string, ubr uint64
 		kernel += "." + strconv.FormatUint(ubr, 10)
 	}
 	return osVersion, kernel
+}
+
+// ParseSerial returns the SMBIOS serial number from product_serial, or ”
+// for the placeholders vendors leave in it.
+func ParseSerial(b []byte) string {
+	s := strings.TrimSpace(string(b))
+	switch strings.ToLower(s) {
+	case "", "0", "none", "n/a", "default string", "to be filled by o.e.m.", "system serial number", "not specified", "0123456789":
+		return ""
+	}
+	return s
 }
 
 // clean makes a fact safe to send: valid UTF-8, one line, bounded.

@@ -61,6 +61,11 @@ func collect(ctx context.Context, o Options) (*mamoriv1.DeviceFacts, error) {
 		errs = append(errs, fmt.Errorf("%w: %w", ErrNoMachineID, errors.Join(idErrs...)))
 	}
 
+	// SMBIOS system serial; readable by root only, absent in many VMs.
+	if b, err := readFile(root, "sys/class/dmi/id/product_serial"); err == nil {
+		f.SerialNumber = ParseSerial(b)
+	}
+
 	// The kernel's resource manager device exists when a TPM 2.0 is present.
 	if _, err := os.Lstat(filepath.Join(root, "dev", "tpmrm0")); err == nil {
 		f.TpmPresent = true

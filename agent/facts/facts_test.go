@@ -127,3 +127,18 @@ func TestClean(t *testing.T) {
 		t.Errorf("clean long: %d bytes, valid=%v", len(got), utf8.ValidString(got))
 	}
 }
+
+func TestParseSerial(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"PF3ABCDE\n", "PF3ABCDE"},
+		{"To Be Filled By O.E.M.\n", ""},
+		{"Default string", ""},
+		{"  0 ", ""},
+		{"", ""},
+		{"VMware-56 4d 12", "VMware-56 4d 12"},
+	} {
+		if got := ParseSerial([]byte(tc.in)); got != tc.want {
+			t.Errorf("ParseSerial(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}

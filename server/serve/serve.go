@@ -28,6 +28,7 @@ import (
 	"github.com/mamori-dev/mamori/server/api"
 	"github.com/mamori-dev/mamori/server/attest"
 	"github.com/mamori-dev/mamori/server/auth"
+	"github.com/mamori-dev/mamori/server/incident"
 	"github.com/mamori-dev/mamori/server/ingest"
 	"github.com/mamori-dev/mamori/server/mfa"
 	"github.com/mamori-dev/mamori/server/store"
@@ -69,6 +70,9 @@ type Config struct {
 	// StopTimeout bounds a graceful stop: how long calls in progress may
 	// take to finish before the remaining connections are closed.
 	StopTimeout time.Duration
+	// Watch configures incidents, notifications and daily snapshots
+	// (notify.go).
+	Watch Watch
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	Log *slog.Logger
@@ -86,6 +90,7 @@ func DefaultConfig() Config {
 		ConsoleConfig: web.DefaultConfig(),
 		EnrollLimits:  api.DefaultEnrollLimits(),
 		StopTimeout:   DefaultStopTimeout,
+		Watch:         DefaultWatch(),
 	}
 }
 
@@ -118,6 +123,11 @@ func (c Config) Validate() error {
 			errs = append(errs, err)
 		}
 	}
+	if !c.Watch.Disabled {
+		if err := c.Watch.Config.Validate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -140,6 +150,7 @@ type Server struct {
 	lis     net.Listener
 	web     *http.Server
 	webLis  net.Listener
+	watcher *incident.Watcher // nil when disabled
 	Boot    Bootstrap
 }
 
@@ -401,6 +412,10 @@ func TransportOptions() []grpc.ServerOption {
 // Serve answers until ctx ends, then stops (see shutdown).
 func (s *Server) Serve(ctx context.Context) error {
 	errc := make(chan error, 2)
+	if err := s.startWatcher(ctx); err != nil {
+		s.shutdown()
+		return fmt.Errorf("incident watcher: %w", err)
+	}
 	go func() { errc <- s.grpc.Serve(s.lis) }()
 	if s.web != nil {
 		go func() {
@@ -420,6 +435,9 @@ func (s *Server) Serve(ctx context.Context) error {
 }
 
 func (s *Server) shutdown() {
+	if s.watcher != nil {
+		s.watcher.Stop()
+	}
 	if s.web != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		if err := s.web.Shutdown(ctx); err != nil {

@@ -97,6 +97,9 @@ func Start(t testing.TB, o Options) *Harness {
 	cfg.DataDir, cfg.DB, cfg.Listen = o.DataDir, o.DB, o.Listen
 	cfg.Hosts = []string{"localhost", "127.0.0.1"}
 	cfg.Now = clk.Now
+	// The incident watcher runs on a real-time ticker; tests that want it
+	// build one over Srv.Store() and step it on the harness clock.
+	cfg.Watch.Disabled = true
 	if o.IngestWorkers > 0 {
 		cfg.Ingest.Workers = o.IngestWorkers
 	}

@@ -280,6 +280,7 @@ type Store interface {
 	Console
 	MFA
 	Exceptions // exceptions (例外措置) and the asset ledger, exceptions.go
+	Evidence
 	Close() error
 }
 

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -42,6 +43,7 @@ func TestBrowser(t *testing.T) {
 		&mamoriv1.Event{Id: uuid.NewString(), Time: timestamppb.Now(), Control: "media", Kind: "usb_write_blocked",
 			Attributes: map[string]string{"usb_serial": "AA0123", "user": "tanaka"}})
 	e.device(t, "kyoto-pc-08", healthy())
+	e.step(t) // daily snapshot, incidents, search terms
 
 	dir := os.Getenv(ArtifactsEnv)
 	if dir == "" {
@@ -262,4 +264,44 @@ func TestBrowser(t *testing.T) {
 		}
 	}
 	shot("console-ledger.png")
+
+	// Back to Japanese; the incidents page, then the audit evidence
+	// report exported through the real form and printed to A4 PDF.
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`a[hreflang="ja"]`)), chromedp.WaitVisible(chromedp.ID("ledger")),
+		chromedp.Navigate(e.h.ConsoleURL+"/incidents"), chromedp.WaitVisible(chromedp.ID("incidents"))); err != nil {
+		t.Fatalf("incidents page: %v", err)
+	}
+	if got := text("#incidents"); !strings.Contains(got, "kyoto-pc-07") || !strings.Contains(got, "端末が非準拠になった") {
+		t.Errorf("incidents: %q", got)
+	}
+	shot("console-incidents.png")
+	if err := chromedp.Do(ctx,
+		chromedp.Navigate(e.h.ConsoleURL+"/evidence"), chromedp.WaitVisible(chromedp.ID("evidence-form")),
+		chromedp.Click(chromedp.ID("report-html")),
+		chromedp.WaitVisible(chromedp.ID("report-end")),
+	); err != nil {
+		t.Fatalf("evidence report: %v", err)
+	}
+	if got := text("#chain-result"); !strings.Contains(got, "改ざんなし") {
+		t.Errorf("chain verification in the report: %q", got)
+	}
+	if got := text("#evidence"); !strings.Contains(got, "kyoto-pc-07") || !strings.Contains(got, "6(7)") {
+		t.Errorf("report rows: %q", got)
+	}
+	if got := text("#clauses"); !strings.Contains(got, "6(3)①") || !strings.Contains(got, "持ち出し不可設定") {
+		t.Errorf("clause mapping: %q", got)
+	}
+	shot("evidence-report.png")
+	pdf, err := chromedp.Run(ctx, chromedp.PrintToPDF(chromedp.PDFPaper(chromedp.PaperA4), chromedp.PDFPreferCSSPageSize(), chromedp.PDFPrintBackground()))
+	if err != nil {
+		t.Fatalf("print the report: %v", err)
+	}
+	if !strings.HasPrefix(string(pdf), "%PDF-") || !regexp.MustCompile(`/MediaBox \[0 0 59[45]\.?\d* 84[12]`).Match(pdf) {
+		t.Errorf("the printed report is not an A4 PDF (%d bytes)", len(pdf))
+	}
+	pp := filepath.Join(dir, "evidence-report.pdf")
+	if err := os.WriteFile(pp, pdf, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("printed report: %s", pp)
 }

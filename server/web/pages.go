@@ -35,7 +35,7 @@ type deviceRow struct {
 
 func (c *Console) row(p *i18n.Printer, d store.Device, pol *mamoriv1.Policy, now time.Time) deviceRow {
 	st, _ := compliance.State(d, pol, now)
-	r := deviceRow{ID: d.ID, Hostname: d.Facts.GetHostname(), State: st, StateName: complianceName(p, st),
+	r := deviceRow{ID: d.ID, Hostname: visible(d.Facts.GetHostname()), State: st, StateName: complianceName(p, st),
 		Reasons: d.Reasons, LastSeen: d.LastSeen}
 	if d.Verdict == store.VerdictNoncompliant {
 		r.FailingSince = d.FailingSince
@@ -53,6 +53,7 @@ type fleetView struct {
 	PolicyVersion int64
 	Noncompliant  []deviceRow
 	More          bool
+	Extra         *fleetExtra // chart.go
 }
 
 type countView struct {
@@ -82,6 +83,11 @@ func (c *Console) fleet(w http.ResponseWriter, r *http.Request, op *operator) {
 		return
 	}
 	v := fleetView{Total: n.Total, PolicyVersion: pol.Version}
+	// By control, by group, the 90-day chart (chart.go).
+	if v.Extra, err = c.fleetExtra(ctx, p, pol, now); err != nil {
+		c.internal(w, r, op, err)
+		return
+	}
 	for _, x := range []struct {
 		s mamoriv1.Compliance
 		n int64
@@ -109,18 +115,31 @@ type searchView struct {
 	Q        string
 	Results  []deviceRow
 	Searched bool
+	// Wider search (searchx.go): the kind searched and its hits.
+	Kind  string
+	Kinds []kindOpt
+	Hits  []termRow
 }
 
 func (c *Console) search(w http.ResponseWriter, r *http.Request, op *operator) {
 	ctx := r.Context()
 	p := i18n.NewPrinter(lang(r))
 	q := strings.TrimSpace(r.URL.Query().Get("q"))
-	v := searchView{Q: q}
+	v := searchView{Q: q, Kind: r.URL.Query().Get("kind")}
+	if v.Kind == "" {
+		v.Kind = "hostname"
+	}
+	var validKind bool
+	v.Kinds, validKind = kindOpts(p, v.Kind)
+	if !validKind || len(q) > maxSearchLength || !utf8.ValidString(q) {
+		c.fail(w, r, http.StatusBadRequest, op, "console.err.bad-form")
+		return
+	}
+	if v.Kind != "hostname" {
+		c.searchTerms(w, r, op, v)
+		return
+	}
 	if q != "" {
-		if len(q) > maxSearchLength || !utf8.ValidString(q) {
-			c.fail(w, r, http.StatusBadRequest, op, "console.err.bad-form")
-			return
-		}
 		pol, err := c.st.CurrentPolicy(ctx)
 		if err != nil {
 			c.internal(w, r, op, err)

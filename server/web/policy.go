@@ -33,7 +33,7 @@ const (
 // IsOfficer: officers and admins change policy and exceptions.
 func (o *operator) IsOfficer() bool { return o != nil && o.Role.Allows(auth.RoleOfficer) }
 
-type controlRow struct {
+type policyControlRow struct {
 	Name, Mode string
 	Required   bool
 	Settings   []kv
@@ -41,7 +41,7 @@ type controlRow struct {
 
 type groupView struct {
 	Name           string
-	Controls       []controlRow
+	Controls       []policyControlRow
 	ReportInterval string
 	MaxReportAge   string
 }
@@ -56,20 +56,20 @@ type versionView struct {
 
 type policyView struct {
 	Version        int64
-	Controls       []controlRow
+	Controls       []policyControlRow
 	ReportInterval string
 	MaxReportAge   string
 	Groups         []groupView
 	History        []versionView
 }
 
-func controlRows(m map[string]*mamoriv1.ControlPolicy) []controlRow {
-	var out []controlRow
+func controlRows(m map[string]*mamoriv1.ControlPolicy) []policyControlRow {
+	var out []policyControlRow
 	for name, c := range m {
-		out = append(out, controlRow{Name: name, Mode: strings.ToLower(strings.TrimPrefix(c.GetMode().String(), "MODE_")),
+		out = append(out, policyControlRow{Name: name, Mode: strings.ToLower(strings.TrimPrefix(c.GetMode().String(), "MODE_")),
 			Required: c.GetRequired(), Settings: sortedKV(c.GetSettings())})
 	}
-	slices.SortFunc(out, func(a, b controlRow) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(out, func(a, b policyControlRow) int { return strings.Compare(a.Name, b.Name) })
 	return out
 }
 
@@ -257,10 +257,10 @@ func (c *Console) policySave(w http.ResponseWriter, r *http.Request, op *operato
 }
 
 // controlTable is the data of the "policy-controls" template.
-func controlTable(p *i18n.Printer, rows []controlRow, id string) any {
+func controlTable(p *i18n.Printer, rows []policyControlRow, id string) any {
 	return struct {
 		P    *i18n.Printer
-		Rows []controlRow
+		Rows []policyControlRow
 		ID   string
 	}{p, rows, id}
 }

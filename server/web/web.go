@@ -55,6 +55,8 @@ type Store interface {
 	store.Audit
 	store.Console
 	store.Exceptions // exceptions and the asset ledger (exceptions.go, ledger.go)
+	store.Operators
+	store.Evidence
 }
 
 // Config tunes the console.
@@ -151,6 +153,9 @@ func New(d Deps) (*Console, error) {
 		}
 		c.pages[name] = t
 	}
+	if err := c.addEvidencePages(funcs); err != nil { // incidents.go
+		return nil, fmt.Errorf("console templates: %w", err)
+	}
 	return c, nil
 }
 
@@ -181,6 +186,7 @@ func (c *Console) Handler() http.Handler {
 	mux.Handle("POST /exceptions/{id}/revoke", c.signedIn(auth.RoleOfficer, c.revokeException))
 	mux.Handle("GET /ledger", c.signedIn(auth.RoleHelpdesk, c.ledgerPage))
 	mux.Handle("POST /ledger", c.signedIn(auth.RoleOfficer, c.importLedger))
+	c.routeEvidence(mux) // incidents, evidence export, operators (incidents.go)
 	// Cross-origin POSTs are refused (Sec-Fetch-Site / Origin) before any
 	// handler runs, on top of the CSRF tokens.
 	return securityHeaders(http.NewCrossOriginProtection().Handler(mux))

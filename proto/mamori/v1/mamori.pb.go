@@ -224,7 +224,11 @@ type DeviceFacts struct {
 	MachineId  string `protobuf:"bytes,6,opt,name=machine_id,json=machineId,proto3" json:"machine_id,omitempty"`
 	TpmPresent bool   `protobuf:"varint,7,opt,name=tpm_present,json=tpmPresent,proto3" json:"tpm_present,omitempty"`
 	// Where the device key lives: "file" or "tpm".
-	KeyStorage    string `protobuf:"bytes,8,opt,name=key_storage,json=keyStorage,proto3" json:"key_storage,omitempty"`
+	KeyStorage string `protobuf:"bytes,8,opt,name=key_storage,json=keyStorage,proto3" json:"key_storage,omitempty"`
+	// The machine's serial number (SMBIOS system serial: /sys/class/dmi/id/
+	// product_serial on Linux, Win32_BIOS.SerialNumber on Windows); empty
+	// when unknown. The console searches by it and the asset ledger matches it.
+	SerialNumber  string `protobuf:"bytes,11,opt,name=serial_number,json=serialNumber,proto3" json:"serial_number,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -311,6 +315,13 @@ func (x *DeviceFacts) GetTpmPresent() bool {
 func (x *DeviceFacts) GetKeyStorage() string {
 	if x != nil {
 		return x.KeyStorage
+	}
+	return ""
+}
+
+func (x *DeviceFacts) GetSerialNumber() string {
+	if x != nil {
+		return x.SerialNumber
 	}
 	return ""
 }
@@ -4933,7 +4944,7 @@ var File_mamori_v1_mamori_proto protoreflect.FileDescriptor
 
 const file_mamori_v1_mamori_proto_rawDesc = "" +
 	"\n" +
-	"\x16mamori/v1/mamori.proto\x12\tmamori.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf6\x01\n" +
+	"\x16mamori/v1/mamori.proto\x12\tmamori.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9b\x02\n" +
 	"\vDeviceFacts\x12\x1a\n" +
 	"\bhostname\x18\x01 \x01(\tR\bhostname\x12\x0e\n" +
 	"\x02os\x18\x02 \x01(\tR\x02os\x12\x1d\n" +
@@ -4946,7 +4957,8 @@ const file_mamori_v1_mamori_proto_rawDesc = "" +
 	"\vtpm_present\x18\a \x01(\bR\n" +
 	"tpmPresent\x12\x1f\n" +
 	"\vkey_storage\x18\b \x01(\tR\n" +
-	"keyStorage\"\xd3\x02\n" +
+	"keyStorage\x12#\n" +
+	"\rserial_number\x18\v \x01(\tR\fserialNumber\"\xd3\x02\n" +
 	"\rControlStatus\x12\x18\n" +
 	"\acontrol\x18\x01 \x01(\tR\acontrol\x12#\n" +
 	"\x04mode\x18\x02 \x01(\x0e2\x0f.mamori.v1.ModeR\x04mode\x12-\n" +

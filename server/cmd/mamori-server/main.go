@@ -86,6 +86,24 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, p *i
 	fs.DurationVar(&cfg.EnrollLimits.QueueWait, "enroll-queue-wait", cfg.EnrollLimits.QueueWait, "longest an enrolment waits for a place in flight before it is refused")
 	fs.DurationVar(&cfg.EnrollLimits.RetryAfter, "enroll-retry-after", cfg.EnrollLimits.RetryAfter, "least wait a refused enrolment is asked to keep")
 	fs.DurationVar(&cfg.StopTimeout, "stop-timeout", cfg.StopTimeout, "on stop, how long calls in progress may take before connections are closed")
+	// Incidents and notifications (docs/console.md).
+	w := &cfg.Watch
+	fs.BoolVar(&w.Disabled, "no-watch", false, "do not run the incident watcher (daily snapshots, incidents, notifications) in this server")
+	fs.DurationVar(&w.Interval, "watch-interval", w.Interval, "how often the incident watcher runs")
+	fs.IntVar(&w.Rules.USBThreshold, "incident-usb-threshold", w.Rules.USBThreshold, "blocked removable-media writes on one terminal that open an incident…")
+	fs.DurationVar(&w.Rules.USBWindow, "incident-usb-window", w.Rules.USBWindow, "…within this time")
+	fs.DurationVar(&w.EscalateAfter, "incident-escalate-after", w.EscalateAfter, "notify again when an incident is not acknowledged this long after it opened (0: never)")
+	fs.IntVar(&w.RatePerHour, "notify-rate", w.RatePerHour, "most notifications per channel and hour; more are suppressed (the console lists every incident)")
+	fs.StringVar(&w.ConsoleURL, "console-url", "", "console URL for links in notifications (default https://<last --host>:<console port>)")
+	fs.StringVar(&w.SMTPAddr, "notify-smtp", "", "e-mail incidents through this SMTP relay host:port")
+	fs.StringVar(&w.SMTPFrom, "notify-smtp-from", "", "sender address of incident e-mail")
+	fs.StringVar(&w.SMTPTo, "notify-smtp-to", "", "recipients of incident e-mail, comma-separated")
+	fs.BoolVar(&w.SMTPStartTLS, "notify-smtp-starttls", false, "upgrade the SMTP connection with STARTTLS (verifies the relay's certificate)")
+	fs.StringVar(&w.SMTPUser, "notify-smtp-user", "", "SMTP AUTH PLAIN user (needs STARTTLS unless the relay is on loopback)")
+	fs.StringVar(&w.SMTPPasswordFile, "notify-smtp-password-file", "", "file holding the SMTP password (first line)")
+	fs.StringVar(&w.Syslog, "notify-syslog", "", "send incidents to syslog (RFC 5424): udp://host:514 or tcp://host:601")
+	fs.StringVar(&w.Webhook, "notify-webhook", "", "POST incidents as JSON to this https:// URL, signed with HMAC-SHA256 (X-Mamori-Signature)")
+	fs.StringVar(&w.WebhookSecretFile, "notify-webhook-secret-file", "", "file holding the webhook's HMAC key (first line)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return 2

@@ -65,6 +65,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"MFALifecycle", testMFALifecycle},
 		{"Exceptions", testExceptions}, // exceptions.go
 		{"Ledger", testLedger},
+		{"Evidence", testEvidence},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,0 +1,134 @@
+// Package incident turns what terminals reported into incidents (policy
+// 6(7) 監視) and notifies people about them.
+//
+// Detection is derived from stored data, never from in-memory hooks: the
+// watcher reads the events and control history stored after its durable
+// cursors, and the devices that turned non-compliant or silent, inside one
+// store transaction (store.Evidence.Watch). Rules (this file) are a pure
+// function of that batch; the store opens at most one incident per (rule,
+// device) and never the same (rule, device, episode) twice, so a crash, a
+// re-run or two servers on one database cannot open duplicates.
+// Notifications are rows of a durable outbox, delivered with retries by
+// Notifier.
+package incident
+
+import (
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/mamori-dev/mamori/internal/policy"
+	"github.com/mamori-dev/mamori/server/store"
+)
+
+// Rule names, as stored and shown.
+const (
+	RuleNoncompliant = "noncompliant" // a device turned non-compliant
+	RuleUSBBlocked   = "usb-blocked"  // repeated blocked USB writes on one terminal
+	RuleMFALockout   = "mfa-lockout"  // a user locked out of MFA login
+	RuleAgentSilent  = "agent-silent" // no report for longer than max report age
+	RulePolicyDrift  = "policy-drift" // the agent found its enforcement changed and re-applied it
+)
+
+// Rules is the tunable part of the rules.
+type Rules struct {
+	// USBThreshold blocked writes within USBWindow on one terminal open an
+	// incident.
+	USBThreshold int
+	USBWindow    time.Duration
+	// EventHorizon: events older than this (by their own time) feed the
+	// search but open no incident — the first run over a year of stored
+	// events, or a terminal sending its spool after weeks offline, must
+	// not page anyone about the past.
+	EventHorizon time.Duration
+}
+
+// DefaultRules: 5 blocked writes within 10 minutes; events older than a
+// day open nothing.
+func DefaultRules() Rules {
+	return Rules{USBThreshold: 5, USBWindow: 10 * time.Minute, EventHorizon: 24 * time.Hour}
+}
+
+// Validate checks the rules.
+func (r Rules) Validate() error {
+	if r.USBThreshold < 1 || r.USBWindow <= 0 {
+		return fmt.Errorf("incident rules: the USB threshold must be at least 1 and the window positive")
+	}
+	return nil
+}
+
+// blockedKinds are the media control's events that mean "a write to
+// removable media was prevented" (agent/media: set_read_only,
+// remounted_read_only, usb_blocked). would_block (monitor mode) blocks
+// nothing and is not counted.
+var blockedKinds = map[string]bool{"set_read_only": true, "remounted_read_only": true, "usb_blocked": true}
+
+// driftKinds: the agent found its enforcement changed under it and put it
+// back (agent/media registry policy, agent/isolation nftables).
+var driftKinds = map[string]bool{"policy_drift": true, "ruleset_reapplied": true}
+
+// jst formats a time for the Japanese half of a summary.
+func jst(t time.Time) string {
+	return t.In(time.FixedZone("JST", 9*3600)).Format("2006-01-02 15:04 MST")
+}
+
+func reapplied(attrs map[string]string) string {
+	if attrs["reapplied"] == "false" {
+		return "; NOT re-applied"
+	}
+	return ""
+}
+
+func micros(t time.Time) string { return strconv.FormatInt(t.UnixMicro(), 10) }
+
+// Judge is the pure rule function handed to store.Evidence.Watch.
+func (r Rules) Judge(b store.WatchBatch) ([]store.SearchTerm, []store.Signal, error) {
+	var terms []store.SearchTerm
+	var sigs []store.Signal
+	for _, d := range b.Failing {
+		sigs = append(sigs, store.Signal{Rule: RuleNoncompliant, DeviceID: d.DeviceID, Episode: micros(d.At), At: d.At,
+			Summary: "非準拠になった日時 " + jst(d.At) + " / non-compliant since " + d.At.UTC().Format(time.RFC3339)})
+	}
+	for _, d := range b.Silent {
+		sigs = append(sigs, store.Signal{Rule: RuleAgentSilent, DeviceID: d.DeviceID, Episode: micros(d.At), At: d.At,
+			Summary: "最終報告 " + jst(d.At) + " 以降報告なし / no report since " + d.At.UTC().Format(time.RFC3339)})
+	}
+	for _, d := range b.Enrolled {
+		if s := d.Facts.GetSerialNumber(); s != "" {
+			terms = append(terms, store.SearchTerm{Kind: store.TermSerial, Term: s, DeviceID: d.ID, At: d.EnrolledAt})
+		}
+	}
+	for _, e := range b.Events {
+		ev := e.Event
+		at := e.ReceivedAt
+		if t := ev.GetTime(); t != nil && t.IsValid() && !t.AsTime().IsZero() {
+			at = t.AsTime()
+		}
+		attrs := ev.GetAttributes()
+		if u := attrs["user"]; u != "" {
+			terms = append(terms, store.SearchTerm{Kind: store.TermUser, Term: u, DeviceID: e.DeviceID, At: at})
+		}
+		if ev.GetControl() == policy.ControlMedia && attrs["serial"] != "" {
+			terms = append(terms, store.SearchTerm{Kind: store.TermUSB, Term: attrs["serial"], DeviceID: e.DeviceID, At: at})
+		}
+		if r.EventHorizon > 0 && !b.Now.IsZero() && at.Before(b.Now.Add(-r.EventHorizon)) {
+			continue
+		}
+		ref := "seq:" + strconv.FormatInt(e.Seq, 10)
+		switch {
+		case ev.GetControl() == policy.ControlMedia && blockedKinds[ev.GetKind()]:
+			sigs = append(sigs, store.Signal{Rule: RuleUSBBlocked, DeviceID: e.DeviceID, Episode: ref, At: at, Ref: ref,
+				Threshold: r.USBThreshold, Window: r.USBWindow,
+				Summary: fmt.Sprintf("%s 以内に外部記録媒体への書込み阻止が %d 回以上（最後: %s %s） / %d or more blocked removable-media writes within %s (last: %s %s)",
+					r.USBWindow, r.USBThreshold, attrs["device"], attrs["serial"], r.USBThreshold, r.USBWindow, attrs["device"], attrs["serial"])})
+		case ev.GetKind() == "mfa_lockout":
+			sigs = append(sigs, store.Signal{Rule: RuleMFALockout, DeviceID: e.DeviceID, Episode: ref, At: at,
+				Summary: "利用者 " + attrs["user"] + " の多要素認証ロックアウト / MFA lock-out of user " + attrs["user"]})
+		case driftKinds[ev.GetKind()]:
+			sigs = append(sigs, store.Signal{Rule: RulePolicyDrift, DeviceID: e.DeviceID, Episode: ref, At: at,
+				Summary: fmt.Sprintf("%s: 端末上で設定が変更され再適用 / enforcement changed on the terminal and was re-applied (%s%s)",
+					ev.GetControl(), ev.GetKind(), reapplied(attrs))})
+		}
+	}
+	return terms, sigs, nil
+}

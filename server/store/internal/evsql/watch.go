@@ -1,0 +1,331 @@
+package evsql
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+
+	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
+	"github.com/mamori-dev/mamori/server/store"
+	"github.com/mamori-dev/mamori/server/store/internal/codec"
+)
+
+// Cursor names in watch_cursors.
+const (
+	curEvents   = "events_seq"
+	curHistory  = "history_id"
+	curFailing  = "failing_at"
+	curSilent   = "silent_at"
+	curEnrolled = "enrolled_at"
+)
+
+// firstSilentLookback bounds the first silent sweep: a fresh watcher does
+// not open an incident for every terminal that went quiet years ago.
+const firstSilentLookback = 24 * time.Hour
+
+// Watch runs one watcher step in one transaction.
+func (s Store) Watch(ctx context.Context, p store.WatchParams, judge store.Judge) (store.WatchResult, error) {
+	var res store.WatchResult
+	if p.Now.IsZero() || p.Limit <= 0 {
+		return res, fmt.Errorf("watch: a time and a limit are required")
+	}
+	evHigh, hiHigh, err := s.DB.HighWater(ctx)
+	if err != nil {
+		return res, fmt.Errorf("watch: high water: %w", err)
+	}
+	err = s.DB.Write(ctx, func(q Q) error {
+		res = store.WatchResult{}
+		if err := s.DB.WatchLock(ctx, q); err != nil {
+			return fmt.Errorf("watch lock: %w", err)
+		}
+		cur, err := readCursors(ctx, q)
+		if err != nil {
+			return err
+		}
+		b := store.WatchBatch{Now: p.Now}
+		b.Events, err = query(ctx, q, scanEvent, `SELECT seq, device_id, event, received_at FROM events
+			WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?`, cur[curEvents], evHigh, p.Limit)
+		if err != nil {
+			return fmt.Errorf("watch: events: %w", err)
+		}
+		b.History, err = query(ctx, q, func(r Rows) (store.HistoryRow, error) {
+			var h store.HistoryRow
+			var from, to int32
+			var at Time
+			err := r.Scan(&h.ID, &h.DeviceID, &h.Control, &from, &to, &h.Detail, &at)
+			h.From, h.To, h.At = mamoriv1.ControlState(from), mamoriv1.ControlState(to), at.T
+			return h, err
+		}, `SELECT id, device_id, control, from_state, to_state, detail, at FROM control_history
+			WHERE id > ? AND id <= ? ORDER BY id LIMIT ?`, cur[curHistory], hiHigh, p.Limit)
+		if err != nil {
+			return fmt.Errorf("watch: history: %w", err)
+		}
+		res.More = len(b.Events) == p.Limit || len(b.History) == p.Limit
+		since := func(name string, first time.Time) time.Time {
+			v, ok := cur[name]
+			if !ok {
+				return first
+			}
+			return time.UnixMicro(v).Add(-p.Margin)
+		}
+		scanMark := func(r Rows) (store.DeviceMark, error) {
+			var m store.DeviceMark
+			var at Time
+			err := r.Scan(&m.DeviceID, &at)
+			m.At = at.T
+			return m, err
+		}
+		b.Failing, err = query(ctx, q, scanMark, `SELECT id, failing_since FROM devices
+			WHERE verdict = 'NONCOMPLIANT' AND failing_since >= ? ORDER BY failing_since LIMIT ?`,
+			s.DB.Native(since(curFailing, time.Unix(0, 0))), p.Limit)
+		if err != nil {
+			return fmt.Errorf("watch: failing devices: %w", err)
+		}
+		if !p.SilentBefore.IsZero() {
+			b.Silent, err = query(ctx, q, scanMark, `SELECT id, last_seen FROM devices
+				WHERE verdict IN ('COMPLIANT', 'NONCOMPLIANT') AND last_seen < ? AND last_seen >= ? ORDER BY last_seen LIMIT ?`,
+				s.DB.Native(p.SilentBefore), s.DB.Native(since(curSilent, p.SilentBefore.Add(-firstSilentLookback))), p.Limit)
+			if err != nil {
+				return fmt.Errorf("watch: silent devices: %w", err)
+			}
+		}
+		b.Enrolled, err = query(ctx, q, func(r Rows) (store.Device, error) {
+			var d store.Device
+			var facts []byte
+			var at Time
+			if err := r.Scan(&d.ID, &facts, &at); err != nil {
+				return d, err
+			}
+			d.EnrolledAt = at.T
+			var err error
+			d.Facts, err = codec.Facts(facts)
+			return d, err
+		}, `SELECT id, facts, enrolled_at FROM devices WHERE enrolled_at >= ? ORDER BY enrolled_at LIMIT ?`,
+			s.DB.Native(since(curEnrolled, time.Unix(0, 0))), p.Limit)
+		if err != nil {
+			return fmt.Errorf("watch: enrolled devices: %w", err)
+		}
+
+		terms, signals, err := judge(b)
+		if err != nil {
+			return err
+		}
+		for _, h := range b.History {
+			if _, err := q.Exec(ctx, `INSERT INTO control_states (device_id, control, state, history_id) VALUES (?, ?, ?, ?)
+				ON CONFLICT (device_id, control) DO UPDATE SET state = excluded.state, history_id = excluded.history_id
+				WHERE control_states.history_id < excluded.history_id`, h.DeviceID, h.Control, int32(h.To), h.ID); err != nil {
+				return fmt.Errorf("watch: control state: %w", err)
+			}
+		}
+		// One upsert per (kind, term, device) of the batch, at its latest
+		// sighting: a noisy terminal repeats the same user and stick.
+		type termKey struct{ kind, term, dev string }
+		latest := map[termKey]time.Time{}
+		var order []termKey
+		for _, t := range terms {
+			if t.Term == "" {
+				continue
+			}
+			k := termKey{t.Kind, t.Term, t.DeviceID}
+			at, seen := latest[k]
+			if !seen {
+				order = append(order, k)
+			}
+			if !seen || t.At.After(at) {
+				latest[k] = t.At
+			}
+		}
+		for _, k := range order {
+			t := store.SearchTerm{Kind: k.kind, Term: k.term, DeviceID: k.dev, At: latest[k]}
+			if _, err := q.Exec(ctx, `INSERT INTO search_terms (kind, term, device_id, last_at) VALUES (?, ?, ?, ?)
+				ON CONFLICT (kind, term, device_id) DO UPDATE SET last_at = CASE WHEN excluded.last_at > search_terms.last_at
+					THEN excluded.last_at ELSE search_terms.last_at END`, t.Kind, t.Term, t.DeviceID, t.At.UnixMicro()); err != nil {
+				return fmt.Errorf("watch: search term: %w", err)
+			}
+		}
+		for _, sg := range signals {
+			opened, bumped, err := s.signal(ctx, q, sg, p)
+			if err != nil {
+				return err
+			}
+			if opened != 0 {
+				res.Opened++
+				res.OpenedIDs = append(res.OpenedIDs, opened)
+			}
+			if bumped {
+				res.Bumped++
+			}
+		}
+		if !p.EscalateBefore.IsZero() {
+			ids, err := query(ctx, q, func(r Rows) (int64, error) {
+				var id int64
+				return id, r.Scan(&id)
+			}, `SELECT id FROM incidents WHERE state = 'open' AND escalated_at IS NULL AND opened_at < ? ORDER BY id LIMIT ?`,
+				p.EscalateBefore.UnixMicro(), p.Limit)
+			if err != nil {
+				return fmt.Errorf("watch: escalation: %w", err)
+			}
+			for _, id := range ids {
+				if _, err := q.Exec(ctx, `UPDATE incidents SET escalated_at = ? WHERE id = ?`, p.Now.UnixMicro(), id); err != nil {
+					return fmt.Errorf("watch: escalate %d: %w", id, err)
+				}
+				if err := enqueue(ctx, q, id, "escalate", p); err != nil {
+					return err
+				}
+				res.Escalated++
+				res.EscalatedIDs = append(res.EscalatedIDs, id)
+			}
+		}
+		if !p.MarkHorizon.IsZero() {
+			if _, err := q.Exec(ctx, `DELETE FROM incident_marks WHERE at < ?`, p.MarkHorizon.UnixMicro()); err != nil {
+				return fmt.Errorf("watch: prune marks: %w", err)
+			}
+		}
+		next := map[string]int64{}
+		if n := len(b.Events); n > 0 {
+			next[curEvents] = b.Events[n-1].Seq
+		}
+		if n := len(b.History); n > 0 {
+			next[curHistory] = b.History[n-1].ID
+		}
+		// A full sweep page moves the cursor only as far as it read.
+		next[curFailing] = p.Now.UnixMicro()
+		if len(b.Failing) == p.Limit {
+			next[curFailing] = b.Failing[len(b.Failing)-1].At.UnixMicro() + int64(p.Margin/time.Microsecond) + 1
+			res.More = true
+		}
+		if !p.SilentBefore.IsZero() {
+			next[curSilent] = p.SilentBefore.UnixMicro()
+			if len(b.Silent) == p.Limit {
+				next[curSilent] = b.Silent[len(b.Silent)-1].At.UnixMicro() + int64(p.Margin/time.Microsecond) + 1
+				res.More = true
+			}
+		}
+		next[curEnrolled] = p.Now.UnixMicro()
+		if len(b.Enrolled) == p.Limit {
+			next[curEnrolled] = b.Enrolled[len(b.Enrolled)-1].EnrolledAt.UnixMicro() + int64(p.Margin/time.Microsecond) + 1
+			res.More = true
+		}
+		for name, v := range next {
+			if _, err := q.Exec(ctx, `INSERT INTO watch_cursors (name, value) VALUES (?, ?)
+				ON CONFLICT (name) DO UPDATE SET value = excluded.value`, name, v); err != nil {
+				return fmt.Errorf("watch: cursor %s: %w", name, err)
+			}
+		}
+		res.Events, res.History = len(b.Events), len(b.History)
+		return nil
+	})
+	if err != nil {
+		return store.WatchResult{}, err
+	}
+	return res, nil
+}
+
+func readCursors(ctx context.Context, q Q) (map[string]int64, error) {
+	rows, err := q.Query(ctx, `SELECT name, value FROM watch_cursors`)
+	if err != nil {
+		return nil, fmt.Errorf("watch: cursors: %w", err)
+	}
+	defer rows.Close()
+	cur := map[string]int64{}
+	for rows.Next() {
+		var n string
+		var v int64
+		if err := rows.Scan(&n, &v); err != nil {
+			return nil, fmt.Errorf("watch: cursors: %w", err)
+		}
+		cur[n] = v
+	}
+	return cur, rows.Err()
+}
+
+func scanEvent(r Rows) (store.StoredEvent, error) {
+	var (
+		e    store.StoredEvent
+		blob []byte
+		at   Time
+	)
+	if err := r.Scan(&e.Seq, &e.DeviceID, &blob, &at); err != nil {
+		return e, err
+	}
+	e.ReceivedAt = at.T
+	e.Event = &mamoriv1.Event{}
+	if err := codec.Unmarshal(fmt.Sprintf("event %d", e.Seq), blob, e.Event); err != nil {
+		// A damaged blob is skipped, not fatal: the watcher must move on.
+		e.Event = &mamoriv1.Event{Kind: "undecodable"}
+	}
+	return e, nil
+}
+
+func one[T any](ctx context.Context, q Q, sqlText string, args ...any) (T, bool, error) {
+	vs, err := query(ctx, q, func(r Rows) (T, error) {
+		var v T
+		return v, r.Scan(&v)
+	}, sqlText, args...)
+	var zero T
+	if err != nil || len(vs) == 0 {
+		return zero, false, err
+	}
+	return vs[0], true, nil
+}
+
+// signal applies one signal: count it, and open or bump the incident.
+func (s Store) signal(ctx context.Context, q Q, sg store.Signal, p store.WatchParams) (openedID int64, bumped bool, err error) {
+	at := sg.At.UnixMicro()
+	n := int64(1)
+	if sg.Threshold > 1 {
+		if _, err := q.Exec(ctx, `INSERT INTO incident_marks (rule, device_id, at, ref) VALUES (?, ?, ?, ?)
+			ON CONFLICT (rule, device_id, ref) DO NOTHING`, sg.Rule, sg.DeviceID, at, sg.Ref); err != nil {
+			return 0, false, fmt.Errorf("watch: mark: %w", err)
+		}
+		from := sg.At.Add(-sg.Window).UnixMicro()
+		// Occurrences before the last close do not count again.
+		lastClosed, _, err := one[sql.NullInt64](ctx, q, `SELECT max(closed_at) FROM incidents WHERE rule = ? AND device_id = ?`, sg.Rule, sg.DeviceID)
+		if err != nil {
+			return 0, false, fmt.Errorf("watch: last close: %w", err)
+		}
+		if lastClosed.Valid && lastClosed.Int64 >= from {
+			from = lastClosed.Int64 + 1
+		}
+		n, _, err = one[int64](ctx, q, `SELECT count(*) FROM incident_marks WHERE rule = ? AND device_id = ? AND at >= ? AND at <= ?`,
+			sg.Rule, sg.DeviceID, from, at)
+		if err != nil {
+			return 0, false, fmt.Errorf("watch: count marks: %w", err)
+		}
+		if n < int64(sg.Threshold) {
+			return 0, false, nil
+		}
+	}
+	if _, seen, err := one[int64](ctx, q, `SELECT id FROM incidents WHERE rule = ? AND device_id = ? AND episode = ?`,
+		sg.Rule, sg.DeviceID, sg.Episode); err != nil || seen {
+		return 0, false, err
+	}
+	id, open, err := one[int64](ctx, q, `SELECT id FROM incidents WHERE rule = ? AND device_id = ? AND state <> 'closed'`, sg.Rule, sg.DeviceID)
+	if err != nil {
+		return 0, false, fmt.Errorf("watch: open incident: %w", err)
+	}
+	if open {
+		if _, err := q.Exec(ctx, `UPDATE incidents SET occurrences = occurrences + 1,
+			last_at = CASE WHEN last_at < ? THEN ? ELSE last_at END WHERE id = ?`, at, at, id); err != nil {
+			return 0, false, fmt.Errorf("watch: bump incident %d: %w", id, err)
+		}
+		return 0, true, nil
+	}
+	id, _, err = one[int64](ctx, q, `INSERT INTO incidents (rule, device_id, episode, state, summary, occurrences, opened_at, last_at)
+		VALUES (?, ?, ?, 'open', ?, ?, ?, ?) RETURNING id`, sg.Rule, sg.DeviceID, sg.Episode, sg.Summary, n, p.Now.UnixMicro(), at)
+	if err != nil {
+		return 0, false, fmt.Errorf("watch: open incident: %w", err)
+	}
+	return id, false, enqueue(ctx, q, id, "open", p)
+}
+
+func enqueue(ctx context.Context, q Q, incident int64, kind string, p store.WatchParams) error {
+	for _, ch := range p.Channels {
+		if _, err := q.Exec(ctx, `INSERT INTO notifications (channel, incident_id, kind, created_at, state, next_at)
+			VALUES (?, ?, ?, ?, 'pending', ?)`, ch, incident, kind, p.Now.UnixMicro(), p.Now.UnixMicro()); err != nil {
+			return fmt.Errorf("watch: enqueue %s: %w", ch, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,168 @@
+package web
+
+import (
+	"errors"
+	"html/template"
+	"net/http"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/mamori-dev/mamori/internal/i18n"
+	"github.com/mamori-dev/mamori/server/auth"
+	"github.com/mamori-dev/mamori/server/store"
+)
+
+// addEvidencePages parses the pages of this part of the console: fleet
+// extras live in fleet.html; these are new pages.
+func (c *Console) addEvidencePages(funcs template.FuncMap) error {
+	funcs["vis"] = visible
+	funcs["ruleName"] = func(p *i18n.Printer, rule string) string { return p.Sprintf(i18n.ID("console.rule." + rule)) }
+	funcs["incState"] = func(p *i18n.Printer, s string) string { return p.Sprintf(i18n.ID("console.incident.state." + s)) }
+	for _, name := range []string{"evidence", "incidents", "incident", "operators", "operator-created"} {
+		t, err := template.New(name).Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/"+name+".html")
+		if err != nil {
+			return err
+		}
+		c.pages[name] = t
+	}
+	t, err := parseReport(funcs)
+	if err != nil {
+		return err
+	}
+	c.pages["report"] = t
+	return nil
+}
+
+// routeEvidence adds this part's routes. Roles: helpdesk reads incidents
+// and acknowledges them; officers also close them and export evidence;
+// admins manage operators.
+func (c *Console) routeEvidence(mux *http.ServeMux) {
+	mux.Handle("GET /incidents", c.signedIn(auth.RoleHelpdesk, c.incidents))
+	mux.Handle("GET /incidents/{id}", c.signedIn(auth.RoleHelpdesk, c.incident))
+	mux.Handle("POST /incidents/{id}/ack", c.signedIn(auth.RoleHelpdesk, c.incidentMove(store.IncidentAcknowledged)))
+	mux.Handle("POST /incidents/{id}/close", c.signedIn(auth.RoleOfficer, c.incidentMove(store.IncidentClosed)))
+	mux.Handle("GET /evidence", c.signedIn(auth.RoleOfficer, c.evidenceForm))
+	mux.Handle("GET /evidence/report", c.signedIn(auth.RoleOfficer, c.evidenceReport))
+	mux.Handle("GET /evidence/export.csv", c.signedIn(auth.RoleOfficer, c.evidenceCSV))
+	mux.Handle("GET /operators", c.signedIn(auth.RoleAdmin, c.operators))
+	mux.Handle("POST /operators", c.signedIn(auth.RoleAdmin, c.createOperator))
+	mux.Handle("POST /operators/{id}/disable", c.signedIn(auth.RoleAdmin, c.disableOperator))
+	mux.Handle("POST /operators/{id}/unlock", c.signedIn(auth.RoleAdmin, c.unlockOperator))
+}
+
+// CanClose: officers and admins close incidents.
+func (o *operator) CanClose() bool { return o.Role.Allows(auth.RoleOfficer) }
+
+// CanExport: officers and admins export evidence.
+func (o *operator) CanExport() bool { return o.Role.Allows(auth.RoleOfficer) }
+
+// CanAdmin: admins manage operators.
+func (o *operator) CanAdmin() bool { return o.Role.Allows(auth.RoleAdmin) }
+
+const incidentPage = 100
+
+type incidentsView struct {
+	State     string
+	States    []stateFilter
+	Incidents []store.Incident
+	Next      int64
+}
+
+type stateFilter struct {
+	Value, Name string
+	Selected    bool
+}
+
+func (c *Console) incidents(w http.ResponseWriter, r *http.Request, op *operator) {
+	p := i18n.NewPrinter(lang(r))
+	q := r.URL.Query()
+	state := q.Get("state")
+	if state == "" {
+		state = "active"
+	}
+	v := incidentsView{State: state}
+	valid := false
+	for _, s := range []string{"active", store.IncidentOpen, store.IncidentAcknowledged, store.IncidentClosed, "all"} {
+		v.States = append(v.States, stateFilter{Value: s, Name: p.Sprintf(i18n.ID("console.incident.state." + s)), Selected: s == state})
+		valid = valid || s == state
+	}
+	before, err := strconv.ParseInt(q.Get("before"), 10, 64)
+	if !valid || (q.Get("before") != "" && (err != nil || before < 0)) {
+		c.fail(w, r, http.StatusBadRequest, op, "console.err.bad-form")
+		return
+	}
+	f := store.IncidentFilter{State: state, BeforeID: before, Limit: incidentPage + 1}
+	if state == "all" {
+		f.State = ""
+	}
+	incs, err := c.st.Incidents(r.Context(), f)
+	if err != nil {
+		c.internal(w, r, op, err)
+		return
+	}
+	if len(incs) > incidentPage {
+		incs = incs[:incidentPage]
+		v.Next = incs[len(incs)-1].ID
+	}
+	v.Incidents = incs
+	c.render(w, r, http.StatusOK, "incidents", view{P: p, Op: op, CSRF: op.csrf(), Data: v})
+}
+
+func (c *Console) incident(w http.ResponseWriter, r *http.Request, op *operator) {
+	p := i18n.NewPrinter(lang(r))
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil || id <= 0 {
+		c.fail(w, r, http.StatusNotFound, op, "console.err.no-incident")
+		return
+	}
+	in, err := c.st.GetIncident(r.Context(), id)
+	if errors.Is(err, store.ErrNotFound) {
+		c.fail(w, r, http.StatusNotFound, op, "console.err.no-incident")
+		return
+	}
+	if err != nil {
+		c.internal(w, r, op, err)
+		return
+	}
+	c.render(w, r, http.StatusOK, "incident", view{P: p, Op: op, CSRF: op.csrf(), Data: in})
+}
+
+// incidentMove acknowledges or closes an incident, with a note; every
+// transition goes to the audit log.
+func (c *Console) incidentMove(to string) func(http.ResponseWriter, *http.Request, *operator) {
+	return func(w http.ResponseWriter, r *http.Request, op *operator) {
+		ctx := r.Context()
+		id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+		if err != nil || id <= 0 {
+			c.fail(w, r, http.StatusNotFound, op, "console.err.no-incident")
+			return
+		}
+		note := strings.TrimSpace(r.PostForm.Get("note"))
+		if (to == store.IncidentClosed && note == "") || len(note) > maxReasonLength || !utf8.ValidString(note) {
+			c.fail(w, r, http.StatusBadRequest, op, "console.err.note")
+			return
+		}
+		in, err := c.st.TransitionIncident(ctx, id, to, op.ID, note, c.now())
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			c.fail(w, r, http.StatusNotFound, op, "console.err.no-incident")
+			return
+		case errors.Is(err, store.ErrConflict):
+			c.fail(w, r, http.StatusConflict, op, "console.err.incident-state")
+			return
+		case err != nil:
+			c.internal(w, r, op, err)
+			return
+		}
+		action := "incident.acknowledge"
+		if to == store.IncidentClosed {
+			action = "incident.close"
+		}
+		if err := c.audit(ctx, op.ID, action, strconv.FormatInt(in.ID, 10), in.Rule+" "+in.DeviceID+": "+note); err != nil {
+			c.internal(w, r, op, err)
+			return
+		}
+		http.Redirect(w, r, "/incidents/"+strconv.FormatInt(in.ID, 10), http.StatusSeeOther)
+	}
+}
