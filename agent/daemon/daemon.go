@@ -297,6 +297,11 @@ func (d *Daemon) round(ctx context.Context) RoundResult {
 		res.Err = err
 		return res
 	}
+	// Recovery codes pam_mamori.so used on its own (the socket did not
+	// answer) become events before this round's batch is taken.
+	if bg, ok := d.cfg.MFA.(interface{ ReportBreakGlass(context.Context) }); ok {
+		bg.ReportBreakGlass(ctx)
+	}
 	batch, err := d.cfg.Spool.Pending(d.cfg.MaxBatchEvents, d.cfg.MaxBatchBytes)
 	if err != nil {
 		d.log.ErrorContext(ctx, "spool unreadable; reporting statuses without events", "error", err)

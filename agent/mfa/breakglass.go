@@ -7,8 +7,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/mamori-dev/mamori/internal/atomicfile"
 	"github.com/mamori-dev/mamori/internal/mfabundle"
@@ -22,8 +25,15 @@ import (
 //	USER SALT_HEX SHA256_HEX
 //
 // where SHA256_HEX = SHA-256(salt || normalised code). A used code's
-// line is removed and its hash appended to PATH.used, so a bundle from the
-// server (which may not know of the use yet) does not bring it back.
+// line is removed and a line appended to PATH.used, so a bundle from the
+// server (which may not know of the use yet) does not bring it back:
+//
+//	SHA256_HEX [USER SERVICE RHOST UNIX_SECONDS]
+//
+// (the first versions wrote the hash alone). The agent reports every use
+// as an event; PATH.reported lists the code IDs it has reported, so a use
+// by the module while the agent was down is reported when it is back
+// (Verifier.ReportBreakGlass) and nothing twice.
 // Writers take an exclusive flock on PATH.lock; the file is replaced by
 // rename, so readers never see half a file. pam_mamori.c implements the
 // same format; change both or neither.
@@ -108,7 +118,7 @@ func (g *BreakGlass) consume(user, norm string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	_, err = uf.WriteString(found + "\n")
+	_, err = fmt.Fprintf(uf, "%s %s - - %d\n", found, usedField(user), time.Now().Unix())
 	if err == nil {
 		err = uf.Sync()
 	}
@@ -121,16 +131,143 @@ func (g *BreakGlass) consume(user, norm string) (string, error) {
 }
 
 func (g *BreakGlass) used() (map[string]bool, error) {
-	data, err := os.ReadFile(g.Path + ".used")
-	if errors.Is(err, os.ErrNotExist) {
-		return map[string]bool{}, nil
-	}
+	us, err := g.usedEntries()
 	if err != nil {
 		return nil, err
 	}
 	m := map[string]bool{}
-	for _, l := range strings.Fields(string(data)) {
-		m[l] = true
+	for _, u := range us {
+		m[u.Hash] = true
 	}
 	return m, nil
+}
+
+// UsedCode is one line of PATH.used.
+type UsedCode struct {
+	Hash                 string
+	User, Service, RHost string // "-" or empty when not known
+	At                   time.Time
+}
+
+// maxUsedBytes bounds what is read of PATH.used and PATH.reported: a few
+// hundred bytes a code, ten codes a user.
+const maxUsedBytes = 4 << 20
+
+func readSmall(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxUsedBytes+1))
+	if err == nil && len(data) > maxUsedBytes {
+		err = fmt.Errorf("%s is over %d bytes", path, maxUsedBytes)
+	}
+	return data, err
+}
+
+func (g *BreakGlass) usedEntries() ([]UsedCode, error) {
+	data, err := readSmall(g.Path + ".used")
+	if err != nil {
+		return nil, err
+	}
+	return parseUsed(data), nil
+}
+
+// parseUsed reads PATH.used: a line whose first field is not a hex
+// SHA-256 is skipped (a torn append).
+func parseUsed(data []byte) []UsedCode {
+	var out []UsedCode
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 || len(f[0]) != 64 {
+			continue
+		}
+		if _, err := hex.DecodeString(f[0]); err != nil {
+			continue
+		}
+		u := UsedCode{Hash: strings.ToLower(f[0])}
+		if len(f) >= 5 {
+			u.User, u.Service, u.RHost = f[1], f[2], f[3]
+			if sec, err := strconv.ParseInt(f[4], 10, 64); err == nil && sec > 0 {
+				u.At = time.Unix(sec, 0).UTC()
+			}
+		}
+		out = append(out, u)
+	}
+	return out
+}
+
+// usedField makes a value one field of a .used line, as pam_mamori.c's
+// used_field does.
+func usedField(s string) string {
+	if s == "" {
+		return "-"
+	}
+	b := []byte(s)
+	if len(b) > 64 {
+		b = b[:64]
+	}
+	for i, c := range b {
+		if c <= ' ' || c == 0x7f {
+			b[i] = '?'
+		}
+	}
+	return string(b)
+}
+
+// unreported returns the used codes whose IDs are not in PATH.reported.
+func (g *BreakGlass) unreported() ([]UsedCode, error) {
+	unlock, err := lockFile(g.Path + ".lock")
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	used, err := g.usedEntries()
+	if err != nil || len(used) == 0 {
+		return nil, err
+	}
+	data, err := readSmall(g.Path + ".reported")
+	if err != nil {
+		return nil, err
+	}
+	done := map[string]bool{}
+	for _, id := range strings.Fields(string(data)) {
+		done[id] = true
+	}
+	var out []UsedCode
+	for _, u := range used {
+		if id := mfabundle.CodeID(u.Hash); !done[id] {
+			done[id] = true
+			out = append(out, u)
+		}
+	}
+	return out, nil
+}
+
+// markReported records that the uses with these code IDs are reported.
+func (g *BreakGlass) markReported(ids ...string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	unlock, err := lockFile(g.Path + ".lock")
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	f, err := os.OpenFile(g.Path+".reported", os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString(strings.Join(ids, "\n") + "\n")
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }

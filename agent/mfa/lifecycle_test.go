@@ -1,6 +1,8 @@
 package mfa_test
 
 import (
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -262,5 +264,49 @@ func TestPINRefusedWhenPolicyLeavesItOut(t *testing.T) {
 	}
 	if f := eventsOf(ev.Events(), mfa.KindFailure); len(f) != 1 || f[0].Attrs["reason"] != "method_not_allowed" || f[0].Attrs["method"] != "pin" {
 		t.Fatalf("failure: %+v", f)
+	}
+}
+
+// TestReportBreakGlass: uses in PATH.used that the agent did not report
+// itself are reported once, the first versions' hash-only lines included;
+// the agent's own recovery logins are not reported twice; a torn line is
+// skipped.
+func TestReportBreakGlass(t *testing.T) {
+	dir := t.TempDir()
+	c := &clock{time.Date(2026, 11, 25, 12, 0, 5, 0, time.UTC)}
+	ev := &controltest.Emitter{}
+	v := open(t, dir, c, ev)
+	u := mfatest.NewUser(t, "tanaka")
+	must(t, v.TakeBundle(t.Context(), "dev-1", mfatest.Seal(t, v.PublicKey(), "dev-1", "g1", u)))
+	if got := v.Verify(t.Context(), mfa.Attempt{User: "tanaka", Service: "login", Code: u.RecoveryCodes[0]}); got != mfa.Allow {
+		t.Fatalf("recovery code: %v", got)
+	}
+	h1 := mfabundle.HashRecoveryCode(u.Record.RecoverySalt, u.RecoveryCodes[1])
+	h2 := mfabundle.HashRecoveryCode(u.Record.RecoverySalt, u.RecoveryCodes[2])
+	f, err := os.OpenFile(filepath.Join(dir, mfa.BreakGlassFile+".used"), os.O_APPEND|os.O_WRONLY, 0)
+	must(t, err)
+	_, err = f.WriteString(h1 + " tanaka sshd 192.0.2.9 1795521605\n" + h2 + "\n" + "0123abc")
+	must(t, err)
+	must(t, f.Close())
+
+	v.ReportBreakGlass(t.Context())
+	v2 := open(t, dir, c, ev) // a restart reports nothing again
+	v2.ReportBreakGlass(t.Context())
+	var got []map[string]string
+	for _, e := range eventsOf(ev.Events(), mfa.KindRecoveryUsed) {
+		got = append(got, e.Attrs)
+	}
+	if len(got) != 3 {
+		t.Fatalf("%d recovery events; want 3 (own login, two break-glass uses): %+v", len(got), got)
+	}
+	if got[0]["via"] != "" || got[0]["service"] != "login" {
+		t.Errorf("own login event: %+v", got[0])
+	}
+	if b := got[1]; b["via"] != "break-glass" || b["user"] != "tanaka" || b["service"] != "sshd" || b["rhost"] != "192.0.2.9" ||
+		b["used_at"] != time.Unix(1795521605, 0).UTC().Format(time.RFC3339) || b["code_id"] != mfabundle.CodeID(h1) {
+		t.Errorf("break-glass event: %+v", b)
+	}
+	if b := got[2]; b["via"] != "break-glass" || b["code_id"] != mfabundle.CodeID(h2) || b["used_at"] != "" {
+		t.Errorf("hash-only line's event: %+v", b)
 	}
 }

@@ -192,6 +192,11 @@ func Open(cfg Config, deviceID string) (*Verifier, error) {
 			}
 		}
 	}
+	// Recovery codes pam_mamori.so used on its own while the agent was
+	// down are reported now.
+	v.mu.Lock()
+	v.reportBreakGlass(context.Background())
+	v.mu.Unlock()
 	return v, nil
 }
 
@@ -292,6 +297,12 @@ func (v *Verifier) Verify(ctx context.Context, a Attempt) Verdict {
 			attrs["grace_until"] = v.bundle.GetGraceUntil().AsTime().UTC().Format(time.RFC3339)
 		}
 		v.emit(ctx, kind, attrs)
+		if method == methodRecovery && codeID != "" {
+			// Reported: ReportBreakGlass must not report it again.
+			if err := v.bglass.markReported(codeID); err != nil {
+				v.log.ErrorContext(ctx, "break-glass use not marked reported (it may be reported twice)", "error", err)
+			}
+		}
 		return Allow
 	}
 	st.Failures++
@@ -399,8 +410,48 @@ func (v *Verifier) user(name string) *mamoriv1.MFAUserSecret {
 }
 
 func (v *Verifier) emit(ctx context.Context, kind string, attrs map[string]string) {
-	if err := v.cfg.Events.Emit(ctx, policy.ControlLoginMFA, kind, attrs); err != nil {
+	if err := v.emitErr(ctx, kind, attrs); err != nil {
 		v.log.ErrorContext(ctx, "mfa event not recorded", "kind", kind, "error", err)
+	}
+}
+
+func (v *Verifier) emitErr(ctx context.Context, kind string, attrs map[string]string) error {
+	return v.cfg.Events.Emit(ctx, policy.ControlLoginMFA, kind, attrs)
+}
+
+// ReportBreakGlass reports, as mfa_recovery_used events with via=break-glass,
+// the recovery codes pam_mamori.so used from the break-glass file while the
+// agent could not answer (who, service, remote host and when, as the module
+// wrote them), once each. Open calls it; the agent calls it every round, so a
+// use during a hang of the socket is reported too.
+func (v *Verifier) ReportBreakGlass(ctx context.Context) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.reportBreakGlass(ctx)
+}
+
+func (v *Verifier) reportBreakGlass(ctx context.Context) {
+	us, err := v.bglass.unreported()
+	if err != nil {
+		v.log.ErrorContext(ctx, "break-glass uses not readable", "error", err)
+		return
+	}
+	var done []string
+	for _, u := range us {
+		id := mfabundle.CodeID(u.Hash)
+		attrs := map[string]string{"user": u.User, "service": u.Service, "rhost": u.RHost,
+			"method": methodRecovery, "code_id": id, "via": "break-glass"}
+		if !u.At.IsZero() {
+			attrs["used_at"] = u.At.Format(time.RFC3339)
+		}
+		if err := v.emitErr(ctx, KindRecoveryUsed, attrs); err != nil {
+			v.log.ErrorContext(ctx, "break-glass use not reported yet", "error", err)
+			break // kept for the next try
+		}
+		done = append(done, id)
+	}
+	if err := v.bglass.markReported(done...); err != nil {
+		v.log.ErrorContext(ctx, "break-glass uses not marked reported (they may be reported twice)", "error", err)
 	}
 }
 

@@ -36,6 +36,7 @@
 #include <sys/time.h>
 #include <sys/un.h>
 #include <syslog.h>
+#include <time.h>
 #include <unistd.h>
 
 #define PAM_SM_AUTH
@@ -309,8 +310,26 @@ static int equal_ct(const char *a, const char *b, size_t n)
 	return d == 0;
 }
 
-/* breakglass consumes user's recovery code from the file; 1 if used. */
-static int breakglass(pam_handle_t *pamh, const struct args *a, const char *user, const char *code)
+/* used_field copies s into dst (n bytes) for one field of the .used
+ * line: whitespace and control characters become '?', an empty or absent
+ * value becomes "-", and it is cut to fit. */
+static void used_field(char *dst, size_t n, const char *s)
+{
+	size_t i = 0;
+	if (s != NULL)
+		for (; s[i] != 0 && i + 1 < n; i++)
+			dst[i] = ((unsigned char)s[i] <= ' ' || s[i] == 0x7f) ? '?' : s[i];
+	if (i == 0 && n > 1)
+		dst[i++] = '-';
+	dst[i] = 0;
+}
+
+/* breakglass consumes user's recovery code from the file; 1 if used. The
+ * used code's line in PATH.used also says who, through which service,
+ * from where and when, so the agent can report the login as an event
+ * when it is back (breakglass.go, ReportBreakGlass). */
+static int breakglass(pam_handle_t *pamh, const struct args *a, const char *user, const char *code,
+		      const char *service, const char *rhost)
 {
 	char norm[CODE_LEN + 1], path[PATH_MAX], *data = NULL, *line, *next;
 	char found[65] = {0};
@@ -381,9 +400,16 @@ static int breakglass(pam_handle_t *pamh, const struct args *a, const char *user
 		char used[PATH_MAX];
 		int ufd;
 		/* The used list first: a crash between the two leaves the code used. */
+		char fu[65], fs[65], fr[129];
+		int want;
+		used_field(fu, sizeof fu, user);
+		used_field(fs, sizeof fs, service);
+		used_field(fr, sizeof fr, rhost);
+		want = snprintf(NULL, 0, "%s %s %s %s %lld\n", found, fu, fs, fr, (long long)time(NULL));
 		if (snprintf(used, sizeof used, "%s.used", a->breakglass) < (int)sizeof used &&
 		    (ufd = open(used, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600)) >= 0) {
-			if (dprintf(ufd, "%s\n", found) == 65 && fsync(ufd) == 0 && fflush(tmpf) == 0 &&
+			if (dprintf(ufd, "%s %s %s %s %lld\n", found, fu, fs, fr, (long long)time(NULL)) == want &&
+			    fsync(ufd) == 0 && fflush(tmpf) == 0 &&
 			    fsync(fileno(tmpf)) == 0 && rename(path, a->breakglass) == 0)
 				ok = 1;
 			close(ufd);
@@ -435,7 +461,7 @@ PAM_EXTERN int pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, cons
 	v = ask_agent(&a, OP_VERIFY, method == M_PIN ? M_PIN : M_TOTP, user, service, rhost, code);
 	if (v == V_UNREACHABLE) {
 		pam_syslog(pamh, LOG_ERR, "mamori-agent unreachable at %s: denying (recovery codes still work)", a.socket);
-		if (breakglass(pamh, &a, user, code)) {
+		if (breakglass(pamh, &a, user, code, service, rhost)) {
 			pam_syslog(pamh, LOG_NOTICE, "break-glass recovery code used for %s", user);
 			v = V_ALLOW;
 		} else {

@@ -167,6 +167,21 @@ func TestPAMStack(t *testing.T) {
 		s.want("break-glass file world-readable", "tanaka", tanaka.RecoveryCodes[1], false)
 		os.Chmod(bg, 0o600)
 	})
+	// Back, the agent reports the module's break-glass login as an event
+	// (who, service, remote host, when), once.
+	before := len(s.events.Events())
+	s.verifier.ReportBreakGlass(t.Context())
+	s.verifier.ReportBreakGlass(t.Context())
+	var bg []map[string]string
+	for _, e := range s.events.Events()[before:] {
+		if e.Kind == mfa.KindRecoveryUsed {
+			bg = append(bg, e.Attrs)
+		}
+	}
+	if len(bg) != 1 || bg[0]["via"] != "break-glass" || bg[0]["user"] != "tanaka" || bg[0]["service"] != s.service ||
+		bg[0]["rhost"] != "192.0.2.7" || bg[0]["used_at"] == "" || bg[0]["code_id"] == "" {
+		t.Fatalf("break-glass use reported as %+v; want one event with who, where and when", bg)
+	}
 	// The agent knows the code the module used while it was down.
 	s.want("recovery code used offline, agent back", "tanaka", tanaka.RecoveryCodes[0], false)
 	s.want("another recovery code via the agent", "tanaka", strings.ToLower(tanaka.RecoveryCodes[1]), true)
