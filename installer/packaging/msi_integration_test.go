@@ -158,14 +158,65 @@ func TestMSI(t *testing.T) {
 		t.Error("the installed service never dialled SERVER: it did not read the registry, or did not run")
 	}
 
+	stop := func(when string) {
+		t.Helper()
+		wine("sc", "stop", "mamori-agent")
+		deadline := time.Now().Add(20 * time.Second)
+		for o, _ = wine("sc", "query", "mamori-agent"); !strings.Contains(o, "STOPPED") && time.Now().Before(deadline); o, _ = wine("sc", "query", "mamori-agent") {
+			time.Sleep(300 * time.Millisecond)
+		}
+		mustContain(t, "sc query "+when, o, "STOPPED")
+	}
+	// What Windows Installer has registered for our UpgradeCode.
+	installed := func() string {
+		t.Helper()
+		o, _ := wine("reg", "query", `HKLM\SOFTWARE\Microsoft\Windows\CurrentVersion\Uninstall`, "/s")
+		var vs []string
+		for _, block := range strings.Split(o, "\nHKEY_") {
+			if strings.Contains(block, "mamori agent") {
+				for _, l := range strings.Split(block, "\n") {
+					if f := strings.Fields(l); len(f) == 3 && f[0] == "DisplayVersion" {
+						vs = append(vs, f[2])
+					}
+				}
+			}
+		}
+		return strings.Join(vs, ",")
+	}
+	if v := installed(); v != "1.4.2" {
+		t.Errorf("registered versions after install: %q; want 1.4.2", v)
+	}
+
+	// Upgrade in place with a newer MSI and no properties (the terminal is
+	// set up): one product remains, the newer one, still registered as a
+	// service; the state directory stays.
+	stop("before the upgrade")
+	newer := filepath.Join(dir, "mamori-agent-1.4.3.msi")
+	if err := BuildMSI(ctx, NewWXS(agent, "v1.4.3"), dir, newer); err != nil {
+		t.Fatal(err)
+	}
+	if o, code := wine("msiexec", "/i", newer, "/qn"); code != 0 {
+		t.Fatalf("msiexec /i (upgrade) exited %d:\n%s", code, o)
+	}
+	if v := installed(); v != "1.4.3" {
+		t.Errorf("registered versions after the upgrade: %q; want only 1.4.3", v)
+	}
+	o, _ = wine("reg", "query", `HKLM\SYSTEM\CurrentControlSet\Services\mamori-agent`)
+	mustContain(t, "service registration after the upgrade", o, `mamori-agent.exe run`, "Start    REG_DWORD    0x2")
+	o, _ = wine("sc", "query", "mamori-agent")
+	mustContain(t, "sc query after the upgrade (started again)", o, "RUNNING")
+	if _, err := os.Stat(env.Path(`C:\ProgramData\mamori`)); err != nil {
+		t.Errorf("state directory gone after the upgrade: %v", err)
+	}
+	// The older MSI does not go back over the newer one.
+	if _, code := wine("msiexec", "/i", msi, "/qn"); code == 0 && installed() != "1.4.3" {
+		t.Errorf("the older MSI replaced the newer one: %q", installed())
+	}
+	msi = newer
+
 	// Stop through the SCM (msiexec /x under wine does not stop it), then
 	// uninstall: program and settings go, the state directory stays.
-	wine("sc", "stop", "mamori-agent")
-	deadline := time.Now().Add(20 * time.Second)
-	for o, _ = wine("sc", "query", "mamori-agent"); !strings.Contains(o, "STOPPED") && time.Now().Before(deadline); o, _ = wine("sc", "query", "mamori-agent") {
-		time.Sleep(300 * time.Millisecond)
-	}
-	mustContain(t, "sc query after stop", o, "STOPPED")
+	stop("after stop")
 	if o, code := wine("msiexec", "/x", msi, "/qn"); code != 0 {
 		t.Fatalf("msiexec /x exited %d:\n%s", code, o)
 	}
