@@ -53,13 +53,12 @@ func (s *Server) ListDevices(ctx context.Context, req *mamoriv1.ListDevicesReque
 	}
 	now := s.now()
 	limit := pageSize(req.PageSize)
-	devs, err := s.store.ListDevices(ctx, store.DeviceFilter{
-		Compliance:    req.Compliance,
-		OfflineBefore: compliance.OfflineBefore(p, now),
-		AfterID:       req.PageToken,
-		Group:         req.Group,
-		Limit:         limit + 1,
-	})
+	devs, err := s.store.ListDevices(ctx, compliance.OfflineCut(p, now).Filter(store.DeviceFilter{
+		Compliance: req.Compliance,
+		AfterID:    req.PageToken,
+		Group:      req.Group,
+		Limit:      limit + 1,
+	}))
 	if err != nil {
 		return nil, err
 	}
@@ -113,7 +112,7 @@ func (s *Server) FleetSummary(ctx context.Context, _ *mamoriv1.FleetSummaryReque
 	if err != nil {
 		return nil, err
 	}
-	cut := compliance.OfflineBefore(p, s.now())
+	cut := compliance.OfflineCut(p, s.now())
 	c, err := s.store.CountFleet(ctx, cut)
 	if err != nil {
 		return nil, err

@@ -3,9 +3,12 @@ package api_test
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/mamori-dev/mamori/internal/policy"
 	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
 	"github.com/mamori-dev/mamori/server/auth"
 	"github.com/mamori-dev/mamori/server/servertest"
@@ -72,5 +75,49 @@ func TestDeviceGroups(t *testing.T) {
 	last := audit.Records[len(audit.Records)-1]
 	if last.Action != "device.group" || last.Target != b.ID || !strings.Contains(last.Detail, "税務課") || !strings.Contains(last.Detail, "異動") {
 		t.Fatalf("last audit record = %v", last)
+	}
+}
+
+// TestGroupMaxReportAgeInFleetCounts: a group with a longer max report age
+// keeps its silent devices out of OFFLINE in the fleet counts and lists,
+// as on each device's page.
+func TestGroupMaxReportAgeInFleetCounts(t *testing.T) {
+	h := servertest.Start(t, servertest.Options{})
+	admin := h.Admin(t, h.AdminToken)
+	tok, err := admin.CreateEnrollmentToken(ctx, &mamoriv1.CreateEnrollmentTokenRequest{Uses: 1, Group: "窓口"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := h.Enroll(t, tok.Token, servertest.Facts("pc-madoguchi", "machine-madoguchi"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := enroll(t, h, "pc-other")
+	for _, d := range []*servertest.Device{a, b} {
+		if _, err := d.Client.Report(ctx, &mamoriv1.ReportRequest{Statuses: []*mamoriv1.ControlStatus{enforced("agent")}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pol, err := admin.GetPolicy(ctx, &mamoriv1.GetPolicyRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := pol.Policy
+	p.Groups = map[string]*mamoriv1.GroupPolicy{"窓口": {MaxReportAge: durationpb.New(24 * time.Hour)}}
+	if _, err := admin.SetPolicy(ctx, &mamoriv1.SetPolicyRequest{Policy: p, ExpectedVersion: p.Version, Reason: "窓口端末は夜間停止"}); err != nil {
+		t.Fatal(err)
+	}
+	h.Clock.Advance(policy.MaxReportAge(p) + time.Minute) // past the base age, within the group's
+
+	if got := deviceState(t, h, a.ID).Compliance; got != mamoriv1.Compliance_COMPLIANCE_COMPLIANT {
+		t.Fatalf("device page of the group's device: %v", got)
+	}
+	f := fleet(t, h)
+	if f.Offline != 1 || f.Compliant != 1 {
+		t.Fatalf("fleet: offline %d compliant %d; want 1 and 1 (the group's device is not OFFLINE)", f.Offline, f.Compliant)
+	}
+	list, err := admin.ListDevices(ctx, &mamoriv1.ListDevicesRequest{Compliance: mamoriv1.Compliance_COMPLIANCE_OFFLINE})
+	if err != nil || len(list.Devices) != 1 || list.Devices[0].Id != b.ID {
+		t.Fatalf("offline list: %v %v", list, err)
 	}
 }

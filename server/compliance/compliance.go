@@ -83,9 +83,26 @@ func State(d store.Device, p *mamoriv1.Policy, now time.Time) (c mamoriv1.Compli
 }
 
 // OfflineBefore is the cut-off for store queries: a device last seen before
-// it is OFFLINE.
+// it is OFFLINE. p is a device's effective policy; for fleet queries use
+// OfflineCut, which honours groups with a max report age of their own.
 func OfflineBefore(p *mamoriv1.Policy, now time.Time) time.Time {
 	return now.Add(-policy.MaxReportAge(p))
+}
+
+// OfflineCut is the cut-off for fleet queries under the policy document
+// p: the base max report age, and each group's own where it sets one, so
+// fleet counts and lists agree with each device's page.
+func OfflineCut(p *mamoriv1.Policy, now time.Time) store.OfflineCut {
+	c := store.OfflineCut{Default: OfflineBefore(p, now)}
+	for name, g := range p.GetGroups() {
+		if g.GetMaxReportAge() != nil {
+			if c.Groups == nil {
+				c.Groups = map[string]time.Time{}
+			}
+			c.Groups[name] = now.Add(-g.GetMaxReportAge().AsDuration())
+		}
+	}
+	return c
 }
 
 // StateName is the short upper-case name of a control state, as operators

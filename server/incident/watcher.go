@@ -18,7 +18,7 @@ import (
 type Store interface {
 	store.Evidence
 	CurrentPolicy(ctx context.Context) (*mamoriv1.Policy, error)
-	CountFleet(ctx context.Context, offlineBefore time.Time) (store.FleetCounts, error)
+	CountFleet(ctx context.Context, cut store.OfflineCut) (store.FleetCounts, error)
 	AppendAudit(ctx context.Context, r store.AuditRecord) (store.AuditRecord, error)
 }
 
@@ -150,7 +150,7 @@ func (w *Watcher) snapshot(ctx context.Context) error {
 		return err
 	}
 	now := w.now()
-	n, err := w.st.CountFleet(ctx, compliance.OfflineBefore(pol, now))
+	n, err := w.st.CountFleet(ctx, compliance.OfflineCut(pol, now))
 	if err != nil {
 		return err
 	}

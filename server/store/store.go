@@ -192,6 +192,10 @@ type DeviceFilter struct {
 	Compliance mamoriv1.Compliance
 	// OfflineBefore: a device last seen before this is OFFLINE.
 	OfflineBefore time.Time
+	// GroupOfflineBefore replaces OfflineBefore for the devices of the
+	// groups it names (groups whose policy has a max report age of its
+	// own); nil: OfflineBefore for all.
+	GroupOfflineBefore map[string]time.Time
 	// AfterID is the keyset cursor: only IDs greater than this.
 	AfterID string
 	// Group, when set, selects the devices of that group only.
@@ -202,6 +206,20 @@ type DeviceFilter struct {
 // FleetCounts are the fleet summary counts. Every device is in exactly one.
 type FleetCounts struct {
 	Total, Compliant, Noncompliant, Offline, NeverReported, Revoked int64
+}
+
+// OfflineCut says when a device is OFFLINE: last seen before Default, or,
+// for a device of a group named in Groups, before that group's cut-off.
+// The zero value makes nothing OFFLINE.
+type OfflineCut struct {
+	Default time.Time
+	Groups  map[string]time.Time
+}
+
+// Filter is f with c as its OFFLINE cut-off.
+func (c OfflineCut) Filter(f DeviceFilter) DeviceFilter {
+	f.OfflineBefore, f.GroupOfflineBefore = c.Default, c.Groups
+	return f
 }
 
 // GroupCounts are the fleet counts of one device group.
@@ -315,9 +333,9 @@ type Devices interface {
 	// than one device has it).
 	FindDevice(ctx context.Context, idOrHostname string) (Device, error)
 	ListDevices(ctx context.Context, f DeviceFilter) ([]Device, error)
-	CountFleet(ctx context.Context, offlineBefore time.Time) (FleetCounts, error)
+	CountFleet(ctx context.Context, cut OfflineCut) (FleetCounts, error)
 	// CountFleetByGroup is CountFleet per device group, ordered by group.
-	CountFleetByGroup(ctx context.Context, offlineBefore time.Time) ([]GroupCounts, error)
+	CountFleetByGroup(ctx context.Context, cut OfflineCut) ([]GroupCounts, error)
 	// SetDeviceGroup moves a device to a group ('' for none).
 	SetDeviceGroup(ctx context.Context, id, group string) (Device, error)
 	RevokeDevice(ctx context.Context, id, reason string, at time.Time) (Device, error)

@@ -76,7 +76,7 @@ func (c *Console) fleetExtra(ctx context.Context, p *i18n.Printer, pol *mamoriv1
 		}
 		x.Controls = append(x.Controls, r)
 	}
-	groups, err := c.st.CountFleetByGroup(ctx, compliance.OfflineBefore(pol, now))
+	groups, err := c.st.CountFleetByGroup(ctx, compliance.OfflineCut(pol, now))
 	if err != nil {
 		return nil, err
 	}

@@ -41,7 +41,7 @@ func (c *Console) metrics(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "store unavailable", http.StatusServiceUnavailable)
 		return
 	}
-	n, err := c.st.CountFleet(ctx, compliance.OfflineBefore(pol, c.now()))
+	n, err := c.st.CountFleet(ctx, compliance.OfflineCut(pol, c.now()))
 	if err != nil {
 		http.Error(w, "store unavailable", http.StatusServiceUnavailable)
 		return

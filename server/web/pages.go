@@ -70,14 +70,14 @@ func (c *Console) fleet(w http.ResponseWriter, r *http.Request, op *operator) {
 		return
 	}
 	now := c.now()
-	n, err := c.st.CountFleet(ctx, compliance.OfflineBefore(pol, now))
+	n, err := c.st.CountFleet(ctx, compliance.OfflineCut(pol, now))
 	if err != nil {
 		c.internal(w, r, op, err)
 		return
 	}
-	devs, err := c.st.ListDevices(ctx, store.DeviceFilter{
-		Compliance: mamoriv1.Compliance_COMPLIANCE_NONCOMPLIANT, OfflineBefore: compliance.OfflineBefore(pol, now), Limit: fleetListLimit + 1,
-	})
+	devs, err := c.st.ListDevices(ctx, compliance.OfflineCut(pol, now).Filter(store.DeviceFilter{
+		Compliance: mamoriv1.Compliance_COMPLIANCE_NONCOMPLIANT, Limit: fleetListLimit + 1,
+	}))
 	if err != nil {
 		c.internal(w, r, op, err)
 		return

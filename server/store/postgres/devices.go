@@ -99,7 +99,7 @@ func (s *Store) FindDevice(ctx context.Context, key string) (store.Device, error
 // ListDevices returns a page of devices matching f, ordered by ID.
 func (s *Store) ListDevices(ctx context.Context, f store.DeviceFilter) ([]store.Device, error) {
 	a := sqlgen.Args{Dollar: true}
-	cond, err := sqlgen.DeviceWhere(&a, f, func(t time.Time) any { return codec.Time(t) })
+	cond, err := sqlgen.DeviceWhere(&a, f, cutTime)
 	if err != nil {
 		return nil, err
 	}
@@ -113,9 +113,10 @@ func (s *Store) ListDevices(ctx context.Context, f store.DeviceFilter) ([]store.
 
 // CountFleet counts devices by derived compliance in one pass over the
 // (verdict, last_seen) index.
-func (s *Store) CountFleet(ctx context.Context, offlineBefore time.Time) (store.FleetCounts, error) {
-	rows, err := s.pool.Query(ctx, `SELECT verdict, count(*), count(*) FILTER (WHERE last_seen < $1)
-		FROM devices GROUP BY verdict`, tz(offlineBefore))
+func (s *Store) CountFleet(ctx context.Context, cut store.OfflineCut) (store.FleetCounts, error) {
+	a := sqlgen.Args{Dollar: true}
+	rows, err := s.pool.Query(ctx, `SELECT verdict, count(*), count(*) FILTER (WHERE last_seen < `+sqlgen.CutExpr(&a, cut, cutTime)+`)
+		FROM devices GROUP BY verdict`, a.List...)
 	if err != nil {
 		return store.FleetCounts{}, fmt.Errorf("count fleet: %w", err)
 	}
@@ -184,9 +185,10 @@ func (s *Store) ControlHistory(ctx context.Context, deviceID string, limit int) 
 
 // CountFleetByGroup counts devices by group and derived compliance in one
 // pass over the (device_group, verdict, last_seen) index.
-func (s *Store) CountFleetByGroup(ctx context.Context, offlineBefore time.Time) ([]store.GroupCounts, error) {
-	rows, err := s.pool.Query(ctx, `SELECT device_group, verdict, count(*), count(*) FILTER (WHERE last_seen < $1)
-		FROM devices GROUP BY device_group, verdict ORDER BY device_group`, tz(offlineBefore))
+func (s *Store) CountFleetByGroup(ctx context.Context, cut store.OfflineCut) ([]store.GroupCounts, error) {
+	a := sqlgen.Args{Dollar: true}
+	rows, err := s.pool.Query(ctx, `SELECT device_group, verdict, count(*), count(*) FILTER (WHERE last_seen < `+sqlgen.CutExpr(&a, cut, cutTime)+`)
+		FROM devices GROUP BY device_group, verdict ORDER BY device_group`, a.List...)
 	if err != nil {
 		return nil, fmt.Errorf("count fleet by group: %w", err)
 	}
@@ -226,3 +228,7 @@ func (s *Store) SetDeviceGroup(ctx context.Context, id, group string) (store.Dev
 	})
 	return d, err
 }
+
+// cutTime binds an OFFLINE cut-off as a timestamptz; the zero time is the
+// year 1, before every last_seen (nothing is OFFLINE).
+func cutTime(t time.Time) any { return codec.Time(t) }

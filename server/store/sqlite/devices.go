@@ -104,7 +104,7 @@ func scanDevices(rows *sql.Rows) ([]store.Device, error) {
 // ListDevices returns a page of devices matching f, ordered by ID.
 func (s *Store) ListDevices(ctx context.Context, f store.DeviceFilter) ([]store.Device, error) {
 	var a sqlgen.Args
-	cond, err := sqlgen.DeviceWhere(&a, f, func(t time.Time) any { return codec.Micros(t) })
+	cond, err := sqlgen.DeviceWhere(&a, f, cutMicros)
 	if err != nil {
 		return nil, err
 	}
@@ -122,13 +122,10 @@ func (s *Store) ListDevices(ctx context.Context, f store.DeviceFilter) ([]store.
 
 // CountFleet counts devices by derived compliance in one pass over the
 // (verdict, last_seen) index.
-func (s *Store) CountFleet(ctx context.Context, offlineBefore time.Time) (store.FleetCounts, error) {
-	off := int64(-1 << 63)
-	if !offlineBefore.IsZero() {
-		off = offlineBefore.UnixMicro()
-	}
-	rows, err := s.r.QueryContext(ctx, `SELECT verdict, count(*), count(*) FILTER (WHERE last_seen < ?)
-		FROM devices GROUP BY verdict`, off)
+func (s *Store) CountFleet(ctx context.Context, cut store.OfflineCut) (store.FleetCounts, error) {
+	var a sqlgen.Args
+	rows, err := s.r.QueryContext(ctx, `SELECT verdict, count(*), count(*) FILTER (WHERE last_seen < `+sqlgen.CutExpr(&a, cut, cutMicros)+`)
+		FROM devices GROUP BY verdict`, a.List...)
 	if err != nil {
 		return store.FleetCounts{}, fmt.Errorf("count fleet: %w", err)
 	}
@@ -201,13 +198,10 @@ func (s *Store) ControlHistory(ctx context.Context, deviceID string, limit int) 
 
 // CountFleetByGroup counts devices by group and derived compliance in one
 // pass over the (device_group, verdict, last_seen) index.
-func (s *Store) CountFleetByGroup(ctx context.Context, offlineBefore time.Time) ([]store.GroupCounts, error) {
-	off := int64(-1 << 63)
-	if !offlineBefore.IsZero() {
-		off = offlineBefore.UnixMicro()
-	}
-	rows, err := s.r.QueryContext(ctx, `SELECT device_group, verdict, count(*), count(*) FILTER (WHERE last_seen < ?)
-		FROM devices GROUP BY device_group, verdict ORDER BY device_group`, off)
+func (s *Store) CountFleetByGroup(ctx context.Context, cut store.OfflineCut) ([]store.GroupCounts, error) {
+	var a sqlgen.Args
+	rows, err := s.r.QueryContext(ctx, `SELECT device_group, verdict, count(*), count(*) FILTER (WHERE last_seen < `+sqlgen.CutExpr(&a, cut, cutMicros)+`)
+		FROM devices GROUP BY device_group, verdict ORDER BY device_group`, a.List...)
 	if err != nil {
 		return nil, fmt.Errorf("count fleet by group: %w", err)
 	}
@@ -246,4 +240,13 @@ func (s *Store) SetDeviceGroup(ctx context.Context, id, group string) (store.Dev
 		return err
 	})
 	return d, err
+}
+
+// cutMicros binds an OFFLINE cut-off: the zero time as the earliest
+// instant, before every last_seen (nothing is OFFLINE).
+func cutMicros(t time.Time) any {
+	if t.IsZero() {
+		return int64(-1 << 63)
+	}
+	return t.UnixMicro()
 }

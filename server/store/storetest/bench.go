@@ -135,7 +135,7 @@ func BenchCountFleet(b *testing.B, st store.Store, n int) {
 	var c store.FleetCounts
 	for b.Loop() {
 		var err error
-		if c, err = st.CountFleet(b.Context(), FleetCutoff); err != nil {
+		if c, err = st.CountFleet(b.Context(), store.OfflineCut{Default: FleetCutoff}); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -35,7 +35,7 @@ func testGroups(t *testing.T, st store.Store) {
 	f.ingestOK(report(re.Device, t0.Add(2*time.Minute), store.VerdictNoncompliant, nil))
 	f.ingestOK(report(f.device(b.ID), t0.Add(2*time.Minute), store.VerdictCompliant, nil))
 
-	counts, err := st.CountFleetByGroup(ctx, t0)
+	counts, err := st.CountFleetByGroup(ctx, store.OfflineCut{Default: t0})
 	must(t, err)
 	diff(t, "counts by group", []store.GroupCounts{
 		{Group: "", FleetCounts: store.FleetCounts{Total: 1, Compliant: 1}},
@@ -51,6 +51,30 @@ func testGroups(t *testing.T, st store.Store) {
 	must(t, err)
 	if len(ds) != 0 {
 		t.Errorf("group + compliance filter: %d devices, want 0", len(ds))
+	}
+
+	// A group with a max report age of its own has its own OFFLINE
+	// cut-off: an hour later, the base makes everyone OFFLINE, the group's
+	// longer age keeps its device counted as reporting.
+	cut := store.OfflineCut{Default: t0.Add(time.Hour), Groups: map[string]time.Time{"教育委員会": t0}}
+	counts, err = st.CountFleetByGroup(ctx, cut)
+	must(t, err)
+	diff(t, "counts by group with a group cut-off", []store.GroupCounts{
+		{Group: "", FleetCounts: store.FleetCounts{Total: 1, Offline: 1}},
+		{Group: "教育委員会", FleetCounts: store.FleetCounts{Total: 1, Noncompliant: 1}},
+	}, counts)
+	total, err := st.CountFleet(ctx, cut)
+	must(t, err)
+	diff(t, "fleet counts with a group cut-off", store.FleetCounts{Total: 2, Offline: 1, Noncompliant: 1}, total)
+	for c, want := range map[mamoriv1.Compliance]string{
+		mamoriv1.Compliance_COMPLIANCE_OFFLINE:      b.ID,
+		mamoriv1.Compliance_COMPLIANCE_NONCOMPLIANT: a.Device.ID,
+	} {
+		ds, err := st.ListDevices(ctx, cut.Filter(store.DeviceFilter{Compliance: c}))
+		must(t, err)
+		if len(ds) != 1 || ds[0].ID != want {
+			t.Errorf("ListDevices %v with a group cut-off: %d devices", c, len(ds))
+		}
 	}
 
 	moved, err := st.SetDeviceGroup(ctx, b.ID, "市民課")

@@ -217,7 +217,7 @@ func testEmptyStore(t *testing.T, st store.Store) {
 	wantErr(t, "RevokeDevice", err, store.ErrNotFound)
 	_, err = st.OperatorByTokenHash(ctx, []byte("x"))
 	wantErr(t, "OperatorByTokenHash", err, store.ErrNotFound)
-	c, err := st.CountFleet(ctx, t0)
+	c, err := st.CountFleet(ctx, store.OfflineCut{Default: t0})
 	must(t, err)
 	diff(t, "CountFleet", store.FleetCounts{}, c)
 	res, err := st.IngestReports(ctx, nil)
@@ -273,7 +273,7 @@ func testTokenRefusals(t *testing.T, st store.Store) {
 			wantErr(t, "Enroll", err, tc.want)
 		})
 	}
-	c, err := st.CountFleet(ctx, t0)
+	c, err := st.CountFleet(ctx, store.OfflineCut{Default: t0})
 	must(t, err)
 	if c.Total != 0 {
 		t.Errorf("refused enrolments created %d devices", c.Total)

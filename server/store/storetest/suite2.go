@@ -96,7 +96,7 @@ func fleet(t *testing.T, f *fixture) (time.Time, map[mamoriv1.Compliance][]strin
 func testFleet(t *testing.T, st store.Store) {
 	f := newFixture(t, st)
 	cut, want := fleet(t, f)
-	c, err := st.CountFleet(t.Context(), cut)
+	c, err := st.CountFleet(t.Context(), store.OfflineCut{Default: cut})
 	must(t, err)
 	n := func(c mamoriv1.Compliance) int64 { return int64(len(want[c])) }
 	diff(t, "CountFleet", store.FleetCounts{
@@ -123,7 +123,7 @@ func testFleet(t *testing.T, st store.Store) {
 		})
 	}
 	// Without a cut-off nothing is offline.
-	c, err = st.CountFleet(t.Context(), time.Time{})
+	c, err = st.CountFleet(t.Context(), store.OfflineCut{})
 	must(t, err)
 	if c.Offline != 0 {
 		t.Errorf("CountFleet(zero) Offline = %d, want 0", c.Offline)

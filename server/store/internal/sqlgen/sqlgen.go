@@ -4,6 +4,8 @@ package sqlgen
 
 import (
 	"fmt"
+	"sort"
+	"strings"
 	"time"
 
 	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
@@ -33,13 +35,13 @@ func (a *Args) Bind(v any) string {
 func DeviceWhere(a *Args, f store.DeviceFilter, tm func(time.Time) any) (string, error) {
 	cond := "TRUE"
 	seen := func(op string) string {
-		if f.OfflineBefore.IsZero() {
+		if f.OfflineBefore.IsZero() && len(f.GroupOfflineBefore) == 0 {
 			if op == "<" {
 				return " AND FALSE"
 			}
 			return ""
 		}
-		return " AND last_seen " + op + " " + a.Bind(tm(f.OfflineBefore))
+		return " AND last_seen " + op + " " + CutExpr(a, store.OfflineCut{Default: f.OfflineBefore, Groups: f.GroupOfflineBefore}, tm)
 	}
 	switch f.Compliance {
 	case mamoriv1.Compliance_COMPLIANCE_UNSPECIFIED:
@@ -63,6 +65,33 @@ func DeviceWhere(a *Args, f store.DeviceFilter, tm func(time.Time) any) (string,
 		cond += " AND id > " + a.Bind(f.AfterID)
 	}
 	return cond, nil
+}
+
+// CutExpr is the SQL expression of a device's OFFLINE cut-off: a
+// placeholder for c.Default, or a CASE on device_group when groups have
+// their own (in a stable order, so equal cuts make equal SQL). A zero time
+// binds as the earliest time, before every last_seen: nothing OFFLINE.
+func CutExpr(a *Args, c store.OfflineCut, tm func(time.Time) any) string {
+	// PostgreSQL cannot infer a CASE's type from placeholders alone.
+	cast := ""
+	if a.Dollar {
+		cast = "::timestamptz"
+	}
+	if len(c.Groups) == 0 {
+		return a.Bind(tm(c.Default))
+	}
+	groups := make([]string, 0, len(c.Groups))
+	for g := range c.Groups {
+		groups = append(groups, g)
+	}
+	sort.Strings(groups)
+	var b strings.Builder
+	b.WriteString("(CASE device_group")
+	for _, g := range groups {
+		b.WriteString(" WHEN " + a.Bind(g) + " THEN " + a.Bind(tm(c.Groups[g])) + cast)
+	}
+	b.WriteString(" ELSE " + a.Bind(tm(c.Default)) + cast + " END)")
+	return b.String()
 }
 
 // AddCount adds n devices with verdict, offline of them last seen before
