@@ -106,6 +106,21 @@ func TestMatch(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("(-want +got)\n%s", diff)
 	}
+
+	// A serial number wins over the host name: the terminal was renamed.
+	renamed := dev("d5", "pc-renamed", mamoriv1.Compliance_COMPLIANCE_COMPLIANT)
+	renamed.Facts.SerialNumber = "5CG1234XYZ"
+	other := dev("d6", "pc-005", mamoriv1.Compliance_COMPLIANCE_COMPLIANT)
+	rows = Match([]store.LedgerEntry{{AssetID: "A-5", Hostname: "pc-005", Serial: " 5cg1234xyz "}}, []store.Device{renamed, other},
+		func(d store.Device) mamoriv1.Compliance { return mamoriv1.Compliance(mamoriv1.Compliance_value[d.Verdict]) })
+	got = nil
+	for _, r := range rows {
+		got = append(got, r.Entry.Hostname+"="+r.State+"/"+r.DeviceID)
+	}
+	want = []string{"pc-005=enrolled/d5", "pc-005=not_in_ledger/d6"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("serial match (-want +got)\n%s", diff)
+	}
 }
 
 // FuzzParse: no input panics; what Parse accepts is bounded and valid.

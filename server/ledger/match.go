@@ -29,23 +29,34 @@ type Row struct {
 	Compliance mamoriv1.Compliance
 }
 
-// Match pairs ledger entries with devices by host name (case-insensitive).
-// The agent reports no hardware serial number yet, so the serial column is
-// kept and shown but not matched. state gives a device's derived state.
+// Match pairs ledger entries with devices: by hardware serial number when
+// the entry has one and a device reports it (DeviceFacts.serial_number,
+// SMBIOS on Linux; a serial survives renaming and re-imaging), else by
+// host name (both case-insensitive). state gives a device's derived state.
 // Ledger rows come first in ledger order, then the devices the ledger
 // lacks, by host name.
 func Match(entries []store.LedgerEntry, devices []store.Device, state func(store.Device) mamoriv1.Compliance) []Row {
 	byHost := map[string][]store.Device{}
+	bySerial := map[string][]store.Device{}
 	for _, d := range devices {
 		k := strings.ToLower(d.Facts.GetHostname())
 		byHost[k] = append(byHost[k], d)
+		if sn := strings.ToLower(strings.TrimSpace(d.Facts.GetSerialNumber())); sn != "" {
+			bySerial[sn] = append(bySerial[sn], d)
+		}
 	}
 	used := map[string]bool{}
 	out := make([]Row, 0, len(entries))
 	for _, e := range entries {
 		r := Row{Entry: e, State: StateNeverEnrolled}
-		ds := byHost[strings.ToLower(e.Hostname)]
-		if e.Hostname != "" && len(ds) > 0 {
+		var ds []store.Device
+		if sn := strings.ToLower(strings.TrimSpace(e.Serial)); sn != "" {
+			ds = bySerial[sn]
+		}
+		if len(ds) == 0 && e.Hostname != "" {
+			ds = byHost[strings.ToLower(e.Hostname)]
+		}
+		if len(ds) > 0 {
 			// Several records with one host name (re-imaged terminals):
 			// the one seen last speaks for it.
 			d := slices.MaxFunc(ds, func(a, b store.Device) int { return a.LastSeen.Compare(b.LastSeen) })
