@@ -193,6 +193,8 @@ func (s *Server) Report(ctx context.Context, req *mamoriv1.ReportRequest) (*mamo
 	case err != nil:
 		return nil, fmt.Errorf("store report of %s: %w", dev.ID, err)
 	}
+	s.metrics.reports.Add(1)
+	s.metrics.events.Add(int64(res.NewEvents))
 	if err := s.consumeMFACodes(ctx, dev.ID, req.Events); err != nil {
 		return nil, err
 	}

@@ -210,6 +210,7 @@ func (s *Server) UnaryInterceptor(ctx context.Context, req any, info *grpc.Unary
 			resp, err = nil, status.Error(codes.Internal, "internal error")
 		}
 		code := status.Code(err)
+		s.metrics.observe(info.FullMethod, time.Since(start), code)
 		if code == codes.ResourceExhausted {
 			// Admission refusals come by the thousand in a storm;
 			// admission.go logs a summary instead.

@@ -65,6 +65,7 @@ type Server struct {
 	mfaKey    *mfa.Key
 	admission *admission
 	inflight  atomic.Int64 // calls inside UnaryInterceptor
+	metrics   metrics      // for /metrics (metrics.go)
 	mu        sync.Mutex
 	mfaGen    int64
 	mfaGenAt  time.Time

@@ -112,7 +112,9 @@ func TestMatch(t *testing.T) {
 	renamed.Facts.SerialNumber = "5CG1234XYZ"
 	other := dev("d6", "pc-005", mamoriv1.Compliance_COMPLIANCE_COMPLIANT)
 	rows = Match([]store.LedgerEntry{{AssetID: "A-5", Hostname: "pc-005", Serial: " 5cg1234xyz "}}, []store.Device{renamed, other},
-		func(d store.Device) mamoriv1.Compliance { return mamoriv1.Compliance(mamoriv1.Compliance_value[d.Verdict]) })
+		func(d store.Device) mamoriv1.Compliance {
+			return mamoriv1.Compliance(mamoriv1.Compliance_value[d.Verdict])
+		})
 	got = nil
 	for _, r := range rows {
 		got = append(got, r.Entry.Hostname+"="+r.State+"/"+r.DeviceID)

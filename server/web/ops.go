@@ -70,4 +70,7 @@ func (c *Console) metrics(w http.ResponseWriter, r *http.Request) {
 	} {
 		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s counter\n%s %d\n", m.name, m.help, m.name, m.name, m.v)
 	}
+	if c.metricx != nil {
+		c.metricx(w)
+	}
 }

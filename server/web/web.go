@@ -26,6 +26,7 @@ import (
 	"errors"
 	"fmt"
 	"html/template"
+	"io"
 	"io/fs"
 	"log/slog"
 	"net/http"
@@ -97,16 +98,20 @@ type Deps struct {
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	Log *slog.Logger
+	// Metrics, when set, adds the gRPC server's metrics (reports stored,
+	// RPC calls and latencies) to /metrics.
+	Metrics func(io.Writer)
 }
 
 // Console serves the pages.
 type Console struct {
-	st    Store
-	cfg   Config
-	now   func() time.Time
-	log   *slog.Logger
-	pages map[string]*template.Template
-	n     counters
+	st      Store
+	cfg     Config
+	now     func() time.Time
+	log     *slog.Logger
+	metricx func(io.Writer)
+	pages   map[string]*template.Template
+	n       counters
 }
 
 // Cookie names. __Host- makes the browser insist on Secure, Path=/ and no
@@ -131,7 +136,7 @@ func New(d Deps) (*Console, error) {
 	if d.Log == nil {
 		d.Log = slog.New(slog.DiscardHandler)
 	}
-	c := &Console{st: d.Store, cfg: d.Config, now: d.Now, log: d.Log, pages: map[string]*template.Template{}}
+	c := &Console{st: d.Store, cfg: d.Config, now: d.Now, log: d.Log, metricx: d.Metrics, pages: map[string]*template.Template{}}
 	funcs := template.FuncMap{
 		"time":       c.formatTime,
 		"ts":         func(t *timestamppb.Timestamp) string { return c.formatTimestamp(t) },

@@ -8,6 +8,7 @@ import (
 	"net/http/cookiejar"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -541,9 +542,27 @@ func TestOps(t *testing.T) {
 	}
 	p := b.get("/metrics")
 	for _, want := range []string{`mamori_devices{state="compliant"} 1`, `mamori_devices{state="noncompliant"} 1`,
-		"mamori_policy_version 1", "mamori_console_logins_total 1", "mamori_console_login_failures_total 1"} {
+		"mamori_policy_version 1", "mamori_console_logins_total 1", "mamori_console_login_failures_total 1",
+		// The gRPC server's, from the two devices' enrolments and reports.
+		"mamori_reports_ingested_total 2",
+		`mamori_rpc_total{method="/mamori.v1.AgentService/Report",code="OK"} 2`,
+		`mamori_rpc_total{method="/mamori.v1.AgentService/Enroll",code="OK"} 2`,
+		`mamori_rpc_duration_seconds_bucket{method="/mamori.v1.AgentService/Report",le="+Inf"} 2`,
+		`mamori_rpc_duration_seconds_count{method="/mamori.v1.AgentService/Report"} 2`} {
 		if !strings.Contains(p.body, want) {
 			t.Errorf("metrics lack %q:\n%s", want, p.body)
+		}
+	}
+	// Every histogram's buckets are cumulative and end at the count.
+	var last uint64
+	for _, l := range strings.Split(p.body, "\n") {
+		if strings.HasPrefix(l, `mamori_rpc_duration_seconds_bucket{method="/mamori.v1.AgentService/Report"`) {
+			f := strings.Fields(l)
+			n, err := strconv.ParseUint(f[len(f)-1], 10, 64)
+			if err != nil || n < last {
+				t.Errorf("bucket line %q: not cumulative (after %d)", l, last)
+			}
+			last = n
 		}
 	}
 }
