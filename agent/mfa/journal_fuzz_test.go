@@ -2,6 +2,8 @@ package mfa
 
 import (
 	"bytes"
+	"encoding/hex"
+	"strings"
 	"testing"
 )
 
@@ -30,6 +32,26 @@ func FuzzJournal(f *testing.F) {
 		}
 		if good > 0 && journal[good-1] != '\n' {
 			t.Fatalf("prefix of %d bytes does not end a record", good)
+		}
+	})
+}
+
+// FuzzParseUsed: the break-glass used-code list (written by the agent and
+// by pam_mamori.c) never panics the reader, and what it returns is a hex
+// SHA-256 per entry.
+func FuzzParseUsed(f *testing.F) {
+	h := "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+	f.Add([]byte(h + " tanaka sshd 192.0.2.9 1795521605\n" + h + "\n"))
+	f.Add([]byte(h + " tanaka - - -5\n" + h[:10]))
+	f.Add([]byte("\x00\n \n" + strings.Repeat("a", 64) + " u s r 99999999999999999999\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		for _, u := range parseUsed(data) {
+			if len(u.Hash) != 64 || strings.ToLower(u.Hash) != u.Hash {
+				t.Fatalf("entry %+v", u)
+			}
+			if _, err := hex.DecodeString(u.Hash); err != nil {
+				t.Fatalf("entry %+v: %v", u, err)
+			}
 		}
 	})
 }
