@@ -10,6 +10,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/mamori-dev/mamori/internal/buildinfo"
 	"github.com/mamori-dev/mamori/internal/pki"
@@ -146,4 +147,33 @@ func call[Req, Resp any](ctx context.Context, c *cli, cn *conn, f func(context.C
 		return zero, c.statusError(cn.server, err)
 	}
 	return resp, nil
+}
+
+// query runs a command that takes no arguments but -o: it connects, makes
+// the one call do makes (with call), and prints the answer as JSON or
+// hands it to text.
+func query[Resp proto.Message](ctx context.Context, c *cli, cmd string, args []string,
+	do func(context.Context, *conn) (Resp, error), text func(Resp) error) error {
+	fs := c.newFlagSet(cmd)
+	out := c.outputFlag(fs)
+	if _, err := c.parse(fs, cmd, args, 0); err != nil {
+		return err
+	}
+	format, err := c.checkOutput(cmd, *out)
+	if err != nil {
+		return err
+	}
+	cn, err := c.connect(cmd)
+	if err != nil {
+		return err
+	}
+	defer cn.close()
+	resp, err := do(ctx, cn)
+	if err != nil {
+		return err
+	}
+	if format == "json" {
+		return protoJSON(c.o.Stdout, resp)
+	}
+	return text(resp)
 }

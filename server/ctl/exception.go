@@ -248,28 +248,12 @@ func (c *cli) ledgerImport(ctx context.Context, args []string) error {
 }
 
 func (c *cli) ledgerList(ctx context.Context, args []string) error {
-	const cmd = "ledger list"
-	fs := c.newFlagSet(cmd)
-	out := c.outputFlag(fs)
-	if _, err := c.parse(fs, cmd, args, 0); err != nil {
-		return err
-	}
-	format, err := c.checkOutput(cmd, *out)
-	if err != nil {
-		return err
-	}
-	cn, err := c.connect(cmd)
-	if err != nil {
-		return err
-	}
-	defer cn.close()
-	resp, err := call(ctx, c, cn, cn.admin.ListLedger, &mamoriv1.ListLedgerRequest{})
-	if err != nil {
-		return err
-	}
-	if format == "json" {
-		return protoJSON(c.o.Stdout, resp)
-	}
+	return query(ctx, c, "ledger list", args, func(ctx context.Context, cn *conn) (*mamoriv1.ListLedgerResponse, error) {
+		return call(ctx, c, cn, cn.admin.ListLedger, &mamoriv1.ListLedgerRequest{})
+	}, c.ledgerText)
+}
+
+func (c *cli) ledgerText(resp *mamoriv1.ListLedgerResponse) error {
 	if len(resp.GetRows()) == 0 {
 		fmt.Fprintln(c.o.Stdout, c.p.Sprintf("ctl.ledger.none"))
 		return nil

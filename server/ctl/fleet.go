@@ -9,28 +9,12 @@ import (
 )
 
 func (c *cli) fleet(ctx context.Context, args []string) error {
-	const cmd = "fleet"
-	fs := c.newFlagSet(cmd)
-	out := c.outputFlag(fs)
-	if _, err := c.parse(fs, cmd, args, 0); err != nil {
-		return err
-	}
-	format, err := c.checkOutput(cmd, *out)
-	if err != nil {
-		return err
-	}
-	cn, err := c.connect(cmd)
-	if err != nil {
-		return err
-	}
-	defer cn.close()
-	resp, err := call(ctx, c, cn, cn.admin.FleetSummary, &mamoriv1.FleetSummaryRequest{})
-	if err != nil {
-		return err
-	}
-	if format == "json" {
-		return protoJSON(c.o.Stdout, resp)
-	}
+	return query(ctx, c, "fleet", args, func(ctx context.Context, cn *conn) (*mamoriv1.FleetSummaryResponse, error) {
+		return call(ctx, c, cn, cn.admin.FleetSummary, &mamoriv1.FleetSummaryRequest{})
+	}, c.fleetText)
+}
+
+func (c *cli) fleetText(resp *mamoriv1.FleetSummaryResponse) error {
 	n := func(v int64) string { return strconv.FormatInt(v, 10) }
 	t := &table{header: []string{c.p.Sprintf("ctl.col.state"), c.p.Sprintf("ctl.col.devices")}}
 	t.add(c.complianceName(mamoriv1.Compliance_COMPLIANCE_COMPLIANT), n(resp.Compliant))

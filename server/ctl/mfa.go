@@ -294,28 +294,12 @@ func (c *cli) mfaTempCode(ctx context.Context, args []string) error {
 }
 
 func (c *cli) mfaList(ctx context.Context, args []string) error {
-	const cmd = "mfa list"
-	fs := c.newFlagSet(cmd)
-	out := c.outputFlag(fs)
-	if _, err := c.parse(fs, cmd, args, 0); err != nil {
-		return err
-	}
-	format, err := c.checkOutput(cmd, *out)
-	if err != nil {
-		return err
-	}
-	cn, err := c.connect(cmd)
-	if err != nil {
-		return err
-	}
-	defer cn.close()
-	resp, err := call(ctx, c, cn, cn.admin.ListMFAUsers, &mamoriv1.ListMFAUsersRequest{})
-	if err != nil {
-		return err
-	}
-	if format == "json" {
-		return protoJSON(c.o.Stdout, resp)
-	}
+	return query(ctx, c, "mfa list", args, func(ctx context.Context, cn *conn) (*mamoriv1.ListMFAUsersResponse, error) {
+		return call(ctx, c, cn, cn.admin.ListMFAUsers, &mamoriv1.ListMFAUsersRequest{})
+	}, c.mfaListText)
+}
+
+func (c *cli) mfaListText(resp *mamoriv1.ListMFAUsersResponse) error {
 	if len(resp.GetUsers()) == 0 {
 		fmt.Fprintln(c.o.Stdout, c.p.Sprintf("ctl.mfa.list.none"))
 		return nil
