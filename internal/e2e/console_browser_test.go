@@ -1,13 +1,6 @@
 package e2e
 
 import (
-	"context"
-	"crypto/sha256"
-	"crypto/tls"
-	"encoding/base64"
-	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +8,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/mamori-dev/mamori/agent/daemon"
+	"github.com/mamori-dev/mamori/internal/browsertest"
 	"github.com/mamori-dev/mamori/internal/testenv"
 	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
 	"github.com/mamori-dev/mamori/server/auth"
@@ -31,7 +25,7 @@ import (
 // Screenshots go where MAMORI_TEST_ARTIFACTS says (else a temp dir).
 func TestConsoleShowsRealAgent(t *testing.T) {
 	testenv.Short(t)
-	chromium := testenv.LookPath(t, "chromium", "chromium")
+	testenv.LookPath(t, "chromium", "chromium") // before the agent runs
 	h := servertest.Start(t, servertest.Options{Console: true})
 
 	const pw = "correct horse battery staple"
@@ -60,57 +54,8 @@ func TestConsoleShowsRealAgent(t *testing.T) {
 	a.waitRound(t, "one more report, stored", func(r daemon.RoundResult) bool { return r.Err == nil })
 	a.stop()
 
-	artefacts := os.Getenv("MAMORI_TEST_ARTIFACTS")
-	if artefacts == "" {
-		artefacts = t.TempDir()
-	}
-	if err := os.MkdirAll(artefacts, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	u, _ := url.Parse(h.ConsoleURL)
-	conn, err := tls.Dial("tcp", u.Host, &tls.Config{RootCAs: h.CAPool()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	spki := sha256.Sum256(conn.ConnectionState().PeerCertificates[0].RawSubjectPublicKeyInfo)
-	conn.Close()
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromium),
-		chromedp.NoSandbox, // root in a container
-		chromedp.DisableGPU,
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("ignore-certificate-errors-spki-list", base64.StdEncoding.EncodeToString(spki[:])),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1280, 900),
-		chromedp.Flag("lang", "ja-JP"),
-		chromedp.Flag("accept-lang", "ja-JP,ja"),
-	)
-	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancel()
-	bctx, cancel := chromedp.NewContext(actx)
-	defer cancel()
-	bctx, cancel = context.WithTimeout(bctx, 90*time.Second)
-	defer cancel()
-	text := func(sel string) string {
-		t.Helper()
-		s, err := chromedp.Run(bctx, chromedp.Text(chromedp.CSS(sel)))
-		if err != nil {
-			t.Fatalf("text of %s: %v", sel, err)
-		}
-		return s
-	}
-	shot := func(name string) {
-		t.Helper()
-		png, err := chromedp.Run(bctx, chromedp.FullScreenshot(100)) // quality 100 is PNG
-		if err != nil {
-			t.Fatalf("screenshot: %v", err)
-		}
-		p := filepath.Join(artefacts, name)
-		if err := os.WriteFile(p, png, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("screenshot: %s", p)
-	}
+	br := browsertest.Start(t, h.ConsoleURL, h.CAPool(), 90*time.Second)
+	bctx, text, shot := br.Ctx, br.Text, br.Shot
 
 	code, err := auth.TOTPCode(cl.TOTPSecret, h.Clock.Now())
 	if err != nil {

@@ -2,10 +2,6 @@ package web_test
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/tls"
-	"encoding/base64"
-	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -17,14 +13,11 @@ import (
 	"github.com/google/uuid"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/mamori-dev/mamori/internal/browsertest"
 	"github.com/mamori-dev/mamori/internal/testenv"
 	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
 	"github.com/mamori-dev/mamori/server/store"
 )
-
-// ArtifactsEnv names a directory for the browser test's screenshots; by
-// default they go to a temporary directory that is removed after the test.
-const ArtifactsEnv = "MAMORI_TEST_ARTIFACTS"
 
 // TestBrowser drives Debian's Chromium (headless) against the real server
 // on 127.0.0.1: sign-in with password and TOTP, the fleet page showing a
@@ -36,7 +29,6 @@ const ArtifactsEnv = "MAMORI_TEST_ARTIFACTS"
 // exceptions, policy diff and ledger pages are kept.
 func TestBrowser(t *testing.T) {
 	testenv.Short(t)
-	chromium := testenv.LookPath(t, "chromium", "chromium")
 	e := start(t)
 	e.device(t, "kyoto-pc-07", failing("mamori-agent self-check failed: spool not writable",
 		map[string]string{"spool": "/var/lib/mamori-agent/spool: read-only file system"}),
@@ -45,63 +37,8 @@ func TestBrowser(t *testing.T) {
 	e.device(t, "kyoto-pc-08", healthy())
 	e.step(t) // daily snapshot, incidents, search terms
 
-	dir := os.Getenv(ArtifactsEnv)
-	if dir == "" {
-		dir = t.TempDir()
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-
-	// Chromium trusts exactly the console's key (SPKI pin), not any
-	// certificate: the internal CA is not in its store.
-	u, _ := url.Parse(e.h.ConsoleURL)
-	conn, err := tls.Dial("tcp", u.Host, &tls.Config{RootCAs: e.h.CAPool()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	spki := sha256.Sum256(conn.ConnectionState().PeerCertificates[0].RawSubjectPublicKeyInfo)
-	conn.Close()
-
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromium),
-		chromedp.NoSandbox, // root in a container
-		chromedp.DisableGPU,
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("ignore-certificate-errors-spki-list", base64.StdEncoding.EncodeToString(spki[:])),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1280, 900),
-		// A Japanese browser, as on the terminals' desks.
-		chromedp.Flag("lang", "ja-JP"),
-		chromedp.Flag("accept-lang", "ja-JP,ja"),
-	)
-	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancel()
-	ctx, cancel := chromedp.NewContext(actx)
-	defer cancel()
-	ctx, cancel = context.WithTimeout(ctx, 60*time.Second)
-	defer cancel()
-
-	text := func(sel string) string {
-		t.Helper()
-		s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
-		if err != nil {
-			t.Fatalf("text of %s: %v", sel, err)
-		}
-		return s
-	}
-	shot := func(name string) {
-		t.Helper()
-		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100)) // quality 100 is PNG
-		if err != nil {
-			t.Fatalf("screenshot: %v", err)
-		}
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, png, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("screenshot: %s", p)
-	}
+	br := browsertest.Start(t, e.h.ConsoleURL, e.h.CAPool(), 60*time.Second)
+	ctx, dir, text, shot := br.Ctx, br.Dir, br.Text, br.Shot
 
 	// Signed out, the fleet page leads to the sign-in form.
 	if err := chromedp.Do(ctx, chromedp.Navigate(e.h.ConsoleURL+"/fleet"), chromedp.WaitVisible(chromedp.ID("login-form"))); err != nil {
