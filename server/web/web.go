@@ -57,6 +57,7 @@ type Store interface {
 	store.Exceptions // exceptions and the asset ledger (exceptions.go, ledger.go)
 	store.Operators
 	store.Evidence
+	store.MFA // the MFA page reads enrolments and temporary codes (mfa.go)
 }
 
 // Config tunes the console.
@@ -97,6 +98,9 @@ type Deps struct {
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	Log *slog.Logger
+	// MFA runs the MFA page's actions (mfa.go); nil leaves the page
+	// read-only: its actions answer 503.
+	MFA MFA
 }
 
 // Console serves the pages.
@@ -107,6 +111,7 @@ type Console struct {
 	log   *slog.Logger
 	pages map[string]*template.Template
 	n     counters
+	mfa   MFA
 }
 
 // Cookie names. __Host- makes the browser insist on Secure, Path=/ and no
@@ -131,7 +136,10 @@ func New(d Deps) (*Console, error) {
 	if d.Log == nil {
 		d.Log = slog.New(slog.DiscardHandler)
 	}
-	c := &Console{st: d.Store, cfg: d.Config, now: d.Now, log: d.Log, pages: map[string]*template.Template{}}
+	c := &Console{st: d.Store, cfg: d.Config, now: d.Now, log: d.Log, pages: map[string]*template.Template{}, mfa: d.MFA}
+	if c.mfa == nil {
+		c.mfa = noMFA{}
+	}
 	funcs := template.FuncMap{
 		"time":       c.formatTime,
 		"ts":         func(t *timestamppb.Timestamp) string { return c.formatTimestamp(t) },
@@ -154,6 +162,9 @@ func New(d Deps) (*Console, error) {
 		c.pages[name] = t
 	}
 	if err := c.addEvidencePages(funcs); err != nil { // incidents.go
+		return nil, fmt.Errorf("console templates: %w", err)
+	}
+	if err := c.addMFAPages(funcs); err != nil { // mfa.go
 		return nil, fmt.Errorf("console templates: %w", err)
 	}
 	return c, nil
@@ -187,6 +198,7 @@ func (c *Console) Handler() http.Handler {
 	mux.Handle("GET /ledger", c.signedIn(auth.RoleHelpdesk, c.ledgerPage))
 	mux.Handle("POST /ledger", c.signedIn(auth.RoleOfficer, c.importLedger))
 	c.routeEvidence(mux) // incidents, evidence export, operators (incidents.go)
+	c.routeMFA(mux)      // MFA users, operator password and TOTP resets (mfa.go)
 	// Cross-origin POSTs are refused (Sec-Fetch-Site / Origin) before any
 	// handler runs, on top of the CSRF tokens.
 	return securityHeaders(http.NewCrossOriginProtection().Handler(mux))
