@@ -250,11 +250,14 @@ func (c *Console) mfaReset(w http.ResponseWriter, r *http.Request, op *operator)
 	p := i18n.NewPrinter(lang(r))
 	user := formUser(r)
 	reason := strings.TrimSpace(r.PostForm.Get("reason"))
-	if reason == "" || len(reason) > maxReasonLength || !utf8.ValidString(reason) {
+	// The audited reason (at most maxReasonLength, like the RPC's) is
+	// suffixed " (console)", as the console's other actions are.
+	const suffix = " (console)"
+	if reason == "" || len(reason) > maxReasonLength-len(suffix) || !utf8.ValidString(reason) {
 		c.showMFA(w, r, op, http.StatusBadRequest, "", p.Sprintf("console.err.reason"))
 		return
 	}
-	if err := c.mfa.MFAReset(r.Context(), op.ID, user, reason+" (console)"); err != nil {
+	if err := c.mfa.MFAReset(r.Context(), op.ID, user, reason+suffix); err != nil {
 		c.mfaFailed(w, r, op, err)
 		return
 	}
