@@ -25,7 +25,8 @@ import (
 // the answer. The code is the one the store keeps the hash of, it is not
 // in the address bar, and the MFA page shows it nowhere afterwards; the
 // enrol form is not offered to the helpdesk. A screenshot of the code page
-// is kept (console-mfa-code.png).
+// and of the list after it
+// are kept (console-mfa-code.png, console-mfa.png).
 func TestBrowserMFA(t *testing.T) {
 	testenv.Short(t)
 	chromium := testenv.LookPath(t, "chromium", "chromium")
@@ -105,13 +106,19 @@ func TestBrowserMFA(t *testing.T) {
 	if got := text("#code-expires"); got != want {
 		t.Errorf("expiry shown %q, want %q", got, want)
 	}
-	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
-	if err != nil {
-		t.Fatalf("screenshot: %v", err)
-	}
-	if p := filepath.Join(dir, "console-mfa-code.png"); os.WriteFile(p, png, 0o644) == nil {
+	shot := func(name string) {
+		t.Helper()
+		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+		if err != nil {
+			t.Fatalf("screenshot: %v", err)
+		}
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, png, 0o644); err != nil {
+			t.Fatal(err)
+		}
 		t.Logf("screenshot: %s", p)
 	}
+	shot("console-mfa-code.png")
 	loc, err := chromedp.Run(ctx, chromedp.Location())
 	if err != nil || strings.Contains(loc, code) || !strings.HasSuffix(loc, "/mfa/temp-code") {
 		t.Errorf("address after the POST: %q %v", loc, err)
@@ -132,4 +139,5 @@ func TestBrowserMFA(t *testing.T) {
 	if err != nil || strings.Contains(html, code) || !strings.Contains(text("#mfa-users"), "yamada") {
 		t.Errorf("the MFA page after issuing: code shown again or yamada missing (%v)", err)
 	}
+	shot("console-mfa.png")
 }
