@@ -203,7 +203,7 @@ func (c *Console) mfaTempCode(w http.ResponseWriter, r *http.Request, op *operat
 	minutes := int(mfa.DefaultTempCodeTTL / time.Minute)
 	if s := strings.TrimSpace(r.PostForm.Get("expires")); s != "" {
 		n, err := strconv.Atoi(s)
-		if err != nil || time.Duration(n)*time.Minute < mfa.MinTempCodeTTL || time.Duration(n)*time.Minute > mfa.MaxTempCodeTTL {
+		if err != nil || n < int(mfa.MinTempCodeTTL/time.Minute) || n > int(mfa.MaxTempCodeTTL/time.Minute) {
 			c.showMFA(w, r, op, http.StatusBadRequest, "", p.Sprintf("console.mfa.err.expiry",
 				int(mfa.MinTempCodeTTL/time.Minute), int(mfa.MaxTempCodeTTL/time.Minute)))
 			return

@@ -190,7 +190,7 @@ func TestMFATempCodeOnce(t *testing.T) {
 	help := e.browser(t, "en")
 	help.signIn(e.helpdesk)
 	csrf := csrfOf(t, help.get("/mfa"))
-	for _, bad := range []string{"0", "1441", "x", "-5"} {
+	for _, bad := range []string{"0", "1441", "x", "-5", "153722867280912931"} {
 		if p := help.post("/mfa/temp-code", url.Values{"csrf": {csrf}, "user": {"yamada"}, "expires": {bad}}); p.status != http.StatusBadRequest {
 			t.Errorf("expires %q: %d, want 400", bad, p.status)
 		}
