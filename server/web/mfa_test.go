@@ -112,6 +112,9 @@ func TestMFARoles(t *testing.T) {
 	if m == nil || !strings.Contains(en.body, `id="totp-qr"`) || !strings.Contains(m[1], "secret=") {
 		t.Fatalf("enrol page lacks the otpauth URI or the QR code:\n%s", en.body)
 	}
+	if strings.Contains(en.body, "[console.") || !strings.Contains(en.body, "利用者を登録しました") {
+		t.Error("the enrol page (ja) misses a message")
+	}
 	codes := recoveryRE.FindAllStringSubmatch(en.body, -1)
 	if len(codes) == 0 {
 		t.Fatal("no recovery codes shown")
@@ -205,6 +208,9 @@ func TestMFATempCodeOnce(t *testing.T) {
 		t.Fatalf("no code on the page:\n%s", p.body)
 	}
 	code := m[1]
+	if strings.Contains(p.body, "[console.") || !strings.Contains(p.body, "Temporary code") {
+		t.Error("the code page (en) misses a message")
+	}
 	if n := strings.Count(p.body, code); n != 1 {
 		t.Errorf("the code is %d times on the page, want once", n)
 	}
@@ -379,6 +385,9 @@ func TestOperatorReset(t *testing.T) {
 	m := totpSecRE.FindStringSubmatch(p.body)
 	if p.status != http.StatusOK || m == nil || !strings.Contains(p.body, `id="totp-qr"`) || !strings.Contains(p.body, "otpauth://") {
 		t.Fatalf("reset TOTP: %d\n%s", p.status, p.body)
+	}
+	if strings.Contains(p.body, "[console.") || !strings.Contains(p.body, "TOTP の再登録") {
+		t.Error("the TOTP reset page (ja) misses a message")
 	}
 	old := e.officer
 	fresh := old
