@@ -242,6 +242,12 @@ type invalidArgError struct{ msg string }
 
 func (e *invalidArgError) Error() string { return e.msg }
 
+// GRPCStatus lets callers outside the RPCs (the web console) tell a
+// refused request with status.Code.
+func (e *invalidArgError) GRPCStatus() *status.Status {
+	return status.New(codes.InvalidArgument, e.msg)
+}
+
 func invalidArg(format string, args ...any) error {
 	return &invalidArgError{msg: fmt.Sprintf(format, args...)}
 }

@@ -26,33 +26,46 @@ func (s *Server) EnrollMFAUser(ctx context.Context, req *mamoriv1.EnrollMFAUserR
 	if err != nil {
 		return nil, err
 	}
+	e, err := s.MFAEnroll(ctx, op.ID, req.User, req.Replace)
+	if err != nil {
+		return nil, err
+	}
+	return &mamoriv1.EnrollMFAUserResponse{User: e.Record.User, OtpauthUri: e.URI, RecoveryCodes: e.RecoveryCodes}, nil
+}
+
+// MFAEnroll enrols user with a new TOTP secret and recovery codes (the
+// RPC EnrollMFAUser, shared with the console like the lifecycle actions
+// in mfa_lifecycle.go); audited mfa.enroll (mfa.reenroll with replace),
+// never with a secret. An enrolled user without replace is
+// codes.AlreadyExists; no MFA key is codes.FailedPrecondition.
+func (s *Server) MFAEnroll(ctx context.Context, operatorID, rawUser string, replace bool) (mfa.Enrollment, error) {
 	if s.mfaKey == nil {
-		return nil, status.Error(codes.FailedPrecondition, "this server has no MFA key (mfa.key in its data directory)")
+		return mfa.Enrollment{}, status.Error(codes.FailedPrecondition, "this server has no MFA key (mfa.key in its data directory)")
 	}
-	user := strings.TrimSpace(req.User)
+	user := strings.TrimSpace(rawUser)
 	if err := mfa.ValidUser(user); err != nil {
-		return nil, invalidArg("%v", err)
+		return mfa.Enrollment{}, invalidArg("%v", err)
 	}
-	e, err := s.mfaKey.Enroll(user, op.ID, s.now())
+	e, err := s.mfaKey.Enroll(user, operatorID, s.now())
 	if err != nil {
-		return nil, err
+		return mfa.Enrollment{}, err
 	}
-	gen, err := s.store.PutMFAUser(ctx, e.Record, req.Replace)
+	gen, err := s.store.PutMFAUser(ctx, e.Record, replace)
 	if errors.Is(err, store.ErrConflict) {
-		return nil, status.Errorf(codes.AlreadyExists, "user %s is already enrolled: pass replace (mamorictl mfa enroll --replace) to issue a new secret", user)
+		return mfa.Enrollment{}, status.Errorf(codes.AlreadyExists, "user %s is already enrolled: pass replace (mamorictl mfa enroll --replace) to issue a new secret", user)
 	}
 	if err != nil {
-		return nil, err
+		return mfa.Enrollment{}, err
 	}
 	s.forgetMFAGeneration()
 	action := "mfa.enroll"
-	if req.Replace {
+	if replace {
 		action = "mfa.reenroll"
 	}
-	if err := s.audit(ctx, op.ID, action, "user:"+user, fmt.Sprintf("method=totp generation=%d recovery_codes=%d", gen, len(e.RecoveryCodes))); err != nil {
-		return nil, err
+	if err := s.audit(ctx, operatorID, action, "user:"+user, fmt.Sprintf("method=totp generation=%d recovery_codes=%d", gen, len(e.RecoveryCodes))); err != nil {
+		return mfa.Enrollment{}, err
 	}
-	return &mamoriv1.EnrollMFAUserResponse{User: user, OtpauthUri: e.URI, RecoveryCodes: e.RecoveryCodes}, nil
+	return e, nil
 }
 
 // mfaBundle returns the device's bundle when the one it holds is stale,

@@ -40,27 +40,7 @@ func (s *Server) ResetMFAUser(ctx context.Context, req *mamoriv1.ResetMFAUserReq
 	if err != nil {
 		return nil, err
 	}
-	user, err := s.mfaUser(req.User)
-	if err != nil {
-		return nil, err
-	}
-	reason := strings.TrimSpace(req.Reason)
-	if err := checkString("reason", reason, maxNoteLength); err != nil {
-		return nil, err
-	}
-	gen, err := s.store.DeleteMFAUser(ctx, user)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, status.Errorf(codes.NotFound, "user %s has no factors to reset", user)
-	}
-	if err != nil {
-		return nil, err
-	}
-	s.forgetMFAGeneration()
-	detail := fmt.Sprintf("generation=%d", gen)
-	if reason != "" {
-		detail += " reason=" + reason
-	}
-	if err := s.audit(ctx, op.ID, "mfa.reset", "user:"+user, detail); err != nil {
+	if err := s.MFAReset(ctx, op.ID, req.User, req.Reason); err != nil {
 		return nil, err
 	}
 	return &mamoriv1.ResetMFAUserResponse{}, nil
@@ -73,31 +53,8 @@ func (s *Server) UnlockMFAUser(ctx context.Context, req *mamoriv1.UnlockMFAUserR
 	if err != nil {
 		return nil, err
 	}
-	user, err := s.mfaUser(req.User)
+	counter, err := s.MFAUnlock(ctx, op.ID, req.User, req.DeviceId)
 	if err != nil {
-		return nil, err
-	}
-	device := strings.TrimSpace(req.DeviceId)
-	if err := checkString("device_id", device, MaxShortString); err != nil {
-		return nil, err
-	}
-	if device != "" {
-		if _, err := s.store.GetDevice(ctx, device); errors.Is(err, store.ErrNotFound) {
-			return nil, status.Errorf(codes.NotFound, "device %q is not known: give a device ID ('mamorictl devices' lists them)", truncate(device))
-		} else if err != nil {
-			return nil, err
-		}
-	}
-	gen, counter, err := s.store.UnlockMFAUser(ctx, user, device)
-	if err != nil {
-		return nil, err
-	}
-	s.forgetMFAGeneration()
-	target := "all devices"
-	if device != "" {
-		target = "device " + device
-	}
-	if err := s.audit(ctx, op.ID, "mfa.unlock", "user:"+user, fmt.Sprintf("%s unlock=%d generation=%d", target, counter, gen)); err != nil {
 		return nil, err
 	}
 	return &mamoriv1.UnlockMFAUserResponse{Generation: counter}, nil
@@ -111,10 +68,6 @@ func (s *Server) IssueMFATempCode(ctx context.Context, req *mamoriv1.IssueMFATem
 	if err != nil {
 		return nil, err
 	}
-	user, err := s.mfaUser(req.User)
-	if err != nil {
-		return nil, err
-	}
 	ttl := mfa.DefaultTempCodeTTL
 	if req.ExpiresIn != nil {
 		if err := req.ExpiresIn.CheckValid(); err != nil {
@@ -122,23 +75,104 @@ func (s *Server) IssueMFATempCode(ctx context.Context, req *mamoriv1.IssueMFATem
 		}
 		ttl = req.ExpiresIn.AsDuration()
 	}
-	if ttl < mfa.MinTempCodeTTL || ttl > mfa.MaxTempCodeTTL {
-		return nil, invalidArg("expires_in %v: must be between %v and %v", ttl, mfa.MinTempCodeTTL, mfa.MaxTempCodeTTL)
-	}
-	now := s.now()
-	code, rec, err := mfa.NewTempCode(user, op.ID, now, ttl)
+	code, rec, err := s.MFATempCode(ctx, op.ID, req.User, ttl)
 	if err != nil {
-		return nil, invalidArg("%v", err)
-	}
-	if _, err := s.store.PutMFATempCode(ctx, rec); err != nil {
-		return nil, err
-	}
-	s.forgetMFAGeneration()
-	if err := s.audit(ctx, op.ID, "mfa.temp_code", "user:"+user,
-		fmt.Sprintf("id=%s expires=%s", rec.ID, rec.ExpiresAt.UTC().Format(time.RFC3339))); err != nil {
 		return nil, err
 	}
 	return &mamoriv1.IssueMFATempCodeResponse{Code: code, Id: rec.ID, ExpiresAt: ts(rec.ExpiresAt)}, nil
+}
+
+// The MFA lifecycle actions, shared by the AdminService RPCs (operator
+// from the mTLS identity) and the web console (operator from its
+// session), so the two cannot drift: the same checks, store calls, cache
+// invalidation and audit records (actor operatorID). Errors are
+// invalid-argument errors (status.Code gives codes.InvalidArgument), gRPC
+// status errors, or store errors.
+
+// MFAReset deletes user's factors (the RPC ResetMFAUser); audited
+// mfa.reset with the reason. No factors is codes.NotFound.
+func (s *Server) MFAReset(ctx context.Context, operatorID, rawUser, rawReason string) error {
+	user, err := s.mfaUser(rawUser)
+	if err != nil {
+		return err
+	}
+	reason := strings.TrimSpace(rawReason)
+	if err := checkString("reason", reason, maxNoteLength); err != nil {
+		return err
+	}
+	gen, err := s.store.DeleteMFAUser(ctx, user)
+	if errors.Is(err, store.ErrNotFound) {
+		return status.Errorf(codes.NotFound, "user %s has no factors to reset", user)
+	}
+	if err != nil {
+		return err
+	}
+	s.forgetMFAGeneration()
+	detail := fmt.Sprintf("generation=%d", gen)
+	if reason != "" {
+		detail += " reason=" + reason
+	}
+	return s.audit(ctx, operatorID, "mfa.reset", "user:"+user, detail)
+}
+
+// MFAUnlock raises user's unlock counter on deviceID ("" for every
+// device) and returns it (the RPC UnlockMFAUser); audited mfa.unlock. An
+// unknown device is codes.NotFound.
+func (s *Server) MFAUnlock(ctx context.Context, operatorID, rawUser, rawDevice string) (int64, error) {
+	user, err := s.mfaUser(rawUser)
+	if err != nil {
+		return 0, err
+	}
+	device := strings.TrimSpace(rawDevice)
+	if err := checkString("device_id", device, MaxShortString); err != nil {
+		return 0, err
+	}
+	if device != "" {
+		if _, err := s.store.GetDevice(ctx, device); errors.Is(err, store.ErrNotFound) {
+			return 0, status.Errorf(codes.NotFound, "device %q is not known: give a device ID ('mamorictl devices' lists them)", truncate(device))
+		} else if err != nil {
+			return 0, err
+		}
+	}
+	gen, counter, err := s.store.UnlockMFAUser(ctx, user, device)
+	if err != nil {
+		return 0, err
+	}
+	s.forgetMFAGeneration()
+	target := "all devices"
+	if device != "" {
+		target = "device " + device
+	}
+	if err := s.audit(ctx, operatorID, "mfa.unlock", "user:"+user, fmt.Sprintf("%s unlock=%d generation=%d", target, counter, gen)); err != nil {
+		return 0, err
+	}
+	return counter, nil
+}
+
+// MFATempCode makes a one-time temporary code valid for ttl (the RPC
+// IssueMFATempCode) and returns it with its stored record; audited
+// mfa.temp_code with the code's ID and expiry, never the code.
+func (s *Server) MFATempCode(ctx context.Context, operatorID, rawUser string, ttl time.Duration) (string, store.MFATempCode, error) {
+	user, err := s.mfaUser(rawUser)
+	if err != nil {
+		return "", store.MFATempCode{}, err
+	}
+	if ttl < mfa.MinTempCodeTTL || ttl > mfa.MaxTempCodeTTL {
+		return "", store.MFATempCode{}, invalidArg("expires_in %v: must be between %v and %v", ttl, mfa.MinTempCodeTTL, mfa.MaxTempCodeTTL)
+	}
+	code, rec, err := mfa.NewTempCode(user, operatorID, s.now(), ttl)
+	if err != nil {
+		return "", store.MFATempCode{}, invalidArg("%v", err)
+	}
+	if _, err := s.store.PutMFATempCode(ctx, rec); err != nil {
+		return "", store.MFATempCode{}, err
+	}
+	s.forgetMFAGeneration()
+	if err := s.audit(ctx, operatorID, "mfa.temp_code", "user:"+user,
+		fmt.Sprintf("id=%s expires=%s", rec.ID, rec.ExpiresAt.UTC().Format(time.RFC3339))); err != nil {
+		return "", store.MFATempCode{}, err
+	}
+	return code, rec, nil
 }
 
 // ImportMFASeeds enrols users with hardware-token seeds. Every row is

@@ -242,7 +242,7 @@ func Open(ctx context.Context, cfg Config) (_ *Server, err error) {
 // the server's, from the internal CA: browsers need that CA installed (or
 // a front proxy with a public certificate).
 func (s *Server) openConsole(cert tls.Certificate) error {
-	c, err := web.New(web.Deps{Store: s.store, Config: s.cfg.ConsoleConfig, Now: s.cfg.Now, Log: s.cfg.Log, Metrics: s.api.WriteMetrics})
+	c, err := web.New(web.Deps{Store: s.store, Config: s.cfg.ConsoleConfig, Now: s.cfg.Now, Log: s.cfg.Log, Metrics: s.api.WriteMetrics, MFA: s.api})
 	if err != nil {
 		return err
 	}

@@ -58,6 +58,7 @@ type Store interface {
 	store.Exceptions // exceptions and the asset ledger (exceptions.go, ledger.go)
 	store.Operators
 	store.Evidence
+	store.MFA // the MFA page reads enrolments and temporary codes (mfa.go)
 }
 
 // Config tunes the console.
@@ -101,6 +102,9 @@ type Deps struct {
 	// Metrics, when set, adds the gRPC server's metrics (reports stored,
 	// RPC calls and latencies) to /metrics.
 	Metrics func(io.Writer)
+	// MFA runs the MFA page's actions (mfa.go); nil leaves the page
+	// read-only: its actions answer 503.
+	MFA MFA
 }
 
 // Console serves the pages.
@@ -112,6 +116,7 @@ type Console struct {
 	metricx func(io.Writer)
 	pages   map[string]*template.Template
 	n       counters
+	mfa     MFA
 }
 
 // Cookie names. __Host- makes the browser insist on Secure, Path=/ and no
@@ -136,7 +141,10 @@ func New(d Deps) (*Console, error) {
 	if d.Log == nil {
 		d.Log = slog.New(slog.DiscardHandler)
 	}
-	c := &Console{st: d.Store, cfg: d.Config, now: d.Now, log: d.Log, metricx: d.Metrics, pages: map[string]*template.Template{}}
+	c := &Console{st: d.Store, cfg: d.Config, now: d.Now, log: d.Log, metricx: d.Metrics, pages: map[string]*template.Template{}, mfa: d.MFA}
+	if c.mfa == nil {
+		c.mfa = noMFA{}
+	}
 	funcs := template.FuncMap{
 		"time":       c.formatTime,
 		"ts":         func(t *timestamppb.Timestamp) string { return c.formatTimestamp(t) },
@@ -159,6 +167,9 @@ func New(d Deps) (*Console, error) {
 		c.pages[name] = t
 	}
 	if err := c.addEvidencePages(funcs); err != nil { // incidents.go
+		return nil, fmt.Errorf("console templates: %w", err)
+	}
+	if err := c.addMFAPages(funcs); err != nil { // mfa.go
 		return nil, fmt.Errorf("console templates: %w", err)
 	}
 	return c, nil
@@ -192,6 +203,7 @@ func (c *Console) Handler() http.Handler {
 	mux.Handle("GET /ledger", c.signedIn(auth.RoleHelpdesk, c.ledgerPage))
 	mux.Handle("POST /ledger", c.signedIn(auth.RoleOfficer, c.importLedger))
 	c.routeEvidence(mux) // incidents, evidence export, operators (incidents.go)
+	c.routeMFA(mux)      // MFA users, operator password and TOTP resets (mfa.go)
 	// Cross-origin POSTs are refused (Sec-Fetch-Site / Origin) before any
 	// handler runs, on top of the CSRF tokens.
 	return securityHeaders(http.NewCrossOriginProtection().Handler(mux))
