@@ -214,6 +214,11 @@ func TestMFATempCodeOnce(t *testing.T) {
 	if n := strings.Count(p.body, code); n != 1 {
 		t.Errorf("the code is %d times on the page, want once", n)
 	}
+	// The language toggle on the answer leads back to the MFA page (a GET
+	// the console serves), not to the form's POST address.
+	if !regexp.MustCompile(`href="/lang/ja\?next=(%2f|/)mfa"`).MatchString(p.body) {
+		t.Error("the language toggle on the code page does not lead to /mfa")
+	}
 	want := now.Add(30 * time.Minute).In(time.FixedZone("JST", 9*3600)).Format("2006-01-02 15:04:05 MST")
 	if !strings.Contains(p.body, want) {
 		t.Errorf("the page does not show the expiry %s", want)

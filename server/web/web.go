@@ -299,6 +299,11 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, status int, pag
 	if q := r.URL.RawQuery; q != "" {
 		v.Path += "?" + q
 	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		// The answer to a form (a code shown once, a new operator): the
+		// language toggle leads back to its section, which a GET can show.
+		v.Path = "/" + strings.SplitN(strings.TrimPrefix(r.URL.Path, "/"), "/", 2)[0]
+	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(status)
 	if err := c.pages[page].ExecuteTemplate(w, "layout", v); err != nil {
