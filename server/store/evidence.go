@@ -59,6 +59,9 @@ type Evidence interface {
 	DisableOperator(ctx context.Context, id string, at time.Time) error
 	// ResetLockout clears a console login's failures and lock.
 	ResetLockout(ctx context.Context, id string, at time.Time) error
+	// EndSessions signs an operator out of every browser (after an admin
+	// reset its password or TOTP secret); none is not an error.
+	EndSessions(ctx context.Context, operatorID string) error
 }
 
 // DailySnapshot is the fleet on one day.

@@ -325,6 +325,11 @@ func (c *Console) operatorPassword(w http.ResponseWriter, r *http.Request, op *o
 		c.internal(w, r, op, err)
 		return
 	}
+	// Whoever had the old password is signed out everywhere.
+	if err := c.st.EndSessions(r.Context(), l.OperatorID); err != nil {
+		c.internal(w, r, op, err)
+		return
+	}
 	if err := c.audit(r.Context(), op.ID, "operator.password-reset", l.OperatorID, "login="+l.Login+" (console)"); err != nil {
 		c.internal(w, r, op, err)
 		return
@@ -352,6 +357,10 @@ func (c *Console) operatorTOTP(w http.ResponseWriter, r *http.Request, op *opera
 	// A new seed: its steps start afresh; the lock-out is cleared.
 	l.TOTPSecret, l.LastTOTPStep, l.Failures, l.LockedUntil, l.UpdatedAt = secret.Reveal(), 0, 0, time.Time{}, c.now()
 	if err := c.st.SetOperatorLogin(r.Context(), l); err != nil {
+		c.internal(w, r, op, err)
+		return
+	}
+	if err := c.st.EndSessions(r.Context(), l.OperatorID); err != nil {
 		c.internal(w, r, op, err)
 		return
 	}

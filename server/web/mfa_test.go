@@ -368,9 +368,17 @@ func TestOperatorReset(t *testing.T) {
 		t.Errorf("unknown operator: %d, want 404", p.status)
 	}
 
-	// Password.
+	// Password. The helpdesk operator's open session ends with it.
+	hd := e.browser(t, "")
+	hd.signIn(e.helpdesk)
+	if p := hd.get("/fleet"); p.status != http.StatusOK {
+		t.Fatalf("helpdesk before the reset: %d", p.status)
+	}
 	if p := adm.post("/operators/"+e.helpdesk.opID+"/password", url.Values{"csrf": {csrf}, "password": {newPW}}); p.status != http.StatusSeeOther {
 		t.Fatalf("reset password: %d\n%s", p.status, p.body)
+	}
+	if p := hd.get("/fleet"); p.status == http.StatusOK {
+		t.Error("the helpdesk operator's session outlived its password reset")
 	}
 	b := e.browser(t, "")
 	e.h.Clock.Advance(30 * time.Second)

@@ -148,6 +148,9 @@ func (s *Store) ListOperators(ctx context.Context) ([]store.OperatorAccount, err
 func (s *Store) DisableOperator(ctx context.Context, id string, at time.Time) error {
 	return s.ev().DisableOperator(ctx, id, at)
 }
+func (s *Store) EndSessions(ctx context.Context, operatorID string) error {
+	return s.ev().EndSessions(ctx, operatorID)
+}
 func (s *Store) ResetLockout(ctx context.Context, id string, at time.Time) error {
 	return s.ev().ResetLockout(ctx, id, at)
 }

@@ -215,6 +215,16 @@ func testEvidence(t *testing.T, st store.Store) {
 		t.Fatalf("operators: %+v", ops)
 	}
 	must(t, st.ResetLockout(ctx, "op-x", t0.Add(time.Minute)))
+	// EndSessions signs the operator out everywhere, and only it.
+	for _, id := range []string{"session-op-x-a-000000000000000000", "session-op-x-b-000000000000000000"} {
+		must(t, st.CreateSession(ctx, store.ConsoleSession{IDHash: []byte(id), OperatorID: "op-x", CreatedAt: t0, LastSeen: t0}))
+	}
+	must(t, st.EndSessions(ctx, "op-x"))
+	must(t, st.EndSessions(ctx, "op-x")) // none left: not an error
+	for _, id := range []string{"session-op-x-a-000000000000000000", "session-op-x-b-000000000000000000"} {
+		_, _, err = st.Session(ctx, []byte(id))
+		wantErr(t, "session after EndSessions", err, store.ErrNotFound)
+	}
 	must(t, st.CreateSession(ctx, store.ConsoleSession{IDHash: []byte("session-op-x-00000000000000000000"), OperatorID: "op-x", CreatedAt: t0, LastSeen: t0}))
 	must(t, st.DisableOperator(ctx, "op-x", t0.Add(2*time.Minute)))
 	ops, err = st.ListOperators(ctx)

@@ -457,6 +457,16 @@ func (s Store) DisableOperator(ctx context.Context, id string, at time.Time) err
 	})
 }
 
+// EndSessions deletes every console session of an operator.
+func (s Store) EndSessions(ctx context.Context, operatorID string) error {
+	return s.DB.Write(ctx, func(q Q) error {
+		if _, err := q.Exec(ctx, `DELETE FROM console_sessions WHERE operator_id = ?`, operatorID); err != nil {
+			return fmt.Errorf("end sessions of operator %s: %w", operatorID, err)
+		}
+		return nil
+	})
+}
+
 // ResetLockout clears a login's failures and lock.
 func (s Store) ResetLockout(ctx context.Context, id string, at time.Time) error {
 	return s.DB.Write(ctx, func(q Q) error {
