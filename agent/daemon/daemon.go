@@ -31,6 +31,7 @@ import (
 	"github.com/mamori-dev/mamori/agent/transport"
 	"github.com/mamori-dev/mamori/internal/pki"
 	"github.com/mamori-dev/mamori/internal/policy"
+	"github.com/mamori-dev/mamori/internal/wire"
 	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
 )
 
@@ -231,13 +232,15 @@ type spoolEmitter struct {
 }
 
 func (e *spoolEmitter) Emit(ctx context.Context, ctl, kind string, attrs map[string]string) error {
-	return e.sp.Append(ctx, &mamoriv1.Event{
+	ev := &mamoriv1.Event{
 		Id:         NewEventID(),
 		Time:       timestamppb.New(e.now()),
 		Control:    ctl,
 		Kind:       kind,
 		Attributes: attrs,
-	})
+	}
+	wire.Event(ev) // the server refuses what does not fit; it would block the spool
+	return e.sp.Append(ctx, ev)
 }
 
 // Run loops until ctx ends; it returns nil then. It first applies the
@@ -306,6 +309,16 @@ func (d *Daemon) round(ctx context.Context) RoundResult {
 	if err != nil {
 		d.log.ErrorContext(ctx, "spool unreadable; reporting statuses without events", "error", err)
 		batch = nil
+	}
+	// What the server would refuse (a report over its limits) would be
+	// refused again at every try and hold back every event behind it:
+	// make it fit, saying what was cut (also for events spooled by an
+	// older agent).
+	for _, s := range res.Statuses {
+		wire.Status(s)
+	}
+	for _, e := range batch {
+		wire.Event(e)
 	}
 	req := &mamoriv1.ReportRequest{
 		Facts:         f,

@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/mamori-dev/mamori/internal/wire"
 	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
 )
 
@@ -18,9 +19,9 @@ const (
 	MaxCSRBytes       = 16 << 10
 	MaxStatuses       = 64
 	MaxEvents         = 1000
-	MaxMapEntries     = 64
-	MaxShortString    = 256  // names, hostnames, kinds, versions
-	MaxLongString     = 4096 // details, evidence and attribute values
+	MaxMapEntries     = wire.MaxMapEntries
+	MaxShortString    = wire.MaxShortString // names, hostnames, kinds, versions
+	MaxLongString     = wire.MaxLongString  // details, evidence and attribute values
 	MaxTokenLength    = 128
 	maxPageSize       = 1000
 	defaultPageSize   = 100
