@@ -19,6 +19,7 @@ import (
 	"github.com/google/uuid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -272,10 +273,50 @@ func (d *Daemon) Run(ctx context.Context) error {
 		if d.cfg.OnRound != nil {
 			d.cfg.OnRound(res)
 		}
-		if err := d.cfg.Sleep(ctx, res.Next); err != nil || ctx.Err() != nil {
+		sleepCtx, wake := ctx, context.CancelFunc(func() {})
+		if res.Err != nil {
+			// After a failure, a server connection that is ready again ends
+			// the back-off early: when a server restarts, every call during
+			// its absence fails fast and the back-off grows, so without this
+			// an agent would wait out tens of seconds after the server is
+			// back. gRPC's own reconnect back-off (capped, jittered:
+			// agent/transport) still paces the attempts.
+			sleepCtx, wake = d.wakeOnReady(ctx)
+		}
+		err := d.cfg.Sleep(sleepCtx, res.Next)
+		wake()
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil && sleepCtx.Err() == nil {
 			return nil
 		}
 	}
+}
+
+// wakeOnReady returns a context that ends when ctx does or when one of the
+// daemon's server connections becomes READY; the cancel func stops the
+// watchers. Idle connections (after a GOAWAY) are asked to connect.
+func (d *Daemon) wakeOnReady(ctx context.Context) (context.Context, context.CancelFunc) {
+	wctx, cancel := context.WithCancel(ctx)
+	for _, cc := range d.conns {
+		go func() {
+			// Only a change to READY wakes: a connection that is READY now
+			// (the server answered, with an error) must not end the
+			// back-off at once.
+			st := cc.GetState()
+			if st == connectivity.Idle {
+				cc.Connect()
+			}
+			for cc.WaitForStateChange(wctx, st) {
+				if st = cc.GetState(); st == connectivity.Ready {
+					cancel()
+					return
+				}
+			}
+		}()
+	}
+	return wctx, cancel
 }
 
 func (d *Daemon) setPolicy(p *mamoriv1.Policy) {

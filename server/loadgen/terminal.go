@@ -11,6 +11,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -146,16 +147,24 @@ func (t *terminal) loop(ctx context.Context, start, stop time.Time, storm <-chan
 	due := start.Add(time.Duration(t.rng.Float64() * float64(cfg.Interval)))
 	bo := backoff{base: cfg.BackoffBase, cap: min(cfg.MaxBackoff, cfg.Interval), rng: t.rng}
 	stormed := false
+	var ready <-chan struct{} // after a failure: the connection is READY again
+	stopReady := func() {}
 	for {
 		if cfg.Mode == ModeSteady && !due.Before(stop) {
+			stopReady()
 			return
 		}
 		wait := time.NewTimer(time.Until(due))
 		select {
 		case <-ctx.Done():
 			wait.Stop()
+			stopReady()
 			return
 		case <-wait.C:
+		case <-ready:
+			// As the agent: a connection ready again ends the back-off.
+			wait.Stop()
+			due = time.Now()
 		case <-storm:
 			wait.Stop()
 			if !stormed {
@@ -165,6 +174,8 @@ func (t *terminal) loop(ctx context.Context, start, stop time.Time, storm <-chan
 		if stormed && storm != nil {
 			storm = nil // a closed channel is always ready: listen once
 		}
+		stopReady()
+		ready, stopReady = nil, func() {}
 		t.mix()
 		begin := time.Now()
 		_, err := t.send(ctx)
@@ -181,6 +192,7 @@ func (t *terminal) loop(ctx context.Context, start, stop time.Time, storm <-chan
 				t.g.afterUp.add(status.Code(err))
 			}
 			due = time.Now().Add(bo.next())
+			ready, stopReady = t.watchReady(ctx)
 			continue
 		}
 		bo.reset()
@@ -207,6 +219,26 @@ func (t *terminal) loop(ctx context.Context, start, stop time.Time, storm <-chan
 			due = time.Now()
 		}
 	}
+}
+
+// watchReady mirrors the agent's wake-on-ready (agent/daemon): the channel
+// closes when the terminal's connection changes to READY.
+func (t *terminal) watchReady(ctx context.Context) (<-chan struct{}, func()) {
+	wctx, cancel := context.WithCancel(ctx)
+	ready := make(chan struct{})
+	go func() {
+		st := t.cc.GetState()
+		if st == connectivity.Idle {
+			t.cc.Connect()
+		}
+		for t.cc.WaitForStateChange(wctx, st) {
+			if st = t.cc.GetState(); st == connectivity.Ready {
+				close(ready)
+				return
+			}
+		}
+	}()
+	return ready, cancel
 }
 
 // mix adds this round's events and state changes.
