@@ -208,11 +208,14 @@ func (s *Server) CreateEnrollmentToken(ctx context.Context, req *mamoriv1.Create
 		CreatedBy: op.ID,
 		Group:     req.Group,
 	}
-	if err := s.store.CreateToken(ctx, t); err != nil {
-		return nil, fmt.Errorf("store token: %w", err)
-	}
-	if err := s.audit(ctx, op.ID, "token.create", t.ID,
-		fmt.Sprintf("uses=%d expires=%s note=%q group=%q", uses, t.ExpiresAt.UTC().Format(time.RFC3339), req.Note, req.Group)); err != nil {
+	if err := s.audited(ctx, op.ID, "token.create", t.ID,
+		fmt.Sprintf("uses=%d expires=%s note=%q group=%q", uses, t.ExpiresAt.UTC().Format(time.RFC3339), req.Note, req.Group),
+		func(ctx context.Context) error {
+			if err := s.store.CreateToken(ctx, t); err != nil {
+				return fmt.Errorf("store token: %w", err)
+			}
+			return nil
+		}); err != nil {
 		return nil, err
 	}
 	return &mamoriv1.CreateEnrollmentTokenResponse{
@@ -242,11 +245,12 @@ func (s *Server) RevokeDevice(ctx context.Context, req *mamoriv1.RevokeDeviceReq
 	if err := checkString("reason", req.Reason, maxNoteLength); err != nil {
 		return nil, err
 	}
-	d, err := s.store.RevokeDevice(ctx, req.DeviceId, req.Reason, s.now())
-	if err != nil {
-		return nil, err
-	}
-	if err := s.audit(ctx, op.ID, "device.revoke", d.ID, req.Reason); err != nil {
+	var d store.Device
+	if err := s.audited(ctx, op.ID, "device.revoke", req.DeviceId, req.Reason, func(ctx context.Context) error {
+		var err error
+		d, err = s.store.RevokeDevice(ctx, req.DeviceId, req.Reason, s.now())
+		return err
+	}); err != nil {
 		return nil, err
 	}
 	p, err := s.currentPolicy(ctx)
@@ -282,14 +286,16 @@ func (s *Server) SetPolicy(ctx context.Context, req *mamoriv1.SetPolicyRequest) 
 	if err := checkString("reason", req.Reason, maxNoteLength); err != nil {
 		return nil, err
 	}
-	p, err := s.store.SetPolicy(ctx, store.PolicyChange{
-		Policy: policy.Clone(req.Policy), Actor: op.ID, Reason: req.Reason, At: s.now(),
-	}, req.ExpectedVersion)
-	if err != nil {
-		return nil, err
-	}
+	var p *mamoriv1.Policy
+	err = s.audited(ctx, op.ID, "policy.set", strconv.FormatInt(req.ExpectedVersion+1, 10), req.Reason, func(ctx context.Context) error {
+		var err error
+		p, err = s.store.SetPolicy(ctx, store.PolicyChange{
+			Policy: policy.Clone(req.Policy), Actor: op.ID, Reason: req.Reason, At: s.now(),
+		}, req.ExpectedVersion)
+		return err
+	})
 	s.forgetPolicy()
-	if err := s.audit(ctx, op.ID, "policy.set", strconv.FormatInt(p.Version, 10), req.Reason); err != nil {
+	if err != nil {
 		return nil, err
 	}
 	return &mamoriv1.SetPolicyResponse{Policy: p}, nil
@@ -323,11 +329,12 @@ func (s *Server) SetDeviceGroup(ctx context.Context, req *mamoriv1.SetDeviceGrou
 		return nil, err
 	}
 	from := d.Group
-	if d, err = s.store.SetDeviceGroup(ctx, d.ID, req.Group); err != nil {
-		return nil, err
-	}
-	if err := s.audit(ctx, op.ID, "device.group", d.ID,
-		fmt.Sprintf("from=%q to=%q reason=%q", from, req.Group, req.Reason)); err != nil {
+	if err := s.audited(ctx, op.ID, "device.group", d.ID, fmt.Sprintf("from=%q to=%q reason=%q", from, req.Group, req.Reason),
+		func(ctx context.Context) error {
+			var err error
+			d, err = s.store.SetDeviceGroup(ctx, d.ID, req.Group)
+			return err
+		}); err != nil {
 		return nil, err
 	}
 	p, err := s.currentPolicy(ctx)

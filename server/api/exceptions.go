@@ -129,11 +129,11 @@ func (s *Server) CreateException(ctx context.Context, req *mamoriv1.CreateExcept
 	if err != nil {
 		return nil, invalidArg("%v", err)
 	}
-	if err := s.store.CreateException(ctx, e); err != nil {
-		return nil, err
-	}
+	err = s.audited(ctx, op.ID, "exception.create", e.ID, AuditDetail(e), func(ctx context.Context) error {
+		return s.store.CreateException(ctx, e)
+	})
 	s.forgetPolicy()
-	if err := s.audit(ctx, op.ID, "exception.create", e.ID, AuditDetail(e)); err != nil {
+	if err != nil {
 		return nil, err
 	}
 	return &mamoriv1.CreateExceptionResponse{Exception: exception.Proto(e)}, nil
@@ -190,12 +190,14 @@ func (s *Server) RevokeException(ctx context.Context, req *mamoriv1.RevokeExcept
 	if err := checkString("reason", req.Reason, exception.MaxReasonLength); err != nil {
 		return nil, err
 	}
-	e, err := s.store.RevokeException(ctx, req.Id, op.ID, req.Reason, s.now())
-	if err != nil {
-		return nil, err
-	}
+	var e store.Exception
+	err = s.audited(ctx, op.ID, "exception.revoke", req.Id, req.Reason, func(ctx context.Context) error {
+		var err error
+		e, err = s.store.RevokeException(ctx, req.Id, op.ID, req.Reason, s.now())
+		return err
+	})
 	s.forgetPolicy()
-	if err := s.audit(ctx, op.ID, "exception.revoke", e.ID, req.Reason); err != nil {
+	if err != nil {
 		return nil, err
 	}
 	return &mamoriv1.RevokeExceptionResponse{Exception: exception.Proto(e)}, nil

@@ -30,10 +30,9 @@ func (s *Server) ImportLedger(ctx context.Context, req *mamoriv1.ImportLedgerReq
 	if err != nil {
 		return nil, invalidArg("ledger refused, nothing imported: %v", err)
 	}
-	if err := s.store.ReplaceLedger(ctx, store.LedgerImport{Entries: es, ImportedBy: op.ID, ImportedAt: s.now()}); err != nil {
-		return nil, err
-	}
-	if err := s.audit(ctx, op.ID, "ledger.import", "ledger", fmt.Sprintf("rows=%d reason=%q", len(es), req.Reason)); err != nil {
+	if err := s.audited(ctx, op.ID, "ledger.import", "ledger", fmt.Sprintf("rows=%d reason=%q", len(es), req.Reason), func(ctx context.Context) error {
+		return s.store.ReplaceLedger(ctx, store.LedgerImport{Entries: es, ImportedBy: op.ID, ImportedAt: s.now()})
+	}); err != nil {
 		return nil, err
 	}
 	return &mamoriv1.ImportLedgerResponse{Rows: int32(len(es))}, nil

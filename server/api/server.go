@@ -179,6 +179,22 @@ func (s *Server) forgetPolicy() {
 // silently unrecorded.
 // TODO(audit issue): write the record in the same transaction as the action,
 // so neither can exist without the other after a crash between the two.
+// audited runs do with the audit record attached to its context: the store
+// commits the record in the same transaction as do's write, so an action
+// is never done without its record nor recorded without being done. If do
+// wrote nothing in a transaction of its own, the record is appended after
+// it, as audit does.
+func (s *Server) audited(ctx context.Context, actor, action, target, detail string, do func(context.Context) error) error {
+	actx, p := store.WithAudit(ctx, store.AuditRecord{At: s.now(), Actor: actor, Action: action, Target: target, Detail: detail})
+	if err := do(actx); err != nil {
+		return err
+	}
+	if _, ok := p.Taken(); ok {
+		return nil
+	}
+	return s.audit(ctx, actor, action, target, detail)
+}
+
 func (s *Server) audit(ctx context.Context, actor, action, target, detail string) error {
 	_, err := s.store.AppendAudit(ctx, store.AuditRecord{
 		At: s.now(), Actor: actor, Action: action, Target: target, Detail: detail,

@@ -164,11 +164,12 @@ func (c *Console) createException(w http.ResponseWriter, r *http.Request, op *op
 		c.renderExceptions(w, r, op, http.StatusBadRequest, f, p.Sprintf("console.exc.err-invalid", strings.TrimPrefix(err.Error(), exception.ErrInvalid.Error()+": ")))
 		return
 	}
-	if err := c.st.CreateException(ctx, e); err != nil {
+	actx, recorded := c.withAudit(ctx, op.ID, "exception.create", e.ID, exceptionAuditDetail(e)+" (console)")
+	if err := c.st.CreateException(actx, e); err != nil {
 		c.internal(w, r, op, err)
 		return
 	}
-	if err := c.audit(ctx, op.ID, "exception.create", e.ID, exceptionAuditDetail(e)+" (console)"); err != nil {
+	if err := recorded(); err != nil {
 		c.internal(w, r, op, err)
 		return
 	}
@@ -189,7 +190,8 @@ func (c *Console) revokeException(w http.ResponseWriter, r *http.Request, op *op
 		return
 	}
 	id := r.PathValue("id")
-	e, err := c.st.RevokeException(ctx, id, op.ID, reason, c.now())
+	actx, recorded := c.withAudit(ctx, op.ID, "exception.revoke", id, reason+" (console)")
+	_, err := c.st.RevokeException(actx, id, op.ID, reason, c.now())
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		c.fail(w, r, http.StatusNotFound, op, "console.exc.err-unknown")
@@ -201,7 +203,7 @@ func (c *Console) revokeException(w http.ResponseWriter, r *http.Request, op *op
 		c.internal(w, r, op, err)
 		return
 	}
-	if err := c.audit(ctx, op.ID, "exception.revoke", e.ID, reason+" (console)"); err != nil {
+	if err := recorded(); err != nil {
 		c.internal(w, r, op, err)
 		return
 	}

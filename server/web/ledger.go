@@ -112,11 +112,12 @@ func (c *Console) importLedger(w http.ResponseWriter, r *http.Request, op *opera
 		c.internal(w, r, op, err)
 		return
 	}
-	if err := c.st.ReplaceLedger(ctx, store.LedgerImport{Entries: es, ImportedBy: op.ID, ImportedAt: c.now()}); err != nil {
+	actx, recorded := c.withAudit(ctx, op.ID, "ledger.import", "ledger", fmt.Sprintf("rows=%d reason=%q (console)", len(es), reason))
+	if err := c.st.ReplaceLedger(actx, store.LedgerImport{Entries: es, ImportedBy: op.ID, ImportedAt: c.now()}); err != nil {
 		c.internal(w, r, op, err)
 		return
 	}
-	if err := c.audit(ctx, op.ID, "ledger.import", "ledger", fmt.Sprintf("rows=%d reason=%q (console)", len(es), reason)); err != nil {
+	if err := recorded(); err != nil {
 		c.internal(w, r, op, err)
 		return
 	}

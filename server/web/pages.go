@@ -270,7 +270,8 @@ func (c *Console) revoke(w http.ResponseWriter, r *http.Request, op *operator) {
 		c.fail(w, r, http.StatusBadRequest, op, "console.err.reason")
 		return
 	}
-	d, err := c.st.RevokeDevice(ctx, id, reason, c.now())
+	actx, recorded := c.withAudit(ctx, op.ID, "device.revoke", id, reason+" (console)")
+	d, err := c.st.RevokeDevice(actx, id, reason, c.now())
 	if errors.Is(err, store.ErrNotFound) {
 		c.fail(w, r, http.StatusNotFound, op, "console.err.no-device")
 		return
@@ -279,7 +280,7 @@ func (c *Console) revoke(w http.ResponseWriter, r *http.Request, op *operator) {
 		c.internal(w, r, op, err)
 		return
 	}
-	if err := c.audit(ctx, op.ID, "device.revoke", d.ID, reason+" (console)"); err != nil {
+	if err := recorded(); err != nil {
 		c.internal(w, r, op, err)
 		return
 	}

@@ -238,7 +238,8 @@ func (c *Console) policySave(w http.ResponseWriter, r *http.Request, op *operato
 		c.render(w, r, http.StatusBadRequest, "policy_edit", view{Op: op, CSRF: op.csrf(), Error: problem, Data: v})
 		return
 	}
-	saved, err := c.st.SetPolicy(ctx, store.PolicyChange{Policy: edited, Actor: op.ID, Reason: v.Reason, At: c.now()}, v.Version)
+	actx, recorded := c.withAudit(ctx, op.ID, "policy.set", strconv.FormatInt(v.Version+1, 10), v.Reason+" (console)")
+	saved, err := c.st.SetPolicy(actx, store.PolicyChange{Policy: edited, Actor: op.ID, Reason: v.Reason, At: c.now()}, v.Version)
 	if errors.Is(err, store.ErrConflict) {
 		p := i18n.NewPrinter(lang(r))
 		msg := p.Sprintf("console.policy.err-conflict", v.Version, v.Version+1)
@@ -249,7 +250,7 @@ func (c *Console) policySave(w http.ResponseWriter, r *http.Request, op *operato
 		c.internal(w, r, op, err)
 		return
 	}
-	if err := c.audit(ctx, op.ID, "policy.set", strconv.FormatInt(saved.Version, 10), v.Reason+" (console)"); err != nil {
+	if err := recorded(); err != nil {
 		c.internal(w, r, op, err)
 		return
 	}

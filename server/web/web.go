@@ -322,6 +322,19 @@ func (c *Console) internal(w http.ResponseWriter, r *http.Request, op *operator,
 	c.fail(w, r, http.StatusInternalServerError, op, "console.err.internal")
 }
 
+// withAudit attaches an audit record to ctx, so the store commits it in the
+// same transaction as the action done with the returned context; recorded
+// appends it afterwards if that transaction did not take it.
+func (c *Console) withAudit(ctx context.Context, actor, action, target, detail string) (actx context.Context, recorded func() error) {
+	actx, p := store.WithAudit(ctx, store.AuditRecord{At: c.now(), Actor: actor, Action: action, Target: target, Detail: detail})
+	return actx, func() error {
+		if _, ok := p.Taken(); ok {
+			return nil
+		}
+		return c.audit(ctx, actor, action, target, detail)
+	}
+}
+
 func (c *Console) audit(ctx context.Context, actor, action, target, detail string) error {
 	_, err := c.st.AppendAudit(ctx, store.AuditRecord{At: c.now(), Actor: actor, Action: action, Target: target, Detail: detail})
 	if err != nil {

@@ -16,9 +16,14 @@ import (
 
 // CreateToken stores an enrolment token (its hash only).
 func (s *Store) CreateToken(ctx context.Context, t store.Token) error {
-	_, err := s.pool.Exec(ctx, `INSERT INTO tokens (id, hash, created_at, expires_at, uses, used, note, created_by, device_group)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`, t.ID, t.Hash, codec.Time(t.CreatedAt), codec.Time(t.ExpiresAt),
-		t.Uses, t.Used, t.Note, t.CreatedBy, t.Group)
+	// In a transaction of its own so that an audited call (store.WithAudit)
+	// commits its record with it.
+	err := s.write(ctx, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `INSERT INTO tokens (id, hash, created_at, expires_at, uses, used, note, created_by, device_group)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`, t.ID, t.Hash, codec.Time(t.CreatedAt), codec.Time(t.ExpiresAt),
+			t.Uses, t.Used, t.Note, t.CreatedBy, t.Group)
+		return err
+	})
 	if isUnique(err) {
 		return fmt.Errorf("create token %s: %w", t.ID, store.ErrConflict)
 	}

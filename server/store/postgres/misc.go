@@ -185,28 +185,37 @@ func (s *Store) PolicyHistory(ctx context.Context, limit int) ([]store.PolicyCha
 // tail and appending one step across every server on the database, so the
 // chain stays linear.
 func (s *Store) AppendAudit(ctx context.Context, r store.AuditRecord) (store.AuditRecord, error) {
-	r.At = codec.Time(r.At)
-	r.Seq, r.PrevHash, r.Hash = 0, nil, nil
 	err := s.write(ctx, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", lockAudit); err != nil {
-			return fmt.Errorf("append audit: lock: %w", err)
-		}
-		var prev []byte
-		err := tx.QueryRow(ctx, "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").Scan(&r.Seq, &prev)
-		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-			return fmt.Errorf("append audit: read tail: %w", err)
-		}
-		r.Seq++
-		r.PrevHash = prev
-		r.Hash = store.AuditHash(prev, r)
-		if _, err := tx.Exec(ctx, `INSERT INTO audit (seq, at, actor, action, target, detail, prev_hash, hash)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, r.Seq, r.At, r.Actor, r.Action, r.Target, r.Detail, r.PrevHash, r.Hash); err != nil {
-			return fmt.Errorf("append audit: %w", err)
-		}
-		return nil
+		var err error
+		r, err = appendAuditTx(ctx, tx, r)
+		return err
 	})
 	if err != nil {
 		return store.AuditRecord{}, err
+	}
+	return r, nil
+}
+
+// appendAuditTx appends r to the chain inside tx; the advisory lock
+// serialises appenders until the transaction ends, so the chain has no
+// fork.
+func appendAuditTx(ctx context.Context, tx pgx.Tx, r store.AuditRecord) (store.AuditRecord, error) {
+	r.At = codec.Time(r.At)
+	r.Seq, r.PrevHash, r.Hash = 0, nil, nil
+	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", lockAudit); err != nil {
+		return r, fmt.Errorf("append audit: lock: %w", err)
+	}
+	var prev []byte
+	err := tx.QueryRow(ctx, "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").Scan(&r.Seq, &prev)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return r, fmt.Errorf("append audit: read tail: %w", err)
+	}
+	r.Seq++
+	r.PrevHash = prev
+	r.Hash = store.AuditHash(prev, r)
+	if _, err := tx.Exec(ctx, `INSERT INTO audit (seq, at, actor, action, target, detail, prev_hash, hash)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, r.Seq, r.At, r.Actor, r.Action, r.Target, r.Detail, r.PrevHash, r.Hash); err != nil {
+		return r, fmt.Errorf("append audit: %w", err)
 	}
 	return r, nil
 }

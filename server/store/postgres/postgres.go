@@ -113,6 +113,20 @@ func (s *Store) write(ctx context.Context, fn func(tx pgx.Tx) error) error {
 	if err := fn(tx); err != nil {
 		return err
 	}
+	// An audited action (store.WithAudit): its record commits with it.
+	if rec, done, ok := store.ClaimAudit(ctx); ok {
+		stored, err := appendAuditTx(ctx, tx, rec)
+		if err != nil {
+			done(stored, false)
+			return err
+		}
+		if err := tx.Commit(ctx); err != nil {
+			done(stored, false)
+			return fmt.Errorf("commit: %w", err)
+		}
+		done(stored, true)
+		return nil
+	}
 	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}

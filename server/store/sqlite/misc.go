@@ -194,25 +194,33 @@ func (s *Store) PolicyHistory(ctx context.Context, limit int) ([]store.PolicyCha
 // AppendAudit appends r to the chain. The single writer connection makes
 // reading the tail and appending one step, so the chain stays linear.
 func (s *Store) AppendAudit(ctx context.Context, r store.AuditRecord) (store.AuditRecord, error) {
-	r.At = codec.Time(r.At)
-	r.Seq, r.PrevHash, r.Hash = 0, nil, nil
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		var prev []byte
-		err := tx.QueryRowContext(ctx, "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").Scan(&r.Seq, &prev)
-		if err != nil && !errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("append audit: read tail: %w", err)
-		}
-		r.Seq++
-		r.PrevHash = prev
-		r.Hash = store.AuditHash(prev, r)
-		if _, err := tx.ExecContext(ctx, `INSERT INTO audit (seq, at, actor, action, target, detail, prev_hash, hash)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, r.Seq, r.At.UnixMicro(), r.Actor, r.Action, r.Target, r.Detail, r.PrevHash, r.Hash); err != nil {
-			return fmt.Errorf("append audit: %w", err)
-		}
-		return nil
+		var err error
+		r, err = appendAuditTx(ctx, tx, r)
+		return err
 	})
 	if err != nil {
 		return store.AuditRecord{}, err
+	}
+	return r, nil
+}
+
+// appendAuditTx appends r to the chain inside tx (the single writer
+// serialises the chain).
+func appendAuditTx(ctx context.Context, tx *sql.Tx, r store.AuditRecord) (store.AuditRecord, error) {
+	r.At = codec.Time(r.At)
+	r.Seq, r.PrevHash, r.Hash = 0, nil, nil
+	var prev []byte
+	err := tx.QueryRowContext(ctx, "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").Scan(&r.Seq, &prev)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return r, fmt.Errorf("append audit: read tail: %w", err)
+	}
+	r.Seq++
+	r.PrevHash = prev
+	r.Hash = store.AuditHash(prev, r)
+	if _, err := tx.ExecContext(ctx, `INSERT INTO audit (seq, at, actor, action, target, detail, prev_hash, hash)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, r.Seq, r.At.UnixMicro(), r.Actor, r.Action, r.Target, r.Detail, r.PrevHash, r.Hash); err != nil {
+		return r, fmt.Errorf("append audit: %w", err)
 	}
 	return r, nil
 }

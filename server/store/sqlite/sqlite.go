@@ -243,7 +243,19 @@ func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	if err := fn(tx); err != nil {
 		return err
 	}
-	if err := tx.Commit(); err != nil {
+	// An audited action (store.WithAudit): its record commits with it.
+	if rec, done, ok := store.ClaimAudit(ctx); ok {
+		stored, err := appendAuditTx(ctx, tx, rec)
+		if err != nil {
+			done(stored, false)
+			return err
+		}
+		if err := tx.Commit(); err != nil {
+			done(stored, false)
+			return fmt.Errorf("commit: %w", err)
+		}
+		done(stored, true)
+	} else if err := tx.Commit(); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
 	if s.kick != nil { // nil while Open migrates

@@ -62,6 +62,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"OddInput", testOddInput},
 		{"MFAUsers", testMFAUsers},
 		{"Groups", testGroups},
+		{"AuditedAction", testAuditedAction},
 		{"MFALifecycle", testMFALifecycle},
 		{"Exceptions", testExceptions}, // exceptions.go
 		{"Ledger", testLedger},
