@@ -39,6 +39,15 @@ type Watch struct {
 // DefaultWatch: the watcher on, no channels.
 func DefaultWatch() Watch { return Watch{Config: incident.DefaultConfig()} }
 
+// loopbackHost reports whether h is localhost or a loopback IP.
+func loopbackHost(h string) bool {
+	if h == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
+}
+
 func readSecret(path, what string) (string, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -89,8 +98,13 @@ func (w Watch) Channels() ([]incident.Channel, error) {
 	}
 	if w.Webhook != "" {
 		u, err := url.Parse(w.Webhook)
-		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		switch {
+		case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http"):
 			errs = append(errs, fmt.Errorf("--notify-webhook: want an https:// URL"))
+		case u.Scheme == "http" && !loopbackHost(u.Hostname()):
+			// Incidents name terminals and users: plain HTTP only to a relay
+			// on this machine.
+			errs = append(errs, fmt.Errorf("--notify-webhook %s: plain http:// only to a loopback address; use https://", u.Redacted()))
 		}
 		secret, err := readSecret(w.WebhookSecretFile, "--notify-webhook-secret-file")
 		if err != nil {
