@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/mamori-dev/mamori/internal/policy"
@@ -574,6 +575,59 @@ func TestSilentAgent(t *testing.T) {
 	incs, _ := f.st.Incidents(t.Context(), store.IncidentFilter{})
 	if len(incs) != 1 || incs[0].Rule != incident.RuleAgentSilent {
 		t.Fatalf("incidents: %+v", incs)
+	}
+}
+
+// TestSilentAgentGroupMaxAge: a device in a group whose policy allows a
+// longer silence (terminals switched off at night) is not "silent" under
+// the base max report age; it is once its group's own age has passed.
+func TestSilentAgentGroupMaxAge(t *testing.T) {
+	f := newFleet(t)
+	p := policy.Default()
+	p.Groups = map[string]*mamoriv1.GroupPolicy{"窓口": {MaxReportAge: durationpb.New(time.Hour)}}
+	if _, err := f.st.SetPolicy(t.Context(), store.PolicyChange{Policy: p, Actor: "test", At: t0}, 1); err != nil {
+		t.Fatal(err)
+	}
+	night := f.enroll(t, "madoguchi-01")
+	if _, err := f.st.SetDeviceGroup(t.Context(), night.ID, "窓口"); err != nil {
+		t.Fatal(err)
+	}
+	night, _ = f.st.GetDevice(t.Context(), night.ID)
+	other := f.enroll(t, "quiet-02")
+	f.report(t, night, store.VerdictCompliant)
+	f.report(t, other, store.VerdictCompliant)
+	w := f.watcher(t, incident.DefaultConfig(), nil)
+	step := func() {
+		t.Helper()
+		for range 2 {
+			if err := w.Step(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	step()
+	silentOn := func() map[string]bool {
+		incs, err := f.st.Incidents(t.Context(), store.IncidentFilter{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := map[string]bool{}
+		for _, i := range incs {
+			if i.Rule == incident.RuleAgentSilent {
+				m[i.DeviceID] = true
+			}
+		}
+		return m
+	}
+	f.clk.Advance(11 * time.Minute) // past the base 10 minutes, within the group's hour
+	step()
+	if got := silentOn(); !got[other.ID] || got[night.ID] {
+		t.Fatalf("after 11 minutes silent incidents %v; want only %s", got, other.ID)
+	}
+	f.clk.Advance(time.Hour)
+	step()
+	if got := silentOn(); !got[night.ID] {
+		t.Fatalf("after an hour and 11 minutes silent incidents %v; want %s too", got, night.ID)
 	}
 }
 

@@ -164,7 +164,8 @@ func (w *Watcher) detect(ctx context.Context) error {
 	}
 	for range 500 { // at most 500 batches a step; the rest next step
 		now := w.now()
-		p := store.WatchParams{Now: now, Limit: w.cfg.Batch, SilentBefore: compliance.OfflineBefore(pol, now),
+		cut := compliance.OfflineCut(pol, now) // groups with a max report age of their own
+		p := store.WatchParams{Now: now, Limit: w.cfg.Batch, SilentBefore: cut.Default, SilentGroups: cut.Groups,
 			Margin: w.cfg.Margin, MarkHorizon: now.Add(-w.cfg.Rules.USBWindow - w.cfg.Margin - time.Hour), Channels: w.names}
 		if w.cfg.EscalateAfter > 0 {
 			p.EscalateBefore = now.Add(-w.cfg.EscalateAfter)

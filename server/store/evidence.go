@@ -142,6 +142,10 @@ type WatchParams struct {
 	Limit int
 	// SilentBefore: a reporting device last seen before this is silent.
 	SilentBefore time.Time
+	// SilentGroups replaces SilentBefore for the devices of the groups it
+	// names (groups with a max report age of their own); each group keeps
+	// a sweep cursor of its own.
+	SilentGroups map[string]time.Time
 	// Margin re-reads the device sweeps this far back, so a row committed
 	// late by another server is not missed (episodes make it idempotent).
 	Margin time.Duration

@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"sort"
+	"strings"
 	"time"
 
 	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
@@ -44,6 +46,7 @@ func (s Store) Watch(ctx context.Context, p store.WatchParams, judge store.Judge
 			return err
 		}
 		b := store.WatchBatch{Now: p.Now}
+		silentLast := map[string]time.Time{}
 		b.Events, err = query(ctx, q, scanEvent, `SELECT seq, device_id, event, received_at FROM events
 			WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?`, cur[curEvents], evHigh, p.Limit)
 		if err != nil {
@@ -82,12 +85,46 @@ func (s Store) Watch(ctx context.Context, p store.WatchParams, judge store.Judge
 		if err != nil {
 			return fmt.Errorf("watch: failing devices: %w", err)
 		}
+		// Silent devices: one sweep for the devices under the base cut-off
+		// (the groups with their own are left out), one per such group.
+		silentGroups := make([]string, 0, len(p.SilentGroups))
+		for g := range p.SilentGroups {
+			silentGroups = append(silentGroups, g)
+		}
+		sort.Strings(silentGroups)
+		silentFull := map[string]bool{}
 		if !p.SilentBefore.IsZero() {
-			b.Silent, err = query(ctx, q, scanMark, `SELECT id, last_seen FROM devices
-				WHERE verdict IN ('COMPLIANT', 'NONCOMPLIANT') AND last_seen < ? AND last_seen >= ? ORDER BY last_seen LIMIT ?`,
-				s.DB.Native(p.SilentBefore), s.DB.Native(since(curSilent, p.SilentBefore.Add(-firstSilentLookback))), p.Limit)
+			cond, args := "", []any{s.DB.Native(p.SilentBefore), s.DB.Native(since(curSilent, p.SilentBefore.Add(-firstSilentLookback)))}
+			if len(silentGroups) > 0 {
+				cond = " AND device_group NOT IN (?" + strings.Repeat(", ?", len(silentGroups)-1) + ")"
+				for _, g := range silentGroups {
+					args = append(args, g)
+				}
+			}
+			ms, err := query(ctx, q, scanMark, `SELECT id, last_seen FROM devices
+				WHERE verdict IN ('COMPLIANT', 'NONCOMPLIANT') AND last_seen < ? AND last_seen >= ?`+cond+` ORDER BY last_seen LIMIT ?`,
+				append(args, p.Limit)...)
 			if err != nil {
 				return fmt.Errorf("watch: silent devices: %w", err)
+			}
+			b.Silent = append(b.Silent, ms...)
+			silentFull[curSilent] = len(ms) == p.Limit
+			if len(ms) > 0 {
+				silentLast[curSilent] = ms[len(ms)-1].At
+			}
+		}
+		for _, g := range silentGroups {
+			cut, name := p.SilentGroups[g], curSilent+":"+g
+			ms, err := query(ctx, q, scanMark, `SELECT id, last_seen FROM devices
+				WHERE verdict IN ('COMPLIANT', 'NONCOMPLIANT') AND device_group = ? AND last_seen < ? AND last_seen >= ? ORDER BY last_seen LIMIT ?`,
+				g, s.DB.Native(cut), s.DB.Native(since(name, cut.Add(-firstSilentLookback))), p.Limit)
+			if err != nil {
+				return fmt.Errorf("watch: silent devices of group %q: %w", g, err)
+			}
+			b.Silent = append(b.Silent, ms...)
+			silentFull[name] = len(ms) == p.Limit
+			if len(ms) > 0 {
+				silentLast[name] = ms[len(ms)-1].At
 			}
 		}
 		b.Enrolled, err = query(ctx, q, func(r Rows) (store.Device, error) {
@@ -195,12 +232,18 @@ func (s Store) Watch(ctx context.Context, p store.WatchParams, judge store.Judge
 			next[curFailing] = b.Failing[len(b.Failing)-1].At.UnixMicro() + int64(p.Margin/time.Microsecond) + 1
 			res.More = true
 		}
-		if !p.SilentBefore.IsZero() {
-			next[curSilent] = p.SilentBefore.UnixMicro()
-			if len(b.Silent) == p.Limit {
-				next[curSilent] = b.Silent[len(b.Silent)-1].At.UnixMicro() + int64(p.Margin/time.Microsecond) + 1
+		silentCut := func(name string, cut time.Time) {
+			next[name] = cut.UnixMicro()
+			if silentFull[name] {
+				next[name] = silentLast[name].UnixMicro() + int64(p.Margin/time.Microsecond) + 1
 				res.More = true
 			}
+		}
+		if !p.SilentBefore.IsZero() {
+			silentCut(curSilent, p.SilentBefore)
+		}
+		for _, g := range silentGroups {
+			silentCut(curSilent+":"+g, p.SilentGroups[g])
 		}
 		next[curEnrolled] = p.Now.UnixMicro()
 		if len(b.Enrolled) == p.Limit {
