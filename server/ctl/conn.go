@@ -163,6 +163,14 @@ func query[Resp proto.Message](ctx context.Context, c *cli, cmd string, args []s
 	if err != nil {
 		return err
 	}
+	return send(ctx, c, cmd, format, do, text)
+}
+
+// send is the end of a command that makes one call: it connects, makes the
+// call do makes (with call), and prints the answer as JSON (format "json")
+// or hands it to text.
+func send[Resp proto.Message](ctx context.Context, c *cli, cmd string, format outputFormat,
+	do func(context.Context, *conn) (Resp, error), text func(Resp) error) error {
 	cn, err := c.connect(cmd)
 	if err != nil {
 		return err

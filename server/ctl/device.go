@@ -212,22 +212,14 @@ func (c *cli) deviceRevoke(ctx context.Context, args []string) error {
 	if strings.TrimSpace(*reason) == "" {
 		return c.usage(cmd, "ctl.err.reason-required")
 	}
-	cn, err := c.connect(cmd)
-	if err != nil {
-		return err
-	}
-	defer cn.close()
-	resp, err := call(ctx, c, cn, cn.admin.RevokeDevice, &mamoriv1.RevokeDeviceRequest{DeviceId: id, Reason: strings.TrimSpace(*reason)})
-	if err != nil {
-		return err
-	}
-	if format == "json" {
-		return protoJSON(c.o.Stdout, resp)
-	}
-	d := resp.GetDevice()
-	fmt.Fprintln(c.o.Stdout, sanitizeText(c.p.Sprintf("ctl.revoke.done", d.GetId(), d.GetFacts().GetHostname(), c.localTime(d.GetRevokedAt()))))
-	fmt.Fprintln(c.o.Stdout, c.p.Sprintf("ctl.revoke.next"))
-	return nil
+	return send(ctx, c, cmd, format, func(ctx context.Context, cn *conn) (*mamoriv1.RevokeDeviceResponse, error) {
+		return call(ctx, c, cn, cn.admin.RevokeDevice, &mamoriv1.RevokeDeviceRequest{DeviceId: id, Reason: strings.TrimSpace(*reason)})
+	}, func(resp *mamoriv1.RevokeDeviceResponse) error {
+		d := resp.GetDevice()
+		fmt.Fprintln(c.o.Stdout, sanitizeText(c.p.Sprintf("ctl.revoke.done", d.GetId(), d.GetFacts().GetHostname(), c.localTime(d.GetRevokedAt()))))
+		fmt.Fprintln(c.o.Stdout, c.p.Sprintf("ctl.revoke.next"))
+		return nil
+	})
 }
 
 func (c *cli) deviceSetGroup(ctx context.Context, args []string) error {

@@ -231,20 +231,12 @@ func (c *cli) ledgerImport(ctx context.Context, args []string) error {
 	if len(b) > maxLedgerFile {
 		return c.usage(cmd, "ctl.err.ledger-too-large", pos[0], maxLedgerFile>>20)
 	}
-	cn, err := c.connect(cmd)
-	if err != nil {
-		return err
-	}
-	defer cn.close()
-	resp, err := call(ctx, c, cn, cn.admin.ImportLedger, &mamoriv1.ImportLedgerRequest{Csv: b, Reason: strings.TrimSpace(*reason)})
-	if err != nil {
-		return err
-	}
-	if format == "json" {
-		return protoJSON(c.o.Stdout, resp)
-	}
-	fmt.Fprintln(c.o.Stdout, c.p.Sprintf("ctl.ledger.imported", resp.GetRows()))
-	return nil
+	return send(ctx, c, cmd, format, func(ctx context.Context, cn *conn) (*mamoriv1.ImportLedgerResponse, error) {
+		return call(ctx, c, cn, cn.admin.ImportLedger, &mamoriv1.ImportLedgerRequest{Csv: b, Reason: strings.TrimSpace(*reason)})
+	}, func(resp *mamoriv1.ImportLedgerResponse) error {
+		fmt.Fprintln(c.o.Stdout, c.p.Sprintf("ctl.ledger.imported", resp.GetRows()))
+		return nil
+	})
 }
 
 func (c *cli) ledgerList(ctx context.Context, args []string) error {

@@ -161,21 +161,13 @@ func (c *cli) mfaImport(ctx context.Context, args []string) error {
 	if len(data) > maxSeedFile {
 		return c.usage(cmd, "ctl.err.seed-too-large", name, maxSeedFile>>20)
 	}
-	cn, err := c.connect(cmd)
-	if err != nil {
-		return err
-	}
-	defer cn.close()
-	resp, err := call(ctx, c, cn, cn.admin.ImportMFASeeds, &mamoriv1.ImportMFASeedsRequest{Csv: data, Replace: *replace})
-	if err != nil {
-		return err
-	}
-	if format == "json" {
-		return protoJSON(c.o.Stdout, resp)
-	}
-	fmt.Fprintln(c.o.Stdout, c.p.Sprintf("ctl.mfa.import.done", resp.GetImported()))
-	fmt.Fprintln(c.o.Stdout, c.p.Sprintf("ctl.mfa.next-report"))
-	return nil
+	return send(ctx, c, cmd, format, func(ctx context.Context, cn *conn) (*mamoriv1.ImportMFASeedsResponse, error) {
+		return call(ctx, c, cn, cn.admin.ImportMFASeeds, &mamoriv1.ImportMFASeedsRequest{Csv: data, Replace: *replace})
+	}, func(resp *mamoriv1.ImportMFASeedsResponse) error {
+		fmt.Fprintln(c.o.Stdout, c.p.Sprintf("ctl.mfa.import.done", resp.GetImported()))
+		fmt.Fprintln(c.o.Stdout, c.p.Sprintf("ctl.mfa.next-report"))
+		return nil
+	})
 }
 
 func (c *cli) mfaReset(ctx context.Context, args []string) error {
@@ -195,21 +187,13 @@ func (c *cli) mfaReset(ctx context.Context, args []string) error {
 	if user == "" {
 		return c.usage(cmd, "ctl.err.missing-args")
 	}
-	cn, err := c.connect(cmd)
-	if err != nil {
-		return err
-	}
-	defer cn.close()
-	resp, err := call(ctx, c, cn, cn.admin.ResetMFAUser, &mamoriv1.ResetMFAUserRequest{User: user, Reason: strings.TrimSpace(*reason)})
-	if err != nil {
-		return err
-	}
-	if format == "json" {
-		return protoJSON(c.o.Stdout, resp)
-	}
-	fmt.Fprintln(c.o.Stdout, sanitizeText(c.p.Sprintf("ctl.mfa.reset.done", user)))
-	fmt.Fprintln(c.o.Stdout, sanitizeText(c.p.Sprintf("ctl.mfa.reset.next", user)))
-	return nil
+	return send(ctx, c, cmd, format, func(ctx context.Context, cn *conn) (*mamoriv1.ResetMFAUserResponse, error) {
+		return call(ctx, c, cn, cn.admin.ResetMFAUser, &mamoriv1.ResetMFAUserRequest{User: user, Reason: strings.TrimSpace(*reason)})
+	}, func(resp *mamoriv1.ResetMFAUserResponse) error {
+		fmt.Fprintln(c.o.Stdout, sanitizeText(c.p.Sprintf("ctl.mfa.reset.done", user)))
+		fmt.Fprintln(c.o.Stdout, sanitizeText(c.p.Sprintf("ctl.mfa.reset.next", user)))
+		return nil
+	})
 }
 
 func (c *cli) mfaUnlock(ctx context.Context, args []string) error {
@@ -229,24 +213,16 @@ func (c *cli) mfaUnlock(ctx context.Context, args []string) error {
 	if user == "" {
 		return c.usage(cmd, "ctl.err.missing-args")
 	}
-	cn, err := c.connect(cmd)
-	if err != nil {
-		return err
-	}
-	defer cn.close()
-	resp, err := call(ctx, c, cn, cn.admin.UnlockMFAUser, &mamoriv1.UnlockMFAUserRequest{User: user, DeviceId: strings.TrimSpace(*device)})
-	if err != nil {
-		return err
-	}
-	if format == "json" {
-		return protoJSON(c.o.Stdout, resp)
-	}
-	if d := strings.TrimSpace(*device); d != "" {
-		fmt.Fprintln(c.o.Stdout, sanitizeText(c.p.Sprintf("ctl.mfa.unlock.device", user, d)))
-	} else {
-		fmt.Fprintln(c.o.Stdout, sanitizeText(c.p.Sprintf("ctl.mfa.unlock.all", user)))
-	}
-	return nil
+	return send(ctx, c, cmd, format, func(ctx context.Context, cn *conn) (*mamoriv1.UnlockMFAUserResponse, error) {
+		return call(ctx, c, cn, cn.admin.UnlockMFAUser, &mamoriv1.UnlockMFAUserRequest{User: user, DeviceId: strings.TrimSpace(*device)})
+	}, func(resp *mamoriv1.UnlockMFAUserResponse) error {
+		if d := strings.TrimSpace(*device); d != "" {
+			fmt.Fprintln(c.o.Stdout, sanitizeText(c.p.Sprintf("ctl.mfa.unlock.device", user, d)))
+		} else {
+			fmt.Fprintln(c.o.Stdout, sanitizeText(c.p.Sprintf("ctl.mfa.unlock.all", user)))
+		}
+		return nil
+	})
 }
 
 func (c *cli) mfaTempCode(ctx context.Context, args []string) error {
