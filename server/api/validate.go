@@ -2,11 +2,11 @@ package api
 
 import (
 	"strings"
-	"unicode"
 	"unicode/utf8"
 
 	"github.com/google/uuid"
 
+	"github.com/mamori-dev/mamori/internal/policy"
 	"github.com/mamori-dev/mamori/internal/wire"
 	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
 )
@@ -147,26 +147,19 @@ func checkString(field, v string, max int) error {
 	return nil
 }
 
-// MaxGroupLength bounds a device group name, in characters.
-const MaxGroupLength = 64
-
-// CheckGroup validates a device group (所属) name: at most MaxGroupLength
-// characters of valid UTF-8, no control or format characters (such as bidi overrides), no leading or trailing
-// space. Empty means "no group" and is valid.
+// CheckGroup validates a device group (所属) name in a request: empty means
+// "no group"; anything else follows policy.CheckGroupName (at most 64
+// characters, no control or format characters such as bidi overrides, no
+// leading or trailing space), the rule group overrides in the policy obey.
 func CheckGroup(g string) error {
-	if err := checkString("group", g, 4*MaxGroupLength); err != nil {
+	if g == "" {
+		return nil
+	}
+	if err := checkString("group", g, 4*policy.MaxGroupNameLength); err != nil {
 		return err
 	}
-	if n := utf8.RuneCountInString(g); n > MaxGroupLength {
-		return invalidArg("group is %d characters; at most %d", n, MaxGroupLength)
-	}
-	if strings.TrimSpace(g) != g {
-		return invalidArg("group %q has leading or trailing space", g)
-	}
-	for _, r := range g {
-		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) {
-			return invalidArg("group contains a control or format character")
-		}
+	if err := policy.CheckGroupName(g); err != nil {
+		return invalidArg("%v", err)
 	}
 	return nil
 }

@@ -6,12 +6,11 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"unicode"
-	"unicode/utf8"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/mamori-dev/mamori/internal/i18n"
+	"github.com/mamori-dev/mamori/internal/policy"
 	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
 	"github.com/mamori-dev/mamori/server/compliance"
 )
@@ -267,19 +266,9 @@ func (c *cli) deviceSetGroup(ctx context.Context, args []string) error {
 	return nil
 }
 
-// validGroup mirrors the server's group rule (api.CheckGroup), so a typo
-// is caught before a connection is made.
-func validGroup(g string) bool {
-	if !utf8.ValidString(g) || utf8.RuneCountInString(g) > 64 || strings.TrimSpace(g) != g {
-		return false
-	}
-	for _, r := range g {
-		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) {
-			return false
-		}
-	}
-	return true
-}
+// validGroup is the server's group rule (policy.CheckGroupName; empty is
+// "no group"), so a typo is caught before a connection is made.
+func validGroup(g string) bool { return g == "" || policy.CheckGroupName(g) == nil }
 
 // stateID is the message ID of a control state's name.
 func stateID(s mamoriv1.ControlState) i18n.ID {
