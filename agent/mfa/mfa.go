@@ -151,6 +151,9 @@ type Verifier struct {
 	journal    *os.File
 	seq        uint64
 	journalLen int
+	// bgReportedSize is the size breakglass.used had when every use in it
+	// was reported (ReportBreakGlass).
+	bgReportedSize int64
 	// pinLockedOut: the last checkPIN met the TPM's DA lockout.
 	pinLockedOut bool
 }
@@ -431,6 +434,12 @@ func (v *Verifier) ReportBreakGlass(ctx context.Context) {
 }
 
 func (v *Verifier) reportBreakGlass(ctx context.Context) {
+	// Every round calls this; the list only grows, so an unchanged size
+	// means nothing new to read.
+	fi, err := os.Stat(v.bglass.Path + ".used")
+	if err != nil || fi.Size() == v.bgReportedSize {
+		return
+	}
 	us, err := v.bglass.unreported()
 	if err != nil {
 		v.log.ErrorContext(ctx, "break-glass uses not readable", "error", err)
@@ -452,6 +461,10 @@ func (v *Verifier) reportBreakGlass(ctx context.Context) {
 	}
 	if err := v.bglass.markReported(done...); err != nil {
 		v.log.ErrorContext(ctx, "break-glass uses not marked reported (they may be reported twice)", "error", err)
+		return
+	}
+	if len(done) == len(us) {
+		v.bgReportedSize = fi.Size()
 	}
 }
 
