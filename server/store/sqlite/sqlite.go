@@ -98,6 +98,12 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	w.SetConnMaxLifetime(0)
 	w.SetConnMaxIdleTime(0)
 	s := &Store{w: w}
+	// The writer's first connection switches the file to WAL; see
+	// connectRetry for why that is retried here.
+	if err := connectRetry(ctx, w); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
+	}
 	if err := s.migrate(ctx); err != nil {
 		w.Close()
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
@@ -116,6 +122,12 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	n := max(4, runtime.GOMAXPROCS(0))
 	r.SetMaxOpenConns(n)
 	r.SetMaxIdleConns(n)
+	if err := connectRetry(ctx, r); err != nil {
+		r.Close()
+		s.stmts.close()
+		w.Close()
+		return nil, fmt.Errorf("open sqlite %s for reading: %w", path, err)
+	}
 	s.r = r
 	c, err := sql.Open("sqlite", path+"?"+url.Values{"_pragma": common["_pragma"]}.Encode())
 	if err != nil {
@@ -131,6 +143,42 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	s.ckpt, s.kick, s.stop, s.ckptDone = c, make(chan struct{}, 1), make(chan struct{}), make(chan struct{})
 	go s.checkpointer()
 	return s, nil
+}
+
+// connectBusyLimit bounds connectRetry; it matches the busy_timeout the
+// connections set for everything after their set-up.
+const connectBusyLimit = 10 * time.Second
+
+// connectRetry makes db's first connection, retrying while SQLite answers
+// SQLITE_BUSY. A connection's set-up can get SQLITE_BUSY without SQLite
+// ever calling the busy handler: switching a new file to WAL needs an
+// exclusive lock, and while the last connection of another process (or
+// another Store on the same file) closes, it holds an exclusive lock to
+// checkpoint and remove the WAL ("Sometimes Queries Return SQLITE_BUSY In
+// WAL Mode", sqlite.org/wal.html). busy_timeout does not cover either, so
+// two servers or a server and mamorictl starting together on one file
+// would otherwise fail at random (TestMigrationsIdempotent caught it in CI).
+func connectRetry(ctx context.Context, db *sql.DB) error {
+	deadline := time.Now().Add(connectBusyLimit)
+	wait := time.Millisecond
+	for {
+		err := db.PingContext(ctx)
+		if err == nil || !isBusy(err) || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 50*time.Millisecond)
+	}
+}
+
+// isBusy reports whether err is SQLITE_BUSY or one of its extended codes.
+func isBusy(err error) bool {
+	var e *sqlite.Error
+	return errors.As(err, &e) && e.Code()&0xff == sqlite3.SQLITE_BUSY
 }
 
 // Close stops the checkpointer and closes the pools.
