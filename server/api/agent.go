@@ -74,40 +74,42 @@ func (s *Server) Enroll(ctx context.Context, req *mamoriv1.EnrollRequest) (*mamo
 		ekFingerprint = checked.EKFingerprint
 	}
 	now := s.now()
-	res, err := s.store.Enroll(ctx, store.EnrollParams{
-		TokenHash:     auth.HashToken(req.Token),
-		Now:           now,
-		Facts:         req.Facts,
-		NewDeviceID:   uuid.NewString(),
-		KeyHash:       keyHash[:],
-		EKFingerprint: ekFingerprint,
-		Sign: func(deviceID string) ([]byte, string, error) {
-			der, serial, err := s.ca.SignDeviceCSR(req.Csr, deviceID, ekFingerprint != "", now)
-			if err != nil {
-				return nil, "", invalidArg("%v", err)
-			}
-			return der, serial, nil
-		},
-	})
-	if err != nil {
-		s.log.InfoContext(ctx, "enrolment refused", "hostname", req.Facts.Hostname, "error", err)
-		return nil, err
-	}
-	action := "device.enroll"
-	if res.Reenrolled {
-		action = "device.reenroll"
-	}
 	detail := fmt.Sprintf("hostname=%s machine_id=%s", req.Facts.Hostname, req.Facts.MachineId)
-	if res.Repeated {
-		// The same machine, token and key again: its earlier answer was
-		// lost. No token use was counted.
-		detail += " retry=same-key"
-	}
 	if ekFingerprint != "" {
 		detail += " key=tpm-attested ek=" + ekFingerprint
 	}
-	// The enrolment is committed: record it even if the caller has gone.
-	if err := s.audit(context.WithoutCancel(ctx), "device:"+res.Device.ID, action, res.Device.ID, detail); err != nil {
+	newID := uuid.NewString()
+	var res store.EnrollResult
+	// The record commits with the enrolment. Which device it names, and
+	// whether it is a re-enrolment, is known inside the transaction (Sign);
+	// a retry of a lost answer adds retry=same-key (the store).
+	err = s.audited(ctx, "device:"+newID, "device.enroll", newID, detail, func(actx context.Context) error {
+		var err error
+		res, err = s.store.Enroll(actx, store.EnrollParams{
+			TokenHash:     auth.HashToken(req.Token),
+			Now:           now,
+			Facts:         req.Facts,
+			NewDeviceID:   newID,
+			KeyHash:       keyHash[:],
+			EKFingerprint: ekFingerprint,
+			Sign: func(deviceID string) ([]byte, string, error) {
+				store.AmendAudit(actx, func(r *store.AuditRecord) {
+					r.Actor, r.Target, r.Action = "device:"+deviceID, deviceID, "device.enroll"
+					if deviceID != newID {
+						r.Action = "device.reenroll"
+					}
+				})
+				der, serial, err := s.ca.SignDeviceCSR(req.Csr, deviceID, ekFingerprint != "", now)
+				if err != nil {
+					return nil, "", invalidArg("%v", err)
+				}
+				return der, serial, nil
+			},
+		})
+		return err
+	})
+	if err != nil {
+		s.log.InfoContext(ctx, "enrolment refused", "hostname", req.Facts.Hostname, "error", err)
 		return nil, err
 	}
 	s.log.InfoContext(ctx, "device enrolled", "device", res.Device.ID, "hostname", req.Facts.Hostname, "reenrolled", res.Reenrolled,
@@ -253,32 +255,38 @@ func (s *Server) Renew(ctx context.Context, req *mamoriv1.RenewRequest) (*mamori
 		return nil, invalidArg("renewal keeps the key: the CSR must be for the key of the presented certificate (a new key needs a new enrolment)")
 	}
 	now := s.now()
-	var notAfter time.Time
-	res, err := s.store.Renew(ctx, store.RenewParams{
-		DeviceID: dev.ID, PresentedSerial: dev.Serial, Now: now,
-		Sign: func() ([]byte, string, error) {
-			der, serial, err := s.ca.SignDeviceCSR(req.Csr, dev.ID, dev.KeyAttested, now)
-			if err != nil {
-				return nil, "", invalidArg("%v", err)
-			}
-			c, err := x509.ParseCertificate(der)
-			if err != nil {
-				return nil, "", fmt.Errorf("parse the certificate just signed: %w", err)
-			}
-			notAfter = c.NotAfter
-			return der, serial, nil
-		},
+	var (
+		notAfter time.Time
+		res      store.RenewResult
+	)
+	// The record commits with the new certificate; its serial and expiry
+	// are added when it is signed, inside the transaction.
+	err = s.audited(ctx, "device:"+dev.ID, "device.renew", dev.ID, "from_serial="+dev.Serial, func(actx context.Context) error {
+		var err error
+		res, err = s.store.Renew(actx, store.RenewParams{
+			DeviceID: dev.ID, PresentedSerial: dev.Serial, Now: now,
+			Sign: func() ([]byte, string, error) {
+				der, serial, err := s.ca.SignDeviceCSR(req.Csr, dev.ID, dev.KeyAttested, now)
+				if err != nil {
+					return nil, "", invalidArg("%v", err)
+				}
+				c, err := x509.ParseCertificate(der)
+				if err != nil {
+					return nil, "", fmt.Errorf("parse the certificate just signed: %w", err)
+				}
+				notAfter = c.NotAfter
+				store.AuditField(actx, "serial", serial)
+				store.AuditField(actx, "not_after", notAfter.UTC().Format(time.RFC3339))
+				return der, serial, nil
+			},
+		})
+		return err
 	})
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return nil, status.Error(codes.Unauthenticated, "unknown device: enrol again")
 	case err != nil:
 		s.log.InfoContext(ctx, "renewal refused", "device", dev.ID, "serial", dev.Serial, "error", err)
-		return nil, err
-	}
-	detail := fmt.Sprintf("from_serial=%s serial=%s not_after=%s", dev.Serial, res.Device.CertSerial, notAfter.UTC().Format(time.RFC3339))
-	// The certificate is issued: record it even if the caller has gone.
-	if err := s.audit(context.WithoutCancel(ctx), "device:"+dev.ID, "device.renew", dev.ID, detail); err != nil {
 		return nil, err
 	}
 	s.log.InfoContext(ctx, "device certificate renewed", "device", dev.ID, "from_serial", dev.Serial,

@@ -50,7 +50,15 @@ func (s *Server) MFAEnroll(ctx context.Context, operatorID, rawUser string, repl
 	if err != nil {
 		return mfa.Enrollment{}, err
 	}
-	gen, err := s.store.PutMFAUser(ctx, e.Record, replace)
+	action := "mfa.enroll"
+	if replace {
+		action = "mfa.reenroll"
+	}
+	err = s.audited(ctx, operatorID, action, "user:"+user, fmt.Sprintf("method=totp recovery_codes=%d", len(e.RecoveryCodes)),
+		func(actx context.Context) error {
+			_, err := s.store.PutMFAUser(actx, e.Record, replace)
+			return err
+		})
 	if errors.Is(err, store.ErrConflict) {
 		return mfa.Enrollment{}, status.Errorf(codes.AlreadyExists, "user %s is already enrolled: pass replace (mamorictl mfa enroll --replace) to issue a new secret", user)
 	}
@@ -58,13 +66,6 @@ func (s *Server) MFAEnroll(ctx context.Context, operatorID, rawUser string, repl
 		return mfa.Enrollment{}, err
 	}
 	s.forgetMFAGeneration()
-	action := "mfa.enroll"
-	if replace {
-		action = "mfa.reenroll"
-	}
-	if err := s.audit(ctx, operatorID, action, "user:"+user, fmt.Sprintf("method=totp generation=%d recovery_codes=%d", gen, len(e.RecoveryCodes))); err != nil {
-		return mfa.Enrollment{}, err
-	}
 	return e, nil
 }
 

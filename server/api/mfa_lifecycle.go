@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -100,7 +101,14 @@ func (s *Server) MFAReset(ctx context.Context, operatorID, rawUser, rawReason st
 	if err := checkString("reason", reason, maxNoteLength); err != nil {
 		return err
 	}
-	gen, err := s.store.DeleteMFAUser(ctx, user)
+	detail := ""
+	if reason != "" {
+		detail = "reason=" + strconv.Quote(reason)
+	}
+	err = s.audited(ctx, operatorID, "mfa.reset", "user:"+user, detail, func(actx context.Context) error {
+		_, err := s.store.DeleteMFAUser(actx, user)
+		return err
+	})
 	if errors.Is(err, store.ErrNotFound) {
 		return status.Errorf(codes.NotFound, "user %s has no factors to reset", user)
 	}
@@ -108,11 +116,7 @@ func (s *Server) MFAReset(ctx context.Context, operatorID, rawUser, rawReason st
 		return err
 	}
 	s.forgetMFAGeneration()
-	detail := fmt.Sprintf("generation=%d", gen)
-	if reason != "" {
-		detail += " reason=" + reason
-	}
-	return s.audit(ctx, operatorID, "mfa.reset", "user:"+user, detail)
+	return nil
 }
 
 // MFAUnlock raises user's unlock counter on deviceID ("" for every
@@ -134,18 +138,20 @@ func (s *Server) MFAUnlock(ctx context.Context, operatorID, rawUser, rawDevice s
 			return 0, err
 		}
 	}
-	gen, counter, err := s.store.UnlockMFAUser(ctx, user, device)
-	if err != nil {
-		return 0, err
-	}
-	s.forgetMFAGeneration()
 	target := "all devices"
 	if device != "" {
 		target = "device " + device
 	}
-	if err := s.audit(ctx, operatorID, "mfa.unlock", "user:"+user, fmt.Sprintf("%s unlock=%d generation=%d", target, counter, gen)); err != nil {
+	var counter int64
+	err = s.audited(ctx, operatorID, "mfa.unlock", "user:"+user, target, func(actx context.Context) error {
+		var err error
+		_, counter, err = s.store.UnlockMFAUser(actx, user, device)
+		return err
+	})
+	if err != nil {
 		return 0, err
 	}
+	s.forgetMFAGeneration()
 	return counter, nil
 }
 
@@ -164,14 +170,15 @@ func (s *Server) MFATempCode(ctx context.Context, operatorID, rawUser string, tt
 	if err != nil {
 		return "", store.MFATempCode{}, invalidArg("%v", err)
 	}
-	if _, err := s.store.PutMFATempCode(ctx, rec); err != nil {
+	err = s.audited(ctx, operatorID, "mfa.temp_code", "user:"+user,
+		fmt.Sprintf("id=%s expires=%s", rec.ID, rec.ExpiresAt.UTC().Format(time.RFC3339)), func(actx context.Context) error {
+			_, err := s.store.PutMFATempCode(actx, rec)
+			return err
+		})
+	if err != nil {
 		return "", store.MFATempCode{}, err
 	}
 	s.forgetMFAGeneration()
-	if err := s.audit(ctx, operatorID, "mfa.temp_code", "user:"+user,
-		fmt.Sprintf("id=%s expires=%s", rec.ID, rec.ExpiresAt.UTC().Format(time.RFC3339))); err != nil {
-		return "", store.MFATempCode{}, err
-	}
 	return code, rec, nil
 }
 
@@ -222,7 +229,15 @@ func (s *Server) ImportMFASeeds(ctx context.Context, req *mamoriv1.ImportMFASeed
 	for i, r := range rows {
 		recs[i], names[i] = s.mfaKey.ImportRecord(r, op.ID, now), r.User
 	}
-	gen, err := s.store.ImportMFAUsers(ctx, recs, req.Replace)
+	listed := names
+	if len(listed) > 50 {
+		listed = append(listed[:50:50], fmt.Sprintf("…(%d_more)", len(rows)-50))
+	}
+	err = s.audited(ctx, op.ID, "mfa.import", "users:"+fmt.Sprint(len(rows)),
+		fmt.Sprintf("method=totp-hardware replace=%t users=%s", req.Replace, strings.Join(listed, ",")), func(actx context.Context) error {
+			_, err := s.store.ImportMFAUsers(actx, recs, req.Replace)
+			return err
+		})
 	if errors.Is(err, store.ErrConflict) {
 		return nil, status.Error(codes.Aborted, "users or tokens changed during the import; nothing was imported: run it again")
 	}
@@ -230,13 +245,6 @@ func (s *Server) ImportMFASeeds(ctx context.Context, req *mamoriv1.ImportMFASeed
 		return nil, err
 	}
 	s.forgetMFAGeneration()
-	if len(names) > 50 {
-		names = append(names[:50], fmt.Sprintf("… (%d more)", len(rows)-50))
-	}
-	if err := s.audit(ctx, op.ID, "mfa.import", "users:"+fmt.Sprint(len(rows)),
-		fmt.Sprintf("method=totp-hardware replace=%t generation=%d users=%s", req.Replace, gen, strings.Join(names, ","))); err != nil {
-		return nil, err
-	}
 	return &mamoriv1.ImportMFASeedsResponse{Imported: int32(len(rows))}, nil
 }
 
@@ -301,17 +309,24 @@ func (s *Server) consumeMFACodes(ctx context.Context, deviceID string, evs []*ma
 		}
 	}
 	for user, ids := range byUser {
-		n, err := s.store.ConsumeMFACodes(ctx, user, ids, s.now())
+		// The record commits with the consumption (the store adds how
+		// many it consumed); codes consumed before (a re-sent event) write
+		// nothing and record nothing.
+		actx, p := store.WithAudit(ctx, store.AuditRecord{At: s.now(), Actor: "device:" + deviceID, Action: "mfa.code_used",
+			Target: "user:" + user, Detail: "code_ids=" + strings.Join(ids, ",")})
+		n, err := s.store.ConsumeMFACodes(actx, user, ids, s.now())
 		if err != nil {
 			return fmt.Errorf("consume one-time codes of %s: %w", user, err)
 		}
 		if n == 0 {
-			continue // already consumed (a re-sent event) or unknown
+			continue
 		}
 		s.forgetMFAGeneration()
-		if err := s.audit(context.WithoutCancel(ctx), "device:"+deviceID, "mfa.code_used", "user:"+user,
-			fmt.Sprintf("code_ids=%s consumed=%d", strings.Join(ids, ","), n)); err != nil {
-			return err
+		if _, ok := p.Taken(); !ok {
+			r := p.Record()
+			if err := s.audit(ctx, r.Actor, r.Action, r.Target, r.Detail); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

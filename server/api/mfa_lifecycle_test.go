@@ -277,7 +277,7 @@ func testMFALifecycle(t *testing.T, o servertest.Options) {
 			}
 		}
 	}
-	if !strings.Contains(all.String(), "reason=lost phone") || !strings.Contains(all.String(), "id="+tc.Id) {
+	if !strings.Contains(all.String(), `reason="lost phone"`) || !strings.Contains(all.String(), "id="+tc.Id) {
 		t.Errorf("audit details lack the reason or the code ID:\n%s", all.String())
 	}
 }

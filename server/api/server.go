@@ -174,16 +174,12 @@ func (s *Server) forgetPolicy() {
 	s.mu.Unlock()
 }
 
-// audit appends to the audit log after an action succeeded. If the record
-// cannot be written the caller is told, so no operator action passes
-// silently unrecorded.
-// TODO(audit issue): write the record in the same transaction as the action,
-// so neither can exist without the other after a crash between the two.
 // audited runs do with the audit record attached to its context: the store
 // commits the record in the same transaction as do's write, so an action
-// is never done without its record nor recorded without being done. If do
-// wrote nothing in a transaction of its own, the record is appended after
-// it, as audit does.
+// is never done without its record nor recorded without being done. What
+// only the transaction knows is added from inside it (store.AmendAudit,
+// store.AuditField). If do wrote nothing in a transaction of its own, the
+// record is appended after it.
 func (s *Server) audited(ctx context.Context, actor, action, target, detail string, do func(context.Context) error) error {
 	actx, p := store.WithAudit(ctx, store.AuditRecord{At: s.now(), Actor: actor, Action: action, Target: target, Detail: detail})
 	if err := do(actx); err != nil {
@@ -192,9 +188,12 @@ func (s *Server) audited(ctx context.Context, actor, action, target, detail stri
 	if _, ok := p.Taken(); ok {
 		return nil
 	}
-	return s.audit(ctx, actor, action, target, detail)
+	r := p.Record()
+	return s.audit(ctx, r.Actor, r.Action, r.Target, r.Detail)
 }
 
+// audit appends a record on its own, for what has no write of its own to
+// commit with (an export, a refusal).
 func (s *Server) audit(ctx context.Context, actor, action, target, detail string) error {
 	_, err := s.store.AppendAudit(ctx, store.AuditRecord{
 		At: s.now(), Actor: actor, Action: action, Target: target, Detail: detail,

@@ -305,7 +305,7 @@ func (s *Server) bootstrap(ctx context.Context, now time.Time) error {
 	if n > 0 {
 		return nil
 	}
-	op, tok, err := CreateOperator(ctx, s.store, "admin", auth.RoleAdmin, now)
+	_, tok, err := CreateOperatorAudited(ctx, s.store, "system", "first admin", "admin", auth.RoleAdmin, now)
 	if err != nil {
 		return err
 	}
@@ -315,8 +315,7 @@ func (s *Server) bootstrap(ctx context.Context, now time.Time) error {
 		}
 	}
 	s.Boot.AdminToken = tok
-	_, err = s.store.AppendAudit(ctx, store.AuditRecord{At: now, Actor: "system", Action: "operator.create", Target: op.ID, Detail: "first admin"})
-	return err
+	return nil
 }
 
 // CreateOperator makes an operator and its API token.
@@ -325,8 +324,26 @@ func CreateOperator(ctx context.Context, st store.Operators, name string, role a
 	op := store.Operator{
 		ID: uuid.NewString(), Name: name, Role: role.String(), TokenHash: auth.HashToken(tok.Reveal()), CreatedAt: now,
 	}
+	// An audited call (store.WithAudit) names the operator it made.
+	store.AmendAudit(ctx, func(r *store.AuditRecord) { r.Target = op.ID })
 	if err := st.CreateOperator(ctx, op); err != nil {
 		return store.Operator{}, "", fmt.Errorf("create operator %s: %w", name, err)
+	}
+	return op, tok, nil
+}
+
+// CreateOperatorAudited is CreateOperator with its audit record
+// (operator.create by actor) committed in the same transaction.
+func CreateOperatorAudited(ctx context.Context, st store.Store, actor, detail, name string, role auth.Role, now time.Time) (store.Operator, auth.Secret, error) {
+	actx, p := store.WithAudit(ctx, store.AuditRecord{At: now, Actor: actor, Action: "operator.create", Detail: detail})
+	op, tok, err := CreateOperator(actx, st, name, role, now)
+	if err != nil {
+		return store.Operator{}, "", err
+	}
+	if _, ok := p.Taken(); !ok {
+		if _, err := st.AppendAudit(ctx, p.Record()); err != nil {
+			return store.Operator{}, "", err
+		}
 	}
 	return op, tok, nil
 }
@@ -505,14 +522,17 @@ func SetConsoleLogin(ctx context.Context, st store.Store, op store.Operator, log
 	if err != nil {
 		return ConsoleLogin{}, err
 	}
-	if err := st.SetOperatorLogin(ctx, store.OperatorLogin{
+	actx, p := store.WithAudit(ctx, store.AuditRecord{At: now, Actor: actor, Action: "operator.console-login",
+		Target: op.ID, Detail: "login=" + login})
+	if err := st.SetOperatorLogin(actx, store.OperatorLogin{
 		OperatorID: op.ID, Login: login, PasswordHash: hash, TOTPSecret: secret.Reveal(), UpdatedAt: now,
 	}); err != nil {
 		return ConsoleLogin{}, fmt.Errorf("set console login for %s: %w", op.Name, err)
 	}
-	if _, err := st.AppendAudit(ctx, store.AuditRecord{At: now, Actor: actor, Action: "operator.console-login",
-		Target: op.ID, Detail: "login=" + login}); err != nil {
-		return ConsoleLogin{}, err
+	if _, ok := p.Taken(); !ok {
+		if _, err := st.AppendAudit(ctx, p.Record()); err != nil {
+			return ConsoleLogin{}, err
+		}
 	}
 	return ConsoleLogin{TOTPSecret: secret, TOTPURL: auth.Secret(url)}, nil
 }

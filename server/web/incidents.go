@@ -143,7 +143,23 @@ func (c *Console) incidentMove(to string) func(http.ResponseWriter, *http.Reques
 			c.fail(w, r, http.StatusBadRequest, op, "console.err.note")
 			return
 		}
-		in, err := c.st.TransitionIncident(ctx, id, to, op.ID, note, c.now())
+		// The record names the incident's rule and terminal, which never
+		// change: read them first, so the record commits with the move.
+		in, err := c.st.GetIncident(ctx, id)
+		if errors.Is(err, store.ErrNotFound) {
+			c.fail(w, r, http.StatusNotFound, op, "console.err.no-incident")
+			return
+		}
+		if err != nil {
+			c.internal(w, r, op, err)
+			return
+		}
+		action := "incident.acknowledge"
+		if to == store.IncidentClosed {
+			action = "incident.close"
+		}
+		actx, recorded := c.withAudit(ctx, op.ID, action, strconv.FormatInt(in.ID, 10), in.Rule+" "+in.DeviceID+": "+note)
+		in, err = c.st.TransitionIncident(actx, id, to, op.ID, note, c.now())
 		switch {
 		case errors.Is(err, store.ErrNotFound):
 			c.fail(w, r, http.StatusNotFound, op, "console.err.no-incident")
@@ -155,11 +171,7 @@ func (c *Console) incidentMove(to string) func(http.ResponseWriter, *http.Reques
 			c.internal(w, r, op, err)
 			return
 		}
-		action := "incident.acknowledge"
-		if to == store.IncidentClosed {
-			action = "incident.close"
-		}
-		if err := c.audit(ctx, op.ID, action, strconv.FormatInt(in.ID, 10), in.Rule+" "+in.DeviceID+": "+note); err != nil {
+		if err := recorded(); err != nil {
 			c.internal(w, r, op, err)
 			return
 		}

@@ -321,16 +321,17 @@ func (c *Console) operatorPassword(w http.ResponseWriter, r *http.Request, op *o
 		return
 	}
 	l.PasswordHash, l.Failures, l.LockedUntil, l.UpdatedAt = hash, 0, time.Time{}, c.now()
-	if err := c.st.SetOperatorLogin(r.Context(), l); err != nil {
+	actx, recorded := c.withAudit(r.Context(), op.ID, "operator.password-reset", l.OperatorID, "login="+l.Login+" (console)")
+	if err := c.st.SetOperatorLogin(actx, l); err != nil {
+		c.internal(w, r, op, err)
+		return
+	}
+	if err := recorded(); err != nil {
 		c.internal(w, r, op, err)
 		return
 	}
 	// Whoever had the old password is signed out everywhere.
 	if err := c.st.EndSessions(r.Context(), l.OperatorID); err != nil {
-		c.internal(w, r, op, err)
-		return
-	}
-	if err := c.audit(r.Context(), op.ID, "operator.password-reset", l.OperatorID, "login="+l.Login+" (console)"); err != nil {
 		c.internal(w, r, op, err)
 		return
 	}
@@ -356,15 +357,16 @@ func (c *Console) operatorTOTP(w http.ResponseWriter, r *http.Request, op *opera
 	}
 	// A new seed: its steps start afresh; the lock-out is cleared.
 	l.TOTPSecret, l.LastTOTPStep, l.Failures, l.LockedUntil, l.UpdatedAt = secret.Reveal(), 0, 0, time.Time{}, c.now()
-	if err := c.st.SetOperatorLogin(r.Context(), l); err != nil {
+	actx, recorded := c.withAudit(r.Context(), op.ID, "operator.totp-reset", l.OperatorID, "login="+l.Login+" (console)")
+	if err := c.st.SetOperatorLogin(actx, l); err != nil {
+		c.internal(w, r, op, err)
+		return
+	}
+	if err := recorded(); err != nil {
 		c.internal(w, r, op, err)
 		return
 	}
 	if err := c.st.EndSessions(r.Context(), l.OperatorID); err != nil {
-		c.internal(w, r, op, err)
-		return
-	}
-	if err := c.audit(r.Context(), op.ID, "operator.totp-reset", l.OperatorID, "login="+l.Login+" (console)"); err != nil {
 		c.internal(w, r, op, err)
 		return
 	}

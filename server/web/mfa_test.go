@@ -174,7 +174,7 @@ func TestMFARoles(t *testing.T) {
 	if p := off.post("/mfa/reset", url.Values{"csrf": {ocsrf}, "user": {"tanaka"}, "reason": {"端末紛失"}}); p.status != http.StatusOK {
 		t.Fatalf("reset: %d\n%s", p.status, p.body)
 	}
-	if rs := e.auditFor(t, e.officer.opID, "mfa.reset", "user:tanaka"); len(rs) != 1 || !strings.Contains(rs[0].Detail, "reason=端末紛失") {
+	if rs := e.auditFor(t, e.officer.opID, "mfa.reset", "user:tanaka"); len(rs) != 1 || !strings.Contains(rs[0].Detail, `reason="端末紛失`) {
 		t.Errorf("mfa.reset audit records: %v", rs)
 	}
 	if us, _ := e.h.Srv.Store().MFAUsers(ctx); len(us) != 0 {

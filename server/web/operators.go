@@ -95,21 +95,33 @@ func (c *Console) createOperator(w http.ResponseWriter, r *http.Request, op *ope
 		c.internal(w, r, op, err)
 		return
 	}
-	if err := c.st.CreateOperator(ctx, o); err != nil {
+	// The operator and its API token are recorded as they are stored.
+	actx, recorded := c.withAudit(ctx, op.ID, "operator.create", o.ID, fmt.Sprintf("name=%s role=%s login=%s (console)", name, role, login))
+	if err := c.st.CreateOperator(actx, o); err != nil {
+		c.internal(w, r, op, err)
+		return
+	}
+	if err := recorded(); err != nil {
 		c.internal(w, r, op, err)
 		return
 	}
 	err = c.st.SetOperatorLogin(ctx, store.OperatorLogin{OperatorID: o.ID, Login: login, PasswordHash: hash, TOTPSecret: secret.Reveal(), UpdatedAt: now})
 	if errors.Is(err, store.ErrConflict) {
-		_ = c.st.DisableOperator(ctx, o.ID, now)
+		// Taken by someone else meanwhile: the operator just made is
+		// disabled again, and that is recorded too.
+		dctx, recorded := c.withAudit(ctx, op.ID, "operator.disable", o.ID, "login "+login+" taken (console)")
+		if err := c.st.DisableOperator(dctx, o.ID, now); err != nil {
+			c.internal(w, r, op, err)
+			return
+		}
+		if err := recorded(); err != nil {
+			c.internal(w, r, op, err)
+			return
+		}
 		c.showOperators(w, r, op, http.StatusConflict, "console.err.login-taken")
 		return
 	}
 	if err != nil {
-		c.internal(w, r, op, err)
-		return
-	}
-	if err := c.audit(ctx, op.ID, "operator.create", o.ID, fmt.Sprintf("name=%s role=%s login=%s (console)", name, role, login)); err != nil {
 		c.internal(w, r, op, err)
 		return
 	}
@@ -132,7 +144,8 @@ func (c *Console) disableOperator(w http.ResponseWriter, r *http.Request, op *op
 		c.showOperators(w, r, op, http.StatusBadRequest, "console.err.self")
 		return
 	}
-	err := c.st.DisableOperator(r.Context(), id, c.now())
+	actx, recorded := c.withAudit(r.Context(), op.ID, "operator.disable", id, "(console)")
+	err := c.st.DisableOperator(actx, id, c.now())
 	if errors.Is(err, store.ErrNotFound) {
 		c.fail(w, r, http.StatusNotFound, op, "console.err.no-operator")
 		return
@@ -141,7 +154,7 @@ func (c *Console) disableOperator(w http.ResponseWriter, r *http.Request, op *op
 		c.internal(w, r, op, err)
 		return
 	}
-	if err := c.audit(r.Context(), op.ID, "operator.disable", id, "(console)"); err != nil {
+	if err := recorded(); err != nil {
 		c.internal(w, r, op, err)
 		return
 	}
@@ -150,7 +163,8 @@ func (c *Console) disableOperator(w http.ResponseWriter, r *http.Request, op *op
 
 func (c *Console) unlockOperator(w http.ResponseWriter, r *http.Request, op *operator) {
 	id := r.PathValue("id")
-	err := c.st.ResetLockout(r.Context(), id, c.now())
+	actx, recorded := c.withAudit(r.Context(), op.ID, "operator.unlock", id, "(console)")
+	err := c.st.ResetLockout(actx, id, c.now())
 	if errors.Is(err, store.ErrNotFound) {
 		c.fail(w, r, http.StatusNotFound, op, "console.err.no-operator")
 		return
@@ -159,7 +173,7 @@ func (c *Console) unlockOperator(w http.ResponseWriter, r *http.Request, op *ope
 		c.internal(w, r, op, err)
 		return
 	}
-	if err := c.audit(r.Context(), op.ID, "operator.unlock", id, "(console)"); err != nil {
+	if err := recorded(); err != nil {
 		c.internal(w, r, op, err)
 		return
 	}

@@ -211,12 +211,14 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if why != "" {
-		l, err := c.st.LoginFailed(ctx, o.ID, now, c.cfg.MaxFailures, c.cfg.LockFor)
+		// The failure is recorded with the count it raises.
+		actx, recorded := c.withAudit(ctx, o.ID, "console.login.fail", o.ID, why)
+		l, err := c.st.LoginFailed(actx, o.ID, now, c.cfg.MaxFailures, c.cfg.LockFor)
 		if err != nil {
 			c.internal(w, r, nil, err)
 			return
 		}
-		_ = c.audit(ctx, o.ID, "console.login.fail", o.ID, why)
+		_ = recorded()
 		if !l.LockedUntil.IsZero() && now.Before(l.LockedUntil) {
 			c.n.lockouts.Add(1)
 			_ = c.audit(ctx, "system", "console.lockout", o.ID, "locked until "+l.LockedUntil.UTC().Format("2006-01-02T15:04:05Z"))
@@ -228,11 +230,13 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 	}
 	sid := auth.NewSessionID()
 	hash, _ := auth.HashSessionID(sid)
-	if err := c.st.CreateSession(ctx, store.ConsoleSession{IDHash: hash, OperatorID: o.ID, CreatedAt: now, LastSeen: now}); err != nil {
+	// The session exists only with its record.
+	actx, recorded := c.withAudit(ctx, o.ID, "console.login", o.ID, "")
+	if err := c.st.CreateSession(actx, store.ConsoleSession{IDHash: hash, OperatorID: o.ID, CreatedAt: now, LastSeen: now}); err != nil {
 		c.internal(w, r, nil, err)
 		return
 	}
-	if err := c.audit(ctx, o.ID, "console.login", o.ID, ""); err != nil {
+	if err := recorded(); err != nil {
 		c.internal(w, r, nil, err)
 		return
 	}

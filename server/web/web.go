@@ -331,7 +331,8 @@ func (c *Console) withAudit(ctx context.Context, actor, action, target, detail s
 		if _, ok := p.Taken(); ok {
 			return nil
 		}
-		return c.audit(ctx, actor, action, target, detail)
+		r := p.Record()
+		return c.audit(ctx, r.Actor, r.Action, r.Target, r.Detail)
 	}
 }
 

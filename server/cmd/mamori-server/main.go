@@ -22,7 +22,6 @@ import (
 	"github.com/mamori-dev/mamori/internal/i18n"
 	"github.com/mamori-dev/mamori/server/auth"
 	"github.com/mamori-dev/mamori/server/serve"
-	"github.com/mamori-dev/mamori/server/store"
 )
 
 func main() {
@@ -183,13 +182,8 @@ func cmdOperator(ctx context.Context, args []string, stdout, stderr io.Writer, p
 	}
 	defer st.Close()
 	now := time.Now()
-	op, tok, err := serve.CreateOperator(ctx, st, *name, role, now)
+	op, tok, err := serve.CreateOperatorAudited(ctx, st, "local-admin", fmt.Sprintf("name=%s role=%s", *name, role), *name, role, now)
 	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return 1
-	}
-	if _, err := st.AppendAudit(ctx, store.AuditRecord{At: now, Actor: "local-admin", Action: "operator.create",
-		Target: op.ID, Detail: fmt.Sprintf("name=%s role=%s", *name, role)}); err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}

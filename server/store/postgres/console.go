@@ -126,8 +126,13 @@ func (s *Store) LoginSucceeded(ctx context.Context, operatorID string, step int6
 
 // CreateSession stores a new session.
 func (s *Store) CreateSession(ctx context.Context, cs store.ConsoleSession) error {
-	_, err := s.pool.Exec(ctx, "INSERT INTO console_sessions (id_hash, operator_id, created_at, last_seen) VALUES ($1, $2, $3, $4)",
-		cs.IDHash, cs.OperatorID, codec.Time(cs.CreatedAt), codec.Time(cs.LastSeen))
+	// In a transaction of its own so that the audited sign-in commits its
+	// record with the session.
+	err := s.write(ctx, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, "INSERT INTO console_sessions (id_hash, operator_id, created_at, last_seen) VALUES ($1, $2, $3, $4)",
+			cs.IDHash, cs.OperatorID, codec.Time(cs.CreatedAt), codec.Time(cs.LastSeen))
+		return err
+	})
 	if isUnique(err) {
 		return fmt.Errorf("create session: %w", store.ErrConflict)
 	}

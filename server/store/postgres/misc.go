@@ -63,8 +63,13 @@ func (s *Store) CountEvents(ctx context.Context, deviceID string) (int64, error)
 
 // CreateOperator stores an operator; a taken ID or token hash is ErrConflict.
 func (s *Store) CreateOperator(ctx context.Context, o store.Operator) error {
-	_, err := s.pool.Exec(ctx, `INSERT INTO operators (id, name, role, token_hash, created_at, disabled_at)
-		VALUES ($1, $2, $3, $4, $5, $6)`, o.ID, o.Name, o.Role, o.TokenHash, codec.Time(o.CreatedAt), tz(o.DisabledAt))
+	// In a transaction of its own so that an audited call (store.WithAudit)
+	// commits its record with it.
+	err := s.write(ctx, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `INSERT INTO operators (id, name, role, token_hash, created_at, disabled_at)
+			VALUES ($1, $2, $3, $4, $5, $6)`, o.ID, o.Name, o.Role, o.TokenHash, codec.Time(o.CreatedAt), tz(o.DisabledAt))
+		return err
+	})
 	if isUnique(err) {
 		return fmt.Errorf("create operator %s: %w", o.ID, store.ErrConflict)
 	}

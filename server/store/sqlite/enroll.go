@@ -85,6 +85,9 @@ func (s *Store) Enroll(ctx context.Context, p store.EnrollParams) (store.EnrollR
 		if !repeated && tokenErr != nil {
 			return tokenErr
 		}
+		if repeated {
+			store.AuditField(ctx, "retry", "same-key")
+		}
 		cert, serial, err := p.Sign(deviceID)
 		if err != nil {
 			return fmt.Errorf("enrol %s: sign: %w", deviceID, err)

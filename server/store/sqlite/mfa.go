@@ -3,8 +3,10 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -13,11 +15,16 @@ import (
 	"github.com/mamori-dev/mamori/server/store/internal/codec"
 )
 
+// errNothingConsumed rolls back a ConsumeMFACodes that found no code.
+var errNothingConsumed = errors.New("no code consumed")
+
 func bumpMFA(ctx context.Context, tx *sql.Tx) (int64, error) {
 	var gen int64
 	if err := tx.QueryRowContext(ctx, "UPDATE mfa_generation SET generation = generation + 1 WHERE id = 1 RETURNING generation").Scan(&gen); err != nil {
 		return 0, fmt.Errorf("bump mfa generation: %w", err)
 	}
+	// An audited action records the generation its change produced.
+	store.AuditField(ctx, "generation", strconv.FormatInt(gen, 10))
 	return gen, nil
 }
 
@@ -192,6 +199,7 @@ func (s *Store) UnlockMFAUser(ctx context.Context, user, deviceID string) (gen, 
 			return fmt.Errorf("unlock mfa user %s: %w", user, err)
 		}
 		var err error
+		store.AuditField(ctx, "unlock", strconv.FormatInt(counter, 10))
 		gen, err = bumpMFA(ctx, tx)
 		return err
 	})
@@ -251,11 +259,17 @@ func (s *Store) ConsumeMFACodes(ctx context.Context, user string, ids []string, 
 			n, _ := r.RowsAffected()
 			found += int(n)
 		}
-		if found > 0 {
-			_, err := bumpMFA(ctx, tx)
-			return err
+		if found == 0 {
+			// Nothing changed: roll back, so an audited call takes no
+			// record for a use that was consumed before.
+			return errNothingConsumed
 		}
-		return nil
+		store.AuditField(ctx, "consumed", strconv.Itoa(found))
+		_, err = bumpMFA(ctx, tx)
+		return err
 	})
+	if errors.Is(err, errNothingConsumed) {
+		return 0, nil
+	}
 	return found, err
 }

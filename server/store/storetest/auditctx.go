@@ -1,6 +1,8 @@
 package storetest
 
 import (
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -62,4 +64,74 @@ func auditLen(t *testing.T, st store.Store) int {
 	rs, err := st.ListAudit(t.Context(), 0, 1000)
 	must(t, err)
 	return len(rs)
+}
+
+// testAuditFields: what only the transaction knows reaches the record it
+// commits — the MFA generation (AuditField from the backend), a retried
+// enrolment, the device an enrolment names (AmendAudit from Sign) — and a
+// call that changes nothing takes no record.
+func testAuditFields(t *testing.T, st store.Store) {
+	f := newFixture(t, st)
+	ctx := t.Context()
+
+	actx, p := store.WithAudit(ctx, store.AuditRecord{At: t0, Actor: "op", Action: "mfa.enroll", Target: "user:tanaka", Detail: "method=totp"})
+	g, err := st.PutMFAUser(actx, store.MFAUser{User: "tanaka", SealedSecret: []byte{1}, Algorithm: "SHA1", Digits: 6,
+		PeriodSeconds: 30, RecoverySalt: []byte("s"), CreatedAt: t0, CreatedBy: "op"}, false)
+	must(t, err)
+	if rec, ok := p.Taken(); !ok || rec.Detail != fmt.Sprintf("method=totp generation=%d", g) {
+		t.Fatalf("mfa.enroll record %q (taken %v); want the generation %d in it", rec.Detail, ok, g)
+	}
+
+	// Nothing to consume: no write, no record.
+	before := auditLen(t, st)
+	actx, p = store.WithAudit(ctx, store.AuditRecord{At: t0, Actor: "device:d", Action: "mfa.code_used", Detail: "code_ids=ffff"})
+	if n, err := st.ConsumeMFACodes(actx, "tanaka", []string{"ffff"}, t0); err != nil || n != 0 {
+		t.Fatalf("consume an unknown code: %d, %v", n, err)
+	}
+	if _, ok := p.Taken(); ok || auditLen(t, st) != before {
+		t.Fatal("consuming nothing took an audit record")
+	}
+	_, err = st.PutMFATempCode(ctx, store.MFATempCode{ID: "abcd", User: "tanaka", Salt: []byte("s"), Hash: strings.Repeat("c", 64),
+		CreatedAt: t0, CreatedBy: "op", ExpiresAt: t0.Add(time.Hour)})
+	must(t, err)
+	actx, p = store.WithAudit(ctx, store.AuditRecord{At: t0, Actor: "device:d", Action: "mfa.code_used", Detail: "code_ids=abcd"})
+	n, err := st.ConsumeMFACodes(actx, "tanaka", []string{"abcd"}, t0)
+	must(t, err)
+	g, err = st.MFAGeneration(ctx)
+	must(t, err)
+	if rec, ok := p.Taken(); n != 1 || !ok || rec.Detail != fmt.Sprintf("code_ids=abcd consumed=1 generation=%d", g) {
+		t.Fatalf("consumed %d; record %q (taken %v)", n, rec.Detail, ok)
+	}
+
+	// Enrolment: Sign (inside the transaction) names the device; the same
+	// machine, token and key again is a retry and says so.
+	enroll := func(newID string) (store.EnrollResult, store.AuditRecord, bool) {
+		actx, p := store.WithAudit(ctx, store.AuditRecord{At: t0, Actor: "device:" + newID, Action: "device.enroll", Target: newID, Detail: "hostname=pc"})
+		res, err := st.Enroll(actx, store.EnrollParams{TokenHash: f.token, Now: t0, Facts: facts("m-af", "pc"), NewDeviceID: newID,
+			KeyHash: []byte("key-af"), Sign: func(id string) ([]byte, string, error) {
+				store.AmendAudit(actx, func(r *store.AuditRecord) {
+					r.Target = id
+					if id != newID {
+						r.Action = "device.reenroll"
+					}
+				})
+				return []byte("c"), "5e" + newID, nil
+			}})
+		must(t, err)
+		rec, ok := p.Taken()
+		return res, rec, ok
+	}
+	first, rec, ok := enroll("dev-af-1")
+	if !ok || rec.Action != "device.enroll" || rec.Target != first.Device.ID || rec.Detail != "hostname=pc" {
+		t.Fatalf("first enrolment recorded %+v (taken %v)", rec, ok)
+	}
+	_, rec, ok = enroll("dev-af-2")
+	if !ok || rec.Action != "device.reenroll" || rec.Target != first.Device.ID || rec.Detail != "hostname=pc retry=same-key" {
+		t.Fatalf("retried enrolment recorded %+v (taken %v)", rec, ok)
+	}
+	rs, err := st.ListAudit(ctx, 0, 1000)
+	must(t, err)
+	if last := rs[len(rs)-1]; last.Detail != rec.Detail || last.Target != first.Device.ID {
+		t.Fatalf("stored record %+v; want the amended one", last)
+	}
 }

@@ -63,6 +63,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"MFAUsers", testMFAUsers},
 		{"Groups", testGroups},
 		{"AuditedAction", testAuditedAction},
+		{"AuditFieldsFromTheTransaction", testAuditFields},
 		{"MFALifecycle", testMFALifecycle},
 		{"Exceptions", testExceptions}, // exceptions.go
 		{"Ledger", testLedger},
