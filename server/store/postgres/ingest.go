@@ -36,7 +36,17 @@ func (s *Store) IngestReports(ctx context.Context, in []store.ReportInput) ([]st
 		if err := writeHistory(ctx, tx, b.History); err != nil {
 			return err
 		}
-		return writeEvents(ctx, tx, b)
+		if err := writeEvents(ctx, tx, b); err != nil {
+			return err
+		}
+		// Compliance changes go to the audit log with the reports that
+		// caused them, or not at all.
+		for _, r := range b.Audit {
+			if _, err := appendAuditTx(ctx, tx, r); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("ingest %d reports: %w", len(in), err)

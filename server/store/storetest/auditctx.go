@@ -5,7 +5,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
+	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
 	"github.com/mamori-dev/mamori/server/store"
 )
 
@@ -133,5 +135,76 @@ func testAuditFields(t *testing.T, st store.Store) {
 	must(t, err)
 	if last := rs[len(rs)-1]; last.Detail != rec.Detail || last.Target != first.Device.ID {
 		t.Fatalf("stored record %+v; want the amended one", last)
+	}
+}
+
+// testComplianceAudit: every change of a device's verdict is a record in
+// the hash chain, committed with the report that caused it; a report that
+// changes nothing adds none; two flips of one device in one batch are two
+// records, in order; a refused report records nothing.
+func testComplianceAudit(t *testing.T, st store.Store) {
+	f := newFixture(t, st)
+	ctx := t.Context()
+	d := f.enroll("m-ca", "pc-ca", t0).Device
+	other := f.enroll("m-ca2", "pc-ca2", t0).Device
+	changes := func() []store.AuditRecord {
+		t.Helper()
+		rs, err := st.ListAudit(ctx, 0, 1000)
+		must(t, err)
+		var out []store.AuditRecord
+		for _, r := range rs {
+			if r.Action == "compliance.change" {
+				out = append(out, r)
+			}
+		}
+		return out
+	}
+	ok := []*mamoriv1.ControlStatus{status("media", mamoriv1.ControlState_CONTROL_STATE_ENFORCED, "")}
+	f.ingestOK(report(d, t0.Add(time.Minute), store.VerdictCompliant, ok))
+	f.ingestOK(report(d, t0.Add(2*time.Minute), store.VerdictCompliant, ok))
+	bad := report(d, t0.Add(3*time.Minute), store.VerdictNoncompliant,
+		[]*mamoriv1.ControlStatus{status("media", mamoriv1.ControlState_CONTROL_STATE_FAILED, "udev rule missing")})
+	bad.Reasons = []string{"media: udev rule missing", strings.Repeat("長い理由", 200)}
+	back := report(d, t0.Add(4*time.Minute), store.VerdictCompliant, ok)
+	f.ingestOK(bad, back, report(other, t0.Add(4*time.Minute), store.VerdictCompliant, ok))
+
+	// Refused: a superseded certificate changes nothing and records nothing.
+	stale := report(d, t0.Add(5*time.Minute), store.VerdictNoncompliant, ok)
+	stale.CertSerial = "not-the-serial"
+	if res := f.ingest(stale); res[0].Err == nil {
+		t.Fatal("a report with a foreign certificate serial was accepted")
+	}
+
+	got := changes()
+	want := []struct{ target, prefix string }{
+		{d.ID, "NEVER_REPORTED → COMPLIANT"},
+		{d.ID, "COMPLIANT → NONCOMPLIANT reasons=media: udev rule missing; 長い理由"},
+		{d.ID, "NONCOMPLIANT → COMPLIANT"},
+		{other.ID, "NEVER_REPORTED → COMPLIANT"},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%d compliance changes audited, want %d: %+v", len(got), len(want), got)
+	}
+	for i, w := range want {
+		g := got[i]
+		if g.Target != w.target || g.Actor != "device:"+w.target || !strings.HasPrefix(g.Detail, w.prefix) {
+			t.Errorf("change %d: %s %s %q; want %s %q…", i, g.Actor, g.Target, g.Detail, w.target, w.prefix)
+		}
+		if len(g.Detail) > 1010 || !utf8.ValidString(g.Detail) {
+			t.Errorf("change %d: detail of %d bytes (valid UTF-8 %v); want at most ~1,000, cut on a character", i, len(g.Detail), utf8.ValidString(g.Detail))
+		}
+	}
+	if !got[0].At.Equal(t0.Add(time.Minute).Truncate(time.Microsecond)) || !got[2].At.Equal(t0.Add(4*time.Minute).Truncate(time.Microsecond)) {
+		t.Errorf("changes at %v and %v; want the reports' times", got[0].At, got[2].At)
+	}
+	// The chain still verifies from its first record.
+	rs, err := st.ListAudit(ctx, 0, 1000)
+	must(t, err)
+	var prev []byte
+	for _, r := range rs {
+		if string(r.PrevHash) != string(prev) || string(store.AuditHash(prev, r)) != string(r.Hash) {
+			t.Fatalf("audit chain breaks at seq %d", r.Seq)
+		}
+		prev = r.Hash
 	}
 }

@@ -64,6 +64,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Groups", testGroups},
 		{"AuditedAction", testAuditedAction},
 		{"AuditFieldsFromTheTransaction", testAuditFields},
+		{"ComplianceChangesAudited", testComplianceAudit},
 		{"MFALifecycle", testMFALifecycle},
 		{"Exceptions", testExceptions}, // exceptions.go
 		{"Ledger", testLedger},

@@ -3,7 +3,9 @@ package rules
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/mamori-dev/mamori/server/store"
 	"github.com/mamori-dev/mamori/server/store/internal/codec"
@@ -52,7 +54,34 @@ type Batch struct {
 	// the backend inserts them ignoring ones already stored and calls
 	// Inserted for each one it did store.
 	Events []Event
-	owner  map[eventKey]int
+	// Audit are the batch's compliance changes, one hash-chained audit
+	// record per device verdict that changed, for the backend to append
+	// in the batch's transaction (see VerdictAudit).
+	Audit []store.AuditRecord
+	owner map[eventKey]int
+}
+
+// maxVerdictDetail bounds a compliance change's audit detail; the reasons
+// come from the report and the full list stays on the device row.
+const maxVerdictDetail = 1000
+
+// VerdictAudit is the audit record of a device's verdict changing from
+// from to the verdict and reasons of in: the audit log holds every
+// compliance change, with the device as actor (its report caused it).
+func VerdictAudit(deviceID, from string, in store.ReportInput) store.AuditRecord {
+	d := from + " → " + in.Verdict
+	if len(in.Reasons) > 0 {
+		d += " reasons=" + strings.Join(in.Reasons, "; ")
+	}
+	if len(d) > maxVerdictDetail {
+		cut := maxVerdictDetail
+		for cut > 0 && !utf8.RuneStart(d[cut]) {
+			cut--
+		}
+		d = d[:cut] + "…"
+	}
+	return store.AuditRecord{At: codec.Time(in.ReceivedAt), Actor: "device:" + deviceID, Action: "compliance.change",
+		Target: deviceID, Detail: d}
 }
 
 type eventKey struct{ device, event string }
@@ -70,10 +99,14 @@ func Plan(in []store.ReportInput, states map[string]*State) (*Batch, error) {
 			b.Results[i].Err = fmt.Errorf("device %s: %w", r.DeviceID, store.ErrNotFound)
 			continue
 		}
+		from := s.Verdict
 		h, err := Apply(s, r)
 		if err != nil {
 			b.Results[i].Err = err
 			continue
+		}
+		if s.Verdict != from {
+			b.Audit = append(b.Audit, VerdictAudit(s.ID, from, r))
 		}
 		dirty[s.ID] = true
 		b.History = append(b.History, h...)
