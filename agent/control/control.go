@@ -194,18 +194,21 @@ func (s *Set) status(ctx context.Context, c Control) *mamoriv1.ControlStatus {
 	s.mu.Lock()
 	mode, applyErr := s.modes[name], s.applyErrs[name]
 	s.mu.Unlock()
+	// The error texts stay English: they are arguments of the message.
 	switch {
 	case err != nil:
-		st = &mamoriv1.ControlStatus{State: mamoriv1.ControlState_CONTROL_STATE_FAILED, Detail: "status: " + err.Error()}
+		st = &mamoriv1.ControlStatus{State: mamoriv1.ControlState_CONTROL_STATE_FAILED}
+		SetDetail(st, "detail.control.status-error", err.Error())
 	case st == nil:
-		st = &mamoriv1.ControlStatus{State: mamoriv1.ControlState_CONTROL_STATE_FAILED, Detail: "status: control returned nothing"}
+		st = &mamoriv1.ControlStatus{State: mamoriv1.ControlState_CONTROL_STATE_FAILED}
+		SetDetail(st, "detail.control.status-nothing")
 	case applyErr != nil:
 		st.State = mamoriv1.ControlState_CONTROL_STATE_FAILED
-		st.Detail = "apply: " + applyErr.Error()
+		SetDetail(st, "detail.control.apply-error", applyErr.Error())
 	}
 	if st.State == mamoriv1.ControlState_CONTROL_STATE_UNSPECIFIED {
 		st.State = mamoriv1.ControlState_CONTROL_STATE_FAILED
-		st.Detail = "control reported no state"
+		SetDetail(st, "detail.control.no-state")
 	}
 	// Monitor mode observes and blocks nothing: "in force" is MONITORING.
 	if mode == mamoriv1.Mode_MODE_MONITOR && st.State == mamoriv1.ControlState_CONTROL_STATE_ENFORCED {

@@ -3,6 +3,7 @@ package control_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/mamori-dev/mamori/agent/control"
 	"github.com/mamori-dev/mamori/agent/control/controltest"
+	"github.com/mamori-dev/mamori/internal/i18n"
 	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
 )
 
@@ -51,6 +53,40 @@ type got struct {
 	State  mamoriv1.ControlState
 	Mode   mamoriv1.Mode
 	Detail string
+}
+
+// setDetailIDs are the messages the Set reports for a control that fails.
+var setDetailIDs = map[string]string{
+	"enforced":              "",
+	"status panics":         "detail.control.status-error",
+	"apply panics":          "detail.control.apply-error",
+	"apply fails":           "detail.control.apply-error",
+	"status error":          "detail.control.status-error",
+	"nil status":            "detail.control.status-nothing",
+	"no state":              "detail.control.no-state",
+	"slow status times out": "detail.control.status-error",
+}
+
+func TestDetail(t *testing.T) {
+	st := &mamoriv1.ControlStatus{}
+	control.SetDetail(st, "detail.media.monitoring", "3", "1")
+	if st.DetailId != "detail.media.monitoring" || !slices.Equal(st.DetailArgs, []string{"3", "1"}) ||
+		st.Detail != "monitoring 3 removable devices, 1 would be restricted" {
+		t.Errorf("SetDetail: %q %q %q", st.DetailId, st.DetailArgs, st.Detail)
+	}
+	one := control.D("detail.media.udev-masked", "/etc/udev/rules.d/60-mamori.rules")
+	if got := control.Join([]control.Detail{one}); got.ID != one.ID {
+		t.Errorf("Join of one = %v", got)
+	}
+	two := control.Join([]control.Detail{one, control.D("detail.media.listener-down")})
+	two.Apply(st)
+	want := "2 problems: udev rule masked by /etc/udev/rules.d/60-mamori.rules: remove that file; uevent listener not running"
+	if st.DetailId != "detail.problems" || st.Detail != want {
+		t.Errorf("Join of two: %q %q, want detail.problems %q", st.DetailId, st.Detail, want)
+	}
+	if got := control.Join(nil); got.English() != "" {
+		t.Errorf("Join(nil) = %q", got.English())
+	}
 }
 
 func TestSetRound(t *testing.T) {
@@ -104,6 +140,16 @@ func TestSetRound(t *testing.T) {
 			g := got{sts[0].State, sts[0].Mode, sts[0].Detail}
 			if diff := cmp.Diff(tt.want, g); diff != "" {
 				t.Errorf("(-want +got)\n%s", diff)
+			}
+			// What the Set itself reports carries a message of the
+			// catalogue whose English text is the detail.
+			if id, ok := setDetailIDs[tt.name]; ok && sts[0].DetailId != id {
+				t.Errorf("detail_id %q, want %q", sts[0].DetailId, id)
+			}
+			if sts[0].DetailId != "" {
+				if en := control.D(i18n.ID(sts[0].DetailId), sts[0].DetailArgs...).English(); en != sts[0].Detail {
+					t.Errorf("detail %q, but its message in English is %q", sts[0].Detail, en)
+				}
 			}
 			if sts[0].Control != "media" || sts[0].ObservedAt == nil {
 				t.Errorf("status not filled in: %v", sts[0])

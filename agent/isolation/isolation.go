@@ -53,6 +53,7 @@ import (
 	"time"
 
 	"github.com/mamori-dev/mamori/agent/control"
+	"github.com/mamori-dev/mamori/internal/i18n"
 	"github.com/mamori-dev/mamori/internal/policy"
 	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
 )
@@ -315,12 +316,14 @@ func (c *Control) Status(ctx context.Context) (*mamoriv1.ControlStatus, error) {
 	c.repaired = nil
 	c.mu.Unlock()
 	if !inPolicy {
-		return &mamoriv1.ControlStatus{State: mamoriv1.ControlState_CONTROL_STATE_NOT_APPLICABLE,
-			Detail: "the policy does not name the isolation control"}, nil
+		st := &mamoriv1.ControlStatus{State: mamoriv1.ControlState_CONTROL_STATE_NOT_APPLICABLE}
+		control.SetDetail(st, "detail.isolation.not-named")
+		return st, nil
 	}
 	if serr != nil {
-		return &mamoriv1.ControlStatus{State: mamoriv1.ControlState_CONTROL_STATE_FAILED,
-			Detail: clipN("settings: "+serr.Error(), 1000)}, nil
+		st := &mamoriv1.ControlStatus{State: mamoriv1.ControlState_CONTROL_STATE_FAILED}
+		control.SetDetail(st, "detail.isolation.settings", clipN(serr.Error(), 990)) // the error stays English
+		return st, nil
 	}
 	obs := c.observe(ctx, mode, s, servers)
 	obs.Notes = notes
@@ -331,7 +334,9 @@ func (c *Control) Status(ctx context.Context) (*mamoriv1.ControlStatus, error) {
 	fs := Findings(obs)
 	c.report(ctx, fs)
 	state, detail := Decide(obs, fs)
-	return &mamoriv1.ControlStatus{State: state, Detail: detail, Evidence: Evidence(obs, fs)}, nil
+	st := &mamoriv1.ControlStatus{State: state, Evidence: Evidence(obs, fs)}
+	detail.Apply(st)
+	return st, nil
 }
 
 func (c *Control) observe(ctx context.Context, mode mamoriv1.Mode, s Settings, servers []netip.AddrPort) Observation {
@@ -478,12 +483,25 @@ const (
 	Violation
 )
 
-// Finding is one thing wrong. Key is stable across rounds.
+// Finding is one thing wrong. Key is stable across rounds. Detail is the
+// English sentence, Message the same as a message of the shared catalogue.
 type Finding struct {
 	Key      string
 	Detail   string
 	Severity Severity
+	Message  control.Detail
 }
+
+// finding is a Finding of message id with args (error texts among them stay
+// English).
+func finding(key string, sev Severity, id i18n.ID, args ...string) Finding {
+	m := control.D(id, args...)
+	return Finding{Key: key, Detail: m.English(), Severity: sev, Message: m}
+}
+
+// maxDetailArg bounds each argument of a finding in the status detail, so
+// that one finding's detail stays within 1000 bytes (events keep it whole).
+const maxDetailArg = 250
 
 // maxFindingsPerKind bounds findings about routes and interfaces;
 // maxFindingEvents the findings followed by events.
@@ -499,30 +517,30 @@ func Findings(o Observation) []Finding {
 		k := "canary " + cr.Target.String()
 		switch cr.Outcome {
 		case OutcomeReachable:
-			fs = append(fs, Finding{k, fmt.Sprintf("canary %s is reachable (%s): this terminal can reach another tier", cr.Target, cr.Detail), Violation})
+			fs = append(fs, finding(k, Violation, "detail.isolation.canary-reachable", cr.Target.String(), cr.Detail))
 		case OutcomeRefused:
-			fs = append(fs, Finding{k, fmt.Sprintf("canary %s refused the connection (%s): packets to the other tier get out and something answers", cr.Target, cr.Detail), Degraded})
+			fs = append(fs, finding(k, Degraded, "detail.isolation.canary-refused", cr.Target.String(), cr.Detail))
 		case OutcomeError:
-			fs = append(fs, Finding{k, fmt.Sprintf("canary %s could not be checked: %s", cr.Target, cr.Detail), Degraded})
+			fs = append(fs, finding(k, Degraded, "detail.isolation.canary-error", cr.Target.String(), cr.Detail))
 		}
 	}
 	if len(o.Settings.Canaries) == 0 {
-		fs = append(fs, Finding{"canaries none", "no canaries in the policy: nothing proves this terminal cannot reach other tiers (set canaries)", Degraded})
+		fs = append(fs, finding("canaries none", Degraded, "detail.isolation.no-canaries"))
 	}
 	if o.DNS != nil && len(o.DNS.Addrs) > 0 {
-		fs = append(fs, Finding{"dns " + o.Settings.ForbiddenDNSName, fmt.Sprintf("forbidden name %s resolves (to %s, answered by %s): names outside the tier can be looked up",
-			o.Settings.ForbiddenDNSName, joinAddrs(o.DNS.Addrs, 4), serverName(o.DNS.Server)), Degraded})
+		fs = append(fs, finding("dns "+o.Settings.ForbiddenDNSName, Degraded, "detail.isolation.dns",
+			o.Settings.ForbiddenDNSName, joinAddrs(o.DNS.Addrs, 4), serverName(o.DNS.Server)))
 	}
 	fs = append(fs, routeFindings(o)...)
 	fs = append(fs, interfaceFindings(o)...)
 	if rs := o.Ruleset; rs != nil {
 		switch {
 		case rs.Err != nil:
-			fs = append(fs, Finding{"ruleset error", "cannot read table inet " + TableName + ": " + rs.Err.Error(), Degraded})
+			fs = append(fs, finding("ruleset error", Degraded, "detail.isolation.ruleset-error", TableName, rs.Err.Error()))
 		case len(rs.Diffs) > 0:
-			fs = append(fs, Finding{"ruleset altered", "table inet " + TableName + " differs from the policy (" + strings.Join(rs.Diffs, "; ") + "): mamori re-applies it next round", Degraded})
+			fs = append(fs, finding("ruleset altered", Degraded, "detail.isolation.ruleset-differs", TableName, strings.Join(rs.Diffs, "; ")))
 		case len(rs.Repaired) > 0:
-			fs = append(fs, Finding{"ruleset altered", "table inet " + TableName + " was altered outside mamori (" + strings.Join(rs.Repaired, "; ") + ") and has been re-applied", Degraded})
+			fs = append(fs, finding("ruleset altered", Degraded, "detail.isolation.ruleset-repaired", TableName, strings.Join(rs.Repaired, "; ")))
 		}
 	}
 	slices.SortStableFunc(fs, func(a, b Finding) int { return int(b.Severity) - int(a.Severity) })
@@ -534,7 +552,7 @@ func routeFindings(o Observation) []Finding {
 		if errors.Is(o.RoutesErr, errNotObserved) {
 			return nil
 		}
-		return []Finding{{"routes error", "cannot read the routing table: " + o.RoutesErr.Error(), Degraded}}
+		return []Finding{finding("routes error", Degraded, "detail.isolation.routes-error", o.RoutesErr.Error())}
 	}
 	var fs []Finding
 	n := 0
@@ -542,22 +560,22 @@ func routeFindings(o Observation) []Finding {
 		if !r.Path() || specialNet(r.Dst) {
 			continue
 		}
-		var why string
+		var why control.Detail
 		switch {
 		case r.Default() && !r.Gateway.IsValid():
-			why = "default route " + r.String() + " has no gateway: everything else leaves through " + r.Iface
+			why = control.D("detail.isolation.route-no-gateway", r.String(), r.Iface)
 		case r.Default() && !inAllowed(o.Settings.AllowedNetworks, netip.PrefixFrom(r.Gateway, r.Gateway.BitLen())):
-			why = "default route " + r.String() + ": the gateway is outside the allowed networks"
+			why = control.D("detail.isolation.route-gateway-outside", r.String())
 		case !r.Default() && !inAllowed(o.Settings.AllowedNetworks, r.Dst) && !isAllowedHost(o, r.Dst):
-			why = "route " + r.String() + " leads to a network that is not allowed"
+			why = control.D("detail.isolation.route-not-allowed", r.String())
 		default:
 			continue
 		}
 		if n++; n > maxFindingsPerKind {
-			fs = append(fs, Finding{"routes more", "more routes outside the allowed networks (evidence lists them)", Degraded})
+			fs = append(fs, finding("routes more", Degraded, "detail.isolation.routes-more"))
 			break
 		}
-		fs = append(fs, Finding{"route " + r.String(), why, Degraded})
+		fs = append(fs, finding("route "+r.String(), Degraded, why.ID, why.Args...))
 	}
 	return fs
 }
@@ -600,7 +618,7 @@ func interfaceFindings(o Observation) []Finding {
 		if errors.Is(o.InterfacesErr, errNotObserved) {
 			return nil
 		}
-		return []Finding{{"interfaces error", "cannot list network interfaces: " + o.InterfacesErr.Error(), Degraded}}
+		return []Finding{finding("interfaces error", Degraded, "detail.isolation.interfaces-error", o.InterfacesErr.Error())}
 	}
 	var fs []Finding
 	if len(o.Settings.AllowedInterfaces) > 0 {
@@ -608,7 +626,7 @@ func interfaceFindings(o Observation) []Finding {
 			if len(fs) >= maxFindingsPerKind {
 				break
 			}
-			fs = append(fs, Finding{"interface " + n, "interface " + n + " is not in allowed_interfaces (a USB tethering or Wi-Fi adapter?)", Degraded})
+			fs = append(fs, finding("interface "+n, Degraded, "detail.isolation.interface-not-allowed", n))
 		}
 	}
 	for _, n := range o.NewInterfaces {
@@ -618,7 +636,7 @@ func interfaceFindings(o Observation) []Finding {
 		if slices.ContainsFunc(fs, func(f Finding) bool { return f.Key == "interface "+n }) {
 			continue
 		}
-		fs = append(fs, Finding{"interface " + n, "interface " + n + " appeared after the first observation (no_new_interfaces)", Degraded})
+		fs = append(fs, finding("interface "+n, Degraded, "detail.isolation.interface-new", n))
 	}
 	return fs
 }
@@ -643,39 +661,50 @@ func interfaceAllowed(patterns []string, name string) bool {
 	return false
 }
 
-// Decide turns findings into a state and a one-line detail.
-func Decide(o Observation, fs []Finding) (mamoriv1.ControlState, string) {
+// Decide turns findings into a state and a one-line detail (at most about
+// 1000 bytes in English). One finding in enforce mode is its own message;
+// several are counted, their English sentences listed.
+func Decide(o Observation, fs []Finding) (mamoriv1.ControlState, control.Detail) {
 	var msgs []string
 	for _, f := range fs {
 		msgs = append(msgs, f.Detail)
 	}
-	summary := func(prefix string) string {
-		return clipN(prefix+strings.Join(msgs, "; "), 1000)
-	}
+	count, list := strconv.Itoa(len(fs)), clipN(strings.Join(msgs, "; "), 960)
+	unreachable, canaries := canarySummary(o)
 	if o.Mode != mamoriv1.Mode_MODE_ENFORCE {
 		if len(fs) == 0 {
-			return mamoriv1.ControlState_CONTROL_STATE_MONITORING, fmt.Sprintf("monitoring: no findings (%s)", canarySummary(o))
+			return mamoriv1.ControlState_CONTROL_STATE_MONITORING, control.D("detail.isolation.monitoring-clean", unreachable, canaries)
 		}
-		return mamoriv1.ControlState_CONTROL_STATE_MONITORING, summary(fmt.Sprintf("monitoring, %d finding(s): ", len(fs)))
+		return mamoriv1.ControlState_CONTROL_STATE_MONITORING, control.D("detail.isolation.monitoring-findings", count, list)
 	}
 	if len(fs) == 0 {
-		return mamoriv1.ControlState_CONTROL_STATE_ENFORCED, fmt.Sprintf("ruleset in force, unchanged (%d rules, %d packets dropped); %s",
-			o.Ruleset.Rules, o.Ruleset.Dropped, canarySummary(o))
+		return mamoriv1.ControlState_CONTROL_STATE_ENFORCED, control.D("detail.isolation.enforced",
+			strconv.Itoa(o.Ruleset.Rules), strconv.FormatUint(o.Ruleset.Dropped, 10), unreachable, canaries)
 	}
+	state := mamoriv1.ControlState_CONTROL_STATE_DEGRADED
 	if fs[0].Severity == Violation {
-		return mamoriv1.ControlState_CONTROL_STATE_FAILED, summary("")
+		state = mamoriv1.ControlState_CONTROL_STATE_FAILED
 	}
-	return mamoriv1.ControlState_CONTROL_STATE_DEGRADED, summary("")
+	if len(fs) == 1 {
+		m := fs[0].Message
+		args := make([]string, len(m.Args))
+		for i, a := range m.Args {
+			args[i] = clipN(a, maxDetailArg)
+		}
+		return state, control.D(m.ID, args...)
+	}
+	return state, control.D("detail.problems", count, list)
 }
 
-func canarySummary(o Observation) string {
+// canarySummary is how many canaries are unreachable, of how many.
+func canarySummary(o Observation) (unreachable, total string) {
 	n := 0
 	for _, cr := range o.Canaries {
 		if outcomeRank(cr.Outcome) < outcomeRank(OutcomeError) {
 			n++
 		}
 	}
-	return fmt.Sprintf("%d of %d canaries unreachable", n, len(o.Canaries))
+	return strconv.Itoa(n), strconv.Itoa(len(o.Canaries))
 }
 
 // Evidence is what the status carries for an officer: at most ~40 keys

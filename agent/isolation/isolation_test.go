@@ -390,11 +390,12 @@ func TestFindingsAndDecide(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			o := base()
 			tt.change(&o)
-			st, detail := Decide(o, Findings(o))
+			st, d := Decide(o, Findings(o))
+			detail := d.English()
 			if st != tt.state || !strings.Contains(detail, tt.detail) {
 				t.Errorf("got %v %q, want %v containing %q", st, detail, tt.state, tt.detail)
 			}
-			if tt.name == "violation first" && !strings.HasPrefix(detail, "canary") {
+			if tt.name == "violation first" && (d.ID != "detail.problems" || !strings.HasPrefix(d.Args[1], "canary")) {
 				t.Errorf("the violation is not named first: %q", detail)
 			}
 		})
@@ -431,8 +432,14 @@ func TestEvidenceBounded(t *testing.T) {
 			t.Errorf("evidence %q: %d bytes, valid %v", k, len(v), utf8.ValidString(v))
 		}
 	}
-	if _, detail := Decide(o, fs); len(detail) > 1000 || !utf8.ValidString(detail) {
+	_, d := Decide(o, fs)
+	if detail := d.English(); len(detail) > 1000 || !utf8.ValidString(detail) {
 		t.Errorf("detail %d bytes", len(detail))
+	}
+	// One finding alone is its own message, bounded the same way.
+	_, d = Decide(o, fs[:1])
+	if detail := d.English(); len(detail) > 1000 || !utf8.ValidString(detail) || d.ID != fs[0].Message.ID {
+		t.Errorf("one finding: %s, %d bytes", d.ID, len(detail))
 	}
 	if len(fs) > 2*MaxCanaries+4*maxFindingsPerKind+8 {
 		t.Errorf("%d findings", len(fs))

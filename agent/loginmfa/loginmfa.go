@@ -275,16 +275,18 @@ func (c *Control) Apply(ctx context.Context, p *mamoriv1.ControlPolicy) error {
 // Status reports what the PAM configuration holds now.
 func (c *Control) Status(ctx context.Context) (*mamoriv1.ControlStatus, error) {
 	if !c.supported() {
-		return &mamoriv1.ControlStatus{State: mamoriv1.ControlState_CONTROL_STATE_NOT_APPLICABLE,
-			Detail:   "no Windows credential provider yet: Windows logins are not covered by mamori",
-			Evidence: map[string]string{"platform": runtime.GOOS}}, nil
+		st := &mamoriv1.ControlStatus{State: mamoriv1.ControlState_CONTROL_STATE_NOT_APPLICABLE,
+			Evidence: map[string]string{"platform": runtime.GOOS}}
+		control.SetDetail(st, "detail.loginmfa.windows")
+		return st, nil
 	}
 	c.mu.Lock()
 	named, mode, s, setErr, did, would, applyErr := c.named, c.mode, c.settings, c.setErr, c.lastApply, c.wouldRefuse, c.applyErr
 	c.mu.Unlock()
 	if !named {
-		return &mamoriv1.ControlStatus{State: mamoriv1.ControlState_CONTROL_STATE_NOT_APPLICABLE,
-			Detail: "the policy does not name login-mfa"}, nil
+		st := &mamoriv1.ControlStatus{State: mamoriv1.ControlState_CONTROL_STATE_NOT_APPLICABLE}
+		control.SetDetail(st, "detail.loginmfa.not-named")
+		return st, nil
 	}
 	ev := map[string]string{"services": strings.Join(s.Services, ",")}
 	if did != "" {
@@ -304,66 +306,68 @@ func (c *Control) Status(ctx context.Context) (*mamoriv1.ControlStatus, error) {
 	}
 	if mode == mamoriv1.Mode_MODE_MONITOR {
 		ev["would_refuse"] = strconv.Itoa(would)
-		detail := fmt.Sprintf("monitor mode: PAM left alone; %d login(s) by users without an enrolled second factor since the agent started", would)
-		state := mamoriv1.ControlState_CONTROL_STATE_MONITORING
+		st := &mamoriv1.ControlStatus{State: mamoriv1.ControlState_CONTROL_STATE_MONITORING, Evidence: ev}
+		control.SetDetail(st, "detail.loginmfa.monitor", strconv.Itoa(would))
 		if err := errors.Join(setErr, applyErr); err != nil {
 			// A bad setting, or a revert that failed: PAM may still
 			// require the module although the policy says monitor.
-			state, detail = mamoriv1.ControlState_CONTROL_STATE_FAILED, err.Error()+"; "+detail
+			// The error text stays English.
+			st.State = mamoriv1.ControlState_CONTROL_STATE_FAILED
+			control.SetDetail(st, "detail.loginmfa.monitor-error", err.Error(), strconv.Itoa(would))
 		}
-		return &mamoriv1.ControlStatus{State: state, Detail: detail, Evidence: ev}, nil
+		return st, nil
 	}
-	var problems []string
+	var problems []control.Detail
 	state := mamoriv1.ControlState_CONTROL_STATE_ENFORCED
-	worse := func(st mamoriv1.ControlState, why string) {
+	worse := func(st mamoriv1.ControlState, why control.Detail) {
 		problems = append(problems, why)
 		if st == mamoriv1.ControlState_CONTROL_STATE_FAILED || state == mamoriv1.ControlState_CONTROL_STATE_ENFORCED {
 			state = st
 		}
 	}
 	if setErr != nil {
-		worse(mamoriv1.ControlState_CONTROL_STATE_FAILED, setErr.Error())
+		worse(mamoriv1.ControlState_CONTROL_STATE_FAILED, control.D("detail.loginmfa.error", setErr.Error())) // English error text
 	}
 	if applyErr != nil && setErr == nil {
-		worse(mamoriv1.ControlState_CONTROL_STATE_FAILED, applyErr.Error())
+		worse(mamoriv1.ControlState_CONTROL_STATE_FAILED, control.D("detail.loginmfa.error", applyErr.Error()))
 	}
 	if len(r.uncovered) > 0 {
-		why := "not covered: " + strings.Join(r.uncovered, ", ")
+		list := strings.Join(r.uncovered, ", ")
 		if s.Manual || c.method() == methodNone {
-			worse(mamoriv1.ControlState_CONTROL_STATE_DEGRADED, why+" — this system has neither pam-auth-update nor authselect (or pam_config=manual): add `auth required pam_mamori.so` after the password module by hand (docs/mfa.md)")
+			worse(mamoriv1.ControlState_CONTROL_STATE_DEGRADED, control.D("detail.loginmfa.uncovered-manual", list))
 		} else {
-			worse(mamoriv1.ControlState_CONTROL_STATE_FAILED, why)
+			worse(mamoriv1.ControlState_CONTROL_STATE_FAILED, control.D("detail.loginmfa.uncovered", list))
 		}
 	}
 	if len(r.broken) > 0 {
-		worse(mamoriv1.ControlState_CONTROL_STATE_FAILED, "PAM configuration errors, every login to these services fails: "+strings.Join(r.broken, ", "))
+		worse(mamoriv1.ControlState_CONTROL_STATE_FAILED, control.D("detail.loginmfa.broken", strings.Join(r.broken, ", ")))
 	}
 	for _, p := range r.moduleProblems {
-		worse(mamoriv1.ControlState_CONTROL_STATE_FAILED, p)
+		worse(mamoriv1.ControlState_CONTROL_STATE_FAILED, control.D("detail.loginmfa.module-problem", p)) // English
 	}
 	if r.noExpected {
-		worse(mamoriv1.ControlState_CONTROL_STATE_DEGRADED, "no expected SHA-256 for pam_mamori.so (set module_sha256, or reinstall the package that records it)")
+		worse(mamoriv1.ControlState_CONTROL_STATE_DEGRADED, control.D("detail.loginmfa.no-module-sha"))
 	}
 	switch {
 	case c.opt.Users == nil:
-		worse(mamoriv1.ControlState_CONTROL_STATE_DEGRADED, "the agent's MFA verifier or its local socket is not running: every login through pam_mamori.so is refused")
+		worse(mamoriv1.ControlState_CONTROL_STATE_DEGRADED, control.D("detail.loginmfa.verifier-down"))
 	case len(c.opt.Users()) == 0:
-		worse(mamoriv1.ControlState_CONTROL_STATE_DEGRADED, "no users enrolled on this terminal (no MFA bundle yet)")
+		worse(mamoriv1.ControlState_CONTROL_STATE_DEGRADED, control.D("detail.loginmfa.no-users"))
 	}
 	if len(grace) > 0 {
 		shown := grace
 		if len(shown) > 10 {
 			shown = shown[:10]
 		}
-		worse(mamoriv1.ControlState_CONTROL_STATE_DEGRADED, fmt.Sprintf(
-			"%d user(s) logged in without a second factor under the policy's grace period (not yet enrolled): %s",
-			len(grace), strings.Join(shown, ", ")))
+		worse(mamoriv1.ControlState_CONTROL_STATE_DEGRADED, control.D("detail.loginmfa.grace",
+			strconv.Itoa(len(grace)), strings.Join(shown, ", ")))
 	}
-	detail := "every named service needs pam_mamori.so; module verified"
+	st := &mamoriv1.ControlStatus{State: state, Evidence: ev}
+	control.SetDetail(st, "detail.loginmfa.enforced")
 	if len(problems) > 0 {
-		detail = strings.Join(problems, "; ")
+		control.Join(problems).Apply(st)
 	}
-	return &mamoriv1.ControlStatus{State: state, Detail: detail, Evidence: ev}, nil
+	return st, nil
 }
 
 type checkResult struct {

@@ -116,6 +116,9 @@ func TestMonitorBlocksNothing(t *testing.T) {
 	if st.State != mamoriv1.ControlState_CONTROL_STATE_MONITORING || !strings.Contains(st.Detail, "11 would be restricted") {
 		t.Errorf("status %v %q", st.State, st.Detail)
 	}
+	if st.DetailId != "detail.media.monitoring" || len(st.DetailArgs) != 2 || st.DetailArgs[1] != "11" {
+		t.Errorf("detail id %q args %q", st.DetailId, st.DetailArgs)
+	}
 	// Applying the same policy again re-evaluates nothing.
 	n := len(rec.devices(KindWouldBlock))
 	must(t, m.Apply(context.Background(), &mamoriv1.ControlPolicy{Mode: mamoriv1.Mode_MODE_MONITOR}))
@@ -176,6 +179,9 @@ func TestStatusDegradedWithoutUdevRule(t *testing.T) {
 	st := status(t, m)
 	if st.State != mamoriv1.ControlState_CONTROL_STATE_DEGRADED || !strings.Contains(st.Detail, "missing") || st.Evidence["udev_rule"] != "missing" {
 		t.Errorf("status %v %q %v", st.State, st.Detail, st.Evidence)
+	}
+	if st.DetailId != "detail.media.udev-missing" || len(st.DetailArgs) != 1 || !strings.Contains(st.Detail, st.DetailArgs[0]) {
+		t.Errorf("detail id %q args %q", st.DetailId, st.DetailArgs)
 	}
 }
 

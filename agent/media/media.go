@@ -725,8 +725,9 @@ func (m *Media) verify(t *tracked, mounts []Mount, mountErr error) string {
 // policy demands, the listener runs and the udev rule is intact.
 func (m *Media) Status(ctx context.Context) (*mamoriv1.ControlStatus, error) {
 	if !platformSupported {
-		return &mamoriv1.ControlStatus{State: mamoriv1.ControlState_CONTROL_STATE_NOT_APPLICABLE,
-			Detail: "removable-media control is not implemented on this platform yet"}, nil
+		st := &mamoriv1.ControlStatus{State: mamoriv1.ControlState_CONTROL_STATE_NOT_APPLICABLE}
+		control.SetDetail(st, "detail.media.unsupported-platform")
+		return st, nil
 	}
 	rule := CheckUdevRule(m.o.UdevRule, m.o.UdevOverrideDirs)
 	m.mu.Lock()
@@ -736,23 +737,25 @@ func (m *Media) Status(ctx context.Context) (*mamoriv1.ControlStatus, error) {
 		ev["udev_rule_sha256"] = rule.SHA256
 	}
 	if !m.configured {
-		return &mamoriv1.ControlStatus{State: mamoriv1.ControlState_CONTROL_STATE_FAILED,
-			Detail: "not started: no policy applied yet", Evidence: ev}, nil
+		st := &mamoriv1.ControlStatus{State: mamoriv1.ControlState_CONTROL_STATE_FAILED, Evidence: ev}
+		control.SetDetail(st, "detail.media.not-started")
+		return st, nil
 	}
 	if m.listenErr != nil || !m.running {
-		detail := "uevent listener not running"
+		st := &mamoriv1.ControlStatus{State: mamoriv1.ControlState_CONTROL_STATE_FAILED, Evidence: ev}
+		control.SetDetail(st, "detail.media.listener-down")
 		if m.listenErr != nil {
-			detail = m.listenErr.Error()
+			control.SetDetail(st, "detail.media.listener-error", m.listenErr.Error()) // the error stays English
 		}
-		return &mamoriv1.ControlStatus{State: mamoriv1.ControlState_CONTROL_STATE_FAILED, Detail: detail, Evidence: ev}, nil
+		return st, nil
 	}
 	devs := m.devicesLocked()
 	counts := map[string]int{}
-	var problems []string
+	var problems []control.Detail
 	for i, ds := range devs {
 		counts[ds.Done]++
 		if !ds.Verified {
-			problems = append(problems, ds.Problem)
+			problems = append(problems, control.D("detail.media.device-problem", ds.Problem)) // English: what verify found
 		}
 		if i < 32 {
 			ev["device."+ds.Device.Name] = deviceLine(ds)
@@ -766,19 +769,19 @@ func (m *Media) Status(ctx context.Context) (*mamoriv1.ControlStatus, error) {
 	switch {
 	case len(problems) > 0:
 		st.State = mamoriv1.ControlState_CONTROL_STATE_FAILED
-		st.Detail = strings.Join(problems, "; ")
+		control.Join(problems).Apply(st)
 	case m.settingsOK != nil:
 		st.State = mamoriv1.ControlState_CONTROL_STATE_DEGRADED
-		st.Detail = "invalid settings, defaults enforced: " + m.settingsOK.Error()
+		control.SetDetail(st, "detail.media.invalid-settings", m.settingsOK.Error())
 	case rule.State != UdevRuleOK:
 		st.State = mamoriv1.ControlState_CONTROL_STATE_DEGRADED
-		st.Detail = rule.Detail
+		rule.Message.Apply(st)
 	case !m.enforce:
 		st.State = mamoriv1.ControlState_CONTROL_STATE_MONITORING
-		st.Detail = fmt.Sprintf("monitoring %d removable devices, %d would be restricted", len(devs), counts["would read-only"]+counts["would block"])
+		control.SetDetail(st, "detail.media.monitoring", strconv.Itoa(len(devs)), strconv.Itoa(counts["would read-only"]+counts["would block"]))
 	default:
 		st.State = mamoriv1.ControlState_CONTROL_STATE_ENFORCED
-		st.Detail = fmt.Sprintf("%d removable devices, all as the policy demands", len(devs))
+		control.SetDetail(st, "detail.media.enforced", strconv.Itoa(len(devs)))
 	}
 	return st, nil
 }

@@ -3,7 +3,6 @@ package media
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -133,12 +132,14 @@ func (r *RegistryControl) Status(ctx context.Context) (*mamoriv1.ControlStatus, 
 		st.Evidence["exceptions"] = strconv.Itoa(len(s.Exceptions)) + " not honoured on Windows (registry policy is per class)"
 	}
 	if r.o.Store == nil || want == nil {
-		st.State, st.Detail = mamoriv1.ControlState_CONTROL_STATE_NOT_APPLICABLE, "no registry on this platform"
+		st.State = mamoriv1.ControlState_CONTROL_STATE_NOT_APPLICABLE
+		control.SetDetail(st, "detail.media.registry-none")
 		return st, nil
 	}
 	got, err := r.o.Store.Read(ctx)
 	if err != nil {
-		st.State, st.Detail = mamoriv1.ControlState_CONTROL_STATE_FAILED, fmt.Sprintf("cannot read the policy back: %v", err)
+		st.State = mamoriv1.ControlState_CONTROL_STATE_FAILED
+		control.SetDetail(st, "detail.media.registry-read-error", err.Error()) // the error stays English
 		return st, nil
 	}
 	drift := regpolicy.Drift(want, got)
@@ -146,22 +147,26 @@ func (r *RegistryControl) Status(ctx context.Context) (*mamoriv1.ControlStatus, 
 	switch {
 	case !enforce:
 		st.State = mamoriv1.ControlState_CONTROL_STATE_MONITORING
-		st.Detail = fmt.Sprintf("monitor mode: %d registry values would change", len(drift))
+		control.SetDetail(st, "detail.media.registry-monitor", strconv.Itoa(len(drift)))
 	case len(drift) > 0:
 		names := make([]string, 0, len(drift))
 		for _, d := range drift {
 			names = append(names, d.String())
 		}
 		st.State = mamoriv1.ControlState_CONTROL_STATE_DEGRADED
-		st.Detail = "registry policy drifted (re-applied next round): " + strings.Join(names, "; ")
+		control.SetDetail(st, "detail.media.registry-drift", strings.Join(names, "; "))
 	case aerr != nil:
-		st.State, st.Detail = mamoriv1.ControlState_CONTROL_STATE_DEGRADED, aerr.Error()
+		st.State = mamoriv1.ControlState_CONTROL_STATE_DEGRADED
+		control.SetDetail(st, "detail.media.registry-apply-error", aerr.Error()) // the error stays English
 	case perr != nil:
-		st.State, st.Detail = mamoriv1.ControlState_CONTROL_STATE_DEGRADED, "invalid media settings, defaults enforced: "+perr.Error()
+		st.State = mamoriv1.ControlState_CONTROL_STATE_DEGRADED
+		control.SetDetail(st, "detail.media.registry-invalid-settings", perr.Error())
 	case len(s.Allow) > 0:
-		st.State, st.Detail = mamoriv1.ControlState_CONTROL_STATE_ENFORCED, "in force; allow-listed devices are read-only too on Windows"
+		st.State = mamoriv1.ControlState_CONTROL_STATE_ENFORCED
+		control.SetDetail(st, "detail.media.registry-allow-readonly")
 	default:
-		st.State, st.Detail = mamoriv1.ControlState_CONTROL_STATE_ENFORCED, "removable-storage policy in force"
+		st.State = mamoriv1.ControlState_CONTROL_STATE_ENFORCED
+		control.SetDetail(st, "detail.media.registry-enforced")
 	}
 	return st, nil
 }

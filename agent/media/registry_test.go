@@ -60,8 +60,9 @@ func TestRegistryControl(t *testing.T) {
 		delete(store.s, k)
 		break
 	}
-	if st, _ := c.Status(ctx); st.State != mamoriv1.ControlState_CONTROL_STATE_DEGRADED || !strings.Contains(st.Detail, "drifted") {
-		t.Fatalf("after tampering: %v %q", st.State, st.Detail)
+	if st, _ := c.Status(ctx); st.State != mamoriv1.ControlState_CONTROL_STATE_DEGRADED || !strings.Contains(st.Detail, "drifted") ||
+		st.DetailId != "detail.media.registry-drift" || len(st.DetailArgs) != 1 {
+		t.Fatalf("after tampering: %v %q (%q %q)", st.State, st.Detail, st.DetailId, st.DetailArgs)
 	}
 	if err := c.Apply(ctx, enforce); err != nil {
 		t.Fatal(err)

@@ -4,9 +4,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/mamori-dev/mamori/agent/control"
 )
 
 // DefaultUdevRulePath is where the package installs the rule.
@@ -28,7 +29,13 @@ const (
 type UdevRule struct {
 	State  string // ok, missing, modified, masked
 	SHA256 string // of the installed file, when readable
-	Detail string // for a person, with what to do
+	Detail string // for a person, with what to do (English)
+	// Message is Detail as a message of the shared catalogue.
+	Message control.Detail
+}
+
+func udevRule(state, sha string, msg control.Detail) UdevRule {
+	return UdevRule{State: state, SHA256: sha, Detail: msg.English(), Message: msg}
 }
 
 // CheckUdevRule checks that the rule at path is the one mamori ships and
@@ -38,15 +45,15 @@ type UdevRule struct {
 func CheckUdevRule(path string, overrideDirs []string) UdevRule {
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return UdevRule{State: UdevRuleMissing, Detail: "udev rule " + path + " missing: removable media are writable while the agent is not running; reinstall the mamori package"}
+		return udevRule(UdevRuleMissing, "", control.D("detail.media.udev-missing", path))
 	}
 	if err != nil {
-		return UdevRule{State: UdevRuleMissing, Detail: fmt.Sprintf("udev rule %s unreadable: %v", path, err)}
+		return udevRule(UdevRuleMissing, "", control.D("detail.media.udev-unreadable", path, err.Error()))
 	}
 	sum := sha256.Sum256(b)
 	got := hex.EncodeToString(sum[:])
 	if got != UdevRuleSHA256 {
-		return UdevRule{State: UdevRuleModified, SHA256: got, Detail: "udev rule " + path + " modified (sha256 " + got[:12] + "…): reinstall the mamori package"}
+		return udevRule(UdevRuleModified, got, control.D("detail.media.udev-modified", path, got[:12]))
 	}
 	for _, dir := range overrideDirs {
 		o := filepath.Join(dir, filepath.Base(path))
@@ -54,8 +61,8 @@ func CheckUdevRule(path string, overrideDirs []string) UdevRule {
 			continue
 		}
 		if _, err := os.Lstat(o); err == nil {
-			return UdevRule{State: UdevRuleMasked, SHA256: got, Detail: "udev rule masked by " + o + ": remove that file"}
+			return udevRule(UdevRuleMasked, got, control.D("detail.media.udev-masked", o))
 		}
 	}
-	return UdevRule{State: UdevRuleOK, SHA256: got, Detail: "udev rule in place"}
+	return udevRule(UdevRuleOK, got, control.D("detail.media.udev-ok"))
 }

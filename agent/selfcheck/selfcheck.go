@@ -15,10 +15,10 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
+	"github.com/mamori-dev/mamori/agent/control"
 	"github.com/mamori-dev/mamori/internal/policy"
 	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
 )
@@ -148,17 +148,17 @@ func (c *Check) Status(ctx context.Context) (*mamoriv1.ControlStatus, error) {
 		ev["spool_backlog"] = strconv.Itoa(c.cfg.Backlog())
 	}
 	st := &mamoriv1.ControlStatus{State: mamoriv1.ControlState_CONTROL_STATE_ENFORCED, Evidence: ev}
-	var problems []string
+	var problems []control.Detail
 	if c.policyVersion <= 0 {
-		problems = append(problems, "no policy loaded: the agent has not received a policy from the server yet")
+		problems = append(problems, control.D("detail.agent.no-policy"))
 	}
 	if c.skewKnown {
 		ev["clock_skew_ms"] = strconv.FormatInt(c.skew.Milliseconds(), 10)
 		ev["rtt_ms"] = strconv.FormatInt(c.rtt.Milliseconds(), 10)
 		ev["clock_skew_measured_at"] = c.skewAt.UTC().Format(time.RFC3339)
 		if abs(c.skew) >= c.maxSkew {
-			problems = append(problems, fmt.Sprintf("clock is %v off the server (allowed %v): check NTP/time sync on this terminal",
-				abs(c.skew).Round(time.Second), c.maxSkew))
+			problems = append(problems, control.D("detail.agent.clock-skew",
+				abs(c.skew).Round(time.Second).String(), c.maxSkew.String()))
 		}
 	} else {
 		// Not measured is not known to be wrong: the first report after a
@@ -169,17 +169,17 @@ func (c *Check) Status(ctx context.Context) (*mamoriv1.ControlStatus, error) {
 		ks := c.cfg.KeyStorage()
 		ev["key_storage"] = ks
 		if c.requireTPM && ks != "tpm" {
-			problems = append(problems, "policy requires the device key in a TPM, but it is in a file (no usable TPM 2.0): enable the TPM in firmware, then enrol again")
+			problems = append(problems, control.D("detail.agent.tpm-required"))
 		}
 	}
 	if c.settingErr != nil {
-		problems = append(problems, c.settingErr.Error())
+		problems = append(problems, control.D("detail.agent.setting-error", c.settingErr.Error())) // the error stays English
 	}
 	if len(problems) > 0 {
 		st.State = mamoriv1.ControlState_CONTROL_STATE_DEGRADED
-		st.Detail = strings.Join(problems, "; ")
+		control.Join(problems).Apply(st)
 	} else {
-		st.Detail = "agent running, policy v" + strconv.FormatInt(c.policyVersion, 10) + " in force"
+		control.SetDetail(st, "detail.agent.running", strconv.FormatInt(c.policyVersion, 10))
 	}
 	return st, nil
 }

@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mamori-dev/mamori/agent/control"
+	"github.com/mamori-dev/mamori/internal/i18n"
 	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
 )
 
@@ -52,6 +54,14 @@ func TestStatus(t *testing.T) {
 			}
 			if st.State != tt.want || !strings.Contains(st.Detail, tt.wantDetail) {
 				t.Errorf("got %v %q, want %v containing %q", st.State, st.Detail, tt.want, tt.wantDetail)
+			}
+			// Every detail is a message of the catalogue; its English
+			// text is the detail.
+			if !strings.HasPrefix(st.DetailId, "detail.agent.") {
+				t.Errorf("detail_id %q", st.DetailId)
+			}
+			if en := control.D(i18n.ID(st.DetailId), st.DetailArgs...).English(); en != st.Detail {
+				t.Errorf("detail %q, its message in English %q", st.Detail, en)
 			}
 			if st.Evidence["agent_version"] != "v9" || st.Evidence["spool_backlog"] != "7" || st.Evidence["clock_skew_ms"] == "" {
 				t.Errorf("evidence %v", st.Evidence)

@@ -1,6 +1,7 @@
 package i18n
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -234,5 +235,76 @@ func TestTruncateAndPad(t *testing.T) {
 	}
 	if got := PadRight("端末", 6); got != "端末  " {
 		t.Errorf("PadRight = %q", got)
+	}
+}
+
+// Every detail message takes only %s arguments, the same number in both
+// languages: the agent sends its arguments as text, and a hostile or
+// mismatched argument must never break the formatting on the server.
+func TestDetailMessages(t *testing.T) {
+	n := 0
+	for _, m := range Default().Messages() {
+		if !strings.HasPrefix(string(m.ID), "detail.") {
+			continue
+		}
+		n++
+		en, err := Verbs(m.En)
+		if err != nil {
+			t.Fatalf("%s: %v", m.ID, err)
+		}
+		ja, err := Verbs(m.Ja)
+		if err != nil {
+			t.Fatalf("%s: %v", m.ID, err)
+		}
+		if len(en) != len(ja) {
+			t.Errorf("%s: %d arguments in English, %d in Japanese", m.ID, len(en), len(ja))
+		}
+		for _, v := range append(en, ja...) {
+			if !strings.HasSuffix(v, ":s") {
+				t.Errorf("%s: verb %s is not %%s", m.ID, v)
+			}
+		}
+		// Arguments are numbered 1..n with none skipped.
+		for i, v := range en {
+			if want := strconv.Itoa(i+1) + ":s"; v != want {
+				t.Errorf("%s: argument %d is %s, want %s", m.ID, i+1, v, want)
+			}
+		}
+		if got := DetailArgs(m); got != len(en) {
+			t.Errorf("DetailArgs(%s) = %d, want %d", m.ID, got, len(en))
+		}
+	}
+	if n == 0 {
+		t.Fatal("no detail.* messages")
+	}
+}
+
+func TestPrinterDetail(t *testing.T) {
+	args := []string{"/etc/udev/rules.d/60-mamori.rules"}
+	tests := []struct {
+		name   string
+		lang   Lang
+		id     ID
+		args   []string
+		want   string
+		wantOK bool
+	}{
+		{"ja", Japanese, "detail.media.udev-missing", args, "udev ルール /etc/udev/rules.d/60-mamori.rules がありません", true},
+		{"en", English, "detail.media.udev-missing", args, "udev rule /etc/udev/rules.d/60-mamori.rules missing", true},
+		{"no args", Japanese, "detail.media.udev-ok", nil, "udev ルールは正常です", true},
+		{"unknown", Japanese, "detail.from-a-newer-agent", nil, "", false},
+		{"not a detail", Japanese, "console.none", nil, "", false},
+		{"empty", Japanese, "", nil, "", false},
+		{"too few args", Japanese, "detail.media.udev-missing", nil, "", false},
+		{"too many args", Japanese, "detail.media.udev-missing", []string{"a", "b"}, "", false},
+		{"hostile arg is text", English, "detail.media.udev-masked", []string{"%!s(MISSING) %d %[9]s"}, "udev rule masked by %!s(MISSING) %d %[9]s: remove that file", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, ok := NewPrinter(tt.lang).Detail(tt.id, tt.args)
+			if ok != tt.wantOK || !strings.Contains(got, tt.want) {
+				t.Errorf("Detail(%q, %q) = %q, %v; want %q, %v", tt.id, tt.args, got, ok, tt.want, tt.wantOK)
+			}
+		})
 	}
 }

@@ -98,4 +98,10 @@ var consoleMessages = []Message{
 	{"console.device.actions", "Actions", "操作"},
 	{"console.device.revoke-reason", "Reason for revoking (goes into the audit log)", "失効させる理由（監査ログに記録されます）"},
 	{"console.device.revoke", "Revoke this device", "この端末を失効させる"},
+	// Non-compliance reasons (server/compliance), shown in the reader's
+	// language when the console recognises the stored English text.
+	{"console.reason.control", "%[1]s: %[2]s (%[3]s)", "%[1]s: %[2]s（%[3]s）"},
+	{"console.reason.control-bare", "%[1]s: %[2]s", "%[1]s: %[2]s"},
+	{"console.reason.not-reported", "%s: not reported", "%s: 報告がありません"},
+	{"console.reason.tpm-key", "agent: the device key is not attested in a TPM (policy require_tpm_key)", "agent: 端末鍵が TPM 内にあることが証明されていません（ポリシー require_tpm_key）"},
 }

@@ -19,6 +19,9 @@ const (
 	MaxMapEntries  = 64
 	MaxShortString = 256  // names, hostnames, kinds, versions
 	MaxLongString  = 4096 // details, evidence and attribute values
+	// A status's detail_id is a short string; its detail_args are at most
+	// MaxDetailArgs long strings (no detail message takes more).
+	MaxDetailArgs = 8
 )
 
 // TruncatedKey is the attribute (or evidence key) that says how many
@@ -96,9 +99,17 @@ func Event(e *mamoriv1.Event) {
 	e.Attributes = Map(e.Attributes)
 }
 
-// Status makes a control status's detail and evidence fit.
+// Status makes a control status's detail and evidence fit. A detail_id too
+// long or with too many detail_args is dropped with its arguments: the
+// console then shows the English detail, which is always there.
 func Status(s *mamoriv1.ControlStatus) {
 	s.Control = Short(s.Control)
 	s.Detail = Long(s.Detail)
+	if len(s.DetailId) > MaxShortString || !utf8.ValidString(s.DetailId) || len(s.DetailArgs) > MaxDetailArgs {
+		s.DetailId, s.DetailArgs = "", nil
+	}
+	for i, a := range s.DetailArgs {
+		s.DetailArgs[i] = Long(a)
+	}
 	s.Evidence = Map(s.Evidence)
 }

@@ -57,6 +57,44 @@ func TestEventAndStatus(t *testing.T) {
 	fits(t, s.Evidence)
 }
 
+func TestStatusDetailArgs(t *testing.T) {
+	tests := []struct {
+		name     string
+		id       string
+		args     []string
+		wantID   string
+		wantArgs int
+	}{
+		{"fits", "detail.media.udev-missing", []string{"/etc/udev/rules.d/x"}, "detail.media.udev-missing", 1},
+		{"id too long", "detail." + strings.Repeat("x", 300), []string{"a"}, "", 0},
+		{"id not UTF-8", "detail.\xff", nil, "", 0},
+		{"too many args", "detail.x", make([]string, MaxDetailArgs+1), "", 0},
+		{"most args", "detail.x", make([]string, MaxDetailArgs), "detail.x", MaxDetailArgs},
+		{"long and invalid args", "detail.x", []string{strings.Repeat("語", 3000), "\xff<script>"}, "detail.x", 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := &mamoriv1.ControlStatus{Control: "media", Detail: "english", DetailId: tt.id, DetailArgs: tt.args}
+			Status(s)
+			if s.DetailId != tt.wantID || len(s.DetailArgs) != tt.wantArgs {
+				t.Fatalf("id %q with %d args, want %q with %d", s.DetailId, len(s.DetailArgs), tt.wantID, tt.wantArgs)
+			}
+			if s.Detail != "english" {
+				t.Fatalf("detail changed: %q", s.Detail)
+			}
+			// The server's rule (server/api validate.go).
+			if len(s.DetailId) > MaxShortString || !utf8.ValidString(s.DetailId) {
+				t.Fatalf("detail_id does not fit: %q", s.DetailId)
+			}
+			for _, a := range s.DetailArgs {
+				if len(a) > MaxLongString || !utf8.ValidString(a) {
+					t.Fatalf("detail_arg does not fit: %d bytes", len(a))
+				}
+			}
+		})
+	}
+}
+
 // FuzzMap: whatever an agent's control puts in a map, Map makes it fit.
 func FuzzMap(f *testing.F) {
 	f.Add("key", "value", 3)

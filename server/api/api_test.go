@@ -312,6 +312,9 @@ func TestMalformedReports(t *testing.T) {
 		{"too many attributes", &mamoriv1.ReportRequest{Events: []*mamoriv1.Event{{Id: uuid.NewString(), Time: timestamppb.Now(), Kind: "x", Attributes: bigAttrs}}}, codes.InvalidArgument},
 		{"detail too long", &mamoriv1.ReportRequest{Statuses: []*mamoriv1.ControlStatus{{Control: "agent", State: 1, Detail: strings.Repeat("x", 5000)}}}, codes.InvalidArgument},
 		{"over-sized message", &mamoriv1.ReportRequest{Statuses: []*mamoriv1.ControlStatus{{Control: "agent", State: 1, Detail: strings.Repeat("x", 5<<20)}}}, codes.ResourceExhausted},
+		{"detail_id too long", &mamoriv1.ReportRequest{Statuses: []*mamoriv1.ControlStatus{{Control: "agent", State: 1, DetailId: "detail." + strings.Repeat("x", 300)}}}, codes.InvalidArgument},
+		{"too many detail_args", &mamoriv1.ReportRequest{Statuses: []*mamoriv1.ControlStatus{{Control: "agent", State: 1, DetailId: "detail.x", DetailArgs: make([]string, 9)}}}, codes.InvalidArgument},
+		{"detail_arg too long", &mamoriv1.ReportRequest{Statuses: []*mamoriv1.ControlStatus{{Control: "agent", State: 1, DetailId: "detail.x", DetailArgs: []string{"a", strings.Repeat("x", 5000)}}}}, codes.InvalidArgument},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -22,6 +22,7 @@ const (
 	MaxMapEntries     = wire.MaxMapEntries
 	MaxShortString    = wire.MaxShortString // names, hostnames, kinds, versions
 	MaxLongString     = wire.MaxLongString  // details, evidence and attribute values
+	MaxDetailArgs     = wire.MaxDetailArgs
 	MaxTokenLength    = 128
 	maxPageSize       = 1000
 	defaultPageSize   = 100
@@ -98,6 +99,17 @@ func validateReport(r *mamoriv1.ReportRequest) error {
 		}
 		if err := checkString("control "+s.Control+" detail", s.Detail, MaxLongString); err != nil {
 			return err
+		}
+		if err := checkString("control "+s.Control+" detail_id", s.DetailId, MaxShortString); err != nil {
+			return err
+		}
+		if len(s.DetailArgs) > MaxDetailArgs {
+			return invalidArg("control %s: %d detail_args; at most %d", s.Control, len(s.DetailArgs), MaxDetailArgs)
+		}
+		for _, a := range s.DetailArgs {
+			if err := checkString("control "+s.Control+" detail_args", a, MaxLongString); err != nil {
+				return err
+			}
 		}
 		if err := checkMap("control "+s.Control+" evidence", s.Evidence); err != nil {
 			return err

@@ -70,12 +70,51 @@ func FuzzValidateReport(f *testing.F) {
 		if len(r.Statuses) > MaxStatuses || len(r.Events) > MaxEvents {
 			t.Fatalf("accepted %d statuses, %d events", len(r.Statuses), len(r.Events))
 		}
+		for _, s := range r.Statuses {
+			if len(s.DetailId) > MaxShortString || len(s.DetailArgs) > MaxDetailArgs {
+				t.Fatalf("accepted detail_id of %d bytes with %d args", len(s.DetailId), len(s.DetailArgs))
+			}
+		}
 		for _, e := range r.Events {
 			if len(e.Id) != 36 || e.Time == nil || len(e.Attributes) > MaxMapEntries {
 				t.Fatalf("accepted bad event %v", e)
 			}
 		}
 	})
+}
+
+// Invalid UTF-8 cannot pass through a Go gRPC client (proto3 strings), but
+// another client may send it: validateReport refuses it in detail_id and
+// detail_args as it does in detail.
+func TestValidateReportDetailIDAndArgs(t *testing.T) {
+	st := func(id string, args ...string) *mamoriv1.ReportRequest {
+		return &mamoriv1.ReportRequest{Statuses: []*mamoriv1.ControlStatus{{Control: "media", State: 1, Detail: "d", DetailId: id, DetailArgs: args}}}
+	}
+	for _, tc := range []struct {
+		name string
+		req  *mamoriv1.ReportRequest
+		ok   bool
+	}{
+		{"none", st(""), true},
+		{"id and args", st("detail.media.udev-missing", "/etc/udev/rules.d/60-mamori.rules"), true},
+		{"unknown id is fine", st("detail.from-a-newer-agent", "a", "b"), true},
+		{"id not UTF-8", st("detail.\xff"), false},
+		{"id too long", st(string(make([]byte, MaxShortString+1))), false},
+		{"arg not UTF-8", st("detail.x", "ok", "\xfe"), false},
+		{"arg too long", st("detail.x", string(make([]byte, MaxLongString+1))), false},
+		{"too many args", st("detail.x", make([]string, MaxDetailArgs+1)...), false},
+		{"most args", st("detail.x", make([]string, MaxDetailArgs)...), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := validateReport(tc.req)
+			if (err == nil) != tc.ok {
+				t.Fatalf("validateReport = %v, want ok=%v", err, tc.ok)
+			}
+			if err != nil && status.Code(err) != codes.InvalidArgument {
+				t.Fatalf("code %v, want InvalidArgument", status.Code(err))
+			}
+		})
+	}
 }
 
 func TestStoreUnreachableIsUnavailable(t *testing.T) {

@@ -44,23 +44,41 @@ func Evaluate(p *mamoriv1.Policy, statuses []*mamoriv1.ControlStatus, id Identit
 		s, ok := byName[name]
 		switch {
 		case !ok:
-			reasons = append(reasons, fmt.Sprintf("%s: not reported", name))
+			reasons = append(reasons, NotReportedReason(name))
 		case s.GetState() != mamoriv1.ControlState_CONTROL_STATE_ENFORCED:
-			r := fmt.Sprintf("%s: %s", name, StateName(s.GetState()))
-			if d := s.GetDetail(); d != "" {
-				r += " (" + d + ")"
-			}
-			reasons = append(reasons, r)
+			reasons = append(reasons, Reason(name, s.GetState(), s.GetDetail()))
 		}
 	}
 	if req, _ := policy.RequireTPMKey(p); req && !id.KeyAttested {
-		reasons = append(reasons, "agent: the device key is not attested in a TPM (policy require_tpm_key)")
+		reasons = append(reasons, ReasonTPMKeyNotAttested)
 	}
 	if len(reasons) > 0 {
 		return store.VerdictNoncompliant, reasons
 	}
 	return store.VerdictCompliant, nil
 }
+
+// Reasons are stored as the English text built here; the console
+// recognises them by these same functions to show them in the reader's
+// language (server/web), so stored rows stay readable as they are.
+
+// Reason is the reason for a required control in state other than
+// ENFORCED, with the agent's English detail.
+func Reason(control string, state mamoriv1.ControlState, detail string) string {
+	r := fmt.Sprintf("%s: %s", control, StateName(state))
+	if detail != "" {
+		r += " (" + detail + ")"
+	}
+	return r
+}
+
+// NotReportedReason is the reason for a required control the device did not
+// report.
+func NotReportedReason(control string) string { return control + ": not reported" }
+
+// ReasonTPMKeyNotAttested is the reason when the policy requires a TPM key
+// and the device's key was not attested.
+const ReasonTPMKeyNotAttested = "agent: the device key is not attested in a TPM (policy require_tpm_key)"
 
 // State derives what an operator sees from the stored verdict and the clock:
 // a device whose last report is older than the policy's max report age is

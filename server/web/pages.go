@@ -36,7 +36,7 @@ type deviceRow struct {
 func (c *Console) row(p *i18n.Printer, d store.Device, pol *mamoriv1.Policy, now time.Time) deviceRow {
 	st, _ := compliance.State(d, pol, now)
 	r := deviceRow{ID: d.ID, Hostname: visible(d.Facts.GetHostname()), State: st, StateName: complianceName(p, st),
-		Reasons: d.Reasons, LastSeen: d.LastSeen}
+		Reasons: localReasons(p, d.Reasons, d.Controls), LastSeen: d.LastSeen}
 	if d.Verdict == store.VerdictNoncompliant {
 		r.FailingSince = d.FailingSince
 	}
@@ -241,7 +241,7 @@ func (c *Console) device(w http.ResponseWriter, r *http.Request, op *operator) {
 	for _, cr := range d.Controls {
 		s := cr.GetStatus()
 		v.Controls = append(v.Controls, controlView{
-			Name: s.GetControl(), Mode: strings.ToLower(strings.TrimPrefix(s.GetMode().String(), "MODE_")), Detail: s.GetDetail(),
+			Name: s.GetControl(), Mode: strings.ToLower(strings.TrimPrefix(s.GetMode().String(), "MODE_")), Detail: controlDetail(p, s),
 			State: s.GetState(), StateName: stateName(p, s.GetState()),
 			Since: cr.GetSince().AsTime(), ObservedAt: s.GetObservedAt().AsTime(), Evidence: sortedKV(s.GetEvidence()),
 		})
@@ -251,8 +251,18 @@ func (c *Console) device(w http.ResponseWriter, r *http.Request, op *operator) {
 		v.Events = append(v.Events, eventView{Time: e.Event.GetTime().AsTime(), Received: e.ReceivedAt,
 			Control: e.Event.GetControl(), Kind: e.Event.GetKind(), Attributes: sortedKV(e.Event.GetAttributes())})
 	}
+	// History keeps the English detail only; the latest change of a control
+	// whose detail is still the current one is shown like the current one.
+	current := make(map[string]*mamoriv1.ControlStatus, len(d.Controls))
+	for _, cr := range d.Controls {
+		current[cr.GetStatus().GetControl()] = cr.GetStatus()
+	}
 	for _, h := range hist {
-		v.History = append(v.History, historyView{At: h.At, Control: h.Control, From: stateName(p, h.From), To: stateName(p, h.To), Detail: h.Detail})
+		detail := h.Detail
+		if s := current[h.Control]; s != nil && s.GetState() == h.To && s.GetDetail() == h.Detail {
+			detail = controlDetail(p, s)
+		}
+		v.History = append(v.History, historyView{At: h.At, Control: h.Control, From: stateName(p, h.From), To: stateName(p, h.To), Detail: detail})
 	}
 	if v.Exceptions, err = c.deviceExceptions(ctx, p, d, v.Events); err != nil {
 		c.internal(w, r, op, err)

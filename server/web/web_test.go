@@ -566,3 +566,59 @@ func TestOps(t *testing.T) {
 		}
 	}
 }
+
+// A control's detail reported as a catalogue message is shown in the
+// reader's language: in the control table, the non-compliance reasons and
+// the latest history entry. An unknown message or a wrong argument count
+// shows the agent's English detail; arguments are escaped like any agent
+// text.
+func TestControlDetailLanguages(t *testing.T) {
+	e := start(t)
+	withID := func(detail, id string, args ...string) *mamoriv1.ControlStatus {
+		st := failing(detail, nil)
+		st.DetailId, st.DetailArgs = id, args
+		return st
+	}
+	const en = "clock is 1m30s off the server (allowed 1m0s): check NTP/time sync on this terminal"
+	const ja = "時計がサーバーと 1m30s ずれています (許容 1m0s)"
+	known := e.device(t, "pc-detail", withID(en, "detail.agent.clock-skew", "1m30s", "1m0s"))
+	unknown := e.device(t, "pc-newer", withID("something a newer agent says", "detail.agent.from-the-future", "x"))
+	mismatch := e.device(t, "pc-mismatch", withID("the English fallback", "detail.agent.clock-skew", "only one"))
+	notDetail := e.device(t, "pc-not-detail", withID("not a detail message", "console.device.revoke"))
+	hostileArg := e.device(t, "pc-hostile", withID("english <b>text</b>", "detail.media.udev-masked", "<script>alert(1)</script>"))
+
+	for _, tc := range []struct {
+		name, accept, id string
+		want, notWant    []string
+	}{
+		{"Japanese", "ja", known.ID, []string{ja, "agent: 失敗（" + ja}, []string{"clock is 1m30s"}},
+		{"English", "en", known.ID, []string{en, "agent: Failed (" + en + ")"}, []string{"時計がサーバーと"}},
+		{"unknown id falls back to detail", "ja", unknown.ID, []string{"something a newer agent says"}, []string{"[detail."}},
+		{"wrong arg count falls back to detail", "ja", mismatch.ID, []string{"the English fallback"}, []string{"時計がサーバーと", "%!"}},
+		{"not a detail message", "ja", notDetail.ID, []string{"not a detail message"}, []string{"この端末を失効させる</div>"}},
+		{"hostile argument escaped", "ja", hostileArg.ID, []string{"udev ルールが &lt;script&gt;alert(1)&lt;/script&gt; で無効化されています"}, []string{"<script>alert(1)"}},
+		{"hostile argument escaped in English", "en", hostileArg.ID, []string{"udev rule masked by &lt;script&gt;alert(1)&lt;/script&gt;: remove that file"}, []string{"<script>alert(1)"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := e.browser(t, tc.accept)
+			b.signIn(e.officer)
+			p := b.get("/devices/" + tc.id)
+			if p.status != http.StatusOK {
+				t.Fatalf("status %d", p.status)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(p.body, w) {
+					t.Errorf("page lacks %q", w)
+				}
+			}
+			for _, nw := range tc.notWant {
+				if strings.Contains(p.body, nw) {
+					t.Errorf("page has %q", nw)
+				}
+			}
+			if t.Failed() {
+				t.Logf("page:\n%s", p.body)
+			}
+		})
+	}
+}

@@ -336,8 +336,15 @@ type ControlStatus struct {
 	// One line for a person, e.g. "udev rule missing".
 	Detail string `protobuf:"bytes,4,opt,name=detail,proto3" json:"detail,omitempty"`
 	// Evidence as key/values, e.g. {"rule_sha256": "…"}.
-	Evidence      map[string]string      `protobuf:"bytes,5,rep,name=evidence,proto3" json:"evidence,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	ObservedAt    *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=observed_at,json=observedAt,proto3" json:"observed_at,omitempty"`
+	Evidence   map[string]string      `protobuf:"bytes,5,rep,name=evidence,proto3" json:"evidence,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	ObservedAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=observed_at,json=observedAt,proto3" json:"observed_at,omitempty"`
+	// detail_id names the message of detail in the shared catalogue
+	// (internal/i18n, "detail.*"), so the console can show it in the reader's
+	// language; empty from older agents. detail_args are that message's
+	// arguments, as text. detail stays the English text, for logs, older
+	// servers and IDs a server does not know.
+	DetailId      string   `protobuf:"bytes,7,opt,name=detail_id,json=detailId,proto3" json:"detail_id,omitempty"`
+	DetailArgs    []string `protobuf:"bytes,8,rep,name=detail_args,json=detailArgs,proto3" json:"detail_args,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -410,6 +417,20 @@ func (x *ControlStatus) GetEvidence() map[string]string {
 func (x *ControlStatus) GetObservedAt() *timestamppb.Timestamp {
 	if x != nil {
 		return x.ObservedAt
+	}
+	return nil
+}
+
+func (x *ControlStatus) GetDetailId() string {
+	if x != nil {
+		return x.DetailId
+	}
+	return ""
+}
+
+func (x *ControlStatus) GetDetailArgs() []string {
+	if x != nil {
+		return x.DetailArgs
 	}
 	return nil
 }
@@ -4958,7 +4979,7 @@ const file_mamori_v1_mamori_proto_rawDesc = "" +
 	"tpmPresent\x12\x1f\n" +
 	"\vkey_storage\x18\b \x01(\tR\n" +
 	"keyStorage\x12#\n" +
-	"\rserial_number\x18\v \x01(\tR\fserialNumber\"\xd3\x02\n" +
+	"\rserial_number\x18\v \x01(\tR\fserialNumber\"\x91\x03\n" +
 	"\rControlStatus\x12\x18\n" +
 	"\acontrol\x18\x01 \x01(\tR\acontrol\x12#\n" +
 	"\x04mode\x18\x02 \x01(\x0e2\x0f.mamori.v1.ModeR\x04mode\x12-\n" +
@@ -4966,7 +4987,10 @@ const file_mamori_v1_mamori_proto_rawDesc = "" +
 	"\x06detail\x18\x04 \x01(\tR\x06detail\x12B\n" +
 	"\bevidence\x18\x05 \x03(\v2&.mamori.v1.ControlStatus.EvidenceEntryR\bevidence\x12;\n" +
 	"\vobserved_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"observedAt\x1a;\n" +
+	"observedAt\x12\x1b\n" +
+	"\tdetail_id\x18\a \x01(\tR\bdetailId\x12\x1f\n" +
+	"\vdetail_args\x18\b \x03(\tR\n" +
+	"detailArgs\x1a;\n" +
 	"\rEvidenceEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xf6\x01\n" +

@@ -1,0 +1,39 @@
+package i18n
+
+import "strings"
+
+// DetailArgs is the number of arguments a message takes: the count of its
+// verbs' distinct argument numbers, or -1 when its format is malformed.
+func DetailArgs(m Message) int {
+	vs, err := Verbs(m.En)
+	if err != nil {
+		return -1
+	}
+	seen := make(map[string]bool, len(vs))
+	for _, v := range vs {
+		n, _, _ := strings.Cut(v, ":")
+		seen[n] = true
+	}
+	return len(seen)
+}
+
+// Detail formats a control's detail that an agent reported as a message ID
+// and its arguments (ControlStatus.detail_id, detail_args). ok is false —
+// and the caller shows the agent's English detail instead — unless id is a
+// "detail.*" message of the catalog that takes exactly len(args)
+// arguments. Every detail message takes only %s verbs (TestDetailMessages),
+// so whatever an argument holds is copied as text.
+func (p *Printer) Detail(id ID, args []string) (s string, ok bool) {
+	if !strings.HasPrefix(string(id), "detail.") {
+		return "", false
+	}
+	m, found := p.cat.Lookup(id)
+	if !found || DetailArgs(m) != len(args) {
+		return "", false
+	}
+	as := make([]any, len(args))
+	for i, a := range args {
+		as[i] = a
+	}
+	return p.Sprintf(id, as...), true
+}
