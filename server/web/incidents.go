@@ -110,22 +110,31 @@ func (c *Console) incidents(w http.ResponseWriter, r *http.Request, op *operator
 }
 
 func (c *Console) incident(w http.ResponseWriter, r *http.Request, op *operator) {
-	p := i18n.NewPrinter(lang(r))
+	in, ok := c.pathIncident(w, r, op)
+	if !ok {
+		return
+	}
+	c.render(w, r, http.StatusOK, "incident", view{P: i18n.NewPrinter(lang(r)), Op: op, CSRF: op.csrf(), Data: in})
+}
+
+// pathIncident loads the incident the path's {id} names; when there is
+// none it has answered (404, or 500 on a store error) and ok is false.
+func (c *Console) pathIncident(w http.ResponseWriter, r *http.Request, op *operator) (in store.Incident, ok bool) {
 	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
 	if err != nil || id <= 0 {
 		c.fail(w, r, http.StatusNotFound, op, "console.err.no-incident")
-		return
+		return in, false
 	}
-	in, err := c.st.GetIncident(r.Context(), id)
+	in, err = c.st.GetIncident(r.Context(), id)
 	if errors.Is(err, store.ErrNotFound) {
 		c.fail(w, r, http.StatusNotFound, op, "console.err.no-incident")
-		return
+		return in, false
 	}
 	if err != nil {
 		c.internal(w, r, op, err)
-		return
+		return in, false
 	}
-	c.render(w, r, http.StatusOK, "incident", view{P: p, Op: op, CSRF: op.csrf(), Data: in})
+	return in, true
 }
 
 // incidentMove acknowledges or closes an incident, with a note; every
@@ -133,9 +142,10 @@ func (c *Console) incident(w http.ResponseWriter, r *http.Request, op *operator)
 func (c *Console) incidentMove(to string) func(http.ResponseWriter, *http.Request, *operator) {
 	return func(w http.ResponseWriter, r *http.Request, op *operator) {
 		ctx := r.Context()
-		id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
-		if err != nil || id <= 0 {
-			c.fail(w, r, http.StatusNotFound, op, "console.err.no-incident")
+		// The record names the incident's rule and terminal, which never
+		// change: they are read first, so the record commits with the move.
+		in, ok := c.pathIncident(w, r, op)
+		if !ok {
 			return
 		}
 		note := strings.TrimSpace(r.PostForm.Get("note"))
@@ -143,23 +153,12 @@ func (c *Console) incidentMove(to string) func(http.ResponseWriter, *http.Reques
 			c.fail(w, r, http.StatusBadRequest, op, "console.err.note")
 			return
 		}
-		// The record names the incident's rule and terminal, which never
-		// change: read them first, so the record commits with the move.
-		in, err := c.st.GetIncident(ctx, id)
-		if errors.Is(err, store.ErrNotFound) {
-			c.fail(w, r, http.StatusNotFound, op, "console.err.no-incident")
-			return
-		}
-		if err != nil {
-			c.internal(w, r, op, err)
-			return
-		}
 		action := "incident.acknowledge"
 		if to == store.IncidentClosed {
 			action = "incident.close"
 		}
 		actx, recorded := c.withAudit(ctx, op.ID, action, strconv.FormatInt(in.ID, 10), in.Rule+" "+in.DeviceID+": "+note)
-		in, err = c.st.TransitionIncident(actx, id, to, op.ID, note, c.now())
+		in, err := c.st.TransitionIncident(actx, in.ID, to, op.ID, note, c.now())
 		switch {
 		case errors.Is(err, store.ErrNotFound):
 			c.fail(w, r, http.StatusNotFound, op, "console.err.no-incident")
