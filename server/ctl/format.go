@@ -8,7 +8,6 @@ import (
 	"sort"
 	"strings"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
 	"google.golang.org/protobuf/encoding/protojson"
@@ -16,6 +15,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/mamori-dev/mamori/internal/i18n"
+	"github.com/mamori-dev/mamori/internal/textsafe"
 )
 
 // sanitizeText makes text from the server safe to print on a terminal:
@@ -48,10 +48,9 @@ func sanitizeText(s string) string {
 	return b.String()
 }
 
-func unsafeRune(r rune) bool {
-	return unicode.IsControl(r) ||
-		(r >= 0x202A && r <= 0x202E) || (r >= 0x2066 && r <= 0x2069) || r == 0x200E || r == 0x200F
-}
+// unsafeRune: a control or bidi character from a terminal could move the
+// cursor or disguise a value in the operator's terminal.
+var unsafeRune = textsafe.IsHidden
 
 // Column widths: a hostile or long value never pushes the table off the
 // screen.

@@ -20,6 +20,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mamori-dev/mamori/internal/textsafe"
 	"github.com/mamori-dev/mamori/server/store"
 )
 
@@ -94,16 +95,9 @@ func (m Message) JSON() []byte {
 	return b
 }
 
-// oneLine replaces control characters (agent data may carry CR/LF meant
-// to inject headers or log lines) and bidi overrides with spaces.
-func oneLine(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f || (r >= 0x202a && r <= 0x202e) || (r >= 0x2066 && r <= 0x2069) {
-			return ' '
-		}
-		return r
-	}, s)
-}
+// oneLine: agent data may carry CR/LF meant to inject headers or log
+// lines, and bidi overrides meant to disguise a name.
+var oneLine = textsafe.OneLine
 
 // Channel delivers messages somewhere.
 type Channel interface {

@@ -19,7 +19,6 @@ type Store interface {
 	store.Evidence
 	CurrentPolicy(ctx context.Context) (*mamoriv1.Policy, error)
 	CountFleet(ctx context.Context, cut store.OfflineCut) (store.FleetCounts, error)
-	AppendAudit(ctx context.Context, r store.AuditRecord) (store.AuditRecord, error)
 }
 
 // Config tunes the watcher and the notifier.
@@ -176,47 +175,9 @@ func (w *Watcher) detect(ctx context.Context) error {
 		}
 		if res.Opened > 0 || res.Escalated > 0 {
 			w.log.InfoContext(ctx, "incidents", "opened", res.Opened, "escalated", res.Escalated, "bumped", res.Bumped)
-			if err := w.auditStep(ctx, now, res); err != nil {
-				return err
-			}
 		}
 		if !res.More {
 			return nil
-		}
-	}
-	return nil
-}
-
-// auditPerStep bounds the per-incident audit records of one step; a mass
-// event (a network outage silencing thousands of terminals) is audited as
-// a count beyond it.
-const auditPerStep = 200
-
-// auditStep records each incident opened or escalated ("incident.open",
-// "incident.escalate", actor system). It follows the step's commit: a
-// crash in between leaves the incident (with its opened_at) unaudited,
-// never an audit record without an incident.
-func (w *Watcher) auditStep(ctx context.Context, now time.Time, res store.WatchResult) error {
-	n := 0
-	for _, x := range []struct {
-		action string
-		ids    []int64
-	}{{"incident.open", res.OpenedIDs}, {"incident.escalate", res.EscalatedIDs}} {
-		for _, id := range x.ids {
-			if n == auditPerStep {
-				_, err := w.st.AppendAudit(ctx, store.AuditRecord{At: now, Actor: "system", Action: "incident.detect",
-					Detail: fmt.Sprintf("opened %d, escalated %d in this step; the first %d are audited one by one", res.Opened, res.Escalated, auditPerStep)})
-				return err
-			}
-			n++
-			in, err := w.st.GetIncident(ctx, id)
-			if err != nil {
-				return err
-			}
-			if _, err := w.st.AppendAudit(ctx, store.AuditRecord{At: now, Actor: "system", Action: x.action,
-				Target: strconv.FormatInt(id, 10), Detail: in.Rule + " " + in.DeviceID + ": " + oneLine(in.Summary)}); err != nil {
-				return err
-			}
 		}
 	}
 	return nil

@@ -16,6 +16,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/mamori-dev/mamori/internal/i18n"
+	"github.com/mamori-dev/mamori/internal/textsafe"
 	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
 	"github.com/mamori-dev/mamori/server/compliance"
 	"github.com/mamori-dev/mamori/server/store"
@@ -86,11 +87,10 @@ func visible(s string) string {
 	return b.String()
 }
 
-func isBidi(r rune) bool {
-	return (r >= 0x202a && r <= 0x202e) || (r >= 0x2066 && r <= 0x2069) || r == 0x200e || r == 0x200f || r == 0x061c
-}
-
-func isHidden(r rune) bool { return isBidi(r) || r < 0x20 || r == 0x7f }
+var (
+	isBidi   = textsafe.IsBidi
+	isHidden = textsafe.IsHidden
+)
 
 // safeCell neutralises spreadsheet formula injection: a cell from agent
 // data that starts with = + - @ (or a tab / CR) gets a leading apostrophe,

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"strings"
 	"time"
@@ -23,6 +24,7 @@ type evDB struct{ s *Store }
 type evQ struct {
 	exec  func(ctx context.Context, sql string, args ...any) (int64, error)
 	query func(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	tx    pgx.Tx // inside Write; nil on the pool
 }
 
 // dollar rewrites '?' placeholders to $1, $2…
@@ -63,6 +65,7 @@ func txQ(tx pgx.Tx) evQ {
 			return t.RowsAffected(), err
 		},
 		query: tx.Query,
+		tx:    tx,
 	}
 }
 
@@ -81,6 +84,15 @@ func (d evDB) Write(ctx context.Context, fn func(evsql.Q) error) error {
 }
 
 func (evDB) Native(t time.Time) any { return tz(t) }
+
+func (evDB) AppendAudit(ctx context.Context, q evsql.Q, r store.AuditRecord) error {
+	tx := q.(evQ).tx
+	if tx == nil {
+		return errors.New("append audit: not inside a write transaction")
+	}
+	_, err := appendAuditTx(ctx, tx, r)
+	return err
+}
 
 func (evDB) WatchLock(ctx context.Context, q evsql.Q) error {
 	_, err := q.Exec(ctx, "SELECT pg_advisory_xact_lock(?)", lockWatch)

@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"time"
 
 	"github.com/mamori-dev/mamori/server/store"
@@ -47,6 +48,15 @@ func (d evDB) Write(ctx context.Context, fn func(evsql.Q) error) error {
 	return d.s.write(ctx, func(tx *sql.Tx) error { return fn(evQ{tx}) })
 }
 func (evDB) Native(t time.Time) any { return codec.Micros(t) }
+
+func (evDB) AppendAudit(ctx context.Context, q evsql.Q, r store.AuditRecord) error {
+	tx, ok := q.(evQ).q.(*sql.Tx)
+	if !ok {
+		return errors.New("append audit: not inside a write transaction")
+	}
+	_, err := appendAuditTx(ctx, tx, r)
+	return err
+}
 
 // WatchLock: SQLite has one writer; nothing to take.
 func (evDB) WatchLock(context.Context, evsql.Q) error { return nil }

@@ -135,6 +135,25 @@ func testEvidence(t *testing.T, st store.Store) {
 			usb = in
 		}
 	}
+	// Each opening is in the audit chain, committed by the step that
+	// opened it: actor system, the incident's ID, rule, device and summary.
+	opens := map[string]string{}
+	aud, err := st.ListAudit(ctx, 0, 1000)
+	must(t, err)
+	for _, r := range aud {
+		if r.Action == "incident.open" && r.Actor == "system" {
+			opens[r.Target] = r.Detail
+		}
+	}
+	for _, in := range incs {
+		want := in.Rule + " " + in.DeviceID + ": " + in.Summary
+		if got := opens[fmt.Sprint(in.ID)]; got != want {
+			t.Errorf("audit of incident %d: %q, want %q", in.ID, got, want)
+		}
+	}
+	if len(opens) != len(incs) {
+		t.Errorf("%d incident.open records for %d incidents", len(opens), len(incs))
+	}
 	if usb.ID == 0 || usb.Occurrences != 2 || usb.State != store.IncidentOpen || usb.Hostname != "ev-a" {
 		t.Errorf("usb incident: %+v", usb)
 	}

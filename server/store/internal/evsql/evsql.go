@@ -46,6 +46,9 @@ type DB interface {
 	// below which every row is committed (PostgreSQL hands out sequence
 	// numbers before commit, so a later commit can carry a lower one).
 	HighWater(ctx context.Context) (events, history int64, err error)
+	// AppendAudit appends r to the audit hash chain inside the transaction
+	// q belongs to (q from Write).
+	AppendAudit(ctx context.Context, q Q, r store.AuditRecord) error
 }
 
 // Time scans a native or microsecond time column, NULL included.

@@ -5,9 +5,11 @@ import (
 	"database/sql"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/mamori-dev/mamori/internal/textsafe"
 	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
 	"github.com/mamori-dev/mamori/server/store"
 	"github.com/mamori-dev/mamori/server/store/internal/codec"
@@ -214,6 +216,9 @@ func (s Store) Watch(ctx context.Context, p store.WatchParams, judge store.Judge
 				res.EscalatedIDs = append(res.EscalatedIDs, id)
 			}
 		}
+		if err := s.auditStep(ctx, q, p.Now, &res); err != nil {
+			return err
+		}
 		if !p.MarkHorizon.IsZero() {
 			if _, err := q.Exec(ctx, `DELETE FROM incident_marks WHERE at < ?`, p.MarkHorizon.UnixMicro()); err != nil {
 				return fmt.Errorf("watch: prune marks: %w", err)
@@ -368,6 +373,47 @@ func enqueue(ctx context.Context, q Q, incident int64, kind string, p store.Watc
 		if _, err := q.Exec(ctx, `INSERT INTO notifications (channel, incident_id, kind, created_at, state, next_at)
 			VALUES (?, ?, ?, ?, 'pending', ?)`, ch, incident, kind, p.Now.UnixMicro(), p.Now.UnixMicro()); err != nil {
 			return fmt.Errorf("watch: enqueue %s: %w", ch, err)
+		}
+	}
+	return nil
+}
+
+// AuditPerStep bounds the per-incident audit records of one watcher step;
+// a mass event (a network outage silencing thousands of terminals) is
+// audited as a count beyond it.
+const AuditPerStep = 200
+
+// auditStep appends a record for each incident the step opened or
+// escalated ("incident.open", "incident.escalate", actor system) in the
+// step's own transaction: an incident is never opened without its record,
+// nor recorded without being opened.
+func (s Store) auditStep(ctx context.Context, q Q, now time.Time, res *store.WatchResult) error {
+	n := 0
+	for _, x := range []struct {
+		action string
+		ids    []int64
+	}{{"incident.open", res.OpenedIDs}, {"incident.escalate", res.EscalatedIDs}} {
+		for _, id := range x.ids {
+			if n == AuditPerStep {
+				return s.DB.AppendAudit(ctx, q, store.AuditRecord{At: now, Actor: "system", Action: "incident.detect",
+					Detail: fmt.Sprintf("opened %d, escalated %d in this step; the first %d are audited one by one", res.Opened, res.Escalated, AuditPerStep)})
+			}
+			n++
+			ins, err := query(ctx, q, func(r Rows) (string, error) {
+				var rule, dev, summary string
+				err := r.Scan(&rule, &dev, &summary)
+				return rule + " " + dev + ": " + textsafe.OneLine(summary), err
+			}, `SELECT rule, device_id, summary FROM incidents WHERE id = ?`, id)
+			if err != nil {
+				return fmt.Errorf("watch: audit incident %d: %w", id, err)
+			}
+			if len(ins) != 1 {
+				return fmt.Errorf("watch: audit incident %d: not found in its own step", id)
+			}
+			if err := s.DB.AppendAudit(ctx, q, store.AuditRecord{At: now, Actor: "system", Action: x.action,
+				Target: strconv.FormatInt(id, 10), Detail: ins[0]}); err != nil {
+				return fmt.Errorf("watch: audit incident %d: %w", id, err)
+			}
 		}
 	}
 	return nil
