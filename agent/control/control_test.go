@@ -14,6 +14,7 @@ import (
 	"github.com/mamori-dev/mamori/agent/control"
 	"github.com/mamori-dev/mamori/agent/control/controltest"
 	"github.com/mamori-dev/mamori/internal/i18n"
+	"github.com/mamori-dev/mamori/internal/wire"
 	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
 )
 
@@ -83,6 +84,25 @@ func TestDetail(t *testing.T) {
 	want := "2 problems: udev rule masked by /etc/udev/rules.d/60-mamori.rules: remove that file; uevent listener not running"
 	if st.DetailId != "detail.problems" || st.Detail != want {
 		t.Errorf("Join of two: %q %q, want detail.problems %q", st.DetailId, st.Detail, want)
+	}
+	// Each problem travels as its own message too.
+	if len(st.DetailParts) != 2 || st.DetailParts[0].Id != "detail.media.udev-masked" ||
+		!slices.Equal(st.DetailParts[0].Args, one.Args) || st.DetailParts[1].Id != "detail.media.listener-down" {
+		t.Errorf("Join of two: parts %v", st.DetailParts)
+	}
+	// More than the wire carries: English only, no parts.
+	many := make([]control.Detail, wire.MaxDetailParts+1)
+	for i := range many {
+		many[i] = control.D("detail.media.listener-down")
+	}
+	control.Join(many).Apply(st)
+	if st.DetailId != "detail.problems" || len(st.DetailParts) != 0 {
+		t.Errorf("Join of %d: %q with %d parts, want detail.problems without parts", len(many), st.DetailId, len(st.DetailParts))
+	}
+	// A single detail applied after a list clears the list.
+	one.Apply(st)
+	if len(st.DetailParts) != 0 {
+		t.Errorf("parts left over: %v", st.DetailParts)
 	}
 	if got := control.Join(nil); got.English() != "" {
 		t.Errorf("Join(nil) = %q", got.English())

@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/mamori-dev/mamori/internal/i18n"
+	"github.com/mamori-dev/mamori/internal/wire"
 	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
 )
 
@@ -14,6 +15,9 @@ import (
 type Detail struct {
 	ID   i18n.ID
 	Args []string
+	// Parts, when set, are the problems the last argument lists in
+	// English, each as its own message (ControlStatus.detail_parts).
+	Parts []Detail
 }
 
 // D is a Detail.
@@ -42,12 +46,27 @@ func SetDetail(st *mamoriv1.ControlStatus, id i18n.ID, args ...string) {
 // Apply sets st's detail to d.
 func (d Detail) Apply(st *mamoriv1.ControlStatus) {
 	st.DetailId, st.DetailArgs, st.Detail = string(d.ID), d.Args, d.English()
+	st.DetailParts = nil
+	for _, p := range d.Parts {
+		st.DetailParts = append(st.DetailParts, &mamoriv1.DetailPart{Id: string(p.ID), Args: p.Args})
+	}
+}
+
+// WithParts is d listing ds: d's last argument holds their English
+// sentences, and ds travel as messages too, so the console can show each
+// in the reader's language.
+// More than wire.MaxDetailParts stay English only.
+func (d Detail) WithParts(ds []Detail) Detail {
+	if len(ds) <= wire.MaxDetailParts {
+		d.Parts = ds
+	}
+	return d
 }
 
 // Join is the detail of several problems: the one problem's own detail, or
 // "detail.problems" with the count and the English sentences joined by
-// "; " (the sentences then stay English; there is one message per status).
-// Join of nothing is the zero Detail.
+// "; ", each problem also as its own message (Parts). Join of nothing is
+// the zero Detail.
 func Join(ds []Detail) Detail {
 	switch len(ds) {
 	case 0:
@@ -55,7 +74,7 @@ func Join(ds []Detail) Detail {
 	case 1:
 		return ds[0]
 	}
-	return D("detail.problems", strconv.Itoa(len(ds)), JoinEnglish(ds))
+	return D("detail.problems", strconv.Itoa(len(ds)), JoinEnglish(ds)).WithParts(ds)
 }
 
 // JoinEnglish is the English sentences of ds joined by "; ".

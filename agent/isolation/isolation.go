@@ -665,9 +665,13 @@ func interfaceAllowed(patterns []string, name string) bool {
 // 1000 bytes in English). One finding in enforce mode is its own message;
 // several are counted, their English sentences listed.
 func Decide(o Observation, fs []Finding) (mamoriv1.ControlState, control.Detail) {
-	var msgs []string
+	var (
+		msgs  []string
+		parts []control.Detail
+	)
 	for _, f := range fs {
 		msgs = append(msgs, f.Detail)
+		parts = append(parts, clipped(f.Message))
 	}
 	count, list := strconv.Itoa(len(fs)), clipN(strings.Join(msgs, "; "), 960)
 	unreachable, canaries := canarySummary(o)
@@ -675,7 +679,7 @@ func Decide(o Observation, fs []Finding) (mamoriv1.ControlState, control.Detail)
 		if len(fs) == 0 {
 			return mamoriv1.ControlState_CONTROL_STATE_MONITORING, control.D("detail.isolation.monitoring-clean", unreachable, canaries)
 		}
-		return mamoriv1.ControlState_CONTROL_STATE_MONITORING, control.D("detail.isolation.monitoring-findings", count, list)
+		return mamoriv1.ControlState_CONTROL_STATE_MONITORING, control.D("detail.isolation.monitoring-findings", count, list).WithParts(parts)
 	}
 	if len(fs) == 0 {
 		return mamoriv1.ControlState_CONTROL_STATE_ENFORCED, control.D("detail.isolation.enforced",
@@ -686,14 +690,18 @@ func Decide(o Observation, fs []Finding) (mamoriv1.ControlState, control.Detail)
 		state = mamoriv1.ControlState_CONTROL_STATE_FAILED
 	}
 	if len(fs) == 1 {
-		m := fs[0].Message
-		args := make([]string, len(m.Args))
-		for i, a := range m.Args {
-			args[i] = clipN(a, maxDetailArg)
-		}
-		return state, control.D(m.ID, args...)
+		return state, clipped(fs[0].Message)
 	}
-	return state, control.D("detail.problems", count, list)
+	return state, control.D("detail.problems", count, list).WithParts(parts)
+}
+
+// clipped is m with every argument cut to maxDetailArg.
+func clipped(m control.Detail) control.Detail {
+	args := make([]string, len(m.Args))
+	for i, a := range m.Args {
+		args[i] = clipN(a, maxDetailArg)
+	}
+	return control.D(m.ID, args...)
 }
 
 // canarySummary is how many canaries are unreachable, of how many.

@@ -398,6 +398,13 @@ func TestFindingsAndDecide(t *testing.T) {
 			if tt.name == "violation first" && (d.ID != "detail.problems" || !strings.HasPrefix(d.Args[1], "canary")) {
 				t.Errorf("the violation is not named first: %q", detail)
 			}
+			// A list of findings carries each as its own message, in order.
+			if d.ID == "detail.problems" || d.ID == "detail.isolation.monitoring-findings" {
+				fs := Findings(o)
+				if len(d.Parts) != len(fs) || d.Parts[0].ID != fs[0].Message.ID {
+					t.Errorf("%d parts for %d findings (first %v)", len(d.Parts), len(fs), d.Parts)
+				}
+			}
 		})
 	}
 }

@@ -101,6 +101,8 @@ var consoleMessages = []Message{
 	// Non-compliance reasons (server/compliance), shown in the reader's
 	// language when the console recognises the stored English text.
 	{"console.reason.control", "%[1]s: %[2]s (%[3]s)", "%[1]s: %[2]s（%[3]s）"},
+	// Between the problems of one control's detail.
+	{"console.detail.sep", "; ", "；"},
 	{"console.reason.control-bare", "%[1]s: %[2]s", "%[1]s: %[2]s"},
 	{"console.reason.not-reported", "%s: not reported", "%s: 報告がありません"},
 	{"console.reason.tpm-key", "agent: the device key is not attested in a TPM (policy require_tpm_key)", "agent: 端末鍵が TPM 内にあることが証明されていません（ポリシー require_tpm_key）"},

@@ -10,7 +10,7 @@ package i18n
 // the operating system and libraries.
 var detailMessages = []Message{
 	// More than one problem at once: the count and the English sentences.
-	{"detail.problems", "%[1]s problems: %[2]s", "%[1]s 件の問題 (英語の詳細): %[2]s"},
+	{"detail.problems", "%[1]s problems: %[2]s", "%[1]s 件の問題: %[2]s"},
 
 	// agent/control: what the Set reports when a control itself fails.
 	{"detail.control.status-error", "status: %s", "状態を取得できません: %s"},
@@ -70,7 +70,7 @@ var detailMessages = []Message{
 	{"detail.isolation.not-named", "the policy does not name the isolation control", "ポリシーにネットワーク分離の指定がありません"},
 	{"detail.isolation.settings", "settings: %s", "設定の誤り: %s"},
 	{"detail.isolation.monitoring-clean", "monitoring: no findings (%[1]s of %[2]s canaries unreachable)", "監視中: 問題なし (カナリア %[2]s 件中 %[1]s 件に到達不能)"},
-	{"detail.isolation.monitoring-findings", "monitoring, %[1]s finding(s): %[2]s", "監視中、検出 %[1]s 件 (英語の詳細): %[2]s"},
+	{"detail.isolation.monitoring-findings", "monitoring, %[1]s finding(s): %[2]s", "監視中、検出 %[1]s 件: %[2]s"},
 	{"detail.isolation.enforced", "ruleset in force, unchanged (%[1]s rules, %[2]s packets dropped); %[3]s of %[4]s canaries unreachable", "ルールセットを適用中、変更なし (ルール %[1]s 件、破棄したパケット %[2]s 個)。カナリア %[4]s 件中 %[3]s 件に到達不能"},
 	{"detail.isolation.canary-reachable", "canary %[1]s is reachable (%[2]s): this terminal can reach another tier", "カナリア %[1]s に到達できます (%[2]s): この端末から別のネットワーク層に届きます"},
 	{"detail.isolation.canary-refused", "canary %[1]s refused the connection (%[2]s): packets to the other tier get out and something answers", "カナリア %[1]s が接続を拒否しました (%[2]s): 別の層へのパケットが外に出て、何かが応答しています"},

@@ -6,6 +6,7 @@
 package wire
 
 import (
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -22,6 +23,9 @@ const (
 	// A status's detail_id is a short string; its detail_args are at most
 	// MaxDetailArgs long strings (no detail message takes more).
 	MaxDetailArgs = 8
+	// MaxDetailParts bounds ControlStatus.detail_parts: the problems one
+	// detail lists as messages (more are listed in English only).
+	MaxDetailParts = 8
 )
 
 // TruncatedKey is the attribute (or evidence key) that says how many
@@ -100,16 +104,32 @@ func Event(e *mamoriv1.Event) {
 }
 
 // Status makes a control status's detail and evidence fit. A detail_id too
-// long or with too many detail_args is dropped with its arguments: the
-// console then shows the English detail, which is always there.
+// long or with too many detail_args is dropped with its arguments and
+// parts, and parts that do not fit are dropped together: the console then
+// shows the English detail, which is always there.
 func Status(s *mamoriv1.ControlStatus) {
 	s.Control = Short(s.Control)
 	s.Detail = Long(s.Detail)
-	if len(s.DetailId) > MaxShortString || !utf8.ValidString(s.DetailId) || len(s.DetailArgs) > MaxDetailArgs {
-		s.DetailId, s.DetailArgs = "", nil
+	if !detailFits(s.DetailId, s.DetailArgs) || s.DetailId == "" {
+		s.DetailId, s.DetailArgs, s.DetailParts = "", nil, nil
 	}
-	for i, a := range s.DetailArgs {
-		s.DetailArgs[i] = Long(a)
+	if len(s.DetailParts) > MaxDetailParts || slices.ContainsFunc(s.DetailParts, func(p *mamoriv1.DetailPart) bool {
+		return !detailFits(p.GetId(), p.GetArgs())
+	}) {
+		s.DetailParts = nil
+	}
+	clip := func(args []string) {
+		for i, a := range args {
+			args[i] = Long(a)
+		}
+	}
+	clip(s.DetailArgs)
+	for _, p := range s.DetailParts {
+		clip(p.Args)
 	}
 	s.Evidence = Map(s.Evidence)
+}
+
+func detailFits(id string, args []string) bool {
+	return len(id) <= MaxShortString && utf8.ValidString(id) && len(args) <= MaxDetailArgs
 }

@@ -95,6 +95,45 @@ func TestStatusDetailArgs(t *testing.T) {
 	}
 }
 
+// Status keeps parts that fit (clipping their arguments) and drops them all
+// when one does not fit or there are too many: the English detail stays.
+func TestStatusDetailParts(t *testing.T) {
+	part := func(id string, args ...string) *mamoriv1.DetailPart { return &mamoriv1.DetailPart{Id: id, Args: args} }
+	many := make([]*mamoriv1.DetailPart, MaxDetailParts+1)
+	for i := range many {
+		many[i] = part("detail.x")
+	}
+	for _, tt := range []struct {
+		name  string
+		id    string
+		parts []*mamoriv1.DetailPart
+		want  int
+	}{
+		{"fit", "detail.problems", []*mamoriv1.DetailPart{part("detail.a", strings.Repeat("語", 3000)), part("detail.b")}, 2},
+		{"most", "detail.problems", many[:MaxDetailParts], MaxDetailParts},
+		{"too many", "detail.problems", many, 0},
+		{"one bad id", "detail.problems", []*mamoriv1.DetailPart{part("detail.a"), part("detail." + strings.Repeat("x", 300))}, 0},
+		{"one with too many args", "detail.problems", []*mamoriv1.DetailPart{part("detail.a", make([]string, MaxDetailArgs+1)...)}, 0},
+		{"parts without an id", "", []*mamoriv1.DetailPart{part("detail.a")}, 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s := &mamoriv1.ControlStatus{Control: "isolation", Detail: "english", DetailId: tt.id, DetailArgs: []string{"2", "a; b"},
+				DetailParts: tt.parts}
+			Status(s)
+			if len(s.DetailParts) != tt.want || s.Detail != "english" {
+				t.Fatalf("%d parts (detail %q), want %d", len(s.DetailParts), s.Detail, tt.want)
+			}
+			for _, p := range s.DetailParts {
+				for _, a := range p.Args {
+					if len(a) > MaxLongString || !utf8.ValidString(a) {
+						t.Fatalf("part argument does not fit: %d bytes", len(a))
+					}
+				}
+			}
+		})
+	}
+}
+
 // FuzzMap: whatever an agent's control puts in a map, Map makes it fit.
 func FuzzMap(f *testing.F) {
 	f.Add("key", "value", 3)

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"fmt"
 	"strings"
 	"unicode/utf8"
 
@@ -23,6 +24,7 @@ const (
 	MaxShortString    = wire.MaxShortString // names, hostnames, kinds, versions
 	MaxLongString     = wire.MaxLongString  // details, evidence and attribute values
 	MaxDetailArgs     = wire.MaxDetailArgs
+	MaxDetailParts    = wire.MaxDetailParts
 	MaxTokenLength    = 128
 	maxPageSize       = 1000
 	defaultPageSize   = 100
@@ -100,14 +102,14 @@ func validateReport(r *mamoriv1.ReportRequest) error {
 		if err := checkString("control "+s.Control+" detail", s.Detail, MaxLongString); err != nil {
 			return err
 		}
-		if err := checkString("control "+s.Control+" detail_id", s.DetailId, MaxShortString); err != nil {
+		if err := checkDetailMessage("control "+s.Control+" detail", s.DetailId, s.DetailArgs); err != nil {
 			return err
 		}
-		if len(s.DetailArgs) > MaxDetailArgs {
-			return invalidArg("control %s: %d detail_args; at most %d", s.Control, len(s.DetailArgs), MaxDetailArgs)
+		if len(s.DetailParts) > MaxDetailParts {
+			return invalidArg("control %s: %d detail_parts; at most %d", s.Control, len(s.DetailParts), MaxDetailParts)
 		}
-		for _, a := range s.DetailArgs {
-			if err := checkString("control "+s.Control+" detail_args", a, MaxLongString); err != nil {
+		for i, p := range s.DetailParts {
+			if err := checkDetailMessage(fmt.Sprintf("control %s detail_parts[%d]", s.Control, i), p.GetId(), p.GetArgs()); err != nil {
 				return err
 			}
 		}
@@ -210,4 +212,21 @@ func pageSize(n int32) int {
 		return maxPageSize
 	}
 	return int(n)
+}
+
+// checkDetailMessage checks a detail message's ID and arguments
+// (ControlStatus.detail_id/detail_args, or one of its detail_parts).
+func checkDetailMessage(where, id string, args []string) error {
+	if err := checkString(where+" id", id, MaxShortString); err != nil {
+		return err
+	}
+	if len(args) > MaxDetailArgs {
+		return invalidArg("%s: %d arguments; at most %d", where, len(args), MaxDetailArgs)
+	}
+	for _, a := range args {
+		if err := checkString(where+" argument", a, MaxLongString); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -71,8 +72,13 @@ func FuzzValidateReport(f *testing.F) {
 			t.Fatalf("accepted %d statuses, %d events", len(r.Statuses), len(r.Events))
 		}
 		for _, s := range r.Statuses {
-			if len(s.DetailId) > MaxShortString || len(s.DetailArgs) > MaxDetailArgs {
-				t.Fatalf("accepted detail_id of %d bytes with %d args", len(s.DetailId), len(s.DetailArgs))
+			if len(s.DetailId) > MaxShortString || len(s.DetailArgs) > MaxDetailArgs || len(s.DetailParts) > MaxDetailParts {
+				t.Fatalf("accepted detail_id of %d bytes with %d args, %d parts", len(s.DetailId), len(s.DetailArgs), len(s.DetailParts))
+			}
+			for _, p := range s.DetailParts {
+				if len(p.GetId()) > MaxShortString || len(p.GetArgs()) > MaxDetailArgs {
+					t.Fatalf("accepted a detail part of %d bytes with %d args", len(p.GetId()), len(p.GetArgs()))
+				}
 			}
 		}
 		for _, e := range r.Events {
@@ -132,6 +138,43 @@ func TestStoreUnreachableIsUnavailable(t *testing.T) {
 	} {
 		if got := status.Code(s.toStatus(context.Background(), "/x", tc.err)); got != tc.want {
 			t.Errorf("%v → %v, want %v", tc.err, got, tc.want)
+		}
+	}
+}
+
+// detail_parts: at most MaxDetailParts, each bounded as detail_id and
+// detail_args are; anything else is refused with a clear status.
+func TestValidateReportDetailParts(t *testing.T) {
+	part := func(id string, args ...string) *mamoriv1.DetailPart { return &mamoriv1.DetailPart{Id: id, Args: args} }
+	st := func(parts ...*mamoriv1.DetailPart) *mamoriv1.ReportRequest {
+		return &mamoriv1.ReportRequest{Statuses: []*mamoriv1.ControlStatus{{Control: "media", State: 1, Detail: "2 problems: a; b",
+			DetailId: "detail.problems", DetailArgs: []string{"2", "a; b"}, DetailParts: parts}}}
+	}
+	many := make([]*mamoriv1.DetailPart, MaxDetailParts+1)
+	for i := range many {
+		many[i] = part("detail.x")
+	}
+	for _, tc := range []struct {
+		name string
+		req  *mamoriv1.ReportRequest
+		ok   bool
+	}{
+		{"two parts", st(part("detail.media.udev-missing", "/x"), part("detail.media.not-started")), true},
+		{"most parts", st(many[:MaxDetailParts]...), true},
+		{"too many parts", st(many...), false},
+		{"part id too long", st(part("detail." + strings.Repeat("x", MaxShortString))), false},
+		{"part id not UTF-8", st(part("detail.\xff")), false},
+		{"part with too many args", st(part("detail.x", make([]string, MaxDetailArgs+1)...)), false},
+		{"part arg too long", st(part("detail.x", strings.Repeat("x", MaxLongString+1))), false},
+		{"part arg not UTF-8", st(part("detail.x", "<script>\xff")), false},
+		{"nil part", st(nil), true},
+	} {
+		err := validateReport(tc.req)
+		if tc.ok && err != nil {
+			t.Errorf("%s: refused: %v", tc.name, err)
+		}
+		if !tc.ok && status.Code(err) != codes.InvalidArgument {
+			t.Errorf("%s: %v, want InvalidArgument", tc.name, err)
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"slices"
 	"strings"
 
 	"github.com/mamori-dev/mamori/internal/i18n"
@@ -12,14 +13,37 @@ import (
 // catalogue message the agent named (detail_id) with its arguments, when
 // this server knows that "detail.*" message and the argument count fits;
 // the agent's English detail otherwise (older agents, newer IDs, a
-// mismatch). The template escapes the result like any agent text.
+// mismatch). A detail listing several problems (detail_parts) shows each
+// in the reader's language when every one is known, else their English
+// list. The template escapes the result like any agent text.
 func controlDetail(p *i18n.Printer, s *mamoriv1.ControlStatus) string {
-	if id := s.GetDetailId(); id != "" {
-		if t, ok := p.Detail(i18n.ID(id), s.GetDetailArgs()); ok {
-			return t
+	id, args := s.GetDetailId(), s.GetDetailArgs()
+	if id == "" {
+		return s.GetDetail()
+	}
+	if parts := s.GetDetailParts(); len(parts) > 0 && len(args) > 0 {
+		if list, ok := detailList(p, parts); ok {
+			args = append(slices.Clone(args[:len(args)-1]), list)
 		}
 	}
+	if t, ok := p.Detail(i18n.ID(id), args); ok {
+		return t
+	}
 	return s.GetDetail()
+}
+
+// detailList is parts in the reader's language, joined; ok is false when
+// one of them is not a message this server can show.
+func detailList(p *i18n.Printer, parts []*mamoriv1.DetailPart) (string, bool) {
+	texts := make([]string, len(parts))
+	for i, pt := range parts {
+		t, ok := p.Detail(i18n.ID(pt.GetId()), pt.GetArgs())
+		if !ok {
+			return "", false
+		}
+		texts[i] = t
+	}
+	return strings.Join(texts, p.Sprintf("console.detail.sep")), true
 }
 
 // localReasons shows stored non-compliance reasons in the reader's

@@ -586,6 +586,17 @@ func TestControlDetailLanguages(t *testing.T) {
 	mismatch := e.device(t, "pc-mismatch", withID("the English fallback", "detail.agent.clock-skew", "only one"))
 	notDetail := e.device(t, "pc-not-detail", withID("not a detail message", "console.device.revoke"))
 	hostileArg := e.device(t, "pc-hostile", withID("english <b>text</b>", "detail.media.udev-masked", "<script>alert(1)</script>"))
+	// Several problems: each shown in the reader's language when all are
+	// known; the English list in the frame when one is not.
+	const twoEN = "2 problems: udev rule masked by <x>: remove that file; uevent listener not running"
+	withParts := func(parts ...*mamoriv1.DetailPart) *mamoriv1.ControlStatus {
+		st := withID(twoEN, "detail.problems", "2", "udev rule masked by <x>: remove that file; uevent listener not running")
+		st.DetailParts = parts
+		return st
+	}
+	masked := &mamoriv1.DetailPart{Id: "detail.media.udev-masked", Args: []string{"<x>"}}
+	two := e.device(t, "pc-two", withParts(masked, &mamoriv1.DetailPart{Id: "detail.media.listener-down"}))
+	twoUnknown := e.device(t, "pc-two-newer", withParts(masked, &mamoriv1.DetailPart{Id: "detail.media.from-the-future"}))
 
 	for _, tc := range []struct {
 		name, accept, id string
@@ -598,6 +609,9 @@ func TestControlDetailLanguages(t *testing.T) {
 		{"not a detail message", "ja", notDetail.ID, []string{"not a detail message"}, []string{"この端末を失効させる</div>"}},
 		{"hostile argument escaped", "ja", hostileArg.ID, []string{"udev ルールが &lt;script&gt;alert(1)&lt;/script&gt; で無効化されています"}, []string{"<script>alert(1)"}},
 		{"hostile argument escaped in English", "en", hostileArg.ID, []string{"udev rule masked by &lt;script&gt;alert(1)&lt;/script&gt;: remove that file"}, []string{"<script>alert(1)"}},
+		{"several problems, each in Japanese", "ja", two.ID, []string{"2 件の問題: udev ルールが &lt;x&gt; で無効化されています"}, []string{"uevent listener not running", "<x>"}},
+		{"several problems in English", "en", two.ID, []string{"2 problems: udev rule masked by &lt;x&gt;: remove that file; uevent listener not running"}, nil},
+		{"an unknown problem keeps the English list", "ja", twoUnknown.ID, []string{"2 件の問題: udev rule masked by &lt;x&gt;: remove that file; uevent listener not running"}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b := e.browser(t, tc.accept)

@@ -343,8 +343,13 @@ type ControlStatus struct {
 	// language; empty from older agents. detail_args are that message's
 	// arguments, as text. detail stays the English text, for logs, older
 	// servers and IDs a server does not know.
-	DetailId      string   `protobuf:"bytes,7,opt,name=detail_id,json=detailId,proto3" json:"detail_id,omitempty"`
-	DetailArgs    []string `protobuf:"bytes,8,rep,name=detail_args,json=detailArgs,proto3" json:"detail_args,omitempty"`
+	DetailId   string   `protobuf:"bytes,7,opt,name=detail_id,json=detailId,proto3" json:"detail_id,omitempty"`
+	DetailArgs []string `protobuf:"bytes,8,rep,name=detail_args,json=detailArgs,proto3" json:"detail_args,omitempty"`
+	// When detail lists several problems ("detail.problems", or the
+	// isolation control's findings), detail_parts are those problems as
+	// messages, in order; the console shows each in the reader's language in
+	// place of the message's last argument, which holds them in English.
+	DetailParts   []*DetailPart `protobuf:"bytes,9,rep,name=detail_parts,json=detailParts,proto3" json:"detail_parts,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -435,6 +440,67 @@ func (x *ControlStatus) GetDetailArgs() []string {
 	return nil
 }
 
+func (x *ControlStatus) GetDetailParts() []*DetailPart {
+	if x != nil {
+		return x.DetailParts
+	}
+	return nil
+}
+
+// DetailPart is one sentence of a control's detail: a "detail.*" message
+// of the shared catalogue and its arguments, as text.
+type DetailPart struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Args          []string               `protobuf:"bytes,2,rep,name=args,proto3" json:"args,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DetailPart) Reset() {
+	*x = DetailPart{}
+	mi := &file_mamori_v1_mamori_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DetailPart) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DetailPart) ProtoMessage() {}
+
+func (x *DetailPart) ProtoReflect() protoreflect.Message {
+	mi := &file_mamori_v1_mamori_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DetailPart.ProtoReflect.Descriptor instead.
+func (*DetailPart) Descriptor() ([]byte, []int) {
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *DetailPart) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *DetailPart) GetArgs() []string {
+	if x != nil {
+		return x.Args
+	}
+	return nil
+}
+
 // Event is something that happened on the terminal.
 type Event struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -451,7 +517,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[2]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -463,7 +529,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[2]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -476,7 +542,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{2}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Event) GetId() string {
@@ -528,7 +594,7 @@ type ControlPolicy struct {
 
 func (x *ControlPolicy) Reset() {
 	*x = ControlPolicy{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[3]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -540,7 +606,7 @@ func (x *ControlPolicy) String() string {
 func (*ControlPolicy) ProtoMessage() {}
 
 func (x *ControlPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[3]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -553,7 +619,7 @@ func (x *ControlPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ControlPolicy.ProtoReflect.Descriptor instead.
 func (*ControlPolicy) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{3}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ControlPolicy) GetMode() Mode {
@@ -609,7 +675,7 @@ type Policy struct {
 
 func (x *Policy) Reset() {
 	*x = Policy{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[4]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -621,7 +687,7 @@ func (x *Policy) String() string {
 func (*Policy) ProtoMessage() {}
 
 func (x *Policy) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[4]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -634,7 +700,7 @@ func (x *Policy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Policy.ProtoReflect.Descriptor instead.
 func (*Policy) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{4}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Policy) GetVersion() int64 {
@@ -707,7 +773,7 @@ type GroupPolicy struct {
 
 func (x *GroupPolicy) Reset() {
 	*x = GroupPolicy{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[5]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -719,7 +785,7 @@ func (x *GroupPolicy) String() string {
 func (*GroupPolicy) ProtoMessage() {}
 
 func (x *GroupPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[5]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -732,7 +798,7 @@ func (x *GroupPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupPolicy.ProtoReflect.Descriptor instead.
 func (*GroupPolicy) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{5}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GroupPolicy) GetControls() map[string]*ControlPolicy {
@@ -772,7 +838,7 @@ type PolicyException struct {
 
 func (x *PolicyException) Reset() {
 	*x = PolicyException{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[6]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -784,7 +850,7 @@ func (x *PolicyException) String() string {
 func (*PolicyException) ProtoMessage() {}
 
 func (x *PolicyException) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[6]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -797,7 +863,7 @@ func (x *PolicyException) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyException.ProtoReflect.Descriptor instead.
 func (*PolicyException) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{6}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *PolicyException) GetId() string {
@@ -845,7 +911,7 @@ type EnrollRequest struct {
 
 func (x *EnrollRequest) Reset() {
 	*x = EnrollRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[7]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -857,7 +923,7 @@ func (x *EnrollRequest) String() string {
 func (*EnrollRequest) ProtoMessage() {}
 
 func (x *EnrollRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[7]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -870,7 +936,7 @@ func (x *EnrollRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrollRequest.ProtoReflect.Descriptor instead.
 func (*EnrollRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{7}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *EnrollRequest) GetToken() string {
@@ -931,7 +997,7 @@ type TpmAttestation struct {
 
 func (x *TpmAttestation) Reset() {
 	*x = TpmAttestation{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[8]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -943,7 +1009,7 @@ func (x *TpmAttestation) String() string {
 func (*TpmAttestation) ProtoMessage() {}
 
 func (x *TpmAttestation) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[8]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -956,7 +1022,7 @@ func (x *TpmAttestation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TpmAttestation.ProtoReflect.Descriptor instead.
 func (*TpmAttestation) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{8}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *TpmAttestation) GetEkPublic() []byte {
@@ -1016,7 +1082,7 @@ type EnrollChallenge struct {
 
 func (x *EnrollChallenge) Reset() {
 	*x = EnrollChallenge{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[9]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1028,7 +1094,7 @@ func (x *EnrollChallenge) String() string {
 func (*EnrollChallenge) ProtoMessage() {}
 
 func (x *EnrollChallenge) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[9]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1041,7 +1107,7 @@ func (x *EnrollChallenge) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrollChallenge.ProtoReflect.Descriptor instead.
 func (*EnrollChallenge) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{9}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *EnrollChallenge) GetCredentialBlob() []byte {
@@ -1076,7 +1142,7 @@ type ChallengeAnswer struct {
 
 func (x *ChallengeAnswer) Reset() {
 	*x = ChallengeAnswer{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[10]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1088,7 +1154,7 @@ func (x *ChallengeAnswer) String() string {
 func (*ChallengeAnswer) ProtoMessage() {}
 
 func (x *ChallengeAnswer) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[10]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1101,7 +1167,7 @@ func (x *ChallengeAnswer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChallengeAnswer.ProtoReflect.Descriptor instead.
 func (*ChallengeAnswer) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{10}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ChallengeAnswer) GetState() []byte {
@@ -1136,7 +1202,7 @@ type EnrollResponse struct {
 
 func (x *EnrollResponse) Reset() {
 	*x = EnrollResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[11]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1148,7 +1214,7 @@ func (x *EnrollResponse) String() string {
 func (*EnrollResponse) ProtoMessage() {}
 
 func (x *EnrollResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[11]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1161,7 +1227,7 @@ func (x *EnrollResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrollResponse.ProtoReflect.Descriptor instead.
 func (*EnrollResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{11}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *EnrollResponse) GetDeviceId() string {
@@ -1234,7 +1300,7 @@ type ReportRequest struct {
 
 func (x *ReportRequest) Reset() {
 	*x = ReportRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[12]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1246,7 +1312,7 @@ func (x *ReportRequest) String() string {
 func (*ReportRequest) ProtoMessage() {}
 
 func (x *ReportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[12]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1259,7 +1325,7 @@ func (x *ReportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportRequest.ProtoReflect.Descriptor instead.
 func (*ReportRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{12}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ReportRequest) GetFacts() *DeviceFacts {
@@ -1336,7 +1402,7 @@ type ReportResponse struct {
 
 func (x *ReportResponse) Reset() {
 	*x = ReportResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[13]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1348,7 +1414,7 @@ func (x *ReportResponse) String() string {
 func (*ReportResponse) ProtoMessage() {}
 
 func (x *ReportResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[13]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1361,7 +1427,7 @@ func (x *ReportResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportResponse.ProtoReflect.Descriptor instead.
 func (*ReportResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{13}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ReportResponse) GetAckedEventIds() []string {
@@ -1411,7 +1477,7 @@ type RenewRequest struct {
 
 func (x *RenewRequest) Reset() {
 	*x = RenewRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[14]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1423,7 +1489,7 @@ func (x *RenewRequest) String() string {
 func (*RenewRequest) ProtoMessage() {}
 
 func (x *RenewRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[14]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1436,7 +1502,7 @@ func (x *RenewRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewRequest.ProtoReflect.Descriptor instead.
 func (*RenewRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{14}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RenewRequest) GetCsr() []byte {
@@ -1459,7 +1525,7 @@ type RenewResponse struct {
 
 func (x *RenewResponse) Reset() {
 	*x = RenewResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[15]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1471,7 +1537,7 @@ func (x *RenewResponse) String() string {
 func (*RenewResponse) ProtoMessage() {}
 
 func (x *RenewResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[15]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1484,7 +1550,7 @@ func (x *RenewResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewResponse.ProtoReflect.Descriptor instead.
 func (*RenewResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{15}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *RenewResponse) GetCertificate() []byte {
@@ -1517,7 +1583,7 @@ type SealedMFABundle struct {
 
 func (x *SealedMFABundle) Reset() {
 	*x = SealedMFABundle{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[16]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1529,7 +1595,7 @@ func (x *SealedMFABundle) String() string {
 func (*SealedMFABundle) ProtoMessage() {}
 
 func (x *SealedMFABundle) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[16]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1542,7 +1608,7 @@ func (x *SealedMFABundle) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SealedMFABundle.ProtoReflect.Descriptor instead.
 func (*SealedMFABundle) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{16}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SealedMFABundle) GetVersion() string {
@@ -1585,7 +1651,7 @@ type MFABundle struct {
 
 func (x *MFABundle) Reset() {
 	*x = MFABundle{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[17]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1597,7 +1663,7 @@ func (x *MFABundle) String() string {
 func (*MFABundle) ProtoMessage() {}
 
 func (x *MFABundle) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[17]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1610,7 +1676,7 @@ func (x *MFABundle) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MFABundle.ProtoReflect.Descriptor instead.
 func (*MFABundle) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{17}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *MFABundle) GetVersion() string {
@@ -1692,7 +1758,7 @@ type MFATempCode struct {
 
 func (x *MFATempCode) Reset() {
 	*x = MFATempCode{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[18]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1704,7 +1770,7 @@ func (x *MFATempCode) String() string {
 func (*MFATempCode) ProtoMessage() {}
 
 func (x *MFATempCode) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[18]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1717,7 +1783,7 @@ func (x *MFATempCode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MFATempCode.ProtoReflect.Descriptor instead.
 func (*MFATempCode) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{18}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *MFATempCode) GetUser() string {
@@ -1767,7 +1833,7 @@ type MFAUnlock struct {
 
 func (x *MFAUnlock) Reset() {
 	*x = MFAUnlock{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[19]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1779,7 +1845,7 @@ func (x *MFAUnlock) String() string {
 func (*MFAUnlock) ProtoMessage() {}
 
 func (x *MFAUnlock) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[19]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1792,7 +1858,7 @@ func (x *MFAUnlock) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MFAUnlock.ProtoReflect.Descriptor instead.
 func (*MFAUnlock) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{19}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *MFAUnlock) GetUser() string {
@@ -1831,7 +1897,7 @@ type MFAUserSecret struct {
 
 func (x *MFAUserSecret) Reset() {
 	*x = MFAUserSecret{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[20]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1843,7 +1909,7 @@ func (x *MFAUserSecret) String() string {
 func (*MFAUserSecret) ProtoMessage() {}
 
 func (x *MFAUserSecret) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[20]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1856,7 +1922,7 @@ func (x *MFAUserSecret) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MFAUserSecret.ProtoReflect.Descriptor instead.
 func (*MFAUserSecret) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{20}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *MFAUserSecret) GetUser() string {
@@ -1927,7 +1993,7 @@ type ControlRecord struct {
 
 func (x *ControlRecord) Reset() {
 	*x = ControlRecord{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[21]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1939,7 +2005,7 @@ func (x *ControlRecord) String() string {
 func (*ControlRecord) ProtoMessage() {}
 
 func (x *ControlRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[21]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1952,7 +2018,7 @@ func (x *ControlRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ControlRecord.ProtoReflect.Descriptor instead.
 func (*ControlRecord) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{21}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ControlRecord) GetStatus() *ControlStatus {
@@ -1998,7 +2064,7 @@ type Device struct {
 
 func (x *Device) Reset() {
 	*x = Device{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[22]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2010,7 +2076,7 @@ func (x *Device) String() string {
 func (*Device) ProtoMessage() {}
 
 func (x *Device) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[22]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2023,7 +2089,7 @@ func (x *Device) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Device.ProtoReflect.Descriptor instead.
 func (*Device) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{22}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Device) GetId() string {
@@ -2139,7 +2205,7 @@ type ListDevicesRequest struct {
 
 func (x *ListDevicesRequest) Reset() {
 	*x = ListDevicesRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[23]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2151,7 +2217,7 @@ func (x *ListDevicesRequest) String() string {
 func (*ListDevicesRequest) ProtoMessage() {}
 
 func (x *ListDevicesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[23]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2164,7 +2230,7 @@ func (x *ListDevicesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDevicesRequest.ProtoReflect.Descriptor instead.
 func (*ListDevicesRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{23}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListDevicesRequest) GetCompliance() Compliance {
@@ -2205,7 +2271,7 @@ type ListDevicesResponse struct {
 
 func (x *ListDevicesResponse) Reset() {
 	*x = ListDevicesResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[24]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2217,7 +2283,7 @@ func (x *ListDevicesResponse) String() string {
 func (*ListDevicesResponse) ProtoMessage() {}
 
 func (x *ListDevicesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[24]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2230,7 +2296,7 @@ func (x *ListDevicesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDevicesResponse.ProtoReflect.Descriptor instead.
 func (*ListDevicesResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{24}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListDevicesResponse) GetDevices() []*Device {
@@ -2259,7 +2325,7 @@ type GetDeviceRequest struct {
 
 func (x *GetDeviceRequest) Reset() {
 	*x = GetDeviceRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[25]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2271,7 +2337,7 @@ func (x *GetDeviceRequest) String() string {
 func (*GetDeviceRequest) ProtoMessage() {}
 
 func (x *GetDeviceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[25]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2284,7 +2350,7 @@ func (x *GetDeviceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDeviceRequest.ProtoReflect.Descriptor instead.
 func (*GetDeviceRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{25}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *GetDeviceRequest) GetIdOrHostname() string {
@@ -2311,7 +2377,7 @@ type GetDeviceResponse struct {
 
 func (x *GetDeviceResponse) Reset() {
 	*x = GetDeviceResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[26]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2323,7 +2389,7 @@ func (x *GetDeviceResponse) String() string {
 func (*GetDeviceResponse) ProtoMessage() {}
 
 func (x *GetDeviceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[26]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2336,7 +2402,7 @@ func (x *GetDeviceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDeviceResponse.ProtoReflect.Descriptor instead.
 func (*GetDeviceResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{26}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *GetDeviceResponse) GetDevice() *Device {
@@ -2361,7 +2427,7 @@ type FleetSummaryRequest struct {
 
 func (x *FleetSummaryRequest) Reset() {
 	*x = FleetSummaryRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[27]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2373,7 +2439,7 @@ func (x *FleetSummaryRequest) String() string {
 func (*FleetSummaryRequest) ProtoMessage() {}
 
 func (x *FleetSummaryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[27]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2386,7 +2452,7 @@ func (x *FleetSummaryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FleetSummaryRequest.ProtoReflect.Descriptor instead.
 func (*FleetSummaryRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{27}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{28}
 }
 
 type FleetSummaryResponse struct {
@@ -2407,7 +2473,7 @@ type FleetSummaryResponse struct {
 
 func (x *FleetSummaryResponse) Reset() {
 	*x = FleetSummaryResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[28]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2419,7 +2485,7 @@ func (x *FleetSummaryResponse) String() string {
 func (*FleetSummaryResponse) ProtoMessage() {}
 
 func (x *FleetSummaryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[28]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2432,7 +2498,7 @@ func (x *FleetSummaryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FleetSummaryResponse.ProtoReflect.Descriptor instead.
 func (*FleetSummaryResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{28}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *FleetSummaryResponse) GetTotal() int64 {
@@ -2507,7 +2573,7 @@ type GroupSummary struct {
 
 func (x *GroupSummary) Reset() {
 	*x = GroupSummary{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[29]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2519,7 +2585,7 @@ func (x *GroupSummary) String() string {
 func (*GroupSummary) ProtoMessage() {}
 
 func (x *GroupSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[29]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2532,7 +2598,7 @@ func (x *GroupSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupSummary.ProtoReflect.Descriptor instead.
 func (*GroupSummary) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{29}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *GroupSummary) GetGroup() string {
@@ -2596,7 +2662,7 @@ type StoredEvent struct {
 
 func (x *StoredEvent) Reset() {
 	*x = StoredEvent{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[30]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2608,7 +2674,7 @@ func (x *StoredEvent) String() string {
 func (*StoredEvent) ProtoMessage() {}
 
 func (x *StoredEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[30]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2621,7 +2687,7 @@ func (x *StoredEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoredEvent.ProtoReflect.Descriptor instead.
 func (*StoredEvent) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{30}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *StoredEvent) GetDeviceId() string {
@@ -2658,7 +2724,7 @@ type ListEventsRequest struct {
 
 func (x *ListEventsRequest) Reset() {
 	*x = ListEventsRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[31]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2670,7 +2736,7 @@ func (x *ListEventsRequest) String() string {
 func (*ListEventsRequest) ProtoMessage() {}
 
 func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[31]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2683,7 +2749,7 @@ func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListEventsRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{31}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ListEventsRequest) GetDeviceId() string {
@@ -2718,7 +2784,7 @@ type ListEventsResponse struct {
 
 func (x *ListEventsResponse) Reset() {
 	*x = ListEventsResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[32]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2730,7 +2796,7 @@ func (x *ListEventsResponse) String() string {
 func (*ListEventsResponse) ProtoMessage() {}
 
 func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[32]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2743,7 +2809,7 @@ func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListEventsResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{32}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ListEventsResponse) GetEvents() []*StoredEvent {
@@ -2777,7 +2843,7 @@ type CreateEnrollmentTokenRequest struct {
 
 func (x *CreateEnrollmentTokenRequest) Reset() {
 	*x = CreateEnrollmentTokenRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[33]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2789,7 +2855,7 @@ func (x *CreateEnrollmentTokenRequest) String() string {
 func (*CreateEnrollmentTokenRequest) ProtoMessage() {}
 
 func (x *CreateEnrollmentTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[33]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2802,7 +2868,7 @@ func (x *CreateEnrollmentTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateEnrollmentTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateEnrollmentTokenRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{33}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *CreateEnrollmentTokenRequest) GetTtl() *durationpb.Duration {
@@ -2848,7 +2914,7 @@ type CreateEnrollmentTokenResponse struct {
 
 func (x *CreateEnrollmentTokenResponse) Reset() {
 	*x = CreateEnrollmentTokenResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[34]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2860,7 +2926,7 @@ func (x *CreateEnrollmentTokenResponse) String() string {
 func (*CreateEnrollmentTokenResponse) ProtoMessage() {}
 
 func (x *CreateEnrollmentTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[34]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2873,7 +2939,7 @@ func (x *CreateEnrollmentTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateEnrollmentTokenResponse.ProtoReflect.Descriptor instead.
 func (*CreateEnrollmentTokenResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{34}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *CreateEnrollmentTokenResponse) GetToken() string {
@@ -2921,7 +2987,7 @@ type RevokeDeviceRequest struct {
 
 func (x *RevokeDeviceRequest) Reset() {
 	*x = RevokeDeviceRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[35]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2933,7 +2999,7 @@ func (x *RevokeDeviceRequest) String() string {
 func (*RevokeDeviceRequest) ProtoMessage() {}
 
 func (x *RevokeDeviceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[35]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2946,7 +3012,7 @@ func (x *RevokeDeviceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeDeviceRequest.ProtoReflect.Descriptor instead.
 func (*RevokeDeviceRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{35}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *RevokeDeviceRequest) GetDeviceId() string {
@@ -2972,7 +3038,7 @@ type RevokeDeviceResponse struct {
 
 func (x *RevokeDeviceResponse) Reset() {
 	*x = RevokeDeviceResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[36]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2984,7 +3050,7 @@ func (x *RevokeDeviceResponse) String() string {
 func (*RevokeDeviceResponse) ProtoMessage() {}
 
 func (x *RevokeDeviceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[36]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2997,7 +3063,7 @@ func (x *RevokeDeviceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeDeviceResponse.ProtoReflect.Descriptor instead.
 func (*RevokeDeviceResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{36}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *RevokeDeviceResponse) GetDevice() *Device {
@@ -3021,7 +3087,7 @@ type SetDeviceGroupRequest struct {
 
 func (x *SetDeviceGroupRequest) Reset() {
 	*x = SetDeviceGroupRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[37]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3033,7 +3099,7 @@ func (x *SetDeviceGroupRequest) String() string {
 func (*SetDeviceGroupRequest) ProtoMessage() {}
 
 func (x *SetDeviceGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[37]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3046,7 +3112,7 @@ func (x *SetDeviceGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetDeviceGroupRequest.ProtoReflect.Descriptor instead.
 func (*SetDeviceGroupRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{37}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *SetDeviceGroupRequest) GetDevice() string {
@@ -3079,7 +3145,7 @@ type SetDeviceGroupResponse struct {
 
 func (x *SetDeviceGroupResponse) Reset() {
 	*x = SetDeviceGroupResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[38]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3091,7 +3157,7 @@ func (x *SetDeviceGroupResponse) String() string {
 func (*SetDeviceGroupResponse) ProtoMessage() {}
 
 func (x *SetDeviceGroupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[38]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3104,7 +3170,7 @@ func (x *SetDeviceGroupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetDeviceGroupResponse.ProtoReflect.Descriptor instead.
 func (*SetDeviceGroupResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{38}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *SetDeviceGroupResponse) GetDevice() *Device {
@@ -3126,7 +3192,7 @@ type ListAuditRequest struct {
 
 func (x *ListAuditRequest) Reset() {
 	*x = ListAuditRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[39]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3138,7 +3204,7 @@ func (x *ListAuditRequest) String() string {
 func (*ListAuditRequest) ProtoMessage() {}
 
 func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[39]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3151,7 +3217,7 @@ func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{39}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ListAuditRequest) GetAfterSeq() int64 {
@@ -3188,7 +3254,7 @@ type AuditRecord struct {
 
 func (x *AuditRecord) Reset() {
 	*x = AuditRecord{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[40]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3200,7 +3266,7 @@ func (x *AuditRecord) String() string {
 func (*AuditRecord) ProtoMessage() {}
 
 func (x *AuditRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[40]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3213,7 +3279,7 @@ func (x *AuditRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditRecord.ProtoReflect.Descriptor instead.
 func (*AuditRecord) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{40}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *AuditRecord) GetSeq() int64 {
@@ -3284,7 +3350,7 @@ type ListAuditResponse struct {
 
 func (x *ListAuditResponse) Reset() {
 	*x = ListAuditResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[41]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3296,7 +3362,7 @@ func (x *ListAuditResponse) String() string {
 func (*ListAuditResponse) ProtoMessage() {}
 
 func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[41]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3309,7 +3375,7 @@ func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{41}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ListAuditResponse) GetRecords() []*AuditRecord {
@@ -3334,7 +3400,7 @@ type GetPolicyRequest struct {
 
 func (x *GetPolicyRequest) Reset() {
 	*x = GetPolicyRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[42]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3346,7 +3412,7 @@ func (x *GetPolicyRequest) String() string {
 func (*GetPolicyRequest) ProtoMessage() {}
 
 func (x *GetPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[42]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3359,7 +3425,7 @@ func (x *GetPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPolicyRequest.ProtoReflect.Descriptor instead.
 func (*GetPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{42}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{43}
 }
 
 type GetPolicyResponse struct {
@@ -3371,7 +3437,7 @@ type GetPolicyResponse struct {
 
 func (x *GetPolicyResponse) Reset() {
 	*x = GetPolicyResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[43]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3383,7 +3449,7 @@ func (x *GetPolicyResponse) String() string {
 func (*GetPolicyResponse) ProtoMessage() {}
 
 func (x *GetPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[43]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3396,7 +3462,7 @@ func (x *GetPolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPolicyResponse.ProtoReflect.Descriptor instead.
 func (*GetPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{43}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *GetPolicyResponse) GetPolicy() *Policy {
@@ -3420,7 +3486,7 @@ type SetPolicyRequest struct {
 
 func (x *SetPolicyRequest) Reset() {
 	*x = SetPolicyRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[44]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3432,7 +3498,7 @@ func (x *SetPolicyRequest) String() string {
 func (*SetPolicyRequest) ProtoMessage() {}
 
 func (x *SetPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[44]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3445,7 +3511,7 @@ func (x *SetPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPolicyRequest.ProtoReflect.Descriptor instead.
 func (*SetPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{44}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *SetPolicyRequest) GetPolicy() *Policy {
@@ -3478,7 +3544,7 @@ type SetPolicyResponse struct {
 
 func (x *SetPolicyResponse) Reset() {
 	*x = SetPolicyResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[45]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3490,7 +3556,7 @@ func (x *SetPolicyResponse) String() string {
 func (*SetPolicyResponse) ProtoMessage() {}
 
 func (x *SetPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[45]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3503,7 +3569,7 @@ func (x *SetPolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPolicyResponse.ProtoReflect.Descriptor instead.
 func (*SetPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{45}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *SetPolicyResponse) GetPolicy() *Policy {
@@ -3526,7 +3592,7 @@ type EnrollMFAUserRequest struct {
 
 func (x *EnrollMFAUserRequest) Reset() {
 	*x = EnrollMFAUserRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[46]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3538,7 +3604,7 @@ func (x *EnrollMFAUserRequest) String() string {
 func (*EnrollMFAUserRequest) ProtoMessage() {}
 
 func (x *EnrollMFAUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[46]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3551,7 +3617,7 @@ func (x *EnrollMFAUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrollMFAUserRequest.ProtoReflect.Descriptor instead.
 func (*EnrollMFAUserRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{46}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *EnrollMFAUserRequest) GetUser() string {
@@ -3581,7 +3647,7 @@ type EnrollMFAUserResponse struct {
 
 func (x *EnrollMFAUserResponse) Reset() {
 	*x = EnrollMFAUserResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[47]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3593,7 +3659,7 @@ func (x *EnrollMFAUserResponse) String() string {
 func (*EnrollMFAUserResponse) ProtoMessage() {}
 
 func (x *EnrollMFAUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[47]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3606,7 +3672,7 @@ func (x *EnrollMFAUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrollMFAUserResponse.ProtoReflect.Descriptor instead.
 func (*EnrollMFAUserResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{47}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *EnrollMFAUserResponse) GetUser() string {
@@ -3641,7 +3707,7 @@ type ResetMFAUserRequest struct {
 
 func (x *ResetMFAUserRequest) Reset() {
 	*x = ResetMFAUserRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[48]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3653,7 +3719,7 @@ func (x *ResetMFAUserRequest) String() string {
 func (*ResetMFAUserRequest) ProtoMessage() {}
 
 func (x *ResetMFAUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[48]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3666,7 +3732,7 @@ func (x *ResetMFAUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResetMFAUserRequest.ProtoReflect.Descriptor instead.
 func (*ResetMFAUserRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{48}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *ResetMFAUserRequest) GetUser() string {
@@ -3691,7 +3757,7 @@ type ResetMFAUserResponse struct {
 
 func (x *ResetMFAUserResponse) Reset() {
 	*x = ResetMFAUserResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[49]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3703,7 +3769,7 @@ func (x *ResetMFAUserResponse) String() string {
 func (*ResetMFAUserResponse) ProtoMessage() {}
 
 func (x *ResetMFAUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[49]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3716,7 +3782,7 @@ func (x *ResetMFAUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResetMFAUserResponse.ProtoReflect.Descriptor instead.
 func (*ResetMFAUserResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{49}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{50}
 }
 
 type UnlockMFAUserRequest struct {
@@ -3730,7 +3796,7 @@ type UnlockMFAUserRequest struct {
 
 func (x *UnlockMFAUserRequest) Reset() {
 	*x = UnlockMFAUserRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[50]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3742,7 +3808,7 @@ func (x *UnlockMFAUserRequest) String() string {
 func (*UnlockMFAUserRequest) ProtoMessage() {}
 
 func (x *UnlockMFAUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[50]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3755,7 +3821,7 @@ func (x *UnlockMFAUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnlockMFAUserRequest.ProtoReflect.Descriptor instead.
 func (*UnlockMFAUserRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{50}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *UnlockMFAUserRequest) GetUser() string {
@@ -3782,7 +3848,7 @@ type UnlockMFAUserResponse struct {
 
 func (x *UnlockMFAUserResponse) Reset() {
 	*x = UnlockMFAUserResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[51]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3794,7 +3860,7 @@ func (x *UnlockMFAUserResponse) String() string {
 func (*UnlockMFAUserResponse) ProtoMessage() {}
 
 func (x *UnlockMFAUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[51]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3807,7 +3873,7 @@ func (x *UnlockMFAUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnlockMFAUserResponse.ProtoReflect.Descriptor instead.
 func (*UnlockMFAUserResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{51}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *UnlockMFAUserResponse) GetGeneration() int64 {
@@ -3828,7 +3894,7 @@ type IssueMFATempCodeRequest struct {
 
 func (x *IssueMFATempCodeRequest) Reset() {
 	*x = IssueMFATempCodeRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[52]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3840,7 +3906,7 @@ func (x *IssueMFATempCodeRequest) String() string {
 func (*IssueMFATempCodeRequest) ProtoMessage() {}
 
 func (x *IssueMFATempCodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[52]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3853,7 +3919,7 @@ func (x *IssueMFATempCodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueMFATempCodeRequest.ProtoReflect.Descriptor instead.
 func (*IssueMFATempCodeRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{52}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *IssueMFATempCodeRequest) GetUser() string {
@@ -3883,7 +3949,7 @@ type IssueMFATempCodeResponse struct {
 
 func (x *IssueMFATempCodeResponse) Reset() {
 	*x = IssueMFATempCodeResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[53]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3895,7 +3961,7 @@ func (x *IssueMFATempCodeResponse) String() string {
 func (*IssueMFATempCodeResponse) ProtoMessage() {}
 
 func (x *IssueMFATempCodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[53]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3908,7 +3974,7 @@ func (x *IssueMFATempCodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueMFATempCodeResponse.ProtoReflect.Descriptor instead.
 func (*IssueMFATempCodeResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{53}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *IssueMFATempCodeResponse) GetCode() string {
@@ -3944,7 +4010,7 @@ type ImportMFASeedsRequest struct {
 
 func (x *ImportMFASeedsRequest) Reset() {
 	*x = ImportMFASeedsRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[54]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3956,7 +4022,7 @@ func (x *ImportMFASeedsRequest) String() string {
 func (*ImportMFASeedsRequest) ProtoMessage() {}
 
 func (x *ImportMFASeedsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[54]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3969,7 +4035,7 @@ func (x *ImportMFASeedsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportMFASeedsRequest.ProtoReflect.Descriptor instead.
 func (*ImportMFASeedsRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{54}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *ImportMFASeedsRequest) GetCsv() []byte {
@@ -3995,7 +4061,7 @@ type ImportMFASeedsResponse struct {
 
 func (x *ImportMFASeedsResponse) Reset() {
 	*x = ImportMFASeedsResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[55]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4007,7 +4073,7 @@ func (x *ImportMFASeedsResponse) String() string {
 func (*ImportMFASeedsResponse) ProtoMessage() {}
 
 func (x *ImportMFASeedsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[55]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4020,7 +4086,7 @@ func (x *ImportMFASeedsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportMFASeedsResponse.ProtoReflect.Descriptor instead.
 func (*ImportMFASeedsResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{55}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *ImportMFASeedsResponse) GetImported() int32 {
@@ -4038,7 +4104,7 @@ type ListMFAUsersRequest struct {
 
 func (x *ListMFAUsersRequest) Reset() {
 	*x = ListMFAUsersRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[56]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4050,7 +4116,7 @@ func (x *ListMFAUsersRequest) String() string {
 func (*ListMFAUsersRequest) ProtoMessage() {}
 
 func (x *ListMFAUsersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[56]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4063,7 +4129,7 @@ func (x *ListMFAUsersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMFAUsersRequest.ProtoReflect.Descriptor instead.
 func (*ListMFAUsersRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{56}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{57}
 }
 
 type MFAUserInfo struct {
@@ -4081,7 +4147,7 @@ type MFAUserInfo struct {
 
 func (x *MFAUserInfo) Reset() {
 	*x = MFAUserInfo{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[57]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4093,7 +4159,7 @@ func (x *MFAUserInfo) String() string {
 func (*MFAUserInfo) ProtoMessage() {}
 
 func (x *MFAUserInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[57]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4106,7 +4172,7 @@ func (x *MFAUserInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MFAUserInfo.ProtoReflect.Descriptor instead.
 func (*MFAUserInfo) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{57}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *MFAUserInfo) GetUser() string {
@@ -4160,7 +4226,7 @@ type ListMFAUsersResponse struct {
 
 func (x *ListMFAUsersResponse) Reset() {
 	*x = ListMFAUsersResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[58]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4172,7 +4238,7 @@ func (x *ListMFAUsersResponse) String() string {
 func (*ListMFAUsersResponse) ProtoMessage() {}
 
 func (x *ListMFAUsersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[58]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4185,7 +4251,7 @@ func (x *ListMFAUsersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMFAUsersResponse.ProtoReflect.Descriptor instead.
 func (*ListMFAUsersResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{58}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *ListMFAUsersResponse) GetUsers() []*MFAUserInfo {
@@ -4221,7 +4287,7 @@ type Exception struct {
 
 func (x *Exception) Reset() {
 	*x = Exception{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[59]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4233,7 +4299,7 @@ func (x *Exception) String() string {
 func (*Exception) ProtoMessage() {}
 
 func (x *Exception) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[59]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4246,7 +4312,7 @@ func (x *Exception) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Exception.ProtoReflect.Descriptor instead.
 func (*Exception) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{59}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *Exception) GetId() string {
@@ -4349,7 +4415,7 @@ type CreateExceptionRequest struct {
 
 func (x *CreateExceptionRequest) Reset() {
 	*x = CreateExceptionRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[60]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4361,7 +4427,7 @@ func (x *CreateExceptionRequest) String() string {
 func (*CreateExceptionRequest) ProtoMessage() {}
 
 func (x *CreateExceptionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[60]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4374,7 +4440,7 @@ func (x *CreateExceptionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateExceptionRequest.ProtoReflect.Descriptor instead.
 func (*CreateExceptionRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{60}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *CreateExceptionRequest) GetUsb() string {
@@ -4428,7 +4494,7 @@ type CreateExceptionResponse struct {
 
 func (x *CreateExceptionResponse) Reset() {
 	*x = CreateExceptionResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[61]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4440,7 +4506,7 @@ func (x *CreateExceptionResponse) String() string {
 func (*CreateExceptionResponse) ProtoMessage() {}
 
 func (x *CreateExceptionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[61]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4453,7 +4519,7 @@ func (x *CreateExceptionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateExceptionResponse.ProtoReflect.Descriptor instead.
 func (*CreateExceptionResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{61}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *CreateExceptionResponse) GetException() *Exception {
@@ -4476,7 +4542,7 @@ type ListExceptionsRequest struct {
 
 func (x *ListExceptionsRequest) Reset() {
 	*x = ListExceptionsRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[62]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4488,7 +4554,7 @@ func (x *ListExceptionsRequest) String() string {
 func (*ListExceptionsRequest) ProtoMessage() {}
 
 func (x *ListExceptionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[62]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4501,7 +4567,7 @@ func (x *ListExceptionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListExceptionsRequest.ProtoReflect.Descriptor instead.
 func (*ListExceptionsRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{62}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *ListExceptionsRequest) GetDevice() string {
@@ -4527,7 +4593,7 @@ type ListExceptionsResponse struct {
 
 func (x *ListExceptionsResponse) Reset() {
 	*x = ListExceptionsResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[63]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4539,7 +4605,7 @@ func (x *ListExceptionsResponse) String() string {
 func (*ListExceptionsResponse) ProtoMessage() {}
 
 func (x *ListExceptionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[63]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4552,7 +4618,7 @@ func (x *ListExceptionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListExceptionsResponse.ProtoReflect.Descriptor instead.
 func (*ListExceptionsResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{63}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *ListExceptionsResponse) GetExceptions() []*Exception {
@@ -4572,7 +4638,7 @@ type RevokeExceptionRequest struct {
 
 func (x *RevokeExceptionRequest) Reset() {
 	*x = RevokeExceptionRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[64]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4584,7 +4650,7 @@ func (x *RevokeExceptionRequest) String() string {
 func (*RevokeExceptionRequest) ProtoMessage() {}
 
 func (x *RevokeExceptionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[64]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4597,7 +4663,7 @@ func (x *RevokeExceptionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeExceptionRequest.ProtoReflect.Descriptor instead.
 func (*RevokeExceptionRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{64}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *RevokeExceptionRequest) GetId() string {
@@ -4623,7 +4689,7 @@ type RevokeExceptionResponse struct {
 
 func (x *RevokeExceptionResponse) Reset() {
 	*x = RevokeExceptionResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[65]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4635,7 +4701,7 @@ func (x *RevokeExceptionResponse) String() string {
 func (*RevokeExceptionResponse) ProtoMessage() {}
 
 func (x *RevokeExceptionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[65]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4648,7 +4714,7 @@ func (x *RevokeExceptionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeExceptionResponse.ProtoReflect.Descriptor instead.
 func (*RevokeExceptionResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{65}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *RevokeExceptionResponse) GetException() *Exception {
@@ -4669,7 +4735,7 @@ type ImportLedgerRequest struct {
 
 func (x *ImportLedgerRequest) Reset() {
 	*x = ImportLedgerRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[66]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4681,7 +4747,7 @@ func (x *ImportLedgerRequest) String() string {
 func (*ImportLedgerRequest) ProtoMessage() {}
 
 func (x *ImportLedgerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[66]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4694,7 +4760,7 @@ func (x *ImportLedgerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportLedgerRequest.ProtoReflect.Descriptor instead.
 func (*ImportLedgerRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{66}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *ImportLedgerRequest) GetCsv() []byte {
@@ -4720,7 +4786,7 @@ type ImportLedgerResponse struct {
 
 func (x *ImportLedgerResponse) Reset() {
 	*x = ImportLedgerResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[67]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4732,7 +4798,7 @@ func (x *ImportLedgerResponse) String() string {
 func (*ImportLedgerResponse) ProtoMessage() {}
 
 func (x *ImportLedgerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[67]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4745,7 +4811,7 @@ func (x *ImportLedgerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportLedgerResponse.ProtoReflect.Descriptor instead.
 func (*ImportLedgerResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{67}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *ImportLedgerResponse) GetRows() int32 {
@@ -4763,7 +4829,7 @@ type ListLedgerRequest struct {
 
 func (x *ListLedgerRequest) Reset() {
 	*x = ListLedgerRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[68]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4775,7 +4841,7 @@ func (x *ListLedgerRequest) String() string {
 func (*ListLedgerRequest) ProtoMessage() {}
 
 func (x *ListLedgerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[68]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4788,7 +4854,7 @@ func (x *ListLedgerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListLedgerRequest.ProtoReflect.Descriptor instead.
 func (*ListLedgerRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{68}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{69}
 }
 
 // LedgerRow is one ledger entry or one enrolled device the ledger lacks.
@@ -4810,7 +4876,7 @@ type LedgerRow struct {
 
 func (x *LedgerRow) Reset() {
 	*x = LedgerRow{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[69]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4822,7 +4888,7 @@ func (x *LedgerRow) String() string {
 func (*LedgerRow) ProtoMessage() {}
 
 func (x *LedgerRow) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[69]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4835,7 +4901,7 @@ func (x *LedgerRow) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LedgerRow.ProtoReflect.Descriptor instead.
 func (*LedgerRow) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{69}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *LedgerRow) GetAssetId() string {
@@ -4912,7 +4978,7 @@ type ListLedgerResponse struct {
 
 func (x *ListLedgerResponse) Reset() {
 	*x = ListLedgerResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[70]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4924,7 +4990,7 @@ func (x *ListLedgerResponse) String() string {
 func (*ListLedgerResponse) ProtoMessage() {}
 
 func (x *ListLedgerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[70]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4937,7 +5003,7 @@ func (x *ListLedgerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListLedgerResponse.ProtoReflect.Descriptor instead.
 func (*ListLedgerResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{70}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *ListLedgerResponse) GetRows() []*LedgerRow {
@@ -4979,7 +5045,7 @@ const file_mamori_v1_mamori_proto_rawDesc = "" +
 	"tpmPresent\x12\x1f\n" +
 	"\vkey_storage\x18\b \x01(\tR\n" +
 	"keyStorage\x12#\n" +
-	"\rserial_number\x18\v \x01(\tR\fserialNumber\"\x91\x03\n" +
+	"\rserial_number\x18\v \x01(\tR\fserialNumber\"\xcb\x03\n" +
 	"\rControlStatus\x12\x18\n" +
 	"\acontrol\x18\x01 \x01(\tR\acontrol\x12#\n" +
 	"\x04mode\x18\x02 \x01(\x0e2\x0f.mamori.v1.ModeR\x04mode\x12-\n" +
@@ -4990,10 +5056,15 @@ const file_mamori_v1_mamori_proto_rawDesc = "" +
 	"observedAt\x12\x1b\n" +
 	"\tdetail_id\x18\a \x01(\tR\bdetailId\x12\x1f\n" +
 	"\vdetail_args\x18\b \x03(\tR\n" +
-	"detailArgs\x1a;\n" +
+	"detailArgs\x128\n" +
+	"\fdetail_parts\x18\t \x03(\v2\x15.mamori.v1.DetailPartR\vdetailParts\x1a;\n" +
 	"\rEvidenceEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xf6\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"0\n" +
+	"\n" +
+	"DetailPart\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04args\x18\x02 \x03(\tR\x04args\"\xf6\x01\n" +
 	"\x05Event\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12.\n" +
 	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x18\n" +
@@ -5418,226 +5489,228 @@ func file_mamori_v1_mamori_proto_rawDescGZIP() []byte {
 }
 
 var file_mamori_v1_mamori_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_mamori_v1_mamori_proto_msgTypes = make([]protoimpl.MessageInfo, 77)
+var file_mamori_v1_mamori_proto_msgTypes = make([]protoimpl.MessageInfo, 78)
 var file_mamori_v1_mamori_proto_goTypes = []any{
 	(Mode)(0),                             // 0: mamori.v1.Mode
 	(ControlState)(0),                     // 1: mamori.v1.ControlState
 	(Compliance)(0),                       // 2: mamori.v1.Compliance
 	(*DeviceFacts)(nil),                   // 3: mamori.v1.DeviceFacts
 	(*ControlStatus)(nil),                 // 4: mamori.v1.ControlStatus
-	(*Event)(nil),                         // 5: mamori.v1.Event
-	(*ControlPolicy)(nil),                 // 6: mamori.v1.ControlPolicy
-	(*Policy)(nil),                        // 7: mamori.v1.Policy
-	(*GroupPolicy)(nil),                   // 8: mamori.v1.GroupPolicy
-	(*PolicyException)(nil),               // 9: mamori.v1.PolicyException
-	(*EnrollRequest)(nil),                 // 10: mamori.v1.EnrollRequest
-	(*TpmAttestation)(nil),                // 11: mamori.v1.TpmAttestation
-	(*EnrollChallenge)(nil),               // 12: mamori.v1.EnrollChallenge
-	(*ChallengeAnswer)(nil),               // 13: mamori.v1.ChallengeAnswer
-	(*EnrollResponse)(nil),                // 14: mamori.v1.EnrollResponse
-	(*ReportRequest)(nil),                 // 15: mamori.v1.ReportRequest
-	(*ReportResponse)(nil),                // 16: mamori.v1.ReportResponse
-	(*RenewRequest)(nil),                  // 17: mamori.v1.RenewRequest
-	(*RenewResponse)(nil),                 // 18: mamori.v1.RenewResponse
-	(*SealedMFABundle)(nil),               // 19: mamori.v1.SealedMFABundle
-	(*MFABundle)(nil),                     // 20: mamori.v1.MFABundle
-	(*MFATempCode)(nil),                   // 21: mamori.v1.MFATempCode
-	(*MFAUnlock)(nil),                     // 22: mamori.v1.MFAUnlock
-	(*MFAUserSecret)(nil),                 // 23: mamori.v1.MFAUserSecret
-	(*ControlRecord)(nil),                 // 24: mamori.v1.ControlRecord
-	(*Device)(nil),                        // 25: mamori.v1.Device
-	(*ListDevicesRequest)(nil),            // 26: mamori.v1.ListDevicesRequest
-	(*ListDevicesResponse)(nil),           // 27: mamori.v1.ListDevicesResponse
-	(*GetDeviceRequest)(nil),              // 28: mamori.v1.GetDeviceRequest
-	(*GetDeviceResponse)(nil),             // 29: mamori.v1.GetDeviceResponse
-	(*FleetSummaryRequest)(nil),           // 30: mamori.v1.FleetSummaryRequest
-	(*FleetSummaryResponse)(nil),          // 31: mamori.v1.FleetSummaryResponse
-	(*GroupSummary)(nil),                  // 32: mamori.v1.GroupSummary
-	(*StoredEvent)(nil),                   // 33: mamori.v1.StoredEvent
-	(*ListEventsRequest)(nil),             // 34: mamori.v1.ListEventsRequest
-	(*ListEventsResponse)(nil),            // 35: mamori.v1.ListEventsResponse
-	(*CreateEnrollmentTokenRequest)(nil),  // 36: mamori.v1.CreateEnrollmentTokenRequest
-	(*CreateEnrollmentTokenResponse)(nil), // 37: mamori.v1.CreateEnrollmentTokenResponse
-	(*RevokeDeviceRequest)(nil),           // 38: mamori.v1.RevokeDeviceRequest
-	(*RevokeDeviceResponse)(nil),          // 39: mamori.v1.RevokeDeviceResponse
-	(*SetDeviceGroupRequest)(nil),         // 40: mamori.v1.SetDeviceGroupRequest
-	(*SetDeviceGroupResponse)(nil),        // 41: mamori.v1.SetDeviceGroupResponse
-	(*ListAuditRequest)(nil),              // 42: mamori.v1.ListAuditRequest
-	(*AuditRecord)(nil),                   // 43: mamori.v1.AuditRecord
-	(*ListAuditResponse)(nil),             // 44: mamori.v1.ListAuditResponse
-	(*GetPolicyRequest)(nil),              // 45: mamori.v1.GetPolicyRequest
-	(*GetPolicyResponse)(nil),             // 46: mamori.v1.GetPolicyResponse
-	(*SetPolicyRequest)(nil),              // 47: mamori.v1.SetPolicyRequest
-	(*SetPolicyResponse)(nil),             // 48: mamori.v1.SetPolicyResponse
-	(*EnrollMFAUserRequest)(nil),          // 49: mamori.v1.EnrollMFAUserRequest
-	(*EnrollMFAUserResponse)(nil),         // 50: mamori.v1.EnrollMFAUserResponse
-	(*ResetMFAUserRequest)(nil),           // 51: mamori.v1.ResetMFAUserRequest
-	(*ResetMFAUserResponse)(nil),          // 52: mamori.v1.ResetMFAUserResponse
-	(*UnlockMFAUserRequest)(nil),          // 53: mamori.v1.UnlockMFAUserRequest
-	(*UnlockMFAUserResponse)(nil),         // 54: mamori.v1.UnlockMFAUserResponse
-	(*IssueMFATempCodeRequest)(nil),       // 55: mamori.v1.IssueMFATempCodeRequest
-	(*IssueMFATempCodeResponse)(nil),      // 56: mamori.v1.IssueMFATempCodeResponse
-	(*ImportMFASeedsRequest)(nil),         // 57: mamori.v1.ImportMFASeedsRequest
-	(*ImportMFASeedsResponse)(nil),        // 58: mamori.v1.ImportMFASeedsResponse
-	(*ListMFAUsersRequest)(nil),           // 59: mamori.v1.ListMFAUsersRequest
-	(*MFAUserInfo)(nil),                   // 60: mamori.v1.MFAUserInfo
-	(*ListMFAUsersResponse)(nil),          // 61: mamori.v1.ListMFAUsersResponse
-	(*Exception)(nil),                     // 62: mamori.v1.Exception
-	(*CreateExceptionRequest)(nil),        // 63: mamori.v1.CreateExceptionRequest
-	(*CreateExceptionResponse)(nil),       // 64: mamori.v1.CreateExceptionResponse
-	(*ListExceptionsRequest)(nil),         // 65: mamori.v1.ListExceptionsRequest
-	(*ListExceptionsResponse)(nil),        // 66: mamori.v1.ListExceptionsResponse
-	(*RevokeExceptionRequest)(nil),        // 67: mamori.v1.RevokeExceptionRequest
-	(*RevokeExceptionResponse)(nil),       // 68: mamori.v1.RevokeExceptionResponse
-	(*ImportLedgerRequest)(nil),           // 69: mamori.v1.ImportLedgerRequest
-	(*ImportLedgerResponse)(nil),          // 70: mamori.v1.ImportLedgerResponse
-	(*ListLedgerRequest)(nil),             // 71: mamori.v1.ListLedgerRequest
-	(*LedgerRow)(nil),                     // 72: mamori.v1.LedgerRow
-	(*ListLedgerResponse)(nil),            // 73: mamori.v1.ListLedgerResponse
-	nil,                                   // 74: mamori.v1.ControlStatus.EvidenceEntry
-	nil,                                   // 75: mamori.v1.Event.AttributesEntry
-	nil,                                   // 76: mamori.v1.ControlPolicy.SettingsEntry
-	nil,                                   // 77: mamori.v1.Policy.ControlsEntry
-	nil,                                   // 78: mamori.v1.Policy.GroupsEntry
-	nil,                                   // 79: mamori.v1.GroupPolicy.ControlsEntry
-	(*timestamppb.Timestamp)(nil),         // 80: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),           // 81: google.protobuf.Duration
+	(*DetailPart)(nil),                    // 5: mamori.v1.DetailPart
+	(*Event)(nil),                         // 6: mamori.v1.Event
+	(*ControlPolicy)(nil),                 // 7: mamori.v1.ControlPolicy
+	(*Policy)(nil),                        // 8: mamori.v1.Policy
+	(*GroupPolicy)(nil),                   // 9: mamori.v1.GroupPolicy
+	(*PolicyException)(nil),               // 10: mamori.v1.PolicyException
+	(*EnrollRequest)(nil),                 // 11: mamori.v1.EnrollRequest
+	(*TpmAttestation)(nil),                // 12: mamori.v1.TpmAttestation
+	(*EnrollChallenge)(nil),               // 13: mamori.v1.EnrollChallenge
+	(*ChallengeAnswer)(nil),               // 14: mamori.v1.ChallengeAnswer
+	(*EnrollResponse)(nil),                // 15: mamori.v1.EnrollResponse
+	(*ReportRequest)(nil),                 // 16: mamori.v1.ReportRequest
+	(*ReportResponse)(nil),                // 17: mamori.v1.ReportResponse
+	(*RenewRequest)(nil),                  // 18: mamori.v1.RenewRequest
+	(*RenewResponse)(nil),                 // 19: mamori.v1.RenewResponse
+	(*SealedMFABundle)(nil),               // 20: mamori.v1.SealedMFABundle
+	(*MFABundle)(nil),                     // 21: mamori.v1.MFABundle
+	(*MFATempCode)(nil),                   // 22: mamori.v1.MFATempCode
+	(*MFAUnlock)(nil),                     // 23: mamori.v1.MFAUnlock
+	(*MFAUserSecret)(nil),                 // 24: mamori.v1.MFAUserSecret
+	(*ControlRecord)(nil),                 // 25: mamori.v1.ControlRecord
+	(*Device)(nil),                        // 26: mamori.v1.Device
+	(*ListDevicesRequest)(nil),            // 27: mamori.v1.ListDevicesRequest
+	(*ListDevicesResponse)(nil),           // 28: mamori.v1.ListDevicesResponse
+	(*GetDeviceRequest)(nil),              // 29: mamori.v1.GetDeviceRequest
+	(*GetDeviceResponse)(nil),             // 30: mamori.v1.GetDeviceResponse
+	(*FleetSummaryRequest)(nil),           // 31: mamori.v1.FleetSummaryRequest
+	(*FleetSummaryResponse)(nil),          // 32: mamori.v1.FleetSummaryResponse
+	(*GroupSummary)(nil),                  // 33: mamori.v1.GroupSummary
+	(*StoredEvent)(nil),                   // 34: mamori.v1.StoredEvent
+	(*ListEventsRequest)(nil),             // 35: mamori.v1.ListEventsRequest
+	(*ListEventsResponse)(nil),            // 36: mamori.v1.ListEventsResponse
+	(*CreateEnrollmentTokenRequest)(nil),  // 37: mamori.v1.CreateEnrollmentTokenRequest
+	(*CreateEnrollmentTokenResponse)(nil), // 38: mamori.v1.CreateEnrollmentTokenResponse
+	(*RevokeDeviceRequest)(nil),           // 39: mamori.v1.RevokeDeviceRequest
+	(*RevokeDeviceResponse)(nil),          // 40: mamori.v1.RevokeDeviceResponse
+	(*SetDeviceGroupRequest)(nil),         // 41: mamori.v1.SetDeviceGroupRequest
+	(*SetDeviceGroupResponse)(nil),        // 42: mamori.v1.SetDeviceGroupResponse
+	(*ListAuditRequest)(nil),              // 43: mamori.v1.ListAuditRequest
+	(*AuditRecord)(nil),                   // 44: mamori.v1.AuditRecord
+	(*ListAuditResponse)(nil),             // 45: mamori.v1.ListAuditResponse
+	(*GetPolicyRequest)(nil),              // 46: mamori.v1.GetPolicyRequest
+	(*GetPolicyResponse)(nil),             // 47: mamori.v1.GetPolicyResponse
+	(*SetPolicyRequest)(nil),              // 48: mamori.v1.SetPolicyRequest
+	(*SetPolicyResponse)(nil),             // 49: mamori.v1.SetPolicyResponse
+	(*EnrollMFAUserRequest)(nil),          // 50: mamori.v1.EnrollMFAUserRequest
+	(*EnrollMFAUserResponse)(nil),         // 51: mamori.v1.EnrollMFAUserResponse
+	(*ResetMFAUserRequest)(nil),           // 52: mamori.v1.ResetMFAUserRequest
+	(*ResetMFAUserResponse)(nil),          // 53: mamori.v1.ResetMFAUserResponse
+	(*UnlockMFAUserRequest)(nil),          // 54: mamori.v1.UnlockMFAUserRequest
+	(*UnlockMFAUserResponse)(nil),         // 55: mamori.v1.UnlockMFAUserResponse
+	(*IssueMFATempCodeRequest)(nil),       // 56: mamori.v1.IssueMFATempCodeRequest
+	(*IssueMFATempCodeResponse)(nil),      // 57: mamori.v1.IssueMFATempCodeResponse
+	(*ImportMFASeedsRequest)(nil),         // 58: mamori.v1.ImportMFASeedsRequest
+	(*ImportMFASeedsResponse)(nil),        // 59: mamori.v1.ImportMFASeedsResponse
+	(*ListMFAUsersRequest)(nil),           // 60: mamori.v1.ListMFAUsersRequest
+	(*MFAUserInfo)(nil),                   // 61: mamori.v1.MFAUserInfo
+	(*ListMFAUsersResponse)(nil),          // 62: mamori.v1.ListMFAUsersResponse
+	(*Exception)(nil),                     // 63: mamori.v1.Exception
+	(*CreateExceptionRequest)(nil),        // 64: mamori.v1.CreateExceptionRequest
+	(*CreateExceptionResponse)(nil),       // 65: mamori.v1.CreateExceptionResponse
+	(*ListExceptionsRequest)(nil),         // 66: mamori.v1.ListExceptionsRequest
+	(*ListExceptionsResponse)(nil),        // 67: mamori.v1.ListExceptionsResponse
+	(*RevokeExceptionRequest)(nil),        // 68: mamori.v1.RevokeExceptionRequest
+	(*RevokeExceptionResponse)(nil),       // 69: mamori.v1.RevokeExceptionResponse
+	(*ImportLedgerRequest)(nil),           // 70: mamori.v1.ImportLedgerRequest
+	(*ImportLedgerResponse)(nil),          // 71: mamori.v1.ImportLedgerResponse
+	(*ListLedgerRequest)(nil),             // 72: mamori.v1.ListLedgerRequest
+	(*LedgerRow)(nil),                     // 73: mamori.v1.LedgerRow
+	(*ListLedgerResponse)(nil),            // 74: mamori.v1.ListLedgerResponse
+	nil,                                   // 75: mamori.v1.ControlStatus.EvidenceEntry
+	nil,                                   // 76: mamori.v1.Event.AttributesEntry
+	nil,                                   // 77: mamori.v1.ControlPolicy.SettingsEntry
+	nil,                                   // 78: mamori.v1.Policy.ControlsEntry
+	nil,                                   // 79: mamori.v1.Policy.GroupsEntry
+	nil,                                   // 80: mamori.v1.GroupPolicy.ControlsEntry
+	(*timestamppb.Timestamp)(nil),         // 81: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),           // 82: google.protobuf.Duration
 }
 var file_mamori_v1_mamori_proto_depIdxs = []int32{
 	0,   // 0: mamori.v1.ControlStatus.mode:type_name -> mamori.v1.Mode
 	1,   // 1: mamori.v1.ControlStatus.state:type_name -> mamori.v1.ControlState
-	74,  // 2: mamori.v1.ControlStatus.evidence:type_name -> mamori.v1.ControlStatus.EvidenceEntry
-	80,  // 3: mamori.v1.ControlStatus.observed_at:type_name -> google.protobuf.Timestamp
-	80,  // 4: mamori.v1.Event.time:type_name -> google.protobuf.Timestamp
-	75,  // 5: mamori.v1.Event.attributes:type_name -> mamori.v1.Event.AttributesEntry
-	0,   // 6: mamori.v1.ControlPolicy.mode:type_name -> mamori.v1.Mode
-	76,  // 7: mamori.v1.ControlPolicy.settings:type_name -> mamori.v1.ControlPolicy.SettingsEntry
-	77,  // 8: mamori.v1.Policy.controls:type_name -> mamori.v1.Policy.ControlsEntry
-	81,  // 9: mamori.v1.Policy.report_interval:type_name -> google.protobuf.Duration
-	81,  // 10: mamori.v1.Policy.max_report_age:type_name -> google.protobuf.Duration
-	78,  // 11: mamori.v1.Policy.groups:type_name -> mamori.v1.Policy.GroupsEntry
-	9,   // 12: mamori.v1.Policy.exceptions:type_name -> mamori.v1.PolicyException
-	79,  // 13: mamori.v1.GroupPolicy.controls:type_name -> mamori.v1.GroupPolicy.ControlsEntry
-	81,  // 14: mamori.v1.GroupPolicy.report_interval:type_name -> google.protobuf.Duration
-	81,  // 15: mamori.v1.GroupPolicy.max_report_age:type_name -> google.protobuf.Duration
-	80,  // 16: mamori.v1.PolicyException.expires_at:type_name -> google.protobuf.Timestamp
-	3,   // 17: mamori.v1.EnrollRequest.facts:type_name -> mamori.v1.DeviceFacts
-	11,  // 18: mamori.v1.EnrollRequest.attestation:type_name -> mamori.v1.TpmAttestation
-	13,  // 19: mamori.v1.EnrollRequest.answer:type_name -> mamori.v1.ChallengeAnswer
-	7,   // 20: mamori.v1.EnrollResponse.policy:type_name -> mamori.v1.Policy
-	12,  // 21: mamori.v1.EnrollResponse.challenge:type_name -> mamori.v1.EnrollChallenge
-	3,   // 22: mamori.v1.ReportRequest.facts:type_name -> mamori.v1.DeviceFacts
-	4,   // 23: mamori.v1.ReportRequest.statuses:type_name -> mamori.v1.ControlStatus
-	5,   // 24: mamori.v1.ReportRequest.events:type_name -> mamori.v1.Event
-	80,  // 25: mamori.v1.ReportRequest.sent_at:type_name -> google.protobuf.Timestamp
-	7,   // 26: mamori.v1.ReportResponse.policy:type_name -> mamori.v1.Policy
-	81,  // 27: mamori.v1.ReportResponse.next_report_in:type_name -> google.protobuf.Duration
-	80,  // 28: mamori.v1.ReportResponse.server_time:type_name -> google.protobuf.Timestamp
-	19,  // 29: mamori.v1.ReportResponse.mfa_bundle:type_name -> mamori.v1.SealedMFABundle
-	80,  // 30: mamori.v1.RenewResponse.not_after:type_name -> google.protobuf.Timestamp
-	80,  // 31: mamori.v1.MFABundle.issued_at:type_name -> google.protobuf.Timestamp
-	23,  // 32: mamori.v1.MFABundle.users:type_name -> mamori.v1.MFAUserSecret
-	21,  // 33: mamori.v1.MFABundle.temp_codes:type_name -> mamori.v1.MFATempCode
-	22,  // 34: mamori.v1.MFABundle.unlocks:type_name -> mamori.v1.MFAUnlock
-	80,  // 35: mamori.v1.MFABundle.grace_until:type_name -> google.protobuf.Timestamp
-	80,  // 36: mamori.v1.MFATempCode.expires_at:type_name -> google.protobuf.Timestamp
-	4,   // 37: mamori.v1.ControlRecord.status:type_name -> mamori.v1.ControlStatus
-	80,  // 38: mamori.v1.ControlRecord.since:type_name -> google.protobuf.Timestamp
-	3,   // 39: mamori.v1.Device.facts:type_name -> mamori.v1.DeviceFacts
-	2,   // 40: mamori.v1.Device.compliance:type_name -> mamori.v1.Compliance
-	80,  // 41: mamori.v1.Device.enrolled_at:type_name -> google.protobuf.Timestamp
-	80,  // 42: mamori.v1.Device.last_seen:type_name -> google.protobuf.Timestamp
-	80,  // 43: mamori.v1.Device.failing_since:type_name -> google.protobuf.Timestamp
-	80,  // 44: mamori.v1.Device.offline_since:type_name -> google.protobuf.Timestamp
-	24,  // 45: mamori.v1.Device.controls:type_name -> mamori.v1.ControlRecord
-	80,  // 46: mamori.v1.Device.revoked_at:type_name -> google.protobuf.Timestamp
-	2,   // 47: mamori.v1.ListDevicesRequest.compliance:type_name -> mamori.v1.Compliance
-	25,  // 48: mamori.v1.ListDevicesResponse.devices:type_name -> mamori.v1.Device
-	25,  // 49: mamori.v1.GetDeviceResponse.device:type_name -> mamori.v1.Device
-	33,  // 50: mamori.v1.GetDeviceResponse.recent_events:type_name -> mamori.v1.StoredEvent
-	32,  // 51: mamori.v1.FleetSummaryResponse.groups:type_name -> mamori.v1.GroupSummary
-	5,   // 52: mamori.v1.StoredEvent.event:type_name -> mamori.v1.Event
-	80,  // 53: mamori.v1.StoredEvent.received_at:type_name -> google.protobuf.Timestamp
-	33,  // 54: mamori.v1.ListEventsResponse.events:type_name -> mamori.v1.StoredEvent
-	81,  // 55: mamori.v1.CreateEnrollmentTokenRequest.ttl:type_name -> google.protobuf.Duration
-	80,  // 56: mamori.v1.CreateEnrollmentTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
-	25,  // 57: mamori.v1.RevokeDeviceResponse.device:type_name -> mamori.v1.Device
-	25,  // 58: mamori.v1.SetDeviceGroupResponse.device:type_name -> mamori.v1.Device
-	80,  // 59: mamori.v1.AuditRecord.at:type_name -> google.protobuf.Timestamp
-	43,  // 60: mamori.v1.ListAuditResponse.records:type_name -> mamori.v1.AuditRecord
-	7,   // 61: mamori.v1.GetPolicyResponse.policy:type_name -> mamori.v1.Policy
-	7,   // 62: mamori.v1.SetPolicyRequest.policy:type_name -> mamori.v1.Policy
-	7,   // 63: mamori.v1.SetPolicyResponse.policy:type_name -> mamori.v1.Policy
-	81,  // 64: mamori.v1.IssueMFATempCodeRequest.expires_in:type_name -> google.protobuf.Duration
-	80,  // 65: mamori.v1.IssueMFATempCodeResponse.expires_at:type_name -> google.protobuf.Timestamp
-	80,  // 66: mamori.v1.MFAUserInfo.enrolled_at:type_name -> google.protobuf.Timestamp
-	60,  // 67: mamori.v1.ListMFAUsersResponse.users:type_name -> mamori.v1.MFAUserInfo
-	80,  // 68: mamori.v1.Exception.created_at:type_name -> google.protobuf.Timestamp
-	80,  // 69: mamori.v1.Exception.expires_at:type_name -> google.protobuf.Timestamp
-	80,  // 70: mamori.v1.Exception.revoked_at:type_name -> google.protobuf.Timestamp
-	80,  // 71: mamori.v1.CreateExceptionRequest.expires_at:type_name -> google.protobuf.Timestamp
-	62,  // 72: mamori.v1.CreateExceptionResponse.exception:type_name -> mamori.v1.Exception
-	62,  // 73: mamori.v1.ListExceptionsResponse.exceptions:type_name -> mamori.v1.Exception
-	62,  // 74: mamori.v1.RevokeExceptionResponse.exception:type_name -> mamori.v1.Exception
-	2,   // 75: mamori.v1.LedgerRow.compliance:type_name -> mamori.v1.Compliance
-	72,  // 76: mamori.v1.ListLedgerResponse.rows:type_name -> mamori.v1.LedgerRow
-	80,  // 77: mamori.v1.ListLedgerResponse.imported_at:type_name -> google.protobuf.Timestamp
-	6,   // 78: mamori.v1.Policy.ControlsEntry.value:type_name -> mamori.v1.ControlPolicy
-	8,   // 79: mamori.v1.Policy.GroupsEntry.value:type_name -> mamori.v1.GroupPolicy
-	6,   // 80: mamori.v1.GroupPolicy.ControlsEntry.value:type_name -> mamori.v1.ControlPolicy
-	10,  // 81: mamori.v1.AgentService.Enroll:input_type -> mamori.v1.EnrollRequest
-	15,  // 82: mamori.v1.AgentService.Report:input_type -> mamori.v1.ReportRequest
-	17,  // 83: mamori.v1.AgentService.Renew:input_type -> mamori.v1.RenewRequest
-	26,  // 84: mamori.v1.AdminService.ListDevices:input_type -> mamori.v1.ListDevicesRequest
-	28,  // 85: mamori.v1.AdminService.GetDevice:input_type -> mamori.v1.GetDeviceRequest
-	30,  // 86: mamori.v1.AdminService.FleetSummary:input_type -> mamori.v1.FleetSummaryRequest
-	34,  // 87: mamori.v1.AdminService.ListEvents:input_type -> mamori.v1.ListEventsRequest
-	36,  // 88: mamori.v1.AdminService.CreateEnrollmentToken:input_type -> mamori.v1.CreateEnrollmentTokenRequest
-	38,  // 89: mamori.v1.AdminService.RevokeDevice:input_type -> mamori.v1.RevokeDeviceRequest
-	40,  // 90: mamori.v1.AdminService.SetDeviceGroup:input_type -> mamori.v1.SetDeviceGroupRequest
-	45,  // 91: mamori.v1.AdminService.GetPolicy:input_type -> mamori.v1.GetPolicyRequest
-	47,  // 92: mamori.v1.AdminService.SetPolicy:input_type -> mamori.v1.SetPolicyRequest
-	49,  // 93: mamori.v1.AdminService.EnrollMFAUser:input_type -> mamori.v1.EnrollMFAUserRequest
-	51,  // 94: mamori.v1.AdminService.ResetMFAUser:input_type -> mamori.v1.ResetMFAUserRequest
-	53,  // 95: mamori.v1.AdminService.UnlockMFAUser:input_type -> mamori.v1.UnlockMFAUserRequest
-	55,  // 96: mamori.v1.AdminService.IssueMFATempCode:input_type -> mamori.v1.IssueMFATempCodeRequest
-	57,  // 97: mamori.v1.AdminService.ImportMFASeeds:input_type -> mamori.v1.ImportMFASeedsRequest
-	59,  // 98: mamori.v1.AdminService.ListMFAUsers:input_type -> mamori.v1.ListMFAUsersRequest
-	42,  // 99: mamori.v1.AdminService.ListAudit:input_type -> mamori.v1.ListAuditRequest
-	63,  // 100: mamori.v1.AdminService.CreateException:input_type -> mamori.v1.CreateExceptionRequest
-	65,  // 101: mamori.v1.AdminService.ListExceptions:input_type -> mamori.v1.ListExceptionsRequest
-	67,  // 102: mamori.v1.AdminService.RevokeException:input_type -> mamori.v1.RevokeExceptionRequest
-	69,  // 103: mamori.v1.AdminService.ImportLedger:input_type -> mamori.v1.ImportLedgerRequest
-	71,  // 104: mamori.v1.AdminService.ListLedger:input_type -> mamori.v1.ListLedgerRequest
-	14,  // 105: mamori.v1.AgentService.Enroll:output_type -> mamori.v1.EnrollResponse
-	16,  // 106: mamori.v1.AgentService.Report:output_type -> mamori.v1.ReportResponse
-	18,  // 107: mamori.v1.AgentService.Renew:output_type -> mamori.v1.RenewResponse
-	27,  // 108: mamori.v1.AdminService.ListDevices:output_type -> mamori.v1.ListDevicesResponse
-	29,  // 109: mamori.v1.AdminService.GetDevice:output_type -> mamori.v1.GetDeviceResponse
-	31,  // 110: mamori.v1.AdminService.FleetSummary:output_type -> mamori.v1.FleetSummaryResponse
-	35,  // 111: mamori.v1.AdminService.ListEvents:output_type -> mamori.v1.ListEventsResponse
-	37,  // 112: mamori.v1.AdminService.CreateEnrollmentToken:output_type -> mamori.v1.CreateEnrollmentTokenResponse
-	39,  // 113: mamori.v1.AdminService.RevokeDevice:output_type -> mamori.v1.RevokeDeviceResponse
-	41,  // 114: mamori.v1.AdminService.SetDeviceGroup:output_type -> mamori.v1.SetDeviceGroupResponse
-	46,  // 115: mamori.v1.AdminService.GetPolicy:output_type -> mamori.v1.GetPolicyResponse
-	48,  // 116: mamori.v1.AdminService.SetPolicy:output_type -> mamori.v1.SetPolicyResponse
-	50,  // 117: mamori.v1.AdminService.EnrollMFAUser:output_type -> mamori.v1.EnrollMFAUserResponse
-	52,  // 118: mamori.v1.AdminService.ResetMFAUser:output_type -> mamori.v1.ResetMFAUserResponse
-	54,  // 119: mamori.v1.AdminService.UnlockMFAUser:output_type -> mamori.v1.UnlockMFAUserResponse
-	56,  // 120: mamori.v1.AdminService.IssueMFATempCode:output_type -> mamori.v1.IssueMFATempCodeResponse
-	58,  // 121: mamori.v1.AdminService.ImportMFASeeds:output_type -> mamori.v1.ImportMFASeedsResponse
-	61,  // 122: mamori.v1.AdminService.ListMFAUsers:output_type -> mamori.v1.ListMFAUsersResponse
-	44,  // 123: mamori.v1.AdminService.ListAudit:output_type -> mamori.v1.ListAuditResponse
-	64,  // 124: mamori.v1.AdminService.CreateException:output_type -> mamori.v1.CreateExceptionResponse
-	66,  // 125: mamori.v1.AdminService.ListExceptions:output_type -> mamori.v1.ListExceptionsResponse
-	68,  // 126: mamori.v1.AdminService.RevokeException:output_type -> mamori.v1.RevokeExceptionResponse
-	70,  // 127: mamori.v1.AdminService.ImportLedger:output_type -> mamori.v1.ImportLedgerResponse
-	73,  // 128: mamori.v1.AdminService.ListLedger:output_type -> mamori.v1.ListLedgerResponse
-	105, // [105:129] is the sub-list for method output_type
-	81,  // [81:105] is the sub-list for method input_type
-	81,  // [81:81] is the sub-list for extension type_name
-	81,  // [81:81] is the sub-list for extension extendee
-	0,   // [0:81] is the sub-list for field type_name
+	75,  // 2: mamori.v1.ControlStatus.evidence:type_name -> mamori.v1.ControlStatus.EvidenceEntry
+	81,  // 3: mamori.v1.ControlStatus.observed_at:type_name -> google.protobuf.Timestamp
+	5,   // 4: mamori.v1.ControlStatus.detail_parts:type_name -> mamori.v1.DetailPart
+	81,  // 5: mamori.v1.Event.time:type_name -> google.protobuf.Timestamp
+	76,  // 6: mamori.v1.Event.attributes:type_name -> mamori.v1.Event.AttributesEntry
+	0,   // 7: mamori.v1.ControlPolicy.mode:type_name -> mamori.v1.Mode
+	77,  // 8: mamori.v1.ControlPolicy.settings:type_name -> mamori.v1.ControlPolicy.SettingsEntry
+	78,  // 9: mamori.v1.Policy.controls:type_name -> mamori.v1.Policy.ControlsEntry
+	82,  // 10: mamori.v1.Policy.report_interval:type_name -> google.protobuf.Duration
+	82,  // 11: mamori.v1.Policy.max_report_age:type_name -> google.protobuf.Duration
+	79,  // 12: mamori.v1.Policy.groups:type_name -> mamori.v1.Policy.GroupsEntry
+	10,  // 13: mamori.v1.Policy.exceptions:type_name -> mamori.v1.PolicyException
+	80,  // 14: mamori.v1.GroupPolicy.controls:type_name -> mamori.v1.GroupPolicy.ControlsEntry
+	82,  // 15: mamori.v1.GroupPolicy.report_interval:type_name -> google.protobuf.Duration
+	82,  // 16: mamori.v1.GroupPolicy.max_report_age:type_name -> google.protobuf.Duration
+	81,  // 17: mamori.v1.PolicyException.expires_at:type_name -> google.protobuf.Timestamp
+	3,   // 18: mamori.v1.EnrollRequest.facts:type_name -> mamori.v1.DeviceFacts
+	12,  // 19: mamori.v1.EnrollRequest.attestation:type_name -> mamori.v1.TpmAttestation
+	14,  // 20: mamori.v1.EnrollRequest.answer:type_name -> mamori.v1.ChallengeAnswer
+	8,   // 21: mamori.v1.EnrollResponse.policy:type_name -> mamori.v1.Policy
+	13,  // 22: mamori.v1.EnrollResponse.challenge:type_name -> mamori.v1.EnrollChallenge
+	3,   // 23: mamori.v1.ReportRequest.facts:type_name -> mamori.v1.DeviceFacts
+	4,   // 24: mamori.v1.ReportRequest.statuses:type_name -> mamori.v1.ControlStatus
+	6,   // 25: mamori.v1.ReportRequest.events:type_name -> mamori.v1.Event
+	81,  // 26: mamori.v1.ReportRequest.sent_at:type_name -> google.protobuf.Timestamp
+	8,   // 27: mamori.v1.ReportResponse.policy:type_name -> mamori.v1.Policy
+	82,  // 28: mamori.v1.ReportResponse.next_report_in:type_name -> google.protobuf.Duration
+	81,  // 29: mamori.v1.ReportResponse.server_time:type_name -> google.protobuf.Timestamp
+	20,  // 30: mamori.v1.ReportResponse.mfa_bundle:type_name -> mamori.v1.SealedMFABundle
+	81,  // 31: mamori.v1.RenewResponse.not_after:type_name -> google.protobuf.Timestamp
+	81,  // 32: mamori.v1.MFABundle.issued_at:type_name -> google.protobuf.Timestamp
+	24,  // 33: mamori.v1.MFABundle.users:type_name -> mamori.v1.MFAUserSecret
+	22,  // 34: mamori.v1.MFABundle.temp_codes:type_name -> mamori.v1.MFATempCode
+	23,  // 35: mamori.v1.MFABundle.unlocks:type_name -> mamori.v1.MFAUnlock
+	81,  // 36: mamori.v1.MFABundle.grace_until:type_name -> google.protobuf.Timestamp
+	81,  // 37: mamori.v1.MFATempCode.expires_at:type_name -> google.protobuf.Timestamp
+	4,   // 38: mamori.v1.ControlRecord.status:type_name -> mamori.v1.ControlStatus
+	81,  // 39: mamori.v1.ControlRecord.since:type_name -> google.protobuf.Timestamp
+	3,   // 40: mamori.v1.Device.facts:type_name -> mamori.v1.DeviceFacts
+	2,   // 41: mamori.v1.Device.compliance:type_name -> mamori.v1.Compliance
+	81,  // 42: mamori.v1.Device.enrolled_at:type_name -> google.protobuf.Timestamp
+	81,  // 43: mamori.v1.Device.last_seen:type_name -> google.protobuf.Timestamp
+	81,  // 44: mamori.v1.Device.failing_since:type_name -> google.protobuf.Timestamp
+	81,  // 45: mamori.v1.Device.offline_since:type_name -> google.protobuf.Timestamp
+	25,  // 46: mamori.v1.Device.controls:type_name -> mamori.v1.ControlRecord
+	81,  // 47: mamori.v1.Device.revoked_at:type_name -> google.protobuf.Timestamp
+	2,   // 48: mamori.v1.ListDevicesRequest.compliance:type_name -> mamori.v1.Compliance
+	26,  // 49: mamori.v1.ListDevicesResponse.devices:type_name -> mamori.v1.Device
+	26,  // 50: mamori.v1.GetDeviceResponse.device:type_name -> mamori.v1.Device
+	34,  // 51: mamori.v1.GetDeviceResponse.recent_events:type_name -> mamori.v1.StoredEvent
+	33,  // 52: mamori.v1.FleetSummaryResponse.groups:type_name -> mamori.v1.GroupSummary
+	6,   // 53: mamori.v1.StoredEvent.event:type_name -> mamori.v1.Event
+	81,  // 54: mamori.v1.StoredEvent.received_at:type_name -> google.protobuf.Timestamp
+	34,  // 55: mamori.v1.ListEventsResponse.events:type_name -> mamori.v1.StoredEvent
+	82,  // 56: mamori.v1.CreateEnrollmentTokenRequest.ttl:type_name -> google.protobuf.Duration
+	81,  // 57: mamori.v1.CreateEnrollmentTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
+	26,  // 58: mamori.v1.RevokeDeviceResponse.device:type_name -> mamori.v1.Device
+	26,  // 59: mamori.v1.SetDeviceGroupResponse.device:type_name -> mamori.v1.Device
+	81,  // 60: mamori.v1.AuditRecord.at:type_name -> google.protobuf.Timestamp
+	44,  // 61: mamori.v1.ListAuditResponse.records:type_name -> mamori.v1.AuditRecord
+	8,   // 62: mamori.v1.GetPolicyResponse.policy:type_name -> mamori.v1.Policy
+	8,   // 63: mamori.v1.SetPolicyRequest.policy:type_name -> mamori.v1.Policy
+	8,   // 64: mamori.v1.SetPolicyResponse.policy:type_name -> mamori.v1.Policy
+	82,  // 65: mamori.v1.IssueMFATempCodeRequest.expires_in:type_name -> google.protobuf.Duration
+	81,  // 66: mamori.v1.IssueMFATempCodeResponse.expires_at:type_name -> google.protobuf.Timestamp
+	81,  // 67: mamori.v1.MFAUserInfo.enrolled_at:type_name -> google.protobuf.Timestamp
+	61,  // 68: mamori.v1.ListMFAUsersResponse.users:type_name -> mamori.v1.MFAUserInfo
+	81,  // 69: mamori.v1.Exception.created_at:type_name -> google.protobuf.Timestamp
+	81,  // 70: mamori.v1.Exception.expires_at:type_name -> google.protobuf.Timestamp
+	81,  // 71: mamori.v1.Exception.revoked_at:type_name -> google.protobuf.Timestamp
+	81,  // 72: mamori.v1.CreateExceptionRequest.expires_at:type_name -> google.protobuf.Timestamp
+	63,  // 73: mamori.v1.CreateExceptionResponse.exception:type_name -> mamori.v1.Exception
+	63,  // 74: mamori.v1.ListExceptionsResponse.exceptions:type_name -> mamori.v1.Exception
+	63,  // 75: mamori.v1.RevokeExceptionResponse.exception:type_name -> mamori.v1.Exception
+	2,   // 76: mamori.v1.LedgerRow.compliance:type_name -> mamori.v1.Compliance
+	73,  // 77: mamori.v1.ListLedgerResponse.rows:type_name -> mamori.v1.LedgerRow
+	81,  // 78: mamori.v1.ListLedgerResponse.imported_at:type_name -> google.protobuf.Timestamp
+	7,   // 79: mamori.v1.Policy.ControlsEntry.value:type_name -> mamori.v1.ControlPolicy
+	9,   // 80: mamori.v1.Policy.GroupsEntry.value:type_name -> mamori.v1.GroupPolicy
+	7,   // 81: mamori.v1.GroupPolicy.ControlsEntry.value:type_name -> mamori.v1.ControlPolicy
+	11,  // 82: mamori.v1.AgentService.Enroll:input_type -> mamori.v1.EnrollRequest
+	16,  // 83: mamori.v1.AgentService.Report:input_type -> mamori.v1.ReportRequest
+	18,  // 84: mamori.v1.AgentService.Renew:input_type -> mamori.v1.RenewRequest
+	27,  // 85: mamori.v1.AdminService.ListDevices:input_type -> mamori.v1.ListDevicesRequest
+	29,  // 86: mamori.v1.AdminService.GetDevice:input_type -> mamori.v1.GetDeviceRequest
+	31,  // 87: mamori.v1.AdminService.FleetSummary:input_type -> mamori.v1.FleetSummaryRequest
+	35,  // 88: mamori.v1.AdminService.ListEvents:input_type -> mamori.v1.ListEventsRequest
+	37,  // 89: mamori.v1.AdminService.CreateEnrollmentToken:input_type -> mamori.v1.CreateEnrollmentTokenRequest
+	39,  // 90: mamori.v1.AdminService.RevokeDevice:input_type -> mamori.v1.RevokeDeviceRequest
+	41,  // 91: mamori.v1.AdminService.SetDeviceGroup:input_type -> mamori.v1.SetDeviceGroupRequest
+	46,  // 92: mamori.v1.AdminService.GetPolicy:input_type -> mamori.v1.GetPolicyRequest
+	48,  // 93: mamori.v1.AdminService.SetPolicy:input_type -> mamori.v1.SetPolicyRequest
+	50,  // 94: mamori.v1.AdminService.EnrollMFAUser:input_type -> mamori.v1.EnrollMFAUserRequest
+	52,  // 95: mamori.v1.AdminService.ResetMFAUser:input_type -> mamori.v1.ResetMFAUserRequest
+	54,  // 96: mamori.v1.AdminService.UnlockMFAUser:input_type -> mamori.v1.UnlockMFAUserRequest
+	56,  // 97: mamori.v1.AdminService.IssueMFATempCode:input_type -> mamori.v1.IssueMFATempCodeRequest
+	58,  // 98: mamori.v1.AdminService.ImportMFASeeds:input_type -> mamori.v1.ImportMFASeedsRequest
+	60,  // 99: mamori.v1.AdminService.ListMFAUsers:input_type -> mamori.v1.ListMFAUsersRequest
+	43,  // 100: mamori.v1.AdminService.ListAudit:input_type -> mamori.v1.ListAuditRequest
+	64,  // 101: mamori.v1.AdminService.CreateException:input_type -> mamori.v1.CreateExceptionRequest
+	66,  // 102: mamori.v1.AdminService.ListExceptions:input_type -> mamori.v1.ListExceptionsRequest
+	68,  // 103: mamori.v1.AdminService.RevokeException:input_type -> mamori.v1.RevokeExceptionRequest
+	70,  // 104: mamori.v1.AdminService.ImportLedger:input_type -> mamori.v1.ImportLedgerRequest
+	72,  // 105: mamori.v1.AdminService.ListLedger:input_type -> mamori.v1.ListLedgerRequest
+	15,  // 106: mamori.v1.AgentService.Enroll:output_type -> mamori.v1.EnrollResponse
+	17,  // 107: mamori.v1.AgentService.Report:output_type -> mamori.v1.ReportResponse
+	19,  // 108: mamori.v1.AgentService.Renew:output_type -> mamori.v1.RenewResponse
+	28,  // 109: mamori.v1.AdminService.ListDevices:output_type -> mamori.v1.ListDevicesResponse
+	30,  // 110: mamori.v1.AdminService.GetDevice:output_type -> mamori.v1.GetDeviceResponse
+	32,  // 111: mamori.v1.AdminService.FleetSummary:output_type -> mamori.v1.FleetSummaryResponse
+	36,  // 112: mamori.v1.AdminService.ListEvents:output_type -> mamori.v1.ListEventsResponse
+	38,  // 113: mamori.v1.AdminService.CreateEnrollmentToken:output_type -> mamori.v1.CreateEnrollmentTokenResponse
+	40,  // 114: mamori.v1.AdminService.RevokeDevice:output_type -> mamori.v1.RevokeDeviceResponse
+	42,  // 115: mamori.v1.AdminService.SetDeviceGroup:output_type -> mamori.v1.SetDeviceGroupResponse
+	47,  // 116: mamori.v1.AdminService.GetPolicy:output_type -> mamori.v1.GetPolicyResponse
+	49,  // 117: mamori.v1.AdminService.SetPolicy:output_type -> mamori.v1.SetPolicyResponse
+	51,  // 118: mamori.v1.AdminService.EnrollMFAUser:output_type -> mamori.v1.EnrollMFAUserResponse
+	53,  // 119: mamori.v1.AdminService.ResetMFAUser:output_type -> mamori.v1.ResetMFAUserResponse
+	55,  // 120: mamori.v1.AdminService.UnlockMFAUser:output_type -> mamori.v1.UnlockMFAUserResponse
+	57,  // 121: mamori.v1.AdminService.IssueMFATempCode:output_type -> mamori.v1.IssueMFATempCodeResponse
+	59,  // 122: mamori.v1.AdminService.ImportMFASeeds:output_type -> mamori.v1.ImportMFASeedsResponse
+	62,  // 123: mamori.v1.AdminService.ListMFAUsers:output_type -> mamori.v1.ListMFAUsersResponse
+	45,  // 124: mamori.v1.AdminService.ListAudit:output_type -> mamori.v1.ListAuditResponse
+	65,  // 125: mamori.v1.AdminService.CreateException:output_type -> mamori.v1.CreateExceptionResponse
+	67,  // 126: mamori.v1.AdminService.ListExceptions:output_type -> mamori.v1.ListExceptionsResponse
+	69,  // 127: mamori.v1.AdminService.RevokeException:output_type -> mamori.v1.RevokeExceptionResponse
+	71,  // 128: mamori.v1.AdminService.ImportLedger:output_type -> mamori.v1.ImportLedgerResponse
+	74,  // 129: mamori.v1.AdminService.ListLedger:output_type -> mamori.v1.ListLedgerResponse
+	106, // [106:130] is the sub-list for method output_type
+	82,  // [82:106] is the sub-list for method input_type
+	82,  // [82:82] is the sub-list for extension type_name
+	82,  // [82:82] is the sub-list for extension extendee
+	0,   // [0:82] is the sub-list for field type_name
 }
 
 func init() { file_mamori_v1_mamori_proto_init() }
@@ -5651,7 +5724,7 @@ func file_mamori_v1_mamori_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mamori_v1_mamori_proto_rawDesc), len(file_mamori_v1_mamori_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   77,
+			NumMessages:   78,
 			NumExtensions: 0,
 			NumServices:   2,
 		},
