@@ -248,8 +248,12 @@ type HistoryEntry struct {
 	DeviceID string
 	Control  string
 	From, To mamoriv1.ControlState
-	Detail   string
-	At       time.Time
+	Detail   string // English
+	// DetailMsg is Detail as the agent's catalogue message: only its
+	// detail_id, detail_args and detail_parts are set. nil when the agent
+	// sent none (or it was too large to keep; codec.DetailMsg).
+	DetailMsg *mamoriv1.ControlStatus
+	At        time.Time
 }
 
 // Operator is a person or tool that uses AdminService.

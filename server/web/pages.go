@@ -251,15 +251,23 @@ func (c *Console) device(w http.ResponseWriter, r *http.Request, op *operator) {
 		v.Events = append(v.Events, eventView{Time: e.Event.GetTime().AsTime(), Received: e.ReceivedAt,
 			Control: e.Event.GetControl(), Kind: e.Event.GetKind(), Attributes: sortedKV(e.Event.GetAttributes())})
 	}
-	// History keeps the English detail only; the latest change of a control
-	// whose detail is still the current one is shown like the current one.
+	// A history entry keeps the agent's detail message (DetailMsg) when it
+	// sent one: shown in the reader's language like the current detail.
+	// Entries from before the store kept it (or too large to keep) show
+	// the English detail, except the latest change of a control whose
+	// detail is still the current one, shown like the current one.
 	current := make(map[string]*mamoriv1.ControlStatus, len(d.Controls))
 	for _, cr := range d.Controls {
 		current[cr.GetStatus().GetControl()] = cr.GetStatus()
 	}
 	for _, h := range hist {
 		detail := h.Detail
-		if s := current[h.Control]; s != nil && s.GetState() == h.To && s.GetDetail() == h.Detail {
+		switch s := current[h.Control]; {
+		case h.DetailMsg != nil:
+			m := h.DetailMsg
+			detail = controlDetail(p, &mamoriv1.ControlStatus{Detail: h.Detail, DetailId: m.GetDetailId(), DetailArgs: m.GetDetailArgs(),
+				DetailParts: m.GetDetailParts()})
+		case s != nil && s.GetState() == h.To && s.GetDetail() == h.Detail:
 			detail = controlDetail(p, s)
 		}
 		v.History = append(v.History, historyView{At: h.At, Control: h.Control, From: stateName(p, h.From), To: stateName(p, h.To), Detail: detail})

@@ -597,6 +597,13 @@ func TestControlDetailLanguages(t *testing.T) {
 	masked := &mamoriv1.DetailPart{Id: "detail.media.udev-masked", Args: []string{"<x>"}}
 	two := e.device(t, "pc-two", withParts(masked, &mamoriv1.DetailPart{Id: "detail.media.listener-down"}))
 	twoUnknown := e.device(t, "pc-two-newer", withParts(masked, &mamoriv1.DetailPart{Id: "detail.media.from-the-future"}))
+	// A past change keeps its message: after the clock is fixed, the
+	// history still shows the skew in the reader's language.
+	fixed := e.device(t, "pc-fixed", withID(en, "detail.agent.clock-skew", "1m30s", "1m0s"))
+	if _, err := fixed.Client.Report(context.Background(), &mamoriv1.ReportRequest{
+		Statuses: []*mamoriv1.ControlStatus{healthy()}, PolicyVersion: 1}); err != nil {
+		t.Fatal(err)
+	}
 
 	for _, tc := range []struct {
 		name, accept, id string
@@ -611,6 +618,8 @@ func TestControlDetailLanguages(t *testing.T) {
 		{"hostile argument escaped in English", "en", hostileArg.ID, []string{"udev rule masked by &lt;script&gt;alert(1)&lt;/script&gt;: remove that file"}, []string{"<script>alert(1)"}},
 		{"several problems, each in Japanese", "ja", two.ID, []string{"2 件の問題: udev ルールが &lt;x&gt; で無効化されています"}, []string{"uevent listener not running", "<x>"}},
 		{"several problems in English", "en", two.ID, []string{"2 problems: udev rule masked by &lt;x&gt;: remove that file; uevent listener not running"}, nil},
+		{"a past change in Japanese", "ja", fixed.ID, []string{"<td>" + ja}, []string{"clock is 1m30s"}},
+		{"a past change in English", "en", fixed.ID, []string{"<td>" + en}, []string{"時計がサーバーと"}},
 		{"an unknown problem keeps the English list", "ja", twoUnknown.ID, []string{"2 件の問題: udev rule masked by &lt;x&gt;: remove that file; uevent listener not running"}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -162,7 +162,7 @@ func (s *Store) RevokeDevice(ctx context.Context, id, reason string, at time.Tim
 
 // ControlHistory returns a device's control state changes, newest first.
 func (s *Store) ControlHistory(ctx context.Context, deviceID string, limit int) ([]store.HistoryEntry, error) {
-	rows, err := s.pool.Query(ctx, `SELECT device_id, control, from_state, to_state, detail, at
+	rows, err := s.pool.Query(ctx, `SELECT device_id, control, from_state, to_state, detail, at, detail_msg
 		FROM control_history WHERE device_id = $1 ORDER BY id DESC LIMIT $2`, deviceID, codec.Limit(limit))
 	if err != nil {
 		return nil, fmt.Errorf("control history of %s: %w", deviceID, err)
@@ -172,9 +172,14 @@ func (s *Store) ControlHistory(ctx context.Context, deviceID string, limit int) 
 			h        store.HistoryEntry
 			from, to int32
 			at       time.Time
+			msg      []byte
 		)
-		err := r.Scan(&h.DeviceID, &h.Control, &from, &to, &h.Detail, &at)
+		if err := r.Scan(&h.DeviceID, &h.Control, &from, &to, &h.Detail, &at, &msg); err != nil {
+			return h, err
+		}
 		h.From, h.To, h.At = mamoriv1.ControlState(from), mamoriv1.ControlState(to), codec.Time(at)
+		var err error
+		h.DetailMsg, err = codec.ParseDetailMsg(msg)
 		return h, err
 	})
 	if err != nil {

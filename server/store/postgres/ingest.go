@@ -138,15 +138,17 @@ func writeHistory(ctx context.Context, tx pgx.Tx, hs []store.HistoryEntry) error
 		devs, controls, details []string
 		from, to                []int32
 		at                      []time.Time
+		msgs                    [][]byte
 	)
 	for _, h := range hs {
 		devs, controls, details = append(devs, h.DeviceID), append(controls, h.Control), append(details, h.Detail)
 		from, to, at = append(from, int32(h.From)), append(to, int32(h.To)), append(at, codec.Time(h.At))
+		msgs = append(msgs, codec.DetailMsg(h.DetailMsg))
 	}
 	// WITH ORDINALITY keeps the batch's order in the identity column.
-	_, err := tx.Exec(ctx, `INSERT INTO control_history (device_id, control, from_state, to_state, detail, at)
-		SELECT d, c, f, t, x, a FROM unnest($1::text[], $2::text[], $3::int[], $4::int[], $5::text[], $6::timestamptz[])
-			WITH ORDINALITY AS u (d, c, f, t, x, a, n) ORDER BY n`, devs, controls, from, to, details, at)
+	_, err := tx.Exec(ctx, `INSERT INTO control_history (device_id, control, from_state, to_state, detail, at, detail_msg)
+		SELECT d, c, f, t, x, a, m FROM unnest($1::text[], $2::text[], $3::int[], $4::int[], $5::text[], $6::timestamptz[], $7::bytea[])
+			WITH ORDINALITY AS u (d, c, f, t, x, a, m, n) ORDER BY n`, devs, controls, from, to, details, at, msgs)
 	if err != nil {
 		return fmt.Errorf("insert control history: %w", err)
 	}

@@ -171,7 +171,7 @@ func (s *Store) RevokeDevice(ctx context.Context, id, reason string, at time.Tim
 
 // ControlHistory returns a device's control state changes, newest first.
 func (s *Store) ControlHistory(ctx context.Context, deviceID string, limit int) ([]store.HistoryEntry, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT device_id, control, from_state, to_state, detail, at
+	rows, err := s.r.QueryContext(ctx, `SELECT device_id, control, from_state, to_state, detail, at, detail_msg
 		FROM control_history WHERE device_id = ? ORDER BY id DESC LIMIT ?`, deviceID, codec.Limit(limit))
 	if err != nil {
 		return nil, fmt.Errorf("control history of %s: %w", deviceID, err)
@@ -183,11 +183,16 @@ func (s *Store) ControlHistory(ctx context.Context, deviceID string, limit int) 
 			h        store.HistoryEntry
 			from, to int32
 			at       int64
+			msg      []byte
 		)
-		if err := rows.Scan(&h.DeviceID, &h.Control, &from, &to, &h.Detail, &at); err != nil {
+		if err := rows.Scan(&h.DeviceID, &h.Control, &from, &to, &h.Detail, &at, &msg); err != nil {
 			return nil, fmt.Errorf("control history of %s: %w", deviceID, err)
 		}
 		h.From, h.To, h.At = mamoriv1.ControlState(from), mamoriv1.ControlState(to), codec.FromMicros(at, true)
+		var err error
+		if h.DetailMsg, err = codec.ParseDetailMsg(msg); err != nil {
+			return nil, fmt.Errorf("control history of %s: %w", deviceID, err)
+		}
 		hs = append(hs, h)
 	}
 	if err := rows.Err(); err != nil {

@@ -195,13 +195,13 @@ func (s *Store) writeUpdates(ctx context.Context, tx *sql.Tx, us []rules.Update)
 func writeHistory(ctx context.Context, tx *sql.Tx, hs []store.HistoryEntry) error {
 	for len(hs) > 0 {
 		n := min(len(hs), eventChunk)
-		args := make([]any, 0, n*6)
+		args := make([]any, 0, n*7)
 		for _, h := range hs[:n] {
-			args = append(args, h.DeviceID, h.Control, int32(h.From), int32(h.To), h.Detail, codec.Micros(h.At))
+			args = append(args, h.DeviceID, h.Control, int32(h.From), int32(h.To), h.Detail, codec.DetailMsg(h.DetailMsg), codec.Micros(h.At))
 		}
 		hs = hs[n:]
-		if _, err := tx.ExecContext(ctx, `INSERT INTO control_history (device_id, control, from_state, to_state, detail, at)
-			VALUES `+placeholders(n, "(?,?,?,?,?,?)"), args...); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO control_history (device_id, control, from_state, to_state, detail, detail_msg, at)
+			VALUES `+placeholders(n, "(?,?,?,?,?,?,?)"), args...); err != nil {
 			return fmt.Errorf("insert control history: %w", err)
 		}
 	}

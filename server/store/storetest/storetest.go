@@ -551,10 +551,16 @@ func testControlHistory(t *testing.T, st store.Store) {
 		"media": "CONTROL_STATE_ENFORCED since " + stamp(t1), "isolation": "CONTROL_STATE_MONITORING since " + stamp(t1),
 	}, f.controls(d.ID))
 
-	// A report without isolation keeps its record; login-mfa is new.
-	r = f.ingestOK(report(d, t3, store.VerdictNoncompliant, []*mamoriv1.ControlStatus{
-		status("media", failed, "udev rule missing"), status("login-mfa", enforced, "totp"),
-	}))
+	// A report without isolation keeps its record; login-mfa is new. The
+	// media detail comes as a catalogue message with its parts, kept in
+	// the history; login-mfa's is too large to keep (English only).
+	mediaFailed := status("media", failed, "udev rule missing")
+	mediaFailed.DetailId, mediaFailed.DetailArgs = "detail.problems", []string{"2", "udev rule missing; x"}
+	mediaFailed.DetailParts = []*mamoriv1.DetailPart{{Id: "detail.media.udev-missing", Args: []string{"/etc/udev/rules.d/60-mamori.rules"}},
+		{Id: "detail.x"}}
+	mfaOn := status("login-mfa", enforced, "totp")
+	mfaOn.DetailId, mfaOn.DetailArgs = "detail.loginmfa.big", []string{strings.Repeat("語", 3000)}
+	r = f.ingestOK(report(d, t3, store.VerdictNoncompliant, []*mamoriv1.ControlStatus{mediaFailed, mfaOn}))
 	diff(t, "changes of third report", []string{"login-mfa", "media"}, r[0].Changes)
 	diff(t, "controls after a change", map[string]string{
 		"media":     "CONTROL_STATE_FAILED since " + stamp(t3),
@@ -566,7 +572,7 @@ func testControlHistory(t *testing.T, st store.Store) {
 		names = append(names, c.GetStatus().GetControl())
 	}
 	diff(t, "controls ordered by name", []string{"isolation", "login-mfa", "media"}, names)
-	diff(t, "stored status", status("media", failed, "udev rule missing"), f.device(d.ID).Controls[2].GetStatus())
+	diff(t, "stored status", mediaFailed, f.device(d.ID).Controls[2].GetStatus())
 
 	h, err := st.ControlHistory(t.Context(), d.ID, 0)
 	must(t, err)
@@ -574,7 +580,8 @@ func testControlHistory(t *testing.T, st store.Store) {
 	slices.SortStableFunc(h[2:], func(a, b store.HistoryEntry) int { return strings.Compare(a.Control, b.Control) })
 	diff(t, "history, newest first", []store.HistoryEntry{
 		{DeviceID: d.ID, Control: "login-mfa", From: none, To: enforced, Detail: "totp", At: us(t3)},
-		{DeviceID: d.ID, Control: "media", From: enforced, To: failed, Detail: "udev rule missing", At: us(t3)},
+		{DeviceID: d.ID, Control: "media", From: enforced, To: failed, Detail: "udev rule missing", At: us(t3),
+			DetailMsg: &mamoriv1.ControlStatus{DetailId: mediaFailed.DetailId, DetailArgs: mediaFailed.DetailArgs, DetailParts: mediaFailed.DetailParts}},
 		{DeviceID: d.ID, Control: "isolation", From: none, To: monitor, Detail: "watching", At: us(t1)},
 		{DeviceID: d.ID, Control: "media", From: none, To: enforced, Detail: "blocked", At: us(t1)},
 	}, h)

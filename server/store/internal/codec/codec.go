@@ -151,3 +151,41 @@ func Limit(n int) int {
 	}
 	return n
 }
+
+// MaxDetailMsg bounds a stored detail message (HistoryEntry.DetailMsg).
+// The wire allows far more (eight parts of eight 4 KiB arguments); a
+// message past this is not kept and the English detail stands alone.
+const MaxDetailMsg = 8 << 10
+
+// DetailMsg encodes st's detail message (detail_id, detail_args and
+// detail_parts) for control_history.detail_msg: nil when st has none or
+// its encoding would exceed MaxDetailMsg.
+func DetailMsg(st *mamoriv1.ControlStatus) []byte {
+	if st.GetDetailId() == "" {
+		return nil
+	}
+	m := &mamoriv1.ControlStatus{DetailId: st.GetDetailId(), DetailArgs: st.GetDetailArgs(), DetailParts: st.GetDetailParts()}
+	if proto.Size(m) > MaxDetailMsg {
+		return nil
+	}
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
+	if err != nil {
+		return nil
+	}
+	return b
+}
+
+// ParseDetailMsg decodes a stored detail message; nil for NULL.
+func ParseDetailMsg(b []byte) (*mamoriv1.ControlStatus, error) {
+	if b == nil {
+		return nil, nil
+	}
+	if len(b) > MaxDetailMsg {
+		return nil, fmt.Errorf("detail message of %d bytes; at most %d", len(b), MaxDetailMsg)
+	}
+	m := &mamoriv1.ControlStatus{}
+	if err := proto.Unmarshal(b, m); err != nil {
+		return nil, fmt.Errorf("detail message: %w", err)
+	}
+	return m, nil
+}

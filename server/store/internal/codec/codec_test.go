@@ -98,3 +98,52 @@ func FuzzParseReasons(f *testing.F) {
 		}
 	})
 }
+
+// A detail message round-trips; one too large is not kept; stored bytes
+// that are not one are an error, never a panic.
+func TestDetailMsg(t *testing.T) {
+	if DetailMsg(&mamoriv1.ControlStatus{Detail: "english only"}) != nil {
+		t.Error("a status without a detail_id got a detail message")
+	}
+	st := &mamoriv1.ControlStatus{Control: "media", Detail: "d", DetailId: "detail.problems", DetailArgs: []string{"2", "a; b"},
+		DetailParts: []*mamoriv1.DetailPart{{Id: "detail.a", Args: []string{"<x>"}}, {Id: "detail.b"}}}
+	got, err := ParseDetailMsg(DetailMsg(st))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &mamoriv1.ControlStatus{DetailId: st.DetailId, DetailArgs: st.DetailArgs, DetailParts: st.DetailParts}
+	if d := cmp.Diff(want, got, protocmp.Transform()); d != "" {
+		t.Errorf("round trip (-want +got):\n%s", d)
+	}
+	big := &mamoriv1.ControlStatus{DetailId: "detail.x", DetailArgs: []string{strings.Repeat("x", MaxDetailMsg)}}
+	if DetailMsg(big) != nil {
+		t.Error("an oversized detail message was kept")
+	}
+	if m, err := ParseDetailMsg(nil); m != nil || err != nil {
+		t.Errorf("NULL: %v, %v", m, err)
+	}
+	for _, bad := range [][]byte{{0xff}, []byte(strings.Repeat("x", MaxDetailMsg+1))} {
+		if _, err := ParseDetailMsg(bad); err == nil {
+			t.Errorf("ParseDetailMsg(%d bytes of garbage) succeeded", len(bad))
+		}
+	}
+}
+
+func FuzzParseDetailMsg(f *testing.F) {
+	f.Add(DetailMsg(&mamoriv1.ControlStatus{DetailId: "detail.problems", DetailArgs: []string{"2", "a"},
+		DetailParts: []*mamoriv1.DetailPart{{Id: "detail.a"}}}))
+	f.Add([]byte{0x3a, 0x02, 0x0a, 0x00})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := ParseDetailMsg(b)
+		if err != nil {
+			return
+		}
+		if len(b) > MaxDetailMsg {
+			t.Fatalf("accepted %d bytes", len(b))
+		}
+		// What parses encodes again within the bound.
+		if m != nil && m.GetDetailId() != "" && len(DetailMsg(m)) > MaxDetailMsg {
+			t.Fatal("re-encoding exceeds the bound")
+		}
+	})
+}

@@ -129,7 +129,7 @@ func mergeRaw(deviceID string, old []codec.RawControl, in *store.ReportInput, at
 	type change struct {
 		name     string
 		from, to mamoriv1.ControlState
-		detail   string
+		st       *mamoriv1.ControlStatus
 	}
 	var changed []change
 	for name, i := range latest {
@@ -152,7 +152,7 @@ func mergeRaw(deviceID string, old []codec.RawControl, in *store.ReportInput, at
 		}
 		recs = append(recs, codec.NewRawControl(st, enc, since, true))
 		if prev != st.GetState() {
-			changed = append(changed, change{name, prev, st.GetState(), st.GetDetail()})
+			changed = append(changed, change{name, prev, st.GetState(), st})
 		}
 	}
 	slices.SortFunc(recs, func(a, b codec.RawControl) int { return strings.Compare(a.Control, b.Control) })
@@ -160,7 +160,7 @@ func mergeRaw(deviceID string, old []codec.RawControl, in *store.ReportInput, at
 	var changes []store.HistoryEntry
 	for _, c := range changed {
 		changes = append(changes, store.HistoryEntry{
-			DeviceID: deviceID, Control: c.name, From: c.from, To: c.to, Detail: c.detail, At: at,
+			DeviceID: deviceID, Control: c.name, From: c.from, To: c.to, Detail: c.st.GetDetail(), DetailMsg: detailMsg(c.st), At: at,
 		})
 	}
 	return recs, changes, nil
@@ -188,4 +188,13 @@ func CheckToken(now, expires time.Time, uses, used int) error {
 		return store.ErrTokenUsedUp
 	}
 	return nil
+}
+
+// detailMsg is st's detail message alone (nil when it has none), as a
+// history entry keeps it.
+func detailMsg(st *mamoriv1.ControlStatus) *mamoriv1.ControlStatus {
+	if st.GetDetailId() == "" {
+		return nil
+	}
+	return &mamoriv1.ControlStatus{DetailId: st.GetDetailId(), DetailArgs: st.GetDetailArgs(), DetailParts: st.GetDetailParts()}
 }
