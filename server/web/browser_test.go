@@ -24,9 +24,10 @@ import (
 // device that a real agent report (mTLS gRPC) made non-compliant, its
 // device page, an officer's revoke through the real form, and an
 // officer approving an exception (例外措置) through its form, and editing
-// the policy (diff, confirm, new version), and importing a Shift_JIS asset
+// the policy (diff, confirm, new version) as JSON and through the form (a
+// media class mode for one group), and importing a Shift_JIS asset
 // ledger through the upload form. Screenshots of the fleet, device,
-// exceptions, policy diff and ledger pages are kept.
+// exceptions, policy diff, policy form and ledger pages are kept.
 func TestBrowser(t *testing.T) {
 	testenv.Short(t)
 	e := start(t)
@@ -139,9 +140,10 @@ func TestBrowser(t *testing.T) {
 		t.Errorf("device page exceptions: %q", got)
 	}
 
-	// The officer edits the policy: the document in the text area, the
-	// diff on the confirm page, then a new version — two plain forms.
-	if err := chromedp.Do(ctx, chromedp.Navigate(e.h.ConsoleURL+"/policy/edit"), chromedp.WaitVisible(chromedp.ID("policy-json"))); err != nil {
+	// The officer edits the policy: the document in the advanced editor's
+	// text area, the diff on the confirm page, then a new version — two
+	// plain forms.
+	if err := chromedp.Do(ctx, chromedp.Navigate(e.h.ConsoleURL+"/policy/json"), chromedp.WaitVisible(chromedp.ID("policy-json"))); err != nil {
 		t.Fatalf("open the policy editor: %v", err)
 	}
 	doc, err := chromedp.Run(ctx, chromedp.Value(chromedp.ID("policy-json")))
@@ -173,6 +175,51 @@ func TestBrowser(t *testing.T) {
 	}
 	if got := text("#policy-version"); !strings.Contains(got, "2") {
 		t.Errorf("policy page version %q", got)
+	}
+
+	// Then through the form: from the policy page to the editor, a new
+	// override for the group 市民課 (typed into the scope form), USB
+	// storage blocked there; the diff, confirm, and version 3.
+	if err := chromedp.Do(ctx,
+		chromedp.Click(chromedp.ID("policy-edit")),
+		chromedp.WaitVisible(chromedp.ID("policy-fields")),
+		chromedp.SendKeys(chromedp.ID("new-group"), "市民課"),
+		chromedp.Click(chromedp.ID("new-group-open")),
+		chromedp.WaitVisible(chromedp.ID("group-help")),
+	); err != nil {
+		t.Fatalf("open the group's form: %v", err)
+	}
+	if got := text("#form-scope"); !strings.Contains(got, "市民課") {
+		t.Errorf("form scope %q", got)
+	}
+	if err := chromedp.Do(ctx,
+		chromedp.SetValue(chromedp.ID("mode-media"), "MODE_ENFORCE"),
+		chromedp.SetValue(chromedp.ID("media-storage"), "block"),
+		chromedp.SendKeys(chromedp.ID("reason"), "市民課は USB メモリを遮断"),
+	); err != nil {
+		t.Fatalf("fill the policy form: %v", err)
+	}
+	shot("console-policy-form.png")
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.ID("policy-preview")), chromedp.WaitVisible(chromedp.ID("policy-diff"))); err != nil {
+		t.Fatalf("preview the form's change: %v", err)
+	}
+	if got := text("#policy-diff"); !strings.Contains(got, `+   "groups": {`) || !strings.Contains(got, `"市民課"`) || !strings.Contains(got, `"storage": "block"`) {
+		t.Errorf("form diff: %q", got)
+	}
+	shot("console-policy-form-diff.png")
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.ID("policy-save")), chromedp.WaitVisible(chromedp.ID("policy-history"))); err != nil {
+		t.Fatalf("save the form's change: %v", err)
+	}
+	if got := text("#policy-version"); !strings.Contains(got, "3") {
+		t.Errorf("policy page version after the form %q", got)
+	}
+	cur, err = e.h.Srv.Store().CurrentPolicy(context.Background())
+	if gm := cur.GetGroups()["市民課"].GetControls()["media"]; err != nil || cur.Version != 3 || gm.GetMode() != mamoriv1.Mode_MODE_ENFORCE ||
+		gm.GetSettings()["storage"] != "block" || cur.ReportInterval.AsDuration() != 30*time.Second {
+		t.Fatalf("policy after the form: %v %v", cur, err)
+	}
+	if !e.hasAudit(t, e.officer.opID, "policy.set", "3") {
+		t.Error("the form's change is not audited")
 	}
 
 	// The officer imports the asset ledger: a Shift_JIS file as Excel

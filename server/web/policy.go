@@ -21,9 +21,10 @@ import (
 )
 
 // The policy pages (issue 5): the policy in force per device group, its
-// history with diffs, and the officer's editor: edit the document, see the
-// diff against the current version, confirm with a reason. No JavaScript:
-// the confirm step is a second form carrying the edited document.
+// history with diffs, and the officer's editors: the form (policyform.go)
+// or the whole document as JSON, then the diff against the current
+// version, confirm with a reason. No JavaScript: the confirm step is a
+// second form carrying the edited document.
 
 const (
 	policyHistoryLimit = 20
@@ -156,65 +157,91 @@ type policyEditView struct {
 	JSON    string
 	Reason  string
 	Diff    []diffLine
+	// Back is the editor the confirm page leads back to.
+	Back string
 }
 
-// policyEdit shows the document in a text area (officer).
+// currentPolicy is the policy in force, or the default (as version 0)
+// before anyone set one.
+func (c *Console) currentPolicy(r *http.Request) (*mamoriv1.Policy, error) {
+	cur, err := c.st.CurrentPolicy(r.Context())
+	if errors.Is(err, store.ErrNotFound) {
+		cur, err = policy.Default(), nil
+		cur.Version = 0
+	}
+	return cur, err
+}
+
+// policyEdit is the advanced editor: the whole document in a text area
+// (officer), for what the form (policyform.go) does not cover.
 func (c *Console) policyEdit(w http.ResponseWriter, r *http.Request, op *operator) {
-	pol, err := c.st.CurrentPolicy(r.Context())
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
+	pol, err := c.currentPolicy(r)
+	if err != nil {
 		c.internal(w, r, op, err)
 		return
-	}
-	if pol == nil {
-		pol = policy.Default()
-		pol.Version = 0
 	}
 	c.render(w, r, http.StatusOK, "policy_edit", view{Op: op, CSRF: op.csrf(),
 		Data: policyEditView{Version: pol.Version, JSON: policyJSON(pol)}})
 }
 
-// readPolicyForm parses and checks the edit form; problem is shown to the
-// officer, err is a server failure.
-func (c *Console) readPolicyForm(r *http.Request) (edited, cur *mamoriv1.Policy, v policyEditView, problem string, err error) {
+// readPolicyChange is the one path every policy change takes, from the
+// JSON editor and from the form alike: the reason and the version the
+// officer edited are read from the request, build makes the new document
+// from cur, and the result must pass policy.ValidateDocument and differ
+// from cur. Problems are for the officer; nothing is stored here.
+func (c *Console) readPolicyChange(r *http.Request, cur *mamoriv1.Policy, build func(cur *mamoriv1.Policy) (*mamoriv1.Policy, []string)) (edited *mamoriv1.Policy, v policyEditView, problems []string) {
 	p := i18n.NewPrinter(lang(r))
-	v.JSON = r.PostForm.Get("policy")
 	v.Reason = strings.TrimSpace(r.PostForm.Get("reason"))
 	v.Version, _ = strconv.ParseInt(r.PostForm.Get("expected"), 10, 64)
-	cur, err = c.st.CurrentPolicy(r.Context())
-	if errors.Is(err, store.ErrNotFound) {
-		cur, err = policy.Default(), nil
-		cur.Version = 0
+	if v.Version != cur.Version {
+		return nil, v, []string{p.Sprintf("console.policy.err-conflict", v.Version, cur.Version)}
 	}
-	if err != nil {
-		return nil, nil, v, "", err
+	edited, problems = build(cur)
+	if v.Reason == "" || len(v.Reason) > maxReasonLength || !utf8.ValidString(v.Reason) {
+		problems = append(problems, p.Sprintf("console.err.reason"))
 	}
-	switch {
-	case len(v.JSON) > maxPolicyJSON || !utf8.ValidString(v.JSON):
-		return nil, cur, v, p.Sprintf("console.policy.err-size", maxPolicyJSON), nil
-	case v.Reason == "" || len(v.Reason) > maxReasonLength || !utf8.ValidString(v.Reason):
-		return nil, cur, v, p.Sprintf("console.err.reason"), nil
-	case v.Version != cur.Version:
-		return nil, cur, v, p.Sprintf("console.policy.err-conflict", v.Version, cur.Version), nil
-	}
-	edited = &mamoriv1.Policy{}
-	if err := protojson.Unmarshal([]byte(v.JSON), edited); err != nil {
-		return nil, cur, v, p.Sprintf("console.policy.err-json", err.Error()), nil
+	if len(problems) > 0 {
+		return nil, v, problems
 	}
 	if err := policy.ValidateDocument(edited); err != nil {
-		return nil, cur, v, p.Sprintf("console.policy.err-invalid", err.Error()), nil
+		return nil, v, []string{p.Sprintf("console.policy.err-invalid", err.Error())}
 	}
 	v.Diff = lineDiff(policyJSON(cur), policyJSON(edited))
 	if !changed(v.Diff) {
-		return nil, cur, v, p.Sprintf("console.policy.err-unchanged"), nil
+		return nil, v, []string{p.Sprintf("console.policy.err-unchanged")}
 	}
 	v.Diff = withContext(v.Diff)
-	return edited, cur, v, "", nil
+	return edited, v, nil
+}
+
+// readPolicyForm reads the JSON editor's form (and the confirm form,
+// which carries the document as JSON) through readPolicyChange; problem
+// is shown to the officer, err is a server failure.
+func (c *Console) readPolicyForm(r *http.Request) (edited *mamoriv1.Policy, v policyEditView, problem string, err error) {
+	p := i18n.NewPrinter(lang(r))
+	text := r.PostForm.Get("policy")
+	cur, err := c.currentPolicy(r)
+	if err != nil {
+		return nil, v, "", err
+	}
+	edited, v, problems := c.readPolicyChange(r, cur, func(*mamoriv1.Policy) (*mamoriv1.Policy, []string) {
+		if len(text) > maxPolicyJSON || !utf8.ValidString(text) {
+			return nil, []string{p.Sprintf("console.policy.err-size", maxPolicyJSON)}
+		}
+		doc := &mamoriv1.Policy{}
+		if err := protojson.Unmarshal([]byte(text), doc); err != nil {
+			return nil, []string{p.Sprintf("console.policy.err-json", err.Error())}
+		}
+		return doc, nil
+	})
+	v.JSON, v.Back = text, "/policy/json"
+	return edited, v, strings.Join(problems, " "), nil
 }
 
 // policyPreview is step one of saving: the diff against the current
 // version, and a confirm form carrying the same document (officer).
 func (c *Console) policyPreview(w http.ResponseWriter, r *http.Request, op *operator) {
-	_, _, v, problem, err := c.readPolicyForm(r)
+	_, v, problem, err := c.readPolicyForm(r)
 	if err != nil {
 		c.internal(w, r, op, err)
 		return
@@ -229,7 +256,7 @@ func (c *Console) policyPreview(w http.ResponseWriter, r *http.Request, op *oper
 // policySave stores the confirmed document as a new version (officer).
 func (c *Console) policySave(w http.ResponseWriter, r *http.Request, op *operator) {
 	ctx := r.Context()
-	edited, _, v, problem, err := c.readPolicyForm(r)
+	edited, v, problem, err := c.readPolicyForm(r)
 	if err != nil {
 		c.internal(w, r, op, err)
 		return

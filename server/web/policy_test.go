@@ -58,7 +58,7 @@ func TestPolicyEditor(t *testing.T) {
 	if p.status != http.StatusOK || !strings.Contains(p.body, `id="policy-edit"`) {
 		t.Fatalf("officer policy page: %d\n%s", p.status, p.body)
 	}
-	ed := off.get("/policy/edit")
+	ed := off.get("/policy/json")
 	doc := textareaOf(t, ed.body)
 	edited := strings.Replace(doc, `"report_interval": "60s"`, `"report_interval": "30s"`, 1)
 	edited = strings.Replace(edited, `"controls": {`, `"groups": {"市民課": {"controls": {"media": {"mode": "MODE_ENFORCE", "required": true, "settings": {"storage": "block"}}}}},
@@ -136,8 +136,10 @@ func TestPolicyEditor(t *testing.T) {
 	if hp.status != http.StatusOK || strings.Contains(hp.body, `id="policy-edit"`) {
 		t.Errorf("helpdesk policy page: %d", hp.status)
 	}
-	if p := hd.get("/policy/edit"); p.status != http.StatusForbidden {
-		t.Errorf("helpdesk /policy/edit: %d", p.status)
+	for _, path := range []string{"/policy/edit", "/policy/json"} {
+		if p := hd.get(path); p.status != http.StatusForbidden {
+			t.Errorf("helpdesk %s: %d", path, p.status)
+		}
 	}
 	tok := csrfOf(t, hp)
 	save.Set("csrf", tok)
@@ -371,12 +373,12 @@ func TestNewPagesLanguages(t *testing.T) {
 	for _, l := range []struct{ accept, want string }{{"", "例外措置"}, {"en", "Exceptions"}} {
 		b := e.browser(t, l.accept)
 		b.signIn(e.officer)
-		p := b.get("/policy/edit")
+		p := b.get("/policy/json")
 		f := hiddenFields(t, p.body, "policy-form")
 		f.Set("policy", strings.Replace(textareaOf(t, p.body), `"60s"`, `"30s"`, 1))
 		f.Set("reason", "r")
 		for path, page := range map[string]page{
-			"/policy": b.get("/policy"), "/policy/edit": p, "/policy/preview": b.post("/policy/preview", f),
+			"/policy": b.get("/policy"), "/policy/json": p, "/policy/edit": b.get("/policy/edit"), "/policy/preview": b.post("/policy/preview", f),
 			"/exceptions": b.get("/exceptions"), "/ledger": b.get("/ledger"), "/devices/" + d.ID: b.get("/devices/" + d.ID),
 		} {
 			if page.status != http.StatusOK {

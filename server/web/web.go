@@ -154,8 +154,11 @@ func New(d Deps) (*Console, error) {
 	// Pages of issue 5 (policy.go, exceptions.go, ledger.go).
 	funcs["diffClass"] = func(op string) string { return map[string]string{"+": "add", "-": "del"}[op] }
 	funcs["ctable"] = controlTable
+	funcs["vis"] = visible
+	funcs["inc"] = func(i int) int { return i + 1 }
+	funcs["msg"] = func(p *i18n.Printer, prefix, key string) string { return p.Sprintf(i18n.ID(prefix + key)) }
 	for _, name := range []string{"login", "fleet", "device", "search", "error",
-		"policy", "policy_edit", "policy_confirm", "exceptions", "ledger"} {
+		"policy", "policy_edit", "policy_form", "policy_confirm", "exceptions", "ledger"} {
 		files := []string{"templates/layout.html", "templates/" + name + ".html"}
 		if name == "device" || name == "exceptions" {
 			files = append(files, "templates/device_exceptions.html")
@@ -194,7 +197,9 @@ func (c *Console) Handler() http.Handler {
 	mux.Handle("POST /devices/{id}/revoke", c.signedIn(auth.RoleOfficer, c.revoke))
 	// Policy, exceptions (例外措置), asset ledger (端末台帳): issue 5.
 	mux.Handle("GET /policy", c.signedIn(auth.RoleHelpdesk, c.policyPage))
-	mux.Handle("GET /policy/edit", c.signedIn(auth.RoleOfficer, c.policyEdit))
+	mux.Handle("GET /policy/edit", c.signedIn(auth.RoleOfficer, c.policyFormPage))
+	mux.Handle("POST /policy/form", c.signedIn(auth.RoleOfficer, c.policyFormSubmit))
+	mux.Handle("GET /policy/json", c.signedIn(auth.RoleOfficer, c.policyEdit))
 	mux.Handle("POST /policy/preview", c.signedIn(auth.RoleOfficer, c.policyPreview))
 	mux.Handle("POST /policy", c.signedIn(auth.RoleOfficer, c.policySave))
 	mux.Handle("GET /exceptions", c.signedIn(auth.RoleHelpdesk, c.exceptionsPage))
