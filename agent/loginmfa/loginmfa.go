@@ -67,7 +67,7 @@ import (
 
 // Settings and their defaults.
 const (
-	SettingServices     = "services"
+	SettingServices     = policy.SettingMFAServices
 	SettingModuleSHA256 = "module_sha256"
 	SettingPAMConfig    = "pam_config"
 
@@ -87,10 +87,7 @@ type Settings struct {
 	Manual   bool
 }
 
-var (
-	serviceRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$`)
-	sha256RE  = regexp.MustCompile(`^[0-9a-f]{64}$`)
-)
+var sha256RE = regexp.MustCompile(`^[0-9a-f]{64}$`)
 
 // ParseSettings reads this control's settings strictly; keys it does not
 // own are ignored.
@@ -106,7 +103,7 @@ func ParseSettings(s map[string]string) (Settings, error) {
 		if f == "" {
 			continue
 		}
-		if !serviceRE.MatchString(f) {
+		if !policy.CheckPAMService(f) { // the rule the console's form checks too
 			errs = append(errs, fmt.Errorf("setting %s: %q is not a PAM service name", SettingServices, f))
 			continue
 		}
@@ -114,8 +111,8 @@ func ParseSettings(s map[string]string) (Settings, error) {
 			out.Services = append(out.Services, f)
 		}
 	}
-	if len(out.Services) > 32 {
-		errs = append(errs, fmt.Errorf("setting %s: %d services; at most 32", SettingServices, len(out.Services)))
+	if len(out.Services) > policy.MaxMFAServices {
+		errs = append(errs, fmt.Errorf("setting %s: %d services; at most %d", SettingServices, len(out.Services), policy.MaxMFAServices))
 	}
 	for _, f := range strings.Split(s[SettingModuleSHA256], ",") {
 		f = strings.ToLower(strings.TrimSpace(f))

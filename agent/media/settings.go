@@ -3,7 +3,6 @@ package media
 import (
 	"errors"
 	"fmt"
-	"regexp"
 	"slices"
 	"strings"
 
@@ -25,12 +24,13 @@ const (
 	ActionAllow Action = "allow"
 )
 
-// Setting names of the media control (see docs/policy.md).
+// Setting names of the media control (see docs/policy.md), shared with
+// the console's policy form (internal/policy).
 const (
-	SettingStorage = "storage"
-	SettingOptical = "optical"
-	SettingMTP     = "mtp"
-	SettingAllow   = "allow"
+	SettingStorage = policy.SettingMediaStorage
+	SettingOptical = policy.SettingMediaOptical
+	SettingMTP     = policy.SettingMediaMTP
+	SettingAllow   = policy.SettingMediaAllow
 )
 
 // RuleException prefixes the rule of a device allowed by an exception:
@@ -38,7 +38,7 @@ const (
 const RuleException = "exception="
 
 // MaxAllowEntries bounds the allow-list.
-const MaxAllowEntries = 256
+const MaxAllowEntries = policy.MaxAllowEntries
 
 // AllowEntry is one allow-list line: vendor:product:serial, with "*" as
 // the serial meaning every device of that model.
@@ -75,11 +75,6 @@ type Settings struct {
 func DefaultSettings() Settings {
 	return Settings{Storage: ActionReadOnly, Optical: ActionReadOnly, MTP: ActionBlock}
 }
-
-var (
-	hex4RE   = regexp.MustCompile(`^[0-9a-fA-F]{4}$`)
-	serialRE = regexp.MustCompile(`^[\x21-\x2b\x2d-\x7e]{1,126}$`) // printable ASCII, no space, no comma
-)
 
 // ParseSettings validates and reads the media control's settings. It is
 // strict: an unknown key, an unknown mode or a malformed allow-list entry
@@ -138,19 +133,19 @@ func ParseSettings(m map[string]string) (Settings, error) {
 }
 
 func parseAllowList(v string) ([]AllowEntry, error) {
-	fields := strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == '\n' || r == ' ' || r == '\t' || r == '\r' })
-	if len(fields) > MaxAllowEntries {
-		return nil, fmt.Errorf("media setting allow: %d entries, at most %d", len(fields), MaxAllowEntries)
+	entries := policy.SplitAllowList(v)
+	if len(entries) > MaxAllowEntries {
+		return nil, fmt.Errorf("media setting allow: %d entries, at most %d", len(entries), MaxAllowEntries)
 	}
 	var out []AllowEntry
 	var errs []error
-	for i, f := range fields {
-		parts := strings.SplitN(f, ":", 3)
-		if len(parts) != 3 || !hex4RE.MatchString(parts[0]) || !hex4RE.MatchString(parts[1]) || !serialRE.MatchString(parts[2]) {
-			errs = append(errs, fmt.Errorf("media setting allow, entry %d %q: want VENDOR:PRODUCT:SERIAL, e.g. 0781:5581:4C530001231120115142 (4 hex digits each, serial as `mamori-agent media list` shows it, or * for every serial)", i+1, truncate(f)))
+	for i, pe := range entries {
+		if !policy.CheckHex4(pe.Vendor) || !policy.CheckHex4(pe.Product) || !policy.CheckAllowSerial(pe.Serial) {
+			errs = append(errs, fmt.Errorf("media setting allow, entry %d %q: want VENDOR:PRODUCT:SERIAL, e.g. 0781:5581:4C530001231120115142 (4 hex digits each, serial as `mamori-agent media list` shows it, or * for every serial)", i+1, truncate(pe.String())))
 			continue
 		}
-		e := AllowEntry{Vendor: strings.ToLower(parts[0]), Product: strings.ToLower(parts[1]), Serial: parts[2]}
+		n := pe.Normal()
+		e := AllowEntry{Vendor: n.Vendor, Product: n.Product, Serial: n.Serial}
 		if !slices.Contains(out, e) {
 			out = append(out, e)
 		}

@@ -55,7 +55,8 @@ func (a AllowEntry) Normal() AllowEntry {
 	return AllowEntry{strings.ToLower(a.Vendor), strings.ToLower(a.Product), a.Serial}
 }
 
-// pamServiceRE is the agent's rule for a PAM service name (agent/loginmfa).
+// pamServiceRE is the rule for a PAM service name; the agent's
+// login-mfa control (agent/loginmfa) checks with CheckPAMService too.
 var pamServiceRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$`)
 
 // CheckHex4 reports whether s is a USB vendor or product ID: 4 hex digits.
