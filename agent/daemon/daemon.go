@@ -346,6 +346,10 @@ func (d *Daemon) round(ctx context.Context) RoundResult {
 	if bg, ok := d.cfg.MFA.(interface{ ReportBreakGlass(context.Context) }); ok {
 		bg.ReportBreakGlass(ctx)
 	}
+	// So do PIN keys made or removed since the last round.
+	if pk, ok := d.cfg.MFA.(interface{ ReportPINKeys(context.Context) }); ok {
+		pk.ReportPINKeys(ctx)
+	}
 	batch, err := d.cfg.Spool.Pending(d.cfg.MaxBatchEvents, d.cfg.MaxBatchBytes)
 	if err != nil {
 		d.log.ErrorContext(ctx, "spool unreadable; reporting statuses without events", "error", err)
