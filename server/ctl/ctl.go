@@ -306,6 +306,32 @@ func (c *cli) outputFlag(fs *flag.FlagSet) *string {
 	return fs.String("o", "table", "ctl.flag.output")
 }
 
+// changeFlags are the flags of every command that changes something:
+// --reason, which the audit log keeps, and -o.
+type changeFlags struct{ reason, out *string }
+
+// changeFlagSet is newFlagSet with the changeFlags added.
+func (c *cli) changeFlagSet(cmd string) (*flag.FlagSet, changeFlags) {
+	fs := c.newFlagSet(cmd)
+	return fs, changeFlags{reason: fs.String("reason", "", "ctl.flag.reason"), out: c.outputFlag(fs)}
+}
+
+// parseChange parses a changing command: wantPos positional arguments,
+// the output format, and the reason, trimmed; without a reason it is a
+// usage error.
+func (c *cli) parseChange(fs *flag.FlagSet, f changeFlags, cmd string, args []string, wantPos int) (pos []string, format outputFormat, reason string, err error) {
+	if pos, err = c.parse(fs, cmd, args, wantPos); err != nil {
+		return nil, "", "", err
+	}
+	if format, err = c.checkOutput(cmd, *f.out); err != nil {
+		return nil, "", "", err
+	}
+	if reason = strings.TrimSpace(*f.reason); reason == "" {
+		return nil, "", "", c.usage(cmd, "ctl.err.reason-required")
+	}
+	return pos, format, reason, nil
+}
+
 func (c *cli) checkOutput(cmd, o string) (outputFormat, error) {
 	switch o {
 	case "table", "":

@@ -193,14 +193,8 @@ func (c *cli) modeName(m mamoriv1.Mode) string {
 
 func (c *cli) deviceRevoke(ctx context.Context, args []string) error {
 	const cmd = "device revoke"
-	fs := c.newFlagSet(cmd)
-	reason := fs.String("reason", "", "ctl.flag.reason")
-	out := c.outputFlag(fs)
-	pos, err := c.parse(fs, cmd, args, 1)
-	if err != nil {
-		return err
-	}
-	format, err := c.checkOutput(cmd, *out)
+	fs, cf := c.changeFlagSet(cmd)
+	pos, format, reason, err := c.parseChange(fs, cf, cmd, args, 1)
 	if err != nil {
 		return err
 	}
@@ -208,11 +202,8 @@ func (c *cli) deviceRevoke(ctx context.Context, args []string) error {
 	if id == "" {
 		return c.usage(cmd, "ctl.err.missing-args")
 	}
-	if strings.TrimSpace(*reason) == "" {
-		return c.usage(cmd, "ctl.err.reason-required")
-	}
 	return send(ctx, c, cmd, format, func(ctx context.Context, cn *conn) (*mamoriv1.RevokeDeviceResponse, error) {
-		return call(ctx, c, cn, cn.admin.RevokeDevice, &mamoriv1.RevokeDeviceRequest{DeviceId: id, Reason: strings.TrimSpace(*reason)})
+		return call(ctx, c, cn, cn.admin.RevokeDevice, &mamoriv1.RevokeDeviceRequest{DeviceId: id, Reason: reason})
 	}, func(resp *mamoriv1.RevokeDeviceResponse) error {
 		d := resp.GetDevice()
 		fmt.Fprintln(c.o.Stdout, sanitizeText(c.p.Sprintf("ctl.revoke.done", d.GetId(), d.GetFacts().GetHostname(), c.localTime(d.GetRevokedAt()))))
@@ -223,14 +214,8 @@ func (c *cli) deviceRevoke(ctx context.Context, args []string) error {
 
 func (c *cli) deviceSetGroup(ctx context.Context, args []string) error {
 	const cmd = "device set-group"
-	fs := c.newFlagSet(cmd)
-	reason := fs.String("reason", "", "ctl.flag.reason")
-	out := c.outputFlag(fs)
-	pos, err := c.parse(fs, cmd, args, 2)
-	if err != nil {
-		return err
-	}
-	format, err := c.checkOutput(cmd, *out)
+	fs, cf := c.changeFlagSet(cmd)
+	pos, format, reason, err := c.parseChange(fs, cf, cmd, args, 2)
 	if err != nil {
 		return err
 	}
@@ -240,9 +225,6 @@ func (c *cli) deviceSetGroup(ctx context.Context, args []string) error {
 	}
 	if !validGroup(group) {
 		return c.usage(cmd, "ctl.err.group")
-	}
-	if strings.TrimSpace(*reason) == "" {
-		return c.usage(cmd, "ctl.err.reason-required")
 	}
 	cn, err := c.connect(cmd)
 	if err != nil {
@@ -254,7 +236,7 @@ func (c *cli) deviceSetGroup(ctx context.Context, args []string) error {
 		return err
 	}
 	resp, err := call(ctx, c, cn, cn.admin.SetDeviceGroup, &mamoriv1.SetDeviceGroupRequest{
-		Device: before.GetDevice().GetId(), Group: group, Reason: strings.TrimSpace(*reason)})
+		Device: before.GetDevice().GetId(), Group: group, Reason: reason})
 	if err != nil {
 		return err
 	}

@@ -40,18 +40,13 @@ func (c *cli) parseExpiry(s string) (time.Time, bool) {
 
 func (c *cli) exceptionCreate(ctx context.Context, args []string) error {
 	const cmd = "exception create"
-	fs := c.newFlagSet(cmd)
+	fs, cf := c.changeFlagSet(cmd)
 	usb := fs.String("usb", "", "ctl.flag.exception.usb")
 	device := fs.String("device", "", "ctl.flag.exception.device")
 	group := fs.String("group", "", "ctl.flag.exception.group")
 	user := fs.String("user", "", "ctl.flag.exception.user")
 	expires := fs.String("expires", "", "ctl.flag.exception.expires")
-	reason := fs.String("reason", "", "ctl.flag.reason")
-	out := c.outputFlag(fs)
-	if _, err := c.parse(fs, cmd, args, 0); err != nil {
-		return err
-	}
-	format, err := c.checkOutput(cmd, *out)
+	_, format, reason, err := c.parseChange(fs, cf, cmd, args, 0)
 	if err != nil {
 		return err
 	}
@@ -64,9 +59,6 @@ func (c *cli) exceptionCreate(ctx context.Context, args []string) error {
 	if !validGroup(*group) {
 		return c.usage(cmd, "ctl.err.group")
 	}
-	if strings.TrimSpace(*reason) == "" {
-		return c.usage(cmd, "ctl.err.reason-required")
-	}
 	at, ok := c.parseExpiry(*expires)
 	if !ok {
 		return c.usage(cmd, "ctl.err.exception-expires", *expires)
@@ -78,7 +70,7 @@ func (c *cli) exceptionCreate(ctx context.Context, args []string) error {
 	defer cn.close()
 	resp, err := call(ctx, c, cn, cn.admin.CreateException, &mamoriv1.CreateExceptionRequest{
 		Usb: strings.TrimSpace(*usb), Device: strings.TrimSpace(*device), Group: *group, User: strings.TrimSpace(*user),
-		Reason: strings.TrimSpace(*reason), ExpiresAt: timestamppb.New(at),
+		Reason: reason, ExpiresAt: timestamppb.New(at),
 	})
 	if err != nil {
 		return err
@@ -163,14 +155,8 @@ func (c *cli) exceptionList(ctx context.Context, args []string) error {
 
 func (c *cli) exceptionRevoke(ctx context.Context, args []string) error {
 	const cmd = "exception revoke"
-	fs := c.newFlagSet(cmd)
-	reason := fs.String("reason", "", "ctl.flag.reason")
-	out := c.outputFlag(fs)
-	pos, err := c.parse(fs, cmd, args, 1)
-	if err != nil {
-		return err
-	}
-	format, err := c.checkOutput(cmd, *out)
+	fs, cf := c.changeFlagSet(cmd)
+	pos, format, reason, err := c.parseChange(fs, cf, cmd, args, 1)
 	if err != nil {
 		return err
 	}
@@ -178,15 +164,12 @@ func (c *cli) exceptionRevoke(ctx context.Context, args []string) error {
 	if id == "" {
 		return c.usage(cmd, "ctl.err.missing-args")
 	}
-	if strings.TrimSpace(*reason) == "" {
-		return c.usage(cmd, "ctl.err.reason-required")
-	}
 	cn, err := c.connect(cmd)
 	if err != nil {
 		return err
 	}
 	defer cn.close()
-	resp, err := call(ctx, c, cn, cn.admin.RevokeException, &mamoriv1.RevokeExceptionRequest{Id: id, Reason: strings.TrimSpace(*reason)})
+	resp, err := call(ctx, c, cn, cn.admin.RevokeException, &mamoriv1.RevokeExceptionRequest{Id: id, Reason: reason})
 	if err != nil {
 		return err
 	}
@@ -199,19 +182,10 @@ func (c *cli) exceptionRevoke(ctx context.Context, args []string) error {
 
 func (c *cli) ledgerImport(ctx context.Context, args []string) error {
 	const cmd = "ledger import"
-	fs := c.newFlagSet(cmd)
-	reason := fs.String("reason", "", "ctl.flag.reason")
-	out := c.outputFlag(fs)
-	pos, err := c.parse(fs, cmd, args, 1)
+	fs, cf := c.changeFlagSet(cmd)
+	pos, format, reason, err := c.parseChange(fs, cf, cmd, args, 1)
 	if err != nil {
 		return err
-	}
-	format, err := c.checkOutput(cmd, *out)
-	if err != nil {
-		return err
-	}
-	if strings.TrimSpace(*reason) == "" {
-		return c.usage(cmd, "ctl.err.reason-required")
 	}
 	var r io.Reader
 	if pos[0] == "-" {
@@ -232,7 +206,7 @@ func (c *cli) ledgerImport(ctx context.Context, args []string) error {
 		return c.usage(cmd, "ctl.err.ledger-too-large", pos[0], maxLedgerFile>>20)
 	}
 	return send(ctx, c, cmd, format, func(ctx context.Context, cn *conn) (*mamoriv1.ImportLedgerResponse, error) {
-		return call(ctx, c, cn, cn.admin.ImportLedger, &mamoriv1.ImportLedgerRequest{Csv: b, Reason: strings.TrimSpace(*reason)})
+		return call(ctx, c, cn, cn.admin.ImportLedger, &mamoriv1.ImportLedgerRequest{Csv: b, Reason: reason})
 	}, func(resp *mamoriv1.ImportLedgerResponse) error {
 		fmt.Fprintln(c.o.Stdout, c.p.Sprintf("ctl.ledger.imported", resp.GetRows()))
 		return nil

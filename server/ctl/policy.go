@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 	"unicode/utf8"
 
 	"google.golang.org/grpc/codes"
@@ -46,19 +45,10 @@ func (c *cli) policyGet(ctx context.Context, args []string) error {
 
 func (c *cli) policySet(ctx context.Context, args []string) error {
 	const cmd = "policy set"
-	fs := c.newFlagSet(cmd)
-	reason := fs.String("reason", "", "ctl.flag.reason")
-	out := c.outputFlag(fs)
-	pos, err := c.parse(fs, cmd, args, 1)
+	fs, cf := c.changeFlagSet(cmd)
+	pos, format, reason, err := c.parseChange(fs, cf, cmd, args, 1)
 	if err != nil {
 		return err
-	}
-	format, err := c.checkOutput(cmd, *out)
-	if err != nil {
-		return err
-	}
-	if strings.TrimSpace(*reason) == "" {
-		return c.usage(cmd, "ctl.err.reason-required")
 	}
 	p, err := c.readPolicy(cmd, pos[0])
 	if err != nil {
@@ -70,7 +60,7 @@ func (c *cli) policySet(ctx context.Context, args []string) error {
 	}
 	defer cn.close()
 	resp, err := call(ctx, c, cn, cn.admin.SetPolicy, &mamoriv1.SetPolicyRequest{
-		Policy: p, ExpectedVersion: p.GetVersion(), Reason: strings.TrimSpace(*reason),
+		Policy: p, ExpectedVersion: p.GetVersion(), Reason: reason,
 	})
 	var re rpcError
 	if errors.As(err, &re) && (re.code == codes.Aborted || re.code == codes.FailedPrecondition) {
