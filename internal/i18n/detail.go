@@ -37,3 +37,13 @@ func (p *Printer) Detail(id ID, args []string) (s string, ok bool) {
 	}
 	return p.Sprintf(id, as...), true
 }
+
+// EventKind is an event kind's name in the printer's language, and
+// whether the catalog has one (else the caller shows the kind itself).
+func (p *Printer) EventKind(kind string) (string, bool) {
+	m, ok := p.cat.Lookup(ID("event.kind." + kind))
+	if !ok {
+		return "", false
+	}
+	return m.Text(p.lang), true
+}

@@ -172,7 +172,10 @@ type kv struct{ K, V string }
 type eventView struct {
 	Time, Received time.Time
 	Control, Kind  string
-	Attributes     []kv
+	// KindName is Kind in the reader's language; "" for a kind the
+	// catalogue does not name.
+	KindName   string
+	Attributes []kv
 }
 
 type historyView struct {
@@ -248,8 +251,9 @@ func (c *Console) device(w http.ResponseWriter, r *http.Request, op *operator) {
 	}
 	sort.Slice(v.Controls, func(i, j int) bool { return v.Controls[i].Name < v.Controls[j].Name })
 	for _, e := range evs {
+		name, _ := p.EventKind(e.Event.GetKind())
 		v.Events = append(v.Events, eventView{Time: e.Event.GetTime().AsTime(), Received: e.ReceivedAt,
-			Control: e.Event.GetControl(), Kind: e.Event.GetKind(), Attributes: sortedKV(e.Event.GetAttributes())})
+			Control: e.Event.GetControl(), Kind: e.Event.GetKind(), KindName: name, Attributes: sortedKV(e.Event.GetAttributes())})
 	}
 	// A history entry keeps the agent's detail message (DetailMsg) when it
 	// sent one: shown in the reader's language like the current detail.

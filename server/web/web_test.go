@@ -645,3 +645,28 @@ func TestControlDetailLanguages(t *testing.T) {
 		})
 	}
 }
+
+// Event kinds on the device page are named in the reader's language, with
+// the kind itself beside the name; a kind the console does not know is
+// shown as it is, escaped.
+func TestEventKindNames(t *testing.T) {
+	e := start(t)
+	ev := func(kind string) *mamoriv1.Event {
+		return &mamoriv1.Event{Id: uuid.NewString(), Time: timestamppb.Now(), Control: "media", Kind: kind}
+	}
+	d := e.device(t, "pc-events", healthy(), ev("usb_blocked"), ev("<b>from_the_future</b>"))
+	for _, tc := range []struct{ accept, want string }{
+		{"ja", `USB デバイスを遮断 <code class="mute">usb_blocked</code>`},
+		{"en", `USB device blocked <code class="mute">usb_blocked</code>`},
+	} {
+		b := e.browser(t, tc.accept)
+		b.signIn(e.officer)
+		p := b.get("/devices/" + d.ID)
+		if !strings.Contains(p.body, tc.want) {
+			t.Errorf("%s: page lacks %q", tc.accept, tc.want)
+		}
+		if !strings.Contains(p.body, "<td>&lt;b&gt;from_the_future&lt;/b&gt;</td>") || strings.Contains(p.body, "<b>from_the_future") {
+			t.Errorf("%s: unknown kind not shown escaped as it is", tc.accept)
+		}
+	}
+}

@@ -1,0 +1,38 @@
+package i18n
+
+// eventKindMessages name the kinds of event agents send, for the console
+// ("event.kind." + kind). A kind without a message is shown as it is.
+var eventKindMessages = []Message{
+	// media
+	{"event.kind.usb_blocked", "USB device blocked", "USB デバイスを遮断"},
+	{"event.kind.set_read_only", "made read-only", "読み取り専用に設定"},
+	{"event.kind.remounted_read_only", "remounted read-only", "読み取り専用で再マウント"},
+	{"event.kind.would_block", "would be restricted (monitor mode)", "制限対象 (監視モード)"},
+	{"event.kind.allowed", "allow-listed device usable", "許可リストのデバイスを使用可"},
+	{"event.kind.media_exception_used", "exception (例外措置) used", "例外措置を使用"},
+	{"event.kind.enforcement_failed", "enforcement failed: the device may be writable", "制御に失敗 (書き込み可能の可能性)"},
+	// login-mfa
+	{"event.kind.mfa_success", "second factor accepted", "多要素認証に成功"},
+	{"event.kind.mfa_failure", "second factor refused", "多要素認証に失敗"},
+	{"event.kind.mfa_lockout", "locked out after failures", "失敗が続きロックアウト"},
+	{"event.kind.mfa_recovery_used", "recovery code used", "リカバリーコードを使用"},
+	{"event.kind.mfa_temp_code_used", "temporary code used", "一時コードを使用"},
+	{"event.kind.mfa_grace_login", "login in the grace period, without a second factor", "猶予期間中の多要素なしログイン"},
+	{"event.kind.mfa_unlocked", "lock-out cleared by the helpdesk", "ヘルプデスクがロックアウトを解除"},
+	{"event.kind.mfa_would_refuse", "login that would be refused (monitor mode)", "拒否対象のログイン (監視モード)"},
+	{"event.kind.mfa_pin_enrolled", "PIN key enrolled on this terminal", "この端末で PIN キーを登録"},
+	{"event.kind.mfa_pin_removed", "PIN key removed from this terminal", "この端末から PIN キーを削除"},
+	// isolation
+	{"event.kind.finding", "isolation finding", "分離の検出事項"},
+	{"event.kind.finding_cleared", "isolation finding cleared", "分離の検出事項が解消"},
+	{"event.kind.ruleset_applied", "firewall rules applied", "ファイアウォール規則を適用"},
+	{"event.kind.ruleset_reapplied", "firewall rules re-applied after a change", "変更されたファイアウォール規則を再適用"},
+	{"event.kind.ruleset_removed", "firewall rules removed", "ファイアウォール規則を削除"},
+	// agent
+	{"event.kind.state_changed", "control state changed", "制御の状態が変化"},
+	{"event.kind.policy_applied", "policy applied", "ポリシーを適用"},
+	{"event.kind.policy_rejected", "policy refused", "ポリシーを拒否"},
+	{"event.kind.report_refused", "the server refused this terminal's report", "サーバーが報告を拒否"},
+	{"event.kind.events_dropped", "events dropped (spool full)", "イベントを破棄 (スプール満杯)"},
+	{"event.kind.spool_damaged", "event spool damaged", "イベントスプールの破損"},
+}
