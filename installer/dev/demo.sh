@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # make demo: a server with embedded SQLite and one agent enrolled into it, in
-# monitor mode, all on loopback. Ctrl-C stops both.
+# monitor mode, and the web console with an officer to sign in as, all on
+# loopback. Ctrl-C stops both.
 #
 #   installer/dev/demo.sh BIN_DIR VAR_DIR
 set -euo pipefail
 bin=${1:?bin dir}
 var=${2:?var dir}
 addr=127.0.0.1:8443
+console=127.0.0.1:8444
 mkdir -p "$var"
 srvdir=$var/server
 agentdir=$var/agent
@@ -25,7 +27,7 @@ stop() {
 trap stop INT TERM EXIT
 
 # 1. The server. On first start it creates the CA and the first admin token.
-"$bin/mamori-server" serve --data "$srvdir" --listen "$addr" \
+"$bin/mamori-server" serve --data "$srvdir" --listen "$addr" --console "$console" \
   --admin-token-file "$srvdir/admin.token" >"$log/server.out" 2>"$log/server.log" &
 pids+=($!)
 for _ in $(seq 1 100); do
@@ -51,7 +53,18 @@ token=$(printf '%s' "$tokjson" | sed -n 's/.*"token": *"\([^"]*\)".*/\1/p' | hea
 fp=$(printf '%s' "$tokjson" | sed -n 's/.*"ca_fingerprint": *"\([^"]*\)".*/\1/p;s/.*"caFingerprint": *"\([^"]*\)".*/\1/p' | head -1)
 "$bin/mamori-agent" enroll --state-dir "$agentdir" --server "$addr" --token "$token" --ca-fingerprint "$fp"
 
-# 4. The agent, in the foreground of this script.
+# 4. An officer for the console (first run only): a random password in a
+# 0600 file and a TOTP secret, printed once, for an authenticator app or
+# oathtool.
+if [ ! -s "$srvdir/console.password" ]; then
+  (umask 077; head -c 18 /dev/urandom | base64 | tr -d '/+=' >"$srvdir/console.password")
+  "$bin/mamori-server" operator create --data "$srvdir" --name demo-officer --role officer \
+    --password-file "$srvdir/console.password" >"$var/console-officer.txt"
+  chmod 600 "$var/console-officer.txt"
+fi
+totp=$(sed -n 's/.*: \([A-Z2-7]\{16,\}\)$/\1/p' "$var/console-officer.txt" | head -1)
+
+# 5. The agent, in the foreground of this script.
 "$bin/mamori-agent" run --state-dir "$agentdir" 2>"$log/agent.log" &
 pids+=($!)
 sleep 2
@@ -60,6 +73,12 @@ cat <<TXT
 
 mamori demo is running: server on $addr, one agent (monitor mode), data in $var.
 Logs: $log/server.log, $log/agent.log
+
+Web console: https://$console/  (its certificate is from the demo's own CA,
+$srvdir/ca.pem: the browser warns unless you import that CA)
+  login:    demo-officer
+  password: $(cat "$srvdir/console.password")
+  TOTP:     secret $totp — add it to an authenticator app, or: oathtool --totp -b $totp
 
 Try, in another terminal:
   export MAMORI_SERVER=$addr MAMORI_CA_FILE=$srvdir/ca.pem MAMORI_TOKEN=\$(cat $srvdir/admin.token)
