@@ -69,6 +69,8 @@ var policyMessages = []Message{
 	{"console.ledger.imported", "Imported %s by %s", "%s に %s が取り込み"},
 	{"console.ledger.row", "Row %d", "%d 行目"},
 	{"console.ledger.more", "and %d more problems", "ほか %d 件の問題"},
+	{"console.ledger.hidden", "%d more rows not shown: choose a state above to see its rows, or list every row with mamorictl ledger list", "ほか %d 行は表示していません。上の状態を選ぶとその行を表示します。すべての行は mamorictl ledger list で一覧できます"},
+	{"console.ledger.all", "all states", "すべての状態"},
 	{"console.ledger.asset", "Asset ID", "資産番号"},
 	{"console.ledger.serial", "Serial", "製造番号"},
 	{"console.ledger.group", "Group", "所属"},

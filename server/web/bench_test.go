@@ -2,9 +2,12 @@ package web_test
 
 import (
 	"context"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -29,7 +32,9 @@ import (
 // The console at fleet scale: 100,000 devices and 10 million events in
 // SQLite, built with bulk SQL (recursive CTEs) once into a cached file
 // under the temp directory ($TMPDIR/mamori-bench/, about 1.5 GB; delete it
-// to rebuild). The handlers are timed in process (httptest), without TLS:
+// to rebuild). The file's name carries a hash of the SQLite migrations, so
+// a schema change (or a cache built on another branch) means a new file;
+// older ones are removed when it is built. The handlers are timed in process (httptest), without TLS:
 // server time only. BenchmarkConsoleHealthz is the in-run baseline.
 //
 //	go test -run '^$' -bench Console -benchtime 20x -timeout 60m ./server/web/
@@ -40,8 +45,23 @@ var (
 	benchSmall   = os.Getenv("MAMORI_BENCH_SMALL") == "1"
 	benchDevices = pick(100_000, 1_000)
 	benchEvents  = pick(10_000_000, 100_000)
-	benchFile    = fmt.Sprintf("console-%d-%d-v1.db", benchDevices, benchEvents)
+	benchFile    = fmt.Sprintf("console-%d-%d-%s.db", benchDevices, benchEvents, schemaHash())
 )
+
+// schemaHash is a short hash of the SQLite migrations (names and SQL).
+func schemaHash() string {
+	files, _ := filepath.Glob("../store/sqlite/migrations/*.sql")
+	h := sha256.New()
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			panic(err)
+		}
+		fmt.Fprintf(h, "%s %d\n", filepath.Base(f), len(b))
+		h.Write(b)
+	}
+	return hex.EncodeToString(h.Sum(nil))[:12]
+}
 
 func pick(full, small int) int {
 	if benchSmall {
@@ -141,6 +161,11 @@ func benchDB(b *testing.B) string {
 			benchOnce.path = path
 			return
 		}
+		// Data sets of an older schema go (1.5 GB each).
+		old, _ := filepath.Glob(filepath.Join(dir, fmt.Sprintf("console-%d-%d-*.db*", benchDevices, benchEvents)))
+		for _, f := range old {
+			os.Remove(f)
+		}
 		tmp := filepath.Join(dir, "building-"+benchFile)
 		for _, suffix := range []string{"", "-wal", "-shm"} {
 			os.Remove(tmp + suffix)
@@ -195,7 +220,7 @@ func benchConsoleOn(b *testing.B, st store.Store) *benchConsole {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { st.DeleteSession(ctx, hash) })
-	c, err := web.New(web.Deps{Store: st, Config: web.DefaultConfig(), Now: now})
+	c, err := web.New(web.Deps{Store: st, Config: web.DefaultConfig(), Now: now, Log: slog.New(slog.NewTextHandler(os.Stderr, nil))})
 	if err != nil {
 		b.Fatal(err)
 	}

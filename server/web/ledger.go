@@ -1,6 +1,7 @@
 package web
 
 import (
+	"slices"
 	"errors"
 	"fmt"
 	"io"
@@ -29,16 +30,29 @@ type ledgerRowView struct {
 type ledgerCount struct {
 	State, Name string
 	N           int
+	Selected    bool
 }
 
 type ledgerView struct {
-	Rows       []ledgerRowView
+	Rows []ledgerRowView
+	// State is the state the rows are filtered to ("" for all); Hidden
+	// is how many rows of it are not shown (past ledgerRowsShown).
+	State      string
+	Hidden     int
 	Counts     []ledgerCount
 	ImportedAt time.Time
 	ImportedBy string
 	Problems   []ledger.RowError
 	More       int
 }
+
+// ledgerRowsShown bounds the rows one page renders: a prefecture's ledger
+// or fleet has tens of thousands, and rendering is most of the page's
+// cost. The counts are always complete; each is a link to its rows.
+const ledgerRowsShown = 500
+
+// ledgerStates in the order the page lists them: what needs a person first.
+var ledgerStates = []string{ledger.StateNeverEnrolled, ledger.StateOffline, ledger.StateRevoked, ledger.StateNotInLedger, ledger.StateEnrolled}
 
 func (c *Console) ledgerPage(w http.ResponseWriter, r *http.Request, op *operator) {
 	c.renderLedger(w, r, op, http.StatusOK, nil, "")
@@ -67,13 +81,26 @@ func (c *Console) renderLedger(w http.ResponseWriter, r *http.Request, op *opera
 			v.ImportedBy = o.Name
 		}
 	}
+	if s := r.URL.Query().Get("state"); slices.Contains(ledgerStates, s) {
+		v.State = s
+	}
 	counts := map[string]int{}
 	for _, row := range rows {
 		counts[row.State]++
-		v.Rows = append(v.Rows, ledgerRowView{Row: row, StateName: p.Sprintf(i18n.ID("console.ledger.state." + row.State))})
 	}
-	for _, s := range []string{ledger.StateEnrolled, ledger.StateOffline, ledger.StateNeverEnrolled, ledger.StateRevoked, ledger.StateNotInLedger} {
-		v.Counts = append(v.Counts, ledgerCount{State: s, Name: p.Sprintf(i18n.ID("console.ledger.state." + s)), N: counts[s]})
+	// Rows needing a person first, each state in the ledger's order.
+	for _, s := range ledgerStates {
+		for _, row := range rows {
+			if row.State != s || (v.State != "" && s != v.State) {
+				continue
+			}
+			if len(v.Rows) == ledgerRowsShown {
+				v.Hidden++
+				continue
+			}
+			v.Rows = append(v.Rows, ledgerRowView{Row: row, StateName: p.Sprintf(i18n.ID("console.ledger.state." + row.State))})
+		}
+		v.Counts = append(v.Counts, ledgerCount{State: s, Name: p.Sprintf(i18n.ID("console.ledger.state." + s)), N: counts[s], Selected: s == v.State})
 	}
 	if problems != nil {
 		v.Problems, v.More = problems.List, problems.More

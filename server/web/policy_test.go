@@ -3,6 +3,7 @@ package web_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"html"
 	"io"
 	"mime/multipart"
@@ -391,5 +392,45 @@ func TestNewPagesLanguages(t *testing.T) {
 				t.Errorf("%s %s: no %q in the navigation", l.accept, path, l.want)
 			}
 		}
+	}
+}
+
+// A ledger larger than one page: every count is complete, the rows that
+// need a person come first, at most ledgerRowsShown are rendered with a
+// note of how many are not, and a count filters to its state.
+func TestLedgerPageLarge(t *testing.T) {
+	e := start(t)
+	e.device(t, "pc-enrolled", healthy())
+	var csv bytes.Buffer
+	csv.WriteString("資産番号,ホスト名\nA-0000,pc-enrolled\n")
+	for i := 1; i <= 600; i++ {
+		fmt.Fprintf(&csv, "A-%04d,pc-never-%04d\n", i, i)
+	}
+	off := e.browser(t, "en")
+	off.signIn(e.officer)
+	lp := off.get("/ledger")
+	if p := off.postFile("/ledger", url.Values{"csrf": {csrfOf(t, lp)}, "reason": {"r"}}, "l.csv", csv.Bytes()); p.status != http.StatusSeeOther {
+		t.Fatalf("import: %d\n%s", p.status, p.body)
+	}
+	rows := func(body string) int { return strings.Count(body, "<tr class=") }
+	all := off.get("/ledger")
+	if n := rows(all.body); n != 500 {
+		t.Errorf("%d rows rendered, want 500", n)
+	}
+	for _, want := range []string{`<span class="n">600</span> never enrolled`, `<span class="n">1</span> enrolled`, "101 more rows not shown", `href="/ledger?state=never_enrolled"`} {
+		if !strings.Contains(all.body, want) {
+			t.Errorf("ledger page lacks %q", want)
+		}
+	}
+	if strings.Contains(all.body, "A-0000") {
+		t.Error("an enrolled row is shown before the rows that need a person")
+	}
+	enrolled := off.get("/ledger?state=enrolled")
+	if n := rows(enrolled.body); n != 1 || !strings.Contains(enrolled.body, "A-0000") || strings.Contains(enrolled.body, "more rows not shown") ||
+		!strings.Contains(enrolled.body, `aria-current="page"`) {
+		t.Errorf("enrolled only: %d rows\n%s", n, enrolled.body)
+	}
+	if n := rows(off.get("/ledger?state=<script>").body); n != 500 {
+		t.Errorf("an unknown state filters: %d rows", n)
 	}
 }
