@@ -1,11 +1,11 @@
 package web
 
 import (
-	"slices"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
