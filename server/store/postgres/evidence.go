@@ -10,11 +10,15 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/mamori-dev/mamori/server/store"
+	"github.com/mamori-dev/mamori/server/store/internal/codec"
 	"github.com/mamori-dev/mamori/server/store/internal/evsql"
+	"github.com/mamori-dev/mamori/server/store/internal/sharedsql"
 )
 
 // The evidence, incident and operator-admin methods are shared with
-// SQLite (server/store/internal/evsql); this is PostgreSQL's adapter.
+// SQLite (server/store/internal/evsql), and so are the MFA, exception and
+// console-login ones (server/store/internal/sharedsql); this is
+// PostgreSQL's adapter for both.
 
 // lockWatch serialises watcher steps of all servers on one database.
 const lockWatch int64 = 0x6d616d6f_72690008
@@ -85,6 +89,22 @@ func (d evDB) Write(ctx context.Context, fn func(evsql.Q) error) error {
 
 func (evDB) Native(t time.Time) any { return tz(t) }
 
+// Auto runs fn on the pool (Read's Q writes too): each statement commits
+// on its own.
+func (d evDB) Auto(ctx context.Context, fn func(evsql.Q) error) error { return d.Read(ctx, fn) }
+
+// Stamp keeps the zero time as year 1, not NULL.
+func (evDB) Stamp(t time.Time) any { return codec.Time(t) }
+
+func (evDB) IsUnique(err error) bool { return isUnique(err) }
+
+func (evDB) ForUpdate(of string) string {
+	if of == "" {
+		return " FOR UPDATE"
+	}
+	return " FOR UPDATE OF " + of
+}
+
 func (evDB) AppendAudit(ctx context.Context, q evsql.Q, r store.AuditRecord) error {
 	tx := q.(evQ).tx
 	if tx == nil {
@@ -115,6 +135,8 @@ func (d evDB) HighWater(ctx context.Context) (ev, hist int64, err error) {
 }
 
 func (s *Store) ev() evsql.Store { return evsql.Store{DB: evDB{s}} }
+
+func (s *Store) sh() sharedsql.Store { return sharedsql.Store{DB: evDB{s}} }
 
 var _ store.Evidence = (*Store)(nil)
 

@@ -2,267 +2,37 @@ package postgres
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"slices"
-	"strconv"
-	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
-	"github.com/mamori-dev/mamori/internal/mfabundle"
 	"github.com/mamori-dev/mamori/server/store"
-	"github.com/mamori-dev/mamori/server/store/internal/codec"
 )
 
-// errNothingConsumed rolls back a ConsumeMFACodes that found no code.
-var errNothingConsumed = errors.New("no code consumed")
+// The MFA tables (users, temporary codes, unlocks, generation) are shared
+// with SQLite: server/store/internal/sharedsql/mfa.go.
 
-func bumpMFA(ctx context.Context, tx pgx.Tx) (int64, error) {
-	var gen int64
-	if err := tx.QueryRow(ctx, "UPDATE mfa_generation SET generation = generation + 1 WHERE id = 1 RETURNING generation").Scan(&gen); err != nil {
-		return 0, fmt.Errorf("bump mfa generation: %w", err)
-	}
-	// An audited action records the generation its change produced.
-	store.AuditField(ctx, "generation", strconv.FormatInt(gen, 10))
-	return gen, nil
-}
-
-func putMFAUser(ctx context.Context, tx pgx.Tx, u store.MFAUser, replace bool, gen int64) error {
-	if u.Method == "" {
-		u.Method = store.MFAMethodTOTP
-	}
-	if replace {
-		// A replaced user's row goes first, so its own serial is free.
-		if _, err := tx.Exec(ctx, "DELETE FROM mfa_users WHERE username = $1", u.User); err != nil {
-			return fmt.Errorf("put mfa user %s: %w", u.User, err)
-		}
-	}
-	_, err := tx.Exec(ctx, `INSERT INTO mfa_users (username, secret_sealed, algorithm, digits, period_seconds, recovery_salt, recovery_hashes,
-		created_at, created_by, generation, method, token_serial) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
-		u.User, u.SealedSecret, u.Algorithm, u.Digits, u.PeriodSeconds, u.RecoverySalt,
-		strings.Join(u.RecoveryHashes, " "), codec.Time(u.CreatedAt), u.CreatedBy, gen, u.Method, u.TokenSerial)
-	if isUnique(err) {
-		return fmt.Errorf("put mfa user %s: already enrolled, or token serial %q held by another user: %w", u.User, u.TokenSerial, store.ErrConflict)
-	}
-	if err != nil {
-		return fmt.Errorf("put mfa user %s: %w", u.User, err)
-	}
-	return nil
-}
-
-// PutMFAUser stores u in a new MFA generation.
 func (s *Store) PutMFAUser(ctx context.Context, u store.MFAUser, replace bool) (int64, error) {
-	var gen int64
-	err := s.write(ctx, func(tx pgx.Tx) error {
-		var err error
-		if gen, err = bumpMFA(ctx, tx); err != nil {
-			return err
-		}
-		return putMFAUser(ctx, tx, u, replace, gen)
-	})
-	return gen, err
+	return s.sh().PutMFAUser(ctx, u, replace)
 }
-
-// ImportMFAUsers stores every user in one generation, or none.
 func (s *Store) ImportMFAUsers(ctx context.Context, us []store.MFAUser, replace bool) (int64, error) {
-	var gen int64
-	err := s.write(ctx, func(tx pgx.Tx) error {
-		var err error
-		if gen, err = bumpMFA(ctx, tx); err != nil {
-			return err
-		}
-		for _, u := range us {
-			if err := putMFAUser(ctx, tx, u, replace, gen); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	return gen, err
+	return s.sh().ImportMFAUsers(ctx, us, replace)
 }
-
-// MFAUsers returns every enrolled user, by name.
-func (s *Store) MFAUsers(ctx context.Context) ([]store.MFAUser, error) {
-	rows, err := s.pool.Query(ctx, `SELECT username, secret_sealed, algorithm, digits, period_seconds, recovery_salt,
-		recovery_hashes, created_at, created_by, generation, method, token_serial FROM mfa_users ORDER BY username`)
-	if err != nil {
-		return nil, fmt.Errorf("mfa users: %w", err)
-	}
-	defer rows.Close()
-	var us []store.MFAUser
-	for rows.Next() {
-		var (
-			u      store.MFAUser
-			hashes string
-			at     time.Time
-		)
-		if err := rows.Scan(&u.User, &u.SealedSecret, &u.Algorithm, &u.Digits, &u.PeriodSeconds, &u.RecoverySalt,
-			&hashes, &at, &u.CreatedBy, &u.Generation, &u.Method, &u.TokenSerial); err != nil {
-			return nil, fmt.Errorf("mfa users: %w", err)
-		}
-		u.RecoveryHashes, u.CreatedAt = strings.Fields(hashes), codec.Time(at)
-		us = append(us, u)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("mfa users: %w", err)
-	}
-	return us, nil
-}
-
-// MFAGeneration is the current MFA generation.
-func (s *Store) MFAGeneration(ctx context.Context) (int64, error) {
-	var g int64
-	if err := s.pool.QueryRow(ctx, "SELECT generation FROM mfa_generation WHERE id = 1").Scan(&g); err != nil {
-		return 0, fmt.Errorf("mfa generation: %w", err)
-	}
-	return g, nil
-}
-
-// DeleteMFAUser deletes the user's enrolment and temporary codes.
+func (s *Store) MFAUsers(ctx context.Context) ([]store.MFAUser, error) { return s.sh().MFAUsers(ctx) }
+func (s *Store) MFAGeneration(ctx context.Context) (int64, error)      { return s.sh().MFAGeneration(ctx) }
 func (s *Store) DeleteMFAUser(ctx context.Context, user string) (int64, error) {
-	var gen int64
-	err := s.write(ctx, func(tx pgx.Tx) error {
-		var n int64
-		for _, q := range []string{"DELETE FROM mfa_users WHERE username = $1", "DELETE FROM mfa_temp_codes WHERE username = $1"} {
-			tag, err := tx.Exec(ctx, q, user)
-			if err != nil {
-				return fmt.Errorf("delete mfa user %s: %w", user, err)
-			}
-			n += tag.RowsAffected()
-		}
-		if n == 0 {
-			return fmt.Errorf("mfa user %s: %w", user, store.ErrNotFound)
-		}
-		var err error
-		gen, err = bumpMFA(ctx, tx)
-		return err
-	})
-	return gen, err
+	return s.sh().DeleteMFAUser(ctx, user)
 }
-
-// PutMFATempCode stores a new temporary code.
 func (s *Store) PutMFATempCode(ctx context.Context, c store.MFATempCode) (int64, error) {
-	var gen int64
-	err := s.write(ctx, func(tx pgx.Tx) error {
-		var err error
-		if gen, err = bumpMFA(ctx, tx); err != nil {
-			return err
-		}
-		_, err = tx.Exec(ctx, `INSERT INTO mfa_temp_codes (id, username, salt, hash, created_at, created_by, expires_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7)`, c.ID, c.User, c.Salt, c.Hash, codec.Time(c.CreatedAt), c.CreatedBy, codec.Time(c.ExpiresAt))
-		if isUnique(err) {
-			return fmt.Errorf("temporary code %s: %w", c.ID, store.ErrConflict)
-		}
-		if err != nil {
-			return fmt.Errorf("put temporary code: %w", err)
-		}
-		return nil
-	})
-	return gen, err
+	return s.sh().PutMFATempCode(ctx, c)
 }
-
-// MFATempCodes returns the unused codes that expire after now.
 func (s *Store) MFATempCodes(ctx context.Context, now time.Time) ([]store.MFATempCode, error) {
-	rows, err := s.pool.Query(ctx, `SELECT id, username, salt, hash, created_at, created_by, expires_at FROM mfa_temp_codes
-		WHERE used_at IS NULL AND expires_at > $1 ORDER BY username, expires_at, id`, codec.Time(now))
-	if err != nil {
-		return nil, fmt.Errorf("temporary codes: %w", err)
-	}
-	defer rows.Close()
-	var cs []store.MFATempCode
-	for rows.Next() {
-		var c store.MFATempCode
-		if err := rows.Scan(&c.ID, &c.User, &c.Salt, &c.Hash, &c.CreatedAt, &c.CreatedBy, &c.ExpiresAt); err != nil {
-			return nil, fmt.Errorf("temporary codes: %w", err)
-		}
-		c.CreatedAt, c.ExpiresAt = codec.Time(c.CreatedAt), codec.Time(c.ExpiresAt)
-		cs = append(cs, c)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("temporary codes: %w", err)
-	}
-	return cs, nil
+	return s.sh().MFATempCodes(ctx, now)
 }
-
-// UnlockMFAUser raises the user's unlock counter on deviceID.
 func (s *Store) UnlockMFAUser(ctx context.Context, user, deviceID string) (gen, counter int64, err error) {
-	err = s.write(ctx, func(tx pgx.Tx) error {
-		if err := tx.QueryRow(ctx, `INSERT INTO mfa_unlocks (username, device_id, generation) VALUES ($1, $2, 1)
-			ON CONFLICT (username, device_id) DO UPDATE SET generation = mfa_unlocks.generation + 1 RETURNING generation`,
-			user, deviceID).Scan(&counter); err != nil {
-			return fmt.Errorf("unlock mfa user %s: %w", user, err)
-		}
-		var err error
-		store.AuditField(ctx, "unlock", strconv.FormatInt(counter, 10))
-		gen, err = bumpMFA(ctx, tx)
-		return err
-	})
-	return gen, counter, err
+	return s.sh().UnlockMFAUser(ctx, user, deviceID)
 }
-
-// MFAUnlocks returns every unlock counter.
 func (s *Store) MFAUnlocks(ctx context.Context) ([]store.MFAUnlock, error) {
-	rows, err := s.pool.Query(ctx, "SELECT username, device_id, generation FROM mfa_unlocks ORDER BY username, device_id")
-	if err != nil {
-		return nil, fmt.Errorf("mfa unlocks: %w", err)
-	}
-	defer rows.Close()
-	var us []store.MFAUnlock
-	for rows.Next() {
-		var u store.MFAUnlock
-		if err := rows.Scan(&u.User, &u.DeviceID, &u.Generation); err != nil {
-			return nil, fmt.Errorf("mfa unlocks: %w", err)
-		}
-		us = append(us, u)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("mfa unlocks: %w", err)
-	}
-	return us, nil
+	return s.sh().MFAUnlocks(ctx)
 }
-
-// ConsumeMFACodes marks the user's codes with these IDs used.
 func (s *Store) ConsumeMFACodes(ctx context.Context, user string, ids []string, at time.Time) (int, error) {
-	if len(ids) == 0 {
-		return 0, nil
-	}
-	found := 0
-	err := s.write(ctx, func(tx pgx.Tx) error {
-		found = 0
-		var hashes string
-		err := tx.QueryRow(ctx, "SELECT recovery_hashes FROM mfa_users WHERE username = $1 FOR UPDATE", user).Scan(&hashes)
-		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-			return fmt.Errorf("consume mfa codes of %s: %w", user, err)
-		}
-		if err == nil {
-			all := strings.Fields(hashes)
-			keep := slices.DeleteFunc(slices.Clone(all), func(h string) bool { return slices.Contains(ids, mfabundle.CodeID(h)) })
-			if n := len(all) - len(keep); n > 0 {
-				found += n
-				if _, err := tx.Exec(ctx, "UPDATE mfa_users SET recovery_hashes = $1 WHERE username = $2", strings.Join(keep, " "), user); err != nil {
-					return fmt.Errorf("consume mfa codes of %s: %w", user, err)
-				}
-			}
-		}
-		tag, err := tx.Exec(ctx, "UPDATE mfa_temp_codes SET used_at = $1 WHERE username = $2 AND id = ANY($3) AND used_at IS NULL",
-			codec.Time(at), user, ids)
-		if err != nil {
-			return fmt.Errorf("consume mfa codes of %s: %w", user, err)
-		}
-		found += int(tag.RowsAffected())
-		if found == 0 {
-			// Nothing changed: roll back, so an audited call takes no
-			// record for a use that was consumed before.
-			return errNothingConsumed
-		}
-		store.AuditField(ctx, "consumed", strconv.Itoa(found))
-		_, err = bumpMFA(ctx, tx)
-		return err
-	})
-	if errors.Is(err, errNothingConsumed) {
-		return 0, nil
-	}
-	return found, err
+	return s.sh().ConsumeMFACodes(ctx, user, ids, at)
 }

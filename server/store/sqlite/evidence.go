@@ -9,10 +9,13 @@ import (
 	"github.com/mamori-dev/mamori/server/store"
 	"github.com/mamori-dev/mamori/server/store/internal/codec"
 	"github.com/mamori-dev/mamori/server/store/internal/evsql"
+	"github.com/mamori-dev/mamori/server/store/internal/sharedsql"
 )
 
 // The evidence, incident and operator-admin methods are shared with
-// PostgreSQL (server/store/internal/evsql); this is SQLite's adapter.
+// PostgreSQL (server/store/internal/evsql), and so are the MFA, exception
+// and console-login ones (server/store/internal/sharedsql); this is
+// SQLite's adapter for both.
 
 type evDB struct{ s *Store }
 
@@ -49,6 +52,18 @@ func (d evDB) Write(ctx context.Context, fn func(evsql.Q) error) error {
 }
 func (evDB) Native(t time.Time) any { return codec.Micros(t) }
 
+// Auto: SQLite writes only on its one writer, in a transaction.
+func (d evDB) Auto(ctx context.Context, fn func(evsql.Q) error) error { return d.Write(ctx, fn) }
+
+// Stamp keeps the zero time as its (negative) microseconds, not NULL.
+func (evDB) Stamp(t time.Time) any { return codec.Time(t).UnixMicro() }
+
+func (evDB) IsUnique(err error) bool { return isUnique(err) }
+
+// ForUpdate: the one writer runs write transactions one at a time; there
+// is no row lock to take.
+func (evDB) ForUpdate(string) string { return "" }
+
 func (evDB) AppendAudit(ctx context.Context, q evsql.Q, r store.AuditRecord) error {
 	tx, ok := q.(evQ).q.(*sql.Tx)
 	if !ok {
@@ -65,6 +80,8 @@ func (evDB) WatchLock(context.Context, evsql.Q) error { return nil }
 func (evDB) HighWater(context.Context) (int64, int64, error) { return 1<<63 - 1, 1<<63 - 1, nil }
 
 func (s *Store) ev() evsql.Store { return evsql.Store{DB: evDB{s}} }
+
+func (s *Store) sh() sharedsql.Store { return sharedsql.Store{DB: evDB{s}} }
 
 var _ store.Evidence = (*Store)(nil)
 

@@ -69,6 +69,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Exceptions", testExceptions}, // exceptions.go
 		{"Ledger", testLedger},
 		{"Evidence", testEvidence},
+		{"ConcurrentReadModifyWrite", testConcurrentReadModifyWrite}, // locking.go
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

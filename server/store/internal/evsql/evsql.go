@@ -483,3 +483,9 @@ func (s Store) ResetLockout(ctx context.Context, id string, at time.Time) error 
 		return nil
 	})
 }
+
+// Query runs sqlText on q and scans every row with scan, for the sibling
+// package sharedsql, which runs on the same adapter.
+func Query[T any](ctx context.Context, q Q, scan func(Rows) (T, error), sqlText string, args ...any) ([]T, error) {
+	return query(ctx, q, scan, sqlText, args...)
+}

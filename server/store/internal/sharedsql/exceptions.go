@@ -1,0 +1,143 @@
+package sharedsql
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/mamori-dev/mamori/server/store"
+	"github.com/mamori-dev/mamori/server/store/internal/codec"
+	"github.com/mamori-dev/mamori/server/store/internal/evsql"
+)
+
+const exceptionCols = `id, vendor, product, serial, username, device_id, device_group, reason, created_by,
+	created_at, expires_at, revoked_at, revoked_by, revoke_reason`
+
+func scanException(r interface{ Scan(dest ...any) error }) (store.Exception, error) {
+	var (
+		e                         store.Exception
+		created, expires, revoked evsql.Time
+	)
+	err := r.Scan(&e.ID, &e.Vendor, &e.Product, &e.Serial, &e.User, &e.DeviceID, &e.Group, &e.Reason, &e.CreatedBy,
+		&created, &expires, &revoked, &e.RevokedBy, &e.RevokeReason)
+	e.CreatedAt, e.ExpiresAt, e.RevokedAt = created.T, expires.T, revoked.T
+	return e, err
+}
+
+// CreateException stores an approved exception.
+func (s Store) CreateException(ctx context.Context, e store.Exception) error {
+	return s.DB.Write(ctx, func(q evsql.Q) error {
+		_, err := q.Exec(ctx, `INSERT INTO exceptions (`+exceptionCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			e.ID, e.Vendor, e.Product, e.Serial, e.User, e.DeviceID, e.Group, e.Reason, e.CreatedBy,
+			s.DB.Stamp(e.CreatedAt), s.DB.Stamp(e.ExpiresAt), s.DB.Native(e.RevokedAt), e.RevokedBy, e.RevokeReason)
+		if s.DB.IsUnique(err) {
+			return fmt.Errorf("create exception %s: %w", e.ID, store.ErrConflict)
+		}
+		if err != nil {
+			return fmt.Errorf("create exception %s: %w", e.ID, err)
+		}
+		return nil
+	})
+}
+
+// ListExceptions returns matching exceptions, newest first.
+func (s Store) ListExceptions(ctx context.Context, f store.ExceptionFilter) ([]store.Exception, error) {
+	var where []string
+	var args []any
+	switch {
+	case f.DeviceID != "" && f.Group != "":
+		where, args = append(where, "(device_id = ? OR device_group = ?)"), append(args, f.DeviceID, f.Group)
+	case f.DeviceID != "":
+		where, args = append(where, "device_id = ?"), append(args, f.DeviceID)
+	case f.Group != "":
+		where, args = append(where, "device_group = ?"), append(args, f.Group)
+	}
+	if !f.ActiveAt.IsZero() {
+		where, args = append(where, "revoked_at IS NULL AND expires_at > ?"), append(args, s.DB.Stamp(f.ActiveAt))
+	}
+	sqlText := "SELECT " + exceptionCols + " FROM exceptions"
+	if len(where) > 0 {
+		sqlText += " WHERE " + strings.Join(where, " AND ")
+	}
+	sqlText += " ORDER BY created_at DESC, id LIMIT ?"
+	args = append(args, codec.Limit(f.Limit))
+	var out []store.Exception
+	err := s.DB.Read(ctx, func(q evsql.Q) error {
+		var err error
+		out, err = evsql.Query(ctx, q, func(r evsql.Rows) (store.Exception, error) { return scanException(r) }, sqlText, args...)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list exceptions: %w", err)
+	}
+	return out, nil
+}
+
+// RevokeException ends an exception before its expiry.
+func (s Store) RevokeException(ctx context.Context, id, by, reason string, at time.Time) (store.Exception, error) {
+	var e store.Exception
+	err := s.DB.Write(ctx, func(q evsql.Q) error {
+		var err error
+		e, err = scanException(queryRow(ctx, q, "SELECT "+exceptionCols+" FROM exceptions WHERE id = ?"+s.DB.ForUpdate(""), id))
+		if errors.Is(err, errNoRows) {
+			return fmt.Errorf("exception %s: %w", id, store.ErrNotFound)
+		}
+		if err != nil {
+			return fmt.Errorf("revoke exception %s: %w", id, err)
+		}
+		if !e.RevokedAt.IsZero() {
+			return fmt.Errorf("exception %s is already revoked: %w", id, store.ErrConflict)
+		}
+		e.RevokedAt, e.RevokedBy, e.RevokeReason = codec.Time(at), by, reason
+		if _, err := q.Exec(ctx, "UPDATE exceptions SET revoked_at = ?, revoked_by = ?, revoke_reason = ? WHERE id = ?",
+			s.DB.Stamp(e.RevokedAt), by, reason, id); err != nil {
+			return fmt.Errorf("revoke exception %s: %w", id, err)
+		}
+		return nil
+	})
+	return e, err
+}
+
+// DeviceGroup is the group of one device.
+func (s Store) DeviceGroup(ctx context.Context, deviceID string) (string, error) {
+	var g string
+	err := s.DB.Read(ctx, func(q evsql.Q) error {
+		return queryRow(ctx, q, "SELECT device_group FROM devices WHERE id = ?", deviceID).Scan(&g)
+	})
+	if errors.Is(err, errNoRows) {
+		return "", fmt.Errorf("device %s: %w", deviceID, store.ErrNotFound)
+	}
+	if err != nil {
+		return "", fmt.Errorf("group of device %s: %w", deviceID, err)
+	}
+	return g, nil
+}
+
+// Ledger returns the ledger, ordered by asset ID. (ReplaceLedger stays
+// with each backend: PostgreSQL loads the rows with COPY, SQLite with one
+// prepared INSERT.)
+func (s Store) Ledger(ctx context.Context) (store.LedgerImport, error) {
+	var l store.LedgerImport
+	err := s.DB.Read(ctx, func(q evsql.Q) error {
+		var at evsql.Time
+		if err := queryRow(ctx, q, "SELECT imported_by, imported_at FROM ledger_import WHERE id = 1").Scan(&l.ImportedBy, &at); err != nil {
+			return err
+		}
+		l.ImportedAt = at.T
+		var err error
+		l.Entries, err = evsql.Query(ctx, q, func(r evsql.Rows) (store.LedgerEntry, error) {
+			var e store.LedgerEntry
+			return e, r.Scan(&e.AssetID, &e.Hostname, &e.Serial, &e.Group, &e.Location, &e.Note)
+		}, "SELECT asset_id, hostname, serial, device_group, location, note FROM ledger ORDER BY asset_id")
+		return err
+	})
+	if errors.Is(err, errNoRows) {
+		return store.LedgerImport{}, nil
+	}
+	if err != nil {
+		return l, fmt.Errorf("ledger: %w", err)
+	}
+	return l, nil
+}
