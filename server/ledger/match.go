@@ -108,7 +108,7 @@ func Rows(ctx context.Context, st Reader, p *mamoriv1.Policy, now time.Time, pag
 	var devs []store.Device
 	after := ""
 	for {
-		page, err := st.ListDevices(ctx, compliance.OfflineCut(p, now).Filter(store.DeviceFilter{AfterID: after, Limit: pageSize}))
+		page, err := st.ListDevices(ctx, compliance.OfflineCut(p, now).Filter(store.DeviceFilter{AfterID: after, Limit: pageSize, WithoutControls: true}))
 		if err != nil {
 			return nil, l, err
 		}

@@ -201,6 +201,10 @@ type DeviceFilter struct {
 	// Group, when set, selects the devices of that group only.
 	Group string
 	Limit int
+	// WithoutControls leaves Device.Controls empty: the control records
+	// are most of a device row's decoding, and a caller that needs only
+	// facts and compliance (the asset ledger over the whole fleet) saves it.
+	WithoutControls bool
 }
 
 // FleetCounts are the fleet summary counts. Every device is in exactly one.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -16,6 +17,10 @@ import (
 
 const deviceCols = `id, facts, enrolled_at, cert_serial, last_seen, verdict, reasons,
 	failing_since, policy_version, controls, revoked_at, revoked_reason, ek_fingerprint, key_attested, device_group`
+
+// deviceColsNoControls are deviceCols with an empty controls column
+// (DeviceFilter.WithoutControls).
+var deviceColsNoControls = strings.Replace(deviceCols, "controls,", "NULL AS controls,", 1)
 
 func scanDevice(row pgx.Row) (store.Device, error) {
 	var (
@@ -103,7 +108,11 @@ func (s *Store) ListDevices(ctx context.Context, f store.DeviceFilter) ([]store.
 	if err != nil {
 		return nil, err
 	}
-	q := "SELECT " + deviceCols + " FROM devices WHERE " + cond + " ORDER BY id LIMIT " + a.Bind(codec.Limit(f.Limit))
+	cols := deviceCols
+	if f.WithoutControls {
+		cols = deviceColsNoControls
+	}
+	q := "SELECT " + cols + " FROM devices WHERE " + cond + " ORDER BY id LIMIT " + a.Bind(codec.Limit(f.Limit))
 	ds, err := queryDevices(ctx, s.pool, q, a.List...)
 	if err != nil {
 		return nil, fmt.Errorf("list devices: %w", err)

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
@@ -15,6 +16,10 @@ import (
 
 const deviceCols = `id, facts, enrolled_at, cert_serial, last_seen, verdict, reasons,
 	failing_since, policy_version, controls, revoked_at, revoked_reason, ek_fingerprint, key_attested, device_group`
+
+// deviceColsNoControls are deviceCols with an empty controls column
+// (DeviceFilter.WithoutControls).
+var deviceColsNoControls = strings.Replace(deviceCols, "controls,", "NULL AS controls,", 1)
 
 type scanner interface{ Scan(dest ...any) error }
 
@@ -108,7 +113,11 @@ func (s *Store) ListDevices(ctx context.Context, f store.DeviceFilter) ([]store.
 	if err != nil {
 		return nil, err
 	}
-	q := "SELECT " + deviceCols + " FROM devices WHERE " + cond + " ORDER BY id LIMIT " + a.Bind(codec.Limit(f.Limit))
+	cols := deviceCols
+	if f.WithoutControls {
+		cols = deviceColsNoControls
+	}
+	q := "SELECT " + cols + " FROM devices WHERE " + cond + " ORDER BY id LIMIT " + a.Bind(codec.Limit(f.Limit))
 	rows, err := s.r.QueryContext(ctx, q, a.List...)
 	if err != nil {
 		return nil, fmt.Errorf("list devices: %w", err)

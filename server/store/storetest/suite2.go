@@ -164,6 +164,26 @@ func testPaging(t *testing.T, st store.Store) {
 			})
 		}
 	}
+	// WithoutControls: the same devices, the same rows but the control
+	// records.
+	d := f.enroll("m-slim", "pc-slim", t0).Device
+	f.ingestOK(report(d, t0.Add(time.Minute), store.VerdictCompliant,
+		[]*mamoriv1.ControlStatus{status("media", mamoriv1.ControlState_CONTROL_STATE_ENFORCED, "in force")}))
+	full, err := st.ListDevices(t.Context(), store.DeviceFilter{OfflineBefore: cut, Limit: 1000})
+	must(t, err)
+	slim, err := st.ListDevices(t.Context(), store.DeviceFilter{OfflineBefore: cut, Limit: 1000, WithoutControls: true})
+	must(t, err)
+	withControls := 0
+	for i := range full {
+		if len(full[i].Controls) > 0 {
+			withControls++
+		}
+		full[i].Controls = nil
+	}
+	if withControls == 0 {
+		t.Fatal("no device of the fleet has control records: WithoutControls is not tested")
+	}
+	diff(t, "devices without their controls", full, slim)
 }
 
 func testFindDevice(t *testing.T, st store.Store) {
