@@ -153,7 +153,10 @@ type UsedCode struct {
 // hundred bytes a code, ten codes a user.
 const maxUsedBytes = 4 << 20
 
-func readSmall(path string) ([]byte, error) {
+// readSmall reads a file of this directory that has a bound: nil for a
+// file that does not exist, an error for one larger than max (damage, not
+// data to trust).
+func readSmall(path string, max int64) ([]byte, error) {
 	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
@@ -162,15 +165,15 @@ func readSmall(path string) ([]byte, error) {
 		return nil, err
 	}
 	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxUsedBytes+1))
-	if err == nil && len(data) > maxUsedBytes {
-		err = fmt.Errorf("%s is over %d bytes", path, maxUsedBytes)
+	data, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err == nil && int64(len(data)) > max {
+		err = fmt.Errorf("%s is over %d bytes", path, max)
 	}
 	return data, err
 }
 
 func (g *BreakGlass) usedEntries() ([]UsedCode, error) {
-	data, err := readSmall(g.Path + ".used")
+	data, err := readSmall(g.Path+".used", maxUsedBytes)
 	if err != nil {
 		return nil, err
 	}
@@ -230,7 +233,7 @@ func (g *BreakGlass) unreported() ([]UsedCode, error) {
 	if err != nil || len(used) == 0 {
 		return nil, err
 	}
-	data, err := readSmall(g.Path + ".reported")
+	data, err := readSmall(g.Path+".reported", maxUsedBytes)
 	if err != nil {
 		return nil, err
 	}

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"maps"
 	"os"
@@ -117,7 +116,7 @@ func (p *PINKeys) inventory() (map[string]string, error) {
 		if !ok || !e.Type().IsRegular() || !userName.MatchString(user) {
 			continue
 		}
-		b, err := readBounded(filepath.Join(p.Dir, e.Name()), maxPINKeyFile)
+		b, err := readSmall(filepath.Join(p.Dir, e.Name()), maxPINKeyFile)
 		if err != nil {
 			return nil, err
 		}
@@ -128,34 +127,16 @@ func (p *PINKeys) inventory() (map[string]string, error) {
 }
 
 func readInventory(path string) (map[string]string, error) {
-	b, err := readBounded(path, 1<<20)
-	if errors.Is(err, fs.ErrNotExist) {
-		return map[string]string{}, nil
-	}
+	b, err := readSmall(path, 1<<20)
 	if err != nil {
 		return nil, err
 	}
 	m := map[string]string{}
+	if b == nil {
+		return m, nil
+	}
 	if err := json.Unmarshal(b, &m); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return m, nil
-}
-
-func readBounded(path string, max int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if fi.Size() > max {
-		return nil, fmt.Errorf("%s: %d bytes, more than %d", path, fi.Size(), max)
-	}
-	b := make([]byte, fi.Size())
-	_, err = io.ReadFull(f, b)
-	return b, err
 }
