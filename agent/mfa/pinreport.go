@@ -120,6 +120,9 @@ func (p *PINKeys) inventory() (map[string]string, error) {
 		if err != nil {
 			return nil, err
 		}
+		if b == nil {
+			continue // removed since the directory was read
+		}
 		sum := sha256.Sum256(b)
 		out[user] = hex.EncodeToString(sum[:])
 	}
