@@ -1,6 +1,9 @@
 package i18n
 
-import "strings"
+import (
+	"slices"
+	"strings"
+)
 
 // DetailArgs is the number of arguments a message takes: the count of its
 // verbs' distinct argument numbers, or -1 when its format is malformed.
@@ -46,4 +49,44 @@ func (p *Printer) EventKind(kind string) (string, bool) {
 		return "", false
 	}
 	return m.Text(p.lang), true
+}
+
+// DetailPart is one message of a detail that lists several
+// (ControlStatus.detail_parts).
+type DetailPart struct {
+	ID   string
+	Args []string
+}
+
+// StatusDetail is a control's detail in the printer's language: message
+// id with args when it is a "detail.*" message this catalog knows with
+// that many arguments, else english (the agent's own text: older agents,
+// newer IDs, a mismatch). A detail listing several problems (parts) shows
+// each in this language when every one is known, else their English list,
+// which is its last argument. The result is agent text: escape it.
+func (p *Printer) StatusDetail(english, id string, args []string, parts []DetailPart) string {
+	if id == "" {
+		return english
+	}
+	if len(parts) > 0 && len(args) > 0 {
+		if list, ok := p.detailList(parts); ok {
+			args = append(slices.Clone(args[:len(args)-1]), list)
+		}
+	}
+	if t, ok := p.Detail(ID(id), args); ok {
+		return t
+	}
+	return english
+}
+
+func (p *Printer) detailList(parts []DetailPart) (string, bool) {
+	texts := make([]string, len(parts))
+	for i, pt := range parts {
+		t, ok := p.Detail(ID(pt.ID), pt.Args)
+		if !ok {
+			return "", false
+		}
+		texts[i] = t
+	}
+	return strings.Join(texts, p.Sprintf("console.detail.sep")), true
 }

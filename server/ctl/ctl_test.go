@@ -71,7 +71,9 @@ func fixture() *ctltest.Fake {
 				Controls: []*mamoriv1.ControlRecord{
 					enforced("agent", -10*24*time.Hour, nil),
 					{Status: &mamoriv1.ControlStatus{Control: "media", Mode: mamoriv1.Mode_MODE_ENFORCE, State: mamoriv1.ControlState_CONTROL_STATE_FAILED,
-						Detail: "udev ルールがありません", Evidence: map[string]string{"rule_path": "/etc/udev/rules.d/99-mamori.rules"}, ObservedAt: ts(-5 * time.Minute)},
+						Detail:   "udev rule masked by /etc/udev/rules.d/99-mamori.rules: remove that file",
+						DetailId: "detail.media.udev-masked", DetailArgs: []string{"/etc/udev/rules.d/99-mamori.rules"},
+						Evidence: map[string]string{"rule_path": "/etc/udev/rules.d/99-mamori.rules"}, ObservedAt: ts(-5 * time.Minute)},
 						Since: ts(-2*time.Hour - 10*time.Minute)},
 					{Status: &mamoriv1.ControlStatus{Control: "login-mfa", Mode: mamoriv1.Mode_MODE_MONITOR, State: mamoriv1.ControlState_CONTROL_STATE_DEGRADED,
 						Detail: "pam module altered", ObservedAt: ts(-5 * time.Minute)}, Since: ts(-1 * time.Hour)},

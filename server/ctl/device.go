@@ -111,7 +111,7 @@ func (c *cli) writeDevice(resp *mamoriv1.GetDeviceResponse) error {
 		for _, r := range d.GetControls() {
 			s := r.GetStatus()
 			t.add(s.GetControl(), c.modeName(s.GetMode()), c.stateName(s.GetState()),
-				c.localTime(r.GetSince()), c.ago(s.GetObservedAt()), orDash(s.GetDetail()))
+				c.localTime(r.GetSince()), c.ago(s.GetObservedAt()), orDash(c.statusDetail(s)))
 		}
 		if err := t.write(w); err != nil {
 			return err
@@ -272,4 +272,14 @@ func (c *cli) deviceKey(d *mamoriv1.Device) string {
 		return c.p.Sprintf("ctl.key.tpm")
 	}
 	return c.p.Sprintf("ctl.key.software")
+}
+
+// statusDetail is a control's detail in the user's language when the agent
+// sent it as a catalogue message (i18n.Printer.StatusDetail).
+func (c *cli) statusDetail(s *mamoriv1.ControlStatus) string {
+	parts := make([]i18n.DetailPart, len(s.GetDetailParts()))
+	for i, pt := range s.GetDetailParts() {
+		parts[i] = i18n.DetailPart{ID: pt.GetId(), Args: pt.GetArgs()}
+	}
+	return c.p.StatusDetail(s.GetDetail(), s.GetDetailId(), s.GetDetailArgs(), parts)
 }

@@ -1,7 +1,6 @@
 package web
 
 import (
-	"slices"
 	"strings"
 
 	"github.com/mamori-dev/mamori/internal/i18n"
@@ -9,41 +8,18 @@ import (
 	"github.com/mamori-dev/mamori/server/compliance"
 )
 
-// controlDetail is a control's detail in the reader's language: the
-// catalogue message the agent named (detail_id) with its arguments, when
-// this server knows that "detail.*" message and the argument count fits;
-// the agent's English detail otherwise (older agents, newer IDs, a
-// mismatch). A detail listing several problems (detail_parts) shows each
-// in the reader's language when every one is known, else their English
-// list. The template escapes the result like any agent text.
+// controlDetail is a control's detail in the reader's language
+// (i18n.Printer.StatusDetail); the template escapes it like any agent text.
 func controlDetail(p *i18n.Printer, s *mamoriv1.ControlStatus) string {
-	id, args := s.GetDetailId(), s.GetDetailArgs()
-	if id == "" {
-		return s.GetDetail()
-	}
-	if parts := s.GetDetailParts(); len(parts) > 0 && len(args) > 0 {
-		if list, ok := detailList(p, parts); ok {
-			args = append(slices.Clone(args[:len(args)-1]), list)
-		}
-	}
-	if t, ok := p.Detail(i18n.ID(id), args); ok {
-		return t
-	}
-	return s.GetDetail()
+	return p.StatusDetail(s.GetDetail(), s.GetDetailId(), s.GetDetailArgs(), detailParts(s.GetDetailParts()))
 }
 
-// detailList is parts in the reader's language, joined; ok is false when
-// one of them is not a message this server can show.
-func detailList(p *i18n.Printer, parts []*mamoriv1.DetailPart) (string, bool) {
-	texts := make([]string, len(parts))
-	for i, pt := range parts {
-		t, ok := p.Detail(i18n.ID(pt.GetId()), pt.GetArgs())
-		if !ok {
-			return "", false
-		}
-		texts[i] = t
+func detailParts(ps []*mamoriv1.DetailPart) []i18n.DetailPart {
+	out := make([]i18n.DetailPart, len(ps))
+	for i, pt := range ps {
+		out[i] = i18n.DetailPart{ID: pt.GetId(), Args: pt.GetArgs()}
 	}
-	return strings.Join(texts, p.Sprintf("console.detail.sep")), true
+	return out
 }
 
 // localReasons shows stored non-compliance reasons in the reader's
