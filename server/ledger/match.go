@@ -36,20 +36,21 @@ type Row struct {
 // Ledger rows come first in ledger order, then the devices the ledger
 // lacks, by host name.
 func Match(entries []store.LedgerEntry, devices []store.Device, state func(store.Device) mamoriv1.Compliance) []Row {
-	byHost := map[string][]store.Device{}
-	bySerial := map[string][]store.Device{}
-	for _, d := range devices {
+	// Indexes into devices, not copies: a fleet has 100,000 of them.
+	byHost := make(map[string][]int, len(devices))
+	bySerial := make(map[string][]int, len(devices))
+	for i, d := range devices {
 		k := strings.ToLower(d.Facts.GetHostname())
-		byHost[k] = append(byHost[k], d)
+		byHost[k] = append(byHost[k], i)
 		if sn := strings.ToLower(strings.TrimSpace(d.Facts.GetSerialNumber())); sn != "" {
-			bySerial[sn] = append(bySerial[sn], d)
+			bySerial[sn] = append(bySerial[sn], i)
 		}
 	}
 	used := map[string]bool{}
 	out := make([]Row, 0, len(entries))
 	for _, e := range entries {
 		r := Row{Entry: e, State: StateNeverEnrolled}
-		var ds []store.Device
+		var ds []int
 		if sn := strings.ToLower(strings.TrimSpace(e.Serial)); sn != "" {
 			ds = bySerial[sn]
 		}
@@ -59,12 +60,12 @@ func Match(entries []store.LedgerEntry, devices []store.Device, state func(store
 		if len(ds) > 0 {
 			// Several records with one host name (re-imaged terminals):
 			// the one seen last speaks for it.
-			d := slices.MaxFunc(ds, func(a, b store.Device) int { return a.LastSeen.Compare(b.LastSeen) })
+			d := &devices[slices.MaxFunc(ds, func(a, b int) int { return devices[a].LastSeen.Compare(devices[b].LastSeen) })]
 			for _, x := range ds {
-				used[x.ID] = true
+				used[devices[x].ID] = true
 			}
 			r.DeviceID = d.ID
-			r.Compliance = state(d)
+			r.Compliance = state(*d)
 			switch r.Compliance {
 			case mamoriv1.Compliance_COMPLIANCE_REVOKED:
 				r.State = StateRevoked
@@ -76,12 +77,13 @@ func Match(entries []store.LedgerEntry, devices []store.Device, state func(store
 		}
 		out = append(out, r)
 	}
-	var extra []Row
-	for _, d := range devices {
+	extra := make([]Row, 0, max(0, len(devices)-len(used)))
+	for i := range devices {
+		d := &devices[i]
 		if used[d.ID] {
 			continue
 		}
-		c := state(d)
+		c := state(*d)
 		if c == mamoriv1.Compliance_COMPLIANCE_REVOKED {
 			continue // retired on purpose; not a finding
 		}
