@@ -19,6 +19,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -185,12 +186,19 @@ func (s *Set) Round(ctx context.Context, p *mamoriv1.Policy) []*mamoriv1.Control
 
 func (s *Set) status(ctx context.Context, c Control) *mamoriv1.ControlStatus {
 	name := c.Name()
-	var st *mamoriv1.ControlStatus
+	// The call may be abandoned at its timeout and answer later: it hands
+	// its status over through got, never by writing a variable this
+	// function goes on using (the race detector caught that under load).
+	var got atomic.Pointer[mamoriv1.ControlStatus]
 	err := s.call(ctx, c, "status", func(ctx context.Context) error {
-		var err error
-		st, err = c.Status(ctx)
+		st, err := c.Status(ctx)
+		got.Store(st)
 		return err
 	})
+	var st *mamoriv1.ControlStatus
+	if err == nil {
+		st = got.Load()
+	}
 	s.mu.Lock()
 	mode, applyErr := s.modes[name], s.applyErrs[name]
 	s.mu.Unlock()

@@ -304,3 +304,28 @@ func TestFastCallsAreNeverBusy(t *testing.T) {
 		}
 	}
 }
+
+// A status call abandoned at its timeout that answers later hands nothing
+// to the round that gave up on it: the round reports the timeout, and the
+// late answer, released by a timer nothing orders with the round, races
+// with nothing (run under -race; the agent's e2e test under load caught
+// the shared variable this replaced).
+func TestLateStatusAnswerIsNotShared(t *testing.T) {
+	release, answered := make(chan struct{}), make(chan struct{})
+	c := &controltest.Control{ControlName: "media", StatusFunc: func(ctx context.Context) (*mamoriv1.ControlStatus, error) {
+		<-release
+		defer close(answered)
+		return &mamoriv1.ControlStatus{State: enforced, Detail: "late"}, nil
+	}}
+	s := newSet(t, &controltest.Emitter{}, 20*time.Millisecond, c)
+	time.AfterFunc(60*time.Millisecond, func() { close(release) })
+	st := s.Status(t.Context())[0]
+	if st.State != failed || !strings.Contains(st.Detail, "timed out") {
+		t.Errorf("round after a timeout: %v %q", st.State, st.Detail)
+	}
+	<-answered
+	time.Sleep(10 * time.Millisecond) // the late answer is stored by now
+	if st.Detail == "late" || st.State != failed {
+		t.Errorf("the late answer reached the round's status: %v %q", st.State, st.Detail)
+	}
+}
