@@ -156,10 +156,7 @@ func query[Resp proto.Message](ctx context.Context, c *cli, cmd string, args []s
 	do func(context.Context, *conn) (Resp, error), text func(Resp) error) error {
 	fs := c.newFlagSet(cmd)
 	out := c.outputFlag(fs)
-	if _, err := c.parse(fs, cmd, args, 0); err != nil {
-		return err
-	}
-	format, err := c.checkOutput(cmd, *out)
+	_, format, err := c.parseCmd(fs, out, cmd, args, 0)
 	if err != nil {
 		return err
 	}

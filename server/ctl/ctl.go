@@ -306,6 +306,28 @@ func (c *cli) outputFlag(fs *flag.FlagSet) *string {
 	return fs.String("o", "table", "ctl.flag.output")
 }
 
+// parseCmd parses flags and wantPos positional arguments (parse) and
+// checks -o (checkOutput).
+func (c *cli) parseCmd(fs *flag.FlagSet, out *string, cmd string, args []string, wantPos int) ([]string, outputFormat, error) {
+	pos, err := c.parse(fs, cmd, args, wantPos)
+	if err != nil {
+		return nil, "", err
+	}
+	format, err := c.checkOutput(cmd, *out)
+	if err != nil {
+		return nil, "", err
+	}
+	return pos, format, nil
+}
+
+// requiredArg is a positional argument, trimmed; blank is a usage error.
+func (c *cli) requiredArg(cmd, s string) (string, error) {
+	if s = strings.TrimSpace(s); s == "" {
+		return "", c.usage(cmd, "ctl.err.missing-args")
+	}
+	return s, nil
+}
+
 // changeFlags are the flags of every command that changes something:
 // --reason, which the audit log keeps, and -o.
 type changeFlags struct{ reason, out *string }
@@ -320,10 +342,7 @@ func (c *cli) changeFlagSet(cmd string) (*flag.FlagSet, changeFlags) {
 // the output format, and the reason, trimmed; without a reason it is a
 // usage error.
 func (c *cli) parseChange(fs *flag.FlagSet, f changeFlags, cmd string, args []string, wantPos int) (pos []string, format outputFormat, reason string, err error) {
-	if pos, err = c.parse(fs, cmd, args, wantPos); err != nil {
-		return nil, "", "", err
-	}
-	if format, err = c.checkOutput(cmd, *f.out); err != nil {
+	if pos, format, err = c.parseCmd(fs, f.out, cmd, args, wantPos); err != nil {
 		return nil, "", "", err
 	}
 	if reason = strings.TrimSpace(*f.reason); reason == "" {

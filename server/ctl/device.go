@@ -22,17 +22,13 @@ func (c *cli) deviceShow(ctx context.Context, args []string) error {
 	const cmd = "device show"
 	fs := c.newFlagSet(cmd)
 	out := c.outputFlag(fs)
-	pos, err := c.parse(fs, cmd, args, 1)
+	pos, format, err := c.parseCmd(fs, out, cmd, args, 1)
 	if err != nil {
 		return err
 	}
-	format, err := c.checkOutput(cmd, *out)
+	key, err := c.requiredArg(cmd, pos[0])
 	if err != nil {
 		return err
-	}
-	key := strings.TrimSpace(pos[0])
-	if key == "" {
-		return c.usage(cmd, "ctl.err.missing-args")
 	}
 	cn, err := c.connect(cmd)
 	if err != nil {
@@ -198,9 +194,9 @@ func (c *cli) deviceRevoke(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	id := strings.TrimSpace(pos[0])
-	if id == "" {
-		return c.usage(cmd, "ctl.err.missing-args")
+	id, err := c.requiredArg(cmd, pos[0])
+	if err != nil {
+		return err
 	}
 	return send(ctx, c, cmd, format, func(ctx context.Context, cn *conn) (*mamoriv1.RevokeDeviceResponse, error) {
 		return call(ctx, c, cn, cn.admin.RevokeDevice, &mamoriv1.RevokeDeviceRequest{DeviceId: id, Reason: reason})

@@ -36,10 +36,7 @@ func (c *cli) devices(ctx context.Context, args []string) error {
 	limit := fs.Int("limit", 0, "ctl.flag.devices.limit")
 	group := fs.String("group", "", "ctl.flag.devices.group")
 	out := c.outputFlag(fs)
-	if _, err := c.parse(fs, cmd, args, 0); err != nil {
-		return err
-	}
-	format, err := c.checkOutput(cmd, *out)
+	_, format, err := c.parseCmd(fs, out, cmd, args, 0)
 	if err != nil {
 		return err
 	}

@@ -107,10 +107,7 @@ func (c *cli) exceptionList(ctx context.Context, args []string) error {
 	device := fs.String("device", "", "ctl.flag.exception.list-device")
 	all := fs.Bool("all", false, "ctl.flag.exception.all")
 	out := c.outputFlag(fs)
-	if _, err := c.parse(fs, cmd, args, 0); err != nil {
-		return err
-	}
-	format, err := c.checkOutput(cmd, *out)
+	_, format, err := c.parseCmd(fs, out, cmd, args, 0)
 	if err != nil {
 		return err
 	}
@@ -160,9 +157,9 @@ func (c *cli) exceptionRevoke(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	id := strings.TrimSpace(pos[0])
-	if id == "" {
-		return c.usage(cmd, "ctl.err.missing-args")
+	id, err := c.requiredArg(cmd, pos[0])
+	if err != nil {
+		return err
 	}
 	cn, err := c.connect(cmd)
 	if err != nil {

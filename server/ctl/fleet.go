@@ -36,10 +36,7 @@ func (c *cli) events(ctx context.Context, args []string) error {
 	device := fs.String("device", "", "ctl.flag.events.device")
 	limit := fs.Int("limit", 100, "ctl.flag.events.limit")
 	out := c.outputFlag(fs)
-	if _, err := c.parse(fs, cmd, args, 0); err != nil {
-		return err
-	}
-	format, err := c.checkOutput(cmd, *out)
+	_, format, err := c.parseCmd(fs, out, cmd, args, 0)
 	if err != nil {
 		return err
 	}

@@ -47,20 +47,16 @@ func (c *cli) mfaEnroll(ctx context.Context, args []string) error {
 	method := fs.String("method", "totp", "ctl.flag.mfa.method")
 	replace := fs.Bool("replace", false, "ctl.flag.mfa.replace")
 	out := c.outputFlag(fs)
-	pos, err := c.parse(fs, cmd, args, 1)
-	if err != nil {
-		return err
-	}
-	format, err := c.checkOutput(cmd, *out)
+	pos, format, err := c.parseCmd(fs, out, cmd, args, 1)
 	if err != nil {
 		return err
 	}
 	if *method != "totp" {
 		return c.usage(cmd, "ctl.err.mfa-method", *method)
 	}
-	user := strings.TrimSpace(pos[0])
-	if user == "" {
-		return c.usage(cmd, "ctl.err.missing-args")
+	user, err := c.requiredArg(cmd, pos[0])
+	if err != nil {
+		return err
 	}
 	cn, err := c.connect(cmd)
 	if err != nil {
@@ -131,11 +127,7 @@ func (c *cli) mfaImport(ctx context.Context, args []string) error {
 	fs := c.newFlagSet(cmd)
 	replace := fs.Bool("replace", false, "ctl.flag.mfa.import-replace")
 	out := c.outputFlag(fs)
-	pos, err := c.parse(fs, cmd, args, 1)
-	if err != nil {
-		return err
-	}
-	format, err := c.checkOutput(cmd, *out)
+	pos, format, err := c.parseCmd(fs, out, cmd, args, 1)
 	if err != nil {
 		return err
 	}
@@ -175,17 +167,13 @@ func (c *cli) mfaReset(ctx context.Context, args []string) error {
 	fs := c.newFlagSet(cmd)
 	reason := fs.String("reason", "", "ctl.flag.mfa.reason")
 	out := c.outputFlag(fs)
-	pos, err := c.parse(fs, cmd, args, 1)
+	pos, format, err := c.parseCmd(fs, out, cmd, args, 1)
 	if err != nil {
 		return err
 	}
-	format, err := c.checkOutput(cmd, *out)
+	user, err := c.requiredArg(cmd, pos[0])
 	if err != nil {
 		return err
-	}
-	user := strings.TrimSpace(pos[0])
-	if user == "" {
-		return c.usage(cmd, "ctl.err.missing-args")
 	}
 	return send(ctx, c, cmd, format, func(ctx context.Context, cn *conn) (*mamoriv1.ResetMFAUserResponse, error) {
 		return call(ctx, c, cn, cn.admin.ResetMFAUser, &mamoriv1.ResetMFAUserRequest{User: user, Reason: strings.TrimSpace(*reason)})
@@ -201,17 +189,13 @@ func (c *cli) mfaUnlock(ctx context.Context, args []string) error {
 	fs := c.newFlagSet(cmd)
 	device := fs.String("device", "", "ctl.flag.mfa.device")
 	out := c.outputFlag(fs)
-	pos, err := c.parse(fs, cmd, args, 1)
+	pos, format, err := c.parseCmd(fs, out, cmd, args, 1)
 	if err != nil {
 		return err
 	}
-	format, err := c.checkOutput(cmd, *out)
+	user, err := c.requiredArg(cmd, pos[0])
 	if err != nil {
 		return err
-	}
-	user := strings.TrimSpace(pos[0])
-	if user == "" {
-		return c.usage(cmd, "ctl.err.missing-args")
 	}
 	return send(ctx, c, cmd, format, func(ctx context.Context, cn *conn) (*mamoriv1.UnlockMFAUserResponse, error) {
 		return call(ctx, c, cn, cn.admin.UnlockMFAUser, &mamoriv1.UnlockMFAUserRequest{User: user, DeviceId: strings.TrimSpace(*device)})
@@ -230,11 +214,7 @@ func (c *cli) mfaTempCode(ctx context.Context, args []string) error {
 	fs := c.newFlagSet(cmd)
 	expires := fs.String("expires", "1h", "ctl.flag.mfa.expires")
 	out := c.outputFlag(fs)
-	pos, err := c.parse(fs, cmd, args, 1)
-	if err != nil {
-		return err
-	}
-	format, err := c.checkOutput(cmd, *out)
+	pos, format, err := c.parseCmd(fs, out, cmd, args, 1)
 	if err != nil {
 		return err
 	}
@@ -245,9 +225,9 @@ func (c *cli) mfaTempCode(ctx context.Context, args []string) error {
 	if ttl < minTempCodeTTL || ttl > maxTempCodeTTL {
 		return c.usage(cmd, "ctl.err.temp-ttl-range", *expires)
 	}
-	user := strings.TrimSpace(pos[0])
-	if user == "" {
-		return c.usage(cmd, "ctl.err.missing-args")
+	user, err := c.requiredArg(cmd, pos[0])
+	if err != nil {
+		return err
 	}
 	cn, err := c.connect(cmd)
 	if err != nil {

@@ -21,10 +21,7 @@ func (c *cli) policyGet(ctx context.Context, args []string) error {
 	const cmd = "policy get"
 	fs := c.newFlagSet(cmd)
 	out := c.outputFlag(fs)
-	if _, err := c.parse(fs, cmd, args, 0); err != nil {
-		return err
-	}
-	format, err := c.checkOutput(cmd, *out)
+	_, format, err := c.parseCmd(fs, out, cmd, args, 0)
 	if err != nil {
 		return err
 	}

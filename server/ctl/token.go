@@ -60,10 +60,7 @@ func (c *cli) tokenCreate(ctx context.Context, args []string) error {
 	note := fs.String("note", "", "ctl.flag.token.note")
 	group := fs.String("group", "", "ctl.flag.token.group")
 	out := c.outputFlag(fs)
-	if _, err := c.parse(fs, cmd, args, 0); err != nil {
-		return err
-	}
-	format, err := c.checkOutput(cmd, *out)
+	_, format, err := c.parseCmd(fs, out, cmd, args, 0)
 	if err != nil {
 		return err
 	}
