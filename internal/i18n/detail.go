@@ -52,24 +52,24 @@ func (p *Printer) EventKind(kind string) (string, bool) {
 }
 
 // DetailPart is one message of a detail that lists several
-// (ControlStatus.detail_parts).
-type DetailPart struct {
-	ID   string
-	Args []string
+// (mamoriv1.DetailPart, ControlStatus.detail_parts).
+type DetailPart interface {
+	GetId() string
+	GetArgs() []string
 }
 
-// StatusDetail is a control's detail in the printer's language: message
-// id with args when it is a "detail.*" message this catalog knows with
-// that many arguments, else english (the agent's own text: older agents,
-// newer IDs, a mismatch). A detail listing several problems (parts) shows
-// each in this language when every one is known, else their English list,
-// which is its last argument. The result is agent text: escape it.
-func (p *Printer) StatusDetail(english, id string, args []string, parts []DetailPart) string {
+// StatusDetail is a control's detail in p's language: message id with
+// args when it is a "detail.*" message this catalog knows with that many
+// arguments, else english (the agent's own text: older agents, newer IDs,
+// a mismatch). A detail listing several problems (parts) shows each in
+// this language when every one is known, else their English list, which
+// is its last argument. The result is agent text: escape it.
+func StatusDetail[P DetailPart](p *Printer, english, id string, args []string, parts []P) string {
 	if id == "" {
 		return english
 	}
 	if len(parts) > 0 && len(args) > 0 {
-		if list, ok := p.detailList(parts); ok {
+		if list, ok := detailList(p, parts); ok {
 			args = append(slices.Clone(args[:len(args)-1]), list)
 		}
 	}
@@ -79,10 +79,10 @@ func (p *Printer) StatusDetail(english, id string, args []string, parts []Detail
 	return english
 }
 
-func (p *Printer) detailList(parts []DetailPart) (string, bool) {
+func detailList[P DetailPart](p *Printer, parts []P) (string, bool) {
 	texts := make([]string, len(parts))
 	for i, pt := range parts {
-		t, ok := p.Detail(ID(pt.ID), pt.Args)
+		t, ok := p.Detail(ID(pt.GetId()), pt.GetArgs())
 		if !ok {
 			return "", false
 		}

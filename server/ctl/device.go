@@ -271,11 +271,7 @@ func (c *cli) deviceKey(d *mamoriv1.Device) string {
 }
 
 // statusDetail is a control's detail in the user's language when the agent
-// sent it as a catalogue message (i18n.Printer.StatusDetail).
+// sent it as a catalogue message (i18n.StatusDetail).
 func (c *cli) statusDetail(s *mamoriv1.ControlStatus) string {
-	parts := make([]i18n.DetailPart, len(s.GetDetailParts()))
-	for i, pt := range s.GetDetailParts() {
-		parts[i] = i18n.DetailPart{ID: pt.GetId(), Args: pt.GetArgs()}
-	}
-	return c.p.StatusDetail(s.GetDetail(), s.GetDetailId(), s.GetDetailArgs(), parts)
+	return i18n.StatusDetail(c.p, s.GetDetail(), s.GetDetailId(), s.GetDetailArgs(), s.GetDetailParts())
 }

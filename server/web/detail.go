@@ -9,17 +9,9 @@ import (
 )
 
 // controlDetail is a control's detail in the reader's language
-// (i18n.Printer.StatusDetail); the template escapes it like any agent text.
+// (i18n.StatusDetail); the template escapes it like any agent text.
 func controlDetail(p *i18n.Printer, s *mamoriv1.ControlStatus) string {
-	return p.StatusDetail(s.GetDetail(), s.GetDetailId(), s.GetDetailArgs(), detailParts(s.GetDetailParts()))
-}
-
-func detailParts(ps []*mamoriv1.DetailPart) []i18n.DetailPart {
-	out := make([]i18n.DetailPart, len(ps))
-	for i, pt := range ps {
-		out[i] = i18n.DetailPart{ID: pt.GetId(), Args: pt.GetArgs()}
-	}
-	return out
+	return i18n.StatusDetail(p, s.GetDetail(), s.GetDetailId(), s.GetDetailArgs(), s.GetDetailParts())
 }
 
 // localReasons shows stored non-compliance reasons in the reader's

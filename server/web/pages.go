@@ -269,8 +269,7 @@ func (c *Console) device(w http.ResponseWriter, r *http.Request, op *operator) {
 		switch s := current[h.Control]; {
 		case h.DetailMsg != nil:
 			m := h.DetailMsg
-			detail = controlDetail(p, &mamoriv1.ControlStatus{Detail: h.Detail, DetailId: m.GetDetailId(), DetailArgs: m.GetDetailArgs(),
-				DetailParts: m.GetDetailParts()})
+			detail = i18n.StatusDetail(p, h.Detail, m.GetDetailId(), m.GetDetailArgs(), m.GetDetailParts())
 		case s != nil && s.GetState() == h.To && s.GetDetail() == h.Detail:
 			detail = controlDetail(p, s)
 		}
