@@ -33,12 +33,14 @@ const (
 const TruncatedKey = "mamori_truncated"
 
 // Short makes s valid UTF-8 of at most MaxShortString bytes.
-func Short(s string) string { return clampString(s, MaxShortString) }
+func Short(s string) string { return Clamp(s, MaxShortString) }
 
 // Long makes s valid UTF-8 of at most MaxLongString bytes.
-func Long(s string) string { return clampString(s, MaxLongString) }
+func Long(s string) string { return Clamp(s, MaxLongString) }
 
-func clampString(s string, max int) string {
+// Clamp makes s valid UTF-8 of at most max bytes, cut on a character
+// boundary and marked with "…" when it was longer.
+func Clamp(s string, max int) string {
 	if !utf8.ValidString(s) {
 		s = strings.ToValidUTF8(s, "\uFFFD")
 	}

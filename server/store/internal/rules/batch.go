@@ -5,8 +5,8 @@ import (
 	"slices"
 	"strings"
 	"time"
-	"unicode/utf8"
 
+	"github.com/mamori-dev/mamori/internal/wire"
 	"github.com/mamori-dev/mamori/server/store"
 	"github.com/mamori-dev/mamori/server/store/internal/codec"
 )
@@ -73,15 +73,8 @@ func VerdictAudit(deviceID, from string, in store.ReportInput) store.AuditRecord
 	if len(in.Reasons) > 0 {
 		d += " reasons=" + strings.Join(in.Reasons, "; ")
 	}
-	if len(d) > maxVerdictDetail {
-		cut := maxVerdictDetail
-		for cut > 0 && !utf8.RuneStart(d[cut]) {
-			cut--
-		}
-		d = d[:cut] + "…"
-	}
 	return store.AuditRecord{At: codec.Time(in.ReceivedAt), Actor: "device:" + deviceID, Action: "compliance.change",
-		Target: deviceID, Detail: d}
+		Target: deviceID, Detail: wire.Clamp(d, maxVerdictDetail)}
 }
 
 type eventKey struct{ device, event string }
