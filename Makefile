@@ -47,6 +47,10 @@ check: ## fast checks: gofmt, vet (Linux and Windows), unit tests, package walls
 deps: ## install what the full test suite needs (Debian packages when root)
 	@bash installer/dev/test-deps.sh
 
+.PHONY: deps-check
+deps-check: ## prove test-deps.sh is complete: a fresh Debian 12 root (mmdebstrap), its packages, proto/pam/packages and the tests inside it (root; 25-40 min)
+	@bash installer/dev/deps-check.sh
+
 $(GOBIN_TOOLS)/protoc-gen-go:
 	GOBIN=$(GOBIN_TOOLS) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
 
