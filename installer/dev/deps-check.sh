@@ -52,6 +52,13 @@ rm -rf "$root/src"
 mkdir -p "$root/src"
 (cd "$src" && git ls-files -z -co --exclude-standard | tar --null -T - -cf -) | tar -C "$root/src" -xf -
 cp /etc/resolv.conf "$root/etc/resolv.conf"
+# Where this machine reaches registries through a proxy whose CA it trusts
+# locally, the root needs the same CA to fetch Go modules.
+if compgen -G '/usr/local/share/ca-certificates/*.crt' >/dev/null; then
+  mkdir -p "$root/usr/local/share/ca-certificates"
+  cp /usr/local/share/ca-certificates/*.crt "$root/usr/local/share/ca-certificates/"
+  chroot "$root" update-ca-certificates >/dev/null
+fi
 
 # The steps inside the root. Each is timed so the closing line says where
 # the time went.
