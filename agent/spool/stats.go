@@ -1,0 +1,68 @@
+package spool
+
+import "time"
+
+// Stats is what the agent's self-check reports about the spool: how much is
+// waiting, for how long, what was lost, and how much room is left.
+type Stats struct {
+	// Backlog is the number of events held and not yet acknowledged.
+	Backlog int
+	// Oldest is when the oldest unacknowledged event was appended (its own
+	// time for events found at Open); zero when the backlog is empty.
+	Oldest time.Time
+	// Dropped counts events refused and not yet reported by an
+	// events_dropped marker; DroppedDiskFull of them because the file
+	// system was full. LastDrop is the newest such refusal.
+	Dropped, DroppedDiskFull uint64
+	LastDrop                 time.Time
+	// Bytes is the size of the segments; MaxBytes and MaxRecords the
+	// limits in force.
+	Bytes      int64
+	MaxBytes   int64
+	MaxRecords int
+	// FreeBytes is the room left on the file system for an unprivileged
+	// writer, -1 when it cannot be known on this OS.
+	FreeBytes int64
+	// ReserveBytes is what the reserve holds; less than its full size
+	// means the file system was full and has not had room since.
+	ReserveBytes int64
+}
+
+// ReserveSize is the size the reserve keeps when it can.
+const ReserveSize = reserveSize
+
+// Stats returns the spool's figures. It waits for a write in progress.
+func (s *Spool) Stats() Stats {
+	s.wmu.Lock()
+	res := s.res.size
+	s.wmu.Unlock()
+	s.mu.Lock()
+	st := Stats{
+		Backlog:         s.live,
+		Dropped:         s.drops.count,
+		DroppedDiskFull: s.drops.diskFull,
+		Bytes:           s.diskBytes,
+		MaxBytes:        s.opt.MaxBytes,
+		MaxRecords:      s.opt.MaxRecords,
+		ReserveBytes:    res,
+	}
+	if s.drops.count > 0 {
+		st.LastDrop = time.Unix(0, s.drops.last)
+	}
+	for _, seg := range s.segs {
+		if seg.first < len(seg.entries) {
+			for _, e := range seg.entries[seg.first:] {
+				if !e.acked {
+					st.Oldest = time.Unix(0, e.at)
+					break
+				}
+			}
+			if !st.Oldest.IsZero() {
+				break
+			}
+		}
+	}
+	s.mu.Unlock()
+	st.FreeBytes = freeBytes(s.dir)
+	return st
+}
