@@ -207,7 +207,11 @@ func New(cfg Config) (*Daemon, error) {
 	}
 	d := &Daemon{cfg: cfg, log: cfg.Log, conns: map[string]*grpc.ClientConn{}}
 	d.emit = NewEmitter(cfg.Spool, cfg.Now)
-	d.self = selfcheck.New(selfcheck.Config{Version: cfg.Version, Backlog: cfg.Spool.Len, Now: cfg.Now, KeyStorage: cfg.State.KeyStorage})
+	self := selfcheck.Config{Version: cfg.Version, Now: cfg.Now, KeyStorage: cfg.State.KeyStorage}
+	if sp, ok := cfg.Spool.(selfcheck.Spool); ok { // agent/spool: its figures and policy limits
+		self.Spool = sp
+	}
+	d.self = selfcheck.New(self)
 	scfg := control.DefaultConfig()
 	scfg.Timeout, scfg.Emitter, scfg.Log, scfg.Now = cfg.ControlTimeout, d.emit, cfg.Log, cfg.Now
 	set, err := control.NewSet(scfg, append([]control.Control{d.self}, cfg.Controls...)...)

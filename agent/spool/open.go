@@ -65,7 +65,7 @@ func Open(dir string, opt Options) (*Spool, error) {
 		dir:     dir,
 		opt:     opt,
 		log:     opt.Logger,
-		segMax:  min(max(opt.MaxBytes/16, 16<<10), 4<<20),
+		segMax:  segMaxFor(opt.MaxBytes),
 		byID:    map[string][]*entry{},
 		nextSeq: 1,
 		drops:   dropState{gen: 1},

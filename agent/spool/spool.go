@@ -876,6 +876,7 @@ func (s *Spool) rewriteMetaLocked(content []byte) error {
 func (s *Spool) maybeMarkLocked() {
 	s.mu.Lock()
 	d := s.drops
+	maxBytes, maxRecords := s.opt.MaxBytes, s.opt.MaxRecords
 	s.mu.Unlock()
 	if d.count == 0 {
 		return
@@ -887,7 +888,7 @@ func (s *Spool) maybeMarkLocked() {
 		"count_by_control": formatCounts(d.byControl),
 		"count_by_kind":    formatCounts(d.byKind),
 		"disk_full":        strconv.FormatUint(d.diskFull, 10),
-		"reason":           dropReason(d, s.opt.MaxBytes, s.opt.MaxRecords),
+		"reason":           dropReason(d, maxBytes, maxRecords),
 	}
 	if err := s.appendInternalLocked(KindEventsDropped, attrs, d.gen); err != nil {
 		s.log.Info("spool: events_dropped marker deferred", "count", d.count, "err", err)

@@ -66,3 +66,24 @@ func (s *Spool) Stats() Stats {
 	st.FreeBytes = freeBytes(s.dir)
 	return st
 }
+
+// SetLimits changes MaxBytes and MaxRecords (0: the default) while the
+// spool is open, as the policy says. Lower limits refuse new events until
+// acknowledgements make room; nothing held is dropped.
+func (s *Spool) SetLimits(maxBytes int64, maxRecords int) error {
+	o, err := Options{MaxBytes: maxBytes, MaxRecords: maxRecords}.withDefaults()
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.opt.MaxBytes != o.MaxBytes || s.opt.MaxRecords != o.MaxRecords {
+		s.log.Info("spool: limits changed", "max_bytes", o.MaxBytes, "max_records", o.MaxRecords)
+	}
+	s.opt.MaxBytes, s.opt.MaxRecords = o.MaxBytes, o.MaxRecords
+	s.segMax = segMaxFor(o.MaxBytes)
+	return nil
+}
+
+// segMaxFor is the size at which a new segment is started.
+func segMaxFor(maxBytes int64) int64 { return min(max(maxBytes/16, 16<<10), 4<<20) }

@@ -135,7 +135,7 @@ func doRun(cfg config.Config, inv cli.Invocation, log *slog.Logger, p *i18n.Prin
 		fmt.Fprintln(stderr, p.Sprintf(cli.MsgRunFailed, err))
 		return 1
 	}
-	sp, err := spool.Open(filepath.Join(cfg.StateDir, "spool"), spool.Options{})
+	sp, err := spool.Open(filepath.Join(cfg.StateDir, "spool"), spool.Options{Logger: log})
 	if err != nil {
 		fmt.Fprintln(stderr, p.Sprintf(cli.MsgRunFailed, err))
 		return 1
