@@ -354,6 +354,11 @@ func (d *Daemon) round(ctx context.Context) RoundResult {
 	if pk, ok := d.cfg.MFA.(interface{ ReportPINKeys(context.Context) }); ok {
 		pk.ReportPINKeys(ctx)
 	}
+	// Events the spool refused are reported now, not only when an
+	// acknowledgement makes room (agent/spool: Maintain).
+	if m, ok := d.cfg.Spool.(interface{ Maintain() }); ok {
+		m.Maintain()
+	}
 	batch, err := d.cfg.Spool.Pending(d.cfg.MaxBatchEvents, d.cfg.MaxBatchBytes)
 	if err != nil {
 		d.log.ErrorContext(ctx, "spool unreadable; reporting statuses without events", "error", err)

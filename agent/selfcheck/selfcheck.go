@@ -84,6 +84,7 @@ type Check struct {
 	settingErr    error
 	policyVersion int64
 	maxUnsentAge  time.Duration
+	dropsSeen     uint64 // spool's DroppedSinceOpen at the last status: more is news
 	skew          time.Duration
 	rtt           time.Duration
 	skewAt        time.Time
@@ -304,10 +305,19 @@ func (c *Check) spoolStatus(ev map[string]string) (problems, failures []control.
 			failures = append(failures, control.D("detail.agent.spool-stale", age.String(), c.maxUnsentAge.String()))
 		}
 	}
-	if s.Dropped > 0 {
+	if !s.LastDrop.IsZero() {
 		ev["spool_last_drop"] = s.LastDrop.UTC().Format(time.RFC3339)
-		problems = append(problems, control.D("detail.agent.spool-dropped", strconv.FormatUint(s.Dropped, 10)))
 	}
+	// Drops not yet reported, or reported since the last status: at least
+	// one report says DEGRADED; the events_dropped event and its incident
+	// (events-lost) keep the record.
+	switch {
+	case s.Dropped > 0:
+		problems = append(problems, control.D("detail.agent.spool-dropped", strconv.FormatUint(s.Dropped, 10)))
+	case s.DroppedSinceOpen > c.dropsSeen:
+		problems = append(problems, control.D("detail.agent.spool-dropped-reported", s.LastDrop.UTC().Format(time.RFC3339)))
+	}
+	c.dropsSeen = s.DroppedSinceOpen
 	if s.ReserveBytes < spool.ReserveSize || s.FreeBytes >= 0 && s.FreeBytes < spool.ReserveSize {
 		problems = append(problems, control.D("detail.agent.spool-disk-full", strconv.FormatInt(max(s.FreeBytes, 0), 10)))
 	}

@@ -212,3 +212,23 @@ func FuzzSpoolLimitsFrom(f *testing.F) {
 		}
 	})
 }
+
+// TestSpoolDropSeenOnce: a drop already reported by its marker still makes
+// the next status DEGRADED once, then no more.
+func TestSpoolDropSeenOnce(t *testing.T) {
+	now := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
+	st := healthySpool(0)
+	st.LastDrop, st.DroppedSinceOpen = now.Add(-time.Second), 5
+	c := New(Config{Version: "v1", Spool: &fakeSpool{st: st}, Now: func() time.Time { return now }})
+	c.SetPolicyVersion(1)
+	for i, want := range []mamoriv1.ControlState{mamoriv1.ControlState_CONTROL_STATE_DEGRADED, mamoriv1.ControlState_CONTROL_STATE_ENFORCED} {
+		got, err := c.Status(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.State != want {
+			t.Errorf("status %d: %v %q, want %v", i, got.State, got.Detail, want)
+		}
+		now = now.Add(time.Minute)
+	}
+}

@@ -184,6 +184,9 @@ func Open(dir string, opt Options) (*Spool, error) {
 			s.dropDirty = false
 		}
 	}
+	if s.drops.count > 0 {
+		s.lastDrop = s.drops.last
+	}
 	s.mu.Unlock()
 	s.pruneCorrupt()
 	s.maybeMarkLocked()

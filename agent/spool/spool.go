@@ -175,8 +175,10 @@ type Spool struct {
 	drops     dropState
 	dropDirty bool // drops not yet persisted in meta.log
 
-	res      reserve  // guarded by wmu
-	dropFile dropFile // guarded by wmu
+	lastDrop  int64    // unix ns of the newest refusal; guarded by mu
+	dropsEver uint64   // refusals since Open; guarded by mu
+	res       reserve  // guarded by wmu
+	dropFile  dropFile // guarded by wmu
 }
 
 type segment struct {
@@ -486,6 +488,8 @@ func (s *Spool) recordDrop(evs []*mamoriv1.Event, cause error) error {
 	for _, ev := range evs {
 		s.drops.add(ev.GetControl(), ev.GetKind(), cause != nil, 1, now)
 	}
+	s.lastDrop = now.UnixNano()
+	s.dropsEver += uint64(len(evs))
 	d := s.drops
 	s.dropDirty = true
 	s.mu.Unlock()

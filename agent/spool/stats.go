@@ -12,9 +12,14 @@ type Stats struct {
 	Oldest time.Time
 	// Dropped counts events refused and not yet reported by an
 	// events_dropped marker; DroppedDiskFull of them because the file
-	// system was full. LastDrop is the newest such refusal.
+	// system was full. LastDrop is the newest refusal, reported or not,
+	// since Open (or the unreported one found at Open).
 	Dropped, DroppedDiskFull uint64
 	LastDrop                 time.Time
+	// DroppedSinceOpen counts every refusal since Open, reported or not:
+	// it only grows, so a reader can tell that a drop happened since it
+	// last looked.
+	DroppedSinceOpen uint64
 	// Bytes is the size of the segments; MaxBytes and MaxRecords the
 	// limits in force.
 	Bytes      int64
@@ -38,16 +43,17 @@ func (s *Spool) Stats() Stats {
 	s.wmu.Unlock()
 	s.mu.Lock()
 	st := Stats{
-		Backlog:         s.live,
-		Dropped:         s.drops.count,
-		DroppedDiskFull: s.drops.diskFull,
-		Bytes:           s.diskBytes,
-		MaxBytes:        s.opt.MaxBytes,
-		MaxRecords:      s.opt.MaxRecords,
-		ReserveBytes:    res,
+		Backlog:          s.live,
+		Dropped:          s.drops.count,
+		DroppedDiskFull:  s.drops.diskFull,
+		DroppedSinceOpen: s.dropsEver,
+		Bytes:            s.diskBytes,
+		MaxBytes:         s.opt.MaxBytes,
+		MaxRecords:       s.opt.MaxRecords,
+		ReserveBytes:     res,
 	}
-	if s.drops.count > 0 {
-		st.LastDrop = time.Unix(0, s.drops.last)
+	if s.lastDrop != 0 {
+		st.LastDrop = time.Unix(0, s.lastDrop)
 	}
 	for _, seg := range s.segs {
 		if seg.first < len(seg.entries) {
@@ -65,6 +71,24 @@ func (s *Spool) Stats() Stats {
 	s.mu.Unlock()
 	st.FreeBytes = freeBytes(s.dir)
 	return st
+}
+
+// Maintain writes the events_dropped marker if events were refused since
+// the last one (from the reserve, when the file system is full), and grows
+// the reserve back if it was used and there is room. The agent calls it once
+// a round, before it takes the round's batch, so that drops reach the
+// server even when nothing is left to acknowledge.
+func (s *Spool) Maintain() {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		return
+	}
+	s.maybeMarkLocked()
+	s.refillReserve()
 }
 
 // SetLimits changes MaxBytes and MaxRecords (0: the default) while the
