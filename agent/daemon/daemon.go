@@ -231,9 +231,19 @@ func NewEmitter(sp Spool, now func() time.Time) control.Emitter {
 	return &spoolEmitter{sp: sp, now: now}
 }
 
+// NewReservedEmitter is NewEmitter for the events that must not be lost to a
+// full disk: logins (agent/mfa refuses a login it cannot record). They may
+// use the spool's reserve (agent/spool: AppendReserved) when sp has one.
+func NewReservedEmitter(sp Spool, now func() time.Time) control.Emitter {
+	e := NewEmitter(sp, now).(*spoolEmitter)
+	e.reserved = true
+	return e
+}
+
 type spoolEmitter struct {
-	sp  Spool
-	now func() time.Time
+	sp       Spool
+	now      func() time.Time
+	reserved bool
 }
 
 func (e *spoolEmitter) Emit(ctx context.Context, ctl, kind string, attrs map[string]string) error {
@@ -245,6 +255,11 @@ func (e *spoolEmitter) Emit(ctx context.Context, ctl, kind string, attrs map[str
 		Attributes: attrs,
 	}
 	wire.Event(ev) // the server refuses what does not fit; it would block the spool
+	if r, ok := e.sp.(interface {
+		AppendReserved(context.Context, ...*mamoriv1.Event) error
+	}); ok && e.reserved {
+		return r.AppendReserved(ctx, ev)
+	}
 	return e.sp.Append(ctx, ev)
 }
 

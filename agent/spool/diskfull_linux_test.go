@@ -269,3 +269,45 @@ func TestDiskFullDelivery(t *testing.T) {
 	}
 	s.Close()
 }
+
+// TestAppendReservedOnFullDisk: on a full file system, the events that must
+// not be lost (logins) are taken from the reserve while ordinary ones are
+// refused; when the reserve too is gone they are refused and counted.
+func TestAppendReservedOnFullDisk(t *testing.T) {
+	mnt := smallFS(t, "256k")
+	opt := testOptions(t)
+	s := mustOpen(t, filepath.Join(mnt, "spool"), opt)
+	fillFS(t, mnt)
+	if err := s.Append(context.Background(), testEvent("ordinary", "usb")); !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("Append on a full disk: %v, want ENOSPC", err)
+	}
+	var taken int
+	for i := 0; ; i++ {
+		err := s.AppendReserved(context.Background(), testEvent(fmt.Sprintf("login-%03d", i), "login-mfa"))
+		if err != nil {
+			if !errors.Is(err, ErrFull) || !errors.Is(err, syscall.ENOSPC) {
+				t.Fatalf("AppendReserved %d: %v, want ErrFull and ENOSPC", i, err)
+			}
+			break
+		}
+		taken++
+		if i > 10000 {
+			t.Fatal("the reserve never ran out")
+		}
+	}
+	if taken < 100 {
+		t.Errorf("the reserve took %d login events, want at least 100", taken)
+	}
+	if st := s.Stats(); st.Dropped != 2 || st.ReserveBytes > reserveSize/2 || st.ReserveBytes == 0 {
+		t.Errorf("stats %+v: want the ordinary event and the last login counted, half the reserve spent", st)
+	}
+	// Half the reserve stays for the spool's own bookkeeping: an Ack that
+	// needs the journal still works.
+	if err := s.Ack([]string{"login-000"}); err != nil {
+		t.Fatalf("Ack after logins spent their share of the reserve: %v", err)
+	}
+	t.Logf("%d login events recorded from the reserve on a full disk", taken)
+	if got := len(userIDs(allPending(t, s))); got != taken-1 {
+		t.Errorf("%d events pending, want %d", got, taken-1)
+	}
+}

@@ -13,7 +13,8 @@ import (
 // journal would itself run out). A write torn by a crash damages only the
 // slot being written; the other holds the previous count.
 //
-// Each slot holds one checksummed drops frame padded with zeros. The newer
+// Each slot holds one checksummed drops frame (and after it, zeros or the
+// rest of an older one, which is not read). The newer
 // slot is the one with the larger (generation, count): within a generation
 // the count only grows, and a new generation starts at zero.
 //
@@ -100,9 +101,9 @@ func (d *dropFile) write(ds dropState) error {
 	if len(frame) > dropsSlotSize {
 		return fmt.Errorf("spool drop counter: snapshot of %d bytes exceeds its slot", len(frame)) // bounded by dropState.add; never seen
 	}
-	buf := make([]byte, dropsSlotSize)
-	copy(buf, frame)
-	if _, err := d.f.WriteAt(buf, int64(d.next*dropsSlotSize)); err != nil {
+	// Only the frame: whatever an older, longer snapshot left after it in
+	// the slot is not read (the frame carries its length and checksum).
+	if _, err := d.f.WriteAt(frame, int64(d.next*dropsSlotSize)); err != nil {
 		return fmt.Errorf("write spool drop counter: %w", err)
 	}
 	if err := d.f.Sync(); err != nil {

@@ -32,6 +32,10 @@ const (
 	// reserveStep is what one failed write takes from the reserve at
 	// least: a page, so that the file system really has a free block.
 	reserveStep = 4 << 10
+	// reserveFloorForEvents: AppendReserved may spend the reserve down to this,
+	// so that logins recorded on a full disk cannot starve the ack journal
+	// (which would bring back the resend-forever stall).
+	reserveFloorForEvents = reserveSize / 2
 )
 
 // isNoSpace reports whether err says the file system (or the user's quota)
@@ -89,13 +93,14 @@ func (r *reserve) fill() error {
 }
 
 // release gives back at least need bytes (a whole number of pages) of the
-// reserve to the file system, and reports whether it gave back anything.
-func (r *reserve) release(need int64) bool {
-	if r.size <= 0 {
-		return false
-	}
+// reserve to the file system, keeping at least floor, and reports whether
+// it gave back anything.
+func (r *reserve) release(need, floor int64) bool {
 	need = (need + reserveStep - 1) / reserveStep * reserveStep
 	size := max(r.size-max(need, reserveStep), 0)
+	if r.size <= 0 || size < floor {
+		return false
+	}
 	f, err := os.OpenFile(r.path, os.O_RDWR, 0)
 	if err != nil {
 		// Removing the file gives everything back.
@@ -120,11 +125,17 @@ func (r *reserve) release(need int64) bool {
 // gives back part of the reserve (need bytes, at least a page) and runs it
 // once more.
 func (s *Spool) withReserve(need int64, write func() error) error {
+	return s.withReserveAbove(need, 0, write)
+}
+
+// withReserveAbove is withReserve that leaves at least floor bytes in the
+// reserve: what the spool's own bookkeeping needs is not spent on events.
+func (s *Spool) withReserveAbove(need, floor int64, write func() error) error {
 	err := write()
 	if err == nil || !isNoSpace(err) {
 		return err
 	}
-	if !s.res.release(need) {
+	if !s.res.release(need, floor) {
 		return err
 	}
 	s.log.Warn("spool: file system full; using the reserve", "reserve_left", s.res.size, "err", err)

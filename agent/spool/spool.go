@@ -299,6 +299,54 @@ func (s *Spool) Append(ctx context.Context, evs ...*mamoriv1.Event) error {
 	return err
 }
 
+// AppendReserved is Append for events that must not be lost to a full
+// disk (a login's record: agent/mfa refuses the login otherwise). They may
+// use the spool's reserve, in records and on disk; when even that is gone,
+// the call fails like Append and the events are counted.
+func (s *Spool) AppendReserved(ctx context.Context, evs ...*mamoriv1.Event) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("spool append: %w", err)
+	}
+	var enc [][]byte
+	var ids []string
+	for i, ev := range evs {
+		if ev == nil || ev.GetId() == "" {
+			return fmt.Errorf("spool append: event %d has no id", i)
+		}
+		b, err := proto.Marshal(ev)
+		if err != nil {
+			return fmt.Errorf("spool append: encode event %s: %w", ev.GetId(), err)
+		}
+		if len(b) > MaxEventBytes {
+			return fmt.Errorf("spool append: event %s is %d bytes: %w", ev.GetId(), len(b), ErrEventTooLarge)
+		}
+		enc, ids = append(enc, b), append(ids, ev.GetId())
+	}
+	if len(enc) == 0 {
+		return nil
+	}
+	frame, spans := encodeBatch(0, enc)
+	s.wmu.Lock()
+	err := s.withReserveAbove(int64(len(frame)), reserveFloorForEvents, func() error {
+		b, err := s.enqueue(frame, pendingRec{ids: ids, spans: spans}, true)
+		if err != nil {
+			return err
+		}
+		if !b.done {
+			s.flushLocked()
+		}
+		return b.err
+	})
+	s.wmu.Unlock()
+	switch {
+	case errors.Is(err, ErrFull):
+		return s.recordDrop(evs, nil)
+	case err != nil && isNoSpace(err):
+		return s.recordDrop(evs, err)
+	}
+	return err
+}
+
 // enqueue adds a frame to the batch of the next flush, or returns ErrFull.
 // internal events may use the reserve.
 func (s *Spool) enqueue(frame []byte, rec pendingRec, internal bool) (*batch, error) {
