@@ -207,7 +207,11 @@ func New(cfg Config) (*Daemon, error) {
 	}
 	d := &Daemon{cfg: cfg, log: cfg.Log, conns: map[string]*grpc.ClientConn{}}
 	d.emit = NewEmitter(cfg.Spool, cfg.Now)
-	d.self = selfcheck.New(selfcheck.Config{Version: cfg.Version, Backlog: cfg.Spool.Len, Now: cfg.Now, KeyStorage: cfg.State.KeyStorage})
+	self := selfcheck.Config{Version: cfg.Version, Now: cfg.Now, KeyStorage: cfg.State.KeyStorage}
+	if sp, ok := cfg.Spool.(selfcheck.Spool); ok { // agent/spool: its figures and policy limits
+		self.Spool = sp
+	}
+	d.self = selfcheck.New(self)
 	scfg := control.DefaultConfig()
 	scfg.Timeout, scfg.Emitter, scfg.Log, scfg.Now = cfg.ControlTimeout, d.emit, cfg.Log, cfg.Now
 	set, err := control.NewSet(scfg, append([]control.Control{d.self}, cfg.Controls...)...)
@@ -227,9 +231,19 @@ func NewEmitter(sp Spool, now func() time.Time) control.Emitter {
 	return &spoolEmitter{sp: sp, now: now}
 }
 
+// NewReservedEmitter is NewEmitter for the events that must not be lost to a
+// full disk: logins (agent/mfa refuses a login it cannot record). They may
+// use the spool's reserve (agent/spool: AppendReserved) when sp has one.
+func NewReservedEmitter(sp Spool, now func() time.Time) control.Emitter {
+	e := NewEmitter(sp, now).(*spoolEmitter)
+	e.reserved = true
+	return e
+}
+
 type spoolEmitter struct {
-	sp  Spool
-	now func() time.Time
+	sp       Spool
+	now      func() time.Time
+	reserved bool
 }
 
 func (e *spoolEmitter) Emit(ctx context.Context, ctl, kind string, attrs map[string]string) error {
@@ -241,6 +255,11 @@ func (e *spoolEmitter) Emit(ctx context.Context, ctl, kind string, attrs map[str
 		Attributes: attrs,
 	}
 	wire.Event(ev) // the server refuses what does not fit; it would block the spool
+	if r, ok := e.sp.(interface {
+		AppendReserved(context.Context, ...*mamoriv1.Event) error
+	}); ok && e.reserved {
+		return r.AppendReserved(ctx, ev)
+	}
 	return e.sp.Append(ctx, ev)
 }
 
@@ -349,6 +368,11 @@ func (d *Daemon) round(ctx context.Context) RoundResult {
 	// So do PIN keys made or removed since the last round.
 	if pk, ok := d.cfg.MFA.(interface{ ReportPINKeys(context.Context) }); ok {
 		pk.ReportPINKeys(ctx)
+	}
+	// Events the spool refused are reported now, not only when an
+	// acknowledgement makes room (agent/spool: Maintain).
+	if m, ok := d.cfg.Spool.(interface{ Maintain() }); ok {
+		m.Maintain()
 	}
 	batch, err := d.cfg.Spool.Pending(d.cfg.MaxBatchEvents, d.cfg.MaxBatchBytes)
 	if err != nil {

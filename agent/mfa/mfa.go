@@ -299,7 +299,18 @@ func (v *Verifier) Verify(ctx context.Context, a Attempt) Verdict {
 			kind = KindGraceLogin
 			attrs["grace_until"] = v.bundle.GetGraceUntil().AsTime().UTC().Format(time.RFC3339)
 		}
-		v.emit(ctx, kind, attrs)
+		if err := v.emitErr(ctx, kind, attrs); err != nil {
+			// No login without its record: the spool could not take the
+			// event even from its reserve (a full disk for a long time).
+			// The code is spent; the refusal is counted by the spool and
+			// reported once there is room (docs/mfa.md, "A full disk").
+			// Break-glass recovery codes through pam_mamori.so still work
+			// when the agent is down.
+			v.log.ErrorContext(ctx, "mfa login could not be recorded; refusing it", "error", err)
+			attrs["reason"] = "event_not_recorded"
+			v.emit(ctx, KindFailure, attrs)
+			return Deny
+		}
 		if method == methodRecovery && codeID != "" {
 			// Reported: ReportBreakGlass must not report it again.
 			if err := v.bglass.markReported(codeID); err != nil {

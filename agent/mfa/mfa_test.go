@@ -1,6 +1,7 @@
 package mfa_test
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -148,5 +149,32 @@ func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestLoginNotRecordedIsRefused: a login whose event the spool cannot take
+// (a disk full beyond its reserve) is refused, the code spent; once events
+// can be recorded again the next code is accepted and recorded.
+func TestLoginNotRecordedIsRefused(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "mfa")
+	c := &clock{time.Date(2026, 11, 25, 12, 0, 5, 0, time.UTC)}
+	ev := &controltest.Emitter{}
+	v := open(t, dir, c, ev)
+	tanaka := mfatest.NewUser(t, "tanaka")
+	must(t, v.TakeBundle(t.Context(), "dev-1", mfatest.Seal(t, v.PublicKey(), "dev-1", "g1", tanaka)))
+	ev.Events()
+	ev.SetErr(errors.New("spool full: events dropped and counted: no space left on device"))
+	if got := v.Verify(t.Context(), mfa.Attempt{User: "tanaka", Code: tanaka.Code(c.t)}); got != mfa.Deny {
+		t.Fatalf("a login that cannot be recorded: %v; want deny", got)
+	}
+	ev.SetErr(nil)
+	if got := v.Verify(t.Context(), mfa.Attempt{User: "tanaka", Code: tanaka.Code(c.t)}); got != mfa.Deny {
+		t.Fatalf("the spent code again: %v; want deny", got)
+	}
+	if got := v.Verify(t.Context(), mfa.Attempt{User: "tanaka", Code: tanaka.Code(c.t.Add(30 * time.Second))}); got != mfa.Allow {
+		t.Fatalf("next code with room again: %v; want allow", got)
+	}
+	if got := kinds(ev.Events()); got != "mfa_failure,mfa_success" {
+		t.Fatalf("events %s", got)
 	}
 }

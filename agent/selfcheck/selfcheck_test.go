@@ -1,11 +1,13 @@
 package selfcheck
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/mamori-dev/mamori/agent/control"
+	"github.com/mamori-dev/mamori/agent/spool"
 	"github.com/mamori-dev/mamori/internal/i18n"
 	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
 )
@@ -40,7 +42,7 @@ func TestStatus(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := New(Config{Version: "v9", Backlog: func() int { return 7 }})
+			c := New(Config{Version: "v9", Spool: &fakeSpool{st: healthySpool(7)}})
 			c.SetPolicyVersion(tt.version)
 			if err := c.Apply(t.Context(), &mamoriv1.ControlPolicy{Settings: tt.settings}); err != nil {
 				t.Fatal(err)
@@ -98,5 +100,135 @@ func TestRequireTPMKey(t *testing.T) {
 				t.Errorf("state %v detail %q evidence %v; want %v containing %q", st.State, st.Detail, st.Evidence, tt.want, tt.detail)
 			}
 		})
+	}
+}
+
+type fakeSpool struct {
+	st           spool.Stats
+	maxBytes     int64
+	maxRecords   int
+	setLimitsErr error
+}
+
+func (f *fakeSpool) Stats() spool.Stats { return f.st }
+func (f *fakeSpool) SetLimits(b int64, r int) error {
+	f.maxBytes, f.maxRecords = b, r
+	return f.setLimitsErr
+}
+
+func healthySpool(backlog int) spool.Stats {
+	return spool.Stats{Backlog: backlog, MaxBytes: 64 << 20, MaxRecords: 100_000, FreeBytes: 10 << 30, ReserveBytes: spool.ReserveSize}
+}
+
+// TestSpoolStatus: a spool that loses nothing is ENFORCED; refused events
+// not yet reported, or a full file system, DEGRADED; evidence older than
+// spool_max_unsent_age not yet at the server, FAILED; the size settings
+// reach the spool, and bad ones are named.
+func TestSpoolStatus(t *testing.T) {
+	now := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
+	with := func(f func(*spool.Stats)) spool.Stats {
+		st := healthySpool(3)
+		st.Oldest = now.Add(-time.Minute)
+		f(&st)
+		return st
+	}
+	tests := []struct {
+		name     string
+		st       spool.Stats
+		settings map[string]string
+		limitErr error
+		want     mamoriv1.ControlState
+		detail   string
+		evidence map[string]string
+	}{
+		{"healthy", with(func(*spool.Stats) {}), nil, nil, mamoriv1.ControlState_CONTROL_STATE_ENFORCED, "policy v1",
+			map[string]string{"spool_backlog": "3", "spool_oldest_unsent_age": "1m0s", "spool_dropped_unreported": "0", "spool_max_unsent_age": "72h0m0s"}},
+		{"drops not yet reported", with(func(s *spool.Stats) { s.Dropped, s.DroppedDiskFull, s.LastDrop = 744, 744, now }), nil, nil,
+			mamoriv1.ControlState_CONTROL_STATE_DEGRADED, "744 events could not be recorded", map[string]string{"spool_dropped_unreported": "744"}},
+		{"disk full", with(func(s *spool.Stats) { s.FreeBytes, s.ReserveBytes = 0, 4096 }), nil, nil,
+			mamoriv1.ControlState_CONTROL_STATE_DEGRADED, "disk under the agent's event spool is full", map[string]string{"spool_free_bytes": "0", "spool_reserve_bytes": "4096"}},
+		{"stale evidence", with(func(s *spool.Stats) { s.Oldest = now.Add(-80 * time.Hour) }), nil, nil,
+			mamoriv1.ControlState_CONTROL_STATE_FAILED, "80h0m0s old (allowed 72h0m0s)", nil},
+		{"stale by the policy's age", with(func(s *spool.Stats) { s.Oldest = now.Add(-2 * time.Hour) }), map[string]string{"spool_max_unsent_age": "1h"}, nil,
+			mamoriv1.ControlState_CONTROL_STATE_FAILED, "allowed 1h0m0s", nil},
+		{"bad settings named", with(func(*spool.Stats) {}), map[string]string{"spool_max_bytes": "1KiB", "spool_max_records": "many", "spool_max_unsent_age": "1s"}, nil,
+			mamoriv1.ControlState_CONTROL_STATE_DEGRADED, "spool_max_bytes", nil},
+		{"spool refuses the limits", with(func(*spool.Stats) {}), map[string]string{"spool_max_bytes": "1MiB"}, errors.New("nope"), mamoriv1.ControlState_CONTROL_STATE_DEGRADED, "nope", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := &fakeSpool{st: tt.st, setLimitsErr: tt.limitErr}
+			c := New(Config{Version: "v1", Spool: f, Now: func() time.Time { return now }})
+			c.SetPolicyVersion(1)
+			if err := c.Apply(t.Context(), &mamoriv1.ControlPolicy{Settings: tt.settings}); err != nil {
+				t.Fatal(err)
+			}
+			st, err := c.Status(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.State != tt.want || !strings.Contains(st.Detail, tt.detail) {
+				t.Errorf("got %v %q, want %v containing %q", st.State, st.Detail, tt.want, tt.detail)
+			}
+			for k, v := range tt.evidence {
+				if st.Evidence[k] != v {
+					t.Errorf("evidence %s = %q, want %q (all: %v)", k, st.Evidence[k], v, st.Evidence)
+				}
+			}
+			if en := control.D(i18n.ID(st.DetailId), st.DetailArgs...).English(); en != st.Detail {
+				t.Errorf("detail %q, its message in English %q", st.Detail, en)
+			}
+		})
+	}
+	t.Run("limits reach the spool", func(t *testing.T) {
+		f := &fakeSpool{st: healthySpool(0)}
+		c := New(Config{Version: "v1", Spool: f})
+		if err := c.Apply(t.Context(), &mamoriv1.ControlPolicy{Settings: map[string]string{"spool_max_bytes": "256MiB", "spool_max_records": "500000"}}); err != nil {
+			t.Fatal(err)
+		}
+		if f.maxBytes != 256<<20 || f.maxRecords != 500000 {
+			t.Errorf("spool limits %d, %d", f.maxBytes, f.maxRecords)
+		}
+	})
+}
+
+func FuzzSpoolLimitsFrom(f *testing.F) {
+	for _, s := range []string{"64MiB", "131072", "1GiB", "-1", "9999999999999999999GiB", "1KiB", ""} {
+		f.Add(s, "100", "72h")
+	}
+	f.Fuzz(func(t *testing.T, b, r, age string) {
+		l, err := SpoolLimitsFrom(map[string]string{SettingSpoolMaxBytes: b, SettingSpoolMaxRecords: r, SettingSpoolMaxUnsentAge: age})
+		if l.MaxBytes != 0 && (l.MaxBytes < 128<<10 || l.MaxBytes > maxSpoolBytesSetting) {
+			t.Fatalf("%q accepted as %d bytes", b, l.MaxBytes)
+		}
+		if l.MaxRecords != 0 && (l.MaxRecords < 16 || l.MaxRecords > maxSpoolRecordsSetting) {
+			t.Fatalf("%q accepted as %d records", r, l.MaxRecords)
+		}
+		if l.MaxUnsentAge < time.Minute {
+			t.Fatalf("age %v", l.MaxUnsentAge)
+		}
+		if err == nil && (l.MaxBytes == 0 || l.MaxRecords == 0) {
+			t.Fatalf("no error for %q %q", b, r)
+		}
+	})
+}
+
+// TestSpoolDropSeenOnce: a drop already reported by its marker still makes
+// the next status DEGRADED once, then no more.
+func TestSpoolDropSeenOnce(t *testing.T) {
+	now := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
+	st := healthySpool(0)
+	st.LastDrop, st.DroppedSinceOpen = now.Add(-time.Second), 5
+	c := New(Config{Version: "v1", Spool: &fakeSpool{st: st}, Now: func() time.Time { return now }})
+	c.SetPolicyVersion(1)
+	for i, want := range []mamoriv1.ControlState{mamoriv1.ControlState_CONTROL_STATE_DEGRADED, mamoriv1.ControlState_CONTROL_STATE_ENFORCED} {
+		got, err := c.Status(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.State != want {
+			t.Errorf("status %d: %v %q, want %v", i, got.State, got.Detail, want)
+		}
+		now = now.Add(time.Minute)
 	}
 }

@@ -55,3 +55,23 @@ func BenchmarkAppendParallel(b *testing.B) {
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 }
+
+// BenchmarkDrop measures counting one refused event durably (the spool is
+// at its record limit): the drop counter written and fsync'd.
+func BenchmarkDrop(b *testing.B) {
+	opt := testOptions(b)
+	opt.Logger = nil
+	opt.MaxRecords = minMaxRecords
+	s := mustOpen(b, b.TempDir(), opt)
+	for i := range minMaxRecords - reserveRecords {
+		mustAppend(b, s, testEvent(fmt.Sprintf("fill-%d", i), "usb"))
+	}
+	i := 0
+	for b.Loop() {
+		i++
+		if err := s.Append(context.Background(), testEvent(fmt.Sprintf("ev-%d", i), "usb")); err != ErrFull {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "drops/s")
+}

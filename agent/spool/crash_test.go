@@ -102,8 +102,8 @@ func (l *lineWriter) line(s string) {
 	l.w.Write([]byte(s + "\n"))
 }
 
-// runAndKill starts the helper in mode on dir, SIGKILLs it after a random
-// delay, and returns the lines it printed.
+// runAndKill starts the helper in mode on dir, SIGKILLs it a random delay
+// after it started working, and returns the lines it printed.
 func runAndKill(t *testing.T, mode, dir string, rng *rand.Rand) []string {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$", "-test.count=1")
@@ -118,14 +118,25 @@ func runAndKill(t *testing.T, mode, dir string, rng *rand.Rand) []string {
 		t.Fatal(err)
 	}
 	var lines []string
-	done := make(chan struct{})
+	done, working := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(done)
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
+			if lines == nil {
+				close(working)
+			}
 			lines = append(lines, sc.Text())
 		}
 	}()
+	// The random delay runs from the helper's first line: on a loaded
+	// machine its start-up (a -race binary, Open) can take longer than the
+	// whole delay, and a helper killed before it did anything tests nothing.
+	select {
+	case <-working:
+	case <-done:
+	case <-time.After(10 * time.Second):
+	}
 	time.Sleep(time.Duration(150+rng.IntN(350)) * time.Millisecond)
 	if err := cmd.Process.Kill(); err != nil {
 		t.Fatal(err)

@@ -65,7 +65,7 @@ func Open(dir string, opt Options) (*Spool, error) {
 		dir:     dir,
 		opt:     opt,
 		log:     opt.Logger,
-		segMax:  min(max(opt.MaxBytes/16, 16<<10), 4<<20),
+		segMax:  segMaxFor(opt.MaxBytes),
 		byID:    map[string][]*entry{},
 		nextSeq: 1,
 		drops:   dropState{gen: 1},
@@ -91,6 +91,12 @@ func Open(dir string, opt Options) (*Spool, error) {
 
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
+	// First the reserve, before anything else takes the space; an existing
+	// one is kept as it is.
+	s.res = newReserve(dir)
+	if err := s.res.fill(); err != nil {
+		s.log.Warn("spool: reserve incomplete: on a full file system, drops and acknowledgements may not be recorded", "err", err)
+	}
 	var damages []*damage
 	var maxClears uint64
 	for _, sf := range segs {
@@ -104,6 +110,16 @@ func Open(dir string, opt Options) (*Spool, error) {
 	metaDamage := s.loadMeta()
 	if metaDamage != nil {
 		damages = append(damages, metaDamage)
+	}
+	s.dropFile = newDropFile(dir)
+	switch d, ok, err := s.dropFile.load(); {
+	case err != nil:
+		s.log.Error("spool: drop counter unreadable; counting starts over", "err", err)
+	case ok && newerDrops(d, s.drops):
+		s.drops = d
+	case !ok && s.drops.count > 0:
+		// A spool from before the counter file: move the counter there.
+		s.dropDirty = true
 	}
 
 	s.mu.Lock()
@@ -140,9 +156,9 @@ func Open(dir string, opt Options) (*Spool, error) {
 		s.log.Error("spool: damaged file", "file", d.file, "bytes", d.bytes, "records_lost_estimate", d.lost, "quarantined", d.quarantined)
 		if err := s.appendInternalLocked(KindSpoolDamaged, attrs, 0); err != nil {
 			s.log.Error("spool: cannot record damage event", "file", d.file, "err", err)
-			if errors.Is(err, ErrFull) {
+			if errors.Is(err, ErrFull) || isNoSpace(err) {
 				s.mu.Lock()
-				s.drops.add(AgentControl, 1, s.opt.Now())
+				s.drops.add(AgentControl, KindSpoolDamaged, isNoSpace(err), 1, s.opt.Now())
 				s.dropDirty = true
 				s.mu.Unlock()
 			}
@@ -162,11 +178,14 @@ func Open(dir string, opt Options) (*Spool, error) {
 		s.maybeCompactLocked()
 	}
 	if s.dropDirty {
-		if err := s.writeMeta(encodeDrops(s.drops)); err != nil {
+		if err := s.writeDrops(s.drops); err != nil {
 			s.log.Error("spool: persist drop counter", "err", err)
 		} else {
 			s.dropDirty = false
 		}
+	}
+	if s.drops.count > 0 {
+		s.lastDrop = s.drops.last
 	}
 	s.mu.Unlock()
 	s.pruneCorrupt()
@@ -217,7 +236,7 @@ func (s *Spool) loadSegment(sf segFile) (*damage, uint64) {
 		olds = append(olds, r.off)
 		goodBytes += int64(r.n)
 		for _, ev := range r.events {
-			s.addEntryTo(seg, &entry{id: ev.ev.GetId(), seg: seg, recOff: r.off, recLen: r.n, evOff: ev.off, evLen: ev.n})
+			s.addEntryTo(seg, &entry{id: ev.ev.GetId(), seg: seg, recOff: r.off, recLen: r.n, evOff: ev.off, evLen: ev.n, at: ev.ev.GetTime().AsTime().UnixNano()})
 			events++
 		}
 	}

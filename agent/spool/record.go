@@ -36,6 +36,7 @@ const (
 	// small enough to always fit in the reserve.
 	maxDropControls   = 32
 	maxControlLen     = 64
+	maxKindKeyLen     = 128
 	otherControlLabel = "(other)"
 )
 
@@ -142,14 +143,23 @@ func encodeDrops(d dropState) []byte {
 	p = binary.AppendUvarint(p, d.count)
 	p = binary.AppendVarint(p, d.first)
 	p = binary.AppendVarint(p, d.last)
-	keys := d.controls()
+	p = appendCounts(p, d.byControl)
+	// Added later, so a snapshot may end before them: events dropped
+	// because the file system was full, and the counts by control/kind.
+	p = binary.AppendUvarint(p, d.diskFull)
+	p = appendCounts(p, d.byKind)
+	return appendFrame(nil, p)
+}
+
+func appendCounts(p []byte, m map[string]uint64) []byte {
+	keys := sortedKeys(m)
 	p = binary.AppendUvarint(p, uint64(len(keys)))
 	for _, k := range keys {
 		p = binary.AppendUvarint(p, uint64(len(k)))
 		p = append(p, k...)
-		p = binary.AppendUvarint(p, d.byControl[k])
+		p = binary.AppendUvarint(p, m[k])
 	}
-	return appendFrame(nil, p)
+	return p
 }
 
 var errBadPayload = errors.New("malformed payload")
@@ -160,6 +170,18 @@ type payloadReader struct {
 	b   []byte
 	pos int
 	err error
+}
+
+// counts reads what appendCounts wrote into m.
+func (r *payloadReader) counts(m map[string]uint64, maxKey uint64) {
+	n := r.count(2)
+	if n > maxDropControls+1 {
+		r.err = errBadPayload
+	}
+	for i := 0; i < n && r.err == nil; i++ {
+		k, _ := r.bytes(maxKey)
+		m[string(k)] += r.uvarint()
+	}
 }
 
 func (r *payloadReader) uvarint() uint64 {
@@ -252,19 +274,18 @@ func decodePayload(p []byte, payloadOff int) (record, error) {
 			rec.ids = append(rec.ids, string(b))
 		}
 	case recDrops:
-		d := dropState{byControl: map[string]uint64{}}
+		d := dropState{byControl: map[string]uint64{}, byKind: map[string]uint64{}}
 		d.gen = r.uvarint()
 		d.count = r.uvarint()
 		d.first = r.varint()
 		d.last = r.varint()
-		n := r.count(2)
-		if n > maxDropControls+1 {
-			r.err = errBadPayload
+		r.counts(d.byControl, maxControlLen)
+		if r.err == nil && r.pos < len(p) { // a snapshot written before these were added ends here
+			d.diskFull = r.uvarint()
+			r.counts(d.byKind, maxKindKeyLen)
 		}
-		for i := 0; i < n && r.err == nil; i++ {
-			k, _ := r.bytes(maxControlLen)
-			c := r.uvarint()
-			d.byControl[string(k)] += c
+		if r.err == nil && (d.diskFull > d.count) {
+			r.err = errBadPayload
 		}
 		rec.drops = d
 	default:
@@ -359,28 +380,32 @@ func isTorn(tail []byte) bool {
 	return true
 }
 
-// dropState counts events refused because the spool was full. gen numbers
-// the counter: an events_dropped marker reports one generation, and once the
-// marker is on disk the counter starts over with gen+1.
+// dropState counts events refused because the spool was full (its limits,
+// or the file system under it). gen numbers the counter: an events_dropped
+// marker reports one generation, and once the marker is on disk the counter
+// starts over with gen+1.
 type dropState struct {
 	gen         uint64
 	count       uint64
-	first, last int64 // unix nanoseconds
+	diskFull    uint64 // of count, refused because the file system was full
+	first, last int64  // unix nanoseconds
 	byControl   map[string]uint64
+	byKind      map[string]uint64 // "control/kind"
 }
 
-// add counts n dropped events of control at time t.
-func (d *dropState) add(control string, n uint64, t time.Time) {
+// add counts n dropped events of control and kind at time t.
+func (d *dropState) add(control, kind string, diskFull bool, n uint64, t time.Time) {
 	if d.byControl == nil {
 		d.byControl = map[string]uint64{}
 	}
-	if len(control) > maxControlLen {
-		control = control[:maxControlLen]
+	if d.byKind == nil {
+		d.byKind = map[string]uint64{}
 	}
-	if _, ok := d.byControl[control]; !ok && len(d.byControl) >= maxDropControls {
-		control = otherControlLabel
+	countIn(d.byControl, control, maxControlLen, n)
+	countIn(d.byKind, control+"/"+kind, maxKindKeyLen, n)
+	if diskFull {
+		d.diskFull += n
 	}
-	d.byControl[control] += n
 	ns := t.UnixNano()
 	if d.count == 0 || ns < d.first {
 		d.first = ns
@@ -391,10 +416,23 @@ func (d *dropState) add(control string, n uint64, t time.Time) {
 	d.count += n
 }
 
-// controls returns the control names in sorted order.
-func (d *dropState) controls() []string {
-	keys := make([]string, 0, len(d.byControl))
-	for k := range d.byControl {
+// countIn adds n to m[key], the key cut to maxLen bytes; past
+// maxDropControls keys, to otherControlLabel, so the snapshot stays small
+// whatever the events were called.
+func countIn(m map[string]uint64, key string, maxLen int, n uint64) {
+	if len(key) > maxLen {
+		key = key[:maxLen]
+	}
+	if _, ok := m[key]; !ok && len(m) >= maxDropControls {
+		key = otherControlLabel
+	}
+	m[key] += n
+}
+
+// sortedKeys returns m's keys in sorted order.
+func sortedKeys(m map[string]uint64) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)

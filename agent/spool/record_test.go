@@ -91,7 +91,7 @@ func TestDecode(t *testing.T) {
 	hugeLen := cat([]byte(magic), []byte{0xff, 0xff, 0xff, 0x7f}, make([]byte, 20))
 	garbage := []byte("this is not a frame at all!")
 	drops := dropState{gen: 3}
-	drops.add("usb", 5, testTime)
+	drops.add("usb", "usb_blocked", false, 5, testTime)
 
 	tests := []struct {
 		name string
@@ -201,7 +201,7 @@ func TestDecodePayloadRejects(t *testing.T) {
 func TestDropStateBounded(t *testing.T) {
 	var d dropState
 	for i := range 100 {
-		d.add(fmt.Sprintf("control-%03d-%s", i, bytes.Repeat([]byte("x"), 100)), 1, testTime)
+		d.add(fmt.Sprintf("control-%03d-%s", i, bytes.Repeat([]byte("x"), 100)), "k", i%2 == 0, 1, testTime)
 	}
 	if len(d.byControl) > maxDropControls+1 {
 		t.Errorf("%d controls kept, want at most %d", len(d.byControl), maxDropControls+1)

@@ -101,8 +101,10 @@ import (
 var ErrEventTooLarge = errors.New("event larger than 64 KiB")
 
 // ErrFull is returned by Append when the call's events would exceed
-// MaxBytes or MaxRecords. None of them were written; they were counted, and
-// an events_dropped event will report them once there is room again.
+// MaxBytes or MaxRecords, or the file system under the spool is full (the
+// error then also wraps the ENOSPC or EDQUOT). None of them were written;
+// they were counted, and an events_dropped event will report them once
+// there is room again.
 var ErrFull = errors.New("spool full: events dropped and counted")
 
 // ErrClosed is returned by calls on a closed Spool.
@@ -172,6 +174,11 @@ type Spool struct {
 	metaSize  int64
 	drops     dropState
 	dropDirty bool // drops not yet persisted in meta.log
+
+	lastDrop  int64    // unix ns of the newest refusal; guarded by mu
+	dropsEver uint64   // refusals since Open; guarded by mu
+	res       reserve  // guarded by wmu
+	dropFile  dropFile // guarded by wmu
 }
 
 type segment struct {
@@ -193,6 +200,7 @@ type entry struct {
 	evOff  int // event bytes within the frame
 	evLen  int
 	acked  bool
+	at     int64 // unix ns: when appended, or the event's own time if loaded at Open
 }
 
 type batch struct {
@@ -272,17 +280,71 @@ func (s *Spool) Append(ctx context.Context, evs ...*mamoriv1.Event) error {
 	frame, spans := encodeBatch(0, enc)
 	b, err := s.enqueue(frame, pendingRec{ids: ids, spans: spans}, false)
 	if errors.Is(err, ErrFull) {
-		return s.recordDrop(evs)
+		return s.recordDrop(evs, nil)
 	}
 	if err != nil {
 		return err
 	}
 	s.wmu.Lock()
-	defer s.wmu.Unlock()
 	if !b.done {
 		s.flushLocked()
 	}
-	return b.err
+	err = b.err
+	s.wmu.Unlock()
+	if err != nil && isNoSpace(err) {
+		// Nothing of the batch is on disk (writeBatch cut it back): the
+		// events are lost unless counted.
+		return s.recordDrop(evs, err)
+	}
+	return err
+}
+
+// AppendReserved is Append for events that must not be lost to a full
+// disk (a login's record: agent/mfa refuses the login otherwise). They may
+// use the spool's reserve, in records and on disk; when even that is gone,
+// the call fails like Append and the events are counted.
+func (s *Spool) AppendReserved(ctx context.Context, evs ...*mamoriv1.Event) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("spool append: %w", err)
+	}
+	var enc [][]byte
+	var ids []string
+	for i, ev := range evs {
+		if ev == nil || ev.GetId() == "" {
+			return fmt.Errorf("spool append: event %d has no id", i)
+		}
+		b, err := proto.Marshal(ev)
+		if err != nil {
+			return fmt.Errorf("spool append: encode event %s: %w", ev.GetId(), err)
+		}
+		if len(b) > MaxEventBytes {
+			return fmt.Errorf("spool append: event %s is %d bytes: %w", ev.GetId(), len(b), ErrEventTooLarge)
+		}
+		enc, ids = append(enc, b), append(ids, ev.GetId())
+	}
+	if len(enc) == 0 {
+		return nil
+	}
+	frame, spans := encodeBatch(0, enc)
+	s.wmu.Lock()
+	err := s.withReserveAbove(int64(len(frame)), reserveFloorForEvents, func() error {
+		b, err := s.enqueue(frame, pendingRec{ids: ids, spans: spans}, true)
+		if err != nil {
+			return err
+		}
+		if !b.done {
+			s.flushLocked()
+		}
+		return b.err
+	})
+	s.wmu.Unlock()
+	switch {
+	case errors.Is(err, ErrFull):
+		return s.recordDrop(evs, nil)
+	case err != nil && isNoSpace(err):
+		return s.recordDrop(evs, err)
+	}
+	return err
 }
 
 // enqueue adds a frame to the batch of the next flush, or returns ErrFull.
@@ -323,6 +385,7 @@ func (s *Spool) flushLocked() {
 		return
 	}
 	seg, off, err := s.writeBatch(b.buf)
+	now := s.opt.Now().UnixNano()
 	s.mu.Lock()
 	s.queuedBytes -= int64(len(b.buf))
 	s.queuedEvents -= b.nEvents
@@ -330,7 +393,7 @@ func (s *Spool) flushLocked() {
 	if err == nil {
 		for _, r := range b.recs {
 			for i, id := range r.ids {
-				e := &entry{id: id, seg: seg, recOff: off + int64(r.off), recLen: r.n, evOff: int(r.spans[i].off), evLen: int(r.spans[i].n)}
+				e := &entry{id: id, seg: seg, recOff: off + int64(r.off), recLen: r.n, evOff: int(r.spans[i].off), evLen: int(r.spans[i].n), at: now}
 				s.addEntry(e)
 			}
 			if r.clearsGen != 0 {
@@ -453,8 +516,15 @@ func parseSegName(name string) (uint64, bool) {
 	return v, err == nil
 }
 
-// recordDrop durably counts evs as dropped and returns ErrFull.
-func (s *Spool) recordDrop(evs []*mamoriv1.Event) error {
+// recordDrop durably counts evs as dropped and returns ErrFull (wrapping
+// cause, the file system's error, when it was full rather than the spool).
+// The counter is written with the reserve's help, so a full file system
+// does not lose it.
+func (s *Spool) recordDrop(evs []*mamoriv1.Event, cause error) error {
+	full := ErrFull
+	if cause != nil {
+		full = fmt.Errorf("%w: %w", ErrFull, cause)
+	}
 	now := s.opt.Now()
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
@@ -464,21 +534,46 @@ func (s *Spool) recordDrop(evs []*mamoriv1.Event) error {
 		return ErrClosed
 	}
 	for _, ev := range evs {
-		s.drops.add(ev.GetControl(), 1, now)
+		s.drops.add(ev.GetControl(), ev.GetKind(), cause != nil, 1, now)
 	}
+	s.lastDrop = now.UnixNano()
+	s.dropsEver += uint64(len(evs))
 	d := s.drops
+	s.dropDirty = true
 	s.mu.Unlock()
-	s.log.Warn("spool: full, events dropped", "events", len(evs), "dropped_total", d.count)
-	if err := s.writeMeta(encodeDrops(d)); err != nil {
-		s.mu.Lock()
-		s.dropDirty = true
-		s.mu.Unlock()
-		return errors.Join(ErrFull, fmt.Errorf("record dropped events: %w", err))
+	s.log.Warn("spool: events dropped", "events", len(evs), "dropped_total", d.count, "disk_full_total", d.diskFull, "cause", errString(cause))
+	if err := s.persistDrops(); err != nil {
+		return errors.Join(full, fmt.Errorf("record dropped events: %w", err))
+	}
+	return full
+}
+
+func errString(err error) string {
+	if err == nil {
+		return "spool limits"
+	}
+	return err.Error()
+}
+
+// persistDrops writes the drop counter to meta.log if it changed since it
+// was last written, using the reserve when the file system is full. The
+// caller holds wmu but not mu.
+func (s *Spool) persistDrops() error {
+	s.mu.Lock()
+	dirty, d := s.dropDirty, s.drops
+	s.mu.Unlock()
+	if !dirty {
+		return nil
+	}
+	if err := s.writeDrops(d); err != nil {
+		return err
 	}
 	s.mu.Lock()
-	s.dropDirty = false
+	if s.drops.gen == d.gen && s.drops.count == d.count {
+		s.dropDirty = false
+	}
 	s.mu.Unlock()
-	return ErrFull
+	return nil
 }
 
 // clearDrops starts a new drop generation once the marker reporting gen is
@@ -492,7 +587,7 @@ func (s *Spool) clearDrops(gen uint64) {
 	s.drops = dropState{gen: gen + 1}
 	d := s.drops
 	s.mu.Unlock()
-	if err := s.writeMeta(encodeDrops(d)); err != nil {
+	if err := s.writeDrops(d); err != nil {
 		// The marker frame carries gen, so a crash now does not double count;
 		// the next meta write retries.
 		s.log.Warn("spool: persist drop counter reset", "err", err)
@@ -504,6 +599,19 @@ func (s *Spool) clearDrops(gen uint64) {
 	s.mu.Lock()
 	s.dropDirty = false
 	s.mu.Unlock()
+}
+
+// writeDrops stores the drop counter in its file (dropfile.go), which needs
+// no new space once made; making it may use the reserve. The caller holds
+// wmu.
+func (s *Spool) writeDrops(d dropState) error {
+	return s.withReserve(2*dropsSlotSize, func() error { return s.dropFile.write(d) })
+}
+
+// writeMetaReserved is writeMeta that may use the reserve. The caller holds
+// wmu.
+func (s *Spool) writeMetaReserved(frames []byte) error {
+	return s.withReserve(int64(len(frames)), func() error { return s.writeMeta(frames) })
 }
 
 // writeMeta appends frames to meta.log and fsyncs. The caller holds wmu.
@@ -628,7 +736,7 @@ func (s *Spool) Ack(ids []string) error {
 	if s.dropDirty {
 		// Persist a pending counter reset before deleting a segment that
 		// may hold the marker proving it.
-		if err := s.writeMeta(encodeDrops(s.drops)); err != nil {
+		if err := s.writeDrops(s.drops); err != nil {
 			s.mu.Unlock()
 			return fmt.Errorf("spool ack: %w", err)
 		}
@@ -671,7 +779,9 @@ func (s *Spool) Ack(ids []string) error {
 		}
 	}
 	if len(journal) > 0 {
-		if err := s.writeMeta(encodeAck(journal)); err != nil {
+		// On a full file system this is what the reserve is for: without
+		// the journal the same events are sent again every round.
+		if err := s.writeMetaReserved(encodeAck(journal)); err != nil {
 			s.mu.Unlock()
 			return fmt.Errorf("spool ack: %w", err)
 		}
@@ -682,6 +792,7 @@ func (s *Spool) Ack(ids []string) error {
 	s.maybeCompactLocked()
 	s.mu.Unlock()
 	s.maybeMarkLocked()
+	s.refillReserve()
 	return nil
 }
 
@@ -759,10 +870,10 @@ func (s *Spool) deleteSegmentsLocked(del map[*segment]bool) error {
 }
 
 // maybeCompactLocked rewrites meta.log when it has grown well beyond what it
-// must remember, or when no segment is left and it holds more than the drop
-// counter. The caller holds wmu and mu.
+// must remember, or when no segment is left and it is not empty. The caller
+// holds wmu and mu.
 func (s *Spool) maybeCompactLocked() {
-	empty := len(s.segs) == 0 && s.metaSize > int64(len(encodeDrops(s.drops)))
+	empty := len(s.segs) == 0 && s.metaSize > 0
 	if s.metaSize < minMetaCompact && !empty {
 		return
 	}
@@ -775,8 +886,8 @@ func (s *Spool) maybeCompactLocked() {
 	}
 }
 
-// metaContentLocked is what meta.log must hold: acks of events still on disk
-// and the drop counter.
+// metaContentLocked is what meta.log must hold: acks of events still on
+// disk. (The drop counter has its own file.)
 func (s *Spool) metaContentLocked() []byte {
 	var ids []string
 	seen := map[string]bool{}
@@ -794,7 +905,7 @@ func (s *Spool) metaContentLocked() []byte {
 		out = append(out, encodeAck(ids[:n])...)
 		ids = ids[n:]
 	}
-	return append(out, encodeDrops(s.drops)...)
+	return out
 }
 
 func (s *Spool) rewriteMetaLocked(content []byte) error {
@@ -803,7 +914,8 @@ func (s *Spool) rewriteMetaLocked(content []byte) error {
 		s.meta = nil
 	}
 	path := filepath.Join(s.dir, metaName)
-	if err := atomicfile.Write(path, content, 0o600); err != nil {
+	// The old journal stays until the rename: the new one needs its own room.
+	if err := s.withReserve(int64(len(content)), func() error { return atomicfile.Write(path, content, 0o600) }); err != nil {
 		return fmt.Errorf("rewrite spool journal: %w", err)
 	}
 	s.dropDirty = false
@@ -816,6 +928,7 @@ func (s *Spool) rewriteMetaLocked(content []byte) error {
 func (s *Spool) maybeMarkLocked() {
 	s.mu.Lock()
 	d := s.drops
+	maxBytes, maxRecords := s.opt.MaxBytes, s.opt.MaxRecords
 	s.mu.Unlock()
 	if d.count == 0 {
 		return
@@ -824,23 +937,38 @@ func (s *Spool) maybeMarkLocked() {
 		"count":            strconv.FormatUint(d.count, 10),
 		"first":            time.Unix(0, d.first).UTC().Format(time.RFC3339Nano),
 		"last":             time.Unix(0, d.last).UTC().Format(time.RFC3339Nano),
-		"count_by_control": formatByControl(d),
-		"reason":           fmt.Sprintf("spool full (max_bytes=%d, max_records=%d)", s.opt.MaxBytes, s.opt.MaxRecords),
+		"count_by_control": formatCounts(d.byControl),
+		"count_by_kind":    formatCounts(d.byKind),
+		"disk_full":        strconv.FormatUint(d.diskFull, 10),
+		"reason":           dropReason(d, maxBytes, maxRecords),
 	}
 	if err := s.appendInternalLocked(KindEventsDropped, attrs, d.gen); err != nil {
 		s.log.Info("spool: events_dropped marker deferred", "count", d.count, "err", err)
 	}
 }
 
-func formatByControl(d dropState) string {
+func formatCounts(m map[string]uint64) string {
 	var b strings.Builder
-	for i, k := range d.controls() {
+	for i, k := range sortedKeys(m) {
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		fmt.Fprintf(&b, "%s=%d", k, d.byControl[k])
+		fmt.Fprintf(&b, "%s=%d", k, m[k])
 	}
 	return b.String()
+}
+
+// dropReason says in words why the events of d were refused.
+func dropReason(d dropState, maxBytes int64, maxRecords int) string {
+	limits := fmt.Sprintf("spool full (max_bytes=%d, max_records=%d)", maxBytes, maxRecords)
+	switch {
+	case d.diskFull == d.count:
+		return "file system full"
+	case d.diskFull == 0:
+		return limits
+	default:
+		return limits + "; file system full"
+	}
 }
 
 // appendInternalLocked appends one event made by the spool, using the
@@ -858,14 +986,18 @@ func (s *Spool) appendInternalLocked(kind string, attrs map[string]string, clear
 		return fmt.Errorf("encode %s event: %w", kind, err)
 	}
 	frame, spans := encodeBatch(clearsGen, [][]byte{b})
-	bt, err := s.enqueue(frame, pendingRec{ids: []string{ev.Id}, spans: spans, clearsGen: clearsGen}, true)
-	if err != nil {
-		return err
-	}
-	if !bt.done {
-		s.flushLocked()
-	}
-	return bt.err
+	// The spool's own events may use the reserve: they are what says that
+	// something was lost.
+	return s.withReserve(int64(len(frame)), func() error {
+		bt, err := s.enqueue(frame, pendingRec{ids: []string{ev.Id}, spans: spans, clearsGen: clearsGen}, true)
+		if err != nil {
+			return err
+		}
+		if !bt.done {
+			s.flushLocked()
+		}
+		return bt.err
+	})
 }
 
 // Close flushes queued appends and closes the files. Later calls return
@@ -893,6 +1025,9 @@ func (s *Spool) Close() error {
 			errs = append(errs, err)
 		}
 		s.meta = nil
+	}
+	if err := s.dropFile.close(); err != nil {
+		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("close spool: %w", err)

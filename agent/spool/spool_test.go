@@ -231,7 +231,12 @@ func TestDirectoryStaysBounded(t *testing.T) {
 	if s.Len() != 0 {
 		t.Errorf("Len = %d after reopen", s.Len())
 	}
-	if files := dirFiles(t, dir); len(files) > 1 || files[metaName] > 4<<10 {
+	files := dirFiles(t, dir)
+	if files[reserveName] != reserveSize {
+		t.Errorf("reserve is %d bytes, want %d", files[reserveName], reserveSize)
+	}
+	delete(files, reserveName)
+	if len(files) > 1 || files[metaName] > 4<<10 {
 		t.Errorf("after acking everything and reopening: %v", files)
 	}
 }
@@ -268,6 +273,8 @@ func TestBound(t *testing.T) {
 		wantAttrs := map[string]string{
 			"count":            "4",
 			"count_by_control": "mfa=1,usb=3",
+			"count_by_kind":    "mfa/usb_blocked=1,usb/usb_blocked=3",
+			"disk_full":        "0",
 			"first":            "2026-04-01T09:00:00Z",
 			"last":             "2026-04-01T09:00:00Z",
 			"reason":           "spool full (max_bytes=67108864, max_records=20)",

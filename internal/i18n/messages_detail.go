@@ -24,6 +24,10 @@ var detailMessages = []Message{
 	{"detail.agent.clock-skew", "clock is %[1]s off the server (allowed %[2]s): check NTP/time sync on this terminal", "時計がサーバーと %[1]s ずれています (許容 %[2]s): この端末の NTP／時刻同期を確認してください"},
 	{"detail.agent.tpm-required", "policy requires the device key in a TPM, but it is in a file (no usable TPM 2.0): enable the TPM in firmware, then enrol again", "ポリシーは端末鍵を TPM に置くよう求めていますが、鍵はファイルにあります (使える TPM 2.0 がありません): ファームウェアで TPM を有効にしてから登録し直してください"},
 	{"detail.agent.setting-error", "%s", "エージェントの設定に問題があります: %s"},
+	{"detail.agent.spool-dropped", "%s events could not be recorded on this terminal (spool or disk full) and are not yet reported: free space under the agent's state directory", "この端末で %s 件のイベントを記録できず (スプールまたはディスク満杯)、まだ報告されていません: エージェントの状態ディレクトリの空き容量を確保してください"},
+	{"detail.agent.spool-dropped-reported", "events could not be recorded on this terminal since the last report (spool or disk full, last at %s); their count is in an events_dropped event", "前回の報告以降、この端末でイベントを記録できませんでした (スプールまたはディスク満杯、最後は %s); 件数は events_dropped イベントにあります"},
+	{"detail.agent.spool-disk-full", "the disk under the agent's event spool is full (%s bytes free): new evidence is being refused; free space", "エージェントのイベントスプールのディスクが満杯です (空き %s バイト): 新しい証跡を記録できません。空き容量を確保してください"},
+	{"detail.agent.spool-stale", "the oldest event not yet delivered to the server is %[1]s old (allowed %[2]s): the server's evidence is behind this terminal; check its connection to the server", "サーバーへ未送信の最も古いイベントが %[1]s 前のものです (許容 %[2]s): サーバーの証跡がこの端末より遅れています。サーバーとの接続を確認してください"},
 
 	// agent/media on Linux.
 	{"detail.media.unsupported-platform", "removable-media control is not implemented on this platform yet", "この OS ではリムーバブルメディアの制御にまだ対応していません"},

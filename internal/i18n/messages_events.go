@@ -33,6 +33,6 @@ var eventKindMessages = []Message{
 	{"event.kind.policy_applied", "policy applied", "ポリシーを適用"},
 	{"event.kind.policy_rejected", "policy refused", "ポリシーを拒否"},
 	{"event.kind.report_refused", "the server refused this terminal's report", "サーバーが報告を拒否"},
-	{"event.kind.events_dropped", "events dropped (spool full)", "イベントを破棄 (スプール満杯)"},
+	{"event.kind.events_dropped", "events dropped (spool or disk full)", "イベントを破棄 (スプールまたはディスク満杯)"},
 	{"event.kind.spool_damaged", "event spool damaged", "イベントスプールの破損"},
 }

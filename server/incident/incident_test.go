@@ -650,6 +650,9 @@ func TestJudge(t *testing.T) {
 		{"registry drift re-applied", ev(6, "media", "policy_drift", map[string]string{"reapplied": "true"}), incident.RulePolicyDrift, nil},
 		{"nftables re-applied", ev(7, "isolation", "ruleset_reapplied", nil), incident.RulePolicyDrift, nil},
 		{"serial outside media is no USB serial", ev(8, "agent", "x", map[string]string{"serial": "S3"}), "", nil},
+		{"events dropped by a full spool", ev(9, "agent", "events_dropped", map[string]string{"count": "744", "reason": "file system full"}), incident.RuleEventsLost, nil},
+		{"spool damaged", ev(10, "agent", "spool_damaged", map[string]string{"records_lost_estimate": "3"}), incident.RuleEventsLost, nil},
+		{"events_dropped from another control is no spool drop", ev(11, "media", "events_dropped", nil), "", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			terms, sigs, err := incident.DefaultRules().Judge(store.WatchBatch{Now: t0.Add(time.Hour), Events: []store.StoredEvent{tc.ev}})

@@ -28,6 +28,7 @@ const (
 	RuleMFALockout   = "mfa-lockout"  // a user locked out of MFA login
 	RuleAgentSilent  = "agent-silent" // no report for longer than max report age
 	RulePolicyDrift  = "policy-drift" // the agent found its enforcement changed and re-applied it
+	RuleEventsLost   = "events-lost"  // the agent's spool refused events (full) or found them damaged
 )
 
 // Rules is the tunable part of the rules.
@@ -124,6 +125,14 @@ func (r Rules) Judge(b store.WatchBatch) ([]store.SearchTerm, []store.Signal, er
 		case ev.GetKind() == "mfa_lockout":
 			sigs = append(sigs, store.Signal{Rule: RuleMFALockout, DeviceID: e.DeviceID, Episode: ref, At: at,
 				Summary: "利用者 " + attrs["user"] + " の多要素認証ロックアウト / MFA lock-out of user " + attrs["user"]})
+		case ev.GetControl() == policy.ControlAgent && ev.GetKind() == "events_dropped":
+			sigs = append(sigs, store.Signal{Rule: RuleEventsLost, DeviceID: e.DeviceID, Episode: ref, At: at,
+				Summary: fmt.Sprintf("証跡イベント %s 件を記録できず（%s） / %s events could not be recorded (%s)",
+					attrs["count"], attrs["reason"], attrs["count"], attrs["reason"])})
+		case ev.GetControl() == policy.ControlAgent && ev.GetKind() == "spool_damaged":
+			sigs = append(sigs, store.Signal{Rule: RuleEventsLost, DeviceID: e.DeviceID, Episode: ref, At: at,
+				Summary: fmt.Sprintf("スプール破損、推定 %s 件を失った / spool damaged, about %s events lost (%s)",
+					attrs["records_lost_estimate"], attrs["records_lost_estimate"], attrs["file"])})
 		case driftKinds[ev.GetKind()]:
 			sigs = append(sigs, store.Signal{Rule: RulePolicyDrift, DeviceID: e.DeviceID, Episode: ref, At: at,
 				Summary: fmt.Sprintf("%s: 端末上で設定が変更され再適用 / enforcement changed on the terminal and was re-applied (%s%s)",

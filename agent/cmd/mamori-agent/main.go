@@ -135,7 +135,7 @@ func doRun(cfg config.Config, inv cli.Invocation, log *slog.Logger, p *i18n.Prin
 		fmt.Fprintln(stderr, p.Sprintf(cli.MsgRunFailed, err))
 		return 1
 	}
-	sp, err := spool.Open(filepath.Join(cfg.StateDir, "spool"), spool.Options{})
+	sp, err := spool.Open(filepath.Join(cfg.StateDir, "spool"), spool.Options{Logger: log})
 	if err != nil {
 		fmt.Fprintln(stderr, p.Sprintf(cli.MsgRunFailed, err))
 		return 1
@@ -167,7 +167,9 @@ func doRun(cfg config.Config, inv cli.Invocation, log *slog.Logger, p *i18n.Prin
 		deviceID = id.Device.DeviceID
 	}
 	mcfg := mfa.DefaultConfig()
-	mcfg.Dir, mcfg.Events, mcfg.Log = filepath.Join(cfg.StateDir, "mfa"), daemon.NewEmitter(sp, nil), log
+	// Logins are recorded from the spool's reserve on a full disk, and
+	// refused when even that is gone (docs/mfa.md).
+	mcfg.Dir, mcfg.Events, mcfg.Log = filepath.Join(cfg.StateDir, "mfa"), daemon.NewReservedEmitter(sp, nil), log
 	// The TPM (its own handle: /dev/tpmrm0 and TBS virtualise) seals the
 	// bundle key and holds the users' PIN keys; without one the bundle
 	// key is sealed by a key file and PIN users are refused.
