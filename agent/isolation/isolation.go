@@ -13,12 +13,18 @@
 //     finding;
 //   - the network interfaces: one outside allowed_interfaces, or one that
 //     appeared after the first observation with no_new_interfaces, is a
-//     finding (a USB tethering or Wi-Fi adapter).
+//     finding (a USB tethering or Wi-Fi adapter);
+//   - IP forwarding: a terminal that routes for others (a VM or container
+//     behind it) is a way around the tier boundary, a finding unless the
+//     policy allows forwarding.
 //
 // In enforce mode it keeps an nftables table of its own, inet "mamori"
 // (netlink, no nft binary), that lets through loopback, established and
 // related traffic, IPv6 neighbour discovery, the allowed networks and
-// services and the mamori servers, and counts and drops everything else.
+// services and the mamori servers, and counts and drops everything else;
+// its forward chain drops what is routed through the terminal (or, with
+// allow_forwarding, lets it reach only the allowed networks and services),
+// and IP forwarding is switched off unless the policy allows it.
 // The table is compared with the desired one every round: a rule changed or
 // deleted by hand is reported (DEGRADED, an event) and the table replaced
 // atomically. In monitor mode, or when the policy drops the control, the
@@ -65,6 +71,7 @@ const (
 	KindRulesetApplied   = "ruleset_applied"   // attrs: rules
 	KindRulesetReapplied = "ruleset_reapplied" // attrs: differences
 	KindRulesetRemoved   = "ruleset_removed"
+	KindForwardingOff    = "forwarding_disabled" // attrs: was
 )
 
 // Options configures the control.
@@ -103,6 +110,29 @@ type system interface {
 	// defaultResolvConf is where the nameservers are listed; "" means ask
 	// the system resolver instead.
 	defaultResolvConf() string
+	// forwarding reports whether the kernel forwards IPv4 and IPv6
+	// packets, or errNotObserved.
+	forwarding() (Forwarding, error)
+	// disableForwarding switches forwarding off for the families set.
+	disableForwarding(which Forwarding) error
+}
+
+// Forwarding is the kernel's IP forwarding switches.
+type Forwarding struct{ IPv4, IPv6 bool }
+
+// On is whether either family forwards.
+func (f Forwarding) On() bool { return f.IPv4 || f.IPv6 }
+
+func (f Forwarding) String() string {
+	switch {
+	case f.IPv4 && f.IPv6:
+		return "IPv4 and IPv6"
+	case f.IPv4:
+		return "IPv4"
+	case f.IPv6:
+		return "IPv6"
+	}
+	return "off"
 }
 
 // firewall drives mamori's own table.
@@ -208,36 +238,71 @@ func (c *Control) Apply(ctx context.Context, p *mamoriv1.ControlPolicy) error {
 		return fmt.Errorf("enforce mode: %w here: enforce tier isolation with the OS firewall (e.g. Windows Firewall by GPO); mamori still checks canaries and DNS", errors.ErrUnsupported)
 	}
 	rules := DesiredRules(s, servers)
+	if _, err := c.applyTable(ctx, fw, rules); err != nil {
+		return err
+	}
+	return c.enforceForwarding(ctx, s)
+}
+
+// applyTable puts rules in place: at once when they are new, or when the
+// live table drifted from them. It reports whether it wrote the table.
+func (c *Control) applyTable(ctx context.Context, fw firewall, rules []Rule) (bool, error) {
 	c.mu.Lock()
 	applied := c.applied
 	c.mu.Unlock()
 	if applied != nil && slices.Equal(applied, rules) {
 		present, got, _, err := fw.live(ctx)
 		if err != nil {
-			return fmt.Errorf("read table inet %s: %w", TableName, err)
+			return false, fmt.Errorf("read table inet %s: %w", TableName, err)
 		}
 		diffs := tableDiff(present, fw.items(rules), got)
 		if len(diffs) == 0 {
-			return nil
+			return false, nil
 		}
 		if err := fw.apply(ctx, rules); err != nil {
-			return fmt.Errorf("re-apply table inet %s after it was altered (%s): %w", TableName, strings.Join(diffs, "; "), err)
+			return false, fmt.Errorf("re-apply table inet %s after it was altered (%s): %w", TableName, strings.Join(diffs, "; "), err)
 		}
 		c.mu.Lock()
 		c.repaired = diffs
 		c.mu.Unlock()
 		c.log.WarnContext(ctx, "isolation ruleset was altered outside mamori; re-applied", "differences", diffs)
 		c.emit(ctx, KindRulesetReapplied, map[string]string{"differences": clipN(strings.Join(diffs, "; "), 4000)})
-		return nil
+		return true, nil
 	}
 	if err := fw.apply(ctx, rules); err != nil {
-		return fmt.Errorf("apply table inet %s: %w (needs root, or CAP_NET_ADMIN, and nf_tables in the kernel)", TableName, err)
+		return false, fmt.Errorf("apply table inet %s: %w (needs root, or CAP_NET_ADMIN, and nf_tables in the kernel)", TableName, err)
 	}
 	c.mu.Lock()
 	c.applied = rules
 	c.mu.Unlock()
 	c.log.InfoContext(ctx, "isolation ruleset applied", "rules", len(rules))
 	c.emit(ctx, KindRulesetApplied, map[string]string{"rules": strconv.Itoa(len(rules))})
+	return true, nil
+}
+
+// enforceForwarding switches IP forwarding off unless the policy allows
+// it. The forward chain drops forwarded packets anyway; this closes the
+// path for a moment the table is gone too. Leaving enforce mode does not
+// switch it back on.
+func (c *Control) enforceForwarding(ctx context.Context, s Settings) error {
+	if s.AllowForwarding {
+		return nil
+	}
+	fwd, err := c.sys.forwarding()
+	if errors.Is(err, errNotObserved) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read IP forwarding: %w", err)
+	}
+	if !fwd.On() {
+		return nil
+	}
+	if err := c.sys.disableForwarding(fwd); err != nil {
+		return fmt.Errorf("switch IP forwarding (%s) off: %w", fwd, err)
+	}
+	c.log.WarnContext(ctx, "IP forwarding was on; switched off (the policy does not allow forwarding)", "was", fwd.String())
+	c.emit(ctx, KindForwardingOff, map[string]string{"was": fwd.String()})
 	return nil
 }
 
@@ -343,6 +408,7 @@ func (c *Control) observe(ctx context.Context, mode mamoriv1.Mode, s Settings, s
 	obs := Observation{Mode: mode, Settings: s, AgentServers: servers}
 	obs.Routes, obs.RoutesErr = c.sys.routes()
 	obs.Interfaces, obs.InterfacesErr = c.sys.interfaces()
+	obs.Forwarding, obs.ForwardingErr = c.sys.forwarding()
 	if obs.InterfacesErr == nil && s.NoNewInterfaces {
 		c.mu.Lock()
 		if c.baseline == nil {
@@ -457,6 +523,8 @@ type Observation struct {
 	Interfaces    []string
 	InterfacesErr error
 	NewInterfaces []string
+	Forwarding    Forwarding
+	ForwardingErr error
 	Canaries      []CanaryResult
 	DNS           *DNSResult // nil: no forbidden name set
 	Ruleset       *RulesetObservation
@@ -533,6 +601,12 @@ func Findings(o Observation) []Finding {
 	}
 	fs = append(fs, routeFindings(o)...)
 	fs = append(fs, interfaceFindings(o)...)
+	switch {
+	case o.ForwardingErr != nil && !errors.Is(o.ForwardingErr, errNotObserved):
+		fs = append(fs, finding("forwarding error", Degraded, "detail.isolation.forwarding-error", o.ForwardingErr.Error()))
+	case o.ForwardingErr == nil && o.Forwarding.On() && !o.Settings.AllowForwarding:
+		fs = append(fs, finding("forwarding", Degraded, "detail.isolation.forwarding", o.Forwarding.String()))
+	}
 	if rs := o.Ruleset; rs != nil {
 		switch {
 		case rs.Err != nil:
@@ -780,6 +854,17 @@ func evidence(o Observation, fs []Finding) map[string]string {
 			slices.Sort(un)
 			ev["interfaces.unexpected"] = clipN(orNone(slices.Compact(un)), 4000)
 		}
+	}
+	switch {
+	case errors.Is(o.ForwardingErr, errNotObserved):
+	case o.ForwardingErr != nil:
+		ev["forwarding"] = clipN("error: "+o.ForwardingErr.Error(), 4000)
+	case o.Forwarding.On() && o.Settings.AllowForwarding:
+		ev["forwarding"] = "on (" + o.Forwarding.String() + "), allowed by the policy; forwarded traffic limited to the allowed networks and services in enforce mode"
+	case o.Forwarding.On():
+		ev["forwarding"] = "on (" + o.Forwarding.String() + ")"
+	default:
+		ev["forwarding"] = "off"
 	}
 	if rs := o.Ruleset; rs != nil {
 		switch {

@@ -144,6 +144,47 @@ func (s *linuxSystem) classify(err error) string {
 
 func (s *linuxSystem) firewall() firewall { return s.fw }
 
+// Where the kernel keeps the forwarding switches (per network namespace:
+// read and written from a thread inside it).
+const (
+	sysctlIPv4Forward = "sys/net/ipv4/ip_forward"
+	sysctlIPv6Forward = "sys/net/ipv6/conf/all/forwarding"
+)
+
+func (s *linuxSystem) forwarding() (Forwarding, error) {
+	var fw Forwarding
+	err := s.in(func() error {
+		for _, x := range []struct {
+			name string
+			on   *bool
+		}{{sysctlIPv4Forward, &fw.IPv4}, {sysctlIPv6Forward, &fw.IPv6}} {
+			b, err := os.ReadFile(filepath.Join(s.proc, x.name))
+			if errors.Is(err, fs.ErrNotExist) && x.name == sysctlIPv6Forward {
+				continue // IPv6 disabled
+			}
+			if err != nil {
+				return fmt.Errorf("read %s: %w", x.name, err)
+			}
+			*x.on = strings.TrimSpace(string(b)) != "0"
+		}
+		return nil
+	})
+	return fw, err
+}
+
+func (s *linuxSystem) disableForwarding(which Forwarding) error {
+	return s.in(func() error {
+		var errs []error
+		if which.IPv4 {
+			errs = append(errs, os.WriteFile(filepath.Join(s.proc, sysctlIPv4Forward), []byte("0\n"), 0o644))
+		}
+		if which.IPv6 {
+			errs = append(errs, os.WriteFile(filepath.Join(s.proc, sysctlIPv6Forward), []byte("0\n"), 0o644))
+		}
+		return errors.Join(errs...)
+	})
+}
+
 func (s *linuxSystem) defaultResolvConf() string { return "/etc/resolv.conf" }
 
 // nftFirewall keeps the table inet "mamori" over netlink.
@@ -167,8 +208,11 @@ func (f *nftFirewall) conn() (*nftables.Conn, error) {
 func chainOf(name string) *nftables.Chain {
 	drop := nftables.ChainPolicyDrop
 	hook := nftables.ChainHookInput
-	if name == ChainOutput {
+	switch name {
+	case ChainOutput:
 		hook = nftables.ChainHookOutput
+	case ChainForward:
+		hook = nftables.ChainHookForward
 	}
 	return &nftables.Chain{Name: name, Table: table, Type: nftables.ChainTypeFilter,
 		Hooknum: hook, Priority: nftables.ChainPriorityFilter, Policy: &drop}
@@ -186,7 +230,7 @@ func (f *nftFirewall) apply(ctx context.Context, rules []Rule) error {
 	c.DelTable(table)
 	c.AddTable(table)
 	chains := map[string]*nftables.Chain{}
-	for _, name := range []string{ChainInput, ChainOutput} {
+	for _, name := range Chains {
 		chains[name] = c.AddChain(chainOf(name))
 	}
 	for _, r := range rules {
@@ -198,7 +242,7 @@ func (f *nftFirewall) apply(ctx context.Context, rules []Rule) error {
 
 func (f *nftFirewall) items(rules []Rule) []Item {
 	var out []Item
-	for _, name := range []string{ChainInput, ChainOutput} {
+	for _, name := range Chains {
 		out = append(out, chainItem(chainOf(name)))
 		for _, r := range rules {
 			if r.Chain == name {

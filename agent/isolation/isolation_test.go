@@ -3,6 +3,7 @@ package isolation
 import (
 	"context"
 	"errors"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
@@ -25,6 +26,7 @@ type fakeSystem struct {
 	reach  map[string]error // dial result per address; absent: time-out
 	fw     *fakeFirewall
 	noFire bool
+	fwd    Forwarding
 }
 
 var errRefused = errors.New("connection refused")
@@ -69,6 +71,18 @@ func (f *fakeSystem) firewall() firewall {
 	return f.fw
 }
 func (f *fakeSystem) defaultResolvConf() string { return os.DevNull }
+func (f *fakeSystem) forwarding() (Forwarding, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.fwd, nil
+}
+func (f *fakeSystem) disableForwarding(which Forwarding) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.fwd.IPv4 = f.fwd.IPv4 && !which.IPv4
+	f.fwd.IPv6 = f.fwd.IPv6 && !which.IPv6
+	return nil
+}
 
 func (f *fakeSystem) setReach(addr string, err error) {
 	f.mu.Lock()
@@ -188,7 +202,7 @@ func TestControlFlow(t *testing.T) {
 	delete(sys.reach, "172.31.0.1:443")
 	st = mustStatus(t, c)
 	want(st, mamoriv1.ControlState_CONTROL_STATE_ENFORCED, "2 of 2 canaries unreachable")
-	if st.Evidence["ruleset"] != "present, unchanged, 11 rules" || st.Evidence["ruleset.dropped_packets"] != "7" {
+	if st.Evidence["ruleset"] != "present, unchanged, 12 rules" || st.Evidence["ruleset.dropped_packets"] != "7" {
 		t.Errorf("evidence %v", st.Evidence)
 	}
 	if ev := em.Events(); len(kindsOf(ev, KindRulesetApplied)) != 1 || len(kindsOf(ev, KindFindingCleared)) != 1 {
@@ -505,4 +519,46 @@ func kindsOf(evs []controltest.Event, kind string) []controltest.Event {
 		}
 	}
 	return out
+}
+
+func TestControlForwarding(t *testing.T) {
+	sys := newFake()
+	sys.fwd = Forwarding{IPv4: true, IPv6: true}
+	em := &controltest.Emitter{}
+	c := newControl(Options{Emitter: em, Servers: []string{"10.20.9.1:7443"}}, sys, nil)
+	ctx := t.Context()
+	if err := c.Apply(ctx, pol(mamoriv1.Mode_MODE_MONITOR, testSettings)); err != nil {
+		t.Fatal(err)
+	}
+	st := mustStatus(t, c)
+	if !strings.Contains(st.Detail, "IP forwarding is on (IPv4 and IPv6)") || st.Evidence["forwarding"] != "on (IPv4 and IPv6)" {
+		t.Errorf("monitor: %q %v", st.Detail, st.Evidence["forwarding"])
+	}
+	if sys.fwd != (Forwarding{IPv4: true, IPv6: true}) {
+		t.Errorf("monitor mode changed forwarding: %+v", sys.fwd)
+	}
+	if err := c.Apply(ctx, pol(mamoriv1.Mode_MODE_ENFORCE, testSettings)); err != nil {
+		t.Fatal(err)
+	}
+	if sys.fwd.On() {
+		t.Errorf("enforce left forwarding on: %+v", sys.fwd)
+	}
+	if off := kindsOf(em.Events(), KindForwardingOff); len(off) != 1 || off[0].Attrs["was"] != "IPv4 and IPv6" {
+		t.Errorf("forwarding_disabled events %v", off)
+	}
+	if st := mustStatus(t, c); st.State != mamoriv1.ControlState_CONTROL_STATE_ENFORCED || st.Evidence["forwarding"] != "off" {
+		t.Errorf("enforce: %v %q %v", st.State, st.Detail, st.Evidence["forwarding"])
+	}
+	// Allowed by the policy: left alone, no finding, forwarded traffic
+	// limited by the forward chain.
+	allow := maps.Clone(testSettings)
+	allow[SettingAllowForwarding] = "true"
+	sys.fwd = Forwarding{IPv4: true}
+	if err := c.Apply(ctx, pol(mamoriv1.Mode_MODE_ENFORCE, allow)); err != nil {
+		t.Fatal(err)
+	}
+	st = mustStatus(t, c)
+	if !sys.fwd.IPv4 || st.State != mamoriv1.ControlState_CONTROL_STATE_ENFORCED || !strings.HasPrefix(st.Evidence["forwarding"], "on (IPv4), allowed") {
+		t.Errorf("allowed forwarding: %+v %v %q %q", sys.fwd, st.State, st.Detail, st.Evidence["forwarding"])
+	}
 }

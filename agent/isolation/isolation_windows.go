@@ -50,3 +50,7 @@ func (windowsSystem) classify(err error) string {
 }
 
 func (windowsSystem) firewall() firewall { return nil }
+
+func (windowsSystem) forwarding() (Forwarding, error) { return Forwarding{}, errNotObserved }
+
+func (windowsSystem) disableForwarding(Forwarding) error { return errors.ErrUnsupported }

@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
@@ -489,4 +490,152 @@ func containsAttr(evs []controltest.Event, k, v string) bool {
 		}
 	}
 	return false
+}
+
+// addGuest puts a fourth namespace behind the terminal, as a VM or
+// container set-up would: guest 10.N.3.2 ── 10.N.3.1 term (eth1), the
+// terminal forwarding (IPv4) and masquerading the guest's traffic out of
+// eth0 with a NAT table of its own owner ("ip guest-nat"). It returns the
+// guest's namespace name.
+func (l *lab) addGuest() string {
+	guest := strings.TrimSuffix(l.term, "term") + "gst"
+	l.run("netns", "add", guest)
+	l.t.Cleanup(func() {
+		if out, err := exec.Command(l.ip, "netns", "del", guest).CombinedOutput(); err != nil {
+			l.t.Errorf("ip netns del %s: %v: %s", guest, err, out)
+		}
+	})
+	l.run("-n", guest, "link", "set", "lo", "up")
+	l.run("-n", guest, "link", "add", "eth0", "type", "veth", "peer", "name", "eth1", "netns", l.term)
+	l.run("-n", guest, "addr", "add", l.addr("3.2/24"), "dev", "eth0")
+	l.run("-n", l.term, "addr", "add", l.addr("3.1/24"), "dev", "eth1")
+	l.run("-n", guest, "link", "set", "eth0", "up")
+	l.run("-n", l.term, "link", "set", "eth1", "up")
+	l.run("-n", guest, "route", "add", "default", "via", l.addr("3.1"))
+	l.setForwarding(l.term, "1")
+	nc := l.nft()
+	nat := nc.AddTable(&nftables.Table{Name: "guest-nat", Family: nftables.TableFamilyIPv4})
+	post := nc.AddChain(&nftables.Chain{Name: "post", Table: nat, Type: nftables.ChainTypeNAT,
+		Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource})
+	nc.AddRule(&nftables.Rule{Table: nat, Chain: post, Exprs: []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ifname("eth0")},
+		&expr.Masq{},
+	}})
+	if err := nc.Flush(); err != nil {
+		l.t.Fatalf("guest NAT table: %v", err)
+	}
+	return guest
+}
+
+func (l *lab) setForwarding(ns, v string) {
+	l.t.Helper()
+	l.run("netns", "exec", ns, "sh", "-c", "echo "+v+" > /proc/sys/net/ipv4/ip_forward")
+}
+
+func (l *lab) forwarding(ns string) string {
+	l.t.Helper()
+	out, err := exec.Command(l.ip, "netns", "exec", ns, "cat", "/proc/sys/net/ipv4/ip_forward").CombinedOutput()
+	if err != nil {
+		l.t.Fatalf("read ip_forward in %s: %v: %s", ns, err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// dialFrom connects from namespace ns.
+func (l *lab) dialFrom(ns, addr string) (net.Conn, error) {
+	var c net.Conn
+	err := (&linuxSystem{netns: l.path(ns)}).in(func() (err error) {
+		c, err = net.DialTimeout("tcp", addr, 500*time.Millisecond)
+		return err
+	})
+	return c, err
+}
+
+// TestForwardedTraffic: a guest behind the terminal (forwarding on,
+// masquerade) must not reach another tier once the terminal enforces, and
+// forwarding itself is a finding, switched off in enforce mode unless the
+// policy allows it.
+func TestForwardedTraffic(t *testing.T) {
+	l := newLab(t)
+	guest := l.addGuest()
+	server, canary, tierSvc := l.addr("9.1:7443"), l.addr("2.2:8080"), l.addr("1.1:7000")
+	l.listen(l.srv, server)
+	l.listen(l.srv, tierSvc) // a service in the terminal's own tier
+	l.listen(l.oth, canary)
+	reach := func(ns, addr string) bool {
+		c, err := l.dialFrom(ns, addr)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	}
+	if !reach(guest, canary) {
+		t.Fatal("set-up: the guest cannot reach the other tier even without the control")
+	}
+	em := &controltest.Emitter{}
+	c := New(Options{Emitter: em, Netns: l.path(l.term), ResolvConf: os.DevNull, Servers: []string{server}})
+	settings := map[string]string{
+		SettingAllowedNetworks:   l.addr("1.0/24") + " " + l.addr("3.0/24"), // the guests' network is the tier's too
+		SettingCanaries:          canary,
+		SettingAllowedInterfaces: "lo eth*",
+		SettingConnectTimeout:    "300ms",
+	}
+	ctx := t.Context()
+	round := func(mode mamoriv1.Mode, s map[string]string) *mamoriv1.ControlStatus {
+		t.Helper()
+		if err := c.Apply(ctx, &mamoriv1.ControlPolicy{Mode: mode, Settings: s}); err != nil {
+			t.Fatalf("apply: %v", err)
+		}
+		return status(t, c)
+	}
+
+	st := round(mamoriv1.Mode_MODE_MONITOR, settings)
+	if st.Evidence["forwarding"] != "on (IPv4)" || !strings.Contains(st.Detail, "IP forwarding is on") {
+		t.Errorf("monitor: forwarding not a finding: %q %q", st.Evidence["forwarding"], st.Detail)
+	}
+
+	st = round(mamoriv1.Mode_MODE_ENFORCE, settings)
+	if reach(guest, canary) {
+		t.Errorf("enforce: the guest behind the terminal reaches the other tier (%v %q)", st.State, st.Detail)
+	}
+	if got := l.forwarding(l.term); got != "0" {
+		t.Errorf("enforce: ip_forward = %s, want 0", got)
+	}
+	if st.State != mamoriv1.ControlState_CONTROL_STATE_ENFORCED || st.Evidence["forwarding"] != "off" {
+		t.Errorf("enforce: %v %q forwarding %q", st.State, st.Detail, st.Evidence["forwarding"])
+	}
+	if off := kinds(em.Events(), KindForwardingOff); len(off) != 1 {
+		t.Errorf("forwarding_disabled events: %v", off)
+	}
+
+	// Someone switches forwarding on again: the forward chain still drops,
+	// and the next round switches it off.
+	l.setForwarding(l.term, "1")
+	if reach(guest, canary) {
+		t.Errorf("forwarding on by hand: the guest reaches the other tier through the forward chain")
+	}
+	round(mamoriv1.Mode_MODE_ENFORCE, settings)
+	if got := l.forwarding(l.term); got != "0" {
+		t.Errorf("after the next round: ip_forward = %s, want 0", got)
+	}
+
+	// The policy allows forwarding (a VM host): left on, the guest reaches
+	// its own tier and still not the other one.
+	allow := maps.Clone(settings)
+	allow[SettingAllowForwarding] = "true"
+	l.setForwarding(l.term, "1")
+	st = round(mamoriv1.Mode_MODE_ENFORCE, allow)
+	if got := l.forwarding(l.term); got != "1" {
+		t.Errorf("allow_forwarding: ip_forward = %s, want 1", got)
+	}
+	if !reach(guest, tierSvc) {
+		t.Errorf("allow_forwarding: the guest cannot reach its own tier")
+	}
+	if reach(guest, canary) {
+		t.Errorf("allow_forwarding: the guest reaches the other tier")
+	}
+	if st.State != mamoriv1.ControlState_CONTROL_STATE_ENFORCED {
+		t.Errorf("allow_forwarding: %v %q", st.State, st.Detail)
+	}
 }

@@ -13,12 +13,18 @@ import (
 // never read for changes nor written.
 const TableName = "mamori"
 
-// Chains of the table. Both are filter chains with policy drop, so that the
-// ruleset fails closed.
+// Chains of the table. All are filter chains with policy drop, so that the
+// ruleset fails closed. The forward chain keeps traffic routed through the
+// terminal (a VM or container behind it, masqueraded) from reaching what the
+// terminal itself may not.
 const (
-	ChainInput  = "input"
-	ChainOutput = "output"
+	ChainInput   = "input"
+	ChainForward = "forward"
+	ChainOutput  = "output"
 )
+
+// Chains lists the table's chains in the order they are built and shown.
+var Chains = []string{ChainInput, ChainForward, ChainOutput}
 
 // Rule is one rule of the desired ruleset, independent of nftables. The
 // Linux code turns it into expressions; its String is stored in the rule's
@@ -27,7 +33,7 @@ type Rule struct {
 	Chain       string
 	Iface       string       // loopback rule: "lo"
 	Established bool         // ct state established,related
-	Net         netip.Prefix // destination (output) or source (input)
+	Net         netip.Prefix // destination (output, forward) or source (input)
 	Proto       string       // "tcp", "udp", "icmpv6" or "" for any
 	Port        uint16       // destination port, with tcp/udp
 	ICMPv6ND    bool         // ICMPv6 router and neighbour discovery (types 133–136)
@@ -74,10 +80,27 @@ func (r Rule) String() string {
 // DesiredRules is the ruleset for settings s and the agent's own server
 // addresses: loopback, established/related and IPv6 neighbour discovery
 // both ways; out to the allowed networks, services and servers; in from the
-// allowed networks; everything else counted and dropped.
+// allowed networks; everything else counted and dropped. Forwarded traffic
+// is dropped, or, with allow_forwarding, let through only towards the
+// allowed networks and services (and its replies).
 func DesiredRules(s Settings, agentServers []netip.AddrPort) []Rule {
 	var rs []Rule
-	for _, ch := range []string{ChainInput, ChainOutput} {
+	for _, ch := range Chains {
+		if ch == ChainForward {
+			if s.AllowForwarding {
+				rs = append(rs, Rule{Chain: ch, Established: true, Why: "replies"})
+				for _, p := range s.AllowedNetworks {
+					rs = append(rs, Rule{Chain: ch, Net: p, Why: "allowed network"})
+				}
+				for _, sv := range s.AllowedServices {
+					rs = append(rs, Rule{Chain: ch, Net: netip.PrefixFrom(sv.Addr.Addr(), sv.Addr.Addr().BitLen()), Proto: sv.Proto, Port: sv.Addr.Port(), Why: "allowed service"})
+				}
+				rs = append(rs, Rule{Chain: ch, Drop: true, Why: "everything else"})
+			} else {
+				rs = append(rs, Rule{Chain: ch, Drop: true, Why: "no forwarding"})
+			}
+			continue
+		}
 		rs = append(rs,
 			Rule{Chain: ch, Iface: "lo", Why: "loopback"},
 			Rule{Chain: ch, Established: true, Why: "replies"},

@@ -21,11 +21,13 @@ const (
 	SettingAllowedInterfaces = "allowed_interfaces"
 	SettingNoNewInterfaces   = "no_new_interfaces"
 	SettingConnectTimeout    = "connect_timeout"
+	SettingAllowForwarding   = "allow_forwarding"
 )
 
 var knownSettings = []string{
 	SettingAllowedNetworks, SettingAllowedServices, SettingServers, SettingCanaries,
 	SettingForbiddenDNSName, SettingAllowedInterfaces, SettingNoNewInterfaces, SettingConnectTimeout,
+	SettingAllowForwarding,
 }
 
 // Limits on the settings. They keep the ruleset, the probes of one round and
@@ -81,6 +83,11 @@ type Settings struct {
 	AllowedInterfaces []string
 	NoNewInterfaces   bool
 	ConnectTimeout    time.Duration
+	// AllowForwarding: the terminal may route traffic for others (a VM
+	// host); forwarded traffic is still limited to the allowed networks
+	// and services. Otherwise forwarding is a finding, and enforce mode
+	// switches it off and drops forwarded packets.
+	AllowForwarding bool
 }
 
 // ParseSettings reads and validates the control's settings. It refuses
@@ -168,13 +175,21 @@ func ParseSettings(m map[string]string) (Settings, error) {
 		}
 		s.ForbiddenDNSName = name
 	}
-	if v, ok := m[SettingNoNewInterfaces]; ok {
+	for _, b := range []struct {
+		key string
+		dst *bool
+	}{{SettingNoNewInterfaces, &s.NoNewInterfaces}, {SettingAllowForwarding, &s.AllowForwarding}} {
+		key, dst := b.key, b.dst
+		v, ok := m[key]
+		if !ok {
+			continue
+		}
 		switch v {
 		case "true":
-			s.NoNewInterfaces = true
+			*dst = true
 		case "false", "":
 		default:
-			errs = append(errs, fmt.Errorf("%s: %q is not \"true\" or \"false\"", SettingNoNewInterfaces, clip(v)))
+			errs = append(errs, fmt.Errorf("%s: %q is not \"true\" or \"false\"", key, clip(v)))
 		}
 	}
 	if v, ok := m[SettingConnectTimeout]; ok {

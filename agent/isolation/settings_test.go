@@ -151,6 +151,7 @@ func TestDesiredRules(t *testing.T) {
 		"input: icmpv6 nd accept (neighbour discovery)",
 		"input: from 10.20.0.0/16 accept (allowed network)",
 		"input: counter drop (everything else)",
+		"forward: counter drop (no forwarding)",
 		"output: iface lo accept (loopback)",
 		"output: established,related accept (replies)",
 		"output: icmpv6 nd accept (neighbour discovery)",

@@ -88,4 +88,6 @@ var detailMessages = []Message{
 	{"detail.isolation.interfaces-error", "cannot list network interfaces: %s", "ネットワークインターフェースを一覧できません: %s"},
 	{"detail.isolation.interface-not-allowed", "interface %s is not in allowed_interfaces (a USB tethering or Wi-Fi adapter?)", "インターフェース %s は allowed_interfaces にありません (USB テザリングか Wi-Fi アダプター?)"},
 	{"detail.isolation.interface-new", "interface %s appeared after the first observation (no_new_interfaces)", "インターフェース %s が最初の観測の後に現れました (no_new_interfaces)"},
+	{"detail.isolation.forwarding", "IP forwarding is on (%s): traffic of other machines (a VM, a container) can be routed through this terminal to other tiers (set allow_forwarding if intended)", "IP フォワーディングが有効です (%s): ほかの機器 (VM、コンテナー) の通信がこの端末を経由して別の層へ転送され得ます (意図したものなら allow_forwarding を設定してください)"},
+	{"detail.isolation.forwarding-error", "cannot read IP forwarding: %s", "IP フォワーディングの設定を読めません: %s"},
 }
