@@ -72,6 +72,7 @@ const (
 	KindRulesetReapplied = "ruleset_reapplied" // attrs: differences
 	KindRulesetRemoved   = "ruleset_removed"
 	KindForwardingOff    = "forwarding_disabled" // attrs: was
+	KindSessionsCut      = "sessions_cut"        // attrs: count, sessions
 )
 
 // Options configures the control.
@@ -146,6 +147,13 @@ type firewall interface {
 	live(ctx context.Context) (present bool, items []Item, dropped uint64, err error)
 	// remove deletes the table, reporting whether it existed.
 	remove(ctx context.Context) (bool, error)
+	// sessions lists the connections the kernel tracks, and the
+	// terminal's own addresses.
+	sessions(ctx context.Context) ([]Session, []netip.Addr, error)
+	// cut deletes the tracking of ss, so that their next packet is new to
+	// the ruleset and dropped; it returns how many it deleted (entries
+	// already gone do not count).
+	cut(ctx context.Context, ss []Session) (int, error)
 }
 
 // errNotObserved marks a check this OS does not do.
@@ -167,6 +175,7 @@ type Control struct {
 	resolved      map[string][]netip.AddrPort // last good resolution of Options.Servers names
 	notes         []string
 	applied       []Rule // the ruleset mamori last put in place; nil: none
+	cutPending    bool   // the table was written; forbidden sessions not yet cut
 	repaired      []string
 	baseline      map[string]bool
 	reported      map[string]string // finding key → detail, as emitted
@@ -238,10 +247,52 @@ func (c *Control) Apply(ctx context.Context, p *mamoriv1.ControlPolicy) error {
 		return fmt.Errorf("enforce mode: %w here: enforce tier isolation with the OS firewall (e.g. Windows Firewall by GPO); mamori still checks canaries and DNS", errors.ErrUnsupported)
 	}
 	rules := DesiredRules(s, servers)
-	if _, err := c.applyTable(ctx, fw, rules); err != nil {
+	wrote, err := c.applyTable(ctx, fw, rules)
+	if err != nil {
 		return err
 	}
-	return c.enforceForwarding(ctx, s)
+	c.mu.Lock()
+	c.cutPending = c.cutPending || wrote
+	pending := c.cutPending
+	c.mu.Unlock()
+	var errs []error
+	if pending {
+		if err := c.cutSessions(ctx, fw, s, servers); err != nil {
+			errs = append(errs, err)
+		} else {
+			c.mu.Lock()
+			c.cutPending = false
+			c.mu.Unlock()
+		}
+	}
+	errs = append(errs, c.enforceForwarding(ctx, s))
+	return errors.Join(errs...)
+}
+
+// cutSessions ends the tracked connections the ruleset would not have let
+// begin (SessionAllowed): the table accepts established traffic, so
+// without this a session opened before enforcement, or while the table
+// was gone, survives it. It runs whenever the table was written: on
+// entering enforce mode, at a policy change and after every repair, and
+// again each round until it succeeds.
+func (c *Control) cutSessions(ctx context.Context, fw firewall, s Settings, servers []netip.AddrPort) error {
+	all, local, err := fw.sessions(ctx)
+	if err != nil {
+		return fmt.Errorf("list tracked connections (conntrack) to cut those the policy forbids: %w", err)
+	}
+	bad := forbiddenSessions(s, servers, local, all)
+	if len(bad) == 0 {
+		return nil
+	}
+	n, err := fw.cut(ctx, bad)
+	if n > 0 {
+		c.log.WarnContext(ctx, "isolation: connections the policy forbids were cut", "count", n, "sessions", describeSessions(bad, 8))
+		c.emit(ctx, KindSessionsCut, map[string]string{"count": strconv.Itoa(n), "sessions": clipN(describeSessions(bad, 32), 4000)})
+	}
+	if err != nil {
+		return fmt.Errorf("cut %d tracked connections the policy forbids: %w", len(bad)-n, err)
+	}
+	return nil
 }
 
 // applyTable puts rules in place: at once when they are new, or when the
@@ -315,7 +366,7 @@ func tableDiff(present bool, want, got []Item) []string {
 
 func (c *Control) removeTable(ctx context.Context, why string) error {
 	c.mu.Lock()
-	c.applied, c.repaired = nil, nil
+	c.applied, c.repaired, c.cutPending = nil, nil, false
 	c.mu.Unlock()
 	fw := c.sys.firewall()
 	if fw == nil {

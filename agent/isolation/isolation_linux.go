@@ -19,6 +19,8 @@ import (
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
 	"github.com/google/nftables/userdata"
+	"github.com/mdlayher/netlink"
+	"github.com/ti-mo/conntrack"
 	"golang.org/x/sys/unix"
 )
 
@@ -422,4 +424,77 @@ func ifname(n string) []byte {
 	b := make([]byte, unix.IFNAMSIZ)
 	copy(b, n)
 	return b
+}
+
+// ctConn opens a conntrack netlink connection in the namespace.
+func (f *nftFirewall) ctConn() (*conntrack.Conn, error) {
+	cfg := &netlink.Config{}
+	if f.sys.netns != "" {
+		fd, err := unix.Open(f.sys.netns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return nil, fmt.Errorf("open network namespace %s: %w", f.sys.netns, err)
+		}
+		defer unix.Close(fd)
+		cfg.NetNS = fd
+	}
+	return conntrack.Dial(cfg)
+}
+
+func (f *nftFirewall) sessions(ctx context.Context) ([]Session, []netip.Addr, error) {
+	var local []netip.Addr
+	err := f.sys.in(func() error {
+		as, err := net.InterfaceAddrs()
+		for _, a := range as {
+			if p, perr := netip.ParsePrefix(a.String()); perr == nil {
+				local = append(local, p.Addr().Unmap())
+			}
+		}
+		return err
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("list the terminal's addresses: %w", err)
+	}
+	c, err := f.ctConn()
+	if err != nil {
+		return nil, nil, err
+	}
+	defer c.Close()
+	flows, err := c.Dump(nil)
+	if err != nil {
+		return nil, nil, fmt.Errorf("dump conntrack: %w", err)
+	}
+	out := make([]Session, 0, len(flows))
+	for _, fl := range flows {
+		o := fl.TupleOrig
+		out = append(out, Session{Proto: o.Proto.Protocol,
+			Src:    netip.AddrPortFrom(o.IP.SourceAddress, o.Proto.SourcePort),
+			Dst:    netip.AddrPortFrom(o.IP.DestinationAddress, o.Proto.DestinationPort),
+			handle: conntrack.Flow{TupleOrig: fl.TupleOrig, TupleReply: fl.TupleReply, Zone: fl.Zone}})
+	}
+	return out, local, nil
+}
+
+func (f *nftFirewall) cut(ctx context.Context, ss []Session) (int, error) {
+	c, err := f.ctConn()
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	n := 0
+	var errs []error
+	for _, x := range ss {
+		fl, ok := x.handle.(conntrack.Flow)
+		if !ok {
+			continue
+		}
+		switch err := c.Delete(fl); {
+		case err == nil:
+			n++
+		case errors.Is(err, unix.ENOENT):
+			// Ended on its own meanwhile.
+		default:
+			errs = append(errs, fmt.Errorf("%s: %w", x, err))
+		}
+	}
+	return n, errors.Join(errs...)
 }

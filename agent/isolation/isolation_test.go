@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -95,6 +96,8 @@ type fakeFirewall struct {
 	mu      sync.Mutex
 	table   []Item // nil: absent
 	applies int
+	tracked []Session
+	local   []netip.Addr
 }
 
 func (f *fakeFirewall) items(rules []Rule) []Item {
@@ -115,6 +118,23 @@ func (f *fakeFirewall) live(ctx context.Context) (bool, []Item, uint64, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.table != nil, append([]Item(nil), f.table...), 7, nil
+}
+func (f *fakeFirewall) sessions(ctx context.Context) ([]Session, []netip.Addr, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.tracked), f.local, nil
+}
+func (f *fakeFirewall) cut(ctx context.Context, ss []Session) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for _, x := range ss {
+		if i := slices.IndexFunc(f.tracked, func(y Session) bool { return y.String() == x.String() }); i >= 0 {
+			f.tracked = slices.Delete(f.tracked, i, i+1)
+			n++
+		}
+	}
+	return n, nil
 }
 func (f *fakeFirewall) remove(ctx context.Context) (bool, error) {
 	f.mu.Lock()

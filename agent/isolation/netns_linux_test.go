@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
 	"github.com/google/nftables/userdata"
 	"golang.org/x/net/dns/dnsmessage"
@@ -637,5 +638,105 @@ func TestForwardedTraffic(t *testing.T) {
 	}
 	if st.State != mamoriv1.ControlState_CONTROL_STATE_ENFORCED {
 		t.Errorf("allow_forwarding: %v %q", st.State, st.Detail)
+	}
+}
+
+// trackConnections adds a table of another owner to the terminal that
+// keeps connection tracking alive (as firewalld or ufw do): a base chain
+// on output and input that looks at ct state.
+func (l *lab) trackConnections() {
+	nc := l.nft()
+	tb := nc.AddTable(&nftables.Table{Name: "site-conntrack", Family: nftables.TableFamilyINet})
+	for _, h := range []*nftables.ChainHook{nftables.ChainHookInput, nftables.ChainHookOutput} {
+		accept := nftables.ChainPolicyAccept
+		ch := nc.AddChain(&nftables.Chain{Name: fmt.Sprintf("hook%d", *h), Table: tb, Type: nftables.ChainTypeFilter,
+			Hooknum: h, Priority: nftables.ChainPriorityFilter, Policy: &accept})
+		nc.AddRule(&nftables.Rule{Table: tb, Chain: ch, Exprs: []expr.Any{
+			&expr.Ct{Register: 1, Key: expr.CtKeySTATE},
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+				Mask: binaryutil.NativeEndian.PutUint32(expr.CtStateBitESTABLISHED), Xor: binaryutil.NativeEndian.PutUint32(0)},
+			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(0)},
+			&expr.Counter{},
+		}})
+	}
+	if err := nc.Flush(); err != nil {
+		l.t.Fatalf("conntrack-tracking table: %v", err)
+	}
+}
+
+// TestSessionsCut: with another owner's table tracking connections, a
+// session into the other tier opened in monitor mode, or while mamori's
+// table had been deleted, stops carrying data once the table is (re)applied;
+// the agent's own connection to its server goes on.
+func TestSessionsCut(t *testing.T) {
+	l := newLab(t)
+	server, canary := l.addr("9.1:7443"), l.addr("2.2:8080")
+	l.listen(l.srv, server)
+	l.listen(l.oth, canary)
+	l.trackConnections()
+	em := &controltest.Emitter{}
+	c := New(Options{Emitter: em, Netns: l.path(l.term), ResolvConf: os.DevNull, Servers: []string{server}})
+	settings := map[string]string{
+		SettingAllowedNetworks: l.addr("1.0/24"),
+		SettingCanaries:        canary,
+		SettingConnectTimeout:  "300ms",
+	}
+	ctx := t.Context()
+	apply := func(mode mamoriv1.Mode) {
+		t.Helper()
+		if err := c.Apply(ctx, &mamoriv1.ControlPolicy{Mode: mode, Settings: settings}); err != nil {
+			t.Fatalf("apply: %v", err)
+		}
+	}
+	open := func(addr string) net.Conn {
+		t.Helper()
+		conn, err := l.dial(addr)
+		if err != nil {
+			t.Fatalf("dial %s: %v", addr, err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		if err := echo(conn, "hello"); err != nil {
+			t.Fatalf("%s: %v", addr, err)
+		}
+		return conn
+	}
+
+	apply(mamoriv1.Mode_MODE_MONITOR)
+	agentConn := open(server)
+	session := open(canary) // opened in monitor mode
+	start := time.Now()
+	apply(mamoriv1.Mode_MODE_ENFORCE)
+	t.Logf("enforce with the cut: %v", time.Since(start).Round(time.Millisecond))
+	if err := echo(session, "after enforce"); err == nil {
+		t.Errorf("a session into the other tier opened in monitor mode still carries data under enforce")
+	}
+	if err := echo(agentConn, "agent"); err != nil {
+		t.Errorf("the agent's connection to its server was cut: %v", err)
+	}
+	cut := kinds(em.Events(), KindSessionsCut)
+	if len(cut) != 1 || !strings.Contains(cut[0].Attrs["sessions"], "tcp "+l.addr("1.2:")) || !strings.Contains(cut[0].Attrs["sessions"], "→ "+canary) {
+		t.Errorf("sessions_cut events %v", cut)
+	}
+
+	// The table is deleted by hand; a session opens meanwhile; the repair
+	// cuts it.
+	ac := l.nft()
+	ac.DelTable(&nftables.Table{Name: TableName, Family: nftables.TableFamilyINet})
+	if err := ac.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	session = open(canary)
+	apply(mamoriv1.Mode_MODE_ENFORCE)
+	if len(kinds(em.Events(), KindRulesetReapplied)) != 1 {
+		t.Fatalf("the table was not re-applied")
+	}
+	if err := echo(session, "after repair"); err == nil {
+		t.Errorf("a session opened while the table was gone still carries data after the repair")
+	}
+	if err := echo(agentConn, "agent again"); err != nil {
+		t.Errorf("the agent's connection to its server was cut by the repair: %v", err)
+	}
+	if st := status(t, c); st.State != mamoriv1.ControlState_CONTROL_STATE_DEGRADED || !strings.Contains(st.Detail, "re-applied") {
+		t.Errorf("after the repair: %v %q", st.State, st.Detail)
 	}
 }

@@ -281,3 +281,50 @@ func TestParseResolvConf(t *testing.T) {
 		t.Error("a name as nameserver: no error")
 	}
 }
+
+func TestSessionAllowed(t *testing.T) {
+	s, err := ParseSettings(map[string]string{
+		SettingAllowedNetworks: "10.20.0.0/16",
+		SettingAllowedServices: "172.16.1.53:53/udp",
+		SettingServers:         "172.16.9.1:7443",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fwd := s
+	fwd.AllowForwarding = true
+	agent := []netip.AddrPort{netip.MustParseAddrPort("172.16.9.2:7443")}
+	local := []netip.Addr{netip.MustParseAddr("10.20.1.5"), netip.MustParseAddr("192.168.122.1")}
+	x := func(proto uint8, src, dst string) Session {
+		return Session{Proto: proto, Src: netip.MustParseAddrPort(src), Dst: netip.MustParseAddrPort(dst)}
+	}
+	for _, tc := range []struct {
+		name string
+		s    Settings
+		x    Session
+		want bool
+	}{
+		{"loopback", s, x(6, "127.0.0.1:4000", "127.0.0.1:80"), true},
+		{"out to the tier", s, x(6, "10.20.1.5:4000", "10.20.7.7:445"), true},
+		{"out to another tier", s, x(6, "10.20.1.5:4000", "172.31.0.1:443"), false},
+		{"out to the agent's server", s, x(6, "10.20.1.5:4000", "172.16.9.2:7443"), true},
+		{"out to a server of the policy", s, x(6, "10.20.1.5:4000", "172.16.9.1:7443"), true},
+		{"server host, other port", s, x(6, "10.20.1.5:4000", "172.16.9.1:22"), false},
+		{"allowed service, udp", s, x(17, "10.20.1.5:4000", "172.16.1.53:53"), true},
+		{"allowed service, wrong protocol", s, x(6, "10.20.1.5:4000", "172.16.1.53:53"), false},
+		{"icmp out to another tier", s, x(1, "10.20.1.5:0", "172.31.0.1:0"), false},
+		{"in from the tier", s, x(6, "10.20.3.3:5000", "10.20.1.5:22"), true},
+		{"in from another tier", s, x(6, "172.31.0.9:5000", "10.20.1.5:22"), false},
+		{"between own addresses", s, x(6, "10.20.1.5:5000", "192.168.122.1:22"), true},
+		{"forwarded, not allowed", s, x(6, "192.168.122.50:5000", "10.20.7.7:445"), false},
+		{"forwarded to the tier, allowed", fwd, x(6, "192.168.122.50:5000", "10.20.7.7:445"), true},
+		{"forwarded to another tier, allowed forwarding", fwd, x(6, "192.168.122.50:5000", "172.31.0.1:443"), false},
+		{"forwarded to a service", fwd, x(17, "192.168.122.50:5000", "172.16.1.53:53"), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := SessionAllowed(tc.s, agent, local, tc.x); got != tc.want {
+				t.Errorf("SessionAllowed(%s) = %v, want %v", tc.x, got, tc.want)
+			}
+		})
+	}
+}
