@@ -31,8 +31,10 @@
 // table is deleted. No other table is ever touched.
 //
 // The state is ENFORCED only in enforce mode, with the table present and
-// unchanged, every canary unreachable and no other finding; MONITORING in
-// monitor mode (findings as evidence); FAILED when a canary is reachable;
+// unchanged, every canary unreachable and no other finding; FAILED when a
+// canary is reachable, in either mode (a proven violation: evidence
+// "violation", which the server counts whether or not the control is
+// required); MONITORING in monitor mode otherwise (findings as evidence);
 // DEGRADED for any other finding. New findings are emitted as "finding"
 // events once, and "finding_cleared" when they go away.
 //
@@ -535,7 +537,7 @@ func (c *Control) report(ctx context.Context, fs []Finding) {
 		if len(now) >= maxFindingEvents {
 			break
 		}
-		if c.emit(ctx, KindFinding, map[string]string{"finding": f.Key, "detail": clipN(f.Detail, 4000)}) {
+		if c.emit(ctx, KindFinding, map[string]string{"finding": f.Key, "detail": clipN(f.Detail, 4000), "severity": f.Severity.String()}) {
 			now[f.Key] = f.Detail
 		}
 	}
@@ -601,6 +603,13 @@ const (
 	// Violation: another tier is reachable.
 	Violation
 )
+
+func (s Severity) String() string {
+	if s == Violation {
+		return "violation"
+	}
+	return "degraded"
+}
 
 // Finding is one thing wrong. Key is stable across rounds. Detail is the
 // English sentence, Message the same as a message of the shared catalogue.
@@ -800,7 +809,7 @@ func Decide(o Observation, fs []Finding) (mamoriv1.ControlState, control.Detail)
 	}
 	count, list := strconv.Itoa(len(fs)), clipN(strings.Join(msgs, "; "), 960)
 	unreachable, canaries := canarySummary(o)
-	if o.Mode != mamoriv1.Mode_MODE_ENFORCE {
+	if o.Mode != mamoriv1.Mode_MODE_ENFORCE && (len(fs) == 0 || fs[0].Severity != Violation) {
 		if len(fs) == 0 {
 			return mamoriv1.ControlState_CONTROL_STATE_MONITORING, control.D("detail.isolation.monitoring-clean", unreachable, canaries)
 		}
@@ -939,6 +948,15 @@ func evidence(o Observation, fs []Finding) map[string]string {
 	}
 	if len(o.Notes) > 0 {
 		ev["notes"] = clipN(strings.Join(o.Notes, "; "), 4000)
+	}
+	var violations []string
+	for _, f := range fs {
+		if f.Severity == Violation {
+			violations = append(violations, f.Detail)
+		}
+	}
+	if len(violations) > 0 {
+		ev[policy.EvidenceViolation] = clipN(strings.Join(violations, "; "), 4000)
 	}
 	return ev
 }

@@ -16,6 +16,8 @@ import (
 	"golang.org/x/net/dns/dnsmessage"
 
 	"github.com/mamori-dev/mamori/agent/control/controltest"
+	"github.com/mamori-dev/mamori/internal/i18n"
+	"github.com/mamori-dev/mamori/internal/policy"
 	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
 )
 
@@ -189,13 +191,23 @@ func TestControlFlow(t *testing.T) {
 	}
 	want(mustStatus(t, c), mamoriv1.ControlState_CONTROL_STATE_NOT_APPLICABLE, "does not name")
 
-	// Monitor, a canary reachable: MONITORING, one event, no repeat.
+	// Monitor, a canary reachable: FAILED all the same (a proven
+	// violation, marked for the server), one event, no repeat.
 	sys.setReach("172.31.0.1:443", nil)
 	if err := c.Apply(ctx, pol(mamoriv1.Mode_MODE_MONITOR, testSettings)); err != nil {
 		t.Fatal(err)
 	}
 	st := mustStatus(t, c)
-	want(st, mamoriv1.ControlState_CONTROL_STATE_MONITORING, "canary 172.31.0.1:443 is reachable")
+	want(st, mamoriv1.ControlState_CONTROL_STATE_FAILED, "this terminal can reach 172.31.0.1:443")
+	if v := st.Evidence[policy.EvidenceViolation]; !strings.HasPrefix(v, "this terminal can reach 172.31.0.1:443") {
+		t.Errorf("monitor: evidence %s = %q", policy.EvidenceViolation, v)
+	}
+	// The device page renders the detail through i18n.StatusDetail.
+	for lang, w := range map[i18n.Lang]string{i18n.English: "this terminal can reach 172.31.0.1:443", i18n.Japanese: "この端末は別のネットワーク層のカナリア 172.31.0.1:443 に到達できます"} {
+		if got := i18n.StatusDetail(i18n.NewPrinter(lang), st.Detail, st.DetailId, st.DetailArgs, st.DetailParts); !strings.Contains(got, w) {
+			t.Errorf("device page (%v): %q, want %q", lang, got, w)
+		}
+	}
 	if st.Evidence["canary 172.31.0.2:80"] != "timeout: no answer within 2s" || !strings.HasPrefix(st.Evidence["canary 172.31.0.1:443"], "reachable") {
 		t.Errorf("evidence %v", st.Evidence)
 	}
@@ -215,7 +227,7 @@ func TestControlFlow(t *testing.T) {
 	if err := c.Apply(ctx, pol(mamoriv1.Mode_MODE_ENFORCE, testSettings)); err != nil {
 		t.Fatal(err)
 	}
-	want(mustStatus(t, c), mamoriv1.ControlState_CONTROL_STATE_FAILED, "172.31.0.1:443 is reachable")
+	want(mustStatus(t, c), mamoriv1.ControlState_CONTROL_STATE_FAILED, "this terminal can reach 172.31.0.1:443")
 	// Refused: packets get out; DEGRADED, not ENFORCED.
 	sys.setReach("172.31.0.1:443", errRefused)
 	want(mustStatus(t, c), mamoriv1.ControlState_CONTROL_STATE_DEGRADED, "refused the connection")
@@ -383,8 +395,12 @@ func TestFindingsAndDecide(t *testing.T) {
 		{"monitor canary reachable", func(o *Observation) {
 			o.Mode, o.Ruleset = mamoriv1.Mode_MODE_MONITOR, nil
 			o.Canaries[0].Outcome = OutcomeReachable
-		}, mamoriv1.ControlState_CONTROL_STATE_MONITORING, "is reachable"},
-		{"canary reachable", func(o *Observation) { o.Canaries[0].Outcome = OutcomeReachable }, mamoriv1.ControlState_CONTROL_STATE_FAILED, "can reach another tier"},
+		}, mamoriv1.ControlState_CONTROL_STATE_FAILED, "this terminal can reach 172.31.0.1:443"},
+		{"monitor canary refused", func(o *Observation) {
+			o.Mode, o.Ruleset = mamoriv1.Mode_MODE_MONITOR, nil
+			o.Canaries[0].Outcome = OutcomeRefused
+		}, mamoriv1.ControlState_CONTROL_STATE_MONITORING, "refused"},
+		{"canary reachable", func(o *Observation) { o.Canaries[0].Outcome = OutcomeReachable }, mamoriv1.ControlState_CONTROL_STATE_FAILED, "this terminal can reach 172.31.0.1:443, a canary in another tier"},
 		{"canary refused", func(o *Observation) { o.Canaries[0].Outcome = OutcomeRefused }, mamoriv1.ControlState_CONTROL_STATE_DEGRADED, "refused"},
 		{"canary error", func(o *Observation) { o.Canaries[0].Outcome = OutcomeError }, mamoriv1.ControlState_CONTROL_STATE_DEGRADED, "could not be checked"},
 		{"canary blocked", func(o *Observation) { o.Canaries[0].Outcome = OutcomeBlocked }, mamoriv1.ControlState_CONTROL_STATE_ENFORCED, ""},
@@ -418,7 +434,7 @@ func TestFindingsAndDecide(t *testing.T) {
 		{"violation first", func(o *Observation) {
 			o.Routes = []Route{dflt("")}
 			o.Canaries[0].Outcome = OutcomeReachable
-		}, mamoriv1.ControlState_CONTROL_STATE_FAILED, "canary 172.31.0.1:443 is reachable"},
+		}, mamoriv1.ControlState_CONTROL_STATE_FAILED, "this terminal can reach 172.31.0.1:443"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -429,7 +445,7 @@ func TestFindingsAndDecide(t *testing.T) {
 			if st != tt.state || !strings.Contains(detail, tt.detail) {
 				t.Errorf("got %v %q, want %v containing %q", st, detail, tt.state, tt.detail)
 			}
-			if tt.name == "violation first" && (d.ID != "detail.problems" || !strings.HasPrefix(d.Args[1], "canary")) {
+			if tt.name == "violation first" && (d.ID != "detail.problems" || !strings.HasPrefix(d.Args[1], "this terminal can reach")) {
 				t.Errorf("the violation is not named first: %q", detail)
 			}
 			// A list of findings carries each as its own message, in order.

@@ -26,6 +26,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/mamori-dev/mamori/agent/control/controltest"
+	"github.com/mamori-dev/mamori/internal/policy"
 	"github.com/mamori-dev/mamori/internal/testenv"
 	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
 )
@@ -300,10 +301,11 @@ func TestIsolationInNamespaces(t *testing.T) {
 	}
 	defer agentConn.Close()
 
-	// 1. No isolation: monitor mode sees the canary reachable.
+	// 1. No isolation: monitor mode sees the canary reachable, and says so
+	// as FAILED with the violation marked for the server.
 	st := round(pol(mamoriv1.Mode_MODE_MONITOR))
-	if st.State != mamoriv1.ControlState_CONTROL_STATE_MONITORING {
-		t.Errorf("monitor: state %v, want MONITORING", st.State)
+	if st.State != mamoriv1.ControlState_CONTROL_STATE_FAILED || st.Evidence[policy.EvidenceViolation] == "" {
+		t.Errorf("monitor: state %v, violation %q; want FAILED with the violation", st.State, st.Evidence[policy.EvidenceViolation])
 	}
 	for _, k := range []string{"canary " + canary, "canary canary.other.test:8080"} {
 		if !strings.HasPrefix(st.Evidence[k], OutcomeReachable) {
@@ -313,7 +315,7 @@ func TestIsolationInNamespaces(t *testing.T) {
 	if !strings.HasPrefix(st.Evidence["dns www.forbidden.test"], "resolves to "+l.addr("2.2")) {
 		t.Errorf("dns evidence %q", st.Evidence["dns www.forbidden.test"])
 	}
-	if !strings.Contains(st.Detail, "canary "+canary+" is reachable") {
+	if !strings.Contains(st.Detail, "this terminal can reach "+canary) {
 		t.Errorf("detail does not name the canary: %q", st.Detail)
 	}
 	if st.Evidence["routes.default"] != "default via "+l.addr("1.1")+" dev eth0" {
@@ -322,6 +324,9 @@ func TestIsolationInNamespaces(t *testing.T) {
 	findings := kinds(em.Events(), KindFinding)
 	if len(findings) != 3 { // two canaries and the DNS name
 		t.Errorf("finding events %v, want 3", findings)
+	}
+	if !containsAttr(findings, "severity", "violation") {
+		t.Errorf("no finding event marked as a violation (the server's tier-reachable incident): %v", findings)
 	}
 	// The same findings next round: no new events.
 	status(t, c)

@@ -28,6 +28,9 @@ const (
 	RuleMFALockout   = "mfa-lockout"  // a user locked out of MFA login
 	RuleAgentSilent  = "agent-silent" // no report for longer than max report age
 	RulePolicyDrift  = "policy-drift" // the agent found its enforcement changed and re-applied it
+	// RuleTierReachable: the isolation control proved the terminal can
+	// reach another tier (a canary answered), in any mode.
+	RuleTierReachable = "tier-reachable"
 )
 
 // Rules is the tunable part of the rules.
@@ -124,6 +127,9 @@ func (r Rules) Judge(b store.WatchBatch) ([]store.SearchTerm, []store.Signal, er
 		case ev.GetKind() == "mfa_lockout":
 			sigs = append(sigs, store.Signal{Rule: RuleMFALockout, DeviceID: e.DeviceID, Episode: ref, At: at,
 				Summary: "利用者 " + attrs["user"] + " の多要素認証ロックアウト / MFA lock-out of user " + attrs["user"]})
+		case ev.GetControl() == policy.ControlIsolation && ev.GetKind() == "finding" && attrs["severity"] == "violation":
+			sigs = append(sigs, store.Signal{Rule: RuleTierReachable, DeviceID: e.DeviceID, Episode: ref, At: at,
+				Summary: "別の層に到達可能 / this terminal can reach another tier: " + attrs["detail"]})
 		case driftKinds[ev.GetKind()]:
 			sigs = append(sigs, store.Signal{Rule: RulePolicyDrift, DeviceID: e.DeviceID, Episode: ref, At: at,
 				Summary: fmt.Sprintf("%s: 端末上で設定が変更され再適用 / enforcement changed on the terminal and was re-applied (%s%s)",
