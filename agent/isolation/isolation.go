@@ -512,7 +512,7 @@ func (c *Control) observeRuleset(ctx context.Context, s Settings, servers []neti
 		ro.Err = err
 		return ro
 	}
-	ro.Present, ro.Rules, ro.Dropped = present, len(got), dropped
+	ro.Present, ro.Rules, ro.Dropped = present, CountRules(got), dropped
 	ro.Diffs = tableDiff(present, fw.items(rules), got)
 	if applied == nil && present {
 		// Apply failed or has not run: a table is there but not ours to

@@ -248,7 +248,8 @@ func (f *nftFirewall) items(rules []Rule) []Item {
 		out = append(out, chainItem(chainOf(name)))
 		for _, r := range rules {
 			if r.Chain == name {
-				out = append(out, Item{Chain: name, Tag: r.String(), Body: canon(encode(r))})
+				es := encode(r)
+				out = append(out, Item{Chain: name, Tag: r.String(), Body: canon(es), Text: nftText(es)})
 			}
 		}
 	}
@@ -257,16 +258,40 @@ func (f *nftFirewall) items(rules []Rule) []Item {
 
 func chainItem(ch *nftables.Chain) Item {
 	body := fmt.Sprintf("type %s", ch.Type)
+	text := body
 	if ch.Hooknum != nil {
 		body += fmt.Sprintf(" hook %d", *ch.Hooknum)
+		text += " hook " + hookName(*ch.Hooknum)
 	}
 	if ch.Priority != nil {
 		body += fmt.Sprintf(" priority %d", *ch.Priority)
+		text += fmt.Sprintf(" priority %d", *ch.Priority)
 	}
 	if ch.Policy != nil {
 		body += fmt.Sprintf(" policy %d", *ch.Policy)
+		if *ch.Policy == nftables.ChainPolicyDrop {
+			text += "; policy drop"
+		} else {
+			text += "; policy accept"
+		}
 	}
-	return Item{Chain: ch.Name, Tag: "chain " + ch.Name, Body: body}
+	return Item{Chain: ch.Name, Tag: "chain " + ch.Name, Body: body, Text: text, IsChain: true}
+}
+
+func hookName(h nftables.ChainHook) string {
+	switch h {
+	case *nftables.ChainHookPrerouting:
+		return "prerouting"
+	case *nftables.ChainHookInput:
+		return "input"
+	case *nftables.ChainHookForward:
+		return "forward"
+	case *nftables.ChainHookOutput:
+		return "output"
+	case *nftables.ChainHookPostrouting:
+		return "postrouting"
+	}
+	return fmt.Sprint(uint32(h))
 }
 
 func (f *nftFirewall) live(ctx context.Context) (bool, []Item, uint64, error) {
@@ -296,7 +321,7 @@ func (f *nftFirewall) live(ctx context.Context) (bool, []Item, uint64, error) {
 		}
 		for _, r := range rs {
 			tag, _ := userdata.GetString(r.UserData, userdata.TypeComment)
-			items = append(items, Item{Chain: ch.Name, Tag: tag, Body: canon(r.Exprs)})
+			items = append(items, Item{Chain: ch.Name, Tag: tag, Body: canon(r.Exprs), Text: nftText(r.Exprs)})
 			for _, e := range r.Exprs {
 				if ctr, ok := e.(*expr.Counter); ok {
 					dropped += ctr.Packets

@@ -346,6 +346,10 @@ func TestIsolationInNamespaces(t *testing.T) {
 	if st.State != mamoriv1.ControlState_CONTROL_STATE_ENFORCED {
 		t.Fatalf("enforce: %v %q, evidence %v", st.State, st.Detail, st.Evidence)
 	}
+	// Rules counted, not chains.
+	if want := fmt.Sprintf("present, unchanged, %d rules", len(DesiredRules(c.settings, c.agentServers))); st.Evidence["ruleset"] != want {
+		t.Errorf("ruleset evidence %q, want %q", st.Evidence["ruleset"], want)
+	}
 	// Dropped SYNs: the connect times out.
 	if !strings.HasPrefix(st.Evidence["canary "+canary], OutcomeTimeout) ||
 		!strings.HasPrefix(st.Evidence["canary canary.other.test:8080"], OutcomeUnresolved) {
@@ -410,7 +414,7 @@ func TestIsolationInNamespaces(t *testing.T) {
 	}
 	st = status(t, c)
 	if st.State != mamoriv1.ControlState_CONTROL_STATE_FAILED || !strings.Contains(st.Detail, "missing rule \""+deleted) ||
-		!strings.Contains(st.Detail, "unexpected rule") {
+		!strings.Contains(st.Detail, "unexpected rule in chain output: accept") || strings.Contains(st.Detail, "expr.") {
 		t.Errorf("after tampering: %v %q", st.State, st.Detail)
 	}
 	if fs := kinds(em.Events(), KindFinding); !containsAttr(fs, "finding", "ruleset altered") {

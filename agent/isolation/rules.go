@@ -136,11 +136,32 @@ func DesiredRules(s Settings, agentServers []netip.AddrPort) []Rule {
 
 // Item is one element of a ruleset as compared for drift: a chain or a
 // rule, named by Tag (the rule comment or the chain's description) with
-// Body the canonical text of what the kernel holds for it.
+// Body the canonical text of what the kernel holds for it, compared, and
+// Text the same as `nft list ruleset` would show it, for people.
 type Item struct {
-	Chain string
-	Tag   string
-	Body  string
+	Chain   string
+	Tag     string
+	Body    string
+	Text    string // "" : Body
+	IsChain bool
+}
+
+func (it Item) text() string {
+	if it.Text != "" {
+		return it.Text
+	}
+	return it.Body
+}
+
+// CountRules is how many of items are rules (not chains).
+func CountRules(items []Item) int {
+	n := 0
+	for _, it := range items {
+		if !it.IsChain {
+			n++
+		}
+	}
+	return n
 }
 
 // Diff compares the live ruleset with the desired one and describes each
@@ -161,7 +182,7 @@ func Diff(want, got []Item) []string {
 		case len(g) == 0:
 			out = append(out, "missing "+describe(it))
 		case !slices.ContainsFunc(g, func(x Item) bool { return x.Body == it.Body }):
-			out = append(out, "altered "+describe(it))
+			out = append(out, "altered "+describe(it)+", now: "+clip(g[0].text()))
 		}
 	}
 	for _, it := range got {
@@ -194,11 +215,11 @@ func Diff(want, got []Item) []string {
 }
 
 func describe(it Item) string {
-	if strings.HasPrefix(it.Tag, "chain ") && !strings.Contains(it.Tag, ":") {
-		return it.Tag + " [" + clip(it.Body) + "]"
+	if it.IsChain {
+		return "chain " + it.Chain + " [" + clip(it.text()) + "]"
 	}
 	if it.Tag == "" {
-		return "rule in chain " + it.Chain + " [" + clip(it.Body) + "]"
+		return "rule in chain " + it.Chain + ": " + clip(it.text())
 	}
 	return "rule " + strconvQuote(it.Tag)
 }

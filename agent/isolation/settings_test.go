@@ -167,9 +167,10 @@ func TestDesiredRules(t *testing.T) {
 }
 
 func TestDiff(t *testing.T) {
-	a := Item{"output", "chain output", "hook 3 policy 0"}
-	b := Item{"output", "output: lo accept", "meta;cmp;accept"}
-	c := Item{"output", "output: counter drop", "counter;drop"}
+	a := Item{Chain: "output", Tag: "chain output", Body: "hook 3 policy 0", Text: "type filter hook output priority 0; policy drop", IsChain: true}
+	b := Item{Chain: "output", Tag: "output: lo accept", Body: "meta;cmp;accept"}
+	c := Item{Chain: "output", Tag: "output: counter drop", Body: "counter;drop"}
+	in := Item{Chain: "input", Tag: "chain input", Body: "x", IsChain: true}
 	tests := []struct {
 		name      string
 		want, got []Item
@@ -177,12 +178,13 @@ func TestDiff(t *testing.T) {
 	}{
 		{"same", []Item{a, b, c}, []Item{a, b, c}, nil},
 		{"missing rule", []Item{a, b, c}, []Item{a, c}, []string{`missing rule "output: lo accept"`}},
-		{"missing chain", []Item{a, b}, []Item{b}, []string{"missing chain output [hook 3 policy 0]"}},
-		{"altered", []Item{a, b, c}, []Item{a, {b.Chain, b.Tag, "meta;cmp;drop"}, c}, []string{`altered rule "output: lo accept"`}},
-		{"unexpected", []Item{a, c}, []Item{a, {"output", "", "accept"}, c}, []string{"unexpected rule in chain output [accept]"}},
+		{"missing chain", []Item{a, b}, []Item{b}, []string{"missing chain output [type filter hook output priority 0; policy drop]"}},
+		{"altered", []Item{a, b, c}, []Item{a, {Chain: b.Chain, Tag: b.Tag, Body: "meta;cmp;drop", Text: `oifname "lo" drop`}, c},
+			[]string{`altered rule "output: lo accept", now: oifname "lo" drop`}},
+		{"unexpected", []Item{a, c}, []Item{a, {Chain: "output", Body: "verdict accept", Text: "accept"}, c}, []string{"unexpected rule in chain output: accept"}},
 		{"copied", []Item{a, c}, []Item{a, c, c}, []string{`2 copies of rule "output: counter drop"`}},
 		{"reordered", []Item{a, b, c}, []Item{a, c, b}, []string{"rules reordered in chain output"}},
-		{"chains listed in another order", []Item{a, b, {"input", "chain input", "x"}}, []Item{{"input", "chain input", "x"}, a, b}, nil},
+		{"chains listed in another order", []Item{a, b, in}, []Item{in, a, b}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
