@@ -106,6 +106,9 @@ type system interface {
 	routes() ([]Route, error)
 	// interfaces returns the names of the network interfaces.
 	interfaces() ([]string, error)
+	// listenICMP opens a socket for ICMP (v6: ICMPv6) echo, where dial
+	// would, or returns errNotObserved.
+	listenICMP(v6 bool) (net.PacketConn, error)
 	// classify names the outcome of a failed connect.
 	classify(err error) string
 	// firewall is nil where mamori cannot enforce.

@@ -21,6 +21,7 @@ import (
 	"github.com/google/nftables/userdata"
 	"github.com/mdlayher/netlink"
 	"github.com/ti-mo/conntrack"
+	"golang.org/x/net/icmp"
 	"golang.org/x/sys/unix"
 )
 
@@ -128,6 +129,22 @@ func (s *linuxSystem) dial(ctx context.Context, network, addr string) (net.Conn,
 		return err
 	})
 	return c, err
+}
+
+// listenICMP opens a raw ICMP socket (root, or CAP_NET_RAW) on a thread
+// inside the namespace: the socket stays in it.
+func (s *linuxSystem) listenICMP(v6 bool) (net.PacketConn, error) {
+	var pc net.PacketConn
+	err := s.in(func() error {
+		var err error
+		if v6 {
+			pc, err = icmp.ListenPacket("ip6:ipv6-icmp", "::")
+		} else {
+			pc, err = icmp.ListenPacket("ip4:icmp", "0.0.0.0")
+		}
+		return err
+	})
+	return pc, err
 }
 
 func (s *linuxSystem) classify(err error) string {

@@ -55,7 +55,8 @@ func (f *fakeSystem) dial(ctx context.Context, network, addr string) (net.Conn, 
 	return a, nil
 }
 
-func (f *fakeSystem) routes() ([]Route, error) { f.mu.Lock(); defer f.mu.Unlock(); return f.rts, nil }
+func (f *fakeSystem) listenICMP(bool) (net.PacketConn, error) { return nil, errNotObserved }
+func (f *fakeSystem) routes() ([]Route, error)                { f.mu.Lock(); defer f.mu.Unlock(); return f.rts, nil }
 func (f *fakeSystem) interfaces() ([]string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 
+	"golang.org/x/net/icmp"
 	"golang.org/x/sys/windows"
 )
 
@@ -30,6 +31,15 @@ func (windowsSystem) dial(ctx context.Context, network, addr string) (net.Conn, 
 }
 
 func (windowsSystem) routes() ([]Route, error) { return nil, errNotObserved }
+
+// listenICMP: raw ICMP sockets need an administrator, which the service
+// is.
+func (windowsSystem) listenICMP(v6 bool) (net.PacketConn, error) {
+	if v6 {
+		return icmp.ListenPacket("ip6:ipv6-icmp", "::")
+	}
+	return icmp.ListenPacket("ip4:icmp", "0.0.0.0")
+}
 
 func (windowsSystem) interfaces() ([]string, error) { return nil, errNotObserved }
 

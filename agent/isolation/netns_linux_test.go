@@ -749,3 +749,125 @@ func TestSessionsCut(t *testing.T) {
 		t.Errorf("after the repair: %v %q", st.State, st.Detail)
 	}
 }
+
+// addr6 is an IPv6 address of the lab: fd00:N:s.
+func (l *lab) addr6(s string) string { return "fd00:" + strconv.Itoa(l.n) + ":" + s }
+
+// addIPv6 gives the lab's links IPv6 addresses (no duplicate address
+// detection, so they work at once) and routes, srv forwarding IPv6 too:
+// term fd00:N:1::2 ── fd00:N:1::1 srv fd00:N:2::1 ── fd00:N:2::2 oth.
+func (l *lab) addIPv6() {
+	for _, a := range [][3]string{
+		{l.term, "eth0", "1::2/64"}, {l.srv, "eth0", "1::1/64"}, {l.srv, "eth1", "2::1/64"}, {l.oth, "eth0", "2::2/64"},
+	} {
+		l.run("-n", a[0], "-6", "addr", "add", l.addr6(a[2]), "dev", a[1], "nodad")
+	}
+	l.run("-n", l.term, "-6", "route", "add", "default", "via", l.addr6("1::1"))
+	l.run("-n", l.oth, "-6", "route", "add", "default", "via", l.addr6("2::1"))
+	l.run("netns", "exec", l.srv, "sh", "-c", "echo 1 > /proc/sys/net/ipv6/conf/all/forwarding")
+	// Link-local addresses stay tentative (duplicate address detection)
+	// for a second or two; neighbour discovery waits for them.
+	deadline := time.Now().Add(5 * time.Second)
+	for _, ns := range []string{l.term, l.srv, l.oth} {
+		for {
+			out, err := exec.Command(l.ip, "-n", ns, "-6", "addr", "show", "tentative").CombinedOutput()
+			if err != nil {
+				l.t.Fatalf("ip -6 addr show tentative: %v: %s", err, out)
+			}
+			if len(strings.TrimSpace(string(out))) == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				l.t.Fatalf("IPv6 addresses in %s still tentative: %s", ns, out)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+}
+
+// udpEcho answers every datagram with itself, inside ns.
+func (l *lab) udpEcho(ns, addr string) {
+	var pc net.PacketConn
+	l.in(ns, func() (err error) {
+		pc, err = net.ListenPacket("udp", addr)
+		return err
+	})
+	l.t.Cleanup(func() { pc.Close() })
+	go func() {
+		buf := make([]byte, 1500)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			_, _ = pc.WriteTo(buf[:n], from)
+		}
+	}()
+}
+
+// TestCanaryProtocols: UDP, ICMP and IPv6 canaries prove reachability in
+// monitor mode and unreachability under enforce, each in its own way.
+func TestCanaryProtocols(t *testing.T) {
+	l := newLab(t)
+	l.addIPv6()
+	server := l.addr("9.1:7443")
+	l.listen(l.srv, server)
+	tcp6 := "[" + l.addr6("2::2") + "]:8080"
+	l.listen(l.oth, tcp6)
+	udp := l.addr("2.2:5353")
+	l.udpEcho(l.oth, udp)
+	dns := l.addr("2.2:53")
+	l.dns(l.oth, dns, netip.MustParseAddr(l.addr("2.2")))
+	closedUDP := l.addr("2.2:9")   // nothing listens: ICMP port unreachable
+	canaries := map[string]string{ // canary → outcome in monitor mode
+		tcp6:                      OutcomeReachable,
+		udp + "/udp":              OutcomeReachable,
+		dns + "/udp":              OutcomeReachable,
+		closedUDP + "/udp":        OutcomeRefused,
+		l.addr("2.2") + "/icmp":   OutcomeReachable,
+		l.addr6("2::2") + "/icmp": OutcomeReachable,
+	}
+	var list []string
+	for k := range canaries {
+		list = append(list, k)
+	}
+	em := &controltest.Emitter{}
+	c := New(Options{Emitter: em, Netns: l.path(l.term), ResolvConf: os.DevNull, Servers: []string{server}})
+	settings := map[string]string{
+		SettingAllowedNetworks: l.addr("1.0/24") + " " + l.addr6("1::/64"),
+		SettingCanaries:        strings.Join(list, ", "),
+		SettingConnectTimeout:  "500ms",
+	}
+	ctx := t.Context()
+	round := func(mode mamoriv1.Mode) *mamoriv1.ControlStatus {
+		t.Helper()
+		if err := c.Apply(ctx, &mamoriv1.ControlPolicy{Mode: mode, Settings: settings}); err != nil {
+			t.Fatalf("apply: %v", err)
+		}
+		return status(t, c)
+	}
+	st := round(mamoriv1.Mode_MODE_MONITOR)
+	for k, want := range canaries {
+		if got := st.Evidence["canary "+k]; !strings.HasPrefix(got, want+":") {
+			t.Errorf("monitor: canary %s: %q, want %s", k, got, want)
+		}
+	}
+	if st.State != mamoriv1.ControlState_CONTROL_STATE_FAILED {
+		t.Errorf("monitor: %v %q", st.State, st.Detail)
+	}
+	st = round(mamoriv1.Mode_MODE_ENFORCE)
+	for k := range canaries {
+		// A dropped datagram fails its send (EPERM); a dropped SYN is
+		// retried by the kernel until the connect times out.
+		want := OutcomeBlocked
+		if !strings.Contains(k, "/") {
+			want = OutcomeTimeout
+		}
+		if got := st.Evidence["canary "+k]; !strings.HasPrefix(got, want+":") {
+			t.Errorf("enforce: canary %s: %q, want %s", k, got, want)
+		}
+	}
+	if st.State != mamoriv1.ControlState_CONTROL_STATE_ENFORCED {
+		t.Errorf("enforce: %v %q", st.State, st.Detail)
+	}
+}

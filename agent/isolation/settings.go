@@ -57,20 +57,30 @@ type Service struct {
 
 func (s Service) String() string { return s.Addr.String() + "/" + s.Proto }
 
-// Target is a canary: a host (address or DNS name) and port that must be
-// unreachable.
+// Target is a canary: a host (address or DNS name) and, for tcp and udp,
+// a port that must be unreachable.
 type Target struct {
-	Host string
-	Port uint16
+	Host  string
+	Port  uint16 // 0 for icmp
+	Proto string // "tcp", "udp" or "icmp" (ICMP or ICMPv6 echo)
 	// Addr is the host when it is an address literal.
 	Addr netip.Addr
 }
 
+// String is the canary as the policy writes it: HOST:PORT (tcp),
+// HOST:PORT/udp, HOST/icmp; IPv6 in brackets before a port.
 func (t Target) String() string {
-	if t.Addr.IsValid() {
-		return netip.AddrPortFrom(t.Addr, t.Port).String()
+	if t.Proto == "icmp" {
+		return t.Host + "/icmp"
 	}
-	return t.Host + ":" + strconv.Itoa(int(t.Port))
+	s := t.Host + ":" + strconv.Itoa(int(t.Port))
+	if t.Addr.IsValid() {
+		s = netip.AddrPortFrom(t.Addr, t.Port).String()
+	}
+	if t.Proto == "udp" {
+		s += "/udp"
+	}
+	return s
 }
 
 // Settings are the parsed, validated settings of the control.
@@ -214,12 +224,12 @@ func ParseSettings(m map[string]string) (Settings, error) {
 			}
 		}
 		for _, sv := range s.AllowedServices {
-			if sv.Addr.Addr() == c.Addr && sv.Addr.Port() == c.Port {
+			if sv.Addr.Addr() == c.Addr && sv.Addr.Port() == c.Port && sv.Proto == c.Proto {
 				errs = append(errs, fmt.Errorf("%s: %s is also an allowed service", SettingCanaries, c))
 			}
 		}
 		for _, sv := range s.Servers {
-			if sv.Addr() == c.Addr && sv.Port() == c.Port {
+			if sv.Addr() == c.Addr && sv.Port() == c.Port && c.Proto == "tcp" {
 				errs = append(errs, fmt.Errorf("%s: %s is also a server address", SettingCanaries, c))
 			}
 		}
@@ -314,16 +324,39 @@ func checkAddr(a netip.Addr) error {
 	return nil
 }
 
-// ParseTarget parses a canary: "HOST:PORT" where HOST is an IP address or a
-// DNS name.
+// ParseTarget parses a canary: "HOST:PORT" (tcp), "HOST:PORT/udp" or
+// "HOST/icmp", where HOST is an IP address ("[ADDR]" for IPv6 before a
+// port) or a DNS name.
 func ParseTarget(s string) (Target, error) {
 	if len(s) > maxTargetLen {
 		return Target{}, fmt.Errorf("%q is longer than %d bytes", clip(s), maxTargetLen)
 	}
-	host, port, err := splitHostPort(s)
-	if err != nil {
-		return Target{}, err
+	hp, proto, ok := strings.Cut(s, "/")
+	if !ok {
+		proto = "tcp"
 	}
+	var host string
+	var port uint16
+	switch proto {
+	case "tcp", "udp":
+		var err error
+		if host, port, err = splitHostPort(hp); err != nil {
+			return Target{}, err
+		}
+	case "icmp":
+		host = strings.TrimSuffix(strings.TrimPrefix(hp, "["), "]")
+		if host == "" {
+			return Target{}, fmt.Errorf("%q: the host is missing", clip(s))
+		}
+	default:
+		return Target{}, fmt.Errorf("%q: the protocol must be tcp (HOST:PORT), udp (HOST:PORT/udp) or icmp (HOST/icmp)", clip(s))
+	}
+	t, err := parseTargetHost(s, host, port)
+	t.Proto = proto
+	return t, err
+}
+
+func parseTargetHost(s, host string, port uint16) (Target, error) {
 	if a, err := netip.ParseAddr(host); err == nil {
 		if a.Zone() != "" {
 			return Target{}, fmt.Errorf("%q: addresses with a zone are not allowed", clip(s))

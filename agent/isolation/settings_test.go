@@ -17,7 +17,7 @@ func TestParseSettingsValid(t *testing.T) {
 		SettingAllowedNetworks:   "10.20.0.0/16, 192.168.5.0/24\n fd00:1::/48",
 		SettingAllowedServices:   "172.16.1.10:443,172.16.1.53:53/udp [fd00:2::1]:8443/tcp",
 		SettingServers:           "172.16.9.1:7443",
-		SettingCanaries:          "172.31.0.1:443, www.example.jp:80, [2001:db8::1]:443",
+		SettingCanaries:          "172.31.0.1:443, www.example.jp:80, [2001:db8::1]:443, 172.31.0.53:53/udp, 172.31.0.1/icmp, 2001:db8::1/icmp, gw.lgwan.example/icmp",
 		SettingForbiddenDNSName:  "WWW.Example.JP.",
 		SettingAllowedInterfaces: "lo,eth0, enp*",
 		SettingNoNewInterfaces:   "true",
@@ -35,9 +35,13 @@ func TestParseSettingsValid(t *testing.T) {
 		},
 		Servers: []netip.AddrPort{netip.MustParseAddrPort("172.16.9.1:7443")},
 		Canaries: []Target{
-			{Host: "172.31.0.1", Port: 443, Addr: netip.MustParseAddr("172.31.0.1")},
-			{Host: "www.example.jp", Port: 80},
-			{Host: "2001:db8::1", Port: 443, Addr: netip.MustParseAddr("2001:db8::1")},
+			{Host: "172.31.0.1", Port: 443, Proto: "tcp", Addr: netip.MustParseAddr("172.31.0.1")},
+			{Host: "www.example.jp", Port: 80, Proto: "tcp"},
+			{Host: "2001:db8::1", Port: 443, Proto: "tcp", Addr: netip.MustParseAddr("2001:db8::1")},
+			{Host: "172.31.0.53", Port: 53, Proto: "udp", Addr: netip.MustParseAddr("172.31.0.53")},
+			{Host: "172.31.0.1", Proto: "icmp", Addr: netip.MustParseAddr("172.31.0.1")},
+			{Host: "2001:db8::1", Proto: "icmp", Addr: netip.MustParseAddr("2001:db8::1")},
+			{Host: "gw.lgwan.example", Proto: "icmp"},
 		},
 		ForbiddenDNSName:  "www.example.jp",
 		AllowedInterfaces: []string{"lo", "eth0", "enp*"},
@@ -48,8 +52,12 @@ func TestParseSettingsValid(t *testing.T) {
 		cmp.Comparer(func(a, b netip.Prefix) bool { return a == b }), cmp.Comparer(func(a, b netip.AddrPort) bool { return a == b })); d != "" {
 		t.Errorf("(-want +got)\n%s", d)
 	}
-	if got.Canaries[2].String() != "[2001:db8::1]:443" {
-		t.Errorf("canary string %q", got.Canaries[2])
+	var strs []string
+	for _, c := range got.Canaries {
+		strs = append(strs, c.String())
+	}
+	if d := cmp.Diff([]string{"172.31.0.1:443", "www.example.jp:80", "[2001:db8::1]:443", "172.31.0.53:53/udp", "172.31.0.1/icmp", "2001:db8::1/icmp", "gw.lgwan.example/icmp"}, strs); d != "" {
+		t.Errorf("canary strings (-want +got)\n%s", d)
 	}
 }
 
@@ -101,6 +109,11 @@ func TestParseSettingsRefused(t *testing.T) {
 		{"canary inside allowed", map[string]string{SettingAllowedNetworks: "10.1.0.0/16", SettingCanaries: "10.1.2.3:80"}, "lies inside allowed network"},
 		{"canary is server", map[string]string{SettingServers: "172.16.0.1:443", SettingCanaries: "172.16.0.1:443"}, "also a server"},
 		{"canary loopback", map[string]string{SettingCanaries: "127.0.0.1:80"}, "loopback"},
+		{"canary protocol", map[string]string{SettingCanaries: "172.31.0.1:80/sctp"}, "protocol must be tcp"},
+		{"icmp canary inside allowed", map[string]string{SettingAllowedNetworks: "10.1.0.0/16", SettingCanaries: "10.1.2.3/icmp"}, "lies inside allowed network"},
+		{"udp canary is a service", map[string]string{SettingAllowedServices: "172.16.0.53:53/udp", SettingCanaries: "172.16.0.53:53/udp"}, "also an allowed service"},
+		{"icmp canary without host", map[string]string{SettingCanaries: "/icmp"}, "host is missing"},
+		{"icmp canary with port", map[string]string{SettingCanaries: "172.31.0.1:80/icmp"}, "not allowed in a DNS name"},
 		{"canary long", map[string]string{SettingCanaries: strings.Repeat("a", 250) + ".jp:80"}, "longer than 200"},
 		{"dns single label", map[string]string{SettingForbiddenDNSName: "localhost"}, "fully qualified"},
 		{"dns empty label", map[string]string{SettingForbiddenDNSName: "a..jp"}, "1 to 63"},
