@@ -95,6 +95,11 @@ type Options struct {
 	// ResolvConf lists the nameservers the DNS check asks. Empty means
 	// /etc/resolv.conf on Linux, the system resolver on Windows.
 	ResolvConf string
+	// StateDir keeps StateFile: the ruleset in force, for Boot, and the
+	// interface baseline. Empty: nothing is kept (the baseline is taken
+	// again at each start, and nothing is enforced between boot and the
+	// agent's start).
+	StateDir string
 }
 
 // system is what differs per OS: system calls only.
@@ -185,6 +190,8 @@ type Control struct {
 	baseline      map[string]bool
 	reported      map[string]string // finding key → detail, as emitted
 	lastNoNewIfcs bool
+	persistErr    error
+	diskRules     bool // StateFile holds a ruleset
 }
 
 // New returns the control.
@@ -204,6 +211,20 @@ func newControl(o Options, sys system, sysErr error) *Control {
 	}
 	if c.sysErr == nil && c.o.ResolvConf == "" {
 		c.o.ResolvConf = c.sys.defaultResolvConf()
+	}
+	// The baseline on disk: interfaces that appeared while the agent was
+	// down are compared against it, not taken into a new one.
+	st, err := loadState(o.StateDir)
+	if err != nil {
+		c.persistErr = err
+		c.log.Error("isolation state unreadable; the interface baseline is taken anew", "error", err)
+	}
+	c.diskRules = len(st.Rules) > 0
+	if len(st.Baseline) > 0 {
+		c.baseline, c.lastNoNewIfcs = map[string]bool{}, true
+		for _, n := range st.Baseline {
+			c.baseline[n] = true
+		}
 	}
 	return c
 }
@@ -236,10 +257,14 @@ func (c *Control) Apply(ctx context.Context, p *mamoriv1.ControlPolicy) error {
 	c.mu.Lock()
 	c.inPolicy, c.mode, c.settings, c.settingsErr = true, p.GetMode(), s, nil
 	c.agentServers, c.notes = servers, notes
-	if s.NoNewInterfaces != c.lastNoNewIfcs {
+	rebase := s.NoNewInterfaces != c.lastNoNewIfcs
+	if rebase {
 		c.baseline, c.lastNoNewIfcs = nil, s.NoNewInterfaces
 	}
 	c.mu.Unlock()
+	if rebase {
+		c.persist(ctx)
+	}
 
 	if p.GetMode() != mamoriv1.Mode_MODE_ENFORCE {
 		return c.removeTable(ctx, "monitor mode")
@@ -331,6 +356,7 @@ func (c *Control) applyTable(ctx context.Context, fw firewall, rules []Rule) (bo
 	c.mu.Lock()
 	c.applied = rules
 	c.mu.Unlock()
+	c.persist(ctx)
 	c.log.InfoContext(ctx, "isolation ruleset applied", "rules", len(rules))
 	c.emit(ctx, KindRulesetApplied, map[string]string{"rules": strconv.Itoa(len(rules))})
 	return true, nil
@@ -371,8 +397,12 @@ func tableDiff(present bool, want, got []Item) []string {
 
 func (c *Control) removeTable(ctx context.Context, why string) error {
 	c.mu.Lock()
+	stale := c.applied != nil || c.diskRules
 	c.applied, c.repaired, c.cutPending = nil, nil, false
 	c.mu.Unlock()
+	if stale {
+		c.persist(ctx) // no ruleset for the next boot
+	}
 	fw := c.sys.firewall()
 	if fw == nil {
 		return nil
@@ -447,7 +477,12 @@ func (c *Control) Status(ctx context.Context) (*mamoriv1.ControlStatus, error) {
 		return st, nil
 	}
 	obs := c.observe(ctx, mode, s, servers)
-	obs.Notes = notes
+	obs.Notes = append(notes, obs.Notes...) // observe's own (nameservers) were overwritten before
+	c.mu.Lock()
+	if c.persistErr != nil {
+		obs.Notes = append(obs.Notes, "state "+StateFile+": "+c.persistErr.Error())
+	}
+	c.mu.Unlock()
 	if mode == mamoriv1.Mode_MODE_ENFORCE {
 		obs.Ruleset = c.observeRuleset(ctx, s, servers, applied)
 		obs.Ruleset.Repaired = repaired
@@ -467,7 +502,8 @@ func (c *Control) observe(ctx context.Context, mode mamoriv1.Mode, s Settings, s
 	obs.Forwarding, obs.ForwardingErr = c.sys.forwarding()
 	if obs.InterfacesErr == nil && s.NoNewInterfaces {
 		c.mu.Lock()
-		if c.baseline == nil {
+		fresh := c.baseline == nil
+		if fresh {
 			c.baseline = map[string]bool{}
 			for _, n := range obs.Interfaces {
 				c.baseline[n] = true
@@ -479,6 +515,9 @@ func (c *Control) observe(ctx context.Context, mode mamoriv1.Mode, s Settings, s
 			}
 		}
 		c.mu.Unlock()
+		if fresh {
+			c.persist(ctx)
+		}
 	}
 	res := resolver{sys: c.sys, timeout: s.ConnectTimeout, system: c.o.ResolvConf == ""}
 	if !res.system {

@@ -599,3 +599,32 @@ func TestControlForwarding(t *testing.T) {
 		t.Errorf("allowed forwarding: %+v %v %q %q", sys.fwd, st.State, st.Detail, st.Evidence["forwarding"])
 	}
 }
+
+// A state file that cannot be read changes nothing at boot and is named in
+// the status; the baseline is then taken anew.
+func TestStateFileUnreadable(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(dir+"/"+StateFile, []byte("{not json"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := Boot(t.Context(), Options{StateDir: dir}); err == nil || res.Rules != 0 {
+		t.Errorf("boot with a torn state file: %+v %v", res, err)
+	}
+	c := newControl(Options{StateDir: dir, Servers: []string{"10.20.9.1:7443"}}, newFake(), nil)
+	if err := c.Apply(t.Context(), pol(mamoriv1.Mode_MODE_MONITOR, testSettings)); err != nil {
+		t.Fatal(err)
+	}
+	if st := mustStatus(t, c); !strings.Contains(st.Evidence["notes"], "state "+StateFile) {
+		t.Errorf("notes %q", st.Evidence["notes"])
+	}
+	// Enforce writes a good one.
+	if err := c.Apply(t.Context(), pol(mamoriv1.Mode_MODE_ENFORCE, testSettings)); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := loadState(dir); err != nil || len(st.Rules) == 0 {
+		t.Errorf("after enforce: %+v %v", st, err)
+	}
+	if st := mustStatus(t, c); strings.Contains(st.Evidence["notes"], "state ") {
+		t.Errorf("note stays after a good save: %q", st.Evidence["notes"])
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -869,5 +870,109 @@ func TestCanaryProtocols(t *testing.T) {
 	}
 	if st.State != mamoriv1.ControlState_CONTROL_STATE_ENFORCED {
 		t.Errorf("enforce: %v %q", st.State, st.Detail)
+	}
+}
+
+// TestBoot: the ruleset the agent last applied is kept on disk and put back
+// by Boot (what `mamori-agent isolation-boot` runs before the network comes
+// up) after a reboot lost the table; forwarding goes off again; an
+// interface that appeared while the agent was down is a finding when the
+// agent starts, against the baseline on disk.
+func TestBoot(t *testing.T) {
+	l := newLab(t)
+	server, canary := l.addr("9.1:7443"), l.addr("2.2:8080")
+	l.listen(l.srv, server)
+	l.listen(l.oth, canary)
+	dir := t.TempDir()
+	opts := Options{Netns: l.path(l.term), ResolvConf: os.DevNull, Servers: []string{server}, StateDir: dir}
+	settings := map[string]string{
+		SettingAllowedNetworks:   l.addr("1.0/24"),
+		SettingCanaries:          canary,
+		SettingAllowedInterfaces: "lo eth* usb*",
+		SettingNoNewInterfaces:   "true",
+		SettingConnectTimeout:    "300ms",
+	}
+	ctx := t.Context()
+	pol := func(mode mamoriv1.Mode) *mamoriv1.ControlPolicy {
+		return &mamoriv1.ControlPolicy{Mode: mode, Settings: settings}
+	}
+	reachable := func(addr string) bool {
+		c, err := l.dial(addr)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	}
+	c := New(opts)
+	if err := c.Apply(ctx, pol(mamoriv1.Mode_MODE_ENFORCE)); err != nil {
+		t.Fatal(err)
+	}
+	if st := status(t, c); st.State != mamoriv1.ControlState_CONTROL_STATE_ENFORCED {
+		t.Fatalf("enforce: %v %q", st.State, st.Detail)
+	}
+	want := DesiredRules(c.settings, c.agentServers)
+	saved, err := loadState(dir)
+	if err != nil || !slices.Equal(saved.Rules, want) || !saved.ForwardingOff || !slices.Equal(saved.Baseline, []string{"eth0", "lo"}) {
+		t.Fatalf("saved state %+v, %v; want %d rules, forwarding off, baseline eth0 lo", saved, err, len(want))
+	}
+
+	// The agent is down; the terminal reboots: the table is gone,
+	// forwarding is on by some default, and a USB adapter is plugged in.
+	ac := l.nft()
+	ac.DelTable(&nftables.Table{Name: TableName, Family: nftables.TableFamilyINet})
+	if err := ac.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	l.setForwarding(l.term, "1")
+	l.run("-n", l.term, "link", "add", "usb0", "type", "veth", "peer", "name", "usb1")
+	if !reachable(canary) {
+		t.Fatal("set-up: without the table the canary should be reachable")
+	}
+
+	start := time.Now()
+	res, err := Boot(ctx, Options{Netns: l.path(l.term), StateDir: dir})
+	t.Logf("boot: %+v in %v", res, time.Since(start).Round(time.Microsecond))
+	if err != nil || res.Rules != len(want) || !res.ForwardingOff {
+		t.Fatalf("boot: %+v, %v", res, err)
+	}
+	sys := &linuxSystem{netns: l.path(l.term), proc: "/proc"}
+	fw := &nftFirewall{sys: sys}
+	present, got, _, err := fw.live(ctx)
+	if err != nil || len(tableDiff(present, fw.items(want), got)) != 0 {
+		t.Errorf("after boot the table differs: %v %v", tableDiff(present, fw.items(want), got), err)
+	}
+	if reachable(canary) {
+		t.Errorf("after boot the canary is reachable")
+	}
+	if !reachable(server) {
+		t.Errorf("after boot the server is not reachable")
+	}
+	if l.forwarding(l.term) != "0" {
+		t.Errorf("after boot ip_forward = %s", l.forwarding(l.term))
+	}
+
+	// The agent starts: usb0 appeared while it was down.
+	em := &controltest.Emitter{}
+	o2 := opts
+	o2.Emitter = em
+	c2 := New(o2)
+	if err := c2.Apply(ctx, pol(mamoriv1.Mode_MODE_ENFORCE)); err != nil {
+		t.Fatal(err)
+	}
+	st := status(t, c2)
+	if st.State != mamoriv1.ControlState_CONTROL_STATE_DEGRADED || st.Evidence["interfaces.unexpected"] != "usb0, usb1" ||
+		!containsAttr(kinds(em.Events(), KindFinding), "finding", "interface usb0") {
+		t.Errorf("agent start after usb0 appeared: %v %q, unexpected %q", st.State, st.Detail, st.Evidence["interfaces.unexpected"])
+	}
+
+	// Monitor mode: nothing for the next boot.
+	if err := c2.Apply(ctx, pol(mamoriv1.Mode_MODE_MONITOR)); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := Boot(ctx, Options{Netns: l.path(l.term), StateDir: dir}); err != nil || res.Rules != 0 {
+		t.Errorf("boot after monitor mode: %+v %v", res, err)
+	}
+	if l.tables()["1 "+TableName] {
+		t.Errorf("boot after monitor mode put a table in place")
 	}
 }

@@ -10,6 +10,7 @@ needs=(
   "protoc                          protobuf-compiler"   # make proto-check
   "/usr/lib/postgresql/*/bin/initdb postgresql"         # store conformance on a real PostgreSQL
   "ip                              iproute2"             # isolation: network namespaces
+  "systemd-analyze                 systemd"              # isolation: the boot unit checked by systemd-analyze verify (systemd is not run)
   "mkfs.ext4                       e2fsprogs"            # media: ext4 on loop devices
   "qemu-system-x86_64              qemu-system-x86"      # media: USB hot-plug on a real kernel
   "/bin/busybox                    busybox-static"       # media: the VM's initramfs
