@@ -106,14 +106,15 @@ type Options struct {
 type system interface {
 	// dial connects from where the control observes and enforces (the
 	// network namespace on Linux). addr is an address literal with a port.
-	dial(ctx context.Context, network, addr string) (net.Conn, error)
+	// A non-zero mark is set on the socket (SO_MARK): the network proof.
+	dial(ctx context.Context, network, addr string, mark uint32) (net.Conn, error)
 	// routes returns the IPv4 and IPv6 routes, or errNotObserved.
 	routes() ([]Route, error)
 	// interfaces returns the names of the network interfaces.
 	interfaces() ([]string, error)
 	// listenICMP opens a socket for ICMP (v6: ICMPv6) echo, where dial
 	// would, or returns errNotObserved.
-	listenICMP(v6 bool) (net.PacketConn, error)
+	listenICMP(v6 bool, mark uint32) (net.PacketConn, error)
 	// classify names the outcome of a failed connect.
 	classify(err error) string
 	// firewall is nil where mamori cannot enforce.
@@ -536,7 +537,22 @@ func (c *Control) observe(ctx context.Context, mode mamoriv1.Mode, s Settings, s
 			obs.DNS = &r
 		})
 	}
-	obs.Canaries = probeCanaries(ctx, c.sys, res, s.Canaries, s.ConnectTimeout)
+	if mode == mamoriv1.Mode_MODE_ENFORCE && c.sys.firewall() != nil {
+		// The network proof, beside the terminal's: the same canaries
+		// (those given as addresses: the table can only let addresses
+		// through), probed with ProbeMark past mamori's own table.
+		var byAddr []Target
+		for _, t := range s.Canaries {
+			if t.Addr.IsValid() {
+				byAddr = append(byAddr, t)
+			}
+		}
+		obs.NetworkProof = []CanaryResult{}
+		if len(byAddr) > 0 {
+			wg.Go(func() { obs.NetworkProof = probeCanaries(ctx, c.sys, res, byAddr, s.ConnectTimeout, ProbeMark) })
+		}
+	}
+	obs.Canaries = probeCanaries(ctx, c.sys, res, s.Canaries, s.ConnectTimeout, 0)
 	wg.Wait()
 	return obs
 }
@@ -621,9 +637,13 @@ type Observation struct {
 	Forwarding    Forwarding
 	ForwardingErr error
 	Canaries      []CanaryResult
-	DNS           *DNSResult // nil: no forbidden name set
-	Ruleset       *RulesetObservation
-	Notes         []string
+	// NetworkProof is the address canaries probed past mamori's table
+	// (enforce mode; nil otherwise): whether the network itself stops
+	// them.
+	NetworkProof []CanaryResult
+	DNS          *DNSResult // nil: no forbidden name set
+	Ruleset      *RulesetObservation
+	Notes        []string
 }
 
 // RulesetObservation is the state of mamori's table in enforce mode.
@@ -696,6 +716,13 @@ func Findings(o Observation) []Finding {
 	}
 	if len(o.Settings.Canaries) == 0 {
 		fs = append(fs, finding("canaries none", Degraded, "detail.isolation.no-canaries"))
+	}
+	if o.Settings.RequireNetworkSeparation {
+		for _, cr := range o.NetworkProof {
+			if outcomeRank(cr.Outcome) >= outcomeRank(OutcomeRefused) {
+				fs = append(fs, finding("network "+cr.Target.String(), Degraded, "detail.isolation.network-not-separating", cr.Target.String(), cr.Outcome))
+			}
+		}
 	}
 	if o.DNS != nil && len(o.DNS.Addrs) > 0 {
 		fs = append(fs, finding("dns "+o.Settings.ForbiddenDNSName, Degraded, "detail.isolation.dns",
@@ -910,6 +937,9 @@ func evidence(o Observation, fs []Finding) map[string]string {
 	for _, cr := range o.Canaries {
 		ev["canary "+cr.Target.String()] = clipN(cr.Outcome+": "+cr.Detail, 4000)
 	}
+	if k, v := networkProofEvidence(o); k != "" {
+		ev[k] = clipN(v, 4000)
+	}
 
 	if o.DNS != nil {
 		k := "dns " + o.Settings.ForbiddenDNSName
@@ -1001,6 +1031,36 @@ func evidence(o Observation, fs []Finding) map[string]string {
 		ev[policy.EvidenceViolation] = clipN(strings.Join(violations, "; "), 4000)
 	}
 	return ev
+}
+
+// networkProofEvidence says whether the network itself separates the
+// tiers, as far as the canaries show.
+func networkProofEvidence(o Observation) (string, string) {
+	const key = "network_proof"
+	switch {
+	case len(o.Settings.Canaries) == 0:
+		return "", ""
+	case o.Mode != mamoriv1.Mode_MODE_ENFORCE:
+		return key, "monitor mode: no table of mamori's, so the canaries above measure the network itself"
+	case o.NetworkProof == nil:
+		return key, "not measured on this system"
+	case len(o.NetworkProof) == 0:
+		return key, "not measured: the canaries are DNS names; give address canaries to measure the network past mamori's table"
+	}
+	var through, stopped []string
+	for _, cr := range o.NetworkProof {
+		s := cr.Target.String() + " " + cr.Outcome
+		if outcomeRank(cr.Outcome) >= outcomeRank(OutcomeRefused) {
+			through = append(through, s)
+		} else {
+			stopped = append(stopped, s)
+		}
+	}
+	if len(through) > 0 {
+		return key, fmt.Sprintf("the network does NOT separate the tiers: past mamori's table %s (only this terminal's table stops them); stopped by the network: %s",
+			strings.Join(through, ", "), orNone(stopped))
+	}
+	return key, fmt.Sprintf("the network separates the tiers: %d of %d canaries stopped past mamori's table (%s)", len(stopped), len(o.NetworkProof), strings.Join(stopped, ", "))
 }
 
 func serverName(ap netip.AddrPort) string {

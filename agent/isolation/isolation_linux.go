@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"syscall"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
@@ -21,7 +22,6 @@ import (
 	"github.com/google/nftables/userdata"
 	"github.com/mdlayher/netlink"
 	"github.com/ti-mo/conntrack"
-	"golang.org/x/net/icmp"
 	"golang.org/x/sys/unix"
 )
 
@@ -118,12 +118,15 @@ func (s *linuxSystem) interfaces() ([]string, error) {
 	return names, err
 }
 
-func (s *linuxSystem) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+func (s *linuxSystem) dial(ctx context.Context, network, addr string, mark uint32) (net.Conn, error) {
 	var c net.Conn
 	err := s.in(func() error {
 		// An address literal: the dialer resolves nothing and opens the
 		// socket on this thread, inside the namespace.
 		var d net.Dialer
+		if mark != 0 {
+			d.Control = func(_, _ string, raw syscall.RawConn) error { return setMark(raw, mark) }
+		}
 		var err error
 		c, err = d.DialContext(ctx, network, addr)
 		return err
@@ -133,18 +136,35 @@ func (s *linuxSystem) dial(ctx context.Context, network, addr string) (net.Conn,
 
 // listenICMP opens a raw ICMP socket (root, or CAP_NET_RAW) on a thread
 // inside the namespace: the socket stays in it.
-func (s *linuxSystem) listenICMP(v6 bool) (net.PacketConn, error) {
+func (s *linuxSystem) listenICMP(v6 bool, mark uint32) (net.PacketConn, error) {
 	var pc net.PacketConn
 	err := s.in(func() error {
+		var lc net.ListenConfig
+		if mark != 0 {
+			lc.Control = func(_, _ string, raw syscall.RawConn) error { return setMark(raw, mark) }
+		}
 		var err error
+		// A raw IPv4 socket's reads come without the IP header (the net
+		// package strips it), as ICMP parsing wants.
 		if v6 {
-			pc, err = icmp.ListenPacket("ip6:ipv6-icmp", "::")
+			pc, err = lc.ListenPacket(context.Background(), "ip6:ipv6-icmp", "::")
 		} else {
-			pc, err = icmp.ListenPacket("ip4:icmp", "0.0.0.0")
+			pc, err = lc.ListenPacket(context.Background(), "ip4:icmp", "0.0.0.0")
 		}
 		return err
 	})
 	return pc, err
+}
+
+// setMark sets SO_MARK (needs CAP_NET_ADMIN).
+func setMark(raw syscall.RawConn, mark uint32) error {
+	var serr error
+	if err := raw.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MARK, int(mark))
+	}); err != nil {
+		return err
+	}
+	return serr
 }
 
 func (s *linuxSystem) classify(err error) string {
@@ -394,6 +414,9 @@ func canon(es []expr.Any) string {
 func encode(r Rule) []expr.Any {
 	var es []expr.Any
 	cmp := func(data []byte) *expr.Cmp { return &expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: data} }
+	if r.Mark != 0 {
+		es = append(es, &expr.Meta{Key: expr.MetaKeyMARK, Register: 1}, cmp(binaryutil.NativeEndian.PutUint32(r.Mark)))
+	}
 	switch {
 	case r.Iface != "":
 		key := expr.MetaKeyOIFNAME
@@ -429,6 +452,13 @@ func encode(r Rule) []expr.Any {
 				&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
 				cmp(binaryutil.BigEndian.PutUint16(r.Port)))
 		}
+	}
+	if r.Proto == "icmp" {
+		proto := byte(unix.IPPROTO_ICMP)
+		if r.Net.Addr().Is6() {
+			proto = unix.IPPROTO_ICMPV6
+		}
+		es = append(es, &expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1}, cmp([]byte{proto}))
 	}
 	if r.Drop {
 		return append(es, &expr.Counter{}, &expr.Verdict{Kind: expr.VerdictDrop})

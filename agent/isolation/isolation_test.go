@@ -40,7 +40,7 @@ func (timeoutErr) Error() string   { return "i/o timeout" }
 func (timeoutErr) Timeout() bool   { return true }
 func (timeoutErr) Temporary() bool { return true }
 
-func (f *fakeSystem) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+func (f *fakeSystem) dial(ctx context.Context, network, addr string, mark uint32) (net.Conn, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	err, ok := f.reach[addr]
@@ -55,8 +55,8 @@ func (f *fakeSystem) dial(ctx context.Context, network, addr string) (net.Conn, 
 	return a, nil
 }
 
-func (f *fakeSystem) listenICMP(bool) (net.PacketConn, error) { return nil, errNotObserved }
-func (f *fakeSystem) routes() ([]Route, error)                { f.mu.Lock(); defer f.mu.Unlock(); return f.rts, nil }
+func (f *fakeSystem) listenICMP(bool, uint32) (net.PacketConn, error) { return nil, errNotObserved }
+func (f *fakeSystem) routes() ([]Route, error)                        { f.mu.Lock(); defer f.mu.Unlock(); return f.rts, nil }
 func (f *fakeSystem) interfaces() ([]string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -235,7 +235,7 @@ func TestControlFlow(t *testing.T) {
 	delete(sys.reach, "172.31.0.1:443")
 	st = mustStatus(t, c)
 	want(st, mamoriv1.ControlState_CONTROL_STATE_ENFORCED, "2 of 2 canaries unreachable")
-	if st.Evidence["ruleset"] != "present, unchanged, 12 rules" || st.Evidence["ruleset.dropped_packets"] != "7" {
+	if st.Evidence["ruleset"] != "present, unchanged, 14 rules" || st.Evidence["ruleset.dropped_packets"] != "7" {
 		t.Errorf("evidence %v", st.Evidence)
 	}
 	if ev := em.Events(); len(kindsOf(ev, KindRulesetApplied)) != 1 || len(kindsOf(ev, KindFindingCleared)) != 1 {

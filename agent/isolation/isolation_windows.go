@@ -25,7 +25,10 @@ func newSystem(o Options) (system, error) {
 	return windowsSystem{}, nil
 }
 
-func (windowsSystem) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+func (windowsSystem) dial(ctx context.Context, network, addr string, mark uint32) (net.Conn, error) {
+	if mark != 0 {
+		return nil, errors.ErrUnsupported
+	}
 	var d net.Dialer
 	return d.DialContext(ctx, network, addr)
 }
@@ -34,7 +37,10 @@ func (windowsSystem) routes() ([]Route, error) { return nil, errNotObserved }
 
 // listenICMP: raw ICMP sockets need an administrator, which the service
 // is.
-func (windowsSystem) listenICMP(v6 bool) (net.PacketConn, error) {
+func (windowsSystem) listenICMP(v6 bool, mark uint32) (net.PacketConn, error) {
+	if mark != 0 {
+		return nil, errors.ErrUnsupported
+	}
 	if v6 {
 		return icmp.ListenPacket("ip6:ipv6-icmp", "::")
 	}

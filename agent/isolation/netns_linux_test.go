@@ -4,6 +4,7 @@ package isolation
 
 import (
 	"bufio"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -974,5 +975,80 @@ func TestBoot(t *testing.T) {
 	}
 	if l.tables()["1 "+TableName] {
 		t.Errorf("boot after monitor mode put a table in place")
+	}
+}
+
+// dialMarked connects from the terminal with SO_MARK set.
+func (l *lab) dialMarked(addr string, mark uint32) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(l.t.Context(), 500*time.Millisecond)
+	defer cancel()
+	return (&linuxSystem{netns: l.path(l.term)}).dial(ctx, "tcp", addr, mark)
+}
+
+// TestNetworkProof: in enforce mode the control also measures whether the
+// network itself stops the canaries (marked probes past its own table),
+// and the mark opens nothing but the canaries.
+func TestNetworkProof(t *testing.T) {
+	l := newLab(t)
+	server, canary, other := l.addr("9.1:7443"), l.addr("2.2:8080"), l.addr("2.2:8081")
+	l.listen(l.srv, server)
+	l.listen(l.oth, canary)
+	l.listen(l.oth, other) // same host, not a canary
+	em := &controltest.Emitter{}
+	c := New(Options{Emitter: em, Netns: l.path(l.term), ResolvConf: os.DevNull, Servers: []string{server}})
+	settings := map[string]string{
+		SettingAllowedNetworks:   l.addr("1.0/24"),
+		SettingCanaries:          canary + ", " + l.addr("2.2") + "/icmp",
+		SettingConnectTimeout:    "300ms",
+		SettingRequireNetwork:    "true",
+		SettingAllowedInterfaces: "lo eth*",
+	}
+	ctx := t.Context()
+	round := func() *mamoriv1.ControlStatus {
+		t.Helper()
+		if err := c.Apply(ctx, &mamoriv1.ControlPolicy{Mode: mamoriv1.Mode_MODE_ENFORCE, Settings: settings}); err != nil {
+			t.Fatalf("apply: %v", err)
+		}
+		return status(t, c)
+	}
+
+	// The router forwards between the tiers: only the terminal's table
+	// separates them.
+	st := round()
+	np := st.Evidence["network_proof"]
+	if !strings.HasPrefix(np, "the network does NOT separate the tiers") || !strings.Contains(np, canary+" reachable") ||
+		!strings.Contains(np, l.addr("2.2")+"/icmp reachable") {
+		t.Errorf("network proof through a forwarding router: %q", np)
+	}
+	if !strings.HasPrefix(st.Evidence["canary "+canary], OutcomeTimeout) {
+		t.Errorf("the terminal's own proof: %q", st.Evidence["canary "+canary])
+	}
+	if st.State != mamoriv1.ControlState_CONTROL_STATE_DEGRADED || !strings.Contains(st.Detail, "the network itself does not stop canary "+canary) {
+		t.Errorf("require_network_separation: %v %q", st.State, st.Detail)
+	}
+	// The mark opens the canaries and nothing else.
+	if conn, err := l.dialMarked(canary, ProbeMark); err != nil {
+		t.Errorf("marked dial to the canary: %v", err)
+	} else {
+		conn.Close()
+	}
+	for _, x := range []struct {
+		addr string
+		mark uint32
+	}{{other, ProbeMark}, {canary, 0}, {canary, ProbeMark + 1}} {
+		if conn, err := l.dialMarked(x.addr, x.mark); err == nil {
+			conn.Close()
+			t.Errorf("dial %s with mark %#x went through the table", x.addr, x.mark)
+		}
+	}
+
+	// The router stops forwarding: the network separates the tiers.
+	l.setForwarding(l.srv, "0")
+	st = round()
+	if np := st.Evidence["network_proof"]; !strings.HasPrefix(np, "the network separates the tiers: 2 of 2") {
+		t.Errorf("network proof behind a separating router: %q", np)
+	}
+	if st.State != mamoriv1.ControlState_CONTROL_STATE_ENFORCED {
+		t.Errorf("separated: %v %q", st.State, st.Detail)
 	}
 }

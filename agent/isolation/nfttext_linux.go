@@ -49,6 +49,12 @@ func nftText(es []expr.Any) string {
 				if p, ok := next().(*expr.Payload); !ok || p.Base != expr.PayloadBaseNetworkHeader {
 					out = append(out, "meta nfproto "+cmpOp(cmp.Op)+famName(fam))
 				}
+			case expr.MetaKeyMARK:
+				if len(cmp.Data) == 4 {
+					out = append(out, fmt.Sprintf("meta mark %s0x%08x", cmpOp(cmp.Op), binaryutil.NativeEndian.Uint32(cmp.Data)))
+					continue
+				}
+				out = append(out, "meta mark "+cmpOp(cmp.Op)+"0x"+fmt.Sprintf("%x", cmp.Data))
 			case expr.MetaKeyL4PROTO:
 				name := "?"
 				if len(cmp.Data) == 1 {

@@ -26,6 +26,8 @@ func TestNftText(t *testing.T) {
 		{Rule{Chain: ChainOutput, Net: p("fd00:20::/32")}, "ip6 daddr fd00:20::/32 accept"},
 		{Rule{Chain: ChainOutput, Net: p("172.16.9.1/32"), Proto: "tcp", Port: 7443}, "ip daddr 172.16.9.1 meta l4proto tcp th dport 7443 accept"},
 		{Rule{Chain: ChainForward, Drop: true}, "counter drop"},
+		{Rule{Chain: ChainOutput, Mark: ProbeMark, Net: p("172.31.0.1/32"), Proto: "tcp", Port: 443}, "meta mark 0x6d616d6f ip daddr 172.31.0.1 meta l4proto tcp th dport 443 accept"},
+		{Rule{Chain: ChainOutput, Mark: ProbeMark, Net: p("fd00:31::1/128"), Proto: "icmp"}, "meta mark 0x6d616d6f ip6 daddr fd00:31::1 meta l4proto icmpv6 accept"},
 	} {
 		if got := nftText(encode(tc.r)); got != tc.want {
 			t.Errorf("%s:\n got %s\nwant %s", tc.r, got, tc.want)

@@ -191,7 +191,7 @@ func (r resolver) exchange(ctx context.Context, srv netip.AddrPort, name string,
 	if err != nil {
 		return nil, err
 	}
-	conn, err := r.sys.dial(ctx, "udp", srv.String())
+	conn, err := r.sys.dial(ctx, "udp", srv.String(), 0)
 	if err != nil {
 		return nil, err
 	}
@@ -236,17 +236,18 @@ type CanaryResult struct {
 }
 
 // probeCanaries connects to every canary at once, each bounded by timeout.
-func probeCanaries(ctx context.Context, sys system, res resolver, ts []Target, timeout time.Duration) []CanaryResult {
+// A non-zero mark marks the probes' packets (the network proof).
+func probeCanaries(ctx context.Context, sys system, res resolver, ts []Target, timeout time.Duration, mark uint32) []CanaryResult {
 	out := make([]CanaryResult, len(ts))
 	var wg sync.WaitGroup
 	for i, t := range ts {
-		wg.Go(func() { out[i] = probeCanary(ctx, sys, res, t, timeout) })
+		wg.Go(func() { out[i] = probeCanary(ctx, sys, res, t, timeout, mark) })
 	}
 	wg.Wait()
 	return out
 }
 
-func probeCanary(ctx context.Context, sys system, res resolver, t Target, timeout time.Duration) CanaryResult {
+func probeCanary(ctx context.Context, sys system, res resolver, t Target, timeout time.Duration, mark uint32) CanaryResult {
 	addrs := []netip.Addr{t.Addr}
 	if !t.Addr.IsValid() {
 		r := res.lookup(ctx, t.Host)
@@ -268,11 +269,11 @@ func probeCanary(ctx context.Context, sys system, res resolver, t Target, timeou
 		var o, detail string
 		switch t.Proto {
 		case "udp":
-			o, detail = udpOnce(ctx, sys, ap, timeout)
+			o, detail = udpOnce(ctx, sys, ap, timeout, mark)
 		case "icmp":
-			o, detail = pingOnce(ctx, sys, a, timeout)
+			o, detail = pingOnce(ctx, sys, a, timeout, mark)
 		default:
-			o, detail = dialOnce(ctx, sys, ap, timeout)
+			o, detail = dialOnce(ctx, sys, ap, timeout, mark)
 		}
 		if !t.Addr.IsValid() {
 			if t.Proto == "icmp" {
@@ -292,11 +293,11 @@ func outcomeRank(o string) int {
 	return slices.Index([]string{OutcomeUnresolved, OutcomeBlocked, OutcomeUnreachable, OutcomeTimeout, OutcomeError, OutcomeRefused, OutcomeReachable}, o)
 }
 
-func dialOnce(ctx context.Context, sys system, ap netip.AddrPort, timeout time.Duration) (string, string) {
+func dialOnce(ctx context.Context, sys system, ap netip.AddrPort, timeout time.Duration, mark uint32) (string, string) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	start := time.Now()
-	conn, err := sys.dial(ctx, "tcp", ap.String())
+	conn, err := sys.dial(ctx, "tcp", ap.String(), mark)
 	took := time.Since(start).Round(time.Millisecond)
 	if err == nil {
 		conn.Close()
@@ -332,11 +333,11 @@ func udpProbe(port uint16) []byte {
 // something answers; silence is a time-out — weaker proof than for TCP,
 // since a UDP service may stay silent (use a DNS server or an echo
 // service as the canary).
-func udpOnce(ctx context.Context, sys system, ap netip.AddrPort, timeout time.Duration) (string, string) {
+func udpOnce(ctx context.Context, sys system, ap netip.AddrPort, timeout time.Duration, mark uint32) (string, string) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	start := time.Now()
-	conn, err := sys.dial(ctx, "udp", ap.String())
+	conn, err := sys.dial(ctx, "udp", ap.String(), mark)
 	if err != nil {
 		return sys.classify(err), shortErr(err)
 	}
@@ -360,9 +361,9 @@ func udpOnce(ctx context.Context, sys system, ap netip.AddrPort, timeout time.Du
 // pingOnce sends one ICMP (ICMPv6) echo request and waits for the echo
 // reply from a: a reply means the other tier is reachable; a destination
 // unreachable about it, that it is not.
-func pingOnce(ctx context.Context, sys system, a netip.Addr, timeout time.Duration) (string, string) {
+func pingOnce(ctx context.Context, sys system, a netip.Addr, timeout time.Duration, mark uint32) (string, string) {
 	start := time.Now()
-	pc, err := sys.listenICMP(a.Is6())
+	pc, err := sys.listenICMP(a.Is6(), mark)
 	if err != nil {
 		if errors.Is(err, errNotObserved) {
 			return OutcomeError, "ICMP canaries are not checked on this system"

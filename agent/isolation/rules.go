@@ -23,6 +23,13 @@ const (
 	ChainOutput  = "output"
 )
 
+// ProbeMark is the packet mark ("mamo") of the canary probes of the
+// network proof: in enforce mode the output chain lets packets with it
+// through to the canaries (their protocol and port) and nowhere else, so
+// that the probe measures the network, not mamori's own table. Setting a
+// mark needs CAP_NET_ADMIN, as deleting the table does.
+const ProbeMark uint32 = 0x6d616d6f
+
 // Chains lists the table's chains in the order they are built and shown.
 var Chains = []string{ChainInput, ChainForward, ChainOutput}
 
@@ -37,6 +44,7 @@ type Rule struct {
 	Proto       string       // "tcp", "udp", "icmpv6" or "" for any
 	Port        uint16       // destination port, with tcp/udp
 	ICMPv6ND    bool         // ICMPv6 router and neighbour discovery (types 133–136)
+	Mark        uint32       // packet mark to match (the network proof's probes); 0: none
 	Drop        bool         // counter drop; otherwise accept
 	Why         string
 }
@@ -44,6 +52,9 @@ type Rule struct {
 func (r Rule) String() string {
 	var b strings.Builder
 	b.WriteString(r.Chain + ":")
+	if r.Mark != 0 {
+		fmt.Fprintf(&b, " mark 0x%08x", r.Mark)
+	}
 	switch {
 	case r.Iface != "":
 		b.WriteString(" iface " + r.Iface)
@@ -127,6 +138,15 @@ func DesiredRules(s Settings, agentServers []netip.AddrPort) []Rule {
 			}
 			for _, sv := range s.AllowedServices {
 				add(sv.Addr, sv.Proto, "allowed service")
+			}
+			// The network proof: the agent's own canary probes, marked,
+			// pass the table so that they show whether the network
+			// itself stops them — only to the canaries, only their
+			// protocol and port.
+			for _, t := range s.Canaries {
+				if t.Addr.IsValid() {
+					rs = append(rs, Rule{Chain: ch, Mark: ProbeMark, Net: netip.PrefixFrom(t.Addr, t.Addr.BitLen()), Proto: t.Proto, Port: t.Port, Why: "network proof"})
+				}
 			}
 		}
 		rs = append(rs, Rule{Chain: ch, Drop: true, Why: "everything else"})

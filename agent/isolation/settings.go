@@ -22,12 +22,13 @@ const (
 	SettingNoNewInterfaces   = "no_new_interfaces"
 	SettingConnectTimeout    = "connect_timeout"
 	SettingAllowForwarding   = "allow_forwarding"
+	SettingRequireNetwork    = "require_network_separation"
 )
 
 var knownSettings = []string{
 	SettingAllowedNetworks, SettingAllowedServices, SettingServers, SettingCanaries,
 	SettingForbiddenDNSName, SettingAllowedInterfaces, SettingNoNewInterfaces, SettingConnectTimeout,
-	SettingAllowForwarding,
+	SettingAllowForwarding, SettingRequireNetwork,
 }
 
 // Limits on the settings. They keep the ruleset, the probes of one round and
@@ -98,6 +99,11 @@ type Settings struct {
 	// and services. Otherwise forwarding is a finding, and enforce mode
 	// switches it off and drops forwarded packets.
 	AllowForwarding bool
+	// RequireNetworkSeparation: in enforce mode, a canary that the
+	// network proof (marked probes past mamori's table) reaches is a
+	// finding — the network, not only this terminal, must separate the
+	// tiers. Otherwise the network proof is evidence only.
+	RequireNetworkSeparation bool
 }
 
 // ParseSettings reads and validates the control's settings. It refuses
@@ -188,7 +194,8 @@ func ParseSettings(m map[string]string) (Settings, error) {
 	for _, b := range []struct {
 		key string
 		dst *bool
-	}{{SettingNoNewInterfaces, &s.NoNewInterfaces}, {SettingAllowForwarding, &s.AllowForwarding}} {
+	}{{SettingNoNewInterfaces, &s.NoNewInterfaces}, {SettingAllowForwarding, &s.AllowForwarding},
+		{SettingRequireNetwork, &s.RequireNetworkSeparation}} {
 		key, dst := b.key, b.dst
 		v, ok := m[key]
 		if !ok {

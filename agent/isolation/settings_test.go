@@ -179,6 +179,44 @@ func TestDesiredRules(t *testing.T) {
 	}
 }
 
+// Canaries by address get a marked bypass (the network proof); forwarding
+// allowed limits the forward chain to the tier.
+func TestDesiredRulesCanariesForwarding(t *testing.T) {
+	s, err := ParseSettings(map[string]string{
+		SettingAllowedNetworks: "10.20.0.0/16",
+		SettingAllowedServices: "172.16.1.53:53/udp",
+		SettingCanaries:        "172.31.0.1:443, www.lgwan.example:80, 172.31.0.53:53/udp, [fd00:31::1]/icmp",
+		SettingAllowForwarding: "true",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range DesiredRules(s, nil) {
+		if r.Chain != ChainInput {
+			got = append(got, r.String())
+		}
+	}
+	want := []string{
+		"forward: established,related accept (replies)",
+		"forward: to 10.20.0.0/16 accept (allowed network)",
+		"forward: to 172.16.1.53/32 udp port 53 accept (allowed service)",
+		"forward: counter drop (everything else)",
+		"output: iface lo accept (loopback)",
+		"output: established,related accept (replies)",
+		"output: icmpv6 nd accept (neighbour discovery)",
+		"output: to 10.20.0.0/16 accept (allowed network)",
+		"output: to 172.16.1.53/32 udp port 53 accept (allowed service)",
+		"output: mark 0x6d616d6f to 172.31.0.1/32 tcp port 443 accept (network proof)",
+		"output: mark 0x6d616d6f to 172.31.0.53/32 udp port 53 accept (network proof)",
+		"output: mark 0x6d616d6f to fd00:31::1/128 icmp accept (network proof)",
+		"output: counter drop (everything else)",
+	}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("(-want +got)\n%s", d)
+	}
+}
+
 func TestDiff(t *testing.T) {
 	a := Item{Chain: "output", Tag: "chain output", Body: "hook 3 policy 0", Text: "type filter hook output priority 0; policy drop", IsChain: true}
 	b := Item{Chain: "output", Tag: "output: lo accept", Body: "meta;cmp;accept"}

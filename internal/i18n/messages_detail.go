@@ -90,4 +90,5 @@ var detailMessages = []Message{
 	{"detail.isolation.interface-new", "interface %s appeared after the first observation (no_new_interfaces)", "インターフェース %s が最初の観測の後に現れました (no_new_interfaces)"},
 	{"detail.isolation.forwarding", "IP forwarding is on (%s): traffic of other machines (a VM, a container) can be routed through this terminal to other tiers (set allow_forwarding if intended)", "IP フォワーディングが有効です (%s): ほかの機器 (VM、コンテナー) の通信がこの端末を経由して別の層へ転送され得ます (意図したものなら allow_forwarding を設定してください)"},
 	{"detail.isolation.forwarding-error", "cannot read IP forwarding: %s", "IP フォワーディングの設定を読めません: %s"},
+	{"detail.isolation.network-not-separating", "the network itself does not stop canary %[1]s (%[2]s past mamori's table): only this terminal's table separates the tiers (require_network_separation)", "ネットワーク自体はカナリア %[1]s を遮断していません (mamori のテーブルを通さずに %[2]s): 層を分けているのはこの端末のテーブルだけです (require_network_separation)"},
 }
