@@ -60,7 +60,7 @@ the environment over the file.
 	{"agent.err.config", "configuration problem: %v", "設定に問題があります: %v"},
 	{"agent.isolation-boot.done", "isolation: %d rules in force from the last policy (IP forwarding switched off: %t)", "分離: 前回のポリシーのルール %d 件を適用しました (IP フォワーディングの無効化: %t)"},
 	{"agent.isolation-boot.none", "isolation: no ruleset saved (monitor mode or not enrolled); nothing to do", "分離: 保存されたルールセットはありません (監視モードまたは未登録)。何もしません"},
-	{"agent.err.isolation-boot", "isolation boot failed: %v", "分離ルールセットの起動時適用に失敗しました: %v"},
+	{"agent.err.isolation-boot", "%v (nothing changed; mamori-agent puts its ruleset in place when it starts)", "%v (何も変更していません。mamori-agent が起動時にルールセットを適用します)"},
 	{"agent.enrolled", "enrolled: device %s at %s (policy version %d)", "登録しました: 端末 ID %s、サーバー %s (ポリシー版 %d)"},
 	{"agent.err.enroll", "enrolment failed: %v", "登録できませんでした: %v"},
 	{"agent.status", "service: %s", "サービス: %s"},
