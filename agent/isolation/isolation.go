@@ -13,20 +13,28 @@
 //     finding;
 //   - the network interfaces: one outside allowed_interfaces, or one that
 //     appeared after the first observation with no_new_interfaces, is a
-//     finding (a USB tethering or Wi-Fi adapter).
+//     finding (a USB tethering or Wi-Fi adapter);
+//   - IP forwarding: a terminal that routes for others (a VM or container
+//     behind it) is a way around the tier boundary, a finding unless the
+//     policy allows forwarding.
 //
 // In enforce mode it keeps an nftables table of its own, inet "mamori"
 // (netlink, no nft binary), that lets through loopback, established and
 // related traffic, IPv6 neighbour discovery, the allowed networks and
-// services and the mamori servers, and counts and drops everything else.
+// services and the mamori servers, and counts and drops everything else;
+// its forward chain drops what is routed through the terminal (or, with
+// allow_forwarding, lets it reach only the allowed networks and services),
+// and IP forwarding is switched off unless the policy allows it.
 // The table is compared with the desired one every round: a rule changed or
 // deleted by hand is reported (DEGRADED, an event) and the table replaced
 // atomically. In monitor mode, or when the policy drops the control, the
 // table is deleted. No other table is ever touched.
 //
 // The state is ENFORCED only in enforce mode, with the table present and
-// unchanged, every canary unreachable and no other finding; MONITORING in
-// monitor mode (findings as evidence); FAILED when a canary is reachable;
+// unchanged, every canary unreachable and no other finding; FAILED when a
+// canary is reachable, in either mode (a proven violation: evidence
+// "violation", which the server counts whether or not the control is
+// required); MONITORING in monitor mode otherwise (findings as evidence);
 // DEGRADED for any other finding. New findings are emitted as "finding"
 // events once, and "finding_cleared" when they go away.
 //
@@ -65,6 +73,8 @@ const (
 	KindRulesetApplied   = "ruleset_applied"   // attrs: rules
 	KindRulesetReapplied = "ruleset_reapplied" // attrs: differences
 	KindRulesetRemoved   = "ruleset_removed"
+	KindForwardingOff    = "forwarding_disabled" // attrs: was
+	KindSessionsCut      = "sessions_cut"        // attrs: count, sessions
 )
 
 // Options configures the control.
@@ -85,17 +95,26 @@ type Options struct {
 	// ResolvConf lists the nameservers the DNS check asks. Empty means
 	// /etc/resolv.conf on Linux, the system resolver on Windows.
 	ResolvConf string
+	// StateDir keeps StateFile: the ruleset in force, for Boot, and the
+	// interface baseline. Empty: nothing is kept (the baseline is taken
+	// again at each start, and nothing is enforced between boot and the
+	// agent's start).
+	StateDir string
 }
 
 // system is what differs per OS: system calls only.
 type system interface {
 	// dial connects from where the control observes and enforces (the
 	// network namespace on Linux). addr is an address literal with a port.
-	dial(ctx context.Context, network, addr string) (net.Conn, error)
+	// A non-zero mark is set on the socket (SO_MARK): the network proof.
+	dial(ctx context.Context, network, addr string, mark uint32) (net.Conn, error)
 	// routes returns the IPv4 and IPv6 routes, or errNotObserved.
 	routes() ([]Route, error)
 	// interfaces returns the names of the network interfaces.
 	interfaces() ([]string, error)
+	// listenICMP opens a socket for ICMP (v6: ICMPv6) echo, where dial
+	// would, or returns errNotObserved.
+	listenICMP(v6 bool, mark uint32) (net.PacketConn, error)
 	// classify names the outcome of a failed connect.
 	classify(err error) string
 	// firewall is nil where mamori cannot enforce.
@@ -103,6 +122,29 @@ type system interface {
 	// defaultResolvConf is where the nameservers are listed; "" means ask
 	// the system resolver instead.
 	defaultResolvConf() string
+	// forwarding reports whether the kernel forwards IPv4 and IPv6
+	// packets, or errNotObserved.
+	forwarding() (Forwarding, error)
+	// disableForwarding switches forwarding off for the families set.
+	disableForwarding(which Forwarding) error
+}
+
+// Forwarding is the kernel's IP forwarding switches.
+type Forwarding struct{ IPv4, IPv6 bool }
+
+// On is whether either family forwards.
+func (f Forwarding) On() bool { return f.IPv4 || f.IPv6 }
+
+func (f Forwarding) String() string {
+	switch {
+	case f.IPv4 && f.IPv6:
+		return "IPv4 and IPv6"
+	case f.IPv4:
+		return "IPv4"
+	case f.IPv6:
+		return "IPv6"
+	}
+	return "off"
 }
 
 // firewall drives mamori's own table.
@@ -116,6 +158,13 @@ type firewall interface {
 	live(ctx context.Context) (present bool, items []Item, dropped uint64, err error)
 	// remove deletes the table, reporting whether it existed.
 	remove(ctx context.Context) (bool, error)
+	// sessions lists the connections the kernel tracks, and the
+	// terminal's own addresses.
+	sessions(ctx context.Context) ([]Session, []netip.Addr, error)
+	// cut deletes the tracking of ss, so that their next packet is new to
+	// the ruleset and dropped; it returns how many it deleted (entries
+	// already gone do not count).
+	cut(ctx context.Context, ss []Session) (int, error)
 }
 
 // errNotObserved marks a check this OS does not do.
@@ -137,10 +186,13 @@ type Control struct {
 	resolved      map[string][]netip.AddrPort // last good resolution of Options.Servers names
 	notes         []string
 	applied       []Rule // the ruleset mamori last put in place; nil: none
+	cutPending    bool   // the table was written; forbidden sessions not yet cut
 	repaired      []string
 	baseline      map[string]bool
 	reported      map[string]string // finding key → detail, as emitted
 	lastNoNewIfcs bool
+	persistErr    error
+	diskRules     bool // StateFile holds a ruleset
 }
 
 // New returns the control.
@@ -160,6 +212,20 @@ func newControl(o Options, sys system, sysErr error) *Control {
 	}
 	if c.sysErr == nil && c.o.ResolvConf == "" {
 		c.o.ResolvConf = c.sys.defaultResolvConf()
+	}
+	// The baseline on disk: interfaces that appeared while the agent was
+	// down are compared against it, not taken into a new one.
+	st, err := loadState(o.StateDir)
+	if err != nil {
+		c.persistErr = err
+		c.log.Error("isolation state unreadable; the interface baseline is taken anew", "error", err)
+	}
+	c.diskRules = len(st.Rules) > 0
+	if len(st.Baseline) > 0 {
+		c.baseline, c.lastNoNewIfcs = map[string]bool{}, true
+		for _, n := range st.Baseline {
+			c.baseline[n] = true
+		}
 	}
 	return c
 }
@@ -192,10 +258,14 @@ func (c *Control) Apply(ctx context.Context, p *mamoriv1.ControlPolicy) error {
 	c.mu.Lock()
 	c.inPolicy, c.mode, c.settings, c.settingsErr = true, p.GetMode(), s, nil
 	c.agentServers, c.notes = servers, notes
-	if s.NoNewInterfaces != c.lastNoNewIfcs {
+	rebase := s.NoNewInterfaces != c.lastNoNewIfcs
+	if rebase {
 		c.baseline, c.lastNoNewIfcs = nil, s.NoNewInterfaces
 	}
 	c.mu.Unlock()
+	if rebase {
+		c.persist(ctx)
+	}
 
 	if p.GetMode() != mamoriv1.Mode_MODE_ENFORCE {
 		return c.removeTable(ctx, "monitor mode")
@@ -208,36 +278,114 @@ func (c *Control) Apply(ctx context.Context, p *mamoriv1.ControlPolicy) error {
 		return fmt.Errorf("enforce mode: %w here: enforce tier isolation with the OS firewall (e.g. Windows Firewall by GPO); mamori still checks canaries and DNS", errors.ErrUnsupported)
 	}
 	rules := DesiredRules(s, servers)
+	wrote, err := c.applyTable(ctx, fw, rules)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.cutPending = c.cutPending || wrote
+	pending := c.cutPending
+	c.mu.Unlock()
+	var errs []error
+	if pending {
+		if err := c.cutSessions(ctx, fw, s, servers); err != nil {
+			errs = append(errs, err)
+		} else {
+			c.mu.Lock()
+			c.cutPending = false
+			c.mu.Unlock()
+		}
+	}
+	errs = append(errs, c.enforceForwarding(ctx, s))
+	return errors.Join(errs...)
+}
+
+// cutSessions ends the tracked connections the ruleset would not have let
+// begin (SessionAllowed): the table accepts established traffic, so
+// without this a session opened before enforcement, or while the table
+// was gone, survives it. It runs whenever the table was written: on
+// entering enforce mode, at a policy change and after every repair, and
+// again each round until it succeeds.
+func (c *Control) cutSessions(ctx context.Context, fw firewall, s Settings, servers []netip.AddrPort) error {
+	all, local, err := fw.sessions(ctx)
+	if err != nil {
+		return fmt.Errorf("list tracked connections (conntrack) to cut those the policy forbids: %w", err)
+	}
+	bad := forbiddenSessions(s, servers, local, all)
+	if len(bad) == 0 {
+		return nil
+	}
+	n, err := fw.cut(ctx, bad)
+	if n > 0 {
+		c.log.WarnContext(ctx, "isolation: connections the policy forbids were cut", "count", n, "sessions", describeSessions(bad, 8))
+		c.emit(ctx, KindSessionsCut, map[string]string{"count": strconv.Itoa(n), "sessions": clipN(describeSessions(bad, 32), 4000)})
+	}
+	if err != nil {
+		return fmt.Errorf("cut %d tracked connections the policy forbids: %w", len(bad)-n, err)
+	}
+	return nil
+}
+
+// applyTable puts rules in place: at once when they are new, or when the
+// live table drifted from them. It reports whether it wrote the table.
+func (c *Control) applyTable(ctx context.Context, fw firewall, rules []Rule) (bool, error) {
 	c.mu.Lock()
 	applied := c.applied
 	c.mu.Unlock()
 	if applied != nil && slices.Equal(applied, rules) {
 		present, got, _, err := fw.live(ctx)
 		if err != nil {
-			return fmt.Errorf("read table inet %s: %w", TableName, err)
+			return false, fmt.Errorf("read table inet %s: %w", TableName, err)
 		}
 		diffs := tableDiff(present, fw.items(rules), got)
 		if len(diffs) == 0 {
-			return nil
+			return false, nil
 		}
 		if err := fw.apply(ctx, rules); err != nil {
-			return fmt.Errorf("re-apply table inet %s after it was altered (%s): %w", TableName, strings.Join(diffs, "; "), err)
+			return false, fmt.Errorf("re-apply table inet %s after it was altered (%s): %w", TableName, strings.Join(diffs, "; "), err)
 		}
 		c.mu.Lock()
 		c.repaired = diffs
 		c.mu.Unlock()
 		c.log.WarnContext(ctx, "isolation ruleset was altered outside mamori; re-applied", "differences", diffs)
 		c.emit(ctx, KindRulesetReapplied, map[string]string{"differences": clipN(strings.Join(diffs, "; "), 4000)})
-		return nil
+		return true, nil
 	}
 	if err := fw.apply(ctx, rules); err != nil {
-		return fmt.Errorf("apply table inet %s: %w (needs root, or CAP_NET_ADMIN, and nf_tables in the kernel)", TableName, err)
+		return false, fmt.Errorf("apply table inet %s: %w (needs root, or CAP_NET_ADMIN, and nf_tables in the kernel)", TableName, err)
 	}
 	c.mu.Lock()
 	c.applied = rules
 	c.mu.Unlock()
+	c.persist(ctx)
 	c.log.InfoContext(ctx, "isolation ruleset applied", "rules", len(rules))
 	c.emit(ctx, KindRulesetApplied, map[string]string{"rules": strconv.Itoa(len(rules))})
+	return true, nil
+}
+
+// enforceForwarding switches IP forwarding off unless the policy allows
+// it. The forward chain drops forwarded packets anyway; this closes the
+// path for a moment the table is gone too. Leaving enforce mode does not
+// switch it back on.
+func (c *Control) enforceForwarding(ctx context.Context, s Settings) error {
+	if s.AllowForwarding {
+		return nil
+	}
+	fwd, err := c.sys.forwarding()
+	if errors.Is(err, errNotObserved) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read IP forwarding: %w", err)
+	}
+	if !fwd.On() {
+		return nil
+	}
+	if err := c.sys.disableForwarding(fwd); err != nil {
+		return fmt.Errorf("switch IP forwarding (%s) off: %w", fwd, err)
+	}
+	c.log.WarnContext(ctx, "IP forwarding was on; switched off (the policy does not allow forwarding)", "was", fwd.String())
+	c.emit(ctx, KindForwardingOff, map[string]string{"was": fwd.String()})
 	return nil
 }
 
@@ -250,8 +398,12 @@ func tableDiff(present bool, want, got []Item) []string {
 
 func (c *Control) removeTable(ctx context.Context, why string) error {
 	c.mu.Lock()
-	c.applied, c.repaired = nil, nil
+	stale := c.applied != nil || c.diskRules
+	c.applied, c.repaired, c.cutPending = nil, nil, false
 	c.mu.Unlock()
+	if stale {
+		c.persist(ctx) // no ruleset for the next boot
+	}
 	fw := c.sys.firewall()
 	if fw == nil {
 		return nil
@@ -326,7 +478,12 @@ func (c *Control) Status(ctx context.Context) (*mamoriv1.ControlStatus, error) {
 		return st, nil
 	}
 	obs := c.observe(ctx, mode, s, servers)
-	obs.Notes = notes
+	obs.Notes = append(notes, obs.Notes...) // observe's own (nameservers) were overwritten before
+	c.mu.Lock()
+	if c.persistErr != nil {
+		obs.Notes = append(obs.Notes, "state "+StateFile+": "+c.persistErr.Error())
+	}
+	c.mu.Unlock()
 	if mode == mamoriv1.Mode_MODE_ENFORCE {
 		obs.Ruleset = c.observeRuleset(ctx, s, servers, applied)
 		obs.Ruleset.Repaired = repaired
@@ -343,9 +500,11 @@ func (c *Control) observe(ctx context.Context, mode mamoriv1.Mode, s Settings, s
 	obs := Observation{Mode: mode, Settings: s, AgentServers: servers}
 	obs.Routes, obs.RoutesErr = c.sys.routes()
 	obs.Interfaces, obs.InterfacesErr = c.sys.interfaces()
+	obs.Forwarding, obs.ForwardingErr = c.sys.forwarding()
 	if obs.InterfacesErr == nil && s.NoNewInterfaces {
 		c.mu.Lock()
-		if c.baseline == nil {
+		fresh := c.baseline == nil
+		if fresh {
 			c.baseline = map[string]bool{}
 			for _, n := range obs.Interfaces {
 				c.baseline[n] = true
@@ -357,6 +516,9 @@ func (c *Control) observe(ctx context.Context, mode mamoriv1.Mode, s Settings, s
 			}
 		}
 		c.mu.Unlock()
+		if fresh {
+			c.persist(ctx)
+		}
 	}
 	res := resolver{sys: c.sys, timeout: s.ConnectTimeout, system: c.o.ResolvConf == ""}
 	if !res.system {
@@ -375,7 +537,22 @@ func (c *Control) observe(ctx context.Context, mode mamoriv1.Mode, s Settings, s
 			obs.DNS = &r
 		})
 	}
-	obs.Canaries = probeCanaries(ctx, c.sys, res, s.Canaries, s.ConnectTimeout)
+	if mode == mamoriv1.Mode_MODE_ENFORCE && c.sys.firewall() != nil {
+		// The network proof, beside the terminal's: the same canaries
+		// (those given as addresses: the table can only let addresses
+		// through), probed with ProbeMark past mamori's own table.
+		var byAddr []Target
+		for _, t := range s.Canaries {
+			if t.Addr.IsValid() {
+				byAddr = append(byAddr, t)
+			}
+		}
+		obs.NetworkProof = []CanaryResult{}
+		if len(byAddr) > 0 {
+			wg.Go(func() { obs.NetworkProof = probeCanaries(ctx, c.sys, res, byAddr, s.ConnectTimeout, ProbeMark) })
+		}
+	}
+	obs.Canaries = probeCanaries(ctx, c.sys, res, s.Canaries, s.ConnectTimeout, 0)
 	wg.Wait()
 	return obs
 }
@@ -393,7 +570,7 @@ func (c *Control) observeRuleset(ctx context.Context, s Settings, servers []neti
 		ro.Err = err
 		return ro
 	}
-	ro.Present, ro.Rules, ro.Dropped = present, len(got), dropped
+	ro.Present, ro.Rules, ro.Dropped = present, CountRules(got), dropped
 	ro.Diffs = tableDiff(present, fw.items(rules), got)
 	if applied == nil && present {
 		// Apply failed or has not run: a table is there but not ours to
@@ -418,7 +595,7 @@ func (c *Control) report(ctx context.Context, fs []Finding) {
 		if len(now) >= maxFindingEvents {
 			break
 		}
-		if c.emit(ctx, KindFinding, map[string]string{"finding": f.Key, "detail": clipN(f.Detail, 4000)}) {
+		if c.emit(ctx, KindFinding, map[string]string{"finding": f.Key, "detail": clipN(f.Detail, 4000), "severity": f.Severity.String()}) {
 			now[f.Key] = f.Detail
 		}
 	}
@@ -457,10 +634,16 @@ type Observation struct {
 	Interfaces    []string
 	InterfacesErr error
 	NewInterfaces []string
+	Forwarding    Forwarding
+	ForwardingErr error
 	Canaries      []CanaryResult
-	DNS           *DNSResult // nil: no forbidden name set
-	Ruleset       *RulesetObservation
-	Notes         []string
+	// NetworkProof is the address canaries probed past mamori's table
+	// (enforce mode; nil otherwise): whether the network itself stops
+	// them.
+	NetworkProof []CanaryResult
+	DNS          *DNSResult // nil: no forbidden name set
+	Ruleset      *RulesetObservation
+	Notes        []string
 }
 
 // RulesetObservation is the state of mamori's table in enforce mode.
@@ -482,6 +665,13 @@ const (
 	// Violation: another tier is reachable.
 	Violation
 )
+
+func (s Severity) String() string {
+	if s == Violation {
+		return "violation"
+	}
+	return "degraded"
+}
 
 // Finding is one thing wrong. Key is stable across rounds. Detail is the
 // English sentence, Message the same as a message of the shared catalogue.
@@ -527,12 +717,25 @@ func Findings(o Observation) []Finding {
 	if len(o.Settings.Canaries) == 0 {
 		fs = append(fs, finding("canaries none", Degraded, "detail.isolation.no-canaries"))
 	}
+	if o.Settings.RequireNetworkSeparation {
+		for _, cr := range o.NetworkProof {
+			if outcomeRank(cr.Outcome) >= outcomeRank(OutcomeRefused) {
+				fs = append(fs, finding("network "+cr.Target.String(), Degraded, "detail.isolation.network-not-separating", cr.Target.String(), cr.Outcome))
+			}
+		}
+	}
 	if o.DNS != nil && len(o.DNS.Addrs) > 0 {
 		fs = append(fs, finding("dns "+o.Settings.ForbiddenDNSName, Degraded, "detail.isolation.dns",
 			o.Settings.ForbiddenDNSName, joinAddrs(o.DNS.Addrs, 4), serverName(o.DNS.Server)))
 	}
 	fs = append(fs, routeFindings(o)...)
 	fs = append(fs, interfaceFindings(o)...)
+	switch {
+	case o.ForwardingErr != nil && !errors.Is(o.ForwardingErr, errNotObserved):
+		fs = append(fs, finding("forwarding error", Degraded, "detail.isolation.forwarding-error", o.ForwardingErr.Error()))
+	case o.ForwardingErr == nil && o.Forwarding.On() && !o.Settings.AllowForwarding:
+		fs = append(fs, finding("forwarding", Degraded, "detail.isolation.forwarding", o.Forwarding.String()))
+	}
 	if rs := o.Ruleset; rs != nil {
 		switch {
 		case rs.Err != nil:
@@ -675,7 +878,7 @@ func Decide(o Observation, fs []Finding) (mamoriv1.ControlState, control.Detail)
 	}
 	count, list := strconv.Itoa(len(fs)), clipN(strings.Join(msgs, "; "), 960)
 	unreachable, canaries := canarySummary(o)
-	if o.Mode != mamoriv1.Mode_MODE_ENFORCE {
+	if o.Mode != mamoriv1.Mode_MODE_ENFORCE && (len(fs) == 0 || fs[0].Severity != Violation) {
 		if len(fs) == 0 {
 			return mamoriv1.ControlState_CONTROL_STATE_MONITORING, control.D("detail.isolation.monitoring-clean", unreachable, canaries)
 		}
@@ -734,6 +937,9 @@ func evidence(o Observation, fs []Finding) map[string]string {
 	for _, cr := range o.Canaries {
 		ev["canary "+cr.Target.String()] = clipN(cr.Outcome+": "+cr.Detail, 4000)
 	}
+	if k, v := networkProofEvidence(o); k != "" {
+		ev[k] = clipN(v, 4000)
+	}
 
 	if o.DNS != nil {
 		k := "dns " + o.Settings.ForbiddenDNSName
@@ -781,6 +987,17 @@ func evidence(o Observation, fs []Finding) map[string]string {
 			ev["interfaces.unexpected"] = clipN(orNone(slices.Compact(un)), 4000)
 		}
 	}
+	switch {
+	case errors.Is(o.ForwardingErr, errNotObserved):
+	case o.ForwardingErr != nil:
+		ev["forwarding"] = clipN("error: "+o.ForwardingErr.Error(), 4000)
+	case o.Forwarding.On() && o.Settings.AllowForwarding:
+		ev["forwarding"] = "on (" + o.Forwarding.String() + "), allowed by the policy; forwarded traffic limited to the allowed networks and services in enforce mode"
+	case o.Forwarding.On():
+		ev["forwarding"] = "on (" + o.Forwarding.String() + ")"
+	default:
+		ev["forwarding"] = "off"
+	}
 	if rs := o.Ruleset; rs != nil {
 		switch {
 		case rs.Err != nil:
@@ -804,7 +1021,46 @@ func evidence(o Observation, fs []Finding) map[string]string {
 	if len(o.Notes) > 0 {
 		ev["notes"] = clipN(strings.Join(o.Notes, "; "), 4000)
 	}
+	var violations []string
+	for _, f := range fs {
+		if f.Severity == Violation {
+			violations = append(violations, f.Detail)
+		}
+	}
+	if len(violations) > 0 {
+		ev[policy.EvidenceViolation] = clipN(strings.Join(violations, "; "), 4000)
+	}
 	return ev
+}
+
+// networkProofEvidence says whether the network itself separates the
+// tiers, as far as the canaries show.
+func networkProofEvidence(o Observation) (string, string) {
+	const key = "network_proof"
+	switch {
+	case len(o.Settings.Canaries) == 0:
+		return "", ""
+	case o.Mode != mamoriv1.Mode_MODE_ENFORCE:
+		return key, "monitor mode: no table of mamori's, so the canaries above measure the network itself"
+	case o.NetworkProof == nil:
+		return key, "not measured on this system"
+	case len(o.NetworkProof) == 0:
+		return key, "not measured: the canaries are DNS names; give address canaries to measure the network past mamori's table"
+	}
+	var through, stopped []string
+	for _, cr := range o.NetworkProof {
+		s := cr.Target.String() + " " + cr.Outcome
+		if outcomeRank(cr.Outcome) >= outcomeRank(OutcomeRefused) {
+			through = append(through, s)
+		} else {
+			stopped = append(stopped, s)
+		}
+	}
+	if len(through) > 0 {
+		return key, fmt.Sprintf("the network does NOT separate the tiers: past mamori's table %s (only this terminal's table stops them); stopped by the network: %s",
+			strings.Join(through, ", "), orNone(stopped))
+	}
+	return key, fmt.Sprintf("the network separates the tiers: %d of %d canaries stopped past mamori's table (%s)", len(stopped), len(o.NetworkProof), strings.Join(stopped, ", "))
 }
 
 func serverName(ap netip.AddrPort) string {

@@ -14,11 +14,14 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"syscall"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
 	"github.com/google/nftables/userdata"
+	"github.com/mdlayher/netlink"
+	"github.com/ti-mo/conntrack"
 	"golang.org/x/sys/unix"
 )
 
@@ -115,17 +118,53 @@ func (s *linuxSystem) interfaces() ([]string, error) {
 	return names, err
 }
 
-func (s *linuxSystem) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+func (s *linuxSystem) dial(ctx context.Context, network, addr string, mark uint32) (net.Conn, error) {
 	var c net.Conn
 	err := s.in(func() error {
 		// An address literal: the dialer resolves nothing and opens the
 		// socket on this thread, inside the namespace.
 		var d net.Dialer
+		if mark != 0 {
+			d.Control = func(_, _ string, raw syscall.RawConn) error { return setMark(raw, mark) }
+		}
 		var err error
 		c, err = d.DialContext(ctx, network, addr)
 		return err
 	})
 	return c, err
+}
+
+// listenICMP opens a raw ICMP socket (root, or CAP_NET_RAW) on a thread
+// inside the namespace: the socket stays in it.
+func (s *linuxSystem) listenICMP(v6 bool, mark uint32) (net.PacketConn, error) {
+	var pc net.PacketConn
+	err := s.in(func() error {
+		var lc net.ListenConfig
+		if mark != 0 {
+			lc.Control = func(_, _ string, raw syscall.RawConn) error { return setMark(raw, mark) }
+		}
+		var err error
+		// A raw IPv4 socket's reads come without the IP header (the net
+		// package strips it), as ICMP parsing wants.
+		if v6 {
+			pc, err = lc.ListenPacket(context.Background(), "ip6:ipv6-icmp", "::")
+		} else {
+			pc, err = lc.ListenPacket(context.Background(), "ip4:icmp", "0.0.0.0")
+		}
+		return err
+	})
+	return pc, err
+}
+
+// setMark sets SO_MARK (needs CAP_NET_ADMIN).
+func setMark(raw syscall.RawConn, mark uint32) error {
+	var serr error
+	if err := raw.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MARK, int(mark))
+	}); err != nil {
+		return err
+	}
+	return serr
 }
 
 func (s *linuxSystem) classify(err error) string {
@@ -143,6 +182,47 @@ func (s *linuxSystem) classify(err error) string {
 }
 
 func (s *linuxSystem) firewall() firewall { return s.fw }
+
+// Where the kernel keeps the forwarding switches (per network namespace:
+// read and written from a thread inside it).
+const (
+	sysctlIPv4Forward = "sys/net/ipv4/ip_forward"
+	sysctlIPv6Forward = "sys/net/ipv6/conf/all/forwarding"
+)
+
+func (s *linuxSystem) forwarding() (Forwarding, error) {
+	var fw Forwarding
+	err := s.in(func() error {
+		for _, x := range []struct {
+			name string
+			on   *bool
+		}{{sysctlIPv4Forward, &fw.IPv4}, {sysctlIPv6Forward, &fw.IPv6}} {
+			b, err := os.ReadFile(filepath.Join(s.proc, x.name))
+			if errors.Is(err, fs.ErrNotExist) && x.name == sysctlIPv6Forward {
+				continue // IPv6 disabled
+			}
+			if err != nil {
+				return fmt.Errorf("read %s: %w", x.name, err)
+			}
+			*x.on = strings.TrimSpace(string(b)) != "0"
+		}
+		return nil
+	})
+	return fw, err
+}
+
+func (s *linuxSystem) disableForwarding(which Forwarding) error {
+	return s.in(func() error {
+		var errs []error
+		if which.IPv4 {
+			errs = append(errs, os.WriteFile(filepath.Join(s.proc, sysctlIPv4Forward), []byte("0\n"), 0o644))
+		}
+		if which.IPv6 {
+			errs = append(errs, os.WriteFile(filepath.Join(s.proc, sysctlIPv6Forward), []byte("0\n"), 0o644))
+		}
+		return errors.Join(errs...)
+	})
+}
 
 func (s *linuxSystem) defaultResolvConf() string { return "/etc/resolv.conf" }
 
@@ -167,8 +247,11 @@ func (f *nftFirewall) conn() (*nftables.Conn, error) {
 func chainOf(name string) *nftables.Chain {
 	drop := nftables.ChainPolicyDrop
 	hook := nftables.ChainHookInput
-	if name == ChainOutput {
+	switch name {
+	case ChainOutput:
 		hook = nftables.ChainHookOutput
+	case ChainForward:
+		hook = nftables.ChainHookForward
 	}
 	return &nftables.Chain{Name: name, Table: table, Type: nftables.ChainTypeFilter,
 		Hooknum: hook, Priority: nftables.ChainPriorityFilter, Policy: &drop}
@@ -186,7 +269,7 @@ func (f *nftFirewall) apply(ctx context.Context, rules []Rule) error {
 	c.DelTable(table)
 	c.AddTable(table)
 	chains := map[string]*nftables.Chain{}
-	for _, name := range []string{ChainInput, ChainOutput} {
+	for _, name := range Chains {
 		chains[name] = c.AddChain(chainOf(name))
 	}
 	for _, r := range rules {
@@ -198,11 +281,12 @@ func (f *nftFirewall) apply(ctx context.Context, rules []Rule) error {
 
 func (f *nftFirewall) items(rules []Rule) []Item {
 	var out []Item
-	for _, name := range []string{ChainInput, ChainOutput} {
+	for _, name := range Chains {
 		out = append(out, chainItem(chainOf(name)))
 		for _, r := range rules {
 			if r.Chain == name {
-				out = append(out, Item{Chain: name, Tag: r.String(), Body: canon(encode(r))})
+				es := encode(r)
+				out = append(out, Item{Chain: name, Tag: r.String(), Body: canon(es), Text: nftText(es)})
 			}
 		}
 	}
@@ -211,16 +295,40 @@ func (f *nftFirewall) items(rules []Rule) []Item {
 
 func chainItem(ch *nftables.Chain) Item {
 	body := fmt.Sprintf("type %s", ch.Type)
+	text := body
 	if ch.Hooknum != nil {
 		body += fmt.Sprintf(" hook %d", *ch.Hooknum)
+		text += " hook " + hookName(*ch.Hooknum)
 	}
 	if ch.Priority != nil {
 		body += fmt.Sprintf(" priority %d", *ch.Priority)
+		text += fmt.Sprintf(" priority %d", *ch.Priority)
 	}
 	if ch.Policy != nil {
 		body += fmt.Sprintf(" policy %d", *ch.Policy)
+		if *ch.Policy == nftables.ChainPolicyDrop {
+			text += "; policy drop"
+		} else {
+			text += "; policy accept"
+		}
 	}
-	return Item{Chain: ch.Name, Tag: "chain " + ch.Name, Body: body}
+	return Item{Chain: ch.Name, Tag: "chain " + ch.Name, Body: body, Text: text, IsChain: true}
+}
+
+func hookName(h nftables.ChainHook) string {
+	switch h {
+	case *nftables.ChainHookPrerouting:
+		return "prerouting"
+	case *nftables.ChainHookInput:
+		return "input"
+	case *nftables.ChainHookForward:
+		return "forward"
+	case *nftables.ChainHookOutput:
+		return "output"
+	case *nftables.ChainHookPostrouting:
+		return "postrouting"
+	}
+	return fmt.Sprint(uint32(h))
 }
 
 func (f *nftFirewall) live(ctx context.Context) (bool, []Item, uint64, error) {
@@ -250,7 +358,7 @@ func (f *nftFirewall) live(ctx context.Context) (bool, []Item, uint64, error) {
 		}
 		for _, r := range rs {
 			tag, _ := userdata.GetString(r.UserData, userdata.TypeComment)
-			items = append(items, Item{Chain: ch.Name, Tag: tag, Body: canon(r.Exprs)})
+			items = append(items, Item{Chain: ch.Name, Tag: tag, Body: canon(r.Exprs), Text: nftText(r.Exprs)})
 			for _, e := range r.Exprs {
 				if ctr, ok := e.(*expr.Counter); ok {
 					dropped += ctr.Packets
@@ -306,6 +414,9 @@ func canon(es []expr.Any) string {
 func encode(r Rule) []expr.Any {
 	var es []expr.Any
 	cmp := func(data []byte) *expr.Cmp { return &expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: data} }
+	if r.Mark != 0 {
+		es = append(es, &expr.Meta{Key: expr.MetaKeyMARK, Register: 1}, cmp(binaryutil.NativeEndian.PutUint32(r.Mark)))
+	}
 	switch {
 	case r.Iface != "":
 		key := expr.MetaKeyOIFNAME
@@ -341,6 +452,13 @@ func encode(r Rule) []expr.Any {
 				&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
 				cmp(binaryutil.BigEndian.PutUint16(r.Port)))
 		}
+	}
+	if r.Proto == "icmp" {
+		proto := byte(unix.IPPROTO_ICMP)
+		if r.Net.Addr().Is6() {
+			proto = unix.IPPROTO_ICMPV6
+		}
+		es = append(es, &expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1}, cmp([]byte{proto}))
 	}
 	if r.Drop {
 		return append(es, &expr.Counter{}, &expr.Verdict{Kind: expr.VerdictDrop})
@@ -378,4 +496,77 @@ func ifname(n string) []byte {
 	b := make([]byte, unix.IFNAMSIZ)
 	copy(b, n)
 	return b
+}
+
+// ctConn opens a conntrack netlink connection in the namespace.
+func (f *nftFirewall) ctConn() (*conntrack.Conn, error) {
+	cfg := &netlink.Config{}
+	if f.sys.netns != "" {
+		fd, err := unix.Open(f.sys.netns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return nil, fmt.Errorf("open network namespace %s: %w", f.sys.netns, err)
+		}
+		defer unix.Close(fd)
+		cfg.NetNS = fd
+	}
+	return conntrack.Dial(cfg)
+}
+
+func (f *nftFirewall) sessions(ctx context.Context) ([]Session, []netip.Addr, error) {
+	var local []netip.Addr
+	err := f.sys.in(func() error {
+		as, err := net.InterfaceAddrs()
+		for _, a := range as {
+			if p, perr := netip.ParsePrefix(a.String()); perr == nil {
+				local = append(local, p.Addr().Unmap())
+			}
+		}
+		return err
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("list the terminal's addresses: %w", err)
+	}
+	c, err := f.ctConn()
+	if err != nil {
+		return nil, nil, err
+	}
+	defer c.Close()
+	flows, err := c.Dump(nil)
+	if err != nil {
+		return nil, nil, fmt.Errorf("dump conntrack: %w", err)
+	}
+	out := make([]Session, 0, len(flows))
+	for _, fl := range flows {
+		o := fl.TupleOrig
+		out = append(out, Session{Proto: o.Proto.Protocol,
+			Src:    netip.AddrPortFrom(o.IP.SourceAddress, o.Proto.SourcePort),
+			Dst:    netip.AddrPortFrom(o.IP.DestinationAddress, o.Proto.DestinationPort),
+			handle: conntrack.Flow{TupleOrig: fl.TupleOrig, TupleReply: fl.TupleReply, Zone: fl.Zone}})
+	}
+	return out, local, nil
+}
+
+func (f *nftFirewall) cut(ctx context.Context, ss []Session) (int, error) {
+	c, err := f.ctConn()
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	n := 0
+	var errs []error
+	for _, x := range ss {
+		fl, ok := x.handle.(conntrack.Flow)
+		if !ok {
+			continue
+		}
+		switch err := c.Delete(fl); {
+		case err == nil:
+			n++
+		case errors.Is(err, unix.ENOENT):
+			// Ended on its own meanwhile.
+		default:
+			errs = append(errs, fmt.Errorf("%s: %w", x, err))
+		}
+	}
+	return n, errors.Join(errs...)
 }

@@ -3,9 +3,11 @@ package isolation
 import (
 	"context"
 	"errors"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -14,6 +16,8 @@ import (
 	"golang.org/x/net/dns/dnsmessage"
 
 	"github.com/mamori-dev/mamori/agent/control/controltest"
+	"github.com/mamori-dev/mamori/internal/i18n"
+	"github.com/mamori-dev/mamori/internal/policy"
 	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
 )
 
@@ -25,6 +29,7 @@ type fakeSystem struct {
 	reach  map[string]error // dial result per address; absent: time-out
 	fw     *fakeFirewall
 	noFire bool
+	fwd    Forwarding
 }
 
 var errRefused = errors.New("connection refused")
@@ -35,7 +40,7 @@ func (timeoutErr) Error() string   { return "i/o timeout" }
 func (timeoutErr) Timeout() bool   { return true }
 func (timeoutErr) Temporary() bool { return true }
 
-func (f *fakeSystem) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+func (f *fakeSystem) dial(ctx context.Context, network, addr string, mark uint32) (net.Conn, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	err, ok := f.reach[addr]
@@ -50,7 +55,8 @@ func (f *fakeSystem) dial(ctx context.Context, network, addr string) (net.Conn, 
 	return a, nil
 }
 
-func (f *fakeSystem) routes() ([]Route, error) { f.mu.Lock(); defer f.mu.Unlock(); return f.rts, nil }
+func (f *fakeSystem) listenICMP(bool, uint32) (net.PacketConn, error) { return nil, errNotObserved }
+func (f *fakeSystem) routes() ([]Route, error)                        { f.mu.Lock(); defer f.mu.Unlock(); return f.rts, nil }
 func (f *fakeSystem) interfaces() ([]string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -69,6 +75,18 @@ func (f *fakeSystem) firewall() firewall {
 	return f.fw
 }
 func (f *fakeSystem) defaultResolvConf() string { return os.DevNull }
+func (f *fakeSystem) forwarding() (Forwarding, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.fwd, nil
+}
+func (f *fakeSystem) disableForwarding(which Forwarding) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.fwd.IPv4 = f.fwd.IPv4 && !which.IPv4
+	f.fwd.IPv6 = f.fwd.IPv6 && !which.IPv6
+	return nil
+}
 
 func (f *fakeSystem) setReach(addr string, err error) {
 	f.mu.Lock()
@@ -81,6 +99,8 @@ type fakeFirewall struct {
 	mu      sync.Mutex
 	table   []Item // nil: absent
 	applies int
+	tracked []Session
+	local   []netip.Addr
 }
 
 func (f *fakeFirewall) items(rules []Rule) []Item {
@@ -101,6 +121,23 @@ func (f *fakeFirewall) live(ctx context.Context) (bool, []Item, uint64, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.table != nil, append([]Item(nil), f.table...), 7, nil
+}
+func (f *fakeFirewall) sessions(ctx context.Context) ([]Session, []netip.Addr, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.tracked), f.local, nil
+}
+func (f *fakeFirewall) cut(ctx context.Context, ss []Session) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for _, x := range ss {
+		if i := slices.IndexFunc(f.tracked, func(y Session) bool { return y.String() == x.String() }); i >= 0 {
+			f.tracked = slices.Delete(f.tracked, i, i+1)
+			n++
+		}
+	}
+	return n, nil
 }
 func (f *fakeFirewall) remove(ctx context.Context) (bool, error) {
 	f.mu.Lock()
@@ -155,13 +192,23 @@ func TestControlFlow(t *testing.T) {
 	}
 	want(mustStatus(t, c), mamoriv1.ControlState_CONTROL_STATE_NOT_APPLICABLE, "does not name")
 
-	// Monitor, a canary reachable: MONITORING, one event, no repeat.
+	// Monitor, a canary reachable: FAILED all the same (a proven
+	// violation, marked for the server), one event, no repeat.
 	sys.setReach("172.31.0.1:443", nil)
 	if err := c.Apply(ctx, pol(mamoriv1.Mode_MODE_MONITOR, testSettings)); err != nil {
 		t.Fatal(err)
 	}
 	st := mustStatus(t, c)
-	want(st, mamoriv1.ControlState_CONTROL_STATE_MONITORING, "canary 172.31.0.1:443 is reachable")
+	want(st, mamoriv1.ControlState_CONTROL_STATE_FAILED, "this terminal can reach 172.31.0.1:443")
+	if v := st.Evidence[policy.EvidenceViolation]; !strings.HasPrefix(v, "this terminal can reach 172.31.0.1:443") {
+		t.Errorf("monitor: evidence %s = %q", policy.EvidenceViolation, v)
+	}
+	// The device page renders the detail through i18n.StatusDetail.
+	for lang, w := range map[i18n.Lang]string{i18n.English: "this terminal can reach 172.31.0.1:443", i18n.Japanese: "この端末は別のネットワーク層のカナリア 172.31.0.1:443 に到達できます"} {
+		if got := i18n.StatusDetail(i18n.NewPrinter(lang), st.Detail, st.DetailId, st.DetailArgs, st.DetailParts); !strings.Contains(got, w) {
+			t.Errorf("device page (%v): %q, want %q", lang, got, w)
+		}
+	}
 	if st.Evidence["canary 172.31.0.2:80"] != "timeout: no answer within 2s" || !strings.HasPrefix(st.Evidence["canary 172.31.0.1:443"], "reachable") {
 		t.Errorf("evidence %v", st.Evidence)
 	}
@@ -181,14 +228,14 @@ func TestControlFlow(t *testing.T) {
 	if err := c.Apply(ctx, pol(mamoriv1.Mode_MODE_ENFORCE, testSettings)); err != nil {
 		t.Fatal(err)
 	}
-	want(mustStatus(t, c), mamoriv1.ControlState_CONTROL_STATE_FAILED, "172.31.0.1:443 is reachable")
+	want(mustStatus(t, c), mamoriv1.ControlState_CONTROL_STATE_FAILED, "this terminal can reach 172.31.0.1:443")
 	// Refused: packets get out; DEGRADED, not ENFORCED.
 	sys.setReach("172.31.0.1:443", errRefused)
 	want(mustStatus(t, c), mamoriv1.ControlState_CONTROL_STATE_DEGRADED, "refused the connection")
 	delete(sys.reach, "172.31.0.1:443")
 	st = mustStatus(t, c)
 	want(st, mamoriv1.ControlState_CONTROL_STATE_ENFORCED, "2 of 2 canaries unreachable")
-	if st.Evidence["ruleset"] != "present, unchanged, 11 rules" || st.Evidence["ruleset.dropped_packets"] != "7" {
+	if st.Evidence["ruleset"] != "present, unchanged, 14 rules" || st.Evidence["ruleset.dropped_packets"] != "7" {
 		t.Errorf("evidence %v", st.Evidence)
 	}
 	if ev := em.Events(); len(kindsOf(ev, KindRulesetApplied)) != 1 || len(kindsOf(ev, KindFindingCleared)) != 1 {
@@ -349,8 +396,12 @@ func TestFindingsAndDecide(t *testing.T) {
 		{"monitor canary reachable", func(o *Observation) {
 			o.Mode, o.Ruleset = mamoriv1.Mode_MODE_MONITOR, nil
 			o.Canaries[0].Outcome = OutcomeReachable
-		}, mamoriv1.ControlState_CONTROL_STATE_MONITORING, "is reachable"},
-		{"canary reachable", func(o *Observation) { o.Canaries[0].Outcome = OutcomeReachable }, mamoriv1.ControlState_CONTROL_STATE_FAILED, "can reach another tier"},
+		}, mamoriv1.ControlState_CONTROL_STATE_FAILED, "this terminal can reach 172.31.0.1:443"},
+		{"monitor canary refused", func(o *Observation) {
+			o.Mode, o.Ruleset = mamoriv1.Mode_MODE_MONITOR, nil
+			o.Canaries[0].Outcome = OutcomeRefused
+		}, mamoriv1.ControlState_CONTROL_STATE_MONITORING, "refused"},
+		{"canary reachable", func(o *Observation) { o.Canaries[0].Outcome = OutcomeReachable }, mamoriv1.ControlState_CONTROL_STATE_FAILED, "this terminal can reach 172.31.0.1:443, a canary in another tier"},
 		{"canary refused", func(o *Observation) { o.Canaries[0].Outcome = OutcomeRefused }, mamoriv1.ControlState_CONTROL_STATE_DEGRADED, "refused"},
 		{"canary error", func(o *Observation) { o.Canaries[0].Outcome = OutcomeError }, mamoriv1.ControlState_CONTROL_STATE_DEGRADED, "could not be checked"},
 		{"canary blocked", func(o *Observation) { o.Canaries[0].Outcome = OutcomeBlocked }, mamoriv1.ControlState_CONTROL_STATE_ENFORCED, ""},
@@ -384,7 +435,7 @@ func TestFindingsAndDecide(t *testing.T) {
 		{"violation first", func(o *Observation) {
 			o.Routes = []Route{dflt("")}
 			o.Canaries[0].Outcome = OutcomeReachable
-		}, mamoriv1.ControlState_CONTROL_STATE_FAILED, "canary 172.31.0.1:443 is reachable"},
+		}, mamoriv1.ControlState_CONTROL_STATE_FAILED, "this terminal can reach 172.31.0.1:443"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -395,7 +446,7 @@ func TestFindingsAndDecide(t *testing.T) {
 			if st != tt.state || !strings.Contains(detail, tt.detail) {
 				t.Errorf("got %v %q, want %v containing %q", st, detail, tt.state, tt.detail)
 			}
-			if tt.name == "violation first" && (d.ID != "detail.problems" || !strings.HasPrefix(d.Args[1], "canary")) {
+			if tt.name == "violation first" && (d.ID != "detail.problems" || !strings.HasPrefix(d.Args[1], "this terminal can reach")) {
 				t.Errorf("the violation is not named first: %q", detail)
 			}
 			// A list of findings carries each as its own message, in order.
@@ -505,4 +556,75 @@ func kindsOf(evs []controltest.Event, kind string) []controltest.Event {
 		}
 	}
 	return out
+}
+
+func TestControlForwarding(t *testing.T) {
+	sys := newFake()
+	sys.fwd = Forwarding{IPv4: true, IPv6: true}
+	em := &controltest.Emitter{}
+	c := newControl(Options{Emitter: em, Servers: []string{"10.20.9.1:7443"}}, sys, nil)
+	ctx := t.Context()
+	if err := c.Apply(ctx, pol(mamoriv1.Mode_MODE_MONITOR, testSettings)); err != nil {
+		t.Fatal(err)
+	}
+	st := mustStatus(t, c)
+	if !strings.Contains(st.Detail, "IP forwarding is on (IPv4 and IPv6)") || st.Evidence["forwarding"] != "on (IPv4 and IPv6)" {
+		t.Errorf("monitor: %q %v", st.Detail, st.Evidence["forwarding"])
+	}
+	if sys.fwd != (Forwarding{IPv4: true, IPv6: true}) {
+		t.Errorf("monitor mode changed forwarding: %+v", sys.fwd)
+	}
+	if err := c.Apply(ctx, pol(mamoriv1.Mode_MODE_ENFORCE, testSettings)); err != nil {
+		t.Fatal(err)
+	}
+	if sys.fwd.On() {
+		t.Errorf("enforce left forwarding on: %+v", sys.fwd)
+	}
+	if off := kindsOf(em.Events(), KindForwardingOff); len(off) != 1 || off[0].Attrs["was"] != "IPv4 and IPv6" {
+		t.Errorf("forwarding_disabled events %v", off)
+	}
+	if st := mustStatus(t, c); st.State != mamoriv1.ControlState_CONTROL_STATE_ENFORCED || st.Evidence["forwarding"] != "off" {
+		t.Errorf("enforce: %v %q %v", st.State, st.Detail, st.Evidence["forwarding"])
+	}
+	// Allowed by the policy: left alone, no finding, forwarded traffic
+	// limited by the forward chain.
+	allow := maps.Clone(testSettings)
+	allow[SettingAllowForwarding] = "true"
+	sys.fwd = Forwarding{IPv4: true}
+	if err := c.Apply(ctx, pol(mamoriv1.Mode_MODE_ENFORCE, allow)); err != nil {
+		t.Fatal(err)
+	}
+	st = mustStatus(t, c)
+	if !sys.fwd.IPv4 || st.State != mamoriv1.ControlState_CONTROL_STATE_ENFORCED || !strings.HasPrefix(st.Evidence["forwarding"], "on (IPv4), allowed") {
+		t.Errorf("allowed forwarding: %+v %v %q %q", sys.fwd, st.State, st.Detail, st.Evidence["forwarding"])
+	}
+}
+
+// A state file that cannot be read changes nothing at boot and is named in
+// the status; the baseline is then taken anew.
+func TestStateFileUnreadable(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(dir+"/"+StateFile, []byte("{not json"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := Boot(t.Context(), Options{StateDir: dir}); err == nil || res.Rules != 0 {
+		t.Errorf("boot with a torn state file: %+v %v", res, err)
+	}
+	c := newControl(Options{StateDir: dir, Servers: []string{"10.20.9.1:7443"}}, newFake(), nil)
+	if err := c.Apply(t.Context(), pol(mamoriv1.Mode_MODE_MONITOR, testSettings)); err != nil {
+		t.Fatal(err)
+	}
+	if st := mustStatus(t, c); !strings.Contains(st.Evidence["notes"], "state "+StateFile) {
+		t.Errorf("notes %q", st.Evidence["notes"])
+	}
+	// Enforce writes a good one.
+	if err := c.Apply(t.Context(), pol(mamoriv1.Mode_MODE_ENFORCE, testSettings)); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := loadState(dir); err != nil || len(st.Rules) == 0 {
+		t.Errorf("after enforce: %+v %v", st, err)
+	}
+	if st := mustStatus(t, c); strings.Contains(st.Evidence["notes"], "state ") {
+		t.Errorf("note stays after a good save: %q", st.Evidence["notes"])
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 
+	"golang.org/x/net/icmp"
 	"golang.org/x/sys/windows"
 )
 
@@ -24,12 +25,27 @@ func newSystem(o Options) (system, error) {
 	return windowsSystem{}, nil
 }
 
-func (windowsSystem) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+func (windowsSystem) dial(ctx context.Context, network, addr string, mark uint32) (net.Conn, error) {
+	if mark != 0 {
+		return nil, errors.ErrUnsupported
+	}
 	var d net.Dialer
 	return d.DialContext(ctx, network, addr)
 }
 
 func (windowsSystem) routes() ([]Route, error) { return nil, errNotObserved }
+
+// listenICMP: raw ICMP sockets need an administrator, which the service
+// is.
+func (windowsSystem) listenICMP(v6 bool, mark uint32) (net.PacketConn, error) {
+	if mark != 0 {
+		return nil, errors.ErrUnsupported
+	}
+	if v6 {
+		return icmp.ListenPacket("ip6:ipv6-icmp", "::")
+	}
+	return icmp.ListenPacket("ip4:icmp", "0.0.0.0")
+}
 
 func (windowsSystem) interfaces() ([]string, error) { return nil, errNotObserved }
 
@@ -50,3 +66,7 @@ func (windowsSystem) classify(err error) string {
 }
 
 func (windowsSystem) firewall() firewall { return nil }
+
+func (windowsSystem) forwarding() (Forwarding, error) { return Forwarding{}, errNotObserved }
+
+func (windowsSystem) disableForwarding(Forwarding) error { return errors.ErrUnsupported }

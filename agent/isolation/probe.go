@@ -16,6 +16,9 @@ import (
 	"time"
 
 	"golang.org/x/net/dns/dnsmessage"
+	"golang.org/x/net/icmp"
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
 )
 
 // maxNameservers is how many nameservers the DNS check asks (as glibc).
@@ -188,7 +191,7 @@ func (r resolver) exchange(ctx context.Context, srv netip.AddrPort, name string,
 	if err != nil {
 		return nil, err
 	}
-	conn, err := r.sys.dial(ctx, "udp", srv.String())
+	conn, err := r.sys.dial(ctx, "udp", srv.String(), 0)
 	if err != nil {
 		return nil, err
 	}
@@ -233,17 +236,18 @@ type CanaryResult struct {
 }
 
 // probeCanaries connects to every canary at once, each bounded by timeout.
-func probeCanaries(ctx context.Context, sys system, res resolver, ts []Target, timeout time.Duration) []CanaryResult {
+// A non-zero mark marks the probes' packets (the network proof).
+func probeCanaries(ctx context.Context, sys system, res resolver, ts []Target, timeout time.Duration, mark uint32) []CanaryResult {
 	out := make([]CanaryResult, len(ts))
 	var wg sync.WaitGroup
 	for i, t := range ts {
-		wg.Go(func() { out[i] = probeCanary(ctx, sys, res, t, timeout) })
+		wg.Go(func() { out[i] = probeCanary(ctx, sys, res, t, timeout, mark) })
 	}
 	wg.Wait()
 	return out
 }
 
-func probeCanary(ctx context.Context, sys system, res resolver, t Target, timeout time.Duration) CanaryResult {
+func probeCanary(ctx context.Context, sys system, res resolver, t Target, timeout time.Duration, mark uint32) CanaryResult {
 	addrs := []netip.Addr{t.Addr}
 	if !t.Addr.IsValid() {
 		r := res.lookup(ctx, t.Host)
@@ -262,9 +266,21 @@ func probeCanary(ctx context.Context, sys system, res resolver, t Target, timeou
 	best := CanaryResult{Target: t, Outcome: ""}
 	for _, a := range addrs {
 		ap := netip.AddrPortFrom(a, t.Port)
-		o, detail := dialOnce(ctx, sys, ap, timeout)
+		var o, detail string
+		switch t.Proto {
+		case "udp":
+			o, detail = udpOnce(ctx, sys, ap, timeout, mark)
+		case "icmp":
+			o, detail = pingOnce(ctx, sys, a, timeout, mark)
+		default:
+			o, detail = dialOnce(ctx, sys, ap, timeout, mark)
+		}
 		if !t.Addr.IsValid() {
-			detail = ap.String() + ": " + detail
+			if t.Proto == "icmp" {
+				detail = a.String() + ": " + detail
+			} else {
+				detail = ap.String() + ": " + detail
+			}
 		}
 		if best.Outcome == "" || outcomeRank(o) > outcomeRank(best.Outcome) {
 			best.Outcome, best.Detail = o, detail
@@ -277,11 +293,11 @@ func outcomeRank(o string) int {
 	return slices.Index([]string{OutcomeUnresolved, OutcomeBlocked, OutcomeUnreachable, OutcomeTimeout, OutcomeError, OutcomeRefused, OutcomeReachable}, o)
 }
 
-func dialOnce(ctx context.Context, sys system, ap netip.AddrPort, timeout time.Duration) (string, string) {
+func dialOnce(ctx context.Context, sys system, ap netip.AddrPort, timeout time.Duration, mark uint32) (string, string) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	start := time.Now()
-	conn, err := sys.dial(ctx, "tcp", ap.String())
+	conn, err := sys.dial(ctx, "tcp", ap.String(), mark)
 	took := time.Since(start).Round(time.Millisecond)
 	if err == nil {
 		conn.Close()
@@ -292,6 +308,136 @@ func dialOnce(ctx context.Context, sys system, ap netip.AddrPort, timeout time.D
 	}
 	o := sys.classify(err)
 	return o, fmt.Sprintf("%s after %v", shortErr(err), took)
+}
+
+// udpProbe is what a UDP canary is sent: a DNS query for the root's name
+// servers on port 53 (any DNS server answers it), else a short line a
+// UDP echo service sends back.
+func udpProbe(port uint16) []byte {
+	if port == 53 {
+		var idb [2]byte
+		_, _ = rand.Read(idb[:])
+		n, _ := dnsmessage.NewName(".")
+		m := dnsmessage.Message{Header: dnsmessage.Header{ID: binary.BigEndian.Uint16(idb[:]), RecursionDesired: true},
+			Questions: []dnsmessage.Question{{Name: n, Type: dnsmessage.TypeNS, Class: dnsmessage.ClassINET}}}
+		if b, err := m.Pack(); err == nil {
+			return b
+		}
+	}
+	return []byte("mamori isolation canary\n")
+}
+
+// udpOnce sends one datagram and waits for anything back: an answer means
+// the other tier is reachable over UDP; an ICMP port unreachable
+// (ECONNREFUSED on the connected socket) that packets get out and
+// something answers; silence is a time-out — weaker proof than for TCP,
+// since a UDP service may stay silent (use a DNS server or an echo
+// service as the canary).
+func udpOnce(ctx context.Context, sys system, ap netip.AddrPort, timeout time.Duration, mark uint32) (string, string) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	start := time.Now()
+	conn, err := sys.dial(ctx, "udp", ap.String(), mark)
+	if err != nil {
+		return sys.classify(err), shortErr(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(start.Add(timeout))
+	if _, err := conn.Write(udpProbe(ap.Port())); err != nil {
+		return sys.classify(err), fmt.Sprintf("send: %s", shortErr(err))
+	}
+	buf := make([]byte, 1500)
+	_, err = conn.Read(buf)
+	took := time.Since(start).Round(time.Millisecond)
+	switch {
+	case err == nil:
+		return OutcomeReachable, fmt.Sprintf("answered in %v", took)
+	case isTimeout(err):
+		return OutcomeTimeout, fmt.Sprintf("no answer within %v", timeout)
+	}
+	return sys.classify(err), fmt.Sprintf("%s after %v", shortErr(err), took)
+}
+
+// pingOnce sends one ICMP (ICMPv6) echo request and waits for the echo
+// reply from a: a reply means the other tier is reachable; a destination
+// unreachable about it, that it is not.
+func pingOnce(ctx context.Context, sys system, a netip.Addr, timeout time.Duration, mark uint32) (string, string) {
+	start := time.Now()
+	pc, err := sys.listenICMP(a.Is6(), mark)
+	if err != nil {
+		if errors.Is(err, errNotObserved) {
+			return OutcomeError, "ICMP canaries are not checked on this system"
+		}
+		return OutcomeError, "open an ICMP socket: " + shortErr(err)
+	}
+	defer pc.Close()
+	dl := start.Add(timeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(dl) {
+		dl = d
+	}
+	_ = pc.SetDeadline(dl)
+	var idb [2]byte
+	_, _ = rand.Read(idb[:])
+	id := int(binary.BigEndian.Uint16(idb[:]))
+	var typ icmp.Type = ipv4.ICMPTypeEcho
+	proto := 1
+	if a.Is6() {
+		typ, proto = ipv6.ICMPTypeEchoRequest, 58
+	}
+	req, err := (&icmp.Message{Type: typ, Body: &icmp.Echo{ID: id, Seq: 1, Data: []byte("mamori isolation canary")}}).Marshal(nil)
+	if err != nil {
+		return OutcomeError, err.Error()
+	}
+	if _, err := pc.WriteTo(req, &net.IPAddr{IP: a.AsSlice()}); err != nil {
+		return sys.classify(err), fmt.Sprintf("send: %s", shortErr(err))
+	}
+	buf := make([]byte, 1500)
+	for {
+		n, from, err := pc.ReadFrom(buf)
+		if err != nil {
+			if isTimeout(err) {
+				return OutcomeTimeout, fmt.Sprintf("no echo reply within %v", timeout)
+			}
+			return sys.classify(err), shortErr(err)
+		}
+		took := time.Since(start).Round(time.Millisecond)
+		m, err := icmp.ParseMessage(proto, buf[:n])
+		if err != nil {
+			continue
+		}
+		src := netip.Addr{}
+		if ip, ok := from.(*net.IPAddr); ok {
+			src, _ = netip.AddrFromSlice(ip.IP)
+			src = src.Unmap()
+		}
+		switch body := m.Body.(type) {
+		case *icmp.Echo:
+			if (m.Type == ipv4.ICMPTypeEchoReply || m.Type == ipv6.ICMPTypeEchoReply) && body.ID == id && body.Seq == 1 && src == a {
+				return OutcomeReachable, fmt.Sprintf("echo reply in %v", took)
+			}
+		case *icmp.DstUnreach:
+			if echoOf(body.Data, a, id, proto) {
+				return OutcomeUnreachable, fmt.Sprintf("destination unreachable from %s after %v", src, took)
+			}
+		}
+		// Someone else's ICMP (a raw socket sees all): keep reading.
+	}
+}
+
+// echoOf says whether data, the start of the packet an ICMP error is
+// about, is our echo request to a.
+func echoOf(data []byte, a netip.Addr, id, proto int) bool {
+	hl, dstOff, dstLen := 0, 16, 4
+	if proto == 58 {
+		hl, dstOff, dstLen = 40, 24, 16
+	} else if len(data) > 0 {
+		hl = int(data[0]&0x0f) * 4
+	}
+	if len(data) < hl+8 || len(data) < dstOff+dstLen {
+		return false
+	}
+	dst, _ := netip.AddrFromSlice(data[dstOff : dstOff+dstLen])
+	return dst.Unmap() == a && int(binary.BigEndian.Uint16(data[hl+4:hl+6])) == id
 }
 
 func isTimeout(err error) bool {

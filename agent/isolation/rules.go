@@ -13,12 +13,25 @@ import (
 // never read for changes nor written.
 const TableName = "mamori"
 
-// Chains of the table. Both are filter chains with policy drop, so that the
-// ruleset fails closed.
+// Chains of the table. All are filter chains with policy drop, so that the
+// ruleset fails closed. The forward chain keeps traffic routed through the
+// terminal (a VM or container behind it, masqueraded) from reaching what the
+// terminal itself may not.
 const (
-	ChainInput  = "input"
-	ChainOutput = "output"
+	ChainInput   = "input"
+	ChainForward = "forward"
+	ChainOutput  = "output"
 )
+
+// ProbeMark is the packet mark ("mamo") of the canary probes of the
+// network proof: in enforce mode the output chain lets packets with it
+// through to the canaries (their protocol and port) and nowhere else, so
+// that the probe measures the network, not mamori's own table. Setting a
+// mark needs CAP_NET_ADMIN, as deleting the table does.
+const ProbeMark uint32 = 0x6d616d6f
+
+// Chains lists the table's chains in the order they are built and shown.
+var Chains = []string{ChainInput, ChainForward, ChainOutput}
 
 // Rule is one rule of the desired ruleset, independent of nftables. The
 // Linux code turns it into expressions; its String is stored in the rule's
@@ -27,10 +40,11 @@ type Rule struct {
 	Chain       string
 	Iface       string       // loopback rule: "lo"
 	Established bool         // ct state established,related
-	Net         netip.Prefix // destination (output) or source (input)
+	Net         netip.Prefix // destination (output, forward) or source (input)
 	Proto       string       // "tcp", "udp", "icmpv6" or "" for any
 	Port        uint16       // destination port, with tcp/udp
 	ICMPv6ND    bool         // ICMPv6 router and neighbour discovery (types 133–136)
+	Mark        uint32       // packet mark to match (the network proof's probes); 0: none
 	Drop        bool         // counter drop; otherwise accept
 	Why         string
 }
@@ -38,6 +52,9 @@ type Rule struct {
 func (r Rule) String() string {
 	var b strings.Builder
 	b.WriteString(r.Chain + ":")
+	if r.Mark != 0 {
+		fmt.Fprintf(&b, " mark 0x%08x", r.Mark)
+	}
 	switch {
 	case r.Iface != "":
 		b.WriteString(" iface " + r.Iface)
@@ -74,10 +91,27 @@ func (r Rule) String() string {
 // DesiredRules is the ruleset for settings s and the agent's own server
 // addresses: loopback, established/related and IPv6 neighbour discovery
 // both ways; out to the allowed networks, services and servers; in from the
-// allowed networks; everything else counted and dropped.
+// allowed networks; everything else counted and dropped. Forwarded traffic
+// is dropped, or, with allow_forwarding, let through only towards the
+// allowed networks and services (and its replies).
 func DesiredRules(s Settings, agentServers []netip.AddrPort) []Rule {
 	var rs []Rule
-	for _, ch := range []string{ChainInput, ChainOutput} {
+	for _, ch := range Chains {
+		if ch == ChainForward {
+			if s.AllowForwarding {
+				rs = append(rs, Rule{Chain: ch, Established: true, Why: "replies"})
+				for _, p := range s.AllowedNetworks {
+					rs = append(rs, Rule{Chain: ch, Net: p, Why: "allowed network"})
+				}
+				for _, sv := range s.AllowedServices {
+					rs = append(rs, Rule{Chain: ch, Net: netip.PrefixFrom(sv.Addr.Addr(), sv.Addr.Addr().BitLen()), Proto: sv.Proto, Port: sv.Addr.Port(), Why: "allowed service"})
+				}
+				rs = append(rs, Rule{Chain: ch, Drop: true, Why: "everything else"})
+			} else {
+				rs = append(rs, Rule{Chain: ch, Drop: true, Why: "no forwarding"})
+			}
+			continue
+		}
 		rs = append(rs,
 			Rule{Chain: ch, Iface: "lo", Why: "loopback"},
 			Rule{Chain: ch, Established: true, Why: "replies"},
@@ -105,6 +139,15 @@ func DesiredRules(s Settings, agentServers []netip.AddrPort) []Rule {
 			for _, sv := range s.AllowedServices {
 				add(sv.Addr, sv.Proto, "allowed service")
 			}
+			// The network proof: the agent's own canary probes, marked,
+			// pass the table so that they show whether the network
+			// itself stops them — only to the canaries, only their
+			// protocol and port.
+			for _, t := range s.Canaries {
+				if t.Addr.IsValid() {
+					rs = append(rs, Rule{Chain: ch, Mark: ProbeMark, Net: netip.PrefixFrom(t.Addr, t.Addr.BitLen()), Proto: t.Proto, Port: t.Port, Why: "network proof"})
+				}
+			}
 		}
 		rs = append(rs, Rule{Chain: ch, Drop: true, Why: "everything else"})
 	}
@@ -113,11 +156,32 @@ func DesiredRules(s Settings, agentServers []netip.AddrPort) []Rule {
 
 // Item is one element of a ruleset as compared for drift: a chain or a
 // rule, named by Tag (the rule comment or the chain's description) with
-// Body the canonical text of what the kernel holds for it.
+// Body the canonical text of what the kernel holds for it, compared, and
+// Text the same as `nft list ruleset` would show it, for people.
 type Item struct {
-	Chain string
-	Tag   string
-	Body  string
+	Chain   string
+	Tag     string
+	Body    string
+	Text    string // "" : Body
+	IsChain bool
+}
+
+func (it Item) text() string {
+	if it.Text != "" {
+		return it.Text
+	}
+	return it.Body
+}
+
+// CountRules is how many of items are rules (not chains).
+func CountRules(items []Item) int {
+	n := 0
+	for _, it := range items {
+		if !it.IsChain {
+			n++
+		}
+	}
+	return n
 }
 
 // Diff compares the live ruleset with the desired one and describes each
@@ -138,7 +202,7 @@ func Diff(want, got []Item) []string {
 		case len(g) == 0:
 			out = append(out, "missing "+describe(it))
 		case !slices.ContainsFunc(g, func(x Item) bool { return x.Body == it.Body }):
-			out = append(out, "altered "+describe(it))
+			out = append(out, "altered "+describe(it)+", now: "+clip(g[0].text()))
 		}
 	}
 	for _, it := range got {
@@ -171,11 +235,11 @@ func Diff(want, got []Item) []string {
 }
 
 func describe(it Item) string {
-	if strings.HasPrefix(it.Tag, "chain ") && !strings.Contains(it.Tag, ":") {
-		return it.Tag + " [" + clip(it.Body) + "]"
+	if it.IsChain {
+		return "chain " + it.Chain + " [" + clip(it.text()) + "]"
 	}
 	if it.Tag == "" {
-		return "rule in chain " + it.Chain + " [" + clip(it.Body) + "]"
+		return "rule in chain " + it.Chain + ": " + clip(it.text())
 	}
 	return "rule " + strconvQuote(it.Tag)
 }

@@ -21,11 +21,14 @@ const (
 	SettingAllowedInterfaces = "allowed_interfaces"
 	SettingNoNewInterfaces   = "no_new_interfaces"
 	SettingConnectTimeout    = "connect_timeout"
+	SettingAllowForwarding   = "allow_forwarding"
+	SettingRequireNetwork    = "require_network_separation"
 )
 
 var knownSettings = []string{
 	SettingAllowedNetworks, SettingAllowedServices, SettingServers, SettingCanaries,
 	SettingForbiddenDNSName, SettingAllowedInterfaces, SettingNoNewInterfaces, SettingConnectTimeout,
+	SettingAllowForwarding, SettingRequireNetwork,
 }
 
 // Limits on the settings. They keep the ruleset, the probes of one round and
@@ -55,20 +58,30 @@ type Service struct {
 
 func (s Service) String() string { return s.Addr.String() + "/" + s.Proto }
 
-// Target is a canary: a host (address or DNS name) and port that must be
-// unreachable.
+// Target is a canary: a host (address or DNS name) and, for tcp and udp,
+// a port that must be unreachable.
 type Target struct {
-	Host string
-	Port uint16
+	Host  string
+	Port  uint16 // 0 for icmp
+	Proto string // "tcp", "udp" or "icmp" (ICMP or ICMPv6 echo)
 	// Addr is the host when it is an address literal.
 	Addr netip.Addr
 }
 
+// String is the canary as the policy writes it: HOST:PORT (tcp),
+// HOST:PORT/udp, HOST/icmp; IPv6 in brackets before a port.
 func (t Target) String() string {
-	if t.Addr.IsValid() {
-		return netip.AddrPortFrom(t.Addr, t.Port).String()
+	if t.Proto == "icmp" {
+		return t.Host + "/icmp"
 	}
-	return t.Host + ":" + strconv.Itoa(int(t.Port))
+	s := t.Host + ":" + strconv.Itoa(int(t.Port))
+	if t.Addr.IsValid() {
+		s = netip.AddrPortFrom(t.Addr, t.Port).String()
+	}
+	if t.Proto == "udp" {
+		s += "/udp"
+	}
+	return s
 }
 
 // Settings are the parsed, validated settings of the control.
@@ -81,6 +94,16 @@ type Settings struct {
 	AllowedInterfaces []string
 	NoNewInterfaces   bool
 	ConnectTimeout    time.Duration
+	// AllowForwarding: the terminal may route traffic for others (a VM
+	// host); forwarded traffic is still limited to the allowed networks
+	// and services. Otherwise forwarding is a finding, and enforce mode
+	// switches it off and drops forwarded packets.
+	AllowForwarding bool
+	// RequireNetworkSeparation: in enforce mode, a canary that the
+	// network proof (marked probes past mamori's table) reaches is a
+	// finding — the network, not only this terminal, must separate the
+	// tiers. Otherwise the network proof is evidence only.
+	RequireNetworkSeparation bool
 }
 
 // ParseSettings reads and validates the control's settings. It refuses
@@ -168,13 +191,22 @@ func ParseSettings(m map[string]string) (Settings, error) {
 		}
 		s.ForbiddenDNSName = name
 	}
-	if v, ok := m[SettingNoNewInterfaces]; ok {
+	for _, b := range []struct {
+		key string
+		dst *bool
+	}{{SettingNoNewInterfaces, &s.NoNewInterfaces}, {SettingAllowForwarding, &s.AllowForwarding},
+		{SettingRequireNetwork, &s.RequireNetworkSeparation}} {
+		key, dst := b.key, b.dst
+		v, ok := m[key]
+		if !ok {
+			continue
+		}
 		switch v {
 		case "true":
-			s.NoNewInterfaces = true
+			*dst = true
 		case "false", "":
 		default:
-			errs = append(errs, fmt.Errorf("%s: %q is not \"true\" or \"false\"", SettingNoNewInterfaces, clip(v)))
+			errs = append(errs, fmt.Errorf("%s: %q is not \"true\" or \"false\"", key, clip(v)))
 		}
 	}
 	if v, ok := m[SettingConnectTimeout]; ok {
@@ -199,12 +231,12 @@ func ParseSettings(m map[string]string) (Settings, error) {
 			}
 		}
 		for _, sv := range s.AllowedServices {
-			if sv.Addr.Addr() == c.Addr && sv.Addr.Port() == c.Port {
+			if sv.Addr.Addr() == c.Addr && sv.Addr.Port() == c.Port && sv.Proto == c.Proto {
 				errs = append(errs, fmt.Errorf("%s: %s is also an allowed service", SettingCanaries, c))
 			}
 		}
 		for _, sv := range s.Servers {
-			if sv.Addr() == c.Addr && sv.Port() == c.Port {
+			if sv.Addr() == c.Addr && sv.Port() == c.Port && c.Proto == "tcp" {
 				errs = append(errs, fmt.Errorf("%s: %s is also a server address", SettingCanaries, c))
 			}
 		}
@@ -299,16 +331,39 @@ func checkAddr(a netip.Addr) error {
 	return nil
 }
 
-// ParseTarget parses a canary: "HOST:PORT" where HOST is an IP address or a
-// DNS name.
+// ParseTarget parses a canary: "HOST:PORT" (tcp), "HOST:PORT/udp" or
+// "HOST/icmp", where HOST is an IP address ("[ADDR]" for IPv6 before a
+// port) or a DNS name.
 func ParseTarget(s string) (Target, error) {
 	if len(s) > maxTargetLen {
 		return Target{}, fmt.Errorf("%q is longer than %d bytes", clip(s), maxTargetLen)
 	}
-	host, port, err := splitHostPort(s)
-	if err != nil {
-		return Target{}, err
+	hp, proto, ok := strings.Cut(s, "/")
+	if !ok {
+		proto = "tcp"
 	}
+	var host string
+	var port uint16
+	switch proto {
+	case "tcp", "udp":
+		var err error
+		if host, port, err = splitHostPort(hp); err != nil {
+			return Target{}, err
+		}
+	case "icmp":
+		host = strings.TrimSuffix(strings.TrimPrefix(hp, "["), "]")
+		if host == "" {
+			return Target{}, fmt.Errorf("%q: the host is missing", clip(s))
+		}
+	default:
+		return Target{}, fmt.Errorf("%q: the protocol must be tcp (HOST:PORT), udp (HOST:PORT/udp) or icmp (HOST/icmp)", clip(s))
+	}
+	t, err := parseTargetHost(s, host, port)
+	t.Proto = proto
+	return t, err
+}
+
+func parseTargetHost(s, host string, port uint16) (Target, error) {
 	if a, err := netip.ParseAddr(host); err == nil {
 		if a.Zone() != "" {
 			return Target{}, fmt.Errorf("%q: addresses with a zone are not allowed", clip(s))

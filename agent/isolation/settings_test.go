@@ -17,7 +17,7 @@ func TestParseSettingsValid(t *testing.T) {
 		SettingAllowedNetworks:   "10.20.0.0/16, 192.168.5.0/24\n fd00:1::/48",
 		SettingAllowedServices:   "172.16.1.10:443,172.16.1.53:53/udp [fd00:2::1]:8443/tcp",
 		SettingServers:           "172.16.9.1:7443",
-		SettingCanaries:          "172.31.0.1:443, www.example.jp:80, [2001:db8::1]:443",
+		SettingCanaries:          "172.31.0.1:443, www.example.jp:80, [2001:db8::1]:443, 172.31.0.53:53/udp, 172.31.0.1/icmp, 2001:db8::1/icmp, gw.lgwan.example/icmp",
 		SettingForbiddenDNSName:  "WWW.Example.JP.",
 		SettingAllowedInterfaces: "lo,eth0, enp*",
 		SettingNoNewInterfaces:   "true",
@@ -35,9 +35,13 @@ func TestParseSettingsValid(t *testing.T) {
 		},
 		Servers: []netip.AddrPort{netip.MustParseAddrPort("172.16.9.1:7443")},
 		Canaries: []Target{
-			{Host: "172.31.0.1", Port: 443, Addr: netip.MustParseAddr("172.31.0.1")},
-			{Host: "www.example.jp", Port: 80},
-			{Host: "2001:db8::1", Port: 443, Addr: netip.MustParseAddr("2001:db8::1")},
+			{Host: "172.31.0.1", Port: 443, Proto: "tcp", Addr: netip.MustParseAddr("172.31.0.1")},
+			{Host: "www.example.jp", Port: 80, Proto: "tcp"},
+			{Host: "2001:db8::1", Port: 443, Proto: "tcp", Addr: netip.MustParseAddr("2001:db8::1")},
+			{Host: "172.31.0.53", Port: 53, Proto: "udp", Addr: netip.MustParseAddr("172.31.0.53")},
+			{Host: "172.31.0.1", Proto: "icmp", Addr: netip.MustParseAddr("172.31.0.1")},
+			{Host: "2001:db8::1", Proto: "icmp", Addr: netip.MustParseAddr("2001:db8::1")},
+			{Host: "gw.lgwan.example", Proto: "icmp"},
 		},
 		ForbiddenDNSName:  "www.example.jp",
 		AllowedInterfaces: []string{"lo", "eth0", "enp*"},
@@ -48,8 +52,12 @@ func TestParseSettingsValid(t *testing.T) {
 		cmp.Comparer(func(a, b netip.Prefix) bool { return a == b }), cmp.Comparer(func(a, b netip.AddrPort) bool { return a == b })); d != "" {
 		t.Errorf("(-want +got)\n%s", d)
 	}
-	if got.Canaries[2].String() != "[2001:db8::1]:443" {
-		t.Errorf("canary string %q", got.Canaries[2])
+	var strs []string
+	for _, c := range got.Canaries {
+		strs = append(strs, c.String())
+	}
+	if d := cmp.Diff([]string{"172.31.0.1:443", "www.example.jp:80", "[2001:db8::1]:443", "172.31.0.53:53/udp", "172.31.0.1/icmp", "2001:db8::1/icmp", "gw.lgwan.example/icmp"}, strs); d != "" {
+		t.Errorf("canary strings (-want +got)\n%s", d)
 	}
 }
 
@@ -101,6 +109,11 @@ func TestParseSettingsRefused(t *testing.T) {
 		{"canary inside allowed", map[string]string{SettingAllowedNetworks: "10.1.0.0/16", SettingCanaries: "10.1.2.3:80"}, "lies inside allowed network"},
 		{"canary is server", map[string]string{SettingServers: "172.16.0.1:443", SettingCanaries: "172.16.0.1:443"}, "also a server"},
 		{"canary loopback", map[string]string{SettingCanaries: "127.0.0.1:80"}, "loopback"},
+		{"canary protocol", map[string]string{SettingCanaries: "172.31.0.1:80/sctp"}, "protocol must be tcp"},
+		{"icmp canary inside allowed", map[string]string{SettingAllowedNetworks: "10.1.0.0/16", SettingCanaries: "10.1.2.3/icmp"}, "lies inside allowed network"},
+		{"udp canary is a service", map[string]string{SettingAllowedServices: "172.16.0.53:53/udp", SettingCanaries: "172.16.0.53:53/udp"}, "also an allowed service"},
+		{"icmp canary without host", map[string]string{SettingCanaries: "/icmp"}, "host is missing"},
+		{"icmp canary with port", map[string]string{SettingCanaries: "172.31.0.1:80/icmp"}, "not allowed in a DNS name"},
 		{"canary long", map[string]string{SettingCanaries: strings.Repeat("a", 250) + ".jp:80"}, "longer than 200"},
 		{"dns single label", map[string]string{SettingForbiddenDNSName: "localhost"}, "fully qualified"},
 		{"dns empty label", map[string]string{SettingForbiddenDNSName: "a..jp"}, "1 to 63"},
@@ -151,6 +164,7 @@ func TestDesiredRules(t *testing.T) {
 		"input: icmpv6 nd accept (neighbour discovery)",
 		"input: from 10.20.0.0/16 accept (allowed network)",
 		"input: counter drop (everything else)",
+		"forward: counter drop (no forwarding)",
 		"output: iface lo accept (loopback)",
 		"output: established,related accept (replies)",
 		"output: icmpv6 nd accept (neighbour discovery)",
@@ -165,10 +179,49 @@ func TestDesiredRules(t *testing.T) {
 	}
 }
 
+// Canaries by address get a marked bypass (the network proof); forwarding
+// allowed limits the forward chain to the tier.
+func TestDesiredRulesCanariesForwarding(t *testing.T) {
+	s, err := ParseSettings(map[string]string{
+		SettingAllowedNetworks: "10.20.0.0/16",
+		SettingAllowedServices: "172.16.1.53:53/udp",
+		SettingCanaries:        "172.31.0.1:443, www.lgwan.example:80, 172.31.0.53:53/udp, [fd00:31::1]/icmp",
+		SettingAllowForwarding: "true",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range DesiredRules(s, nil) {
+		if r.Chain != ChainInput {
+			got = append(got, r.String())
+		}
+	}
+	want := []string{
+		"forward: established,related accept (replies)",
+		"forward: to 10.20.0.0/16 accept (allowed network)",
+		"forward: to 172.16.1.53/32 udp port 53 accept (allowed service)",
+		"forward: counter drop (everything else)",
+		"output: iface lo accept (loopback)",
+		"output: established,related accept (replies)",
+		"output: icmpv6 nd accept (neighbour discovery)",
+		"output: to 10.20.0.0/16 accept (allowed network)",
+		"output: to 172.16.1.53/32 udp port 53 accept (allowed service)",
+		"output: mark 0x6d616d6f to 172.31.0.1/32 tcp port 443 accept (network proof)",
+		"output: mark 0x6d616d6f to 172.31.0.53/32 udp port 53 accept (network proof)",
+		"output: mark 0x6d616d6f to fd00:31::1/128 icmp accept (network proof)",
+		"output: counter drop (everything else)",
+	}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("(-want +got)\n%s", d)
+	}
+}
+
 func TestDiff(t *testing.T) {
-	a := Item{"output", "chain output", "hook 3 policy 0"}
-	b := Item{"output", "output: lo accept", "meta;cmp;accept"}
-	c := Item{"output", "output: counter drop", "counter;drop"}
+	a := Item{Chain: "output", Tag: "chain output", Body: "hook 3 policy 0", Text: "type filter hook output priority 0; policy drop", IsChain: true}
+	b := Item{Chain: "output", Tag: "output: lo accept", Body: "meta;cmp;accept"}
+	c := Item{Chain: "output", Tag: "output: counter drop", Body: "counter;drop"}
+	in := Item{Chain: "input", Tag: "chain input", Body: "x", IsChain: true}
 	tests := []struct {
 		name      string
 		want, got []Item
@@ -176,12 +229,13 @@ func TestDiff(t *testing.T) {
 	}{
 		{"same", []Item{a, b, c}, []Item{a, b, c}, nil},
 		{"missing rule", []Item{a, b, c}, []Item{a, c}, []string{`missing rule "output: lo accept"`}},
-		{"missing chain", []Item{a, b}, []Item{b}, []string{"missing chain output [hook 3 policy 0]"}},
-		{"altered", []Item{a, b, c}, []Item{a, {b.Chain, b.Tag, "meta;cmp;drop"}, c}, []string{`altered rule "output: lo accept"`}},
-		{"unexpected", []Item{a, c}, []Item{a, {"output", "", "accept"}, c}, []string{"unexpected rule in chain output [accept]"}},
+		{"missing chain", []Item{a, b}, []Item{b}, []string{"missing chain output [type filter hook output priority 0; policy drop]"}},
+		{"altered", []Item{a, b, c}, []Item{a, {Chain: b.Chain, Tag: b.Tag, Body: "meta;cmp;drop", Text: `oifname "lo" drop`}, c},
+			[]string{`altered rule "output: lo accept", now: oifname "lo" drop`}},
+		{"unexpected", []Item{a, c}, []Item{a, {Chain: "output", Body: "verdict accept", Text: "accept"}, c}, []string{"unexpected rule in chain output: accept"}},
 		{"copied", []Item{a, c}, []Item{a, c, c}, []string{`2 copies of rule "output: counter drop"`}},
 		{"reordered", []Item{a, b, c}, []Item{a, c, b}, []string{"rules reordered in chain output"}},
-		{"chains listed in another order", []Item{a, b, {"input", "chain input", "x"}}, []Item{{"input", "chain input", "x"}, a, b}, nil},
+		{"chains listed in another order", []Item{a, b, in}, []Item{in, a, b}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -278,5 +332,52 @@ func TestParseResolvConf(t *testing.T) {
 	}
 	if _, err := ParseResolvConf([]byte("nameserver dns.example.jp\n")); err == nil {
 		t.Error("a name as nameserver: no error")
+	}
+}
+
+func TestSessionAllowed(t *testing.T) {
+	s, err := ParseSettings(map[string]string{
+		SettingAllowedNetworks: "10.20.0.0/16",
+		SettingAllowedServices: "172.16.1.53:53/udp",
+		SettingServers:         "172.16.9.1:7443",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fwd := s
+	fwd.AllowForwarding = true
+	agent := []netip.AddrPort{netip.MustParseAddrPort("172.16.9.2:7443")}
+	local := []netip.Addr{netip.MustParseAddr("10.20.1.5"), netip.MustParseAddr("192.168.122.1")}
+	x := func(proto uint8, src, dst string) Session {
+		return Session{Proto: proto, Src: netip.MustParseAddrPort(src), Dst: netip.MustParseAddrPort(dst)}
+	}
+	for _, tc := range []struct {
+		name string
+		s    Settings
+		x    Session
+		want bool
+	}{
+		{"loopback", s, x(6, "127.0.0.1:4000", "127.0.0.1:80"), true},
+		{"out to the tier", s, x(6, "10.20.1.5:4000", "10.20.7.7:445"), true},
+		{"out to another tier", s, x(6, "10.20.1.5:4000", "172.31.0.1:443"), false},
+		{"out to the agent's server", s, x(6, "10.20.1.5:4000", "172.16.9.2:7443"), true},
+		{"out to a server of the policy", s, x(6, "10.20.1.5:4000", "172.16.9.1:7443"), true},
+		{"server host, other port", s, x(6, "10.20.1.5:4000", "172.16.9.1:22"), false},
+		{"allowed service, udp", s, x(17, "10.20.1.5:4000", "172.16.1.53:53"), true},
+		{"allowed service, wrong protocol", s, x(6, "10.20.1.5:4000", "172.16.1.53:53"), false},
+		{"icmp out to another tier", s, x(1, "10.20.1.5:0", "172.31.0.1:0"), false},
+		{"in from the tier", s, x(6, "10.20.3.3:5000", "10.20.1.5:22"), true},
+		{"in from another tier", s, x(6, "172.31.0.9:5000", "10.20.1.5:22"), false},
+		{"between own addresses", s, x(6, "10.20.1.5:5000", "192.168.122.1:22"), true},
+		{"forwarded, not allowed", s, x(6, "192.168.122.50:5000", "10.20.7.7:445"), false},
+		{"forwarded to the tier, allowed", fwd, x(6, "192.168.122.50:5000", "10.20.7.7:445"), true},
+		{"forwarded to another tier, allowed forwarding", fwd, x(6, "192.168.122.50:5000", "172.31.0.1:443"), false},
+		{"forwarded to a service", fwd, x(17, "192.168.122.50:5000", "172.16.1.53:53"), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := SessionAllowed(tc.s, agent, local, tc.x); got != tc.want {
+				t.Errorf("SessionAllowed(%s) = %v, want %v", tc.x, got, tc.want)
+			}
+		})
 	}
 }

@@ -35,6 +35,8 @@ needs=(
   "ip                                                 iproute2"
   "unshare                                            util-linux"
   "mount                                              mount"
+  # isolation: the boot unit is checked by systemd-analyze verify (systemd is not run)
+  "systemd-analyze                                    systemd"
   # media: ext4 on loop devices and on the VM's stick; debugfs reads the image afterwards
   "mkfs.ext4                                          e2fsprogs"
   "debugfs                                            e2fsprogs"

@@ -17,8 +17,11 @@ import (
 
 // Installed paths on Linux.
 const (
-	AgentPath    = "/usr/sbin/mamori-agent"
-	UnitPath     = "/usr/lib/systemd/system/mamori-agent.service"
+	AgentPath = "/usr/sbin/mamori-agent"
+	UnitPath  = "/usr/lib/systemd/system/mamori-agent.service"
+	// BootUnitPath loads the isolation ruleset before the network
+	// (agent/isolation.Boot).
+	BootUnitPath = "/usr/lib/systemd/system/mamori-isolation-boot.service"
 	UdevRulePath = "/usr/lib/udev/rules.d/60-mamori-media.rules"
 	DocDir       = "/usr/share/doc/mamori-agent"
 	// PAMProfilePath is the pam-auth-update profile (deb). The package
@@ -87,7 +90,7 @@ func (l Linux) info(format string) (*nfpm.Info, error) {
 	if err := os.WriteFile(filepath.Join(dir, "pam_mamori.so.sha256"), []byte(hex.EncodeToString(sum[:])+"  pam_mamori.so\n"), 0o644); err != nil {
 		return nil, err
 	}
-	for _, name := range []string{"mamori-agent.service", "postinst.sh", "prerm.sh", "postrm.sh",
+	for _, name := range []string{"mamori-agent.service", "mamori-isolation-boot.service", "postinst.sh", "prerm.sh", "postrm.sh",
 		"pam-configs-mamori", "debconf-templates", "debconf-config.sh"} {
 		b, err := fs.ReadFile(assets, "linux/"+name)
 		if err != nil {
@@ -108,6 +111,7 @@ func (l Linux) info(format string) (*nfpm.Info, error) {
 	contents := files.Contents{
 		file(l.Agent, AgentPath, 0o755),
 		file(filepath.Join(dir, "mamori-agent.service"), UnitPath, 0o644),
+		file(filepath.Join(dir, "mamori-isolation-boot.service"), BootUnitPath, 0o644),
 		file(l.UdevRule, UdevRulePath, 0o644),
 		// Installed, never enabled by the package (see agent/loginmfa).
 		file(l.PAMModule, PAMModulePath(format, arch), 0o644),

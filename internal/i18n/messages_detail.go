@@ -76,7 +76,7 @@ var detailMessages = []Message{
 	{"detail.isolation.monitoring-clean", "monitoring: no findings (%[1]s of %[2]s canaries unreachable)", "監視中: 問題なし (カナリア %[2]s 件中 %[1]s 件に到達不能)"},
 	{"detail.isolation.monitoring-findings", "monitoring, %[1]s finding(s): %[2]s", "監視中、検出 %[1]s 件: %[2]s"},
 	{"detail.isolation.enforced", "ruleset in force, unchanged (%[1]s rules, %[2]s packets dropped); %[3]s of %[4]s canaries unreachable", "ルールセットを適用中、変更なし (ルール %[1]s 件、破棄したパケット %[2]s 個)。カナリア %[4]s 件中 %[3]s 件に到達不能"},
-	{"detail.isolation.canary-reachable", "canary %[1]s is reachable (%[2]s): this terminal can reach another tier", "カナリア %[1]s に到達できます (%[2]s): この端末から別のネットワーク層に届きます"},
+	{"detail.isolation.canary-reachable", "this terminal can reach %[1]s, a canary in another tier (%[2]s)", "この端末は別のネットワーク層のカナリア %[1]s に到達できます (%[2]s)"},
 	{"detail.isolation.canary-refused", "canary %[1]s refused the connection (%[2]s): packets to the other tier get out and something answers", "カナリア %[1]s が接続を拒否しました (%[2]s): 別の層へのパケットが外に出て、何かが応答しています"},
 	{"detail.isolation.canary-error", "canary %[1]s could not be checked: %[2]s", "カナリア %[1]s を確認できませんでした: %[2]s"},
 	{"detail.isolation.no-canaries", "no canaries in the policy: nothing proves this terminal cannot reach other tiers (set canaries)", "ポリシーにカナリアがありません: この端末が別の層に届かないことを確かめる手段がありません (canaries を設定してください)"},
@@ -92,4 +92,7 @@ var detailMessages = []Message{
 	{"detail.isolation.interfaces-error", "cannot list network interfaces: %s", "ネットワークインターフェースを一覧できません: %s"},
 	{"detail.isolation.interface-not-allowed", "interface %s is not in allowed_interfaces (a USB tethering or Wi-Fi adapter?)", "インターフェース %s は allowed_interfaces にありません (USB テザリングか Wi-Fi アダプター?)"},
 	{"detail.isolation.interface-new", "interface %s appeared after the first observation (no_new_interfaces)", "インターフェース %s が最初の観測の後に現れました (no_new_interfaces)"},
+	{"detail.isolation.forwarding", "IP forwarding is on (%s): traffic of other machines (a VM, a container) can be routed through this terminal to other tiers (set allow_forwarding if intended)", "IP フォワーディングが有効です (%s): ほかの機器 (VM、コンテナー) の通信がこの端末を経由して別の層へ転送され得ます (意図したものなら allow_forwarding を設定してください)"},
+	{"detail.isolation.forwarding-error", "cannot read IP forwarding: %s", "IP フォワーディングの設定を読めません: %s"},
+	{"detail.isolation.network-not-separating", "the network itself does not stop canary %[1]s (%[2]s past mamori's table): only this terminal's table separates the tiers (require_network_separation)", "ネットワーク自体はカナリア %[1]s を遮断していません (mamori のテーブルを通さずに %[2]s): 層を分けているのはこの端末のテーブルだけです (require_network_separation)"},
 }

@@ -28,6 +28,8 @@ var eventKindMessages = []Message{
 	{"event.kind.ruleset_applied", "firewall rules applied", "ファイアウォール規則を適用"},
 	{"event.kind.ruleset_reapplied", "firewall rules re-applied after a change", "変更されたファイアウォール規則を再適用"},
 	{"event.kind.ruleset_removed", "firewall rules removed", "ファイアウォール規則を削除"},
+	{"event.kind.forwarding_disabled", "IP forwarding switched off", "IP フォワーディングを無効化"},
+	{"event.kind.sessions_cut", "connections to other tiers cut", "別の層への接続を切断"},
 	// agent
 	{"event.kind.state_changed", "control state changed", "制御の状態が変化"},
 	{"event.kind.policy_applied", "policy applied", "ポリシーを適用"},

@@ -25,6 +25,15 @@ const (
 	ControlIsolation = "isolation"
 )
 
+// EvidenceViolation is the evidence key a control sets, with a sentence
+// for a person, when what it observed breaks the policy whatever the
+// control's mode — the isolation control when a canary in another tier is
+// reachable. A control reporting FAILED with it counts against the
+// device's compliance even when the policy does not require the control:
+// monitor mode is for seeing what enforcement would block, not for hiding
+// that the terminal can reach another tier.
+const EvidenceViolation = "violation"
+
 // Limits that keep a policy (and the reports it asks for) bounded.
 const (
 	MinReportInterval = 5 * time.Second

@@ -8,6 +8,7 @@ package compliance
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -24,9 +25,11 @@ type Identity struct {
 }
 
 // Evaluate returns the verdict for one report: COMPLIANT when every control
-// the policy requires reported ENFORCED (and, when the policy requires a
-// TPM key, the certificate says the key was attested); NONCOMPLIANT
-// otherwise, with one reason per failing control, sorted by control name.
+// the policy requires reported ENFORCED, no control reported a proven
+// violation (FAILED with evidence policy.EvidenceViolation, required or
+// not), and, when the policy requires a TPM key, the certificate says the
+// key was attested; NONCOMPLIANT otherwise, with one reason per failing
+// control, sorted by control name.
 // Staleness is not judged here (see State).
 func Evaluate(p *mamoriv1.Policy, statuses []*mamoriv1.ControlStatus, id Identity) (verdict string, reasons []string) {
 	byName := make(map[string]*mamoriv1.ControlStatus, len(statuses))
@@ -37,6 +40,12 @@ func Evaluate(p *mamoriv1.Policy, statuses []*mamoriv1.ControlStatus, id Identit
 	for name, c := range p.GetControls() {
 		if c.GetRequired() {
 			names = append(names, name)
+		}
+	}
+	for _, s := range statuses {
+		if s.GetState() == mamoriv1.ControlState_CONTROL_STATE_FAILED && s.GetEvidence()[policy.EvidenceViolation] != "" &&
+			!slices.Contains(names, s.GetControl()) {
+			names = append(names, s.GetControl())
 		}
 	}
 	sort.Strings(names)

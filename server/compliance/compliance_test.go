@@ -40,6 +40,12 @@ func TestEvaluate(t *testing.T) {
 			store.VerdictNoncompliant, []string{"media: DEGRADED (udev rule missing)"}},
 		{"monitoring is not enforced", []*mamoriv1.ControlStatus{st("agent", enf, ""), st("media", mon, "")},
 			store.VerdictNoncompliant, []string{"media: MONITORING"}},
+		{"a proven violation counts though not required", []*mamoriv1.ControlStatus{st("agent", enf, ""), st("media", enf, ""),
+			{Control: "isolation", State: fail, Detail: "this terminal can reach 172.31.0.1:443", Evidence: map[string]string{policy.EvidenceViolation: "this terminal can reach 172.31.0.1:443"}}},
+			store.VerdictNoncompliant, []string{"isolation: FAILED (this terminal can reach 172.31.0.1:443)"}},
+		{"a violation marker without FAILED does not count", []*mamoriv1.ControlStatus{st("agent", enf, ""), st("media", enf, ""),
+			{Control: "isolation", State: mon, Evidence: map[string]string{policy.EvidenceViolation: "x"}}},
+			store.VerdictCompliant, nil},
 		{"reasons sorted by control", nil,
 			store.VerdictNoncompliant, []string{"agent: not reported", "media: not reported"}},
 	}

@@ -649,6 +649,8 @@ func TestJudge(t *testing.T) {
 		{"mfa failure alone", ev(5, "login-mfa", "mfa_failure", map[string]string{"user": "sato"}), "", []string{"user:sato"}},
 		{"registry drift re-applied", ev(6, "media", "policy_drift", map[string]string{"reapplied": "true"}), incident.RulePolicyDrift, nil},
 		{"nftables re-applied", ev(7, "isolation", "ruleset_reapplied", nil), incident.RulePolicyDrift, nil},
+		{"another tier reachable", ev(9, "isolation", "finding", map[string]string{"finding": "canary 172.31.0.1:443", "severity": "violation"}), incident.RuleTierReachable, nil},
+		{"a degraded isolation finding", ev(10, "isolation", "finding", map[string]string{"finding": "interface usb0", "severity": "degraded"}), "", nil},
 		{"serial outside media is no USB serial", ev(8, "agent", "x", map[string]string{"serial": "S3"}), "", nil},
 		{"events dropped by a full spool", ev(9, "agent", "events_dropped", map[string]string{"count": "744", "reason": "file system full"}), incident.RuleEventsLost, nil},
 		{"spool damaged", ev(10, "agent", "spool_damaged", map[string]string{"records_lost_estimate": "3"}), incident.RuleEventsLost, nil},

@@ -29,6 +29,9 @@ const (
 	RuleAgentSilent  = "agent-silent" // no report for longer than max report age
 	RulePolicyDrift  = "policy-drift" // the agent found its enforcement changed and re-applied it
 	RuleEventsLost   = "events-lost"  // the agent's spool refused events (full) or found them damaged
+	// RuleTierReachable: the isolation control proved the terminal can
+	// reach another tier (a canary answered), in any mode.
+	RuleTierReachable = "tier-reachable"
 )
 
 // Rules is the tunable part of the rules.
@@ -133,6 +136,9 @@ func (r Rules) Judge(b store.WatchBatch) ([]store.SearchTerm, []store.Signal, er
 			sigs = append(sigs, store.Signal{Rule: RuleEventsLost, DeviceID: e.DeviceID, Episode: ref, At: at,
 				Summary: fmt.Sprintf("スプール破損、推定 %s 件を失った / spool damaged, about %s events lost (%s)",
 					attrs["records_lost_estimate"], attrs["records_lost_estimate"], attrs["file"])})
+		case ev.GetControl() == policy.ControlIsolation && ev.GetKind() == "finding" && attrs["severity"] == "violation":
+			sigs = append(sigs, store.Signal{Rule: RuleTierReachable, DeviceID: e.DeviceID, Episode: ref, At: at,
+				Summary: "別の層に到達可能 / this terminal can reach another tier: " + attrs["detail"]})
 		case driftKinds[ev.GetKind()]:
 			sigs = append(sigs, store.Signal{Rule: RulePolicyDrift, DeviceID: e.DeviceID, Episode: ref, At: at,
 				Summary: fmt.Sprintf("%s: 端末上で設定が変更され再適用 / enforcement changed on the terminal and was re-applied (%s%s)",

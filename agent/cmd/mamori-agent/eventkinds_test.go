@@ -20,7 +20,7 @@ func TestEventKindsNamed(t *testing.T) {
 		control.KindStateChanged,
 		daemon.KindReportRefused, daemon.KindPolicyRejected, daemon.KindPolicyApplied,
 		isolation.KindFinding, isolation.KindFindingCleared, isolation.KindRulesetApplied, isolation.KindRulesetReapplied,
-		isolation.KindRulesetRemoved,
+		isolation.KindRulesetRemoved, isolation.KindForwardingOff, isolation.KindSessionsCut,
 		loginmfa.KindWouldRefuse,
 		media.KindSetReadOnly, media.KindRemountReadOnly, media.KindUSBBlocked, media.KindAllowed, media.KindWouldBlock,
 		media.KindEnforcementError, media.KindExceptionUsed,

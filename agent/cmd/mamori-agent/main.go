@@ -79,6 +79,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return doStatus(cfg, inv, p, stdout)
 	case "media list":
 		return doMediaList(cfg, p, stdout, stderr)
+	case "isolation-boot":
+		return doIsolationBoot(cfg, p, stdout, stderr)
 	case "mfa pin-enroll", "mfa pin-remove":
 		return doPIN(cfg, inv, p, os.Stdin, stdout, stderr, tpm.Open)
 	default: // install, uninstall, start, stop
@@ -93,6 +95,22 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, p.Sprintf(cli.MsgServiceDone, inv.Command))
 		return 0
 	}
+}
+
+// doIsolationBoot puts the last isolation ruleset back in place; the
+// mamori-isolation-boot unit runs it before network-pre.target.
+func doIsolationBoot(cfg config.Config, p *i18n.Printer, stdout, stderr io.Writer) int {
+	res, err := isolation.Boot(context.Background(), isolation.Options{StateDir: cfg.StateDir})
+	if err != nil {
+		fmt.Fprintln(stderr, p.Sprintf(cli.MsgIsolationBootFailed, err))
+		return 1
+	}
+	if res.Rules == 0 {
+		fmt.Fprintln(stdout, p.Sprintf(cli.MsgIsolationBootNone))
+		return 0
+	}
+	fmt.Fprintln(stdout, p.Sprintf(cli.MsgIsolationBootDone, res.Rules, res.ForwardingOff))
+	return 0
 }
 
 // serviceArgs are the arguments the installed service runs with.
@@ -157,7 +175,7 @@ func doRun(cfg config.Config, inv cli.Invocation, log *slog.Logger, p *i18n.Prin
 	defer med.Close()
 	dcfg.Controls = append(dcfg.Controls,
 		med,
-		isolation.New(isolation.Options{Emitter: daemon.NewEmitter(sp, nil), Log: log, Servers: servers}),
+		isolation.New(isolation.Options{Emitter: daemon.NewEmitter(sp, nil), Log: log, Servers: servers, StateDir: cfg.StateDir}),
 	)
 	// Login MFA: the verifier holds the sealed bundle; the local socket
 	// (Linux) serves pam_mamori.so. If either fails, PAM denies (fail

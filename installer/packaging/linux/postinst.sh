@@ -79,6 +79,9 @@ chmod 0600 "$defaults"
 if [ -z "$root" ] && [ -d /run/systemd/system ]; then
 	systemctl daemon-reload || true
 	systemctl enable mamori-agent.service || true
+	# Enabled, not started: it only matters at the next boot (the agent
+	# puts the table in place itself while it runs).
+	systemctl enable mamori-isolation-boot.service || true
 	# restart: starts it on install, picks up the new binary on upgrade.
 	systemctl restart mamori-agent.service ||
 		echo "mamori-agent: the service did not start; see journalctl -u mamori-agent" >&2

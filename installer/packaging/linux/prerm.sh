@@ -16,6 +16,7 @@ esac
 if [ -z "$root" ] && [ -d /run/systemd/system ]; then
 	systemctl stop mamori-agent.service || true
 	systemctl disable mamori-agent.service || true
+	systemctl disable mamori-isolation-boot.service || true
 fi
 
 # pam_mamori.so is about to go. A `required` module that cannot be loaded
