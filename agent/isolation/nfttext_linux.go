@@ -23,6 +23,7 @@ import (
 func nftText(es []expr.Any) string {
 	var out []string
 	var fam byte // from meta nfproto: which header a payload load reads
+	var l4 byte  // from meta l4proto: which transport header
 	for i := 0; i < len(es); i++ {
 		next := func() expr.Any {
 			if i+1 < len(es) {
@@ -58,6 +59,7 @@ func nftText(es []expr.Any) string {
 			case expr.MetaKeyL4PROTO:
 				name := "?"
 				if len(cmp.Data) == 1 {
+					l4 = cmp.Data[0]
 					name = protoName(cmp.Data[0])
 					if strings.HasPrefix(name, "proto ") {
 						name = strings.TrimPrefix(name, "proto ")
@@ -68,7 +70,7 @@ func nftText(es []expr.Any) string {
 				out = append(out, "meta "+metaName(e.Key)+" "+cmpOp(cmp.Op)+"0x"+fmt.Sprintf("%x", cmp.Data))
 			}
 		case *expr.Payload:
-			field, val, n := payloadText(e, fam, es[i+1:])
+			field, val, n := payloadText(e, fam, l4, es[i+1:])
 			i += n
 			out = append(out, field+" "+val)
 		case *expr.Ct:
@@ -157,7 +159,7 @@ func cmpOp(op expr.CmpOp) string {
 // payloadText renders a payload load and the match that follows it
 // (an optional bitwise mask, then a cmp or a range); n is how many of
 // rest it used.
-func payloadText(p *expr.Payload, fam byte, rest []expr.Any) (field, val string, n int) {
+func payloadText(p *expr.Payload, fam, l4 byte, rest []expr.Any) (field, val string, n int) {
 	var mask []byte
 	if len(rest) > 0 {
 		if bw, ok := rest[0].(*expr.Bitwise); ok {
@@ -172,10 +174,10 @@ func payloadText(p *expr.Payload, fam byte, rest []expr.Any) (field, val string,
 			data, op, n = m.Data, cmpOp(m.Op), n+1
 		case *expr.Range:
 			n++
-			return payloadField(p, fam), cmpOp(m.Op) + rangeText(m.FromData) + "-" + rangeText(m.ToData), n
+			return payloadField(p, fam, l4), cmpOp(m.Op) + rangeText(m.FromData) + "-" + rangeText(m.ToData), n
 		}
 	}
-	field = payloadField(p, fam)
+	field = payloadField(p, fam, l4)
 	switch {
 	case p.Base == expr.PayloadBaseNetworkHeader && (len(data) == 4 || len(data) == 16):
 		a, _ := netip.AddrFromSlice(data)
@@ -210,7 +212,7 @@ func rangeText(b []byte) string {
 	return "0x" + fmt.Sprintf("%x", b)
 }
 
-func payloadField(p *expr.Payload, fam byte) string {
+func payloadField(p *expr.Payload, fam, l4 byte) string {
 	switch p.Base {
 	case expr.PayloadBaseNetworkHeader:
 		switch {
@@ -230,6 +232,8 @@ func payloadField(p *expr.Payload, fam byte) string {
 			return "th sport"
 		case p.Offset == 2 && p.Len == 2:
 			return "th dport"
+		case p.Offset == 0 && p.Len == 1 && l4 == unix.IPPROTO_ICMPV6:
+			return "icmpv6 type"
 		case p.Offset == 0 && p.Len == 1:
 			return "icmp type"
 		}

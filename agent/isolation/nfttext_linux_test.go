@@ -20,7 +20,7 @@ func TestNftText(t *testing.T) {
 		{Rule{Chain: ChainOutput, Iface: "lo"}, `oifname "lo" accept`},
 		{Rule{Chain: ChainInput, Iface: "lo"}, `iifname "lo" accept`},
 		{Rule{Chain: ChainOutput, Established: true}, "ct state established,related accept"},
-		{Rule{Chain: ChainInput, ICMPv6ND: true, Proto: "icmpv6"}, "meta nfproto ipv6 meta l4proto icmpv6 icmp type 133-136 accept"},
+		{Rule{Chain: ChainInput, ICMPv6ND: true, Proto: "icmpv6"}, "meta nfproto ipv6 meta l4proto icmpv6 icmpv6 type 133-136 accept"},
 		{Rule{Chain: ChainOutput, Net: p("10.20.0.0/16")}, "ip daddr 10.20.0.0/16 accept"},
 		{Rule{Chain: ChainInput, Net: p("10.20.0.0/16")}, "ip saddr 10.20.0.0/16 accept"},
 		{Rule{Chain: ChainOutput, Net: p("fd00:20::/32")}, "ip6 daddr fd00:20::/32 accept"},
