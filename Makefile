@@ -35,6 +35,11 @@ pam: ## build pam_mamori.so (C, no Go inside) into ./bin; needs gcc and libpam0g
 	@mkdir -p $(BIN)
 	gcc -shared -fPIC -O2 -Wall -Wextra -Werror -o $(BIN)/pam_mamori.so agent/pam/pam_mamori.c -lpam
 
+.PHONY: credprov
+credprov: ## build mamori-cp.dll (Windows credential provider + filter, C, no Go inside) into ./bin/windows-amd64; needs gcc-mingw-w64-x86-64
+	@mkdir -p $(BIN)/windows-amd64
+	$(GO) run ./agent/credprov/cmd/mamori-cp-build -o $(BIN)/windows-amd64/mamori-cp.dll
+
 .PHONY: check
 check: ## fast checks: gofmt, vet (Linux and Windows), unit tests, package walls, Windows build
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
