@@ -64,6 +64,9 @@ var detailMessages = []Message{
 	{"detail.loginmfa.verifier-down", "the agent's MFA verifier or its local socket is not running: every login through pam_mamori.so is refused", "エージェントの MFA 検証機能またはそのローカルソケットが動いていません: pam_mamori.so を通るログインはすべて拒否されます"},
 	{"detail.loginmfa.no-users", "no users enrolled on this terminal (no MFA bundle yet)", "この端末に登録済みのユーザーがいません (MFA バンドルがまだありません)"},
 	{"detail.loginmfa.grace", "%[1]s user(s) logged in without a second factor under the policy's grace period (not yet enrolled): %[2]s", "ポリシーの猶予期間により、第 2 要素なしでログインしたユーザーが %[1]s 人います (未登録): %[2]s"},
+	{"detail.loginmfa.cp-enforced", "mamori's credential provider and filter are registered and verified: logon and unlock need a second factor", "mamori の資格情報プロバイダーとフィルターを登録・検証済み: サインインとロック解除に第 2 要素が必要です"},
+	{"detail.loginmfa.cp-monitor", "monitor mode: mamori's credential provider is not registered; Windows logins are unchanged", "監視モード: mamori の資格情報プロバイダーは登録していません。Windows のサインインは変更していません"},
+	{"detail.loginmfa.cp-problem", "%s", "資格情報プロバイダーの問題: %s"},
 	{"detail.loginmfa.enforced", "every named service needs pam_mamori.so; module verified", "指定したすべてのサービスで pam_mamori.so が必要です。モジュールを検証済み"},
 
 	// agent/isolation.

@@ -160,7 +160,7 @@ func doRun(cfg config.Config, inv cli.Invocation, log *slog.Logger, p *i18n.Prin
 		isolation.New(isolation.Options{Emitter: daemon.NewEmitter(sp, nil), Log: log, Servers: servers}),
 	)
 	// Login MFA: the verifier holds the sealed bundle; the local socket
-	// (Linux) serves pam_mamori.so. If either fails, PAM denies (fail
+	// (Linux) serves pam_mamori.so, the named pipe (Windows) mamori-cp.dll. If either fails, PAM denies (fail
 	// closed) and the rest of the agent keeps running.
 	deviceID := ""
 	if id, err := dir.LoadIdentity(); err == nil {
@@ -194,6 +194,9 @@ func doRun(cfg config.Config, inv cli.Invocation, log *slog.Logger, p *i18n.Prin
 			defer lapi.Stop()
 		}
 	}
+	// Windows: the control registers the credential provider, which asks
+	// the verifier over the pipe lapi serves.
+	lopt.CredProv = credProvOptions()
 	dcfg.Controls = append(dcfg.Controls, loginmfa.New(lopt))
 	d, err := daemon.New(dcfg)
 	if err != nil {
