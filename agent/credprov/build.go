@@ -33,7 +33,7 @@ func DLLArgs(srcDir, out string) []string {
 // (never shipped).
 func StandInArgs(srcDir, out string) []string {
 	return []string{"-O2", "-Wall", "-Wextra", "-Werror", "-o", out,
-		filepath.Join(srcDir, "src", "standin", "standin.c"), filepath.Join(srcDir, "src", "cpcore.c"), "-lole32", "-luuid"}
+		filepath.Join(srcDir, "src", "standin", "standin.c"), filepath.Join(srcDir, "src", "cpcore.c"), "-lole32", "-luuid", "-lshell32"}
 }
 
 // Build runs cc with args.

@@ -16,16 +16,21 @@
  *       (strings as hex of UTF-8; a serialization is unpacked with
  *       cpcore's bounds-checked reader)
  *   standin filter logon|unlock|credui
- *       FILTER allow=… for the in-box password provider, mamori's
- *       provider, and a third-party one
+ *       FILTER inbox=0|1 mamori=0|1 thirdparty=0|1: what the filter lets
+ *       through of the in-box password provider, mamori's provider and a
+ *       third-party one
  *   standin bench N USER PASSWORD CODE
  *       BENCH n=N p50_us=… p99_us=… max_us=… (GetSerialization, each a
  *       method? and a verify round trip through the agent's pipe)
+ *   standin pipebench N PIPE USER CODE
+ *       PIPEBENCH n=N p50_us=… p99_us=… max_us=…: the code check alone,
+ *       one verify request a connection, as the DLL sends it
  */
 #define UNICODE
 #define _UNICODE
 #include <windows.h>
 #include <objbase.h>
+#include <shellapi.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -151,27 +156,21 @@ static void print_hex_le(const char *name, const uint8_t *p, size_t units)
 	print_hex_utf8(name, w, units);
 }
 
-static WCHAR *wide(const char *s)
-{
-	int n = MultiByteToWideChar(CP_UTF8, 0, s, -1, NULL, 0);
-	WCHAR *w = calloc((size_t)n + 1, sizeof(WCHAR));
-	MultiByteToWideChar(CP_UTF8, 0, s, -1, w, n);
-	return w;
-}
-
-/* hostile: "@repeat:N:C" stands for N copies of character C. */
-static WCHAR *arg(const char *s)
+/* hostile: "@repeat:N:C" stands for N copies of character C. Arguments
+ * are taken as UTF-16 from the command line (not the ANSI argv), so a
+ * Japanese password arrives as typed. */
+static WCHAR *arg(const WCHAR *s)
 {
 	int n;
-	char c;
-	if (sscanf(s, "@repeat:%d:%c", &n, &c) == 2 && n > 0 && n < 1000000) {
+	WCHAR c;
+	if (swscanf(s, L"@repeat:%d:%lc", &n, &c) == 2 && n > 0 && n < 1000000) {
 		WCHAR *w = calloc((size_t)n + 1, sizeof(WCHAR));
 		int i;
 		for (i = 0; i < n; i++)
-			w[i] = (WCHAR)c;
+			w[i] = c;
 		return w;
 	}
-	return wide(s);
+	return _wcsdup(s);
 }
 
 static ICredentialProvider *load(LONGLONG *load_us)
@@ -282,7 +281,11 @@ static int cmp_ll(const void *a, const void *b)
 int main(int argc, char **argv)
 {
 	LONGLONG load_us = 0, check_us = 0;
+	int wargc = 0;
+	WCHAR **wargv = CommandLineToArgvW(GetCommandLineW(), &wargc);
 	setvbuf(stdout, NULL, _IONBF, 0);
+	if (wargv == NULL || wargc != argc)
+		return 2;
 	if (argc < 2) {
 		fprintf(stderr, "usage: standin logon|unlock|filter|bench …\n");
 		return 2;
@@ -291,8 +294,8 @@ int main(int argc, char **argv)
 		return 2;
 	if ((strcmp(argv[1], "logon") == 0 || strcmp(argv[1], "unlock") == 0) && argc == 5) {
 		ICredentialProvider *p = load(&load_us);
-		one_logon(p, strcmp(argv[1], "unlock") == 0 ? CPUS_UNLOCK_WORKSTATION : CPUS_LOGON, arg(argv[2]),
-			  arg(argv[3]), arg(argv[4]), 1, load_us, &check_us);
+		one_logon(p, strcmp(argv[1], "unlock") == 0 ? CPUS_UNLOCK_WORKSTATION : CPUS_LOGON, arg(wargv[2]),
+			  arg(wargv[3]), arg(wargv[4]), 1, load_us, &check_us);
 		p->lpVtbl->Release(p);
 	} else if (strcmp(argv[1], "filter") == 0 && argc == 3) {
 		ICredentialProviderFilter *f = NULL;
@@ -309,7 +312,7 @@ int main(int argc, char **argv)
 		}
 		ids[0] = CLSID_PasswordProvider, ids[1] = MAMORI_CLSID_Provider, ids[2] = CLSID_ThirdParty;
 		hr = f->lpVtbl->Filter(f, sc, 0, ids, allow, 3);
-		printf("FILTER hr=0x%08lx password=%d mamori=%d thirdparty=%d\n", (unsigned long)hr, allow[0], allow[1],
+		printf("FILTER hr=0x%08lx inbox=%d mamori=%d thirdparty=%d\n", (unsigned long)hr, allow[0], allow[1],
 		       allow[2]);
 		f->lpVtbl->Release(f);
 	} else if (strcmp(argv[1], "bench") == 0 && argc == 6) {
@@ -321,11 +324,45 @@ int main(int argc, char **argv)
 		t = calloc((size_t)n, sizeof *t);
 		p = load(&load_us);
 		for (i = 0; i < n; i++)
-			one_logon(p, CPUS_LOGON, arg(argv[3]), arg(argv[4]), arg(argv[5]), 0, 0, &t[i]);
+			one_logon(p, CPUS_LOGON, arg(wargv[3]), arg(wargv[4]), arg(wargv[5]), 0, 0, &t[i]);
 		qsort(t, (size_t)n, sizeof *t, cmp_ll);
 		printf("BENCH n=%d p50_us=%lld p99_us=%lld max_us=%lld load_us=%lld\n", n, (long long)t[n / 2],
 		       (long long)t[(n * 99) / 100 < n ? (n * 99) / 100 : n - 1], (long long)t[n - 1], (long long)load_us);
 		p->lpVtbl->Release(p);
+	} else if (strcmp(argv[1], "pipebench") == 0 && argc == 6) {
+		int n = atoi(argv[2]), i;
+		LONGLONG *t;
+		uint8_t req[CP_MAX_REQUEST], ans[6];
+		size_t len = cp_request(req, sizeof req, CP_OP_VERIFY, CP_TOTP, argv[4], "windows-logon", "", argv[5]);
+		if (n < 1 || n > 100000 || len == 0)
+			return 2;
+		t = calloc((size_t)n, sizeof *t);
+		for (i = 0; i < n; i++) {
+			LONGLONG t0 = now_us();
+			DWORD w = 0, r = 0, got = 0;
+			HANDLE h;
+			for (;;) {
+				h = CreateFileW(wargv[3], GENERIC_READ | GENERIC_WRITE, 0, NULL, OPEN_EXISTING, 0, NULL);
+				if (h != INVALID_HANDLE_VALUE || GetLastError() != ERROR_PIPE_BUSY || !WaitNamedPipeW(wargv[3], 5000))
+					break;
+			}
+			if (h == INVALID_HANDLE_VALUE) {
+				printf("ERROR pipe %lu\n", (unsigned long)GetLastError());
+				return 2;
+			}
+			WriteFile(h, req, (DWORD)len, &w, NULL);
+			while (got < sizeof ans && ReadFile(h, ans + got, (DWORD)(sizeof ans - got), &r, NULL) && r > 0)
+				got += r;
+			CloseHandle(h);
+			t[i] = now_us() - t0;
+			if (got != sizeof ans || cp_answer(ans, sizeof ans, CP_OP_VERIFY) == CP_UNREACHABLE) {
+				printf("ERROR answer\n");
+				return 2;
+			}
+		}
+		qsort(t, (size_t)n, sizeof *t, cmp_ll);
+		printf("PIPEBENCH n=%d p50_us=%lld p99_us=%lld max_us=%lld\n", n, (long long)t[n / 2],
+		       (long long)t[(n * 99) / 100 < n ? (n * 99) / 100 : n - 1], (long long)t[n - 1]);
 	} else {
 		fprintf(stderr, "bad command\n");
 		return 2;
