@@ -11,6 +11,7 @@ const (
 	MsgUnknownCommand i18n.ID = "agent.err.unknown-command"
 	MsgBadFlags       i18n.ID = "agent.err.flags"
 	MsgConfig         i18n.ID = "agent.err.config"
+	MsgStartFailed    i18n.ID = "agent.err.start"
 	MsgEnrolled       i18n.ID = "agent.enrolled"
 	MsgEnrollFailed   i18n.ID = "agent.err.enroll"
 	MsgStatus         i18n.ID = "agent.status"

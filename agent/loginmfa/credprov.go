@@ -117,6 +117,22 @@ func WantCredProv(o *CredProvOptions) []RegValue {
 var revertKeys = []string{FilterKey, ProviderKey, filterClassKey + inprocServer, filterClassKey,
 	providerClassKey + inprocServer, providerClassKey, CPSettingsKey}
 
+// RemoveCredProv deletes every key the control writes, the filter's
+// registration first (monitor mode, and `mamori-agent credprov-remove`,
+// which the MSI runs before it removes the DLL).
+func RemoveCredProv(r CPRegistry) error {
+	var errs []error
+	for _, k := range revertKeys {
+		if err := r.DeleteKey(k); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("remove the credential provider: %w", err)
+	}
+	return nil
+}
+
 // credProvDrift returns the values of want the registry does not hold.
 func credProvDrift(r CPRegistry, want []RegValue) ([]RegValue, error) {
 	var drift []RegValue
@@ -226,23 +242,15 @@ func (c *Control) applyCredProv(ctx context.Context, p *mamoriv1.ControlPolicy, 
 		if s.Manual {
 			return "manual: the credential provider is not changed by the agent", nil
 		}
-		var errs []error
-		for _, k := range revertKeys {
-			if err := o.Registry.DeleteKey(k); err != nil {
-				errs = append(errs, err)
-			}
-		}
-		if err := errors.Join(errs...); err != nil {
-			return "", fmt.Errorf("remove the credential provider: %w", err)
+		if err := RemoveCredProv(o.Registry); err != nil {
+			return "", err
 		}
 		return "credential provider and filter removed", nil
 	}
 	if problems, _ := c.cpPreflight(ctx, s, map[string]string{}); len(problems) > 0 {
 		// Refuse, and take back what an earlier round registered: a
 		// provider that cannot check codes refuses every logon.
-		for _, k := range revertKeys {
-			o.Registry.DeleteKey(k) //nolint:errcheck // best effort; the status reads the registry again
-		}
+		RemoveCredProv(o.Registry) //nolint:errcheck // best effort; the status reads the registry again
 		return "", fmt.Errorf("refused to enforce: %s", strings.Join(problems, "; "))
 	}
 	want := WantCredProv(o)

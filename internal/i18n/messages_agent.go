@@ -19,6 +19,7 @@ Commands:
   media list  show removable devices and what the policy does to each
   mfa pin-enroll USER  give USER a PIN bound to this terminal's TPM (asks twice; root)
   mfa pin-remove USER  remove USER's PIN (back to TOTP codes)
+  credprov-remove  Windows: unregister the credential provider and filter (the MSI runs it on uninstall)
   version     print the version
 
 Flags:
@@ -44,6 +45,7 @@ the environment over the file.
   media list  リムーバブルデバイスと、ポリシーによる扱いを表示します
   mfa pin-enroll ユーザー  この端末の TPM に結び付いた PIN を設定します (2 回入力、root)
   mfa pin-remove ユーザー  PIN を削除します (確認コードに戻ります)
+  credprov-remove  Windows: 資格情報プロバイダーとフィルターの登録を解除します (MSI がアンインストール時に実行)
   version     バージョンを表示します
 
 フラグ:
@@ -56,6 +58,7 @@ the environment over the file.
 	{"agent.err.unknown-command", "unknown command %q: run mamori-agent help", "不明なコマンドです: %q (mamori-agent help を実行してください)"},
 	{"agent.err.flags", "%v: run mamori-agent help", "フラグが正しくありません: %v (mamori-agent help を実行してください)"},
 	{"agent.err.config", "configuration problem: %v", "設定に問題があります: %v"},
+	{"agent.err.start", "mamori-agent could not start: %v", "mamori-agent を開始できませんでした: %v"},
 	{"agent.enrolled", "enrolled: device %s at %s (policy version %d)", "登録しました: 端末 ID %s、サーバー %s (ポリシー版 %d)"},
 	{"agent.err.enroll", "enrolment failed: %v", "登録できませんでした: %v"},
 	{"agent.status", "service: %s", "サービス: %s"},

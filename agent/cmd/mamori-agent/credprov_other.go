@@ -2,7 +2,14 @@
 
 package main
 
-import "github.com/mamori-dev/mamori/agent/loginmfa"
+import (
+	"errors"
+
+	"github.com/mamori-dev/mamori/agent/loginmfa"
+)
 
 // credProvOptions: PAM, not a credential provider, outside Windows.
 func credProvOptions() *loginmfa.CredProvOptions { return nil }
+
+// removeCredProv: there is no credential provider outside Windows.
+func removeCredProv() error { return errors.ErrUnsupported }

@@ -22,3 +22,7 @@ func credProvOptions() *loginmfa.CredProvOptions {
 		PipeCheck: func(ctx context.Context) error { return localapi.Check(ctx, localapi.DefaultSocket) },
 	}
 }
+
+// removeCredProv unregisters the credential provider and filter (the MSI
+// runs `mamori-agent credprov-remove` before it removes the DLL).
+func removeCredProv() error { return loginmfa.RemoveCredProv(loginmfa.WindowsRegistry{}) }

@@ -51,6 +51,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	switch inv.Command {
+	case "credprov-remove":
+		if err := removeCredProv(); err != nil {
+			fmt.Fprintln(stderr, p.Sprintf(cli.MsgServiceFailed, inv.Command, err))
+			return 1
+		}
+		fmt.Fprintln(stdout, p.Sprintf(cli.MsgServiceDone, inv.Command))
+		return 0
 	case "help":
 		fmt.Fprint(stdout, p.Sprintf(cli.MsgUsage, config.DefaultPath, config.DefaultStateDir))
 		return 0
@@ -61,11 +68,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	cfg, err := config.Resolve(inv.ConfigPath, !inv.ConfigGiven, os.Getenv, inv.Overrides)
 	if err != nil {
 		fmt.Fprintln(stderr, p.Sprintf(cli.MsgConfig, err))
+		reportStartError(inv, err)
 		return 2
 	}
 	log, closeLog, err := newLogger(cfg, stderr)
 	if err != nil {
 		fmt.Fprintln(stderr, p.Sprintf(cli.MsgConfig, err))
+		reportStartError(inv, err)
 		return 2
 	}
 	defer closeLog()
@@ -92,6 +101,21 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		fmt.Fprintln(stdout, p.Sprintf(cli.MsgServiceDone, inv.Command))
 		return 0
+	}
+}
+
+// startErrorText is why the agent could not start, in English and
+// Japanese: the Event Log has no reader's language.
+func startErrorText(err error) string {
+	return i18n.NewPrinter(i18n.English).Sprintf(cli.MsgStartFailed, err) + "\n" +
+		i18n.NewPrinter(i18n.Japanese).Sprintf(cli.MsgStartFailed, err)
+}
+
+// reportStartError: a service ("run") that cannot start says why in the
+// Windows Event Log too, where stderr goes nowhere (a no-op elsewhere).
+func reportStartError(inv cli.Invocation, err error) {
+	if inv.Command == "run" {
+		svc.ReportStartError(startErrorText(err)) //nolint:errcheck // stderr has it too
 	}
 }
 
@@ -133,11 +157,13 @@ func doRun(cfg config.Config, inv cli.Invocation, log *slog.Logger, p *i18n.Prin
 	dir, err := state.Open(cfg.StateDir)
 	if err != nil {
 		fmt.Fprintln(stderr, p.Sprintf(cli.MsgRunFailed, err))
+		reportStartError(inv, err)
 		return 1
 	}
 	sp, err := spool.Open(filepath.Join(cfg.StateDir, "spool"), spool.Options{})
 	if err != nil {
 		fmt.Fprintln(stderr, p.Sprintf(cli.MsgRunFailed, err))
+		reportStartError(inv, err)
 		return 1
 	}
 	if c, ok := any(sp).(io.Closer); ok {
@@ -201,6 +227,7 @@ func doRun(cfg config.Config, inv cli.Invocation, log *slog.Logger, p *i18n.Prin
 	d, err := daemon.New(dcfg)
 	if err != nil {
 		fmt.Fprintln(stderr, p.Sprintf(cli.MsgRunFailed, err))
+		reportStartError(inv, err)
 		return 1
 	}
 	exit := make(chan error, 1)
