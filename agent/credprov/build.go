@@ -22,11 +22,12 @@ const CC = "x86_64-w64-mingw32-gcc"
 // DLLArgs are the compiler arguments that build the DLL from the sources
 // in srcDir (this directory) into out: optimised, every warning an error,
 // the C runtime linked statically (only system DLLs are imported:
-// kernel32, advapi32, ole32, secur32, msvcrt), symbols stripped.
+// kernel32, advapi32, ole32, msvcrt; secur32 is loaded at the first
+// submission), symbols stripped.
 func DLLArgs(srcDir, out string) []string {
 	return []string{"-shared", "-O2", "-Wall", "-Wextra", "-Werror", "-static", "-static-libgcc", "-s",
 		"-o", out, filepath.Join(srcDir, "src", "provider.c"), filepath.Join(srcDir, "src", "cpcore.c"),
-		"-lsecur32", "-ladvapi32", "-lole32", "-luuid"}
+		"-ladvapi32", "-lole32", "-luuid"}
 }
 
 // StandInArgs build standin.exe, the LogonUI stand-in the tests drive

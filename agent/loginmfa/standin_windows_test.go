@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -83,6 +84,12 @@ func runStandIn(t *testing.T, exe string, args ...string) standInResult {
 	return r
 }
 
+// noopVerifier denies at once: the pipe's own cost in the bench.
+type noopVerifier struct{}
+
+func (noopVerifier) Verify(context.Context, mfa.Attempt) mfa.Verdict { return mfa.Deny }
+func (noopVerifier) Method(context.Context, string) mfa.Method       { return mfa.MethodTOTP }
+
 // TestWindowsStandIn drives mamori-cp.dll through standin.exe, a LogonUI
 // stand-in that loads it through COM after the login-mfa control
 // registered it, against the agent's real pipe and verifier (a bundle
@@ -98,7 +105,24 @@ func TestWindowsStandIn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	codeNow, codePrev2, codeNext2 := os.Getenv("MAMORI_CP_CODE_NOW"), os.Getenv("MAMORI_CP_CODE_PREV2"), os.Getenv("MAMORI_CP_CODE_NEXT2")
+	// oathtool's codes by time step (wine_linux_test.go); code(d) is the
+	// code d steps from the current one, read at the moment it is used.
+	steps := map[int64]string{}
+	for _, kv := range strings.Split(os.Getenv("MAMORI_CP_CODES"), ",") {
+		k, v, _ := strings.Cut(kv, ":")
+		n, err := strconv.ParseInt(k, 10, 64)
+		if err != nil {
+			t.Fatalf("MAMORI_CP_CODES: %q", kv)
+		}
+		steps[n] = v
+	}
+	code := func(d int64) string {
+		c, ok := steps[time.Now().Unix()/30+d]
+		if !ok {
+			t.Fatalf("no oathtool code for step %+d from now", d)
+		}
+		return c
+	}
 
 	// The agent's side: verifier with a sealed bundle, the pipe.
 	dir := tempDir(t)
@@ -205,10 +229,12 @@ func TestWindowsStandIn(t *testing.T) {
 		t.Logf("credential: %s load %s µs, check %s µs", r["size"], r["load_us"], r["check_us"])
 	}
 
-	// ±2 steps first, while the right code's step is still current.
+	// Two steps ahead first: once a step is accepted, later ones are what
+	// is left to refuse.
 	t.Run("code two steps ahead", func(t *testing.T) {
-		refused(t, runStandIn(t, standin, "logon", "tanaka", password, codeNext2), "not correct")
+		refused(t, runStandIn(t, standin, "logon", "tanaka", password, code(+2)), "not correct")
 	})
+	codeNow := code(0)
 	t.Run("right code", func(t *testing.T) {
 		allowed(t, runStandIn(t, standin, "logon", "tanaka", password, codeNow), "tanaka", computer, "2")
 	})
@@ -216,7 +242,7 @@ func TestWindowsStandIn(t *testing.T) {
 		refused(t, runStandIn(t, standin, "logon", "tanaka", password, codeNow), "not correct")
 	})
 	t.Run("code two steps behind", func(t *testing.T) {
-		refused(t, runStandIn(t, standin, "logon", "tanaka", password, codePrev2), "not correct")
+		refused(t, runStandIn(t, standin, "logon", "tanaka", password, code(-2)), "not correct")
 	})
 	t.Run("non-digits", func(t *testing.T) {
 		refused(t, runStandIn(t, standin, "logon", "tanaka", password, "abcdef"), "not correct")
@@ -266,17 +292,41 @@ func TestWindowsStandIn(t *testing.T) {
 		}
 		refused(t, r, "cannot be reached")
 	})
+	t.Run("DLL load time", func(t *testing.T) {
+		r := runStandIn(t, standin, "dllload", dll)
+		us, err := strconv.Atoi(r["us"])
+		if err != nil {
+			t.Fatal(r["line"])
+		}
+		t.Logf("BENCH what mamori-cp.dll adds to LogonUI's start (load, class factory, tile, fields): %d µs", us)
+		if us > 50000 {
+			t.Errorf("the DLL adds %d µs to LogonUI's start; the budget is 50 ms", us)
+		}
+	})
+	n := os.Getenv("MAMORI_CP_BENCH_N")
+	if n == "" {
+		n = "300"
+	}
 	t.Run("bench", func(t *testing.T) {
-		r := runStandIn(t, standin, "bench", "300", "bench", password, "000000")
+		r := runStandIn(t, standin, "bench", n, "bench", password, "000000")
 		t.Logf("BENCH a whole GetSerialization (LSA lookup, method?, verify through the pipe): %s", r["line"])
 		if r["p99_us"] == "" {
 			t.Fatal(r["line"])
 		}
-		r = runStandIn(t, standin, "pipebench", "300", pipe, "bench", "000000")
+		r = runStandIn(t, standin, "pipebench", n, pipe, "bench", "000000")
 		t.Logf("BENCH the code check through the pipe (one verify a connection): %s", r["line"])
 		if r["p99_us"] == "" {
 			t.Fatal(r["line"])
 		}
+		// Baseline: the same pipe with a verifier that answers at once (no
+		// TOTP check, no durable write): the transport's share.
+		noop := &localapi.Server{Path: pipe + "-noop", Verifier: noopVerifier{}, AllowSIDs: []string{self}, PipeSDDL: srv.PipeSDDL}
+		if err := noop.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		defer noop.Stop()
+		r = runStandIn(t, standin, "pipebench", n, noop.Path, "bench", "000000")
+		t.Logf("BENCH baseline: the pipe with a verifier that answers at once: %s", r["line"])
 	})
 	var events []controltest.Event
 	t.Run("agent events", func(t *testing.T) {
@@ -297,7 +347,7 @@ func TestWindowsStandIn(t *testing.T) {
 	// break-glass file, and is reported when the agent is back.
 	srv.Stop()
 	t.Run("agent down: TOTP refused", func(t *testing.T) {
-		refused(t, runStandIn(t, standin, "logon", "tanaka", password, codeNext2), "cannot be reached")
+		refused(t, runStandIn(t, standin, "logon", "tanaka", password, code(+1)), "cannot be reached")
 	})
 	t.Run("agent down: recovery code once", func(t *testing.T) {
 		allowed(t, runStandIn(t, standin, "logon", "tanaka", password, tanaka.RecoveryCodes[1]), "tanaka", computer, "2")

@@ -582,23 +582,33 @@ static HRESULT STDMETHODCALLTYPE Cred_CommandLinkClicked(ICredentialProviderCred
 
 /* auth_package: LSA's number for "Negotiate" (what LogonUI's own password
  * tile uses), else "Kerberos": an LSA without Negotiate has been seen only
- * under wine, where the tests run (docs/windows.md). */
+ * under wine, where the tests run (docs/windows.md). secur32.dll is loaded
+ * here, at the first submission, not with the DLL: LogonUI's start does
+ * not wait for it. */
+typedef NTSTATUS(NTAPI *lsa_connect_fn)(PHANDLE);
+typedef NTSTATUS(NTAPI *lsa_lookup_fn)(HANDLE, PLSA_STRING, PULONG);
+typedef NTSTATUS(NTAPI *lsa_close_fn)(HANDLE);
+
 static int auth_package(ULONG *pkg)
 {
 	static char names[2][16] = {"Negotiate", "Kerberos"};
+	HMODULE m = LoadLibraryExW(L"secur32.dll", NULL, LOAD_LIBRARY_SEARCH_SYSTEM32);
+	lsa_connect_fn connect = m ? (lsa_connect_fn)(void *)GetProcAddress(m, "LsaConnectUntrusted") : NULL;
+	lsa_lookup_fn lookup = m ? (lsa_lookup_fn)(void *)GetProcAddress(m, "LsaLookupAuthenticationPackage") : NULL;
+	lsa_close_fn closeh = m ? (lsa_close_fn)(void *)GetProcAddress(m, "LsaDeregisterLogonProcess") : NULL;
 	HANDLE lsa = NULL;
 	LSA_STRING name;
 	NTSTATUS st = -1;
 	int i;
-	if (LsaConnectUntrusted(&lsa) != 0)
-		return -1;
+	if (connect == NULL || lookup == NULL || closeh == NULL || connect(&lsa) != 0)
+		return -1; /* secur32 stays loaded: it is a system DLL LogonUI uses anyway */
 	for (i = 0; i < 2 && st != 0; i++) {
 		name.Buffer = names[i];
 		name.Length = (USHORT)strlen(names[i]);
 		name.MaximumLength = (USHORT)sizeof names[i];
-		st = LsaLookupAuthenticationPackage(lsa, &name, pkg);
+		st = lookup(lsa, &name, pkg);
 	}
-	LsaDeregisterLogonProcess(lsa);
+	closeh(lsa);
 	return st == 0 ? 0 : -1;
 }
 

@@ -22,6 +22,10 @@
  *   standin bench N USER PASSWORD CODE
  *       BENCH n=N p50_us=… p99_us=… max_us=… (GetSerialization, each a
  *       method? and a verify round trip through the agent's pipe)
+ *   standin dllload DLL
+ *       DLLLOAD us=…: what the DLL itself adds to LogonUI's start, COM
+ *       already up: LoadLibrary, DllGetClassObject, CreateInstance,
+ *       SetUsageScenario, the field descriptors, the tile
  *   standin pipebench N PIPE USER CODE
  *       PIPEBENCH n=N p50_us=… p99_us=… max_us=…: the code check alone,
  *       one verify request a connection, as the DLL sends it
@@ -328,6 +332,35 @@ int main(int argc, char **argv)
 		qsort(t, (size_t)n, sizeof *t, cmp_ll);
 		printf("BENCH n=%d p50_us=%lld p99_us=%lld max_us=%lld load_us=%lld\n", n, (long long)t[n / 2],
 		       (long long)t[(n * 99) / 100 < n ? (n * 99) / 100 : n - 1], (long long)t[n - 1], (long long)load_us);
+		p->lpVtbl->Release(p);
+	} else if (strcmp(argv[1], "dllload") == 0 && argc == 3) {
+		typedef HRESULT(WINAPI * getclass_fn)(REFCLSID, REFIID, void **);
+		LONGLONG t0 = now_us();
+		HMODULE m = LoadLibraryW(wargv[2]);
+		getclass_fn get = m ? (getclass_fn)(void *)GetProcAddress(m, "DllGetClassObject") : NULL;
+		IClassFactory *f = NULL;
+		ICredentialProvider *p = NULL;
+		DWORD n = 0, i, count = 0, def = 0;
+		BOOL al = FALSE;
+		ICredentialProviderCredential *c = NULL;
+		if (get == NULL || FAILED(get(&MAMORI_CLSID_Provider, &IID_IClassFactory, (void **)&f)) ||
+		    FAILED(f->lpVtbl->CreateInstance(f, NULL, &MAMORI_IID_ICredentialProvider, (void **)&p)) ||
+		    FAILED(p->lpVtbl->SetUsageScenario(p, CPUS_LOGON, 0))) {
+			printf("ERROR dllload\n");
+			return 2;
+		}
+		p->lpVtbl->GetFieldDescriptorCount(p, &n);
+		for (i = 0; i < n; i++) {
+			CREDENTIAL_PROVIDER_FIELD_DESCRIPTOR *d = NULL;
+			if (SUCCEEDED(p->lpVtbl->GetFieldDescriptorAt(p, i, &d)) && d) {
+				CoTaskMemFree(d->pszLabel);
+				CoTaskMemFree(d);
+			}
+		}
+		p->lpVtbl->GetCredentialCount(p, &count, &def, &al);
+		p->lpVtbl->GetCredentialAt(p, 0, &c);
+		printf("DLLLOAD us=%lld\n", (long long)(now_us() - t0));
+		c->lpVtbl->Release(c);
 		p->lpVtbl->Release(p);
 	} else if (strcmp(argv[1], "pipebench") == 0 && argc == 6) {
 		int n = atoi(argv[2]), i;
