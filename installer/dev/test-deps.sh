@@ -16,6 +16,9 @@ needs=(
   "/usr/lib/wine/wine64            wine64"               # Windows code run for real under wine
   "/usr/bin/wine                   wine"
   "x86_64-w64-mingw32-gcc          gcc-mingw-w64-x86-64" # the ProcessPrng stub wine 8 lacks (test scaffolding)
+  "/usr/share/mingw-w64/include/ntsecapi.h mingw-w64-common" # mamori-cp.dll (KERB_INTERACTIVE_UNLOCK_LOGON) and its LogonUI stand-in
+  "/usr/lib/gcc/x86_64-linux-gnu/*/libasan.so libgcc-12-dev" # the credential provider's parsing under -fsanitize=address
+  "/usr/lib/gcc/x86_64-linux-gnu/*/libubsan.so libgcc-12-dev" # … and -fsanitize=undefined
   "wixl                            wixl"                 # the MSI
   "msibuild                        msitools"             # MSI inspection and build helpers
   "osslsigncode                    osslsigncode"         # Authenticode signing of .exe and .msi

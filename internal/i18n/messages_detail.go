@@ -51,7 +51,7 @@ var detailMessages = []Message{
 	{"detail.media.registry-enforced", "removable-storage policy in force", "リムーバブルストレージのポリシーを適用中"},
 
 	// agent/loginmfa.
-	{"detail.loginmfa.windows", "no Windows credential provider yet: Windows logins are not covered by mamori", "Windows の資格情報プロバイダーはまだありません: Windows のログインは mamori の対象外です"},
+	{"detail.loginmfa.windows", "no credential provider wired into this agent: Windows logins are not covered by mamori", "このエージェントには資格情報プロバイダーが組み込まれていません: Windows のログインは mamori の対象外です"},
 	{"detail.loginmfa.not-named", "the policy does not name login-mfa", "ポリシーに login-mfa の指定がありません"},
 	{"detail.loginmfa.monitor", "monitor mode: PAM left alone; %s login(s) by users without an enrolled second factor since the agent started", "監視モード: PAM は変更していません。エージェント起動後、第 2 要素未登録のユーザーによるログインが %s 回ありました"},
 	{"detail.loginmfa.monitor-error", "%[1]s; monitor mode: PAM left alone; %[2]s login(s) by users without an enrolled second factor since the agent started", "%[1]s。監視モード: PAM は変更していません。エージェント起動後、第 2 要素未登録のユーザーによるログインが %[2]s 回ありました"},
