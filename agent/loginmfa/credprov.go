@@ -339,8 +339,20 @@ func (c *Control) statusCredProv(ctx context.Context) *mamoriv1.ControlStatus {
 	for _, p := range problems {
 		fail(control.D("detail.loginmfa.cp-problem", p))
 	}
+	var dd []control.Detail
 	for _, d := range degraded {
-		ds = append(ds, control.D("detail.loginmfa.cp-problem", d))
+		dd = append(dd, control.D("detail.loginmfa.cp-problem", d))
+	}
+	if c.opt.GraceUsers != nil {
+		// As on Linux: users let in without a factor under the policy's
+		// grace period mean passwords alone still work.
+		if grace := c.opt.GraceUsers(); len(grace) > 0 {
+			ev["grace_logins"] = strconv.Itoa(len(grace))
+			dd = append(dd, control.D("detail.loginmfa.grace", strconv.Itoa(len(grace)), strings.Join(first(grace, 10), ", ")))
+		}
+	}
+	for _, d := range dd {
+		ds = append(ds, d)
 		if state == mamoriv1.ControlState_CONTROL_STATE_ENFORCED {
 			state = mamoriv1.ControlState_CONTROL_STATE_DEGRADED
 		}

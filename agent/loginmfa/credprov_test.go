@@ -69,14 +69,15 @@ func credProvScenario(t *testing.T, reg loginmfa.CPRegistry, dir string) {
 		t.Fatal(err)
 	}
 	sum := sha256.Sum256(good)
-	users := []string{}
+	users, grace := []string{}, []string(nil)
 	var pipeErr error
 	em := &controltest.Emitter{}
 	cp := &loginmfa.CredProvOptions{Registry: reg, DLL: dll,
 		MSISHA256: func() (string, error) { return hex.EncodeToString(sum[:]), nil },
 		PipeCheck: func(context.Context) error { return pipeErr },
 		Pipe:      `\\.\pipe\mamori-test`, BreakGlass: `C:\mamori-test\breakglass`}
-	c := loginmfa.New(loginmfa.Options{Emitter: em, CredProv: cp, Users: func() []string { return users }})
+	c := loginmfa.New(loginmfa.Options{Emitter: em, CredProv: cp, Users: func() []string { return users },
+		GraceUsers: func() []string { return grace }})
 	enforce := &mamoriv1.ControlPolicy{Mode: mamoriv1.Mode_MODE_ENFORCE}
 	status := func(want mamoriv1.ControlState) *mamoriv1.ControlStatus {
 		t.Helper()
@@ -124,6 +125,12 @@ func credProvScenario(t *testing.T, reg loginmfa.CPRegistry, dir string) {
 	if len(em.Events()) != 0 {
 		t.Fatal("events on the first registration")
 	}
+	// Grace logins (a user let in without a factor) make it DEGRADED.
+	grace = []string{"suzuki"}
+	if st := status(mamoriv1.ControlState_CONTROL_STATE_DEGRADED); st.Evidence["grace_logins"] != "1" {
+		t.Fatalf("evidence %v", st.Evidence)
+	}
+	grace = nil
 
 	// Tamper: the filter key deleted → drift, re-applied.
 	if err := reg.DeleteKey(loginmfa.FilterKey); err != nil {

@@ -143,10 +143,10 @@ int cp_check_code(const char *code)
 	if (code == NULL)
 		return -1;
 	n = strlen(code);
-	if (n == 0 || n > CP_MAX_CODE)
+	if (n == 0 || n > CP_MAX_CODE_BYTES)
 		return -1;
 	for (; *code; code++)
-		if ((unsigned char)*code < 0x20 || (unsigned char)*code > 0x7e)
+		if ((unsigned char)*code < 0x20 || (unsigned char)*code == 0x7f)
 			return -1;
 	return 0;
 }
@@ -220,7 +220,7 @@ int cp_unpack_kerb(const uint8_t *in, size_t n, struct cp_kerb *out)
 
 int cp_normalise_code(const char *code, char norm[11])
 {
-	if (code == NULL || strlen(code) > CP_MAX_CODE)
+	if (code == NULL || strlen(code) > CP_MAX_CODE_BYTES)
 		return -1;
 	return normalise_code(code, norm);
 }

@@ -17,7 +17,8 @@
 #define CP_MAX_FIELD 256
 #define CP_MAX_USER 256
 #define CP_MAX_PASSWORD 256
-#define CP_MAX_CODE 64
+#define CP_MAX_CODE 64              /* UTF-16 units in the tile's code field (a PIN has up to 64 characters) */
+#define CP_MAX_CODE_BYTES CP_MAX_FIELD /* the same as UTF-8 */
 #define CP_MAX_REQUEST (4 + 3 + 4 * (2 + CP_MAX_FIELD))
 
 enum { CP_ALLOW = 0, CP_DENY = 1, CP_LOCKED = 2, CP_UNREACHABLE = -1 };
@@ -52,8 +53,10 @@ size_t cp_wlen(const uint16_t *s, size_t max);
  * none, or "." given). Returns 0, or -1 for an empty or overlong name. */
 int cp_split_user(const uint16_t *in, uint16_t *domain, size_t dcap, uint16_t *name, size_t ncap);
 
-/* cp_check_code: 0 if code (UTF-8) can be sent to the agent: 1..CP_MAX_CODE
- * bytes, printable ASCII only. -1 otherwise (refused locally). */
+/* cp_check_code: 0 if code (UTF-8, as cp_utf16_to_utf8 made it) can be
+ * sent to the agent: 1..CP_MAX_CODE_BYTES bytes, no control character (a
+ * PIN may be any printable text, agent/mfa ValidatePIN). -1 otherwise
+ * (refused locally). */
 int cp_check_code(const char *code);
 
 /* cp_kerb_size is the packed size of a KERB_INTERACTIVE_UNLOCK_LOGON with

@@ -629,7 +629,7 @@ static HRESULT STDMETHODCALLTYPE Cred_GetSerialization(ICredentialProviderCreden
 {
 	Credential *c = cred_of(This);
 	WCHAR domain[CP_MAX_USER + 1], name[CP_MAX_USER + 1], computer[MAX_COMPUTERNAME_LENGTH + 1];
-	char user8[CP_MAX_FIELD * 3 + 1], code8[CP_MAX_CODE + 1];
+	char user8[CP_MAX_FIELD * 3 + 1], code8[CP_MAX_CODE_BYTES + 1];
 	const char *service = c->scenario == CPUS_UNLOCK_WORKSTATION ? "windows-unlock" : "windows-logon";
 	const WCHAR *dom;
 	size_t dlen, ulen, plen, size;
