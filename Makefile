@@ -35,6 +35,11 @@ pam: ## build pam_mamori.so (C, no Go inside) into ./bin; needs gcc and libpam0g
 	@mkdir -p $(BIN)
 	gcc -shared -fPIC -O2 -Wall -Wextra -Werror -o $(BIN)/pam_mamori.so agent/pam/pam_mamori.c -lpam
 
+.PHONY: credprov
+credprov: ## build mamori-cp.dll (Windows credential provider + filter, C, no Go inside) into ./bin/windows-amd64; needs gcc-mingw-w64-x86-64
+	@mkdir -p $(BIN)/windows-amd64
+	$(GO) run ./agent/credprov/cmd/mamori-cp-build -o $(BIN)/windows-amd64/mamori-cp.dll
+
 .PHONY: check
 check: ## fast checks: gofmt, vet (Linux and Windows), unit tests, package walls, Windows build
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
@@ -94,15 +99,16 @@ test-vm: deps ## the media control on a real Debian kernel under qemu, USB stick
 
 PKG_VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 .PHONY: packages
-packages: pam ## build the installers into ./bin/packages: .deb, .rpm (with pam_mamori.so), .msi (Authenticode-signed with SIGN_CERT=… SIGN_KEY=…)
+packages: pam credprov ## build the installers into ./bin/packages: .deb, .rpm (with pam_mamori.so), .msi (with mamori-cp.dll; Authenticode-signed with SIGN_CERT=… SIGN_KEY=…)
 	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/linux-amd64/mamori-agent ./agent/cmd/mamori-agent
 	CGO_ENABLED=0 GOOS=windows GOARCH=amd64 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/windows-amd64/mamori-agent.exe ./agent/cmd/mamori-agent
 	$(GO) run ./installer/cmd/mamori-packages -version '$(PKG_VERSION)' -out $(BIN)/packages \
 	  -linux-agent $(BIN)/linux-amd64/mamori-agent -windows-agent $(BIN)/windows-amd64/mamori-agent.exe \
+	  -credential-provider $(BIN)/windows-amd64/mamori-cp.dll \
 	  -udev-rule installer/udev/60-mamori-media.rules -pam-module $(BIN)/pam_mamori.so -sign-cert '$(SIGN_CERT)' -sign-key '$(SIGN_KEY)'
 
 .PHONY: bench
-bench: ## benchmarks: report ingest (SQLite, PostgreSQL) vs a no-op mTLS call, fleet queries at 100k devices, console pages at 100k devices / 10M events, uevent→read-only latency, TPM handshakes, PAM login latency (TOTP, TPM PIN)
+bench: ## benchmarks: report ingest (SQLite, PostgreSQL) vs a no-op mTLS call, fleet queries at 100k devices, console pages at 100k devices / 10M events, uevent→read-only latency, TPM handshakes, PAM login latency (TOTP, TPM PIN), Windows credential provider pipe p99 (wine)
 	@mkdir -p $(BIN)
 	$(GO) test -run '^$$' -bench . -benchtime 3s -timeout 30m ./server/store/... ./server/api/... | tee $(BIN)/bench.txt
 	# the console at 100,000 devices / 10 million events (data set built once into $$TMPDIR/mamori-bench, ~1.5 GB)
@@ -111,6 +117,8 @@ bench: ## benchmarks: report ingest (SQLite, PostgreSQL) vs a no-op mTLS call, f
 	$(GO) test -count=1 -run '^$$' -bench Handshake -benchtime 2000x ./internal/tpm | tee -a $(BIN)/bench.txt
 	# login second factor through the real PAM stack (root): TOTP and TPM PIN (swtpm) against PAM-only and no-op-agent baselines
 	$(GO) test -count=1 -run '^$$' -bench PAMLogin -benchtime 2000x ./agent/pam/pamtest | tee -a $(BIN)/bench.txt
+	# Windows logon under wine: mamori-cp.dll's code check through the agent's pipe (p50/p99), a whole submission, and what the DLL adds to LogonUI's start
+	MAMORI_CP_BENCH_N=2000 $(GO) test -count=1 -run '^TestUnderWine$$' -v -timeout 20m ./agent/loginmfa | grep BENCH | tee -a $(BIN)/bench.txt
 	# the fleet runs of mamori-loadgen (about 20 minutes; MAMORI_FLEET_N and MAMORI_FLEET_DURATION shrink them)
 	$(GO) test -count=1 -run '^$$' -bench Fleet -benchtime 1x -timeout 90m ./internal/hatest | tee -a $(BIN)/bench.txt
 

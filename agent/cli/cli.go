@@ -12,7 +12,7 @@ import (
 var commands = map[string]bool{
 	"run": true, "enroll": true, "install": true, "uninstall": true,
 	"start": true, "stop": true, "status": true, "version": true, "help": true,
-	"media": true, "mfa": true, "isolation-boot": true,
+	"media": true, "mfa": true, "isolation-boot": true, "credprov-remove": true,
 }
 
 // Invocation is a parsed command line.

@@ -11,6 +11,7 @@ const (
 	MsgUnknownCommand i18n.ID = "agent.err.unknown-command"
 	MsgBadFlags       i18n.ID = "agent.err.flags"
 	MsgConfig         i18n.ID = "agent.err.config"
+	MsgStartFailed    i18n.ID = "agent.err.start"
 	// isolation-boot (agent/isolation.Boot)
 	MsgIsolationBootDone   i18n.ID = "agent.isolation-boot.done"
 	MsgIsolationBootNone   i18n.ID = "agent.isolation-boot.none"

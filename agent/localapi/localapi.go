@@ -1,5 +1,7 @@
-// Package localapi is the agent's root-only local socket. pam_mamori.so
-// (agent/pam) asks it to verify a login's second factor.
+// Package localapi is the agent's root-only local socket (Linux) and
+// SYSTEM-only named pipe (Windows). pam_mamori.so (agent/pam) and the
+// credential provider mamori-cp.dll (agent/credprov) ask it to verify a
+// login's second factor; both speak the same wire format.
 //
 // Wire format (all integers big-endian), one request and one answer per
 // connection:
@@ -19,9 +21,16 @@
 // A version-1 request is a TOTP/recovery verification, so a module from
 // before PIN keys keeps working.
 //
-// The socket is created 0600 inside a 0700 directory, and every peer's
-// credentials are checked (SO_PEERCRED): only AllowUID (root) is served.
-// pam_mamori.c implements the client side; change both or neither.
+// Linux: the socket is created 0600 inside a 0700 directory, and every
+// peer's credentials are checked (SO_PEERCRED): only AllowUID (root) is
+// served. Windows: the pipe \\.\pipe\mamori-agent is created with a
+// protected DACL granting SYSTEM alone (PipeSystemOnly), as the first instance
+// of that name (a pipe someone made before the agent is refused, not
+// joined), local clients only, and every client's process token is
+// checked: only AllowSIDs (SYSTEM: LogonUI) is served. The DLL checks the
+// other way round that the pipe's server runs as SYSTEM.
+// pam_mamori.c and credprov/src/cpcore.c implement the client side;
+// change all three or none.
 package localapi
 
 import (
@@ -32,6 +41,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -47,9 +57,6 @@ const (
 	// Timeout bounds one connection.
 	Timeout = 5 * time.Second
 )
-
-// DefaultSocket is where pam_mamori.so looks by default.
-const DefaultSocket = "/run/mamori/agent.sock"
 
 // Ops of a version-2 request.
 const (
@@ -171,8 +178,16 @@ type Server struct {
 	Path     string
 	Verifier Verifier
 	Log      *slog.Logger
-	// AllowUID is the only peer user served: 0 (root) in production.
+	// AllowUID is the only peer user served on Linux: 0 (root) in
+	// production.
 	AllowUID uint32
+	// AllowSIDs are the peer accounts served on Windows (SIDs as
+	// strings). Empty: SYSTEM only (S-1-5-18), the account LogonUI runs
+	// as.
+	AllowSIDs []string
+	// PipeSystemOnly is the Windows pipe's security descriptor. Empty:
+	// PipeSDDL (SYSTEM only).
+	PipeSDDL string
 
 	ln     net.Listener
 	cancel context.CancelFunc
@@ -187,7 +202,7 @@ func (s *Server) Start(ctx context.Context) error {
 	if s.Log == nil {
 		s.Log = slog.New(slog.DiscardHandler)
 	}
-	ln, err := listen(s.Path)
+	ln, err := s.listen()
 	if err != nil {
 		return fmt.Errorf("localapi: %w", err)
 	}
@@ -223,12 +238,30 @@ func (s *Server) serve(ctx context.Context) {
 	}
 }
 
+// PipeSystemOnly is the Windows pipe's DACL: protected (no inherited entries),
+// generic-all for SYSTEM, nobody else.
+const PipeSystemOnly = "D:P(A;;GA;;;SY)"
+
+// SIDSystem is LocalSystem's SID.
+const SIDSystem = "S-1-5-18"
+
+// errPeer is a peer that is not allowed.
+var errPeer = errors.New("peer not allowed")
+
+// AllowedSID reports whether a Windows client running as sid is served:
+// one of allow, or SYSTEM alone when allow is empty.
+func AllowedSID(sid string, allow []string) bool {
+	if len(allow) == 0 {
+		allow = []string{SIDSystem}
+	}
+	return sid != "" && slices.Contains(allow, sid)
+}
+
 func (s *Server) handle(ctx context.Context, c net.Conn) {
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(Timeout))
-	uid, err := peerUID(c)
-	if err != nil || uid != s.AllowUID {
-		s.Log.WarnContext(ctx, "local socket: peer refused", "uid", uid, "error", err)
+	if who, err := s.peer(c); err != nil {
+		s.Log.WarnContext(ctx, "local socket: peer refused", "peer", who, "error", err)
 		return
 	}
 	req, err := ReadRequest(c)

@@ -1,15 +1,21 @@
 package localapi
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"syscall"
 )
 
-func listen(path string) (net.Listener, error) {
+// DefaultSocket is where pam_mamori.so looks by default.
+const DefaultSocket = "/run/mamori/agent.sock"
+
+func (s *Server) listen() (net.Listener, error) {
+	path := s.Path
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
@@ -30,11 +36,28 @@ func listen(path string) (net.Listener, error) {
 	return ln, nil
 }
 
+func dial(ctx context.Context, path string) (net.Conn, error) {
+	var d net.Dialer
+	return d.DialContext(ctx, "unix", path)
+}
+
 // removeSocket removes a stale socket, and nothing else.
 func removeSocket(path string) {
 	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
 		os.Remove(path)
 	}
+}
+
+// peer checks the connecting process's uid (SO_PEERCRED).
+func (s *Server) peer(c net.Conn) (string, error) {
+	uid, err := peerUID(c)
+	if err != nil {
+		return "", err
+	}
+	if uid != s.AllowUID {
+		return "uid " + strconv.FormatUint(uint64(uid), 10), errPeer
+	}
+	return "uid " + strconv.FormatUint(uint64(uid), 10), nil
 }
 
 func peerUID(c net.Conn) (uint32, error) {

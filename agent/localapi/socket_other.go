@@ -1,14 +1,20 @@
-//go:build !linux
+//go:build !linux && !windows
 
 package localapi
 
 import (
+	"context"
 	"errors"
 	"net"
 )
 
-func listen(string) (net.Listener, error) { return nil, errors.ErrUnsupported }
+// DefaultSocket: mamori has no local API on this system.
+const DefaultSocket = ""
+
+func (s *Server) listen() (net.Listener, error) { return nil, errors.ErrUnsupported }
 
 func removeSocket(string) {}
 
-func peerUID(net.Conn) (uint32, error) { return 0, errors.ErrUnsupported }
+func dial(context.Context, string) (net.Conn, error) { return nil, errors.ErrUnsupported }
+
+func (s *Server) peer(net.Conn) (string, error) { return "", errors.ErrUnsupported }

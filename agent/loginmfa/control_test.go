@@ -237,7 +237,7 @@ func TestStatus(t *testing.T) {
 		if err := c.Apply(ctx, enforce(nil)); err != nil {
 			t.Fatal(err)
 		}
-		status(t, c, mamoriv1.ControlState_CONTROL_STATE_NOT_APPLICABLE, "no Windows credential provider yet")
+		status(t, c, mamoriv1.ControlState_CONTROL_STATE_NOT_APPLICABLE, "no credential provider wired")
 	})
 }
 

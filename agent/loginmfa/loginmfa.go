@@ -22,8 +22,9 @@
 // logins that would have been refused (wtmp.go) as mfa_would_refuse
 // events.
 //
-// Windows has no credential provider yet: the control reports
-// NOT_APPLICABLE there.
+// On Windows the same control registers mamori's credential provider and
+// filter instead (credprov.go, Options.CredProv); without them wired it
+// reports NOT_APPLICABLE.
 //
 // Settings (policy control "login-mfa"; other settings of the same control
 // belong to agent/mfa and are left alone here):
@@ -173,6 +174,9 @@ type Options struct {
 	Wtmp string
 	// Supported overrides the platform check (tests of the Windows text).
 	Supported *bool
+	// CredProv, on Windows, is the credential provider the control
+	// switches on and off instead of PAM (credprov.go).
+	CredProv *CredProvOptions
 }
 
 // Control is the login-mfa control. Safe for concurrent use.
@@ -223,7 +227,7 @@ func (c *Control) supported() bool {
 	if c.opt.Supported != nil {
 		return *c.opt.Supported
 	}
-	return platformSupported
+	return platformSupported || c.opt.CredProv != nil
 }
 
 // moduleDirs are libpam's module directories (relative to the root) for
@@ -252,6 +256,13 @@ func (c *Control) Apply(ctx context.Context, p *mamoriv1.ControlPolicy) error {
 	}
 	var did string
 	var err error
+	if c.opt.CredProv != nil {
+		did, err = c.applyCredProv(ctx, p, s)
+		c.mu.Lock()
+		c.lastApply, c.applyErr = did, err
+		c.mu.Unlock()
+		return err
+	}
 	switch {
 	case s.Manual:
 		did = "manual: PAM is not changed by the agent"
@@ -276,6 +287,9 @@ func (c *Control) Status(ctx context.Context) (*mamoriv1.ControlStatus, error) {
 			Evidence: map[string]string{"platform": runtime.GOOS}}
 		control.SetDetail(st, "detail.loginmfa.windows")
 		return st, nil
+	}
+	if c.opt.CredProv != nil {
+		return c.statusCredProv(ctx), nil
 	}
 	c.mu.Lock()
 	named, mode, s, setErr, did, would, applyErr := c.named, c.mode, c.settings, c.setErr, c.lastApply, c.wouldRefuse, c.applyErr

@@ -2,6 +2,7 @@
 
 package loginmfa
 
-// platformSupported: on Windows a credential provider would be needed
-// (not written yet); elsewhere mamori does not run.
+// platformSupported: no PAM here. On Windows the control is supported when
+// a credential provider is wired in (Options.CredProv); elsewhere mamori
+// does not run.
 const platformSupported = false

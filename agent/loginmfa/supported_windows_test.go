@@ -10,7 +10,8 @@ import (
 )
 
 // TestWindowsNotApplicable runs the Windows build itself (under wine in
-// CI: GOOS=windows go test -exec wine64): no PAM, no credential provider.
+// CI: GOOS=windows go test -exec wine64): no PAM, and without a credential
+// provider wired in (Options.CredProv) nothing to check.
 func TestWindowsNotApplicable(t *testing.T) {
 	c := loginmfa.New(loginmfa.Options{Emitter: &controltest.Emitter{}})
 	if err := c.Apply(context.Background(), &mamoriv1.ControlPolicy{Mode: mamoriv1.Mode_MODE_ENFORCE}); err != nil {

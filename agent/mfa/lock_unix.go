@@ -20,3 +20,6 @@ func lockFile(path string) (func(), error) {
 	}
 	return func() { f.Close() }, nil
 }
+
+// protectDir: the 0700 mode already is the protection.
+func protectDir(string) error { return nil }

@@ -176,6 +176,11 @@ func Open(cfg Config, deviceID string) (*Verifier, error) {
 	if err := os.Chmod(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("mfa: %w", err)
 	}
+	// Windows ignores the mode: the directory gets a protected DACL
+	// (SYSTEM, Administrators) its files inherit (lock_windows.go).
+	if err := protectDir(cfg.Dir); err != nil {
+		return nil, fmt.Errorf("mfa: %w", err)
+	}
 	v := &Verifier{cfg: cfg, log: cfg.Log, state: map[string]*userState{},
 		bglass: &BreakGlass{Path: filepath.Join(cfg.Dir, BreakGlassFile)}}
 	if err := v.loadKey(); err != nil {

@@ -44,11 +44,12 @@
 #include <security/pam_ext.h>
 #include <security/pam_modules.h>
 
+#include "mamori_common.h"
+
 #define DEFAULT_SOCKET "/run/mamori/agent.sock"
 #define DEFAULT_BREAKGLASS "/var/lib/mamori/mfa/breakglass"
 #define MAX_FIELD 256
 #define MAX_FILE (1 << 20)
-#define CODE_LEN 10
 
 enum { V_ALLOW = 0, V_DENY = 1, V_LOCKED = 2, V_UNREACHABLE = -1 };
 enum { M_TOTP = 0, M_PIN = 1 };
@@ -60,89 +61,6 @@ struct args {
 	int ja;
 	int timeout_ms;
 };
-
-/* ---- SHA-256 (FIPS 180-4), for break-glass hashes ---- */
-
-struct sha256 {
-	uint32_t h[8];
-	uint64_t len;
-	unsigned char buf[64];
-	size_t n;
-};
-
-static const uint32_t K[64] = {
-	0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
-	0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
-	0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
-	0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
-	0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
-	0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
-	0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
-	0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2};
-
-#define ROR(x, n) (((x) >> (n)) | ((x) << (32 - (n))))
-
-static void sha256_block(struct sha256 *s, const unsigned char *p)
-{
-	uint32_t w[64], a, b, c, d, e, f, g, h;
-	int i;
-	for (i = 0; i < 16; i++)
-		w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 | (uint32_t)p[4 * i + 2] << 8 | p[4 * i + 3];
-	for (; i < 64; i++) {
-		uint32_t s0 = ROR(w[i - 15], 7) ^ ROR(w[i - 15], 18) ^ (w[i - 15] >> 3);
-		uint32_t s1 = ROR(w[i - 2], 17) ^ ROR(w[i - 2], 19) ^ (w[i - 2] >> 10);
-		w[i] = w[i - 16] + s0 + w[i - 7] + s1;
-	}
-	a = s->h[0], b = s->h[1], c = s->h[2], d = s->h[3], e = s->h[4], f = s->h[5], g = s->h[6], h = s->h[7];
-	for (i = 0; i < 64; i++) {
-		uint32_t t1 = h + (ROR(e, 6) ^ ROR(e, 11) ^ ROR(e, 25)) + ((e & f) ^ (~e & g)) + K[i] + w[i];
-		uint32_t t2 = (ROR(a, 2) ^ ROR(a, 13) ^ ROR(a, 22)) + ((a & b) ^ (a & c) ^ (b & c));
-		h = g, g = f, f = e, e = d + t1, d = c, c = b, b = a, a = t1 + t2;
-	}
-	s->h[0] += a, s->h[1] += b, s->h[2] += c, s->h[3] += d, s->h[4] += e, s->h[5] += f, s->h[6] += g, s->h[7] += h;
-}
-
-static void sha256_init(struct sha256 *s)
-{
-	static const uint32_t iv[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
-				       0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
-	memcpy(s->h, iv, sizeof iv);
-	s->len = 0;
-	s->n = 0;
-}
-
-static void sha256_update(struct sha256 *s, const unsigned char *p, size_t n)
-{
-	s->len += n;
-	while (n > 0) {
-		size_t k = 64 - s->n < n ? 64 - s->n : n;
-		memcpy(s->buf + s->n, p, k);
-		s->n += k, p += k, n -= k;
-		if (s->n == 64) {
-			sha256_block(s, s->buf);
-			s->n = 0;
-		}
-	}
-}
-
-static void sha256_final(struct sha256 *s, unsigned char out[32])
-{
-	uint64_t bits = s->len * 8;
-	unsigned char pad = 0x80, zero = 0, l[8];
-	int i;
-	sha256_update(s, &pad, 1);
-	while (s->n != 56)
-		sha256_update(s, &zero, 1);
-	for (i = 0; i < 8; i++)
-		l[i] = (unsigned char)(bits >> (56 - 8 * i));
-	sha256_update(s, l, 8);
-	for (i = 0; i < 8; i++) {
-		out[4 * i] = (unsigned char)(s->h[i] >> 24);
-		out[4 * i + 1] = (unsigned char)(s->h[i] >> 16);
-		out[4 * i + 2] = (unsigned char)(s->h[i] >> 8);
-		out[4 * i + 3] = (unsigned char)s->h[i];
-	}
-}
 
 /* ---- helpers ---- */
 
@@ -266,48 +184,6 @@ static int ask_agent(const struct args *a, int op, int method, const char *user,
 	memset(req, 0, sizeof req);
 	close(fd);
 	return v;
-}
-
-static const char ALPHABET[] = "ABCDEFGHJKMNPQRSTUVWXYZ23456789";
-
-/* normalise_code: upper case, no '-' or ' '; returns 0 if it has the
- * shape of a recovery code. */
-static int normalise_code(const char *in, char out[CODE_LEN + 1])
-{
-	size_t n = 0;
-	for (; *in; in++) {
-		char c = *in;
-		if (c == '-' || c == ' ')
-			continue;
-		if (c >= 'a' && c <= 'z')
-			c = (char)(c - 'a' + 'A');
-		if (n == CODE_LEN || strchr(ALPHABET, c) == NULL || c == 0)
-			return -1;
-		out[n++] = c;
-	}
-	out[n] = 0;
-	return n == CODE_LEN ? 0 : -1;
-}
-
-static int unhex(const char *s, size_t n, unsigned char *out)
-{
-	size_t i;
-	for (i = 0; i < n; i += 2) {
-		unsigned int b;
-		if (!isxdigit((unsigned char)s[i]) || !isxdigit((unsigned char)s[i + 1]) || sscanf(s + i, "%2x", &b) != 1)
-			return -1;
-		out[i / 2] = (unsigned char)b;
-	}
-	return 0;
-}
-
-static int equal_ct(const char *a, const char *b, size_t n)
-{
-	unsigned char d = 0;
-	size_t i;
-	for (i = 0; i < n; i++)
-		d |= (unsigned char)(a[i] ^ b[i]);
-	return d == 0;
 }
 
 /* used_field copies s into dst (n bytes) for one field of the .used

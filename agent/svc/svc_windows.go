@@ -123,6 +123,20 @@ func (h scmHandler) Execute(_ []string, r <-chan winsvc.ChangeRequest, changes c
 // messages show without "description not found".
 const EventSource = Name
 
+// ReportStartError writes why the agent could not start to the
+// Application event log (source EventSource), before any logger exists:
+// a configuration error at service start (bad SERVER, TOKEN, config
+// file) is then readable on the terminal, e.g. after msiexec reported
+// 1603 or 1920 on a fleet.
+func ReportStartError(msg string) error {
+	l, err := eventlog.Open(EventSource)
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	return l.Error(2, msg)
+}
+
 // WithEventLog returns a handler that writes every record to h and also
 // to the Windows Application event log (source EventSource), as
 // "message key=value …" with the level mapped to error/warning/info. The

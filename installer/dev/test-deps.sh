@@ -52,6 +52,11 @@ needs=(
   "/usr/bin/wine                                      wine"
   "x86_64-w64-mingw32-gcc                             gcc-mingw-w64-x86-64"
   "/usr/share/mingw-w64/include/windows.h             mingw-w64-common"
+  # mamori-cp.dll (KERB_INTERACTIVE_UNLOCK_LOGON) and its LogonUI stand-in
+  "/usr/share/mingw-w64/include/ntsecapi.h            mingw-w64-common"
+  # the credential provider's parsing under -fsanitize=address,undefined
+  "/usr/lib/gcc/x86_64-linux-gnu/*/libasan.so         libgcc-12-dev"
+  "/usr/lib/gcc/x86_64-linux-gnu/*/libubsan.so        libgcc-12-dev"
   # the MSI: built by wixl, inspected with msitools, Authenticode-signed
   "wixl                                               wixl"
   "msibuild                                           msitools"

@@ -3,6 +3,8 @@ package packaging
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/xml"
 	"fmt"
 	"os"
@@ -12,6 +14,7 @@ import (
 	"text/template"
 
 	"github.com/mamori-dev/mamori/agent/config"
+	"github.com/mamori-dev/mamori/agent/credprov"
 )
 
 // ServiceName is the Windows service's name (the same as agent/svc.Name).
@@ -33,6 +36,11 @@ type WXS struct {
 	EventSourceComponentGUID string
 	AgentExe                 string // path of mamori-agent.exe on the build machine
 	AgentExeName             string // its name in the wixl work directory (wixl wants relative sources)
+	CredProvComponentGUID    string
+	CredProvDLL              string // path of mamori-cp.dll on the build machine (make credprov)
+	CredProvDLLName          string // its installed name, next to the agent
+	CredProvSHA256           string // its SHA-256, recorded for the login-mfa control (BuildMSI fills it)
+	RegistryCredProvSHA256   string
 	ServiceName              string
 	RegistryKey              string
 	RegistryServer           string
@@ -40,14 +48,20 @@ type WXS struct {
 	RegistryCAFingerprint    string
 }
 
-// NewWXS fills WXS for an agent binary and a build version.
-func NewWXS(agentExe, version string) WXS {
+// CredProvSHA256Value is where the MSI records the DLL's SHA-256
+// (HKLM\SOFTWARE\mamori; agent/loginmfa reads it).
+const CredProvSHA256Value = "CredentialProviderSHA256"
+
+// NewWXS fills WXS for an agent binary, the credential provider DLL and a
+// build version.
+func NewWXS(agentExe, credProvDLL, version string) WXS {
 	_, msiVersion := Versions(version)
 	return WXS{
 		Version: msiVersion, Manufacturer: Manufacturer, UpgradeCode: UpgradeCode,
 		AgentComponentGUID: agentComponentGUID, SettingsComponentGUID: settingsComponentGUID,
-		EventSourceComponentGUID: eventSourceComponentGUID,
-		AgentExe:                 agentExe, AgentExeName: "mamori-agent.exe", ServiceName: ServiceName,
+		EventSourceComponentGUID: eventSourceComponentGUID, CredProvComponentGUID: credProvComponentGUID,
+		CredProvDLL: credProvDLL, CredProvDLLName: credprov.DLLName, RegistryCredProvSHA256: CredProvSHA256Value,
+		AgentExe: agentExe, AgentExeName: "mamori-agent.exe", ServiceName: ServiceName,
 		RegistryKey: config.RegistryKey, RegistryServer: config.RegistryServer,
 		RegistryToken: config.RegistryToken, RegistryCAFingerprint: config.RegistryCAFingerprint,
 	}
@@ -83,7 +97,8 @@ func escaped(p WXS) WXS {
 		return b.String()
 	}
 	return WXS{e(p.Version), e(p.Manufacturer), e(p.UpgradeCode), e(p.AgentComponentGUID), e(p.SettingsComponentGUID), e(p.EventSourceComponentGUID),
-		e(p.AgentExe), e(p.AgentExeName), e(p.ServiceName), e(p.RegistryKey), e(p.RegistryServer), e(p.RegistryToken), e(p.RegistryCAFingerprint)}
+		e(p.AgentExe), e(p.AgentExeName), e(p.CredProvComponentGUID), e(p.CredProvDLL), e(p.CredProvDLLName), e(p.CredProvSHA256),
+		e(p.RegistryCredProvSHA256), e(p.ServiceName), e(p.RegistryKey), e(p.RegistryServer), e(p.RegistryToken), e(p.RegistryCAFingerprint)}
 }
 
 func checkXML(b []byte) error {
@@ -105,6 +120,15 @@ func BuildMSI(ctx context.Context, p WXS, workDir, out string) error {
 	if err := needFile("windows agent binary", p.AgentExe); err != nil {
 		return fmt.Errorf("msi: %w", err)
 	}
+	if err := needFile("credential provider DLL (make credprov)", p.CredProvDLL); err != nil {
+		return fmt.Errorf("msi: %w", err)
+	}
+	dll, err := os.ReadFile(p.CredProvDLL)
+	if err != nil {
+		return fmt.Errorf("msi: %w", err)
+	}
+	sum := sha256.Sum256(dll)
+	p.CredProvSHA256 = hex.EncodeToString(sum[:])
 	wixl, err := lookTool("wixl", "wixl")
 	if err != nil {
 		return fmt.Errorf("msi: %w", err)
@@ -119,6 +143,9 @@ func BuildMSI(ctx context.Context, p WXS, workDir, out string) error {
 	exe, err := os.ReadFile(p.AgentExe)
 	if err == nil {
 		err = os.WriteFile(filepath.Join(workDir, p.AgentExeName), exe, 0o644)
+	}
+	if err == nil {
+		err = os.WriteFile(filepath.Join(workDir, p.CredProvDLLName), dll, 0o644)
 	}
 	if err != nil {
 		return fmt.Errorf("msi: %w", err)

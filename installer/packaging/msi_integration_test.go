@@ -5,8 +5,10 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/hex"
 	"encoding/pem"
 	"fmt"
 	"math/big"
@@ -18,6 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mamori-dev/mamori/agent/credprov"
+	"github.com/mamori-dev/mamori/agent/loginmfa"
 	"github.com/mamori-dev/mamori/internal/testenv"
 	"github.com/mamori-dev/mamori/internal/winetest"
 )
@@ -87,9 +91,15 @@ func TestMSI(t *testing.T) {
 		t.Fatal(a.err)
 	}
 	agent := a.exe
+	dll := filepath.Join(dir, credprov.DLLName)
+	if err := credprov.Build(ctx, credprov.CC, credprov.DLLArgs("../../agent/credprov", dll)); err != nil {
+		t.Fatal(err)
+	}
+	dllBytes, _ := os.ReadFile(dll)
+	dllSum := sha256.Sum256(dllBytes)
 
 	unsigned := filepath.Join(dir, "unsigned.msi")
-	if err := BuildMSI(ctx, NewWXS(agent, "v1.4.2"), dir, unsigned); err != nil {
+	if err := BuildMSI(ctx, NewWXS(agent, dll, "v1.4.2"), dir, unsigned); err != nil {
 		t.Fatal(err)
 	}
 	mustContain(t, "Property table", msiTable(t, unsigned, "Property"),
@@ -98,6 +108,10 @@ func TestMSI(t *testing.T) {
 	mustContain(t, "ServiceInstall table", msiTable(t, unsigned, "ServiceInstall"), "mamori-agent\tmamori agent\t16\t2\t1\t\t\tLocalSystem\t\trun")
 	mustContain(t, "Registry table", msiTable(t, unsigned, "Registry"), "SOFTWARE\\mamori\\\tToken\t[TOKEN]")
 	mustContain(t, "Upgrade table", msiTable(t, unsigned, "Upgrade"), "{"+UpgradeCode+"}")
+	// Uninstall unregisters the credential provider before the files go;
+	// an upgrade does not (the new DLL takes the old one's place).
+	mustContain(t, "InstallExecuteSequence table", msiTable(t, unsigned, "InstallExecuteSequence"),
+		"RemoveExistingProducts\t\t1401", "CredProvRemove\tREMOVE=\"ALL\" AND NOT UPGRADINGPRODUCTCODE\t3400", "RemoveFiles\t\t3500")
 
 	// Authenticode.
 	cert, key := throwawayCert(t, dir)
@@ -140,13 +154,32 @@ func TestMSI(t *testing.T) {
 		t.Helper()
 		return env.Run(t, time.Minute, nil, args[0], args[1:]...)
 	}
-	if o, code := wine("msiexec", "/i", msi, "/qn", "SERVER="+ln.Addr().String(), "TOKEN=mme_wine", "CA_FINGERPRINT="+fp); code != 0 {
+	// INSTALLDIR (and the directory's own Id) given on the command line
+	// are ignored: a private property cannot move the LocalSystem binary
+	// and the DLL LogonUI loads into a folder users can write.
+	if o, code := wine("msiexec", "/i", msi, "/qn", "SERVER="+ln.Addr().String(), "TOKEN=mme_wine", "CA_FINGERPRINT="+fp,
+		`INSTALLDIR=C:\users\Public\evil`, `InstallDir=C:\users\Public\evil2`); code != 0 {
 		t.Fatalf("msiexec /i exited %d:\n%s", code, o)
 	}
 	if _, err := os.Stat(env.Path(`C:\Program Files\mamori\mamori-agent.exe`)); err != nil {
 		t.Errorf("agent not installed: %v", err)
 	}
-	o, _ := wine("reg", "query", `HKLM\SOFTWARE\mamori`)
+	for _, p := range []string{`C:\users\Public\evil`, `C:\users\Public\evil2`} {
+		if _, err := os.Stat(env.Path(p)); err == nil {
+			t.Errorf("the install directory was moved to %s from the command line", p)
+		}
+	}
+	// The credential provider is installed, not registered, and its hash
+	// recorded for the login-mfa control.
+	if b, err := os.ReadFile(env.Path(`C:\Program Files\mamori\mamori-cp.dll`)); err != nil || sha256.Sum256(b) != dllSum {
+		t.Errorf("mamori-cp.dll not installed as built: %v", err)
+	}
+	o, _ := wine("reg", "query", `HKLM\SOFTWARE\mamori`, "/v", CredProvSHA256Value)
+	mustContain(t, "the DLL's recorded hash", o, hex.EncodeToString(dllSum[:]))
+	if o, code := wine("reg", "query", `HKLM\`+loginmfa.ProviderKey); code == 0 {
+		t.Errorf("the MSI registered the credential provider (the policy does that):\n%s", o)
+	}
+	o, _ = wine("reg", "query", `HKLM\SOFTWARE\mamori`)
 	mustContain(t, `HKLM\SOFTWARE\mamori`, o, "Server    REG_SZ    "+ln.Addr().String(), "Token    REG_SZ    mme_wine", "CAFingerprint    REG_SZ    "+fp)
 	o, _ = wine("reg", "query", `HKLM\SYSTEM\CurrentControlSet\Services\mamori-agent`)
 	mustContain(t, "service registration", o, `mamori-agent.exe run`, "Start    REG_DWORD    0x2", "LocalSystem")
@@ -192,7 +225,7 @@ func TestMSI(t *testing.T) {
 	// service; the state directory stays.
 	stop("before the upgrade")
 	newer := filepath.Join(dir, "mamori-agent-1.4.3.msi")
-	if err := BuildMSI(ctx, NewWXS(agent, "v1.4.3"), dir, newer); err != nil {
+	if err := BuildMSI(ctx, NewWXS(agent, dll, "v1.4.3"), dir, newer); err != nil {
 		t.Fatal(err)
 	}
 	if o, code := wine("msiexec", "/i", newer, "/qn"); code != 0 {
@@ -217,8 +250,23 @@ func TestMSI(t *testing.T) {
 	// Stop through the SCM (msiexec /x under wine does not stop it), then
 	// uninstall: program and settings go, the state directory stays.
 	stop("after stop")
+	// As if the policy had switched login-mfa on: uninstalling must take
+	// the registration back before the DLL goes.
+	for _, k := range []string{loginmfa.ProviderKey, loginmfa.FilterKey} {
+		if o, code := wine("reg", "add", `HKLM\`+k, "/ve", "/d", "mamori", "/f"); code != 0 {
+			t.Fatalf("reg add: %s", o)
+		}
+	}
 	if o, code := wine("msiexec", "/x", msi, "/qn"); code != 0 {
 		t.Fatalf("msiexec /x exited %d:\n%s", code, o)
+	}
+	for _, k := range []string{loginmfa.FilterKey, loginmfa.ProviderKey} {
+		if o, code := wine("reg", "query", `HKLM\`+k); code == 0 {
+			t.Errorf("%s left after uninstall (mamori-agent credprov-remove did not run):\n%s", k, o)
+		}
+	}
+	if _, err := os.Stat(env.Path(`C:\Program Files\mamori\mamori-cp.dll`)); err == nil {
+		t.Error("mamori-cp.dll still installed after msiexec /x")
 	}
 	if _, err := os.Stat(env.Path(`C:\Program Files\mamori\mamori-agent.exe`)); err == nil {
 		t.Error("agent still installed after msiexec /x")

@@ -57,6 +57,11 @@ type wix struct {
 				Start string `xml:"Start,attr"`
 				Stop  string `xml:"Stop,attr"`
 			} `xml:"ServiceControl"`
+			RegistryValue *struct {
+				Key   string `xml:"Key,attr"`
+				Name  string `xml:"Name,attr"`
+				Value string `xml:"Value,attr"`
+			} `xml:"RegistryValue"`
 			RegistryKey *struct {
 				Root   string `xml:"Root,attr"`
 				Key    string `xml:"Key,attr"`
@@ -80,7 +85,9 @@ type wix struct {
 }
 
 func TestRenderWXS(t *testing.T) {
-	src, err := RenderWXS(NewWXS(`C:\build\mamori-agent.exe`, "v1.4.2-3-gabc"))
+	w0 := NewWXS(`C:\build\mamori-agent.exe`, `C:\build\mamori-cp.dll`, "v1.4.2-3-gabc")
+	w0.CredProvSHA256 = strings.Repeat("ab", 32)
+	src, err := RenderWXS(w0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,8 +111,18 @@ func TestRenderWXS(t *testing.T) {
 	if props["MsiHiddenProperties"] != "TOKEN" {
 		t.Errorf("MsiHiddenProperties = %q, want TOKEN (kept out of msiexec logs)", props["MsiHiddenProperties"])
 	}
-	if len(p.Components) != 1 || p.Components[0].ServiceInstall == nil || p.Components[0].File == nil {
+	if len(p.Components) != 2 || p.Components[0].ServiceInstall == nil || p.Components[0].File == nil {
 		t.Fatalf("agent component: %+v", p.Components)
+	}
+	if cp := p.Components[1]; cp.File == nil || cp.File.Name != "mamori-cp.dll" || cp.RegistryValue == nil ||
+		cp.RegistryValue.Key != `SOFTWARE\mamori` || cp.RegistryValue.Name != CredProvSHA256Value || cp.RegistryValue.Value != w0.CredProvSHA256 {
+		t.Errorf("credential provider component: %+v", cp)
+	}
+	if !strings.Contains(string(src), `<Directory Id="InstallDir" Name="mamori">`) || strings.Contains(string(src), `Id="INSTALLDIR"`) {
+		t.Error("the install directory must be a private property (InstallDir), not a public one settable from msiexec's command line")
+	}
+	if !strings.Contains(string(src), `ExeCommand="credprov-remove"`) || !strings.Contains(string(src), `REMOVE="ALL" AND NOT UPGRADINGPRODUCTCODE`) {
+		t.Error("uninstall does not unregister the credential provider first")
 	}
 	c := p.Components[0]
 	if c.File.Name != "mamori-agent.exe" || c.ServiceInstall.Name != ServiceName || c.ServiceInstall.Start != "auto" ||
@@ -135,16 +152,16 @@ func TestRenderWXS(t *testing.T) {
 
 // The GUIDs that identify the product to Windows must never change.
 func TestStableGUIDs(t *testing.T) {
-	got := []string{UpgradeCode, agentComponentGUID, settingsComponentGUID, eventSourceComponentGUID}
+	got := []string{UpgradeCode, agentComponentGUID, settingsComponentGUID, eventSourceComponentGUID, credProvComponentGUID}
 	want := []string{"B21F34B4-6931-4146-8EF7-67265DD5C150", "D9AC59DF-C012-43FD-8626-9FFD2D62161A",
-		"28EBC503-71D2-4369-A046-F285C12B1722", "6F0B7C3E-2A51-4E8D-9C47-3D1B8E5A9F20"}
+		"28EBC503-71D2-4369-A046-F285C12B1722", "6F0B7C3E-2A51-4E8D-9C47-3D1B8E5A9F20", "3E6A1C52-8F0D-4B7A-A1E4-5C9D2B70F613"}
 	if d := cmp.Diff(want, got); d != "" {
 		t.Errorf("a product or component GUID changed; upgrades in place break (-want +got):\n%s", d)
 	}
 }
 
 func TestRenderWXSEscapes(t *testing.T) {
-	p := NewWXS(`C:\a "b" & <c>\mamori-agent.exe`, "v1.0.0")
+	p := NewWXS(`C:\a "b" & <c>\mamori-agent.exe`, `C:\x.dll`, "v1.0.0")
 	p.Manufacturer = `"><Evil/>&`
 	src, err := RenderWXS(p)
 	if err != nil {

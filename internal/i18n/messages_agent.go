@@ -20,6 +20,7 @@ Commands:
   mfa pin-enroll USER  give USER a PIN bound to this terminal's TPM (asks twice; root)
   mfa pin-remove USER  remove USER's PIN (back to TOTP codes)
   isolation-boot  put the last isolation ruleset back in place (at boot, before the network)
+  credprov-remove  Windows: unregister the credential provider and filter (the MSI runs it on uninstall)
   version     print the version
 
 Flags:
@@ -46,6 +47,7 @@ the environment over the file.
   mfa pin-enroll ユーザー  この端末の TPM に結び付いた PIN を設定します (2 回入力、root)
   mfa pin-remove ユーザー  PIN を削除します (確認コードに戻ります)
   isolation-boot  最後に適用した分離ルールセットを戻します (起動時、ネットワークより前)
+  credprov-remove  Windows: 資格情報プロバイダーとフィルターの登録を解除します (MSI がアンインストール時に実行)
   version     バージョンを表示します
 
 フラグ:
@@ -61,6 +63,7 @@ the environment over the file.
 	{"agent.isolation-boot.done", "isolation: %d rules in force from the last policy (IP forwarding switched off: %t)", "分離: 前回のポリシーのルール %d 件を適用しました (IP フォワーディングの無効化: %t)"},
 	{"agent.isolation-boot.none", "isolation: no ruleset saved (monitor mode or not enrolled); nothing to do", "分離: 保存されたルールセットはありません (監視モードまたは未登録)。何もしません"},
 	{"agent.err.isolation-boot", "%v (nothing changed; mamori-agent puts its ruleset in place when it starts)", "%v (何も変更していません。mamori-agent が起動時にルールセットを適用します)"},
+	{"agent.err.start", "mamori-agent could not start: %v", "mamori-agent を開始できませんでした: %v"},
 	{"agent.enrolled", "enrolled: device %s at %s (policy version %d)", "登録しました: 端末 ID %s、サーバー %s (ポリシー版 %d)"},
 	{"agent.err.enroll", "enrolment failed: %v", "登録できませんでした: %v"},
 	{"agent.status", "service: %s", "サービス: %s"},

@@ -55,7 +55,7 @@ var detailMessages = []Message{
 	{"detail.media.registry-enforced", "removable-storage policy in force", "リムーバブルストレージのポリシーを適用中"},
 
 	// agent/loginmfa.
-	{"detail.loginmfa.windows", "no Windows credential provider yet: Windows logins are not covered by mamori", "Windows の資格情報プロバイダーはまだありません: Windows のログインは mamori の対象外です"},
+	{"detail.loginmfa.windows", "no credential provider wired into this agent: Windows logins are not covered by mamori", "このエージェントには資格情報プロバイダーが組み込まれていません: Windows のログインは mamori の対象外です"},
 	{"detail.loginmfa.not-named", "the policy does not name login-mfa", "ポリシーに login-mfa の指定がありません"},
 	{"detail.loginmfa.monitor", "monitor mode: PAM left alone; %s login(s) by users without an enrolled second factor since the agent started", "監視モード: PAM は変更していません。エージェント起動後、第 2 要素未登録のユーザーによるログインが %s 回ありました"},
 	{"detail.loginmfa.monitor-error", "%[1]s; monitor mode: PAM left alone; %[2]s login(s) by users without an enrolled second factor since the agent started", "%[1]s。監視モード: PAM は変更していません。エージェント起動後、第 2 要素未登録のユーザーによるログインが %[2]s 回ありました"},
@@ -68,6 +68,9 @@ var detailMessages = []Message{
 	{"detail.loginmfa.verifier-down", "the agent's MFA verifier or its local socket is not running: every login through pam_mamori.so is refused", "エージェントの MFA 検証機能またはそのローカルソケットが動いていません: pam_mamori.so を通るログインはすべて拒否されます"},
 	{"detail.loginmfa.no-users", "no users enrolled on this terminal (no MFA bundle yet)", "この端末に登録済みのユーザーがいません (MFA バンドルがまだありません)"},
 	{"detail.loginmfa.grace", "%[1]s user(s) logged in without a second factor under the policy's grace period (not yet enrolled): %[2]s", "ポリシーの猶予期間により、第 2 要素なしでログインしたユーザーが %[1]s 人います (未登録): %[2]s"},
+	{"detail.loginmfa.cp-enforced", "mamori's credential provider and filter are registered and verified: logon and unlock need a second factor", "mamori の資格情報プロバイダーとフィルターを登録・検証済み: サインインとロック解除に第 2 要素が必要です"},
+	{"detail.loginmfa.cp-monitor", "monitor mode: mamori's credential provider is not registered; Windows logins are unchanged", "監視モード: mamori の資格情報プロバイダーは登録していません。Windows のサインインは変更していません"},
+	{"detail.loginmfa.cp-problem", "%s", "資格情報プロバイダーの問題: %s"},
 	{"detail.loginmfa.enforced", "every named service needs pam_mamori.so; module verified", "指定したすべてのサービスで pam_mamori.so が必要です。モジュールを検証済み"},
 
 	// agent/isolation.

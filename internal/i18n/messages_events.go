@@ -19,6 +19,7 @@ var eventKindMessages = []Message{
 	{"event.kind.mfa_temp_code_used", "temporary code used", "一時コードを使用"},
 	{"event.kind.mfa_grace_login", "login in the grace period, without a second factor", "猶予期間中の多要素なしログイン"},
 	{"event.kind.mfa_unlocked", "lock-out cleared by the helpdesk", "ヘルプデスクがロックアウトを解除"},
+	{"event.kind.login_mfa_drift", "credential provider registration changed (re-applied)", "資格情報プロバイダーの登録が変更されました (再適用)"},
 	{"event.kind.mfa_would_refuse", "login that would be refused (monitor mode)", "拒否対象のログイン (監視モード)"},
 	{"event.kind.mfa_pin_enrolled", "PIN key enrolled on this terminal", "この端末で PIN キーを登録"},
 	{"event.kind.mfa_pin_removed", "PIN key removed from this terminal", "この端末から PIN キーを削除"},

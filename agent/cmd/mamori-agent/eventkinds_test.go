@@ -21,7 +21,7 @@ func TestEventKindsNamed(t *testing.T) {
 		daemon.KindReportRefused, daemon.KindPolicyRejected, daemon.KindPolicyApplied,
 		isolation.KindFinding, isolation.KindFindingCleared, isolation.KindRulesetApplied, isolation.KindRulesetReapplied,
 		isolation.KindRulesetRemoved, isolation.KindForwardingOff, isolation.KindSessionsCut,
-		loginmfa.KindWouldRefuse,
+		loginmfa.KindWouldRefuse, loginmfa.KindDrift,
 		media.KindSetReadOnly, media.KindRemountReadOnly, media.KindUSBBlocked, media.KindAllowed, media.KindWouldBlock,
 		media.KindEnforcementError, media.KindExceptionUsed,
 		mfa.KindSuccess, mfa.KindFailure, mfa.KindLockout, mfa.KindRecoveryUsed, mfa.KindTempCodeUsed, mfa.KindGraceLogin,

@@ -51,6 +51,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	switch inv.Command {
+	case "credprov-remove":
+		if err := removeCredProv(); err != nil {
+			fmt.Fprintln(stderr, p.Sprintf(cli.MsgServiceFailed, inv.Command, err))
+			return 1
+		}
+		fmt.Fprintln(stdout, p.Sprintf(cli.MsgServiceDone, inv.Command))
+		return 0
 	case "help":
 		fmt.Fprint(stdout, p.Sprintf(cli.MsgUsage, config.DefaultPath, config.DefaultStateDir))
 		return 0
@@ -61,11 +68,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	cfg, err := config.Resolve(inv.ConfigPath, !inv.ConfigGiven, os.Getenv, inv.Overrides)
 	if err != nil {
 		fmt.Fprintln(stderr, p.Sprintf(cli.MsgConfig, err))
+		reportStartError(inv, err)
 		return 2
 	}
 	log, closeLog, err := newLogger(cfg, stderr)
 	if err != nil {
 		fmt.Fprintln(stderr, p.Sprintf(cli.MsgConfig, err))
+		reportStartError(inv, err)
 		return 2
 	}
 	defer closeLog()
@@ -113,6 +122,21 @@ func doIsolationBoot(cfg config.Config, p *i18n.Printer, stdout, stderr io.Write
 	return 0
 }
 
+// startErrorText is why the agent could not start, in English and
+// Japanese: the Event Log has no reader's language.
+func startErrorText(err error) string {
+	return i18n.NewPrinter(i18n.English).Sprintf(cli.MsgStartFailed, err) + "\n" +
+		i18n.NewPrinter(i18n.Japanese).Sprintf(cli.MsgStartFailed, err)
+}
+
+// reportStartError: a service ("run") that cannot start says why in the
+// Windows Event Log too, where stderr goes nowhere (a no-op elsewhere).
+func reportStartError(inv cli.Invocation, err error) {
+	if inv.Command == "run" {
+		svc.ReportStartError(startErrorText(err)) //nolint:errcheck // stderr has it too
+	}
+}
+
 // serviceArgs are the arguments the installed service runs with.
 func serviceArgs(inv cli.Invocation) []string {
 	a := []string{"run"}
@@ -151,11 +175,13 @@ func doRun(cfg config.Config, inv cli.Invocation, log *slog.Logger, p *i18n.Prin
 	dir, err := state.Open(cfg.StateDir)
 	if err != nil {
 		fmt.Fprintln(stderr, p.Sprintf(cli.MsgRunFailed, err))
+		reportStartError(inv, err)
 		return 1
 	}
 	sp, err := spool.Open(filepath.Join(cfg.StateDir, "spool"), spool.Options{Logger: log})
 	if err != nil {
 		fmt.Fprintln(stderr, p.Sprintf(cli.MsgRunFailed, err))
+		reportStartError(inv, err)
 		return 1
 	}
 	if c, ok := any(sp).(io.Closer); ok {
@@ -178,7 +204,7 @@ func doRun(cfg config.Config, inv cli.Invocation, log *slog.Logger, p *i18n.Prin
 		isolation.New(isolation.Options{Emitter: daemon.NewEmitter(sp, nil), Log: log, Servers: servers, StateDir: cfg.StateDir}),
 	)
 	// Login MFA: the verifier holds the sealed bundle; the local socket
-	// (Linux) serves pam_mamori.so. If either fails, PAM denies (fail
+	// (Linux) serves pam_mamori.so, the named pipe (Windows) mamori-cp.dll. If either fails, PAM denies (fail
 	// closed) and the rest of the agent keeps running.
 	deviceID := ""
 	if id, err := dir.LoadIdentity(); err == nil {
@@ -214,10 +240,14 @@ func doRun(cfg config.Config, inv cli.Invocation, log *slog.Logger, p *i18n.Prin
 			defer lapi.Stop()
 		}
 	}
+	// Windows: the control registers the credential provider, which asks
+	// the verifier over the pipe lapi serves.
+	lopt.CredProv = credProvOptions()
 	dcfg.Controls = append(dcfg.Controls, loginmfa.New(lopt))
 	d, err := daemon.New(dcfg)
 	if err != nil {
 		fmt.Fprintln(stderr, p.Sprintf(cli.MsgRunFailed, err))
+		reportStartError(inv, err)
 		return 1
 	}
 	exit := make(chan error, 1)

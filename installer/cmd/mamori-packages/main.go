@@ -22,6 +22,7 @@ func main() {
 		out      = flag.String("out", "bin/packages", "output directory")
 		linux    = flag.String("linux-agent", "", "linux/amd64 mamori-agent binary")
 		windows  = flag.String("windows-agent", "", "windows/amd64 mamori-agent.exe")
+		credProv = flag.String("credential-provider", "bin/windows-amd64/mamori-cp.dll", "mamori-cp.dll, the Windows credential provider (make credprov)")
 		udevRule = flag.String("udev-rule", "installer/udev/60-mamori-media.rules", "the media control's udev rule")
 		pamMod   = flag.String("pam-module", "bin/pam_mamori.so", "pam_mamori.so built for linux/amd64 (make pam)")
 		formats  = flag.String("formats", "deb,rpm,msi", "comma-separated: deb, rpm, msi")
@@ -29,13 +30,13 @@ func main() {
 		key      = flag.String("sign-key", "", "PEM private key for -sign-cert")
 	)
 	flag.Parse()
-	if err := run(context.Background(), *version, *out, *linux, *windows, *udevRule, *pamMod, *formats, *cert, *key); err != nil {
+	if err := run(context.Background(), *version, *out, *linux, *windows, *credProv, *udevRule, *pamMod, *formats, *cert, *key); err != nil {
 		fmt.Fprintln(os.Stderr, "mamori-packages:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, version, out, linux, windows, udevRule, pamModule, formats, cert, key string) error {
+func run(ctx context.Context, version, out, linux, windows, credProv, udevRule, pamModule, formats, cert, key string) error {
 	if (cert == "") != (key == "") {
 		return fmt.Errorf("give both -sign-cert and -sign-key, or neither")
 	}
@@ -71,14 +72,17 @@ func run(ctx context.Context, version, out, linux, windows, udevRule, pamModule,
 			}
 		case "msi":
 			path = filepath.Join(out, packaging.Name+".msi")
-			exe := windows
-			if cert != "" { // sign the agent inside the MSI too
-				exe = filepath.Join(work, "signed-mamori-agent.exe")
+			exe, dll := windows, credProv
+			if cert != "" { // sign the agent and the DLL inside the MSI too
+				exe, dll = filepath.Join(work, "signed-mamori-agent.exe"), filepath.Join(work, "signed-mamori-cp.dll")
 				if err := packaging.Sign(ctx, cert, key, windows, exe); err != nil {
 					return err
 				}
+				if err := packaging.Sign(ctx, cert, key, credProv, dll); err != nil {
+					return err
+				}
 			}
-			if err := packaging.BuildMSI(ctx, packaging.NewWXS(exe, version), work, path); err != nil {
+			if err := packaging.BuildMSI(ctx, packaging.NewWXS(exe, dll, version), work, path); err != nil {
 				return err
 			}
 			if cert != "" {

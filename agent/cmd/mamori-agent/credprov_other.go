@@ -1,0 +1,15 @@
+//go:build !windows
+
+package main
+
+import (
+	"errors"
+
+	"github.com/mamori-dev/mamori/agent/loginmfa"
+)
+
+// credProvOptions: PAM, not a credential provider, outside Windows.
+func credProvOptions() *loginmfa.CredProvOptions { return nil }
+
+// removeCredProv: there is no credential provider outside Windows.
+func removeCredProv() error { return errors.ErrUnsupported }

@@ -1,0 +1,405 @@
+/*
+ * standin.exe — a LogonUI stand-in for tests (never shipped). It loads
+ * mamori-cp.dll the way LogonUI does, through COM (CoCreateInstance of
+ * the registered CLSID, so the registration is exercised too), and drives
+ * the documented call sequence:
+ *
+ *   SetUsageScenario, Advise, GetFieldDescriptorCount/At,
+ *   GetCredentialCount, GetCredentialAt, (credential) Advise, SetSelected,
+ *   SetStringValue ×3, GetSerialization, ReportResult, UnAdvise, Release.
+ *
+ * Commands (one per run; results on stdout, one line each):
+ *
+ *   standin logon|unlock USER PASSWORD CODE
+ *       RESULT cpgsr=N hr=0x… user=HEX domain=HEX password=HEX msgtype=N
+ *              pkg=N clsid=ok|bad status=HEX load_us=N check_us=N
+ *       (strings as hex of UTF-8; a serialization is unpacked with
+ *       cpcore's bounds-checked reader)
+ *   standin filter logon|unlock|credui
+ *       FILTER inbox=0|1 mamori=0|1 thirdparty=0|1: what the filter lets
+ *       through of the in-box password provider, mamori's provider and a
+ *       third-party one
+ *   standin bench N USER PASSWORD CODE
+ *       BENCH n=N p50_us=… p99_us=… max_us=… (GetSerialization, each a
+ *       method? and a verify round trip through the agent's pipe)
+ *   standin dllload DLL
+ *       DLLLOAD us=…: what the DLL itself adds to LogonUI's start, COM
+ *       already up: LoadLibrary, DllGetClassObject, CreateInstance,
+ *       SetUsageScenario, the field descriptors, the tile
+ *   standin pipebench N PIPE USER CODE
+ *       PIPEBENCH n=N p50_us=… p99_us=… max_us=…: the code check alone,
+ *       one verify request a connection, as the DLL sends it
+ */
+#define UNICODE
+#define _UNICODE
+#include <windows.h>
+#include <objbase.h>
+#include <shellapi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../cpcore.h"
+#include "../cpdefs.h"
+
+/* The in-box password provider (Windows 8 and later) and a made-up one. */
+MAMORI_GUID(CLSID_PasswordProvider, 0x60b78e88, 0xead8, 0x445c, 0x9c, 0xfd, 0x0b, 0x87, 0xf7, 0x4e, 0xa6, 0xcd);
+MAMORI_GUID(CLSID_ThirdParty, 0x11111111, 0x2222, 0x3333, 0x44, 0x44, 0x55, 0x55, 0x55, 0x55, 0x55, 0x55);
+
+/* ---- LogonUI's side of the events ---- */
+
+static HRESULT STDMETHODCALLTYPE E_QI(ICredentialProviderCredentialEvents *This, REFIID riid, void **ppv)
+{
+	*ppv = This;
+	(void)riid;
+	return S_OK;
+}
+static ULONG STDMETHODCALLTYPE E_AddRef(ICredentialProviderCredentialEvents *This) { (void)This; return 2; }
+static ULONG STDMETHODCALLTYPE E_Release(ICredentialProviderCredentialEvents *This) { (void)This; return 1; }
+static int g_field_resets;
+static HRESULT STDMETHODCALLTYPE E_SetFieldState(ICredentialProviderCredentialEvents *t, ICredentialProviderCredential *c,
+						 DWORD id, CREDENTIAL_PROVIDER_FIELD_STATE s)
+{
+	(void)t, (void)c, (void)id, (void)s;
+	return S_OK;
+}
+static HRESULT STDMETHODCALLTYPE E_SetFieldInteractiveState(ICredentialProviderCredentialEvents *t,
+							    ICredentialProviderCredential *c, DWORD id,
+							    CREDENTIAL_PROVIDER_FIELD_INTERACTIVE_STATE s)
+{
+	(void)t, (void)c, (void)id, (void)s;
+	return S_OK;
+}
+static HRESULT STDMETHODCALLTYPE E_SetFieldString(ICredentialProviderCredentialEvents *t, ICredentialProviderCredential *c,
+						  DWORD id, LPCWSTR s)
+{
+	(void)t, (void)c, (void)id;
+	if (s && s[0] == 0)
+		g_field_resets++;
+	return S_OK;
+}
+static HRESULT STDMETHODCALLTYPE E_SetFieldCheckbox(ICredentialProviderCredentialEvents *t,
+						    ICredentialProviderCredential *c, DWORD id, BOOL b, LPCWSTR l)
+{
+	(void)t, (void)c, (void)id, (void)b, (void)l;
+	return S_OK;
+}
+static HRESULT STDMETHODCALLTYPE E_SetFieldBitmap(ICredentialProviderCredentialEvents *t, ICredentialProviderCredential *c,
+						  DWORD id, HBITMAP h)
+{
+	(void)t, (void)c, (void)id, (void)h;
+	return S_OK;
+}
+static HRESULT STDMETHODCALLTYPE E_Combo(ICredentialProviderCredentialEvents *t, ICredentialProviderCredential *c,
+					 DWORD id, DWORD x)
+{
+	(void)t, (void)c, (void)id, (void)x;
+	return S_OK;
+}
+static HRESULT STDMETHODCALLTYPE E_Append(ICredentialProviderCredentialEvents *t, ICredentialProviderCredential *c,
+					  DWORD id, LPCWSTR s)
+{
+	(void)t, (void)c, (void)id, (void)s;
+	return S_OK;
+}
+static HRESULT STDMETHODCALLTYPE E_OnCreatingWindow(ICredentialProviderCredentialEvents *t, HWND *h)
+{
+	(void)t;
+	*h = NULL;
+	return S_OK;
+}
+static const ICredentialProviderCredentialEventsVtbl EVENTS_VTBL = {
+	E_QI, E_AddRef, E_Release, E_SetFieldState, E_SetFieldInteractiveState, E_SetFieldString, E_SetFieldCheckbox,
+	E_SetFieldBitmap, E_Combo, E_Combo, E_Append, E_Combo, E_OnCreatingWindow,
+};
+static ICredentialProviderCredentialEvents g_events = {&EVENTS_VTBL};
+
+static HRESULT STDMETHODCALLTYPE PE_QI(ICredentialProviderEvents *This, REFIID riid, void **ppv)
+{
+	*ppv = This;
+	(void)riid;
+	return S_OK;
+}
+static ULONG STDMETHODCALLTYPE PE_AddRef(ICredentialProviderEvents *This) { (void)This; return 2; }
+static ULONG STDMETHODCALLTYPE PE_Release(ICredentialProviderEvents *This) { (void)This; return 1; }
+static HRESULT STDMETHODCALLTYPE PE_CredentialsChanged(ICredentialProviderEvents *This, UINT_PTR ctx)
+{
+	(void)This, (void)ctx;
+	return S_OK;
+}
+static const ICredentialProviderEventsVtbl PEVENTS_VTBL = {PE_QI, PE_AddRef, PE_Release, PE_CredentialsChanged};
+static ICredentialProviderEvents g_pevents = {&PEVENTS_VTBL};
+
+/* ---- helpers ---- */
+
+static LONGLONG now_us(void)
+{
+	LARGE_INTEGER f, c;
+	QueryPerformanceFrequency(&f);
+	QueryPerformanceCounter(&c);
+	return c.QuadPart * 1000000 / f.QuadPart;
+}
+
+static void print_hex_utf8(const char *name, const uint16_t *s, size_t n)
+{
+	char buf[4 * 4096 + 1];
+	int k = cp_utf16_to_utf8(s, n, buf, sizeof buf), i;
+	printf(" %s=", name);
+	for (i = 0; i < k; i++)
+		printf("%02x", (unsigned char)buf[i]);
+}
+
+static void print_hex_le(const char *name, const uint8_t *p, size_t units)
+{
+	uint16_t w[4096];
+	size_t i;
+	if (units > 4096)
+		units = 4096;
+	for (i = 0; i < units; i++)
+		w[i] = (uint16_t)(p[2 * i] | p[2 * i + 1] << 8);
+	print_hex_utf8(name, w, units);
+}
+
+/* hostile: "@repeat:N:C" stands for N copies of character C. Arguments
+ * are taken as UTF-16 from the command line (not the ANSI argv), so a
+ * Japanese password arrives as typed. */
+static WCHAR *arg(const WCHAR *s)
+{
+	int n;
+	WCHAR c;
+	if (swscanf(s, L"@repeat:%d:%lc", &n, &c) == 2 && n > 0 && n < 1000000) {
+		WCHAR *w = calloc((size_t)n + 1, sizeof(WCHAR));
+		int i;
+		for (i = 0; i < n; i++)
+			w[i] = c;
+		return w;
+	}
+	return _wcsdup(s);
+}
+
+static ICredentialProvider *load(LONGLONG *load_us)
+{
+	ICredentialProvider *p = NULL;
+	LONGLONG t0 = now_us();
+	HRESULT hr = CoCreateInstance(&MAMORI_CLSID_Provider, NULL, CLSCTX_INPROC_SERVER, &MAMORI_IID_ICredentialProvider,
+				      (void **)&p);
+	*load_us = now_us() - t0;
+	if (FAILED(hr)) {
+		printf("ERROR CoCreateInstance provider hr=0x%08lx\n", (unsigned long)hr);
+		exit(2);
+	}
+	return p;
+}
+
+/* one_logon runs the whole sequence once; returns the GetSerialization
+ * response and prints RESULT when print. */
+static int one_logon(ICredentialProvider *p, CREDENTIAL_PROVIDER_USAGE_SCENARIO sc, const WCHAR *user,
+		     const WCHAR *pass, const WCHAR *code, int print, LONGLONG load_us, LONGLONG *check_us)
+{
+	DWORD n = 0, i, count = 0, def = 0;
+	BOOL autologon = TRUE;
+	ICredentialProviderCredential *c = NULL;
+	CREDENTIAL_PROVIDER_GET_SERIALIZATION_RESPONSE r = 99;
+	CREDENTIAL_PROVIDER_CREDENTIAL_SERIALIZATION cs;
+	CREDENTIAL_PROVIDER_STATUS_ICON icon = CPSI_NONE;
+	LPWSTR status = NULL;
+	HRESULT hr;
+	LONGLONG t0;
+
+	if (FAILED(hr = p->lpVtbl->SetUsageScenario(p, sc, 0))) {
+		printf("ERROR SetUsageScenario hr=0x%08lx\n", (unsigned long)hr);
+		exit(2);
+	}
+	p->lpVtbl->Advise(p, &g_pevents, 42);
+	p->lpVtbl->GetFieldDescriptorCount(p, &n);
+	for (i = 0; i < n; i++) {
+		CREDENTIAL_PROVIDER_FIELD_DESCRIPTOR *d = NULL;
+		if (SUCCEEDED(p->lpVtbl->GetFieldDescriptorAt(p, i, &d)) && d) {
+			CoTaskMemFree(d->pszLabel);
+			CoTaskMemFree(d);
+		}
+	}
+	if (FAILED(p->lpVtbl->GetCredentialCount(p, &count, &def, &autologon)) || count != 1 || autologon) {
+		printf("ERROR GetCredentialCount count=%lu autologon=%d\n", (unsigned long)count, autologon);
+		exit(2);
+	}
+	if (FAILED(p->lpVtbl->GetCredentialAt(p, 0, &c)) || c == NULL) {
+		printf("ERROR GetCredentialAt\n");
+		exit(2);
+	}
+	c->lpVtbl->Advise(c, &g_events);
+	c->lpVtbl->SetSelected(c, &autologon);
+	for (i = 0; i < n; i++) {
+		CREDENTIAL_PROVIDER_FIELD_STATE st;
+		CREDENTIAL_PROVIDER_FIELD_INTERACTIVE_STATE ist;
+		LPWSTR s = NULL;
+		c->lpVtbl->GetFieldState(c, i, &st, &ist);
+		if (SUCCEEDED(c->lpVtbl->GetStringValue(c, i, &s)))
+			CoTaskMemFree(s);
+	}
+	c->lpVtbl->SetStringValue(c, 1, user);
+	c->lpVtbl->SetStringValue(c, 2, pass);
+	c->lpVtbl->SetStringValue(c, 3, code);
+	memset(&cs, 0, sizeof cs);
+	t0 = now_us();
+	hr = c->lpVtbl->GetSerialization(c, &r, &cs, &status, &icon);
+	*check_us = now_us() - t0;
+	if (print) {
+		struct cp_kerb k;
+		printf("RESULT cpgsr=%d hr=0x%08lx icon=%d", (int)r, (unsigned long)hr, (int)icon);
+		if (r == CPGSR_RETURN_CREDENTIAL_FINISHED) {
+			if (cs.rgbSerialization == NULL || cp_unpack_kerb(cs.rgbSerialization, cs.cbSerialization, &k) != 0) {
+				printf(" unpack=bad");
+			} else {
+				print_hex_le("user", k.user, k.ulen);
+				print_hex_le("domain", k.domain, k.dlen);
+				print_hex_le("password", k.password, k.plen);
+				printf(" msgtype=%u size=%lu", k.msgtype, (unsigned long)cs.cbSerialization);
+			}
+			printf(" pkg=%lu clsid=%s", (unsigned long)cs.ulAuthenticationPackage,
+			       IsEqualGUID(&cs.clsidCredentialProvider, &MAMORI_CLSID_Provider) ? "ok" : "bad");
+		}
+		if (status)
+			print_hex_utf8("status", (const uint16_t *)status, 4096);
+		printf(" resets=%d load_us=%lld check_us=%lld\n", g_field_resets, (long long)load_us, (long long)*check_us);
+	}
+	if (cs.rgbSerialization) {
+		SecureZeroMemory(cs.rgbSerialization, cs.cbSerialization);
+		CoTaskMemFree(cs.rgbSerialization);
+	}
+	if (status)
+		CoTaskMemFree(status);
+	c->lpVtbl->ReportResult(c, 0, 0, &status, &icon);
+	c->lpVtbl->UnAdvise(c);
+	c->lpVtbl->Release(c);
+	p->lpVtbl->UnAdvise(p);
+	return (int)r;
+}
+
+static int cmp_ll(const void *a, const void *b)
+{
+	LONGLONG x = *(const LONGLONG *)a, y = *(const LONGLONG *)b;
+	return x < y ? -1 : x > y;
+}
+
+int main(int argc, char **argv)
+{
+	LONGLONG load_us = 0, check_us = 0;
+	int wargc = 0;
+	WCHAR **wargv = CommandLineToArgvW(GetCommandLineW(), &wargc);
+	setvbuf(stdout, NULL, _IONBF, 0);
+	if (wargv == NULL || wargc != argc)
+		return 2;
+	if (argc < 2) {
+		fprintf(stderr, "usage: standin logon|unlock|filter|bench …\n");
+		return 2;
+	}
+	if (FAILED(CoInitializeEx(NULL, COINIT_APARTMENTTHREADED)))
+		return 2;
+	if ((strcmp(argv[1], "logon") == 0 || strcmp(argv[1], "unlock") == 0) && argc == 5) {
+		ICredentialProvider *p = load(&load_us);
+		one_logon(p, strcmp(argv[1], "unlock") == 0 ? CPUS_UNLOCK_WORKSTATION : CPUS_LOGON, arg(wargv[2]),
+			  arg(wargv[3]), arg(wargv[4]), 1, load_us, &check_us);
+		p->lpVtbl->Release(p);
+	} else if (strcmp(argv[1], "filter") == 0 && argc == 3) {
+		ICredentialProviderFilter *f = NULL;
+		GUID ids[3];
+		BOOL allow[3] = {TRUE, TRUE, TRUE};
+		CREDENTIAL_PROVIDER_USAGE_SCENARIO sc = strcmp(argv[2], "unlock") == 0	 ? CPUS_UNLOCK_WORKSTATION
+							: strcmp(argv[2], "credui") == 0 ? CPUS_CREDUI
+											 : CPUS_LOGON;
+		HRESULT hr = CoCreateInstance(&MAMORI_CLSID_Filter, NULL, CLSCTX_INPROC_SERVER,
+					      &MAMORI_IID_ICredentialProviderFilter, (void **)&f);
+		if (FAILED(hr)) {
+			printf("ERROR CoCreateInstance filter hr=0x%08lx\n", (unsigned long)hr);
+			return 2;
+		}
+		ids[0] = CLSID_PasswordProvider, ids[1] = MAMORI_CLSID_Provider, ids[2] = CLSID_ThirdParty;
+		hr = f->lpVtbl->Filter(f, sc, 0, ids, allow, 3);
+		printf("FILTER hr=0x%08lx inbox=%d mamori=%d thirdparty=%d\n", (unsigned long)hr, allow[0], allow[1],
+		       allow[2]);
+		f->lpVtbl->Release(f);
+	} else if (strcmp(argv[1], "bench") == 0 && argc == 6) {
+		int n = atoi(argv[2]), i;
+		LONGLONG *t;
+		ICredentialProvider *p;
+		if (n < 1 || n > 100000)
+			return 2;
+		t = calloc((size_t)n, sizeof *t);
+		p = load(&load_us);
+		for (i = 0; i < n; i++)
+			one_logon(p, CPUS_LOGON, arg(wargv[3]), arg(wargv[4]), arg(wargv[5]), 0, 0, &t[i]);
+		qsort(t, (size_t)n, sizeof *t, cmp_ll);
+		printf("BENCH n=%d p50_us=%lld p99_us=%lld max_us=%lld load_us=%lld\n", n, (long long)t[n / 2],
+		       (long long)t[(n * 99) / 100 < n ? (n * 99) / 100 : n - 1], (long long)t[n - 1], (long long)load_us);
+		p->lpVtbl->Release(p);
+	} else if (strcmp(argv[1], "dllload") == 0 && argc == 3) {
+		typedef HRESULT(WINAPI * getclass_fn)(REFCLSID, REFIID, void **);
+		LONGLONG t0 = now_us();
+		HMODULE m = LoadLibraryW(wargv[2]);
+		getclass_fn get = m ? (getclass_fn)(void *)GetProcAddress(m, "DllGetClassObject") : NULL;
+		IClassFactory *f = NULL;
+		ICredentialProvider *p = NULL;
+		DWORD n = 0, i, count = 0, def = 0;
+		BOOL al = FALSE;
+		ICredentialProviderCredential *c = NULL;
+		if (get == NULL || FAILED(get(&MAMORI_CLSID_Provider, &IID_IClassFactory, (void **)&f)) ||
+		    FAILED(f->lpVtbl->CreateInstance(f, NULL, &MAMORI_IID_ICredentialProvider, (void **)&p)) ||
+		    FAILED(p->lpVtbl->SetUsageScenario(p, CPUS_LOGON, 0))) {
+			printf("ERROR dllload\n");
+			return 2;
+		}
+		p->lpVtbl->GetFieldDescriptorCount(p, &n);
+		for (i = 0; i < n; i++) {
+			CREDENTIAL_PROVIDER_FIELD_DESCRIPTOR *d = NULL;
+			if (SUCCEEDED(p->lpVtbl->GetFieldDescriptorAt(p, i, &d)) && d) {
+				CoTaskMemFree(d->pszLabel);
+				CoTaskMemFree(d);
+			}
+		}
+		p->lpVtbl->GetCredentialCount(p, &count, &def, &al);
+		p->lpVtbl->GetCredentialAt(p, 0, &c);
+		printf("DLLLOAD us=%lld\n", (long long)(now_us() - t0));
+		c->lpVtbl->Release(c);
+		p->lpVtbl->Release(p);
+	} else if (strcmp(argv[1], "pipebench") == 0 && argc == 6) {
+		int n = atoi(argv[2]), i;
+		LONGLONG *t;
+		uint8_t req[CP_MAX_REQUEST], ans[6];
+		size_t len = cp_request(req, sizeof req, CP_OP_VERIFY, CP_TOTP, argv[4], "windows-logon", "", argv[5]);
+		if (n < 1 || n > 100000 || len == 0)
+			return 2;
+		t = calloc((size_t)n, sizeof *t);
+		for (i = 0; i < n; i++) {
+			LONGLONG t0 = now_us();
+			DWORD w = 0, r = 0, got = 0;
+			HANDLE h;
+			for (;;) {
+				h = CreateFileW(wargv[3], GENERIC_READ | GENERIC_WRITE, 0, NULL, OPEN_EXISTING, 0, NULL);
+				if (h != INVALID_HANDLE_VALUE || GetLastError() != ERROR_PIPE_BUSY || !WaitNamedPipeW(wargv[3], 5000))
+					break;
+			}
+			if (h == INVALID_HANDLE_VALUE) {
+				printf("ERROR pipe %lu\n", (unsigned long)GetLastError());
+				return 2;
+			}
+			WriteFile(h, req, (DWORD)len, &w, NULL);
+			while (got < sizeof ans && ReadFile(h, ans + got, (DWORD)(sizeof ans - got), &r, NULL) && r > 0)
+				got += r;
+			CloseHandle(h);
+			t[i] = now_us() - t0;
+			if (got != sizeof ans || cp_answer(ans, sizeof ans, CP_OP_VERIFY) == CP_UNREACHABLE) {
+				printf("ERROR answer\n");
+				return 2;
+			}
+		}
+		qsort(t, (size_t)n, sizeof *t, cmp_ll);
+		printf("PIPEBENCH n=%d p50_us=%lld p99_us=%lld max_us=%lld\n", n, (long long)t[n / 2],
+		       (long long)t[(n * 99) / 100 < n ? (n * 99) / 100 : n - 1], (long long)t[n - 1]);
+	} else {
+		fprintf(stderr, "bad command\n");
+		return 2;
+	}
+	CoUninitialize();
+	return 0;
+}
