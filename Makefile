@@ -86,7 +86,7 @@ test: deps proto-check ## every test: unit, integration (real TLS, SQLite, Postg
 	GOOS=windows $(GO) vet ./...
 	$(GO) mod verify
 	MAMORI_VM_TEST=1 $(GO) test -count=1 -timeout 20m ./...
-	$(GO) test -count=1 -race -timeout 20m $$($(GO) list ./server/... ./agent/... ./internal/... | grep -v /vmtest)
+	$(GO) test -count=1 -race -timeout 20m $$($(GO) list ./server/... ./agent/... ./internal/... | grep -v -e /vmtest -e /powercut)
 	@bash installer/dev/fuzz.sh 3
 
 .PHONY: fuzz
@@ -94,8 +94,8 @@ fuzz: ## run every fuzz target a few seconds each (FUZZTIME=5)
 	@bash installer/dev/fuzz.sh $(or $(FUZZTIME),5)
 
 .PHONY: test-vm
-test-vm: deps ## the media control on a real Debian kernel under qemu, USB sticks hot-plugged over QMP (part of make test)
-	MAMORI_VM_TEST=1 $(GO) test -count=1 -timeout 10m ./agent/media/vmtest/
+test-vm: deps ## on a real Debian kernel under qemu: the media control with USB sticks hot-plugged over QMP, and the spool under 20 power cuts (part of make test)
+	MAMORI_VM_TEST=1 $(GO) test -count=1 -timeout 20m ./agent/media/vmtest/ ./agent/spool/powercut/
 
 PKG_VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 .PHONY: packages

@@ -21,6 +21,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -59,7 +60,10 @@ func TestPowerCutSpool(t *testing.T) {
 		vm := vmtest.Boot(t, work, vmlinuz, initrd, fmt.Sprintf("mamori.boot=%d", boot),
 			"-drive", "file="+img+",if=virtio,format=raw,cache=directsync")
 		var console []string
-		diag := func() string { return strings.Join(vmtest.Tail(console, 40), "\n") }
+		diag := func() string {
+			head := console[:min(len(console), 20)]
+			return strings.Join(head, "\n") + "\n…\n" + strings.Join(vmtest.Tail(console, 20), "\n")
+		}
 		have := map[string]bool{}
 		deadline := time.After(5 * time.Minute)
 	open:
@@ -159,15 +163,13 @@ func TestPowerCutSpool(t *testing.T) {
 	t.Logf("%d cuts: %d appends and %d acknowledgements confirmed before a cut, all accounted for", cuts, totalRec, totalAck)
 }
 
-// words are the fields of a console line from the guest's first keyword on:
-// the kernel may have printed on the same line before it.
+// keyword finds the guest's first keyword on a console line: the firmware
+// and the kernel may have printed before it on the same line (terminal
+// escapes, messages without a newline).
+var keyword = regexp.MustCompile(`(HAVE|READY|REC|TRY|ACK|GUEST-ERROR|MODPROBE-FAILED)(?: .*|$)`)
+
+// words are the fields of a console line from the guest's first keyword on.
 func words(line string) []string {
-	f := strings.Fields(line)
-	for i, w := range f {
-		switch w {
-		case "HAVE", "READY", "REC", "TRY", "ACK", "GUEST-ERROR", "MODPROBE-FAILED":
-			return f[i:]
-		}
-	}
-	return nil
+	m := keyword.FindString(line)
+	return strings.Fields(m)
 }
