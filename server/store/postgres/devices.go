@@ -12,7 +12,7 @@ import (
 	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
 	"github.com/mamori-dev/mamori/server/store"
 	"github.com/mamori-dev/mamori/server/store/internal/codec"
-	"github.com/mamori-dev/mamori/server/store/internal/sqlgen"
+	"github.com/mamori-dev/mamori/server/store/internal/sqlstore"
 )
 
 const deviceCols = `id, facts, enrolled_at, cert_serial, last_seen, verdict, reasons,
@@ -103,8 +103,8 @@ func (s *Store) FindDevice(ctx context.Context, key string) (store.Device, error
 
 // ListDevices returns a page of devices matching f, ordered by ID.
 func (s *Store) ListDevices(ctx context.Context, f store.DeviceFilter) ([]store.Device, error) {
-	a := sqlgen.Args{Dollar: true}
-	cond, err := sqlgen.DeviceWhere(&a, f, cutTime)
+	a := sqlstore.Args{Dollar: true}
+	cond, err := sqlstore.DeviceWhere(&a, f, cutTime)
 	if err != nil {
 		return nil, err
 	}
@@ -123,8 +123,8 @@ func (s *Store) ListDevices(ctx context.Context, f store.DeviceFilter) ([]store.
 // CountFleet counts devices by derived compliance in one pass over the
 // (verdict, last_seen) index.
 func (s *Store) CountFleet(ctx context.Context, cut store.OfflineCut) (store.FleetCounts, error) {
-	a := sqlgen.Args{Dollar: true}
-	rows, err := s.pool.Query(ctx, `SELECT verdict, count(*), count(*) FILTER (WHERE last_seen < `+sqlgen.CutExpr(&a, cut, cutTime)+`)
+	a := sqlstore.Args{Dollar: true}
+	rows, err := s.pool.Query(ctx, `SELECT verdict, count(*), count(*) FILTER (WHERE last_seen < `+sqlstore.CutExpr(&a, cut, cutTime)+`)
 		FROM devices GROUP BY verdict`, a.List...)
 	if err != nil {
 		return store.FleetCounts{}, fmt.Errorf("count fleet: %w", err)
@@ -139,7 +139,7 @@ func (s *Store) CountFleet(ctx context.Context, cut store.OfflineCut) (store.Fle
 		if err := rows.Scan(&v, &n, &nOffline); err != nil {
 			return store.FleetCounts{}, fmt.Errorf("count fleet: %w", err)
 		}
-		if err := sqlgen.AddCount(&c, v, n, nOffline); err != nil {
+		if err := sqlstore.AddCount(&c, v, n, nOffline); err != nil {
 			return store.FleetCounts{}, err
 		}
 	}
@@ -200,8 +200,8 @@ func (s *Store) ControlHistory(ctx context.Context, deviceID string, limit int) 
 // CountFleetByGroup counts devices by group and derived compliance in one
 // pass over the (device_group, verdict, last_seen) index.
 func (s *Store) CountFleetByGroup(ctx context.Context, cut store.OfflineCut) ([]store.GroupCounts, error) {
-	a := sqlgen.Args{Dollar: true}
-	rows, err := s.pool.Query(ctx, `SELECT device_group, verdict, count(*), count(*) FILTER (WHERE last_seen < `+sqlgen.CutExpr(&a, cut, cutTime)+`)
+	a := sqlstore.Args{Dollar: true}
+	rows, err := s.pool.Query(ctx, `SELECT device_group, verdict, count(*), count(*) FILTER (WHERE last_seen < `+sqlstore.CutExpr(&a, cut, cutTime)+`)
 		FROM devices GROUP BY device_group, verdict ORDER BY device_group`, a.List...)
 	if err != nil {
 		return nil, fmt.Errorf("count fleet by group: %w", err)
@@ -219,7 +219,7 @@ func (s *Store) CountFleetByGroup(ctx context.Context, cut store.OfflineCut) ([]
 		if len(out) == 0 || out[len(out)-1].Group != g {
 			out = append(out, store.GroupCounts{Group: g})
 		}
-		if err := sqlgen.AddCount(&out[len(out)-1].FleetCounts, v, n, nOffline); err != nil {
+		if err := sqlstore.AddCount(&out[len(out)-1].FleetCounts, v, n, nOffline); err != nil {
 			return nil, err
 		}
 	}

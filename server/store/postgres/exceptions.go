@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -14,20 +13,6 @@ import (
 // The exception and ledger tables are shared with SQLite
 // (server/store/internal/sharedsql/exceptions.go) but for ReplaceLedger,
 // which loads the rows the way this backend loads many rows fastest.
-
-func (s *Store) CreateException(ctx context.Context, e store.Exception) error {
-	return s.sh().CreateException(ctx, e)
-}
-func (s *Store) ListExceptions(ctx context.Context, f store.ExceptionFilter) ([]store.Exception, error) {
-	return s.sh().ListExceptions(ctx, f)
-}
-func (s *Store) RevokeException(ctx context.Context, id, by, reason string, at time.Time) (store.Exception, error) {
-	return s.sh().RevokeException(ctx, id, by, reason, at)
-}
-func (s *Store) DeviceGroup(ctx context.Context, deviceID string) (string, error) {
-	return s.sh().DeviceGroup(ctx, deviceID)
-}
-func (s *Store) Ledger(ctx context.Context) (store.LedgerImport, error) { return s.sh().Ledger(ctx) }
 
 // ReplaceLedger replaces the whole ledger in one transaction.
 func (s *Store) ReplaceLedger(ctx context.Context, l store.LedgerImport) error {

@@ -12,12 +12,12 @@ import (
 	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
 	"github.com/mamori-dev/mamori/server/store"
 	"github.com/mamori-dev/mamori/server/store/internal/codec"
-	"github.com/mamori-dev/mamori/server/store/internal/sqlgen"
+	"github.com/mamori-dev/mamori/server/store/internal/sqlstore"
 )
 
 // ListEvents returns stored events, newest first.
 func (s *Store) ListEvents(ctx context.Context, f store.EventFilter) ([]store.StoredEvent, error) {
-	a := sqlgen.Args{Dollar: true}
+	a := sqlstore.Args{Dollar: true}
 	q := "SELECT seq, device_id, event, received_at FROM events WHERE TRUE"
 	if f.DeviceID != "" {
 		q += " AND device_id = " + a.Bind(f.DeviceID)

@@ -19,6 +19,7 @@ import (
 	"github.com/mamori-dev/mamori/server/store"
 	"github.com/mamori-dev/mamori/server/store/internal/codec"
 	"github.com/mamori-dev/mamori/server/store/internal/migrate"
+	"github.com/mamori-dev/mamori/server/store/internal/sqlstore"
 )
 
 //go:embed migrations/*.sql
@@ -32,6 +33,10 @@ const (
 
 // Store is the PostgreSQL store.Store.
 type Store struct {
+	// Store is every method written once over SQL (sqlstore), run on
+	// this backend's dialect.
+	*sqlstore.Store
+
 	pool *pgxpool.Pool
 }
 
@@ -49,6 +54,7 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 		return nil, fmt.Errorf("connect to postgres: %w", err)
 	}
 	s := &Store{pool: pool}
+	s.Store = sqlstore.New(dialect{s})
 	if err := s.migrate(ctx); err != nil {
 		pool.Close()
 		return nil, err

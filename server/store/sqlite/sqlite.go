@@ -26,6 +26,7 @@ import (
 	"github.com/mamori-dev/mamori/server/store"
 	"github.com/mamori-dev/mamori/server/store/internal/codec"
 	"github.com/mamori-dev/mamori/server/store/internal/migrate"
+	"github.com/mamori-dev/mamori/server/store/internal/sqlstore"
 )
 
 //go:embed migrations/*.sql
@@ -33,6 +34,10 @@ var migrationFS embed.FS
 
 // Store is the SQLite store.Store.
 type Store struct {
+	// Store is every method written once over SQL (sqlstore), run on
+	// this backend's dialect.
+	*sqlstore.Store
+
 	w *sql.DB // one connection: every write transaction
 	r *sql.DB // query_only connections for reads
 
@@ -98,6 +103,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	w.SetConnMaxLifetime(0)
 	w.SetConnMaxIdleTime(0)
 	s := &Store{w: w}
+	s.Store = sqlstore.New(dialect{s})
 	// The writer's first connection switches the file to WAL; see
 	// connectRetry for why that is retried here.
 	if err := connectRetry(ctx, w); err != nil {

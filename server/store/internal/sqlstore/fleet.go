@@ -1,6 +1,6 @@
-// Package sqlgen builds the SQL fragments that are the same in every
-// dialect apart from placeholders.
-package sqlgen
+package sqlstore
+
+// The device filter and the OFFLINE cut-off as SQL, and the fleet counts.
 
 import (
 	"fmt"

@@ -1,16 +1,10 @@
-// Package evsql implements store.Evidence once for both backends. The
-// evidence tables (migration 0008) keep every time as integer
-// microseconds, so one SQL text serves SQLite and PostgreSQL; each backend
-// supplies a small adapter (DB) for connections, placeholders and its
-// native timestamps in the older tables.
-package evsql
+package sqlstore
 
 import (
 	"context"
 	"database/sql"
 	"fmt"
 	"sort"
-	"strings"
 	"time"
 
 	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
@@ -18,87 +12,12 @@ import (
 	"github.com/mamori-dev/mamori/server/store/internal/codec"
 )
 
-// Q runs statements written with '?' placeholders.
-type Q interface {
-	Exec(ctx context.Context, q string, args ...any) (int64, error)
-	Query(ctx context.Context, q string, args ...any) (Rows, error)
-}
-
-// Rows is a result set.
-type Rows interface {
-	Next() bool
-	Scan(dest ...any) error
-	Err() error
-	Close()
-}
-
-// DB is a backend.
-type DB interface {
-	// Read runs fn on a reading connection; Write in one transaction.
-	Read(ctx context.Context, fn func(Q) error) error
-	Write(ctx context.Context, fn func(Q) error) error
-	// Native is a time argument for the older tables' time columns
-	// (devices, control_history, operators…); nil for the zero time.
-	Native(t time.Time) any
-	// WatchLock serialises watcher steps across servers (inside Write).
-	WatchLock(ctx context.Context, q Q) error
-	// HighWater returns the highest events.seq and control_history.id
-	// below which every row is committed (PostgreSQL hands out sequence
-	// numbers before commit, so a later commit can carry a lower one).
-	HighWater(ctx context.Context) (events, history int64, err error)
-	// AppendAudit appends r to the audit hash chain inside the transaction
-	// q belongs to (q from Write).
-	AppendAudit(ctx context.Context, q Q, r store.AuditRecord) error
-}
-
-// Time scans a native or microsecond time column, NULL included.
-type Time struct{ T time.Time }
-
-// Scan implements sql.Scanner for both drivers.
-func (t *Time) Scan(src any) error {
-	switch v := src.(type) {
-	case nil:
-		t.T = time.Time{}
-	case int64:
-		t.T = codec.FromMicros(v, true)
-	case time.Time:
-		t.T = codec.Time(v)
-	default:
-		return fmt.Errorf("scan time from %T", src)
-	}
-	return nil
-}
-
-func micros(t time.Time) any { return codec.Micros(t) }
-
-func fromMicros(n sql.NullInt64) time.Time { return codec.FromMicros(n.Int64, n.Valid) }
-
-// Store is store.Evidence over a DB.
-type Store struct{ DB DB }
-
-func query[T any](ctx context.Context, q Q, scan func(Rows) (T, error), sqlText string, args ...any) ([]T, error) {
-	rows, err := q.Query(ctx, sqlText, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []T
-	for rows.Next() {
-		v, err := scan(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, v)
-	}
-	return out, rows.Err()
-}
-
 // PutDailySnapshot upserts one day's counts.
-func (s Store) PutDailySnapshot(ctx context.Context, d store.DailySnapshot) error {
+func (s *Store) PutDailySnapshot(ctx context.Context, d store.DailySnapshot) error {
 	if len(d.Day) != 10 {
 		return fmt.Errorf("daily snapshot: day %q is not YYYY-MM-DD", d.Day)
 	}
-	return s.DB.Write(ctx, func(q Q) error {
+	return s.d.Write(ctx, func(q Q) error {
 		_, err := q.Exec(ctx, `INSERT INTO compliance_daily (day, total, compliant, noncompliant, offline, never_reported, revoked, taken_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (day) DO UPDATE SET total = excluded.total, compliant = excluded.compliant,
@@ -114,9 +33,9 @@ func (s Store) PutDailySnapshot(ctx context.Context, d store.DailySnapshot) erro
 }
 
 // DailySnapshots returns the days in [from, to].
-func (s Store) DailySnapshots(ctx context.Context, from, to string) ([]store.DailySnapshot, error) {
+func (s *Store) DailySnapshots(ctx context.Context, from, to string) ([]store.DailySnapshot, error) {
 	var out []store.DailySnapshot
-	err := s.DB.Read(ctx, func(q Q) error {
+	err := s.d.Read(ctx, func(q Q) error {
 		var err error
 		out, err = query(ctx, q, func(r Rows) (store.DailySnapshot, error) {
 			var d store.DailySnapshot
@@ -137,7 +56,7 @@ func (s Store) DailySnapshots(ctx context.Context, from, to string) ([]store.Dai
 // CountByControl counts devices by control and state: the whole
 // control_states index in one pass, minus the (few) revoked devices'
 // rows, so no join over the fleet.
-func (s Store) CountByControl(ctx context.Context) ([]store.ControlCount, error) {
+func (s *Store) CountByControl(ctx context.Context) ([]store.ControlCount, error) {
 	type key struct {
 		c string
 		s int32
@@ -152,7 +71,7 @@ func (s Store) CountByControl(ctx context.Context) ([]store.ControlCount, error)
 			return struct{}{}, err
 		}
 	}
-	err := s.DB.Read(ctx, func(q Q) error {
+	err := s.d.Read(ctx, func(q Q) error {
 		if _, err := query(ctx, q, scan(1), `SELECT control, state, count(*) FROM control_states GROUP BY control, state`); err != nil {
 			return err
 		}
@@ -180,9 +99,9 @@ func (s Store) CountByControl(ctx context.Context) ([]store.ControlCount, error)
 }
 
 // SearchTerms finds devices by a term prefix, on the primary key.
-func (s Store) SearchTerms(ctx context.Context, kind, prefix string, limit int) ([]store.TermHit, error) {
+func (s *Store) SearchTerms(ctx context.Context, kind, prefix string, limit int) ([]store.TermHit, error) {
 	var out []store.TermHit
-	err := s.DB.Read(ctx, func(q Q) error {
+	err := s.d.Read(ctx, func(q Q) error {
 		var err error
 		out, err = query(ctx, q, func(r Rows) (store.TermHit, error) {
 			var h store.TermHit
@@ -203,7 +122,7 @@ func (s Store) SearchTerms(ctx context.Context, kind, prefix string, limit int) 
 }
 
 // HistoryForDevices returns the history of ids up to until.
-func (s Store) HistoryForDevices(ctx context.Context, ids []string, until time.Time) ([]store.HistoryEntry, error) {
+func (s *Store) HistoryForDevices(ctx context.Context, ids []string, until time.Time) ([]store.HistoryEntry, error) {
 	if len(ids) == 0 {
 		return nil, nil
 	}
@@ -211,12 +130,12 @@ func (s Store) HistoryForDevices(ctx context.Context, ids []string, until time.T
 	for _, id := range ids {
 		args = append(args, id)
 	}
-	args = append(args, s.DB.Native(until))
+	args = append(args, s.d.Native(until))
 	var out []store.HistoryEntry
-	err := s.DB.Read(ctx, func(q Q) error {
+	err := s.d.Read(ctx, func(q Q) error {
 		var err error
 		out, err = query(ctx, q, scanHistory, `SELECT device_id, control, from_state, to_state, detail, at FROM control_history
-			WHERE device_id IN (`+strings.TrimSuffix(strings.Repeat("?, ", len(ids)), ", ")+`) AND at <= ?
+			WHERE device_id IN (`+in(len(ids))+`) AND at <= ?
 			ORDER BY device_id, at, id`, args...)
 		return err
 	})
@@ -247,12 +166,14 @@ func scanIncident(r Rows) (store.Incident, error) {
 	err := r.Scan(&in.ID, &in.Rule, &in.DeviceID, &in.Hostname, &in.Episode, &in.State, &in.Summary, &in.Occurrences,
 		&opened, &last, &escalated, &acked, &in.AckedBy, &in.AckNote, &closedAt, &in.ClosedBy, &in.CloseNote)
 	in.OpenedAt, in.LastAt = codec.FromMicros(opened, true), codec.FromMicros(last, true)
-	in.EscalatedAt, in.AckedAt, in.ClosedAt = fromMicros(escalated), fromMicros(acked), fromMicros(closedAt)
+	in.EscalatedAt = codec.FromMicros(escalated.Int64, escalated.Valid)
+	in.AckedAt = codec.FromMicros(acked.Int64, acked.Valid)
+	in.ClosedAt = codec.FromMicros(closedAt.Int64, closedAt.Valid)
 	return in, err
 }
 
 // Incidents lists incidents, newest first.
-func (s Store) Incidents(ctx context.Context, f store.IncidentFilter) ([]store.Incident, error) {
+func (s *Store) Incidents(ctx context.Context, f store.IncidentFilter) ([]store.Incident, error) {
 	q := `SELECT ` + incidentCols + ` FROM incidents i LEFT JOIN devices d ON d.id = i.device_id WHERE TRUE`
 	var args []any
 	switch f.State {
@@ -274,7 +195,7 @@ func (s Store) Incidents(ctx context.Context, f store.IncidentFilter) ([]store.I
 	q += " ORDER BY i.id DESC LIMIT ?"
 	args = append(args, codec.Limit(f.Limit))
 	var out []store.Incident
-	err := s.DB.Read(ctx, func(db Q) error {
+	err := s.d.Read(ctx, func(db Q) error {
 		var err error
 		out, err = query(ctx, db, scanIncident, q, args...)
 		return err
@@ -297,9 +218,9 @@ func getIncident(ctx context.Context, q Q, id int64) (store.Incident, error) {
 }
 
 // GetIncident returns one incident.
-func (s Store) GetIncident(ctx context.Context, id int64) (store.Incident, error) {
+func (s *Store) GetIncident(ctx context.Context, id int64) (store.Incident, error) {
 	var in store.Incident
-	err := s.DB.Read(ctx, func(q Q) error {
+	err := s.d.Read(ctx, func(q Q) error {
 		var err error
 		in, err = getIncident(ctx, q, id)
 		return err
@@ -308,9 +229,9 @@ func (s Store) GetIncident(ctx context.Context, id int64) (store.Incident, error
 }
 
 // TransitionIncident acknowledges or closes an incident.
-func (s Store) TransitionIncident(ctx context.Context, id int64, to, by, note string, at time.Time) (store.Incident, error) {
+func (s *Store) TransitionIncident(ctx context.Context, id int64, to, by, note string, at time.Time) (store.Incident, error) {
 	var in store.Incident
-	err := s.DB.Write(ctx, func(q Q) error {
+	err := s.d.Write(ctx, func(q Q) error {
 		var n int64
 		var err error
 		switch to {
@@ -341,9 +262,9 @@ func (s Store) TransitionIncident(ctx context.Context, id int64, to, by, note st
 }
 
 // ClaimNotifications leases due notifications.
-func (s Store) ClaimNotifications(ctx context.Context, now, leaseUntil time.Time, limit int) ([]store.Notification, error) {
+func (s *Store) ClaimNotifications(ctx context.Context, now, leaseUntil time.Time, limit int) ([]store.Notification, error) {
 	var out []store.Notification
-	err := s.DB.Write(ctx, func(q Q) error {
+	err := s.d.Write(ctx, func(q Q) error {
 		type claimed struct {
 			n   store.Notification
 			inc int64
@@ -380,8 +301,8 @@ func (s Store) ClaimNotifications(ctx context.Context, now, leaseUntil time.Time
 }
 
 // FinishNotification records a delivery's outcome.
-func (s Store) FinishNotification(ctx context.Context, id int64, r store.NotificationOutcome) error {
-	return s.DB.Write(ctx, func(q Q) error {
+func (s *Store) FinishNotification(ctx context.Context, id int64, r store.NotificationOutcome) error {
+	return s.d.Write(ctx, func(q Q) error {
 		var err error
 		switch r.State {
 		case store.NotifyPending:
@@ -401,9 +322,9 @@ func (s Store) FinishNotification(ctx context.Context, id int64, r store.Notific
 }
 
 // CountSent counts a channel's deliveries since a time.
-func (s Store) CountSent(ctx context.Context, channel string, since time.Time) (int, error) {
+func (s *Store) CountSent(ctx context.Context, channel string, since time.Time) (int, error) {
 	var n []int
-	err := s.DB.Read(ctx, func(q Q) error {
+	err := s.d.Read(ctx, func(q Q) error {
 		var err error
 		n, err = query(ctx, q, func(r Rows) (int, error) {
 			var v int
@@ -418,9 +339,9 @@ func (s Store) CountSent(ctx context.Context, channel string, since time.Time) (
 }
 
 // ListOperators lists operators with their console logins.
-func (s Store) ListOperators(ctx context.Context) ([]store.OperatorAccount, error) {
+func (s *Store) ListOperators(ctx context.Context) ([]store.OperatorAccount, error) {
 	var out []store.OperatorAccount
-	err := s.DB.Read(ctx, func(q Q) error {
+	err := s.d.Read(ctx, func(q Q) error {
 		var err error
 		out, err = query(ctx, q, func(r Rows) (store.OperatorAccount, error) {
 			var (
@@ -444,9 +365,9 @@ func (s Store) ListOperators(ctx context.Context) ([]store.OperatorAccount, erro
 }
 
 // DisableOperator disables an operator and ends its sessions.
-func (s Store) DisableOperator(ctx context.Context, id string, at time.Time) error {
-	return s.DB.Write(ctx, func(q Q) error {
-		n, err := q.Exec(ctx, `UPDATE operators SET disabled_at = coalesce(disabled_at, ?) WHERE id = ?`, s.DB.Native(at), id)
+func (s *Store) DisableOperator(ctx context.Context, id string, at time.Time) error {
+	return s.d.Write(ctx, func(q Q) error {
+		n, err := q.Exec(ctx, `UPDATE operators SET disabled_at = coalesce(disabled_at, ?) WHERE id = ?`, s.d.Native(at), id)
 		if err != nil {
 			return fmt.Errorf("disable operator %s: %w", id, err)
 		}
@@ -461,8 +382,8 @@ func (s Store) DisableOperator(ctx context.Context, id string, at time.Time) err
 }
 
 // EndSessions deletes every console session of an operator.
-func (s Store) EndSessions(ctx context.Context, operatorID string) error {
-	return s.DB.Write(ctx, func(q Q) error {
+func (s *Store) EndSessions(ctx context.Context, operatorID string) error {
+	return s.d.Write(ctx, func(q Q) error {
 		if _, err := q.Exec(ctx, `DELETE FROM console_sessions WHERE operator_id = ?`, operatorID); err != nil {
 			return fmt.Errorf("end sessions of operator %s: %w", operatorID, err)
 		}
@@ -471,9 +392,9 @@ func (s Store) EndSessions(ctx context.Context, operatorID string) error {
 }
 
 // ResetLockout clears a login's failures and lock.
-func (s Store) ResetLockout(ctx context.Context, id string, at time.Time) error {
-	return s.DB.Write(ctx, func(q Q) error {
-		n, err := q.Exec(ctx, `UPDATE operator_logins SET failures = 0, locked_until = NULL, updated_at = ? WHERE operator_id = ?`, s.DB.Native(at), id)
+func (s *Store) ResetLockout(ctx context.Context, id string, at time.Time) error {
+	return s.d.Write(ctx, func(q Q) error {
+		n, err := q.Exec(ctx, `UPDATE operator_logins SET failures = 0, locked_until = NULL, updated_at = ? WHERE operator_id = ?`, s.d.Native(at), id)
 		if err != nil {
 			return fmt.Errorf("reset lock-out of %s: %w", id, err)
 		}
@@ -482,10 +403,4 @@ func (s Store) ResetLockout(ctx context.Context, id string, at time.Time) error 
 		}
 		return nil
 	})
-}
-
-// Query runs sqlText on q and scans every row with scan, for the sibling
-// package sharedsql, which runs on the same adapter.
-func Query[T any](ctx context.Context, q Q, scan func(Rows) (T, error), sqlText string, args ...any) ([]T, error) {
-	return query(ctx, q, scan, sqlText, args...)
 }

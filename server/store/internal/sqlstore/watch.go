@@ -1,4 +1,4 @@
-package evsql
+package sqlstore
 
 import (
 	"context"
@@ -29,18 +29,18 @@ const (
 const firstSilentLookback = 24 * time.Hour
 
 // Watch runs one watcher step in one transaction.
-func (s Store) Watch(ctx context.Context, p store.WatchParams, judge store.Judge) (store.WatchResult, error) {
+func (s *Store) Watch(ctx context.Context, p store.WatchParams, judge store.Judge) (store.WatchResult, error) {
 	var res store.WatchResult
 	if p.Now.IsZero() || p.Limit <= 0 {
 		return res, fmt.Errorf("watch: a time and a limit are required")
 	}
-	evHigh, hiHigh, err := s.DB.HighWater(ctx)
+	evHigh, hiHigh, err := s.d.HighWater(ctx)
 	if err != nil {
 		return res, fmt.Errorf("watch: high water: %w", err)
 	}
-	err = s.DB.Write(ctx, func(q Q) error {
+	err = s.d.Write(ctx, func(q Q) error {
 		res = store.WatchResult{}
-		if err := s.DB.WatchLock(ctx, q); err != nil {
+		if err := s.d.WatchLock(ctx, q); err != nil {
 			return fmt.Errorf("watch lock: %w", err)
 		}
 		cur, err := readCursors(ctx, q)
@@ -83,7 +83,7 @@ func (s Store) Watch(ctx context.Context, p store.WatchParams, judge store.Judge
 		}
 		b.Failing, err = query(ctx, q, scanMark, `SELECT id, failing_since FROM devices
 			WHERE verdict = 'NONCOMPLIANT' AND failing_since >= ? ORDER BY failing_since LIMIT ?`,
-			s.DB.Native(since(curFailing, time.Unix(0, 0))), p.Limit)
+			s.d.Native(since(curFailing, time.Unix(0, 0))), p.Limit)
 		if err != nil {
 			return fmt.Errorf("watch: failing devices: %w", err)
 		}
@@ -96,7 +96,7 @@ func (s Store) Watch(ctx context.Context, p store.WatchParams, judge store.Judge
 		sort.Strings(silentGroups)
 		silentFull := map[string]bool{}
 		if !p.SilentBefore.IsZero() {
-			cond, args := "", []any{s.DB.Native(p.SilentBefore), s.DB.Native(since(curSilent, p.SilentBefore.Add(-firstSilentLookback)))}
+			cond, args := "", []any{s.d.Native(p.SilentBefore), s.d.Native(since(curSilent, p.SilentBefore.Add(-firstSilentLookback)))}
 			if len(silentGroups) > 0 {
 				cond = " AND device_group NOT IN (?" + strings.Repeat(", ?", len(silentGroups)-1) + ")"
 				for _, g := range silentGroups {
@@ -119,7 +119,7 @@ func (s Store) Watch(ctx context.Context, p store.WatchParams, judge store.Judge
 			cut, name := p.SilentGroups[g], curSilent+":"+g
 			ms, err := query(ctx, q, scanMark, `SELECT id, last_seen FROM devices
 				WHERE verdict IN ('COMPLIANT', 'NONCOMPLIANT') AND device_group = ? AND last_seen < ? AND last_seen >= ? ORDER BY last_seen LIMIT ?`,
-				g, s.DB.Native(cut), s.DB.Native(since(name, cut.Add(-firstSilentLookback))), p.Limit)
+				g, s.d.Native(cut), s.d.Native(since(name, cut.Add(-firstSilentLookback))), p.Limit)
 			if err != nil {
 				return fmt.Errorf("watch: silent devices of group %q: %w", g, err)
 			}
@@ -141,7 +141,7 @@ func (s Store) Watch(ctx context.Context, p store.WatchParams, judge store.Judge
 			d.Facts, err = codec.Facts(facts)
 			return d, err
 		}, `SELECT id, facts, enrolled_at FROM devices WHERE enrolled_at >= ? ORDER BY enrolled_at LIMIT ?`,
-			s.DB.Native(since(curEnrolled, time.Unix(0, 0))), p.Limit)
+			s.d.Native(since(curEnrolled, time.Unix(0, 0))), p.Limit)
 		if err != nil {
 			return fmt.Errorf("watch: enrolled devices: %w", err)
 		}
@@ -319,7 +319,7 @@ func one[T any](ctx context.Context, q Q, sqlText string, args ...any) (T, bool,
 }
 
 // signal applies one signal: count it, and open or bump the incident.
-func (s Store) signal(ctx context.Context, q Q, sg store.Signal, p store.WatchParams) (openedID int64, bumped bool, err error) {
+func (s *Store) signal(ctx context.Context, q Q, sg store.Signal, p store.WatchParams) (openedID int64, bumped bool, err error) {
 	at := sg.At.UnixMicro()
 	n := int64(1)
 	if sg.Threshold > 1 {
@@ -387,7 +387,7 @@ const AuditPerStep = 200
 // escalated ("incident.open", "incident.escalate", actor system) in the
 // step's own transaction: an incident is never opened without its record,
 // nor recorded without being opened.
-func (s Store) auditStep(ctx context.Context, q Q, now time.Time, res *store.WatchResult) error {
+func (s *Store) auditStep(ctx context.Context, q Q, now time.Time, res *store.WatchResult) error {
 	n := 0
 	for _, x := range []struct {
 		action string
@@ -395,7 +395,7 @@ func (s Store) auditStep(ctx context.Context, q Q, now time.Time, res *store.Wat
 	}{{"incident.open", res.OpenedIDs}, {"incident.escalate", res.EscalatedIDs}} {
 		for _, id := range x.ids {
 			if n == AuditPerStep {
-				return s.DB.AppendAudit(ctx, q, store.AuditRecord{At: now, Actor: "system", Action: "incident.detect",
+				return s.d.AppendAudit(ctx, q, store.AuditRecord{At: now, Actor: "system", Action: "incident.detect",
 					Detail: fmt.Sprintf("opened %d, escalated %d in this step; the first %d are audited one by one", res.Opened, res.Escalated, AuditPerStep)})
 			}
 			n++
@@ -410,7 +410,7 @@ func (s Store) auditStep(ctx context.Context, q Q, now time.Time, res *store.Wat
 			if len(ins) != 1 {
 				return fmt.Errorf("watch: audit incident %d: not found in its own step", id)
 			}
-			if err := s.DB.AppendAudit(ctx, q, store.AuditRecord{At: now, Actor: "system", Action: x.action,
+			if err := s.d.AppendAudit(ctx, q, store.AuditRecord{At: now, Actor: "system", Action: x.action,
 				Target: strconv.FormatInt(id, 10), Detail: ins[0]}); err != nil {
 				return fmt.Errorf("watch: audit incident %d: %w", id, err)
 			}
