@@ -3,27 +3,28 @@ package postgres
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/mamori-dev/mamori/server/store"
 	"github.com/mamori-dev/mamori/server/store/internal/codec"
 	"github.com/mamori-dev/mamori/server/store/internal/sqlstore"
 )
 
-// lockWatch serialises watcher steps of all servers on one database.
-const lockWatch int64 = 0x6d616d6f_72690008
-
-// dialect is the sqlstore.Dialect of this backend.
+// dialect is PostgreSQL's sqlstore.Dialect: $n placeholders, timestamptz
+// for the older tables' times, and several servers on one database, so
+// row locks (FOR UPDATE), advisory locks and a high-water mark for
+// sequence numbers handed out before commit.
 type dialect struct{ s *Store }
 
+// conn is a sqlstore.Q on the pool or on a transaction.
 type conn struct {
 	exec  func(ctx context.Context, sql string, args ...any) (int64, error)
 	query func(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
-	tx    pgx.Tx // inside Write; nil on the pool
+	tx    pgx.Tx // inside Tx; nil on the pool
 }
 
 // dollar rewrites '?' placeholders to $1, $2…
@@ -41,23 +42,23 @@ func dollar(q string) string {
 	return b.String()
 }
 
-func (e conn) Exec(ctx context.Context, q string, args ...any) (int64, error) {
-	return e.exec(ctx, dollar(q), args...)
+func (c conn) Exec(ctx context.Context, q string, args ...any) (int64, error) {
+	return c.exec(ctx, dollar(q), args...)
 }
 
 type connRows struct{ pgx.Rows }
 
 func (r connRows) Close() { r.Rows.Close() }
 
-func (e conn) Query(ctx context.Context, q string, args ...any) (sqlstore.Rows, error) {
-	rs, err := e.query(ctx, dollar(q), args...)
+func (c conn) Query(ctx context.Context, q string, args ...any) (sqlstore.Rows, error) {
+	rs, err := c.query(ctx, dollar(q), args...)
 	if err != nil {
 		return nil, err
 	}
 	return connRows{rs}, nil
 }
 
-func txQ(tx pgx.Tx) conn {
+func txConn(tx pgx.Tx) conn {
 	return conn{
 		exec: func(ctx context.Context, sql string, args ...any) (int64, error) {
 			t, err := tx.Exec(ctx, sql, args...)
@@ -68,29 +69,55 @@ func txQ(tx pgx.Tx) conn {
 	}
 }
 
-func (d dialect) Read(ctx context.Context, fn func(sqlstore.Q) error) error {
-	return fn(conn{
+// tx is the transaction q belongs to.
+func tx(q sqlstore.Q) (pgx.Tx, error) {
+	if c, ok := q.(conn); ok && c.tx != nil {
+		return c.tx, nil
+	}
+	return nil, errors.New("not inside a write transaction")
+}
+
+func (d dialect) pool() conn {
+	return conn{
 		exec: func(ctx context.Context, sql string, args ...any) (int64, error) {
 			t, err := d.s.pool.Exec(ctx, sql, args...)
 			return t.RowsAffected(), err
 		},
 		query: d.s.pool.Query,
-	})
+	}
 }
 
-func (d dialect) Write(ctx context.Context, fn func(sqlstore.Q) error) error {
-	return d.s.write(ctx, func(tx pgx.Tx) error { return fn(txQ(tx)) })
+func (d dialect) Read(ctx context.Context, fn func(sqlstore.Q) error) error { return fn(d.pool()) }
+
+func (d dialect) Tx(ctx context.Context, fn func(sqlstore.Q) error) error {
+	return d.s.write(ctx, func(tx pgx.Tx) error { return fn(txConn(tx)) })
 }
+
+// Autocommit is the pool: each statement commits on its own.
+func (d dialect) Autocommit() sqlstore.Q { return d.pool() }
 
 func (dialect) Native(t time.Time) any { return tz(t) }
 
-// Auto runs fn on the pool (Read's Q writes too): each statement commits
-// on its own.
-func (d dialect) Auto(ctx context.Context, fn func(sqlstore.Q) error) error { return d.Read(ctx, fn) }
+// tz is a timestamptz argument, NULL for the zero time.
+func tz(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return codec.Time(t)
+}
 
 // Stamp keeps the zero time as year 1, not NULL.
 func (dialect) Stamp(t time.Time) any { return codec.Time(t) }
 
+// TimeCast: PostgreSQL cannot infer a CASE's type from placeholders alone.
+func (dialect) TimeCast() string { return "::timestamptz" }
+
+// AnyOf binds the values as one text[] argument.
+func (dialect) AnyOf(column string, vals []string) (string, []any) {
+	return column + " = ANY(?)", []any{vals}
+}
+
+// IsUnique reports whether err is a unique_violation.
 func (dialect) IsUnique(err error) bool { return isUnique(err) }
 
 func (dialect) ForUpdate(of string) string {
@@ -100,17 +127,9 @@ func (dialect) ForUpdate(of string) string {
 	return " FOR UPDATE OF " + of
 }
 
-func (dialect) AppendAudit(ctx context.Context, q sqlstore.Q, r store.AuditRecord) error {
-	tx := q.(conn).tx
-	if tx == nil {
-		return errors.New("append audit: not inside a write transaction")
-	}
-	_, err := appendAuditTx(ctx, tx, r)
-	return err
-}
-
-func (dialect) WatchLock(ctx context.Context, q sqlstore.Q) error {
-	_, err := q.Exec(ctx, "SELECT pg_advisory_xact_lock(?)", lockWatch)
+// Lock takes the advisory lock l until the transaction ends.
+func (dialect) Lock(ctx context.Context, q sqlstore.Q, l sqlstore.Lock) error {
+	_, err := q.Exec(ctx, "SELECT pg_advisory_xact_lock(?)", int64(l))
 	return err
 }
 
@@ -127,4 +146,14 @@ func (d dialect) HighWater(ctx context.Context) (ev, hist int64, err error) {
 		return tx.QueryRow(ctx, "SELECT (SELECT coalesce(max(seq), 0) FROM events), (SELECT coalesce(max(id), 0) FROM control_history)").Scan(&ev, &hist)
 	})
 	return ev, hist, err
+}
+
+// CopyRows loads the rows with COPY.
+func (dialect) CopyRows(ctx context.Context, q sqlstore.Q, table string, cols []string, rows [][]any) error {
+	tx, err := tx(q)
+	if err != nil {
+		return fmt.Errorf("copy into %s: %w", table, err)
+	}
+	_, err = tx.CopyFrom(ctx, pgx.Identifier{table}, cols, pgx.CopyFromRows(rows))
+	return err
 }

@@ -12,7 +12,7 @@ import (
 
 // SetOperatorLogin creates or replaces an operator's console credential.
 func (s *Store) SetOperatorLogin(ctx context.Context, l store.OperatorLogin) error {
-	return s.d.Write(ctx, func(q Q) error {
+	return s.write(ctx, func(q Q) error {
 		var one int
 		err := queryRow(ctx, q, "SELECT 1 FROM operators WHERE id = ?", l.OperatorID).Scan(&one)
 		if errors.Is(err, errNoRows) {
@@ -66,31 +66,11 @@ func operatorLogin(ctx context.Context, q Q, where string, arg any) (store.Opera
 
 // OperatorLogin finds a console credential by login name.
 func (s *Store) OperatorLogin(ctx context.Context, login string) (l store.OperatorLogin, o store.Operator, err error) {
-	err = s.d.Read(ctx, func(q Q) error {
+	err = s.read(ctx, func(q Q) error {
 		l, o, err = operatorLogin(ctx, q, "l.login = ?", login)
 		return err
 	})
 	return l, o, err
-}
-
-// GetOperator returns one operator by ID.
-func (s *Store) GetOperator(ctx context.Context, id string) (store.Operator, error) {
-	var (
-		o                 store.Operator
-		created, disabled Time
-	)
-	err := s.d.Read(ctx, func(q Q) error {
-		return queryRow(ctx, q, `SELECT id, name, role, token_hash, created_at, disabled_at
-			FROM operators WHERE id = ?`, id).Scan(&o.ID, &o.Name, &o.Role, &o.TokenHash, &created, &disabled)
-	})
-	if errors.Is(err, errNoRows) {
-		return o, fmt.Errorf("operator %s: %w", id, store.ErrNotFound)
-	}
-	if err != nil {
-		return o, fmt.Errorf("get operator: %w", err)
-	}
-	o.CreatedAt, o.DisabledAt = created.T, disabled.T
-	return o, nil
 }
 
 // LoginFailed counts a failure and locks the login at maxFailures. The
@@ -98,7 +78,7 @@ func (s *Store) GetOperator(ctx context.Context, id string) (store.Operator, err
 // by one.
 func (s *Store) LoginFailed(ctx context.Context, operatorID string, at time.Time, maxFailures int, lockFor time.Duration) (store.OperatorLogin, error) {
 	var out store.OperatorLogin
-	err := s.d.Write(ctx, func(q Q) error {
+	err := s.write(ctx, func(q Q) error {
 		l, _, err := operatorLogin(ctx, q, "l.operator_id = ?"+s.d.ForUpdate("l"), operatorID)
 		if err != nil {
 			return err
@@ -120,7 +100,7 @@ func (s *Store) LoginFailed(ctx context.Context, operatorID string, at time.Time
 
 // LoginSucceeded resets the failure count and records the TOTP step.
 func (s *Store) LoginSucceeded(ctx context.Context, operatorID string, step int64, at time.Time) error {
-	return s.d.Auto(ctx, func(q Q) error {
+	return s.auto(ctx, func(q Q) error {
 		n, err := q.Exec(ctx, `UPDATE operator_logins SET failures = 0, locked_until = NULL, last_totp_step = ?
 			WHERE operator_id = ? AND last_totp_step < ?`, step, operatorID, step)
 		if err != nil {
@@ -136,7 +116,7 @@ func (s *Store) LoginSucceeded(ctx context.Context, operatorID string, step int6
 // CreateSession stores a new session, in a transaction of its own so that
 // the audited sign-in commits its record with the session.
 func (s *Store) CreateSession(ctx context.Context, cs store.ConsoleSession) error {
-	err := s.d.Write(ctx, func(q Q) error {
+	err := s.write(ctx, func(q Q) error {
 		_, err := q.Exec(ctx, "INSERT INTO console_sessions (id_hash, operator_id, created_at, last_seen) VALUES (?, ?, ?, ?)",
 			cs.IDHash, cs.OperatorID, s.d.Stamp(cs.CreatedAt), s.d.Stamp(cs.LastSeen))
 		return err
@@ -157,7 +137,7 @@ func (s *Store) Session(ctx context.Context, idHash []byte) (store.ConsoleSessio
 		o                                  store.Operator
 		created, seen, opCreated, disabled Time
 	)
-	err := s.d.Read(ctx, func(q Q) error {
+	err := s.read(ctx, func(q Q) error {
 		return queryRow(ctx, q, `SELECT s.id_hash, s.operator_id, s.created_at, s.last_seen,
 			o.id, o.name, o.role, o.token_hash, o.created_at, o.disabled_at
 			FROM console_sessions s JOIN operators o ON o.id = s.operator_id WHERE s.id_hash = ?`, idHash).Scan(
@@ -176,7 +156,7 @@ func (s *Store) Session(ctx context.Context, idHash []byte) (store.ConsoleSessio
 
 // TouchSession records activity on a session.
 func (s *Store) TouchSession(ctx context.Context, idHash []byte, at time.Time) error {
-	return s.d.Auto(ctx, func(q Q) error {
+	return s.auto(ctx, func(q Q) error {
 		n, err := q.Exec(ctx, "UPDATE console_sessions SET last_seen = ? WHERE id_hash = ?", s.d.Stamp(at), idHash)
 		if err != nil {
 			return fmt.Errorf("touch session: %w", err)
@@ -190,7 +170,7 @@ func (s *Store) TouchSession(ctx context.Context, idHash []byte, at time.Time) e
 
 // DeleteSession ends a session; deleting an unknown one is not an error.
 func (s *Store) DeleteSession(ctx context.Context, idHash []byte) error {
-	return s.d.Auto(ctx, func(q Q) error {
+	return s.auto(ctx, func(q Q) error {
 		if _, err := q.Exec(ctx, "DELETE FROM console_sessions WHERE id_hash = ?", idHash); err != nil {
 			return fmt.Errorf("delete session: %w", err)
 		}

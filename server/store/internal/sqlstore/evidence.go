@@ -17,7 +17,7 @@ func (s *Store) PutDailySnapshot(ctx context.Context, d store.DailySnapshot) err
 	if len(d.Day) != 10 {
 		return fmt.Errorf("daily snapshot: day %q is not YYYY-MM-DD", d.Day)
 	}
-	return s.d.Write(ctx, func(q Q) error {
+	return s.write(ctx, func(q Q) error {
 		_, err := q.Exec(ctx, `INSERT INTO compliance_daily (day, total, compliant, noncompliant, offline, never_reported, revoked, taken_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (day) DO UPDATE SET total = excluded.total, compliant = excluded.compliant,
@@ -35,7 +35,7 @@ func (s *Store) PutDailySnapshot(ctx context.Context, d store.DailySnapshot) err
 // DailySnapshots returns the days in [from, to].
 func (s *Store) DailySnapshots(ctx context.Context, from, to string) ([]store.DailySnapshot, error) {
 	var out []store.DailySnapshot
-	err := s.d.Read(ctx, func(q Q) error {
+	err := s.read(ctx, func(q Q) error {
 		var err error
 		out, err = query(ctx, q, func(r Rows) (store.DailySnapshot, error) {
 			var d store.DailySnapshot
@@ -71,7 +71,7 @@ func (s *Store) CountByControl(ctx context.Context) ([]store.ControlCount, error
 			return struct{}{}, err
 		}
 	}
-	err := s.d.Read(ctx, func(q Q) error {
+	err := s.read(ctx, func(q Q) error {
 		if _, err := query(ctx, q, scan(1), `SELECT control, state, count(*) FROM control_states GROUP BY control, state`); err != nil {
 			return err
 		}
@@ -101,7 +101,7 @@ func (s *Store) CountByControl(ctx context.Context) ([]store.ControlCount, error
 // SearchTerms finds devices by a term prefix, on the primary key.
 func (s *Store) SearchTerms(ctx context.Context, kind, prefix string, limit int) ([]store.TermHit, error) {
 	var out []store.TermHit
-	err := s.d.Read(ctx, func(q Q) error {
+	err := s.read(ctx, func(q Q) error {
 		var err error
 		out, err = query(ctx, q, func(r Rows) (store.TermHit, error) {
 			var h store.TermHit
@@ -132,7 +132,7 @@ func (s *Store) HistoryForDevices(ctx context.Context, ids []string, until time.
 	}
 	args = append(args, s.d.Native(until))
 	var out []store.HistoryEntry
-	err := s.d.Read(ctx, func(q Q) error {
+	err := s.read(ctx, func(q Q) error {
 		var err error
 		out, err = query(ctx, q, scanHistory, `SELECT device_id, control, from_state, to_state, detail, at FROM control_history
 			WHERE device_id IN (`+in(len(ids))+`) AND at <= ?
@@ -195,7 +195,7 @@ func (s *Store) Incidents(ctx context.Context, f store.IncidentFilter) ([]store.
 	q += " ORDER BY i.id DESC LIMIT ?"
 	args = append(args, codec.Limit(f.Limit))
 	var out []store.Incident
-	err := s.d.Read(ctx, func(db Q) error {
+	err := s.read(ctx, func(db Q) error {
 		var err error
 		out, err = query(ctx, db, scanIncident, q, args...)
 		return err
@@ -220,7 +220,7 @@ func getIncident(ctx context.Context, q Q, id int64) (store.Incident, error) {
 // GetIncident returns one incident.
 func (s *Store) GetIncident(ctx context.Context, id int64) (store.Incident, error) {
 	var in store.Incident
-	err := s.d.Read(ctx, func(q Q) error {
+	err := s.read(ctx, func(q Q) error {
 		var err error
 		in, err = getIncident(ctx, q, id)
 		return err
@@ -231,7 +231,7 @@ func (s *Store) GetIncident(ctx context.Context, id int64) (store.Incident, erro
 // TransitionIncident acknowledges or closes an incident.
 func (s *Store) TransitionIncident(ctx context.Context, id int64, to, by, note string, at time.Time) (store.Incident, error) {
 	var in store.Incident
-	err := s.d.Write(ctx, func(q Q) error {
+	err := s.write(ctx, func(q Q) error {
 		var n int64
 		var err error
 		switch to {
@@ -264,7 +264,7 @@ func (s *Store) TransitionIncident(ctx context.Context, id int64, to, by, note s
 // ClaimNotifications leases due notifications.
 func (s *Store) ClaimNotifications(ctx context.Context, now, leaseUntil time.Time, limit int) ([]store.Notification, error) {
 	var out []store.Notification
-	err := s.d.Write(ctx, func(q Q) error {
+	err := s.write(ctx, func(q Q) error {
 		type claimed struct {
 			n   store.Notification
 			inc int64
@@ -302,7 +302,7 @@ func (s *Store) ClaimNotifications(ctx context.Context, now, leaseUntil time.Tim
 
 // FinishNotification records a delivery's outcome.
 func (s *Store) FinishNotification(ctx context.Context, id int64, r store.NotificationOutcome) error {
-	return s.d.Write(ctx, func(q Q) error {
+	return s.write(ctx, func(q Q) error {
 		var err error
 		switch r.State {
 		case store.NotifyPending:
@@ -324,7 +324,7 @@ func (s *Store) FinishNotification(ctx context.Context, id int64, r store.Notifi
 // CountSent counts a channel's deliveries since a time.
 func (s *Store) CountSent(ctx context.Context, channel string, since time.Time) (int, error) {
 	var n []int
-	err := s.d.Read(ctx, func(q Q) error {
+	err := s.read(ctx, func(q Q) error {
 		var err error
 		n, err = query(ctx, q, func(r Rows) (int, error) {
 			var v int
@@ -336,71 +336,4 @@ func (s *Store) CountSent(ctx context.Context, channel string, since time.Time) 
 		return 0, fmt.Errorf("count sent: %w", err)
 	}
 	return n[0], nil
-}
-
-// ListOperators lists operators with their console logins.
-func (s *Store) ListOperators(ctx context.Context) ([]store.OperatorAccount, error) {
-	var out []store.OperatorAccount
-	err := s.d.Read(ctx, func(q Q) error {
-		var err error
-		out, err = query(ctx, q, func(r Rows) (store.OperatorAccount, error) {
-			var (
-				a                         store.OperatorAccount
-				created, disabled, locked Time
-				login                     sql.NullString
-				failures                  sql.NullInt64
-			)
-			err := r.Scan(&a.ID, &a.Name, &a.Role, &created, &disabled, &login, &failures, &locked)
-			a.CreatedAt, a.DisabledAt, a.LockedUntil = created.T, disabled.T, locked.T
-			a.Login, a.Failures = login.String, int(failures.Int64)
-			return a, err
-		}, `SELECT o.id, o.name, o.role, o.created_at, o.disabled_at, l.login, l.failures, l.locked_until
-			FROM operators o LEFT JOIN operator_logins l ON l.operator_id = o.id ORDER BY o.name, o.id`)
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("list operators: %w", err)
-	}
-	return out, nil
-}
-
-// DisableOperator disables an operator and ends its sessions.
-func (s *Store) DisableOperator(ctx context.Context, id string, at time.Time) error {
-	return s.d.Write(ctx, func(q Q) error {
-		n, err := q.Exec(ctx, `UPDATE operators SET disabled_at = coalesce(disabled_at, ?) WHERE id = ?`, s.d.Native(at), id)
-		if err != nil {
-			return fmt.Errorf("disable operator %s: %w", id, err)
-		}
-		if n == 0 {
-			return fmt.Errorf("operator %s: %w", id, store.ErrNotFound)
-		}
-		if _, err := q.Exec(ctx, `DELETE FROM console_sessions WHERE operator_id = ?`, id); err != nil {
-			return fmt.Errorf("disable operator %s: end sessions: %w", id, err)
-		}
-		return nil
-	})
-}
-
-// EndSessions deletes every console session of an operator.
-func (s *Store) EndSessions(ctx context.Context, operatorID string) error {
-	return s.d.Write(ctx, func(q Q) error {
-		if _, err := q.Exec(ctx, `DELETE FROM console_sessions WHERE operator_id = ?`, operatorID); err != nil {
-			return fmt.Errorf("end sessions of operator %s: %w", operatorID, err)
-		}
-		return nil
-	})
-}
-
-// ResetLockout clears a login's failures and lock.
-func (s *Store) ResetLockout(ctx context.Context, id string, at time.Time) error {
-	return s.d.Write(ctx, func(q Q) error {
-		n, err := q.Exec(ctx, `UPDATE operator_logins SET failures = 0, locked_until = NULL, updated_at = ? WHERE operator_id = ?`, s.d.Native(at), id)
-		if err != nil {
-			return fmt.Errorf("reset lock-out of %s: %w", id, err)
-		}
-		if n == 0 {
-			return fmt.Errorf("console login of operator %s: %w", id, store.ErrNotFound)
-		}
-		return nil
-	})
 }

@@ -27,7 +27,7 @@ func scanException(r interface{ Scan(dest ...any) error }) (store.Exception, err
 
 // CreateException stores an approved exception.
 func (s *Store) CreateException(ctx context.Context, e store.Exception) error {
-	return s.d.Write(ctx, func(q Q) error {
+	return s.write(ctx, func(q Q) error {
 		_, err := q.Exec(ctx, `INSERT INTO exceptions (`+exceptionCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			e.ID, e.Vendor, e.Product, e.Serial, e.User, e.DeviceID, e.Group, e.Reason, e.CreatedBy,
 			s.d.Stamp(e.CreatedAt), s.d.Stamp(e.ExpiresAt), s.d.Native(e.RevokedAt), e.RevokedBy, e.RevokeReason)
@@ -63,7 +63,7 @@ func (s *Store) ListExceptions(ctx context.Context, f store.ExceptionFilter) ([]
 	sqlText += " ORDER BY created_at DESC, id LIMIT ?"
 	args = append(args, codec.Limit(f.Limit))
 	var out []store.Exception
-	err := s.d.Read(ctx, func(q Q) error {
+	err := s.read(ctx, func(q Q) error {
 		var err error
 		out, err = query(ctx, q, func(r Rows) (store.Exception, error) { return scanException(r) }, sqlText, args...)
 		return err
@@ -77,7 +77,7 @@ func (s *Store) ListExceptions(ctx context.Context, f store.ExceptionFilter) ([]
 // RevokeException ends an exception before its expiry.
 func (s *Store) RevokeException(ctx context.Context, id, by, reason string, at time.Time) (store.Exception, error) {
 	var e store.Exception
-	err := s.d.Write(ctx, func(q Q) error {
+	err := s.write(ctx, func(q Q) error {
 		var err error
 		e, err = scanException(queryRow(ctx, q, "SELECT "+exceptionCols+" FROM exceptions WHERE id = ?"+s.d.ForUpdate(""), id))
 		if errors.Is(err, errNoRows) {
@@ -99,27 +99,39 @@ func (s *Store) RevokeException(ctx context.Context, id, by, reason string, at t
 	return e, err
 }
 
-// DeviceGroup is the group of one device.
-func (s *Store) DeviceGroup(ctx context.Context, deviceID string) (string, error) {
-	var g string
-	err := s.d.Read(ctx, func(q Q) error {
-		return queryRow(ctx, q, "SELECT device_group FROM devices WHERE id = ?", deviceID).Scan(&g)
+// ReplaceLedger replaces the whole ledger in one transaction. The rows go
+// in the way the backend loads many rows fastest (Dialect.CopyRows).
+func (s *Store) ReplaceLedger(ctx context.Context, l store.LedgerImport) error {
+	return s.write(ctx, func(q Q) error {
+		if _, err := q.Exec(ctx, "DELETE FROM ledger"); err != nil {
+			return fmt.Errorf("replace ledger: %w", err)
+		}
+		rows := make([][]any, len(l.Entries))
+		seen := make(map[string]bool, len(l.Entries))
+		for i, e := range l.Entries {
+			if seen[e.AssetID] {
+				return fmt.Errorf("replace ledger: asset %s twice: %w", e.AssetID, store.ErrConflict)
+			}
+			seen[e.AssetID] = true
+			rows[i] = []any{e.AssetID, e.Hostname, e.Serial, e.Group, e.Location, e.Note}
+		}
+		if err := s.d.CopyRows(ctx, q, "ledger", []string{"asset_id", "hostname", "serial", "device_group", "location", "note"}, rows); err != nil {
+			return fmt.Errorf("replace ledger: %w", err)
+		}
+		_, err := q.Exec(ctx, `INSERT INTO ledger_import (id, imported_by, imported_at) VALUES (1, ?, ?)
+			ON CONFLICT (id) DO UPDATE SET imported_by = excluded.imported_by, imported_at = excluded.imported_at`,
+			l.ImportedBy, s.d.Stamp(l.ImportedAt))
+		if err != nil {
+			return fmt.Errorf("replace ledger: %w", err)
+		}
+		return nil
 	})
-	if errors.Is(err, errNoRows) {
-		return "", fmt.Errorf("device %s: %w", deviceID, store.ErrNotFound)
-	}
-	if err != nil {
-		return "", fmt.Errorf("group of device %s: %w", deviceID, err)
-	}
-	return g, nil
 }
 
-// Ledger returns the ledger, ordered by asset ID. (ReplaceLedger stays
-// with each backend: PostgreSQL loads the rows with COPY, SQLite with one
-// prepared INSERT.)
+// Ledger returns the ledger, ordered by asset ID.
 func (s *Store) Ledger(ctx context.Context) (store.LedgerImport, error) {
 	var l store.LedgerImport
-	err := s.d.Read(ctx, func(q Q) error {
+	err := s.read(ctx, func(q Q) error {
 		var at Time
 		if err := queryRow(ctx, q, "SELECT imported_by, imported_at FROM ledger_import WHERE id = 1").Scan(&l.ImportedBy, &at); err != nil {
 			return err

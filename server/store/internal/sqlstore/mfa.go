@@ -52,7 +52,7 @@ func (s *Store) putMFAUser(ctx context.Context, q Q, u store.MFAUser, replace bo
 // PutMFAUser stores u in a new MFA generation.
 func (s *Store) PutMFAUser(ctx context.Context, u store.MFAUser, replace bool) (int64, error) {
 	var gen int64
-	err := s.d.Write(ctx, func(q Q) error {
+	err := s.write(ctx, func(q Q) error {
 		var err error
 		if gen, err = bumpMFA(ctx, q); err != nil {
 			return err
@@ -65,7 +65,7 @@ func (s *Store) PutMFAUser(ctx context.Context, u store.MFAUser, replace bool) (
 // ImportMFAUsers stores every user in one generation, or none.
 func (s *Store) ImportMFAUsers(ctx context.Context, us []store.MFAUser, replace bool) (int64, error) {
 	var gen int64
-	err := s.d.Write(ctx, func(q Q) error {
+	err := s.write(ctx, func(q Q) error {
 		var err error
 		if gen, err = bumpMFA(ctx, q); err != nil {
 			return err
@@ -83,7 +83,7 @@ func (s *Store) ImportMFAUsers(ctx context.Context, us []store.MFAUser, replace 
 // MFAUsers returns every enrolled user, by name.
 func (s *Store) MFAUsers(ctx context.Context) ([]store.MFAUser, error) {
 	var us []store.MFAUser
-	err := s.d.Read(ctx, func(q Q) error {
+	err := s.read(ctx, func(q Q) error {
 		var err error
 		us, err = query(ctx, q, func(r Rows) (store.MFAUser, error) {
 			var (
@@ -108,7 +108,7 @@ func (s *Store) MFAUsers(ctx context.Context) ([]store.MFAUser, error) {
 // MFAGeneration is the current MFA generation.
 func (s *Store) MFAGeneration(ctx context.Context) (int64, error) {
 	var g int64
-	err := s.d.Read(ctx, func(q Q) error {
+	err := s.read(ctx, func(q Q) error {
 		return queryRow(ctx, q, "SELECT generation FROM mfa_generation WHERE id = 1").Scan(&g)
 	})
 	if err != nil {
@@ -120,7 +120,7 @@ func (s *Store) MFAGeneration(ctx context.Context) (int64, error) {
 // DeleteMFAUser deletes the user's enrolment and temporary codes.
 func (s *Store) DeleteMFAUser(ctx context.Context, user string) (int64, error) {
 	var gen int64
-	err := s.d.Write(ctx, func(q Q) error {
+	err := s.write(ctx, func(q Q) error {
 		var n int64
 		for _, stmt := range []string{"DELETE FROM mfa_users WHERE username = ?", "DELETE FROM mfa_temp_codes WHERE username = ?"} {
 			k, err := q.Exec(ctx, stmt, user)
@@ -142,7 +142,7 @@ func (s *Store) DeleteMFAUser(ctx context.Context, user string) (int64, error) {
 // PutMFATempCode stores a new temporary code.
 func (s *Store) PutMFATempCode(ctx context.Context, c store.MFATempCode) (int64, error) {
 	var gen int64
-	err := s.d.Write(ctx, func(q Q) error {
+	err := s.write(ctx, func(q Q) error {
 		var err error
 		if gen, err = bumpMFA(ctx, q); err != nil {
 			return err
@@ -163,7 +163,7 @@ func (s *Store) PutMFATempCode(ctx context.Context, c store.MFATempCode) (int64,
 // MFATempCodes returns the unused codes that expire after now.
 func (s *Store) MFATempCodes(ctx context.Context, now time.Time) ([]store.MFATempCode, error) {
 	var cs []store.MFATempCode
-	err := s.d.Read(ctx, func(q Q) error {
+	err := s.read(ctx, func(q Q) error {
 		var err error
 		cs, err = query(ctx, q, func(r Rows) (store.MFATempCode, error) {
 			var (
@@ -185,7 +185,7 @@ func (s *Store) MFATempCodes(ctx context.Context, now time.Time) ([]store.MFATem
 
 // UnlockMFAUser raises the user's unlock counter on deviceID.
 func (s *Store) UnlockMFAUser(ctx context.Context, user, deviceID string) (gen, counter int64, err error) {
-	err = s.d.Write(ctx, func(q Q) error {
+	err = s.write(ctx, func(q Q) error {
 		if err := queryRow(ctx, q, `INSERT INTO mfa_unlocks (username, device_id, generation) VALUES (?, ?, 1)
 			ON CONFLICT (username, device_id) DO UPDATE SET generation = mfa_unlocks.generation + 1 RETURNING generation`,
 			user, deviceID).Scan(&counter); err != nil {
@@ -202,7 +202,7 @@ func (s *Store) UnlockMFAUser(ctx context.Context, user, deviceID string) (gen, 
 // MFAUnlocks returns every unlock counter.
 func (s *Store) MFAUnlocks(ctx context.Context) ([]store.MFAUnlock, error) {
 	var us []store.MFAUnlock
-	err := s.d.Read(ctx, func(q Q) error {
+	err := s.read(ctx, func(q Q) error {
 		var err error
 		us, err = query(ctx, q, func(r Rows) (store.MFAUnlock, error) {
 			var u store.MFAUnlock
@@ -226,7 +226,7 @@ func (s *Store) ConsumeMFACodes(ctx context.Context, user string, ids []string, 
 		return 0, nil
 	}
 	found := 0
-	err := s.d.Write(ctx, func(q Q) error {
+	err := s.write(ctx, func(q Q) error {
 		found = 0
 		var hashes string
 		err := queryRow(ctx, q, "SELECT recovery_hashes FROM mfa_users WHERE username = ?"+s.d.ForUpdate(""), user).Scan(&hashes)

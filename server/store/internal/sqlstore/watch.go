@@ -38,9 +38,9 @@ func (s *Store) Watch(ctx context.Context, p store.WatchParams, judge store.Judg
 	if err != nil {
 		return res, fmt.Errorf("watch: high water: %w", err)
 	}
-	err = s.d.Write(ctx, func(q Q) error {
+	err = s.write(ctx, func(q Q) error {
 		res = store.WatchResult{}
-		if err := s.d.WatchLock(ctx, q); err != nil {
+		if err := s.d.Lock(ctx, q, LockWatch); err != nil {
 			return fmt.Errorf("watch lock: %w", err)
 		}
 		cur, err := readCursors(ctx, q)
@@ -395,8 +395,9 @@ func (s *Store) auditStep(ctx context.Context, q Q, now time.Time, res *store.Wa
 	}{{"incident.open", res.OpenedIDs}, {"incident.escalate", res.EscalatedIDs}} {
 		for _, id := range x.ids {
 			if n == AuditPerStep {
-				return s.d.AppendAudit(ctx, q, store.AuditRecord{At: now, Actor: "system", Action: "incident.detect",
+				_, err := s.appendAudit(ctx, q, store.AuditRecord{At: now, Actor: "system", Action: "incident.detect",
 					Detail: fmt.Sprintf("opened %d, escalated %d in this step; the first %d are audited one by one", res.Opened, res.Escalated, AuditPerStep)})
+				return err
 			}
 			n++
 			ins, err := query(ctx, q, func(r Rows) (string, error) {
@@ -410,7 +411,7 @@ func (s *Store) auditStep(ctx context.Context, q Q, now time.Time, res *store.Wa
 			if len(ins) != 1 {
 				return fmt.Errorf("watch: audit incident %d: not found in its own step", id)
 			}
-			if err := s.d.AppendAudit(ctx, q, store.AuditRecord{At: now, Actor: "system", Action: x.action,
+			if _, err := s.appendAudit(ctx, q, store.AuditRecord{At: now, Actor: "system", Action: x.action,
 				Target: strconv.FormatInt(id, 10), Detail: ins[0]}); err != nil {
 				return fmt.Errorf("watch: audit incident %d: %w", id, err)
 			}
