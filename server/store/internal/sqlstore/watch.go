@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/mamori-dev/mamori/internal/textsafe"
@@ -28,18 +27,22 @@ const (
 // not open an incident for every terminal that went quiet years ago.
 const firstSilentLookback = 24 * time.Hour
 
-// Watch runs one watcher step in one transaction.
+// Watch runs one watcher step in one transaction: the sweeps read what
+// was stored since their cursors into a batch, judge turns the batch into
+// search terms and signals, and the step applies them, escalates, audits
+// what it opened and escalated, and moves the cursors. Each sweep also
+// computes where its cursor goes, so a step that commits never skips a
+// row and a step that fails moves nothing.
 func (s *Store) Watch(ctx context.Context, p store.WatchParams, judge store.Judge) (store.WatchResult, error) {
-	var res store.WatchResult
 	if p.Now.IsZero() || p.Limit <= 0 {
-		return res, fmt.Errorf("watch: a time and a limit are required")
+		return store.WatchResult{}, fmt.Errorf("watch: a time and a limit are required")
 	}
 	evHigh, hiHigh, err := s.d.HighWater(ctx)
 	if err != nil {
-		return res, fmt.Errorf("watch: high water: %w", err)
+		return store.WatchResult{}, fmt.Errorf("watch: high water: %w", err)
 	}
+	var res store.WatchResult
 	err = s.write(ctx, func(q Q) error {
-		res = store.WatchResult{}
 		if err := s.d.Lock(ctx, q, LockWatch); err != nil {
 			return fmt.Errorf("watch lock: %w", err)
 		}
@@ -47,227 +50,309 @@ func (s *Store) Watch(ctx context.Context, p store.WatchParams, judge store.Judg
 		if err != nil {
 			return err
 		}
+		w := &watchStep{s: s, q: q, p: p, cur: cur, next: map[string]int64{}}
 		b := store.WatchBatch{Now: p.Now}
-		silentLast := map[string]time.Time{}
-		b.Events, err = query(ctx, q, scanEvent, `SELECT seq, device_id, event, received_at FROM events
-			WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?`, cur[curEvents], evHigh, p.Limit)
-		if err != nil {
-			return fmt.Errorf("watch: events: %w", err)
+		if b.Events, b.History, err = w.sweepStored(ctx, evHigh, hiHigh); err != nil {
+			return err
 		}
-		b.History, err = query(ctx, q, func(r Rows) (store.HistoryRow, error) {
-			var h store.HistoryRow
-			var from, to int32
-			var at Time
-			err := r.Scan(&h.ID, &h.DeviceID, &h.Control, &from, &to, &h.Detail, &at)
-			h.From, h.To, h.At = mamoriv1.ControlState(from), mamoriv1.ControlState(to), at.T
-			return h, err
-		}, `SELECT id, device_id, control, from_state, to_state, detail, at FROM control_history
-			WHERE id > ? AND id <= ? ORDER BY id LIMIT ?`, cur[curHistory], hiHigh, p.Limit)
-		if err != nil {
-			return fmt.Errorf("watch: history: %w", err)
+		if b.Failing, err = w.sweepFailing(ctx); err != nil {
+			return err
 		}
-		res.More = len(b.Events) == p.Limit || len(b.History) == p.Limit
-		since := func(name string, first time.Time) time.Time {
-			v, ok := cur[name]
-			if !ok {
-				return first
-			}
-			return time.UnixMicro(v).Add(-p.Margin)
+		if b.Silent, err = w.sweepSilent(ctx); err != nil {
+			return err
 		}
-		scanMark := func(r Rows) (store.DeviceMark, error) {
-			var m store.DeviceMark
-			var at Time
-			err := r.Scan(&m.DeviceID, &at)
-			m.At = at.T
-			return m, err
+		if b.Enrolled, err = w.sweepEnrolled(ctx); err != nil {
+			return err
 		}
-		b.Failing, err = query(ctx, q, scanMark, `SELECT id, failing_since FROM devices
-			WHERE verdict = 'NONCOMPLIANT' AND failing_since >= ? ORDER BY failing_since LIMIT ?`,
-			s.d.Native(since(curFailing, time.Unix(0, 0))), p.Limit)
-		if err != nil {
-			return fmt.Errorf("watch: failing devices: %w", err)
-		}
-		// Silent devices: one sweep for the devices under the base cut-off
-		// (the groups with their own are left out), one per such group.
-		silentGroups := make([]string, 0, len(p.SilentGroups))
-		for g := range p.SilentGroups {
-			silentGroups = append(silentGroups, g)
-		}
-		sort.Strings(silentGroups)
-		silentFull := map[string]bool{}
-		if !p.SilentBefore.IsZero() {
-			cond, args := "", []any{s.d.Native(p.SilentBefore), s.d.Native(since(curSilent, p.SilentBefore.Add(-firstSilentLookback)))}
-			if len(silentGroups) > 0 {
-				cond = " AND device_group NOT IN (?" + strings.Repeat(", ?", len(silentGroups)-1) + ")"
-				for _, g := range silentGroups {
-					args = append(args, g)
-				}
-			}
-			ms, err := query(ctx, q, scanMark, `SELECT id, last_seen FROM devices
-				WHERE verdict IN ('COMPLIANT', 'NONCOMPLIANT') AND last_seen < ? AND last_seen >= ?`+cond+` ORDER BY last_seen LIMIT ?`,
-				append(args, p.Limit)...)
-			if err != nil {
-				return fmt.Errorf("watch: silent devices: %w", err)
-			}
-			b.Silent = append(b.Silent, ms...)
-			silentFull[curSilent] = len(ms) == p.Limit
-			if len(ms) > 0 {
-				silentLast[curSilent] = ms[len(ms)-1].At
-			}
-		}
-		for _, g := range silentGroups {
-			cut, name := p.SilentGroups[g], curSilent+":"+g
-			ms, err := query(ctx, q, scanMark, `SELECT id, last_seen FROM devices
-				WHERE verdict IN ('COMPLIANT', 'NONCOMPLIANT') AND device_group = ? AND last_seen < ? AND last_seen >= ? ORDER BY last_seen LIMIT ?`,
-				g, s.d.Native(cut), s.d.Native(since(name, cut.Add(-firstSilentLookback))), p.Limit)
-			if err != nil {
-				return fmt.Errorf("watch: silent devices of group %q: %w", g, err)
-			}
-			b.Silent = append(b.Silent, ms...)
-			silentFull[name] = len(ms) == p.Limit
-			if len(ms) > 0 {
-				silentLast[name] = ms[len(ms)-1].At
-			}
-		}
-		b.Enrolled, err = query(ctx, q, func(r Rows) (store.Device, error) {
-			var d store.Device
-			var facts []byte
-			var at Time
-			if err := r.Scan(&d.ID, &facts, &at); err != nil {
-				return d, err
-			}
-			d.EnrolledAt = at.T
-			var err error
-			d.Facts, err = codec.Facts(facts)
-			return d, err
-		}, `SELECT id, facts, enrolled_at FROM devices WHERE enrolled_at >= ? ORDER BY enrolled_at LIMIT ?`,
-			s.d.Native(since(curEnrolled, time.Unix(0, 0))), p.Limit)
-		if err != nil {
-			return fmt.Errorf("watch: enrolled devices: %w", err)
-		}
-
 		terms, signals, err := judge(b)
 		if err != nil {
 			return err
 		}
-		for _, h := range b.History {
-			if _, err := q.Exec(ctx, `INSERT INTO control_states (device_id, control, state, history_id) VALUES (?, ?, ?, ?)
-				ON CONFLICT (device_id, control) DO UPDATE SET state = excluded.state, history_id = excluded.history_id
-				WHERE control_states.history_id < excluded.history_id`, h.DeviceID, h.Control, int32(h.To), h.ID); err != nil {
-				return fmt.Errorf("watch: control state: %w", err)
-			}
-		}
-		// One upsert per (kind, term, device) of the batch, at its latest
-		// sighting: a noisy terminal repeats the same user and stick.
-		type termKey struct{ kind, term, dev string }
-		latest := map[termKey]time.Time{}
-		var order []termKey
-		for _, t := range terms {
-			if t.Term == "" {
-				continue
-			}
-			k := termKey{t.Kind, t.Term, t.DeviceID}
-			at, seen := latest[k]
-			if !seen {
-				order = append(order, k)
-			}
-			if !seen || t.At.After(at) {
-				latest[k] = t.At
-			}
-		}
-		for _, k := range order {
-			t := store.SearchTerm{Kind: k.kind, Term: k.term, DeviceID: k.dev, At: latest[k]}
-			if _, err := q.Exec(ctx, `INSERT INTO search_terms (kind, term, device_id, last_at) VALUES (?, ?, ?, ?)
-				ON CONFLICT (kind, term, device_id) DO UPDATE SET last_at = CASE WHEN excluded.last_at > search_terms.last_at
-					THEN excluded.last_at ELSE search_terms.last_at END`, t.Kind, t.Term, t.DeviceID, t.At.UnixMicro()); err != nil {
-				return fmt.Errorf("watch: search term: %w", err)
-			}
-		}
-		for _, sg := range signals {
-			opened, bumped, err := s.signal(ctx, q, sg, p)
-			if err != nil {
-				return err
-			}
-			if opened != 0 {
-				res.Opened++
-				res.OpenedIDs = append(res.OpenedIDs, opened)
-			}
-			if bumped {
-				res.Bumped++
-			}
-		}
-		if !p.EscalateBefore.IsZero() {
-			ids, err := query(ctx, q, func(r Rows) (int64, error) {
-				var id int64
-				return id, r.Scan(&id)
-			}, `SELECT id FROM incidents WHERE state = 'open' AND escalated_at IS NULL AND opened_at < ? ORDER BY id LIMIT ?`,
-				p.EscalateBefore.UnixMicro(), p.Limit)
-			if err != nil {
-				return fmt.Errorf("watch: escalation: %w", err)
-			}
-			for _, id := range ids {
-				if _, err := q.Exec(ctx, `UPDATE incidents SET escalated_at = ? WHERE id = ?`, p.Now.UnixMicro(), id); err != nil {
-					return fmt.Errorf("watch: escalate %d: %w", id, err)
-				}
-				if err := enqueue(ctx, q, id, "escalate", p); err != nil {
-					return err
-				}
-				res.Escalated++
-				res.EscalatedIDs = append(res.EscalatedIDs, id)
-			}
-		}
-		if err := s.auditStep(ctx, q, p.Now, &res); err != nil {
+		if err := w.apply(ctx, b.History, terms, signals); err != nil {
 			return err
 		}
-		if !p.MarkHorizon.IsZero() {
-			if _, err := q.Exec(ctx, `DELETE FROM incident_marks WHERE at < ?`, p.MarkHorizon.UnixMicro()); err != nil {
-				return fmt.Errorf("watch: prune marks: %w", err)
-			}
+		if err := w.sweepEscalations(ctx); err != nil {
+			return err
 		}
-		next := map[string]int64{}
-		if n := len(b.Events); n > 0 {
-			next[curEvents] = b.Events[n-1].Seq
+		if err := s.auditStep(ctx, q, p.Now, &w.res); err != nil {
+			return err
 		}
-		if n := len(b.History); n > 0 {
-			next[curHistory] = b.History[n-1].ID
+		if err := w.pruneMarks(ctx); err != nil {
+			return err
 		}
-		// A full sweep page moves the cursor only as far as it read.
-		next[curFailing] = p.Now.UnixMicro()
-		if len(b.Failing) == p.Limit {
-			next[curFailing] = b.Failing[len(b.Failing)-1].At.UnixMicro() + int64(p.Margin/time.Microsecond) + 1
-			res.More = true
+		if err := w.saveCursors(ctx); err != nil {
+			return err
 		}
-		silentCut := func(name string, cut time.Time) {
-			next[name] = cut.UnixMicro()
-			if silentFull[name] {
-				next[name] = silentLast[name].UnixMicro() + int64(p.Margin/time.Microsecond) + 1
-				res.More = true
-			}
-		}
-		if !p.SilentBefore.IsZero() {
-			silentCut(curSilent, p.SilentBefore)
-		}
-		for _, g := range silentGroups {
-			silentCut(curSilent+":"+g, p.SilentGroups[g])
-		}
-		next[curEnrolled] = p.Now.UnixMicro()
-		if len(b.Enrolled) == p.Limit {
-			next[curEnrolled] = b.Enrolled[len(b.Enrolled)-1].EnrolledAt.UnixMicro() + int64(p.Margin/time.Microsecond) + 1
-			res.More = true
-		}
-		for name, v := range next {
-			if _, err := q.Exec(ctx, `INSERT INTO watch_cursors (name, value) VALUES (?, ?)
-				ON CONFLICT (name) DO UPDATE SET value = excluded.value`, name, v); err != nil {
-				return fmt.Errorf("watch: cursor %s: %w", name, err)
-			}
-		}
-		res.Events, res.History = len(b.Events), len(b.History)
+		w.res.Events, w.res.History = len(b.Events), len(b.History)
+		res = w.res
 		return nil
 	})
 	if err != nil {
 		return store.WatchResult{}, err
 	}
 	return res, nil
+}
+
+// watchStep is one Watch inside its transaction: the cursors as read
+// (cur) and as they will be saved (next), and the result so far.
+type watchStep struct {
+	s         *Store
+	q         Q
+	p         store.WatchParams
+	cur, next map[string]int64
+	res       store.WatchResult
+}
+
+// since is where the device sweep of cursor name starts: the cursor less
+// the margin (a row committed late by another server is read again), or
+// first when the sweep never ran.
+func (w *watchStep) since(name string, first time.Time) time.Time {
+	v, ok := w.cur[name]
+	if !ok {
+		return first
+	}
+	return time.UnixMicro(v).Add(-w.p.Margin)
+}
+
+// advance moves the cursor of a device sweep that read ms: to cut when
+// the sweep read everything before it, or only as far as a full page read
+// (plus the margin, which the next step reads again) and asks for more.
+func (w *watchStep) advance(name string, cut time.Time, ms []store.DeviceMark) {
+	w.next[name] = cut.UnixMicro()
+	if len(ms) == w.p.Limit {
+		w.next[name] = ms[len(ms)-1].At.UnixMicro() + int64(w.p.Margin/time.Microsecond) + 1
+		w.res.More = true
+	}
+}
+
+// sweepStored reads the events and history rows stored after their
+// cursors, up to the high-water marks (rows below them are committed).
+func (w *watchStep) sweepStored(ctx context.Context, evHigh, hiHigh int64) ([]store.StoredEvent, []store.HistoryRow, error) {
+	evs, err := query(ctx, w.q, scanEvent, `SELECT seq, device_id, event, received_at FROM events
+		WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?`, w.cur[curEvents], evHigh, w.p.Limit)
+	if err != nil {
+		return nil, nil, fmt.Errorf("watch: events: %w", err)
+	}
+	hist, err := query(ctx, w.q, func(r Rows) (store.HistoryRow, error) {
+		var h store.HistoryRow
+		var from, to int32
+		var at Time
+		err := r.Scan(&h.ID, &h.DeviceID, &h.Control, &from, &to, &h.Detail, &at)
+		h.From, h.To, h.At = mamoriv1.ControlState(from), mamoriv1.ControlState(to), at.T
+		return h, err
+	}, `SELECT id, device_id, control, from_state, to_state, detail, at FROM control_history
+		WHERE id > ? AND id <= ? ORDER BY id LIMIT ?`, w.cur[curHistory], hiHigh, w.p.Limit)
+	if err != nil {
+		return nil, nil, fmt.Errorf("watch: history: %w", err)
+	}
+	if n := len(evs); n > 0 {
+		w.next[curEvents] = evs[n-1].Seq
+	}
+	if n := len(hist); n > 0 {
+		w.next[curHistory] = hist[n-1].ID
+	}
+	if len(evs) == w.p.Limit || len(hist) == w.p.Limit {
+		w.res.More = true
+	}
+	return evs, hist, nil
+}
+
+func scanMark(r Rows) (store.DeviceMark, error) {
+	var m store.DeviceMark
+	var at Time
+	err := r.Scan(&m.DeviceID, &at)
+	m.At = at.T
+	return m, err
+}
+
+// sweepFailing reads the devices NONCOMPLIANT since the cursor.
+func (w *watchStep) sweepFailing(ctx context.Context) ([]store.DeviceMark, error) {
+	ms, err := query(ctx, w.q, scanMark, `SELECT id, failing_since FROM devices
+		WHERE verdict = 'NONCOMPLIANT' AND failing_since >= ? ORDER BY failing_since LIMIT ?`,
+		w.s.d.Native(w.since(curFailing, time.Unix(0, 0))), w.p.Limit)
+	if err != nil {
+		return nil, fmt.Errorf("watch: failing devices: %w", err)
+	}
+	w.advance(curFailing, w.p.Now, ms)
+	return ms, nil
+}
+
+// sweepSilent reads the reporting devices that went silent: one sweep
+// for the devices under the base cut-off (the groups with their own are
+// left out), one per such group, each with a cursor of its own.
+func (w *watchStep) sweepSilent(ctx context.Context) ([]store.DeviceMark, error) {
+	groups := make([]string, 0, len(w.p.SilentGroups))
+	for g := range w.p.SilentGroups {
+		groups = append(groups, g)
+	}
+	sort.Strings(groups)
+	var out []store.DeviceMark
+	if !w.p.SilentBefore.IsZero() {
+		cut := w.p.SilentBefore
+		cond, args := "", []any{w.s.d.Native(cut), w.s.d.Native(w.since(curSilent, cut.Add(-firstSilentLookback)))}
+		if len(groups) > 0 {
+			cond = " AND device_group NOT IN (" + in(len(groups)) + ")"
+			for _, g := range groups {
+				args = append(args, g)
+			}
+		}
+		ms, err := query(ctx, w.q, scanMark, `SELECT id, last_seen FROM devices
+			WHERE verdict IN ('COMPLIANT', 'NONCOMPLIANT') AND last_seen < ? AND last_seen >= ?`+cond+` ORDER BY last_seen LIMIT ?`,
+			append(args, w.p.Limit)...)
+		if err != nil {
+			return nil, fmt.Errorf("watch: silent devices: %w", err)
+		}
+		out = append(out, ms...)
+		w.advance(curSilent, cut, ms)
+	}
+	for _, g := range groups {
+		cut, name := w.p.SilentGroups[g], curSilent+":"+g
+		ms, err := query(ctx, w.q, scanMark, `SELECT id, last_seen FROM devices
+			WHERE verdict IN ('COMPLIANT', 'NONCOMPLIANT') AND device_group = ? AND last_seen < ? AND last_seen >= ? ORDER BY last_seen LIMIT ?`,
+			g, w.s.d.Native(cut), w.s.d.Native(w.since(name, cut.Add(-firstSilentLookback))), w.p.Limit)
+		if err != nil {
+			return nil, fmt.Errorf("watch: silent devices of group %q: %w", g, err)
+		}
+		out = append(out, ms...)
+		w.advance(name, cut, ms)
+	}
+	return out, nil
+}
+
+// sweepEnrolled reads the devices (re-)enrolled since the cursor, with
+// their facts.
+func (w *watchStep) sweepEnrolled(ctx context.Context) ([]store.Device, error) {
+	ds, err := query(ctx, w.q, func(r Rows) (store.Device, error) {
+		var d store.Device
+		var facts []byte
+		var at Time
+		if err := r.Scan(&d.ID, &facts, &at); err != nil {
+			return d, err
+		}
+		d.EnrolledAt = at.T
+		var err error
+		d.Facts, err = codec.Facts(facts)
+		return d, err
+	}, `SELECT id, facts, enrolled_at FROM devices WHERE enrolled_at >= ? ORDER BY enrolled_at LIMIT ?`,
+		w.s.d.Native(w.since(curEnrolled, time.Unix(0, 0))), w.p.Limit)
+	if err != nil {
+		return nil, fmt.Errorf("watch: enrolled devices: %w", err)
+	}
+	ms := make([]store.DeviceMark, len(ds))
+	for i, d := range ds {
+		ms[i] = store.DeviceMark{DeviceID: d.ID, At: d.EnrolledAt}
+	}
+	w.advance(curEnrolled, w.p.Now, ms)
+	return ds, nil
+}
+
+// apply writes what the batch and judge found: each history row's state
+// as the control's latest (control_states), the search terms, and the
+// signals, which open or bump incidents.
+func (w *watchStep) apply(ctx context.Context, hist []store.HistoryRow, terms []store.SearchTerm, signals []store.Signal) error {
+	for _, h := range hist {
+		if _, err := w.q.Exec(ctx, `INSERT INTO control_states (device_id, control, state, history_id) VALUES (?, ?, ?, ?)
+			ON CONFLICT (device_id, control) DO UPDATE SET state = excluded.state, history_id = excluded.history_id
+			WHERE control_states.history_id < excluded.history_id`, h.DeviceID, h.Control, int32(h.To), h.ID); err != nil {
+			return fmt.Errorf("watch: control state: %w", err)
+		}
+	}
+	if err := w.writeTerms(ctx, terms); err != nil {
+		return err
+	}
+	for _, sg := range signals {
+		opened, bumped, err := w.s.signal(ctx, w.q, sg, w.p)
+		if err != nil {
+			return err
+		}
+		if opened != 0 {
+			w.res.Opened++
+			w.res.OpenedIDs = append(w.res.OpenedIDs, opened)
+		}
+		if bumped {
+			w.res.Bumped++
+		}
+	}
+	return nil
+}
+
+// writeTerms upserts one row per (kind, term, device) of the batch, at
+// its latest sighting: a noisy terminal repeats the same user and stick.
+func (w *watchStep) writeTerms(ctx context.Context, terms []store.SearchTerm) error {
+	type termKey struct{ kind, term, dev string }
+	latest := map[termKey]time.Time{}
+	var order []termKey
+	for _, t := range terms {
+		if t.Term == "" {
+			continue
+		}
+		k := termKey{t.Kind, t.Term, t.DeviceID}
+		at, seen := latest[k]
+		if !seen {
+			order = append(order, k)
+		}
+		if !seen || t.At.After(at) {
+			latest[k] = t.At
+		}
+	}
+	for _, k := range order {
+		if _, err := w.q.Exec(ctx, `INSERT INTO search_terms (kind, term, device_id, last_at) VALUES (?, ?, ?, ?)
+			ON CONFLICT (kind, term, device_id) DO UPDATE SET last_at = CASE WHEN excluded.last_at > search_terms.last_at
+				THEN excluded.last_at ELSE search_terms.last_at END`, k.kind, k.term, k.dev, latest[k].UnixMicro()); err != nil {
+			return fmt.Errorf("watch: search term: %w", err)
+		}
+	}
+	return nil
+}
+
+// sweepEscalations escalates, once, the incidents still open (not
+// acknowledged) that were opened before p.EscalateBefore, and notifies
+// every channel.
+func (w *watchStep) sweepEscalations(ctx context.Context) error {
+	if w.p.EscalateBefore.IsZero() {
+		return nil
+	}
+	ids, err := query(ctx, w.q, func(r Rows) (int64, error) {
+		var id int64
+		return id, r.Scan(&id)
+	}, `SELECT id FROM incidents WHERE state = 'open' AND escalated_at IS NULL AND opened_at < ? ORDER BY id LIMIT ?`,
+		w.p.EscalateBefore.UnixMicro(), w.p.Limit)
+	if err != nil {
+		return fmt.Errorf("watch: escalation: %w", err)
+	}
+	for _, id := range ids {
+		if _, err := w.q.Exec(ctx, `UPDATE incidents SET escalated_at = ? WHERE id = ?`, w.p.Now.UnixMicro(), id); err != nil {
+			return fmt.Errorf("watch: escalate %d: %w", id, err)
+		}
+		if err := enqueue(ctx, w.q, id, "escalate", w.p); err != nil {
+			return err
+		}
+		w.res.Escalated++
+		w.res.EscalatedIDs = append(w.res.EscalatedIDs, id)
+	}
+	return nil
+}
+
+// pruneMarks deletes the occurrence marks older than p.MarkHorizon.
+func (w *watchStep) pruneMarks(ctx context.Context) error {
+	if w.p.MarkHorizon.IsZero() {
+		return nil
+	}
+	if _, err := w.q.Exec(ctx, `DELETE FROM incident_marks WHERE at < ?`, w.p.MarkHorizon.UnixMicro()); err != nil {
+		return fmt.Errorf("watch: prune marks: %w", err)
+	}
+	return nil
+}
+
+// saveCursors stores where every sweep goes on from.
+func (w *watchStep) saveCursors(ctx context.Context) error {
+	for name, v := range w.next {
+		if _, err := w.q.Exec(ctx, `INSERT INTO watch_cursors (name, value) VALUES (?, ?)
+			ON CONFLICT (name) DO UPDATE SET value = excluded.value`, name, v); err != nil {
+			return fmt.Errorf("watch: cursor %s: %w", name, err)
+		}
+	}
+	return nil
 }
 
 func readCursors(ctx context.Context, q Q) (map[string]int64, error) {
