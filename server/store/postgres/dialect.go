@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/mamori-dev/mamori/server/store/internal/codec"
 	"github.com/mamori-dev/mamori/server/store/internal/sqlstore"
@@ -49,6 +50,41 @@ func (c conn) Exec(ctx context.Context, q string, args ...any) (int64, error) {
 type connRows struct{ pgx.Rows }
 
 func (r connRows) Close() { r.Rows.Close() }
+
+// Scan scans the row, with every *sqlstore.Time destination decoded by
+// pgx straight into it (pgTime): through sqlstore.Time's sql.Scanner, pgx
+// would box each value first, an allocation per time (a device row has
+// four). dest is the caller's argument list, changed in place so that
+// no copy is allocated either.
+func (r connRows) Scan(dest ...any) error {
+	for i, d := range dest {
+		if t, ok := d.(*sqlstore.Time); ok {
+			dest[i] = (*pgTime)(t)
+		}
+	}
+	return r.Rows.Scan(dest...)
+}
+
+// pgTime is a sqlstore.Time as pgx scans it: from timestamptz (the older
+// tables) or from bigint microseconds (the evidence tables).
+type pgTime sqlstore.Time
+
+func (t *pgTime) ScanTimestamptz(v pgtype.Timestamptz) error {
+	switch {
+	case !v.Valid:
+		t.T = time.Time{}
+	case v.InfinityModifier != pgtype.Finite:
+		return fmt.Errorf("scan time: %v timestamp", v.InfinityModifier)
+	default:
+		t.T = codec.Time(v.Time)
+	}
+	return nil
+}
+
+func (t *pgTime) ScanInt64(v pgtype.Int8) error {
+	t.T = codec.FromMicros(v.Int64, v.Valid)
+	return nil
+}
 
 func (c conn) Query(ctx context.Context, q string, args ...any) (sqlstore.Rows, error) {
 	rs, err := c.query(ctx, dollar(q), args...)
