@@ -49,21 +49,16 @@ func (s *Store) appendAudit(ctx context.Context, q Q, r store.AuditRecord) (stor
 
 // ListAudit returns audit records after afterSeq, oldest first.
 func (s *Store) ListAudit(ctx context.Context, afterSeq int64, limit int) ([]store.AuditRecord, error) {
-	var rs []store.AuditRecord
-	err := s.read(ctx, func(q Q) error {
-		var err error
-		rs, err = query(ctx, q, func(row Rows) (store.AuditRecord, error) {
-			var (
-				r  store.AuditRecord
-				at Time
-			)
-			err := row.Scan(&r.Seq, &at, &r.Actor, &r.Action, &r.Target, &r.Detail, &r.PrevHash, &r.Hash)
-			r.At = at.T
-			return r, err
-		}, `SELECT seq, at, actor, action, target, detail, prev_hash, hash
-			FROM audit WHERE seq > ? ORDER BY seq LIMIT ?`, afterSeq, codec.Limit(limit))
-		return err
-	})
+	rs, err := list(ctx, s, func(row Rows) (store.AuditRecord, error) {
+		var (
+			r  store.AuditRecord
+			at Time
+		)
+		err := row.Scan(&r.Seq, &at, &r.Actor, &r.Action, &r.Target, &r.Detail, &r.PrevHash, &r.Hash)
+		r.At = at.T
+		return r, err
+	}, `SELECT seq, at, actor, action, target, detail, prev_hash, hash
+		FROM audit WHERE seq > ? ORDER BY seq LIMIT ?`, afterSeq, codec.Limit(limit))
 	if err != nil {
 		return nil, fmt.Errorf("list audit: %w", err)
 	}

@@ -76,11 +76,7 @@ func (s *Store) FindDevice(ctx context.Context, key string) (store.Device, error
 	if !errors.Is(err, store.ErrNotFound) {
 		return d, err
 	}
-	var ds []store.Device
-	err = s.read(ctx, func(q Q) error {
-		ds, err = query(ctx, q, scanDevice, "SELECT "+deviceCols+" FROM devices WHERE hostname = ? AND hostname <> '' ORDER BY id LIMIT 2", key)
-		return err
-	})
+	ds, err := list(ctx, s, scanDevice, "SELECT "+deviceCols+" FROM devices WHERE hostname = ? AND hostname <> '' ORDER BY id LIMIT 2", key)
 	if err != nil {
 		return store.Device{}, fmt.Errorf("find device %q: %w", key, err)
 	}
@@ -97,14 +93,9 @@ func (s *Store) FindDevice(ctx context.Context, key string) (store.Device, error
 // (on PostgreSQL with collation "C", so the range is byte-wise as in
 // SQLite).
 func (s *Store) SearchDevices(ctx context.Context, prefix string, limit int) ([]store.Device, error) {
-	var ds []store.Device
-	err := s.read(ctx, func(q Q) error {
-		var err error
-		ds, err = query(ctx, q, scanDevice, "SELECT "+deviceCols+` FROM devices
-			WHERE hostname >= ? AND hostname < ? AND hostname <> '' ORDER BY hostname, id LIMIT ?`,
-			prefix, store.HostnameUpper(prefix), codec.Limit(limit))
-		return err
-	})
+	ds, err := list(ctx, s, scanDevice, "SELECT "+deviceCols+` FROM devices
+		WHERE hostname >= ? AND hostname < ? AND hostname <> '' ORDER BY hostname, id LIMIT ?`,
+		prefix, store.HostnameUpper(prefix), codec.Limit(limit))
 	if err != nil {
 		return nil, fmt.Errorf("search devices: %w", err)
 	}

@@ -23,23 +23,18 @@ func (s *Store) ListEvents(ctx context.Context, f store.EventFilter) ([]store.St
 	}
 	sqlText += " ORDER BY seq DESC LIMIT ?"
 	args = append(args, codec.Limit(f.Limit))
-	var evs []store.StoredEvent
-	err := s.read(ctx, func(q Q) error {
-		var err error
-		evs, err = query(ctx, q, func(r Rows) (store.StoredEvent, error) {
-			var (
-				e    store.StoredEvent
-				blob []byte
-				at   Time
-			)
-			if err := r.Scan(&e.Seq, &e.DeviceID, &blob, &at); err != nil {
-				return e, err
-			}
-			e.Event, e.ReceivedAt = &mamoriv1.Event{}, at.T
-			return e, codec.Unmarshal(fmt.Sprintf("event %d", e.Seq), blob, e.Event)
-		}, sqlText, args...)
-		return err
-	})
+	evs, err := list(ctx, s, func(r Rows) (store.StoredEvent, error) {
+		var (
+			e    store.StoredEvent
+			blob []byte
+			at   Time
+		)
+		if err := r.Scan(&e.Seq, &e.DeviceID, &blob, &at); err != nil {
+			return e, err
+		}
+		e.Event, e.ReceivedAt = &mamoriv1.Event{}, at.T
+		return e, codec.Unmarshal(fmt.Sprintf("event %d", e.Seq), blob, e.Event)
+	}, sqlText, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list events: %w", err)
 	}
@@ -62,27 +57,22 @@ func (s *Store) CountEvents(ctx context.Context, deviceID string) (int64, error)
 
 // ControlHistory returns a device's control state changes, newest first.
 func (s *Store) ControlHistory(ctx context.Context, deviceID string, limit int) ([]store.HistoryEntry, error) {
-	var hs []store.HistoryEntry
-	err := s.read(ctx, func(q Q) error {
-		var err error
-		hs, err = query(ctx, q, func(r Rows) (store.HistoryEntry, error) {
-			var (
-				h        store.HistoryEntry
-				from, to int32
-				at       Time
-				msg      []byte
-			)
-			if err := r.Scan(&h.DeviceID, &h.Control, &from, &to, &h.Detail, &at, &msg); err != nil {
-				return h, err
-			}
-			h.From, h.To, h.At = mamoriv1.ControlState(from), mamoriv1.ControlState(to), at.T
-			var err error
-			h.DetailMsg, err = codec.ParseDetailMsg(msg)
+	hs, err := list(ctx, s, func(r Rows) (store.HistoryEntry, error) {
+		var (
+			h        store.HistoryEntry
+			from, to int32
+			at       Time
+			msg      []byte
+		)
+		if err := r.Scan(&h.DeviceID, &h.Control, &from, &to, &h.Detail, &at, &msg); err != nil {
 			return h, err
-		}, `SELECT device_id, control, from_state, to_state, detail, at, detail_msg
-			FROM control_history WHERE device_id = ? ORDER BY id DESC LIMIT ?`, deviceID, codec.Limit(limit))
-		return err
-	})
+		}
+		h.From, h.To, h.At = mamoriv1.ControlState(from), mamoriv1.ControlState(to), at.T
+		var err error
+		h.DetailMsg, err = codec.ParseDetailMsg(msg)
+		return h, err
+	}, `SELECT device_id, control, from_state, to_state, detail, at, detail_msg
+		FROM control_history WHERE device_id = ? ORDER BY id DESC LIMIT ?`, deviceID, codec.Limit(limit))
 	if err != nil {
 		return nil, fmt.Errorf("control history of %s: %w", deviceID, err)
 	}

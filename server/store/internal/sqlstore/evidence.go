@@ -34,19 +34,14 @@ func (s *Store) PutDailySnapshot(ctx context.Context, d store.DailySnapshot) err
 
 // DailySnapshots returns the days in [from, to].
 func (s *Store) DailySnapshots(ctx context.Context, from, to string) ([]store.DailySnapshot, error) {
-	var out []store.DailySnapshot
-	err := s.read(ctx, func(q Q) error {
-		var err error
-		out, err = query(ctx, q, func(r Rows) (store.DailySnapshot, error) {
-			var d store.DailySnapshot
-			var at int64
-			err := r.Scan(&d.Day, &d.Total, &d.Compliant, &d.Noncompliant, &d.Offline, &d.NeverReported, &d.Revoked, &at)
-			d.TakenAt = codec.FromMicros(at, true)
-			return d, err
-		}, `SELECT day, total, compliant, noncompliant, offline, never_reported, revoked, taken_at
-			FROM compliance_daily WHERE day >= ? AND day <= ? ORDER BY day`, from, to)
-		return err
-	})
+	out, err := list(ctx, s, func(r Rows) (store.DailySnapshot, error) {
+		var d store.DailySnapshot
+		var at int64
+		err := r.Scan(&d.Day, &d.Total, &d.Compliant, &d.Noncompliant, &d.Offline, &d.NeverReported, &d.Revoked, &at)
+		d.TakenAt = codec.FromMicros(at, true)
+		return d, err
+	}, `SELECT day, total, compliant, noncompliant, offline, never_reported, revoked, taken_at
+		FROM compliance_daily WHERE day >= ? AND day <= ? ORDER BY day`, from, to)
 	if err != nil {
 		return nil, fmt.Errorf("daily snapshots: %w", err)
 	}
@@ -100,21 +95,16 @@ func (s *Store) CountByControl(ctx context.Context) ([]store.ControlCount, error
 
 // SearchTerms finds devices by a term prefix, on the primary key.
 func (s *Store) SearchTerms(ctx context.Context, kind, prefix string, limit int) ([]store.TermHit, error) {
-	var out []store.TermHit
-	err := s.read(ctx, func(q Q) error {
-		var err error
-		out, err = query(ctx, q, func(r Rows) (store.TermHit, error) {
-			var h store.TermHit
-			var at int64
-			err := r.Scan(&h.Term, &h.DeviceID, &h.Hostname, &at)
-			h.LastAt = codec.FromMicros(at, true)
-			return h, err
-		}, `SELECT t.term, t.device_id, d.hostname, t.last_at FROM search_terms t
-			JOIN devices d ON d.id = t.device_id
-			WHERE t.kind = ? AND t.term >= ? AND t.term < ?
-			ORDER BY t.term, t.device_id LIMIT ?`, kind, prefix, store.HostnameUpper(prefix), codec.Limit(limit))
-		return err
-	})
+	out, err := list(ctx, s, func(r Rows) (store.TermHit, error) {
+		var h store.TermHit
+		var at int64
+		err := r.Scan(&h.Term, &h.DeviceID, &h.Hostname, &at)
+		h.LastAt = codec.FromMicros(at, true)
+		return h, err
+	}, `SELECT t.term, t.device_id, d.hostname, t.last_at FROM search_terms t
+		JOIN devices d ON d.id = t.device_id
+		WHERE t.kind = ? AND t.term >= ? AND t.term < ?
+		ORDER BY t.term, t.device_id LIMIT ?`, kind, prefix, store.HostnameUpper(prefix), codec.Limit(limit))
 	if err != nil {
 		return nil, fmt.Errorf("search %s: %w", kind, err)
 	}
@@ -131,14 +121,9 @@ func (s *Store) HistoryForDevices(ctx context.Context, ids []string, until time.
 		args = append(args, id)
 	}
 	args = append(args, s.d.Native(until))
-	var out []store.HistoryEntry
-	err := s.read(ctx, func(q Q) error {
-		var err error
-		out, err = query(ctx, q, scanHistory, `SELECT device_id, control, from_state, to_state, detail, at FROM control_history
-			WHERE device_id IN (`+in(len(ids))+`) AND at <= ?
-			ORDER BY device_id, at, id`, args...)
-		return err
-	})
+	out, err := list(ctx, s, scanHistory, `SELECT device_id, control, from_state, to_state, detail, at FROM control_history
+		WHERE device_id IN (`+in(len(ids))+`) AND at <= ?
+		ORDER BY device_id, at, id`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("history of %d devices: %w", len(ids), err)
 	}
@@ -194,12 +179,7 @@ func (s *Store) Incidents(ctx context.Context, f store.IncidentFilter) ([]store.
 	}
 	q += " ORDER BY i.id DESC LIMIT ?"
 	args = append(args, codec.Limit(f.Limit))
-	var out []store.Incident
-	err := s.read(ctx, func(db Q) error {
-		var err error
-		out, err = query(ctx, db, scanIncident, q, args...)
-		return err
-	})
+	out, err := list(ctx, s, scanIncident, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list incidents: %w", err)
 	}
@@ -323,15 +303,10 @@ func (s *Store) FinishNotification(ctx context.Context, id int64, r store.Notifi
 
 // CountSent counts a channel's deliveries since a time.
 func (s *Store) CountSent(ctx context.Context, channel string, since time.Time) (int, error) {
-	var n []int
-	err := s.read(ctx, func(q Q) error {
-		var err error
-		n, err = query(ctx, q, func(r Rows) (int, error) {
-			var v int
-			return v, r.Scan(&v)
-		}, `SELECT count(*) FROM notifications WHERE channel = ? AND sent_at >= ? AND state = 'sent'`, channel, since.UnixMicro())
-		return err
-	})
+	n, err := list(ctx, s, func(r Rows) (int, error) {
+		var v int
+		return v, r.Scan(&v)
+	}, `SELECT count(*) FROM notifications WHERE channel = ? AND sent_at >= ? AND state = 'sent'`, channel, since.UnixMicro())
 	if err != nil || len(n) == 0 {
 		return 0, fmt.Errorf("count sent: %w", err)
 	}

@@ -62,12 +62,7 @@ func (s *Store) ListExceptions(ctx context.Context, f store.ExceptionFilter) ([]
 	}
 	sqlText += " ORDER BY created_at DESC, id LIMIT ?"
 	args = append(args, codec.Limit(f.Limit))
-	var out []store.Exception
-	err := s.read(ctx, func(q Q) error {
-		var err error
-		out, err = query(ctx, q, func(r Rows) (store.Exception, error) { return scanException(r) }, sqlText, args...)
-		return err
-	})
+	out, err := list(ctx, s, func(r Rows) (store.Exception, error) { return scanException(r) }, sqlText, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list exceptions: %w", err)
 	}

@@ -36,11 +36,7 @@ func (s *Store) ListDevices(ctx context.Context, f store.DeviceFilter) ([]store.
 		cols = deviceColsNoControls
 	}
 	sqlText := "SELECT " + cols + " FROM devices WHERE " + cond + " ORDER BY id LIMIT " + args.bind(codec.Limit(f.Limit))
-	var ds []store.Device
-	err = s.read(ctx, func(q Q) error {
-		ds, err = query(ctx, q, scanDevice, sqlText, args...)
-		return err
-	})
+	ds, err := list(ctx, s, scanDevice, sqlText, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list devices: %w", err)
 	}

@@ -82,23 +82,18 @@ func (s *Store) ImportMFAUsers(ctx context.Context, us []store.MFAUser, replace 
 
 // MFAUsers returns every enrolled user, by name.
 func (s *Store) MFAUsers(ctx context.Context) ([]store.MFAUser, error) {
-	var us []store.MFAUser
-	err := s.read(ctx, func(q Q) error {
-		var err error
-		us, err = query(ctx, q, func(r Rows) (store.MFAUser, error) {
-			var (
-				u      store.MFAUser
-				hashes string
-				at     Time
-			)
-			err := r.Scan(&u.User, &u.SealedSecret, &u.Algorithm, &u.Digits, &u.PeriodSeconds, &u.RecoverySalt,
-				&hashes, &at, &u.CreatedBy, &u.Generation, &u.Method, &u.TokenSerial)
-			u.RecoveryHashes, u.CreatedAt = strings.Fields(hashes), at.T
-			return u, err
-		}, `SELECT username, secret_sealed, algorithm, digits, period_seconds, recovery_salt,
-			recovery_hashes, created_at, created_by, generation, method, token_serial FROM mfa_users ORDER BY username`)
-		return err
-	})
+	us, err := list(ctx, s, func(r Rows) (store.MFAUser, error) {
+		var (
+			u      store.MFAUser
+			hashes string
+			at     Time
+		)
+		err := r.Scan(&u.User, &u.SealedSecret, &u.Algorithm, &u.Digits, &u.PeriodSeconds, &u.RecoverySalt,
+			&hashes, &at, &u.CreatedBy, &u.Generation, &u.Method, &u.TokenSerial)
+		u.RecoveryHashes, u.CreatedAt = strings.Fields(hashes), at.T
+		return u, err
+	}, `SELECT username, secret_sealed, algorithm, digits, period_seconds, recovery_salt,
+		recovery_hashes, created_at, created_by, generation, method, token_serial FROM mfa_users ORDER BY username`)
 	if err != nil {
 		return nil, fmt.Errorf("mfa users: %w", err)
 	}
@@ -162,21 +157,16 @@ func (s *Store) PutMFATempCode(ctx context.Context, c store.MFATempCode) (int64,
 
 // MFATempCodes returns the unused codes that expire after now.
 func (s *Store) MFATempCodes(ctx context.Context, now time.Time) ([]store.MFATempCode, error) {
-	var cs []store.MFATempCode
-	err := s.read(ctx, func(q Q) error {
-		var err error
-		cs, err = query(ctx, q, func(r Rows) (store.MFATempCode, error) {
-			var (
-				c         store.MFATempCode
-				at, until Time
-			)
-			err := r.Scan(&c.ID, &c.User, &c.Salt, &c.Hash, &at, &c.CreatedBy, &until)
-			c.CreatedAt, c.ExpiresAt = at.T, until.T
-			return c, err
-		}, `SELECT id, username, salt, hash, created_at, created_by, expires_at FROM mfa_temp_codes
-			WHERE used_at IS NULL AND expires_at > ? ORDER BY username, expires_at, id`, s.d.Stamp(now))
-		return err
-	})
+	cs, err := list(ctx, s, func(r Rows) (store.MFATempCode, error) {
+		var (
+			c         store.MFATempCode
+			at, until Time
+		)
+		err := r.Scan(&c.ID, &c.User, &c.Salt, &c.Hash, &at, &c.CreatedBy, &until)
+		c.CreatedAt, c.ExpiresAt = at.T, until.T
+		return c, err
+	}, `SELECT id, username, salt, hash, created_at, created_by, expires_at FROM mfa_temp_codes
+		WHERE used_at IS NULL AND expires_at > ? ORDER BY username, expires_at, id`, s.d.Stamp(now))
 	if err != nil {
 		return nil, fmt.Errorf("temporary codes: %w", err)
 	}
@@ -201,15 +191,10 @@ func (s *Store) UnlockMFAUser(ctx context.Context, user, deviceID string) (gen, 
 
 // MFAUnlocks returns every unlock counter.
 func (s *Store) MFAUnlocks(ctx context.Context) ([]store.MFAUnlock, error) {
-	var us []store.MFAUnlock
-	err := s.read(ctx, func(q Q) error {
-		var err error
-		us, err = query(ctx, q, func(r Rows) (store.MFAUnlock, error) {
-			var u store.MFAUnlock
-			return u, r.Scan(&u.User, &u.DeviceID, &u.Generation)
-		}, "SELECT username, device_id, generation FROM mfa_unlocks ORDER BY username, device_id")
-		return err
-	})
+	us, err := list(ctx, s, func(r Rows) (store.MFAUnlock, error) {
+		var u store.MFAUnlock
+		return u, r.Scan(&u.User, &u.DeviceID, &u.Generation)
+	}, "SELECT username, device_id, generation FROM mfa_unlocks ORDER BY username, device_id")
 	if err != nil {
 		return nil, fmt.Errorf("mfa unlocks: %w", err)
 	}

@@ -86,24 +86,19 @@ func (s *Store) GetOperator(ctx context.Context, id string) (store.Operator, err
 
 // ListOperators lists operators with their console logins.
 func (s *Store) ListOperators(ctx context.Context) ([]store.OperatorAccount, error) {
-	var out []store.OperatorAccount
-	err := s.read(ctx, func(q Q) error {
-		var err error
-		out, err = query(ctx, q, func(r Rows) (store.OperatorAccount, error) {
-			var (
-				a                         store.OperatorAccount
-				created, disabled, locked Time
-				login                     sql.NullString
-				failures                  sql.NullInt64
-			)
-			err := r.Scan(&a.ID, &a.Name, &a.Role, &created, &disabled, &login, &failures, &locked)
-			a.CreatedAt, a.DisabledAt, a.LockedUntil = created.T, disabled.T, locked.T
-			a.Login, a.Failures = login.String, int(failures.Int64)
-			return a, err
-		}, `SELECT o.id, o.name, o.role, o.created_at, o.disabled_at, l.login, l.failures, l.locked_until
-			FROM operators o LEFT JOIN operator_logins l ON l.operator_id = o.id ORDER BY o.name, o.id`)
-		return err
-	})
+	out, err := list(ctx, s, func(r Rows) (store.OperatorAccount, error) {
+		var (
+			a                         store.OperatorAccount
+			created, disabled, locked Time
+			login                     sql.NullString
+			failures                  sql.NullInt64
+		)
+		err := r.Scan(&a.ID, &a.Name, &a.Role, &created, &disabled, &login, &failures, &locked)
+		a.CreatedAt, a.DisabledAt, a.LockedUntil = created.T, disabled.T, locked.T
+		a.Login, a.Failures = login.String, int(failures.Int64)
+		return a, err
+	}, `SELECT o.id, o.name, o.role, o.created_at, o.disabled_at, l.login, l.failures, l.locked_until
+		FROM operators o LEFT JOIN operator_logins l ON l.operator_id = o.id ORDER BY o.name, o.id`)
 	if err != nil {
 		return nil, fmt.Errorf("list operators: %w", err)
 	}

@@ -70,23 +70,18 @@ func (s *Store) SetPolicy(ctx context.Context, c store.PolicyChange, expectedVer
 
 // PolicyHistory returns policy versions, newest first.
 func (s *Store) PolicyHistory(ctx context.Context, limit int) ([]store.PolicyChange, error) {
-	var cs []store.PolicyChange
-	err := s.read(ctx, func(q Q) error {
-		var err error
-		cs, err = query(ctx, q, func(r Rows) (store.PolicyChange, error) {
-			var (
-				c    store.PolicyChange
-				blob []byte
-				at   Time
-			)
-			if err := r.Scan(&blob, &c.Actor, &c.Reason, &at); err != nil {
-				return c, err
-			}
-			c.Policy, c.At = &mamoriv1.Policy{}, at.T
-			return c, codec.Unmarshal("policy", blob, c.Policy)
-		}, "SELECT policy, actor, reason, at FROM policies ORDER BY version DESC LIMIT ?", codec.Limit(limit))
-		return err
-	})
+	cs, err := list(ctx, s, func(r Rows) (store.PolicyChange, error) {
+		var (
+			c    store.PolicyChange
+			blob []byte
+			at   Time
+		)
+		if err := r.Scan(&blob, &c.Actor, &c.Reason, &at); err != nil {
+			return c, err
+		}
+		c.Policy, c.At = &mamoriv1.Policy{}, at.T
+		return c, codec.Unmarshal("policy", blob, c.Policy)
+	}, "SELECT policy, actor, reason, at FROM policies ORDER BY version DESC LIMIT ?", codec.Limit(limit))
 	if err != nil {
 		return nil, fmt.Errorf("policy history: %w", err)
 	}

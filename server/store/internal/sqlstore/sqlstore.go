@@ -205,6 +205,18 @@ func query[T any](ctx context.Context, q Q, scan func(Rows) (T, error), sqlText 
 	return out, rows.Err()
 }
 
+// list runs sqlText on the connections for reading and scans every row
+// with scan.
+func list[T any](ctx context.Context, s *Store, scan func(Rows) (T, error), sqlText string, args ...any) ([]T, error) {
+	var out []T
+	err := s.read(ctx, func(q Q) error {
+		var err error
+		out, err = query(ctx, q, scan, sqlText, args...)
+		return err
+	})
+	return out, err
+}
+
 // errNoRows is a queryRow that found no row.
 var errNoRows = errors.New("no rows in result set")
 
