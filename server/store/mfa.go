@@ -6,7 +6,7 @@ import (
 )
 
 // MFAUser is one login user's second factors as the server keeps them
-// (issue 4). The TOTP seed is sealed by server/mfa under the server's MFA
+// for terminal login MFA. The TOTP seed is sealed by server/mfa under the server's MFA
 // key before it reaches the store; recovery codes are kept only as salted
 // hashes.
 type MFAUser struct {
@@ -73,7 +73,8 @@ type MFAUnlock struct {
 }
 
 // MFALifecycle is what helpdesk and officer actions need beyond
-// enrolment (issue 4). Every change bumps the MFA generation, so every
+// enrolment: removal, import, temporary codes, unlocks and consumed
+// codes. Every change bumps the MFA generation, so every
 // terminal gets a new bundle at its next report.
 type MFALifecycle interface {
 	// DeleteMFAUser deletes the user's factors: the enrolment and any

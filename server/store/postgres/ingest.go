@@ -10,82 +10,24 @@ import (
 	"github.com/mamori-dev/mamori/server/store"
 	"github.com/mamori-dev/mamori/server/store/internal/codec"
 	"github.com/mamori-dev/mamori/server/store/internal/rules"
+	"github.com/mamori-dev/mamori/server/store/internal/sqlstore"
 )
 
-// IngestReports stores a batch of reports in one transaction with a fixed
-// number of statements whatever the batch size: the device rows are read
-// and locked (in ID order, so concurrent batches and servers cannot
-// deadlock) with one SELECT, and updates, history and events are each
-// written with one statement over unnest()ed arrays.
-func (s *Store) IngestReports(ctx context.Context, in []store.ReportInput) ([]store.ReportResult, error) {
-	if len(in) == 0 {
-		return nil, nil
-	}
-	var b *rules.Batch
-	err := s.write(ctx, func(tx pgx.Tx) error {
-		states, err := loadStates(ctx, tx, rules.DeviceIDs(in))
-		if err != nil {
-			return err
-		}
-		if b, err = rules.Plan(in, states); err != nil {
-			return err
-		}
-		if err := writeUpdates(ctx, tx, b.Updates); err != nil {
-			return err
-		}
-		if err := writeHistory(ctx, tx, b.History); err != nil {
-			return err
-		}
-		if err := writeEvents(ctx, tx, b); err != nil {
-			return err
-		}
-		// Compliance changes go to the audit log with the reports that
-		// caused them, or not at all.
-		for _, r := range b.Audit {
-			if _, err := appendAuditTx(ctx, tx, r); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+// WriteBatch writes a report batch with a fixed number of statements
+// whatever its size: updates, history and events are each written with
+// one statement over unnest()ed arrays.
+func (dialect) WriteBatch(ctx context.Context, q sqlstore.Q, b *rules.Batch) error {
+	tx, err := tx(q)
 	if err != nil {
-		return nil, fmt.Errorf("ingest %d reports: %w", len(in), err)
+		return fmt.Errorf("write batch: %w", err)
 	}
-	return b.Results, nil
-}
-
-func loadStates(ctx context.Context, tx pgx.Tx, ids []string) (map[string]*rules.State, error) {
-	rows, err := tx.Query(ctx, `SELECT id, coalesce(machine_id, ''), cert_serial, coalesce(prev_cert_serial, ''), revoked_at, verdict, reasons, failing_since,
-		last_seen, policy_version, controls FROM devices WHERE id = ANY($1) ORDER BY id FOR UPDATE`, ids)
-	if err != nil {
-		return nil, fmt.Errorf("load devices: %w", err)
+	if err := writeUpdates(ctx, tx, b.Updates); err != nil {
+		return err
 	}
-	defer rows.Close()
-	states := make(map[string]*rules.State, len(ids))
-	for rows.Next() {
-		var (
-			st                     rules.State
-			revoked, failing, seen *time.Time
-			reasons                string
-			controls               []byte
-		)
-		if err := rows.Scan(&st.ID, &st.MachineID, &st.CertSerial, &st.PrevSerial, &revoked, &st.Verdict, &reasons, &failing, &seen,
-			&st.PolicyVersion, &controls); err != nil {
-			return nil, fmt.Errorf("load devices: %w", err)
-		}
-		if st.Controls, err = codec.ParseRawControls(controls); err != nil {
-			return nil, fmt.Errorf("load devices: device %s: %w", st.ID, err)
-		}
-		if st.Reasons, err = codec.ParseReasons(reasons); err != nil {
-			return nil, fmt.Errorf("load devices: device %s: %w", st.ID, err)
-		}
-		st.RevokedAt, st.FailingSince, st.LastSeen = ts(revoked), ts(failing), ts(seen)
-		states[st.ID] = &st
+	if err := writeHistory(ctx, tx, b.History); err != nil {
+		return err
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("load devices: %w", err)
-	}
-	return states, nil
+	return writeEvents(ctx, tx, b)
 }
 
 // nullTime is a nullable timestamptz array element.

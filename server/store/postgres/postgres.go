@@ -10,28 +10,29 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/mamori-dev/mamori/server/store"
-	"github.com/mamori-dev/mamori/server/store/internal/codec"
 	"github.com/mamori-dev/mamori/server/store/internal/migrate"
+	"github.com/mamori-dev/mamori/server/store/internal/sqlstore"
 )
 
 //go:embed migrations/*.sql
 var migrationFS embed.FS
 
-// Advisory lock keys (pg_advisory_xact_lock), arbitrary but fixed.
-const (
-	lockMigrate int64 = 0x6d616d6f_72690001 // "mamori" 1
-	lockAudit   int64 = 0x6d616d6f_72690002
-)
+// lockMigrate is the advisory lock key (pg_advisory_xact_lock) of
+// migrations, arbitrary but fixed; sqlstore.Lock has the others.
+const lockMigrate int64 = 0x6d616d6f_72690001 // "mamori" 1
 
 // Store is the PostgreSQL store.Store.
 type Store struct {
+	// Store is every method written once over SQL (sqlstore), run on
+	// this backend's dialect.
+	*sqlstore.Store
+
 	pool *pgxpool.Pool
 }
 
@@ -49,6 +50,7 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 		return nil, fmt.Errorf("connect to postgres: %w", err)
 	}
 	s := &Store{pool: pool}
+	s.Store = sqlstore.New(dialect{s})
 	if err := s.migrate(ctx); err != nil {
 		pool.Close()
 		return nil, err
@@ -113,20 +115,6 @@ func (s *Store) write(ctx context.Context, fn func(tx pgx.Tx) error) error {
 	if err := fn(tx); err != nil {
 		return err
 	}
-	// An audited action (store.WithAudit): its record commits with it.
-	if rec, done, ok := store.ClaimAudit(ctx); ok {
-		stored, err := appendAuditTx(ctx, tx, rec)
-		if err != nil {
-			done(stored, false)
-			return err
-		}
-		if err := tx.Commit(ctx); err != nil {
-			done(stored, false)
-			return fmt.Errorf("commit: %w", err)
-		}
-		done(stored, true)
-		return nil
-	}
 	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
@@ -137,20 +125,4 @@ func (s *Store) write(ctx context.Context, fn func(tx pgx.Tx) error) error {
 func isUnique(err error) bool {
 	var e *pgconn.PgError
 	return errors.As(err, &e) && e.Code == "23505"
-}
-
-// tz is a time argument: UTC microseconds, NULL for the zero time.
-func tz(t time.Time) any {
-	if t.IsZero() {
-		return nil
-	}
-	return codec.Time(t)
-}
-
-// ts reads a nullable timestamptz.
-func ts(t *time.Time) time.Time {
-	if t == nil {
-		return time.Time{}
-	}
-	return codec.Time(*t)
 }

@@ -10,14 +10,12 @@ import (
 	"github.com/mamori-dev/mamori/server/store"
 	"github.com/mamori-dev/mamori/server/store/internal/codec"
 	"github.com/mamori-dev/mamori/server/store/internal/rules"
+	"github.com/mamori-dev/mamori/server/store/internal/sqlstore"
 )
 
-// Chunk sizes keep every statement far below SQLite's 32766-variable limit
-// while still writing hundreds of rows per statement.
-const (
-	loadChunk  = 500 // device IDs per SELECT … IN
-	eventChunk = 400 // history rows per INSERT (6 variables each)
-)
+// historyChunk keeps every history INSERT far below SQLite's 32766-variable
+// limit while still writing hundreds of rows per statement.
+const historyChunk = 400 // history rows per INSERT (7 variables each)
 
 // Events are inserted with statements prepared once, at Open, for
 // eventRows rows and for every power of two below it: a batch's events go
@@ -74,45 +72,22 @@ func (st *ingestStmts) close() error {
 	return errors.Join(errs...)
 }
 
-// IngestReports stores a batch of reports in one transaction: one SELECT
-// per 500 devices, one UPDATE per device, one INSERT per 128 events (and
-// one per power of two for the rest) and history rows only for changed
-// controls.
-func (s *Store) IngestReports(ctx context.Context, in []store.ReportInput) ([]store.ReportResult, error) {
-	if len(in) == 0 {
-		return nil, nil
-	}
-	var b *rules.Batch
-	err := s.write(ctx, func(tx *sql.Tx) error {
-		states, err := loadStates(ctx, tx, rules.DeviceIDs(in))
-		if err != nil {
-			return err
-		}
-		if b, err = rules.Plan(in, states); err != nil {
-			return err
-		}
-		if err := s.writeUpdates(ctx, tx, b.Updates); err != nil {
-			return err
-		}
-		if err := writeHistory(ctx, tx, b.History); err != nil {
-			return err
-		}
-		if err := s.writeEvents(ctx, tx, b); err != nil {
-			return err
-		}
-		// Compliance changes go to the audit log with the reports that
-		// caused them, or not at all.
-		for _, r := range b.Audit {
-			if _, err := appendAuditTx(ctx, tx, r); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+// WriteBatch writes a report batch: one UPDATE per device, history rows
+// only for changed controls (400 a statement), and the events with the
+// statements prepared at Open (128 a statement, then one per power of two
+// for the rest).
+func (d dialect) WriteBatch(ctx context.Context, q sqlstore.Q, b *rules.Batch) error {
+	tx, err := tx(q)
 	if err != nil {
-		return nil, fmt.Errorf("ingest %d reports: %w", len(in), err)
+		return fmt.Errorf("write batch: %w", err)
 	}
-	return b.Results, nil
+	if err := d.s.writeUpdates(ctx, tx, b.Updates); err != nil {
+		return err
+	}
+	if err := writeHistory(ctx, tx, b.History); err != nil {
+		return err
+	}
+	return d.s.writeEvents(ctx, tx, b)
 }
 
 func placeholders(n int, row string) string {
@@ -124,53 +99,6 @@ func placeholders(n int, row string) string {
 		sb.WriteString(row)
 	}
 	return sb.String()
-}
-
-func loadStates(ctx context.Context, tx *sql.Tx, ids []string) (map[string]*rules.State, error) {
-	states := make(map[string]*rules.State, len(ids))
-	for len(ids) > 0 {
-		n := min(len(ids), loadChunk)
-		args := make([]any, n)
-		for i, id := range ids[:n] {
-			args[i] = id
-		}
-		ids = ids[n:]
-		rows, err := tx.QueryContext(ctx, `SELECT id, coalesce(machine_id, ''), cert_serial, coalesce(prev_cert_serial, ''), revoked_at, verdict, reasons, failing_since,
-			last_seen, policy_version, controls FROM devices WHERE id IN (`+placeholders(n, "?")+`)`, args...)
-		if err != nil {
-			return nil, fmt.Errorf("load devices: %w", err)
-		}
-		if err := scanStates(rows, states); err != nil {
-			return nil, fmt.Errorf("load devices: %w", err)
-		}
-	}
-	return states, nil
-}
-
-func scanStates(rows *sql.Rows, states map[string]*rules.State) error {
-	defer rows.Close()
-	for rows.Next() {
-		var (
-			st                     rules.State
-			revoked, failing, seen sql.NullInt64
-			reasons                string
-			controls               []byte
-		)
-		if err := rows.Scan(&st.ID, &st.MachineID, &st.CertSerial, &st.PrevSerial, &revoked, &st.Verdict, &reasons, &failing, &seen,
-			&st.PolicyVersion, &controls); err != nil {
-			return err
-		}
-		var err error
-		if st.Controls, err = codec.ParseRawControls(controls); err != nil {
-			return fmt.Errorf("device %s: %w", st.ID, err)
-		}
-		if st.Reasons, err = codec.ParseReasons(reasons); err != nil {
-			return fmt.Errorf("device %s: %w", st.ID, err)
-		}
-		st.RevokedAt, st.FailingSince, st.LastSeen = ts(revoked), ts(failing), ts(seen)
-		states[st.ID] = &st
-	}
-	return rows.Err()
 }
 
 func (s *Store) writeUpdates(ctx context.Context, tx *sql.Tx, us []rules.Update) error {
@@ -194,7 +122,7 @@ func (s *Store) writeUpdates(ctx context.Context, tx *sql.Tx, us []rules.Update)
 
 func writeHistory(ctx context.Context, tx *sql.Tx, hs []store.HistoryEntry) error {
 	for len(hs) > 0 {
-		n := min(len(hs), eventChunk)
+		n := min(len(hs), historyChunk)
 		args := make([]any, 0, n*7)
 		for _, h := range hs[:n] {
 			args = append(args, h.DeviceID, h.Control, int32(h.From), int32(h.To), h.Detail, codec.DetailMsg(h.DetailMsg), codec.Micros(h.At))

@@ -6,6 +6,11 @@
 // busy loop (BEGIN IMMEDIATE, so a transaction never fails half-way on a
 // lock upgrade), and a read pool whose connections are query_only. In WAL
 // mode readers see the last commit and never wait for the writer.
+//
+// The queries are written once for both backends in internal/sqlstore;
+// this package opens and tunes the connections, migrates the schema, and
+// is SQLite's sqlstore.Dialect (dialect.go), with the report batch's bulk
+// writes on statements prepared once (ingest.go).
 package sqlite
 
 import (
@@ -24,8 +29,8 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/mamori-dev/mamori/server/store"
-	"github.com/mamori-dev/mamori/server/store/internal/codec"
 	"github.com/mamori-dev/mamori/server/store/internal/migrate"
+	"github.com/mamori-dev/mamori/server/store/internal/sqlstore"
 )
 
 //go:embed migrations/*.sql
@@ -33,6 +38,10 @@ var migrationFS embed.FS
 
 // Store is the SQLite store.Store.
 type Store struct {
+	// Store is every method written once over SQL (sqlstore), run on
+	// this backend's dialect.
+	*sqlstore.Store
+
 	w *sql.DB // one connection: every write transaction
 	r *sql.DB // query_only connections for reads
 
@@ -98,6 +107,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	w.SetConnMaxLifetime(0)
 	w.SetConnMaxIdleTime(0)
 	s := &Store{w: w}
+	s.Store = sqlstore.New(dialect{s})
 	// The writer's first connection switches the file to WAL; see
 	// connectRetry for why that is retried here.
 	if err := connectRetry(ctx, w); err != nil {
@@ -291,19 +301,7 @@ func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	if err := fn(tx); err != nil {
 		return err
 	}
-	// An audited action (store.WithAudit): its record commits with it.
-	if rec, done, ok := store.ClaimAudit(ctx); ok {
-		stored, err := appendAuditTx(ctx, tx, rec)
-		if err != nil {
-			done(stored, false)
-			return err
-		}
-		if err := tx.Commit(); err != nil {
-			done(stored, false)
-			return fmt.Errorf("commit: %w", err)
-		}
-		done(stored, true)
-	} else if err := tx.Commit(); err != nil {
+	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
 	if s.kick != nil { // nil while Open migrates
@@ -320,6 +318,3 @@ func isUnique(err error) bool {
 	}
 	return e.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE || e.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
 }
-
-// ts reads a nullable microsecond column.
-func ts(n sql.NullInt64) time.Time { return codec.FromMicros(n.Int64, n.Valid) }

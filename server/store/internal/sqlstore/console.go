@@ -1,4 +1,4 @@
-package sharedsql
+package sqlstore
 
 import (
 	"context"
@@ -8,12 +8,11 @@ import (
 
 	"github.com/mamori-dev/mamori/server/store"
 	"github.com/mamori-dev/mamori/server/store/internal/codec"
-	"github.com/mamori-dev/mamori/server/store/internal/evsql"
 )
 
 // SetOperatorLogin creates or replaces an operator's console credential.
-func (s Store) SetOperatorLogin(ctx context.Context, l store.OperatorLogin) error {
-	return s.DB.Write(ctx, func(q evsql.Q) error {
+func (s *Store) SetOperatorLogin(ctx context.Context, l store.OperatorLogin) error {
+	return s.write(ctx, func(q Q) error {
 		var one int
 		err := queryRow(ctx, q, "SELECT 1 FROM operators WHERE id = ?", l.OperatorID).Scan(&one)
 		if errors.Is(err, errNoRows) {
@@ -28,9 +27,9 @@ func (s Store) SetOperatorLogin(ctx context.Context, l store.OperatorLogin) erro
 			ON CONFLICT (operator_id) DO UPDATE SET login = excluded.login, password_hash = excluded.password_hash,
 				totp_secret = excluded.totp_secret, failures = excluded.failures, locked_until = excluded.locked_until,
 				last_totp_step = excluded.last_totp_step, updated_at = excluded.updated_at`,
-			l.OperatorID, l.Login, l.PasswordHash, l.TOTPSecret, l.Failures, s.DB.Native(l.LockedUntil),
-			l.LastTOTPStep, s.DB.Stamp(l.UpdatedAt))
-		if s.DB.IsUnique(err) {
+			l.OperatorID, l.Login, l.PasswordHash, l.TOTPSecret, l.Failures, s.d.Native(l.LockedUntil),
+			l.LastTOTPStep, s.d.Stamp(l.UpdatedAt))
+		if s.d.IsUnique(err) {
 			return fmt.Errorf("set operator login %q: %w", l.Login, store.ErrConflict)
 		}
 		if err != nil {
@@ -45,11 +44,11 @@ const loginCols = `l.operator_id, l.login, l.password_hash, l.totp_secret, l.fai
 
 // operatorLogin reads the login and operator where the condition holds
 // (its one argument arg).
-func operatorLogin(ctx context.Context, q evsql.Q, where string, arg any) (store.OperatorLogin, store.Operator, error) {
+func operatorLogin(ctx context.Context, q Q, where string, arg any) (store.OperatorLogin, store.Operator, error) {
 	var (
 		l                                  store.OperatorLogin
 		o                                  store.Operator
-		locked, updated, created, disabled evsql.Time
+		locked, updated, created, disabled Time
 	)
 	err := queryRow(ctx, q, "SELECT "+loginCols+" FROM operator_logins l JOIN operators o ON o.id = l.operator_id WHERE "+where, arg).Scan(
 		&l.OperatorID, &l.Login, &l.PasswordHash, &l.TOTPSecret, &l.Failures, &locked, &l.LastTOTPStep, &updated,
@@ -66,41 +65,21 @@ func operatorLogin(ctx context.Context, q evsql.Q, where string, arg any) (store
 }
 
 // OperatorLogin finds a console credential by login name.
-func (s Store) OperatorLogin(ctx context.Context, login string) (l store.OperatorLogin, o store.Operator, err error) {
-	err = s.DB.Read(ctx, func(q evsql.Q) error {
+func (s *Store) OperatorLogin(ctx context.Context, login string) (l store.OperatorLogin, o store.Operator, err error) {
+	err = s.read(ctx, func(q Q) error {
 		l, o, err = operatorLogin(ctx, q, "l.login = ?", login)
 		return err
 	})
 	return l, o, err
 }
 
-// GetOperator returns one operator by ID.
-func (s Store) GetOperator(ctx context.Context, id string) (store.Operator, error) {
-	var (
-		o                 store.Operator
-		created, disabled evsql.Time
-	)
-	err := s.DB.Read(ctx, func(q evsql.Q) error {
-		return queryRow(ctx, q, `SELECT id, name, role, token_hash, created_at, disabled_at
-			FROM operators WHERE id = ?`, id).Scan(&o.ID, &o.Name, &o.Role, &o.TokenHash, &created, &disabled)
-	})
-	if errors.Is(err, errNoRows) {
-		return o, fmt.Errorf("operator %s: %w", id, store.ErrNotFound)
-	}
-	if err != nil {
-		return o, fmt.Errorf("get operator: %w", err)
-	}
-	o.CreatedAt, o.DisabledAt = created.T, disabled.T
-	return o, nil
-}
-
 // LoginFailed counts a failure and locks the login at maxFailures. The
 // row lock (FOR UPDATE on PostgreSQL) makes concurrent failures count one
 // by one.
-func (s Store) LoginFailed(ctx context.Context, operatorID string, at time.Time, maxFailures int, lockFor time.Duration) (store.OperatorLogin, error) {
+func (s *Store) LoginFailed(ctx context.Context, operatorID string, at time.Time, maxFailures int, lockFor time.Duration) (store.OperatorLogin, error) {
 	var out store.OperatorLogin
-	err := s.DB.Write(ctx, func(q evsql.Q) error {
-		l, _, err := operatorLogin(ctx, q, "l.operator_id = ?"+s.DB.ForUpdate("l"), operatorID)
+	err := s.write(ctx, func(q Q) error {
+		l, _, err := operatorLogin(ctx, q, "l.operator_id = ?"+s.d.ForUpdate("l"), operatorID)
 		if err != nil {
 			return err
 		}
@@ -110,7 +89,7 @@ func (s Store) LoginFailed(ctx context.Context, operatorID string, at time.Time,
 		}
 		l.LockedUntil = codec.Time(l.LockedUntil)
 		if _, err := q.Exec(ctx, "UPDATE operator_logins SET failures = ?, locked_until = ? WHERE operator_id = ?",
-			l.Failures, s.DB.Native(l.LockedUntil), operatorID); err != nil {
+			l.Failures, s.d.Native(l.LockedUntil), operatorID); err != nil {
 			return fmt.Errorf("login failed: %w", err)
 		}
 		out = l
@@ -120,8 +99,8 @@ func (s Store) LoginFailed(ctx context.Context, operatorID string, at time.Time,
 }
 
 // LoginSucceeded resets the failure count and records the TOTP step.
-func (s Store) LoginSucceeded(ctx context.Context, operatorID string, step int64, at time.Time) error {
-	return s.DB.Auto(ctx, func(q evsql.Q) error {
+func (s *Store) LoginSucceeded(ctx context.Context, operatorID string, step int64, at time.Time) error {
+	return s.auto(ctx, func(q Q) error {
 		n, err := q.Exec(ctx, `UPDATE operator_logins SET failures = 0, locked_until = NULL, last_totp_step = ?
 			WHERE operator_id = ? AND last_totp_step < ?`, step, operatorID, step)
 		if err != nil {
@@ -136,13 +115,13 @@ func (s Store) LoginSucceeded(ctx context.Context, operatorID string, step int64
 
 // CreateSession stores a new session, in a transaction of its own so that
 // the audited sign-in commits its record with the session.
-func (s Store) CreateSession(ctx context.Context, cs store.ConsoleSession) error {
-	err := s.DB.Write(ctx, func(q evsql.Q) error {
+func (s *Store) CreateSession(ctx context.Context, cs store.ConsoleSession) error {
+	err := s.write(ctx, func(q Q) error {
 		_, err := q.Exec(ctx, "INSERT INTO console_sessions (id_hash, operator_id, created_at, last_seen) VALUES (?, ?, ?, ?)",
-			cs.IDHash, cs.OperatorID, s.DB.Stamp(cs.CreatedAt), s.DB.Stamp(cs.LastSeen))
+			cs.IDHash, cs.OperatorID, s.d.Stamp(cs.CreatedAt), s.d.Stamp(cs.LastSeen))
 		return err
 	})
-	if s.DB.IsUnique(err) {
+	if s.d.IsUnique(err) {
 		return fmt.Errorf("create session: %w", store.ErrConflict)
 	}
 	if err != nil {
@@ -152,13 +131,13 @@ func (s Store) CreateSession(ctx context.Context, cs store.ConsoleSession) error
 }
 
 // Session returns a session and its operator.
-func (s Store) Session(ctx context.Context, idHash []byte) (store.ConsoleSession, store.Operator, error) {
+func (s *Store) Session(ctx context.Context, idHash []byte) (store.ConsoleSession, store.Operator, error) {
 	var (
 		cs                                 store.ConsoleSession
 		o                                  store.Operator
-		created, seen, opCreated, disabled evsql.Time
+		created, seen, opCreated, disabled Time
 	)
-	err := s.DB.Read(ctx, func(q evsql.Q) error {
+	err := s.read(ctx, func(q Q) error {
 		return queryRow(ctx, q, `SELECT s.id_hash, s.operator_id, s.created_at, s.last_seen,
 			o.id, o.name, o.role, o.token_hash, o.created_at, o.disabled_at
 			FROM console_sessions s JOIN operators o ON o.id = s.operator_id WHERE s.id_hash = ?`, idHash).Scan(
@@ -176,9 +155,9 @@ func (s Store) Session(ctx context.Context, idHash []byte) (store.ConsoleSession
 }
 
 // TouchSession records activity on a session.
-func (s Store) TouchSession(ctx context.Context, idHash []byte, at time.Time) error {
-	return s.DB.Auto(ctx, func(q evsql.Q) error {
-		n, err := q.Exec(ctx, "UPDATE console_sessions SET last_seen = ? WHERE id_hash = ?", s.DB.Stamp(at), idHash)
+func (s *Store) TouchSession(ctx context.Context, idHash []byte, at time.Time) error {
+	return s.auto(ctx, func(q Q) error {
+		n, err := q.Exec(ctx, "UPDATE console_sessions SET last_seen = ? WHERE id_hash = ?", s.d.Stamp(at), idHash)
 		if err != nil {
 			return fmt.Errorf("touch session: %w", err)
 		}
@@ -190,8 +169,8 @@ func (s Store) TouchSession(ctx context.Context, idHash []byte, at time.Time) er
 }
 
 // DeleteSession ends a session; deleting an unknown one is not an error.
-func (s Store) DeleteSession(ctx context.Context, idHash []byte) error {
-	return s.DB.Auto(ctx, func(q evsql.Q) error {
+func (s *Store) DeleteSession(ctx context.Context, idHash []byte) error {
+	return s.auto(ctx, func(q Q) error {
 		if _, err := q.Exec(ctx, "DELETE FROM console_sessions WHERE id_hash = ?", idHash); err != nil {
 			return fmt.Errorf("delete session: %w", err)
 		}

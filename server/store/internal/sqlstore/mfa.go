@@ -1,4 +1,4 @@
-package sharedsql
+package sqlstore
 
 import (
 	"context"
@@ -11,13 +11,12 @@ import (
 
 	"github.com/mamori-dev/mamori/internal/mfabundle"
 	"github.com/mamori-dev/mamori/server/store"
-	"github.com/mamori-dev/mamori/server/store/internal/evsql"
 )
 
 // errNothingConsumed rolls back a ConsumeMFACodes that found no code.
 var errNothingConsumed = errors.New("no code consumed")
 
-func bumpMFA(ctx context.Context, q evsql.Q) (int64, error) {
+func bumpMFA(ctx context.Context, q Q) (int64, error) {
 	var gen int64
 	if err := queryRow(ctx, q, "UPDATE mfa_generation SET generation = generation + 1 WHERE id = 1 RETURNING generation").Scan(&gen); err != nil {
 		return 0, fmt.Errorf("bump mfa generation: %w", err)
@@ -27,7 +26,7 @@ func bumpMFA(ctx context.Context, q evsql.Q) (int64, error) {
 	return gen, nil
 }
 
-func (s Store) putMFAUser(ctx context.Context, q evsql.Q, u store.MFAUser, replace bool, gen int64) error {
+func (s *Store) putMFAUser(ctx context.Context, q Q, u store.MFAUser, replace bool, gen int64) error {
 	if u.Method == "" {
 		u.Method = store.MFAMethodTOTP
 	}
@@ -40,8 +39,8 @@ func (s Store) putMFAUser(ctx context.Context, q evsql.Q, u store.MFAUser, repla
 	_, err := q.Exec(ctx, `INSERT INTO mfa_users (username, secret_sealed, algorithm, digits, period_seconds, recovery_salt,
 		recovery_hashes, created_at, created_by, generation, method, token_serial) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		u.User, u.SealedSecret, u.Algorithm, u.Digits, u.PeriodSeconds, u.RecoverySalt,
-		strings.Join(u.RecoveryHashes, " "), s.DB.Stamp(u.CreatedAt), u.CreatedBy, gen, u.Method, u.TokenSerial)
-	if s.DB.IsUnique(err) {
+		strings.Join(u.RecoveryHashes, " "), s.d.Stamp(u.CreatedAt), u.CreatedBy, gen, u.Method, u.TokenSerial)
+	if s.d.IsUnique(err) {
 		return fmt.Errorf("put mfa user %s: already enrolled, or token serial %q held by another user: %w", u.User, u.TokenSerial, store.ErrConflict)
 	}
 	if err != nil {
@@ -51,9 +50,9 @@ func (s Store) putMFAUser(ctx context.Context, q evsql.Q, u store.MFAUser, repla
 }
 
 // PutMFAUser stores u in a new MFA generation.
-func (s Store) PutMFAUser(ctx context.Context, u store.MFAUser, replace bool) (int64, error) {
+func (s *Store) PutMFAUser(ctx context.Context, u store.MFAUser, replace bool) (int64, error) {
 	var gen int64
-	err := s.DB.Write(ctx, func(q evsql.Q) error {
+	err := s.write(ctx, func(q Q) error {
 		var err error
 		if gen, err = bumpMFA(ctx, q); err != nil {
 			return err
@@ -64,9 +63,9 @@ func (s Store) PutMFAUser(ctx context.Context, u store.MFAUser, replace bool) (i
 }
 
 // ImportMFAUsers stores every user in one generation, or none.
-func (s Store) ImportMFAUsers(ctx context.Context, us []store.MFAUser, replace bool) (int64, error) {
+func (s *Store) ImportMFAUsers(ctx context.Context, us []store.MFAUser, replace bool) (int64, error) {
 	var gen int64
-	err := s.DB.Write(ctx, func(q evsql.Q) error {
+	err := s.write(ctx, func(q Q) error {
 		var err error
 		if gen, err = bumpMFA(ctx, q); err != nil {
 			return err
@@ -82,24 +81,19 @@ func (s Store) ImportMFAUsers(ctx context.Context, us []store.MFAUser, replace b
 }
 
 // MFAUsers returns every enrolled user, by name.
-func (s Store) MFAUsers(ctx context.Context) ([]store.MFAUser, error) {
-	var us []store.MFAUser
-	err := s.DB.Read(ctx, func(q evsql.Q) error {
-		var err error
-		us, err = evsql.Query(ctx, q, func(r evsql.Rows) (store.MFAUser, error) {
-			var (
-				u      store.MFAUser
-				hashes string
-				at     evsql.Time
-			)
-			err := r.Scan(&u.User, &u.SealedSecret, &u.Algorithm, &u.Digits, &u.PeriodSeconds, &u.RecoverySalt,
-				&hashes, &at, &u.CreatedBy, &u.Generation, &u.Method, &u.TokenSerial)
-			u.RecoveryHashes, u.CreatedAt = strings.Fields(hashes), at.T
-			return u, err
-		}, `SELECT username, secret_sealed, algorithm, digits, period_seconds, recovery_salt,
-			recovery_hashes, created_at, created_by, generation, method, token_serial FROM mfa_users ORDER BY username`)
-		return err
-	})
+func (s *Store) MFAUsers(ctx context.Context) ([]store.MFAUser, error) {
+	us, err := list(ctx, s, func(r Rows) (store.MFAUser, error) {
+		var (
+			u      store.MFAUser
+			hashes string
+			at     Time
+		)
+		err := r.Scan(&u.User, &u.SealedSecret, &u.Algorithm, &u.Digits, &u.PeriodSeconds, &u.RecoverySalt,
+			&hashes, &at, &u.CreatedBy, &u.Generation, &u.Method, &u.TokenSerial)
+		u.RecoveryHashes, u.CreatedAt = strings.Fields(hashes), at.T
+		return u, err
+	}, `SELECT username, secret_sealed, algorithm, digits, period_seconds, recovery_salt,
+		recovery_hashes, created_at, created_by, generation, method, token_serial FROM mfa_users ORDER BY username`)
 	if err != nil {
 		return nil, fmt.Errorf("mfa users: %w", err)
 	}
@@ -107,9 +101,9 @@ func (s Store) MFAUsers(ctx context.Context) ([]store.MFAUser, error) {
 }
 
 // MFAGeneration is the current MFA generation.
-func (s Store) MFAGeneration(ctx context.Context) (int64, error) {
+func (s *Store) MFAGeneration(ctx context.Context) (int64, error) {
 	var g int64
-	err := s.DB.Read(ctx, func(q evsql.Q) error {
+	err := s.read(ctx, func(q Q) error {
 		return queryRow(ctx, q, "SELECT generation FROM mfa_generation WHERE id = 1").Scan(&g)
 	})
 	if err != nil {
@@ -119,9 +113,9 @@ func (s Store) MFAGeneration(ctx context.Context) (int64, error) {
 }
 
 // DeleteMFAUser deletes the user's enrolment and temporary codes.
-func (s Store) DeleteMFAUser(ctx context.Context, user string) (int64, error) {
+func (s *Store) DeleteMFAUser(ctx context.Context, user string) (int64, error) {
 	var gen int64
-	err := s.DB.Write(ctx, func(q evsql.Q) error {
+	err := s.write(ctx, func(q Q) error {
 		var n int64
 		for _, stmt := range []string{"DELETE FROM mfa_users WHERE username = ?", "DELETE FROM mfa_temp_codes WHERE username = ?"} {
 			k, err := q.Exec(ctx, stmt, user)
@@ -141,16 +135,16 @@ func (s Store) DeleteMFAUser(ctx context.Context, user string) (int64, error) {
 }
 
 // PutMFATempCode stores a new temporary code.
-func (s Store) PutMFATempCode(ctx context.Context, c store.MFATempCode) (int64, error) {
+func (s *Store) PutMFATempCode(ctx context.Context, c store.MFATempCode) (int64, error) {
 	var gen int64
-	err := s.DB.Write(ctx, func(q evsql.Q) error {
+	err := s.write(ctx, func(q Q) error {
 		var err error
 		if gen, err = bumpMFA(ctx, q); err != nil {
 			return err
 		}
 		_, err = q.Exec(ctx, `INSERT INTO mfa_temp_codes (id, username, salt, hash, created_at, created_by, expires_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?)`, c.ID, c.User, c.Salt, c.Hash, s.DB.Stamp(c.CreatedAt), c.CreatedBy, s.DB.Stamp(c.ExpiresAt))
-		if s.DB.IsUnique(err) {
+			VALUES (?, ?, ?, ?, ?, ?, ?)`, c.ID, c.User, c.Salt, c.Hash, s.d.Stamp(c.CreatedAt), c.CreatedBy, s.d.Stamp(c.ExpiresAt))
+		if s.d.IsUnique(err) {
 			return fmt.Errorf("temporary code %s: %w", c.ID, store.ErrConflict)
 		}
 		if err != nil {
@@ -162,22 +156,17 @@ func (s Store) PutMFATempCode(ctx context.Context, c store.MFATempCode) (int64, 
 }
 
 // MFATempCodes returns the unused codes that expire after now.
-func (s Store) MFATempCodes(ctx context.Context, now time.Time) ([]store.MFATempCode, error) {
-	var cs []store.MFATempCode
-	err := s.DB.Read(ctx, func(q evsql.Q) error {
-		var err error
-		cs, err = evsql.Query(ctx, q, func(r evsql.Rows) (store.MFATempCode, error) {
-			var (
-				c         store.MFATempCode
-				at, until evsql.Time
-			)
-			err := r.Scan(&c.ID, &c.User, &c.Salt, &c.Hash, &at, &c.CreatedBy, &until)
-			c.CreatedAt, c.ExpiresAt = at.T, until.T
-			return c, err
-		}, `SELECT id, username, salt, hash, created_at, created_by, expires_at FROM mfa_temp_codes
-			WHERE used_at IS NULL AND expires_at > ? ORDER BY username, expires_at, id`, s.DB.Stamp(now))
-		return err
-	})
+func (s *Store) MFATempCodes(ctx context.Context, now time.Time) ([]store.MFATempCode, error) {
+	cs, err := list(ctx, s, func(r Rows) (store.MFATempCode, error) {
+		var (
+			c         store.MFATempCode
+			at, until Time
+		)
+		err := r.Scan(&c.ID, &c.User, &c.Salt, &c.Hash, &at, &c.CreatedBy, &until)
+		c.CreatedAt, c.ExpiresAt = at.T, until.T
+		return c, err
+	}, `SELECT id, username, salt, hash, created_at, created_by, expires_at FROM mfa_temp_codes
+		WHERE used_at IS NULL AND expires_at > ? ORDER BY username, expires_at, id`, s.d.Stamp(now))
 	if err != nil {
 		return nil, fmt.Errorf("temporary codes: %w", err)
 	}
@@ -185,8 +174,8 @@ func (s Store) MFATempCodes(ctx context.Context, now time.Time) ([]store.MFATemp
 }
 
 // UnlockMFAUser raises the user's unlock counter on deviceID.
-func (s Store) UnlockMFAUser(ctx context.Context, user, deviceID string) (gen, counter int64, err error) {
-	err = s.DB.Write(ctx, func(q evsql.Q) error {
+func (s *Store) UnlockMFAUser(ctx context.Context, user, deviceID string) (gen, counter int64, err error) {
+	err = s.write(ctx, func(q Q) error {
 		if err := queryRow(ctx, q, `INSERT INTO mfa_unlocks (username, device_id, generation) VALUES (?, ?, 1)
 			ON CONFLICT (username, device_id) DO UPDATE SET generation = mfa_unlocks.generation + 1 RETURNING generation`,
 			user, deviceID).Scan(&counter); err != nil {
@@ -201,16 +190,11 @@ func (s Store) UnlockMFAUser(ctx context.Context, user, deviceID string) (gen, c
 }
 
 // MFAUnlocks returns every unlock counter.
-func (s Store) MFAUnlocks(ctx context.Context) ([]store.MFAUnlock, error) {
-	var us []store.MFAUnlock
-	err := s.DB.Read(ctx, func(q evsql.Q) error {
-		var err error
-		us, err = evsql.Query(ctx, q, func(r evsql.Rows) (store.MFAUnlock, error) {
-			var u store.MFAUnlock
-			return u, r.Scan(&u.User, &u.DeviceID, &u.Generation)
-		}, "SELECT username, device_id, generation FROM mfa_unlocks ORDER BY username, device_id")
-		return err
-	})
+func (s *Store) MFAUnlocks(ctx context.Context) ([]store.MFAUnlock, error) {
+	us, err := list(ctx, s, func(r Rows) (store.MFAUnlock, error) {
+		var u store.MFAUnlock
+		return u, r.Scan(&u.User, &u.DeviceID, &u.Generation)
+	}, "SELECT username, device_id, generation FROM mfa_unlocks ORDER BY username, device_id")
 	if err != nil {
 		return nil, fmt.Errorf("mfa unlocks: %w", err)
 	}
@@ -222,15 +206,15 @@ func (s Store) MFAUnlocks(ctx context.Context) ([]store.MFAUnlock, error) {
 const consumeChunk = 500
 
 // ConsumeMFACodes marks the user's codes with these IDs used.
-func (s Store) ConsumeMFACodes(ctx context.Context, user string, ids []string, at time.Time) (int, error) {
+func (s *Store) ConsumeMFACodes(ctx context.Context, user string, ids []string, at time.Time) (int, error) {
 	if len(ids) == 0 {
 		return 0, nil
 	}
 	found := 0
-	err := s.DB.Write(ctx, func(q evsql.Q) error {
+	err := s.write(ctx, func(q Q) error {
 		found = 0
 		var hashes string
-		err := queryRow(ctx, q, "SELECT recovery_hashes FROM mfa_users WHERE username = ?"+s.DB.ForUpdate(""), user).Scan(&hashes)
+		err := queryRow(ctx, q, "SELECT recovery_hashes FROM mfa_users WHERE username = ?"+s.d.ForUpdate(""), user).Scan(&hashes)
 		if err != nil && !errors.Is(err, errNoRows) {
 			return fmt.Errorf("consume mfa codes of %s: %w", user, err)
 		}
@@ -245,7 +229,7 @@ func (s Store) ConsumeMFACodes(ctx context.Context, user string, ids []string, a
 			}
 		}
 		for chunk := range slices.Chunk(ids, consumeChunk) {
-			args := []any{s.DB.Stamp(at), user}
+			args := []any{s.d.Stamp(at), user}
 			for _, id := range chunk {
 				args = append(args, id)
 			}

@@ -1,4 +1,4 @@
-package sharedsql
+package sqlstore
 
 import (
 	"context"
@@ -9,7 +9,6 @@ import (
 
 	"github.com/mamori-dev/mamori/server/store"
 	"github.com/mamori-dev/mamori/server/store/internal/codec"
-	"github.com/mamori-dev/mamori/server/store/internal/evsql"
 )
 
 const exceptionCols = `id, vendor, product, serial, username, device_id, device_group, reason, created_by,
@@ -18,7 +17,7 @@ const exceptionCols = `id, vendor, product, serial, username, device_id, device_
 func scanException(r interface{ Scan(dest ...any) error }) (store.Exception, error) {
 	var (
 		e                         store.Exception
-		created, expires, revoked evsql.Time
+		created, expires, revoked Time
 	)
 	err := r.Scan(&e.ID, &e.Vendor, &e.Product, &e.Serial, &e.User, &e.DeviceID, &e.Group, &e.Reason, &e.CreatedBy,
 		&created, &expires, &revoked, &e.RevokedBy, &e.RevokeReason)
@@ -27,12 +26,12 @@ func scanException(r interface{ Scan(dest ...any) error }) (store.Exception, err
 }
 
 // CreateException stores an approved exception.
-func (s Store) CreateException(ctx context.Context, e store.Exception) error {
-	return s.DB.Write(ctx, func(q evsql.Q) error {
+func (s *Store) CreateException(ctx context.Context, e store.Exception) error {
+	return s.write(ctx, func(q Q) error {
 		_, err := q.Exec(ctx, `INSERT INTO exceptions (`+exceptionCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			e.ID, e.Vendor, e.Product, e.Serial, e.User, e.DeviceID, e.Group, e.Reason, e.CreatedBy,
-			s.DB.Stamp(e.CreatedAt), s.DB.Stamp(e.ExpiresAt), s.DB.Native(e.RevokedAt), e.RevokedBy, e.RevokeReason)
-		if s.DB.IsUnique(err) {
+			s.d.Stamp(e.CreatedAt), s.d.Stamp(e.ExpiresAt), s.d.Native(e.RevokedAt), e.RevokedBy, e.RevokeReason)
+		if s.d.IsUnique(err) {
 			return fmt.Errorf("create exception %s: %w", e.ID, store.ErrConflict)
 		}
 		if err != nil {
@@ -43,7 +42,7 @@ func (s Store) CreateException(ctx context.Context, e store.Exception) error {
 }
 
 // ListExceptions returns matching exceptions, newest first.
-func (s Store) ListExceptions(ctx context.Context, f store.ExceptionFilter) ([]store.Exception, error) {
+func (s *Store) ListExceptions(ctx context.Context, f store.ExceptionFilter) ([]store.Exception, error) {
 	var where []string
 	var args []any
 	switch {
@@ -55,7 +54,7 @@ func (s Store) ListExceptions(ctx context.Context, f store.ExceptionFilter) ([]s
 		where, args = append(where, "device_group = ?"), append(args, f.Group)
 	}
 	if !f.ActiveAt.IsZero() {
-		where, args = append(where, "revoked_at IS NULL AND expires_at > ?"), append(args, s.DB.Stamp(f.ActiveAt))
+		where, args = append(where, "revoked_at IS NULL AND expires_at > ?"), append(args, s.d.Stamp(f.ActiveAt))
 	}
 	sqlText := "SELECT " + exceptionCols + " FROM exceptions"
 	if len(where) > 0 {
@@ -63,12 +62,7 @@ func (s Store) ListExceptions(ctx context.Context, f store.ExceptionFilter) ([]s
 	}
 	sqlText += " ORDER BY created_at DESC, id LIMIT ?"
 	args = append(args, codec.Limit(f.Limit))
-	var out []store.Exception
-	err := s.DB.Read(ctx, func(q evsql.Q) error {
-		var err error
-		out, err = evsql.Query(ctx, q, func(r evsql.Rows) (store.Exception, error) { return scanException(r) }, sqlText, args...)
-		return err
-	})
+	out, err := list(ctx, s, func(r Rows) (store.Exception, error) { return scanException(r) }, sqlText, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list exceptions: %w", err)
 	}
@@ -76,11 +70,11 @@ func (s Store) ListExceptions(ctx context.Context, f store.ExceptionFilter) ([]s
 }
 
 // RevokeException ends an exception before its expiry.
-func (s Store) RevokeException(ctx context.Context, id, by, reason string, at time.Time) (store.Exception, error) {
+func (s *Store) RevokeException(ctx context.Context, id, by, reason string, at time.Time) (store.Exception, error) {
 	var e store.Exception
-	err := s.DB.Write(ctx, func(q evsql.Q) error {
+	err := s.write(ctx, func(q Q) error {
 		var err error
-		e, err = scanException(queryRow(ctx, q, "SELECT "+exceptionCols+" FROM exceptions WHERE id = ?"+s.DB.ForUpdate(""), id))
+		e, err = scanException(queryRow(ctx, q, "SELECT "+exceptionCols+" FROM exceptions WHERE id = ?"+s.d.ForUpdate(""), id))
 		if errors.Is(err, errNoRows) {
 			return fmt.Errorf("exception %s: %w", id, store.ErrNotFound)
 		}
@@ -92,7 +86,7 @@ func (s Store) RevokeException(ctx context.Context, id, by, reason string, at ti
 		}
 		e.RevokedAt, e.RevokedBy, e.RevokeReason = codec.Time(at), by, reason
 		if _, err := q.Exec(ctx, "UPDATE exceptions SET revoked_at = ?, revoked_by = ?, revoke_reason = ? WHERE id = ?",
-			s.DB.Stamp(e.RevokedAt), by, reason, id); err != nil {
+			s.d.Stamp(e.RevokedAt), by, reason, id); err != nil {
 			return fmt.Errorf("revoke exception %s: %w", id, err)
 		}
 		return nil
@@ -100,34 +94,46 @@ func (s Store) RevokeException(ctx context.Context, id, by, reason string, at ti
 	return e, err
 }
 
-// DeviceGroup is the group of one device.
-func (s Store) DeviceGroup(ctx context.Context, deviceID string) (string, error) {
-	var g string
-	err := s.DB.Read(ctx, func(q evsql.Q) error {
-		return queryRow(ctx, q, "SELECT device_group FROM devices WHERE id = ?", deviceID).Scan(&g)
+// ReplaceLedger replaces the whole ledger in one transaction. The rows go
+// in the way the backend loads many rows fastest (Dialect.CopyRows).
+func (s *Store) ReplaceLedger(ctx context.Context, l store.LedgerImport) error {
+	return s.write(ctx, func(q Q) error {
+		if _, err := q.Exec(ctx, "DELETE FROM ledger"); err != nil {
+			return fmt.Errorf("replace ledger: %w", err)
+		}
+		rows := make([][]any, len(l.Entries))
+		seen := make(map[string]bool, len(l.Entries))
+		for i, e := range l.Entries {
+			if seen[e.AssetID] {
+				return fmt.Errorf("replace ledger: asset %s twice: %w", e.AssetID, store.ErrConflict)
+			}
+			seen[e.AssetID] = true
+			rows[i] = []any{e.AssetID, e.Hostname, e.Serial, e.Group, e.Location, e.Note}
+		}
+		if err := s.d.CopyRows(ctx, q, "ledger", []string{"asset_id", "hostname", "serial", "device_group", "location", "note"}, rows); err != nil {
+			return fmt.Errorf("replace ledger: %w", err)
+		}
+		_, err := q.Exec(ctx, `INSERT INTO ledger_import (id, imported_by, imported_at) VALUES (1, ?, ?)
+			ON CONFLICT (id) DO UPDATE SET imported_by = excluded.imported_by, imported_at = excluded.imported_at`,
+			l.ImportedBy, s.d.Stamp(l.ImportedAt))
+		if err != nil {
+			return fmt.Errorf("replace ledger: %w", err)
+		}
+		return nil
 	})
-	if errors.Is(err, errNoRows) {
-		return "", fmt.Errorf("device %s: %w", deviceID, store.ErrNotFound)
-	}
-	if err != nil {
-		return "", fmt.Errorf("group of device %s: %w", deviceID, err)
-	}
-	return g, nil
 }
 
-// Ledger returns the ledger, ordered by asset ID. (ReplaceLedger stays
-// with each backend: PostgreSQL loads the rows with COPY, SQLite with one
-// prepared INSERT.)
-func (s Store) Ledger(ctx context.Context) (store.LedgerImport, error) {
+// Ledger returns the ledger, ordered by asset ID.
+func (s *Store) Ledger(ctx context.Context) (store.LedgerImport, error) {
 	var l store.LedgerImport
-	err := s.DB.Read(ctx, func(q evsql.Q) error {
-		var at evsql.Time
+	err := s.read(ctx, func(q Q) error {
+		var at Time
 		if err := queryRow(ctx, q, "SELECT imported_by, imported_at FROM ledger_import WHERE id = 1").Scan(&l.ImportedBy, &at); err != nil {
 			return err
 		}
 		l.ImportedAt = at.T
 		var err error
-		l.Entries, err = evsql.Query(ctx, q, func(r evsql.Rows) (store.LedgerEntry, error) {
+		l.Entries, err = query(ctx, q, func(r Rows) (store.LedgerEntry, error) {
 			var e store.LedgerEntry
 			return e, r.Scan(&e.AssetID, &e.Hostname, &e.Serial, &e.Group, &e.Location, &e.Note)
 		}, "SELECT asset_id, hostname, serial, device_group, location, note FROM ledger ORDER BY asset_id")

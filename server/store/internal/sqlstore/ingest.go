@@ -1,0 +1,91 @@
+package sqlstore
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/mamori-dev/mamori/server/store"
+	"github.com/mamori-dev/mamori/server/store/internal/codec"
+	"github.com/mamori-dev/mamori/server/store/internal/rules"
+)
+
+// IngestReports stores a batch of reports in one transaction: it reads
+// (and on PostgreSQL locks, in ID order, so concurrent batches and servers
+// cannot deadlock) the batch's device rows, applies the reports
+// (rules.Plan), writes the outcome with the backend's bulk statements
+// (Dialect.WriteBatch) and appends the compliance changes to the audit
+// log.
+func (s *Store) IngestReports(ctx context.Context, in []store.ReportInput) ([]store.ReportResult, error) {
+	if len(in) == 0 {
+		return nil, nil
+	}
+	var b *rules.Batch
+	err := s.write(ctx, func(q Q) error {
+		states, err := s.loadStates(ctx, q, rules.DeviceIDs(in))
+		if err != nil {
+			return err
+		}
+		if b, err = rules.Plan(in, states); err != nil {
+			return err
+		}
+		if err := s.d.WriteBatch(ctx, q, b); err != nil {
+			return err
+		}
+		// Compliance changes go to the audit log with the reports that
+		// caused them, or not at all.
+		for _, r := range b.Audit {
+			if _, err := s.appendAudit(ctx, q, r); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("ingest %d reports: %w", len(in), err)
+	}
+	return b.Results, nil
+}
+
+// loadStates reads the devices ids (sorted) for a report batch, locking
+// their rows for the transaction where the backend has row locks.
+func (s *Store) loadStates(ctx context.Context, q Q, ids []string) (map[string]*rules.State, error) {
+	states := make(map[string]*rules.State, len(ids))
+	for chunk := range slices.Chunk(ids, anyOfChunk) {
+		cond, args := s.d.AnyOf("id", chunk)
+		_, err := query(ctx, q, func(r Rows) (struct{}, error) {
+			st, err := scanState(r)
+			if err == nil {
+				states[st.ID] = st
+			}
+			return struct{}{}, err
+		}, `SELECT id, coalesce(machine_id, ''), cert_serial, coalesce(prev_cert_serial, ''), revoked_at, verdict, reasons, failing_since,
+			last_seen, policy_version, controls FROM devices WHERE `+cond+` ORDER BY id`+s.d.ForUpdate(""), args...)
+		if err != nil {
+			return nil, fmt.Errorf("load devices: %w", err)
+		}
+	}
+	return states, nil
+}
+
+func scanState(r Rows) (*rules.State, error) {
+	var (
+		st                     rules.State
+		revoked, failing, seen Time
+		reasons                string
+		controls               []byte
+	)
+	if err := r.Scan(&st.ID, &st.MachineID, &st.CertSerial, &st.PrevSerial, &revoked, &st.Verdict, &reasons, &failing, &seen,
+		&st.PolicyVersion, &controls); err != nil {
+		return nil, err
+	}
+	var err error
+	if st.Controls, err = codec.ParseRawControls(controls); err != nil {
+		return nil, fmt.Errorf("device %s: %w", st.ID, err)
+	}
+	if st.Reasons, err = codec.ParseReasons(reasons); err != nil {
+		return nil, fmt.Errorf("device %s: %w", st.ID, err)
+	}
+	st.RevokedAt, st.FailingSince, st.LastSeen = revoked.T, failing.T, seen.T
+	return &st, nil
+}
