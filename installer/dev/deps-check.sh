@@ -76,6 +76,9 @@ EOF
 start=$SECONDS
 unshare -m --propagation private bash -euo pipefail -c '
   root=$1 goroot=$2 modcache=$3
+  # The root a mount point of its own, as / is on a machine: tests that
+  # change the propagation of / (unshare -m, ip netns) need that.
+  mount --bind "$root" "$root"
   mount --rbind /dev "$root/dev"
   mount -t proc proc "$root/proc"
   mount --rbind /sys "$root/sys"
