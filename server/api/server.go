@@ -21,7 +21,9 @@ import (
 	"github.com/mamori-dev/mamori/internal/pki"
 	"github.com/mamori-dev/mamori/internal/policy"
 	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
+	"github.com/mamori-dev/mamori/server/admin"
 	"github.com/mamori-dev/mamori/server/attest"
+	"github.com/mamori-dev/mamori/server/audit"
 	"github.com/mamori-dev/mamori/server/ingest"
 	"github.com/mamori-dev/mamori/server/mfa"
 	"github.com/mamori-dev/mamori/server/store"
@@ -47,6 +49,11 @@ type Deps struct {
 	// EnrollLimits bound enrolment (admission.go); the zero value
 	// switches every limit off. Production passes DefaultEnrollLimits.
 	EnrollLimits EnrollLimits
+	// Admin runs the operator actions AdminService exposes, the same
+	// service the console uses. Its Deps.Changed should reach this
+	// server's Forget, so a policy or MFA change is served at once; nil
+	// builds one over Store that does.
+	Admin *admin.Service
 }
 
 // Server implements both services.
@@ -63,6 +70,7 @@ type Server struct {
 	policyTTL time.Duration
 	attest    *attest.Verifier
 	mfaKey    *mfa.Key
+	admin     *admin.Service
 	admission *admission
 	inflight  atomic.Int64 // calls inside UnaryInterceptor
 	metrics   metrics      // for /metrics (metrics.go)
@@ -107,10 +115,30 @@ func New(d Deps) (*Server, error) {
 	if err := d.EnrollLimits.Validate(); err != nil {
 		return nil, fmt.Errorf("api: %w", err)
 	}
-	return &Server{store: d.Store, ca: d.CA, ingest: d.Ingest, now: d.Now, log: d.Log, policyTTL: d.PolicyTTL, attest: d.Attest, mfaKey: d.MFAKey,
+	s := &Server{store: d.Store, ca: d.CA, ingest: d.Ingest, now: d.Now, log: d.Log, policyTTL: d.PolicyTTL, attest: d.Attest, mfaKey: d.MFAKey,
+		admin: d.Admin,
 		// Rate limits are about elapsed real time, not the injectable
 		// clock (like the policy cache's age).
-		admission: newAdmission(d.EnrollLimits, time.Now)}, nil
+		admission: newAdmission(d.EnrollLimits, time.Now)}
+	if s.admin == nil {
+		a, err := admin.New(admin.Deps{Store: d.Store, Now: d.Now, Log: d.Log, MFAKey: d.MFAKey, Changed: s.Forget})
+		if err != nil {
+			return nil, fmt.Errorf("api: %w", err)
+		}
+		s.admin = a
+	}
+	return s, nil
+}
+
+// Forget drops what this server caches of what c says changed: an
+// operator action (server/admin) changed it, here or through the console.
+func (s *Server) Forget(c admin.Change) {
+	if c&admin.PolicyChanged != 0 {
+		s.forgetPolicy()
+	}
+	if c&admin.MFAChanged != 0 {
+		s.forgetMFAGeneration()
+	}
 }
 
 // Register adds both services to g.
@@ -174,33 +202,10 @@ func (s *Server) forgetPolicy() {
 	s.mu.Unlock()
 }
 
-// audited runs do with the audit record attached to its context: the store
-// commits the record in the same transaction as do's write, so an action
-// is never done without its record nor recorded without being done. What
-// only the transaction knows is added from inside it (store.AmendAudit,
-// store.AuditField). If do wrote nothing in a transaction of its own, the
-// record is appended after it.
+// audited runs do with an audit record of the agent service (enrolment,
+// renewal, one-time codes used) attached to its context, so the store
+// commits it with do's write (admin.Service.Audited: the one place that
+// appends to the audit log).
 func (s *Server) audited(ctx context.Context, actor, action, target, detail string, do func(context.Context) error) error {
-	actx, p := store.WithAudit(ctx, store.AuditRecord{At: s.now(), Actor: actor, Action: action, Target: target, Detail: detail})
-	if err := do(actx); err != nil {
-		return err
-	}
-	if _, ok := p.Taken(); ok {
-		return nil
-	}
-	r := p.Record()
-	return s.audit(ctx, r.Actor, r.Action, r.Target, r.Detail)
-}
-
-// audit appends a record on its own, for what has no write of its own to
-// commit with (an export, a refusal).
-func (s *Server) audit(ctx context.Context, actor, action, target, detail string) error {
-	_, err := s.store.AppendAudit(ctx, store.AuditRecord{
-		At: s.now(), Actor: actor, Action: action, Target: target, Detail: detail,
-	})
-	if err != nil {
-		s.log.ErrorContext(ctx, "audit append failed", "action", action, "target", target, "error", err)
-		return fmt.Errorf("%s done but not recorded in the audit log: %w", action, err)
-	}
-	return nil
+	return s.admin.Audited(ctx, audit.Record{Actor: actor, Action: action, Target: target, Detail: detail}, do)
 }
