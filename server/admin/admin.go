@@ -35,6 +35,8 @@ type Store interface {
 	TokenStore
 	LedgerStore
 	MFAStore
+	OperatorStore
+	IncidentStore
 }
 
 // AuditLog appends a record that has no write of its own to commit with.

@@ -2,7 +2,6 @@ package web
 
 import (
 	"errors"
-	"fmt"
 	"html/template"
 	"net/http"
 	"slices"
@@ -235,90 +234,24 @@ func (c *Console) mfaReset(w http.ResponseWriter, r *http.Request, op *operator)
 	c.showMFA(w, r, op, http.StatusOK, p.Sprintf("console.mfa.reset-done", user), "")
 }
 
-// targetLogin is the console credential of the operator in the URL, for
-// an admin's reset. Refused: oneself (an admin who mistypes their own new
-// password or loses the new secret would have no way in; another admin
-// resets them), a disabled operator, one without a console login.
-func (c *Console) targetLogin(w http.ResponseWriter, r *http.Request, op *operator) (store.OperatorLogin, bool) {
-	ctx := r.Context()
-	id := r.PathValue("id")
-	if id == op.ID {
-		c.showOperators(w, r, op, http.StatusBadRequest, "console.operators.err.self-reset")
-		return store.OperatorLogin{}, false
-	}
-	ops, err := c.st.ListOperators(ctx)
-	if err != nil {
-		c.internal(w, r, op, err)
-		return store.OperatorLogin{}, false
-	}
-	i := slices.IndexFunc(ops, func(o store.OperatorAccount) bool { return o.ID == id })
-	switch {
-	case i < 0:
-		c.fail(w, r, http.StatusNotFound, op, "console.err.no-operator")
-		return store.OperatorLogin{}, false
-	case !ops[i].DisabledAt.IsZero():
-		c.showOperators(w, r, op, http.StatusConflict, "console.operators.err.disabled")
-		return store.OperatorLogin{}, false
-	case ops[i].Login == "":
-		c.showOperators(w, r, op, http.StatusConflict, "console.operators.err.no-login")
-		return store.OperatorLogin{}, false
-	}
-	l, o, err := c.st.OperatorLogin(ctx, ops[i].Login)
-	if err == nil && o.ID != id {
-		err = fmt.Errorf("login %s belongs to operator %s, not %s", ops[i].Login, o.ID, id)
-	}
-	if err != nil {
-		c.internal(w, r, op, err)
-		return store.OperatorLogin{}, false
-	}
-	return l, true
-}
-
-// operatorPassword sets a new initial password chosen by the admin. The
-// TOTP secret stays, so the operator signs in with the new password and
-// their authenticator; the lock-out is cleared.
+// operatorPassword sets a new initial password chosen by the admin
+// (admin.Service.ResetOperatorPassword). The TOTP secret stays, so the
+// operator signs in with the new password and their authenticator.
 func (c *Console) operatorPassword(w http.ResponseWriter, r *http.Request, op *operator) {
-	l, ok := c.targetLogin(w, r, op)
-	if !ok {
+	id := r.PathValue("id")
+	err := c.admin.ResetOperatorPassword(r.Context(), op.admin(), id, auth.Secret(r.PostForm.Get("password")))
+	if c.operatorRefused(w, r, op, err) {
 		return
 	}
-	hash, err := auth.HashPassword(auth.Secret(r.PostForm.Get("password")))
-	if errors.Is(err, auth.ErrWeakPassword) {
-		c.showOperators(w, r, op, http.StatusBadRequest, "console.err.password")
-		return
-	}
-	if err != nil {
-		c.internal(w, r, op, err)
-		return
-	}
-	l.PasswordHash, l.Failures, l.LockedUntil, l.UpdatedAt = hash, 0, time.Time{}, c.now()
-	actx, recorded := c.withAudit(r.Context(), op.ID, "operator.password-reset", l.OperatorID, "login="+l.Login+" (console)")
-	if err := c.st.SetOperatorLogin(actx, l); err != nil {
-		c.internal(w, r, op, err)
-		return
-	}
-	if err := recorded(); err != nil {
-		c.internal(w, r, op, err)
-		return
-	}
-	// Whoever had the old password is signed out everywhere.
-	if err := c.st.EndSessions(r.Context(), l.OperatorID); err != nil {
-		c.internal(w, r, op, err)
-		return
-	}
-	http.Redirect(w, r, "/operators#op-"+l.OperatorID, http.StatusSeeOther)
+	http.Redirect(w, r, "/operators#op-"+id, http.StatusSeeOther)
 }
 
-// operatorTOTP gives the operator a new TOTP secret, shown once with its
-// QR code. The password stays.
+// operatorTOTP gives the operator a new TOTP secret
+// (admin.Service.ResetOperatorTOTP), shown once with its QR code. The
+// password stays.
 func (c *Console) operatorTOTP(w http.ResponseWriter, r *http.Request, op *operator) {
-	l, ok := c.targetLogin(w, r, op)
-	if !ok {
-		return
-	}
-	secret, url, err := auth.NewTOTPSecret(l.Login)
-	if err != nil {
-		c.internal(w, r, op, err)
+	login, secret, url, err := c.admin.ResetOperatorTOTP(r.Context(), op.admin(), r.PathValue("id"))
+	if c.operatorRefused(w, r, op, err) {
 		return
 	}
 	svg, err := qrSVG(url)
@@ -326,21 +259,6 @@ func (c *Console) operatorTOTP(w http.ResponseWriter, r *http.Request, op *opera
 		c.internal(w, r, op, err)
 		return
 	}
-	// A new seed: its steps start afresh; the lock-out is cleared.
-	l.TOTPSecret, l.LastTOTPStep, l.Failures, l.LockedUntil, l.UpdatedAt = secret.Reveal(), 0, 0, time.Time{}, c.now()
-	actx, recorded := c.withAudit(r.Context(), op.ID, "operator.totp-reset", l.OperatorID, "login="+l.Login+" (console)")
-	if err := c.st.SetOperatorLogin(actx, l); err != nil {
-		c.internal(w, r, op, err)
-		return
-	}
-	if err := recorded(); err != nil {
-		c.internal(w, r, op, err)
-		return
-	}
-	if err := c.st.EndSessions(r.Context(), l.OperatorID); err != nil {
-		c.internal(w, r, op, err)
-		return
-	}
 	c.render(w, r, http.StatusOK, "mfa_operator_totp", view{P: i18n.NewPrinter(lang(r)), Op: op, CSRF: op.csrf(),
-		Data: createdView{Login: l.Login, TOTPSecret: secret.Reveal(), TOTPURL: url, QR: svg}})
+		Data: createdView{Login: login, TOTPSecret: secret.Reveal(), TOTPURL: url, QR: svg}})
 }

@@ -48,6 +48,19 @@ var refusalRules = []refusalRule{
 	{action: "device.revoke", kind: admin.ErrNotFound, msg: "console.err.no-device"},
 	{action: "policy.set", kind: admin.ErrConflict, msg: "console.policy.err-conflict"},
 	{action: "policy.set", kind: admin.ErrInvalid, msg: "console.policy.err-invalid", detail: true},
+	// Incidents.
+	{action: "incident.", kind: admin.ErrInvalid, field: "note", msg: "console.err.note"},
+	{action: "incident.", kind: admin.ErrNotFound, msg: "console.err.no-incident"},
+	{action: "incident.", kind: admin.ErrConflict, msg: "console.err.incident-state"},
+	// Operators (role admin).
+	{action: "operator.", kind: admin.ErrInvalid, field: "form", msg: "console.err.operator-form"},
+	{action: "operator.", kind: admin.ErrInvalid, field: "password", msg: "console.err.password"},
+	{action: "operator.", kind: admin.ErrExists, field: "login", msg: "console.err.login-taken"},
+	{action: "operator.disable", kind: admin.ErrInvalid, field: "self", msg: "console.err.self"},
+	{action: "operator.", kind: admin.ErrInvalid, field: "self", msg: "console.operators.err.self-reset"},
+	{action: "operator.", kind: admin.ErrNotFound, msg: "console.err.no-operator"},
+	{action: "operator.", kind: admin.ErrConflict, field: "disabled", msg: "console.operators.err.disabled"},
+	{action: "operator.", kind: admin.ErrConflict, field: "login", msg: "console.operators.err.no-login"},
 	// The MFA lifecycle.
 	{action: "mfa.", kind: admin.ErrNotFound, field: "device", msg: "console.mfa.err.device"},
 	{action: "mfa.", kind: admin.ErrInvalid, field: "expires_in", msg: "console.mfa.err.expiry", args: func() []any {

@@ -328,20 +328,6 @@ func (c *Console) internal(w http.ResponseWriter, r *http.Request, op *operator,
 	c.fail(w, r, http.StatusInternalServerError, op, "console.err.internal")
 }
 
-// withAudit attaches an audit record to ctx, so the store commits it in the
-// same transaction as the action done with the returned context; recorded
-// appends it afterwards (through server/admin) if that transaction did not
-// take it.
-func (c *Console) withAudit(ctx context.Context, actor, action, target, detail string) (actx context.Context, recorded func() error) {
-	actx, p := store.WithAudit(ctx, store.AuditRecord{At: c.now(), Actor: actor, Action: action, Target: target, Detail: detail})
-	return actx, func() error {
-		if _, ok := p.Taken(); ok {
-			return nil
-		}
-		return c.admin.Audited(ctx, p.Record(), nil)
-	}
-}
-
 // audit appends a record on its own (a sign-in, a refusal, an export).
 func (c *Console) audit(ctx context.Context, actor, action, target, detail string) error {
 	return c.admin.Audited(ctx, store.AuditRecord{At: c.now(), Actor: actor, Action: action, Target: target, Detail: detail}, nil)
