@@ -17,7 +17,7 @@ import (
 	"github.com/mamori-dev/mamori/server/store"
 )
 
-func (s *Server) operator(ctx context.Context) (operatorIdentity, error) {
+func (s *AdminService) operator(ctx context.Context) (operatorIdentity, error) {
 	op, ok := operatorFrom(ctx)
 	if !ok {
 		return op, status.Error(codes.Unauthenticated, "no operator identity")
@@ -26,13 +26,13 @@ func (s *Server) operator(ctx context.Context) (operatorIdentity, error) {
 }
 
 // adminOperator is the caller as server/admin's actions name it.
-func (s *Server) adminOperator(ctx context.Context) (admin.Operator, error) {
+func (s *AdminService) adminOperator(ctx context.Context) (admin.Operator, error) {
 	op, err := s.operator(ctx)
 	return admin.Operator{ID: op.ID}, err
 }
 
 // ListDevices lists devices, optionally by compliance state, in pages.
-func (s *Server) ListDevices(ctx context.Context, req *mamoriv1.ListDevicesRequest) (*mamoriv1.ListDevicesResponse, error) {
+func (s *AdminService) ListDevices(ctx context.Context, req *mamoriv1.ListDevicesRequest) (*mamoriv1.ListDevicesResponse, error) {
 	if _, ok := mamoriv1.Compliance_name[int32(req.Compliance)]; !ok {
 		return nil, invalidArg("unknown compliance filter %d", req.Compliance)
 	}
@@ -69,7 +69,7 @@ func (s *Server) ListDevices(ctx context.Context, req *mamoriv1.ListDevicesReque
 }
 
 // GetDevice returns one device by ID or hostname, with recent events.
-func (s *Server) GetDevice(ctx context.Context, req *mamoriv1.GetDeviceRequest) (*mamoriv1.GetDeviceResponse, error) {
+func (s *AdminService) GetDevice(ctx context.Context, req *mamoriv1.GetDeviceRequest) (*mamoriv1.GetDeviceResponse, error) {
 	key := strings.TrimSpace(req.IdOrHostname)
 	if key == "" {
 		return nil, invalidArg("a device ID or hostname is required")
@@ -102,7 +102,7 @@ func (s *Server) GetDevice(ctx context.Context, req *mamoriv1.GetDeviceRequest) 
 }
 
 // FleetSummary counts devices by compliance state.
-func (s *Server) FleetSummary(ctx context.Context, _ *mamoriv1.FleetSummaryRequest) (*mamoriv1.FleetSummaryResponse, error) {
+func (s *AdminService) FleetSummary(ctx context.Context, _ *mamoriv1.FleetSummaryRequest) (*mamoriv1.FleetSummaryResponse, error) {
 	p, err := s.currentPolicy(ctx)
 	if err != nil {
 		return nil, err
@@ -131,7 +131,7 @@ func (s *Server) FleetSummary(ctx context.Context, _ *mamoriv1.FleetSummaryReque
 }
 
 // ListEvents lists events, newest first, in pages.
-func (s *Server) ListEvents(ctx context.Context, req *mamoriv1.ListEventsRequest) (*mamoriv1.ListEventsResponse, error) {
+func (s *AdminService) ListEvents(ctx context.Context, req *mamoriv1.ListEventsRequest) (*mamoriv1.ListEventsResponse, error) {
 	var before int64
 	if req.PageToken != "" {
 		v, err := strconv.ParseInt(req.PageToken, 10, 64)
@@ -162,7 +162,7 @@ func (s *Server) ListEvents(ctx context.Context, req *mamoriv1.ListEventsRequest
 // CreateEnrollmentToken makes a token that enrols up to Uses devices until
 // it expires (admin.Service.CreateToken). The token is in this answer
 // only; the store keeps its hash.
-func (s *Server) CreateEnrollmentToken(ctx context.Context, req *mamoriv1.CreateEnrollmentTokenRequest) (*mamoriv1.CreateEnrollmentTokenResponse, error) {
+func (s *AdminService) CreateEnrollmentToken(ctx context.Context, req *mamoriv1.CreateEnrollmentTokenRequest) (*mamoriv1.CreateEnrollmentTokenResponse, error) {
 	op, err := s.adminOperator(ctx)
 	if err != nil {
 		return nil, err
@@ -174,7 +174,7 @@ func (s *Server) CreateEnrollmentToken(ctx context.Context, req *mamoriv1.Create
 		}
 		ttl = req.Ttl.AsDuration()
 	}
-	secret, t, err := s.admin.CreateToken(ctx, op, admin.TokenRequest{TTL: ttl, Uses: int(req.Uses), Note: req.Note, Group: req.Group})
+	secret, t, err := s.actions.CreateToken(ctx, op, admin.TokenRequest{TTL: ttl, Uses: int(req.Uses), Note: req.Note, Group: req.Group})
 	if err != nil {
 		return nil, err
 	}
@@ -189,12 +189,12 @@ func (s *Server) CreateEnrollmentToken(ctx context.Context, req *mamoriv1.Create
 
 // RevokeDevice refuses the device's certificate from now on
 // (admin.Service.RevokeDevice).
-func (s *Server) RevokeDevice(ctx context.Context, req *mamoriv1.RevokeDeviceRequest) (*mamoriv1.RevokeDeviceResponse, error) {
+func (s *AdminService) RevokeDevice(ctx context.Context, req *mamoriv1.RevokeDeviceRequest) (*mamoriv1.RevokeDeviceResponse, error) {
 	op, err := s.adminOperator(ctx)
 	if err != nil {
 		return nil, err
 	}
-	d, err := s.admin.RevokeDevice(ctx, op, req.DeviceId, req.Reason)
+	d, err := s.actions.RevokeDevice(ctx, op, req.DeviceId, req.Reason)
 	if err != nil {
 		return nil, err
 	}
@@ -206,7 +206,7 @@ func (s *Server) RevokeDevice(ctx context.Context, req *mamoriv1.RevokeDeviceReq
 }
 
 // GetPolicy returns the policy in force.
-func (s *Server) GetPolicy(ctx context.Context, _ *mamoriv1.GetPolicyRequest) (*mamoriv1.GetPolicyResponse, error) {
+func (s *AdminService) GetPolicy(ctx context.Context, _ *mamoriv1.GetPolicyRequest) (*mamoriv1.GetPolicyResponse, error) {
 	s.forgetPolicy() // an operator reads the database, not a cache
 	p, err := s.currentPolicy(ctx)
 	if err != nil {
@@ -218,12 +218,12 @@ func (s *Server) GetPolicy(ctx context.Context, _ *mamoriv1.GetPolicyRequest) (*
 // SetPolicy stores a new version of the policy (admin.Service.SetPolicy).
 // The caller names the version it edited, so two officers cannot
 // overwrite each other unseen.
-func (s *Server) SetPolicy(ctx context.Context, req *mamoriv1.SetPolicyRequest) (*mamoriv1.SetPolicyResponse, error) {
+func (s *AdminService) SetPolicy(ctx context.Context, req *mamoriv1.SetPolicyRequest) (*mamoriv1.SetPolicyResponse, error) {
 	op, err := s.adminOperator(ctx)
 	if err != nil {
 		return nil, err
 	}
-	p, err := s.admin.SetPolicy(ctx, op, req.Policy, req.ExpectedVersion, req.Reason)
+	p, err := s.actions.SetPolicy(ctx, op, req.Policy, req.ExpectedVersion, req.Reason)
 	if err != nil {
 		return nil, err
 	}
@@ -232,12 +232,12 @@ func (s *Server) SetPolicy(ctx context.Context, req *mamoriv1.SetPolicyRequest) 
 
 // SetDeviceGroup moves a device to a device group
 // (admin.Service.SetDeviceGroup).
-func (s *Server) SetDeviceGroup(ctx context.Context, req *mamoriv1.SetDeviceGroupRequest) (*mamoriv1.SetDeviceGroupResponse, error) {
+func (s *AdminService) SetDeviceGroup(ctx context.Context, req *mamoriv1.SetDeviceGroupRequest) (*mamoriv1.SetDeviceGroupResponse, error) {
 	op, err := s.adminOperator(ctx)
 	if err != nil {
 		return nil, err
 	}
-	d, err := s.admin.SetDeviceGroup(ctx, op, req.Device, req.Group, req.Reason)
+	d, err := s.actions.SetDeviceGroup(ctx, op, req.Device, req.Group, req.Reason)
 	if err != nil {
 		return nil, err
 	}

@@ -17,7 +17,7 @@ import (
 // activeExceptions returns every exception in force, cached for
 // PolicyTTL like the policy (several servers may share one database).
 // Expiry is checked again per device at each use (exception.For).
-func (s *Server) activeExceptions(ctx context.Context) ([]store.Exception, error) {
+func (s *cache) activeExceptions(ctx context.Context) ([]store.Exception, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := time.Now()
@@ -36,7 +36,7 @@ func (s *Server) activeExceptions(ctx context.Context) ([]store.Exception, error
 // and its exceptions in force. The device's group is read only when it
 // matters (group overrides or group exceptions exist) and the caller does
 // not know it.
-func (s *Server) effectivePolicy(ctx context.Context, deviceID, group string, groupKnown bool) (*mamoriv1.Policy, error) {
+func (s *cache) effectivePolicy(ctx context.Context, deviceID, group string, groupKnown bool) (*mamoriv1.Policy, error) {
 	base, err := s.currentPolicy(ctx)
 	if err != nil {
 		return nil, err
@@ -91,7 +91,7 @@ const maxEffCache = 4096
 
 // CreateException approves an exception (例外措置). Officer, audited
 // (admin.Service.CreateException).
-func (s *Server) CreateException(ctx context.Context, req *mamoriv1.CreateExceptionRequest) (*mamoriv1.CreateExceptionResponse, error) {
+func (s *AdminService) CreateException(ctx context.Context, req *mamoriv1.CreateExceptionRequest) (*mamoriv1.CreateExceptionResponse, error) {
 	op, err := s.adminOperator(ctx)
 	if err != nil {
 		return nil, err
@@ -103,7 +103,7 @@ func (s *Server) CreateException(ctx context.Context, req *mamoriv1.CreateExcept
 		}
 		expires = req.ExpiresAt.AsTime()
 	}
-	e, err := s.admin.CreateException(ctx, op, admin.ExceptionRequest{USB: req.Usb, User: req.User, Device: req.Device,
+	e, err := s.actions.CreateException(ctx, op, admin.ExceptionRequest{USB: req.Usb, User: req.User, Device: req.Device,
 		Group: req.Group, Reason: req.Reason, ExpiresAt: expires})
 	if err != nil {
 		return nil, err
@@ -112,7 +112,7 @@ func (s *Server) CreateException(ctx context.Context, req *mamoriv1.CreateExcept
 }
 
 // ListExceptions lists exceptions, newest first. Helpdesk.
-func (s *Server) ListExceptions(ctx context.Context, req *mamoriv1.ListExceptionsRequest) (*mamoriv1.ListExceptionsResponse, error) {
+func (s *AdminService) ListExceptions(ctx context.Context, req *mamoriv1.ListExceptionsRequest) (*mamoriv1.ListExceptionsResponse, error) {
 	if err := checkString("device", req.Device, MaxShortString); err != nil {
 		return nil, err
 	}
@@ -140,12 +140,12 @@ func (s *Server) ListExceptions(ctx context.Context, req *mamoriv1.ListException
 
 // RevokeException ends an exception early. Officer, audited
 // (admin.Service.RevokeException).
-func (s *Server) RevokeException(ctx context.Context, req *mamoriv1.RevokeExceptionRequest) (*mamoriv1.RevokeExceptionResponse, error) {
+func (s *AdminService) RevokeException(ctx context.Context, req *mamoriv1.RevokeExceptionRequest) (*mamoriv1.RevokeExceptionResponse, error) {
 	op, err := s.adminOperator(ctx)
 	if err != nil {
 		return nil, err
 	}
-	e, err := s.admin.RevokeException(ctx, op, req.Id, req.Reason)
+	e, err := s.actions.RevokeException(ctx, op, req.Id, req.Reason)
 	if err != nil {
 		return nil, err
 	}

@@ -10,12 +10,12 @@ import (
 // ImportLedger replaces the asset ledger (端末台帳). Officer, audited
 // (admin.Service.ImportLedger). An invalid row refuses the whole file; the
 // answer lists the rows.
-func (s *Server) ImportLedger(ctx context.Context, req *mamoriv1.ImportLedgerRequest) (*mamoriv1.ImportLedgerResponse, error) {
+func (s *AdminService) ImportLedger(ctx context.Context, req *mamoriv1.ImportLedgerRequest) (*mamoriv1.ImportLedgerResponse, error) {
 	op, err := s.adminOperator(ctx)
 	if err != nil {
 		return nil, err
 	}
-	n, err := s.admin.ImportLedger(ctx, op, req.Csv, req.Reason)
+	n, err := s.actions.ImportLedger(ctx, op, req.Csv, req.Reason)
 	if err != nil {
 		return nil, err
 	}
@@ -23,7 +23,7 @@ func (s *Server) ImportLedger(ctx context.Context, req *mamoriv1.ImportLedgerReq
 }
 
 // ListLedger returns the ledger matched to the enrolled devices. Helpdesk.
-func (s *Server) ListLedger(ctx context.Context, _ *mamoriv1.ListLedgerRequest) (*mamoriv1.ListLedgerResponse, error) {
+func (s *AdminService) ListLedger(ctx context.Context, _ *mamoriv1.ListLedgerRequest) (*mamoriv1.ListLedgerResponse, error) {
 	p, err := s.currentPolicy(ctx)
 	if err != nil {
 		return nil, err

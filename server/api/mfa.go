@@ -16,12 +16,12 @@ const hpkePublicKeyLen = 32
 // (admin.Service.EnrollMFA). They are in this answer only; every terminal
 // whose policy allows the user receives them, sealed to it, with its next
 // report.
-func (s *Server) EnrollMFAUser(ctx context.Context, req *mamoriv1.EnrollMFAUserRequest) (*mamoriv1.EnrollMFAUserResponse, error) {
+func (s *AdminService) EnrollMFAUser(ctx context.Context, req *mamoriv1.EnrollMFAUserRequest) (*mamoriv1.EnrollMFAUserResponse, error) {
 	op, err := s.adminOperator(ctx)
 	if err != nil {
 		return nil, err
 	}
-	e, err := s.admin.EnrollMFA(ctx, op, req.User, req.Replace)
+	e, err := s.actions.EnrollMFA(ctx, op, req.User, req.Replace)
 	if err != nil {
 		return nil, err
 	}
@@ -31,7 +31,7 @@ func (s *Server) EnrollMFAUser(ctx context.Context, req *mamoriv1.EnrollMFAUserR
 // mfaBundle returns the device's bundle when the one it holds is stale,
 // else nil. A report costs one cached read of the MFA generation; the
 // users are read and sealed only for a device that needs them.
-func (s *Server) mfaBundle(ctx context.Context, deviceID string, req *mamoriv1.ReportRequest, p *mamoriv1.Policy, now time.Time) (*mamoriv1.SealedMFABundle, error) {
+func (s *AgentService) mfaBundle(ctx context.Context, deviceID string, req *mamoriv1.ReportRequest, p *mamoriv1.Policy, now time.Time) (*mamoriv1.SealedMFABundle, error) {
 	if s.mfaKey == nil || len(req.HpkePublicKey) == 0 {
 		return nil, nil
 	}
@@ -65,7 +65,7 @@ func (s *Server) mfaBundle(ctx context.Context, deviceID string, req *mamoriv1.R
 }
 
 // mfaGeneration is the store's MFA generation, cached like the policy.
-func (s *Server) mfaGeneration(ctx context.Context) (int64, error) {
+func (s *cache) mfaGeneration(ctx context.Context) (int64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := time.Now()
@@ -80,7 +80,7 @@ func (s *Server) mfaGeneration(ctx context.Context) (int64, error) {
 	return g, nil
 }
 
-func (s *Server) forgetMFAGeneration() {
+func (s *cache) forgetMFAGeneration() {
 	s.mu.Lock()
 	s.mfaGenOK = false
 	s.mu.Unlock()

@@ -22,12 +22,12 @@ const (
 
 // ResetMFAUser deletes a user's factors; terminals drop them at their
 // next report. The user can then be enrolled anew.
-func (s *Server) ResetMFAUser(ctx context.Context, req *mamoriv1.ResetMFAUserRequest) (*mamoriv1.ResetMFAUserResponse, error) {
+func (s *AdminService) ResetMFAUser(ctx context.Context, req *mamoriv1.ResetMFAUserRequest) (*mamoriv1.ResetMFAUserResponse, error) {
 	op, err := s.adminOperator(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if err := s.admin.ResetMFA(ctx, op, req.User, req.Reason); err != nil {
+	if err := s.actions.ResetMFA(ctx, op, req.User, req.Reason); err != nil {
 		return nil, err
 	}
 	return &mamoriv1.ResetMFAUserResponse{}, nil
@@ -35,12 +35,12 @@ func (s *Server) ResetMFAUser(ctx context.Context, req *mamoriv1.ResetMFAUserReq
 
 // UnlockMFAUser clears a user's lock-out on one device or on every one,
 // at each terminal's next report.
-func (s *Server) UnlockMFAUser(ctx context.Context, req *mamoriv1.UnlockMFAUserRequest) (*mamoriv1.UnlockMFAUserResponse, error) {
+func (s *AdminService) UnlockMFAUser(ctx context.Context, req *mamoriv1.UnlockMFAUserRequest) (*mamoriv1.UnlockMFAUserResponse, error) {
 	op, err := s.adminOperator(ctx)
 	if err != nil {
 		return nil, err
 	}
-	counter, err := s.admin.UnlockMFA(ctx, op, req.User, req.DeviceId)
+	counter, err := s.actions.UnlockMFA(ctx, op, req.User, req.DeviceId)
 	if err != nil {
 		return nil, err
 	}
@@ -50,7 +50,7 @@ func (s *Server) UnlockMFAUser(ctx context.Context, req *mamoriv1.UnlockMFAUserR
 // IssueMFATempCode makes a one-time temporary code. The code is in this
 // answer only; the server keeps its salted hash, and terminals receive
 // the hash with their next report.
-func (s *Server) IssueMFATempCode(ctx context.Context, req *mamoriv1.IssueMFATempCodeRequest) (*mamoriv1.IssueMFATempCodeResponse, error) {
+func (s *AdminService) IssueMFATempCode(ctx context.Context, req *mamoriv1.IssueMFATempCodeRequest) (*mamoriv1.IssueMFATempCodeResponse, error) {
 	op, err := s.adminOperator(ctx)
 	if err != nil {
 		return nil, err
@@ -62,7 +62,7 @@ func (s *Server) IssueMFATempCode(ctx context.Context, req *mamoriv1.IssueMFATem
 		}
 		ttl = req.ExpiresIn.AsDuration()
 	}
-	code, rec, err := s.admin.IssueMFATempCode(ctx, op, req.User, ttl)
+	code, rec, err := s.actions.IssueMFATempCode(ctx, op, req.User, ttl)
 	if err != nil {
 		return nil, err
 	}
@@ -72,12 +72,12 @@ func (s *Server) IssueMFATempCode(ctx context.Context, req *mamoriv1.IssueMFATem
 // ImportMFASeeds enrols users with hardware-token seeds
 // (admin.Service.ImportMFASeeds): every row is checked before anything is
 // written, and the store writes all rows or none.
-func (s *Server) ImportMFASeeds(ctx context.Context, req *mamoriv1.ImportMFASeedsRequest) (*mamoriv1.ImportMFASeedsResponse, error) {
+func (s *AdminService) ImportMFASeeds(ctx context.Context, req *mamoriv1.ImportMFASeedsRequest) (*mamoriv1.ImportMFASeedsResponse, error) {
 	op, err := s.adminOperator(ctx)
 	if err != nil {
 		return nil, err
 	}
-	n, err := s.admin.ImportMFASeeds(ctx, op, req.Csv, req.Replace)
+	n, err := s.actions.ImportMFASeeds(ctx, op, req.Csv, req.Replace)
 	if err != nil {
 		return nil, err
 	}
@@ -85,7 +85,7 @@ func (s *Server) ImportMFASeeds(ctx context.Context, req *mamoriv1.ImportMFASeed
 }
 
 // ListMFAUsers lists who has which factor, never a secret.
-func (s *Server) ListMFAUsers(ctx context.Context, _ *mamoriv1.ListMFAUsersRequest) (*mamoriv1.ListMFAUsersResponse, error) {
+func (s *AdminService) ListMFAUsers(ctx context.Context, _ *mamoriv1.ListMFAUsersRequest) (*mamoriv1.ListMFAUsersResponse, error) {
 	users, err := s.store.MFAUsers(ctx)
 	if err != nil {
 		return nil, err
@@ -126,7 +126,7 @@ var errNothingConsumed = errors.New("nothing consumed")
 // every other terminal's next bundle drops them. It runs after the
 // report is stored; an error fails the report, so the agent sends it
 // again (its events are stored once) and the codes are consumed then.
-func (s *Server) consumeMFACodes(ctx context.Context, deviceID string, evs []*mamoriv1.Event) error {
+func (s *AgentService) consumeMFACodes(ctx context.Context, deviceID string, evs []*mamoriv1.Event) error {
 	var byUser map[string][]string
 	for _, e := range evs {
 		if e.Control != policy.ControlLoginMFA || (e.Kind != eventRecoveryUsed && e.Kind != eventTempCodeUsed) {

@@ -56,24 +56,57 @@ type Deps struct {
 	Admin *admin.Service
 }
 
-// Server implements both services.
+// Server is the gRPC adapter: the two services, AgentService for terminals
+// and AdminService for mamorictl (whose actions are server/admin's), with
+// the one interceptor that authenticates every call and maps errors to
+// status codes (auth.go), and the metrics.
 type Server struct {
+	core
+	agent    *AgentService
+	admin    *AdminService
+	inflight atomic.Int64 // calls inside UnaryInterceptor
+}
+
+// core is what both services share: the store, the operator actions (and
+// the audit log's one way in), the clock, the log, and the cache of what
+// agents are served.
+type core struct {
+	store   store.Store
+	actions *admin.Service
+	now     func() time.Time
+	log     *slog.Logger
+	metrics *metrics // for /metrics (metrics.go)
+	*cache
+}
+
+// AgentService serves terminals: enrolment, reports, renewal (agent.go).
+type AgentService struct {
 	mamoriv1.UnimplementedAgentServiceServer
-	mamoriv1.UnimplementedAdminServiceServer
-
-	store  store.Store
-	ca     *pki.CA
-	ingest *ingest.Batcher
-	now    func() time.Time
-	log    *slog.Logger
-
-	policyTTL time.Duration
+	core
+	ca        *pki.CA
+	ingest    *ingest.Batcher
 	attest    *attest.Verifier
 	mfaKey    *mfa.Key
-	admin     *admin.Service
 	admission *admission
-	inflight  atomic.Int64 // calls inside UnaryInterceptor
-	metrics   metrics      // for /metrics (metrics.go)
+}
+
+// AdminService serves mamorictl: reads, and the operator actions of
+// server/admin (admin.go, exceptions.go, ledger.go, mfa*.go, audit.go).
+type AdminService struct {
+	mamoriv1.UnimplementedAdminServiceServer
+	core
+	ca *pki.CA // its fingerprint goes with an enrolment token
+}
+
+// cache keeps, for PolicyTTL, what every report needs: the policy, the
+// exceptions in force, the effective policies computed from them, and the
+// MFA generation. Several servers may share one database, so what another
+// server changed arrives within PolicyTTL; what this one changed is
+// dropped at once (Server.Forget).
+type cache struct {
+	store     store.Store
+	now       func() time.Time
+	policyTTL time.Duration
 	mu        sync.Mutex
 	mfaGen    int64
 	mfaGenAt  time.Time
@@ -115,18 +148,20 @@ func New(d Deps) (*Server, error) {
 	if err := d.EnrollLimits.Validate(); err != nil {
 		return nil, fmt.Errorf("api: %w", err)
 	}
-	s := &Server{store: d.Store, ca: d.CA, ingest: d.Ingest, now: d.Now, log: d.Log, policyTTL: d.PolicyTTL, attest: d.Attest, mfaKey: d.MFAKey,
-		admin: d.Admin,
-		// Rate limits are about elapsed real time, not the injectable
-		// clock (like the policy cache's age).
-		admission: newAdmission(d.EnrollLimits, time.Now)}
-	if s.admin == nil {
+	s := &Server{core: core{store: d.Store, actions: d.Admin, now: d.Now, log: d.Log, metrics: &metrics{},
+		cache: &cache{store: d.Store, now: d.Now, policyTTL: d.PolicyTTL}}}
+	if s.actions == nil {
 		a, err := admin.New(admin.Deps{Store: d.Store, Now: d.Now, Log: d.Log, MFAKey: d.MFAKey, Changed: s.Forget})
 		if err != nil {
 			return nil, fmt.Errorf("api: %w", err)
 		}
-		s.admin = a
+		s.actions = a
 	}
+	s.agent = &AgentService{core: s.core, ca: d.CA, ingest: d.Ingest, attest: d.Attest, mfaKey: d.MFAKey,
+		// Rate limits are about elapsed real time, not the injectable
+		// clock (like the policy cache's age).
+		admission: newAdmission(d.EnrollLimits, time.Now)}
+	s.admin = &AdminService{core: s.core, ca: d.CA}
 	return s, nil
 }
 
@@ -143,8 +178,8 @@ func (s *Server) Forget(c admin.Change) {
 
 // Register adds both services to g.
 func (s *Server) Register(g *grpc.Server) {
-	mamoriv1.RegisterAgentServiceServer(g, s)
-	mamoriv1.RegisterAdminServiceServer(g, s)
+	mamoriv1.RegisterAgentServiceServer(g, s.agent)
+	mamoriv1.RegisterAdminServiceServer(g, s.admin)
 }
 
 // ServerOptions are the gRPC options the services expect: the single
@@ -178,7 +213,7 @@ func (s *Server) WaitIdle(ctx context.Context) error {
 }
 
 // currentPolicy returns the policy, cached for PolicyTTL.
-func (s *Server) currentPolicy(ctx context.Context) (*mamoriv1.Policy, error) {
+func (s *cache) currentPolicy(ctx context.Context) (*mamoriv1.Policy, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := time.Now() // cache age is wall time, not the injectable clock
@@ -195,7 +230,7 @@ func (s *Server) currentPolicy(ctx context.Context) (*mamoriv1.Policy, error) {
 	return p, nil
 }
 
-func (s *Server) forgetPolicy() {
+func (s *cache) forgetPolicy() {
 	s.mu.Lock()
 	s.policy = nil
 	s.excsOK = false
@@ -206,6 +241,6 @@ func (s *Server) forgetPolicy() {
 // renewal, one-time codes used) attached to its context, so the store
 // commits it with do's write (admin.Service.Audited: the one place that
 // appends to the audit log).
-func (s *Server) audited(ctx context.Context, actor, action, target, detail string, do func(context.Context) error) error {
-	return s.admin.Audited(ctx, audit.Record{Actor: actor, Action: action, Target: target, Detail: detail}, do)
+func (s *core) audited(ctx context.Context, actor, action, target, detail string, do func(context.Context) error) error {
+	return s.actions.Audited(ctx, audit.Record{Actor: actor, Action: action, Target: target, Detail: detail}, do)
 }
