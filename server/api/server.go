@@ -1,5 +1,7 @@
 // Package api implements the server's gRPC services: AgentService for
-// terminals and AdminService for mamorictl and the console.
+// terminals and AdminService for mamorictl. It is an adapter: operator
+// actions are server/admin's (the console calls the same), and every
+// error becomes a status code in one place, toStatus (auth.go).
 //
 // Who may call what is decided in one place, UnaryInterceptor (auth.go),
 // from a table keyed by method. Handlers learn the caller only from the

@@ -19,7 +19,6 @@ const (
 	searchLimit     = 100
 	recentEvents    = 50
 	historyLimit    = 50
-	maxReasonLength = 512
 	maxSearchLength = 255
 )
 

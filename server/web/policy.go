@@ -16,6 +16,7 @@ import (
 	"github.com/mamori-dev/mamori/internal/i18n"
 	"github.com/mamori-dev/mamori/internal/policy"
 	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
+	"github.com/mamori-dev/mamori/server/admin"
 	"github.com/mamori-dev/mamori/server/auth"
 	"github.com/mamori-dev/mamori/server/store"
 )
@@ -197,7 +198,7 @@ func (c *Console) readPolicyChange(r *http.Request, cur *mamoriv1.Policy, build 
 		return nil, v, []string{p.Sprintf("console.policy.err-conflict", v.Version, cur.Version)}
 	}
 	edited, problems = build(cur)
-	if v.Reason == "" || len(v.Reason) > maxReasonLength || !utf8.ValidString(v.Reason) {
+	if v.Reason == "" || len(v.Reason) > admin.MaxReasonLength || !utf8.ValidString(v.Reason) {
 		problems = append(problems, p.Sprintf("console.err.reason"))
 	}
 	if len(problems) > 0 {

@@ -9,6 +9,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/mamori-dev/mamori/internal/i18n"
+	"github.com/mamori-dev/mamori/server/admin"
 	"github.com/mamori-dev/mamori/server/auth"
 	"github.com/mamori-dev/mamori/server/store"
 )
@@ -170,7 +171,7 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	pw, code := auth.Secret(f.Get("password")), f.Get("totp")
-	if login == "" || len(login) > 128 || !utf8.ValidString(login) {
+	if login == "" || len(login) > admin.MaxOperatorName || !utf8.ValidString(login) {
 		auth.BurnPasswordCheck(pw)
 		again(http.StatusUnauthorized, "console.login.failed")
 		return
