@@ -82,9 +82,6 @@ type listed struct {
 }
 
 func TestAdaptersWriteThroughAdmin(t *testing.T) {
-	if testing.Short() {
-		t.Skip("type-checks the adapters (a few seconds)")
-	}
 	adapters := []string{mod + "server/api", mod + "server/web"}
 	cmd := exec.Command("go", append([]string{"list", "-export", "-deps", "-json"}, adapters...)...)
 	cmd.Dir = "../.."
