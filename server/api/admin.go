@@ -2,33 +2,22 @@ package api
 
 import (
 	"context"
-	"fmt"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/google/uuid"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/mamori-dev/mamori/internal/policy"
 	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
-	"github.com/mamori-dev/mamori/server/auth"
+	"github.com/mamori-dev/mamori/server/admin"
 	"github.com/mamori-dev/mamori/server/compliance"
 	"github.com/mamori-dev/mamori/server/store"
 )
 
-// Token limits.
-const (
-	DefaultTokenTTL = 24 * time.Hour
-	MaxTokenTTL     = 90 * 24 * time.Hour
-	MaxTokenUses    = 100000
-	maxNoteLength   = 512
-)
-
-func (s *Server) operator(ctx context.Context) (operatorIdentity, error) {
+func (s *AdminService) operator(ctx context.Context) (operatorIdentity, error) {
 	op, ok := operatorFrom(ctx)
 	if !ok {
 		return op, status.Error(codes.Unauthenticated, "no operator identity")
@@ -36,15 +25,21 @@ func (s *Server) operator(ctx context.Context) (operatorIdentity, error) {
 	return op, nil
 }
 
+// adminOperator is the caller as server/admin's actions name it.
+func (s *AdminService) adminOperator(ctx context.Context) (admin.Operator, error) {
+	op, err := s.operator(ctx)
+	return admin.Operator{ID: op.ID}, err
+}
+
 // ListDevices lists devices, optionally by compliance state, in pages.
-func (s *Server) ListDevices(ctx context.Context, req *mamoriv1.ListDevicesRequest) (*mamoriv1.ListDevicesResponse, error) {
+func (s *AdminService) ListDevices(ctx context.Context, req *mamoriv1.ListDevicesRequest) (*mamoriv1.ListDevicesResponse, error) {
 	if _, ok := mamoriv1.Compliance_name[int32(req.Compliance)]; !ok {
 		return nil, invalidArg("unknown compliance filter %d", req.Compliance)
 	}
 	if err := checkString("page_token", req.PageToken, MaxShortString); err != nil {
 		return nil, err
 	}
-	if err := CheckGroup(req.Group); err != nil {
+	if err := admin.CheckGroup("", req.Group); err != nil {
 		return nil, err
 	}
 	p, err := s.currentPolicy(ctx)
@@ -74,7 +69,7 @@ func (s *Server) ListDevices(ctx context.Context, req *mamoriv1.ListDevicesReque
 }
 
 // GetDevice returns one device by ID or hostname, with recent events.
-func (s *Server) GetDevice(ctx context.Context, req *mamoriv1.GetDeviceRequest) (*mamoriv1.GetDeviceResponse, error) {
+func (s *AdminService) GetDevice(ctx context.Context, req *mamoriv1.GetDeviceRequest) (*mamoriv1.GetDeviceResponse, error) {
 	key := strings.TrimSpace(req.IdOrHostname)
 	if key == "" {
 		return nil, invalidArg("a device ID or hostname is required")
@@ -107,7 +102,7 @@ func (s *Server) GetDevice(ctx context.Context, req *mamoriv1.GetDeviceRequest) 
 }
 
 // FleetSummary counts devices by compliance state.
-func (s *Server) FleetSummary(ctx context.Context, _ *mamoriv1.FleetSummaryRequest) (*mamoriv1.FleetSummaryResponse, error) {
+func (s *AdminService) FleetSummary(ctx context.Context, _ *mamoriv1.FleetSummaryRequest) (*mamoriv1.FleetSummaryResponse, error) {
 	p, err := s.currentPolicy(ctx)
 	if err != nil {
 		return nil, err
@@ -136,7 +131,7 @@ func (s *Server) FleetSummary(ctx context.Context, _ *mamoriv1.FleetSummaryReque
 }
 
 // ListEvents lists events, newest first, in pages.
-func (s *Server) ListEvents(ctx context.Context, req *mamoriv1.ListEventsRequest) (*mamoriv1.ListEventsResponse, error) {
+func (s *AdminService) ListEvents(ctx context.Context, req *mamoriv1.ListEventsRequest) (*mamoriv1.ListEventsResponse, error) {
 	var before int64
 	if req.PageToken != "" {
 		v, err := strconv.ParseInt(req.PageToken, 10, 64)
@@ -165,92 +160,42 @@ func (s *Server) ListEvents(ctx context.Context, req *mamoriv1.ListEventsRequest
 }
 
 // CreateEnrollmentToken makes a token that enrols up to Uses devices until
-// it expires. The token is in this answer only; the store keeps its hash.
-func (s *Server) CreateEnrollmentToken(ctx context.Context, req *mamoriv1.CreateEnrollmentTokenRequest) (*mamoriv1.CreateEnrollmentTokenResponse, error) {
-	op, err := s.operator(ctx)
+// it expires (admin.Service.CreateToken). The token is in this answer
+// only; the store keeps its hash.
+func (s *AdminService) CreateEnrollmentToken(ctx context.Context, req *mamoriv1.CreateEnrollmentTokenRequest) (*mamoriv1.CreateEnrollmentTokenResponse, error) {
+	op, err := s.adminOperator(ctx)
 	if err != nil {
 		return nil, err
 	}
-	ttl := DefaultTokenTTL
+	var ttl time.Duration
 	if req.Ttl != nil {
 		if err := req.Ttl.CheckValid(); err != nil {
 			return nil, invalidArg("ttl: %v", err)
 		}
-		if d := req.Ttl.AsDuration(); d != 0 {
-			ttl = d
-		}
+		ttl = req.Ttl.AsDuration()
 	}
-	if ttl < time.Minute || ttl > MaxTokenTTL {
-		return nil, invalidArg("ttl %v: must be between 1m and %v", ttl, MaxTokenTTL)
-	}
-	uses := int(req.Uses)
-	if uses == 0 {
-		uses = 1
-	}
-	if uses < 1 || uses > MaxTokenUses {
-		return nil, invalidArg("uses %d: must be between 1 and %d", req.Uses, MaxTokenUses)
-	}
-	if err := checkString("note", req.Note, maxNoteLength); err != nil {
-		return nil, err
-	}
-	if err := CheckGroup(req.Group); err != nil {
-		return nil, err
-	}
-	now := s.now()
-	secret := auth.NewToken(auth.EnrollmentTokenPrefix)
-	t := store.Token{
-		ID:        uuid.NewString(),
-		Hash:      auth.HashToken(secret.Reveal()),
-		CreatedAt: now,
-		ExpiresAt: now.Add(ttl),
-		Uses:      uses,
-		Note:      req.Note,
-		CreatedBy: op.ID,
-		Group:     req.Group,
-	}
-	if err := s.audited(ctx, op.ID, "token.create", t.ID,
-		fmt.Sprintf("uses=%d expires=%s note=%q group=%q", uses, t.ExpiresAt.UTC().Format(time.RFC3339), req.Note, req.Group),
-		func(ctx context.Context) error {
-			if err := s.store.CreateToken(ctx, t); err != nil {
-				return fmt.Errorf("store token: %w", err)
-			}
-			return nil
-		}); err != nil {
+	secret, t, err := s.actions.CreateToken(ctx, op, admin.TokenRequest{TTL: ttl, Uses: int(req.Uses), Note: req.Note, Group: req.Group})
+	if err != nil {
 		return nil, err
 	}
 	return &mamoriv1.CreateEnrollmentTokenResponse{
 		Token:         secret.Reveal(),
 		TokenId:       t.ID,
 		ExpiresAt:     timestamppb.New(t.ExpiresAt),
-		Uses:          int32(uses),
+		Uses:          int32(t.Uses),
 		CaFingerprint: s.ca.Fingerprint(),
 	}, nil
 }
 
-// RevokeDevice refuses the device's certificate from now on.
-func (s *Server) RevokeDevice(ctx context.Context, req *mamoriv1.RevokeDeviceRequest) (*mamoriv1.RevokeDeviceResponse, error) {
-	op, err := s.operator(ctx)
+// RevokeDevice refuses the device's certificate from now on
+// (admin.Service.RevokeDevice).
+func (s *AdminService) RevokeDevice(ctx context.Context, req *mamoriv1.RevokeDeviceRequest) (*mamoriv1.RevokeDeviceResponse, error) {
+	op, err := s.adminOperator(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if req.DeviceId == "" {
-		return nil, invalidArg("device_id is required")
-	}
-	if err := checkString("device_id", req.DeviceId, MaxShortString); err != nil {
-		return nil, err
-	}
-	if strings.TrimSpace(req.Reason) == "" {
-		return nil, invalidArg("a reason is required: it goes into the audit log")
-	}
-	if err := checkString("reason", req.Reason, maxNoteLength); err != nil {
-		return nil, err
-	}
-	var d store.Device
-	if err := s.audited(ctx, op.ID, "device.revoke", req.DeviceId, req.Reason, func(ctx context.Context) error {
-		var err error
-		d, err = s.store.RevokeDevice(ctx, req.DeviceId, req.Reason, s.now())
-		return err
-	}); err != nil {
+	d, err := s.actions.RevokeDevice(ctx, op, req.DeviceId, req.Reason)
+	if err != nil {
 		return nil, err
 	}
 	p, err := s.currentPolicy(ctx)
@@ -261,7 +206,7 @@ func (s *Server) RevokeDevice(ctx context.Context, req *mamoriv1.RevokeDeviceReq
 }
 
 // GetPolicy returns the policy in force.
-func (s *Server) GetPolicy(ctx context.Context, _ *mamoriv1.GetPolicyRequest) (*mamoriv1.GetPolicyResponse, error) {
+func (s *AdminService) GetPolicy(ctx context.Context, _ *mamoriv1.GetPolicyRequest) (*mamoriv1.GetPolicyResponse, error) {
 	s.forgetPolicy() // an operator reads the database, not a cache
 	p, err := s.currentPolicy(ctx)
 	if err != nil {
@@ -270,71 +215,30 @@ func (s *Server) GetPolicy(ctx context.Context, _ *mamoriv1.GetPolicyRequest) (*
 	return &mamoriv1.GetPolicyResponse{Policy: p}, nil
 }
 
-// SetPolicy stores a new version of the policy. The caller names the
-// version it edited, so two officers cannot overwrite each other unseen.
-func (s *Server) SetPolicy(ctx context.Context, req *mamoriv1.SetPolicyRequest) (*mamoriv1.SetPolicyResponse, error) {
-	op, err := s.operator(ctx)
+// SetPolicy stores a new version of the policy (admin.Service.SetPolicy).
+// The caller names the version it edited, so two officers cannot
+// overwrite each other unseen.
+func (s *AdminService) SetPolicy(ctx context.Context, req *mamoriv1.SetPolicyRequest) (*mamoriv1.SetPolicyResponse, error) {
+	op, err := s.adminOperator(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if err := policy.ValidateDocument(req.Policy); err != nil {
-		return nil, invalidArg("policy: %v", err)
-	}
-	if strings.TrimSpace(req.Reason) == "" {
-		return nil, invalidArg("a reason is required: it goes into the audit log")
-	}
-	if err := checkString("reason", req.Reason, maxNoteLength); err != nil {
-		return nil, err
-	}
-	var p *mamoriv1.Policy
-	err = s.audited(ctx, op.ID, "policy.set", strconv.FormatInt(req.ExpectedVersion+1, 10), req.Reason, func(ctx context.Context) error {
-		var err error
-		p, err = s.store.SetPolicy(ctx, store.PolicyChange{
-			Policy: policy.Clone(req.Policy), Actor: op.ID, Reason: req.Reason, At: s.now(),
-		}, req.ExpectedVersion)
-		return err
-	})
-	s.forgetPolicy()
+	p, err := s.actions.SetPolicy(ctx, op, req.Policy, req.ExpectedVersion, req.Reason)
 	if err != nil {
 		return nil, err
 	}
 	return &mamoriv1.SetPolicyResponse{Policy: p}, nil
 }
 
-// deviceProto is what operators see of a device: the stored record plus the
-// state derived from the clock (OFFLINE) and policy.
-// SetDeviceGroup moves a device to a device group.
-func (s *Server) SetDeviceGroup(ctx context.Context, req *mamoriv1.SetDeviceGroupRequest) (*mamoriv1.SetDeviceGroupResponse, error) {
-	op, err := s.operator(ctx)
+// SetDeviceGroup moves a device to a device group
+// (admin.Service.SetDeviceGroup).
+func (s *AdminService) SetDeviceGroup(ctx context.Context, req *mamoriv1.SetDeviceGroupRequest) (*mamoriv1.SetDeviceGroupResponse, error) {
+	op, err := s.adminOperator(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if req.Device == "" {
-		return nil, invalidArg("device is required")
-	}
-	if err := checkString("device", req.Device, MaxShortString); err != nil {
-		return nil, err
-	}
-	if err := CheckGroup(req.Group); err != nil {
-		return nil, err
-	}
-	if strings.TrimSpace(req.Reason) == "" {
-		return nil, invalidArg("a reason is required: it goes into the audit log")
-	}
-	if err := checkString("reason", req.Reason, maxNoteLength); err != nil {
-		return nil, err
-	}
-	d, err := s.store.FindDevice(ctx, req.Device)
+	d, err := s.actions.SetDeviceGroup(ctx, op, req.Device, req.Group, req.Reason)
 	if err != nil {
-		return nil, err
-	}
-	from := d.Group
-	if err := s.audited(ctx, op.ID, "device.group", d.ID, fmt.Sprintf("from=%q to=%q reason=%q", from, req.Group, req.Reason),
-		func(ctx context.Context) error {
-			var err error
-			d, err = s.store.SetDeviceGroup(ctx, d.ID, req.Group)
-			return err
-		}); err != nil {
 		return nil, err
 	}
 	p, err := s.currentPolicy(ctx)
@@ -344,6 +248,8 @@ func (s *Server) SetDeviceGroup(ctx context.Context, req *mamoriv1.SetDeviceGrou
 	return &mamoriv1.SetDeviceGroupResponse{Device: deviceProto(d, p, s.now())}, nil
 }
 
+// deviceProto is what operators see of a device: the stored record plus the
+// state derived from the clock (OFFLINE) and policy.
 func deviceProto(d store.Device, p *mamoriv1.Policy, now time.Time) *mamoriv1.Device {
 	state, offlineSince := compliance.State(d, p, now)
 	out := &mamoriv1.Device{

@@ -166,7 +166,7 @@ func newAdmission(l EnrollLimits, now func() time.Time) *admission {
 
 // admitEnroll lets an enrolment in or refuses it at once. The caller must
 // call release when admitted.
-func (s *Server) admitEnroll(ctx context.Context, machineID string) (release func(), err error) {
+func (s *AgentService) admitEnroll(ctx context.Context, machineID string) (release func(), err error) {
 	a := s.admission
 	now := a.now()
 	if ok, wait := a.source.take(sourceKey(ctx), now); !ok {
@@ -238,7 +238,7 @@ func (a *admission) nextSlot(now time.Time) time.Duration {
 
 // refuseEnroll answers ResourceExhausted with a retry hint and logs a
 // summary of refusals at most every 10 s (a storm refuses thousands).
-func (s *Server) refuseEnroll(ctx context.Context, reason string, wait time.Duration, msg string) error {
+func (s *AgentService) refuseEnroll(ctx context.Context, reason string, wait time.Duration, msg string) error {
 	a := s.admission
 	wait = max(wait, a.lim.RetryAfter)
 	a.mu.Lock()

@@ -23,7 +23,7 @@ func fromAddr(addr string) context.Context {
 // Past MaxInFlight an enrolment is refused at once (not queued) with a
 // retry hint; a released slot admits the next one.
 func TestAdmissionInFlightCap(t *testing.T) {
-	s := &Server{log: slog.New(slog.DiscardHandler), admission: newAdmission(EnrollLimits{MaxInFlight: 2, RetryAfter: 1500 * time.Millisecond}, time.Now)}
+	s := &AgentService{core: core{log: slog.New(slog.DiscardHandler)}, admission: newAdmission(EnrollLimits{MaxInFlight: 2, RetryAfter: 1500 * time.Millisecond}, time.Now)}
 	ctx := fromAddr("192.0.2.1:1000")
 	r1, err := s.admitEnroll(ctx, "m1")
 	if err != nil {
@@ -114,7 +114,7 @@ func TestAdmissionBuckets(t *testing.T) {
 // a place; the next one is refused at once, and a waiter whose time runs
 // out is refused with a retry hint.
 func TestAdmissionBoundedQueue(t *testing.T) {
-	s := &Server{log: slog.New(slog.DiscardHandler), admission: newAdmission(EnrollLimits{
+	s := &AgentService{core: core{log: slog.New(slog.DiscardHandler)}, admission: newAdmission(EnrollLimits{
 		MaxInFlight: 1, MaxQueued: 1, QueueWait: 300 * time.Millisecond, RetryAfter: time.Second}, time.Now)}
 	ctx := fromAddr("192.0.2.1:1000")
 	r1, err := s.admitEnroll(ctx, "m1")

@@ -24,7 +24,7 @@ import (
 )
 
 // Enroll exchanges an enrolment token and a CSR for a device certificate.
-func (s *Server) Enroll(ctx context.Context, req *mamoriv1.EnrollRequest) (*mamoriv1.EnrollResponse, error) {
+func (s *AgentService) Enroll(ctx context.Context, req *mamoriv1.EnrollRequest) (*mamoriv1.EnrollResponse, error) {
 	// Admission first: a refusal costs the server almost nothing.
 	release, err := s.admitEnroll(ctx, req.GetFacts().GetMachineId())
 	if err != nil {
@@ -134,7 +134,7 @@ const MaxAttestationField = 8 << 10
 // checkAttestation runs the verifier's offline checks. The challenge is
 // bound to the token and the CSR, so an answer cannot be moved to another
 // request.
-func (s *Server) checkAttestation(req *mamoriv1.EnrollRequest, csr *x509.CertificateRequest) (*attest.Checked, error) {
+func (s *AgentService) checkAttestation(req *mamoriv1.EnrollRequest, csr *x509.CertificateRequest) (*attest.Checked, error) {
 	a := req.Attestation
 	for _, f := range [][]byte{a.EkPublic, a.EkCertificate, a.AkPublic, a.KeyPublic, a.CertifyInfo, a.CertifySignature,
 		req.Answer.GetState(), req.Answer.GetSecret()} {
@@ -159,7 +159,7 @@ func (s *Server) checkAttestation(req *mamoriv1.EnrollRequest, csr *x509.Certifi
 
 // Report stores a device's state and events. The device is the one named
 // by the verified client certificate; the body cannot name another.
-func (s *Server) Report(ctx context.Context, req *mamoriv1.ReportRequest) (*mamoriv1.ReportResponse, error) {
+func (s *AgentService) Report(ctx context.Context, req *mamoriv1.ReportRequest) (*mamoriv1.ReportResponse, error) {
 	dev, ok := deviceFrom(ctx)
 	if !ok {
 		return nil, status.Error(codes.Unauthenticated, "no device identity")
@@ -231,7 +231,7 @@ func (s *Server) Report(ctx context.Context, req *mamoriv1.ReportRequest) (*mamo
 // revoked device and a certificate that is neither the current one nor
 // the one last renewed from; an expired certificate never gets here (the
 // TLS handshake and authDevice refuse it).
-func (s *Server) Renew(ctx context.Context, req *mamoriv1.RenewRequest) (*mamoriv1.RenewResponse, error) {
+func (s *AgentService) Renew(ctx context.Context, req *mamoriv1.RenewRequest) (*mamoriv1.RenewResponse, error) {
 	dev, ok := deviceFrom(ctx)
 	if !ok || dev.Cert == nil {
 		return nil, status.Error(codes.Unauthenticated, "no device identity")

@@ -9,7 +9,7 @@ import (
 // ListAudit returns the audit log as stored, oldest first, hashes
 // included: the caller recomputes the chain itself (mamorictl audit
 // verify), so a server that was tampered with cannot vouch for itself.
-func (s *Server) ListAudit(ctx context.Context, req *mamoriv1.ListAuditRequest) (*mamoriv1.ListAuditResponse, error) {
+func (s *AdminService) ListAudit(ctx context.Context, req *mamoriv1.ListAuditRequest) (*mamoriv1.ListAuditResponse, error) {
 	if req.AfterSeq < 0 {
 		return nil, invalidArg("after_seq %d: must not be negative", req.AfterSeq)
 	}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/mamori-dev/mamori/internal/pki"
 	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
+	"github.com/mamori-dev/mamori/server/admin"
 	"github.com/mamori-dev/mamori/server/auth"
 	"github.com/mamori-dev/mamori/server/store"
 )
@@ -242,8 +243,8 @@ type invalidArgError struct{ msg string }
 
 func (e *invalidArgError) Error() string { return e.msg }
 
-// GRPCStatus lets callers outside the RPCs (the web console) tell a
-// refused request with status.Code.
+// GRPCStatus gives the code to checks called outside the interceptor
+// (validateReport in tests).
 func (e *invalidArgError) GRPCStatus() *status.Status {
 	return status.New(codes.InvalidArgument, e.msg)
 }
@@ -252,16 +253,23 @@ func invalidArg(format string, args ...any) error {
 	return &invalidArgError{msg: fmt.Sprintf(format, args...)}
 }
 
-// toStatus maps errors to gRPC status codes. Internal details are logged,
-// never sent: the caller gets a message that is safe to show.
+// toStatus maps errors to gRPC status codes: the one place that does, for
+// the agent service and the admin service alike. Internal details are
+// logged, never sent: the caller gets a message that is safe to show.
 func (s *Server) toStatus(ctx context.Context, method string, err error) error {
 	if _, ok := status.FromError(err); ok {
 		return err
 	}
 	var ia *invalidArgError
+	var refused *admin.Error
 	switch {
 	case errors.As(err, &ia):
 		return status.Error(codes.InvalidArgument, ia.msg)
+	case errors.As(err, &refused) && refused.Msg != "":
+		// An operator action refused (server/admin), with a message for
+		// the operator; a bare store refusal falls through to the cases
+		// below, which word it.
+		return status.Error(adminCode(refused.Kind), refused.Msg)
 	case errors.Is(err, store.ErrTokenUnknown), errors.Is(err, store.ErrTokenExpired), errors.Is(err, store.ErrTokenUsedUp):
 		// The agent learns only that the token was refused; the log says why.
 		return status.Error(codes.PermissionDenied, "enrolment token refused")
@@ -289,6 +297,23 @@ func (s *Server) toStatus(ctx context.Context, method string, err error) error {
 	}
 	s.log.ErrorContext(ctx, "internal error", "method", method, "error", err)
 	return status.Error(codes.Internal, "internal error (see the server log)")
+}
+
+// adminCode is the status code of a kind of server/admin refusal.
+func adminCode(kind error) codes.Code {
+	switch kind {
+	case admin.ErrInvalid:
+		return codes.InvalidArgument
+	case admin.ErrNotFound:
+		return codes.NotFound
+	case admin.ErrAmbiguous, admin.ErrUnavailable:
+		return codes.FailedPrecondition
+	case admin.ErrConflict:
+		return codes.Aborted
+	case admin.ErrExists:
+		return codes.AlreadyExists
+	}
+	return codes.Internal
 }
 
 // storeUnreachable reports whether err says the database could not be

@@ -9,6 +9,7 @@ import (
 
 	"github.com/mamori-dev/mamori/internal/policy"
 	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
+	"github.com/mamori-dev/mamori/server/admin"
 	"github.com/mamori-dev/mamori/server/exception"
 	"github.com/mamori-dev/mamori/server/store"
 )
@@ -16,7 +17,7 @@ import (
 // activeExceptions returns every exception in force, cached for
 // PolicyTTL like the policy (several servers may share one database).
 // Expiry is checked again per device at each use (exception.For).
-func (s *Server) activeExceptions(ctx context.Context) ([]store.Exception, error) {
+func (s *cache) activeExceptions(ctx context.Context) ([]store.Exception, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := time.Now()
@@ -35,7 +36,7 @@ func (s *Server) activeExceptions(ctx context.Context) ([]store.Exception, error
 // and its exceptions in force. The device's group is read only when it
 // matters (group overrides or group exceptions exist) and the caller does
 // not know it.
-func (s *Server) effectivePolicy(ctx context.Context, deviceID, group string, groupKnown bool) (*mamoriv1.Policy, error) {
+func (s *cache) effectivePolicy(ctx context.Context, deviceID, group string, groupKnown bool) (*mamoriv1.Policy, error) {
 	base, err := s.currentPolicy(ctx)
 	if err != nil {
 		return nil, err
@@ -88,65 +89,30 @@ type effKey struct {
 // exceptions make one entry per such device).
 const maxEffCache = 4096
 
-// CreateException approves an exception (例外措置). Officer, audited.
-func (s *Server) CreateException(ctx context.Context, req *mamoriv1.CreateExceptionRequest) (*mamoriv1.CreateExceptionResponse, error) {
-	op, err := s.operator(ctx)
+// CreateException approves an exception (例外措置). Officer, audited
+// (admin.Service.CreateException).
+func (s *AdminService) CreateException(ctx context.Context, req *mamoriv1.CreateExceptionRequest) (*mamoriv1.CreateExceptionResponse, error) {
+	op, err := s.adminOperator(ctx)
 	if err != nil {
 		return nil, err
 	}
-	for _, f := range []struct{ name, v string }{{"usb", req.Usb}, {"user", req.User}, {"device", req.Device}, {"group", req.Group}} {
-		if err := checkString(f.name, f.v, MaxShortString); err != nil {
-			return nil, err
-		}
-	}
-	if err := checkString("reason", req.Reason, exception.MaxReasonLength); err != nil {
-		return nil, err
-	}
-	if req.Group != "" {
-		if err := CheckGroup(req.Group); err != nil {
-			return nil, err
-		}
-	}
+	var expires time.Time
 	if req.ExpiresAt != nil {
 		if err := req.ExpiresAt.CheckValid(); err != nil {
 			return nil, invalidArg("expires_at: %v", err)
 		}
-	}
-	var deviceID string
-	if d := strings.TrimSpace(req.Device); d != "" {
-		dev, err := s.store.FindDevice(ctx, d)
-		if err != nil {
-			return nil, err
-		}
-		deviceID = dev.ID
-	}
-	var expires time.Time
-	if req.ExpiresAt != nil {
 		expires = req.ExpiresAt.AsTime()
 	}
-	e, err := exception.New(exception.Request{USB: req.Usb, User: req.User, DeviceID: deviceID, Group: req.Group,
-		Reason: req.Reason, ExpiresAt: expires, Actor: op.ID}, s.now())
-	if err != nil {
-		return nil, invalidArg("%v", err)
-	}
-	err = s.audited(ctx, op.ID, "exception.create", e.ID, AuditDetail(e), func(ctx context.Context) error {
-		return s.store.CreateException(ctx, e)
-	})
-	s.forgetPolicy()
+	e, err := s.actions.CreateException(ctx, op, admin.ExceptionRequest{USB: req.Usb, User: req.User, Device: req.Device,
+		Group: req.Group, Reason: req.Reason, ExpiresAt: expires})
 	if err != nil {
 		return nil, err
 	}
 	return &mamoriv1.CreateExceptionResponse{Exception: exception.Proto(e)}, nil
 }
 
-// AuditDetail is the audit line of an approved exception.
-func AuditDetail(e store.Exception) string {
-	return fmt.Sprintf("usb=%s user=%q device=%q group=%q expires=%s reason=%q", exception.USB(e), e.User, e.DeviceID, e.Group,
-		e.ExpiresAt.UTC().Format(time.RFC3339), e.Reason)
-}
-
 // ListExceptions lists exceptions, newest first. Helpdesk.
-func (s *Server) ListExceptions(ctx context.Context, req *mamoriv1.ListExceptionsRequest) (*mamoriv1.ListExceptionsResponse, error) {
+func (s *AdminService) ListExceptions(ctx context.Context, req *mamoriv1.ListExceptionsRequest) (*mamoriv1.ListExceptionsResponse, error) {
 	if err := checkString("device", req.Device, MaxShortString); err != nil {
 		return nil, err
 	}
@@ -172,31 +138,14 @@ func (s *Server) ListExceptions(ctx context.Context, req *mamoriv1.ListException
 	return resp, nil
 }
 
-// RevokeException ends an exception early. Officer, audited.
-func (s *Server) RevokeException(ctx context.Context, req *mamoriv1.RevokeExceptionRequest) (*mamoriv1.RevokeExceptionResponse, error) {
-	op, err := s.operator(ctx)
+// RevokeException ends an exception early. Officer, audited
+// (admin.Service.RevokeException).
+func (s *AdminService) RevokeException(ctx context.Context, req *mamoriv1.RevokeExceptionRequest) (*mamoriv1.RevokeExceptionResponse, error) {
+	op, err := s.adminOperator(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if req.Id == "" {
-		return nil, invalidArg("id is required")
-	}
-	if err := checkString("id", req.Id, MaxShortString); err != nil {
-		return nil, err
-	}
-	if strings.TrimSpace(req.Reason) == "" {
-		return nil, invalidArg("a reason is required: it goes into the audit log")
-	}
-	if err := checkString("reason", req.Reason, exception.MaxReasonLength); err != nil {
-		return nil, err
-	}
-	var e store.Exception
-	err = s.audited(ctx, op.ID, "exception.revoke", req.Id, req.Reason, func(ctx context.Context) error {
-		var err error
-		e, err = s.store.RevokeException(ctx, req.Id, op.ID, req.Reason, s.now())
-		return err
-	})
-	s.forgetPolicy()
+	e, err := s.actions.RevokeException(ctx, op, req.Id, req.Reason)
 	if err != nil {
 		return nil, err
 	}

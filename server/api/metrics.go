@@ -65,7 +65,7 @@ func (m *metrics) observe(method string, d time.Duration, code codes.Code) {
 // WriteMetrics writes the gRPC server's metrics in the Prometheus text
 // format (version 0.0.4).
 func (s *Server) WriteMetrics(w io.Writer) {
-	m := &s.metrics
+	m := s.metrics
 	fmt.Fprintln(w, "# HELP mamori_reports_ingested_total Agent reports stored (durably committed).")
 	fmt.Fprintln(w, "# TYPE mamori_reports_ingested_total counter")
 	fmt.Fprintf(w, "mamori_reports_ingested_total %d\n", m.reports.Load())

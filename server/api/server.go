@@ -1,5 +1,7 @@
 // Package api implements the server's gRPC services: AgentService for
-// terminals and AdminService for mamorictl and the console.
+// terminals and AdminService for mamorictl. It is an adapter: operator
+// actions are server/admin's (the console calls the same), and every
+// error becomes a status code in one place, toStatus (auth.go).
 //
 // Who may call what is decided in one place, UnaryInterceptor (auth.go),
 // from a table keyed by method. Handlers learn the caller only from the
@@ -21,7 +23,9 @@ import (
 	"github.com/mamori-dev/mamori/internal/pki"
 	"github.com/mamori-dev/mamori/internal/policy"
 	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
+	"github.com/mamori-dev/mamori/server/admin"
 	"github.com/mamori-dev/mamori/server/attest"
+	"github.com/mamori-dev/mamori/server/audit"
 	"github.com/mamori-dev/mamori/server/ingest"
 	"github.com/mamori-dev/mamori/server/mfa"
 	"github.com/mamori-dev/mamori/server/store"
@@ -47,25 +51,64 @@ type Deps struct {
 	// EnrollLimits bound enrolment (admission.go); the zero value
 	// switches every limit off. Production passes DefaultEnrollLimits.
 	EnrollLimits EnrollLimits
+	// Admin runs the operator actions AdminService exposes, the same
+	// service the console uses. Its Deps.Changed should reach this
+	// server's Forget, so a policy or MFA change is served at once; nil
+	// builds one over Store that does.
+	Admin *admin.Service
 }
 
-// Server implements both services.
+// Server is the gRPC adapter: the two services, AgentService for terminals
+// and AdminService for mamorictl (whose actions are server/admin's), with
+// the one interceptor that authenticates every call and maps errors to
+// status codes (auth.go), and the metrics.
 type Server struct {
+	core
+	agent    *AgentService
+	admin    *AdminService
+	inflight atomic.Int64 // calls inside UnaryInterceptor
+}
+
+// core is what both services share: the store, the operator actions (and
+// the audit log's one way in), the clock, the log, and the cache of what
+// agents are served.
+type core struct {
+	store   store.Store
+	actions *admin.Service
+	now     func() time.Time
+	log     *slog.Logger
+	metrics *metrics // for /metrics (metrics.go)
+	*cache
+}
+
+// AgentService serves terminals: enrolment, reports, renewal (agent.go).
+type AgentService struct {
 	mamoriv1.UnimplementedAgentServiceServer
-	mamoriv1.UnimplementedAdminServiceServer
-
-	store  store.Store
-	ca     *pki.CA
-	ingest *ingest.Batcher
-	now    func() time.Time
-	log    *slog.Logger
-
-	policyTTL time.Duration
+	core
+	ca        *pki.CA
+	ingest    *ingest.Batcher
 	attest    *attest.Verifier
 	mfaKey    *mfa.Key
 	admission *admission
-	inflight  atomic.Int64 // calls inside UnaryInterceptor
-	metrics   metrics      // for /metrics (metrics.go)
+}
+
+// AdminService serves mamorictl: reads, and the operator actions of
+// server/admin (admin.go, exceptions.go, ledger.go, mfa*.go, audit.go).
+type AdminService struct {
+	mamoriv1.UnimplementedAdminServiceServer
+	core
+	ca *pki.CA // its fingerprint goes with an enrolment token
+}
+
+// cache keeps, for PolicyTTL, what every report needs: the policy, the
+// exceptions in force, the effective policies computed from them, and the
+// MFA generation. Several servers may share one database, so what another
+// server changed arrives within PolicyTTL; what this one changed is
+// dropped at once (Server.Forget).
+type cache struct {
+	store     store.Store
+	now       func() time.Time
+	policyTTL time.Duration
 	mu        sync.Mutex
 	mfaGen    int64
 	mfaGenAt  time.Time
@@ -107,16 +150,38 @@ func New(d Deps) (*Server, error) {
 	if err := d.EnrollLimits.Validate(); err != nil {
 		return nil, fmt.Errorf("api: %w", err)
 	}
-	return &Server{store: d.Store, ca: d.CA, ingest: d.Ingest, now: d.Now, log: d.Log, policyTTL: d.PolicyTTL, attest: d.Attest, mfaKey: d.MFAKey,
+	s := &Server{core: core{store: d.Store, actions: d.Admin, now: d.Now, log: d.Log, metrics: &metrics{},
+		cache: &cache{store: d.Store, now: d.Now, policyTTL: d.PolicyTTL}}}
+	if s.actions == nil {
+		a, err := admin.New(admin.Deps{Store: d.Store, Now: d.Now, Log: d.Log, MFAKey: d.MFAKey, Changed: s.Forget})
+		if err != nil {
+			return nil, fmt.Errorf("api: %w", err)
+		}
+		s.actions = a
+	}
+	s.agent = &AgentService{core: s.core, ca: d.CA, ingest: d.Ingest, attest: d.Attest, mfaKey: d.MFAKey,
 		// Rate limits are about elapsed real time, not the injectable
 		// clock (like the policy cache's age).
-		admission: newAdmission(d.EnrollLimits, time.Now)}, nil
+		admission: newAdmission(d.EnrollLimits, time.Now)}
+	s.admin = &AdminService{core: s.core, ca: d.CA}
+	return s, nil
+}
+
+// Forget drops what this server caches of what c says changed: an
+// operator action (server/admin) changed it, here or through the console.
+func (s *Server) Forget(c admin.Change) {
+	if c&admin.PolicyChanged != 0 {
+		s.forgetPolicy()
+	}
+	if c&admin.MFAChanged != 0 {
+		s.forgetMFAGeneration()
+	}
 }
 
 // Register adds both services to g.
 func (s *Server) Register(g *grpc.Server) {
-	mamoriv1.RegisterAgentServiceServer(g, s)
-	mamoriv1.RegisterAdminServiceServer(g, s)
+	mamoriv1.RegisterAgentServiceServer(g, s.agent)
+	mamoriv1.RegisterAdminServiceServer(g, s.admin)
 }
 
 // ServerOptions are the gRPC options the services expect: the single
@@ -150,7 +215,7 @@ func (s *Server) WaitIdle(ctx context.Context) error {
 }
 
 // currentPolicy returns the policy, cached for PolicyTTL.
-func (s *Server) currentPolicy(ctx context.Context) (*mamoriv1.Policy, error) {
+func (s *cache) currentPolicy(ctx context.Context) (*mamoriv1.Policy, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := time.Now() // cache age is wall time, not the injectable clock
@@ -167,40 +232,17 @@ func (s *Server) currentPolicy(ctx context.Context) (*mamoriv1.Policy, error) {
 	return p, nil
 }
 
-func (s *Server) forgetPolicy() {
+func (s *cache) forgetPolicy() {
 	s.mu.Lock()
 	s.policy = nil
 	s.excsOK = false
 	s.mu.Unlock()
 }
 
-// audited runs do with the audit record attached to its context: the store
-// commits the record in the same transaction as do's write, so an action
-// is never done without its record nor recorded without being done. What
-// only the transaction knows is added from inside it (store.AmendAudit,
-// store.AuditField). If do wrote nothing in a transaction of its own, the
-// record is appended after it.
-func (s *Server) audited(ctx context.Context, actor, action, target, detail string, do func(context.Context) error) error {
-	actx, p := store.WithAudit(ctx, store.AuditRecord{At: s.now(), Actor: actor, Action: action, Target: target, Detail: detail})
-	if err := do(actx); err != nil {
-		return err
-	}
-	if _, ok := p.Taken(); ok {
-		return nil
-	}
-	r := p.Record()
-	return s.audit(ctx, r.Actor, r.Action, r.Target, r.Detail)
-}
-
-// audit appends a record on its own, for what has no write of its own to
-// commit with (an export, a refusal).
-func (s *Server) audit(ctx context.Context, actor, action, target, detail string) error {
-	_, err := s.store.AppendAudit(ctx, store.AuditRecord{
-		At: s.now(), Actor: actor, Action: action, Target: target, Detail: detail,
-	})
-	if err != nil {
-		s.log.ErrorContext(ctx, "audit append failed", "action", action, "target", target, "error", err)
-		return fmt.Errorf("%s done but not recorded in the audit log: %w", action, err)
-	}
-	return nil
+// audited runs do with an audit record of the agent service (enrolment,
+// renewal, one-time codes used) attached to its context, so the store
+// commits it with do's write (admin.Service.Audited: the one place that
+// appends to the audit log).
+func (s *core) audited(ctx context.Context, actor, action, target, detail string, do func(context.Context) error) error {
+	return s.actions.Audited(ctx, audit.Record{Actor: actor, Action: action, Target: target, Detail: detail}, do)
 }

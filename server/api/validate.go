@@ -7,7 +7,6 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/mamori-dev/mamori/internal/policy"
 	"github.com/mamori-dev/mamori/internal/wire"
 	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
 )
@@ -157,23 +156,6 @@ func checkString(field, v string, max int) error {
 	}
 	if !utf8.ValidString(v) {
 		return invalidArg("%s is not valid UTF-8", field)
-	}
-	return nil
-}
-
-// CheckGroup validates a device group (所属) name in a request: empty means
-// "no group"; anything else follows policy.CheckGroupName (at most 64
-// characters, no control or format characters such as bidi overrides, no
-// leading or trailing space), the rule group overrides in the policy obey.
-func CheckGroup(g string) error {
-	if g == "" {
-		return nil
-	}
-	if err := checkString("group", g, 4*policy.MaxGroupNameLength); err != nil {
-		return err
-	}
-	if err := policy.CheckGroupName(g); err != nil {
-		return invalidArg("%v", err)
 	}
 	return nil
 }

@@ -124,7 +124,7 @@ func TestValidateReportDetailIDAndArgs(t *testing.T) {
 }
 
 func TestStoreUnreachableIsUnavailable(t *testing.T) {
-	s := &Server{log: slog.New(slog.DiscardHandler)}
+	s := &Server{core: core{log: slog.New(slog.DiscardHandler)}}
 	dial := &net.OpError{Op: "dial", Net: "unix", Err: syscall.ECONNREFUSED}
 	for _, tc := range []struct {
 		err  error

@@ -1,59 +1,18 @@
 package ctl
 
 import (
-	"bytes"
 	"context"
 	"encoding/hex"
 	"fmt"
 
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
-	"github.com/mamori-dev/mamori/server/store"
+	"github.com/mamori-dev/mamori/server/audit"
 )
 
 // auditPage is how many records one ListAudit call asks for.
 const auditPage = 1000
-
-// auditBreak is one place where the audit chain does not hold.
-type auditBreak struct {
-	Seq  int64
-	Kind string // "gap", "link", "hash"
-	// PrevSeq is the record before Seq in the log (gap, link).
-	PrevSeq int64
-	// Stored and Computed are the differing hashes (link: the stored
-	// prev_hash and the previous record's hash; hash: the stored hash and
-	// the one recomputed from the record's fields).
-	Stored, Computed []byte
-	Record           *mamoriv1.AuditRecord
-}
-
-// auditVerifier recomputes the chain record by record, across pages.
-type auditVerifier struct {
-	n        int64
-	prevSeq  int64
-	prevHash []byte
-	breaks   []auditBreak
-}
-
-// add checks one record against the one before it. It trusts nothing the
-// server computed: the link is the previous record's stored hash, and the
-// record's own hash is recomputed from its fields with store.AuditHash.
-func (v *auditVerifier) add(r *mamoriv1.AuditRecord) {
-	v.n++
-	if r.Seq != v.prevSeq+1 {
-		v.breaks = append(v.breaks, auditBreak{Seq: r.Seq, Kind: "gap", PrevSeq: v.prevSeq, Record: r})
-	}
-	if !bytes.Equal(r.PrevHash, v.prevHash) {
-		v.breaks = append(v.breaks, auditBreak{Seq: r.Seq, Kind: "link", PrevSeq: v.prevSeq,
-			Stored: r.PrevHash, Computed: v.prevHash, Record: r})
-	}
-	want := store.AuditHash(r.PrevHash, store.AuditRecord{
-		Seq: r.Seq, At: r.At.AsTime(), Actor: r.Actor, Action: r.Action, Target: r.Target, Detail: r.Detail,
-	})
-	if !bytes.Equal(want, r.Hash) {
-		v.breaks = append(v.breaks, auditBreak{Seq: r.Seq, Kind: "hash", Stored: r.Hash, Computed: want, Record: r})
-	}
-	v.prevSeq, v.prevHash = r.Seq, r.Hash
-}
 
 func short(b []byte) string {
 	if len(b) == 0 {
@@ -79,7 +38,9 @@ func (c *cli) auditVerify(ctx context.Context, args []string) error {
 		return err
 	}
 	defer cn.close()
-	v := &auditVerifier{}
+	// The chain is recomputed here, from the records as stored: a server
+	// that was tampered with cannot vouch for itself.
+	var v audit.Verifier
 	var after int64
 	for {
 		resp, err := call(ctx, c, cn, cn.admin.ListAudit, &mamoriv1.ListAuditRequest{AfterSeq: after, PageSize: auditPage})
@@ -87,28 +48,31 @@ func (c *cli) auditVerify(ctx context.Context, args []string) error {
 			return err
 		}
 		for _, r := range resp.Records {
-			v.add(r)
+			v.Add(audit.Record{Seq: r.Seq, At: r.At.AsTime(), Actor: r.Actor, Action: r.Action, Target: r.Target,
+				Detail: r.Detail, PrevHash: r.PrevHash, Hash: r.Hash})
 		}
 		if resp.NextAfterSeq == 0 || resp.NextAfterSeq <= after {
 			break
 		}
 		after = resp.NextAfterSeq
 	}
-	if len(v.breaks) == 0 {
-		fmt.Fprintln(c.o.Stdout, c.p.Sprintf("ctl.audit.ok", v.n, short(v.prevHash)))
+	_, head := v.Head()
+	if v.OK() {
+		fmt.Fprintln(c.o.Stdout, c.p.Sprintf("ctl.audit.ok", v.Records(), short(head)))
 		return nil
 	}
-	for _, b := range v.breaks {
+	breaks := v.Breaks()
+	for _, b := range breaks {
 		r := b.Record
-		what := sanitizeText(fmt.Sprintf("%s %s %s %s", c.localTime(r.At), r.Actor, r.Action, r.Target))
+		what := sanitizeText(fmt.Sprintf("%s %s %s %s", c.localTime(timestamppb.New(r.At)), r.Actor, r.Action, r.Target))
 		switch b.Kind {
-		case "gap":
+		case audit.Gap:
 			fmt.Fprintln(c.o.Stdout, c.p.Sprintf("ctl.audit.gap", b.Seq, b.PrevSeq, what))
-		case "link":
+		case audit.Link:
 			fmt.Fprintln(c.o.Stdout, c.p.Sprintf("ctl.audit.link", b.Seq, b.PrevSeq, short(b.Stored), short(b.Computed), what))
-		case "hash":
+		case audit.Content:
 			fmt.Fprintln(c.o.Stdout, c.p.Sprintf("ctl.audit.hash", b.Seq, short(b.Stored), short(b.Computed), what))
 		}
 	}
-	return localizedError{c.p.Sprintf("ctl.audit.broken", len(v.breaks), v.n, v.breaks[0].Seq)}
+	return localizedError{c.p.Sprintf("ctl.audit.broken", len(breaks), v.Records(), breaks[0].Seq)}
 }

@@ -12,7 +12,6 @@ import (
 	"github.com/mamori-dev/mamori/internal/i18n"
 	"github.com/mamori-dev/mamori/internal/policy"
 	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
-	"github.com/mamori-dev/mamori/server/compliance"
 )
 
 // recentEvents is how many events device show asks for.
@@ -248,9 +247,11 @@ func (c *cli) deviceSetGroup(ctx context.Context, args []string) error {
 // "no group"), so a typo is caught before a connection is made.
 func validGroup(g string) bool { return g == "" || policy.CheckGroupName(g) == nil }
 
-// stateID is the message ID of a control state's name.
+// stateID is the message ID of a control state's name: the enum name
+// without its prefix, as compliance.StateName gives it (mamorictl does
+// not link server/compliance, which reaches the store).
 func stateID(s mamoriv1.ControlState) i18n.ID {
-	return i18n.ID("ctl.state." + strings.ToLower(compliance.StateName(s)))
+	return i18n.ID("ctl.state." + strings.ToLower(strings.TrimPrefix(s.String(), "CONTROL_STATE_")))
 }
 
 // deviceKey says where the device's key is, as far as the server knows:

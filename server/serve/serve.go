@@ -25,6 +25,7 @@ import (
 	"github.com/mamori-dev/mamori/internal/atomicfile"
 	"github.com/mamori-dev/mamori/internal/pki"
 	"github.com/mamori-dev/mamori/internal/policy"
+	"github.com/mamori-dev/mamori/server/admin"
 	"github.com/mamori-dev/mamori/server/api"
 	"github.com/mamori-dev/mamori/server/attest"
 	"github.com/mamori-dev/mamori/server/auth"
@@ -145,6 +146,7 @@ type Server struct {
 	store   store.Store
 	ca      *pki.CA
 	api     *api.Server
+	admin   *admin.Service
 	batcher *ingest.Batcher
 	grpc    *grpc.Server
 	lis     net.Listener
@@ -210,8 +212,15 @@ func Open(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
+	// The operator actions, one service for AdminService and the console;
+	// what they change, the gRPC server drops from its caches at once.
+	s.admin, err = admin.New(admin.Deps{Store: st, Now: cfg.Now, Log: cfg.Log, MFAKey: mfaKey,
+		Changed: func(c admin.Change) { s.api.Forget(c) }})
+	if err != nil {
+		return nil, err
+	}
 	s.api, err = api.New(api.Deps{Store: st, CA: s.ca, Ingest: s.batcher, Now: cfg.Now, Log: cfg.Log, MFAKey: mfaKey, Attest: verifier,
-		EnrollLimits: cfg.EnrollLimits})
+		EnrollLimits: cfg.EnrollLimits, Admin: s.admin})
 	if err != nil {
 		return nil, err
 	}
@@ -242,7 +251,7 @@ func Open(ctx context.Context, cfg Config) (_ *Server, err error) {
 // the server's, from the internal CA: browsers need that CA installed (or
 // a front proxy with a public certificate).
 func (s *Server) openConsole(cert tls.Certificate) error {
-	c, err := web.New(web.Deps{Store: s.store, Config: s.cfg.ConsoleConfig, Now: s.cfg.Now, Log: s.cfg.Log, Metrics: s.api.WriteMetrics, MFA: s.api})
+	c, err := web.New(web.Deps{Store: s.store, Config: s.cfg.ConsoleConfig, Now: s.cfg.Now, Log: s.cfg.Log, Metrics: s.api.WriteMetrics, Admin: s.admin})
 	if err != nil {
 		return err
 	}

@@ -15,13 +15,11 @@ package store
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/binary"
 	"errors"
-	"strconv"
 	"time"
 
 	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
+	"github.com/mamori-dev/mamori/server/audit"
 )
 
 // Sentinel errors callers branch on.
@@ -278,19 +276,10 @@ type PolicyChange struct {
 	At     time.Time
 }
 
-// AuditRecord is one entry in the append-only, hash-chained audit log.
-// The store fills Seq, PrevHash and Hash: Hash = SHA-256(PrevHash ||
-// canonical encoding of the other fields).
-type AuditRecord struct {
-	Seq      int64
-	At       time.Time
-	Actor    string // operator ID, "device:<id>" or "system"
-	Action   string // e.g. "token.create", "device.revoke", "policy.set"
-	Target   string
-	Detail   string
-	PrevHash []byte
-	Hash     []byte
-}
+// AuditRecord is one entry in the append-only, hash-chained audit log;
+// the type lives in server/audit with its hash and verifier. The store
+// fills Seq, PrevHash and Hash.
+type AuditRecord = audit.Record
 
 // Store is everything the server needs from a database. Consumers take the
 // smaller interfaces below; the full one is for wiring and the conformance
@@ -380,21 +369,6 @@ type Audit interface {
 	ListAudit(ctx context.Context, afterSeq int64, limit int) ([]AuditRecord, error)
 }
 
-// AuditHash computes the chain hash of r after prev. Both backends use it,
-// and `mamorictl audit verify` recomputes it.
-func AuditHash(prev []byte, r AuditRecord) []byte {
-	h := sha256.New()
-	h.Write(prev)
-	for _, f := range []string{
-		strconv.FormatInt(r.Seq, 10),
-		r.At.UTC().Format(time.RFC3339Nano),
-		r.Actor, r.Action, r.Target, r.Detail,
-	} {
-		// Length-prefixed, so no two field lists encode alike.
-		var n [8]byte
-		binary.BigEndian.PutUint64(n[:], uint64(len(f)))
-		h.Write(n[:])
-		h.Write([]byte(f))
-	}
-	return h.Sum(nil)
-}
+// AuditHash computes the chain hash of r after prev (audit.Hash). Both
+// backends use it when they append.
+func AuditHash(prev []byte, r AuditRecord) []byte { return audit.Hash(prev, r) }

@@ -21,6 +21,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/mamori-dev/mamori/internal/policy"
+	"github.com/mamori-dev/mamori/server/admin"
 	"github.com/mamori-dev/mamori/server/auth"
 	"github.com/mamori-dev/mamori/server/store"
 	"github.com/mamori-dev/mamori/server/store/pgtest"
@@ -220,7 +221,11 @@ func benchConsoleOn(b *testing.B, st store.Store) *benchConsole {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { st.DeleteSession(ctx, hash) })
-	c, err := web.New(web.Deps{Store: st, Config: web.DefaultConfig(), Now: now, Log: slog.New(slog.NewTextHandler(os.Stderr, nil))})
+	adm, err := admin.New(admin.Deps{Store: st, Now: now})
+	if err != nil {
+		b.Fatal(err)
+	}
+	c, err := web.New(web.Deps{Store: st, Config: web.DefaultConfig(), Now: now, Log: slog.New(slog.NewTextHandler(os.Stderr, nil)), Admin: adm})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -1,7 +1,6 @@
 package web
 
 import (
-	"bytes"
 	"context"
 	"encoding/csv"
 	"encoding/hex"
@@ -18,6 +17,7 @@ import (
 	"github.com/mamori-dev/mamori/internal/i18n"
 	"github.com/mamori-dev/mamori/internal/textsafe"
 	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
+	"github.com/mamori-dev/mamori/server/audit"
 	"github.com/mamori-dev/mamori/server/compliance"
 	"github.com/mamori-dev/mamori/server/store"
 )
@@ -253,11 +253,13 @@ type actionCount struct {
 	N      int
 }
 
-// verifyAudit recomputes the hash chain, page by page (bounded memory).
+// verifyAudit recomputes the hash chain, page by page (bounded memory),
+// with the verifier mamorictl uses (audit.Verifier): every break is
+// counted, the report names the first.
 func verifyAudit(ctx context.Context, st store.Audit, from, to time.Time) (auditHead, error) {
 	var h auditHead
+	var v audit.Verifier
 	actions := map[string]int{}
-	var prev []byte
 	after := int64(0)
 	for {
 		rs, err := st.ListAudit(ctx, after, 1000)
@@ -265,18 +267,7 @@ func verifyAudit(ctx context.Context, st store.Audit, from, to time.Time) (audit
 			return h, err
 		}
 		for _, r := range rs {
-			if h.Problem == "" {
-				switch {
-				case r.Seq != h.HeadSeq+1:
-					h.Problem = fmt.Sprintf("seq %d: records after seq %d are missing", r.Seq, h.HeadSeq)
-				case !bytes.Equal(r.PrevHash, prev):
-					h.Problem = fmt.Sprintf("seq %d: link to seq %d broken", r.Seq, h.HeadSeq)
-				case !bytes.Equal(store.AuditHash(prev, r), r.Hash):
-					h.Problem = fmt.Sprintf("seq %d: content changed", r.Seq)
-				}
-			}
-			prev, h.HeadSeq = r.Hash, r.Seq
-			h.Records++
+			v.Add(r)
 			if !r.At.Before(from) && r.At.Before(to) && !strings.HasPrefix(r.Action, "console.") {
 				actions[r.Action]++
 			}
@@ -286,7 +277,9 @@ func verifyAudit(ctx context.Context, st store.Audit, from, to time.Time) (audit
 		}
 		after = rs[len(rs)-1].Seq
 	}
-	h.Head, h.OK = hex.EncodeToString(prev), h.Problem == ""
+	var head []byte
+	h.HeadSeq, head = v.Head()
+	h.Records, h.Head, h.OK, h.Problem = v.Records(), hex.EncodeToString(head), v.OK(), v.Problem()
 	for a, n := range actions {
 		h.Actions = append(h.Actions, actionCount{visible(a), n})
 	}

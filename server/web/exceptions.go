@@ -6,10 +6,10 @@ import (
 	"net/http"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/mamori-dev/mamori/internal/i18n"
 	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
+	"github.com/mamori-dev/mamori/server/admin"
 	"github.com/mamori-dev/mamori/server/exception"
 	"github.com/mamori-dev/mamori/server/store"
 )
@@ -128,83 +128,43 @@ func (c *Console) renderExceptions(w http.ResponseWriter, r *http.Request, op *o
 }
 
 // createException is the officer's approval; role and CSRF are checked.
+// The action is admin.Service.CreateException.
 func (c *Console) createException(w http.ResponseWriter, r *http.Request, op *operator) {
-	ctx := r.Context()
 	p := i18n.NewPrinter(lang(r))
 	f := exceptionForm{USB: strings.TrimSpace(r.PostForm.Get("usb")), User: strings.TrimSpace(r.PostForm.Get("user")),
 		Device: strings.TrimSpace(r.PostForm.Get("device")), Group: strings.TrimSpace(r.PostForm.Get("group")),
 		Reason: strings.TrimSpace(r.PostForm.Get("reason")), Expires: strings.TrimSpace(r.PostForm.Get("expires"))}
-	for _, s := range []string{f.USB, f.User, f.Device, f.Group, f.Expires} {
-		if len(s) > 256 || !utf8.ValidString(s) {
-			c.renderExceptions(w, r, op, http.StatusBadRequest, exceptionForm{}, p.Sprintf("console.err.bad-form"))
-			return
-		}
+	if err := admin.CheckString("exception.create", "expires", f.Expires, admin.MaxShortString); err != nil {
+		c.renderExceptions(w, r, op, http.StatusBadRequest, exceptionForm{}, p.Sprintf("console.err.bad-form"))
+		return
 	}
 	expires, err := time.ParseInLocation(expiryLayout, f.Expires, c.cfg.Location)
 	if err != nil && f.Expires != "" {
 		c.renderExceptions(w, r, op, http.StatusBadRequest, f, p.Sprintf("console.exc.err-expiry"))
 		return
 	}
-	var deviceID string
-	if f.Device != "" {
-		d, err := c.st.FindDevice(ctx, f.Device)
-		if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrAmbiguous) {
-			c.renderExceptions(w, r, op, http.StatusBadRequest, f, p.Sprintf("console.exc.err-device", f.Device))
-			return
+	e, err := c.admin.CreateException(r.Context(), op.admin(), admin.ExceptionRequest{USB: f.USB, User: f.User,
+		Device: f.Device, Group: f.Group, Reason: f.Reason, ExpiresAt: expires})
+	if status, msg, ok := refusal(p, err, f.Device); ok {
+		if errors.Is(err, admin.ErrLimit) {
+			f = exceptionForm{} // not shown again: too long, or not UTF-8
 		}
-		if err != nil {
-			c.internal(w, r, op, err)
-			return
-		}
-		deviceID = d.ID
+		c.renderExceptions(w, r, op, status, f, msg)
+		return
 	}
-	e, err := exception.New(exception.Request{USB: f.USB, User: f.User, DeviceID: deviceID, Group: f.Group,
-		Reason: f.Reason, ExpiresAt: expires, Actor: op.ID}, c.now())
 	if err != nil {
-		c.renderExceptions(w, r, op, http.StatusBadRequest, f, p.Sprintf("console.exc.err-invalid", strings.TrimPrefix(err.Error(), exception.ErrInvalid.Error()+": ")))
-		return
-	}
-	actx, recorded := c.withAudit(ctx, op.ID, "exception.create", e.ID, exceptionAuditDetail(e)+" (console)")
-	if err := c.st.CreateException(actx, e); err != nil {
-		c.internal(w, r, op, err)
-		return
-	}
-	if err := recorded(); err != nil {
 		c.internal(w, r, op, err)
 		return
 	}
 	http.Redirect(w, r, "/exceptions#x-"+e.ID, http.StatusSeeOther)
 }
 
-func exceptionAuditDetail(e store.Exception) string {
-	return "usb=" + exception.USB(e) + " user=" + e.User + " device=" + e.DeviceID + " group=" + e.Group +
-		" expires=" + e.ExpiresAt.UTC().Format(time.RFC3339) + " reason=" + e.Reason
-}
-
-// revokeException ends an exception early (officer).
+// revokeException ends an exception early (officer):
+// admin.Service.RevokeException.
 func (c *Console) revokeException(w http.ResponseWriter, r *http.Request, op *operator) {
-	ctx := r.Context()
 	reason := strings.TrimSpace(r.PostForm.Get("reason"))
-	if reason == "" || len(reason) > maxReasonLength || !utf8.ValidString(reason) {
-		c.fail(w, r, http.StatusBadRequest, op, "console.err.reason")
-		return
-	}
-	id := r.PathValue("id")
-	actx, recorded := c.withAudit(ctx, op.ID, "exception.revoke", id, reason+" (console)")
-	_, err := c.st.RevokeException(actx, id, op.ID, reason, c.now())
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		c.fail(w, r, http.StatusNotFound, op, "console.exc.err-unknown")
-		return
-	case errors.Is(err, store.ErrConflict):
-		c.fail(w, r, http.StatusConflict, op, "console.exc.err-revoked")
-		return
-	case err != nil:
-		c.internal(w, r, op, err)
-		return
-	}
-	if err := recorded(); err != nil {
-		c.internal(w, r, op, err)
+	_, err := c.admin.RevokeException(r.Context(), op.admin(), r.PathValue("id"), reason)
+	if c.refused(w, r, op, err) {
 		return
 	}
 	http.Redirect(w, r, "/exceptions", http.StatusSeeOther)

@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/mamori-dev/mamori/internal/i18n"
 	"github.com/mamori-dev/mamori/server/auth"
@@ -141,37 +140,13 @@ func (c *Console) pathIncident(w http.ResponseWriter, r *http.Request, op *opera
 // transition goes to the audit log.
 func (c *Console) incidentMove(to string) func(http.ResponseWriter, *http.Request, *operator) {
 	return func(w http.ResponseWriter, r *http.Request, op *operator) {
-		ctx := r.Context()
-		// The record names the incident's rule and terminal, which never
-		// change: they are read first, so the record commits with the move.
 		in, ok := c.pathIncident(w, r, op)
 		if !ok {
 			return
 		}
 		note := strings.TrimSpace(r.PostForm.Get("note"))
-		if (to == store.IncidentClosed && note == "") || len(note) > maxReasonLength || !utf8.ValidString(note) {
-			c.fail(w, r, http.StatusBadRequest, op, "console.err.note")
-			return
-		}
-		action := "incident.acknowledge"
-		if to == store.IncidentClosed {
-			action = "incident.close"
-		}
-		actx, recorded := c.withAudit(ctx, op.ID, action, strconv.FormatInt(in.ID, 10), in.Rule+" "+in.DeviceID+": "+note)
-		in, err := c.st.TransitionIncident(actx, in.ID, to, op.ID, note, c.now())
-		switch {
-		case errors.Is(err, store.ErrNotFound):
-			c.fail(w, r, http.StatusNotFound, op, "console.err.no-incident")
-			return
-		case errors.Is(err, store.ErrConflict):
-			c.fail(w, r, http.StatusConflict, op, "console.err.incident-state")
-			return
-		case err != nil:
-			c.internal(w, r, op, err)
-			return
-		}
-		if err := recorded(); err != nil {
-			c.internal(w, r, op, err)
+		in, err := c.admin.TransitionIncident(r.Context(), op.admin(), in.ID, to, note)
+		if c.refused(w, r, op, err) {
 			return
 		}
 		http.Redirect(w, r, "/incidents/"+strconv.FormatInt(in.ID, 10), http.StatusSeeOther)

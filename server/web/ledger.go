@@ -2,16 +2,15 @@ package web
 
 import (
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"slices"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/mamori-dev/mamori/internal/i18n"
 	"github.com/mamori-dev/mamori/internal/policy"
+	"github.com/mamori-dev/mamori/server/admin"
 	"github.com/mamori-dev/mamori/server/ledger"
 	"github.com/mamori-dev/mamori/server/store"
 )
@@ -111,10 +110,10 @@ func (c *Console) renderLedger(w http.ResponseWriter, r *http.Request, op *opera
 // importLedger replaces the ledger with the uploaded CSV (officer). The
 // route checked role and CSRF (the form is multipart).
 func (c *Console) importLedger(w http.ResponseWriter, r *http.Request, op *operator) {
-	ctx := r.Context()
 	p := i18n.NewPrinter(lang(r))
 	reason := strings.TrimSpace(r.PostForm.Get("reason"))
-	if reason == "" || len(reason) > maxReasonLength || !utf8.ValidString(reason) {
+	if strings.TrimSpace(reason) == "" || admin.CheckString("ledger.import", "reason", reason, admin.MaxReasonLength) != nil {
+		// Asked before the file, so a missing reason is said first.
 		c.renderLedger(w, r, op, http.StatusBadRequest, nil, p.Sprintf("console.err.reason"))
 		return
 	}
@@ -129,22 +128,14 @@ func (c *Console) importLedger(w http.ResponseWriter, r *http.Request, op *opera
 		c.internal(w, r, op, err)
 		return
 	}
-	es, err := ledger.Parse(b)
-	var perr *ledger.Errors
-	if errors.As(err, &perr) {
-		c.renderLedger(w, r, op, http.StatusBadRequest, perr, p.Sprintf("console.ledger.err-refused"))
+	_, err = c.admin.ImportLedger(r.Context(), op.admin(), b, reason)
+	if status, msg, ok := refusal(p, err); ok {
+		var perr *ledger.Errors
+		errors.As(err, &perr) // the rows at fault, when it was the file
+		c.renderLedger(w, r, op, status, perr, msg)
 		return
 	}
 	if err != nil {
-		c.internal(w, r, op, err)
-		return
-	}
-	actx, recorded := c.withAudit(ctx, op.ID, "ledger.import", "ledger", fmt.Sprintf("rows=%d reason=%q (console)", len(es), reason))
-	if err := c.st.ReplaceLedger(actx, store.LedgerImport{Entries: es, ImportedBy: op.ID, ImportedAt: c.now()}); err != nil {
-		c.internal(w, r, op, err)
-		return
-	}
-	if err := recorded(); err != nil {
 		c.internal(w, r, op, err)
 		return
 	}

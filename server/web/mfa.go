@@ -1,21 +1,16 @@
 package web
 
 import (
-	"context"
 	"errors"
-	"fmt"
 	"html/template"
 	"net/http"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
-
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/mamori-dev/mamori/internal/i18n"
+	"github.com/mamori-dev/mamori/server/admin"
 	"github.com/mamori-dev/mamori/server/auth"
 	"github.com/mamori-dev/mamori/server/mfa"
 	"github.com/mamori-dev/mamori/server/store"
@@ -23,24 +18,14 @@ import (
 
 // The MFA page (issue 5): the helpdesk reads who has which factor,
 // unlocks a user on one terminal or all and issues temporary codes; the
-// officer also enrols a user (TOTP) and resets one. The actions are the
-// AdminService's own (server/api: MFAUnlock, MFATempCode, MFAEnroll,
-// MFAReset), so the console and mamorictl check, write and audit alike.
+// officer also enrols a user (TOTP) and resets one. The actions are
+// server/admin's, the same AdminService runs, so the console and
+// mamorictl check, write and audit alike.
 // A code or secret is shown once, on the answer to the POST (not cached,
 // never in a URL, a cookie, the log or the audit log).
 //
 // The operator admin additions are here too (role admin): set a new
 // password for an operator, or give it a new TOTP secret.
-
-// MFA is the MFA lifecycle as the console drives it; *api.Server
-// implements it. Errors carry a gRPC status code where the caller can act
-// on them (InvalidArgument, NotFound, AlreadyExists, FailedPrecondition).
-type MFA interface {
-	MFAUnlock(ctx context.Context, operatorID, user, deviceID string) (int64, error)
-	MFATempCode(ctx context.Context, operatorID, user string, ttl time.Duration) (string, store.MFATempCode, error)
-	MFAEnroll(ctx context.Context, operatorID, user string, replace bool) (mfa.Enrollment, error)
-	MFAReset(ctx context.Context, operatorID, user, reason string) error
-}
 
 // addMFAPages parses this part's templates.
 func (c *Console) addMFAPages(funcs template.FuncMap) error {
@@ -133,28 +118,16 @@ func (c *Console) showMFA(w http.ResponseWriter, r *http.Request, op *operator, 
 // mfaFailed shows why an MFA action was refused, on the list.
 func (c *Console) mfaFailed(w http.ResponseWriter, r *http.Request, op *operator, err error) {
 	p := i18n.NewPrinter(lang(r))
-	switch status.Code(err) {
-	case codes.InvalidArgument:
-		c.showMFA(w, r, op, http.StatusBadRequest, "", p.Sprintf("console.mfa.err.invalid"))
-	case codes.NotFound:
-		c.showMFA(w, r, op, http.StatusNotFound, "", p.Sprintf("console.mfa.err.not-enrolled"))
-	case codes.AlreadyExists:
-		c.showMFA(w, r, op, http.StatusConflict, "", p.Sprintf("console.mfa.err.enrolled"))
-	case codes.FailedPrecondition:
-		c.showMFA(w, r, op, http.StatusServiceUnavailable, "", p.Sprintf("console.mfa.err.no-key"))
-	default:
+	status, msg, ok := refusal(p, err)
+	if !ok {
 		c.internal(w, r, op, err)
+		return
 	}
+	c.showMFA(w, r, op, status, "", msg)
 }
 
-// formUser is the form's user field, trimmed; "" when absent or unusable.
-func formUser(r *http.Request) string {
-	u := strings.TrimSpace(r.PostForm.Get("user"))
-	if len(u) > 256 || !utf8.ValidString(u) {
-		return ""
-	}
-	return u
-}
+// formUser is the form's user field, trimmed (the action checks it).
+func formUser(r *http.Request) string { return strings.TrimSpace(r.PostForm.Get("user")) }
 
 // mfaUnlock clears a user's lock-out on one terminal (ID or hostname) or
 // on every one (no terminal given).
@@ -163,8 +136,8 @@ func (c *Console) mfaUnlock(w http.ResponseWriter, r *http.Request, op *operator
 	p := i18n.NewPrinter(lang(r))
 	user := formUser(r)
 	dev := strings.TrimSpace(r.PostForm.Get("device"))
-	if len(dev) > 256 || !utf8.ValidString(dev) {
-		c.showMFA(w, r, op, http.StatusBadRequest, "", p.Sprintf("console.err.bad-form"))
+	if err := admin.CheckString("mfa.unlock", "device", dev, admin.MaxShortString); err != nil {
+		c.mfaFailed(w, r, op, err)
 		return
 	}
 	var deviceID, host string
@@ -180,7 +153,7 @@ func (c *Console) mfaUnlock(w http.ResponseWriter, r *http.Request, op *operator
 		}
 		deviceID, host = d.ID, d.Facts.GetHostname()
 	}
-	if _, err := c.mfa.MFAUnlock(ctx, op.ID, user, deviceID); err != nil {
+	if _, err := c.admin.UnlockMFA(ctx, op.admin(), user, deviceID); err != nil {
 		c.mfaFailed(w, r, op, err)
 		return
 	}
@@ -200,17 +173,15 @@ type codeView struct {
 // mfaTempCode issues a one-time temporary code and shows it once.
 func (c *Console) mfaTempCode(w http.ResponseWriter, r *http.Request, op *operator) {
 	p := i18n.NewPrinter(lang(r))
-	minutes := int(mfa.DefaultTempCodeTTL / time.Minute)
+	ttl := mfa.DefaultTempCodeTTL
 	if s := strings.TrimSpace(r.PostForm.Get("expires")); s != "" {
 		n, err := strconv.Atoi(s)
-		if err != nil || n < int(mfa.MinTempCodeTTL/time.Minute) || n > int(mfa.MaxTempCodeTTL/time.Minute) {
-			c.showMFA(w, r, op, http.StatusBadRequest, "", p.Sprintf("console.mfa.err.expiry",
-				int(mfa.MinTempCodeTTL/time.Minute), int(mfa.MaxTempCodeTTL/time.Minute)))
-			return
+		if err != nil || n < 0 || n > int(mfa.MaxTempCodeTTL/time.Minute) {
+			n = -1 // the action refuses it, with the range
 		}
-		minutes = n
+		ttl = time.Duration(n) * time.Minute
 	}
-	code, rec, err := c.mfa.MFATempCode(r.Context(), op.ID, formUser(r), time.Duration(minutes)*time.Minute)
+	code, rec, err := c.admin.IssueMFATempCode(r.Context(), op.admin(), formUser(r), ttl)
 	if err != nil {
 		c.mfaFailed(w, r, op, err)
 		return
@@ -231,7 +202,7 @@ type enrolledView struct {
 // mfaEnroll enrols a new user with a TOTP secret (officer). An enrolled
 // user must be reset first, so a typo cannot replace someone's factor.
 func (c *Console) mfaEnroll(w http.ResponseWriter, r *http.Request, op *operator) {
-	e, err := c.mfa.MFAEnroll(r.Context(), op.ID, formUser(r), false)
+	e, err := c.admin.EnrollMFA(r.Context(), op.admin(), formUser(r), false)
 	if err != nil {
 		c.mfaFailed(w, r, op, err)
 		return
@@ -250,104 +221,37 @@ func (c *Console) mfaReset(w http.ResponseWriter, r *http.Request, op *operator)
 	p := i18n.NewPrinter(lang(r))
 	user := formUser(r)
 	reason := strings.TrimSpace(r.PostForm.Get("reason"))
-	// The audited reason (at most maxReasonLength, like the RPC's) is
-	// suffixed " (console)", as the console's other actions are.
-	const suffix = " (console)"
-	if reason == "" || len(reason) > maxReasonLength-len(suffix) || !utf8.ValidString(reason) {
+	// The console asks for a reason (AdminService leaves it optional); its
+	// limit is the action's.
+	if reason == "" {
 		c.showMFA(w, r, op, http.StatusBadRequest, "", p.Sprintf("console.err.reason"))
 		return
 	}
-	if err := c.mfa.MFAReset(r.Context(), op.ID, user, reason+suffix); err != nil {
+	if err := c.admin.ResetMFA(r.Context(), op.admin(), user, reason); err != nil {
 		c.mfaFailed(w, r, op, err)
 		return
 	}
 	c.showMFA(w, r, op, http.StatusOK, p.Sprintf("console.mfa.reset-done", user), "")
 }
 
-// targetLogin is the console credential of the operator in the URL, for
-// an admin's reset. Refused: oneself (an admin who mistypes their own new
-// password or loses the new secret would have no way in; another admin
-// resets them), a disabled operator, one without a console login.
-func (c *Console) targetLogin(w http.ResponseWriter, r *http.Request, op *operator) (store.OperatorLogin, bool) {
-	ctx := r.Context()
-	id := r.PathValue("id")
-	if id == op.ID {
-		c.showOperators(w, r, op, http.StatusBadRequest, "console.operators.err.self-reset")
-		return store.OperatorLogin{}, false
-	}
-	ops, err := c.st.ListOperators(ctx)
-	if err != nil {
-		c.internal(w, r, op, err)
-		return store.OperatorLogin{}, false
-	}
-	i := slices.IndexFunc(ops, func(o store.OperatorAccount) bool { return o.ID == id })
-	switch {
-	case i < 0:
-		c.fail(w, r, http.StatusNotFound, op, "console.err.no-operator")
-		return store.OperatorLogin{}, false
-	case !ops[i].DisabledAt.IsZero():
-		c.showOperators(w, r, op, http.StatusConflict, "console.operators.err.disabled")
-		return store.OperatorLogin{}, false
-	case ops[i].Login == "":
-		c.showOperators(w, r, op, http.StatusConflict, "console.operators.err.no-login")
-		return store.OperatorLogin{}, false
-	}
-	l, o, err := c.st.OperatorLogin(ctx, ops[i].Login)
-	if err == nil && o.ID != id {
-		err = fmt.Errorf("login %s belongs to operator %s, not %s", ops[i].Login, o.ID, id)
-	}
-	if err != nil {
-		c.internal(w, r, op, err)
-		return store.OperatorLogin{}, false
-	}
-	return l, true
-}
-
-// operatorPassword sets a new initial password chosen by the admin. The
-// TOTP secret stays, so the operator signs in with the new password and
-// their authenticator; the lock-out is cleared.
+// operatorPassword sets a new initial password chosen by the admin
+// (admin.Service.ResetOperatorPassword). The TOTP secret stays, so the
+// operator signs in with the new password and their authenticator.
 func (c *Console) operatorPassword(w http.ResponseWriter, r *http.Request, op *operator) {
-	l, ok := c.targetLogin(w, r, op)
-	if !ok {
+	id := r.PathValue("id")
+	err := c.admin.ResetOperatorPassword(r.Context(), op.admin(), id, auth.Secret(r.PostForm.Get("password")))
+	if c.operatorRefused(w, r, op, err) {
 		return
 	}
-	hash, err := auth.HashPassword(auth.Secret(r.PostForm.Get("password")))
-	if errors.Is(err, auth.ErrWeakPassword) {
-		c.showOperators(w, r, op, http.StatusBadRequest, "console.err.password")
-		return
-	}
-	if err != nil {
-		c.internal(w, r, op, err)
-		return
-	}
-	l.PasswordHash, l.Failures, l.LockedUntil, l.UpdatedAt = hash, 0, time.Time{}, c.now()
-	actx, recorded := c.withAudit(r.Context(), op.ID, "operator.password-reset", l.OperatorID, "login="+l.Login+" (console)")
-	if err := c.st.SetOperatorLogin(actx, l); err != nil {
-		c.internal(w, r, op, err)
-		return
-	}
-	if err := recorded(); err != nil {
-		c.internal(w, r, op, err)
-		return
-	}
-	// Whoever had the old password is signed out everywhere.
-	if err := c.st.EndSessions(r.Context(), l.OperatorID); err != nil {
-		c.internal(w, r, op, err)
-		return
-	}
-	http.Redirect(w, r, "/operators#op-"+l.OperatorID, http.StatusSeeOther)
+	http.Redirect(w, r, "/operators#op-"+id, http.StatusSeeOther)
 }
 
-// operatorTOTP gives the operator a new TOTP secret, shown once with its
-// QR code. The password stays.
+// operatorTOTP gives the operator a new TOTP secret
+// (admin.Service.ResetOperatorTOTP), shown once with its QR code. The
+// password stays.
 func (c *Console) operatorTOTP(w http.ResponseWriter, r *http.Request, op *operator) {
-	l, ok := c.targetLogin(w, r, op)
-	if !ok {
-		return
-	}
-	secret, url, err := auth.NewTOTPSecret(l.Login)
-	if err != nil {
-		c.internal(w, r, op, err)
+	login, secret, url, err := c.admin.ResetOperatorTOTP(r.Context(), op.admin(), r.PathValue("id"))
+	if c.operatorRefused(w, r, op, err) {
 		return
 	}
 	svg, err := qrSVG(url)
@@ -355,36 +259,6 @@ func (c *Console) operatorTOTP(w http.ResponseWriter, r *http.Request, op *opera
 		c.internal(w, r, op, err)
 		return
 	}
-	// A new seed: its steps start afresh; the lock-out is cleared.
-	l.TOTPSecret, l.LastTOTPStep, l.Failures, l.LockedUntil, l.UpdatedAt = secret.Reveal(), 0, 0, time.Time{}, c.now()
-	actx, recorded := c.withAudit(r.Context(), op.ID, "operator.totp-reset", l.OperatorID, "login="+l.Login+" (console)")
-	if err := c.st.SetOperatorLogin(actx, l); err != nil {
-		c.internal(w, r, op, err)
-		return
-	}
-	if err := recorded(); err != nil {
-		c.internal(w, r, op, err)
-		return
-	}
-	if err := c.st.EndSessions(r.Context(), l.OperatorID); err != nil {
-		c.internal(w, r, op, err)
-		return
-	}
 	c.render(w, r, http.StatusOK, "mfa_operator_totp", view{P: i18n.NewPrinter(lang(r)), Op: op, CSRF: op.csrf(),
-		Data: createdView{Login: l.Login, TOTPSecret: secret.Reveal(), TOTPURL: url, QR: svg}})
+		Data: createdView{Login: login, TOTPSecret: secret.Reveal(), TOTPURL: url, QR: svg}})
 }
-
-// noMFA is the MFA of a console built without one: every action is
-// refused as if the server had no MFA key.
-type noMFA struct{}
-
-var errNoMFA = status.Error(codes.FailedPrecondition, "the console has no MFA service")
-
-func (noMFA) MFAUnlock(context.Context, string, string, string) (int64, error) { return 0, errNoMFA }
-func (noMFA) MFATempCode(context.Context, string, string, time.Duration) (string, store.MFATempCode, error) {
-	return "", store.MFATempCode{}, errNoMFA
-}
-func (noMFA) MFAEnroll(context.Context, string, string, bool) (mfa.Enrollment, error) {
-	return mfa.Enrollment{}, errNoMFA
-}
-func (noMFA) MFAReset(context.Context, string, string, string) error { return errNoMFA }

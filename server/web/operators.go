@@ -6,12 +6,11 @@ import (
 	"html/template"
 	"net/http"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/boombuler/barcode/qr"
-	"github.com/google/uuid"
 
 	"github.com/mamori-dev/mamori/internal/i18n"
+	"github.com/mamori-dev/mamori/server/admin"
 	"github.com/mamori-dev/mamori/server/auth"
 	"github.com/mamori-dev/mamori/server/store"
 )
@@ -32,6 +31,15 @@ func (c *Console) operators(w http.ResponseWriter, r *http.Request, op *operator
 }
 
 func (c *Console) showOperators(w http.ResponseWriter, r *http.Request, op *operator, status int, errID i18n.ID) {
+	msg := ""
+	if errID != "" {
+		msg = i18n.NewPrinter(lang(r)).Sprintf(errID)
+	}
+	c.renderOperators(w, r, op, status, msg)
+}
+
+// renderOperators shows the operator list with an error (localized).
+func (c *Console) renderOperators(w http.ResponseWriter, r *http.Request, op *operator, status int, problem string) {
 	p := i18n.NewPrinter(lang(r))
 	ops, err := c.st.ListOperators(r.Context())
 	if err != nil {
@@ -43,11 +51,7 @@ func (c *Console) showOperators(w http.ResponseWriter, r *http.Request, op *oper
 	for _, o := range ops {
 		rows = append(rows, operatorRow{OperatorAccount: o, Locked: now.Before(o.LockedUntil), Disabled: !o.DisabledAt.IsZero(), Self: o.ID == op.ID})
 	}
-	v := view{P: p, Op: op, CSRF: op.csrf(), Data: rows}
-	if errID != "" {
-		v.Error = p.Sprintf(errID)
-	}
-	c.render(w, r, status, "operators", v)
+	c.render(w, r, status, "operators", view{P: p, Op: op, CSRF: op.csrf(), Data: rows, Error: problem})
 }
 
 type createdView struct {
@@ -59,74 +63,19 @@ type createdView struct {
 }
 
 func (c *Console) createOperator(w http.ResponseWriter, r *http.Request, op *operator) {
-	ctx := r.Context()
 	f := r.PostForm
-	name, login := strings.TrimSpace(f.Get("name")), strings.TrimSpace(f.Get("login"))
 	role, err := auth.ParseRole(f.Get("role"))
-	pw := auth.Secret(f.Get("password"))
-	if err != nil || name == "" || login == "" || len(name) > 128 || len(login) > 128 || !utf8.ValidString(name) || !utf8.ValidString(login) ||
-		strings.ContainsAny(login, " \t\r\n") {
+	if err != nil {
 		c.showOperators(w, r, op, http.StatusBadRequest, "console.err.operator-form")
 		return
 	}
-	hash, err := auth.HashPassword(pw)
-	if errors.Is(err, auth.ErrWeakPassword) {
-		c.showOperators(w, r, op, http.StatusBadRequest, "console.err.password")
-		return
-	}
-	if err != nil {
-		c.internal(w, r, op, err)
-		return
-	}
-	secret, url, err := auth.NewTOTPSecret(login)
-	if err != nil {
-		c.internal(w, r, op, err)
-		return
-	}
-	now := c.now()
-	tok := auth.NewToken(auth.OperatorTokenPrefix)
-	o := store.Operator{ID: uuid.NewString(), Name: name, Role: role.String(), TokenHash: auth.HashToken(tok.Reveal()), CreatedAt: now}
-	// The login is checked first, so a taken one leaves no operator
-	// behind.
-	if _, _, err := c.st.OperatorLogin(ctx, login); err == nil {
-		c.showOperators(w, r, op, http.StatusConflict, "console.err.login-taken")
-		return
-	} else if !errors.Is(err, store.ErrNotFound) {
-		c.internal(w, r, op, err)
-		return
-	}
-	// The operator and its API token are recorded as they are stored.
-	actx, recorded := c.withAudit(ctx, op.ID, "operator.create", o.ID, fmt.Sprintf("name=%s role=%s login=%s (console)", name, role, login))
-	if err := c.st.CreateOperator(actx, o); err != nil {
-		c.internal(w, r, op, err)
-		return
-	}
-	if err := recorded(); err != nil {
-		c.internal(w, r, op, err)
-		return
-	}
-	err = c.st.SetOperatorLogin(ctx, store.OperatorLogin{OperatorID: o.ID, Login: login, PasswordHash: hash, TOTPSecret: secret.Reveal(), UpdatedAt: now})
-	if errors.Is(err, store.ErrConflict) {
-		// Taken by someone else meanwhile: the operator just made is
-		// disabled again, and that is recorded too.
-		dctx, recorded := c.withAudit(ctx, op.ID, "operator.disable", o.ID, "login "+login+" taken (console)")
-		if err := c.st.DisableOperator(dctx, o.ID, now); err != nil {
-			c.internal(w, r, op, err)
-			return
-		}
-		if err := recorded(); err != nil {
-			c.internal(w, r, op, err)
-			return
-		}
-		c.showOperators(w, r, op, http.StatusConflict, "console.err.login-taken")
-		return
-	}
-	if err != nil {
-		c.internal(w, r, op, err)
+	made, err := c.admin.CreateOperator(r.Context(), op.admin(), admin.NewOperator{Name: f.Get("name"), Login: f.Get("login"),
+		Role: role, Password: auth.Secret(f.Get("password"))})
+	if c.operatorRefused(w, r, op, err) {
 		return
 	}
 	p := i18n.NewPrinter(lang(r))
-	svg, err := qrSVG(url)
+	svg, err := qrSVG(made.TOTPURL)
 	if err != nil {
 		c.internal(w, r, op, err)
 		return
@@ -134,47 +83,40 @@ func (c *Console) createOperator(w http.ResponseWriter, r *http.Request, op *ope
 	// Shown once: the page is not cached (Cache-Control: no-store) and the
 	// secrets are not stored in a form the server can show again.
 	c.render(w, r, http.StatusOK, "operator-created", view{P: p, Op: op, CSRF: op.csrf(), Data: createdView{
-		Name: name, Login: login, Role: role.String(), Token: tok.Reveal(), TOTPSecret: secret.Reveal(), TOTPURL: url, QR: svg,
+		Name: made.Operator.Name, Login: made.Login, Role: made.Operator.Role, Token: made.Token.Reveal(),
+		TOTPSecret: made.TOTPSecret.Reveal(), TOTPURL: made.TOTPURL, QR: svg,
 	}})
 }
 
+// operatorRefused answers a refused operator action: on the operator
+// list, or on an error page for an operator that is not there. It
+// reports whether err was not nil.
+func (c *Console) operatorRefused(w http.ResponseWriter, r *http.Request, op *operator, err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, admin.ErrNotFound) {
+		return c.refused(w, r, op, err)
+	}
+	p := i18n.NewPrinter(lang(r))
+	status, msg, ok := refusal(p, err)
+	if !ok {
+		c.internal(w, r, op, err)
+		return true
+	}
+	c.renderOperators(w, r, op, status, msg)
+	return true
+}
+
 func (c *Console) disableOperator(w http.ResponseWriter, r *http.Request, op *operator) {
-	id := r.PathValue("id")
-	if id == op.ID {
-		c.showOperators(w, r, op, http.StatusBadRequest, "console.err.self")
-		return
-	}
-	actx, recorded := c.withAudit(r.Context(), op.ID, "operator.disable", id, "(console)")
-	err := c.st.DisableOperator(actx, id, c.now())
-	if errors.Is(err, store.ErrNotFound) {
-		c.fail(w, r, http.StatusNotFound, op, "console.err.no-operator")
-		return
-	}
-	if err != nil {
-		c.internal(w, r, op, err)
-		return
-	}
-	if err := recorded(); err != nil {
-		c.internal(w, r, op, err)
+	if c.operatorRefused(w, r, op, c.admin.DisableOperator(r.Context(), op.admin(), r.PathValue("id"))) {
 		return
 	}
 	http.Redirect(w, r, "/operators", http.StatusSeeOther)
 }
 
 func (c *Console) unlockOperator(w http.ResponseWriter, r *http.Request, op *operator) {
-	id := r.PathValue("id")
-	actx, recorded := c.withAudit(r.Context(), op.ID, "operator.unlock", id, "(console)")
-	err := c.st.ResetLockout(actx, id, c.now())
-	if errors.Is(err, store.ErrNotFound) {
-		c.fail(w, r, http.StatusNotFound, op, "console.err.no-operator")
-		return
-	}
-	if err != nil {
-		c.internal(w, r, op, err)
-		return
-	}
-	if err := recorded(); err != nil {
-		c.internal(w, r, op, err)
+	if c.operatorRefused(w, r, op, c.admin.UnlockOperator(r.Context(), op.admin(), r.PathValue("id"))) {
 		return
 	}
 	http.Redirect(w, r, "/operators", http.StatusSeeOther)

@@ -19,7 +19,6 @@ const (
 	searchLimit     = 100
 	recentEvents    = 50
 	historyLimit    = 50
-	maxReasonLength = 512
 	maxSearchLength = 255
 )
 
@@ -284,25 +283,9 @@ func (c *Console) device(w http.ResponseWriter, r *http.Request, op *operator) {
 
 // revoke is the officer's action; the route already checked role and CSRF.
 func (c *Console) revoke(w http.ResponseWriter, r *http.Request, op *operator) {
-	ctx := r.Context()
-	id := r.PathValue("id")
 	reason := strings.TrimSpace(r.PostForm.Get("reason"))
-	if reason == "" || len(reason) > maxReasonLength || !utf8.ValidString(reason) {
-		c.fail(w, r, http.StatusBadRequest, op, "console.err.reason")
-		return
-	}
-	actx, recorded := c.withAudit(ctx, op.ID, "device.revoke", id, reason+" (console)")
-	d, err := c.st.RevokeDevice(actx, id, reason, c.now())
-	if errors.Is(err, store.ErrNotFound) {
-		c.fail(w, r, http.StatusNotFound, op, "console.err.no-device")
-		return
-	}
-	if err != nil {
-		c.internal(w, r, op, err)
-		return
-	}
-	if err := recorded(); err != nil {
-		c.internal(w, r, op, err)
+	d, err := c.admin.RevokeDevice(r.Context(), op.admin(), r.PathValue("id"), reason)
+	if c.refused(w, r, op, err) {
 		return
 	}
 	http.Redirect(w, r, "/devices/"+d.ID, http.StatusSeeOther)

@@ -16,6 +16,7 @@ import (
 	"github.com/mamori-dev/mamori/internal/i18n"
 	"github.com/mamori-dev/mamori/internal/policy"
 	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
+	"github.com/mamori-dev/mamori/server/admin"
 	"github.com/mamori-dev/mamori/server/auth"
 	"github.com/mamori-dev/mamori/server/store"
 )
@@ -197,7 +198,7 @@ func (c *Console) readPolicyChange(r *http.Request, cur *mamoriv1.Policy, build 
 		return nil, v, []string{p.Sprintf("console.policy.err-conflict", v.Version, cur.Version)}
 	}
 	edited, problems = build(cur)
-	if v.Reason == "" || len(v.Reason) > maxReasonLength || !utf8.ValidString(v.Reason) {
+	if v.Reason == "" || len(v.Reason) > admin.MaxReasonLength || !utf8.ValidString(v.Reason) {
 		problems = append(problems, p.Sprintf("console.err.reason"))
 	}
 	if len(problems) > 0 {
@@ -265,19 +266,12 @@ func (c *Console) policySave(w http.ResponseWriter, r *http.Request, op *operato
 		c.render(w, r, http.StatusBadRequest, "policy_edit", view{Op: op, CSRF: op.csrf(), Error: problem, Data: v})
 		return
 	}
-	actx, recorded := c.withAudit(ctx, op.ID, "policy.set", strconv.FormatInt(v.Version+1, 10), v.Reason+" (console)")
-	saved, err := c.st.SetPolicy(actx, store.PolicyChange{Policy: edited, Actor: op.ID, Reason: v.Reason, At: c.now()}, v.Version)
-	if errors.Is(err, store.ErrConflict) {
-		p := i18n.NewPrinter(lang(r))
-		msg := p.Sprintf("console.policy.err-conflict", v.Version, v.Version+1)
-		c.render(w, r, http.StatusConflict, "policy_edit", view{Op: op, CSRF: op.csrf(), Error: msg, Data: v})
+	saved, err := c.admin.SetPolicy(ctx, op.admin(), edited, v.Version, v.Reason)
+	if status, msg, ok := refusal(i18n.NewPrinter(lang(r)), err, v.Version, v.Version+1); ok {
+		c.render(w, r, status, "policy_edit", view{Op: op, CSRF: op.csrf(), Error: msg, Data: v})
 		return
 	}
 	if err != nil {
-		c.internal(w, r, op, err)
-		return
-	}
-	if err := recorded(); err != nil {
 		c.internal(w, r, op, err)
 		return
 	}

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"net/url"
@@ -8,6 +9,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/mamori-dev/mamori/internal/i18n"
+	"github.com/mamori-dev/mamori/server/admin"
 	"github.com/mamori-dev/mamori/server/auth"
 	"github.com/mamori-dev/mamori/server/store"
 )
@@ -169,7 +171,7 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	pw, code := auth.Secret(f.Get("password")), f.Get("totp")
-	if login == "" || len(login) > 128 || !utf8.ValidString(login) {
+	if login == "" || len(login) > admin.MaxOperatorName || !utf8.ValidString(login) {
 		auth.BurnPasswordCheck(pw)
 		again(http.StatusUnauthorized, "console.login.failed")
 		return
@@ -212,13 +214,17 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 	}
 	if why != "" {
 		// The failure is recorded with the count it raises.
-		actx, recorded := c.withAudit(ctx, o.ID, "console.login.fail", o.ID, why)
-		l, err := c.st.LoginFailed(actx, o.ID, now, c.cfg.MaxFailures, c.cfg.LockFor)
-		if err != nil {
-			c.internal(w, r, nil, err)
+		var l store.OperatorLogin
+		var failed error
+		_ = c.admin.Audited(ctx, store.AuditRecord{At: now, Actor: o.ID, Action: "console.login.fail", Target: o.ID, Detail: why},
+			func(actx context.Context) error {
+				l, failed = c.st.LoginFailed(actx, o.ID, now, c.cfg.MaxFailures, c.cfg.LockFor)
+				return failed
+			})
+		if failed != nil {
+			c.internal(w, r, nil, failed)
 			return
 		}
-		_ = recorded()
 		if !l.LockedUntil.IsZero() && now.Before(l.LockedUntil) {
 			c.n.lockouts.Add(1)
 			_ = c.audit(ctx, "system", "console.lockout", o.ID, "locked until "+l.LockedUntil.UTC().Format("2006-01-02T15:04:05Z"))
@@ -231,12 +237,10 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 	sid := auth.NewSessionID()
 	hash, _ := auth.HashSessionID(sid)
 	// The session exists only with its record.
-	actx, recorded := c.withAudit(ctx, o.ID, "console.login", o.ID, "")
-	if err := c.st.CreateSession(actx, store.ConsoleSession{IDHash: hash, OperatorID: o.ID, CreatedAt: now, LastSeen: now}); err != nil {
-		c.internal(w, r, nil, err)
-		return
-	}
-	if err := recorded(); err != nil {
+	if err := c.admin.Audited(ctx, store.AuditRecord{At: now, Actor: o.ID, Action: "console.login", Target: o.ID},
+		func(actx context.Context) error {
+			return c.st.CreateSession(actx, store.ConsoleSession{IDHash: hash, OperatorID: o.ID, CreatedAt: now, LastSeen: now})
+		}); err != nil {
 		c.internal(w, r, nil, err)
 		return
 	}

@@ -37,6 +37,7 @@ import (
 
 	"github.com/mamori-dev/mamori/internal/i18n"
 	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
+	"github.com/mamori-dev/mamori/server/admin"
 	"github.com/mamori-dev/mamori/server/auth"
 	"github.com/mamori-dev/mamori/server/compliance"
 	"github.com/mamori-dev/mamori/server/store"
@@ -48,7 +49,9 @@ var templateFS embed.FS
 //go:embed static
 var staticFS embed.FS
 
-// Store is what the console reads and writes.
+// Store is what the console reads. Operator actions write through
+// server/admin (Deps.Admin); the console's own bookkeeping (sign-in,
+// sessions) is the exception, see internal/walls.
 type Store interface {
 	store.Devices
 	store.Events
@@ -102,9 +105,10 @@ type Deps struct {
 	// Metrics, when set, adds the gRPC server's metrics (reports stored,
 	// RPC calls and latencies) to /metrics.
 	Metrics func(io.Writer)
-	// MFA runs the MFA page's actions (mfa.go); nil leaves the page
-	// read-only: its actions answer 503.
-	MFA MFA
+	// Admin runs the operator actions (required): the same service
+	// AdminService runs, so the console and mamorictl check, write and
+	// audit alike. Its refusals are worded in refusal.go.
+	Admin *admin.Service
 }
 
 // Console serves the pages.
@@ -116,7 +120,7 @@ type Console struct {
 	metricx func(io.Writer)
 	pages   map[string]*template.Template
 	n       counters
-	mfa     MFA
+	admin   *admin.Service
 }
 
 // Cookie names. __Host- makes the browser insist on Secure, Path=/ and no
@@ -129,8 +133,8 @@ const (
 
 // New builds the console.
 func New(d Deps) (*Console, error) {
-	if d.Store == nil {
-		return nil, errors.New("console: a store is required")
+	if d.Store == nil || d.Admin == nil {
+		return nil, errors.New("console: a store and an admin service are required")
 	}
 	if err := d.Config.Validate(); err != nil {
 		return nil, err
@@ -141,10 +145,7 @@ func New(d Deps) (*Console, error) {
 	if d.Log == nil {
 		d.Log = slog.New(slog.DiscardHandler)
 	}
-	c := &Console{st: d.Store, cfg: d.Config, now: d.Now, log: d.Log, metricx: d.Metrics, pages: map[string]*template.Template{}, mfa: d.MFA}
-	if c.mfa == nil {
-		c.mfa = noMFA{}
-	}
+	c := &Console{st: d.Store, cfg: d.Config, now: d.Now, log: d.Log, metricx: d.Metrics, pages: map[string]*template.Template{}, admin: d.Admin}
 	funcs := template.FuncMap{
 		"time":       c.formatTime,
 		"ts":         func(t *timestamppb.Timestamp) string { return c.formatTimestamp(t) },
@@ -327,26 +328,28 @@ func (c *Console) internal(w http.ResponseWriter, r *http.Request, op *operator,
 	c.fail(w, r, http.StatusInternalServerError, op, "console.err.internal")
 }
 
-// withAudit attaches an audit record to ctx, so the store commits it in the
-// same transaction as the action done with the returned context; recorded
-// appends it afterwards if that transaction did not take it.
-func (c *Console) withAudit(ctx context.Context, actor, action, target, detail string) (actx context.Context, recorded func() error) {
-	actx, p := store.WithAudit(ctx, store.AuditRecord{At: c.now(), Actor: actor, Action: action, Target: target, Detail: detail})
-	return actx, func() error {
-		if _, ok := p.Taken(); ok {
-			return nil
-		}
-		r := p.Record()
-		return c.audit(ctx, r.Actor, r.Action, r.Target, r.Detail)
-	}
+// audit appends a record on its own (a sign-in, a refusal, an export).
+func (c *Console) audit(ctx context.Context, actor, action, target, detail string) error {
+	return c.admin.Audited(ctx, store.AuditRecord{At: c.now(), Actor: actor, Action: action, Target: target, Detail: detail}, nil)
 }
 
-func (c *Console) audit(ctx context.Context, actor, action, target, detail string) error {
-	_, err := c.st.AppendAudit(ctx, store.AuditRecord{At: c.now(), Actor: actor, Action: action, Target: target, Detail: detail})
-	if err != nil {
-		c.log.ErrorContext(ctx, "console audit", "action", action, "error", err)
+// admin is the operator as server/admin's actions name it.
+func (o *operator) admin() admin.Operator { return admin.Operator{ID: o.ID} }
+
+// refused answers a refused action on an error page and reports whether
+// err was one; an error that is not a refusal is internal.
+func (c *Console) refused(w http.ResponseWriter, r *http.Request, op *operator, err error) bool {
+	if err == nil {
+		return false
 	}
-	return err
+	p := i18n.NewPrinter(lang(r))
+	status, msg, ok := refusal(p, err)
+	if !ok {
+		c.internal(w, r, op, err)
+		return true
+	}
+	c.render(w, r, status, "error", view{P: p, Op: op, Error: msg, CSRF: op.csrf()})
+	return true
 }
 
 func (c *Console) formatTime(t time.Time) string {
