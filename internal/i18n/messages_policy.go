@@ -1,6 +1,6 @@
 package i18n
 
-// policyMessages are the texts of issue 5: the console's policy,
+// policyMessages are the texts of the console's policy,
 // exceptions (例外措置) and asset ledger (端末台帳) pages ("console.policy.",
 // "console.exc.", "console.ledger.") and mamorictl's exception and ledger
 // commands ("ctl.exception.", "ctl.ledger.").

@@ -14,7 +14,7 @@ import (
 	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
 )
 
-// Exceptions (例外措置) and the asset ledger (端末台帳), issue 5.
+// Exceptions (例外措置) and the asset ledger (端末台帳).
 
 // maxLedgerFile is the largest ledger file ledger import sends (the
 // server's limit, checked here first).

@@ -167,7 +167,7 @@ func AllowedUsers(p *mamoriv1.Policy) map[string]bool {
 
 // Version names the bundle a device should hold: it changes with every
 // MFA change and every policy change. For a device whose effective
-// policy comes from a group override (issue 5) it also names the users
+// policy comes from a group override it also names the users
 // that policy allows, so moving a device between groups, which keeps the
 // policy version, changes its bundle too.
 func Version(generation int64, p *mamoriv1.Policy) string {

@@ -16,7 +16,7 @@ import (
 	"github.com/mamori-dev/mamori/server/store"
 )
 
-// The MFA page (issue 5): the helpdesk reads who has which factor,
+// The MFA page: the helpdesk reads who has which factor,
 // unlocks a user on one terminal or all and issues temporary codes; the
 // officer also enrols a user (TOTP) and resets one. The actions are
 // server/admin's, the same AdminService runs, so the console and

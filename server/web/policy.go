@@ -21,7 +21,7 @@ import (
 	"github.com/mamori-dev/mamori/server/store"
 )
 
-// The policy pages (issue 5): the policy in force per device group, its
+// The policy pages: the policy in force per device group, its
 // history with diffs, and the officer's editors: the form (policyform.go)
 // or the whole document as JSON, then the diff against the current
 // version, confirm with a reason. No JavaScript: the confirm step is a

@@ -18,7 +18,7 @@ import (
 	"github.com/mamori-dev/mamori/server/store"
 )
 
-// The policy form (issue 5): an officer edits one scope — the base policy
+// The policy form: an officer edits one scope — the base policy
 // or one device group's override — through fields instead of JSON: each
 // control's mode and whether it is required, the media control's action
 // per device class and its allow-list, the login-mfa methods, grace period

@@ -152,7 +152,7 @@ func New(d Deps) (*Console, error) {
 		"stateClass": func(s mamoriv1.ControlState) string { return strings.ToLower(compliance.StateName(s)) },
 		"compClass":  complianceClass,
 	}
-	// Pages of issue 5 (policy.go, exceptions.go, ledger.go).
+	// Policy, exceptions and the asset ledger (policy.go, exceptions.go, ledger.go).
 	funcs["diffClass"] = func(op string) string { return map[string]string{"+": "add", "-": "del"}[op] }
 	funcs["ctable"] = controlTable
 	funcs["vis"] = visible
@@ -196,7 +196,7 @@ func (c *Console) Handler() http.Handler {
 	mux.Handle("GET /search", c.signedIn(auth.RoleHelpdesk, c.search))
 	mux.Handle("GET /devices/{id}", c.signedIn(auth.RoleHelpdesk, c.device))
 	mux.Handle("POST /devices/{id}/revoke", c.signedIn(auth.RoleOfficer, c.revoke))
-	// Policy, exceptions (例外措置), asset ledger (端末台帳): issue 5.
+	// Policy, exceptions (例外措置), asset ledger (端末台帳).
 	mux.Handle("GET /policy", c.signedIn(auth.RoleHelpdesk, c.policyPage))
 	mux.Handle("GET /policy/edit", c.signedIn(auth.RoleOfficer, c.policyFormPage))
 	mux.Handle("POST /policy/form", c.signedIn(auth.RoleOfficer, c.policyFormSubmit))
