@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -19,48 +18,6 @@ import (
 	"github.com/mamori-dev/mamori/internal/testenv"
 	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
 )
-
-// smallFS mounts a tmpfs of size bytes on a temporary directory for the
-// test's duration.
-func smallFS(t *testing.T, size string) string {
-	t.Helper()
-	testenv.RequireRoot(t)
-	mount := testenv.LookPath(t, "mount", "mount")
-	mnt := t.TempDir()
-	if out, err := exec.Command(mount, "-t", "tmpfs", "-o", "size="+size+",mode=0700", "tmpfs", mnt).CombinedOutput(); err != nil {
-		testenv.Unavailable(t, fmt.Sprintf("mount tmpfs: %v: %s", err, out))
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v: %s", mnt, err, out)
-		}
-	})
-	return mnt
-}
-
-// fillFS writes a file until the file system is full, as another program
-// would, and returns its path.
-func fillFS(t *testing.T, dir string) string {
-	t.Helper()
-	filler := filepath.Join(dir, "filler")
-	f, err := os.Create(filler)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	chunk := make([]byte, 4096)
-	for {
-		if _, err := f.Write(chunk); err != nil {
-			break
-		}
-	}
-	// Byte by byte, so not even a partial page is left.
-	for {
-		if _, err := f.Write(chunk[:1]); err != nil {
-			return filler
-		}
-	}
-}
 
 // padded is an event of about 1 KiB.
 func padded(id string) *mamoriv1.Event {
@@ -75,7 +32,7 @@ func padded(id string) *mamoriv1.Event {
 // freed appends work again, and the events_dropped marker reports exactly
 // the refused events as lost to a full disk. Nothing is lost silently.
 func TestDiskFull(t *testing.T) {
-	mnt := smallFS(t, "256k")
+	mnt := testenv.TmpFS(t, "256k")
 	dir := filepath.Join(mnt, "spool")
 	opt := testOptions(t)
 	opt.MaxBytes = 16 << 20 // larger than the file system: the disk fills first
@@ -96,7 +53,7 @@ func TestDiskFull(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	filler := fillFS(t, mnt)
+	filler := testenv.FillFS(t, mnt)
 	var failed int
 	for i := range 10 {
 		err := add(fmt.Sprintf("full-%02d", i))
@@ -165,7 +122,7 @@ func checkDropMarker(t *testing.T, evs []*mamoriv1.Event, want, diskFull int) {
 // even the ack journal can grow: acknowledging whole segments deletes them
 // before anything is written.
 func TestDiskFullAck(t *testing.T) {
-	mnt := smallFS(t, "256k")
+	mnt := testenv.TmpFS(t, "256k")
 	opt := testOptions(t)
 	opt.MaxBytes = 512 << 10 // segments of 32 KiB; the disk still fills first
 	s := mustOpen(t, mnt, opt)
@@ -203,7 +160,7 @@ func TestDiskFullAck(t *testing.T) {
 // of resending the same batch every round; across a restart too; and the
 // drops are reported as soon as the disk has room.
 func TestDiskFullDelivery(t *testing.T) {
-	mnt := smallFS(t, "512k")
+	mnt := testenv.TmpFS(t, "512k")
 	dir := filepath.Join(mnt, "spool")
 	opt := testOptions(t)
 	opt.MaxBytes = 16 << 20 // one segment of 1 MiB: no Ack below deletes it
@@ -274,10 +231,10 @@ func TestDiskFullDelivery(t *testing.T) {
 // not be lost (logins) are taken from the reserve while ordinary ones are
 // refused; when the reserve too is gone they are refused and counted.
 func TestAppendReservedOnFullDisk(t *testing.T) {
-	mnt := smallFS(t, "256k")
+	mnt := testenv.TmpFS(t, "256k")
 	opt := testOptions(t)
 	s := mustOpen(t, filepath.Join(mnt, "spool"), opt)
-	fillFS(t, mnt)
+	testenv.FillFS(t, mnt)
 	if err := s.Append(context.Background(), testEvent("ordinary", "usb")); !errors.Is(err, syscall.ENOSPC) {
 		t.Fatalf("Append on a full disk: %v, want ENOSPC", err)
 	}

@@ -2,9 +2,7 @@ package e2e
 
 import (
 	"errors"
-	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -33,13 +31,7 @@ import (
 //   - once the disk has room, the agent control is ENFORCED again.
 func TestDiskFullNothingLostSilently(t *testing.T) {
 	testenv.Short(t)
-	testenv.RequireRoot(t)
-	mount := testenv.LookPath(t, "mount", "mount")
-	mnt := t.TempDir()
-	if out, err := exec.Command(mount, "-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs", mnt).CombinedOutput(); err != nil {
-		testenv.Unavailable(t, fmt.Sprintf("mount tmpfs: %v: %s", err, out))
-	}
-	t.Cleanup(func() { exec.Command("umount", "-l", mnt).Run() }) //nolint:errcheck
+	mnt := testenv.TmpFS(t, "1m")
 
 	data, addr := t.TempDir(), freeAddr(t)
 	h := servertest.Start(t, servertest.Options{DataDir: data, Listen: addr})
@@ -49,24 +41,7 @@ func TestDiskFullNothingLostSilently(t *testing.T) {
 	h.Stop()
 
 	a := startAgent(t, dir, clock.Now, "pc-full")
-	// Another program fills the disk.
-	filler := filepath.Join(mnt, "filler")
-	f, err := os.Create(filler)
-	if err != nil {
-		t.Fatal(err)
-	}
-	buf := make([]byte, 4096)
-	for {
-		if _, err := f.Write(buf); err != nil {
-			break
-		}
-	}
-	for {
-		if _, err := f.Write(buf[:1]); err != nil {
-			break
-		}
-	}
-	f.Close()
+	filler := testenv.FillFS(t, mnt) // another program fills the disk
 
 	const total = 2000
 	em := daemon.NewEmitter(a.spool, clock.Now)
