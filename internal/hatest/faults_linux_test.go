@@ -92,6 +92,66 @@ func TestPostgresRestartUnderLoad(t *testing.T) {
 	t.Logf("errors while PostgreSQL was down: %v", res.Reports.Errors)
 }
 
+// The PostgreSQL postmaster is SIGKILLed (no shutdown, crash recovery on
+// restart) while two servers on it take reports, each from its own fleet.
+// Meanwhile the servers answer with a status that tells the agents to come
+// back (Unavailable, never Internal) and no call hangs; once the database
+// is back, both servers use it again without a restart of their own; every
+// acknowledged event is stored once.
+func TestPostgresKilledUnderLoad(t *testing.T) {
+	testenv.Short(t)
+	db := pgtest.DSN(t)
+	dataA, dataB := t.TempDir(), t.TempDir()
+	a := startServer(t, dataA, db, freeAddr(t))
+	shareCA(t, dataA, dataB) // production: the same CA files on every server
+	b := startServer(t, dataB, db, freeAddr(t))
+	// One database, one CA and one set of operators: b's fleet uses a's
+	// CA and token against b's address.
+	cfgA, cfgB := fastLoad(t, a), fastLoad(t, a)
+	cfgB.Server = b.addr
+	cfgA.StopServer = func(context.Context) error { pgtest.Kill(t); return nil }
+	cfgA.Down = 2 * time.Second
+	cfgA.StartServer = func(context.Context) error { pgtest.Start(t); return nil }
+	// b's fleet reports steadily across a's kill and restart; its failed
+	// reports are expected, what counts is what it acknowledged.
+	cfgB.Mode, cfgB.Duration = loadgen.ModeSteady, 4*time.Second
+	type out struct {
+		res *loadgen.Result
+		err error
+	}
+	bDone := make(chan out, 1)
+	go func() {
+		res, err := loadgen.Run(context.Background(), cfgB)
+		bDone <- out{res, err}
+	}()
+	resA, err := loadgen.Run(context.Background(), cfgA)
+	checkLoad(t, resA, err)
+	if resA.Storm.FailedAttempts == 0 {
+		t.Errorf("no report failed while PostgreSQL was down")
+	}
+	ob := <-bDone
+	if ob.err != nil {
+		t.Fatalf("load on the second server: %v", ob.err)
+	}
+	if ob.res.Verify == nil || ob.res.Verify.Acked == 0 || ob.res.Verify.Missing != 0 || ob.res.Verify.Duplicates != 0 {
+		t.Fatalf("second server's verification: %+v", ob.res.Verify)
+	}
+	for name, res := range map[string]*loadgen.Result{"first": resA, "second": ob.res} {
+		for code, n := range res.Reports.Errors {
+			switch code {
+			case "Internal", "Unknown":
+				t.Errorf("%s server: %d reports answered %s while PostgreSQL was down; want Unavailable", name, n, code)
+				for _, srv := range []*server{a, b} {
+					t.Logf("%s's log says:\n%s", srv.addr, grepLines(srv.output(), "internal error", 5))
+				}
+			case "DeadlineExceeded":
+				t.Errorf("%s server: %d reports hung until their %v timeout", name, n, cfgA.CallTimeout)
+			}
+		}
+		t.Logf("%s server: errors while PostgreSQL was down: %v", name, res.Reports.Errors)
+	}
+}
+
 // The same on PostgreSQL: mamori-server is SIGKILLed while reports are
 // being committed and started again on the same database: every event it
 // acknowledged is stored, none twice, and every terminal reports again.
@@ -163,4 +223,17 @@ func TestGracefulStopUnderLoad(t *testing.T) {
 	if took == 0 || took > stopBound {
 		t.Errorf("graceful stop took %v, want at most %v", took, stopBound)
 	}
+}
+
+// grepLines returns up to n distinct lines of text that contain pattern.
+func grepLines(text, pattern string, n int) string {
+	seen := map[string]bool{}
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if strings.Contains(l, pattern) && !seen[l] && len(out) < n {
+			seen[l] = true
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

@@ -323,5 +323,24 @@ func storeUnreachable(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) ||
 		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
-		errors.Is(err, syscall.EPIPE) || errors.Is(err, io.ErrUnexpectedEOF)
+		errors.Is(err, syscall.EPIPE) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		transientSQLState(err)
+}
+
+// transientSQLState reports whether the database answered with an SQL
+// standard code that means "not now" rather than "no": class 08
+// (connection exception), 57P01–57P03 (the server shutting down, crashed
+// or starting: PostgreSQL ends every session with 57P01 when its
+// postmaster dies) and 53300 (too many connections). The drivers that
+// speak SQLSTATE (pgx's PgError) expose it as SQLState().
+func transientSQLState(err error) bool {
+	var se interface{ SQLState() string }
+	if !errors.As(err, &se) {
+		return false
+	}
+	switch c := se.SQLState(); {
+	case strings.HasPrefix(c, "08"), c == "57P01", c == "57P02", c == "57P03", c == "53300":
+		return true
+	}
+	return false
 }

@@ -177,15 +177,40 @@ func Shutdown(t testing.TB) {
 	server.cmd = nil
 }
 
-// Start starts PostgreSQL again after Shutdown, on the same data directory
-// and socket, and waits until it accepts connections.
+// Kill SIGKILLs the test binary's PostgreSQL postmaster, as a crash of the
+// database's process would: no shutdown checkpoint, sessions cut; the
+// orphaned backends notice the postmaster's death and exit by themselves.
+// Start brings it back through crash recovery.
+func Kill(t testing.TB) {
+	t.Helper()
+	if server.cmd == nil {
+		t.Fatal("pgtest: Kill before the server started (call DSN first)")
+	}
+	server.cmd.Process.Kill()
+	<-server.exited
+	server.cmd = nil
+}
+
+// Start starts PostgreSQL again after Shutdown or Kill, on the same data
+// directory and socket, and waits until it accepts connections. After a
+// Kill the new postmaster refuses to start while an orphaned backend still
+// holds the old shared memory; Start tries again for up to a minute.
 func Start(t testing.TB) {
 	t.Helper()
 	if server.cmd != nil {
 		return
 	}
-	if err := launch(); err != nil {
-		t.Fatal(err)
+	deadline := time.Now().Add(time.Minute)
+	for {
+		err := launch()
+		if err == nil {
+			return
+		}
+		server.cmd = nil
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
 
