@@ -1,179 +1,23 @@
 // Package powercut cuts the power under the agent's spool: the real spool
-// runs inside a real Debian kernel under qemu, on an ext4 file system on a
-// virtio disk whose image qemu opens with cache=directsync (every write the
-// guest's kernel sends reaches the image before it completes, so what the
-// guest fsync'd is really there, and what sat in the guest's page cache is
-// really lost), and qemu is killed at a random moment, 20 times, each time
-// booting again on the same image. After each boot:
-//
-//   - every event whose Append had returned (the guest printed REC) is
-//     there, unless an Ack of it was in flight at the cut;
-//   - no event whose Ack had returned (ACK) is there;
-//   - no event is there twice.
+// runs inside a real Debian kernel under qemu, qemu is killed at random 20
+// times (internal/vmtest.PowerCuts says how), and after each reboot every
+// event whose Append had returned is there, unless an Ack of it was in
+// flight; no event whose Ack had returned is; none twice.
 //
 // What it does not show: a disk whose own volatile write cache loses
-// flushed-but-unacknowledged writes (dm-log-writes could replay those);
-// the server's SQLite under the same cut (not built yet).
+// flushed writes (dm-log-writes could replay those).
 package powercut
 
 import (
-	"fmt"
-	"math/rand/v2"
-	"os"
-	"path/filepath"
 	"regexp"
-	"strconv"
-	"strings"
 	"testing"
-	"time"
 
 	"github.com/mamori-dev/mamori/internal/vmtest"
 )
 
 func TestPowerCutSpool(t *testing.T) {
 	vmtest.Require(t)
-	cuts := 20
-	if v, err := strconv.Atoi(os.Getenv("MAMORI_POWERCUTS")); err == nil && v > 0 {
-		cuts = v
-	}
-	vmlinuz, kroot, ver := vmtest.Kernel(t)
-	work := t.TempDir()
-	initrd := vmtest.Initramfs(t, work, kroot, ver, vmtest.Guest{
-		Package: "github.com/mamori-dev/mamori/agent/spool/powercut/guest",
-		Modules: []string{"virtio_pci", "virtio_blk", "crc32c_generic", "ext4"},
-	})
-	img := filepath.Join(work, "disk.img")
-	f, err := os.Create(img)
-	vmtest.Must(t, err)
-	vmtest.Must(t, f.Truncate(64<<20))
-	vmtest.Must(t, f.Close())
-	vmtest.Run(t, "mkfs.ext4", "-q", "-F", img)
-
-	seed := uint64(time.Now().UnixNano())
-	t.Logf("seed %d", seed)
-	rng := rand.New(rand.NewPCG(seed, 17))
-	recorded := map[string]bool{} // REC seen and no ACK: must be there
-	tried := map[string]bool{}    // an Ack was in flight at the cut: may be gone
-	acked := map[string]bool{}    // ACK seen: must never come back
-	var totalRec, totalAck int
-	for boot := 0; boot <= cuts; boot++ {
-		vm := vmtest.Boot(t, work, vmlinuz, initrd, fmt.Sprintf("mamori.boot=%d", boot),
-			"-drive", "file="+img+",if=virtio,format=raw,cache=directsync")
-		var console []string
-		diag := func() string {
-			head := console[:min(len(console), 20)]
-			return strings.Join(head, "\n") + "\n…\n" + strings.Join(vmtest.Tail(console, 20), "\n")
-		}
-		have := map[string]bool{}
-		deadline := time.After(5 * time.Minute)
-	open:
-		for {
-			select {
-			case line, ok := <-vm.Lines:
-				if !ok {
-					t.Fatalf("boot %d: the VM stopped before the spool opened:\n%s", boot, diag())
-				}
-				console = append(console, line)
-				f := words(line)
-				switch {
-				case len(f) == 2 && f[0] == "HAVE":
-					if have[f[1]] {
-						t.Fatalf("boot %d: %s is held twice", boot, f[1])
-					}
-					have[f[1]] = true
-				case len(f) == 2 && f[0] == "READY":
-					break open
-				case len(f) > 0 && (f[0] == "GUEST-ERROR" || f[0] == "MODPROBE-FAILED"):
-					t.Fatalf("boot %d: %s\n%s", boot, line, diag())
-				}
-			case <-deadline:
-				t.Fatalf("boot %d: the spool did not open within 5 minutes:\n%s", boot, diag())
-			}
-		}
-		for id := range recorded {
-			if !have[id] && !tried[id] {
-				t.Errorf("boot %d: %s was recorded (its Append returned) and is lost", boot, id)
-			}
-		}
-		for id := range have {
-			if acked[id] {
-				t.Errorf("boot %d: %s came back after its Ack returned", boot, id)
-			}
-		}
-		if t.Failed() {
-			t.Fatalf("after cut %d:\n%s", boot, diag())
-		}
-		// What survived is what must survive the next cut.
-		clear(recorded)
-		clear(tried)
-		for id := range have {
-			if strings.HasPrefix(id, "b") { // the spool's own events (spool_damaged) have UUIDs
-				recorded[id] = true
-			}
-		}
-		if boot == cuts {
-			vm.Kill()
-			break
-		}
-		// Let the guest work for a random number of appends, then cut.
-		want := rng.IntN(300)
-		recs := 0
-		handle := func(line string) {
-			f := words(line)
-			if len(f) != 2 || !eventID.MatchString(f[1]) {
-				return // the last line may be cut short by the kill
-			}
-			switch f[0] {
-			case "REC":
-				recorded[f[1]] = true
-				recs++
-				totalRec++
-			case "TRY":
-				tried[f[1]] = true
-			case "ACK":
-				delete(recorded, f[1])
-				acked[f[1]] = true
-				totalAck++
-			}
-		}
-		deadline = time.After(5 * time.Minute)
-	work:
-		for recs < want {
-			select {
-			case line, ok := <-vm.Lines:
-				if !ok {
-					t.Fatalf("boot %d: the VM stopped by itself:\n%s", boot, diag())
-				}
-				console = append(console, line)
-				if strings.HasPrefix(line, "GUEST-ERROR") {
-					t.Fatalf("boot %d: %s", boot, line)
-				}
-				handle(line)
-			case <-deadline:
-				break work
-			}
-		}
-		vm.Kill()
-		// Lines the guest printed before the cut that the test had not read
-		// yet count too: their calls had returned.
-		for line := range vm.Lines {
-			handle(line)
-		}
-	}
-	t.Logf("%d cuts: %d appends and %d acknowledgements confirmed before a cut, all accounted for", cuts, totalRec, totalAck)
-}
-
-// keyword finds the guest's first keyword on a console line: the firmware
-// and the kernel may have printed before it on the same line (terminal
-// escapes, messages without a newline).
-var keyword = regexp.MustCompile(`(HAVE|READY|REC|TRY|ACK|GUEST-ERROR|MODPROBE-FAILED)(?: .*|$)`)
-
-// eventID is a whole id as the guest makes them: b<boot>-<round>-<0..3>.
-// A line cut short by the kill never matches (its last part is one digit).
-var eventID = regexp.MustCompile(`^b[0-9]+-[0-9]+-[0-3]$`)
-
-// words are the fields of a console line from the guest's first keyword on.
-func words(line string) []string {
-	m := keyword.FindString(line)
-	return strings.Fields(m)
+	// b<boot>-<round>-<0..3>: the last part is one digit, so a line cut
+	// short by the kill never matches.
+	vmtest.PowerCuts(t, "github.com/mamori-dev/mamori/agent/spool/powercut/guest", regexp.MustCompile(`^b[0-9]+-[0-9]+-[0-3]$`))
 }
