@@ -19,8 +19,8 @@ import (
 // cache=directsync (every write the guest's kernel sends reaches the image
 // before it completes, so what the guest fsync'd is really there and what
 // sat in its page cache is really lost), kills qemu after a random number
-// of confirmed writes, and boots again on the same image, 20 times
-// (MAMORI_POWERCUTS=N for fewer or more). The guest mounts /dev/vda on /mnt
+// of confirmed writes, and boots again on the same image, cuts times
+// (MAMORI_POWERCUTS=N overrides). The guest mounts /dev/vda on /mnt
 // (ext4; the kernel command line carries mamori.boot=N) and says on the
 // console, one line each:
 //
@@ -33,9 +33,8 @@ import (
 // After each boot: every REC'd id is held unless a TRY of it was in flight,
 // no ACK'd id is, none twice. ids matches a whole id as the guest makes
 // them, so that a line cut short by the kill is not taken for one.
-func PowerCuts(t *testing.T, guestPackage string, ids *regexp.Regexp) {
+func PowerCuts(t *testing.T, guestPackage string, ids *regexp.Regexp, cuts int) {
 	t.Helper()
-	cuts := 20
 	if v, err := strconv.Atoi(os.Getenv("MAMORI_POWERCUTS")); err == nil && v > 0 {
 		cuts = v
 	}

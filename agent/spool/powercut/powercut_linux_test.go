@@ -19,5 +19,5 @@ func TestPowerCutSpool(t *testing.T) {
 	vmtest.Require(t)
 	// b<boot>-<round>-<0..3>: the last part is one digit, so a line cut
 	// short by the kill never matches.
-	vmtest.PowerCuts(t, "github.com/mamori-dev/mamori/agent/spool/powercut/guest", regexp.MustCompile(`^b[0-9]+-[0-9]+-[0-3]$`))
+	vmtest.PowerCuts(t, "github.com/mamori-dev/mamori/agent/spool/powercut/guest", regexp.MustCompile(`^b[0-9]+-[0-9]+-[0-3]$`), 20)
 }
