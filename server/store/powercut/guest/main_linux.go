@@ -21,9 +21,9 @@ import (
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
 	"github.com/mamori-dev/mamori/server/store"
 	"github.com/mamori-dev/mamori/server/store/sqlite"
-	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
 )
 
 const deviceID = "dev-powercut"
