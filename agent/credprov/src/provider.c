@@ -231,9 +231,13 @@ static int ask_agent(const struct cfg *c, DWORD start, int op, int method, const
 				FILE_FLAG_OVERLAPPED | SECURITY_SQOS_PRESENT | SECURITY_IDENTIFICATION, NULL);
 		if (h != INVALID_HANDLE_VALUE)
 			break;
-		if (GetLastError() != ERROR_PIPE_BUSY || remaining(start, c->timeout_ms) == 0 ||
-		    !WaitNamedPipeW(c->pipe, remaining(start, c->timeout_ms)))
+		if (GetLastError() != ERROR_PIPE_BUSY || remaining(start, c->timeout_ms) == 0)
 			goto out;
+		/* Every instance busy (the agent is between two accepts): try
+		 * again shortly, within the overall deadline. Not WaitNamedPipeW:
+		 * wine 8's ignored its 5 s timeout and hung the stand-in for
+		 * minutes; a bounded poll behaves the same on Windows. */
+		Sleep(remaining(start, c->timeout_ms) < 10 ? remaining(start, c->timeout_ms) : 10);
 	}
 	/* A pipe of that name made by anyone but the agent's account (a
 	 * squatter that would answer "allow") is not the agent. */

@@ -374,10 +374,12 @@ int main(int argc, char **argv)
 			LONGLONG t0 = now_us();
 			DWORD w = 0, r = 0, got = 0;
 			HANDLE h;
-			for (;;) {
+			/* Busy: poll for up to 5 s (wine's WaitNamedPipeW can ignore its timeout). */
+			for (int tries = 0;; tries++) {
 				h = CreateFileW(wargv[3], GENERIC_READ | GENERIC_WRITE, 0, NULL, OPEN_EXISTING, 0, NULL);
-				if (h != INVALID_HANDLE_VALUE || GetLastError() != ERROR_PIPE_BUSY || !WaitNamedPipeW(wargv[3], 5000))
+				if (h != INVALID_HANDLE_VALUE || GetLastError() != ERROR_PIPE_BUSY || tries >= 500)
 					break;
+				Sleep(10);
 			}
 			if (h == INVALID_HANDLE_VALUE) {
 				printf("ERROR pipe %lu\n", (unsigned long)GetLastError());
