@@ -93,7 +93,7 @@ func Open(dir string, opt Options) (*Spool, error) {
 	defer s.wmu.Unlock()
 	// First the reserve, before anything else takes the space; an existing
 	// one is kept as it is.
-	s.res = newReserve(dir)
+	s.res.path = reservePath(dir)
 	if err := s.res.fill(); err != nil {
 		s.log.Warn("spool: reserve incomplete: on a full file system, drops and acknowledgements may not be recorded", "err", err)
 	}

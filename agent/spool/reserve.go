@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"syscall"
 )
 
@@ -45,17 +46,17 @@ func isNoSpace(err error) bool {
 }
 
 // reserve is the spool's reserve file. Its methods are called with wmu
-// held.
+// held; size may be read without it (Stats).
 type reserve struct {
 	path string
-	size int64 // bytes the file holds now
+	size atomic.Int64 // bytes the file holds now
 }
 
 // fill grows the reserve to reserveSize, as far as the file system lets it,
 // and fsyncs it. A reserve that cannot be filled is not an error: the spool
 // works without it and says so in its stats.
 func (r *reserve) fill() error {
-	if r.size >= reserveSize {
+	if r.size.Load() >= reserveSize {
 		return nil
 	}
 	f, err := os.OpenFile(r.path, os.O_RDWR|os.O_CREATE, 0o600)
@@ -85,7 +86,7 @@ func (r *reserve) fill() error {
 	if err := f.Sync(); err != nil && werr == nil {
 		werr = err
 	}
-	r.size = size
+	r.size.Store(size)
 	if werr != nil {
 		return fmt.Errorf("fill spool reserve (%d of %d bytes): %w", size, reserveSize, werr)
 	}
@@ -97,8 +98,9 @@ func (r *reserve) fill() error {
 // it gave back anything.
 func (r *reserve) release(need, floor int64) bool {
 	need = (need + reserveStep - 1) / reserveStep * reserveStep
-	size := max(r.size-max(need, reserveStep), 0)
-	if r.size <= 0 || size < floor {
+	cur := r.size.Load()
+	size := max(cur-max(need, reserveStep), 0)
+	if cur <= 0 || size < floor {
 		return false
 	}
 	f, err := os.OpenFile(r.path, os.O_RDWR, 0)
@@ -107,7 +109,7 @@ func (r *reserve) release(need, floor int64) bool {
 		if rerr := os.Remove(r.path); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
 			return false
 		}
-		r.size = 0
+		r.size.Store(0)
 		return true
 	}
 	defer f.Close()
@@ -117,7 +119,7 @@ func (r *reserve) release(need, floor int64) bool {
 	// On a journaling file system the freed blocks are reusable once the
 	// truncation is committed.
 	f.Sync() //nolint:errcheck // the space is back either way once committed
-	r.size = size
+	r.size.Store(size)
 	return true
 }
 
@@ -138,23 +140,21 @@ func (s *Spool) withReserveAbove(need, floor int64, write func() error) error {
 	if !s.res.release(need, floor) {
 		return err
 	}
-	s.log.Warn("spool: file system full; using the reserve", "reserve_left", s.res.size, "err", err)
+	s.log.Warn("spool: file system full; using the reserve", "reserve_left", s.res.size.Load(), "err", err)
 	return write()
 }
 
 // refillReserve grows the reserve back after it was used, when space may
 // have returned. The caller holds wmu.
 func (s *Spool) refillReserve() {
-	if s.res.size >= reserveSize {
+	if s.res.size.Load() >= reserveSize {
 		return
 	}
 	if err := s.res.fill(); err != nil {
 		s.log.Debug("spool: reserve not yet refilled", "err", err)
 		return
 	}
-	s.log.Info("spool: reserve refilled", "bytes", s.res.size)
+	s.log.Info("spool: reserve refilled", "bytes", s.res.size.Load())
 }
 
-func newReserve(dir string) reserve {
-	return reserve{path: filepath.Join(dir, reserveName)}
-}
+func reservePath(dir string) string { return filepath.Join(dir, reserveName) }

@@ -36,11 +36,10 @@ type Stats struct {
 // ReserveSize is the size the reserve keeps when it can.
 const ReserveSize = reserveSize
 
-// Stats returns the spool's figures. It waits for a write in progress.
+// Stats returns the spool's figures. It does not wait for an Append in
+// progress (a slow fsync must not hold up the agent's status round).
 func (s *Spool) Stats() Stats {
-	s.wmu.Lock()
-	res := s.res.size
-	s.wmu.Unlock()
+	res := s.res.size.Load()
 	s.mu.Lock()
 	st := Stats{
 		Backlog:          s.live,
