@@ -259,25 +259,10 @@ func (s *Spool) Append(ctx context.Context, evs ...*mamoriv1.Event) error {
 	if len(evs) == 0 {
 		return nil
 	}
-	enc := make([][]byte, len(evs))
-	ids := make([]string, len(evs))
-	for i, ev := range evs {
-		if ev == nil {
-			return fmt.Errorf("spool append: event %d is nil", i)
-		}
-		if ev.GetId() == "" {
-			return fmt.Errorf("spool append: event %d (%s/%s) has no id", i, ev.GetControl(), ev.GetKind())
-		}
-		b, err := proto.Marshal(ev)
-		if err != nil {
-			return fmt.Errorf("spool append: encode event %s: %w", ev.GetId(), err)
-		}
-		if len(b) > MaxEventBytes {
-			return fmt.Errorf("spool append: event %s is %d bytes: %w", ev.GetId(), len(b), ErrEventTooLarge)
-		}
-		enc[i], ids[i] = b, ev.GetId()
+	frame, spans, ids, err := encodeEvents(evs)
+	if err != nil {
+		return err
 	}
-	frame, spans := encodeBatch(0, enc)
 	b, err := s.enqueue(frame, pendingRec{ids: ids, spans: spans}, false)
 	if errors.Is(err, ErrFull) {
 		return s.recordDrop(evs, nil)
@@ -299,6 +284,30 @@ func (s *Spool) Append(ctx context.Context, evs ...*mamoriv1.Event) error {
 	return err
 }
 
+// encodeEvents checks and encodes evs as one batch frame.
+func encodeEvents(evs []*mamoriv1.Event) (frame []byte, spans []span, ids []string, err error) {
+	enc := make([][]byte, len(evs))
+	ids = make([]string, len(evs))
+	for i, ev := range evs {
+		if ev == nil {
+			return nil, nil, nil, fmt.Errorf("spool append: event %d is nil", i)
+		}
+		if ev.GetId() == "" {
+			return nil, nil, nil, fmt.Errorf("spool append: event %d (%s/%s) has no id", i, ev.GetControl(), ev.GetKind())
+		}
+		b, err := proto.Marshal(ev)
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("spool append: encode event %s: %w", ev.GetId(), err)
+		}
+		if len(b) > MaxEventBytes {
+			return nil, nil, nil, fmt.Errorf("spool append: event %s is %d bytes: %w", ev.GetId(), len(b), ErrEventTooLarge)
+		}
+		enc[i], ids[i] = b, ev.GetId()
+	}
+	frame, spans = encodeBatch(0, enc)
+	return frame, spans, ids, nil
+}
+
 // AppendReserved is Append for events that must not be lost to a full
 // disk (a login's record: agent/mfa refuses the login otherwise). They may
 // use the spool's reserve, in records and on disk; when even that is gone,
@@ -307,27 +316,15 @@ func (s *Spool) AppendReserved(ctx context.Context, evs ...*mamoriv1.Event) erro
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("spool append: %w", err)
 	}
-	var enc [][]byte
-	var ids []string
-	for i, ev := range evs {
-		if ev == nil || ev.GetId() == "" {
-			return fmt.Errorf("spool append: event %d has no id", i)
-		}
-		b, err := proto.Marshal(ev)
-		if err != nil {
-			return fmt.Errorf("spool append: encode event %s: %w", ev.GetId(), err)
-		}
-		if len(b) > MaxEventBytes {
-			return fmt.Errorf("spool append: event %s is %d bytes: %w", ev.GetId(), len(b), ErrEventTooLarge)
-		}
-		enc, ids = append(enc, b), append(ids, ev.GetId())
-	}
-	if len(enc) == 0 {
+	if len(evs) == 0 {
 		return nil
 	}
-	frame, spans := encodeBatch(0, enc)
+	frame, spans, ids, err := encodeEvents(evs)
+	if err != nil {
+		return err
+	}
 	s.wmu.Lock()
-	err := s.withReserveAbove(int64(len(frame)), reserveFloorForEvents, func() error {
+	err = s.withReserveAbove(int64(len(frame)), reserveFloorForEvents, func() error {
 		b, err := s.enqueue(frame, pendingRec{ids: ids, spans: spans}, true)
 		if err != nil {
 			return err
