@@ -215,7 +215,7 @@ func (s *AgentService) Report(ctx context.Context, req *mamoriv1.ReportRequest) 
 	if (req.PolicyDigest != "" && req.PolicyDigest != p.Digest) || (req.PolicyDigest == "" && req.PolicyVersion != p.Version) {
 		resp.Policy = p
 	}
-	if resp.MfaBundle, err = s.mfaBundle(ctx, dev.ID, req, p, now); err != nil {
+	if resp.MfaBundle, err = s.mfaBundle(ctx, dev, req, p, now); err != nil {
 		// The report is stored; the bundle comes with a later one.
 		s.log.ErrorContext(ctx, "mfa bundle not sent", "device", dev.ID, "error", err)
 	}

@@ -146,19 +146,75 @@ func (k *Key) Enroll(user, operatorID string, now time.Time) (Enrollment, error)
 }
 
 // SettingUsers is the login-mfa policy setting naming the users whose
-// secrets a device receives: comma-separated login names, or "*" (the
-// default) for every enrolled user.
-const SettingUsers = "users"
+// secrets a device receives: comma-separated login names, or "*" for
+// every enrolled user. Unset: nobody (internal/policy.SettingMFAUsers;
+// per-terminal keys users.DEVICE-ID are folded in by the effective
+// policy).
+const SettingUsers = policy.SettingMFAUsers
 
-// AllowedUsers returns the set the policy allows; nil means everyone.
+// NoBundle is the version of the empty bundle a device gets when it may
+// hold no secret at all (no login-mfa control, nobody allowed, or not
+// attested where the policy requires it): a device that holds a bundle is
+// sent an empty one, which deletes what it had.
+const NoBundle = "none"
+
+// Access is what one device's effective policy lets it receive.
+type Access struct {
+	// Control: the policy has a login-mfa control for the device.
+	Control bool
+	// All: users is "*"; else Users lists the names (sorted).
+	All   bool
+	Users []string
+	// RequireAttested: the policy sends bundles only to attested keys.
+	RequireAttested bool
+	// Err: the settings do not parse (the device then gets no secret).
+	Err error
+}
+
+// AccessOf reads an effective policy's login-mfa settings.
+func AccessOf(p *mamoriv1.Policy) Access {
+	if _, ok := p.GetControls()[policy.ControlLoginMFA]; !ok {
+		return Access{}
+	}
+	l, err := policy.LoginMFASettings(p)
+	if err != nil {
+		return Access{Control: true, Err: err}
+	}
+	return Access{Control: true, All: l.AllUsers, Users: l.Users, RequireAttested: l.RequireAttested}
+}
+
+// Allows reports whether user's factors may go to the device.
+func (a Access) Allows(user string) bool {
+	return a.Control && a.Err == nil && (a.All || slices.Contains(a.Users, user))
+}
+
+// Refusal says why a device with this access and attestation gets no
+// secret at all; "" when it gets a bundle (of the users it allows).
+func (a Access) Refusal(attested bool) string {
+	switch {
+	case !a.Control:
+		return "no login-mfa control"
+	case a.Err != nil:
+		return "login-mfa settings do not parse"
+	case a.RequireAttested && !attested:
+		return "require_attested and the device key is not attested"
+	case !a.All && len(a.Users) == 0:
+		return "no users allowed"
+	}
+	return ""
+}
+
+// AllowedUsers returns the set the policy allows; nil means everyone
+// ("*"). A policy without the control, or naming nobody, allows an empty
+// set.
 func AllowedUsers(p *mamoriv1.Policy) map[string]bool {
-	v := strings.TrimSpace(p.GetControls()[policy.ControlLoginMFA].GetSettings()[SettingUsers])
-	if v == "" || v == "*" {
+	a := AccessOf(p)
+	if a.Control && a.Err == nil && a.All {
 		return nil
 	}
 	m := map[string]bool{}
-	for _, u := range strings.Split(v, ",") {
-		if u = strings.TrimSpace(u); u != "" {
+	if a.Err == nil {
+		for _, u := range a.Users {
 			m[u] = true
 		}
 	}
@@ -166,25 +222,19 @@ func AllowedUsers(p *mamoriv1.Policy) map[string]bool {
 }
 
 // Version names the bundle a device should hold: it changes with every
-// MFA change and every policy change. For a device whose effective
-// policy comes from a group override it also names the users
-// that policy allows, so moving a device between groups, which keeps the
-// policy version, changes its bundle too.
+// MFA change and every policy change, and names the users the device's
+// effective policy allows, so moving a device between groups or naming
+// users for one terminal (which keep the policy version) changes its
+// bundle too.
 func Version(generation int64, p *mamoriv1.Policy) string {
 	v := "g" + strconv.FormatInt(generation, 10) + ".p" + strconv.FormatInt(p.GetVersion(), 10)
-	if p.GetGroup() != "" {
-		users := make([]string, 0)
-		for u := range AllowedUsers(p) {
-			users = append(users, u)
-		}
-		if AllowedUsers(p) == nil {
-			users = append(users, "*")
-		}
-		slices.Sort(users)
-		sum := sha256.Sum256([]byte(strings.Join(users, "\n")))
-		v += ".u" + hex.EncodeToString(sum[:6])
+	a := AccessOf(p)
+	users := slices.Clone(a.Users)
+	if a.All {
+		users = []string{"*"}
 	}
-	return v
+	sum := sha256.Sum256([]byte(strings.Join(users, "\n")))
+	return v + ".u" + hex.EncodeToString(sum[:6])
 }
 
 // BundleData is what the store holds for bundles: every enrolled user,
@@ -200,8 +250,9 @@ type BundleData struct {
 // counters for this device (fleet-wide plus this device's), and the
 // policy's methods and grace.
 func (k *Key) Bundle(d BundleData, p *mamoriv1.Policy, version, deviceID string, devicePub []byte, now time.Time) (*mamoriv1.SealedMFABundle, error) {
+	access := AccessOf(p)
 	allowed := AllowedUsers(p)
-	ok := func(u string) bool { return allowed == nil || allowed[u] }
+	ok := access.Allows
 	settings, err := policy.LoginMFASettings(p)
 	if err != nil {
 		return nil, fmt.Errorf("mfa bundle: %w", err)
@@ -261,4 +312,16 @@ func (k *Key) Bundle(d BundleData, p *mamoriv1.Policy, version, deviceID string,
 		return nil, err
 	}
 	return &mamoriv1.SealedMFABundle{Version: version, Sealed: sealed}, nil
+}
+
+// Empty seals the empty bundle (version NoBundle) for a device that may
+// hold no secret: taking it, the agent deletes the users, codes and
+// break-glass lines it had.
+func Empty(deviceID string, devicePub []byte, now time.Time) (*mamoriv1.SealedMFABundle, error) {
+	b := &mamoriv1.MFABundle{Version: NoBundle, DeviceId: deviceID, IssuedAt: timestamppb.New(now)}
+	sealed, err := mfabundle.Seal(devicePub, deviceID, b)
+	if err != nil {
+		return nil, err
+	}
+	return &mamoriv1.SealedMFABundle{Version: NoBundle, Sealed: sealed}, nil
 }
