@@ -188,18 +188,27 @@ func (a Access) Allows(user string) bool {
 	return a.Control && a.Err == nil && (a.All || slices.Contains(a.Users, user))
 }
 
+// Why a device gets no secret at all (Access.Refusal).
+const (
+	RefusedNoControl   = "no_control"   // the policy has no login-mfa control
+	RefusedBadSettings = "bad_settings" // its settings do not parse
+	RefusedNotAttested = "not_attested" // require_attested, and the key is not
+	RefusedNoUsers     = "no_users"     // no user is named
+)
+
 // Refusal says why a device with this access and attestation gets no
-// secret at all; "" when it gets a bundle (of the users it allows).
+// secret at all (a Refused constant); "" when it gets a bundle of the
+// users it allows.
 func (a Access) Refusal(attested bool) string {
 	switch {
 	case !a.Control:
-		return "no login-mfa control"
+		return RefusedNoControl
 	case a.Err != nil:
-		return "login-mfa settings do not parse"
+		return RefusedBadSettings
 	case a.RequireAttested && !attested:
-		return "require_attested and the device key is not attested"
+		return RefusedNotAttested
 	case !a.All && len(a.Users) == 0:
-		return "no users allowed"
+		return RefusedNoUsers
 	}
 	return ""
 }

@@ -44,15 +44,15 @@ func TestAccess(t *testing.T) {
 		allows   []string
 		refuses  []string
 	}{
-		{"no control", &mamoriv1.Policy{}, true, "no login-mfa control", nil, []string{"tanaka"}},
-		{"control, users unset: nobody", ctl(nil), true, "no users allowed", nil, []string{"tanaka"}},
-		{"users empty: nobody", ctl(map[string]string{"users": " "}), true, "no users allowed", nil, []string{"tanaka"}},
+		{"no control", &mamoriv1.Policy{}, true, RefusedNoControl, nil, []string{"tanaka"}},
+		{"control, users unset: nobody", ctl(nil), true, RefusedNoUsers, nil, []string{"tanaka"}},
+		{"users empty: nobody", ctl(map[string]string{"users": " "}), true, RefusedNoUsers, nil, []string{"tanaka"}},
 		{"named", ctl(map[string]string{"users": "tanaka,suzuki"}), false, "", []string{"tanaka", "suzuki"}, []string{"sato", ""}},
 		{"star", ctl(map[string]string{"users": "*"}), false, "", []string{"tanaka", "sato"}, nil},
 		{"attested required, not attested", ctl(map[string]string{"users": "*", "require_attested": "true"}), false,
-			"require_attested and the device key is not attested", []string{"tanaka"}, nil},
+			RefusedNotAttested, []string{"tanaka"}, nil},
 		{"attested required, attested", ctl(map[string]string{"users": "*", "require_attested": "true"}), true, "", []string{"tanaka"}, nil},
-		{"bad settings give nothing", ctl(map[string]string{"users": "Tanaka"}), true, "login-mfa settings do not parse", nil, []string{"Tanaka", "tanaka"}},
+		{"bad settings give nothing", ctl(map[string]string{"users": "Tanaka"}), true, RefusedBadSettings, nil, []string{"Tanaka", "tanaka"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			a := AccessOf(tc.p)
