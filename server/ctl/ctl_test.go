@@ -97,7 +97,7 @@ func fixture() *ctltest.Fake {
 		},
 		Policy: &mamoriv1.Policy{Version: 7, ReportInterval: durationpb.New(5 * time.Minute), MaxReportAge: durationpb.New(24 * time.Hour),
 			Controls: map[string]*mamoriv1.ControlPolicy{
-				"media":     {Mode: mamoriv1.Mode_MODE_ENFORCE, Required: true, Settings: map[string]string{"allow": "0781:5567"}},
+				"media": {Mode: mamoriv1.Mode_MODE_ENFORCE, Required: true, Settings: map[string]string{"allow": "0781:5567"}},
 				"login-mfa": {Mode: mamoriv1.Mode_MODE_MONITOR, Settings: map[string]string{"users": "tanaka",
 					"users.7b1d0e2c-aaaa-4bbb-8ccc-dddddddddddd": "yamada"}},
 			},
