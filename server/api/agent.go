@@ -164,6 +164,7 @@ func (s *AgentService) Report(ctx context.Context, req *mamoriv1.ReportRequest) 
 	if !ok {
 		return nil, status.Error(codes.Unauthenticated, "no device identity")
 	}
+	neutraliseFacts(req.Facts)
 	if err := validateReport(req); err != nil {
 		return nil, err
 	}

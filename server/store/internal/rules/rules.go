@@ -40,7 +40,10 @@ type State struct {
 // leaves s unchanged.
 //
 // Controls missing from the report keep their stored record: a report that
-// carries only events must not wipe the snapshot.
+// carries only events must not wipe the snapshot. A report with no control
+// status at all (an empty Report {}, or events only) says nothing about
+// compliance: it keeps the verdict, its reasons, the failing-since time and
+// the policy version as well (issue #14 item 10), and only moves last_seen.
 func Apply(s *State, in store.ReportInput) ([]store.HistoryEntry, error) {
 	switch {
 	case !s.RevokedAt.IsZero():
@@ -61,10 +64,13 @@ func Apply(s *State, in store.ReportInput) ([]store.HistoryEntry, error) {
 	}
 	s.Controls = controls
 	s.LastSeen = at
-	s.PolicyVersion = in.PolicyVersion
 	if in.Facts != nil {
 		s.Facts = in.Facts
 	}
+	if len(in.Statuses) == 0 && s.Verdict != store.VerdictNeverReported && s.Verdict != "" {
+		return changes, nil
+	}
+	s.PolicyVersion = in.PolicyVersion
 	if in.Verdict == store.VerdictNoncompliant {
 		if s.Verdict != store.VerdictNoncompliant || s.FailingSince.IsZero() {
 			s.FailingSince = at
