@@ -82,7 +82,15 @@ type Attempt struct {
 	Code                 string
 	// Method is what the module prompted for (TPM PIN: tpmpin.go).
 	Method Method
+	// Gone, when set, reports whether the asker has stopped waiting for
+	// the answer (pam_mamori.so's timeout passed while the agent was
+	// frozen). A right code found then is spent but recorded as
+	// mfa_failure reason=timed_out, never as a login. nil: always there.
+	Gone func() bool
 }
+
+// ReasonTimedOut: the code was right but the asker had given up.
+const ReasonTimedOut = "timed_out"
 
 // Config configures a Verifier.
 type Config struct {
@@ -294,6 +302,20 @@ func (v *Verifier) Verify(ctx context.Context, a Attempt) Verdict {
 			v.emit(ctx, KindFailure, attrs)
 			return Deny
 		}
+		if a.Gone != nil && a.Gone() {
+			// The module refused the login already (its timeout): the
+			// code is spent (its step saved, a one-time code consumed)
+			// and the record says so. A one-time code's ID goes with it,
+			// so the server consumes the code fleet-wide all the same.
+			attrs["reason"] = ReasonTimedOut
+			v.emit(ctx, KindFailure, attrs)
+			if method == methodRecovery && codeID != "" {
+				if err := v.bglass.markReported(codeID); err != nil {
+					v.log.ErrorContext(ctx, "break-glass use not marked reported (it may be reported twice)", "error", err)
+				}
+			}
+			return Deny
+		}
 		kind := KindSuccess
 		switch method {
 		case methodRecovery:
@@ -412,6 +434,11 @@ func (v *Verifier) check(ctx context.Context, a Attempt, st *userState, now time
 		return methodTOTP, "", "bad_parameters", false
 	}
 	step, err := p.Verify(u.TotpSecret, norm, now, st.LastStep)
+	if errors.Is(err, totp.ErrReplayed) {
+		// Said in the event only; the module hears "deny" as for any
+		// wrong code.
+		return methodTOTP, "", "code_used", false
+	}
 	if err != nil {
 		return methodTOTP, "", "", false
 	}

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
+	"github.com/mamori-dev/mamori/server/auth"
 	"github.com/mamori-dev/mamori/server/servertest"
 	"github.com/mamori-dev/mamori/server/store/pgtest"
 )
@@ -92,4 +93,45 @@ func TestHostileHostnames(t *testing.T) {
 	big.SerialNumber = strings.Repeat("S", 100_000)
 	_, err = d.Client.Report(ctx, &mamoriv1.ReportRequest{Facts: big})
 	wantCode(t, err, codes.InvalidArgument)
+}
+
+// A one-time code a terminal spent on a login the module had given up on
+// (mfa_failure reason=timed_out with its code_id) is consumed fleet-wide
+// like a used one; a plain failure naming a code consumes nothing.
+func TestTimedOutCodeConsumed(t *testing.T) {
+	h := servertest.Start(t, servertest.Options{})
+	officer := h.Admin(t, h.Operator(t, "officer", auth.RoleOfficer))
+	d := enroll(t, h, "pc-to")
+	tc, err := officer.IssueMFATempCode(ctx, &mamoriv1.IssueMFATempCodeRequest{User: "tanaka"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	active := func() int32 {
+		l, err := officer.ListMFAUsers(ctx, &mamoriv1.ListMFAUsersRequest{})
+		if err != nil || len(l.Users) > 1 {
+			t.Fatalf("list: %v %v", l, err)
+		}
+		if len(l.Users) == 0 { // tanaka has no enrolment: listed only with a live code
+			return 0
+		}
+		return l.Users[0].TempCodesActive
+	}
+	fail := func(reason string) {
+		e := usedEvent("mfa_failure", "tanaka", tc.Id)
+		e.Attributes["reason"] = reason
+		if _, err := d.Client.Report(ctx, &mamoriv1.ReportRequest{Events: []*mamoriv1.Event{e}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := active(); n != 1 {
+		t.Fatalf("before: %d", n)
+	}
+	fail("")
+	if n := active(); n != 1 {
+		t.Fatalf("a plain failure consumed the code: %d active", n)
+	}
+	fail("timed_out")
+	if n := active(); n != 0 {
+		t.Fatalf("a timed-out use left the code active: %d", n)
+	}
 }
