@@ -186,6 +186,9 @@ func (s *AgentService) Report(ctx context.Context, req *mamoriv1.ReportRequest) 
 		PolicyVersion: req.PolicyVersion,
 		Verdict:       verdict,
 		Reasons:       reasons,
+		// An empty report (or events only) keeps the verdict: it says
+		// nothing about the controls (issue #14 item 10).
+		KeepVerdict: len(req.Statuses) == 0,
 	})
 	switch {
 	case errors.Is(err, store.ErrNotFound):

@@ -40,10 +40,10 @@ type State struct {
 // leaves s unchanged.
 //
 // Controls missing from the report keep their stored record: a report that
-// carries only events must not wipe the snapshot. A report with no control
-// status at all (an empty Report {}, or events only) says nothing about
-// compliance: it keeps the verdict, its reasons, the failing-since time and
-// the policy version as well (issue #14 item 10), and only moves last_seen.
+// carries only events must not wipe the snapshot. With in.KeepVerdict (the
+// report carried no control status: an empty Report {}, or events only)
+// the verdict, its reasons, the failing-since time and the policy version
+// stay as well (issue #14 item 10); only last_seen moves.
 func Apply(s *State, in store.ReportInput) ([]store.HistoryEntry, error) {
 	switch {
 	case !s.RevokedAt.IsZero():
@@ -67,7 +67,7 @@ func Apply(s *State, in store.ReportInput) ([]store.HistoryEntry, error) {
 	if in.Facts != nil {
 		s.Facts = in.Facts
 	}
-	if len(in.Statuses) == 0 && s.Verdict != store.VerdictNeverReported && s.Verdict != "" {
+	if in.KeepVerdict && s.Verdict != store.VerdictNeverReported && s.Verdict != "" {
 		return changes, nil
 	}
 	s.PolicyVersion = in.PolicyVersion
