@@ -26,6 +26,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"time"
 
@@ -276,8 +277,17 @@ func (v *Verifier) Verify(ctx context.Context, a Attempt) Verdict {
 		// nothing.
 		st = &userState{UnlockGen: v.unlockGen(a.User)}
 	}
+	fleet := v.fleet(a.User)
 	if now.Before(st.LockedUntil) {
 		attrs["reason"] = "locked_out"
+		v.emit(ctx, KindFailure, attrs)
+		return Locked
+	}
+	if fleet.GetLockedUntil() != nil && now.Before(fleet.GetLockedUntil().AsTime()) {
+		// Locked out on another terminal (issue #14 item 9): guesses do
+		// not multiply with the number of terminals.
+		attrs["reason"] = "locked_out"
+		attrs["fleet"] = "true"
 		v.emit(ctx, KindFailure, attrs)
 		return Locked
 	}
@@ -317,6 +327,11 @@ func (v *Verifier) Verify(ctx context.Context, a Attempt) Verdict {
 			return Deny
 		}
 		kind := KindSuccess
+		if method == methodTOTP {
+			// The step accepted: the server passes it to the user's other
+			// terminals, which then refuse this code too.
+			attrs["step"] = strconv.FormatInt(st.LastStep, 10)
+		}
 		switch method {
 		case methodRecovery:
 			kind = KindRecoveryUsed
@@ -356,7 +371,8 @@ func (v *Verifier) Verify(ctx context.Context, a Attempt) Verdict {
 		verdict = Locked
 		attrs["reason"] = "tpm_lockout"
 	}
-	if st.Failures >= v.cfg.MaxFailures {
+	if st.Failures+int(fleet.GetFailures()) >= v.cfg.MaxFailures {
+		// The other terminals' failures of this user count too.
 		d := v.cfg.LockoutFor << min(st.Lockouts, 20)
 		d = min(d, v.cfg.MaxLockout)
 		st.Lockouts++
@@ -433,7 +449,9 @@ func (v *Verifier) check(ctx context.Context, a Attempt, st *userState, now time
 	if err != nil {
 		return methodTOTP, "", "bad_parameters", false
 	}
-	step, err := p.Verify(u.TotpSecret, norm, now, st.LastStep)
+	// A step accepted on another terminal is spent here too.
+	last := max(st.LastStep, v.fleet(a.User).GetLastStep())
+	step, err := p.Verify(u.TotpSecret, norm, now, last)
 	if errors.Is(err, totp.ErrReplayed) {
 		// Said in the event only; the module hears "deny" as for any
 		// wrong code.
@@ -444,6 +462,17 @@ func (v *Verifier) check(ctx context.Context, a Attempt, st *userState, now time
 	}
 	st.LastStep = step
 	return methodTOTP, "", "", true
+}
+
+// fleet is what the other terminals reported about the user, from the
+// bundle in force (nil: nothing).
+func (v *Verifier) fleet(name string) *mamoriv1.MFALoginState {
+	for _, l := range v.bundle.GetLogins() {
+		if l.User == name {
+			return l
+		}
+	}
+	return nil
 }
 
 func (v *Verifier) user(name string) *mamoriv1.MFAUserSecret {

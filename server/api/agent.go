@@ -204,6 +204,11 @@ func (s *AgentService) Report(ctx context.Context, req *mamoriv1.ReportRequest) 
 	if err := s.consumeMFACodes(ctx, dev.ID, req.Events); err != nil {
 		return nil, err
 	}
+	if err := s.recordMFALogins(ctx, dev.ID, p, req.Events, now); err != nil {
+		// Like a code's consumption: the report fails and is sent again
+		// (its events are stored once; the state is set, not added to).
+		return nil, err
+	}
 	resp := &mamoriv1.ReportResponse{
 		AckedEventIds: make([]string, len(req.Events)),
 		NextReportIn:  durationpb.New(policy.ReportInterval(p)),

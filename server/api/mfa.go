@@ -73,6 +73,9 @@ func (s *AgentService) mfaBundle(ctx context.Context, dev deviceIdentity, req *m
 	if d.Unlocks, err = s.store.MFAUnlocks(ctx); err != nil {
 		return nil, err
 	}
+	if d.Logins, err = s.store.MFALoginStates(ctx); err != nil {
+		return nil, err
+	}
 	b, err := s.mfaKey.Bundle(d, p, version, deviceID, req.HpkePublicKey, now)
 	if err != nil {
 		return nil, err

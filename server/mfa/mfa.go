@@ -252,6 +252,8 @@ type BundleData struct {
 	Users     []store.MFAUser
 	TempCodes []store.MFATempCode
 	Unlocks   []store.MFAUnlock
+	// Logins is the fleet-wide replay and lock-out state (every device).
+	Logins []store.MFALoginState
 }
 
 // Bundle builds and seals the bundle for one device: the factors of the
@@ -303,6 +305,7 @@ func (k *Key) Bundle(d BundleData, p *mamoriv1.Policy, version, deviceID string,
 	for _, u := range order {
 		b.Unlocks = append(b.Unlocks, &mamoriv1.MFAUnlock{User: u, Generation: unlocks[u]})
 	}
+	b.Logins = fleetLogins(d.Logins, ok, deviceID, now)
 	if !settings.GraceUntil.IsZero() {
 		b.GraceUntil = timestamppb.New(settings.GraceUntil)
 		if allowed == nil {
@@ -333,4 +336,40 @@ func Empty(deviceID string, devicePub []byte, now time.Time) (*mamoriv1.SealedMF
 		return nil, err
 	}
 	return &mamoriv1.SealedMFABundle{Version: NoBundle, Sealed: sealed}, nil
+}
+
+// fleetLogins folds the devices' replay and lock-out rows into one entry
+// per allowed user: the highest step on any device (this one's too: a
+// restored terminal learns its own), and the failures and the latest
+// lock-out still running on the other devices (this device's own are in
+// its verify.json already).
+func fleetLogins(rows []store.MFALoginState, allowed func(string) bool, deviceID string, now time.Time) []*mamoriv1.MFALoginState {
+	by := map[string]*mamoriv1.MFALoginState{}
+	var order []string
+	for _, r := range rows {
+		if !allowed(r.User) {
+			continue
+		}
+		e := by[r.User]
+		if e == nil {
+			e = &mamoriv1.MFALoginState{User: r.User}
+			by[r.User] = e
+			order = append(order, r.User)
+		}
+		e.LastStep = max(e.LastStep, r.LastStep)
+		if r.DeviceID == deviceID {
+			continue
+		}
+		e.Failures += int32(min(r.Failures, 1000))
+		if r.LockedUntil.After(now) && (e.LockedUntil == nil || r.LockedUntil.After(e.LockedUntil.AsTime())) {
+			e.LockedUntil = timestamppb.New(r.LockedUntil)
+		}
+	}
+	var out []*mamoriv1.MFALoginState
+	for _, u := range order {
+		if e := by[u]; e.LastStep > 0 || e.Failures > 0 || e.LockedUntil != nil {
+			out = append(out, e)
+		}
+	}
+	return out
 }

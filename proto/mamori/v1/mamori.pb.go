@@ -1644,7 +1644,10 @@ type MFABundle struct {
 	// Users that grace applies to; "*" means every user without factors.
 	GraceUsers []string `protobuf:"bytes,8,rep,name=grace_users,json=graceUsers,proto3" json:"grace_users,omitempty"`
 	// Methods the policy allows ("totp", "tpm-pin"); empty means "totp".
-	Methods       []string `protobuf:"bytes,9,rep,name=methods,proto3" json:"methods,omitempty"`
+	Methods []string `protobuf:"bytes,9,rep,name=methods,proto3" json:"methods,omitempty"`
+	// Fleet-wide replay and lock-out state of the users in this bundle, as
+	// the other terminals reported it (issue #14 item 9).
+	Logins        []*MFALoginState `protobuf:"bytes,10,rep,name=logins,proto3" json:"logins,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1742,6 +1745,87 @@ func (x *MFABundle) GetMethods() []string {
 	return nil
 }
 
+func (x *MFABundle) GetLogins() []*MFALoginState {
+	if x != nil {
+		return x.Logins
+	}
+	return nil
+}
+
+// MFALoginState is what the other terminals reported about one user.
+type MFALoginState struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	User  string                 `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	// The highest TOTP step accepted for the user on any terminal: a code
+	// of that step or an earlier one is refused here too.
+	LastStep int64 `protobuf:"varint,2,opt,name=last_step,json=lastStep,proto3" json:"last_step,omitempty"`
+	// Failures in a row on the other terminals since the user's last
+	// success anywhere; they count towards this terminal's lock-out.
+	Failures int32 `protobuf:"varint,3,opt,name=failures,proto3" json:"failures,omitempty"`
+	// The latest lock-out of the user on another terminal; unset for none.
+	LockedUntil   *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=locked_until,json=lockedUntil,proto3" json:"locked_until,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MFALoginState) Reset() {
+	*x = MFALoginState{}
+	mi := &file_mamori_v1_mamori_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MFALoginState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MFALoginState) ProtoMessage() {}
+
+func (x *MFALoginState) ProtoReflect() protoreflect.Message {
+	mi := &file_mamori_v1_mamori_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MFALoginState.ProtoReflect.Descriptor instead.
+func (*MFALoginState) Descriptor() ([]byte, []int) {
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *MFALoginState) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *MFALoginState) GetLastStep() int64 {
+	if x != nil {
+		return x.LastStep
+	}
+	return 0
+}
+
+func (x *MFALoginState) GetFailures() int32 {
+	if x != nil {
+		return x.Failures
+	}
+	return 0
+}
+
+func (x *MFALoginState) GetLockedUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LockedUntil
+	}
+	return nil
+}
+
 // MFATempCode is one temporary code as a terminal checks it.
 type MFATempCode struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1758,7 +1842,7 @@ type MFATempCode struct {
 
 func (x *MFATempCode) Reset() {
 	*x = MFATempCode{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[19]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1770,7 +1854,7 @@ func (x *MFATempCode) String() string {
 func (*MFATempCode) ProtoMessage() {}
 
 func (x *MFATempCode) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[19]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1783,7 +1867,7 @@ func (x *MFATempCode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MFATempCode.ProtoReflect.Descriptor instead.
 func (*MFATempCode) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{19}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *MFATempCode) GetUser() string {
@@ -1833,7 +1917,7 @@ type MFAUnlock struct {
 
 func (x *MFAUnlock) Reset() {
 	*x = MFAUnlock{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[20]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1845,7 +1929,7 @@ func (x *MFAUnlock) String() string {
 func (*MFAUnlock) ProtoMessage() {}
 
 func (x *MFAUnlock) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[20]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1858,7 +1942,7 @@ func (x *MFAUnlock) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MFAUnlock.ProtoReflect.Descriptor instead.
 func (*MFAUnlock) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{20}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *MFAUnlock) GetUser() string {
@@ -1897,7 +1981,7 @@ type MFAUserSecret struct {
 
 func (x *MFAUserSecret) Reset() {
 	*x = MFAUserSecret{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[21]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1909,7 +1993,7 @@ func (x *MFAUserSecret) String() string {
 func (*MFAUserSecret) ProtoMessage() {}
 
 func (x *MFAUserSecret) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[21]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1922,7 +2006,7 @@ func (x *MFAUserSecret) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MFAUserSecret.ProtoReflect.Descriptor instead.
 func (*MFAUserSecret) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{21}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *MFAUserSecret) GetUser() string {
@@ -1993,7 +2077,7 @@ type ControlRecord struct {
 
 func (x *ControlRecord) Reset() {
 	*x = ControlRecord{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[22]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2005,7 +2089,7 @@ func (x *ControlRecord) String() string {
 func (*ControlRecord) ProtoMessage() {}
 
 func (x *ControlRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[22]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2018,7 +2102,7 @@ func (x *ControlRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ControlRecord.ProtoReflect.Descriptor instead.
 func (*ControlRecord) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{22}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ControlRecord) GetStatus() *ControlStatus {
@@ -2064,7 +2148,7 @@ type Device struct {
 
 func (x *Device) Reset() {
 	*x = Device{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[23]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2076,7 +2160,7 @@ func (x *Device) String() string {
 func (*Device) ProtoMessage() {}
 
 func (x *Device) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[23]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2089,7 +2173,7 @@ func (x *Device) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Device.ProtoReflect.Descriptor instead.
 func (*Device) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{23}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Device) GetId() string {
@@ -2205,7 +2289,7 @@ type ListDevicesRequest struct {
 
 func (x *ListDevicesRequest) Reset() {
 	*x = ListDevicesRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[24]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2217,7 +2301,7 @@ func (x *ListDevicesRequest) String() string {
 func (*ListDevicesRequest) ProtoMessage() {}
 
 func (x *ListDevicesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[24]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2230,7 +2314,7 @@ func (x *ListDevicesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDevicesRequest.ProtoReflect.Descriptor instead.
 func (*ListDevicesRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{24}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListDevicesRequest) GetCompliance() Compliance {
@@ -2271,7 +2355,7 @@ type ListDevicesResponse struct {
 
 func (x *ListDevicesResponse) Reset() {
 	*x = ListDevicesResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[25]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2283,7 +2367,7 @@ func (x *ListDevicesResponse) String() string {
 func (*ListDevicesResponse) ProtoMessage() {}
 
 func (x *ListDevicesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[25]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2296,7 +2380,7 @@ func (x *ListDevicesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDevicesResponse.ProtoReflect.Descriptor instead.
 func (*ListDevicesResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{25}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ListDevicesResponse) GetDevices() []*Device {
@@ -2325,7 +2409,7 @@ type GetDeviceRequest struct {
 
 func (x *GetDeviceRequest) Reset() {
 	*x = GetDeviceRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[26]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2337,7 +2421,7 @@ func (x *GetDeviceRequest) String() string {
 func (*GetDeviceRequest) ProtoMessage() {}
 
 func (x *GetDeviceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[26]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2350,7 +2434,7 @@ func (x *GetDeviceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDeviceRequest.ProtoReflect.Descriptor instead.
 func (*GetDeviceRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{26}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *GetDeviceRequest) GetIdOrHostname() string {
@@ -2377,7 +2461,7 @@ type GetDeviceResponse struct {
 
 func (x *GetDeviceResponse) Reset() {
 	*x = GetDeviceResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[27]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2389,7 +2473,7 @@ func (x *GetDeviceResponse) String() string {
 func (*GetDeviceResponse) ProtoMessage() {}
 
 func (x *GetDeviceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[27]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2402,7 +2486,7 @@ func (x *GetDeviceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDeviceResponse.ProtoReflect.Descriptor instead.
 func (*GetDeviceResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{27}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *GetDeviceResponse) GetDevice() *Device {
@@ -2427,7 +2511,7 @@ type FleetSummaryRequest struct {
 
 func (x *FleetSummaryRequest) Reset() {
 	*x = FleetSummaryRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[28]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2439,7 +2523,7 @@ func (x *FleetSummaryRequest) String() string {
 func (*FleetSummaryRequest) ProtoMessage() {}
 
 func (x *FleetSummaryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[28]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2452,7 +2536,7 @@ func (x *FleetSummaryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FleetSummaryRequest.ProtoReflect.Descriptor instead.
 func (*FleetSummaryRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{28}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{29}
 }
 
 type FleetSummaryResponse struct {
@@ -2473,7 +2557,7 @@ type FleetSummaryResponse struct {
 
 func (x *FleetSummaryResponse) Reset() {
 	*x = FleetSummaryResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[29]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2485,7 +2569,7 @@ func (x *FleetSummaryResponse) String() string {
 func (*FleetSummaryResponse) ProtoMessage() {}
 
 func (x *FleetSummaryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[29]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2498,7 +2582,7 @@ func (x *FleetSummaryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FleetSummaryResponse.ProtoReflect.Descriptor instead.
 func (*FleetSummaryResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{29}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *FleetSummaryResponse) GetTotal() int64 {
@@ -2573,7 +2657,7 @@ type GroupSummary struct {
 
 func (x *GroupSummary) Reset() {
 	*x = GroupSummary{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[30]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2585,7 +2669,7 @@ func (x *GroupSummary) String() string {
 func (*GroupSummary) ProtoMessage() {}
 
 func (x *GroupSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[30]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2598,7 +2682,7 @@ func (x *GroupSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupSummary.ProtoReflect.Descriptor instead.
 func (*GroupSummary) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{30}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *GroupSummary) GetGroup() string {
@@ -2662,7 +2746,7 @@ type StoredEvent struct {
 
 func (x *StoredEvent) Reset() {
 	*x = StoredEvent{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[31]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2674,7 +2758,7 @@ func (x *StoredEvent) String() string {
 func (*StoredEvent) ProtoMessage() {}
 
 func (x *StoredEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[31]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2687,7 +2771,7 @@ func (x *StoredEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoredEvent.ProtoReflect.Descriptor instead.
 func (*StoredEvent) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{31}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *StoredEvent) GetDeviceId() string {
@@ -2724,7 +2808,7 @@ type ListEventsRequest struct {
 
 func (x *ListEventsRequest) Reset() {
 	*x = ListEventsRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[32]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2736,7 +2820,7 @@ func (x *ListEventsRequest) String() string {
 func (*ListEventsRequest) ProtoMessage() {}
 
 func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[32]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2749,7 +2833,7 @@ func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListEventsRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{32}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ListEventsRequest) GetDeviceId() string {
@@ -2784,7 +2868,7 @@ type ListEventsResponse struct {
 
 func (x *ListEventsResponse) Reset() {
 	*x = ListEventsResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[33]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2796,7 +2880,7 @@ func (x *ListEventsResponse) String() string {
 func (*ListEventsResponse) ProtoMessage() {}
 
 func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[33]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2809,7 +2893,7 @@ func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListEventsResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{33}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ListEventsResponse) GetEvents() []*StoredEvent {
@@ -2843,7 +2927,7 @@ type CreateEnrollmentTokenRequest struct {
 
 func (x *CreateEnrollmentTokenRequest) Reset() {
 	*x = CreateEnrollmentTokenRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[34]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2855,7 +2939,7 @@ func (x *CreateEnrollmentTokenRequest) String() string {
 func (*CreateEnrollmentTokenRequest) ProtoMessage() {}
 
 func (x *CreateEnrollmentTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[34]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2868,7 +2952,7 @@ func (x *CreateEnrollmentTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateEnrollmentTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateEnrollmentTokenRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{34}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *CreateEnrollmentTokenRequest) GetTtl() *durationpb.Duration {
@@ -2914,7 +2998,7 @@ type CreateEnrollmentTokenResponse struct {
 
 func (x *CreateEnrollmentTokenResponse) Reset() {
 	*x = CreateEnrollmentTokenResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[35]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2926,7 +3010,7 @@ func (x *CreateEnrollmentTokenResponse) String() string {
 func (*CreateEnrollmentTokenResponse) ProtoMessage() {}
 
 func (x *CreateEnrollmentTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[35]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2939,7 +3023,7 @@ func (x *CreateEnrollmentTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateEnrollmentTokenResponse.ProtoReflect.Descriptor instead.
 func (*CreateEnrollmentTokenResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{35}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *CreateEnrollmentTokenResponse) GetToken() string {
@@ -2987,7 +3071,7 @@ type RevokeDeviceRequest struct {
 
 func (x *RevokeDeviceRequest) Reset() {
 	*x = RevokeDeviceRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[36]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2999,7 +3083,7 @@ func (x *RevokeDeviceRequest) String() string {
 func (*RevokeDeviceRequest) ProtoMessage() {}
 
 func (x *RevokeDeviceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[36]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3012,7 +3096,7 @@ func (x *RevokeDeviceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeDeviceRequest.ProtoReflect.Descriptor instead.
 func (*RevokeDeviceRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{36}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *RevokeDeviceRequest) GetDeviceId() string {
@@ -3038,7 +3122,7 @@ type RevokeDeviceResponse struct {
 
 func (x *RevokeDeviceResponse) Reset() {
 	*x = RevokeDeviceResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[37]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3050,7 +3134,7 @@ func (x *RevokeDeviceResponse) String() string {
 func (*RevokeDeviceResponse) ProtoMessage() {}
 
 func (x *RevokeDeviceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[37]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3063,7 +3147,7 @@ func (x *RevokeDeviceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeDeviceResponse.ProtoReflect.Descriptor instead.
 func (*RevokeDeviceResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{37}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *RevokeDeviceResponse) GetDevice() *Device {
@@ -3087,7 +3171,7 @@ type SetDeviceGroupRequest struct {
 
 func (x *SetDeviceGroupRequest) Reset() {
 	*x = SetDeviceGroupRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[38]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3099,7 +3183,7 @@ func (x *SetDeviceGroupRequest) String() string {
 func (*SetDeviceGroupRequest) ProtoMessage() {}
 
 func (x *SetDeviceGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[38]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3112,7 +3196,7 @@ func (x *SetDeviceGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetDeviceGroupRequest.ProtoReflect.Descriptor instead.
 func (*SetDeviceGroupRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{38}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *SetDeviceGroupRequest) GetDevice() string {
@@ -3145,7 +3229,7 @@ type SetDeviceGroupResponse struct {
 
 func (x *SetDeviceGroupResponse) Reset() {
 	*x = SetDeviceGroupResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[39]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3157,7 +3241,7 @@ func (x *SetDeviceGroupResponse) String() string {
 func (*SetDeviceGroupResponse) ProtoMessage() {}
 
 func (x *SetDeviceGroupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[39]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3170,7 +3254,7 @@ func (x *SetDeviceGroupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetDeviceGroupResponse.ProtoReflect.Descriptor instead.
 func (*SetDeviceGroupResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{39}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *SetDeviceGroupResponse) GetDevice() *Device {
@@ -3192,7 +3276,7 @@ type ListAuditRequest struct {
 
 func (x *ListAuditRequest) Reset() {
 	*x = ListAuditRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[40]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3204,7 +3288,7 @@ func (x *ListAuditRequest) String() string {
 func (*ListAuditRequest) ProtoMessage() {}
 
 func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[40]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3217,7 +3301,7 @@ func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{40}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ListAuditRequest) GetAfterSeq() int64 {
@@ -3254,7 +3338,7 @@ type AuditRecord struct {
 
 func (x *AuditRecord) Reset() {
 	*x = AuditRecord{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[41]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3266,7 +3350,7 @@ func (x *AuditRecord) String() string {
 func (*AuditRecord) ProtoMessage() {}
 
 func (x *AuditRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[41]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3279,7 +3363,7 @@ func (x *AuditRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditRecord.ProtoReflect.Descriptor instead.
 func (*AuditRecord) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{41}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *AuditRecord) GetSeq() int64 {
@@ -3350,7 +3434,7 @@ type ListAuditResponse struct {
 
 func (x *ListAuditResponse) Reset() {
 	*x = ListAuditResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[42]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3362,7 +3446,7 @@ func (x *ListAuditResponse) String() string {
 func (*ListAuditResponse) ProtoMessage() {}
 
 func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[42]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3375,7 +3459,7 @@ func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{42}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ListAuditResponse) GetRecords() []*AuditRecord {
@@ -3400,7 +3484,7 @@ type GetPolicyRequest struct {
 
 func (x *GetPolicyRequest) Reset() {
 	*x = GetPolicyRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[43]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3412,7 +3496,7 @@ func (x *GetPolicyRequest) String() string {
 func (*GetPolicyRequest) ProtoMessage() {}
 
 func (x *GetPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[43]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3425,7 +3509,7 @@ func (x *GetPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPolicyRequest.ProtoReflect.Descriptor instead.
 func (*GetPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{43}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{44}
 }
 
 type GetPolicyResponse struct {
@@ -3437,7 +3521,7 @@ type GetPolicyResponse struct {
 
 func (x *GetPolicyResponse) Reset() {
 	*x = GetPolicyResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[44]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3449,7 +3533,7 @@ func (x *GetPolicyResponse) String() string {
 func (*GetPolicyResponse) ProtoMessage() {}
 
 func (x *GetPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[44]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3462,7 +3546,7 @@ func (x *GetPolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPolicyResponse.ProtoReflect.Descriptor instead.
 func (*GetPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{44}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *GetPolicyResponse) GetPolicy() *Policy {
@@ -3486,7 +3570,7 @@ type SetPolicyRequest struct {
 
 func (x *SetPolicyRequest) Reset() {
 	*x = SetPolicyRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[45]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3498,7 +3582,7 @@ func (x *SetPolicyRequest) String() string {
 func (*SetPolicyRequest) ProtoMessage() {}
 
 func (x *SetPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[45]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3511,7 +3595,7 @@ func (x *SetPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPolicyRequest.ProtoReflect.Descriptor instead.
 func (*SetPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{45}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *SetPolicyRequest) GetPolicy() *Policy {
@@ -3544,7 +3628,7 @@ type SetPolicyResponse struct {
 
 func (x *SetPolicyResponse) Reset() {
 	*x = SetPolicyResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[46]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3556,7 +3640,7 @@ func (x *SetPolicyResponse) String() string {
 func (*SetPolicyResponse) ProtoMessage() {}
 
 func (x *SetPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[46]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3569,7 +3653,7 @@ func (x *SetPolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPolicyResponse.ProtoReflect.Descriptor instead.
 func (*SetPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{46}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *SetPolicyResponse) GetPolicy() *Policy {
@@ -3592,7 +3676,7 @@ type EnrollMFAUserRequest struct {
 
 func (x *EnrollMFAUserRequest) Reset() {
 	*x = EnrollMFAUserRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[47]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3604,7 +3688,7 @@ func (x *EnrollMFAUserRequest) String() string {
 func (*EnrollMFAUserRequest) ProtoMessage() {}
 
 func (x *EnrollMFAUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[47]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3617,7 +3701,7 @@ func (x *EnrollMFAUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrollMFAUserRequest.ProtoReflect.Descriptor instead.
 func (*EnrollMFAUserRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{47}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *EnrollMFAUserRequest) GetUser() string {
@@ -3647,7 +3731,7 @@ type EnrollMFAUserResponse struct {
 
 func (x *EnrollMFAUserResponse) Reset() {
 	*x = EnrollMFAUserResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[48]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3659,7 +3743,7 @@ func (x *EnrollMFAUserResponse) String() string {
 func (*EnrollMFAUserResponse) ProtoMessage() {}
 
 func (x *EnrollMFAUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[48]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3672,7 +3756,7 @@ func (x *EnrollMFAUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrollMFAUserResponse.ProtoReflect.Descriptor instead.
 func (*EnrollMFAUserResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{48}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *EnrollMFAUserResponse) GetUser() string {
@@ -3707,7 +3791,7 @@ type ResetMFAUserRequest struct {
 
 func (x *ResetMFAUserRequest) Reset() {
 	*x = ResetMFAUserRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[49]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3719,7 +3803,7 @@ func (x *ResetMFAUserRequest) String() string {
 func (*ResetMFAUserRequest) ProtoMessage() {}
 
 func (x *ResetMFAUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[49]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3732,7 +3816,7 @@ func (x *ResetMFAUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResetMFAUserRequest.ProtoReflect.Descriptor instead.
 func (*ResetMFAUserRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{49}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ResetMFAUserRequest) GetUser() string {
@@ -3757,7 +3841,7 @@ type ResetMFAUserResponse struct {
 
 func (x *ResetMFAUserResponse) Reset() {
 	*x = ResetMFAUserResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[50]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3769,7 +3853,7 @@ func (x *ResetMFAUserResponse) String() string {
 func (*ResetMFAUserResponse) ProtoMessage() {}
 
 func (x *ResetMFAUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[50]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3782,7 +3866,7 @@ func (x *ResetMFAUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResetMFAUserResponse.ProtoReflect.Descriptor instead.
 func (*ResetMFAUserResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{50}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{51}
 }
 
 type UnlockMFAUserRequest struct {
@@ -3796,7 +3880,7 @@ type UnlockMFAUserRequest struct {
 
 func (x *UnlockMFAUserRequest) Reset() {
 	*x = UnlockMFAUserRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[51]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3808,7 +3892,7 @@ func (x *UnlockMFAUserRequest) String() string {
 func (*UnlockMFAUserRequest) ProtoMessage() {}
 
 func (x *UnlockMFAUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[51]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3821,7 +3905,7 @@ func (x *UnlockMFAUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnlockMFAUserRequest.ProtoReflect.Descriptor instead.
 func (*UnlockMFAUserRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{51}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *UnlockMFAUserRequest) GetUser() string {
@@ -3848,7 +3932,7 @@ type UnlockMFAUserResponse struct {
 
 func (x *UnlockMFAUserResponse) Reset() {
 	*x = UnlockMFAUserResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[52]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3860,7 +3944,7 @@ func (x *UnlockMFAUserResponse) String() string {
 func (*UnlockMFAUserResponse) ProtoMessage() {}
 
 func (x *UnlockMFAUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[52]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3873,7 +3957,7 @@ func (x *UnlockMFAUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnlockMFAUserResponse.ProtoReflect.Descriptor instead.
 func (*UnlockMFAUserResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{52}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *UnlockMFAUserResponse) GetGeneration() int64 {
@@ -3894,7 +3978,7 @@ type IssueMFATempCodeRequest struct {
 
 func (x *IssueMFATempCodeRequest) Reset() {
 	*x = IssueMFATempCodeRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[53]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3906,7 +3990,7 @@ func (x *IssueMFATempCodeRequest) String() string {
 func (*IssueMFATempCodeRequest) ProtoMessage() {}
 
 func (x *IssueMFATempCodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[53]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3919,7 +4003,7 @@ func (x *IssueMFATempCodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueMFATempCodeRequest.ProtoReflect.Descriptor instead.
 func (*IssueMFATempCodeRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{53}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *IssueMFATempCodeRequest) GetUser() string {
@@ -3949,7 +4033,7 @@ type IssueMFATempCodeResponse struct {
 
 func (x *IssueMFATempCodeResponse) Reset() {
 	*x = IssueMFATempCodeResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[54]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3961,7 +4045,7 @@ func (x *IssueMFATempCodeResponse) String() string {
 func (*IssueMFATempCodeResponse) ProtoMessage() {}
 
 func (x *IssueMFATempCodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[54]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3974,7 +4058,7 @@ func (x *IssueMFATempCodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueMFATempCodeResponse.ProtoReflect.Descriptor instead.
 func (*IssueMFATempCodeResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{54}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *IssueMFATempCodeResponse) GetCode() string {
@@ -4010,7 +4094,7 @@ type ImportMFASeedsRequest struct {
 
 func (x *ImportMFASeedsRequest) Reset() {
 	*x = ImportMFASeedsRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[55]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4022,7 +4106,7 @@ func (x *ImportMFASeedsRequest) String() string {
 func (*ImportMFASeedsRequest) ProtoMessage() {}
 
 func (x *ImportMFASeedsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[55]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4035,7 +4119,7 @@ func (x *ImportMFASeedsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportMFASeedsRequest.ProtoReflect.Descriptor instead.
 func (*ImportMFASeedsRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{55}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *ImportMFASeedsRequest) GetCsv() []byte {
@@ -4061,7 +4145,7 @@ type ImportMFASeedsResponse struct {
 
 func (x *ImportMFASeedsResponse) Reset() {
 	*x = ImportMFASeedsResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[56]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4073,7 +4157,7 @@ func (x *ImportMFASeedsResponse) String() string {
 func (*ImportMFASeedsResponse) ProtoMessage() {}
 
 func (x *ImportMFASeedsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[56]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4086,7 +4170,7 @@ func (x *ImportMFASeedsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportMFASeedsResponse.ProtoReflect.Descriptor instead.
 func (*ImportMFASeedsResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{56}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *ImportMFASeedsResponse) GetImported() int32 {
@@ -4104,7 +4188,7 @@ type ListMFAUsersRequest struct {
 
 func (x *ListMFAUsersRequest) Reset() {
 	*x = ListMFAUsersRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[57]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4116,7 +4200,7 @@ func (x *ListMFAUsersRequest) String() string {
 func (*ListMFAUsersRequest) ProtoMessage() {}
 
 func (x *ListMFAUsersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[57]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4129,7 +4213,7 @@ func (x *ListMFAUsersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMFAUsersRequest.ProtoReflect.Descriptor instead.
 func (*ListMFAUsersRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{57}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{58}
 }
 
 type MFAUserInfo struct {
@@ -4147,7 +4231,7 @@ type MFAUserInfo struct {
 
 func (x *MFAUserInfo) Reset() {
 	*x = MFAUserInfo{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[58]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4159,7 +4243,7 @@ func (x *MFAUserInfo) String() string {
 func (*MFAUserInfo) ProtoMessage() {}
 
 func (x *MFAUserInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[58]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4172,7 +4256,7 @@ func (x *MFAUserInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MFAUserInfo.ProtoReflect.Descriptor instead.
 func (*MFAUserInfo) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{58}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *MFAUserInfo) GetUser() string {
@@ -4226,7 +4310,7 @@ type ListMFAUsersResponse struct {
 
 func (x *ListMFAUsersResponse) Reset() {
 	*x = ListMFAUsersResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[59]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4238,7 +4322,7 @@ func (x *ListMFAUsersResponse) String() string {
 func (*ListMFAUsersResponse) ProtoMessage() {}
 
 func (x *ListMFAUsersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[59]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4251,7 +4335,7 @@ func (x *ListMFAUsersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMFAUsersResponse.ProtoReflect.Descriptor instead.
 func (*ListMFAUsersResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{59}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *ListMFAUsersResponse) GetUsers() []*MFAUserInfo {
@@ -4287,7 +4371,7 @@ type Exception struct {
 
 func (x *Exception) Reset() {
 	*x = Exception{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[60]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4299,7 +4383,7 @@ func (x *Exception) String() string {
 func (*Exception) ProtoMessage() {}
 
 func (x *Exception) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[60]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4312,7 +4396,7 @@ func (x *Exception) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Exception.ProtoReflect.Descriptor instead.
 func (*Exception) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{60}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *Exception) GetId() string {
@@ -4415,7 +4499,7 @@ type CreateExceptionRequest struct {
 
 func (x *CreateExceptionRequest) Reset() {
 	*x = CreateExceptionRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[61]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4427,7 +4511,7 @@ func (x *CreateExceptionRequest) String() string {
 func (*CreateExceptionRequest) ProtoMessage() {}
 
 func (x *CreateExceptionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[61]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4440,7 +4524,7 @@ func (x *CreateExceptionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateExceptionRequest.ProtoReflect.Descriptor instead.
 func (*CreateExceptionRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{61}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *CreateExceptionRequest) GetUsb() string {
@@ -4494,7 +4578,7 @@ type CreateExceptionResponse struct {
 
 func (x *CreateExceptionResponse) Reset() {
 	*x = CreateExceptionResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[62]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4506,7 +4590,7 @@ func (x *CreateExceptionResponse) String() string {
 func (*CreateExceptionResponse) ProtoMessage() {}
 
 func (x *CreateExceptionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[62]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4519,7 +4603,7 @@ func (x *CreateExceptionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateExceptionResponse.ProtoReflect.Descriptor instead.
 func (*CreateExceptionResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{62}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *CreateExceptionResponse) GetException() *Exception {
@@ -4542,7 +4626,7 @@ type ListExceptionsRequest struct {
 
 func (x *ListExceptionsRequest) Reset() {
 	*x = ListExceptionsRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[63]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4554,7 +4638,7 @@ func (x *ListExceptionsRequest) String() string {
 func (*ListExceptionsRequest) ProtoMessage() {}
 
 func (x *ListExceptionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[63]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4567,7 +4651,7 @@ func (x *ListExceptionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListExceptionsRequest.ProtoReflect.Descriptor instead.
 func (*ListExceptionsRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{63}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *ListExceptionsRequest) GetDevice() string {
@@ -4593,7 +4677,7 @@ type ListExceptionsResponse struct {
 
 func (x *ListExceptionsResponse) Reset() {
 	*x = ListExceptionsResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[64]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4605,7 +4689,7 @@ func (x *ListExceptionsResponse) String() string {
 func (*ListExceptionsResponse) ProtoMessage() {}
 
 func (x *ListExceptionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[64]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4618,7 +4702,7 @@ func (x *ListExceptionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListExceptionsResponse.ProtoReflect.Descriptor instead.
 func (*ListExceptionsResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{64}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *ListExceptionsResponse) GetExceptions() []*Exception {
@@ -4638,7 +4722,7 @@ type RevokeExceptionRequest struct {
 
 func (x *RevokeExceptionRequest) Reset() {
 	*x = RevokeExceptionRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[65]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4650,7 +4734,7 @@ func (x *RevokeExceptionRequest) String() string {
 func (*RevokeExceptionRequest) ProtoMessage() {}
 
 func (x *RevokeExceptionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[65]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4663,7 +4747,7 @@ func (x *RevokeExceptionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeExceptionRequest.ProtoReflect.Descriptor instead.
 func (*RevokeExceptionRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{65}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *RevokeExceptionRequest) GetId() string {
@@ -4689,7 +4773,7 @@ type RevokeExceptionResponse struct {
 
 func (x *RevokeExceptionResponse) Reset() {
 	*x = RevokeExceptionResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[66]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4701,7 +4785,7 @@ func (x *RevokeExceptionResponse) String() string {
 func (*RevokeExceptionResponse) ProtoMessage() {}
 
 func (x *RevokeExceptionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[66]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4714,7 +4798,7 @@ func (x *RevokeExceptionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeExceptionResponse.ProtoReflect.Descriptor instead.
 func (*RevokeExceptionResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{66}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *RevokeExceptionResponse) GetException() *Exception {
@@ -4735,7 +4819,7 @@ type ImportLedgerRequest struct {
 
 func (x *ImportLedgerRequest) Reset() {
 	*x = ImportLedgerRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[67]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4747,7 +4831,7 @@ func (x *ImportLedgerRequest) String() string {
 func (*ImportLedgerRequest) ProtoMessage() {}
 
 func (x *ImportLedgerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[67]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4760,7 +4844,7 @@ func (x *ImportLedgerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportLedgerRequest.ProtoReflect.Descriptor instead.
 func (*ImportLedgerRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{67}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *ImportLedgerRequest) GetCsv() []byte {
@@ -4786,7 +4870,7 @@ type ImportLedgerResponse struct {
 
 func (x *ImportLedgerResponse) Reset() {
 	*x = ImportLedgerResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[68]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4798,7 +4882,7 @@ func (x *ImportLedgerResponse) String() string {
 func (*ImportLedgerResponse) ProtoMessage() {}
 
 func (x *ImportLedgerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[68]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4811,7 +4895,7 @@ func (x *ImportLedgerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportLedgerResponse.ProtoReflect.Descriptor instead.
 func (*ImportLedgerResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{68}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *ImportLedgerResponse) GetRows() int32 {
@@ -4829,7 +4913,7 @@ type ListLedgerRequest struct {
 
 func (x *ListLedgerRequest) Reset() {
 	*x = ListLedgerRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[69]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4841,7 +4925,7 @@ func (x *ListLedgerRequest) String() string {
 func (*ListLedgerRequest) ProtoMessage() {}
 
 func (x *ListLedgerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[69]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4854,7 +4938,7 @@ func (x *ListLedgerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListLedgerRequest.ProtoReflect.Descriptor instead.
 func (*ListLedgerRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{69}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{70}
 }
 
 // LedgerRow is one ledger entry or one enrolled device the ledger lacks.
@@ -4876,7 +4960,7 @@ type LedgerRow struct {
 
 func (x *LedgerRow) Reset() {
 	*x = LedgerRow{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[70]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4888,7 +4972,7 @@ func (x *LedgerRow) String() string {
 func (*LedgerRow) ProtoMessage() {}
 
 func (x *LedgerRow) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[70]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4901,7 +4985,7 @@ func (x *LedgerRow) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LedgerRow.ProtoReflect.Descriptor instead.
 func (*LedgerRow) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{70}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *LedgerRow) GetAssetId() string {
@@ -4978,7 +5062,7 @@ type ListLedgerResponse struct {
 
 func (x *ListLedgerResponse) Reset() {
 	*x = ListLedgerResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[71]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4990,7 +5074,7 @@ func (x *ListLedgerResponse) String() string {
 func (*ListLedgerResponse) ProtoMessage() {}
 
 func (x *ListLedgerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[71]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5003,7 +5087,7 @@ func (x *ListLedgerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListLedgerResponse.ProtoReflect.Descriptor instead.
 func (*ListLedgerResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{71}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *ListLedgerResponse) GetRows() []*LedgerRow {
@@ -5165,7 +5249,7 @@ const file_mamori_v1_mamori_proto_rawDesc = "" +
 	"\tnot_after\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\bnotAfter\"C\n" +
 	"\x0fSealedMFABundle\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x12\x16\n" +
-	"\x06sealed\x18\x02 \x01(\fR\x06sealed\"\x8a\x03\n" +
+	"\x06sealed\x18\x02 \x01(\fR\x06sealed\"\xbc\x03\n" +
 	"\tMFABundle\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x12\x1b\n" +
 	"\tdevice_id\x18\x02 \x01(\tR\bdeviceId\x127\n" +
@@ -5178,7 +5262,14 @@ const file_mamori_v1_mamori_proto_rawDesc = "" +
 	"graceUntil\x12\x1f\n" +
 	"\vgrace_users\x18\b \x03(\tR\n" +
 	"graceUsers\x12\x18\n" +
-	"\amethods\x18\t \x03(\tR\amethods\"\x94\x01\n" +
+	"\amethods\x18\t \x03(\tR\amethods\x120\n" +
+	"\x06logins\x18\n" +
+	" \x03(\v2\x18.mamori.v1.MFALoginStateR\x06logins\"\x9b\x01\n" +
+	"\rMFALoginState\x12\x12\n" +
+	"\x04user\x18\x01 \x01(\tR\x04user\x12\x1b\n" +
+	"\tlast_step\x18\x02 \x01(\x03R\blastStep\x12\x1a\n" +
+	"\bfailures\x18\x03 \x01(\x05R\bfailures\x12=\n" +
+	"\flocked_until\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vlockedUntil\"\x94\x01\n" +
 	"\vMFATempCode\x12\x12\n" +
 	"\x04user\x18\x01 \x01(\tR\x04user\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12\x12\n" +
@@ -5489,7 +5580,7 @@ func file_mamori_v1_mamori_proto_rawDescGZIP() []byte {
 }
 
 var file_mamori_v1_mamori_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_mamori_v1_mamori_proto_msgTypes = make([]protoimpl.MessageInfo, 78)
+var file_mamori_v1_mamori_proto_msgTypes = make([]protoimpl.MessageInfo, 79)
 var file_mamori_v1_mamori_proto_goTypes = []any{
 	(Mode)(0),                             // 0: mamori.v1.Mode
 	(ControlState)(0),                     // 1: mamori.v1.ControlState
@@ -5513,87 +5604,88 @@ var file_mamori_v1_mamori_proto_goTypes = []any{
 	(*RenewResponse)(nil),                 // 19: mamori.v1.RenewResponse
 	(*SealedMFABundle)(nil),               // 20: mamori.v1.SealedMFABundle
 	(*MFABundle)(nil),                     // 21: mamori.v1.MFABundle
-	(*MFATempCode)(nil),                   // 22: mamori.v1.MFATempCode
-	(*MFAUnlock)(nil),                     // 23: mamori.v1.MFAUnlock
-	(*MFAUserSecret)(nil),                 // 24: mamori.v1.MFAUserSecret
-	(*ControlRecord)(nil),                 // 25: mamori.v1.ControlRecord
-	(*Device)(nil),                        // 26: mamori.v1.Device
-	(*ListDevicesRequest)(nil),            // 27: mamori.v1.ListDevicesRequest
-	(*ListDevicesResponse)(nil),           // 28: mamori.v1.ListDevicesResponse
-	(*GetDeviceRequest)(nil),              // 29: mamori.v1.GetDeviceRequest
-	(*GetDeviceResponse)(nil),             // 30: mamori.v1.GetDeviceResponse
-	(*FleetSummaryRequest)(nil),           // 31: mamori.v1.FleetSummaryRequest
-	(*FleetSummaryResponse)(nil),          // 32: mamori.v1.FleetSummaryResponse
-	(*GroupSummary)(nil),                  // 33: mamori.v1.GroupSummary
-	(*StoredEvent)(nil),                   // 34: mamori.v1.StoredEvent
-	(*ListEventsRequest)(nil),             // 35: mamori.v1.ListEventsRequest
-	(*ListEventsResponse)(nil),            // 36: mamori.v1.ListEventsResponse
-	(*CreateEnrollmentTokenRequest)(nil),  // 37: mamori.v1.CreateEnrollmentTokenRequest
-	(*CreateEnrollmentTokenResponse)(nil), // 38: mamori.v1.CreateEnrollmentTokenResponse
-	(*RevokeDeviceRequest)(nil),           // 39: mamori.v1.RevokeDeviceRequest
-	(*RevokeDeviceResponse)(nil),          // 40: mamori.v1.RevokeDeviceResponse
-	(*SetDeviceGroupRequest)(nil),         // 41: mamori.v1.SetDeviceGroupRequest
-	(*SetDeviceGroupResponse)(nil),        // 42: mamori.v1.SetDeviceGroupResponse
-	(*ListAuditRequest)(nil),              // 43: mamori.v1.ListAuditRequest
-	(*AuditRecord)(nil),                   // 44: mamori.v1.AuditRecord
-	(*ListAuditResponse)(nil),             // 45: mamori.v1.ListAuditResponse
-	(*GetPolicyRequest)(nil),              // 46: mamori.v1.GetPolicyRequest
-	(*GetPolicyResponse)(nil),             // 47: mamori.v1.GetPolicyResponse
-	(*SetPolicyRequest)(nil),              // 48: mamori.v1.SetPolicyRequest
-	(*SetPolicyResponse)(nil),             // 49: mamori.v1.SetPolicyResponse
-	(*EnrollMFAUserRequest)(nil),          // 50: mamori.v1.EnrollMFAUserRequest
-	(*EnrollMFAUserResponse)(nil),         // 51: mamori.v1.EnrollMFAUserResponse
-	(*ResetMFAUserRequest)(nil),           // 52: mamori.v1.ResetMFAUserRequest
-	(*ResetMFAUserResponse)(nil),          // 53: mamori.v1.ResetMFAUserResponse
-	(*UnlockMFAUserRequest)(nil),          // 54: mamori.v1.UnlockMFAUserRequest
-	(*UnlockMFAUserResponse)(nil),         // 55: mamori.v1.UnlockMFAUserResponse
-	(*IssueMFATempCodeRequest)(nil),       // 56: mamori.v1.IssueMFATempCodeRequest
-	(*IssueMFATempCodeResponse)(nil),      // 57: mamori.v1.IssueMFATempCodeResponse
-	(*ImportMFASeedsRequest)(nil),         // 58: mamori.v1.ImportMFASeedsRequest
-	(*ImportMFASeedsResponse)(nil),        // 59: mamori.v1.ImportMFASeedsResponse
-	(*ListMFAUsersRequest)(nil),           // 60: mamori.v1.ListMFAUsersRequest
-	(*MFAUserInfo)(nil),                   // 61: mamori.v1.MFAUserInfo
-	(*ListMFAUsersResponse)(nil),          // 62: mamori.v1.ListMFAUsersResponse
-	(*Exception)(nil),                     // 63: mamori.v1.Exception
-	(*CreateExceptionRequest)(nil),        // 64: mamori.v1.CreateExceptionRequest
-	(*CreateExceptionResponse)(nil),       // 65: mamori.v1.CreateExceptionResponse
-	(*ListExceptionsRequest)(nil),         // 66: mamori.v1.ListExceptionsRequest
-	(*ListExceptionsResponse)(nil),        // 67: mamori.v1.ListExceptionsResponse
-	(*RevokeExceptionRequest)(nil),        // 68: mamori.v1.RevokeExceptionRequest
-	(*RevokeExceptionResponse)(nil),       // 69: mamori.v1.RevokeExceptionResponse
-	(*ImportLedgerRequest)(nil),           // 70: mamori.v1.ImportLedgerRequest
-	(*ImportLedgerResponse)(nil),          // 71: mamori.v1.ImportLedgerResponse
-	(*ListLedgerRequest)(nil),             // 72: mamori.v1.ListLedgerRequest
-	(*LedgerRow)(nil),                     // 73: mamori.v1.LedgerRow
-	(*ListLedgerResponse)(nil),            // 74: mamori.v1.ListLedgerResponse
-	nil,                                   // 75: mamori.v1.ControlStatus.EvidenceEntry
-	nil,                                   // 76: mamori.v1.Event.AttributesEntry
-	nil,                                   // 77: mamori.v1.ControlPolicy.SettingsEntry
-	nil,                                   // 78: mamori.v1.Policy.ControlsEntry
-	nil,                                   // 79: mamori.v1.Policy.GroupsEntry
-	nil,                                   // 80: mamori.v1.GroupPolicy.ControlsEntry
-	(*timestamppb.Timestamp)(nil),         // 81: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),           // 82: google.protobuf.Duration
+	(*MFALoginState)(nil),                 // 22: mamori.v1.MFALoginState
+	(*MFATempCode)(nil),                   // 23: mamori.v1.MFATempCode
+	(*MFAUnlock)(nil),                     // 24: mamori.v1.MFAUnlock
+	(*MFAUserSecret)(nil),                 // 25: mamori.v1.MFAUserSecret
+	(*ControlRecord)(nil),                 // 26: mamori.v1.ControlRecord
+	(*Device)(nil),                        // 27: mamori.v1.Device
+	(*ListDevicesRequest)(nil),            // 28: mamori.v1.ListDevicesRequest
+	(*ListDevicesResponse)(nil),           // 29: mamori.v1.ListDevicesResponse
+	(*GetDeviceRequest)(nil),              // 30: mamori.v1.GetDeviceRequest
+	(*GetDeviceResponse)(nil),             // 31: mamori.v1.GetDeviceResponse
+	(*FleetSummaryRequest)(nil),           // 32: mamori.v1.FleetSummaryRequest
+	(*FleetSummaryResponse)(nil),          // 33: mamori.v1.FleetSummaryResponse
+	(*GroupSummary)(nil),                  // 34: mamori.v1.GroupSummary
+	(*StoredEvent)(nil),                   // 35: mamori.v1.StoredEvent
+	(*ListEventsRequest)(nil),             // 36: mamori.v1.ListEventsRequest
+	(*ListEventsResponse)(nil),            // 37: mamori.v1.ListEventsResponse
+	(*CreateEnrollmentTokenRequest)(nil),  // 38: mamori.v1.CreateEnrollmentTokenRequest
+	(*CreateEnrollmentTokenResponse)(nil), // 39: mamori.v1.CreateEnrollmentTokenResponse
+	(*RevokeDeviceRequest)(nil),           // 40: mamori.v1.RevokeDeviceRequest
+	(*RevokeDeviceResponse)(nil),          // 41: mamori.v1.RevokeDeviceResponse
+	(*SetDeviceGroupRequest)(nil),         // 42: mamori.v1.SetDeviceGroupRequest
+	(*SetDeviceGroupResponse)(nil),        // 43: mamori.v1.SetDeviceGroupResponse
+	(*ListAuditRequest)(nil),              // 44: mamori.v1.ListAuditRequest
+	(*AuditRecord)(nil),                   // 45: mamori.v1.AuditRecord
+	(*ListAuditResponse)(nil),             // 46: mamori.v1.ListAuditResponse
+	(*GetPolicyRequest)(nil),              // 47: mamori.v1.GetPolicyRequest
+	(*GetPolicyResponse)(nil),             // 48: mamori.v1.GetPolicyResponse
+	(*SetPolicyRequest)(nil),              // 49: mamori.v1.SetPolicyRequest
+	(*SetPolicyResponse)(nil),             // 50: mamori.v1.SetPolicyResponse
+	(*EnrollMFAUserRequest)(nil),          // 51: mamori.v1.EnrollMFAUserRequest
+	(*EnrollMFAUserResponse)(nil),         // 52: mamori.v1.EnrollMFAUserResponse
+	(*ResetMFAUserRequest)(nil),           // 53: mamori.v1.ResetMFAUserRequest
+	(*ResetMFAUserResponse)(nil),          // 54: mamori.v1.ResetMFAUserResponse
+	(*UnlockMFAUserRequest)(nil),          // 55: mamori.v1.UnlockMFAUserRequest
+	(*UnlockMFAUserResponse)(nil),         // 56: mamori.v1.UnlockMFAUserResponse
+	(*IssueMFATempCodeRequest)(nil),       // 57: mamori.v1.IssueMFATempCodeRequest
+	(*IssueMFATempCodeResponse)(nil),      // 58: mamori.v1.IssueMFATempCodeResponse
+	(*ImportMFASeedsRequest)(nil),         // 59: mamori.v1.ImportMFASeedsRequest
+	(*ImportMFASeedsResponse)(nil),        // 60: mamori.v1.ImportMFASeedsResponse
+	(*ListMFAUsersRequest)(nil),           // 61: mamori.v1.ListMFAUsersRequest
+	(*MFAUserInfo)(nil),                   // 62: mamori.v1.MFAUserInfo
+	(*ListMFAUsersResponse)(nil),          // 63: mamori.v1.ListMFAUsersResponse
+	(*Exception)(nil),                     // 64: mamori.v1.Exception
+	(*CreateExceptionRequest)(nil),        // 65: mamori.v1.CreateExceptionRequest
+	(*CreateExceptionResponse)(nil),       // 66: mamori.v1.CreateExceptionResponse
+	(*ListExceptionsRequest)(nil),         // 67: mamori.v1.ListExceptionsRequest
+	(*ListExceptionsResponse)(nil),        // 68: mamori.v1.ListExceptionsResponse
+	(*RevokeExceptionRequest)(nil),        // 69: mamori.v1.RevokeExceptionRequest
+	(*RevokeExceptionResponse)(nil),       // 70: mamori.v1.RevokeExceptionResponse
+	(*ImportLedgerRequest)(nil),           // 71: mamori.v1.ImportLedgerRequest
+	(*ImportLedgerResponse)(nil),          // 72: mamori.v1.ImportLedgerResponse
+	(*ListLedgerRequest)(nil),             // 73: mamori.v1.ListLedgerRequest
+	(*LedgerRow)(nil),                     // 74: mamori.v1.LedgerRow
+	(*ListLedgerResponse)(nil),            // 75: mamori.v1.ListLedgerResponse
+	nil,                                   // 76: mamori.v1.ControlStatus.EvidenceEntry
+	nil,                                   // 77: mamori.v1.Event.AttributesEntry
+	nil,                                   // 78: mamori.v1.ControlPolicy.SettingsEntry
+	nil,                                   // 79: mamori.v1.Policy.ControlsEntry
+	nil,                                   // 80: mamori.v1.Policy.GroupsEntry
+	nil,                                   // 81: mamori.v1.GroupPolicy.ControlsEntry
+	(*timestamppb.Timestamp)(nil),         // 82: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),           // 83: google.protobuf.Duration
 }
 var file_mamori_v1_mamori_proto_depIdxs = []int32{
 	0,   // 0: mamori.v1.ControlStatus.mode:type_name -> mamori.v1.Mode
 	1,   // 1: mamori.v1.ControlStatus.state:type_name -> mamori.v1.ControlState
-	75,  // 2: mamori.v1.ControlStatus.evidence:type_name -> mamori.v1.ControlStatus.EvidenceEntry
-	81,  // 3: mamori.v1.ControlStatus.observed_at:type_name -> google.protobuf.Timestamp
+	76,  // 2: mamori.v1.ControlStatus.evidence:type_name -> mamori.v1.ControlStatus.EvidenceEntry
+	82,  // 3: mamori.v1.ControlStatus.observed_at:type_name -> google.protobuf.Timestamp
 	5,   // 4: mamori.v1.ControlStatus.detail_parts:type_name -> mamori.v1.DetailPart
-	81,  // 5: mamori.v1.Event.time:type_name -> google.protobuf.Timestamp
-	76,  // 6: mamori.v1.Event.attributes:type_name -> mamori.v1.Event.AttributesEntry
+	82,  // 5: mamori.v1.Event.time:type_name -> google.protobuf.Timestamp
+	77,  // 6: mamori.v1.Event.attributes:type_name -> mamori.v1.Event.AttributesEntry
 	0,   // 7: mamori.v1.ControlPolicy.mode:type_name -> mamori.v1.Mode
-	77,  // 8: mamori.v1.ControlPolicy.settings:type_name -> mamori.v1.ControlPolicy.SettingsEntry
-	78,  // 9: mamori.v1.Policy.controls:type_name -> mamori.v1.Policy.ControlsEntry
-	82,  // 10: mamori.v1.Policy.report_interval:type_name -> google.protobuf.Duration
-	82,  // 11: mamori.v1.Policy.max_report_age:type_name -> google.protobuf.Duration
-	79,  // 12: mamori.v1.Policy.groups:type_name -> mamori.v1.Policy.GroupsEntry
+	78,  // 8: mamori.v1.ControlPolicy.settings:type_name -> mamori.v1.ControlPolicy.SettingsEntry
+	79,  // 9: mamori.v1.Policy.controls:type_name -> mamori.v1.Policy.ControlsEntry
+	83,  // 10: mamori.v1.Policy.report_interval:type_name -> google.protobuf.Duration
+	83,  // 11: mamori.v1.Policy.max_report_age:type_name -> google.protobuf.Duration
+	80,  // 12: mamori.v1.Policy.groups:type_name -> mamori.v1.Policy.GroupsEntry
 	10,  // 13: mamori.v1.Policy.exceptions:type_name -> mamori.v1.PolicyException
-	80,  // 14: mamori.v1.GroupPolicy.controls:type_name -> mamori.v1.GroupPolicy.ControlsEntry
-	82,  // 15: mamori.v1.GroupPolicy.report_interval:type_name -> google.protobuf.Duration
-	82,  // 16: mamori.v1.GroupPolicy.max_report_age:type_name -> google.protobuf.Duration
-	81,  // 17: mamori.v1.PolicyException.expires_at:type_name -> google.protobuf.Timestamp
+	81,  // 14: mamori.v1.GroupPolicy.controls:type_name -> mamori.v1.GroupPolicy.ControlsEntry
+	83,  // 15: mamori.v1.GroupPolicy.report_interval:type_name -> google.protobuf.Duration
+	83,  // 16: mamori.v1.GroupPolicy.max_report_age:type_name -> google.protobuf.Duration
+	82,  // 17: mamori.v1.PolicyException.expires_at:type_name -> google.protobuf.Timestamp
 	3,   // 18: mamori.v1.EnrollRequest.facts:type_name -> mamori.v1.DeviceFacts
 	12,  // 19: mamori.v1.EnrollRequest.attestation:type_name -> mamori.v1.TpmAttestation
 	14,  // 20: mamori.v1.EnrollRequest.answer:type_name -> mamori.v1.ChallengeAnswer
@@ -5602,115 +5694,117 @@ var file_mamori_v1_mamori_proto_depIdxs = []int32{
 	3,   // 23: mamori.v1.ReportRequest.facts:type_name -> mamori.v1.DeviceFacts
 	4,   // 24: mamori.v1.ReportRequest.statuses:type_name -> mamori.v1.ControlStatus
 	6,   // 25: mamori.v1.ReportRequest.events:type_name -> mamori.v1.Event
-	81,  // 26: mamori.v1.ReportRequest.sent_at:type_name -> google.protobuf.Timestamp
+	82,  // 26: mamori.v1.ReportRequest.sent_at:type_name -> google.protobuf.Timestamp
 	8,   // 27: mamori.v1.ReportResponse.policy:type_name -> mamori.v1.Policy
-	82,  // 28: mamori.v1.ReportResponse.next_report_in:type_name -> google.protobuf.Duration
-	81,  // 29: mamori.v1.ReportResponse.server_time:type_name -> google.protobuf.Timestamp
+	83,  // 28: mamori.v1.ReportResponse.next_report_in:type_name -> google.protobuf.Duration
+	82,  // 29: mamori.v1.ReportResponse.server_time:type_name -> google.protobuf.Timestamp
 	20,  // 30: mamori.v1.ReportResponse.mfa_bundle:type_name -> mamori.v1.SealedMFABundle
-	81,  // 31: mamori.v1.RenewResponse.not_after:type_name -> google.protobuf.Timestamp
-	81,  // 32: mamori.v1.MFABundle.issued_at:type_name -> google.protobuf.Timestamp
-	24,  // 33: mamori.v1.MFABundle.users:type_name -> mamori.v1.MFAUserSecret
-	22,  // 34: mamori.v1.MFABundle.temp_codes:type_name -> mamori.v1.MFATempCode
-	23,  // 35: mamori.v1.MFABundle.unlocks:type_name -> mamori.v1.MFAUnlock
-	81,  // 36: mamori.v1.MFABundle.grace_until:type_name -> google.protobuf.Timestamp
-	81,  // 37: mamori.v1.MFATempCode.expires_at:type_name -> google.protobuf.Timestamp
-	4,   // 38: mamori.v1.ControlRecord.status:type_name -> mamori.v1.ControlStatus
-	81,  // 39: mamori.v1.ControlRecord.since:type_name -> google.protobuf.Timestamp
-	3,   // 40: mamori.v1.Device.facts:type_name -> mamori.v1.DeviceFacts
-	2,   // 41: mamori.v1.Device.compliance:type_name -> mamori.v1.Compliance
-	81,  // 42: mamori.v1.Device.enrolled_at:type_name -> google.protobuf.Timestamp
-	81,  // 43: mamori.v1.Device.last_seen:type_name -> google.protobuf.Timestamp
-	81,  // 44: mamori.v1.Device.failing_since:type_name -> google.protobuf.Timestamp
-	81,  // 45: mamori.v1.Device.offline_since:type_name -> google.protobuf.Timestamp
-	25,  // 46: mamori.v1.Device.controls:type_name -> mamori.v1.ControlRecord
-	81,  // 47: mamori.v1.Device.revoked_at:type_name -> google.protobuf.Timestamp
-	2,   // 48: mamori.v1.ListDevicesRequest.compliance:type_name -> mamori.v1.Compliance
-	26,  // 49: mamori.v1.ListDevicesResponse.devices:type_name -> mamori.v1.Device
-	26,  // 50: mamori.v1.GetDeviceResponse.device:type_name -> mamori.v1.Device
-	34,  // 51: mamori.v1.GetDeviceResponse.recent_events:type_name -> mamori.v1.StoredEvent
-	33,  // 52: mamori.v1.FleetSummaryResponse.groups:type_name -> mamori.v1.GroupSummary
-	6,   // 53: mamori.v1.StoredEvent.event:type_name -> mamori.v1.Event
-	81,  // 54: mamori.v1.StoredEvent.received_at:type_name -> google.protobuf.Timestamp
-	34,  // 55: mamori.v1.ListEventsResponse.events:type_name -> mamori.v1.StoredEvent
-	82,  // 56: mamori.v1.CreateEnrollmentTokenRequest.ttl:type_name -> google.protobuf.Duration
-	81,  // 57: mamori.v1.CreateEnrollmentTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
-	26,  // 58: mamori.v1.RevokeDeviceResponse.device:type_name -> mamori.v1.Device
-	26,  // 59: mamori.v1.SetDeviceGroupResponse.device:type_name -> mamori.v1.Device
-	81,  // 60: mamori.v1.AuditRecord.at:type_name -> google.protobuf.Timestamp
-	44,  // 61: mamori.v1.ListAuditResponse.records:type_name -> mamori.v1.AuditRecord
-	8,   // 62: mamori.v1.GetPolicyResponse.policy:type_name -> mamori.v1.Policy
-	8,   // 63: mamori.v1.SetPolicyRequest.policy:type_name -> mamori.v1.Policy
-	8,   // 64: mamori.v1.SetPolicyResponse.policy:type_name -> mamori.v1.Policy
-	82,  // 65: mamori.v1.IssueMFATempCodeRequest.expires_in:type_name -> google.protobuf.Duration
-	81,  // 66: mamori.v1.IssueMFATempCodeResponse.expires_at:type_name -> google.protobuf.Timestamp
-	81,  // 67: mamori.v1.MFAUserInfo.enrolled_at:type_name -> google.protobuf.Timestamp
-	61,  // 68: mamori.v1.ListMFAUsersResponse.users:type_name -> mamori.v1.MFAUserInfo
-	81,  // 69: mamori.v1.Exception.created_at:type_name -> google.protobuf.Timestamp
-	81,  // 70: mamori.v1.Exception.expires_at:type_name -> google.protobuf.Timestamp
-	81,  // 71: mamori.v1.Exception.revoked_at:type_name -> google.protobuf.Timestamp
-	81,  // 72: mamori.v1.CreateExceptionRequest.expires_at:type_name -> google.protobuf.Timestamp
-	63,  // 73: mamori.v1.CreateExceptionResponse.exception:type_name -> mamori.v1.Exception
-	63,  // 74: mamori.v1.ListExceptionsResponse.exceptions:type_name -> mamori.v1.Exception
-	63,  // 75: mamori.v1.RevokeExceptionResponse.exception:type_name -> mamori.v1.Exception
-	2,   // 76: mamori.v1.LedgerRow.compliance:type_name -> mamori.v1.Compliance
-	73,  // 77: mamori.v1.ListLedgerResponse.rows:type_name -> mamori.v1.LedgerRow
-	81,  // 78: mamori.v1.ListLedgerResponse.imported_at:type_name -> google.protobuf.Timestamp
-	7,   // 79: mamori.v1.Policy.ControlsEntry.value:type_name -> mamori.v1.ControlPolicy
-	9,   // 80: mamori.v1.Policy.GroupsEntry.value:type_name -> mamori.v1.GroupPolicy
-	7,   // 81: mamori.v1.GroupPolicy.ControlsEntry.value:type_name -> mamori.v1.ControlPolicy
-	11,  // 82: mamori.v1.AgentService.Enroll:input_type -> mamori.v1.EnrollRequest
-	16,  // 83: mamori.v1.AgentService.Report:input_type -> mamori.v1.ReportRequest
-	18,  // 84: mamori.v1.AgentService.Renew:input_type -> mamori.v1.RenewRequest
-	27,  // 85: mamori.v1.AdminService.ListDevices:input_type -> mamori.v1.ListDevicesRequest
-	29,  // 86: mamori.v1.AdminService.GetDevice:input_type -> mamori.v1.GetDeviceRequest
-	31,  // 87: mamori.v1.AdminService.FleetSummary:input_type -> mamori.v1.FleetSummaryRequest
-	35,  // 88: mamori.v1.AdminService.ListEvents:input_type -> mamori.v1.ListEventsRequest
-	37,  // 89: mamori.v1.AdminService.CreateEnrollmentToken:input_type -> mamori.v1.CreateEnrollmentTokenRequest
-	39,  // 90: mamori.v1.AdminService.RevokeDevice:input_type -> mamori.v1.RevokeDeviceRequest
-	41,  // 91: mamori.v1.AdminService.SetDeviceGroup:input_type -> mamori.v1.SetDeviceGroupRequest
-	46,  // 92: mamori.v1.AdminService.GetPolicy:input_type -> mamori.v1.GetPolicyRequest
-	48,  // 93: mamori.v1.AdminService.SetPolicy:input_type -> mamori.v1.SetPolicyRequest
-	50,  // 94: mamori.v1.AdminService.EnrollMFAUser:input_type -> mamori.v1.EnrollMFAUserRequest
-	52,  // 95: mamori.v1.AdminService.ResetMFAUser:input_type -> mamori.v1.ResetMFAUserRequest
-	54,  // 96: mamori.v1.AdminService.UnlockMFAUser:input_type -> mamori.v1.UnlockMFAUserRequest
-	56,  // 97: mamori.v1.AdminService.IssueMFATempCode:input_type -> mamori.v1.IssueMFATempCodeRequest
-	58,  // 98: mamori.v1.AdminService.ImportMFASeeds:input_type -> mamori.v1.ImportMFASeedsRequest
-	60,  // 99: mamori.v1.AdminService.ListMFAUsers:input_type -> mamori.v1.ListMFAUsersRequest
-	43,  // 100: mamori.v1.AdminService.ListAudit:input_type -> mamori.v1.ListAuditRequest
-	64,  // 101: mamori.v1.AdminService.CreateException:input_type -> mamori.v1.CreateExceptionRequest
-	66,  // 102: mamori.v1.AdminService.ListExceptions:input_type -> mamori.v1.ListExceptionsRequest
-	68,  // 103: mamori.v1.AdminService.RevokeException:input_type -> mamori.v1.RevokeExceptionRequest
-	70,  // 104: mamori.v1.AdminService.ImportLedger:input_type -> mamori.v1.ImportLedgerRequest
-	72,  // 105: mamori.v1.AdminService.ListLedger:input_type -> mamori.v1.ListLedgerRequest
-	15,  // 106: mamori.v1.AgentService.Enroll:output_type -> mamori.v1.EnrollResponse
-	17,  // 107: mamori.v1.AgentService.Report:output_type -> mamori.v1.ReportResponse
-	19,  // 108: mamori.v1.AgentService.Renew:output_type -> mamori.v1.RenewResponse
-	28,  // 109: mamori.v1.AdminService.ListDevices:output_type -> mamori.v1.ListDevicesResponse
-	30,  // 110: mamori.v1.AdminService.GetDevice:output_type -> mamori.v1.GetDeviceResponse
-	32,  // 111: mamori.v1.AdminService.FleetSummary:output_type -> mamori.v1.FleetSummaryResponse
-	36,  // 112: mamori.v1.AdminService.ListEvents:output_type -> mamori.v1.ListEventsResponse
-	38,  // 113: mamori.v1.AdminService.CreateEnrollmentToken:output_type -> mamori.v1.CreateEnrollmentTokenResponse
-	40,  // 114: mamori.v1.AdminService.RevokeDevice:output_type -> mamori.v1.RevokeDeviceResponse
-	42,  // 115: mamori.v1.AdminService.SetDeviceGroup:output_type -> mamori.v1.SetDeviceGroupResponse
-	47,  // 116: mamori.v1.AdminService.GetPolicy:output_type -> mamori.v1.GetPolicyResponse
-	49,  // 117: mamori.v1.AdminService.SetPolicy:output_type -> mamori.v1.SetPolicyResponse
-	51,  // 118: mamori.v1.AdminService.EnrollMFAUser:output_type -> mamori.v1.EnrollMFAUserResponse
-	53,  // 119: mamori.v1.AdminService.ResetMFAUser:output_type -> mamori.v1.ResetMFAUserResponse
-	55,  // 120: mamori.v1.AdminService.UnlockMFAUser:output_type -> mamori.v1.UnlockMFAUserResponse
-	57,  // 121: mamori.v1.AdminService.IssueMFATempCode:output_type -> mamori.v1.IssueMFATempCodeResponse
-	59,  // 122: mamori.v1.AdminService.ImportMFASeeds:output_type -> mamori.v1.ImportMFASeedsResponse
-	62,  // 123: mamori.v1.AdminService.ListMFAUsers:output_type -> mamori.v1.ListMFAUsersResponse
-	45,  // 124: mamori.v1.AdminService.ListAudit:output_type -> mamori.v1.ListAuditResponse
-	65,  // 125: mamori.v1.AdminService.CreateException:output_type -> mamori.v1.CreateExceptionResponse
-	67,  // 126: mamori.v1.AdminService.ListExceptions:output_type -> mamori.v1.ListExceptionsResponse
-	69,  // 127: mamori.v1.AdminService.RevokeException:output_type -> mamori.v1.RevokeExceptionResponse
-	71,  // 128: mamori.v1.AdminService.ImportLedger:output_type -> mamori.v1.ImportLedgerResponse
-	74,  // 129: mamori.v1.AdminService.ListLedger:output_type -> mamori.v1.ListLedgerResponse
-	106, // [106:130] is the sub-list for method output_type
-	82,  // [82:106] is the sub-list for method input_type
-	82,  // [82:82] is the sub-list for extension type_name
-	82,  // [82:82] is the sub-list for extension extendee
-	0,   // [0:82] is the sub-list for field type_name
+	82,  // 31: mamori.v1.RenewResponse.not_after:type_name -> google.protobuf.Timestamp
+	82,  // 32: mamori.v1.MFABundle.issued_at:type_name -> google.protobuf.Timestamp
+	25,  // 33: mamori.v1.MFABundle.users:type_name -> mamori.v1.MFAUserSecret
+	23,  // 34: mamori.v1.MFABundle.temp_codes:type_name -> mamori.v1.MFATempCode
+	24,  // 35: mamori.v1.MFABundle.unlocks:type_name -> mamori.v1.MFAUnlock
+	82,  // 36: mamori.v1.MFABundle.grace_until:type_name -> google.protobuf.Timestamp
+	22,  // 37: mamori.v1.MFABundle.logins:type_name -> mamori.v1.MFALoginState
+	82,  // 38: mamori.v1.MFALoginState.locked_until:type_name -> google.protobuf.Timestamp
+	82,  // 39: mamori.v1.MFATempCode.expires_at:type_name -> google.protobuf.Timestamp
+	4,   // 40: mamori.v1.ControlRecord.status:type_name -> mamori.v1.ControlStatus
+	82,  // 41: mamori.v1.ControlRecord.since:type_name -> google.protobuf.Timestamp
+	3,   // 42: mamori.v1.Device.facts:type_name -> mamori.v1.DeviceFacts
+	2,   // 43: mamori.v1.Device.compliance:type_name -> mamori.v1.Compliance
+	82,  // 44: mamori.v1.Device.enrolled_at:type_name -> google.protobuf.Timestamp
+	82,  // 45: mamori.v1.Device.last_seen:type_name -> google.protobuf.Timestamp
+	82,  // 46: mamori.v1.Device.failing_since:type_name -> google.protobuf.Timestamp
+	82,  // 47: mamori.v1.Device.offline_since:type_name -> google.protobuf.Timestamp
+	26,  // 48: mamori.v1.Device.controls:type_name -> mamori.v1.ControlRecord
+	82,  // 49: mamori.v1.Device.revoked_at:type_name -> google.protobuf.Timestamp
+	2,   // 50: mamori.v1.ListDevicesRequest.compliance:type_name -> mamori.v1.Compliance
+	27,  // 51: mamori.v1.ListDevicesResponse.devices:type_name -> mamori.v1.Device
+	27,  // 52: mamori.v1.GetDeviceResponse.device:type_name -> mamori.v1.Device
+	35,  // 53: mamori.v1.GetDeviceResponse.recent_events:type_name -> mamori.v1.StoredEvent
+	34,  // 54: mamori.v1.FleetSummaryResponse.groups:type_name -> mamori.v1.GroupSummary
+	6,   // 55: mamori.v1.StoredEvent.event:type_name -> mamori.v1.Event
+	82,  // 56: mamori.v1.StoredEvent.received_at:type_name -> google.protobuf.Timestamp
+	35,  // 57: mamori.v1.ListEventsResponse.events:type_name -> mamori.v1.StoredEvent
+	83,  // 58: mamori.v1.CreateEnrollmentTokenRequest.ttl:type_name -> google.protobuf.Duration
+	82,  // 59: mamori.v1.CreateEnrollmentTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
+	27,  // 60: mamori.v1.RevokeDeviceResponse.device:type_name -> mamori.v1.Device
+	27,  // 61: mamori.v1.SetDeviceGroupResponse.device:type_name -> mamori.v1.Device
+	82,  // 62: mamori.v1.AuditRecord.at:type_name -> google.protobuf.Timestamp
+	45,  // 63: mamori.v1.ListAuditResponse.records:type_name -> mamori.v1.AuditRecord
+	8,   // 64: mamori.v1.GetPolicyResponse.policy:type_name -> mamori.v1.Policy
+	8,   // 65: mamori.v1.SetPolicyRequest.policy:type_name -> mamori.v1.Policy
+	8,   // 66: mamori.v1.SetPolicyResponse.policy:type_name -> mamori.v1.Policy
+	83,  // 67: mamori.v1.IssueMFATempCodeRequest.expires_in:type_name -> google.protobuf.Duration
+	82,  // 68: mamori.v1.IssueMFATempCodeResponse.expires_at:type_name -> google.protobuf.Timestamp
+	82,  // 69: mamori.v1.MFAUserInfo.enrolled_at:type_name -> google.protobuf.Timestamp
+	62,  // 70: mamori.v1.ListMFAUsersResponse.users:type_name -> mamori.v1.MFAUserInfo
+	82,  // 71: mamori.v1.Exception.created_at:type_name -> google.protobuf.Timestamp
+	82,  // 72: mamori.v1.Exception.expires_at:type_name -> google.protobuf.Timestamp
+	82,  // 73: mamori.v1.Exception.revoked_at:type_name -> google.protobuf.Timestamp
+	82,  // 74: mamori.v1.CreateExceptionRequest.expires_at:type_name -> google.protobuf.Timestamp
+	64,  // 75: mamori.v1.CreateExceptionResponse.exception:type_name -> mamori.v1.Exception
+	64,  // 76: mamori.v1.ListExceptionsResponse.exceptions:type_name -> mamori.v1.Exception
+	64,  // 77: mamori.v1.RevokeExceptionResponse.exception:type_name -> mamori.v1.Exception
+	2,   // 78: mamori.v1.LedgerRow.compliance:type_name -> mamori.v1.Compliance
+	74,  // 79: mamori.v1.ListLedgerResponse.rows:type_name -> mamori.v1.LedgerRow
+	82,  // 80: mamori.v1.ListLedgerResponse.imported_at:type_name -> google.protobuf.Timestamp
+	7,   // 81: mamori.v1.Policy.ControlsEntry.value:type_name -> mamori.v1.ControlPolicy
+	9,   // 82: mamori.v1.Policy.GroupsEntry.value:type_name -> mamori.v1.GroupPolicy
+	7,   // 83: mamori.v1.GroupPolicy.ControlsEntry.value:type_name -> mamori.v1.ControlPolicy
+	11,  // 84: mamori.v1.AgentService.Enroll:input_type -> mamori.v1.EnrollRequest
+	16,  // 85: mamori.v1.AgentService.Report:input_type -> mamori.v1.ReportRequest
+	18,  // 86: mamori.v1.AgentService.Renew:input_type -> mamori.v1.RenewRequest
+	28,  // 87: mamori.v1.AdminService.ListDevices:input_type -> mamori.v1.ListDevicesRequest
+	30,  // 88: mamori.v1.AdminService.GetDevice:input_type -> mamori.v1.GetDeviceRequest
+	32,  // 89: mamori.v1.AdminService.FleetSummary:input_type -> mamori.v1.FleetSummaryRequest
+	36,  // 90: mamori.v1.AdminService.ListEvents:input_type -> mamori.v1.ListEventsRequest
+	38,  // 91: mamori.v1.AdminService.CreateEnrollmentToken:input_type -> mamori.v1.CreateEnrollmentTokenRequest
+	40,  // 92: mamori.v1.AdminService.RevokeDevice:input_type -> mamori.v1.RevokeDeviceRequest
+	42,  // 93: mamori.v1.AdminService.SetDeviceGroup:input_type -> mamori.v1.SetDeviceGroupRequest
+	47,  // 94: mamori.v1.AdminService.GetPolicy:input_type -> mamori.v1.GetPolicyRequest
+	49,  // 95: mamori.v1.AdminService.SetPolicy:input_type -> mamori.v1.SetPolicyRequest
+	51,  // 96: mamori.v1.AdminService.EnrollMFAUser:input_type -> mamori.v1.EnrollMFAUserRequest
+	53,  // 97: mamori.v1.AdminService.ResetMFAUser:input_type -> mamori.v1.ResetMFAUserRequest
+	55,  // 98: mamori.v1.AdminService.UnlockMFAUser:input_type -> mamori.v1.UnlockMFAUserRequest
+	57,  // 99: mamori.v1.AdminService.IssueMFATempCode:input_type -> mamori.v1.IssueMFATempCodeRequest
+	59,  // 100: mamori.v1.AdminService.ImportMFASeeds:input_type -> mamori.v1.ImportMFASeedsRequest
+	61,  // 101: mamori.v1.AdminService.ListMFAUsers:input_type -> mamori.v1.ListMFAUsersRequest
+	44,  // 102: mamori.v1.AdminService.ListAudit:input_type -> mamori.v1.ListAuditRequest
+	65,  // 103: mamori.v1.AdminService.CreateException:input_type -> mamori.v1.CreateExceptionRequest
+	67,  // 104: mamori.v1.AdminService.ListExceptions:input_type -> mamori.v1.ListExceptionsRequest
+	69,  // 105: mamori.v1.AdminService.RevokeException:input_type -> mamori.v1.RevokeExceptionRequest
+	71,  // 106: mamori.v1.AdminService.ImportLedger:input_type -> mamori.v1.ImportLedgerRequest
+	73,  // 107: mamori.v1.AdminService.ListLedger:input_type -> mamori.v1.ListLedgerRequest
+	15,  // 108: mamori.v1.AgentService.Enroll:output_type -> mamori.v1.EnrollResponse
+	17,  // 109: mamori.v1.AgentService.Report:output_type -> mamori.v1.ReportResponse
+	19,  // 110: mamori.v1.AgentService.Renew:output_type -> mamori.v1.RenewResponse
+	29,  // 111: mamori.v1.AdminService.ListDevices:output_type -> mamori.v1.ListDevicesResponse
+	31,  // 112: mamori.v1.AdminService.GetDevice:output_type -> mamori.v1.GetDeviceResponse
+	33,  // 113: mamori.v1.AdminService.FleetSummary:output_type -> mamori.v1.FleetSummaryResponse
+	37,  // 114: mamori.v1.AdminService.ListEvents:output_type -> mamori.v1.ListEventsResponse
+	39,  // 115: mamori.v1.AdminService.CreateEnrollmentToken:output_type -> mamori.v1.CreateEnrollmentTokenResponse
+	41,  // 116: mamori.v1.AdminService.RevokeDevice:output_type -> mamori.v1.RevokeDeviceResponse
+	43,  // 117: mamori.v1.AdminService.SetDeviceGroup:output_type -> mamori.v1.SetDeviceGroupResponse
+	48,  // 118: mamori.v1.AdminService.GetPolicy:output_type -> mamori.v1.GetPolicyResponse
+	50,  // 119: mamori.v1.AdminService.SetPolicy:output_type -> mamori.v1.SetPolicyResponse
+	52,  // 120: mamori.v1.AdminService.EnrollMFAUser:output_type -> mamori.v1.EnrollMFAUserResponse
+	54,  // 121: mamori.v1.AdminService.ResetMFAUser:output_type -> mamori.v1.ResetMFAUserResponse
+	56,  // 122: mamori.v1.AdminService.UnlockMFAUser:output_type -> mamori.v1.UnlockMFAUserResponse
+	58,  // 123: mamori.v1.AdminService.IssueMFATempCode:output_type -> mamori.v1.IssueMFATempCodeResponse
+	60,  // 124: mamori.v1.AdminService.ImportMFASeeds:output_type -> mamori.v1.ImportMFASeedsResponse
+	63,  // 125: mamori.v1.AdminService.ListMFAUsers:output_type -> mamori.v1.ListMFAUsersResponse
+	46,  // 126: mamori.v1.AdminService.ListAudit:output_type -> mamori.v1.ListAuditResponse
+	66,  // 127: mamori.v1.AdminService.CreateException:output_type -> mamori.v1.CreateExceptionResponse
+	68,  // 128: mamori.v1.AdminService.ListExceptions:output_type -> mamori.v1.ListExceptionsResponse
+	70,  // 129: mamori.v1.AdminService.RevokeException:output_type -> mamori.v1.RevokeExceptionResponse
+	72,  // 130: mamori.v1.AdminService.ImportLedger:output_type -> mamori.v1.ImportLedgerResponse
+	75,  // 131: mamori.v1.AdminService.ListLedger:output_type -> mamori.v1.ListLedgerResponse
+	108, // [108:132] is the sub-list for method output_type
+	84,  // [84:108] is the sub-list for method input_type
+	84,  // [84:84] is the sub-list for extension type_name
+	84,  // [84:84] is the sub-list for extension extendee
+	0,   // [0:84] is the sub-list for field type_name
 }
 
 func init() { file_mamori_v1_mamori_proto_init() }
@@ -5724,7 +5818,7 @@ func file_mamori_v1_mamori_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mamori_v1_mamori_proto_rawDesc), len(file_mamori_v1_mamori_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   78,
+			NumMessages:   79,
 			NumExtensions: 0,
 			NumServices:   2,
 		},
