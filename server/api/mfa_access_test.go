@@ -2,9 +2,11 @@ package api_test
 
 import (
 	"bytes"
+	"fmt"
 	"net/url"
 	"slices"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -177,4 +179,53 @@ func testMFABundleAccess(t *testing.T, o servertest.Options) {
 	// A device that never held a bundle is sent nothing.
 	fresh := newMFADevice(t, h, "pc-fresh")
 	check(fresh, nil)
+}
+
+// TestMFALoginEventsHostile (issue #14 item 9): a device's login events
+// move the fleet-wide state only for users it may serve, within bounds:
+// no step in the future, lock-outs capped at an hour, junk attributes
+// ignored; the report itself is stored either way.
+func TestMFALoginEventsHostile(t *testing.T) {
+	h := servertest.Start(t, servertest.Options{})
+	officer := h.Admin(t, h.Operator(t, "officer", auth.RoleOfficer))
+	setLoginMFA(t, officer, &mamoriv1.ControlPolicy{Mode: mamoriv1.Mode_MODE_MONITOR, Settings: map[string]string{"users": "tanaka"}})
+	d := newMFADevice(t, h, "pc-hostile")
+	now := h.Clock.Now()
+	step := now.Unix() / 30
+	ev := func(kind, user string, attrs ...string) *mamoriv1.Event {
+		e := usedEvent(kind, user, "")
+		delete(e.Attributes, "code_id")
+		for i := 0; i+1 < len(attrs); i += 2 {
+			e.Attributes[attrs[i]] = attrs[i+1]
+		}
+		return e
+	}
+	d.report(
+		ev("mfa_success", "suzuki", "step", fmt.Sprint(step)), // not allowed here
+		ev("mfa_failure", "suzuki", "failures", "4"),          // not allowed here
+		ev("mfa_lockout", "suzuki", "until", now.Add(time.Hour).Format(time.RFC3339)),
+		ev("mfa_success", "tanaka", "step", fmt.Sprint(step+1000)), // the future: no step
+		ev("mfa_success", "tanaka", "step", "-5"),
+		ev("mfa_success", "tanaka", "step", "9223372036854775807"),
+		ev("mfa_failure", "tanaka", "failures", "x"),
+		ev("mfa_failure", "tanaka", "failures", "99999999"),          // capped
+		ev("mfa_lockout", "tanaka", "until", "2099-01-01T00:00:00Z"), // capped at an hour
+		ev("mfa_lockout", "tanaka", "until", "yesterday"),
+		ev("mfa_lockout", "tanaka"),
+		ev("mfa_success", "Tanaka\u202e", "step", fmt.Sprint(step)),
+	)
+	ss, err := h.Srv.Store().MFALoginStates(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ss) != 1 || ss[0].User != "tanaka" || ss[0].LastStep != 0 || ss[0].Failures != 0 ||
+		ss[0].LockedUntil.After(now.Add(time.Hour)) || !ss[0].LockedUntil.After(now) {
+		t.Fatalf("state after hostile events: %+v", ss)
+	}
+	// A step within bounds is taken; a success clears the lock-out.
+	d.report(ev("mfa_success", "tanaka", "step", fmt.Sprint(step)))
+	ss, _ = h.Srv.Store().MFALoginStates(ctx)
+	if len(ss) != 1 || ss[0].LastStep != step || !ss[0].LockedUntil.IsZero() {
+		t.Fatalf("state after a success: %+v", ss)
+	}
 }
