@@ -62,7 +62,13 @@ type Device struct {
 	VendorName   string // USB manufacturer string
 	ProductName  string // USB product string
 	USBInterface string // sysfs path of the USB interface it hangs off ("" if none)
-	SCSIGeneric  string // sg node name of an optical drive, e.g. sg3
+	// SCSIDevice is the sysfs path (below the root) of the SCSI device
+	// under a governed disk (…/host2/target2:0:0/2:0:0:0), "" when the
+	// disk is not SCSI (MMC, NVMe). SCSIGeneric and BSG name its SCSI
+	// pass-through nodes below /dev (sg3, bsg/2:0:0:0), "" if absent.
+	SCSIDevice  string
+	SCSIGeneric string
+	BSG         string
 }
 
 // Classifier reads sysfs below Root ("/sys" in production, a captured tree
@@ -77,6 +83,7 @@ var (
 	firewireRE    = regexp.MustCompile(`^fw[0-9]+$`)
 	ataRE         = regexp.MustCompile(`^ata[0-9]+$`)
 	blockNameRE   = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.!:+-]{0,63}$`)
+	scsiAddrRE    = regexp.MustCompile(`^[0-9]+:[0-9]+:[0-9]+:[0-9]+$`)
 	usbIfaceRE    = regexp.MustCompile(`^[0-9]+-[0-9.]+:[0-9]+\.[0-9]+$`)
 	errNotDevices = errors.New("not below /devices")
 )
@@ -207,9 +214,18 @@ func (c Classifier) blockAt(sysPath string, ev *Uevent) (Device, error) {
 			d.Serial = c.readOpt(card, "serial")
 		}
 	}
-	if d.Class == ClassOptical {
-		if ents, err := os.ReadDir(filepath.Join(c.Root, path.Dir(path.Dir(diskPath)), "scsi_generic")); err == nil && len(ents) > 0 {
-			d.SCSIGeneric = ents[0].Name()
+	if d.Class != ClassNone {
+		// The pass-through nodes bypass BLKROSET (SG_IO WRITE(10)): the
+		// control closes them too, so it has to know them.
+		sdev := path.Dir(path.Dir(diskPath))
+		if scsiAddrRE.MatchString(path.Base(sdev)) {
+			d.SCSIDevice = sdev
+			if ents, err := os.ReadDir(filepath.Join(c.Root, sdev, "scsi_generic")); err == nil && len(ents) > 0 && blockNameRE.MatchString(ents[0].Name()) {
+				d.SCSIGeneric = ents[0].Name()
+			}
+			if ents, err := os.ReadDir(filepath.Join(c.Root, sdev, "bsg")); err == nil && len(ents) > 0 && blockNameRE.MatchString(ents[0].Name()) {
+				d.BSG = "bsg/" + ents[0].Name()
+			}
 		}
 	}
 	return d, nil

@@ -67,8 +67,19 @@ func TestClassifyBlock(t *testing.T) {
 			}
 		})
 	}
-	if d, _ := c.Block("sr0"); d.SCSIGeneric != "sg3" {
-		t.Errorf("sr0 scsi generic %q, want sg3", d.SCSIGeneric)
+	if d, _ := c.Block("sr0"); d.SCSIGeneric != "sg3" || !strings.HasSuffix(d.SCSIDevice, "/host7/target7:0:0/7:0:0:0") {
+		t.Errorf("sr0 scsi generic %q device %q, want sg3 under 7:0:0:0", d.SCSIGeneric, d.SCSIDevice)
+	}
+	// A USB stick's disk has pass-through nodes too (SG_IO bypasses
+	// BLKROSET); its partition names the same ones.
+	for _, n := range []string{"sdb", "sdb1"} {
+		if d, _ := c.Block(n); d.SCSIGeneric != "sg1" || d.BSG != "bsg/6:0:0:0" || !strings.HasSuffix(d.SCSIDevice, "/6:0:0:0") {
+			t.Errorf("%s: scsi generic %q bsg %q device %q, want sg1, bsg/6:0:0:0 under 6:0:0:0", n, d.SCSIGeneric, d.BSG, d.SCSIDevice)
+		}
+	}
+	// Not SCSI: no pass-through nodes to close.
+	if d, _ := c.Block("mmcblk0"); d.SCSIDevice != "" || d.SCSIGeneric != "" {
+		t.Errorf("mmcblk0: scsi device %q sg %q", d.SCSIDevice, d.SCSIGeneric)
 	}
 	if d, _ := c.Block("sdb"); d.SizeBytes != 60063744*512 {
 		t.Errorf("sdb size %d", d.SizeBytes)

@@ -38,6 +38,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -57,6 +58,19 @@ const (
 	// KindExceptionUsed: a device was allowed because of an exception
 	// (例外措置); attributes exception_id, serial, user.
 	KindExceptionUsed = "media_exception_used"
+	// KindWritesCut: a filesystem of a device the policy makes read-only
+	// (or blocks) was mounted read-write and busy; the device was taken
+	// offline, the filesystem shut down and detached, and the device
+	// plugged in again in software (see cutLocked). Attributes
+	// mount_point, fstype, writers (pid:comm), fs_shutdown, method, cut_ms.
+	KindWritesCut = "writes_cut"
+	// KindReapplied: the read-back found a governed device not in the
+	// state the policy demands and the control acted again (problem,
+	// attempt).
+	KindReapplied = "reapplied"
+	// KindStillWritable: a governed device stayed writable for more than
+	// one status round despite re-applying (rounds, problem): an incident.
+	KindStillWritable = "still_writable"
 )
 
 // Options configure the control. Emitter is required; the paths default to
@@ -71,6 +85,9 @@ type Options struct {
 	// MountInfo is read to find mounted filesystems, default
 	// "/proc/self/mountinfo".
 	MountInfo string
+	// ProcRoot is procfs, read for the processes holding a busy mount
+	// writable, default "/proc".
+	ProcRoot string
 	// UdevRule is where the installer puts the rule, default
 	// DefaultUdevRulePath. UdevOverrideDirs are checked for a file of the
 	// same name that would mask it (default /etc/udev/rules.d and
@@ -107,6 +124,9 @@ func (o *Options) defaults() {
 	if o.MountInfo == "" {
 		o.MountInfo = "/proc/self/mountinfo"
 	}
+	if o.ProcRoot == "" {
+		o.ProcRoot = "/proc"
+	}
 	if o.UdevRule == "" {
 		o.UdevRule = DefaultUdevRulePath
 	}
@@ -141,6 +161,10 @@ type Media struct {
 	outbox     []queuedEvent // events to emit once the lock is released
 	cancel     context.CancelFunc
 	done       chan struct{}
+	// cut holds the SCSI devices this control took offline and plugged in
+	// again, so that the rest of a scan does not act on their old
+	// partitions (they come back through uevents as new devices).
+	cut map[string]time.Time
 }
 
 // tracked is one device the control governs and what it did about it.
@@ -152,12 +176,19 @@ type tracked struct {
 	err     error
 	known   bool // handled alike before (same action and mode): no repeat events
 	enforce bool // the mode it was handled in
+
+	// The read-back's bookkeeping (see reapplyLocked): how often it acted
+	// again, when it may next, and for how many status rounds in a row
+	// the device was found not as demanded.
+	attempts  int
+	retryAt   time.Time
+	badRounds int
 }
 
 // New returns the media control; it does nothing until the first Apply.
 func New(o Options) *Media {
 	o.defaults()
-	return &Media{o: o, cls: Classifier{Root: o.SysRoot}, settings: DefaultSettings(), devices: map[string]*tracked{}}
+	return &Media{o: o, cls: Classifier{Root: o.SysRoot}, settings: DefaultSettings(), devices: map[string]*tracked{}, cut: map[string]time.Time{}}
 }
 
 var _ control.Control = (*Media)(nil)
@@ -407,6 +438,12 @@ func (m *Media) evaluateLocked(ctx context.Context, d Device, received time.Time
 	if d.DevType == "usb_interface" && d.Class != ClassMTP {
 		return
 	}
+	if at, ok := m.cut[d.SCSIDevice]; ok && d.SCSIDevice != "" {
+		if m.o.Now().Sub(at) < time.Minute {
+			return // its disk was just cut off and is coming back as a new device
+		}
+		delete(m.cut, d.SCSIDevice)
+	}
 	prev := m.devices[d.SysPath]
 	known := prev != nil && prev.action == action && prev.enforce == m.enforce && prev.err == nil
 	t := &tracked{dev: d, action: action, rule: rule, known: known, enforce: m.enforce}
@@ -449,6 +486,11 @@ func (m *Media) evaluateLocked(ctx context.Context, d Device, received time.Time
 			if err := setBlockRO(m.node(d), false); err != nil && !errors.Is(err, os.ErrNotExist) {
 				t.err = fmt.Errorf("make %s writable: %w", d.Name, err)
 			}
+			for _, n := range m.nodes(d) {
+				if err := restoreWriteBits(n); err != nil && !errors.Is(err, os.ErrNotExist) {
+					t.err = errors.Join(t.err, fmt.Errorf("reopen %s to writers: %w", n, err))
+				}
+			}
 		} else if d.USBInterface != "" {
 			t.err = writeAuthorized(filepath.Join(m.o.SysRoot, d.USBInterface), true)
 		}
@@ -469,6 +511,16 @@ func (m *Media) evaluateLocked(ctx context.Context, d Device, received time.Time
 		// Read-only first (instant), then the interface goes away.
 		if d.DevType != "usb_interface" && d.SizeBytes > 0 {
 			_ = setBlockRO(m.node(d), true)
+			// A filesystem mounted read-write on it is severed first: a
+			// deauthorised device takes buffered writes down with it
+			// silently; shut down, the writers get EIO instead.
+			if rw := m.rwMounts(d); len(rw) > 0 {
+				if err := m.severLocked(ctx, d, rw, attrs, "usb-deauthorise"); err != nil {
+					a := maps.Clone(attrs)
+					a["error"] = err.Error()
+					m.emit(ctx, KindEnforcementError, a)
+				}
+			}
 		}
 		err := writeAuthorized(filepath.Join(m.o.SysRoot, d.USBInterface), false)
 		if err != nil {
@@ -508,17 +560,13 @@ func (m *Media) readOnlyLocked(ctx context.Context, t *tracked, attrs map[string
 	}
 	t.done = "read-only"
 	var errs []error
-	if d.Class == ClassOptical {
-		// BLKROSET does not stop SCSI pass-through (SG_IO) burning. Write
-		// commands need a write open, so the nodes lose their write bits.
-		nodes := []string{node}
-		if d.SCSIGeneric != "" {
-			nodes = append(nodes, filepath.Join(m.o.DevRoot, d.SCSIGeneric))
-		}
-		for _, n := range nodes {
-			if err := dropWriteBits(n); err != nil && !errors.Is(err, os.ErrNotExist) {
-				errs = append(errs, fmt.Errorf("close %s to writers: %w", n, err))
-			}
+	// BLKROSET does not stop SCSI pass-through: SG_IO WRITE(10) (or a
+	// burn command) through the disk, its sg or its bsg node needs only a
+	// write open, which group "disk" (or "cdrom") has. Every node loses
+	// its write bits; root keeps CAP_SYS_RAWIO (see docs/policy.md).
+	for _, n := range m.nodes(d) {
+		if err := dropWriteBits(n); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("close %s to writers: %w", n, err))
 		}
 	}
 	if was {
@@ -536,24 +584,135 @@ func (m *Media) readOnlyLocked(ctx context.Context, t *tracked, attrs map[string
 	}
 }
 
-// remountLocked remounts read-only every read-write mount of d.
+// remountLocked remounts read-only every read-write mount of d. A mount
+// the kernel refuses to remount because files are open for writing on it
+// (EBUSY) is cut off (cutLocked): with BLKROSET set the kernel only warns
+// about the writes of a filesystem mounted before, and lets them through.
 func (m *Media) remountLocked(ctx context.Context, d Device, attrs map[string]string) error {
 	mounts, err := m.mounts()
 	if err != nil {
 		return err
 	}
 	var errs []error
+	var busy []Mount
 	for _, mt := range mounts {
 		if mt.Major != d.Major || mt.Minor != d.Minor || mt.ReadOnly() {
 			continue
 		}
 		if err := remountRO(mt.MountPoint); err != nil {
-			errs = append(errs, fmt.Errorf("remount %s read-only: %w (a process may hold a file open for writing; close it or unmount)", mt.MountPoint, err))
+			if errors.Is(err, syscall.EBUSY) {
+				busy = append(busy, mt)
+				continue
+			}
+			errs = append(errs, fmt.Errorf("remount %s read-only: %w", mt.MountPoint, err))
 			continue
 		}
 		a := maps.Clone(attrs)
 		a["mount_point"], a["fstype"] = mt.MountPoint, mt.FSType
 		m.emit(ctx, KindRemountReadOnly, a)
+	}
+	if len(busy) > 0 {
+		errs = append(errs, m.cutLocked(ctx, d, busy, attrs))
+	}
+	return errors.Join(errs...)
+}
+
+// rwMounts returns the read-write mounts of d (nil when mountinfo cannot
+// be read: the read-back reports that).
+func (m *Media) rwMounts(d Device) []Mount {
+	mounts, _ := m.mounts()
+	var out []Mount
+	for _, mt := range mounts {
+		if mt.Major == d.Major && mt.Minor == d.Minor && !mt.ReadOnly() {
+			out = append(out, mt)
+		}
+	}
+	return out
+}
+
+// nodes are the device nodes through which d can be written: its block
+// node and, for a SCSI disk, its pass-through nodes.
+func (m *Media) nodes(d Device) []string {
+	out := []string{m.node(d)}
+	for _, n := range []string{d.SCSIGeneric, d.BSG} {
+		if n != "" {
+			out = append(out, filepath.Join(m.o.DevRoot, n))
+		}
+	}
+	return out
+}
+
+// cutLocked stops every write to d from filesystems mounted read-write
+// before the control acted and kept busy by open files (busy): it severs
+// them (severLocked) and plugs the device in again in software, so that it
+// comes back as a new device the udev rule and the uevent path make
+// read-only before anything can mount it. What a user with an open file
+// sees is in docs/policy.md.
+func (m *Media) cutLocked(ctx context.Context, d Device, busy []Mount, attrs map[string]string) error {
+	if d.SCSIDevice == "" {
+		return fmt.Errorf("%s is mounted read-write on %s with files open for writing, and it is not a SCSI device the control can take offline: unplug it", d.Name, busy[0].MountPoint)
+	}
+	method := "scsi-delete-rescan"
+	if d.Bus == "usb" && d.USBInterface != "" {
+		method = "usb-replug"
+	}
+	if err := m.severLocked(ctx, d, busy, attrs, method); err != nil {
+		return err
+	}
+	m.cut[d.SCSIDevice] = m.o.Now()
+	var err error
+	if method == "usb-replug" {
+		err = replugUSB(filepath.Join(m.o.SysRoot, path.Dir(d.USBInterface)))
+	} else {
+		err = replugSCSI(m.o.SysRoot, d.SCSIDevice)
+	}
+	if err != nil {
+		// Offline, it writes nothing; it just does not come back.
+		return fmt.Errorf("%s is offline (no more writes) but could not be plugged in again (%s): %w; unplug and plug it", d.Name, method, err)
+	}
+	return nil
+}
+
+// severLocked makes sure not one more byte reaches d from the read-write
+// mounts rw: first the SCSI device goes offline (the mid-layer then fails
+// every command, so nothing the filesystem or the page cache still holds
+// can be written); then each filesystem is shut down where it has
+// FS_IOC_SHUTDOWN (writers get EIO at once) and detached. One
+// writes_cut event per mount says who held it writable.
+func (m *Media) severLocked(ctx context.Context, d Device, rw []Mount, attrs map[string]string, method string) error {
+	start := time.Now()
+	if d.SCSIDevice == "" {
+		return fmt.Errorf("%s is mounted read-write on %s and is not a SCSI device the control can take offline: unplug it", d.Name, rw[0].MountPoint)
+	}
+	if err := scsiOffline(m.o.SysRoot, d.SCSIDevice); err != nil {
+		return fmt.Errorf("take %s offline: %w", d.Name, err)
+	}
+	offline := time.Since(start)
+	var errs []error
+	shut := map[[2]uint32]string{}
+	for _, mt := range rw {
+		a := maps.Clone(attrs)
+		a["mount_point"], a["fstype"], a["method"] = eventValue(mt.MountPoint), mt.FSType, method
+		a["offline_ms"] = strconv.FormatFloat(float64(offline.Microseconds())/1000, 'f', 3, 64)
+		a["writers"] = strings.Join(writersOn(m.o.ProcRoot, mkdev(mt.Major, mt.Minor)), " ")
+		key := [2]uint32{mt.Major, mt.Minor}
+		if _, done := shut[key]; !done {
+			ok, err := shutdownFS(mt.MountPoint)
+			switch {
+			case err != nil:
+				shut[key] = "error: " + err.Error()
+			case ok:
+				shut[key] = "true"
+			default:
+				shut[key] = "unsupported" // vfat, exfat (< 6.9), ntfs3: buffered writes succeed, fsync fails
+			}
+		}
+		a["fs_shutdown"] = shut[key]
+		if err := detachMount(mt.MountPoint); err != nil {
+			errs = append(errs, fmt.Errorf("detach %s: %w", mt.MountPoint, err))
+		}
+		a["cut_ms"] = strconv.FormatFloat(float64(time.Since(start).Microseconds())/1000, 'f', 3, 64)
+		m.emit(ctx, KindWritesCut, a)
 	}
 	return errors.Join(errs...)
 }
@@ -698,6 +857,11 @@ func (m *Media) verify(t *tracked, mounts []Mount, mountErr error) string {
 		if !ro {
 			return d.Name + " is writable"
 		}
+		for _, n := range m.nodes(d) {
+			if st, err := os.Stat(n); err == nil && st.Mode().Perm()&0o022 != 0 {
+				return fmt.Sprintf("%s: %s is open to writers (mode %#o): SG_IO could write past the read-only flag", d.Name, n, st.Mode().Perm())
+			}
+		}
 		if mountErr != nil {
 			return mountErr.Error()
 		}
@@ -721,6 +885,63 @@ func (m *Media) verify(t *tracked, mounts []Mount, mountErr error) string {
 	return ""
 }
 
+// Back-off of the read-back's re-applying: the first time at once, then
+// after 5 s, 10 s, 20 s… at most every 5 minutes.
+const (
+	reapplyFirstBackoff = 5 * time.Second
+	reapplyMaxBackoff   = 5 * time.Minute
+)
+
+// reapplyLocked acts on what the read-back found: a governed device not in
+// the state the policy demands (writable, mounted read-write, a pass-through
+// node open to writers, an interface authorised again) is evaluated again,
+// with back-off, and reported (reapplied). A device still not as demanded
+// in a second status round in a row is reported as still_writable, which
+// the server turns into an incident. It returns devs read back again.
+func (m *Media) reapplyLocked(ctx context.Context, devs []DeviceState) []DeviceState {
+	acted := false
+	now := m.o.Now()
+	for _, ds := range devs {
+		t := m.devices[ds.Device.SysPath]
+		if t == nil {
+			continue
+		}
+		if ds.Verified {
+			t.attempts, t.badRounds, t.retryAt = 0, 0, time.Time{}
+			continue
+		}
+		t.badRounds++
+		if t.badRounds == 2 {
+			a := eventAttrs(t.dev, t.action, t.rule, true)
+			a["problem"], a["rounds"] = eventValue(ds.Problem), strconv.Itoa(t.badRounds)
+			m.emit(ctx, KindStillWritable, a)
+		}
+		if now.Before(t.retryAt) {
+			continue
+		}
+		a := eventAttrs(t.dev, t.action, t.rule, true)
+		a["problem"], a["attempt"] = eventValue(ds.Problem), strconv.Itoa(t.attempts+1)
+		m.emit(ctx, KindReapplied, a)
+		book := *t
+		m.evaluateLocked(ctx, t.dev, time.Time{})
+		if nt := m.devices[ds.Device.SysPath]; nt != nil {
+			nt.attempts, nt.badRounds = book.attempts+1, book.badRounds
+			nt.retryAt = now.Add(min(reapplyFirstBackoff<<min(book.attempts, 10), reapplyMaxBackoff))
+		}
+		acted = true
+	}
+	if !acted {
+		return devs
+	}
+	out := m.devicesLocked()
+	for _, ds := range out { // fixed by acting again: not a bad round after all
+		if t := m.devices[ds.Device.SysPath]; t != nil && ds.Verified {
+			t.badRounds = 0
+		}
+	}
+	return out
+}
+
 // Status reports ENFORCED only when every governed device reads back as the
 // policy demands, the listener runs and the udev rule is intact.
 func (m *Media) Status(ctx context.Context) (*mamoriv1.ControlStatus, error) {
@@ -730,6 +951,7 @@ func (m *Media) Status(ctx context.Context) (*mamoriv1.ControlStatus, error) {
 		return st, nil
 	}
 	rule := CheckUdevRule(m.o.UdevRule, m.o.UdevOverrideDirs)
+	defer m.flush(ctx) // after the unlock below: events from re-applying
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	ev := map[string]string{"udev_rule": rule.State, "udev_rule_path": m.o.UdevRule}
@@ -750,6 +972,9 @@ func (m *Media) Status(ctx context.Context) (*mamoriv1.ControlStatus, error) {
 		return st, nil
 	}
 	devs := m.devicesLocked()
+	if m.enforce {
+		devs = m.reapplyLocked(ctx, devs)
+	}
 	counts := map[string]int{}
 	var problems []control.Detail
 	for i, ds := range devs {
