@@ -26,7 +26,8 @@ const (
 // fails every command to it with an I/O error, whatever filesystem, cache
 // or open file sits above.
 func scsiOffline(sysRoot, scsiDev string) error {
-	return writeSysfs(filepath.Join(sysRoot, scsiDev, "state"), "offline")
+	// The kernel matches the state name only with its newline.
+	return writeSysfs(filepath.Join(sysRoot, scsiDev, "state"), "offline\n")
 }
 
 // shutdownFS stops a mounted filesystem dead where the filesystem knows how

@@ -62,7 +62,9 @@ const (
 	// (or blocks) was mounted read-write and busy; the device was taken
 	// offline, the filesystem shut down and detached, and the device
 	// plugged in again in software (see cutLocked). Attributes
-	// mount_point, fstype, writers (pid:comm), fs_shutdown, method, cut_ms.
+	// mount_point, fstype, writers (pid:comm), fs_shutdown, method,
+	// offline_at (from then on nothing reached the device), offline_ms
+	// and cut_ms (how long taking it offline and the whole cut took).
 	KindWritesCut = "writes_cut"
 	// KindReapplied: the read-back found a governed device not in the
 	// state the policy demands and the control acted again (problem,
@@ -688,12 +690,14 @@ func (m *Media) severLocked(ctx context.Context, d Device, rw []Mount, attrs map
 		return fmt.Errorf("take %s offline: %w", d.Name, err)
 	}
 	offline := time.Since(start)
+	offlineAt := time.Now().UTC().Format(time.RFC3339Nano)
 	var errs []error
 	shut := map[[2]uint32]string{}
 	for _, mt := range rw {
 		a := maps.Clone(attrs)
 		a["mount_point"], a["fstype"], a["method"] = eventValue(mt.MountPoint), mt.FSType, method
 		a["offline_ms"] = strconv.FormatFloat(float64(offline.Microseconds())/1000, 'f', 3, 64)
+		a["offline_at"] = offlineAt // from this instant the device accepts no command
 		a["writers"] = strings.Join(writersOn(m.o.ProcRoot, mkdev(mt.Major, mt.Minor)), " ")
 		key := [2]uint32{mt.Major, mt.Minor}
 		if _, done := shut[key]; !done {

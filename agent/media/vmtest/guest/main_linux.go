@@ -23,7 +23,15 @@ import (
 )
 
 func main() {
-	err := run()
+	if node := os.Getenv("MAMORI_SGIO"); node != "" { // asDiskMember's child
+		fmt.Println(sgioChild(node, os.Getenv("MAMORI_SGIO_DISK"), os.Getenv("MAMORI_SGIO_MODE")))
+		return
+	}
+	scenario := run
+	if cmdline, _ := os.ReadFile("/proc/cmdline"); strings.Contains(string(cmdline), "mamori.scenario=busy") {
+		scenario = runBusy
+	}
+	err := scenario()
 	if err != nil {
 		fmt.Println("GUEST-ERROR", err)
 	}
