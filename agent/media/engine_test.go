@@ -233,3 +233,27 @@ func runCmd(t testing.TB, name string, args ...string) {
 		t.Fatalf("%s %v: %v\n%s", name, args, err, out)
 	}
 }
+
+// A removable disk that holds the running system (a terminal booted from
+// USB, an NVMe boot disk in a hot-plug slot) is never governed: making it
+// read-only would take the system down. Status says so.
+func TestSystemDiskNeverGoverned(t *testing.T) {
+	m, rec, _ := fixture(t)
+	// "/" on sdb1 (8:17), the USB stick of the fixture.
+	must(t, os.WriteFile(m.o.MountInfo, []byte("22 1 8:17 / / rw,relatime - ext4 /dev/sdb1 rw\n"), 0o644))
+	must(t, m.Apply(context.Background(), &mamoriv1.ControlPolicy{Mode: mamoriv1.Mode_MODE_ENFORCE, Settings: map[string]string{"storage": "block"}}))
+	for _, k := range []string{KindUSBBlocked, KindSetReadOnly, KindEnforcementError} {
+		for _, d := range rec.devices(k) {
+			if d == "sdb" || d == "sdb1" {
+				t.Errorf("%s on %s, the disk holding /", k, d)
+			}
+		}
+	}
+	if got := rec.devices(KindUSBBlocked); !slices.Contains(got, "sdc") {
+		t.Errorf("the other sticks are still blocked: usb_blocked %v", got)
+	}
+	st := status(t, m)
+	if st.Evidence["not_governed.sdb"] != "holds the system (/)" || st.Evidence["not_governed.sdb1"] == "" {
+		t.Errorf("evidence %v", st.Evidence)
+	}
+}

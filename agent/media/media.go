@@ -163,10 +163,31 @@ type Media struct {
 	outbox     []queuedEvent // events to emit once the lock is released
 	cancel     context.CancelFunc
 	done       chan struct{}
-	// cut holds the SCSI devices this control took offline and plugged in
-	// again, so that the rest of a scan does not act on their old
-	// partitions (they come back through uevents as new devices).
-	cut map[string]time.Time
+	// cut holds the SCSI devices this control took offline in this round,
+	// so that the rest of a scan does not act on their other partitions
+	// (they come back through uevents as new devices, after the round:
+	// replugPendingLocked empties it, so a device that comes back under
+	// the same sysfs path is not mistaken for the old one).
+	cut map[string]bool
+	// replugs are the cut devices waiting to be plugged in again: every
+	// device of a scan is taken offline first, then they come back
+	// (replugPendingLocked), so that the last of several busy sticks is not
+	// written to while the first ones are re-enumerated.
+	replugs []replug
+	// systemDisks are the disks (sysfs path) holding the running system
+	// (see findSystemDisks), read at each scan: never governed, whatever
+	// the classifier says — a USB-booted terminal or an NVMe boot disk in
+	// a hot-plug slot must not be made read-only under the system.
+	systemDisks map[string]string
+	// systemSkipped: devices the classifier governs that were left alone
+	// because they hold the system (name → mount point), for Status.
+	systemSkipped map[string]string
+}
+
+type replug struct {
+	dev    Device
+	method string
+	attrs  map[string]string
 }
 
 // tracked is one device the control governs and what it did about it.
@@ -190,7 +211,7 @@ type tracked struct {
 // New returns the media control; it does nothing until the first Apply.
 func New(o Options) *Media {
 	o.defaults()
-	return &Media{o: o, cls: Classifier{Root: o.SysRoot}, settings: DefaultSettings(), devices: map[string]*tracked{}, cut: map[string]time.Time{}}
+	return &Media{o: o, cls: Classifier{Root: o.SysRoot}, settings: DefaultSettings(), devices: map[string]*tracked{}, cut: map[string]bool{}}
 }
 
 var _ control.Control = (*Media)(nil)
@@ -357,6 +378,7 @@ func (m *Media) handle(ctx context.Context, ev Uevent, received time.Time) {
 		return
 	}
 	m.evaluateLocked(ctx, d, received)
+	m.replugPendingLocked(ctx)
 }
 
 func (m *Media) classifyBlock(sysPath string) (Device, error) {
@@ -407,6 +429,8 @@ func (m *Media) scanLocked(ctx context.Context) {
 		}
 		all = append(all, d)
 	}
+	m.systemDisks = m.findSystemDisks(all)
+	m.systemSkipped = map[string]string{}
 	// Forget what is gone; evaluate the rest, disks before partitions.
 	present := map[string]bool{}
 	for _, d := range all {
@@ -421,6 +445,7 @@ func (m *Media) scanLocked(ctx context.Context) {
 	for _, d := range all {
 		m.evaluateLocked(ctx, d, time.Time{})
 	}
+	m.replugPendingLocked(ctx)
 }
 
 // evaluateLocked decides and acts on one device.
@@ -430,6 +455,15 @@ func (m *Media) evaluateLocked(ctx context.Context, d Device, received time.Time
 	// rounds must not ride on an exception that has just run out.
 	s.Exceptions = activeExceptions(s.Exceptions, m.o.Now(), nil, false)
 	action, rule := Decide(s, d)
+	if mp, ok := m.systemDisks[diskPathOf(d)]; ok && d.DevType != "usb_interface" && action != ActionNone {
+		if _, seen := m.systemSkipped[d.Name]; !seen {
+			m.o.Log.Warn("media: not governing the disk that holds the system", "device", d.Name, "mount_point", mp, "class", d.Class.String(), "reason", d.Reason)
+		}
+		if m.systemSkipped != nil {
+			m.systemSkipped[d.Name] = mp
+		}
+		action = ActionNone
+	}
 	if action == ActionNone {
 		delete(m.devices, d.SysPath)
 		return
@@ -440,11 +474,8 @@ func (m *Media) evaluateLocked(ctx context.Context, d Device, received time.Time
 	if d.DevType == "usb_interface" && d.Class != ClassMTP {
 		return
 	}
-	if at, ok := m.cut[d.SCSIDevice]; ok && d.SCSIDevice != "" {
-		if m.o.Now().Sub(at) < time.Minute {
-			return // its disk was just cut off and is coming back as a new device
-		}
-		delete(m.cut, d.SCSIDevice)
+	if d.SCSIDevice != "" && m.cut[d.SCSIDevice] {
+		return // its disk was just cut off and comes back as a new device
 	}
 	prev := m.devices[d.SysPath]
 	known := prev != nil && prev.action == action && prev.enforce == m.enforce && prev.err == nil
@@ -516,7 +547,7 @@ func (m *Media) evaluateLocked(ctx context.Context, d Device, received time.Time
 			// A filesystem mounted read-write on it is severed first: a
 			// deauthorised device takes buffered writes down with it
 			// silently; shut down, the writers get EIO instead.
-			if rw := m.rwMounts(d); len(rw) > 0 {
+			if rw := m.diskRWMounts(d); len(rw) > 0 {
 				if err := m.severLocked(ctx, d, rw, attrs, "usb-deauthorise"); err != nil {
 					a := maps.Clone(attrs)
 					a["error"] = err.Error()
@@ -614,19 +645,115 @@ func (m *Media) remountLocked(ctx context.Context, d Device, attrs map[string]st
 		m.emit(ctx, KindRemountReadOnly, a)
 	}
 	if len(busy) > 0 {
+		// The whole disk goes offline: its other partitions' read-write
+		// mounts are severed with the busy ones.
+		for _, mt := range m.diskRWMounts(d) {
+			if !slices.ContainsFunc(busy, func(b Mount) bool { return b.ID == mt.ID }) {
+				busy = append(busy, mt)
+			}
+		}
 		errs = append(errs, m.cutLocked(ctx, d, busy, attrs))
 	}
 	return errors.Join(errs...)
 }
 
-// rwMounts returns the read-write mounts of d (nil when mountinfo cannot
-// be read: the read-back reports that).
-func (m *Media) rwMounts(d Device) []Mount {
+// diskRWMounts returns the read-write mounts of d's whole disk: the disk
+// itself and each of its partitions (nil when mountinfo cannot be read:
+// the read-back reports that).
+func (m *Media) diskRWMounts(d Device) []Mount {
+	diskDir := d.SysPath
+	if d.DevType == "partition" {
+		diskDir = path.Dir(d.SysPath)
+	}
+	devs := map[[2]uint32]bool{{d.Major, d.Minor}: true}
+	if dev, err := m.cls.read(diskDir, "dev"); err == nil {
+		if ma, mi, err := parseMajMin(dev); err == nil {
+			devs[[2]uint32{ma, mi}] = true
+		}
+	}
+	ents, _ := os.ReadDir(filepath.Join(m.o.SysRoot, diskDir))
+	for _, e := range ents {
+		if _, err := os.Stat(filepath.Join(m.o.SysRoot, diskDir, e.Name(), "partition")); err != nil {
+			continue
+		}
+		if dev, err := m.cls.read(path.Join(diskDir, e.Name()), "dev"); err == nil {
+			if ma, mi, err := parseMajMin(dev); err == nil {
+				devs[[2]uint32{ma, mi}] = true
+			}
+		}
+	}
 	mounts, _ := m.mounts()
 	var out []Mount
 	for _, mt := range mounts {
-		if mt.Major == d.Major && mt.Minor == d.Minor && !mt.ReadOnly() {
+		if devs[[2]uint32{mt.Major, mt.Minor}] && !mt.ReadOnly() {
 			out = append(out, mt)
+		}
+	}
+	return out
+}
+
+// systemMountPoints are where the running system lives: a disk holding one
+// of them is never governed.
+var systemMountPoints = []string{"/", "/usr", "/boot", "/boot/efi", "/var", "/home"}
+
+// diskPathOf is the sysfs path of d's whole disk.
+func diskPathOf(d Device) string {
+	if d.DevType == "partition" {
+		return path.Dir(d.SysPath)
+	}
+	return d.SysPath
+}
+
+// findSystemDisks maps the disks holding a system mount point (through
+// partitions and device-mapper/md slaves: root on LVM on NVMe) to that
+// mount point. devs are the block devices of the scan.
+func (m *Media) findSystemDisks(devs []Device) map[string]string {
+	out := map[string]string{}
+	mounts, err := m.mounts()
+	if err != nil {
+		return out
+	}
+	byNum := map[[2]uint32]string{}
+	byName := map[string]string{}
+	ents, _ := os.ReadDir(filepath.Join(m.o.SysRoot, "class/block"))
+	for _, e := range ents {
+		sp, err := m.cls.resolve("class/block/" + e.Name())
+		if err != nil {
+			continue
+		}
+		byName[e.Name()] = sp
+		if dev, err := m.cls.read(sp, "dev"); err == nil {
+			if ma, mi, err := parseMajMin(dev); err == nil {
+				byNum[[2]uint32{ma, mi}] = sp
+			}
+		}
+	}
+	var walk func(sp, mp string, depth int)
+	walk = func(sp, mp string, depth int) {
+		if depth > 8 {
+			return
+		}
+		if slaves, err := os.ReadDir(filepath.Join(m.o.SysRoot, sp, "slaves")); err == nil && len(slaves) > 0 {
+			for _, sl := range slaves {
+				if s, ok := byName[sl.Name()]; ok {
+					walk(s, mp, depth+1)
+				}
+			}
+			return
+		}
+		if _, err := os.Stat(filepath.Join(m.o.SysRoot, sp, "partition")); err == nil {
+			sp = path.Dir(sp)
+		}
+		if _, dup := out[sp]; !dup {
+			out[sp] = mp
+		}
+	}
+	for _, mt := range mounts {
+		if !slices.Contains(systemMountPoints, mt.MountPoint) {
+			continue
+		}
+		if sp, ok := byNum[[2]uint32{mt.Major, mt.Minor}]; ok {
+			walk(sp, mt.MountPoint, 0)
 		}
 	}
 	return out
@@ -636,7 +763,11 @@ func (m *Media) rwMounts(d Device) []Mount {
 // node and, for a SCSI disk, its pass-through nodes.
 func (m *Media) nodes(d Device) []string {
 	out := []string{m.node(d)}
-	for _, n := range []string{d.SCSIGeneric, d.BSG} {
+	sg, bsg := m.cls.PassThrough(d.SCSIDevice)
+	if d.SCSIGeneric != "" {
+		sg = d.SCSIGeneric
+	}
+	for _, n := range []string{sg, bsg} {
 		if n != "" {
 			out = append(out, filepath.Join(m.o.DevRoot, n))
 		}
@@ -661,18 +792,29 @@ func (m *Media) cutLocked(ctx context.Context, d Device, busy []Mount, attrs map
 	if err := m.severLocked(ctx, d, busy, attrs, method); err != nil {
 		return err
 	}
-	m.cut[d.SCSIDevice] = m.o.Now()
-	var err error
-	if method == "usb-replug" {
-		err = replugUSB(filepath.Join(m.o.SysRoot, path.Dir(d.USBInterface)))
-	} else {
-		err = replugSCSI(m.o.SysRoot, d.SCSIDevice)
-	}
-	if err != nil {
-		// Offline, it writes nothing; it just does not come back.
-		return fmt.Errorf("%s is offline (no more writes) but could not be plugged in again (%s): %w; unplug and plug it", d.Name, method, err)
-	}
+	m.cut[d.SCSIDevice] = true
+	m.replugs = append(m.replugs, replug{dev: d, method: method, attrs: maps.Clone(attrs)})
 	return nil
+}
+
+// replugPendingLocked plugs the devices cut off in this round in again.
+func (m *Media) replugPendingLocked(ctx context.Context) {
+	for _, r := range m.replugs {
+		d := r.dev
+		var err error
+		if r.method == "usb-replug" {
+			err = replugUSB(filepath.Join(m.o.SysRoot, path.Dir(d.USBInterface)))
+		} else {
+			err = replugSCSI(m.o.SysRoot, d.SCSIDevice)
+		}
+		if err != nil {
+			// Offline, it writes nothing; it just does not come back.
+			r.attrs["error"] = fmt.Sprintf("%s is offline (no more writes) but could not be plugged in again (%s): %v; unplug and plug it", d.Name, r.method, err)
+			m.emit(ctx, KindEnforcementError, r.attrs)
+		}
+	}
+	m.replugs = nil
+	clear(m.cut)
 }
 
 // severLocked makes sure not one more byte reaches d from the read-write
@@ -934,6 +1076,7 @@ func (m *Media) reapplyLocked(ctx context.Context, devs []DeviceState) []DeviceS
 		}
 		acted = true
 	}
+	m.replugPendingLocked(ctx)
 	if !acted {
 		return devs
 	}
@@ -991,6 +1134,9 @@ func (m *Media) Status(ctx context.Context) (*mamoriv1.ControlStatus, error) {
 		}
 	}
 	ev["devices_governed"] = strconv.Itoa(len(devs))
+	for name, mp := range m.systemSkipped {
+		ev["not_governed."+name] = "holds the system (" + mp + ")"
+	}
 	for k, n := range counts {
 		ev["devices."+strings.ReplaceAll(k, " ", "_")] = strconv.Itoa(n)
 	}

@@ -132,6 +132,7 @@ func TestVMBusyMountCut(t *testing.T) {
 		"busy1": {"mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0"},
 		"busy2": {"mkfs.vfat"},
 		"busy3": {"mkfs.exfat"},
+		"busy4": {"mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0"},
 	} {
 		img := filepath.Join(work, name+".img")
 		f, err := os.Create(img)
@@ -142,7 +143,7 @@ func TestVMBusyMountCut(t *testing.T) {
 		sticks[name] = img
 	}
 	console := boot(t, work, vmlinuz, initrd, "mamori.scenario=busy", sticks,
-		map[string]bool{"busy1": true, "busy2": true, "busy3": true})
+		map[string]bool{"busy1": true, "busy2": true, "busy3": true, "busy4": true})
 	if !slices.Contains(console, "GUEST-DONE") || slices.ContainsFunc(console, func(l string) bool { return strings.HasPrefix(l, "GUEST-ERROR") }) {
 		t.Fatalf("the guest failed; %s", diagnose(console))
 	}
@@ -176,7 +177,7 @@ func TestVMBusyMountCut(t *testing.T) {
 	if r := res["sgio-before"]; r["sg"] != "ok" || r["disk"] != "ok" {
 		t.Errorf("before the agent a member of disk could not write through SG_IO (%v): the scenario does not show the hole", r)
 	}
-	for _, name := range []string{"busy1", "busy2", "busy3"} {
+	for _, name := range []string{"busy1", "busy2", "busy3", "busy4"} {
 		r := res[name]
 		// Not one byte more: the image as the guest read it before the agent.
 		img, err := os.Open(sticks[name])
@@ -188,7 +189,7 @@ func TestVMBusyMountCut(t *testing.T) {
 		if got := hex.EncodeToString(h.Sum(nil)); pre[name] == "" || got != pre[name] {
 			t.Errorf("%s: the image changed after the agent acted (before %s, after %s): bytes reached the stick", name, pre[name], got)
 		}
-		if r["same"] != "true" {
+		if r["same"] != "true" && name != "busy4" { // busy4 is blocked: it does not come back
 			t.Errorf("%s: the re-plugged device reads differently from before (%v)", name, r)
 		}
 		// The writer is told: its data is not on the stick.
@@ -196,10 +197,20 @@ func TestVMBusyMountCut(t *testing.T) {
 			t.Errorf("%s: fsync after the cut succeeded (%v): a writer would believe its data is on the stick", name, r)
 		}
 	}
-	if len(cuts) != 3 {
-		t.Errorf("%d writes_cut events, want 3 (one per stick)", len(cuts))
+	// Block means refused, not lost: the writer of busy4 is told at once.
+	if r := res["busy4"]; r["write"] != "EIO" || r["fsync"] != "EIO" {
+		t.Errorf("storage: block on a busy ext4 stick: %v, want write and fsync EIO", r)
+	}
+	if len(cuts) != 4 {
+		t.Errorf("%d writes_cut events, want 4 (one per stick)", len(cuts))
 	}
 	for _, c := range cuts {
+		if strings.Contains(c, "BUSYBLOCK") {
+			if !strings.Contains(c, "method=usb-deauthorise") || !strings.Contains(c, "fs_shutdown=true") {
+				t.Errorf("block cut evidence: %s", c)
+			}
+			continue
+		}
 		if !strings.Contains(c, "method=usb-replug") || !regexp.MustCompile(`writers=[0-9]+:guest`).MatchString(c) {
 			t.Errorf("writes_cut evidence incomplete: %s", c)
 		}

@@ -162,7 +162,14 @@ func runBusy() error {
 	if err != nil {
 		return err
 	}
+	if err := blockBusy(ctx, m); err != nil {
+		return err
+	}
+	if evs, err = sp.Pending(1000, 1<<20); err != nil {
+		return err
+	}
 	for _, e := range evs {
+		fmt.Printf("EVENT %s %s %s %q\n", e.Kind, e.Attributes["device"], e.Attributes["serial"], e.Attributes["error"])
 		if e.Control == "media" && e.Kind == media.KindWritesCut {
 			a := e.Attributes
 			since := "?"
@@ -173,6 +180,59 @@ func runBusy() error {
 				a["serial"], a["mount_point"], a["fstype"], a["method"], a["fs_shutdown"], since, a["cut_ms"], strings.ReplaceAll(a["writers"], " ", ","))
 		}
 	}
+	return nil
+}
+
+// blockBusy is item 5: with storage: block, a stick mounted read-write
+// and held by a writer is severed before its USB interface goes away, so
+// the writer gets errors instead of successes whose data is lost.
+func blockBusy(ctx context.Context, m *media.Media) error {
+	s := &busyStick{name: "busy4", serial: "BUSYBLOCK", fstype: "ext4", mnt: "/busy4"}
+	node, err := plug(s.name, s.serial)
+	if err != nil {
+		return err
+	}
+	if err := waitRO(node, true); err != nil { // the agent made it read-only
+		return err
+	}
+	// An administrator mounted it read-write before the policy said block
+	// (the agent's read-only flag cleared by hand, as root can).
+	fd, err := unix.Open(node, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	err = unix.IoctlSetPointerInt(fd, unix.BLKROSET, 0)
+	unix.Close(fd)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(s.mnt, 0o755); err != nil {
+		return err
+	}
+	if err := unix.Mount(node, s.mnt, s.fstype, 0, ""); err != nil {
+		return fmt.Errorf("mount %s: %w", node, err)
+	}
+	if s.held, err = os.OpenFile(filepath.Join(s.mnt, "held.txt"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644); err != nil {
+		return err
+	}
+	if _, err := s.held.WriteString("written before the policy said block\n"); err != nil {
+		return err
+	}
+	if err := s.held.Sync(); err != nil {
+		return err
+	}
+	unix.Sync()
+	if s.pre, err = hashDevice(node); err != nil {
+		return err
+	}
+	fmt.Printf("PRE %s %s\n", s.name, s.pre)
+	if err := m.Apply(ctx, &mamoriv1.ControlPolicy{Mode: mamoriv1.Mode_MODE_ENFORCE, Settings: map[string]string{"storage": "block"}}); err != nil {
+		fmt.Println("APPLY-ERROR", strings.ReplaceAll(err.Error(), "\n", " | "))
+	}
+	_, werr := s.held.WriteString("written after the policy said block\n")
+	serr := s.held.Sync()
+	fmt.Printf("RESULT busy4 write=%s fsync=%s\n", errName(werr), errName(serr))
+	unix.Sync()
 	return nil
 }
 

@@ -28,8 +28,12 @@ func main() {
 		return
 	}
 	scenario := run
-	if cmdline, _ := os.ReadFile("/proc/cmdline"); strings.Contains(string(cmdline), "mamori.scenario=busy") {
+	cmdline, _ := os.ReadFile("/proc/cmdline")
+	switch {
+	case strings.Contains(string(cmdline), "mamori.scenario=busy"):
 		scenario = runBusy
+	case strings.Contains(string(cmdline), "mamori.scenario=buses"):
+		scenario = runBuses
 	}
 	err := scenario()
 	if err != nil {
