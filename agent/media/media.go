@@ -73,6 +73,15 @@ const (
 	// KindStillWritable: a governed device stayed writable for more than
 	// one status round despite re-applying (rounds, problem): an incident.
 	KindStillWritable = "still_writable"
+	// KindFileWritten: under an exception, a file on the excepted device
+	// was closed after writing (what left the terminal): exception_id,
+	// device, serial, mount_point, path, size_bytes, sha256,
+	// hashed_bytes (capped=true when the file was larger than the hash
+	// cap), pid, process, uid, user. See fileLog.
+	KindFileWritten = "media_file_written"
+	// KindFileEventsDropped: records of files written under an exception
+	// were lost (count; overflow=true when the kernel's queue overflowed).
+	KindFileEventsDropped = "media_file_events_dropped"
 )
 
 // Options configure the control. Emitter is required; the paths default to
@@ -111,6 +120,9 @@ type Options struct {
 	// acted, when set, is called after each read-only action with the
 	// time the uevent was read (zero for the start-up scan). Benchmarks.
 	acted func(d Device, received time.Time)
+	// fileHashCap bounds how much of a file written under an exception
+	// is hashed; 0 means defaultHashCap. Tests.
+	fileHashCap int64
 }
 
 func (o *Options) defaults() {
@@ -182,6 +194,14 @@ type Media struct {
 	// systemSkipped: devices the classifier governs that were left alone
 	// because they hold the system (name → mount point), for Status.
 	systemSkipped map[string]string
+
+	// excDevs are the block devices writable because of an exception
+	// (device number → what the file records say about them); flog
+	// records the files written on their mounts (fileLog), opened on
+	// first need. flogErr is why it could not be opened or marked.
+	excDevs map[uint64]markedDevice
+	flog    *fileLog
+	flogErr error
 }
 
 type replug struct {
@@ -211,7 +231,7 @@ type tracked struct {
 // New returns the media control; it does nothing until the first Apply.
 func New(o Options) *Media {
 	o.defaults()
-	return &Media{o: o, cls: Classifier{Root: o.SysRoot}, settings: DefaultSettings(), devices: map[string]*tracked{}, cut: map[string]bool{}}
+	return &Media{o: o, cls: Classifier{Root: o.SysRoot}, settings: DefaultSettings(), devices: map[string]*tracked{}, cut: map[string]bool{}, excDevs: map[uint64]markedDevice{}}
 }
 
 var _ control.Control = (*Media)(nil)
@@ -278,7 +298,12 @@ func (m *Media) Close() error {
 	m.mu.Lock()
 	src, cancel, done := m.src, m.cancel, m.done
 	m.src, m.running = nil, false
+	flog := m.flog
+	m.flog = nil
 	m.mu.Unlock()
+	if flog != nil {
+		flog.close() // not under m.mu: its reader may be waiting for it
+	}
 	if src == nil {
 		return nil
 	}
@@ -378,7 +403,7 @@ func (m *Media) handle(ctx context.Context, ev Uevent, received time.Time) {
 		return
 	}
 	m.evaluateLocked(ctx, d, received)
-	m.replugPendingLocked(ctx)
+	m.afterRoundLocked(ctx)
 }
 
 func (m *Media) classifyBlock(sysPath string) (Device, error) {
@@ -445,7 +470,7 @@ func (m *Media) scanLocked(ctx context.Context) {
 	for _, d := range all {
 		m.evaluateLocked(ctx, d, time.Time{})
 	}
-	m.replugPendingLocked(ctx)
+	m.afterRoundLocked(ctx)
 }
 
 // evaluateLocked decides and acts on one device.
@@ -455,6 +480,9 @@ func (m *Media) evaluateLocked(ctx context.Context, d Device, received time.Time
 	// rounds must not ride on an exception that has just run out.
 	s.Exceptions = activeExceptions(s.Exceptions, m.o.Now(), nil, false)
 	action, rule := Decide(s, d)
+	if d.DevType != "usb_interface" {
+		delete(m.excDevs, mkdev(d.Major, d.Minor))
+	}
 	if mp, ok := m.systemDisks[diskPathOf(d)]; ok && d.DevType != "usb_interface" && action != ActionNone {
 		if _, seen := m.systemSkipped[d.Name]; !seen {
 			m.o.Log.Warn("media: not governing the disk that holds the system", "device", d.Name, "mount_point", mp, "class", d.Class.String(), "reason", d.Reason)
@@ -515,6 +543,9 @@ func (m *Media) evaluateLocked(ctx context.Context, d Device, received time.Time
 	switch action {
 	case ActionAllow:
 		t.done = "allowed"
+		if id, ok := strings.CutPrefix(rule, RuleException); ok && d.DevType != "usb_interface" {
+			m.excDevs[mkdev(d.Major, d.Minor)] = markedDevice{attrs: exceptionAttrs(d, id)}
+		}
 		if d.DevType != "usb_interface" {
 			if err := setBlockRO(m.node(d), false); err != nil && !errors.Is(err, os.ErrNotExist) {
 				t.err = fmt.Errorf("make %s writable: %w", d.Name, err)
@@ -797,6 +828,50 @@ func (m *Media) cutLocked(ctx context.Context, d Device, busy []Mount, attrs map
 	return nil
 }
 
+// afterRoundLocked finishes a round of evaluations: the devices cut off
+// come back, and the file log follows the devices under exceptions.
+func (m *Media) afterRoundLocked(ctx context.Context) {
+	m.replugPendingLocked(ctx)
+	m.syncFileLogLocked(ctx)
+}
+
+// syncFileLogLocked marks the read-write mounts of the devices writable
+// because of an exception, and only those (fileLog).
+func (m *Media) syncFileLogLocked(ctx context.Context) {
+	if m.flog == nil {
+		if len(m.excDevs) == 0 || !m.enforce {
+			return
+		}
+		l, err := openFileLog(m.o.fileHashCap, func(kind string, a map[string]string) {
+			if err := m.o.Emitter.Emit(context.Background(), policy.ControlMedia, kind, a); err != nil {
+				m.o.Log.Error("media: could not record a file written under an exception", "path", a["path"], "error", err)
+			}
+		}, func() {
+			m.mu.Lock()
+			defer m.mu.Unlock()
+			m.syncFileLogLocked(context.Background())
+		})
+		if err != nil {
+			m.flogErr = err
+			m.o.Log.Error("media: cannot record files written under exceptions", "error", err)
+			return
+		}
+		m.flog = l
+	}
+	want := m.excDevs
+	if !m.enforce {
+		want = nil
+	}
+	mounts, err := m.mounts()
+	if err == nil {
+		err = m.flog.sync(want, mounts)
+	}
+	if err != nil {
+		m.o.Log.Error("media: cannot record files written under exceptions", "error", err)
+	}
+	m.flogErr = err
+}
+
 // replugPendingLocked plugs the devices cut off in this round in again.
 func (m *Media) replugPendingLocked(ctx context.Context) {
 	for _, r := range m.replugs {
@@ -1076,7 +1151,7 @@ func (m *Media) reapplyLocked(ctx context.Context, devs []DeviceState) []DeviceS
 		}
 		acted = true
 	}
-	m.replugPendingLocked(ctx)
+	m.afterRoundLocked(ctx)
 	if !acted {
 		return devs
 	}
@@ -1134,6 +1209,15 @@ func (m *Media) Status(ctx context.Context) (*mamoriv1.ControlStatus, error) {
 		}
 	}
 	ev["devices_governed"] = strconv.Itoa(len(devs))
+	if m.flog != nil {
+		if n, overflow := m.flog.takeDropped(); n > 0 {
+			m.emit(ctx, KindFileEventsDropped, map[string]string{"count": strconv.FormatInt(n, 10), "overflow": strconv.FormatBool(overflow)})
+		}
+		ev["file_log.mounts"] = strconv.Itoa(m.flog.markedCount())
+	}
+	if m.flogErr != nil {
+		ev["file_log.error"] = eventValue(m.flogErr.Error())
+	}
 	for name, mp := range m.systemSkipped {
 		ev["not_governed."+name] = "holds the system (" + mp + ")"
 	}

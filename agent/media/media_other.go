@@ -29,3 +29,13 @@ func writersOn(string, uint64) []string  { return nil }
 func mkdev(uint32, uint32) uint64        { return 0 }
 
 func readAttr(p string) ([]byte, error) { return os.ReadFile(p) }
+
+type fileLog struct{}
+
+func openFileLog(int64, func(string, map[string]string), func()) (*fileLog, error) {
+	return nil, errors.ErrUnsupported
+}
+func (*fileLog) sync(map[uint64]markedDevice, []Mount) error { return errors.ErrUnsupported }
+func (*fileLog) takeDropped() (int64, bool)                  { return 0, false }
+func (*fileLog) markedCount() int                            { return 0 }
+func (*fileLog) close()                                      {}
