@@ -259,6 +259,11 @@ func (l *fileLog) record(j fileJob) map[string]string {
 	}
 	a["mount_point"], a["path"] = eventValue(j.dev.mountPoint), eventValue(rel)
 	a["pid"], a["process"] = strconv.Itoa(j.pid), eventValue(j.comm)
+	if j.comm == "" {
+		// Gone (and reaped) before its close was read: a short-lived
+		// writer. The record stands; who wrote it is the login user, if any.
+		a["process"] = "(exited)"
+	}
 	if j.uid != "" && j.uid != "4294967295" { // unset loginuid: a service, not a login
 		a["uid"] = j.uid
 		if u, err := user.LookupId(j.uid); err == nil {

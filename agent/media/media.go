@@ -205,9 +205,20 @@ type Media struct {
 }
 
 type replug struct {
-	dev    Device
-	method string
-	attrs  map[string]string
+	cut   offlined
+	attrs map[string]string
+}
+
+// offlined is a device taken offline by offlineLocked, waiting for
+// finishCutLocked.
+type offlined struct {
+	dev       Device
+	rw        []Mount
+	attrs     map[string]string
+	method    string
+	start     time.Time
+	offline   time.Duration
+	offlineAt string
 }
 
 // tracked is one device the control governs and what it did about it.
@@ -820,11 +831,15 @@ func (m *Media) cutLocked(ctx context.Context, d Device, busy []Mount, attrs map
 	if d.Bus == "usb" && d.USBInterface != "" {
 		method = "usb-replug"
 	}
-	if err := m.severLocked(ctx, d, busy, attrs, method); err != nil {
+	c, err := m.offlineLocked(d, busy, attrs, method)
+	if err != nil {
 		return err
 	}
+	// The rest waits for the end of the round, so that every busy device
+	// of a scan goes offline before any is shut down, detached and
+	// re-plugged (afterRoundLocked).
 	m.cut[d.SCSIDevice] = true
-	m.replugs = append(m.replugs, replug{dev: d, method: method, attrs: maps.Clone(attrs)})
+	m.replugs = append(m.replugs, replug{cut: c, attrs: maps.Clone(attrs)})
 	return nil
 }
 
@@ -875,16 +890,23 @@ func (m *Media) syncFileLogLocked(ctx context.Context) {
 // replugPendingLocked plugs the devices cut off in this round in again.
 func (m *Media) replugPendingLocked(ctx context.Context) {
 	for _, r := range m.replugs {
-		d := r.dev
+		if err := m.finishCutLocked(ctx, r.cut); err != nil {
+			a := maps.Clone(r.attrs)
+			a["error"] = err.Error()
+			m.emit(ctx, KindEnforcementError, a)
+		}
+	}
+	for _, r := range m.replugs {
+		d := r.cut.dev
 		var err error
-		if r.method == "usb-replug" {
+		if r.cut.method == "usb-replug" {
 			err = replugUSB(filepath.Join(m.o.SysRoot, path.Dir(d.USBInterface)))
 		} else {
 			err = replugSCSI(m.o.SysRoot, d.SCSIDevice)
 		}
 		if err != nil {
 			// Offline, it writes nothing; it just does not come back.
-			r.attrs["error"] = fmt.Sprintf("%s is offline (no more writes) but could not be plugged in again (%s): %v; unplug and plug it", d.Name, r.method, err)
+			r.attrs["error"] = fmt.Sprintf("%s is offline (no more writes) but could not be plugged in again (%s): %v; unplug and plug it", d.Name, r.cut.method, err)
 			m.emit(ctx, KindEnforcementError, r.attrs)
 		}
 	}
@@ -899,22 +921,38 @@ func (m *Media) replugPendingLocked(ctx context.Context) {
 // FS_IOC_SHUTDOWN (writers get EIO at once) and detached. One
 // writes_cut event per mount says who held it writable.
 func (m *Media) severLocked(ctx context.Context, d Device, rw []Mount, attrs map[string]string, method string) error {
+	c, err := m.offlineLocked(d, rw, attrs, method)
+	if err != nil {
+		return err
+	}
+	return m.finishCutLocked(ctx, c)
+}
+
+// offlineLocked is the first step of severLocked: the SCSI device goes
+// offline, and from then on nothing reaches it.
+func (m *Media) offlineLocked(d Device, rw []Mount, attrs map[string]string, method string) (offlined, error) {
 	start := time.Now()
 	if d.SCSIDevice == "" {
-		return fmt.Errorf("%s is mounted read-write on %s and is not a SCSI device the control can take offline: unplug it", d.Name, rw[0].MountPoint)
+		return offlined{}, fmt.Errorf("%s is mounted read-write on %s and is not a SCSI device the control can take offline: unplug it", d.Name, rw[0].MountPoint)
 	}
 	if err := scsiOffline(m.o.SysRoot, d.SCSIDevice); err != nil {
-		return fmt.Errorf("take %s offline: %w", d.Name, err)
+		return offlined{}, fmt.Errorf("take %s offline: %w", d.Name, err)
 	}
-	offline := time.Since(start)
-	offlineAt := time.Now().UTC().Format(time.RFC3339Nano)
+	return offlined{dev: d, rw: rw, attrs: attrs, method: method, start: start, offline: time.Since(start),
+		offlineAt: time.Now().UTC().Format(time.RFC3339Nano)}, nil
+}
+
+// finishCutLocked is the rest of severLocked: each filesystem of the
+// offline device is shut down where it can be and detached, and a
+// writes_cut event per mount says who held it writable.
+func (m *Media) finishCutLocked(ctx context.Context, c offlined) error {
 	var errs []error
 	shut := map[[2]uint32]string{}
-	for _, mt := range rw {
-		a := maps.Clone(attrs)
-		a["mount_point"], a["fstype"], a["method"] = eventValue(mt.MountPoint), mt.FSType, method
-		a["offline_ms"] = strconv.FormatFloat(float64(offline.Microseconds())/1000, 'f', 3, 64)
-		a["offline_at"] = offlineAt // from this instant the device accepts no command
+	for _, mt := range c.rw {
+		a := maps.Clone(c.attrs)
+		a["mount_point"], a["fstype"], a["method"] = eventValue(mt.MountPoint), mt.FSType, c.method
+		a["offline_ms"] = strconv.FormatFloat(float64(c.offline.Microseconds())/1000, 'f', 3, 64)
+		a["offline_at"] = c.offlineAt // from this instant the device accepts no command
 		a["writers"] = strings.Join(writersOn(m.o.ProcRoot, mkdev(mt.Major, mt.Minor)), " ")
 		key := [2]uint32{mt.Major, mt.Minor}
 		if _, done := shut[key]; !done {
@@ -932,7 +970,7 @@ func (m *Media) severLocked(ctx context.Context, d Device, rw []Mount, attrs map
 		if err := detachMount(mt.MountPoint); err != nil {
 			errs = append(errs, fmt.Errorf("detach %s: %w", mt.MountPoint, err))
 		}
-		a["cut_ms"] = strconv.FormatFloat(float64(time.Since(start).Microseconds())/1000, 'f', 3, 64)
+		a["cut_ms"] = strconv.FormatFloat(float64(time.Since(c.start).Microseconds())/1000, 'f', 3, 64)
 		m.emit(ctx, KindWritesCut, a)
 	}
 	return errors.Join(errs...)

@@ -133,6 +133,7 @@ func TestVMBusyMountCut(t *testing.T) {
 		"busy2": {"mkfs.vfat"},
 		"busy3": {"mkfs.exfat"},
 		"busy4": {"mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0"},
+		"busy5": {"mkfs.ext4", "-q", "-F"},
 	} {
 		img := filepath.Join(work, name+".img")
 		f, err := os.Create(img)
@@ -143,7 +144,7 @@ func TestVMBusyMountCut(t *testing.T) {
 		sticks[name] = img
 	}
 	console := boot(t, work, vmlinuz, initrd, "mamori.scenario=busy", sticks,
-		map[string]bool{"busy1": true, "busy2": true, "busy3": true, "busy4": true})
+		map[string]bool{"busy1": true, "busy2": true, "busy3": true, "busy4": true, "busy5": true})
 	if !slices.Contains(console, "GUEST-DONE") || slices.ContainsFunc(console, func(l string) bool { return strings.HasPrefix(l, "GUEST-ERROR") }) {
 		t.Fatalf("the guest failed; %s", diagnose(console))
 	}
@@ -200,6 +201,12 @@ func TestVMBusyMountCut(t *testing.T) {
 	// Block means refused, not lost: the writer of busy4 is told at once.
 	if r := res["busy4"]; r["write"] != "EIO" || r["fsync"] != "EIO" {
 		t.Errorf("storage: block on a busy ext4 stick: %v, want write and fsync EIO", r)
+	}
+	// What left under an exception is recorded, with the file's hash.
+	want := sha256.Sum256([]byte("住民票 CSV"))
+	if r := res["file"]; r["path"] != "/export.csv" || r["sha256"] != hex.EncodeToString(want[:]) || r["size"] != "13" ||
+		r["process"] != "sh" || r["serial"] != "EXCEPTED5" || r["exception"] == "" {
+		t.Errorf("file written under the exception: %v", r)
 	}
 	if len(cuts) != 4 {
 		t.Errorf("%d writes_cut events, want 4 (one per stick)", len(cuts))

@@ -20,6 +20,7 @@ import (
 	"github.com/mamori-dev/mamori/agent/daemon"
 	"github.com/mamori-dev/mamori/agent/media"
 	"github.com/mamori-dev/mamori/agent/spool"
+	"github.com/mamori-dev/mamori/internal/policy"
 	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
 )
 
@@ -165,6 +166,9 @@ func runBusy() error {
 	if err := blockBusy(ctx, m); err != nil {
 		return err
 	}
+	if err := exceptionFiles(ctx, m, sp); err != nil {
+		return err
+	}
 	if evs, err = sp.Pending(1000, 1<<20); err != nil {
 		return err
 	}
@@ -233,6 +237,68 @@ func blockBusy(ctx context.Context, m *media.Media) error {
 	serr := s.held.Sync()
 	fmt.Printf("RESULT busy4 write=%s fsync=%s\n", errName(werr), errName(serr))
 	unix.Sync()
+	return nil
+}
+
+// exceptionFiles is item 6: a stick allowed by an exception is mounted
+// read-write after it was allowed, another process writes a file on it,
+// and the agent records the file (path, size, SHA-256, process).
+func exceptionFiles(ctx context.Context, m *media.Media, sp *spool.Spool) error {
+	exc := []policy.Exception{{ID: "6f1c0e8e-0000-4000-8000-0000000e0005", Vendor: "46f4", Product: "0001",
+		Serial: "EXCEPTED5", Expires: time.Now().Add(time.Hour)}}
+	if err := m.Apply(ctx, &mamoriv1.ControlPolicy{Mode: mamoriv1.Mode_MODE_ENFORCE,
+		Settings: map[string]string{policy.SettingExceptions: policy.FormatExceptions(exc)}}); err != nil {
+		return err
+	}
+	node, err := plug("busy5", "EXCEPTED5")
+	if err != nil {
+		return err
+	}
+	if err := waitRO(node, false); err != nil {
+		return err
+	}
+	if err := os.MkdirAll("/busy5", 0o755); err != nil {
+		return err
+	}
+	if err := unix.Mount(node, "/busy5", "ext4", 0, ""); err != nil {
+		return fmt.Errorf("mount %s: %w", node, err)
+	}
+	// The mount-table watch marks it; then a user copies a file.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st, err := m.Status(ctx)
+		if err != nil {
+			return err
+		}
+		if st.Evidence["file_log.mounts"] == "1" {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the excepted stick's mount was not marked within 10s: %v", st.Evidence)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	out, err := exec.Command("/bin/sh", "-c", "printf '住民票 CSV' > /busy5/export.csv; sleep 1; :").CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("write under the exception: %v %s", err, out)
+	}
+	deadline = time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		evs, err := sp.Pending(1000, 1<<20)
+		if err != nil {
+			return err
+		}
+		for _, e := range evs {
+			if e.Kind == media.KindFileWritten {
+				a := e.Attributes
+				fmt.Printf("RESULT file path=%s size=%s sha256=%s process=%s exception=%s serial=%s\n",
+					a["path"], a["size_bytes"], a["sha256"], a["process"], a["exception_id"], a["serial"])
+				return nil
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	fmt.Println("RESULT file none")
 	return nil
 }
 
