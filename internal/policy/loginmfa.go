@@ -239,3 +239,59 @@ func foldDeviceUsers(c *mamoriv1.ControlPolicy, deviceID string) {
 	slices.Sort(base)
 	c.Settings[SettingMFAUsers] = strings.Join(base, ",")
 }
+
+// MFAAccess is what one device's effective policy lets it receive of the
+// users' second factors (issue #14).
+type MFAAccess struct {
+	// Control: the policy has a login-mfa control for the device.
+	Control bool
+	// All: users is "*"; else Users lists the names (sorted).
+	All   bool
+	Users []string
+	// RequireAttested: the policy sends bundles only to attested keys.
+	RequireAttested bool
+	// Err: the settings do not parse (the device then gets no secret).
+	Err error
+}
+
+// MFAAccessOf reads an effective policy's login-mfa settings.
+func MFAAccessOf(p *mamoriv1.Policy) MFAAccess {
+	if _, ok := p.GetControls()[ControlLoginMFA]; !ok {
+		return MFAAccess{}
+	}
+	l, err := LoginMFASettings(p)
+	if err != nil {
+		return MFAAccess{Control: true, Err: err}
+	}
+	return MFAAccess{Control: true, All: l.AllUsers, Users: l.Users, RequireAttested: l.RequireAttested}
+}
+
+// Allows reports whether user's factors may go to the device.
+func (a MFAAccess) Allows(user string) bool {
+	return a.Control && a.Err == nil && (a.All || slices.Contains(a.Users, user))
+}
+
+// Why a device gets no factor at all (MFAAccess.Refusal).
+const (
+	MFARefusedNoControl   = "no_control"   // the policy has no login-mfa control
+	MFARefusedBadSettings = "bad_settings" // its settings do not parse
+	MFARefusedNotAttested = "not_attested" // require_attested, and the key is not
+	MFARefusedNoUsers     = "no_users"     // no user is named
+)
+
+// Refusal says why a device with this access and attestation gets no
+// factor at all (an MFARefused constant); "" when it gets those of the
+// users it allows.
+func (a MFAAccess) Refusal(attested bool) string {
+	switch {
+	case !a.Control:
+		return MFARefusedNoControl
+	case a.Err != nil:
+		return MFARefusedBadSettings
+	case a.RequireAttested && !attested:
+		return MFARefusedNotAttested
+	case !a.All && len(a.Users) == 0:
+		return MFARefusedNoUsers
+	}
+	return ""
+}

@@ -31,7 +31,7 @@ var storeReads = set(
 	"ControlHistory", "CountByControl", "CountEvents", "CountFleet", "CountFleetByGroup", "CountOperators",
 	"CountSent", "CurrentPolicy", "DailySnapshots", "DeviceCredential", "DeviceGroup", "FindDevice",
 	"GetDevice", "GetIncident", "GetOperator", "HistoryForDevices", "Incidents", "Ledger", "ListAudit",
-	"ListDevices", "ListEvents", "ListExceptions", "ListOperators", "MFAGeneration", "MFATempCodes",
+	"ListDevices", "ListEvents", "ListExceptions", "ListOperators", "MFAGeneration", "MFALoginStates", "MFATempCodes",
 	"MFAUnlocks", "MFAUsers", "OperatorByTokenHash", "OperatorLogin", "PolicyHistory", "SearchDevices",
 	"SearchTerms", "Session",
 )
@@ -43,7 +43,7 @@ var storeWrites = set(
 	"AppendAudit", "ClaimNotifications", "ConsumeMFACodes", "CreateException", "CreateOperator",
 	"CreateSession", "CreateToken", "DeleteMFAUser", "DeleteSession", "DisableOperator", "EndSessions",
 	"Enroll", "FinishNotification", "ImportMFAUsers", "IngestReports", "LoginFailed", "LoginSucceeded",
-	"PutDailySnapshot", "PutMFATempCode", "PutMFAUser", "Renew", "ReplaceLedger", "ResetLockout",
+	"PutDailySnapshot", "PutMFATempCode", "PutMFAUser", "RecordMFALogins", "Renew", "ReplaceLedger", "ResetLockout",
 	"RevokeDevice", "RevokeException", "SetDeviceGroup", "SetOperatorLogin", "SetPolicy", "TouchSession",
 	"TransitionIncident", "UnlockMFAUser", "Watch",
 )
@@ -51,9 +51,10 @@ var storeWrites = set(
 // adapterWrites are the writes an adapter may make itself, and why.
 var adapterWrites = map[string]map[string]bool{
 	// The agent service's own writes: what a terminal does (enrol, renew
-	// its certificate, report one-time codes it accepted), not an
-	// operator's action. Their audit records still go through admin.
-	mod + "server/api": set("Enroll", "Renew", "ConsumeMFACodes"),
+	// its certificate, report one-time codes it accepted and the steps,
+	// failures and lock-outs of its logins), not an operator's action.
+	// Their audit records still go through admin.
+	mod + "server/api": set("Enroll", "Renew", "ConsumeMFACodes", "RecordMFALogins"),
 	// The console's sign-in bookkeeping: sessions and failed-login
 	// counters are the console's authentication, not operator actions
 	// (their audit records go through admin).

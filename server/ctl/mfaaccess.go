@@ -10,7 +10,6 @@ import (
 	"github.com/mamori-dev/mamori/internal/i18n"
 	"github.com/mamori-dev/mamori/internal/policy"
 	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
-	"github.com/mamori-dev/mamori/server/mfa"
 )
 
 // MFAAccessScope is one scope's "who may log in" in "mfa access -o json".
@@ -49,7 +48,7 @@ type MFAAccessJSON struct {
 // every policy scope and the per-terminal keys, or, for one device, the
 // users its effective policy names and whether it receives a bundle. It
 // reads the policy document (and the device); the rules are the server's
-// own (internal/policy.EffectiveForDevice, server/mfa.AccessOf).
+// own (internal/policy.EffectiveForDevice and MFAAccessOf).
 func (c *cli) mfaAccess(ctx context.Context, args []string) error {
 	const cmd = "mfa access"
 	fs := c.newFlagSet(cmd)
@@ -76,7 +75,7 @@ func (c *cli) mfaAccess(ctx context.Context, args []string) error {
 			return err
 		}
 		d := dr.GetDevice()
-		a := mfa.AccessOf(policy.EffectiveForDevice(p, d.GetGroup(), d.GetId(), nil, c.o.Now()))
+		a := policy.MFAAccessOf(policy.EffectiveForDevice(p, d.GetGroup(), d.GetId(), nil, c.o.Now()))
 		why := a.Refusal(d.GetKeyAttested())
 		res.Device = &MFAAccessDevice{ID: d.GetId(), Hostname: d.GetFacts().GetHostname(), Group: d.GetGroup(),
 			KeyAttested: d.GetKeyAttested(), AllUsers: a.All, Users: nonNil(a.Users), Bundle: why == "", Refused: why}
@@ -149,7 +148,7 @@ func (c *cli) mfaAccessText(res MFAAccessJSON) error {
 		f.add(c.p.Sprintf("ctl.label.hostname"), d.Hostname)
 		f.add(c.p.Sprintf("ctl.label.group"), orDash(d.Group))
 		f.add(c.p.Sprintf("ctl.mfa.access.attested"), yesNo(d.KeyAttested))
-		f.add(c.p.Sprintf("ctl.mfa.access.users"), users(d.AllUsers, d.Users, d.Refused != mfa.RefusedNoControl))
+		f.add(c.p.Sprintf("ctl.mfa.access.users"), users(d.AllUsers, d.Users, d.Refused != policy.MFARefusedNoControl))
 		bundle := c.p.Sprintf("ctl.yes")
 		if !d.Bundle {
 			bundle = c.p.Sprintf(i18n.ID("ctl.mfa.access.refused." + d.Refused))

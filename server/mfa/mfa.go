@@ -158,60 +158,20 @@ const SettingUsers = policy.SettingMFAUsers
 // sent an empty one, which deletes what it had.
 const NoBundle = "none"
 
-// Access is what one device's effective policy lets it receive.
-type Access struct {
-	// Control: the policy has a login-mfa control for the device.
-	Control bool
-	// All: users is "*"; else Users lists the names (sorted).
-	All   bool
-	Users []string
-	// RequireAttested: the policy sends bundles only to attested keys.
-	RequireAttested bool
-	// Err: the settings do not parse (the device then gets no secret).
-	Err error
-}
+// Access is what one device's effective policy lets it receive
+// (internal/policy.MFAAccess, shared with mamorictl).
+type Access = policy.MFAAccess
 
 // AccessOf reads an effective policy's login-mfa settings.
-func AccessOf(p *mamoriv1.Policy) Access {
-	if _, ok := p.GetControls()[policy.ControlLoginMFA]; !ok {
-		return Access{}
-	}
-	l, err := policy.LoginMFASettings(p)
-	if err != nil {
-		return Access{Control: true, Err: err}
-	}
-	return Access{Control: true, All: l.AllUsers, Users: l.Users, RequireAttested: l.RequireAttested}
-}
-
-// Allows reports whether user's factors may go to the device.
-func (a Access) Allows(user string) bool {
-	return a.Control && a.Err == nil && (a.All || slices.Contains(a.Users, user))
-}
+func AccessOf(p *mamoriv1.Policy) Access { return policy.MFAAccessOf(p) }
 
 // Why a device gets no secret at all (Access.Refusal).
 const (
-	RefusedNoControl   = "no_control"   // the policy has no login-mfa control
-	RefusedBadSettings = "bad_settings" // its settings do not parse
-	RefusedNotAttested = "not_attested" // require_attested, and the key is not
-	RefusedNoUsers     = "no_users"     // no user is named
+	RefusedNoControl   = policy.MFARefusedNoControl
+	RefusedBadSettings = policy.MFARefusedBadSettings
+	RefusedNotAttested = policy.MFARefusedNotAttested
+	RefusedNoUsers     = policy.MFARefusedNoUsers
 )
-
-// Refusal says why a device with this access and attestation gets no
-// secret at all (a Refused constant); "" when it gets a bundle of the
-// users it allows.
-func (a Access) Refusal(attested bool) string {
-	switch {
-	case !a.Control:
-		return RefusedNoControl
-	case a.Err != nil:
-		return RefusedBadSettings
-	case a.RequireAttested && !attested:
-		return RefusedNotAttested
-	case !a.All && len(a.Users) == 0:
-		return RefusedNoUsers
-	}
-	return ""
-}
 
 // AllowedUsers returns the set the policy allows; nil means everyone
 // ("*"). A policy without the control, or naming nobody, allows an empty
