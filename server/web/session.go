@@ -131,7 +131,7 @@ type loginView struct {
 // loginPage shows the sign-in form with a fresh double-submit token.
 func (c *Console) loginPage(w http.ResponseWriter, r *http.Request) {
 	p := i18n.NewPrinter(lang(r))
-	v := view{P: p, Data: loginView{Next: localPath(r.URL.Query().Get("next"))}}
+	v := view{P: p, Data: loginView{Next: LocalPath(r.URL.Query().Get("next"))}}
 	if r.URL.Query().Get("m") == "expired" {
 		v.Notice = p.Sprintf("console.login.expired")
 	}
@@ -157,7 +157,7 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f := r.PostForm
-	next := localPath(f.Get("next"))
+	next := LocalPath(f.Get("next"))
 	login := strings.TrimSpace(f.Get("login"))
 	again := func(status int, id i18n.ID) {
 		if status != http.StatusForbidden {
