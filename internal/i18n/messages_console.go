@@ -33,6 +33,8 @@ var consoleMessages = []Message{
 	{"console.login.submit", "Sign in", "サインイン"},
 	{"console.login.expired", "Your session ended. Please sign in again.", "セッションが終了しました。もう一度サインインしてください。"},
 	{"console.login.failed", "Sign-in failed: check the login name, password and code. Repeated failures lock the login for a while.", "サインインできませんでした。ログイン名、パスワード、コードを確認してください。失敗が続くと、しばらくサインインできなくなります。"},
+	{"console.login.throttled", "Too many sign-in attempts from this address or for this login. Wait a little and try again.", "このアドレスまたはこのログイン名からのサインインの試行が多すぎます。少し待ってからやり直してください。"},
+	{"console.login.busy", "The console is busy checking other sign-ins. Try again in a few seconds.", "コンソールはほかのサインインを確認中で混み合っています。数秒後にやり直してください。"},
 	{"console.login.locked", "Too many failed sign-ins: this login is locked for a while. Try again later or ask an administrator.", "サインインの失敗が続いたため、このログインはしばらくロックされています。時間をおいて試すか、管理者に連絡してください。"},
 
 	{"console.err.title", "Error", "エラー"},

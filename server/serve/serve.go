@@ -152,6 +152,7 @@ type Server struct {
 	lis     net.Listener
 	web     *http.Server
 	webLis  net.Listener
+	console *web.Console
 	watcher *incident.Watcher // nil when disabled
 	Boot    Bootstrap
 }
@@ -255,6 +256,7 @@ func (s *Server) openConsole(cert tls.Certificate) error {
 	if err != nil {
 		return err
 	}
+	s.console = c
 	s.webLis, err = net.Listen("tcp", s.cfg.Console)
 	if err != nil {
 		return fmt.Errorf("console: listen on %s: %w", s.cfg.Console, err)
@@ -469,6 +471,7 @@ func (s *Server) shutdown() {
 		if err := s.web.Shutdown(ctx); err != nil {
 			s.web.Close()
 		}
+		s.console.Close(ctx) // the audit row of a burst of failed sign-ins
 		cancel()
 	}
 	s.stopGRPC()

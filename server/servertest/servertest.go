@@ -24,6 +24,7 @@ import (
 	"github.com/mamori-dev/mamori/server/api"
 	"github.com/mamori-dev/mamori/server/auth"
 	"github.com/mamori-dev/mamori/server/serve"
+	"github.com/mamori-dev/mamori/server/web"
 )
 
 // Clock is a settable clock, safe for concurrent use.
@@ -74,6 +75,8 @@ type Options struct {
 	IngestWorkers int
 	// Console starts the web console on 127.0.0.1:0 (Harness.ConsoleURL).
 	Console bool
+	// ConsoleConfig, when set, changes the console's configuration.
+	ConsoleConfig func(*web.Config)
 	// Log, when set, receives the server's log (text, debug level), so a
 	// test can check what it says and what it never says.
 	Log io.Writer
@@ -105,6 +108,9 @@ func Start(t testing.TB, o Options) *Harness {
 	}
 	if o.Console {
 		cfg.Console = "127.0.0.1:0"
+	}
+	if o.ConsoleConfig != nil {
+		o.ConsoleConfig(&cfg.ConsoleConfig)
 	}
 	if o.Log != nil {
 		cfg.Log = slog.New(slog.NewTextHandler(o.Log, &slog.HandlerOptions{Level: slog.LevelDebug}))
