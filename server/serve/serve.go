@@ -153,8 +153,10 @@ type Server struct {
 	web     *http.Server
 	webLis  net.Listener
 	console *web.Console
-	watcher *incident.Watcher // nil when disabled
-	Boot    Bootstrap
+	// stopCheckpoints ends the audit checkpoint timer (Serve starts it).
+	stopCheckpoints func()
+	watcher         *incident.Watcher // nil when disabled
+	Boot            Bootstrap
 }
 
 // Open opens the store, loads or creates the CA, bootstraps the first
@@ -216,7 +218,8 @@ func Open(ctx context.Context, cfg Config) (_ *Server, err error) {
 	// The operator actions, one service for AdminService and the console;
 	// what they change, the gRPC server drops from its caches at once.
 	s.admin, err = admin.New(admin.Deps{Store: st, Now: cfg.Now, Log: cfg.Log, MFAKey: mfaKey,
-		Changed: func(c admin.Change) { s.api.Forget(c) }})
+		Changed: func(c admin.Change) { s.api.Forget(c) }, SignAudit: s.ca.SignMessage,
+		CheckpointFile: filepath.Join(cfg.DataDir, "audit-checkpoint")})
 	if err != nil {
 		return nil, err
 	}
@@ -445,6 +448,10 @@ func (s *Server) Serve(ctx context.Context) error {
 		return fmt.Errorf("incident watcher: %w", err)
 	}
 	go func() { errc <- s.grpc.Serve(s.lis) }()
+	ckCtx, ckStop := context.WithCancel(context.Background())
+	ckDone := make(chan struct{})
+	go func() { defer close(ckDone); s.checkpointAudit(ckCtx) }()
+	s.stopCheckpoints = func() { ckStop(); <-ckDone }
 	if s.web != nil {
 		go func() {
 			if err := s.web.ServeTLS(s.webLis, "", ""); !errors.Is(err, http.ErrServerClosed) {
@@ -460,6 +467,28 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	s.shutdown()
 	return nil
+}
+
+// checkpointEvery is how often the audit log's head is looked at, to be
+// signed when admin.DefaultCheckpointEvery records were appended since
+// the last checkpoint.
+const checkpointEvery = 5 * time.Second
+
+// checkpointAudit signs the audit log's head when it is due, until ctx
+// ends (server/audit checkpoint.go).
+func (s *Server) checkpointAudit(ctx context.Context) {
+	t := time.NewTicker(checkpointEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := s.admin.CheckpointIfDue(ctx, admin.DefaultCheckpointEvery); err != nil && ctx.Err() == nil {
+			s.cfg.Log.Error("audit checkpoint", "error", err)
+		}
+	}
 }
 
 func (s *Server) shutdown() {
@@ -478,6 +507,13 @@ func (s *Server) shutdown() {
 	// Commit what is still queued (handlers that were cut off above):
 	// nothing was acknowledged for it, but it is not thrown away either.
 	s.batcher.Close()
+	// The head as it stands, signed (server/audit checkpoint.go).
+	if s.stopCheckpoints != nil {
+		s.stopCheckpoints()
+	}
+	if err := s.admin.Checkpoint(context.Background()); err != nil {
+		s.cfg.Log.Error("audit checkpoint at stop", "error", err)
+	}
 	if err := s.store.Close(); err != nil {
 		s.cfg.Log.Error("close store", "error", err)
 	}

@@ -367,6 +367,8 @@ type Policies interface {
 type Audit interface {
 	AppendAudit(ctx context.Context, r AuditRecord) (AuditRecord, error)
 	ListAudit(ctx context.Context, afterSeq int64, limit int) ([]AuditRecord, error)
+	// AuditHead is the last record (ErrNotFound: the log is empty).
+	AuditHead(ctx context.Context) (AuditRecord, error)
 }
 
 // AuditHash computes the chain hash of r after prev (audit.Hash). Both
