@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/mamori-dev/mamori/server/audit"
+	"github.com/mamori-dev/mamori/server/auth"
 	"github.com/mamori-dev/mamori/server/mfa"
 	"github.com/mamori-dev/mamori/server/store"
 )
@@ -82,6 +83,9 @@ type Deps struct {
 	// SignAudit signs the audit log's checkpoints (pki.CA.SignMessage);
 	// nil writes none (checkpoint.go).
 	SignAudit func(msg []byte) ([]byte, error)
+	// OperatorSeeds seals operators' console TOTP seeds; nil refuses to
+	// create operators or reset their TOTP (ErrUnavailable).
+	OperatorSeeds *auth.SeedKey
 	// CheckpointFile keeps what the last signed checkpoint covers
 	// (checkpoint.go); empty keeps it in memory only.
 	CheckpointFile string
@@ -98,6 +102,7 @@ type Service struct {
 	signAudit func(msg []byte) ([]byte, error)
 	ckFile    string
 	ck        checkpoints
+	seeds     *auth.SeedKey
 }
 
 // New checks d and returns the service.
@@ -114,7 +119,7 @@ func New(d Deps) (*Service, error) {
 	if d.Changed == nil {
 		d.Changed = func(Change) {}
 	}
-	return &Service{st: d.Store, now: d.Now, log: d.Log, mfaKey: d.MFAKey, changed: d.Changed, signAudit: d.SignAudit, ckFile: d.CheckpointFile}, nil
+	return &Service{st: d.Store, now: d.Now, log: d.Log, mfaKey: d.MFAKey, changed: d.Changed, signAudit: d.SignAudit, ckFile: d.CheckpointFile, seeds: d.OperatorSeeds}, nil
 }
 
 // Now is the service's clock.

@@ -61,6 +61,9 @@ func (s *Service) CreateOperator(ctx context.Context, op Operator, n NewOperator
 		!utf8.ValidString(name) || !utf8.ValidString(login) || strings.ContainsAny(login, " \t\r\n") {
 		return CreatedOperator{}, invalid(action, "form", "give a name, a login name without spaces and a role")
 	}
+	if s.seeds == nil {
+		return CreatedOperator{}, refused(action, ErrUnavailable, "", "this server has no key to seal TOTP seeds (mfa.key in its data directory)")
+	}
 	hash, err := auth.HashPassword(n.Password)
 	if errors.Is(err, auth.ErrWeakPassword) {
 		return CreatedOperator{}, &Error{Action: action, Kind: ErrInvalid, Field: "password", Msg: err.Error(), Cause: err}
@@ -89,7 +92,7 @@ func (s *Service) CreateOperator(ctx context.Context, op Operator, n NewOperator
 	}); err != nil {
 		return CreatedOperator{}, err
 	}
-	err = s.st.SetOperatorLogin(ctx, store.OperatorLogin{OperatorID: o.ID, Login: login, PasswordHash: hash, TOTPSecret: secret.Reveal(), UpdatedAt: now})
+	err = s.st.SetOperatorLogin(ctx, store.OperatorLogin{OperatorID: o.ID, Login: login, PasswordHash: hash, TOTPSecret: s.seeds.Seal(o.ID, secret), UpdatedAt: now})
 	if errors.Is(err, store.ErrConflict) {
 		// Taken by someone else meanwhile: the operator just made is
 		// disabled again, and that is recorded too.
@@ -186,6 +189,9 @@ func (s *Service) ResetOperatorPassword(ctx context.Context, op Operator, id str
 // operator.totp-reset. Refusals: those of targetLogin.
 func (s *Service) ResetOperatorTOTP(ctx context.Context, op Operator, id string) (login string, secret auth.Secret, url string, err error) {
 	const action = "operator.totp-reset"
+	if s.seeds == nil {
+		return "", "", "", refused(action, ErrUnavailable, "", "this server has no key to seal TOTP seeds (mfa.key in its data directory)")
+	}
 	l, err := s.targetLogin(ctx, action, op, id)
 	if err != nil {
 		return "", "", "", err
@@ -195,7 +201,7 @@ func (s *Service) ResetOperatorTOTP(ctx context.Context, op Operator, id string)
 		return "", "", "", err
 	}
 	// A new seed: its steps start afresh.
-	l.TOTPSecret, l.LastTOTPStep, l.Failures, l.LockedUntil, l.UpdatedAt = secret.Reveal(), 0, 0, time.Time{}, s.now()
+	l.TOTPSecret, l.LastTOTPStep, l.Failures, l.LockedUntil, l.UpdatedAt = s.seeds.Seal(id, secret), 0, 0, time.Time{}, s.now()
 	if err := s.resetLogin(ctx, op, action, l); err != nil {
 		return "", "", "", err
 	}

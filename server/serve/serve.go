@@ -153,6 +153,7 @@ type Server struct {
 	web     *http.Server
 	webLis  net.Listener
 	console *web.Console
+	seeds   *auth.SeedKey // operators' TOTP seeds at rest
 	// stopCheckpoints ends the audit checkpoint timer (Serve starts it).
 	stopCheckpoints func()
 	watcher         *incident.Watcher // nil when disabled
@@ -211,6 +212,13 @@ func Open(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
+	s.seeds, err = LoadOperatorSeedKey(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	if err := SealOperatorSeeds(ctx, st, s.seeds, now); err != nil {
+		return nil, err
+	}
 	verifier, err := newVerifier(cfg)
 	if err != nil {
 		return nil, err
@@ -218,7 +226,7 @@ func Open(ctx context.Context, cfg Config) (_ *Server, err error) {
 	// The operator actions, one service for AdminService and the console;
 	// what they change, the gRPC server drops from its caches at once.
 	s.admin, err = admin.New(admin.Deps{Store: st, Now: cfg.Now, Log: cfg.Log, MFAKey: mfaKey,
-		Changed: func(c admin.Change) { s.api.Forget(c) }, SignAudit: s.ca.SignMessage,
+		Changed: func(c admin.Change) { s.api.Forget(c) }, SignAudit: s.ca.SignMessage, OperatorSeeds: s.seeds,
 		CheckpointFile: filepath.Join(cfg.DataDir, "audit-checkpoint")})
 	if err != nil {
 		return nil, err
@@ -255,7 +263,8 @@ func Open(ctx context.Context, cfg Config) (_ *Server, err error) {
 // the server's, from the internal CA: browsers need that CA installed (or
 // a front proxy with a public certificate).
 func (s *Server) openConsole(cert tls.Certificate) error {
-	c, err := web.New(web.Deps{Store: s.store, Config: s.cfg.ConsoleConfig, Now: s.cfg.Now, Log: s.cfg.Log, Metrics: s.api.WriteMetrics, Admin: s.admin})
+	c, err := web.New(web.Deps{Store: s.store, Config: s.cfg.ConsoleConfig, Now: s.cfg.Now, Log: s.cfg.Log, Metrics: s.api.WriteMetrics, Admin: s.admin,
+		OperatorSeeds: s.seeds})
 	if err != nil {
 		return err
 	}
@@ -367,6 +376,9 @@ func (s *Server) Addr() net.Addr { return s.lis.Addr() }
 
 // CA returns the server's CA.
 func (s *Server) CA() *pki.CA { return s.ca }
+
+// OperatorSeeds seals operators' console TOTP seeds (SetConsoleLogin).
+func (s *Server) OperatorSeeds() *auth.SeedKey { return s.seeds }
 
 // Store returns the server's store (for tests and admin subcommands).
 func (s *Server) Store() store.Store { return s.store }
@@ -557,7 +569,7 @@ type ConsoleLogin struct {
 // SetConsoleLogin gives an operator a console sign-in: login name,
 // password (stored as an argon2id hash) and a new TOTP seed. It replaces
 // any earlier one and is audited; the API token keeps working.
-func SetConsoleLogin(ctx context.Context, st store.Store, op store.Operator, login string, password auth.Secret, actor string, now time.Time) (ConsoleLogin, error) {
+func SetConsoleLogin(ctx context.Context, st store.Store, seeds *auth.SeedKey, op store.Operator, login string, password auth.Secret, actor string, now time.Time) (ConsoleLogin, error) {
 	login = strings.TrimSpace(login)
 	if login == "" {
 		return ConsoleLogin{}, errors.New("a console login name is required")
@@ -573,7 +585,7 @@ func SetConsoleLogin(ctx context.Context, st store.Store, op store.Operator, log
 	actx, p := store.WithAudit(ctx, store.AuditRecord{At: now, Actor: actor, Action: "operator.console-login",
 		Target: op.ID, Detail: "login=" + login})
 	if err := st.SetOperatorLogin(actx, store.OperatorLogin{
-		OperatorID: op.ID, Login: login, PasswordHash: hash, TOTPSecret: secret.Reveal(), UpdatedAt: now,
+		OperatorID: op.ID, Login: login, PasswordHash: hash, TOTPSecret: seeds.Seal(op.ID, secret), UpdatedAt: now,
 	}); err != nil {
 		return ConsoleLogin{}, fmt.Errorf("set console login for %s: %w", op.Name, err)
 	}
@@ -583,6 +595,53 @@ func SetConsoleLogin(ctx context.Context, st store.Store, op store.Operator, log
 		}
 	}
 	return ConsoleLogin{TOTPSecret: secret, TOTPURL: auth.Secret(url)}, nil
+}
+
+// LoadOperatorSeedKey is the key that seals operators' TOTP seeds,
+// derived from the data directory's MFA key (made when missing).
+func LoadOperatorSeedKey(dataDir string) (*auth.SeedKey, error) {
+	if _, err := mfa.LoadOrCreateKey(dataDir); err != nil {
+		return nil, err
+	}
+	b, err := os.ReadFile(filepath.Join(dataDir, mfa.KeyFile))
+	if err != nil {
+		return nil, fmt.Errorf("operator seed key: %w", err)
+	}
+	return auth.NewSeedKey(b)
+}
+
+// SealOperatorSeeds seals every operator TOTP seed still stored in plain
+// text (written before sealing), each audited operator.seed-sealed. It
+// runs at every start; with nothing to seal it writes nothing.
+func SealOperatorSeeds(ctx context.Context, st store.Store, seeds *auth.SeedKey, now time.Time) error {
+	ops, err := st.ListOperators(ctx)
+	if err != nil {
+		return fmt.Errorf("seal operator seeds: %w", err)
+	}
+	for _, o := range ops {
+		if o.Login == "" {
+			continue
+		}
+		l, op, err := st.OperatorLogin(ctx, o.Login)
+		if err != nil {
+			return fmt.Errorf("seal operator seeds: %w", err)
+		}
+		if auth.IsSealed(l.TOTPSecret) || l.TOTPSecret == "" {
+			continue
+		}
+		l.TOTPSecret = seeds.Seal(op.ID, auth.Secret(l.TOTPSecret))
+		actx, p := store.WithAudit(ctx, store.AuditRecord{At: now, Actor: "system", Action: "operator.seed-sealed",
+			Target: op.ID, Detail: "console TOTP seed sealed at rest"})
+		if err := st.SetOperatorLogin(actx, l); err != nil {
+			return fmt.Errorf("seal operator seed of %s: %w", op.ID, err)
+		}
+		if _, ok := p.Taken(); !ok {
+			if _, err := st.AppendAudit(ctx, p.Record()); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // newVerifier builds the TPM attestation verifier, requiring EK

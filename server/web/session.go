@@ -3,6 +3,7 @@ package web
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -223,7 +224,12 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	pwOK := slot.CheckPassword(cred.PasswordHash, pw)
-	step, codeOK := auth.CheckTOTP(auth.Secret(cred.TOTPSecret), code, now)
+	seed, _, err := c.seeds.Open(o.ID, cred.TOTPSecret)
+	if err != nil {
+		c.internal(w, r, nil, fmt.Errorf("operator %s: %w", o.ID, err))
+		return
+	}
+	step, codeOK := auth.CheckTOTP(seed, code, now)
 	why := ""
 	switch {
 	case !pwOK:

@@ -135,6 +135,9 @@ type Deps struct {
 	// AdminService runs, so the console and mamorictl check, write and
 	// audit alike. Its refusals are worded in refusal.go.
 	Admin *admin.Service
+	// OperatorSeeds opens operators' sealed TOTP seeds at sign-in
+	// (required).
+	OperatorSeeds *auth.SeedKey
 }
 
 // Console serves the pages.
@@ -148,6 +151,7 @@ type Console struct {
 	n       counters
 	admin   *admin.Service
 	guard   *signinGuard
+	seeds   *auth.SeedKey
 }
 
 // Cookie names. __Host- makes the browser insist on Secure, Path=/ and no
@@ -160,8 +164,8 @@ const (
 
 // New builds the console.
 func New(d Deps) (*Console, error) {
-	if d.Store == nil || d.Admin == nil {
-		return nil, errors.New("console: a store and an admin service are required")
+	if d.Store == nil || d.Admin == nil || d.OperatorSeeds == nil {
+		return nil, errors.New("console: a store, an admin service and the operator seed key are required")
 	}
 	if err := d.Config.Validate(); err != nil {
 		return nil, err
@@ -174,6 +178,7 @@ func New(d Deps) (*Console, error) {
 	}
 	c := &Console{st: d.Store, cfg: d.Config, now: d.Now, log: d.Log, metricx: d.Metrics, pages: map[string]*template.Template{}, admin: d.Admin}
 	c.guard = newSigninGuard(d.Config, c)
+	c.seeds = d.OperatorSeeds
 	funcs := template.FuncMap{
 		"time":       c.formatTime,
 		"ts":         func(t *timestamppb.Timestamp) string { return c.formatTimestamp(t) },

@@ -200,7 +200,12 @@ func cmdOperator(ctx context.Context, args []string, stdout, stderr io.Writer, p
 	if *login == "" {
 		*login = *name
 	}
-	cl, err := serve.SetConsoleLogin(ctx, st, op, *login, auth.Secret(strings.TrimRight(pw, "\r")), "local-admin", now)
+	seeds, err := serve.LoadOperatorSeedKey(cfg.DataDir)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	cl, err := serve.SetConsoleLogin(ctx, st, seeds, op, *login, auth.Secret(strings.TrimRight(pw, "\r")), "local-admin", now)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
