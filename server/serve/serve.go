@@ -219,6 +219,9 @@ func Open(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err := SealOperatorSeeds(ctx, st, s.seeds, now); err != nil {
 		return nil, err
 	}
+	if err := ExpireLegacyTokens(ctx, st, now); err != nil {
+		return nil, err
+	}
 	verifier, err := newVerifier(cfg)
 	if err != nil {
 		return nil, err
@@ -328,7 +331,7 @@ func (s *Server) bootstrap(ctx context.Context, now time.Time) error {
 	if n > 0 {
 		return nil
 	}
-	_, tok, err := CreateOperatorAudited(ctx, s.store, "system", "first admin", "admin", auth.RoleAdmin, now)
+	_, tok, err := createOperatorAudited(ctx, s.store, "system", "first admin (token expires in 24 h)", "admin", auth.RoleAdmin, now, auth.BootstrapTokenTTL)
 	if err != nil {
 		return err
 	}
@@ -341,11 +344,17 @@ func (s *Server) bootstrap(ctx context.Context, now time.Time) error {
 	return nil
 }
 
-// CreateOperator makes an operator and its API token.
+// CreateOperator makes an operator and its API token, which expires
+// after auth.DefaultOperatorTokenTTL.
 func CreateOperator(ctx context.Context, st store.Operators, name string, role auth.Role, now time.Time) (store.Operator, auth.Secret, error) {
+	return createOperator(ctx, st, name, role, now, auth.DefaultOperatorTokenTTL)
+}
+
+func createOperator(ctx context.Context, st store.Operators, name string, role auth.Role, now time.Time, ttl time.Duration) (store.Operator, auth.Secret, error) {
 	tok := auth.NewToken(auth.OperatorTokenPrefix)
 	op := store.Operator{
 		ID: uuid.NewString(), Name: name, Role: role.String(), TokenHash: auth.HashToken(tok.Reveal()), CreatedAt: now,
+		TokenExpiresAt: now.Add(ttl),
 	}
 	// An audited call (store.WithAudit) names the operator it made.
 	store.AmendAudit(ctx, func(r *store.AuditRecord) { r.Target = op.ID })
@@ -357,9 +366,22 @@ func CreateOperator(ctx context.Context, st store.Operators, name string, role a
 
 // CreateOperatorAudited is CreateOperator with its audit record
 // (operator.create by actor) committed in the same transaction.
-func CreateOperatorAudited(ctx context.Context, st store.Store, actor, detail, name string, role auth.Role, now time.Time) (store.Operator, auth.Secret, error) {
+// Without withToken the operator gets no API token (a console-only
+// operator: a random hash no token matches, expired at once).
+func CreateOperatorAudited(ctx context.Context, st store.Store, actor, detail, name string, role auth.Role, now time.Time, withToken bool) (store.Operator, auth.Secret, error) {
+	if !withToken {
+		op, _, err := createOperatorAudited(ctx, st, actor, detail+" (no API token)", name, role, now, 0)
+		return op, "", err
+	}
+	return createOperatorAudited(ctx, st, actor, detail, name, role, now, auth.DefaultOperatorTokenTTL)
+}
+
+func createOperatorAudited(ctx context.Context, st store.Store, actor, detail, name string, role auth.Role, now time.Time, ttl time.Duration) (store.Operator, auth.Secret, error) {
+	if ttl > 0 {
+		detail += " token-expires=" + now.Add(ttl).UTC().Format(time.RFC3339)
+	}
 	actx, p := store.WithAudit(ctx, store.AuditRecord{At: now, Actor: actor, Action: "operator.create", Detail: detail})
-	op, tok, err := CreateOperator(actx, st, name, role, now)
+	op, tok, err := createOperator(actx, st, name, role, now, ttl)
 	if err != nil {
 		return store.Operator{}, "", err
 	}
@@ -639,6 +661,24 @@ func SealOperatorSeeds(ctx context.Context, st store.Store, seeds *auth.SeedKey,
 			if _, err := st.AppendAudit(ctx, p.Record()); err != nil {
 				return err
 			}
+		}
+	}
+	return nil
+}
+
+// ExpireLegacyTokens gives every operator API token issued before tokens
+// expired an expiry auth.LegacyTokenGrace from now, each audited
+// operator.token-expiry. It runs at every start.
+func ExpireLegacyTokens(ctx context.Context, st store.Store, now time.Time) error {
+	at := now.Add(auth.LegacyTokenGrace)
+	ids, err := st.ExpireLegacyTokens(ctx, at)
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		if _, err := st.AppendAudit(ctx, store.AuditRecord{At: now, Actor: "system", Action: "operator.token-expiry", Target: id,
+			Detail: "API token from before expiry: expires " + at.UTC().Format(time.RFC3339)}); err != nil {
+			return err
 		}
 	}
 	return nil
