@@ -73,6 +73,9 @@ type Request struct {
 	User, Service, RHost, Code string
 }
 
+// ErrInUse is a socket another live process serves.
+var ErrInUse = errors.New("another mamori-agent is serving the local socket")
+
 // ErrMalformed is any request that does not parse.
 var ErrMalformed = errors.New("localapi: malformed request")
 

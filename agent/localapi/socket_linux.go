@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"syscall"
+	"time"
 )
 
 // DefaultSocket is where pam_mamori.so looks by default.
@@ -22,6 +23,13 @@ func (s *Server) listen() (net.Listener, error) {
 	}
 	if err := os.Chmod(dir, 0o700); err != nil {
 		return nil, err
+	}
+	// A socket another agent still answers on is never removed: the
+	// second agent refuses to start instead (removing it would leave the
+	// first agent serving nothing, and every login failing closed).
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("%w: %s", ErrInUse, path)
 	}
 	removeSocket(path)
 	ln, err := net.Listen("unix", path)
