@@ -182,6 +182,18 @@ func TestDebInstallPurge(t *testing.T) {
 		return fi.Mode().Perm()
 	}
 
+	// A value that would add a line to the root service's environment is
+	// refused, and no file is written (issue 21: MAMORI_TOKEN=$'x\nLD_PRELOAD=evil.so').
+	hostile := exec.Command(dpkg, "--root="+root, "--force-script-chrootless", "-i", deb1)
+	hostile.Env = append(os.Environ(), append(dc.env, "MAMORI_SERVER=s:1", "MAMORI_TOKEN=x\nLD_PRELOAD=evil.so", "MAMORI_CA_FINGERPRINT=sha256:ab")...)
+	if b, err := hostile.CombinedOutput(); err == nil || !strings.Contains(string(b), "MAMORI_TOKEN contains a newline") {
+		t.Fatalf("a token with a newline was accepted: %v\n%s", err, b)
+	}
+	if _, err := os.Stat(at("etc/default/mamori-agent")); err == nil {
+		t.Fatal("a refused install left /etc/default/mamori-agent")
+	}
+	dpkgIn(nil, "--purge", "mamori-agent")
+
 	// Silent install: the enrolment settings come from the environment.
 	env := []string{"MAMORI_SERVER=mamori.example.lg.jp:8443", "MAMORI_TOKEN=mme_secret", "MAMORI_CA_FINGERPRINT=sha256:ab"}
 	dpkgIn(env, "-i", deb1)
@@ -199,7 +211,7 @@ func TestDebInstallPurge(t *testing.T) {
 	}
 	defaults, _ := os.ReadFile(at("etc/default/mamori-agent"))
 	mustContain(t, "/etc/default/mamori-agent", string(defaults),
-		"\nMAMORI_SERVER=mamori.example.lg.jp:8443\n", "\nMAMORI_TOKEN=mme_secret\n", "\nMAMORI_CA_FINGERPRINT=sha256:ab\n")
+		"\nMAMORI_SERVER='mamori.example.lg.jp:8443'\n", "\nMAMORI_TOKEN='mme_secret'\n", "\nMAMORI_CA_FINGERPRINT='sha256:ab'\n")
 	// PAM: the module and its profile are installed, nothing is switched
 	// on — the root's /etc/pam.d (a copy of this machine's) is untouched.
 	for _, p := range []string{"usr/lib/x86_64-linux-gnu/security/pam_mamori.so", "usr/share/pam-configs/mamori"} {
@@ -392,7 +404,7 @@ func TestDebPreseed(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustContain(t, "/etc/default/mamori-agent", string(b),
-		"\nMAMORI_SERVER=mamori.example.lg.jp:8443\n", "\nMAMORI_TOKEN="+token+"\n", "\nMAMORI_CA_FINGERPRINT=sha256:0a1b2c\n")
+		"\nMAMORI_SERVER='mamori.example.lg.jp:8443'\n", "\nMAMORI_TOKEN='"+token+"'\n", "\nMAMORI_CA_FINGERPRINT='sha256:0a1b2c'\n")
 	if fi, _ := os.Stat(at("etc/default/mamori-agent")); fi.Mode().Perm() != 0o600 {
 		t.Errorf("mode %v", fi.Mode().Perm())
 	}

@@ -199,6 +199,9 @@ func doRun(cfg config.Config, inv cli.Invocation, log *slog.Logger, p *i18n.Prin
 	dcfg := daemon.DefaultConfig()
 	dcfg.State, dcfg.Spool, dcfg.Log, dcfg.Version = dir, sp, log, buildinfo.Version
 	dcfg.Servers, dcfg.Token, dcfg.CAFingerprint = cfg.Servers, cfg.Token, cfg.CAFingerprint
+	// Once enrolled, the token goes from /etc/default/mamori-agent (Linux)
+	// and HKLM\SOFTWARE\mamori\Token (Windows).
+	dcfg.ForgetToken = func() error { return config.ForgetToken(envFile()) }
 	// Controls plug in here, each emitting through the durable spool.
 	// The isolation control must always let the agent reach its servers:
 	// the configured ones, else those recorded at enrolment.
