@@ -30,10 +30,16 @@ help: ## list the targets
 build: ## build mamori-server, mamorictl, mamori-agent and mamori-loadgen into ./bin
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./server/cmd/mamori-server ./server/cmd/mamorictl ./agent/cmd/mamori-agent ./server/cmd/mamori-loadgen
 
+# pam_mamori.so is loaded into sshd, login and gdm: hardened like a
+# distribution would build it (agent/pam/pamtest.CFlags says the same and
+# TestModuleHardening checks the result), with a build ID, stripped of debug
+# symbols by the packaging step.
+PAM_CFLAGS = -shared -fPIC -O2 -Wall -Wextra -Werror -fstack-protector-strong -D_FORTIFY_SOURCE=2 -Wl,-z,relro,-z,now -Wl,--build-id=sha1 -Wl,-z,noexecstack
+
 .PHONY: pam
 pam: ## build pam_mamori.so (C, no Go inside) into ./bin; needs gcc and libpam0g-dev
 	@mkdir -p $(BIN)
-	gcc -shared -fPIC -O2 -Wall -Wextra -Werror -o $(BIN)/pam_mamori.so agent/pam/pam_mamori.c -lpam
+	gcc $(PAM_CFLAGS) -o $(BIN)/pam_mamori.so agent/pam/pam_mamori.c -lpam
 
 .PHONY: credprov
 credprov: ## build mamori-cp.dll (Windows credential provider + filter, C, no Go inside) into ./bin/windows-amd64; needs gcc-mingw-w64-x86-64

@@ -6,3 +6,6 @@ func isAdmin() bool { return windows.GetCurrentProcessToken().IsElevated() }
 
 // envFile: the MSI keeps its settings in the registry, not a file.
 func envFile() string { return "" }
+
+// ownUser: the pipe serves SYSTEM (LogonUI) only.
+func ownUser() func(string) (uint32, bool) { return nil }

@@ -245,6 +245,9 @@ func doRun(cfg config.Config, inv cli.Invocation, log *slog.Logger, p *i18n.Prin
 		lopt.Users, lopt.GraceUsers = verifier.Users, verifier.GraceUsers
 		dcfg.MFA = verifier
 		lapi := &localapi.Server{Path: localapi.DefaultSocket, Verifier: verifier, Log: log}
+		// Screen lockers run PAM as the user: they may verify that user's
+		// own code (rate-limited); Linux only.
+		lapi.OwnUser = ownUser()
 		err := lapi.Start(context.Background())
 		if errors.Is(err, localapi.ErrInUse) {
 			// Another agent (another state directory) answers on the
