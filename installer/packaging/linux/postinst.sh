@@ -99,15 +99,31 @@ chmod 0600 "$defaults"
 
 # Only on the live system, and only when systemd / udevd are running (not
 # in a chroot, a container build or an image).
+#
+# Enabled on the first install only (deb: "configure" with no old version;
+# rpm: $1 = 1), as deb-systemd-helper and %systemd_post do: an
+# administrator's `systemctl disable mamori-agent` survives every upgrade.
+# An upgrade restarts the service only if it is running (try-restart), so
+# a stopped service stays stopped.
+first_install=no
+case "$1" in
+configure) [ -z "${2:-}" ] && first_install=yes ;;
+1) first_install=yes ;;
+esac
 if [ -z "$root" ] && [ -d /run/systemd/system ]; then
 	systemctl daemon-reload || true
-	systemctl enable mamori-agent.service || true
-	# Enabled, not started: it only matters at the next boot (the agent
-	# puts the table in place itself while it runs).
-	systemctl enable mamori-isolation-boot.service || true
-	# restart: starts it on install, picks up the new binary on upgrade.
-	systemctl restart mamori-agent.service ||
-		echo "mamori-agent: the service did not start; see journalctl -u mamori-agent" >&2
+	if [ "$first_install" = yes ]; then
+		systemctl enable mamori-agent.service || true
+		# Enabled, not started: it only matters at the next boot (the agent
+		# puts the table in place itself while it runs).
+		systemctl enable mamori-isolation-boot.service || true
+		systemctl start mamori-agent.service ||
+			echo "mamori-agent: the service did not start; see journalctl -u mamori-agent" >&2
+	else
+		# Picks up the new binary if it runs; leaves a stopped one alone.
+		systemctl try-restart mamori-agent.service ||
+			echo "mamori-agent: the service did not restart; see journalctl -u mamori-agent" >&2
+	fi
 fi
 if [ -z "$root" ] && command -v udevadm >/dev/null 2>&1 && [ -S /run/udev/control ]; then
 	# Apply the media rule to block devices already present.
