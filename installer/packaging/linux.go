@@ -166,8 +166,8 @@ func (l Linux) info(format string) (*nfpm.Info, error) {
 			// symbol version it uses); the maintainer scripts are sh, and
 			// the .deb's postinst talks to debconf. The agent itself is a
 			// static Go binary.
-			Depends: dependsFor(format),
-			Contents:   contents,
+			Depends:  dependsFor(format),
+			Contents: contents,
 			Scripts: nfpm.Scripts{
 				PostInstall: filepath.Join(dir, "postinst.sh"),
 				PreRemove:   filepath.Join(dir, "prerm.sh"),
