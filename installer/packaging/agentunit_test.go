@@ -38,7 +38,7 @@ func TestAgentUnitSandbox(t *testing.T) {
 		t.Errorf("RestrictAddressFamilies=%q", got)
 	}
 	// Exactly the capabilities the controls use (the unit's comment says which for what).
-	if got := strings.Join(svc["CapabilityBoundingSet"], " "); got != "CAP_SYS_ADMIN CAP_NET_ADMIN CAP_DAC_OVERRIDE CAP_CHOWN CAP_FOWNER" {
+	if got := strings.Join(svc["CapabilityBoundingSet"], " "); got != "CAP_SYS_ADMIN CAP_NET_ADMIN CAP_DAC_OVERRIDE CAP_CHOWN CAP_FOWNER CAP_SYS_PTRACE" {
 		t.Errorf("CapabilityBoundingSet=%q", got)
 	}
 	for _, p := range []string{"/var/lib/mamori", "/etc"} {
