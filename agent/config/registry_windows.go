@@ -64,3 +64,20 @@ func ProtectRegistryKey() error {
 	}
 	return nil
 }
+
+// forgetRegistryToken deletes the MSI's Token value once the terminal is
+// enrolled (ForgetToken). The Server and CAFingerprint values stay.
+func forgetRegistryToken() error {
+	k, err := registry.OpenKey(registry.LOCAL_MACHINE, RegistryKey, registry.SET_VALUE|registry.QUERY_VALUE|registry.WOW64_64KEY)
+	if errors.Is(err, registry.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("forget token in HKLM\\%s: %w", RegistryKey, err)
+	}
+	defer k.Close()
+	if err := k.DeleteValue(RegistryToken); err != nil && !errors.Is(err, registry.ErrNotExist) {
+		return fmt.Errorf("forget token in HKLM\\%s\\%s: %w", RegistryKey, RegistryToken, err)
+	}
+	return nil
+}

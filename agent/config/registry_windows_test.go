@@ -61,6 +61,26 @@ func TestRegistryLayer(t *testing.T) {
 		t.Errorf("env and flags over registry: servers %v token %q", c.Servers, c.Token.Reveal())
 	}
 
+	// Once enrolled the agent forgets the token: the Token value goes,
+	// Server stays.
+	if err := ForgetToken(""); err != nil {
+		t.Fatalf("ForgetToken: %v", err)
+	}
+	rk, err := registry.OpenKey(registry.LOCAL_MACHINE, RegistryKey, registry.QUERY_VALUE|registry.WOW64_64KEY)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := rk.GetStringValue(RegistryToken); err != registry.ErrNotExist {
+		t.Errorf("Token value after ForgetToken: %v, want gone", err)
+	}
+	if v, _, _ := rk.GetStringValue(RegistryServer); v != "reg.example:8443" {
+		t.Errorf("Server value after ForgetToken: %q", v)
+	}
+	rk.Close()
+	if err := ForgetToken(""); err != nil {
+		t.Fatalf("ForgetToken twice: %v", err)
+	}
+
 	// Reading narrowed the ACL: SYSTEM and Administrators, not inherited.
 	if err := ProtectRegistryKey(); err != nil {
 		t.Fatalf("ProtectRegistryKey: %v", err)

@@ -73,6 +73,12 @@ type Config struct {
 	// is not enrolled yet (silent install).
 	Token         config.Secret
 	CAFingerprint string
+	// ForgetToken removes the enrolment token from where the installer
+	// left it (config.ForgetToken). It is called once the terminal is
+	// enrolled — right after enrolment, or at start when it already was —
+	// while Token is set; the agent never needs the token again. Nil: the
+	// token is left alone.
+	ForgetToken func() error
 	// Controls are the enforcement controls; the "agent" self-check is
 	// added by the daemon.
 	Controls []control.Control
@@ -464,6 +470,7 @@ func (d *Daemon) identity(ctx context.Context, f *mamoriv1.DeviceFacts) (*state.
 	id, err := d.cfg.State.LoadIdentity()
 	if err == nil {
 		d.id = id
+		d.forgetToken(ctx)
 		return id, nil
 	}
 	if !errors.Is(err, state.ErrNotEnrolled) || d.cfg.Token == "" || d.cfg.CAFingerprint == "" || len(d.cfg.Servers) == 0 {
@@ -478,6 +485,7 @@ func (d *Daemon) identity(ctx context.Context, f *mamoriv1.DeviceFacts) (*state.
 		return nil, fmt.Errorf("enrol: %w", err)
 	}
 	d.id = r.Identity
+	d.forgetToken(ctx)
 	if r.Policy != nil {
 		d.setPolicy(r.Policy)
 		if err := d.set.Apply(ctx, d.pol); err != nil {
@@ -485,6 +493,20 @@ func (d *Daemon) identity(ctx context.Context, f *mamoriv1.DeviceFacts) (*state.
 		}
 	}
 	return d.id, nil
+}
+
+// forgetToken removes the enrolment token once the terminal is enrolled;
+// a failure is logged and tried again at the next start.
+func (d *Daemon) forgetToken(ctx context.Context) {
+	if d.cfg.Token == "" || d.cfg.ForgetToken == nil {
+		return
+	}
+	if err := d.cfg.ForgetToken(); err != nil {
+		d.log.ErrorContext(ctx, "enrolled, but the enrolment token could not be removed from the installer's settings; remove MAMORI_TOKEN by hand", "error", err)
+		return
+	}
+	d.cfg.Token = ""
+	d.log.InfoContext(ctx, "enrolled: the enrolment token was removed from the installer's settings")
 }
 
 // renew replaces the device certificate ahead of its expiry over the

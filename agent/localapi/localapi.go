@@ -21,9 +21,14 @@
 // A version-1 request is a TOTP/recovery verification, so a module from
 // before PIN keys keeps working.
 //
-// Linux: the socket is created 0600 inside a 0700 directory, and every
-// peer's credentials are checked (SO_PEERCRED): only AllowUID (root) is
-// served. Windows: the pipe \\.\pipe\mamori-agent is created with a
+// Linux: every peer's credentials are checked (SO_PEERCRED). AllowUID
+// (root) is served for any user. With OwnUser set (the agent sets it) the
+// socket is 0666 in a 0755 directory and any other uid may ask about one
+// user only — the account with its own uid — rate-limited per uid (a
+// screen locker runs PAM as the user; DESIGN.md: "a non-root caller may at
+// most verify its own code"); without it the socket is 0600 in a 0700
+// directory and only AllowUID is served. TOTP and recovery codes are
+// NFKC-normalised here (NormalizeCode) for every client. Windows: the pipe \\.\pipe\mamori-agent is created with a
 // protected DACL granting SYSTEM alone (PipeSystemOnly), as the first instance
 // of that name (a pipe someone made before the agent is refused, not
 // joined), local clients only, and every client's process token is
@@ -43,7 +48,10 @@ import (
 	"net"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"golang.org/x/text/unicode/norm"
 
 	"github.com/mamori-dev/mamori/agent/mfa"
 )
@@ -72,6 +80,9 @@ type Request struct {
 	Method                     mfa.Method
 	User, Service, RHost, Code string
 }
+
+// ErrInUse is a socket another live process serves.
+var ErrInUse = errors.New("another mamori-agent is serving the local socket")
 
 // ErrMalformed is any request that does not parse.
 var ErrMalformed = errors.New("localapi: malformed request")
@@ -178,9 +189,18 @@ type Server struct {
 	Path     string
 	Verifier Verifier
 	Log      *slog.Logger
-	// AllowUID is the only peer user served on Linux: 0 (root) in
-	// production.
+	// AllowUID is the peer user served for any login on Linux: 0 (root)
+	// in production.
 	AllowUID uint32
+	// OwnUser, when set, lets a Linux peer that is not AllowUID verify a
+	// code for one user only: the account whose uid is the peer's own
+	// (SO_PEERCRED), as a screen locker running PAM as the user needs. It
+	// maps a login name to its uid (false: unknown). Such peers are
+	// limited to OwnUserBurst verifications, refilled at OwnUserRate, per
+	// uid, and to MaxOwnUserConns connections at once; past the limit the
+	// answer is "locked". Nil: only AllowUID is served, and the socket
+	// stays 0600 in a 0700 directory.
+	OwnUser func(name string) (uint32, bool)
 	// AllowSIDs are the peer accounts served on Windows (SIDs as
 	// strings). Empty: SYSTEM only (S-1-5-18), the account LogonUI runs
 	// as.
@@ -189,10 +209,78 @@ type Server struct {
 	// PipeSDDL (SYSTEM only).
 	PipeSDDL string
 
-	ln     net.Listener
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	ln      net.Listener
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	limit   ownLimiter
+	ownConn atomic.Int32
 }
+
+// Limits on peers that verify their own code (OwnUser).
+const (
+	OwnUserBurst    = 5
+	OwnUserRate     = time.Minute / 5 // one more attempt every 12 s
+	MaxOwnUserConns = 8
+	maxLimitedUIDs  = 4096
+)
+
+// peerInfo is who is on the other end of a connection.
+type peerInfo struct {
+	who        string // for logs: "uid 1000", a SID
+	uid        uint32
+	privileged bool // AllowUID / an allowed SID: any user
+}
+
+// ownLimiter is a token bucket per uid.
+type ownLimiter struct {
+	mu sync.Mutex
+	b  map[uint32]ownBucket
+}
+
+type ownBucket struct {
+	tokens float64
+	last   time.Time
+}
+
+func (l *ownLimiter) allow(uid uint32, now time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.b == nil {
+		l.b = map[uint32]ownBucket{}
+	}
+	b, ok := l.b[uid]
+	if !ok {
+		if len(l.b) >= maxLimitedUIDs {
+			// Forget the buckets that are full again; if none is, refuse
+			// rather than grow without bound.
+			for k, v := range l.b {
+				if now.Sub(v.last) >= OwnUserBurst*OwnUserRate {
+					delete(l.b, k)
+				}
+			}
+			if len(l.b) >= maxLimitedUIDs {
+				return false
+			}
+		}
+		b = ownBucket{tokens: OwnUserBurst, last: now}
+	}
+	b.tokens = min(OwnUserBurst, b.tokens+float64(now.Sub(b.last))/float64(OwnUserRate))
+	b.last = now
+	if b.tokens < 1 {
+		l.b[uid] = b
+		return false
+	}
+	b.tokens--
+	l.b[uid] = b
+	return true
+}
+
+// NormalizeCode is what the socket does to a TOTP or recovery code
+// before the verifier sees it: Unicode NFKC, so full-width digits and
+// letters typed with a Japanese input method on (８８７６８７) become
+// ASCII and an ideographic space a space (which the verifier strips).
+// PINs are left as typed: they are compared with what was enrolled.
+func NormalizeCode(code string) string { return norm.NFKC.String(code) }
 
 // Start listens and serves in the background; Stop ends it.
 func (s *Server) Start(ctx context.Context) error {
@@ -261,14 +349,39 @@ func (s *Server) handle(ctx context.Context, c net.Conn) {
 	defer c.Close()
 	start := time.Now()
 	c.SetDeadline(start.Add(Timeout))
-	if who, err := s.peer(c); err != nil {
-		s.Log.WarnContext(ctx, "local socket: peer refused", "peer", who, "error", err)
+	p, err := s.peer(c)
+	if err != nil {
+		s.Log.WarnContext(ctx, "local socket: peer refused", "peer", p.who, "error", err)
 		return
+	}
+	if !p.privileged {
+		if n := s.ownConn.Add(1); n > MaxOwnUserConns {
+			s.ownConn.Add(-1)
+			s.Log.WarnContext(ctx, "local socket: too many connections from unprivileged peers", "peer", p.who)
+			return
+		}
+		defer s.ownConn.Add(-1)
 	}
 	req, err := ReadRequest(c)
 	if err != nil {
 		s.Log.WarnContext(ctx, "local socket: bad request", "error", err)
 		return
+	}
+	if !p.privileged {
+		// Only for the peer's own account: a user's screen locker.
+		uid, ok := s.OwnUser(req.User)
+		if !ok || uid != p.uid {
+			s.Log.WarnContext(ctx, "local socket: an unprivileged peer asked for another user", "peer", p.who, "user", req.User)
+			return
+		}
+		if req.Op == OpVerify && !s.limit.allow(p.uid, time.Now()) {
+			s.Log.WarnContext(ctx, "local socket: unprivileged peer over its rate; answering locked", "peer", p.who, "user", req.User)
+			c.Write([]byte{0, 0, 0, 2, req.Version, byte(mfa.Locked)})
+			return
+		}
+	}
+	if req.Method == mfa.MethodTOTP {
+		req.Code = NormalizeCode(req.Code)
 	}
 	var answer byte
 	if req.Op == OpMethod {

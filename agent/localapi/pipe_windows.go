@@ -265,15 +265,15 @@ func dial(ctx context.Context, path string) (net.Conn, error) {
 }
 
 // peer reads the client process's account from its token.
-func (s *Server) peer(c net.Conn) (string, error) {
+func (s *Server) peer(c net.Conn) (peerInfo, error) {
 	sid, err := clientSID(c)
 	if err != nil {
-		return "", err
+		return peerInfo{}, err
 	}
 	if !AllowedSID(sid, s.AllowSIDs) {
-		return sid, errPeer
+		return peerInfo{who: sid}, errPeer
 	}
-	return sid, nil
+	return peerInfo{who: sid, privileged: true}, nil
 }
 
 // clientSID is the SID of the account the pipe client's process runs as.

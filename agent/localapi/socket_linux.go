@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"syscall"
+	"time"
 )
 
 // DefaultSocket is where pam_mamori.so looks by default.
@@ -17,11 +19,24 @@ const DefaultSocket = "/run/mamori/agent.sock"
 func (s *Server) listen() (net.Listener, error) {
 	path := s.Path
 	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	// Root only, unless unprivileged peers may verify their own code
+	// (OwnUser): then anyone may connect, and peer() and handle() decide.
+	dirMode, sockMode := os.FileMode(0o700), os.FileMode(0o600)
+	if s.OwnUser != nil {
+		dirMode, sockMode = 0o755, 0o666
+	}
+	if err := os.MkdirAll(dir, dirMode); err != nil {
 		return nil, err
 	}
-	if err := os.Chmod(dir, 0o700); err != nil {
+	if err := os.Chmod(dir, dirMode); err != nil {
 		return nil, err
+	}
+	// A socket another agent still answers on is never removed: the
+	// second agent refuses to start instead (removing it would leave the
+	// first agent serving nothing, and every login failing closed).
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("%w: %s", ErrInUse, path)
 	}
 	removeSocket(path)
 	ln, err := net.Listen("unix", path)
@@ -29,11 +44,27 @@ func (s *Server) listen() (net.Listener, error) {
 		return nil, err
 	}
 	ln.(*net.UnixListener).SetUnlinkOnClose(false)
-	if err := os.Chmod(path, 0o600); err != nil {
+	if err := os.Chmod(path, sockMode); err != nil {
 		ln.Close()
 		return nil, err
 	}
 	return ln, nil
+}
+
+// LookupUID is OwnUser for production: the uid of a local account
+// (os/user; with the agent built without cgo it reads /etc/passwd, so a
+// directory-only account (SSSD, LDAP) cannot use the unprivileged path and
+// its screen locker is refused as before).
+func LookupUID(name string) (uint32, bool) {
+	u, err := user.Lookup(name)
+	if err != nil {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(u.Uid, 10, 32)
+	if err != nil {
+		return 0, false
+	}
+	return uint32(n), true
 }
 
 func dial(ctx context.Context, path string) (net.Conn, error) {
@@ -49,15 +80,16 @@ func removeSocket(path string) {
 }
 
 // peer checks the connecting process's uid (SO_PEERCRED).
-func (s *Server) peer(c net.Conn) (string, error) {
+func (s *Server) peer(c net.Conn) (peerInfo, error) {
 	uid, err := peerUID(c)
 	if err != nil {
-		return "", err
+		return peerInfo{}, err
 	}
-	if uid != s.AllowUID {
-		return "uid " + strconv.FormatUint(uint64(uid), 10), errPeer
+	p := peerInfo{who: "uid " + strconv.FormatUint(uint64(uid), 10), uid: uid, privileged: uid == s.AllowUID}
+	if !p.privileged && s.OwnUser == nil {
+		return p, errPeer
 	}
-	return "uid " + strconv.FormatUint(uint64(uid), 10), nil
+	return p, nil
 }
 
 func peerUID(c net.Conn) (uint32, error) {

@@ -17,6 +17,9 @@ func removeSocket(string) {}
 
 func dial(context.Context, string) (net.Conn, error) { return nil, errors.ErrUnsupported }
 
-func (s *Server) peer(net.Conn) (string, error) { return "", errors.ErrUnsupported }
+func (s *Server) peer(net.Conn) (peerInfo, error) { return peerInfo{}, errors.ErrUnsupported }
 
 func peerGone(net.Conn) bool { return false }
+
+// LookupUID: no local API here.
+func LookupUID(string) (uint32, bool) { return 0, false }

@@ -53,3 +53,21 @@ func FuzzPAMStack(f *testing.F) {
 		}
 	})
 }
+
+// FuzzSSHDConfig: `sshd -T` output never panics the reader or the bypass
+// rule, and a configuration whose only method is publickey is always a
+// bypass when keys are enabled.
+func FuzzSSHDConfig(f *testing.F) {
+	f.Add([]byte("usepam yes\npubkeyauthentication yes\nauthenticationmethods any\n"))
+	f.Add([]byte("authenticationmethods publickey,keyboard-interactive keyboard-interactive\nkbdinteractiveauthentication yes\nusepam yes\n"))
+	f.Add([]byte("authenticationmethods ,,, \x00\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c := ParseSSHDConfig(b)
+		c.Bypasses()
+		c["authenticationmethods"] = "publickey"
+		c["pubkeyauthentication"] = "yes"
+		if len(c.Bypasses()) != 1 {
+			t.Fatalf("key-only config not a bypass: %q", c.Bypasses())
+		}
+	})
+}

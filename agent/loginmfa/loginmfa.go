@@ -174,6 +174,10 @@ type Options struct {
 	Wtmp string
 	// Supported overrides the platform check (tests of the Windows text).
 	Supported *bool
+	// ReloadSSHD makes a running sshd read its configuration again after
+	// the agent changed its drop-in. Nil: SIGHUP to the pid in sshd's
+	// PidFile.
+	ReloadSSHD func(ctx context.Context) error
 	// CredProv, on Windows, is the credential provider the control
 	// switches on and off instead of PAM (credprov.go).
 	CredProv *CredProvOptions
@@ -268,8 +272,14 @@ func (c *Control) Apply(ctx context.Context, p *mamoriv1.ControlPolicy) error {
 		did = "manual: PAM is not changed by the agent"
 	case p != nil && p.GetMode() == mamoriv1.Mode_MODE_ENFORCE:
 		did, err = c.enable(ctx, s)
+		if slices.Contains(s.Services, "sshd") {
+			sdid, serr := c.enableSSHD(ctx)
+			did, err = joinDid(did, sdid), errors.Join(err, serr)
+		}
 	default:
 		did, err = c.disable(ctx)
+		sdid, serr := c.disableSSHD(ctx)
+		did, err = joinDid(did, sdid), errors.Join(err, serr)
 	}
 	c.mu.Lock()
 	c.lastApply, c.applyErr = did, err
@@ -373,6 +383,30 @@ func (c *Control) Status(ctx context.Context) (*mamoriv1.ControlStatus, error) {
 		worse(mamoriv1.ControlState_CONTROL_STATE_DEGRADED, control.D("detail.loginmfa.grace",
 			strconv.Itoa(len(grace)), strings.Join(shown, ", ")))
 	}
+	if slices.Contains(s.Services, "sshd") {
+		sr := c.checkSSHD(ctx)
+		switch {
+		case !sr.installed:
+			ev["sshd.config"] = "sshd not installed"
+		case sr.stopped:
+			ev["sshd.config"] = "sshd not running (no /run/sshd); checked again next round"
+		case sr.err != nil:
+			ev["sshd.config"] = "error: " + sr.err.Error()
+			worse(mamoriv1.ControlState_CONTROL_STATE_DEGRADED, control.D("detail.loginmfa.sshd-unknown", sr.err.Error()))
+		default:
+			ev["sshd.authentication_methods"] = sr.methods
+			ev["sshd.drop_in"] = strconv.FormatBool(sr.dropIn)
+			if len(sr.bypass) > 0 {
+				list := strings.Join(first(sr.bypass, 5), "; ")
+				ev["sshd.bypass"] = list
+				if s.Manual {
+					worse(mamoriv1.ControlState_CONTROL_STATE_DEGRADED, control.D("detail.loginmfa.sshd-bypass-manual", list))
+				} else {
+					worse(mamoriv1.ControlState_CONTROL_STATE_FAILED, control.D("detail.loginmfa.sshd-bypass", list))
+				}
+			}
+		}
+	}
 	st := &mamoriv1.ControlStatus{State: state, Evidence: ev}
 	control.SetDetail(st, "detail.loginmfa.enforced")
 	if len(problems) > 0 {
@@ -466,6 +500,14 @@ func (c *Control) check(s Settings, ev map[string]string) checkResult {
 		}
 	}
 	return r
+}
+
+// joinDid puts two "what Apply did" texts together.
+func joinDid(a, b string) string {
+	if a == "" || b == "" {
+		return a + b
+	}
+	return a + "; " + b
 }
 
 func first(s []string, n int) []string { return s[:min(len(s), n)] }

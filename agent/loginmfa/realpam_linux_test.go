@@ -39,7 +39,7 @@ const inNamespaceEnv = "MAMORI_LOGINMFA_IN_NAMESPACE"
 
 // hostFiles are what pam-auth-update and the test could touch.
 var hostFiles = []string{"/etc/pam.d", "/var/lib/pam", "/usr/share/pam-configs", "/var/cache/debconf",
-	"/etc/passwd", "/etc/shadow", "/etc/group"}
+	"/etc/passwd", "/etc/shadow", "/etc/group", "/etc/ssh"}
 
 func digestTree(t *testing.T, roots ...string) map[string]string {
 	t.Helper()
@@ -75,6 +75,13 @@ func TestRealPAMEnableDisable(t *testing.T) {
 		inNamespace(t)
 		return
 	}
+	runInNamespace(t, "TestRealPAMEnableDisable")
+}
+
+// runInNamespace runs the named test again in a private mount namespace
+// with the module built and checks that the host's files are unchanged.
+func runInNamespace(t *testing.T, name string) {
+	t.Helper()
 	testenv.Short(t)
 	testenv.RequireRoot(t)
 	unshare := testenv.LookPath(t, "unshare", "util-linux")
@@ -102,11 +109,11 @@ func TestRealPAMEnableDisable(t *testing.T) {
 	}
 	before := hostState(t)
 	cmd := exec.Command(unshare, "--mount", "--propagation", "private", "--",
-		os.Args[0], "-test.run", "^TestRealPAMEnableDisable$", "-test.v", "-test.count=1")
+		os.Args[0], "-test.run", "^"+name+"$", "-test.v", "-test.count=1")
 	cmd.Env = append(os.Environ(), inNamespaceEnv+"=1", "MAMORI_TEST_SO="+so, "MAMORI_TEST_PROFILE="+profile, "MAMORI_TEST_TMP="+tmp)
 	out, err := cmd.CombinedOutput()
 	t.Logf("inside the mount namespace:\n%s", out)
-	if err != nil || !bytes.Contains(out, []byte("--- PASS: TestRealPAMEnableDisable")) {
+	if err != nil || !bytes.Contains(out, []byte("--- PASS: "+name)) {
 		t.Errorf("namespace run failed: %v", err)
 	}
 	after := hostState(t)
@@ -133,7 +140,7 @@ func TestRealPAMEnableDisable(t *testing.T) {
 // whole directories and whole shared files are not compared.
 func hostState(t *testing.T) map[string]string {
 	t.Helper()
-	m := digestTree(t, "/var/lib/pam")
+	m := digestTree(t, "/var/lib/pam", "/etc/ssh")
 	commons, _ := filepath.Glob("/etc/pam.d/common-*")
 	for p, v := range digestTree(t, commons...) {
 		m[p] = v
@@ -175,7 +182,16 @@ const (
 	testPassword = "correct horse 7"
 )
 
-func inNamespace(t *testing.T) {
+// nsEnv is what setupNamespace made: a real verifier behind the real
+// socket holding the test user's secret.
+type nsEnv struct {
+	tmp    string
+	v      *mfa.Verifier
+	user   mfatest.User
+	events *controltest.Emitter
+}
+
+func setupNamespace(t *testing.T, shell, home string) nsEnv {
 	tmp := os.Getenv("MAMORI_TEST_TMP")
 	os.MkdirAll(filepath.Join(tmp, "ns"), 0o700)
 	// Refuse to run outside a private mount namespace: compare with PID 1's.
@@ -197,7 +213,7 @@ func inNamespace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	appendFile(t, "/etc/passwd", testUser+":x:4242:4242::/nonexistent:/usr/sbin/nologin\n")
+	appendFile(t, "/etc/passwd", testUser+":x:4242:4242::"+home+":"+shell+"\n")
 	appendFile(t, "/etc/group", testUser+":x:4242:\n")
 	appendFile(t, "/etc/shadow", testUser+":"+strings.TrimSpace(string(hash))+":20000:0:99999:7:::\n")
 
@@ -219,7 +235,12 @@ func inNamespace(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(api.Stop)
+	return nsEnv{tmp: tmp, v: v, user: user, events: events}
+}
 
+func inNamespace(t *testing.T) {
+	e := setupNamespace(t, "/usr/sbin/nologin", "/nonexistent")
+	tmp, v, user, events := e.tmp, e.v, e.user, e.events
 	so, _ := os.ReadFile(filepath.Join(securityDir, "pam_mamori.so"))
 	sum := sha256.Sum256(so)
 	c := loginmfa.New(loginmfa.Options{Emitter: events, Users: v.Users})
@@ -245,7 +266,7 @@ func inNamespace(t *testing.T) {
 	// gets in without a code, so su cannot be covered through common-auth
 	// and the verification must say so.
 	start := time.Now()
-	err = c.Apply(ctx, pol(mamoriv1.Mode_MODE_ENFORCE))
+	err := c.Apply(ctx, pol(mamoriv1.Mode_MODE_ENFORCE))
 	t.Logf("enable (pam-auth-update --enable + verify) took %v", time.Since(start).Round(time.Millisecond))
 	if err == nil || !strings.Contains(err.Error(), "su: succeeds without pam_mamori.so: su:") {
 		t.Fatalf("enable with su named: %v", err)

@@ -19,6 +19,8 @@
  * (breakglass.go). The wire format is agent/localapi's (localapi.go).
  *
  * Arguments: socket=PATH  breakglass=PATH  lang=ja|en  timeout=MILLISECONDS
+ * (timeout: the most one login may spend waiting for the agent, both
+ * questions together, on the monotonic clock; default 5000).
  * Build: make pam (gcc, libpam0g-dev).
  */
 #define _GNU_SOURCE
@@ -26,6 +28,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,7 +63,19 @@ struct args {
 	const char *breakglass;
 	int ja;
 	int timeout_ms;
+	/* What is left of timeout_ms for this login's talks with the agent
+	 * (both of them, typing time excluded), on the monotonic clock: an
+	 * agent that answers one byte at a time cannot stretch a login
+	 * beyond timeout_ms, as per-call socket timeouts let it. */
+	long long budget_ms;
 };
+
+static long long now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 /* ---- helpers ---- */
 
@@ -88,6 +103,7 @@ static void parse_args(pam_handle_t *pamh, int argc, const char **argv, struct a
 	}
 	if (a->timeout_ms <= 0 || a->timeout_ms > 60000)
 		a->timeout_ms = 5000;
+	a->budget_ms = a->timeout_ms;
 	if (a->ja < 0) {
 		/* The user's language: PAM environment first, then ours. */
 		const char *vars[] = {"LC_ALL", "LC_MESSAGES", "LANG"};
@@ -113,11 +129,32 @@ static int put_field(unsigned char *buf, size_t *off, const char *s)
 	return 0;
 }
 
-static int write_all(int fd, const unsigned char *p, size_t n)
+/* wait_fd waits until fd is ready for events or the deadline passes. */
+static int wait_fd(int fd, short events, long long deadline)
+{
+	for (;;) {
+		struct pollfd p = {.fd = fd, .events = events};
+		long long left = deadline - now_ms();
+		int r;
+		if (left <= 0)
+			return -1;
+		r = poll(&p, 1, left > INT_MAX ? INT_MAX : (int)left);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return -1;
+		return 0;
+	}
+}
+
+static int write_all(int fd, const unsigned char *p, size_t n, long long deadline)
 {
 	while (n > 0) {
-		ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
-		if (k < 0 && errno == EINTR)
+		ssize_t k;
+		if (wait_fd(fd, POLLOUT, deadline) != 0)
+			return -1;
+		k = send(fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (k < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
 			continue;
 		if (k <= 0)
 			return -1;
@@ -126,29 +163,60 @@ static int write_all(int fd, const unsigned char *p, size_t n)
 	return 0;
 }
 
-static int read_all(int fd, unsigned char *p, size_t n)
+static int read_all(int fd, unsigned char *p, size_t n, long long deadline)
 {
 	while (n > 0) {
-		ssize_t k = read(fd, p, n);
-		if (k < 0 && errno == EINTR)
+		ssize_t k;
+		if (wait_fd(fd, POLLIN, deadline) != 0)
+			return -1;
+		k = recv(fd, p, n, MSG_DONTWAIT);
+		if (k < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
 			continue;
 		if (k <= 0)
 			return -1;
 		p += k, n -= (size_t)k;
 	}
 	return 0;
+}
+
+/* fold_fullwidth rewrites, in place, the full-width forms of ASCII
+ * (U+FF01..U+FF5E, what a Japanese input method types: "８８７６８７") as
+ * ASCII and the ideographic space U+3000 as a space — the part of NFKC
+ * that codes need, so the break-glass path (no agent) accepts them too.
+ * The agent applies full NFKC to what it receives (localapi.NormalizeCode). */
+static void fold_fullwidth(char *s)
+{
+	unsigned char *r = (unsigned char *)s, *w = (unsigned char *)s;
+	while (*r) {
+		if (r[0] == 0xEF && (r[1] == 0xBC || r[1] == 0xBD) && r[2] >= 0x80 && r[2] <= 0xBF) {
+			unsigned int cp = 0xF000u | ((unsigned)(r[1] & 0x3F) << 6) | (r[2] & 0x3F);
+			if (cp >= 0xFF01 && cp <= 0xFF5E) {
+				*w++ = (unsigned char)(cp - 0xFEE0);
+				r += 3;
+				continue;
+			}
+		}
+		if (r[0] == 0xE3 && r[1] == 0x80 && r[2] == 0x80) {
+			*w++ = ' ';
+			r += 3;
+			continue;
+		}
+		*w++ = *r++;
+	}
+	*w = 0;
 }
 
 /* ask_agent sends one version-2 request (op, method) and returns the
  * answer byte (a verdict for OP_VERIFY, a method for OP_METHOD), or
  * V_UNREACHABLE when there is no well-formed answer. */
-static int ask_agent(const struct args *a, int op, int method, const char *user, const char *service,
+static int ask_agent(struct args *a, int op, int method, const char *user, const char *service,
 		     const char *rhost, const char *code)
 {
 	unsigned char req[4 + 3 + 4 * (2 + MAX_FIELD)], ans[6];
 	size_t off = 4;
 	struct sockaddr_un sa;
 	struct timeval tv;
+	long long start = now_ms(), deadline = start + a->budget_ms;
 	int fd, v;
 
 	req[off++] = 2;
@@ -168,13 +236,14 @@ static int ask_agent(const struct args *a, int op, int method, const char *user,
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return V_UNREACHABLE;
-	tv.tv_sec = a->timeout_ms / 1000;
-	tv.tv_usec = (a->timeout_ms % 1000) * 1000;
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+	/* connect() on a unix socket waits (for a full backlog) up to
+	 * SO_SNDTIMEO; the rest waits in poll() until the deadline. */
+	tv.tv_sec = a->budget_ms / 1000;
+	tv.tv_usec = (a->budget_ms % 1000) * 1000;
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
 	v = V_UNREACHABLE;
-	if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0 && write_all(fd, req, off) == 0 &&
-	    read_all(fd, ans, sizeof ans) == 0 && ans[0] == 0 && ans[1] == 0 && ans[2] == 0 && ans[3] == 2 &&
+	if (a->budget_ms > 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0 && write_all(fd, req, off, deadline) == 0 &&
+	    read_all(fd, ans, sizeof ans, deadline) == 0 && ans[0] == 0 && ans[1] == 0 && ans[2] == 0 && ans[3] == 2 &&
 	    ans[4] == 2) {
 		if (op == OP_METHOD)
 			v = ans[5] == M_PIN ? M_PIN : M_TOTP;
@@ -183,6 +252,9 @@ static int ask_agent(const struct args *a, int op, int method, const char *user,
 	}
 	memset(req, 0, sizeof req);
 	close(fd);
+	a->budget_ms -= now_ms() - start;
+	if (a->budget_ms < 0)
+		a->budget_ms = 0;
 	return v;
 }
 
@@ -333,6 +405,8 @@ PAM_EXTERN int pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, cons
 	rc = pam_prompt(pamh, PAM_PROMPT_ECHO_OFF, &code, "%s", prompt);
 	if (rc != PAM_SUCCESS || code == NULL)
 		return PAM_CONV_ERR;
+	if (method != M_PIN)
+		fold_fullwidth(code);
 
 	v = ask_agent(&a, OP_VERIFY, method == M_PIN ? M_PIN : M_TOTP, user, service, rhost, code);
 	if (v == V_UNREACHABLE) {

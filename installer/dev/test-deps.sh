@@ -75,6 +75,9 @@ needs=(
   "pamtester                                          pamtester"
   "pam-auth-update                                    libpam-runtime"
   "/usr/sbin/sshd                                     openssh-server"
+  # login-mfa: a real OpenSSH client key login against that sshd (the public-key bypass)
+  "ssh                                                openssh-client"
+  "ssh-keygen                                         openssh-client"
   "useradd                                            passwd"
   "chpasswd                                           passwd"
   "openssl                                            openssl"

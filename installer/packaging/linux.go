@@ -1,6 +1,8 @@
 package packaging
 
 import (
+	"bytes"
+	"compress/gzip"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -8,6 +10,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
+	"time"
 
 	"github.com/goreleaser/nfpm/v2"
 	"github.com/goreleaser/nfpm/v2/deb"
@@ -31,6 +35,8 @@ const (
 	// PAMHashPath records the module's SHA-256 at build time; the
 	// login-mfa control compares the installed module with it.
 	PAMHashPath = "/usr/share/mamori-agent/pam_mamori.so.sha256"
+	// ManPath is mamori-agent(8).
+	ManPath = "/usr/share/man/man8/mamori-agent.8.gz"
 )
 
 // PAMModulePath is where libpam looks for modules: Debian's multiarch
@@ -91,7 +97,7 @@ func (l Linux) info(format string) (*nfpm.Info, error) {
 		return nil, err
 	}
 	for _, name := range []string{"mamori-agent.service", "mamori-isolation-boot.service", "postinst.sh", "prerm.sh", "postrm.sh",
-		"pam-configs-mamori", "debconf-templates", "debconf-config.sh"} {
+		"pam-configs-mamori", "debconf-templates", "debconf-config.sh", "copyright", "lintian-overrides"} {
 		b, err := fs.ReadFile(assets, "linux/"+name)
 		if err != nil {
 			return nil, err
@@ -105,6 +111,23 @@ func (l Linux) info(format string) (*nfpm.Info, error) {
 		arch = "amd64"
 	}
 	pkgVersion, _ := Versions(l.Version)
+	// The manual page and the changelog, gzip -9n as Debian wants them
+	// (no name, no time stamp: reproducible).
+	man, err := fs.ReadFile(assets, "linux/mamori-agent.8")
+	if err != nil {
+		return nil, err
+	}
+	changelog := fmt.Sprintf("%s (%s) stable; urgency=medium\n\n  * Release %s (docs/ in the source tree has the details).\n\n -- %s  %s\n",
+		Name, pkgVersion, pkgVersion, Maintainer, buildTime().Format(time.RFC1123Z))
+	for name, b := range map[string][]byte{"mamori-agent.8.gz": man, "changelog.gz": []byte(changelog)} {
+		gz, err := gzipN(b)
+		if err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), gz, 0o644); err != nil {
+			return nil, err
+		}
+	}
 	file := func(src, dst string, mode os.FileMode) *files.Content {
 		return &files.Content{Source: src, Destination: dst, FileInfo: &files.ContentFileInfo{Owner: "root", Group: "root", Mode: mode}}
 	}
@@ -116,9 +139,21 @@ func (l Linux) info(format string) (*nfpm.Info, error) {
 		// Installed, never enabled by the package (see agent/loginmfa).
 		file(l.PAMModule, PAMModulePath(format, arch), 0o644),
 		file(filepath.Join(dir, "pam_mamori.so.sha256"), PAMHashPath, 0o644),
+		file(filepath.Join(dir, "mamori-agent.8.gz"), ManPath, 0o644),
+		file(filepath.Join(dir, "copyright"), DocDir+"/copyright", 0o644),
+		file(filepath.Join(dir, "changelog.gz"), DocDir+"/changelog.gz", 0o644),
+	}
+	if format == "rpm" {
+		// The rpm owns its own directories (rpmlint: a directory nobody owns).
+		for _, d := range []string{"/usr/share/mamori-agent", DocDir} {
+			contents = append(contents, &files.Content{Type: files.TypeDir, Destination: d,
+				FileInfo: &files.ContentFileInfo{Owner: "root", Group: "root", Mode: 0o755}})
+		}
 	}
 	if format == "deb" {
-		contents = append(contents, file(filepath.Join(dir, "pam-configs-mamori"), PAMProfilePath, 0o644))
+		contents = append(contents, file(filepath.Join(dir, "pam-configs-mamori"), PAMProfilePath, 0o644),
+			// Each override says why (lintian prints the comments).
+			file(filepath.Join(dir, "lintian-overrides"), "/usr/share/lintian/overrides/"+Name, 0o644))
 	}
 	info := &nfpm.Info{
 		Name: Name, Arch: arch, Platform: "linux", Version: pkgVersion, VersionSchema: "none",
@@ -127,20 +162,18 @@ func (l Linux) info(format string) (*nfpm.Info, error) {
 		Description: Description + ".\nEnforces removable-media, MFA and network-isolation controls and reports\nthem to mamori-server. Enrols itself from /etc/default/mamori-agent.",
 		Overridables: nfpm.Overridables{
 			Recommends: []string{"systemd", "udev"},
-			Contents:   contents,
+			// pam_mamori.so links libc and libpam (GLIBC_2.33 is the newest
+			// symbol version it uses); the maintainer scripts are sh, and
+			// the .deb's postinst talks to debconf. The agent itself is a
+			// static Go binary.
+			Depends:  dependsFor(format),
+			Contents: contents,
 			Scripts: nfpm.Scripts{
 				PostInstall: filepath.Join(dir, "postinst.sh"),
 				PreRemove:   filepath.Join(dir, "prerm.sh"),
 				PostRemove:  filepath.Join(dir, "postrm.sh"),
 			},
 		},
-	}
-	// pam_mamori.so is only ever loaded by libpam, and the postinst uses
-	// debconf only when it is there: recommended, not required.
-	if format == "deb" {
-		info.Recommends = append(info.Recommends, "libpam0g", "debconf")
-	} else {
-		info.Recommends = append(info.Recommends, "pam")
 	}
 	if format == "deb" {
 		// debconf: silent enrolment from a preseed (docs/deploy.md).
@@ -172,4 +205,36 @@ func (l Linux) RPM(w io.Writer) error {
 		return fmt.Errorf("rpm: %w", err)
 	}
 	return nil
+}
+
+// dependsFor is the package's hard dependencies: Depends (deb), Requires (rpm).
+func dependsFor(format string) []string {
+	if format == "rpm" {
+		return []string{"/bin/sh", "glibc >= 2.33", "pam"}
+	}
+	return []string{"libc6 (>= 2.33)", "libpam0g (>= 0.99.7.1)", "debconf (>= 0.5) | debconf-2.0"}
+}
+
+// gzipN compresses b as `gzip -9n` does.
+func gzipN(b []byte) ([]byte, error) {
+	var buf bytes.Buffer
+	w, err := gzip.NewWriterLevel(&buf, gzip.BestCompression)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := w.Write(b); err != nil {
+		return nil, err
+	}
+	if err := w.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// buildTime is SOURCE_DATE_EPOCH when set (reproducible builds), else now.
+func buildTime() time.Time {
+	if n, err := strconv.ParseInt(os.Getenv("SOURCE_DATE_EPOCH"), 10, 64); err == nil {
+		return time.Unix(n, 0).UTC()
+	}
+	return time.Now().UTC()
 }

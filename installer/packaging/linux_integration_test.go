@@ -102,10 +102,12 @@ func TestDebContents(t *testing.T) {
 		"-rw-r--r-- root/root", "./usr/lib/systemd/system/mamori-agent.service",
 		"./usr/lib/udev/rules.d/60-mamori-media.rules",
 		"-rw-r--r-- root/root", "./usr/lib/x86_64-linux-gnu/security/pam_mamori.so",
-		"./usr/share/pam-configs/mamori", "./usr/share/mamori-agent/pam_mamori.so.sha256")
+		"./usr/share/pam-configs/mamori", "./usr/share/mamori-agent/pam_mamori.so.sha256",
+		// What lintian asked for (issue 21): copyright, changelog, manual page.
+		"./usr/share/doc/mamori-agent/copyright", "./usr/share/doc/mamori-agent/changelog.gz", "./usr/share/man/man8/mamori-agent.8.gz")
 	mustContain(t, "dpkg-deb -I", out(t, nil, dpkgDeb, "-I", deb),
 		"Package: mamori-agent", "Version: 1.2.3", "Architecture: amd64", "postinst", "prerm", "postrm", "config", "templates",
-		"Recommends: systemd, udev, libpam0g, debconf")
+		"Depends: libc6 (>= 2.33), libpam0g (>= 0.99.7.1), debconf (>= 0.5) | debconf-2.0", "Recommends: systemd, udev")
 	ctl := t.TempDir()
 	out(t, nil, dpkgDeb, "-e", deb, ctl)
 	templates, _ := os.ReadFile(filepath.Join(ctl, "templates"))
@@ -146,7 +148,11 @@ func TestRPMContents(t *testing.T) {
 	files := out(t, nil, rpmTool, "-qlp", rpm)
 	mustContain(t, "rpm -qlp", files,
 		"/usr/sbin/mamori-agent", "/usr/lib/systemd/system/mamori-agent.service", "/usr/lib/udev/rules.d/60-mamori-media.rules",
-		"/usr/lib64/security/pam_mamori.so", "/usr/share/mamori-agent/pam_mamori.so.sha256")
+		"/usr/lib64/security/pam_mamori.so", "/usr/share/mamori-agent/pam_mamori.so.sha256",
+		"/usr/share/doc/mamori-agent/copyright", "/usr/share/man/man8/mamori-agent.8.gz")
+	// It owns its directories and requires what it runs (issue 21: no Requires at all).
+	mustContain(t, "rpm -qlp", files, "/usr/share/mamori-agent\n")
+	mustContain(t, "rpm -qp --requires", out(t, nil, rpmTool, "-qp", "--requires", rpm), "/bin/sh", "glibc >= 2.33", "pam")
 	if strings.Contains(files, "pam-configs") {
 		t.Error("the rpm ships a pam-auth-update profile")
 	}
@@ -182,6 +188,18 @@ func TestDebInstallPurge(t *testing.T) {
 		return fi.Mode().Perm()
 	}
 
+	// A value that would add a line to the root service's environment is
+	// refused, and no file is written (issue 21: MAMORI_TOKEN=$'x\nLD_PRELOAD=evil.so').
+	hostile := exec.Command(dpkg, "--root="+root, "--force-script-chrootless", "-i", deb1)
+	hostile.Env = append(os.Environ(), append(dc.env, "MAMORI_SERVER=s:1", "MAMORI_TOKEN=x\nLD_PRELOAD=evil.so", "MAMORI_CA_FINGERPRINT=sha256:ab")...)
+	if b, err := hostile.CombinedOutput(); err == nil || !strings.Contains(string(b), "MAMORI_TOKEN contains a newline") {
+		t.Fatalf("a token with a newline was accepted: %v\n%s", err, b)
+	}
+	if _, err := os.Stat(at("etc/default/mamori-agent")); err == nil {
+		t.Fatal("a refused install left /etc/default/mamori-agent")
+	}
+	dpkgIn(nil, "--purge", "mamori-agent")
+
 	// Silent install: the enrolment settings come from the environment.
 	env := []string{"MAMORI_SERVER=mamori.example.lg.jp:8443", "MAMORI_TOKEN=mme_secret", "MAMORI_CA_FINGERPRINT=sha256:ab"}
 	dpkgIn(env, "-i", deb1)
@@ -199,7 +217,7 @@ func TestDebInstallPurge(t *testing.T) {
 	}
 	defaults, _ := os.ReadFile(at("etc/default/mamori-agent"))
 	mustContain(t, "/etc/default/mamori-agent", string(defaults),
-		"\nMAMORI_SERVER=mamori.example.lg.jp:8443\n", "\nMAMORI_TOKEN=mme_secret\n", "\nMAMORI_CA_FINGERPRINT=sha256:ab\n")
+		"\nMAMORI_SERVER='mamori.example.lg.jp:8443'\n", "\nMAMORI_TOKEN='mme_secret'\n", "\nMAMORI_CA_FINGERPRINT='sha256:ab'\n")
 	// PAM: the module and its profile are installed, nothing is switched
 	// on — the root's /etc/pam.d (a copy of this machine's) is untouched.
 	for _, p := range []string{"usr/lib/x86_64-linux-gnu/security/pam_mamori.so", "usr/share/pam-configs/mamori"} {
@@ -265,7 +283,11 @@ func newDpkgRoot(t *testing.T) string {
 	for _, d := range []string{"var/lib/dpkg/info", "var/lib/dpkg/updates", "etc"} {
 		os.MkdirAll(filepath.Join(root, d), 0o755)
 	}
-	os.WriteFile(filepath.Join(root, "var/lib/dpkg/status"), nil, 0o644)
+	// The machine's package database, so the package's Depends (libc6,
+	// libpam0g, debconf) are satisfied as they are here.
+	if b, err := exec.Command("cp", "/var/lib/dpkg/status", filepath.Join(root, "var/lib/dpkg/status")).CombinedOutput(); err != nil {
+		t.Fatalf("copy dpkg status: %v %s", err, b)
+	}
 	if b, err := exec.Command("cp", "-a", "/etc/pam.d", filepath.Join(root, "etc/pam.d")).CombinedOutput(); err != nil {
 		t.Fatalf("copy /etc/pam.d: %v %s", err, b)
 	}
@@ -392,7 +414,7 @@ func TestDebPreseed(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustContain(t, "/etc/default/mamori-agent", string(b),
-		"\nMAMORI_SERVER=mamori.example.lg.jp:8443\n", "\nMAMORI_TOKEN="+token+"\n", "\nMAMORI_CA_FINGERPRINT=sha256:0a1b2c\n")
+		"\nMAMORI_SERVER='mamori.example.lg.jp:8443'\n", "\nMAMORI_TOKEN='"+token+"'\n", "\nMAMORI_CA_FINGERPRINT='sha256:0a1b2c'\n")
 	if fi, _ := os.Stat(at("etc/default/mamori-agent")); fi.Mode().Perm() != 0o600 {
 		t.Errorf("mode %v", fi.Mode().Perm())
 	}

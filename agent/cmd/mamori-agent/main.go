@@ -178,6 +178,15 @@ func doRun(cfg config.Config, inv cli.Invocation, log *slog.Logger, p *i18n.Prin
 		reportStartError(inv, err)
 		return 1
 	}
+	// One agent per state directory: a second `run` refuses while the
+	// first is alive (the lock goes with the process, however it ends).
+	runLock, err := state.LockRun(cfg.StateDir)
+	if err != nil {
+		fmt.Fprintln(stderr, p.Sprintf(cli.MsgRunFailed, err))
+		reportStartError(inv, err)
+		return 1
+	}
+	defer runLock.Release()
 	sp, err := spool.Open(filepath.Join(cfg.StateDir, "spool"), spool.Options{Logger: log})
 	if err != nil {
 		fmt.Fprintln(stderr, p.Sprintf(cli.MsgRunFailed, err))
@@ -190,6 +199,9 @@ func doRun(cfg config.Config, inv cli.Invocation, log *slog.Logger, p *i18n.Prin
 	dcfg := daemon.DefaultConfig()
 	dcfg.State, dcfg.Spool, dcfg.Log, dcfg.Version = dir, sp, log, buildinfo.Version
 	dcfg.Servers, dcfg.Token, dcfg.CAFingerprint = cfg.Servers, cfg.Token, cfg.CAFingerprint
+	// Once enrolled, the token goes from /etc/default/mamori-agent (Linux)
+	// and HKLM\SOFTWARE\mamori\Token (Windows).
+	dcfg.ForgetToken = func() error { return config.ForgetToken(envFile()) }
 	// Controls plug in here, each emitting through the durable spool.
 	// The isolation control must always let the agent reach its servers:
 	// the configured ones, else those recorded at enrolment.
@@ -233,7 +245,18 @@ func doRun(cfg config.Config, inv cli.Invocation, log *slog.Logger, p *i18n.Prin
 		lopt.Users, lopt.GraceUsers = verifier.Users, verifier.GraceUsers
 		dcfg.MFA = verifier
 		lapi := &localapi.Server{Path: localapi.DefaultSocket, Verifier: verifier, Log: log}
-		if err := lapi.Start(context.Background()); err != nil && !errors.Is(err, errors.ErrUnsupported) {
+		// Screen lockers run PAM as the user: they may verify that user's
+		// own code (rate-limited); Linux only.
+		lapi.OwnUser = ownUser()
+		err := lapi.Start(context.Background())
+		if errors.Is(err, localapi.ErrInUse) {
+			// Another agent (another state directory) answers on the
+			// socket: two agents would fight over the controls.
+			fmt.Fprintln(stderr, p.Sprintf(cli.MsgRunFailed, err))
+			reportStartError(inv, err)
+			return 1
+		}
+		if err != nil && !errors.Is(err, errors.ErrUnsupported) {
 			log.Error("local socket unavailable: logins through pam_mamori are refused", "error", err)
 			lopt.Users = nil // nothing answers pam_mamori.so: never enable it, report it
 		} else if err == nil {

@@ -14,8 +14,13 @@ import (
 // Source is the module's source, relative to this package.
 const Source = "../pam_mamori.c"
 
-// CFlags are the flags the module is built with (warnings are errors).
-var CFlags = []string{"-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-Werror"}
+// CFlags are the flags the module is built with (warnings are errors):
+// the Makefile's PAM_CFLAGS. It is loaded into sshd, login and gdm, so it
+// is hardened as a distribution would build it: stack protector, fortified
+// libc calls, full RELRO with immediate binding, no executable stack, and
+// a build ID.
+var CFlags = []string{"-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-Werror",
+	"-fstack-protector-strong", "-D_FORTIFY_SOURCE=2", "-Wl,-z,relro,-z,now", "-Wl,--build-id=sha1", "-Wl,-z,noexecstack"}
 
 // Build compiles pam_mamori.c with gcc into out. It needs gcc and the
 // PAM headers (Debian: gcc, libpam0g-dev).

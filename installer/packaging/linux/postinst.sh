@@ -60,15 +60,38 @@ chmod 0700 "$root/var/lib/mamori"
 # or from the debconf answers above. It holds the enrolment token: mode
 # 0600, root only.
 defaults="$root/etc/default/mamori-agent"
+# Each value is written in single quotes, which systemd's EnvironmentFile
+# parser takes literally. What single quotes cannot carry is refused, and
+# the installation fails: a newline or carriage return would start another
+# assignment (MAMORI_TOKEN=$'x\nLD_PRELOAD=evil.so' put an LD_PRELOAD= line
+# into this root service's environment), and a quote, backslash, $ or
+# backtick would end or change the quoting. (A NUL cannot reach a shell
+# variable.) Servers, tokens and fingerprints never contain any of these.
+nl='
+'
+cr=$(printf '\r')
+check_value() {
+	case "$2" in
+	*"$nl"* | *"$cr"* | *\'* | *\"* | *\\* | *\$* | *\`*)
+		echo "mamori-agent: $1 contains a newline, quote, backslash, \$ or backtick; refusing to write it to /etc/default/mamori-agent" >&2
+		echo "mamori-agent: $1 に改行・引用符・バックスラッシュ・\$・バッククォートが含まれているため、/etc/default/mamori-agent に書き込みません" >&2
+		exit 1
+		;;
+	esac
+}
 if [ ! -e "$defaults" ]; then
+	# Checked before anything is written: a refused value leaves no file.
+	check_value MAMORI_SERVER "${MAMORI_SERVER:-}"
+	check_value MAMORI_TOKEN "${MAMORI_TOKEN:-}"
+	check_value MAMORI_CA_FINGERPRINT "${MAMORI_CA_FINGERPRINT:-}"
 	mkdir -p "$root/etc/default"
 	{
 		echo "# mamori-agent enrolment settings, read by mamori-agent.service."
-		echo "# The agent enrols itself on its first start when all three are set;"
-		echo "# the token is not needed once the terminal is enrolled."
-		printf 'MAMORI_SERVER=%s\n' "${MAMORI_SERVER:-}"
-		printf 'MAMORI_TOKEN=%s\n' "${MAMORI_TOKEN:-}"
-		printf 'MAMORI_CA_FINGERPRINT=%s\n' "${MAMORI_CA_FINGERPRINT:-}"
+		echo "# The agent enrols itself on its first start when all three are set,"
+		echo "# then removes the token from this file: it is not needed again."
+		printf "MAMORI_SERVER='%s'\n" "${MAMORI_SERVER:-}"
+		printf "MAMORI_TOKEN='%s'\n" "${MAMORI_TOKEN:-}"
+		printf "MAMORI_CA_FINGERPRINT='%s'\n" "${MAMORI_CA_FINGERPRINT:-}"
 	} >"$defaults"
 fi
 chown root:root "$defaults" 2>/dev/null || true
@@ -76,15 +99,31 @@ chmod 0600 "$defaults"
 
 # Only on the live system, and only when systemd / udevd are running (not
 # in a chroot, a container build or an image).
+#
+# Enabled on the first install only (deb: "configure" with no old version;
+# rpm: $1 = 1), as deb-systemd-helper and %systemd_post do: an
+# administrator's `systemctl disable mamori-agent` survives every upgrade.
+# An upgrade restarts the service only if it is running (try-restart), so
+# a stopped service stays stopped.
+first_install=no
+case "$1" in
+configure) [ -z "${2:-}" ] && first_install=yes ;;
+1) first_install=yes ;;
+esac
 if [ -z "$root" ] && [ -d /run/systemd/system ]; then
 	systemctl daemon-reload || true
-	systemctl enable mamori-agent.service || true
-	# Enabled, not started: it only matters at the next boot (the agent
-	# puts the table in place itself while it runs).
-	systemctl enable mamori-isolation-boot.service || true
-	# restart: starts it on install, picks up the new binary on upgrade.
-	systemctl restart mamori-agent.service ||
-		echo "mamori-agent: the service did not start; see journalctl -u mamori-agent" >&2
+	if [ "$first_install" = yes ]; then
+		systemctl enable mamori-agent.service || true
+		# Enabled, not started: it only matters at the next boot (the agent
+		# puts the table in place itself while it runs).
+		systemctl enable mamori-isolation-boot.service || true
+		systemctl start mamori-agent.service ||
+			echo "mamori-agent: the service did not start; see journalctl -u mamori-agent" >&2
+	else
+		# Picks up the new binary if it runs; leaves a stopped one alone.
+		systemctl try-restart mamori-agent.service ||
+			echo "mamori-agent: the service did not restart; see journalctl -u mamori-agent" >&2
+	fi
 fi
 if [ -z "$root" ] && command -v udevadm >/dev/null 2>&1 && [ -S /run/udev/control ]; then
 	# Apply the media rule to block devices already present.
