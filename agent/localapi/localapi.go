@@ -34,6 +34,7 @@
 package localapi
 
 import (
+	"bufio"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -264,7 +265,10 @@ func (s *Server) handle(ctx context.Context, c net.Conn) {
 		s.Log.WarnContext(ctx, "local socket: peer refused", "peer", who, "error", err)
 		return
 	}
-	req, err := ReadRequest(c)
+	// One read takes the whole request when it is there (the client
+	// writes it in one go): on Windows each read is a round trip to the
+	// pipe, two per request otherwise.
+	req, err := ReadRequest(bufio.NewReaderSize(c, MaxRequest+4))
 	if err != nil {
 		s.Log.WarnContext(ctx, "local socket: bad request", "error", err)
 		return
