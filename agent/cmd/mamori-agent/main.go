@@ -242,9 +242,10 @@ func doRun(cfg config.Config, inv cli.Invocation, log *slog.Logger, p *i18n.Prin
 	if verifier, err := mfa.Open(mcfg, deviceID); err != nil {
 		log.Error("login MFA unavailable: logins through pam_mamori are refused", "error", err)
 	} else {
-		lopt.Users, lopt.GraceUsers = verifier.Users, verifier.GraceUsers
+		lopt.Users, lopt.GraceUsers, lopt.BundleVersion = verifier.Users, verifier.GraceUsers, verifier.BundleVersion
 		dcfg.MFA = verifier
 		lapi := &localapi.Server{Path: localapi.DefaultSocket, Verifier: verifier, Log: log}
+		lapi.AllowSIDs, lapi.PipeSDDL = pipeAccess()
 		if err := lapi.Start(context.Background()); err != nil && !errors.Is(err, errors.ErrUnsupported) {
 			log.Error("local socket unavailable: logins through pam_mamori are refused", "error", err)
 			lopt.Users = nil // nothing answers pam_mamori.so: never enable it, report it
