@@ -68,53 +68,86 @@ func (l *pipeListener) instance(first bool) (windows.Handle, error) {
 }
 
 // Accept waits for a client on the waiting instance.
+//
+// A client that connects and leaves before it is accepted (the DLL does,
+// when the pipe's server is not the account it trusts; so can any client
+// that gives up) leaves the instance needing DisconnectNamedPipe before it
+// can listen again: Accept does that and waits on, rather than failing on
+// the same handle forever, which left no instance listening and every
+// later client refused as busy. An instance that failed otherwise is
+// replaced by a fresh one.
 func (l *pipeListener) Accept() (net.Conn, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	select {
-	case <-l.closed:
-		return nil, net.ErrClosed
-	default:
+	for {
+		select {
+		case <-l.closed:
+			return nil, net.ErrClosed
+		default:
+		}
+		if l.next == 0 {
+			h, err := l.instance(false)
+			if err != nil {
+				return nil, fmt.Errorf("create pipe instance: %w", err)
+			}
+			l.next = h
+		}
+		h := l.next
+		err := l.connect(h)
+		switch {
+		case err == nil:
+		case errors.Is(err, net.ErrClosed):
+			return nil, err
+		case errors.Is(err, windows.ERROR_NO_DATA):
+			windows.DisconnectNamedPipe(h) // the client left; listen again
+			continue
+		default:
+			windows.CloseHandle(h)
+			l.next = 0
+			return nil, fmt.Errorf("connect pipe client: %w", err)
+		}
+		if l.next, err = l.instance(false); err != nil {
+			l.next = 0 // the next Accept tries again
+			windows.CloseHandle(h)
+			return nil, fmt.Errorf("create pipe instance: %w", err)
+		}
+		return newPipeConn(h, true), nil
 	}
-	h := l.next
+}
+
+// connect waits for a client on h, or for Close (net.ErrClosed).
+func (l *pipeListener) connect(h windows.Handle) error {
 	ev, err := windows.CreateEvent(nil, 1, 0, nil)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer windows.CloseHandle(ev)
 	ov := &windows.Overlapped{HEvent: ev}
 	err = windows.ConnectNamedPipe(h, ov)
 	switch {
 	case err == nil, errors.Is(err, windows.ERROR_PIPE_CONNECTED):
+		return nil
 	case errors.Is(err, windows.ERROR_IO_PENDING):
-		// Wait for a client or Close, whichever is first.
-		for {
-			r, _ := windows.WaitForSingleObject(ev, 100)
-			if r == windows.WAIT_OBJECT_0 {
-				break
-			}
-			select {
-			case <-l.closed:
-				windows.CancelIoEx(h, ov)
-				var n uint32
-				windows.GetOverlappedResult(h, ov, &n, true)
-				return nil, net.ErrClosed
-			default:
-			}
-		}
-		var n uint32
-		if err := windows.GetOverlappedResult(h, ov, &n, false); err != nil {
-			return nil, fmt.Errorf("connect pipe client: %w", err)
-		}
 	default:
-		return nil, fmt.Errorf("connect pipe client: %w", err)
+		return err
 	}
-	if l.next, err = l.instance(false); err != nil {
-		l.next = 0
-		windows.CloseHandle(h)
-		return nil, fmt.Errorf("create pipe instance: %w", err)
+	// Wait for a client or Close, whichever is first.
+	for {
+		r, _ := windows.WaitForSingleObject(ev, 100)
+		if r == windows.WAIT_OBJECT_0 {
+			break
+		}
+		select {
+		case <-l.closed:
+			windows.CancelIoEx(h, ov)
+			var n uint32
+			windows.GetOverlappedResult(h, ov, &n, true)
+			return net.ErrClosed
+		default:
+		}
 	}
-	return newPipeConn(h, true), nil
+	var n uint32
+	return windows.GetOverlappedResult(h, ov, &n, false)
 }
 
 // Close stops Accept and closes the waiting instance.

@@ -335,6 +335,27 @@ func TestWindowsStandIn(t *testing.T) {
 		}
 		refused(t, r, "cannot be reached")
 	})
+	t.Run("clients that leave at once do not stop the pipe", func(t *testing.T) {
+		// As the DLL does when it does not trust the pipe's server, and any
+		// client that gives up: connect, close before a word. The pipe must
+		// go on answering (it once kept failing on the abandoned instance,
+		// and every later client found it busy).
+		p, err := windows.UTF16PtrFromString(pipe)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < 30; i++ {
+			h, err := windows.CreateFile(p, windows.GENERIC_READ|windows.GENERIC_WRITE, 0, nil, windows.OPEN_EXISTING, 0, 0)
+			if err == nil {
+				windows.CloseHandle(h)
+			}
+		}
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if err := localapi.Check(cctx, pipe); err != nil {
+			t.Fatalf("the pipe after 30 clients that left at once: %v", err)
+		}
+	})
 	t.Run("DLL load time", func(t *testing.T) {
 		r := runStandIn(t, standin, "dllload", dll)
 		us, err := strconv.Atoi(r["us"])
