@@ -102,14 +102,20 @@ func (l *pipeListener) Accept() (net.Conn, error) {
 			windows.DisconnectNamedPipe(h) // the client left; listen again
 			continue
 		default:
-			windows.CloseHandle(h)
-			l.next = 0
+			// Replace the instance, the new one first: while one
+			// instance exists the name stays the agent's.
+			if fresh, ierr := l.instance(false); ierr == nil {
+				l.next = fresh
+				windows.CloseHandle(h)
+			}
 			return nil, fmt.Errorf("connect pipe client: %w", err)
 		}
-		if l.next, err = l.instance(false); err != nil {
-			l.next = 0 // the next Accept tries again
-			windows.CloseHandle(h)
-			return nil, fmt.Errorf("create pipe instance: %w", err)
+		// The next instance waits for the next client; if it cannot be
+		// made now, this client is still served and the next Accept
+		// tries again.
+		l.next, _ = l.instance(false)
+		if l.next == windows.InvalidHandle {
+			l.next = 0
 		}
 		return newPipeConn(h, true), nil
 	}
