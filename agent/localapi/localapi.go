@@ -39,6 +39,7 @@
 package localapi
 
 import (
+	"bufio"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -362,7 +363,10 @@ func (s *Server) handle(ctx context.Context, c net.Conn) {
 		}
 		defer s.ownConn.Add(-1)
 	}
-	req, err := ReadRequest(c)
+	// One read takes the whole request when it is there (the client
+	// writes it in one go): on Windows each read is a round trip to the
+	// pipe, two per request otherwise.
+	req, err := ReadRequest(bufio.NewReaderSize(c, MaxRequest+4))
 	if err != nil {
 		s.Log.WarnContext(ctx, "local socket: bad request", "error", err)
 		return

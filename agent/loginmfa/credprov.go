@@ -89,6 +89,9 @@ type CredProvOptions struct {
 	// Pipe, BreakGlass and ServiceSID are written for the DLL when set
 	// (tests; production uses the DLL's defaults).
 	Pipe, BreakGlass, ServiceSID string
+	// Logons reads the Security log's 4624 events for monitor mode's
+	// "would have been refused" (winlogonscan.go); nil: not reported.
+	Logons LogonLog
 }
 
 // WantCredProv is every value enforce writes, in the order written: the
@@ -293,6 +296,7 @@ func (c *Control) statusCredProv(ctx context.Context) *mamoriv1.ControlStatus {
 	o := c.opt.CredProv
 	c.mu.Lock()
 	named, mode, s, setErr, did, applyErr := c.named, c.mode, c.settings, c.setErr, c.lastApply, c.applyErr
+	would, logonBad, logonErr := c.wouldRefuse, c.logonBad, c.logonErr
 	c.mu.Unlock()
 	if !named {
 		st := &mamoriv1.ControlStatus{State: mamoriv1.ControlState_CONTROL_STATE_NOT_APPLICABLE}
@@ -303,6 +307,7 @@ func (c *Control) statusCredProv(ctx context.Context) *mamoriv1.ControlStatus {
 	if did != "" {
 		ev["credential_provider"] = did
 	}
+	c.bundleEvidence(ev)
 	drift, rerr := credProvDrift(o.Registry, WantCredProv(o))
 	registered := credProvRegistered(o.Registry)
 	ev["registry"] = "registered"
@@ -317,7 +322,21 @@ func (c *Control) statusCredProv(ctx context.Context) *mamoriv1.ControlStatus {
 	problems, degraded := c.cpPreflight(ctx, s, ev)
 	if mode == mamoriv1.Mode_MODE_MONITOR {
 		st := &mamoriv1.ControlStatus{State: mamoriv1.ControlState_CONTROL_STATE_MONITORING, Evidence: ev}
-		control.SetDetail(st, "detail.loginmfa.cp-monitor")
+		switch {
+		case o.Logons == nil:
+			ev["logon_records"] = "not read"
+			control.SetDetail(st, "detail.loginmfa.cp-monitor")
+		case logonErr != nil:
+			ev["logon_records"] = "error: " + logonErr.Error()
+			control.SetDetail(st, "detail.loginmfa.cp-monitor")
+		default:
+			ev["logon_records"] = "security-4624"
+			ev["would_refuse"] = strconv.Itoa(would)
+			if logonBad > 0 {
+				ev["logon_records_unreadable"] = strconv.Itoa(logonBad)
+			}
+			control.SetDetail(st, "detail.loginmfa.cp-monitor-logons", strconv.Itoa(would))
+		}
 		if err := errors.Join(setErr, applyErr); err != nil || registered {
 			if err == nil {
 				err = errors.New("the credential provider is still registered")

@@ -159,6 +159,11 @@ type Options struct {
 	// Nil: no grace information. While it is not empty, passwords alone
 	// let people in, so the control is DEGRADED (not compliant).
 	GraceUsers func() []string
+	// BundleVersion, when set, is the version of the MFA bundle the
+	// verifier holds ("g<generation>.p<policy>"), reported as evidence
+	// mfa_bundle: a helpdesk (and the e2e test) can see whether a terminal
+	// has caught up with a change on the server.
+	BundleVersion func() string
 	// TPMPresent reports whether a TPM is there. Nil: look for
 	// /dev/tpmrm0 or /dev/tpm0 under Root.
 	TPMPresent func() bool
@@ -198,6 +203,12 @@ type Control struct {
 	wtmpOff     int64
 	wtmpInit    bool
 	wouldRefuse int
+	// Windows monitor mode (winlogonscan.go): the Security log's last
+	// 4624 record read, unreadable events, the last read error.
+	logonOff  uint64
+	logonInit bool
+	logonBad  int
+	logonErr  error
 }
 
 // New returns the control.
@@ -265,6 +276,9 @@ func (c *Control) Apply(ctx context.Context, p *mamoriv1.ControlPolicy) error {
 		c.mu.Lock()
 		c.lastApply, c.applyErr = did, err
 		c.mu.Unlock()
+		if p != nil && p.GetMode() == mamoriv1.Mode_MODE_MONITOR {
+			c.scanWinLogons(ctx)
+		}
 		return err
 	}
 	switch {
@@ -320,6 +334,7 @@ func (c *Control) Status(ctx context.Context) (*mamoriv1.ControlStatus, error) {
 		ev["enrolled_users"] = "unknown (verifier not running)"
 	}
 	ev["tpm_present"] = strconv.FormatBool(c.tpmPresent())
+	c.bundleEvidence(ev)
 	var grace []string
 	if c.opt.GraceUsers != nil {
 		grace = c.opt.GraceUsers()
@@ -648,4 +663,16 @@ func (c *Control) scanLogins(ctx context.Context) {
 	c.wtmpOff = off + done
 	c.wouldRefuse += count
 	c.mu.Unlock()
+}
+
+// bundleEvidence adds the MFA bundle version held, when known.
+func (c *Control) bundleEvidence(ev map[string]string) {
+	if c.opt.BundleVersion == nil {
+		return
+	}
+	if v := c.opt.BundleVersion(); v != "" {
+		ev["mfa_bundle"] = v
+	} else {
+		ev["mfa_bundle"] = "none"
+	}
 }

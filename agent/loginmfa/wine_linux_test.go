@@ -67,7 +67,7 @@ func TestUnderWine(t *testing.T) {
 		"MAMORI_LOGINMFA_HKLM=1", "MAMORI_CP_BENCH_N=" + os.Getenv("MAMORI_CP_BENCH_N"),
 		"MAMORI_CP_DLL=" + winPath(dll), "MAMORI_CP_STANDIN=" + winPath(standin),
 		"MAMORI_CP_SECRET=" + secret.Base32(), "MAMORI_CP_CODES=" + strings.Join(codes, ",")},
-		exe, "-test.v", "-test.count=1", "-test.run", "^(TestWindowsNotApplicable|TestWindowsStandIn|TestWindowsCredProvControl)$")
+		exe, "-test.v", "-test.count=1", "-test.run", "^(TestWindowsNotApplicable|TestWindowsStandIn|TestWindowsCredProvControl|TestWindowsSecurityLog)$")
 	if rc != 0 || !strings.Contains(out, "--- PASS: TestWindowsStandIn") {
 		t.Fatalf("%s under wine exited %d:\n%s", filepath.Base(exe), rc, out)
 	}

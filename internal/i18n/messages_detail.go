@@ -73,6 +73,7 @@ var detailMessages = []Message{
 	{"detail.loginmfa.grace", "%[1]s user(s) logged in without a second factor under the policy's grace period (not yet enrolled): %[2]s", "ポリシーの猶予期間により、第 2 要素なしでログインしたユーザーが %[1]s 人います (未登録): %[2]s"},
 	{"detail.loginmfa.cp-enforced", "mamori's credential provider and filter are registered and verified: logon and unlock need a second factor", "mamori の資格情報プロバイダーとフィルターを登録・検証済み: サインインとロック解除に第 2 要素が必要です"},
 	{"detail.loginmfa.cp-monitor", "monitor mode: mamori's credential provider is not registered; Windows logins are unchanged", "監視モード: mamori の資格情報プロバイダーは登録していません。Windows のサインインは変更していません"},
+	{"detail.loginmfa.cp-monitor-logons", "monitor mode: mamori's credential provider is not registered; %s logon(s) through the logon screen by users without an enrolled second factor since the agent started (Security log, event 4624)", "監視モード: mamori の資格情報プロバイダーは登録していません。エージェント起動後、第 2 要素未登録のユーザーによるサインイン画面からのサインインが %s 回ありました (セキュリティログ イベント 4624)"},
 	{"detail.loginmfa.cp-problem", "%s", "資格情報プロバイダーの問題: %s"},
 	{"detail.loginmfa.enforced", "every named service needs pam_mamori.so; module verified", "指定したすべてのサービスで pam_mamori.so が必要です。モジュールを検証済み"},
 

@@ -72,8 +72,15 @@ func New(t testing.TB) *Env {
 	dir := t.TempDir()
 	e := &Env{Wine64: wine, Wineserver: server, Prefix: filepath.Join(dir, "prefix")}
 	t.Cleanup(func() { // runs before TempDir's removal
-		exec.Command(e.Wineserver, "-k").Run() //nolint:errcheck // nothing left to kill is fine
-		cmd := exec.Command(e.Wineserver, "-w")
+		// Both in this prefix: without WINEPREFIX, -k went to the default
+		// prefix, and -w then waited forever on a test that leaves wine
+		// processes running here (a service, a keep-alive).
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		kill := exec.CommandContext(ctx, e.Wineserver, "-k")
+		kill.Env = e.Environ()
+		kill.Run() //nolint:errcheck // nothing left to kill is fine
+		cmd := exec.CommandContext(ctx, e.Wineserver, "-w")
 		cmd.Env = e.Environ()
 		cmd.Run() //nolint:errcheck
 	})

@@ -13,3 +13,6 @@ func credProvOptions() *loginmfa.CredProvOptions { return nil }
 
 // removeCredProv: there is no credential provider outside Windows.
 func removeCredProv() error { return errors.ErrUnsupported }
+
+// pipeAccess: the Linux socket is root-only (localapi's default).
+func pipeAccess() ([]string, string) { return nil, "" }

@@ -151,6 +151,11 @@ func serviceArgs(inv cli.Invocation) []string {
 
 func doEnroll(cfg config.Config, log *slog.Logger, p *i18n.Printer, stdout, stderr io.Writer) int {
 	ctx := context.Background()
+	// The state directory is narrowed before a key is written into it.
+	if err := state.Protect(cfg.StateDir); err != nil {
+		fmt.Fprintln(stderr, p.Sprintf(cli.MsgEnrollFailed, err))
+		return 1
+	}
 	dir, err := state.Open(cfg.StateDir)
 	if err != nil {
 		fmt.Fprintln(stderr, p.Sprintf(cli.MsgEnrollFailed, err))
@@ -172,6 +177,13 @@ func doEnroll(cfg config.Config, log *slog.Logger, p *i18n.Printer, stdout, stde
 }
 
 func doRun(cfg config.Config, inv cli.Invocation, log *slog.Logger, p *i18n.Printer, stderr io.Writer) int {
+	// Before anything is written there (device key, bundle, spool), and
+	// on every start: an upgrade from an older install fixes what it left.
+	if err := state.Protect(cfg.StateDir); err != nil {
+		fmt.Fprintln(stderr, p.Sprintf(cli.MsgRunFailed, err))
+		reportStartError(inv, err)
+		return 1
+	}
 	dir, err := state.Open(cfg.StateDir)
 	if err != nil {
 		fmt.Fprintln(stderr, p.Sprintf(cli.MsgRunFailed, err))
@@ -242,12 +254,13 @@ func doRun(cfg config.Config, inv cli.Invocation, log *slog.Logger, p *i18n.Prin
 	if verifier, err := mfa.Open(mcfg, deviceID); err != nil {
 		log.Error("login MFA unavailable: logins through pam_mamori are refused", "error", err)
 	} else {
-		lopt.Users, lopt.GraceUsers = verifier.Users, verifier.GraceUsers
+		lopt.Users, lopt.GraceUsers, lopt.BundleVersion = verifier.Users, verifier.GraceUsers, verifier.BundleVersion
 		dcfg.MFA = verifier
 		lapi := &localapi.Server{Path: localapi.DefaultSocket, Verifier: verifier, Log: log}
 		// Screen lockers run PAM as the user: they may verify that user's
 		// own code (rate-limited); Linux only.
 		lapi.OwnUser = ownUser()
+		lapi.AllowSIDs, lapi.PipeSDDL = pipeAccess()
 		err := lapi.Start(context.Background())
 		if errors.Is(err, localapi.ErrInUse) {
 			// Another agent (another state directory) answers on the

@@ -202,7 +202,12 @@ static DWORD remaining(DWORD start, DWORD total)
 
 static int io_wait(HANDLE h, OVERLAPPED *ov, BOOL started, DWORD start, DWORD total, DWORD *done)
 {
-	if (!started && GetLastError() != ERROR_IO_PENDING)
+	/* Completed at once (the answer was already in the pipe, the request
+	 * fitted in its buffer): no wait. Every call is a round trip to the
+	 * kernel, or to wineserver under wine. */
+	if (started)
+		return GetOverlappedResult(h, ov, done, FALSE) ? 0 : -1;
+	if (GetLastError() != ERROR_IO_PENDING)
 		return -1;
 	if (WaitForSingleObject(ov->hEvent, remaining(start, total)) != WAIT_OBJECT_0) {
 		CancelIo(h);

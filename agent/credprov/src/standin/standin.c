@@ -26,9 +26,16 @@
  *       DLLLOAD us=…: what the DLL itself adds to LogonUI's start, COM
  *       already up: LoadLibrary, DllGetClassObject, CreateInstance,
  *       SetUsageScenario, the field descriptors, the tile
- *   standin pipebench N PIPE USER CODE
- *       PIPEBENCH n=N p50_us=… p99_us=… max_us=…: the code check alone,
- *       one verify request a connection, as the DLL sends it
+ *   standin pipebench N USER CODE PIPE [PIPE2…]
+ *       PIPEBENCH n=N p50_us=… p99_us=… max_us=… connect_p99_us=…
+ *       write_p99_us=… answer_p99_us=… close_p99_us=… busy=N: the code
+ *       check alone, one verify request a connection, as the DLL sends
+ *       it, with the p99 of each phase and how often the pipe was busy;
+ *       PIPEBENCH2 … the same for PIPE2, and so on; ECHOBENCH … against a
+ *       pipe a thread of this process serves with a fixed answer (no
+ *       peer check, no verifier): wine's pipe transport alone, the
+ *       baseline. Request i goes to every pipe before request i+1, so
+ *       the machine's load falls on all of them alike.
  */
 #define UNICODE
 #define _UNICODE
@@ -282,6 +289,123 @@ static int cmp_ll(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/* ---- pipe benchmarks ---- */
+
+/* The phases of one request, in µs. */
+enum { PH_TOTAL, PH_CONNECT, PH_WRITE, PH_ANSWER, PH_CLOSE, PH_N };
+
+struct series {
+	const char *label;
+	const WCHAR *pipe;
+	LONGLONG *t[PH_N];
+	long busy;
+};
+
+/* one_request opens the pipe as the DLL does (a busy pipe polled every
+ * 10 ms), sends req, reads the 6-byte answer and closes, timing each
+ * phase into s at index i. */
+static int one_request(struct series *s, int i, const uint8_t *req, size_t len)
+{
+	LONGLONG t0 = now_us(), t1, t2, t3, t4;
+	DWORD w = 0, r = 0, got = 0;
+	uint8_t ans[6];
+	HANDLE h;
+	/* Busy: poll for up to 5 s (wine's WaitNamedPipeW can ignore its timeout). */
+	for (int tries = 0;; tries++) {
+		h = CreateFileW(s->pipe, GENERIC_READ | GENERIC_WRITE, 0, NULL, OPEN_EXISTING, 0, NULL);
+		if (h != INVALID_HANDLE_VALUE || GetLastError() != ERROR_PIPE_BUSY || tries >= 500)
+			break;
+		s->busy++;
+		Sleep(10);
+	}
+	if (h == INVALID_HANDLE_VALUE) {
+		printf("ERROR pipe %lu\n", (unsigned long)GetLastError());
+		return 2;
+	}
+	t1 = now_us();
+	WriteFile(h, req, (DWORD)len, &w, NULL);
+	t2 = now_us();
+	while (got < sizeof ans && ReadFile(h, ans + got, (DWORD)(sizeof ans - got), &r, NULL) && r > 0)
+		got += r;
+	t3 = now_us();
+	CloseHandle(h);
+	t4 = now_us();
+	s->t[PH_TOTAL][i] = t4 - t0, s->t[PH_CONNECT][i] = t1 - t0, s->t[PH_WRITE][i] = t2 - t1;
+	s->t[PH_ANSWER][i] = t3 - t2, s->t[PH_CLOSE][i] = t4 - t3;
+	if (got != sizeof ans || cp_answer(ans, sizeof ans, CP_OP_VERIFY) == CP_UNREACHABLE) {
+		printf("ERROR answer\n");
+		return 2;
+	}
+	return 0;
+}
+
+/* pipebench sends n requests to each of the k pipes in turn — request i
+ * to every pipe, in a turning order, before request i+1 — so that
+ * whatever else the machine is doing falls on all of them alike, and prints one line a pipe:
+ * total p50/p99/max, the p99 of each phase (connect, write, answer,
+ * close) and how often the pipe was busy. */
+static int pipebench(struct series *s, int k, int n, const uint8_t *req, size_t len)
+{
+	int i, j, ph;
+	if (n < 1 || n > 100000)
+		return 2;
+	for (j = 0; j < k; j++)
+		for (ph = 0; ph < PH_N; ph++)
+			if ((s[j].t[ph] = calloc((size_t)n, sizeof(LONGLONG))) == NULL)
+				return 2;
+	for (i = 0; i < n; i++)
+		for (j = 0; j < k; j++) /* the order turns, so no pipe always follows the same one */
+			if (one_request(&s[(i + j) % k], i, req, len) != 0)
+				return 2;
+	for (j = 0; j < k; j++) {
+		LONGLONG **t = s[j].t;
+		for (ph = 0; ph < PH_N; ph++)
+			qsort(t[ph], (size_t)n, sizeof(LONGLONG), cmp_ll);
+#define P99(a) ((long long)(a)[(n * 99) / 100 < n ? (n * 99) / 100 : n - 1])
+		printf("%s n=%d p50_us=%lld p99_us=%lld max_us=%lld connect_p99_us=%lld write_p99_us=%lld "
+		       "answer_p99_us=%lld close_p99_us=%lld busy=%ld\n",
+		       s[j].label, n, (long long)t[PH_TOTAL][n / 2], P99(t[PH_TOTAL]), (long long)t[PH_TOTAL][n - 1],
+		       P99(t[PH_CONNECT]), P99(t[PH_WRITE]), P99(t[PH_ANSWER]), P99(t[PH_CLOSE]), s[j].busy);
+#undef P99
+		for (ph = 0; ph < PH_N; ph++)
+			free(t[ph]);
+	}
+	return 0;
+}
+
+static HANDLE g_echo_ready;
+
+static HANDLE echo_instance(const WCHAR *name)
+{
+	return CreateNamedPipeW(name, PIPE_ACCESS_DUPLEX, PIPE_TYPE_BYTE | PIPE_READMODE_BYTE | PIPE_WAIT, PIPE_UNLIMITED_INSTANCES,
+				4096, 4096, 0, NULL);
+}
+
+/* echo_server answers every request on its pipe with a fixed "deny", the
+ * way the agent's pipe does (an instance waits for the next client while
+ * one is served), doing nothing else: no peer check, no verifier. */
+static DWORD WINAPI echo_server(void *arg)
+{
+	const WCHAR *name = arg;
+	HANDLE next = echo_instance(name);
+	static const uint8_t deny[6] = {0, 0, 0, 2, 2, 1};
+	SetEvent(g_echo_ready);
+	while (next != INVALID_HANDLE_VALUE) {
+		HANDLE h = next;
+		uint8_t buf[CP_MAX_REQUEST + 4];
+		DWORD r = 0, w = 0;
+		if (!ConnectNamedPipe(h, NULL) && GetLastError() != ERROR_PIPE_CONNECTED)
+			break;
+		next = echo_instance(name);
+		ReadFile(h, buf, sizeof buf, &r, NULL);
+		WriteFile(h, deny, sizeof deny, &w, NULL);
+		FlushFileBuffers(h);
+		DisconnectNamedPipe(h);
+		CloseHandle(h);
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	LONGLONG load_us = 0, check_us = 0;
@@ -362,42 +486,34 @@ int main(int argc, char **argv)
 		printf("DLLLOAD us=%lld\n", (long long)(now_us() - t0));
 		c->lpVtbl->Release(c);
 		p->lpVtbl->Release(p);
-	} else if (strcmp(argv[1], "pipebench") == 0 && argc == 6) {
-		int n = atoi(argv[2]), i;
-		LONGLONG *t;
-		uint8_t req[CP_MAX_REQUEST], ans[6];
-		size_t len = cp_request(req, sizeof req, CP_OP_VERIFY, CP_TOTP, argv[4], "windows-logon", "", argv[5]);
-		if (n < 1 || n > 100000 || len == 0)
+	} else if (strcmp(argv[1], "pipebench") == 0 && argc >= 6) {
+		/* pipebench N USER CODE PIPE [PIPE…]: each named pipe, and an
+		 * echo pipe this process serves itself (echo_server), in turn. */
+		uint8_t req[CP_MAX_REQUEST];
+		WCHAR name[64];
+		struct series s[8];
+		int k = 0, i;
+		size_t len = cp_request(req, sizeof req, CP_OP_VERIFY, CP_TOTP, argv[3], "windows-logon", "", argv[4]);
+		if (len == 0 || argc - 5 > 7)
 			return 2;
-		t = calloc((size_t)n, sizeof *t);
-		for (i = 0; i < n; i++) {
-			LONGLONG t0 = now_us();
-			DWORD w = 0, r = 0, got = 0;
-			HANDLE h;
-			/* Busy: poll for up to 5 s (wine's WaitNamedPipeW can ignore its timeout). */
-			for (int tries = 0;; tries++) {
-				h = CreateFileW(wargv[3], GENERIC_READ | GENERIC_WRITE, 0, NULL, OPEN_EXISTING, 0, NULL);
-				if (h != INVALID_HANDLE_VALUE || GetLastError() != ERROR_PIPE_BUSY || tries >= 500)
-					break;
-				Sleep(10);
-			}
-			if (h == INVALID_HANDLE_VALUE) {
-				printf("ERROR pipe %lu\n", (unsigned long)GetLastError());
-				return 2;
-			}
-			WriteFile(h, req, (DWORD)len, &w, NULL);
-			while (got < sizeof ans && ReadFile(h, ans + got, (DWORD)(sizeof ans - got), &r, NULL) && r > 0)
-				got += r;
-			CloseHandle(h);
-			t[i] = now_us() - t0;
-			if (got != sizeof ans || cp_answer(ans, sizeof ans, CP_OP_VERIFY) == CP_UNREACHABLE) {
-				printf("ERROR answer\n");
-				return 2;
-			}
+		memset(s, 0, sizeof s);
+		static char labels[8][16];
+		for (i = 5; i < argc; i++, k++) {
+			if (k == 0)
+				snprintf(labels[k], sizeof labels[k], "PIPEBENCH");
+			else
+				snprintf(labels[k], sizeof labels[k], "PIPEBENCH%d", k + 1);
+			s[k].label = labels[k];
+			s[k].pipe = wargv[i];
 		}
-		qsort(t, (size_t)n, sizeof *t, cmp_ll);
-		printf("PIPEBENCH n=%d p50_us=%lld p99_us=%lld max_us=%lld\n", n, (long long)t[n / 2],
-		       (long long)t[(n * 99) / 100 < n ? (n * 99) / 100 : n - 1], (long long)t[n - 1]);
+		swprintf(name, 64, L"\\\\.\\pipe\\mamori-echo-%lu", (unsigned long)GetCurrentProcessId());
+		g_echo_ready = CreateEventW(NULL, TRUE, FALSE, NULL);
+		if (CreateThread(NULL, 0, echo_server, name, 0, NULL) == NULL ||
+		    WaitForSingleObject(g_echo_ready, 5000) != WAIT_OBJECT_0)
+			return 2;
+		s[k].label = "ECHOBENCH", s[k].pipe = name, k++;
+		if (pipebench(s, k, atoi(argv[2]), req, len) != 0)
+			return 2;
 	} else {
 		fprintf(stderr, "bad command\n");
 		return 2;
