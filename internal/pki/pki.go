@@ -453,3 +453,15 @@ func randomSerial() *big.Int {
 func writeFileSync(path string, data []byte, mode os.FileMode) error {
 	return atomicfile.Write(path, data, mode)
 }
+
+// ReenrollDigest is what a re-enrolling agent signs with the key of its
+// current device certificate (EnrollRequest.key_proof): SHA-256 over a
+// fixed label and SHA-256 of the new CSR, so the proof is bound to the new
+// key and cannot be moved to another request's key.
+func ReenrollDigest(csrDER []byte) []byte {
+	c := sha256.Sum256(csrDER)
+	h := sha256.New()
+	h.Write([]byte("mamori re-enrolment proof v1\x00"))
+	h.Write(c[:])
+	return h.Sum(nil)
+}

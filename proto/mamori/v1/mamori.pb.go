@@ -904,7 +904,12 @@ type EnrollRequest struct {
 	// Set when the device key lives in a TPM.
 	Attestation *TpmAttestation `protobuf:"bytes,4,opt,name=attestation,proto3" json:"attestation,omitempty"`
 	// Set on the second call of an attested enrolment.
-	Answer        *ChallengeAnswer `protobuf:"bytes,5,opt,name=answer,proto3" json:"answer,omitempty"`
+	Answer *ChallengeAnswer `protobuf:"bytes,5,opt,name=answer,proto3" json:"answer,omitempty"`
+	// Set when the terminal re-enrols and still holds the key of its
+	// current device certificate: the proof that it is that device. Without
+	// it (or a proven TPM EK) a machine ID that names an existing device
+	// makes a new device record, flagged as a possible clone.
+	KeyProof      *KeyProof `protobuf:"bytes,6,opt,name=key_proof,json=keyProof,proto3" json:"key_proof,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -974,6 +979,71 @@ func (x *EnrollRequest) GetAnswer() *ChallengeAnswer {
 	return nil
 }
 
+func (x *EnrollRequest) GetKeyProof() *KeyProof {
+	if x != nil {
+		return x.KeyProof
+	}
+	return nil
+}
+
+// KeyProof shows that the caller holds the key of a device certificate
+// this server issued.
+type KeyProof struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The device certificate, DER (it may have expired).
+	Certificate []byte `protobuf:"bytes,1,opt,name=certificate,proto3" json:"certificate,omitempty"`
+	// ASN.1 ECDSA signature by the certificate's key over
+	// SHA-256("mamori re-enrolment proof v1" || 0x00 || SHA-256(csr))
+	// (internal/pki.ReenrollDigest): bound to this request's new key.
+	Signature     []byte `protobuf:"bytes,2,opt,name=signature,proto3" json:"signature,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KeyProof) Reset() {
+	*x = KeyProof{}
+	mi := &file_mamori_v1_mamori_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KeyProof) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KeyProof) ProtoMessage() {}
+
+func (x *KeyProof) ProtoReflect() protoreflect.Message {
+	mi := &file_mamori_v1_mamori_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KeyProof.ProtoReflect.Descriptor instead.
+func (*KeyProof) Descriptor() ([]byte, []int) {
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *KeyProof) GetCertificate() []byte {
+	if x != nil {
+		return x.Certificate
+	}
+	return nil
+}
+
+func (x *KeyProof) GetSignature() []byte {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
+}
+
 // TpmAttestation proves that the CSR's key lives in the TPM whose EK is
 // given. Public areas are TPMT_PUBLIC in TPM wire format.
 type TpmAttestation struct {
@@ -997,7 +1067,7 @@ type TpmAttestation struct {
 
 func (x *TpmAttestation) Reset() {
 	*x = TpmAttestation{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[9]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1009,7 +1079,7 @@ func (x *TpmAttestation) String() string {
 func (*TpmAttestation) ProtoMessage() {}
 
 func (x *TpmAttestation) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[9]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1022,7 +1092,7 @@ func (x *TpmAttestation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TpmAttestation.ProtoReflect.Descriptor instead.
 func (*TpmAttestation) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{9}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *TpmAttestation) GetEkPublic() []byte {
@@ -1082,7 +1152,7 @@ type EnrollChallenge struct {
 
 func (x *EnrollChallenge) Reset() {
 	*x = EnrollChallenge{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[10]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1094,7 +1164,7 @@ func (x *EnrollChallenge) String() string {
 func (*EnrollChallenge) ProtoMessage() {}
 
 func (x *EnrollChallenge) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[10]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1107,7 +1177,7 @@ func (x *EnrollChallenge) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrollChallenge.ProtoReflect.Descriptor instead.
 func (*EnrollChallenge) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{10}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *EnrollChallenge) GetCredentialBlob() []byte {
@@ -1142,7 +1212,7 @@ type ChallengeAnswer struct {
 
 func (x *ChallengeAnswer) Reset() {
 	*x = ChallengeAnswer{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[11]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1154,7 +1224,7 @@ func (x *ChallengeAnswer) String() string {
 func (*ChallengeAnswer) ProtoMessage() {}
 
 func (x *ChallengeAnswer) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[11]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1167,7 +1237,7 @@ func (x *ChallengeAnswer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChallengeAnswer.ProtoReflect.Descriptor instead.
 func (*ChallengeAnswer) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{11}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ChallengeAnswer) GetState() []byte {
@@ -1202,7 +1272,7 @@ type EnrollResponse struct {
 
 func (x *EnrollResponse) Reset() {
 	*x = EnrollResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[12]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1214,7 +1284,7 @@ func (x *EnrollResponse) String() string {
 func (*EnrollResponse) ProtoMessage() {}
 
 func (x *EnrollResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[12]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1227,7 +1297,7 @@ func (x *EnrollResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrollResponse.ProtoReflect.Descriptor instead.
 func (*EnrollResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{12}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *EnrollResponse) GetDeviceId() string {
@@ -1300,7 +1370,7 @@ type ReportRequest struct {
 
 func (x *ReportRequest) Reset() {
 	*x = ReportRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[13]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1312,7 +1382,7 @@ func (x *ReportRequest) String() string {
 func (*ReportRequest) ProtoMessage() {}
 
 func (x *ReportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[13]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1325,7 +1395,7 @@ func (x *ReportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportRequest.ProtoReflect.Descriptor instead.
 func (*ReportRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{13}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ReportRequest) GetFacts() *DeviceFacts {
@@ -1402,7 +1472,7 @@ type ReportResponse struct {
 
 func (x *ReportResponse) Reset() {
 	*x = ReportResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[14]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1414,7 +1484,7 @@ func (x *ReportResponse) String() string {
 func (*ReportResponse) ProtoMessage() {}
 
 func (x *ReportResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[14]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1427,7 +1497,7 @@ func (x *ReportResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportResponse.ProtoReflect.Descriptor instead.
 func (*ReportResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{14}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ReportResponse) GetAckedEventIds() []string {
@@ -1477,7 +1547,7 @@ type RenewRequest struct {
 
 func (x *RenewRequest) Reset() {
 	*x = RenewRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[15]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1489,7 +1559,7 @@ func (x *RenewRequest) String() string {
 func (*RenewRequest) ProtoMessage() {}
 
 func (x *RenewRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[15]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1502,7 +1572,7 @@ func (x *RenewRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewRequest.ProtoReflect.Descriptor instead.
 func (*RenewRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{15}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *RenewRequest) GetCsr() []byte {
@@ -1525,7 +1595,7 @@ type RenewResponse struct {
 
 func (x *RenewResponse) Reset() {
 	*x = RenewResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[16]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1537,7 +1607,7 @@ func (x *RenewResponse) String() string {
 func (*RenewResponse) ProtoMessage() {}
 
 func (x *RenewResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[16]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1550,7 +1620,7 @@ func (x *RenewResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewResponse.ProtoReflect.Descriptor instead.
 func (*RenewResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{16}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RenewResponse) GetCertificate() []byte {
@@ -1583,7 +1653,7 @@ type SealedMFABundle struct {
 
 func (x *SealedMFABundle) Reset() {
 	*x = SealedMFABundle{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[17]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1595,7 +1665,7 @@ func (x *SealedMFABundle) String() string {
 func (*SealedMFABundle) ProtoMessage() {}
 
 func (x *SealedMFABundle) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[17]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1608,7 +1678,7 @@ func (x *SealedMFABundle) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SealedMFABundle.ProtoReflect.Descriptor instead.
 func (*SealedMFABundle) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{17}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *SealedMFABundle) GetVersion() string {
@@ -1651,7 +1721,7 @@ type MFABundle struct {
 
 func (x *MFABundle) Reset() {
 	*x = MFABundle{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[18]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1663,7 +1733,7 @@ func (x *MFABundle) String() string {
 func (*MFABundle) ProtoMessage() {}
 
 func (x *MFABundle) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[18]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1676,7 +1746,7 @@ func (x *MFABundle) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MFABundle.ProtoReflect.Descriptor instead.
 func (*MFABundle) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{18}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *MFABundle) GetVersion() string {
@@ -1758,7 +1828,7 @@ type MFATempCode struct {
 
 func (x *MFATempCode) Reset() {
 	*x = MFATempCode{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[19]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1770,7 +1840,7 @@ func (x *MFATempCode) String() string {
 func (*MFATempCode) ProtoMessage() {}
 
 func (x *MFATempCode) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[19]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1783,7 +1853,7 @@ func (x *MFATempCode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MFATempCode.ProtoReflect.Descriptor instead.
 func (*MFATempCode) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{19}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *MFATempCode) GetUser() string {
@@ -1833,7 +1903,7 @@ type MFAUnlock struct {
 
 func (x *MFAUnlock) Reset() {
 	*x = MFAUnlock{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[20]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1845,7 +1915,7 @@ func (x *MFAUnlock) String() string {
 func (*MFAUnlock) ProtoMessage() {}
 
 func (x *MFAUnlock) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[20]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1858,7 +1928,7 @@ func (x *MFAUnlock) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MFAUnlock.ProtoReflect.Descriptor instead.
 func (*MFAUnlock) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{20}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *MFAUnlock) GetUser() string {
@@ -1897,7 +1967,7 @@ type MFAUserSecret struct {
 
 func (x *MFAUserSecret) Reset() {
 	*x = MFAUserSecret{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[21]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1909,7 +1979,7 @@ func (x *MFAUserSecret) String() string {
 func (*MFAUserSecret) ProtoMessage() {}
 
 func (x *MFAUserSecret) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[21]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1922,7 +1992,7 @@ func (x *MFAUserSecret) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MFAUserSecret.ProtoReflect.Descriptor instead.
 func (*MFAUserSecret) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{21}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *MFAUserSecret) GetUser() string {
@@ -1993,7 +2063,7 @@ type ControlRecord struct {
 
 func (x *ControlRecord) Reset() {
 	*x = ControlRecord{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[22]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2005,7 +2075,7 @@ func (x *ControlRecord) String() string {
 func (*ControlRecord) ProtoMessage() {}
 
 func (x *ControlRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[22]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2018,7 +2088,7 @@ func (x *ControlRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ControlRecord.ProtoReflect.Descriptor instead.
 func (*ControlRecord) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{22}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ControlRecord) GetStatus() *ControlStatus {
@@ -2057,14 +2127,18 @@ type Device struct {
 	// True when the current certificate's key was attested to be in the TPM.
 	KeyAttested bool `protobuf:"varint,13,opt,name=key_attested,json=keyAttested,proto3" json:"key_attested,omitempty"`
 	// Device group (所属 / department); empty when in none.
-	Group         string `protobuf:"bytes,14,opt,name=group,proto3" json:"group,omitempty"`
+	Group string `protobuf:"bytes,14,opt,name=group,proto3" json:"group,omitempty"`
+	// Set when this record was made by an enrolment that named the machine
+	// ID of device clone_of without proving it is that device: a possible
+	// clone, awaiting an officer's review (ApproveReenrollment, or revoke).
+	CloneOf       string `protobuf:"bytes,15,opt,name=clone_of,json=cloneOf,proto3" json:"clone_of,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Device) Reset() {
 	*x = Device{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[23]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2076,7 +2150,7 @@ func (x *Device) String() string {
 func (*Device) ProtoMessage() {}
 
 func (x *Device) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[23]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2089,7 +2163,7 @@ func (x *Device) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Device.ProtoReflect.Descriptor instead.
 func (*Device) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{23}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Device) GetId() string {
@@ -2190,6 +2264,366 @@ func (x *Device) GetGroup() string {
 	return ""
 }
 
+func (x *Device) GetCloneOf() string {
+	if x != nil {
+		return x.CloneOf
+	}
+	return ""
+}
+
+type ApproveReenrollmentRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Device ID or hostname of the flagged record.
+	Device string `protobuf:"bytes,1,opt,name=device,proto3" json:"device,omitempty"`
+	// Why the officer is sure (recorded in the audit log).
+	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApproveReenrollmentRequest) Reset() {
+	*x = ApproveReenrollmentRequest{}
+	mi := &file_mamori_v1_mamori_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApproveReenrollmentRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApproveReenrollmentRequest) ProtoMessage() {}
+
+func (x *ApproveReenrollmentRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mamori_v1_mamori_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApproveReenrollmentRequest.ProtoReflect.Descriptor instead.
+func (*ApproveReenrollmentRequest) Descriptor() ([]byte, []int) {
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *ApproveReenrollmentRequest) GetDevice() string {
+	if x != nil {
+		return x.Device
+	}
+	return ""
+}
+
+func (x *ApproveReenrollmentRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type ApproveReenrollmentResponse struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Device *Device                `protobuf:"bytes,1,opt,name=device,proto3" json:"device,omitempty"`
+	// The record it replaced, now revoked.
+	Replaced      *Device `protobuf:"bytes,2,opt,name=replaced,proto3" json:"replaced,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApproveReenrollmentResponse) Reset() {
+	*x = ApproveReenrollmentResponse{}
+	mi := &file_mamori_v1_mamori_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApproveReenrollmentResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApproveReenrollmentResponse) ProtoMessage() {}
+
+func (x *ApproveReenrollmentResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mamori_v1_mamori_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApproveReenrollmentResponse.ProtoReflect.Descriptor instead.
+func (*ApproveReenrollmentResponse) Descriptor() ([]byte, []int) {
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *ApproveReenrollmentResponse) GetDevice() *Device {
+	if x != nil {
+		return x.Device
+	}
+	return nil
+}
+
+func (x *ApproveReenrollmentResponse) GetReplaced() *Device {
+	if x != nil {
+		return x.Replaced
+	}
+	return nil
+}
+
+type ApproveEKRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// SHA-256 of the EK public key (PKIX DER), hex, as shown for the device.
+	EkFingerprint string `protobuf:"bytes,1,opt,name=ek_fingerprint,json=ekFingerprint,proto3" json:"ek_fingerprint,omitempty"`
+	Note          string `protobuf:"bytes,2,opt,name=note,proto3" json:"note,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApproveEKRequest) Reset() {
+	*x = ApproveEKRequest{}
+	mi := &file_mamori_v1_mamori_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApproveEKRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApproveEKRequest) ProtoMessage() {}
+
+func (x *ApproveEKRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mamori_v1_mamori_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApproveEKRequest.ProtoReflect.Descriptor instead.
+func (*ApproveEKRequest) Descriptor() ([]byte, []int) {
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *ApproveEKRequest) GetEkFingerprint() string {
+	if x != nil {
+		return x.EkFingerprint
+	}
+	return ""
+}
+
+func (x *ApproveEKRequest) GetNote() string {
+	if x != nil {
+		return x.Note
+	}
+	return ""
+}
+
+type ApproveEKResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// False when it was approved already.
+	Added         bool `protobuf:"varint,1,opt,name=added,proto3" json:"added,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApproveEKResponse) Reset() {
+	*x = ApproveEKResponse{}
+	mi := &file_mamori_v1_mamori_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApproveEKResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApproveEKResponse) ProtoMessage() {}
+
+func (x *ApproveEKResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mamori_v1_mamori_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApproveEKResponse.ProtoReflect.Descriptor instead.
+func (*ApproveEKResponse) Descriptor() ([]byte, []int) {
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *ApproveEKResponse) GetAdded() bool {
+	if x != nil {
+		return x.Added
+	}
+	return false
+}
+
+type ListApprovedEKsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListApprovedEKsRequest) Reset() {
+	*x = ListApprovedEKsRequest{}
+	mi := &file_mamori_v1_mamori_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListApprovedEKsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListApprovedEKsRequest) ProtoMessage() {}
+
+func (x *ListApprovedEKsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mamori_v1_mamori_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListApprovedEKsRequest.ProtoReflect.Descriptor instead.
+func (*ListApprovedEKsRequest) Descriptor() ([]byte, []int) {
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{29}
+}
+
+type ApprovedEK struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	EkFingerprint string                 `protobuf:"bytes,1,opt,name=ek_fingerprint,json=ekFingerprint,proto3" json:"ek_fingerprint,omitempty"`
+	ApprovedBy    string                 `protobuf:"bytes,2,opt,name=approved_by,json=approvedBy,proto3" json:"approved_by,omitempty"`
+	ApprovedAt    *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=approved_at,json=approvedAt,proto3" json:"approved_at,omitempty"`
+	Note          string                 `protobuf:"bytes,4,opt,name=note,proto3" json:"note,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApprovedEK) Reset() {
+	*x = ApprovedEK{}
+	mi := &file_mamori_v1_mamori_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApprovedEK) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApprovedEK) ProtoMessage() {}
+
+func (x *ApprovedEK) ProtoReflect() protoreflect.Message {
+	mi := &file_mamori_v1_mamori_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApprovedEK.ProtoReflect.Descriptor instead.
+func (*ApprovedEK) Descriptor() ([]byte, []int) {
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *ApprovedEK) GetEkFingerprint() string {
+	if x != nil {
+		return x.EkFingerprint
+	}
+	return ""
+}
+
+func (x *ApprovedEK) GetApprovedBy() string {
+	if x != nil {
+		return x.ApprovedBy
+	}
+	return ""
+}
+
+func (x *ApprovedEK) GetApprovedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ApprovedAt
+	}
+	return nil
+}
+
+func (x *ApprovedEK) GetNote() string {
+	if x != nil {
+		return x.Note
+	}
+	return ""
+}
+
+type ListApprovedEKsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Eks           []*ApprovedEK          `protobuf:"bytes,1,rep,name=eks,proto3" json:"eks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListApprovedEKsResponse) Reset() {
+	*x = ListApprovedEKsResponse{}
+	mi := &file_mamori_v1_mamori_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListApprovedEKsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListApprovedEKsResponse) ProtoMessage() {}
+
+func (x *ListApprovedEKsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mamori_v1_mamori_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListApprovedEKsResponse.ProtoReflect.Descriptor instead.
+func (*ListApprovedEKsResponse) Descriptor() ([]byte, []int) {
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *ListApprovedEKsResponse) GetEks() []*ApprovedEK {
+	if x != nil {
+		return x.Eks
+	}
+	return nil
+}
+
 type ListDevicesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Only devices in this state; unspecified means all.
@@ -2205,7 +2639,7 @@ type ListDevicesRequest struct {
 
 func (x *ListDevicesRequest) Reset() {
 	*x = ListDevicesRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[24]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2217,7 +2651,7 @@ func (x *ListDevicesRequest) String() string {
 func (*ListDevicesRequest) ProtoMessage() {}
 
 func (x *ListDevicesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[24]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2230,7 +2664,7 @@ func (x *ListDevicesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDevicesRequest.ProtoReflect.Descriptor instead.
 func (*ListDevicesRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{24}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ListDevicesRequest) GetCompliance() Compliance {
@@ -2271,7 +2705,7 @@ type ListDevicesResponse struct {
 
 func (x *ListDevicesResponse) Reset() {
 	*x = ListDevicesResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[25]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2283,7 +2717,7 @@ func (x *ListDevicesResponse) String() string {
 func (*ListDevicesResponse) ProtoMessage() {}
 
 func (x *ListDevicesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[25]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2296,7 +2730,7 @@ func (x *ListDevicesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDevicesResponse.ProtoReflect.Descriptor instead.
 func (*ListDevicesResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{25}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ListDevicesResponse) GetDevices() []*Device {
@@ -2325,7 +2759,7 @@ type GetDeviceRequest struct {
 
 func (x *GetDeviceRequest) Reset() {
 	*x = GetDeviceRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[26]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2337,7 +2771,7 @@ func (x *GetDeviceRequest) String() string {
 func (*GetDeviceRequest) ProtoMessage() {}
 
 func (x *GetDeviceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[26]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2350,7 +2784,7 @@ func (x *GetDeviceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDeviceRequest.ProtoReflect.Descriptor instead.
 func (*GetDeviceRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{26}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *GetDeviceRequest) GetIdOrHostname() string {
@@ -2377,7 +2811,7 @@ type GetDeviceResponse struct {
 
 func (x *GetDeviceResponse) Reset() {
 	*x = GetDeviceResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[27]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2389,7 +2823,7 @@ func (x *GetDeviceResponse) String() string {
 func (*GetDeviceResponse) ProtoMessage() {}
 
 func (x *GetDeviceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[27]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2402,7 +2836,7 @@ func (x *GetDeviceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDeviceResponse.ProtoReflect.Descriptor instead.
 func (*GetDeviceResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{27}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *GetDeviceResponse) GetDevice() *Device {
@@ -2427,7 +2861,7 @@ type FleetSummaryRequest struct {
 
 func (x *FleetSummaryRequest) Reset() {
 	*x = FleetSummaryRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[28]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2439,7 +2873,7 @@ func (x *FleetSummaryRequest) String() string {
 func (*FleetSummaryRequest) ProtoMessage() {}
 
 func (x *FleetSummaryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[28]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2452,7 +2886,7 @@ func (x *FleetSummaryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FleetSummaryRequest.ProtoReflect.Descriptor instead.
 func (*FleetSummaryRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{28}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{36}
 }
 
 type FleetSummaryResponse struct {
@@ -2473,7 +2907,7 @@ type FleetSummaryResponse struct {
 
 func (x *FleetSummaryResponse) Reset() {
 	*x = FleetSummaryResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[29]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2485,7 +2919,7 @@ func (x *FleetSummaryResponse) String() string {
 func (*FleetSummaryResponse) ProtoMessage() {}
 
 func (x *FleetSummaryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[29]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2498,7 +2932,7 @@ func (x *FleetSummaryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FleetSummaryResponse.ProtoReflect.Descriptor instead.
 func (*FleetSummaryResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{29}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *FleetSummaryResponse) GetTotal() int64 {
@@ -2573,7 +3007,7 @@ type GroupSummary struct {
 
 func (x *GroupSummary) Reset() {
 	*x = GroupSummary{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[30]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2585,7 +3019,7 @@ func (x *GroupSummary) String() string {
 func (*GroupSummary) ProtoMessage() {}
 
 func (x *GroupSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[30]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2598,7 +3032,7 @@ func (x *GroupSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupSummary.ProtoReflect.Descriptor instead.
 func (*GroupSummary) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{30}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *GroupSummary) GetGroup() string {
@@ -2662,7 +3096,7 @@ type StoredEvent struct {
 
 func (x *StoredEvent) Reset() {
 	*x = StoredEvent{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[31]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2674,7 +3108,7 @@ func (x *StoredEvent) String() string {
 func (*StoredEvent) ProtoMessage() {}
 
 func (x *StoredEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[31]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2687,7 +3121,7 @@ func (x *StoredEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoredEvent.ProtoReflect.Descriptor instead.
 func (*StoredEvent) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{31}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *StoredEvent) GetDeviceId() string {
@@ -2724,7 +3158,7 @@ type ListEventsRequest struct {
 
 func (x *ListEventsRequest) Reset() {
 	*x = ListEventsRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[32]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2736,7 +3170,7 @@ func (x *ListEventsRequest) String() string {
 func (*ListEventsRequest) ProtoMessage() {}
 
 func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[32]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2749,7 +3183,7 @@ func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListEventsRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{32}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ListEventsRequest) GetDeviceId() string {
@@ -2784,7 +3218,7 @@ type ListEventsResponse struct {
 
 func (x *ListEventsResponse) Reset() {
 	*x = ListEventsResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[33]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2796,7 +3230,7 @@ func (x *ListEventsResponse) String() string {
 func (*ListEventsResponse) ProtoMessage() {}
 
 func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[33]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2809,7 +3243,7 @@ func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListEventsResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{33}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ListEventsResponse) GetEvents() []*StoredEvent {
@@ -2843,7 +3277,7 @@ type CreateEnrollmentTokenRequest struct {
 
 func (x *CreateEnrollmentTokenRequest) Reset() {
 	*x = CreateEnrollmentTokenRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[34]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2855,7 +3289,7 @@ func (x *CreateEnrollmentTokenRequest) String() string {
 func (*CreateEnrollmentTokenRequest) ProtoMessage() {}
 
 func (x *CreateEnrollmentTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[34]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2868,7 +3302,7 @@ func (x *CreateEnrollmentTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateEnrollmentTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateEnrollmentTokenRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{34}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *CreateEnrollmentTokenRequest) GetTtl() *durationpb.Duration {
@@ -2914,7 +3348,7 @@ type CreateEnrollmentTokenResponse struct {
 
 func (x *CreateEnrollmentTokenResponse) Reset() {
 	*x = CreateEnrollmentTokenResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[35]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2926,7 +3360,7 @@ func (x *CreateEnrollmentTokenResponse) String() string {
 func (*CreateEnrollmentTokenResponse) ProtoMessage() {}
 
 func (x *CreateEnrollmentTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[35]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2939,7 +3373,7 @@ func (x *CreateEnrollmentTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateEnrollmentTokenResponse.ProtoReflect.Descriptor instead.
 func (*CreateEnrollmentTokenResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{35}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *CreateEnrollmentTokenResponse) GetToken() string {
@@ -2987,7 +3421,7 @@ type RevokeDeviceRequest struct {
 
 func (x *RevokeDeviceRequest) Reset() {
 	*x = RevokeDeviceRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[36]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2999,7 +3433,7 @@ func (x *RevokeDeviceRequest) String() string {
 func (*RevokeDeviceRequest) ProtoMessage() {}
 
 func (x *RevokeDeviceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[36]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3012,7 +3446,7 @@ func (x *RevokeDeviceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeDeviceRequest.ProtoReflect.Descriptor instead.
 func (*RevokeDeviceRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{36}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *RevokeDeviceRequest) GetDeviceId() string {
@@ -3038,7 +3472,7 @@ type RevokeDeviceResponse struct {
 
 func (x *RevokeDeviceResponse) Reset() {
 	*x = RevokeDeviceResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[37]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3050,7 +3484,7 @@ func (x *RevokeDeviceResponse) String() string {
 func (*RevokeDeviceResponse) ProtoMessage() {}
 
 func (x *RevokeDeviceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[37]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3063,7 +3497,7 @@ func (x *RevokeDeviceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeDeviceResponse.ProtoReflect.Descriptor instead.
 func (*RevokeDeviceResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{37}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *RevokeDeviceResponse) GetDevice() *Device {
@@ -3087,7 +3521,7 @@ type SetDeviceGroupRequest struct {
 
 func (x *SetDeviceGroupRequest) Reset() {
 	*x = SetDeviceGroupRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[38]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3099,7 +3533,7 @@ func (x *SetDeviceGroupRequest) String() string {
 func (*SetDeviceGroupRequest) ProtoMessage() {}
 
 func (x *SetDeviceGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[38]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3112,7 +3546,7 @@ func (x *SetDeviceGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetDeviceGroupRequest.ProtoReflect.Descriptor instead.
 func (*SetDeviceGroupRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{38}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *SetDeviceGroupRequest) GetDevice() string {
@@ -3145,7 +3579,7 @@ type SetDeviceGroupResponse struct {
 
 func (x *SetDeviceGroupResponse) Reset() {
 	*x = SetDeviceGroupResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[39]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3157,7 +3591,7 @@ func (x *SetDeviceGroupResponse) String() string {
 func (*SetDeviceGroupResponse) ProtoMessage() {}
 
 func (x *SetDeviceGroupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[39]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3170,7 +3604,7 @@ func (x *SetDeviceGroupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetDeviceGroupResponse.ProtoReflect.Descriptor instead.
 func (*SetDeviceGroupResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{39}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *SetDeviceGroupResponse) GetDevice() *Device {
@@ -3192,7 +3626,7 @@ type ListAuditRequest struct {
 
 func (x *ListAuditRequest) Reset() {
 	*x = ListAuditRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[40]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3204,7 +3638,7 @@ func (x *ListAuditRequest) String() string {
 func (*ListAuditRequest) ProtoMessage() {}
 
 func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[40]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3217,7 +3651,7 @@ func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{40}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *ListAuditRequest) GetAfterSeq() int64 {
@@ -3254,7 +3688,7 @@ type AuditRecord struct {
 
 func (x *AuditRecord) Reset() {
 	*x = AuditRecord{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[41]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3266,7 +3700,7 @@ func (x *AuditRecord) String() string {
 func (*AuditRecord) ProtoMessage() {}
 
 func (x *AuditRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[41]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3279,7 +3713,7 @@ func (x *AuditRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditRecord.ProtoReflect.Descriptor instead.
 func (*AuditRecord) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{41}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *AuditRecord) GetSeq() int64 {
@@ -3350,7 +3784,7 @@ type ListAuditResponse struct {
 
 func (x *ListAuditResponse) Reset() {
 	*x = ListAuditResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[42]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3362,7 +3796,7 @@ func (x *ListAuditResponse) String() string {
 func (*ListAuditResponse) ProtoMessage() {}
 
 func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[42]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3375,7 +3809,7 @@ func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{42}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ListAuditResponse) GetRecords() []*AuditRecord {
@@ -3400,7 +3834,7 @@ type GetPolicyRequest struct {
 
 func (x *GetPolicyRequest) Reset() {
 	*x = GetPolicyRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[43]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3412,7 +3846,7 @@ func (x *GetPolicyRequest) String() string {
 func (*GetPolicyRequest) ProtoMessage() {}
 
 func (x *GetPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[43]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3425,7 +3859,7 @@ func (x *GetPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPolicyRequest.ProtoReflect.Descriptor instead.
 func (*GetPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{43}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{51}
 }
 
 type GetPolicyResponse struct {
@@ -3437,7 +3871,7 @@ type GetPolicyResponse struct {
 
 func (x *GetPolicyResponse) Reset() {
 	*x = GetPolicyResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[44]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3449,7 +3883,7 @@ func (x *GetPolicyResponse) String() string {
 func (*GetPolicyResponse) ProtoMessage() {}
 
 func (x *GetPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[44]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3462,7 +3896,7 @@ func (x *GetPolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPolicyResponse.ProtoReflect.Descriptor instead.
 func (*GetPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{44}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *GetPolicyResponse) GetPolicy() *Policy {
@@ -3486,7 +3920,7 @@ type SetPolicyRequest struct {
 
 func (x *SetPolicyRequest) Reset() {
 	*x = SetPolicyRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[45]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3498,7 +3932,7 @@ func (x *SetPolicyRequest) String() string {
 func (*SetPolicyRequest) ProtoMessage() {}
 
 func (x *SetPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[45]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3511,7 +3945,7 @@ func (x *SetPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPolicyRequest.ProtoReflect.Descriptor instead.
 func (*SetPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{45}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *SetPolicyRequest) GetPolicy() *Policy {
@@ -3544,7 +3978,7 @@ type SetPolicyResponse struct {
 
 func (x *SetPolicyResponse) Reset() {
 	*x = SetPolicyResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[46]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3556,7 +3990,7 @@ func (x *SetPolicyResponse) String() string {
 func (*SetPolicyResponse) ProtoMessage() {}
 
 func (x *SetPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[46]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3569,7 +4003,7 @@ func (x *SetPolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPolicyResponse.ProtoReflect.Descriptor instead.
 func (*SetPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{46}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *SetPolicyResponse) GetPolicy() *Policy {
@@ -3592,7 +4026,7 @@ type EnrollMFAUserRequest struct {
 
 func (x *EnrollMFAUserRequest) Reset() {
 	*x = EnrollMFAUserRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[47]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3604,7 +4038,7 @@ func (x *EnrollMFAUserRequest) String() string {
 func (*EnrollMFAUserRequest) ProtoMessage() {}
 
 func (x *EnrollMFAUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[47]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3617,7 +4051,7 @@ func (x *EnrollMFAUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrollMFAUserRequest.ProtoReflect.Descriptor instead.
 func (*EnrollMFAUserRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{47}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *EnrollMFAUserRequest) GetUser() string {
@@ -3647,7 +4081,7 @@ type EnrollMFAUserResponse struct {
 
 func (x *EnrollMFAUserResponse) Reset() {
 	*x = EnrollMFAUserResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[48]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3659,7 +4093,7 @@ func (x *EnrollMFAUserResponse) String() string {
 func (*EnrollMFAUserResponse) ProtoMessage() {}
 
 func (x *EnrollMFAUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[48]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3672,7 +4106,7 @@ func (x *EnrollMFAUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrollMFAUserResponse.ProtoReflect.Descriptor instead.
 func (*EnrollMFAUserResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{48}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *EnrollMFAUserResponse) GetUser() string {
@@ -3707,7 +4141,7 @@ type ResetMFAUserRequest struct {
 
 func (x *ResetMFAUserRequest) Reset() {
 	*x = ResetMFAUserRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[49]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3719,7 +4153,7 @@ func (x *ResetMFAUserRequest) String() string {
 func (*ResetMFAUserRequest) ProtoMessage() {}
 
 func (x *ResetMFAUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[49]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3732,7 +4166,7 @@ func (x *ResetMFAUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResetMFAUserRequest.ProtoReflect.Descriptor instead.
 func (*ResetMFAUserRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{49}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *ResetMFAUserRequest) GetUser() string {
@@ -3757,7 +4191,7 @@ type ResetMFAUserResponse struct {
 
 func (x *ResetMFAUserResponse) Reset() {
 	*x = ResetMFAUserResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[50]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3769,7 +4203,7 @@ func (x *ResetMFAUserResponse) String() string {
 func (*ResetMFAUserResponse) ProtoMessage() {}
 
 func (x *ResetMFAUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[50]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3782,7 +4216,7 @@ func (x *ResetMFAUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResetMFAUserResponse.ProtoReflect.Descriptor instead.
 func (*ResetMFAUserResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{50}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{58}
 }
 
 type UnlockMFAUserRequest struct {
@@ -3796,7 +4230,7 @@ type UnlockMFAUserRequest struct {
 
 func (x *UnlockMFAUserRequest) Reset() {
 	*x = UnlockMFAUserRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[51]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3808,7 +4242,7 @@ func (x *UnlockMFAUserRequest) String() string {
 func (*UnlockMFAUserRequest) ProtoMessage() {}
 
 func (x *UnlockMFAUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[51]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3821,7 +4255,7 @@ func (x *UnlockMFAUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnlockMFAUserRequest.ProtoReflect.Descriptor instead.
 func (*UnlockMFAUserRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{51}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *UnlockMFAUserRequest) GetUser() string {
@@ -3848,7 +4282,7 @@ type UnlockMFAUserResponse struct {
 
 func (x *UnlockMFAUserResponse) Reset() {
 	*x = UnlockMFAUserResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[52]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3860,7 +4294,7 @@ func (x *UnlockMFAUserResponse) String() string {
 func (*UnlockMFAUserResponse) ProtoMessage() {}
 
 func (x *UnlockMFAUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[52]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3873,7 +4307,7 @@ func (x *UnlockMFAUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnlockMFAUserResponse.ProtoReflect.Descriptor instead.
 func (*UnlockMFAUserResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{52}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *UnlockMFAUserResponse) GetGeneration() int64 {
@@ -3894,7 +4328,7 @@ type IssueMFATempCodeRequest struct {
 
 func (x *IssueMFATempCodeRequest) Reset() {
 	*x = IssueMFATempCodeRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[53]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3906,7 +4340,7 @@ func (x *IssueMFATempCodeRequest) String() string {
 func (*IssueMFATempCodeRequest) ProtoMessage() {}
 
 func (x *IssueMFATempCodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[53]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3919,7 +4353,7 @@ func (x *IssueMFATempCodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueMFATempCodeRequest.ProtoReflect.Descriptor instead.
 func (*IssueMFATempCodeRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{53}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *IssueMFATempCodeRequest) GetUser() string {
@@ -3949,7 +4383,7 @@ type IssueMFATempCodeResponse struct {
 
 func (x *IssueMFATempCodeResponse) Reset() {
 	*x = IssueMFATempCodeResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[54]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3961,7 +4395,7 @@ func (x *IssueMFATempCodeResponse) String() string {
 func (*IssueMFATempCodeResponse) ProtoMessage() {}
 
 func (x *IssueMFATempCodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[54]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3974,7 +4408,7 @@ func (x *IssueMFATempCodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueMFATempCodeResponse.ProtoReflect.Descriptor instead.
 func (*IssueMFATempCodeResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{54}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *IssueMFATempCodeResponse) GetCode() string {
@@ -4010,7 +4444,7 @@ type ImportMFASeedsRequest struct {
 
 func (x *ImportMFASeedsRequest) Reset() {
 	*x = ImportMFASeedsRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[55]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4022,7 +4456,7 @@ func (x *ImportMFASeedsRequest) String() string {
 func (*ImportMFASeedsRequest) ProtoMessage() {}
 
 func (x *ImportMFASeedsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[55]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4035,7 +4469,7 @@ func (x *ImportMFASeedsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportMFASeedsRequest.ProtoReflect.Descriptor instead.
 func (*ImportMFASeedsRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{55}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *ImportMFASeedsRequest) GetCsv() []byte {
@@ -4061,7 +4495,7 @@ type ImportMFASeedsResponse struct {
 
 func (x *ImportMFASeedsResponse) Reset() {
 	*x = ImportMFASeedsResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[56]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4073,7 +4507,7 @@ func (x *ImportMFASeedsResponse) String() string {
 func (*ImportMFASeedsResponse) ProtoMessage() {}
 
 func (x *ImportMFASeedsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[56]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4086,7 +4520,7 @@ func (x *ImportMFASeedsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportMFASeedsResponse.ProtoReflect.Descriptor instead.
 func (*ImportMFASeedsResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{56}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *ImportMFASeedsResponse) GetImported() int32 {
@@ -4104,7 +4538,7 @@ type ListMFAUsersRequest struct {
 
 func (x *ListMFAUsersRequest) Reset() {
 	*x = ListMFAUsersRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[57]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4116,7 +4550,7 @@ func (x *ListMFAUsersRequest) String() string {
 func (*ListMFAUsersRequest) ProtoMessage() {}
 
 func (x *ListMFAUsersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[57]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4129,7 +4563,7 @@ func (x *ListMFAUsersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMFAUsersRequest.ProtoReflect.Descriptor instead.
 func (*ListMFAUsersRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{57}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{65}
 }
 
 type MFAUserInfo struct {
@@ -4147,7 +4581,7 @@ type MFAUserInfo struct {
 
 func (x *MFAUserInfo) Reset() {
 	*x = MFAUserInfo{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[58]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4159,7 +4593,7 @@ func (x *MFAUserInfo) String() string {
 func (*MFAUserInfo) ProtoMessage() {}
 
 func (x *MFAUserInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[58]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4172,7 +4606,7 @@ func (x *MFAUserInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MFAUserInfo.ProtoReflect.Descriptor instead.
 func (*MFAUserInfo) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{58}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *MFAUserInfo) GetUser() string {
@@ -4226,7 +4660,7 @@ type ListMFAUsersResponse struct {
 
 func (x *ListMFAUsersResponse) Reset() {
 	*x = ListMFAUsersResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[59]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4238,7 +4672,7 @@ func (x *ListMFAUsersResponse) String() string {
 func (*ListMFAUsersResponse) ProtoMessage() {}
 
 func (x *ListMFAUsersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[59]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4251,7 +4685,7 @@ func (x *ListMFAUsersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMFAUsersResponse.ProtoReflect.Descriptor instead.
 func (*ListMFAUsersResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{59}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *ListMFAUsersResponse) GetUsers() []*MFAUserInfo {
@@ -4287,7 +4721,7 @@ type Exception struct {
 
 func (x *Exception) Reset() {
 	*x = Exception{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[60]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4299,7 +4733,7 @@ func (x *Exception) String() string {
 func (*Exception) ProtoMessage() {}
 
 func (x *Exception) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[60]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4312,7 +4746,7 @@ func (x *Exception) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Exception.ProtoReflect.Descriptor instead.
 func (*Exception) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{60}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *Exception) GetId() string {
@@ -4415,7 +4849,7 @@ type CreateExceptionRequest struct {
 
 func (x *CreateExceptionRequest) Reset() {
 	*x = CreateExceptionRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[61]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4427,7 +4861,7 @@ func (x *CreateExceptionRequest) String() string {
 func (*CreateExceptionRequest) ProtoMessage() {}
 
 func (x *CreateExceptionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[61]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4440,7 +4874,7 @@ func (x *CreateExceptionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateExceptionRequest.ProtoReflect.Descriptor instead.
 func (*CreateExceptionRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{61}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *CreateExceptionRequest) GetUsb() string {
@@ -4494,7 +4928,7 @@ type CreateExceptionResponse struct {
 
 func (x *CreateExceptionResponse) Reset() {
 	*x = CreateExceptionResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[62]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4506,7 +4940,7 @@ func (x *CreateExceptionResponse) String() string {
 func (*CreateExceptionResponse) ProtoMessage() {}
 
 func (x *CreateExceptionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[62]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4519,7 +4953,7 @@ func (x *CreateExceptionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateExceptionResponse.ProtoReflect.Descriptor instead.
 func (*CreateExceptionResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{62}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *CreateExceptionResponse) GetException() *Exception {
@@ -4542,7 +4976,7 @@ type ListExceptionsRequest struct {
 
 func (x *ListExceptionsRequest) Reset() {
 	*x = ListExceptionsRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[63]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4554,7 +4988,7 @@ func (x *ListExceptionsRequest) String() string {
 func (*ListExceptionsRequest) ProtoMessage() {}
 
 func (x *ListExceptionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[63]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4567,7 +5001,7 @@ func (x *ListExceptionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListExceptionsRequest.ProtoReflect.Descriptor instead.
 func (*ListExceptionsRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{63}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *ListExceptionsRequest) GetDevice() string {
@@ -4593,7 +5027,7 @@ type ListExceptionsResponse struct {
 
 func (x *ListExceptionsResponse) Reset() {
 	*x = ListExceptionsResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[64]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4605,7 +5039,7 @@ func (x *ListExceptionsResponse) String() string {
 func (*ListExceptionsResponse) ProtoMessage() {}
 
 func (x *ListExceptionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[64]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4618,7 +5052,7 @@ func (x *ListExceptionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListExceptionsResponse.ProtoReflect.Descriptor instead.
 func (*ListExceptionsResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{64}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *ListExceptionsResponse) GetExceptions() []*Exception {
@@ -4638,7 +5072,7 @@ type RevokeExceptionRequest struct {
 
 func (x *RevokeExceptionRequest) Reset() {
 	*x = RevokeExceptionRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[65]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4650,7 +5084,7 @@ func (x *RevokeExceptionRequest) String() string {
 func (*RevokeExceptionRequest) ProtoMessage() {}
 
 func (x *RevokeExceptionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[65]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4663,7 +5097,7 @@ func (x *RevokeExceptionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeExceptionRequest.ProtoReflect.Descriptor instead.
 func (*RevokeExceptionRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{65}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *RevokeExceptionRequest) GetId() string {
@@ -4689,7 +5123,7 @@ type RevokeExceptionResponse struct {
 
 func (x *RevokeExceptionResponse) Reset() {
 	*x = RevokeExceptionResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[66]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4701,7 +5135,7 @@ func (x *RevokeExceptionResponse) String() string {
 func (*RevokeExceptionResponse) ProtoMessage() {}
 
 func (x *RevokeExceptionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[66]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4714,7 +5148,7 @@ func (x *RevokeExceptionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeExceptionResponse.ProtoReflect.Descriptor instead.
 func (*RevokeExceptionResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{66}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *RevokeExceptionResponse) GetException() *Exception {
@@ -4735,7 +5169,7 @@ type ImportLedgerRequest struct {
 
 func (x *ImportLedgerRequest) Reset() {
 	*x = ImportLedgerRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[67]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4747,7 +5181,7 @@ func (x *ImportLedgerRequest) String() string {
 func (*ImportLedgerRequest) ProtoMessage() {}
 
 func (x *ImportLedgerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[67]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4760,7 +5194,7 @@ func (x *ImportLedgerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportLedgerRequest.ProtoReflect.Descriptor instead.
 func (*ImportLedgerRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{67}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *ImportLedgerRequest) GetCsv() []byte {
@@ -4786,7 +5220,7 @@ type ImportLedgerResponse struct {
 
 func (x *ImportLedgerResponse) Reset() {
 	*x = ImportLedgerResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[68]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4798,7 +5232,7 @@ func (x *ImportLedgerResponse) String() string {
 func (*ImportLedgerResponse) ProtoMessage() {}
 
 func (x *ImportLedgerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[68]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4811,7 +5245,7 @@ func (x *ImportLedgerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportLedgerResponse.ProtoReflect.Descriptor instead.
 func (*ImportLedgerResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{68}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *ImportLedgerResponse) GetRows() int32 {
@@ -4829,7 +5263,7 @@ type ListLedgerRequest struct {
 
 func (x *ListLedgerRequest) Reset() {
 	*x = ListLedgerRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[69]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4841,7 +5275,7 @@ func (x *ListLedgerRequest) String() string {
 func (*ListLedgerRequest) ProtoMessage() {}
 
 func (x *ListLedgerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[69]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4854,7 +5288,7 @@ func (x *ListLedgerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListLedgerRequest.ProtoReflect.Descriptor instead.
 func (*ListLedgerRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{69}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{77}
 }
 
 // LedgerRow is one ledger entry or one enrolled device the ledger lacks.
@@ -4876,7 +5310,7 @@ type LedgerRow struct {
 
 func (x *LedgerRow) Reset() {
 	*x = LedgerRow{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[70]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4888,7 +5322,7 @@ func (x *LedgerRow) String() string {
 func (*LedgerRow) ProtoMessage() {}
 
 func (x *LedgerRow) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[70]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4901,7 +5335,7 @@ func (x *LedgerRow) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LedgerRow.ProtoReflect.Descriptor instead.
 func (*LedgerRow) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{70}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *LedgerRow) GetAssetId() string {
@@ -4978,7 +5412,7 @@ type ListLedgerResponse struct {
 
 func (x *ListLedgerResponse) Reset() {
 	*x = ListLedgerResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[71]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4990,7 +5424,7 @@ func (x *ListLedgerResponse) String() string {
 func (*ListLedgerResponse) ProtoMessage() {}
 
 func (x *ListLedgerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[71]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5003,7 +5437,7 @@ func (x *ListLedgerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListLedgerResponse.ProtoReflect.Descriptor instead.
 func (*ListLedgerResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{71}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *ListLedgerResponse) GetRows() []*LedgerRow {
@@ -5112,13 +5546,17 @@ const file_mamori_v1_mamori_proto_rawDesc = "" +
 	"\x03usb\x18\x02 \x01(\tR\x03usb\x12\x12\n" +
 	"\x04user\x18\x03 \x01(\tR\x04user\x129\n" +
 	"\n" +
-	"expires_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\xd6\x01\n" +
+	"expires_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\x88\x02\n" +
 	"\rEnrollRequest\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12\x10\n" +
 	"\x03csr\x18\x02 \x01(\fR\x03csr\x12,\n" +
 	"\x05facts\x18\x03 \x01(\v2\x16.mamori.v1.DeviceFactsR\x05facts\x12;\n" +
 	"\vattestation\x18\x04 \x01(\v2\x19.mamori.v1.TpmAttestationR\vattestation\x122\n" +
-	"\x06answer\x18\x05 \x01(\v2\x1a.mamori.v1.ChallengeAnswerR\x06answer\"\xe0\x01\n" +
+	"\x06answer\x18\x05 \x01(\v2\x1a.mamori.v1.ChallengeAnswerR\x06answer\x120\n" +
+	"\tkey_proof\x18\x06 \x01(\v2\x13.mamori.v1.KeyProofR\bkeyProof\"J\n" +
+	"\bKeyProof\x12 \n" +
+	"\vcertificate\x18\x01 \x01(\fR\vcertificate\x12\x1c\n" +
+	"\tsignature\x18\x02 \x01(\fR\tsignature\"\xe0\x01\n" +
 	"\x0eTpmAttestation\x12\x1b\n" +
 	"\tek_public\x18\x01 \x01(\fR\bekPublic\x12%\n" +
 	"\x0eek_certificate\x18\x02 \x01(\fR\rekCertificate\x12\x1b\n" +
@@ -5203,7 +5641,7 @@ const file_mamori_v1_mamori_proto_rawDesc = "" +
 	"\ftoken_serial\x18\b \x01(\tR\vtokenSerial\"s\n" +
 	"\rControlRecord\x120\n" +
 	"\x06status\x18\x01 \x01(\v2\x18.mamori.v1.ControlStatusR\x06status\x120\n" +
-	"\x05since\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\"\x87\x05\n" +
+	"\x05since\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\"\xa2\x05\n" +
 	"\x06Device\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12,\n" +
 	"\x05facts\x18\x02 \x01(\v2\x16.mamori.v1.DeviceFactsR\x05facts\x125\n" +
@@ -5223,7 +5661,30 @@ const file_mamori_v1_mamori_proto_rawDesc = "" +
 	"revoked_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\trevokedAt\x12%\n" +
 	"\x0eek_fingerprint\x18\f \x01(\tR\rekFingerprint\x12!\n" +
 	"\fkey_attested\x18\r \x01(\bR\vkeyAttested\x12\x14\n" +
-	"\x05group\x18\x0e \x01(\tR\x05group\"\x9d\x01\n" +
+	"\x05group\x18\x0e \x01(\tR\x05group\x12\x19\n" +
+	"\bclone_of\x18\x0f \x01(\tR\acloneOf\"L\n" +
+	"\x1aApproveReenrollmentRequest\x12\x16\n" +
+	"\x06device\x18\x01 \x01(\tR\x06device\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"w\n" +
+	"\x1bApproveReenrollmentResponse\x12)\n" +
+	"\x06device\x18\x01 \x01(\v2\x11.mamori.v1.DeviceR\x06device\x12-\n" +
+	"\breplaced\x18\x02 \x01(\v2\x11.mamori.v1.DeviceR\breplaced\"M\n" +
+	"\x10ApproveEKRequest\x12%\n" +
+	"\x0eek_fingerprint\x18\x01 \x01(\tR\rekFingerprint\x12\x12\n" +
+	"\x04note\x18\x02 \x01(\tR\x04note\")\n" +
+	"\x11ApproveEKResponse\x12\x14\n" +
+	"\x05added\x18\x01 \x01(\bR\x05added\"\x18\n" +
+	"\x16ListApprovedEKsRequest\"\xa5\x01\n" +
+	"\n" +
+	"ApprovedEK\x12%\n" +
+	"\x0eek_fingerprint\x18\x01 \x01(\tR\rekFingerprint\x12\x1f\n" +
+	"\vapproved_by\x18\x02 \x01(\tR\n" +
+	"approvedBy\x12;\n" +
+	"\vapproved_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"approvedAt\x12\x12\n" +
+	"\x04note\x18\x04 \x01(\tR\x04note\"B\n" +
+	"\x17ListApprovedEKsResponse\x12'\n" +
+	"\x03eks\x18\x01 \x03(\v2\x15.mamori.v1.ApprovedEKR\x03eks\"\x9d\x01\n" +
 	"\x12ListDevicesRequest\x125\n" +
 	"\n" +
 	"compliance\x18\x01 \x01(\x0e2\x15.mamori.v1.ComplianceR\n" +
@@ -5450,7 +5911,7 @@ const file_mamori_v1_mamori_proto_rawDesc = "" +
 	"\fAgentService\x12=\n" +
 	"\x06Enroll\x12\x18.mamori.v1.EnrollRequest\x1a\x19.mamori.v1.EnrollResponse\x12=\n" +
 	"\x06Report\x12\x18.mamori.v1.ReportRequest\x1a\x19.mamori.v1.ReportResponse\x12:\n" +
-	"\x05Renew\x12\x17.mamori.v1.RenewRequest\x1a\x18.mamori.v1.RenewResponse2\xd1\r\n" +
+	"\x05Renew\x12\x17.mamori.v1.RenewRequest\x1a\x18.mamori.v1.RenewResponse2\xd9\x0f\n" +
 	"\fAdminService\x12L\n" +
 	"\vListDevices\x12\x1d.mamori.v1.ListDevicesRequest\x1a\x1e.mamori.v1.ListDevicesResponse\x12F\n" +
 	"\tGetDevice\x12\x1b.mamori.v1.GetDeviceRequest\x1a\x1c.mamori.v1.GetDeviceResponse\x12O\n" +
@@ -5474,7 +5935,10 @@ const file_mamori_v1_mamori_proto_rawDesc = "" +
 	"\x0fRevokeException\x12!.mamori.v1.RevokeExceptionRequest\x1a\".mamori.v1.RevokeExceptionResponse\x12O\n" +
 	"\fImportLedger\x12\x1e.mamori.v1.ImportLedgerRequest\x1a\x1f.mamori.v1.ImportLedgerResponse\x12I\n" +
 	"\n" +
-	"ListLedger\x12\x1c.mamori.v1.ListLedgerRequest\x1a\x1d.mamori.v1.ListLedgerResponseB7Z5github.com/mamori-dev/mamori/proto/mamori/v1;mamoriv1b\x06proto3"
+	"ListLedger\x12\x1c.mamori.v1.ListLedgerRequest\x1a\x1d.mamori.v1.ListLedgerResponse\x12d\n" +
+	"\x13ApproveReenrollment\x12%.mamori.v1.ApproveReenrollmentRequest\x1a&.mamori.v1.ApproveReenrollmentResponse\x12F\n" +
+	"\tApproveEK\x12\x1b.mamori.v1.ApproveEKRequest\x1a\x1c.mamori.v1.ApproveEKResponse\x12X\n" +
+	"\x0fListApprovedEKs\x12!.mamori.v1.ListApprovedEKsRequest\x1a\".mamori.v1.ListApprovedEKsResponseB7Z5github.com/mamori-dev/mamori/proto/mamori/v1;mamoriv1b\x06proto3"
 
 var (
 	file_mamori_v1_mamori_proto_rawDescOnce sync.Once
@@ -5489,7 +5953,7 @@ func file_mamori_v1_mamori_proto_rawDescGZIP() []byte {
 }
 
 var file_mamori_v1_mamori_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_mamori_v1_mamori_proto_msgTypes = make([]protoimpl.MessageInfo, 78)
+var file_mamori_v1_mamori_proto_msgTypes = make([]protoimpl.MessageInfo, 86)
 var file_mamori_v1_mamori_proto_goTypes = []any{
 	(Mode)(0),                             // 0: mamori.v1.Mode
 	(ControlState)(0),                     // 1: mamori.v1.ControlState
@@ -5503,214 +5967,233 @@ var file_mamori_v1_mamori_proto_goTypes = []any{
 	(*GroupPolicy)(nil),                   // 9: mamori.v1.GroupPolicy
 	(*PolicyException)(nil),               // 10: mamori.v1.PolicyException
 	(*EnrollRequest)(nil),                 // 11: mamori.v1.EnrollRequest
-	(*TpmAttestation)(nil),                // 12: mamori.v1.TpmAttestation
-	(*EnrollChallenge)(nil),               // 13: mamori.v1.EnrollChallenge
-	(*ChallengeAnswer)(nil),               // 14: mamori.v1.ChallengeAnswer
-	(*EnrollResponse)(nil),                // 15: mamori.v1.EnrollResponse
-	(*ReportRequest)(nil),                 // 16: mamori.v1.ReportRequest
-	(*ReportResponse)(nil),                // 17: mamori.v1.ReportResponse
-	(*RenewRequest)(nil),                  // 18: mamori.v1.RenewRequest
-	(*RenewResponse)(nil),                 // 19: mamori.v1.RenewResponse
-	(*SealedMFABundle)(nil),               // 20: mamori.v1.SealedMFABundle
-	(*MFABundle)(nil),                     // 21: mamori.v1.MFABundle
-	(*MFATempCode)(nil),                   // 22: mamori.v1.MFATempCode
-	(*MFAUnlock)(nil),                     // 23: mamori.v1.MFAUnlock
-	(*MFAUserSecret)(nil),                 // 24: mamori.v1.MFAUserSecret
-	(*ControlRecord)(nil),                 // 25: mamori.v1.ControlRecord
-	(*Device)(nil),                        // 26: mamori.v1.Device
-	(*ListDevicesRequest)(nil),            // 27: mamori.v1.ListDevicesRequest
-	(*ListDevicesResponse)(nil),           // 28: mamori.v1.ListDevicesResponse
-	(*GetDeviceRequest)(nil),              // 29: mamori.v1.GetDeviceRequest
-	(*GetDeviceResponse)(nil),             // 30: mamori.v1.GetDeviceResponse
-	(*FleetSummaryRequest)(nil),           // 31: mamori.v1.FleetSummaryRequest
-	(*FleetSummaryResponse)(nil),          // 32: mamori.v1.FleetSummaryResponse
-	(*GroupSummary)(nil),                  // 33: mamori.v1.GroupSummary
-	(*StoredEvent)(nil),                   // 34: mamori.v1.StoredEvent
-	(*ListEventsRequest)(nil),             // 35: mamori.v1.ListEventsRequest
-	(*ListEventsResponse)(nil),            // 36: mamori.v1.ListEventsResponse
-	(*CreateEnrollmentTokenRequest)(nil),  // 37: mamori.v1.CreateEnrollmentTokenRequest
-	(*CreateEnrollmentTokenResponse)(nil), // 38: mamori.v1.CreateEnrollmentTokenResponse
-	(*RevokeDeviceRequest)(nil),           // 39: mamori.v1.RevokeDeviceRequest
-	(*RevokeDeviceResponse)(nil),          // 40: mamori.v1.RevokeDeviceResponse
-	(*SetDeviceGroupRequest)(nil),         // 41: mamori.v1.SetDeviceGroupRequest
-	(*SetDeviceGroupResponse)(nil),        // 42: mamori.v1.SetDeviceGroupResponse
-	(*ListAuditRequest)(nil),              // 43: mamori.v1.ListAuditRequest
-	(*AuditRecord)(nil),                   // 44: mamori.v1.AuditRecord
-	(*ListAuditResponse)(nil),             // 45: mamori.v1.ListAuditResponse
-	(*GetPolicyRequest)(nil),              // 46: mamori.v1.GetPolicyRequest
-	(*GetPolicyResponse)(nil),             // 47: mamori.v1.GetPolicyResponse
-	(*SetPolicyRequest)(nil),              // 48: mamori.v1.SetPolicyRequest
-	(*SetPolicyResponse)(nil),             // 49: mamori.v1.SetPolicyResponse
-	(*EnrollMFAUserRequest)(nil),          // 50: mamori.v1.EnrollMFAUserRequest
-	(*EnrollMFAUserResponse)(nil),         // 51: mamori.v1.EnrollMFAUserResponse
-	(*ResetMFAUserRequest)(nil),           // 52: mamori.v1.ResetMFAUserRequest
-	(*ResetMFAUserResponse)(nil),          // 53: mamori.v1.ResetMFAUserResponse
-	(*UnlockMFAUserRequest)(nil),          // 54: mamori.v1.UnlockMFAUserRequest
-	(*UnlockMFAUserResponse)(nil),         // 55: mamori.v1.UnlockMFAUserResponse
-	(*IssueMFATempCodeRequest)(nil),       // 56: mamori.v1.IssueMFATempCodeRequest
-	(*IssueMFATempCodeResponse)(nil),      // 57: mamori.v1.IssueMFATempCodeResponse
-	(*ImportMFASeedsRequest)(nil),         // 58: mamori.v1.ImportMFASeedsRequest
-	(*ImportMFASeedsResponse)(nil),        // 59: mamori.v1.ImportMFASeedsResponse
-	(*ListMFAUsersRequest)(nil),           // 60: mamori.v1.ListMFAUsersRequest
-	(*MFAUserInfo)(nil),                   // 61: mamori.v1.MFAUserInfo
-	(*ListMFAUsersResponse)(nil),          // 62: mamori.v1.ListMFAUsersResponse
-	(*Exception)(nil),                     // 63: mamori.v1.Exception
-	(*CreateExceptionRequest)(nil),        // 64: mamori.v1.CreateExceptionRequest
-	(*CreateExceptionResponse)(nil),       // 65: mamori.v1.CreateExceptionResponse
-	(*ListExceptionsRequest)(nil),         // 66: mamori.v1.ListExceptionsRequest
-	(*ListExceptionsResponse)(nil),        // 67: mamori.v1.ListExceptionsResponse
-	(*RevokeExceptionRequest)(nil),        // 68: mamori.v1.RevokeExceptionRequest
-	(*RevokeExceptionResponse)(nil),       // 69: mamori.v1.RevokeExceptionResponse
-	(*ImportLedgerRequest)(nil),           // 70: mamori.v1.ImportLedgerRequest
-	(*ImportLedgerResponse)(nil),          // 71: mamori.v1.ImportLedgerResponse
-	(*ListLedgerRequest)(nil),             // 72: mamori.v1.ListLedgerRequest
-	(*LedgerRow)(nil),                     // 73: mamori.v1.LedgerRow
-	(*ListLedgerResponse)(nil),            // 74: mamori.v1.ListLedgerResponse
-	nil,                                   // 75: mamori.v1.ControlStatus.EvidenceEntry
-	nil,                                   // 76: mamori.v1.Event.AttributesEntry
-	nil,                                   // 77: mamori.v1.ControlPolicy.SettingsEntry
-	nil,                                   // 78: mamori.v1.Policy.ControlsEntry
-	nil,                                   // 79: mamori.v1.Policy.GroupsEntry
-	nil,                                   // 80: mamori.v1.GroupPolicy.ControlsEntry
-	(*timestamppb.Timestamp)(nil),         // 81: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),           // 82: google.protobuf.Duration
+	(*KeyProof)(nil),                      // 12: mamori.v1.KeyProof
+	(*TpmAttestation)(nil),                // 13: mamori.v1.TpmAttestation
+	(*EnrollChallenge)(nil),               // 14: mamori.v1.EnrollChallenge
+	(*ChallengeAnswer)(nil),               // 15: mamori.v1.ChallengeAnswer
+	(*EnrollResponse)(nil),                // 16: mamori.v1.EnrollResponse
+	(*ReportRequest)(nil),                 // 17: mamori.v1.ReportRequest
+	(*ReportResponse)(nil),                // 18: mamori.v1.ReportResponse
+	(*RenewRequest)(nil),                  // 19: mamori.v1.RenewRequest
+	(*RenewResponse)(nil),                 // 20: mamori.v1.RenewResponse
+	(*SealedMFABundle)(nil),               // 21: mamori.v1.SealedMFABundle
+	(*MFABundle)(nil),                     // 22: mamori.v1.MFABundle
+	(*MFATempCode)(nil),                   // 23: mamori.v1.MFATempCode
+	(*MFAUnlock)(nil),                     // 24: mamori.v1.MFAUnlock
+	(*MFAUserSecret)(nil),                 // 25: mamori.v1.MFAUserSecret
+	(*ControlRecord)(nil),                 // 26: mamori.v1.ControlRecord
+	(*Device)(nil),                        // 27: mamori.v1.Device
+	(*ApproveReenrollmentRequest)(nil),    // 28: mamori.v1.ApproveReenrollmentRequest
+	(*ApproveReenrollmentResponse)(nil),   // 29: mamori.v1.ApproveReenrollmentResponse
+	(*ApproveEKRequest)(nil),              // 30: mamori.v1.ApproveEKRequest
+	(*ApproveEKResponse)(nil),             // 31: mamori.v1.ApproveEKResponse
+	(*ListApprovedEKsRequest)(nil),        // 32: mamori.v1.ListApprovedEKsRequest
+	(*ApprovedEK)(nil),                    // 33: mamori.v1.ApprovedEK
+	(*ListApprovedEKsResponse)(nil),       // 34: mamori.v1.ListApprovedEKsResponse
+	(*ListDevicesRequest)(nil),            // 35: mamori.v1.ListDevicesRequest
+	(*ListDevicesResponse)(nil),           // 36: mamori.v1.ListDevicesResponse
+	(*GetDeviceRequest)(nil),              // 37: mamori.v1.GetDeviceRequest
+	(*GetDeviceResponse)(nil),             // 38: mamori.v1.GetDeviceResponse
+	(*FleetSummaryRequest)(nil),           // 39: mamori.v1.FleetSummaryRequest
+	(*FleetSummaryResponse)(nil),          // 40: mamori.v1.FleetSummaryResponse
+	(*GroupSummary)(nil),                  // 41: mamori.v1.GroupSummary
+	(*StoredEvent)(nil),                   // 42: mamori.v1.StoredEvent
+	(*ListEventsRequest)(nil),             // 43: mamori.v1.ListEventsRequest
+	(*ListEventsResponse)(nil),            // 44: mamori.v1.ListEventsResponse
+	(*CreateEnrollmentTokenRequest)(nil),  // 45: mamori.v1.CreateEnrollmentTokenRequest
+	(*CreateEnrollmentTokenResponse)(nil), // 46: mamori.v1.CreateEnrollmentTokenResponse
+	(*RevokeDeviceRequest)(nil),           // 47: mamori.v1.RevokeDeviceRequest
+	(*RevokeDeviceResponse)(nil),          // 48: mamori.v1.RevokeDeviceResponse
+	(*SetDeviceGroupRequest)(nil),         // 49: mamori.v1.SetDeviceGroupRequest
+	(*SetDeviceGroupResponse)(nil),        // 50: mamori.v1.SetDeviceGroupResponse
+	(*ListAuditRequest)(nil),              // 51: mamori.v1.ListAuditRequest
+	(*AuditRecord)(nil),                   // 52: mamori.v1.AuditRecord
+	(*ListAuditResponse)(nil),             // 53: mamori.v1.ListAuditResponse
+	(*GetPolicyRequest)(nil),              // 54: mamori.v1.GetPolicyRequest
+	(*GetPolicyResponse)(nil),             // 55: mamori.v1.GetPolicyResponse
+	(*SetPolicyRequest)(nil),              // 56: mamori.v1.SetPolicyRequest
+	(*SetPolicyResponse)(nil),             // 57: mamori.v1.SetPolicyResponse
+	(*EnrollMFAUserRequest)(nil),          // 58: mamori.v1.EnrollMFAUserRequest
+	(*EnrollMFAUserResponse)(nil),         // 59: mamori.v1.EnrollMFAUserResponse
+	(*ResetMFAUserRequest)(nil),           // 60: mamori.v1.ResetMFAUserRequest
+	(*ResetMFAUserResponse)(nil),          // 61: mamori.v1.ResetMFAUserResponse
+	(*UnlockMFAUserRequest)(nil),          // 62: mamori.v1.UnlockMFAUserRequest
+	(*UnlockMFAUserResponse)(nil),         // 63: mamori.v1.UnlockMFAUserResponse
+	(*IssueMFATempCodeRequest)(nil),       // 64: mamori.v1.IssueMFATempCodeRequest
+	(*IssueMFATempCodeResponse)(nil),      // 65: mamori.v1.IssueMFATempCodeResponse
+	(*ImportMFASeedsRequest)(nil),         // 66: mamori.v1.ImportMFASeedsRequest
+	(*ImportMFASeedsResponse)(nil),        // 67: mamori.v1.ImportMFASeedsResponse
+	(*ListMFAUsersRequest)(nil),           // 68: mamori.v1.ListMFAUsersRequest
+	(*MFAUserInfo)(nil),                   // 69: mamori.v1.MFAUserInfo
+	(*ListMFAUsersResponse)(nil),          // 70: mamori.v1.ListMFAUsersResponse
+	(*Exception)(nil),                     // 71: mamori.v1.Exception
+	(*CreateExceptionRequest)(nil),        // 72: mamori.v1.CreateExceptionRequest
+	(*CreateExceptionResponse)(nil),       // 73: mamori.v1.CreateExceptionResponse
+	(*ListExceptionsRequest)(nil),         // 74: mamori.v1.ListExceptionsRequest
+	(*ListExceptionsResponse)(nil),        // 75: mamori.v1.ListExceptionsResponse
+	(*RevokeExceptionRequest)(nil),        // 76: mamori.v1.RevokeExceptionRequest
+	(*RevokeExceptionResponse)(nil),       // 77: mamori.v1.RevokeExceptionResponse
+	(*ImportLedgerRequest)(nil),           // 78: mamori.v1.ImportLedgerRequest
+	(*ImportLedgerResponse)(nil),          // 79: mamori.v1.ImportLedgerResponse
+	(*ListLedgerRequest)(nil),             // 80: mamori.v1.ListLedgerRequest
+	(*LedgerRow)(nil),                     // 81: mamori.v1.LedgerRow
+	(*ListLedgerResponse)(nil),            // 82: mamori.v1.ListLedgerResponse
+	nil,                                   // 83: mamori.v1.ControlStatus.EvidenceEntry
+	nil,                                   // 84: mamori.v1.Event.AttributesEntry
+	nil,                                   // 85: mamori.v1.ControlPolicy.SettingsEntry
+	nil,                                   // 86: mamori.v1.Policy.ControlsEntry
+	nil,                                   // 87: mamori.v1.Policy.GroupsEntry
+	nil,                                   // 88: mamori.v1.GroupPolicy.ControlsEntry
+	(*timestamppb.Timestamp)(nil),         // 89: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),           // 90: google.protobuf.Duration
 }
 var file_mamori_v1_mamori_proto_depIdxs = []int32{
 	0,   // 0: mamori.v1.ControlStatus.mode:type_name -> mamori.v1.Mode
 	1,   // 1: mamori.v1.ControlStatus.state:type_name -> mamori.v1.ControlState
-	75,  // 2: mamori.v1.ControlStatus.evidence:type_name -> mamori.v1.ControlStatus.EvidenceEntry
-	81,  // 3: mamori.v1.ControlStatus.observed_at:type_name -> google.protobuf.Timestamp
+	83,  // 2: mamori.v1.ControlStatus.evidence:type_name -> mamori.v1.ControlStatus.EvidenceEntry
+	89,  // 3: mamori.v1.ControlStatus.observed_at:type_name -> google.protobuf.Timestamp
 	5,   // 4: mamori.v1.ControlStatus.detail_parts:type_name -> mamori.v1.DetailPart
-	81,  // 5: mamori.v1.Event.time:type_name -> google.protobuf.Timestamp
-	76,  // 6: mamori.v1.Event.attributes:type_name -> mamori.v1.Event.AttributesEntry
+	89,  // 5: mamori.v1.Event.time:type_name -> google.protobuf.Timestamp
+	84,  // 6: mamori.v1.Event.attributes:type_name -> mamori.v1.Event.AttributesEntry
 	0,   // 7: mamori.v1.ControlPolicy.mode:type_name -> mamori.v1.Mode
-	77,  // 8: mamori.v1.ControlPolicy.settings:type_name -> mamori.v1.ControlPolicy.SettingsEntry
-	78,  // 9: mamori.v1.Policy.controls:type_name -> mamori.v1.Policy.ControlsEntry
-	82,  // 10: mamori.v1.Policy.report_interval:type_name -> google.protobuf.Duration
-	82,  // 11: mamori.v1.Policy.max_report_age:type_name -> google.protobuf.Duration
-	79,  // 12: mamori.v1.Policy.groups:type_name -> mamori.v1.Policy.GroupsEntry
+	85,  // 8: mamori.v1.ControlPolicy.settings:type_name -> mamori.v1.ControlPolicy.SettingsEntry
+	86,  // 9: mamori.v1.Policy.controls:type_name -> mamori.v1.Policy.ControlsEntry
+	90,  // 10: mamori.v1.Policy.report_interval:type_name -> google.protobuf.Duration
+	90,  // 11: mamori.v1.Policy.max_report_age:type_name -> google.protobuf.Duration
+	87,  // 12: mamori.v1.Policy.groups:type_name -> mamori.v1.Policy.GroupsEntry
 	10,  // 13: mamori.v1.Policy.exceptions:type_name -> mamori.v1.PolicyException
-	80,  // 14: mamori.v1.GroupPolicy.controls:type_name -> mamori.v1.GroupPolicy.ControlsEntry
-	82,  // 15: mamori.v1.GroupPolicy.report_interval:type_name -> google.protobuf.Duration
-	82,  // 16: mamori.v1.GroupPolicy.max_report_age:type_name -> google.protobuf.Duration
-	81,  // 17: mamori.v1.PolicyException.expires_at:type_name -> google.protobuf.Timestamp
+	88,  // 14: mamori.v1.GroupPolicy.controls:type_name -> mamori.v1.GroupPolicy.ControlsEntry
+	90,  // 15: mamori.v1.GroupPolicy.report_interval:type_name -> google.protobuf.Duration
+	90,  // 16: mamori.v1.GroupPolicy.max_report_age:type_name -> google.protobuf.Duration
+	89,  // 17: mamori.v1.PolicyException.expires_at:type_name -> google.protobuf.Timestamp
 	3,   // 18: mamori.v1.EnrollRequest.facts:type_name -> mamori.v1.DeviceFacts
-	12,  // 19: mamori.v1.EnrollRequest.attestation:type_name -> mamori.v1.TpmAttestation
-	14,  // 20: mamori.v1.EnrollRequest.answer:type_name -> mamori.v1.ChallengeAnswer
-	8,   // 21: mamori.v1.EnrollResponse.policy:type_name -> mamori.v1.Policy
-	13,  // 22: mamori.v1.EnrollResponse.challenge:type_name -> mamori.v1.EnrollChallenge
-	3,   // 23: mamori.v1.ReportRequest.facts:type_name -> mamori.v1.DeviceFacts
-	4,   // 24: mamori.v1.ReportRequest.statuses:type_name -> mamori.v1.ControlStatus
-	6,   // 25: mamori.v1.ReportRequest.events:type_name -> mamori.v1.Event
-	81,  // 26: mamori.v1.ReportRequest.sent_at:type_name -> google.protobuf.Timestamp
-	8,   // 27: mamori.v1.ReportResponse.policy:type_name -> mamori.v1.Policy
-	82,  // 28: mamori.v1.ReportResponse.next_report_in:type_name -> google.protobuf.Duration
-	81,  // 29: mamori.v1.ReportResponse.server_time:type_name -> google.protobuf.Timestamp
-	20,  // 30: mamori.v1.ReportResponse.mfa_bundle:type_name -> mamori.v1.SealedMFABundle
-	81,  // 31: mamori.v1.RenewResponse.not_after:type_name -> google.protobuf.Timestamp
-	81,  // 32: mamori.v1.MFABundle.issued_at:type_name -> google.protobuf.Timestamp
-	24,  // 33: mamori.v1.MFABundle.users:type_name -> mamori.v1.MFAUserSecret
-	22,  // 34: mamori.v1.MFABundle.temp_codes:type_name -> mamori.v1.MFATempCode
-	23,  // 35: mamori.v1.MFABundle.unlocks:type_name -> mamori.v1.MFAUnlock
-	81,  // 36: mamori.v1.MFABundle.grace_until:type_name -> google.protobuf.Timestamp
-	81,  // 37: mamori.v1.MFATempCode.expires_at:type_name -> google.protobuf.Timestamp
-	4,   // 38: mamori.v1.ControlRecord.status:type_name -> mamori.v1.ControlStatus
-	81,  // 39: mamori.v1.ControlRecord.since:type_name -> google.protobuf.Timestamp
-	3,   // 40: mamori.v1.Device.facts:type_name -> mamori.v1.DeviceFacts
-	2,   // 41: mamori.v1.Device.compliance:type_name -> mamori.v1.Compliance
-	81,  // 42: mamori.v1.Device.enrolled_at:type_name -> google.protobuf.Timestamp
-	81,  // 43: mamori.v1.Device.last_seen:type_name -> google.protobuf.Timestamp
-	81,  // 44: mamori.v1.Device.failing_since:type_name -> google.protobuf.Timestamp
-	81,  // 45: mamori.v1.Device.offline_since:type_name -> google.protobuf.Timestamp
-	25,  // 46: mamori.v1.Device.controls:type_name -> mamori.v1.ControlRecord
-	81,  // 47: mamori.v1.Device.revoked_at:type_name -> google.protobuf.Timestamp
-	2,   // 48: mamori.v1.ListDevicesRequest.compliance:type_name -> mamori.v1.Compliance
-	26,  // 49: mamori.v1.ListDevicesResponse.devices:type_name -> mamori.v1.Device
-	26,  // 50: mamori.v1.GetDeviceResponse.device:type_name -> mamori.v1.Device
-	34,  // 51: mamori.v1.GetDeviceResponse.recent_events:type_name -> mamori.v1.StoredEvent
-	33,  // 52: mamori.v1.FleetSummaryResponse.groups:type_name -> mamori.v1.GroupSummary
-	6,   // 53: mamori.v1.StoredEvent.event:type_name -> mamori.v1.Event
-	81,  // 54: mamori.v1.StoredEvent.received_at:type_name -> google.protobuf.Timestamp
-	34,  // 55: mamori.v1.ListEventsResponse.events:type_name -> mamori.v1.StoredEvent
-	82,  // 56: mamori.v1.CreateEnrollmentTokenRequest.ttl:type_name -> google.protobuf.Duration
-	81,  // 57: mamori.v1.CreateEnrollmentTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
-	26,  // 58: mamori.v1.RevokeDeviceResponse.device:type_name -> mamori.v1.Device
-	26,  // 59: mamori.v1.SetDeviceGroupResponse.device:type_name -> mamori.v1.Device
-	81,  // 60: mamori.v1.AuditRecord.at:type_name -> google.protobuf.Timestamp
-	44,  // 61: mamori.v1.ListAuditResponse.records:type_name -> mamori.v1.AuditRecord
-	8,   // 62: mamori.v1.GetPolicyResponse.policy:type_name -> mamori.v1.Policy
-	8,   // 63: mamori.v1.SetPolicyRequest.policy:type_name -> mamori.v1.Policy
-	8,   // 64: mamori.v1.SetPolicyResponse.policy:type_name -> mamori.v1.Policy
-	82,  // 65: mamori.v1.IssueMFATempCodeRequest.expires_in:type_name -> google.protobuf.Duration
-	81,  // 66: mamori.v1.IssueMFATempCodeResponse.expires_at:type_name -> google.protobuf.Timestamp
-	81,  // 67: mamori.v1.MFAUserInfo.enrolled_at:type_name -> google.protobuf.Timestamp
-	61,  // 68: mamori.v1.ListMFAUsersResponse.users:type_name -> mamori.v1.MFAUserInfo
-	81,  // 69: mamori.v1.Exception.created_at:type_name -> google.protobuf.Timestamp
-	81,  // 70: mamori.v1.Exception.expires_at:type_name -> google.protobuf.Timestamp
-	81,  // 71: mamori.v1.Exception.revoked_at:type_name -> google.protobuf.Timestamp
-	81,  // 72: mamori.v1.CreateExceptionRequest.expires_at:type_name -> google.protobuf.Timestamp
-	63,  // 73: mamori.v1.CreateExceptionResponse.exception:type_name -> mamori.v1.Exception
-	63,  // 74: mamori.v1.ListExceptionsResponse.exceptions:type_name -> mamori.v1.Exception
-	63,  // 75: mamori.v1.RevokeExceptionResponse.exception:type_name -> mamori.v1.Exception
-	2,   // 76: mamori.v1.LedgerRow.compliance:type_name -> mamori.v1.Compliance
-	73,  // 77: mamori.v1.ListLedgerResponse.rows:type_name -> mamori.v1.LedgerRow
-	81,  // 78: mamori.v1.ListLedgerResponse.imported_at:type_name -> google.protobuf.Timestamp
-	7,   // 79: mamori.v1.Policy.ControlsEntry.value:type_name -> mamori.v1.ControlPolicy
-	9,   // 80: mamori.v1.Policy.GroupsEntry.value:type_name -> mamori.v1.GroupPolicy
-	7,   // 81: mamori.v1.GroupPolicy.ControlsEntry.value:type_name -> mamori.v1.ControlPolicy
-	11,  // 82: mamori.v1.AgentService.Enroll:input_type -> mamori.v1.EnrollRequest
-	16,  // 83: mamori.v1.AgentService.Report:input_type -> mamori.v1.ReportRequest
-	18,  // 84: mamori.v1.AgentService.Renew:input_type -> mamori.v1.RenewRequest
-	27,  // 85: mamori.v1.AdminService.ListDevices:input_type -> mamori.v1.ListDevicesRequest
-	29,  // 86: mamori.v1.AdminService.GetDevice:input_type -> mamori.v1.GetDeviceRequest
-	31,  // 87: mamori.v1.AdminService.FleetSummary:input_type -> mamori.v1.FleetSummaryRequest
-	35,  // 88: mamori.v1.AdminService.ListEvents:input_type -> mamori.v1.ListEventsRequest
-	37,  // 89: mamori.v1.AdminService.CreateEnrollmentToken:input_type -> mamori.v1.CreateEnrollmentTokenRequest
-	39,  // 90: mamori.v1.AdminService.RevokeDevice:input_type -> mamori.v1.RevokeDeviceRequest
-	41,  // 91: mamori.v1.AdminService.SetDeviceGroup:input_type -> mamori.v1.SetDeviceGroupRequest
-	46,  // 92: mamori.v1.AdminService.GetPolicy:input_type -> mamori.v1.GetPolicyRequest
-	48,  // 93: mamori.v1.AdminService.SetPolicy:input_type -> mamori.v1.SetPolicyRequest
-	50,  // 94: mamori.v1.AdminService.EnrollMFAUser:input_type -> mamori.v1.EnrollMFAUserRequest
-	52,  // 95: mamori.v1.AdminService.ResetMFAUser:input_type -> mamori.v1.ResetMFAUserRequest
-	54,  // 96: mamori.v1.AdminService.UnlockMFAUser:input_type -> mamori.v1.UnlockMFAUserRequest
-	56,  // 97: mamori.v1.AdminService.IssueMFATempCode:input_type -> mamori.v1.IssueMFATempCodeRequest
-	58,  // 98: mamori.v1.AdminService.ImportMFASeeds:input_type -> mamori.v1.ImportMFASeedsRequest
-	60,  // 99: mamori.v1.AdminService.ListMFAUsers:input_type -> mamori.v1.ListMFAUsersRequest
-	43,  // 100: mamori.v1.AdminService.ListAudit:input_type -> mamori.v1.ListAuditRequest
-	64,  // 101: mamori.v1.AdminService.CreateException:input_type -> mamori.v1.CreateExceptionRequest
-	66,  // 102: mamori.v1.AdminService.ListExceptions:input_type -> mamori.v1.ListExceptionsRequest
-	68,  // 103: mamori.v1.AdminService.RevokeException:input_type -> mamori.v1.RevokeExceptionRequest
-	70,  // 104: mamori.v1.AdminService.ImportLedger:input_type -> mamori.v1.ImportLedgerRequest
-	72,  // 105: mamori.v1.AdminService.ListLedger:input_type -> mamori.v1.ListLedgerRequest
-	15,  // 106: mamori.v1.AgentService.Enroll:output_type -> mamori.v1.EnrollResponse
-	17,  // 107: mamori.v1.AgentService.Report:output_type -> mamori.v1.ReportResponse
-	19,  // 108: mamori.v1.AgentService.Renew:output_type -> mamori.v1.RenewResponse
-	28,  // 109: mamori.v1.AdminService.ListDevices:output_type -> mamori.v1.ListDevicesResponse
-	30,  // 110: mamori.v1.AdminService.GetDevice:output_type -> mamori.v1.GetDeviceResponse
-	32,  // 111: mamori.v1.AdminService.FleetSummary:output_type -> mamori.v1.FleetSummaryResponse
-	36,  // 112: mamori.v1.AdminService.ListEvents:output_type -> mamori.v1.ListEventsResponse
-	38,  // 113: mamori.v1.AdminService.CreateEnrollmentToken:output_type -> mamori.v1.CreateEnrollmentTokenResponse
-	40,  // 114: mamori.v1.AdminService.RevokeDevice:output_type -> mamori.v1.RevokeDeviceResponse
-	42,  // 115: mamori.v1.AdminService.SetDeviceGroup:output_type -> mamori.v1.SetDeviceGroupResponse
-	47,  // 116: mamori.v1.AdminService.GetPolicy:output_type -> mamori.v1.GetPolicyResponse
-	49,  // 117: mamori.v1.AdminService.SetPolicy:output_type -> mamori.v1.SetPolicyResponse
-	51,  // 118: mamori.v1.AdminService.EnrollMFAUser:output_type -> mamori.v1.EnrollMFAUserResponse
-	53,  // 119: mamori.v1.AdminService.ResetMFAUser:output_type -> mamori.v1.ResetMFAUserResponse
-	55,  // 120: mamori.v1.AdminService.UnlockMFAUser:output_type -> mamori.v1.UnlockMFAUserResponse
-	57,  // 121: mamori.v1.AdminService.IssueMFATempCode:output_type -> mamori.v1.IssueMFATempCodeResponse
-	59,  // 122: mamori.v1.AdminService.ImportMFASeeds:output_type -> mamori.v1.ImportMFASeedsResponse
-	62,  // 123: mamori.v1.AdminService.ListMFAUsers:output_type -> mamori.v1.ListMFAUsersResponse
-	45,  // 124: mamori.v1.AdminService.ListAudit:output_type -> mamori.v1.ListAuditResponse
-	65,  // 125: mamori.v1.AdminService.CreateException:output_type -> mamori.v1.CreateExceptionResponse
-	67,  // 126: mamori.v1.AdminService.ListExceptions:output_type -> mamori.v1.ListExceptionsResponse
-	69,  // 127: mamori.v1.AdminService.RevokeException:output_type -> mamori.v1.RevokeExceptionResponse
-	71,  // 128: mamori.v1.AdminService.ImportLedger:output_type -> mamori.v1.ImportLedgerResponse
-	74,  // 129: mamori.v1.AdminService.ListLedger:output_type -> mamori.v1.ListLedgerResponse
-	106, // [106:130] is the sub-list for method output_type
-	82,  // [82:106] is the sub-list for method input_type
-	82,  // [82:82] is the sub-list for extension type_name
-	82,  // [82:82] is the sub-list for extension extendee
-	0,   // [0:82] is the sub-list for field type_name
+	13,  // 19: mamori.v1.EnrollRequest.attestation:type_name -> mamori.v1.TpmAttestation
+	15,  // 20: mamori.v1.EnrollRequest.answer:type_name -> mamori.v1.ChallengeAnswer
+	12,  // 21: mamori.v1.EnrollRequest.key_proof:type_name -> mamori.v1.KeyProof
+	8,   // 22: mamori.v1.EnrollResponse.policy:type_name -> mamori.v1.Policy
+	14,  // 23: mamori.v1.EnrollResponse.challenge:type_name -> mamori.v1.EnrollChallenge
+	3,   // 24: mamori.v1.ReportRequest.facts:type_name -> mamori.v1.DeviceFacts
+	4,   // 25: mamori.v1.ReportRequest.statuses:type_name -> mamori.v1.ControlStatus
+	6,   // 26: mamori.v1.ReportRequest.events:type_name -> mamori.v1.Event
+	89,  // 27: mamori.v1.ReportRequest.sent_at:type_name -> google.protobuf.Timestamp
+	8,   // 28: mamori.v1.ReportResponse.policy:type_name -> mamori.v1.Policy
+	90,  // 29: mamori.v1.ReportResponse.next_report_in:type_name -> google.protobuf.Duration
+	89,  // 30: mamori.v1.ReportResponse.server_time:type_name -> google.protobuf.Timestamp
+	21,  // 31: mamori.v1.ReportResponse.mfa_bundle:type_name -> mamori.v1.SealedMFABundle
+	89,  // 32: mamori.v1.RenewResponse.not_after:type_name -> google.protobuf.Timestamp
+	89,  // 33: mamori.v1.MFABundle.issued_at:type_name -> google.protobuf.Timestamp
+	25,  // 34: mamori.v1.MFABundle.users:type_name -> mamori.v1.MFAUserSecret
+	23,  // 35: mamori.v1.MFABundle.temp_codes:type_name -> mamori.v1.MFATempCode
+	24,  // 36: mamori.v1.MFABundle.unlocks:type_name -> mamori.v1.MFAUnlock
+	89,  // 37: mamori.v1.MFABundle.grace_until:type_name -> google.protobuf.Timestamp
+	89,  // 38: mamori.v1.MFATempCode.expires_at:type_name -> google.protobuf.Timestamp
+	4,   // 39: mamori.v1.ControlRecord.status:type_name -> mamori.v1.ControlStatus
+	89,  // 40: mamori.v1.ControlRecord.since:type_name -> google.protobuf.Timestamp
+	3,   // 41: mamori.v1.Device.facts:type_name -> mamori.v1.DeviceFacts
+	2,   // 42: mamori.v1.Device.compliance:type_name -> mamori.v1.Compliance
+	89,  // 43: mamori.v1.Device.enrolled_at:type_name -> google.protobuf.Timestamp
+	89,  // 44: mamori.v1.Device.last_seen:type_name -> google.protobuf.Timestamp
+	89,  // 45: mamori.v1.Device.failing_since:type_name -> google.protobuf.Timestamp
+	89,  // 46: mamori.v1.Device.offline_since:type_name -> google.protobuf.Timestamp
+	26,  // 47: mamori.v1.Device.controls:type_name -> mamori.v1.ControlRecord
+	89,  // 48: mamori.v1.Device.revoked_at:type_name -> google.protobuf.Timestamp
+	27,  // 49: mamori.v1.ApproveReenrollmentResponse.device:type_name -> mamori.v1.Device
+	27,  // 50: mamori.v1.ApproveReenrollmentResponse.replaced:type_name -> mamori.v1.Device
+	89,  // 51: mamori.v1.ApprovedEK.approved_at:type_name -> google.protobuf.Timestamp
+	33,  // 52: mamori.v1.ListApprovedEKsResponse.eks:type_name -> mamori.v1.ApprovedEK
+	2,   // 53: mamori.v1.ListDevicesRequest.compliance:type_name -> mamori.v1.Compliance
+	27,  // 54: mamori.v1.ListDevicesResponse.devices:type_name -> mamori.v1.Device
+	27,  // 55: mamori.v1.GetDeviceResponse.device:type_name -> mamori.v1.Device
+	42,  // 56: mamori.v1.GetDeviceResponse.recent_events:type_name -> mamori.v1.StoredEvent
+	41,  // 57: mamori.v1.FleetSummaryResponse.groups:type_name -> mamori.v1.GroupSummary
+	6,   // 58: mamori.v1.StoredEvent.event:type_name -> mamori.v1.Event
+	89,  // 59: mamori.v1.StoredEvent.received_at:type_name -> google.protobuf.Timestamp
+	42,  // 60: mamori.v1.ListEventsResponse.events:type_name -> mamori.v1.StoredEvent
+	90,  // 61: mamori.v1.CreateEnrollmentTokenRequest.ttl:type_name -> google.protobuf.Duration
+	89,  // 62: mamori.v1.CreateEnrollmentTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
+	27,  // 63: mamori.v1.RevokeDeviceResponse.device:type_name -> mamori.v1.Device
+	27,  // 64: mamori.v1.SetDeviceGroupResponse.device:type_name -> mamori.v1.Device
+	89,  // 65: mamori.v1.AuditRecord.at:type_name -> google.protobuf.Timestamp
+	52,  // 66: mamori.v1.ListAuditResponse.records:type_name -> mamori.v1.AuditRecord
+	8,   // 67: mamori.v1.GetPolicyResponse.policy:type_name -> mamori.v1.Policy
+	8,   // 68: mamori.v1.SetPolicyRequest.policy:type_name -> mamori.v1.Policy
+	8,   // 69: mamori.v1.SetPolicyResponse.policy:type_name -> mamori.v1.Policy
+	90,  // 70: mamori.v1.IssueMFATempCodeRequest.expires_in:type_name -> google.protobuf.Duration
+	89,  // 71: mamori.v1.IssueMFATempCodeResponse.expires_at:type_name -> google.protobuf.Timestamp
+	89,  // 72: mamori.v1.MFAUserInfo.enrolled_at:type_name -> google.protobuf.Timestamp
+	69,  // 73: mamori.v1.ListMFAUsersResponse.users:type_name -> mamori.v1.MFAUserInfo
+	89,  // 74: mamori.v1.Exception.created_at:type_name -> google.protobuf.Timestamp
+	89,  // 75: mamori.v1.Exception.expires_at:type_name -> google.protobuf.Timestamp
+	89,  // 76: mamori.v1.Exception.revoked_at:type_name -> google.protobuf.Timestamp
+	89,  // 77: mamori.v1.CreateExceptionRequest.expires_at:type_name -> google.protobuf.Timestamp
+	71,  // 78: mamori.v1.CreateExceptionResponse.exception:type_name -> mamori.v1.Exception
+	71,  // 79: mamori.v1.ListExceptionsResponse.exceptions:type_name -> mamori.v1.Exception
+	71,  // 80: mamori.v1.RevokeExceptionResponse.exception:type_name -> mamori.v1.Exception
+	2,   // 81: mamori.v1.LedgerRow.compliance:type_name -> mamori.v1.Compliance
+	81,  // 82: mamori.v1.ListLedgerResponse.rows:type_name -> mamori.v1.LedgerRow
+	89,  // 83: mamori.v1.ListLedgerResponse.imported_at:type_name -> google.protobuf.Timestamp
+	7,   // 84: mamori.v1.Policy.ControlsEntry.value:type_name -> mamori.v1.ControlPolicy
+	9,   // 85: mamori.v1.Policy.GroupsEntry.value:type_name -> mamori.v1.GroupPolicy
+	7,   // 86: mamori.v1.GroupPolicy.ControlsEntry.value:type_name -> mamori.v1.ControlPolicy
+	11,  // 87: mamori.v1.AgentService.Enroll:input_type -> mamori.v1.EnrollRequest
+	17,  // 88: mamori.v1.AgentService.Report:input_type -> mamori.v1.ReportRequest
+	19,  // 89: mamori.v1.AgentService.Renew:input_type -> mamori.v1.RenewRequest
+	35,  // 90: mamori.v1.AdminService.ListDevices:input_type -> mamori.v1.ListDevicesRequest
+	37,  // 91: mamori.v1.AdminService.GetDevice:input_type -> mamori.v1.GetDeviceRequest
+	39,  // 92: mamori.v1.AdminService.FleetSummary:input_type -> mamori.v1.FleetSummaryRequest
+	43,  // 93: mamori.v1.AdminService.ListEvents:input_type -> mamori.v1.ListEventsRequest
+	45,  // 94: mamori.v1.AdminService.CreateEnrollmentToken:input_type -> mamori.v1.CreateEnrollmentTokenRequest
+	47,  // 95: mamori.v1.AdminService.RevokeDevice:input_type -> mamori.v1.RevokeDeviceRequest
+	49,  // 96: mamori.v1.AdminService.SetDeviceGroup:input_type -> mamori.v1.SetDeviceGroupRequest
+	54,  // 97: mamori.v1.AdminService.GetPolicy:input_type -> mamori.v1.GetPolicyRequest
+	56,  // 98: mamori.v1.AdminService.SetPolicy:input_type -> mamori.v1.SetPolicyRequest
+	58,  // 99: mamori.v1.AdminService.EnrollMFAUser:input_type -> mamori.v1.EnrollMFAUserRequest
+	60,  // 100: mamori.v1.AdminService.ResetMFAUser:input_type -> mamori.v1.ResetMFAUserRequest
+	62,  // 101: mamori.v1.AdminService.UnlockMFAUser:input_type -> mamori.v1.UnlockMFAUserRequest
+	64,  // 102: mamori.v1.AdminService.IssueMFATempCode:input_type -> mamori.v1.IssueMFATempCodeRequest
+	66,  // 103: mamori.v1.AdminService.ImportMFASeeds:input_type -> mamori.v1.ImportMFASeedsRequest
+	68,  // 104: mamori.v1.AdminService.ListMFAUsers:input_type -> mamori.v1.ListMFAUsersRequest
+	51,  // 105: mamori.v1.AdminService.ListAudit:input_type -> mamori.v1.ListAuditRequest
+	72,  // 106: mamori.v1.AdminService.CreateException:input_type -> mamori.v1.CreateExceptionRequest
+	74,  // 107: mamori.v1.AdminService.ListExceptions:input_type -> mamori.v1.ListExceptionsRequest
+	76,  // 108: mamori.v1.AdminService.RevokeException:input_type -> mamori.v1.RevokeExceptionRequest
+	78,  // 109: mamori.v1.AdminService.ImportLedger:input_type -> mamori.v1.ImportLedgerRequest
+	80,  // 110: mamori.v1.AdminService.ListLedger:input_type -> mamori.v1.ListLedgerRequest
+	28,  // 111: mamori.v1.AdminService.ApproveReenrollment:input_type -> mamori.v1.ApproveReenrollmentRequest
+	30,  // 112: mamori.v1.AdminService.ApproveEK:input_type -> mamori.v1.ApproveEKRequest
+	32,  // 113: mamori.v1.AdminService.ListApprovedEKs:input_type -> mamori.v1.ListApprovedEKsRequest
+	16,  // 114: mamori.v1.AgentService.Enroll:output_type -> mamori.v1.EnrollResponse
+	18,  // 115: mamori.v1.AgentService.Report:output_type -> mamori.v1.ReportResponse
+	20,  // 116: mamori.v1.AgentService.Renew:output_type -> mamori.v1.RenewResponse
+	36,  // 117: mamori.v1.AdminService.ListDevices:output_type -> mamori.v1.ListDevicesResponse
+	38,  // 118: mamori.v1.AdminService.GetDevice:output_type -> mamori.v1.GetDeviceResponse
+	40,  // 119: mamori.v1.AdminService.FleetSummary:output_type -> mamori.v1.FleetSummaryResponse
+	44,  // 120: mamori.v1.AdminService.ListEvents:output_type -> mamori.v1.ListEventsResponse
+	46,  // 121: mamori.v1.AdminService.CreateEnrollmentToken:output_type -> mamori.v1.CreateEnrollmentTokenResponse
+	48,  // 122: mamori.v1.AdminService.RevokeDevice:output_type -> mamori.v1.RevokeDeviceResponse
+	50,  // 123: mamori.v1.AdminService.SetDeviceGroup:output_type -> mamori.v1.SetDeviceGroupResponse
+	55,  // 124: mamori.v1.AdminService.GetPolicy:output_type -> mamori.v1.GetPolicyResponse
+	57,  // 125: mamori.v1.AdminService.SetPolicy:output_type -> mamori.v1.SetPolicyResponse
+	59,  // 126: mamori.v1.AdminService.EnrollMFAUser:output_type -> mamori.v1.EnrollMFAUserResponse
+	61,  // 127: mamori.v1.AdminService.ResetMFAUser:output_type -> mamori.v1.ResetMFAUserResponse
+	63,  // 128: mamori.v1.AdminService.UnlockMFAUser:output_type -> mamori.v1.UnlockMFAUserResponse
+	65,  // 129: mamori.v1.AdminService.IssueMFATempCode:output_type -> mamori.v1.IssueMFATempCodeResponse
+	67,  // 130: mamori.v1.AdminService.ImportMFASeeds:output_type -> mamori.v1.ImportMFASeedsResponse
+	70,  // 131: mamori.v1.AdminService.ListMFAUsers:output_type -> mamori.v1.ListMFAUsersResponse
+	53,  // 132: mamori.v1.AdminService.ListAudit:output_type -> mamori.v1.ListAuditResponse
+	73,  // 133: mamori.v1.AdminService.CreateException:output_type -> mamori.v1.CreateExceptionResponse
+	75,  // 134: mamori.v1.AdminService.ListExceptions:output_type -> mamori.v1.ListExceptionsResponse
+	77,  // 135: mamori.v1.AdminService.RevokeException:output_type -> mamori.v1.RevokeExceptionResponse
+	79,  // 136: mamori.v1.AdminService.ImportLedger:output_type -> mamori.v1.ImportLedgerResponse
+	82,  // 137: mamori.v1.AdminService.ListLedger:output_type -> mamori.v1.ListLedgerResponse
+	29,  // 138: mamori.v1.AdminService.ApproveReenrollment:output_type -> mamori.v1.ApproveReenrollmentResponse
+	31,  // 139: mamori.v1.AdminService.ApproveEK:output_type -> mamori.v1.ApproveEKResponse
+	34,  // 140: mamori.v1.AdminService.ListApprovedEKs:output_type -> mamori.v1.ListApprovedEKsResponse
+	114, // [114:141] is the sub-list for method output_type
+	87,  // [87:114] is the sub-list for method input_type
+	87,  // [87:87] is the sub-list for extension type_name
+	87,  // [87:87] is the sub-list for extension extendee
+	0,   // [0:87] is the sub-list for field type_name
 }
 
 func init() { file_mamori_v1_mamori_proto_init() }
@@ -5724,7 +6207,7 @@ func file_mamori_v1_mamori_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mamori_v1_mamori_proto_rawDesc), len(file_mamori_v1_mamori_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   78,
+			NumMessages:   86,
 			NumExtensions: 0,
 			NumServices:   2,
 		},
