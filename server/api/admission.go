@@ -149,8 +149,8 @@ func (l EnrollLimits) Validate() error {
 const maxBuckets = 1 << 16
 
 type admission struct {
-	lim             EnrollLimits
-	now             func() time.Time
+	lim      EnrollLimits
+	now      func() time.Time
 	inflight chan struct{} // nil: no cap
 	// nil: no limit. source and failed are keyed by the caller's
 	// address, token by the token's hash, renew by the device ID of the

@@ -11,6 +11,7 @@ import (
 	"crypto/x509"
 	"io"
 	"log/slog"
+	"net"
 	"sync"
 	"testing"
 	"time"
@@ -237,3 +238,13 @@ func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]strin
 }
 
 func (bearer) RequireTransportSecurity() bool { return true }
+
+// FromSource makes a connection's source address ip (a loopback address
+// such as 127.0.0.2: Linux routes all of 127.0.0.0/8 to lo), so a test
+// can be two callers the server tells apart by address.
+func FromSource(ip string) grpc.DialOption {
+	return grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+		return d.DialContext(ctx, "tcp", addr)
+	})
+}

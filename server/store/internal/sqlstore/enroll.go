@@ -132,7 +132,7 @@ func (s *Store) Enroll(ctx context.Context, p store.EnrollParams) (store.EnrollR
 		if repeated {
 			store.AuditField(ctx, "retry", "same-key")
 		}
-		if res.By != "" {
+		if res.By == "key" || res.By == "ek" {
 			store.AuditField(ctx, "proof", res.By)
 		}
 		if res.CloneOf != "" {
