@@ -165,7 +165,7 @@ func TestRenewRefusals(t *testing.T) {
 	})
 	t.Run("certificate superseded by re-enrolment", func(t *testing.T) {
 		first := enroll(t, h, "pc-sup")
-		if _, err := h.Enroll(t, h.Token(t, 1, 0), servertest.Facts("pc-sup", "machine-pc-sup")); err != nil {
+		if _, _, err := h.Reenroll(t, h.Token(t, 1, 0), servertest.Facts("pc-sup", "machine-pc-sup"), first); err != nil {
 			t.Fatal(err)
 		}
 		_, err := first.Client.Renew(ctx, renewCSR(t, first))

@@ -7,6 +7,7 @@ package servertest
 import (
 	"context"
 	"crypto/ecdsa"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"io"
@@ -225,6 +226,33 @@ func (h *Harness) Enroll(t testing.TB, token string, facts *mamoriv1.DeviceFacts
 	cert := tls.Certificate{Certificate: [][]byte{resp.Certificate}, PrivateKey: key}
 	dc := h.Dial(t, pki.ClientTLSConfig(h.CAPool(), &cert, "localhost"))
 	return &Device{ID: resp.DeviceId, Key: key, Cert: cert, Client: mamoriv1.NewAgentServiceClient(dc)}, nil
+}
+
+// Reenroll enrols again as prev, proving its current key (a signature
+// over the new CSR, as the agent sends), and returns the new identity.
+func (h *Harness) Reenroll(t testing.TB, token string, facts *mamoriv1.DeviceFacts, prev *Device) (*Device, *mamoriv1.EnrollResponse, error) {
+	t.Helper()
+	key, err := pki.NewDeviceKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, err := pki.NewCSR(key, facts.Hostname)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig, err := ecdsa.SignASN1(rand.Reader, prev.Key, pki.ReenrollDigest(csr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc := h.Dial(t, pki.ClientTLSConfig(h.CAPool(), nil, "localhost"))
+	resp, err := mamoriv1.NewAgentServiceClient(cc).Enroll(context.Background(), &mamoriv1.EnrollRequest{Token: token, Csr: csr, Facts: facts,
+		KeyProof: &mamoriv1.KeyProof{Certificate: prev.Cert.Certificate[0], Signature: sig}})
+	if err != nil {
+		return nil, nil, err
+	}
+	cert := tls.Certificate{Certificate: [][]byte{resp.Certificate}, PrivateKey: key}
+	dc := h.Dial(t, pki.ClientTLSConfig(h.CAPool(), &cert, "localhost"))
+	return &Device{ID: resp.DeviceId, Key: key, Cert: cert, Client: mamoriv1.NewAgentServiceClient(dc)}, resp, nil
 }
 
 // bearer sends an operator token with every call, over TLS only.
