@@ -83,6 +83,8 @@ type Options struct {
 	EnrollLimits *api.EnrollLimits
 	// StopTimeout replaces the default stop timeout when set.
 	StopTimeout time.Duration
+	// EKRootsFile is the server's --ek-roots.
+	EKRootsFile string
 }
 
 // Start runs a server until the test ends.
@@ -117,6 +119,7 @@ func Start(t testing.TB, o Options) *Harness {
 	if o.StopTimeout > 0 {
 		cfg.StopTimeout = o.StopTimeout
 	}
+	cfg.EKRootsFile = o.EKRootsFile
 	srv, err := serve.Open(context.Background(), cfg)
 	if err != nil {
 		t.Fatalf("start server: %v", err)

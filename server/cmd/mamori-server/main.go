@@ -73,7 +73,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, p *i
 	var hosts hostList
 	fs.Var(&hosts, "host", "a name or address agents use to reach this server (repeatable; goes into the TLS certificate)")
 	fs.StringVar(&cfg.AdminTokenFile, "admin-token-file", "", "on first start, write the admin token to this file (0600) instead of printing it")
-	fs.StringVar(&cfg.EKRootsFile, "ek-roots", "", "PEM file of TPM manufacturer CAs: attested enrolment then requires an EK certificate chaining to one (docs/tpm.md)")
+	fs.StringVar(&cfg.EKRootsFile, "ek-roots", "", "PEM file of TPM manufacturer CAs: a TPM key is attested only when its EK certificate chains to one, or its EK is approved (mamorictl tpm approve-ek); docs/tpm.md")
 	fs.IntVar(&cfg.Ingest.MaxBatch, "ingest-batch", cfg.Ingest.MaxBatch, "most reports committed in one transaction")
 	fs.IntVar(&cfg.Ingest.Workers, "ingest-workers", cfg.Ingest.Workers, "transactions in flight at once (1 for SQLite; more help PostgreSQL)")
 	fs.Float64Var(&cfg.EnrollLimits.PerSourceRate, "enroll-per-source-rate", cfg.EnrollLimits.PerSourceRate, "enrolments a second from one address (IPv6: one /64); 0: no limit")
