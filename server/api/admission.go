@@ -30,16 +30,17 @@ import (
 //     failed-token budget: one host cannot take the whole enrolment
 //     capacity, and a host that guessed tokens is refused before it
 //     costs a lookup. Only calls from that address spend them;
-//  2. the token is read (CheckToken). An unknown or expired token spends
-//     one of the source's failed-token budget, is logged at WARN with the
-//     address and stored (incident rule enroll-token-guessing);
-//  3. a token bucket per valid token (its hash): a leaked token in a loop
-//     is slowed. Only holders of that token spend it;
-//  4. a cap on enrolments being worked on at once (admission control),
+//  2. a cap on enrolments being worked on at once (admission control),
 //     with a short, bounded wait for a free place: at most MaxQueued
 //     callers wait, each at most QueueWait (far inside the agent's 30 s
 //     call timeout); past that the call is answered ResourceExhausted
-//     with a retry hint (google.rpc.RetryInfo) at once.
+//     with a retry hint (google.rpc.RetryInfo) at once. Everything that
+//     touches the database runs under it;
+//  3. the token is read (CheckToken). An unknown or expired token spends
+//     one of the source's failed-token budget, is logged at WARN with the
+//     address and stored (incident rule enroll-token-guessing);
+//  4. a token bucket per valid token (its hash): a leaked token in a loop
+//     is slowed. Only holders of that token spend it.
 //
 // The machine ID a caller sends is no key: a budget keyed by it let
 // anyone block a victim's enrolment by naming its machine ID. Renew has a
@@ -234,15 +235,21 @@ func (s *AgentService) tokenFailed(ctx context.Context, source, reason string) e
 	return status.Error(codes.PermissionDenied, "enrolment token refused")
 }
 
-// admitEnroll is steps 3 and 4, for a token that was found valid: its
-// own budget, then a place in flight. The caller must call release when
-// admitted.
-func (s *AgentService) admitEnroll(ctx context.Context, tokenHash []byte) (release func(), err error) {
+// admitToken is step 4, for a token that was found valid: its own budget.
+func (s *AgentService) admitToken(ctx context.Context, tokenHash []byte) error {
 	a := s.admission
 	if ok, wait := a.token.take(string(tokenHash), a.now()); !ok {
-		return nil, s.refuseEnroll(ctx, "per_token", wait,
+		return s.refuseEnroll(ctx, "per_token", wait,
 			"this enrolment token was used too often just now: retry after the delay given")
 	}
+	return nil
+}
+
+// admitEnroll is step 2: a place in flight, so the token's lookup and
+// everything after it run under the cap. The caller must call release
+// when admitted.
+func (s *AgentService) admitEnroll(ctx context.Context) (release func(), err error) {
+	a := s.admission
 	if a.inflight == nil {
 		return func() {}, nil
 	}

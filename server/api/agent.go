@@ -28,8 +28,8 @@ import (
 // Enroll exchanges an enrolment token and a CSR for a device certificate.
 //
 // Admission runs in an order where no caller spends another's budget
-// (admission.go): the source address first, then the token is read, and
-// only a valid token spends its own budget and a place in flight.
+// (admission.go): the source address first, then a place in flight, then
+// the token is read, and only a valid token spends its own budget.
 //
 // Which device the certificate names is decided by proof (store.Enroll):
 // the key of the device's current certificate (KeyProof), the same TPM
@@ -49,6 +49,11 @@ func (s *AgentService) Enroll(ctx context.Context, req *mamoriv1.EnrollRequest) 
 		// Same answer as an unknown token: a prober learns nothing.
 		return nil, s.tokenFailed(ctx, source, "malformed")
 	}
+	release, err := s.admitEnroll(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	tokenHash := auth.HashToken(req.Token)
 	switch err := s.store.CheckToken(ctx, tokenHash, s.now()); {
 	case errors.Is(err, store.ErrTokenUnknown):
@@ -58,11 +63,9 @@ func (s *AgentService) Enroll(ctx context.Context, req *mamoriv1.EnrollRequest) 
 	case err != nil:
 		return nil, err
 	}
-	release, err := s.admitEnroll(ctx, tokenHash)
-	if err != nil {
+	if err := s.admitToken(ctx, tokenHash); err != nil {
 		return nil, err
 	}
-	defer release()
 	if len(req.Csr) == 0 || len(req.Csr) > MaxCSRBytes {
 		return nil, invalidArg("csr is missing or larger than %d bytes", MaxCSRBytes)
 	}
