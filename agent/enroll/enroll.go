@@ -55,6 +55,10 @@ var (
 	ErrRevoked      = errors.New("this terminal was revoked on the server: ask the security officer to review it before enrolling again")
 	ErrUnreachable  = errors.New("no server reachable: check --server, the network path and the firewall (TCP to the server port)")
 	ErrAttestation  = errors.New("the server refused this terminal's TPM attestation: report this to the helpdesk with the agent log")
+	// ErrKeyProof: the server refused the signature by this terminal's
+	// current key that re-enrolment sends (the state directory may hold
+	// another server's identity).
+	ErrKeyProof = errors.New("the server refused this terminal's proof of its current device key: check --server, or report this to the helpdesk with the agent log")
 	// ErrBusy: the server is enrolling as many terminals as it takes at
 	// once (or this address or machine enrolled too often just now). It
 	// is transient: Enroll waits the server's hint and tries again.
@@ -344,6 +348,9 @@ func explain(addr string, err error) error {
 		}
 		if strings.Contains(st.Message(), "TPM attestation refused") {
 			return fmt.Errorf("%w (%s)", ErrAttestation, st.Message())
+		}
+		if strings.Contains(st.Message(), "key proof") {
+			return fmt.Errorf("%w (%s)", ErrKeyProof, st.Message())
 		}
 		return ErrTokenRefused
 	case codes.Unavailable, codes.DeadlineExceeded:

@@ -7,7 +7,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mamori-dev/mamori/server/auth"
 	"github.com/mamori-dev/mamori/server/servertest"
+	"github.com/mamori-dev/mamori/server/store"
 )
 
 // A possible clone (a claimed machine ID without proof) is shown as such
@@ -61,5 +63,29 @@ func TestConsoleApproveReenrolment(t *testing.T) {
 	}
 	if !e.hasAudit(t, e.officer.opID, "device.approve-reenrolment", clone.ID) {
 		t.Error("the approval is not in the audit log")
+	}
+}
+
+// A TPM key whose EK is not verified is shown as "TPM key, not attested"
+// with its EK, never as attested.
+func TestConsoleTPMKeyNotAttested(t *testing.T) {
+	e := start(t)
+	tok := e.h.Token(t, 1, 0)
+	ek := strings.Repeat("ab", 32)
+	res, err := e.h.Srv.Store().Enroll(context.Background(), store.EnrollParams{
+		TokenHash: auth.HashToken(tok), Now: e.h.Clock.Now(), Facts: servertest.Facts("pc-swtpm", "machine-swtpm"),
+		NewDeviceID: "dev-swtpm", EKFingerprint: ek,
+		Sign: func(string) ([]byte, string, error) { return []byte("c"), "5e", nil },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for lang, want := range map[string]string{"ja": "TPM 内の鍵・未証明: EK " + ek, "en": "TPM key, not attested: EK " + ek} {
+		b := e.browser(t, lang)
+		b.signIn(e.helpdesk)
+		p := b.get("/devices/" + res.Device.ID)
+		if !strings.Contains(p.body, want) || strings.Contains(p.body, "attested in the TPM") || strings.Contains(p.body, "TPM 内の鍵として証明済み") {
+			t.Errorf("%s device page of an unverified TPM key:\n%s", lang, p.body)
+		}
 	}
 }
