@@ -29,7 +29,7 @@ import (
 //
 // Admission runs in an order where no caller spends another's budget
 // (admission.go): the source address first, then a place in flight, then
-// the token is read, and only a valid token spends its own budget.
+// the token is checked, and only a valid token spends its own budget.
 //
 // Which device the certificate names is decided by proof (store.Enroll):
 // the key of the device's current certificate (KeyProof), the same TPM
@@ -55,16 +55,18 @@ func (s *AgentService) Enroll(ctx context.Context, req *mamoriv1.EnrollRequest) 
 	}
 	defer release()
 	tokenHash := auth.HashToken(req.Token)
-	switch err := s.store.CheckToken(ctx, tokenHash, s.now()); {
-	case errors.Is(err, store.ErrTokenUnknown):
-		return nil, s.tokenFailed(ctx, source, "unknown")
-	case errors.Is(err, store.ErrTokenExpired):
-		return nil, s.tokenFailed(ctx, source, "expired")
-	case err != nil:
-		return nil, err
-	}
-	if err := s.admitToken(ctx, tokenHash); err != nil {
-		return nil, err
+	// A token refused by the store spends the source's failed-token
+	// budget. The final call checks the token in its own transaction (no
+	// extra read); the first call of an attested enrolment, which makes a
+	// challenge and writes nothing, reads it first (CheckToken).
+	tokenRefused := func(err error) error {
+		switch {
+		case errors.Is(err, store.ErrTokenUnknown):
+			return s.tokenFailed(ctx, source, "unknown")
+		case errors.Is(err, store.ErrTokenExpired):
+			return s.tokenFailed(ctx, source, "expired")
+		}
+		return err
 	}
 	if len(req.Csr) == 0 || len(req.Csr) > MaxCSRBytes {
 		return nil, invalidArg("csr is missing or larger than %d bytes", MaxCSRBytes)
@@ -97,7 +99,14 @@ func (s *AgentService) Enroll(ctx context.Context, req *mamoriv1.EnrollRequest) 
 		}
 		if req.Answer == nil {
 			// Step one: a challenge only this TPM can answer. No
-			// certificate yet, and the token is not counted.
+			// certificate yet, and the token is not counted; it must be
+			// valid, and spends its budget.
+			if err := s.store.CheckToken(ctx, tokenHash, s.now()); err != nil {
+				return nil, tokenRefused(err)
+			}
+			if err := s.admitToken(ctx, tokenHash); err != nil {
+				return nil, err
+			}
 			ch, err := s.attest.Challenge(checked)
 			if err != nil {
 				return nil, fmt.Errorf("make enrolment challenge: %w", err)
@@ -146,6 +155,11 @@ func (s *AgentService) Enroll(ctx context.Context, req *mamoriv1.EnrollRequest) 
 			ProvenDeviceID: provenID,
 			ProvenSerial:   provenSerial,
 			Sign: func(deviceID string) ([]byte, string, error) {
+				// The token was found valid by now (this transaction):
+				// only now is its budget spent.
+				if err := s.admitToken(actx, tokenHash); err != nil {
+					return nil, "", err
+				}
 				store.AmendAudit(actx, func(r *store.AuditRecord) {
 					r.Actor, r.Target, r.Action = "device:"+deviceID, deviceID, "device.enroll"
 					if deviceID != newID {
@@ -161,6 +175,9 @@ func (s *AgentService) Enroll(ctx context.Context, req *mamoriv1.EnrollRequest) 
 		})
 		return err
 	})
+	if errors.Is(err, store.ErrTokenUnknown) || errors.Is(err, store.ErrTokenExpired) {
+		return nil, tokenRefused(err)
+	}
 	if err != nil {
 		s.log.InfoContext(ctx, "enrolment refused", "source", source, "hostname", req.Facts.Hostname, "error", err)
 		return nil, err
