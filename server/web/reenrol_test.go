@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mamori-dev/mamori/internal/pki"
+	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
 	"github.com/mamori-dev/mamori/server/auth"
 	"github.com/mamori-dev/mamori/server/servertest"
 	"github.com/mamori-dev/mamori/server/store"
@@ -87,5 +89,29 @@ func TestConsoleTPMKeyNotAttested(t *testing.T) {
 		if !strings.Contains(p.body, want) || strings.Contains(p.body, "attested in the TPM") || strings.Contains(p.body, "TPM 内の鍵として証明済み") {
 			t.Errorf("%s device page of an unverified TPM key:\n%s", lang, p.body)
 		}
+	}
+}
+
+// Token guessing from one address opens an incident about that address,
+// listed without a link to a device page that does not exist.
+func TestConsoleTokenGuessingIncident(t *testing.T) {
+	e := start(t)
+	cc := e.h.Dial(t, pki.ClientTLSConfig(e.h.CAPool(), nil, "localhost"))
+	key, _ := pki.NewDeviceKey()
+	csr, _ := pki.NewCSR(key, "pc-guess")
+	for i := range 10 {
+		guess := auth.EnrollmentTokenPrefix + strings.Repeat("c", 31) + string(rune('a'+i))
+		if _, err := mamoriv1.NewAgentServiceClient(cc).Enroll(context.Background(), &mamoriv1.EnrollRequest{
+			Token: guess, Csr: csr, Facts: servertest.Facts("pc-guess", "machine-guess")}); err == nil {
+			t.Fatal("a guessed token enrolled")
+		}
+	}
+	e.step(t)
+	b := e.browser(t, "en")
+	b.signIn(e.officer)
+	p := b.get("/incidents")
+	if !strings.Contains(p.body, "source:127.0.0.1") || strings.Contains(p.body, `href="/devices/source:`) ||
+		!strings.Contains(p.body, "Many enrolments with a wrong token from one address") {
+		t.Errorf("incidents page:\n%s", p.body)
 	}
 }
