@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mamori-dev/mamori/internal/textsafe"
 	"github.com/mamori-dev/mamori/server/store"
 )
 
@@ -38,6 +39,9 @@ func (s *Service) ApproveReenrollment(ctx context.Context, op Operator, device, 
 		return store.Device{}, store.Device{}, err
 	}
 	if err := checkReason(action, reason); err != nil {
+		return store.Device{}, store.Device{}, err
+	}
+	if err := checkVisible(action, "reason", reason); err != nil {
 		return store.Device{}, store.Device{}, err
 	}
 	d, err := s.st.FindDevice(ctx, device)
@@ -76,6 +80,9 @@ func (s *Service) ApproveEK(ctx context.Context, op Operator, fingerprint, note 
 	if err := checkReason(action, note); err != nil {
 		return false, err
 	}
+	if err := checkVisible(action, "reason", note); err != nil {
+		return false, err
+	}
 	var added bool
 	err := s.audited(ctx, op, action, "ek:"+fp, fmt.Sprintf("note=%q", note), func(ctx context.Context) error {
 		var err error
@@ -83,6 +90,15 @@ func (s *Service) ApproveEK(ctx context.Context, op Operator, fingerprint, note 
 		return err
 	})
 	return added, err
+}
+
+// checkVisible refuses control and bidi characters: an approval's reason
+// is what a later reader of the audit log trusts.
+func checkVisible(action, field, s string) error {
+	if strings.ContainsFunc(s, textsafe.IsHidden) {
+		return invalid(action, field, "%s must not contain control or bidi characters", field)
+	}
+	return nil
 }
 
 // ListApprovedEKs lists the approved endorsement keys.

@@ -202,3 +202,56 @@ func TestKeyProofRefusals(t *testing.T) {
 		t.Errorf("device after a superseded key's proof: %v", err)
 	}
 }
+
+// Hostile input to the new officer actions: malformed, oversized and
+// control characters are refused as InvalidArgument and write nothing;
+// an approved EK is listed once with who approved it.
+func TestApproveHostileInput(t *testing.T) {
+	h := servertest.Start(t, servertest.Options{})
+	admin := h.Admin(t, h.AdminToken)
+	good := strings.Repeat("ab", 32)
+	for name, req := range map[string]*mamoriv1.ApproveEKRequest{
+		"not hex":       {EkFingerprint: strings.Repeat("zz", 32), Note: "x"},
+		"short":         {EkFingerprint: "abcd", Note: "x"},
+		"oversized":     {EkFingerprint: strings.Repeat("a", 64<<10), Note: "x"},
+		"NUL":           {EkFingerprint: good[:62] + "\x00a", Note: "x"},
+		"no reason":     {EkFingerprint: good},
+		"huge reason":   {EkFingerprint: good, Note: strings.Repeat("理", 10000)},
+		"bidi reason":   {EkFingerprint: good, Note: "ok\u202egnp.exe"},
+		"empty":         {},
+		"reason is NUL": {EkFingerprint: good, Note: "\x00"},
+	} {
+		t.Run("ek "+name, func(t *testing.T) {
+			_, err := admin.ApproveEK(ctx, req)
+			wantCode(t, err, codes.InvalidArgument)
+		})
+	}
+	for name, req := range map[string]*mamoriv1.ApproveReenrollmentRequest{
+		"no device":  {Reason: "x"},
+		"oversized":  {Device: strings.Repeat("d", 64<<10), Reason: "x"},
+		"no reason":  {Device: "x"},
+		"NUL device": {Device: "a\x00b", Reason: "x"},
+	} {
+		t.Run("approve "+name, func(t *testing.T) {
+			_, err := admin.ApproveReenrollment(ctx, req)
+			wantCode(t, err, codes.InvalidArgument, codes.NotFound)
+		})
+	}
+	list, err := admin.ListApprovedEKs(ctx, &mamoriv1.ListApprovedEKsRequest{})
+	if err != nil || len(list.Eks) != 0 {
+		t.Fatalf("approved EKs after refusals: %v %v", list, err)
+	}
+	for i, want := range []bool{true, false} {
+		r, err := admin.ApproveEK(ctx, &mamoriv1.ApproveEKRequest{EkFingerprint: strings.ToUpper(good), Note: "現地確認"})
+		if err != nil || r.Added != want {
+			t.Fatalf("approval %d: added %v (%v), want %v", i, r.GetAdded(), err, want)
+		}
+	}
+	list, err = admin.ListApprovedEKs(ctx, &mamoriv1.ListApprovedEKsRequest{})
+	if err != nil || len(list.Eks) != 1 || list.Eks[0].EkFingerprint != good || list.Eks[0].ApprovedBy == "" {
+		t.Fatalf("approved EKs: %v %v", list, err)
+	}
+	helpdesk := h.Admin(t, h.Operator(t, "hd", auth.RoleHelpdesk))
+	_, err = helpdesk.ApproveEK(ctx, &mamoriv1.ApproveEKRequest{EkFingerprint: good, Note: "x"})
+	wantCode(t, err, codes.PermissionDenied)
+}
