@@ -62,7 +62,11 @@ type Device struct {
 	VendorName   string // USB manufacturer string
 	ProductName  string // USB product string
 	USBInterface string // sysfs path of the USB interface it hangs off ("" if none)
-	SCSIGeneric  string // sg node name of an optical drive, e.g. sg3
+	// SCSIDevice is the sysfs path (below the root) of the SCSI device
+	// under a governed disk (…/host2/target2:0:0/2:0:0:0), "" when the
+	// disk is not SCSI (MMC, NVMe).
+	SCSIDevice  string
+	SCSIGeneric string // sg node name of an optical drive, e.g. sg3 (see PassThrough)
 }
 
 // Classifier reads sysfs below Root ("/sys" in production, a captured tree
@@ -77,6 +81,7 @@ var (
 	firewireRE    = regexp.MustCompile(`^fw[0-9]+$`)
 	ataRE         = regexp.MustCompile(`^ata[0-9]+$`)
 	blockNameRE   = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.!:+-]{0,63}$`)
+	scsiAddrRE    = regexp.MustCompile(`^[0-9]+:[0-9]+:[0-9]+:[0-9]+$`)
 	usbIfaceRE    = regexp.MustCompile(`^[0-9]+-[0-9.]+:[0-9]+\.[0-9]+$`)
 	errNotDevices = errors.New("not below /devices")
 )
@@ -180,6 +185,10 @@ func (c Classifier) blockAt(sysPath string, ev *Uevent) (Device, error) {
 	d.Removable = c.readOpt(diskPath, "removable") == "1"
 
 	d.Bus = busOf(diskPath)
+	external := ""
+	if d.Bus == "nvme" || d.Bus == "ata" || d.Bus == "other" {
+		external = c.externalPCI(diskPath)
+	}
 	switch {
 	case d.Bus == "virtual":
 		d.Class, d.Reason = ClassNone, "virtual block device"
@@ -187,6 +196,8 @@ func (c Classifier) blockAt(sysPath string, ev *Uevent) (Device, error) {
 		d.Class, d.Reason = ClassOptical, "optical drive (sr)"
 	case d.Bus == "usb" || d.Bus == "mmc" || d.Bus == "firewire":
 		d.Class, d.Reason = ClassStorage, "on the "+d.Bus+" bus"
+	case external != "":
+		d.Class, d.Reason = ClassStorage, external
 	case d.Removable:
 		d.Class, d.Reason = ClassStorage, "removable attribute is 1"
 	default:
@@ -200,6 +211,18 @@ func (c Classifier) blockAt(sysPath string, ev *Uevent) (Device, error) {
 			c.usbIDs(&d, udev)
 		}
 	}
+	if d.Bus == "nvme" && d.Class == ClassStorage {
+		// An external NVMe: its controller's serial and the PCI IDs make
+		// allow-list entries as for USB (VENDOR:PRODUCT:SERIAL).
+		if ctrl, ok := c.ancestorWith(diskPath, "serial"); ok {
+			d.Serial = c.readOpt(ctrl, "serial")
+			d.ProductName = c.readOpt(ctrl, "model")
+		}
+		if pci, ok := c.ancestorWith(diskPath, "vendor"); ok {
+			d.Vendor = strings.TrimPrefix(c.readOpt(pci, "vendor"), "0x")
+			d.Product = strings.TrimPrefix(c.readOpt(pci, "device"), "0x")
+		}
+	}
 	if d.Bus == "mmc" {
 		if card, ok := c.ancestorWith(diskPath, "manfid"); ok {
 			d.Vendor = c.readOpt(card, "manfid")
@@ -207,12 +230,36 @@ func (c Classifier) blockAt(sysPath string, ev *Uevent) (Device, error) {
 			d.Serial = c.readOpt(card, "serial")
 		}
 	}
-	if d.Class == ClassOptical {
-		if ents, err := os.ReadDir(filepath.Join(c.Root, path.Dir(path.Dir(diskPath)), "scsi_generic")); err == nil && len(ents) > 0 {
-			d.SCSIGeneric = ents[0].Name()
+	if d.Class != ClassNone {
+		// The SCSI device above the disk: the control takes it offline to
+		// cut a busy mount off, and closes its pass-through nodes
+		// (PassThrough, read after BLKROSET: not on the uevent path).
+		if sdev := path.Dir(path.Dir(diskPath)); scsiAddrRE.MatchString(path.Base(sdev)) {
+			d.SCSIDevice = sdev
 		}
 	}
+	if d.Class == ClassOptical && d.SCSIDevice != "" {
+		d.SCSIGeneric, _ = c.PassThrough(d.SCSIDevice)
+	}
 	return d, nil
+}
+
+// PassThrough names the SCSI pass-through nodes of the SCSI device at
+// scsiDev (below the root), relative to /dev: its sg node ("sg3") and its
+// bsg node ("bsg/2:0:0:0"), "" for either that is absent. SG_IO through
+// them (or through the disk's own node) needs only a write open to send
+// WRITE(10) past BLKROSET.
+func (c Classifier) PassThrough(scsiDev string) (sg, bsg string) {
+	if scsiDev == "" {
+		return "", ""
+	}
+	if ents, err := os.ReadDir(filepath.Join(c.Root, scsiDev, "scsi_generic")); err == nil && len(ents) > 0 && blockNameRE.MatchString(ents[0].Name()) {
+		sg = ents[0].Name()
+	}
+	if ents, err := os.ReadDir(filepath.Join(c.Root, scsiDev, "bsg")); err == nil && len(ents) > 0 && blockNameRE.MatchString(ents[0].Name()) {
+		bsg = "bsg/" + ents[0].Name()
+	}
+	return sg, bsg
 }
 
 func (c Classifier) usbIDs(d *Device, usbDev string) {
@@ -311,6 +358,60 @@ func (c Classifier) ancestorWith(sysPath, attr string) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+var pciAddrRE = regexp.MustCompile(`^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$`)
+
+// externalPCI says why a disk on PCIe (NVMe, or an AHCI/SCSI controller
+// on a card) is removable media, or "" if it is not: a PCI device on its
+// path sits behind an external-facing port (Thunderbolt, USB4: the kernel
+// marks it removable=removable) or in a hot-plug PCIe slot (a slot of
+// bus/pci/slots with hot-plug controls: power, adapter — slots the
+// firmware only names, without them, are not hot-plug). The control
+// never governs the disk holding the system (see systemDisks), whatever
+// this says.
+func (c Classifier) externalPCI(diskPath string) string {
+	var slots map[string]string // address → slot name, read once
+	prefix := ""
+	for _, part := range strings.Split(strings.TrimPrefix(diskPath, "/"), "/") {
+		prefix += "/" + part
+		if !pciAddrRE.MatchString(part) {
+			continue
+		}
+		if c.readOpt(prefix, "removable") == "removable" {
+			return "behind an external PCIe port (Thunderbolt/USB4): PCI " + part + " is removable"
+		}
+		if slots == nil {
+			slots = c.hotplugSlots()
+		}
+		if name, ok := slots[part[:len(part)-2]]; ok {
+			return "in hot-plug PCIe slot " + name + " (PCI " + part + ")"
+		}
+	}
+	return ""
+}
+
+// hotplugSlots maps the address of each hot-plug capable PCI slot
+// ("0000:01:00") to its name.
+func (c Classifier) hotplugSlots() map[string]string {
+	out := map[string]string{}
+	ents, err := os.ReadDir(filepath.Join(c.Root, "bus/pci/slots"))
+	if err != nil {
+		return out
+	}
+	for _, e := range ents {
+		dir := "bus/pci/slots/" + e.Name()
+		hot := false
+		for _, ctl := range []string{"power", "adapter"} {
+			if _, err := os.Stat(filepath.Join(c.Root, dir, ctl)); err == nil {
+				hot = true
+			}
+		}
+		if a := c.readOpt(dir, "address"); hot && a != "" {
+			out[a] = e.Name()
+		}
+	}
+	return out
 }
 
 // busOf names the bus a block device sits on, from its sysfs path: the

@@ -67,8 +67,20 @@ func TestClassifyBlock(t *testing.T) {
 			}
 		})
 	}
-	if d, _ := c.Block("sr0"); d.SCSIGeneric != "sg3" {
-		t.Errorf("sr0 scsi generic %q, want sg3", d.SCSIGeneric)
+	if d, _ := c.Block("sr0"); d.SCSIGeneric != "sg3" || !strings.HasSuffix(d.SCSIDevice, "/host7/target7:0:0/7:0:0:0") {
+		t.Errorf("sr0 scsi generic %q device %q, want sg3 under 7:0:0:0", d.SCSIGeneric, d.SCSIDevice)
+	}
+	// A USB stick's disk has pass-through nodes too (SG_IO bypasses
+	// BLKROSET); its partition names the same ones.
+	for _, n := range []string{"sdb", "sdb1"} {
+		d, _ := c.Block(n)
+		if sg, bsg := c.PassThrough(d.SCSIDevice); sg != "sg1" || bsg != "bsg/6:0:0:0" || !strings.HasSuffix(d.SCSIDevice, "/6:0:0:0") {
+			t.Errorf("%s: scsi generic %q bsg %q device %q, want sg1, bsg/6:0:0:0 under 6:0:0:0", n, sg, bsg, d.SCSIDevice)
+		}
+	}
+	// Not SCSI: no pass-through nodes to close.
+	if d, _ := c.Block("mmcblk0"); d.SCSIDevice != "" {
+		t.Errorf("mmcblk0: scsi device %q", d.SCSIDevice)
 	}
 	if d, _ := c.Block("sdb"); d.SizeBytes != 60063744*512 {
 		t.Errorf("sdb size %d", d.SizeBytes)
@@ -267,4 +279,66 @@ func TestListOnCapturedTree(t *testing.T) {
 			t.Errorf("list lacks %q:\n%s", want, out)
 		}
 	}
+}
+
+// TestClassifyVMBuses classifies the sysfs captured from a qemu guest with
+// a disk on every bus qemu presents (agent/media/vmtest
+// TestVMBusesClassified with MAMORI_VM_CAPTURE), and two variants a VM
+// cannot present: an NVMe behind an external-facing (Thunderbolt/USB4)
+// port, and a slot the firmware names without hot-plug controls.
+func TestClassifyVMBuses(t *testing.T) {
+	const tree = "../../testdata/sysfs/vm-buses"
+	for _, tt := range []struct {
+		dev, class, bus, reason string
+	}{
+		{"nvme0n1", "none", "nvme", "internal disk on the nvme bus"},
+		{"nvme1n1", "storage", "nvme", "in hot-plug PCIe slot 0 (PCI 0000:01:00.0)"},
+		{"sda", "none", "ata", "internal disk on the ata bus"},
+		{"sdb", "storage", "other", "removable attribute is 1"}, // virtio-scsi, removable=on
+		{"sdc", "storage", "usb", "on the usb bus"},
+		{"mmcblk0", "storage", "mmc", "on the mmc bus"}, // SD card on sdhci-pci
+	} {
+		d, err := Classifier{Root: tree}.Block(tt.dev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Class.String() != tt.class || d.Bus != tt.bus || d.Reason != tt.reason {
+			t.Errorf("%s: class %s bus %s reason %q, want %s %s %q", tt.dev, d.Class, d.Bus, d.Reason, tt.class, tt.bus, tt.reason)
+		}
+		if tt.dev == "nvme1n1" && (d.Serial != "HOTNVME" || d.Vendor != "1b36" || d.Product == "") {
+			t.Errorf("hot-plugged NVMe ids %q:%q:%q, want 1b36:…:HOTNVME (allow-list entries need them)", d.Vendor, d.Product, d.Serial)
+		}
+	}
+
+	// Variants on a copy of the tree.
+	variant := func(t *testing.T, edit func(root string)) string {
+		root := t.TempDir()
+		if err := os.CopyFS(root, os.DirFS(tree)); err != nil {
+			t.Fatal(err)
+		}
+		edit(root)
+		return root
+	}
+	t.Run("thunderbolt", func(t *testing.T) {
+		root := variant(t, func(root string) {
+			must(t, os.WriteFile(filepath.Join(root, "devices/pci0000:00/0000:00:03.0/removable"), []byte("removable\n"), 0o644))
+		})
+		d, err := Classifier{Root: root}.Block("nvme0n1")
+		must(t, err)
+		if d.Class != ClassStorage || !strings.Contains(d.Reason, "Thunderbolt") {
+			t.Errorf("NVMe behind an external-facing port: %s %q", d.Class, d.Reason)
+		}
+	})
+	t.Run("slot without hot-plug controls", func(t *testing.T) {
+		root := variant(t, func(root string) {
+			for _, f := range []string{"power", "adapter"} {
+				must(t, os.Remove(filepath.Join(root, "bus/pci/slots/0", f)))
+			}
+		})
+		d, err := Classifier{Root: root}.Block("nvme1n1")
+		must(t, err)
+		if d.Class != ClassNone {
+			t.Errorf("NVMe in a slot the firmware only names: %s %q, want none", d.Class, d.Reason)
+		}
+	})
 }

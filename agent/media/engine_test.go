@@ -143,10 +143,33 @@ func TestEnforceBlocksMTPAndAllowsListed(t *testing.T) {
 	if st := status(t, m); st.State != mamoriv1.ControlState_CONTROL_STATE_ENFORCED {
 		t.Errorf("status %v %q", st.State, st.Detail)
 	}
-	// Someone re-authorises the phone: the read-back notices.
+	// Someone re-authorises the phone: the read-back notices and acts
+	// again at once (reapplied), so the round ends as demanded.
+	must(t, os.WriteFile(filepath.Join(sys, "bus/usb/devices/1-5:1.0/authorized"), []byte("1"), 0o644))
+	if st := status(t, m); st.State != mamoriv1.ControlState_CONTROL_STATE_ENFORCED {
+		t.Errorf("after re-authorisation: status %v %q, want ENFORCED after re-applying", st.State, st.Detail)
+	}
+	if got := authorizedOf(t, sys, "1-5:1.0"); got != "0" {
+		t.Errorf("after re-applying: authorized=%s, want 0", got)
+	}
+	if diff := cmp.Diff([]string{"1-5:1.0"}, rec.devices(KindReapplied)); diff != "" {
+		t.Errorf("reapplied (-want +got)\n%s", diff)
+	}
+	// Again within the back-off: reported, not acted on; a second round
+	// in a row is still_writable (an incident on the server).
 	must(t, os.WriteFile(filepath.Join(sys, "bus/usb/devices/1-5:1.0/authorized"), []byte("1"), 0o644))
 	if st := status(t, m); st.State != mamoriv1.ControlState_CONTROL_STATE_FAILED || !strings.Contains(st.Detail, "1-5:1.0") {
-		t.Errorf("after re-authorisation: status %v %q", st.State, st.Detail)
+		t.Errorf("within the back-off: status %v %q, want FAILED naming 1-5:1.0", st.State, st.Detail)
+	}
+	if n := len(rec.devices(KindReapplied)); n != 1 {
+		t.Errorf("%d reapplied events within the back-off, want 1", n)
+	}
+	if n := len(rec.devices(KindStillWritable)); n != 0 {
+		t.Errorf("still_writable after one bad round")
+	}
+	status(t, m)
+	if diff := cmp.Diff([]string{"1-5:1.0"}, rec.devices(KindStillWritable)); diff != "" {
+		t.Errorf("still_writable after two bad rounds (-want +got)\n%s", diff)
 	}
 }
 
@@ -208,5 +231,29 @@ func runCmd(t testing.TB, name string, args ...string) {
 	t.Helper()
 	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
 		t.Fatalf("%s %v: %v\n%s", name, args, err, out)
+	}
+}
+
+// A removable disk that holds the running system (a terminal booted from
+// USB, an NVMe boot disk in a hot-plug slot) is never governed: making it
+// read-only would take the system down. Status says so.
+func TestSystemDiskNeverGoverned(t *testing.T) {
+	m, rec, _ := fixture(t)
+	// "/" on sdb1 (8:17), the USB stick of the fixture.
+	must(t, os.WriteFile(m.o.MountInfo, []byte("22 1 8:17 / / rw,relatime - ext4 /dev/sdb1 rw\n"), 0o644))
+	must(t, m.Apply(context.Background(), &mamoriv1.ControlPolicy{Mode: mamoriv1.Mode_MODE_ENFORCE, Settings: map[string]string{"storage": "block"}}))
+	for _, k := range []string{KindUSBBlocked, KindSetReadOnly, KindEnforcementError} {
+		for _, d := range rec.devices(k) {
+			if d == "sdb" || d == "sdb1" {
+				t.Errorf("%s on %s, the disk holding /", k, d)
+			}
+		}
+	}
+	if got := rec.devices(KindUSBBlocked); !slices.Contains(got, "sdc") {
+		t.Errorf("the other sticks are still blocked: usb_blocked %v", got)
+	}
+	st := status(t, m)
+	if st.Evidence["not_governed.sdb"] != "holds the system (/)" || st.Evidence["not_governed.sdb1"] == "" {
+		t.Errorf("evidence %v", st.Evidence)
 	}
 }

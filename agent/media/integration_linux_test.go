@@ -91,11 +91,20 @@ func TestIntegrationHotplugReadOnly(t *testing.T) {
 	if s.State != mamoriv1.ControlState_CONTROL_STATE_ENFORCED || !strings.Contains(s.Evidence["device."+l.Name], "read-only") {
 		t.Fatalf("status %v %q %v", s.State, s.Detail, s.Evidence)
 	}
-	// The read-back is real: clear the flag behind the control's back.
+	// The read-back is real and acts: clear the flag behind the control's
+	// back; the next round sets it again and says so.
+	l.clearRO(t)
+	if s := status(t, m); s.State != mamoriv1.ControlState_CONTROL_STATE_ENFORCED || !l.readOnly(t) {
+		t.Fatalf("after tampering: status %v %q read-only=%v, want ENFORCED and read-only again", s.State, s.Detail, l.readOnly(t))
+	}
+	waitFor(t, rec, KindReapplied, l.Name)
+	// Again at once: within the back-off it is reported, not fixed.
 	l.clearRO(t)
 	if s := status(t, m); s.State != mamoriv1.ControlState_CONTROL_STATE_FAILED || !strings.Contains(s.Detail, l.Name+" is writable") {
-		t.Fatalf("after tampering: status %v %q", s.State, s.Detail)
+		t.Fatalf("tampered within the back-off: status %v %q", s.State, s.Detail)
 	}
+	status(t, m)
+	waitFor(t, rec, KindStillWritable, l.Name)
 }
 
 // A partitioned stick: the disk and the partition the kernel adds after

@@ -38,6 +38,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -57,6 +58,30 @@ const (
 	// KindExceptionUsed: a device was allowed because of an exception
 	// (例外措置); attributes exception_id, serial, user.
 	KindExceptionUsed = "media_exception_used"
+	// KindWritesCut: a filesystem of a device the policy makes read-only
+	// (or blocks) was mounted read-write and busy; the device was taken
+	// offline, the filesystem shut down and detached, and the device
+	// plugged in again in software (see cutLocked). Attributes
+	// mount_point, fstype, writers (pid:comm), fs_shutdown, method,
+	// offline_at (from then on nothing reached the device), offline_ms
+	// and cut_ms (how long taking it offline and the whole cut took).
+	KindWritesCut = "writes_cut"
+	// KindReapplied: the read-back found a governed device not in the
+	// state the policy demands and the control acted again (problem,
+	// attempt).
+	KindReapplied = "reapplied"
+	// KindStillWritable: a governed device stayed writable for more than
+	// one status round despite re-applying (rounds, problem): an incident.
+	KindStillWritable = "still_writable"
+	// KindFileWritten: under an exception, a file on the excepted device
+	// was closed after writing (what left the terminal): exception_id,
+	// device, serial, mount_point, path, size_bytes, sha256,
+	// hashed_bytes (capped=true when the file was larger than the hash
+	// cap), pid, process, uid, user. See fileLog.
+	KindFileWritten = "media_file_written"
+	// KindFileEventsDropped: records of files written under an exception
+	// were lost (count; overflow=true when the kernel's queue overflowed).
+	KindFileEventsDropped = "media_file_events_dropped"
 )
 
 // Options configure the control. Emitter is required; the paths default to
@@ -71,6 +96,9 @@ type Options struct {
 	// MountInfo is read to find mounted filesystems, default
 	// "/proc/self/mountinfo".
 	MountInfo string
+	// ProcRoot is procfs, read for the processes holding a busy mount
+	// writable, default "/proc".
+	ProcRoot string
 	// UdevRule is where the installer puts the rule, default
 	// DefaultUdevRulePath. UdevOverrideDirs are checked for a file of the
 	// same name that would mask it (default /etc/udev/rules.d and
@@ -92,6 +120,9 @@ type Options struct {
 	// acted, when set, is called after each read-only action with the
 	// time the uevent was read (zero for the start-up scan). Benchmarks.
 	acted func(d Device, received time.Time)
+	// fileHashCap bounds how much of a file written under an exception
+	// is hashed; 0 means defaultHashCap. Tests.
+	fileHashCap int64
 }
 
 func (o *Options) defaults() {
@@ -106,6 +137,9 @@ func (o *Options) defaults() {
 	}
 	if o.MountInfo == "" {
 		o.MountInfo = "/proc/self/mountinfo"
+	}
+	if o.ProcRoot == "" {
+		o.ProcRoot = "/proc"
 	}
 	if o.UdevRule == "" {
 		o.UdevRule = DefaultUdevRulePath
@@ -141,6 +175,50 @@ type Media struct {
 	outbox     []queuedEvent // events to emit once the lock is released
 	cancel     context.CancelFunc
 	done       chan struct{}
+	// cut holds the SCSI devices this control took offline in this round,
+	// so that the rest of a scan does not act on their other partitions
+	// (they come back through uevents as new devices, after the round:
+	// replugPendingLocked empties it, so a device that comes back under
+	// the same sysfs path is not mistaken for the old one).
+	cut map[string]bool
+	// replugs are the cut devices waiting to be plugged in again: every
+	// device of a scan is taken offline first, then they come back
+	// (replugPendingLocked), so that the last of several busy sticks is not
+	// written to while the first ones are re-enumerated.
+	replugs []replug
+	// systemDisks are the disks (sysfs path) holding the running system
+	// (see findSystemDisks), read at each scan: never governed, whatever
+	// the classifier says — a USB-booted terminal or an NVMe boot disk in
+	// a hot-plug slot must not be made read-only under the system.
+	systemDisks map[string]string
+	// systemSkipped: devices the classifier governs that were left alone
+	// because they hold the system (name → mount point), for Status.
+	systemSkipped map[string]string
+
+	// excDevs are the block devices writable because of an exception
+	// (device number → what the file records say about them); flog
+	// records the files written on their mounts (fileLog), opened on
+	// first need. flogErr is why it could not be opened or marked.
+	excDevs map[uint64]markedDevice
+	flog    *fileLog
+	flogErr error
+}
+
+type replug struct {
+	cut   offlined
+	attrs map[string]string
+}
+
+// offlined is a device taken offline by offlineLocked, waiting for
+// finishCutLocked.
+type offlined struct {
+	dev       Device
+	rw        []Mount
+	attrs     map[string]string
+	method    string
+	start     time.Time
+	offline   time.Duration
+	offlineAt string
 }
 
 // tracked is one device the control governs and what it did about it.
@@ -152,12 +230,19 @@ type tracked struct {
 	err     error
 	known   bool // handled alike before (same action and mode): no repeat events
 	enforce bool // the mode it was handled in
+
+	// The read-back's bookkeeping (see reapplyLocked): how often it acted
+	// again, when it may next, and for how many status rounds in a row
+	// the device was found not as demanded.
+	attempts  int
+	retryAt   time.Time
+	badRounds int
 }
 
 // New returns the media control; it does nothing until the first Apply.
 func New(o Options) *Media {
 	o.defaults()
-	return &Media{o: o, cls: Classifier{Root: o.SysRoot}, settings: DefaultSettings(), devices: map[string]*tracked{}}
+	return &Media{o: o, cls: Classifier{Root: o.SysRoot}, settings: DefaultSettings(), devices: map[string]*tracked{}, cut: map[string]bool{}, excDevs: map[uint64]markedDevice{}}
 }
 
 var _ control.Control = (*Media)(nil)
@@ -224,7 +309,12 @@ func (m *Media) Close() error {
 	m.mu.Lock()
 	src, cancel, done := m.src, m.cancel, m.done
 	m.src, m.running = nil, false
+	flog := m.flog
+	m.flog = nil
 	m.mu.Unlock()
+	if flog != nil {
+		flog.close() // not under m.mu: its reader may be waiting for it
+	}
 	if src == nil {
 		return nil
 	}
@@ -324,6 +414,7 @@ func (m *Media) handle(ctx context.Context, ev Uevent, received time.Time) {
 		return
 	}
 	m.evaluateLocked(ctx, d, received)
+	m.afterRoundLocked(ctx)
 }
 
 func (m *Media) classifyBlock(sysPath string) (Device, error) {
@@ -374,6 +465,8 @@ func (m *Media) scanLocked(ctx context.Context) {
 		}
 		all = append(all, d)
 	}
+	m.systemDisks = m.findSystemDisks(all)
+	m.systemSkipped = map[string]string{}
 	// Forget what is gone; evaluate the rest, disks before partitions.
 	present := map[string]bool{}
 	for _, d := range all {
@@ -388,6 +481,7 @@ func (m *Media) scanLocked(ctx context.Context) {
 	for _, d := range all {
 		m.evaluateLocked(ctx, d, time.Time{})
 	}
+	m.afterRoundLocked(ctx)
 }
 
 // evaluateLocked decides and acts on one device.
@@ -397,6 +491,18 @@ func (m *Media) evaluateLocked(ctx context.Context, d Device, received time.Time
 	// rounds must not ride on an exception that has just run out.
 	s.Exceptions = activeExceptions(s.Exceptions, m.o.Now(), nil, false)
 	action, rule := Decide(s, d)
+	if d.DevType != "usb_interface" {
+		delete(m.excDevs, mkdev(d.Major, d.Minor))
+	}
+	if mp, ok := m.systemDisks[diskPathOf(d)]; ok && d.DevType != "usb_interface" && action != ActionNone {
+		if _, seen := m.systemSkipped[d.Name]; !seen {
+			m.o.Log.Warn("media: not governing the disk that holds the system", "device", d.Name, "mount_point", mp, "class", d.Class.String(), "reason", d.Reason)
+		}
+		if m.systemSkipped != nil {
+			m.systemSkipped[d.Name] = mp
+		}
+		action = ActionNone
+	}
 	if action == ActionNone {
 		delete(m.devices, d.SysPath)
 		return
@@ -406,6 +512,9 @@ func (m *Media) evaluateLocked(ctx context.Context, d Device, received time.Time
 	// tells a CD drive (optical) from a stick (storage).
 	if d.DevType == "usb_interface" && d.Class != ClassMTP {
 		return
+	}
+	if d.SCSIDevice != "" && m.cut[d.SCSIDevice] {
+		return // its disk was just cut off and comes back as a new device
 	}
 	prev := m.devices[d.SysPath]
 	known := prev != nil && prev.action == action && prev.enforce == m.enforce && prev.err == nil
@@ -445,9 +554,17 @@ func (m *Media) evaluateLocked(ctx context.Context, d Device, received time.Time
 	switch action {
 	case ActionAllow:
 		t.done = "allowed"
+		if id, ok := strings.CutPrefix(rule, RuleException); ok && d.DevType != "usb_interface" {
+			m.excDevs[mkdev(d.Major, d.Minor)] = markedDevice{attrs: exceptionAttrs(d, id)}
+		}
 		if d.DevType != "usb_interface" {
 			if err := setBlockRO(m.node(d), false); err != nil && !errors.Is(err, os.ErrNotExist) {
 				t.err = fmt.Errorf("make %s writable: %w", d.Name, err)
+			}
+			for _, n := range m.nodes(d) {
+				if err := restoreWriteBits(n); err != nil && !errors.Is(err, os.ErrNotExist) {
+					t.err = errors.Join(t.err, fmt.Errorf("reopen %s to writers: %w", n, err))
+				}
 			}
 		} else if d.USBInterface != "" {
 			t.err = writeAuthorized(filepath.Join(m.o.SysRoot, d.USBInterface), true)
@@ -469,6 +586,16 @@ func (m *Media) evaluateLocked(ctx context.Context, d Device, received time.Time
 		// Read-only first (instant), then the interface goes away.
 		if d.DevType != "usb_interface" && d.SizeBytes > 0 {
 			_ = setBlockRO(m.node(d), true)
+			// A filesystem mounted read-write on it is severed first: a
+			// deauthorised device takes buffered writes down with it
+			// silently; shut down, the writers get EIO instead.
+			if rw := m.diskRWMounts(d); len(rw) > 0 {
+				if err := m.severLocked(ctx, d, rw, attrs, "usb-deauthorise"); err != nil {
+					a := maps.Clone(attrs)
+					a["error"] = err.Error()
+					m.emit(ctx, KindEnforcementError, a)
+				}
+			}
 		}
 		err := writeAuthorized(filepath.Join(m.o.SysRoot, d.USBInterface), false)
 		if err != nil {
@@ -508,17 +635,13 @@ func (m *Media) readOnlyLocked(ctx context.Context, t *tracked, attrs map[string
 	}
 	t.done = "read-only"
 	var errs []error
-	if d.Class == ClassOptical {
-		// BLKROSET does not stop SCSI pass-through (SG_IO) burning. Write
-		// commands need a write open, so the nodes lose their write bits.
-		nodes := []string{node}
-		if d.SCSIGeneric != "" {
-			nodes = append(nodes, filepath.Join(m.o.DevRoot, d.SCSIGeneric))
-		}
-		for _, n := range nodes {
-			if err := dropWriteBits(n); err != nil && !errors.Is(err, os.ErrNotExist) {
-				errs = append(errs, fmt.Errorf("close %s to writers: %w", n, err))
-			}
+	// BLKROSET does not stop SCSI pass-through: SG_IO WRITE(10) (or a
+	// burn command) through the disk, its sg or its bsg node needs only a
+	// write open, which group "disk" (or "cdrom") has. Every node loses
+	// its write bits; root keeps CAP_SYS_RAWIO (see docs/policy.md).
+	for _, n := range m.nodes(d) {
+		if err := dropWriteBits(n); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("close %s to writers: %w", n, err))
 		}
 	}
 	if was {
@@ -536,24 +659,319 @@ func (m *Media) readOnlyLocked(ctx context.Context, t *tracked, attrs map[string
 	}
 }
 
-// remountLocked remounts read-only every read-write mount of d.
+// remountLocked remounts read-only every read-write mount of d. A mount
+// the kernel refuses to remount because files are open for writing on it
+// (EBUSY) is cut off (cutLocked): with BLKROSET set the kernel only warns
+// about the writes of a filesystem mounted before, and lets them through.
 func (m *Media) remountLocked(ctx context.Context, d Device, attrs map[string]string) error {
 	mounts, err := m.mounts()
 	if err != nil {
 		return err
 	}
 	var errs []error
+	var busy []Mount
 	for _, mt := range mounts {
 		if mt.Major != d.Major || mt.Minor != d.Minor || mt.ReadOnly() {
 			continue
 		}
 		if err := remountRO(mt.MountPoint); err != nil {
-			errs = append(errs, fmt.Errorf("remount %s read-only: %w (a process may hold a file open for writing; close it or unmount)", mt.MountPoint, err))
+			if errors.Is(err, syscall.EBUSY) {
+				busy = append(busy, mt)
+				continue
+			}
+			errs = append(errs, fmt.Errorf("remount %s read-only: %w", mt.MountPoint, err))
 			continue
 		}
 		a := maps.Clone(attrs)
 		a["mount_point"], a["fstype"] = mt.MountPoint, mt.FSType
 		m.emit(ctx, KindRemountReadOnly, a)
+	}
+	if len(busy) > 0 {
+		// The whole disk goes offline: its other partitions' read-write
+		// mounts are severed with the busy ones.
+		for _, mt := range m.diskRWMounts(d) {
+			if !slices.ContainsFunc(busy, func(b Mount) bool { return b.ID == mt.ID }) {
+				busy = append(busy, mt)
+			}
+		}
+		errs = append(errs, m.cutLocked(ctx, d, busy, attrs))
+	}
+	return errors.Join(errs...)
+}
+
+// diskRWMounts returns the read-write mounts of d's whole disk: the disk
+// itself and each of its partitions (nil when mountinfo cannot be read:
+// the read-back reports that).
+func (m *Media) diskRWMounts(d Device) []Mount {
+	diskDir := d.SysPath
+	if d.DevType == "partition" {
+		diskDir = path.Dir(d.SysPath)
+	}
+	devs := map[[2]uint32]bool{{d.Major, d.Minor}: true}
+	if dev, err := m.cls.read(diskDir, "dev"); err == nil {
+		if ma, mi, err := parseMajMin(dev); err == nil {
+			devs[[2]uint32{ma, mi}] = true
+		}
+	}
+	ents, _ := os.ReadDir(filepath.Join(m.o.SysRoot, diskDir))
+	for _, e := range ents {
+		if _, err := os.Stat(filepath.Join(m.o.SysRoot, diskDir, e.Name(), "partition")); err != nil {
+			continue
+		}
+		if dev, err := m.cls.read(path.Join(diskDir, e.Name()), "dev"); err == nil {
+			if ma, mi, err := parseMajMin(dev); err == nil {
+				devs[[2]uint32{ma, mi}] = true
+			}
+		}
+	}
+	mounts, _ := m.mounts()
+	var out []Mount
+	for _, mt := range mounts {
+		if devs[[2]uint32{mt.Major, mt.Minor}] && !mt.ReadOnly() {
+			out = append(out, mt)
+		}
+	}
+	return out
+}
+
+// systemMountPoints are where the running system lives: a disk holding one
+// of them is never governed.
+var systemMountPoints = []string{"/", "/usr", "/boot", "/boot/efi", "/var", "/home"}
+
+// diskPathOf is the sysfs path of d's whole disk.
+func diskPathOf(d Device) string {
+	if d.DevType == "partition" {
+		return path.Dir(d.SysPath)
+	}
+	return d.SysPath
+}
+
+// findSystemDisks maps the disks holding a system mount point (through
+// partitions and device-mapper/md slaves: root on LVM on NVMe) to that
+// mount point. devs are the block devices of the scan.
+func (m *Media) findSystemDisks(devs []Device) map[string]string {
+	out := map[string]string{}
+	mounts, err := m.mounts()
+	if err != nil {
+		return out
+	}
+	byNum := map[[2]uint32]string{}
+	byName := map[string]string{}
+	ents, _ := os.ReadDir(filepath.Join(m.o.SysRoot, "class/block"))
+	for _, e := range ents {
+		sp, err := m.cls.resolve("class/block/" + e.Name())
+		if err != nil {
+			continue
+		}
+		byName[e.Name()] = sp
+		if dev, err := m.cls.read(sp, "dev"); err == nil {
+			if ma, mi, err := parseMajMin(dev); err == nil {
+				byNum[[2]uint32{ma, mi}] = sp
+			}
+		}
+	}
+	var walk func(sp, mp string, depth int)
+	walk = func(sp, mp string, depth int) {
+		if depth > 8 {
+			return
+		}
+		if slaves, err := os.ReadDir(filepath.Join(m.o.SysRoot, sp, "slaves")); err == nil && len(slaves) > 0 {
+			for _, sl := range slaves {
+				if s, ok := byName[sl.Name()]; ok {
+					walk(s, mp, depth+1)
+				}
+			}
+			return
+		}
+		if _, err := os.Stat(filepath.Join(m.o.SysRoot, sp, "partition")); err == nil {
+			sp = path.Dir(sp)
+		}
+		if _, dup := out[sp]; !dup {
+			out[sp] = mp
+		}
+	}
+	for _, mt := range mounts {
+		if !slices.Contains(systemMountPoints, mt.MountPoint) {
+			continue
+		}
+		if sp, ok := byNum[[2]uint32{mt.Major, mt.Minor}]; ok {
+			walk(sp, mt.MountPoint, 0)
+		}
+	}
+	return out
+}
+
+// nodes are the device nodes through which d can be written: its block
+// node and, for a SCSI disk, its pass-through nodes.
+func (m *Media) nodes(d Device) []string {
+	out := []string{m.node(d)}
+	sg, bsg := m.cls.PassThrough(d.SCSIDevice)
+	if d.SCSIGeneric != "" {
+		sg = d.SCSIGeneric
+	}
+	for _, n := range []string{sg, bsg} {
+		if n != "" {
+			out = append(out, filepath.Join(m.o.DevRoot, n))
+		}
+	}
+	return out
+}
+
+// cutLocked stops every write to d from filesystems mounted read-write
+// before the control acted and kept busy by open files (busy): it severs
+// them (severLocked) and plugs the device in again in software, so that it
+// comes back as a new device the udev rule and the uevent path make
+// read-only before anything can mount it. What a user with an open file
+// sees is in docs/policy.md.
+func (m *Media) cutLocked(ctx context.Context, d Device, busy []Mount, attrs map[string]string) error {
+	if d.SCSIDevice == "" {
+		return fmt.Errorf("%s is mounted read-write on %s with files open for writing, and it is not a SCSI device the control can take offline: unplug it", d.Name, busy[0].MountPoint)
+	}
+	method := "scsi-delete-rescan"
+	if d.Bus == "usb" && d.USBInterface != "" {
+		method = "usb-replug"
+	}
+	c, err := m.offlineLocked(d, busy, attrs, method)
+	if err != nil {
+		return err
+	}
+	// The rest waits for the end of the round, so that every busy device
+	// of a scan goes offline before any is shut down, detached and
+	// re-plugged (afterRoundLocked).
+	m.cut[d.SCSIDevice] = true
+	m.replugs = append(m.replugs, replug{cut: c, attrs: maps.Clone(attrs)})
+	return nil
+}
+
+// afterRoundLocked finishes a round of evaluations: the devices cut off
+// come back, and the file log follows the devices under exceptions.
+func (m *Media) afterRoundLocked(ctx context.Context) {
+	m.replugPendingLocked(ctx)
+	m.syncFileLogLocked(ctx)
+}
+
+// syncFileLogLocked marks the read-write mounts of the devices writable
+// because of an exception, and only those (fileLog).
+func (m *Media) syncFileLogLocked(ctx context.Context) {
+	if m.flog == nil {
+		if len(m.excDevs) == 0 || !m.enforce {
+			return
+		}
+		l, err := openFileLog(m.o.fileHashCap, func(kind string, a map[string]string) {
+			if err := m.o.Emitter.Emit(context.Background(), policy.ControlMedia, kind, a); err != nil {
+				m.o.Log.Error("media: could not record a file written under an exception", "path", a["path"], "error", err)
+			}
+		}, func() {
+			m.mu.Lock()
+			defer m.mu.Unlock()
+			m.syncFileLogLocked(context.Background())
+		})
+		if err != nil {
+			m.flogErr = err
+			m.o.Log.Error("media: cannot record files written under exceptions", "error", err)
+			return
+		}
+		m.flog = l
+	}
+	want := m.excDevs
+	if !m.enforce {
+		want = nil
+	}
+	mounts, err := m.mounts()
+	if err == nil {
+		err = m.flog.sync(want, mounts)
+	}
+	if err != nil {
+		m.o.Log.Error("media: cannot record files written under exceptions", "error", err)
+	}
+	m.flogErr = err
+}
+
+// replugPendingLocked plugs the devices cut off in this round in again.
+func (m *Media) replugPendingLocked(ctx context.Context) {
+	for _, r := range m.replugs {
+		if err := m.finishCutLocked(ctx, r.cut); err != nil {
+			a := maps.Clone(r.attrs)
+			a["error"] = err.Error()
+			m.emit(ctx, KindEnforcementError, a)
+		}
+	}
+	for _, r := range m.replugs {
+		d := r.cut.dev
+		var err error
+		if r.cut.method == "usb-replug" {
+			err = replugUSB(filepath.Join(m.o.SysRoot, path.Dir(d.USBInterface)))
+		} else {
+			err = replugSCSI(m.o.SysRoot, d.SCSIDevice)
+		}
+		if err != nil {
+			// Offline, it writes nothing; it just does not come back.
+			r.attrs["error"] = fmt.Sprintf("%s is offline (no more writes) but could not be plugged in again (%s): %v; unplug and plug it", d.Name, r.cut.method, err)
+			m.emit(ctx, KindEnforcementError, r.attrs)
+		}
+	}
+	m.replugs = nil
+	clear(m.cut)
+}
+
+// severLocked makes sure not one more byte reaches d from the read-write
+// mounts rw: first the SCSI device goes offline (the mid-layer then fails
+// every command, so nothing the filesystem or the page cache still holds
+// can be written); then each filesystem is shut down where it has
+// FS_IOC_SHUTDOWN (writers get EIO at once) and detached. One
+// writes_cut event per mount says who held it writable.
+func (m *Media) severLocked(ctx context.Context, d Device, rw []Mount, attrs map[string]string, method string) error {
+	c, err := m.offlineLocked(d, rw, attrs, method)
+	if err != nil {
+		return err
+	}
+	return m.finishCutLocked(ctx, c)
+}
+
+// offlineLocked is the first step of severLocked: the SCSI device goes
+// offline, and from then on nothing reaches it.
+func (m *Media) offlineLocked(d Device, rw []Mount, attrs map[string]string, method string) (offlined, error) {
+	start := time.Now()
+	if d.SCSIDevice == "" {
+		return offlined{}, fmt.Errorf("%s is mounted read-write on %s and is not a SCSI device the control can take offline: unplug it", d.Name, rw[0].MountPoint)
+	}
+	if err := scsiOffline(m.o.SysRoot, d.SCSIDevice); err != nil {
+		return offlined{}, fmt.Errorf("take %s offline: %w", d.Name, err)
+	}
+	return offlined{dev: d, rw: rw, attrs: attrs, method: method, start: start, offline: time.Since(start),
+		offlineAt: time.Now().UTC().Format(time.RFC3339Nano)}, nil
+}
+
+// finishCutLocked is the rest of severLocked: each filesystem of the
+// offline device is shut down where it can be and detached, and a
+// writes_cut event per mount says who held it writable.
+func (m *Media) finishCutLocked(ctx context.Context, c offlined) error {
+	var errs []error
+	shut := map[[2]uint32]string{}
+	for _, mt := range c.rw {
+		a := maps.Clone(c.attrs)
+		a["mount_point"], a["fstype"], a["method"] = eventValue(mt.MountPoint), mt.FSType, c.method
+		a["offline_ms"] = strconv.FormatFloat(float64(c.offline.Microseconds())/1000, 'f', 3, 64)
+		a["offline_at"] = c.offlineAt // from this instant the device accepts no command
+		a["writers"] = strings.Join(writersOn(m.o.ProcRoot, mkdev(mt.Major, mt.Minor)), " ")
+		key := [2]uint32{mt.Major, mt.Minor}
+		if _, done := shut[key]; !done {
+			ok, err := shutdownFS(mt.MountPoint)
+			switch {
+			case err != nil:
+				shut[key] = "error: " + err.Error()
+			case ok:
+				shut[key] = "true"
+			default:
+				shut[key] = "unsupported" // vfat, exfat (< 6.9), ntfs3: buffered writes succeed, fsync fails
+			}
+		}
+		a["fs_shutdown"] = shut[key]
+		if err := detachMount(mt.MountPoint); err != nil {
+			errs = append(errs, fmt.Errorf("detach %s: %w", mt.MountPoint, err))
+		}
+		a["cut_ms"] = strconv.FormatFloat(float64(time.Since(c.start).Microseconds())/1000, 'f', 3, 64)
+		m.emit(ctx, KindWritesCut, a)
 	}
 	return errors.Join(errs...)
 }
@@ -698,6 +1116,11 @@ func (m *Media) verify(t *tracked, mounts []Mount, mountErr error) string {
 		if !ro {
 			return d.Name + " is writable"
 		}
+		for _, n := range m.nodes(d) {
+			if st, err := os.Stat(n); err == nil && st.Mode().Perm()&0o022 != 0 {
+				return fmt.Sprintf("%s: %s is open to writers (mode %#o): SG_IO could write past the read-only flag", d.Name, n, st.Mode().Perm())
+			}
+		}
 		if mountErr != nil {
 			return mountErr.Error()
 		}
@@ -721,6 +1144,64 @@ func (m *Media) verify(t *tracked, mounts []Mount, mountErr error) string {
 	return ""
 }
 
+// Back-off of the read-back's re-applying: the first time at once, then
+// after 5 s, 10 s, 20 s… at most every 5 minutes.
+const (
+	reapplyFirstBackoff = 5 * time.Second
+	reapplyMaxBackoff   = 5 * time.Minute
+)
+
+// reapplyLocked acts on what the read-back found: a governed device not in
+// the state the policy demands (writable, mounted read-write, a pass-through
+// node open to writers, an interface authorised again) is evaluated again,
+// with back-off, and reported (reapplied). A device still not as demanded
+// in a second status round in a row is reported as still_writable, which
+// the server turns into an incident. It returns devs read back again.
+func (m *Media) reapplyLocked(ctx context.Context, devs []DeviceState) []DeviceState {
+	acted := false
+	now := m.o.Now()
+	for _, ds := range devs {
+		t := m.devices[ds.Device.SysPath]
+		if t == nil {
+			continue
+		}
+		if ds.Verified {
+			t.attempts, t.badRounds, t.retryAt = 0, 0, time.Time{}
+			continue
+		}
+		t.badRounds++
+		if t.badRounds == 2 {
+			a := eventAttrs(t.dev, t.action, t.rule, true)
+			a["problem"], a["rounds"] = eventValue(ds.Problem), strconv.Itoa(t.badRounds)
+			m.emit(ctx, KindStillWritable, a)
+		}
+		if now.Before(t.retryAt) {
+			continue
+		}
+		a := eventAttrs(t.dev, t.action, t.rule, true)
+		a["problem"], a["attempt"] = eventValue(ds.Problem), strconv.Itoa(t.attempts+1)
+		m.emit(ctx, KindReapplied, a)
+		book := *t
+		m.evaluateLocked(ctx, t.dev, time.Time{})
+		if nt := m.devices[ds.Device.SysPath]; nt != nil {
+			nt.attempts, nt.badRounds = book.attempts+1, book.badRounds
+			nt.retryAt = now.Add(min(reapplyFirstBackoff<<min(book.attempts, 10), reapplyMaxBackoff))
+		}
+		acted = true
+	}
+	m.afterRoundLocked(ctx)
+	if !acted {
+		return devs
+	}
+	out := m.devicesLocked()
+	for _, ds := range out { // fixed by acting again: not a bad round after all
+		if t := m.devices[ds.Device.SysPath]; t != nil && ds.Verified {
+			t.badRounds = 0
+		}
+	}
+	return out
+}
+
 // Status reports ENFORCED only when every governed device reads back as the
 // policy demands, the listener runs and the udev rule is intact.
 func (m *Media) Status(ctx context.Context) (*mamoriv1.ControlStatus, error) {
@@ -730,6 +1211,7 @@ func (m *Media) Status(ctx context.Context) (*mamoriv1.ControlStatus, error) {
 		return st, nil
 	}
 	rule := CheckUdevRule(m.o.UdevRule, m.o.UdevOverrideDirs)
+	defer m.flush(ctx) // after the unlock below: events from re-applying
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	ev := map[string]string{"udev_rule": rule.State, "udev_rule_path": m.o.UdevRule}
@@ -750,6 +1232,9 @@ func (m *Media) Status(ctx context.Context) (*mamoriv1.ControlStatus, error) {
 		return st, nil
 	}
 	devs := m.devicesLocked()
+	if m.enforce {
+		devs = m.reapplyLocked(ctx, devs)
+	}
 	counts := map[string]int{}
 	var problems []control.Detail
 	for i, ds := range devs {
@@ -762,6 +1247,18 @@ func (m *Media) Status(ctx context.Context) (*mamoriv1.ControlStatus, error) {
 		}
 	}
 	ev["devices_governed"] = strconv.Itoa(len(devs))
+	if m.flog != nil {
+		if n, overflow := m.flog.takeDropped(); n > 0 {
+			m.emit(ctx, KindFileEventsDropped, map[string]string{"count": strconv.FormatInt(n, 10), "overflow": strconv.FormatBool(overflow)})
+		}
+		ev["file_log.mounts"] = strconv.Itoa(m.flog.markedCount())
+	}
+	if m.flogErr != nil {
+		ev["file_log.error"] = eventValue(m.flogErr.Error())
+	}
+	for name, mp := range m.systemSkipped {
+		ev["not_governed."+name] = "holds the system (" + mp + ")"
+	}
 	for k, n := range counts {
 		ev["devices."+strings.ReplaceAll(k, " ", "_")] = strconv.Itoa(n)
 	}

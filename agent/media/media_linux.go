@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -158,6 +159,25 @@ func dropWriteBits(node string) error {
 		return nil
 	}
 	return os.Chmod(node, st.Mode().Perm()&^0o222)
+}
+
+// restoreWriteBits gives a device node back the write bits udev gives it
+// (owner, and group unless the group is root's) after dropWriteBits: an
+// allow-listed device or an exception.
+func restoreWriteBits(node string) error {
+	st, err := os.Stat(node)
+	if err != nil {
+		return err
+	}
+	perm := st.Mode().Perm()
+	if perm&0o222 != 0 {
+		return nil
+	}
+	add := os.FileMode(0o200)
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok && sys.Gid != 0 {
+		add |= 0o020
+	}
+	return os.Chmod(node, perm|add)
 }
 
 // writeAuthorized (de)authorises a USB device or interface through sysfs,

@@ -45,6 +45,9 @@ needs=(
   "qemu-system-x86_64                                 qemu-system-x86"
   "@static_busybox                                    busybox-static"
   "dpkg                                               dpkg"
+  # the busy-mount cut is shown on ext4, vfat and exFAT sticks made on the host
+  "mkfs.vfat                                          dosfstools"
+  "mkfs.exfat                                         exfatprogs"
   # Windows code run for real under wine; the ProcessPrng stub and C test programs
   # built with mingw (test scaffolding), which includes <windows.h>
   "/usr/lib/wine/wine64                               wine64"

@@ -11,6 +11,11 @@ var eventKindMessages = []Message{
 	{"event.kind.allowed", "allow-listed device usable", "許可リストのデバイスを使用可"},
 	{"event.kind.media_exception_used", "exception (例外措置) used", "例外措置を使用"},
 	{"event.kind.enforcement_failed", "enforcement failed: the device may be writable", "制御に失敗 (書き込み可能の可能性)"},
+	{"event.kind.writes_cut", "busy read-write mount cut off (device offline, re-plugged read-only)", "書込み中のマウントを切断 (デバイスをオフラインにし読み取り専用で再接続)"},
+	{"event.kind.reapplied", "found not as the policy demands and re-applied", "ポリシーと異なる状態を検出し再適用"},
+	{"event.kind.still_writable", "still writable after re-applying", "再適用後も書き込み可能"},
+	{"event.kind.media_file_written", "file written to removable media under an exception", "例外措置のもとで外部記録媒体に書き込まれたファイル"},
+	{"event.kind.media_file_events_dropped", "records of files written under an exception lost", "例外措置中のファイル書込み記録が欠落"},
 	// login-mfa
 	{"event.kind.mfa_success", "second factor accepted", "多要素認証に成功"},
 	{"event.kind.mfa_failure", "second factor refused", "多要素認証に失敗"},

@@ -69,6 +69,7 @@ var evidenceMessages = []Message{
 	{"console.rule.events-lost", "Evidence events lost on the terminal (spool full or damaged)", "端末で証跡イベントが失われた（スプール満杯・破損）"},
 	{"console.rule.tier-reachable", "The terminal can reach another tier", "端末から別のネットワーク層に到達できる"},
 	{"console.rule.enroll-token-guessing", "Many enrolments with a wrong token from one address", "同一アドレスから誤った登録トークンによる登録が多数"},
+	{"console.rule.media-writable", "Removable media still writable after re-applying", "再適用後も外部記録媒体に書込み可能"},
 
 	{"console.evidence.title", "Audit evidence report", "監査証跡レポート"},
 	{"console.evidence.intro", "For a period, every terminal and control: its state at the start and the end, the share of the period it was enforced and how often it changed, each mapped to the policy clause it evidences; with the audit log's chain head and its verification. The printable report fits A4; the CSV opens in Excel.", "指定した期間について、端末ごと・制御ごとに期間初めと期間末の状態、期間中に適用されていた割合、変化の回数を、対応するポリシー条項とともに示します。監査ログのチェーン先頭と検証結果を含みます。印刷用レポートは A4、CSV は Excel で開けます。"},

@@ -10,7 +10,7 @@
 //
 // Tests using it run when MAMORI_VM_TEST=1 or CI=true, as root; Require
 // installs what is missing from Debian (qemu-system-x86, busybox-static,
-// e2fsprogs) and skips otherwise.
+// e2fsprogs, dosfstools, exfatprogs) and skips otherwise.
 package vmtest
 
 import (
@@ -44,7 +44,8 @@ func Require(t *testing.T) {
 func ensurePackages(t *testing.T) {
 	t.Helper()
 	var missing []string
-	for prog, pkg := range map[string]string{"qemu-system-x86_64": "qemu-system-x86", "busybox": "busybox-static", "mkfs.ext4": "e2fsprogs"} {
+	for prog, pkg := range map[string]string{"qemu-system-x86_64": "qemu-system-x86", "busybox": "busybox-static", "mkfs.ext4": "e2fsprogs",
+		"mkfs.vfat": "dosfstools", "mkfs.exfat": "exfatprogs"} {
 		if _, err := exec.LookPath(prog); err != nil {
 			missing = append(missing, pkg)
 		}

@@ -37,6 +37,10 @@ const (
 	// guessing tokens, or a script runs with a revoked one. The incident's
 	// device is "source:" and the address.
 	RuleEnrollGuessing = "enroll-token-guessing"
+	// RuleMediaWritable: a removable device the policy makes read-only or
+	// blocks stayed writable for more than one status round although the
+	// agent acted again (agent/media still_writable).
+	RuleMediaWritable = "media-writable"
 )
 
 // SourcePrefix marks an incident's subject as a caller's address, not a
@@ -82,13 +86,14 @@ func (r Rules) Validate() error {
 
 // blockedKinds are the media control's events that mean "a write to
 // removable media was prevented" (agent/media: set_read_only,
-// remounted_read_only, usb_blocked). would_block (monitor mode) blocks
-// nothing and is not counted.
-var blockedKinds = map[string]bool{"set_read_only": true, "remounted_read_only": true, "usb_blocked": true}
+// remounted_read_only, usb_blocked, writes_cut: a busy read-write mount cut
+// off). would_block (monitor mode) blocks nothing and is not counted.
+var blockedKinds = map[string]bool{"set_read_only": true, "remounted_read_only": true, "usb_blocked": true, "writes_cut": true}
 
 // driftKinds: the agent found its enforcement changed under it and put it
-// back (agent/media registry policy, agent/isolation nftables).
-var driftKinds = map[string]bool{"policy_drift": true, "ruleset_reapplied": true}
+// back (agent/media registry policy and read-back, agent/isolation
+// nftables).
+var driftKinds = map[string]bool{"policy_drift": true, "ruleset_reapplied": true, "reapplied": true}
 
 // jst formats a time for the Japanese half of a summary.
 func jst(t time.Time) string {
@@ -165,6 +170,10 @@ func (r Rules) Judge(b store.WatchBatch) ([]store.SearchTerm, []store.Signal, er
 		case ev.GetControl() == policy.ControlIsolation && ev.GetKind() == "finding" && attrs["severity"] == "violation":
 			sigs = append(sigs, store.Signal{Rule: RuleTierReachable, DeviceID: e.DeviceID, Episode: ref, At: at,
 				Summary: "別の層に到達可能 / this terminal can reach another tier: " + attrs["detail"]})
+		case ev.GetControl() == policy.ControlMedia && ev.GetKind() == "still_writable":
+			sigs = append(sigs, store.Signal{Rule: RuleMediaWritable, DeviceID: e.DeviceID, Episode: ref, At: at,
+				Summary: fmt.Sprintf("外部記録媒体 %s（%s）が再適用後も書込み可能（%s 回連続） / removable device %s (%s) still writable after re-applying (%s rounds): %s",
+					attrs["device"], attrs["serial"], attrs["rounds"], attrs["device"], attrs["serial"], attrs["rounds"], attrs["problem"])})
 		case driftKinds[ev.GetKind()]:
 			sigs = append(sigs, store.Signal{Rule: RulePolicyDrift, DeviceID: e.DeviceID, Episode: ref, At: at,
 				Summary: fmt.Sprintf("%s: 端末上で設定が変更され再適用 / enforcement changed on the terminal and was re-applied (%s%s)",

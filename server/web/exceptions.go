@@ -175,6 +175,9 @@ func (c *Console) revokeException(w http.ResponseWriter, r *http.Request, op *op
 type deviceExceptions struct {
 	List []exceptionRow
 	Uses []eventView
+	// Files are the files written to removable media under an exception
+	// (agent/media's file log): what left the terminal, clause 6(3)①.
+	Files []eventView
 }
 
 func (c *Console) deviceExceptions(ctx context.Context, p *i18n.Printer, d store.Device, evs []eventView) (*deviceExceptions, error) {
@@ -184,8 +187,11 @@ func (c *Console) deviceExceptions(ctx context.Context, p *i18n.Printer, d store
 	}
 	out := &deviceExceptions{List: c.exceptionRows(ctx, p, es, c.now())}
 	for _, e := range evs {
-		if e.Kind == "media_exception_used" {
+		switch e.Kind {
+		case "media_exception_used":
 			out.Uses = append(out.Uses, e)
+		case "media_file_written", "media_file_events_dropped":
+			out.Files = append(out.Files, e)
 		}
 	}
 	return out, nil

@@ -161,7 +161,10 @@ func TestPolicyEditor(t *testing.T) {
 func TestExceptionPages(t *testing.T) {
 	e := start(t)
 	d := e.device(t, hostile, healthy(), &mamoriv1.Event{Id: uuid.NewString(), Time: timestamppb.Now(), Control: "media",
-		Kind: "media_exception_used", Attributes: map[string]string{"exception_id": "x", "serial": hostile, "user": hostile, "model": hostile}})
+		Kind: "media_exception_used", Attributes: map[string]string{"exception_id": "x", "serial": hostile, "user": hostile, "model": hostile}},
+		&mamoriv1.Event{Id: uuid.NewString(), Time: timestamppb.Now(), Control: "media", Kind: "media_file_written",
+			Attributes: map[string]string{"exception_id": "x", "path": "/住民/" + hostile + ".csv", "size_bytes": "5",
+				"sha256": "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824", "user": "tanaka", "process": "cp"}})
 	plain := e.device(t, "pc-plain", healthy())
 	off := e.browser(t, "")
 	off.signIn(e.officer)
@@ -257,6 +260,11 @@ func TestExceptionPages(t *testing.T) {
 	dp := off.get("/devices/" + d.ID)
 	if !strings.Contains(dp.body, `id="exception-uses"`) || !strings.Contains(dp.body, "exception_id: x") {
 		t.Errorf("device page without the exception's uses:\n%s", dp.body)
+	}
+	// What left under the exception: each file with its path and hash.
+	if !strings.Contains(dp.body, `id="exception-files"`) || !strings.Contains(dp.body, "sha256: 2cf24dba5fb0a30e") ||
+		!strings.Contains(dp.body, "path: /住民/&lt;script&gt;") {
+		t.Errorf("device page without the files written under the exception:\n%s", dp.body)
 	}
 	if pp := off.get("/devices/" + plain.ID); strings.Contains(pp.body, "&lt;script&gt;alert(1)") {
 		t.Error("another terminal's exception on pc-plain's page")

@@ -12,13 +12,17 @@ package vmtest
 
 import (
 	"bufio"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -47,7 +51,7 @@ func TestVMHotplugUSBStick(t *testing.T) {
 		vmtest.Run(t, "mkfs.ext4", "-q", "-F", img)
 		sticks[s] = img
 	}
-	console := boot(t, work, vmlinuz, initrd, sticks)
+	console := boot(t, work, vmlinuz, initrd, "", sticks, map[string]bool{"stick1": true})
 
 	results := map[string]map[string]string{}
 	for _, line := range console {
@@ -107,20 +111,153 @@ func TestVMHotplugUSBStick(t *testing.T) {
 	}
 }
 
+// TestVMBusyMountCut is issue #16's items 1-3 on a real kernel: three
+// sticks (ext4, vfat, exFAT) mounted read-write, each with a file held
+// open for writing, and a member of group "disk" who can write through
+// SCSI pass-through, all before the agent starts in enforce mode. From
+// the moment the agent acts not one more byte may reach a stick: the
+// image files on the host must be byte-identical to what the guest read
+// from the devices just before it started the agent.
+func TestVMBusyMountCut(t *testing.T) {
+	vmtest.Require(t)
+	vmlinuz, kroot, ver := vmtest.Kernel(t)
+	work := t.TempDir()
+	initrd := vmtest.Initramfs(t, work, kroot, ver, vmtest.Guest{
+		Package: "github.com/mamori-dev/mamori/agent/media/vmtest/guest",
+		Modules: guestModules,
+		Files:   map[string]string{"60-mamori-media.rules": "../../../installer/udev/60-mamori-media.rules"},
+	})
+	sticks := map[string]string{}
+	for name, mkfs := range map[string][]string{
+		"busy1": {"mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0"},
+		"busy2": {"mkfs.vfat"},
+		"busy3": {"mkfs.exfat"},
+		"busy4": {"mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0"},
+		"busy5": {"mkfs.ext4", "-q", "-F"},
+	} {
+		img := filepath.Join(work, name+".img")
+		f, err := os.Create(img)
+		vmtest.Must(t, err)
+		vmtest.Must(t, f.Truncate(32<<20))
+		vmtest.Must(t, f.Close())
+		vmtest.Run(t, mkfs[0], append(mkfs[1:], img)...)
+		sticks[name] = img
+	}
+	console := boot(t, work, vmlinuz, initrd, "mamori.scenario=busy", sticks,
+		map[string]bool{"busy1": true, "busy2": true, "busy3": true, "busy4": true, "busy5": true})
+	if !slices.Contains(console, "GUEST-DONE") || slices.ContainsFunc(console, func(l string) bool { return strings.HasPrefix(l, "GUEST-ERROR") }) {
+		t.Fatalf("the guest failed; %s", diagnose(console))
+	}
+	res := map[string]map[string]string{}
+	pre := map[string]string{}
+	var cuts []string
+	for _, line := range console {
+		f := strings.Fields(line)
+		switch {
+		case len(f) >= 2 && f[0] == "RESULT":
+			key, _, _ := strings.Cut(f[1], "=") // "RESULT status=…" is keyed status
+			if res[key] == nil {
+				res[key] = map[string]string{}
+			}
+			for _, p := range f[1:] {
+				if k, v, ok := strings.Cut(p, "="); ok {
+					res[key][k] = v
+				}
+			}
+			t.Log(line)
+		case len(f) == 3 && f[0] == "PRE":
+			pre[f[1]] = f[2]
+		case len(f) >= 2 && f[0] == "CUT":
+			cuts = append(cuts, line)
+			t.Log(line)
+		case strings.HasPrefix(line, "APPLY-ERROR"):
+			t.Log(line)
+		}
+	}
+	// The hole exists before the agent: group "disk" writes through SG_IO.
+	if r := res["sgio-before"]; r["sg"] != "ok" || r["disk"] != "ok" {
+		t.Errorf("before the agent a member of disk could not write through SG_IO (%v): the scenario does not show the hole", r)
+	}
+	for _, name := range []string{"busy1", "busy2", "busy3", "busy4"} {
+		r := res[name]
+		// Not one byte more: the image as the guest read it before the agent.
+		img, err := os.Open(sticks[name])
+		vmtest.Must(t, err)
+		h := sha256.New()
+		_, err = io.Copy(h, img)
+		img.Close()
+		vmtest.Must(t, err)
+		if got := hex.EncodeToString(h.Sum(nil)); pre[name] == "" || got != pre[name] {
+			t.Errorf("%s: the image changed after the agent acted (before %s, after %s): bytes reached the stick", name, pre[name], got)
+		}
+		if r["same"] != "true" && name != "busy4" { // busy4 is blocked: it does not come back
+			t.Errorf("%s: the re-plugged device reads differently from before (%v)", name, r)
+		}
+		// The writer is told: its data is not on the stick.
+		if r["fsync"] == "ok" {
+			t.Errorf("%s: fsync after the cut succeeded (%v): a writer would believe its data is on the stick", name, r)
+		}
+	}
+	// Block means refused, not lost: the writer of busy4 is told at once.
+	if r := res["busy4"]; r["write"] != "EIO" || r["fsync"] != "EIO" {
+		t.Errorf("storage: block on a busy ext4 stick: %v, want write and fsync EIO", r)
+	}
+	// What left under an exception is recorded, with the file's hash.
+	want := sha256.Sum256([]byte("住民票 CSV"))
+	if r := res["file"]; r["path"] != "/export.csv" || r["sha256"] != hex.EncodeToString(want[:]) || r["size"] != "13" ||
+		r["process"] != "sh" || r["serial"] != "EXCEPTED5" || r["exception"] == "" {
+		t.Errorf("file written under the exception: %v", r)
+	}
+	if len(cuts) != 4 {
+		t.Errorf("%d writes_cut events, want 4 (one per stick)", len(cuts))
+	}
+	for _, c := range cuts {
+		if strings.Contains(c, "BUSYBLOCK") {
+			if !strings.Contains(c, "method=usb-deauthorise") || !strings.Contains(c, "fs_shutdown=true") {
+				t.Errorf("block cut evidence: %s", c)
+			}
+			continue
+		}
+		if !strings.Contains(c, "method=usb-replug") || !regexp.MustCompile(`writers=[0-9]+:guest`).MatchString(c) {
+			t.Errorf("writes_cut evidence incomplete: %s", c)
+		}
+		if strings.Contains(c, "fstype=ext4") && !strings.Contains(c, "fs_shutdown=true") {
+			t.Errorf("ext4 was not shut down: %s", c)
+		}
+		// p99 < 1 s from the policy reaching the agent to "no more writes".
+		m := regexp.MustCompile(`offline_after_start_ms=([0-9]+)`).FindStringSubmatch(c)
+		if m == nil {
+			t.Errorf("no offline time in %s", c)
+		} else if ms, _ := strconv.Atoi(m[1]); ms >= 1000 {
+			t.Errorf("no more writes only %d ms after the agent started, want < 1000: %s", ms, c)
+		}
+	}
+	// Pass-through closed on the re-plugged stick, after udev reopened it.
+	if r := res["sgio-after"]; r["sg"] != "open:EACCES" || r["disk"] != "open:EACCES" || r["disk-ro"] != "EPERM" || r["status"] != "CONTROL_STATE_ENFORCED" {
+		t.Errorf("SG_IO after the agent: %v, want sg and disk refused to open for writing, WRITE(10) on a read-only descriptor EPERM, ENFORCED", r)
+	}
+	if got := res["status"]["status"]; got != "CONTROL_STATE_ENFORCED" {
+		t.Errorf("final status %q (%v)", got, res["status"])
+	}
+	if t.Failed() {
+		t.Log("console:\n" + strings.Join(vmtest.Tail(console, 120), "\n"))
+	}
+}
+
 // The modules the guest loads, in order; their dependencies come along.
-var guestModules = []string{"xhci_pci", "usb_storage", "sd_mod", "crc32c_generic", "ext4"}
+var guestModules = []string{"xhci_pci", "usb_storage", "sd_mod", "sg", "crc32c_generic", "ext4",
+	"vfat", "nls_cp437", "nls_ascii", "exfat"}
 
 // boot runs the VM, answers the guest's PLUG requests over QMP and
 // returns the console lines.
-func boot(t *testing.T, work, vmlinuz, initrd string, sticks map[string]string) []string {
+func boot(t *testing.T, work, vmlinuz, initrd, cmdline string, sticks map[string]string, removable map[string]bool) []string {
 	t.Helper()
-	vm := vmtest.Boot(t, work, vmlinuz, initrd, "", "-device", "qemu-xhci,id=xhci")
+	vm := vmtest.Boot(t, work, vmlinuz, initrd, cmdline, "-device", "qemu-xhci,id=xhci")
 	lines := vm.Lines
 	var err error
 	var console []string
 	var qmp *qmpConn
 	deadline := time.After(4 * time.Minute)
-	removable := map[string]bool{"stick1": true}
 	for {
 		select {
 		case line, ok := <-lines:

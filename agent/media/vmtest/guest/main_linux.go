@@ -23,7 +23,19 @@ import (
 )
 
 func main() {
-	err := run()
+	if node := os.Getenv("MAMORI_SGIO"); node != "" { // asDiskMember's child
+		fmt.Println(sgioChild(node, os.Getenv("MAMORI_SGIO_DISK"), os.Getenv("MAMORI_SGIO_MODE")))
+		return
+	}
+	scenario := run
+	cmdline, _ := os.ReadFile("/proc/cmdline")
+	switch {
+	case strings.Contains(string(cmdline), "mamori.scenario=busy"):
+		scenario = runBusy
+	case strings.Contains(string(cmdline), "mamori.scenario=buses"):
+		scenario = runBuses
+	}
+	err := scenario()
 	if err != nil {
 		fmt.Println("GUEST-ERROR", err)
 	}
