@@ -33,7 +33,7 @@ func TestConsoleShowsRealAgent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cl, err := serve.SetConsoleLogin(ctx, h.Srv.Store(), op, "officer-sato", pw, "test", h.Clock.Now())
+	cl, err := serve.SetConsoleLogin(ctx, h.Srv.Store(), h.Srv.OperatorSeeds(), op, "officer-sato", pw, "test", h.Clock.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,11 +7,14 @@ package i18n
 var consoleMessages = []Message{
 	// mamorictl audit verify.
 	{"ctl.summary.audit-verify", "recompute the audit log's hash chain", "監査ログのハッシュチェーンを再計算して検証"},
-	{"ctl.help.audit-verify", "Usage: mamorictl audit verify\n\nReads the whole audit log (role officer) and recomputes its hash chain here, record by record. Names every record whose content, link or sequence number does not match. Exit 0: intact; exit 1: broken or the server refused.", "使い方: mamorictl audit verify\n\n監査ログ全体を読み込み（officer 権限が必要）、ハッシュチェーンを手元で 1 件ずつ再計算します。内容・前レコードとのつながり・連番が一致しないレコードをすべて示します。終了コード 0: 改ざんなし、1: チェーンの破損またはサーバーが拒否。"},
+	{"ctl.help.audit-verify", "Usage: mamorictl audit verify\n\nReads the whole audit log (role officer) and recomputes its hash chain here, record by record. Names every record whose content, link or sequence number does not match, and checks the server's signed checkpoints with the CA certificate mamorictl pins (--ca-file or --ca-fingerprint): a rewrite of the database that recomputes the hashes is found there. Exit 0: intact; exit 1: broken or the server refused.", "使い方: mamorictl audit verify\n\n監査ログ全体を読み込み（officer 権限が必要）、ハッシュチェーンを手元で 1 件ずつ再計算します。内容・前レコードとのつながり・連番が一致しないレコードをすべて示し、サーバーの署名付きチェックポイントを mamorictl が固定している CA 証明書（--ca-file または --ca-fingerprint）で検証します。ハッシュを再計算した書き換えもここで見つかります。終了コード 0: 改ざんなし、1: チェーンの破損またはサーバーが拒否。"},
 	{"ctl.audit.ok", "audit chain intact: %d records, last hash %s", "監査チェーンは正常です: %d 件、最後のハッシュ %s"},
 	{"ctl.audit.gap", "seq %d: records after seq %d are missing (deleted?): %s", "連番 %d: 連番 %d の後のレコードが欠けています（削除された可能性）: %s"},
 	{"ctl.audit.link", "seq %d: its prev_hash does not match the hash of seq %d (stored %s, expected %s): %s", "連番 %d: prev_hash が連番 %d のハッシュと一致しません（記録値 %s、期待値 %s）: %s"},
 	{"ctl.audit.hash", "seq %d: content changed: stored hash %s, recomputed %s: %s", "連番 %d: 内容が変更されています。記録されたハッシュ %s、再計算 %s: %s"},
+	{"ctl.audit.signed", "signed by the server's CA key through seq %d (%d checkpoints); %d later record(s) not yet signed", "サーバーの CA 鍵による署名で連番 %d まで保護されています（チェックポイント %d 件）。その後の %d 件はまだ署名されていません"},
+	{"ctl.audit.checkpoint", "seq %d: signed checkpoint broken (%s): the records it covers were rewritten, or the checkpoint was forged: %s", "連番 %d: 署名付きチェックポイントが一致しません（%s）。保護対象のレコードが書き換えられたか、チェックポイントが偽造されています: %s"},
+	{"ctl.audit.unsigned", "no signed checkpoint covers the audit log (or more than %d records follow the last one): it may have been rewritten and recomputed", "監査ログを保護する署名付きチェックポイントがありません（または最後のチェックポイントの後に %d 件を超えるレコードがあります）。書き換えと再計算が行われた可能性があります"},
 	{"ctl.audit.broken", "audit chain broken: %d problem(s) in %d records, first at seq %d", "監査チェーンが壊れています: %d 件の問題（全 %d 件中）、最初は連番 %d"},
 
 	// mamori-server: console options.
@@ -33,6 +36,8 @@ var consoleMessages = []Message{
 	{"console.login.submit", "Sign in", "サインイン"},
 	{"console.login.expired", "Your session ended. Please sign in again.", "セッションが終了しました。もう一度サインインしてください。"},
 	{"console.login.failed", "Sign-in failed: check the login name, password and code. Repeated failures lock the login for a while.", "サインインできませんでした。ログイン名、パスワード、コードを確認してください。失敗が続くと、しばらくサインインできなくなります。"},
+	{"console.login.throttled", "Too many sign-in attempts from this address or for this login. Wait a little and try again.", "このアドレスまたはこのログイン名からのサインインの試行が多すぎます。少し待ってからやり直してください。"},
+	{"console.login.busy", "The console is busy checking other sign-ins. Try again in a few seconds.", "コンソールはほかのサインインを確認中で混み合っています。数秒後にやり直してください。"},
 	{"console.login.locked", "Too many failed sign-ins: this login is locked for a while. Try again later or ask an administrator.", "サインインの失敗が続いたため、このログインはしばらくロックされています。時間をおいて試すか、管理者に連絡してください。"},
 
 	{"console.err.title", "Error", "エラー"},

@@ -13,5 +13,6 @@ var serverMessages = []Message{
 	{"server.admin-token", "first admin operator token (shown once, keep it safe): %s", "最初の管理者（admin）オペレーターのトークン（この一度だけ表示されます。安全に保管してください）: %s"},
 	{"server.admin-token-file", "first admin operator token written to %s (mode 0600)", "最初の管理者（admin）オペレーターのトークンを %s に書き込みました（モード 0600）"},
 	{"server.listening", "listening on %s", "%s で待ち受けています"},
+	{"server.operator-created-console", "operator %s (role %v) created for the console only: no API token (add --api-token for mamorictl)", "オペレーター %s（ロール %v）をコンソール専用で作成しました。API トークンはありません（mamorictl を使う場合は --api-token を付けてください）"},
 	{"server.operator-created", "operator %s (role %v) created; API token (shown once): %s", "オペレーター %s（ロール %v）を作成しました。API トークン（この一度だけ表示されます）: %s"},
 }

@@ -465,3 +465,12 @@ func ReenrollDigest(csrDER []byte) []byte {
 	h.Write(c[:])
 	return h.Sum(nil)
 }
+
+// SignMessage signs msg (SHA-256) with the CA's key: the audit log's
+// checkpoints (server/audit), which a verifier checks with the CA
+// certificate it already pins. msg must carry a domain prefix of its
+// own that no DER certificate starts with.
+func (ca *CA) SignMessage(msg []byte) ([]byte, error) {
+	sum := sha256.Sum256(msg)
+	return ca.key.Sign(rand.Reader, sum[:], crypto.SHA256)
+}

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/mamori-dev/mamori/server/audit"
+	"github.com/mamori-dev/mamori/server/auth"
 	"github.com/mamori-dev/mamori/server/mfa"
 	"github.com/mamori-dev/mamori/server/store"
 )
@@ -42,6 +43,7 @@ type Store interface {
 // AuditLog appends a record that has no write of its own to commit with.
 type AuditLog interface {
 	AppendAudit(ctx context.Context, r store.AuditRecord) (store.AuditRecord, error)
+	AuditHeadStore
 }
 
 // Operator is who does an action, as the front end authenticated them.
@@ -78,6 +80,15 @@ type Deps struct {
 	// Changed, when set, is told after an action changed (or may have
 	// changed) what servers cache for agents, so the cache is dropped.
 	Changed func(Change)
+	// SignAudit signs the audit log's checkpoints (pki.CA.SignMessage);
+	// nil writes none (checkpoint.go).
+	SignAudit func(msg []byte) ([]byte, error)
+	// OperatorSeeds seals operators' console TOTP seeds; nil refuses to
+	// create operators or reset their TOTP (ErrUnavailable).
+	OperatorSeeds *auth.SeedKey
+	// CheckpointFile keeps what the last signed checkpoint covers
+	// (checkpoint.go); empty keeps it in memory only.
+	CheckpointFile string
 }
 
 // Service runs the operator actions.
@@ -87,6 +98,11 @@ type Service struct {
 	log     *slog.Logger
 	mfaKey  *mfa.Key
 	changed func(Change)
+
+	signAudit func(msg []byte) ([]byte, error)
+	ckFile    string
+	ck        checkpoints
+	seeds     *auth.SeedKey
 }
 
 // New checks d and returns the service.
@@ -103,7 +119,7 @@ func New(d Deps) (*Service, error) {
 	if d.Changed == nil {
 		d.Changed = func(Change) {}
 	}
-	return &Service{st: d.Store, now: d.Now, log: d.Log, mfaKey: d.MFAKey, changed: d.Changed}, nil
+	return &Service{st: d.Store, now: d.Now, log: d.Log, mfaKey: d.MFAKey, changed: d.Changed, signAudit: d.SignAudit, ckFile: d.CheckpointFile, seeds: d.OperatorSeeds}, nil
 }
 
 // Now is the service's clock.

@@ -13,6 +13,13 @@ func (s *AdminService) ListAudit(ctx context.Context, req *mamoriv1.ListAuditReq
 	if req.AfterSeq < 0 {
 		return nil, invalidArg("after_seq %d: must not be negative", req.AfterSeq)
 	}
+	if req.AfterSeq == 0 {
+		// An export or a verification starts: the head is signed first,
+		// so what it reads is covered by a checkpoint.
+		if err := s.actions.Checkpoint(ctx); err != nil {
+			return nil, err
+		}
+	}
 	limit := pageSize(req.PageSize)
 	rs, err := s.store.ListAudit(ctx, req.AfterSeq, limit+1)
 	if err != nil {

@@ -193,6 +193,8 @@ func (s *Server) authOperator(ctx context.Context) (operatorIdentity, error) {
 		return operatorIdentity{}, err
 	case !op.DisabledAt.IsZero():
 		return operatorIdentity{}, status.Error(codes.Unauthenticated, "operator disabled")
+	case op.TokenExpiresAt.IsZero() || !s.now().Before(op.TokenExpiresAt):
+		return operatorIdentity{}, status.Error(codes.Unauthenticated, "operator token expired: ask an admin for a new one (mamori-server operator)")
 	}
 	role, err := auth.ParseRole(op.Role)
 	if err != nil {

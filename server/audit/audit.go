@@ -75,6 +75,8 @@ type Break struct {
 	// and the one recomputed from the record's fields).
 	Stored, Computed []byte
 	Record           Record
+	// Why says what is wrong with a checkpoint (Checkpoint).
+	Why string
 }
 
 // String says what broke, in English, naming the records.
@@ -84,6 +86,8 @@ func (b Break) String() string {
 		return fmt.Sprintf("seq %d: records after seq %d are missing", b.Seq, b.PrevSeq)
 	case Link:
 		return fmt.Sprintf("seq %d: link to seq %d broken", b.Seq, b.PrevSeq)
+	case Checkpoint:
+		return fmt.Sprintf("seq %d: signed checkpoint broken: %s", b.Seq, b.Why)
 	default:
 		return fmt.Sprintf("seq %d: content changed", b.Seq)
 	}
@@ -102,6 +106,13 @@ type Verifier struct {
 	prevSeq  int64
 	prevHash []byte
 	breaks   []Break
+
+	// Signed checkpoints (checkpoint.go).
+	check         func(msg, sig []byte) error
+	pending       map[int64][]byte // record hashes since the last good checkpoint
+	signedThrough int64
+	signedHash    []byte
+	checkpoints   int
 }
 
 // Add checks r against the record before it.
@@ -116,6 +127,17 @@ func (v *Verifier) Add(r Record) {
 	}
 	if want := Hash(r.PrevHash, r); !bytes.Equal(want, r.Hash) {
 		v.breaks = append(v.breaks, Break{Seq: r.Seq, Kind: Content, Stored: r.Hash, Computed: want, Record: r})
+	}
+	if v.check != nil {
+		if IsCheckpoint(r) {
+			v.checkpoint(r)
+		}
+		if v.pending == nil {
+			v.pending = map[int64][]byte{}
+		}
+		if len(v.pending) < maxPending {
+			v.pending[r.Seq] = r.Hash
+		}
 	}
 	v.prevSeq, v.prevHash = r.Seq, r.Hash
 }

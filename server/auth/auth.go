@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 )
 
 // Role is an operator's role. Each role includes the rights of the ones
@@ -62,6 +63,16 @@ func ParseRole(s string) (Role, error) {
 
 // Allows reports whether r has at least the rights of need.
 func (r Role) Allows(need Role) bool { return r >= need && need > RoleNone }
+
+// Operator API token lifetimes (issue 14 item 7): a token made for an
+// operator (mamori-server operator, servertest) lasts DefaultOperatorTokenTTL;
+// the first admin's, printed at the first start, BootstrapTokenTTL; one
+// issued before tokens expired, LegacyTokenGrace from the upgrade.
+const (
+	DefaultOperatorTokenTTL = 90 * 24 * time.Hour
+	BootstrapTokenTTL       = 24 * time.Hour
+	LegacyTokenGrace        = 30 * 24 * time.Hour
+)
 
 // Token prefixes tell a leaked secret's kind at a glance (and let secret
 // scanners find them).

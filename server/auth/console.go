@@ -9,12 +9,13 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/pquerna/otp"
 	"github.com/pquerna/otp/totp"
 	"golang.org/x/crypto/argon2"
+
+	argon2x "github.com/mamori-dev/mamori/server/auth/internal/argon2"
 )
 
 // Console sign-in: a password, stored as an argon2id hash, and a TOTP code.
@@ -58,7 +59,21 @@ func HashPassword(pw Secret) (string, error) {
 
 // CheckPassword reports whether pw matches the PHC hash. A malformed hash
 // never matches.
-func CheckPassword(hash string, pw Secret) bool {
+func CheckPassword(hash string, pw Secret) bool { return checkPassword(nil, hash, pw) }
+
+// HashSlot is the memory of one password check, reused: a fixed number
+// of slots bounds both how many checks run at once and the heap they
+// take (x/crypto's argon2 leaves 19 MiB of garbage per check; a slot
+// none). One goroutine uses a slot at a time.
+type HashSlot struct{ m argon2x.Memory }
+
+// CheckPassword is CheckPassword in the slot's memory.
+func (s *HashSlot) CheckPassword(hash string, pw Secret) bool { return checkPassword(&s.m, hash, pw) }
+
+// BurnPasswordCheck is BurnPasswordCheck in the slot's memory.
+func (s *HashSlot) BurnPasswordCheck(pw Secret) { checkPassword(&s.m, dummyHash, pw) }
+
+func checkPassword(mem *argon2x.Memory, hash string, pw Secret) bool {
 	if len(pw.Reveal()) > MaxPasswordLength {
 		return false
 	}
@@ -80,22 +95,27 @@ func CheckPassword(hash string, pw Secret) bool {
 	if err1 != nil || err2 != nil || len(want) == 0 {
 		return false
 	}
-	got := argon2.IDKey([]byte(pw.Reveal()), salt, t, m, p, uint32(len(want)))
+	if len(want) > 64 || len(salt) > 64 {
+		return false
+	}
+	var got []byte
+	if mem != nil {
+		got = mem.IDKey([]byte(pw.Reveal()), salt, t, m, p, uint32(len(want)))
+	} else {
+		got = argon2.IDKey([]byte(pw.Reveal()), salt, t, m, p, uint32(len(want)))
+	}
 	return subtle.ConstantTimeCompare(got, want) == 1
 }
 
 // dummyHash is checked against when the login is unknown, so an unknown
-// login costs as much time as a wrong password.
-var dummyHash = sync.OnceValue(func() string {
-	h, err := HashPassword("dummy-password-for-timing")
-	if err != nil {
-		panic(err)
-	}
-	return h
-})
+// login costs as much time as a wrong password: the parameters are
+// HashPassword's; salt and key are zero, which no password matches
+// (short of a 256-bit preimage).
+var dummyHash = fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2.Version, argonMemory, argonTime, argonThreads,
+	b64.EncodeToString(make([]byte, argonSaltLen)), b64.EncodeToString(make([]byte, argonKeyLen)))
 
 // BurnPasswordCheck spends the time of one password check.
-func BurnPasswordCheck(pw Secret) { CheckPassword(dummyHash(), pw) }
+func BurnPasswordCheck(pw Secret) { CheckPassword(dummyHash, pw) }
 
 // TOTP parameters: RFC 6238 defaults that every authenticator app
 // understands (SHA-1, 6 digits, 30 s).

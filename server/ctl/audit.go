@@ -14,6 +14,11 @@ import (
 // auditPage is how many records one ListAudit call asks for.
 const auditPage = 1000
 
+// maxUnsigned is how many records may follow the last good checkpoint:
+// the server signs the head before the first page and every 100 records,
+// so more means checkpoints were removed.
+const maxUnsigned = 1000
+
 func short(b []byte) string {
 	if len(b) == 0 {
 		return "-"
@@ -47,6 +52,14 @@ func (c *cli) auditVerify(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
+		if after == 0 {
+			// The CA pinned for this connection signs the checkpoints.
+			ca := cn.ca()
+			if ca == nil {
+				return fmt.Errorf("audit verify: the server's CA certificate is not known")
+			}
+			v.Signed(audit.CheckCA(ca))
+		}
 		for _, r := range resp.Records {
 			v.Add(audit.Record{Seq: r.Seq, At: r.At.AsTime(), Actor: r.Actor, Action: r.Action, Target: r.Target,
 				Detail: r.Detail, PrevHash: r.PrevHash, Hash: r.Hash})
@@ -56,9 +69,19 @@ func (c *cli) auditVerify(ctx context.Context, args []string) error {
 		}
 		after = resp.NextAfterSeq
 	}
-	_, head := v.Head()
+	lastSeq, head := v.Head()
+	// The server checkpoints before the first page is read: records after
+	// the last good checkpoint are only those appended while reading.
+	unsigned := lastSeq - v.SignedThrough()
+	if v.Checkpoints() > 0 {
+		unsigned-- // the checkpoint record itself
+	}
+	if v.OK() && v.Records() > 0 && (v.SignedThrough() == 0 || unsigned > maxUnsigned) {
+		return localizedError{c.p.Sprintf("ctl.audit.unsigned", maxUnsigned)}
+	}
 	if v.OK() {
 		fmt.Fprintln(c.o.Stdout, c.p.Sprintf("ctl.audit.ok", v.Records(), short(head)))
+		fmt.Fprintln(c.o.Stdout, c.p.Sprintf("ctl.audit.signed", v.SignedThrough(), v.Checkpoints(), max(unsigned, 0)))
 		return nil
 	}
 	breaks := v.Breaks()
@@ -72,6 +95,8 @@ func (c *cli) auditVerify(ctx context.Context, args []string) error {
 			fmt.Fprintln(c.o.Stdout, c.p.Sprintf("ctl.audit.link", b.Seq, b.PrevSeq, short(b.Stored), short(b.Computed), what))
 		case audit.Content:
 			fmt.Fprintln(c.o.Stdout, c.p.Sprintf("ctl.audit.hash", b.Seq, short(b.Stored), short(b.Computed), what))
+		case audit.Checkpoint:
+			fmt.Fprintln(c.o.Stdout, c.p.Sprintf("ctl.audit.checkpoint", b.Seq, b.Why, what))
 		}
 	}
 	return localizedError{c.p.Sprintf("ctl.audit.broken", len(breaks), v.Records(), breaks[0].Seq)}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"sync"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -62,6 +63,9 @@ type conn struct {
 	admin  mamoriv1.AdminServiceClient
 	server string
 	close  func()
+	// ca is the pinned CA certificate once known (from --ca-file, or
+	// from the handshake that matched --ca-fingerprint).
+	ca func() *x509.Certificate
 }
 
 // resolveEnv fills connection settings that no flag gave from the
@@ -102,6 +106,8 @@ func (c *cli) connect(cmd string) (*conn, error) {
 		return nil, c.usage(cmd, "ctl.err.bad-token")
 	}
 	var creds credentials.TransportCredentials
+	var caMu sync.Mutex
+	var caCert *x509.Certificate
 	switch {
 	case c.g.caFile != "" && c.g.caFingerprint != "":
 		return nil, c.usage(cmd, "ctl.err.ca-both")
@@ -112,9 +118,14 @@ func (c *cli) connect(cmd string) (*conn, error) {
 		}
 		pool := x509.NewCertPool()
 		pool.AddCert(ca)
+		caCert = ca
 		creds = credentials.NewTLS(pki.ClientTLSConfig(pool, nil, host))
 	case c.g.caFingerprint != "":
-		cfg, err := pki.PinnedTLSConfig(c.g.caFingerprint, host, nil)
+		cfg, err := pki.PinnedTLSConfig(c.g.caFingerprint, host, func(ca *x509.Certificate) {
+			caMu.Lock()
+			caCert = ca
+			caMu.Unlock()
+		})
 		if err != nil {
 			return nil, c.usage(cmd, "ctl.err.ca-fingerprint", c.g.caFingerprint)
 		}
@@ -131,7 +142,8 @@ func (c *cli) connect(cmd string) (*conn, error) {
 	if err != nil {
 		return nil, c.usage(cmd, "ctl.err.bad-server", c.g.server)
 	}
-	return &conn{admin: mamoriv1.NewAdminServiceClient(cc), server: c.g.server, close: func() { cc.Close() }}, nil
+	return &conn{admin: mamoriv1.NewAdminServiceClient(cc), server: c.g.server, close: func() { cc.Close() },
+		ca: func() *x509.Certificate { caMu.Lock(); defer caMu.Unlock(); return caCert }}, nil
 }
 
 // call runs one RPC with the --timeout and maps its error.

@@ -155,8 +155,12 @@ type Server struct {
 	lis     net.Listener
 	web     *http.Server
 	webLis  net.Listener
-	watcher *incident.Watcher // nil when disabled
-	Boot    Bootstrap
+	console *web.Console
+	seeds   *auth.SeedKey // operators' TOTP seeds at rest
+	// stopCheckpoints ends the audit checkpoint timer (Serve starts it).
+	stopCheckpoints func()
+	watcher         *incident.Watcher // nil when disabled
+	Boot            Bootstrap
 }
 
 // Open opens the store, loads or creates the CA, bootstraps the first
@@ -211,6 +215,16 @@ func Open(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
+	s.seeds, err = LoadOperatorSeedKey(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	if err := SealOperatorSeeds(ctx, st, s.seeds, now); err != nil {
+		return nil, err
+	}
+	if err := ExpireLegacyTokens(ctx, st, now); err != nil {
+		return nil, err
+	}
 	verifier, err := newVerifier(cfg)
 	if err != nil {
 		return nil, err
@@ -218,7 +232,8 @@ func Open(ctx context.Context, cfg Config) (_ *Server, err error) {
 	// The operator actions, one service for AdminService and the console;
 	// what they change, the gRPC server drops from its caches at once.
 	s.admin, err = admin.New(admin.Deps{Store: st, Now: cfg.Now, Log: cfg.Log, MFAKey: mfaKey,
-		Changed: func(c admin.Change) { s.api.Forget(c) }})
+		Changed: func(c admin.Change) { s.api.Forget(c) }, SignAudit: s.ca.SignMessage, OperatorSeeds: s.seeds,
+		CheckpointFile: filepath.Join(cfg.DataDir, "audit-checkpoint")})
 	if err != nil {
 		return nil, err
 	}
@@ -254,10 +269,12 @@ func Open(ctx context.Context, cfg Config) (_ *Server, err error) {
 // the server's, from the internal CA: browsers need that CA installed (or
 // a front proxy with a public certificate).
 func (s *Server) openConsole(cert tls.Certificate) error {
-	c, err := web.New(web.Deps{Store: s.store, Config: s.cfg.ConsoleConfig, Now: s.cfg.Now, Log: s.cfg.Log, Metrics: s.api.WriteMetrics, Admin: s.admin})
+	c, err := web.New(web.Deps{Store: s.store, Config: s.cfg.ConsoleConfig, Now: s.cfg.Now, Log: s.cfg.Log, Metrics: s.api.WriteMetrics, Admin: s.admin,
+		OperatorSeeds: s.seeds})
 	if err != nil {
 		return err
 	}
+	s.console = c
 	s.webLis, err = net.Listen("tcp", s.cfg.Console)
 	if err != nil {
 		return fmt.Errorf("console: listen on %s: %w", s.cfg.Console, err)
@@ -317,7 +334,7 @@ func (s *Server) bootstrap(ctx context.Context, now time.Time) error {
 	if n > 0 {
 		return nil
 	}
-	_, tok, err := CreateOperatorAudited(ctx, s.store, "system", "first admin", "admin", auth.RoleAdmin, now)
+	_, tok, err := createOperatorAudited(ctx, s.store, "system", "first admin (token expires in 24 h)", "admin", auth.RoleAdmin, now, auth.BootstrapTokenTTL)
 	if err != nil {
 		return err
 	}
@@ -330,11 +347,17 @@ func (s *Server) bootstrap(ctx context.Context, now time.Time) error {
 	return nil
 }
 
-// CreateOperator makes an operator and its API token.
+// CreateOperator makes an operator and its API token, which expires
+// after auth.DefaultOperatorTokenTTL.
 func CreateOperator(ctx context.Context, st store.Operators, name string, role auth.Role, now time.Time) (store.Operator, auth.Secret, error) {
+	return createOperator(ctx, st, name, role, now, auth.DefaultOperatorTokenTTL)
+}
+
+func createOperator(ctx context.Context, st store.Operators, name string, role auth.Role, now time.Time, ttl time.Duration) (store.Operator, auth.Secret, error) {
 	tok := auth.NewToken(auth.OperatorTokenPrefix)
 	op := store.Operator{
 		ID: uuid.NewString(), Name: name, Role: role.String(), TokenHash: auth.HashToken(tok.Reveal()), CreatedAt: now,
+		TokenExpiresAt: now.Add(ttl),
 	}
 	// An audited call (store.WithAudit) names the operator it made.
 	store.AmendAudit(ctx, func(r *store.AuditRecord) { r.Target = op.ID })
@@ -346,9 +369,22 @@ func CreateOperator(ctx context.Context, st store.Operators, name string, role a
 
 // CreateOperatorAudited is CreateOperator with its audit record
 // (operator.create by actor) committed in the same transaction.
-func CreateOperatorAudited(ctx context.Context, st store.Store, actor, detail, name string, role auth.Role, now time.Time) (store.Operator, auth.Secret, error) {
+// Without withToken the operator gets no API token (a console-only
+// operator: a random hash no token matches, expired at once).
+func CreateOperatorAudited(ctx context.Context, st store.Store, actor, detail, name string, role auth.Role, now time.Time, withToken bool) (store.Operator, auth.Secret, error) {
+	if !withToken {
+		op, _, err := createOperatorAudited(ctx, st, actor, detail+" (no API token)", name, role, now, 0)
+		return op, "", err
+	}
+	return createOperatorAudited(ctx, st, actor, detail, name, role, now, auth.DefaultOperatorTokenTTL)
+}
+
+func createOperatorAudited(ctx context.Context, st store.Store, actor, detail, name string, role auth.Role, now time.Time, ttl time.Duration) (store.Operator, auth.Secret, error) {
+	if ttl > 0 {
+		detail += " token-expires=" + now.Add(ttl).UTC().Format(time.RFC3339)
+	}
 	actx, p := store.WithAudit(ctx, store.AuditRecord{At: now, Actor: actor, Action: "operator.create", Detail: detail})
-	op, tok, err := CreateOperator(actx, st, name, role, now)
+	op, tok, err := createOperator(actx, st, name, role, now, ttl)
 	if err != nil {
 		return store.Operator{}, "", err
 	}
@@ -365,6 +401,9 @@ func (s *Server) Addr() net.Addr { return s.lis.Addr() }
 
 // CA returns the server's CA.
 func (s *Server) CA() *pki.CA { return s.ca }
+
+// OperatorSeeds seals operators' console TOTP seeds (SetConsoleLogin).
+func (s *Server) OperatorSeeds() *auth.SeedKey { return s.seeds }
 
 // Store returns the server's store (for tests and admin subcommands).
 func (s *Server) Store() store.Store { return s.store }
@@ -446,6 +485,10 @@ func (s *Server) Serve(ctx context.Context) error {
 		return fmt.Errorf("incident watcher: %w", err)
 	}
 	go func() { errc <- s.grpc.Serve(s.lis) }()
+	ckCtx, ckStop := context.WithCancel(context.Background())
+	ckDone := make(chan struct{})
+	go func() { defer close(ckDone); s.checkpointAudit(ckCtx) }()
+	s.stopCheckpoints = func() { ckStop(); <-ckDone }
 	if s.web != nil {
 		go func() {
 			if err := s.web.ServeTLS(s.webLis, "", ""); !errors.Is(err, http.ErrServerClosed) {
@@ -463,6 +506,28 @@ func (s *Server) Serve(ctx context.Context) error {
 	return nil
 }
 
+// checkpointEvery is how often the audit log's head is looked at, to be
+// signed when admin.DefaultCheckpointEvery records were appended since
+// the last checkpoint.
+const checkpointEvery = 5 * time.Second
+
+// checkpointAudit signs the audit log's head when it is due, until ctx
+// ends (server/audit checkpoint.go).
+func (s *Server) checkpointAudit(ctx context.Context) {
+	t := time.NewTicker(checkpointEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := s.admin.CheckpointIfDue(ctx, admin.DefaultCheckpointEvery); err != nil && ctx.Err() == nil {
+			s.cfg.Log.Error("audit checkpoint", "error", err)
+		}
+	}
+}
+
 func (s *Server) shutdown() {
 	if s.watcher != nil {
 		s.watcher.Stop()
@@ -472,12 +537,20 @@ func (s *Server) shutdown() {
 		if err := s.web.Shutdown(ctx); err != nil {
 			s.web.Close()
 		}
+		s.console.Close(ctx) // the audit row of a burst of failed sign-ins
 		cancel()
 	}
 	s.stopGRPC()
 	// Commit what is still queued (handlers that were cut off above):
 	// nothing was acknowledged for it, but it is not thrown away either.
 	s.batcher.Close()
+	// The head as it stands, signed (server/audit checkpoint.go).
+	if s.stopCheckpoints != nil {
+		s.stopCheckpoints()
+	}
+	if err := s.admin.Checkpoint(context.Background()); err != nil {
+		s.cfg.Log.Error("audit checkpoint at stop", "error", err)
+	}
 	if err := s.store.Close(); err != nil {
 		s.cfg.Log.Error("close store", "error", err)
 	}
@@ -521,7 +594,7 @@ type ConsoleLogin struct {
 // SetConsoleLogin gives an operator a console sign-in: login name,
 // password (stored as an argon2id hash) and a new TOTP seed. It replaces
 // any earlier one and is audited; the API token keeps working.
-func SetConsoleLogin(ctx context.Context, st store.Store, op store.Operator, login string, password auth.Secret, actor string, now time.Time) (ConsoleLogin, error) {
+func SetConsoleLogin(ctx context.Context, st store.Store, seeds *auth.SeedKey, op store.Operator, login string, password auth.Secret, actor string, now time.Time) (ConsoleLogin, error) {
 	login = strings.TrimSpace(login)
 	if login == "" {
 		return ConsoleLogin{}, errors.New("a console login name is required")
@@ -537,7 +610,7 @@ func SetConsoleLogin(ctx context.Context, st store.Store, op store.Operator, log
 	actx, p := store.WithAudit(ctx, store.AuditRecord{At: now, Actor: actor, Action: "operator.console-login",
 		Target: op.ID, Detail: "login=" + login})
 	if err := st.SetOperatorLogin(actx, store.OperatorLogin{
-		OperatorID: op.ID, Login: login, PasswordHash: hash, TOTPSecret: secret.Reveal(), UpdatedAt: now,
+		OperatorID: op.ID, Login: login, PasswordHash: hash, TOTPSecret: seeds.Seal(op.ID, secret), UpdatedAt: now,
 	}); err != nil {
 		return ConsoleLogin{}, fmt.Errorf("set console login for %s: %w", op.Name, err)
 	}
@@ -547,6 +620,71 @@ func SetConsoleLogin(ctx context.Context, st store.Store, op store.Operator, log
 		}
 	}
 	return ConsoleLogin{TOTPSecret: secret, TOTPURL: auth.Secret(url)}, nil
+}
+
+// LoadOperatorSeedKey is the key that seals operators' TOTP seeds,
+// derived from the data directory's MFA key (made when missing).
+func LoadOperatorSeedKey(dataDir string) (*auth.SeedKey, error) {
+	if _, err := mfa.LoadOrCreateKey(dataDir); err != nil {
+		return nil, err
+	}
+	b, err := os.ReadFile(filepath.Join(dataDir, mfa.KeyFile))
+	if err != nil {
+		return nil, fmt.Errorf("operator seed key: %w", err)
+	}
+	return auth.NewSeedKey(b)
+}
+
+// SealOperatorSeeds seals every operator TOTP seed still stored in plain
+// text (written before sealing), each audited operator.seed-sealed. It
+// runs at every start; with nothing to seal it writes nothing.
+func SealOperatorSeeds(ctx context.Context, st store.Store, seeds *auth.SeedKey, now time.Time) error {
+	ops, err := st.ListOperators(ctx)
+	if err != nil {
+		return fmt.Errorf("seal operator seeds: %w", err)
+	}
+	for _, o := range ops {
+		if o.Login == "" {
+			continue
+		}
+		l, op, err := st.OperatorLogin(ctx, o.Login)
+		if err != nil {
+			return fmt.Errorf("seal operator seeds: %w", err)
+		}
+		if auth.IsSealed(l.TOTPSecret) || l.TOTPSecret == "" {
+			continue
+		}
+		l.TOTPSecret = seeds.Seal(op.ID, auth.Secret(l.TOTPSecret))
+		actx, p := store.WithAudit(ctx, store.AuditRecord{At: now, Actor: "system", Action: "operator.seed-sealed",
+			Target: op.ID, Detail: "console TOTP seed sealed at rest"})
+		if err := st.SetOperatorLogin(actx, l); err != nil {
+			return fmt.Errorf("seal operator seed of %s: %w", op.ID, err)
+		}
+		if _, ok := p.Taken(); !ok {
+			if _, err := st.AppendAudit(ctx, p.Record()); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// ExpireLegacyTokens gives every operator API token issued before tokens
+// expired an expiry auth.LegacyTokenGrace from now, each audited
+// operator.token-expiry. It runs at every start.
+func ExpireLegacyTokens(ctx context.Context, st store.Store, now time.Time) error {
+	at := now.Add(auth.LegacyTokenGrace)
+	ids, err := st.ExpireLegacyTokens(ctx, at)
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		if _, err := st.AppendAudit(ctx, store.AuditRecord{At: now, Actor: "system", Action: "operator.token-expiry", Target: id,
+			Detail: "API token from before expiry: expires " + at.UTC().Format(time.RFC3339)}); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // newVerifier builds the TPM attestation verifier, checking EK

@@ -312,6 +312,11 @@ type Operator struct {
 	TokenHash  []byte // SHA-256 of the API token
 	CreatedAt  time.Time
 	DisabledAt time.Time
+	// TokenExpiresAt ends the API token; zero: a token from before
+	// expiry existed, refused until the server gives it one at start.
+	// An operator without a token (console only) has a random hash that
+	// no token matches and an expiry at its creation.
+	TokenExpiresAt time.Time
 }
 
 // PolicyChange is one version of the policy with who set it and why.
@@ -414,6 +419,9 @@ type Events interface {
 type Operators interface {
 	CreateOperator(ctx context.Context, o Operator) error
 	OperatorByTokenHash(ctx context.Context, hash []byte) (Operator, error)
+	// ExpireLegacyTokens sets at as the expiry of every token without one
+	// and returns their operators' IDs.
+	ExpireLegacyTokens(ctx context.Context, at time.Time) ([]string, error)
 	CountOperators(ctx context.Context) (int, error)
 }
 
@@ -432,6 +440,8 @@ type Policies interface {
 type Audit interface {
 	AppendAudit(ctx context.Context, r AuditRecord) (AuditRecord, error)
 	ListAudit(ctx context.Context, afterSeq int64, limit int) ([]AuditRecord, error)
+	// AuditHead is the last record (ErrNotFound: the log is empty).
+	AuditHead(ctx context.Context) (AuditRecord, error)
 }
 
 // AuditHash computes the chain hash of r after prev (audit.Hash). Both

@@ -225,7 +225,11 @@ func benchConsoleOn(b *testing.B, st store.Store) *benchConsole {
 	if err != nil {
 		b.Fatal(err)
 	}
-	c, err := web.New(web.Deps{Store: st, Config: web.DefaultConfig(), Now: now, Log: slog.New(slog.NewTextHandler(os.Stderr, nil)), Admin: adm})
+	seeds, err := auth.NewSeedKey(make([]byte, 32))
+	if err != nil {
+		b.Fatal(err)
+	}
+	c, err := web.New(web.Deps{Store: st, Config: web.DefaultConfig(), Now: now, Log: slog.New(slog.NewTextHandler(os.Stderr, nil)), Admin: adm, OperatorSeeds: seeds})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -422,6 +422,10 @@ func (c *Console) evidenceHeader(ctx context.Context, p *i18n.Printer, op *opera
 	if err != nil {
 		return evidenceHeader{}, nil, err
 	}
+	// An export: the audit log's head is signed first.
+	if err := c.admin.Checkpoint(ctx); err != nil {
+		return evidenceHeader{}, nil, err
+	}
 	ah, err := verifyAudit(ctx, c.st, from, to)
 	if err != nil {
 		return evidenceHeader{}, nil, err

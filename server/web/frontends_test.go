@@ -36,7 +36,7 @@ func TestOneActionTwoFrontEnds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cl, err := serve.SetConsoleLogin(ctx, e.h.Srv.Store(), op, "both-fronts", password, "test", e.h.Clock.Now())
+	cl, err := serve.SetConsoleLogin(ctx, e.h.Srv.Store(), e.h.Srv.OperatorSeeds(), op, "both-fronts", password, "test", e.h.Clock.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -271,7 +271,7 @@ func TestOneRefusalTwoFrontEnds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cl, err := serve.SetConsoleLogin(ctx, e.h.Srv.Store(), op, "both-fronts", password, "test", e.h.Clock.Now())
+	cl, err := serve.SetConsoleLogin(ctx, e.h.Srv.Store(), e.h.Srv.OperatorSeeds(), op, "both-fronts", password, "test", e.h.Clock.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -56,7 +56,6 @@ func (c *Console) renderOperators(w http.ResponseWriter, r *http.Request, op *op
 
 type createdView struct {
 	Name, Login, Role string
-	Token             string
 	TOTPSecret        string
 	TOTPURL           string
 	QR                template.HTML
@@ -83,7 +82,7 @@ func (c *Console) createOperator(w http.ResponseWriter, r *http.Request, op *ope
 	// Shown once: the page is not cached (Cache-Control: no-store) and the
 	// secrets are not stored in a form the server can show again.
 	c.render(w, r, http.StatusOK, "operator-created", view{P: p, Op: op, CSRF: op.csrf(), Data: createdView{
-		Name: made.Operator.Name, Login: made.Login, Role: made.Operator.Role, Token: made.Token.Reveal(),
+		Name: made.Operator.Name, Login: made.Login, Role: made.Operator.Role,
 		TOTPSecret: made.TOTPSecret.Reveal(), TOTPURL: made.TOTPURL, QR: svg,
 	}})
 }

@@ -10,7 +10,7 @@ import (
 
 // counters are the console's own Prometheus counters.
 type counters struct {
-	logins, loginFailures, lockouts, denied atomic.Int64
+	logins, loginFailures, lockouts, denied, throttled atomic.Int64
 }
 
 // healthz: the process answers.
@@ -67,6 +67,7 @@ func (c *Console) metrics(w http.ResponseWriter, r *http.Request) {
 		{"mamori_console_login_failures_total", "Failed console sign-ins.", c.n.loginFailures.Load()},
 		{"mamori_console_lockouts_total", "Console logins locked after repeated failures.", c.n.lockouts.Load()},
 		{"mamori_console_denied_total", "Console requests refused for role or CSRF.", c.n.denied.Load()},
+		{"mamori_console_login_throttled_total", "Console sign-ins refused before any password check (per-address or per-login limit, or no free hash slot).", c.n.throttled.Load()},
 	} {
 		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s counter\n%s %d\n", m.name, m.help, m.name, m.name, m.v)
 	}

@@ -3,9 +3,11 @@ package web
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/mamori-dev/mamori/internal/i18n"
@@ -131,7 +133,7 @@ type loginView struct {
 // loginPage shows the sign-in form with a fresh double-submit token.
 func (c *Console) loginPage(w http.ResponseWriter, r *http.Request) {
 	p := i18n.NewPrinter(lang(r))
-	v := view{P: p, Data: loginView{Next: localPath(r.URL.Query().Get("next"))}}
+	v := view{P: p, Data: loginView{Next: LocalPath(r.URL.Query().Get("next"))}}
 	if r.URL.Query().Get("m") == "expired" {
 		v.Notice = p.Sprintf("console.login.expired")
 	}
@@ -139,10 +141,10 @@ func (c *Console) loginPage(w http.ResponseWriter, r *http.Request) {
 }
 
 func (c *Console) showLogin(w http.ResponseWriter, r *http.Request, status int, v view) {
-	pre := auth.NewSessionID()
-	http.SetCookie(w, &http.Cookie{Name: preCookie, Value: pre.Reveal(), Path: "/", Secure: true, HttpOnly: true,
-		SameSite: http.SameSiteStrictMode, MaxAge: 3600})
-	v.CSRF = pre.Reveal()
+	pre := c.guard.newPreToken(c.now())
+	http.SetCookie(w, &http.Cookie{Name: preCookie, Value: pre, Path: "/", Secure: true, HttpOnly: true,
+		SameSite: http.SameSiteStrictMode, MaxAge: int(preTokenTTL / time.Second)})
+	v.CSRF = pre
 	c.render(w, r, status, "login", v)
 }
 
@@ -157,7 +159,7 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f := r.PostForm
-	next := localPath(f.Get("next"))
+	next := LocalPath(f.Get("next"))
 	login := strings.TrimSpace(f.Get("login"))
 	again := func(status int, id i18n.ID) {
 		if status != http.StatusForbidden {
@@ -165,22 +167,49 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		}
 		c.showLogin(w, r, status, view{P: p, Error: p.Sprintf(id), Data: loginView{Login: login, Next: next}})
 	}
+	now := c.now()
 	pre, err := r.Cookie(preCookie)
-	if err != nil || pre.Value == "" || f.Get("csrf") == "" || !auth.CheckCSRFPair(pre.Value, f.Get("csrf")) {
+	if err != nil || pre.Value == "" || f.Get("csrf") == "" || !c.guard.checkPreToken(pre.Value, f.Get("csrf"), now) {
 		again(http.StatusForbidden, "console.err.csrf")
 		return
 	}
+	// Admission, cheapest first (signin.go): address, login, hash slot.
+	addr := peerAddr(r)
+	wellFormed := login != "" && len(login) <= admin.MaxOperatorName && utf8.ValidString(login)
+	refuse := func(status int, wait time.Duration, reason string, id i18n.ID) {
+		c.n.throttled.Add(1)
+		c.guard.fails.note(ctx, now, reason, login, addr)
+		retryAfter(w, wait)
+		again(status, id)
+	}
+	if wait, ok := c.guard.addr.take(addr, now); !ok {
+		refuse(http.StatusTooManyRequests, wait, "throttled-address", "console.login.throttled")
+		return
+	}
+	if wellFormed {
+		if wait, ok := c.guard.login.take(strings.ToLower(login), now); !ok {
+			refuse(http.StatusTooManyRequests, wait, "throttled-login", "console.login.throttled")
+			return
+		}
+	}
+	slot, release, ok := c.guard.acquire(ctx)
+	if !ok {
+		refuse(http.StatusServiceUnavailable, time.Second, "busy", "console.login.busy")
+		return
+	}
+	defer release()
 	pw, code := auth.Secret(f.Get("password")), f.Get("totp")
-	if login == "" || len(login) > admin.MaxOperatorName || !utf8.ValidString(login) {
-		auth.BurnPasswordCheck(pw)
+	if !wellFormed {
+		slot.BurnPasswordCheck(pw)
+		c.guard.fails.note(ctx, now, "malformed-login", login, addr)
 		again(http.StatusUnauthorized, "console.login.failed")
 		return
 	}
-	now := c.now()
 	cred, o, err := c.st.OperatorLogin(ctx, login)
 	if errors.Is(err, store.ErrNotFound) {
-		auth.BurnPasswordCheck(pw)
-		_ = c.audit(ctx, "console", "console.login.fail", login, "unknown login")
+		slot.BurnPasswordCheck(pw)
+		// One row per burst with counts, not one per try (signin.go).
+		c.guard.fails.note(ctx, now, "unknown-login", login, addr)
 		again(http.StatusUnauthorized, "console.login.failed")
 		return
 	}
@@ -190,11 +219,17 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 	}
 	if now.Before(cred.LockedUntil) {
 		_ = c.audit(ctx, o.ID, "console.login.fail", o.ID, "locked until "+cred.LockedUntil.UTC().Format("2006-01-02T15:04:05Z"))
+		retryAfter(w, cred.LockedUntil.Sub(now))
 		again(http.StatusTooManyRequests, "console.login.locked")
 		return
 	}
-	pwOK := auth.CheckPassword(cred.PasswordHash, pw)
-	step, codeOK := auth.CheckTOTP(auth.Secret(cred.TOTPSecret), code, now)
+	pwOK := slot.CheckPassword(cred.PasswordHash, pw)
+	seed, _, err := c.seeds.Open(o.ID, cred.TOTPSecret)
+	if err != nil {
+		c.internal(w, r, nil, fmt.Errorf("operator %s: %w", o.ID, err))
+		return
+	}
+	step, codeOK := auth.CheckTOTP(seed, code, now)
 	why := ""
 	switch {
 	case !pwOK:
@@ -228,6 +263,7 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		if !l.LockedUntil.IsZero() && now.Before(l.LockedUntil) {
 			c.n.lockouts.Add(1)
 			_ = c.audit(ctx, "system", "console.lockout", o.ID, "locked until "+l.LockedUntil.UTC().Format("2006-01-02T15:04:05Z"))
+			retryAfter(w, l.LockedUntil.Sub(now))
 			again(http.StatusTooManyRequests, "console.login.locked")
 			return
 		}

@@ -75,6 +75,24 @@ type Config struct {
 	LockFor     time.Duration
 	// Location is the time zone pages show times in.
 	Location *time.Location
+
+	// Sign-in admission (signin.go). HashMemory is the memory password
+	// checks may take: one argon2id check takes a 19 MiB work area, kept
+	// and reused, so HashMemory / 19 MiB run in parallel (at least one;
+	// the default 24 MiB: one, which leaves the other cores to the agents). A sign-in that finds
+	// no free slot within HashWait is answered 503 with Retry-After.
+	HashMemory int64
+	HashWait   time.Duration
+	// AddrBurst sign-in attempts from one address at once, then one every
+	// AddrEvery; LoginBurst and LoginEvery likewise for one login name
+	// (known or not). Beyond them: 429 with Retry-After.
+	AddrBurst  int
+	AddrEvery  time.Duration
+	LoginBurst int
+	LoginEvery time.Duration
+	// FailBurst: failures for unknown logins, and attempts refused before
+	// any lookup, are audited as one row per FailBurst with counts.
+	FailBurst time.Duration
 }
 
 // DefaultConfig: 15 minutes idle, 8 hours at most, 5 failures lock for
@@ -83,7 +101,11 @@ func DefaultConfig() Config {
 	return Config{
 		IdleTimeout: 15 * time.Minute, MaxAge: 8 * time.Hour,
 		MaxFailures: 5, LockFor: 15 * time.Minute,
-		Location: time.FixedZone("JST", 9*60*60),
+		Location:   time.FixedZone("JST", 9*60*60),
+		HashMemory: 24 << 20, HashWait: 250 * time.Millisecond,
+		AddrBurst: 30, AddrEvery: 6 * time.Second,
+		LoginBurst: 10, LoginEvery: 30 * time.Second,
+		FailBurst: time.Minute,
 	}
 }
 
@@ -91,6 +113,10 @@ func DefaultConfig() Config {
 func (c Config) Validate() error {
 	if c.IdleTimeout <= 0 || c.MaxAge <= 0 || c.MaxFailures <= 0 || c.LockFor <= 0 || c.Location == nil {
 		return errors.New("console: idle time-out, max age, max failures, lock-out time and location are required")
+	}
+	if c.HashMemory < passwordHashBytes || c.HashWait <= 0 || c.AddrBurst < 1 || c.AddrEvery <= 0 ||
+		c.LoginBurst < 1 || c.LoginEvery <= 0 || c.FailBurst <= 0 {
+		return fmt.Errorf("console: sign-in limits: hash memory at least %d MiB, a hash wait, address and login bursts and rates, and an audit burst are required", passwordHashBytes>>20)
 	}
 	return nil
 }
@@ -109,6 +135,9 @@ type Deps struct {
 	// AdminService runs, so the console and mamorictl check, write and
 	// audit alike. Its refusals are worded in refusal.go.
 	Admin *admin.Service
+	// OperatorSeeds opens operators' sealed TOTP seeds at sign-in
+	// (required).
+	OperatorSeeds *auth.SeedKey
 }
 
 // Console serves the pages.
@@ -121,6 +150,8 @@ type Console struct {
 	pages   map[string]*template.Template
 	n       counters
 	admin   *admin.Service
+	guard   *signinGuard
+	seeds   *auth.SeedKey
 }
 
 // Cookie names. __Host- makes the browser insist on Secure, Path=/ and no
@@ -133,8 +164,8 @@ const (
 
 // New builds the console.
 func New(d Deps) (*Console, error) {
-	if d.Store == nil || d.Admin == nil {
-		return nil, errors.New("console: a store and an admin service are required")
+	if d.Store == nil || d.Admin == nil || d.OperatorSeeds == nil {
+		return nil, errors.New("console: a store, an admin service and the operator seed key are required")
 	}
 	if err := d.Config.Validate(); err != nil {
 		return nil, err
@@ -146,6 +177,8 @@ func New(d Deps) (*Console, error) {
 		d.Log = slog.New(slog.DiscardHandler)
 	}
 	c := &Console{st: d.Store, cfg: d.Config, now: d.Now, log: d.Log, metricx: d.Metrics, pages: map[string]*template.Template{}, admin: d.Admin}
+	c.guard = newSigninGuard(d.Config, c)
+	c.seeds = d.OperatorSeeds
 	funcs := template.FuncMap{
 		"time":       c.formatTime,
 		"ts":         func(t *timestamppb.Timestamp) string { return c.formatTimestamp(t) },
@@ -178,6 +211,10 @@ func New(d Deps) (*Console, error) {
 	}
 	return c, nil
 }
+
+// Close writes what is still pending: the audit row of a burst of
+// failed sign-ins in progress.
+func (c *Console) Close(ctx context.Context) { c.guard.fails.Flush(ctx) }
 
 // Handler routes every console URL.
 func (c *Console) Handler() http.Handler {
@@ -270,16 +307,7 @@ func (c *Console) setLang(w http.ResponseWriter, r *http.Request) {
 	}
 	http.SetCookie(w, &http.Cookie{Name: langCookie, Value: l, Path: "/", Secure: true, HttpOnly: true,
 		SameSite: http.SameSiteLaxMode, MaxAge: 365 * 24 * 3600})
-	http.Redirect(w, r, localPath(r.URL.Query().Get("next")), http.StatusSeeOther)
-}
-
-// localPath keeps redirects on this site: only "/x" paths, never "//host"
-// or "/\host".
-func localPath(p string) string {
-	if !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "//") || strings.HasPrefix(p, "/\\") || strings.ContainsAny(p, "\r\n") {
-		return "/fleet"
-	}
-	return p
+	http.Redirect(w, r, LocalPath(r.URL.Query().Get("next")), http.StatusSeeOther)
 }
 
 // view is what every template gets.

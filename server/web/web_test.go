@@ -56,7 +56,7 @@ func (e *env) account(t *testing.T, login, name string, role auth.Role) account 
 	if err != nil {
 		t.Fatal(err)
 	}
-	cl, err := serve.SetConsoleLogin(ctx, e.h.Srv.Store(), op, login, password, "test", e.h.Clock.Now())
+	cl, err := serve.SetConsoleLogin(ctx, e.h.Srv.Store(), e.h.Srv.OperatorSeeds(), op, login, password, "test", e.h.Clock.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -171,6 +171,7 @@ func cmdOperator(ctx context.Context, args []string, stdout, stderr io.Writer, p
 	roleName := fs.String("role", "", "helpdesk, officer or admin")
 	pwFile := fs.String("password-file", "", "file holding the console password (first line); also makes a TOTP secret, printed once")
 	login := fs.String("login", "", "console login name (default: --name)")
+	apiToken := fs.Bool("api-token", false, "also issue an API token for mamorictl (expires in 90 days); without --password-file one is always issued")
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
 	}
@@ -186,12 +187,18 @@ func cmdOperator(ctx context.Context, args []string, stdout, stderr io.Writer, p
 	}
 	defer st.Close()
 	now := time.Now()
-	op, tok, err := serve.CreateOperatorAudited(ctx, st, "local-admin", fmt.Sprintf("name=%s role=%s", *name, role), *name, role, now)
+	// API tokens are opt-in for console operators (issue 14 item 7).
+	withToken := *apiToken || *pwFile == ""
+	op, tok, err := serve.CreateOperatorAudited(ctx, st, "local-admin", fmt.Sprintf("name=%s role=%s", *name, role), *name, role, now, withToken)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	fmt.Fprintln(stdout, p.Sprintf("server.operator-created", *name, role, tok.Reveal()))
+	if withToken {
+		fmt.Fprintln(stdout, p.Sprintf("server.operator-created", *name, role, tok.Reveal()))
+	} else {
+		fmt.Fprintln(stdout, p.Sprintf("server.operator-created-console", *name, role))
+	}
 	if *pwFile == "" {
 		return 0
 	}
@@ -204,7 +211,12 @@ func cmdOperator(ctx context.Context, args []string, stdout, stderr io.Writer, p
 	if *login == "" {
 		*login = *name
 	}
-	cl, err := serve.SetConsoleLogin(ctx, st, op, *login, auth.Secret(strings.TrimRight(pw, "\r")), "local-admin", now)
+	seeds, err := serve.LoadOperatorSeedKey(cfg.DataDir)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	cl, err := serve.SetConsoleLogin(ctx, st, seeds, op, *login, auth.Secret(strings.TrimRight(pw, "\r")), "local-admin", now)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1

@@ -332,6 +332,9 @@ func verifyChain(t *testing.T, rs []store.AuditRecord) {
 
 func testAudit(t *testing.T, st store.Store) {
 	ctx := t.Context()
+	if _, err := st.AuditHead(ctx); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("AuditHead of an empty log: %v, want ErrNotFound", err)
+	}
 	var appended []store.AuditRecord
 	for i := range 5 {
 		r, err := st.AppendAudit(ctx, store.AuditRecord{
@@ -346,6 +349,9 @@ func testAudit(t *testing.T, st store.Store) {
 	all, err := st.ListAudit(ctx, 0, 0)
 	must(t, err)
 	diff(t, "ListAudit vs AppendAudit results", appended, all)
+	head, err := st.AuditHead(ctx)
+	must(t, err)
+	diff(t, "AuditHead", appended[len(appended)-1], head)
 	if all[0].At.Location() != time.UTC || !all[0].At.Equal(us(t0)) {
 		t.Errorf("At = %v, want %v in UTC", all[0].At, us(t0))
 	}

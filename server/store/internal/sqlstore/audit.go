@@ -64,3 +64,25 @@ func (s *Store) ListAudit(ctx context.Context, afterSeq int64, limit int) ([]sto
 	}
 	return rs, nil
 }
+
+// AuditHead returns the last record of the chain (ErrNotFound when the
+// log is empty).
+func (s *Store) AuditHead(ctx context.Context) (store.AuditRecord, error) {
+	rs, err := list(ctx, s, func(row Rows) (store.AuditRecord, error) {
+		var (
+			r  store.AuditRecord
+			at Time
+		)
+		err := row.Scan(&r.Seq, &at, &r.Actor, &r.Action, &r.Target, &r.Detail, &r.PrevHash, &r.Hash)
+		r.At = at.T
+		return r, err
+	}, `SELECT seq, at, actor, action, target, detail, prev_hash, hash
+		FROM audit ORDER BY seq DESC LIMIT 1`)
+	if err != nil {
+		return store.AuditRecord{}, fmt.Errorf("audit head: %w", err)
+	}
+	if len(rs) == 0 {
+		return store.AuditRecord{}, store.ErrNotFound
+	}
+	return rs[0], nil
+}

@@ -40,7 +40,7 @@ func (s *Store) SetOperatorLogin(ctx context.Context, l store.OperatorLogin) err
 }
 
 const loginCols = `l.operator_id, l.login, l.password_hash, l.totp_secret, l.failures, l.locked_until, l.last_totp_step, l.updated_at,
-	o.id, o.name, o.role, o.token_hash, o.created_at, o.disabled_at`
+	o.id, o.name, o.role, o.token_hash, o.created_at, o.disabled_at, o.token_expires_at`
 
 // operatorLogin reads the login and operator where the condition holds
 // (its one argument arg).
@@ -49,10 +49,11 @@ func operatorLogin(ctx context.Context, q Q, where string, arg any) (store.Opera
 		l                                  store.OperatorLogin
 		o                                  store.Operator
 		locked, updated, created, disabled Time
+		expires                            Time
 	)
 	err := queryRow(ctx, q, "SELECT "+loginCols+" FROM operator_logins l JOIN operators o ON o.id = l.operator_id WHERE "+where, arg).Scan(
 		&l.OperatorID, &l.Login, &l.PasswordHash, &l.TOTPSecret, &l.Failures, &locked, &l.LastTOTPStep, &updated,
-		&o.ID, &o.Name, &o.Role, &o.TokenHash, &created, &disabled)
+		&o.ID, &o.Name, &o.Role, &o.TokenHash, &created, &disabled, &expires)
 	if errors.Is(err, errNoRows) {
 		return l, o, fmt.Errorf("operator login: %w", store.ErrNotFound)
 	}
@@ -60,7 +61,7 @@ func operatorLogin(ctx context.Context, q Q, where string, arg any) (store.Opera
 		return l, o, fmt.Errorf("operator login: %w", err)
 	}
 	l.LockedUntil, l.UpdatedAt = locked.T, updated.T
-	o.CreatedAt, o.DisabledAt = created.T, disabled.T
+	o.CreatedAt, o.DisabledAt, o.TokenExpiresAt = created.T, disabled.T, expires.T
 	return l, o, nil
 }
 
@@ -136,12 +137,13 @@ func (s *Store) Session(ctx context.Context, idHash []byte) (store.ConsoleSessio
 		cs                                 store.ConsoleSession
 		o                                  store.Operator
 		created, seen, opCreated, disabled Time
+		expires                            Time
 	)
 	err := s.read(ctx, func(q Q) error {
 		return queryRow(ctx, q, `SELECT s.id_hash, s.operator_id, s.created_at, s.last_seen,
-			o.id, o.name, o.role, o.token_hash, o.created_at, o.disabled_at
+			o.id, o.name, o.role, o.token_hash, o.created_at, o.disabled_at, o.token_expires_at
 			FROM console_sessions s JOIN operators o ON o.id = s.operator_id WHERE s.id_hash = ?`, idHash).Scan(
-			&cs.IDHash, &cs.OperatorID, &created, &seen, &o.ID, &o.Name, &o.Role, &o.TokenHash, &opCreated, &disabled)
+			&cs.IDHash, &cs.OperatorID, &created, &seen, &o.ID, &o.Name, &o.Role, &o.TokenHash, &opCreated, &disabled, &expires)
 	})
 	if errors.Is(err, errNoRows) {
 		return cs, o, fmt.Errorf("session: %w", store.ErrNotFound)
@@ -150,7 +152,7 @@ func (s *Store) Session(ctx context.Context, idHash []byte) (store.ConsoleSessio
 		return cs, o, fmt.Errorf("session: %w", err)
 	}
 	cs.CreatedAt, cs.LastSeen = created.T, seen.T
-	o.CreatedAt, o.DisabledAt = opCreated.T, disabled.T
+	o.CreatedAt, o.DisabledAt, o.TokenExpiresAt = opCreated.T, disabled.T, expires.T
 	return cs, o, nil
 }
 

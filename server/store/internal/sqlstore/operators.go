@@ -13,8 +13,8 @@ import (
 // CreateOperator stores an operator; a taken ID or token hash is ErrConflict.
 func (s *Store) CreateOperator(ctx context.Context, o store.Operator) error {
 	err := s.write(ctx, func(q Q) error {
-		_, err := q.Exec(ctx, `INSERT INTO operators (id, name, role, token_hash, created_at, disabled_at)
-			VALUES (?, ?, ?, ?, ?, ?)`, o.ID, o.Name, o.Role, o.TokenHash, s.d.Stamp(o.CreatedAt), s.d.Native(o.DisabledAt))
+		_, err := q.Exec(ctx, `INSERT INTO operators (id, name, role, token_hash, created_at, disabled_at, token_expires_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?)`, o.ID, o.Name, o.Role, o.TokenHash, s.d.Stamp(o.CreatedAt), s.d.Native(o.DisabledAt), s.d.Native(o.TokenExpiresAt))
 		return err
 	})
 	if s.d.IsUnique(err) {
@@ -27,16 +27,47 @@ func (s *Store) CreateOperator(ctx context.Context, o store.Operator) error {
 }
 
 // operatorCols are the columns scanOperator reads.
-const operatorCols = "id, name, role, token_hash, created_at, disabled_at"
+const operatorCols = "id, name, role, token_hash, created_at, disabled_at, token_expires_at"
 
 func scanOperator(r interface{ Scan(dest ...any) error }) (store.Operator, error) {
 	var (
-		o                 store.Operator
-		created, disabled Time
+		o                          store.Operator
+		created, disabled, expires Time
 	)
-	err := r.Scan(&o.ID, &o.Name, &o.Role, &o.TokenHash, &created, &disabled)
-	o.CreatedAt, o.DisabledAt = created.T, disabled.T
+	err := r.Scan(&o.ID, &o.Name, &o.Role, &o.TokenHash, &created, &disabled, &expires)
+	o.CreatedAt, o.DisabledAt, o.TokenExpiresAt = created.T, disabled.T, expires.T
 	return o, err
+}
+
+// ExpireLegacyTokens gives every token without an expiry (issued before
+// tokens expired) the expiry at, and returns their operators' IDs.
+func (s *Store) ExpireLegacyTokens(ctx context.Context, at time.Time) ([]string, error) {
+	var ids []string
+	err := s.write(ctx, func(q Q) error {
+		ids = nil
+		rows, err := q.Query(ctx, "SELECT id FROM operators WHERE token_expires_at IS NULL ORDER BY id")
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return err
+			}
+			ids = append(ids, id)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		_, err = q.Exec(ctx, "UPDATE operators SET token_expires_at = ? WHERE token_expires_at IS NULL", s.d.Native(at))
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("expire legacy operator tokens: %w", err)
+	}
+	return ids, nil
 }
 
 // OperatorByTokenHash finds the operator whose API token hashes to hash.
