@@ -259,7 +259,8 @@ func AllowedSID(sid string, allow []string) bool {
 
 func (s *Server) handle(ctx context.Context, c net.Conn) {
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(Timeout))
+	start := time.Now()
+	c.SetDeadline(start.Add(Timeout))
 	if who, err := s.peer(c); err != nil {
 		s.Log.WarnContext(ctx, "local socket: peer refused", "peer", who, "error", err)
 		return
@@ -273,8 +274,14 @@ func (s *Server) handle(ctx context.Context, c net.Conn) {
 	if req.Op == OpMethod {
 		answer = byte(s.Verifier.Method(ctx, req.User))
 	} else {
+		// Gone: the module gave up waiting (its timeout, 5 s by
+		// default, passed while this agent was frozen or slow), or the
+		// answer could no longer be written (the deadline above). A
+		// code found right then is recorded as timed out, not as a login
+		// (issue #14 item 10).
+		gone := func() bool { return time.Since(start) >= Timeout || peerGone(c) }
 		answer = byte(s.Verifier.Verify(ctx, mfa.Attempt{User: req.User, Service: req.Service, RHost: req.RHost,
-			Code: req.Code, Method: req.Method}))
+			Code: req.Code, Method: req.Method, Gone: gone}))
 	}
 	c.Write([]byte{0, 0, 0, 2, req.Version, answer})
 }

@@ -302,3 +302,17 @@ func clientSID(c net.Conn) (string, error) {
 	}
 	return u.User.Sid.String(), nil
 }
+
+// peerGone reports whether the client closed its end of the pipe (the
+// credential provider gave up): peeking then fails with a broken pipe.
+func peerGone(c net.Conn) bool {
+	pc, ok := c.(*pipeConn)
+	if !ok {
+		return false
+	}
+	var avail uint32
+	r, _, err := procPeekNamedPipe.Call(uintptr(pc.h), 0, 0, 0, uintptr(unsafe.Pointer(&avail)), 0)
+	return r == 0 && (err == windows.ERROR_BROKEN_PIPE || err == windows.ERROR_PIPE_NOT_CONNECTED)
+}
+
+var procPeekNamedPipe = windows.NewLazySystemDLL("kernel32.dll").NewProc("PeekNamedPipe")

@@ -83,3 +83,24 @@ func peerUID(c net.Conn) (uint32, error) {
 	}
 	return cred.Uid, nil
 }
+
+// peerGone reports whether the asker closed its end (pam_mamori.so gave
+// up after its timeout): a peek without waiting reads end-of-file. Data
+// or nothing to read yet means it is still there.
+func peerGone(c net.Conn) bool {
+	uc, ok := c.(*net.UnixConn)
+	if !ok {
+		return false
+	}
+	raw, err := uc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	gone := false
+	raw.Control(func(fd uintptr) {
+		var b [1]byte
+		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		gone = n == 0 && err == nil || err == syscall.ECONNRESET || err == syscall.EPIPE
+	})
+	return gone
+}

@@ -43,7 +43,10 @@ func TestSocket(t *testing.T) {
 	if err != nil || string(got) != "\x00\x00\x00\x02\x01\x02" {
 		t.Fatalf("answer %q, %v; want locked", got, err)
 	}
-	if len(fv.seen) != 1 || fv.seen[0] != (mfa.Attempt{User: "tanaka", Service: "sshd", RHost: "h", Code: "123456"}) {
+	if len(fv.seen) != 1 || fv.seen[0].Gone == nil {
+		t.Fatalf("verifier saw %+v", fv.seen)
+	}
+	if seen := fv.seen[0]; seen.User != "tanaka" || seen.Service != "sshd" || seen.RHost != "h" || seen.Code != "123456" || seen.Method != 0 {
 		t.Fatalf("verifier saw %+v", fv.seen)
 	}
 	// Version 2: the method question, and a PIN verification.

@@ -18,3 +18,5 @@ func removeSocket(string) {}
 func dial(context.Context, string) (net.Conn, error) { return nil, errors.ErrUnsupported }
 
 func (s *Server) peer(net.Conn) (string, error) { return "", errors.ErrUnsupported }
+
+func peerGone(net.Conn) bool { return false }

@@ -26,6 +26,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"time"
 
@@ -82,7 +83,15 @@ type Attempt struct {
 	Code                 string
 	// Method is what the module prompted for (TPM PIN: tpmpin.go).
 	Method Method
+	// Gone, when set, reports whether the asker has stopped waiting for
+	// the answer (pam_mamori.so's timeout passed while the agent was
+	// frozen). A right code found then is spent but recorded as
+	// mfa_failure reason=timed_out, never as a login. nil: always there.
+	Gone func() bool
 }
+
+// ReasonTimedOut: the code was right but the asker had given up.
+const ReasonTimedOut = "timed_out"
 
 // Config configures a Verifier.
 type Config struct {
@@ -268,8 +277,17 @@ func (v *Verifier) Verify(ctx context.Context, a Attempt) Verdict {
 		// nothing.
 		st = &userState{UnlockGen: v.unlockGen(a.User)}
 	}
+	fleet := v.fleet(a.User)
 	if now.Before(st.LockedUntil) {
 		attrs["reason"] = "locked_out"
+		v.emit(ctx, KindFailure, attrs)
+		return Locked
+	}
+	if fleet.GetLockedUntil() != nil && now.Before(fleet.GetLockedUntil().AsTime()) {
+		// Locked out on another terminal (issue #14 item 9): guesses do
+		// not multiply with the number of terminals.
+		attrs["reason"] = "locked_out"
+		attrs["fleet"] = "true"
 		v.emit(ctx, KindFailure, attrs)
 		return Locked
 	}
@@ -294,7 +312,26 @@ func (v *Verifier) Verify(ctx context.Context, a Attempt) Verdict {
 			v.emit(ctx, KindFailure, attrs)
 			return Deny
 		}
+		if a.Gone != nil && a.Gone() {
+			// The module refused the login already (its timeout): the
+			// code is spent (its step saved, a one-time code consumed)
+			// and the record says so. A one-time code's ID goes with it,
+			// so the server consumes the code fleet-wide all the same.
+			attrs["reason"] = ReasonTimedOut
+			v.emit(ctx, KindFailure, attrs)
+			if method == methodRecovery && codeID != "" {
+				if err := v.bglass.markReported(codeID); err != nil {
+					v.log.ErrorContext(ctx, "break-glass use not marked reported (it may be reported twice)", "error", err)
+				}
+			}
+			return Deny
+		}
 		kind := KindSuccess
+		if method == methodTOTP {
+			// The step accepted: the server passes it to the user's other
+			// terminals, which then refuse this code too.
+			attrs["step"] = strconv.FormatInt(st.LastStep, 10)
+		}
 		switch method {
 		case methodRecovery:
 			kind = KindRecoveryUsed
@@ -334,7 +371,8 @@ func (v *Verifier) Verify(ctx context.Context, a Attempt) Verdict {
 		verdict = Locked
 		attrs["reason"] = "tpm_lockout"
 	}
-	if st.Failures >= v.cfg.MaxFailures {
+	if st.Failures+int(fleet.GetFailures()) >= v.cfg.MaxFailures {
+		// The other terminals' failures of this user count too.
 		d := v.cfg.LockoutFor << min(st.Lockouts, 20)
 		d = min(d, v.cfg.MaxLockout)
 		st.Lockouts++
@@ -411,12 +449,30 @@ func (v *Verifier) check(ctx context.Context, a Attempt, st *userState, now time
 	if err != nil {
 		return methodTOTP, "", "bad_parameters", false
 	}
-	step, err := p.Verify(u.TotpSecret, norm, now, st.LastStep)
+	// A step accepted on another terminal is spent here too.
+	last := max(st.LastStep, v.fleet(a.User).GetLastStep())
+	step, err := p.Verify(u.TotpSecret, norm, now, last)
+	if errors.Is(err, totp.ErrReplayed) {
+		// Said in the event only; the module hears "deny" as for any
+		// wrong code.
+		return methodTOTP, "", "code_used", false
+	}
 	if err != nil {
 		return methodTOTP, "", "", false
 	}
 	st.LastStep = step
 	return methodTOTP, "", "", true
+}
+
+// fleet is what the other terminals reported about the user, from the
+// bundle in force (nil: nothing).
+func (v *Verifier) fleet(name string) *mamoriv1.MFALoginState {
+	for _, l := range v.bundle.GetLogins() {
+		if l.User == name {
+			return l
+		}
+	}
+	return nil
 }
 
 func (v *Verifier) user(name string) *mamoriv1.MFAUserSecret {

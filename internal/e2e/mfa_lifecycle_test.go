@@ -123,6 +123,7 @@ func TestMFALifecycleEndToEnd(t *testing.T) {
 		c, _ := totp.Default().Code(secret, h.Clock.Now())
 		return c
 	}
+	allowAllMFAUsers(t, h)
 	a, b := startMFATerminal(t, h, "pc-life-a"), startMFATerminal(t, h, "pc-life-b")
 	for _, m := range []*mfaTerminal{a, b} {
 		m.waitRound(t, "the first bundle", func(daemon.RoundResult) bool { return slices.Equal(m.ver.Users(), []string{"tanaka"}) })

@@ -61,6 +61,7 @@ func TestMFAOffline(t *testing.T) {
 		return s
 	}
 	tanaka := secretOf(h, "tanaka")
+	allowAllMFAUsers(t, h)
 
 	dir := enrolAgent(t, h, t.TempDir(), "pc-mfa")
 	sock := filepath.Join(t.TempDir(), "run", "agent.sock")

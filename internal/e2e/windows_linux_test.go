@@ -66,6 +66,7 @@ func TestWindowsLogonEndToEnd(t *testing.T) {
 
 	// The Linux terminal logs tanaka in with a code from the secret (its
 	// clock is the server's test clock).
+	allowAllMFAUsers(t, h)
 	linux := startMFATerminal(t, h, "pc-linux")
 	linux.waitRound(t, "the first bundle", func(daemon.RoundResult) bool { return slices.Equal(linux.ver.Users(), []string{"tanaka"}) })
 	if v := linux.login(t, "tanaka", oath(h.Clock.Now())); v != mfa.Allow {

@@ -256,8 +256,16 @@ func ParseExceptions(v string) ([]Exception, error) {
 // override and the exceptions in force at now. Exceptions that expired are
 // dropped; at most MaxExceptionsPerDevice are kept (the soonest-expiring).
 // The result carries no groups, names its group, and has its digest set.
-// base is not modified.
+// base is not modified. Per-terminal login-mfa keys are dropped; use
+// EffectiveForDevice for a device's own policy.
 func Effective(base *mamoriv1.Policy, group string, exceptions []Exception, now time.Time) *mamoriv1.Policy {
+	return EffectiveForDevice(base, group, "", exceptions, now)
+}
+
+// EffectiveForDevice is Effective for one device: the login-mfa key
+// naming deviceID's users is folded into the control's users setting and
+// every other device's key is dropped (SettingMFADeviceUsersPrefix).
+func EffectiveForDevice(base *mamoriv1.Policy, group, deviceID string, exceptions []Exception, now time.Time) *mamoriv1.Policy {
 	eff := Clone(base)
 	eff.Groups, eff.Group, eff.Exceptions, eff.Digest = nil, "", nil, ""
 	if eff.Controls == nil {
@@ -275,6 +283,7 @@ func Effective(base *mamoriv1.Policy, group string, exceptions []Exception, now 
 			eff.MaxReportAge = cloneDur(g.MaxReportAge)
 		}
 	}
+	foldDeviceUsers(eff.Controls[ControlLoginMFA], deviceID)
 	var active []Exception
 	for _, e := range exceptions {
 		if now.IsZero() || e.ActiveAt(now) {

@@ -1,7 +1,9 @@
 package policy
 
 import (
+	"slices"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/encoding/protojson"
 
@@ -52,6 +54,49 @@ func FuzzParseExceptions(f *testing.F) {
 			if e.Serial == "*" || e.ID == "" || e.Expires.IsZero() {
 				t.Fatalf("accepted %+v", e)
 			}
+		}
+	})
+}
+
+// The login-mfa users settings decide whose secrets a terminal receives:
+// what LoginMFASettings accepts names only login names, and the effective
+// policy of a device never carries a per-terminal key nor a name that the
+// settings did not give that device.
+func FuzzLoginMFAUsers(f *testing.F) {
+	const dev = "0b7e4c1a-2f3d-4e5f-8a9b-0c1d2e3f4a5b"
+	f.Add("tanaka,suzuki", "sato", "*")
+	f.Add("*", "*", "true")
+	f.Add(" a , a ,", "b\x00", "false")
+	f.Add("", "ta\u202enaka", "")
+	f.Fuzz(func(t *testing.T, users, own, attested string) {
+		p := Default()
+		p.Controls[ControlLoginMFA] = &mamoriv1.ControlPolicy{Mode: mamoriv1.Mode_MODE_MONITOR,
+			Settings: map[string]string{"users": users, "users." + dev: own, "users.1b7e4c1a-2f3d-4e5f-8a9b-0c1d2e3f4a5b": "other",
+				"require_attested": attested}}
+		l, err := LoginMFASettings(p)
+		if err != nil {
+			return
+		}
+		for _, u := range append(append([]string{}, l.Users...), l.DeviceUsers[dev]...) {
+			if !loginNameRE.MatchString(u) {
+				t.Fatalf("accepted user %q", u)
+			}
+		}
+		eff := EffectiveForDevice(p, "", dev, nil, time.Time{})
+		got, err := LoginMFASettings(eff)
+		if err != nil {
+			t.Fatalf("effective settings do not parse: %v", err)
+		}
+		if len(got.DeviceUsers) != 0 {
+			t.Fatalf("per-terminal keys reached the device: %v", got.DeviceUsers)
+		}
+		for _, u := range got.Users {
+			if !l.Allows(u) && !slices.Contains(l.DeviceUsers[dev], u) {
+				t.Fatalf("effective users name %q, given to no one here", u)
+			}
+		}
+		if got.AllUsers != l.AllUsers {
+			t.Fatalf("* changed: %v → %v", l.AllUsers, got.AllUsers)
 		}
 	})
 }

@@ -78,6 +78,11 @@ func (a Algorithm) hash() (func() hash.Hash, error) {
 // callers must not tell a guesser which.
 var ErrInvalid = errors.New("code refused")
 
+// ErrReplayed: the code is right for a step at or before the last one
+// accepted (used already, here or — with fleet-wide replay state —
+// on another terminal). Verify returns it only when no later step matched.
+var ErrReplayed = errors.New("code already used")
+
 // Secret is a TOTP seed. It never prints itself.
 type Secret []byte
 
@@ -157,17 +162,25 @@ func (p Params) Verify(secret []byte, code string, now time.Time, lastStep int64
 	}
 	cur := p.Step(now)
 	var matched int64 = -1
+	replayed := false
 	for d := -p.Skew; d <= p.Skew; d++ {
 		st := cur + int64(d)
 		want, err := HOTP(secret, uint64(st), p.Algorithm, p.Digits)
 		if err != nil {
 			return 0, err
 		}
-		if subtle.ConstantTimeCompare([]byte(want), []byte(code)) == 1 && st > lastStep && matched < 0 {
+		eq := subtle.ConstantTimeCompare([]byte(want), []byte(code)) == 1
+		if eq && st > lastStep && matched < 0 {
 			matched = st
+		}
+		if eq && st <= lastStep {
+			replayed = true
 		}
 	}
 	if matched < 0 {
+		if replayed {
+			return 0, ErrReplayed
+		}
 		return 0, ErrInvalid
 	}
 	return matched, nil

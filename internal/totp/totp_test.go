@@ -110,12 +110,16 @@ func TestVerifyWindowAndReplay(t *testing.T) {
 	// Replay: the same code, and the previous step's, are refused once the
 	// current step was accepted, for the whole window.
 	for _, d := range []time.Duration{0, 20 * time.Second} {
-		if _, err := p.Verify(secret, code(0), now.Add(d), step); !errors.Is(err, ErrInvalid) {
-			t.Fatalf("replayed code at +%v: %v; want ErrInvalid", d, err)
+		if _, err := p.Verify(secret, code(0), now.Add(d), step); !errors.Is(err, ErrReplayed) {
+			t.Fatalf("replayed code at +%v: %v; want ErrReplayed", d, err)
 		}
 	}
-	if _, err := p.Verify(secret, code(-30*time.Second), now, step); !errors.Is(err, ErrInvalid) {
-		t.Fatalf("older code after a newer one: %v; want ErrInvalid", err)
+	if _, err := p.Verify(secret, code(-30*time.Second), now, step); !errors.Is(err, ErrReplayed) {
+		t.Fatalf("older code after a newer one: %v; want ErrReplayed", err)
+	}
+	// A wrong code stays ErrInvalid whatever the last step.
+	if _, err := p.Verify(secret, "000000", now, step); !errors.Is(err, ErrInvalid) && code(0) != "000000" {
+		t.Fatalf("wrong code: %v; want ErrInvalid", err)
 	}
 	if _, err := p.Verify(secret, code(30*time.Second), now, step); err != nil {
 		t.Fatalf("next step's code: %v", err)

@@ -31,7 +31,7 @@ var storeReads = set(
 	"CheckToken", "ControlHistory", "CountByControl", "CountEvents", "CountFleet", "CountFleetByGroup", "CountOperators",
 	"CountSent", "CurrentPolicy", "DailySnapshots", "DeviceCredential", "DeviceGroup", "EKApproved", "FindDevice",
 	"GetDevice", "GetIncident", "GetOperator", "HistoryForDevices", "Incidents", "Ledger", "ListAudit",
-	"ListApprovedEKs", "ListDevices", "ListEvents", "ListExceptions", "ListOperators", "MFAGeneration", "MFATempCodes",
+	"ListApprovedEKs", "ListDevices", "ListEvents", "ListExceptions", "ListOperators", "MFAGeneration", "MFALoginStates", "MFATempCodes",
 	"MFAUnlocks", "MFAUsers", "OperatorByTokenHash", "OperatorLogin", "PolicyHistory", "SearchDevices",
 	"SearchTerms", "Session",
 )
@@ -43,7 +43,7 @@ var storeWrites = set(
 	"AppendAudit", "ApproveClone", "ApproveEK", "ClaimNotifications", "ConsumeMFACodes", "CreateException", "CreateOperator",
 	"CreateSession", "CreateToken", "DeleteMFAUser", "DeleteSession", "DisableOperator", "EndSessions",
 	"Enroll", "FinishNotification", "ImportMFAUsers", "IngestReports", "LoginFailed", "LoginSucceeded",
-	"PutDailySnapshot", "PutMFATempCode", "PutMFAUser", "RecordEnrollFailure", "Renew", "ReplaceLedger", "ResetLockout",
+	"PutDailySnapshot", "PutMFATempCode", "PutMFAUser", "RecordEnrollFailure", "RecordMFALogins", "Renew", "ReplaceLedger", "ResetLockout",
 	"RevokeDevice", "RevokeException", "SetDeviceGroup", "SetOperatorLogin", "SetPolicy", "TouchSession",
 	"TransitionIncident", "UnlockMFAUser", "Watch",
 )
@@ -51,10 +51,11 @@ var storeWrites = set(
 // adapterWrites are the writes an adapter may make itself, and why.
 var adapterWrites = map[string]map[string]bool{
 	// The agent service's own writes: what a terminal does (enrol, renew
-	// its certificate, report one-time codes it accepted) and the record
-	// of an enrolment refused for its token (admission), not an
-	// operator's action. Their audit records still go through admin.
-	mod + "server/api": set("Enroll", "Renew", "ConsumeMFACodes", "RecordEnrollFailure"),
+	// its certificate, report one-time codes it accepted and the steps,
+	// failures and lock-outs of its logins) and the record of an
+	// enrolment refused for its token (admission), not an operator's
+	// action. Their audit records still go through admin.
+	mod + "server/api": set("Enroll", "Renew", "ConsumeMFACodes", "RecordMFALogins", "RecordEnrollFailure"),
 	// The console's sign-in bookkeeping: sessions and failed-login
 	// counters are the console's authentication, not operator actions
 	// (their audit records go through admin).

@@ -274,6 +274,7 @@ func (s *AgentService) Report(ctx context.Context, req *mamoriv1.ReportRequest) 
 	if !ok {
 		return nil, status.Error(codes.Unauthenticated, "no device identity")
 	}
+	neutraliseFacts(req.Facts)
 	if err := validateReport(req); err != nil {
 		return nil, err
 	}
@@ -295,6 +296,9 @@ func (s *AgentService) Report(ctx context.Context, req *mamoriv1.ReportRequest) 
 		PolicyVersion: req.PolicyVersion,
 		Verdict:       verdict,
 		Reasons:       reasons,
+		// An empty report (or events only) keeps the verdict: it says
+		// nothing about the controls (issue #14 item 10).
+		KeepVerdict: len(req.Statuses) == 0,
 	})
 	switch {
 	case errors.Is(err, store.ErrNotFound):
@@ -308,6 +312,11 @@ func (s *AgentService) Report(ctx context.Context, req *mamoriv1.ReportRequest) 
 	s.metrics.reports.Add(1)
 	s.metrics.events.Add(int64(res.NewEvents))
 	if err := s.consumeMFACodes(ctx, dev.ID, req.Events); err != nil {
+		return nil, err
+	}
+	if err := s.recordMFALogins(ctx, dev.ID, p, req.Events, now); err != nil {
+		// Like a code's consumption: the report fails and is sent again
+		// (its events are stored once; the state is set, not added to).
 		return nil, err
 	}
 	resp := &mamoriv1.ReportResponse{
@@ -325,7 +334,7 @@ func (s *AgentService) Report(ctx context.Context, req *mamoriv1.ReportRequest) 
 	if (req.PolicyDigest != "" && req.PolicyDigest != p.Digest) || (req.PolicyDigest == "" && req.PolicyVersion != p.Version) {
 		resp.Policy = p
 	}
-	if resp.MfaBundle, err = s.mfaBundle(ctx, dev.ID, req, p, now); err != nil {
+	if resp.MfaBundle, err = s.mfaBundle(ctx, dev, req, p, now); err != nil {
 		// The report is stored; the bundle comes with a later one.
 		s.log.ErrorContext(ctx, "mfa bundle not sent", "device", dev.ID, "error", err)
 	}

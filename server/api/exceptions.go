@@ -61,6 +61,11 @@ func (s *cache) effectivePolicy(ctx context.Context, deviceID, group string, gro
 		ids[i] = e.ID
 	}
 	key := effKey{base: base, group: group, ids: strings.Join(ids, ",")}
+	if policy.HasDeviceUsers(base, group, deviceID) {
+		// The officer named users for this terminal alone: its policy
+		// is its own (internal/policy.EffectiveForDevice).
+		key.device = deviceID
+	}
 	s.effMu.Lock()
 	defer s.effMu.Unlock()
 	if p, ok := s.eff[key]; ok {
@@ -72,7 +77,7 @@ func (s *cache) effectivePolicy(ctx context.Context, deviceID, group string, gro
 	if s.eff == nil {
 		s.eff = map[effKey]*mamoriv1.Policy{}
 	}
-	p := policy.Effective(base, group, mine, now)
+	p := policy.EffectiveForDevice(base, group, key.device, mine, now)
 	s.eff[key] = p
 	return p, nil
 }
@@ -80,9 +85,10 @@ func (s *cache) effectivePolicy(ctx context.Context, deviceID, group string, gro
 // effKey names one effective policy: the policy as loaded (a new load is
 // a new pointer), the group, and the IDs of the exceptions folded in.
 type effKey struct {
-	base  *mamoriv1.Policy
-	group string
-	ids   string
+	base   *mamoriv1.Policy
+	group  string
+	ids    string
+	device string // set when the policy names users for this device
 }
 
 // maxEffCache bounds the effective policies kept (device-specific

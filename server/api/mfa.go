@@ -31,12 +31,29 @@ func (s *AdminService) EnrollMFAUser(ctx context.Context, req *mamoriv1.EnrollMF
 // mfaBundle returns the device's bundle when the one it holds is stale,
 // else nil. A report costs one cached read of the MFA generation; the
 // users are read and sealed only for a device that needs them.
-func (s *AgentService) mfaBundle(ctx context.Context, deviceID string, req *mamoriv1.ReportRequest, p *mamoriv1.Policy, now time.Time) (*mamoriv1.SealedMFABundle, error) {
+//
+// A device gets the factors of the users its effective policy names, and
+// nothing when it may hold none (mfa.Access.Refusal: no login-mfa
+// control, nobody named, or require_attested and its key not attested);
+// a device that holds a bundle then gets the empty one, which deletes it.
+func (s *AgentService) mfaBundle(ctx context.Context, dev deviceIdentity, req *mamoriv1.ReportRequest, p *mamoriv1.Policy, now time.Time) (*mamoriv1.SealedMFABundle, error) {
+	deviceID := dev.ID
 	if s.mfaKey == nil || len(req.HpkePublicKey) == 0 {
 		return nil, nil
 	}
 	if len(req.HpkePublicKey) != hpkePublicKeyLen {
 		return nil, fmt.Errorf("hpke_public_key is %d bytes; want %d", len(req.HpkePublicKey), hpkePublicKeyLen)
+	}
+	if why := mfa.AccessOf(p).Refusal(dev.KeyAttested); why != "" {
+		if req.MfaBundleVersion == "" || req.MfaBundleVersion == mfa.NoBundle {
+			return nil, nil
+		}
+		b, err := mfa.Empty(deviceID, req.HpkePublicKey, now)
+		if err != nil {
+			return nil, err
+		}
+		s.log.InfoContext(ctx, "mfa bundle withdrawn", "device", deviceID, "held", req.MfaBundleVersion, "why", why)
+		return b, nil
 	}
 	gen, err := s.mfaGeneration(ctx)
 	if err != nil {
@@ -54,6 +71,9 @@ func (s *AgentService) mfaBundle(ctx context.Context, deviceID string, req *mamo
 		return nil, err
 	}
 	if d.Unlocks, err = s.store.MFAUnlocks(ctx); err != nil {
+		return nil, err
+	}
+	if d.Logins, err = s.store.MFALoginStates(ctx); err != nil {
 		return nil, err
 	}
 	b, err := s.mfaKey.Bundle(d, p, version, deviceID, req.HpkePublicKey, now)

@@ -18,6 +18,8 @@ import (
 const (
 	eventRecoveryUsed = "mfa_recovery_used"
 	eventTempCodeUsed = "mfa_temp_code_used"
+	eventFailure      = "mfa_failure"
+	reasonTimedOut    = "timed_out"
 )
 
 // ResetMFAUser deletes a user's factors; terminals drop them at their
@@ -129,7 +131,11 @@ var errNothingConsumed = errors.New("nothing consumed")
 func (s *AgentService) consumeMFACodes(ctx context.Context, deviceID string, evs []*mamoriv1.Event) error {
 	var byUser map[string][]string
 	for _, e := range evs {
-		if e.Control != policy.ControlLoginMFA || (e.Kind != eventRecoveryUsed && e.Kind != eventTempCodeUsed) {
+		// A one-time code the terminal spent on a login the module had
+		// given up on (mfa_failure reason=timed_out, agent/mfa) is used
+		// all the same.
+		spent := e.Kind == eventFailure && e.Attributes["reason"] == reasonTimedOut
+		if e.Control != policy.ControlLoginMFA || (e.Kind != eventRecoveryUsed && e.Kind != eventTempCodeUsed && !spent) {
 			continue
 		}
 		user, id := e.Attributes["user"], e.Attributes["code_id"]

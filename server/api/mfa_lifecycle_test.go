@@ -150,6 +150,7 @@ func testMFALifecycle(t *testing.T, o servertest.Options) {
 		t.Fatalf("unlock on device a: %v %v", un, err)
 	}
 
+	setLoginMFA(t, officer, &mamoriv1.ControlPolicy{Mode: mamoriv1.Mode_MODE_MONITOR, Settings: map[string]string{"users": "*"}})
 	ba := a.report()
 	if ba == nil {
 		t.Fatal("no new bundle after the lifecycle changes")

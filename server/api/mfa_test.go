@@ -79,6 +79,12 @@ func testMFAEnrolAndBundle(t *testing.T, o servertest.Options) {
 		return b, names
 	}
 
+	// Nobody is allowed until an officer says so (issue #14): the
+	// default policy's login-mfa control names no users.
+	if sb := report(""); sb != nil {
+		t.Fatalf("bundle before any users were allowed: %v", sb.Version)
+	}
+	setLoginMFA(t, officer, &mamoriv1.ControlPolicy{Mode: mamoriv1.Mode_MODE_MONITOR, Settings: map[string]string{"users": "*"}})
 	sb := report("")
 	b, names := users(sb)
 	if !slices.Equal(names, []string{"tanaka"}) || b.Version != sb.Version {
@@ -133,3 +139,26 @@ func testMFAEnrolAndBundle(t *testing.T, o servertest.Options) {
 		t.Fatalf("policy users=suzuki: bundle has %v", names)
 	}
 }
+
+// setLoginMFA replaces the base policy's login-mfa control (nil removes
+// it) and waits out the server's policy cache.
+func setLoginMFA(t *testing.T, officer mamoriv1.AdminServiceClient, c *mamoriv1.ControlPolicy) {
+	t.Helper()
+	pol, err := officer.GetPolicy(ctx, &mamoriv1.GetPolicyRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := pol.Policy
+	if c == nil {
+		delete(p.Controls, policy.ControlLoginMFA)
+	} else {
+		p.Controls[policy.ControlLoginMFA] = c
+	}
+	if _, err := officer.SetPolicy(ctx, &mamoriv1.SetPolicyRequest{Policy: p, ExpectedVersion: p.Version, Reason: "who may log in where"}); err != nil {
+		t.Fatal(err)
+	}
+	waitPolicyCache()
+}
+
+// waitPolicyCache waits out the server's policy cache (PolicyTTL 1 s).
+func waitPolicyCache() { time.Sleep(1100 * time.Millisecond) }

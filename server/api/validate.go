@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/mamori-dev/mamori/internal/textsafe"
 	"github.com/mamori-dev/mamori/internal/wire"
 	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
 )
@@ -40,6 +41,7 @@ func validateFacts(f *mamoriv1.DeviceFacts, needMachineID bool) error {
 	}{
 		{"hostname", f.Hostname}, {"os", f.Os}, {"os_version", f.OsVersion}, {"kernel", f.Kernel},
 		{"agent_version", f.AgentVersion}, {"machine_id", f.MachineId}, {"key_storage", f.KeyStorage},
+		{"serial_number", f.SerialNumber},
 	}
 	for _, fl := range fields {
 		if err := checkString("facts."+fl.name, fl.v, MaxShortString); err != nil {
@@ -52,7 +54,32 @@ func validateFacts(f *mamoriv1.DeviceFacts, needMachineID bool) error {
 	if needMachineID && len(f.MachineId) < 8 {
 		return invalidArg("facts.machine_id is missing or too short")
 	}
+	if needMachineID {
+		// Enrolment: the names a device is known by are refused, as
+		// group names are, when they hold a control or bidi formatting
+		// character (a NUL, a line break, an override that reverses
+		// what a page shows). Someone is at the terminal to fix it.
+		for _, fl := range []struct{ name, v string }{{"hostname", f.Hostname}, {"machine_id", f.MachineId}} {
+			if strings.IndexFunc(fl.v, textsafe.IsHidden) >= 0 {
+				return invalidArg("facts.%s contains a control or bidirectional formatting character: give the terminal a plain name", fl.name)
+			}
+		}
+	}
 	return nil
+}
+
+// neutraliseFacts replaces control and bidi formatting characters in the
+// descriptive facts of a report with spaces (textsafe.OneLine): a report
+// is never refused for them (nobody is at the terminal, and its events
+// must flow), and no page, log or export shows them. The machine ID is
+// left as sent: it must equal the enrolled one (store.ErrWrongDevice).
+func neutraliseFacts(f *mamoriv1.DeviceFacts) {
+	if f == nil {
+		return
+	}
+	for _, p := range []*string{&f.Hostname, &f.Os, &f.OsVersion, &f.Kernel, &f.AgentVersion, &f.KeyStorage, &f.SerialNumber} {
+		*p = textsafe.OneLine(*p)
+	}
 }
 
 // validateReport checks a report before anything is written.

@@ -160,7 +160,7 @@ func (c *cli) run(ctx context.Context, args []string) error {
 		"policy": {{"get", c.policyGet}, {"set", c.policySet}},
 		"audit":  {{"verify", c.auditVerify}},
 		"mfa": {{"enroll", c.mfaEnroll}, {"import", c.mfaImport}, {"reset", c.mfaReset}, {"unlock", c.mfaUnlock},
-			{"temp-code", c.mfaTempCode}, {"list", c.mfaList}},
+			{"temp-code", c.mfaTempCode}, {"list", c.mfaList}, {"access", c.mfaAccess}},
 		// Exceptions and the asset ledger (exception.go).
 		"exception": {{"create", c.exceptionCreate}, {"list", c.exceptionList}, {"revoke", c.exceptionRevoke}},
 		"ledger":    {{"import", c.ledgerImport}, {"list", c.ledgerList}},

@@ -97,8 +97,14 @@ func fixture() *ctltest.Fake {
 		},
 		Policy: &mamoriv1.Policy{Version: 7, ReportInterval: durationpb.New(5 * time.Minute), MaxReportAge: durationpb.New(24 * time.Hour),
 			Controls: map[string]*mamoriv1.ControlPolicy{
-				"media":     {Mode: mamoriv1.Mode_MODE_ENFORCE, Required: true, Settings: map[string]string{"allow": "0781:5567"}},
-				"login-mfa": {Mode: mamoriv1.Mode_MODE_MONITOR},
+				"media": {Mode: mamoriv1.Mode_MODE_ENFORCE, Required: true, Settings: map[string]string{"allow": "0781:5567"}},
+				"login-mfa": {Mode: mamoriv1.Mode_MODE_MONITOR, Settings: map[string]string{"users": "tanaka",
+					"users.7b1d0e2c-aaaa-4bbb-8ccc-dddddddddddd": "yamada"}},
+			},
+			Groups: map[string]*mamoriv1.GroupPolicy{
+				"市民課": {Controls: map[string]*mamoriv1.ControlPolicy{"login-mfa": {Mode: mamoriv1.Mode_MODE_ENFORCE,
+					Settings: map[string]string{"users": "sato,tanaka", "require_attested": "true"}}}},
+				"税務課": {Controls: map[string]*mamoriv1.ControlPolicy{"media": {Mode: mamoriv1.Mode_MODE_ENFORCE}}},
 			}},
 		Fleet: &mamoriv1.FleetSummaryResponse{Total: 5, Compliant: 1, Noncompliant: 1, Offline: 1, NeverReported: 1, Revoked: 1, PolicyVersion: 7},
 		MFAUsers: []*mamoriv1.MFAUserInfo{
@@ -191,6 +197,8 @@ func TestGolden(t *testing.T) {
 		{"help-device", []string{"device", "-h"}},
 		{"mfa-enroll", []string{"mfa", "enroll", "tanaka"}},
 		{"mfa-list", []string{"mfa", "list"}},
+		{"mfa-access", []string{"mfa", "access"}},
+		{"mfa-access-device", []string{"mfa", "access", "--device", "窓口端末-02"}},
 		{"mfa-temp-code", []string{"mfa", "temp-code", "tanaka", "--expires", "2h"}},
 		{"mfa-unlock", []string{"mfa", "unlock", "tanaka", "--device", "7b1d0e2c-aaaa-4bbb-8ccc-dddddddddddd"}},
 		{"mfa-reset", []string{"mfa", "reset", "tanaka", "--reason", "スマートフォン紛失"}},

@@ -14,7 +14,7 @@ var commands = []string{
 	"devices", "device show", "device revoke", "device set-group", "device approve-reenrolment", "tpm approve-ek", "tpm list-eks", "fleet", "events", "token create",
 	"policy get", "policy set", "exception create", "exception list", "exception revoke",
 	"ledger import", "ledger list", "audit verify",
-	"mfa enroll", "mfa import", "mfa reset", "mfa unlock", "mfa temp-code", "mfa list", "version", "help",
+	"mfa enroll", "mfa import", "mfa reset", "mfa unlock", "mfa temp-code", "mfa list", "mfa access", "version", "help",
 }
 
 // helpID is the message ID of a command's help: "ctl.help.device-show".

@@ -123,7 +123,7 @@ func NeedsGroup(base *mamoriv1.Policy, all []store.Exception) bool {
 
 // Effective is the device's effective policy at now.
 func Effective(base *mamoriv1.Policy, all []store.Exception, deviceID, group string, now time.Time) *mamoriv1.Policy {
-	return policy.Effective(base, group, For(all, deviceID, group, now), now)
+	return policy.EffectiveForDevice(base, group, deviceID, For(all, deviceID, group, now), now)
 }
 
 // Proto is the wire form of an exception.

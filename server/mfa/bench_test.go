@@ -39,6 +39,11 @@ func BenchmarkBundle(b *testing.B) {
 	dk, _ := mfabundle.GenerateKey()
 	pub := mfabundle.PublicKeyBytes(dk)
 	p := policy.Default()
+	// Every user: since issue #14 the default names nobody.
+	p.Controls[policy.ControlLoginMFA].Settings = map[string]string{SettingUsers: "*"}
+	for i := range 1000 { // every user logged in somewhere (issue #14 item 9)
+		d.Logins = append(d.Logins, store.MFALoginState{User: fmt.Sprintf("user%04d", i), DeviceID: "dev-2", LastStep: 59000000 + int64(i), Failures: 1})
+	}
 	var size int
 	b.ResetTimer()
 	for b.Loop() {

@@ -146,19 +146,44 @@ func (k *Key) Enroll(user, operatorID string, now time.Time) (Enrollment, error)
 }
 
 // SettingUsers is the login-mfa policy setting naming the users whose
-// secrets a device receives: comma-separated login names, or "*" (the
-// default) for every enrolled user.
-const SettingUsers = "users"
+// secrets a device receives: comma-separated login names, or "*" for
+// every enrolled user. Unset: nobody (internal/policy.SettingMFAUsers;
+// per-terminal keys users.DEVICE-ID are folded in by the effective
+// policy).
+const SettingUsers = policy.SettingMFAUsers
 
-// AllowedUsers returns the set the policy allows; nil means everyone.
+// NoBundle is the version of the empty bundle a device gets when it may
+// hold no secret at all (no login-mfa control, nobody allowed, or not
+// attested where the policy requires it): a device that holds a bundle is
+// sent an empty one, which deletes what it had.
+const NoBundle = "none"
+
+// Access is what one device's effective policy lets it receive
+// (internal/policy.MFAAccess, shared with mamorictl).
+type Access = policy.MFAAccess
+
+// AccessOf reads an effective policy's login-mfa settings.
+func AccessOf(p *mamoriv1.Policy) Access { return policy.MFAAccessOf(p) }
+
+// Why a device gets no secret at all (Access.Refusal).
+const (
+	RefusedNoControl   = policy.MFARefusedNoControl
+	RefusedBadSettings = policy.MFARefusedBadSettings
+	RefusedNotAttested = policy.MFARefusedNotAttested
+	RefusedNoUsers     = policy.MFARefusedNoUsers
+)
+
+// AllowedUsers returns the set the policy allows; nil means everyone
+// ("*"). A policy without the control, or naming nobody, allows an empty
+// set.
 func AllowedUsers(p *mamoriv1.Policy) map[string]bool {
-	v := strings.TrimSpace(p.GetControls()[policy.ControlLoginMFA].GetSettings()[SettingUsers])
-	if v == "" || v == "*" {
+	a := AccessOf(p)
+	if a.Control && a.Err == nil && a.All {
 		return nil
 	}
 	m := map[string]bool{}
-	for _, u := range strings.Split(v, ",") {
-		if u = strings.TrimSpace(u); u != "" {
+	if a.Err == nil {
+		for _, u := range a.Users {
 			m[u] = true
 		}
 	}
@@ -166,25 +191,19 @@ func AllowedUsers(p *mamoriv1.Policy) map[string]bool {
 }
 
 // Version names the bundle a device should hold: it changes with every
-// MFA change and every policy change. For a device whose effective
-// policy comes from a group override it also names the users
-// that policy allows, so moving a device between groups, which keeps the
-// policy version, changes its bundle too.
+// MFA change and every policy change, and names the users the device's
+// effective policy allows, so moving a device between groups or naming
+// users for one terminal (which keep the policy version) changes its
+// bundle too.
 func Version(generation int64, p *mamoriv1.Policy) string {
 	v := "g" + strconv.FormatInt(generation, 10) + ".p" + strconv.FormatInt(p.GetVersion(), 10)
-	if p.GetGroup() != "" {
-		users := make([]string, 0)
-		for u := range AllowedUsers(p) {
-			users = append(users, u)
-		}
-		if AllowedUsers(p) == nil {
-			users = append(users, "*")
-		}
-		slices.Sort(users)
-		sum := sha256.Sum256([]byte(strings.Join(users, "\n")))
-		v += ".u" + hex.EncodeToString(sum[:6])
+	a := AccessOf(p)
+	users := slices.Clone(a.Users)
+	if a.All {
+		users = []string{"*"}
 	}
-	return v
+	sum := sha256.Sum256([]byte(strings.Join(users, "\n")))
+	return v + ".u" + hex.EncodeToString(sum[:6])
 }
 
 // BundleData is what the store holds for bundles: every enrolled user,
@@ -193,6 +212,8 @@ type BundleData struct {
 	Users     []store.MFAUser
 	TempCodes []store.MFATempCode
 	Unlocks   []store.MFAUnlock
+	// Logins is the fleet-wide replay and lock-out state (every device).
+	Logins []store.MFALoginState
 }
 
 // Bundle builds and seals the bundle for one device: the factors of the
@@ -200,8 +221,9 @@ type BundleData struct {
 // counters for this device (fleet-wide plus this device's), and the
 // policy's methods and grace.
 func (k *Key) Bundle(d BundleData, p *mamoriv1.Policy, version, deviceID string, devicePub []byte, now time.Time) (*mamoriv1.SealedMFABundle, error) {
+	access := AccessOf(p)
 	allowed := AllowedUsers(p)
-	ok := func(u string) bool { return allowed == nil || allowed[u] }
+	ok := access.Allows
 	settings, err := policy.LoginMFASettings(p)
 	if err != nil {
 		return nil, fmt.Errorf("mfa bundle: %w", err)
@@ -243,6 +265,7 @@ func (k *Key) Bundle(d BundleData, p *mamoriv1.Policy, version, deviceID string,
 	for _, u := range order {
 		b.Unlocks = append(b.Unlocks, &mamoriv1.MFAUnlock{User: u, Generation: unlocks[u]})
 	}
+	b.Logins = fleetLogins(d.Logins, ok, deviceID, now)
 	if !settings.GraceUntil.IsZero() {
 		b.GraceUntil = timestamppb.New(settings.GraceUntil)
 		if allowed == nil {
@@ -261,4 +284,52 @@ func (k *Key) Bundle(d BundleData, p *mamoriv1.Policy, version, deviceID string,
 		return nil, err
 	}
 	return &mamoriv1.SealedMFABundle{Version: version, Sealed: sealed}, nil
+}
+
+// Empty seals the empty bundle (version NoBundle) for a device that may
+// hold no secret: taking it, the agent deletes the users, codes and
+// break-glass lines it had.
+func Empty(deviceID string, devicePub []byte, now time.Time) (*mamoriv1.SealedMFABundle, error) {
+	b := &mamoriv1.MFABundle{Version: NoBundle, DeviceId: deviceID, IssuedAt: timestamppb.New(now)}
+	sealed, err := mfabundle.Seal(devicePub, deviceID, b)
+	if err != nil {
+		return nil, err
+	}
+	return &mamoriv1.SealedMFABundle{Version: NoBundle, Sealed: sealed}, nil
+}
+
+// fleetLogins folds the devices' replay and lock-out rows into one entry
+// per allowed user: the highest step on any device (this one's too: a
+// restored terminal learns its own), and the failures and the latest
+// lock-out still running on the other devices (this device's own are in
+// its verify.json already).
+func fleetLogins(rows []store.MFALoginState, allowed func(string) bool, deviceID string, now time.Time) []*mamoriv1.MFALoginState {
+	by := map[string]*mamoriv1.MFALoginState{}
+	var order []string
+	for _, r := range rows {
+		if !allowed(r.User) {
+			continue
+		}
+		e := by[r.User]
+		if e == nil {
+			e = &mamoriv1.MFALoginState{User: r.User}
+			by[r.User] = e
+			order = append(order, r.User)
+		}
+		e.LastStep = max(e.LastStep, r.LastStep)
+		if r.DeviceID == deviceID {
+			continue
+		}
+		e.Failures += int32(min(r.Failures, 1000))
+		if r.LockedUntil.After(now) && (e.LockedUntil == nil || r.LockedUntil.After(e.LockedUntil.AsTime())) {
+			e.LockedUntil = timestamppb.New(r.LockedUntil)
+		}
+	}
+	var out []*mamoriv1.MFALoginState
+	for _, u := range order {
+		if e := by[u]; e.LastStep > 0 || e.Failures > 0 || e.LockedUntil != nil {
+			out = append(out, e)
+		}
+	}
+	return out
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/mamori-dev/mamori/internal/atomicfile"
 	"github.com/mamori-dev/mamori/internal/pki"
 	"github.com/mamori-dev/mamori/internal/policy"
+	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
 	"github.com/mamori-dev/mamori/server/admin"
 	"github.com/mamori-dev/mamori/server/api"
 	"github.com/mamori-dev/mamori/server/attest"
@@ -215,6 +216,7 @@ func Open(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
+	warnMFANobody(ctx, cfg.Log, st)
 	s.seeds, err = LoadOperatorSeedKey(cfg.DataDir)
 	if err != nil {
 		return nil, err
@@ -711,4 +713,35 @@ func newVerifier(cfg Config) (*attest.Verifier, error) {
 		return nil, fmt.Errorf("TPM attestation: %w", err)
 	}
 	return v, nil
+}
+
+// warnMFANobody says at start when the policy has a login-mfa control but
+// names no user anywhere while users are enrolled: since issue #14 the
+// default is nobody, so no terminal receives any factor (an upgrade from
+// the "*" default withdraws every terminal's bundle at its next report).
+func warnMFANobody(ctx context.Context, log *slog.Logger, st store.Store) {
+	p, err := st.CurrentPolicy(ctx)
+	if err != nil {
+		return
+	}
+	us, err := st.MFAUsers(ctx)
+	if err != nil || len(us) == 0 {
+		return
+	}
+	controls := []*mamoriv1.ControlPolicy{p.GetControls()[policy.ControlLoginMFA]}
+	for _, g := range p.GetGroups() {
+		controls = append(controls, g.GetControls()[policy.ControlLoginMFA])
+	}
+	any := false
+	for _, c := range controls {
+		for k, v := range c.GetSettings() {
+			if (k == policy.SettingMFAUsers || strings.HasPrefix(k, policy.SettingMFADeviceUsersPrefix)) && strings.TrimSpace(v) != "" {
+				any = true
+			}
+		}
+	}
+	if !any && controls[0] != nil {
+		log.WarnContext(ctx, "login-mfa names no users: no terminal receives any user's second factor, and terminals drop the ones they hold; "+
+			"set the login-mfa setting users (or users.DEVICE-ID) per scope, see docs/mfa.md \"Who may log in where\"", "enrolled_users", len(us))
+	}
 }

@@ -42,6 +42,7 @@ type MFA interface {
 	// MFAGeneration is the current generation; 0 before the first change.
 	MFAGeneration(ctx context.Context) (int64, error)
 	MFALifecycle
+	MFALogins
 }
 
 // Methods of MFAUser.Method.
@@ -78,7 +79,8 @@ type MFAUnlock struct {
 // terminal gets a new bundle at its next report.
 type MFALifecycle interface {
 	// DeleteMFAUser deletes the user's factors: the enrolment and any
-	// temporary codes. Unlock counters stay. ErrNotFound when there was
+	// temporary codes, and the user's replay and lock-out state (a new
+	// enrolment is a new secret). Unlock counters stay. ErrNotFound when there was
 	// nothing to delete.
 	DeleteMFAUser(ctx context.Context, user string) (int64, error)
 	// ImportMFAUsers stores every user in one transaction and one new
@@ -91,7 +93,10 @@ type MFALifecycle interface {
 	// then expiry.
 	MFATempCodes(ctx context.Context, now time.Time) ([]MFATempCode, error)
 	// UnlockMFAUser raises the user's counter on deviceID ("" for every
-	// device) by one and returns the generation and the new counter.
+	// device) by one and returns the generation and the new counter. It
+	// clears the user's failures and lock-outs the devices reported (on
+	// every device: a fleet-wide lock-out would otherwise hold); the last
+	// accepted steps stay.
 	UnlockMFAUser(ctx context.Context, user, deviceID string) (gen, counter int64, err error)
 	// MFAUnlocks returns every counter, by user then device.
 	MFAUnlocks(ctx context.Context) ([]MFAUnlock, error)
@@ -100,4 +105,53 @@ type MFALifecycle interface {
 	// returns how many it found; the generation moves only when it found
 	// one, so a re-sent event costs nothing.
 	ConsumeMFACodes(ctx context.Context, user string, ids []string, at time.Time) (int, error)
+}
+
+// MFALoginState is one user's replay and lock-out state on one device,
+// as its reports told the server (issue #14 item 9).
+type MFALoginState struct {
+	User     string
+	DeviceID string
+	// LastStep is the last TOTP step the device accepted for the user.
+	LastStep int64
+	// Failures is the device's current run of failures (reset by a
+	// success anywhere, by a lock-out there, and by an unlock).
+	Failures int
+	// LockedUntil is the device's lock-out of the user; zero for none.
+	LockedUntil time.Time
+	UpdatedAt   time.Time
+}
+
+// MFALoginKind is what one login event says (MFALoginEvent.Kind).
+type MFALoginKind int
+
+// What a terminal's login events say, in order.
+const (
+	// MFALoginSuccess: the user logged in (Step: the TOTP step, 0 for
+	// another method). Clears the user's failures and lock-outs on every
+	// device.
+	MFALoginSuccess MFALoginKind = iota + 1
+	// MFALoginFailure: Failures is the device's run of failures now.
+	MFALoginFailure
+	// MFALoginLockout: the device locked the user out until Until.
+	MFALoginLockout
+)
+
+// MFALoginEvent is one login event of a report, already checked.
+type MFALoginEvent struct {
+	Kind     MFALoginKind
+	User     string
+	Step     int64
+	Failures int
+	Until    time.Time
+}
+
+// MFALogins keeps the fleet-wide replay and lock-out state.
+type MFALogins interface {
+	// RecordMFALogins applies a device's login events in order and, when
+	// anything changed, bumps the MFA generation (every terminal's next
+	// bundle carries the new state). It reports whether anything changed.
+	RecordMFALogins(ctx context.Context, deviceID string, evs []MFALoginEvent, at time.Time) (bool, error)
+	// MFALoginStates returns every row, by user then device.
+	MFALoginStates(ctx context.Context) ([]MFALoginState, error)
 }

@@ -213,6 +213,11 @@ type ReportInput struct {
 	// Verdict and Reasons are the server's evaluation of Statuses.
 	Verdict string
 	Reasons []string
+	// KeepVerdict: the report carried no control status, so it says
+	// nothing about compliance: the stored verdict, reasons, failing-since
+	// time and policy version stay (a device that never reported gets
+	// Verdict all the same).
+	KeepVerdict bool
 	// Encoding is optional: the encodings Encode made in advance.
 	Encoding *Encoding
 }

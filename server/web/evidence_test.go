@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
@@ -241,11 +242,24 @@ func TestEvidenceHostileData(t *testing.T) {
 	e := start(t)
 	admin := e.account(t, "admin-ito", "伊藤", auth.RoleAdmin)
 	host := formula + hostile + bidi
-	d := e.device(t, host, failing(hostile, nil),
+	// The server refuses such a hostname at enrolment and neutralises it in
+	// reports (issue #14 item 10); a record stored before that, or written
+	// by another path, still reaches the pages: the device enrols with a
+	// plain name and the hostile one is written into the store directly.
+	d := e.device(t, formula+hostile+"invoice", failing(hostile, nil),
 		&mamoriv1.Event{Id: uuid.NewString(), Time: timestamppb.Now(), Control: "login-mfa", Kind: "mfa_lockout", Attributes: map[string]string{"user": "<script>u" + bidi}},
 		mediaEvent("set_read_only", map[string]string{"serial": formula + "<script>", "device": hostile}),
 		mediaEvent("policy_drift", map[string]string{"value": hostile}))
-	_ = d
+	sd, err := e.h.Srv.Store().GetDevice(context.Background(), d.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	facts := proto.Clone(sd.Facts).(*mamoriv1.DeviceFacts)
+	facts.Hostname = host
+	if res, err := e.h.Srv.Store().IngestReports(context.Background(), []store.ReportInput{{DeviceID: d.ID, CertSerial: sd.CertSerial,
+		ReceivedAt: e.h.Clock.Now(), Facts: facts, Verdict: store.VerdictNoncompliant, Reasons: sd.Reasons, KeepVerdict: true}}); err != nil || res[0].Err != nil {
+		t.Fatalf("store the hostile hostname: %v %v", err, res)
+	}
 	e.step(t)
 	b := e.browser(t, "")
 	b.signIn(admin)

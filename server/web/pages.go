@@ -11,6 +11,7 @@ import (
 	"github.com/mamori-dev/mamori/internal/i18n"
 	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
 	"github.com/mamori-dev/mamori/server/compliance"
+	"github.com/mamori-dev/mamori/server/mfa"
 	"github.com/mamori-dev/mamori/server/store"
 )
 
@@ -194,6 +195,22 @@ type deviceView struct {
 	Revoked  bool
 	// Exceptions of the device and their uses (exceptions.go).
 	Exceptions *deviceExceptions
+	// MFAUsers: whose login factors the device receives, or why none
+	// (server/mfa.Access; issue #14).
+	MFAUsers string
+}
+
+// mfaUsers says whose factors a device with this effective policy
+// receives, or why it receives none.
+func mfaUsers(p *i18n.Printer, pol *mamoriv1.Policy, attested bool) string {
+	a := mfa.AccessOf(pol)
+	if why := a.Refusal(attested); why != "" {
+		return p.Sprintf(i18n.ID("ctl.mfa.access.refused." + why))
+	}
+	if a.All {
+		return p.Sprintf("ctl.mfa.access.all")
+	}
+	return strings.Join(a.Users, ", ")
 }
 
 func sortedKV(m map[string]string) []kv {
@@ -239,7 +256,8 @@ func (c *Console) device(w http.ResponseWriter, r *http.Request, op *operator) {
 		c.internal(w, r, op, err)
 		return
 	}
-	v := deviceView{Row: c.row(p, d, pol, c.now()), Device: d, Facts: d.Facts, Revoked: !d.RevokedAt.IsZero()}
+	v := deviceView{Row: c.row(p, d, pol, c.now()), Device: d, Facts: d.Facts, Revoked: !d.RevokedAt.IsZero(),
+		MFAUsers: mfaUsers(p, pol, d.KeyAttested)}
 	for _, cr := range d.Controls {
 		s := cr.GetStatus()
 		v.Controls = append(v.Controls, controlView{

@@ -1714,7 +1714,10 @@ type MFABundle struct {
 	// Users that grace applies to; "*" means every user without factors.
 	GraceUsers []string `protobuf:"bytes,8,rep,name=grace_users,json=graceUsers,proto3" json:"grace_users,omitempty"`
 	// Methods the policy allows ("totp", "tpm-pin"); empty means "totp".
-	Methods       []string `protobuf:"bytes,9,rep,name=methods,proto3" json:"methods,omitempty"`
+	Methods []string `protobuf:"bytes,9,rep,name=methods,proto3" json:"methods,omitempty"`
+	// Fleet-wide replay and lock-out state of the users in this bundle, as
+	// the other terminals reported it (issue #14 item 9).
+	Logins        []*MFALoginState `protobuf:"bytes,10,rep,name=logins,proto3" json:"logins,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1812,6 +1815,87 @@ func (x *MFABundle) GetMethods() []string {
 	return nil
 }
 
+func (x *MFABundle) GetLogins() []*MFALoginState {
+	if x != nil {
+		return x.Logins
+	}
+	return nil
+}
+
+// MFALoginState is what the other terminals reported about one user.
+type MFALoginState struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	User  string                 `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	// The highest TOTP step accepted for the user on any terminal: a code
+	// of that step or an earlier one is refused here too.
+	LastStep int64 `protobuf:"varint,2,opt,name=last_step,json=lastStep,proto3" json:"last_step,omitempty"`
+	// Failures in a row on the other terminals since the user's last
+	// success anywhere; they count towards this terminal's lock-out.
+	Failures int32 `protobuf:"varint,3,opt,name=failures,proto3" json:"failures,omitempty"`
+	// The latest lock-out of the user on another terminal; unset for none.
+	LockedUntil   *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=locked_until,json=lockedUntil,proto3" json:"locked_until,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MFALoginState) Reset() {
+	*x = MFALoginState{}
+	mi := &file_mamori_v1_mamori_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MFALoginState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MFALoginState) ProtoMessage() {}
+
+func (x *MFALoginState) ProtoReflect() protoreflect.Message {
+	mi := &file_mamori_v1_mamori_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MFALoginState.ProtoReflect.Descriptor instead.
+func (*MFALoginState) Descriptor() ([]byte, []int) {
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *MFALoginState) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *MFALoginState) GetLastStep() int64 {
+	if x != nil {
+		return x.LastStep
+	}
+	return 0
+}
+
+func (x *MFALoginState) GetFailures() int32 {
+	if x != nil {
+		return x.Failures
+	}
+	return 0
+}
+
+func (x *MFALoginState) GetLockedUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LockedUntil
+	}
+	return nil
+}
+
 // MFATempCode is one temporary code as a terminal checks it.
 type MFATempCode struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1828,7 +1912,7 @@ type MFATempCode struct {
 
 func (x *MFATempCode) Reset() {
 	*x = MFATempCode{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[20]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1840,7 +1924,7 @@ func (x *MFATempCode) String() string {
 func (*MFATempCode) ProtoMessage() {}
 
 func (x *MFATempCode) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[20]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1853,7 +1937,7 @@ func (x *MFATempCode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MFATempCode.ProtoReflect.Descriptor instead.
 func (*MFATempCode) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{20}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *MFATempCode) GetUser() string {
@@ -1903,7 +1987,7 @@ type MFAUnlock struct {
 
 func (x *MFAUnlock) Reset() {
 	*x = MFAUnlock{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[21]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1915,7 +1999,7 @@ func (x *MFAUnlock) String() string {
 func (*MFAUnlock) ProtoMessage() {}
 
 func (x *MFAUnlock) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[21]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1928,7 +2012,7 @@ func (x *MFAUnlock) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MFAUnlock.ProtoReflect.Descriptor instead.
 func (*MFAUnlock) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{21}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *MFAUnlock) GetUser() string {
@@ -1967,7 +2051,7 @@ type MFAUserSecret struct {
 
 func (x *MFAUserSecret) Reset() {
 	*x = MFAUserSecret{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[22]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1979,7 +2063,7 @@ func (x *MFAUserSecret) String() string {
 func (*MFAUserSecret) ProtoMessage() {}
 
 func (x *MFAUserSecret) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[22]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1992,7 +2076,7 @@ func (x *MFAUserSecret) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MFAUserSecret.ProtoReflect.Descriptor instead.
 func (*MFAUserSecret) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{22}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *MFAUserSecret) GetUser() string {
@@ -2063,7 +2147,7 @@ type ControlRecord struct {
 
 func (x *ControlRecord) Reset() {
 	*x = ControlRecord{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[23]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2075,7 +2159,7 @@ func (x *ControlRecord) String() string {
 func (*ControlRecord) ProtoMessage() {}
 
 func (x *ControlRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[23]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2088,7 +2172,7 @@ func (x *ControlRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ControlRecord.ProtoReflect.Descriptor instead.
 func (*ControlRecord) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{23}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ControlRecord) GetStatus() *ControlStatus {
@@ -2138,7 +2222,7 @@ type Device struct {
 
 func (x *Device) Reset() {
 	*x = Device{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[24]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2150,7 +2234,7 @@ func (x *Device) String() string {
 func (*Device) ProtoMessage() {}
 
 func (x *Device) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[24]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2163,7 +2247,7 @@ func (x *Device) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Device.ProtoReflect.Descriptor instead.
 func (*Device) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{24}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Device) GetId() string {
@@ -2283,7 +2367,7 @@ type ApproveReenrollmentRequest struct {
 
 func (x *ApproveReenrollmentRequest) Reset() {
 	*x = ApproveReenrollmentRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[25]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2295,7 +2379,7 @@ func (x *ApproveReenrollmentRequest) String() string {
 func (*ApproveReenrollmentRequest) ProtoMessage() {}
 
 func (x *ApproveReenrollmentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[25]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2308,7 +2392,7 @@ func (x *ApproveReenrollmentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveReenrollmentRequest.ProtoReflect.Descriptor instead.
 func (*ApproveReenrollmentRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{25}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ApproveReenrollmentRequest) GetDevice() string {
@@ -2336,7 +2420,7 @@ type ApproveReenrollmentResponse struct {
 
 func (x *ApproveReenrollmentResponse) Reset() {
 	*x = ApproveReenrollmentResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[26]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2348,7 +2432,7 @@ func (x *ApproveReenrollmentResponse) String() string {
 func (*ApproveReenrollmentResponse) ProtoMessage() {}
 
 func (x *ApproveReenrollmentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[26]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2361,7 +2445,7 @@ func (x *ApproveReenrollmentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveReenrollmentResponse.ProtoReflect.Descriptor instead.
 func (*ApproveReenrollmentResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{26}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ApproveReenrollmentResponse) GetDevice() *Device {
@@ -2389,7 +2473,7 @@ type ApproveEKRequest struct {
 
 func (x *ApproveEKRequest) Reset() {
 	*x = ApproveEKRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[27]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2401,7 +2485,7 @@ func (x *ApproveEKRequest) String() string {
 func (*ApproveEKRequest) ProtoMessage() {}
 
 func (x *ApproveEKRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[27]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2414,7 +2498,7 @@ func (x *ApproveEKRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveEKRequest.ProtoReflect.Descriptor instead.
 func (*ApproveEKRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{27}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ApproveEKRequest) GetEkFingerprint() string {
@@ -2441,7 +2525,7 @@ type ApproveEKResponse struct {
 
 func (x *ApproveEKResponse) Reset() {
 	*x = ApproveEKResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[28]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2453,7 +2537,7 @@ func (x *ApproveEKResponse) String() string {
 func (*ApproveEKResponse) ProtoMessage() {}
 
 func (x *ApproveEKResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[28]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2466,7 +2550,7 @@ func (x *ApproveEKResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveEKResponse.ProtoReflect.Descriptor instead.
 func (*ApproveEKResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{28}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ApproveEKResponse) GetAdded() bool {
@@ -2484,7 +2568,7 @@ type ListApprovedEKsRequest struct {
 
 func (x *ListApprovedEKsRequest) Reset() {
 	*x = ListApprovedEKsRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[29]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2496,7 +2580,7 @@ func (x *ListApprovedEKsRequest) String() string {
 func (*ListApprovedEKsRequest) ProtoMessage() {}
 
 func (x *ListApprovedEKsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[29]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2509,7 +2593,7 @@ func (x *ListApprovedEKsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListApprovedEKsRequest.ProtoReflect.Descriptor instead.
 func (*ListApprovedEKsRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{29}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{30}
 }
 
 type ApprovedEK struct {
@@ -2524,7 +2608,7 @@ type ApprovedEK struct {
 
 func (x *ApprovedEK) Reset() {
 	*x = ApprovedEK{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[30]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2536,7 +2620,7 @@ func (x *ApprovedEK) String() string {
 func (*ApprovedEK) ProtoMessage() {}
 
 func (x *ApprovedEK) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[30]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2549,7 +2633,7 @@ func (x *ApprovedEK) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApprovedEK.ProtoReflect.Descriptor instead.
 func (*ApprovedEK) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{30}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ApprovedEK) GetEkFingerprint() string {
@@ -2589,7 +2673,7 @@ type ListApprovedEKsResponse struct {
 
 func (x *ListApprovedEKsResponse) Reset() {
 	*x = ListApprovedEKsResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[31]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2601,7 +2685,7 @@ func (x *ListApprovedEKsResponse) String() string {
 func (*ListApprovedEKsResponse) ProtoMessage() {}
 
 func (x *ListApprovedEKsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[31]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2614,7 +2698,7 @@ func (x *ListApprovedEKsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListApprovedEKsResponse.ProtoReflect.Descriptor instead.
 func (*ListApprovedEKsResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{31}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ListApprovedEKsResponse) GetEks() []*ApprovedEK {
@@ -2639,7 +2723,7 @@ type ListDevicesRequest struct {
 
 func (x *ListDevicesRequest) Reset() {
 	*x = ListDevicesRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[32]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2651,7 +2735,7 @@ func (x *ListDevicesRequest) String() string {
 func (*ListDevicesRequest) ProtoMessage() {}
 
 func (x *ListDevicesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[32]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2664,7 +2748,7 @@ func (x *ListDevicesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDevicesRequest.ProtoReflect.Descriptor instead.
 func (*ListDevicesRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{32}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ListDevicesRequest) GetCompliance() Compliance {
@@ -2705,7 +2789,7 @@ type ListDevicesResponse struct {
 
 func (x *ListDevicesResponse) Reset() {
 	*x = ListDevicesResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[33]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2717,7 +2801,7 @@ func (x *ListDevicesResponse) String() string {
 func (*ListDevicesResponse) ProtoMessage() {}
 
 func (x *ListDevicesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[33]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2730,7 +2814,7 @@ func (x *ListDevicesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDevicesResponse.ProtoReflect.Descriptor instead.
 func (*ListDevicesResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{33}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ListDevicesResponse) GetDevices() []*Device {
@@ -2759,7 +2843,7 @@ type GetDeviceRequest struct {
 
 func (x *GetDeviceRequest) Reset() {
 	*x = GetDeviceRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[34]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2771,7 +2855,7 @@ func (x *GetDeviceRequest) String() string {
 func (*GetDeviceRequest) ProtoMessage() {}
 
 func (x *GetDeviceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[34]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2784,7 +2868,7 @@ func (x *GetDeviceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDeviceRequest.ProtoReflect.Descriptor instead.
 func (*GetDeviceRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{34}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *GetDeviceRequest) GetIdOrHostname() string {
@@ -2811,7 +2895,7 @@ type GetDeviceResponse struct {
 
 func (x *GetDeviceResponse) Reset() {
 	*x = GetDeviceResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[35]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2823,7 +2907,7 @@ func (x *GetDeviceResponse) String() string {
 func (*GetDeviceResponse) ProtoMessage() {}
 
 func (x *GetDeviceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[35]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2836,7 +2920,7 @@ func (x *GetDeviceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDeviceResponse.ProtoReflect.Descriptor instead.
 func (*GetDeviceResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{35}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *GetDeviceResponse) GetDevice() *Device {
@@ -2861,7 +2945,7 @@ type FleetSummaryRequest struct {
 
 func (x *FleetSummaryRequest) Reset() {
 	*x = FleetSummaryRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[36]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2873,7 +2957,7 @@ func (x *FleetSummaryRequest) String() string {
 func (*FleetSummaryRequest) ProtoMessage() {}
 
 func (x *FleetSummaryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[36]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2886,7 +2970,7 @@ func (x *FleetSummaryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FleetSummaryRequest.ProtoReflect.Descriptor instead.
 func (*FleetSummaryRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{36}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{37}
 }
 
 type FleetSummaryResponse struct {
@@ -2907,7 +2991,7 @@ type FleetSummaryResponse struct {
 
 func (x *FleetSummaryResponse) Reset() {
 	*x = FleetSummaryResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[37]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2919,7 +3003,7 @@ func (x *FleetSummaryResponse) String() string {
 func (*FleetSummaryResponse) ProtoMessage() {}
 
 func (x *FleetSummaryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[37]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2932,7 +3016,7 @@ func (x *FleetSummaryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FleetSummaryResponse.ProtoReflect.Descriptor instead.
 func (*FleetSummaryResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{37}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *FleetSummaryResponse) GetTotal() int64 {
@@ -3007,7 +3091,7 @@ type GroupSummary struct {
 
 func (x *GroupSummary) Reset() {
 	*x = GroupSummary{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[38]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3019,7 +3103,7 @@ func (x *GroupSummary) String() string {
 func (*GroupSummary) ProtoMessage() {}
 
 func (x *GroupSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[38]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3032,7 +3116,7 @@ func (x *GroupSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupSummary.ProtoReflect.Descriptor instead.
 func (*GroupSummary) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{38}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *GroupSummary) GetGroup() string {
@@ -3096,7 +3180,7 @@ type StoredEvent struct {
 
 func (x *StoredEvent) Reset() {
 	*x = StoredEvent{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[39]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3108,7 +3192,7 @@ func (x *StoredEvent) String() string {
 func (*StoredEvent) ProtoMessage() {}
 
 func (x *StoredEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[39]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3121,7 +3205,7 @@ func (x *StoredEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoredEvent.ProtoReflect.Descriptor instead.
 func (*StoredEvent) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{39}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *StoredEvent) GetDeviceId() string {
@@ -3158,7 +3242,7 @@ type ListEventsRequest struct {
 
 func (x *ListEventsRequest) Reset() {
 	*x = ListEventsRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[40]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3170,7 +3254,7 @@ func (x *ListEventsRequest) String() string {
 func (*ListEventsRequest) ProtoMessage() {}
 
 func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[40]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3183,7 +3267,7 @@ func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListEventsRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{40}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ListEventsRequest) GetDeviceId() string {
@@ -3218,7 +3302,7 @@ type ListEventsResponse struct {
 
 func (x *ListEventsResponse) Reset() {
 	*x = ListEventsResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[41]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3230,7 +3314,7 @@ func (x *ListEventsResponse) String() string {
 func (*ListEventsResponse) ProtoMessage() {}
 
 func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[41]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3243,7 +3327,7 @@ func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListEventsResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{41}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ListEventsResponse) GetEvents() []*StoredEvent {
@@ -3277,7 +3361,7 @@ type CreateEnrollmentTokenRequest struct {
 
 func (x *CreateEnrollmentTokenRequest) Reset() {
 	*x = CreateEnrollmentTokenRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[42]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3289,7 +3373,7 @@ func (x *CreateEnrollmentTokenRequest) String() string {
 func (*CreateEnrollmentTokenRequest) ProtoMessage() {}
 
 func (x *CreateEnrollmentTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[42]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3302,7 +3386,7 @@ func (x *CreateEnrollmentTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateEnrollmentTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateEnrollmentTokenRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{42}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *CreateEnrollmentTokenRequest) GetTtl() *durationpb.Duration {
@@ -3348,7 +3432,7 @@ type CreateEnrollmentTokenResponse struct {
 
 func (x *CreateEnrollmentTokenResponse) Reset() {
 	*x = CreateEnrollmentTokenResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[43]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3360,7 +3444,7 @@ func (x *CreateEnrollmentTokenResponse) String() string {
 func (*CreateEnrollmentTokenResponse) ProtoMessage() {}
 
 func (x *CreateEnrollmentTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[43]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3373,7 +3457,7 @@ func (x *CreateEnrollmentTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateEnrollmentTokenResponse.ProtoReflect.Descriptor instead.
 func (*CreateEnrollmentTokenResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{43}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *CreateEnrollmentTokenResponse) GetToken() string {
@@ -3421,7 +3505,7 @@ type RevokeDeviceRequest struct {
 
 func (x *RevokeDeviceRequest) Reset() {
 	*x = RevokeDeviceRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[44]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3433,7 +3517,7 @@ func (x *RevokeDeviceRequest) String() string {
 func (*RevokeDeviceRequest) ProtoMessage() {}
 
 func (x *RevokeDeviceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[44]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3446,7 +3530,7 @@ func (x *RevokeDeviceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeDeviceRequest.ProtoReflect.Descriptor instead.
 func (*RevokeDeviceRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{44}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *RevokeDeviceRequest) GetDeviceId() string {
@@ -3472,7 +3556,7 @@ type RevokeDeviceResponse struct {
 
 func (x *RevokeDeviceResponse) Reset() {
 	*x = RevokeDeviceResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[45]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3484,7 +3568,7 @@ func (x *RevokeDeviceResponse) String() string {
 func (*RevokeDeviceResponse) ProtoMessage() {}
 
 func (x *RevokeDeviceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[45]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3497,7 +3581,7 @@ func (x *RevokeDeviceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeDeviceResponse.ProtoReflect.Descriptor instead.
 func (*RevokeDeviceResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{45}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *RevokeDeviceResponse) GetDevice() *Device {
@@ -3521,7 +3605,7 @@ type SetDeviceGroupRequest struct {
 
 func (x *SetDeviceGroupRequest) Reset() {
 	*x = SetDeviceGroupRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[46]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3533,7 +3617,7 @@ func (x *SetDeviceGroupRequest) String() string {
 func (*SetDeviceGroupRequest) ProtoMessage() {}
 
 func (x *SetDeviceGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[46]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3546,7 +3630,7 @@ func (x *SetDeviceGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetDeviceGroupRequest.ProtoReflect.Descriptor instead.
 func (*SetDeviceGroupRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{46}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *SetDeviceGroupRequest) GetDevice() string {
@@ -3579,7 +3663,7 @@ type SetDeviceGroupResponse struct {
 
 func (x *SetDeviceGroupResponse) Reset() {
 	*x = SetDeviceGroupResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[47]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3591,7 +3675,7 @@ func (x *SetDeviceGroupResponse) String() string {
 func (*SetDeviceGroupResponse) ProtoMessage() {}
 
 func (x *SetDeviceGroupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[47]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3604,7 +3688,7 @@ func (x *SetDeviceGroupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetDeviceGroupResponse.ProtoReflect.Descriptor instead.
 func (*SetDeviceGroupResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{47}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *SetDeviceGroupResponse) GetDevice() *Device {
@@ -3626,7 +3710,7 @@ type ListAuditRequest struct {
 
 func (x *ListAuditRequest) Reset() {
 	*x = ListAuditRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[48]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3638,7 +3722,7 @@ func (x *ListAuditRequest) String() string {
 func (*ListAuditRequest) ProtoMessage() {}
 
 func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[48]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3651,7 +3735,7 @@ func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{48}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *ListAuditRequest) GetAfterSeq() int64 {
@@ -3688,7 +3772,7 @@ type AuditRecord struct {
 
 func (x *AuditRecord) Reset() {
 	*x = AuditRecord{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[49]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3700,7 +3784,7 @@ func (x *AuditRecord) String() string {
 func (*AuditRecord) ProtoMessage() {}
 
 func (x *AuditRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[49]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3713,7 +3797,7 @@ func (x *AuditRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditRecord.ProtoReflect.Descriptor instead.
 func (*AuditRecord) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{49}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *AuditRecord) GetSeq() int64 {
@@ -3784,7 +3868,7 @@ type ListAuditResponse struct {
 
 func (x *ListAuditResponse) Reset() {
 	*x = ListAuditResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[50]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3796,7 +3880,7 @@ func (x *ListAuditResponse) String() string {
 func (*ListAuditResponse) ProtoMessage() {}
 
 func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[50]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3809,7 +3893,7 @@ func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{50}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *ListAuditResponse) GetRecords() []*AuditRecord {
@@ -3834,7 +3918,7 @@ type GetPolicyRequest struct {
 
 func (x *GetPolicyRequest) Reset() {
 	*x = GetPolicyRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[51]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3846,7 +3930,7 @@ func (x *GetPolicyRequest) String() string {
 func (*GetPolicyRequest) ProtoMessage() {}
 
 func (x *GetPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[51]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3859,7 +3943,7 @@ func (x *GetPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPolicyRequest.ProtoReflect.Descriptor instead.
 func (*GetPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{51}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{52}
 }
 
 type GetPolicyResponse struct {
@@ -3871,7 +3955,7 @@ type GetPolicyResponse struct {
 
 func (x *GetPolicyResponse) Reset() {
 	*x = GetPolicyResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[52]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3883,7 +3967,7 @@ func (x *GetPolicyResponse) String() string {
 func (*GetPolicyResponse) ProtoMessage() {}
 
 func (x *GetPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[52]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3896,7 +3980,7 @@ func (x *GetPolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPolicyResponse.ProtoReflect.Descriptor instead.
 func (*GetPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{52}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *GetPolicyResponse) GetPolicy() *Policy {
@@ -3920,7 +4004,7 @@ type SetPolicyRequest struct {
 
 func (x *SetPolicyRequest) Reset() {
 	*x = SetPolicyRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[53]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3932,7 +4016,7 @@ func (x *SetPolicyRequest) String() string {
 func (*SetPolicyRequest) ProtoMessage() {}
 
 func (x *SetPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[53]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3945,7 +4029,7 @@ func (x *SetPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPolicyRequest.ProtoReflect.Descriptor instead.
 func (*SetPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{53}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *SetPolicyRequest) GetPolicy() *Policy {
@@ -3978,7 +4062,7 @@ type SetPolicyResponse struct {
 
 func (x *SetPolicyResponse) Reset() {
 	*x = SetPolicyResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[54]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3990,7 +4074,7 @@ func (x *SetPolicyResponse) String() string {
 func (*SetPolicyResponse) ProtoMessage() {}
 
 func (x *SetPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[54]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4003,7 +4087,7 @@ func (x *SetPolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPolicyResponse.ProtoReflect.Descriptor instead.
 func (*SetPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{54}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *SetPolicyResponse) GetPolicy() *Policy {
@@ -4026,7 +4110,7 @@ type EnrollMFAUserRequest struct {
 
 func (x *EnrollMFAUserRequest) Reset() {
 	*x = EnrollMFAUserRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[55]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4038,7 +4122,7 @@ func (x *EnrollMFAUserRequest) String() string {
 func (*EnrollMFAUserRequest) ProtoMessage() {}
 
 func (x *EnrollMFAUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[55]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4051,7 +4135,7 @@ func (x *EnrollMFAUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrollMFAUserRequest.ProtoReflect.Descriptor instead.
 func (*EnrollMFAUserRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{55}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *EnrollMFAUserRequest) GetUser() string {
@@ -4081,7 +4165,7 @@ type EnrollMFAUserResponse struct {
 
 func (x *EnrollMFAUserResponse) Reset() {
 	*x = EnrollMFAUserResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[56]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4093,7 +4177,7 @@ func (x *EnrollMFAUserResponse) String() string {
 func (*EnrollMFAUserResponse) ProtoMessage() {}
 
 func (x *EnrollMFAUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[56]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4106,7 +4190,7 @@ func (x *EnrollMFAUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrollMFAUserResponse.ProtoReflect.Descriptor instead.
 func (*EnrollMFAUserResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{56}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *EnrollMFAUserResponse) GetUser() string {
@@ -4141,7 +4225,7 @@ type ResetMFAUserRequest struct {
 
 func (x *ResetMFAUserRequest) Reset() {
 	*x = ResetMFAUserRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[57]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4153,7 +4237,7 @@ func (x *ResetMFAUserRequest) String() string {
 func (*ResetMFAUserRequest) ProtoMessage() {}
 
 func (x *ResetMFAUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[57]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4166,7 +4250,7 @@ func (x *ResetMFAUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResetMFAUserRequest.ProtoReflect.Descriptor instead.
 func (*ResetMFAUserRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{57}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *ResetMFAUserRequest) GetUser() string {
@@ -4191,7 +4275,7 @@ type ResetMFAUserResponse struct {
 
 func (x *ResetMFAUserResponse) Reset() {
 	*x = ResetMFAUserResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[58]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4203,7 +4287,7 @@ func (x *ResetMFAUserResponse) String() string {
 func (*ResetMFAUserResponse) ProtoMessage() {}
 
 func (x *ResetMFAUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[58]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4216,7 +4300,7 @@ func (x *ResetMFAUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResetMFAUserResponse.ProtoReflect.Descriptor instead.
 func (*ResetMFAUserResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{58}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{59}
 }
 
 type UnlockMFAUserRequest struct {
@@ -4230,7 +4314,7 @@ type UnlockMFAUserRequest struct {
 
 func (x *UnlockMFAUserRequest) Reset() {
 	*x = UnlockMFAUserRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[59]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4242,7 +4326,7 @@ func (x *UnlockMFAUserRequest) String() string {
 func (*UnlockMFAUserRequest) ProtoMessage() {}
 
 func (x *UnlockMFAUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[59]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4255,7 +4339,7 @@ func (x *UnlockMFAUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnlockMFAUserRequest.ProtoReflect.Descriptor instead.
 func (*UnlockMFAUserRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{59}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *UnlockMFAUserRequest) GetUser() string {
@@ -4282,7 +4366,7 @@ type UnlockMFAUserResponse struct {
 
 func (x *UnlockMFAUserResponse) Reset() {
 	*x = UnlockMFAUserResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[60]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4294,7 +4378,7 @@ func (x *UnlockMFAUserResponse) String() string {
 func (*UnlockMFAUserResponse) ProtoMessage() {}
 
 func (x *UnlockMFAUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[60]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4307,7 +4391,7 @@ func (x *UnlockMFAUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnlockMFAUserResponse.ProtoReflect.Descriptor instead.
 func (*UnlockMFAUserResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{60}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *UnlockMFAUserResponse) GetGeneration() int64 {
@@ -4328,7 +4412,7 @@ type IssueMFATempCodeRequest struct {
 
 func (x *IssueMFATempCodeRequest) Reset() {
 	*x = IssueMFATempCodeRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[61]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4340,7 +4424,7 @@ func (x *IssueMFATempCodeRequest) String() string {
 func (*IssueMFATempCodeRequest) ProtoMessage() {}
 
 func (x *IssueMFATempCodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[61]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4353,7 +4437,7 @@ func (x *IssueMFATempCodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueMFATempCodeRequest.ProtoReflect.Descriptor instead.
 func (*IssueMFATempCodeRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{61}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *IssueMFATempCodeRequest) GetUser() string {
@@ -4383,7 +4467,7 @@ type IssueMFATempCodeResponse struct {
 
 func (x *IssueMFATempCodeResponse) Reset() {
 	*x = IssueMFATempCodeResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[62]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4395,7 +4479,7 @@ func (x *IssueMFATempCodeResponse) String() string {
 func (*IssueMFATempCodeResponse) ProtoMessage() {}
 
 func (x *IssueMFATempCodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[62]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4408,7 +4492,7 @@ func (x *IssueMFATempCodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueMFATempCodeResponse.ProtoReflect.Descriptor instead.
 func (*IssueMFATempCodeResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{62}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *IssueMFATempCodeResponse) GetCode() string {
@@ -4444,7 +4528,7 @@ type ImportMFASeedsRequest struct {
 
 func (x *ImportMFASeedsRequest) Reset() {
 	*x = ImportMFASeedsRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[63]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4456,7 +4540,7 @@ func (x *ImportMFASeedsRequest) String() string {
 func (*ImportMFASeedsRequest) ProtoMessage() {}
 
 func (x *ImportMFASeedsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[63]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4469,7 +4553,7 @@ func (x *ImportMFASeedsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportMFASeedsRequest.ProtoReflect.Descriptor instead.
 func (*ImportMFASeedsRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{63}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *ImportMFASeedsRequest) GetCsv() []byte {
@@ -4495,7 +4579,7 @@ type ImportMFASeedsResponse struct {
 
 func (x *ImportMFASeedsResponse) Reset() {
 	*x = ImportMFASeedsResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[64]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4507,7 +4591,7 @@ func (x *ImportMFASeedsResponse) String() string {
 func (*ImportMFASeedsResponse) ProtoMessage() {}
 
 func (x *ImportMFASeedsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[64]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4520,7 +4604,7 @@ func (x *ImportMFASeedsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportMFASeedsResponse.ProtoReflect.Descriptor instead.
 func (*ImportMFASeedsResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{64}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *ImportMFASeedsResponse) GetImported() int32 {
@@ -4538,7 +4622,7 @@ type ListMFAUsersRequest struct {
 
 func (x *ListMFAUsersRequest) Reset() {
 	*x = ListMFAUsersRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[65]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4550,7 +4634,7 @@ func (x *ListMFAUsersRequest) String() string {
 func (*ListMFAUsersRequest) ProtoMessage() {}
 
 func (x *ListMFAUsersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[65]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4563,7 +4647,7 @@ func (x *ListMFAUsersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMFAUsersRequest.ProtoReflect.Descriptor instead.
 func (*ListMFAUsersRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{65}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{66}
 }
 
 type MFAUserInfo struct {
@@ -4581,7 +4665,7 @@ type MFAUserInfo struct {
 
 func (x *MFAUserInfo) Reset() {
 	*x = MFAUserInfo{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[66]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4593,7 +4677,7 @@ func (x *MFAUserInfo) String() string {
 func (*MFAUserInfo) ProtoMessage() {}
 
 func (x *MFAUserInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[66]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4606,7 +4690,7 @@ func (x *MFAUserInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MFAUserInfo.ProtoReflect.Descriptor instead.
 func (*MFAUserInfo) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{66}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *MFAUserInfo) GetUser() string {
@@ -4660,7 +4744,7 @@ type ListMFAUsersResponse struct {
 
 func (x *ListMFAUsersResponse) Reset() {
 	*x = ListMFAUsersResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[67]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4672,7 +4756,7 @@ func (x *ListMFAUsersResponse) String() string {
 func (*ListMFAUsersResponse) ProtoMessage() {}
 
 func (x *ListMFAUsersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[67]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4685,7 +4769,7 @@ func (x *ListMFAUsersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMFAUsersResponse.ProtoReflect.Descriptor instead.
 func (*ListMFAUsersResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{67}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *ListMFAUsersResponse) GetUsers() []*MFAUserInfo {
@@ -4721,7 +4805,7 @@ type Exception struct {
 
 func (x *Exception) Reset() {
 	*x = Exception{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[68]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4733,7 +4817,7 @@ func (x *Exception) String() string {
 func (*Exception) ProtoMessage() {}
 
 func (x *Exception) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[68]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4746,7 +4830,7 @@ func (x *Exception) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Exception.ProtoReflect.Descriptor instead.
 func (*Exception) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{68}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *Exception) GetId() string {
@@ -4849,7 +4933,7 @@ type CreateExceptionRequest struct {
 
 func (x *CreateExceptionRequest) Reset() {
 	*x = CreateExceptionRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[69]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4861,7 +4945,7 @@ func (x *CreateExceptionRequest) String() string {
 func (*CreateExceptionRequest) ProtoMessage() {}
 
 func (x *CreateExceptionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[69]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4874,7 +4958,7 @@ func (x *CreateExceptionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateExceptionRequest.ProtoReflect.Descriptor instead.
 func (*CreateExceptionRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{69}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *CreateExceptionRequest) GetUsb() string {
@@ -4928,7 +5012,7 @@ type CreateExceptionResponse struct {
 
 func (x *CreateExceptionResponse) Reset() {
 	*x = CreateExceptionResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[70]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4940,7 +5024,7 @@ func (x *CreateExceptionResponse) String() string {
 func (*CreateExceptionResponse) ProtoMessage() {}
 
 func (x *CreateExceptionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[70]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4953,7 +5037,7 @@ func (x *CreateExceptionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateExceptionResponse.ProtoReflect.Descriptor instead.
 func (*CreateExceptionResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{70}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *CreateExceptionResponse) GetException() *Exception {
@@ -4976,7 +5060,7 @@ type ListExceptionsRequest struct {
 
 func (x *ListExceptionsRequest) Reset() {
 	*x = ListExceptionsRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[71]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4988,7 +5072,7 @@ func (x *ListExceptionsRequest) String() string {
 func (*ListExceptionsRequest) ProtoMessage() {}
 
 func (x *ListExceptionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[71]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5001,7 +5085,7 @@ func (x *ListExceptionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListExceptionsRequest.ProtoReflect.Descriptor instead.
 func (*ListExceptionsRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{71}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *ListExceptionsRequest) GetDevice() string {
@@ -5027,7 +5111,7 @@ type ListExceptionsResponse struct {
 
 func (x *ListExceptionsResponse) Reset() {
 	*x = ListExceptionsResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[72]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5039,7 +5123,7 @@ func (x *ListExceptionsResponse) String() string {
 func (*ListExceptionsResponse) ProtoMessage() {}
 
 func (x *ListExceptionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[72]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5052,7 +5136,7 @@ func (x *ListExceptionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListExceptionsResponse.ProtoReflect.Descriptor instead.
 func (*ListExceptionsResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{72}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *ListExceptionsResponse) GetExceptions() []*Exception {
@@ -5072,7 +5156,7 @@ type RevokeExceptionRequest struct {
 
 func (x *RevokeExceptionRequest) Reset() {
 	*x = RevokeExceptionRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[73]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5084,7 +5168,7 @@ func (x *RevokeExceptionRequest) String() string {
 func (*RevokeExceptionRequest) ProtoMessage() {}
 
 func (x *RevokeExceptionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[73]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5097,7 +5181,7 @@ func (x *RevokeExceptionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeExceptionRequest.ProtoReflect.Descriptor instead.
 func (*RevokeExceptionRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{73}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *RevokeExceptionRequest) GetId() string {
@@ -5123,7 +5207,7 @@ type RevokeExceptionResponse struct {
 
 func (x *RevokeExceptionResponse) Reset() {
 	*x = RevokeExceptionResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[74]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5135,7 +5219,7 @@ func (x *RevokeExceptionResponse) String() string {
 func (*RevokeExceptionResponse) ProtoMessage() {}
 
 func (x *RevokeExceptionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[74]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5148,7 +5232,7 @@ func (x *RevokeExceptionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeExceptionResponse.ProtoReflect.Descriptor instead.
 func (*RevokeExceptionResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{74}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *RevokeExceptionResponse) GetException() *Exception {
@@ -5169,7 +5253,7 @@ type ImportLedgerRequest struct {
 
 func (x *ImportLedgerRequest) Reset() {
 	*x = ImportLedgerRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[75]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5181,7 +5265,7 @@ func (x *ImportLedgerRequest) String() string {
 func (*ImportLedgerRequest) ProtoMessage() {}
 
 func (x *ImportLedgerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[75]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5194,7 +5278,7 @@ func (x *ImportLedgerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportLedgerRequest.ProtoReflect.Descriptor instead.
 func (*ImportLedgerRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{75}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *ImportLedgerRequest) GetCsv() []byte {
@@ -5220,7 +5304,7 @@ type ImportLedgerResponse struct {
 
 func (x *ImportLedgerResponse) Reset() {
 	*x = ImportLedgerResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[76]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5232,7 +5316,7 @@ func (x *ImportLedgerResponse) String() string {
 func (*ImportLedgerResponse) ProtoMessage() {}
 
 func (x *ImportLedgerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[76]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5245,7 +5329,7 @@ func (x *ImportLedgerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportLedgerResponse.ProtoReflect.Descriptor instead.
 func (*ImportLedgerResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{76}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *ImportLedgerResponse) GetRows() int32 {
@@ -5263,7 +5347,7 @@ type ListLedgerRequest struct {
 
 func (x *ListLedgerRequest) Reset() {
 	*x = ListLedgerRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[77]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5275,7 +5359,7 @@ func (x *ListLedgerRequest) String() string {
 func (*ListLedgerRequest) ProtoMessage() {}
 
 func (x *ListLedgerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[77]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5288,7 +5372,7 @@ func (x *ListLedgerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListLedgerRequest.ProtoReflect.Descriptor instead.
 func (*ListLedgerRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{77}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{78}
 }
 
 // LedgerRow is one ledger entry or one enrolled device the ledger lacks.
@@ -5310,7 +5394,7 @@ type LedgerRow struct {
 
 func (x *LedgerRow) Reset() {
 	*x = LedgerRow{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[78]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5322,7 +5406,7 @@ func (x *LedgerRow) String() string {
 func (*LedgerRow) ProtoMessage() {}
 
 func (x *LedgerRow) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[78]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5335,7 +5419,7 @@ func (x *LedgerRow) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LedgerRow.ProtoReflect.Descriptor instead.
 func (*LedgerRow) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{78}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *LedgerRow) GetAssetId() string {
@@ -5412,7 +5496,7 @@ type ListLedgerResponse struct {
 
 func (x *ListLedgerResponse) Reset() {
 	*x = ListLedgerResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[79]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5424,7 +5508,7 @@ func (x *ListLedgerResponse) String() string {
 func (*ListLedgerResponse) ProtoMessage() {}
 
 func (x *ListLedgerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[79]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5437,7 +5521,7 @@ func (x *ListLedgerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListLedgerResponse.ProtoReflect.Descriptor instead.
 func (*ListLedgerResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{79}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *ListLedgerResponse) GetRows() []*LedgerRow {
@@ -5603,7 +5687,7 @@ const file_mamori_v1_mamori_proto_rawDesc = "" +
 	"\tnot_after\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\bnotAfter\"C\n" +
 	"\x0fSealedMFABundle\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x12\x16\n" +
-	"\x06sealed\x18\x02 \x01(\fR\x06sealed\"\x8a\x03\n" +
+	"\x06sealed\x18\x02 \x01(\fR\x06sealed\"\xbc\x03\n" +
 	"\tMFABundle\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x12\x1b\n" +
 	"\tdevice_id\x18\x02 \x01(\tR\bdeviceId\x127\n" +
@@ -5616,7 +5700,14 @@ const file_mamori_v1_mamori_proto_rawDesc = "" +
 	"graceUntil\x12\x1f\n" +
 	"\vgrace_users\x18\b \x03(\tR\n" +
 	"graceUsers\x12\x18\n" +
-	"\amethods\x18\t \x03(\tR\amethods\"\x94\x01\n" +
+	"\amethods\x18\t \x03(\tR\amethods\x120\n" +
+	"\x06logins\x18\n" +
+	" \x03(\v2\x18.mamori.v1.MFALoginStateR\x06logins\"\x9b\x01\n" +
+	"\rMFALoginState\x12\x12\n" +
+	"\x04user\x18\x01 \x01(\tR\x04user\x12\x1b\n" +
+	"\tlast_step\x18\x02 \x01(\x03R\blastStep\x12\x1a\n" +
+	"\bfailures\x18\x03 \x01(\x05R\bfailures\x12=\n" +
+	"\flocked_until\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vlockedUntil\"\x94\x01\n" +
 	"\vMFATempCode\x12\x12\n" +
 	"\x04user\x18\x01 \x01(\tR\x04user\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12\x12\n" +
@@ -5953,7 +6044,7 @@ func file_mamori_v1_mamori_proto_rawDescGZIP() []byte {
 }
 
 var file_mamori_v1_mamori_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_mamori_v1_mamori_proto_msgTypes = make([]protoimpl.MessageInfo, 86)
+var file_mamori_v1_mamori_proto_msgTypes = make([]protoimpl.MessageInfo, 87)
 var file_mamori_v1_mamori_proto_goTypes = []any{
 	(Mode)(0),                             // 0: mamori.v1.Mode
 	(ControlState)(0),                     // 1: mamori.v1.ControlState
@@ -5978,94 +6069,95 @@ var file_mamori_v1_mamori_proto_goTypes = []any{
 	(*RenewResponse)(nil),                 // 20: mamori.v1.RenewResponse
 	(*SealedMFABundle)(nil),               // 21: mamori.v1.SealedMFABundle
 	(*MFABundle)(nil),                     // 22: mamori.v1.MFABundle
-	(*MFATempCode)(nil),                   // 23: mamori.v1.MFATempCode
-	(*MFAUnlock)(nil),                     // 24: mamori.v1.MFAUnlock
-	(*MFAUserSecret)(nil),                 // 25: mamori.v1.MFAUserSecret
-	(*ControlRecord)(nil),                 // 26: mamori.v1.ControlRecord
-	(*Device)(nil),                        // 27: mamori.v1.Device
-	(*ApproveReenrollmentRequest)(nil),    // 28: mamori.v1.ApproveReenrollmentRequest
-	(*ApproveReenrollmentResponse)(nil),   // 29: mamori.v1.ApproveReenrollmentResponse
-	(*ApproveEKRequest)(nil),              // 30: mamori.v1.ApproveEKRequest
-	(*ApproveEKResponse)(nil),             // 31: mamori.v1.ApproveEKResponse
-	(*ListApprovedEKsRequest)(nil),        // 32: mamori.v1.ListApprovedEKsRequest
-	(*ApprovedEK)(nil),                    // 33: mamori.v1.ApprovedEK
-	(*ListApprovedEKsResponse)(nil),       // 34: mamori.v1.ListApprovedEKsResponse
-	(*ListDevicesRequest)(nil),            // 35: mamori.v1.ListDevicesRequest
-	(*ListDevicesResponse)(nil),           // 36: mamori.v1.ListDevicesResponse
-	(*GetDeviceRequest)(nil),              // 37: mamori.v1.GetDeviceRequest
-	(*GetDeviceResponse)(nil),             // 38: mamori.v1.GetDeviceResponse
-	(*FleetSummaryRequest)(nil),           // 39: mamori.v1.FleetSummaryRequest
-	(*FleetSummaryResponse)(nil),          // 40: mamori.v1.FleetSummaryResponse
-	(*GroupSummary)(nil),                  // 41: mamori.v1.GroupSummary
-	(*StoredEvent)(nil),                   // 42: mamori.v1.StoredEvent
-	(*ListEventsRequest)(nil),             // 43: mamori.v1.ListEventsRequest
-	(*ListEventsResponse)(nil),            // 44: mamori.v1.ListEventsResponse
-	(*CreateEnrollmentTokenRequest)(nil),  // 45: mamori.v1.CreateEnrollmentTokenRequest
-	(*CreateEnrollmentTokenResponse)(nil), // 46: mamori.v1.CreateEnrollmentTokenResponse
-	(*RevokeDeviceRequest)(nil),           // 47: mamori.v1.RevokeDeviceRequest
-	(*RevokeDeviceResponse)(nil),          // 48: mamori.v1.RevokeDeviceResponse
-	(*SetDeviceGroupRequest)(nil),         // 49: mamori.v1.SetDeviceGroupRequest
-	(*SetDeviceGroupResponse)(nil),        // 50: mamori.v1.SetDeviceGroupResponse
-	(*ListAuditRequest)(nil),              // 51: mamori.v1.ListAuditRequest
-	(*AuditRecord)(nil),                   // 52: mamori.v1.AuditRecord
-	(*ListAuditResponse)(nil),             // 53: mamori.v1.ListAuditResponse
-	(*GetPolicyRequest)(nil),              // 54: mamori.v1.GetPolicyRequest
-	(*GetPolicyResponse)(nil),             // 55: mamori.v1.GetPolicyResponse
-	(*SetPolicyRequest)(nil),              // 56: mamori.v1.SetPolicyRequest
-	(*SetPolicyResponse)(nil),             // 57: mamori.v1.SetPolicyResponse
-	(*EnrollMFAUserRequest)(nil),          // 58: mamori.v1.EnrollMFAUserRequest
-	(*EnrollMFAUserResponse)(nil),         // 59: mamori.v1.EnrollMFAUserResponse
-	(*ResetMFAUserRequest)(nil),           // 60: mamori.v1.ResetMFAUserRequest
-	(*ResetMFAUserResponse)(nil),          // 61: mamori.v1.ResetMFAUserResponse
-	(*UnlockMFAUserRequest)(nil),          // 62: mamori.v1.UnlockMFAUserRequest
-	(*UnlockMFAUserResponse)(nil),         // 63: mamori.v1.UnlockMFAUserResponse
-	(*IssueMFATempCodeRequest)(nil),       // 64: mamori.v1.IssueMFATempCodeRequest
-	(*IssueMFATempCodeResponse)(nil),      // 65: mamori.v1.IssueMFATempCodeResponse
-	(*ImportMFASeedsRequest)(nil),         // 66: mamori.v1.ImportMFASeedsRequest
-	(*ImportMFASeedsResponse)(nil),        // 67: mamori.v1.ImportMFASeedsResponse
-	(*ListMFAUsersRequest)(nil),           // 68: mamori.v1.ListMFAUsersRequest
-	(*MFAUserInfo)(nil),                   // 69: mamori.v1.MFAUserInfo
-	(*ListMFAUsersResponse)(nil),          // 70: mamori.v1.ListMFAUsersResponse
-	(*Exception)(nil),                     // 71: mamori.v1.Exception
-	(*CreateExceptionRequest)(nil),        // 72: mamori.v1.CreateExceptionRequest
-	(*CreateExceptionResponse)(nil),       // 73: mamori.v1.CreateExceptionResponse
-	(*ListExceptionsRequest)(nil),         // 74: mamori.v1.ListExceptionsRequest
-	(*ListExceptionsResponse)(nil),        // 75: mamori.v1.ListExceptionsResponse
-	(*RevokeExceptionRequest)(nil),        // 76: mamori.v1.RevokeExceptionRequest
-	(*RevokeExceptionResponse)(nil),       // 77: mamori.v1.RevokeExceptionResponse
-	(*ImportLedgerRequest)(nil),           // 78: mamori.v1.ImportLedgerRequest
-	(*ImportLedgerResponse)(nil),          // 79: mamori.v1.ImportLedgerResponse
-	(*ListLedgerRequest)(nil),             // 80: mamori.v1.ListLedgerRequest
-	(*LedgerRow)(nil),                     // 81: mamori.v1.LedgerRow
-	(*ListLedgerResponse)(nil),            // 82: mamori.v1.ListLedgerResponse
-	nil,                                   // 83: mamori.v1.ControlStatus.EvidenceEntry
-	nil,                                   // 84: mamori.v1.Event.AttributesEntry
-	nil,                                   // 85: mamori.v1.ControlPolicy.SettingsEntry
-	nil,                                   // 86: mamori.v1.Policy.ControlsEntry
-	nil,                                   // 87: mamori.v1.Policy.GroupsEntry
-	nil,                                   // 88: mamori.v1.GroupPolicy.ControlsEntry
-	(*timestamppb.Timestamp)(nil),         // 89: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),           // 90: google.protobuf.Duration
+	(*MFALoginState)(nil),                 // 23: mamori.v1.MFALoginState
+	(*MFATempCode)(nil),                   // 24: mamori.v1.MFATempCode
+	(*MFAUnlock)(nil),                     // 25: mamori.v1.MFAUnlock
+	(*MFAUserSecret)(nil),                 // 26: mamori.v1.MFAUserSecret
+	(*ControlRecord)(nil),                 // 27: mamori.v1.ControlRecord
+	(*Device)(nil),                        // 28: mamori.v1.Device
+	(*ApproveReenrollmentRequest)(nil),    // 29: mamori.v1.ApproveReenrollmentRequest
+	(*ApproveReenrollmentResponse)(nil),   // 30: mamori.v1.ApproveReenrollmentResponse
+	(*ApproveEKRequest)(nil),              // 31: mamori.v1.ApproveEKRequest
+	(*ApproveEKResponse)(nil),             // 32: mamori.v1.ApproveEKResponse
+	(*ListApprovedEKsRequest)(nil),        // 33: mamori.v1.ListApprovedEKsRequest
+	(*ApprovedEK)(nil),                    // 34: mamori.v1.ApprovedEK
+	(*ListApprovedEKsResponse)(nil),       // 35: mamori.v1.ListApprovedEKsResponse
+	(*ListDevicesRequest)(nil),            // 36: mamori.v1.ListDevicesRequest
+	(*ListDevicesResponse)(nil),           // 37: mamori.v1.ListDevicesResponse
+	(*GetDeviceRequest)(nil),              // 38: mamori.v1.GetDeviceRequest
+	(*GetDeviceResponse)(nil),             // 39: mamori.v1.GetDeviceResponse
+	(*FleetSummaryRequest)(nil),           // 40: mamori.v1.FleetSummaryRequest
+	(*FleetSummaryResponse)(nil),          // 41: mamori.v1.FleetSummaryResponse
+	(*GroupSummary)(nil),                  // 42: mamori.v1.GroupSummary
+	(*StoredEvent)(nil),                   // 43: mamori.v1.StoredEvent
+	(*ListEventsRequest)(nil),             // 44: mamori.v1.ListEventsRequest
+	(*ListEventsResponse)(nil),            // 45: mamori.v1.ListEventsResponse
+	(*CreateEnrollmentTokenRequest)(nil),  // 46: mamori.v1.CreateEnrollmentTokenRequest
+	(*CreateEnrollmentTokenResponse)(nil), // 47: mamori.v1.CreateEnrollmentTokenResponse
+	(*RevokeDeviceRequest)(nil),           // 48: mamori.v1.RevokeDeviceRequest
+	(*RevokeDeviceResponse)(nil),          // 49: mamori.v1.RevokeDeviceResponse
+	(*SetDeviceGroupRequest)(nil),         // 50: mamori.v1.SetDeviceGroupRequest
+	(*SetDeviceGroupResponse)(nil),        // 51: mamori.v1.SetDeviceGroupResponse
+	(*ListAuditRequest)(nil),              // 52: mamori.v1.ListAuditRequest
+	(*AuditRecord)(nil),                   // 53: mamori.v1.AuditRecord
+	(*ListAuditResponse)(nil),             // 54: mamori.v1.ListAuditResponse
+	(*GetPolicyRequest)(nil),              // 55: mamori.v1.GetPolicyRequest
+	(*GetPolicyResponse)(nil),             // 56: mamori.v1.GetPolicyResponse
+	(*SetPolicyRequest)(nil),              // 57: mamori.v1.SetPolicyRequest
+	(*SetPolicyResponse)(nil),             // 58: mamori.v1.SetPolicyResponse
+	(*EnrollMFAUserRequest)(nil),          // 59: mamori.v1.EnrollMFAUserRequest
+	(*EnrollMFAUserResponse)(nil),         // 60: mamori.v1.EnrollMFAUserResponse
+	(*ResetMFAUserRequest)(nil),           // 61: mamori.v1.ResetMFAUserRequest
+	(*ResetMFAUserResponse)(nil),          // 62: mamori.v1.ResetMFAUserResponse
+	(*UnlockMFAUserRequest)(nil),          // 63: mamori.v1.UnlockMFAUserRequest
+	(*UnlockMFAUserResponse)(nil),         // 64: mamori.v1.UnlockMFAUserResponse
+	(*IssueMFATempCodeRequest)(nil),       // 65: mamori.v1.IssueMFATempCodeRequest
+	(*IssueMFATempCodeResponse)(nil),      // 66: mamori.v1.IssueMFATempCodeResponse
+	(*ImportMFASeedsRequest)(nil),         // 67: mamori.v1.ImportMFASeedsRequest
+	(*ImportMFASeedsResponse)(nil),        // 68: mamori.v1.ImportMFASeedsResponse
+	(*ListMFAUsersRequest)(nil),           // 69: mamori.v1.ListMFAUsersRequest
+	(*MFAUserInfo)(nil),                   // 70: mamori.v1.MFAUserInfo
+	(*ListMFAUsersResponse)(nil),          // 71: mamori.v1.ListMFAUsersResponse
+	(*Exception)(nil),                     // 72: mamori.v1.Exception
+	(*CreateExceptionRequest)(nil),        // 73: mamori.v1.CreateExceptionRequest
+	(*CreateExceptionResponse)(nil),       // 74: mamori.v1.CreateExceptionResponse
+	(*ListExceptionsRequest)(nil),         // 75: mamori.v1.ListExceptionsRequest
+	(*ListExceptionsResponse)(nil),        // 76: mamori.v1.ListExceptionsResponse
+	(*RevokeExceptionRequest)(nil),        // 77: mamori.v1.RevokeExceptionRequest
+	(*RevokeExceptionResponse)(nil),       // 78: mamori.v1.RevokeExceptionResponse
+	(*ImportLedgerRequest)(nil),           // 79: mamori.v1.ImportLedgerRequest
+	(*ImportLedgerResponse)(nil),          // 80: mamori.v1.ImportLedgerResponse
+	(*ListLedgerRequest)(nil),             // 81: mamori.v1.ListLedgerRequest
+	(*LedgerRow)(nil),                     // 82: mamori.v1.LedgerRow
+	(*ListLedgerResponse)(nil),            // 83: mamori.v1.ListLedgerResponse
+	nil,                                   // 84: mamori.v1.ControlStatus.EvidenceEntry
+	nil,                                   // 85: mamori.v1.Event.AttributesEntry
+	nil,                                   // 86: mamori.v1.ControlPolicy.SettingsEntry
+	nil,                                   // 87: mamori.v1.Policy.ControlsEntry
+	nil,                                   // 88: mamori.v1.Policy.GroupsEntry
+	nil,                                   // 89: mamori.v1.GroupPolicy.ControlsEntry
+	(*timestamppb.Timestamp)(nil),         // 90: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),           // 91: google.protobuf.Duration
 }
 var file_mamori_v1_mamori_proto_depIdxs = []int32{
 	0,   // 0: mamori.v1.ControlStatus.mode:type_name -> mamori.v1.Mode
 	1,   // 1: mamori.v1.ControlStatus.state:type_name -> mamori.v1.ControlState
-	83,  // 2: mamori.v1.ControlStatus.evidence:type_name -> mamori.v1.ControlStatus.EvidenceEntry
-	89,  // 3: mamori.v1.ControlStatus.observed_at:type_name -> google.protobuf.Timestamp
+	84,  // 2: mamori.v1.ControlStatus.evidence:type_name -> mamori.v1.ControlStatus.EvidenceEntry
+	90,  // 3: mamori.v1.ControlStatus.observed_at:type_name -> google.protobuf.Timestamp
 	5,   // 4: mamori.v1.ControlStatus.detail_parts:type_name -> mamori.v1.DetailPart
-	89,  // 5: mamori.v1.Event.time:type_name -> google.protobuf.Timestamp
-	84,  // 6: mamori.v1.Event.attributes:type_name -> mamori.v1.Event.AttributesEntry
+	90,  // 5: mamori.v1.Event.time:type_name -> google.protobuf.Timestamp
+	85,  // 6: mamori.v1.Event.attributes:type_name -> mamori.v1.Event.AttributesEntry
 	0,   // 7: mamori.v1.ControlPolicy.mode:type_name -> mamori.v1.Mode
-	85,  // 8: mamori.v1.ControlPolicy.settings:type_name -> mamori.v1.ControlPolicy.SettingsEntry
-	86,  // 9: mamori.v1.Policy.controls:type_name -> mamori.v1.Policy.ControlsEntry
-	90,  // 10: mamori.v1.Policy.report_interval:type_name -> google.protobuf.Duration
-	90,  // 11: mamori.v1.Policy.max_report_age:type_name -> google.protobuf.Duration
-	87,  // 12: mamori.v1.Policy.groups:type_name -> mamori.v1.Policy.GroupsEntry
+	86,  // 8: mamori.v1.ControlPolicy.settings:type_name -> mamori.v1.ControlPolicy.SettingsEntry
+	87,  // 9: mamori.v1.Policy.controls:type_name -> mamori.v1.Policy.ControlsEntry
+	91,  // 10: mamori.v1.Policy.report_interval:type_name -> google.protobuf.Duration
+	91,  // 11: mamori.v1.Policy.max_report_age:type_name -> google.protobuf.Duration
+	88,  // 12: mamori.v1.Policy.groups:type_name -> mamori.v1.Policy.GroupsEntry
 	10,  // 13: mamori.v1.Policy.exceptions:type_name -> mamori.v1.PolicyException
-	88,  // 14: mamori.v1.GroupPolicy.controls:type_name -> mamori.v1.GroupPolicy.ControlsEntry
-	90,  // 15: mamori.v1.GroupPolicy.report_interval:type_name -> google.protobuf.Duration
-	90,  // 16: mamori.v1.GroupPolicy.max_report_age:type_name -> google.protobuf.Duration
-	89,  // 17: mamori.v1.PolicyException.expires_at:type_name -> google.protobuf.Timestamp
+	89,  // 14: mamori.v1.GroupPolicy.controls:type_name -> mamori.v1.GroupPolicy.ControlsEntry
+	91,  // 15: mamori.v1.GroupPolicy.report_interval:type_name -> google.protobuf.Duration
+	91,  // 16: mamori.v1.GroupPolicy.max_report_age:type_name -> google.protobuf.Duration
+	90,  // 17: mamori.v1.PolicyException.expires_at:type_name -> google.protobuf.Timestamp
 	3,   // 18: mamori.v1.EnrollRequest.facts:type_name -> mamori.v1.DeviceFacts
 	13,  // 19: mamori.v1.EnrollRequest.attestation:type_name -> mamori.v1.TpmAttestation
 	15,  // 20: mamori.v1.EnrollRequest.answer:type_name -> mamori.v1.ChallengeAnswer
@@ -6075,125 +6167,127 @@ var file_mamori_v1_mamori_proto_depIdxs = []int32{
 	3,   // 24: mamori.v1.ReportRequest.facts:type_name -> mamori.v1.DeviceFacts
 	4,   // 25: mamori.v1.ReportRequest.statuses:type_name -> mamori.v1.ControlStatus
 	6,   // 26: mamori.v1.ReportRequest.events:type_name -> mamori.v1.Event
-	89,  // 27: mamori.v1.ReportRequest.sent_at:type_name -> google.protobuf.Timestamp
+	90,  // 27: mamori.v1.ReportRequest.sent_at:type_name -> google.protobuf.Timestamp
 	8,   // 28: mamori.v1.ReportResponse.policy:type_name -> mamori.v1.Policy
-	90,  // 29: mamori.v1.ReportResponse.next_report_in:type_name -> google.protobuf.Duration
-	89,  // 30: mamori.v1.ReportResponse.server_time:type_name -> google.protobuf.Timestamp
+	91,  // 29: mamori.v1.ReportResponse.next_report_in:type_name -> google.protobuf.Duration
+	90,  // 30: mamori.v1.ReportResponse.server_time:type_name -> google.protobuf.Timestamp
 	21,  // 31: mamori.v1.ReportResponse.mfa_bundle:type_name -> mamori.v1.SealedMFABundle
-	89,  // 32: mamori.v1.RenewResponse.not_after:type_name -> google.protobuf.Timestamp
-	89,  // 33: mamori.v1.MFABundle.issued_at:type_name -> google.protobuf.Timestamp
-	25,  // 34: mamori.v1.MFABundle.users:type_name -> mamori.v1.MFAUserSecret
-	23,  // 35: mamori.v1.MFABundle.temp_codes:type_name -> mamori.v1.MFATempCode
-	24,  // 36: mamori.v1.MFABundle.unlocks:type_name -> mamori.v1.MFAUnlock
-	89,  // 37: mamori.v1.MFABundle.grace_until:type_name -> google.protobuf.Timestamp
-	89,  // 38: mamori.v1.MFATempCode.expires_at:type_name -> google.protobuf.Timestamp
-	4,   // 39: mamori.v1.ControlRecord.status:type_name -> mamori.v1.ControlStatus
-	89,  // 40: mamori.v1.ControlRecord.since:type_name -> google.protobuf.Timestamp
-	3,   // 41: mamori.v1.Device.facts:type_name -> mamori.v1.DeviceFacts
-	2,   // 42: mamori.v1.Device.compliance:type_name -> mamori.v1.Compliance
-	89,  // 43: mamori.v1.Device.enrolled_at:type_name -> google.protobuf.Timestamp
-	89,  // 44: mamori.v1.Device.last_seen:type_name -> google.protobuf.Timestamp
-	89,  // 45: mamori.v1.Device.failing_since:type_name -> google.protobuf.Timestamp
-	89,  // 46: mamori.v1.Device.offline_since:type_name -> google.protobuf.Timestamp
-	26,  // 47: mamori.v1.Device.controls:type_name -> mamori.v1.ControlRecord
-	89,  // 48: mamori.v1.Device.revoked_at:type_name -> google.protobuf.Timestamp
-	27,  // 49: mamori.v1.ApproveReenrollmentResponse.device:type_name -> mamori.v1.Device
-	27,  // 50: mamori.v1.ApproveReenrollmentResponse.replaced:type_name -> mamori.v1.Device
-	89,  // 51: mamori.v1.ApprovedEK.approved_at:type_name -> google.protobuf.Timestamp
-	33,  // 52: mamori.v1.ListApprovedEKsResponse.eks:type_name -> mamori.v1.ApprovedEK
-	2,   // 53: mamori.v1.ListDevicesRequest.compliance:type_name -> mamori.v1.Compliance
-	27,  // 54: mamori.v1.ListDevicesResponse.devices:type_name -> mamori.v1.Device
-	27,  // 55: mamori.v1.GetDeviceResponse.device:type_name -> mamori.v1.Device
-	42,  // 56: mamori.v1.GetDeviceResponse.recent_events:type_name -> mamori.v1.StoredEvent
-	41,  // 57: mamori.v1.FleetSummaryResponse.groups:type_name -> mamori.v1.GroupSummary
-	6,   // 58: mamori.v1.StoredEvent.event:type_name -> mamori.v1.Event
-	89,  // 59: mamori.v1.StoredEvent.received_at:type_name -> google.protobuf.Timestamp
-	42,  // 60: mamori.v1.ListEventsResponse.events:type_name -> mamori.v1.StoredEvent
-	90,  // 61: mamori.v1.CreateEnrollmentTokenRequest.ttl:type_name -> google.protobuf.Duration
-	89,  // 62: mamori.v1.CreateEnrollmentTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
-	27,  // 63: mamori.v1.RevokeDeviceResponse.device:type_name -> mamori.v1.Device
-	27,  // 64: mamori.v1.SetDeviceGroupResponse.device:type_name -> mamori.v1.Device
-	89,  // 65: mamori.v1.AuditRecord.at:type_name -> google.protobuf.Timestamp
-	52,  // 66: mamori.v1.ListAuditResponse.records:type_name -> mamori.v1.AuditRecord
-	8,   // 67: mamori.v1.GetPolicyResponse.policy:type_name -> mamori.v1.Policy
-	8,   // 68: mamori.v1.SetPolicyRequest.policy:type_name -> mamori.v1.Policy
-	8,   // 69: mamori.v1.SetPolicyResponse.policy:type_name -> mamori.v1.Policy
-	90,  // 70: mamori.v1.IssueMFATempCodeRequest.expires_in:type_name -> google.protobuf.Duration
-	89,  // 71: mamori.v1.IssueMFATempCodeResponse.expires_at:type_name -> google.protobuf.Timestamp
-	89,  // 72: mamori.v1.MFAUserInfo.enrolled_at:type_name -> google.protobuf.Timestamp
-	69,  // 73: mamori.v1.ListMFAUsersResponse.users:type_name -> mamori.v1.MFAUserInfo
-	89,  // 74: mamori.v1.Exception.created_at:type_name -> google.protobuf.Timestamp
-	89,  // 75: mamori.v1.Exception.expires_at:type_name -> google.protobuf.Timestamp
-	89,  // 76: mamori.v1.Exception.revoked_at:type_name -> google.protobuf.Timestamp
-	89,  // 77: mamori.v1.CreateExceptionRequest.expires_at:type_name -> google.protobuf.Timestamp
-	71,  // 78: mamori.v1.CreateExceptionResponse.exception:type_name -> mamori.v1.Exception
-	71,  // 79: mamori.v1.ListExceptionsResponse.exceptions:type_name -> mamori.v1.Exception
-	71,  // 80: mamori.v1.RevokeExceptionResponse.exception:type_name -> mamori.v1.Exception
-	2,   // 81: mamori.v1.LedgerRow.compliance:type_name -> mamori.v1.Compliance
-	81,  // 82: mamori.v1.ListLedgerResponse.rows:type_name -> mamori.v1.LedgerRow
-	89,  // 83: mamori.v1.ListLedgerResponse.imported_at:type_name -> google.protobuf.Timestamp
-	7,   // 84: mamori.v1.Policy.ControlsEntry.value:type_name -> mamori.v1.ControlPolicy
-	9,   // 85: mamori.v1.Policy.GroupsEntry.value:type_name -> mamori.v1.GroupPolicy
-	7,   // 86: mamori.v1.GroupPolicy.ControlsEntry.value:type_name -> mamori.v1.ControlPolicy
-	11,  // 87: mamori.v1.AgentService.Enroll:input_type -> mamori.v1.EnrollRequest
-	17,  // 88: mamori.v1.AgentService.Report:input_type -> mamori.v1.ReportRequest
-	19,  // 89: mamori.v1.AgentService.Renew:input_type -> mamori.v1.RenewRequest
-	35,  // 90: mamori.v1.AdminService.ListDevices:input_type -> mamori.v1.ListDevicesRequest
-	37,  // 91: mamori.v1.AdminService.GetDevice:input_type -> mamori.v1.GetDeviceRequest
-	39,  // 92: mamori.v1.AdminService.FleetSummary:input_type -> mamori.v1.FleetSummaryRequest
-	43,  // 93: mamori.v1.AdminService.ListEvents:input_type -> mamori.v1.ListEventsRequest
-	45,  // 94: mamori.v1.AdminService.CreateEnrollmentToken:input_type -> mamori.v1.CreateEnrollmentTokenRequest
-	47,  // 95: mamori.v1.AdminService.RevokeDevice:input_type -> mamori.v1.RevokeDeviceRequest
-	49,  // 96: mamori.v1.AdminService.SetDeviceGroup:input_type -> mamori.v1.SetDeviceGroupRequest
-	54,  // 97: mamori.v1.AdminService.GetPolicy:input_type -> mamori.v1.GetPolicyRequest
-	56,  // 98: mamori.v1.AdminService.SetPolicy:input_type -> mamori.v1.SetPolicyRequest
-	58,  // 99: mamori.v1.AdminService.EnrollMFAUser:input_type -> mamori.v1.EnrollMFAUserRequest
-	60,  // 100: mamori.v1.AdminService.ResetMFAUser:input_type -> mamori.v1.ResetMFAUserRequest
-	62,  // 101: mamori.v1.AdminService.UnlockMFAUser:input_type -> mamori.v1.UnlockMFAUserRequest
-	64,  // 102: mamori.v1.AdminService.IssueMFATempCode:input_type -> mamori.v1.IssueMFATempCodeRequest
-	66,  // 103: mamori.v1.AdminService.ImportMFASeeds:input_type -> mamori.v1.ImportMFASeedsRequest
-	68,  // 104: mamori.v1.AdminService.ListMFAUsers:input_type -> mamori.v1.ListMFAUsersRequest
-	51,  // 105: mamori.v1.AdminService.ListAudit:input_type -> mamori.v1.ListAuditRequest
-	72,  // 106: mamori.v1.AdminService.CreateException:input_type -> mamori.v1.CreateExceptionRequest
-	74,  // 107: mamori.v1.AdminService.ListExceptions:input_type -> mamori.v1.ListExceptionsRequest
-	76,  // 108: mamori.v1.AdminService.RevokeException:input_type -> mamori.v1.RevokeExceptionRequest
-	78,  // 109: mamori.v1.AdminService.ImportLedger:input_type -> mamori.v1.ImportLedgerRequest
-	80,  // 110: mamori.v1.AdminService.ListLedger:input_type -> mamori.v1.ListLedgerRequest
-	28,  // 111: mamori.v1.AdminService.ApproveReenrollment:input_type -> mamori.v1.ApproveReenrollmentRequest
-	30,  // 112: mamori.v1.AdminService.ApproveEK:input_type -> mamori.v1.ApproveEKRequest
-	32,  // 113: mamori.v1.AdminService.ListApprovedEKs:input_type -> mamori.v1.ListApprovedEKsRequest
-	16,  // 114: mamori.v1.AgentService.Enroll:output_type -> mamori.v1.EnrollResponse
-	18,  // 115: mamori.v1.AgentService.Report:output_type -> mamori.v1.ReportResponse
-	20,  // 116: mamori.v1.AgentService.Renew:output_type -> mamori.v1.RenewResponse
-	36,  // 117: mamori.v1.AdminService.ListDevices:output_type -> mamori.v1.ListDevicesResponse
-	38,  // 118: mamori.v1.AdminService.GetDevice:output_type -> mamori.v1.GetDeviceResponse
-	40,  // 119: mamori.v1.AdminService.FleetSummary:output_type -> mamori.v1.FleetSummaryResponse
-	44,  // 120: mamori.v1.AdminService.ListEvents:output_type -> mamori.v1.ListEventsResponse
-	46,  // 121: mamori.v1.AdminService.CreateEnrollmentToken:output_type -> mamori.v1.CreateEnrollmentTokenResponse
-	48,  // 122: mamori.v1.AdminService.RevokeDevice:output_type -> mamori.v1.RevokeDeviceResponse
-	50,  // 123: mamori.v1.AdminService.SetDeviceGroup:output_type -> mamori.v1.SetDeviceGroupResponse
-	55,  // 124: mamori.v1.AdminService.GetPolicy:output_type -> mamori.v1.GetPolicyResponse
-	57,  // 125: mamori.v1.AdminService.SetPolicy:output_type -> mamori.v1.SetPolicyResponse
-	59,  // 126: mamori.v1.AdminService.EnrollMFAUser:output_type -> mamori.v1.EnrollMFAUserResponse
-	61,  // 127: mamori.v1.AdminService.ResetMFAUser:output_type -> mamori.v1.ResetMFAUserResponse
-	63,  // 128: mamori.v1.AdminService.UnlockMFAUser:output_type -> mamori.v1.UnlockMFAUserResponse
-	65,  // 129: mamori.v1.AdminService.IssueMFATempCode:output_type -> mamori.v1.IssueMFATempCodeResponse
-	67,  // 130: mamori.v1.AdminService.ImportMFASeeds:output_type -> mamori.v1.ImportMFASeedsResponse
-	70,  // 131: mamori.v1.AdminService.ListMFAUsers:output_type -> mamori.v1.ListMFAUsersResponse
-	53,  // 132: mamori.v1.AdminService.ListAudit:output_type -> mamori.v1.ListAuditResponse
-	73,  // 133: mamori.v1.AdminService.CreateException:output_type -> mamori.v1.CreateExceptionResponse
-	75,  // 134: mamori.v1.AdminService.ListExceptions:output_type -> mamori.v1.ListExceptionsResponse
-	77,  // 135: mamori.v1.AdminService.RevokeException:output_type -> mamori.v1.RevokeExceptionResponse
-	79,  // 136: mamori.v1.AdminService.ImportLedger:output_type -> mamori.v1.ImportLedgerResponse
-	82,  // 137: mamori.v1.AdminService.ListLedger:output_type -> mamori.v1.ListLedgerResponse
-	29,  // 138: mamori.v1.AdminService.ApproveReenrollment:output_type -> mamori.v1.ApproveReenrollmentResponse
-	31,  // 139: mamori.v1.AdminService.ApproveEK:output_type -> mamori.v1.ApproveEKResponse
-	34,  // 140: mamori.v1.AdminService.ListApprovedEKs:output_type -> mamori.v1.ListApprovedEKsResponse
-	114, // [114:141] is the sub-list for method output_type
-	87,  // [87:114] is the sub-list for method input_type
-	87,  // [87:87] is the sub-list for extension type_name
-	87,  // [87:87] is the sub-list for extension extendee
-	0,   // [0:87] is the sub-list for field type_name
+	90,  // 32: mamori.v1.RenewResponse.not_after:type_name -> google.protobuf.Timestamp
+	90,  // 33: mamori.v1.MFABundle.issued_at:type_name -> google.protobuf.Timestamp
+	26,  // 34: mamori.v1.MFABundle.users:type_name -> mamori.v1.MFAUserSecret
+	24,  // 35: mamori.v1.MFABundle.temp_codes:type_name -> mamori.v1.MFATempCode
+	25,  // 36: mamori.v1.MFABundle.unlocks:type_name -> mamori.v1.MFAUnlock
+	90,  // 37: mamori.v1.MFABundle.grace_until:type_name -> google.protobuf.Timestamp
+	23,  // 38: mamori.v1.MFABundle.logins:type_name -> mamori.v1.MFALoginState
+	90,  // 39: mamori.v1.MFALoginState.locked_until:type_name -> google.protobuf.Timestamp
+	90,  // 40: mamori.v1.MFATempCode.expires_at:type_name -> google.protobuf.Timestamp
+	4,   // 41: mamori.v1.ControlRecord.status:type_name -> mamori.v1.ControlStatus
+	90,  // 42: mamori.v1.ControlRecord.since:type_name -> google.protobuf.Timestamp
+	3,   // 43: mamori.v1.Device.facts:type_name -> mamori.v1.DeviceFacts
+	2,   // 44: mamori.v1.Device.compliance:type_name -> mamori.v1.Compliance
+	90,  // 45: mamori.v1.Device.enrolled_at:type_name -> google.protobuf.Timestamp
+	90,  // 46: mamori.v1.Device.last_seen:type_name -> google.protobuf.Timestamp
+	90,  // 47: mamori.v1.Device.failing_since:type_name -> google.protobuf.Timestamp
+	90,  // 48: mamori.v1.Device.offline_since:type_name -> google.protobuf.Timestamp
+	27,  // 49: mamori.v1.Device.controls:type_name -> mamori.v1.ControlRecord
+	90,  // 50: mamori.v1.Device.revoked_at:type_name -> google.protobuf.Timestamp
+	28,  // 51: mamori.v1.ApproveReenrollmentResponse.device:type_name -> mamori.v1.Device
+	28,  // 52: mamori.v1.ApproveReenrollmentResponse.replaced:type_name -> mamori.v1.Device
+	90,  // 53: mamori.v1.ApprovedEK.approved_at:type_name -> google.protobuf.Timestamp
+	34,  // 54: mamori.v1.ListApprovedEKsResponse.eks:type_name -> mamori.v1.ApprovedEK
+	2,   // 55: mamori.v1.ListDevicesRequest.compliance:type_name -> mamori.v1.Compliance
+	28,  // 56: mamori.v1.ListDevicesResponse.devices:type_name -> mamori.v1.Device
+	28,  // 57: mamori.v1.GetDeviceResponse.device:type_name -> mamori.v1.Device
+	43,  // 58: mamori.v1.GetDeviceResponse.recent_events:type_name -> mamori.v1.StoredEvent
+	42,  // 59: mamori.v1.FleetSummaryResponse.groups:type_name -> mamori.v1.GroupSummary
+	6,   // 60: mamori.v1.StoredEvent.event:type_name -> mamori.v1.Event
+	90,  // 61: mamori.v1.StoredEvent.received_at:type_name -> google.protobuf.Timestamp
+	43,  // 62: mamori.v1.ListEventsResponse.events:type_name -> mamori.v1.StoredEvent
+	91,  // 63: mamori.v1.CreateEnrollmentTokenRequest.ttl:type_name -> google.protobuf.Duration
+	90,  // 64: mamori.v1.CreateEnrollmentTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
+	28,  // 65: mamori.v1.RevokeDeviceResponse.device:type_name -> mamori.v1.Device
+	28,  // 66: mamori.v1.SetDeviceGroupResponse.device:type_name -> mamori.v1.Device
+	90,  // 67: mamori.v1.AuditRecord.at:type_name -> google.protobuf.Timestamp
+	53,  // 68: mamori.v1.ListAuditResponse.records:type_name -> mamori.v1.AuditRecord
+	8,   // 69: mamori.v1.GetPolicyResponse.policy:type_name -> mamori.v1.Policy
+	8,   // 70: mamori.v1.SetPolicyRequest.policy:type_name -> mamori.v1.Policy
+	8,   // 71: mamori.v1.SetPolicyResponse.policy:type_name -> mamori.v1.Policy
+	91,  // 72: mamori.v1.IssueMFATempCodeRequest.expires_in:type_name -> google.protobuf.Duration
+	90,  // 73: mamori.v1.IssueMFATempCodeResponse.expires_at:type_name -> google.protobuf.Timestamp
+	90,  // 74: mamori.v1.MFAUserInfo.enrolled_at:type_name -> google.protobuf.Timestamp
+	70,  // 75: mamori.v1.ListMFAUsersResponse.users:type_name -> mamori.v1.MFAUserInfo
+	90,  // 76: mamori.v1.Exception.created_at:type_name -> google.protobuf.Timestamp
+	90,  // 77: mamori.v1.Exception.expires_at:type_name -> google.protobuf.Timestamp
+	90,  // 78: mamori.v1.Exception.revoked_at:type_name -> google.protobuf.Timestamp
+	90,  // 79: mamori.v1.CreateExceptionRequest.expires_at:type_name -> google.protobuf.Timestamp
+	72,  // 80: mamori.v1.CreateExceptionResponse.exception:type_name -> mamori.v1.Exception
+	72,  // 81: mamori.v1.ListExceptionsResponse.exceptions:type_name -> mamori.v1.Exception
+	72,  // 82: mamori.v1.RevokeExceptionResponse.exception:type_name -> mamori.v1.Exception
+	2,   // 83: mamori.v1.LedgerRow.compliance:type_name -> mamori.v1.Compliance
+	82,  // 84: mamori.v1.ListLedgerResponse.rows:type_name -> mamori.v1.LedgerRow
+	90,  // 85: mamori.v1.ListLedgerResponse.imported_at:type_name -> google.protobuf.Timestamp
+	7,   // 86: mamori.v1.Policy.ControlsEntry.value:type_name -> mamori.v1.ControlPolicy
+	9,   // 87: mamori.v1.Policy.GroupsEntry.value:type_name -> mamori.v1.GroupPolicy
+	7,   // 88: mamori.v1.GroupPolicy.ControlsEntry.value:type_name -> mamori.v1.ControlPolicy
+	11,  // 89: mamori.v1.AgentService.Enroll:input_type -> mamori.v1.EnrollRequest
+	17,  // 90: mamori.v1.AgentService.Report:input_type -> mamori.v1.ReportRequest
+	19,  // 91: mamori.v1.AgentService.Renew:input_type -> mamori.v1.RenewRequest
+	36,  // 92: mamori.v1.AdminService.ListDevices:input_type -> mamori.v1.ListDevicesRequest
+	38,  // 93: mamori.v1.AdminService.GetDevice:input_type -> mamori.v1.GetDeviceRequest
+	40,  // 94: mamori.v1.AdminService.FleetSummary:input_type -> mamori.v1.FleetSummaryRequest
+	44,  // 95: mamori.v1.AdminService.ListEvents:input_type -> mamori.v1.ListEventsRequest
+	46,  // 96: mamori.v1.AdminService.CreateEnrollmentToken:input_type -> mamori.v1.CreateEnrollmentTokenRequest
+	48,  // 97: mamori.v1.AdminService.RevokeDevice:input_type -> mamori.v1.RevokeDeviceRequest
+	50,  // 98: mamori.v1.AdminService.SetDeviceGroup:input_type -> mamori.v1.SetDeviceGroupRequest
+	55,  // 99: mamori.v1.AdminService.GetPolicy:input_type -> mamori.v1.GetPolicyRequest
+	57,  // 100: mamori.v1.AdminService.SetPolicy:input_type -> mamori.v1.SetPolicyRequest
+	59,  // 101: mamori.v1.AdminService.EnrollMFAUser:input_type -> mamori.v1.EnrollMFAUserRequest
+	61,  // 102: mamori.v1.AdminService.ResetMFAUser:input_type -> mamori.v1.ResetMFAUserRequest
+	63,  // 103: mamori.v1.AdminService.UnlockMFAUser:input_type -> mamori.v1.UnlockMFAUserRequest
+	65,  // 104: mamori.v1.AdminService.IssueMFATempCode:input_type -> mamori.v1.IssueMFATempCodeRequest
+	67,  // 105: mamori.v1.AdminService.ImportMFASeeds:input_type -> mamori.v1.ImportMFASeedsRequest
+	69,  // 106: mamori.v1.AdminService.ListMFAUsers:input_type -> mamori.v1.ListMFAUsersRequest
+	52,  // 107: mamori.v1.AdminService.ListAudit:input_type -> mamori.v1.ListAuditRequest
+	73,  // 108: mamori.v1.AdminService.CreateException:input_type -> mamori.v1.CreateExceptionRequest
+	75,  // 109: mamori.v1.AdminService.ListExceptions:input_type -> mamori.v1.ListExceptionsRequest
+	77,  // 110: mamori.v1.AdminService.RevokeException:input_type -> mamori.v1.RevokeExceptionRequest
+	79,  // 111: mamori.v1.AdminService.ImportLedger:input_type -> mamori.v1.ImportLedgerRequest
+	81,  // 112: mamori.v1.AdminService.ListLedger:input_type -> mamori.v1.ListLedgerRequest
+	29,  // 113: mamori.v1.AdminService.ApproveReenrollment:input_type -> mamori.v1.ApproveReenrollmentRequest
+	31,  // 114: mamori.v1.AdminService.ApproveEK:input_type -> mamori.v1.ApproveEKRequest
+	33,  // 115: mamori.v1.AdminService.ListApprovedEKs:input_type -> mamori.v1.ListApprovedEKsRequest
+	16,  // 116: mamori.v1.AgentService.Enroll:output_type -> mamori.v1.EnrollResponse
+	18,  // 117: mamori.v1.AgentService.Report:output_type -> mamori.v1.ReportResponse
+	20,  // 118: mamori.v1.AgentService.Renew:output_type -> mamori.v1.RenewResponse
+	37,  // 119: mamori.v1.AdminService.ListDevices:output_type -> mamori.v1.ListDevicesResponse
+	39,  // 120: mamori.v1.AdminService.GetDevice:output_type -> mamori.v1.GetDeviceResponse
+	41,  // 121: mamori.v1.AdminService.FleetSummary:output_type -> mamori.v1.FleetSummaryResponse
+	45,  // 122: mamori.v1.AdminService.ListEvents:output_type -> mamori.v1.ListEventsResponse
+	47,  // 123: mamori.v1.AdminService.CreateEnrollmentToken:output_type -> mamori.v1.CreateEnrollmentTokenResponse
+	49,  // 124: mamori.v1.AdminService.RevokeDevice:output_type -> mamori.v1.RevokeDeviceResponse
+	51,  // 125: mamori.v1.AdminService.SetDeviceGroup:output_type -> mamori.v1.SetDeviceGroupResponse
+	56,  // 126: mamori.v1.AdminService.GetPolicy:output_type -> mamori.v1.GetPolicyResponse
+	58,  // 127: mamori.v1.AdminService.SetPolicy:output_type -> mamori.v1.SetPolicyResponse
+	60,  // 128: mamori.v1.AdminService.EnrollMFAUser:output_type -> mamori.v1.EnrollMFAUserResponse
+	62,  // 129: mamori.v1.AdminService.ResetMFAUser:output_type -> mamori.v1.ResetMFAUserResponse
+	64,  // 130: mamori.v1.AdminService.UnlockMFAUser:output_type -> mamori.v1.UnlockMFAUserResponse
+	66,  // 131: mamori.v1.AdminService.IssueMFATempCode:output_type -> mamori.v1.IssueMFATempCodeResponse
+	68,  // 132: mamori.v1.AdminService.ImportMFASeeds:output_type -> mamori.v1.ImportMFASeedsResponse
+	71,  // 133: mamori.v1.AdminService.ListMFAUsers:output_type -> mamori.v1.ListMFAUsersResponse
+	54,  // 134: mamori.v1.AdminService.ListAudit:output_type -> mamori.v1.ListAuditResponse
+	74,  // 135: mamori.v1.AdminService.CreateException:output_type -> mamori.v1.CreateExceptionResponse
+	76,  // 136: mamori.v1.AdminService.ListExceptions:output_type -> mamori.v1.ListExceptionsResponse
+	78,  // 137: mamori.v1.AdminService.RevokeException:output_type -> mamori.v1.RevokeExceptionResponse
+	80,  // 138: mamori.v1.AdminService.ImportLedger:output_type -> mamori.v1.ImportLedgerResponse
+	83,  // 139: mamori.v1.AdminService.ListLedger:output_type -> mamori.v1.ListLedgerResponse
+	30,  // 140: mamori.v1.AdminService.ApproveReenrollment:output_type -> mamori.v1.ApproveReenrollmentResponse
+	32,  // 141: mamori.v1.AdminService.ApproveEK:output_type -> mamori.v1.ApproveEKResponse
+	35,  // 142: mamori.v1.AdminService.ListApprovedEKs:output_type -> mamori.v1.ListApprovedEKsResponse
+	116, // [116:143] is the sub-list for method output_type
+	89,  // [89:116] is the sub-list for method input_type
+	89,  // [89:89] is the sub-list for extension type_name
+	89,  // [89:89] is the sub-list for extension extendee
+	0,   // [0:89] is the sub-list for field type_name
 }
 
 func init() { file_mamori_v1_mamori_proto_init() }
@@ -6207,7 +6301,7 @@ func file_mamori_v1_mamori_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mamori_v1_mamori_proto_rawDesc), len(file_mamori_v1_mamori_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   86,
+			NumMessages:   87,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -211,5 +212,102 @@ func mustGen(t *testing.T) func(int64, error) {
 	return func(_ int64, err error) {
 		t.Helper()
 		must(t, err)
+	}
+}
+
+// testKeepVerdict: a report flagged KeepVerdict (it carried no status)
+// moves last_seen and stores its events but keeps the verdict, reasons,
+// failing-since time and policy version (issue #14 item 10); a device
+// that never reported is judged all the same.
+func testKeepVerdict(t *testing.T, st store.Store) {
+	f := newFixture(t, st)
+	d := f.enroll("m-keep", "h-keep", t0).Device
+	in := report(d, t0.Add(time.Minute), store.VerdictNoncompliant, nil)
+	in.Reasons, in.PolicyVersion = []string{"media: not enforced"}, 7
+	f.ingestOK(in)
+	empty := report(d, t0.Add(2*time.Minute), store.VerdictNoncompliant, nil, event("k1"))
+	empty.Reasons, empty.KeepVerdict = []string{"agent: not reported"}, true
+	f.ingestOK(empty)
+	got, err := st.GetDevice(t.Context(), d.ID)
+	must(t, err)
+	if got.Verdict != store.VerdictNoncompliant || strings.Join(got.Reasons, ";") != "media: not enforced" || got.PolicyVersion != 7 ||
+		got.FailingSince.Sub(t0.Add(time.Minute)).Abs() >= time.Microsecond || got.LastSeen.Sub(t0.Add(2*time.Minute)).Abs() >= time.Microsecond {
+		t.Fatalf("after a KeepVerdict report: %+v", got)
+	}
+	fresh := f.enroll("m-keep2", "h-keep2", t0).Device
+	first := report(fresh, t0.Add(time.Minute), store.VerdictNoncompliant, nil)
+	first.KeepVerdict = true
+	f.ingestOK(first)
+	if got, _ := st.GetDevice(t.Context(), fresh.ID); got.Verdict != store.VerdictNoncompliant {
+		t.Fatalf("never-reported device after a KeepVerdict report: %s", got.Verdict)
+	}
+}
+
+// testMFALoginState: login events of a device keep per (user, device)
+// the highest step, the run of failures and the lock-out; a success
+// anywhere clears every device's failures and lock-outs of that user but
+// no step; nothing new changes nothing (no generation bump); an unlock
+// clears failures and lock-outs, a reset everything (issue #14 item 9).
+func testMFALoginState(t *testing.T, st store.Store) {
+	ctx := t.Context()
+	rows := func() string {
+		t.Helper()
+		ss, err := st.MFALoginStates(ctx)
+		must(t, err)
+		var out []string
+		for _, s := range ss {
+			u := "-"
+			if !s.LockedUntil.IsZero() {
+				u = s.LockedUntil.UTC().Format("15:04")
+			}
+			out = append(out, fmt.Sprintf("%s/%s/%d/%d/%s", s.User, s.DeviceID, s.LastStep, s.Failures, u))
+		}
+		return strings.Join(out, " ")
+	}
+	record := func(dev string, wantChanged bool, evs ...store.MFALoginEvent) {
+		t.Helper()
+		g0, err := st.MFAGeneration(ctx)
+		must(t, err)
+		changed, err := st.RecordMFALogins(ctx, dev, evs, t0)
+		must(t, err)
+		g1, err := st.MFAGeneration(ctx)
+		must(t, err)
+		if changed != wantChanged || (g1 != g0) != wantChanged {
+			t.Fatalf("changed %v, generation %d → %d; want changed %v", changed, g0, g1, wantChanged)
+		}
+	}
+	if got := rows(); got != "" {
+		t.Fatalf("empty store: %q", got)
+	}
+	until := t0.Add(time.Hour)
+	record("dev-a", true, store.MFALoginEvent{Kind: store.MFALoginSuccess, User: "tanaka", Step: 100})
+	record("dev-a", false, store.MFALoginEvent{Kind: store.MFALoginSuccess, User: "tanaka", Step: 100}) // re-sent
+	record("dev-a", false, store.MFALoginEvent{Kind: store.MFALoginSuccess, User: "tanaka", Step: 90})  // older
+	record("dev-b", true,
+		store.MFALoginEvent{Kind: store.MFALoginFailure, User: "tanaka", Failures: 1},
+		store.MFALoginEvent{Kind: store.MFALoginFailure, User: "tanaka", Failures: 2},
+		store.MFALoginEvent{Kind: store.MFALoginFailure, User: "suzuki", Failures: 5},
+		store.MFALoginEvent{Kind: store.MFALoginLockout, User: "suzuki", Until: until})
+	if got, want := rows(), "suzuki/dev-b/0/0/"+until.UTC().Format("15:04")+" tanaka/dev-a/100/0/- tanaka/dev-b/0/2/-"; got != want {
+		t.Fatalf("rows %q\nwant %q", got, want)
+	}
+	// A success on dev-c clears tanaka's failures on dev-b; steps stay.
+	record("dev-c", true, store.MFALoginEvent{Kind: store.MFALoginSuccess, User: "tanaka", Step: 101})
+	if got, want := rows(), "suzuki/dev-b/0/0/"+until.UTC().Format("15:04")+" tanaka/dev-a/100/0/- tanaka/dev-b/0/0/- tanaka/dev-c/101/0/-"; got != want {
+		t.Fatalf("rows %q\nwant %q", got, want)
+	}
+	// An unlock clears suzuki's lock-out; a reset forgets tanaka.
+	_, _, err := st.UnlockMFAUser(ctx, "suzuki", "dev-a")
+	must(t, err)
+	_, err = st.PutMFAUser(ctx, store.MFAUser{User: "tanaka", SealedSecret: []byte{1}, Algorithm: "SHA1", Digits: 6, PeriodSeconds: 30,
+		RecoverySalt: []byte("s"), CreatedAt: t0, CreatedBy: "op"}, true)
+	must(t, err)
+	_, err = st.DeleteMFAUser(ctx, "tanaka")
+	must(t, err)
+	if got, want := rows(), "suzuki/dev-b/0/0/-"; got != want {
+		t.Fatalf("after unlock and reset: %q; want %q", got, want)
+	}
+	if _, err := st.RecordMFALogins(ctx, "dev-a", nil, t0); err != nil {
+		t.Fatal(err)
 	}
 }

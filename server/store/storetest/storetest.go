@@ -68,6 +68,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"AuditFieldsFromTheTransaction", testAuditFields},
 		{"ComplianceChangesAudited", testComplianceAudit},
 		{"MFALifecycle", testMFALifecycle},
+		{"KeepVerdict", testKeepVerdict},
+		{"MFALoginState", testMFALoginState},
 		{"Exceptions", testExceptions}, // exceptions.go
 		{"Ledger", testLedger},
 		{"Evidence", testEvidence},

@@ -40,7 +40,10 @@ type State struct {
 // leaves s unchanged.
 //
 // Controls missing from the report keep their stored record: a report that
-// carries only events must not wipe the snapshot.
+// carries only events must not wipe the snapshot. With in.KeepVerdict (the
+// report carried no control status: an empty Report {}, or events only)
+// the verdict, its reasons, the failing-since time and the policy version
+// stay as well (issue #14 item 10); only last_seen moves.
 func Apply(s *State, in store.ReportInput) ([]store.HistoryEntry, error) {
 	switch {
 	case !s.RevokedAt.IsZero():
@@ -61,10 +64,13 @@ func Apply(s *State, in store.ReportInput) ([]store.HistoryEntry, error) {
 	}
 	s.Controls = controls
 	s.LastSeen = at
-	s.PolicyVersion = in.PolicyVersion
 	if in.Facts != nil {
 		s.Facts = in.Facts
 	}
+	if in.KeepVerdict && s.Verdict != store.VerdictNeverReported && s.Verdict != "" {
+		return changes, nil
+	}
+	s.PolicyVersion = in.PolicyVersion
 	if in.Verdict == store.VerdictNoncompliant {
 		if s.Verdict != store.VerdictNoncompliant || s.FailingSince.IsZero() {
 			s.FailingSince = at

@@ -124,6 +124,9 @@ func (s *Store) DeleteMFAUser(ctx context.Context, user string) (int64, error) {
 			}
 			n += k
 		}
+		if _, err := q.Exec(ctx, "DELETE FROM mfa_login_state WHERE username = ?", user); err != nil {
+			return fmt.Errorf("delete mfa user %s: %w", user, err)
+		}
 		if n == 0 {
 			return fmt.Errorf("mfa user %s: %w", user, store.ErrNotFound)
 		}
@@ -179,6 +182,9 @@ func (s *Store) UnlockMFAUser(ctx context.Context, user, deviceID string) (gen, 
 		if err := queryRow(ctx, q, `INSERT INTO mfa_unlocks (username, device_id, generation) VALUES (?, ?, 1)
 			ON CONFLICT (username, device_id) DO UPDATE SET generation = mfa_unlocks.generation + 1 RETURNING generation`,
 			user, deviceID).Scan(&counter); err != nil {
+			return fmt.Errorf("unlock mfa user %s: %w", user, err)
+		}
+		if _, err := q.Exec(ctx, "UPDATE mfa_login_state SET failures = 0, locked_until = NULL WHERE username = ?", user); err != nil {
 			return fmt.Errorf("unlock mfa user %s: %w", user, err)
 		}
 		var err error
@@ -252,4 +258,71 @@ func (s *Store) ConsumeMFACodes(ctx context.Context, user string, ids []string, 
 		return 0, nil
 	}
 	return found, err
+}
+
+// RecordMFALogins applies a device's login events in order.
+func (s *Store) RecordMFALogins(ctx context.Context, deviceID string, evs []store.MFALoginEvent, at time.Time) (bool, error) {
+	if len(evs) == 0 {
+		return false, nil
+	}
+	changed := false
+	err := s.write(ctx, func(q Q) error {
+		changed = false
+		stamp := s.d.Stamp(at)
+		for _, e := range evs {
+			var n int64
+			var err error
+			switch e.Kind {
+			case store.MFALoginSuccess:
+				if e.Step > 0 {
+					n, err = q.Exec(ctx, `INSERT INTO mfa_login_state (username, device_id, last_step, updated_at) VALUES (?, ?, ?, ?)
+						ON CONFLICT (username, device_id) DO UPDATE SET last_step = excluded.last_step, updated_at = excluded.updated_at
+						WHERE mfa_login_state.last_step < excluded.last_step`, e.User, deviceID, e.Step, stamp)
+					if err != nil {
+						return fmt.Errorf("record mfa login of %s: %w", e.User, err)
+					}
+					changed = changed || n > 0
+				}
+				n, err = q.Exec(ctx, `UPDATE mfa_login_state SET failures = 0, locked_until = NULL, updated_at = ?
+					WHERE username = ? AND (failures <> 0 OR locked_until IS NOT NULL)`, stamp, e.User)
+			case store.MFALoginFailure:
+				n, err = q.Exec(ctx, `INSERT INTO mfa_login_state (username, device_id, failures, updated_at) VALUES (?, ?, ?, ?)
+					ON CONFLICT (username, device_id) DO UPDATE SET failures = excluded.failures, updated_at = excluded.updated_at
+					WHERE mfa_login_state.failures <> excluded.failures`, e.User, deviceID, e.Failures, stamp)
+			case store.MFALoginLockout:
+				n, err = q.Exec(ctx, `INSERT INTO mfa_login_state (username, device_id, locked_until, updated_at) VALUES (?, ?, ?, ?)
+					ON CONFLICT (username, device_id) DO UPDATE SET failures = 0, locked_until = excluded.locked_until, updated_at = excluded.updated_at`,
+					e.User, deviceID, s.d.Stamp(e.Until), stamp)
+			default:
+				return fmt.Errorf("record mfa login: unknown kind %d", e.Kind)
+			}
+			if err != nil {
+				return fmt.Errorf("record mfa login of %s: %w", e.User, err)
+			}
+			changed = changed || n > 0
+		}
+		if !changed {
+			return nil
+		}
+		_, err := bumpMFA(ctx, q)
+		return err
+	})
+	return changed, err
+}
+
+// MFALoginStates returns every replay and lock-out row.
+func (s *Store) MFALoginStates(ctx context.Context) ([]store.MFALoginState, error) {
+	rows, err := list(ctx, s, func(r Rows) (store.MFALoginState, error) {
+		var (
+			st            store.MFALoginState
+			until, update Time
+		)
+		err := r.Scan(&st.User, &st.DeviceID, &st.LastStep, &st.Failures, &until, &update)
+		st.LockedUntil, st.UpdatedAt = until.T, update.T
+		return st, err
+	}, "SELECT username, device_id, last_step, failures, locked_until, updated_at FROM mfa_login_state ORDER BY username, device_id")
+	if err != nil {
+		return nil, fmt.Errorf("mfa login state: %w", err)
+	}
+	return rows, nil
 }
