@@ -136,7 +136,7 @@ bench: ## benchmarks: report ingest (SQLite, PostgreSQL) vs a no-op mTLS call, f
 	$(GO) test -count=1 -run '^$$' -bench Fleet -benchtime 1x -timeout 90m ./internal/hatest | tee -a $(BIN)/bench.txt
 
 .PHONY: demo
-demo: build ## start a server (SQLite under ./var) with its web console, enrol a local agent in monitor mode; Ctrl-C stops both
+demo: build ## start a server (SQLite under ./var) with its web console, enrol a local agent in monitor mode (MAMORI_EK_ROOTS=roots.pem: TPM vendor roots, docs/tpm.md); Ctrl-C stops both
 	@bash installer/dev/demo.sh "$(BIN)" "$(CURDIR)/var"
 
 .PHONY: clean

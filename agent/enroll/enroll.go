@@ -4,8 +4,12 @@
 // certificate, CA, device ID and first policy in the state directory.
 //
 // Re-running enrolment on an enrolled terminal makes a new key and
-// certificate; the server keeps the device record by machine ID (or by EK).
-// The old identity stays in place until the new one is complete.
+// certificate. The request then carries a proof that this terminal holds
+// the key of its current certificate (a signature over the new CSR), and
+// the server keeps the device record by that proof (or by the TPM EK).
+// A machine ID is only a hint: without a proof the server makes a new
+// record flagged as a possible clone, for an officer to review. The old
+// identity stays in place until the new one is complete.
 //
 // When the key is made in the TPM, enrolment is attested: the request
 // carries the EK, a fresh AK and the AK's TPM2_Certify of the key; the
@@ -18,6 +22,7 @@ package enroll
 import (
 	"context"
 	"crypto"
+	crand "crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
@@ -50,6 +55,10 @@ var (
 	ErrRevoked      = errors.New("this terminal was revoked on the server: ask the security officer to review it before enrolling again")
 	ErrUnreachable  = errors.New("no server reachable: check --server, the network path and the firewall (TCP to the server port)")
 	ErrAttestation  = errors.New("the server refused this terminal's TPM attestation: report this to the helpdesk with the agent log")
+	// ErrKeyProof: the server refused the signature by this terminal's
+	// current key that re-enrolment sends (the state directory may hold
+	// another server's identity).
+	ErrKeyProof = errors.New("the server refused this terminal's proof of its current device key: check --server, or report this to the helpdesk with the agent log")
 	// ErrBusy: the server is enrolling as many terminals as it takes at
 	// once (or this address or machine enrolled too often just now). It
 	// is transient: Enroll waits the server's hint and tries again.
@@ -176,6 +185,7 @@ func Enroll(ctx context.Context, log *slog.Logger, dir *state.Dir, p Params) (*R
 	if err != nil {
 		return nil, fmt.Errorf("make certificate request: %w", err)
 	}
+	proof := keyProof(ctx, log, dir, csr)
 	var at *attestation
 	if tk, ok := key.(*tpm.Key); ok {
 		qd := sha256.Sum256(csr)
@@ -198,7 +208,7 @@ func Enroll(ctx context.Context, log *slog.Logger, dir *state.Dir, p Params) (*R
 	giveUp := time.Now().Add(p.BusyWait)
 	backoff := time.Second
 	for {
-		res, err := enrollOnce(ctx, log, dir, p, fp, key, csr, at)
+		res, err := enrollOnce(ctx, log, dir, p, fp, key, csr, at, proof)
 		if err == nil {
 			saved = true
 			return res, nil
@@ -220,10 +230,11 @@ func Enroll(ctx context.Context, log *slog.Logger, dir *state.Dir, p Params) (*R
 }
 
 // enrollOnce tries each server once.
-func enrollOnce(ctx context.Context, log *slog.Logger, dir *state.Dir, p Params, fp string, key crypto.Signer, csr []byte, at *attestation) (*Result, error) {
+func enrollOnce(ctx context.Context, log *slog.Logger, dir *state.Dir, p Params, fp string, key crypto.Signer, csr []byte, at *attestation,
+	proof *mamoriv1.KeyProof) (*Result, error) {
 	var errs []error
 	for _, addr := range p.Servers {
-		resp, err := call(ctx, addr, fp, p, csr, at)
+		resp, err := call(ctx, addr, fp, p, csr, at, proof)
 		if err == nil {
 			res, err := store(dir, addr, fp, p, key, resp)
 			if err != nil {
@@ -244,7 +255,30 @@ func enrollOnce(ctx context.Context, log *slog.Logger, dir *state.Dir, p Params,
 	return nil, errors.Join(errs...)
 }
 
-func call(ctx context.Context, addr, fp string, p Params, csr []byte, at *attestation) (*mamoriv1.EnrollResponse, error) {
+// keyProof signs the new CSR with the key of the identity this terminal
+// already has, if any: the server's proof that this is the same device.
+// Without a usable identity there is no proof (a first enrolment, or a
+// re-imaged terminal: the server then makes a new record).
+func keyProof(ctx context.Context, log *slog.Logger, dir *state.Dir, csr []byte) *mamoriv1.KeyProof {
+	prev, err := dir.LoadIdentity()
+	if err != nil {
+		if !errors.Is(err, state.ErrNotEnrolled) {
+			log.WarnContext(ctx, "the current identity is unreadable; enrolling without proof of it (the server makes a new device record)", "error", err)
+		}
+		return nil
+	}
+	if c, ok := prev.Key.(interface{ Close() error }); ok {
+		defer c.Close()
+	}
+	sig, err := prev.Key.Sign(crand.Reader, pki.ReenrollDigest(csr), crypto.SHA256)
+	if err != nil {
+		log.WarnContext(ctx, "cannot sign with the current device key; enrolling without proof of it (the server makes a new device record)", "error", err)
+		return nil
+	}
+	return &mamoriv1.KeyProof{Certificate: prev.Cert.Raw, Signature: sig}
+}
+
+func call(ctx context.Context, addr, fp string, p Params, csr []byte, at *attestation, proof *mamoriv1.KeyProof) (*mamoriv1.EnrollResponse, error) {
 	var mu sync.Mutex
 	var seenCA string // fingerprint of the CA the server offered
 	tlsCfg, err := pki.PinnedTLSConfig(fp, transport.ServerName(addr), nil)
@@ -269,9 +303,10 @@ func call(ctx context.Context, addr, fp string, p Params, csr []byte, at *attest
 	cctx, cancel := context.WithTimeout(ctx, p.CallTimeout)
 	defer cancel()
 	req := &mamoriv1.EnrollRequest{
-		Token: p.Token.Reveal(),
-		Csr:   csr,
-		Facts: p.Facts,
+		Token:    p.Token.Reveal(),
+		Csr:      csr,
+		Facts:    p.Facts,
+		KeyProof: proof,
 	}
 	if at != nil {
 		req.Attestation = at.ev
@@ -313,6 +348,9 @@ func explain(addr string, err error) error {
 		}
 		if strings.Contains(st.Message(), "TPM attestation refused") {
 			return fmt.Errorf("%w (%s)", ErrAttestation, st.Message())
+		}
+		if strings.Contains(st.Message(), "key proof") {
+			return fmt.Errorf("%w (%s)", ErrKeyProof, st.Message())
 		}
 		return ErrTokenRefused
 	case codes.Unavailable, codes.DeadlineExceeded:

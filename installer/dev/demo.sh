@@ -27,7 +27,13 @@ stop() {
 trap stop INT TERM EXIT
 
 # 1. The server. On first start it creates the CA and the first admin token.
-"$bin/mamori-server" serve --data "$srvdir" --listen "$addr" --console "$console" \
+# TPM vendor roots: MAMORI_EK_ROOTS=/path/to/roots.pem (PEM, roots and
+# intermediates, see docs/tpm.md "Adding vendor roots") makes a TPM key
+# "attested" when its EK certificate chains to one; without it a TPM key is
+# "TPM key, not attested" until an officer runs mamorictl tpm approve-ek.
+ekroots=()
+if [ -n "${MAMORI_EK_ROOTS:-}" ]; then ekroots=(--ek-roots "$MAMORI_EK_ROOTS"); fi
+"$bin/mamori-server" serve --data "$srvdir" --listen "$addr" --console "$console" "${ekroots[@]}" \
   --admin-token-file "$srvdir/admin.token" >"$log/server.out" 2>"$log/server.log" &
 pids+=($!)
 for _ in $(seq 1 100); do

@@ -146,10 +146,16 @@ func TestAgentExpiredCertificate(t *testing.T) {
 
 // A TPM-resident key renews like a file key: the agent signs the renewal
 // CSR in the TPM, the new certificate keeps the key (still in the TPM)
-// and its attestation, and the agent keeps reporting with it.
+// and its attestation, and the agent keeps reporting with it. (The TPM's
+// EK certificate chains to the server's --ek-roots: only a verified EK
+// is attested.)
 func TestAgentRenewsTPMKey(t *testing.T) {
-	h := servertest.Start(t, servertest.Options{})
 	tp := tpmtest.Open(t, 1)
+	roots := filepath.Join(t.TempDir(), "ek-roots.pem")
+	if err := os.WriteFile(roots, tpmtest.ProvisionEKCert(t, tp), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h := servertest.Start(t, servertest.Options{EKRootsFile: roots})
 	dir := tpmDir(t, filepath.Join(t.TempDir(), "state"), tp)
 	res, err := enrolTPM(t, h, dir, "tpm-renew")
 	if err != nil || !res.Attested {

@@ -68,6 +68,7 @@ var evidenceMessages = []Message{
 	{"console.rule.policy-drift", "Enforcement changed on the terminal and re-applied", "端末上で設定が変更され、再適用された"},
 	{"console.rule.events-lost", "Evidence events lost on the terminal (spool full or damaged)", "端末で証跡イベントが失われた（スプール満杯・破損）"},
 	{"console.rule.tier-reachable", "The terminal can reach another tier", "端末から別のネットワーク層に到達できる"},
+	{"console.rule.enroll-token-guessing", "Many enrolments with a wrong token from one address", "同一アドレスから誤った登録トークンによる登録が多数"},
 	{"console.rule.media-writable", "Removable media still writable after re-applying", "再適用後も外部記録媒体に書込み可能"},
 
 	{"console.evidence.title", "Audit evidence report", "監査証跡レポート"},

@@ -454,6 +454,18 @@ func writeFileSync(path string, data []byte, mode os.FileMode) error {
 	return atomicfile.Write(path, data, mode)
 }
 
+// ReenrollDigest is what a re-enrolling agent signs with the key of its
+// current device certificate (EnrollRequest.key_proof): SHA-256 over a
+// fixed label and SHA-256 of the new CSR, so the proof is bound to the new
+// key and cannot be moved to another request's key.
+func ReenrollDigest(csrDER []byte) []byte {
+	c := sha256.Sum256(csrDER)
+	h := sha256.New()
+	h.Write([]byte("mamori re-enrolment proof v1\x00"))
+	h.Write(c[:])
+	return h.Sum(nil)
+}
+
 // SignMessage signs msg (SHA-256) with the CA's key: the audit log's
 // checkpoints (server/audit), which a verifier checks with the CA
 // certificate it already pins. msg must carry a domain prefix of its

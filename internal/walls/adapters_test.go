@@ -28,10 +28,10 @@ import (
 
 // storeReads are the store methods that only read.
 var storeReads = set(
-	"ControlHistory", "CountByControl", "CountEvents", "CountFleet", "CountFleetByGroup", "CountOperators",
-	"CountSent", "CurrentPolicy", "DailySnapshots", "DeviceCredential", "DeviceGroup", "FindDevice",
+	"CheckToken", "ControlHistory", "CountByControl", "CountEvents", "CountFleet", "CountFleetByGroup", "CountOperators",
+	"CountSent", "CurrentPolicy", "DailySnapshots", "DeviceCredential", "DeviceGroup", "EKApproved", "FindDevice",
 	"GetDevice", "GetIncident", "GetOperator", "HistoryForDevices", "Incidents", "Ledger", "ListAudit",
-	"ListDevices", "ListEvents", "ListExceptions", "ListOperators", "MFAGeneration", "MFALoginStates", "MFATempCodes",
+	"ListApprovedEKs", "ListDevices", "ListEvents", "ListExceptions", "ListOperators", "MFAGeneration", "MFALoginStates", "MFATempCodes",
 	"MFAUnlocks", "MFAUsers", "OperatorByTokenHash", "OperatorLogin", "PolicyHistory", "SearchDevices",
 	"SearchTerms", "Session",
 )
@@ -40,10 +40,10 @@ var storeReads = set(
 // ingest and incident pipelines and the backends call them, except as
 // adapterWrites allows.
 var storeWrites = set(
-	"AppendAudit", "ClaimNotifications", "ConsumeMFACodes", "CreateException", "CreateOperator",
+	"AppendAudit", "ApproveClone", "ApproveEK", "ClaimNotifications", "ConsumeMFACodes", "CreateException", "CreateOperator",
 	"CreateSession", "CreateToken", "DeleteMFAUser", "DeleteSession", "DisableOperator", "EndSessions",
 	"Enroll", "FinishNotification", "ImportMFAUsers", "IngestReports", "LoginFailed", "LoginSucceeded",
-	"PutDailySnapshot", "PutMFATempCode", "PutMFAUser", "RecordMFALogins", "Renew", "ReplaceLedger", "ResetLockout",
+	"PutDailySnapshot", "PutMFATempCode", "PutMFAUser", "RecordEnrollFailure", "RecordMFALogins", "Renew", "ReplaceLedger", "ResetLockout",
 	"RevokeDevice", "RevokeException", "SetDeviceGroup", "SetOperatorLogin", "SetPolicy", "TouchSession",
 	"TransitionIncident", "UnlockMFAUser", "Watch",
 )
@@ -52,9 +52,10 @@ var storeWrites = set(
 var adapterWrites = map[string]map[string]bool{
 	// The agent service's own writes: what a terminal does (enrol, renew
 	// its certificate, report one-time codes it accepted and the steps,
-	// failures and lock-outs of its logins), not an operator's action.
-	// Their audit records still go through admin.
-	mod + "server/api": set("Enroll", "Renew", "ConsumeMFACodes", "RecordMFALogins"),
+	// failures and lock-outs of its logins) and the record of an
+	// enrolment refused for its token (admission), not an operator's
+	// action. Their audit records still go through admin.
+	mod + "server/api": set("Enroll", "Renew", "ConsumeMFACodes", "RecordMFALogins", "RecordEnrollFailure"),
 	// The console's sign-in bookkeeping: sessions and failed-login
 	// counters are the console's authentication, not operator actions
 	// (their audit records go through admin).

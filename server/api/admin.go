@@ -248,6 +248,51 @@ func (s *AdminService) SetDeviceGroup(ctx context.Context, req *mamoriv1.SetDevi
 	return &mamoriv1.SetDeviceGroupResponse{Device: deviceProto(d, p, s.now())}, nil
 }
 
+// ApproveReenrollment confirms a device flagged as a possible clone
+// (admin.Service.ApproveReenrollment).
+func (s *AdminService) ApproveReenrollment(ctx context.Context, req *mamoriv1.ApproveReenrollmentRequest) (*mamoriv1.ApproveReenrollmentResponse, error) {
+	op, err := s.adminOperator(ctx)
+	if err != nil {
+		return nil, err
+	}
+	d, old, err := s.actions.ApproveReenrollment(ctx, op, req.Device, req.Reason)
+	if err != nil {
+		return nil, err
+	}
+	p, err := s.currentPolicy(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &mamoriv1.ApproveReenrollmentResponse{Device: deviceProto(d, p, s.now()), Replaced: deviceProto(old, p, s.now())}, nil
+}
+
+// ApproveEK puts a TPM endorsement key on the approved list
+// (admin.Service.ApproveEK).
+func (s *AdminService) ApproveEK(ctx context.Context, req *mamoriv1.ApproveEKRequest) (*mamoriv1.ApproveEKResponse, error) {
+	op, err := s.adminOperator(ctx)
+	if err != nil {
+		return nil, err
+	}
+	added, err := s.actions.ApproveEK(ctx, op, req.EkFingerprint, req.Note)
+	if err != nil {
+		return nil, err
+	}
+	return &mamoriv1.ApproveEKResponse{Added: added}, nil
+}
+
+// ListApprovedEKs lists the approved endorsement keys.
+func (s *AdminService) ListApprovedEKs(ctx context.Context, _ *mamoriv1.ListApprovedEKsRequest) (*mamoriv1.ListApprovedEKsResponse, error) {
+	eks, err := s.actions.ListApprovedEKs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := &mamoriv1.ListApprovedEKsResponse{}
+	for _, e := range eks {
+		out.Eks = append(out.Eks, &mamoriv1.ApprovedEK{EkFingerprint: e.Fingerprint, ApprovedBy: e.ApprovedBy, ApprovedAt: ts(e.ApprovedAt), Note: e.Note})
+	}
+	return out, nil
+}
+
 // deviceProto is what operators see of a device: the stored record plus the
 // state derived from the clock (OFFLINE) and policy.
 func deviceProto(d store.Device, p *mamoriv1.Policy, now time.Time) *mamoriv1.Device {
@@ -266,6 +311,7 @@ func deviceProto(d store.Device, p *mamoriv1.Policy, now time.Time) *mamoriv1.De
 		EkFingerprint: d.EKFingerprint,
 		KeyAttested:   d.KeyAttested,
 		Group:         d.Group,
+		CloneOf:       d.CloneOf,
 	}
 	if d.Verdict == store.VerdictNoncompliant {
 		out.FailingSince = ts(d.FailingSince)

@@ -13,46 +13,71 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
 
 	"github.com/mamori-dev/mamori/internal/retryinfo"
+	"github.com/mamori-dev/mamori/server/store"
 )
 
 // EnrollLimits bound what enrolment may cost the server. An enrolment is
 // the expensive call an unauthenticated caller can make (a token lookup,
 // a signature and a commit behind the database's writer), so it is
-// admitted in three steps, each refused at once, never queued:
+// admitted in steps, each refused at once, never queued. Every budget is
+// keyed by something the server knows, never by what the caller claims,
+// and spent in an order where no caller spends another's:
 //
-//   - a token bucket per source address (IPv6 by /64): one host cannot
-//     take the whole enrolment capacity or probe tokens quickly;
-//   - a token bucket per machine ID: one terminal (or a script replaying
-//     its facts) cannot enrol in a loop;
-//   - a cap on enrolments being worked on at once (admission control),
+//  1. a token bucket per source address (IPv6 by /64), and that address's
+//     failed-token budget: one host cannot take the whole enrolment
+//     capacity, and a host that guessed tokens is refused before it
+//     costs a lookup. Only calls from that address spend them;
+//  2. a cap on enrolments being worked on at once (admission control),
 //     with a short, bounded wait for a free place: at most MaxQueued
 //     callers wait, each at most QueueWait (far inside the agent's 30 s
 //     call timeout); past that the call is answered ResourceExhausted
-//     with a retry hint (google.rpc.RetryInfo) at once, instead of
-//     waiting behind the writer until the caller's deadline passes and it
-//     retries into the same queue.
+//     with a retry hint (google.rpc.RetryInfo) at once. Everything that
+//     touches the database runs under it;
+//  3. the token is checked (in the enrolment's own transaction; the
+//     first call of an attested enrolment, which writes nothing, reads it
+//     with CheckToken). An unknown or expired token spends one of the
+//     source's failed-token budget, is logged at WARN with the address
+//     and stored (incident rule enroll-token-guessing);
+//  4. a token bucket per valid token (its hash): a leaked token in a loop
+//     is slowed. Only holders of that token spend it.
+//
+// The machine ID a caller sends is no key: a budget keyed by it let
+// anyone block a victim's enrolment by naming its machine ID. Renew has a
+// budget of its own per device, keyed by the verified certificate.
 //
 // A refusal is ResourceExhausted with a RetryInfo hint, and the hints are
 // a schedule, not a constant: each refused caller is given the next free
 // slot at the rate the server can take them (the bucket's rate, or the
 // measured enrolment rate for the in-flight cap), so a crowd that was
-// refused at once comes back spread out instead of all together. Agents
-// and mamori-loadgen wait the hint (plus a little jitter) before trying
-// again. A zero rate or cap switches that step off.
+// refused at once comes back spread out instead of all together. A hint
+// is never longer than MaxRetryHint: past it the schedule stops growing
+// (agents cap what they accept at the same figure). A zero rate or cap
+// switches that step off.
 type EnrollLimits struct {
-	PerSourceRate   float64 // enrolments a second per source address
-	PerSourceBurst  int
-	PerMachineRate  float64 // enrolments a second per machine ID
-	PerMachineBurst int
-	MaxInFlight     int // enrolments being worked on at once
+	PerSourceRate  float64 // enrolments a second per source address
+	PerSourceBurst int
+	// FailedTokenRate and FailedTokenBurst: enrolments refused for their
+	// token one address may make (a second, and at once) before that
+	// address is refused without a lookup.
+	FailedTokenRate  float64
+	FailedTokenBurst int
+	PerTokenRate     float64 // enrolments a second per valid token
+	PerTokenBurst    int
+	RenewRate        float64 // renewals a second per device
+	RenewBurst       int
+	MaxInFlight      int // enrolments being worked on at once
 	// MaxQueued callers may wait up to QueueWait for a place in flight.
 	MaxQueued int
 	QueueWait time.Duration
 	// RetryAfter is the least wait a refusal asks for.
 	RetryAfter time.Duration
 }
+
+// MaxRetryHint caps every retry hint enrolment and renewal give.
+const MaxRetryHint = retryinfo.MaxDelay
 
 // DefaultEnrollLimits suit one server enrolling a whole municipality at
 // once. The numbers, and why:
@@ -63,27 +88,32 @@ type EnrollLimits struct {
 //     on SQLite here), and the in-flight cap below is what protects the
 //     server. Measured with 2,000 terminals at once from one address:
 //     6.7 s with no per-source limit, 12.1 s with 300/s, burst 1,000 —
-//     each refused caller pays a second TLS handshake. It still keeps one
-//     host to about one server's worth of enrolments, and (with the
-//     per-machine limit) makes token guessing slow; tokens remain the gate.
-//   - per machine 1 per 5 s, burst 6: an attested enrolment is two calls,
-//     and a retry after a lost answer a third; an agent's back-off starts
-//     at 1 s, so a normal enrolment never meets this limit. Renew uses
-//     the same limit per device.
+//     each refused caller pays a second TLS handshake.
+//   - failed tokens 20 at once, then one a minute per address: an
+//     installer with a mistyped token retries a few times; a guesser gets
+//     ~1,440 guesses a day per address against a 2^128 token space, and
+//     10 within 10 minutes open an incident.
+//   - per token 500/s, burst 2,000: a rollout usually runs on one token,
+//     so, like the per-source limit, this must not be what slows it (at
+//     50/s a 2,000-terminal storm here took 12 % longer, and 10,000 would
+//     take minutes). It keeps one token to about one server's enrolment
+//     rate; its use count is what bounds a leaked token.
+//   - renew 1 per 5 s, burst 6 per device: a device renews once in 16
+//     months; one renewing in a loop would fill the audit log.
 //   - 64 in flight: SQLite commits one enrolment at a time (~5 ms each),
 //     so 64 waiting is ~0.3 s of queue, far inside the agent's 30 s call
 //     timeout; PostgreSQL runs several at once and needs no more.
 //   - 1,024 more may wait up to 10 s for a place: at ~200 enrolments/s
 //     they are through in ~5 s, and a caller that waited did not pay a
-//     second TLS handshake (on a busy 2-core server the handshakes of
-//     refused callers coming back cost more than the enrolments). Each
-//     waiting caller holds a connection and a goroutine (~50 KiB).
-//   - retry after at least 1 s; a refused crowd is scheduled further out
-//     at the rate enrolments complete.
+//     second TLS handshake. Each waiting caller holds a connection and a
+//     goroutine (~50 KiB).
+//   - retry after at least 1 s, at most MaxRetryHint (5 min).
 func DefaultEnrollLimits() EnrollLimits {
 	return EnrollLimits{
 		PerSourceRate: 500, PerSourceBurst: 2000,
-		PerMachineRate: 0.2, PerMachineBurst: 6,
+		FailedTokenRate: 1.0 / 60, FailedTokenBurst: 20,
+		PerTokenRate: 500, PerTokenBurst: 2000,
+		RenewRate: 0.2, RenewBurst: 6,
 		MaxInFlight: 64, MaxQueued: 1024, QueueWait: 10 * time.Second,
 		RetryAfter: time.Second,
 	}
@@ -92,11 +122,19 @@ func DefaultEnrollLimits() EnrollLimits {
 // Validate checks the limits.
 func (l EnrollLimits) Validate() error {
 	var errs []error
-	if l.PerSourceRate < 0 || l.PerSourceRate > 0 && l.PerSourceBurst < 1 {
-		errs = append(errs, errors.New("--enroll-per-source-rate must be ≥ 0, with a burst ≥ 1 when set"))
-	}
-	if l.PerMachineRate < 0 || l.PerMachineRate > 0 && l.PerMachineBurst < 1 {
-		errs = append(errs, errors.New("--enroll-per-machine-rate must be ≥ 0, with a burst ≥ 1 when set"))
+	for _, r := range []struct {
+		name  string
+		rate  float64
+		burst int
+	}{
+		{"--enroll-per-source-rate", l.PerSourceRate, l.PerSourceBurst},
+		{"--enroll-failed-token-rate", l.FailedTokenRate, l.FailedTokenBurst},
+		{"--enroll-per-token-rate", l.PerTokenRate, l.PerTokenBurst},
+		{"--renew-rate", l.RenewRate, l.RenewBurst},
+	} {
+		if r.rate < 0 || r.rate > 0 && r.burst < 1 {
+			errs = append(errs, fmt.Errorf("%s must be ≥ 0, with a burst ≥ 1 when set", r.name))
+		}
 	}
 	if l.MaxInFlight < 0 {
 		errs = append(errs, errors.New("--enroll-max-in-flight must be ≥ 0 (0: no cap)"))
@@ -104,8 +142,8 @@ func (l EnrollLimits) Validate() error {
 	if l.MaxQueued < 0 || l.QueueWait < 0 || l.QueueWait > time.Minute {
 		errs = append(errs, errors.New("--enroll-max-queued must be ≥ 0 and --enroll-queue-wait between 0 and 1m"))
 	}
-	if l.RetryAfter < 0 || l.RetryAfter > retryinfo.MaxDelay {
-		errs = append(errs, fmt.Errorf("--enroll-retry-after must be between 0 and %v", retryinfo.MaxDelay))
+	if l.RetryAfter < 0 || l.RetryAfter > MaxRetryHint {
+		errs = append(errs, fmt.Errorf("--enroll-retry-after must be between 0 and %v", MaxRetryHint))
 	}
 	return errors.Join(errs...)
 }
@@ -115,14 +153,14 @@ func (l EnrollLimits) Validate() error {
 // bucket: memory stays bounded under a flood of addresses or machine IDs.
 const maxBuckets = 1 << 16
 
-// maxKeyLen bounds a machine ID used as a key (validation comes later).
-const maxKeyLen = 128
-
 type admission struct {
-	lim             EnrollLimits
-	now             func() time.Time
-	inflight        chan struct{} // nil: no cap
-	source, machine *buckets      // nil: no limit
+	lim      EnrollLimits
+	now      func() time.Time
+	inflight chan struct{} // nil: no cap
+	// nil: no limit. source and failed are keyed by the caller's
+	// address, token by the token's hash, renew by the device ID of the
+	// verified certificate.
+	source, failed, token, renew *buckets
 
 	queued atomic.Int64 // callers waiting for a place in flight
 
@@ -158,28 +196,64 @@ func newAdmission(l EnrollLimits, now func() time.Time) *admission {
 	if l.PerSourceRate > 0 {
 		a.source = newBuckets(l.PerSourceRate, l.PerSourceBurst)
 	}
-	if l.PerMachineRate > 0 {
-		a.machine = newBuckets(l.PerMachineRate, l.PerMachineBurst)
+	if l.FailedTokenRate > 0 {
+		a.failed = newBuckets(l.FailedTokenRate, l.FailedTokenBurst)
+	}
+	if l.PerTokenRate > 0 {
+		a.token = newBuckets(l.PerTokenRate, l.PerTokenBurst)
+	}
+	if l.RenewRate > 0 {
+		a.renew = newBuckets(l.RenewRate, l.RenewBurst)
 	}
 	return a
 }
 
-// admitEnroll lets an enrolment in or refuses it at once. The caller must
-// call release when admitted.
-func (s *AgentService) admitEnroll(ctx context.Context, machineID string) (release func(), err error) {
+// admitSource is step 1: the caller's address, and its failed-token
+// budget (looked at, not spent: only a failure spends it).
+func (s *AgentService) admitSource(ctx context.Context, source string) error {
 	a := s.admission
 	now := a.now()
-	if ok, wait := a.source.take(sourceKey(ctx), now); !ok {
-		return nil, s.refuseEnroll(ctx, "per_source", wait,
+	if ok, wait := a.failed.peek(source, now); !ok {
+		return s.refuseEnroll(ctx, "failed_tokens", wait,
+			"too many enrolments with a wrong token from this address: retry after the delay given")
+	}
+	if ok, wait := a.source.take(source, now); !ok {
+		return s.refuseEnroll(ctx, "per_source", wait,
 			"too many enrolments from this address: retry after the delay given")
 	}
-	if len(machineID) > maxKeyLen {
-		machineID = machineID[:maxKeyLen]
+	return nil
+}
+
+// tokenFailed is step 2's refusal: it spends one of the source's
+// failed-token budget, logs the address at WARN and stores the failure
+// for the incident rule. The caller gets the same answer as for any
+// refused token.
+func (s *AgentService) tokenFailed(ctx context.Context, source, reason string) error {
+	a := s.admission
+	a.failed.take(source, a.now())
+	s.metrics.enrollTokenFailures.Add(1)
+	s.log.WarnContext(ctx, "enrolment token refused", "source", source, "reason", reason)
+	if err := s.store.RecordEnrollFailure(ctx, store.EnrollFailure{Source: source, At: s.now(), Reason: reason}); err != nil {
+		s.log.ErrorContext(ctx, "enrolment failure not stored", "source", source, "error", err)
 	}
-	if ok, wait := a.machine.take(machineID, now); !ok {
-		return nil, s.refuseEnroll(ctx, "per_machine", wait,
-			"this machine enrolled too often just now: retry after the delay given")
+	return status.Error(codes.PermissionDenied, "enrolment token refused")
+}
+
+// admitToken is step 4, for a token that was found valid: its own budget.
+func (s *AgentService) admitToken(ctx context.Context, tokenHash []byte) error {
+	a := s.admission
+	if ok, wait := a.token.take(string(tokenHash), a.now()); !ok {
+		return s.refuseEnroll(ctx, "per_token", wait,
+			"this enrolment token was used too often just now: retry after the delay given")
 	}
+	return nil
+}
+
+// admitEnroll is step 2: a place in flight, so the token's lookup and
+// everything after it run under the cap. The caller must call release
+// when admitted.
+func (s *AgentService) admitEnroll(ctx context.Context) (release func(), err error) {
+	a := s.admission
 	if a.inflight == nil {
 		return func() {}, nil
 	}
@@ -240,7 +314,7 @@ func (a *admission) nextSlot(now time.Time) time.Duration {
 // summary of refusals at most every 10 s (a storm refuses thousands).
 func (s *AgentService) refuseEnroll(ctx context.Context, reason string, wait time.Duration, msg string) error {
 	a := s.admission
-	wait = max(wait, a.lim.RetryAfter)
+	wait = min(max(wait, a.lim.RetryAfter), MaxRetryHint)
 	a.mu.Lock()
 	a.refused[reason]++
 	a.total[reason]++
@@ -253,7 +327,7 @@ func (s *AgentService) refuseEnroll(ctx context.Context, reason string, wait tim
 	if summary != nil {
 		s.log.WarnContext(ctx, "enrolment admission: calls refused (agents retry after the hint); "+
 			"see docs/runbooks.md if this lasts", "refused", summary, "refused_since_start", total,
-			"max_in_flight", a.lim.MaxInFlight, "per_source_rate", a.lim.PerSourceRate, "per_machine_rate", a.lim.PerMachineRate)
+			"max_in_flight", a.lim.MaxInFlight, "per_source_rate", a.lim.PerSourceRate, "per_token_rate", a.lim.PerTokenRate)
 	}
 	return retryinfo.Error(codes.ResourceExhausted, wait.Round(time.Millisecond), msg)
 }
@@ -315,7 +389,7 @@ func (b *buckets) take(key string, now time.Time) (bool, time.Duration) {
 			b.sweep(now)
 		}
 		if len(b.m) >= maxBuckets {
-			return false, time.Duration(float64(time.Second) / b.rate)
+			return false, min(time.Duration(float64(time.Second)/b.rate), MaxRetryHint)
 		}
 		k = &bucket{tokens: b.burst, at: now}
 		b.m[key] = k
@@ -334,7 +408,31 @@ func (b *buckets) take(key string, now time.Time) (bool, time.Duration) {
 	} else {
 		k.slotAt = k.slotAt.Add(time.Duration(float64(time.Second) / b.rate))
 	}
+	// The schedule stops at the cap: a crowd refused a thousand times
+	// is told MaxRetryHint, not hours.
+	if lim := now.Add(MaxRetryHint); k.slotAt.After(lim) {
+		k.slotAt = lim
+	}
 	return false, k.slotAt.Sub(now)
+}
+
+// peek reports whether key's bucket has a token, without spending it,
+// and if not, how long until it has.
+func (b *buckets) peek(key string, now time.Time) (bool, time.Duration) {
+	if b == nil {
+		return true, 0
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	k, ok := b.m[key]
+	if !ok {
+		return true, 0
+	}
+	tokens := min(b.burst, k.tokens+max(now.Sub(k.at), 0).Seconds()*b.rate)
+	if tokens >= 1 {
+		return true, 0
+	}
+	return false, min(time.Duration((1-tokens)/b.rate*float64(time.Second)), MaxRetryHint)
 }
 
 // sweep drops buckets that have refilled: they are the same as absent.

@@ -25,15 +25,15 @@ func fromAddr(addr string) context.Context {
 func TestAdmissionInFlightCap(t *testing.T) {
 	s := &AgentService{core: core{log: slog.New(slog.DiscardHandler)}, admission: newAdmission(EnrollLimits{MaxInFlight: 2, RetryAfter: 1500 * time.Millisecond}, time.Now)}
 	ctx := fromAddr("192.0.2.1:1000")
-	r1, err := s.admitEnroll(ctx, "m1")
+	r1, err := s.admitEnroll(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.admitEnroll(ctx, "m2"); err != nil {
+	if _, err := s.admitEnroll(ctx); err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	_, err = s.admitEnroll(ctx, "m3")
+	_, err = s.admitEnroll(ctx)
 	if status.Code(err) != codes.ResourceExhausted {
 		t.Fatalf("third in flight: %v, want ResourceExhausted", err)
 	}
@@ -44,7 +44,7 @@ func TestAdmissionInFlightCap(t *testing.T) {
 		t.Errorf("retry hint %v, %v; want 1.5s", d, ok)
 	}
 	r1()
-	if _, err := s.admitEnroll(ctx, "m3"); err != nil {
+	if _, err := s.admitEnroll(ctx); err != nil {
 		t.Fatalf("after a release: %v", err)
 	}
 
@@ -117,13 +117,13 @@ func TestAdmissionBoundedQueue(t *testing.T) {
 	s := &AgentService{core: core{log: slog.New(slog.DiscardHandler)}, admission: newAdmission(EnrollLimits{
 		MaxInFlight: 1, MaxQueued: 1, QueueWait: 300 * time.Millisecond, RetryAfter: time.Second}, time.Now)}
 	ctx := fromAddr("192.0.2.1:1000")
-	r1, err := s.admitEnroll(ctx, "m1")
+	r1, err := s.admitEnroll(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	waited := make(chan error, 1)
 	go func() {
-		r, err := s.admitEnroll(ctx, "m2")
+		r, err := s.admitEnroll(ctx)
 		if err == nil {
 			r()
 		}
@@ -133,7 +133,7 @@ func TestAdmissionBoundedQueue(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 	start := time.Now()
-	if _, err := s.admitEnroll(ctx, "m3"); status.Code(err) != codes.ResourceExhausted || time.Since(start) > 100*time.Millisecond {
+	if _, err := s.admitEnroll(ctx); status.Code(err) != codes.ResourceExhausted || time.Since(start) > 100*time.Millisecond {
 		t.Fatalf("caller past the queue: %v after %v, want ResourceExhausted at once", err, time.Since(start))
 	}
 	time.Sleep(50 * time.Millisecond)
@@ -142,10 +142,10 @@ func TestAdmissionBoundedQueue(t *testing.T) {
 		t.Fatalf("queued caller after a release: %v", err)
 	}
 
-	r1, _ = s.admitEnroll(ctx, "m4")
+	r1, _ = s.admitEnroll(ctx)
 	defer r1()
 	start = time.Now()
-	_, err = s.admitEnroll(ctx, "m5")
+	_, err = s.admitEnroll(ctx)
 	if took := time.Since(start); status.Code(err) != codes.ResourceExhausted || took < 300*time.Millisecond || took > 2*time.Second {
 		t.Fatalf("queued caller whose wait ran out: %v after %v, want ResourceExhausted after 300ms", err, took)
 	}

@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"crypto"
+	"crypto/ecdsa"
 	"crypto/sha256"
 	"crypto/x509"
 	"errors"
@@ -15,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/mamori-dev/mamori/internal/pki"
 	"github.com/mamori-dev/mamori/internal/policy"
 	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
 	"github.com/mamori-dev/mamori/server/attest"
@@ -24,16 +26,47 @@ import (
 )
 
 // Enroll exchanges an enrolment token and a CSR for a device certificate.
+//
+// Admission runs in an order where no caller spends another's budget
+// (admission.go): the source address first, then a place in flight, then
+// the token is checked, and only a valid token spends its own budget.
+//
+// Which device the certificate names is decided by proof (store.Enroll):
+// the key of the device's current certificate (KeyProof), the same TPM
+// EK (credential challenge answered), or a new record — flagged as a
+// possible clone when its machine ID names an existing device.
+//
+// "Attested" means verified: the EK certificate chained to the configured
+// vendor roots, or the EK is on the officer-approved list. A proven EK
+// without either (a software TPM, a TPM without a known vendor) still
+// names the same device, but its key is "TPM key, not attested".
 func (s *AgentService) Enroll(ctx context.Context, req *mamoriv1.EnrollRequest) (*mamoriv1.EnrollResponse, error) {
-	// Admission first: a refusal costs the server almost nothing.
-	release, err := s.admitEnroll(ctx, req.GetFacts().GetMachineId())
+	source := sourceKey(ctx)
+	if err := s.admitSource(ctx, source); err != nil {
+		return nil, err
+	}
+	if len(req.Token) > MaxTokenLength || !auth.WellFormed(req.Token, auth.EnrollmentTokenPrefix) {
+		// Same answer as an unknown token: a prober learns nothing.
+		return nil, s.tokenFailed(ctx, source, "malformed")
+	}
+	release, err := s.admitEnroll(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer release()
-	if len(req.Token) > MaxTokenLength || !auth.WellFormed(req.Token, auth.EnrollmentTokenPrefix) {
-		// Same answer as an unknown token: a prober learns nothing.
-		return nil, status.Error(codes.PermissionDenied, "enrolment token refused")
+	tokenHash := auth.HashToken(req.Token)
+	// A token refused by the store spends the source's failed-token
+	// budget. The final call checks the token in its own transaction (no
+	// extra read); the first call of an attested enrolment, which makes a
+	// challenge and writes nothing, reads it first (CheckToken).
+	tokenRefused := func(err error) error {
+		switch {
+		case errors.Is(err, store.ErrTokenUnknown):
+			return s.tokenFailed(ctx, source, "unknown")
+		case errors.Is(err, store.ErrTokenExpired):
+			return s.tokenFailed(ctx, source, "expired")
+		}
+		return err
 	}
 	if len(req.Csr) == 0 || len(req.Csr) > MaxCSRBytes {
 		return nil, invalidArg("csr is missing or larger than %d bytes", MaxCSRBytes)
@@ -49,7 +82,15 @@ func (s *AgentService) Enroll(ctx context.Context, req *mamoriv1.EnrollRequest) 
 	if req.Answer != nil && req.Attestation == nil {
 		return nil, invalidArg("answer without attestation")
 	}
-	var ekFingerprint string
+	provenID, provenSerial, err := s.checkKeyProof(req)
+	if err != nil {
+		s.log.WarnContext(ctx, "re-enrolment proof refused", "source", source, "hostname", req.Facts.Hostname, "error", err)
+		return nil, err
+	}
+	var (
+		ekFingerprint string
+		attested      bool
+	)
 	if req.Attestation != nil {
 		checked, err := s.checkAttestation(req, csr)
 		if err != nil {
@@ -58,7 +99,14 @@ func (s *AgentService) Enroll(ctx context.Context, req *mamoriv1.EnrollRequest) 
 		}
 		if req.Answer == nil {
 			// Step one: a challenge only this TPM can answer. No
-			// certificate yet, and the token is not counted.
+			// certificate yet, and the token is not counted; it must be
+			// valid, and spends its budget.
+			if err := s.store.CheckToken(ctx, tokenHash, s.now()); err != nil {
+				return nil, tokenRefused(err)
+			}
+			if err := s.admitToken(ctx, tokenHash); err != nil {
+				return nil, err
+			}
 			ch, err := s.attest.Challenge(checked)
 			if err != nil {
 				return nil, fmt.Errorf("make enrolment challenge: %w", err)
@@ -72,34 +120,53 @@ func (s *AgentService) Enroll(ctx context.Context, req *mamoriv1.EnrollRequest) 
 			return nil, status.Error(codes.PermissionDenied, err.Error())
 		}
 		ekFingerprint = checked.EKFingerprint
+		attested = checked.EKCertVerified
+		if !attested {
+			if attested, err = s.store.EKApproved(ctx, ekFingerprint); err != nil {
+				return nil, err
+			}
+		}
 	}
 	now := s.now()
-	detail := fmt.Sprintf("hostname=%s machine_id=%s", req.Facts.Hostname, req.Facts.MachineId)
-	if ekFingerprint != "" {
+	detail := fmt.Sprintf("hostname=%s machine_id=%s source=%s", req.Facts.Hostname, req.Facts.MachineId, source)
+	switch {
+	case attested:
 		detail += " key=tpm-attested ek=" + ekFingerprint
+	case ekFingerprint != "":
+		detail += " key=tpm-not-attested ek=" + ekFingerprint
 	}
 	newID := uuid.NewString()
 	var res store.EnrollResult
 	// The record commits with the enrolment. Which device it names, and
 	// whether it is a re-enrolment, is known inside the transaction (Sign);
-	// a retry of a lost answer adds retry=same-key (the store).
+	// a retry of a lost answer adds retry=same-key (the store), the proof
+	// that named the device proof=key|ek|retry, a claimed machine ID of
+	// another device possible_clone_of=ID.
 	err = s.audited(ctx, "device:"+newID, "device.enroll", newID, detail, func(actx context.Context) error {
 		var err error
 		res, err = s.store.Enroll(actx, store.EnrollParams{
-			TokenHash:     auth.HashToken(req.Token),
-			Now:           now,
-			Facts:         req.Facts,
-			NewDeviceID:   newID,
-			KeyHash:       keyHash[:],
-			EKFingerprint: ekFingerprint,
+			TokenHash:      tokenHash,
+			Now:            now,
+			Facts:          req.Facts,
+			NewDeviceID:    newID,
+			KeyHash:        keyHash[:],
+			EKFingerprint:  ekFingerprint,
+			KeyAttested:    attested,
+			ProvenDeviceID: provenID,
+			ProvenSerial:   provenSerial,
 			Sign: func(deviceID string) ([]byte, string, error) {
+				// The token was found valid by now (this transaction):
+				// only now is its budget spent.
+				if err := s.admitToken(actx, tokenHash); err != nil {
+					return nil, "", err
+				}
 				store.AmendAudit(actx, func(r *store.AuditRecord) {
 					r.Actor, r.Target, r.Action = "device:"+deviceID, deviceID, "device.enroll"
 					if deviceID != newID {
 						r.Action = "device.reenroll"
 					}
 				})
-				der, serial, err := s.ca.SignDeviceCSR(req.Csr, deviceID, ekFingerprint != "", now)
+				der, serial, err := s.ca.SignDeviceCSR(req.Csr, deviceID, attested, now)
 				if err != nil {
 					return nil, "", invalidArg("%v", err)
 				}
@@ -108,12 +175,19 @@ func (s *AgentService) Enroll(ctx context.Context, req *mamoriv1.EnrollRequest) 
 		})
 		return err
 	})
+	if errors.Is(err, store.ErrTokenUnknown) || errors.Is(err, store.ErrTokenExpired) {
+		return nil, tokenRefused(err)
+	}
 	if err != nil {
-		s.log.InfoContext(ctx, "enrolment refused", "hostname", req.Facts.Hostname, "error", err)
+		s.log.InfoContext(ctx, "enrolment refused", "source", source, "hostname", req.Facts.Hostname, "error", err)
 		return nil, err
 	}
+	if res.CloneOf != "" {
+		s.log.WarnContext(ctx, "enrolment named the machine ID of another device without proof: new device flagged as a possible clone",
+			"device", res.Device.ID, "possible_clone_of", res.CloneOf, "source", source, "hostname", req.Facts.Hostname)
+	}
 	s.log.InfoContext(ctx, "device enrolled", "device", res.Device.ID, "hostname", req.Facts.Hostname, "reenrolled", res.Reenrolled,
-		"attested", ekFingerprint != "")
+		"by", res.By, "attested", attested)
 	p, err := s.effectivePolicy(ctx, res.Device.ID, res.Device.Group, true)
 	if err != nil {
 		return nil, err
@@ -123,8 +197,44 @@ func (s *AgentService) Enroll(ctx context.Context, req *mamoriv1.EnrollRequest) 
 		Certificate:   res.CertDER,
 		CaCertificate: s.ca.Cert.Raw,
 		Policy:        p,
-		Attested:      ekFingerprint != "",
+		Attested:      attested,
 	}, nil
+}
+
+// MaxKeyProofField bounds the certificate and the signature of a key
+// proof (a device certificate is under 1 KiB).
+const MaxKeyProofField = 8 << 10
+
+// checkKeyProof checks a re-enrolment's proof of the current key: the
+// certificate is one this CA issued to a device (expired or not: a device
+// offline past its certificate's life still holds its key), and the
+// signature over the new CSR is by its key. Whether it is that device's
+// current certificate, and whether the device is revoked, the store
+// decides in its transaction. No proof: "", "", nil.
+func (s *AgentService) checkKeyProof(req *mamoriv1.EnrollRequest) (deviceID, serial string, err error) {
+	kp := req.GetKeyProof()
+	if kp == nil {
+		return "", "", nil
+	}
+	if len(kp.Certificate) == 0 || len(kp.Certificate) > MaxKeyProofField || len(kp.Signature) == 0 || len(kp.Signature) > MaxKeyProofField {
+		return "", "", invalidArg("key proof: certificate and signature are required, each at most %d bytes", MaxKeyProofField)
+	}
+	cert, err := x509.ParseCertificate(kp.Certificate)
+	if err != nil {
+		return "", "", invalidArg("key proof certificate: %v", err)
+	}
+	if err := cert.CheckSignatureFrom(s.ca.Cert); err != nil {
+		return "", "", status.Error(codes.PermissionDenied, "key proof: the certificate was not issued by this server's CA")
+	}
+	id, err := pki.DeviceIDFromCert(cert)
+	if err != nil {
+		return "", "", status.Error(codes.PermissionDenied, "key proof: the certificate names no device")
+	}
+	pub, ok := cert.PublicKey.(*ecdsa.PublicKey)
+	if !ok || !ecdsa.VerifyASN1(pub, pki.ReenrollDigest(req.Csr), kp.Signature) {
+		return "", "", status.Error(codes.PermissionDenied, "key proof: the signature is not by the certificate's key over this request")
+	}
+	return id, pki.SerialHex(cert), nil
 }
 
 // MaxAttestationField bounds each field of a TPM attestation (an EK
@@ -246,8 +356,9 @@ func (s *AgentService) Renew(ctx context.Context, req *mamoriv1.RenewRequest) (*
 		return nil, status.Error(codes.Unauthenticated, "no device identity")
 	}
 	// A device renews once in 16 months; one renewing in a loop would
-	// fill the audit log. It shares the per-machine limit of enrolment.
-	if ok, wait := s.admission.machine.take("renew:"+dev.ID, s.admission.now()); !ok {
+	// fill the audit log. The budget is the device's own, keyed by its
+	// verified certificate: no enrolment call can spend it.
+	if ok, wait := s.admission.renew.take(dev.ID, s.admission.now()); !ok {
 		return nil, s.refuseEnroll(ctx, "per_device_renew", wait, "this device renewed too often just now: retry after the delay given")
 	}
 	if len(req.GetCsr()) == 0 || len(req.GetCsr()) > MaxCSRBytes {

@@ -165,6 +165,9 @@ func TestEnrollRefusedWritesNothing(t *testing.T) {
 	}
 }
 
+// Re-enrolment with the proof of the current key keeps the record (it
+// used to be enough to send the same machine ID: see
+// TestReenrolClaimedMachineIDMakesClone).
 func TestReenrolSameMachineKeepsRecord(t *testing.T) {
 	h := servertest.Start(t, servertest.Options{})
 	tok := h.Token(t, 2, 0)
@@ -172,7 +175,7 @@ func TestReenrolSameMachineKeepsRecord(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	second, err := h.Enroll(t, tok, servertest.Facts("pc-r", "machine-r"))
+	second, _, err := h.Reenroll(t, tok, servertest.Facts("pc-r", "machine-r"), first)
 	if err != nil {
 		t.Fatal(err)
 	}

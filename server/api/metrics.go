@@ -24,6 +24,8 @@ var latencyBuckets = []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 
 type metrics struct {
 	reports atomic.Int64
 	events  atomic.Int64
+	// enrollTokenFailures: enrolments refused for their token.
+	enrollTokenFailures atomic.Int64
 
 	mu      sync.Mutex
 	methods map[string]*methodStats
@@ -72,6 +74,9 @@ func (s *Server) WriteMetrics(w io.Writer) {
 	fmt.Fprintln(w, "# HELP mamori_events_stored_total Agent events stored for the first time (duplicates are acknowledged, not counted).")
 	fmt.Fprintln(w, "# TYPE mamori_events_stored_total counter")
 	fmt.Fprintf(w, "mamori_events_stored_total %d\n", m.events.Load())
+	fmt.Fprintln(w, "# HELP mamori_enroll_token_failures_total Enrolments refused for an unknown or expired token.")
+	fmt.Fprintln(w, "# TYPE mamori_enroll_token_failures_total counter")
+	fmt.Fprintf(w, "mamori_enroll_token_failures_total %d\n", m.enrollTokenFailures.Load())
 
 	m.mu.Lock()
 	defer m.mu.Unlock()

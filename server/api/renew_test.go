@@ -165,7 +165,7 @@ func TestRenewRefusals(t *testing.T) {
 	})
 	t.Run("certificate superseded by re-enrolment", func(t *testing.T) {
 		first := enroll(t, h, "pc-sup")
-		if _, err := h.Enroll(t, h.Token(t, 1, 0), servertest.Facts("pc-sup", "machine-pc-sup")); err != nil {
+		if _, _, err := h.Reenroll(t, h.Token(t, 1, 0), servertest.Facts("pc-sup", "machine-pc-sup"), first); err != nil {
 			t.Fatal(err)
 		}
 		_, err := first.Client.Renew(ctx, renewCSR(t, first))
@@ -201,7 +201,7 @@ func TestRenewAnswerLost(t *testing.T) {
 // A device renewing in a loop is refused past the per-machine burst with
 // a retry hint (each renewal is a signature and an audit record).
 func TestRenewRateLimited(t *testing.T) {
-	lim := api.EnrollLimits{PerMachineRate: 0.001, PerMachineBurst: 3, RetryAfter: time.Second}
+	lim := api.EnrollLimits{RenewRate: 0.001, RenewBurst: 3, RetryAfter: time.Second}
 	h := servertest.Start(t, servertest.Options{EnrollLimits: &lim})
 	d := enroll(t, h, "pc-loop")
 	for i := range 3 {

@@ -152,7 +152,10 @@ func (c *cli) run(ctx context.Context, args []string) error {
 		name string
 		run  func(context.Context, []string) error
 	}{
-		"device": {{"show", c.deviceShow}, {"revoke", c.deviceRevoke}, {"set-group", c.deviceSetGroup}},
+		"device": {{"show", c.deviceShow}, {"revoke", c.deviceRevoke}, {"set-group", c.deviceSetGroup},
+			{"approve-reenrolment", c.deviceApproveReenrollment}},
+		// TPM endorsement keys an officer approved (tpm.go).
+		"tpm":    {{"approve-ek", c.tpmApproveEK}, {"list-eks", c.tpmListEKs}},
 		"token":  {{"create", c.tokenCreate}},
 		"policy": {{"get", c.policyGet}, {"set", c.policySet}},
 		"audit":  {{"verify", c.auditVerify}},

@@ -64,6 +64,9 @@ func (c *cli) writeDevice(resp *mamoriv1.GetDeviceResponse) error {
 	info.add(c.p.Sprintf("ctl.label.tpm"), yesNo(f.GetTpmPresent()))
 	info.add(c.p.Sprintf("ctl.label.key-storage"), f.GetKeyStorage())
 	info.add(c.p.Sprintf("ctl.label.device-key"), c.deviceKey(d))
+	if d.GetCloneOf() != "" {
+		info.add(c.p.Sprintf("ctl.label.clone-of"), c.p.Sprintf("ctl.clone.pending", d.GetCloneOf(), d.GetId()))
+	}
 	info.add(c.p.Sprintf("ctl.label.compliance"), c.complianceName(d.GetCompliance()))
 	if rs := d.GetReasons(); len(rs) > 0 {
 		for i, r := range rs {
@@ -265,6 +268,10 @@ func (c *cli) deviceKey(d *mamoriv1.Device) string {
 			ek = ek[:16] + "…"
 		}
 		return c.p.Sprintf("ctl.key.tpm-attested", ek)
+	case d.GetEkFingerprint() != "":
+		// The TPM's EK was proven (same TPM as before) but not verified:
+		// no configured vendor root, not approved.
+		return c.p.Sprintf("ctl.key.tpm-unverified", d.GetEkFingerprint())
 	case d.GetFacts().GetKeyStorage() == "tpm":
 		return c.p.Sprintf("ctl.key.tpm")
 	}

@@ -32,11 +32,20 @@ const (
 	// RuleTierReachable: the isolation control proved the terminal can
 	// reach another tier (a canary answered), in any mode.
 	RuleTierReachable = "tier-reachable"
+	// RuleEnrollGuessing: one address had many enrolments refused for
+	// their token (unknown or expired) within a short time: someone is
+	// guessing tokens, or a script runs with a revoked one. The incident's
+	// device is "source:" and the address.
+	RuleEnrollGuessing = "enroll-token-guessing"
 	// RuleMediaWritable: a removable device the policy makes read-only or
 	// blocks stayed writable for more than one status round although the
 	// agent acted again (agent/media still_writable).
 	RuleMediaWritable = "media-writable"
 )
+
+// SourcePrefix marks an incident's subject as a caller's address, not a
+// device.
+const SourcePrefix = "source:"
 
 // Rules is the tunable part of the rules.
 type Rules struct {
@@ -44,6 +53,10 @@ type Rules struct {
 	// incident.
 	USBThreshold int
 	USBWindow    time.Duration
+	// EnrollFailThreshold enrolments refused for their token from one
+	// address within EnrollFailWindow open an incident.
+	EnrollFailThreshold int
+	EnrollFailWindow    time.Duration
 	// EventHorizon: events older than this (by their own time) feed the
 	// search but open no incident — the first run over a year of stored
 	// events, or a terminal sending its spool after weeks offline, must
@@ -51,16 +64,22 @@ type Rules struct {
 	EventHorizon time.Duration
 }
 
-// DefaultRules: 5 blocked writes within 10 minutes; events older than a
+// DefaultRules: 5 blocked writes within 10 minutes; 10 enrolments refused
+// for their token from one address within 10 minutes (a terminal with a
+// mistyped token retries with back-off: a handful); events older than a
 // day open nothing.
 func DefaultRules() Rules {
-	return Rules{USBThreshold: 5, USBWindow: 10 * time.Minute, EventHorizon: 24 * time.Hour}
+	return Rules{USBThreshold: 5, USBWindow: 10 * time.Minute, EnrollFailThreshold: 10, EnrollFailWindow: 10 * time.Minute,
+		EventHorizon: 24 * time.Hour}
 }
 
 // Validate checks the rules.
 func (r Rules) Validate() error {
 	if r.USBThreshold < 1 || r.USBWindow <= 0 {
 		return fmt.Errorf("incident rules: the USB threshold must be at least 1 and the window positive")
+	}
+	if r.EnrollFailThreshold < 1 || r.EnrollFailWindow <= 0 {
+		return fmt.Errorf("incident rules: the enrolment failure threshold must be at least 1 and the window positive")
 	}
 	return nil
 }
@@ -106,6 +125,13 @@ func (r Rules) Judge(b store.WatchBatch) ([]store.SearchTerm, []store.Signal, er
 		if s := d.Facts.GetSerialNumber(); s != "" {
 			terms = append(terms, store.SearchTerm{Kind: store.TermSerial, Term: s, DeviceID: d.ID, At: d.EnrolledAt})
 		}
+	}
+	for _, f := range b.EnrollFailures {
+		ref := "enroll-failure:" + strconv.FormatInt(f.ID, 10)
+		sigs = append(sigs, store.Signal{Rule: RuleEnrollGuessing, DeviceID: SourcePrefix + f.Source, Episode: ref, At: f.At, Ref: ref,
+			Threshold: r.EnrollFailThreshold, Window: r.EnrollFailWindow,
+			Summary: fmt.Sprintf("%s 以内に登録トークンの拒否が %d 回以上（送信元 %s） / %d or more enrolments refused for their token within %s (from %s)",
+				r.EnrollFailWindow, r.EnrollFailThreshold, f.Source, r.EnrollFailThreshold, r.EnrollFailWindow, f.Source)})
 	}
 	for _, e := range b.Events {
 		ev := e.Event

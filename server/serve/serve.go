@@ -56,9 +56,12 @@ type Config struct {
 	// instead of the log. For automation such as `make demo`.
 	AdminTokenFile string
 	// EKRootsFile, when set, is a PEM file of TPM manufacturers' root (and
-	// intermediate) certificates: attested enrolment then requires an EK
-	// certificate that chains to one of them (see docs/tpm.md). Empty
-	// accepts any EK, as simulators and swtpm need.
+	// intermediate) certificates: a TPM key is attested only when its EK
+	// certificate chains to one of them, or its EK is on the approved
+	// list (mamorictl tpm approve-ek). Empty: no EK chains, and only
+	// approved EKs are attested (see docs/tpm.md). A TPM whose EK is
+	// neither enrols as "TPM key, not attested"; policy require_tpm_key
+	// makes it non-compliant.
 	EKRootsFile string
 	Ingest      ingest.Config
 	// Console is the web console's HTTPS address, e.g. ":8444"; empty
@@ -686,8 +689,11 @@ func ExpireLegacyTokens(ctx context.Context, st store.Store, now time.Time) erro
 	return nil
 }
 
-// newVerifier builds the TPM attestation verifier, requiring EK
-// certificates from the given manufacturers when EKRootsFile is set.
+// newVerifier builds the TPM attestation verifier, checking EK
+// certificates against the given manufacturers' roots when EKRootsFile is
+// set. It never refuses a TPM for its EK certificate: the proof of the EK
+// (credential activation) still names the same device on re-enrolment,
+// and "attested" is decided by the chain or the approved list.
 func newVerifier(cfg Config) (*attest.Verifier, error) {
 	ac := attest.DefaultConfig()
 	ac.Now = cfg.Now
@@ -700,7 +706,7 @@ func newVerifier(cfg Config) (*attest.Verifier, error) {
 		if !roots.AppendCertsFromPEM(pemBytes) {
 			return nil, fmt.Errorf("--ek-roots %s: no PEM certificate in it", cfg.EKRootsFile)
 		}
-		ac.RequireEKCert, ac.EKRoots, ac.EKIntermediates = true, roots, roots
+		ac.EKRoots, ac.EKIntermediates = roots, roots
 	}
 	v, err := attest.New(ac)
 	if err != nil {

@@ -7,10 +7,12 @@ package servertest
 import (
 	"context"
 	"crypto/ecdsa"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"io"
 	"log/slog"
+	"net"
 	"sync"
 	"testing"
 	"time"
@@ -86,6 +88,8 @@ type Options struct {
 	EnrollLimits *api.EnrollLimits
 	// StopTimeout replaces the default stop timeout when set.
 	StopTimeout time.Duration
+	// EKRootsFile is the server's --ek-roots.
+	EKRootsFile string
 }
 
 // Start runs a server until the test ends.
@@ -123,6 +127,7 @@ func Start(t testing.TB, o Options) *Harness {
 	if o.StopTimeout > 0 {
 		cfg.StopTimeout = o.StopTimeout
 	}
+	cfg.EKRootsFile = o.EKRootsFile
 	srv, err := serve.Open(context.Background(), cfg)
 	if err != nil {
 		t.Fatalf("start server: %v", err)
@@ -251,6 +256,33 @@ func (h *Harness) Enroll(t testing.TB, token string, facts *mamoriv1.DeviceFacts
 	return &Device{ID: resp.DeviceId, Key: key, Cert: cert, Client: mamoriv1.NewAgentServiceClient(dc)}, nil
 }
 
+// Reenroll enrols again as prev, proving its current key (a signature
+// over the new CSR, as the agent sends), and returns the new identity.
+func (h *Harness) Reenroll(t testing.TB, token string, facts *mamoriv1.DeviceFacts, prev *Device) (*Device, *mamoriv1.EnrollResponse, error) {
+	t.Helper()
+	key, err := pki.NewDeviceKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, err := pki.NewCSR(key, facts.Hostname)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig, err := ecdsa.SignASN1(rand.Reader, prev.Key, pki.ReenrollDigest(csr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc := h.Dial(t, pki.ClientTLSConfig(h.CAPool(), nil, "localhost"))
+	resp, err := mamoriv1.NewAgentServiceClient(cc).Enroll(context.Background(), &mamoriv1.EnrollRequest{Token: token, Csr: csr, Facts: facts,
+		KeyProof: &mamoriv1.KeyProof{Certificate: prev.Cert.Certificate[0], Signature: sig}})
+	if err != nil {
+		return nil, nil, err
+	}
+	cert := tls.Certificate{Certificate: [][]byte{resp.Certificate}, PrivateKey: key}
+	dc := h.Dial(t, pki.ClientTLSConfig(h.CAPool(), &cert, "localhost"))
+	return &Device{ID: resp.DeviceId, Key: key, Cert: cert, Client: mamoriv1.NewAgentServiceClient(dc)}, resp, nil
+}
+
 // bearer sends an operator token with every call, over TLS only.
 type bearer string
 
@@ -262,3 +294,13 @@ func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]strin
 }
 
 func (bearer) RequireTransportSecurity() bool { return true }
+
+// FromSource makes a connection's source address ip (a loopback address
+// such as 127.0.0.2: Linux routes all of 127.0.0.0/8 to lo), so a test
+// can be two callers the server tells apart by address.
+func FromSource(ip string) grpc.DialOption {
+	return grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+		return d.DialContext(ctx, "tcp", addr)
+	})
+}

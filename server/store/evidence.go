@@ -182,6 +182,9 @@ type WatchBatch struct {
 	Silent []DeviceMark
 	// Enrolled: devices (re-)enrolled recently, with their facts.
 	Enrolled []Device
+	// EnrollFailures: enrolments refused for their token since the last
+	// step.
+	EnrollFailures []EnrollFailure
 }
 
 // Signal is one finding a rule made. Threshold > 1 makes it count: an

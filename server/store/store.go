@@ -84,10 +84,23 @@ type EnrollParams struct {
 	// counting another use, even when the token has no use left. Empty
 	// disables that: every enrolment counts.
 	KeyHash []byte
-	// EKFingerprint is set when the device key was attested to be in a
-	// TPM (server/attest): the device with this EK is the same device,
-	// whatever its machine ID. Empty for a software key.
+	// EKFingerprint is set when the request proved possession of this TPM
+	// endorsement key (server/attest: the credential challenge was
+	// answered): the device with this EK is the same device, whatever its
+	// machine ID. Empty for a software key.
 	EKFingerprint string
+	// KeyAttested: the EK is verified (its certificate chains to a
+	// configured vendor root, or an officer approved it), so the device
+	// key is attested to be in a genuine TPM. Possession of an EK alone
+	// (a software TPM) proves the same device, not a genuine TPM.
+	KeyAttested bool
+	// ProvenDeviceID and ProvenSerial: the request carried a signature by
+	// the key of the certificate with this serial, issued by this server's
+	// CA to this device (server/api checked both). The device is
+	// re-enrolled when that certificate is its current one or the one it
+	// last renewed from; a claimed machine ID alone never names an
+	// existing device (it makes a new record flagged CloneOf).
+	ProvenDeviceID, ProvenSerial string
 	// Sign issues the certificate for the chosen device ID. It runs inside
 	// the transaction, after the token is checked and before it is counted;
 	// an error rolls everything back.
@@ -103,6 +116,35 @@ type EnrollResult struct {
 	// Repeated is true when this was a retry of an enrolment this machine
 	// already made with this token and key: no use was counted.
 	Repeated bool
+	// By says how an existing record was recognised: "key" (signed with
+	// its current key), "ek" (the same proven TPM EK) or "retry" (the same
+	// token, machine ID and new key as an enrolment just made); "" for a
+	// new record.
+	By string
+	// CloneOf is set when the request named the machine ID of this
+	// existing device without proving it is that device: the new record
+	// is flagged as a possible clone.
+	CloneOf string
+}
+
+// ErrNotClone: ApproveClone on a device that is not flagged as a
+// possible clone.
+var ErrNotClone = errors.New("device is not flagged as a possible clone")
+
+// EnrollFailure is one enrolment refused for its token.
+type EnrollFailure struct {
+	ID     int64
+	Source string // the caller's address (IPv6 by /64)
+	At     time.Time
+	Reason string // "unknown" or "expired"
+}
+
+// ApprovedEK is a TPM endorsement key an officer approved.
+type ApprovedEK struct {
+	Fingerprint string
+	ApprovedBy  string
+	ApprovedAt  time.Time
+	Note        string
 }
 
 // RenewParams is one certificate renewal: a device proves itself with its
@@ -152,6 +194,10 @@ type Device struct {
 	KeyAttested bool
 	// Group is the device group (所属 / department); '' is none.
 	Group string
+	// CloneOf: this record was made by an enrolment that claimed the
+	// machine ID of device CloneOf without proof; it awaits an officer's
+	// review (ApproveClone, or revoke it). '' for every other device.
+	CloneOf string
 }
 
 // ReportInput is one report, already authenticated and evaluated.
@@ -323,6 +369,25 @@ type Enrollment interface {
 	// certificate stays accepted (same key) until it expires, so a renewal
 	// whose answer never arrived leaves the agent a working certificate.
 	Renew(ctx context.Context, p RenewParams) (RenewResult, error)
+	// CheckToken reads a token without changing it: ErrTokenUnknown or
+	// ErrTokenExpired, else nil (uses are counted by Enroll, which lets a
+	// retry through on a used-up token). Admission runs it before the
+	// per-token limit, so only a valid token spends that budget.
+	CheckToken(ctx context.Context, hash []byte, now time.Time) error
+	// RecordEnrollFailure stores one enrolment refused for its token.
+	RecordEnrollFailure(ctx context.Context, f EnrollFailure) error
+	// ApproveClone confirms that device id, flagged as a possible clone
+	// of another (CloneOf), is that device re-enrolled: the flag is
+	// cleared, the record takes over the other's machine ID (and group
+	// when it has none), and the other is revoked with a reason naming
+	// id (a revoked one stays revoked as it was). ErrNotClone when id is
+	// not flagged. Returns the approved device and the one it replaced.
+	ApproveClone(ctx context.Context, id string, at time.Time) (approved, replaced Device, err error)
+	// ApproveEK adds an EK fingerprint to the approved list (idempotent:
+	// an approved EK keeps its first record); EKApproved looks one up.
+	ApproveEK(ctx context.Context, e ApprovedEK) (added bool, err error)
+	EKApproved(ctx context.Context, fingerprint string) (bool, error)
+	ListApprovedEKs(ctx context.Context) ([]ApprovedEK, error)
 }
 
 // Ingest stores reports. One call is one transaction (group commit): every

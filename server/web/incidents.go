@@ -9,6 +9,7 @@ import (
 
 	"github.com/mamori-dev/mamori/internal/i18n"
 	"github.com/mamori-dev/mamori/server/auth"
+	"github.com/mamori-dev/mamori/server/incident"
 	"github.com/mamori-dev/mamori/server/store"
 )
 
@@ -17,6 +18,9 @@ import (
 func (c *Console) addEvidencePages(funcs template.FuncMap) error {
 	funcs["vis"] = visible
 	funcs["ruleName"] = func(p *i18n.Printer, rule string) string { return p.Sprintf(i18n.ID("console.rule." + rule)) }
+	// An incident about a caller's address (enroll-token-guessing) has
+	// no device page.
+	funcs["isSource"] = func(id string) bool { return strings.HasPrefix(id, incident.SourcePrefix) }
 	funcs["incState"] = func(p *i18n.Printer, s string) string { return p.Sprintf(i18n.ID("console.incident.state." + s)) }
 	for _, name := range []string{"evidence", "incidents", "incident", "operators", "operator-created"} {
 		t, err := template.New(name).Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/"+name+".html")

@@ -299,6 +299,17 @@ func (c *Console) device(w http.ResponseWriter, r *http.Request, op *operator) {
 	c.render(w, r, http.StatusOK, "device", view{P: p, Op: op, CSRF: op.csrf(), Data: v})
 }
 
+// approveReenrollment confirms a possible clone as the re-enrolled device
+// (officer); the route already checked role and CSRF.
+func (c *Console) approveReenrollment(w http.ResponseWriter, r *http.Request, op *operator) {
+	reason := strings.TrimSpace(r.PostForm.Get("reason"))
+	d, _, err := c.admin.ApproveReenrollment(r.Context(), op.admin(), r.PathValue("id"), reason)
+	if c.refused(w, r, op, err) {
+		return
+	}
+	http.Redirect(w, r, "/devices/"+d.ID, http.StatusSeeOther)
+}
+
 // revoke is the officer's action; the route already checked role and CSRF.
 func (c *Console) revoke(w http.ResponseWriter, r *http.Request, op *operator) {
 	reason := strings.TrimSpace(r.PostForm.Get("reason"))

@@ -46,6 +46,9 @@ var refusalRules = []refusalRule{
 	{action: "exception.revoke", kind: admin.ErrConflict, msg: "console.exc.err-revoked"},
 	// Devices and policy.
 	{action: "device.revoke", kind: admin.ErrNotFound, msg: "console.err.no-device"},
+	{action: "device.approve-reenrolment", kind: admin.ErrNotFound, msg: "console.err.no-device"},
+	{action: "device.approve-reenrolment", kind: admin.ErrInvalid, field: "device", msg: "console.device.err-not-clone"},
+	{action: "device.approve-reenrolment", kind: admin.ErrConflict, msg: "console.device.err-approve-conflict"},
 	{action: "policy.set", kind: admin.ErrConflict, msg: "console.policy.err-conflict"},
 	{action: "policy.set", kind: admin.ErrInvalid, msg: "console.policy.err-invalid", detail: true},
 	// Incidents.

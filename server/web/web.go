@@ -233,6 +233,7 @@ func (c *Console) Handler() http.Handler {
 	mux.Handle("GET /search", c.signedIn(auth.RoleHelpdesk, c.search))
 	mux.Handle("GET /devices/{id}", c.signedIn(auth.RoleHelpdesk, c.device))
 	mux.Handle("POST /devices/{id}/revoke", c.signedIn(auth.RoleOfficer, c.revoke))
+	mux.Handle("POST /devices/{id}/approve-reenrolment", c.signedIn(auth.RoleOfficer, c.approveReenrollment))
 	// Policy, exceptions (例外措置), asset ledger (端末台帳).
 	mux.Handle("GET /policy", c.signedIn(auth.RoleHelpdesk, c.policyPage))
 	mux.Handle("GET /policy/edit", c.signedIn(auth.RoleOfficer, c.policyFormPage))

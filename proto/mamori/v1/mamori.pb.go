@@ -904,7 +904,12 @@ type EnrollRequest struct {
 	// Set when the device key lives in a TPM.
 	Attestation *TpmAttestation `protobuf:"bytes,4,opt,name=attestation,proto3" json:"attestation,omitempty"`
 	// Set on the second call of an attested enrolment.
-	Answer        *ChallengeAnswer `protobuf:"bytes,5,opt,name=answer,proto3" json:"answer,omitempty"`
+	Answer *ChallengeAnswer `protobuf:"bytes,5,opt,name=answer,proto3" json:"answer,omitempty"`
+	// Set when the terminal re-enrols and still holds the key of its
+	// current device certificate: the proof that it is that device. Without
+	// it (or a proven TPM EK) a machine ID that names an existing device
+	// makes a new device record, flagged as a possible clone.
+	KeyProof      *KeyProof `protobuf:"bytes,6,opt,name=key_proof,json=keyProof,proto3" json:"key_proof,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -974,6 +979,71 @@ func (x *EnrollRequest) GetAnswer() *ChallengeAnswer {
 	return nil
 }
 
+func (x *EnrollRequest) GetKeyProof() *KeyProof {
+	if x != nil {
+		return x.KeyProof
+	}
+	return nil
+}
+
+// KeyProof shows that the caller holds the key of a device certificate
+// this server issued.
+type KeyProof struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The device certificate, DER (it may have expired).
+	Certificate []byte `protobuf:"bytes,1,opt,name=certificate,proto3" json:"certificate,omitempty"`
+	// ASN.1 ECDSA signature by the certificate's key over
+	// SHA-256("mamori re-enrolment proof v1" || 0x00 || SHA-256(csr))
+	// (internal/pki.ReenrollDigest): bound to this request's new key.
+	Signature     []byte `protobuf:"bytes,2,opt,name=signature,proto3" json:"signature,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KeyProof) Reset() {
+	*x = KeyProof{}
+	mi := &file_mamori_v1_mamori_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KeyProof) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KeyProof) ProtoMessage() {}
+
+func (x *KeyProof) ProtoReflect() protoreflect.Message {
+	mi := &file_mamori_v1_mamori_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KeyProof.ProtoReflect.Descriptor instead.
+func (*KeyProof) Descriptor() ([]byte, []int) {
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *KeyProof) GetCertificate() []byte {
+	if x != nil {
+		return x.Certificate
+	}
+	return nil
+}
+
+func (x *KeyProof) GetSignature() []byte {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
+}
+
 // TpmAttestation proves that the CSR's key lives in the TPM whose EK is
 // given. Public areas are TPMT_PUBLIC in TPM wire format.
 type TpmAttestation struct {
@@ -997,7 +1067,7 @@ type TpmAttestation struct {
 
 func (x *TpmAttestation) Reset() {
 	*x = TpmAttestation{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[9]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1009,7 +1079,7 @@ func (x *TpmAttestation) String() string {
 func (*TpmAttestation) ProtoMessage() {}
 
 func (x *TpmAttestation) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[9]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1022,7 +1092,7 @@ func (x *TpmAttestation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TpmAttestation.ProtoReflect.Descriptor instead.
 func (*TpmAttestation) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{9}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *TpmAttestation) GetEkPublic() []byte {
@@ -1082,7 +1152,7 @@ type EnrollChallenge struct {
 
 func (x *EnrollChallenge) Reset() {
 	*x = EnrollChallenge{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[10]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1094,7 +1164,7 @@ func (x *EnrollChallenge) String() string {
 func (*EnrollChallenge) ProtoMessage() {}
 
 func (x *EnrollChallenge) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[10]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1107,7 +1177,7 @@ func (x *EnrollChallenge) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrollChallenge.ProtoReflect.Descriptor instead.
 func (*EnrollChallenge) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{10}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *EnrollChallenge) GetCredentialBlob() []byte {
@@ -1142,7 +1212,7 @@ type ChallengeAnswer struct {
 
 func (x *ChallengeAnswer) Reset() {
 	*x = ChallengeAnswer{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[11]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1154,7 +1224,7 @@ func (x *ChallengeAnswer) String() string {
 func (*ChallengeAnswer) ProtoMessage() {}
 
 func (x *ChallengeAnswer) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[11]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1167,7 +1237,7 @@ func (x *ChallengeAnswer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChallengeAnswer.ProtoReflect.Descriptor instead.
 func (*ChallengeAnswer) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{11}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ChallengeAnswer) GetState() []byte {
@@ -1202,7 +1272,7 @@ type EnrollResponse struct {
 
 func (x *EnrollResponse) Reset() {
 	*x = EnrollResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[12]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1214,7 +1284,7 @@ func (x *EnrollResponse) String() string {
 func (*EnrollResponse) ProtoMessage() {}
 
 func (x *EnrollResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[12]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1227,7 +1297,7 @@ func (x *EnrollResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrollResponse.ProtoReflect.Descriptor instead.
 func (*EnrollResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{12}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *EnrollResponse) GetDeviceId() string {
@@ -1300,7 +1370,7 @@ type ReportRequest struct {
 
 func (x *ReportRequest) Reset() {
 	*x = ReportRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[13]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1312,7 +1382,7 @@ func (x *ReportRequest) String() string {
 func (*ReportRequest) ProtoMessage() {}
 
 func (x *ReportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[13]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1325,7 +1395,7 @@ func (x *ReportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportRequest.ProtoReflect.Descriptor instead.
 func (*ReportRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{13}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ReportRequest) GetFacts() *DeviceFacts {
@@ -1402,7 +1472,7 @@ type ReportResponse struct {
 
 func (x *ReportResponse) Reset() {
 	*x = ReportResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[14]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1414,7 +1484,7 @@ func (x *ReportResponse) String() string {
 func (*ReportResponse) ProtoMessage() {}
 
 func (x *ReportResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[14]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1427,7 +1497,7 @@ func (x *ReportResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportResponse.ProtoReflect.Descriptor instead.
 func (*ReportResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{14}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ReportResponse) GetAckedEventIds() []string {
@@ -1477,7 +1547,7 @@ type RenewRequest struct {
 
 func (x *RenewRequest) Reset() {
 	*x = RenewRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[15]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1489,7 +1559,7 @@ func (x *RenewRequest) String() string {
 func (*RenewRequest) ProtoMessage() {}
 
 func (x *RenewRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[15]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1502,7 +1572,7 @@ func (x *RenewRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewRequest.ProtoReflect.Descriptor instead.
 func (*RenewRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{15}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *RenewRequest) GetCsr() []byte {
@@ -1525,7 +1595,7 @@ type RenewResponse struct {
 
 func (x *RenewResponse) Reset() {
 	*x = RenewResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[16]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1537,7 +1607,7 @@ func (x *RenewResponse) String() string {
 func (*RenewResponse) ProtoMessage() {}
 
 func (x *RenewResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[16]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1550,7 +1620,7 @@ func (x *RenewResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewResponse.ProtoReflect.Descriptor instead.
 func (*RenewResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{16}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RenewResponse) GetCertificate() []byte {
@@ -1583,7 +1653,7 @@ type SealedMFABundle struct {
 
 func (x *SealedMFABundle) Reset() {
 	*x = SealedMFABundle{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[17]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1595,7 +1665,7 @@ func (x *SealedMFABundle) String() string {
 func (*SealedMFABundle) ProtoMessage() {}
 
 func (x *SealedMFABundle) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[17]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1608,7 +1678,7 @@ func (x *SealedMFABundle) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SealedMFABundle.ProtoReflect.Descriptor instead.
 func (*SealedMFABundle) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{17}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *SealedMFABundle) GetVersion() string {
@@ -1654,7 +1724,7 @@ type MFABundle struct {
 
 func (x *MFABundle) Reset() {
 	*x = MFABundle{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[18]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1666,7 +1736,7 @@ func (x *MFABundle) String() string {
 func (*MFABundle) ProtoMessage() {}
 
 func (x *MFABundle) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[18]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1679,7 +1749,7 @@ func (x *MFABundle) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MFABundle.ProtoReflect.Descriptor instead.
 func (*MFABundle) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{18}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *MFABundle) GetVersion() string {
@@ -1770,7 +1840,7 @@ type MFALoginState struct {
 
 func (x *MFALoginState) Reset() {
 	*x = MFALoginState{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[19]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1782,7 +1852,7 @@ func (x *MFALoginState) String() string {
 func (*MFALoginState) ProtoMessage() {}
 
 func (x *MFALoginState) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[19]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1795,7 +1865,7 @@ func (x *MFALoginState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MFALoginState.ProtoReflect.Descriptor instead.
 func (*MFALoginState) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{19}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *MFALoginState) GetUser() string {
@@ -1842,7 +1912,7 @@ type MFATempCode struct {
 
 func (x *MFATempCode) Reset() {
 	*x = MFATempCode{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[20]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1854,7 +1924,7 @@ func (x *MFATempCode) String() string {
 func (*MFATempCode) ProtoMessage() {}
 
 func (x *MFATempCode) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[20]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1867,7 +1937,7 @@ func (x *MFATempCode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MFATempCode.ProtoReflect.Descriptor instead.
 func (*MFATempCode) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{20}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *MFATempCode) GetUser() string {
@@ -1917,7 +1987,7 @@ type MFAUnlock struct {
 
 func (x *MFAUnlock) Reset() {
 	*x = MFAUnlock{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[21]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1929,7 +1999,7 @@ func (x *MFAUnlock) String() string {
 func (*MFAUnlock) ProtoMessage() {}
 
 func (x *MFAUnlock) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[21]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1942,7 +2012,7 @@ func (x *MFAUnlock) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MFAUnlock.ProtoReflect.Descriptor instead.
 func (*MFAUnlock) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{21}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *MFAUnlock) GetUser() string {
@@ -1981,7 +2051,7 @@ type MFAUserSecret struct {
 
 func (x *MFAUserSecret) Reset() {
 	*x = MFAUserSecret{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[22]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1993,7 +2063,7 @@ func (x *MFAUserSecret) String() string {
 func (*MFAUserSecret) ProtoMessage() {}
 
 func (x *MFAUserSecret) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[22]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2006,7 +2076,7 @@ func (x *MFAUserSecret) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MFAUserSecret.ProtoReflect.Descriptor instead.
 func (*MFAUserSecret) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{22}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *MFAUserSecret) GetUser() string {
@@ -2077,7 +2147,7 @@ type ControlRecord struct {
 
 func (x *ControlRecord) Reset() {
 	*x = ControlRecord{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[23]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2089,7 +2159,7 @@ func (x *ControlRecord) String() string {
 func (*ControlRecord) ProtoMessage() {}
 
 func (x *ControlRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[23]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2102,7 +2172,7 @@ func (x *ControlRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ControlRecord.ProtoReflect.Descriptor instead.
 func (*ControlRecord) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{23}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ControlRecord) GetStatus() *ControlStatus {
@@ -2141,14 +2211,18 @@ type Device struct {
 	// True when the current certificate's key was attested to be in the TPM.
 	KeyAttested bool `protobuf:"varint,13,opt,name=key_attested,json=keyAttested,proto3" json:"key_attested,omitempty"`
 	// Device group (所属 / department); empty when in none.
-	Group         string `protobuf:"bytes,14,opt,name=group,proto3" json:"group,omitempty"`
+	Group string `protobuf:"bytes,14,opt,name=group,proto3" json:"group,omitempty"`
+	// Set when this record was made by an enrolment that named the machine
+	// ID of device clone_of without proving it is that device: a possible
+	// clone, awaiting an officer's review (ApproveReenrollment, or revoke).
+	CloneOf       string `protobuf:"bytes,15,opt,name=clone_of,json=cloneOf,proto3" json:"clone_of,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Device) Reset() {
 	*x = Device{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[24]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2160,7 +2234,7 @@ func (x *Device) String() string {
 func (*Device) ProtoMessage() {}
 
 func (x *Device) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[24]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2173,7 +2247,7 @@ func (x *Device) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Device.ProtoReflect.Descriptor instead.
 func (*Device) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{24}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Device) GetId() string {
@@ -2274,6 +2348,366 @@ func (x *Device) GetGroup() string {
 	return ""
 }
 
+func (x *Device) GetCloneOf() string {
+	if x != nil {
+		return x.CloneOf
+	}
+	return ""
+}
+
+type ApproveReenrollmentRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Device ID or hostname of the flagged record.
+	Device string `protobuf:"bytes,1,opt,name=device,proto3" json:"device,omitempty"`
+	// Why the officer is sure (recorded in the audit log).
+	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApproveReenrollmentRequest) Reset() {
+	*x = ApproveReenrollmentRequest{}
+	mi := &file_mamori_v1_mamori_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApproveReenrollmentRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApproveReenrollmentRequest) ProtoMessage() {}
+
+func (x *ApproveReenrollmentRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mamori_v1_mamori_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApproveReenrollmentRequest.ProtoReflect.Descriptor instead.
+func (*ApproveReenrollmentRequest) Descriptor() ([]byte, []int) {
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *ApproveReenrollmentRequest) GetDevice() string {
+	if x != nil {
+		return x.Device
+	}
+	return ""
+}
+
+func (x *ApproveReenrollmentRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type ApproveReenrollmentResponse struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Device *Device                `protobuf:"bytes,1,opt,name=device,proto3" json:"device,omitempty"`
+	// The record it replaced, now revoked.
+	Replaced      *Device `protobuf:"bytes,2,opt,name=replaced,proto3" json:"replaced,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApproveReenrollmentResponse) Reset() {
+	*x = ApproveReenrollmentResponse{}
+	mi := &file_mamori_v1_mamori_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApproveReenrollmentResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApproveReenrollmentResponse) ProtoMessage() {}
+
+func (x *ApproveReenrollmentResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mamori_v1_mamori_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApproveReenrollmentResponse.ProtoReflect.Descriptor instead.
+func (*ApproveReenrollmentResponse) Descriptor() ([]byte, []int) {
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *ApproveReenrollmentResponse) GetDevice() *Device {
+	if x != nil {
+		return x.Device
+	}
+	return nil
+}
+
+func (x *ApproveReenrollmentResponse) GetReplaced() *Device {
+	if x != nil {
+		return x.Replaced
+	}
+	return nil
+}
+
+type ApproveEKRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// SHA-256 of the EK public key (PKIX DER), hex, as shown for the device.
+	EkFingerprint string `protobuf:"bytes,1,opt,name=ek_fingerprint,json=ekFingerprint,proto3" json:"ek_fingerprint,omitempty"`
+	Note          string `protobuf:"bytes,2,opt,name=note,proto3" json:"note,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApproveEKRequest) Reset() {
+	*x = ApproveEKRequest{}
+	mi := &file_mamori_v1_mamori_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApproveEKRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApproveEKRequest) ProtoMessage() {}
+
+func (x *ApproveEKRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mamori_v1_mamori_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApproveEKRequest.ProtoReflect.Descriptor instead.
+func (*ApproveEKRequest) Descriptor() ([]byte, []int) {
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *ApproveEKRequest) GetEkFingerprint() string {
+	if x != nil {
+		return x.EkFingerprint
+	}
+	return ""
+}
+
+func (x *ApproveEKRequest) GetNote() string {
+	if x != nil {
+		return x.Note
+	}
+	return ""
+}
+
+type ApproveEKResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// False when it was approved already.
+	Added         bool `protobuf:"varint,1,opt,name=added,proto3" json:"added,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApproveEKResponse) Reset() {
+	*x = ApproveEKResponse{}
+	mi := &file_mamori_v1_mamori_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApproveEKResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApproveEKResponse) ProtoMessage() {}
+
+func (x *ApproveEKResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mamori_v1_mamori_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApproveEKResponse.ProtoReflect.Descriptor instead.
+func (*ApproveEKResponse) Descriptor() ([]byte, []int) {
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *ApproveEKResponse) GetAdded() bool {
+	if x != nil {
+		return x.Added
+	}
+	return false
+}
+
+type ListApprovedEKsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListApprovedEKsRequest) Reset() {
+	*x = ListApprovedEKsRequest{}
+	mi := &file_mamori_v1_mamori_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListApprovedEKsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListApprovedEKsRequest) ProtoMessage() {}
+
+func (x *ListApprovedEKsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mamori_v1_mamori_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListApprovedEKsRequest.ProtoReflect.Descriptor instead.
+func (*ListApprovedEKsRequest) Descriptor() ([]byte, []int) {
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{30}
+}
+
+type ApprovedEK struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	EkFingerprint string                 `protobuf:"bytes,1,opt,name=ek_fingerprint,json=ekFingerprint,proto3" json:"ek_fingerprint,omitempty"`
+	ApprovedBy    string                 `protobuf:"bytes,2,opt,name=approved_by,json=approvedBy,proto3" json:"approved_by,omitempty"`
+	ApprovedAt    *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=approved_at,json=approvedAt,proto3" json:"approved_at,omitempty"`
+	Note          string                 `protobuf:"bytes,4,opt,name=note,proto3" json:"note,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApprovedEK) Reset() {
+	*x = ApprovedEK{}
+	mi := &file_mamori_v1_mamori_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApprovedEK) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApprovedEK) ProtoMessage() {}
+
+func (x *ApprovedEK) ProtoReflect() protoreflect.Message {
+	mi := &file_mamori_v1_mamori_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApprovedEK.ProtoReflect.Descriptor instead.
+func (*ApprovedEK) Descriptor() ([]byte, []int) {
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *ApprovedEK) GetEkFingerprint() string {
+	if x != nil {
+		return x.EkFingerprint
+	}
+	return ""
+}
+
+func (x *ApprovedEK) GetApprovedBy() string {
+	if x != nil {
+		return x.ApprovedBy
+	}
+	return ""
+}
+
+func (x *ApprovedEK) GetApprovedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ApprovedAt
+	}
+	return nil
+}
+
+func (x *ApprovedEK) GetNote() string {
+	if x != nil {
+		return x.Note
+	}
+	return ""
+}
+
+type ListApprovedEKsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Eks           []*ApprovedEK          `protobuf:"bytes,1,rep,name=eks,proto3" json:"eks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListApprovedEKsResponse) Reset() {
+	*x = ListApprovedEKsResponse{}
+	mi := &file_mamori_v1_mamori_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListApprovedEKsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListApprovedEKsResponse) ProtoMessage() {}
+
+func (x *ListApprovedEKsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mamori_v1_mamori_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListApprovedEKsResponse.ProtoReflect.Descriptor instead.
+func (*ListApprovedEKsResponse) Descriptor() ([]byte, []int) {
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *ListApprovedEKsResponse) GetEks() []*ApprovedEK {
+	if x != nil {
+		return x.Eks
+	}
+	return nil
+}
+
 type ListDevicesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Only devices in this state; unspecified means all.
@@ -2289,7 +2723,7 @@ type ListDevicesRequest struct {
 
 func (x *ListDevicesRequest) Reset() {
 	*x = ListDevicesRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[25]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2301,7 +2735,7 @@ func (x *ListDevicesRequest) String() string {
 func (*ListDevicesRequest) ProtoMessage() {}
 
 func (x *ListDevicesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[25]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2314,7 +2748,7 @@ func (x *ListDevicesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDevicesRequest.ProtoReflect.Descriptor instead.
 func (*ListDevicesRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{25}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ListDevicesRequest) GetCompliance() Compliance {
@@ -2355,7 +2789,7 @@ type ListDevicesResponse struct {
 
 func (x *ListDevicesResponse) Reset() {
 	*x = ListDevicesResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[26]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2367,7 +2801,7 @@ func (x *ListDevicesResponse) String() string {
 func (*ListDevicesResponse) ProtoMessage() {}
 
 func (x *ListDevicesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[26]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2380,7 +2814,7 @@ func (x *ListDevicesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDevicesResponse.ProtoReflect.Descriptor instead.
 func (*ListDevicesResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{26}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ListDevicesResponse) GetDevices() []*Device {
@@ -2409,7 +2843,7 @@ type GetDeviceRequest struct {
 
 func (x *GetDeviceRequest) Reset() {
 	*x = GetDeviceRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[27]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2421,7 +2855,7 @@ func (x *GetDeviceRequest) String() string {
 func (*GetDeviceRequest) ProtoMessage() {}
 
 func (x *GetDeviceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[27]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2434,7 +2868,7 @@ func (x *GetDeviceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDeviceRequest.ProtoReflect.Descriptor instead.
 func (*GetDeviceRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{27}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *GetDeviceRequest) GetIdOrHostname() string {
@@ -2461,7 +2895,7 @@ type GetDeviceResponse struct {
 
 func (x *GetDeviceResponse) Reset() {
 	*x = GetDeviceResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[28]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2473,7 +2907,7 @@ func (x *GetDeviceResponse) String() string {
 func (*GetDeviceResponse) ProtoMessage() {}
 
 func (x *GetDeviceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[28]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2486,7 +2920,7 @@ func (x *GetDeviceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDeviceResponse.ProtoReflect.Descriptor instead.
 func (*GetDeviceResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{28}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *GetDeviceResponse) GetDevice() *Device {
@@ -2511,7 +2945,7 @@ type FleetSummaryRequest struct {
 
 func (x *FleetSummaryRequest) Reset() {
 	*x = FleetSummaryRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[29]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2523,7 +2957,7 @@ func (x *FleetSummaryRequest) String() string {
 func (*FleetSummaryRequest) ProtoMessage() {}
 
 func (x *FleetSummaryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[29]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2536,7 +2970,7 @@ func (x *FleetSummaryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FleetSummaryRequest.ProtoReflect.Descriptor instead.
 func (*FleetSummaryRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{29}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{37}
 }
 
 type FleetSummaryResponse struct {
@@ -2557,7 +2991,7 @@ type FleetSummaryResponse struct {
 
 func (x *FleetSummaryResponse) Reset() {
 	*x = FleetSummaryResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[30]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2569,7 +3003,7 @@ func (x *FleetSummaryResponse) String() string {
 func (*FleetSummaryResponse) ProtoMessage() {}
 
 func (x *FleetSummaryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[30]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2582,7 +3016,7 @@ func (x *FleetSummaryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FleetSummaryResponse.ProtoReflect.Descriptor instead.
 func (*FleetSummaryResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{30}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *FleetSummaryResponse) GetTotal() int64 {
@@ -2657,7 +3091,7 @@ type GroupSummary struct {
 
 func (x *GroupSummary) Reset() {
 	*x = GroupSummary{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[31]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2669,7 +3103,7 @@ func (x *GroupSummary) String() string {
 func (*GroupSummary) ProtoMessage() {}
 
 func (x *GroupSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[31]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2682,7 +3116,7 @@ func (x *GroupSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupSummary.ProtoReflect.Descriptor instead.
 func (*GroupSummary) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{31}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *GroupSummary) GetGroup() string {
@@ -2746,7 +3180,7 @@ type StoredEvent struct {
 
 func (x *StoredEvent) Reset() {
 	*x = StoredEvent{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[32]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2758,7 +3192,7 @@ func (x *StoredEvent) String() string {
 func (*StoredEvent) ProtoMessage() {}
 
 func (x *StoredEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[32]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2771,7 +3205,7 @@ func (x *StoredEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoredEvent.ProtoReflect.Descriptor instead.
 func (*StoredEvent) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{32}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *StoredEvent) GetDeviceId() string {
@@ -2808,7 +3242,7 @@ type ListEventsRequest struct {
 
 func (x *ListEventsRequest) Reset() {
 	*x = ListEventsRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[33]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2820,7 +3254,7 @@ func (x *ListEventsRequest) String() string {
 func (*ListEventsRequest) ProtoMessage() {}
 
 func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[33]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2833,7 +3267,7 @@ func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListEventsRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{33}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ListEventsRequest) GetDeviceId() string {
@@ -2868,7 +3302,7 @@ type ListEventsResponse struct {
 
 func (x *ListEventsResponse) Reset() {
 	*x = ListEventsResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[34]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2880,7 +3314,7 @@ func (x *ListEventsResponse) String() string {
 func (*ListEventsResponse) ProtoMessage() {}
 
 func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[34]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2893,7 +3327,7 @@ func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListEventsResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{34}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ListEventsResponse) GetEvents() []*StoredEvent {
@@ -2927,7 +3361,7 @@ type CreateEnrollmentTokenRequest struct {
 
 func (x *CreateEnrollmentTokenRequest) Reset() {
 	*x = CreateEnrollmentTokenRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[35]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2939,7 +3373,7 @@ func (x *CreateEnrollmentTokenRequest) String() string {
 func (*CreateEnrollmentTokenRequest) ProtoMessage() {}
 
 func (x *CreateEnrollmentTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[35]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2952,7 +3386,7 @@ func (x *CreateEnrollmentTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateEnrollmentTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateEnrollmentTokenRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{35}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *CreateEnrollmentTokenRequest) GetTtl() *durationpb.Duration {
@@ -2998,7 +3432,7 @@ type CreateEnrollmentTokenResponse struct {
 
 func (x *CreateEnrollmentTokenResponse) Reset() {
 	*x = CreateEnrollmentTokenResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[36]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3010,7 +3444,7 @@ func (x *CreateEnrollmentTokenResponse) String() string {
 func (*CreateEnrollmentTokenResponse) ProtoMessage() {}
 
 func (x *CreateEnrollmentTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[36]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3023,7 +3457,7 @@ func (x *CreateEnrollmentTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateEnrollmentTokenResponse.ProtoReflect.Descriptor instead.
 func (*CreateEnrollmentTokenResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{36}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *CreateEnrollmentTokenResponse) GetToken() string {
@@ -3071,7 +3505,7 @@ type RevokeDeviceRequest struct {
 
 func (x *RevokeDeviceRequest) Reset() {
 	*x = RevokeDeviceRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[37]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3083,7 +3517,7 @@ func (x *RevokeDeviceRequest) String() string {
 func (*RevokeDeviceRequest) ProtoMessage() {}
 
 func (x *RevokeDeviceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[37]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3096,7 +3530,7 @@ func (x *RevokeDeviceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeDeviceRequest.ProtoReflect.Descriptor instead.
 func (*RevokeDeviceRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{37}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *RevokeDeviceRequest) GetDeviceId() string {
@@ -3122,7 +3556,7 @@ type RevokeDeviceResponse struct {
 
 func (x *RevokeDeviceResponse) Reset() {
 	*x = RevokeDeviceResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[38]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3134,7 +3568,7 @@ func (x *RevokeDeviceResponse) String() string {
 func (*RevokeDeviceResponse) ProtoMessage() {}
 
 func (x *RevokeDeviceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[38]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3147,7 +3581,7 @@ func (x *RevokeDeviceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeDeviceResponse.ProtoReflect.Descriptor instead.
 func (*RevokeDeviceResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{38}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *RevokeDeviceResponse) GetDevice() *Device {
@@ -3171,7 +3605,7 @@ type SetDeviceGroupRequest struct {
 
 func (x *SetDeviceGroupRequest) Reset() {
 	*x = SetDeviceGroupRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[39]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3183,7 +3617,7 @@ func (x *SetDeviceGroupRequest) String() string {
 func (*SetDeviceGroupRequest) ProtoMessage() {}
 
 func (x *SetDeviceGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[39]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3196,7 +3630,7 @@ func (x *SetDeviceGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetDeviceGroupRequest.ProtoReflect.Descriptor instead.
 func (*SetDeviceGroupRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{39}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *SetDeviceGroupRequest) GetDevice() string {
@@ -3229,7 +3663,7 @@ type SetDeviceGroupResponse struct {
 
 func (x *SetDeviceGroupResponse) Reset() {
 	*x = SetDeviceGroupResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[40]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3241,7 +3675,7 @@ func (x *SetDeviceGroupResponse) String() string {
 func (*SetDeviceGroupResponse) ProtoMessage() {}
 
 func (x *SetDeviceGroupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[40]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3254,7 +3688,7 @@ func (x *SetDeviceGroupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetDeviceGroupResponse.ProtoReflect.Descriptor instead.
 func (*SetDeviceGroupResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{40}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *SetDeviceGroupResponse) GetDevice() *Device {
@@ -3276,7 +3710,7 @@ type ListAuditRequest struct {
 
 func (x *ListAuditRequest) Reset() {
 	*x = ListAuditRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[41]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3288,7 +3722,7 @@ func (x *ListAuditRequest) String() string {
 func (*ListAuditRequest) ProtoMessage() {}
 
 func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[41]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3301,7 +3735,7 @@ func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{41}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *ListAuditRequest) GetAfterSeq() int64 {
@@ -3338,7 +3772,7 @@ type AuditRecord struct {
 
 func (x *AuditRecord) Reset() {
 	*x = AuditRecord{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[42]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3350,7 +3784,7 @@ func (x *AuditRecord) String() string {
 func (*AuditRecord) ProtoMessage() {}
 
 func (x *AuditRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[42]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3363,7 +3797,7 @@ func (x *AuditRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditRecord.ProtoReflect.Descriptor instead.
 func (*AuditRecord) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{42}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *AuditRecord) GetSeq() int64 {
@@ -3434,7 +3868,7 @@ type ListAuditResponse struct {
 
 func (x *ListAuditResponse) Reset() {
 	*x = ListAuditResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[43]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3446,7 +3880,7 @@ func (x *ListAuditResponse) String() string {
 func (*ListAuditResponse) ProtoMessage() {}
 
 func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[43]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3459,7 +3893,7 @@ func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{43}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *ListAuditResponse) GetRecords() []*AuditRecord {
@@ -3484,7 +3918,7 @@ type GetPolicyRequest struct {
 
 func (x *GetPolicyRequest) Reset() {
 	*x = GetPolicyRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[44]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3496,7 +3930,7 @@ func (x *GetPolicyRequest) String() string {
 func (*GetPolicyRequest) ProtoMessage() {}
 
 func (x *GetPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[44]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3509,7 +3943,7 @@ func (x *GetPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPolicyRequest.ProtoReflect.Descriptor instead.
 func (*GetPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{44}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{52}
 }
 
 type GetPolicyResponse struct {
@@ -3521,7 +3955,7 @@ type GetPolicyResponse struct {
 
 func (x *GetPolicyResponse) Reset() {
 	*x = GetPolicyResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[45]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3533,7 +3967,7 @@ func (x *GetPolicyResponse) String() string {
 func (*GetPolicyResponse) ProtoMessage() {}
 
 func (x *GetPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[45]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3546,7 +3980,7 @@ func (x *GetPolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPolicyResponse.ProtoReflect.Descriptor instead.
 func (*GetPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{45}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *GetPolicyResponse) GetPolicy() *Policy {
@@ -3570,7 +4004,7 @@ type SetPolicyRequest struct {
 
 func (x *SetPolicyRequest) Reset() {
 	*x = SetPolicyRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[46]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3582,7 +4016,7 @@ func (x *SetPolicyRequest) String() string {
 func (*SetPolicyRequest) ProtoMessage() {}
 
 func (x *SetPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[46]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3595,7 +4029,7 @@ func (x *SetPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPolicyRequest.ProtoReflect.Descriptor instead.
 func (*SetPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{46}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *SetPolicyRequest) GetPolicy() *Policy {
@@ -3628,7 +4062,7 @@ type SetPolicyResponse struct {
 
 func (x *SetPolicyResponse) Reset() {
 	*x = SetPolicyResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[47]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3640,7 +4074,7 @@ func (x *SetPolicyResponse) String() string {
 func (*SetPolicyResponse) ProtoMessage() {}
 
 func (x *SetPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[47]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3653,7 +4087,7 @@ func (x *SetPolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPolicyResponse.ProtoReflect.Descriptor instead.
 func (*SetPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{47}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *SetPolicyResponse) GetPolicy() *Policy {
@@ -3676,7 +4110,7 @@ type EnrollMFAUserRequest struct {
 
 func (x *EnrollMFAUserRequest) Reset() {
 	*x = EnrollMFAUserRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[48]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3688,7 +4122,7 @@ func (x *EnrollMFAUserRequest) String() string {
 func (*EnrollMFAUserRequest) ProtoMessage() {}
 
 func (x *EnrollMFAUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[48]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3701,7 +4135,7 @@ func (x *EnrollMFAUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrollMFAUserRequest.ProtoReflect.Descriptor instead.
 func (*EnrollMFAUserRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{48}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *EnrollMFAUserRequest) GetUser() string {
@@ -3731,7 +4165,7 @@ type EnrollMFAUserResponse struct {
 
 func (x *EnrollMFAUserResponse) Reset() {
 	*x = EnrollMFAUserResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[49]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3743,7 +4177,7 @@ func (x *EnrollMFAUserResponse) String() string {
 func (*EnrollMFAUserResponse) ProtoMessage() {}
 
 func (x *EnrollMFAUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[49]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3756,7 +4190,7 @@ func (x *EnrollMFAUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrollMFAUserResponse.ProtoReflect.Descriptor instead.
 func (*EnrollMFAUserResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{49}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *EnrollMFAUserResponse) GetUser() string {
@@ -3791,7 +4225,7 @@ type ResetMFAUserRequest struct {
 
 func (x *ResetMFAUserRequest) Reset() {
 	*x = ResetMFAUserRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[50]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3803,7 +4237,7 @@ func (x *ResetMFAUserRequest) String() string {
 func (*ResetMFAUserRequest) ProtoMessage() {}
 
 func (x *ResetMFAUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[50]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3816,7 +4250,7 @@ func (x *ResetMFAUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResetMFAUserRequest.ProtoReflect.Descriptor instead.
 func (*ResetMFAUserRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{50}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *ResetMFAUserRequest) GetUser() string {
@@ -3841,7 +4275,7 @@ type ResetMFAUserResponse struct {
 
 func (x *ResetMFAUserResponse) Reset() {
 	*x = ResetMFAUserResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[51]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3853,7 +4287,7 @@ func (x *ResetMFAUserResponse) String() string {
 func (*ResetMFAUserResponse) ProtoMessage() {}
 
 func (x *ResetMFAUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[51]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3866,7 +4300,7 @@ func (x *ResetMFAUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResetMFAUserResponse.ProtoReflect.Descriptor instead.
 func (*ResetMFAUserResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{51}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{59}
 }
 
 type UnlockMFAUserRequest struct {
@@ -3880,7 +4314,7 @@ type UnlockMFAUserRequest struct {
 
 func (x *UnlockMFAUserRequest) Reset() {
 	*x = UnlockMFAUserRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[52]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3892,7 +4326,7 @@ func (x *UnlockMFAUserRequest) String() string {
 func (*UnlockMFAUserRequest) ProtoMessage() {}
 
 func (x *UnlockMFAUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[52]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3905,7 +4339,7 @@ func (x *UnlockMFAUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnlockMFAUserRequest.ProtoReflect.Descriptor instead.
 func (*UnlockMFAUserRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{52}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *UnlockMFAUserRequest) GetUser() string {
@@ -3932,7 +4366,7 @@ type UnlockMFAUserResponse struct {
 
 func (x *UnlockMFAUserResponse) Reset() {
 	*x = UnlockMFAUserResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[53]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3944,7 +4378,7 @@ func (x *UnlockMFAUserResponse) String() string {
 func (*UnlockMFAUserResponse) ProtoMessage() {}
 
 func (x *UnlockMFAUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[53]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3957,7 +4391,7 @@ func (x *UnlockMFAUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnlockMFAUserResponse.ProtoReflect.Descriptor instead.
 func (*UnlockMFAUserResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{53}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *UnlockMFAUserResponse) GetGeneration() int64 {
@@ -3978,7 +4412,7 @@ type IssueMFATempCodeRequest struct {
 
 func (x *IssueMFATempCodeRequest) Reset() {
 	*x = IssueMFATempCodeRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[54]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3990,7 +4424,7 @@ func (x *IssueMFATempCodeRequest) String() string {
 func (*IssueMFATempCodeRequest) ProtoMessage() {}
 
 func (x *IssueMFATempCodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[54]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4003,7 +4437,7 @@ func (x *IssueMFATempCodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueMFATempCodeRequest.ProtoReflect.Descriptor instead.
 func (*IssueMFATempCodeRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{54}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *IssueMFATempCodeRequest) GetUser() string {
@@ -4033,7 +4467,7 @@ type IssueMFATempCodeResponse struct {
 
 func (x *IssueMFATempCodeResponse) Reset() {
 	*x = IssueMFATempCodeResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[55]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4045,7 +4479,7 @@ func (x *IssueMFATempCodeResponse) String() string {
 func (*IssueMFATempCodeResponse) ProtoMessage() {}
 
 func (x *IssueMFATempCodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[55]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4058,7 +4492,7 @@ func (x *IssueMFATempCodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueMFATempCodeResponse.ProtoReflect.Descriptor instead.
 func (*IssueMFATempCodeResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{55}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *IssueMFATempCodeResponse) GetCode() string {
@@ -4094,7 +4528,7 @@ type ImportMFASeedsRequest struct {
 
 func (x *ImportMFASeedsRequest) Reset() {
 	*x = ImportMFASeedsRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[56]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4106,7 +4540,7 @@ func (x *ImportMFASeedsRequest) String() string {
 func (*ImportMFASeedsRequest) ProtoMessage() {}
 
 func (x *ImportMFASeedsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[56]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4119,7 +4553,7 @@ func (x *ImportMFASeedsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportMFASeedsRequest.ProtoReflect.Descriptor instead.
 func (*ImportMFASeedsRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{56}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *ImportMFASeedsRequest) GetCsv() []byte {
@@ -4145,7 +4579,7 @@ type ImportMFASeedsResponse struct {
 
 func (x *ImportMFASeedsResponse) Reset() {
 	*x = ImportMFASeedsResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[57]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4157,7 +4591,7 @@ func (x *ImportMFASeedsResponse) String() string {
 func (*ImportMFASeedsResponse) ProtoMessage() {}
 
 func (x *ImportMFASeedsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[57]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4170,7 +4604,7 @@ func (x *ImportMFASeedsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportMFASeedsResponse.ProtoReflect.Descriptor instead.
 func (*ImportMFASeedsResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{57}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *ImportMFASeedsResponse) GetImported() int32 {
@@ -4188,7 +4622,7 @@ type ListMFAUsersRequest struct {
 
 func (x *ListMFAUsersRequest) Reset() {
 	*x = ListMFAUsersRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[58]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4200,7 +4634,7 @@ func (x *ListMFAUsersRequest) String() string {
 func (*ListMFAUsersRequest) ProtoMessage() {}
 
 func (x *ListMFAUsersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[58]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4213,7 +4647,7 @@ func (x *ListMFAUsersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMFAUsersRequest.ProtoReflect.Descriptor instead.
 func (*ListMFAUsersRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{58}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{66}
 }
 
 type MFAUserInfo struct {
@@ -4231,7 +4665,7 @@ type MFAUserInfo struct {
 
 func (x *MFAUserInfo) Reset() {
 	*x = MFAUserInfo{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[59]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4243,7 +4677,7 @@ func (x *MFAUserInfo) String() string {
 func (*MFAUserInfo) ProtoMessage() {}
 
 func (x *MFAUserInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[59]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4256,7 +4690,7 @@ func (x *MFAUserInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MFAUserInfo.ProtoReflect.Descriptor instead.
 func (*MFAUserInfo) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{59}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *MFAUserInfo) GetUser() string {
@@ -4310,7 +4744,7 @@ type ListMFAUsersResponse struct {
 
 func (x *ListMFAUsersResponse) Reset() {
 	*x = ListMFAUsersResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[60]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4322,7 +4756,7 @@ func (x *ListMFAUsersResponse) String() string {
 func (*ListMFAUsersResponse) ProtoMessage() {}
 
 func (x *ListMFAUsersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[60]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4335,7 +4769,7 @@ func (x *ListMFAUsersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMFAUsersResponse.ProtoReflect.Descriptor instead.
 func (*ListMFAUsersResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{60}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *ListMFAUsersResponse) GetUsers() []*MFAUserInfo {
@@ -4371,7 +4805,7 @@ type Exception struct {
 
 func (x *Exception) Reset() {
 	*x = Exception{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[61]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4383,7 +4817,7 @@ func (x *Exception) String() string {
 func (*Exception) ProtoMessage() {}
 
 func (x *Exception) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[61]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4396,7 +4830,7 @@ func (x *Exception) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Exception.ProtoReflect.Descriptor instead.
 func (*Exception) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{61}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *Exception) GetId() string {
@@ -4499,7 +4933,7 @@ type CreateExceptionRequest struct {
 
 func (x *CreateExceptionRequest) Reset() {
 	*x = CreateExceptionRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[62]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4511,7 +4945,7 @@ func (x *CreateExceptionRequest) String() string {
 func (*CreateExceptionRequest) ProtoMessage() {}
 
 func (x *CreateExceptionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[62]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4524,7 +4958,7 @@ func (x *CreateExceptionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateExceptionRequest.ProtoReflect.Descriptor instead.
 func (*CreateExceptionRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{62}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *CreateExceptionRequest) GetUsb() string {
@@ -4578,7 +5012,7 @@ type CreateExceptionResponse struct {
 
 func (x *CreateExceptionResponse) Reset() {
 	*x = CreateExceptionResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[63]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4590,7 +5024,7 @@ func (x *CreateExceptionResponse) String() string {
 func (*CreateExceptionResponse) ProtoMessage() {}
 
 func (x *CreateExceptionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[63]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4603,7 +5037,7 @@ func (x *CreateExceptionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateExceptionResponse.ProtoReflect.Descriptor instead.
 func (*CreateExceptionResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{63}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *CreateExceptionResponse) GetException() *Exception {
@@ -4626,7 +5060,7 @@ type ListExceptionsRequest struct {
 
 func (x *ListExceptionsRequest) Reset() {
 	*x = ListExceptionsRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[64]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4638,7 +5072,7 @@ func (x *ListExceptionsRequest) String() string {
 func (*ListExceptionsRequest) ProtoMessage() {}
 
 func (x *ListExceptionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[64]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4651,7 +5085,7 @@ func (x *ListExceptionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListExceptionsRequest.ProtoReflect.Descriptor instead.
 func (*ListExceptionsRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{64}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *ListExceptionsRequest) GetDevice() string {
@@ -4677,7 +5111,7 @@ type ListExceptionsResponse struct {
 
 func (x *ListExceptionsResponse) Reset() {
 	*x = ListExceptionsResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[65]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4689,7 +5123,7 @@ func (x *ListExceptionsResponse) String() string {
 func (*ListExceptionsResponse) ProtoMessage() {}
 
 func (x *ListExceptionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[65]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4702,7 +5136,7 @@ func (x *ListExceptionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListExceptionsResponse.ProtoReflect.Descriptor instead.
 func (*ListExceptionsResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{65}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *ListExceptionsResponse) GetExceptions() []*Exception {
@@ -4722,7 +5156,7 @@ type RevokeExceptionRequest struct {
 
 func (x *RevokeExceptionRequest) Reset() {
 	*x = RevokeExceptionRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[66]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4734,7 +5168,7 @@ func (x *RevokeExceptionRequest) String() string {
 func (*RevokeExceptionRequest) ProtoMessage() {}
 
 func (x *RevokeExceptionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[66]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4747,7 +5181,7 @@ func (x *RevokeExceptionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeExceptionRequest.ProtoReflect.Descriptor instead.
 func (*RevokeExceptionRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{66}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *RevokeExceptionRequest) GetId() string {
@@ -4773,7 +5207,7 @@ type RevokeExceptionResponse struct {
 
 func (x *RevokeExceptionResponse) Reset() {
 	*x = RevokeExceptionResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[67]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4785,7 +5219,7 @@ func (x *RevokeExceptionResponse) String() string {
 func (*RevokeExceptionResponse) ProtoMessage() {}
 
 func (x *RevokeExceptionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[67]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4798,7 +5232,7 @@ func (x *RevokeExceptionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeExceptionResponse.ProtoReflect.Descriptor instead.
 func (*RevokeExceptionResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{67}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *RevokeExceptionResponse) GetException() *Exception {
@@ -4819,7 +5253,7 @@ type ImportLedgerRequest struct {
 
 func (x *ImportLedgerRequest) Reset() {
 	*x = ImportLedgerRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[68]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4831,7 +5265,7 @@ func (x *ImportLedgerRequest) String() string {
 func (*ImportLedgerRequest) ProtoMessage() {}
 
 func (x *ImportLedgerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[68]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4844,7 +5278,7 @@ func (x *ImportLedgerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportLedgerRequest.ProtoReflect.Descriptor instead.
 func (*ImportLedgerRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{68}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *ImportLedgerRequest) GetCsv() []byte {
@@ -4870,7 +5304,7 @@ type ImportLedgerResponse struct {
 
 func (x *ImportLedgerResponse) Reset() {
 	*x = ImportLedgerResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[69]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4882,7 +5316,7 @@ func (x *ImportLedgerResponse) String() string {
 func (*ImportLedgerResponse) ProtoMessage() {}
 
 func (x *ImportLedgerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[69]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4895,7 +5329,7 @@ func (x *ImportLedgerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportLedgerResponse.ProtoReflect.Descriptor instead.
 func (*ImportLedgerResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{69}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *ImportLedgerResponse) GetRows() int32 {
@@ -4913,7 +5347,7 @@ type ListLedgerRequest struct {
 
 func (x *ListLedgerRequest) Reset() {
 	*x = ListLedgerRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[70]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4925,7 +5359,7 @@ func (x *ListLedgerRequest) String() string {
 func (*ListLedgerRequest) ProtoMessage() {}
 
 func (x *ListLedgerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[70]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4938,7 +5372,7 @@ func (x *ListLedgerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListLedgerRequest.ProtoReflect.Descriptor instead.
 func (*ListLedgerRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{70}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{78}
 }
 
 // LedgerRow is one ledger entry or one enrolled device the ledger lacks.
@@ -4960,7 +5394,7 @@ type LedgerRow struct {
 
 func (x *LedgerRow) Reset() {
 	*x = LedgerRow{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[71]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4972,7 +5406,7 @@ func (x *LedgerRow) String() string {
 func (*LedgerRow) ProtoMessage() {}
 
 func (x *LedgerRow) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[71]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4985,7 +5419,7 @@ func (x *LedgerRow) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LedgerRow.ProtoReflect.Descriptor instead.
 func (*LedgerRow) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{71}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *LedgerRow) GetAssetId() string {
@@ -5062,7 +5496,7 @@ type ListLedgerResponse struct {
 
 func (x *ListLedgerResponse) Reset() {
 	*x = ListLedgerResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[72]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5074,7 +5508,7 @@ func (x *ListLedgerResponse) String() string {
 func (*ListLedgerResponse) ProtoMessage() {}
 
 func (x *ListLedgerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[72]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5087,7 +5521,7 @@ func (x *ListLedgerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListLedgerResponse.ProtoReflect.Descriptor instead.
 func (*ListLedgerResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{72}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *ListLedgerResponse) GetRows() []*LedgerRow {
@@ -5196,13 +5630,17 @@ const file_mamori_v1_mamori_proto_rawDesc = "" +
 	"\x03usb\x18\x02 \x01(\tR\x03usb\x12\x12\n" +
 	"\x04user\x18\x03 \x01(\tR\x04user\x129\n" +
 	"\n" +
-	"expires_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\xd6\x01\n" +
+	"expires_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\x88\x02\n" +
 	"\rEnrollRequest\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12\x10\n" +
 	"\x03csr\x18\x02 \x01(\fR\x03csr\x12,\n" +
 	"\x05facts\x18\x03 \x01(\v2\x16.mamori.v1.DeviceFactsR\x05facts\x12;\n" +
 	"\vattestation\x18\x04 \x01(\v2\x19.mamori.v1.TpmAttestationR\vattestation\x122\n" +
-	"\x06answer\x18\x05 \x01(\v2\x1a.mamori.v1.ChallengeAnswerR\x06answer\"\xe0\x01\n" +
+	"\x06answer\x18\x05 \x01(\v2\x1a.mamori.v1.ChallengeAnswerR\x06answer\x120\n" +
+	"\tkey_proof\x18\x06 \x01(\v2\x13.mamori.v1.KeyProofR\bkeyProof\"J\n" +
+	"\bKeyProof\x12 \n" +
+	"\vcertificate\x18\x01 \x01(\fR\vcertificate\x12\x1c\n" +
+	"\tsignature\x18\x02 \x01(\fR\tsignature\"\xe0\x01\n" +
 	"\x0eTpmAttestation\x12\x1b\n" +
 	"\tek_public\x18\x01 \x01(\fR\bekPublic\x12%\n" +
 	"\x0eek_certificate\x18\x02 \x01(\fR\rekCertificate\x12\x1b\n" +
@@ -5294,7 +5732,7 @@ const file_mamori_v1_mamori_proto_rawDesc = "" +
 	"\ftoken_serial\x18\b \x01(\tR\vtokenSerial\"s\n" +
 	"\rControlRecord\x120\n" +
 	"\x06status\x18\x01 \x01(\v2\x18.mamori.v1.ControlStatusR\x06status\x120\n" +
-	"\x05since\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\"\x87\x05\n" +
+	"\x05since\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\"\xa2\x05\n" +
 	"\x06Device\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12,\n" +
 	"\x05facts\x18\x02 \x01(\v2\x16.mamori.v1.DeviceFactsR\x05facts\x125\n" +
@@ -5314,7 +5752,30 @@ const file_mamori_v1_mamori_proto_rawDesc = "" +
 	"revoked_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\trevokedAt\x12%\n" +
 	"\x0eek_fingerprint\x18\f \x01(\tR\rekFingerprint\x12!\n" +
 	"\fkey_attested\x18\r \x01(\bR\vkeyAttested\x12\x14\n" +
-	"\x05group\x18\x0e \x01(\tR\x05group\"\x9d\x01\n" +
+	"\x05group\x18\x0e \x01(\tR\x05group\x12\x19\n" +
+	"\bclone_of\x18\x0f \x01(\tR\acloneOf\"L\n" +
+	"\x1aApproveReenrollmentRequest\x12\x16\n" +
+	"\x06device\x18\x01 \x01(\tR\x06device\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"w\n" +
+	"\x1bApproveReenrollmentResponse\x12)\n" +
+	"\x06device\x18\x01 \x01(\v2\x11.mamori.v1.DeviceR\x06device\x12-\n" +
+	"\breplaced\x18\x02 \x01(\v2\x11.mamori.v1.DeviceR\breplaced\"M\n" +
+	"\x10ApproveEKRequest\x12%\n" +
+	"\x0eek_fingerprint\x18\x01 \x01(\tR\rekFingerprint\x12\x12\n" +
+	"\x04note\x18\x02 \x01(\tR\x04note\")\n" +
+	"\x11ApproveEKResponse\x12\x14\n" +
+	"\x05added\x18\x01 \x01(\bR\x05added\"\x18\n" +
+	"\x16ListApprovedEKsRequest\"\xa5\x01\n" +
+	"\n" +
+	"ApprovedEK\x12%\n" +
+	"\x0eek_fingerprint\x18\x01 \x01(\tR\rekFingerprint\x12\x1f\n" +
+	"\vapproved_by\x18\x02 \x01(\tR\n" +
+	"approvedBy\x12;\n" +
+	"\vapproved_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"approvedAt\x12\x12\n" +
+	"\x04note\x18\x04 \x01(\tR\x04note\"B\n" +
+	"\x17ListApprovedEKsResponse\x12'\n" +
+	"\x03eks\x18\x01 \x03(\v2\x15.mamori.v1.ApprovedEKR\x03eks\"\x9d\x01\n" +
 	"\x12ListDevicesRequest\x125\n" +
 	"\n" +
 	"compliance\x18\x01 \x01(\x0e2\x15.mamori.v1.ComplianceR\n" +
@@ -5541,7 +6002,7 @@ const file_mamori_v1_mamori_proto_rawDesc = "" +
 	"\fAgentService\x12=\n" +
 	"\x06Enroll\x12\x18.mamori.v1.EnrollRequest\x1a\x19.mamori.v1.EnrollResponse\x12=\n" +
 	"\x06Report\x12\x18.mamori.v1.ReportRequest\x1a\x19.mamori.v1.ReportResponse\x12:\n" +
-	"\x05Renew\x12\x17.mamori.v1.RenewRequest\x1a\x18.mamori.v1.RenewResponse2\xd1\r\n" +
+	"\x05Renew\x12\x17.mamori.v1.RenewRequest\x1a\x18.mamori.v1.RenewResponse2\xd9\x0f\n" +
 	"\fAdminService\x12L\n" +
 	"\vListDevices\x12\x1d.mamori.v1.ListDevicesRequest\x1a\x1e.mamori.v1.ListDevicesResponse\x12F\n" +
 	"\tGetDevice\x12\x1b.mamori.v1.GetDeviceRequest\x1a\x1c.mamori.v1.GetDeviceResponse\x12O\n" +
@@ -5565,7 +6026,10 @@ const file_mamori_v1_mamori_proto_rawDesc = "" +
 	"\x0fRevokeException\x12!.mamori.v1.RevokeExceptionRequest\x1a\".mamori.v1.RevokeExceptionResponse\x12O\n" +
 	"\fImportLedger\x12\x1e.mamori.v1.ImportLedgerRequest\x1a\x1f.mamori.v1.ImportLedgerResponse\x12I\n" +
 	"\n" +
-	"ListLedger\x12\x1c.mamori.v1.ListLedgerRequest\x1a\x1d.mamori.v1.ListLedgerResponseB7Z5github.com/mamori-dev/mamori/proto/mamori/v1;mamoriv1b\x06proto3"
+	"ListLedger\x12\x1c.mamori.v1.ListLedgerRequest\x1a\x1d.mamori.v1.ListLedgerResponse\x12d\n" +
+	"\x13ApproveReenrollment\x12%.mamori.v1.ApproveReenrollmentRequest\x1a&.mamori.v1.ApproveReenrollmentResponse\x12F\n" +
+	"\tApproveEK\x12\x1b.mamori.v1.ApproveEKRequest\x1a\x1c.mamori.v1.ApproveEKResponse\x12X\n" +
+	"\x0fListApprovedEKs\x12!.mamori.v1.ListApprovedEKsRequest\x1a\".mamori.v1.ListApprovedEKsResponseB7Z5github.com/mamori-dev/mamori/proto/mamori/v1;mamoriv1b\x06proto3"
 
 var (
 	file_mamori_v1_mamori_proto_rawDescOnce sync.Once
@@ -5580,7 +6044,7 @@ func file_mamori_v1_mamori_proto_rawDescGZIP() []byte {
 }
 
 var file_mamori_v1_mamori_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_mamori_v1_mamori_proto_msgTypes = make([]protoimpl.MessageInfo, 79)
+var file_mamori_v1_mamori_proto_msgTypes = make([]protoimpl.MessageInfo, 87)
 var file_mamori_v1_mamori_proto_goTypes = []any{
 	(Mode)(0),                             // 0: mamori.v1.Mode
 	(ControlState)(0),                     // 1: mamori.v1.ControlState
@@ -5594,217 +6058,236 @@ var file_mamori_v1_mamori_proto_goTypes = []any{
 	(*GroupPolicy)(nil),                   // 9: mamori.v1.GroupPolicy
 	(*PolicyException)(nil),               // 10: mamori.v1.PolicyException
 	(*EnrollRequest)(nil),                 // 11: mamori.v1.EnrollRequest
-	(*TpmAttestation)(nil),                // 12: mamori.v1.TpmAttestation
-	(*EnrollChallenge)(nil),               // 13: mamori.v1.EnrollChallenge
-	(*ChallengeAnswer)(nil),               // 14: mamori.v1.ChallengeAnswer
-	(*EnrollResponse)(nil),                // 15: mamori.v1.EnrollResponse
-	(*ReportRequest)(nil),                 // 16: mamori.v1.ReportRequest
-	(*ReportResponse)(nil),                // 17: mamori.v1.ReportResponse
-	(*RenewRequest)(nil),                  // 18: mamori.v1.RenewRequest
-	(*RenewResponse)(nil),                 // 19: mamori.v1.RenewResponse
-	(*SealedMFABundle)(nil),               // 20: mamori.v1.SealedMFABundle
-	(*MFABundle)(nil),                     // 21: mamori.v1.MFABundle
-	(*MFALoginState)(nil),                 // 22: mamori.v1.MFALoginState
-	(*MFATempCode)(nil),                   // 23: mamori.v1.MFATempCode
-	(*MFAUnlock)(nil),                     // 24: mamori.v1.MFAUnlock
-	(*MFAUserSecret)(nil),                 // 25: mamori.v1.MFAUserSecret
-	(*ControlRecord)(nil),                 // 26: mamori.v1.ControlRecord
-	(*Device)(nil),                        // 27: mamori.v1.Device
-	(*ListDevicesRequest)(nil),            // 28: mamori.v1.ListDevicesRequest
-	(*ListDevicesResponse)(nil),           // 29: mamori.v1.ListDevicesResponse
-	(*GetDeviceRequest)(nil),              // 30: mamori.v1.GetDeviceRequest
-	(*GetDeviceResponse)(nil),             // 31: mamori.v1.GetDeviceResponse
-	(*FleetSummaryRequest)(nil),           // 32: mamori.v1.FleetSummaryRequest
-	(*FleetSummaryResponse)(nil),          // 33: mamori.v1.FleetSummaryResponse
-	(*GroupSummary)(nil),                  // 34: mamori.v1.GroupSummary
-	(*StoredEvent)(nil),                   // 35: mamori.v1.StoredEvent
-	(*ListEventsRequest)(nil),             // 36: mamori.v1.ListEventsRequest
-	(*ListEventsResponse)(nil),            // 37: mamori.v1.ListEventsResponse
-	(*CreateEnrollmentTokenRequest)(nil),  // 38: mamori.v1.CreateEnrollmentTokenRequest
-	(*CreateEnrollmentTokenResponse)(nil), // 39: mamori.v1.CreateEnrollmentTokenResponse
-	(*RevokeDeviceRequest)(nil),           // 40: mamori.v1.RevokeDeviceRequest
-	(*RevokeDeviceResponse)(nil),          // 41: mamori.v1.RevokeDeviceResponse
-	(*SetDeviceGroupRequest)(nil),         // 42: mamori.v1.SetDeviceGroupRequest
-	(*SetDeviceGroupResponse)(nil),        // 43: mamori.v1.SetDeviceGroupResponse
-	(*ListAuditRequest)(nil),              // 44: mamori.v1.ListAuditRequest
-	(*AuditRecord)(nil),                   // 45: mamori.v1.AuditRecord
-	(*ListAuditResponse)(nil),             // 46: mamori.v1.ListAuditResponse
-	(*GetPolicyRequest)(nil),              // 47: mamori.v1.GetPolicyRequest
-	(*GetPolicyResponse)(nil),             // 48: mamori.v1.GetPolicyResponse
-	(*SetPolicyRequest)(nil),              // 49: mamori.v1.SetPolicyRequest
-	(*SetPolicyResponse)(nil),             // 50: mamori.v1.SetPolicyResponse
-	(*EnrollMFAUserRequest)(nil),          // 51: mamori.v1.EnrollMFAUserRequest
-	(*EnrollMFAUserResponse)(nil),         // 52: mamori.v1.EnrollMFAUserResponse
-	(*ResetMFAUserRequest)(nil),           // 53: mamori.v1.ResetMFAUserRequest
-	(*ResetMFAUserResponse)(nil),          // 54: mamori.v1.ResetMFAUserResponse
-	(*UnlockMFAUserRequest)(nil),          // 55: mamori.v1.UnlockMFAUserRequest
-	(*UnlockMFAUserResponse)(nil),         // 56: mamori.v1.UnlockMFAUserResponse
-	(*IssueMFATempCodeRequest)(nil),       // 57: mamori.v1.IssueMFATempCodeRequest
-	(*IssueMFATempCodeResponse)(nil),      // 58: mamori.v1.IssueMFATempCodeResponse
-	(*ImportMFASeedsRequest)(nil),         // 59: mamori.v1.ImportMFASeedsRequest
-	(*ImportMFASeedsResponse)(nil),        // 60: mamori.v1.ImportMFASeedsResponse
-	(*ListMFAUsersRequest)(nil),           // 61: mamori.v1.ListMFAUsersRequest
-	(*MFAUserInfo)(nil),                   // 62: mamori.v1.MFAUserInfo
-	(*ListMFAUsersResponse)(nil),          // 63: mamori.v1.ListMFAUsersResponse
-	(*Exception)(nil),                     // 64: mamori.v1.Exception
-	(*CreateExceptionRequest)(nil),        // 65: mamori.v1.CreateExceptionRequest
-	(*CreateExceptionResponse)(nil),       // 66: mamori.v1.CreateExceptionResponse
-	(*ListExceptionsRequest)(nil),         // 67: mamori.v1.ListExceptionsRequest
-	(*ListExceptionsResponse)(nil),        // 68: mamori.v1.ListExceptionsResponse
-	(*RevokeExceptionRequest)(nil),        // 69: mamori.v1.RevokeExceptionRequest
-	(*RevokeExceptionResponse)(nil),       // 70: mamori.v1.RevokeExceptionResponse
-	(*ImportLedgerRequest)(nil),           // 71: mamori.v1.ImportLedgerRequest
-	(*ImportLedgerResponse)(nil),          // 72: mamori.v1.ImportLedgerResponse
-	(*ListLedgerRequest)(nil),             // 73: mamori.v1.ListLedgerRequest
-	(*LedgerRow)(nil),                     // 74: mamori.v1.LedgerRow
-	(*ListLedgerResponse)(nil),            // 75: mamori.v1.ListLedgerResponse
-	nil,                                   // 76: mamori.v1.ControlStatus.EvidenceEntry
-	nil,                                   // 77: mamori.v1.Event.AttributesEntry
-	nil,                                   // 78: mamori.v1.ControlPolicy.SettingsEntry
-	nil,                                   // 79: mamori.v1.Policy.ControlsEntry
-	nil,                                   // 80: mamori.v1.Policy.GroupsEntry
-	nil,                                   // 81: mamori.v1.GroupPolicy.ControlsEntry
-	(*timestamppb.Timestamp)(nil),         // 82: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),           // 83: google.protobuf.Duration
+	(*KeyProof)(nil),                      // 12: mamori.v1.KeyProof
+	(*TpmAttestation)(nil),                // 13: mamori.v1.TpmAttestation
+	(*EnrollChallenge)(nil),               // 14: mamori.v1.EnrollChallenge
+	(*ChallengeAnswer)(nil),               // 15: mamori.v1.ChallengeAnswer
+	(*EnrollResponse)(nil),                // 16: mamori.v1.EnrollResponse
+	(*ReportRequest)(nil),                 // 17: mamori.v1.ReportRequest
+	(*ReportResponse)(nil),                // 18: mamori.v1.ReportResponse
+	(*RenewRequest)(nil),                  // 19: mamori.v1.RenewRequest
+	(*RenewResponse)(nil),                 // 20: mamori.v1.RenewResponse
+	(*SealedMFABundle)(nil),               // 21: mamori.v1.SealedMFABundle
+	(*MFABundle)(nil),                     // 22: mamori.v1.MFABundle
+	(*MFALoginState)(nil),                 // 23: mamori.v1.MFALoginState
+	(*MFATempCode)(nil),                   // 24: mamori.v1.MFATempCode
+	(*MFAUnlock)(nil),                     // 25: mamori.v1.MFAUnlock
+	(*MFAUserSecret)(nil),                 // 26: mamori.v1.MFAUserSecret
+	(*ControlRecord)(nil),                 // 27: mamori.v1.ControlRecord
+	(*Device)(nil),                        // 28: mamori.v1.Device
+	(*ApproveReenrollmentRequest)(nil),    // 29: mamori.v1.ApproveReenrollmentRequest
+	(*ApproveReenrollmentResponse)(nil),   // 30: mamori.v1.ApproveReenrollmentResponse
+	(*ApproveEKRequest)(nil),              // 31: mamori.v1.ApproveEKRequest
+	(*ApproveEKResponse)(nil),             // 32: mamori.v1.ApproveEKResponse
+	(*ListApprovedEKsRequest)(nil),        // 33: mamori.v1.ListApprovedEKsRequest
+	(*ApprovedEK)(nil),                    // 34: mamori.v1.ApprovedEK
+	(*ListApprovedEKsResponse)(nil),       // 35: mamori.v1.ListApprovedEKsResponse
+	(*ListDevicesRequest)(nil),            // 36: mamori.v1.ListDevicesRequest
+	(*ListDevicesResponse)(nil),           // 37: mamori.v1.ListDevicesResponse
+	(*GetDeviceRequest)(nil),              // 38: mamori.v1.GetDeviceRequest
+	(*GetDeviceResponse)(nil),             // 39: mamori.v1.GetDeviceResponse
+	(*FleetSummaryRequest)(nil),           // 40: mamori.v1.FleetSummaryRequest
+	(*FleetSummaryResponse)(nil),          // 41: mamori.v1.FleetSummaryResponse
+	(*GroupSummary)(nil),                  // 42: mamori.v1.GroupSummary
+	(*StoredEvent)(nil),                   // 43: mamori.v1.StoredEvent
+	(*ListEventsRequest)(nil),             // 44: mamori.v1.ListEventsRequest
+	(*ListEventsResponse)(nil),            // 45: mamori.v1.ListEventsResponse
+	(*CreateEnrollmentTokenRequest)(nil),  // 46: mamori.v1.CreateEnrollmentTokenRequest
+	(*CreateEnrollmentTokenResponse)(nil), // 47: mamori.v1.CreateEnrollmentTokenResponse
+	(*RevokeDeviceRequest)(nil),           // 48: mamori.v1.RevokeDeviceRequest
+	(*RevokeDeviceResponse)(nil),          // 49: mamori.v1.RevokeDeviceResponse
+	(*SetDeviceGroupRequest)(nil),         // 50: mamori.v1.SetDeviceGroupRequest
+	(*SetDeviceGroupResponse)(nil),        // 51: mamori.v1.SetDeviceGroupResponse
+	(*ListAuditRequest)(nil),              // 52: mamori.v1.ListAuditRequest
+	(*AuditRecord)(nil),                   // 53: mamori.v1.AuditRecord
+	(*ListAuditResponse)(nil),             // 54: mamori.v1.ListAuditResponse
+	(*GetPolicyRequest)(nil),              // 55: mamori.v1.GetPolicyRequest
+	(*GetPolicyResponse)(nil),             // 56: mamori.v1.GetPolicyResponse
+	(*SetPolicyRequest)(nil),              // 57: mamori.v1.SetPolicyRequest
+	(*SetPolicyResponse)(nil),             // 58: mamori.v1.SetPolicyResponse
+	(*EnrollMFAUserRequest)(nil),          // 59: mamori.v1.EnrollMFAUserRequest
+	(*EnrollMFAUserResponse)(nil),         // 60: mamori.v1.EnrollMFAUserResponse
+	(*ResetMFAUserRequest)(nil),           // 61: mamori.v1.ResetMFAUserRequest
+	(*ResetMFAUserResponse)(nil),          // 62: mamori.v1.ResetMFAUserResponse
+	(*UnlockMFAUserRequest)(nil),          // 63: mamori.v1.UnlockMFAUserRequest
+	(*UnlockMFAUserResponse)(nil),         // 64: mamori.v1.UnlockMFAUserResponse
+	(*IssueMFATempCodeRequest)(nil),       // 65: mamori.v1.IssueMFATempCodeRequest
+	(*IssueMFATempCodeResponse)(nil),      // 66: mamori.v1.IssueMFATempCodeResponse
+	(*ImportMFASeedsRequest)(nil),         // 67: mamori.v1.ImportMFASeedsRequest
+	(*ImportMFASeedsResponse)(nil),        // 68: mamori.v1.ImportMFASeedsResponse
+	(*ListMFAUsersRequest)(nil),           // 69: mamori.v1.ListMFAUsersRequest
+	(*MFAUserInfo)(nil),                   // 70: mamori.v1.MFAUserInfo
+	(*ListMFAUsersResponse)(nil),          // 71: mamori.v1.ListMFAUsersResponse
+	(*Exception)(nil),                     // 72: mamori.v1.Exception
+	(*CreateExceptionRequest)(nil),        // 73: mamori.v1.CreateExceptionRequest
+	(*CreateExceptionResponse)(nil),       // 74: mamori.v1.CreateExceptionResponse
+	(*ListExceptionsRequest)(nil),         // 75: mamori.v1.ListExceptionsRequest
+	(*ListExceptionsResponse)(nil),        // 76: mamori.v1.ListExceptionsResponse
+	(*RevokeExceptionRequest)(nil),        // 77: mamori.v1.RevokeExceptionRequest
+	(*RevokeExceptionResponse)(nil),       // 78: mamori.v1.RevokeExceptionResponse
+	(*ImportLedgerRequest)(nil),           // 79: mamori.v1.ImportLedgerRequest
+	(*ImportLedgerResponse)(nil),          // 80: mamori.v1.ImportLedgerResponse
+	(*ListLedgerRequest)(nil),             // 81: mamori.v1.ListLedgerRequest
+	(*LedgerRow)(nil),                     // 82: mamori.v1.LedgerRow
+	(*ListLedgerResponse)(nil),            // 83: mamori.v1.ListLedgerResponse
+	nil,                                   // 84: mamori.v1.ControlStatus.EvidenceEntry
+	nil,                                   // 85: mamori.v1.Event.AttributesEntry
+	nil,                                   // 86: mamori.v1.ControlPolicy.SettingsEntry
+	nil,                                   // 87: mamori.v1.Policy.ControlsEntry
+	nil,                                   // 88: mamori.v1.Policy.GroupsEntry
+	nil,                                   // 89: mamori.v1.GroupPolicy.ControlsEntry
+	(*timestamppb.Timestamp)(nil),         // 90: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),           // 91: google.protobuf.Duration
 }
 var file_mamori_v1_mamori_proto_depIdxs = []int32{
 	0,   // 0: mamori.v1.ControlStatus.mode:type_name -> mamori.v1.Mode
 	1,   // 1: mamori.v1.ControlStatus.state:type_name -> mamori.v1.ControlState
-	76,  // 2: mamori.v1.ControlStatus.evidence:type_name -> mamori.v1.ControlStatus.EvidenceEntry
-	82,  // 3: mamori.v1.ControlStatus.observed_at:type_name -> google.protobuf.Timestamp
+	84,  // 2: mamori.v1.ControlStatus.evidence:type_name -> mamori.v1.ControlStatus.EvidenceEntry
+	90,  // 3: mamori.v1.ControlStatus.observed_at:type_name -> google.protobuf.Timestamp
 	5,   // 4: mamori.v1.ControlStatus.detail_parts:type_name -> mamori.v1.DetailPart
-	82,  // 5: mamori.v1.Event.time:type_name -> google.protobuf.Timestamp
-	77,  // 6: mamori.v1.Event.attributes:type_name -> mamori.v1.Event.AttributesEntry
+	90,  // 5: mamori.v1.Event.time:type_name -> google.protobuf.Timestamp
+	85,  // 6: mamori.v1.Event.attributes:type_name -> mamori.v1.Event.AttributesEntry
 	0,   // 7: mamori.v1.ControlPolicy.mode:type_name -> mamori.v1.Mode
-	78,  // 8: mamori.v1.ControlPolicy.settings:type_name -> mamori.v1.ControlPolicy.SettingsEntry
-	79,  // 9: mamori.v1.Policy.controls:type_name -> mamori.v1.Policy.ControlsEntry
-	83,  // 10: mamori.v1.Policy.report_interval:type_name -> google.protobuf.Duration
-	83,  // 11: mamori.v1.Policy.max_report_age:type_name -> google.protobuf.Duration
-	80,  // 12: mamori.v1.Policy.groups:type_name -> mamori.v1.Policy.GroupsEntry
+	86,  // 8: mamori.v1.ControlPolicy.settings:type_name -> mamori.v1.ControlPolicy.SettingsEntry
+	87,  // 9: mamori.v1.Policy.controls:type_name -> mamori.v1.Policy.ControlsEntry
+	91,  // 10: mamori.v1.Policy.report_interval:type_name -> google.protobuf.Duration
+	91,  // 11: mamori.v1.Policy.max_report_age:type_name -> google.protobuf.Duration
+	88,  // 12: mamori.v1.Policy.groups:type_name -> mamori.v1.Policy.GroupsEntry
 	10,  // 13: mamori.v1.Policy.exceptions:type_name -> mamori.v1.PolicyException
-	81,  // 14: mamori.v1.GroupPolicy.controls:type_name -> mamori.v1.GroupPolicy.ControlsEntry
-	83,  // 15: mamori.v1.GroupPolicy.report_interval:type_name -> google.protobuf.Duration
-	83,  // 16: mamori.v1.GroupPolicy.max_report_age:type_name -> google.protobuf.Duration
-	82,  // 17: mamori.v1.PolicyException.expires_at:type_name -> google.protobuf.Timestamp
+	89,  // 14: mamori.v1.GroupPolicy.controls:type_name -> mamori.v1.GroupPolicy.ControlsEntry
+	91,  // 15: mamori.v1.GroupPolicy.report_interval:type_name -> google.protobuf.Duration
+	91,  // 16: mamori.v1.GroupPolicy.max_report_age:type_name -> google.protobuf.Duration
+	90,  // 17: mamori.v1.PolicyException.expires_at:type_name -> google.protobuf.Timestamp
 	3,   // 18: mamori.v1.EnrollRequest.facts:type_name -> mamori.v1.DeviceFacts
-	12,  // 19: mamori.v1.EnrollRequest.attestation:type_name -> mamori.v1.TpmAttestation
-	14,  // 20: mamori.v1.EnrollRequest.answer:type_name -> mamori.v1.ChallengeAnswer
-	8,   // 21: mamori.v1.EnrollResponse.policy:type_name -> mamori.v1.Policy
-	13,  // 22: mamori.v1.EnrollResponse.challenge:type_name -> mamori.v1.EnrollChallenge
-	3,   // 23: mamori.v1.ReportRequest.facts:type_name -> mamori.v1.DeviceFacts
-	4,   // 24: mamori.v1.ReportRequest.statuses:type_name -> mamori.v1.ControlStatus
-	6,   // 25: mamori.v1.ReportRequest.events:type_name -> mamori.v1.Event
-	82,  // 26: mamori.v1.ReportRequest.sent_at:type_name -> google.protobuf.Timestamp
-	8,   // 27: mamori.v1.ReportResponse.policy:type_name -> mamori.v1.Policy
-	83,  // 28: mamori.v1.ReportResponse.next_report_in:type_name -> google.protobuf.Duration
-	82,  // 29: mamori.v1.ReportResponse.server_time:type_name -> google.protobuf.Timestamp
-	20,  // 30: mamori.v1.ReportResponse.mfa_bundle:type_name -> mamori.v1.SealedMFABundle
-	82,  // 31: mamori.v1.RenewResponse.not_after:type_name -> google.protobuf.Timestamp
-	82,  // 32: mamori.v1.MFABundle.issued_at:type_name -> google.protobuf.Timestamp
-	25,  // 33: mamori.v1.MFABundle.users:type_name -> mamori.v1.MFAUserSecret
-	23,  // 34: mamori.v1.MFABundle.temp_codes:type_name -> mamori.v1.MFATempCode
-	24,  // 35: mamori.v1.MFABundle.unlocks:type_name -> mamori.v1.MFAUnlock
-	82,  // 36: mamori.v1.MFABundle.grace_until:type_name -> google.protobuf.Timestamp
-	22,  // 37: mamori.v1.MFABundle.logins:type_name -> mamori.v1.MFALoginState
-	82,  // 38: mamori.v1.MFALoginState.locked_until:type_name -> google.protobuf.Timestamp
-	82,  // 39: mamori.v1.MFATempCode.expires_at:type_name -> google.protobuf.Timestamp
-	4,   // 40: mamori.v1.ControlRecord.status:type_name -> mamori.v1.ControlStatus
-	82,  // 41: mamori.v1.ControlRecord.since:type_name -> google.protobuf.Timestamp
-	3,   // 42: mamori.v1.Device.facts:type_name -> mamori.v1.DeviceFacts
-	2,   // 43: mamori.v1.Device.compliance:type_name -> mamori.v1.Compliance
-	82,  // 44: mamori.v1.Device.enrolled_at:type_name -> google.protobuf.Timestamp
-	82,  // 45: mamori.v1.Device.last_seen:type_name -> google.protobuf.Timestamp
-	82,  // 46: mamori.v1.Device.failing_since:type_name -> google.protobuf.Timestamp
-	82,  // 47: mamori.v1.Device.offline_since:type_name -> google.protobuf.Timestamp
-	26,  // 48: mamori.v1.Device.controls:type_name -> mamori.v1.ControlRecord
-	82,  // 49: mamori.v1.Device.revoked_at:type_name -> google.protobuf.Timestamp
-	2,   // 50: mamori.v1.ListDevicesRequest.compliance:type_name -> mamori.v1.Compliance
-	27,  // 51: mamori.v1.ListDevicesResponse.devices:type_name -> mamori.v1.Device
-	27,  // 52: mamori.v1.GetDeviceResponse.device:type_name -> mamori.v1.Device
-	35,  // 53: mamori.v1.GetDeviceResponse.recent_events:type_name -> mamori.v1.StoredEvent
-	34,  // 54: mamori.v1.FleetSummaryResponse.groups:type_name -> mamori.v1.GroupSummary
-	6,   // 55: mamori.v1.StoredEvent.event:type_name -> mamori.v1.Event
-	82,  // 56: mamori.v1.StoredEvent.received_at:type_name -> google.protobuf.Timestamp
-	35,  // 57: mamori.v1.ListEventsResponse.events:type_name -> mamori.v1.StoredEvent
-	83,  // 58: mamori.v1.CreateEnrollmentTokenRequest.ttl:type_name -> google.protobuf.Duration
-	82,  // 59: mamori.v1.CreateEnrollmentTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
-	27,  // 60: mamori.v1.RevokeDeviceResponse.device:type_name -> mamori.v1.Device
-	27,  // 61: mamori.v1.SetDeviceGroupResponse.device:type_name -> mamori.v1.Device
-	82,  // 62: mamori.v1.AuditRecord.at:type_name -> google.protobuf.Timestamp
-	45,  // 63: mamori.v1.ListAuditResponse.records:type_name -> mamori.v1.AuditRecord
-	8,   // 64: mamori.v1.GetPolicyResponse.policy:type_name -> mamori.v1.Policy
-	8,   // 65: mamori.v1.SetPolicyRequest.policy:type_name -> mamori.v1.Policy
-	8,   // 66: mamori.v1.SetPolicyResponse.policy:type_name -> mamori.v1.Policy
-	83,  // 67: mamori.v1.IssueMFATempCodeRequest.expires_in:type_name -> google.protobuf.Duration
-	82,  // 68: mamori.v1.IssueMFATempCodeResponse.expires_at:type_name -> google.protobuf.Timestamp
-	82,  // 69: mamori.v1.MFAUserInfo.enrolled_at:type_name -> google.protobuf.Timestamp
-	62,  // 70: mamori.v1.ListMFAUsersResponse.users:type_name -> mamori.v1.MFAUserInfo
-	82,  // 71: mamori.v1.Exception.created_at:type_name -> google.protobuf.Timestamp
-	82,  // 72: mamori.v1.Exception.expires_at:type_name -> google.protobuf.Timestamp
-	82,  // 73: mamori.v1.Exception.revoked_at:type_name -> google.protobuf.Timestamp
-	82,  // 74: mamori.v1.CreateExceptionRequest.expires_at:type_name -> google.protobuf.Timestamp
-	64,  // 75: mamori.v1.CreateExceptionResponse.exception:type_name -> mamori.v1.Exception
-	64,  // 76: mamori.v1.ListExceptionsResponse.exceptions:type_name -> mamori.v1.Exception
-	64,  // 77: mamori.v1.RevokeExceptionResponse.exception:type_name -> mamori.v1.Exception
-	2,   // 78: mamori.v1.LedgerRow.compliance:type_name -> mamori.v1.Compliance
-	74,  // 79: mamori.v1.ListLedgerResponse.rows:type_name -> mamori.v1.LedgerRow
-	82,  // 80: mamori.v1.ListLedgerResponse.imported_at:type_name -> google.protobuf.Timestamp
-	7,   // 81: mamori.v1.Policy.ControlsEntry.value:type_name -> mamori.v1.ControlPolicy
-	9,   // 82: mamori.v1.Policy.GroupsEntry.value:type_name -> mamori.v1.GroupPolicy
-	7,   // 83: mamori.v1.GroupPolicy.ControlsEntry.value:type_name -> mamori.v1.ControlPolicy
-	11,  // 84: mamori.v1.AgentService.Enroll:input_type -> mamori.v1.EnrollRequest
-	16,  // 85: mamori.v1.AgentService.Report:input_type -> mamori.v1.ReportRequest
-	18,  // 86: mamori.v1.AgentService.Renew:input_type -> mamori.v1.RenewRequest
-	28,  // 87: mamori.v1.AdminService.ListDevices:input_type -> mamori.v1.ListDevicesRequest
-	30,  // 88: mamori.v1.AdminService.GetDevice:input_type -> mamori.v1.GetDeviceRequest
-	32,  // 89: mamori.v1.AdminService.FleetSummary:input_type -> mamori.v1.FleetSummaryRequest
-	36,  // 90: mamori.v1.AdminService.ListEvents:input_type -> mamori.v1.ListEventsRequest
-	38,  // 91: mamori.v1.AdminService.CreateEnrollmentToken:input_type -> mamori.v1.CreateEnrollmentTokenRequest
-	40,  // 92: mamori.v1.AdminService.RevokeDevice:input_type -> mamori.v1.RevokeDeviceRequest
-	42,  // 93: mamori.v1.AdminService.SetDeviceGroup:input_type -> mamori.v1.SetDeviceGroupRequest
-	47,  // 94: mamori.v1.AdminService.GetPolicy:input_type -> mamori.v1.GetPolicyRequest
-	49,  // 95: mamori.v1.AdminService.SetPolicy:input_type -> mamori.v1.SetPolicyRequest
-	51,  // 96: mamori.v1.AdminService.EnrollMFAUser:input_type -> mamori.v1.EnrollMFAUserRequest
-	53,  // 97: mamori.v1.AdminService.ResetMFAUser:input_type -> mamori.v1.ResetMFAUserRequest
-	55,  // 98: mamori.v1.AdminService.UnlockMFAUser:input_type -> mamori.v1.UnlockMFAUserRequest
-	57,  // 99: mamori.v1.AdminService.IssueMFATempCode:input_type -> mamori.v1.IssueMFATempCodeRequest
-	59,  // 100: mamori.v1.AdminService.ImportMFASeeds:input_type -> mamori.v1.ImportMFASeedsRequest
-	61,  // 101: mamori.v1.AdminService.ListMFAUsers:input_type -> mamori.v1.ListMFAUsersRequest
-	44,  // 102: mamori.v1.AdminService.ListAudit:input_type -> mamori.v1.ListAuditRequest
-	65,  // 103: mamori.v1.AdminService.CreateException:input_type -> mamori.v1.CreateExceptionRequest
-	67,  // 104: mamori.v1.AdminService.ListExceptions:input_type -> mamori.v1.ListExceptionsRequest
-	69,  // 105: mamori.v1.AdminService.RevokeException:input_type -> mamori.v1.RevokeExceptionRequest
-	71,  // 106: mamori.v1.AdminService.ImportLedger:input_type -> mamori.v1.ImportLedgerRequest
-	73,  // 107: mamori.v1.AdminService.ListLedger:input_type -> mamori.v1.ListLedgerRequest
-	15,  // 108: mamori.v1.AgentService.Enroll:output_type -> mamori.v1.EnrollResponse
-	17,  // 109: mamori.v1.AgentService.Report:output_type -> mamori.v1.ReportResponse
-	19,  // 110: mamori.v1.AgentService.Renew:output_type -> mamori.v1.RenewResponse
-	29,  // 111: mamori.v1.AdminService.ListDevices:output_type -> mamori.v1.ListDevicesResponse
-	31,  // 112: mamori.v1.AdminService.GetDevice:output_type -> mamori.v1.GetDeviceResponse
-	33,  // 113: mamori.v1.AdminService.FleetSummary:output_type -> mamori.v1.FleetSummaryResponse
-	37,  // 114: mamori.v1.AdminService.ListEvents:output_type -> mamori.v1.ListEventsResponse
-	39,  // 115: mamori.v1.AdminService.CreateEnrollmentToken:output_type -> mamori.v1.CreateEnrollmentTokenResponse
-	41,  // 116: mamori.v1.AdminService.RevokeDevice:output_type -> mamori.v1.RevokeDeviceResponse
-	43,  // 117: mamori.v1.AdminService.SetDeviceGroup:output_type -> mamori.v1.SetDeviceGroupResponse
-	48,  // 118: mamori.v1.AdminService.GetPolicy:output_type -> mamori.v1.GetPolicyResponse
-	50,  // 119: mamori.v1.AdminService.SetPolicy:output_type -> mamori.v1.SetPolicyResponse
-	52,  // 120: mamori.v1.AdminService.EnrollMFAUser:output_type -> mamori.v1.EnrollMFAUserResponse
-	54,  // 121: mamori.v1.AdminService.ResetMFAUser:output_type -> mamori.v1.ResetMFAUserResponse
-	56,  // 122: mamori.v1.AdminService.UnlockMFAUser:output_type -> mamori.v1.UnlockMFAUserResponse
-	58,  // 123: mamori.v1.AdminService.IssueMFATempCode:output_type -> mamori.v1.IssueMFATempCodeResponse
-	60,  // 124: mamori.v1.AdminService.ImportMFASeeds:output_type -> mamori.v1.ImportMFASeedsResponse
-	63,  // 125: mamori.v1.AdminService.ListMFAUsers:output_type -> mamori.v1.ListMFAUsersResponse
-	46,  // 126: mamori.v1.AdminService.ListAudit:output_type -> mamori.v1.ListAuditResponse
-	66,  // 127: mamori.v1.AdminService.CreateException:output_type -> mamori.v1.CreateExceptionResponse
-	68,  // 128: mamori.v1.AdminService.ListExceptions:output_type -> mamori.v1.ListExceptionsResponse
-	70,  // 129: mamori.v1.AdminService.RevokeException:output_type -> mamori.v1.RevokeExceptionResponse
-	72,  // 130: mamori.v1.AdminService.ImportLedger:output_type -> mamori.v1.ImportLedgerResponse
-	75,  // 131: mamori.v1.AdminService.ListLedger:output_type -> mamori.v1.ListLedgerResponse
-	108, // [108:132] is the sub-list for method output_type
-	84,  // [84:108] is the sub-list for method input_type
-	84,  // [84:84] is the sub-list for extension type_name
-	84,  // [84:84] is the sub-list for extension extendee
-	0,   // [0:84] is the sub-list for field type_name
+	13,  // 19: mamori.v1.EnrollRequest.attestation:type_name -> mamori.v1.TpmAttestation
+	15,  // 20: mamori.v1.EnrollRequest.answer:type_name -> mamori.v1.ChallengeAnswer
+	12,  // 21: mamori.v1.EnrollRequest.key_proof:type_name -> mamori.v1.KeyProof
+	8,   // 22: mamori.v1.EnrollResponse.policy:type_name -> mamori.v1.Policy
+	14,  // 23: mamori.v1.EnrollResponse.challenge:type_name -> mamori.v1.EnrollChallenge
+	3,   // 24: mamori.v1.ReportRequest.facts:type_name -> mamori.v1.DeviceFacts
+	4,   // 25: mamori.v1.ReportRequest.statuses:type_name -> mamori.v1.ControlStatus
+	6,   // 26: mamori.v1.ReportRequest.events:type_name -> mamori.v1.Event
+	90,  // 27: mamori.v1.ReportRequest.sent_at:type_name -> google.protobuf.Timestamp
+	8,   // 28: mamori.v1.ReportResponse.policy:type_name -> mamori.v1.Policy
+	91,  // 29: mamori.v1.ReportResponse.next_report_in:type_name -> google.protobuf.Duration
+	90,  // 30: mamori.v1.ReportResponse.server_time:type_name -> google.protobuf.Timestamp
+	21,  // 31: mamori.v1.ReportResponse.mfa_bundle:type_name -> mamori.v1.SealedMFABundle
+	90,  // 32: mamori.v1.RenewResponse.not_after:type_name -> google.protobuf.Timestamp
+	90,  // 33: mamori.v1.MFABundle.issued_at:type_name -> google.protobuf.Timestamp
+	26,  // 34: mamori.v1.MFABundle.users:type_name -> mamori.v1.MFAUserSecret
+	24,  // 35: mamori.v1.MFABundle.temp_codes:type_name -> mamori.v1.MFATempCode
+	25,  // 36: mamori.v1.MFABundle.unlocks:type_name -> mamori.v1.MFAUnlock
+	90,  // 37: mamori.v1.MFABundle.grace_until:type_name -> google.protobuf.Timestamp
+	23,  // 38: mamori.v1.MFABundle.logins:type_name -> mamori.v1.MFALoginState
+	90,  // 39: mamori.v1.MFALoginState.locked_until:type_name -> google.protobuf.Timestamp
+	90,  // 40: mamori.v1.MFATempCode.expires_at:type_name -> google.protobuf.Timestamp
+	4,   // 41: mamori.v1.ControlRecord.status:type_name -> mamori.v1.ControlStatus
+	90,  // 42: mamori.v1.ControlRecord.since:type_name -> google.protobuf.Timestamp
+	3,   // 43: mamori.v1.Device.facts:type_name -> mamori.v1.DeviceFacts
+	2,   // 44: mamori.v1.Device.compliance:type_name -> mamori.v1.Compliance
+	90,  // 45: mamori.v1.Device.enrolled_at:type_name -> google.protobuf.Timestamp
+	90,  // 46: mamori.v1.Device.last_seen:type_name -> google.protobuf.Timestamp
+	90,  // 47: mamori.v1.Device.failing_since:type_name -> google.protobuf.Timestamp
+	90,  // 48: mamori.v1.Device.offline_since:type_name -> google.protobuf.Timestamp
+	27,  // 49: mamori.v1.Device.controls:type_name -> mamori.v1.ControlRecord
+	90,  // 50: mamori.v1.Device.revoked_at:type_name -> google.protobuf.Timestamp
+	28,  // 51: mamori.v1.ApproveReenrollmentResponse.device:type_name -> mamori.v1.Device
+	28,  // 52: mamori.v1.ApproveReenrollmentResponse.replaced:type_name -> mamori.v1.Device
+	90,  // 53: mamori.v1.ApprovedEK.approved_at:type_name -> google.protobuf.Timestamp
+	34,  // 54: mamori.v1.ListApprovedEKsResponse.eks:type_name -> mamori.v1.ApprovedEK
+	2,   // 55: mamori.v1.ListDevicesRequest.compliance:type_name -> mamori.v1.Compliance
+	28,  // 56: mamori.v1.ListDevicesResponse.devices:type_name -> mamori.v1.Device
+	28,  // 57: mamori.v1.GetDeviceResponse.device:type_name -> mamori.v1.Device
+	43,  // 58: mamori.v1.GetDeviceResponse.recent_events:type_name -> mamori.v1.StoredEvent
+	42,  // 59: mamori.v1.FleetSummaryResponse.groups:type_name -> mamori.v1.GroupSummary
+	6,   // 60: mamori.v1.StoredEvent.event:type_name -> mamori.v1.Event
+	90,  // 61: mamori.v1.StoredEvent.received_at:type_name -> google.protobuf.Timestamp
+	43,  // 62: mamori.v1.ListEventsResponse.events:type_name -> mamori.v1.StoredEvent
+	91,  // 63: mamori.v1.CreateEnrollmentTokenRequest.ttl:type_name -> google.protobuf.Duration
+	90,  // 64: mamori.v1.CreateEnrollmentTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
+	28,  // 65: mamori.v1.RevokeDeviceResponse.device:type_name -> mamori.v1.Device
+	28,  // 66: mamori.v1.SetDeviceGroupResponse.device:type_name -> mamori.v1.Device
+	90,  // 67: mamori.v1.AuditRecord.at:type_name -> google.protobuf.Timestamp
+	53,  // 68: mamori.v1.ListAuditResponse.records:type_name -> mamori.v1.AuditRecord
+	8,   // 69: mamori.v1.GetPolicyResponse.policy:type_name -> mamori.v1.Policy
+	8,   // 70: mamori.v1.SetPolicyRequest.policy:type_name -> mamori.v1.Policy
+	8,   // 71: mamori.v1.SetPolicyResponse.policy:type_name -> mamori.v1.Policy
+	91,  // 72: mamori.v1.IssueMFATempCodeRequest.expires_in:type_name -> google.protobuf.Duration
+	90,  // 73: mamori.v1.IssueMFATempCodeResponse.expires_at:type_name -> google.protobuf.Timestamp
+	90,  // 74: mamori.v1.MFAUserInfo.enrolled_at:type_name -> google.protobuf.Timestamp
+	70,  // 75: mamori.v1.ListMFAUsersResponse.users:type_name -> mamori.v1.MFAUserInfo
+	90,  // 76: mamori.v1.Exception.created_at:type_name -> google.protobuf.Timestamp
+	90,  // 77: mamori.v1.Exception.expires_at:type_name -> google.protobuf.Timestamp
+	90,  // 78: mamori.v1.Exception.revoked_at:type_name -> google.protobuf.Timestamp
+	90,  // 79: mamori.v1.CreateExceptionRequest.expires_at:type_name -> google.protobuf.Timestamp
+	72,  // 80: mamori.v1.CreateExceptionResponse.exception:type_name -> mamori.v1.Exception
+	72,  // 81: mamori.v1.ListExceptionsResponse.exceptions:type_name -> mamori.v1.Exception
+	72,  // 82: mamori.v1.RevokeExceptionResponse.exception:type_name -> mamori.v1.Exception
+	2,   // 83: mamori.v1.LedgerRow.compliance:type_name -> mamori.v1.Compliance
+	82,  // 84: mamori.v1.ListLedgerResponse.rows:type_name -> mamori.v1.LedgerRow
+	90,  // 85: mamori.v1.ListLedgerResponse.imported_at:type_name -> google.protobuf.Timestamp
+	7,   // 86: mamori.v1.Policy.ControlsEntry.value:type_name -> mamori.v1.ControlPolicy
+	9,   // 87: mamori.v1.Policy.GroupsEntry.value:type_name -> mamori.v1.GroupPolicy
+	7,   // 88: mamori.v1.GroupPolicy.ControlsEntry.value:type_name -> mamori.v1.ControlPolicy
+	11,  // 89: mamori.v1.AgentService.Enroll:input_type -> mamori.v1.EnrollRequest
+	17,  // 90: mamori.v1.AgentService.Report:input_type -> mamori.v1.ReportRequest
+	19,  // 91: mamori.v1.AgentService.Renew:input_type -> mamori.v1.RenewRequest
+	36,  // 92: mamori.v1.AdminService.ListDevices:input_type -> mamori.v1.ListDevicesRequest
+	38,  // 93: mamori.v1.AdminService.GetDevice:input_type -> mamori.v1.GetDeviceRequest
+	40,  // 94: mamori.v1.AdminService.FleetSummary:input_type -> mamori.v1.FleetSummaryRequest
+	44,  // 95: mamori.v1.AdminService.ListEvents:input_type -> mamori.v1.ListEventsRequest
+	46,  // 96: mamori.v1.AdminService.CreateEnrollmentToken:input_type -> mamori.v1.CreateEnrollmentTokenRequest
+	48,  // 97: mamori.v1.AdminService.RevokeDevice:input_type -> mamori.v1.RevokeDeviceRequest
+	50,  // 98: mamori.v1.AdminService.SetDeviceGroup:input_type -> mamori.v1.SetDeviceGroupRequest
+	55,  // 99: mamori.v1.AdminService.GetPolicy:input_type -> mamori.v1.GetPolicyRequest
+	57,  // 100: mamori.v1.AdminService.SetPolicy:input_type -> mamori.v1.SetPolicyRequest
+	59,  // 101: mamori.v1.AdminService.EnrollMFAUser:input_type -> mamori.v1.EnrollMFAUserRequest
+	61,  // 102: mamori.v1.AdminService.ResetMFAUser:input_type -> mamori.v1.ResetMFAUserRequest
+	63,  // 103: mamori.v1.AdminService.UnlockMFAUser:input_type -> mamori.v1.UnlockMFAUserRequest
+	65,  // 104: mamori.v1.AdminService.IssueMFATempCode:input_type -> mamori.v1.IssueMFATempCodeRequest
+	67,  // 105: mamori.v1.AdminService.ImportMFASeeds:input_type -> mamori.v1.ImportMFASeedsRequest
+	69,  // 106: mamori.v1.AdminService.ListMFAUsers:input_type -> mamori.v1.ListMFAUsersRequest
+	52,  // 107: mamori.v1.AdminService.ListAudit:input_type -> mamori.v1.ListAuditRequest
+	73,  // 108: mamori.v1.AdminService.CreateException:input_type -> mamori.v1.CreateExceptionRequest
+	75,  // 109: mamori.v1.AdminService.ListExceptions:input_type -> mamori.v1.ListExceptionsRequest
+	77,  // 110: mamori.v1.AdminService.RevokeException:input_type -> mamori.v1.RevokeExceptionRequest
+	79,  // 111: mamori.v1.AdminService.ImportLedger:input_type -> mamori.v1.ImportLedgerRequest
+	81,  // 112: mamori.v1.AdminService.ListLedger:input_type -> mamori.v1.ListLedgerRequest
+	29,  // 113: mamori.v1.AdminService.ApproveReenrollment:input_type -> mamori.v1.ApproveReenrollmentRequest
+	31,  // 114: mamori.v1.AdminService.ApproveEK:input_type -> mamori.v1.ApproveEKRequest
+	33,  // 115: mamori.v1.AdminService.ListApprovedEKs:input_type -> mamori.v1.ListApprovedEKsRequest
+	16,  // 116: mamori.v1.AgentService.Enroll:output_type -> mamori.v1.EnrollResponse
+	18,  // 117: mamori.v1.AgentService.Report:output_type -> mamori.v1.ReportResponse
+	20,  // 118: mamori.v1.AgentService.Renew:output_type -> mamori.v1.RenewResponse
+	37,  // 119: mamori.v1.AdminService.ListDevices:output_type -> mamori.v1.ListDevicesResponse
+	39,  // 120: mamori.v1.AdminService.GetDevice:output_type -> mamori.v1.GetDeviceResponse
+	41,  // 121: mamori.v1.AdminService.FleetSummary:output_type -> mamori.v1.FleetSummaryResponse
+	45,  // 122: mamori.v1.AdminService.ListEvents:output_type -> mamori.v1.ListEventsResponse
+	47,  // 123: mamori.v1.AdminService.CreateEnrollmentToken:output_type -> mamori.v1.CreateEnrollmentTokenResponse
+	49,  // 124: mamori.v1.AdminService.RevokeDevice:output_type -> mamori.v1.RevokeDeviceResponse
+	51,  // 125: mamori.v1.AdminService.SetDeviceGroup:output_type -> mamori.v1.SetDeviceGroupResponse
+	56,  // 126: mamori.v1.AdminService.GetPolicy:output_type -> mamori.v1.GetPolicyResponse
+	58,  // 127: mamori.v1.AdminService.SetPolicy:output_type -> mamori.v1.SetPolicyResponse
+	60,  // 128: mamori.v1.AdminService.EnrollMFAUser:output_type -> mamori.v1.EnrollMFAUserResponse
+	62,  // 129: mamori.v1.AdminService.ResetMFAUser:output_type -> mamori.v1.ResetMFAUserResponse
+	64,  // 130: mamori.v1.AdminService.UnlockMFAUser:output_type -> mamori.v1.UnlockMFAUserResponse
+	66,  // 131: mamori.v1.AdminService.IssueMFATempCode:output_type -> mamori.v1.IssueMFATempCodeResponse
+	68,  // 132: mamori.v1.AdminService.ImportMFASeeds:output_type -> mamori.v1.ImportMFASeedsResponse
+	71,  // 133: mamori.v1.AdminService.ListMFAUsers:output_type -> mamori.v1.ListMFAUsersResponse
+	54,  // 134: mamori.v1.AdminService.ListAudit:output_type -> mamori.v1.ListAuditResponse
+	74,  // 135: mamori.v1.AdminService.CreateException:output_type -> mamori.v1.CreateExceptionResponse
+	76,  // 136: mamori.v1.AdminService.ListExceptions:output_type -> mamori.v1.ListExceptionsResponse
+	78,  // 137: mamori.v1.AdminService.RevokeException:output_type -> mamori.v1.RevokeExceptionResponse
+	80,  // 138: mamori.v1.AdminService.ImportLedger:output_type -> mamori.v1.ImportLedgerResponse
+	83,  // 139: mamori.v1.AdminService.ListLedger:output_type -> mamori.v1.ListLedgerResponse
+	30,  // 140: mamori.v1.AdminService.ApproveReenrollment:output_type -> mamori.v1.ApproveReenrollmentResponse
+	32,  // 141: mamori.v1.AdminService.ApproveEK:output_type -> mamori.v1.ApproveEKResponse
+	35,  // 142: mamori.v1.AdminService.ListApprovedEKs:output_type -> mamori.v1.ListApprovedEKsResponse
+	116, // [116:143] is the sub-list for method output_type
+	89,  // [89:116] is the sub-list for method input_type
+	89,  // [89:89] is the sub-list for extension type_name
+	89,  // [89:89] is the sub-list for extension extendee
+	0,   // [0:89] is the sub-list for field type_name
 }
 
 func init() { file_mamori_v1_mamori_proto_init() }
@@ -5818,7 +6301,7 @@ func file_mamori_v1_mamori_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mamori_v1_mamori_proto_rawDesc), len(file_mamori_v1_mamori_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   79,
+			NumMessages:   87,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

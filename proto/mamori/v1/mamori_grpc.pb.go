@@ -268,6 +268,9 @@ const (
 	AdminService_RevokeException_FullMethodName       = "/mamori.v1.AdminService/RevokeException"
 	AdminService_ImportLedger_FullMethodName          = "/mamori.v1.AdminService/ImportLedger"
 	AdminService_ListLedger_FullMethodName            = "/mamori.v1.AdminService/ListLedger"
+	AdminService_ApproveReenrollment_FullMethodName   = "/mamori.v1.AdminService/ApproveReenrollment"
+	AdminService_ApproveEK_FullMethodName             = "/mamori.v1.AdminService/ApproveEK"
+	AdminService_ListApprovedEKs_FullMethodName       = "/mamori.v1.AdminService/ListApprovedEKs"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -324,6 +327,17 @@ type AdminServiceClient interface {
 	ImportLedger(ctx context.Context, in *ImportLedgerRequest, opts ...grpc.CallOption) (*ImportLedgerResponse, error)
 	// ListLedger returns the ledger matched to enrolled devices. Helpdesk.
 	ListLedger(ctx context.Context, in *ListLedgerRequest, opts ...grpc.CallOption) (*ListLedgerResponse, error)
+	// ApproveReenrollment confirms that a device flagged as a possible clone
+	// (Device.clone_of) is that device re-enrolled: the flag is cleared, it
+	// takes over the other record's machine ID and group, and the other
+	// record is revoked. Audited. Officer.
+	ApproveReenrollment(ctx context.Context, in *ApproveReenrollmentRequest, opts ...grpc.CallOption) (*ApproveReenrollmentResponse, error)
+	// ApproveEK adds a TPM endorsement key to the approved list: enrolments
+	// proving it are attested although its EK certificate does not chain to
+	// a configured vendor root. Audited. Officer.
+	ApproveEK(ctx context.Context, in *ApproveEKRequest, opts ...grpc.CallOption) (*ApproveEKResponse, error)
+	// ListApprovedEKs lists the approved endorsement keys. Helpdesk.
+	ListApprovedEKs(ctx context.Context, in *ListApprovedEKsRequest, opts ...grpc.CallOption) (*ListApprovedEKsResponse, error)
 }
 
 type adminServiceClient struct {
@@ -544,6 +558,36 @@ func (c *adminServiceClient) ListLedger(ctx context.Context, in *ListLedgerReque
 	return out, nil
 }
 
+func (c *adminServiceClient) ApproveReenrollment(ctx context.Context, in *ApproveReenrollmentRequest, opts ...grpc.CallOption) (*ApproveReenrollmentResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ApproveReenrollmentResponse)
+	err := c.cc.Invoke(ctx, AdminService_ApproveReenrollment_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) ApproveEK(ctx context.Context, in *ApproveEKRequest, opts ...grpc.CallOption) (*ApproveEKResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ApproveEKResponse)
+	err := c.cc.Invoke(ctx, AdminService_ApproveEK_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) ListApprovedEKs(ctx context.Context, in *ListApprovedEKsRequest, opts ...grpc.CallOption) (*ListApprovedEKsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListApprovedEKsResponse)
+	err := c.cc.Invoke(ctx, AdminService_ListApprovedEKs_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -598,6 +642,17 @@ type AdminServiceServer interface {
 	ImportLedger(context.Context, *ImportLedgerRequest) (*ImportLedgerResponse, error)
 	// ListLedger returns the ledger matched to enrolled devices. Helpdesk.
 	ListLedger(context.Context, *ListLedgerRequest) (*ListLedgerResponse, error)
+	// ApproveReenrollment confirms that a device flagged as a possible clone
+	// (Device.clone_of) is that device re-enrolled: the flag is cleared, it
+	// takes over the other record's machine ID and group, and the other
+	// record is revoked. Audited. Officer.
+	ApproveReenrollment(context.Context, *ApproveReenrollmentRequest) (*ApproveReenrollmentResponse, error)
+	// ApproveEK adds a TPM endorsement key to the approved list: enrolments
+	// proving it are attested although its EK certificate does not chain to
+	// a configured vendor root. Audited. Officer.
+	ApproveEK(context.Context, *ApproveEKRequest) (*ApproveEKResponse, error)
+	// ListApprovedEKs lists the approved endorsement keys. Helpdesk.
+	ListApprovedEKs(context.Context, *ListApprovedEKsRequest) (*ListApprovedEKsResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -670,6 +725,15 @@ func (UnimplementedAdminServiceServer) ImportLedger(context.Context, *ImportLedg
 }
 func (UnimplementedAdminServiceServer) ListLedger(context.Context, *ListLedgerRequest) (*ListLedgerResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListLedger not implemented")
+}
+func (UnimplementedAdminServiceServer) ApproveReenrollment(context.Context, *ApproveReenrollmentRequest) (*ApproveReenrollmentResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ApproveReenrollment not implemented")
+}
+func (UnimplementedAdminServiceServer) ApproveEK(context.Context, *ApproveEKRequest) (*ApproveEKResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ApproveEK not implemented")
+}
+func (UnimplementedAdminServiceServer) ListApprovedEKs(context.Context, *ListApprovedEKsRequest) (*ListApprovedEKsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListApprovedEKs not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -1070,6 +1134,60 @@ func _AdminService_ListLedger_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_ApproveReenrollment_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ApproveReenrollmentRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ApproveReenrollment(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ApproveReenrollment_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ApproveReenrollment(ctx, req.(*ApproveReenrollmentRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_ApproveEK_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ApproveEKRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ApproveEK(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ApproveEK_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ApproveEK(ctx, req.(*ApproveEKRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_ListApprovedEKs_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListApprovedEKsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ListApprovedEKs(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ListApprovedEKs_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ListApprovedEKs(ctx, req.(*ListApprovedEKsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1160,6 +1278,18 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListLedger",
 			Handler:    _AdminService_ListLedger_Handler,
+		},
+		{
+			MethodName: "ApproveReenrollment",
+			Handler:    _AdminService_ApproveReenrollment_Handler,
+		},
+		{
+			MethodName: "ApproveEK",
+			Handler:    _AdminService_ApproveEK_Handler,
+		},
+		{
+			MethodName: "ListApprovedEKs",
+			Handler:    _AdminService_ListApprovedEKs_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

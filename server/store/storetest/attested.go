@@ -20,6 +20,7 @@ func (f *fixture) enrollEK(ek, machineID, host string, at time.Time) (store.Enro
 		Facts:         facts(machineID, host),
 		NewDeviceID:   fmt.Sprintf("dev-%04d", f.n),
 		EKFingerprint: ek,
+		KeyAttested:   ek != "",
 		Sign: func(id string) ([]byte, string, error) {
 			return []byte("cert for " + id + " " + serial), serial, nil
 		},
@@ -48,11 +49,16 @@ func testAttestedEnroll(t *testing.T, st store.Store) {
 	if got := b.Device.Facts.GetMachineId(); got != "m-1-reimaged" {
 		t.Errorf("machine ID after re-imaging = %q", got)
 	}
-	// The old machine ID is free again; the new one now names the device.
-	c, err := f.enrollEK("", "m-1-reimaged", "pc-01", t0.Add(2*time.Hour))
+	// The new machine ID now names the device: a software enrolment
+	// claiming it without proof is a possible clone; with the proof of
+	// its current key it is the device.
+	if x, err := f.enrollEK("", "m-1-reimaged", "pc-x", t0.Add(2*time.Hour)); err != nil || x.CloneOf != a.Device.ID {
+		t.Errorf("claimed machine ID of an attested device: clone of %q, %v; want %s", x.CloneOf, err, a.Device.ID)
+	}
+	c, err := f.reenroll(b.Device, "m-1-reimaged", "pc-01", t0.Add(2*time.Hour))
 	must(t, err)
 	if c.Device.ID != a.Device.ID {
-		t.Errorf("software enrolment with the re-imaged machine ID made device %s, want %s", c.Device.ID, a.Device.ID)
+		t.Errorf("software enrolment with the proof of the current key made device %s, want %s", c.Device.ID, a.Device.ID)
 	}
 	if c.Device.EKFingerprint != ekA || c.Device.KeyAttested {
 		t.Errorf("after a software re-enrolment: EK %q attested %v; want %q, false", c.Device.EKFingerprint, c.Device.KeyAttested, ekA)
@@ -73,6 +79,21 @@ func testAttestedEnroll(t *testing.T, st store.Store) {
 		t.Errorf("EK of one device with the machine ID of another: %v, want ErrConflict", err)
 	}
 	diff(t, "device after the refused enrolment", before, f.device(d.Device.ID))
+
+	// A proven EK that is not verified (no vendor root, not approved)
+	// still names the device, but its key is not attested.
+	u, err := f.st.Enroll(t.Context(), store.EnrollParams{TokenHash: f.token, Now: t0.Add(4 * time.Hour), Facts: facts("m-2", "pc-02"),
+		NewDeviceID: "dev-unverified", EKFingerprint: ekB,
+		Sign: func(id string) ([]byte, string, error) { return []byte("c"), "u1", nil }})
+	must(t, err)
+	if u.Device.ID != d.Device.ID || u.By != "ek" || u.Device.KeyAttested {
+		t.Errorf("unverified EK: device %s by %q attested %v; want %s, ek, false", u.Device.ID, u.By, u.Device.KeyAttested, d.Device.ID)
+	}
+	// A revoked device is not re-enrolled by its EK either.
+	_, err = f.st.RevokeDevice(t.Context(), d.Device.ID, "stolen", t0.Add(5*time.Hour))
+	must(t, err)
+	_, err = f.enrollEK(ekB, "m-2", "pc-02", t0.Add(6*time.Hour))
+	wantErr(t, "attested re-enrolment of a revoked device", err, store.ErrDeviceRevoked)
 
 	// Devices that never attested have no EK.
 	e := f.enroll("m-3", "pc-03", t0)

@@ -28,7 +28,8 @@ func testGroups(t *testing.T, st store.Store) {
 		t.Errorf("device enrolled with a group-less token: group %q", b.Group)
 	}
 	// Re-enrolling with a group-less token keeps the group.
-	re := f.enroll("m-a", "a", t0.Add(time.Minute))
+	re, err := f.reenroll(a.Device, "m-a", "a", t0.Add(time.Minute))
+	must(t, err)
 	if re.Device.Group != "教育委員会" || !re.Reenrolled {
 		t.Errorf("re-enrolment without a group: group %q reenrolled %v", re.Device.Group, re.Reenrolled)
 	}

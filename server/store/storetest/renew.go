@@ -213,7 +213,11 @@ func testRenew(t *testing.T, st store.Store) {
 	diff(t, "device after a failed Sign", before, f.device(d.ID))
 
 	// Re-enrolment drops the renewed-from certificate.
-	re := f.enroll("m-1", "pc-01", t0.Add(14*time.Hour)).Device
+	cur := d
+	cur.CertSerial = r3.Device.CertSerial
+	reres, err := f.reenroll(cur, "m-1", "pc-01", t0.Add(14*time.Hour))
+	must(t, err)
+	re := reres.Device
 	refuses("renewed-from certificate after re-enrolment", r2.Device.CertSerial, t0.Add(15*time.Hour), store.ErrCertSuperseded)
 	_, err = f.renew(d, r3.Device.CertSerial, t0.Add(15*time.Hour))
 	wantErr(t, "renew with the certificate re-enrolment replaced", err, store.ErrCertSuperseded)

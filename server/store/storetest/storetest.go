@@ -41,6 +41,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"EnrollRetryConcurrent", testEnrollRetryConcurrent},
 		{"Renew", testRenew},
 		{"Revoke", testRevoke},
+		{"ApproveCloneLive", testApproveCloneLive},
+		{"EnrollFailuresAndEKs", testEnrollFailuresAndEKs},
 		{"EventsOncePerDevice", testEvents},
 		{"ListEventsPaging", testListEventsPaging},
 		{"ControlHistory", testControlHistory},
@@ -148,6 +150,24 @@ func (f *fixture) enrollErr(token []byte, machineID, host string, at time.Time) 
 		Now:         at,
 		Facts:       facts(machineID, host),
 		NewDeviceID: fmt.Sprintf("dev-%04d", f.n),
+		Sign: func(id string) ([]byte, string, error) {
+			return []byte("cert for " + id + " " + serial), serial, nil
+		},
+	})
+}
+
+// reenroll re-enrols device d with a proof of its current key (the
+// server checked the signature; the store gets the device and serial).
+func (f *fixture) reenroll(d store.Device, machineID, host string, at time.Time) (store.EnrollResult, error) {
+	f.n++
+	serial := fmt.Sprintf("%x", 0x1000+f.n)
+	return f.st.Enroll(f.t.Context(), store.EnrollParams{
+		TokenHash:      f.token,
+		Now:            at,
+		Facts:          facts(machineID, host),
+		NewDeviceID:    fmt.Sprintf("dev-%04d", f.n),
+		ProvenDeviceID: d.ID,
+		ProvenSerial:   d.CertSerial,
 		Sign: func(id string) ([]byte, string, error) {
 			return []byte("cert for " + id + " " + serial), serial, nil
 		},
@@ -369,9 +389,26 @@ func testReenroll(t *testing.T, st store.Store) {
 		[]*mamoriv1.ControlStatus{status("media", mamoriv1.ControlState_CONTROL_STATE_ENFORCED, "ok")}, event("e1")))
 	before := f.device(first.ID)
 
-	res := f.enroll("m-1", "pc-01-new", t0.Add(time.Hour))
-	if !res.Reenrolled || res.Device.ID != first.ID {
-		t.Fatalf("re-enrolment: ID %s reenrolled %v; want %s, true", res.Device.ID, res.Reenrolled, first.ID)
+	// The machine ID alone (no proof): a new record, flagged as a
+	// possible clone; the device it named is untouched.
+	clone := f.enroll("m-1", "attacker", t0.Add(30*time.Minute))
+	if clone.Reenrolled || clone.Device.ID == first.ID || clone.CloneOf != first.ID || clone.Device.CloneOf != first.ID {
+		t.Fatalf("claimed machine ID: device %s reenrolled %v clone of %q/%q; want a new record flagged as a clone of %s",
+			clone.Device.ID, clone.Reenrolled, clone.CloneOf, clone.Device.CloneOf, first.ID)
+	}
+	diff(t, "device whose machine ID was claimed", before, f.device(first.ID))
+	// A proof with a certificate the device no longer has is no proof.
+	stale := first
+	stale.CertSerial = "0ld"
+	if r, err := f.reenroll(stale, "m-1", "attacker", t0.Add(40*time.Minute)); err != nil || r.Device.ID == first.ID || r.CloneOf != first.ID {
+		t.Fatalf("stale proof: device %s clone of %q, %v; want a new flagged record", r.Device.ID, r.CloneOf, err)
+	}
+	diff(t, "device after a stale proof", before, f.device(first.ID))
+
+	res, err := f.reenroll(first, "m-1", "pc-01-new", t0.Add(time.Hour))
+	must(t, err)
+	if !res.Reenrolled || res.Device.ID != first.ID || res.By != "key" || res.CloneOf != "" {
+		t.Fatalf("re-enrolment with proof: ID %s reenrolled %v by %q clone of %q; want %s, true, key", res.Device.ID, res.Reenrolled, res.By, res.CloneOf, first.ID)
 	}
 	if res.Device.CertSerial == first.CertSerial {
 		t.Fatal("re-enrolment kept the old certificate serial")
@@ -433,17 +470,90 @@ func testRevoke(t *testing.T, st store.Store) {
 		t.Errorf("history after a refused report has %d entries, want 1", len(h))
 	}
 
-	// IT re-imaged it and enrolled it again with a valid token.
-	res := f.enroll("m-1", "pc-01", t0.Add(3*time.Hour))
-	if res.Device.ID != d.ID || !res.Reenrolled {
-		t.Fatalf("re-enrolment got %s (reenrolled %v), want %s", res.Device.ID, res.Reenrolled, d.ID)
+	// Enrolment never lifts a revocation: with the device's own key it
+	// is refused; naming its machine ID makes a new, flagged record.
+	_, err = f.reenroll(d, "m-1", "pc-01", t0.Add(3*time.Hour))
+	wantErr(t, "re-enrolment of a revoked device with its key", err, store.ErrDeviceRevoked)
+	diff(t, "revoked device after a refused re-enrolment", want, f.device(d.ID))
+	res := f.enroll("m-1", "thief", t0.Add(3*time.Hour))
+	if res.Device.ID == d.ID || res.Reenrolled || res.CloneOf != d.ID {
+		t.Fatalf("machine ID of a revoked device: %s (reenrolled %v, clone of %q); want a new record flagged as a clone of %s",
+			res.Device.ID, res.Reenrolled, res.CloneOf, d.ID)
 	}
-	got = f.device(d.ID)
-	if !got.RevokedAt.IsZero() || got.RevokedReason != "" || got.Verdict != store.VerdictNeverReported {
-		t.Errorf("re-enrolled revoked device: revoked %v %q verdict %s; want cleared, %s", got.RevokedAt, got.RevokedReason, got.Verdict, store.VerdictNeverReported)
+	diff(t, "revoked device after a clone enrolled", want, f.device(d.ID))
+
+	// The officer confirms the new record is the re-imaged terminal: it
+	// takes over the machine ID; the old record stays revoked as it was.
+	approved, replaced, err := st.ApproveClone(ctx, res.Device.ID, t0.Add(4*time.Hour))
+	must(t, err)
+	if approved.CloneOf != "" || approved.Facts.GetMachineId() != "m-1" {
+		t.Errorf("approved: clone of %q machine %q", approved.CloneOf, approved.Facts.GetMachineId())
 	}
-	d.CertSerial = res.Device.CertSerial
-	f.ingestOK(report(d, t0.Add(4*time.Hour), store.VerdictCompliant, nil))
+	diff(t, "replaced record (revoked already)", want, replaced)
+	_, _, err = st.ApproveClone(ctx, res.Device.ID, t0.Add(4*time.Hour))
+	wantErr(t, "approving an approved device", err, store.ErrNotClone)
+	_, _, err = st.ApproveClone(ctx, "no-such-device", t0)
+	wantErr(t, "approving an unknown device", err, store.ErrNotFound)
+	// The machine ID now names the approved record: its proof works, a
+	// claim makes a clone of it.
+	if r, err := f.reenroll(approved, "m-1", "pc-01", t0.Add(5*time.Hour)); err != nil || r.Device.ID != approved.ID {
+		t.Fatalf("re-enrolment of the approved record: %s, %v", r.Device.ID, err)
+	}
+	if r := f.enroll("m-1", "x", t0.Add(5*time.Hour)); r.CloneOf != approved.ID {
+		t.Errorf("claim after approval: clone of %q, want %s", r.CloneOf, approved.ID)
+	}
+}
+
+// testApproveCloneLive: approving a clone of a device that is not
+// revoked revokes it, naming the new record, and moves the group.
+func testApproveCloneLive(t *testing.T, st store.Store) {
+	f := newFixture(t, st)
+	ctx := t.Context()
+	d := f.enroll("m-live", "pc", t0).Device
+	_, err := st.SetDeviceGroup(ctx, d.ID, "税務課")
+	must(t, err)
+	c := f.enroll("m-live", "pc", t0.Add(time.Hour))
+	approved, replaced, err := st.ApproveClone(ctx, c.Device.ID, t0.Add(2*time.Hour))
+	must(t, err)
+	if replaced.RevokedAt.IsZero() || !strings.Contains(replaced.RevokedReason, c.Device.ID) || replaced.Verdict != store.VerdictRevoked {
+		t.Errorf("replaced record: revoked %v reason %q verdict %s", replaced.RevokedAt, replaced.RevokedReason, replaced.Verdict)
+	}
+	if approved.Group != "税務課" || approved.CloneOf != "" {
+		t.Errorf("approved record: group %q clone of %q", approved.Group, approved.CloneOf)
+	}
+	if r := f.ingest(report(d, t0.Add(3*time.Hour), store.VerdictCompliant, nil)); !errors.Is(r[0].Err, store.ErrDeviceRevoked) {
+		t.Errorf("report of the replaced record: %v", r[0].Err)
+	}
+}
+
+// testEnrollFailuresAndEKs: the enrolment failures and the approved EK
+// list round-trip.
+func testEnrollFailuresAndEKs(t *testing.T, st store.Store) {
+	ctx := t.Context()
+	f := newFixture(t, st)
+	must(t, st.CheckToken(ctx, f.token, t0))
+	wantErr(t, "CheckToken after expiry", st.CheckToken(ctx, f.token, t0.Add(2000*time.Hour)), store.ErrTokenExpired)
+	wantErr(t, "CheckToken of an unknown hash", st.CheckToken(ctx, []byte("nope"), t0), store.ErrTokenUnknown)
+	must(t, st.RecordEnrollFailure(ctx, store.EnrollFailure{Source: "192.0.2.7", At: t0, Reason: "unknown"}))
+	ok, err := st.EKApproved(ctx, "ab")
+	must(t, err)
+	if ok {
+		t.Error("EK approved before ApproveEK")
+	}
+	added, err := st.ApproveEK(ctx, store.ApprovedEK{Fingerprint: "ab", ApprovedBy: "op-1", ApprovedAt: t0, Note: "庁舎 3F"})
+	must(t, err)
+	again, err := st.ApproveEK(ctx, store.ApprovedEK{Fingerprint: "ab", ApprovedBy: "op-2", ApprovedAt: t0.Add(time.Hour)})
+	must(t, err)
+	if !added || again {
+		t.Errorf("ApproveEK added %v, again %v; want true, false", added, again)
+	}
+	ok, err = st.EKApproved(ctx, "ab")
+	must(t, err)
+	eks, err := st.ListApprovedEKs(ctx)
+	must(t, err)
+	if !ok || len(eks) != 1 || eks[0].ApprovedBy != "op-1" || !eks[0].ApprovedAt.Equal(us(t0)) || eks[0].Note != "庁舎 3F" {
+		t.Errorf("approved EKs: %v %+v", ok, eks)
+	}
 }
 
 func testEvents(t *testing.T, st store.Store) {

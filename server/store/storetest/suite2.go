@@ -511,9 +511,14 @@ func testOddInput(t *testing.T, st store.Store) {
 	f := newFixture(t, st)
 	long := strings.Repeat("端末", 5000) + "'; DROP TABLE devices; --"
 	d := f.enroll(long, long, t0).Device
-	d2 := f.enroll(long, long, t0).Device
+	r2, err := f.reenroll(d, long, long, t0)
+	must(t, err)
+	d2 := r2.Device
 	if d2.ID != d.ID {
 		t.Errorf("long machine ID not matched on re-enrolment")
+	}
+	if c := f.enroll(long, "clone", t0); c.CloneOf != d.ID {
+		t.Errorf("long machine ID claimed: clone of %q, want %s", c.CloneOf, d.ID)
 	}
 	d.CertSerial = d2.CertSerial
 	f.ingestOK(report(d, t0, store.VerdictCompliant,

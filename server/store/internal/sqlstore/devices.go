@@ -13,7 +13,7 @@ import (
 )
 
 const deviceCols = `id, facts, enrolled_at, cert_serial, last_seen, verdict, reasons,
-	failing_since, policy_version, controls, revoked_at, revoked_reason, ek_fingerprint, key_attested, device_group`
+	failing_since, policy_version, controls, revoked_at, revoked_reason, ek_fingerprint, key_attested, device_group, clone_of`
 
 // deviceColsNoControls are deviceCols with an empty controls column
 // (DeviceFilter.WithoutControls).
@@ -27,10 +27,10 @@ func scanDeviceRow(r interface{ Scan(dest ...any) error }) (store.Device, error)
 		facts, controls                             []byte
 		reasons                                     string
 		enrolled, lastSeen, failingSince, revokedAt Time
-		ek                                          sql.NullString
+		ek, cloneOf                                 sql.NullString
 	)
 	if err := r.Scan(&d.ID, &facts, &enrolled, &d.CertSerial, &lastSeen, &d.Verdict, &reasons,
-		&failingSince, &d.PolicyVersion, &controls, &revokedAt, &d.RevokedReason, &ek, &d.KeyAttested, &d.Group); err != nil {
+		&failingSince, &d.PolicyVersion, &controls, &revokedAt, &d.RevokedReason, &ek, &d.KeyAttested, &d.Group, &cloneOf); err != nil {
 		return store.Device{}, err
 	}
 	var err error
@@ -43,7 +43,7 @@ func scanDeviceRow(r interface{ Scan(dest ...any) error }) (store.Device, error)
 	if d.Reasons, err = codec.ParseReasons(reasons); err != nil {
 		return store.Device{}, fmt.Errorf("device %s: %w", d.ID, err)
 	}
-	d.EKFingerprint = ek.String
+	d.EKFingerprint, d.CloneOf = ek.String, cloneOf.String
 	d.EnrolledAt, d.LastSeen, d.FailingSince, d.RevokedAt = enrolled.T, lastSeen.T, failingSince.T, revokedAt.T
 	return d, nil
 }

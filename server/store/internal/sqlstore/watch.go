@@ -16,11 +16,12 @@ import (
 
 // Cursor names in watch_cursors.
 const (
-	curEvents   = "events_seq"
-	curHistory  = "history_id"
-	curFailing  = "failing_at"
-	curSilent   = "silent_at"
-	curEnrolled = "enrolled_at"
+	curEvents         = "events_seq"
+	curHistory        = "history_id"
+	curFailing        = "failing_at"
+	curSilent         = "silent_at"
+	curEnrolled       = "enrolled_at"
+	curEnrollFailures = "enroll_failures_at"
 )
 
 // firstSilentLookback bounds the first silent sweep: a fresh watcher does
@@ -62,6 +63,9 @@ func (s *Store) Watch(ctx context.Context, p store.WatchParams, judge store.Judg
 			return err
 		}
 		if b.Enrolled, err = w.sweepEnrolled(ctx); err != nil {
+			return err
+		}
+		if b.EnrollFailures, err = w.sweepEnrollFailures(ctx); err != nil {
 			return err
 		}
 		terms, signals, err := judge(b)
@@ -246,6 +250,28 @@ func (w *watchStep) sweepEnrolled(ctx context.Context) ([]store.Device, error) {
 	return ds, nil
 }
 
+// sweepEnrollFailures reads the enrolments refused for their token since
+// the cursor (less the margin: a signal's Ref counts each row once).
+func (w *watchStep) sweepEnrollFailures(ctx context.Context) ([]store.EnrollFailure, error) {
+	fs, err := query(ctx, w.q, func(r Rows) (store.EnrollFailure, error) {
+		var f store.EnrollFailure
+		var at int64
+		err := r.Scan(&f.ID, &f.Source, &at, &f.Reason)
+		f.At = time.UnixMicro(at)
+		return f, err
+	}, `SELECT id, source, at, reason FROM enroll_failures WHERE at >= ? ORDER BY at, id LIMIT ?`,
+		w.since(curEnrollFailures, w.p.Now.Add(-firstSilentLookback)).UnixMicro(), w.p.Limit)
+	if err != nil {
+		return nil, fmt.Errorf("watch: enrolment failures: %w", err)
+	}
+	ms := make([]store.DeviceMark, len(fs))
+	for i, f := range fs {
+		ms[i] = store.DeviceMark{DeviceID: f.Source, At: f.At}
+	}
+	w.advance(curEnrollFailures, w.p.Now, ms)
+	return fs, nil
+}
+
 // apply writes what the batch and judge found: each history row's state
 // as the control's latest (control_states), the search terms, and the
 // signals, which open or bump incidents.
@@ -340,6 +366,11 @@ func (w *watchStep) pruneMarks(ctx context.Context) error {
 	}
 	if _, err := w.q.Exec(ctx, `DELETE FROM incident_marks WHERE at < ?`, w.p.MarkHorizon.UnixMicro()); err != nil {
 		return fmt.Errorf("watch: prune marks: %w", err)
+	}
+	// Enrolment failures were read (the cursor is past them) and counted
+	// into marks; they go with the marks.
+	if _, err := w.q.Exec(ctx, `DELETE FROM enroll_failures WHERE at < ?`, w.p.MarkHorizon.UnixMicro()); err != nil {
+		return fmt.Errorf("watch: prune enrolment failures: %w", err)
 	}
 	return nil
 }
