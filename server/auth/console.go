@@ -8,14 +8,13 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"time"
 
 	"github.com/pquerna/otp"
 	"github.com/pquerna/otp/totp"
 	"golang.org/x/crypto/argon2"
-
-	argon2x "github.com/mamori-dev/mamori/server/auth/internal/argon2"
 )
 
 // Console sign-in: a password, stored as an argon2id hash, and a TOTP code.
@@ -59,21 +58,35 @@ func HashPassword(pw Secret) (string, error) {
 
 // CheckPassword reports whether pw matches the PHC hash. A malformed hash
 // never matches.
-func CheckPassword(hash string, pw Secret) bool { return checkPassword(nil, hash, pw) }
+func CheckPassword(hash string, pw Secret) bool { return checkPassword(hash, pw) }
 
-// HashSlot is the memory of one password check, reused: a fixed number
-// of slots bounds both how many checks run at once and the heap they
-// take (x/crypto's argon2 leaves 19 MiB of garbage per check; a slot
-// none). One goroutine uses a slot at a time.
-type HashSlot struct{ m argon2x.Memory }
+// HashSlot is one of a fixed number of places a password check may run:
+// the slots bound how many checks run at once and the heap they take.
+// x/crypto's argon2 allocates its 19 MiB work area per check and leaves
+// it to the garbage collector, which lets such garbage pile up to the
+// next cycle (a flood of checks grew the heap by 62–65 MiB with one
+// slot); a slot collects it before it is handed on, so each slot holds
+// at most one work area at a time. The collection costs a few
+// milliseconds against the check's tens: the attacker pays for both.
+// (An earlier version carried a copy of x/crypto's argon2 with a reusable
+// work area; the project does not copy code from elsewhere, so it calls
+// x/crypto and collects instead.) One goroutine uses a slot at a time.
+type HashSlot struct{}
 
-// CheckPassword is CheckPassword in the slot's memory.
-func (s *HashSlot) CheckPassword(hash string, pw Secret) bool { return checkPassword(&s.m, hash, pw) }
+// CheckPassword is CheckPassword, its garbage collected before it returns.
+func (s *HashSlot) CheckPassword(hash string, pw Secret) bool {
+	defer runtime.GC()
+	return checkPassword(hash, pw)
+}
 
-// BurnPasswordCheck is BurnPasswordCheck in the slot's memory.
-func (s *HashSlot) BurnPasswordCheck(pw Secret) { checkPassword(&s.m, dummyHash, pw) }
+// BurnPasswordCheck is BurnPasswordCheck, its garbage collected before it
+// returns.
+func (s *HashSlot) BurnPasswordCheck(pw Secret) {
+	defer runtime.GC()
+	checkPassword(dummyHash, pw)
+}
 
-func checkPassword(mem *argon2x.Memory, hash string, pw Secret) bool {
+func checkPassword(hash string, pw Secret) bool {
 	if len(pw.Reveal()) > MaxPasswordLength {
 		return false
 	}
@@ -98,12 +111,7 @@ func checkPassword(mem *argon2x.Memory, hash string, pw Secret) bool {
 	if len(want) > 64 || len(salt) > 64 {
 		return false
 	}
-	var got []byte
-	if mem != nil {
-		got = mem.IDKey([]byte(pw.Reveal()), salt, t, m, p, uint32(len(want)))
-	} else {
-		got = argon2.IDKey([]byte(pw.Reveal()), salt, t, m, p, uint32(len(want)))
-	}
+	got := argon2.IDKey([]byte(pw.Reveal()), salt, t, m, p, uint32(len(want)))
 	return subtle.ConstantTimeCompare(got, want) == 1
 }
 

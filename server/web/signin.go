@@ -30,9 +30,9 @@ import (
 //     front makes every user one address, see docs/console.md);
 //  3. a per-login token bucket, for unknown logins too;
 //  4. a slot for the password hash: argon2id takes 19 MiB, so at most
-//     Config.HashMemory / 19 MiB hashes run at once, each in a work area
-//     of its own that is reused (auth.HashSlot); a request that does
-//     not get one within Config.HashWait is answered 503 at once.
+//     Config.HashMemory / 19 MiB hashes run at once, each slot collecting
+//     its check's work area before the next (auth.HashSlot); a request
+//     that does not get one within Config.HashWait is answered 503 at once.
 //
 // Refusals carry Retry-After. Failures for logins that do not exist are
 // audited as one row per burst with counts (failAgg), not one per try.
@@ -45,11 +45,11 @@ const passwordHashBytes = 19 << 20
 const maxRetryAfter = 5 * time.Minute
 
 // hashSlots is how many password hashes fit in memory bytes (at least
-// 1). Each slot keeps its 19 MiB work area (auth.HashSlot) once used:
-// x/crypto's argon2 allocated a new one per check, and Go's collector
-// (GOGC=100) let that garbage reach twice the live heap — measured under
-// TestSignInFlood's flood: +100 MiB with two such checks at a time, +62
-// MiB with one; with reused slots see docs/console.md.
+// 1). x/crypto's argon2 allocates a new 19 MiB work area per check, and
+// Go's collector (GOGC=100) let that garbage reach twice the live heap —
+// measured under TestSignInFlood's flood: +100 MiB with two such checks
+// at a time, +62 MiB with one — so each slot collects it after its check
+// (auth.HashSlot); the figure with that is in docs/console.md.
 func hashSlots(memory int64) int {
 	return int(max(1, memory/passwordHashBytes))
 }

@@ -77,8 +77,8 @@ type Config struct {
 	Location *time.Location
 
 	// Sign-in admission (signin.go). HashMemory is the memory password
-	// checks may take: one argon2id check takes a 19 MiB work area, kept
-	// and reused, so HashMemory / 19 MiB run in parallel (at least one;
+	// checks may take: one argon2id check takes a 19 MiB work area,
+	// collected after each check, so HashMemory / 19 MiB run in parallel (at least one;
 	// the default 24 MiB: one, which leaves the other cores to the agents). A sign-in that finds
 	// no free slot within HashWait is answered 503 with Retry-After.
 	HashMemory int64
