@@ -52,8 +52,10 @@ func TestIntegrationExceptionFilesRecorded(t *testing.T) {
 			t.Fatalf("%s: %v\n%s", script, err, out)
 		}
 	}
-	sh("mkdir -p " + dir + "/住民 && printf 'hello' > " + dir + "/住民/out.txt")
-	sh("dd if=/dev/zero of=" + dir + "/big.bin bs=4096 count=1 status=none")
+	// The shell writes (printf is a builtin) and stays a moment, so that
+	// its name is still there when the agent reads the close.
+	sh("mkdir -p " + dir + "/住民 && printf 'hello' > " + dir + "/住民/out.txt; sleep 0.5; :")
+	sh("printf '%4096s' '' > " + dir + "/big.bin; sleep 0.5; :")
 	got := map[string]map[string]string{}
 	deadline = time.Now().Add(5 * time.Second)
 	for len(got) < 2 && time.Now().Before(deadline) {
@@ -71,9 +73,9 @@ func TestIntegrationExceptionFilesRecorded(t *testing.T) {
 		a["exception_id"] != exc[0].ID || a["serial"] != standInSerial || a["mount_point"] != dir || a["capped"] != "" {
 		t.Errorf("record of out.txt: %v (all: %v)", a, got)
 	}
-	zero := sha256.Sum256(make([]byte, 1024))
+	spaces := sha256.Sum256([]byte(strings.Repeat(" ", 1024)))
 	if b := got["/big.bin"]; b == nil || b["capped"] != "true" || b["hashed_bytes"] != "1024" || b["size_bytes"] != "4096" ||
-		b["sha256"] != hex.EncodeToString(zero[:]) || b["process"] != "dd" {
+		b["sha256"] != hex.EncodeToString(spaces[:]) || b["process"] != "sh" {
 		t.Errorf("record of big.bin (4 KiB, cap 1 KiB): %v", b)
 	}
 

@@ -857,14 +857,20 @@ func (m *Media) syncFileLogLocked(ctx context.Context) {
 		if len(m.excDevs) == 0 || !m.enforce {
 			return
 		}
-		l, err := openFileLog(m.o.fileHashCap, func(kind string, a map[string]string) {
+		var l *fileLog
+		var err error
+		l, err = openFileLog(m.o.fileHashCap, func(kind string, a map[string]string) {
 			if err := m.o.Emitter.Emit(context.Background(), policy.ControlMedia, kind, a); err != nil {
 				m.o.Log.Error("media: could not record a file written under an exception", "path", a["path"], "error", err)
 			}
 		}, func() {
 			m.mu.Lock()
 			defer m.mu.Unlock()
-			m.syncFileLogLocked(context.Background())
+			// Only the log in use re-syncs: one Close has taken away
+			// (and is closing) must not open another.
+			if l != nil && m.flog == l {
+				m.syncFileLogLocked(context.Background())
+			}
 		})
 		if err != nil {
 			m.flogErr = err
