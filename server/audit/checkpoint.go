@@ -73,7 +73,11 @@ func ParseCheckpoint(detail string) (seq int64, hash, sig []byte, err error) {
 	seq, err1 := strconv.ParseInt(s, 10, 64)
 	hash, err2 := hex.DecodeString(h)
 	sig, err3 := base64.StdEncoding.Strict().DecodeString(g)
-	if err1 != nil || err2 != nil || err3 != nil || seq < 1 || len(hash) != 32 || len(sig) == 0 || s != strconv.FormatInt(seq, 10) {
+	// One spelling per checkpoint: lower-case hex, as FormatCheckpoint
+	// writes it (an upper-case head names the same hash but is not what
+	// the server signed).
+	if err1 != nil || err2 != nil || err3 != nil || seq < 1 || len(hash) != 32 || len(sig) == 0 || s != strconv.FormatInt(seq, 10) ||
+		h != hex.EncodeToString(hash) {
 		return 0, nil, nil, ErrCheckpointFormat
 	}
 	return seq, hash, sig, nil
