@@ -64,10 +64,10 @@ func detachMount(mountPoint string) error {
 // again as a new device, which the udev rule and the uevent path make
 // read-only before anything can mount it.
 func replugUSB(usbDev string) error {
-	if err := writeSysfs(filepath.Join(usbDev, "authorized"), "0"); err != nil {
+	if err := writeAuthorized(usbDev, false); err != nil {
 		return err
 	}
-	return writeSysfs(filepath.Join(usbDev, "authorized"), "1")
+	return writeAuthorized(usbDev, true)
 }
 
 // replugSCSI deletes a SCSI device (its H:C:T:L directory below sysRoot)

@@ -187,12 +187,7 @@ func writeAuthorized(sysDir string, on bool) error {
 	if on {
 		v = "1"
 	}
-	f, err := os.OpenFile(sysDir+"/authorized", os.O_WRONLY|os.O_TRUNC, 0)
-	if err != nil {
-		return err
-	}
-	_, err = f.WriteString(v)
-	return errors.Join(err, f.Close())
+	return writeSysfs(sysDir+"/authorized", v)
 }
 
 // readAttr reads a small sysfs attribute with three system calls (no
