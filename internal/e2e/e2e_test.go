@@ -161,7 +161,7 @@ func mamorictl(t *testing.T, h *servertest.Harness, lang string, args ...string)
 	t.Helper()
 	var out, errb bytes.Buffer
 	env := map[string]string{
-		"LANG": lang, "MAMORI_SERVER": h.Addr, "MAMORI_CA_FILE": filepath.Join(h.DataDir, "ca.pem"), "MAMORI_TOKEN": h.AdminToken,
+		"LANG": lang, "MAMORI_SERVER": h.AdminAddr, "MAMORI_CA_FILE": filepath.Join(h.DataDir, "ca.pem"), "MAMORI_TOKEN": h.AdminToken,
 	}
 	code := ctl.RunOptions(ctx, args, ctl.Options{
 		Stdout: &out, Stderr: &errb, Getenv: func(k string) string { return env[k] }, Now: h.Clock.Now, Location: time.UTC,

@@ -23,7 +23,7 @@ func fastLoad(t *testing.T, s *server) loadgen.Config {
 	t.Helper()
 	pool, _ := caPool(t, s.data)
 	cfg := loadgen.DefaultConfig()
-	cfg.Server, cfg.CA, cfg.AdminToken = s.addr, pool, s.adminToken(t)
+	cfg.Server, cfg.AdminServer, cfg.CA, cfg.AdminToken = s.addr, s.adminAddr, pool, s.adminToken(t)
 	cfg.Mode, cfg.Terminals, cfg.Interval, cfg.Duration = loadgen.ModeReconnect, 40, 50*time.Millisecond, 1500*time.Millisecond
 	cfg.Mix = loadgen.Mix{USBBlocked: 0.5, MFAFailure: 0.3, StateFlip: 0.1}
 	cfg.CallTimeout = 10 * time.Second

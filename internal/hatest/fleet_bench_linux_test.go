@@ -32,7 +32,7 @@ func fleetServer(b *testing.B, postgres bool) *server {
 func runFleet(b *testing.B, s *server, mutate func(*loadgen.Config)) {
 	pool, _ := caPool(b, s.data)
 	cfg := loadgen.DefaultConfig()
-	cfg.Server, cfg.CA, cfg.AdminToken = s.addr, pool, s.adminToken(b)
+	cfg.Server, cfg.AdminServer, cfg.CA, cfg.AdminToken = s.addr, s.adminAddr, pool, s.adminToken(b)
 	cfg.Terminals, cfg.Interval, cfg.Duration = 10000, time.Minute, 3*time.Minute
 	cfg.EnrollConcurrency = 100
 	cfg.Sample = func() (loadgen.Usage, error) { return loadgen.ReadUsage(s.pid()) }

@@ -217,7 +217,7 @@ func TestTwoServersOnePostgresFailover(t *testing.T) {
 
 	// The admin operator created by A works on B: operators, tokens and
 	// devices live in the shared database only.
-	h := adminClient(t, srvB.addr, pool, srvA.adminToken(t))
+	h := adminClient(t, srvB.adminAddr, pool, srvA.adminToken(t))
 	tok, err := h.CreateEnrollmentToken(context.Background(), &mamoriv1.CreateEnrollmentTokenRequest{Uses: 6})
 	if err != nil {
 		t.Fatalf("token from server B with A's admin: %v", err)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/mamori-dev/mamori/internal/pki"
 	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
+	"github.com/mamori-dev/mamori/server/loadgen"
 	"github.com/mamori-dev/mamori/server/serve"
 	"github.com/mamori-dev/mamori/server/servertest"
 	"github.com/mamori-dev/mamori/server/store/pgtest"
@@ -31,6 +32,7 @@ const (
 	envData   = "MAMORI_HATEST_DATA"
 	envDB     = "MAMORI_HATEST_DB"
 	envListen = "MAMORI_HATEST_LISTEN"
+	envAdmin  = "MAMORI_HATEST_ADMIN_LISTEN"
 )
 
 func TestMain(m *testing.M) {
@@ -46,7 +48,7 @@ func serverChild() int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	cfg := serve.DefaultConfig()
-	cfg.DataDir, cfg.DB, cfg.Listen = os.Getenv(envData), os.Getenv(envDB), os.Getenv(envListen)
+	cfg.DataDir, cfg.DB, cfg.Listen, cfg.AdminListen = os.Getenv(envData), os.Getenv(envDB), os.Getenv(envListen), os.Getenv(envAdmin)
 	cfg.Hosts = []string{"localhost", "127.0.0.1"}
 	cfg.AdminTokenFile = filepath.Join(cfg.DataDir, "admin.token")
 	cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -66,6 +68,7 @@ func serverChild() int {
 type server struct {
 	t              testing.TB
 	data, db, addr string
+	adminAddr      string // the admin API's port
 	log            string
 	cmd            *exec.Cmd
 	exited         chan struct{}
@@ -75,7 +78,7 @@ type server struct {
 // when db is set, its store in PostgreSQL.
 func startServer(t testing.TB, data, db, addr string) *server {
 	t.Helper()
-	s := &server{t: t, data: data, db: db, addr: addr, log: filepath.Join(data, "server.log")}
+	s := &server{t: t, data: data, db: db, addr: addr, adminAddr: freeAddr(t), log: filepath.Join(data, "server.log")}
 	s.start()
 	t.Cleanup(func() { s.kill() })
 	return s
@@ -89,7 +92,7 @@ func (s *server) start() {
 	}
 	defer logf.Close()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), envServer+"=1", envData+"="+s.data, envDB+"="+s.db, envListen+"="+s.addr)
+	cmd.Env = append(os.Environ(), envServer+"=1", envData+"="+s.data, envDB+"="+s.db, envListen+"="+s.addr, envAdmin+"="+s.adminAddr)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // never outlive the test
 	if err := cmd.Start(); err != nil {
@@ -153,13 +156,29 @@ func (s *server) output() string {
 	return string(b)
 }
 
+// adminToken is an admin token for many calls: the first admin's
+// bootstrap token (admin.token, single use) exchanged once for a named
+// one, kept in the data directory.
 func (s *server) adminToken(t testing.TB) string {
 	t.Helper()
+	kept := filepath.Join(s.data, "admin.token.named")
+	if b, err := os.ReadFile(kept); err == nil {
+		return strings.TrimSpace(string(b))
+	}
 	b, err := os.ReadFile(filepath.Join(s.data, "admin.token"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return strings.TrimSpace(string(b))
+	pool, _ := caPool(t, s.data)
+	tok, _, err := loadgen.ExchangeBootstrap(context.Background(),
+		loadgen.Config{AdminServer: s.adminAddr, CA: pool, AdminToken: strings.TrimSpace(string(b))}, "hatest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(kept, []byte(tok), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return tok
 }
 
 // caPool reads the server's CA certificate.

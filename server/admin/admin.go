@@ -37,6 +37,7 @@ type Store interface {
 	LedgerStore
 	MFAStore
 	OperatorStore
+	OperatorTokenStore
 	IncidentStore
 }
 
@@ -56,6 +57,12 @@ type AuditLog interface {
 // end is told by the operator's console.login records.
 type Operator struct {
 	ID string
+	// Role decides the actions on other operators' API tokens (admin
+	// only); the zero role manages only its own.
+	Role auth.Role
+	// Token is the API token the call came with, when it came with one
+	// (server/api); zero from the console.
+	Token store.OperatorToken
 }
 
 // Change says what an action changed that servers cache for agents.

@@ -28,7 +28,7 @@ func (s *AdminService) operator(ctx context.Context) (operatorIdentity, error) {
 // adminOperator is the caller as server/admin's actions name it.
 func (s *AdminService) adminOperator(ctx context.Context) (admin.Operator, error) {
 	op, err := s.operator(ctx)
-	return admin.Operator{ID: op.ID}, err
+	return admin.Operator{ID: op.ID, Role: op.Role, Token: op.Token}, err
 }
 
 // ListDevices lists devices, optionally by compliance state, in pages.
@@ -331,4 +331,75 @@ func ts(t time.Time) *timestamppb.Timestamp {
 		return nil
 	}
 	return timestamppb.New(t)
+}
+
+// CreateOperatorToken makes a named operator API token
+// (admin.Service.CreateOperatorToken).
+func (s *AdminService) CreateOperatorToken(ctx context.Context, req *mamoriv1.CreateOperatorTokenRequest) (*mamoriv1.CreateOperatorTokenResponse, error) {
+	if err := checkString("name", req.Name, MaxShortString); err != nil {
+		return nil, err
+	}
+	if err := checkString("operator", req.Operator, MaxShortString); err != nil {
+		return nil, err
+	}
+	var ttl time.Duration
+	if req.Ttl != nil {
+		if err := req.Ttl.CheckValid(); err != nil {
+			return nil, invalidArg("ttl: %v", err)
+		}
+		if ttl = req.Ttl.AsDuration(); ttl <= 0 {
+			return nil, invalidArg("ttl must be positive")
+		}
+	}
+	op, err := s.adminOperator(ctx)
+	if err != nil {
+		return nil, err
+	}
+	t, tok, err := s.actions.CreateOperatorToken(ctx, op, admin.NewOperatorToken{For: req.Operator, Name: req.Name, TTL: ttl})
+	if err != nil {
+		return nil, err
+	}
+	return &mamoriv1.CreateOperatorTokenResponse{Token: tok.Reveal(), Info: operatorTokenProto(store.OperatorTokenInfo{OperatorToken: t})}, nil
+}
+
+// ListOperatorTokens lists operator API tokens, never the tokens.
+func (s *AdminService) ListOperatorTokens(ctx context.Context, req *mamoriv1.ListOperatorTokensRequest) (*mamoriv1.ListOperatorTokensResponse, error) {
+	op, err := s.adminOperator(ctx)
+	if err != nil {
+		return nil, err
+	}
+	l, err := s.actions.ListOperatorTokens(ctx, op, req.All)
+	if err != nil {
+		return nil, err
+	}
+	out := &mamoriv1.ListOperatorTokensResponse{}
+	for _, t := range l {
+		out.Tokens = append(out.Tokens, operatorTokenProto(t))
+	}
+	return out, nil
+}
+
+// RevokeOperatorToken revokes an operator API token by name.
+func (s *AdminService) RevokeOperatorToken(ctx context.Context, req *mamoriv1.RevokeOperatorTokenRequest) (*mamoriv1.RevokeOperatorTokenResponse, error) {
+	if err := checkString("name", req.Name, MaxShortString); err != nil {
+		return nil, err
+	}
+	if err := checkString("operator", req.Operator, MaxShortString); err != nil {
+		return nil, err
+	}
+	op, err := s.adminOperator(ctx)
+	if err != nil {
+		return nil, err
+	}
+	t, err := s.actions.RevokeOperatorToken(ctx, op, req.Operator, req.Name)
+	if err != nil {
+		return nil, err
+	}
+	return &mamoriv1.RevokeOperatorTokenResponse{Token: operatorTokenProto(store.OperatorTokenInfo{OperatorToken: t})}, nil
+}
+
+func operatorTokenProto(t store.OperatorTokenInfo) *mamoriv1.OperatorToken {
+	return &mamoriv1.OperatorToken{Name: t.Name, OperatorId: t.OperatorID, OperatorName: t.OperatorName, CreatedAt: ts(t.CreatedAt),
+		CreatedBy: t.CreatedBy, ExpiresAt: ts(t.ExpiresAt), RevokedAt: ts(t.RevokedAt), RevokedBy: t.RevokedBy,
+		LastUsedAt: ts(t.LastUsedAt), Bootstrap: t.SingleUse}
 }

@@ -242,7 +242,7 @@ func TestTransportRefusals(t *testing.T) {
 		wantCode(t, err, codes.Unauthenticated)
 	})
 	t.Run("device certificate on admin call", func(t *testing.T) {
-		cc := h.Dial(t, pki.ClientTLSConfig(h.CAPool(), &d.Cert, "localhost"))
+		cc := h.DialAdmin(t, pki.ClientTLSConfig(h.CAPool(), &d.Cert, "localhost"))
 		_, err := mamoriv1.NewAdminServiceClient(cc).ListDevices(ctx, &mamoriv1.ListDevicesRequest{})
 		wantCode(t, err, codes.Unauthenticated)
 	})

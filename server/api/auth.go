@@ -41,6 +41,8 @@ type access struct {
 	checkedInTx bool
 	// role: an operator token of at least this role.
 	role auth.Role
+	// bootstrap: the first admin's single-use token may call it.
+	bootstrap bool
 }
 
 var methodAccess = map[string]access{
@@ -74,7 +76,30 @@ var methodAccess = map[string]access{
 	mamoriv1.AdminService_RevokeException_FullMethodName:       {role: auth.RoleOfficer},
 	mamoriv1.AdminService_ImportLedger_FullMethodName:          {role: auth.RoleOfficer},
 	mamoriv1.AdminService_ListLedger_FullMethodName:            {role: auth.RoleHelpdesk},
+	// Everyone manages their own API tokens; an admin anyone's (checked
+	// in server/admin optokens.go). The bootstrap token may call only
+	// CreateOperatorToken.
+	mamoriv1.AdminService_CreateOperatorToken_FullMethodName: {role: auth.RoleHelpdesk, bootstrap: true},
+	mamoriv1.AdminService_ListOperatorTokens_FullMethodName:  {role: auth.RoleHelpdesk},
+	mamoriv1.AdminService_RevokeOperatorToken_FullMethodName: {role: auth.RoleHelpdesk},
 }
+
+// Surface is which listener a call came in on. Operator tokens are
+// accepted only on the admin listener; the agents' listener (enrolment,
+// reports, renewal: the port every terminal reaches) refuses every
+// AdminService call, and the admin listener every AgentService call
+// (docs/security.md, "Where operator tokens are accepted").
+type Surface int
+
+const (
+	// SurfaceAgents is the agents' port (--listen).
+	SurfaceAgents Surface = iota + 1
+	// SurfaceAdmin is the admin API's port (--admin-listen).
+	SurfaceAdmin
+	// SurfaceBoth serves both on one listener: only for tests of the
+	// handlers that predate the split.
+	SurfaceBoth
+)
 
 // deviceIdentity is who an agent call speaks for, from its certificate.
 type deviceIdentity struct {
@@ -88,9 +113,10 @@ type deviceIdentity struct {
 
 // operatorIdentity is who an admin call speaks for, from its token.
 type operatorIdentity struct {
-	ID   string
-	Name string
-	Role auth.Role
+	ID    string
+	Name  string
+	Role  auth.Role
+	Token store.OperatorToken
 }
 
 type deviceKey struct{}
@@ -107,10 +133,22 @@ func operatorFrom(ctx context.Context) (operatorIdentity, bool) {
 }
 
 // authenticate is the one place that decides whether a call may proceed.
-func (s *Server) authenticate(ctx context.Context, method string) (context.Context, error) {
+func (s *Server) authenticate(ctx context.Context, method string, surface Surface) (context.Context, error) {
 	acc, ok := methodAccess[method]
 	if !ok {
 		return nil, status.Error(codes.PermissionDenied, "method not allowed")
+	}
+	agentCall := acc.enroll || acc.device
+	switch {
+	case surface == SurfaceAgents && !agentCall:
+		// No token is even looked at here.
+		return nil, status.Error(codes.PermissionDenied,
+			"this is the agents' port: the admin API and operator tokens are served on the admin port (mamori-server --admin-listen, default :8445)")
+	case surface == SurfaceAdmin && agentCall:
+		return nil, status.Error(codes.PermissionDenied, "this is the admin port: agents use the agents' port (mamori-server --listen)")
+	case agentCall && len(metadata.ValueFromIncomingContext(ctx, "authorization")) > 0:
+		// An operator token has no business on an agent call.
+		return nil, status.Error(codes.Unauthenticated, "operator tokens are not accepted on agent calls")
 	}
 	switch {
 	case acc.enroll:
@@ -125,6 +163,10 @@ func (s *Server) authenticate(ctx context.Context, method string) (context.Conte
 		op, err := s.authOperator(ctx)
 		if err != nil {
 			return nil, err
+		}
+		if op.Token.SingleUse && !acc.bootstrap {
+			return nil, status.Error(codes.PermissionDenied,
+				"this is the first admin's bootstrap token: it only makes your own first token, once (mamorictl api-token create --name NAME); use that one")
 		}
 		if !op.Role.Allows(acc.role) {
 			return nil, status.Errorf(codes.PermissionDenied,
@@ -185,7 +227,8 @@ func (s *Server) authOperator(ctx context.Context) (operatorIdentity, error) {
 	if !ok || !auth.WellFormed(tok, auth.OperatorTokenPrefix) {
 		return operatorIdentity{}, status.Error(codes.Unauthenticated, "malformed operator token")
 	}
-	op, err := s.store.OperatorByTokenHash(ctx, auth.HashToken(tok))
+	op, t, err := s.store.OperatorByTokenHash(ctx, auth.HashToken(tok))
+	now := s.now()
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return operatorIdentity{}, status.Error(codes.Unauthenticated, "operator token refused")
@@ -193,20 +236,39 @@ func (s *Server) authOperator(ctx context.Context) (operatorIdentity, error) {
 		return operatorIdentity{}, err
 	case !op.DisabledAt.IsZero():
 		return operatorIdentity{}, status.Error(codes.Unauthenticated, "operator disabled")
-	case op.TokenExpiresAt.IsZero() || !s.now().Before(op.TokenExpiresAt):
-		return operatorIdentity{}, status.Error(codes.Unauthenticated, "operator token expired: ask an admin for a new one (mamori-server operator)")
+	case !t.RevokedAt.IsZero() && t.SingleUse:
+		return operatorIdentity{}, status.Error(codes.Unauthenticated, "the bootstrap token was used already: use the token it made (mamorictl api-token list)")
+	case !t.RevokedAt.IsZero():
+		return operatorIdentity{}, status.Error(codes.Unauthenticated, "operator token revoked: ask an admin for a new one (mamorictl api-token create)")
+	case t.ExpiresAt.IsZero() || !now.Before(t.ExpiresAt):
+		return operatorIdentity{}, status.Error(codes.Unauthenticated, "operator token expired: ask an admin for a new one (mamorictl api-token create)")
 	}
 	role, err := auth.ParseRole(op.Role)
 	if err != nil {
 		return operatorIdentity{}, fmt.Errorf("operator %s: %w", op.ID, err)
 	}
-	return operatorIdentity{ID: op.ID, Name: op.Name, Role: role}, nil
+	// The last use, for the list (at most one write a minute); a
+	// single-use token is spent by the call it allows, not here.
+	if !t.SingleUse && now.Sub(t.LastUsedAt) >= time.Minute {
+		if err := s.store.UseOperatorToken(ctx, t.ID, now); errors.Is(err, store.ErrNotFound) {
+			return operatorIdentity{}, status.Error(codes.Unauthenticated, "operator token revoked")
+		} else if err != nil {
+			return operatorIdentity{}, err
+		}
+	}
+	return operatorIdentity{ID: op.ID, Name: op.Name, Role: role, Token: t}, nil
 }
 
 // UnaryInterceptor authenticates every call, recovers from panics, turns
 // domain errors into gRPC status codes, and logs the outcome. It is the
 // only interceptor: one place to read to know what guards a call.
-func (s *Server) UnaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
+func (s *Server) UnaryInterceptor(surface Surface) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		return s.intercept(ctx, req, info, handler, surface)
+	}
+}
+
+func (s *Server) intercept(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler, surface Surface) (resp any, err error) {
 	start := time.Now()
 	s.inflight.Add(1)
 	defer s.inflight.Add(-1)
@@ -226,7 +288,7 @@ func (s *Server) UnaryInterceptor(ctx context.Context, req any, info *grpc.Unary
 				"error", err, "took", time.Since(start))
 		}
 	}()
-	ctx, err = s.authenticate(ctx, info.FullMethod)
+	ctx, err = s.authenticate(ctx, info.FullMethod, surface)
 	if err != nil {
 		return nil, s.toStatus(ctx, info.FullMethod, err)
 	}
@@ -317,6 +379,8 @@ func adminCode(kind error) codes.Code {
 		return codes.Aborted
 	case admin.ErrExists:
 		return codes.AlreadyExists
+	case admin.ErrForbidden:
+		return codes.PermissionDenied
 	}
 	return codes.Internal
 }

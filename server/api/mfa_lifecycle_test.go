@@ -314,15 +314,16 @@ func TestMFALifecycleRoles(t *testing.T) {
 		t.Errorf("officer reset: %v", err)
 	}
 
-	noToken := mamoriv1.NewAdminServiceClient(h.Dial(t, pki.ClientTLSConfig(h.CAPool(), nil, "localhost")))
-	badToken := mamoriv1.NewAdminServiceClient(h.Dial(t, pki.ClientTLSConfig(h.CAPool(), nil, "localhost"),
+	noToken := mamoriv1.NewAdminServiceClient(h.DialAdmin(t, pki.ClientTLSConfig(h.CAPool(), nil, "localhost")))
+	badToken := mamoriv1.NewAdminServiceClient(h.DialAdmin(t, pki.ClientTLSConfig(h.CAPool(), nil, "localhost"),
 		grpc.WithPerRPCCredentials(servertest.Bearer("mmo_not-a-real-token"))))
 	// A disabled officer, and an operator whose stored role is none of
 	// ours ("readonly"): refused like no token at all.
 	stored := func(role string, disabled time.Time) mamoriv1.AdminServiceClient {
 		tok := auth.NewToken(auth.OperatorTokenPrefix)
 		if err := h.Srv.Store().CreateOperator(ctx, store.Operator{ID: uuid.NewString(), Name: role, Role: role,
-			TokenHash: auth.HashToken(tok.Reveal()), CreatedAt: h.Clock.Now(), DisabledAt: disabled}); err != nil {
+			CreatedAt: h.Clock.Now(), DisabledAt: disabled, Token: &store.OperatorToken{ID: uuid.NewString(), Name: "t",
+				Hash: auth.HashToken(tok.Reveal()), CreatedBy: "test", CreatedAt: h.Clock.Now(), ExpiresAt: h.Clock.Now().Add(24 * time.Hour)}}); err != nil {
 			t.Fatal(err)
 		}
 		return h.Admin(t, tok.Reveal())

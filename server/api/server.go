@@ -187,9 +187,13 @@ func (s *Server) Register(g *grpc.Server) {
 // ServerOptions are the gRPC options the services expect: the single
 // interceptor, message size limits, and keepalive rules that let tens of
 // thousands of idle agents stay cheap.
-func (s *Server) ServerOptions() []grpc.ServerOption {
+//
+// surface says which calls the listener serves (SurfaceAgents,
+// SurfaceAdmin); both services are registered on both, and the
+// interceptor refuses the other surface's calls with a clear status.
+func (s *Server) ServerOptions(surface Surface) []grpc.ServerOption {
 	return []grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(s.UnaryInterceptor),
+		grpc.ChainUnaryInterceptor(s.UnaryInterceptor(surface)),
 		grpc.ChainStreamInterceptor(s.StreamInterceptor),
 		grpc.MaxRecvMsgSize(MaxMessageBytes),
 		grpc.MaxSendMsgSize(MaxMessageBytes),

@@ -68,8 +68,13 @@ func (r Role) Allows(need Role) bool { return r >= need && need > RoleNone }
 // operator (mamori-server operator, servertest) lasts DefaultOperatorTokenTTL;
 // the first admin's, printed at the first start, BootstrapTokenTTL; one
 // issued before tokens expired, LegacyTokenGrace from the upgrade.
+//
+// Named tokens (mamorictl api-token create) last DefaultOperatorTokenTTL
+// unless asked for less, and never more than MaxOperatorTokenTTL.
 const (
 	DefaultOperatorTokenTTL = 90 * 24 * time.Hour
+	MaxOperatorTokenTTL     = 90 * 24 * time.Hour
+	MinOperatorTokenTTL     = time.Hour
 	BootstrapTokenTTL       = 24 * time.Hour
 	LegacyTokenGrace        = 30 * 24 * time.Hour
 )

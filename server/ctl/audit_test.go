@@ -19,7 +19,7 @@ import (
 func runAgainst(t *testing.T, h *servertest.Harness, token, lang string, args ...string) (int, string, string) {
 	t.Helper()
 	env := map[string]string{
-		"MAMORI_SERVER": h.Addr, "MAMORI_CA_FILE": filepath.Join(h.DataDir, "ca.pem"),
+		"MAMORI_SERVER": h.AdminAddr, "MAMORI_CA_FILE": filepath.Join(h.DataDir, "ca.pem"),
 		"MAMORI_TOKEN": token, "LANG": lang,
 	}
 	var out, errb bytes.Buffer

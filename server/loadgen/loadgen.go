@@ -81,6 +81,9 @@ type Config struct {
 	// Server is host:port; ServerName the name its certificate carries
 	// (default: the host part).
 	Server, ServerName string
+	// AdminServer is the admin API's host:port (mamori-server
+	// --admin-listen); needed with AdminToken.
+	AdminServer string
 	// CA is the server's CA (ca.pem of its data directory).
 	CA *x509.CertPool
 	// AdminToken lets the run create its enrolment token and verify what
@@ -150,6 +153,11 @@ func (c Config) Validate() error {
 	}
 	if c.AdminToken == "" && c.Token == "" {
 		errs = append(errs, errors.New("an admin token (or at least an enrolment token) is required"))
+	}
+	if c.AdminToken != "" {
+		if _, _, err := net.SplitHostPort(c.AdminServer); err != nil {
+			errs = append(errs, fmt.Errorf("admin server %q: %w", c.AdminServer, err))
+		}
 	}
 	if c.Verify && c.AdminToken == "" {
 		errs = append(errs, errors.New("verifying the stored events needs an admin token"))
@@ -287,7 +295,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	res := &Result{Mode: cfg.Mode, Terminals: cfg.Terminals, Interval: cfg.Interval}
 	var admin mamoriv1.AdminServiceClient
 	if cfg.AdminToken != "" {
-		cc, err := g.dial(nil, grpc.WithPerRPCCredentials(bearer(cfg.AdminToken)))
+		cc, err := g.dialTo(cfg.AdminServer, nil, grpc.WithPerRPCCredentials(bearer(cfg.AdminToken)))
 		if err != nil {
 			return nil, err
 		}
@@ -380,6 +388,10 @@ func (g *gen) sample() (Usage, error) {
 // smaller than gRPC's 32 KiB defaults so 10,000 connections fit in one
 // process; a report is a few KiB.
 func (g *gen) dial(cert *tls.Certificate, extra ...grpc.DialOption) (*grpc.ClientConn, error) {
+	return g.dialTo(g.cfg.Server, cert, extra...)
+}
+
+func (g *gen) dialTo(addr string, cert *tls.Certificate, extra ...grpc.DialOption) (*grpc.ClientConn, error) {
 	opts := append([]grpc.DialOption{
 		grpc.WithTransportCredentials(credentials.NewTLS(pki.ClientTLSConfig(g.cfg.CA, cert, g.cfg.ServerName))),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 60 * time.Second, Timeout: 20 * time.Second, PermitWithoutStream: true}),
@@ -394,9 +406,9 @@ func (g *gen) dial(cert *tls.Certificate, extra ...grpc.DialOption) (*grpc.Clien
 		bc.MaxDelay = g.cfg.ConnectBackoffMax
 		opts = append(opts, grpc.WithConnectParams(grpc.ConnectParams{Backoff: bc, MinConnectTimeout: 20 * time.Second}))
 	}
-	cc, err := grpc.NewClient("passthrough:///"+g.cfg.Server, opts...)
+	cc, err := grpc.NewClient("passthrough:///"+addr, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("dial %s: %w", g.cfg.Server, err)
+		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}
 	return cc, nil
 }
@@ -753,3 +765,32 @@ func (b *backoff) next() time.Duration {
 }
 
 func (b *backoff) reset() { b.attempt = 0 }
+
+// ExchangeBootstrap returns an admin token the run can use for many
+// calls. A first admin's bootstrap token (mamori-server's admin.token) is
+// single use: it only makes its operator's first named token, so it is
+// exchanged here for one called name (90 days) and exchanged is true; any
+// other token is returned as it is.
+func ExchangeBootstrap(ctx context.Context, cfg Config, name string) (token string, exchanged bool, err error) {
+	if cfg.ServerName == "" {
+		cfg.ServerName, _, _ = net.SplitHostPort(cfg.AdminServer)
+	}
+	g := &gen{cfg: cfg}
+	cc, err := g.dialTo(cfg.AdminServer, nil, grpc.WithPerRPCCredentials(bearer(cfg.AdminToken)))
+	if err != nil {
+		return "", false, err
+	}
+	defer cc.Close()
+	admin := mamoriv1.NewAdminServiceClient(cc)
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	_, err = admin.ListOperatorTokens(cctx, &mamoriv1.ListOperatorTokensRequest{})
+	if status.Code(err) != codes.PermissionDenied {
+		return cfg.AdminToken, false, err
+	}
+	resp, err := admin.CreateOperatorToken(cctx, &mamoriv1.CreateOperatorTokenRequest{Name: name})
+	if err != nil {
+		return "", false, fmt.Errorf("exchange the bootstrap token: %w", err)
+	}
+	return resp.Token, true, nil
+}

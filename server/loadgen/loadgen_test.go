@@ -13,7 +13,7 @@ import (
 
 func smallLoad(h *servertest.Harness) loadgen.Config {
 	cfg := loadgen.DefaultConfig()
-	cfg.Server, cfg.CA, cfg.AdminToken = h.Addr, h.CAPool(), h.AdminToken
+	cfg.Server, cfg.AdminServer, cfg.CA, cfg.AdminToken = h.Addr, h.AdminAddr, h.CAPool(), h.AdminToken
 	cfg.Terminals, cfg.Interval, cfg.Duration = 20, 100*time.Millisecond, time.Second
 	cfg.Mix = loadgen.Mix{USBBlocked: 0.5, MFAFailure: 0.5, StateFlip: 0.2}
 	return cfg

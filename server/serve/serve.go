@@ -47,8 +47,14 @@ type Config struct {
 	// DB selects the database: empty for SQLite in DataDir, or a
 	// postgres:// URL.
 	DB string
-	// Listen is the gRPC address, e.g. ":8443" or "127.0.0.1:0".
+	// Listen is the agents' gRPC address (enrolment, reports, renewal),
+	// e.g. ":8443" or "127.0.0.1:0". It serves no AdminService call.
 	Listen string
+	// AdminListen is the admin API's gRPC address (mamorictl, operator
+	// tokens), e.g. ":8445" or "127.0.0.1:8445"; it serves no agent call.
+	// Keeping it apart lets a firewall keep the terminals' network off
+	// it (docs/security.md, "Where operator tokens are accepted").
+	AdminListen string
 	// Hosts are the names and addresses agents use to reach this server;
 	// they go into the server certificate.
 	Hosts []string
@@ -89,8 +95,10 @@ func DefaultConfig() Config {
 	return Config{
 		DataDir: "/var/lib/mamori-server",
 		Listen:  ":8443",
-		Hosts:   []string{"localhost", "127.0.0.1", "::1", host},
-		Ingest:  ingest.DefaultConfig(),
+
+		AdminListen: ":8445",
+		Hosts:       []string{"localhost", "127.0.0.1", "::1", host},
+		Ingest:      ingest.DefaultConfig(),
 
 		ConsoleConfig: web.DefaultConfig(),
 		EnrollLimits:  api.DefaultEnrollLimits(),
@@ -110,6 +118,11 @@ func (c Config) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		errs = append(errs, fmt.Errorf("--listen %q: %w", c.Listen, err))
+	}
+	if _, port, err := net.SplitHostPort(c.AdminListen); err != nil {
+		errs = append(errs, fmt.Errorf("--admin-listen %q: %w", c.AdminListen, err))
+	} else if _, lport, _ := net.SplitHostPort(c.Listen); port != "0" && port == lport {
+		errs = append(errs, fmt.Errorf("--admin-listen %q: the admin API needs a port of its own, not the agents' (--listen %s)", c.AdminListen, c.Listen))
 	}
 	if err := c.Ingest.Validate(); err != nil {
 		errs = append(errs, err)
@@ -154,10 +167,13 @@ type Server struct {
 	batcher *ingest.Batcher
 	grpc    *grpc.Server
 	lis     net.Listener
-	web     *http.Server
-	webLis  net.Listener
-	console *web.Console
-	seeds   *auth.SeedKey // operators' TOTP seeds at rest
+	// adminGRPC serves AdminService on adminLis (Config.AdminListen).
+	adminGRPC *grpc.Server
+	adminLis  net.Listener
+	web       *http.Server
+	webLis    net.Listener
+	console   *web.Console
+	seeds     *auth.SeedKey // operators' TOTP seeds at rest
 	// stopCheckpoints ends the audit checkpoint timer (Serve starts it).
 	stopCheckpoints func()
 	watcher         *incident.Watcher // nil when disabled
@@ -248,18 +264,29 @@ func Open(ctx context.Context, cfg Config) (_ *Server, err error) {
 	// Certificate validity (an expired device certificate) is judged by
 	// the server's clock, the same one that issues and renews them.
 	tlsCfg.Time = cfg.Now
-	opts := append(s.api.ServerOptions(), grpc.Creds(credentials.NewTLS(tlsCfg)))
-	opts = append(opts, TransportOptions()...)
-	s.grpc = grpc.NewServer(opts...)
-	s.api.Register(s.grpc)
+	newGRPC := func(surface api.Surface) *grpc.Server {
+		opts := append(s.api.ServerOptions(surface), grpc.Creds(credentials.NewTLS(tlsCfg)))
+		opts = append(opts, TransportOptions()...)
+		g := grpc.NewServer(opts...)
+		s.api.Register(g)
+		return g
+	}
+	s.grpc, s.adminGRPC = newGRPC(api.SurfaceAgents), newGRPC(api.SurfaceAdmin)
 	s.lis, err = net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		s.batcher.Close()
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
+	s.adminLis, err = net.Listen("tcp", cfg.AdminListen)
+	if err != nil {
+		s.lis.Close()
+		s.batcher.Close()
+		return nil, fmt.Errorf("admin API: listen on %s: %w", cfg.AdminListen, err)
+	}
 	if cfg.Console != "" {
 		if err := s.openConsole(cert); err != nil {
 			s.lis.Close()
+			s.adminLis.Close()
 			s.batcher.Close()
 			return nil, err
 		}
@@ -336,7 +363,8 @@ func (s *Server) bootstrap(ctx context.Context, now time.Time) error {
 	if n > 0 {
 		return nil
 	}
-	_, tok, err := createOperatorAudited(ctx, s.store, "system", "first admin (token expires in 24 h)", "admin", auth.RoleAdmin, now, auth.BootstrapTokenTTL)
+	_, tok, err := createOperatorAudited(ctx, s.store, "system", "first admin (bootstrap token: single use, expires in 24 h)", "admin", auth.RoleAdmin, now,
+		&store.OperatorToken{Name: "bootstrap", SingleUse: true, ExpiresAt: now.Add(auth.BootstrapTokenTTL)})
 	if err != nil {
 		return err
 	}
@@ -349,44 +377,58 @@ func (s *Server) bootstrap(ctx context.Context, now time.Time) error {
 	return nil
 }
 
-// CreateOperator makes an operator and its API token, which expires
-// after auth.DefaultOperatorTokenTTL.
+// CreateOperator makes an operator and its API token called "default",
+// which expires after auth.DefaultOperatorTokenTTL.
 func CreateOperator(ctx context.Context, st store.Operators, name string, role auth.Role, now time.Time) (store.Operator, auth.Secret, error) {
-	return createOperator(ctx, st, name, role, now, auth.DefaultOperatorTokenTTL)
+	return createOperator(ctx, st, name, role, now, &store.OperatorToken{Name: "default", ExpiresAt: now.Add(auth.DefaultOperatorTokenTTL)})
 }
 
-func createOperator(ctx context.Context, st store.Operators, name string, role auth.Role, now time.Time, ttl time.Duration) (store.Operator, auth.Secret, error) {
-	tok := auth.NewToken(auth.OperatorTokenPrefix)
-	op := store.Operator{
-		ID: uuid.NewString(), Name: name, Role: role.String(), TokenHash: auth.HashToken(tok.Reveal()), CreatedAt: now,
-		TokenExpiresAt: now.Add(ttl),
+// createOperator makes an operator and, when tok is set (its Name,
+// ExpiresAt and SingleUse filled in), its first API token.
+func createOperator(ctx context.Context, st store.Operators, name string, role auth.Role, now time.Time, tok *store.OperatorToken) (store.Operator, auth.Secret, error) {
+	op := store.Operator{ID: uuid.NewString(), Name: name, Role: role.String(), CreatedAt: now}
+	var secret auth.Secret
+	if tok != nil {
+		secret = auth.NewToken(auth.OperatorTokenPrefix)
+		t := *tok
+		t.ID, t.Hash, t.CreatedAt, t.OperatorID = uuid.NewString(), auth.HashToken(secret.Reveal()), now, op.ID
+		if t.CreatedBy == "" {
+			t.CreatedBy = "system"
+		}
+		op.Token = &t
+		// The legacy column: what a server before named tokens would
+		// check; the same expiry.
+		op.TokenExpiresAt = t.ExpiresAt
+	} else {
+		op.TokenExpiresAt = now // console only: the legacy column holds a random hash, expired
 	}
 	// An audited call (store.WithAudit) names the operator it made.
 	store.AmendAudit(ctx, func(r *store.AuditRecord) { r.Target = op.ID })
 	if err := st.CreateOperator(ctx, op); err != nil {
 		return store.Operator{}, "", fmt.Errorf("create operator %s: %w", name, err)
 	}
-	return op, tok, nil
+	return op, secret, nil
 }
 
 // CreateOperatorAudited is CreateOperator with its audit record
-// (operator.create by actor) committed in the same transaction.
-// Without withToken the operator gets no API token (a console-only
-// operator: a random hash no token matches, expired at once).
-func CreateOperatorAudited(ctx context.Context, st store.Store, actor, detail, name string, role auth.Role, now time.Time, withToken bool) (store.Operator, auth.Secret, error) {
-	if !withToken {
-		op, _, err := createOperatorAudited(ctx, st, actor, detail+" (no API token)", name, role, now, 0)
+// (operator.create by actor) committed in the same transaction. With a
+// tokenName the operator gets an API token of that name (opt-in,
+// auth.DefaultOperatorTokenTTL); without, none (a console-only operator).
+func CreateOperatorAudited(ctx context.Context, st store.Store, actor, detail, name string, role auth.Role, now time.Time, tokenName string) (store.Operator, auth.Secret, error) {
+	if tokenName == "" {
+		op, _, err := createOperatorAudited(ctx, st, actor, detail+" (no API token)", name, role, now, nil)
 		return op, "", err
 	}
-	return createOperatorAudited(ctx, st, actor, detail, name, role, now, auth.DefaultOperatorTokenTTL)
+	return createOperatorAudited(ctx, st, actor, detail, name, role, now,
+		&store.OperatorToken{Name: tokenName, CreatedBy: actor, ExpiresAt: now.Add(auth.DefaultOperatorTokenTTL)})
 }
 
-func createOperatorAudited(ctx context.Context, st store.Store, actor, detail, name string, role auth.Role, now time.Time, ttl time.Duration) (store.Operator, auth.Secret, error) {
-	if ttl > 0 {
-		detail += " token-expires=" + now.Add(ttl).UTC().Format(time.RFC3339)
+func createOperatorAudited(ctx context.Context, st store.Store, actor, detail, name string, role auth.Role, now time.Time, tok *store.OperatorToken) (store.Operator, auth.Secret, error) {
+	if tok != nil {
+		detail += " token=" + tok.Name + " token-expires=" + tok.ExpiresAt.UTC().Format(time.RFC3339)
 	}
 	actx, p := store.WithAudit(ctx, store.AuditRecord{At: now, Actor: actor, Action: "operator.create", Detail: detail})
-	op, tok, err := createOperator(actx, st, name, role, now, ttl)
+	op, secret, err := createOperator(actx, st, name, role, now, tok)
 	if err != nil {
 		return store.Operator{}, "", err
 	}
@@ -395,11 +437,27 @@ func createOperatorAudited(ctx context.Context, st store.Store, actor, detail, n
 			return store.Operator{}, "", err
 		}
 	}
-	return op, tok, nil
+	return op, secret, nil
 }
 
-// Addr is the address the server listens on.
+// CreateOperatorToken gives an existing operator (ID or exact name) a
+// named API token from the server itself (mamori-server operator token,
+// run with access to the data directory): how an operator gets a token
+// longer than the one they hold, or a console-only operator their first.
+// Audited operator.token-create by actor.
+func CreateOperatorToken(ctx context.Context, st store.Store, actor, who, name string, ttl time.Duration, now time.Time) (store.OperatorToken, auth.Secret, error) {
+	a, err := admin.New(admin.Deps{Store: st, Now: func() time.Time { return now }})
+	if err != nil {
+		return store.OperatorToken{}, "", err
+	}
+	return a.CreateOperatorToken(ctx, admin.Operator{ID: actor, Role: auth.RoleAdmin}, admin.NewOperatorToken{For: who, Name: name, TTL: ttl})
+}
+
+// Addr is the agents' address.
 func (s *Server) Addr() net.Addr { return s.lis.Addr() }
+
+// AdminAddr is the admin API's address.
+func (s *Server) AdminAddr() net.Addr { return s.adminLis.Addr() }
 
 // CA returns the server's CA.
 func (s *Server) CA() *pki.CA { return s.ca }
@@ -413,6 +471,7 @@ func (s *Server) Store() store.Store { return s.store }
 // Close releases a server that was opened but never served.
 func (s *Server) Close() error {
 	s.lis.Close()
+	s.adminLis.Close()
 	if s.webLis != nil {
 		s.webLis.Close()
 	}
@@ -481,12 +540,13 @@ func TransportOptions() []grpc.ServerOption {
 
 // Serve answers until ctx ends, then stops (see shutdown).
 func (s *Server) Serve(ctx context.Context) error {
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	if err := s.startWatcher(ctx); err != nil {
 		s.shutdown()
 		return fmt.Errorf("incident watcher: %w", err)
 	}
 	go func() { errc <- s.grpc.Serve(s.lis) }()
+	go func() { errc <- s.adminGRPC.Serve(s.adminLis) }()
 	ckCtx, ckStop := context.WithCancel(context.Background())
 	ckDone := make(chan struct{})
 	go func() { defer close(ckDone); s.checkpointAudit(ckCtx) }()
@@ -568,7 +628,13 @@ func (s *Server) shutdown() {
 func (s *Server) stopGRPC() {
 	start := time.Now()
 	done := make(chan struct{})
-	go func() { s.grpc.GracefulStop(); close(done) }()
+	go func() {
+		ad := make(chan struct{})
+		go func() { s.adminGRPC.GracefulStop(); close(ad) }()
+		s.grpc.GracefulStop()
+		<-ad
+		close(done)
+	}()
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.StopTimeout)
 	defer cancel()
 	idle := make(chan error, 1)
@@ -581,6 +647,7 @@ func (s *Server) stopGRPC() {
 				"stop_timeout", s.cfg.StopTimeout)
 		}
 		s.grpc.Stop()
+		s.adminGRPC.Stop()
 		<-done
 	}
 	s.cfg.Log.Info("stop: gRPC stopped", "took", time.Since(start))

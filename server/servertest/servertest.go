@@ -56,8 +56,11 @@ func (c *Clock) Advance(d time.Duration) {
 
 // Harness is a running server.
 type Harness struct {
-	Srv        *serve.Server
+	Srv *serve.Server
+	// Addr is the agents' port; AdminAddr the admin API's (mamorictl,
+	// operator tokens).
 	Addr       string
+	AdminAddr  string
 	DataDir    string
 	Clock      *Clock
 	AdminToken string
@@ -103,7 +106,7 @@ func Start(t testing.TB, o Options) *Harness {
 	}
 	clk := NewClock(time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC))
 	cfg := serve.DefaultConfig()
-	cfg.DataDir, cfg.DB, cfg.Listen = o.DataDir, o.DB, o.Listen
+	cfg.DataDir, cfg.DB, cfg.Listen, cfg.AdminListen = o.DataDir, o.DB, o.Listen, "127.0.0.1:0"
 	cfg.Hosts = []string{"localhost", "127.0.0.1"}
 	cfg.Now = clk.Now
 	// The incident watcher runs on a real-time ticker; tests that want it
@@ -133,7 +136,7 @@ func Start(t testing.TB, o Options) *Harness {
 		t.Fatalf("start server: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	h := &Harness{Srv: srv, Addr: srv.Addr().String(), DataDir: o.DataDir, Clock: clk,
+	h := &Harness{Srv: srv, Addr: srv.Addr().String(), AdminAddr: srv.AdminAddr().String(), DataDir: o.DataDir, Clock: clk,
 		AdminToken: testAdminToken(t, srv, clk.Now()), cancel: cancel, done: make(chan struct{})}
 	if a := srv.ConsoleAddr(); a != nil {
 		h.ConsoleURL = "https://" + a.String()
@@ -157,8 +160,9 @@ func testAdminToken(t testing.TB, srv *serve.Server, now time.Time) string {
 	t.Helper()
 	tok := auth.NewToken(auth.OperatorTokenPrefix)
 	if err := srv.Store().CreateOperator(context.Background(), store.Operator{
-		ID: "test-admin-" + uuid.NewString(), Name: "test admin", Role: auth.RoleAdmin.String(),
-		TokenHash: auth.HashToken(tok.Reveal()), CreatedAt: now, TokenExpiresAt: now.Add(100 * 365 * 24 * time.Hour),
+		ID: "test-admin-" + uuid.NewString(), Name: "test admin", Role: auth.RoleAdmin.String(), CreatedAt: now,
+		Token: &store.OperatorToken{ID: uuid.NewString(), Name: "test", Hash: auth.HashToken(tok.Reveal()), CreatedBy: "test",
+			CreatedAt: now, ExpiresAt: now.Add(100 * 365 * 24 * time.Hour)},
 	}); err != nil {
 		t.Fatalf("test admin: %v", err)
 	}
@@ -186,11 +190,24 @@ func (h *Harness) Dial(t testing.TB, cfg *tls.Config, opts ...grpc.DialOption) *
 	return cc
 }
 
-// Admin returns an AdminService client authenticated with token.
+// Admin returns an AdminService client on the admin port, authenticated
+// with token.
 func (h *Harness) Admin(t testing.TB, token string) mamoriv1.AdminServiceClient {
 	t.Helper()
-	cc := h.Dial(t, pki.ClientTLSConfig(h.CAPool(), nil, "localhost"), grpc.WithPerRPCCredentials(Bearer(token)))
+	cc := h.DialAdmin(t, pki.ClientTLSConfig(h.CAPool(), nil, "localhost"), grpc.WithPerRPCCredentials(Bearer(token)))
 	return mamoriv1.NewAdminServiceClient(cc)
+}
+
+// DialAdmin connects to the admin port.
+func (h *Harness) DialAdmin(t testing.TB, cfg *tls.Config, opts ...grpc.DialOption) *grpc.ClientConn {
+	t.Helper()
+	opts = append([]grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(cfg))}, opts...)
+	cc, err := grpc.NewClient(h.AdminAddr, opts...)
+	if err != nil {
+		t.Fatalf("dial admin: %v", err)
+	}
+	t.Cleanup(func() { cc.Close() })
+	return cc
 }
 
 // Operator creates an operator of role and returns its token.

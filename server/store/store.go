@@ -322,6 +322,38 @@ type Operator struct {
 	// An operator without a token (console only) has a random hash that
 	// no token matches and an expiry at its creation.
 	TokenExpiresAt time.Time
+	// Token, when set, is the operator's first API token, stored in the
+	// same transaction (an opt-in token, or the first admin's bootstrap
+	// token). TokenHash and TokenExpiresAt above are the column of the
+	// one token operators had before tokens were named: they no longer
+	// authenticate (an empty TokenHash stores a random one).
+	Token *OperatorToken
+}
+
+// OperatorToken is a named operator API token (issue 14 item 7). Only its
+// SHA-256 is stored; the token is shown once.
+type OperatorToken struct {
+	ID         string
+	OperatorID string
+	Name       string
+	Hash       []byte
+	CreatedBy  string // the operator (ID) or "system"/"local-admin"
+	CreatedAt  time.Time
+	// ExpiresAt zero: a token from before expiry existed, refused until
+	// the server gives it one at start.
+	ExpiresAt  time.Time
+	RevokedAt  time.Time
+	RevokedBy  string
+	LastUsedAt time.Time
+	// SingleUse: the first admin's bootstrap token, ended by its first
+	// successful use.
+	SingleUse bool
+}
+
+// OperatorTokenInfo is a token as listed: never its hash.
+type OperatorTokenInfo struct {
+	OperatorToken
+	OperatorName string
 }
 
 // PolicyChange is one version of the policy with who set it and why.
@@ -423,10 +455,27 @@ type Events interface {
 // Operators manages operator credentials.
 type Operators interface {
 	CreateOperator(ctx context.Context, o Operator) error
-	OperatorByTokenHash(ctx context.Context, hash []byte) (Operator, error)
+	// OperatorByTokenHash finds an API token (revoked and expired ones
+	// too: the caller judges) and its operator; ErrNotFound.
+	OperatorByTokenHash(ctx context.Context, hash []byte) (Operator, OperatorToken, error)
 	// ExpireLegacyTokens sets at as the expiry of every token without one
 	// and returns their operators' IDs.
 	ExpireLegacyTokens(ctx context.Context, at time.Time) ([]string, error)
+	// CreateOperatorToken stores t; a name the operator already has on a
+	// token that is not revoked, or a taken hash, is ErrConflict; an
+	// unknown operator ErrNotFound.
+	CreateOperatorToken(ctx context.Context, t OperatorToken) error
+	// ListOperatorTokens lists the tokens of operatorID ("" for all),
+	// revoked ones included, by operator name then token name.
+	ListOperatorTokens(ctx context.Context, operatorID string) ([]OperatorTokenInfo, error)
+	// RevokeOperatorToken revokes operatorID's token called name (the one
+	// not yet revoked) and returns it; ErrNotFound.
+	RevokeOperatorToken(ctx context.Context, operatorID, name, by string, at time.Time) (OperatorToken, error)
+	// UseOperatorToken records a successful use of token id at at; a
+	// single-use token is revoked by it. ErrNotFound when the token was
+	// revoked meanwhile (a second use of a single-use token racing the
+	// first).
+	UseOperatorToken(ctx context.Context, id string, at time.Time) error
 	CountOperators(ctx context.Context) (int, error)
 }
 

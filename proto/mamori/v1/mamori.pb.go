@@ -5545,6 +5545,428 @@ func (x *ListLedgerResponse) GetImportedBy() string {
 	return ""
 }
 
+type CreateOperatorTokenRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A short name, unique among the operator's live tokens ("laptop").
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The operator (ID or exact name); empty for oneself. Admin only for
+	// another operator.
+	Operator string `protobuf:"bytes,2,opt,name=operator,proto3" json:"operator,omitempty"`
+	// Lifetime; unset for the default (90 days); at most 90 days. A token
+	// made for oneself ends no later than the token used to make it.
+	Ttl           *durationpb.Duration `protobuf:"bytes,3,opt,name=ttl,proto3" json:"ttl,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateOperatorTokenRequest) Reset() {
+	*x = CreateOperatorTokenRequest{}
+	mi := &file_mamori_v1_mamori_proto_msgTypes[81]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateOperatorTokenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateOperatorTokenRequest) ProtoMessage() {}
+
+func (x *CreateOperatorTokenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mamori_v1_mamori_proto_msgTypes[81]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateOperatorTokenRequest.ProtoReflect.Descriptor instead.
+func (*CreateOperatorTokenRequest) Descriptor() ([]byte, []int) {
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{81}
+}
+
+func (x *CreateOperatorTokenRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CreateOperatorTokenRequest) GetOperator() string {
+	if x != nil {
+		return x.Operator
+	}
+	return ""
+}
+
+func (x *CreateOperatorTokenRequest) GetTtl() *durationpb.Duration {
+	if x != nil {
+		return x.Ttl
+	}
+	return nil
+}
+
+type CreateOperatorTokenResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The token, shown once.
+	Token         string         `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	Info          *OperatorToken `protobuf:"bytes,2,opt,name=info,proto3" json:"info,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateOperatorTokenResponse) Reset() {
+	*x = CreateOperatorTokenResponse{}
+	mi := &file_mamori_v1_mamori_proto_msgTypes[82]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateOperatorTokenResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateOperatorTokenResponse) ProtoMessage() {}
+
+func (x *CreateOperatorTokenResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mamori_v1_mamori_proto_msgTypes[82]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateOperatorTokenResponse.ProtoReflect.Descriptor instead.
+func (*CreateOperatorTokenResponse) Descriptor() ([]byte, []int) {
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{82}
+}
+
+func (x *CreateOperatorTokenResponse) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+func (x *CreateOperatorTokenResponse) GetInfo() *OperatorToken {
+	if x != nil {
+		return x.Info
+	}
+	return nil
+}
+
+type ListOperatorTokensRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Every operator's tokens (admin only); otherwise one's own.
+	All           bool `protobuf:"varint,1,opt,name=all,proto3" json:"all,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListOperatorTokensRequest) Reset() {
+	*x = ListOperatorTokensRequest{}
+	mi := &file_mamori_v1_mamori_proto_msgTypes[83]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListOperatorTokensRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListOperatorTokensRequest) ProtoMessage() {}
+
+func (x *ListOperatorTokensRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mamori_v1_mamori_proto_msgTypes[83]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListOperatorTokensRequest.ProtoReflect.Descriptor instead.
+func (*ListOperatorTokensRequest) Descriptor() ([]byte, []int) {
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{83}
+}
+
+func (x *ListOperatorTokensRequest) GetAll() bool {
+	if x != nil {
+		return x.All
+	}
+	return false
+}
+
+// OperatorToken is an operator API token as listed: never the token.
+type OperatorToken struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Name         string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	OperatorId   string                 `protobuf:"bytes,2,opt,name=operator_id,json=operatorId,proto3" json:"operator_id,omitempty"`
+	OperatorName string                 `protobuf:"bytes,3,opt,name=operator_name,json=operatorName,proto3" json:"operator_name,omitempty"`
+	CreatedAt    *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	CreatedBy    string                 `protobuf:"bytes,5,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"`
+	ExpiresAt    *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	RevokedAt    *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=revoked_at,json=revokedAt,proto3" json:"revoked_at,omitempty"`
+	RevokedBy    string                 `protobuf:"bytes,8,opt,name=revoked_by,json=revokedBy,proto3" json:"revoked_by,omitempty"`
+	LastUsedAt   *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=last_used_at,json=lastUsedAt,proto3" json:"last_used_at,omitempty"`
+	// The first admin's bootstrap token (single use).
+	Bootstrap     bool `protobuf:"varint,10,opt,name=bootstrap,proto3" json:"bootstrap,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OperatorToken) Reset() {
+	*x = OperatorToken{}
+	mi := &file_mamori_v1_mamori_proto_msgTypes[84]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OperatorToken) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OperatorToken) ProtoMessage() {}
+
+func (x *OperatorToken) ProtoReflect() protoreflect.Message {
+	mi := &file_mamori_v1_mamori_proto_msgTypes[84]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OperatorToken.ProtoReflect.Descriptor instead.
+func (*OperatorToken) Descriptor() ([]byte, []int) {
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{84}
+}
+
+func (x *OperatorToken) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *OperatorToken) GetOperatorId() string {
+	if x != nil {
+		return x.OperatorId
+	}
+	return ""
+}
+
+func (x *OperatorToken) GetOperatorName() string {
+	if x != nil {
+		return x.OperatorName
+	}
+	return ""
+}
+
+func (x *OperatorToken) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *OperatorToken) GetCreatedBy() string {
+	if x != nil {
+		return x.CreatedBy
+	}
+	return ""
+}
+
+func (x *OperatorToken) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
+func (x *OperatorToken) GetRevokedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RevokedAt
+	}
+	return nil
+}
+
+func (x *OperatorToken) GetRevokedBy() string {
+	if x != nil {
+		return x.RevokedBy
+	}
+	return ""
+}
+
+func (x *OperatorToken) GetLastUsedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastUsedAt
+	}
+	return nil
+}
+
+func (x *OperatorToken) GetBootstrap() bool {
+	if x != nil {
+		return x.Bootstrap
+	}
+	return false
+}
+
+type ListOperatorTokensResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tokens        []*OperatorToken       `protobuf:"bytes,1,rep,name=tokens,proto3" json:"tokens,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListOperatorTokensResponse) Reset() {
+	*x = ListOperatorTokensResponse{}
+	mi := &file_mamori_v1_mamori_proto_msgTypes[85]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListOperatorTokensResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListOperatorTokensResponse) ProtoMessage() {}
+
+func (x *ListOperatorTokensResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mamori_v1_mamori_proto_msgTypes[85]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListOperatorTokensResponse.ProtoReflect.Descriptor instead.
+func (*ListOperatorTokensResponse) Descriptor() ([]byte, []int) {
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{85}
+}
+
+func (x *ListOperatorTokensResponse) GetTokens() []*OperatorToken {
+	if x != nil {
+		return x.Tokens
+	}
+	return nil
+}
+
+type RevokeOperatorTokenRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The operator (ID or exact name); empty for oneself.
+	Operator      string `protobuf:"bytes,2,opt,name=operator,proto3" json:"operator,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeOperatorTokenRequest) Reset() {
+	*x = RevokeOperatorTokenRequest{}
+	mi := &file_mamori_v1_mamori_proto_msgTypes[86]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeOperatorTokenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeOperatorTokenRequest) ProtoMessage() {}
+
+func (x *RevokeOperatorTokenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mamori_v1_mamori_proto_msgTypes[86]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeOperatorTokenRequest.ProtoReflect.Descriptor instead.
+func (*RevokeOperatorTokenRequest) Descriptor() ([]byte, []int) {
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{86}
+}
+
+func (x *RevokeOperatorTokenRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *RevokeOperatorTokenRequest) GetOperator() string {
+	if x != nil {
+		return x.Operator
+	}
+	return ""
+}
+
+type RevokeOperatorTokenResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Token         *OperatorToken         `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeOperatorTokenResponse) Reset() {
+	*x = RevokeOperatorTokenResponse{}
+	mi := &file_mamori_v1_mamori_proto_msgTypes[87]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeOperatorTokenResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeOperatorTokenResponse) ProtoMessage() {}
+
+func (x *RevokeOperatorTokenResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mamori_v1_mamori_proto_msgTypes[87]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeOperatorTokenResponse.ProtoReflect.Descriptor instead.
+func (*RevokeOperatorTokenResponse) Descriptor() ([]byte, []int) {
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{87}
+}
+
+func (x *RevokeOperatorTokenResponse) GetToken() *OperatorToken {
+	if x != nil {
+		return x.Token
+	}
+	return nil
+}
+
 var File_mamori_v1_mamori_proto protoreflect.FileDescriptor
 
 const file_mamori_v1_mamori_proto_rawDesc = "" +
@@ -5979,7 +6401,42 @@ const file_mamori_v1_mamori_proto_rawDesc = "" +
 	"\vimported_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"importedAt\x12\x1f\n" +
 	"\vimported_by\x18\x03 \x01(\tR\n" +
-	"importedBy*@\n" +
+	"importedBy\"y\n" +
+	"\x1aCreateOperatorTokenRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
+	"\boperator\x18\x02 \x01(\tR\boperator\x12+\n" +
+	"\x03ttl\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\"a\n" +
+	"\x1bCreateOperatorTokenResponse\x12\x14\n" +
+	"\x05token\x18\x01 \x01(\tR\x05token\x12,\n" +
+	"\x04info\x18\x02 \x01(\v2\x18.mamori.v1.OperatorTokenR\x04info\"-\n" +
+	"\x19ListOperatorTokensRequest\x12\x10\n" +
+	"\x03all\x18\x01 \x01(\bR\x03all\"\xb4\x03\n" +
+	"\rOperatorToken\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1f\n" +
+	"\voperator_id\x18\x02 \x01(\tR\n" +
+	"operatorId\x12#\n" +
+	"\roperator_name\x18\x03 \x01(\tR\foperatorName\x129\n" +
+	"\n" +
+	"created_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x1d\n" +
+	"\n" +
+	"created_by\x18\x05 \x01(\tR\tcreatedBy\x129\n" +
+	"\n" +
+	"expires_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x129\n" +
+	"\n" +
+	"revoked_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\trevokedAt\x12\x1d\n" +
+	"\n" +
+	"revoked_by\x18\b \x01(\tR\trevokedBy\x12<\n" +
+	"\flast_used_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"lastUsedAt\x12\x1c\n" +
+	"\tbootstrap\x18\n" +
+	" \x01(\bR\tbootstrap\"N\n" +
+	"\x1aListOperatorTokensResponse\x120\n" +
+	"\x06tokens\x18\x01 \x03(\v2\x18.mamori.v1.OperatorTokenR\x06tokens\"L\n" +
+	"\x1aRevokeOperatorTokenRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
+	"\boperator\x18\x02 \x01(\tR\boperator\"M\n" +
+	"\x1bRevokeOperatorTokenResponse\x12.\n" +
+	"\x05token\x18\x01 \x01(\v2\x18.mamori.v1.OperatorTokenR\x05token*@\n" +
 	"\x04Mode\x12\x14\n" +
 	"\x10MODE_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fMODE_MONITOR\x10\x01\x12\x10\n" +
@@ -6002,7 +6459,7 @@ const file_mamori_v1_mamori_proto_rawDesc = "" +
 	"\fAgentService\x12=\n" +
 	"\x06Enroll\x12\x18.mamori.v1.EnrollRequest\x1a\x19.mamori.v1.EnrollResponse\x12=\n" +
 	"\x06Report\x12\x18.mamori.v1.ReportRequest\x1a\x19.mamori.v1.ReportResponse\x12:\n" +
-	"\x05Renew\x12\x17.mamori.v1.RenewRequest\x1a\x18.mamori.v1.RenewResponse2\xd9\x0f\n" +
+	"\x05Renew\x12\x17.mamori.v1.RenewRequest\x1a\x18.mamori.v1.RenewResponse2\x88\x12\n" +
 	"\fAdminService\x12L\n" +
 	"\vListDevices\x12\x1d.mamori.v1.ListDevicesRequest\x1a\x1e.mamori.v1.ListDevicesResponse\x12F\n" +
 	"\tGetDevice\x12\x1b.mamori.v1.GetDeviceRequest\x1a\x1c.mamori.v1.GetDeviceResponse\x12O\n" +
@@ -6029,7 +6486,10 @@ const file_mamori_v1_mamori_proto_rawDesc = "" +
 	"ListLedger\x12\x1c.mamori.v1.ListLedgerRequest\x1a\x1d.mamori.v1.ListLedgerResponse\x12d\n" +
 	"\x13ApproveReenrollment\x12%.mamori.v1.ApproveReenrollmentRequest\x1a&.mamori.v1.ApproveReenrollmentResponse\x12F\n" +
 	"\tApproveEK\x12\x1b.mamori.v1.ApproveEKRequest\x1a\x1c.mamori.v1.ApproveEKResponse\x12X\n" +
-	"\x0fListApprovedEKs\x12!.mamori.v1.ListApprovedEKsRequest\x1a\".mamori.v1.ListApprovedEKsResponseB7Z5github.com/mamori-dev/mamori/proto/mamori/v1;mamoriv1b\x06proto3"
+	"\x0fListApprovedEKs\x12!.mamori.v1.ListApprovedEKsRequest\x1a\".mamori.v1.ListApprovedEKsResponse\x12d\n" +
+	"\x13CreateOperatorToken\x12%.mamori.v1.CreateOperatorTokenRequest\x1a&.mamori.v1.CreateOperatorTokenResponse\x12a\n" +
+	"\x12ListOperatorTokens\x12$.mamori.v1.ListOperatorTokensRequest\x1a%.mamori.v1.ListOperatorTokensResponse\x12d\n" +
+	"\x13RevokeOperatorToken\x12%.mamori.v1.RevokeOperatorTokenRequest\x1a&.mamori.v1.RevokeOperatorTokenResponseB7Z5github.com/mamori-dev/mamori/proto/mamori/v1;mamoriv1b\x06proto3"
 
 var (
 	file_mamori_v1_mamori_proto_rawDescOnce sync.Once
@@ -6044,7 +6504,7 @@ func file_mamori_v1_mamori_proto_rawDescGZIP() []byte {
 }
 
 var file_mamori_v1_mamori_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_mamori_v1_mamori_proto_msgTypes = make([]protoimpl.MessageInfo, 87)
+var file_mamori_v1_mamori_proto_msgTypes = make([]protoimpl.MessageInfo, 94)
 var file_mamori_v1_mamori_proto_goTypes = []any{
 	(Mode)(0),                             // 0: mamori.v1.Mode
 	(ControlState)(0),                     // 1: mamori.v1.ControlState
@@ -6130,34 +6590,41 @@ var file_mamori_v1_mamori_proto_goTypes = []any{
 	(*ListLedgerRequest)(nil),             // 81: mamori.v1.ListLedgerRequest
 	(*LedgerRow)(nil),                     // 82: mamori.v1.LedgerRow
 	(*ListLedgerResponse)(nil),            // 83: mamori.v1.ListLedgerResponse
-	nil,                                   // 84: mamori.v1.ControlStatus.EvidenceEntry
-	nil,                                   // 85: mamori.v1.Event.AttributesEntry
-	nil,                                   // 86: mamori.v1.ControlPolicy.SettingsEntry
-	nil,                                   // 87: mamori.v1.Policy.ControlsEntry
-	nil,                                   // 88: mamori.v1.Policy.GroupsEntry
-	nil,                                   // 89: mamori.v1.GroupPolicy.ControlsEntry
-	(*timestamppb.Timestamp)(nil),         // 90: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),           // 91: google.protobuf.Duration
+	(*CreateOperatorTokenRequest)(nil),    // 84: mamori.v1.CreateOperatorTokenRequest
+	(*CreateOperatorTokenResponse)(nil),   // 85: mamori.v1.CreateOperatorTokenResponse
+	(*ListOperatorTokensRequest)(nil),     // 86: mamori.v1.ListOperatorTokensRequest
+	(*OperatorToken)(nil),                 // 87: mamori.v1.OperatorToken
+	(*ListOperatorTokensResponse)(nil),    // 88: mamori.v1.ListOperatorTokensResponse
+	(*RevokeOperatorTokenRequest)(nil),    // 89: mamori.v1.RevokeOperatorTokenRequest
+	(*RevokeOperatorTokenResponse)(nil),   // 90: mamori.v1.RevokeOperatorTokenResponse
+	nil,                                   // 91: mamori.v1.ControlStatus.EvidenceEntry
+	nil,                                   // 92: mamori.v1.Event.AttributesEntry
+	nil,                                   // 93: mamori.v1.ControlPolicy.SettingsEntry
+	nil,                                   // 94: mamori.v1.Policy.ControlsEntry
+	nil,                                   // 95: mamori.v1.Policy.GroupsEntry
+	nil,                                   // 96: mamori.v1.GroupPolicy.ControlsEntry
+	(*timestamppb.Timestamp)(nil),         // 97: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),           // 98: google.protobuf.Duration
 }
 var file_mamori_v1_mamori_proto_depIdxs = []int32{
 	0,   // 0: mamori.v1.ControlStatus.mode:type_name -> mamori.v1.Mode
 	1,   // 1: mamori.v1.ControlStatus.state:type_name -> mamori.v1.ControlState
-	84,  // 2: mamori.v1.ControlStatus.evidence:type_name -> mamori.v1.ControlStatus.EvidenceEntry
-	90,  // 3: mamori.v1.ControlStatus.observed_at:type_name -> google.protobuf.Timestamp
+	91,  // 2: mamori.v1.ControlStatus.evidence:type_name -> mamori.v1.ControlStatus.EvidenceEntry
+	97,  // 3: mamori.v1.ControlStatus.observed_at:type_name -> google.protobuf.Timestamp
 	5,   // 4: mamori.v1.ControlStatus.detail_parts:type_name -> mamori.v1.DetailPart
-	90,  // 5: mamori.v1.Event.time:type_name -> google.protobuf.Timestamp
-	85,  // 6: mamori.v1.Event.attributes:type_name -> mamori.v1.Event.AttributesEntry
+	97,  // 5: mamori.v1.Event.time:type_name -> google.protobuf.Timestamp
+	92,  // 6: mamori.v1.Event.attributes:type_name -> mamori.v1.Event.AttributesEntry
 	0,   // 7: mamori.v1.ControlPolicy.mode:type_name -> mamori.v1.Mode
-	86,  // 8: mamori.v1.ControlPolicy.settings:type_name -> mamori.v1.ControlPolicy.SettingsEntry
-	87,  // 9: mamori.v1.Policy.controls:type_name -> mamori.v1.Policy.ControlsEntry
-	91,  // 10: mamori.v1.Policy.report_interval:type_name -> google.protobuf.Duration
-	91,  // 11: mamori.v1.Policy.max_report_age:type_name -> google.protobuf.Duration
-	88,  // 12: mamori.v1.Policy.groups:type_name -> mamori.v1.Policy.GroupsEntry
+	93,  // 8: mamori.v1.ControlPolicy.settings:type_name -> mamori.v1.ControlPolicy.SettingsEntry
+	94,  // 9: mamori.v1.Policy.controls:type_name -> mamori.v1.Policy.ControlsEntry
+	98,  // 10: mamori.v1.Policy.report_interval:type_name -> google.protobuf.Duration
+	98,  // 11: mamori.v1.Policy.max_report_age:type_name -> google.protobuf.Duration
+	95,  // 12: mamori.v1.Policy.groups:type_name -> mamori.v1.Policy.GroupsEntry
 	10,  // 13: mamori.v1.Policy.exceptions:type_name -> mamori.v1.PolicyException
-	89,  // 14: mamori.v1.GroupPolicy.controls:type_name -> mamori.v1.GroupPolicy.ControlsEntry
-	91,  // 15: mamori.v1.GroupPolicy.report_interval:type_name -> google.protobuf.Duration
-	91,  // 16: mamori.v1.GroupPolicy.max_report_age:type_name -> google.protobuf.Duration
-	90,  // 17: mamori.v1.PolicyException.expires_at:type_name -> google.protobuf.Timestamp
+	96,  // 14: mamori.v1.GroupPolicy.controls:type_name -> mamori.v1.GroupPolicy.ControlsEntry
+	98,  // 15: mamori.v1.GroupPolicy.report_interval:type_name -> google.protobuf.Duration
+	98,  // 16: mamori.v1.GroupPolicy.max_report_age:type_name -> google.protobuf.Duration
+	97,  // 17: mamori.v1.PolicyException.expires_at:type_name -> google.protobuf.Timestamp
 	3,   // 18: mamori.v1.EnrollRequest.facts:type_name -> mamori.v1.DeviceFacts
 	13,  // 19: mamori.v1.EnrollRequest.attestation:type_name -> mamori.v1.TpmAttestation
 	15,  // 20: mamori.v1.EnrollRequest.answer:type_name -> mamori.v1.ChallengeAnswer
@@ -6167,33 +6634,33 @@ var file_mamori_v1_mamori_proto_depIdxs = []int32{
 	3,   // 24: mamori.v1.ReportRequest.facts:type_name -> mamori.v1.DeviceFacts
 	4,   // 25: mamori.v1.ReportRequest.statuses:type_name -> mamori.v1.ControlStatus
 	6,   // 26: mamori.v1.ReportRequest.events:type_name -> mamori.v1.Event
-	90,  // 27: mamori.v1.ReportRequest.sent_at:type_name -> google.protobuf.Timestamp
+	97,  // 27: mamori.v1.ReportRequest.sent_at:type_name -> google.protobuf.Timestamp
 	8,   // 28: mamori.v1.ReportResponse.policy:type_name -> mamori.v1.Policy
-	91,  // 29: mamori.v1.ReportResponse.next_report_in:type_name -> google.protobuf.Duration
-	90,  // 30: mamori.v1.ReportResponse.server_time:type_name -> google.protobuf.Timestamp
+	98,  // 29: mamori.v1.ReportResponse.next_report_in:type_name -> google.protobuf.Duration
+	97,  // 30: mamori.v1.ReportResponse.server_time:type_name -> google.protobuf.Timestamp
 	21,  // 31: mamori.v1.ReportResponse.mfa_bundle:type_name -> mamori.v1.SealedMFABundle
-	90,  // 32: mamori.v1.RenewResponse.not_after:type_name -> google.protobuf.Timestamp
-	90,  // 33: mamori.v1.MFABundle.issued_at:type_name -> google.protobuf.Timestamp
+	97,  // 32: mamori.v1.RenewResponse.not_after:type_name -> google.protobuf.Timestamp
+	97,  // 33: mamori.v1.MFABundle.issued_at:type_name -> google.protobuf.Timestamp
 	26,  // 34: mamori.v1.MFABundle.users:type_name -> mamori.v1.MFAUserSecret
 	24,  // 35: mamori.v1.MFABundle.temp_codes:type_name -> mamori.v1.MFATempCode
 	25,  // 36: mamori.v1.MFABundle.unlocks:type_name -> mamori.v1.MFAUnlock
-	90,  // 37: mamori.v1.MFABundle.grace_until:type_name -> google.protobuf.Timestamp
+	97,  // 37: mamori.v1.MFABundle.grace_until:type_name -> google.protobuf.Timestamp
 	23,  // 38: mamori.v1.MFABundle.logins:type_name -> mamori.v1.MFALoginState
-	90,  // 39: mamori.v1.MFALoginState.locked_until:type_name -> google.protobuf.Timestamp
-	90,  // 40: mamori.v1.MFATempCode.expires_at:type_name -> google.protobuf.Timestamp
+	97,  // 39: mamori.v1.MFALoginState.locked_until:type_name -> google.protobuf.Timestamp
+	97,  // 40: mamori.v1.MFATempCode.expires_at:type_name -> google.protobuf.Timestamp
 	4,   // 41: mamori.v1.ControlRecord.status:type_name -> mamori.v1.ControlStatus
-	90,  // 42: mamori.v1.ControlRecord.since:type_name -> google.protobuf.Timestamp
+	97,  // 42: mamori.v1.ControlRecord.since:type_name -> google.protobuf.Timestamp
 	3,   // 43: mamori.v1.Device.facts:type_name -> mamori.v1.DeviceFacts
 	2,   // 44: mamori.v1.Device.compliance:type_name -> mamori.v1.Compliance
-	90,  // 45: mamori.v1.Device.enrolled_at:type_name -> google.protobuf.Timestamp
-	90,  // 46: mamori.v1.Device.last_seen:type_name -> google.protobuf.Timestamp
-	90,  // 47: mamori.v1.Device.failing_since:type_name -> google.protobuf.Timestamp
-	90,  // 48: mamori.v1.Device.offline_since:type_name -> google.protobuf.Timestamp
+	97,  // 45: mamori.v1.Device.enrolled_at:type_name -> google.protobuf.Timestamp
+	97,  // 46: mamori.v1.Device.last_seen:type_name -> google.protobuf.Timestamp
+	97,  // 47: mamori.v1.Device.failing_since:type_name -> google.protobuf.Timestamp
+	97,  // 48: mamori.v1.Device.offline_since:type_name -> google.protobuf.Timestamp
 	27,  // 49: mamori.v1.Device.controls:type_name -> mamori.v1.ControlRecord
-	90,  // 50: mamori.v1.Device.revoked_at:type_name -> google.protobuf.Timestamp
+	97,  // 50: mamori.v1.Device.revoked_at:type_name -> google.protobuf.Timestamp
 	28,  // 51: mamori.v1.ApproveReenrollmentResponse.device:type_name -> mamori.v1.Device
 	28,  // 52: mamori.v1.ApproveReenrollmentResponse.replaced:type_name -> mamori.v1.Device
-	90,  // 53: mamori.v1.ApprovedEK.approved_at:type_name -> google.protobuf.Timestamp
+	97,  // 53: mamori.v1.ApprovedEK.approved_at:type_name -> google.protobuf.Timestamp
 	34,  // 54: mamori.v1.ListApprovedEKsResponse.eks:type_name -> mamori.v1.ApprovedEK
 	2,   // 55: mamori.v1.ListDevicesRequest.compliance:type_name -> mamori.v1.Compliance
 	28,  // 56: mamori.v1.ListDevicesResponse.devices:type_name -> mamori.v1.Device
@@ -6201,93 +6668,107 @@ var file_mamori_v1_mamori_proto_depIdxs = []int32{
 	43,  // 58: mamori.v1.GetDeviceResponse.recent_events:type_name -> mamori.v1.StoredEvent
 	42,  // 59: mamori.v1.FleetSummaryResponse.groups:type_name -> mamori.v1.GroupSummary
 	6,   // 60: mamori.v1.StoredEvent.event:type_name -> mamori.v1.Event
-	90,  // 61: mamori.v1.StoredEvent.received_at:type_name -> google.protobuf.Timestamp
+	97,  // 61: mamori.v1.StoredEvent.received_at:type_name -> google.protobuf.Timestamp
 	43,  // 62: mamori.v1.ListEventsResponse.events:type_name -> mamori.v1.StoredEvent
-	91,  // 63: mamori.v1.CreateEnrollmentTokenRequest.ttl:type_name -> google.protobuf.Duration
-	90,  // 64: mamori.v1.CreateEnrollmentTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
+	98,  // 63: mamori.v1.CreateEnrollmentTokenRequest.ttl:type_name -> google.protobuf.Duration
+	97,  // 64: mamori.v1.CreateEnrollmentTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
 	28,  // 65: mamori.v1.RevokeDeviceResponse.device:type_name -> mamori.v1.Device
 	28,  // 66: mamori.v1.SetDeviceGroupResponse.device:type_name -> mamori.v1.Device
-	90,  // 67: mamori.v1.AuditRecord.at:type_name -> google.protobuf.Timestamp
+	97,  // 67: mamori.v1.AuditRecord.at:type_name -> google.protobuf.Timestamp
 	53,  // 68: mamori.v1.ListAuditResponse.records:type_name -> mamori.v1.AuditRecord
 	8,   // 69: mamori.v1.GetPolicyResponse.policy:type_name -> mamori.v1.Policy
 	8,   // 70: mamori.v1.SetPolicyRequest.policy:type_name -> mamori.v1.Policy
 	8,   // 71: mamori.v1.SetPolicyResponse.policy:type_name -> mamori.v1.Policy
-	91,  // 72: mamori.v1.IssueMFATempCodeRequest.expires_in:type_name -> google.protobuf.Duration
-	90,  // 73: mamori.v1.IssueMFATempCodeResponse.expires_at:type_name -> google.protobuf.Timestamp
-	90,  // 74: mamori.v1.MFAUserInfo.enrolled_at:type_name -> google.protobuf.Timestamp
+	98,  // 72: mamori.v1.IssueMFATempCodeRequest.expires_in:type_name -> google.protobuf.Duration
+	97,  // 73: mamori.v1.IssueMFATempCodeResponse.expires_at:type_name -> google.protobuf.Timestamp
+	97,  // 74: mamori.v1.MFAUserInfo.enrolled_at:type_name -> google.protobuf.Timestamp
 	70,  // 75: mamori.v1.ListMFAUsersResponse.users:type_name -> mamori.v1.MFAUserInfo
-	90,  // 76: mamori.v1.Exception.created_at:type_name -> google.protobuf.Timestamp
-	90,  // 77: mamori.v1.Exception.expires_at:type_name -> google.protobuf.Timestamp
-	90,  // 78: mamori.v1.Exception.revoked_at:type_name -> google.protobuf.Timestamp
-	90,  // 79: mamori.v1.CreateExceptionRequest.expires_at:type_name -> google.protobuf.Timestamp
+	97,  // 76: mamori.v1.Exception.created_at:type_name -> google.protobuf.Timestamp
+	97,  // 77: mamori.v1.Exception.expires_at:type_name -> google.protobuf.Timestamp
+	97,  // 78: mamori.v1.Exception.revoked_at:type_name -> google.protobuf.Timestamp
+	97,  // 79: mamori.v1.CreateExceptionRequest.expires_at:type_name -> google.protobuf.Timestamp
 	72,  // 80: mamori.v1.CreateExceptionResponse.exception:type_name -> mamori.v1.Exception
 	72,  // 81: mamori.v1.ListExceptionsResponse.exceptions:type_name -> mamori.v1.Exception
 	72,  // 82: mamori.v1.RevokeExceptionResponse.exception:type_name -> mamori.v1.Exception
 	2,   // 83: mamori.v1.LedgerRow.compliance:type_name -> mamori.v1.Compliance
 	82,  // 84: mamori.v1.ListLedgerResponse.rows:type_name -> mamori.v1.LedgerRow
-	90,  // 85: mamori.v1.ListLedgerResponse.imported_at:type_name -> google.protobuf.Timestamp
-	7,   // 86: mamori.v1.Policy.ControlsEntry.value:type_name -> mamori.v1.ControlPolicy
-	9,   // 87: mamori.v1.Policy.GroupsEntry.value:type_name -> mamori.v1.GroupPolicy
-	7,   // 88: mamori.v1.GroupPolicy.ControlsEntry.value:type_name -> mamori.v1.ControlPolicy
-	11,  // 89: mamori.v1.AgentService.Enroll:input_type -> mamori.v1.EnrollRequest
-	17,  // 90: mamori.v1.AgentService.Report:input_type -> mamori.v1.ReportRequest
-	19,  // 91: mamori.v1.AgentService.Renew:input_type -> mamori.v1.RenewRequest
-	36,  // 92: mamori.v1.AdminService.ListDevices:input_type -> mamori.v1.ListDevicesRequest
-	38,  // 93: mamori.v1.AdminService.GetDevice:input_type -> mamori.v1.GetDeviceRequest
-	40,  // 94: mamori.v1.AdminService.FleetSummary:input_type -> mamori.v1.FleetSummaryRequest
-	44,  // 95: mamori.v1.AdminService.ListEvents:input_type -> mamori.v1.ListEventsRequest
-	46,  // 96: mamori.v1.AdminService.CreateEnrollmentToken:input_type -> mamori.v1.CreateEnrollmentTokenRequest
-	48,  // 97: mamori.v1.AdminService.RevokeDevice:input_type -> mamori.v1.RevokeDeviceRequest
-	50,  // 98: mamori.v1.AdminService.SetDeviceGroup:input_type -> mamori.v1.SetDeviceGroupRequest
-	55,  // 99: mamori.v1.AdminService.GetPolicy:input_type -> mamori.v1.GetPolicyRequest
-	57,  // 100: mamori.v1.AdminService.SetPolicy:input_type -> mamori.v1.SetPolicyRequest
-	59,  // 101: mamori.v1.AdminService.EnrollMFAUser:input_type -> mamori.v1.EnrollMFAUserRequest
-	61,  // 102: mamori.v1.AdminService.ResetMFAUser:input_type -> mamori.v1.ResetMFAUserRequest
-	63,  // 103: mamori.v1.AdminService.UnlockMFAUser:input_type -> mamori.v1.UnlockMFAUserRequest
-	65,  // 104: mamori.v1.AdminService.IssueMFATempCode:input_type -> mamori.v1.IssueMFATempCodeRequest
-	67,  // 105: mamori.v1.AdminService.ImportMFASeeds:input_type -> mamori.v1.ImportMFASeedsRequest
-	69,  // 106: mamori.v1.AdminService.ListMFAUsers:input_type -> mamori.v1.ListMFAUsersRequest
-	52,  // 107: mamori.v1.AdminService.ListAudit:input_type -> mamori.v1.ListAuditRequest
-	73,  // 108: mamori.v1.AdminService.CreateException:input_type -> mamori.v1.CreateExceptionRequest
-	75,  // 109: mamori.v1.AdminService.ListExceptions:input_type -> mamori.v1.ListExceptionsRequest
-	77,  // 110: mamori.v1.AdminService.RevokeException:input_type -> mamori.v1.RevokeExceptionRequest
-	79,  // 111: mamori.v1.AdminService.ImportLedger:input_type -> mamori.v1.ImportLedgerRequest
-	81,  // 112: mamori.v1.AdminService.ListLedger:input_type -> mamori.v1.ListLedgerRequest
-	29,  // 113: mamori.v1.AdminService.ApproveReenrollment:input_type -> mamori.v1.ApproveReenrollmentRequest
-	31,  // 114: mamori.v1.AdminService.ApproveEK:input_type -> mamori.v1.ApproveEKRequest
-	33,  // 115: mamori.v1.AdminService.ListApprovedEKs:input_type -> mamori.v1.ListApprovedEKsRequest
-	16,  // 116: mamori.v1.AgentService.Enroll:output_type -> mamori.v1.EnrollResponse
-	18,  // 117: mamori.v1.AgentService.Report:output_type -> mamori.v1.ReportResponse
-	20,  // 118: mamori.v1.AgentService.Renew:output_type -> mamori.v1.RenewResponse
-	37,  // 119: mamori.v1.AdminService.ListDevices:output_type -> mamori.v1.ListDevicesResponse
-	39,  // 120: mamori.v1.AdminService.GetDevice:output_type -> mamori.v1.GetDeviceResponse
-	41,  // 121: mamori.v1.AdminService.FleetSummary:output_type -> mamori.v1.FleetSummaryResponse
-	45,  // 122: mamori.v1.AdminService.ListEvents:output_type -> mamori.v1.ListEventsResponse
-	47,  // 123: mamori.v1.AdminService.CreateEnrollmentToken:output_type -> mamori.v1.CreateEnrollmentTokenResponse
-	49,  // 124: mamori.v1.AdminService.RevokeDevice:output_type -> mamori.v1.RevokeDeviceResponse
-	51,  // 125: mamori.v1.AdminService.SetDeviceGroup:output_type -> mamori.v1.SetDeviceGroupResponse
-	56,  // 126: mamori.v1.AdminService.GetPolicy:output_type -> mamori.v1.GetPolicyResponse
-	58,  // 127: mamori.v1.AdminService.SetPolicy:output_type -> mamori.v1.SetPolicyResponse
-	60,  // 128: mamori.v1.AdminService.EnrollMFAUser:output_type -> mamori.v1.EnrollMFAUserResponse
-	62,  // 129: mamori.v1.AdminService.ResetMFAUser:output_type -> mamori.v1.ResetMFAUserResponse
-	64,  // 130: mamori.v1.AdminService.UnlockMFAUser:output_type -> mamori.v1.UnlockMFAUserResponse
-	66,  // 131: mamori.v1.AdminService.IssueMFATempCode:output_type -> mamori.v1.IssueMFATempCodeResponse
-	68,  // 132: mamori.v1.AdminService.ImportMFASeeds:output_type -> mamori.v1.ImportMFASeedsResponse
-	71,  // 133: mamori.v1.AdminService.ListMFAUsers:output_type -> mamori.v1.ListMFAUsersResponse
-	54,  // 134: mamori.v1.AdminService.ListAudit:output_type -> mamori.v1.ListAuditResponse
-	74,  // 135: mamori.v1.AdminService.CreateException:output_type -> mamori.v1.CreateExceptionResponse
-	76,  // 136: mamori.v1.AdminService.ListExceptions:output_type -> mamori.v1.ListExceptionsResponse
-	78,  // 137: mamori.v1.AdminService.RevokeException:output_type -> mamori.v1.RevokeExceptionResponse
-	80,  // 138: mamori.v1.AdminService.ImportLedger:output_type -> mamori.v1.ImportLedgerResponse
-	83,  // 139: mamori.v1.AdminService.ListLedger:output_type -> mamori.v1.ListLedgerResponse
-	30,  // 140: mamori.v1.AdminService.ApproveReenrollment:output_type -> mamori.v1.ApproveReenrollmentResponse
-	32,  // 141: mamori.v1.AdminService.ApproveEK:output_type -> mamori.v1.ApproveEKResponse
-	35,  // 142: mamori.v1.AdminService.ListApprovedEKs:output_type -> mamori.v1.ListApprovedEKsResponse
-	116, // [116:143] is the sub-list for method output_type
-	89,  // [89:116] is the sub-list for method input_type
-	89,  // [89:89] is the sub-list for extension type_name
-	89,  // [89:89] is the sub-list for extension extendee
-	0,   // [0:89] is the sub-list for field type_name
+	97,  // 85: mamori.v1.ListLedgerResponse.imported_at:type_name -> google.protobuf.Timestamp
+	98,  // 86: mamori.v1.CreateOperatorTokenRequest.ttl:type_name -> google.protobuf.Duration
+	87,  // 87: mamori.v1.CreateOperatorTokenResponse.info:type_name -> mamori.v1.OperatorToken
+	97,  // 88: mamori.v1.OperatorToken.created_at:type_name -> google.protobuf.Timestamp
+	97,  // 89: mamori.v1.OperatorToken.expires_at:type_name -> google.protobuf.Timestamp
+	97,  // 90: mamori.v1.OperatorToken.revoked_at:type_name -> google.protobuf.Timestamp
+	97,  // 91: mamori.v1.OperatorToken.last_used_at:type_name -> google.protobuf.Timestamp
+	87,  // 92: mamori.v1.ListOperatorTokensResponse.tokens:type_name -> mamori.v1.OperatorToken
+	87,  // 93: mamori.v1.RevokeOperatorTokenResponse.token:type_name -> mamori.v1.OperatorToken
+	7,   // 94: mamori.v1.Policy.ControlsEntry.value:type_name -> mamori.v1.ControlPolicy
+	9,   // 95: mamori.v1.Policy.GroupsEntry.value:type_name -> mamori.v1.GroupPolicy
+	7,   // 96: mamori.v1.GroupPolicy.ControlsEntry.value:type_name -> mamori.v1.ControlPolicy
+	11,  // 97: mamori.v1.AgentService.Enroll:input_type -> mamori.v1.EnrollRequest
+	17,  // 98: mamori.v1.AgentService.Report:input_type -> mamori.v1.ReportRequest
+	19,  // 99: mamori.v1.AgentService.Renew:input_type -> mamori.v1.RenewRequest
+	36,  // 100: mamori.v1.AdminService.ListDevices:input_type -> mamori.v1.ListDevicesRequest
+	38,  // 101: mamori.v1.AdminService.GetDevice:input_type -> mamori.v1.GetDeviceRequest
+	40,  // 102: mamori.v1.AdminService.FleetSummary:input_type -> mamori.v1.FleetSummaryRequest
+	44,  // 103: mamori.v1.AdminService.ListEvents:input_type -> mamori.v1.ListEventsRequest
+	46,  // 104: mamori.v1.AdminService.CreateEnrollmentToken:input_type -> mamori.v1.CreateEnrollmentTokenRequest
+	48,  // 105: mamori.v1.AdminService.RevokeDevice:input_type -> mamori.v1.RevokeDeviceRequest
+	50,  // 106: mamori.v1.AdminService.SetDeviceGroup:input_type -> mamori.v1.SetDeviceGroupRequest
+	55,  // 107: mamori.v1.AdminService.GetPolicy:input_type -> mamori.v1.GetPolicyRequest
+	57,  // 108: mamori.v1.AdminService.SetPolicy:input_type -> mamori.v1.SetPolicyRequest
+	59,  // 109: mamori.v1.AdminService.EnrollMFAUser:input_type -> mamori.v1.EnrollMFAUserRequest
+	61,  // 110: mamori.v1.AdminService.ResetMFAUser:input_type -> mamori.v1.ResetMFAUserRequest
+	63,  // 111: mamori.v1.AdminService.UnlockMFAUser:input_type -> mamori.v1.UnlockMFAUserRequest
+	65,  // 112: mamori.v1.AdminService.IssueMFATempCode:input_type -> mamori.v1.IssueMFATempCodeRequest
+	67,  // 113: mamori.v1.AdminService.ImportMFASeeds:input_type -> mamori.v1.ImportMFASeedsRequest
+	69,  // 114: mamori.v1.AdminService.ListMFAUsers:input_type -> mamori.v1.ListMFAUsersRequest
+	52,  // 115: mamori.v1.AdminService.ListAudit:input_type -> mamori.v1.ListAuditRequest
+	73,  // 116: mamori.v1.AdminService.CreateException:input_type -> mamori.v1.CreateExceptionRequest
+	75,  // 117: mamori.v1.AdminService.ListExceptions:input_type -> mamori.v1.ListExceptionsRequest
+	77,  // 118: mamori.v1.AdminService.RevokeException:input_type -> mamori.v1.RevokeExceptionRequest
+	79,  // 119: mamori.v1.AdminService.ImportLedger:input_type -> mamori.v1.ImportLedgerRequest
+	81,  // 120: mamori.v1.AdminService.ListLedger:input_type -> mamori.v1.ListLedgerRequest
+	29,  // 121: mamori.v1.AdminService.ApproveReenrollment:input_type -> mamori.v1.ApproveReenrollmentRequest
+	31,  // 122: mamori.v1.AdminService.ApproveEK:input_type -> mamori.v1.ApproveEKRequest
+	33,  // 123: mamori.v1.AdminService.ListApprovedEKs:input_type -> mamori.v1.ListApprovedEKsRequest
+	84,  // 124: mamori.v1.AdminService.CreateOperatorToken:input_type -> mamori.v1.CreateOperatorTokenRequest
+	86,  // 125: mamori.v1.AdminService.ListOperatorTokens:input_type -> mamori.v1.ListOperatorTokensRequest
+	89,  // 126: mamori.v1.AdminService.RevokeOperatorToken:input_type -> mamori.v1.RevokeOperatorTokenRequest
+	16,  // 127: mamori.v1.AgentService.Enroll:output_type -> mamori.v1.EnrollResponse
+	18,  // 128: mamori.v1.AgentService.Report:output_type -> mamori.v1.ReportResponse
+	20,  // 129: mamori.v1.AgentService.Renew:output_type -> mamori.v1.RenewResponse
+	37,  // 130: mamori.v1.AdminService.ListDevices:output_type -> mamori.v1.ListDevicesResponse
+	39,  // 131: mamori.v1.AdminService.GetDevice:output_type -> mamori.v1.GetDeviceResponse
+	41,  // 132: mamori.v1.AdminService.FleetSummary:output_type -> mamori.v1.FleetSummaryResponse
+	45,  // 133: mamori.v1.AdminService.ListEvents:output_type -> mamori.v1.ListEventsResponse
+	47,  // 134: mamori.v1.AdminService.CreateEnrollmentToken:output_type -> mamori.v1.CreateEnrollmentTokenResponse
+	49,  // 135: mamori.v1.AdminService.RevokeDevice:output_type -> mamori.v1.RevokeDeviceResponse
+	51,  // 136: mamori.v1.AdminService.SetDeviceGroup:output_type -> mamori.v1.SetDeviceGroupResponse
+	56,  // 137: mamori.v1.AdminService.GetPolicy:output_type -> mamori.v1.GetPolicyResponse
+	58,  // 138: mamori.v1.AdminService.SetPolicy:output_type -> mamori.v1.SetPolicyResponse
+	60,  // 139: mamori.v1.AdminService.EnrollMFAUser:output_type -> mamori.v1.EnrollMFAUserResponse
+	62,  // 140: mamori.v1.AdminService.ResetMFAUser:output_type -> mamori.v1.ResetMFAUserResponse
+	64,  // 141: mamori.v1.AdminService.UnlockMFAUser:output_type -> mamori.v1.UnlockMFAUserResponse
+	66,  // 142: mamori.v1.AdminService.IssueMFATempCode:output_type -> mamori.v1.IssueMFATempCodeResponse
+	68,  // 143: mamori.v1.AdminService.ImportMFASeeds:output_type -> mamori.v1.ImportMFASeedsResponse
+	71,  // 144: mamori.v1.AdminService.ListMFAUsers:output_type -> mamori.v1.ListMFAUsersResponse
+	54,  // 145: mamori.v1.AdminService.ListAudit:output_type -> mamori.v1.ListAuditResponse
+	74,  // 146: mamori.v1.AdminService.CreateException:output_type -> mamori.v1.CreateExceptionResponse
+	76,  // 147: mamori.v1.AdminService.ListExceptions:output_type -> mamori.v1.ListExceptionsResponse
+	78,  // 148: mamori.v1.AdminService.RevokeException:output_type -> mamori.v1.RevokeExceptionResponse
+	80,  // 149: mamori.v1.AdminService.ImportLedger:output_type -> mamori.v1.ImportLedgerResponse
+	83,  // 150: mamori.v1.AdminService.ListLedger:output_type -> mamori.v1.ListLedgerResponse
+	30,  // 151: mamori.v1.AdminService.ApproveReenrollment:output_type -> mamori.v1.ApproveReenrollmentResponse
+	32,  // 152: mamori.v1.AdminService.ApproveEK:output_type -> mamori.v1.ApproveEKResponse
+	35,  // 153: mamori.v1.AdminService.ListApprovedEKs:output_type -> mamori.v1.ListApprovedEKsResponse
+	85,  // 154: mamori.v1.AdminService.CreateOperatorToken:output_type -> mamori.v1.CreateOperatorTokenResponse
+	88,  // 155: mamori.v1.AdminService.ListOperatorTokens:output_type -> mamori.v1.ListOperatorTokensResponse
+	90,  // 156: mamori.v1.AdminService.RevokeOperatorToken:output_type -> mamori.v1.RevokeOperatorTokenResponse
+	127, // [127:157] is the sub-list for method output_type
+	97,  // [97:127] is the sub-list for method input_type
+	97,  // [97:97] is the sub-list for extension type_name
+	97,  // [97:97] is the sub-list for extension extendee
+	0,   // [0:97] is the sub-list for field type_name
 }
 
 func init() { file_mamori_v1_mamori_proto_init() }
@@ -6301,7 +6782,7 @@ func file_mamori_v1_mamori_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mamori_v1_mamori_proto_rawDesc), len(file_mamori_v1_mamori_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   87,
+			NumMessages:   94,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

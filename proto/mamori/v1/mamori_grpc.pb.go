@@ -271,6 +271,9 @@ const (
 	AdminService_ApproveReenrollment_FullMethodName   = "/mamori.v1.AdminService/ApproveReenrollment"
 	AdminService_ApproveEK_FullMethodName             = "/mamori.v1.AdminService/ApproveEK"
 	AdminService_ListApprovedEKs_FullMethodName       = "/mamori.v1.AdminService/ListApprovedEKs"
+	AdminService_CreateOperatorToken_FullMethodName   = "/mamori.v1.AdminService/CreateOperatorToken"
+	AdminService_ListOperatorTokens_FullMethodName    = "/mamori.v1.AdminService/ListOperatorTokens"
+	AdminService_RevokeOperatorToken_FullMethodName   = "/mamori.v1.AdminService/RevokeOperatorToken"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -338,6 +341,13 @@ type AdminServiceClient interface {
 	ApproveEK(ctx context.Context, in *ApproveEKRequest, opts ...grpc.CallOption) (*ApproveEKResponse, error)
 	// ListApprovedEKs lists the approved endorsement keys. Helpdesk.
 	ListApprovedEKs(ctx context.Context, in *ListApprovedEKsRequest, opts ...grpc.CallOption) (*ListApprovedEKsResponse, error)
+	// Operator API tokens (docs/security.md): opt-in, named, expiring,
+	// listed and revoked by name; every change audited. An operator manages
+	// their own; an admin anyone's. The first admin's bootstrap token may
+	// only call CreateOperatorToken for itself, once.
+	CreateOperatorToken(ctx context.Context, in *CreateOperatorTokenRequest, opts ...grpc.CallOption) (*CreateOperatorTokenResponse, error)
+	ListOperatorTokens(ctx context.Context, in *ListOperatorTokensRequest, opts ...grpc.CallOption) (*ListOperatorTokensResponse, error)
+	RevokeOperatorToken(ctx context.Context, in *RevokeOperatorTokenRequest, opts ...grpc.CallOption) (*RevokeOperatorTokenResponse, error)
 }
 
 type adminServiceClient struct {
@@ -588,6 +598,36 @@ func (c *adminServiceClient) ListApprovedEKs(ctx context.Context, in *ListApprov
 	return out, nil
 }
 
+func (c *adminServiceClient) CreateOperatorToken(ctx context.Context, in *CreateOperatorTokenRequest, opts ...grpc.CallOption) (*CreateOperatorTokenResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreateOperatorTokenResponse)
+	err := c.cc.Invoke(ctx, AdminService_CreateOperatorToken_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) ListOperatorTokens(ctx context.Context, in *ListOperatorTokensRequest, opts ...grpc.CallOption) (*ListOperatorTokensResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListOperatorTokensResponse)
+	err := c.cc.Invoke(ctx, AdminService_ListOperatorTokens_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) RevokeOperatorToken(ctx context.Context, in *RevokeOperatorTokenRequest, opts ...grpc.CallOption) (*RevokeOperatorTokenResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RevokeOperatorTokenResponse)
+	err := c.cc.Invoke(ctx, AdminService_RevokeOperatorToken_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -653,6 +693,13 @@ type AdminServiceServer interface {
 	ApproveEK(context.Context, *ApproveEKRequest) (*ApproveEKResponse, error)
 	// ListApprovedEKs lists the approved endorsement keys. Helpdesk.
 	ListApprovedEKs(context.Context, *ListApprovedEKsRequest) (*ListApprovedEKsResponse, error)
+	// Operator API tokens (docs/security.md): opt-in, named, expiring,
+	// listed and revoked by name; every change audited. An operator manages
+	// their own; an admin anyone's. The first admin's bootstrap token may
+	// only call CreateOperatorToken for itself, once.
+	CreateOperatorToken(context.Context, *CreateOperatorTokenRequest) (*CreateOperatorTokenResponse, error)
+	ListOperatorTokens(context.Context, *ListOperatorTokensRequest) (*ListOperatorTokensResponse, error)
+	RevokeOperatorToken(context.Context, *RevokeOperatorTokenRequest) (*RevokeOperatorTokenResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -734,6 +781,15 @@ func (UnimplementedAdminServiceServer) ApproveEK(context.Context, *ApproveEKRequ
 }
 func (UnimplementedAdminServiceServer) ListApprovedEKs(context.Context, *ListApprovedEKsRequest) (*ListApprovedEKsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListApprovedEKs not implemented")
+}
+func (UnimplementedAdminServiceServer) CreateOperatorToken(context.Context, *CreateOperatorTokenRequest) (*CreateOperatorTokenResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateOperatorToken not implemented")
+}
+func (UnimplementedAdminServiceServer) ListOperatorTokens(context.Context, *ListOperatorTokensRequest) (*ListOperatorTokensResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListOperatorTokens not implemented")
+}
+func (UnimplementedAdminServiceServer) RevokeOperatorToken(context.Context, *RevokeOperatorTokenRequest) (*RevokeOperatorTokenResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RevokeOperatorToken not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -1188,6 +1244,60 @@ func _AdminService_ListApprovedEKs_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_CreateOperatorToken_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateOperatorTokenRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).CreateOperatorToken(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_CreateOperatorToken_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).CreateOperatorToken(ctx, req.(*CreateOperatorTokenRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_ListOperatorTokens_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListOperatorTokensRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ListOperatorTokens(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ListOperatorTokens_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ListOperatorTokens(ctx, req.(*ListOperatorTokensRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_RevokeOperatorToken_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RevokeOperatorTokenRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).RevokeOperatorToken(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_RevokeOperatorToken_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).RevokeOperatorToken(ctx, req.(*RevokeOperatorTokenRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1290,6 +1400,18 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListApprovedEKs",
 			Handler:    _AdminService_ListApprovedEKs_Handler,
+		},
+		{
+			MethodName: "CreateOperatorToken",
+			Handler:    _AdminService_CreateOperatorToken_Handler,
+		},
+		{
+			MethodName: "ListOperatorTokens",
+			Handler:    _AdminService_ListOperatorTokens_Handler,
+		},
+		{
+			MethodName: "RevokeOperatorToken",
+			Handler:    _AdminService_RevokeOperatorToken_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

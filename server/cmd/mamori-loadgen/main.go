@@ -43,6 +43,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("mamori-loadgen", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&cfg.Server, "server", "127.0.0.1:8443", "server address (host:port)")
+	fs.StringVar(&cfg.AdminServer, "admin-server", "127.0.0.1:8445", "the server's admin API address (--admin-listen)")
 	caFile := fs.String("ca", "", "the server's CA certificate (ca.pem in its data directory)")
 	tokFile := fs.String("admin-token-file", "", "file holding an admin operator token (creates the enrolment token, verifies the events)")
 	fs.IntVar(&cfg.TokenUses, "token-uses", 0, "use count of the enrolment token the tool creates (0: one per terminal)")
@@ -87,7 +88,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stderr, "-spawn needs -data DIR for the server")
 			return 2
 		}
-		proc, err := startServer(ctx, *spawn, *dataDir, *db, cfg.Server, *workers)
+		proc, err := startServer(ctx, *spawn, *dataDir, *db, cfg.Server, cfg.AdminServer, *workers)
 		if err != nil {
 			fmt.Fprintln(stderr, err)
 			return 1
@@ -128,6 +129,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		cfg.AdminToken = strings.TrimSpace(string(b))
+		// The first admin's bootstrap token is single use: exchanged
+		// for a named one, kept in the same file for the next run.
+		tok, exchanged, err := loadgen.ExchangeBootstrap(ctx, cfg, "loadgen")
+		if err != nil {
+			fmt.Fprintf(stderr, "admin token: %v\n", err)
+			return 1
+		}
+		if exchanged {
+			if err := os.WriteFile(*tokFile, []byte(tok+"\n"), 0o600); err != nil {
+				fmt.Fprintln(stderr, err)
+				return 1
+			}
+		}
+		cfg.AdminToken = tok
 	}
 
 	res, err := loadgen.Run(ctx, cfg)
@@ -152,7 +167,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 // startServer runs bin as `mamori-server serve` on addr with its output in
 // DATA/server.log.
-func startServer(ctx context.Context, bin, dataDir, db, addr string, workers int) (*loadgen.Process, error) {
+func startServer(ctx context.Context, bin, dataDir, db, addr, adminAddr string, workers int) (*loadgen.Process, error) {
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return nil, err
 	}
@@ -160,7 +175,7 @@ func startServer(ctx context.Context, bin, dataDir, db, addr string, workers int
 	if err != nil {
 		return nil, err
 	}
-	args := []string{"serve", "--data", dataDir, "--listen", addr, "--host", "127.0.0.1",
+	args := []string{"serve", "--data", dataDir, "--listen", addr, "--admin-listen", adminAddr, "--host", "127.0.0.1",
 		"--admin-token-file", filepath.Join(dataDir, "admin.token"), "--log-level", "warn"}
 	if db != "" {
 		args = append(args, "--db", db)

@@ -2,7 +2,8 @@
 // records their compliance, and serves mamorictl.
 //
 //	mamori-server serve --data DIR [--db postgres://…] [--listen :8443] [--host NAME]...
-//	mamori-server operator create --data DIR --name NAME --role helpdesk|officer|admin [--password-file F [--login L]]
+//	mamori-server operator create --data DIR --name NAME --role helpdesk|officer|admin [--password-file F [--login L]] [--api-token TOKEN-NAME]
+//	mamori-server operator token --data DIR --operator NAME|ID --name TOKEN-NAME [--expires 30d]
 //	mamori-server version
 package main
 
@@ -67,7 +68,8 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, p *i
 	fs.SetOutput(stderr)
 	fs.StringVar(&cfg.DataDir, "data", cfg.DataDir, "data directory (CA, certificates, SQLite database)")
 	fs.StringVar(&cfg.DB, "db", "", "postgres:// URL; empty for the embedded SQLite")
-	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "gRPC listen address")
+	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "agents' gRPC listen address (enrolment, reports)")
+	fs.StringVar(&cfg.AdminListen, "admin-listen", cfg.AdminListen, "admin API gRPC listen address (mamorictl, operator tokens); keep terminals' networks off it")
 	fs.StringVar(&cfg.Console, "console", "", "web console HTTPS address, e.g. :8444 (empty: no console)")
 	fs.DurationVar(&cfg.ConsoleConfig.IdleTimeout, "console-idle-timeout", cfg.ConsoleConfig.IdleTimeout, "end a console session after this long without a request")
 	var hosts hostList
@@ -138,10 +140,11 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, p *i
 		}
 	}
 	fmt.Fprintln(stdout, p.Sprintf("server.listening", srv.Addr().String()))
+	fmt.Fprintln(stdout, p.Sprintf("server.admin.listening", srv.AdminAddr().String()))
 	if a := srv.ConsoleAddr(); a != nil {
 		fmt.Fprintln(stdout, p.Sprintf("server.console.listening", a.String()))
 	}
-	cfg.Log.Info("serving", "addr", srv.Addr().String(), "db", dbKind(cfg.DB))
+	cfg.Log.Info("serving", "addr", srv.Addr().String(), "admin_addr", srv.AdminAddr().String(), "db", dbKind(cfg.DB))
 	if err := srv.Serve(ctx); err != nil {
 		fmt.Fprintln(stderr, p.Sprintf("server.start-failed", err))
 		return 1
@@ -158,6 +161,9 @@ func dbKind(db string) string {
 }
 
 func cmdOperator(ctx context.Context, args []string, stdout, stderr io.Writer, p *i18n.Printer) int {
+	if len(args) > 0 && args[0] == "token" {
+		return cmdOperatorToken(ctx, args[1:], stdout, stderr, p)
+	}
 	if len(args) == 0 || args[0] != "create" {
 		fmt.Fprintln(stderr, p.Sprintf("server.usage"))
 		return 2
@@ -171,12 +177,14 @@ func cmdOperator(ctx context.Context, args []string, stdout, stderr io.Writer, p
 	roleName := fs.String("role", "", "helpdesk, officer or admin")
 	pwFile := fs.String("password-file", "", "file holding the console password (first line); also makes a TOTP secret, printed once")
 	login := fs.String("login", "", "console login name (default: --name)")
-	apiToken := fs.Bool("api-token", false, "also issue an API token for mamorictl (expires in 90 days); without --password-file one is always issued")
+	apiToken := fs.String("api-token", "", "also issue an API token for mamorictl with this name (expires in 90 days); opt-in")
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
 	}
 	role, err := auth.ParseRole(*roleName)
-	if err != nil || *name == "" {
+	if err != nil || *name == "" || (*pwFile == "" && *apiToken == "") {
+		// An operator needs a console login, an API token, or both:
+		// tokens are opt-in (issue 14 item 7).
 		fmt.Fprintln(stderr, p.Sprintf("server.operator-usage"))
 		return 2
 	}
@@ -187,9 +195,9 @@ func cmdOperator(ctx context.Context, args []string, stdout, stderr io.Writer, p
 	}
 	defer st.Close()
 	now := time.Now()
-	// API tokens are opt-in for console operators (issue 14 item 7).
-	withToken := *apiToken || *pwFile == ""
-	op, tok, err := serve.CreateOperatorAudited(ctx, st, "local-admin", fmt.Sprintf("name=%s role=%s", *name, role), *name, role, now, withToken)
+	// API tokens are opt-in (issue 14 item 7).
+	withToken := *apiToken != ""
+	op, tok, err := serve.CreateOperatorAudited(ctx, st, "local-admin", fmt.Sprintf("name=%s role=%s", *name, role), *name, role, now, *apiToken)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
@@ -223,5 +231,39 @@ func cmdOperator(ctx context.Context, args []string, stdout, stderr io.Writer, p
 	}
 	fmt.Fprintln(stdout, p.Sprintf("server.console.login-set", *name, *login, cl.TOTPSecret.Reveal()))
 	fmt.Fprintln(stdout, p.Sprintf("server.console.totp-url", cl.TOTPURL.Reveal()))
+	return 0
+}
+
+// cmdOperatorToken gives an operator a named API token from the server
+// itself (access to the data directory is the credential): a console-only
+// operator's first, or a longer one than a token can make for itself.
+func cmdOperatorToken(ctx context.Context, args []string, stdout, stderr io.Writer, p *i18n.Printer) int {
+	cfg := serve.DefaultConfig()
+	fs := flag.NewFlagSet("operator token", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&cfg.DataDir, "data", cfg.DataDir, "data directory")
+	fs.StringVar(&cfg.DB, "db", "", "postgres:// URL; empty for the embedded SQLite")
+	who := fs.String("operator", "", "the operator (name or ID)")
+	name := fs.String("name", "", "the token's name (unique among the operator's live tokens)")
+	expires := fs.Duration("expires", auth.DefaultOperatorTokenTTL, "lifetime, at most 2160h (90 days)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *who == "" || *name == "" {
+		fmt.Fprintln(stderr, p.Sprintf("server.operator-token-usage"))
+		return 2
+	}
+	st, err := serve.OpenStore(ctx, cfg)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	defer st.Close()
+	t, tok, err := serve.CreateOperatorToken(ctx, st, "local-admin", *who, *name, *expires, time.Now())
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	fmt.Fprintln(stdout, p.Sprintf("server.operator-token-created", t.Name, *who, t.ExpiresAt.UTC().Format(time.RFC3339), tok.Reveal()))
 	return 0
 }

@@ -55,6 +55,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"FindDevice", testFindDevice},
 		{"Policy", testPolicy},
 		{"Operators", testOperators},
+		{"OperatorTokens", testOperatorTokens},
 		{"AuditChain", testAudit},
 		{"AuditConcurrent", testAuditConcurrent},
 		{"Console", testConsole},
@@ -241,7 +242,7 @@ func testEmptyStore(t *testing.T, st store.Store) {
 	wantErr(t, "DeviceCredential", err, store.ErrNotFound)
 	_, err = st.RevokeDevice(ctx, "nope", "x", t0)
 	wantErr(t, "RevokeDevice", err, store.ErrNotFound)
-	_, err = st.OperatorByTokenHash(ctx, []byte("x"))
+	_, _, err = st.OperatorByTokenHash(ctx, []byte("x"))
 	wantErr(t, "OperatorByTokenHash", err, store.ErrNotFound)
 	c, err := st.CountFleet(ctx, store.OfflineCut{Default: t0})
 	must(t, err)

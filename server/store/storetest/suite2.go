@@ -293,23 +293,118 @@ func testPolicy(t *testing.T, st store.Store) {
 func testOperators(t *testing.T, st store.Store) {
 	ctx := t.Context()
 	ops := []store.Operator{
-		{ID: "op-1", Name: "山田 太郎", Role: "admin", TokenHash: []byte("hash-1"), CreatedAt: us(t0)},
-		{ID: "op-2", Name: "helpdesk", Role: "helpdesk", TokenHash: []byte("hash-2"), CreatedAt: us(t0), DisabledAt: us(t0.Add(time.Hour))},
+		{ID: "op-1", Name: "山田 太郎", Role: "admin", TokenHash: []byte("hash-1"), CreatedAt: us(t0),
+			Token: &store.OperatorToken{ID: "tok-1", Name: "laptop", Hash: []byte("tok-hash-1"), CreatedBy: "system", CreatedAt: us(t0), ExpiresAt: us(t0.Add(24 * time.Hour)), SingleUse: true}},
+		{ID: "op-2", Name: "helpdesk", Role: "helpdesk", TokenHash: []byte("hash-2"), CreatedAt: us(t0), DisabledAt: us(t0.Add(time.Hour)),
+			Token: &store.OperatorToken{ID: "tok-2", Name: "ci", Hash: []byte("tok-hash-2"), CreatedBy: "op-1", CreatedAt: us(t0), ExpiresAt: us(t0.Add(90 * 24 * time.Hour))}},
 	}
 	for _, o := range ops {
 		must(t, st.CreateOperator(ctx, o))
 	}
 	wantErr(t, "CreateOperator with a taken ID", st.CreateOperator(ctx, store.Operator{ID: "op-1", TokenHash: []byte("x"), CreatedAt: t0}), store.ErrConflict)
 	wantErr(t, "CreateOperator with a taken token", st.CreateOperator(ctx, store.Operator{ID: "op-3", TokenHash: []byte("hash-1"), CreatedAt: t0}), store.ErrConflict)
+	wantErr(t, "CreateOperator with a taken API token", st.CreateOperator(ctx, store.Operator{ID: "op-3", CreatedAt: t0,
+		Token: &store.OperatorToken{ID: "tok-3", Name: "x", Hash: []byte("tok-hash-1"), CreatedBy: "system", CreatedAt: t0}}), store.ErrConflict)
 	for _, o := range ops {
-		got, err := st.OperatorByTokenHash(ctx, o.TokenHash)
+		gotOp, gotTok, err := st.OperatorByTokenHash(ctx, o.Token.Hash)
 		must(t, err)
-		diff(t, "OperatorByTokenHash", o, got)
+		wantTok := *o.Token
+		wantTok.OperatorID = o.ID
+		o.Token = nil
+		diff(t, "OperatorByTokenHash operator", o, gotOp)
+		diff(t, "OperatorByTokenHash token", wantTok, gotTok)
+		// The legacy column no longer authenticates.
+		_, _, err = st.OperatorByTokenHash(ctx, o.TokenHash)
+		wantErr(t, "legacy token hash", err, store.ErrNotFound)
 	}
-	_, err := st.OperatorByTokenHash(ctx, []byte("hash-3"))
+	_, _, err := st.OperatorByTokenHash(ctx, []byte("hash-3"))
 	wantErr(t, "unknown token", err, store.ErrNotFound)
 	if n, err := st.CountOperators(ctx); err != nil || n != 2 {
 		t.Errorf("CountOperators = %d, %v; want 2", n, err)
+	}
+	// An operator made without a token has none.
+	must(t, st.CreateOperator(ctx, store.Operator{ID: "op-console", Name: "console only", Role: "officer", CreatedAt: us(t0)}))
+	if l, err := st.ListOperatorTokens(ctx, "op-console"); err != nil || len(l) != 0 {
+		t.Errorf("console-only operator's tokens = %v, %v; want none", l, err)
+	}
+}
+
+// testOperatorTokens: named tokens, listed without hashes, revoked one by
+// one; a single-use token ends at its first use; a name is free again
+// once its token is revoked.
+func testOperatorTokens(t *testing.T, st store.Store) {
+	ctx := t.Context()
+	must(t, st.CreateOperator(ctx, store.Operator{ID: "op-a", Name: "佐藤", Role: "admin", CreatedAt: us(t0),
+		Token: &store.OperatorToken{ID: "boot", Name: "bootstrap", Hash: []byte("h-boot"), CreatedBy: "system", CreatedAt: us(t0), ExpiresAt: us(t0.Add(24 * time.Hour)), SingleUse: true}}))
+	must(t, st.CreateOperator(ctx, store.Operator{ID: "op-b", Name: "鈴木", Role: "helpdesk", CreatedAt: us(t0)}))
+	mk := func(id, op, name, hash string) store.OperatorToken {
+		return store.OperatorToken{ID: id, OperatorID: op, Name: name, Hash: []byte(hash), CreatedBy: "op-a", CreatedAt: us(t0), ExpiresAt: us(t0.Add(90 * 24 * time.Hour))}
+	}
+	must(t, st.CreateOperatorToken(ctx, mk("t1", "op-a", "laptop", "h1")))
+	must(t, st.CreateOperatorToken(ctx, mk("t2", "op-b", "laptop", "h2")))
+	wantErr(t, "a live name twice", st.CreateOperatorToken(ctx, mk("t3", "op-a", "laptop", "h3")), store.ErrConflict)
+	wantErr(t, "a taken hash", st.CreateOperatorToken(ctx, mk("t3", "op-b", "ci", "h1")), store.ErrConflict)
+	wantErr(t, "an unknown operator", st.CreateOperatorToken(ctx, mk("t3", "op-nobody", "ci", "h3")), store.ErrNotFound)
+
+	all, err := st.ListOperatorTokens(ctx, "")
+	must(t, err)
+	var got []string
+	for _, l := range all {
+		if l.Hash != nil {
+			t.Errorf("ListOperatorTokens returned the hash of %s", l.Name)
+		}
+		got = append(got, l.OperatorName+"/"+l.Name)
+	}
+	diff(t, "ListOperatorTokens", []string{"佐藤/bootstrap", "佐藤/laptop", "鈴木/laptop"}, got)
+	mine, err := st.ListOperatorTokens(ctx, "op-b")
+	must(t, err)
+	if len(mine) != 1 || mine[0].ID != "t2" {
+		t.Errorf("ListOperatorTokens(op-b) = %+v", mine)
+	}
+
+	// Single use: the first use ends it, a second is refused.
+	must(t, st.UseOperatorToken(ctx, "boot", us(t0.Add(time.Minute))))
+	wantErr(t, "second use of a single-use token", st.UseOperatorToken(ctx, "boot", us(t0.Add(2*time.Minute))), store.ErrNotFound)
+	_, boot, err := st.OperatorByTokenHash(ctx, []byte("h-boot"))
+	must(t, err)
+	if !boot.RevokedAt.Equal(us(t0.Add(time.Minute))) || boot.RevokedBy != "first use" {
+		t.Errorf("bootstrap after use: revoked %v by %q", boot.RevokedAt, boot.RevokedBy)
+	}
+	// Ordinary tokens: uses are recorded, at most once a minute.
+	must(t, st.UseOperatorToken(ctx, "t1", us(t0.Add(time.Minute))))
+	must(t, st.UseOperatorToken(ctx, "t1", us(t0.Add(90*time.Second))))
+	_, t1, err := st.OperatorByTokenHash(ctx, []byte("h1"))
+	must(t, err)
+	if !t1.LastUsedAt.Equal(us(t0.Add(time.Minute))) || !t1.RevokedAt.IsZero() {
+		t.Errorf("t1 after uses: last used %v, revoked %v", t1.LastUsedAt, t1.RevokedAt)
+	}
+
+	// Revoke by name; the name is free again; the revoked one stays listed.
+	r, err := st.RevokeOperatorToken(ctx, "op-a", "laptop", "op-a", us(t0.Add(time.Hour)))
+	must(t, err)
+	if r.ID != "t1" || !r.RevokedAt.Equal(us(t0.Add(time.Hour))) {
+		t.Errorf("revoked = %+v", r)
+	}
+	wantErr(t, "use of a revoked token", st.UseOperatorToken(ctx, "t1", us(t0.Add(2*time.Hour))), store.ErrNotFound)
+	_, err = st.RevokeOperatorToken(ctx, "op-a", "laptop", "op-a", us(t0.Add(time.Hour)))
+	wantErr(t, "revoke twice", err, store.ErrNotFound)
+	_, err = st.RevokeOperatorToken(ctx, "op-b", "nope", "op-a", us(t0))
+	wantErr(t, "revoke an unknown name", err, store.ErrNotFound)
+	must(t, st.CreateOperatorToken(ctx, mk("t4", "op-a", "laptop", "h4")))
+	all, err = st.ListOperatorTokens(ctx, "op-a")
+	must(t, err)
+	if len(all) != 3 {
+		t.Errorf("op-a has %d tokens listed, want 3 (bootstrap, revoked laptop, new laptop)", len(all))
+	}
+	// Legacy tokens (no expiry) get one; revoked ones are left alone.
+	must(t, st.CreateOperatorToken(ctx, store.OperatorToken{ID: "t5", OperatorID: "op-b", Name: "legacy", Hash: []byte("h5"), CreatedBy: "migration", CreatedAt: us(t0)}))
+	ids, err := st.ExpireLegacyTokens(ctx, us(t0.Add(30*24*time.Hour)))
+	must(t, err)
+	diff(t, "ExpireLegacyTokens", []string{"op-b"}, ids)
+	_, t5, err := st.OperatorByTokenHash(ctx, []byte("h5"))
+	must(t, err)
+	if !t5.ExpiresAt.Equal(us(t0.Add(30 * 24 * time.Hour))) {
+		t.Errorf("legacy token expires %v", t5.ExpiresAt)
 	}
 }
 
