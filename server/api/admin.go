@@ -184,6 +184,7 @@ func (s *AdminService) CreateEnrollmentToken(ctx context.Context, req *mamoriv1.
 		ExpiresAt:     timestamppb.New(t.ExpiresAt),
 		Uses:          int32(t.Uses),
 		CaFingerprint: s.ca.Fingerprint(),
+		AgentPort:     s.agentPort(),
 	}, nil
 }
 

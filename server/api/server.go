@@ -98,7 +98,19 @@ type AdminService struct {
 	mamoriv1.UnimplementedAdminServiceServer
 	core
 	ca *pki.CA // its fingerprint goes with an enrolment token
+	// agentPortV is the agents' port (SetAgentPort), told with an
+	// enrolment token.
+	agentPortV atomic.Value
 }
+
+func (s *AdminService) agentPort() string {
+	p, _ := s.agentPortV.Load().(string)
+	return p
+}
+
+// SetAgentPort records the port agents enrol on (the listener of
+// SurfaceAgents), for the enrolment command mamorictl prints.
+func (s *Server) SetAgentPort(port string) { s.admin.agentPortV.Store(port) }
 
 // cache keeps, for PolicyTTL, what every report needs: the policy, the
 // exceptions in force, the effective policies computed from them, and the

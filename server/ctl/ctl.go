@@ -155,10 +155,12 @@ func (c *cli) run(ctx context.Context, args []string) error {
 		"device": {{"show", c.deviceShow}, {"revoke", c.deviceRevoke}, {"set-group", c.deviceSetGroup},
 			{"approve-reenrolment", c.deviceApproveReenrollment}},
 		// TPM endorsement keys an officer approved (tpm.go).
-		"tpm":    {{"approve-ek", c.tpmApproveEK}, {"list-eks", c.tpmListEKs}},
-		"token":  {{"create", c.tokenCreate}},
-		"policy": {{"get", c.policyGet}, {"set", c.policySet}},
-		"audit":  {{"verify", c.auditVerify}},
+		"tpm":   {{"approve-ek", c.tpmApproveEK}, {"list-eks", c.tpmListEKs}},
+		"token": {{"create", c.tokenCreate}},
+		// Operator API tokens (apitoken.go).
+		"api-token": {{"create", c.apiTokenCreate}, {"list", c.apiTokenList}, {"revoke", c.apiTokenRevoke}},
+		"policy":    {{"get", c.policyGet}, {"set", c.policySet}},
+		"audit":     {{"verify", c.auditVerify}},
 		"mfa": {{"enroll", c.mfaEnroll}, {"import", c.mfaImport}, {"reset", c.mfaReset}, {"unlock", c.mfaUnlock},
 			{"temp-code", c.mfaTempCode}, {"list", c.mfaList}, {"access", c.mfaAccess}},
 		// Exceptions and the asset ledger (exception.go).

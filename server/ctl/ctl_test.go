@@ -278,7 +278,7 @@ func TestJSONParsesBack(t *testing.T) {
 			}
 			want := ctl.TokenJSON{
 				Token: ctltest.EnrollmentToken, TokenID: "0b7c6f1e-0000-4000-8000-000000000001",
-				ExpiresAt: "2026-11-26T21:00:00Z", Uses: 3, CAFingerprint: f.CAFingerprint, Server: got.Server,
+				ExpiresAt: "2026-11-26T21:00:00Z", Uses: 3, CAFingerprint: f.CAFingerprint, Server: got.Server, AgentServer: got.Server,
 				AgentCommand: fmt.Sprintf("mamori-agent enroll --server %s --token %s --ca-fingerprint %s", got.Server, ctltest.EnrollmentToken, f.CAFingerprint),
 			}
 			if diff := cmp.Diff(want, got); diff != "" {

@@ -12,6 +12,7 @@ import (
 // commands are the commands general help lists, in order.
 var commands = []string{
 	"devices", "device show", "device revoke", "device set-group", "device approve-reenrolment", "tpm approve-ek", "tpm list-eks", "fleet", "events", "token create",
+	"api-token create", "api-token list", "api-token revoke",
 	"policy get", "policy set", "exception create", "exception list", "exception revoke",
 	"ledger import", "ledger list", "audit verify",
 	"mfa enroll", "mfa import", "mfa reset", "mfa unlock", "mfa temp-code", "mfa list", "mfa access", "version", "help",
@@ -30,7 +31,7 @@ func helpID(cmd string) i18n.ID {
 func (c *cli) help(_ context.Context, he helpRequest) string {
 	var b strings.Builder
 	switch he.cmd {
-	case "", "device", "tpm", "token", "policy", "audit", "mfa", "exception", "ledger":
+	case "", "device", "tpm", "token", "api-token", "policy", "audit", "mfa", "exception", "ledger":
 		b.WriteString(c.p.Sprintf("ctl.help.main"))
 		b.WriteString("\n\n")
 		b.WriteString(c.p.Sprintf("ctl.help.commands"))

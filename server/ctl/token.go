@@ -3,6 +3,7 @@ package ctl
 import (
 	"context"
 	"fmt"
+	"net"
 	"strconv"
 	"strings"
 	"time"
@@ -32,8 +33,11 @@ type TokenJSON struct {
 	Uses      int32  `json:"uses"`
 	// CAFingerprint is the SHA-256 of the server CA, hex.
 	CAFingerprint string `json:"ca_fingerprint"`
-	// Server is the address mamorictl used.
+	// Server is the address mamorictl used (the admin API).
 	Server string `json:"server"`
+	// AgentServer is the address agents enrol on: the same host, the
+	// agents' port the server names.
+	AgentServer string `json:"agent_server"`
 	// AgentCommand is a ready-to-run enrolment command line.
 	AgentCommand string `json:"agent_command"`
 }
@@ -91,14 +95,21 @@ func (c *cli) tokenCreate(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	// Agents enrol on the agents' port, not the admin API's.
+	agentServer := cn.server
+	if p := resp.GetAgentPort(); p != "" {
+		if host, _, err := net.SplitHostPort(cn.server); err == nil {
+			agentServer = net.JoinHostPort(host, p)
+		}
+	}
 	agentCmd := fmt.Sprintf("mamori-agent enroll --server %s --token %s --ca-fingerprint %s",
-		shellQuote(cn.server), shellQuote(resp.GetToken()), shellQuote(resp.GetCaFingerprint()))
+		shellQuote(agentServer), shellQuote(resp.GetToken()), shellQuote(resp.GetCaFingerprint()))
 	if format == "json" {
 		return plainJSON(c.o.Stdout, TokenJSON{
 			Token: resp.GetToken(), TokenID: resp.GetTokenId(),
 			ExpiresAt: resp.GetExpiresAt().AsTime().UTC().Format(time.RFC3339),
 			Uses:      resp.GetUses(), CAFingerprint: resp.GetCaFingerprint(),
-			Server: cn.server, AgentCommand: agentCmd,
+			Server: cn.server, AgentServer: agentServer, AgentCommand: agentCmd,
 		})
 	}
 	w := c.o.Stdout

@@ -277,6 +277,9 @@ func Open(ctx context.Context, cfg Config) (_ *Server, err error) {
 		s.batcher.Close()
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
+	if _, port, err := net.SplitHostPort(s.lis.Addr().String()); err == nil {
+		s.api.SetAgentPort(port)
+	}
 	s.adminLis, err = net.Listen("tcp", cfg.AdminListen)
 	if err != nil {
 		s.lis.Close()

@@ -3426,6 +3426,9 @@ type CreateEnrollmentTokenResponse struct {
 	Uses      int32                  `protobuf:"varint,4,opt,name=uses,proto3" json:"uses,omitempty"`
 	// SHA-256 of the server CA certificate, hex, for the installer to pin.
 	CaFingerprint string `protobuf:"bytes,5,opt,name=ca_fingerprint,json=caFingerprint,proto3" json:"ca_fingerprint,omitempty"`
+	// The port agents enrol on (mamori-server --listen): the admin API
+	// that answered is on another port.
+	AgentPort     string `protobuf:"bytes,6,opt,name=agent_port,json=agentPort,proto3" json:"agent_port,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3491,6 +3494,13 @@ func (x *CreateEnrollmentTokenResponse) GetUses() int32 {
 func (x *CreateEnrollmentTokenResponse) GetCaFingerprint() string {
 	if x != nil {
 		return x.CaFingerprint
+	}
+	return ""
+}
+
+func (x *CreateEnrollmentTokenResponse) GetAgentPort() string {
+	if x != nil {
+		return x.AgentPort
 	}
 	return ""
 }
@@ -6250,14 +6260,16 @@ const file_mamori_v1_mamori_proto_rawDesc = "" +
 	"\x03ttl\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\x12\x12\n" +
 	"\x04uses\x18\x02 \x01(\x05R\x04uses\x12\x12\n" +
 	"\x04note\x18\x03 \x01(\tR\x04note\x12\x14\n" +
-	"\x05group\x18\x04 \x01(\tR\x05group\"\xc6\x01\n" +
+	"\x05group\x18\x04 \x01(\tR\x05group\"\xe5\x01\n" +
 	"\x1dCreateEnrollmentTokenResponse\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12\x19\n" +
 	"\btoken_id\x18\x02 \x01(\tR\atokenId\x129\n" +
 	"\n" +
 	"expires_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12\x12\n" +
 	"\x04uses\x18\x04 \x01(\x05R\x04uses\x12%\n" +
-	"\x0eca_fingerprint\x18\x05 \x01(\tR\rcaFingerprint\"J\n" +
+	"\x0eca_fingerprint\x18\x05 \x01(\tR\rcaFingerprint\x12\x1d\n" +
+	"\n" +
+	"agent_port\x18\x06 \x01(\tR\tagentPort\"J\n" +
 	"\x13RevokeDeviceRequest\x12\x1b\n" +
 	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"A\n" +
