@@ -3,7 +3,6 @@ package mfa
 import (
 	"bufio"
 	"bytes"
-	"crypto/subtle"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -22,9 +21,11 @@ import (
 // both the agent and pam_mamori.so consume, so recovery works when the
 // agent is down (docs/mfa.md). One line per unused code:
 //
-//	USER SALT_HEX SHA256_HEX
+//	USER SALT_HEX HASH
 //
-// where SHA256_HEX = SHA-256(salt || normalised code). A used code's
+// where HASH is $argon2id$v=19$m=…,t=…,p=…$SALT$KEY (mfabundle.HashCodeKDF:
+// a salt per code) or, for codes issued before issue 14 item 8, hex
+// SHA-256(salt || normalised code) under the user's SALT_HEX. A used code's
 // line is removed and a line appended to PATH.used, so a bundle from the
 // server (which may not know of the use yet) does not bring it back:
 //
@@ -40,6 +41,18 @@ import (
 type BreakGlass struct {
 	Path string
 }
+
+// breakGlassHash reports whether h fits a break-glass line: a hex
+// SHA-256 (64 characters) or an argon2id string (mfabundle.HashCodeKDF)
+// of at most MaxBreakGlassHash bytes without white space; pam_mamori.c
+// reads the same.
+func breakGlassHash(h string) bool {
+	return len(h) <= MaxBreakGlassHash && mfabundle.ValidCodeHash(h)
+}
+
+// MaxBreakGlassHash bounds a hash on a break-glass line (pam_mamori.c's
+// buffer).
+const MaxBreakGlassHash = 200
 
 // Replace writes the users' codes minus the used ones.
 func (g *BreakGlass) Replace(users []*mamoriv1.MFAUserSecret) error {
@@ -59,7 +72,7 @@ func (g *BreakGlass) Replace(users []*mamoriv1.MFAUserSecret) error {
 			continue
 		}
 		for _, h := range u.RecoveryCodeHashes {
-			if used[h] || len(h) != 64 {
+			if used[h] || !breakGlassHash(h) {
 				continue
 			}
 			fmt.Fprintf(&b, "%s %s %s\n", u.User, hex.EncodeToString(u.RecoverySalt), h)
@@ -99,12 +112,12 @@ func (g *BreakGlass) consume(user, norm string) (string, error) {
 		line := sc.Text()
 		f := strings.Fields(line)
 		if found == "" && len(f) == 3 && f[0] == user {
-			if salt, err := hex.DecodeString(f[1]); err == nil {
-				h := mfabundle.HashRecoveryCode(salt, norm)
-				if subtle.ConstantTimeCompare([]byte(h), []byte(f[2])) == 1 {
-					found = h
-					continue
-				}
+			// argon2id (mfabundle.HashCodeKDF) for codes issued since
+			// issue 14 item 8, SHA-256 under the user's salt for older
+			// ones (mfabundle.VerifyCode).
+			if salt, err := hex.DecodeString(f[1]); err == nil && mfabundle.VerifyCode(f[2], salt, norm) {
+				found = f[2]
+				continue
 			}
 		}
 		keep.WriteString(line)
@@ -180,19 +193,23 @@ func (g *BreakGlass) usedEntries() ([]UsedCode, error) {
 	return parseUsed(data), nil
 }
 
-// parseUsed reads PATH.used: a line whose first field is not a hex
-// SHA-256 is skipped (a torn append).
+// parseUsed reads PATH.used: a line whose first field is not a code hash
+// (breakGlassHash) is skipped (a torn append).
 func parseUsed(data []byte) []UsedCode {
 	var out []UsedCode
 	for _, line := range strings.Split(string(data), "\n") {
 		f := strings.Fields(line)
-		if len(f) == 0 || len(f[0]) != 64 {
+		if len(f) == 0 {
 			continue
 		}
-		if _, err := hex.DecodeString(f[0]); err != nil {
+		h := f[0]
+		if !mfabundle.IsCodeKDF(h) {
+			h = strings.ToLower(h)
+		}
+		if !breakGlassHash(h) {
 			continue
 		}
-		u := UsedCode{Hash: strings.ToLower(f[0])}
+		u := UsedCode{Hash: h}
 		if len(f) >= 5 {
 			u.User, u.Service, u.RHost = f[1], f[2], f[3]
 			if sec, err := strconv.ParseInt(f[4], 10, 64); err == nil && sec > 0 {

@@ -243,7 +243,7 @@ func TestMethodsAndRecoveryID(t *testing.T) {
 		t.Fatalf("failure: %+v", f)
 	}
 	ru := eventsOf(evs, mfa.KindRecoveryUsed)
-	want := mfabundle.CodeID(mfabundle.HashRecoveryCode(u.Record.RecoverySalt, u.RecoveryCodes[2]))
+	want := mfabundle.CodeID(u.Record.RecoveryCodeHashes[2])
 	if len(ru) != 1 || ru[0].Attrs["code_id"] != want {
 		t.Fatalf("recovery event %+v; want code_id %s", ru, want)
 	}

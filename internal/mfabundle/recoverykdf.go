@@ -103,6 +103,17 @@ func parseCodeKDF(s string) (m, t uint32, p uint8, salt, key []byte, ok bool) {
 	return uint32(mm), uint32(tt), uint8(pp), salt, key, true
 }
 
+// ValidCodeHash reports whether s is a stored code hash a verifier
+// reads: HashCodeKDF's format within the bounds, or HashRecoveryCode's
+// lower-case hex.
+func ValidCodeHash(s string) bool {
+	if IsCodeKDF(s) {
+		_, _, _, _, _, ok := parseCodeKDF(s)
+		return ok
+	}
+	return legacyHex(s) && strings.ToLower(s) == s
+}
+
 // legacyHex reports whether s looks like HashRecoveryCode's output.
 func legacyHex(s string) bool {
 	b, err := hex.DecodeString(s)

@@ -46,7 +46,13 @@ func NewTempCode(user, operatorID string, now time.Time, ttl time.Duration) (str
 	if _, err := rand.Read(salt); err != nil {
 		return "", store.MFATempCode{}, err
 	}
-	h := mfabundle.HashRecoveryCode(salt, code)
+	// argon2id with a salt of its own (mfabundle.HashCodeKDF); Salt is
+	// kept for the record's shape (a verifier needs it only for old hex
+	// hashes).
+	h, err := mfabundle.HashCodeKDF(code)
+	if err != nil {
+		return "", store.MFATempCode{}, err
+	}
 	return code, store.MFATempCode{ID: mfabundle.CodeID(h), User: user, Salt: salt, Hash: h, CreatedAt: now,
 		CreatedBy: operatorID, ExpiresAt: now.Add(ttl)}, nil
 }

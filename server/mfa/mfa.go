@@ -129,9 +129,14 @@ func (k *Key) Enroll(user, operatorID string, now time.Time) (Enrollment, error)
 	}
 	salt := make([]byte, 16)
 	rand.Read(salt)
+	// Each code argon2id-hashed with a salt of its own (issue 14 item 8;
+	// mfabundle.HashCodeKDF). The per-user salt stays: hashes made before
+	// keep verifying with it until the user is re-enrolled.
 	hashes := make([]string, len(codes))
 	for i, c := range codes {
-		hashes[i] = mfabundle.HashRecoveryCode(salt, c)
+		if hashes[i], err = mfabundle.HashCodeKDF(c); err != nil {
+			return Enrollment{}, err
+		}
 	}
 	p := totp.Default()
 	return Enrollment{

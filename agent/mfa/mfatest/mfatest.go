@@ -22,14 +22,29 @@ type User struct {
 	Record        *mamoriv1.MFAUserSecret
 }
 
-// NewUser makes a user with a fresh secret and three recovery codes.
+// NewUser makes a user with a fresh secret and three recovery codes,
+// hashed as the server hashes them now (argon2id, a salt per code).
 func NewUser(t testing.TB, name string) User {
+	t.Helper()
+	return NewUserN(t, name, 3, true)
+}
+
+// NewLegacyUser is NewUser with the recovery codes hashed as servers
+// before issue 14 item 8 did (SHA-256 under one salt per user).
+func NewLegacyUser(t testing.TB, name string) User {
+	t.Helper()
+	return NewUserN(t, name, 3, false)
+}
+
+// NewUserN makes a user with n recovery codes, hashed with the KDF or
+// the legacy way.
+func NewUserN(t testing.TB, name string, n int, kdf bool) User {
 	t.Helper()
 	s, err := totp.NewSecret()
 	if err != nil {
 		t.Fatal(err)
 	}
-	codes, err := mfabundle.NewRecoveryCodes(3)
+	codes, err := mfabundle.NewRecoveryCodes(n)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,7 +52,13 @@ func NewUser(t testing.TB, name string) User {
 	rand.Read(salt)
 	var hashes []string
 	for _, c := range codes {
-		hashes = append(hashes, mfabundle.HashRecoveryCode(salt, c))
+		h := mfabundle.HashRecoveryCode(salt, c)
+		if kdf {
+			if h, err = mfabundle.HashCodeKDF(c); err != nil {
+				t.Fatal(err)
+			}
+		}
+		hashes = append(hashes, h)
 	}
 	return User{Name: name, Secret: s, RecoveryCodes: codes, Record: &mamoriv1.MFAUserSecret{
 		User: name, TotpSecret: s, Algorithm: "SHA1", Digits: 6, PeriodSeconds: 30,
@@ -77,8 +98,19 @@ func SealBundle(t testing.TB, pub []byte, deviceID string, b *mamoriv1.MFABundle
 }
 
 // TempCode makes a temporary code for user expiring at exp, as the server
-// does: the code and its bundle entry.
+// does (argon2id): the code and its bundle entry.
 func TempCode(t testing.TB, user string, exp time.Time) (string, *mamoriv1.MFATempCode) {
+	t.Helper()
+	return tempCode(t, user, exp, true)
+}
+
+// LegacyTempCode is TempCode hashed as servers before issue 14 item 8 did.
+func LegacyTempCode(t testing.TB, user string, exp time.Time) (string, *mamoriv1.MFATempCode) {
+	t.Helper()
+	return tempCode(t, user, exp, false)
+}
+
+func tempCode(t testing.TB, user string, exp time.Time, kdf bool) (string, *mamoriv1.MFATempCode) {
 	t.Helper()
 	code, err := mfabundle.NewTempCode()
 	if err != nil {
@@ -87,5 +119,10 @@ func TempCode(t testing.TB, user string, exp time.Time) (string, *mamoriv1.MFATe
 	salt := make([]byte, 16)
 	rand.Read(salt)
 	h := mfabundle.HashRecoveryCode(salt, code)
+	if kdf {
+		if h, err = mfabundle.HashCodeKDF(code); err != nil {
+			t.Fatal(err)
+		}
+	}
 	return code, &mamoriv1.MFATempCode{User: user, Id: mfabundle.CodeID(h), Salt: salt, Hash: h, ExpiresAt: timestamppb.New(exp)}
 }
