@@ -13,7 +13,10 @@
  *
  * Break-glass: when the agent cannot be reached, a one-time recovery code
  * is checked against the root-only break-glass file the agent keeps
- * (lines "USER SALT_HEX SHA256_HEX", SHA-256(salt || normalised code)),
+ * (lines "USER SALT_HEX HASH": HASH is $argon2id$v=19$m=..,t=..,p=..$SALT$KEY,
+ * argon2id with a salt per code, computed by libargon2.so.1 loaded at the
+ * first such line; or, for codes issued before, hex SHA-256(salt ||
+ * normalised code) under the user's SALT_HEX),
  * and the used line is removed and its hash appended to FILE.used, under
  * an exclusive flock on FILE.lock — the same protocol as agent/mfa
  * (breakglass.go). The wire format is agent/localapi's (localapi.go).
@@ -25,6 +28,7 @@
  */
 #define _GNU_SOURCE
 #include <ctype.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -53,6 +57,8 @@
 #define DEFAULT_BREAKGLASS "/var/lib/mamori/mfa/breakglass"
 #define MAX_FIELD 256
 #define MAX_FILE (1 << 20)
+/* A hash on a break-glass line: agent/mfa MaxBreakGlassHash. */
+#define MAX_HASH 200
 
 enum { V_ALLOW = 0, V_DENY = 1, V_LOCKED = 2, V_UNREACHABLE = -1 };
 enum { M_TOTP = 0, M_PIN = 1 };
@@ -272,6 +278,97 @@ static void used_field(char *dst, size_t n, const char *s)
 	dst[i] = 0;
 }
 
+/* b64raw decodes unpadded standard base64 (Go's RawStdEncoding, strict:
+ * no padding, no stray bits); the length, or -1. */
+static int b64raw(const char *s, size_t n, unsigned char *out, size_t max)
+{
+	static const char A[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	unsigned int acc = 0;
+	int bits = 0;
+	size_t i, o = 0;
+	if (n % 4 == 1)
+		return -1;
+	for (i = 0; i < n; i++) {
+		const char *p = s[i] ? strchr(A, s[i]) : NULL;
+		if (p == NULL)
+			return -1;
+		acc = (acc << 6) | (unsigned int)(p - A);
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			if (o >= max)
+				return -1;
+			out[o++] = (unsigned char)(acc >> bits);
+			acc &= (1u << bits) - 1;
+		}
+	}
+	if (acc != 0) /* non-canonical trailing bits */
+		return -1;
+	return (int)o;
+}
+
+/* argon2id_hash_raw from libargon2.so.1 (Debian: libargon2-1), loaded on
+ * first use: the module links nothing beyond libc and libpam, and a
+ * terminal without the library refuses argon2id codes when the agent is
+ * down (fail closed) and says so in the log. */
+typedef int (*argon2id_fn)(uint32_t t, uint32_t m, uint32_t p, const void *pwd, size_t pwdlen,
+			   const void *salt, size_t saltlen, void *hash, size_t hashlen);
+
+static argon2id_fn load_argon2(pam_handle_t *pamh)
+{
+	static argon2id_fn fn;
+	void *h;
+	if (fn)
+		return fn;
+	h = dlopen("libargon2.so.1", RTLD_NOW | RTLD_LOCAL);
+	if (h)
+		fn = (argon2id_fn)dlsym(h, "argon2id_hash_raw");
+	if (!fn)
+		pam_syslog(pamh, LOG_ERR, "libargon2.so.1 not loadable (Debian: libargon2-1): argon2id recovery codes cannot be checked while the agent is down");
+	return fn;
+}
+
+/* kdf_match checks norm against "$argon2id$v=19$m=M,t=T,p=P$SALT$KEY"
+ * within the bounds agent/mfa and internal/mfabundle accept (so a hostile
+ * file cannot make a login spend seconds or gigabytes); 1 on a match. */
+static int kdf_match(pam_handle_t *pamh, const char *h, const char *norm)
+{
+	unsigned int m, t, p;
+	int consumed = 0, sl, kl;
+	const char *salt, *key;
+	unsigned char sb[64], kb[64], got[64];
+	char canon[64];
+	argon2id_fn fn;
+	if (sscanf(h, "$argon2id$v=19$m=%u,t=%u,p=%u$%n", &m, &t, &p, &consumed) != 3 || consumed == 0)
+		return 0;
+	/* The parameters exactly as written (no "+1", "01", spaces). */
+	if (snprintf(canon, sizeof canon, "$argon2id$v=19$m=%u,t=%u,p=%u$", m, t, p) != consumed ||
+	    strncmp(canon, h, (size_t)consumed) != 0)
+		return 0;
+	if (m < 8 || m > 64 * 1024 || t < 1 || t > 8 || p < 1 || p > 4)
+		return 0;
+	salt = h + consumed;
+	key = strchr(salt, '$');
+	if (key == NULL || strchr(key + 1, '$') != NULL)
+		return 0;
+	sl = b64raw(salt, (size_t)(key - salt), sb, sizeof sb);
+	kl = b64raw(key + 1, strlen(key + 1), kb, sizeof kb);
+	if (sl < 8 || kl < 16)
+		return 0;
+	if ((fn = load_argon2(pamh)) == NULL)
+		return 0;
+	if (fn(t, m, p, norm, CODE_LEN, sb, (size_t)sl, got, (size_t)kl) != 0)
+		return 0;
+	{
+		unsigned char d = 0;
+		int i;
+		for (i = 0; i < kl; i++)
+			d |= (unsigned char)(got[i] ^ kb[i]);
+		memset(got, 0, sizeof got);
+		return d == 0;
+	}
+}
+
 /* breakglass consumes user's recovery code from the file; 1 if used. The
  * used code's line in PATH.used also says who, through which service,
  * from where and when, so the agent can report the login as an event
@@ -280,7 +377,7 @@ static int breakglass(pam_handle_t *pamh, const struct args *a, const char *user
 		      const char *service, const char *rhost)
 {
 	char norm[CODE_LEN + 1], path[PATH_MAX], *data = NULL, *line, *next;
-	char found[65] = {0};
+	char found[MAX_HASH + 1] = {0};
 	struct stat st;
 	int lock = -1, fd = -1, ok = 0;
 	ssize_t n;
@@ -320,7 +417,7 @@ static int breakglass(pam_handle_t *pamh, const struct args *a, const char *user
 		}
 	}
 	for (line = data; line && *line; line = next) {
-		char u[MAX_FIELD + 1], salt_hex[129], hash_hex[65], mine[65];
+		char u[MAX_FIELD + 1], salt_hex[129], hash_hex[MAX_HASH + 1], mine[65];
 		unsigned char salt[64], dig[32];
 		struct sha256 s;
 		size_t sl;
@@ -328,7 +425,13 @@ static int breakglass(pam_handle_t *pamh, const struct args *a, const char *user
 		next = strchr(line, '\n');
 		if (next)
 			*next++ = 0;
-		if (!found[0] && line[0] != '#' && sscanf(line, "%256s %128s %64s", u, salt_hex, hash_hex) == 3 &&
+		if (!found[0] && line[0] != '#' && sscanf(line, "%256s %128s %200s", u, salt_hex, hash_hex) == 3 &&
+		    strcmp(u, user) == 0 && strncmp(hash_hex, "$argon2id$", 10) == 0) {
+			if (kdf_match(pamh, hash_hex, norm)) {
+				memcpy(found, hash_hex, strlen(hash_hex) + 1);
+				continue;
+			}
+		} else if (!found[0] && line[0] != '#' && sscanf(line, "%256s %128s %200s", u, salt_hex, hash_hex) == 3 &&
 		    strcmp(u, user) == 0 && (sl = strlen(salt_hex)) % 2 == 0 && strlen(hash_hex) == 64 &&
 		    unhex(salt_hex, sl, salt) == 0) {
 			sha256_init(&s);

@@ -210,9 +210,11 @@ func (l Linux) RPM(w io.Writer) error {
 // dependsFor is the package's hard dependencies: Depends (deb), Requires (rpm).
 func dependsFor(format string) []string {
 	if format == "rpm" {
-		return []string{"/bin/sh", "glibc >= 2.33", "pam"}
+		return []string{"/bin/sh", "glibc >= 2.33", "pam", "libargon2"}
 	}
-	return []string{"libc6 (>= 2.33)", "libpam0g (>= 0.99.7.1)", "debconf (>= 0.5) | debconf-2.0"}
+	// libargon2-1: pam_mamori.so loads it (dlopen) to check argon2id
+	// recovery codes from the break-glass file while the agent is down.
+	return []string{"libc6 (>= 2.33)", "libpam0g (>= 0.99.7.1)", "libargon2-1", "debconf (>= 0.5) | debconf-2.0"}
 }
 
 // gzipN compresses b as `gzip -9n` does.

@@ -107,7 +107,7 @@ func TestDebContents(t *testing.T) {
 		"./usr/share/doc/mamori-agent/copyright", "./usr/share/doc/mamori-agent/changelog.gz", "./usr/share/man/man8/mamori-agent.8.gz")
 	mustContain(t, "dpkg-deb -I", out(t, nil, dpkgDeb, "-I", deb),
 		"Package: mamori-agent", "Version: 1.2.3", "Architecture: amd64", "postinst", "prerm", "postrm", "config", "templates",
-		"Depends: libc6 (>= 2.33), libpam0g (>= 0.99.7.1), debconf (>= 0.5) | debconf-2.0", "Recommends: systemd, udev")
+		"Depends: libc6 (>= 2.33), libpam0g (>= 0.99.7.1), libargon2-1, debconf (>= 0.5) | debconf-2.0", "Recommends: systemd, udev")
 	ctl := t.TempDir()
 	out(t, nil, dpkgDeb, "-e", deb, ctl)
 	templates, _ := os.ReadFile(filepath.Join(ctl, "templates"))
@@ -152,7 +152,7 @@ func TestRPMContents(t *testing.T) {
 		"/usr/share/doc/mamori-agent/copyright", "/usr/share/man/man8/mamori-agent.8.gz")
 	// It owns its directories and requires what it runs (issue 21: no Requires at all).
 	mustContain(t, "rpm -qlp", files, "/usr/share/mamori-agent\n")
-	mustContain(t, "rpm -qp --requires", out(t, nil, rpmTool, "-qp", "--requires", rpm), "/bin/sh", "glibc >= 2.33", "pam")
+	mustContain(t, "rpm -qp --requires", out(t, nil, rpmTool, "-qp", "--requires", rpm), "/bin/sh", "glibc >= 2.33", "pam", "libargon2")
 	if strings.Contains(files, "pam-configs") {
 		t.Error("the rpm ships a pam-auth-update profile")
 	}

@@ -111,8 +111,11 @@ func (s *stack) want(name, user, code string, ok bool) {
 
 func TestPAMStack(t *testing.T) {
 	s := newStack(t)
-	tanaka, suzuki := mfatest.NewUser(t, "tanaka"), mfatest.NewUser(t, "suzuki")
-	if err := s.verifier.TakeBundle(t.Context(), "dev-1", mfatest.Seal(t, s.verifier.PublicKey(), "dev-1", "g1.p1", tanaka, suzuki)); err != nil {
+	// tanaka's and suzuki's recovery codes are argon2id-hashed (as the
+	// server issues them now), kato's SHA-256 (issued before issue 14
+	// item 8): the agent and the module both read both.
+	tanaka, suzuki, kato := mfatest.NewUser(t, "tanaka"), mfatest.NewUser(t, "suzuki"), mfatest.NewLegacyUser(t, "kato")
+	if err := s.verifier.TakeBundle(t.Context(), "dev-1", mfatest.Seal(t, s.verifier.PublicKey(), "dev-1", "g1.p1", tanaka, suzuki, kato)); err != nil {
 		t.Fatal(err)
 	}
 	now := time.Now()
@@ -159,10 +162,44 @@ func TestPAMStack(t *testing.T) {
 		defer s.startAgent()
 		s.want("right TOTP code, agent down", "tanaka", tanaka.Code(time.Now().Add(-30*time.Second)), false)
 		s.want("break-glass code of another user", "tanaka", suzuki.RecoveryCodes[0], false)
-		s.want("break-glass recovery code", "tanaka", tanaka.RecoveryCodes[0], true)
+		s.want("break-glass recovery code (argon2id)", "tanaka", tanaka.RecoveryCodes[0], true)
 		s.want("same recovery code again", "tanaka", tanaka.RecoveryCodes[0], false)
-		// Unsafe permissions make the module ignore the file.
+		s.want("break-glass recovery code (SHA-256, issued before)", "kato", kato.RecoveryCodes[2], true)
+		s.want("same legacy code again", "kato", kato.RecoveryCodes[2], false)
+		// Hostile argon2id lines (a file edited by someone with root):
+		// parameters out of bounds, not canonical, bad base64, another
+		// version; each is skipped at once, none matches, the file's
+		// good lines still work.
 		bg := filepath.Join(s.dir, mfa.BreakGlassFile)
+		orig, err := os.ReadFile(bg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := suzuki.Record.RecoveryCodeHashes[1]
+		salt, key, _ := strings.Cut(strings.TrimPrefix(h, "$argon2id$v=19$m=1024,t=1,p=1$"), "$")
+		var hostile strings.Builder
+		for _, l := range []string{
+			"$argon2id$v=19$m=4194304,t=1,p=1$" + salt + "$" + key, // 4 GiB
+			"$argon2id$v=19$m=1024,t=1000,p=1$" + salt + "$" + key,
+			"$argon2id$v=19$m=01024,t=1,p=1$" + salt + "$" + key,
+			"$argon2id$v=19$m=1024,t=1,p=1$" + salt + "=$" + key,
+			"$argon2id$v=19$m=1024,t=1,p=1$" + salt + "$" + key + "$x",
+			"$argon2id$v=16$m=1024,t=1,p=1$" + salt + "$" + key,
+			"$argon2id$v=19$m=1024,t=1,p=1$$",
+			"$argon2id$" + strings.Repeat("A", 190),
+		} {
+			hostile.WriteString("suzuki 00 " + l + "\n")
+		}
+		if err := os.WriteFile(bg, append([]byte(hostile.String()), orig...), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		s.want("code against hostile lines only", "suzuki", "ABCD-EFGH-JK", false)
+		if d := time.Since(start); d > 2*time.Second {
+			t.Errorf("hostile lines took %v", d)
+		}
+		s.want("argon2id code after hostile lines", "suzuki", suzuki.RecoveryCodes[1], true)
+		// Unsafe permissions make the module ignore the file.
 		os.Chmod(bg, 0o644)
 		s.want("break-glass file world-readable", "tanaka", tanaka.RecoveryCodes[1], false)
 		os.Chmod(bg, 0o600)
@@ -178,7 +215,7 @@ func TestPAMStack(t *testing.T) {
 			bg = append(bg, e.Attrs)
 		}
 	}
-	if len(bg) != 1 || bg[0]["via"] != "break-glass" || bg[0]["user"] != "tanaka" || bg[0]["service"] != s.service ||
+	if len(bg) != 3 || bg[0]["via"] != "break-glass" || bg[0]["user"] != "tanaka" || bg[0]["service"] != s.service ||
 		bg[0]["rhost"] != "192.0.2.7" || bg[0]["used_at"] == "" || bg[0]["code_id"] == "" {
 		t.Fatalf("break-glass use reported as %+v; want one event with who, where and when", bg)
 	}
