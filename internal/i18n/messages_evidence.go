@@ -84,7 +84,7 @@ var evidenceMessages = []Message{
 	{"console.evidence.generated", "Generated", "作成"},
 	{"console.evidence.chain-head", "Audit log chain head", "監査ログのチェーン先頭"},
 	{"console.evidence.chain-result", "Audit log verification", "監査ログの検証結果"},
-	{"console.evidence.chain-ok", "intact: every record's hash and link recomputed and matching", "改ざんなし（全レコードのハッシュと連結を再計算し一致）"},
+	{"console.evidence.chain-ok", "intact: every record's hash and link recomputed and matching, and the server's signed checkpoints verified with its CA key", "改ざんなし（全レコードのハッシュと連結を再計算し一致、サーバーの署名付きチェックポイントを CA 鍵で検証済み）"},
 	{"console.evidence.chain-broken", "BROKEN: %s", "破損あり: %s"},
 	{"console.evidence.records", "%d records", "%d 件"},
 	{"console.evidence.incidents", "Incidents opened in the period", "期間中に発生したインシデント"},

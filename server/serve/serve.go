@@ -302,7 +302,7 @@ func Open(ctx context.Context, cfg Config) (_ *Server, err error) {
 // a front proxy with a public certificate).
 func (s *Server) openConsole(cert tls.Certificate) error {
 	c, err := web.New(web.Deps{Store: s.store, Config: s.cfg.ConsoleConfig, Now: s.cfg.Now, Log: s.cfg.Log, Metrics: s.api.WriteMetrics, Admin: s.admin,
-		OperatorSeeds: s.seeds})
+		OperatorSeeds: s.seeds, AuditCA: s.ca.Cert})
 	if err != nil {
 		return err
 	}

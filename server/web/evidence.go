@@ -2,7 +2,9 @@ package web
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/csv"
+	"errors"
 	"encoding/hex"
 	"fmt"
 	"html/template"
@@ -17,6 +19,7 @@ import (
 	"github.com/mamori-dev/mamori/internal/i18n"
 	"github.com/mamori-dev/mamori/internal/textsafe"
 	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
+	"github.com/mamori-dev/mamori/server/admin"
 	"github.com/mamori-dev/mamori/server/audit"
 	"github.com/mamori-dev/mamori/server/compliance"
 	"github.com/mamori-dev/mamori/server/store"
@@ -253,12 +256,25 @@ type actionCount struct {
 	N      int
 }
 
+// maxUnsignedAudit is how many records may follow the last good signed
+// checkpoint (mamorictl's maxUnsigned): the report signs the head before
+// reading and the server every 100 records, so more means checkpoints
+// were removed.
+const maxUnsignedAudit = 1000
+
 // verifyAudit recomputes the hash chain, page by page (bounded memory),
 // with the verifier mamorictl uses (audit.Verifier): every break is
-// counted, the report names the first.
-func verifyAudit(ctx context.Context, st store.Audit, from, to time.Time) (auditHead, error) {
+// counted, the report names the first. With ca, the server's signed
+// checkpoints are checked too (issue 14 item 8): a log rewritten in the
+// database with the unkeyed chain recomputed fails there, and so does
+// one whose checkpoints were removed (none covers the log). Without ca
+// the report cannot say the log is intact.
+func verifyAudit(ctx context.Context, st store.Audit, ca *x509.Certificate, from, to time.Time) (auditHead, error) {
 	var h auditHead
 	var v audit.Verifier
+	if ca != nil {
+		v.Signed(audit.CheckCA(ca))
+	}
 	actions := map[string]int{}
 	after := int64(0)
 	for {
@@ -280,6 +296,18 @@ func verifyAudit(ctx context.Context, st store.Audit, from, to time.Time) (audit
 	var head []byte
 	h.HeadSeq, head = v.Head()
 	h.Records, h.Head, h.OK, h.Problem = v.Records(), hex.EncodeToString(head), v.OK(), v.Problem()
+	unsigned := h.HeadSeq - v.SignedThrough()
+	if v.Checkpoints() > 0 {
+		unsigned-- // the checkpoint record itself
+	}
+	switch {
+	case !h.OK || h.Records == 0:
+	case ca == nil:
+		h.OK, h.Problem = false, "signed checkpoints not checked: the console has no CA certificate"
+	case v.SignedThrough() == 0 || unsigned > maxUnsignedAudit:
+		h.OK, h.Problem = false, fmt.Sprintf("no checkpoint signed by the server's CA key covers the log: %d records after the last good one (seq %d)",
+			unsigned, v.SignedThrough())
+	}
 	for a, n := range actions {
 		h.Actions = append(h.Actions, actionCount{visible(a), n})
 	}
@@ -422,11 +450,13 @@ func (c *Console) evidenceHeader(ctx context.Context, p *i18n.Printer, op *opera
 	if err != nil {
 		return evidenceHeader{}, nil, err
 	}
-	// An export: the audit log's head is signed first.
-	if err := c.admin.Checkpoint(ctx); err != nil {
+	// An export: the audit log's head is signed first. A server that
+	// finds the log rewritten since its last checkpoint refuses to sign
+	// it; the report is still made, and says so (verifyAudit).
+	if err := c.admin.Checkpoint(ctx); err != nil && !errors.Is(err, admin.ErrAuditRewritten) {
 		return evidenceHeader{}, nil, err
 	}
-	ah, err := verifyAudit(ctx, c.st, from, to)
+	ah, err := verifyAudit(ctx, c.st, c.auditCA, from, to)
 	if err != nil {
 		return evidenceHeader{}, nil, err
 	}

@@ -22,6 +22,7 @@ package web
 
 import (
 	"context"
+	"crypto/x509"
 	"embed"
 	"errors"
 	"fmt"
@@ -138,6 +139,10 @@ type Deps struct {
 	// OperatorSeeds opens operators' sealed TOTP seeds at sign-in
 	// (required).
 	OperatorSeeds *auth.SeedKey
+	// AuditCA is the CA certificate whose key signs the audit log's
+	// checkpoints: the evidence report verifies them with it. Without
+	// it the report says the log's signatures were not checked.
+	AuditCA *x509.Certificate
 }
 
 // Console serves the pages.
@@ -152,6 +157,8 @@ type Console struct {
 	admin   *admin.Service
 	guard   *signinGuard
 	seeds   *auth.SeedKey
+	// auditCA verifies the audit log's signed checkpoints (evidence.go).
+	auditCA *x509.Certificate
 }
 
 // Cookie names. __Host- makes the browser insist on Secure, Path=/ and no
@@ -179,6 +186,7 @@ func New(d Deps) (*Console, error) {
 	c := &Console{st: d.Store, cfg: d.Config, now: d.Now, log: d.Log, metricx: d.Metrics, pages: map[string]*template.Template{}, admin: d.Admin}
 	c.guard = newSigninGuard(d.Config, c)
 	c.seeds = d.OperatorSeeds
+	c.auditCA = d.AuditCA
 	funcs := template.FuncMap{
 		"time":       c.formatTime,
 		"ts":         func(t *timestamppb.Timestamp) string { return c.formatTimestamp(t) },

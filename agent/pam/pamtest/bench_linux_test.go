@@ -50,6 +50,13 @@ import (
 //	pin-swtpm    the real verifier, PIN method: the PIN key is loaded and
 //	             signs a fresh challenge in swtpm (another process over
 //	             TCP, as a TPM behind a driver)
+//	recovery-sha256   the real verifier, a one-time recovery code hashed
+//	             as before issue 14 item 8 (SHA-256, one salt per user);
+//	             the user's codes are ordered so that a login compares
+//	             with up to 10 (a user's whole set) before it matches
+//	recovery-argon2id the same with the codes hashed as the server issues
+//	             them now (argon2id, 1 MiB, 1 pass, a salt per code): up
+//	             to 10 argon2id runs per login, the KDF's worst case
 //
 //	go test -run '^$' -bench PAMLogin -benchtime 2000x ./agent/pam/pamtest
 func BenchmarkPAMLogin(b *testing.B) {
@@ -129,6 +136,31 @@ func BenchmarkPAMLogin(b *testing.B) {
 		defer os.RemoveAll(dir)
 		totp(b, dir, false)
 	})
+	// Recovery codes: the before/after of issue 14 item 8, in one run.
+	recovery := func(b *testing.B, kdf bool) {
+		n := (b.N + 9) / 10 * 10
+		u := mfatest.NewUserN(b, "tanaka", n, kdf)
+		// Blocks of ten, each reversed in the bundle: the k-th login of a
+		// block first meets the 10-k codes not yet used after it.
+		hs := u.Record.RecoveryCodeHashes
+		for i := 0; i < n; i += 10 {
+			slices.Reverse(hs[i : i+10])
+		}
+		cfg := mfa.DefaultConfig()
+		cfg.Dir, cfg.Events = filepath.Join(b.TempDir(), "mfa"), &controltest.Emitter{}
+		v, err := mfa.Open(cfg, "dev-1")
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := v.TakeBundle(b.Context(), "dev-1", mfatest.Seal(b, v.PublicKey(), "dev-1", "g1", u)); err != nil {
+			b.Fatal(err)
+		}
+		stop := serve(b, sock, v)
+		defer stop()
+		runDriver(b, driver, module, "tanaka", u.RecoveryCodes[:b.N])
+	}
+	b.Run("recovery-sha256", func(b *testing.B) { recovery(b, false) })
+	b.Run("recovery-argon2id", func(b *testing.B) { recovery(b, true) })
 	b.Run("state-write", func(b *testing.B) {
 		path := filepath.Join(b.TempDir(), "verify.json")
 		data := []byte(`{"tanaka":{"last_step":59000000}}`)
