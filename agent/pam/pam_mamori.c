@@ -355,6 +355,19 @@ static int kdf_match(pam_handle_t *pamh, const char *h, const char *norm)
 	kl = b64raw(key + 1, strlen(key + 1), kb, sizeof kb);
 	if (sl < 8 || kl < 16)
 		return 0;
+	/* The salt's first byte is the code's tag (internal/mfabundle
+	 * codeTag): another code's hash is skipped without the KDF. */
+	{
+		static const char dom[] = "mamori code tag v1";
+		struct sha256 s;
+		unsigned char tag[32];
+		sha256_init(&s);
+		sha256_update(&s, (const unsigned char *)dom, sizeof dom); /* with its NUL */
+		sha256_update(&s, (const unsigned char *)norm, CODE_LEN);
+		sha256_final(&s, tag);
+		if (tag[0] != sb[0])
+			return 0;
+	}
 	if ((fn = load_argon2(pamh)) == NULL)
 		return 0;
 	if (fn(t, m, p, norm, CODE_LEN, sb, (size_t)sl, got, (size_t)kl) != 0)

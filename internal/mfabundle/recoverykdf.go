@@ -2,6 +2,7 @@ package mfabundle
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/hex"
@@ -20,16 +21,22 @@ import (
 //
 //	$argon2id$v=19$m=<KiB>,t=<passes>,p=<lanes>$<salt, base64>$<key, base64>
 //
-// Parameters are sized for the PAM path, where the agent may check one
-// answer against all of a user's unused codes (up to 10, one run each):
-// 1 MiB and 1 pass. BenchmarkVerifyCodeKDF (one answer against 10
-// codes) measured 19-26 ms on the shared 2-core test machine at a load
-// average of 17-21 (`go test ./internal/mfabundle -run XXX -bench
-// VerifyCodeKDF -benchtime 50x -count 3`); 2 passes measured 31 ms. The
-// login p99 with pamtester before/after is still to be measured once a
-// caller uses it. TOTP answers never reach it (LooksLikeRecoveryCode).
-// Who moves which caller (server/mfa issuing, agent/mfa verifying) to it
-// is agreed with the bundle's owners: nothing calls it yet.
+// Parameters are sized for the PAM path: 1 MiB and 1 pass (about 4-5 ms
+// a run on the shared 2-core test machine under load). A login may
+// compare one answer with all of a user's unused codes (up to 10), which
+// made a recovery login up to 10 runs (+29 ms on average, measured:
+// BenchmarkBreakGlassConsume). So the salt's first byte is the code's tag,
+// the first byte of SHA-256("mamori code tag v1" NUL || normalised code),
+// and a verifier skips a hash whose tag differs without running the KDF:
+// a login runs it about once (1 + 9/256 expected with 10 codes). The
+// price: whoever holds a hash learns 8 bits of its code, so guessing it
+// offline takes 2^41.5 argon2id runs instead of 2^49.5 (still ~2^8 times
+// the work of the old SHA-256 hashes' 2^49.5 SHA-256 runs, per run the
+// cost of filling 1 MiB). The skip also shows in timing at the prompt: a
+// guess with the right tag is slower; online guessing is bounded by the
+// lock-out, where 8 bits of 49.5 do not matter. Measured before/after
+// figures: docs/performance.md ("Recovery codes at rest"). TOTP answers
+// never reach it (LooksLikeRecoveryCode).
 const (
 	codeKDFTime    = 1
 	codeKDFMemory  = 1024 // KiB
@@ -53,6 +60,7 @@ func HashCodeKDF(code string) (string, error) {
 	if _, err := rand.Read(salt); err != nil {
 		return "", fmt.Errorf("hash code: %w", err)
 	}
+	salt[0] = codeTag(NormalizeCode(code))
 	key := argon2.IDKey([]byte(NormalizeCode(code)), salt, codeKDFTime, codeKDFMemory, codeKDFThreads, codeKDFKeyLen)
 	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2.Version, codeKDFMemory, codeKDFTime, codeKDFThreads,
 		codeB64.EncodeToString(salt), codeB64.EncodeToString(key)), nil
@@ -72,7 +80,7 @@ func VerifyCode(stored string, legacySalt []byte, code string) bool {
 		return len(stored) == len(want) && subtle.ConstantTimeCompare([]byte(stored), []byte(want)) == 1
 	}
 	m, t, p, salt, key, ok := parseCodeKDF(stored)
-	if !ok {
+	if !ok || salt[0] != codeTag(NormalizeCode(code)) {
 		return false
 	}
 	got := argon2.IDKey([]byte(NormalizeCode(code)), salt, t, m, p, uint32(len(key)))
@@ -101,6 +109,13 @@ func parseCodeKDF(s string) (m, t uint32, p uint8, salt, key []byte, ok bool) {
 		return 0, 0, 0, nil, nil, false
 	}
 	return uint32(mm), uint32(tt), uint8(pp), salt, key, true
+}
+
+// codeTag is the byte HashCodeKDF puts first in a code's salt (see the
+// parameters above).
+func codeTag(norm string) byte {
+	s := sha256.Sum256([]byte("mamori code tag v1\x00" + norm))
+	return s[0]
 }
 
 // ValidCodeHash reports whether s is a stored code hash a verifier
