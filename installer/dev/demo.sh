@@ -8,6 +8,7 @@ set -euo pipefail
 bin=${1:?bin dir}
 var=${2:?var dir}
 addr=127.0.0.1:8443
+adminaddr=127.0.0.1:8445
 console=127.0.0.1:8444
 mkdir -p "$var"
 srvdir=$var/server
@@ -33,19 +34,26 @@ trap stop INT TERM EXIT
 # "TPM key, not attested" until an officer runs mamorictl tpm approve-ek.
 ekroots=()
 if [ -n "${MAMORI_EK_ROOTS:-}" ]; then ekroots=(--ek-roots "$MAMORI_EK_ROOTS"); fi
-"$bin/mamori-server" serve --data "$srvdir" --listen "$addr" --console "$console" "${ekroots[@]}" \
+"$bin/mamori-server" serve --data "$srvdir" --listen "$addr" --admin-listen "$adminaddr" --console "$console" "${ekroots[@]}" \
   --admin-token-file "$srvdir/admin.token" >"$log/server.out" 2>"$log/server.log" &
 pids+=($!)
 for _ in $(seq 1 100); do
-  [ -s "$srvdir/admin.token" ] && (exec 3<>/dev/tcp/127.0.0.1/8443) 2>/dev/null && break
+  [ -s "$srvdir/admin.token" ] && (exec 3<>/dev/tcp/127.0.0.1/8445) 2>/dev/null && break
   if ! kill -0 "${pids[0]}" 2>/dev/null; then cat "$log/server.log" >&2; echo "server did not start" >&2; exit 1; fi
   sleep 0.1
 done
 cat "$log/server.out"
 
-export MAMORI_SERVER=$addr
+# mamorictl talks to the admin API's port, never the agents'.
+export MAMORI_SERVER=$adminaddr
 export MAMORI_CA_FILE=$srvdir/ca.pem
-MAMORI_TOKEN=$(cat "$srvdir/admin.token")
+# The first admin's token (admin.token) is single use: on the first run it
+# is exchanged for a named token, kept in demo.token (0600).
+if [ ! -s "$srvdir/demo.token" ]; then
+  tokjson=$(MAMORI_TOKEN=$(cat "$srvdir/admin.token") "$bin/mamorictl" api-token create --name demo --expires 30d -o json)
+  (umask 077; printf '%s' "$tokjson" | sed -n 's/.*"token": *"\([^"]*\)".*/\1/p' | head -1 >"$srvdir/demo.token")
+fi
+MAMORI_TOKEN=$(cat "$srvdir/demo.token")
 export MAMORI_TOKEN
 
 # 2. A short report interval so the demo moves; still monitor mode.
@@ -77,7 +85,7 @@ sleep 2
 
 cat <<TXT
 
-mamori demo is running: server on $addr, one agent (monitor mode), data in $var.
+mamori demo is running: server on $addr (agents) and $adminaddr (mamorictl), one agent (monitor mode), data in $var.
 Logs: $log/server.log, $log/agent.log
 
 Web console: https://$console/  (its certificate is from the demo's own CA,
@@ -87,7 +95,7 @@ $srvdir/ca.pem: the browser warns unless you import that CA)
   TOTP:     secret $totp — add it to an authenticator app, or: oathtool --totp -b $totp
 
 Try, in another terminal:
-  export MAMORI_SERVER=$addr MAMORI_CA_FILE=$srvdir/ca.pem MAMORI_TOKEN=\$(cat $srvdir/admin.token)
+  export MAMORI_SERVER=$adminaddr MAMORI_CA_FILE=$srvdir/ca.pem MAMORI_TOKEN=\$(cat $srvdir/demo.token)
   $bin/mamorictl fleet
   $bin/mamorictl devices
   $bin/mamorictl device show $(hostname)
