@@ -138,3 +138,49 @@ func TestOperatorTokensMamorictlBinary(t *testing.T) {
 		t.Errorf("audited: %v", n)
 	}
 }
+
+// TestOperatorTokensServerCommand: the real mamori-server binary's
+// operator commands. Tokens are opt-in: an operator with neither a
+// console password nor --api-token is refused; --api-token NAME makes a
+// named token; `operator token` gives an existing operator another.
+func TestOperatorTokensServerCommand(t *testing.T) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "mamori-server")
+	if out, err := exec.Command("go", "build", "-o", bin, "../../server/cmd/mamori-server").CombinedOutput(); err != nil {
+		t.Fatalf("build mamori-server: %v\n%s", err, out)
+	}
+	data := filepath.Join(dir, "data")
+	if err := os.Mkdir(data, 0o700); err != nil { // as a server's first start leaves it
+		t.Fatal(err)
+	}
+	run := func(args ...string) (int, string) {
+		t.Helper()
+		cmd := exec.Command(bin, args...)
+		cmd.Env = append(os.Environ(), "LANG=C")
+		out, err := cmd.CombinedOutput()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return code, string(out)
+	}
+	if code, out := run("operator", "create", "--data", data, "--name", "佐藤", "--role", "officer"); code != 2 || !strings.Contains(out, "--api-token") {
+		t.Fatalf("operator without password or token: exit %d\n%s", code, out)
+	}
+	code, out := run("operator", "create", "--data", data, "--name", "佐藤", "--role", "officer", "--api-token", "cli")
+	if code != 0 || !strings.Contains(out, "mmo_") {
+		t.Fatalf("operator create --api-token: exit %d\n%s", code, out)
+	}
+	code, out = run("operator", "token", "--data", data, "--operator", "佐藤", "--name", "laptop", "--expires", "720h")
+	if code != 0 || !strings.Contains(out, "API token laptop") || !strings.Contains(out, "mmo_") {
+		t.Fatalf("operator token: exit %d\n%s", code, out)
+	}
+	if code, out = run("operator", "token", "--data", data, "--operator", "佐藤", "--name", "laptop"); code == 0 || !strings.Contains(out, "revoke it first") {
+		t.Fatalf("the same live name twice: exit %d\n%s", code, out)
+	}
+	if code, out = run("operator", "token", "--data", data, "--operator", "佐藤", "--name", "long", "--expires", "2200h"); code == 0 || !strings.Contains(out, "90 days") {
+		t.Fatalf("over 90 days: exit %d\n%s", code, out)
+	}
+}
