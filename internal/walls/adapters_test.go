@@ -32,7 +32,7 @@ var storeReads = set(
 	"CountSent", "CurrentPolicy", "DailySnapshots", "DeviceCredential", "DeviceGroup", "EKApproved", "FindDevice",
 	"GetDevice", "GetIncident", "GetOperator", "HistoryForDevices", "Incidents", "Ledger", "ListAudit",
 	"ListApprovedEKs", "ListDevices", "ListEvents", "ListExceptions", "ListOperators", "MFAGeneration", "MFALoginStates", "MFATempCodes",
-	"MFAUnlocks", "MFAUsers", "OperatorByTokenHash", "OperatorLogin", "PolicyHistory", "SearchDevices",
+	"MFAUnlocks", "MFAUsers", "OperatorByTokenHash", "OperatorLogin", "PolicyHistory", "SearchDevices", "ListOperatorTokens",
 	"SearchTerms", "Session",
 )
 
@@ -45,7 +45,7 @@ var storeWrites = set(
 	"Enroll", "FinishNotification", "ImportMFAUsers", "IngestReports", "LoginFailed", "LoginSucceeded",
 	"PutDailySnapshot", "PutMFATempCode", "PutMFAUser", "RecordEnrollFailure", "RecordMFALogins", "Renew", "ReplaceLedger", "ResetLockout",
 	"RevokeDevice", "RevokeException", "SetDeviceGroup", "SetOperatorLogin", "SetPolicy", "TouchSession",
-	"TransitionIncident", "UnlockMFAUser", "Watch",
+	"TransitionIncident", "UnlockMFAUser", "Watch", "CreateOperatorToken", "RevokeOperatorToken", "UseOperatorToken",
 )
 
 // adapterWrites are the writes an adapter may make itself, and why.
@@ -55,7 +55,11 @@ var adapterWrites = map[string]map[string]bool{
 	// failures and lock-outs of its logins) and the record of an
 	// enrolment refused for its token (admission), not an operator's
 	// action. Their audit records still go through admin.
-	mod + "server/api": set("Enroll", "Renew", "ConsumeMFACodes", "RecordMFALogins", "RecordEnrollFailure"),
+	// UseOperatorToken: the authentication of an admin call records the
+	// token's last use (at most once a minute), as the console's session
+	// bookkeeping does; the bootstrap token's single use is spent through
+	// admin (CreateOperatorToken), audited.
+	mod + "server/api": set("Enroll", "Renew", "ConsumeMFACodes", "RecordMFALogins", "RecordEnrollFailure", "UseOperatorToken"),
 	// The console's sign-in bookkeeping: sessions and failed-login
 	// counters are the console's authentication, not operator actions
 	// (their audit records go through admin).

@@ -163,7 +163,7 @@ func testMFALifecycle(t *testing.T, o servertest.Options) {
 		t.Fatalf("imported sato in the bundle: %+v", s)
 	}
 	if len(ba.TempCodes) != 2 || ba.TempCodes[0].User != "nakamura" || ba.TempCodes[1].User != "tanaka" ||
-		ba.TempCodes[1].Hash != mfabundle.HashRecoveryCode(ba.TempCodes[1].Salt, tc.Code) || ba.TempCodes[1].Id != tc.Id {
+		!mfabundle.VerifyCode(ba.TempCodes[1].Hash, ba.TempCodes[1].Salt, tc.Code) || !mfabundle.IsCodeKDF(ba.TempCodes[1].Hash) || ba.TempCodes[1].Id != tc.Id {
 		t.Fatalf("temp codes in the bundle: %+v", ba.TempCodes)
 	}
 	if len(ba.Unlocks) != 1 || ba.Unlocks[0].User != "tanaka" || ba.Unlocks[0].Generation != 2 {
@@ -191,7 +191,14 @@ func testMFALifecycle(t *testing.T, o servertest.Options) {
 
 	// Device a used tanaka's temp code and a recovery code: after b's next
 	// report, b no longer holds them. A re-sent event changes nothing.
-	recHash := mfabundle.HashRecoveryCode(users["tanaka"].RecoverySalt, en.RecoveryCodes[4])
+	// The stored hash of recovery code 4 (argon2id, a salt per code): the
+	// one it verifies against.
+	var recHash string
+	for _, h := range users["tanaka"].RecoveryCodeHashes {
+		if mfabundle.VerifyCode(h, users["tanaka"].RecoverySalt, en.RecoveryCodes[4]) {
+			recHash = h
+		}
+	}
 	evs := []*mamoriv1.Event{usedEvent("mfa_temp_code_used", "tanaka", tc.Id), usedEvent("mfa_recovery_used", "tanaka", mfabundle.CodeID(recHash)),
 		usedEvent("mfa_recovery_used", "tanaka", "not-an-id"), usedEvent("mfa_recovery_used", "Bad User", "0123456789abcdef")}
 	a.report(evs...)

@@ -69,7 +69,7 @@ func TestBrowserMFA(t *testing.T) {
 	}
 	cs, err := e.h.Srv.Store().MFATempCodes(context.Background(), now)
 	if err != nil || len(cs) != 1 || cs[0].User != "yamada" || cs[0].CreatedBy != e.helpdesk.opID ||
-		mfabundle.HashRecoveryCode(cs[0].Salt, code) != cs[0].Hash {
+		!mfabundle.VerifyCode(cs[0].Hash, cs[0].Salt, code) || !mfabundle.IsCodeKDF(cs[0].Hash) {
 		t.Fatalf("stored codes do not match the one shown: %+v %v", cs, err)
 	}
 	if !e.hasAudit(t, e.helpdesk.opID, "mfa.temp_code", "user:yamada") {

@@ -227,7 +227,7 @@ func TestMFATempCodeOnce(t *testing.T) {
 	if err != nil || len(cs) != 1 || cs[0].User != "yamada" || !cs[0].ExpiresAt.Equal(now.Add(30*time.Minute)) {
 		t.Fatalf("stored codes: %v %v", cs, err)
 	}
-	if mfabundle.HashRecoveryCode(cs[0].Salt, code) != cs[0].Hash {
+	if !mfabundle.VerifyCode(cs[0].Hash, cs[0].Salt, code) || !mfabundle.IsCodeKDF(cs[0].Hash) {
 		t.Error("the code shown is not the code stored")
 	}
 	recs := e.auditFor(t, e.helpdesk.opID, "mfa.temp_code", "user:yamada")
