@@ -107,9 +107,9 @@ const kindBackfillBatch = 500
 // migration 0014 from each stored event, a batch a transaction, and
 // returns how many it filled. It runs when the store opens; once done the
 // partial index it walks (events_kind_missing) is empty and it costs one
-// index probe. An event that no longer decodes gets the empty kind (it cannot be
-// a file log record the report would miss: ListEvents reports it as
-// corrupt in the same way).
+// index probe. An event that no longer decodes gets the empty kind: what
+// it was cannot be known (ListEvents reports it as corrupt), and leaving
+// it NULL would make every later open read it again.
 func (s *Store) BackfillEventKinds(ctx context.Context) (int, error) {
 	total := 0
 	for {
