@@ -421,7 +421,7 @@ type Events interface {
 	// ListFileLog returns the file log's records (events of the kinds in
 	// FileLogKinds: files written to removable media under an exception,
 	// and the records the agent lost) received in [f.From, f.To), in the
-	// order received, after f.After.
+	// order received (or newest first), after f.After.
 	ListFileLog(ctx context.Context, f FileLogFilter) ([]StoredEvent, error)
 }
 
@@ -436,6 +436,10 @@ var FileLogKinds = []string{"media_file_written", "media_file_events_dropped"}
 type FileLogFilter struct {
 	From, To time.Time
 	Group    string // "" for every device
+	DeviceID string // "" for every device
+	// Newest lists newest first (the device page); otherwise in the order
+	// received (the evidence report).
+	Newest bool
 	// After is the last record of the previous page (zero: from the start).
 	After FileLogCursor
 	Limit int

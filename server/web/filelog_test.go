@@ -7,6 +7,8 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
 )
 
 // TestEvidenceFileLog: the evidence report and its CSV list, under clause
@@ -37,10 +39,24 @@ func TestEvidenceFileLog(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// The device page shows its files from the file log, not from the
+	// recent events: 60 later events do not push them off.
+	var noise []*mamoriv1.Event
+	for range 60 {
+		noise = append(noise, mediaEvent("usb_blocked", map[string]string{"serial": "NOISE"}))
+	}
+	if _, err := a.Client.Report(context.Background(), &mamoriv1.ReportRequest{Statuses: []*mamoriv1.ControlStatus{healthy()}, Events: noise, PolicyVersion: 1}); err != nil {
+		t.Fatal(err)
+	}
+
 	hd := e.browser(t, "")
 	hd.signIn(e.helpdesk)
 	if p := hd.get("/evidence/report?" + e.period()); p.status != 403 || strings.Contains(p.body, "課税台帳") {
 		t.Errorf("helpdesk reads the report: %d", p.status)
+	}
+
+	if dp := hd.get("/devices/" + a.ID); !strings.Contains(dp.body, `id="exception-files"`) || !strings.Contains(dp.body, "path: /住民/課税台帳.xlsx") {
+		t.Errorf("device page without its files after 60 other events:\n%s", dp.body)
 	}
 
 	b := e.browser(t, "ja")

@@ -83,6 +83,19 @@ func testFileLog(t *testing.T, st store.Store) {
 	if got := list(store.FileLogFilter{From: t0, To: t0.Add(time.Hour), Group: "nobody", Limit: 10}); len(got) != 0 {
 		t.Fatalf("empty group: %v", got)
 	}
+	// One device, newest first, two pages of 4.
+	var newest []string
+	nf := store.FileLogFilter{From: t0, To: t0.Add(time.Hour), DeviceID: a.ID, Newest: true, Limit: 4}
+	for range 2 {
+		page, err := st.ListFileLog(ctx, nf)
+		must(t, err)
+		for _, e := range page {
+			newest = append(newest, e.Event.GetId())
+		}
+		last := page[len(page)-1]
+		nf.After = store.FileLogCursor{ReceivedAt: last.ReceivedAt, Seq: last.Seq}
+	}
+	diff(t, "device a's file log, newest first", []string{a.ID + "-d6", a.ID + "-f6", a.ID + "-f5", a.ID + "-f4", a.ID + "-d3", a.ID + "-f3", a.ID + "-f2", a.ID + "-f1"}, newest)
 	// The record carries what the agent sent.
 	page, err := st.ListFileLog(ctx, store.FileLogFilter{From: t0, To: t0.Add(time.Minute), Limit: 1})
 	must(t, err)

@@ -70,7 +70,8 @@ func (s *Store) ControlHistory(ctx context.Context, deviceID string, limit int) 
 }
 
 // ListFileLog returns the file log's records received in the period, in
-// the order received (the partial index events_file_log, migration 0014).
+// the order received or newest first (the partial index events_file_log,
+// migration 0014).
 func (s *Store) ListFileLog(ctx context.Context, f store.FileLogFilter) ([]store.StoredEvent, error) {
 	var args []any
 	sqlText := "SELECT e.seq, e.device_id, e.event, e.received_at FROM events e"
@@ -85,11 +86,19 @@ func (s *Store) ListFileLog(ctx context.Context, f store.FileLogFilter) ([]store
 		sqlText += " AND (SELECT d.device_group FROM devices d WHERE d.id = e.device_id) = ?"
 		args = append(args, f.Group)
 	}
+	if f.DeviceID != "" {
+		sqlText += " AND e.device_id = ?"
+		args = append(args, f.DeviceID)
+	}
+	cmp, order := ">", "ASC"
+	if f.Newest {
+		cmp, order = "<", "DESC"
+	}
 	if !f.After.ReceivedAt.IsZero() || f.After.Seq != 0 {
-		sqlText += " AND (e.received_at > ? OR (e.received_at = ? AND e.seq > ?))"
+		sqlText += " AND (e.received_at " + cmp + " ? OR (e.received_at = ? AND e.seq " + cmp + " ?))"
 		args = append(args, s.d.Stamp(f.After.ReceivedAt), s.d.Stamp(f.After.ReceivedAt), f.After.Seq)
 	}
-	sqlText += " ORDER BY e.received_at, e.seq LIMIT ?"
+	sqlText += " ORDER BY e.received_at " + order + ", e.seq " + order + " LIMIT ?"
 	args = append(args, codec.Limit(f.Limit))
 	// A damaged record is listed as kind "undecodable" (scanEvent), not
 	// an error: the report says it is there rather than stopping.
