@@ -51,11 +51,11 @@ func TestBrowser(t *testing.T) {
 		chromedp.SendKeys(chromedp.ID("password"), password),
 		chromedp.SendKeys(chromedp.ID("totp"), e.code(t, e.officer)),
 		chromedp.Click(chromedp.ID("login-submit")),
-		chromedp.WaitVisible(chromedp.ID("noncompliant")),
+		chromedp.WaitVisible(chromedp.ID("attention")),
 	); err != nil {
 		t.Fatalf("sign in: %v", err)
 	}
-	if got := text("#noncompliant"); !strings.Contains(got, "kyoto-pc-07") || strings.Contains(got, "kyoto-pc-08") {
+	if got := text("#attention"); !strings.Contains(got, "kyoto-pc-07") || strings.Contains(got, "kyoto-pc-08") {
 		t.Errorf("non-compliant list: %q", got)
 	}
 	if got := text("#count-noncompliant .n"); got != "1" {
@@ -67,7 +67,7 @@ func TestBrowser(t *testing.T) {
 	shot("console-fleet.png")
 
 	if err := chromedp.Do(ctx,
-		chromedp.Click(chromedp.CSS("#noncompliant a")),
+		chromedp.Click(chromedp.CSS("#attention a.host")),
 		chromedp.WaitVisible(chromedp.ID("controls")),
 	); err != nil {
 		t.Fatalf("open device: %v", err)

@@ -16,7 +16,7 @@ import (
 )
 
 const (
-	fleetListLimit  = 200
+	attentionLimit  = 10
 	searchLimit     = 100
 	recentEvents    = 50
 	historyLimit    = 50
@@ -51,8 +51,10 @@ type fleetView struct {
 	Counts        []countView
 	Total         int64
 	PolicyVersion int64
-	Noncompliant  []deviceRow
-	More          bool
+	// Attention: the terminals needing a person (non-compliant, then
+	// offline); AttentionMore how many more there are.
+	Attention     []listRow
+	AttentionMore int64
 	Extra         *fleetExtra // chart.go
 }
 
@@ -75,12 +77,29 @@ func (c *Console) fleet(w http.ResponseWriter, r *http.Request, op *operator) {
 		c.internal(w, r, op, err)
 		return
 	}
-	devs, err := c.st.ListDevices(ctx, compliance.OfflineCut(pol, now).Filter(store.DeviceFilter{
-		Compliance: mamoriv1.Compliance_COMPLIANCE_NONCOMPLIANT, Limit: fleetListLimit + 1,
-	}))
-	if err != nil {
-		c.internal(w, r, op, err)
-		return
+	// The terminals needing a person: non-compliant (longest first),
+	// then offline (silent longest first), attentionLimit in all.
+	cut := compliance.OfflineCut(pol, now)
+	var attention []store.Device
+	var attentionTotal int64
+	for _, st := range []struct {
+		s    mamoriv1.Compliance
+		sort store.DeviceSort
+	}{
+		{mamoriv1.Compliance_COMPLIANCE_NONCOMPLIANT, store.SortFailingSince},
+		{mamoriv1.Compliance_COMPLIANCE_OFFLINE, store.SortLastSeen},
+	} {
+		q := store.DeviceQuery{Filter: cut.Filter(store.DeviceFilter{Compliance: st.s}), Sort: st.sort, Limit: max(attentionLimit-len(attention), 1)}
+		devs, total, err := c.st.ListDevicePage(ctx, q)
+		if err != nil {
+			c.internal(w, r, op, err)
+			return
+		}
+		attentionTotal += total
+		if room := attentionLimit - len(attention); len(devs) > room {
+			devs = devs[:room]
+		}
+		attention = append(attention, devs...)
 	}
 	v := fleetView{Total: n.Total, PolicyVersion: pol.Version}
 	// By control, by group, the 90-day chart (chart.go).
@@ -100,14 +119,10 @@ func (c *Console) fleet(w http.ResponseWriter, r *http.Request, op *operator) {
 	} {
 		v.Counts = append(v.Counts, countView{Class: complianceClass(x.s), Name: complianceName(p, x.s), N: x.n})
 	}
-	if len(devs) > fleetListLimit {
-		devs, v.More = devs[:fleetListLimit], true
+	for _, d := range attention {
+		v.Attention = append(v.Attention, c.listRow(p, d, pol, now))
 	}
-	for _, d := range devs {
-		v.Noncompliant = append(v.Noncompliant, c.row(p, d, pol, now))
-	}
-	// Longest failing first: that is what needs a person.
-	sort.SliceStable(v.Noncompliant, func(i, j int) bool { return v.Noncompliant[i].FailingSince.Before(v.Noncompliant[j].FailingSince) })
+	v.AttentionMore = attentionTotal - int64(len(attention))
 	c.render(w, r, http.StatusOK, "fleet", view{P: p, Op: op, CSRF: op.csrf(), Data: v})
 }
 

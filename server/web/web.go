@@ -192,7 +192,7 @@ func New(d Deps) (*Console, error) {
 	funcs["inc"] = func(i int) int { return i + 1 }
 	funcs["msg"] = func(p *i18n.Printer, prefix, key string) string { return p.Sprintf(i18n.ID(prefix + key)) }
 	for _, name := range []string{"login", "fleet", "device", "search", "error",
-		"policy", "policy_edit", "policy_form", "policy_confirm", "exceptions", "ledger"} {
+		"policy", "policy_edit", "policy_form", "policy_confirm", "exceptions", "ledger", "devices"} {
 		files := []string{"templates/layout.html", "templates/" + name + ".html"}
 		if name == "device" || name == "exceptions" {
 			files = append(files, "templates/device_exceptions.html")
@@ -231,6 +231,7 @@ func (c *Console) Handler() http.Handler {
 	mux.Handle("GET /{$}", http.RedirectHandler("/fleet", http.StatusSeeOther))
 	mux.Handle("GET /fleet", c.signedIn(auth.RoleHelpdesk, c.fleet))
 	mux.Handle("GET /search", c.signedIn(auth.RoleHelpdesk, c.search))
+	mux.Handle("GET /devices", c.signedIn(auth.RoleHelpdesk, c.devices))
 	mux.Handle("GET /devices/{id}", c.signedIn(auth.RoleHelpdesk, c.device))
 	mux.Handle("POST /devices/{id}/revoke", c.signedIn(auth.RoleOfficer, c.revoke))
 	mux.Handle("POST /devices/{id}/approve-reenrolment", c.signedIn(auth.RoleOfficer, c.approveReenrollment))
