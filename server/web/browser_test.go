@@ -75,7 +75,12 @@ func TestBrowser(t *testing.T) {
 	if got := text("#device-state"); got != "非準拠" {
 		t.Errorf("device state %q, want 非準拠", got)
 	}
-	for sel, want := range map[string]string{"#controls": "read-only file system", "#events": "AA0123", "#reasons": "agent"} {
+	// The raw evidence is folded under the control's summary (issue #19):
+	// opened with a click on its summary, as a person would.
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#controls details summary"))); err != nil {
+		t.Fatalf("open the evidence: %v", err)
+	}
+	for sel, want := range map[string]string{"#controls": "read-only file system", "#events": "AA0123", "#why-sentence": "エージェント自己診断"} {
 		if got := text(sel); !strings.Contains(got, want) {
 			t.Errorf("%s: %q lacks %q", sel, got, want)
 		}

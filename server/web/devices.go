@@ -168,7 +168,7 @@ func (c *Console) listRow(p *i18n.Printer, d store.Device, pol *mamoriv1.Policy,
 		r.Reason = strings.Join(r.Reasons, " / ")
 	case mamoriv1.Compliance_COMPLIANCE_OFFLINE:
 		r.Since = d.LastSeen
-		r.Reason = p.Sprintf("console.list.offline-reason", c.formatTime(d.LastSeen))
+		r.Reason = p.Sprintf("console.list.offline-reason", c.formatDuration(p, now.Sub(d.LastSeen)))
 	}
 	return r
 }

@@ -39,7 +39,7 @@ func TestDeviceList(t *testing.T) {
 	all := []string{"zeimu-pc-01", "shimin-pc-02", "shimin-pc-03"}
 	has("/devices", append(all, "全 4 台中 1〜4 台目", "エージェント自己診断"), nil)
 	has("/devices?state=noncompliant", []string{"zeimu-pc-01", "税務課"}, []string{"shimin-pc-02", "shimin-pc-03"})
-	has("/devices?state=offline", []string{"shimin-pc-03", "以降、報告がありません"}, []string{"zeimu-pc-01", "shimin-pc-02"})
+	has("/devices?state=offline", []string{"shimin-pc-03", "分間報告がありません"}, []string{"zeimu-pc-01", "shimin-pc-02"})
 	has("/devices?group="+url.QueryEscape("市民課"), []string{"shimin-pc-02", "shimin-pc-03"}, []string{"zeimu-pc-01"})
 	has("/devices?group=-", []string{"calc"}, all)
 	has("/devices?control=agent", []string{"zeimu-pc-01"}, []string{"shimin-pc-02"})

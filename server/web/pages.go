@@ -175,7 +175,8 @@ func (c *Console) search(w http.ResponseWriter, r *http.Request, op *operator) {
 }
 
 type controlView struct {
-	Name, Mode, Detail string
+	// Control is the identifier, Name its name in the reader's language.
+	Control, Name, Mode, Detail string
 	State              mamoriv1.ControlState
 	StateName          string
 	Since, ObservedAt  time.Time
@@ -196,7 +197,7 @@ type eventView struct {
 func eventViewOf(p *i18n.Printer, e store.StoredEvent) eventView {
 	name, _ := p.EventKind(e.Event.GetKind())
 	return eventView{Time: e.Event.GetTime().AsTime(), Received: e.ReceivedAt,
-		Control: e.Event.GetControl(), Kind: e.Event.GetKind(), KindName: name, Attributes: sortedKV(e.Event.GetAttributes())}
+		Control: controlName(p, e.Event.GetControl()), Kind: e.Event.GetKind(), KindName: name, Attributes: sortedKV(e.Event.GetAttributes())}
 }
 
 type historyView struct {
@@ -216,6 +217,10 @@ type deviceView struct {
 	Revoked  bool
 	// Exceptions of the device and their uses (exceptions.go).
 	Exceptions *deviceExceptions
+	// Why answers the page's question in one sentence (why.go).
+	Why    whyView
+	Policy []policyRow
+	Ledger *store.LedgerEntry
 	// MFAUsers: whose login factors the device receives, or why none
 	// (server/mfa.Access; issue #14).
 	MFAUsers string
@@ -259,9 +264,10 @@ func (c *Console) device(w http.ResponseWriter, r *http.Request, op *operator) {
 		c.internal(w, r, op, err)
 		return
 	}
-	pol, err := c.st.CurrentPolicy(ctx)
+	base, err := c.st.CurrentPolicy(ctx)
+	var pol *mamoriv1.Policy
 	if err == nil {
-		pol, err = c.effectiveFor(ctx, d, pol) // its group's max report age
+		pol, err = c.effectiveFor(ctx, d, base) // its group's max report age
 	}
 	if err != nil {
 		c.internal(w, r, op, err)
@@ -277,17 +283,31 @@ func (c *Console) device(w http.ResponseWriter, r *http.Request, op *operator) {
 		c.internal(w, r, op, err)
 		return
 	}
-	v := deviceView{Row: c.row(p, d, pol, c.now()), Device: d, Facts: d.Facts, Revoked: !d.RevokedAt.IsZero(),
+	now := c.now()
+	v := deviceView{Row: c.row(p, d, pol, now), Device: d, Facts: d.Facts, Revoked: !d.RevokedAt.IsZero(),
 		MFAUsers: mfaUsers(p, pol, d.KeyAttested)}
+	v.Why = c.why(p, d, base, pol, v.Row, now)
+	v.Policy = policyRows(p, base, pol)
+	if v.Ledger, err = c.ledgerEntry(ctx, d); err != nil {
+		c.internal(w, r, op, err)
+		return
+	}
 	for _, cr := range d.Controls {
 		s := cr.GetStatus()
 		v.Controls = append(v.Controls, controlView{
-			Name: s.GetControl(), Mode: strings.ToLower(strings.TrimPrefix(s.GetMode().String(), "MODE_")), Detail: controlDetail(p, s),
+			Control: s.GetControl(), Name: controlName(p, s.GetControl()), Mode: modeName(p, s.GetMode()), Detail: controlDetail(p, s),
 			State: s.GetState(), StateName: stateName(p, s.GetState()),
-			Since: cr.GetSince().AsTime(), ObservedAt: s.GetObservedAt().AsTime(), Evidence: sortedKV(s.GetEvidence()),
+			Since: cr.GetSince().AsTime(), ObservedAt: s.GetObservedAt().AsTime(), Evidence: evidenceKVs(p, s.GetEvidence()),
 		})
 	}
-	sort.Slice(v.Controls, func(i, j int) bool { return v.Controls[i].Name < v.Controls[j].Name })
+	// Failing controls first, then by name.
+	sort.Slice(v.Controls, func(i, j int) bool {
+		fi, fj := v.Controls[i].State != mamoriv1.ControlState_CONTROL_STATE_ENFORCED, v.Controls[j].State != mamoriv1.ControlState_CONTROL_STATE_ENFORCED
+		if fi != fj {
+			return fi
+		}
+		return v.Controls[i].Control < v.Controls[j].Control
+	})
 	for _, e := range evs {
 		v.Events = append(v.Events, eventViewOf(p, e))
 	}
@@ -309,7 +329,7 @@ func (c *Console) device(w http.ResponseWriter, r *http.Request, op *operator) {
 		case s != nil && s.GetState() == h.To && s.GetDetail() == h.Detail:
 			detail = controlDetail(p, s)
 		}
-		v.History = append(v.History, historyView{At: h.At, Control: h.Control, From: stateName(p, h.From), To: stateName(p, h.To), Detail: detail})
+		v.History = append(v.History, historyView{At: h.At, Control: controlName(p, h.Control), From: stateName(p, h.From), To: stateName(p, h.To), Detail: detail})
 	}
 	if v.Exceptions, err = c.deviceExceptions(ctx, p, d, v.Events); err != nil {
 		c.internal(w, r, op, err)
