@@ -31,7 +31,7 @@ type stateCol struct {
 }
 
 type controlRow struct {
-	ID string // the control's identifier; Control is its name in the reader's language
+	ID      string // the control's identifier; Control is its name in the reader's language
 	Control string
 	Clause  string
 	Cells   []int64 // by States

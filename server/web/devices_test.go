@@ -5,7 +5,6 @@ import (
 	"net/url"
 	"strings"
 	"testing"
-
 )
 
 // TestDeviceList: the device list (端末一覧) through the real server: every
@@ -80,4 +79,3 @@ func TestDeviceList(t *testing.T) {
 		t.Errorf("signed out: %d", p.status)
 	}
 }
-

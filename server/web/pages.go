@@ -177,10 +177,10 @@ func (c *Console) search(w http.ResponseWriter, r *http.Request, op *operator) {
 type controlView struct {
 	// Control is the identifier, Name its name in the reader's language.
 	Control, Name, Mode, Detail string
-	State              mamoriv1.ControlState
-	StateName          string
-	Since, ObservedAt  time.Time
-	Evidence           []kv
+	State                       mamoriv1.ControlState
+	StateName                   string
+	Since, ObservedAt           time.Time
+	Evidence                    []kv
 }
 
 type kv struct{ K, V string }
