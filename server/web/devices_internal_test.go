@@ -32,3 +32,27 @@ func FuzzParseDeviceList(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseAuditQuery: any query either is refused or reads into filters
+// whose encoding reads back the same.
+func FuzzParseAuditQuery(f *testing.F) {
+	for _, s := range []string{"", "actor=%E4%BD%90%E8%97%A4&action=policy", "from=2026-11-01&to=2026-11-30", "device=pc-01", "from=2026-02-30", "to=%ff"} {
+		f.Add(s)
+	}
+	c := &Console{cfg: DefaultConfig()}
+	f.Fuzz(func(t *testing.T, raw string) {
+		q, err := url.ParseQuery(raw)
+		if err != nil {
+			return
+		}
+		v, ok := c.parseAuditQuery(q)
+		if !ok {
+			return
+		}
+		q2, _ := url.ParseQuery(v.encode())
+		v2, ok := c.parseAuditQuery(q2)
+		if !ok || v2 != v {
+			t.Fatalf("round trip of %q: %+v -> %+v (%v)", raw, v, v2, ok)
+		}
+	})
+}

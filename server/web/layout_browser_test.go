@@ -99,6 +99,7 @@ func TestBrowserLayout(t *testing.T) {
 		{"policy", "/policy", "policy-version"},
 		{"exceptions", "/exceptions", "exception-form"},
 		{"ledger", "/ledger", "ledger-form"},
+		{"audit", "/audit", "audit"},
 	}
 	for _, lang := range []string{"ja", "en"} {
 		if err := chromedp.Do(br.Ctx, chromedp.Navigate(e.h.ConsoleURL+"/lang/"+lang+"?next=/fleet"), chromedp.WaitVisible(chromedp.ID("counts"))); err != nil {

@@ -192,7 +192,7 @@ func New(d Deps) (*Console, error) {
 	funcs["inc"] = func(i int) int { return i + 1 }
 	funcs["msg"] = func(p *i18n.Printer, prefix, key string) string { return p.Sprintf(i18n.ID(prefix + key)) }
 	for _, name := range []string{"login", "fleet", "device", "search", "error",
-		"policy", "policy_edit", "policy_form", "policy_confirm", "exceptions", "ledger", "devices"} {
+		"policy", "policy_edit", "policy_form", "policy_confirm", "exceptions", "ledger", "devices", "audit"} {
 		files := []string{"templates/layout.html", "templates/" + name + ".html"}
 		if name == "device" || name == "exceptions" {
 			files = append(files, "templates/device_exceptions.html")
@@ -232,6 +232,7 @@ func (c *Console) Handler() http.Handler {
 	mux.Handle("GET /fleet", c.signedIn(auth.RoleHelpdesk, c.fleet))
 	mux.Handle("GET /search", c.signedIn(auth.RoleHelpdesk, c.search))
 	mux.Handle("GET /devices", c.signedIn(auth.RoleHelpdesk, c.devices))
+	mux.Handle("GET /audit", c.signedIn(auth.RoleHelpdesk, c.auditPage))
 	mux.Handle("GET /devices/{id}", c.signedIn(auth.RoleHelpdesk, c.device))
 	mux.Handle("POST /devices/{id}/revoke", c.signedIn(auth.RoleOfficer, c.revoke))
 	mux.Handle("POST /devices/{id}/approve-reenrolment", c.signedIn(auth.RoleOfficer, c.approveReenrollment))
@@ -251,7 +252,9 @@ func (c *Console) Handler() http.Handler {
 	c.routeMFA(mux)      // MFA users, operator password and TOTP resets (mfa.go)
 	// Cross-origin POSTs are refused (Sec-Fetch-Site / Origin) before any
 	// handler runs, on top of the CSRF tokens.
-	return securityHeaders(http.NewCrossOriginProtection().Handler(mux))
+	cop := http.NewCrossOriginProtection()
+	cop.SetDenyHandler(http.HandlerFunc(c.crossOriginRefused))
+	return securityHeaders(cop.Handler(mux))
 }
 
 // securityHeaders: no scripts, no framing, nothing cached, no referrer.
