@@ -95,12 +95,12 @@ func (v auditQuery) match(r store.AuditRecord, actorName string, deviceIDs map[s
 }
 
 type auditRow struct {
-	Seq                        int64
-	At                         time.Time
-	Actor, ActorID             string
-	Action, ActionID           string
-	Target, Detail             string
-	Refusal                    bool
+	Seq              int64
+	At               time.Time
+	Actor, ActorID   string
+	Action, ActionID string
+	Target, Detail   string
+	Refusal          bool
 }
 
 type auditView struct {
