@@ -138,7 +138,7 @@ type clauseView struct{ Control, Clause, Title string }
 func clauseViews(p *i18n.Printer) []clauseView {
 	var out []clauseView
 	for _, cl := range clauses {
-		out = append(out, clauseView{cl.Control, cl.Clause, cl.Title(p)})
+		out = append(out, clauseView{controlName(p, cl.Control), cl.Clause, cl.Title(p)})
 	}
 	return out
 }
@@ -205,7 +205,7 @@ func period(p *i18n.Printer, d store.Device, hist []store.HistoryEntry, from, to
 				}
 			}
 		}
-		cp := controlPeriod{Control: visible(n), Start: name(state)}
+		cp := controlPeriod{Control: visible(controlName(p, n)), Start: name(state)}
 		cl := clauseOf(n)
 		cp.Clause, cp.ClauseTitle = cl.Clause, cl.Title(p)
 		var enforced time.Duration

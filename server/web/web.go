@@ -191,6 +191,14 @@ func New(d Deps) (*Console, error) {
 	funcs["vis"] = visible
 	funcs["inc"] = func(i int) int { return i + 1 }
 	funcs["msg"] = func(p *i18n.Printer, prefix, key string) string { return p.Sprintf(i18n.ID(prefix + key)) }
+	// Names of controls and modes in the reader's language (issue #19).
+	funcs["ctlName"] = controlName
+	funcs["modeText"] = func(p *i18n.Printer, m string) string {
+		if s, ok := p.Lookup(i18n.ID("console.mode." + m)); ok {
+			return s
+		}
+		return m
+	}
 	for _, name := range []string{"login", "fleet", "device", "search", "error",
 		"policy", "policy_edit", "policy_form", "policy_confirm", "exceptions", "ledger", "devices", "audit"} {
 		files := []string{"templates/layout.html", "templates/" + name + ".html"}
