@@ -211,4 +211,9 @@ var consoleListMessages = []Message{
 	{"console.key.services", "PAM services", "PAM サービス"},
 	{"console.key.grace_until", "Grace period until", "猶予期間の終了日"},
 	{"console.key.require_tpm_key", "TPM key required", "TPM 鍵を必須とする"},
+	// Policy form: durations as number and unit.
+	{"console.policyform.unit", "Unit", "単位"},
+	{"console.policyform.unit.s", "seconds", "秒"},
+	{"console.policyform.unit.m", "minutes", "分"},
+	{"console.policyform.unit.h", "hours", "時間"},
 }

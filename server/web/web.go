@@ -191,6 +191,19 @@ func New(d Deps) (*Console, error) {
 	funcs["vis"] = visible
 	funcs["inc"] = func(i int) int { return i + 1 }
 	funcs["msg"] = func(p *i18n.Printer, prefix, key string) string { return p.Sprintf(i18n.ID(prefix + key)) }
+	// The policy form's number + unit fields and date field (issue #19).
+	funcs["durN"] = func(s string) string {
+		if n, _, ok := splitDuration(s); ok {
+			return fmt.Sprint(n)
+		}
+		return ""
+	}
+	funcs["durUnit"] = func(s, unit string) bool {
+		_, u, ok := splitDuration(s)
+		return (ok && u == unit) || (!ok && unit == "m")
+	}
+	funcs["list"] = func(xs ...string) []string { return xs }
+	funcs["isDate"] = func(s string) bool { _, err := time.Parse(time.DateOnly, s); return s == "" || err == nil }
 	// Names of controls and modes in the reader's language (issue #19).
 	funcs["ctlName"] = controlName
 	funcs["modeText"] = func(p *i18n.Printer, m string) string {
