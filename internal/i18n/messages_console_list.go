@@ -216,4 +216,8 @@ var consoleListMessages = []Message{
 	{"console.policyform.unit.s", "seconds", "秒"},
 	{"console.policyform.unit.m", "minutes", "分"},
 	{"console.policyform.unit.h", "hours", "時間"},
+	// Evidence report: each change.
+	{"console.evidence.changes", "Each change in the period (policy, exceptions, revocations, ledger, operators, MFA)", "期間中の各変更（ポリシー・例外措置・失効・端末台帳・操作者・多要素認証）"},
+	{"console.evidence.why", "Reason / detail", "理由・詳細"},
+	{"console.evidence.changes-more", "%d more changes: see the audit log page (CSV).", "ほか %d 件の変更: 監査ログのページ（CSV）を参照してください。"},
 }

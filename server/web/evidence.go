@@ -341,6 +341,7 @@ type evidenceHeader struct {
 	Audit         auditHead
 	Clauses       []clauseView
 	Incidents     []ruleCount
+	Changes       changeList // each change of the period (evidence_changes.go)
 }
 
 type ruleCount struct {
@@ -447,8 +448,12 @@ func (c *Console) evidenceHeader(ctx context.Context, p *i18n.Printer, op *opera
 	if err != nil {
 		return evidenceHeader{}, nil, err
 	}
+	ch, err := c.periodChanges(ctx, p, from, to)
+	if err != nil {
+		return evidenceHeader{}, nil, err
+	}
 	return evidenceHeader{From: from.Format(time.DateOnly), To: to.AddDate(0, 0, -1).Format(time.DateOnly), Generated: c.now(),
-		By: op.Name, PolicyVersion: pol.Version, Audit: ah, Clauses: clauseViews(p), Incidents: ic}, pol, nil
+		By: op.Name, PolicyVersion: pol.Version, Audit: ah, Clauses: clauseViews(p), Incidents: ic, Changes: ch}, pol, nil
 }
 
 // evidenceCSV streams the CSV: UTF-8 with a BOM, RFC 4180 (CRLF, quotes

@@ -282,7 +282,7 @@ func TestEvidenceHostileData(t *testing.T) {
 			t.Errorf("%s: hostile text not shown escaped and visible:\n%s", path, p.body)
 		}
 	}
-	if p := b.get("/evidence/report?" + e.period()); !regexp.MustCompile(`id="audit-actions"[\s\S]*<td>incident.open</td><td class="num">3</td>`).MatchString(p.body) {
+	if p := b.get("/evidence/report?" + e.period()); !regexp.MustCompile(`id="audit-actions"[\s\S]*<td>インシデントの発生</td><td class="num">3</td>`).MatchString(p.body) {
 		t.Error("the report does not count the period's incident.open audit records")
 	}
 	// CSV: BOM, RFC 4180, formula cells neutralised, bidi visible.

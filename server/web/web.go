@@ -206,6 +206,7 @@ func New(d Deps) (*Console, error) {
 	funcs["isDate"] = func(s string) bool { _, err := time.Parse(time.DateOnly, s); return s == "" || err == nil }
 	// Names of controls and modes in the reader's language (issue #19).
 	funcs["ctlName"] = controlName
+	funcs["actName"] = actionName
 	funcs["modeText"] = func(p *i18n.Printer, m string) string {
 		if s, ok := p.Lookup(i18n.ID("console.mode." + m)); ok {
 			return s
