@@ -29,7 +29,7 @@ func TestEvidenceChanges(t *testing.T) {
 	}
 	changes := p.body[i:]
 	changes = changes[:strings.Index(changes, "</table>")]
-	if !regexp.MustCompile(`端末の失効</td><td><code>[^<]*` + ts.healthy.ID + `</code></td><td>盗難届 No.42</td>`).MatchString(changes) ||
+	if !regexp.MustCompile(`端末の失効</td><td><code>[^<]*`+ts.healthy.ID+`</code></td><td>盗難届 No.42</td>`).MatchString(changes) ||
 		!strings.Contains(changes, "佐藤") {
 		t.Errorf("the revocation is not listed with who and why:\n%s", changes)
 	}
