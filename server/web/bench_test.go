@@ -114,9 +114,9 @@ func buildBenchDB(ctx context.Context, path string) error {
 		// 10,000,000 events, 100 per device, in (device, seq) order so every
 		// index is appended to. Each is media/set_read_only.
 		fmt.Sprintf(`WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < %d)
-		INSERT INTO events (seq, device_id, event_id, received_at, event)
+		INSERT INTO events (seq, device_id, event_id, received_at, event, kind)
 		SELECT i, printf('dev-%%06d', (i - 1) / %d + 1), printf('%%08d', i), %d + i,
-			X'1a056d65646961220d7365745f726561645f6f6e6c79'
+			X'1a056d65646961220d7365745f726561645f6f6e6c79', 'set_read_only'
 		FROM n`, benchEvents, benchEvents/benchDevices, t0-int64(30*24*time.Hour/time.Microsecond)),
 		// Three controls per device, their history and current states.
 		`INSERT INTO control_history (device_id, control, from_state, to_state, detail, at)
