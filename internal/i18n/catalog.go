@@ -78,7 +78,7 @@ func (c *Catalog) Printer(lang Lang) *Printer { return &Printer{cat: c, lang: la
 // built once. It panics if that table is inconsistent, which TestCatalog
 // rules out before any release.
 var Default = sync.OnceValue(func() *Catalog {
-	c, err := NewCatalog(slices.Concat(ctlMessages, mfaCtlMessages, serverMessages, agentMessages, consoleMessages, policyMessages, policyFormMessages, evidenceMessages, consoleMFAMessages, detailMessages, eventKindMessages)...)
+	c, err := NewCatalog(slices.Concat(ctlMessages, mfaCtlMessages, serverMessages, agentMessages, consoleMessages, policyMessages, policyFormMessages, evidenceMessages, consoleMFAMessages, consoleListMessages, detailMessages, eventKindMessages)...)
 	if err != nil {
 		panic("i18n: " + err.Error())
 	}
@@ -195,4 +195,14 @@ func Verbs(format string) ([]string, error) {
 	}
 	sort.Strings(out)
 	return out, nil
+}
+
+// Lookup is message id in the printer's language, and whether the
+// catalog has it (for names a caller shows as identifiers otherwise).
+func (p *Printer) Lookup(id ID) (string, bool) {
+	m, ok := p.cat.Lookup(id)
+	if !ok {
+		return "", false
+	}
+	return m.Text(p.lang), true
 }

@@ -29,9 +29,9 @@ import (
 // storeReads are the store methods that only read.
 var storeReads = set(
 	"CheckToken", "ControlHistory", "CountByControl", "CountEvents", "CountFleet", "CountFleetByGroup", "CountOperators",
-	"CountSent", "CurrentPolicy", "DailySnapshots", "DeviceCredential", "DeviceGroup", "EKApproved", "FindDevice",
+	"CountSent", "CurrentPolicy", "DailySnapshots", "DeviceCredential", "DeviceFacets", "DeviceGroup", "EKApproved", "FindDevice",
 	"GetDevice", "GetIncident", "GetOperator", "HistoryForDevices", "Incidents", "Ledger", "ListAudit",
-	"ListApprovedEKs", "ListDevices", "ListEvents", "ListExceptions", "ListFileLog", "ListOperators", "MFAGeneration", "MFALoginStates", "MFATempCodes",
+	"ListApprovedEKs", "ListDevicePage", "ListDevices", "ListEvents", "ListExceptions", "ListFileLog", "ListOperators", "MFAGeneration", "MFALoginStates", "MFATempCodes",
 	"MFAUnlocks", "MFAUsers", "OperatorByTokenHash", "OperatorLogin", "PolicyHistory", "SearchDevices", "ListOperatorTokens",
 	"SearchTerms", "Session",
 )

@@ -256,6 +256,40 @@ type DeviceFilter struct {
 	WithoutControls bool
 }
 
+// DeviceSort orders the device list.
+type DeviceSort string
+
+// The device list's orders; every one ends with the device ID, so a page
+// is stable.
+const (
+	SortHostname     DeviceSort = "hostname"
+	SortLastSeen     DeviceSort = "last_seen"
+	SortFailingSince DeviceSort = "failing_since"
+	SortGroup        DeviceSort = "group" // 所属, then host name
+)
+
+// DeviceQuery selects one page of the device list (端末一覧).
+type DeviceQuery struct {
+	// Filter: Compliance, the OFFLINE cut-off and Group as for
+	// ListDevices; AfterID and Limit are ignored (Offset, Limit below).
+	Filter DeviceFilter
+	// NoGroup selects the devices in no group (Filter.Group must be '').
+	NoGroup bool
+	// Control selects the devices whose current state of this control
+	// is DEGRADED or FAILED (as the watcher last derived it).
+	Control string
+	// OS and AgentVersion select devices whose facts name exactly these.
+	OS, AgentVersion string
+	Sort             DeviceSort // '' is SortHostname
+	Desc             bool
+	Offset, Limit    int
+}
+
+// DeviceFacets are the values the device list's filters offer.
+type DeviceFacets struct {
+	Groups, OSes, AgentVersions, Controls []string
+}
+
 // FleetCounts are the fleet summary counts. Every device is in exactly one.
 type FleetCounts struct {
 	Total, Compliant, Noncompliant, Offline, NeverReported, Revoked int64
@@ -440,6 +474,12 @@ type Devices interface {
 	CountFleet(ctx context.Context, cut OfflineCut) (FleetCounts, error)
 	// CountFleetByGroup is CountFleet per device group, ordered by group.
 	CountFleetByGroup(ctx context.Context, cut OfflineCut) ([]GroupCounts, error)
+	// ListDevicePage returns one page of the device list and how many
+	// devices match q in all.
+	ListDevicePage(ctx context.Context, q DeviceQuery) ([]Device, int64, error)
+	// DeviceFacets lists the groups, OSes, agent versions and controls
+	// the fleet has, each sorted.
+	DeviceFacets(ctx context.Context) (DeviceFacets, error)
 	// SetDeviceGroup moves a device to a group ('' for none).
 	SetDeviceGroup(ctx context.Context, id, group string) (Device, error)
 	RevokeDevice(ctx context.Context, id, reason string, at time.Time) (Device, error)

@@ -51,11 +51,11 @@ func TestBrowser(t *testing.T) {
 		chromedp.SendKeys(chromedp.ID("password"), password),
 		chromedp.SendKeys(chromedp.ID("totp"), e.code(t, e.officer)),
 		chromedp.Click(chromedp.ID("login-submit")),
-		chromedp.WaitVisible(chromedp.ID("noncompliant")),
+		chromedp.WaitVisible(chromedp.ID("attention")),
 	); err != nil {
 		t.Fatalf("sign in: %v", err)
 	}
-	if got := text("#noncompliant"); !strings.Contains(got, "kyoto-pc-07") || strings.Contains(got, "kyoto-pc-08") {
+	if got := text("#attention"); !strings.Contains(got, "kyoto-pc-07") || strings.Contains(got, "kyoto-pc-08") {
 		t.Errorf("non-compliant list: %q", got)
 	}
 	if got := text("#count-noncompliant .n"); got != "1" {
@@ -67,7 +67,7 @@ func TestBrowser(t *testing.T) {
 	shot("console-fleet.png")
 
 	if err := chromedp.Do(ctx,
-		chromedp.Click(chromedp.CSS("#noncompliant a")),
+		chromedp.Click(chromedp.CSS("#attention a.host")),
 		chromedp.WaitVisible(chromedp.ID("controls")),
 	); err != nil {
 		t.Fatalf("open device: %v", err)
@@ -75,7 +75,12 @@ func TestBrowser(t *testing.T) {
 	if got := text("#device-state"); got != "非準拠" {
 		t.Errorf("device state %q, want 非準拠", got)
 	}
-	for sel, want := range map[string]string{"#controls": "read-only file system", "#events": "AA0123", "#reasons": "agent"} {
+	// The raw evidence is folded under the control's summary (issue #19):
+	// opened with a click on its summary, as a person would.
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#controls details summary"))); err != nil {
+		t.Fatalf("open the evidence: %v", err)
+	}
+	for sel, want := range map[string]string{"#controls": "read-only file system", "#events": "AA0123", "#why-sentence": "エージェント自己診断"} {
 		if got := text(sel); !strings.Contains(got, want) {
 			t.Errorf("%s: %q lacks %q", sel, got, want)
 		}

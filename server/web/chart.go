@@ -31,6 +31,7 @@ type stateCol struct {
 }
 
 type controlRow struct {
+	ID      string // the control's identifier; Control is its name in the reader's language
 	Control string
 	Clause  string
 	Cells   []int64 // by States
@@ -70,7 +71,7 @@ func (c *Console) fleetExtra(ctx context.Context, p *i18n.Printer, pol *mamoriv1
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		r := controlRow{Control: visible(n), Clause: clauseOf(n).Clause}
+		r := controlRow{Control: visible(controlName(p, n)), ID: n, Clause: clauseOf(n).Clause}
 		for _, s := range controlStates {
 			r.Cells = append(r.Cells, byControl[n][s])
 		}

@@ -35,9 +35,9 @@ func localReasons(p *i18n.Printer, reasons []string, controls []*mamoriv1.Contro
 		out[i] = r
 		if s, ok := byReason[r]; ok {
 			if d := controlDetail(p, s); d != "" {
-				out[i] = p.Sprintf("console.reason.control", s.GetControl(), stateName(p, s.GetState()), d)
+				out[i] = p.Sprintf("console.reason.control", controlName(p, s.GetControl()), stateName(p, s.GetState()), d)
 			} else {
-				out[i] = p.Sprintf("console.reason.control-bare", s.GetControl(), stateName(p, s.GetState()))
+				out[i] = p.Sprintf("console.reason.control-bare", controlName(p, s.GetControl()), stateName(p, s.GetState()))
 			}
 			continue
 		}
@@ -46,7 +46,7 @@ func localReasons(p *i18n.Printer, reasons []string, controls []*mamoriv1.Contro
 			continue
 		}
 		if name, ok := strings.CutSuffix(r, ": not reported"); ok && compliance.NotReportedReason(name) == r {
-			out[i] = p.Sprintf("console.reason.not-reported", name)
+			out[i] = p.Sprintf("console.reason.not-reported", controlName(p, name))
 		}
 	}
 	return out

@@ -13,9 +13,14 @@ type diffLine struct {
 // removed, all added", which is still correct, only less helpful.
 const maxDiffCells = 4 << 20
 
-// lineDiff is a longest-common-subsequence line diff of two texts.
+// lineDiff is a longest-common-subsequence line diff of two texts. Lines
+// that differ only by a trailing comma are the same line: in JSON, a key
+// added after the last one adds a comma to the line before it, which is
+// not a change of that setting (issue #19); such a line is shown as it
+// reads in the new text.
 func lineDiff(a, b string) []diffLine {
 	x, y := strings.Split(a, "\n"), strings.Split(b, "\n")
+	kx, ky := commaless(x), commaless(y)
 	n, m := len(x), len(y)
 	var out []diffLine
 	if n*m > maxDiffCells {
@@ -34,7 +39,7 @@ func lineDiff(a, b string) []diffLine {
 	}
 	for i := n - 1; i >= 0; i-- {
 		for j := m - 1; j >= 0; j-- {
-			if x[i] == y[j] {
+			if kx[i] == ky[j] {
 				lcs[i][j] = lcs[i+1][j+1] + 1
 			} else {
 				lcs[i][j] = max(lcs[i+1][j], lcs[i][j+1])
@@ -44,8 +49,8 @@ func lineDiff(a, b string) []diffLine {
 	i, j := 0, 0
 	for i < n && j < m {
 		switch {
-		case x[i] == y[j]:
-			out = append(out, diffLine{" ", x[i]})
+		case kx[i] == ky[j]:
+			out = append(out, diffLine{" ", y[j]})
 			i++
 			j++
 		case lcs[i+1][j] >= lcs[i][j+1]:
@@ -61,6 +66,15 @@ func lineDiff(a, b string) []diffLine {
 	}
 	for ; j < m; j++ {
 		out = append(out, diffLine{"+", y[j]})
+	}
+	return out
+}
+
+// commaless are the lines without trailing blanks and one trailing comma.
+func commaless(ls []string) []string {
+	out := make([]string, len(ls))
+	for i, l := range ls {
+		out[i] = strings.TrimSuffix(strings.TrimRight(l, " \t\r"), ",")
 	}
 	return out
 }

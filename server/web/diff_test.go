@@ -28,3 +28,18 @@ func TestLineDiff(t *testing.T) {
 		t.Errorf("large diff has %d lines", len(d))
 	}
 }
+
+// TestLineDiffTrailingComma: a key added after the last one puts a comma
+// on the line before; that line is not a change (issue #19).
+func TestLineDiffTrailingComma(t *testing.T) {
+	a := "{\n  \"agent\": {\n    \"mode\": \"MODE_ENFORCE\"\n  }\n}"
+	b := "{\n  \"agent\": {\n    \"mode\": \"MODE_ENFORCE\",\n    \"required\": true\n  }\n}"
+	var lines []string
+	for _, l := range lineDiff(a, b) {
+		lines = append(lines, l.Op+l.Text)
+	}
+	want := []string{" {", "   \"agent\": {", "     \"mode\": \"MODE_ENFORCE\",", "+    \"required\": true", "   }", " }"}
+	if diff := cmp.Diff(want, lines); diff != "" {
+		t.Errorf("(-want +got)\n%s", diff)
+	}
+}

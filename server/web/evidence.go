@@ -141,7 +141,7 @@ type clauseView struct{ Control, Clause, Title string }
 func clauseViews(p *i18n.Printer) []clauseView {
 	var out []clauseView
 	for _, cl := range clauses {
-		out = append(out, clauseView{cl.Control, cl.Clause, cl.Title(p)})
+		out = append(out, clauseView{controlName(p, cl.Control), cl.Clause, cl.Title(p)})
 	}
 	return out
 }
@@ -208,7 +208,7 @@ func period(p *i18n.Printer, d store.Device, hist []store.HistoryEntry, from, to
 				}
 			}
 		}
-		cp := controlPeriod{Control: visible(n), Start: name(state)}
+		cp := controlPeriod{Control: visible(controlName(p, n)), Start: name(state)}
 		cl := clauseOf(n)
 		cp.Clause, cp.ClauseTitle = cl.Clause, cl.Title(p)
 		var enforced time.Duration
@@ -369,6 +369,7 @@ type evidenceHeader struct {
 	Audit         auditHead
 	Clauses       []clauseView
 	Incidents     []ruleCount
+	Changes       changeList // each change of the period (evidence_changes.go)
 }
 
 type ruleCount struct {
@@ -477,8 +478,12 @@ func (c *Console) evidenceHeader(ctx context.Context, p *i18n.Printer, op *opera
 	if err != nil {
 		return evidenceHeader{}, nil, err
 	}
+	ch, err := c.periodChanges(ctx, p, from, to)
+	if err != nil {
+		return evidenceHeader{}, nil, err
+	}
 	return evidenceHeader{From: from.Format(time.DateOnly), To: to.AddDate(0, 0, -1).Format(time.DateOnly), Generated: c.now(),
-		By: op.Name, PolicyVersion: pol.Version, Audit: ah, Clauses: clauseViews(p), Incidents: ic}, pol, nil
+		By: op.Name, PolicyVersion: pol.Version, Audit: ah, Clauses: clauseViews(p), Incidents: ic, Changes: ch}, pol, nil
 }
 
 // evidenceCSV streams the CSV: UTF-8 with a BOM, RFC 4180 (CRLF, quotes

@@ -282,7 +282,7 @@ func TestEvidenceHostileData(t *testing.T) {
 			t.Errorf("%s: hostile text not shown escaped and visible:\n%s", path, p.body)
 		}
 	}
-	if p := b.get("/evidence/report?" + e.period()); !regexp.MustCompile(`id="audit-actions"[\s\S]*<td>incident.open</td><td class="num">3</td>`).MatchString(p.body) {
+	if p := b.get("/evidence/report?" + e.period()); !regexp.MustCompile(`id="audit-actions"[\s\S]*<td>インシデントの発生</td><td class="num">3</td>`).MatchString(p.body) {
 		t.Error("the report does not count the period's incident.open audit records")
 	}
 	// CSV: BOM, RFC 4180, formula cells neutralised, bidi visible.
@@ -371,7 +371,8 @@ func TestFleetByControlGroupChartAndSearch(t *testing.T) {
 			t.Errorf("fleet page lacks %s", want)
 		}
 	}
-	if !regexp.MustCompile(`<td>agent</td><td>6\(7\)</td>(<td class="num">\d+</td>){3}<td class="num">1</td>`).MatchString(p.body) {
+	// The control by its name, linked to the terminals where it fails.
+	if !regexp.MustCompile(`<td class="nowrap"><a href="/devices\?control=agent">エージェント自己診断</a></td><td>6\(7\)</td>(<td class="num">\d+</td>){3}<td class="num">1</td>`).MatchString(p.body) {
 		t.Errorf("by-control row of agent (FAILED 1) not found")
 	}
 	for _, q := range []string{"kind=user&q=yama", "kind=usb&q=4C53"} {

@@ -16,7 +16,7 @@ import (
 )
 
 const (
-	fleetListLimit  = 200
+	attentionLimit  = 10
 	searchLimit     = 100
 	recentEvents    = 50
 	historyLimit    = 50
@@ -51,8 +51,10 @@ type fleetView struct {
 	Counts        []countView
 	Total         int64
 	PolicyVersion int64
-	Noncompliant  []deviceRow
-	More          bool
+	// Attention: the terminals needing a person (non-compliant, then
+	// offline); AttentionMore how many more there are.
+	Attention     []listRow
+	AttentionMore int64
 	Extra         *fleetExtra // chart.go
 }
 
@@ -75,12 +77,29 @@ func (c *Console) fleet(w http.ResponseWriter, r *http.Request, op *operator) {
 		c.internal(w, r, op, err)
 		return
 	}
-	devs, err := c.st.ListDevices(ctx, compliance.OfflineCut(pol, now).Filter(store.DeviceFilter{
-		Compliance: mamoriv1.Compliance_COMPLIANCE_NONCOMPLIANT, Limit: fleetListLimit + 1,
-	}))
-	if err != nil {
-		c.internal(w, r, op, err)
-		return
+	// The terminals needing a person: non-compliant (longest first),
+	// then offline (silent longest first), attentionLimit in all.
+	cut := compliance.OfflineCut(pol, now)
+	var attention []store.Device
+	var attentionTotal int64
+	for _, st := range []struct {
+		s    mamoriv1.Compliance
+		sort store.DeviceSort
+	}{
+		{mamoriv1.Compliance_COMPLIANCE_NONCOMPLIANT, store.SortFailingSince},
+		{mamoriv1.Compliance_COMPLIANCE_OFFLINE, store.SortLastSeen},
+	} {
+		q := store.DeviceQuery{Filter: cut.Filter(store.DeviceFilter{Compliance: st.s}), Sort: st.sort, Limit: max(attentionLimit-len(attention), 1)}
+		devs, total, err := c.st.ListDevicePage(ctx, q)
+		if err != nil {
+			c.internal(w, r, op, err)
+			return
+		}
+		attentionTotal += total
+		if room := attentionLimit - len(attention); len(devs) > room {
+			devs = devs[:room]
+		}
+		attention = append(attention, devs...)
 	}
 	v := fleetView{Total: n.Total, PolicyVersion: pol.Version}
 	// By control, by group, the 90-day chart (chart.go).
@@ -100,14 +119,10 @@ func (c *Console) fleet(w http.ResponseWriter, r *http.Request, op *operator) {
 	} {
 		v.Counts = append(v.Counts, countView{Class: complianceClass(x.s), Name: complianceName(p, x.s), N: x.n})
 	}
-	if len(devs) > fleetListLimit {
-		devs, v.More = devs[:fleetListLimit], true
+	for _, d := range attention {
+		v.Attention = append(v.Attention, c.listRow(p, d, pol, now))
 	}
-	for _, d := range devs {
-		v.Noncompliant = append(v.Noncompliant, c.row(p, d, pol, now))
-	}
-	// Longest failing first: that is what needs a person.
-	sort.SliceStable(v.Noncompliant, func(i, j int) bool { return v.Noncompliant[i].FailingSince.Before(v.Noncompliant[j].FailingSince) })
+	v.AttentionMore = attentionTotal - int64(len(attention))
 	c.render(w, r, http.StatusOK, "fleet", view{P: p, Op: op, CSRF: op.csrf(), Data: v})
 }
 
@@ -160,11 +175,12 @@ func (c *Console) search(w http.ResponseWriter, r *http.Request, op *operator) {
 }
 
 type controlView struct {
-	Name, Mode, Detail string
-	State              mamoriv1.ControlState
-	StateName          string
-	Since, ObservedAt  time.Time
-	Evidence           []kv
+	// Control is the identifier, Name its name in the reader's language.
+	Control, Name, Mode, Detail string
+	State                       mamoriv1.ControlState
+	StateName                   string
+	Since, ObservedAt           time.Time
+	Evidence                    []kv
 }
 
 type kv struct{ K, V string }
@@ -181,7 +197,7 @@ type eventView struct {
 func eventViewOf(p *i18n.Printer, e store.StoredEvent) eventView {
 	name, _ := p.EventKind(e.Event.GetKind())
 	return eventView{Time: e.Event.GetTime().AsTime(), Received: e.ReceivedAt,
-		Control: e.Event.GetControl(), Kind: e.Event.GetKind(), KindName: name, Attributes: sortedKV(e.Event.GetAttributes())}
+		Control: controlName(p, e.Event.GetControl()), Kind: e.Event.GetKind(), KindName: name, Attributes: sortedKV(e.Event.GetAttributes())}
 }
 
 type historyView struct {
@@ -201,6 +217,10 @@ type deviceView struct {
 	Revoked  bool
 	// Exceptions of the device and their uses (exceptions.go).
 	Exceptions *deviceExceptions
+	// Why answers the page's question in one sentence (why.go).
+	Why    whyView
+	Policy []policyRow
+	Ledger *store.LedgerEntry
 	// MFAUsers: whose login factors the device receives, or why none
 	// (server/mfa.Access; issue #14).
 	MFAUsers string
@@ -244,9 +264,10 @@ func (c *Console) device(w http.ResponseWriter, r *http.Request, op *operator) {
 		c.internal(w, r, op, err)
 		return
 	}
-	pol, err := c.st.CurrentPolicy(ctx)
+	base, err := c.st.CurrentPolicy(ctx)
+	var pol *mamoriv1.Policy
 	if err == nil {
-		pol, err = c.effectiveFor(ctx, d, pol) // its group's max report age
+		pol, err = c.effectiveFor(ctx, d, base) // its group's max report age
 	}
 	if err != nil {
 		c.internal(w, r, op, err)
@@ -262,17 +283,31 @@ func (c *Console) device(w http.ResponseWriter, r *http.Request, op *operator) {
 		c.internal(w, r, op, err)
 		return
 	}
-	v := deviceView{Row: c.row(p, d, pol, c.now()), Device: d, Facts: d.Facts, Revoked: !d.RevokedAt.IsZero(),
+	now := c.now()
+	v := deviceView{Row: c.row(p, d, pol, now), Device: d, Facts: d.Facts, Revoked: !d.RevokedAt.IsZero(),
 		MFAUsers: mfaUsers(p, pol, d.KeyAttested)}
+	v.Why = c.why(p, d, base, pol, v.Row, now)
+	v.Policy = policyRows(p, base, pol)
+	if v.Ledger, err = c.ledgerEntry(ctx, d); err != nil {
+		c.internal(w, r, op, err)
+		return
+	}
 	for _, cr := range d.Controls {
 		s := cr.GetStatus()
 		v.Controls = append(v.Controls, controlView{
-			Name: s.GetControl(), Mode: strings.ToLower(strings.TrimPrefix(s.GetMode().String(), "MODE_")), Detail: controlDetail(p, s),
+			Control: s.GetControl(), Name: controlName(p, s.GetControl()), Mode: modeName(p, s.GetMode()), Detail: controlDetail(p, s),
 			State: s.GetState(), StateName: stateName(p, s.GetState()),
-			Since: cr.GetSince().AsTime(), ObservedAt: s.GetObservedAt().AsTime(), Evidence: sortedKV(s.GetEvidence()),
+			Since: cr.GetSince().AsTime(), ObservedAt: s.GetObservedAt().AsTime(), Evidence: evidenceKVs(p, s.GetEvidence()),
 		})
 	}
-	sort.Slice(v.Controls, func(i, j int) bool { return v.Controls[i].Name < v.Controls[j].Name })
+	// Failing controls first, then by name.
+	sort.Slice(v.Controls, func(i, j int) bool {
+		fi, fj := v.Controls[i].State != mamoriv1.ControlState_CONTROL_STATE_ENFORCED, v.Controls[j].State != mamoriv1.ControlState_CONTROL_STATE_ENFORCED
+		if fi != fj {
+			return fi
+		}
+		return v.Controls[i].Control < v.Controls[j].Control
+	})
 	for _, e := range evs {
 		v.Events = append(v.Events, eventViewOf(p, e))
 	}
@@ -294,7 +329,7 @@ func (c *Console) device(w http.ResponseWriter, r *http.Request, op *operator) {
 		case s != nil && s.GetState() == h.To && s.GetDetail() == h.Detail:
 			detail = controlDetail(p, s)
 		}
-		v.History = append(v.History, historyView{At: h.At, Control: h.Control, From: stateName(p, h.From), To: stateName(p, h.To), Detail: detail})
+		v.History = append(v.History, historyView{At: h.At, Control: controlName(p, h.Control), From: stateName(p, h.From), To: stateName(p, h.To), Detail: detail})
 	}
 	if v.Exceptions, err = c.deviceExceptions(ctx, p, d, v.Events); err != nil {
 		c.internal(w, r, op, err)

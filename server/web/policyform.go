@@ -101,6 +101,46 @@ type policyFormView struct {
 func (v policyFormView) IsGroup() bool { return v.Group != "" }
 
 // formDuration writes d as short as Go parses it back: 1m, 90s, 1h30m.
+// durationUnits are the units the form offers, largest first.
+var durationUnits = []struct {
+	Unit string
+	D    time.Duration
+}{{"h", time.Hour}, {"m", time.Minute}, {"s", time.Second}}
+
+// splitDuration shows a Go duration as a whole number of the largest unit
+// that divides it (90s: 90 s; 5m: 5 min); ok is false for "" or text that
+// is not a whole number of seconds.
+func splitDuration(s string) (n int64, unit string, ok bool) {
+	d, err := time.ParseDuration(s)
+	if s == "" || err != nil || d <= 0 || d%time.Second != 0 {
+		return 0, "", false
+	}
+	for _, u := range durationUnits {
+		if d%u.D == 0 {
+			return int64(d / u.D), u.Unit, true
+		}
+	}
+	return 0, "", false
+}
+
+// joinDuration makes the form's number and unit a Go duration; "" for an
+// empty number (inherit); anything else malformed is passed on as typed,
+// so parseFormDuration refuses it with the field named.
+func joinDuration(n, unit string) string {
+	n = strings.TrimSpace(n)
+	if n == "" {
+		return ""
+	}
+	if len(n) > 9 || strings.TrimLeft(n, "0123456789") != "" {
+		return n
+	}
+	switch unit {
+	case "s", "m", "h":
+		return n + unit
+	}
+	return n + "?"
+}
+
 func formDuration(d time.Duration) string {
 	s := d.String()
 	if strings.HasSuffix(s, "m0s") {
@@ -268,6 +308,14 @@ func (v policyFormView) submitted(f url.Values) (policyFormView, []string) {
 	}
 	if f.Has("max_report_age") {
 		s.MaxReportAge = strings.TrimSpace(f.Get("max_report_age"))
+	}
+	// The form's number and unit (issue #19); the text fields above stay
+	// for clients that post Go durations.
+	if f.Has("report_interval_n") {
+		s.ReportInterval = joinDuration(f.Get("report_interval_n"), f.Get("report_interval_unit"))
+	}
+	if f.Has("max_report_age_n") {
+		s.MaxReportAge = joinDuration(f.Get("max_report_age_n"), f.Get("max_report_age_unit"))
 	}
 	s.Reason = strings.TrimSpace(f.Get("reason"))
 	return s, bad

@@ -171,7 +171,8 @@ func TestPolicyFormPages(t *testing.T) {
 		t.Errorf("group form: %v\n%s", f, g.body)
 	}
 	base := formOf(t, b.get("/policy/edit").body, "policy-fields")
-	if base.Get("mode.media") != "MODE_MONITOR" || base.Get("report_interval") != "1m" || base.Get("max_report_age") != "10m" ||
+	if base.Get("mode.media") != "MODE_MONITOR" || base.Get("report_interval_n") != "1" || base.Get("report_interval_unit") != "m" ||
+		base.Get("max_report_age_n") != "10" || base.Get("max_report_age_unit") != "m" ||
 		base.Get("media.storage") != "read-only" || base.Get("media.mtp") != "block" || len(base["mfa.method"]) != 2 {
 		t.Errorf("base form values: %v", base)
 	}
@@ -199,7 +200,8 @@ func TestPolicyFormRefusals(t *testing.T) {
 		hf[k] = v
 	}
 	hf.Set("csrf", csrfOf(t, hd.get("/policy")))
-	hf.Set("report_interval", "30s")
+	hf.Set("report_interval_n", "30")
+	hf.Set("report_interval_unit", "s")
 	if p := hd.post("/policy/form", hf); p.status != http.StatusForbidden {
 		t.Errorf("helpdesk POST /policy/form: %d", p.status)
 	}
@@ -212,7 +214,8 @@ func TestPolicyFormRefusals(t *testing.T) {
 		for k, v := range good {
 			f[k] = v
 		}
-		f.Set("report_interval", "30s")
+		f.Set("report_interval_n", "30")
+		f.Set("report_interval_unit", "s")
 		if tok == "" {
 			f.Del("csrf")
 		} else {
@@ -228,11 +231,11 @@ func TestPolicyFormRefusals(t *testing.T) {
 		mod  func(url.Values)
 		want string
 	}{
-		{"bad duration", func(f url.Values) { f.Set("report_interval", "soon") }, `Report interval: &#34;soon&#34; is not a duration`},
-		{"negative duration", func(f url.Values) { f.Set("max_report_age", "-5m") }, "is not a duration"},
-		{"interval out of range", func(f url.Values) { f.Set("report_interval", "1s") }, "Report interval 1s: must be between 5s and 24h"},
-		{"max age too short", func(f url.Values) { f.Set("max_report_age", "90s") }, "must be at least twice the report interval (2m)"},
-		{"base duration missing", func(f url.Values) { f.Set("report_interval", "") }, "needs both a report interval"},
+		{"bad duration", func(f url.Values) { f.Set("report_interval_n", "soon") }, `Report interval: &#34;soon&#34; is not a duration`},
+		{"negative duration", func(f url.Values) { f.Set("max_report_age_n", "-5") }, "is not a duration"},
+		{"interval out of range", func(f url.Values) { f.Set("report_interval_n", "1"); f.Set("report_interval_unit", "s") }, "Report interval 1s: must be between 5s and 24h"},
+		{"max age too short", func(f url.Values) { f.Set("max_report_age_n", "90"); f.Set("max_report_age_unit", "s") }, "must be at least twice the report interval (2m)"},
+		{"base duration missing", func(f url.Values) { f.Set("report_interval_n", "") }, "needs both a report interval"},
 		{"unknown mode", func(f url.Values) { f.Set("mode.media", "MODE_UNSPECIFIED") }, "Control media: &#34;MODE_UNSPECIFIED&#34; is not a mode"},
 		{"inherit in the base", func(f url.Values) { f.Set("mode.agent", "inherit") }, "Control agent: &#34;inherit&#34; is not a mode"},
 		{"mtp read-only", func(f url.Values) { f.Set("media.mtp", "read-only") }, "Phones and cameras (MTP/PTP): &#34;read-only&#34; is not an action"},
@@ -253,15 +256,24 @@ func TestPolicyFormRefusals(t *testing.T) {
 		{"PAM service", func(f url.Values) { f.Set("mfa.services", "login,ssh d") }, "PAM service &#34;ssh d&#34;"},
 		{"oversized services", func(f url.Values) { f.Set("mfa.services", strings.Repeat("sshd,", 500)) }, "PAM services checked is too long"},
 		{"oversized grace", func(f url.Values) { f.Set("mfa.grace_until", strings.Repeat("9", 300)) }, "Grace period until is too long"},
-		{"oversized duration", func(f url.Values) { f.Set("report_interval", strings.Repeat("9", 300)+"s") }, "is not a duration"},
+		{"oversized duration", func(f url.Values) { f.Set("report_interval_n", strings.Repeat("9", 300)) }, "is not a duration"},
+		{"unknown unit", func(f url.Values) { f.Set("report_interval_unit", "d") }, "Report interval: &#34;1?&#34; is not a duration"},
 		{"no reason", func(f url.Values) { f.Set("reason", "") }, "reason"},
 		{"oversized reason", func(f url.Values) { f.Set("reason", strings.Repeat("理", 400)) }, "reason"},
 		{"bidi group name", func(f url.Values) { f.Set("group", "市民課\u202etxt.exe") }, "without control or format characters"},
 		{"control character in a group name", func(f url.Values) { f.Set("group", "a\x01b") }, "without control or format characters"},
 		{"group name with a trailing space", func(f url.Values) { f.Set("group", "市民課 ") }, "leading or trailing spaces"},
 		{"oversized group name", func(f url.Values) { f.Set("group", strings.Repeat("課", 65)) }, "1 to 64 characters"},
-		{"allow.rows not a number", func(f url.Values) { f.Set("allow.rows", "many"); f.Set("report_interval", "30s") }, "The form was incomplete"},
-		{"stale version", func(f url.Values) { f.Set("expected", "1"); f.Set("report_interval", "30s") }, "changed while you edited"},
+		{"allow.rows not a number", func(f url.Values) {
+			f.Set("allow.rows", "many")
+			f.Set("report_interval_n", "30")
+			f.Set("report_interval_unit", "s")
+		}, "The form was incomplete"},
+		{"stale version", func(f url.Values) {
+			f.Set("expected", "1")
+			f.Set("report_interval_n", "30")
+			f.Set("report_interval_unit", "s")
+		}, "changed while you edited"},
 		{"nothing changed", func(url.Values) {}, "Nothing changed"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -306,7 +318,8 @@ func TestPolicyFormSave(t *testing.T) {
 		t.Error("the scope list lacks the devices' group")
 	}
 	f := formOf(t, ed.body, "policy-fields")
-	f.Set("report_interval", "30s")
+	f.Set("report_interval_n", "30")
+	f.Set("report_interval_unit", "s")
 	f.Set("reason", "報告間隔を 30 秒に")
 	pv := off.post("/policy/form", f)
 	if pv.status != http.StatusOK {
@@ -420,16 +433,18 @@ func TestPolicyFormSave(t *testing.T) {
 	}
 	// A group duration: set, then inherit again.
 	f = formOf(t, off.get("/policy/edit?group="+url.QueryEscape("本庁")).body, "policy-fields")
-	if f.Get("report_interval") != "" || f.Get("mode.agent") != "MODE_ENFORCE" {
+	if f.Get("report_interval_n") != "" || f.Get("mode.agent") != "MODE_ENFORCE" {
 		t.Errorf("本庁 form: %v", f)
 	}
-	f.Set("report_interval", "6m")
+	f.Set("report_interval_n", "6")
+	f.Set("report_interval_unit", "m")
 	f.Set("reason", "r")
 	pv = off.post("/policy/form", f)
 	if pv.status != http.StatusBadRequest || !strings.Contains(pv.body, "at least twice the report interval (12m)") {
 		t.Errorf("group interval against the base's max age: %d", pv.status)
 	}
-	f.Set("max_report_age", "1h")
+	f.Set("max_report_age_n", "1")
+	f.Set("max_report_age_unit", "h")
 	pv = off.post("/policy/form", f)
 	if got := strings.Join(changedLines(pv.body), "\n"); pv.status != http.StatusOK || !strings.Contains(got, `+ "report_interval": "360s"`) ||
 		!strings.Contains(got, `+ "max_report_age": "3600s"`) || strings.Contains(got, "agent") {
@@ -442,8 +457,8 @@ func TestPolicyFormSave(t *testing.T) {
 		t.Errorf("本庁 durations: %v", g)
 	}
 	f = formOf(t, off.get("/policy/edit?group="+url.QueryEscape("本庁")).body, "policy-fields")
-	f.Set("report_interval", "")
-	f.Set("max_report_age", "")
+	f.Set("report_interval_n", "")
+	f.Set("max_report_age_n", "")
 	f.Set("reason", "r")
 	pv = off.post("/policy/form", f)
 	if sv := off.post("/policy", hiddenFields(t, pv.body, "policy-save-form")); sv.status != http.StatusSeeOther {

@@ -199,8 +199,30 @@ func New(d Deps) (*Console, error) {
 	funcs["vis"] = visible
 	funcs["inc"] = func(i int) int { return i + 1 }
 	funcs["msg"] = func(p *i18n.Printer, prefix, key string) string { return p.Sprintf(i18n.ID(prefix + key)) }
+	// The policy form's number + unit fields and date field (issue #19).
+	funcs["durN"] = func(s string) string {
+		if n, _, ok := splitDuration(s); ok {
+			return fmt.Sprint(n)
+		}
+		return ""
+	}
+	funcs["durUnit"] = func(s, unit string) bool {
+		_, u, ok := splitDuration(s)
+		return (ok && u == unit) || (!ok && unit == "m")
+	}
+	funcs["list"] = func(xs ...string) []string { return xs }
+	funcs["isDate"] = func(s string) bool { _, err := time.Parse(time.DateOnly, s); return s == "" || err == nil }
+	// Names of controls and modes in the reader's language (issue #19).
+	funcs["ctlName"] = controlName
+	funcs["actName"] = actionName
+	funcs["modeText"] = func(p *i18n.Printer, m string) string {
+		if s, ok := p.Lookup(i18n.ID("console.mode." + m)); ok {
+			return s
+		}
+		return m
+	}
 	for _, name := range []string{"login", "fleet", "device", "search", "error",
-		"policy", "policy_edit", "policy_form", "policy_confirm", "exceptions", "ledger"} {
+		"policy", "policy_edit", "policy_form", "policy_confirm", "exceptions", "ledger", "devices", "audit"} {
 		files := []string{"templates/layout.html", "templates/" + name + ".html"}
 		if name == "device" || name == "exceptions" {
 			files = append(files, "templates/device_exceptions.html")
@@ -239,6 +261,8 @@ func (c *Console) Handler() http.Handler {
 	mux.Handle("GET /{$}", http.RedirectHandler("/fleet", http.StatusSeeOther))
 	mux.Handle("GET /fleet", c.signedIn(auth.RoleHelpdesk, c.fleet))
 	mux.Handle("GET /search", c.signedIn(auth.RoleHelpdesk, c.search))
+	mux.Handle("GET /devices", c.signedIn(auth.RoleHelpdesk, c.devices))
+	mux.Handle("GET /audit", c.signedIn(auth.RoleHelpdesk, c.auditPage))
 	mux.Handle("GET /devices/{id}", c.signedIn(auth.RoleHelpdesk, c.device))
 	mux.Handle("POST /devices/{id}/revoke", c.signedIn(auth.RoleOfficer, c.revoke))
 	mux.Handle("POST /devices/{id}/approve-reenrolment", c.signedIn(auth.RoleOfficer, c.approveReenrollment))
@@ -258,7 +282,9 @@ func (c *Console) Handler() http.Handler {
 	c.routeMFA(mux)      // MFA users, operator password and TOTP resets (mfa.go)
 	// Cross-origin POSTs are refused (Sec-Fetch-Site / Origin) before any
 	// handler runs, on top of the CSRF tokens.
-	return securityHeaders(http.NewCrossOriginProtection().Handler(mux))
+	cop := http.NewCrossOriginProtection()
+	cop.SetDenyHandler(http.HandlerFunc(c.crossOriginRefused))
+	return securityHeaders(cop.Handler(mux))
 }
 
 // securityHeaders: no scripts, no framing, nothing cached, no referrer.

@@ -512,14 +512,17 @@ func TestFleetAndSearch(t *testing.T) {
 	b := e.browser(t, "en")
 	b.signIn(e.helpdesk)
 	p := b.get("/fleet")
-	for _, want := range []string{`id="count-compliant"><span class="n">2</span>`, `id="count-noncompliant"><span class="n">1</span>`,
-		"kyoto-pc-01", "agent", "Failing since"} {
+	// Each count is a link to its list (issue #19); the failing terminal
+	// is in the list of those needing a person.
+	for _, want := range []string{`id="count-compliant" href="/devices?state=compliant"><span class="n">2</span>`,
+		`id="count-noncompliant" href="/devices?state=noncompliant"><span class="n">1</span>`,
+		`id="attention"`, "kyoto-pc-01", "Agent self-check", "Since"} {
 		if !strings.Contains(p.body, want) {
 			t.Errorf("fleet page lacks %q", want)
 		}
 	}
 	if strings.Contains(p.body, "osaka-pc-01") {
-		t.Error("a compliant device is in the non-compliant list")
+		t.Error("a compliant device is in the list of terminals needing a person")
 	}
 	p = b.get("/search?q=kyoto")
 	if !strings.Contains(p.body, "kyoto-pc-01") || !strings.Contains(p.body, "kyoto-pc-02") || strings.Contains(p.body, "osaka") || !strings.Contains(p.body, "2 found") {
@@ -609,8 +612,8 @@ func TestControlDetailLanguages(t *testing.T) {
 		name, accept, id string
 		want, notWant    []string
 	}{
-		{"Japanese", "ja", known.ID, []string{ja, "agent: 失敗（" + ja}, []string{"clock is 1m30s"}},
-		{"English", "en", known.ID, []string{en, "agent: Failed (" + en + ")"}, []string{"時計がサーバーと"}},
+		{"Japanese", "ja", known.ID, []string{ja, "エージェント自己診断: 失敗（" + ja}, []string{"clock is 1m30s"}},
+		{"English", "en", known.ID, []string{en, "Agent self-check: Failed (" + en + ")"}, []string{"時計がサーバーと"}},
 		{"unknown id falls back to detail", "ja", unknown.ID, []string{"something a newer agent says"}, []string{"[detail."}},
 		{"wrong arg count falls back to detail", "ja", mismatch.ID, []string{"the English fallback"}, []string{"時計がサーバーと", "%!"}},
 		{"not a detail message", "ja", notDetail.ID, []string{"not a detail message"}, []string{"この端末を失効させる</div>"}},

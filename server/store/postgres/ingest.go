@@ -47,25 +47,26 @@ func writeUpdates(ctx context.Context, tx pgx.Tx, us []rules.Update) error {
 		seen, failing          []*time.Time
 		versions               []int64
 		controls, facts        [][]byte
-		hosts                  []*string
+		hosts, oses, agents    []*string
 	)
 	for _, u := range us {
 		ids, verdicts, reasons = append(ids, u.ID), append(verdicts, u.Verdict), append(reasons, u.Reasons)
 		seen, failing = append(seen, nullTime(u.LastSeen)), append(failing, nullTime(u.FailingSince))
 		versions, controls, facts = append(versions, u.PolicyVersion), append(controls, u.Controls), append(facts, u.Facts)
-		var h *string
+		var h, o, a *string
 		if u.Facts != nil {
-			h = &u.Hostname
+			h, o, a = &u.Hostname, &u.OS, &u.AgentVersion
 		}
-		hosts = append(hosts, h)
+		hosts, oses, agents = append(hosts, h), append(oses, o), append(agents, a)
 	}
 	_, err := tx.Exec(ctx, `UPDATE devices d SET last_seen = u.last_seen, verdict = u.verdict, reasons = u.reasons,
 		failing_since = u.failing_since, policy_version = u.policy_version, controls = u.controls,
-		facts = coalesce(u.facts, d.facts), hostname = coalesce(u.hostname, d.hostname)
+		facts = coalesce(u.facts, d.facts), hostname = coalesce(u.hostname, d.hostname),
+		os = coalesce(u.os, d.os), agent_version = coalesce(u.agent_version, d.agent_version)
 		FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::timestamptz[], $6::bigint[],
-			$7::bytea[], $8::bytea[], $9::text[])
-			AS u (id, last_seen, verdict, reasons, failing_since, policy_version, controls, facts, hostname)
-		WHERE d.id = u.id`, ids, seen, verdicts, reasons, failing, versions, controls, facts, hosts)
+			$7::bytea[], $8::bytea[], $9::text[], $10::text[], $11::text[])
+			AS u (id, last_seen, verdict, reasons, failing_since, policy_version, controls, facts, hostname, os, agent_version)
+		WHERE d.id = u.id`, ids, seen, verdicts, reasons, failing, versions, controls, facts, hosts, oses, agents)
 	if err != nil {
 		return fmt.Errorf("update devices: %w", err)
 	}

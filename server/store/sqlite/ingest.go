@@ -33,7 +33,8 @@ func insertEventsSQL(n int) string {
 
 const updateDeviceSQL = `UPDATE devices SET last_seen = ?, verdict = ?, reasons = ?,
 		failing_since = ?, policy_version = ?, controls = ?,
-		facts = coalesce(?, facts), hostname = coalesce(?, hostname) WHERE id = ?`
+		facts = coalesce(?, facts), hostname = coalesce(?, hostname),
+		os = coalesce(?, os), agent_version = coalesce(?, agent_version) WHERE id = ?`
 
 // ingestStmts are the write path's statements, prepared on the writer's
 // one connection; tx.StmtContext reuses them inside each transaction.
@@ -108,12 +109,12 @@ func (s *Store) writeUpdates(ctx context.Context, tx *sql.Tx, us []rules.Update)
 	stmt := tx.StmtContext(ctx, s.stmts.update)
 	defer stmt.Close()
 	for _, u := range us {
-		var facts, host any
+		var facts, host, osName, agentVersion any
 		if u.Facts != nil {
-			facts, host = u.Facts, u.Hostname
+			facts, host, osName, agentVersion = u.Facts, u.Hostname, u.OS, u.AgentVersion
 		}
 		if _, err := stmt.ExecContext(ctx, codec.Micros(u.LastSeen), u.Verdict, u.Reasons,
-			codec.Micros(u.FailingSince), u.PolicyVersion, u.Controls, facts, host, u.ID); err != nil {
+			codec.Micros(u.FailingSince), u.PolicyVersion, u.Controls, facts, host, osName, agentVersion, u.ID); err != nil {
 			return fmt.Errorf("update device %s: %w", u.ID, err)
 		}
 	}

@@ -53,6 +53,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"TwoReportsOfOneDeviceInABatch", testSameDeviceTwice},
 		{"FleetCountsAndFilters", testFleet},
 		{"ListDevicesPaging", testPaging},
+		{"DeviceList", testDeviceList}, // devicelist.go
 		{"FindDevice", testFindDevice},
 		{"Policy", testPolicy},
 		{"Operators", testOperators},

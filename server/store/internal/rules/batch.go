@@ -34,6 +34,8 @@ type Update struct {
 	// Facts is nil when no report in the batch carried facts: keep them.
 	Facts    []byte
 	Hostname string // meaningful only when Facts is set
+	// OS and AgentVersion, from Facts too: the device list filters on them.
+	OS, AgentVersion string
 }
 
 // Event is one event to insert; Report is its index in the batch.
@@ -143,6 +145,7 @@ func Plan(in []store.ReportInput, states map[string]*State) (*Batch, error) {
 				u.Facts = []byte{} // empty facts replace stored ones
 			}
 			u.Hostname = s.Facts.GetHostname()
+			u.OS, u.AgentVersion = s.Facts.GetOs(), s.Facts.GetAgentVersion()
 		}
 		b.Updates = append(b.Updates, u)
 	}

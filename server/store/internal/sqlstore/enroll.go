@@ -163,11 +163,11 @@ func (s *Store) Enroll(ctx context.Context, p store.EnrollParams) (store.EnrollR
 		if res.Reenrolled {
 			// The record, controls, history, revocation and clone flag
 			// stay (a revoked device never gets here: see above).
-			_, err = q.Exec(ctx, `UPDATE devices SET facts = ?, hostname = ?, enrolled_at = ?, cert_serial = ?,
+			_, err = q.Exec(ctx, `UPDATE devices SET facts = ?, hostname = ?, os = ?, agent_version = ?, enrolled_at = ?, cert_serial = ?,
 				prev_cert_serial = NULL,
 				ek_fingerprint = COALESCE(?, ek_fingerprint), key_attested = ?,
 				device_group = CASE WHEN ? = '' THEN device_group ELSE ? END
-				WHERE id = ? AND revoked_at IS NULL`, facts, p.Facts.GetHostname(), now, serial,
+				WHERE id = ? AND revoked_at IS NULL`, facts, p.Facts.GetHostname(), p.Facts.GetOs(), p.Facts.GetAgentVersion(), now, serial,
 				nullString(p.EKFingerprint), p.KeyAttested, group, group, deviceID)
 			if err == nil && res.By != "retry" && machineID != "" {
 				// The same device (its key or its TPM) with a new machine
@@ -184,8 +184,8 @@ func (s *Store) Enroll(ctx context.Context, p store.EnrollParams) (store.EnrollR
 			if res.CloneOf != "" {
 				mid = nil
 			}
-			_, err = q.Exec(ctx, `INSERT INTO devices (id, machine_id, hostname, facts, enrolled_at, cert_serial, verdict, ek_fingerprint, key_attested, device_group, clone_of)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, deviceID, mid, p.Facts.GetHostname(), facts, now, serial, store.VerdictNeverReported,
+			_, err = q.Exec(ctx, `INSERT INTO devices (id, machine_id, hostname, os, agent_version, facts, enrolled_at, cert_serial, verdict, ek_fingerprint, key_attested, device_group, clone_of)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, deviceID, mid, p.Facts.GetHostname(), p.Facts.GetOs(), p.Facts.GetAgentVersion(), facts, now, serial, store.VerdictNeverReported,
 				nullString(p.EKFingerprint), p.KeyAttested, group, nullString(res.CloneOf))
 			if s.d.IsUnique(err) {
 				return fmt.Errorf("enrol %s: %w", deviceID, store.ErrConflict)
