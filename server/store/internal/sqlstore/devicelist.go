@@ -3,7 +3,7 @@ package sqlstore
 // The device list (端末一覧): every device, filtered by derived state,
 // group, failing control, OS and agent version, in one of a few orders,
 // a page at a time with the total. Each order has an index of its own
-// (migration 0015), so a page reads its rows in order instead of sorting
+// (migration 0016), so a page reads its rows in order instead of sorting
 // the fleet.
 
 import (
