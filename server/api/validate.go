@@ -92,6 +92,9 @@ func validateReport(r *mamoriv1.ReportRequest) error {
 	if err := checkString("policy_digest", r.PolicyDigest, 128); err != nil {
 		return err
 	}
+	if err := checkDigests(r.StateDigest, r.BaseDigest); err != nil {
+		return err
+	}
 	if len(r.Statuses) > MaxStatuses {
 		return invalidArg("%d control statuses; at most %d", len(r.Statuses), MaxStatuses)
 	}
@@ -238,4 +241,31 @@ func checkDetailMessage(where, id string, args []string) error {
 		}
 	}
 	return nil
+}
+
+// checkDigests checks a report's differential fields (issue #20): each
+// empty or lower-case hex SHA-256, and a base only with a state digest
+// (a delta says what state it leads to).
+func checkDigests(state, base string) error {
+	for _, f := range []struct{ name, v string }{{"state_digest", state}, {"base_digest", base}} {
+		if f.v != "" && !isDigest(f.v) {
+			return invalidArg("%s must be 64 lower-case hex digits (SHA-256), or empty", f.name)
+		}
+	}
+	if base != "" && state == "" {
+		return invalidArg("base_digest without state_digest: a differential report must say the state it leads to")
+	}
+	return nil
+}
+
+func isDigest(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }

@@ -254,12 +254,14 @@ func Open(ctx context.Context, cfg Config) (_ *Server, err error) {
 	s.api.Register(s.grpc)
 	s.lis, err = net.Listen("tcp", cfg.Listen)
 	if err != nil {
+		s.api.Close()
 		s.batcher.Close()
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
 	if cfg.Console != "" {
 		if err := s.openConsole(cert); err != nil {
 			s.lis.Close()
+			s.api.Close()
 			s.batcher.Close()
 			return nil, err
 		}
@@ -416,6 +418,7 @@ func (s *Server) Close() error {
 	if s.webLis != nil {
 		s.webLis.Close()
 	}
+	s.api.Close()
 	s.batcher.Close()
 	return s.store.Close()
 }
@@ -543,6 +546,8 @@ func (s *Server) shutdown() {
 		cancel()
 	}
 	s.stopGRPC()
+	// Write the last_seen of the no-change reports answered so far.
+	s.api.Close()
 	// Commit what is still queued (handlers that were cut off above):
 	// nothing was acknowledged for it, but it is not thrown away either.
 	s.batcher.Close()

@@ -33,7 +33,7 @@ func insertEventsSQL(n int) string {
 
 const updateDeviceSQL = `UPDATE devices SET last_seen = ?, verdict = ?, reasons = ?,
 		failing_since = ?, policy_version = ?, controls = ?,
-		facts = coalesce(?, facts), hostname = coalesce(?, hostname) WHERE id = ?`
+		facts = coalesce(?, facts), hostname = coalesce(?, hostname), state_digest = ?, verdict_policy = ? WHERE id = ?`
 
 // ingestStmts are the write path's statements, prepared on the writer's
 // one connection; tx.StmtContext reuses them inside each transaction.
@@ -113,7 +113,7 @@ func (s *Store) writeUpdates(ctx context.Context, tx *sql.Tx, us []rules.Update)
 			facts, host = u.Facts, u.Hostname
 		}
 		if _, err := stmt.ExecContext(ctx, codec.Micros(u.LastSeen), u.Verdict, u.Reasons,
-			codec.Micros(u.FailingSince), u.PolicyVersion, u.Controls, facts, host, u.ID); err != nil {
+			codec.Micros(u.FailingSince), u.PolicyVersion, u.Controls, facts, host, u.StateDigest, u.VerdictPolicy, u.ID); err != nil {
 			return fmt.Errorf("update device %s: %w", u.ID, err)
 		}
 	}

@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -34,6 +35,8 @@ type Update struct {
 	// Facts is nil when no report in the batch carried facts: keep them.
 	Facts    []byte
 	Hostname string // meaningful only when Facts is set
+	// StateDigest and VerdictPolicy: store.Device's fields.
+	StateDigest, VerdictPolicy string
 }
 
 // Event is one event to insert; Report is its index in the batch.
@@ -94,7 +97,11 @@ func Plan(in []store.ReportInput, states map[string]*State) (*Batch, error) {
 		}
 		from := s.Verdict
 		h, err := Apply(s, r)
-		if err != nil {
+		switch {
+		case errors.Is(err, errNeedFull):
+			// Statuses not applied; last_seen, facts and events are.
+			b.Results[i].NeedFull = true
+		case err != nil:
 			b.Results[i].Err = err
 			continue
 		}
@@ -129,6 +136,7 @@ func Plan(in []store.ReportInput, states map[string]*State) (*Batch, error) {
 		u := Update{
 			ID: id, LastSeen: s.LastSeen, Verdict: s.Verdict, Reasons: codec.Reasons(s.Reasons),
 			FailingSince: s.FailingSince, PolicyVersion: s.PolicyVersion,
+			StateDigest: s.StateDigest, VerdictPolicy: s.VerdictPolicy,
 		}
 		u.Controls = codec.AppendRawControls(nil, s.Controls)
 		var err error
