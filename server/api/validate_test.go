@@ -57,6 +57,11 @@ func FuzzValidateReport(f *testing.F) {
 		Events:   []*mamoriv1.Event{{Id: "8d6f2a4e-5c1b-4f7e-9a3d-2b1c0e9f8a7d", Time: timestamppb.Now(), Kind: "x"}},
 	})
 	f.Add(seed)
+	delta, _ := proto.Marshal(&mamoriv1.ReportRequest{
+		StateDigest: strings.Repeat("ab", 32), BaseDigest: strings.Repeat("0f", 32),
+		Statuses: []*mamoriv1.ControlStatus{{Control: "media", State: 4}},
+	})
+	f.Add(delta)
 	f.Add([]byte{})
 	f.Add([]byte("\x12\x00\x1a\x00"))
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -68,6 +73,10 @@ func FuzzValidateReport(f *testing.F) {
 			return
 		}
 		// What passes validation must be within the documented bounds.
+		if (r.StateDigest != "" && !isDigest(r.StateDigest)) || (r.BaseDigest != "" && !isDigest(r.BaseDigest)) ||
+			(r.BaseDigest != "" && r.StateDigest == "") {
+			t.Fatalf("accepted digests state=%q base=%q", r.StateDigest, r.BaseDigest)
+		}
 		if len(r.Statuses) > MaxStatuses || len(r.Events) > MaxEvents {
 			t.Fatalf("accepted %d statuses, %d events", len(r.Statuses), len(r.Events))
 		}

@@ -409,6 +409,10 @@ func (s *Server) CA() *pki.CA { return s.ca }
 // OperatorSeeds seals operators' console TOTP seeds (SetConsoleLogin).
 func (s *Server) OperatorSeeds() *auth.SeedKey { return s.seeds }
 
+// FlushHeartbeats writes the batched last_seen of no-change reports now
+// (tests; a stop does it too).
+func (s *Server) FlushHeartbeats() { s.api.FlushHeartbeats() }
+
 // Store returns the server's store (for tests and admin subcommands).
 func (s *Server) Store() store.Store { return s.store }
 
