@@ -136,6 +136,14 @@ type RoundResult struct {
 	Statuses []*mamoriv1.ControlStatus
 	// Next is the wait before the next round.
 	Next time.Duration
+	// Full is set when the report was a full one (not differential);
+	// Changed counts the statuses a differential report carried.
+	// NeedFull: the server asked for a full report. StateDigest is the
+	// report's state digest.
+	Full        bool
+	Changed     int
+	NeedFull    bool
+	StateDigest string
 }
 
 // DefaultConfig returns the defaults; set State and Spool.
@@ -423,6 +431,7 @@ func (d *Daemon) round(ctx context.Context) RoundResult {
 	if !full {
 		makeDelta(req, cur, d.acked)
 	}
+	res.Full, res.Changed, res.StateDigest = full, len(req.Statuses), cur.digest
 	resp, sent, received, server, err := d.report(ctx, id, req)
 	res.Server, res.Sent = server, len(batch)
 	if err != nil {
@@ -463,6 +472,7 @@ func (d *Daemon) round(ctx context.Context) RoundResult {
 		d.self.ObserveServerTime(sent, received, st.AsTime())
 	}
 	d.deltasOK = resp.GetDeltasAccepted()
+	res.NeedFull = resp.GetNeedFull()
 	switch {
 	case resp.GetNeedFull():
 		// The server does not hold the state this delta was against (it
