@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"maps"
 	"slices"
+	"strconv"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -26,11 +27,30 @@ const DefaultFullReportEvery = 6 * time.Hour
 // happen otherwise. They travel with the control whenever it is sent (a
 // real change, a full report), so the server's copy is at most
 // FullReportEvery old. A change that matters is seen in the control's
-// state or detail (a skew past the limit, a spool near full).
+// state or detail (a skew past the limit, a spool near full), and the
+// clock skew counts in whole seconds (coarseEvidence).
 var VolatileEvidence = []string{
 	"clock_skew_ms", "rtt_ms", "clock_skew_measured_at",
 	"spool_backlog", "spool_bytes", "spool_free_bytes", "spool_oldest_unsent_age",
 	"ruleset.dropped_packets",
+}
+
+// coarseEvidence are volatile keys that count as a change when they move
+// by more than their noise: the clock skew by a second or more (its
+// milliseconds vary with every round trip). The exact value is sent with
+// the change.
+var coarseEvidence = map[string]func(string) string{
+	"clock_skew_ms": func(v string) string {
+		ms, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return v // "unknown"
+		}
+		s := (ms + 500) / 1000
+		if ms < 0 {
+			s = (ms - 500) / 1000
+		}
+		return strconv.FormatInt(s, 10)
+	},
 }
 
 // reportState is the agent's whole state as the differential report sees
@@ -58,6 +78,11 @@ func statusKey(st *mamoriv1.ControlStatus) []byte {
 		c.Evidence = maps.Clone(st.GetEvidence())
 		for _, k := range VolatileEvidence {
 			delete(c.Evidence, k)
+		}
+		for k, coarse := range coarseEvidence {
+			if v, ok := st.GetEvidence()[k]; ok {
+				c.Evidence[k+"~"] = coarse(v)
+			}
 		}
 	}
 	b, err := deterministic.Marshal(c)

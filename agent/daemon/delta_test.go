@@ -36,6 +36,10 @@ func TestDelta(t *testing.T) {
 			deltaStatus("agent", enf, map[string]string{"agent_version": "1", "rtt_ms": "9", "clock_skew_ms": "-4"}),
 			deltaStatus("media", enf, map[string]string{"udev_rule_sha256": "aa"}),
 		}, facts, 3, nil, false, true},
+		{"clock skew by a second", []*mamoriv1.ControlStatus{
+			deltaStatus("agent", enf, map[string]string{"agent_version": "1", "rtt_ms": "3", "clock_skew_ms": "1700"}),
+			base[1],
+		}, facts, 3, []string{"agent"}, false, false},
 		{"media fails", []*mamoriv1.ControlStatus{base[0], deltaStatus("media", failed, map[string]string{"udev_rule_sha256": "aa"})},
 			facts, 3, []string{"media"}, false, false},
 		{"evidence that is not a measurement", []*mamoriv1.ControlStatus{base[0], deltaStatus("media", enf, map[string]string{"udev_rule_sha256": "bb"})},
