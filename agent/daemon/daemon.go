@@ -426,7 +426,7 @@ func (d *Daemon) round(ctx context.Context) RoundResult {
 	// Differential report (issue #20): what changed since the state the
 	// server acknowledged, and the digest of the whole state.
 	cur := newReportState(req.Statuses, req.Facts, req.PolicyVersion, req.PolicyDigest)
-	req.StateDigest = cur.digest
+	req.StateDigest = cur.raw
 	full := d.acked == nil || !d.deltasOK || d.cfg.FullReportEvery <= 0 || d.cfg.Now().Sub(d.acked.fullAt) >= d.cfg.FullReportEvery
 	if !full {
 		makeDelta(req, cur, d.acked)

@@ -57,7 +57,8 @@ var coarseEvidence = map[string]func(string) string{
 // it: a change key per control, the facts' encoding, and the digest of it
 // all (ReportRequest.state_digest).
 type reportState struct {
-	digest   string
+	digest   string // hex, as the server stores it
+	raw      []byte // as it goes on the wire
 	statuses map[string][]byte
 	facts    []byte
 	// fullAt is when the server last acknowledged a full report of
@@ -120,7 +121,8 @@ func newReportState(statuses []*mamoriv1.ControlStatus, facts *mamoriv1.DeviceFa
 		field([]byte(name))
 		field(s.statuses[name])
 	}
-	s.digest = hex.EncodeToString(h.Sum(nil))
+	s.raw = h.Sum(nil)
+	s.digest = hex.EncodeToString(s.raw)
 	return s
 }
 
@@ -128,7 +130,10 @@ func newReportState(statuses []*mamoriv1.ControlStatus, facts *mamoriv1.DeviceFa
 // differential one against base: only the controls whose key changed,
 // and the facts only when they changed.
 func makeDelta(req *mamoriv1.ReportRequest, cur, base *reportState) {
-	req.BaseDigest = base.digest
+	req.BaseDigest = base.raw
+	if cur.digest == base.digest {
+		req.StateDigest = nil // no change: the state is the base
+	}
 	changed := req.Statuses[:0:0]
 	for _, st := range req.Statuses {
 		if old, ok := base.statuses[st.GetControl()]; !ok || old == nil || !bytes.Equal(old, cur.statuses[st.GetControl()]) {

@@ -50,8 +50,8 @@ func TestDelta(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			req := &mamoriv1.ReportRequest{Statuses: tc.statuses, Facts: tc.facts}
 			cur := newReportState(tc.statuses, tc.facts, tc.version, "d")
+			req := &mamoriv1.ReportRequest{Statuses: tc.statuses, Facts: tc.facts, StateDigest: cur.raw}
 			makeDelta(req, cur, b)
 			var got []string
 			for _, st := range req.Statuses {
@@ -66,7 +66,7 @@ func TestDelta(t *testing.T) {
 			if (cur.digest == b.digest) != tc.sameDigest {
 				t.Errorf("digest same: %v, want %v", cur.digest == b.digest, tc.sameDigest)
 			}
-			if req.BaseDigest != b.digest || len(cur.digest) != 64 {
+			if string(req.BaseDigest) != string(b.raw) || len(cur.digest) != 64 || (req.StateDigest == nil) != tc.sameDigest {
 				t.Errorf("base %q digest %q", req.BaseDigest, cur.digest)
 			}
 		})

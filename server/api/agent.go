@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -296,17 +297,19 @@ func (s *AgentService) Report(ctx context.Context, req *mamoriv1.ReportRequest) 
 		return nil, err
 	}
 	now := s.now()
-	if req.BaseDigest != "" {
-		if resp, ok, err := s.reportSteady(ctx, dev, req, p, now); ok || err != nil {
+	state, base := reportDigests(req)
+	if base != "" {
+		if resp, ok, err := s.reportSteady(ctx, dev, req, p, now, base); ok || err != nil {
 			return resp, err
 		}
-		return s.reportDelta(ctx, dev, req, p, now)
+		return s.reportDelta(ctx, dev, req, p, now, state, base)
 	}
 	verdict, reasons := compliance.Evaluate(p, req.Statuses, compliance.Identity{KeyAttested: dev.KeyAttested})
 	return s.submit(ctx, dev, req, p, now, store.ReportInput{
-		Statuses: req.Statuses,
-		Verdict:  verdict,
-		Reasons:  reasons,
+		StateDigest: state,
+		Statuses:    req.Statuses,
+		Verdict:     verdict,
+		Reasons:     reasons,
 		// An empty report (or events only) keeps the verdict: it says
 		// nothing about the controls (issue #14 item 10).
 		KeepVerdict: len(req.Statuses) == 0,
@@ -321,12 +324,13 @@ func (s *AgentService) Report(ctx context.Context, req *mamoriv1.ReportRequest) 
 // it only while the device still has this certificate and state and is not
 // revoked, and sends a device whose touch did not apply back to the slow
 // path.
-func (s *AgentService) reportSteady(ctx context.Context, dev deviceIdentity, req *mamoriv1.ReportRequest, p *mamoriv1.Policy, now time.Time) (*mamoriv1.ReportResponse, bool, error) {
-	if s.heartbeats == nil || len(req.Statuses) != 0 || req.Facts != nil || len(req.Events) != 0 || req.StateDigest != req.BaseDigest {
+func (s *AgentService) reportSteady(ctx context.Context, dev deviceIdentity, req *mamoriv1.ReportRequest, p *mamoriv1.Policy, now time.Time, base string) (*mamoriv1.ReportResponse, bool, error) {
+	if s.heartbeats == nil || len(req.Statuses) != 0 || req.Facts != nil || len(req.Events) != 0 ||
+		(len(req.StateDigest) != 0 && !bytes.Equal(req.StateDigest, req.BaseDigest)) {
 		return nil, false, nil
 	}
 	known, ok := s.states.get(dev.ID)
-	if !ok || known.digest != req.BaseDigest || known.verdictPolicy != p.Digest || known.serial != dev.Serial {
+	if !ok || known.digest != base || known.verdictPolicy != p.Digest || known.serial != dev.Serial {
 		return nil, false, nil
 	}
 	resp := s.answer(req, p, now)
@@ -336,7 +340,7 @@ func (s *AgentService) reportSteady(ctx context.Context, dev deviceIdentity, req
 		// in a transaction (revocation): the slow path.
 		return nil, false, nil
 	}
-	if err := s.heartbeats.Touch(store.Touch{DeviceID: dev.ID, CertSerial: dev.Serial, StateDigest: req.BaseDigest, At: now}); err != nil {
+	if err := s.heartbeats.Touch(store.Touch{DeviceID: dev.ID, CertSerial: dev.Serial, StateDigest: base, At: now}); err != nil {
 		return nil, false, nil
 	}
 	s.metrics.steady.Add(1)
@@ -346,7 +350,7 @@ func (s *AgentService) reportSteady(ctx context.Context, dev deviceIdentity, req
 // reportDelta evaluates a differential report against the stored
 // controls with the report's changes laid over them and submits the
 // changes; the store applies them only when it holds the base state.
-func (s *AgentService) reportDelta(ctx context.Context, dev deviceIdentity, req *mamoriv1.ReportRequest, p *mamoriv1.Policy, now time.Time) (*mamoriv1.ReportResponse, error) {
+func (s *AgentService) reportDelta(ctx context.Context, dev deviceIdentity, req *mamoriv1.ReportRequest, p *mamoriv1.Policy, now time.Time, state, base string) (*mamoriv1.ReportResponse, error) {
 	d, err := s.store.GetDevice(ctx, dev.ID)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
@@ -362,7 +366,7 @@ func (s *AgentService) reportDelta(ctx context.Context, dev deviceIdentity, req 
 	changed := make(map[string]bool, len(req.Statuses))
 	for _, st := range req.Statuses {
 		changed[st.Control] = true
-		if d.StateDigest == req.BaseDigest && !stored[st.Control] && p.Controls[st.Control] == nil && st.Control != policy.ControlAgent {
+		if d.StateDigest == base && !stored[st.Control] && p.Controls[st.Control] == nil && st.Control != policy.ControlAgent {
 			// The base state is the one stored, which has no such
 			// control, and the policy names none: not a change of this
 			// device's state. Nothing is stored; the agent sends a full
@@ -378,7 +382,7 @@ func (s *AgentService) reportDelta(ctx context.Context, dev deviceIdentity, req 
 	merged = append(merged, req.Statuses...)
 	verdict, reasons := compliance.Evaluate(p, merged, compliance.Identity{KeyAttested: dev.KeyAttested})
 	return s.submit(ctx, dev, req, p, now, store.ReportInput{
-		Statuses: req.Statuses, Verdict: verdict, Reasons: reasons, BaseDigest: req.BaseDigest,
+		Statuses: req.Statuses, Verdict: verdict, Reasons: reasons, BaseDigest: base, StateDigest: state,
 	})
 }
 
@@ -388,7 +392,7 @@ func (s *AgentService) reportDelta(ctx context.Context, dev deviceIdentity, req 
 func (s *AgentService) submit(ctx context.Context, dev deviceIdentity, req *mamoriv1.ReportRequest, p *mamoriv1.Policy, now time.Time, in store.ReportInput) (*mamoriv1.ReportResponse, error) {
 	in.DeviceID, in.CertSerial, in.ReceivedAt = dev.ID, dev.Serial, now
 	in.Facts, in.Events, in.PolicyVersion = req.Facts, req.Events, req.PolicyVersion
-	in.StateDigest, in.PolicyDigest = req.StateDigest, p.Digest
+	in.PolicyDigest = p.Digest
 	res, err := s.ingest.Submit(ctx, in)
 	if err != nil {
 		// Whatever this server knew of the device may be out of date (a
@@ -410,12 +414,12 @@ func (s *AgentService) submit(ctx context.Context, dev deviceIdentity, req *mamo
 	switch {
 	case res.NeedFull:
 		s.states.forget(dev.ID)
-	case in.KeepVerdict || req.StateDigest == "":
+	case in.KeepVerdict || in.StateDigest == "":
 		// The stored verdict was not evaluated now, or the agent keeps no
 		// digest: this server does not know the state for the fast path.
 		s.states.forget(dev.ID)
 	default:
-		s.states.set(dev.ID, knownState{digest: req.StateDigest, verdictPolicy: p.Digest, serial: dev.Serial})
+		s.states.set(dev.ID, knownState{digest: in.StateDigest, verdictPolicy: p.Digest, serial: dev.Serial})
 	}
 	s.metrics.reports.Add(1)
 	s.metrics.events.Add(int64(res.NewEvents))
@@ -432,7 +436,7 @@ func (s *AgentService) submit(ctx context.Context, dev deviceIdentity, req *mamo
 	if res.NeedFull {
 		s.metrics.needFull.Add(1)
 		s.log.InfoContext(ctx, "differential report against a state this server does not hold: full report asked for",
-			"device", dev.ID, "base_digest", req.BaseDigest)
+			"device", dev.ID, "base_digest", in.BaseDigest)
 	}
 	if resp.MfaBundle, err = s.mfaBundle(ctx, dev, req, p, now); err != nil {
 		// The report is stored; the bundle comes with a later one.

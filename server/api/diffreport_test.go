@@ -17,9 +17,13 @@ import (
 	"github.com/mamori-dev/mamori/server/store/pgtest"
 )
 
-func sum(s string) string {
+// sum is the digest of s as the store keeps it (hex); raw as it goes on
+// the wire.
+func sum(s string) string { return hex.EncodeToString(raw(s)) }
+
+func raw(s string) []byte {
 	h := sha256.Sum256([]byte(s))
-	return hex.EncodeToString(h[:])
+	return h[:]
 }
 
 func failedStatus(control string) *mamoriv1.ControlStatus {
@@ -29,12 +33,12 @@ func failedStatus(control string) *mamoriv1.ControlStatus {
 }
 
 // fullReport is a full report of the agent, media and isolation controls
-// with digest dg.
-func fullReport(dg string, media *mamoriv1.ControlStatus) *mamoriv1.ReportRequest {
+// whose state digest is raw(name).
+func fullReport(name string, media *mamoriv1.ControlStatus) *mamoriv1.ReportRequest {
 	return &mamoriv1.ReportRequest{
 		Facts:       servertest.Facts("pc-delta", "machine-pc-delta"),
 		Statuses:    []*mamoriv1.ControlStatus{enforced("agent"), media, enforced("isolation")},
-		StateDigest: dg,
+		StateDigest: raw(name),
 	}
 }
 
@@ -67,7 +71,7 @@ func testDifferentialReports(t *testing.T, o servertest.Options) {
 
 	// A delta before any state: need_full, its event stored.
 	ev0 := event("usb_blocked")
-	resp, err := d.Client.Report(ctx, &mamoriv1.ReportRequest{BaseDigest: sum("never"), StateDigest: sum("never"), Events: []*mamoriv1.Event{ev0}})
+	resp, err := d.Client.Report(ctx, &mamoriv1.ReportRequest{BaseDigest: raw("never"), StateDigest: raw("never"), Events: []*mamoriv1.Event{ev0}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +81,7 @@ func testDifferentialReports(t *testing.T, o servertest.Options) {
 
 	// Full report.
 	h.Clock.Advance(time.Minute)
-	resp, err = d.Client.Report(ctx, fullReport(sum("s1"), enforced("media")))
+	resp, err = d.Client.Report(ctx, fullReport("s1", enforced("media")))
 	if err != nil || resp.NeedFull {
 		t.Fatalf("full report: %v need_full=%v", err, resp.GetNeedFull())
 	}
@@ -88,7 +92,7 @@ func testDifferentialReports(t *testing.T, o servertest.Options) {
 
 	// No change: answered; last_seen moves at the flush, not before.
 	h.Clock.Advance(time.Minute)
-	resp, err = d.Client.Report(ctx, &mamoriv1.ReportRequest{BaseDigest: sum("s1"), StateDigest: sum("s1"), PolicyDigest: "-"})
+	resp, err = d.Client.Report(ctx, &mamoriv1.ReportRequest{BaseDigest: raw("s1"), PolicyDigest: "-"})
 	if err != nil || resp.NeedFull {
 		t.Fatalf("no-change report: %v need_full=%v", err, resp.GetNeedFull())
 	}
@@ -103,7 +107,7 @@ func testDifferentialReports(t *testing.T, o servertest.Options) {
 	// A delta: media fails. The verdict is judged on the whole state
 	// (agent and isolation from the store), and only media changes.
 	h.Clock.Advance(time.Minute)
-	resp, err = d.Client.Report(ctx, &mamoriv1.ReportRequest{BaseDigest: sum("s1"), StateDigest: sum("s2"),
+	resp, err = d.Client.Report(ctx, &mamoriv1.ReportRequest{BaseDigest: raw("s1"), StateDigest: raw("s2"),
 		Statuses: []*mamoriv1.ControlStatus{failedStatus("media")}})
 	if err != nil || resp.NeedFull {
 		t.Fatalf("delta: %v need_full=%v", err, resp.GetNeedFull())
@@ -138,14 +142,14 @@ func testDifferentialReports(t *testing.T, o servertest.Options) {
 	}
 	h.Clock.Advance(time.Minute)
 	ev1 := event("usb_blocked")
-	resp, err = d.Client.Report(ctx, &mamoriv1.ReportRequest{BaseDigest: sum("s2"), StateDigest: sum("s2"), Events: []*mamoriv1.Event{ev1}})
+	resp, err = d.Client.Report(ctx, &mamoriv1.ReportRequest{BaseDigest: raw("s2"), StateDigest: raw("s2"), Events: []*mamoriv1.Event{ev1}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !resp.NeedFull || len(resp.AckedEventIds) != 1 || resp.AckedEventIds[0] != ev1.Id {
 		t.Fatalf("delta against a lost state: need_full=%v acked=%v", resp.NeedFull, resp.AckedEventIds)
 	}
-	resp, err = d.Client.Report(ctx, fullReport(sum("s2"), failedStatus("media")))
+	resp, err = d.Client.Report(ctx, fullReport("s2", failedStatus("media")))
 	if err != nil || resp.NeedFull {
 		t.Fatalf("full report after need_full: %v %v", err, resp.GetNeedFull())
 	}
@@ -161,7 +165,7 @@ func testDifferentialReports(t *testing.T, o servertest.Options) {
 	if n, err := st.CountEvents(ctx, d.ID); err != nil || n != 2 {
 		t.Errorf("events stored = %d, %v; want 2 (none lost to need_full)", n, err)
 	}
-	resp, err = d.Client.Report(ctx, &mamoriv1.ReportRequest{BaseDigest: sum("s2"), StateDigest: sum("s2")})
+	resp, err = d.Client.Report(ctx, &mamoriv1.ReportRequest{BaseDigest: raw("s2")})
 	if err != nil || resp.NeedFull {
 		t.Fatalf("no-change report after convergence: %v %v", err, resp.GetNeedFull())
 	}
@@ -176,7 +180,7 @@ func TestDifferentialHostile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := d.Client.Report(ctx, fullReport(sum("s1"), enforced("media"))); err != nil {
+	if _, err := d.Client.Report(ctx, fullReport("s1", enforced("media"))); err != nil {
 		t.Fatal(err)
 	}
 	many := make([]*mamoriv1.ControlStatus, api.MaxStatuses+1)
@@ -189,13 +193,13 @@ func TestDifferentialHostile(t *testing.T) {
 		code codes.Code
 		msg  string
 	}{
-		{"upper-case digest", &mamoriv1.ReportRequest{StateDigest: strings.ToUpper(sum("x"))}, codes.InvalidArgument, "state_digest must be 64 lower-case hex"},
-		{"short base", &mamoriv1.ReportRequest{StateDigest: sum("x"), BaseDigest: "abc"}, codes.InvalidArgument, "base_digest must be 64"},
-		{"base without state", &mamoriv1.ReportRequest{BaseDigest: sum("s1")}, codes.InvalidArgument, "base_digest without state_digest"},
-		{"unknown control", &mamoriv1.ReportRequest{BaseDigest: sum("s1"), StateDigest: sum("s9"),
+		{"digest of 31 bytes", &mamoriv1.ReportRequest{StateDigest: raw("x")[:31]}, codes.InvalidArgument, "state_digest is 31 bytes: want a SHA-256"},
+		{"short base", &mamoriv1.ReportRequest{StateDigest: raw("x"), BaseDigest: []byte("abc")}, codes.InvalidArgument, "base_digest is 3 bytes"},
+		{"hex text for bytes", &mamoriv1.ReportRequest{BaseDigest: []byte(sum("s1"))}, codes.InvalidArgument, "base_digest is 64 bytes"},
+		{"unknown control", &mamoriv1.ReportRequest{BaseDigest: raw("s1"), StateDigest: raw("s9"),
 			Statuses: []*mamoriv1.ControlStatus{enforced("no-such-control")}, Events: []*mamoriv1.Event{event("usb_blocked")}},
 			codes.InvalidArgument, `names control "no-such-control", which this device never reported`},
-		{"oversized delta", &mamoriv1.ReportRequest{BaseDigest: sum("s1"), StateDigest: sum("s9"), Statuses: many}, codes.InvalidArgument, "control statuses; at most"},
+		{"oversized delta", &mamoriv1.ReportRequest{BaseDigest: raw("s1"), StateDigest: raw("s9"), Statuses: many}, codes.InvalidArgument, "control statuses; at most"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := d.Client.Report(ctx, tc.req)
@@ -220,7 +224,7 @@ func TestDifferentialHostile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp, err := d2.Client.Report(ctx, &mamoriv1.ReportRequest{BaseDigest: sum("s1"), StateDigest: sum("s1")})
+	resp, err := d2.Client.Report(ctx, &mamoriv1.ReportRequest{BaseDigest: raw("s1"), StateDigest: raw("s1")})
 	if err != nil || !resp.NeedFull {
 		t.Fatalf("digest with no prior state: %v need_full=%v", err, resp.GetNeedFull())
 	}
@@ -239,14 +243,14 @@ func TestSteadyStateRevocation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := d.Client.Report(ctx, fullReport(sum("s1"), enforced("media"))); err != nil {
+	if _, err := d.Client.Report(ctx, fullReport("s1", enforced("media"))); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := h.Srv.Store().RevokeDevice(ctx, d.ID, "stolen", h.Clock.Now()); err != nil {
 		t.Fatal(err)
 	}
 	before, _ := h.Srv.Store().GetDevice(ctx, d.ID)
-	noChange := &mamoriv1.ReportRequest{BaseDigest: sum("s1"), StateDigest: sum("s1")}
+	noChange := &mamoriv1.ReportRequest{BaseDigest: raw("s1")}
 	h.Clock.Advance(time.Minute)
 	d.Client.Report(ctx, noChange) // may be answered from what this server knew
 	h.Srv.FlushHeartbeats()

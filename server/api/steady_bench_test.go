@@ -3,9 +3,12 @@ package api_test
 import (
 	"context"
 	"crypto/tls"
+	"flag"
 	"fmt"
 	"net"
+	"os"
 	"runtime"
+	"runtime/pprof"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -21,6 +24,10 @@ import (
 	"github.com/mamori-dev/mamori/server/servertest"
 	"github.com/mamori-dev/mamori/server/store/pgtest"
 )
+
+// steadyProfile: a CPU profile of the no-change phase alone
+// (docs/performance.md).
+var steadyProfile = flag.String("steadyprof", "", "write a CPU profile of BenchmarkSteadyState's no-change phase to this file")
 
 // countingConn counts the bytes a connection carries both ways: TLS
 // records, HTTP/2 frames and all.
@@ -78,7 +85,7 @@ func runParallel(b *testing.B, n, conns int, wire *atomic.Int64, call func(i int
 
 // steadyFull is a full report as the benchmarks' terminals send it: ten
 // controls with evidence, no events (typicalReport without its events).
-func steadyFull(digest string) *mamoriv1.ReportRequest {
+func steadyFull(digest []byte) *mamoriv1.ReportRequest {
 	r := typicalReport()
 	r.Events, r.StateDigest = nil, digest
 	return r
@@ -113,7 +120,7 @@ func benchSteady(b *testing.B, o servertest.Options) {
 	var wireReport, wireNoop atomic.Int64
 	reports := make([]mamoriv1.AgentServiceClient, conns)
 	noops := make([]healthpb.HealthClient, conns)
-	digests := make([]string, conns)
+	digests := make([][]byte, conns)
 	for i := range conns {
 		d, err := h.Enroll(b, tok, servertest.Facts(fmt.Sprintf("bench-%04d", i), fmt.Sprintf("bench-machine-%04d", i)))
 		if err != nil {
@@ -127,7 +134,7 @@ func benchSteady(b *testing.B, o servertest.Options) {
 		}
 		defer cc.Close()
 		noops[i] = healthpb.NewHealthClient(cc)
-		digests[i] = sum(fmt.Sprintf("state-%d", i))
+		digests[i] = raw(fmt.Sprintf("state-%d", i))
 		// The full report that gives the server the state; it also
 		// warms the connection (TLS handshake not counted below).
 		if _, err := reports[i].Report(context.Background(), steadyFull(digests[i])); err != nil {
@@ -144,14 +151,27 @@ func benchSteady(b *testing.B, o servertest.Options) {
 		return err
 	})
 	var needFull atomic.Int64
+	if *steadyProfile != "" {
+		f, err := os.Create(*steadyProfile)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			b.Fatal(err)
+		}
+	}
 	steadyRate, steadyBytes := runParallel(b, b.N, conns, &wireReport, func(i int) error {
 		resp, err := reports[i].Report(context.Background(), &mamoriv1.ReportRequest{
-			BaseDigest: digests[i], StateDigest: digests[i], PolicyVersion: 1, PolicyDigest: "-"})
+			BaseDigest: digests[i], PolicyVersion: 1, PolicyDigest: "-"})
 		if resp.GetNeedFull() {
 			needFull.Add(1)
 		}
 		return err
 	})
+	if *steadyProfile != "" {
+		pprof.StopCPUProfile()
+	}
 	fullRate, fullBytes := runParallel(b, b.N, conns, &wireReport, func(i int) error {
 		_, err := reports[i].Report(context.Background(), steadyFull(digests[i]))
 		return err

@@ -1,6 +1,8 @@
 package api
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"strings"
 	"unicode/utf8"
@@ -244,28 +246,26 @@ func checkDetailMessage(where, id string, args []string) error {
 }
 
 // checkDigests checks a report's differential fields (issue #20): each
-// empty or lower-case hex SHA-256, and a base only with a state digest
-// (a delta says what state it leads to).
-func checkDigests(state, base string) error {
-	for _, f := range []struct{ name, v string }{{"state_digest", state}, {"base_digest", base}} {
-		if f.v != "" && !isDigest(f.v) {
-			return invalidArg("%s must be 64 lower-case hex digits (SHA-256), or empty", f.name)
+// empty or a SHA-256 (32 bytes).
+func checkDigests(state, base []byte) error {
+	for _, f := range []struct {
+		name string
+		v    []byte
+	}{{"state_digest", state}, {"base_digest", base}} {
+		if len(f.v) != 0 && len(f.v) != sha256.Size {
+			return invalidArg("%s is %d bytes: want a SHA-256 (%d bytes), or none", f.name, len(f.v), sha256.Size)
 		}
-	}
-	if base != "" && state == "" {
-		return invalidArg("base_digest without state_digest: a differential report must say the state it leads to")
 	}
 	return nil
 }
 
-func isDigest(s string) bool {
-	if len(s) != 64 {
-		return false
+// reportDigests returns a report's state and base digests as the store
+// keeps them (hex); a no-change report (a base and no state) leads to its
+// base.
+func reportDigests(r *mamoriv1.ReportRequest) (state, base string) {
+	base = hex.EncodeToString(r.BaseDigest)
+	if len(r.StateDigest) == 0 {
+		return base, base
 	}
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return false
-		}
-	}
-	return true
+	return hex.EncodeToString(r.StateDigest), base
 }

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -58,7 +59,7 @@ func FuzzValidateReport(f *testing.F) {
 	})
 	f.Add(seed)
 	delta, _ := proto.Marshal(&mamoriv1.ReportRequest{
-		StateDigest: strings.Repeat("ab", 32), BaseDigest: strings.Repeat("0f", 32),
+		StateDigest: bytes.Repeat([]byte{0xab}, 32), BaseDigest: bytes.Repeat([]byte{0x0f}, 32),
 		Statuses: []*mamoriv1.ControlStatus{{Control: "media", State: 4}},
 	})
 	f.Add(delta)
@@ -73,9 +74,12 @@ func FuzzValidateReport(f *testing.F) {
 			return
 		}
 		// What passes validation must be within the documented bounds.
-		if (r.StateDigest != "" && !isDigest(r.StateDigest)) || (r.BaseDigest != "" && !isDigest(r.BaseDigest)) ||
-			(r.BaseDigest != "" && r.StateDigest == "") {
-			t.Fatalf("accepted digests state=%q base=%q", r.StateDigest, r.BaseDigest)
+		if (len(r.StateDigest) != 0 && len(r.StateDigest) != 32) || (len(r.BaseDigest) != 0 && len(r.BaseDigest) != 32) {
+			t.Fatalf("accepted digests state=%x base=%x", r.StateDigest, r.BaseDigest)
+		}
+		state, base := reportDigests(&r)
+		if (base == "") != (len(r.BaseDigest) == 0) || (len(r.StateDigest) == 0 && state != base) || len(state)%64 != 0 {
+			t.Fatalf("digests %x, %x read as state %q base %q", r.StateDigest, r.BaseDigest, state, base)
 		}
 		if len(r.Statuses) > MaxStatuses || len(r.Events) > MaxEvents {
 			t.Fatalf("accepted %d statuses, %d events", len(r.Statuses), len(r.Events))

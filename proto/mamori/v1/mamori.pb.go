@@ -1370,16 +1370,18 @@ type ReportRequest struct {
 	// state_digest is the agent's digest of its whole state after this
 	// report: every control's status (without observed_at and without the
 	// measurement evidence keys listed in docs/performance.md), the device
-	// facts, the policy version and the policy digest it holds; lower-case
-	// hex SHA-256. Empty from agents older than differential reports.
-	StateDigest string `protobuf:"bytes,20,opt,name=state_digest,json=stateDigest,proto3" json:"state_digest,omitempty"`
+	// facts, the policy version and the policy digest it holds: SHA-256,
+	// 32 raw bytes (not hex: a no-change report is mostly its digest).
+	// Empty from agents older than differential reports, and in a
+	// no-change report, whose state is its base_digest.
+	StateDigest []byte `protobuf:"bytes,20,opt,name=state_digest,json=stateDigest,proto3" json:"state_digest,omitempty"`
 	// base_digest, when set, makes this a differential report: statuses
 	// holds only the controls whose status changed since the report the
 	// server acknowledged with that state_digest, and facts is unset when
 	// they did not change. The server applies it only when the state it
 	// holds has that digest; otherwise it answers need_full. Empty: a full
-	// report (every control, the facts), as older agents send.
-	BaseDigest    string `protobuf:"bytes,21,opt,name=base_digest,json=baseDigest,proto3" json:"base_digest,omitempty"`
+	// report (every control, the facts), as older agents send. 32 bytes.
+	BaseDigest    []byte `protobuf:"bytes,21,opt,name=base_digest,json=baseDigest,proto3" json:"base_digest,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1470,18 +1472,18 @@ func (x *ReportRequest) GetPolicyDigest() string {
 	return ""
 }
 
-func (x *ReportRequest) GetStateDigest() string {
+func (x *ReportRequest) GetStateDigest() []byte {
 	if x != nil {
 		return x.StateDigest
 	}
-	return ""
+	return nil
 }
 
-func (x *ReportRequest) GetBaseDigest() string {
+func (x *ReportRequest) GetBaseDigest() []byte {
 	if x != nil {
 		return x.BaseDigest
 	}
-	return ""
+	return nil
 }
 
 type ReportResponse struct {
@@ -5726,8 +5728,8 @@ const file_mamori_v1_mamori_proto_rawDesc = "" +
 	"\x0fhpke_public_key\x18\x06 \x01(\fR\rhpkePublicKey\x12,\n" +
 	"\x12mfa_bundle_version\x18\a \x01(\tR\x10mfaBundleVersion\x12#\n" +
 	"\rpolicy_digest\x18\b \x01(\tR\fpolicyDigest\x12!\n" +
-	"\fstate_digest\x18\x14 \x01(\tR\vstateDigest\x12\x1f\n" +
-	"\vbase_digest\x18\x15 \x01(\tR\n" +
+	"\fstate_digest\x18\x14 \x01(\fR\vstateDigest\x12\x1f\n" +
+	"\vbase_digest\x18\x15 \x01(\fR\n" +
 	"baseDigest\"\xe2\x02\n" +
 	"\x0eReportResponse\x12&\n" +
 	"\x0facked_event_ids\x18\x01 \x03(\tR\rackedEventIds\x12)\n" +
