@@ -85,9 +85,13 @@ func runParallel(b *testing.B, n, conns int, wire *atomic.Int64, call func(i int
 
 // steadyFull is a full report as the benchmarks' terminals send it: ten
 // controls with evidence, no events (typicalReport without its events).
-func steadyFull(digest []byte) *mamoriv1.ReportRequest {
+func steadyFull(digest []byte, pol *mamoriv1.Policy) *mamoriv1.ReportRequest {
 	r := typicalReport()
 	r.Events, r.StateDigest = nil, digest
+	r.PolicyDigest = "-" // the server answers with the policy
+	if pol != nil {
+		r.PolicyVersion, r.PolicyDigest = pol.Version, pol.Digest
+	}
 	return r
 }
 
@@ -121,6 +125,7 @@ func benchSteady(b *testing.B, o servertest.Options) {
 	reports := make([]mamoriv1.AgentServiceClient, conns)
 	noops := make([]healthpb.HealthClient, conns)
 	digests := make([][]byte, conns)
+	var pol *mamoriv1.Policy
 	for i := range conns {
 		d, err := h.Enroll(b, tok, servertest.Facts(fmt.Sprintf("bench-%04d", i), fmt.Sprintf("bench-machine-%04d", i)))
 		if err != nil {
@@ -137,8 +142,14 @@ func benchSteady(b *testing.B, o servertest.Options) {
 		digests[i] = raw(fmt.Sprintf("state-%d", i))
 		// The full report that gives the server the state; it also
 		// warms the connection (TLS handshake not counted below).
-		if _, err := reports[i].Report(context.Background(), steadyFull(digests[i])); err != nil {
+		resp, err := reports[i].Report(context.Background(), steadyFull(digests[i], nil))
+		if err != nil {
 			b.Fatal(err)
+		}
+		// From now on the terminal holds the policy, as an agent does:
+		// answers carry no policy.
+		if p := resp.GetPolicy(); p != nil {
+			pol = p
 		}
 		if _, err := noops[i].Check(context.Background(), &healthpb.HealthCheckRequest{}); err != nil {
 			b.Fatal(err)
@@ -163,7 +174,10 @@ func benchSteady(b *testing.B, o servertest.Options) {
 	}
 	steadyRate, steadyBytes := runParallel(b, b.N, conns, &wireReport, func(i int) error {
 		resp, err := reports[i].Report(context.Background(), &mamoriv1.ReportRequest{
-			BaseDigest: digests[i], PolicyVersion: 1, PolicyDigest: "-"})
+			BaseDigest: digests[i], PolicyVersion: pol.GetVersion(), PolicyDigest: pol.GetDigest()})
+		if resp.GetPolicy() != nil {
+			return fmt.Errorf("no-change report answered with the policy")
+		}
 		if resp.GetNeedFull() {
 			needFull.Add(1)
 		}
@@ -173,7 +187,7 @@ func benchSteady(b *testing.B, o servertest.Options) {
 		pprof.StopCPUProfile()
 	}
 	fullRate, fullBytes := runParallel(b, b.N, conns, &wireReport, func(i int) error {
-		_, err := reports[i].Report(context.Background(), steadyFull(digests[i]))
+		_, err := reports[i].Report(context.Background(), steadyFull(digests[i], pol))
 		return err
 	})
 	b.StopTimer()
