@@ -13,6 +13,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -195,6 +197,9 @@ func (s *Server) Forget(c admin.Change) {
 func (s *Server) Register(g *grpc.Server) {
 	mamoriv1.RegisterAgentServiceServer(g, s.agent)
 	mamoriv1.RegisterAdminServiceServer(g, s.admin)
+	// The standard health check (grpc.health.v1 Check; Watch is a
+	// stream and refused): SERVING while the server serves.
+	healthpb.RegisterHealthServer(g, health.NewServer())
 }
 
 // ServerOptions are the gRPC options the services expect: the single

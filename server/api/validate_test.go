@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"io"
 	"log/slog"
 	"net"
@@ -31,6 +32,7 @@ func TestMethodAccessCoversEveryMethod(t *testing.T) {
 	}{
 		{mamoriv1.AgentService_ServiceDesc.ServiceName, methodNames(mamoriv1.AgentService_ServiceDesc.Methods)},
 		{mamoriv1.AdminService_ServiceDesc.ServiceName, methodNames(mamoriv1.AdminService_ServiceDesc.Methods)},
+		{healthpb.Health_ServiceDesc.ServiceName, methodNames(healthpb.Health_ServiceDesc.Methods)},
 	} {
 		for _, m := range sd.methods {
 			full := "/" + sd.name + "/" + m
@@ -39,7 +41,8 @@ func TestMethodAccessCoversEveryMethod(t *testing.T) {
 			}
 		}
 	}
-	if len(methodAccess) != len(mamoriv1.AgentService_ServiceDesc.Methods)+len(mamoriv1.AdminService_ServiceDesc.Methods) {
+	if len(methodAccess) != len(mamoriv1.AgentService_ServiceDesc.Methods)+len(mamoriv1.AdminService_ServiceDesc.Methods)+
+		len(healthpb.Health_ServiceDesc.Methods) {
 		t.Errorf("access table has rules for methods that do not exist")
 	}
 }
