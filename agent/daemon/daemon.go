@@ -100,6 +100,10 @@ type Config struct {
 	MaxBatchBytes  int
 	BackoffBase    time.Duration
 	MaxBackoff     time.Duration
+	// FullReportEvery: a full report at least this often, even while the
+	// server accepts differential ones (DefaultFullReportEvery); zero or
+	// less sends only full reports.
+	FullReportEvery time.Duration
 
 	// OnRound, when set, is called after every round (tests, demo).
 	OnRound func(RoundResult)
@@ -132,17 +136,26 @@ type RoundResult struct {
 	Statuses []*mamoriv1.ControlStatus
 	// Next is the wait before the next round.
 	Next time.Duration
+	// Full is set when the report was a full one (not differential);
+	// Changed counts the statuses a differential report carried.
+	// NeedFull: the server asked for a full report. StateDigest is the
+	// report's state digest.
+	Full        bool
+	Changed     int
+	NeedFull    bool
+	StateDigest string
 }
 
 // DefaultConfig returns the defaults; set State and Spool.
 func DefaultConfig() Config {
 	return Config{
-		CallTimeout:    transport.DefaultCallTimeout,
-		ControlTimeout: 10 * time.Second,
-		MaxBatchEvents: DefaultMaxBatchEvents,
-		MaxBatchBytes:  DefaultMaxBatchBytes,
-		BackoffBase:    DefaultBackoffBase,
-		MaxBackoff:     DefaultMaxBackoff,
+		CallTimeout:     transport.DefaultCallTimeout,
+		ControlTimeout:  10 * time.Second,
+		MaxBatchEvents:  DefaultMaxBatchEvents,
+		MaxBatchBytes:   DefaultMaxBatchBytes,
+		BackoffBase:     DefaultBackoffBase,
+		MaxBackoff:      DefaultMaxBackoff,
+		FullReportEvery: DefaultFullReportEvery,
 	}
 }
 
@@ -187,6 +200,11 @@ type Daemon struct {
 	expired bool
 	// renewFailing is set while renewals fail (logged once at Warn).
 	renewFailing bool
+	// acked is the state the server acknowledged last (nil: send a full
+	// report); deltasOK is set once a server said it takes differential
+	// reports (an older server would take one for a whole report).
+	acked    *reportState
+	deltasOK bool
 }
 
 // New builds a daemon.
@@ -405,9 +423,24 @@ func (d *Daemon) round(ctx context.Context) RoundResult {
 	if d.cfg.MFA != nil {
 		req.HpkePublicKey, req.MfaBundleVersion = d.cfg.MFA.PublicKey(), d.cfg.MFA.BundleVersion()
 	}
+	// Differential report (issue #20): what changed since the state the
+	// server acknowledged, and the digest of the whole state.
+	cur := newReportState(req.Statuses, req.Facts, req.PolicyVersion, req.PolicyDigest)
+	req.StateDigest = cur.raw
+	full := d.acked == nil || !d.deltasOK || d.cfg.FullReportEvery <= 0 || d.cfg.Now().Sub(d.acked.fullAt) >= d.cfg.FullReportEvery
+	if !full {
+		makeDelta(req, cur, d.acked)
+	}
+	res.Full, res.Changed, res.StateDigest = full, len(req.Statuses), cur.digest
 	resp, sent, received, server, err := d.report(ctx, id, req)
 	res.Server, res.Sent = server, len(batch)
 	if err != nil {
+		// A refused report (not a server that did not answer, which may
+		// or may not have stored it: its answer to the next delta says)
+		// is followed by a full one.
+		if c := status.Code(err); c != codes.Unavailable && c != codes.DeadlineExceeded {
+			d.acked = nil
+		}
 		if exp := enroll.Expired(id.Cert, d.cfg.Now()); exp != nil {
 			// Judged by this terminal's clock, and only once the server
 			// refused too: a clock running ahead alone changes nothing.
@@ -438,6 +471,22 @@ func (d *Daemon) round(ctx context.Context) RoundResult {
 	if st := resp.GetServerTime(); st != nil && st.CheckValid() == nil {
 		d.self.ObserveServerTime(sent, received, st.AsTime())
 	}
+	d.deltasOK = resp.GetDeltasAccepted()
+	res.NeedFull = resp.GetNeedFull()
+	switch {
+	case resp.GetNeedFull():
+		// The server does not hold the state this delta was against (it
+		// lost it, or was restored from an older backup): a full report
+		// right away. The events were stored all the same.
+		d.log.InfoContext(ctx, "server asked for a full report", "server", server)
+		d.acked = nil
+	case full:
+		cur.fullAt = d.cfg.Now()
+		d.acked = cur
+	default:
+		cur.fullAt = d.acked.fullAt
+		d.acked = cur
+	}
 	res.Acked = d.ack(ctx, batch, resp.GetAckedEventIds())
 	if p := resp.GetPolicy(); p != nil && (p.GetVersion() != d.pol.GetVersion() || p.GetDigest() != d.pol.GetDigest()) {
 		d.takePolicy(ctx, p)
@@ -456,7 +505,7 @@ func (d *Daemon) round(ctx context.Context) RoundResult {
 	res.Next = Jitter(interval, IntervalJitter, d.cfg.Rand())
 	// More waiting than one batch: send the next batch now, as long as the
 	// server keeps acknowledging (never spin on a server that acks nothing).
-	if res.Acked > 0 && d.cfg.Spool.Len() > 0 {
+	if res.Acked > 0 && d.cfg.Spool.Len() > 0 || resp.GetNeedFull() {
 		res.Next = 0
 	}
 	return res

@@ -45,7 +45,7 @@ var storeWrites = set(
 	"Enroll", "FinishNotification", "ImportMFAUsers", "IngestReports", "LoginFailed", "LoginSucceeded",
 	"PutDailySnapshot", "PutMFATempCode", "PutMFAUser", "RecordEnrollFailure", "RecordMFALogins", "Renew", "ReplaceLedger", "ResetLockout",
 	"RevokeDevice", "RevokeException", "SetDeviceGroup", "SetOperatorLogin", "SetPolicy", "TouchSession",
-	"TransitionIncident", "UnlockMFAUser", "Watch", "CreateOperatorToken", "RevokeOperatorToken", "UseOperatorToken",
+	"TouchDevices", "TransitionIncident", "UnlockMFAUser", "Watch", "CreateOperatorToken", "RevokeOperatorToken", "UseOperatorToken",
 )
 
 // adapterWrites are the writes an adapter may make itself, and why.

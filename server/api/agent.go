@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -269,6 +270,17 @@ func (s *AgentService) checkAttestation(req *mamoriv1.EnrollRequest, csr *x509.C
 
 // Report stores a device's state and events. The device is the one named
 // by the verified client certificate; the body cannot name another.
+//
+// Three kinds of report (issue #20, docs/performance.md):
+//   - full (no base_digest; every older agent): every control's status,
+//     evaluated as sent, through the group commit;
+//   - differential (base_digest): only the changed controls; evaluated
+//     against the stored controls with the changes laid over them, and
+//     applied by the store only when it holds the base state (else
+//     need_full, events kept);
+//   - no change (a differential report with nothing in it, while this
+//     server knows the device holds that state under its current policy):
+//     answered at once, its last_seen written in a batch (reportSteady).
 func (s *AgentService) Report(ctx context.Context, req *mamoriv1.ReportRequest) (*mamoriv1.ReportResponse, error) {
 	dev, ok := deviceFrom(ctx)
 	if !ok {
@@ -284,22 +296,109 @@ func (s *AgentService) Report(ctx context.Context, req *mamoriv1.ReportRequest) 
 	if err != nil {
 		return nil, err
 	}
-	verdict, reasons := compliance.Evaluate(p, req.Statuses, compliance.Identity{KeyAttested: dev.KeyAttested})
 	now := s.now()
-	res, err := s.ingest.Submit(ctx, store.ReportInput{
-		DeviceID:      dev.ID,
-		CertSerial:    dev.Serial,
-		ReceivedAt:    now,
-		Facts:         req.Facts,
-		Statuses:      req.Statuses,
-		Events:        req.Events,
-		PolicyVersion: req.PolicyVersion,
-		Verdict:       verdict,
-		Reasons:       reasons,
+	state, base := reportDigests(req)
+	if base != "" {
+		if resp, ok, err := s.reportSteady(ctx, dev, req, p, now, base); ok || err != nil {
+			return resp, err
+		}
+		return s.reportDelta(ctx, dev, req, p, now, state, base)
+	}
+	verdict, reasons := compliance.Evaluate(p, req.Statuses, compliance.Identity{KeyAttested: dev.KeyAttested})
+	return s.submit(ctx, dev, req, p, now, store.ReportInput{
+		StateDigest: state,
+		Statuses:    req.Statuses,
+		Verdict:     verdict,
+		Reasons:     reasons,
 		// An empty report (or events only) keeps the verdict: it says
 		// nothing about the controls (issue #14 item 10).
 		KeepVerdict: len(req.Statuses) == 0,
 	})
+}
+
+// reportSteady answers a no-change report without a transaction when this
+// server knows the device holds the report's state, its verdict was
+// evaluated under the device's current effective policy, and no MFA bundle
+// is due; ok is false when it cannot (the caller takes the slow path). The
+// only write, last_seen, is batched (ingest.Heartbeats): the flush applies
+// it only while the device still has this certificate and state and is not
+// revoked, and sends a device whose touch did not apply back to the slow
+// path.
+func (s *AgentService) reportSteady(ctx context.Context, dev deviceIdentity, req *mamoriv1.ReportRequest, p *mamoriv1.Policy, now time.Time, base string) (*mamoriv1.ReportResponse, bool, error) {
+	if s.heartbeats == nil || len(req.Statuses) != 0 || req.Facts != nil || len(req.Events) != 0 ||
+		(len(req.StateDigest) != 0 && !bytes.Equal(req.StateDigest, req.BaseDigest)) {
+		return nil, false, nil
+	}
+	known, ok := s.states.get(dev.ID)
+	if !ok || known.digest != base || known.verdictPolicy != p.Digest || known.serial != dev.Serial {
+		return nil, false, nil
+	}
+	resp := s.answer(req, p, now)
+	b, err := s.mfaBundle(ctx, dev, req, p, now)
+	if err != nil || b != nil {
+		// A bundle goes out only after the store has checked the device
+		// in a transaction (revocation): the slow path.
+		return nil, false, nil
+	}
+	if err := s.heartbeats.Touch(store.Touch{DeviceID: dev.ID, CertSerial: dev.Serial, StateDigest: base, At: now}); err != nil {
+		return nil, false, nil
+	}
+	s.metrics.steady.Add(1)
+	return resp, true, nil
+}
+
+// reportDelta evaluates a differential report against the stored
+// controls with the report's changes laid over them and submits the
+// changes; the store applies them only when it holds the base state.
+func (s *AgentService) reportDelta(ctx context.Context, dev deviceIdentity, req *mamoriv1.ReportRequest, p *mamoriv1.Policy, now time.Time, state, base string) (*mamoriv1.ReportResponse, error) {
+	d, err := s.store.GetDevice(ctx, dev.ID)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil, status.Error(codes.Unauthenticated, "unknown device: enrol again")
+	case err != nil:
+		return nil, fmt.Errorf("read device %s: %w", dev.ID, err)
+	}
+	merged := make([]*mamoriv1.ControlStatus, 0, len(d.Controls)+len(req.Statuses))
+	stored := make(map[string]bool, len(d.Controls))
+	for _, r := range d.Controls {
+		stored[r.GetStatus().GetControl()] = true
+	}
+	changed := make(map[string]bool, len(req.Statuses))
+	for _, st := range req.Statuses {
+		changed[st.Control] = true
+		if d.StateDigest == base && !stored[st.Control] && p.Controls[st.Control] == nil && st.Control != policy.ControlAgent {
+			// The base state is the one stored, which has no such
+			// control, and the policy names none: not a change of this
+			// device's state. Nothing is stored; the agent sends a full
+			// report next (its events stay in its spool until then).
+			return nil, invalidArg("differential report names control %q, which this device never reported and the policy does not know: send a full report", st.Control)
+		}
+	}
+	for _, r := range d.Controls {
+		if st := r.GetStatus(); st != nil && !changed[st.GetControl()] {
+			merged = append(merged, st)
+		}
+	}
+	merged = append(merged, req.Statuses...)
+	verdict, reasons := compliance.Evaluate(p, merged, compliance.Identity{KeyAttested: dev.KeyAttested})
+	return s.submit(ctx, dev, req, p, now, store.ReportInput{
+		Statuses: req.Statuses, Verdict: verdict, Reasons: reasons, BaseDigest: base, StateDigest: state,
+	})
+}
+
+// submit stores a full or differential report through the group commit
+// and answers it; in carries the statuses and the verdict, the rest is
+// taken from req.
+func (s *AgentService) submit(ctx context.Context, dev deviceIdentity, req *mamoriv1.ReportRequest, p *mamoriv1.Policy, now time.Time, in store.ReportInput) (*mamoriv1.ReportResponse, error) {
+	in.DeviceID, in.CertSerial, in.ReceivedAt = dev.ID, dev.Serial, now
+	in.Facts, in.Events, in.PolicyVersion = req.Facts, req.Events, req.PolicyVersion
+	in.PolicyDigest = p.Digest
+	res, err := s.ingest.Submit(ctx, in)
+	if err != nil {
+		// Whatever this server knew of the device may be out of date (a
+		// commit whose answer was cut off still lands).
+		s.states.forget(dev.ID)
+	}
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		// A certificate of ours for a device the store does not know.
@@ -308,6 +407,19 @@ func (s *AgentService) Report(ctx context.Context, req *mamoriv1.ReportRequest) 
 		return nil, err
 	case err != nil:
 		return nil, fmt.Errorf("store report of %s: %w", dev.ID, err)
+	}
+	if s.heartbeats != nil {
+		s.heartbeats.Drop(dev.ID) // last_seen is written; a pending touch names the old state
+	}
+	switch {
+	case res.NeedFull:
+		s.states.forget(dev.ID)
+	case in.KeepVerdict || in.StateDigest == "":
+		// The stored verdict was not evaluated now, or the agent keeps no
+		// digest: this server does not know the state for the fast path.
+		s.states.forget(dev.ID)
+	default:
+		s.states.set(dev.ID, knownState{digest: in.StateDigest, verdictPolicy: p.Digest, serial: dev.Serial})
 	}
 	s.metrics.reports.Add(1)
 	s.metrics.events.Add(int64(res.NewEvents))
@@ -319,10 +431,30 @@ func (s *AgentService) Report(ctx context.Context, req *mamoriv1.ReportRequest) 
 		// (its events are stored once; the state is set, not added to).
 		return nil, err
 	}
+	resp := s.answer(req, p, now)
+	resp.NeedFull = res.NeedFull
+	if res.NeedFull {
+		s.metrics.needFull.Add(1)
+		s.log.InfoContext(ctx, "differential report against a state this server does not hold: full report asked for",
+			"device", dev.ID, "base_digest", in.BaseDigest)
+	}
+	if resp.MfaBundle, err = s.mfaBundle(ctx, dev, req, p, now); err != nil {
+		// The report is stored; the bundle comes with a later one.
+		s.log.ErrorContext(ctx, "mfa bundle not sent", "device", dev.ID, "error", err)
+	}
+	if len(res.Changes) > 0 {
+		s.log.InfoContext(ctx, "control state changed", "device", dev.ID, "controls", res.Changes, "verdict", in.Verdict)
+	}
+	return resp, nil
+}
+
+// answer is the part of a report's answer every kind of report gets.
+func (s *AgentService) answer(req *mamoriv1.ReportRequest, p *mamoriv1.Policy, now time.Time) *mamoriv1.ReportResponse {
 	resp := &mamoriv1.ReportResponse{
-		AckedEventIds: make([]string, len(req.Events)),
-		NextReportIn:  durationpb.New(policy.ReportInterval(p)),
-		ServerTime:    timestamppb.New(now),
+		AckedEventIds:  make([]string, len(req.Events)),
+		NextReportIn:   durationpb.New(policy.ReportInterval(p)),
+		ServerTime:     timestamppb.New(now),
+		DeltasAccepted: true,
 	}
 	// Every event in the request is stored now: new ones by this commit,
 	// duplicates by an earlier one.
@@ -334,14 +466,7 @@ func (s *AgentService) Report(ctx context.Context, req *mamoriv1.ReportRequest) 
 	if (req.PolicyDigest != "" && req.PolicyDigest != p.Digest) || (req.PolicyDigest == "" && req.PolicyVersion != p.Version) {
 		resp.Policy = p
 	}
-	if resp.MfaBundle, err = s.mfaBundle(ctx, dev, req, p, now); err != nil {
-		// The report is stored; the bundle comes with a later one.
-		s.log.ErrorContext(ctx, "mfa bundle not sent", "device", dev.ID, "error", err)
-	}
-	if len(res.Changes) > 0 {
-		s.log.InfoContext(ctx, "control state changed", "device", dev.ID, "controls", res.Changes, "verdict", verdict)
-	}
-	return resp, nil
+	return resp
 }
 
 // Renew issues a device a new certificate for the key of the certificate

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"io"
 	"net"
 	"strings"
@@ -43,10 +44,16 @@ type access struct {
 	role auth.Role
 	// bootstrap: the first admin's single-use token may call it.
 	bootstrap bool
+	// open: anyone who completed the TLS handshake; only for the
+	// standard health check, which reveals nothing (load balancers, and
+	// mamori-loadgen's no-op baseline).
+	open bool
 }
 
 var methodAccess = map[string]access{
 	mamoriv1.AgentService_Enroll_FullMethodName: {enroll: true},
+	healthpb.Health_Check_FullMethodName:        {open: true},
+	healthpb.Health_List_FullMethodName:         {open: true},
 	mamoriv1.AgentService_Report_FullMethodName: {device: true, checkedInTx: true},
 	// Renew's store transaction checks revocation and the serial (current
 	// or renewed-from) with its write.
@@ -151,7 +158,7 @@ func (s *Server) authenticate(ctx context.Context, method string, surface Surfac
 		return nil, status.Error(codes.Unauthenticated, "operator tokens are not accepted on agent calls")
 	}
 	switch {
-	case acc.enroll:
+	case acc.enroll, acc.open:
 		return ctx, nil
 	case acc.device:
 		id, err := s.authDevice(ctx, !acc.checkedInTx)

@@ -24,6 +24,10 @@ var latencyBuckets = []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 
 type metrics struct {
 	reports atomic.Int64
 	events  atomic.Int64
+	// steady counts no-change reports answered on the fast path (their
+	// last_seen batched); needFull the differential reports answered
+	// need_full.
+	steady, needFull atomic.Int64
 	// enrollTokenFailures: enrolments refused for their token.
 	enrollTokenFailures atomic.Int64
 
@@ -71,6 +75,12 @@ func (s *Server) WriteMetrics(w io.Writer) {
 	fmt.Fprintln(w, "# HELP mamori_reports_ingested_total Agent reports stored (durably committed).")
 	fmt.Fprintln(w, "# TYPE mamori_reports_ingested_total counter")
 	fmt.Fprintf(w, "mamori_reports_ingested_total %d\n", m.reports.Load())
+	fmt.Fprintln(w, "# HELP mamori_reports_unchanged_total No-change reports answered without a transaction (last_seen written in batches).")
+	fmt.Fprintln(w, "# TYPE mamori_reports_unchanged_total counter")
+	fmt.Fprintf(w, "mamori_reports_unchanged_total %d\n", m.steady.Load())
+	fmt.Fprintln(w, "# HELP mamori_reports_need_full_total Differential reports answered need_full (the server did not hold their base state).")
+	fmt.Fprintln(w, "# TYPE mamori_reports_need_full_total counter")
+	fmt.Fprintf(w, "mamori_reports_need_full_total %d\n", m.needFull.Load())
 	fmt.Fprintln(w, "# HELP mamori_events_stored_total Agent events stored for the first time (duplicates are acknowledged, not counted).")
 	fmt.Fprintln(w, "# TYPE mamori_events_stored_total counter")
 	fmt.Fprintf(w, "mamori_events_stored_total %d\n", m.events.Load())

@@ -13,6 +13,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -56,6 +58,10 @@ type Deps struct {
 	// server's Forget, so a policy or MFA change is served at once; nil
 	// builds one over Store that does.
 	Admin *admin.Service
+	// Heartbeat batches the last_seen of no-change reports (issue #20);
+	// the zero value is ingest.DefaultHeartbeatConfig, a negative
+	// FlushEvery switches the fast path off. Server.Close flushes it.
+	Heartbeat ingest.HeartbeatConfig
 }
 
 // Server is the gRPC adapter: the two services, AgentService for terminals
@@ -90,6 +96,10 @@ type AgentService struct {
 	attest    *attest.Verifier
 	mfaKey    *mfa.Key
 	admission *admission
+	// heartbeats and states: the no-change fast path (steady.go); nil
+	// heartbeats switch it off.
+	heartbeats *ingest.Heartbeats
+	states     *knownStates
 }
 
 // AdminService serves mamorictl: reads, and the operator actions of
@@ -174,7 +184,12 @@ func New(d Deps) (*Server, error) {
 	s.agent = &AgentService{core: s.core, ca: d.CA, ingest: d.Ingest, attest: d.Attest, mfaKey: d.MFAKey,
 		// Rate limits are about elapsed real time, not the injectable
 		// clock (like the policy cache's age).
-		admission: newAdmission(d.EnrollLimits, time.Now)}
+		admission: newAdmission(d.EnrollLimits, time.Now), states: &knownStates{}}
+	hb, err := newHeartbeats(d, s.agent.states)
+	if err != nil {
+		return nil, fmt.Errorf("api: %w", err)
+	}
+	s.agent.heartbeats = hb
 	s.admin = &AdminService{core: s.core, ca: d.CA}
 	return s, nil
 }
@@ -194,6 +209,9 @@ func (s *Server) Forget(c admin.Change) {
 func (s *Server) Register(g *grpc.Server) {
 	mamoriv1.RegisterAgentServiceServer(g, s.agent)
 	mamoriv1.RegisterAdminServiceServer(g, s.admin)
+	// The standard health check (grpc.health.v1 Check; Watch is a
+	// stream and refused): SERVING while the server serves.
+	healthpb.RegisterHealthServer(g, health.NewServer())
 }
 
 // ServerOptions are the gRPC options the services expect: the single

@@ -1,6 +1,8 @@
 package api
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"strings"
 	"unicode/utf8"
@@ -90,6 +92,9 @@ func validateReport(r *mamoriv1.ReportRequest) error {
 		}
 	}
 	if err := checkString("policy_digest", r.PolicyDigest, 128); err != nil {
+		return err
+	}
+	if err := checkDigests(r.StateDigest, r.BaseDigest); err != nil {
 		return err
 	}
 	if len(r.Statuses) > MaxStatuses {
@@ -238,4 +243,29 @@ func checkDetailMessage(where, id string, args []string) error {
 		}
 	}
 	return nil
+}
+
+// checkDigests checks a report's differential fields (issue #20): each
+// empty or a SHA-256 (32 bytes).
+func checkDigests(state, base []byte) error {
+	for _, f := range []struct {
+		name string
+		v    []byte
+	}{{"state_digest", state}, {"base_digest", base}} {
+		if len(f.v) != 0 && len(f.v) != sha256.Size {
+			return invalidArg("%s is %d bytes: want a SHA-256 (%d bytes), or none", f.name, len(f.v), sha256.Size)
+		}
+	}
+	return nil
+}
+
+// reportDigests returns a report's state and base digests as the store
+// keeps them (hex); a no-change report (a base and no state) leads to its
+// base.
+func reportDigests(r *mamoriv1.ReportRequest) (state, base string) {
+	base = hex.EncodeToString(r.BaseDigest)
+	if len(r.StateDigest) == 0 {
+		return base, base
+	}
+	return hex.EncodeToString(r.StateDigest), base
 }

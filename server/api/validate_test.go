@@ -1,9 +1,11 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"io"
 	"log/slog"
 	"net"
@@ -30,6 +32,7 @@ func TestMethodAccessCoversEveryMethod(t *testing.T) {
 	}{
 		{mamoriv1.AgentService_ServiceDesc.ServiceName, methodNames(mamoriv1.AgentService_ServiceDesc.Methods)},
 		{mamoriv1.AdminService_ServiceDesc.ServiceName, methodNames(mamoriv1.AdminService_ServiceDesc.Methods)},
+		{healthpb.Health_ServiceDesc.ServiceName, methodNames(healthpb.Health_ServiceDesc.Methods)},
 	} {
 		for _, m := range sd.methods {
 			full := "/" + sd.name + "/" + m
@@ -38,7 +41,8 @@ func TestMethodAccessCoversEveryMethod(t *testing.T) {
 			}
 		}
 	}
-	if len(methodAccess) != len(mamoriv1.AgentService_ServiceDesc.Methods)+len(mamoriv1.AdminService_ServiceDesc.Methods) {
+	if len(methodAccess) != len(mamoriv1.AgentService_ServiceDesc.Methods)+len(mamoriv1.AdminService_ServiceDesc.Methods)+
+		len(healthpb.Health_ServiceDesc.Methods) {
 		t.Errorf("access table has rules for methods that do not exist")
 	}
 }
@@ -57,6 +61,11 @@ func FuzzValidateReport(f *testing.F) {
 		Events:   []*mamoriv1.Event{{Id: "8d6f2a4e-5c1b-4f7e-9a3d-2b1c0e9f8a7d", Time: timestamppb.Now(), Kind: "x"}},
 	})
 	f.Add(seed)
+	delta, _ := proto.Marshal(&mamoriv1.ReportRequest{
+		StateDigest: bytes.Repeat([]byte{0xab}, 32), BaseDigest: bytes.Repeat([]byte{0x0f}, 32),
+		Statuses: []*mamoriv1.ControlStatus{{Control: "media", State: 4}},
+	})
+	f.Add(delta)
 	f.Add([]byte{})
 	f.Add([]byte("\x12\x00\x1a\x00"))
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -68,6 +77,13 @@ func FuzzValidateReport(f *testing.F) {
 			return
 		}
 		// What passes validation must be within the documented bounds.
+		if (len(r.StateDigest) != 0 && len(r.StateDigest) != 32) || (len(r.BaseDigest) != 0 && len(r.BaseDigest) != 32) {
+			t.Fatalf("accepted digests state=%x base=%x", r.StateDigest, r.BaseDigest)
+		}
+		state, base := reportDigests(&r)
+		if (base == "") != (len(r.BaseDigest) == 0) || (len(r.StateDigest) == 0 && state != base) || len(state)%64 != 0 {
+			t.Fatalf("digests %x, %x read as state %q base %q", r.StateDigest, r.BaseDigest, state, base)
+		}
 		if len(r.Statuses) > MaxStatuses || len(r.Events) > MaxEvents {
 			t.Fatalf("accepted %d statuses, %d events", len(r.Statuses), len(r.Events))
 		}

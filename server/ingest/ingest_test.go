@@ -37,6 +37,8 @@ func (f *fakeIngest) IngestReports(ctx context.Context, in []store.ReportInput) 
 	return res, nil
 }
 
+func (f *fakeIngest) TouchDevices(context.Context, []store.Touch) ([]string, error) { return nil, nil }
+
 func (f *fakeIngest) DeviceCredential(context.Context, string) (string, time.Time, error) {
 	return "", time.Time{}, nil
 }

@@ -101,6 +101,15 @@ type Config struct {
 	// Duration of the reporting phase (steady; reconnect: before the restart).
 	Duration time.Duration
 	Mix      Mix
+	// Differential: terminals send differential reports as the agent
+	// does (issue #20): a full report first, then only what changed, a
+	// "no change" report (its base digest alone) when nothing did.
+	Differential bool
+	// Baseline (steady mode): after the reporting phase, the same
+	// terminals make the same calls for the same time to the server's
+	// health check over the same connections, a no-op; Result.Baseline
+	// and Result.Ratio compare the two.
+	Baseline bool
 
 	// EnrollConcurrency bounds enrolments in flight (0: all at once).
 	EnrollConcurrency int
@@ -192,9 +201,15 @@ type Result struct {
 	Interval  time.Duration `json:"interval_ns"`
 	Enroll    EnrollResult  `json:"enroll"`
 	Reports   ReportResult  `json:"reports"`
-	Storm     *StormResult  `json:"storm,omitempty"`
-	Verify    *VerifyResult `json:"verify,omitempty"`
-	Server    *ServerUsage  `json:"server,omitempty"`
+	// Baseline is the no-op phase (Config.Baseline); Ratio is reports
+	// achieved / no-op calls achieved.
+	Baseline *ReportResult `json:"baseline,omitempty"`
+	Ratio    float64       `json:"ratio,omitempty"`
+	// NeedFull counts differential reports answered need_full.
+	NeedFull int64         `json:"need_full,omitempty"`
+	Storm    *StormResult  `json:"storm,omitempty"`
+	Verify   *VerifyResult `json:"verify,omitempty"`
+	Server   *ServerUsage  `json:"server,omitempty"`
 	// OK is false when anything failed: an enrolment, a report error in
 	// steady mode, a terminal that never came back, or a lost or doubled
 	// event.
@@ -218,16 +233,19 @@ type EnrollResult struct {
 
 // ReportResult describes the reporting phase.
 type ReportResult struct {
-	Took     time.Duration    `json:"took_ns"`
-	Offered  float64          `json:"offered_per_s"`
-	Achieved float64          `json:"achieved_per_s"`
-	OK       int64            `json:"ok"`
-	Failed   int64            `json:"failed"`
-	Errors   map[string]int64 `json:"errors,omitempty"`
-	P50      time.Duration    `json:"p50_ns"`
-	P99      time.Duration    `json:"p99_ns"`
-	P999     time.Duration    `json:"p999_ns"`
-	Max      time.Duration    `json:"max_ns"`
+	Took time.Duration `json:"took_ns"`
+	// WireBytes is the bytes on the wire per call (both directions, TLS
+	// records and HTTP/2 frames included) during the phase.
+	WireBytes float64          `json:"wire_bytes_per_call"`
+	Offered   float64          `json:"offered_per_s"`
+	Achieved  float64          `json:"achieved_per_s"`
+	OK        int64            `json:"ok"`
+	Failed    int64            `json:"failed"`
+	Errors    map[string]int64 `json:"errors,omitempty"`
+	P50       time.Duration    `json:"p50_ns"`
+	P99       time.Duration    `json:"p99_ns"`
+	P999      time.Duration    `json:"p999_ns"`
+	Max       time.Duration    `json:"max_ns"`
 	// Warm: the same for reports due in the second half of the phase, when
 	// every terminal has its connection (the first report of each pays a
 	// TLS handshake) and the backlog of the start is gone.
@@ -327,7 +345,29 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 
 	before, _ := g.sample()
 	selfBefore, _ := SelfUsage()
+	w0 := g.wire.Load()
 	g.report(ctx, res)
+	res.Reports.WireBytes = float64(g.wire.Load()-w0) / float64(max(1, res.Reports.OK))
+	if cfg.Baseline && cfg.Mode == ModeSteady && ctx.Err() == nil {
+		// The same terminals, connections and pacing, calling the
+		// server's health check: what the transport alone costs here.
+		b := &Result{}
+		g.noop.Store(true)
+		for _, t := range g.terms {
+			t.lat, t.latWarm, t.slow, t.ok, t.failed = nil, nil, nil, 0, 0
+		}
+		w0 := g.wire.Load()
+		g.report(ctx, b)
+		b.Reports.WireBytes = float64(g.wire.Load()-w0) / float64(max(1, b.Reports.OK))
+		g.noop.Store(false)
+		res.Baseline = &b.Reports
+		if b.Reports.Achieved > 0 {
+			res.Ratio = res.Reports.Achieved / b.Reports.Achieved
+		}
+	}
+	for _, t := range g.terms {
+		res.NeedFull += t.needFull
+	}
 	after, err := g.sample()
 	if err == nil && cfg.Sample != nil {
 		res.Server = usage(before, after)
@@ -374,6 +414,29 @@ type gen struct {
 	stormFailed                 atomic.Int64
 	upAt                        atomic.Int64 // unix ns the server was back; 0: not yet
 	afterUp                     *counter
+	// noop: terminals call the health check instead of Report
+	// (Config.Baseline); wire counts the bytes every connection carries
+	// both ways, TLS records included.
+	noop atomic.Bool
+	wire atomic.Int64
+}
+
+// countingConn counts what a connection carries (gen.wire).
+type countingConn struct {
+	net.Conn
+	n *atomic.Int64
+}
+
+func (c countingConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+func (c countingConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	c.n.Add(int64(n))
+	return n, err
 }
 
 func (g *gen) sample() (Usage, error) {
@@ -400,6 +463,13 @@ func (g *gen) dialTo(addr string, cert *tls.Certificate, extra ...grpc.DialOptio
 		grpc.WithReadBufferSize(8 << 10),
 		grpc.WithWriteBufferSize(8 << 10),
 		grpc.WithSharedWriteBuffer(true),
+		grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+			c, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+			if err != nil {
+				return nil, err
+			}
+			return countingConn{c, &g.wire}, nil
+		}),
 	}, extra...)
 	if g.cfg.ConnectBackoffMax > 0 {
 		bc := backoffconf.DefaultConfig

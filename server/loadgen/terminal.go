@@ -1,8 +1,10 @@
 package loadgen
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
+	"crypto/sha256"
 	"crypto/tls"
 	"fmt"
 	"math/rand/v2"
@@ -12,6 +14,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -56,6 +59,12 @@ type terminal struct {
 	stormAt        atomic.Int64 // unix ns the storm began; 0: none
 	backAt         atomic.Int64 // unix ns of the first good report after the storm
 	sinceStormFail bool
+	// Differential reports (Config.Differential): the state digest the
+	// server acknowledged (nil: send a full report), the controls changed
+	// since, and how often the server asked for a full report.
+	base     []byte
+	dirty    map[string]bool
+	needFull int64
 }
 
 func newTerminal(g *gen, i int) *terminal {
@@ -176,7 +185,10 @@ func (t *terminal) loop(ctx context.Context, start, stop time.Time, storm <-chan
 		}
 		stopReady()
 		ready, stopReady = nil, func() {}
-		t.mix()
+		noop := t.g.noop.Load()
+		if !noop {
+			t.mix()
+		}
 		begin := time.Now()
 		_, err := t.send(ctx)
 		if ctx.Err() != nil {
@@ -215,7 +227,7 @@ func (t *terminal) loop(ctx context.Context, start, stop time.Time, storm <-chan
 		}
 		next := time.Duration(float64(cfg.Interval) * (1 + cfg.Jitter*(2*t.rng.Float64()-1)))
 		due = due.Add(next)
-		if len(t.pending) > 0 { // more than one batch waiting: the agent sends the next at once
+		if len(t.pending) > 0 && !noop { // more than one batch waiting: the agent sends the next at once
 			due = time.Now()
 		}
 	}
@@ -269,6 +281,10 @@ func (t *terminal) mix() {
 			st.State, st.Detail = mamoriv1.ControlState_CONTROL_STATE_MONITORING, "simulated by mamori-loadgen"
 		}
 		ev(st.Control, "state_changed", map[string]string{"from": from.String(), "to": st.State.String()})
+		if t.dirty == nil {
+			t.dirty = map[string]bool{}
+		}
+		t.dirty[st.Control] = true
 	}
 	for _, st := range t.statuses {
 		st.ObservedAt = timestamppb.New(now)
@@ -278,10 +294,34 @@ func (t *terminal) mix() {
 // send reports the statuses and up to one batch of pending events, and
 // forgets the events the server acknowledged.
 func (t *terminal) send(ctx context.Context) (*mamoriv1.ReportResponse, error) {
+	if t.g.noop.Load() {
+		cctx, cancel := context.WithTimeout(ctx, t.g.cfg.CallTimeout)
+		defer cancel()
+		_, err := healthpb.NewHealthClient(t.cc).Check(cctx, &healthpb.HealthCheckRequest{})
+		return nil, err
+	}
 	batch := t.pending[:min(len(t.pending), maxBatch)]
 	req := &mamoriv1.ReportRequest{
 		Facts: t.facts(), Statuses: t.statuses, Events: batch, PolicyVersion: t.policy,
 		SentAt: timestamppb.Now(),
+	}
+	var digest []byte
+	if t.g.cfg.Differential {
+		digest = t.digest()
+		req.StateDigest = digest
+		if t.base != nil {
+			// What changed since the acknowledged state, as the agent
+			// sends it; nothing at all when nothing did.
+			req.BaseDigest, req.Facts, req.Statuses = t.base, nil, nil
+			for _, st := range t.statuses {
+				if t.dirty[st.Control] {
+					req.Statuses = append(req.Statuses, st)
+				}
+			}
+			if bytes.Equal(digest, t.base) {
+				req.StateDigest = nil
+			}
+		}
 	}
 	for _, e := range batch {
 		if !t.everSent[e.Id] {
@@ -293,7 +333,19 @@ func (t *terminal) send(ctx context.Context) (*mamoriv1.ReportResponse, error) {
 	resp, err := t.client.Report(cctx, req)
 	cancel()
 	if err != nil {
+		if c := status.Code(err); c != codes.Unavailable && c != codes.DeadlineExceeded {
+			t.base = nil
+		}
 		return nil, err
+	}
+	if t.g.cfg.Differential {
+		if resp.GetNeedFull() {
+			t.needFull++
+			t.base = nil
+		} else {
+			t.base = digest
+			clear(t.dirty)
+		}
 	}
 	if p := resp.GetPolicy(); p != nil {
 		t.policy = p.GetVersion()
@@ -313,6 +365,18 @@ func (t *terminal) send(ctx context.Context) (*mamoriv1.ReportResponse, error) {
 	clear(t.pending[len(keep):])
 	t.pending = keep
 	return resp, nil
+}
+
+// digest is the terminal's state digest: its controls' states and
+// details and the policy version (the agent's covers more; the server
+// treats it as opaque).
+func (t *terminal) digest() []byte {
+	h := sha256.New()
+	fmt.Fprintf(h, "policy %d\n", t.policy)
+	for _, st := range t.statuses {
+		fmt.Fprintf(h, "%s %d %d %q\n", st.Control, st.Mode, st.State, st.Detail)
+	}
+	return h.Sum(nil)
 }
 
 // newEventID returns a version 4 UUID from rng (fast; uniqueness, not

@@ -274,6 +274,7 @@ func Open(ctx context.Context, cfg Config) (_ *Server, err error) {
 	s.grpc, s.adminGRPC = newGRPC(api.SurfaceAgents), newGRPC(api.SurfaceAdmin)
 	s.lis, err = net.Listen("tcp", cfg.Listen)
 	if err != nil {
+		s.api.Close()
 		s.batcher.Close()
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
@@ -283,6 +284,7 @@ func Open(ctx context.Context, cfg Config) (_ *Server, err error) {
 	s.adminLis, err = net.Listen("tcp", cfg.AdminListen)
 	if err != nil {
 		s.lis.Close()
+		s.api.Close()
 		s.batcher.Close()
 		return nil, fmt.Errorf("admin API: listen on %s: %w", cfg.AdminListen, err)
 	}
@@ -290,6 +292,7 @@ func Open(ctx context.Context, cfg Config) (_ *Server, err error) {
 		if err := s.openConsole(cert); err != nil {
 			s.lis.Close()
 			s.adminLis.Close()
+			s.api.Close()
 			s.batcher.Close()
 			return nil, err
 		}
@@ -468,6 +471,10 @@ func (s *Server) CA() *pki.CA { return s.ca }
 // OperatorSeeds seals operators' console TOTP seeds (SetConsoleLogin).
 func (s *Server) OperatorSeeds() *auth.SeedKey { return s.seeds }
 
+// FlushHeartbeats writes the batched last_seen of no-change reports now
+// (tests; a stop does it too).
+func (s *Server) FlushHeartbeats() { s.api.FlushHeartbeats() }
+
 // Store returns the server's store (for tests and admin subcommands).
 func (s *Server) Store() store.Store { return s.store }
 
@@ -478,6 +485,7 @@ func (s *Server) Close() error {
 	if s.webLis != nil {
 		s.webLis.Close()
 	}
+	s.api.Close()
 	s.batcher.Close()
 	return s.store.Close()
 }
@@ -606,6 +614,8 @@ func (s *Server) shutdown() {
 		cancel()
 	}
 	s.stopGRPC()
+	// Write the last_seen of the no-change reports answered so far.
+	s.api.Close()
 	// Commit what is still queued (handlers that were cut off above):
 	// nothing was acknowledged for it, but it is not thrown away either.
 	s.batcher.Close()

@@ -198,6 +198,12 @@ type Device struct {
 	// machine ID of device CloneOf without proof; it awaits an officer's
 	// review (ApproveClone, or revoke it). '' for every other device.
 	CloneOf string
+	// StateDigest is the agent's digest of the state stored (issue #20);
+	// '' when the last report came from an older agent or none came.
+	StateDigest string
+	// VerdictPolicy is the digest of the effective policy Verdict was
+	// evaluated under; '' when unknown.
+	VerdictPolicy string
 }
 
 // ReportInput is one report, already authenticated and evaluated.
@@ -220,6 +226,28 @@ type ReportInput struct {
 	KeepVerdict bool
 	// Encoding is optional: the encodings Encode made in advance.
 	Encoding *Encoding
+
+	// Differential reports (issue #20). StateDigest is the agent's digest
+	// of its whole state after this report ("" from older agents: it
+	// clears the stored one). BaseDigest, when set, makes the report a
+	// delta: it applies only when the stored state digest equals it;
+	// otherwise the report's events and facts are stored, its statuses
+	// and verdict are not, and the result says NeedFull. PolicyDigest is
+	// the digest of the effective policy Verdict was evaluated under,
+	// stored with the verdict (the server's no-change fast path checks
+	// it is still the device's policy).
+	StateDigest, BaseDigest, PolicyDigest string
+}
+
+// Touch is one steady-state ("no change") report whose only effect is
+// last_seen: ingest.Heartbeats batches them (TouchDevices).
+type Touch struct {
+	DeviceID   string
+	CertSerial string
+	// StateDigest is the state the report confirmed; the touch applies
+	// only while the device still holds it.
+	StateDigest string
+	At          time.Time
 }
 
 // ReportResult is the outcome of one report in a batch.
@@ -233,6 +261,9 @@ type ReportResult struct {
 	NewEvents int
 	// Changes lists the controls whose state changed with this report.
 	Changes []string
+	// NeedFull: the report was a delta (BaseDigest) against a state the
+	// store does not hold; its statuses were not applied.
+	NeedFull bool
 }
 
 // DeviceFilter selects devices for ListDevices and counts.
@@ -460,6 +491,13 @@ type Enrollment interface {
 // result is durable when IngestReports returns nil.
 type Ingest interface {
 	IngestReports(ctx context.Context, in []ReportInput) ([]ReportResult, error)
+	// TouchDevices moves last_seen forward for steady-state reports, in
+	// one transaction, for the devices that still have the touch's
+	// certificate (current or previous), state digest and no revocation;
+	// it returns the IDs of the touches that did not apply (stale: the
+	// server must not take that device's next report on the fast path).
+	// A last_seen already later than the touch stays.
+	TouchDevices(ctx context.Context, ts []Touch) (stale []string, err error)
 	// DeviceCredential returns what the server checks on every agent call.
 	DeviceCredential(ctx context.Context, deviceID string) (serial string, revokedAt time.Time, err error)
 }

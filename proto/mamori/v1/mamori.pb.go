@@ -1363,7 +1363,25 @@ type ReportRequest struct {
 	// received), or "-" when the policy it holds has none; empty from agents
 	// older than per-device policies, which are compared by policy_version
 	// instead.
-	PolicyDigest  string `protobuf:"bytes,8,opt,name=policy_digest,json=policyDigest,proto3" json:"policy_digest,omitempty"`
+	PolicyDigest string `protobuf:"bytes,8,opt,name=policy_digest,json=policyDigest,proto3" json:"policy_digest,omitempty"`
+	// Differential reports (issue #20). Field numbers start at 20 so that
+	// fields added next to policy_digest do not collide.
+	//
+	// state_digest is the agent's digest of its whole state after this
+	// report: every control's status (without observed_at and without the
+	// measurement evidence keys listed in docs/performance.md), the device
+	// facts, the policy version and the policy digest it holds: SHA-256,
+	// 32 raw bytes (not hex: a no-change report is mostly its digest).
+	// Empty from agents older than differential reports, and in a
+	// no-change report, whose state is its base_digest.
+	StateDigest []byte `protobuf:"bytes,20,opt,name=state_digest,json=stateDigest,proto3" json:"state_digest,omitempty"`
+	// base_digest, when set, makes this a differential report: statuses
+	// holds only the controls whose status changed since the report the
+	// server acknowledged with that state_digest, and facts is unset when
+	// they did not change. The server applies it only when the state it
+	// holds has that digest; otherwise it answers need_full. Empty: a full
+	// report (every control, the facts), as older agents send. 32 bytes.
+	BaseDigest    []byte `protobuf:"bytes,21,opt,name=base_digest,json=baseDigest,proto3" json:"base_digest,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1454,6 +1472,20 @@ func (x *ReportRequest) GetPolicyDigest() string {
 	return ""
 }
 
+func (x *ReportRequest) GetStateDigest() []byte {
+	if x != nil {
+		return x.StateDigest
+	}
+	return nil
+}
+
+func (x *ReportRequest) GetBaseDigest() []byte {
+	if x != nil {
+		return x.BaseDigest
+	}
+	return nil
+}
+
 type ReportResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// UUIDs of the events that are stored. The agent may forget these.
@@ -1465,9 +1497,19 @@ type ReportResponse struct {
 	ServerTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=server_time,json=serverTime,proto3" json:"server_time,omitempty"`
 	// Set only when the device's MFA bundle differs from mfa_bundle_version
 	// and the request carried an hpke_public_key.
-	MfaBundle     *SealedMFABundle `protobuf:"bytes,5,opt,name=mfa_bundle,json=mfaBundle,proto3" json:"mfa_bundle,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	MfaBundle *SealedMFABundle `protobuf:"bytes,5,opt,name=mfa_bundle,json=mfaBundle,proto3" json:"mfa_bundle,omitempty"`
+	// need_full asks for a full report now: the differential report's
+	// base_digest is not the state the server holds (it lost state, was
+	// restored from an older backup, or never had any). The report's events
+	// are stored and acknowledged all the same; its statuses were not
+	// applied.
+	NeedFull bool `protobuf:"varint,20,opt,name=need_full,json=needFull,proto3" json:"need_full,omitempty"`
+	// deltas_accepted says this server understands base_digest; an agent
+	// sends differential reports only to a server that said so (an older
+	// server would take a delta for a whole report).
+	DeltasAccepted bool `protobuf:"varint,21,opt,name=deltas_accepted,json=deltasAccepted,proto3" json:"deltas_accepted,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ReportResponse) Reset() {
@@ -1533,6 +1575,20 @@ func (x *ReportResponse) GetMfaBundle() *SealedMFABundle {
 		return x.MfaBundle
 	}
 	return nil
+}
+
+func (x *ReportResponse) GetNeedFull() bool {
+	if x != nil {
+		return x.NeedFull
+	}
+	return false
+}
+
+func (x *ReportResponse) GetDeltasAccepted() bool {
+	if x != nil {
+		return x.DeltasAccepted
+	}
+	return false
 }
 
 // RenewRequest carries a new CSR signed by the device's current key. The
@@ -6094,7 +6150,7 @@ const file_mamori_v1_mamori_proto_rawDesc = "" +
 	"\x0eca_certificate\x18\x03 \x01(\fR\rcaCertificate\x12)\n" +
 	"\x06policy\x18\x04 \x01(\v2\x11.mamori.v1.PolicyR\x06policy\x128\n" +
 	"\tchallenge\x18\x05 \x01(\v2\x1a.mamori.v1.EnrollChallengeR\tchallenge\x12\x1a\n" +
-	"\battested\x18\x06 \x01(\bR\battested\"\xf4\x02\n" +
+	"\battested\x18\x06 \x01(\bR\battested\"\xb8\x03\n" +
 	"\rReportRequest\x12,\n" +
 	"\x05facts\x18\x01 \x01(\v2\x16.mamori.v1.DeviceFactsR\x05facts\x124\n" +
 	"\bstatuses\x18\x02 \x03(\v2\x18.mamori.v1.ControlStatusR\bstatuses\x12(\n" +
@@ -6103,7 +6159,10 @@ const file_mamori_v1_mamori_proto_rawDesc = "" +
 	"\asent_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x06sentAt\x12&\n" +
 	"\x0fhpke_public_key\x18\x06 \x01(\fR\rhpkePublicKey\x12,\n" +
 	"\x12mfa_bundle_version\x18\a \x01(\tR\x10mfaBundleVersion\x12#\n" +
-	"\rpolicy_digest\x18\b \x01(\tR\fpolicyDigest\"\x9c\x02\n" +
+	"\rpolicy_digest\x18\b \x01(\tR\fpolicyDigest\x12!\n" +
+	"\fstate_digest\x18\x14 \x01(\fR\vstateDigest\x12\x1f\n" +
+	"\vbase_digest\x18\x15 \x01(\fR\n" +
+	"baseDigest\"\xe2\x02\n" +
 	"\x0eReportResponse\x12&\n" +
 	"\x0facked_event_ids\x18\x01 \x03(\tR\rackedEventIds\x12)\n" +
 	"\x06policy\x18\x02 \x01(\v2\x11.mamori.v1.PolicyR\x06policy\x12?\n" +
@@ -6111,7 +6170,9 @@ const file_mamori_v1_mamori_proto_rawDesc = "" +
 	"\vserver_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"serverTime\x129\n" +
 	"\n" +
-	"mfa_bundle\x18\x05 \x01(\v2\x1a.mamori.v1.SealedMFABundleR\tmfaBundle\" \n" +
+	"mfa_bundle\x18\x05 \x01(\v2\x1a.mamori.v1.SealedMFABundleR\tmfaBundle\x12\x1b\n" +
+	"\tneed_full\x18\x14 \x01(\bR\bneedFull\x12'\n" +
+	"\x0fdeltas_accepted\x18\x15 \x01(\bR\x0edeltasAccepted\" \n" +
 	"\fRenewRequest\x12\x10\n" +
 	"\x03csr\x18\x01 \x01(\fR\x03csr\"j\n" +
 	"\rRenewResponse\x12 \n" +

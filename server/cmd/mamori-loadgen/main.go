@@ -62,6 +62,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&cfg.ConnectBackoffMax, "grpc-max-backoff", 0, "cap of gRPC's own reconnect back-off (0: gRPC's default 120s, as the agent)")
 	fs.DurationVar(&cfg.CallTimeout, "call-timeout", cfg.CallTimeout, "timeout of one call")
 	fs.DurationVar(&cfg.StormTimeout, "storm-timeout", cfg.StormTimeout, "reconnect: how long to wait for every terminal")
+	fs.BoolVar(&cfg.Differential, "diff", false, "differential reports, as the agent sends them: a full report, then only what changed")
+	fs.BoolVar(&cfg.Baseline, "baseline", false, "steady: after the reports, the same terminals call the server's no-op health check for as long; prints the ratio")
 	noVerify := fs.Bool("no-verify", false, "skip listing the stored events at the end")
 	output := fs.String("o", "text", "text or json")
 	spawn := fs.String("spawn", "", "start this mamori-server binary (and restart it for -mode reconnect)")

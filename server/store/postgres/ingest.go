@@ -48,6 +48,7 @@ func writeUpdates(ctx context.Context, tx pgx.Tx, us []rules.Update) error {
 		versions               []int64
 		controls, facts        [][]byte
 		hosts, oses, agents    []*string
+		digests, vpolicies     []string
 	)
 	for _, u := range us {
 		ids, verdicts, reasons = append(ids, u.ID), append(verdicts, u.Verdict), append(reasons, u.Reasons)
@@ -58,15 +59,17 @@ func writeUpdates(ctx context.Context, tx pgx.Tx, us []rules.Update) error {
 			h, o, a = &u.Hostname, &u.OS, &u.AgentVersion
 		}
 		hosts, oses, agents = append(hosts, h), append(oses, o), append(agents, a)
+		digests, vpolicies = append(digests, u.StateDigest), append(vpolicies, u.VerdictPolicy)
 	}
 	_, err := tx.Exec(ctx, `UPDATE devices d SET last_seen = u.last_seen, verdict = u.verdict, reasons = u.reasons,
 		failing_since = u.failing_since, policy_version = u.policy_version, controls = u.controls,
 		facts = coalesce(u.facts, d.facts), hostname = coalesce(u.hostname, d.hostname),
-		os = coalesce(u.os, d.os), agent_version = coalesce(u.agent_version, d.agent_version)
+		os = coalesce(u.os, d.os), agent_version = coalesce(u.agent_version, d.agent_version),
+		state_digest = u.state_digest, verdict_policy = u.verdict_policy
 		FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::timestamptz[], $6::bigint[],
-			$7::bytea[], $8::bytea[], $9::text[], $10::text[], $11::text[])
-			AS u (id, last_seen, verdict, reasons, failing_since, policy_version, controls, facts, hostname, os, agent_version)
-		WHERE d.id = u.id`, ids, seen, verdicts, reasons, failing, versions, controls, facts, hosts, oses, agents)
+			$7::bytea[], $8::bytea[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[])
+			AS u (id, last_seen, verdict, reasons, failing_since, policy_version, controls, facts, hostname, os, agent_version, state_digest, verdict_policy)
+		WHERE d.id = u.id`, ids, seen, verdicts, reasons, failing, versions, controls, facts, hosts, oses, agents, digests, vpolicies)
 	if err != nil {
 		return fmt.Errorf("update devices: %w", err)
 	}

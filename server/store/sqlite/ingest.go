@@ -34,7 +34,7 @@ func insertEventsSQL(n int) string {
 const updateDeviceSQL = `UPDATE devices SET last_seen = ?, verdict = ?, reasons = ?,
 		failing_since = ?, policy_version = ?, controls = ?,
 		facts = coalesce(?, facts), hostname = coalesce(?, hostname),
-		os = coalesce(?, os), agent_version = coalesce(?, agent_version) WHERE id = ?`
+		os = coalesce(?, os), agent_version = coalesce(?, agent_version), state_digest = ?, verdict_policy = ? WHERE id = ?`
 
 // ingestStmts are the write path's statements, prepared on the writer's
 // one connection; tx.StmtContext reuses them inside each transaction.
@@ -114,7 +114,7 @@ func (s *Store) writeUpdates(ctx context.Context, tx *sql.Tx, us []rules.Update)
 			facts, host, osName, agentVersion = u.Facts, u.Hostname, u.OS, u.AgentVersion
 		}
 		if _, err := stmt.ExecContext(ctx, codec.Micros(u.LastSeen), u.Verdict, u.Reasons,
-			codec.Micros(u.FailingSince), u.PolicyVersion, u.Controls, facts, host, osName, agentVersion, u.ID); err != nil {
+			codec.Micros(u.FailingSince), u.PolicyVersion, u.Controls, facts, host, osName, agentVersion, u.StateDigest, u.VerdictPolicy, u.ID); err != nil {
 			return fmt.Errorf("update device %s: %w", u.ID, err)
 		}
 	}

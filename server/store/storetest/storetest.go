@@ -77,6 +77,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Ledger", testLedger},
 		{"Evidence", testEvidence},
 		{"ConcurrentReadModifyWrite", testConcurrentReadModifyWrite}, // locking.go
+		{"DifferentialReports", testDifferential},                    // diffreport.go
+		{"TouchDevices", testTouchDevices},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -36,6 +37,8 @@ type Update struct {
 	Hostname string // meaningful only when Facts is set
 	// OS and AgentVersion, from Facts too: the device list filters on them.
 	OS, AgentVersion string
+	// StateDigest and VerdictPolicy: store.Device's fields.
+	StateDigest, VerdictPolicy string
 }
 
 // Event is one event to insert; Report is its index in the batch.
@@ -99,7 +102,11 @@ func Plan(in []store.ReportInput, states map[string]*State) (*Batch, error) {
 		}
 		from := s.Verdict
 		h, err := Apply(s, r)
-		if err != nil {
+		switch {
+		case errors.Is(err, errNeedFull):
+			// Statuses not applied; last_seen, facts and events are.
+			b.Results[i].NeedFull = true
+		case err != nil:
 			b.Results[i].Err = err
 			continue
 		}
@@ -134,6 +141,7 @@ func Plan(in []store.ReportInput, states map[string]*State) (*Batch, error) {
 		u := Update{
 			ID: id, LastSeen: s.LastSeen, Verdict: s.Verdict, Reasons: codec.Reasons(s.Reasons),
 			FailingSince: s.FailingSince, PolicyVersion: s.PolicyVersion,
+			StateDigest: s.StateDigest, VerdictPolicy: s.VerdictPolicy,
 		}
 		u.Controls = codec.AppendRawControls(nil, s.Controls)
 		var err error

@@ -33,7 +33,15 @@ type State struct {
 	// Controls is the control snapshot, ordered by control name, decoded
 	// only as far as merging needs (codec.ParseRawControls).
 	Controls []codec.RawControl
+	// StateDigest and VerdictPolicy: store.Device's fields of the same
+	// names.
+	StateDigest, VerdictPolicy string
 }
+
+// errNeedFull is what Apply returns for a delta whose base is not the
+// stored state: the caller stores the report's events and facts and
+// last_seen, and asks for a full report.
+var errNeedFull = fmt.Errorf("differential report against a state the server does not hold")
 
 // Apply checks in against s and, when it is accepted, changes s as the
 // report says and returns the history entries to write. A refused report
@@ -58,6 +66,17 @@ func Apply(s *State, in store.ReportInput) ([]store.HistoryEntry, error) {
 		return nil, fmt.Errorf("report verdict %q: want %s or %s", in.Verdict, store.VerdictCompliant, store.VerdictNoncompliant)
 	}
 	at := codec.Time(in.ReceivedAt)
+	if in.BaseDigest != "" && in.BaseDigest != s.StateDigest {
+		// A delta against a state this server does not hold (it never
+		// had one, lost it, or was restored from an older backup): its
+		// statuses cannot be applied. What it carries whole is kept:
+		// facts and last_seen here, its events by the caller.
+		s.LastSeen = at
+		if in.Facts != nil {
+			s.Facts = in.Facts
+		}
+		return nil, errNeedFull
+	}
 	controls, changes, err := mergeRaw(s.ID, s.Controls, &in, at)
 	if err != nil {
 		return nil, err
@@ -67,10 +86,14 @@ func Apply(s *State, in store.ReportInput) ([]store.HistoryEntry, error) {
 	if in.Facts != nil {
 		s.Facts = in.Facts
 	}
+	// A report from an agent that keeps no digest ("") clears it: the
+	// state is then known only from full reports.
+	s.StateDigest = in.StateDigest
 	if in.KeepVerdict && s.Verdict != store.VerdictNeverReported && s.Verdict != "" {
 		return changes, nil
 	}
 	s.PolicyVersion = in.PolicyVersion
+	s.VerdictPolicy = in.PolicyDigest
 	if in.Verdict == store.VerdictNoncompliant {
 		if s.Verdict != store.VerdictNoncompliant || s.FailingSince.IsZero() {
 			s.FailingSince = at

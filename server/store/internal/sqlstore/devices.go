@@ -13,7 +13,8 @@ import (
 )
 
 const deviceCols = `id, facts, enrolled_at, cert_serial, last_seen, verdict, reasons,
-	failing_since, policy_version, controls, revoked_at, revoked_reason, ek_fingerprint, key_attested, device_group, clone_of`
+	failing_since, policy_version, controls, revoked_at, revoked_reason, ek_fingerprint, key_attested, device_group, clone_of,
+	state_digest, verdict_policy`
 
 // deviceColsNoControls are deviceCols with an empty controls column
 // (DeviceFilter.WithoutControls).
@@ -30,7 +31,8 @@ func scanDeviceRow(r interface{ Scan(dest ...any) error }) (store.Device, error)
 		ek, cloneOf                                 sql.NullString
 	)
 	if err := r.Scan(&d.ID, &facts, &enrolled, &d.CertSerial, &lastSeen, &d.Verdict, &reasons,
-		&failingSince, &d.PolicyVersion, &controls, &revokedAt, &d.RevokedReason, &ek, &d.KeyAttested, &d.Group, &cloneOf); err != nil {
+		&failingSince, &d.PolicyVersion, &controls, &revokedAt, &d.RevokedReason, &ek, &d.KeyAttested, &d.Group, &cloneOf,
+		&d.StateDigest, &d.VerdictPolicy); err != nil {
 		return store.Device{}, err
 	}
 	var err error

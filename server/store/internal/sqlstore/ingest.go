@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/mamori-dev/mamori/server/store"
 	"github.com/mamori-dev/mamori/server/store/internal/codec"
@@ -60,7 +61,7 @@ func (s *Store) loadStates(ctx context.Context, q Q, ids []string) (map[string]*
 			}
 			return struct{}{}, err
 		}, `SELECT id, coalesce(machine_id, ''), cert_serial, coalesce(prev_cert_serial, ''), revoked_at, verdict, reasons, failing_since,
-			last_seen, policy_version, controls FROM devices WHERE `+cond+` ORDER BY id`+s.d.ForUpdate(""), args...)
+			last_seen, policy_version, controls, state_digest, verdict_policy FROM devices WHERE `+cond+` ORDER BY id`+s.d.ForUpdate(""), args...)
 		if err != nil {
 			return nil, fmt.Errorf("load devices: %w", err)
 		}
@@ -76,7 +77,7 @@ func scanState(r Rows) (*rules.State, error) {
 		controls               []byte
 	)
 	if err := r.Scan(&st.ID, &st.MachineID, &st.CertSerial, &st.PrevSerial, &revoked, &st.Verdict, &reasons, &failing, &seen,
-		&st.PolicyVersion, &controls); err != nil {
+		&st.PolicyVersion, &controls, &st.StateDigest, &st.VerdictPolicy); err != nil {
 		return nil, err
 	}
 	var err error
@@ -88,4 +89,60 @@ func scanState(r Rows) (*rules.State, error) {
 	}
 	st.RevokedAt, st.FailingSince, st.LastSeen = revoked.T, failing.T, seen.T
 	return &st, nil
+}
+
+// touchChunk bounds the rows of one TouchDevices statement (4 arguments
+// a row: far below either database's limit).
+const touchChunk = 500
+
+// TouchDevices moves last_seen forward for a batch of steady-state
+// reports: one UPDATE … FROM (VALUES …) per touchChunk rows, in one
+// transaction. A touch applies only while the device holds the touch's
+// certificate (current or previous), state digest and no revocation;
+// the others are returned as stale. VALUES columns are column1… on both
+// databases.
+func (s *Store) TouchDevices(ctx context.Context, ts []store.Touch) ([]string, error) {
+	if len(ts) == 0 {
+		return nil, nil
+	}
+	matched := make(map[string]bool, len(ts))
+	cast := s.d.TimeCast()
+	err := s.write(ctx, func(q Q) error {
+		clear(matched)
+		for chunk := range slices.Chunk(ts, touchChunk) {
+			args := make([]any, 0, 4*len(chunk))
+			var sb strings.Builder
+			for i, t := range chunk {
+				if i > 0 {
+					sb.WriteByte(',')
+				}
+				sb.WriteString("(?,?,?,?" + cast + ")")
+				args = append(args, t.DeviceID, t.CertSerial, t.StateDigest, s.d.Native(codec.Time(t.At)))
+			}
+			_, err := query(ctx, q, func(r Rows) (struct{}, error) {
+				var id string
+				err := r.Scan(&id)
+				matched[id] = true
+				return struct{}{}, err
+			}, `UPDATE devices SET last_seen = CASE WHEN last_seen IS NULL OR last_seen < v.column4 THEN v.column4 ELSE last_seen END
+				FROM (VALUES `+sb.String()+`) AS v
+				WHERE devices.id = v.column1 AND (devices.cert_serial = v.column2 OR devices.prev_cert_serial = v.column2)
+				AND devices.state_digest = v.column3 AND devices.state_digest <> '' AND devices.revoked_at IS NULL
+				RETURNING devices.id`, args...)
+			if err != nil {
+				return fmt.Errorf("touch devices: %w", err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	var stale []string
+	for _, t := range ts {
+		if !matched[t.DeviceID] {
+			stale = append(stale, t.DeviceID)
+		}
+	}
+	return stale, nil
 }

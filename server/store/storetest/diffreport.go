@@ -1,0 +1,152 @@
+package storetest
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
+	"github.com/mamori-dev/mamori/server/store"
+)
+
+func digest(c byte) string { return strings.Repeat(string(c), 64) }
+
+// testDifferential: a full report stores its state digest; a delta whose
+// base is that digest applies and moves it; a delta against another base
+// (a server restored from an older backup, or one that never had state)
+// applies nothing of its statuses, keeps its events and facts, and says
+// NeedFull; a report from an agent without digests clears it.
+func testDifferential(t *testing.T, st store.Store) {
+	f := newFixture(t, st)
+	d := f.enroll("m-1", "pc-01", t0).Device
+	enf, failed := mamoriv1.ControlState_CONTROL_STATE_ENFORCED, mamoriv1.ControlState_CONTROL_STATE_FAILED
+
+	// Never reported: a delta has no base to apply to.
+	in := report(d, t0.Add(time.Minute), store.VerdictCompliant,
+		[]*mamoriv1.ControlStatus{status("media", enf, "ok")}, event("e0"))
+	in.BaseDigest, in.StateDigest = digest('a'), digest('b')
+	r := f.ingestOK(in)
+	if !r[0].NeedFull || r[0].NewEvents != 1 {
+		t.Fatalf("delta without prior state: %+v; want NeedFull and its event stored", r[0])
+	}
+	got := f.device(d.ID)
+	if len(got.Controls) != 0 || got.StateDigest != "" || got.Verdict != store.VerdictNeverReported || !got.LastSeen.Equal(us(t0.Add(time.Minute))) {
+		t.Fatalf("after a refused delta: controls %d digest %q verdict %s last seen %v", len(got.Controls), got.StateDigest, got.Verdict, got.LastSeen)
+	}
+
+	// Full report: state and digest stored.
+	full := report(d, t0.Add(2*time.Minute), store.VerdictCompliant,
+		[]*mamoriv1.ControlStatus{status("media", enf, "ok"), status("isolation", enf, "ok")})
+	full.StateDigest, full.PolicyDigest = digest('1'), digest('p')
+	if r := f.ingestOK(full); r[0].NeedFull {
+		t.Fatal("full report answered NeedFull")
+	}
+	got = f.device(d.ID)
+	if got.StateDigest != digest('1') || got.VerdictPolicy != digest('p') || len(got.Controls) != 2 {
+		t.Fatalf("after full report: digest %q verdict policy %q controls %d", got.StateDigest, got.VerdictPolicy, len(got.Controls))
+	}
+
+	// Delta on that base: one control changes; the other is kept.
+	delta := report(d, t0.Add(3*time.Minute), store.VerdictNoncompliant,
+		[]*mamoriv1.ControlStatus{status("media", failed, "udev rule missing")}, event("e1"))
+	delta.BaseDigest, delta.StateDigest, delta.PolicyDigest = digest('1'), digest('2'), digest('p')
+	if r := f.ingestOK(delta); r[0].NeedFull || len(r[0].Changes) != 1 || r[0].NewEvents != 1 {
+		t.Fatalf("delta on the stored base: %+v", r[0])
+	}
+	got = f.device(d.ID)
+	if c := f.controls(d.ID); !strings.HasPrefix(c["media"], failed.String()+" ") || !strings.HasPrefix(c["isolation"], enf.String()+" ") {
+		t.Errorf("controls after delta: %v", c)
+	}
+	if got.StateDigest != digest('2') || got.Verdict != store.VerdictNoncompliant {
+		t.Errorf("after delta: digest %q verdict %s", got.StateDigest, got.Verdict)
+	}
+
+	// Restored from an older backup: the stored digest is an older one.
+	stale := report(d, t0.Add(4*time.Minute), store.VerdictCompliant,
+		[]*mamoriv1.ControlStatus{status("media", enf, "ok")}, event("e2"))
+	stale.BaseDigest, stale.StateDigest = digest('1'), digest('3')
+	stale.Facts = facts("m-1", "pc-01-renamed")
+	if r := f.ingestOK(stale); !r[0].NeedFull || r[0].NewEvents != 1 || len(r[0].Changes) != 0 {
+		t.Fatalf("delta on a base not stored: %+v", r[0])
+	}
+	after := f.device(d.ID)
+	if after.StateDigest != digest('2') || !strings.HasPrefix(f.controls(d.ID)["media"], failed.String()+" ") || after.Verdict != store.VerdictNoncompliant {
+		t.Errorf("a refused delta changed the state: digest %q controls %v verdict %s", after.StateDigest, f.controls(d.ID), after.Verdict)
+	}
+	if after.Facts.GetHostname() != "pc-01-renamed" || !after.LastSeen.Equal(us(t0.Add(4*time.Minute))) {
+		t.Errorf("a refused delta lost its facts or last_seen: %q %v", after.Facts.GetHostname(), after.LastSeen)
+	}
+	if n := f.events(d.ID); n != 3 {
+		t.Errorf("events = %d, want 3 (none lost to NeedFull)", n)
+	}
+	h, err := st.ControlHistory(t.Context(), d.ID, 0)
+	must(t, err)
+	if len(h) != 3 { // media, isolation appear; media fails
+		t.Errorf("history has %d entries, want 3", len(h))
+	}
+
+	// An agent without digests (an older version) clears it.
+	old := report(d, t0.Add(5*time.Minute), store.VerdictCompliant,
+		[]*mamoriv1.ControlStatus{status("media", enf, "ok"), status("isolation", enf, "ok")})
+	f.ingestOK(old)
+	if got := f.device(d.ID); got.StateDigest != "" || got.Verdict != store.VerdictCompliant {
+		t.Errorf("after an old agent's report: digest %q verdict %s", got.StateDigest, got.Verdict)
+	}
+}
+
+// testTouchDevices: the batched last_seen of no-change reports applies
+// only while the device holds the touch's certificate and state and is
+// not revoked, never moves last_seen back, and names the others stale.
+func testTouchDevices(t *testing.T, st store.Store) {
+	f := newFixture(t, st)
+	ctx := t.Context()
+	enf := mamoriv1.ControlState_CONTROL_STATE_ENFORCED
+	var devs []store.Device
+	for i, m := range []string{"m-1", "m-2", "m-3", "m-4"} {
+		d := f.enroll(m, "pc-"+m, t0).Device
+		in := report(d, t0.Add(time.Minute), store.VerdictCompliant, []*mamoriv1.ControlStatus{status("media", enf, "ok")})
+		if i != 3 {
+			in.StateDigest = digest('1')
+		}
+		f.ingestOK(in)
+		devs = append(devs, d)
+	}
+	_, err := st.RevokeDevice(ctx, devs[2].ID, "stolen", t0.Add(2*time.Minute))
+	must(t, err)
+	at := t0.Add(10 * time.Minute)
+	stale, err := st.TouchDevices(ctx, []store.Touch{
+		{DeviceID: devs[0].ID, CertSerial: devs[0].CertSerial, StateDigest: digest('1'), At: at}, // applies
+		{DeviceID: devs[1].ID, CertSerial: devs[1].CertSerial, StateDigest: digest('9'), At: at}, // other state
+		{DeviceID: devs[2].ID, CertSerial: devs[2].CertSerial, StateDigest: digest('1'), At: at}, // revoked
+		{DeviceID: devs[3].ID, CertSerial: devs[3].CertSerial, StateDigest: "", At: at},          // no digest stored
+		{DeviceID: "no-such-device", CertSerial: "1", StateDigest: digest('1'), At: at},
+	})
+	must(t, err)
+	diff(t, "stale touches", []string{devs[1].ID, devs[2].ID, devs[3].ID, "no-such-device"}, stale)
+	if got := f.device(devs[0].ID).LastSeen; !got.Equal(us(at)) {
+		t.Errorf("touched device last seen %v, want %v", got, us(at))
+	}
+	if got := f.device(devs[1].ID).LastSeen; !got.Equal(us(t0.Add(time.Minute))) {
+		t.Errorf("stale touch moved last seen to %v", got)
+	}
+	// An older touch (a flush that lost the race to a full report) does
+	// not move last_seen back.
+	stale, err = st.TouchDevices(ctx, []store.Touch{{DeviceID: devs[0].ID, CertSerial: devs[0].CertSerial, StateDigest: digest('1'), At: t0.Add(5 * time.Minute)}})
+	must(t, err)
+	if len(stale) != 0 {
+		t.Errorf("older touch named stale: %v", stale)
+	}
+	if got := f.device(devs[0].ID).LastSeen; !got.Equal(us(at)) {
+		t.Errorf("older touch moved last seen back to %v", got)
+	}
+	// Many at once (more than one statement's worth).
+	var many []store.Touch
+	for range 1200 {
+		many = append(many, store.Touch{DeviceID: devs[0].ID, CertSerial: devs[0].CertSerial, StateDigest: digest('1'), At: at.Add(time.Minute)})
+	}
+	_, err = st.TouchDevices(ctx, many)
+	must(t, err)
+	if got := f.device(devs[0].ID).LastSeen; !got.Equal(us(at.Add(time.Minute))) {
+		t.Errorf("last seen after many touches %v", got)
+	}
+}
