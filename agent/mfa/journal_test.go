@@ -46,6 +46,7 @@ func TestJournal(t *testing.T) {
 		return v.Verify(t.Context(), mfa.Attempt{User: "tanaka", Code: u.Code(last)})
 	}
 	c.t = last // the last accepted code is still in its window
+	must(t, v.Close())
 	v2 := open(t, dir, c, ev)
 	if got := replayed(v2); got != mfa.Deny {
 		t.Fatalf("last code replayed after a restart: %v", got)
@@ -60,6 +61,7 @@ func TestJournal(t *testing.T) {
 		must(t, err)
 		must(t, f.Close())
 	}
+	must(t, v2.Close())
 	appendTo(`{"seq":999999,"user":"tanaka","state":{"last_st`)
 	v3 := open(t, dir, c, ev)
 	if got := replayed(v3); got != mfa.Deny {
