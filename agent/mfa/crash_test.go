@@ -365,3 +365,73 @@ func TestUnknownUsersBounded(t *testing.T) {
 		t.Fatalf("after a bundle: %s", snap)
 	}
 }
+
+// TestConcurrentAttempts: attempts of several users at once share the
+// syncer's fsyncs (the lock is let go while one waits) and every count and
+// step is right afterwards, also after a clean restart. Run with -race.
+func TestConcurrentAttempts(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "mfa")
+	c := &clock{time.Date(2026, 11, 25, 12, 0, 5, 0, time.UTC)}
+	cfg := mfa.DefaultConfig()
+	cfg.MaxFailures = 1000
+	cfg.Dir, cfg.Events, cfg.Now = dir, &countingEmitter{}, c.now
+	v, err := mfa.Open(cfg, "dev-1")
+	must(t, err)
+	var users []mfatest.User
+	for i := range 8 {
+		users = append(users, mfatest.NewUser(t, fmt.Sprintf("user%d", i)))
+	}
+	must(t, v.TakeBundle(t.Context(), "dev-1", mfatest.Seal(t, v.PublicKey(), "dev-1", "g1", users...)))
+	const wrongs = 40
+	errs := make(chan error, len(users))
+	for _, u := range users {
+		go func() {
+			// The right code twice at once: exactly one is let in.
+			code := u.Code(c.t)
+			got := make(chan mfa.Verdict, 2)
+			for range 2 {
+				go func() { got <- v.Verify(t.Context(), mfa.Attempt{User: u.Name, Code: code}) }()
+			}
+			a, b := <-got, <-got
+			if (a == mfa.Allow) == (b == mfa.Allow) {
+				errs <- fmt.Errorf("%s: the same code twice at once: %v, %v", u.Name, a, b)
+				return
+			}
+			for i := range wrongs {
+				if got := v.Verify(t.Context(), mfa.Attempt{User: u.Name, Code: "000000"}); got != mfa.Deny {
+					errs <- fmt.Errorf("%s: wrong code %d: %v", u.Name, i, got)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range users {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(t, v.Close())
+	b, err := os.ReadFile(filepath.Join(dir, "verify.json"))
+	must(t, err)
+	var snap struct {
+		Users map[string]struct {
+			Failures int `json:"failures"`
+		} `json:"users"`
+	}
+	must(t, json.Unmarshal(b, &snap))
+	for _, u := range users {
+		// The refused copy of the right code (code_used) is a failure too.
+		if got := snap.Users[u.Name].Failures; got != wrongs+1 {
+			t.Fatalf("%s: %d failures on disk, want %d", u.Name, got, wrongs+1)
+		}
+	}
+	v, err = mfa.Open(cfg, "dev-1")
+	must(t, err)
+	defer v.Close()
+	for _, u := range users {
+		if got := v.Verify(t.Context(), mfa.Attempt{User: u.Name, Code: u.Code(c.t)}); got != mfa.Deny {
+			t.Fatalf("%s: replay after a restart: %v", u.Name, got)
+		}
+	}
+}

@@ -370,6 +370,7 @@ func (v *Verifier) writeSnapshot(clean bool) error {
 		return err
 	}
 	v.synced = v.seq
+	v.cond.Broadcast() // those waiting for a record: it is in the snapshot
 	if v.journal == nil {
 		return nil
 	}
