@@ -116,3 +116,43 @@ func TestJournalOldRecordsAfterSnapshot(t *testing.T) {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// TestJournalUnknownRecords: the unknown-user aggregate's records load;
+// a record that is both (or neither) a user's and the aggregate's is
+// damage, not a torn append.
+func TestJournalUnknownRecords(t *testing.T) {
+	c := &clock{time.Date(2026, 11, 25, 12, 0, 5, 0, time.UTC)}
+	for _, tc := range []struct {
+		name, journal string
+		damaged       bool
+		want          string // in the snapshot Close writes
+	}{
+		{"aggregate", `{"seq":1,"unknown":true,"state":{"failures":7}}` + "\n", false, `"unknown":{"failures":7}`},
+		{"aggregate with a name", `{"seq":1,"user":"x","unknown":true,"state":{"failures":7}}` + "\n", true, ""},
+		{"no name, not the aggregate", `{"seq":1,"user":"","state":{"failures":7}}` + "\n", true, ""},
+		{"aggregate without state", `{"seq":1,"unknown":true}` + "\n", true, ""},
+		{"aggregate, torn", `{"seq":1,"unknown":true,"state":{"fail`, false, `"unknown":{}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "mfa")
+			must(t, os.MkdirAll(dir, 0o700))
+			must(t, os.WriteFile(filepath.Join(dir, "verify.log"), []byte(tc.journal), 0o600))
+			cfg := mfa.DefaultConfig()
+			cfg.Dir, cfg.Events, cfg.Now = dir, &controltest.Emitter{}, c.now
+			v, err := mfa.Open(cfg, "dev-1")
+			if tc.damaged {
+				if err == nil || !strings.Contains(err.Error(), "verify.log is damaged") {
+					t.Fatalf("want damaged, got %v", err)
+				}
+				return
+			}
+			must(t, err)
+			must(t, v.Close())
+			b, err := os.ReadFile(filepath.Join(dir, "verify.json"))
+			must(t, err)
+			if !strings.Contains(string(b), tc.want) {
+				t.Fatalf("snapshot %s, want %s", b, tc.want)
+			}
+		})
+	}
+}
