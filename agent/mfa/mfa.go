@@ -10,7 +10,9 @@
 // Every verification follows the same rules: constant-time comparison,
 // ±1 time step, a step once accepted is never accepted again for that user
 // on this terminal (persisted before the answer), lock-out after
-// MaxFailures consecutive failures, and no code or secret in any log,
+// MaxFailures consecutive failures that no crash makes the verifier forget
+// (journal.go says what is on disk before which answer), one aggregate for
+// names the terminal does not know, and no code or secret in any log,
 // event or error. Every attempt is an event.
 //
 // Recovery codes live in the break-glass file (see breakglass.go), the
