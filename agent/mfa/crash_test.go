@@ -110,7 +110,7 @@ func crashChild(t *testing.T, dir string) (ask func(user, code string) string, k
 // cleanly.
 func crashDir(t *testing.T, users ...mfatest.User) string {
 	t.Helper()
-	dir := filepath.Join(t.TempDir(), "mfa")
+	dir := filepath.Join(tempDir(t), "mfa")
 	cfg := mfa.DefaultConfig()
 	cfg.Dir, cfg.Events = dir, &controltest.Emitter{}
 	v, err := mfa.Open(cfg, "dev-1")
@@ -224,7 +224,7 @@ func TestUncleanStopCharge(t *testing.T) {
 	c := &clock{time.Date(2026, 11, 25, 12, 0, 5, 0, time.UTC)}
 	u := mfatest.NewUser(t, "tanaka")
 	setup := func(t *testing.T) (string, *mfa.Verifier) {
-		dir := filepath.Join(t.TempDir(), "mfa")
+		dir := filepath.Join(tempDir(t), "mfa")
 		v := open(t, dir, c, &controltest.Emitter{})
 		must(t, v.TakeBundle(t.Context(), "dev-1", mfatest.Seal(t, v.PublicKey(), "dev-1", "g1", u)))
 		return dir, v
@@ -297,7 +297,7 @@ func (e *countingEmitter) Emit(context.Context, string, string, map[string]strin
 // out, and do not disturb the enrolled user; entries older agents kept
 // for made-up names are dropped with the next bundle.
 func TestUnknownUsersBounded(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "mfa")
+	dir := filepath.Join(tempDir(t), "mfa")
 	c := &clock{time.Date(2026, 11, 25, 12, 0, 5, 0, time.UTC)}
 	ev := &countingEmitter{}
 	cfg := mfa.DefaultConfig()
@@ -370,7 +370,7 @@ func TestUnknownUsersBounded(t *testing.T) {
 // syncer's fsyncs (the lock is let go while one waits) and every count and
 // step is right afterwards, also after a clean restart. Run with -race.
 func TestConcurrentAttempts(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "mfa")
+	dir := filepath.Join(tempDir(t), "mfa")
 	c := &clock{time.Date(2026, 11, 25, 12, 0, 5, 0, time.UTC)}
 	cfg := mfa.DefaultConfig()
 	cfg.MaxFailures = 1000
@@ -434,4 +434,15 @@ func TestConcurrentAttempts(t *testing.T) {
 			t.Fatalf("%s: replay after a restart: %v", u.Name, got)
 		}
 	}
+}
+
+// tempDir is t.TempDir without its clean-up failing the test under wine,
+// whose file system refuses Go's RemoveAll of a directory a process has
+// used ("Invalid function"); the wine prefix is thrown away anyway.
+func tempDir(t *testing.T) string {
+	t.Helper()
+	d, err := os.MkdirTemp("", "mamori-mfa-")
+	must(t, err)
+	t.Cleanup(func() { os.RemoveAll(d) })
+	return d
 }

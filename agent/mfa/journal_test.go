@@ -19,7 +19,7 @@ import (
 // between a snapshot and emptying the journal replays nothing older; the
 // first versions' bare-map snapshot still loads.
 func TestJournal(t *testing.T) {
-	dir := t.TempDir()
+	dir := tempDir(t)
 	c := &clock{time.Date(2026, 11, 25, 12, 0, 5, 0, time.UTC)}
 	ev := &controltest.Emitter{}
 	v := open(t, dir, c, ev)
@@ -88,7 +88,7 @@ func TestJournal(t *testing.T) {
 // sequence (a crash after the snapshot, before the journal was emptied)
 // are skipped, so an older LastStep cannot come back.
 func TestJournalOldRecordsAfterSnapshot(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "mfa")
+	dir := filepath.Join(tempDir(t), "mfa")
 	must(t, os.MkdirAll(dir, 0o700))
 	c := &clock{time.Date(2026, 11, 25, 12, 0, 5, 0, time.UTC)}
 	step := c.t.Unix() / 30
@@ -105,7 +105,7 @@ func TestJournalOldRecordsAfterSnapshot(t *testing.T) {
 	}
 
 	// The first versions wrote the bare users map.
-	dir2 := filepath.Join(t.TempDir(), "mfa")
+	dir2 := filepath.Join(tempDir(t), "mfa")
 	must(t, os.MkdirAll(dir2, 0o700))
 	must(t, os.WriteFile(filepath.Join(dir2, "verify.json"), []byte(`{"tanaka":{"last_step":`+itoa(step)+`}}`), 0o600))
 	v2 := open(t, dir2, c, ev)
@@ -134,7 +134,7 @@ func TestJournalUnknownRecords(t *testing.T) {
 		{"aggregate, torn", `{"seq":1,"unknown":true,"state":{"fail`, false, `"unknown":{}`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			dir := filepath.Join(t.TempDir(), "mfa")
+			dir := filepath.Join(tempDir(t), "mfa")
 			must(t, os.MkdirAll(dir, 0o700))
 			must(t, os.WriteFile(filepath.Join(dir, "verify.log"), []byte(tc.journal), 0o600))
 			cfg := mfa.DefaultConfig()
