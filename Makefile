@@ -130,6 +130,8 @@ bench: ## benchmarks: report ingest (SQLite, PostgreSQL) vs a no-op mTLS call, f
 	$(GO) test -count=1 -run '^$$' -bench Handshake -benchtime 2000x ./internal/tpm | tee -a $(BIN)/bench.txt
 	# login second factor through the real PAM stack (root): TOTP and TPM PIN (swtpm) against PAM-only and no-op-agent baselines
 	$(GO) test -count=1 -run '^$$' -bench PAMLogin -benchtime 2000x ./agent/pam/pamtest | tee -a $(BIN)/bench.txt
+	# the verifier's own share of a code check, in process (wrong code, with the real spool, right code, unknown name)
+	$(GO) test -count=1 -run '^$$' -bench Verify -benchtime 2000x ./agent/mfa | tee -a $(BIN)/bench.txt
 	# Windows logon under wine: mamori-cp.dll's code check through the agent's pipe (p50/p99), a whole submission, and what the DLL adds to LogonUI's start
 	MAMORI_CP_BENCH_N=2000 $(GO) test -count=1 -run '^TestUnderWine$$' -v -timeout 20m ./agent/loginmfa | grep BENCH | tee -a $(BIN)/bench.txt
 	# the fleet runs of mamori-loadgen (about 20 minutes; MAMORI_FLEET_N and MAMORI_FLEET_DURATION shrink them)

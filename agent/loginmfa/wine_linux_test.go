@@ -61,6 +61,14 @@ func TestUnderWine(t *testing.T) {
 	// rightly refuses to trust it. umask 077 gives wine the private
 	// directory a real terminal has (SYSTEM/Administrators only).
 	defer syscall.Umask(syscall.Umask(0o077))
+	// The machine's load decides the bench's tails: said with its lines.
+	loadavg := func(when string) {
+		if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+			t.Logf("BENCH load average %s the Windows tests: %s", when, strings.TrimSpace(string(b)))
+		}
+	}
+	loadavg("before")
+	defer loadavg("after")
 	// RunGoTest's two minutes are too short for make bench's thousands of
 	// logins on a shared machine: run the binary with a longer bound.
 	out, rc := env.Run(t, 20*time.Minute, []string{

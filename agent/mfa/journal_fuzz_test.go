@@ -15,6 +15,7 @@ func FuzzJournal(f *testing.F) {
 	f.Add([]byte(`{"tanaka":{"last_step":5}}`), []byte(`{"seq":1,"user":"a","state":{}}`+"\n"+`{"seq":2,"user":"a","sta`))
 	f.Add([]byte(`{"seq":{"last_step":1}}`), []byte("garbage\n"))
 	f.Add([]byte(`{}`), []byte(`{"seq":1,"user":"a","state":{"used_temp":{"x":"2026-01-01T00:00:00Z"}}}`+"\n"+`{"seq":1,"user":"a","state":{}}`+"\n"))
+	f.Add([]byte(`{"seq":3,"users":{},"unknown":{"failures":7},"clean":true}`), []byte(`{"seq":4,"unknown":true,"state":{"failures":8}}`+"\n"+`{"seq":5,"user":"","state":{}}`+"\n"+`{"seq":6,"user":"a","unknown":true,"state":{}}`+"\n"))
 	f.Fuzz(func(t *testing.T, snapJSON, journal []byte) {
 		snap, err := readSnapshot(snapJSON)
 		if err != nil {
@@ -23,12 +24,16 @@ func FuzzJournal(f *testing.F) {
 		if snap.Users == nil {
 			t.Fatal("snapshot without a users map")
 		}
-		good, n, seq, err := replayJournal(bytes.NewReader(journal), snap)
+		_, hadNoName := snap.Users[""] // the snapshot's own, if any
+		good, n, seq, err := replayJournal(bytes.NewReader(journal), &snap)
 		if err != nil {
 			return
 		}
 		if good < 0 || good > int64(len(journal)) || seq < snap.Seq || n < 0 {
 			t.Fatalf("good %d of %d, seq %d (snapshot %d), n %d", good, len(journal), seq, snap.Seq, n)
+		}
+		if _, ok := snap.Users[""]; ok && !hadNoName {
+			t.Fatal("a record without a user name went into the users map")
 		}
 		if good > 0 && journal[good-1] != '\n' {
 			t.Fatalf("prefix of %d bytes does not end a record", good)

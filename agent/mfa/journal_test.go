@@ -19,7 +19,7 @@ import (
 // between a snapshot and emptying the journal replays nothing older; the
 // first versions' bare-map snapshot still loads.
 func TestJournal(t *testing.T) {
-	dir := t.TempDir()
+	dir := tempDir(t)
 	c := &clock{time.Date(2026, 11, 25, 12, 0, 5, 0, time.UTC)}
 	ev := &controltest.Emitter{}
 	v := open(t, dir, c, ev)
@@ -46,6 +46,7 @@ func TestJournal(t *testing.T) {
 		return v.Verify(t.Context(), mfa.Attempt{User: "tanaka", Code: u.Code(last)})
 	}
 	c.t = last // the last accepted code is still in its window
+	must(t, v.Close())
 	v2 := open(t, dir, c, ev)
 	if got := replayed(v2); got != mfa.Deny {
 		t.Fatalf("last code replayed after a restart: %v", got)
@@ -60,6 +61,7 @@ func TestJournal(t *testing.T) {
 		must(t, err)
 		must(t, f.Close())
 	}
+	must(t, v2.Close())
 	appendTo(`{"seq":999999,"user":"tanaka","state":{"last_st`)
 	v3 := open(t, dir, c, ev)
 	if got := replayed(v3); got != mfa.Deny {
@@ -86,7 +88,7 @@ func TestJournal(t *testing.T) {
 // sequence (a crash after the snapshot, before the journal was emptied)
 // are skipped, so an older LastStep cannot come back.
 func TestJournalOldRecordsAfterSnapshot(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "mfa")
+	dir := filepath.Join(tempDir(t), "mfa")
 	must(t, os.MkdirAll(dir, 0o700))
 	c := &clock{time.Date(2026, 11, 25, 12, 0, 5, 0, time.UTC)}
 	step := c.t.Unix() / 30
@@ -103,7 +105,7 @@ func TestJournalOldRecordsAfterSnapshot(t *testing.T) {
 	}
 
 	// The first versions wrote the bare users map.
-	dir2 := filepath.Join(t.TempDir(), "mfa")
+	dir2 := filepath.Join(tempDir(t), "mfa")
 	must(t, os.MkdirAll(dir2, 0o700))
 	must(t, os.WriteFile(filepath.Join(dir2, "verify.json"), []byte(`{"tanaka":{"last_step":`+itoa(step)+`}}`), 0o600))
 	v2 := open(t, dir2, c, ev)
@@ -114,3 +116,43 @@ func TestJournalOldRecordsAfterSnapshot(t *testing.T) {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// TestJournalUnknownRecords: the unknown-user aggregate's records load;
+// a record that is both (or neither) a user's and the aggregate's is
+// damage, not a torn append.
+func TestJournalUnknownRecords(t *testing.T) {
+	c := &clock{time.Date(2026, 11, 25, 12, 0, 5, 0, time.UTC)}
+	for _, tc := range []struct {
+		name, journal string
+		damaged       bool
+		want          string // in the snapshot Close writes
+	}{
+		{"aggregate", `{"seq":1,"unknown":true,"state":{"failures":7}}` + "\n", false, `"unknown":{"failures":7}`},
+		{"aggregate with a name", `{"seq":1,"user":"x","unknown":true,"state":{"failures":7}}` + "\n", true, ""},
+		{"no name, not the aggregate", `{"seq":1,"user":"","state":{"failures":7}}` + "\n", true, ""},
+		{"aggregate without state", `{"seq":1,"unknown":true}` + "\n", true, ""},
+		{"aggregate, torn", `{"seq":1,"unknown":true,"state":{"fail`, false, `"unknown":{}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := filepath.Join(tempDir(t), "mfa")
+			must(t, os.MkdirAll(dir, 0o700))
+			must(t, os.WriteFile(filepath.Join(dir, "verify.log"), []byte(tc.journal), 0o600))
+			cfg := mfa.DefaultConfig()
+			cfg.Dir, cfg.Events, cfg.Now = dir, &controltest.Emitter{}, c.now
+			v, err := mfa.Open(cfg, "dev-1")
+			if tc.damaged {
+				if err == nil || !strings.Contains(err.Error(), "verify.log is damaged") {
+					t.Fatalf("want damaged, got %v", err)
+				}
+				return
+			}
+			must(t, err)
+			must(t, v.Close())
+			b, err := os.ReadFile(filepath.Join(dir, "verify.json"))
+			must(t, err)
+			if !strings.Contains(string(b), tc.want) {
+				t.Fatalf("snapshot %s, want %s", b, tc.want)
+			}
+		})
+	}
+}

@@ -118,6 +118,15 @@ func (v *Verifier) applyBundleState(ctx context.Context) {
 			st.GraceLoginAt = time.Time{}
 			changed = true
 		}
+		// Entries older agents kept for names this terminal does not know
+		// (made-up names' failures, issue #21 item 7) go; what protects a
+		// login (a used step or code, a grace login, a lock-out still
+		// running, an unlock counter) stays.
+		if st.LastStep == 0 && len(st.UsedTemp) == 0 && st.GraceLoginAt.IsZero() && !now.Before(st.LockedUntil) &&
+			v.unlockGen(name) == 0 && !v.knows(name, now) {
+			delete(v.state, name)
+			changed = true
+		}
 	}
 	if changed {
 		if err := v.saveState(); err != nil {

@@ -82,6 +82,7 @@ func TestTempCodes(t *testing.T) {
 	}
 
 	// A restart and a bundle that still holds the used code.
+	must(t, v.Close())
 	v = open(t, dir, c, ev)
 	must(t, v.TakeBundle(t.Context(), "dev-1", bundle("g2")))
 	if got := v.Verify(t.Context(), mfa.Attempt{User: "tanaka", Code: code}); got != mfa.Deny {

@@ -10,7 +10,9 @@
 // Every verification follows the same rules: constant-time comparison,
 // ±1 time step, a step once accepted is never accepted again for that user
 // on this terminal (persisted before the answer), lock-out after
-// MaxFailures consecutive failures, and no code or secret in any log,
+// MaxFailures consecutive failures that no crash makes the verifier forget
+// (journal.go says what is on disk before which answer), one aggregate for
+// names the terminal does not know, and no code or secret in any log,
 // event or error. Every attempt is an event.
 //
 // Recovery codes live in the break-glass file (see breakglass.go), the
@@ -142,6 +144,11 @@ type userState struct {
 	UsedTemp map[string]time.Time `json:"used_temp,omitempty"`
 	// GraceLoginAt is the last login without a factor under grace.
 	GraceLoginAt time.Time `json:"grace_login_at,omitzero"`
+
+	// runSeq is the journal record of the first failure of the user's
+	// current run, which must be durable before any later failure of
+	// the run is answered (journal.go); 0: on disk already.
+	runSeq uint64
 }
 
 // Verifier holds the opened bundle and verifies attempts.
@@ -155,11 +162,20 @@ type Verifier struct {
 	mu     sync.Mutex
 	bundle *mamoriv1.MFABundle // nil until the first bundle
 	state  map[string]*userState
+	// unknown is the one aggregate of failures for user names this
+	// terminal does not know (never stored per name).
+	unknown *userState
 	// The state's journal (journal.go): the open file, the sequence
 	// number of its last record and how many records it holds.
 	journal    *os.File
 	seq        uint64
 	journalLen int
+	// Group commit (journal.go): records up to synced are on disk; a
+	// failed fsync that could not be made up for reaches syncFailed;
+	// syncing while the syncer runs; cond (on mu) wakes those waiting.
+	synced, syncFailed uint64
+	syncing, closed    bool
+	cond               *sync.Cond
 	// bgReportedSize is the size breakglass.used had when every use in it
 	// was reported (ReportBreakGlass).
 	bgReportedSize int64
@@ -192,11 +208,25 @@ func Open(cfg Config, deviceID string) (*Verifier, error) {
 	}
 	v := &Verifier{cfg: cfg, log: cfg.Log, state: map[string]*userState{},
 		bglass: &BreakGlass{Path: filepath.Join(cfg.Dir, BreakGlassFile)}}
+	v.cond = sync.NewCond(&v.mu)
 	if err := v.loadKey(); err != nil {
 		return nil, err
 	}
-	if err := v.loadState(); err != nil {
+	clean, err := v.loadState()
+	if err != nil {
 		return nil, err
+	}
+	if !clean {
+		// Records answered before their fsync may be lost (journal.go).
+		if n := v.chargeUncleanStop(); n > 0 {
+			v.log.Warn("mfa: the last stop was not clean; users whose run of failed attempts had started are counted as one failure from lock-out",
+				"users", n)
+		}
+	}
+	// On disk before any attempt: not clean any more, and the charge.
+	if err := v.saveState(); err != nil {
+		v.journal.Close()
+		return nil, fmt.Errorf("mfa: %w", err)
 	}
 	if deviceID != "" {
 		if sealed, err := os.ReadFile(filepath.Join(cfg.Dir, bundleFile)); err == nil {
@@ -303,7 +333,12 @@ func (v *Verifier) Verify(ctx context.Context, a Attempt) Verdict {
 		st.Failures = 0
 		st.Lockouts = 0
 		st.LockedUntil = time.Time{}
+		st.runSeq = 0
 		v.state[a.User] = st
+		// What the events say, read before saveUser lets other attempts
+		// in while it waits for the fsync.
+		step := strconv.FormatInt(st.LastStep, 10)
+		graceUntil := v.bundle.GetGraceUntil().AsTime().UTC().Format(time.RFC3339)
 		if err := v.saveUser(a.User); err != nil {
 			// The step could not be recorded: refusing is the only way
 			// to keep the code from being accepted twice.
@@ -330,7 +365,7 @@ func (v *Verifier) Verify(ctx context.Context, a Attempt) Verdict {
 		if method == methodTOTP {
 			// The step accepted: the server passes it to the user's other
 			// terminals, which then refuse this code too.
-			attrs["step"] = strconv.FormatInt(st.LastStep, 10)
+			attrs["step"] = step
 		}
 		switch method {
 		case methodRecovery:
@@ -339,7 +374,7 @@ func (v *Verifier) Verify(ctx context.Context, a Attempt) Verdict {
 			kind = KindTempCodeUsed
 		case methodGrace:
 			kind = KindGraceLogin
-			attrs["grace_until"] = v.bundle.GetGraceUntil().AsTime().UTC().Format(time.RFC3339)
+			attrs["grace_until"] = graceUntil
 		}
 		if err := v.emitErr(ctx, kind, attrs); err != nil {
 			// No login without its record: the spool could not take the
@@ -361,6 +396,20 @@ func (v *Verifier) Verify(ctx context.Context, a Attempt) Verdict {
 		}
 		return Allow
 	}
+	if !v.knows(a.User, now) {
+		// A name this terminal does not know has nothing to guess: one
+		// aggregate counts such failures, no entry per name (issue #21
+		// item 7), and nobody is locked out by them. No "failures"
+		// attribute: the server counts those per user, fleet-wide.
+		v.pinLockedOut = false
+		v.unknown.Failures = min(v.unknown.Failures+1, maxUnknownFailures)
+		if _, err := v.record(""); err != nil {
+			v.log.ErrorContext(ctx, "mfa state not saved", "error", err)
+		}
+		v.emit(ctx, KindFailure, attrs)
+		return Deny
+	}
+	first := st.Failures == 0
 	st.Failures++
 	attrs["failures"] = fmt.Sprint(st.Failures)
 	verdict := Deny
@@ -371,6 +420,7 @@ func (v *Verifier) Verify(ctx context.Context, a Attempt) Verdict {
 		verdict = Locked
 		attrs["reason"] = "tpm_lockout"
 	}
+	lockout := false
 	if st.Failures+int(fleet.GetFailures()) >= v.cfg.MaxFailures {
 		// The other terminals' failures of this user count too.
 		d := v.cfg.LockoutFor << min(st.Lockouts, 20)
@@ -379,22 +429,55 @@ func (v *Verifier) Verify(ctx context.Context, a Attempt) Verdict {
 		st.Failures = 0
 		st.LockedUntil = now.Add(d)
 		verdict = Locked
+		lockout = true
 	}
 	v.state[a.User] = st
-	if err := v.saveUser(a.User); err != nil {
+	la := map[string]string{"user": a.User, "service": a.Service, "rhost": a.RHost}
+	if now.Before(st.LockedUntil) {
+		la["until"] = st.LockedUntil.UTC().Format(time.RFC3339)
+	} else { // TPM PIN: the TPM's lockout, not ours
+		la["reason"] = "tpm_lockout"
+	}
+	// Written before the answer; on disk before it only when it starts
+	// the run or locks the user out — else once the run's first failure
+	// is (journal.go).
+	seq, err := v.record(a.User)
+	if err == nil {
+		need := st.runSeq
+		switch {
+		case lockout:
+			need, st.runSeq = seq, 0
+		case first:
+			need, st.runSeq = seq, seq
+		}
+		err = v.waitDurable(need)
+	}
+	if err != nil {
 		v.log.ErrorContext(ctx, "mfa state not saved", "error", err)
 	}
 	v.emit(ctx, KindFailure, attrs)
 	if verdict == Locked {
-		la := map[string]string{"user": a.User, "service": a.Service, "rhost": a.RHost}
-		if now.Before(st.LockedUntil) {
-			la["until"] = st.LockedUntil.UTC().Format(time.RFC3339)
-		} else { // TPM PIN: the TPM's lockout, not ours
-			la["reason"] = "tpm_lockout"
-		}
 		v.emit(ctx, KindLockout, la)
 	}
 	return verdict
+}
+
+// maxUnknownFailures caps the unknown-user aggregate.
+const maxUnknownFailures = 1 << 30
+
+// knows says whether user is one this terminal could let in: named in the
+// bundle (factors or a temporary code), under grace, or with a PIN key
+// here. v.mu is held.
+func (v *Verifier) knows(user string, now time.Time) bool {
+	if v.user(user) != nil || v.graceApplies(user, now) || v.cfg.PINs.Enrolled(user) {
+		return true
+	}
+	for _, c := range v.bundle.GetTempCodes() {
+		if c.GetUser() == user {
+			return true
+		}
+	}
+	return false
 }
 
 // Methods as events name them.

@@ -94,6 +94,7 @@ func TestVerify(t *testing.T) {
 
 	// A restart keeps the bundle and the replay state.
 	c.t = c.t.Add(10 * time.Second)
+	must(t, v.Close())
 	v2 := open(t, dir, c, ev)
 	if v2.BundleVersion() != "g1.p1" {
 		t.Fatalf("bundle after restart: %q", v2.BundleVersion())

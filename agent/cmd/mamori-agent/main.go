@@ -256,6 +256,13 @@ func doRun(cfg config.Config, inv cli.Invocation, log *slog.Logger, p *i18n.Prin
 	} else {
 		lopt.Users, lopt.GraceUsers, lopt.BundleVersion = verifier.Users, verifier.GraceUsers, verifier.BundleVersion
 		dcfg.MFA = verifier
+		// A clean stop: the next start charges no failures (agent/mfa
+		// journal.go). Deferred first, so it runs after the socket stops.
+		defer func() {
+			if err := verifier.Close(); err != nil {
+				log.Error("mfa state not closed cleanly", "error", err)
+			}
+		}()
 		lapi := &localapi.Server{Path: localapi.DefaultSocket, Verifier: verifier, Log: log}
 		// Screen lockers run PAM as the user: they may verify that user's
 		// own code (rate-limited); Linux only.
