@@ -36,6 +36,16 @@ build: ## build mamori-server, mamorictl, mamori-agent and mamori-loadgen into .
 # symbols by the packaging step.
 PAM_CFLAGS = -shared -fPIC -O2 -Wall -Wextra -Werror -fstack-protector-strong -D_FORTIFY_SOURCE=2 -Wl,-z,relro,-z,now -Wl,--build-id=sha1 -Wl,-z,noexecstack
 
+# No package ships the server side (mamori-server, mamorictl): `make
+# install` puts the binaries and mamorictl(1) under $(DESTDIR)$(PREFIX).
+PREFIX ?= /usr/local
+.PHONY: install
+install: build ## install mamori-server, mamorictl and the manual page mamorictl(1) under $(DESTDIR)$(PREFIX) (default /usr/local)
+	install -D -m 0755 $(BIN)/mamori-server $(DESTDIR)$(PREFIX)/bin/mamori-server
+	install -D -m 0755 $(BIN)/mamorictl $(DESTDIR)$(PREFIX)/bin/mamorictl
+	install -D -m 0644 server/cmd/mamorictl/mamorictl.1 $(DESTDIR)$(PREFIX)/share/man/man1/mamorictl.1
+	gzip -9nf $(DESTDIR)$(PREFIX)/share/man/man1/mamorictl.1
+
 .PHONY: pam
 pam: ## build pam_mamori.so (C, no Go inside) into ./bin; needs gcc and libpam0g-dev
 	@mkdir -p $(BIN)
