@@ -418,6 +418,37 @@ type Devices interface {
 type Events interface {
 	ListEvents(ctx context.Context, f EventFilter) ([]StoredEvent, error)
 	CountEvents(ctx context.Context, deviceID string) (int64, error)
+	// ListFileLog returns the file log's records (events of the kinds in
+	// FileLogKinds: files written to removable media under an exception,
+	// and the records the agent lost) received in [f.From, f.To), in the
+	// order received (or newest first), after f.After.
+	ListFileLog(ctx context.Context, f FileLogFilter) ([]StoredEvent, error)
+}
+
+// FileLogKinds are the event kinds of agent/media's file log (its
+// KindFileWritten and KindFileEventsDropped).
+var FileLogKinds = []string{"media_file_written", "media_file_events_dropped"}
+
+// FileLogFilter selects file log records by when the server received
+// them: a terminal's clock is its own claim, the receipt time is the
+// server's. A record that was spooled on an offline terminal is in the
+// period it reached the server, with the time it was written beside it.
+type FileLogFilter struct {
+	From, To time.Time
+	Group    string // "" for every device
+	DeviceID string // "" for every device
+	// Newest lists newest first (the device page); otherwise in the order
+	// received (the evidence report).
+	Newest bool
+	// After is the last record of the previous page (zero: from the start).
+	After FileLogCursor
+	Limit int
+}
+
+// FileLogCursor is where a page of file log records ended.
+type FileLogCursor struct {
+	ReceivedAt time.Time
+	Seq        int64
 }
 
 // Operators manages operator credentials.

@@ -408,6 +408,19 @@ func (c *Console) evidenceReport(w http.ResponseWriter, r *http.Request, op *ope
 	err = c.evidenceStream(ctx, p, pol, from, to, hdr.Group, func(page []deviceEvidence) error {
 		return t.ExecuteTemplate(w, "report-rows", data(page))
 	})
+	if err == nil {
+		err = t.ExecuteTemplate(w, "report-files-head", data(nil))
+	}
+	var totals fileLogTotals
+	if err == nil {
+		err = c.fileLogStream(ctx, p, from, to, hdr.Group, func(page []fileRecord) error {
+			totals.add(page)
+			return t.ExecuteTemplate(w, "report-files-rows", data(page))
+		})
+	}
+	if err == nil {
+		err = t.ExecuteTemplate(w, "report-files-foot", data(totals))
+	}
 	if err != nil {
 		// Headers are gone: say so in the document itself.
 		c.log.ErrorContext(ctx, "evidence report", "error", err)
@@ -463,10 +476,13 @@ func (c *Console) evidenceCSV(w http.ResponseWriter, r *http.Request, op *operat
 	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="mamori-evidence-%s-%s.csv"`, hdr.From, hdr.To))
 	writeEvidenceCSV(ctx, w, p, hdr, func(emit func([]deviceEvidence) error) error {
 		return c.evidenceStream(ctx, p, pol, from, to, hdr.Group, emit)
+	}, func(emit func([]fileRecord) error) error {
+		return c.fileLogStream(ctx, p, from, to, hdr.Group, emit)
 	}, c.cfg.Location)
 }
 
-func writeEvidenceCSV(ctx context.Context, w io.Writer, p *i18n.Printer, hdr evidenceHeader, stream func(func([]deviceEvidence) error) error, loc *time.Location) {
+func writeEvidenceCSV(ctx context.Context, w io.Writer, p *i18n.Printer, hdr evidenceHeader, stream func(func([]deviceEvidence) error) error,
+	files func(func([]fileRecord) error) error, loc *time.Location) {
 	io.WriteString(w, csvBOM)
 	cw := csv.NewWriter(w)
 	cw.UseCRLF = true
@@ -499,6 +515,9 @@ func writeEvidenceCSV(ctx context.Context, w io.Writer, p *i18n.Printer, hdr evi
 		cw.Flush()
 		return cw.Error()
 	})
+	if err == nil {
+		err = writeFileLogCSV(cw, p, files, loc)
+	}
 	if err != nil {
 		_ = cw.Write([]string{"ERROR: export incomplete"})
 	}

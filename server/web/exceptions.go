@@ -187,15 +187,25 @@ func (c *Console) deviceExceptions(ctx context.Context, p *i18n.Printer, d store
 	}
 	out := &deviceExceptions{List: c.exceptionRows(ctx, p, es, c.now())}
 	for _, e := range evs {
-		switch e.Kind {
-		case "media_exception_used":
+		if e.Kind == "media_exception_used" {
 			out.Uses = append(out.Uses, e)
-		case "media_file_written", "media_file_events_dropped":
-			out.Files = append(out.Files, e)
 		}
+	}
+	// The files from the file log itself, not from the recent events: a
+	// busy terminal's other events must not push them off the page.
+	files, err := c.st.ListFileLog(ctx, store.FileLogFilter{To: c.now().Add(time.Hour), DeviceID: d.ID, Newest: true, Limit: deviceFiles})
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range files {
+		out.Files = append(out.Files, eventViewOf(p, e))
 	}
 	return out, nil
 }
+
+// deviceFiles is how many of its file log records the device page shows
+// (newest first); the evidence report lists all of them.
+const deviceFiles = 100
 
 // effectiveFor is the device's effective policy, by the server's rules
 // (server/exception): the device page judges OFFLINE with its group's

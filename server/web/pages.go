@@ -178,6 +178,12 @@ type eventView struct {
 	Attributes []kv
 }
 
+func eventViewOf(p *i18n.Printer, e store.StoredEvent) eventView {
+	name, _ := p.EventKind(e.Event.GetKind())
+	return eventView{Time: e.Event.GetTime().AsTime(), Received: e.ReceivedAt,
+		Control: e.Event.GetControl(), Kind: e.Event.GetKind(), KindName: name, Attributes: sortedKV(e.Event.GetAttributes())}
+}
+
 type historyView struct {
 	At       time.Time
 	Control  string
@@ -268,9 +274,7 @@ func (c *Console) device(w http.ResponseWriter, r *http.Request, op *operator) {
 	}
 	sort.Slice(v.Controls, func(i, j int) bool { return v.Controls[i].Name < v.Controls[j].Name })
 	for _, e := range evs {
-		name, _ := p.EventKind(e.Event.GetKind())
-		v.Events = append(v.Events, eventView{Time: e.Event.GetTime().AsTime(), Received: e.ReceivedAt,
-			Control: e.Event.GetControl(), Kind: e.Event.GetKind(), KindName: name, Attributes: sortedKV(e.Event.GetAttributes())})
+		v.Events = append(v.Events, eventViewOf(p, e))
 	}
 	// A history entry keeps the agent's detail message (DetailMsg) when it
 	// sent one: shown in the reader's language like the current detail.

@@ -104,18 +104,18 @@ func writeEvents(ctx context.Context, tx pgx.Tx, b *rules.Batch) error {
 		return nil
 	}
 	var (
-		devs, ids []string
-		at        []time.Time
-		blobs     [][]byte
+		devs, ids, kinds []string
+		at               []time.Time
+		blobs            [][]byte
 	)
 	for _, e := range b.Events {
-		devs, ids, at, blobs = append(devs, e.DeviceID), append(ids, e.EventID), append(at, e.ReceivedAt), append(blobs, e.Blob)
+		devs, ids, at, kinds, blobs = append(devs, e.DeviceID), append(ids, e.EventID), append(at, e.ReceivedAt), append(kinds, e.Kind), append(blobs, e.Blob)
 	}
-	rows, err := tx.Query(ctx, `INSERT INTO events (device_id, event_id, received_at, event)
-		SELECT d, i, a, e FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::bytea[])
-			WITH ORDINALITY AS u (d, i, a, e, n) ORDER BY n
+	rows, err := tx.Query(ctx, `INSERT INTO events (device_id, event_id, received_at, kind, event)
+		SELECT d, i, a, k, e FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::bytea[])
+			WITH ORDINALITY AS u (d, i, a, k, e, n) ORDER BY n
 		ON CONFLICT (device_id, event_id) DO NOTHING
-		RETURNING device_id, event_id`, devs, ids, at, blobs)
+		RETURNING device_id, event_id`, devs, ids, at, kinds, blobs)
 	if err != nil {
 		return fmt.Errorf("insert events: %w", err)
 	}

@@ -21,13 +21,13 @@ const historyChunk = 400 // history rows per INSERT (7 variables each)
 // eventRows rows and for every power of two below it: a batch's events go
 // in as full eventRows statements and the rest as at most one statement of
 // each smaller size. A fresh statement of the batch's exact size (hundreds
-// of rows, four variables each) ran SQLite's parser over thousands of tokens
+// of rows, five variables each) ran SQLite's parser over thousands of tokens
 // on every batch, inside the single writer (about 7 % of its CPU).
 const eventRows = 128
 
 func insertEventsSQL(n int) string {
-	return `INSERT INTO events (device_id, event_id, received_at, event)
-		VALUES ` + placeholders(n, "(?,?,?,?)") + ` ON CONFLICT (device_id, event_id) DO NOTHING
+	return `INSERT INTO events (device_id, event_id, received_at, kind, event)
+		VALUES ` + placeholders(n, "(?,?,?,?,?)") + ` ON CONFLICT (device_id, event_id) DO NOTHING
 		RETURNING device_id, event_id`
 }
 
@@ -140,7 +140,7 @@ func writeHistory(ctx context.Context, tx *sql.Tx, hs []store.HistoryEntry) erro
 // and counts the new ones per report from RETURNING.
 func (s *Store) writeEvents(ctx context.Context, tx *sql.Tx, b *rules.Batch) error {
 	evs := b.Events
-	args := make([]any, 0, eventRows*4)
+	args := make([]any, 0, eventRows*5)
 	for len(evs) > 0 {
 		n := eventRows
 		for n > len(evs) {
@@ -148,7 +148,7 @@ func (s *Store) writeEvents(ctx context.Context, tx *sql.Tx, b *rules.Batch) err
 		}
 		args = args[:0]
 		for _, e := range evs[:n] {
-			args = append(args, e.DeviceID, e.EventID, codec.Micros(e.ReceivedAt), e.Blob)
+			args = append(args, e.DeviceID, e.EventID, codec.Micros(e.ReceivedAt), e.Kind, e.Blob)
 		}
 		evs = evs[n:]
 		stmt := tx.StmtContext(ctx, s.stmts.events[n])

@@ -152,6 +152,10 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	c.SetConnMaxIdleTime(0)
 	s.ckpt, s.kick, s.stop, s.ckptDone = c, make(chan struct{}, 1), make(chan struct{}), make(chan struct{})
 	go s.checkpointer()
+	if _, err := s.BackfillEventKinds(ctx); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
+	}
 	return s, nil
 }
 

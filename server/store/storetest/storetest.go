@@ -45,6 +45,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"EnrollFailuresAndEKs", testEnrollFailuresAndEKs},
 		{"EventsOncePerDevice", testEvents},
 		{"ListEventsPaging", testListEventsPaging},
+		{"FileLog", testFileLog}, // filelog.go
 		{"ControlHistory", testControlHistory},
 		{"VerdictAndFailingSince", testVerdict},
 		{"Facts", testFacts},

@@ -42,7 +42,10 @@ type Event struct {
 	DeviceID   string
 	EventID    string
 	ReceivedAt time.Time
-	Blob       []byte
+	// Kind is the event's kind, stored in its own column (the evidence
+	// report selects the file log's records by it).
+	Kind string
+	Blob []byte
 }
 
 // Batch is what a batch of reports writes.
@@ -118,7 +121,7 @@ func Plan(in []store.ReportInput, states map[string]*State) (*Batch, error) {
 				return nil, fmt.Errorf("report of %s: %w", r.DeviceID, err)
 			}
 			b.owner[k] = i
-			b.Events = append(b.Events, Event{Report: i, DeviceID: r.DeviceID, EventID: e.GetId(), ReceivedAt: at, Blob: blob})
+			b.Events = append(b.Events, Event{Report: i, DeviceID: r.DeviceID, EventID: e.GetId(), ReceivedAt: at, Kind: e.GetKind(), Blob: blob})
 		}
 	}
 	for _, id := range DeviceIDs(in) {
