@@ -56,6 +56,10 @@ type AuditLog interface {
 // end is told by the operator's console.login records.
 type Operator struct {
 	ID string
+	// Officer: the operator's role is officer or admin (actions whose
+	// role depends on the target check it: a privileged user's
+	// temporary code).
+	Officer bool
 }
 
 // Change says what an action changed that servers cache for agents.

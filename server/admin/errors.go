@@ -24,6 +24,9 @@ var (
 	ErrExists = errors.New("already exists")
 	// ErrUnavailable: this server cannot do it as configured (no MFA key).
 	ErrUnavailable = errors.New("not available on this server")
+	// ErrForbidden: the operator's role does not allow it for this target
+	// (a privileged user's temporary code needs an officer).
+	ErrForbidden = errors.New("needs a higher role")
 
 	// ErrLimit is the Cause of an ErrInvalid refusal for a field over its
 	// length limit or not UTF-8 (limits.go), as opposed to a value that

@@ -317,6 +317,8 @@ func adminCode(kind error) codes.Code {
 		return codes.Aborted
 	case admin.ErrExists:
 		return codes.AlreadyExists
+	case admin.ErrForbidden:
+		return codes.PermissionDenied
 	}
 	return codes.Internal
 }

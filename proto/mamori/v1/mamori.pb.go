@@ -4496,9 +4496,7 @@ type IssueMFATempCodeResponse struct {
 	Id        string                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
 	ExpiresAt *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
 	// The device it is bound to ("" for every terminal).
-	DeviceId string `protobuf:"bytes,4,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
-	// Why the user counts as privileged ("" when not).
-	Privileged    string `protobuf:"bytes,5,opt,name=privileged,proto3" json:"privileged,omitempty"`
+	DeviceId      string `protobuf:"bytes,4,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4557,13 +4555,6 @@ func (x *IssueMFATempCodeResponse) GetExpiresAt() *timestamppb.Timestamp {
 func (x *IssueMFATempCodeResponse) GetDeviceId() string {
 	if x != nil {
 		return x.DeviceId
-	}
-	return ""
-}
-
-func (x *IssueMFATempCodeResponse) GetPrivileged() string {
-	if x != nil {
-		return x.Privileged
 	}
 	return ""
 }
@@ -5948,16 +5939,13 @@ const file_mamori_v1_mamori_proto_rawDesc = "" +
 	"\x04user\x18\x01 \x01(\tR\x04user\x128\n" +
 	"\n" +
 	"expires_in\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\texpiresIn\x12\x16\n" +
-	"\x06device\x18\x03 \x01(\tR\x06device\"\xb6\x01\n" +
+	"\x06device\x18\x03 \x01(\tR\x06device\"\x96\x01\n" +
 	"\x18IssueMFATempCodeResponse\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x129\n" +
 	"\n" +
 	"expires_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12\x1b\n" +
-	"\tdevice_id\x18\x04 \x01(\tR\bdeviceId\x12\x1e\n" +
-	"\n" +
-	"privileged\x18\x05 \x01(\tR\n" +
-	"privileged\"C\n" +
+	"\tdevice_id\x18\x04 \x01(\tR\bdeviceId\"C\n" +
 	"\x15ImportMFASeedsRequest\x12\x10\n" +
 	"\x03csv\x18\x01 \x01(\fR\x03csv\x12\x18\n" +
 	"\areplace\x18\x02 \x01(\bR\areplace\"4\n" +
