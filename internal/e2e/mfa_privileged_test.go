@@ -13,7 +13,6 @@ import (
 	"github.com/mamori-dev/mamori/agent/daemon"
 	"github.com/mamori-dev/mamori/agent/mfa"
 	"github.com/mamori-dev/mamori/internal/testenv"
-	"github.com/mamori-dev/mamori/internal/totp"
 	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
 	"github.com/mamori-dev/mamori/server/auth"
 	"github.com/mamori-dev/mamori/server/ctl"
@@ -58,7 +57,6 @@ func TestPrivilegedTempCodeEndToEnd(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	_ = totp.Default
 	setLoginMFA(t, h, &mamoriv1.ControlPolicy{Mode: mamoriv1.Mode_MODE_MONITOR,
 		Settings: map[string]string{"users": "*", "privileged_users": "sato"}}, nil)
 	a, b := startMFATerminal(t, h, "pc-priv-a"), startMFATerminal(t, h, "pc-priv-b")
@@ -80,6 +78,8 @@ func TestPrivilegedTempCodeEndToEnd(t *testing.T) {
 	refused("officer, root without --device", officer, "C", "bind the code to the one terminal", "mfa", "temp-code", "root")
 	refused("officer, root for 2h", officer, "ja_JP.UTF-8", "1h 以内", "mfa", "temp-code", "root", "--device", a.id, "--expires", "2h")
 	refused("officer, root on an unknown device", officer, "C", "", "mfa", "temp-code", "root", "--device", "pc-nowhere")
+	refused("officer, a hostile device name", officer, "C", "", "mfa", "temp-code", "root", "--device", strings.Repeat("\u202e\x00x", 5000))
+	refused("officer, a revoked-looking empty device", officer, "C", "bind the code", "mfa", "temp-code", "root", "--device", "   ")
 
 	// The officer's code, bound to A for 1 h.
 	code, out := mamorictlAs(t, h, officer, "C", "mfa", "temp-code", "root", "--device", "pc-priv-a", "--expires", "1h", "-o", "json")
