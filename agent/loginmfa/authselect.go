@@ -302,6 +302,9 @@ func analyseTemplateLine(l string) (tmplInfo, error) {
 	if !ok || pl.Type != "auth" && pl.Type != "" {
 		return ti, nil
 	}
+	if pl.Kind == KindAtInclude {
+		return ti, fmt.Errorf("%q: an @include line (its auth lines cannot be counted here)", strings.TrimSpace(l))
+	}
 	if pl.Err != nil || pl.Type == "" {
 		return ti, fmt.Errorf("%q: %v", strings.TrimSpace(l), pl.Err)
 	}
