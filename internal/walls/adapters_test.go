@@ -31,7 +31,7 @@ var storeReads = set(
 	"CheckToken", "ControlHistory", "CountByControl", "CountEvents", "CountFleet", "CountFleetByGroup", "CountOperators",
 	"CountSent", "CurrentPolicy", "DailySnapshots", "DeviceCredential", "DeviceGroup", "EKApproved", "FindDevice",
 	"GetDevice", "GetIncident", "GetOperator", "HistoryForDevices", "Incidents", "Ledger", "ListAudit",
-	"ListApprovedEKs", "ListDevices", "ListEvents", "ListExceptions", "ListOperators", "MFAGeneration", "MFALoginStates", "MFATempCodes",
+	"ListApprovedEKs", "ListDevices", "ListEvents", "ListExceptions", "ListFileLog", "ListOperators", "MFAGeneration", "MFALoginStates", "MFATempCodes",
 	"MFAUnlocks", "MFAUsers", "OperatorByTokenHash", "OperatorLogin", "PolicyHistory", "SearchDevices",
 	"SearchTerms", "Session",
 )
