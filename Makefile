@@ -111,8 +111,8 @@ fuzz: ## run every fuzz target a few seconds each (FUZZTIME=5)
 	@bash installer/dev/fuzz.sh $(or $(FUZZTIME),5)
 
 .PHONY: test-vm
-test-vm: deps ## on a real Debian kernel under qemu: the media control with USB sticks hot-plugged over QMP, the spool and the server's SQLite under 20 power cuts each (part of make test)
-	MAMORI_VM_TEST=1 $(GO) test -count=1 -timeout 20m ./agent/media/vmtest/ ./agent/spool/powercut/ ./server/store/powercut/
+test-vm: deps ## on a real Debian kernel under qemu: the media control with USB sticks hot-plugged over QMP, the spool and the server's SQLite under 20 power cuts each (part of make test); the agent under its real systemd unit
+	MAMORI_VM_TEST=1 $(GO) test -count=1 -timeout 20m ./agent/media/vmtest/ ./agent/spool/powercut/ ./server/store/powercut/ ./installer/vmtest/
 
 PKG_VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 .PHONY: packages

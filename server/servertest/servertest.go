@@ -90,6 +90,9 @@ type Options struct {
 	StopTimeout time.Duration
 	// EKRootsFile is the server's --ek-roots.
 	EKRootsFile string
+	// Hosts are more names and addresses for the server's certificate
+	// (a VM guest reaches the server at its own address for it).
+	Hosts []string
 }
 
 // Start runs a server until the test ends.
@@ -104,7 +107,7 @@ func Start(t testing.TB, o Options) *Harness {
 	clk := NewClock(time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC))
 	cfg := serve.DefaultConfig()
 	cfg.DataDir, cfg.DB, cfg.Listen = o.DataDir, o.DB, o.Listen
-	cfg.Hosts = []string{"localhost", "127.0.0.1"}
+	cfg.Hosts = append([]string{"localhost", "127.0.0.1"}, o.Hosts...)
 	cfg.Now = clk.Now
 	// The incident watcher runs on a real-time ticker; tests that want it
 	// build one over Srv.Store() and step it on the harness clock.
