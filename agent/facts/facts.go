@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -208,4 +209,64 @@ func clean(s string) string {
 		s = s[:len(s)-n]
 	}
 	return s
+}
+
+// AdminGroups are the groups whose members administer a Linux terminal
+// (Debian/Ubuntu: sudo, admin; RHEL: wheel).
+var AdminGroups = []string{"sudo", "wheel", "admin"}
+
+// MaxPrivilegedUsers bounds the privileged_users fact.
+const MaxPrivilegedUsers = 64
+
+// PrivilegedUsers lists the login names that are privileged on a Linux
+// terminal, from its /etc/passwd and /etc/group: every name with uid 0,
+// the members of AdminGroups, and the users whose primary group is one of
+// them. Sorted, unique, at most MaxPrivilegedUsers; malformed lines are
+// skipped. The server treats a temporary code for any of them as a
+// privileged one (docs/mfa.md).
+func PrivilegedUsers(passwd, group []byte) []string {
+	set := map[string]bool{}
+	adminGID := map[string]bool{}
+	for _, l := range strings.Split(string(group), "\n") {
+		f := strings.Split(strings.TrimSpace(l), ":")
+		if len(f) < 4 || !slices.Contains(AdminGroups, f[0]) {
+			continue
+		}
+		adminGID[f[2]] = true
+		for _, m := range strings.Split(f[3], ",") {
+			if m = strings.TrimSpace(m); validLogin(m) {
+				set[m] = true
+			}
+		}
+	}
+	for _, l := range strings.Split(string(passwd), "\n") {
+		f := strings.Split(strings.TrimSpace(l), ":")
+		if len(f) < 4 || !validLogin(f[0]) {
+			continue
+		}
+		if f[2] == "0" || adminGID[f[3]] {
+			set[f[0]] = true
+		}
+	}
+	out := make([]string, 0, len(set))
+	for u := range set {
+		out = append(out, u)
+	}
+	slices.Sort(out)
+	if len(out) > MaxPrivilegedUsers {
+		out = out[:MaxPrivilegedUsers]
+	}
+	return out
+}
+
+func validLogin(s string) bool {
+	if s == "" || len(s) > 32 || strings.HasPrefix(s, "+") || strings.HasPrefix(s, "-") {
+		return false
+	}
+	for _, r := range s {
+		if r <= ' ' || r == 0x7f || r == ':' || r == ',' || r >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
 }

@@ -1,6 +1,7 @@
 package facts
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -141,4 +142,41 @@ func TestParseSerial(t *testing.T) {
 			t.Errorf("ParseSerial(%q) = %q, want %q", tc.in, got, tc.want)
 		}
 	}
+}
+
+func TestPrivilegedUsers(t *testing.T) {
+	passwd := "root:x:0:0:root:/root:/bin/bash\ntoor:x:0:0::/root:/bin/sh\ndaemon:x:1:1::/:/usr/sbin/nologin\n" +
+		"tanaka:x:1000:1000::/home/tanaka:/bin/bash\nadm1:x:1001:27::/home/adm1:/bin/bash\n" +
+		"broken line\n:x:0:0::/:/bin/sh\n+nis:x:0:0::/:\n" + strings.Repeat("a", 40) + ":x:0:0::/:\n"
+	group := "root:x:0:\nsudo:x:27:sato, ito\nwheel:x:10:suzuki\nusers:x:100:tanaka\nadmin:x:115:\nbad\nsudo:x:27\n"
+	got := PrivilegedUsers([]byte(passwd), []byte(group))
+	want := []string{"adm1", "ito", "root", "sato", "suzuki", "toor"}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("got %v want %v", got, want)
+	}
+	var many strings.Builder
+	for i := range 200 {
+		fmt.Fprintf(&many, "u%03d:x:0:0::/:/bin/sh\n", i)
+	}
+	if n := len(PrivilegedUsers([]byte(many.String()), nil)); n != MaxPrivilegedUsers {
+		t.Fatalf("%d users, want the bound %d", n, MaxPrivilegedUsers)
+	}
+	if len(PrivilegedUsers(nil, []byte("sudo:x:27:\x00\xff,ok"))) != 1 {
+		t.Fatal("hostile group line")
+	}
+}
+
+func FuzzPrivilegedUsers(f *testing.F) {
+	f.Add([]byte("root:x:0:0::/:\n"), []byte("sudo:x:27:a,b\n"))
+	f.Fuzz(func(t *testing.T, passwd, group []byte) {
+		out := PrivilegedUsers(passwd, group)
+		if len(out) > MaxPrivilegedUsers {
+			t.Fatal(len(out))
+		}
+		for _, u := range out {
+			if !validLogin(u) {
+				t.Fatalf("%q", u)
+			}
+		}
+	})
 }

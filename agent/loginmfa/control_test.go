@@ -347,7 +347,9 @@ auth        required                                     pam_deny.so
 
 // authselectSim stands in for authselect, which does not exist on Debian:
 // it records the commands and renders the profile the way `authselect
-// select` does ({include if "FEATURE"} lines kept only with the feature).
+// select` does (loginmfa.RenderAuthselect: the template operators of
+// authselect-profiles(5)). create-profile copies the sssd profile's shape
+// (testdata/authselect).
 // What it checks is the agent's side: the commands, their order, and that
 // the profile it edits is covered by the stack rule once selected.
 type authselectSim struct {
@@ -369,32 +371,25 @@ func (a *authselectSim) run(_ context.Context, name string, args ...string) ([]b
 	case "create-profile":
 		os.MkdirAll(custom, 0o755)
 		for _, f := range []string{"system-auth", "password-auth"} {
-			os.WriteFile(filepath.Join(custom, f), []byte(rhelSystemAuth), 0o644)
+			b, err := os.ReadFile(filepath.Join("testdata/authselect/sssd", f))
+			if err != nil {
+				a.t.Fatal(err)
+			}
+			os.WriteFile(filepath.Join(custom, f), b, 0o644)
 		}
 	case "select", "disable-feature":
-		features := map[string]bool{}
 		if args[0] == "select" {
 			a.cur = strings.Join(args[1:], " ")
 		} else {
 			a.cur = strings.ReplaceAll(a.cur, " "+args[1], "")
 		}
-		for _, f := range strings.Fields(a.cur)[1:] {
-			features[f] = true
-		}
 		for _, f := range []string{"system-auth", "password-auth"} {
 			b, _ := os.ReadFile(filepath.Join(custom, f))
-			var out []string
-			for _, l := range strings.Split(string(b), "\n") {
-				if i := strings.Index(l, ` {include if "`); i >= 0 {
-					feat := strings.TrimSuffix(l[i+len(` {include if "`):], `"}`)
-					if !features[feat] {
-						continue
-					}
-					l = l[:i]
-				}
-				out = append(out, l)
+			out, err := loginmfa.RenderAuthselect(b, strings.Fields(a.cur)[1:])
+			if err != nil {
+				return nil, err
 			}
-			os.WriteFile(filepath.Join(a.root, "etc/pam.d", f), []byte(strings.Join(out, "\n")), 0o644)
+			os.WriteFile(filepath.Join(a.root, "etc/pam.d", f), out, 0o644)
 		}
 	}
 	return nil, nil
@@ -430,6 +425,11 @@ func TestAuthselectPath(t *testing.T) {
 	st := status(t, c, mamoriv1.ControlState_CONTROL_STATE_ENFORCED, "module verified")
 	if st.Evidence["service.login"] != "required" || st.Evidence["service.sshd"] != "required" {
 		t.Fatal(st.Evidence)
+	}
+	// Password first: the code follows pam_unix.so (and pam_sss.so).
+	sa, _ := os.ReadFile(filepath.Join(r.dir, "etc/pam.d/system-auth"))
+	if u, m := strings.Index(string(sa), "pam_unix.so"), strings.Index(string(sa), "pam_mamori.so"); u < 0 || m < u {
+		t.Fatalf("pam_mamori.so not after pam_unix.so:\n%s", sa)
 	}
 	sim.calls = nil
 	if err := c.Apply(ctx, pol); err != nil || len(sim.calls) != 0 {

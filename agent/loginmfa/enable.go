@@ -29,13 +29,16 @@ import (
 // why every change is verified by reading the stack again.
 //
 // RHEL family: authselect. The agent makes a custom profile "mamori" based
-// on the profile in use (authselect create-profile --base-on), adds
-// `auth required pam_mamori.so {include if "with-mamori"}` to its
-// system-auth and password-auth before the first auth line that is not
-// plain required/requisite/optional (see AddAuthselectLine), and selects
-// custom/mamori with the features in use plus with-mamori. Reverting
-// disables the feature. The .rpm ships nothing under /etc/authselect: the
-// profile is made on the terminal from the profile in use there.
+// on the profile in use (authselect create-profile --base-on), rewrites
+// its system-auth and password-auth so that, with the feature
+// with-mamori, pam_mamori.so follows every first factor (pam_unix,
+// pam_sss, pam_winbind, …) and every jump still lands where it did — the
+// password is asked first, and every way to success passes both factors,
+// proved for every feature combination before the file is written (see
+// RewriteAuthselect in authselect.go) — and selects custom/mamori with the
+// features in use plus with-mamori. Reverting disables the feature. The
+// .rpm ships nothing under /etc/authselect: the profile is made on the
+// terminal from the profile in use there.
 //
 // Elsewhere: nothing is changed; the status is DEGRADED and says how to
 // add the line by hand.
@@ -50,7 +53,9 @@ const (
 	authselectDir     = "/etc/authselect/custom/mamori"
 )
 
-// pamLine is what authselect's profile gets.
+// authselectLine is what agents before issue 21 put into the profile,
+// before the first jump: the code was asked before the password.
+// RewriteAuthselect takes it out.
 const authselectLine = `auth        required                                     pam_mamori.so {include if "with-mamori"}`
 
 type method int
@@ -252,7 +257,10 @@ func (c *Control) authselectEnable(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("authselect profile: %w", err)
 		}
-		nb, changed := AddAuthselectLine(b)
+		nb, changed, err := RewriteAuthselect(b)
+		if err != nil {
+			return fmt.Errorf("authselect profile %s: %w", name, err)
+		}
 		if changed {
 			if err := os.WriteFile(p, nb, 0o644); err != nil {
 				return fmt.Errorf("authselect profile: %w", err)
@@ -268,40 +276,4 @@ func (c *Control) authselectEnable(ctx context.Context) error {
 	// No --force: authselect refuses to overwrite PAM files changed by
 	// hand, and the agent reports that rather than overwrite them.
 	return c.run(ctx, "authselect", append(args, AuthselectFeature)...)
-}
-
-// AddAuthselectLine puts the pam_mamori.so line into an authselect
-// profile file before its first auth line that is not plain
-// required/requisite/optional — a `sufficient` pam_unix would end the
-// stack before it, and a `[default=1]` jump counts lines, so nothing may
-// be inserted inside a run of jumps — or after the last auth line when
-// there is none. The code is then asked before the password. It reports whether it changed anything.
-func AddAuthselectLine(b []byte) ([]byte, bool) {
-	if bytes.Contains(b, []byte("pam_mamori.so")) {
-		return b, false
-	}
-	lines := strings.SplitAfter(string(b), "\n")
-	at, lastAuth := -1, -1
-	for i, l := range lines {
-		f := strings.Fields(l)
-		if len(f) >= 2 && (f[0] == "auth" || f[0] == "-auth") {
-			lastAuth = i
-			if at < 0 && f[1] != "required" && f[1] != "requisite" && f[1] != "optional" {
-				at = i
-			}
-		}
-	}
-	if at < 0 {
-		at = lastAuth + 1
-	}
-	if at < 0 {
-		at = 0
-	}
-	out := append([]string{}, lines[:at]...)
-	if at > 0 && !strings.HasSuffix(out[at-1], "\n") {
-		out[at-1] += "\n"
-	}
-	out = append(out, authselectLine+"\n")
-	out = append(out, lines[at:]...)
-	return []byte(strings.Join(out, "")), true
 }

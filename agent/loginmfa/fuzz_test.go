@@ -2,6 +2,7 @@ package loginmfa
 
 import (
 	"bytes"
+	"os"
 	"testing"
 	"testing/fstest"
 )
@@ -68,6 +69,53 @@ func FuzzSSHDConfig(f *testing.F) {
 		c["pubkeyauthentication"] = "yes"
 		if len(c.Bypasses()) != 1 {
 			t.Fatalf("key-only config not a bypass: %q", c.Bypasses())
+		}
+	})
+}
+
+// FuzzAuthselect feeds templates to RenderAuthselect and
+// RewriteAuthselect. Invariants: no panic; a rewrite is idempotent, and
+// what it returns passed its own proof (checked again here for no
+// features and for with-mamori alone).
+func FuzzAuthselect(f *testing.F) {
+	for _, name := range []string{"local/password-auth", "winbind/password-auth"} {
+		b, err := os.ReadFile("testdata/authselect/" + name)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte("auth [default=1] pam_localuser.so\nauth sufficient pam_unix.so {include if \"a\" and not (\"b\" or \"c\")}\nauth required pam_deny.so\n"))
+	f.Add([]byte("{imply \"b\" if \"a\"}\nauth sufficient pam_unix.so {if \"a\":x|y} {exclude if \"b\"}\n{continue if \"c\"}\nauth required pam_deny.so\n"))
+	f.Add([]byte("auth [success=3 default=ignore] pam_unix.so\nauth sufficient pam_sss.so\nauth required pam_deny.so\n"))
+	f.Fuzz(func(t *testing.T, tmpl []byte) {
+		if len(tmpl) > 4096 {
+			return
+		}
+		RenderAuthselect(tmpl, []string{"a", "with-mamori"})
+		// The rewrite proves every feature combination (2^features): keep
+		// fuzz inputs to a handful of feature names so each run is quick.
+		if bytes.Count(tmpl, []byte{'"'}) > 16 {
+			return
+		}
+		out, changed, err := RewriteAuthselect(tmpl)
+		if err != nil || !changed {
+			return
+		}
+		again, changed, err := RewriteAuthselect(out)
+		if err != nil || changed || !bytes.Equal(again, out) {
+			t.Fatalf("second rewrite: changed=%v %v", changed, err)
+		}
+		r, err := RenderAuthselect(out, []string{AuthselectFeature})
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := LoadStack(fstest.MapFS{"etc/pam.d/x": {Data: r}}, "x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v := Evaluate(st.Entries); !v.Required {
+			t.Fatalf("rewritten stack has a bypass: %s\n%s", v.Bypass, r)
 		}
 	})
 }

@@ -113,7 +113,10 @@ func TestParseControl(t *testing.T) {
 	}
 }
 
-func TestAddAuthselectLine(t *testing.T) {
+// TestAuthselectLine: the profile edit puts pam_mamori.so after the
+// password module, not (as before issue 21) before the first jump, where
+// the code was asked before the password.
+func TestAuthselectLine(t *testing.T) {
 	in := `auth        required                                     pam_env.so
 auth        required                                     pam_faildelay.so delay=2000000
 auth        [default=1 ignore=ignore success=ok]         pam_usertype.so isregular
@@ -123,25 +126,37 @@ auth        required                                     pam_deny.so
 
 account     required                                     pam_unix.so
 `
-	out, changed := AddAuthselectLine([]byte(in))
-	if !changed {
-		t.Fatal("not changed")
+	out, changed, err := RewriteAuthselect([]byte(in))
+	if err != nil || !changed {
+		t.Fatalf("changed=%v %v", changed, err)
 	}
-	lines := strings.Split(string(out), "\n")
-	if !strings.Contains(lines[2], `pam_mamori.so {include if "with-mamori"}`) || !strings.Contains(lines[3], "pam_usertype.so") {
-		t.Fatalf("line not before the first jump:\n%s", out)
+	r, err := RenderAuthselect(out, []string{AuthselectFeature})
+	if err != nil {
+		t.Fatal(err)
 	}
-	if again, changed := AddAuthselectLine(out); changed || !bytes.Equal(again, out) {
+	lines := strings.Split(normalise(string(r)), "\n")
+	want := []string{
+		"auth required pam_env.so",
+		"auth required pam_faildelay.so delay=2000000",
+		"auth [default=1 ignore=ignore success=ok] pam_usertype.so isregular", // skips pam_localuser only: unchanged
+		"auth [success=ok ignore=ignore default=2] pam_localuser.so",
+		"auth [success=ok new_authtok_reqd=ok default=1] pam_unix.so nullok",
+		"auth [success=done default=die] pam_mamori.so",
+		"auth required pam_deny.so",
+	}
+	if got := strings.Join(lines[:len(want)], "\n"); got != strings.Join(want, "\n") {
+		t.Fatalf("rendered:\n%s\nwant:\n%s", got, strings.Join(want, "\n"))
+	}
+	if again, changed, err := RewriteAuthselect(out); err != nil || changed || !bytes.Equal(again, out) {
 		t.Fatal("second run changed the file")
 	}
-	// The result, with the feature on, satisfies the stack rule.
-	rendered := strings.ReplaceAll(string(out), ` {include if "with-mamori"}`, "")
-	st, _ := LoadStack(fsWith(map[string]string{"system-auth": rendered, "login": "auth substack system-auth\n"}), "login")
+	st, _ := LoadStack(fsWith(map[string]string{"system-auth": string(r), "login": "auth substack system-auth\n"}), "login")
 	if v := Evaluate(st.Entries); !v.Required {
 		t.Fatalf("authselect result not covered: %+v", v)
 	}
-	if out, _ := AddAuthselectLine([]byte("account required pam_unix.so")); !strings.HasPrefix(string(out), "auth") {
-		t.Fatalf("no auth lines: %q", out)
+	// No auth line: nothing to follow, refused by the proof.
+	if _, _, err := RewriteAuthselect([]byte("account required pam_unix.so")); err == nil {
+		t.Fatal("a profile without auth lines was rewritten")
 	}
 }
 

@@ -27,6 +27,7 @@ const (
 // table. Only the names the stack rule needs are spelled out.
 const (
 	pamSuccess      = 0
+	pamAuthErr      = 7
 	pamIgnore       = 25
 	pamIncomplete   = 31
 	numReturnValues = 32
@@ -366,6 +367,11 @@ type Entry struct {
 	File        string
 	Line        int
 	Problem     string // why AlwaysFails
+}
+
+// Denies reports whether the entry is pam_deny.so (not a -auth line).
+func (e Entry) Denies() bool {
+	return !e.Substack && !e.Dash && !e.AlwaysFails && path.Base(e.Module) == "pam_deny.so"
 }
 
 // Mamori reports whether the entry is pam_mamori.so.

@@ -25,6 +25,13 @@ import (
 // service not covered; a `[success=N]` jump over the module, a `-auth`
 // line, a `reset` after it — all are caught by the same search, not by a
 // list of patterns.
+//
+// One module's behaviour is taken as known: pam_deny.so returns
+// PAM_AUTH_ERR and nothing else (that is all it does). RHEL's authselect
+// profiles end every way that is not a first factor's success in
+// `required pam_deny.so`, so without this every such profile has a way
+// through "if pam_deny.so succeeded". A `-auth` pam_deny.so line (which
+// libpam skips when the module is missing) is not taken as known.
 
 // Verdict is the rule's answer for one stack.
 type Verdict struct {
@@ -117,6 +124,9 @@ func (ev *evaluator) outcomes(e Entry) []step {
 			continue // the module is assumed to refuse: any failure code
 		}
 		a := e.Actions[r]
+		if e.Denies() && r != pamAuthErr {
+			continue // pam_deny.so returns PAM_AUTH_ERR, nothing else
+		}
 		if e.AlwaysFails {
 			if r != 6 { // PAM_MUST_FAIL_CODE is PAM_PERM_DENIED
 				continue

@@ -32,6 +32,11 @@ func (v *Verifier) checkTempCode(user, norm string, st *userState, now time.Time
 		}
 		_, used := st.UsedTemp[c.GetId()]
 		switch {
+		case c.GetDeviceId() != "" && c.GetDeviceId() != v.bundle.GetDeviceId():
+			// Bound to another terminal (a privileged user's code): the
+			// server does not send it here, and this terminal refuses it
+			// should it arrive anyway.
+			reason = "code_other_device"
 		case used:
 			reason = "code_used"
 		case c.GetExpiresAt() == nil || !now.Before(c.GetExpiresAt().AsTime()):

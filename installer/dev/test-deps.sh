@@ -71,6 +71,11 @@ needs=(
   "rpm                                                rpm"
   "dpkg-deb                                           dpkg"
   "debconf-set-selections                             debconf"
+  # make packages and installer/packaging TestLinters: the distributions' linters
+  "lintian                                            lintian"
+  "rpmlint                                            rpmlint"
+  # make pam strips pam_mamori.so; TestLinters strips its copy the same way
+  "strip                                              binutils"
   # TPM identity and PIN keys against a real software TPM
   "swtpm                                              swtpm"
   # the real PAM stack: pamtester, pam-auth-update, a real sshd, test users

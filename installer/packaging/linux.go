@@ -139,9 +139,24 @@ func (l Linux) info(format string) (*nfpm.Info, error) {
 		// Installed, never enabled by the package (see agent/loginmfa).
 		file(l.PAMModule, PAMModulePath(format, arch), 0o644),
 		file(filepath.Join(dir, "pam_mamori.so.sha256"), PAMHashPath, 0o644),
-		file(filepath.Join(dir, "mamori-agent.8.gz"), ManPath, 0o644),
-		file(filepath.Join(dir, "copyright"), DocDir+"/copyright", 0o644),
-		file(filepath.Join(dir, "changelog.gz"), DocDir+"/changelog.gz", 0o644),
+	}
+	// The manual page, copyright and changelog are documentation: rpm marks
+	// them %doc (rpmlint: not-listed-as-documentation), so an
+	// install with --excludedocs leaves them out; dpkg has no such flag.
+	docType := func(t string) string {
+		if format == "rpm" {
+			return t
+		}
+		return ""
+	}
+	for _, d := range []struct{ src, dst, typ string }{
+		{"mamori-agent.8.gz", ManPath, files.TypeRPMDoc},
+		{"copyright", DocDir + "/copyright", files.TypeRPMDoc},
+		{"changelog.gz", DocDir + "/changelog.gz", files.TypeRPMDoc},
+	} {
+		c := file(filepath.Join(dir, d.src), d.dst, 0o644)
+		c.Type = docType(d.typ)
+		contents = append(contents, c)
 	}
 	if format == "rpm" {
 		// The rpm owns its own directories (rpmlint: a directory nobody owns).
@@ -174,6 +189,20 @@ func (l Linux) info(format string) (*nfpm.Info, error) {
 				PostRemove:  filepath.Join(dir, "postrm.sh"),
 			},
 		},
+	}
+	if format == "rpm" {
+		// rpmlint: the summary is a capitalised phrase without a full stop,
+		// the (deprecated, still checked) Group tag is set, and the package
+		// has a %changelog with a name; nfpm makes it from a chglog file.
+		info.RPM.Summary = RPMSummary
+		info.RPM.Group = "System Environment/Daemons"
+		chg := filepath.Join(dir, "changelog.yaml")
+		entry := fmt.Sprintf("- semver: %q\n  date: %s\n  packager: %q\n  changes:\n    - commit: \"\"\n      note: %q\n",
+			pkgVersion+"-1", buildTime().Format(time.RFC3339), Maintainer, "Release "+pkgVersion+" (docs/ in the source tree has the details).")
+		if err := os.WriteFile(chg, []byte(entry), 0o644); err != nil {
+			return nil, err
+		}
+		info.Changelog = chg
 	}
 	if format == "deb" {
 		// debconf: silent enrolment from a preseed (docs/deploy.md).

@@ -31,6 +31,9 @@ const (
 	Homepage     = "https://github.com/mamori-dev/mamori"
 	License      = "Apache-2.0"
 	Description  = "mamori endpoint compliance agent for My Number tier terminals"
+	// RPMSummary is the .rpm's Summary: rpmlint wants it capitalised and
+	// without a full stop (Description's first line is neither).
+	RPMSummary = "Endpoint compliance agent (mamori) for My Number tier terminals"
 
 	UpgradeCode              = "B21F34B4-6931-4146-8EF7-67265DD5C150"
 	agentComponentGUID       = "D9AC59DF-C012-43FD-8626-9FFD2D62161A"

@@ -34,6 +34,7 @@ var consoleMFAMessages = []Message{
 	{"console.mfa.recovery-codes", "Recovery codes", "リカバリーコード"},
 	{"console.mfa.recovery-help", "Hand these to the user, on paper: each works once when the authenticator is not at hand.", "紙に書いて利用者に渡してください。認証アプリが手元にないとき、各コードが一度だけ使えます。"},
 	{"console.mfa.back", "Back to MFA users", "多要素認証の利用者に戻る"},
+	{"console.mfa.err.privileged", "Refused: a temporary code for a privileged user (root, Administrator, a terminal's administrators' group, the policy's privileged_users) needs an officer, one terminal and at most 1 hour; issue it with mamorictl mfa temp-code --device. (%s)", "拒否されました: 特権ユーザー（root、Administrator、端末の管理者グループ、ポリシーの privileged_users）の一時コードは、情報セキュリティ責任者（officer）が 1 台の端末に限り有効時間 1 時間以内で発行します。mamorictl mfa temp-code --device で発行してください。（%s）"},
 	{"console.mfa.err.invalid", "The user name is not valid: lower-case letters, digits, '_', '.', '-'; at most 32.", "利用者名が正しくありません。英小文字・数字・「_」「.」「-」で 32 文字以内です。"},
 	{"console.mfa.err.not-enrolled", "That user has no factors to reset.", "その利用者にはリセットする要素がありません。"},
 	{"console.mfa.err.enrolled", "That user is already enrolled: reset the user first (with a reason), then enrol again.", "その利用者は登録済みです。先に理由を付けてリセットしてから登録してください。"},

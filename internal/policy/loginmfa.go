@@ -38,6 +38,10 @@ const (
 	// SettingMFARequireAttested: "true" sends a bundle only to a device
 	// whose key was attested to be in its TPM. Default "false".
 	SettingMFARequireAttested = "require_attested"
+	// SettingMFAPrivilegedUsers names users whose temporary codes are
+	// privileged ones (officer, one terminal, at most 1 h) besides root,
+	// Administrator and the administrators the terminals report.
+	SettingMFAPrivilegedUsers = "privileged_users"
 )
 
 // MaxMFAUsers bounds the names in one users setting (the setting's 4 KiB
@@ -76,6 +80,8 @@ type LoginMFA struct {
 	DeviceUsers map[string][]string
 	// RequireAttested: only devices with an attested TPM key get a bundle.
 	RequireAttested bool
+	// PrivilegedUsers is the privileged_users setting.
+	PrivilegedUsers []string
 }
 
 // Allows reports whether user's factors may go to a terminal with these
@@ -159,6 +165,9 @@ func LoginMFASettings(p *mamoriv1.Policy) (LoginMFA, error) {
 		out.RequireAttested = true
 	default:
 		return LoginMFA{}, fmt.Errorf("control login-mfa: require_attested: %q: use true or false", truncateSetting(v))
+	}
+	if _, out.PrivilegedUsers, err = parseUserList(s[SettingMFAPrivilegedUsers], false); err != nil {
+		return LoginMFA{}, fmt.Errorf("control login-mfa: privileged_users: %w", err)
 	}
 	if v := strings.TrimSpace(s[SettingMFAGraceUntil]); v != "" {
 		t, err := parseGraceUntil(v)

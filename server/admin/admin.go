@@ -63,6 +63,10 @@ type Operator struct {
 	// Token is the API token the call came with, when it came with one
 	// (server/api); zero from the console.
 	Token store.OperatorToken
+	// Officer: the operator's role is officer or admin (actions whose
+	// role depends on the target check it: a privileged user's
+	// temporary code).
+	Officer bool
 }
 
 // Change says what an action changed that servers cache for agents.

@@ -24,9 +24,10 @@ var (
 	ErrExists = errors.New("already exists")
 	// ErrUnavailable: this server cannot do it as configured (no MFA key).
 	ErrUnavailable = errors.New("not available on this server")
-	// ErrForbidden: the operator may not do this (another operator's API
+	// ErrForbidden: the operator may not do this: another operator's API
 	// token without the admin role; a bootstrap token used for anything
-	// but its exchange).
+	// but its exchange; a privileged user's temporary code without the
+	// officer role.
 	ErrForbidden = errors.New("not allowed for this operator")
 
 	// ErrLimit is the Cause of an ErrInvalid refusal for a field over its

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
 	"github.com/mamori-dev/mamori/server/mfa"
 	"github.com/mamori-dev/mamori/server/store"
 )
@@ -21,6 +22,11 @@ type MFAStore interface {
 	ImportMFAUsers(ctx context.Context, us []store.MFAUser, replace bool) (int64, error)
 	PutMFATempCode(ctx context.Context, c store.MFATempCode) (int64, error)
 	UnlockMFAUser(ctx context.Context, user, deviceID string) (gen, counter int64, err error)
+	// For privileged temporary codes: the policy's privileged_users, the
+	// terminals' reported administrators, the device a code is bound to.
+	CurrentPolicy(ctx context.Context) (*mamoriv1.Policy, error)
+	ListDevices(ctx context.Context, f store.DeviceFilter) ([]store.Device, error)
+	FindDevice(ctx context.Context, idOrHostname string) (store.Device, error)
 }
 
 // The MFA lifecycle. Users are named as terminals know them
@@ -151,9 +157,16 @@ func (s *Service) UnlockMFA(ctx context.Context, op Operator, rawUser, rawDevice
 
 // IssueMFATempCode makes a one-time temporary code valid for ttl and
 // returns it with its stored record (the code is in the answer only; the
-// server keeps its salted hash); audited mfa.temp_code with the code's ID
-// and expiry. Refusals: ErrInvalid.
-func (s *Service) IssueMFATempCode(ctx context.Context, op Operator, rawUser string, ttl time.Duration) (string, store.MFATempCode, error) {
+// server keeps its salted hash); audited mfa.temp_code with the code's ID,
+// expiry, the device it is bound to and why the user is privileged.
+// rawDevice (an ID or hostname, optional) binds the code to one terminal.
+// For a privileged user (mfa.PrivilegedReason: root, Administrator, the
+// policy's privileged_users, an administrator a terminal reports) the
+// operator must be an officer, the code must be bound to a device and
+// live at most mfa.MaxPrivilegedTempCodeTTL. Refusals: ErrInvalid,
+// ErrForbidden (field "privileged": not an officer), ErrNotFound/
+// ErrAmbiguous (field "device").
+func (s *Service) IssueMFATempCode(ctx context.Context, op Operator, rawUser, rawDevice string, ttl time.Duration) (string, store.MFATempCode, error) {
 	const action = "mfa.temp_code"
 	user, err := mfaUser(action, rawUser)
 	if err != nil {
@@ -162,20 +175,78 @@ func (s *Service) IssueMFATempCode(ctx context.Context, op Operator, rawUser str
 	if ttl < mfa.MinTempCodeTTL || ttl > mfa.MaxTempCodeTTL {
 		return "", store.MFATempCode{}, invalid(action, "expires_in", "expires_in %v: must be between %v and %v", ttl, mfa.MinTempCodeTTL, mfa.MaxTempCodeTTL)
 	}
+	device := strings.TrimSpace(rawDevice)
+	if err := CheckString(action, "device", device, MaxShortString); err != nil {
+		return "", store.MFATempCode{}, err
+	}
+	var dev store.Device
+	if device != "" {
+		if dev, err = s.st.FindDevice(ctx, device); err != nil {
+			return "", store.MFATempCode{}, storeRefusal(action, "device", err)
+		}
+		if !dev.RevokedAt.IsZero() {
+			return "", store.MFATempCode{}, refused(action, ErrNotFound, "device", "device %s is revoked", dev.ID)
+		}
+	}
+	why, err := s.privileged(ctx, user)
+	if err != nil {
+		return "", store.MFATempCode{}, err
+	}
+	if why != "" {
+		switch {
+		case !op.Officer:
+			return "", store.MFATempCode{}, refused(action, ErrForbidden, "privileged",
+				"privileged user %s (%s): a temporary code for this user needs the officer role", user, why)
+		case dev.ID == "":
+			return "", store.MFATempCode{}, invalid(action, "privileged",
+				"privileged user %s (%s): bind the code to the one terminal it is for (device)", user, why)
+		case ttl > mfa.MaxPrivilegedTempCodeTTL:
+			return "", store.MFATempCode{}, invalid(action, "privileged",
+				"privileged user %s (%s): the code may live at most %v, not %v", user, why, mfa.MaxPrivilegedTempCodeTTL, ttl)
+		}
+	}
 	code, rec, err := mfa.NewTempCode(user, op.ID, s.now(), ttl)
 	if err != nil {
 		return "", store.MFATempCode{}, invalid(action, "", "%v", err)
 	}
-	err = s.audited(ctx, op, action, "user:"+user,
-		fmt.Sprintf("id=%s expires=%s", rec.ID, rec.ExpiresAt.UTC().Format(time.RFC3339)), func(actx context.Context) error {
-			_, err := s.st.PutMFATempCode(actx, rec)
-			return err
-		})
+	rec.DeviceID = dev.ID
+	detail := fmt.Sprintf("id=%s expires=%s", rec.ID, rec.ExpiresAt.UTC().Format(time.RFC3339))
+	if rec.DeviceID != "" {
+		detail += " device=" + rec.DeviceID
+	}
+	if why != "" {
+		detail += " privileged=" + strconv.Quote(why)
+	}
+	err = s.audited(ctx, op, action, "user:"+user, detail, func(actx context.Context) error {
+		_, err := s.st.PutMFATempCode(actx, rec)
+		return err
+	})
 	if err != nil {
 		return "", store.MFATempCode{}, err
 	}
 	s.changed(MFAChanged)
 	return code, rec, nil
+}
+
+// privileged says why user is privileged for a temporary code ("" when
+// not): see mfa.PrivilegedReason. The terminals' reports are read from
+// every device that is not revoked.
+func (s *Service) privileged(ctx context.Context, user string) (string, error) {
+	p, err := s.st.CurrentPolicy(ctx)
+	if err != nil {
+		return "", err
+	}
+	devs, err := s.st.ListDevices(ctx, store.DeviceFilter{})
+	if err != nil {
+		return "", err
+	}
+	facts := map[string][]string{}
+	for _, d := range devs {
+		if d.RevokedAt.IsZero() && len(d.Facts.GetPrivilegedUsers()) > 0 {
+			facts[d.ID] = d.Facts.GetPrivilegedUsers()
+		}
+	}
+	return mfa.PrivilegedReason(user, p, facts), nil
 }
 
 // ImportMFASeeds enrols users with hardware-token seeds (a CSV file).

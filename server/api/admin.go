@@ -13,6 +13,7 @@ import (
 
 	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
 	"github.com/mamori-dev/mamori/server/admin"
+	"github.com/mamori-dev/mamori/server/auth"
 	"github.com/mamori-dev/mamori/server/compliance"
 	"github.com/mamori-dev/mamori/server/store"
 )
@@ -28,7 +29,7 @@ func (s *AdminService) operator(ctx context.Context) (operatorIdentity, error) {
 // adminOperator is the caller as server/admin's actions name it.
 func (s *AdminService) adminOperator(ctx context.Context) (admin.Operator, error) {
 	op, err := s.operator(ctx)
-	return admin.Operator{ID: op.ID, Role: op.Role, Token: op.Token}, err
+	return admin.Operator{ID: op.ID, Role: op.Role, Token: op.Token, Officer: op.Role.Allows(auth.RoleOfficer)}, err
 }
 
 // ListDevices lists devices, optionally by compliance state, in pages.

@@ -64,11 +64,11 @@ func (s *AdminService) IssueMFATempCode(ctx context.Context, req *mamoriv1.Issue
 		}
 		ttl = req.ExpiresIn.AsDuration()
 	}
-	code, rec, err := s.actions.IssueMFATempCode(ctx, op, req.User, ttl)
+	code, rec, err := s.actions.IssueMFATempCode(ctx, op, req.User, req.Device, ttl)
 	if err != nil {
 		return nil, err
 	}
-	return &mamoriv1.IssueMFATempCodeResponse{Code: code, Id: rec.ID, ExpiresAt: ts(rec.ExpiresAt)}, nil
+	return &mamoriv1.IssueMFATempCodeResponse{Code: code, Id: rec.ID, ExpiresAt: ts(rec.ExpiresAt), DeviceId: rec.DeviceID}, nil
 }
 
 // ImportMFASeeds enrols users with hardware-token seeds

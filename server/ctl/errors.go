@@ -18,6 +18,11 @@ func (c *cli) statusError(server string, err error) error {
 	detail := sanitizeText(st.Message())
 	var id i18n.ID
 	args := []any{detail}
+	// A privileged user's temporary code (server/admin): the rule in the
+	// user's language, the server's English detail after it.
+	if strings.HasPrefix(detail, "privileged user ") && (st.Code() == codes.PermissionDenied || st.Code() == codes.InvalidArgument) {
+		return rpcError{code: st.Code(), msg: c.p.Sprintf("ctl.mfa.temp.privileged", detail)}
+	}
 	switch st.Code() {
 	case codes.Unauthenticated:
 		id = "ctl.rpc.unauthenticated"

@@ -39,6 +39,8 @@ type MFATempCodeJSON struct {
 	ID   string `json:"id"`
 	// ExpiresAt is RFC 3339 UTC.
 	ExpiresAt string `json:"expires_at"`
+	// DeviceID is the terminal the code is bound to ("" for every one).
+	DeviceID string `json:"device_id,omitempty"`
 }
 
 func (c *cli) mfaEnroll(ctx context.Context, args []string) error {
@@ -213,6 +215,7 @@ func (c *cli) mfaTempCode(ctx context.Context, args []string) error {
 	const cmd = "mfa temp-code"
 	fs := c.newFlagSet(cmd)
 	expires := fs.String("expires", "1h", "ctl.flag.mfa.expires")
+	device := fs.String("device", "", "ctl.flag.mfa.temp-device")
 	out := c.outputFlag(fs)
 	pos, format, err := c.parseCmd(fs, out, cmd, args, 1)
 	if err != nil {
@@ -234,18 +237,21 @@ func (c *cli) mfaTempCode(ctx context.Context, args []string) error {
 		return err
 	}
 	defer cn.close()
-	resp, err := call(ctx, c, cn, cn.admin.IssueMFATempCode, &mamoriv1.IssueMFATempCodeRequest{User: user, ExpiresIn: durationpb.New(ttl)})
+	resp, err := call(ctx, c, cn, cn.admin.IssueMFATempCode, &mamoriv1.IssueMFATempCodeRequest{User: user, ExpiresIn: durationpb.New(ttl), Device: *device})
 	if err != nil {
-		return err
+		return err // a privileged user's refusal is worded in statusError
 	}
 	if format == "json" {
 		return plainJSON(c.o.Stdout, MFATempCodeJSON{User: user, Code: resp.GetCode(), ID: resp.GetId(),
-			ExpiresAt: resp.GetExpiresAt().AsTime().UTC().Format(time.RFC3339)})
+			ExpiresAt: resp.GetExpiresAt().AsTime().UTC().Format(time.RFC3339), DeviceID: resp.GetDeviceId()})
 	}
 	w := c.o.Stdout
 	fmt.Fprintln(w, sanitizeText(c.p.Sprintf("ctl.mfa.temp.heading", user)))
 	fmt.Fprintf(w, "  %s\n\n", sanitizeText(resp.GetCode()))
 	fmt.Fprintln(w, c.p.Sprintf("ctl.mfa.temp.expires", c.localTime(resp.GetExpiresAt())+" ("+c.ago(resp.GetExpiresAt())+")"))
+	if d := resp.GetDeviceId(); d != "" {
+		fmt.Fprintln(w, c.p.Sprintf("ctl.mfa.temp.device", sanitizeText(d)))
+	}
 	return nil
 }
 

@@ -251,9 +251,11 @@ func (k *Key) Bundle(d BundleData, p *mamoriv1.Policy, version, deviceID string,
 		})
 	}
 	for _, c := range d.TempCodes {
-		if ok(c.User) && c.ExpiresAt.After(now) {
+		// A code bound to another terminal (a privileged user's) is not
+		// sent here at all.
+		if ok(c.User) && c.ExpiresAt.After(now) && (c.DeviceID == "" || c.DeviceID == deviceID) {
 			b.TempCodes = append(b.TempCodes, &mamoriv1.MFATempCode{User: c.User, Id: c.ID, Salt: c.Salt, Hash: c.Hash,
-				ExpiresAt: timestamppb.New(c.ExpiresAt)})
+				ExpiresAt: timestamppb.New(c.ExpiresAt), DeviceId: c.DeviceID})
 		}
 	}
 	unlocks := map[string]int64{}

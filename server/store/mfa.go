@@ -63,6 +63,9 @@ type MFATempCode struct {
 	CreatedBy string
 	ExpiresAt time.Time
 	UsedAt    time.Time // zero while unused
+	// DeviceID binds the code to one terminal ("" = every terminal that
+	// receives it); a privileged user's code is always bound.
+	DeviceID string
 }
 
 // MFAUnlock is one user's unlock counter on one device ("" = every

@@ -181,7 +181,7 @@ func (c *Console) mfaTempCode(w http.ResponseWriter, r *http.Request, op *operat
 		}
 		ttl = time.Duration(n) * time.Minute
 	}
-	code, rec, err := c.admin.IssueMFATempCode(r.Context(), op.admin(), formUser(r), ttl)
+	code, rec, err := c.admin.IssueMFATempCode(r.Context(), op.admin(), formUser(r), "", ttl)
 	if err != nil {
 		c.mfaFailed(w, r, op, err)
 		return

@@ -198,6 +198,11 @@ func TestMFATempCodeOnce(t *testing.T) {
 			t.Errorf("expires %q: %d, want 400", bad, p.status)
 		}
 	}
+	// A privileged user (root): refused with the rule (issue 21), 403.
+	if p := help.post("/mfa/temp-code", url.Values{"csrf": {csrf}, "user": {"root"}, "expires": {"30"}}); p.status != http.StatusForbidden ||
+		!strings.Contains(p.body, "privileged user") || !strings.Contains(p.body, "mamorictl mfa temp-code --device") {
+		t.Errorf("root's temp code from the helpdesk: %d\n%s", p.status, p.body)
+	}
 	now := e.h.Clock.Now()
 	p := help.post("/mfa/temp-code", url.Values{"csrf": {csrf}, "user": {"yamada"}, "expires": {"30"}})
 	if p.status != http.StatusOK || p.loc != "" {

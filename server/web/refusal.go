@@ -66,6 +66,8 @@ var refusalRules = []refusalRule{
 	{action: "operator.", kind: admin.ErrConflict, field: "login", msg: "console.operators.err.no-login"},
 	// The MFA lifecycle.
 	{action: "mfa.", kind: admin.ErrNotFound, field: "device", msg: "console.mfa.err.device"},
+	{action: "mfa.temp_code", kind: admin.ErrForbidden, field: "privileged", msg: "console.mfa.err.privileged", detail: true},
+	{action: "mfa.temp_code", kind: admin.ErrInvalid, field: "privileged", msg: "console.mfa.err.privileged", detail: true},
 	{action: "mfa.", kind: admin.ErrInvalid, field: "expires_in", msg: "console.mfa.err.expiry", args: func() []any {
 		return []any{int(mfa.MinTempCodeTTL / time.Minute), int(mfa.MaxTempCodeTTL / time.Minute)}
 	}},
@@ -114,6 +116,8 @@ func refusalStatus(e *admin.Error) int {
 		return http.StatusConflict
 	case admin.ErrUnavailable:
 		return http.StatusServiceUnavailable
+	case admin.ErrForbidden:
+		return http.StatusForbidden
 	}
 	return http.StatusBadRequest
 }

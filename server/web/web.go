@@ -397,7 +397,9 @@ func (c *Console) audit(ctx context.Context, actor, action, target, detail strin
 }
 
 // admin is the operator as server/admin's actions name it.
-func (o *operator) admin() admin.Operator { return admin.Operator{ID: o.ID} }
+func (o *operator) admin() admin.Operator {
+	return admin.Operator{ID: o.ID, Officer: o.Role.Allows(auth.RoleOfficer)}
+}
 
 // refused answers a refused action on an error page and reports whether
 // err was one; an error that is not a refusal is internal.

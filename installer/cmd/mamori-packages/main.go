@@ -54,7 +54,12 @@ func run(ctx context.Context, version, out, linux, windows, credProv, udevRule, 
 		var path string
 		switch f = strings.TrimSpace(f); f {
 		case "deb", "rpm":
-			path = filepath.Join(out, fmt.Sprintf("%s_%s_amd64.%s", packaging.Name, pkgVersion, f))
+			// Each format's own file name: NAME_VERSION_ARCH.deb (dpkg),
+			// NAME-VERSION-RELEASE.ARCH.rpm (rpmlint: non-coherent-filename).
+			path = filepath.Join(out, fmt.Sprintf("%s_%s_amd64.deb", packaging.Name, pkgVersion))
+			if f == "rpm" {
+				path = filepath.Join(out, fmt.Sprintf("%s-%s-1.x86_64.rpm", packaging.Name, pkgVersion))
+			}
 			w, err := os.Create(path)
 			if err != nil {
 				return err

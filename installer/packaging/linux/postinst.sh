@@ -3,7 +3,7 @@
 #
 # When it runs: deb — "postinst configure [old-version]" after the files are
 # unpacked, on first install and on every upgrade (also "abort-*" after a
-# failed upgrade, which needs nothing here); rpm — %post with $1 = 1 on
+# failed upgrade, which needs nothing here); RPM — %post with $1 = 1 on
 # install, 2 on upgrade. Every step is idempotent: running it twice changes
 # nothing the first run did not.
 #

@@ -3,7 +3,7 @@
 #
 # When it runs: deb — "postrm remove" after the files went, "postrm purge"
 # when the administrator asked for everything to go (dpkg --purge, apt
-# purge), "postrm upgrade" and "abort-*" otherwise; rpm — %postun with
+# purge), "postrm upgrade" and "abort-*" otherwise; RPM — %postun with
 # $1 = 0 on erase, 1 on upgrade. Idempotent.
 #
 # remove keeps the state directory (/var/lib/mamori: device key and

@@ -3,7 +3,7 @@
 #
 # When it runs: deb — "prerm remove" before the files go, "prerm upgrade
 # new-version" before an upgrade (nothing to do: postinst restarts the
-# service with the new binary); rpm — %preun with $1 = 0 on erase, 1 on
+# service with the new binary); RPM — %preun with $1 = 0 on erase, 1 on
 # upgrade. Idempotent.
 set -e
 root="${DPKG_ROOT:-}"

@@ -228,9 +228,14 @@ type DeviceFacts struct {
 	// The machine's serial number (SMBIOS system serial: /sys/class/dmi/id/
 	// product_serial on Linux, Win32_BIOS.SerialNumber on Windows); empty
 	// when unknown. The console searches by it and the asset ledger matches it.
-	SerialNumber  string `protobuf:"bytes,11,opt,name=serial_number,json=serialNumber,proto3" json:"serial_number,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	SerialNumber string `protobuf:"bytes,11,opt,name=serial_number,json=serialNumber,proto3" json:"serial_number,omitempty"`
+	// Login names that are privileged on this terminal: uid 0 and the members
+	// of the administrators' groups (sudo, wheel, admin on Linux). The server
+	// treats a temporary code for any of them as a privileged one (officer,
+	// one terminal, at most 1 h: docs/mfa.md).
+	PrivilegedUsers []string `protobuf:"bytes,12,rep,name=privileged_users,json=privilegedUsers,proto3" json:"privileged_users,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *DeviceFacts) Reset() {
@@ -324,6 +329,13 @@ func (x *DeviceFacts) GetSerialNumber() string {
 		return x.SerialNumber
 	}
 	return ""
+}
+
+func (x *DeviceFacts) GetPrivilegedUsers() []string {
+	if x != nil {
+		return x.PrivilegedUsers
+	}
+	return nil
 }
 
 // ControlStatus is one control's observed state, with evidence.
@@ -1960,8 +1972,11 @@ type MFATempCode struct {
 	Id   string `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
 	Salt []byte `protobuf:"bytes,3,opt,name=salt,proto3" json:"salt,omitempty"`
 	// Hex SHA-256(salt || normalised code).
-	Hash          string                 `protobuf:"bytes,4,opt,name=hash,proto3" json:"hash,omitempty"`
-	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	Hash      string                 `protobuf:"bytes,4,opt,name=hash,proto3" json:"hash,omitempty"`
+	ExpiresAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	// The device the code is bound to; empty: every terminal that receives
+	// it. A terminal refuses a code bound to another device.
+	DeviceId      string `protobuf:"bytes,6,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2029,6 +2044,13 @@ func (x *MFATempCode) GetExpiresAt() *timestamppb.Timestamp {
 		return x.ExpiresAt
 	}
 	return nil
+}
+
+func (x *MFATempCode) GetDeviceId() string {
+	if x != nil {
+		return x.DeviceId
+	}
+	return ""
 }
 
 // MFAUnlock is one user's unlock counter for the receiving device
@@ -4470,8 +4492,13 @@ func (x *UnlockMFAUserResponse) GetGeneration() int64 {
 type IssueMFATempCodeRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	User  string                 `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
-	// How long the code is valid; default 1 h, at most 24 h.
-	ExpiresIn     *durationpb.Duration `protobuf:"bytes,2,opt,name=expires_in,json=expiresIn,proto3" json:"expires_in,omitempty"`
+	// How long the code is valid; default 1 h, at most 24 h (1 h for a
+	// privileged user).
+	ExpiresIn *durationpb.Duration `protobuf:"bytes,2,opt,name=expires_in,json=expiresIn,proto3" json:"expires_in,omitempty"`
+	// Bind the code to this device (ID or hostname); required for a
+	// privileged user (root, uid 0, administrators' groups, the policy's
+	// privileged_users), who also needs the officer role.
+	Device        string `protobuf:"bytes,3,opt,name=device,proto3" json:"device,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4520,13 +4547,22 @@ func (x *IssueMFATempCodeRequest) GetExpiresIn() *durationpb.Duration {
 	return nil
 }
 
+func (x *IssueMFATempCodeRequest) GetDevice() string {
+	if x != nil {
+		return x.Device
+	}
+	return ""
+}
+
 type IssueMFATempCodeResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The code, shown once (XXXX-XXXX-XXXX).
 	Code string `protobuf:"bytes,1,opt,name=code,proto3" json:"code,omitempty"`
 	// Its ID as events show it.
-	Id            string                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
-	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	Id        string                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	ExpiresAt *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	// The device it is bound to ("" for every terminal).
+	DeviceId      string `protobuf:"bytes,4,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4580,6 +4616,13 @@ func (x *IssueMFATempCodeResponse) GetExpiresAt() *timestamppb.Timestamp {
 		return x.ExpiresAt
 	}
 	return nil
+}
+
+func (x *IssueMFATempCodeResponse) GetDeviceId() string {
+	if x != nil {
+		return x.DeviceId
+	}
+	return ""
 }
 
 type ImportMFASeedsRequest struct {
@@ -6037,7 +6080,7 @@ var File_mamori_v1_mamori_proto protoreflect.FileDescriptor
 
 const file_mamori_v1_mamori_proto_rawDesc = "" +
 	"\n" +
-	"\x16mamori/v1/mamori.proto\x12\tmamori.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9b\x02\n" +
+	"\x16mamori/v1/mamori.proto\x12\tmamori.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc6\x02\n" +
 	"\vDeviceFacts\x12\x1a\n" +
 	"\bhostname\x18\x01 \x01(\tR\bhostname\x12\x0e\n" +
 	"\x02os\x18\x02 \x01(\tR\x02os\x12\x1d\n" +
@@ -6051,7 +6094,8 @@ const file_mamori_v1_mamori_proto_rawDesc = "" +
 	"tpmPresent\x12\x1f\n" +
 	"\vkey_storage\x18\b \x01(\tR\n" +
 	"keyStorage\x12#\n" +
-	"\rserial_number\x18\v \x01(\tR\fserialNumber\"\xcb\x03\n" +
+	"\rserial_number\x18\v \x01(\tR\fserialNumber\x12)\n" +
+	"\x10privileged_users\x18\f \x03(\tR\x0fprivilegedUsers\"\xcb\x03\n" +
 	"\rControlStatus\x12\x18\n" +
 	"\acontrol\x18\x01 \x01(\tR\acontrol\x12#\n" +
 	"\x04mode\x18\x02 \x01(\x0e2\x0f.mamori.v1.ModeR\x04mode\x12-\n" +
@@ -6200,14 +6244,15 @@ const file_mamori_v1_mamori_proto_rawDesc = "" +
 	"\x04user\x18\x01 \x01(\tR\x04user\x12\x1b\n" +
 	"\tlast_step\x18\x02 \x01(\x03R\blastStep\x12\x1a\n" +
 	"\bfailures\x18\x03 \x01(\x05R\bfailures\x12=\n" +
-	"\flocked_until\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vlockedUntil\"\x94\x01\n" +
+	"\flocked_until\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vlockedUntil\"\xb1\x01\n" +
 	"\vMFATempCode\x12\x12\n" +
 	"\x04user\x18\x01 \x01(\tR\x04user\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12\x12\n" +
 	"\x04salt\x18\x03 \x01(\fR\x04salt\x12\x12\n" +
 	"\x04hash\x18\x04 \x01(\tR\x04hash\x129\n" +
 	"\n" +
-	"expires_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"?\n" +
+	"expires_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12\x1b\n" +
+	"\tdevice_id\x18\x06 \x01(\tR\bdeviceId\"?\n" +
 	"\tMFAUnlock\x12\x12\n" +
 	"\x04user\x18\x01 \x01(\tR\x04user\x12\x1e\n" +
 	"\n" +
@@ -6384,16 +6429,18 @@ const file_mamori_v1_mamori_proto_rawDesc = "" +
 	"\x15UnlockMFAUserResponse\x12\x1e\n" +
 	"\n" +
 	"generation\x18\x01 \x01(\x03R\n" +
-	"generation\"g\n" +
+	"generation\"\x7f\n" +
 	"\x17IssueMFATempCodeRequest\x12\x12\n" +
 	"\x04user\x18\x01 \x01(\tR\x04user\x128\n" +
 	"\n" +
-	"expires_in\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\texpiresIn\"y\n" +
+	"expires_in\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\texpiresIn\x12\x16\n" +
+	"\x06device\x18\x03 \x01(\tR\x06device\"\x96\x01\n" +
 	"\x18IssueMFATempCodeResponse\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x129\n" +
 	"\n" +
-	"expires_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"C\n" +
+	"expires_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12\x1b\n" +
+	"\tdevice_id\x18\x04 \x01(\tR\bdeviceId\"C\n" +
 	"\x15ImportMFASeedsRequest\x12\x10\n" +
 	"\x03csv\x18\x01 \x01(\fR\x03csv\x12\x18\n" +
 	"\areplace\x18\x02 \x01(\bR\areplace\"4\n" +

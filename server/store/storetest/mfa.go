@@ -133,14 +133,16 @@ func testMFALifecycle(t *testing.T, st store.Store) {
 	if gt != g2+1 {
 		t.Fatalf("temp code generation %d; want %d", gt, g2+1)
 	}
-	mustGen(t)(st.PutMFATempCode(ctx, code("2222", "tanaka", 2*time.Hour)))
+	bound := code("2222", "tanaka", 2*time.Hour)
+	bound.DeviceID = "dev-1" // bound to one terminal (a privileged user's code)
+	mustGen(t)(st.PutMFATempCode(ctx, bound))
 	mustGen(t)(st.PutMFATempCode(ctx, code("3333", "nakamura", time.Minute)))
 	if _, err := st.PutMFATempCode(ctx, code("1111", "sato", time.Hour)); !errors.Is(err, store.ErrConflict) {
 		t.Fatalf("same code ID twice: %v", err)
 	}
 	cs, err := st.MFATempCodes(ctx, t0)
 	must(t, err)
-	want := []store.MFATempCode{code("3333", "nakamura", time.Minute), code("1111", "tanaka", time.Hour), code("2222", "tanaka", 2*time.Hour)}
+	want := []store.MFATempCode{code("3333", "nakamura", time.Minute), code("1111", "tanaka", time.Hour), bound}
 	for i := range want {
 		want[i].CreatedAt, want[i].ExpiresAt = us(want[i].CreatedAt), us(want[i].ExpiresAt)
 	}

@@ -145,8 +145,8 @@ func (s *Store) PutMFATempCode(ctx context.Context, c store.MFATempCode) (int64,
 		if gen, err = bumpMFA(ctx, q); err != nil {
 			return err
 		}
-		_, err = q.Exec(ctx, `INSERT INTO mfa_temp_codes (id, username, salt, hash, created_at, created_by, expires_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?)`, c.ID, c.User, c.Salt, c.Hash, s.d.Stamp(c.CreatedAt), c.CreatedBy, s.d.Stamp(c.ExpiresAt))
+		_, err = q.Exec(ctx, `INSERT INTO mfa_temp_codes (id, username, salt, hash, created_at, created_by, expires_at, device_id)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, c.ID, c.User, c.Salt, c.Hash, s.d.Stamp(c.CreatedAt), c.CreatedBy, s.d.Stamp(c.ExpiresAt), c.DeviceID)
 		if s.d.IsUnique(err) {
 			return fmt.Errorf("temporary code %s: %w", c.ID, store.ErrConflict)
 		}
@@ -165,10 +165,10 @@ func (s *Store) MFATempCodes(ctx context.Context, now time.Time) ([]store.MFATem
 			c         store.MFATempCode
 			at, until Time
 		)
-		err := r.Scan(&c.ID, &c.User, &c.Salt, &c.Hash, &at, &c.CreatedBy, &until)
+		err := r.Scan(&c.ID, &c.User, &c.Salt, &c.Hash, &at, &c.CreatedBy, &until, &c.DeviceID)
 		c.CreatedAt, c.ExpiresAt = at.T, until.T
 		return c, err
-	}, `SELECT id, username, salt, hash, created_at, created_by, expires_at FROM mfa_temp_codes
+	}, `SELECT id, username, salt, hash, created_at, created_by, expires_at, device_id FROM mfa_temp_codes
 		WHERE used_at IS NULL AND expires_at > ? ORDER BY username, expires_at, id`, s.d.Stamp(now))
 	if err != nil {
 		return nil, fmt.Errorf("temporary codes: %w", err)
