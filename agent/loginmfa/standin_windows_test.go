@@ -184,7 +184,9 @@ func TestWindowsStandIn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tanaka, bench := mfatest.NewUser(t, "tanaka"), mfatest.NewUser(t, "bench")
+	// tanaka's recovery codes as the server issues them (SHA-256 under
+	// the user's salt: the DLL checks them itself with the agent down).
+	tanaka, bench := mfatest.NewLegacyUser(t, "tanaka"), mfatest.NewUser(t, "bench")
 	tanaka.Secret, tanaka.Record.TotpSecret = secret, secret
 	if err := v.TakeBundle(ctx, "dev-wine", mfatest.Seal(t, v.PublicKey(), "dev-wine", "g1.p1", tanaka, bench)); err != nil {
 		t.Fatal(err)

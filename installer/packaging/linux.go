@@ -238,11 +238,14 @@ func (l Linux) RPM(w io.Writer) error {
 
 // dependsFor is the package's hard dependencies: Depends (deb), Requires (rpm).
 func dependsFor(format string) []string {
-	if format == "rpm" {
-		return []string{"/bin/sh", "glibc >= 2.33", "pam", "libargon2"}
-	}
-	// libargon2-1: pam_mamori.so loads it (dlopen) to check argon2id
+	// libargon2: pam_mamori.so loads it (dlopen) to check argon2id
 	// recovery codes from the break-glass file while the agent is down.
+	// dlopen is invisible to rpm's automatic dependencies, so the .rpm
+	// requires the library's soname, which the distribution's package
+	// provides (rpmlint refuses a dependency on the package by name).
+	if format == "rpm" {
+		return []string{"/bin/sh", "glibc >= 2.33", "pam", "libargon2.so.1()(64bit)"}
+	}
 	return []string{"libc6 (>= 2.33)", "libpam0g (>= 0.99.7.1)", "libargon2-1", "debconf (>= 0.5) | debconf-2.0"}
 }
 

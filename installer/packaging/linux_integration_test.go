@@ -152,7 +152,7 @@ func TestRPMContents(t *testing.T) {
 		"/usr/share/doc/mamori-agent/copyright", "/usr/share/man/man8/mamori-agent.8.gz")
 	// It owns its directories and requires what it runs (issue 21: no Requires at all).
 	mustContain(t, "rpm -qlp", files, "/usr/share/mamori-agent\n")
-	mustContain(t, "rpm -qp --requires", out(t, nil, rpmTool, "-qp", "--requires", rpm), "/bin/sh", "glibc >= 2.33", "pam", "libargon2")
+	mustContain(t, "rpm -qp --requires", out(t, nil, rpmTool, "-qp", "--requires", rpm), "/bin/sh", "glibc >= 2.33", "pam", "libargon2.so.1()(64bit)")
 	if strings.Contains(files, "pam-configs") {
 		t.Error("the rpm ships a pam-auth-update profile")
 	}

@@ -68,17 +68,21 @@ func TestConsoleShowsRealAgent(t *testing.T) {
 		chromedp.SendKeys(chromedp.ID("password"), pw),
 		chromedp.SendKeys(chromedp.ID("totp"), code),
 		chromedp.Click(chromedp.ID("login-submit")),
-		chromedp.WaitVisible(chromedp.ID("noncompliant")),
+		chromedp.WaitVisible(chromedp.ID("attention")),
 	); err != nil {
 		t.Fatalf("sign in: %v", err)
 	}
-	if got := text("#noncompliant"); !strings.Contains(got, "kyoto-pc-21") {
-		t.Fatalf("the real agent's device is not in the non-compliant list: %q", got)
+	if got := text("#attention"); !strings.Contains(got, "kyoto-pc-21") {
+		t.Fatalf("the real agent's device is not in the list of terminals needing a person: %q", got)
 	}
 	shot("e2e-console-fleet-real-agent.png")
 	if err := chromedp.Do(bctx,
-		chromedp.Click(chromedp.CSS("#noncompliant a")),
+		chromedp.Click(chromedp.CSS("#attention a.host")),
 		chromedp.WaitVisible(chromedp.ID("controls")),
+		// Raw evidence is folded under the control's summary, and the
+		// reasons under theirs (issue #19): opened as a person would.
+		chromedp.Click(chromedp.CSS("#controls details summary")),
+		chromedp.Click(chromedp.CSS("#reasons summary")),
 	); err != nil {
 		t.Fatalf("open the device: %v", err)
 	}

@@ -25,7 +25,7 @@ func mamorictlAs(t *testing.T, h *servertest.Harness, token, lang string, args .
 	t.Helper()
 	var out, errb bytes.Buffer
 	env := map[string]string{
-		"LANG": lang, "MAMORI_SERVER": h.Addr, "MAMORI_CA_FILE": filepath.Join(h.DataDir, "ca.pem"), "MAMORI_TOKEN": token,
+		"LANG": lang, "MAMORI_SERVER": h.AdminAddr, "MAMORI_CA_FILE": filepath.Join(h.DataDir, "ca.pem"), "MAMORI_TOKEN": token,
 	}
 	code := ctl.RunOptions(ctx, args, ctl.Options{
 		Stdout: &out, Stderr: &errb, Getenv: func(k string) string { return env[k] }, Now: h.Clock.Now, Location: time.UTC,
