@@ -93,7 +93,8 @@ func TestConsoleShowsRealAgent(t *testing.T) {
 	if got := text("#controls"); !strings.Contains(got, "clock_skew_ms") && !strings.Contains(strings.ToLower(got), "skew") {
 		t.Errorf("device page controls lack the agent's skew evidence: %q", got)
 	}
-	if got := text("#reasons"); !strings.Contains(got, "agent") {
+	// The control by its Japanese name (issue #19: no identifiers in ja).
+	if got := text("#reasons"); !strings.Contains(got, "エージェント自己診断") {
 		t.Errorf("reasons %q do not name the agent control", got)
 	}
 	shot("e2e-console-device-real-agent.png")
