@@ -136,6 +136,17 @@ func waitRO(node string, want bool) error {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		fd, err := unix.Open(node, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err == unix.ENXIO || err == unix.ENOENT {
+			// The disk is still being added: sysfs (where the guest
+			// found it) shows it a moment before its node opens. Seen
+			// once in CI when a new stick took the name of one that had
+			// just been re-plugged (busy4 as sda).
+			if time.Now().After(deadline) {
+				return fmt.Errorf("%s: %w after 5s", node, err)
+			}
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
 		if err != nil {
 			return err
 		}
