@@ -139,17 +139,18 @@ func buildPrevAgent(t *testing.T) string {
 	tree := t.TempDir()
 	archive := exec.Command("git", "-C", repo, "archive", "--format=tar", ref)
 	untar := exec.Command("tar", "-x", "-C", tree)
-	var errb bytes.Buffer
+	// One buffer each: two processes' copiers writing one buffer race.
+	var archErr, tarErr bytes.Buffer
 	untar.Stdin, _ = archive.StdoutPipe()
-	archive.Stderr, untar.Stderr = &errb, &errb
+	archive.Stderr, untar.Stderr = &archErr, &tarErr
 	if err := untar.Start(); err != nil {
 		t.Fatal(err)
 	}
 	if err := archive.Run(); err != nil {
-		t.Fatalf("git archive %s: %v\n%s", ref, err, errb.String())
+		t.Fatalf("git archive %s: %v\n%s", ref, err, archErr.String())
 	}
 	if err := untar.Wait(); err != nil {
-		t.Fatalf("untar %s: %v\n%s", ref, err, errb.String())
+		t.Fatalf("untar %s: %v\n%s", ref, err, tarErr.String())
 	}
 	if err := os.MkdirAll(filepath.Join(tree, "cmd", "prevagent"), 0o755); err != nil {
 		t.Fatal(err)
