@@ -26,6 +26,8 @@ needs=(
   "/usr/include/stdio.h                               libc6-dev"
   "/usr/include/security/pam_modules.h                libpam0g-dev"
   "/usr/include/security/pam_ext.h                    libpam0g-dev"
+  # pam_mamori.so dlopens libargon2 to check argon2id break-glass lines (agent/pam/pamtest TestPAMStack)
+  "/usr/lib/x86_64-linux-gnu/libargon2.so.1           libargon2-1"
   "/usr/include/openssl/evp.h                         libssl-dev"
   "/usr/lib/x86_64-linux-gnu/libcrypto.so             libssl-dev"
   # store conformance on a real PostgreSQL (initdb and postgres run as the package's user)

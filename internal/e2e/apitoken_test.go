@@ -7,38 +7,15 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/mamori-dev/mamori/server/auth"
 	"github.com/mamori-dev/mamori/server/servertest"
 )
 
-var (
-	ctlBinOnce sync.Once
-	ctlBin     string
-	ctlBinErr  error
-)
-
 // buildCtl builds the real mamorictl binary once per test run.
 func buildCtl(t *testing.T) string {
-	t.Helper()
-	ctlBinOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "mamorictl-bin")
-		if err != nil {
-			ctlBinErr = err
-			return
-		}
-		ctlBin = filepath.Join(dir, "mamorictl")
-		out, err := exec.Command("go", "build", "-o", ctlBin, "../../server/cmd/mamorictl").CombinedOutput()
-		if err != nil {
-			ctlBinErr = &buildError{out: string(out), err: err}
-		}
-	})
-	if ctlBinErr != nil {
-		t.Fatalf("build mamorictl: %v", ctlBinErr)
-	}
-	return ctlBin
+	return buildOnce(t, "../../server/cmd/mamorictl", "mamorictl")
 }
 
 // ctlBinary runs the real mamorictl against server with token; it returns

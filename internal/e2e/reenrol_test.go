@@ -19,31 +19,52 @@ import (
 	"github.com/mamori-dev/mamori/server/servertest"
 )
 
-var (
-	agentBinOnce sync.Once
-	agentBin     string
-	agentBinErr  error
-)
+// builtBins are the real binaries built for this test run, by package.
+var builtBins struct {
+	sync.Mutex
+	m map[string]*builtBin
+}
+
+type builtBin struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// buildOnce builds the command in pkg (relative to this package) into a
+// temporary directory once per test run and returns its path.
+func buildOnce(t *testing.T, pkg, name string) string {
+	t.Helper()
+	builtBins.Lock()
+	if builtBins.m == nil {
+		builtBins.m = map[string]*builtBin{}
+	}
+	b := builtBins.m[pkg]
+	if b == nil {
+		b = &builtBin{}
+		builtBins.m[pkg] = b
+	}
+	builtBins.Unlock()
+	b.once.Do(func() {
+		dir, err := os.MkdirTemp("", name+"-bin")
+		if err != nil {
+			b.err = err
+			return
+		}
+		b.path = filepath.Join(dir, name)
+		if out, err := exec.Command("go", "build", "-o", b.path, pkg).CombinedOutput(); err != nil {
+			b.err = &buildError{out: string(out), err: err}
+		}
+	})
+	if b.err != nil {
+		t.Fatalf("build %s: %v", name, b.err)
+	}
+	return b.path
+}
 
 // buildAgent builds the real mamori-agent binary once per test run.
 func buildAgent(t *testing.T) string {
-	t.Helper()
-	agentBinOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "mamori-agent-bin")
-		if err != nil {
-			agentBinErr = err
-			return
-		}
-		agentBin = filepath.Join(dir, "mamori-agent")
-		out, err := exec.Command("go", "build", "-o", agentBin, "../../agent/cmd/mamori-agent").CombinedOutput()
-		if err != nil {
-			agentBinErr = &buildError{out: string(out), err: err}
-		}
-	})
-	if agentBinErr != nil {
-		t.Fatalf("build mamori-agent: %v", agentBinErr)
-	}
-	return agentBin
+	return buildOnce(t, "../../agent/cmd/mamori-agent", "mamori-agent")
 }
 
 type buildError struct {

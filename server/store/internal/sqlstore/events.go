@@ -169,14 +169,24 @@ func (s *Store) BackfillEventKinds(ctx context.Context) (int, error) {
 // scanEventStrict is scanEvent for the readers that report a damaged
 // stored event as an error.
 func scanEventStrict(r Rows) (store.StoredEvent, error) {
+	e, blob, err := scanEventRow(r)
+	if err != nil {
+		return e, err
+	}
+	return e, codec.Unmarshal(fmt.Sprintf("event %d", e.Seq), blob, e.Event)
+}
+
+// scanEventRow reads seq, device_id, event, received_at; the event is
+// left to decode.
+func scanEventRow(r Rows) (store.StoredEvent, []byte, error) {
 	var (
 		e    store.StoredEvent
 		blob []byte
 		at   Time
 	)
 	if err := r.Scan(&e.Seq, &e.DeviceID, &blob, &at); err != nil {
-		return e, err
+		return e, nil, err
 	}
 	e.Event, e.ReceivedAt = &mamoriv1.Event{}, at.T
-	return e, codec.Unmarshal(fmt.Sprintf("event %d", e.Seq), blob, e.Event)
+	return e, blob, nil
 }

@@ -405,16 +405,10 @@ func readCursors(ctx context.Context, q Q) (map[string]int64, error) {
 }
 
 func scanEvent(r Rows) (store.StoredEvent, error) {
-	var (
-		e    store.StoredEvent
-		blob []byte
-		at   Time
-	)
-	if err := r.Scan(&e.Seq, &e.DeviceID, &blob, &at); err != nil {
+	e, blob, err := scanEventRow(r)
+	if err != nil {
 		return e, err
 	}
-	e.ReceivedAt = at.T
-	e.Event = &mamoriv1.Event{}
 	if err := codec.Unmarshal(fmt.Sprintf("event %d", e.Seq), blob, e.Event); err != nil {
 		// A damaged blob is skipped, not fatal: the watcher must move on.
 		e.Event = &mamoriv1.Event{Kind: "undecodable"}
