@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -30,16 +31,21 @@ import (
 
 // The real-PAM test runs the real pam-auth-update against this machine's
 // PAM configuration — inside a private mount namespace (unshare -m) where
-// /etc/pam.d, /var/lib/pam, /usr/share/pam-configs, the debconf database,
-// the PAM module directory, /etc/passwd, /etc/shadow, /etc/group and /run
-// are bind-mounted copies. The host's files are never written; the parent
-// test checks that by hashing them before and after.
+// /etc, /var/lib/pam, /usr/share/pam-configs, the debconf database and
+// the PAM module directory are bind-mounted copies and /run is a fresh
+// tmpfs. The host's files are never written; the parent test checks that
+// by hashing them before and after.
+//
+// All of /etc is copied, not /etc/passwd, /etc/shadow and /etc/group one
+// by one: a bind mount over a single file is lost when the host replaces
+// that file by rename (useradd does; agent/pam/pamtest's sshd test runs
+// it in parallel), and the test user then vanished from the namespace in
+// the middle of the test — CI saw "password alone after revert" fail so.
 
 const inNamespaceEnv = "MAMORI_LOGINMFA_IN_NAMESPACE"
 
 // hostFiles are what pam-auth-update and the test could touch.
-var hostFiles = []string{"/etc/pam.d", "/var/lib/pam", "/usr/share/pam-configs", "/var/cache/debconf",
-	"/etc/passwd", "/etc/shadow", "/etc/group", "/etc/ssh"}
+var hostFiles = []string{"/etc", "/var/lib/pam", "/usr/share/pam-configs", "/var/cache/debconf"}
 
 func digestTree(t *testing.T, roots ...string) map[string]string {
 	t.Helper()
@@ -168,13 +174,72 @@ const securityDir = "/usr/lib/x86_64-linux-gnu/security"
 func bindCopy(t *testing.T, tmp, src string) string {
 	t.Helper()
 	dst := filepath.Join(tmp, "ns", strings.ReplaceAll(strings.Trim(src, "/"), "/", "_"))
-	if b, err := exec.Command("cp", "-a", src, dst).CombinedOutput(); err != nil {
-		t.Fatalf("cp -a %s: %v %s", src, err, b)
+	if err := copyTree(src, dst); err != nil {
+		t.Fatalf("copy %s: %v", src, err)
 	}
 	if err := syscall.Mount(dst, src, "", syscall.MS_BIND, ""); err != nil {
 		t.Fatalf("bind mount %s: %v", src, err)
 	}
 	return dst
+}
+
+// copyTree copies src to dst keeping modes and owners (sshd checks both
+// on its host keys). It is not cp -a because the host keeps writing /etc
+// meanwhile: a lock file or a temporary that vanishes between the
+// directory read and the open is skipped, not an error.
+func copyTree(src, dst string) error {
+	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		to := filepath.Join(dst, rel)
+		fi, err := os.Lstat(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		} else if err != nil {
+			return err
+		}
+		switch {
+		case fi.IsDir():
+			if err := os.Mkdir(to, fi.Mode().Perm()); err != nil {
+				return err
+			}
+		case fi.Mode()&fs.ModeSymlink != 0:
+			target, err := os.Readlink(p)
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			} else if err != nil {
+				return err
+			}
+			if err := os.Symlink(target, to); err != nil {
+				return err
+			}
+		case fi.Mode().IsRegular():
+			b, err := os.ReadFile(p)
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			} else if err != nil {
+				return err
+			}
+			if err := os.WriteFile(to, b, fi.Mode().Perm()); err != nil {
+				return err
+			}
+		default:
+			return nil // sockets and fifos: nothing PAM reads
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		if err := os.Lchown(to, int(st.Uid), int(st.Gid)); err != nil {
+			return err
+		}
+		if fi.Mode()&fs.ModeSymlink == 0 {
+			return os.Chmod(to, fi.Mode()&(fs.ModePerm|fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky))
+		}
+		return nil
+	})
 }
 
 const (
