@@ -1,6 +1,7 @@
 // Package credprov holds mamori-cp.dll, the Windows credential provider
 // and filter (C, no Go runtime inside LogonUI: src/provider.c, cpcore.c,
-// cpdefs.h), and what builds and tests it from Go. The agent's side of
+// cpdefs.h, and argon2id.c, our own BLAKE2b and argon2id for the
+// break-glass check while the agent is down), and what builds and tests it from Go. The agent's side of
 // the conversation is agent/localapi's named pipe; the login-mfa control
 // (agent/loginmfa) registers the DLL. docs/windows.md has the whole
 // picture.
@@ -27,14 +28,15 @@ const CC = "x86_64-w64-mingw32-gcc"
 func DLLArgs(srcDir, out string) []string {
 	return []string{"-shared", "-O2", "-Wall", "-Wextra", "-Werror", "-static", "-static-libgcc", "-s",
 		"-o", out, filepath.Join(srcDir, "src", "provider.c"), filepath.Join(srcDir, "src", "cpcore.c"),
-		"-ladvapi32", "-lole32", "-luuid"}
+		filepath.Join(srcDir, "src", "argon2id.c"), "-ladvapi32", "-lole32", "-luuid"}
 }
 
 // StandInArgs build standin.exe, the LogonUI stand-in the tests drive
 // (never shipped).
 func StandInArgs(srcDir, out string) []string {
 	return []string{"-O2", "-Wall", "-Wextra", "-Werror", "-o", out,
-		filepath.Join(srcDir, "src", "standin", "standin.c"), filepath.Join(srcDir, "src", "cpcore.c"), "-lole32", "-luuid", "-lshell32"}
+		filepath.Join(srcDir, "src", "standin", "standin.c"), filepath.Join(srcDir, "src", "cpcore.c"),
+		filepath.Join(srcDir, "src", "argon2id.c"), "-lole32", "-luuid", "-lshell32"}
 }
 
 // Build runs cc with args.

@@ -17,9 +17,10 @@ import (
 	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
 )
 
-// BreakGlass is the root-only file of hashed one-time recovery codes that
-// both the agent and pam_mamori.so consume, so recovery works when the
-// agent is down (docs/mfa.md). One line per unused code:
+// BreakGlass is the root-only (on Windows SYSTEM/Administrators-only) file
+// of hashed one-time recovery codes that the agent, pam_mamori.so and
+// mamori-cp.dll consume, so recovery works when the agent is down
+// (docs/mfa.md, docs/windows.md). One line per unused code:
 //
 //	USER SALT_HEX HASH
 //
@@ -37,7 +38,8 @@ import (
 // (Verifier.ReportBreakGlass) and nothing twice.
 // Writers take an exclusive flock on PATH.lock; the file is replaced by
 // rename, so readers never see half a file. pam_mamori.c implements the
-// same format; change both or neither.
+// same format, and so does agent/credprov/src/cpcore.c (cp_bg_take); change
+// all three or none.
 type BreakGlass struct {
 	Path string
 }

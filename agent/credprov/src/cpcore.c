@@ -1,8 +1,11 @@
 /*
- * cpcore.c — see cpcore.h. Portable C99; no allocation, every write
- * bounded by the caller's capacity.
+ * cpcore.c — see cpcore.h. Portable C99; every write bounded by the
+ * caller's capacity. The only allocation is argon2id's memory
+ * (argon2id.c), once per KDF run, wiped and freed.
  */
 #include "cpcore.h"
+
+#include "argon2id.h"
 
 #include "../../pam/mamori_common.h"
 
@@ -243,15 +246,77 @@ static int words(const char *line, size_t n, const char *w[3], size_t wl[3])
 	return (int)k;
 }
 
+uint8_t cp_code_tag(const char *norm)
+{
+	static const char dom[] = "mamori code tag v1"; /* hashed with its NUL */
+	struct sha256 s;
+	unsigned char d[32];
+	uint8_t tag;
+	sha256_init(&s);
+	sha256_update(&s, (const unsigned char *)dom, sizeof dom);
+	sha256_update(&s, (const unsigned char *)norm, strlen(norm));
+	sha256_final(&s, d);
+	tag = d[0];
+	cp_wipe(d, sizeof d);
+	cp_wipe(&s, sizeof s);
+	return tag;
+}
+
+/* legacy_match: a "SALT_HEX SHA256_HEX" pair against norm. */
+static int legacy_match(const char *salt_w, size_t sl, const char *hash_w, const char *norm)
+{
+	unsigned char salt[64], dig[32];
+	char salt_hex[129], mine[65];
+	struct sha256 s;
+	int i, ok;
+	if (sl % 2 != 0 || sl > 128)
+		return 0;
+	memcpy(salt_hex, salt_w, sl);
+	salt_hex[sl] = 0;
+	if (unhex(salt_hex, sl, salt) != 0)
+		return 0;
+	sha256_init(&s);
+	sha256_update(&s, salt, sl / 2);
+	sha256_update(&s, (const unsigned char *)norm, CODE_LEN);
+	sha256_final(&s, dig);
+	for (i = 0; i < 32; i++)
+		snprintf(mine + 2 * i, 3, "%02x", dig[i]);
+	ok = equal_ct(mine, hash_w, 64);
+	cp_wipe(mine, sizeof mine);
+	cp_wipe(dig, sizeof dig);
+	return ok;
+}
+
+/* is_kdf: an argon2id string by its prefix, as mfabundle.IsCodeKDF. */
+static int is_kdf(const char *w, size_t wl) { return wl >= 10 && memcmp(w, "$argon2id$", 10) == 0; }
+
+/* kdf_match: an argon2id string against norm, within the budget left
+ * (*budget, KiB-passes; spent when the KDF runs). The tag byte is
+ * checked first: another code's line costs no KDF run. */
+static int kdf_match(const char *w, size_t wl, const char *norm, uint8_t tag, uint64_t *budget)
+{
+	struct cp_kdf k;
+	int ok;
+	if (cp_kdf_parse(w, wl, &k) != 0 || k.salt[0] != tag || cp_kdf_cost(&k) > *budget)
+		return 0;
+	*budget -= cp_kdf_cost(&k);
+	ok = cp_kdf_verify(&k, norm, CODE_LEN) == 1;
+	cp_wipe(&k, sizeof k);
+	return ok;
+}
+
 int cp_bg_take(const char *data, size_t n, const char *user, const char *norm, char *keep, size_t cap,
-	       size_t *keep_len, char hash[65])
+	       size_t *keep_len, char *hash)
 {
 	size_t off = 0, out = 0, ul;
+	uint64_t budget = CP_BG_KDF_BUDGET;
+	uint8_t tag;
 	int found = 0;
 	if (data == NULL || user == NULL || norm == NULL || keep == NULL || keep_len == NULL || hash == NULL ||
 	    strlen(norm) != CODE_LEN || (ul = strlen(user)) == 0 || ul > CP_MAX_FIELD)
 		return -1;
 	hash[0] = 0;
+	tag = cp_code_tag(norm);
 	while (off < n) {
 		const char *line = data + off, *nl = memchr(line, '\n', n - off);
 		size_t len = nl ? (size_t)(nl - line) : n - off;
@@ -259,27 +324,13 @@ int cp_bg_take(const char *data, size_t n, const char *user, const char *norm, c
 		size_t wl[3];
 		off += len + (nl ? 1 : 0);
 		if (!found && len > 0 && line[0] != '#' && words(line, len, w, wl) == 3 && wl[0] == ul &&
-		    memcmp(w[0], user, ul) == 0 && wl[1] % 2 == 0 && wl[1] <= 128 && wl[2] == 64) {
-			unsigned char salt[64], dig[32];
-			char salt_hex[129], mine[65];
-			struct sha256 s;
-			int i;
-			memcpy(salt_hex, w[1], wl[1]);
-			salt_hex[wl[1]] = 0;
-			if (unhex(salt_hex, wl[1], salt) == 0) {
-				sha256_init(&s);
-				sha256_update(&s, salt, wl[1] / 2);
-				sha256_update(&s, (const unsigned char *)norm, CODE_LEN);
-				sha256_final(&s, dig);
-				for (i = 0; i < 32; i++)
-					snprintf(mine + 2 * i, 3, "%02x", dig[i]);
-				if (equal_ct(mine, w[2], 64)) {
-					memcpy(hash, w[2], 64);
-					hash[64] = 0;
-					found = 1;
-					continue;
-				}
-			}
+		    memcmp(w[0], user, ul) == 0 && wl[2] <= CP_BG_MAX_HASH &&
+		    (is_kdf(w[2], wl[2]) ? kdf_match(w[2], wl[2], norm, tag, &budget)
+						: wl[2] == 64 && legacy_match(w[1], wl[1], w[2], norm))) {
+			memcpy(hash, w[2], wl[2]);
+			hash[wl[2]] = 0;
+			found = 1;
+			continue;
 		}
 		if (out + len + 1 > cap)
 			return -1;
@@ -308,8 +359,19 @@ size_t cp_used_line(char *out, size_t cap, const char *hash, const char *user, c
 {
 	char fu[65], fs[65], fr[65];
 	int n;
-	if (hash == NULL || strlen(hash) != 64)
+	struct cp_kdf k;
+	size_t hl, i;
+	if (hash == NULL || (hl = strlen(hash)) == 0 || hl > CP_BG_MAX_HASH)
 		return 0;
+	if (!is_kdf(hash, hl)) {
+		if (hl != 64)
+			return 0;
+		for (i = 0; i < hl; i++)
+			if (!isxdigit((unsigned char)hash[i]))
+				return 0;
+	} else if (cp_kdf_parse(hash, hl, &k) != 0) {
+		return 0;
+	}
 	used_field(fu, sizeof fu, user);
 	used_field(fs, sizeof fs, service);
 	used_field(fr, sizeof fr, rhost);

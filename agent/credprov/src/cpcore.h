@@ -82,20 +82,42 @@ struct cp_kerb {
  * 0 or -1. */
 int cp_unpack_kerb(const uint8_t *in, size_t n, struct cp_kerb *out);
 
+/* A hash on a break-glass line: hex SHA-256 (64) or an argon2id string
+ * (agent/mfa MaxBreakGlassHash). */
+#define CP_BG_MAX_HASH 200
+
+/* The argon2id work one cp_bg_take may spend, in KiB-passes (m*t): one
+ * run at the largest parameters the parser accepts (64 MiB, 8 passes),
+ * or 512 runs at the issued ones (1 MiB, 1 pass). A line past the budget
+ * is kept and not matched, so a hostile file cannot make LogonUI spend
+ * more than that on one answer. */
+#define CP_BG_KDF_BUDGET (64ULL * 1024 * 8)
+
 /* cp_bg_take finds user's recovery code norm (normalised, CODE_LEN
- * characters) in the break-glass file data (n bytes, as read). The lines
+ * characters) in the break-glass file data (n bytes, as read). A line is
+ * "USER SALT_HEX HASH" where HASH is hex SHA-256(salt || code) (codes
+ * issued before issue 14 item 8) or an argon2id string with a salt per
+ * code (internal/mfabundle HashCodeKDF): its salt's first byte is the
+ * code's tag, checked before the KDF runs, as the Go side does. The lines
  * to keep are written to keep (cap bytes; *keep_len), the used code's
- * hash to hash (65 bytes). 1 when found, 0 when not, -1 on bad input or
- * a buffer too small. agent/mfa (breakglass.go) and pam_mamori.c read the
- * same format. */
+ * hash, as the line has it, to hash (CP_BG_MAX_HASH + 1 bytes): the agent
+ * names the code by it (mfabundle.CodeID). 1 when found, 0 when not, -1 on
+ * bad input or a buffer too small. agent/mfa (breakglass.go) and
+ * pam_mamori.c read the same format. */
 int cp_bg_take(const char *data, size_t n, const char *user, const char *norm, char *keep, size_t cap,
-	       size_t *keep_len, char hash[65]);
+	       size_t *keep_len, char *hash);
 
 /* cp_used_line writes the break-glass .used line
  * "HASH USER SERVICE RHOST UNIX_TIME\n" (fields as pam_mamori.c writes
- * them). Returns its length, or 0 if it does not fit. */
+ * them; HASH as cp_bg_take gave it: 64 hex digits or an argon2id string
+ * of at most CP_BG_MAX_HASH bytes). Returns its length, or 0 if it does
+ * not fit or the hash is neither. */
 size_t cp_used_line(char *out, size_t cap, const char *hash, const char *user, const char *service, const char *rhost,
 		    long long unix_time);
+
+/* cp_code_tag is the tag byte of a normalised code (internal/mfabundle
+ * codeTag): the first byte of SHA-256("mamori code tag v1" NUL || norm). */
+uint8_t cp_code_tag(const char *norm);
 
 /* cp_normalise_code: the recovery-code shape (mamori_common.h). 0 when
  * code is a recovery code; norm gets CODE_LEN characters and a NUL. */

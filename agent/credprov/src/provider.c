@@ -12,9 +12,10 @@
  *   KERB_INTERACTIVE_UNLOCK_LOGON of user name + password, and Windows
  *   checks the password as usual. Agent unreachable → refused, except a
  *   one-time recovery code checked here against the break-glass file the
- *   agent keeps (SYSTEM/Administrators-only), consumed under a lock, its
- *   use appended to FILE.used for the agent to report (agent/mfa,
- *   breakglass.go). Other scenarios (CREDUI, change password, PLAP) are
+ *   agent keeps (SYSTEM/Administrators-only; argon2id with a salt per
+ *   code, by our own argon2id.c, or SHA-256 for codes issued before),
+ *   consumed under a lock, its use appended to FILE.used for the agent
+ *   to report (agent/mfa, breakglass.go). Other scenarios (CREDUI, change password, PLAP) are
  *   declined: the tile does not appear there and nothing is weakened.
  *
  *   the filter (MAMORI_CLSID_Filter): in enforce mode, for logon and
@@ -326,7 +327,7 @@ static int write_all(HANDLE h, const void *p, size_t n)
 /* breakglass consumes user's recovery code; 1 if it was one. */
 static int breakglass(const struct cfg *c, const char *user, const char *code, const char *service)
 {
-	char norm[11], hash[65], *data = NULL, *keep = NULL, line[300];
+	char norm[11], hash[CP_BG_MAX_HASH + 1], *data = NULL, *keep = NULL, line[512];
 	WCHAR path[MAX_PATH + 16];
 	HANDLE lock = INVALID_HANDLE_VALUE, f = INVALID_HANDLE_VALUE, u = INVALID_HANDLE_VALUE, t = INVALID_HANDLE_VALUE;
 	OVERLAPPED ov;
