@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,6 +25,7 @@ import (
 	"github.com/mamori-dev/mamori/agent/mfa"
 	"github.com/mamori-dev/mamori/agent/mfa/mfatest"
 	"github.com/mamori-dev/mamori/agent/spool"
+	"github.com/mamori-dev/mamori/internal/mfabundle"
 	"github.com/mamori-dev/mamori/internal/totp"
 	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
 )
@@ -104,10 +106,20 @@ type standInResult map[string]string
 
 var kvRE = regexp.MustCompile(`(\w+)=(\S*)`)
 
+// lineKV reads the key=value pairs of one line of the stand-in's output
+// as they are (no hex decoding), the whole line under "line".
+func lineKV(l string) standInResult {
+	r := standInResult{"line": strings.TrimSpace(l)}
+	for _, m := range kvRE.FindAllStringSubmatch(l, -1) {
+		r[m[1]] = m[2]
+	}
+	return r
+}
+
 func runStandIn(t *testing.T, exe string, args ...string) standInResult {
 	t.Helper()
 	timeout := time.Minute
-	if args[0] == "bench" || args[0] == "pipebench" {
+	if args[0] == "bench" || args[0] == "pipebench" || args[0] == "bgbench" || args[0] == "kdfbench" {
 		timeout = 15 * time.Minute // make bench runs thousands, on a shared machine
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
@@ -184,11 +196,14 @@ func TestWindowsStandIn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// tanaka's recovery codes as the server issues them (SHA-256 under
-	// the user's salt: the DLL checks them itself with the agent down).
-	tanaka, bench := mfatest.NewLegacyUser(t, "tanaka"), mfatest.NewUser(t, "bench")
+	// tanaka's recovery codes as the server issues them (argon2id with a
+	// salt per code, issue 14 item 8: the DLL checks them itself with the
+	// agent down, argon2id.c); sato's as servers issued them before
+	// (SHA-256 under the user's salt), which still work until used.
+	tanaka, bench := mfatest.NewUser(t, "tanaka"), mfatest.NewUser(t, "bench")
+	sato := mfatest.NewLegacyUser(t, "sato")
 	tanaka.Secret, tanaka.Record.TotpSecret = secret, secret
-	if err := v.TakeBundle(ctx, "dev-wine", mfatest.Seal(t, v.PublicKey(), "dev-wine", "g1.p1", tanaka, bench)); err != nil {
+	if err := v.TakeBundle(ctx, "dev-wine", mfatest.Seal(t, v.PublicKey(), "dev-wine", "g1.p1", tanaka, sato, bench)); err != nil {
 		t.Fatal(err)
 	}
 	u, err := windows.GetCurrentProcessToken().GetTokenUser()
@@ -499,21 +514,87 @@ func TestWindowsStandIn(t *testing.T) {
 		refused(t, runStandIn(t, standin, "logon", "tanaka", password, code(+1)), "cannot be reached")
 	})
 	t.Run("agent down: recovery code once", func(t *testing.T) {
+		// argon2id (as issued now), then a legacy SHA-256 code: each
+		// accepted once by the DLL's own check, refused the second time.
 		allowed(t, runStandIn(t, standin, "logon", "tanaka", password, tanaka.RecoveryCodes[1]), "tanaka", computer, "2")
 		refused(t, runStandIn(t, standin, "logon", "tanaka", password, tanaka.RecoveryCodes[1]), "cannot be reached")
+		allowed(t, runStandIn(t, standin, "logon", "sato", password, sato.RecoveryCodes[0]), "sato", computer, "2")
+		refused(t, runStandIn(t, standin, "logon", "sato", password, sato.RecoveryCodes[0]), "cannot be reached")
+		// Another user's code is not tanaka's.
+		refused(t, runStandIn(t, standin, "logon", "tanaka", password, sato.RecoveryCodes[1]), "cannot be reached")
 		used, err := os.ReadFile(cp.BreakGlass + ".used")
-		if err != nil || !bytes.Contains(used, []byte(" tanaka windows-logon - ")) {
+		if err != nil || !bytes.Contains(used, []byte(tanaka.Record.RecoveryCodeHashes[1]+" tanaka windows-logon - ")) ||
+			!bytes.Contains(used, []byte(sato.Record.RecoveryCodeHashes[0]+" sato windows-logon - ")) {
 			t.Fatalf("breakglass.used: %q %v", used, err)
 		}
+		// The lines are gone from the file the DLL reads; the others stay.
+		bg, err := os.ReadFile(cp.BreakGlass)
+		if err != nil || bytes.Contains(bg, []byte(tanaka.Record.RecoveryCodeHashes[1])) ||
+			bytes.Contains(bg, []byte(sato.Record.RecoveryCodeHashes[0])) || !bytes.Contains(bg, []byte(tanaka.Record.RecoveryCodeHashes[2])) {
+			t.Fatalf("breakglass after the uses: %q %v", bg, err)
+		}
+		// Back: the agent reports both uses, each by the code ID the
+		// server gives the hash it holds (mfabundle.CodeID), so the
+		// server marks exactly those codes used.
 		v.ReportBreakGlass(ctx)
-		var via string
+		reported := map[string]string{}
 		for _, e := range em.Events() {
-			if e.Kind == mfa.KindRecoveryUsed {
-				via = e.Attrs["via"]
+			if e.Kind == mfa.KindRecoveryUsed && e.Attrs["via"] == "break-glass" {
+				reported[e.Attrs["code_id"]] = e.Attrs["user"]
 			}
 		}
-		if via != "break-glass" {
-			t.Fatal("the break-glass use was not reported")
+		if want := map[string]string{mfabundle.CodeID(tanaka.Record.RecoveryCodeHashes[1]): "tanaka",
+			mfabundle.CodeID(sato.Record.RecoveryCodeHashes[0]): "sato"}; !maps.Equal(reported, want) {
+			t.Fatalf("break-glass uses reported %v, want %v", reported, want)
+		}
+	})
+	// The DLL's offline check, argon2id (1 MiB, 1 pass) beside the legacy
+	// SHA-256, in the same run: whole GetSerializations that consume a
+	// code each, and cp_bg_take alone on one line in memory.
+	t.Run("agent down: offline check time", func(t *testing.T) {
+		bn := 200
+		if s := os.Getenv("MAMORI_CP_BG_N"); s != "" {
+			if bn, err = strconv.Atoi(s); err != nil || bn < 1 || bn > 1000 {
+				t.Fatalf("MAMORI_CP_BG_N=%q", s)
+			}
+		}
+		kdfUser, shaUser := mfatest.NewUserN(t, "bgkdf", bn, true), mfatest.NewUserN(t, "bgsha", bn, false)
+		// The file as the agent writes it from a bundle (BreakGlass.Replace).
+		if err := (&mfa.BreakGlass{Path: cp.BreakGlass}).Replace([]*mamoriv1.MFAUserSecret{kdfUser.Record, shaUser.Record}); err != nil {
+			t.Fatal(err)
+		}
+		r := runStandIn(t, standin, "bgbench", password, "bgkdf", strings.Join(kdfUser.RecoveryCodes, ","),
+			"bgsha", strings.Join(shaUser.RecoveryCodes, ","))
+		lines := map[string]standInResult{}
+		for _, l := range strings.Split(r["line"], "\n") {
+			if f := lineKV(l); f["who"] != "" {
+				lines[f["who"]] = f
+			}
+		}
+		for _, u := range []string{"bgkdf", "bgsha"} {
+			l := lines[u]
+			if l["allowed"] != strconv.Itoa(bn) {
+				t.Fatalf("%s: %d codes, allowed %q:\n%s", u, bn, l["allowed"], r["line"])
+			}
+		}
+		t.Logf("BENCH agent down, a whole GetSerialization with the break-glass check (lock, read, hash, .used, rewrite): argon2id: %s", lines["bgkdf"]["line"])
+		t.Logf("BENCH agent down, the same with legacy SHA-256 codes: %s", lines["bgsha"]["line"])
+		code := kdfUser.RecoveryCodes[0]
+		kdfLine := "u 00 " + kdfUser.Record.RecoveryCodeHashes[0] + "\n"
+		shaLine := "u " + hex.EncodeToString(kdfUser.Record.RecoverySalt) + " " + mfabundle.HashRecoveryCode(kdfUser.Record.RecoverySalt, code) + "\n"
+		r = runStandIn(t, standin, "kdfbench", strconv.Itoa(bn), "u", code, kdfLine, shaLine)
+		seen := 0
+		for _, l := range strings.Split(r["line"], "\n") {
+			if f := lineKV(l); f["hash"] == "1" || f["hash"] == "2" {
+				if f["found"] != strconv.Itoa(bn) {
+					t.Fatalf("kdfbench: %s", l)
+				}
+				seen++
+				t.Logf("BENCH the check alone (cp_bg_take on one line in memory), %s: %s", map[string]string{"1": "argon2id", "2": "SHA-256"}[f["hash"]], l)
+			}
+		}
+		if seen != 2 {
+			t.Fatalf("kdfbench: %s", r["line"])
 		}
 	})
 

@@ -94,13 +94,15 @@ func testMFAEnrolAndBundle(t *testing.T, o servertest.Options) {
 	if string(tu.TotpSecret) != string(secret) || tu.Digits != 6 || tu.PeriodSeconds != 30 || len(tu.RecoveryCodeHashes) != 10 {
 		t.Fatalf("bundle entry does not match the enrolment: %+v", tu)
 	}
-	// SHA-256 under the user's salt, the format mamori-cp.dll checks on
-	// Windows with the agent down (server/mfa Enroll says why it is not
-	// argon2id yet): the code verifies against exactly one of the hashes.
+	// argon2id with a salt per code (issue 14 item 8): every hash is
+	// argon2id, and the code verifies against exactly one of them.
+	if n := len(slices.DeleteFunc(slices.Clone(tu.RecoveryCodeHashes), func(h string) bool { return mfabundle.IsCodeKDF(h) })); n != 0 {
+		t.Fatalf("%d recovery-code hashes in the bundle are not argon2id", n)
+	}
 	if n := len(slices.DeleteFunc(slices.Clone(tu.RecoveryCodeHashes), func(h string) bool {
-		return mfabundle.IsCodeKDF(h) || !mfabundle.VerifyCode(h, tu.RecoverySalt, en.RecoveryCodes[3])
+		return !mfabundle.IsCodeKDF(h) || !mfabundle.VerifyCode(h, tu.RecoverySalt, en.RecoveryCodes[3])
 	})); n != 1 {
-		t.Fatalf("recovery code verifies against %d SHA-256 hashes in the bundle, want 1", n)
+		t.Fatalf("recovery code verifies against %d argon2id hashes in the bundle, want 1", n)
 	}
 	if _, err := mfabundle.Open(key, "another-device", sb.Sealed); err == nil {
 		t.Fatal("bundle opens under another device ID")

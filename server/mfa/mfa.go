@@ -129,18 +129,17 @@ func (k *Key) Enroll(user, operatorID string, now time.Time) (Enrollment, error)
 	}
 	salt := make([]byte, 16)
 	rand.Read(salt)
-	// Recovery codes stay SHA-256 under the per-user salt
-	// (mfabundle.HashRecoveryCode), not argon2id (HashCodeKDF), although
-	// the agent and pam_mamori.so verify both: they are also the Windows
-	// terminals' break-glass codes, checked by mamori-cp.dll while the
-	// agent is down, and the DLL has no argon2id. Issuing argon2id here
-	// left every code issued since unusable on Windows with the agent
-	// down (agent/loginmfa TestUnderWine, "agent down: recovery code
-	// once"): fail closed, but no way back. Temporary codes, checked only
-	// by the agent, are argon2id (lifecycle.go). docs/security.md.
+	// Each code argon2id-hashed with a salt of its own (issue 14 item 8;
+	// mfabundle.HashCodeKDF). The agent, pam_mamori.so and, for the
+	// break-glass check while the agent is down, mamori-cp.dll
+	// (agent/credprov/src/argon2id.c) verify them. The per-user salt
+	// stays: hashes made before keep verifying with it (all three read
+	// both) until the user is re-enrolled. docs/security.md.
 	hashes := make([]string, len(codes))
 	for i, c := range codes {
-		hashes[i] = mfabundle.HashRecoveryCode(salt, c)
+		if hashes[i], err = mfabundle.HashCodeKDF(c); err != nil {
+			return Enrollment{}, err
+		}
 	}
 	p := totp.Default()
 	return Enrollment{

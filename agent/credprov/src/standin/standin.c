@@ -26,6 +26,16 @@
  *       DLLLOAD us=…: what the DLL itself adds to LogonUI's start, COM
  *       already up: LoadLibrary, DllGetClassObject, CreateInstance,
  *       SetUsageScenario, the field descriptors, the tile
+ *   standin bgbench PASSWORD USER1 CODES1 USER2 CODES2
+ *       BGBENCH who=USER n=N allowed=N p50_us=… p99_us=… max_us=…, one
+ *       line for each user: whole GetSerializations with the agent down
+ *       (the break-glass check in the DLL: lock, read, the hash, the
+ *       .used line, the rewrite), CODES comma-separated, USER1's i-th
+ *       code then USER2's i-th, so the load falls on both alike
+ *   standin kdfbench N USER CODE LINE1 LINE2
+ *       KDFBENCH hash=1|2 n=N found=N p50_us=… p99_us=… max_us=…:
+ *       cp_bg_take alone (no file) on a one-line break-glass file, the
+ *       two lines in turn (an argon2id line and a SHA-256 one)
  *   standin pipebench N USER CODE PIPE [PIPE2…]
  *       PIPEBENCH n=N p50_us=… p99_us=… max_us=… connect_p99_us=…
  *       write_p99_us=… answer_p99_us=… close_p99_us=… busy=N: the code
@@ -283,6 +293,22 @@ static int one_logon(ICredentialProvider *p, CREDENTIAL_PROVIDER_USAGE_SCENARIO 
 	return (int)r;
 }
 
+/* next_code cuts the next comma-separated item off *rest; NULL at the end. */
+static WCHAR *next_code(WCHAR **rest)
+{
+	WCHAR *s = *rest, *e;
+	if (s == NULL || *s == 0)
+		return NULL;
+	e = wcschr(s, L',');
+	if (e) {
+		*e = 0;
+		*rest = e + 1;
+	} else {
+		*rest = s + wcslen(s);
+	}
+	return s;
+}
+
 static int cmp_ll(const void *a, const void *b)
 {
 	LONGLONG x = *(const LONGLONG *)a, y = *(const LONGLONG *)b;
@@ -457,6 +483,53 @@ int main(int argc, char **argv)
 		printf("BENCH n=%d p50_us=%lld p99_us=%lld max_us=%lld load_us=%lld\n", n, (long long)t[n / 2],
 		       (long long)t[(n * 99) / 100 < n ? (n * 99) / 100 : n - 1], (long long)t[n - 1], (long long)load_us);
 		p->lpVtbl->Release(p);
+	} else if (strcmp(argv[1], "bgbench") == 0 && argc == 7) {
+		static LONGLONG t[2][1000];
+		int allowed[2] = {0, 0}, n[2] = {0, 0}, k;
+		WCHAR *rest[2], *tok[2];
+		ICredentialProvider *p = load(&load_us);
+		rest[0] = wargv[4], rest[1] = wargv[6];
+		tok[0] = next_code(&rest[0]);
+		tok[1] = next_code(&rest[1]);
+		while ((tok[0] || tok[1]) && n[0] < 1000 && n[1] < 1000) {
+			for (k = 0; k < 2; k++) {
+				if (tok[k] == NULL)
+					continue;
+				if (one_logon(p, CPUS_LOGON, wargv[3 + 2 * k], wargv[2], tok[k], 0, 0, &t[k][n[k]]) ==
+				    CPGSR_RETURN_CREDENTIAL_FINISHED)
+					allowed[k]++;
+				n[k]++;
+				tok[k] = next_code(&rest[k]);
+			}
+		}
+		for (k = 0; k < 2; k++) {
+			if (n[k] == 0)
+				continue;
+			qsort(t[k], (size_t)n[k], sizeof t[k][0], cmp_ll);
+			printf("BGBENCH who=%s n=%d allowed=%d p50_us=%lld p99_us=%lld max_us=%lld\n", argv[3 + 2 * k], n[k],
+			       allowed[k], (long long)t[k][n[k] / 2], (long long)t[k][(n[k] * 99) / 100], (long long)t[k][n[k] - 1]);
+		}
+		p->lpVtbl->Release(p);
+	} else if (strcmp(argv[1], "kdfbench") == 0 && argc == 7) {
+		int n = atoi(argv[2]), i, k, found[2] = {0, 0};
+		LONGLONG *t[2];
+		char norm[11], keep[512], hash[CP_BG_MAX_HASH + 1];
+		if (n < 1 || n > 100000 || cp_normalise_code(argv[4], norm) != 0)
+			return 2;
+		t[0] = calloc((size_t)n, sizeof(LONGLONG)), t[1] = calloc((size_t)n, sizeof(LONGLONG));
+		for (i = 0; i < n; i++)
+			for (k = 0; k < 2; k++) {
+				size_t kl = 0;
+				LONGLONG t0 = now_us();
+				found[k] += cp_bg_take(argv[5 + k], strlen(argv[5 + k]), argv[3], norm, keep, sizeof keep, &kl,
+						       hash) == 1;
+				t[k][i] = now_us() - t0;
+			}
+		for (k = 0; k < 2; k++) {
+			qsort(t[k], (size_t)n, sizeof(LONGLONG), cmp_ll);
+			printf("KDFBENCH hash=%d n=%d found=%d p50_us=%lld p99_us=%lld max_us=%lld\n", k + 1, n, found[k],
+			       (long long)t[k][n / 2], (long long)t[k][(n * 99) / 100], (long long)t[k][n - 1]);
+		}
 	} else if (strcmp(argv[1], "dllload") == 0 && argc == 3) {
 		typedef HRESULT(WINAPI * getclass_fn)(REFCLSID, REFIID, void **);
 		LONGLONG t0 = now_us();
