@@ -30,7 +30,7 @@ func TestDeviceList(t *testing.T) {
 		}
 		for _, w := range notWant {
 			if strings.Contains(p.body, w) {
-				t.Errorf("GET %s shows %q", path, w)
+				t.Errorf("GET %s shows %q: %s", path, w, p.body[max(0, strings.Index(p.body, w)-150):strings.Index(p.body, w)+50])
 			}
 		}
 		return p
@@ -50,6 +50,10 @@ func TestDeviceList(t *testing.T) {
 	}
 	// The fleet page's counts and group rows link to these lists.
 	has("/fleet", []string{`href="/devices?state=noncompliant"`, `href="/devices?group=%e5%b8%82%e6%b0%91%e8%aa%b2&amp;state=offline"`}, nil)
+
+	// The page's own links (CSV, pager) carry their queries as queries,
+	// not as one escaped key ("format%3dcsv" before this was fixed).
+	has("/devices?state=noncompliant", []string{`href="/devices?format=csv&amp;state=noncompliant"`}, []string{"devices?format%3d"})
 
 	// CSV: every device, formula-safe, audited.
 	p = b.get("/devices?format=csv")

@@ -31,6 +31,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -159,6 +160,8 @@ type Console struct {
 	seeds   *auth.SeedKey
 	// auditCA verifies the audit log's signed checkpoints (evidence.go).
 	auditCA *x509.Certificate
+	// chain is the audit chain verified so far (audit.go).
+	chain chainCache
 }
 
 // Cookie names. __Host- makes the browser insist on Secure, Path=/ and no
@@ -211,6 +214,10 @@ func New(d Deps) (*Console, error) {
 		return (ok && u == unit) || (!ok && unit == "m")
 	}
 	funcs["list"] = func(xs ...string) []string { return xs }
+	// query puts an encoded query string into a URL as it is: html/template
+	// would escape a plain string's & and = as data. It is parsed and
+	// encoded again, so only a well-formed query gets through.
+	funcs["query"] = safeQuery
 	funcs["isDate"] = func(s string) bool { _, err := time.Parse(time.DateOnly, s); return s == "" || err == nil }
 	// Names of controls and modes in the reader's language (issue #19).
 	funcs["ctlName"] = controlName
@@ -433,4 +440,14 @@ func (c *Console) formatTimestamp(t *timestamppb.Timestamp) string {
 
 func complianceClass(s mamoriv1.Compliance) string {
 	return strings.ToLower(strings.TrimPrefix(s.String(), "COMPLIANCE_"))
+}
+
+// safeQuery is s, a query string, re-encoded as a URL part; "" when s
+// does not parse.
+func safeQuery(s string) template.URL {
+	v, err := url.ParseQuery(s)
+	if err != nil {
+		return ""
+	}
+	return template.URL(v.Encode())
 }
