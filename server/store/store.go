@@ -314,6 +314,11 @@ type DeviceQuery struct {
 	Sort             DeviceSort // '' is SortHostname
 	Desc             bool
 	Offset, Limit    int
+	// After and Before page by keyset: the page of Limit devices that
+	// follow (precede) the device with this ID in the order, returned in
+	// the order; at most one, and no Offset with either. An unknown ID is
+	// ErrNotFound. A page costs the same wherever it is in the list.
+	After, Before string
 }
 
 // DeviceFacets are the values the device list's filters offer.

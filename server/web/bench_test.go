@@ -372,31 +372,37 @@ func BenchmarkConsoleDeviceList(b *testing.B) {
 	ref := openBenchConsoleSize(b, benchReference)
 	empty := bc.mean(b, "/search", `id="q"`, 50)
 	b.Logf("baseline: signed-in empty page %.3f ms", empty)
-	// page: 0 for the first page; else page n of the full fleet and the
-	// same place in the one of 1,000 devices.
+	// A deep page is what the pager's links ask for: the page after a
+	// device (keyset), here one at about frac % of the list — the same
+	// place in both data sets.
 	type listCase struct{ name, path, ref, want string }
-	c := func(name, path string, page int, want string) listCase {
-		if page == 0 {
-			return listCase{name, path, path, want}
+	c := func(name, path string, want string) listCase { return listCase{name, path, path, want} }
+	after := func(name, path string, frac, plus int, want string) listCase {
+		at := func(n int) string {
+			return fmt.Sprintf("%s&page=%d&after=dev-%06d", path, n*frac/100/50+1, n*frac/100+plus)
 		}
-		small := max(1, page/100)
-		return listCase{name, fmt.Sprintf("%s&page=%d", path, pick(page, small)), fmt.Sprintf("%s&page=%d", path, small), want}
+		return listCase{name, at(benchFleet.devices), at(benchReference.devices), want}
 	}
 	const list = `id="devices"`
 	for _, x := range []listCase{
-		c("first page", "/devices", 0, "pc-000001"),
-		c("state noncompliant by since", "/devices?state=noncompliant&sort=failing_since", 0, list),
-		c("state offline by last report", "/devices?state=offline&sort=last_seen", 0, list),
-		c("group", "/devices?group=%E8%AA%B2-03&sort=group", 0, list),
-		c("group and state", "/devices?group=%E8%AA%B2-03&state=noncompliant", 0, list),
-		c("sorted by group desc", "/devices?sort=group&desc=1", 0, list),
-		c("deep page by last report", "/devices?sort=last_seen&desc=1", 1500, list),
-		c("last page by host name desc", "/devices?desc=1", 2000, list),
-		c("deep compliant by since desc", "/devices?state=compliant&sort=failing_since&desc=1", 1500, list),
-		c("failing control", "/devices?control=agent", 100, list),
-		c("os and agent", "/devices?os=windows&agent=1.1.0", 50, list),
-		c("group state os desc", "/devices?group=%E8%AA%B2-07&state=compliant&os=linux&desc=1", 50, list),
+		c("first page", "/devices", "pc-000001"),
+		c("state noncompliant by since", "/devices?state=noncompliant&sort=failing_since", list),
+		c("state offline by last report", "/devices?state=offline&sort=last_seen", list),
+		c("group", "/devices?group=%E8%AA%B2-03&sort=group", list),
+		c("group and state", "/devices?group=%E8%AA%B2-03&state=noncompliant", list),
+		c("sorted by group desc", "/devices?sort=group&desc=1", list),
+		after("deep page by last report", "/devices?sort=last_seen&desc=1", 75, 0, list),
+		after("last page by host name desc", "/devices?desc=1", 0, 51, "pc-000001"),
+		after("deep compliant by since desc", "/devices?state=compliant&sort=failing_since&desc=1", 75, 50, list),
+		after("failing control", "/devices?control=agent", 50, 1, list),
+		after("os and agent", "/devices?os=windows&agent=1.1.0", 50, 20, list),
+		after("group state os desc", "/devices?group=%E8%AA%B2-07&state=compliant&os=linux&desc=1", 50, 27, list),
+		// An old link: a page number without a device, read by offset.
+		c("old link: page 1500 by offset", fmt.Sprintf("/devices?sort=last_seen&desc=1&page=%d", pick(1500, 15)), list),
 	} {
+		if x.name == "old link: page 1500 by offset" {
+			x.ref = "/devices?sort=last_seen&desc=1&page=15"
+		}
 		b.Run(x.name, func(b *testing.B) {
 			small := ref.mean(b, x.ref, x.want, 20)
 			ms := benchPageOn(b, bc, x.path, x.want)
@@ -508,15 +514,19 @@ func BenchmarkConsolePostgres(b *testing.B) {
 		{"DeviceList_state noncompliant by since", "/devices?state=noncompliant&sort=failing_since", `id="devices"`},
 		{"DeviceList_group and state", "/devices?group=%E8%AA%B2-03&state=noncompliant", `id="devices"`},
 		{"DeviceList_sorted by group desc", "/devices?sort=group&desc=1", `id="devices"`},
-		{"DeviceList_deep page by last report", fmt.Sprintf("/devices?sort=last_seen&desc=1&page=%d", pick(1500, 15)), `id="devices"`},
-		{"DeviceList_last page by host name desc", fmt.Sprintf("/devices?desc=1&page=%d", pick(2000, 20)), `id="devices"`},
-		{"DeviceList_deep compliant by since desc", fmt.Sprintf("/devices?state=compliant&sort=failing_since&desc=1&page=%d", pick(1500, 15)), `id="devices"`},
-		{"DeviceList_failing control", fmt.Sprintf("/devices?control=agent&page=%d", pick(100, 1)), `id="devices"`},
-		{"DeviceList_os and agent", fmt.Sprintf("/devices?os=windows&agent=1.1.0&page=%d", pick(50, 1)), `id="devices"`},
+		{"DeviceList_deep page by last report", "/devices?sort=last_seen&desc=1&page=1500&after=" + benchID(75, 0), `id="devices"`},
+		{"DeviceList_last page by host name desc", "/devices?desc=1&page=2000&after=" + benchID(0, 51), "pc-000001"},
+		{"DeviceList_deep compliant by since desc", "/devices?state=compliant&sort=failing_since&desc=1&page=1500&after=" + benchID(75, 50), `id="devices"`},
+		{"DeviceList_failing control", "/devices?control=agent&page=100&after=" + benchID(50, 1), `id="devices"`},
+		{"DeviceList_os and agent", "/devices?os=windows&agent=1.1.0&page=50&after=" + benchID(50, 20), `id="devices"`},
+		{"DeviceList_old link page 1500 by offset", fmt.Sprintf("/devices?sort=last_seen&desc=1&page=%d", pick(1500, 15)), `id="devices"`},
 	} {
 		b.Run(pg.name, func(b *testing.B) { benchPageOn(b, bc, pg.path, pg.want) })
 	}
 }
+
+// benchID is the ID of the device at about frac % of the fleet, plus.
+func benchID(frac, plus int) string { return fmt.Sprintf("dev-%06d", benchDevices*frac/100+plus) }
 
 // BenchmarkConsoleEvidenceExport: the whole evidence export (every device
 // and control, streamed), HTML and CSV, with the peak heap seen during it.

@@ -1,0 +1,13 @@
+-- The console's audit page reads the log a page at a time by seq with
+-- filters (store.AuditQuery): the helpdesk's own records, or one
+-- operator's, are found by this index instead of a scan of the log.
+CREATE INDEX audit_actor_seq ON audit (actor, seq);
+-- The device list pages by keyset (after/before a device in the order,
+-- store.DeviceQuery After/Before): each order's index ends with the ID,
+-- and the time orders keep never-reported devices (NULL) first ascending
+-- and last descending, as SQLite does: NULLS FIRST, so both directions
+-- walk the index.
+CREATE INDEX devices_hostname_id ON devices (hostname, id);
+DROP INDEX devices_last_seen;
+CREATE INDEX devices_last_seen ON devices (last_seen NULLS FIRST, id);
+CREATE INDEX devices_failing_since ON devices (failing_since NULLS FIRST, id);

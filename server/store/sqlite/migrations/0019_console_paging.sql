@@ -1,0 +1,8 @@
+-- The console's audit page reads the log a page at a time by seq with
+-- filters (store.AuditQuery): the helpdesk's own records, or one
+-- operator's, are found by this index instead of a scan of the log.
+CREATE INDEX audit_actor_seq ON audit (actor, seq);
+-- The device list pages by keyset (after/before a device in the order,
+-- store.DeviceQuery After/Before): each order's index ends with the ID.
+CREATE INDEX devices_hostname_id ON devices (hostname, id);
+CREATE INDEX devices_failing_since ON devices (failing_since, id);
