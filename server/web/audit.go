@@ -337,30 +337,6 @@ func (c *Console) auditCSV(w http.ResponseWriter, r *http.Request, op *operator,
 	cw.Flush()
 }
 
-// crossOriginRefused answers a POST from another origin (or a browser's
-// cross-site request) that http.CrossOriginProtection refused: audited as
-// a refusal like a wrong CSRF token, answered with a translated page.
-func (c *Console) crossOriginRefused(w http.ResponseWriter, r *http.Request) {
-	c.n.denied.Add(1)
-	actor := "anonymous"
-	if ck, err := r.Cookie(sessionCookie); err == nil {
-		if hash, err := auth.HashSessionID(auth.Secret(ck.Value)); err == nil {
-			if _, o, err := c.st.Session(r.Context(), hash); err == nil {
-				actor = o.ID
-			}
-		}
-	}
-	detail := "cross-origin request refused"
-	if o := r.Header.Get("Origin"); o != "" {
-		detail += "; Origin " + clipText(o, 200)
-	}
-	if s := r.Header.Get("Sec-Fetch-Site"); s != "" {
-		detail += "; Sec-Fetch-Site " + clipText(s, 40)
-	}
-	_ = c.audit(r.Context(), actor, "console.denied", r.Method+" "+clipText(r.URL.Path, 200), detail)
-	c.fail(w, r, http.StatusForbidden, nil, "console.err.cross-origin")
-}
-
 // clipText bounds text from a request that goes into the audit log.
 func clipText(s string, n int) string {
 	s = strings.ToValidUTF8(s, "?")
