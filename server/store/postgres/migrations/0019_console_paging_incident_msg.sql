@@ -11,3 +11,7 @@ CREATE INDEX devices_hostname_id ON devices (hostname, id);
 DROP INDEX devices_last_seen;
 CREATE INDEX devices_last_seen ON devices (last_seen NULLS FIRST, id);
 CREATE INDEX devices_failing_since ON devices (failing_since NULLS FIRST, id);
+-- An incident's summary as a catalogue message (store.IncidentMsg, JSON:
+-- message ID and typed arguments), shown in the reader's language and
+-- time zone. '' for incidents opened before: their summary text stays.
+ALTER TABLE incidents ADD COLUMN summary_msg TEXT NOT NULL DEFAULT '';
