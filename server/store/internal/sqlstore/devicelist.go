@@ -153,6 +153,19 @@ func keysetAfter(args *bindings, keys []string, vals []any, desc bool) string {
 	return c
 }
 
+// distinct is the query of the distinct non-empty values of column, in
+// order, as a walk of the column's index — one probe per value — rather
+// than a pass over every row (SELECT DISTINCT read all 100,000 devices and
+// 300,000 control states on PostgreSQL, ~0.5 s a page; both backends
+// answer this from the index that leads with column).
+func distinct(table, column string) string {
+	return `WITH RECURSIVE v(x) AS (
+		SELECT min(` + column + `) FROM ` + table + ` WHERE ` + column + ` > ''
+		UNION ALL
+		SELECT (SELECT min(` + column + `) FROM ` + table + ` WHERE ` + column + ` > v.x) FROM v WHERE v.x IS NOT NULL
+	) SELECT x FROM v WHERE x IS NOT NULL`
+}
+
 // DeviceFacets lists the values the device list's filters offer.
 func (s *Store) DeviceFacets(ctx context.Context) (store.DeviceFacets, error) {
 	var f store.DeviceFacets
@@ -165,10 +178,10 @@ func (s *Store) DeviceFacets(ctx context.Context) (store.DeviceFacets, error) {
 			dst *[]string
 			sql string
 		}{
-			{&f.Groups, "SELECT DISTINCT device_group FROM devices WHERE device_group <> '' ORDER BY device_group"},
-			{&f.OSes, "SELECT DISTINCT os FROM devices WHERE os <> '' ORDER BY os"},
-			{&f.AgentVersions, "SELECT DISTINCT agent_version FROM devices WHERE agent_version <> '' ORDER BY agent_version"},
-			{&f.Controls, "SELECT DISTINCT control FROM control_states ORDER BY control"},
+			{&f.Groups, distinct("devices", "device_group")},
+			{&f.OSes, distinct("devices", "os")},
+			{&f.AgentVersions, distinct("devices", "agent_version")},
+			{&f.Controls, distinct("control_states", "control")},
 		} {
 			vs, err := query(ctx, tx, scan, x.sql)
 			if err != nil {

@@ -15,3 +15,8 @@ CREATE INDEX devices_failing_since ON devices (failing_since NULLS FIRST, id);
 -- message ID and typed arguments), shown in the reader's language and
 -- time zone. '' for incidents opened before: their summary text stays.
 ALTER TABLE incidents ADD COLUMN summary_msg TEXT NOT NULL DEFAULT '';
+-- The non-compliant list by failing time: within the verdict, in the
+-- list's order (NULLS FIRST, then the ID), so a page is an index range
+-- rather than a filter over the 93 % of devices that never failed.
+DROP INDEX devices_verdict_failing;
+CREATE INDEX devices_verdict_failing ON devices (verdict, failing_since NULLS FIRST, id);
