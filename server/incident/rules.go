@@ -174,7 +174,7 @@ func (r Rules) Judge(b store.WatchBatch) ([]store.SearchTerm, []store.Signal, er
 		case ev.GetControl() == policy.ControlMedia && blockedKinds[ev.GetKind()]:
 			sigs = append(sigs, store.Signal{Rule: RuleUSBBlocked, DeviceID: e.DeviceID, Episode: ref, At: at, Ref: ref,
 				Threshold: r.USBThreshold, Window: r.USBWindow,
-				Summary: fmt.Sprintf("%s 以内に外部記録媒体への書込み阻止が %d 回以上（最後: %s %s） / %d or more blocked removable-media writes within %s (last: %s %s)",
+				Summary: fmt.Sprintf("%s 以内に外部記憶媒体への書込み阻止が %d 回以上（最後: %s %s） / %d or more blocked removable-media writes within %s (last: %s %s)",
 					r.USBWindow, r.USBThreshold, attrs["device"], attrs["serial"], r.USBThreshold, r.USBWindow, attrs["device"], attrs["serial"]),
 				SummaryMsg: msg("incident.summary.usb-blocked", text(strconv.Itoa(r.USBThreshold)), dur(r.USBWindow), text(attrs["device"]), text(attrs["serial"]))})
 		case ev.GetKind() == "mfa_lockout":
@@ -197,7 +197,7 @@ func (r Rules) Judge(b store.WatchBatch) ([]store.SearchTerm, []store.Signal, er
 				SummaryMsg: msg("incident.summary.tier-reachable", text(attrs["detail"]))})
 		case ev.GetControl() == policy.ControlMedia && ev.GetKind() == "still_writable":
 			sigs = append(sigs, store.Signal{Rule: RuleMediaWritable, DeviceID: e.DeviceID, Episode: ref, At: at,
-				Summary: fmt.Sprintf("外部記録媒体 %s（%s）が再適用後も書込み可能（%s 回連続） / removable device %s (%s) still writable after re-applying (%s rounds): %s",
+				Summary: fmt.Sprintf("外部記憶媒体 %s（%s）が再適用後も書込み可能（%s 回連続） / removable device %s (%s) still writable after re-applying (%s rounds): %s",
 					attrs["device"], attrs["serial"], attrs["rounds"], attrs["device"], attrs["serial"], attrs["rounds"], attrs["problem"]),
 				SummaryMsg: msg("incident.summary.media-writable", text(attrs["device"]), text(attrs["serial"]), text(attrs["rounds"]), text(attrs["problem"]))})
 		case driftKinds[ev.GetKind()]:
