@@ -75,6 +75,17 @@ func TestDeviceList(t *testing.T) {
 			t.Errorf("GET /devices?%s: %d, want 400", q, p.status)
 		}
 	}
+	// Keyset: after a terminal, the ones after it in the order; a cursor
+	// whose terminal is unknown is the first page; both cursors at once
+	// are refused.
+	has("/devices?after="+ts.failing.ID+"&page=2", nil, []string{"zeimu-pc-01", "shimin-pc-02", "shimin-pc-03"})
+	has("/devices?sort=hostname&desc=1&after="+ts.failing.ID+"&page=2", []string{"shimin-pc-03", "shimin-pc-02"}, []string{"zeimu-pc-01"})
+	has("/devices?after=no-such-terminal&page=7", append(all, "全 4 台中 1〜4 台目"), nil)
+	for _, q := range []string{"after=a&before=b", "after=" + strings.Repeat("x", 300)} {
+		if p := b.get("/devices?" + q); p.status != http.StatusBadRequest {
+			t.Errorf("GET /devices?%s: %d, want 400", q, p.status)
+		}
+	}
 	// A page past the end is empty, not an error.
 	has("/devices?page=999", []string{"devices-none"}, all)
 
