@@ -78,7 +78,7 @@ func (c *Catalog) Printer(lang Lang) *Printer { return &Printer{cat: c, lang: la
 // built once. It panics if that table is inconsistent, which TestCatalog
 // rules out before any release.
 var Default = sync.OnceValue(func() *Catalog {
-	c, err := NewCatalog(slices.Concat(ctlMessages, mfaCtlMessages, serverMessages, agentMessages, consoleMessages, policyMessages, policyFormMessages, evidenceMessages, consoleMFAMessages, consoleListMessages, detailMessages, eventKindMessages)...)
+	c, err := NewCatalog(slices.Concat(ctlMessages, mfaCtlMessages, serverMessages, agentMessages, consoleMessages, policyMessages, policyFormMessages, evidenceMessages, consoleMFAMessages, consoleListMessages, detailMessages, eventKindMessages, incidentMessages)...)
 	if err != nil {
 		panic("i18n: " + err.Error())
 	}

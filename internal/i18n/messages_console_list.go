@@ -94,7 +94,7 @@ var consoleListMessages = []Message{
 
 	// Audit log page.
 	{"console.audit.title", "Audit log", "監査ログ"},
-	{"console.audit.chain-ok", "Hash chain verified now: %d records intact, head #%d", "ハッシュチェーンを今検証しました: %d 件すべて改ざんなし、最新 #%d"},
+	{"console.audit.chain-ok", "Hash chain verified: all %d records intact, head #%d (each record is checked once after it is appended; mamorictl audit verify reads the whole log again)", "ハッシュチェーン検証済み: %d 件すべて改ざんなし、最新 #%d（各記録は追加後に一度検証します。ログ全体の再検証は mamorictl audit verify）"},
 	{"console.audit.own-only", "As helpdesk you see your own actions only.", "ヘルプデスクの権限では、自分の操作だけが表示されます。"},
 	{"console.audit.actor", "Who", "操作者"},
 	{"console.audit.actor-id", "Who (ID)", "操作者 ID"},
@@ -105,8 +105,9 @@ var consoleListMessages = []Message{
 	{"console.audit.from", "From", "開始日"},
 	{"console.audit.to", "To", "終了日"},
 	{"console.audit.seq", "No.", "連番"},
-	{"console.audit.count", "%d matching records.", "該当 %d 件。"},
-	{"console.audit.newest", "The newest %d are shown; the CSV has all.", "新しい %d 件を表示しています。CSV にはすべて含まれます。"},
+	{"console.audit.shown", "%d records, newest first; the CSV has every matching record.", "新しい順に %d 件を表示しています。CSV には該当するすべての記録が含まれます。"},
+	{"console.audit.older", "Older records", "さらに古い記録"},
+	{"console.audit.newest-page", "Newest records", "最新の記録へ"},
 	{"console.audit.system", "mamori server", "mamori サーバー"},
 	{"console.err.cross-origin", "Refused: the request came from another site. Use the console's own pages and forms.", "拒否しました: 別のサイトからの要求です。コンソール自身の画面とフォームから操作してください。"},
 	// Audit actions.

@@ -4,7 +4,7 @@ package i18n
 // ("event.kind." + kind). A kind without a message is shown as it is.
 var eventKindMessages = []Message{
 	// media
-	{"event.kind.usb_blocked", "USB device blocked", "USB デバイスを遮断"},
+	{"event.kind.usb_blocked", "USB device blocked", "USB デバイスの使用を禁止"},
 	{"event.kind.set_read_only", "made read-only", "読み取り専用に設定"},
 	{"event.kind.remounted_read_only", "remounted read-only", "読み取り専用で再マウント"},
 	{"event.kind.would_block", "would be restricted (monitor mode)", "制限対象 (監視モード)"},
@@ -14,7 +14,7 @@ var eventKindMessages = []Message{
 	{"event.kind.writes_cut", "busy read-write mount cut off (device offline, re-plugged read-only)", "書込み中のマウントを切断 (デバイスをオフラインにし読み取り専用で再接続)"},
 	{"event.kind.reapplied", "found not as the policy demands and re-applied", "ポリシーと異なる状態を検出し再適用"},
 	{"event.kind.still_writable", "still writable after re-applying", "再適用後も書き込み可能"},
-	{"event.kind.media_file_written", "file written to removable media under an exception", "例外措置のもとで外部記録媒体に書き込まれたファイル"},
+	{"event.kind.media_file_written", "file written to removable media under an exception", "例外措置のもとで外部記憶媒体に書き込まれたファイル"},
 	{"event.kind.media_file_events_dropped", "records of files written under an exception lost", "例外措置中のファイル書込み記録が欠落"},
 	// login-mfa
 	{"event.kind.mfa_success", "second factor accepted", "多要素認証に成功"},

@@ -69,7 +69,7 @@ var evidenceMessages = []Message{
 	{"console.rule.events-lost", "Evidence events lost on the terminal (spool full or damaged)", "端末で証跡イベントが失われた（スプール満杯・破損）"},
 	{"console.rule.tier-reachable", "The terminal can reach another tier", "端末から別のネットワーク層に到達できる"},
 	{"console.rule.enroll-token-guessing", "Many enrolments with a wrong token from one address", "同一アドレスから誤った登録トークンによる登録が多数"},
-	{"console.rule.media-writable", "Removable media still writable after re-applying", "再適用後も外部記録媒体に書込み可能"},
+	{"console.rule.media-writable", "Removable media still writable after re-applying", "再適用後も外部記憶媒体に書込み可能"},
 
 	{"console.evidence.title", "Audit evidence report", "監査証跡レポート"},
 	{"console.evidence.intro", "For a period, every terminal and control: its state at the start and the end, the share of the period it was enforced and how often it changed, each mapped to the policy clause it evidences; with the audit log's chain head and its verification. The printable report fits A4; the CSV opens in Excel.", "指定した期間について、端末ごと・制御ごとに期間初めと期間末の状態、期間中に適用されていた割合、変化の回数を、対応するポリシー条項とともに示します。監査ログのチェーン先頭と検証結果を含みます。印刷用レポートは A4、CSV は Excel で開けます。"},
@@ -97,8 +97,8 @@ var evidenceMessages = []Message{
 	{"console.evidence.back", "Back to the evidence page", "監査証跡のページに戻る"},
 
 	// The file log section (clause 6(3)①; server/web/filelog.go).
-	{"console.filelog.title", "Files written to removable media under an exception", "例外措置のもとで外部記録媒体に書き込まれたファイル"},
-	{"console.filelog.intro", "Every file a terminal's agent saw closed after writing on a removable medium while an exception made it writable (path on the medium, size, SHA-256, login user, process), by the time the server received the record; the time the terminal wrote it is below. A terminal that was offline sends its records later: they are in the period they arrived. Rows in red say where the list is not complete.", "例外措置により書込みが許可された外部記録媒体上で、書込み後に閉じられたファイルを端末のエージェントが記録したもの（媒体上のパス、サイズ、SHA-256、ログイン利用者、プロセス）。サーバーが記録を受信した日時順で、その下に端末で書き込まれた日時を示します。オフラインだった端末の記録は後から届き、届いた期間に含まれます。赤い行は一覧が完全でない箇所を示します。"},
+	{"console.filelog.title", "Files written to removable media under an exception", "例外措置のもとで外部記憶媒体に書き込まれたファイル"},
+	{"console.filelog.intro", "Every file a terminal's agent saw closed after writing on a removable medium while an exception made it writable (path on the medium, size, SHA-256, login user, process), by the time the server received the record; the time the terminal wrote it is below. A terminal that was offline sends its records later: they are in the period they arrived. Rows in red say where the list is not complete.", "例外措置により書込みが許可された外部記憶媒体上で、書込み後に閉じられたファイルを端末のエージェントが記録したもの（媒体上のパス、サイズ、SHA-256、ログイン利用者、プロセス）。サーバーが記録を受信した日時順で、その下に端末で書き込まれた日時を示します。オフラインだった端末の記録は後から届き、届いた期間に含まれます。赤い行は一覧が完全でない箇所を示します。"},
 	{"console.filelog.col.received", "Received", "受信日時"},
 	{"console.filelog.col.written", "written on the terminal", "端末での書込み日時"},
 	{"console.filelog.col.exception", "Exception", "例外措置"},

@@ -58,7 +58,7 @@ var policyMessages = []Message{
 	{"console.exc.revoke-reason", "Reason", "理由"},
 	{"console.exc.device-title", "Exceptions (this terminal and its group)", "例外措置（この端末とその所属）"},
 	{"console.exc.uses", "Uses recorded on the terminal (recent events)", "端末で記録された使用（最近のイベント）"},
-	{"console.exc.files", "Files written to removable media under an exception (the newest 100; path, size, SHA-256, user — the evidence report lists all)", "例外措置のもとで外部記録媒体に書き込まれたファイル（新しい順に 100 件。パス・サイズ・SHA-256・利用者。すべては監査証跡レポートに記載）"},
+	{"console.exc.files", "Files written to removable media under an exception (the newest 100; path, size, SHA-256, user — the evidence report lists all)", "例外措置のもとで外部記憶媒体に書き込まれたファイル（新しい順に 100 件。パス・サイズ・SHA-256・利用者。すべては監査証跡レポートに記載）"},
 	{"console.exc.err-expiry", "The expiry is not a date and time.", "有効期限が日時として読み取れません。"},
 	{"console.exc.err-device", "No single terminal is named %q.", "%q という端末が見つからないか、複数あります。"},
 	{"console.exc.err-invalid", "The exception was refused: %s", "例外措置は受け付けられませんでした: %s"},

@@ -30,7 +30,7 @@ import (
 var storeReads = set(
 	"CheckToken", "ControlHistory", "CountByControl", "CountEvents", "CountFleet", "CountFleetByGroup", "CountOperators",
 	"CountSent", "CurrentPolicy", "DailySnapshots", "DeviceCredential", "DeviceFacets", "DeviceGroup", "EKApproved", "FindDevice",
-	"GetDevice", "GetIncident", "GetOperator", "HistoryForDevices", "Incidents", "Ledger", "ListAudit",
+	"GetDevice", "GetIncident", "GetOperator", "HistoryForDevices", "Incidents", "Ledger", "AuditHead", "ListAudit", "ListAuditPage",
 	"ListApprovedEKs", "ListDevicePage", "ListDevices", "ListEvents", "ListExceptions", "ListFileLog", "ListOperators", "MFAGeneration", "MFALoginStates", "MFATempCodes",
 	"MFAUnlocks", "MFAUsers", "OperatorByTokenHash", "OperatorLogin", "PolicyHistory", "SearchDevices", "ListOperatorTokens",
 	"SearchTerms", "Session",

@@ -58,7 +58,7 @@ func (m Message) Text() string {
 	fmt.Fprintf(&b, "インシデント / Incident #%d (%s)\n", in.ID, m.Kind)
 	fmt.Fprintf(&b, "rule: %s\n", in.Rule)
 	fmt.Fprintf(&b, "device: %s (%s)\n", oneLine(in.Hostname), in.DeviceID)
-	fmt.Fprintf(&b, "summary: %s\n", oneLine(in.Summary))
+	fmt.Fprintf(&b, "summary: %s\n", oneLine(summaryBoth(in)))
 	fmt.Fprintf(&b, "occurrences: %d\n", in.Occurrences)
 	fmt.Fprintf(&b, "opened: %s\n", in.OpenedAt.UTC().Format(time.RFC3339))
 	if m.Link != "" {
@@ -72,13 +72,18 @@ func (m Message) Text() string {
 
 // payload is the webhook's JSON.
 type payload struct {
-	Kind        string    `json:"kind"`
-	ID          int64     `json:"id"`
-	Rule        string    `json:"rule"`
-	DeviceID    string    `json:"device_id"`
-	Hostname    string    `json:"hostname"`
-	State       string    `json:"state"`
-	Summary     string    `json:"summary"`
+	Kind     string `json:"kind"`
+	ID       int64  `json:"id"`
+	Rule     string `json:"rule"`
+	DeviceID string `json:"device_id"`
+	Hostname string `json:"hostname"`
+	State    string `json:"state"`
+	Summary  string `json:"summary"`
+	// SummaryID and SummaryArgs: the summary as a catalogue message
+	// (store.IncidentMsg), for a receiver that renders its own language;
+	// absent for incidents opened before.
+	SummaryID   string    `json:"summary_id,omitempty"`
+	SummaryArgs []string  `json:"summary_args,omitempty"`
 	Occurrences int64     `json:"occurrences"`
 	OpenedAt    time.Time `json:"opened_at"`
 	LastAt      time.Time `json:"last_at"`
@@ -90,7 +95,7 @@ type payload struct {
 func (m Message) JSON() []byte {
 	in := m.Incident
 	b, _ := json.Marshal(payload{Kind: m.Kind, ID: in.ID, Rule: in.Rule, DeviceID: in.DeviceID, Hostname: in.Hostname,
-		State: in.State, Summary: in.Summary, Occurrences: in.Occurrences, OpenedAt: in.OpenedAt.UTC(), LastAt: in.LastAt.UTC(),
+		State: in.State, Summary: summaryBoth(in), SummaryID: in.SummaryMsg.ID, SummaryArgs: in.SummaryMsg.Args, Occurrences: in.Occurrences, OpenedAt: in.OpenedAt.UTC(), LastAt: in.LastAt.UTC(),
 		Link: m.Link, Note: m.Note})
 	return b
 }

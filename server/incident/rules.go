@@ -107,6 +107,23 @@ func reapplied(attrs map[string]string) string {
 	return ""
 }
 
+// msg is a summary as a catalogue message (store.IncidentMsg); the
+// catalogue (internal/i18n, messages_incident.go) has its Japanese and
+// English text.
+func msg(id string, args ...string) store.IncidentMsg { return store.IncidentMsg{ID: id, Args: args} }
+
+// Typed arguments of a message (store.IncidentMsg).
+func at(t time.Time) string      { return "t:" + t.UTC().Format(time.RFC3339Nano) }
+func dur(d time.Duration) string { return "d:" + d.String() }
+func text(s string) string       { return "s:" + s }
+
+func driftMsg(control, kind string, attrs map[string]string) store.IncidentMsg {
+	if attrs["reapplied"] == "false" {
+		return msg("incident.summary.policy-drift-not-reapplied", text(control), text(kind))
+	}
+	return msg("incident.summary.policy-drift", text(control), text(kind))
+}
+
 func micros(t time.Time) string { return strconv.FormatInt(t.UnixMicro(), 10) }
 
 // Judge is the pure rule function handed to store.Evidence.Watch.
@@ -115,11 +132,13 @@ func (r Rules) Judge(b store.WatchBatch) ([]store.SearchTerm, []store.Signal, er
 	var sigs []store.Signal
 	for _, d := range b.Failing {
 		sigs = append(sigs, store.Signal{Rule: RuleNoncompliant, DeviceID: d.DeviceID, Episode: micros(d.At), At: d.At,
-			Summary: "非準拠になった日時 " + jst(d.At) + " / non-compliant since " + d.At.UTC().Format(time.RFC3339)})
+			Summary:    "非準拠になった日時 " + jst(d.At) + " / non-compliant since " + d.At.UTC().Format(time.RFC3339),
+			SummaryMsg: msg("incident.summary.noncompliant", at(d.At))})
 	}
 	for _, d := range b.Silent {
 		sigs = append(sigs, store.Signal{Rule: RuleAgentSilent, DeviceID: d.DeviceID, Episode: micros(d.At), At: d.At,
-			Summary: "最終報告 " + jst(d.At) + " 以降報告なし / no report since " + d.At.UTC().Format(time.RFC3339)})
+			Summary:    "最終報告 " + jst(d.At) + " 以降報告なし / no report since " + d.At.UTC().Format(time.RFC3339),
+			SummaryMsg: msg("incident.summary.agent-silent", at(d.At))})
 	}
 	for _, d := range b.Enrolled {
 		if s := d.Facts.GetSerialNumber(); s != "" {
@@ -131,7 +150,8 @@ func (r Rules) Judge(b store.WatchBatch) ([]store.SearchTerm, []store.Signal, er
 		sigs = append(sigs, store.Signal{Rule: RuleEnrollGuessing, DeviceID: SourcePrefix + f.Source, Episode: ref, At: f.At, Ref: ref,
 			Threshold: r.EnrollFailThreshold, Window: r.EnrollFailWindow,
 			Summary: fmt.Sprintf("%s 以内に登録トークンの拒否が %d 回以上（送信元 %s） / %d or more enrolments refused for their token within %s (from %s)",
-				r.EnrollFailWindow, r.EnrollFailThreshold, f.Source, r.EnrollFailThreshold, r.EnrollFailWindow, f.Source)})
+				r.EnrollFailWindow, r.EnrollFailThreshold, f.Source, r.EnrollFailThreshold, r.EnrollFailWindow, f.Source),
+			SummaryMsg: msg("incident.summary.enroll-guessing", text(strconv.Itoa(r.EnrollFailThreshold)), dur(r.EnrollFailWindow), text(f.Source))})
 	}
 	for _, e := range b.Events {
 		ev := e.Event
@@ -154,30 +174,37 @@ func (r Rules) Judge(b store.WatchBatch) ([]store.SearchTerm, []store.Signal, er
 		case ev.GetControl() == policy.ControlMedia && blockedKinds[ev.GetKind()]:
 			sigs = append(sigs, store.Signal{Rule: RuleUSBBlocked, DeviceID: e.DeviceID, Episode: ref, At: at, Ref: ref,
 				Threshold: r.USBThreshold, Window: r.USBWindow,
-				Summary: fmt.Sprintf("%s 以内に外部記録媒体への書込み阻止が %d 回以上（最後: %s %s） / %d or more blocked removable-media writes within %s (last: %s %s)",
-					r.USBWindow, r.USBThreshold, attrs["device"], attrs["serial"], r.USBThreshold, r.USBWindow, attrs["device"], attrs["serial"])})
+				Summary: fmt.Sprintf("%s 以内に外部記憶媒体への書込み阻止が %d 回以上（最後: %s %s） / %d or more blocked removable-media writes within %s (last: %s %s)",
+					r.USBWindow, r.USBThreshold, attrs["device"], attrs["serial"], r.USBThreshold, r.USBWindow, attrs["device"], attrs["serial"]),
+				SummaryMsg: msg("incident.summary.usb-blocked", text(strconv.Itoa(r.USBThreshold)), dur(r.USBWindow), text(attrs["device"]), text(attrs["serial"]))})
 		case ev.GetKind() == "mfa_lockout":
 			sigs = append(sigs, store.Signal{Rule: RuleMFALockout, DeviceID: e.DeviceID, Episode: ref, At: at,
-				Summary: "利用者 " + attrs["user"] + " の多要素認証ロックアウト / MFA lock-out of user " + attrs["user"]})
+				Summary:    "利用者 " + attrs["user"] + " の多要素認証ロックアウト / MFA lock-out of user " + attrs["user"],
+				SummaryMsg: msg("incident.summary.mfa-lockout", text(attrs["user"]))})
 		case ev.GetControl() == policy.ControlAgent && ev.GetKind() == "events_dropped":
 			sigs = append(sigs, store.Signal{Rule: RuleEventsLost, DeviceID: e.DeviceID, Episode: ref, At: at,
 				Summary: fmt.Sprintf("証跡イベント %s 件を記録できず（%s） / %s events could not be recorded (%s)",
-					attrs["count"], attrs["reason"], attrs["count"], attrs["reason"])})
+					attrs["count"], attrs["reason"], attrs["count"], attrs["reason"]),
+				SummaryMsg: msg("incident.summary.events-dropped", text(attrs["count"]), text(attrs["reason"]))})
 		case ev.GetControl() == policy.ControlAgent && ev.GetKind() == "spool_damaged":
 			sigs = append(sigs, store.Signal{Rule: RuleEventsLost, DeviceID: e.DeviceID, Episode: ref, At: at,
 				Summary: fmt.Sprintf("スプール破損、推定 %s 件を失った / spool damaged, about %s events lost (%s)",
-					attrs["records_lost_estimate"], attrs["records_lost_estimate"], attrs["file"])})
+					attrs["records_lost_estimate"], attrs["records_lost_estimate"], attrs["file"]),
+				SummaryMsg: msg("incident.summary.spool-damaged", text(attrs["records_lost_estimate"]), text(attrs["file"]))})
 		case ev.GetControl() == policy.ControlIsolation && ev.GetKind() == "finding" && attrs["severity"] == "violation":
 			sigs = append(sigs, store.Signal{Rule: RuleTierReachable, DeviceID: e.DeviceID, Episode: ref, At: at,
-				Summary: "別の層に到達可能 / this terminal can reach another tier: " + attrs["detail"]})
+				Summary:    "別の層に到達可能 / this terminal can reach another tier: " + attrs["detail"],
+				SummaryMsg: msg("incident.summary.tier-reachable", text(attrs["detail"]))})
 		case ev.GetControl() == policy.ControlMedia && ev.GetKind() == "still_writable":
 			sigs = append(sigs, store.Signal{Rule: RuleMediaWritable, DeviceID: e.DeviceID, Episode: ref, At: at,
-				Summary: fmt.Sprintf("外部記録媒体 %s（%s）が再適用後も書込み可能（%s 回連続） / removable device %s (%s) still writable after re-applying (%s rounds): %s",
-					attrs["device"], attrs["serial"], attrs["rounds"], attrs["device"], attrs["serial"], attrs["rounds"], attrs["problem"])})
+				Summary: fmt.Sprintf("外部記憶媒体 %s（%s）が再適用後も書込み可能（%s 回連続） / removable device %s (%s) still writable after re-applying (%s rounds): %s",
+					attrs["device"], attrs["serial"], attrs["rounds"], attrs["device"], attrs["serial"], attrs["rounds"], attrs["problem"]),
+				SummaryMsg: msg("incident.summary.media-writable", text(attrs["device"]), text(attrs["serial"]), text(attrs["rounds"]), text(attrs["problem"]))})
 		case driftKinds[ev.GetKind()]:
 			sigs = append(sigs, store.Signal{Rule: RulePolicyDrift, DeviceID: e.DeviceID, Episode: ref, At: at,
 				Summary: fmt.Sprintf("%s: 端末上で設定が変更され再適用 / enforcement changed on the terminal and was re-applied (%s%s)",
-					ev.GetControl(), ev.GetKind(), reapplied(attrs))})
+					ev.GetControl(), ev.GetKind(), reapplied(attrs)),
+				SummaryMsg: driftMsg(ev.GetControl(), ev.GetKind(), attrs)})
 		}
 	}
 	return terms, sigs, nil

@@ -2,7 +2,10 @@ package store
 
 import (
 	"context"
+	"encoding/json"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
 )
@@ -108,13 +111,16 @@ const (
 
 // Incident is one finding that needs a person (policy 6(7)).
 type Incident struct {
-	ID          int64
-	Rule        string
-	DeviceID    string
-	Hostname    string // filled by Incidents and GetIncident
-	Episode     string
-	State       string
-	Summary     string
+	ID       int64
+	Rule     string
+	DeviceID string
+	Hostname string // filled by Incidents and GetIncident
+	Episode  string
+	State    string
+	Summary  string
+	// SummaryMsg is Summary as a catalogue message (zero for incidents
+	// opened before it was stored: their Summary text stands).
+	SummaryMsg  IncidentMsg
 	Occurrences int64
 	OpenedAt    time.Time
 	LastAt      time.Time
@@ -193,12 +199,15 @@ type WatchBatch struct {
 type Signal struct {
 	Rule, DeviceID string
 	// Episode: the same (Rule, DeviceID, Episode) never opens twice.
-	Episode   string
-	At        time.Time
-	Summary   string
-	Threshold int
-	Window    time.Duration
-	Ref       string
+	Episode string
+	At      time.Time
+	Summary string
+	// SummaryMsg is Summary as a catalogue message, stored with the
+	// incident the signal opens.
+	SummaryMsg IncidentMsg
+	Threshold  int
+	Window     time.Duration
+	Ref        string
 }
 
 // Judge turns a batch into search terms and signals. It must be pure: it
@@ -251,4 +260,63 @@ type OperatorAccount struct {
 	Login       string
 	Failures    int
 	LockedUntil time.Time
+}
+
+// IncidentMsg is an incident's summary as a catalogue message: the
+// message's ID and its arguments, each typed by a prefix — "t:" a time
+// (RFC 3339, UTC), "d:" a duration (Go syntax), "s:" text — so a reader
+// sees times in their own zone and text in their own language.
+type IncidentMsg struct {
+	ID   string   `json:"id"`
+	Args []string `json:"args,omitempty"`
+}
+
+// Bounds of a stored IncidentMsg: arguments come from agents' events.
+const (
+	MaxIncidentMsgArgs   = 8
+	MaxIncidentMsgArgLen = 512
+)
+
+// EncodeIncidentMsg is m as stored: "" for the zero message; arguments
+// beyond the bounds are cut (at a rune boundary), invalid UTF-8 replaced.
+func EncodeIncidentMsg(m IncidentMsg) string {
+	if m.ID == "" {
+		return ""
+	}
+	m.ID = clipRunes(m.ID, 128)
+	if len(m.Args) > MaxIncidentMsgArgs {
+		m.Args = m.Args[:MaxIncidentMsgArgs]
+	}
+	args := make([]string, len(m.Args))
+	for i, a := range m.Args {
+		args[i] = clipRunes(a, MaxIncidentMsgArgLen)
+	}
+	m.Args = args
+	b, err := json.Marshal(m)
+	if err != nil {
+		return ""
+	}
+	return string(b)
+}
+
+// DecodeIncidentMsg reads a stored message; the zero message for "" or
+// anything that is not one (an old row, a damaged one).
+func DecodeIncidentMsg(s string) IncidentMsg {
+	var m IncidentMsg
+	if s == "" || len(s) > 2*MaxIncidentMsgArgs*MaxIncidentMsgArgLen+1024 || json.Unmarshal([]byte(s), &m) != nil ||
+		len(m.Args) > MaxIncidentMsgArgs {
+		return IncidentMsg{}
+	}
+	return m
+}
+
+func clipRunes(s string, n int) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }

@@ -314,6 +314,11 @@ type DeviceQuery struct {
 	Sort             DeviceSort // '' is SortHostname
 	Desc             bool
 	Offset, Limit    int
+	// After and Before page by keyset: the page of Limit devices that
+	// follow (precede) the device with this ID in the order, returned in
+	// the order; at most one, and no Offset with either. An unknown ID is
+	// ErrNotFound. A page costs the same wherever it is in the list.
+	After, Before string
 }
 
 // DeviceFacets are the values the device list's filters offer.
@@ -605,6 +610,39 @@ type Audit interface {
 	ListAudit(ctx context.Context, afterSeq int64, limit int) ([]AuditRecord, error)
 	// AuditHead is the last record (ErrNotFound: the log is empty).
 	AuditHead(ctx context.Context) (AuditRecord, error)
+	// ListAuditPage returns one page of the records q selects, by seq
+	// (keyset paging: the next page starts after the last seq returned),
+	// without reading the rest of the log.
+	ListAuditPage(ctx context.Context, q AuditQuery) ([]AuditRecord, error)
+}
+
+// MaxAuditPage bounds AuditQuery.Limit; MaxAuditFilterValues bounds
+// AuditQuery.Actors and Devices.
+const (
+	MaxAuditPage         = 1000
+	MaxAuditFilterValues = 500
+)
+
+// AuditQuery selects a page of the audit log (the console's audit page and
+// its CSV export). Every filter set must hold.
+type AuditQuery struct {
+	// Actors: records by one of these actors (operator IDs, "device:<id>",
+	// "system", "console", "anonymous"). Nil: any actor; empty but not
+	// nil: none.
+	Actors []string
+	// Action: this action and the actions under it ("console" selects
+	// "console.login" and "console.denied", not "consoles").
+	Action string
+	// Devices: records a device is part of — by it (actor "device:<id>")
+	// or naming it in the target (a substring, case-sensitive).
+	Devices []string
+	// From, To: records at From or later, and before To; zero: open.
+	From, To time.Time
+	// Desc: newest first. Cursor: records after this seq (ascending) or
+	// before it (descending); 0 starts at the oldest or the newest.
+	Desc   bool
+	Cursor int64
+	Limit  int
 }
 
 // AuditHash computes the chain hash of r after prev (audit.Hash). Both

@@ -10,11 +10,15 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -25,20 +29,22 @@ import (
 )
 
 const (
-	auditShown    = 200  // the newest matching records a page shows
+	auditShown    = 200  // records a page shows
 	auditPageRead = 1000 // records read from the store at a time
 )
 
 type auditQuery struct {
 	Actor, Action, Device, From, To string
 	from, to                        time.Time // [from, to) in the console's zone; zero: open
+	// Before: the page shows records before this seq (0: the newest).
+	Before int64
 }
 
 func (c *Console) parseAuditQuery(q url.Values) (auditQuery, bool) {
 	v := auditQuery{Actor: strings.TrimSpace(q.Get("actor")), Action: strings.TrimSpace(q.Get("action")),
 		Device: strings.TrimSpace(q.Get("device")), From: q.Get("from"), To: q.Get("to")}
 	for _, s := range []string{v.Actor, v.Action, v.Device, v.From, v.To} {
-		if len(s) > maxSearchLength || !utf8.ValidString(s) {
+		if len(s) > maxSearchLength || !utf8.ValidString(s) || strings.ContainsRune(s, 0) {
 			return v, false
 		}
 	}
@@ -56,42 +62,28 @@ func (c *Console) parseAuditQuery(q url.Values) (auditQuery, bool) {
 		}
 		v.to = t.AddDate(0, 0, 1)
 	}
+	if b := q.Get("before"); b != "" {
+		n, err := strconv.ParseInt(b, 10, 64)
+		if err != nil || n < 1 {
+			return v, false
+		}
+		v.Before = n
+	}
 	return v, true
 }
 
-func (v auditQuery) encode() string {
+// encode is the query string of the filters (not the page) and kv.
+func (v auditQuery) encode(kv ...string) string {
 	q := url.Values{}
 	for k, s := range map[string]string{"actor": v.Actor, "action": v.Action, "device": v.Device, "from": v.From, "to": v.To} {
 		if s != "" {
 			q.Set(k, s)
 		}
 	}
+	for i := 0; i+1 < len(kv); i += 2 {
+		q.Set(kv[i], kv[i+1])
+	}
 	return q.Encode()
-}
-
-// match reports whether r passes the filters. actorName names an actor.
-func (v auditQuery) match(r store.AuditRecord, actorName string, deviceIDs map[string]bool) bool {
-	if !v.from.IsZero() && r.At.Before(v.from) || !v.to.IsZero() && !r.At.Before(v.to) {
-		return false
-	}
-	if v.Actor != "" && r.Actor != v.Actor && !strings.Contains(actorName, v.Actor) {
-		return false
-	}
-	if v.Action != "" && r.Action != v.Action && !strings.HasPrefix(r.Action, v.Action+".") {
-		return false
-	}
-	if v.Device != "" {
-		if deviceIDs[strings.TrimPrefix(r.Actor, "device:")] {
-			return true
-		}
-		for id := range deviceIDs {
-			if strings.Contains(r.Target, id) {
-				return true
-			}
-		}
-		return false
-	}
-	return true
 }
 
 type auditRow struct {
@@ -104,17 +96,18 @@ type auditRow struct {
 }
 
 type auditView struct {
-	Q         auditQuery
-	Rows      []auditRow
-	Matched   int64
-	Records   int64
-	OK        bool
-	Problem   string
-	HeadSeq   int64
-	Head      string
-	OwnOnly   bool
-	CSV       string
-	Truncated bool
+	Q       auditQuery
+	Rows    []auditRow
+	Records int64
+	OK      bool
+	Problem string
+	HeadSeq int64
+	Head    string
+	OwnOnly bool
+	CSV     string
+	// Older: the next page's query; Newest: the first page's, when this
+	// is not it.
+	Older, Newest string
 }
 
 // actionName is an audit action in the reader's language, the identifier
@@ -126,12 +119,96 @@ func actionName(p *i18n.Printer, action string) string {
 	return action
 }
 
-// auditScan reads the whole log once: it verifies the chain and hands
-// each record passing the filters (and, for the helpdesk, its own) to
-// emit.
-func (c *Console) auditScan(ctx context.Context, p *i18n.Printer, op *operator, v auditQuery, emit func(auditRow)) (auditView, error) {
-	out := auditView{Q: v, OwnOnly: !op.Role.Allows(auth.RoleOfficer)}
-	names := map[string]string{}
+// chainCache verifies the audit chain incrementally: each look reads only
+// the records appended since the last (audit.Verifier carries the state),
+// so a page view does not read the whole log. The first look after the
+// server starts reads it once, a page of the store at a time. When the
+// log's head is behind what was verified (records removed at the end),
+// it verifies again from the start.
+type chainCache struct {
+	mu  sync.Mutex
+	ver audit.Verifier
+}
+
+type chainState struct {
+	Records, HeadSeq int64
+	Head             string
+	OK               bool
+	Problem          string
+}
+
+func (cc *chainCache) look(ctx context.Context, st store.Audit) (chainState, error) {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	seq, _ := cc.ver.Head()
+	head, err := st.AuditHead(ctx)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		if seq > 0 {
+			cc.ver = audit.Verifier{}
+		}
+	case err != nil:
+		return chainState{}, err
+	case head.Seq < seq:
+		cc.ver = audit.Verifier{}
+	}
+	for {
+		after, _ := cc.ver.Head()
+		rs, err := st.ListAudit(ctx, after, auditPageRead)
+		if err != nil {
+			return chainState{}, err
+		}
+		for _, r := range rs {
+			cc.ver.Add(r)
+		}
+		if len(rs) < auditPageRead {
+			break
+		}
+	}
+	s, h := cc.ver.Head()
+	return chainState{Records: cc.ver.Records(), HeadSeq: s, Head: hex.EncodeToString(h), OK: cc.ver.OK(), Problem: cc.ver.Problem()}, nil
+}
+
+// storeAuditQuery turns the page's filters into the store's: actor by ID
+// or by (part of) an operator's name, action and the actions under it,
+// device by ID or host name (as actor or named in the target), days in
+// the console's zone. The helpdesk's query is limited to its own records.
+func (c *Console) storeAuditQuery(ctx context.Context, op *operator, v auditQuery) (store.AuditQuery, error) {
+	q := store.AuditQuery{Action: v.Action, From: v.from, To: v.to}
+	if v.Actor != "" {
+		q.Actors = []string{v.Actor}
+		ops, err := c.st.ListOperators(ctx)
+		if err != nil {
+			return q, err
+		}
+		for _, o := range ops {
+			if o.ID != v.Actor && strings.Contains(o.Name, v.Actor) && len(q.Actors) < store.MaxAuditFilterValues {
+				q.Actors = append(q.Actors, o.ID)
+			}
+		}
+	}
+	if !op.Role.Allows(auth.RoleOfficer) {
+		if q.Actors == nil || slices.Contains(q.Actors, op.ID) {
+			q.Actors = []string{op.ID}
+		} else {
+			q.Actors = []string{}
+		}
+	}
+	if v.Device != "" {
+		q.Devices = []string{v.Device}
+		if d, err := c.st.FindDevice(ctx, v.Device); err == nil && d.ID != v.Device {
+			q.Devices = append(q.Devices, d.ID)
+		}
+	}
+	return q, nil
+}
+
+// auditRows reads one page of the store and renders its records.
+func (c *Console) auditRows(ctx context.Context, p *i18n.Printer, q store.AuditQuery, names map[string]string) ([]auditRow, error) {
+	rs, err := c.st.ListAuditPage(ctx, q)
+	if err != nil {
+		return nil, err
+	}
 	nameOf := func(actor string) string {
 		if n, ok := names[actor]; ok {
 			return n
@@ -141,7 +218,6 @@ func (c *Console) auditScan(ctx context.Context, p *i18n.Printer, op *operator, 
 		case actor == "system":
 			n = p.Sprintf("console.audit.system")
 		case strings.HasPrefix(actor, "device:"):
-			n = actor
 		default:
 			if o, err := c.st.GetOperator(ctx, actor); err == nil {
 				n = o.Name
@@ -150,40 +226,11 @@ func (c *Console) auditScan(ctx context.Context, p *i18n.Printer, op *operator, 
 		names[actor] = n
 		return n
 	}
-	devices := map[string]bool{}
-	if v.Device != "" {
-		devices[v.Device] = true
-		if d, err := c.st.FindDevice(ctx, v.Device); err == nil {
-			devices[d.ID] = true
-		}
+	out := make([]auditRow, 0, len(rs))
+	for _, r := range rs {
+		out = append(out, auditRow{Seq: r.Seq, At: r.At, Actor: visible(nameOf(r.Actor)), ActorID: r.Actor, Action: actionName(p, r.Action),
+			ActionID: r.Action, Target: visible(r.Target), Detail: visible(r.Detail), Refusal: r.Action == "console.denied"})
 	}
-	var ver audit.Verifier
-	after := int64(0)
-	for {
-		rs, err := c.st.ListAudit(ctx, after, auditPageRead)
-		if err != nil {
-			return out, err
-		}
-		for _, r := range rs {
-			ver.Add(r)
-			if out.OwnOnly && r.Actor != op.ID {
-				continue
-			}
-			if !v.match(r, nameOf(r.Actor), devices) {
-				continue
-			}
-			out.Matched++
-			emit(auditRow{Seq: r.Seq, At: r.At, Actor: visible(nameOf(r.Actor)), ActorID: r.Actor, Action: actionName(p, r.Action),
-				ActionID: r.Action, Target: visible(r.Target), Detail: visible(r.Detail), Refusal: r.Action == "console.denied"})
-		}
-		if len(rs) < auditPageRead {
-			break
-		}
-		after = rs[len(rs)-1].Seq
-	}
-	var head []byte
-	out.HeadSeq, head = ver.Head()
-	out.Records, out.Head, out.OK, out.Problem = ver.Records(), hex.EncodeToString(head), ver.OK(), ver.Problem()
 	return out, nil
 }
 
@@ -199,38 +246,47 @@ func (c *Console) auditPage(w http.ResponseWriter, r *http.Request, op *operator
 		c.auditCSV(w, r, op, p, v)
 		return
 	}
-	// The newest auditShown matches, newest first: a ring over the scan.
-	ring := make([]auditRow, 0, auditShown)
-	next := 0
-	av, err := c.auditScan(ctx, p, op, v, func(row auditRow) {
-		if len(ring) < auditShown {
-			ring = append(ring, row)
-			return
-		}
-		ring[next] = row
-		next = (next + 1) % auditShown
-	})
+	q, err := c.storeAuditQuery(ctx, op, v)
 	if err != nil {
 		c.internal(w, r, op, err)
 		return
 	}
-	ordered := append(append([]auditRow(nil), ring[next:]...), ring[:next]...)
-	for i := len(ordered) - 1; i >= 0; i-- {
-		av.Rows = append(av.Rows, ordered[i])
+	// The newest auditShown records before v.Before, and one more to know
+	// whether there is an older page.
+	q.Desc, q.Cursor, q.Limit = true, v.Before, auditShown+1
+	rows, err := c.auditRows(ctx, p, q, map[string]string{})
+	if err != nil {
+		c.internal(w, r, op, err)
+		return
 	}
-	av.Truncated = av.Matched > int64(len(av.Rows))
-	q := v.encode()
-	if q != "" {
-		q += "&"
+	cs, err := c.chain.look(ctx, c.st)
+	if err != nil {
+		c.internal(w, r, op, err)
+		return
 	}
-	av.CSV = q + "format=csv"
+	av := auditView{Q: v, OwnOnly: !op.Role.Allows(auth.RoleOfficer), Records: cs.Records, OK: cs.OK, Problem: cs.Problem,
+		HeadSeq: cs.HeadSeq, Head: cs.Head, CSV: v.encode("format", "csv")}
+	if len(rows) > auditShown {
+		rows = rows[:auditShown]
+		av.Older = v.encode("before", strconv.FormatInt(rows[len(rows)-1].Seq, 10))
+	}
+	if v.Before > 0 {
+		av.Newest = v.encode()
+	}
+	av.Rows = rows
 	c.render(w, r, http.StatusOK, "audit", view{P: p, Op: op, CSRF: op.csrf(), Data: av})
 }
 
-// auditCSV streams every matching record (BOM, CRLF, formula-safe) and
-// the chain's state at the end, and audits the export.
+// auditCSV streams every matching record, oldest first, a page of the
+// store at a time (BOM, CRLF, formula-safe), then the chain's state, and
+// audits the export.
 func (c *Console) auditCSV(w http.ResponseWriter, r *http.Request, op *operator, p *i18n.Printer, v auditQuery) {
 	ctx := r.Context()
+	q, err := c.storeAuditQuery(ctx, op, v)
+	if err != nil {
+		c.internal(w, r, op, err)
+		return
+	}
 	if err := c.audit(ctx, op.ID, "audit.export", "csv", v.encode()); err != nil {
 		c.internal(w, r, op, err)
 		return
@@ -242,45 +298,43 @@ func (c *Console) auditCSV(w http.ResponseWriter, r *http.Request, op *operator,
 	cw.UseCRLF = true
 	_ = cw.Write([]string{p.Sprintf("console.audit.seq"), p.Sprintf("console.col.time"), p.Sprintf("console.audit.actor"), p.Sprintf("console.audit.actor-id"),
 		p.Sprintf("console.audit.action"), p.Sprintf("console.audit.action-id"), p.Sprintf("console.audit.target"), p.Sprintf("console.col.detail")})
-	av, err := c.auditScan(ctx, p, op, v, func(row auditRow) {
-		_ = cw.Write([]string{fmt.Sprint(row.Seq), row.At.In(c.cfg.Location).Format(time.RFC3339), safeCell(row.Actor), safeCell(row.ActorID),
-			row.Action, safeCell(row.ActionID), safeCell(row.Target), safeCell(row.Detail)})
-	})
-	if err != nil {
+	q.Limit = auditPageRead
+	names := map[string]string{}
+	fail := func(err error) {
 		c.log.ErrorContext(ctx, "audit CSV", "error", err)
 		_ = cw.Write([]string{p.Sprintf("console.err.internal")})
-	} else {
-		verified := p.Sprintf("console.evidence.chain-ok")
-		if !av.OK {
-			verified = p.Sprintf("console.evidence.chain-broken", av.Problem)
-		}
-		_ = cw.Write([]string{p.Sprintf("console.evidence.chain-head"), fmt.Sprint(av.HeadSeq), av.Head, verified})
+		cw.Flush()
 	}
+	for {
+		rows, err := c.auditRows(ctx, p, q, names)
+		if err != nil {
+			fail(err)
+			return
+		}
+		for _, row := range rows {
+			_ = cw.Write([]string{fmt.Sprint(row.Seq), row.At.In(c.cfg.Location).Format(time.RFC3339), safeCell(row.Actor), safeCell(row.ActorID),
+				row.Action, safeCell(row.ActionID), safeCell(row.Target), safeCell(row.Detail)})
+		}
+		cw.Flush()
+		if len(rows) < q.Limit || cw.Error() != nil || ctx.Err() != nil {
+			break
+		}
+		q.Cursor = rows[len(rows)-1].Seq
+		if len(names) > 10_000 {
+			clear(names)
+		}
+	}
+	cs, err := c.chain.look(ctx, c.st)
+	if err != nil {
+		fail(err)
+		return
+	}
+	verified := p.Sprintf("console.evidence.chain-ok")
+	if !cs.OK {
+		verified = p.Sprintf("console.evidence.chain-broken", cs.Problem)
+	}
+	_ = cw.Write([]string{p.Sprintf("console.evidence.chain-head"), fmt.Sprint(cs.HeadSeq), cs.Head, verified})
 	cw.Flush()
-}
-
-// crossOriginRefused answers a POST from another origin (or a browser's
-// cross-site request) that http.CrossOriginProtection refused: audited as
-// a refusal like a wrong CSRF token, answered with a translated page.
-func (c *Console) crossOriginRefused(w http.ResponseWriter, r *http.Request) {
-	c.n.denied.Add(1)
-	actor := "anonymous"
-	if ck, err := r.Cookie(sessionCookie); err == nil {
-		if hash, err := auth.HashSessionID(auth.Secret(ck.Value)); err == nil {
-			if _, o, err := c.st.Session(r.Context(), hash); err == nil {
-				actor = o.ID
-			}
-		}
-	}
-	detail := "cross-origin request refused"
-	if o := r.Header.Get("Origin"); o != "" {
-		detail += "; Origin " + clipText(o, 200)
-	}
-	if s := r.Header.Get("Sec-Fetch-Site"); s != "" {
-		detail += "; Sec-Fetch-Site " + clipText(s, 40)
-	}
-	_ = c.audit(r.Context(), actor, "console.denied", r.Method+" "+clipText(r.URL.Path, 200), detail)
-	c.fail(w, r, http.StatusForbidden, nil, "console.err.cross-origin")
 }
 
 // clipText bounds text from a request that goes into the audit log.

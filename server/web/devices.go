@@ -7,6 +7,7 @@ package web
 
 import (
 	"encoding/csv"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -43,15 +44,23 @@ var sortValues = []store.DeviceSort{store.SortHostname, store.SortGroup, store.S
 type deviceListQuery struct {
 	State, Group, Control, OS, Agent, Sort string
 	Desc                                   bool
-	Page                                   int
+	// Page is the page's number, shown; After and Before (device IDs)
+	// say where it is (keyset: the pager's links carry them). A page
+	// number without either is read by offset (an old link).
+	Page          int
+	After, Before string
 }
 
 // parseDeviceList reads the query; ok is false for anything the form
 // cannot produce (unknown state or order, a bad page, oversized text).
 func parseDeviceList(q url.Values) (deviceListQuery, bool) {
 	v := deviceListQuery{State: q.Get("state"), Group: q.Get("group"), Control: q.Get("control"),
-		OS: q.Get("os"), Agent: q.Get("agent"), Sort: q.Get("sort"), Desc: q.Get("desc") == "1", Page: 1}
-	for _, s := range []string{v.State, v.Group, v.Control, v.OS, v.Agent, v.Sort} {
+		OS: q.Get("os"), Agent: q.Get("agent"), Sort: q.Get("sort"), Desc: q.Get("desc") == "1", Page: 1,
+		After: q.Get("after"), Before: q.Get("before")}
+	if v.After != "" && v.Before != "" {
+		return v, false
+	}
+	for _, s := range []string{v.State, v.Group, v.Control, v.OS, v.Agent, v.Sort, v.After, v.Before} {
 		if len(s) > maxSearchLength || !utf8.ValidString(s) {
 			return v, false
 		}
@@ -112,6 +121,8 @@ func (v deviceListQuery) Encode(kv ...string) string {
 	if v.Page > 1 {
 		q.Set("page", strconv.Itoa(v.Page))
 	}
+	set("after", v.After)
+	set("before", v.Before)
 	for i := 0; i+1 < len(kv); i += 2 {
 		q.Del(kv[i])
 		set(kv[i], kv[i+1])
@@ -193,8 +204,17 @@ func (c *Console) devices(w http.ResponseWriter, r *http.Request, op *operator) 
 		return
 	}
 	q := c.storeQuery(v, cut)
-	q.Limit, q.Offset = devicePageSize, (v.Page-1)*devicePageSize
+	q.Limit, q.After, q.Before = devicePageSize, v.After, v.Before
+	if v.After == "" && v.Before == "" {
+		q.Offset = (v.Page - 1) * devicePageSize
+	}
 	devs, total, err := c.st.ListDevicePage(ctx, q)
+	if errors.Is(err, store.ErrNotFound) {
+		// The cursor's device is gone: the first page.
+		v.Page, v.After, v.Before = 1, "", ""
+		q.After, q.Before, q.Offset = "", "", 0
+		devs, total, err = c.st.ListDevicePage(ctx, q)
+	}
 	if err != nil {
 		c.internal(w, r, op, err)
 		return
@@ -208,14 +228,19 @@ func (c *Console) devices(w http.ResponseWriter, r *http.Request, op *operator) 
 	for _, d := range devs {
 		dv.Rows = append(dv.Rows, c.listRow(p, d, pol, now))
 	}
+	first := int64(v.Page-1) * devicePageSize
 	if len(devs) > 0 {
-		dv.From, dv.To = int64(q.Offset)+1, int64(q.Offset+len(devs))
+		dv.From, dv.To = first+1, first+int64(len(devs))
 	}
-	if v.Page > 1 {
-		dv.Prev = v.Encode("page", strconv.Itoa(v.Page-1))
+	// The pager pages by keyset from this page's first and last device.
+	switch {
+	case v.Page == 2 || v.Page > 1 && len(devs) == 0:
+		dv.Prev = v.Encode("page", "", "after", "", "before", "")
+	case v.Page > 2:
+		dv.Prev = v.Encode("page", strconv.Itoa(v.Page-1), "after", "", "before", devs[0].ID)
 	}
-	if int64(q.Offset+len(devs)) < total {
-		dv.Next = v.Encode("page", strconv.Itoa(v.Page+1))
+	if len(devs) == devicePageSize && dv.To < total {
+		dv.Next = v.Encode("page", strconv.Itoa(v.Page+1), "before", "", "after", devs[len(devs)-1].ID)
 	}
 	dv.States = []option{{Value: "", Name: p.Sprintf("console.list.any"), Selected: v.State == ""}}
 	for _, s := range stateValues {
@@ -241,7 +266,7 @@ func (c *Console) devices(w http.ResponseWriter, r *http.Request, op *operator) 
 	for _, s := range sortValues {
 		dv.Sorts = append(dv.Sorts, option{Value: string(s), Name: p.Sprintf(i18n.ID("console.list.sort." + string(s))), Selected: string(s) == v.Sort})
 	}
-	dv.CSV = v.Encode("page", "", "format", "csv")
+	dv.CSV = v.Encode("page", "", "after", "", "before", "", "format", "csv")
 	c.render(w, r, http.StatusOK, "devices", view{P: p, Op: op, CSRF: op.csrf(), Data: dv})
 }
 
@@ -265,6 +290,7 @@ func (c *Console) devicesCSV(w http.ResponseWriter, r *http.Request, op *operato
 	q := c.storeQuery(v, cut)
 	q.Limit = csvPageSize
 	now := c.now()
+	// By keyset: each page costs the same, however deep.
 	for {
 		devs, _, err := c.st.ListDevicePage(ctx, q)
 		if err != nil {
@@ -281,7 +307,7 @@ func (c *Console) devicesCSV(w http.ResponseWriter, r *http.Request, op *operato
 		if len(devs) < csvPageSize || cw.Error() != nil || ctx.Err() != nil {
 			break
 		}
-		q.Offset += len(devs)
+		q.After = devs[len(devs)-1].ID
 	}
 	cw.Flush()
 }

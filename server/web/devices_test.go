@@ -30,7 +30,7 @@ func TestDeviceList(t *testing.T) {
 		}
 		for _, w := range notWant {
 			if strings.Contains(p.body, w) {
-				t.Errorf("GET %s shows %q", path, w)
+				t.Errorf("GET %s shows %q: %s", path, w, p.body[max(0, strings.Index(p.body, w)-150):strings.Index(p.body, w)+50])
 			}
 		}
 		return p
@@ -51,6 +51,10 @@ func TestDeviceList(t *testing.T) {
 	// The fleet page's counts and group rows link to these lists.
 	has("/fleet", []string{`href="/devices?state=noncompliant"`, `href="/devices?group=%e5%b8%82%e6%b0%91%e8%aa%b2&amp;state=offline"`}, nil)
 
+	// The page's own links (CSV, pager) carry their queries as queries,
+	// not as one escaped key ("format%3dcsv" before this was fixed).
+	has("/devices?state=noncompliant", []string{`href="/devices?format=csv&amp;state=noncompliant"`}, []string{"devices?format%3d"})
+
 	// CSV: every device, formula-safe, audited.
 	p = b.get("/devices?format=csv")
 	if p.status != http.StatusOK || !strings.HasPrefix(p.body, "\ufeff") || !strings.Contains(p.body, "zeimu-pc-01") ||
@@ -67,6 +71,17 @@ func TestDeviceList(t *testing.T) {
 		"state=bogus", "sort=facts", "desc=yes", "page=0", "page=-1", "page=x", "page=99999999999",
 		"group=" + strings.Repeat("x", 300), "os=%ff%fe", "control=" + strings.Repeat("a", 256),
 	} {
+		if p := b.get("/devices?" + q); p.status != http.StatusBadRequest {
+			t.Errorf("GET /devices?%s: %d, want 400", q, p.status)
+		}
+	}
+	// Keyset: after a terminal, the ones after it in the order; a cursor
+	// whose terminal is unknown is the first page; both cursors at once
+	// are refused.
+	has("/devices?after="+ts.failing.ID+"&page=2", nil, []string{"zeimu-pc-01", "shimin-pc-02", "shimin-pc-03"})
+	has("/devices?sort=hostname&desc=1&after="+ts.failing.ID+"&page=2", []string{"shimin-pc-03", "shimin-pc-02"}, []string{"zeimu-pc-01"})
+	has("/devices?after=no-such-terminal&page=7", append(all, "全 4 台中 1〜4 台目"), nil)
+	for _, q := range []string{"after=a&before=b", "after=" + strings.Repeat("x", 300)} {
 		if p := b.get("/devices?" + q); p.status != http.StatusBadRequest {
 			t.Errorf("GET /devices?%s: %d, want 400", q, p.status)
 		}

@@ -35,7 +35,7 @@ type clause struct {
 }
 
 var clauses = []clause{
-	{"media", "6(3)①", "持ち出し不可設定（外部記録媒体への書込み禁止）", "No data taken off the terminal (removable media write block)"},
+	{"media", "6(3)①", "持ち出し不可設定（外部記憶媒体への書込み禁止）", "No data taken off the terminal (removable media write block)"},
 	{"login-mfa", "6(3)①", "多要素認証（端末の利用者認証）", "Multi-factor authentication (user authentication on the terminal)"},
 	{"isolation", "6(3)①", "他の領域との通信をできないようにする（通信の分離）", "No communication with the other tiers (network isolation)"},
 	{"agent", "6(7)", "監視（エージェントの稼働と自己点検）", "Monitoring (the agent runs and checks itself)"},

@@ -407,3 +407,55 @@ func TestEvidenceByGroup(t *testing.T) {
 		t.Error("export not audited")
 	}
 }
+
+// TestIncidentSummaryLanguage: an incident's summary is stored as a
+// message and read in the reader's language, its time in the console's
+// zone; an incident stored before (text only) still shows its text.
+func TestIncidentSummaryLanguage(t *testing.T) {
+	e := start(t)
+	d := e.device(t, "pc-summary", failing("x", nil))
+	e.step(t)
+	ctx := context.Background()
+	st := e.h.Srv.Store()
+	// An incident as stored before summaries were messages.
+	judge := func(store.WatchBatch) ([]store.SearchTerm, []store.Signal, error) {
+		return nil, []store.Signal{{Rule: incident.RuleMFALockout, DeviceID: d.ID, Episode: "old", At: e.h.Clock.Now(),
+			Summary: "利用者 yamada の多要素認証ロックアウト / MFA lock-out of user yamada"}}, nil
+	}
+	if _, err := st.Watch(ctx, store.WatchParams{Now: e.h.Clock.Now(), Limit: 10, Margin: time.Minute}, judge); err != nil {
+		t.Fatal(err)
+	}
+	incs, err := st.Incidents(ctx, store.IncidentFilter{})
+	if err != nil || len(incs) != 2 {
+		t.Fatalf("incidents: %v %v", incs, err)
+	}
+	var nc, old string
+	for _, in := range incs {
+		if in.Rule == incident.RuleNoncompliant {
+			nc = fmt.Sprint(in.ID)
+		} else {
+			old = fmt.Sprint(in.ID)
+		}
+	}
+	ja, en := e.browser(t, "ja"), e.browser(t, "en")
+	ja.signIn(e.officer)
+	en.signIn(e.officer)
+	check := func(b *browser, path string, want, notWant []string) {
+		t.Helper()
+		p := b.get(path)
+		for _, w := range want {
+			if !strings.Contains(p.body, w) {
+				t.Errorf("GET %s (%s) lacks %q", path, b.lang, w)
+			}
+		}
+		for _, w := range notWant {
+			if strings.Contains(p.body, w) {
+				t.Errorf("GET %s (%s) shows %q", path, b.lang, w)
+			}
+		}
+	}
+	check(ja, "/incidents/"+nc, []string{"から非準拠", "JST"}, []string{"non-compliant since", "Non-compliant since"})
+	check(en, "/incidents/"+nc, []string{"Non-compliant since"}, []string{"から非準拠", "非準拠になった日時"})
+	check(ja, "/incidents", []string{"から非準拠", "多要素認証ロックアウト / MFA lock-out of user yamada"}, nil)
+	check(en, "/incidents/"+old, []string{"利用者 yamada の多要素認証ロックアウト / MFA lock-out of user yamada"}, nil)
+}

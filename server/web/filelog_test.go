@@ -67,7 +67,7 @@ func TestEvidenceFileLog(t *testing.T) {
 	}
 	section := p.body[strings.Index(p.body, `id="file-log-title"`):]
 	for _, want := range []string{
-		"例外措置のもとで外部記録媒体に書き込まれたファイル (6(3)①)", "/住民/課税台帳.xlsx", hello, "tanaka (1000)", "cp (4242)",
+		"例外措置のもとで外部記憶媒体に書き込まれたファイル (6(3)①)", "/住民/課税台帳.xlsx", hello, "tanaka (1000)", "cp (4242)",
 		"<code>x-42</code>", "0781:5581 4C53000 (sdb)", "zeimu-pc-01", "shimin-pc-01", "税務課",
 		"先頭 67108864 バイトのみの SHA-256", "ハッシュ未計算: read: input/output error",
 		"この端末のファイル記録が少なくとも 3 件失われました", "ファイル 3 件、失われたと報告された記録 3 件、破損した記録 0 件",
@@ -112,7 +112,7 @@ func TestEvidenceFileLog(t *testing.T) {
 	}
 	start := -1
 	for i, rec := range recs {
-		if len(rec) == 2 && rec[0] == "例外措置のもとで外部記録媒体に書き込まれたファイル" && rec[1] == "6(3)①" {
+		if len(rec) == 2 && rec[0] == "例外措置のもとで外部記憶媒体に書き込まれたファイル" && rec[1] == "6(3)①" {
 			start = i
 		}
 	}

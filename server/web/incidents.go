@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/mamori-dev/mamori/internal/i18n"
 	"github.com/mamori-dev/mamori/server/auth"
@@ -21,6 +22,11 @@ func (c *Console) addEvidencePages(funcs template.FuncMap) error {
 	// An incident about a caller's address (enroll-token-guessing) has
 	// no device page.
 	funcs["isSource"] = func(id string) bool { return strings.HasPrefix(id, incident.SourcePrefix) }
+	// An incident's summary in the reader's language and the console's
+	// zone (stored as a message; older incidents keep their text).
+	funcs["incSummary"] = func(p *i18n.Printer, in store.Incident) string {
+		return visible(incident.Summary(p, in, c.formatTime, func(d time.Duration) string { return c.formatDuration(p, d) }))
+	}
 	funcs["incState"] = func(p *i18n.Printer, s string) string { return p.Sprintf(i18n.ID("console.incident.state." + s)) }
 	for _, name := range []string{"evidence", "incidents", "incident", "operators", "operator-created"} {
 		t, err := template.New(name).Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/"+name+".html")

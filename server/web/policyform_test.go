@@ -136,7 +136,7 @@ func TestPolicyFormPages(t *testing.T) {
 	e := start(t)
 	seedPolicy(t, e)
 	for _, l := range []struct{ accept, want, mode string }{
-		{"en", "Removable storage", "monitor"}, {"", "リムーバブルストレージ", "監視"},
+		{"en", "Removable storage", "monitor"}, {"", "USB メモリ・外付けディスク・SD カード", "監視"},
 	} {
 		b := e.browser(t, l.accept)
 		b.signIn(e.officer)

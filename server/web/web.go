@@ -31,6 +31,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -94,6 +95,10 @@ type Config struct {
 	// FailBurst: failures for unknown logins, and attempts refused before
 	// any lookup, are audited as one row per FailBurst with counts.
 	FailBurst time.Duration
+	// CrossOriginWindow: the first cross-origin refusal of each origin and
+	// request in a window is audited at once, the rest as one row with
+	// their count when the window closes (crossorigin.go).
+	CrossOriginWindow time.Duration
 }
 
 // DefaultConfig: 15 minutes idle, 8 hours at most, 5 failures lock for
@@ -106,7 +111,7 @@ func DefaultConfig() Config {
 		HashMemory: 24 << 20, HashWait: 250 * time.Millisecond,
 		AddrBurst: 30, AddrEvery: 6 * time.Second,
 		LoginBurst: 10, LoginEvery: 30 * time.Second,
-		FailBurst: time.Minute,
+		FailBurst: time.Minute, CrossOriginWindow: time.Minute,
 	}
 }
 
@@ -116,7 +121,7 @@ func (c Config) Validate() error {
 		return errors.New("console: idle time-out, max age, max failures, lock-out time and location are required")
 	}
 	if c.HashMemory < passwordHashBytes || c.HashWait <= 0 || c.AddrBurst < 1 || c.AddrEvery <= 0 ||
-		c.LoginBurst < 1 || c.LoginEvery <= 0 || c.FailBurst <= 0 {
+		c.LoginBurst < 1 || c.LoginEvery <= 0 || c.FailBurst <= 0 || c.CrossOriginWindow <= 0 {
 		return fmt.Errorf("console: sign-in limits: hash memory at least %d MiB, a hash wait, address and login bursts and rates, and an audit burst are required", passwordHashBytes>>20)
 	}
 	return nil
@@ -159,6 +164,10 @@ type Console struct {
 	seeds   *auth.SeedKey
 	// auditCA verifies the audit log's signed checkpoints (evidence.go).
 	auditCA *x509.Certificate
+	// chain is the audit chain verified so far (audit.go).
+	chain chainCache
+	// refusals counts cross-origin refusals (crossorigin.go).
+	refusals *refusalAgg
 }
 
 // Cookie names. __Host- makes the browser insist on Secure, Path=/ and no
@@ -185,6 +194,7 @@ func New(d Deps) (*Console, error) {
 	}
 	c := &Console{st: d.Store, cfg: d.Config, now: d.Now, log: d.Log, metricx: d.Metrics, pages: map[string]*template.Template{}, admin: d.Admin}
 	c.guard = newSigninGuard(d.Config, c)
+	c.refusals = &refusalAgg{window: d.Config.CrossOriginWindow, now: time.Now, write: c.audit}
 	c.seeds = d.OperatorSeeds
 	c.auditCA = d.AuditCA
 	funcs := template.FuncMap{
@@ -211,6 +221,10 @@ func New(d Deps) (*Console, error) {
 		return (ok && u == unit) || (!ok && unit == "m")
 	}
 	funcs["list"] = func(xs ...string) []string { return xs }
+	// query puts an encoded query string into a URL as it is: html/template
+	// would escape a plain string's & and = as data. It is parsed and
+	// encoded again, so only a well-formed query gets through.
+	funcs["query"] = safeQuery
 	funcs["isDate"] = func(s string) bool { _, err := time.Parse(time.DateOnly, s); return s == "" || err == nil }
 	// Names of controls and modes in the reader's language (issue #19).
 	funcs["ctlName"] = controlName
@@ -243,8 +257,11 @@ func New(d Deps) (*Console, error) {
 }
 
 // Close writes what is still pending: the audit row of a burst of
-// failed sign-ins in progress.
-func (c *Console) Close(ctx context.Context) { c.guard.fails.Flush(ctx) }
+// failed sign-ins in progress, and the counts of cross-origin refusals.
+func (c *Console) Close(ctx context.Context) {
+	c.guard.fails.Flush(ctx)
+	c.refusals.Flush(ctx)
+}
 
 // Handler routes every console URL.
 func (c *Console) Handler() http.Handler {
@@ -433,4 +450,14 @@ func (c *Console) formatTimestamp(t *timestamppb.Timestamp) string {
 
 func complianceClass(s mamoriv1.Compliance) string {
 	return strings.ToLower(strings.TrimPrefix(s.String(), "COMPLIANCE_"))
+}
+
+// safeQuery is s, a query string, re-encoded as a URL part; "" when s
+// does not parse.
+func safeQuery(s string) template.URL {
+	v, err := url.ParseQuery(s)
+	if err != nil {
+		return ""
+	}
+	return template.URL(v.Encode())
 }

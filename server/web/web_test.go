@@ -659,7 +659,7 @@ func TestEventKindNames(t *testing.T) {
 	}
 	d := e.device(t, "pc-events", healthy(), ev("usb_blocked"), ev("<b>from_the_future</b>"))
 	for _, tc := range []struct{ accept, want string }{
-		{"ja", `USB デバイスを遮断 <code class="mute">usb_blocked</code>`},
+		{"ja", `USB デバイスの使用を禁止 <code class="mute">usb_blocked</code>`},
 		{"en", `USB device blocked <code class="mute">usb_blocked</code>`},
 	} {
 		b := e.browser(t, tc.accept)

@@ -1,6 +1,8 @@
 package storetest
 
 import (
+	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -85,12 +87,65 @@ func testDeviceList(t *testing.T, st store.Store) {
 		}
 	}
 	_ = n
+	// Keyset paging: a page of one after (before) each device walks every
+	// order in both directions exactly as the whole list reads, NULL times
+	// (never-pc) included, with any filter.
+	for _, sort := range []store.DeviceSort{store.SortHostname, store.SortLastSeen, store.SortFailingSince, store.SortGroup} {
+		for _, desc := range []bool{false, true} {
+			for _, f := range []store.DeviceFilter{cut, grp} {
+				whole, total := ids(store.DeviceQuery{Filter: f, Sort: sort, Desc: desc})
+				idsOf := func(q store.DeviceQuery) []store.Device {
+					ds, tot, err := st.ListDevicePage(ctx, q)
+					must(t, err)
+					if tot != total {
+						t.Errorf("%s desc=%v: total %d with a cursor, %d without", sort, desc, tot, total)
+					}
+					return ds
+				}
+				var fwd []string
+				q := store.DeviceQuery{Filter: f, Sort: sort, Desc: desc, Limit: 1}
+				for range 10 {
+					ds := idsOf(q)
+					if len(ds) == 0 {
+						break
+					}
+					fwd = append(fwd, ds[0].Facts.GetHostname())
+					q.After = ds[0].ID
+				}
+				diff(t, fmt.Sprintf("%s desc=%v group=%q forwards", sort, desc, f.Group), whole, fwd)
+				// Backwards from the end, pages of two.
+				all, _, err := st.ListDevicePage(ctx, store.DeviceQuery{Filter: f, Sort: sort, Desc: desc})
+				must(t, err)
+				var back []string
+				q = store.DeviceQuery{Filter: f, Sort: sort, Desc: desc, Limit: 2, Before: all[len(all)-1].ID}
+				for range 10 {
+					ds := idsOf(q)
+					if len(ds) == 0 {
+						break
+					}
+					var page []string
+					for _, d := range ds {
+						page = append(page, d.Facts.GetHostname())
+					}
+					back = append(page, back...)
+					q.Before = ds[0].ID
+				}
+				diff(t, fmt.Sprintf("%s desc=%v group=%q backwards", sort, desc, f.Group), whole[:len(whole)-1], back)
+			}
+		}
+	}
+	if _, _, err := st.ListDevicePage(ctx, store.DeviceQuery{After: "no-such-device"}); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("after an unknown device: %v, want ErrNotFound", err)
+	}
 	for name, q := range map[string]store.DeviceQuery{
-		"unknown order":   {Sort: "facts"},
-		"page too large":  {Limit: 1001},
-		"negative offset": {Offset: -1},
-		"group and none":  {Filter: grp, NoGroup: true},
-		"unknown state":   {Filter: store.DeviceFilter{Compliance: 99}},
+		"after and before":  {After: a.ID, Before: b.ID},
+		"after and offset":  {After: a.ID, Offset: 1},
+		"before and offset": {Before: a.ID, Offset: 1},
+		"unknown order":     {Sort: "facts"},
+		"page too large":    {Limit: 1001},
+		"negative offset":   {Offset: -1},
+		"group and none":    {Filter: grp, NoGroup: true},
+		"unknown state":     {Filter: store.DeviceFilter{Compliance: 99}},
 	} {
 		if _, _, err := st.ListDevicePage(ctx, q); err == nil {
 			t.Errorf("%s: no error", name)

@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -65,7 +66,8 @@ func testEvidence(t *testing.T, st store.Store) {
 			}
 		}
 		for _, d := range bt.Failing {
-			sigs = append(sigs, store.Signal{Rule: "nc", DeviceID: d.DeviceID, Episode: d.At.String(), At: d.At, Summary: "<nc>"})
+			sigs = append(sigs, store.Signal{Rule: "nc", DeviceID: d.DeviceID, Episode: d.At.String(), At: d.At, Summary: "<nc>",
+				SummaryMsg: store.IncidentMsg{ID: "incident.summary.noncompliant", Args: []string{"t:2026-04-01T00:30:00Z", "s:改行\nと\x00", "s:" + strings.Repeat("長", 400)}}})
 		}
 		return terms, sigs, nil
 	}
@@ -128,6 +130,18 @@ func testEvidence(t *testing.T, st store.Store) {
 	must(t, err)
 	if len(incs) != 2 {
 		t.Fatalf("active incidents: %d, want 2", len(incs))
+	}
+	// The summary as a message comes back as stored (arguments cut at
+	// store.MaxIncidentMsgArgLen bytes, on a rune); without one, zero.
+	for _, in := range incs {
+		switch in.Rule {
+		case "nc":
+			long := "s:" + strings.Repeat("長", (store.MaxIncidentMsgArgLen-len("s:"))/len("長"))
+			diff(t, "summary message", store.IncidentMsg{ID: "incident.summary.noncompliant",
+				Args: []string{"t:2026-04-01T00:30:00Z", "s:改行\nと\x00", long}}, in.SummaryMsg)
+		case "usb":
+			diff(t, "no summary message", store.IncidentMsg{}, in.SummaryMsg)
+		}
 	}
 	var usb store.Incident
 	for _, in := range incs {

@@ -60,6 +60,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"OperatorTokens", testOperatorTokens},
 		{"AuditChain", testAudit},
 		{"AuditConcurrent", testAuditConcurrent},
+		{"AuditPage", testAuditPage}, // auditpage.go
 		{"Console", testConsole},
 		{"IngestConcurrent", testIngestConcurrent},
 		{"ContextCancelled", testCancelled},

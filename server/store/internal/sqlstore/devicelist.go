@@ -8,7 +8,10 @@ package sqlstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
+	"strings"
 
 	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
 	"github.com/mamori-dev/mamori/server/store"
@@ -45,21 +48,28 @@ func (s *Store) ListDevicePage(ctx context.Context, q store.DeviceQuery) ([]stor
 		cond += " AND agent_version = " + args.bind(q.AgentVersion)
 	}
 	// Ascending puts devices without a time first, descending last: the
-	// order SQLite's indexes keep, said explicitly for PostgreSQL.
+	// order SQLite's indexes keep, said explicitly for PostgreSQL (whose
+	// indexes are made NULLS FIRST, migration 0019). A page before a
+	// cursor reads the reversed order and is turned round.
+	if q.After != "" && q.Before != "" || (q.After != "" || q.Before != "") && q.Offset != 0 {
+		return nil, 0, fmt.Errorf("device list: after, before and offset together")
+	}
+	desc := q.Desc != (q.Before != "")
 	dir, nulls := "ASC", "NULLS FIRST"
-	if q.Desc {
+	if desc {
 		dir, nulls = "DESC", "NULLS LAST"
 	}
 	var order string
+	var keys []string // the order's columns, the ID last
 	switch q.Sort {
 	case "", store.SortHostname:
-		order = "hostname " + dir + ", id " + dir
+		order, keys = "hostname "+dir+", id "+dir, []string{"hostname", "id"}
 	case store.SortLastSeen:
-		order = "last_seen " + dir + " " + nulls + ", id " + dir
+		order, keys = "last_seen "+dir+" "+nulls+", id "+dir, []string{"last_seen", "id"}
 	case store.SortFailingSince:
-		order = "failing_since " + dir + " " + nulls + ", id " + dir
+		order, keys = "failing_since "+dir+" "+nulls+", id "+dir, []string{"failing_since", "id"}
 	case store.SortGroup:
-		order = "device_group " + dir + ", hostname " + dir + ", id " + dir
+		order, keys = "device_group "+dir+", hostname "+dir+", id "+dir, []string{"device_group", "hostname", "id"}
 	default:
 		return nil, 0, fmt.Errorf("device list: unknown order %q", q.Sort)
 	}
@@ -68,8 +78,7 @@ func (s *Store) ListDevicePage(ctx context.Context, q store.DeviceQuery) ([]stor
 		return nil, 0, fmt.Errorf("device list: page of %d from %d", q.Limit, q.Offset)
 	}
 	countArgs := append([]any(nil), args...)
-	sqlText := "SELECT " + deviceCols + " FROM devices WHERE " + cond + " ORDER BY " + order +
-		" LIMIT " + args.bind(limit) + " OFFSET " + args.bind(q.Offset)
+	cursor := q.After + q.Before
 	var (
 		ds    []store.Device
 		total int64
@@ -78,14 +87,83 @@ func (s *Store) ListDevicePage(ctx context.Context, q store.DeviceQuery) ([]stor
 		if err := queryRow(ctx, tx, "SELECT count(*) FROM devices WHERE "+cond, countArgs...).Scan(&total); err != nil {
 			return err
 		}
+		pageCond, pageArgs := cond, append(bindings(nil), args...)
+		if cursor != "" {
+			// The cursor device's own values, read in the same snapshot.
+			vals := make([]any, len(keys))
+			ptrs := make([]any, len(keys))
+			for i := range vals {
+				ptrs[i] = &vals[i]
+			}
+			err := queryRow(ctx, tx, "SELECT "+strings.Join(keys, ", ")+" FROM devices WHERE id = ?", cursor).Scan(ptrs...)
+			if errors.Is(err, errNoRows) {
+				return store.ErrNotFound
+			}
+			if err != nil {
+				return err
+			}
+			pageCond += " AND " + keysetAfter(&pageArgs, keys, vals, desc)
+		}
+		sqlText := "SELECT " + deviceCols + " FROM devices WHERE " + pageCond + " ORDER BY " + order +
+			" LIMIT " + pageArgs.bind(limit) + " OFFSET " + pageArgs.bind(q.Offset)
 		var err error
-		ds, err = query(ctx, tx, scanDevice, sqlText, args...)
+		ds, err = query(ctx, tx, scanDevice, sqlText, pageArgs...)
 		return err
 	})
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, 0, err
+	}
 	if err != nil {
 		return nil, 0, fmt.Errorf("device list: %w", err)
 	}
+	if q.Before != "" {
+		slices.Reverse(ds)
+	}
 	return ds, total, nil
+}
+
+// keysetAfter is the condition "the row comes after the cursor whose
+// values are vals" in the order of keys (ascending with NULLs first, or
+// descending with NULLs last; the last key, the ID, is never NULL). Row
+// values compare the keys at once where no NULL is involved, so the
+// order's index serves the range; a NULL cursor value or the NULL rows
+// after a value are said separately.
+func keysetAfter(args *bindings, keys []string, vals []any, desc bool) string {
+	op := ">"
+	if desc {
+		op = "<"
+	}
+	// The first NULL value of the cursor (only a time key can be NULL,
+	// and it is then the first key of a two-key order).
+	if vals[0] == nil && len(keys) == 2 {
+		if desc {
+			return "(" + keys[0] + " IS NULL AND id " + op + " " + args.bind(vals[1]) + ")"
+		}
+		return "(" + keys[0] + " IS NOT NULL OR (" + keys[0] + " IS NULL AND id " + op + " " + args.bind(vals[1]) + "))"
+	}
+	ph := make([]string, len(vals))
+	for i, v := range vals {
+		ph[i] = args.bind(v)
+	}
+	c := "(" + strings.Join(keys, ", ") + ") " + op + " (" + strings.Join(ph, ", ") + ")"
+	if desc && (keys[0] == "last_seen" || keys[0] == "failing_since") {
+		// Descending, the NULL times come last: after every value.
+		c = "(" + c + " OR " + keys[0] + " IS NULL)"
+	}
+	return c
+}
+
+// distinct is the query of the distinct non-empty values of column, in
+// order, as a walk of the column's index — one probe per value — rather
+// than a pass over every row (SELECT DISTINCT read all 100,000 devices and
+// 300,000 control states on PostgreSQL, ~0.5 s a page; both backends
+// answer this from the index that leads with column).
+func distinct(table, column string) string {
+	return `WITH RECURSIVE v(x) AS (
+		SELECT min(` + column + `) FROM ` + table + ` WHERE ` + column + ` > ''
+		UNION ALL
+		SELECT (SELECT min(` + column + `) FROM ` + table + ` WHERE ` + column + ` > v.x) FROM v WHERE v.x IS NOT NULL
+	) SELECT x FROM v WHERE x IS NOT NULL`
 }
 
 // DeviceFacets lists the values the device list's filters offer.
@@ -100,10 +178,10 @@ func (s *Store) DeviceFacets(ctx context.Context) (store.DeviceFacets, error) {
 			dst *[]string
 			sql string
 		}{
-			{&f.Groups, "SELECT DISTINCT device_group FROM devices WHERE device_group <> '' ORDER BY device_group"},
-			{&f.OSes, "SELECT DISTINCT os FROM devices WHERE os <> '' ORDER BY os"},
-			{&f.AgentVersions, "SELECT DISTINCT agent_version FROM devices WHERE agent_version <> '' ORDER BY agent_version"},
-			{&f.Controls, "SELECT DISTINCT control FROM control_states ORDER BY control"},
+			{&f.Groups, distinct("devices", "device_group")},
+			{&f.OSes, distinct("devices", "os")},
+			{&f.AgentVersions, distinct("devices", "agent_version")},
+			{&f.Controls, distinct("control_states", "control")},
 		} {
 			vs, err := query(ctx, tx, scan, x.sql)
 			if err != nil {

@@ -140,16 +140,18 @@ func scanHistory(r Rows) (store.HistoryEntry, error) {
 }
 
 const incidentCols = `i.id, i.rule, i.device_id, coalesce(d.hostname, ''), i.episode, i.state, i.summary, i.occurrences,
-	i.opened_at, i.last_at, i.escalated_at, i.acked_at, i.acked_by, i.ack_note, i.closed_at, i.closed_by, i.close_note`
+	i.opened_at, i.last_at, i.escalated_at, i.acked_at, i.acked_by, i.ack_note, i.closed_at, i.closed_by, i.close_note, i.summary_msg`
 
 func scanIncident(r Rows) (store.Incident, error) {
 	var (
 		in                         store.Incident
 		opened, last               int64
 		escalated, acked, closedAt sql.NullInt64
+		msg                        string
 	)
 	err := r.Scan(&in.ID, &in.Rule, &in.DeviceID, &in.Hostname, &in.Episode, &in.State, &in.Summary, &in.Occurrences,
-		&opened, &last, &escalated, &acked, &in.AckedBy, &in.AckNote, &closedAt, &in.ClosedBy, &in.CloseNote)
+		&opened, &last, &escalated, &acked, &in.AckedBy, &in.AckNote, &closedAt, &in.ClosedBy, &in.CloseNote, &msg)
+	in.SummaryMsg = store.DecodeIncidentMsg(msg)
 	in.OpenedAt, in.LastAt = codec.FromMicros(opened, true), codec.FromMicros(last, true)
 	in.EscalatedAt = codec.FromMicros(escalated.Int64, escalated.Valid)
 	in.AckedAt = codec.FromMicros(acked.Int64, acked.Valid)

@@ -470,8 +470,8 @@ func (s *Store) signal(ctx context.Context, q Q, sg store.Signal, p store.WatchP
 		}
 		return 0, true, nil
 	}
-	id, _, err = one[int64](ctx, q, `INSERT INTO incidents (rule, device_id, episode, state, summary, occurrences, opened_at, last_at)
-		VALUES (?, ?, ?, 'open', ?, ?, ?, ?) RETURNING id`, sg.Rule, sg.DeviceID, sg.Episode, sg.Summary, n, p.Now.UnixMicro(), at)
+	id, _, err = one[int64](ctx, q, `INSERT INTO incidents (rule, device_id, episode, state, summary, summary_msg, occurrences, opened_at, last_at)
+		VALUES (?, ?, ?, 'open', ?, ?, ?, ?, ?) RETURNING id`, sg.Rule, sg.DeviceID, sg.Episode, sg.Summary, store.EncodeIncidentMsg(sg.SummaryMsg), n, p.Now.UnixMicro(), at)
 	if err != nil {
 		return 0, false, fmt.Errorf("watch: open incident: %w", err)
 	}
