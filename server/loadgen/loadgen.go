@@ -460,6 +460,9 @@ func (g *gen) dialTo(addr string, cert *tls.Certificate, extra ...grpc.DialOptio
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 60 * time.Second, Timeout: 20 * time.Second, PermitWithoutStream: true}),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(4<<20), grpc.MaxCallSendMsgSize(4<<20)),
 		grpc.WithUserAgent("mamori-loadgen"),
+		// A fixed window like the agent's (agent/transport): no BDP pings.
+		grpc.WithInitialWindowSize(1 << 20),
+		grpc.WithInitialConnWindowSize(1 << 20),
 		grpc.WithReadBufferSize(8 << 10),
 		grpc.WithWriteBufferSize(8 << 10),
 		grpc.WithSharedWriteBuffer(true),
