@@ -206,6 +206,11 @@ type Daemon struct {
 	// reports (an older server would take one for a whole report).
 	acked    *reportState
 	deltasOK bool
+	// witness is the newest signed audit checkpoint the server gave this
+	// terminal, sent back in full reports (witness.go); witnessLoaded says
+	// the state directory was read.
+	witness       *mamoriv1.AuditCheckpoint
+	witnessLoaded bool
 }
 
 // New builds a daemon.
@@ -431,6 +436,8 @@ func (d *Daemon) round(ctx context.Context) RoundResult {
 	full := d.acked == nil || !d.deltasOK || d.cfg.FullReportEvery <= 0 || d.cfg.Now().Sub(d.acked.fullAt) >= d.cfg.FullReportEvery
 	if !full {
 		makeDelta(req, cur, d.acked)
+	} else {
+		req.WitnessedCheckpoint = d.witnessed(ctx, id)
 	}
 	res.Full, res.Changed, res.StateDigest = full, len(req.Statuses), cur.digest
 	resp, sent, received, server, err := d.report(ctx, id, req)
@@ -487,6 +494,9 @@ func (d *Daemon) round(ctx context.Context) RoundResult {
 	default:
 		cur.fullAt = d.acked.fullAt
 		d.acked = cur
+	}
+	if cp := resp.GetAuditCheckpoint(); cp != nil {
+		d.takeCheckpoint(ctx, id, cp)
 	}
 	res.Acked = d.ack(ctx, batch, resp.GetAckedEventIds())
 	if p := resp.GetPolicy(); p != nil && (p.GetVersion() != d.pol.GetVersion() || p.GetDigest() != d.pol.GetDigest()) {

@@ -48,6 +48,9 @@ const (
 	CAFile     = "ca.pem"
 	DeviceFile = "device.json"
 	PolicyFile = "policy.pb"
+	// WitnessFile holds the newest signed audit checkpoint the server
+	// gave this terminal (agent/daemon: witnesses).
+	WitnessFile = "audit-witness.pb"
 )
 
 // maxSmallFile bounds device.json and policy.pb.
@@ -398,6 +401,36 @@ func (d *Dir) LoadPolicy() (*mamoriv1.Policy, error) {
 		return nil, fmt.Errorf("%s is damaged: %w", PolicyFile, err)
 	}
 	return p, nil
+}
+
+// SaveWitness stores the audit checkpoint this terminal witnesses,
+// atomically and durably.
+func (d *Dir) SaveWitness(cp *mamoriv1.AuditCheckpoint) error {
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(cp)
+	if err != nil {
+		return fmt.Errorf("encode audit checkpoint: %w", err)
+	}
+	if err := atomicfile.Write(d.file(WitnessFile), b, 0o600); err != nil {
+		return fmt.Errorf("save audit checkpoint: %w", err)
+	}
+	return nil
+}
+
+// LoadWitness reads the audit checkpoint this terminal witnesses; nil and
+// no error when it has none yet. Its signature is the caller's to check.
+func (d *Dir) LoadWitness() (*mamoriv1.AuditCheckpoint, error) {
+	b, err := readBounded(d.file(WitnessFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	cp := &mamoriv1.AuditCheckpoint{}
+	if err := proto.Unmarshal(b, cp); err != nil {
+		return nil, fmt.Errorf("%s is damaged: %w", WitnessFile, err)
+	}
+	return cp, nil
 }
 
 func readBounded(path string) ([]byte, error) {

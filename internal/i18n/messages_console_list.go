@@ -118,6 +118,7 @@ var consoleListMessages = []Message{
 	{"console.audit.action.console.denied", "Refused", "拒否"},
 	{"console.audit.action.audit.checkpoint", "Audit checkpoint signed", "監査チェックポイントの署名"},
 	{"console.audit.action.audit.export", "Audit log exported", "監査ログの出力"},
+	{"console.audit.action.audit.witness_conflict", "Audit log conflict: a terminal holds a signed checkpoint this log does not", "監査ログの不整合: 端末が保持する署名付きチェックポイントがこのログにありません"},
 	{"console.audit.action.compliance.change", "Compliance changed", "準拠状況の変化"},
 	{"console.audit.action.device.enroll", "Terminal enrolled", "端末の登録"},
 	{"console.audit.action.device.reenroll", "Terminal re-enrolled", "端末の再登録"},

@@ -113,6 +113,7 @@ type Service struct {
 	signAudit func(msg []byte) ([]byte, error)
 	ckFile    string
 	ck        checkpoints
+	wit       witnesses
 	seeds     *auth.SeedKey
 }
 

@@ -3,10 +3,13 @@ package admin
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/mamori-dev/mamori/internal/atomicfile"
@@ -37,6 +40,9 @@ type checkpoints struct {
 	signedSeq  int64
 	signedHash []byte
 	loaded     bool
+	// latest is the newest checkpoint this server signed or found at the
+	// log's head, for the fleet to witness (witness.go).
+	latest Checkpoint
 }
 
 // ErrAuditRewritten: the audit log no longer holds the record the
@@ -70,7 +76,17 @@ func (s *Service) checkpoint(ctx context.Context, every int64) error {
 	}
 	if audit.IsCheckpoint(head) {
 		s.ck.last = head.Seq
+		if seq, h, sig, err := audit.ParseCheckpoint(head.Detail); err == nil && seq > s.ck.latest.Seq {
+			s.ck.latest = Checkpoint{Seq: seq, Head: h, Sig: sig}
+		}
 		return nil
+	}
+	if !s.ck.loaded {
+		// The checkpoint remembered in the data directory is the latest
+		// one to hand out until the next is signed.
+		if err := s.loadSigned(); err != nil {
+			return err
+		}
 	}
 	if every > 0 && s.ck.last > 0 && head.Seq-s.ck.last < every {
 		return nil
@@ -90,37 +106,23 @@ func (s *Service) checkpoint(ctx context.Context, every int64) error {
 	}
 	s.ck.last = r.Seq
 	if s.ckFile != "" {
-		b := []byte(fmt.Sprintf("%d %s\n", head.Seq, hex.EncodeToString(head.Hash)))
+		// seq, head and (since witnesses) the signature; a file of an
+		// older server has the first two only.
+		b := []byte(fmt.Sprintf("%d %s %s\n", head.Seq, hex.EncodeToString(head.Hash), base64.StdEncoding.EncodeToString(sig)))
 		if err := atomicfile.Write(s.ckFile, b, 0o600); err != nil {
 			return fmt.Errorf("audit checkpoint: remember: %w", err)
 		}
 	}
 	s.ck.signedSeq, s.ck.signedHash = head.Seq, head.Hash
+	s.ck.latest = Checkpoint{Seq: head.Seq, Head: head.Hash, Sig: sig}
 	return nil
 }
 
 // checkSinceSigned: the record the last signed checkpoint covers is
 // unchanged, and every record from it to head links to the one before.
 func (s *Service) checkSinceSigned(ctx context.Context, head store.AuditRecord) error {
-	if !s.ck.loaded && s.ckFile != "" {
-		b, err := os.ReadFile(s.ckFile)
-		switch {
-		case errors.Is(err, os.ErrNotExist):
-		case err != nil:
-			return fmt.Errorf("audit checkpoint: %w", err)
-		default:
-			var seq int64
-			var h string
-			if _, err := fmt.Sscanf(string(b), "%d %s", &seq, &h); err != nil {
-				return fmt.Errorf("audit checkpoint: %s: %w", s.ckFile, err)
-			}
-			hash, err := hex.DecodeString(h)
-			if err != nil {
-				return fmt.Errorf("audit checkpoint: %s: %w", s.ckFile, err)
-			}
-			s.ck.signedSeq, s.ck.signedHash = seq, hash
-		}
-		s.ck.loaded = true
+	if err := s.loadSigned(); err != nil {
+		return err
 	}
 	if s.ck.signedSeq == 0 {
 		return nil
@@ -154,5 +156,43 @@ func (s *Service) checkSinceSigned(ctx context.Context, head store.AuditRecord) 
 			prev, after = r.Hash, r.Seq
 		}
 	}
+	return nil
+}
+
+// loadSigned reads the checkpoint file once: "seq head [signature]".
+func (s *Service) loadSigned() error {
+	if s.ck.loaded || s.ckFile == "" {
+		return nil
+	}
+	b, err := os.ReadFile(s.ckFile)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+	case err != nil:
+		return fmt.Errorf("audit checkpoint: %w", err)
+	default:
+		f := strings.Fields(string(b))
+		if len(f) < 2 || len(f) > 3 {
+			return fmt.Errorf("audit checkpoint: %s: want \"seq head [signature]\", found %d fields", s.ckFile, len(f))
+		}
+		seq, err := strconv.ParseInt(f[0], 10, 64)
+		if err != nil {
+			return fmt.Errorf("audit checkpoint: %s: %w", s.ckFile, err)
+		}
+		hash, err := hex.DecodeString(f[1])
+		if err != nil {
+			return fmt.Errorf("audit checkpoint: %s: %w", s.ckFile, err)
+		}
+		s.ck.signedSeq, s.ck.signedHash = seq, hash
+		if len(f) == 3 {
+			sig, err := base64.StdEncoding.Strict().DecodeString(f[2])
+			if err != nil {
+				return fmt.Errorf("audit checkpoint: %s: %w", s.ckFile, err)
+			}
+			if seq > s.ck.latest.Seq {
+				s.ck.latest = Checkpoint{Seq: seq, Head: hash, Sig: sig}
+			}
+		}
+	}
+	s.ck.loaded = true
 	return nil
 }

@@ -305,7 +305,7 @@ func (s *AgentService) Report(ctx context.Context, req *mamoriv1.ReportRequest) 
 		return s.reportDelta(ctx, dev, req, p, now, state, base)
 	}
 	verdict, reasons := compliance.Evaluate(p, req.Statuses, compliance.Identity{KeyAttested: dev.KeyAttested})
-	return s.submit(ctx, dev, req, p, now, store.ReportInput{
+	resp, err := s.submit(ctx, dev, req, p, now, store.ReportInput{
 		StateDigest: state,
 		Statuses:    req.Statuses,
 		Verdict:     verdict,
@@ -314,6 +314,10 @@ func (s *AgentService) Report(ctx context.Context, req *mamoriv1.ReportRequest) 
 		// nothing about the controls (issue #14 item 10).
 		KeepVerdict: len(req.Statuses) == 0,
 	})
+	if err == nil {
+		s.witness(ctx, dev, req, resp)
+	}
+	return resp, err
 }
 
 // reportSteady answers a no-change report without a transaction when this

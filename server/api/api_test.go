@@ -20,6 +20,7 @@ import (
 	"github.com/mamori-dev/mamori/internal/pki"
 	"github.com/mamori-dev/mamori/internal/policy"
 	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
+	"github.com/mamori-dev/mamori/server/audit"
 	"github.com/mamori-dev/mamori/server/auth"
 	"github.com/mamori-dev/mamori/server/servertest"
 	"github.com/mamori-dev/mamori/server/store/pgtest"
@@ -318,6 +319,13 @@ func TestMalformedReports(t *testing.T) {
 		{"detail_id too long", &mamoriv1.ReportRequest{Statuses: []*mamoriv1.ControlStatus{{Control: "agent", State: 1, DetailId: "detail." + strings.Repeat("x", 300)}}}, codes.InvalidArgument},
 		{"too many detail_args", &mamoriv1.ReportRequest{Statuses: []*mamoriv1.ControlStatus{{Control: "agent", State: 1, DetailId: "detail.x", DetailArgs: make([]string, 9)}}}, codes.InvalidArgument},
 		{"detail_arg too long", &mamoriv1.ReportRequest{Statuses: []*mamoriv1.ControlStatus{{Control: "agent", State: 1, DetailId: "detail.x", DetailArgs: []string{"a", strings.Repeat("x", 5000)}}}}, codes.InvalidArgument},
+		{"witness: seq 0", &mamoriv1.ReportRequest{WitnessedCheckpoint: &mamoriv1.AuditCheckpoint{Head: make([]byte, 32), Signature: []byte{1}}}, codes.InvalidArgument},
+		{"witness: negative seq", &mamoriv1.ReportRequest{WitnessedCheckpoint: &mamoriv1.AuditCheckpoint{Seq: -5, Head: make([]byte, 32), Signature: []byte{1}}}, codes.InvalidArgument},
+		{"witness: short head", &mamoriv1.ReportRequest{WitnessedCheckpoint: &mamoriv1.AuditCheckpoint{Seq: 1, Head: make([]byte, 31), Signature: []byte{1}}}, codes.InvalidArgument},
+		{"witness: no signature", &mamoriv1.ReportRequest{WitnessedCheckpoint: &mamoriv1.AuditCheckpoint{Seq: 1, Head: make([]byte, 32)}}, codes.InvalidArgument},
+		{"witness: huge signature", &mamoriv1.ReportRequest{WitnessedCheckpoint: &mamoriv1.AuditCheckpoint{Seq: 1, Head: make([]byte, 32), Signature: make([]byte, 513)}}, codes.InvalidArgument},
+		{"witness in a differential report", &mamoriv1.ReportRequest{BaseDigest: make([]byte, 32), StateDigest: make([]byte, 32),
+			WitnessedCheckpoint: &mamoriv1.AuditCheckpoint{Seq: 1, Head: make([]byte, 32), Signature: []byte{1}}}, codes.InvalidArgument},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -470,5 +478,42 @@ func TestAdminHostileInput(t *testing.T) {
 	}
 	if f := fleet(t, h); f.Total != 0 || f.PolicyVersion != 1 {
 		t.Fatalf("hostile calls changed state: %v", f)
+	}
+}
+
+// TestWitnessedCheckpointForged: a well-formed checkpoint not signed by
+// this server's CA is ignored and counted; the report is stored, and the
+// answer carries the server's newest checkpoint once there is one.
+func TestWitnessedCheckpointForged(t *testing.T) {
+	h := servertest.Start(t, servertest.Options{})
+	d := enroll(t, h, "pc-w")
+	forged := &mamoriv1.AuditCheckpoint{Seq: 1 << 40, Head: make([]byte, 32), Signature: make([]byte, 70)}
+	resp, err := d.Client.Report(ctx, &mamoriv1.ReportRequest{Statuses: []*mamoriv1.ControlStatus{enforced("agent")}, WitnessedCheckpoint: forged})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dev := deviceState(t, h, d.ID); dev.LastSeen == nil {
+		t.Fatal("the report with a forged witness was not stored")
+	}
+	var m strings.Builder
+	h.Srv.WriteMetrics(&m)
+	if !strings.Contains(m.String(), "mamori_audit_witness_unsigned_total 1\n") || !strings.Contains(m.String(), "mamori_audit_witness_conflicts_total 0\n") {
+		t.Fatalf("metrics:\n%s", m.String())
+	}
+	// The forged copy claims a seq far ahead: nothing newer to hand out.
+	if resp.AuditCheckpoint != nil {
+		t.Fatalf("checkpoint %v handed to a terminal claiming seq %d", resp.AuditCheckpoint, forged.Seq)
+	}
+	// An export signs the head; the next full report gets it.
+	if _, err := h.Admin(t, h.AdminToken).ListAudit(ctx, &mamoriv1.ListAuditRequest{PageSize: 1000}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err = d.Client.Report(ctx, &mamoriv1.ReportRequest{Statuses: []*mamoriv1.ControlStatus{enforced("agent")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp := resp.GetAuditCheckpoint()
+	if cp == nil || audit.CheckCA(h.Srv.CA().Cert)(audit.CheckpointMessage(cp.Seq, cp.Head), cp.Signature) != nil {
+		t.Fatalf("checkpoint in the answer: %v", cp)
 	}
 }

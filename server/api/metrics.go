@@ -30,6 +30,10 @@ type metrics struct {
 	steady, needFull atomic.Int64
 	// enrollTokenFailures: enrolments refused for their token.
 	enrollTokenFailures atomic.Int64
+	// witnessConflicts: full reports whose witnessed audit checkpoint the
+	// log does not hold (rolled back or forked); witnessUnsigned: ones
+	// not signed by this server's CA (server/api/witness.go).
+	witnessConflicts, witnessUnsigned atomic.Int64
 
 	mu      sync.Mutex
 	methods map[string]*methodStats
@@ -81,6 +85,12 @@ func (s *Server) WriteMetrics(w io.Writer) {
 	fmt.Fprintln(w, "# HELP mamori_reports_need_full_total Differential reports answered need_full (the server did not hold their base state).")
 	fmt.Fprintln(w, "# TYPE mamori_reports_need_full_total counter")
 	fmt.Fprintf(w, "mamori_reports_need_full_total %d\n", m.needFull.Load())
+	fmt.Fprintln(w, "# HELP mamori_audit_witness_conflicts_total Full reports carrying a signed audit checkpoint this server's log does not hold (rolled back or forked).")
+	fmt.Fprintln(w, "# TYPE mamori_audit_witness_conflicts_total counter")
+	fmt.Fprintf(w, "mamori_audit_witness_conflicts_total %d\n", m.witnessConflicts.Load())
+	fmt.Fprintln(w, "# HELP mamori_audit_witness_unsigned_total Full reports carrying an audit checkpoint not signed by this server's CA (ignored).")
+	fmt.Fprintln(w, "# TYPE mamori_audit_witness_unsigned_total counter")
+	fmt.Fprintf(w, "mamori_audit_witness_unsigned_total %d\n", m.witnessUnsigned.Load())
 	fmt.Fprintln(w, "# HELP mamori_events_stored_total Agent events stored for the first time (duplicates are acknowledged, not counted).")
 	fmt.Fprintln(w, "# TYPE mamori_events_stored_total counter")
 	fmt.Fprintf(w, "mamori_events_stored_total %d\n", m.events.Load())

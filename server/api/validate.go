@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"github.com/mamori-dev/mamori/internal/auditsig"
 	"strings"
 	"unicode/utf8"
 
@@ -108,6 +109,14 @@ func validateReport(r *mamoriv1.ReportRequest) error {
 	}
 	if err := checkString("mfa_bundle_version", r.MfaBundleVersion, MaxShortString); err != nil {
 		return err
+	}
+	if cp := r.WitnessedCheckpoint; cp != nil {
+		if err := auditsig.WellFormed(cp.Seq, cp.Head, cp.Signature); err != nil {
+			return invalidArg("witnessed_checkpoint: %v", err)
+		}
+		if len(r.BaseDigest) != 0 {
+			return invalidArg("witnessed_checkpoint goes with full reports only (this one has a base_digest)")
+		}
 	}
 	seen := make(map[string]bool, len(r.Statuses))
 	for i, s := range r.Statuses {

@@ -4,12 +4,13 @@ import (
 	"bytes"
 	"crypto/x509"
 	"encoding/base64"
-	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/mamori-dev/mamori/internal/auditsig"
 )
 
 // Signed checkpoints (issue 14 item 8). The chain above is unkeyed: who
@@ -31,18 +32,10 @@ const (
 	CheckpointAction = "audit.checkpoint"
 )
 
-// checkpointDomain separates these signatures from everything else the
-// CA key signs (X.509 certificates are DER and start with 0x30).
-const checkpointDomain = "mamori audit checkpoint v1\x00"
-
 // CheckpointMessage is what a checkpoint signs: the domain, seq (8 bytes,
-// big-endian) and the covered record's Hash.
-func CheckpointMessage(seq int64, hash []byte) []byte {
-	b := make([]byte, 0, len(checkpointDomain)+8+len(hash))
-	b = append(b, checkpointDomain...)
-	b = binary.BigEndian.AppendUint64(b, uint64(seq))
-	return append(b, hash...)
-}
+// big-endian) and the covered record's Hash (internal/auditsig, which
+// the agent shares to check the copy it witnesses).
+func CheckpointMessage(seq int64, hash []byte) []byte { return auditsig.Message(seq, hash) }
 
 // FormatCheckpoint is a checkpoint record's Detail.
 func FormatCheckpoint(seq int64, hash, sig []byte) string {
@@ -88,18 +81,7 @@ func IsCheckpoint(r Record) bool { return r.Actor == CheckpointActor && r.Action
 
 // CheckCA returns a signature check by the CA certificate's key, for
 // Verifier.Signed.
-func CheckCA(ca *x509.Certificate) func(msg, sig []byte) error {
-	return func(msg, sig []byte) error {
-		alg := x509.ECDSAWithSHA256
-		switch ca.PublicKeyAlgorithm {
-		case x509.Ed25519:
-			alg = x509.PureEd25519
-		case x509.RSA:
-			alg = x509.SHA256WithRSA
-		}
-		return ca.CheckSignature(alg, msg, sig)
-	}
-}
+func CheckCA(ca *x509.Certificate) func(msg, sig []byte) error { return auditsig.CheckCA(ca) }
 
 // Checkpoint is the kind of break a checkpoint that does not hold is: a
 // bad signature, a head that is not the covered record's stored Hash,

@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -474,6 +475,10 @@ func (s *Server) OperatorSeeds() *auth.SeedKey { return s.seeds }
 // FlushHeartbeats writes the batched last_seen of no-change reports now
 // (tests; a stop does it too).
 func (s *Server) FlushHeartbeats() { s.api.FlushHeartbeats() }
+
+// WriteMetrics writes the gRPC server's metrics (what the console's
+// /metrics serves), for tests and tools without a console.
+func (s *Server) WriteMetrics(w io.Writer) { s.api.WriteMetrics(w) }
 
 // Store returns the server's store (for tests and admin subcommands).
 func (s *Server) Store() store.Store { return s.store }

@@ -1393,9 +1393,17 @@ type ReportRequest struct {
 	// they did not change. The server applies it only when the state it
 	// holds has that digest; otherwise it answers need_full. Empty: a full
 	// report (every control, the facts), as older agents send. 32 bytes.
-	BaseDigest    []byte `protobuf:"bytes,21,opt,name=base_digest,json=baseDigest,proto3" json:"base_digest,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	BaseDigest []byte `protobuf:"bytes,21,opt,name=base_digest,json=baseDigest,proto3" json:"base_digest,omitempty"`
+	// witnessed_checkpoint is the newest signed audit checkpoint this
+	// terminal was given (ReportResponse.audit_checkpoint) and checked
+	// against its pinned CA, sent back in full reports only (a no-change
+	// report costs nothing more): the fleet witnesses the server's audit
+	// log, so a log rolled back (restored from an older backup, data
+	// directory included) or forked is found from the terminals' copies
+	// (issue #14, docs/security.md "Witnesses").
+	WitnessedCheckpoint *AuditCheckpoint `protobuf:"bytes,30,opt,name=witnessed_checkpoint,json=witnessedCheckpoint,proto3" json:"witnessed_checkpoint,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *ReportRequest) Reset() {
@@ -1498,6 +1506,13 @@ func (x *ReportRequest) GetBaseDigest() []byte {
 	return nil
 }
 
+func (x *ReportRequest) GetWitnessedCheckpoint() *AuditCheckpoint {
+	if x != nil {
+		return x.WitnessedCheckpoint
+	}
+	return nil
+}
+
 type ReportResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// UUIDs of the events that are stored. The agent may forget these.
@@ -1520,8 +1535,12 @@ type ReportResponse struct {
 	// sends differential reports only to a server that said so (an older
 	// server would take a delta for a whole report).
 	DeltasAccepted bool `protobuf:"varint,21,opt,name=deltas_accepted,json=deltasAccepted,proto3" json:"deltas_accepted,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// audit_checkpoint, in the answer to a full report, is the server's
+	// newest signed audit checkpoint when it is newer than the one the
+	// report carried.
+	AuditCheckpoint *AuditCheckpoint `protobuf:"bytes,30,opt,name=audit_checkpoint,json=auditCheckpoint,proto3" json:"audit_checkpoint,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *ReportResponse) Reset() {
@@ -1603,6 +1622,77 @@ func (x *ReportResponse) GetDeltasAccepted() bool {
 	return false
 }
 
+func (x *ReportResponse) GetAuditCheckpoint() *AuditCheckpoint {
+	if x != nil {
+		return x.AuditCheckpoint
+	}
+	return nil
+}
+
+// AuditCheckpoint is a signed checkpoint of the server's audit log: the
+// server's CA key signs "mamori audit checkpoint v1" NUL, seq (8 bytes,
+// big-endian) and head, the stored hash of the record seq (the chain's
+// head when it was signed).
+type AuditCheckpoint struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Seq           int64                  `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	Head          []byte                 `protobuf:"bytes,2,opt,name=head,proto3" json:"head,omitempty"`           // 32 bytes
+	Signature     []byte                 `protobuf:"bytes,3,opt,name=signature,proto3" json:"signature,omitempty"` // by the CA key: ECDSA ASN.1, at most 512 bytes
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditCheckpoint) Reset() {
+	*x = AuditCheckpoint{}
+	mi := &file_mamori_v1_mamori_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditCheckpoint) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditCheckpoint) ProtoMessage() {}
+
+func (x *AuditCheckpoint) ProtoReflect() protoreflect.Message {
+	mi := &file_mamori_v1_mamori_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditCheckpoint.ProtoReflect.Descriptor instead.
+func (*AuditCheckpoint) Descriptor() ([]byte, []int) {
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *AuditCheckpoint) GetSeq() int64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *AuditCheckpoint) GetHead() []byte {
+	if x != nil {
+		return x.Head
+	}
+	return nil
+}
+
+func (x *AuditCheckpoint) GetSignature() []byte {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
+}
+
 // RenewRequest carries a new CSR signed by the device's current key. The
 // CSR's public key must be the key of the certificate the call presents.
 type RenewRequest struct {
@@ -1615,7 +1705,7 @@ type RenewRequest struct {
 
 func (x *RenewRequest) Reset() {
 	*x = RenewRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[16]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1627,7 +1717,7 @@ func (x *RenewRequest) String() string {
 func (*RenewRequest) ProtoMessage() {}
 
 func (x *RenewRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[16]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1640,7 +1730,7 @@ func (x *RenewRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewRequest.ProtoReflect.Descriptor instead.
 func (*RenewRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{16}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RenewRequest) GetCsr() []byte {
@@ -1663,7 +1753,7 @@ type RenewResponse struct {
 
 func (x *RenewResponse) Reset() {
 	*x = RenewResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[17]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1675,7 +1765,7 @@ func (x *RenewResponse) String() string {
 func (*RenewResponse) ProtoMessage() {}
 
 func (x *RenewResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[17]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1688,7 +1778,7 @@ func (x *RenewResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewResponse.ProtoReflect.Descriptor instead.
 func (*RenewResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{17}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RenewResponse) GetCertificate() []byte {
@@ -1721,7 +1811,7 @@ type SealedMFABundle struct {
 
 func (x *SealedMFABundle) Reset() {
 	*x = SealedMFABundle{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[18]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1733,7 +1823,7 @@ func (x *SealedMFABundle) String() string {
 func (*SealedMFABundle) ProtoMessage() {}
 
 func (x *SealedMFABundle) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[18]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1746,7 +1836,7 @@ func (x *SealedMFABundle) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SealedMFABundle.ProtoReflect.Descriptor instead.
 func (*SealedMFABundle) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{18}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SealedMFABundle) GetVersion() string {
@@ -1792,7 +1882,7 @@ type MFABundle struct {
 
 func (x *MFABundle) Reset() {
 	*x = MFABundle{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[19]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1804,7 +1894,7 @@ func (x *MFABundle) String() string {
 func (*MFABundle) ProtoMessage() {}
 
 func (x *MFABundle) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[19]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1817,7 +1907,7 @@ func (x *MFABundle) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MFABundle.ProtoReflect.Descriptor instead.
 func (*MFABundle) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{19}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *MFABundle) GetVersion() string {
@@ -1908,7 +1998,7 @@ type MFALoginState struct {
 
 func (x *MFALoginState) Reset() {
 	*x = MFALoginState{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[20]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1920,7 +2010,7 @@ func (x *MFALoginState) String() string {
 func (*MFALoginState) ProtoMessage() {}
 
 func (x *MFALoginState) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[20]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1933,7 +2023,7 @@ func (x *MFALoginState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MFALoginState.ProtoReflect.Descriptor instead.
 func (*MFALoginState) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{20}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *MFALoginState) GetUser() string {
@@ -1983,7 +2073,7 @@ type MFATempCode struct {
 
 func (x *MFATempCode) Reset() {
 	*x = MFATempCode{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[21]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1995,7 +2085,7 @@ func (x *MFATempCode) String() string {
 func (*MFATempCode) ProtoMessage() {}
 
 func (x *MFATempCode) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[21]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2008,7 +2098,7 @@ func (x *MFATempCode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MFATempCode.ProtoReflect.Descriptor instead.
 func (*MFATempCode) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{21}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *MFATempCode) GetUser() string {
@@ -2065,7 +2155,7 @@ type MFAUnlock struct {
 
 func (x *MFAUnlock) Reset() {
 	*x = MFAUnlock{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[22]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2077,7 +2167,7 @@ func (x *MFAUnlock) String() string {
 func (*MFAUnlock) ProtoMessage() {}
 
 func (x *MFAUnlock) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[22]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2090,7 +2180,7 @@ func (x *MFAUnlock) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MFAUnlock.ProtoReflect.Descriptor instead.
 func (*MFAUnlock) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{22}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *MFAUnlock) GetUser() string {
@@ -2129,7 +2219,7 @@ type MFAUserSecret struct {
 
 func (x *MFAUserSecret) Reset() {
 	*x = MFAUserSecret{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[23]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2141,7 +2231,7 @@ func (x *MFAUserSecret) String() string {
 func (*MFAUserSecret) ProtoMessage() {}
 
 func (x *MFAUserSecret) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[23]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2154,7 +2244,7 @@ func (x *MFAUserSecret) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MFAUserSecret.ProtoReflect.Descriptor instead.
 func (*MFAUserSecret) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{23}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *MFAUserSecret) GetUser() string {
@@ -2225,7 +2315,7 @@ type ControlRecord struct {
 
 func (x *ControlRecord) Reset() {
 	*x = ControlRecord{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[24]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2237,7 +2327,7 @@ func (x *ControlRecord) String() string {
 func (*ControlRecord) ProtoMessage() {}
 
 func (x *ControlRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[24]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2250,7 +2340,7 @@ func (x *ControlRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ControlRecord.ProtoReflect.Descriptor instead.
 func (*ControlRecord) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{24}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ControlRecord) GetStatus() *ControlStatus {
@@ -2300,7 +2390,7 @@ type Device struct {
 
 func (x *Device) Reset() {
 	*x = Device{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[25]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2312,7 +2402,7 @@ func (x *Device) String() string {
 func (*Device) ProtoMessage() {}
 
 func (x *Device) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[25]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2325,7 +2415,7 @@ func (x *Device) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Device.ProtoReflect.Descriptor instead.
 func (*Device) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{25}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Device) GetId() string {
@@ -2445,7 +2535,7 @@ type ApproveReenrollmentRequest struct {
 
 func (x *ApproveReenrollmentRequest) Reset() {
 	*x = ApproveReenrollmentRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[26]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2457,7 +2547,7 @@ func (x *ApproveReenrollmentRequest) String() string {
 func (*ApproveReenrollmentRequest) ProtoMessage() {}
 
 func (x *ApproveReenrollmentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[26]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2470,7 +2560,7 @@ func (x *ApproveReenrollmentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveReenrollmentRequest.ProtoReflect.Descriptor instead.
 func (*ApproveReenrollmentRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{26}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ApproveReenrollmentRequest) GetDevice() string {
@@ -2498,7 +2588,7 @@ type ApproveReenrollmentResponse struct {
 
 func (x *ApproveReenrollmentResponse) Reset() {
 	*x = ApproveReenrollmentResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[27]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2510,7 +2600,7 @@ func (x *ApproveReenrollmentResponse) String() string {
 func (*ApproveReenrollmentResponse) ProtoMessage() {}
 
 func (x *ApproveReenrollmentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[27]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2523,7 +2613,7 @@ func (x *ApproveReenrollmentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveReenrollmentResponse.ProtoReflect.Descriptor instead.
 func (*ApproveReenrollmentResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{27}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ApproveReenrollmentResponse) GetDevice() *Device {
@@ -2551,7 +2641,7 @@ type ApproveEKRequest struct {
 
 func (x *ApproveEKRequest) Reset() {
 	*x = ApproveEKRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[28]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2563,7 +2653,7 @@ func (x *ApproveEKRequest) String() string {
 func (*ApproveEKRequest) ProtoMessage() {}
 
 func (x *ApproveEKRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[28]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2576,7 +2666,7 @@ func (x *ApproveEKRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveEKRequest.ProtoReflect.Descriptor instead.
 func (*ApproveEKRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{28}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ApproveEKRequest) GetEkFingerprint() string {
@@ -2603,7 +2693,7 @@ type ApproveEKResponse struct {
 
 func (x *ApproveEKResponse) Reset() {
 	*x = ApproveEKResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[29]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2615,7 +2705,7 @@ func (x *ApproveEKResponse) String() string {
 func (*ApproveEKResponse) ProtoMessage() {}
 
 func (x *ApproveEKResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[29]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2628,7 +2718,7 @@ func (x *ApproveEKResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveEKResponse.ProtoReflect.Descriptor instead.
 func (*ApproveEKResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{29}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ApproveEKResponse) GetAdded() bool {
@@ -2646,7 +2736,7 @@ type ListApprovedEKsRequest struct {
 
 func (x *ListApprovedEKsRequest) Reset() {
 	*x = ListApprovedEKsRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[30]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2658,7 +2748,7 @@ func (x *ListApprovedEKsRequest) String() string {
 func (*ListApprovedEKsRequest) ProtoMessage() {}
 
 func (x *ListApprovedEKsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[30]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2671,7 +2761,7 @@ func (x *ListApprovedEKsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListApprovedEKsRequest.ProtoReflect.Descriptor instead.
 func (*ListApprovedEKsRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{30}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{31}
 }
 
 type ApprovedEK struct {
@@ -2686,7 +2776,7 @@ type ApprovedEK struct {
 
 func (x *ApprovedEK) Reset() {
 	*x = ApprovedEK{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[31]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2698,7 +2788,7 @@ func (x *ApprovedEK) String() string {
 func (*ApprovedEK) ProtoMessage() {}
 
 func (x *ApprovedEK) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[31]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2711,7 +2801,7 @@ func (x *ApprovedEK) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApprovedEK.ProtoReflect.Descriptor instead.
 func (*ApprovedEK) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{31}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ApprovedEK) GetEkFingerprint() string {
@@ -2751,7 +2841,7 @@ type ListApprovedEKsResponse struct {
 
 func (x *ListApprovedEKsResponse) Reset() {
 	*x = ListApprovedEKsResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[32]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2763,7 +2853,7 @@ func (x *ListApprovedEKsResponse) String() string {
 func (*ListApprovedEKsResponse) ProtoMessage() {}
 
 func (x *ListApprovedEKsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[32]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2776,7 +2866,7 @@ func (x *ListApprovedEKsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListApprovedEKsResponse.ProtoReflect.Descriptor instead.
 func (*ListApprovedEKsResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{32}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ListApprovedEKsResponse) GetEks() []*ApprovedEK {
@@ -2801,7 +2891,7 @@ type ListDevicesRequest struct {
 
 func (x *ListDevicesRequest) Reset() {
 	*x = ListDevicesRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[33]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2813,7 +2903,7 @@ func (x *ListDevicesRequest) String() string {
 func (*ListDevicesRequest) ProtoMessage() {}
 
 func (x *ListDevicesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[33]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2826,7 +2916,7 @@ func (x *ListDevicesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDevicesRequest.ProtoReflect.Descriptor instead.
 func (*ListDevicesRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{33}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ListDevicesRequest) GetCompliance() Compliance {
@@ -2867,7 +2957,7 @@ type ListDevicesResponse struct {
 
 func (x *ListDevicesResponse) Reset() {
 	*x = ListDevicesResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[34]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2879,7 +2969,7 @@ func (x *ListDevicesResponse) String() string {
 func (*ListDevicesResponse) ProtoMessage() {}
 
 func (x *ListDevicesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[34]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2892,7 +2982,7 @@ func (x *ListDevicesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDevicesResponse.ProtoReflect.Descriptor instead.
 func (*ListDevicesResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{34}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ListDevicesResponse) GetDevices() []*Device {
@@ -2921,7 +3011,7 @@ type GetDeviceRequest struct {
 
 func (x *GetDeviceRequest) Reset() {
 	*x = GetDeviceRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[35]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2933,7 +3023,7 @@ func (x *GetDeviceRequest) String() string {
 func (*GetDeviceRequest) ProtoMessage() {}
 
 func (x *GetDeviceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[35]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2946,7 +3036,7 @@ func (x *GetDeviceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDeviceRequest.ProtoReflect.Descriptor instead.
 func (*GetDeviceRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{35}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *GetDeviceRequest) GetIdOrHostname() string {
@@ -2973,7 +3063,7 @@ type GetDeviceResponse struct {
 
 func (x *GetDeviceResponse) Reset() {
 	*x = GetDeviceResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[36]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2985,7 +3075,7 @@ func (x *GetDeviceResponse) String() string {
 func (*GetDeviceResponse) ProtoMessage() {}
 
 func (x *GetDeviceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[36]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2998,7 +3088,7 @@ func (x *GetDeviceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDeviceResponse.ProtoReflect.Descriptor instead.
 func (*GetDeviceResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{36}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *GetDeviceResponse) GetDevice() *Device {
@@ -3023,7 +3113,7 @@ type FleetSummaryRequest struct {
 
 func (x *FleetSummaryRequest) Reset() {
 	*x = FleetSummaryRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[37]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3035,7 +3125,7 @@ func (x *FleetSummaryRequest) String() string {
 func (*FleetSummaryRequest) ProtoMessage() {}
 
 func (x *FleetSummaryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[37]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3048,7 +3138,7 @@ func (x *FleetSummaryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FleetSummaryRequest.ProtoReflect.Descriptor instead.
 func (*FleetSummaryRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{37}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{38}
 }
 
 type FleetSummaryResponse struct {
@@ -3069,7 +3159,7 @@ type FleetSummaryResponse struct {
 
 func (x *FleetSummaryResponse) Reset() {
 	*x = FleetSummaryResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[38]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3081,7 +3171,7 @@ func (x *FleetSummaryResponse) String() string {
 func (*FleetSummaryResponse) ProtoMessage() {}
 
 func (x *FleetSummaryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[38]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3094,7 +3184,7 @@ func (x *FleetSummaryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FleetSummaryResponse.ProtoReflect.Descriptor instead.
 func (*FleetSummaryResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{38}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *FleetSummaryResponse) GetTotal() int64 {
@@ -3169,7 +3259,7 @@ type GroupSummary struct {
 
 func (x *GroupSummary) Reset() {
 	*x = GroupSummary{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[39]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3181,7 +3271,7 @@ func (x *GroupSummary) String() string {
 func (*GroupSummary) ProtoMessage() {}
 
 func (x *GroupSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[39]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3194,7 +3284,7 @@ func (x *GroupSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupSummary.ProtoReflect.Descriptor instead.
 func (*GroupSummary) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{39}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *GroupSummary) GetGroup() string {
@@ -3258,7 +3348,7 @@ type StoredEvent struct {
 
 func (x *StoredEvent) Reset() {
 	*x = StoredEvent{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[40]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3270,7 +3360,7 @@ func (x *StoredEvent) String() string {
 func (*StoredEvent) ProtoMessage() {}
 
 func (x *StoredEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[40]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3283,7 +3373,7 @@ func (x *StoredEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoredEvent.ProtoReflect.Descriptor instead.
 func (*StoredEvent) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{40}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *StoredEvent) GetDeviceId() string {
@@ -3320,7 +3410,7 @@ type ListEventsRequest struct {
 
 func (x *ListEventsRequest) Reset() {
 	*x = ListEventsRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[41]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3332,7 +3422,7 @@ func (x *ListEventsRequest) String() string {
 func (*ListEventsRequest) ProtoMessage() {}
 
 func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[41]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3345,7 +3435,7 @@ func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListEventsRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{41}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ListEventsRequest) GetDeviceId() string {
@@ -3380,7 +3470,7 @@ type ListEventsResponse struct {
 
 func (x *ListEventsResponse) Reset() {
 	*x = ListEventsResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[42]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3392,7 +3482,7 @@ func (x *ListEventsResponse) String() string {
 func (*ListEventsResponse) ProtoMessage() {}
 
 func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[42]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3405,7 +3495,7 @@ func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListEventsResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{42}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ListEventsResponse) GetEvents() []*StoredEvent {
@@ -3439,7 +3529,7 @@ type CreateEnrollmentTokenRequest struct {
 
 func (x *CreateEnrollmentTokenRequest) Reset() {
 	*x = CreateEnrollmentTokenRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[43]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3451,7 +3541,7 @@ func (x *CreateEnrollmentTokenRequest) String() string {
 func (*CreateEnrollmentTokenRequest) ProtoMessage() {}
 
 func (x *CreateEnrollmentTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[43]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3464,7 +3554,7 @@ func (x *CreateEnrollmentTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateEnrollmentTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateEnrollmentTokenRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{43}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *CreateEnrollmentTokenRequest) GetTtl() *durationpb.Duration {
@@ -3513,7 +3603,7 @@ type CreateEnrollmentTokenResponse struct {
 
 func (x *CreateEnrollmentTokenResponse) Reset() {
 	*x = CreateEnrollmentTokenResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[44]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3525,7 +3615,7 @@ func (x *CreateEnrollmentTokenResponse) String() string {
 func (*CreateEnrollmentTokenResponse) ProtoMessage() {}
 
 func (x *CreateEnrollmentTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[44]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3538,7 +3628,7 @@ func (x *CreateEnrollmentTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateEnrollmentTokenResponse.ProtoReflect.Descriptor instead.
 func (*CreateEnrollmentTokenResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{44}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *CreateEnrollmentTokenResponse) GetToken() string {
@@ -3593,7 +3683,7 @@ type RevokeDeviceRequest struct {
 
 func (x *RevokeDeviceRequest) Reset() {
 	*x = RevokeDeviceRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[45]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3605,7 +3695,7 @@ func (x *RevokeDeviceRequest) String() string {
 func (*RevokeDeviceRequest) ProtoMessage() {}
 
 func (x *RevokeDeviceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[45]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3618,7 +3708,7 @@ func (x *RevokeDeviceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeDeviceRequest.ProtoReflect.Descriptor instead.
 func (*RevokeDeviceRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{45}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *RevokeDeviceRequest) GetDeviceId() string {
@@ -3644,7 +3734,7 @@ type RevokeDeviceResponse struct {
 
 func (x *RevokeDeviceResponse) Reset() {
 	*x = RevokeDeviceResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[46]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3656,7 +3746,7 @@ func (x *RevokeDeviceResponse) String() string {
 func (*RevokeDeviceResponse) ProtoMessage() {}
 
 func (x *RevokeDeviceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[46]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3669,7 +3759,7 @@ func (x *RevokeDeviceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeDeviceResponse.ProtoReflect.Descriptor instead.
 func (*RevokeDeviceResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{46}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *RevokeDeviceResponse) GetDevice() *Device {
@@ -3693,7 +3783,7 @@ type SetDeviceGroupRequest struct {
 
 func (x *SetDeviceGroupRequest) Reset() {
 	*x = SetDeviceGroupRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[47]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3705,7 +3795,7 @@ func (x *SetDeviceGroupRequest) String() string {
 func (*SetDeviceGroupRequest) ProtoMessage() {}
 
 func (x *SetDeviceGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[47]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3718,7 +3808,7 @@ func (x *SetDeviceGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetDeviceGroupRequest.ProtoReflect.Descriptor instead.
 func (*SetDeviceGroupRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{47}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *SetDeviceGroupRequest) GetDevice() string {
@@ -3751,7 +3841,7 @@ type SetDeviceGroupResponse struct {
 
 func (x *SetDeviceGroupResponse) Reset() {
 	*x = SetDeviceGroupResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[48]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3763,7 +3853,7 @@ func (x *SetDeviceGroupResponse) String() string {
 func (*SetDeviceGroupResponse) ProtoMessage() {}
 
 func (x *SetDeviceGroupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[48]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3776,7 +3866,7 @@ func (x *SetDeviceGroupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetDeviceGroupResponse.ProtoReflect.Descriptor instead.
 func (*SetDeviceGroupResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{48}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *SetDeviceGroupResponse) GetDevice() *Device {
@@ -3798,7 +3888,7 @@ type ListAuditRequest struct {
 
 func (x *ListAuditRequest) Reset() {
 	*x = ListAuditRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[49]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3810,7 +3900,7 @@ func (x *ListAuditRequest) String() string {
 func (*ListAuditRequest) ProtoMessage() {}
 
 func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[49]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3823,7 +3913,7 @@ func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{49}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ListAuditRequest) GetAfterSeq() int64 {
@@ -3860,7 +3950,7 @@ type AuditRecord struct {
 
 func (x *AuditRecord) Reset() {
 	*x = AuditRecord{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[50]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3872,7 +3962,7 @@ func (x *AuditRecord) String() string {
 func (*AuditRecord) ProtoMessage() {}
 
 func (x *AuditRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[50]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3885,7 +3975,7 @@ func (x *AuditRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditRecord.ProtoReflect.Descriptor instead.
 func (*AuditRecord) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{50}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *AuditRecord) GetSeq() int64 {
@@ -3956,7 +4046,7 @@ type ListAuditResponse struct {
 
 func (x *ListAuditResponse) Reset() {
 	*x = ListAuditResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[51]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3968,7 +4058,7 @@ func (x *ListAuditResponse) String() string {
 func (*ListAuditResponse) ProtoMessage() {}
 
 func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[51]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3981,7 +4071,7 @@ func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{51}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *ListAuditResponse) GetRecords() []*AuditRecord {
@@ -4006,7 +4096,7 @@ type GetPolicyRequest struct {
 
 func (x *GetPolicyRequest) Reset() {
 	*x = GetPolicyRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[52]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4018,7 +4108,7 @@ func (x *GetPolicyRequest) String() string {
 func (*GetPolicyRequest) ProtoMessage() {}
 
 func (x *GetPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[52]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4031,7 +4121,7 @@ func (x *GetPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPolicyRequest.ProtoReflect.Descriptor instead.
 func (*GetPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{52}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{53}
 }
 
 type GetPolicyResponse struct {
@@ -4043,7 +4133,7 @@ type GetPolicyResponse struct {
 
 func (x *GetPolicyResponse) Reset() {
 	*x = GetPolicyResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[53]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4055,7 +4145,7 @@ func (x *GetPolicyResponse) String() string {
 func (*GetPolicyResponse) ProtoMessage() {}
 
 func (x *GetPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[53]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4068,7 +4158,7 @@ func (x *GetPolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPolicyResponse.ProtoReflect.Descriptor instead.
 func (*GetPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{53}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *GetPolicyResponse) GetPolicy() *Policy {
@@ -4092,7 +4182,7 @@ type SetPolicyRequest struct {
 
 func (x *SetPolicyRequest) Reset() {
 	*x = SetPolicyRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[54]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4104,7 +4194,7 @@ func (x *SetPolicyRequest) String() string {
 func (*SetPolicyRequest) ProtoMessage() {}
 
 func (x *SetPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[54]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4117,7 +4207,7 @@ func (x *SetPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPolicyRequest.ProtoReflect.Descriptor instead.
 func (*SetPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{54}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *SetPolicyRequest) GetPolicy() *Policy {
@@ -4150,7 +4240,7 @@ type SetPolicyResponse struct {
 
 func (x *SetPolicyResponse) Reset() {
 	*x = SetPolicyResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[55]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4162,7 +4252,7 @@ func (x *SetPolicyResponse) String() string {
 func (*SetPolicyResponse) ProtoMessage() {}
 
 func (x *SetPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[55]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4175,7 +4265,7 @@ func (x *SetPolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPolicyResponse.ProtoReflect.Descriptor instead.
 func (*SetPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{55}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *SetPolicyResponse) GetPolicy() *Policy {
@@ -4198,7 +4288,7 @@ type EnrollMFAUserRequest struct {
 
 func (x *EnrollMFAUserRequest) Reset() {
 	*x = EnrollMFAUserRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[56]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4210,7 +4300,7 @@ func (x *EnrollMFAUserRequest) String() string {
 func (*EnrollMFAUserRequest) ProtoMessage() {}
 
 func (x *EnrollMFAUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[56]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4223,7 +4313,7 @@ func (x *EnrollMFAUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrollMFAUserRequest.ProtoReflect.Descriptor instead.
 func (*EnrollMFAUserRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{56}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *EnrollMFAUserRequest) GetUser() string {
@@ -4253,7 +4343,7 @@ type EnrollMFAUserResponse struct {
 
 func (x *EnrollMFAUserResponse) Reset() {
 	*x = EnrollMFAUserResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[57]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4265,7 +4355,7 @@ func (x *EnrollMFAUserResponse) String() string {
 func (*EnrollMFAUserResponse) ProtoMessage() {}
 
 func (x *EnrollMFAUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[57]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4278,7 +4368,7 @@ func (x *EnrollMFAUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrollMFAUserResponse.ProtoReflect.Descriptor instead.
 func (*EnrollMFAUserResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{57}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *EnrollMFAUserResponse) GetUser() string {
@@ -4313,7 +4403,7 @@ type ResetMFAUserRequest struct {
 
 func (x *ResetMFAUserRequest) Reset() {
 	*x = ResetMFAUserRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[58]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4325,7 +4415,7 @@ func (x *ResetMFAUserRequest) String() string {
 func (*ResetMFAUserRequest) ProtoMessage() {}
 
 func (x *ResetMFAUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[58]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4338,7 +4428,7 @@ func (x *ResetMFAUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResetMFAUserRequest.ProtoReflect.Descriptor instead.
 func (*ResetMFAUserRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{58}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *ResetMFAUserRequest) GetUser() string {
@@ -4363,7 +4453,7 @@ type ResetMFAUserResponse struct {
 
 func (x *ResetMFAUserResponse) Reset() {
 	*x = ResetMFAUserResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[59]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4375,7 +4465,7 @@ func (x *ResetMFAUserResponse) String() string {
 func (*ResetMFAUserResponse) ProtoMessage() {}
 
 func (x *ResetMFAUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[59]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4388,7 +4478,7 @@ func (x *ResetMFAUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResetMFAUserResponse.ProtoReflect.Descriptor instead.
 func (*ResetMFAUserResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{59}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{60}
 }
 
 type UnlockMFAUserRequest struct {
@@ -4402,7 +4492,7 @@ type UnlockMFAUserRequest struct {
 
 func (x *UnlockMFAUserRequest) Reset() {
 	*x = UnlockMFAUserRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[60]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4414,7 +4504,7 @@ func (x *UnlockMFAUserRequest) String() string {
 func (*UnlockMFAUserRequest) ProtoMessage() {}
 
 func (x *UnlockMFAUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[60]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4427,7 +4517,7 @@ func (x *UnlockMFAUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnlockMFAUserRequest.ProtoReflect.Descriptor instead.
 func (*UnlockMFAUserRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{60}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *UnlockMFAUserRequest) GetUser() string {
@@ -4454,7 +4544,7 @@ type UnlockMFAUserResponse struct {
 
 func (x *UnlockMFAUserResponse) Reset() {
 	*x = UnlockMFAUserResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[61]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4466,7 +4556,7 @@ func (x *UnlockMFAUserResponse) String() string {
 func (*UnlockMFAUserResponse) ProtoMessage() {}
 
 func (x *UnlockMFAUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[61]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4479,7 +4569,7 @@ func (x *UnlockMFAUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnlockMFAUserResponse.ProtoReflect.Descriptor instead.
 func (*UnlockMFAUserResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{61}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *UnlockMFAUserResponse) GetGeneration() int64 {
@@ -4505,7 +4595,7 @@ type IssueMFATempCodeRequest struct {
 
 func (x *IssueMFATempCodeRequest) Reset() {
 	*x = IssueMFATempCodeRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[62]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4517,7 +4607,7 @@ func (x *IssueMFATempCodeRequest) String() string {
 func (*IssueMFATempCodeRequest) ProtoMessage() {}
 
 func (x *IssueMFATempCodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[62]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4530,7 +4620,7 @@ func (x *IssueMFATempCodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueMFATempCodeRequest.ProtoReflect.Descriptor instead.
 func (*IssueMFATempCodeRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{62}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *IssueMFATempCodeRequest) GetUser() string {
@@ -4569,7 +4659,7 @@ type IssueMFATempCodeResponse struct {
 
 func (x *IssueMFATempCodeResponse) Reset() {
 	*x = IssueMFATempCodeResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[63]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4581,7 +4671,7 @@ func (x *IssueMFATempCodeResponse) String() string {
 func (*IssueMFATempCodeResponse) ProtoMessage() {}
 
 func (x *IssueMFATempCodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[63]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4594,7 +4684,7 @@ func (x *IssueMFATempCodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueMFATempCodeResponse.ProtoReflect.Descriptor instead.
 func (*IssueMFATempCodeResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{63}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *IssueMFATempCodeResponse) GetCode() string {
@@ -4637,7 +4727,7 @@ type ImportMFASeedsRequest struct {
 
 func (x *ImportMFASeedsRequest) Reset() {
 	*x = ImportMFASeedsRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[64]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4649,7 +4739,7 @@ func (x *ImportMFASeedsRequest) String() string {
 func (*ImportMFASeedsRequest) ProtoMessage() {}
 
 func (x *ImportMFASeedsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[64]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4662,7 +4752,7 @@ func (x *ImportMFASeedsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportMFASeedsRequest.ProtoReflect.Descriptor instead.
 func (*ImportMFASeedsRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{64}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *ImportMFASeedsRequest) GetCsv() []byte {
@@ -4688,7 +4778,7 @@ type ImportMFASeedsResponse struct {
 
 func (x *ImportMFASeedsResponse) Reset() {
 	*x = ImportMFASeedsResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[65]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4700,7 +4790,7 @@ func (x *ImportMFASeedsResponse) String() string {
 func (*ImportMFASeedsResponse) ProtoMessage() {}
 
 func (x *ImportMFASeedsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[65]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4713,7 +4803,7 @@ func (x *ImportMFASeedsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportMFASeedsResponse.ProtoReflect.Descriptor instead.
 func (*ImportMFASeedsResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{65}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *ImportMFASeedsResponse) GetImported() int32 {
@@ -4731,7 +4821,7 @@ type ListMFAUsersRequest struct {
 
 func (x *ListMFAUsersRequest) Reset() {
 	*x = ListMFAUsersRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[66]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4743,7 +4833,7 @@ func (x *ListMFAUsersRequest) String() string {
 func (*ListMFAUsersRequest) ProtoMessage() {}
 
 func (x *ListMFAUsersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[66]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4756,7 +4846,7 @@ func (x *ListMFAUsersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMFAUsersRequest.ProtoReflect.Descriptor instead.
 func (*ListMFAUsersRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{66}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{67}
 }
 
 type MFAUserInfo struct {
@@ -4774,7 +4864,7 @@ type MFAUserInfo struct {
 
 func (x *MFAUserInfo) Reset() {
 	*x = MFAUserInfo{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[67]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4786,7 +4876,7 @@ func (x *MFAUserInfo) String() string {
 func (*MFAUserInfo) ProtoMessage() {}
 
 func (x *MFAUserInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[67]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4799,7 +4889,7 @@ func (x *MFAUserInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MFAUserInfo.ProtoReflect.Descriptor instead.
 func (*MFAUserInfo) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{67}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *MFAUserInfo) GetUser() string {
@@ -4853,7 +4943,7 @@ type ListMFAUsersResponse struct {
 
 func (x *ListMFAUsersResponse) Reset() {
 	*x = ListMFAUsersResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[68]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4865,7 +4955,7 @@ func (x *ListMFAUsersResponse) String() string {
 func (*ListMFAUsersResponse) ProtoMessage() {}
 
 func (x *ListMFAUsersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[68]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4878,7 +4968,7 @@ func (x *ListMFAUsersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMFAUsersResponse.ProtoReflect.Descriptor instead.
 func (*ListMFAUsersResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{68}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *ListMFAUsersResponse) GetUsers() []*MFAUserInfo {
@@ -4914,7 +5004,7 @@ type Exception struct {
 
 func (x *Exception) Reset() {
 	*x = Exception{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[69]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4926,7 +5016,7 @@ func (x *Exception) String() string {
 func (*Exception) ProtoMessage() {}
 
 func (x *Exception) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[69]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4939,7 +5029,7 @@ func (x *Exception) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Exception.ProtoReflect.Descriptor instead.
 func (*Exception) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{69}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *Exception) GetId() string {
@@ -5042,7 +5132,7 @@ type CreateExceptionRequest struct {
 
 func (x *CreateExceptionRequest) Reset() {
 	*x = CreateExceptionRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[70]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5054,7 +5144,7 @@ func (x *CreateExceptionRequest) String() string {
 func (*CreateExceptionRequest) ProtoMessage() {}
 
 func (x *CreateExceptionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[70]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5067,7 +5157,7 @@ func (x *CreateExceptionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateExceptionRequest.ProtoReflect.Descriptor instead.
 func (*CreateExceptionRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{70}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *CreateExceptionRequest) GetUsb() string {
@@ -5121,7 +5211,7 @@ type CreateExceptionResponse struct {
 
 func (x *CreateExceptionResponse) Reset() {
 	*x = CreateExceptionResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[71]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5133,7 +5223,7 @@ func (x *CreateExceptionResponse) String() string {
 func (*CreateExceptionResponse) ProtoMessage() {}
 
 func (x *CreateExceptionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[71]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5146,7 +5236,7 @@ func (x *CreateExceptionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateExceptionResponse.ProtoReflect.Descriptor instead.
 func (*CreateExceptionResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{71}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *CreateExceptionResponse) GetException() *Exception {
@@ -5169,7 +5259,7 @@ type ListExceptionsRequest struct {
 
 func (x *ListExceptionsRequest) Reset() {
 	*x = ListExceptionsRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[72]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5181,7 +5271,7 @@ func (x *ListExceptionsRequest) String() string {
 func (*ListExceptionsRequest) ProtoMessage() {}
 
 func (x *ListExceptionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[72]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5194,7 +5284,7 @@ func (x *ListExceptionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListExceptionsRequest.ProtoReflect.Descriptor instead.
 func (*ListExceptionsRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{72}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *ListExceptionsRequest) GetDevice() string {
@@ -5220,7 +5310,7 @@ type ListExceptionsResponse struct {
 
 func (x *ListExceptionsResponse) Reset() {
 	*x = ListExceptionsResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[73]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5232,7 +5322,7 @@ func (x *ListExceptionsResponse) String() string {
 func (*ListExceptionsResponse) ProtoMessage() {}
 
 func (x *ListExceptionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[73]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5245,7 +5335,7 @@ func (x *ListExceptionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListExceptionsResponse.ProtoReflect.Descriptor instead.
 func (*ListExceptionsResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{73}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *ListExceptionsResponse) GetExceptions() []*Exception {
@@ -5265,7 +5355,7 @@ type RevokeExceptionRequest struct {
 
 func (x *RevokeExceptionRequest) Reset() {
 	*x = RevokeExceptionRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[74]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5277,7 +5367,7 @@ func (x *RevokeExceptionRequest) String() string {
 func (*RevokeExceptionRequest) ProtoMessage() {}
 
 func (x *RevokeExceptionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[74]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5290,7 +5380,7 @@ func (x *RevokeExceptionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeExceptionRequest.ProtoReflect.Descriptor instead.
 func (*RevokeExceptionRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{74}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *RevokeExceptionRequest) GetId() string {
@@ -5316,7 +5406,7 @@ type RevokeExceptionResponse struct {
 
 func (x *RevokeExceptionResponse) Reset() {
 	*x = RevokeExceptionResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[75]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5328,7 +5418,7 @@ func (x *RevokeExceptionResponse) String() string {
 func (*RevokeExceptionResponse) ProtoMessage() {}
 
 func (x *RevokeExceptionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[75]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5341,7 +5431,7 @@ func (x *RevokeExceptionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeExceptionResponse.ProtoReflect.Descriptor instead.
 func (*RevokeExceptionResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{75}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *RevokeExceptionResponse) GetException() *Exception {
@@ -5362,7 +5452,7 @@ type ImportLedgerRequest struct {
 
 func (x *ImportLedgerRequest) Reset() {
 	*x = ImportLedgerRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[76]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5374,7 +5464,7 @@ func (x *ImportLedgerRequest) String() string {
 func (*ImportLedgerRequest) ProtoMessage() {}
 
 func (x *ImportLedgerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[76]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5387,7 +5477,7 @@ func (x *ImportLedgerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportLedgerRequest.ProtoReflect.Descriptor instead.
 func (*ImportLedgerRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{76}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *ImportLedgerRequest) GetCsv() []byte {
@@ -5413,7 +5503,7 @@ type ImportLedgerResponse struct {
 
 func (x *ImportLedgerResponse) Reset() {
 	*x = ImportLedgerResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[77]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5425,7 +5515,7 @@ func (x *ImportLedgerResponse) String() string {
 func (*ImportLedgerResponse) ProtoMessage() {}
 
 func (x *ImportLedgerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[77]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5438,7 +5528,7 @@ func (x *ImportLedgerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportLedgerResponse.ProtoReflect.Descriptor instead.
 func (*ImportLedgerResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{77}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *ImportLedgerResponse) GetRows() int32 {
@@ -5456,7 +5546,7 @@ type ListLedgerRequest struct {
 
 func (x *ListLedgerRequest) Reset() {
 	*x = ListLedgerRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[78]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5468,7 +5558,7 @@ func (x *ListLedgerRequest) String() string {
 func (*ListLedgerRequest) ProtoMessage() {}
 
 func (x *ListLedgerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[78]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5481,7 +5571,7 @@ func (x *ListLedgerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListLedgerRequest.ProtoReflect.Descriptor instead.
 func (*ListLedgerRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{78}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{79}
 }
 
 // LedgerRow is one ledger entry or one enrolled device the ledger lacks.
@@ -5503,7 +5593,7 @@ type LedgerRow struct {
 
 func (x *LedgerRow) Reset() {
 	*x = LedgerRow{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[79]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5515,7 +5605,7 @@ func (x *LedgerRow) String() string {
 func (*LedgerRow) ProtoMessage() {}
 
 func (x *LedgerRow) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[79]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5528,7 +5618,7 @@ func (x *LedgerRow) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LedgerRow.ProtoReflect.Descriptor instead.
 func (*LedgerRow) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{79}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *LedgerRow) GetAssetId() string {
@@ -5605,7 +5695,7 @@ type ListLedgerResponse struct {
 
 func (x *ListLedgerResponse) Reset() {
 	*x = ListLedgerResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[80]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5617,7 +5707,7 @@ func (x *ListLedgerResponse) String() string {
 func (*ListLedgerResponse) ProtoMessage() {}
 
 func (x *ListLedgerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[80]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5630,7 +5720,7 @@ func (x *ListLedgerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListLedgerResponse.ProtoReflect.Descriptor instead.
 func (*ListLedgerResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{80}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{81}
 }
 
 func (x *ListLedgerResponse) GetRows() []*LedgerRow {
@@ -5670,7 +5760,7 @@ type CreateOperatorTokenRequest struct {
 
 func (x *CreateOperatorTokenRequest) Reset() {
 	*x = CreateOperatorTokenRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[81]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5682,7 +5772,7 @@ func (x *CreateOperatorTokenRequest) String() string {
 func (*CreateOperatorTokenRequest) ProtoMessage() {}
 
 func (x *CreateOperatorTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[81]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5695,7 +5785,7 @@ func (x *CreateOperatorTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateOperatorTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateOperatorTokenRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{81}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{82}
 }
 
 func (x *CreateOperatorTokenRequest) GetName() string {
@@ -5730,7 +5820,7 @@ type CreateOperatorTokenResponse struct {
 
 func (x *CreateOperatorTokenResponse) Reset() {
 	*x = CreateOperatorTokenResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[82]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[83]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5742,7 +5832,7 @@ func (x *CreateOperatorTokenResponse) String() string {
 func (*CreateOperatorTokenResponse) ProtoMessage() {}
 
 func (x *CreateOperatorTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[82]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[83]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5755,7 +5845,7 @@ func (x *CreateOperatorTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateOperatorTokenResponse.ProtoReflect.Descriptor instead.
 func (*CreateOperatorTokenResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{82}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{83}
 }
 
 func (x *CreateOperatorTokenResponse) GetToken() string {
@@ -5782,7 +5872,7 @@ type ListOperatorTokensRequest struct {
 
 func (x *ListOperatorTokensRequest) Reset() {
 	*x = ListOperatorTokensRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[83]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[84]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5794,7 +5884,7 @@ func (x *ListOperatorTokensRequest) String() string {
 func (*ListOperatorTokensRequest) ProtoMessage() {}
 
 func (x *ListOperatorTokensRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[83]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[84]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5807,7 +5897,7 @@ func (x *ListOperatorTokensRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOperatorTokensRequest.ProtoReflect.Descriptor instead.
 func (*ListOperatorTokensRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{83}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{84}
 }
 
 func (x *ListOperatorTokensRequest) GetAll() bool {
@@ -5837,7 +5927,7 @@ type OperatorToken struct {
 
 func (x *OperatorToken) Reset() {
 	*x = OperatorToken{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[84]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[85]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5849,7 +5939,7 @@ func (x *OperatorToken) String() string {
 func (*OperatorToken) ProtoMessage() {}
 
 func (x *OperatorToken) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[84]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[85]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5862,7 +5952,7 @@ func (x *OperatorToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OperatorToken.ProtoReflect.Descriptor instead.
 func (*OperatorToken) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{84}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{85}
 }
 
 func (x *OperatorToken) GetName() string {
@@ -5944,7 +6034,7 @@ type ListOperatorTokensResponse struct {
 
 func (x *ListOperatorTokensResponse) Reset() {
 	*x = ListOperatorTokensResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[85]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[86]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5956,7 +6046,7 @@ func (x *ListOperatorTokensResponse) String() string {
 func (*ListOperatorTokensResponse) ProtoMessage() {}
 
 func (x *ListOperatorTokensResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[85]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[86]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5969,7 +6059,7 @@ func (x *ListOperatorTokensResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOperatorTokensResponse.ProtoReflect.Descriptor instead.
 func (*ListOperatorTokensResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{85}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{86}
 }
 
 func (x *ListOperatorTokensResponse) GetTokens() []*OperatorToken {
@@ -5990,7 +6080,7 @@ type RevokeOperatorTokenRequest struct {
 
 func (x *RevokeOperatorTokenRequest) Reset() {
 	*x = RevokeOperatorTokenRequest{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[86]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[87]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6002,7 +6092,7 @@ func (x *RevokeOperatorTokenRequest) String() string {
 func (*RevokeOperatorTokenRequest) ProtoMessage() {}
 
 func (x *RevokeOperatorTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[86]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[87]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6015,7 +6105,7 @@ func (x *RevokeOperatorTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeOperatorTokenRequest.ProtoReflect.Descriptor instead.
 func (*RevokeOperatorTokenRequest) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{86}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{87}
 }
 
 func (x *RevokeOperatorTokenRequest) GetName() string {
@@ -6041,7 +6131,7 @@ type RevokeOperatorTokenResponse struct {
 
 func (x *RevokeOperatorTokenResponse) Reset() {
 	*x = RevokeOperatorTokenResponse{}
-	mi := &file_mamori_v1_mamori_proto_msgTypes[87]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[88]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6053,7 +6143,7 @@ func (x *RevokeOperatorTokenResponse) String() string {
 func (*RevokeOperatorTokenResponse) ProtoMessage() {}
 
 func (x *RevokeOperatorTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mamori_v1_mamori_proto_msgTypes[87]
+	mi := &file_mamori_v1_mamori_proto_msgTypes[88]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6066,7 +6156,7 @@ func (x *RevokeOperatorTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeOperatorTokenResponse.ProtoReflect.Descriptor instead.
 func (*RevokeOperatorTokenResponse) Descriptor() ([]byte, []int) {
-	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{87}
+	return file_mamori_v1_mamori_proto_rawDescGZIP(), []int{88}
 }
 
 func (x *RevokeOperatorTokenResponse) GetToken() *OperatorToken {
@@ -6194,7 +6284,7 @@ const file_mamori_v1_mamori_proto_rawDesc = "" +
 	"\x0eca_certificate\x18\x03 \x01(\fR\rcaCertificate\x12)\n" +
 	"\x06policy\x18\x04 \x01(\v2\x11.mamori.v1.PolicyR\x06policy\x128\n" +
 	"\tchallenge\x18\x05 \x01(\v2\x1a.mamori.v1.EnrollChallengeR\tchallenge\x12\x1a\n" +
-	"\battested\x18\x06 \x01(\bR\battested\"\xb8\x03\n" +
+	"\battested\x18\x06 \x01(\bR\battested\"\x87\x04\n" +
 	"\rReportRequest\x12,\n" +
 	"\x05facts\x18\x01 \x01(\v2\x16.mamori.v1.DeviceFactsR\x05facts\x124\n" +
 	"\bstatuses\x18\x02 \x03(\v2\x18.mamori.v1.ControlStatusR\bstatuses\x12(\n" +
@@ -6206,7 +6296,8 @@ const file_mamori_v1_mamori_proto_rawDesc = "" +
 	"\rpolicy_digest\x18\b \x01(\tR\fpolicyDigest\x12!\n" +
 	"\fstate_digest\x18\x14 \x01(\fR\vstateDigest\x12\x1f\n" +
 	"\vbase_digest\x18\x15 \x01(\fR\n" +
-	"baseDigest\"\xe2\x02\n" +
+	"baseDigest\x12M\n" +
+	"\x14witnessed_checkpoint\x18\x1e \x01(\v2\x1a.mamori.v1.AuditCheckpointR\x13witnessedCheckpoint\"\xa9\x03\n" +
 	"\x0eReportResponse\x12&\n" +
 	"\x0facked_event_ids\x18\x01 \x03(\tR\rackedEventIds\x12)\n" +
 	"\x06policy\x18\x02 \x01(\v2\x11.mamori.v1.PolicyR\x06policy\x12?\n" +
@@ -6216,7 +6307,12 @@ const file_mamori_v1_mamori_proto_rawDesc = "" +
 	"\n" +
 	"mfa_bundle\x18\x05 \x01(\v2\x1a.mamori.v1.SealedMFABundleR\tmfaBundle\x12\x1b\n" +
 	"\tneed_full\x18\x14 \x01(\bR\bneedFull\x12'\n" +
-	"\x0fdeltas_accepted\x18\x15 \x01(\bR\x0edeltasAccepted\" \n" +
+	"\x0fdeltas_accepted\x18\x15 \x01(\bR\x0edeltasAccepted\x12E\n" +
+	"\x10audit_checkpoint\x18\x1e \x01(\v2\x1a.mamori.v1.AuditCheckpointR\x0fauditCheckpoint\"U\n" +
+	"\x0fAuditCheckpoint\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x03R\x03seq\x12\x12\n" +
+	"\x04head\x18\x02 \x01(\fR\x04head\x12\x1c\n" +
+	"\tsignature\x18\x03 \x01(\fR\tsignature\" \n" +
 	"\fRenewRequest\x12\x10\n" +
 	"\x03csr\x18\x01 \x01(\fR\x03csr\"j\n" +
 	"\rRenewResponse\x12 \n" +
@@ -6624,7 +6720,7 @@ func file_mamori_v1_mamori_proto_rawDescGZIP() []byte {
 }
 
 var file_mamori_v1_mamori_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_mamori_v1_mamori_proto_msgTypes = make([]protoimpl.MessageInfo, 94)
+var file_mamori_v1_mamori_proto_msgTypes = make([]protoimpl.MessageInfo, 95)
 var file_mamori_v1_mamori_proto_goTypes = []any{
 	(Mode)(0),                             // 0: mamori.v1.Mode
 	(ControlState)(0),                     // 1: mamori.v1.ControlState
@@ -6645,106 +6741,107 @@ var file_mamori_v1_mamori_proto_goTypes = []any{
 	(*EnrollResponse)(nil),                // 16: mamori.v1.EnrollResponse
 	(*ReportRequest)(nil),                 // 17: mamori.v1.ReportRequest
 	(*ReportResponse)(nil),                // 18: mamori.v1.ReportResponse
-	(*RenewRequest)(nil),                  // 19: mamori.v1.RenewRequest
-	(*RenewResponse)(nil),                 // 20: mamori.v1.RenewResponse
-	(*SealedMFABundle)(nil),               // 21: mamori.v1.SealedMFABundle
-	(*MFABundle)(nil),                     // 22: mamori.v1.MFABundle
-	(*MFALoginState)(nil),                 // 23: mamori.v1.MFALoginState
-	(*MFATempCode)(nil),                   // 24: mamori.v1.MFATempCode
-	(*MFAUnlock)(nil),                     // 25: mamori.v1.MFAUnlock
-	(*MFAUserSecret)(nil),                 // 26: mamori.v1.MFAUserSecret
-	(*ControlRecord)(nil),                 // 27: mamori.v1.ControlRecord
-	(*Device)(nil),                        // 28: mamori.v1.Device
-	(*ApproveReenrollmentRequest)(nil),    // 29: mamori.v1.ApproveReenrollmentRequest
-	(*ApproveReenrollmentResponse)(nil),   // 30: mamori.v1.ApproveReenrollmentResponse
-	(*ApproveEKRequest)(nil),              // 31: mamori.v1.ApproveEKRequest
-	(*ApproveEKResponse)(nil),             // 32: mamori.v1.ApproveEKResponse
-	(*ListApprovedEKsRequest)(nil),        // 33: mamori.v1.ListApprovedEKsRequest
-	(*ApprovedEK)(nil),                    // 34: mamori.v1.ApprovedEK
-	(*ListApprovedEKsResponse)(nil),       // 35: mamori.v1.ListApprovedEKsResponse
-	(*ListDevicesRequest)(nil),            // 36: mamori.v1.ListDevicesRequest
-	(*ListDevicesResponse)(nil),           // 37: mamori.v1.ListDevicesResponse
-	(*GetDeviceRequest)(nil),              // 38: mamori.v1.GetDeviceRequest
-	(*GetDeviceResponse)(nil),             // 39: mamori.v1.GetDeviceResponse
-	(*FleetSummaryRequest)(nil),           // 40: mamori.v1.FleetSummaryRequest
-	(*FleetSummaryResponse)(nil),          // 41: mamori.v1.FleetSummaryResponse
-	(*GroupSummary)(nil),                  // 42: mamori.v1.GroupSummary
-	(*StoredEvent)(nil),                   // 43: mamori.v1.StoredEvent
-	(*ListEventsRequest)(nil),             // 44: mamori.v1.ListEventsRequest
-	(*ListEventsResponse)(nil),            // 45: mamori.v1.ListEventsResponse
-	(*CreateEnrollmentTokenRequest)(nil),  // 46: mamori.v1.CreateEnrollmentTokenRequest
-	(*CreateEnrollmentTokenResponse)(nil), // 47: mamori.v1.CreateEnrollmentTokenResponse
-	(*RevokeDeviceRequest)(nil),           // 48: mamori.v1.RevokeDeviceRequest
-	(*RevokeDeviceResponse)(nil),          // 49: mamori.v1.RevokeDeviceResponse
-	(*SetDeviceGroupRequest)(nil),         // 50: mamori.v1.SetDeviceGroupRequest
-	(*SetDeviceGroupResponse)(nil),        // 51: mamori.v1.SetDeviceGroupResponse
-	(*ListAuditRequest)(nil),              // 52: mamori.v1.ListAuditRequest
-	(*AuditRecord)(nil),                   // 53: mamori.v1.AuditRecord
-	(*ListAuditResponse)(nil),             // 54: mamori.v1.ListAuditResponse
-	(*GetPolicyRequest)(nil),              // 55: mamori.v1.GetPolicyRequest
-	(*GetPolicyResponse)(nil),             // 56: mamori.v1.GetPolicyResponse
-	(*SetPolicyRequest)(nil),              // 57: mamori.v1.SetPolicyRequest
-	(*SetPolicyResponse)(nil),             // 58: mamori.v1.SetPolicyResponse
-	(*EnrollMFAUserRequest)(nil),          // 59: mamori.v1.EnrollMFAUserRequest
-	(*EnrollMFAUserResponse)(nil),         // 60: mamori.v1.EnrollMFAUserResponse
-	(*ResetMFAUserRequest)(nil),           // 61: mamori.v1.ResetMFAUserRequest
-	(*ResetMFAUserResponse)(nil),          // 62: mamori.v1.ResetMFAUserResponse
-	(*UnlockMFAUserRequest)(nil),          // 63: mamori.v1.UnlockMFAUserRequest
-	(*UnlockMFAUserResponse)(nil),         // 64: mamori.v1.UnlockMFAUserResponse
-	(*IssueMFATempCodeRequest)(nil),       // 65: mamori.v1.IssueMFATempCodeRequest
-	(*IssueMFATempCodeResponse)(nil),      // 66: mamori.v1.IssueMFATempCodeResponse
-	(*ImportMFASeedsRequest)(nil),         // 67: mamori.v1.ImportMFASeedsRequest
-	(*ImportMFASeedsResponse)(nil),        // 68: mamori.v1.ImportMFASeedsResponse
-	(*ListMFAUsersRequest)(nil),           // 69: mamori.v1.ListMFAUsersRequest
-	(*MFAUserInfo)(nil),                   // 70: mamori.v1.MFAUserInfo
-	(*ListMFAUsersResponse)(nil),          // 71: mamori.v1.ListMFAUsersResponse
-	(*Exception)(nil),                     // 72: mamori.v1.Exception
-	(*CreateExceptionRequest)(nil),        // 73: mamori.v1.CreateExceptionRequest
-	(*CreateExceptionResponse)(nil),       // 74: mamori.v1.CreateExceptionResponse
-	(*ListExceptionsRequest)(nil),         // 75: mamori.v1.ListExceptionsRequest
-	(*ListExceptionsResponse)(nil),        // 76: mamori.v1.ListExceptionsResponse
-	(*RevokeExceptionRequest)(nil),        // 77: mamori.v1.RevokeExceptionRequest
-	(*RevokeExceptionResponse)(nil),       // 78: mamori.v1.RevokeExceptionResponse
-	(*ImportLedgerRequest)(nil),           // 79: mamori.v1.ImportLedgerRequest
-	(*ImportLedgerResponse)(nil),          // 80: mamori.v1.ImportLedgerResponse
-	(*ListLedgerRequest)(nil),             // 81: mamori.v1.ListLedgerRequest
-	(*LedgerRow)(nil),                     // 82: mamori.v1.LedgerRow
-	(*ListLedgerResponse)(nil),            // 83: mamori.v1.ListLedgerResponse
-	(*CreateOperatorTokenRequest)(nil),    // 84: mamori.v1.CreateOperatorTokenRequest
-	(*CreateOperatorTokenResponse)(nil),   // 85: mamori.v1.CreateOperatorTokenResponse
-	(*ListOperatorTokensRequest)(nil),     // 86: mamori.v1.ListOperatorTokensRequest
-	(*OperatorToken)(nil),                 // 87: mamori.v1.OperatorToken
-	(*ListOperatorTokensResponse)(nil),    // 88: mamori.v1.ListOperatorTokensResponse
-	(*RevokeOperatorTokenRequest)(nil),    // 89: mamori.v1.RevokeOperatorTokenRequest
-	(*RevokeOperatorTokenResponse)(nil),   // 90: mamori.v1.RevokeOperatorTokenResponse
-	nil,                                   // 91: mamori.v1.ControlStatus.EvidenceEntry
-	nil,                                   // 92: mamori.v1.Event.AttributesEntry
-	nil,                                   // 93: mamori.v1.ControlPolicy.SettingsEntry
-	nil,                                   // 94: mamori.v1.Policy.ControlsEntry
-	nil,                                   // 95: mamori.v1.Policy.GroupsEntry
-	nil,                                   // 96: mamori.v1.GroupPolicy.ControlsEntry
-	(*timestamppb.Timestamp)(nil),         // 97: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),           // 98: google.protobuf.Duration
+	(*AuditCheckpoint)(nil),               // 19: mamori.v1.AuditCheckpoint
+	(*RenewRequest)(nil),                  // 20: mamori.v1.RenewRequest
+	(*RenewResponse)(nil),                 // 21: mamori.v1.RenewResponse
+	(*SealedMFABundle)(nil),               // 22: mamori.v1.SealedMFABundle
+	(*MFABundle)(nil),                     // 23: mamori.v1.MFABundle
+	(*MFALoginState)(nil),                 // 24: mamori.v1.MFALoginState
+	(*MFATempCode)(nil),                   // 25: mamori.v1.MFATempCode
+	(*MFAUnlock)(nil),                     // 26: mamori.v1.MFAUnlock
+	(*MFAUserSecret)(nil),                 // 27: mamori.v1.MFAUserSecret
+	(*ControlRecord)(nil),                 // 28: mamori.v1.ControlRecord
+	(*Device)(nil),                        // 29: mamori.v1.Device
+	(*ApproveReenrollmentRequest)(nil),    // 30: mamori.v1.ApproveReenrollmentRequest
+	(*ApproveReenrollmentResponse)(nil),   // 31: mamori.v1.ApproveReenrollmentResponse
+	(*ApproveEKRequest)(nil),              // 32: mamori.v1.ApproveEKRequest
+	(*ApproveEKResponse)(nil),             // 33: mamori.v1.ApproveEKResponse
+	(*ListApprovedEKsRequest)(nil),        // 34: mamori.v1.ListApprovedEKsRequest
+	(*ApprovedEK)(nil),                    // 35: mamori.v1.ApprovedEK
+	(*ListApprovedEKsResponse)(nil),       // 36: mamori.v1.ListApprovedEKsResponse
+	(*ListDevicesRequest)(nil),            // 37: mamori.v1.ListDevicesRequest
+	(*ListDevicesResponse)(nil),           // 38: mamori.v1.ListDevicesResponse
+	(*GetDeviceRequest)(nil),              // 39: mamori.v1.GetDeviceRequest
+	(*GetDeviceResponse)(nil),             // 40: mamori.v1.GetDeviceResponse
+	(*FleetSummaryRequest)(nil),           // 41: mamori.v1.FleetSummaryRequest
+	(*FleetSummaryResponse)(nil),          // 42: mamori.v1.FleetSummaryResponse
+	(*GroupSummary)(nil),                  // 43: mamori.v1.GroupSummary
+	(*StoredEvent)(nil),                   // 44: mamori.v1.StoredEvent
+	(*ListEventsRequest)(nil),             // 45: mamori.v1.ListEventsRequest
+	(*ListEventsResponse)(nil),            // 46: mamori.v1.ListEventsResponse
+	(*CreateEnrollmentTokenRequest)(nil),  // 47: mamori.v1.CreateEnrollmentTokenRequest
+	(*CreateEnrollmentTokenResponse)(nil), // 48: mamori.v1.CreateEnrollmentTokenResponse
+	(*RevokeDeviceRequest)(nil),           // 49: mamori.v1.RevokeDeviceRequest
+	(*RevokeDeviceResponse)(nil),          // 50: mamori.v1.RevokeDeviceResponse
+	(*SetDeviceGroupRequest)(nil),         // 51: mamori.v1.SetDeviceGroupRequest
+	(*SetDeviceGroupResponse)(nil),        // 52: mamori.v1.SetDeviceGroupResponse
+	(*ListAuditRequest)(nil),              // 53: mamori.v1.ListAuditRequest
+	(*AuditRecord)(nil),                   // 54: mamori.v1.AuditRecord
+	(*ListAuditResponse)(nil),             // 55: mamori.v1.ListAuditResponse
+	(*GetPolicyRequest)(nil),              // 56: mamori.v1.GetPolicyRequest
+	(*GetPolicyResponse)(nil),             // 57: mamori.v1.GetPolicyResponse
+	(*SetPolicyRequest)(nil),              // 58: mamori.v1.SetPolicyRequest
+	(*SetPolicyResponse)(nil),             // 59: mamori.v1.SetPolicyResponse
+	(*EnrollMFAUserRequest)(nil),          // 60: mamori.v1.EnrollMFAUserRequest
+	(*EnrollMFAUserResponse)(nil),         // 61: mamori.v1.EnrollMFAUserResponse
+	(*ResetMFAUserRequest)(nil),           // 62: mamori.v1.ResetMFAUserRequest
+	(*ResetMFAUserResponse)(nil),          // 63: mamori.v1.ResetMFAUserResponse
+	(*UnlockMFAUserRequest)(nil),          // 64: mamori.v1.UnlockMFAUserRequest
+	(*UnlockMFAUserResponse)(nil),         // 65: mamori.v1.UnlockMFAUserResponse
+	(*IssueMFATempCodeRequest)(nil),       // 66: mamori.v1.IssueMFATempCodeRequest
+	(*IssueMFATempCodeResponse)(nil),      // 67: mamori.v1.IssueMFATempCodeResponse
+	(*ImportMFASeedsRequest)(nil),         // 68: mamori.v1.ImportMFASeedsRequest
+	(*ImportMFASeedsResponse)(nil),        // 69: mamori.v1.ImportMFASeedsResponse
+	(*ListMFAUsersRequest)(nil),           // 70: mamori.v1.ListMFAUsersRequest
+	(*MFAUserInfo)(nil),                   // 71: mamori.v1.MFAUserInfo
+	(*ListMFAUsersResponse)(nil),          // 72: mamori.v1.ListMFAUsersResponse
+	(*Exception)(nil),                     // 73: mamori.v1.Exception
+	(*CreateExceptionRequest)(nil),        // 74: mamori.v1.CreateExceptionRequest
+	(*CreateExceptionResponse)(nil),       // 75: mamori.v1.CreateExceptionResponse
+	(*ListExceptionsRequest)(nil),         // 76: mamori.v1.ListExceptionsRequest
+	(*ListExceptionsResponse)(nil),        // 77: mamori.v1.ListExceptionsResponse
+	(*RevokeExceptionRequest)(nil),        // 78: mamori.v1.RevokeExceptionRequest
+	(*RevokeExceptionResponse)(nil),       // 79: mamori.v1.RevokeExceptionResponse
+	(*ImportLedgerRequest)(nil),           // 80: mamori.v1.ImportLedgerRequest
+	(*ImportLedgerResponse)(nil),          // 81: mamori.v1.ImportLedgerResponse
+	(*ListLedgerRequest)(nil),             // 82: mamori.v1.ListLedgerRequest
+	(*LedgerRow)(nil),                     // 83: mamori.v1.LedgerRow
+	(*ListLedgerResponse)(nil),            // 84: mamori.v1.ListLedgerResponse
+	(*CreateOperatorTokenRequest)(nil),    // 85: mamori.v1.CreateOperatorTokenRequest
+	(*CreateOperatorTokenResponse)(nil),   // 86: mamori.v1.CreateOperatorTokenResponse
+	(*ListOperatorTokensRequest)(nil),     // 87: mamori.v1.ListOperatorTokensRequest
+	(*OperatorToken)(nil),                 // 88: mamori.v1.OperatorToken
+	(*ListOperatorTokensResponse)(nil),    // 89: mamori.v1.ListOperatorTokensResponse
+	(*RevokeOperatorTokenRequest)(nil),    // 90: mamori.v1.RevokeOperatorTokenRequest
+	(*RevokeOperatorTokenResponse)(nil),   // 91: mamori.v1.RevokeOperatorTokenResponse
+	nil,                                   // 92: mamori.v1.ControlStatus.EvidenceEntry
+	nil,                                   // 93: mamori.v1.Event.AttributesEntry
+	nil,                                   // 94: mamori.v1.ControlPolicy.SettingsEntry
+	nil,                                   // 95: mamori.v1.Policy.ControlsEntry
+	nil,                                   // 96: mamori.v1.Policy.GroupsEntry
+	nil,                                   // 97: mamori.v1.GroupPolicy.ControlsEntry
+	(*timestamppb.Timestamp)(nil),         // 98: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),           // 99: google.protobuf.Duration
 }
 var file_mamori_v1_mamori_proto_depIdxs = []int32{
 	0,   // 0: mamori.v1.ControlStatus.mode:type_name -> mamori.v1.Mode
 	1,   // 1: mamori.v1.ControlStatus.state:type_name -> mamori.v1.ControlState
-	91,  // 2: mamori.v1.ControlStatus.evidence:type_name -> mamori.v1.ControlStatus.EvidenceEntry
-	97,  // 3: mamori.v1.ControlStatus.observed_at:type_name -> google.protobuf.Timestamp
+	92,  // 2: mamori.v1.ControlStatus.evidence:type_name -> mamori.v1.ControlStatus.EvidenceEntry
+	98,  // 3: mamori.v1.ControlStatus.observed_at:type_name -> google.protobuf.Timestamp
 	5,   // 4: mamori.v1.ControlStatus.detail_parts:type_name -> mamori.v1.DetailPart
-	97,  // 5: mamori.v1.Event.time:type_name -> google.protobuf.Timestamp
-	92,  // 6: mamori.v1.Event.attributes:type_name -> mamori.v1.Event.AttributesEntry
+	98,  // 5: mamori.v1.Event.time:type_name -> google.protobuf.Timestamp
+	93,  // 6: mamori.v1.Event.attributes:type_name -> mamori.v1.Event.AttributesEntry
 	0,   // 7: mamori.v1.ControlPolicy.mode:type_name -> mamori.v1.Mode
-	93,  // 8: mamori.v1.ControlPolicy.settings:type_name -> mamori.v1.ControlPolicy.SettingsEntry
-	94,  // 9: mamori.v1.Policy.controls:type_name -> mamori.v1.Policy.ControlsEntry
-	98,  // 10: mamori.v1.Policy.report_interval:type_name -> google.protobuf.Duration
-	98,  // 11: mamori.v1.Policy.max_report_age:type_name -> google.protobuf.Duration
-	95,  // 12: mamori.v1.Policy.groups:type_name -> mamori.v1.Policy.GroupsEntry
+	94,  // 8: mamori.v1.ControlPolicy.settings:type_name -> mamori.v1.ControlPolicy.SettingsEntry
+	95,  // 9: mamori.v1.Policy.controls:type_name -> mamori.v1.Policy.ControlsEntry
+	99,  // 10: mamori.v1.Policy.report_interval:type_name -> google.protobuf.Duration
+	99,  // 11: mamori.v1.Policy.max_report_age:type_name -> google.protobuf.Duration
+	96,  // 12: mamori.v1.Policy.groups:type_name -> mamori.v1.Policy.GroupsEntry
 	10,  // 13: mamori.v1.Policy.exceptions:type_name -> mamori.v1.PolicyException
-	96,  // 14: mamori.v1.GroupPolicy.controls:type_name -> mamori.v1.GroupPolicy.ControlsEntry
-	98,  // 15: mamori.v1.GroupPolicy.report_interval:type_name -> google.protobuf.Duration
-	98,  // 16: mamori.v1.GroupPolicy.max_report_age:type_name -> google.protobuf.Duration
-	97,  // 17: mamori.v1.PolicyException.expires_at:type_name -> google.protobuf.Timestamp
+	97,  // 14: mamori.v1.GroupPolicy.controls:type_name -> mamori.v1.GroupPolicy.ControlsEntry
+	99,  // 15: mamori.v1.GroupPolicy.report_interval:type_name -> google.protobuf.Duration
+	99,  // 16: mamori.v1.GroupPolicy.max_report_age:type_name -> google.protobuf.Duration
+	98,  // 17: mamori.v1.PolicyException.expires_at:type_name -> google.protobuf.Timestamp
 	3,   // 18: mamori.v1.EnrollRequest.facts:type_name -> mamori.v1.DeviceFacts
 	13,  // 19: mamori.v1.EnrollRequest.attestation:type_name -> mamori.v1.TpmAttestation
 	15,  // 20: mamori.v1.EnrollRequest.answer:type_name -> mamori.v1.ChallengeAnswer
@@ -6754,141 +6851,143 @@ var file_mamori_v1_mamori_proto_depIdxs = []int32{
 	3,   // 24: mamori.v1.ReportRequest.facts:type_name -> mamori.v1.DeviceFacts
 	4,   // 25: mamori.v1.ReportRequest.statuses:type_name -> mamori.v1.ControlStatus
 	6,   // 26: mamori.v1.ReportRequest.events:type_name -> mamori.v1.Event
-	97,  // 27: mamori.v1.ReportRequest.sent_at:type_name -> google.protobuf.Timestamp
-	8,   // 28: mamori.v1.ReportResponse.policy:type_name -> mamori.v1.Policy
-	98,  // 29: mamori.v1.ReportResponse.next_report_in:type_name -> google.protobuf.Duration
-	97,  // 30: mamori.v1.ReportResponse.server_time:type_name -> google.protobuf.Timestamp
-	21,  // 31: mamori.v1.ReportResponse.mfa_bundle:type_name -> mamori.v1.SealedMFABundle
-	97,  // 32: mamori.v1.RenewResponse.not_after:type_name -> google.protobuf.Timestamp
-	97,  // 33: mamori.v1.MFABundle.issued_at:type_name -> google.protobuf.Timestamp
-	26,  // 34: mamori.v1.MFABundle.users:type_name -> mamori.v1.MFAUserSecret
-	24,  // 35: mamori.v1.MFABundle.temp_codes:type_name -> mamori.v1.MFATempCode
-	25,  // 36: mamori.v1.MFABundle.unlocks:type_name -> mamori.v1.MFAUnlock
-	97,  // 37: mamori.v1.MFABundle.grace_until:type_name -> google.protobuf.Timestamp
-	23,  // 38: mamori.v1.MFABundle.logins:type_name -> mamori.v1.MFALoginState
-	97,  // 39: mamori.v1.MFALoginState.locked_until:type_name -> google.protobuf.Timestamp
-	97,  // 40: mamori.v1.MFATempCode.expires_at:type_name -> google.protobuf.Timestamp
-	4,   // 41: mamori.v1.ControlRecord.status:type_name -> mamori.v1.ControlStatus
-	97,  // 42: mamori.v1.ControlRecord.since:type_name -> google.protobuf.Timestamp
-	3,   // 43: mamori.v1.Device.facts:type_name -> mamori.v1.DeviceFacts
-	2,   // 44: mamori.v1.Device.compliance:type_name -> mamori.v1.Compliance
-	97,  // 45: mamori.v1.Device.enrolled_at:type_name -> google.protobuf.Timestamp
-	97,  // 46: mamori.v1.Device.last_seen:type_name -> google.protobuf.Timestamp
-	97,  // 47: mamori.v1.Device.failing_since:type_name -> google.protobuf.Timestamp
-	97,  // 48: mamori.v1.Device.offline_since:type_name -> google.protobuf.Timestamp
-	27,  // 49: mamori.v1.Device.controls:type_name -> mamori.v1.ControlRecord
-	97,  // 50: mamori.v1.Device.revoked_at:type_name -> google.protobuf.Timestamp
-	28,  // 51: mamori.v1.ApproveReenrollmentResponse.device:type_name -> mamori.v1.Device
-	28,  // 52: mamori.v1.ApproveReenrollmentResponse.replaced:type_name -> mamori.v1.Device
-	97,  // 53: mamori.v1.ApprovedEK.approved_at:type_name -> google.protobuf.Timestamp
-	34,  // 54: mamori.v1.ListApprovedEKsResponse.eks:type_name -> mamori.v1.ApprovedEK
-	2,   // 55: mamori.v1.ListDevicesRequest.compliance:type_name -> mamori.v1.Compliance
-	28,  // 56: mamori.v1.ListDevicesResponse.devices:type_name -> mamori.v1.Device
-	28,  // 57: mamori.v1.GetDeviceResponse.device:type_name -> mamori.v1.Device
-	43,  // 58: mamori.v1.GetDeviceResponse.recent_events:type_name -> mamori.v1.StoredEvent
-	42,  // 59: mamori.v1.FleetSummaryResponse.groups:type_name -> mamori.v1.GroupSummary
-	6,   // 60: mamori.v1.StoredEvent.event:type_name -> mamori.v1.Event
-	97,  // 61: mamori.v1.StoredEvent.received_at:type_name -> google.protobuf.Timestamp
-	43,  // 62: mamori.v1.ListEventsResponse.events:type_name -> mamori.v1.StoredEvent
-	98,  // 63: mamori.v1.CreateEnrollmentTokenRequest.ttl:type_name -> google.protobuf.Duration
-	97,  // 64: mamori.v1.CreateEnrollmentTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
-	28,  // 65: mamori.v1.RevokeDeviceResponse.device:type_name -> mamori.v1.Device
-	28,  // 66: mamori.v1.SetDeviceGroupResponse.device:type_name -> mamori.v1.Device
-	97,  // 67: mamori.v1.AuditRecord.at:type_name -> google.protobuf.Timestamp
-	53,  // 68: mamori.v1.ListAuditResponse.records:type_name -> mamori.v1.AuditRecord
-	8,   // 69: mamori.v1.GetPolicyResponse.policy:type_name -> mamori.v1.Policy
-	8,   // 70: mamori.v1.SetPolicyRequest.policy:type_name -> mamori.v1.Policy
-	8,   // 71: mamori.v1.SetPolicyResponse.policy:type_name -> mamori.v1.Policy
-	98,  // 72: mamori.v1.IssueMFATempCodeRequest.expires_in:type_name -> google.protobuf.Duration
-	97,  // 73: mamori.v1.IssueMFATempCodeResponse.expires_at:type_name -> google.protobuf.Timestamp
-	97,  // 74: mamori.v1.MFAUserInfo.enrolled_at:type_name -> google.protobuf.Timestamp
-	70,  // 75: mamori.v1.ListMFAUsersResponse.users:type_name -> mamori.v1.MFAUserInfo
-	97,  // 76: mamori.v1.Exception.created_at:type_name -> google.protobuf.Timestamp
-	97,  // 77: mamori.v1.Exception.expires_at:type_name -> google.protobuf.Timestamp
-	97,  // 78: mamori.v1.Exception.revoked_at:type_name -> google.protobuf.Timestamp
-	97,  // 79: mamori.v1.CreateExceptionRequest.expires_at:type_name -> google.protobuf.Timestamp
-	72,  // 80: mamori.v1.CreateExceptionResponse.exception:type_name -> mamori.v1.Exception
-	72,  // 81: mamori.v1.ListExceptionsResponse.exceptions:type_name -> mamori.v1.Exception
-	72,  // 82: mamori.v1.RevokeExceptionResponse.exception:type_name -> mamori.v1.Exception
-	2,   // 83: mamori.v1.LedgerRow.compliance:type_name -> mamori.v1.Compliance
-	82,  // 84: mamori.v1.ListLedgerResponse.rows:type_name -> mamori.v1.LedgerRow
-	97,  // 85: mamori.v1.ListLedgerResponse.imported_at:type_name -> google.protobuf.Timestamp
-	98,  // 86: mamori.v1.CreateOperatorTokenRequest.ttl:type_name -> google.protobuf.Duration
-	87,  // 87: mamori.v1.CreateOperatorTokenResponse.info:type_name -> mamori.v1.OperatorToken
-	97,  // 88: mamori.v1.OperatorToken.created_at:type_name -> google.protobuf.Timestamp
-	97,  // 89: mamori.v1.OperatorToken.expires_at:type_name -> google.protobuf.Timestamp
-	97,  // 90: mamori.v1.OperatorToken.revoked_at:type_name -> google.protobuf.Timestamp
-	97,  // 91: mamori.v1.OperatorToken.last_used_at:type_name -> google.protobuf.Timestamp
-	87,  // 92: mamori.v1.ListOperatorTokensResponse.tokens:type_name -> mamori.v1.OperatorToken
-	87,  // 93: mamori.v1.RevokeOperatorTokenResponse.token:type_name -> mamori.v1.OperatorToken
-	7,   // 94: mamori.v1.Policy.ControlsEntry.value:type_name -> mamori.v1.ControlPolicy
-	9,   // 95: mamori.v1.Policy.GroupsEntry.value:type_name -> mamori.v1.GroupPolicy
-	7,   // 96: mamori.v1.GroupPolicy.ControlsEntry.value:type_name -> mamori.v1.ControlPolicy
-	11,  // 97: mamori.v1.AgentService.Enroll:input_type -> mamori.v1.EnrollRequest
-	17,  // 98: mamori.v1.AgentService.Report:input_type -> mamori.v1.ReportRequest
-	19,  // 99: mamori.v1.AgentService.Renew:input_type -> mamori.v1.RenewRequest
-	36,  // 100: mamori.v1.AdminService.ListDevices:input_type -> mamori.v1.ListDevicesRequest
-	38,  // 101: mamori.v1.AdminService.GetDevice:input_type -> mamori.v1.GetDeviceRequest
-	40,  // 102: mamori.v1.AdminService.FleetSummary:input_type -> mamori.v1.FleetSummaryRequest
-	44,  // 103: mamori.v1.AdminService.ListEvents:input_type -> mamori.v1.ListEventsRequest
-	46,  // 104: mamori.v1.AdminService.CreateEnrollmentToken:input_type -> mamori.v1.CreateEnrollmentTokenRequest
-	48,  // 105: mamori.v1.AdminService.RevokeDevice:input_type -> mamori.v1.RevokeDeviceRequest
-	50,  // 106: mamori.v1.AdminService.SetDeviceGroup:input_type -> mamori.v1.SetDeviceGroupRequest
-	55,  // 107: mamori.v1.AdminService.GetPolicy:input_type -> mamori.v1.GetPolicyRequest
-	57,  // 108: mamori.v1.AdminService.SetPolicy:input_type -> mamori.v1.SetPolicyRequest
-	59,  // 109: mamori.v1.AdminService.EnrollMFAUser:input_type -> mamori.v1.EnrollMFAUserRequest
-	61,  // 110: mamori.v1.AdminService.ResetMFAUser:input_type -> mamori.v1.ResetMFAUserRequest
-	63,  // 111: mamori.v1.AdminService.UnlockMFAUser:input_type -> mamori.v1.UnlockMFAUserRequest
-	65,  // 112: mamori.v1.AdminService.IssueMFATempCode:input_type -> mamori.v1.IssueMFATempCodeRequest
-	67,  // 113: mamori.v1.AdminService.ImportMFASeeds:input_type -> mamori.v1.ImportMFASeedsRequest
-	69,  // 114: mamori.v1.AdminService.ListMFAUsers:input_type -> mamori.v1.ListMFAUsersRequest
-	52,  // 115: mamori.v1.AdminService.ListAudit:input_type -> mamori.v1.ListAuditRequest
-	73,  // 116: mamori.v1.AdminService.CreateException:input_type -> mamori.v1.CreateExceptionRequest
-	75,  // 117: mamori.v1.AdminService.ListExceptions:input_type -> mamori.v1.ListExceptionsRequest
-	77,  // 118: mamori.v1.AdminService.RevokeException:input_type -> mamori.v1.RevokeExceptionRequest
-	79,  // 119: mamori.v1.AdminService.ImportLedger:input_type -> mamori.v1.ImportLedgerRequest
-	81,  // 120: mamori.v1.AdminService.ListLedger:input_type -> mamori.v1.ListLedgerRequest
-	29,  // 121: mamori.v1.AdminService.ApproveReenrollment:input_type -> mamori.v1.ApproveReenrollmentRequest
-	31,  // 122: mamori.v1.AdminService.ApproveEK:input_type -> mamori.v1.ApproveEKRequest
-	33,  // 123: mamori.v1.AdminService.ListApprovedEKs:input_type -> mamori.v1.ListApprovedEKsRequest
-	84,  // 124: mamori.v1.AdminService.CreateOperatorToken:input_type -> mamori.v1.CreateOperatorTokenRequest
-	86,  // 125: mamori.v1.AdminService.ListOperatorTokens:input_type -> mamori.v1.ListOperatorTokensRequest
-	89,  // 126: mamori.v1.AdminService.RevokeOperatorToken:input_type -> mamori.v1.RevokeOperatorTokenRequest
-	16,  // 127: mamori.v1.AgentService.Enroll:output_type -> mamori.v1.EnrollResponse
-	18,  // 128: mamori.v1.AgentService.Report:output_type -> mamori.v1.ReportResponse
-	20,  // 129: mamori.v1.AgentService.Renew:output_type -> mamori.v1.RenewResponse
-	37,  // 130: mamori.v1.AdminService.ListDevices:output_type -> mamori.v1.ListDevicesResponse
-	39,  // 131: mamori.v1.AdminService.GetDevice:output_type -> mamori.v1.GetDeviceResponse
-	41,  // 132: mamori.v1.AdminService.FleetSummary:output_type -> mamori.v1.FleetSummaryResponse
-	45,  // 133: mamori.v1.AdminService.ListEvents:output_type -> mamori.v1.ListEventsResponse
-	47,  // 134: mamori.v1.AdminService.CreateEnrollmentToken:output_type -> mamori.v1.CreateEnrollmentTokenResponse
-	49,  // 135: mamori.v1.AdminService.RevokeDevice:output_type -> mamori.v1.RevokeDeviceResponse
-	51,  // 136: mamori.v1.AdminService.SetDeviceGroup:output_type -> mamori.v1.SetDeviceGroupResponse
-	56,  // 137: mamori.v1.AdminService.GetPolicy:output_type -> mamori.v1.GetPolicyResponse
-	58,  // 138: mamori.v1.AdminService.SetPolicy:output_type -> mamori.v1.SetPolicyResponse
-	60,  // 139: mamori.v1.AdminService.EnrollMFAUser:output_type -> mamori.v1.EnrollMFAUserResponse
-	62,  // 140: mamori.v1.AdminService.ResetMFAUser:output_type -> mamori.v1.ResetMFAUserResponse
-	64,  // 141: mamori.v1.AdminService.UnlockMFAUser:output_type -> mamori.v1.UnlockMFAUserResponse
-	66,  // 142: mamori.v1.AdminService.IssueMFATempCode:output_type -> mamori.v1.IssueMFATempCodeResponse
-	68,  // 143: mamori.v1.AdminService.ImportMFASeeds:output_type -> mamori.v1.ImportMFASeedsResponse
-	71,  // 144: mamori.v1.AdminService.ListMFAUsers:output_type -> mamori.v1.ListMFAUsersResponse
-	54,  // 145: mamori.v1.AdminService.ListAudit:output_type -> mamori.v1.ListAuditResponse
-	74,  // 146: mamori.v1.AdminService.CreateException:output_type -> mamori.v1.CreateExceptionResponse
-	76,  // 147: mamori.v1.AdminService.ListExceptions:output_type -> mamori.v1.ListExceptionsResponse
-	78,  // 148: mamori.v1.AdminService.RevokeException:output_type -> mamori.v1.RevokeExceptionResponse
-	80,  // 149: mamori.v1.AdminService.ImportLedger:output_type -> mamori.v1.ImportLedgerResponse
-	83,  // 150: mamori.v1.AdminService.ListLedger:output_type -> mamori.v1.ListLedgerResponse
-	30,  // 151: mamori.v1.AdminService.ApproveReenrollment:output_type -> mamori.v1.ApproveReenrollmentResponse
-	32,  // 152: mamori.v1.AdminService.ApproveEK:output_type -> mamori.v1.ApproveEKResponse
-	35,  // 153: mamori.v1.AdminService.ListApprovedEKs:output_type -> mamori.v1.ListApprovedEKsResponse
-	85,  // 154: mamori.v1.AdminService.CreateOperatorToken:output_type -> mamori.v1.CreateOperatorTokenResponse
-	88,  // 155: mamori.v1.AdminService.ListOperatorTokens:output_type -> mamori.v1.ListOperatorTokensResponse
-	90,  // 156: mamori.v1.AdminService.RevokeOperatorToken:output_type -> mamori.v1.RevokeOperatorTokenResponse
-	127, // [127:157] is the sub-list for method output_type
-	97,  // [97:127] is the sub-list for method input_type
-	97,  // [97:97] is the sub-list for extension type_name
-	97,  // [97:97] is the sub-list for extension extendee
-	0,   // [0:97] is the sub-list for field type_name
+	98,  // 27: mamori.v1.ReportRequest.sent_at:type_name -> google.protobuf.Timestamp
+	19,  // 28: mamori.v1.ReportRequest.witnessed_checkpoint:type_name -> mamori.v1.AuditCheckpoint
+	8,   // 29: mamori.v1.ReportResponse.policy:type_name -> mamori.v1.Policy
+	99,  // 30: mamori.v1.ReportResponse.next_report_in:type_name -> google.protobuf.Duration
+	98,  // 31: mamori.v1.ReportResponse.server_time:type_name -> google.protobuf.Timestamp
+	22,  // 32: mamori.v1.ReportResponse.mfa_bundle:type_name -> mamori.v1.SealedMFABundle
+	19,  // 33: mamori.v1.ReportResponse.audit_checkpoint:type_name -> mamori.v1.AuditCheckpoint
+	98,  // 34: mamori.v1.RenewResponse.not_after:type_name -> google.protobuf.Timestamp
+	98,  // 35: mamori.v1.MFABundle.issued_at:type_name -> google.protobuf.Timestamp
+	27,  // 36: mamori.v1.MFABundle.users:type_name -> mamori.v1.MFAUserSecret
+	25,  // 37: mamori.v1.MFABundle.temp_codes:type_name -> mamori.v1.MFATempCode
+	26,  // 38: mamori.v1.MFABundle.unlocks:type_name -> mamori.v1.MFAUnlock
+	98,  // 39: mamori.v1.MFABundle.grace_until:type_name -> google.protobuf.Timestamp
+	24,  // 40: mamori.v1.MFABundle.logins:type_name -> mamori.v1.MFALoginState
+	98,  // 41: mamori.v1.MFALoginState.locked_until:type_name -> google.protobuf.Timestamp
+	98,  // 42: mamori.v1.MFATempCode.expires_at:type_name -> google.protobuf.Timestamp
+	4,   // 43: mamori.v1.ControlRecord.status:type_name -> mamori.v1.ControlStatus
+	98,  // 44: mamori.v1.ControlRecord.since:type_name -> google.protobuf.Timestamp
+	3,   // 45: mamori.v1.Device.facts:type_name -> mamori.v1.DeviceFacts
+	2,   // 46: mamori.v1.Device.compliance:type_name -> mamori.v1.Compliance
+	98,  // 47: mamori.v1.Device.enrolled_at:type_name -> google.protobuf.Timestamp
+	98,  // 48: mamori.v1.Device.last_seen:type_name -> google.protobuf.Timestamp
+	98,  // 49: mamori.v1.Device.failing_since:type_name -> google.protobuf.Timestamp
+	98,  // 50: mamori.v1.Device.offline_since:type_name -> google.protobuf.Timestamp
+	28,  // 51: mamori.v1.Device.controls:type_name -> mamori.v1.ControlRecord
+	98,  // 52: mamori.v1.Device.revoked_at:type_name -> google.protobuf.Timestamp
+	29,  // 53: mamori.v1.ApproveReenrollmentResponse.device:type_name -> mamori.v1.Device
+	29,  // 54: mamori.v1.ApproveReenrollmentResponse.replaced:type_name -> mamori.v1.Device
+	98,  // 55: mamori.v1.ApprovedEK.approved_at:type_name -> google.protobuf.Timestamp
+	35,  // 56: mamori.v1.ListApprovedEKsResponse.eks:type_name -> mamori.v1.ApprovedEK
+	2,   // 57: mamori.v1.ListDevicesRequest.compliance:type_name -> mamori.v1.Compliance
+	29,  // 58: mamori.v1.ListDevicesResponse.devices:type_name -> mamori.v1.Device
+	29,  // 59: mamori.v1.GetDeviceResponse.device:type_name -> mamori.v1.Device
+	44,  // 60: mamori.v1.GetDeviceResponse.recent_events:type_name -> mamori.v1.StoredEvent
+	43,  // 61: mamori.v1.FleetSummaryResponse.groups:type_name -> mamori.v1.GroupSummary
+	6,   // 62: mamori.v1.StoredEvent.event:type_name -> mamori.v1.Event
+	98,  // 63: mamori.v1.StoredEvent.received_at:type_name -> google.protobuf.Timestamp
+	44,  // 64: mamori.v1.ListEventsResponse.events:type_name -> mamori.v1.StoredEvent
+	99,  // 65: mamori.v1.CreateEnrollmentTokenRequest.ttl:type_name -> google.protobuf.Duration
+	98,  // 66: mamori.v1.CreateEnrollmentTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
+	29,  // 67: mamori.v1.RevokeDeviceResponse.device:type_name -> mamori.v1.Device
+	29,  // 68: mamori.v1.SetDeviceGroupResponse.device:type_name -> mamori.v1.Device
+	98,  // 69: mamori.v1.AuditRecord.at:type_name -> google.protobuf.Timestamp
+	54,  // 70: mamori.v1.ListAuditResponse.records:type_name -> mamori.v1.AuditRecord
+	8,   // 71: mamori.v1.GetPolicyResponse.policy:type_name -> mamori.v1.Policy
+	8,   // 72: mamori.v1.SetPolicyRequest.policy:type_name -> mamori.v1.Policy
+	8,   // 73: mamori.v1.SetPolicyResponse.policy:type_name -> mamori.v1.Policy
+	99,  // 74: mamori.v1.IssueMFATempCodeRequest.expires_in:type_name -> google.protobuf.Duration
+	98,  // 75: mamori.v1.IssueMFATempCodeResponse.expires_at:type_name -> google.protobuf.Timestamp
+	98,  // 76: mamori.v1.MFAUserInfo.enrolled_at:type_name -> google.protobuf.Timestamp
+	71,  // 77: mamori.v1.ListMFAUsersResponse.users:type_name -> mamori.v1.MFAUserInfo
+	98,  // 78: mamori.v1.Exception.created_at:type_name -> google.protobuf.Timestamp
+	98,  // 79: mamori.v1.Exception.expires_at:type_name -> google.protobuf.Timestamp
+	98,  // 80: mamori.v1.Exception.revoked_at:type_name -> google.protobuf.Timestamp
+	98,  // 81: mamori.v1.CreateExceptionRequest.expires_at:type_name -> google.protobuf.Timestamp
+	73,  // 82: mamori.v1.CreateExceptionResponse.exception:type_name -> mamori.v1.Exception
+	73,  // 83: mamori.v1.ListExceptionsResponse.exceptions:type_name -> mamori.v1.Exception
+	73,  // 84: mamori.v1.RevokeExceptionResponse.exception:type_name -> mamori.v1.Exception
+	2,   // 85: mamori.v1.LedgerRow.compliance:type_name -> mamori.v1.Compliance
+	83,  // 86: mamori.v1.ListLedgerResponse.rows:type_name -> mamori.v1.LedgerRow
+	98,  // 87: mamori.v1.ListLedgerResponse.imported_at:type_name -> google.protobuf.Timestamp
+	99,  // 88: mamori.v1.CreateOperatorTokenRequest.ttl:type_name -> google.protobuf.Duration
+	88,  // 89: mamori.v1.CreateOperatorTokenResponse.info:type_name -> mamori.v1.OperatorToken
+	98,  // 90: mamori.v1.OperatorToken.created_at:type_name -> google.protobuf.Timestamp
+	98,  // 91: mamori.v1.OperatorToken.expires_at:type_name -> google.protobuf.Timestamp
+	98,  // 92: mamori.v1.OperatorToken.revoked_at:type_name -> google.protobuf.Timestamp
+	98,  // 93: mamori.v1.OperatorToken.last_used_at:type_name -> google.protobuf.Timestamp
+	88,  // 94: mamori.v1.ListOperatorTokensResponse.tokens:type_name -> mamori.v1.OperatorToken
+	88,  // 95: mamori.v1.RevokeOperatorTokenResponse.token:type_name -> mamori.v1.OperatorToken
+	7,   // 96: mamori.v1.Policy.ControlsEntry.value:type_name -> mamori.v1.ControlPolicy
+	9,   // 97: mamori.v1.Policy.GroupsEntry.value:type_name -> mamori.v1.GroupPolicy
+	7,   // 98: mamori.v1.GroupPolicy.ControlsEntry.value:type_name -> mamori.v1.ControlPolicy
+	11,  // 99: mamori.v1.AgentService.Enroll:input_type -> mamori.v1.EnrollRequest
+	17,  // 100: mamori.v1.AgentService.Report:input_type -> mamori.v1.ReportRequest
+	20,  // 101: mamori.v1.AgentService.Renew:input_type -> mamori.v1.RenewRequest
+	37,  // 102: mamori.v1.AdminService.ListDevices:input_type -> mamori.v1.ListDevicesRequest
+	39,  // 103: mamori.v1.AdminService.GetDevice:input_type -> mamori.v1.GetDeviceRequest
+	41,  // 104: mamori.v1.AdminService.FleetSummary:input_type -> mamori.v1.FleetSummaryRequest
+	45,  // 105: mamori.v1.AdminService.ListEvents:input_type -> mamori.v1.ListEventsRequest
+	47,  // 106: mamori.v1.AdminService.CreateEnrollmentToken:input_type -> mamori.v1.CreateEnrollmentTokenRequest
+	49,  // 107: mamori.v1.AdminService.RevokeDevice:input_type -> mamori.v1.RevokeDeviceRequest
+	51,  // 108: mamori.v1.AdminService.SetDeviceGroup:input_type -> mamori.v1.SetDeviceGroupRequest
+	56,  // 109: mamori.v1.AdminService.GetPolicy:input_type -> mamori.v1.GetPolicyRequest
+	58,  // 110: mamori.v1.AdminService.SetPolicy:input_type -> mamori.v1.SetPolicyRequest
+	60,  // 111: mamori.v1.AdminService.EnrollMFAUser:input_type -> mamori.v1.EnrollMFAUserRequest
+	62,  // 112: mamori.v1.AdminService.ResetMFAUser:input_type -> mamori.v1.ResetMFAUserRequest
+	64,  // 113: mamori.v1.AdminService.UnlockMFAUser:input_type -> mamori.v1.UnlockMFAUserRequest
+	66,  // 114: mamori.v1.AdminService.IssueMFATempCode:input_type -> mamori.v1.IssueMFATempCodeRequest
+	68,  // 115: mamori.v1.AdminService.ImportMFASeeds:input_type -> mamori.v1.ImportMFASeedsRequest
+	70,  // 116: mamori.v1.AdminService.ListMFAUsers:input_type -> mamori.v1.ListMFAUsersRequest
+	53,  // 117: mamori.v1.AdminService.ListAudit:input_type -> mamori.v1.ListAuditRequest
+	74,  // 118: mamori.v1.AdminService.CreateException:input_type -> mamori.v1.CreateExceptionRequest
+	76,  // 119: mamori.v1.AdminService.ListExceptions:input_type -> mamori.v1.ListExceptionsRequest
+	78,  // 120: mamori.v1.AdminService.RevokeException:input_type -> mamori.v1.RevokeExceptionRequest
+	80,  // 121: mamori.v1.AdminService.ImportLedger:input_type -> mamori.v1.ImportLedgerRequest
+	82,  // 122: mamori.v1.AdminService.ListLedger:input_type -> mamori.v1.ListLedgerRequest
+	30,  // 123: mamori.v1.AdminService.ApproveReenrollment:input_type -> mamori.v1.ApproveReenrollmentRequest
+	32,  // 124: mamori.v1.AdminService.ApproveEK:input_type -> mamori.v1.ApproveEKRequest
+	34,  // 125: mamori.v1.AdminService.ListApprovedEKs:input_type -> mamori.v1.ListApprovedEKsRequest
+	85,  // 126: mamori.v1.AdminService.CreateOperatorToken:input_type -> mamori.v1.CreateOperatorTokenRequest
+	87,  // 127: mamori.v1.AdminService.ListOperatorTokens:input_type -> mamori.v1.ListOperatorTokensRequest
+	90,  // 128: mamori.v1.AdminService.RevokeOperatorToken:input_type -> mamori.v1.RevokeOperatorTokenRequest
+	16,  // 129: mamori.v1.AgentService.Enroll:output_type -> mamori.v1.EnrollResponse
+	18,  // 130: mamori.v1.AgentService.Report:output_type -> mamori.v1.ReportResponse
+	21,  // 131: mamori.v1.AgentService.Renew:output_type -> mamori.v1.RenewResponse
+	38,  // 132: mamori.v1.AdminService.ListDevices:output_type -> mamori.v1.ListDevicesResponse
+	40,  // 133: mamori.v1.AdminService.GetDevice:output_type -> mamori.v1.GetDeviceResponse
+	42,  // 134: mamori.v1.AdminService.FleetSummary:output_type -> mamori.v1.FleetSummaryResponse
+	46,  // 135: mamori.v1.AdminService.ListEvents:output_type -> mamori.v1.ListEventsResponse
+	48,  // 136: mamori.v1.AdminService.CreateEnrollmentToken:output_type -> mamori.v1.CreateEnrollmentTokenResponse
+	50,  // 137: mamori.v1.AdminService.RevokeDevice:output_type -> mamori.v1.RevokeDeviceResponse
+	52,  // 138: mamori.v1.AdminService.SetDeviceGroup:output_type -> mamori.v1.SetDeviceGroupResponse
+	57,  // 139: mamori.v1.AdminService.GetPolicy:output_type -> mamori.v1.GetPolicyResponse
+	59,  // 140: mamori.v1.AdminService.SetPolicy:output_type -> mamori.v1.SetPolicyResponse
+	61,  // 141: mamori.v1.AdminService.EnrollMFAUser:output_type -> mamori.v1.EnrollMFAUserResponse
+	63,  // 142: mamori.v1.AdminService.ResetMFAUser:output_type -> mamori.v1.ResetMFAUserResponse
+	65,  // 143: mamori.v1.AdminService.UnlockMFAUser:output_type -> mamori.v1.UnlockMFAUserResponse
+	67,  // 144: mamori.v1.AdminService.IssueMFATempCode:output_type -> mamori.v1.IssueMFATempCodeResponse
+	69,  // 145: mamori.v1.AdminService.ImportMFASeeds:output_type -> mamori.v1.ImportMFASeedsResponse
+	72,  // 146: mamori.v1.AdminService.ListMFAUsers:output_type -> mamori.v1.ListMFAUsersResponse
+	55,  // 147: mamori.v1.AdminService.ListAudit:output_type -> mamori.v1.ListAuditResponse
+	75,  // 148: mamori.v1.AdminService.CreateException:output_type -> mamori.v1.CreateExceptionResponse
+	77,  // 149: mamori.v1.AdminService.ListExceptions:output_type -> mamori.v1.ListExceptionsResponse
+	79,  // 150: mamori.v1.AdminService.RevokeException:output_type -> mamori.v1.RevokeExceptionResponse
+	81,  // 151: mamori.v1.AdminService.ImportLedger:output_type -> mamori.v1.ImportLedgerResponse
+	84,  // 152: mamori.v1.AdminService.ListLedger:output_type -> mamori.v1.ListLedgerResponse
+	31,  // 153: mamori.v1.AdminService.ApproveReenrollment:output_type -> mamori.v1.ApproveReenrollmentResponse
+	33,  // 154: mamori.v1.AdminService.ApproveEK:output_type -> mamori.v1.ApproveEKResponse
+	36,  // 155: mamori.v1.AdminService.ListApprovedEKs:output_type -> mamori.v1.ListApprovedEKsResponse
+	86,  // 156: mamori.v1.AdminService.CreateOperatorToken:output_type -> mamori.v1.CreateOperatorTokenResponse
+	89,  // 157: mamori.v1.AdminService.ListOperatorTokens:output_type -> mamori.v1.ListOperatorTokensResponse
+	91,  // 158: mamori.v1.AdminService.RevokeOperatorToken:output_type -> mamori.v1.RevokeOperatorTokenResponse
+	129, // [129:159] is the sub-list for method output_type
+	99,  // [99:129] is the sub-list for method input_type
+	99,  // [99:99] is the sub-list for extension type_name
+	99,  // [99:99] is the sub-list for extension extendee
+	0,   // [0:99] is the sub-list for field type_name
 }
 
 func init() { file_mamori_v1_mamori_proto_init() }
@@ -6902,7 +7001,7 @@ func file_mamori_v1_mamori_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mamori_v1_mamori_proto_rawDesc), len(file_mamori_v1_mamori_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   94,
+			NumMessages:   95,
 			NumExtensions: 0,
 			NumServices:   2,
 		},
