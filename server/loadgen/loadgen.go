@@ -353,6 +353,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		// server's health check: what the transport alone costs here.
 		b := &Result{}
 		g.noop.Store(true)
+		g.errs.reset() // the baseline's failures, not the reports' again
 		for _, t := range g.terms {
 			t.lat, t.latWarm, t.slow, t.ok, t.failed = nil, nil, nil, 0, 0
 		}
@@ -770,6 +771,12 @@ func newCounter() *counter { return &counter{m: map[string]int64{}} }
 func (c *counter) add(code codes.Code) {
 	c.mu.Lock()
 	c.m[code.String()]++
+	c.mu.Unlock()
+}
+
+func (c *counter) reset() {
+	c.mu.Lock()
+	clear(c.m)
 	c.mu.Unlock()
 }
 
