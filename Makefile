@@ -135,7 +135,7 @@ packages: pam credprov ## build the installers into ./bin/packages: .deb, .rpm (
 	  else echo "rpmlint not installed: .rpm not linted (apt-get install rpmlint)"; fi
 
 .PHONY: bench
-bench: ## benchmarks: report ingest (SQLite, PostgreSQL) vs a no-op mTLS call, fleet queries at 100k devices, console pages at 100k devices / 10M events, uevent→read-only latency, TPM handshakes, PAM login latency (TOTP, TPM PIN), Windows credential provider pipe p99 (wine)
+bench: ## benchmarks: report ingest (SQLite, PostgreSQL) vs a no-op mTLS call, the idle agent's RSS and wake-ups, fleet queries at 100k devices, console pages at 100k devices / 10M events, uevent→read-only latency, TPM handshakes, PAM login latency (TOTP, TPM PIN), Windows credential provider pipe p99 (wine)
 	@mkdir -p $(BIN)
 	$(GO) test -run '^$$' -bench . -benchtime 3s -timeout 30m ./server/store/... ./server/api/... | tee $(BIN)/bench.txt
 	# the console at 100,000 devices / 10 million events (data set built once into $$TMPDIR/mamori-bench, ~1.5 GB)
@@ -148,6 +148,8 @@ bench: ## benchmarks: report ingest (SQLite, PostgreSQL) vs a no-op mTLS call, f
 	$(GO) test -count=1 -run '^$$' -bench Verify -benchtime 2000x ./agent/mfa | tee -a $(BIN)/bench.txt
 	# Windows logon under wine: mamori-cp.dll's code check through the agent's pipe (p50/p99), a whole submission, and what the DLL adds to LogonUI's start
 	MAMORI_CP_BENCH_N=2000 $(GO) test -count=1 -run '^TestUnderWine$$' -v -timeout 20m ./agent/loginmfa | grep BENCH | tee -a $(BIN)/bench.txt
+	# the idle agent: the release build of mamori-agent enrolled into a mamori-server process, 3 minutes idle (root): RSS and wake-ups a minute
+	$(GO) test -count=1 -run '^TestAgentIdleFootprint$$' -v -timeout 10m ./internal/hatest | grep FOOTPRINT | tee -a $(BIN)/bench.txt
 	# the fleet runs of mamori-loadgen (about 20 minutes; MAMORI_FLEET_N and MAMORI_FLEET_DURATION shrink them)
 	$(GO) test -count=1 -run '^$$' -bench Fleet -benchtime 1x -timeout 90m ./internal/hatest | tee -a $(BIN)/bench.txt
 

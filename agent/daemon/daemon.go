@@ -105,7 +105,8 @@ type Config struct {
 	// less sends only full reports.
 	FullReportEvery time.Duration
 
-	// OnRound, when set, is called after every round (tests, demo).
+	// OnRound, when set, is called after every round (tests, demo;
+	// mamori-agent gives back the memory a round used).
 	OnRound func(RoundResult)
 
 	// MFA carries MFA bundles between the server and agent/mfa; nil

@@ -18,12 +18,21 @@ import (
 // MaxMessageBytes matches the server's limit (server/api.MaxMessageBytes).
 const MaxMessageBytes = 4 << 20
 
+// WindowBytes is the agent's fixed HTTP/2 receive window (see Dial).
+const WindowBytes = 1 << 20
+
 // DefaultCallTimeout bounds one RPC.
 const DefaultCallTimeout = 30 * time.Second
 
-// Keepalive pings an idle connection every 60 s. The server refuses pings
-// more often than every 20 s, so this must stay above that.
-var keepaliveParams = keepalive.ClientParameters{Time: 60 * time.Second, Timeout: 20 * time.Second, PermitWithoutStream: true}
+// Keepalive pings a connection that has been silent for 3 minutes. The
+// server refuses pings more often than every 20 s, so this must stay above
+// that. It was 60 s: with the default report interval of a minute (±10 %)
+// that woke an idle agent for a ping before every other report, though the
+// report itself proves the connection (issue #20, docs/performance.md "The
+// idle agent"). 3 minutes stays under the shortest idle timeout of common
+// middleboxes that drop silent TCP connections (Azure's load balancer: 4
+// minutes), so a terminal on a longer report interval keeps its connection.
+var keepaliveParams = keepalive.ClientParameters{Time: 3 * time.Minute, Timeout: 20 * time.Second, PermitWithoutStream: true}
 
 // Dial returns a client connection to addr ("host:port") with tlsCfg. It
 // does not block; the first call connects.
@@ -33,6 +42,16 @@ func Dial(addr string, tlsCfg *tls.Config) (*grpc.ClientConn, error) {
 		grpc.WithKeepaliveParams(keepaliveParams),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageBytes), grpc.MaxCallSendMsgSize(MaxMessageBytes)),
 		grpc.WithUserAgent("mamori-agent"),
+		// A fixed receive window turns off gRPC's bandwidth-delay
+		// estimator, which otherwise sends an HTTP/2 PING after the data
+		// of every answer on an otherwise quiet connection: two more
+		// frames and a TLS record each way per report, and a write on the
+		// server for the ack (issue #20, docs/performance.md). What the
+		// agent receives is small (answers, a policy, an MFA bundle well
+		// under 1 MiB); 1 MiB is the window gRPC's estimator would grow to
+		// on a fast link anyway.
+		grpc.WithInitialWindowSize(WindowBytes),
+		grpc.WithInitialConnWindowSize(WindowBytes),
 		// gRPC's own reconnect back-off grows to 120 s by default, under the
 		// agent's back-off: after a server restart with thousands of
 		// terminals, most would sit idle long after the server is back.

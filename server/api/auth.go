@@ -147,8 +147,10 @@ func (s *Server) authenticate(ctx context.Context, method string, surface Surfac
 	}
 	agentCall := acc.enroll || acc.device
 	switch {
-	case surface == SurfaceAgents && !agentCall:
-		// No token is even looked at here.
+	case surface == SurfaceAgents && !agentCall && !acc.open:
+		// No token is even looked at here. The open health check is
+		// served on both ports (load balancers in front of the agents'
+		// port; mamori-loadgen's no-op baseline).
 		return nil, status.Error(codes.PermissionDenied,
 			"this is the agents' port: the admin API and operator tokens are served on the admin port (mamori-server --admin-listen, default :8445)")
 	case surface == SurfaceAdmin && agentCall:

@@ -8,6 +8,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
@@ -356,5 +357,18 @@ func TestOperatorTokenPorts(t *testing.T) {
 	}
 	if _, err := h.Admin(t, h.Srv.Boot.AdminToken.Reveal()).CreateOperatorToken(ctx, &mamoriv1.CreateOperatorTokenRequest{Name: "first"}); err != nil {
 		t.Fatalf("bootstrap exchange after the refusals: %v", err)
+	}
+	// The standard health check answers on both ports, with a device
+	// certificate or none (load balancers; mamori-loadgen -baseline calls
+	// it over the terminals' own connections — refused on the agents' port
+	// once the ports were split, which the baseline reported as 0 ok).
+	for name, cc := range map[string]*grpc.ClientConn{
+		"agents' port, device certificate": h.Dial(t, pki.ClientTLSConfig(h.CAPool(), &d.Cert, "localhost")),
+		"agents' port, no certificate":     h.Dial(t, pki.ClientTLSConfig(h.CAPool(), nil, "localhost")),
+		"admin port":                       h.DialAdmin(t, pki.ClientTLSConfig(h.CAPool(), nil, "localhost")),
+	} {
+		if _, err := healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{}); err != nil {
+			t.Errorf("health check on the %s: %v", name, err)
+		}
 	}
 }

@@ -83,6 +83,10 @@ func runParallel(b *testing.B, n, conns int, wire *atomic.Int64, call func(i int
 	return float64(done.Load()) / el.Seconds(), float64(wire.Load()-before) / float64(max(1, done.Load()))
 }
 
+// agentWindow: both kinds of client dial as the agent does
+// (agent/transport): a fixed 1 MiB receive window, so no BDP pings.
+var agentWindow = [2]grpc.DialOption{grpc.WithInitialWindowSize(1 << 20), grpc.WithInitialConnWindowSize(1 << 20)}
+
 // steadyFull is a full report as the benchmarks' terminals send it: ten
 // controls with evidence, no events (typicalReport without its events).
 func steadyFull(digest []byte, pol *mamoriv1.Policy) *mamoriv1.ReportRequest {
@@ -132,8 +136,9 @@ func benchSteady(b *testing.B, o servertest.Options) {
 			b.Fatal(err)
 		}
 		tlsCfg := pki.ClientTLSConfig(h.CAPool(), &d.Cert, "localhost")
-		reports[i] = mamoriv1.NewAgentServiceClient(h.Dial(b, tlsCfg, countingDialer(&wireReport)))
-		cc, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)), countingDialer(&wireNoop))
+		reports[i] = mamoriv1.NewAgentServiceClient(h.Dial(b, tlsCfg, countingDialer(&wireReport), agentWindow[0], agentWindow[1]))
+		cc, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)), countingDialer(&wireNoop),
+			agentWindow[0], agentWindow[1])
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -353,6 +353,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		// server's health check: what the transport alone costs here.
 		b := &Result{}
 		g.noop.Store(true)
+		g.errs.reset() // the baseline's failures, not the reports' again
 		for _, t := range g.terms {
 			t.lat, t.latWarm, t.slow, t.ok, t.failed = nil, nil, nil, 0, 0
 		}
@@ -460,6 +461,9 @@ func (g *gen) dialTo(addr string, cert *tls.Certificate, extra ...grpc.DialOptio
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 60 * time.Second, Timeout: 20 * time.Second, PermitWithoutStream: true}),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(4<<20), grpc.MaxCallSendMsgSize(4<<20)),
 		grpc.WithUserAgent("mamori-loadgen"),
+		// A fixed window like the agent's (agent/transport): no BDP pings.
+		grpc.WithInitialWindowSize(1 << 20),
+		grpc.WithInitialConnWindowSize(1 << 20),
 		grpc.WithReadBufferSize(8 << 10),
 		grpc.WithWriteBufferSize(8 << 10),
 		grpc.WithSharedWriteBuffer(true),
@@ -767,6 +771,12 @@ func newCounter() *counter { return &counter{m: map[string]int64{}} }
 func (c *counter) add(code codes.Code) {
 	c.mu.Lock()
 	c.m[code.String()]++
+	c.mu.Unlock()
+}
+
+func (c *counter) reset() {
+	c.mu.Lock()
+	clear(c.m)
 	c.mu.Unlock()
 }
 

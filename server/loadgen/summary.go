@@ -36,8 +36,8 @@ func (r *Result) WriteSummary(w io.Writer) {
 		p("events: %d sent, %d acknowledged, %d unacknowledged at the end", rp.EventsSent, rp.EventsAcked, rp.EventsUnsent)
 		p("wire: %.0f bytes per report (both directions, TLS included); %d need_full answers", rp.WireBytes, r.NeedFull)
 		if b := r.Baseline; b != nil {
-			p("no-op baseline (health check, same terminals and connections): %d ok, %d failed: %.1f/s achieved, p50 %v, p99 %v, %.0f bytes per call; reports/no-op = %.3f",
-				b.OK, b.Failed, b.Achieved, round(b.P50), round(b.P99), b.WireBytes, r.Ratio)
+			p("no-op baseline (health check, same terminals and connections): %d ok, %d failed%s: %.1f/s achieved, p50 %v, p99 %v, %.0f bytes per call; reports/no-op = %.3f",
+				b.OK, b.Failed, codesText(b.Errors), b.Achieved, round(b.P50), round(b.P99), b.WireBytes, r.Ratio)
 		}
 	}
 	if s := r.Storm; s != nil {

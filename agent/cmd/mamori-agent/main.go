@@ -177,6 +177,8 @@ func doEnroll(cfg config.Config, log *slog.Logger, p *i18n.Printer, stdout, stde
 }
 
 func doRun(cfg config.Config, inv cli.Invocation, log *slog.Logger, p *i18n.Printer, stderr io.Writer) int {
+	// The long-running agent only: GOGC and GOMEMLIMIT (footprint.go).
+	tuneRuntime(os.Getenv)
 	// Before anything is written there (device key, bundle, spool), and
 	// on every start: an upgrade from an older install fixes what it left.
 	if err := state.Protect(cfg.StateDir); err != nil {
@@ -287,6 +289,8 @@ func doRun(cfg config.Config, inv cli.Invocation, log *slog.Logger, p *i18n.Prin
 	// the verifier over the pipe lapi serves.
 	lopt.CredProv = credProvOptions()
 	dcfg.Controls = append(dcfg.Controls, loginmfa.New(lopt))
+	// After each round, what it touched goes back (footprint.go).
+	dcfg.OnRound = func(daemon.RoundResult) { afterRound() }
 	d, err := daemon.New(dcfg)
 	if err != nil {
 		fmt.Fprintln(stderr, p.Sprintf(cli.MsgRunFailed, err))

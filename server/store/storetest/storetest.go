@@ -80,6 +80,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ConcurrentReadModifyWrite", testConcurrentReadModifyWrite}, // locking.go
 		{"DifferentialReports", testDifferential},                    // diffreport.go
 		{"TouchDevices", testTouchDevices},
+		{"TouchDevicesBesideIngest", testTouchDevicesBesideIngest},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

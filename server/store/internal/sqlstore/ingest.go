@@ -107,9 +107,32 @@ func (s *Store) TouchDevices(ctx context.Context, ts []store.Touch) ([]string, e
 	}
 	matched := make(map[string]bool, len(ts))
 	cast := s.d.TimeCast()
+	// Rows are locked in id order, as loadStates locks them for a report
+	// batch: an UPDATE … FROM (VALUES …) locks in join order, and on
+	// PostgreSQL, with report batches in flight beside it, two orders
+	// deadlocked (40P01, failing a whole report batch: seen in
+	// BenchmarkSteadyStatePostgres). Sorted, every chunk comes after the
+	// previous one, and a locking SELECT … ORDER BY id takes each chunk's
+	// rows in order before the UPDATE.
+	ts = slices.Clone(ts)
+	slices.SortFunc(ts, func(a, b store.Touch) int { return strings.Compare(a.DeviceID, b.DeviceID) })
+	lock := s.d.ForUpdate("")
 	err := s.write(ctx, func(q Q) error {
 		clear(matched)
 		for chunk := range slices.Chunk(ts, touchChunk) {
+			if lock != "" {
+				ids := make([]string, len(chunk))
+				for i, t := range chunk {
+					ids[i] = t.DeviceID
+				}
+				cond, args := s.d.AnyOf("id", ids)
+				if _, err := query(ctx, q, func(r Rows) (struct{}, error) {
+					var id string
+					return struct{}{}, r.Scan(&id)
+				}, `SELECT id FROM devices WHERE `+cond+` ORDER BY id`+lock, args...); err != nil {
+					return fmt.Errorf("touch devices: lock: %w", err)
+				}
+			}
 			args := make([]any, 0, 4*len(chunk))
 			var sb strings.Builder
 			for i, t := range chunk {
