@@ -3,6 +3,7 @@ package credprov
 import (
 	"bufio"
 	"bytes"
+	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -47,17 +48,9 @@ func sanitized(t testing.TB) *harness {
 	}
 	gcc := testenv.LookPath(t, "gcc", "gcc")
 	harnessOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "mamori-cp-asan-")
+		bin, err := buildHarness(gcc)
 		if err != nil {
 			harnessErr = err.Error()
-			return
-		}
-		bin := filepath.Join(dir, "harness")
-		out, err := exec.Command(gcc, "-std=c99", "-g", "-O1", "-Wall", "-Wextra", "-Werror",
-			"-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer",
-			"-o", bin, "src/asan/harness.c", "src/cpcore.c", "src/argon2id.c").CombinedOutput()
-		if err != nil {
-			harnessErr = fmt.Sprintf("build the sanitizer harness: %v\n%s", err, out)
 			return
 		}
 		h := &harness{cmd: exec.Command(bin), stderr: &bytes.Buffer{}}
@@ -83,6 +76,50 @@ func sanitized(t testing.TB) *harness {
 		t.Fatal(harnessErr)
 	}
 	return theHarness
+}
+
+// buildHarness builds the sanitizer harness once per source version into
+// a directory named by the hash of its sources and flags, shared by the
+// processes of one go test run: a fuzz run's workers are processes of
+// their own, and each building it (seconds under load) inside its first
+// input ran into the fuzzer's 10 s hang limit once. The fuzz targets
+// build it before f.Fuzz, in the coordinator.
+func buildHarness(gcc string) (string, error) {
+	args := []string{"-std=c99", "-g", "-O1", "-Wall", "-Wextra", "-Werror",
+		"-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer"}
+	srcs := []string{"src/asan/harness.c", "src/cpcore.c", "src/argon2id.c"}
+	sum := sha256.New()
+	fmt.Fprintln(sum, gcc, args)
+	hdrs, _ := filepath.Glob("src/*.h")
+	for _, f := range append(append([]string{}, srcs...), hdrs...) {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(sum, "%s %d\n", f, len(b))
+		sum.Write(b)
+	}
+	dir := filepath.Join(os.TempDir(), fmt.Sprintf("mamori-cp-asan-%x", sum.Sum(nil)[:8]))
+	bin := filepath.Join(dir, "harness")
+	if _, err := os.Stat(bin); err == nil {
+		return bin, nil
+	}
+	tmp, err := os.MkdirTemp("", "mamori-cp-asan-build-")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(tmp)
+	out, err := exec.Command(gcc, append(append(args, "-o", filepath.Join(tmp, "harness")), srcs...)...).CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("build the sanitizer harness: %v\n%s", err, out)
+	}
+	// Another process may have won the race: either copy is the same.
+	if err := os.Rename(tmp, dir); err != nil {
+		if _, serr := os.Stat(bin); serr != nil {
+			return "", err
+		}
+	}
+	return bin, nil
 }
 
 // run sends one record and returns the harness's result for it.
@@ -245,6 +282,7 @@ func FuzzCore(f *testing.F) {
 	} {
 		f.Add(s.kind, []byte(s.in))
 	}
+	sanitized(f) // built in the coordinator, before the workers start
 	f.Fuzz(func(t *testing.T, kind byte, in []byte) {
 		if len(in) > 1<<16 {
 			return

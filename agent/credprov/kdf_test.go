@@ -307,6 +307,7 @@ func FuzzKDFString(f *testing.F) {
 		"$argon2id$v=19$m=65537,t=1,p=1$AAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAA", "$argon2id$v=19$m=1024,t=1,p=1$A$A", "$argon2id$"} {
 		f.Add(s, "ABCDEFGHJK")
 	}
+	sanitized(f) // built in the coordinator, before the workers start
 	f.Fuzz(func(t *testing.T, s, code string) {
 		if len(s) > 1024 || len(code) > 64 || strings.ContainsRune(s, 0) {
 			return
