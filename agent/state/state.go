@@ -376,29 +376,41 @@ func (d *Dir) loadTPMKey(b []byte) (*tpm.Key, error) {
 
 // SavePolicy stores p atomically and durably. Callers save a new policy
 // before they apply it.
-func (d *Dir) SavePolicy(p *mamoriv1.Policy) error {
-	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(p)
+func (d *Dir) SavePolicy(p *mamoriv1.Policy) error { return d.saveProto(PolicyFile, "policy", p) }
+
+// saveProto writes m to the file name atomically and durably.
+func (d *Dir) saveProto(name, what string, m proto.Message) error {
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
 	if err != nil {
-		return fmt.Errorf("encode policy: %w", err)
+		return fmt.Errorf("encode %s: %w", what, err)
 	}
-	if err := atomicfile.Write(d.file(PolicyFile), b, 0o600); err != nil {
-		return fmt.Errorf("save policy: %w", err)
+	if err := atomicfile.Write(d.file(name), b, 0o600); err != nil {
+		return fmt.Errorf("save %s: %w", what, err)
+	}
+	return nil
+}
+
+// loadProto reads the file name into m; fs.ErrNotExist when it is absent.
+func (d *Dir) loadProto(name string, m proto.Message) error {
+	b, err := readBounded(d.file(name))
+	if err != nil {
+		return err
+	}
+	if err := proto.Unmarshal(b, m); err != nil {
+		return fmt.Errorf("%s is damaged: %w", name, err)
 	}
 	return nil
 }
 
 // LoadPolicy reads the cached policy; ErrNoPolicy when there is none.
 func (d *Dir) LoadPolicy() (*mamoriv1.Policy, error) {
-	b, err := readBounded(d.file(PolicyFile))
+	p := &mamoriv1.Policy{}
+	err := d.loadProto(PolicyFile, p)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, ErrNoPolicy
 	}
 	if err != nil {
 		return nil, err
-	}
-	p := &mamoriv1.Policy{}
-	if err := proto.Unmarshal(b, p); err != nil {
-		return nil, fmt.Errorf("%s is damaged: %w", PolicyFile, err)
 	}
 	return p, nil
 }
@@ -406,29 +418,19 @@ func (d *Dir) LoadPolicy() (*mamoriv1.Policy, error) {
 // SaveWitness stores the audit checkpoint this terminal witnesses,
 // atomically and durably.
 func (d *Dir) SaveWitness(cp *mamoriv1.AuditCheckpoint) error {
-	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(cp)
-	if err != nil {
-		return fmt.Errorf("encode audit checkpoint: %w", err)
-	}
-	if err := atomicfile.Write(d.file(WitnessFile), b, 0o600); err != nil {
-		return fmt.Errorf("save audit checkpoint: %w", err)
-	}
-	return nil
+	return d.saveProto(WitnessFile, "audit checkpoint", cp)
 }
 
 // LoadWitness reads the audit checkpoint this terminal witnesses; nil and
 // no error when it has none yet. Its signature is the caller's to check.
 func (d *Dir) LoadWitness() (*mamoriv1.AuditCheckpoint, error) {
-	b, err := readBounded(d.file(WitnessFile))
+	cp := &mamoriv1.AuditCheckpoint{}
+	err := d.loadProto(WitnessFile, cp)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, err
-	}
-	cp := &mamoriv1.AuditCheckpoint{}
-	if err := proto.Unmarshal(b, cp); err != nil {
-		return nil, fmt.Errorf("%s is damaged: %w", WitnessFile, err)
 	}
 	return cp, nil
 }

@@ -27,7 +27,14 @@ func DetailArgs(m Message) int {
 // arguments. Every detail message takes only %s verbs (TestDetailMessages),
 // so whatever an argument holds is copied as text.
 func (p *Printer) Detail(id ID, args []string) (s string, ok bool) {
-	if !strings.HasPrefix(string(id), "detail.") {
+	return p.withArgs("detail.", id, args)
+}
+
+// withArgs formats the catalog message id, which must start with prefix
+// and take exactly len(args) arguments, with args as text; ok is false
+// otherwise (Detail, IncidentSummary).
+func (p *Printer) withArgs(prefix string, id ID, args []string) (s string, ok bool) {
+	if !strings.HasPrefix(string(id), prefix) {
 		return "", false
 	}
 	m, found := p.cat.Lookup(id)

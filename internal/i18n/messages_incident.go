@@ -1,7 +1,5 @@
 package i18n
 
-import "strings"
-
 // incidentMessages: incident summaries (server/incident), stored as a
 // message ID and arguments and shown in the reader's language. Every one
 // takes only %s verbs: the arguments are already formatted (times in the
@@ -30,16 +28,5 @@ var incidentMessages = []Message{
 // instead — unless id is an "incident.summary.*" message of the catalog
 // that takes exactly len(args) arguments.
 func (p *Printer) IncidentSummary(id ID, args []string) (s string, ok bool) {
-	if !strings.HasPrefix(string(id), "incident.summary.") {
-		return "", false
-	}
-	m, found := p.cat.Lookup(id)
-	if !found || DetailArgs(m) != len(args) {
-		return "", false
-	}
-	as := make([]any, len(args))
-	for i, a := range args {
-		as[i] = a
-	}
-	return p.Sprintf(id, as...), true
+	return p.withArgs("incident.summary.", id, args)
 }

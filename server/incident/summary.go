@@ -59,14 +59,14 @@ func summaryBoth(in store.Incident) string {
 	if in.SummaryMsg.ID == "" {
 		return in.Summary
 	}
-	ja := Summary(i18n.NewPrinter(i18n.Japanese), in, func(t time.Time) string { return t.In(jstZone).Format("2006-01-02 15:04 MST") }, durText)
-	en := Summary(i18n.NewPrinter(i18n.English), in, func(t time.Time) string { return t.UTC().Format(time.RFC3339) }, durText)
+	ja := Summary(i18n.NewPrinter(i18n.Japanese), in, func(t time.Time) string { return t.In(jstZone).Format("2006-01-02 15:04 MST") }, DurationText)
+	en := Summary(i18n.NewPrinter(i18n.English), in, func(t time.Time) string { return t.UTC().Format(time.RFC3339) }, DurationText)
 	return ja + " / " + en
 }
 
-// durText is a duration as Go writes it, without zero units ("10m", not
-// "10m0s").
-func durText(d time.Duration) string {
+// DurationText is a duration as Go writes it (and parses it back),
+// without zero units ("10m", not "10m0s"; "1h30m").
+func DurationText(d time.Duration) string {
 	s := d.String()
 	if strings.HasSuffix(s, "m0s") {
 		s = strings.TrimSuffix(s, "0s")

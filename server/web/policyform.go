@@ -15,6 +15,7 @@ import (
 	"github.com/mamori-dev/mamori/internal/i18n"
 	"github.com/mamori-dev/mamori/internal/policy"
 	mamoriv1 "github.com/mamori-dev/mamori/proto/mamori/v1"
+	"github.com/mamori-dev/mamori/server/incident"
 	"github.com/mamori-dev/mamori/server/store"
 )
 
@@ -141,16 +142,7 @@ func joinDuration(n, unit string) string {
 	return n + "?"
 }
 
-func formDuration(d time.Duration) string {
-	s := d.String()
-	if strings.HasSuffix(s, "m0s") {
-		s = strings.TrimSuffix(s, "0s")
-	}
-	if strings.HasSuffix(s, "h0m") {
-		s = strings.TrimSuffix(s, "0m")
-	}
-	return s
-}
+func formDuration(d time.Duration) string { return incident.DurationText(d) }
 
 func modeOf(c *mamoriv1.ControlPolicy) string { return c.GetMode().String() }
 

@@ -52,15 +52,7 @@ func (s *Store) appendAudit(ctx context.Context, q Q, r store.AuditRecord) (stor
 
 // ListAudit returns audit records after afterSeq, oldest first.
 func (s *Store) ListAudit(ctx context.Context, afterSeq int64, limit int) ([]store.AuditRecord, error) {
-	rs, err := list(ctx, s, func(row Rows) (store.AuditRecord, error) {
-		var (
-			r  store.AuditRecord
-			at Time
-		)
-		err := row.Scan(&r.Seq, &at, &r.Actor, &r.Action, &r.Target, &r.Detail, &r.PrevHash, &r.Hash)
-		r.At = at.T
-		return r, err
-	}, `SELECT seq, at, actor, action, target, detail, prev_hash, hash
+	rs, err := list(ctx, s, scanAudit, `SELECT seq, at, actor, action, target, detail, prev_hash, hash
 		FROM audit WHERE seq > ? ORDER BY seq LIMIT ?`, afterSeq, codec.Limit(limit))
 	if err != nil {
 		return nil, fmt.Errorf("list audit: %w", err)
@@ -71,15 +63,7 @@ func (s *Store) ListAudit(ctx context.Context, afterSeq int64, limit int) ([]sto
 // AuditHead returns the last record of the chain (ErrNotFound when the
 // log is empty).
 func (s *Store) AuditHead(ctx context.Context) (store.AuditRecord, error) {
-	rs, err := list(ctx, s, func(row Rows) (store.AuditRecord, error) {
-		var (
-			r  store.AuditRecord
-			at Time
-		)
-		err := row.Scan(&r.Seq, &at, &r.Actor, &r.Action, &r.Target, &r.Detail, &r.PrevHash, &r.Hash)
-		r.At = at.T
-		return r, err
-	}, `SELECT seq, at, actor, action, target, detail, prev_hash, hash
+	rs, err := list(ctx, s, scanAudit, `SELECT seq, at, actor, action, target, detail, prev_hash, hash
 		FROM audit ORDER BY seq DESC LIMIT 1`)
 	if err != nil {
 		return store.AuditRecord{}, fmt.Errorf("audit head: %w", err)
