@@ -81,13 +81,6 @@ func (s *Service) checkpoint(ctx context.Context, every int64) error {
 		}
 		return nil
 	}
-	if !s.ck.loaded {
-		// The checkpoint remembered in the data directory is the latest
-		// one to hand out until the next is signed.
-		if err := s.loadSigned(); err != nil {
-			return err
-		}
-	}
 	if every > 0 && s.ck.last > 0 && head.Seq-s.ck.last < every {
 		return nil
 	}

@@ -5,6 +5,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -26,13 +27,24 @@ import (
 // plentiful. Remapping them costs the next round about 160 minor faults.
 // Best effort: an older kernel's EINVAL is ignored.
 func releaseCode() {
+	for _, s := range codeSpans() {
+		// Raw addresses of the binary's own mappings, not Go memory:
+		// the system call, not unix.Madvise's []byte.
+		unix.Syscall(unix.SYS_MADVISE, s[0], s[1]-s[0], unix.MADV_PAGEOUT) //nolint:errcheck // best effort
+	}
+}
+
+// codeSpans are the executable's read-only mappings, read from
+// /proc/self/maps once: a static binary's mappings do not move while it
+// runs, so a round does not parse the file again.
+var codeSpans = sync.OnceValue(func() [][2]uintptr {
 	exe, err := os.Readlink("/proc/self/exe")
 	if err != nil {
-		return
+		return nil
 	}
 	f, err := os.Open("/proc/self/maps")
 	if err != nil {
-		return
+		return nil
 	}
 	defer f.Close()
 	var spans [][2]uintptr
@@ -54,9 +66,5 @@ func releaseCode() {
 		}
 		spans = append(spans, [2]uintptr{uintptr(a), uintptr(b)})
 	}
-	for _, s := range spans {
-		// Raw addresses of the binary's own mappings, not Go memory:
-		// the system call, not unix.Madvise's []byte.
-		unix.Syscall(unix.SYS_MADVISE, s[0], s[1]-s[0], unix.MADV_PAGEOUT) //nolint:errcheck // best effort
-	}
-}
+	return spans
+})
