@@ -313,9 +313,16 @@ func analyseTemplateLine(l string) (tmplInfo, error) {
 	}
 	ti.auth, ti.actions = true, pl.Actions
 	// The control field: the token after the type.
-	i := len(l) - len(strings.TrimLeft(l, " \t"))
-	i += strings.IndexAny(l[i:], " \t")
-	i += len(l[i:]) - len(strings.TrimLeft(l[i:], " \t"))
+	// Template operators may sit between the fields, so the type token of
+	// the raw line is not always followed by a blank: such a line is
+	// refused, never cut at a guessed offset.
+	i := len(l) - len(strings.TrimLeft(l, pamBlanks))
+	j := strings.IndexAny(l[i:], pamBlanks)
+	if j < 0 || strings.ContainsAny(l[i:i+j], "{}") {
+		return ti, fmt.Errorf("%q: control field not understood", strings.TrimSpace(l))
+	}
+	i += j
+	i += len(l[i:]) - len(strings.TrimLeft(l[i:], pamBlanks))
 	ti.ctlStart = i
 	if strings.HasPrefix(l[i:], "[") {
 		j := strings.IndexByte(l[i:], ']')
@@ -324,7 +331,7 @@ func analyseTemplateLine(l string) (tmplInfo, error) {
 		}
 		ti.ctlEnd = i + j + 1
 	} else {
-		j := strings.IndexAny(l[i:], " \t")
+		j := strings.IndexAny(l[i:], pamBlanks)
 		if j < 0 {
 			j = len(l) - i
 		}

@@ -154,6 +154,11 @@ func TestAuthselectRefuses(t *testing.T) {
 		{"feature already used", "auth sufficient pam_unix.so {include if \"with-mamori\"}\n", "already uses"},
 		{"bad expression", "auth sufficient pam_unix.so {include if \"a\" nand \"b\"}\n", "unknown word"},
 		{"too many features", manyFeatures(maxTemplateFeatures + 1), "features"},
+		// Found by FuzzAuthselect: the type field not followed by a
+		// blank of the raw line (an operator glued to it, or no blank the
+		// old offset code knew) once cut the line at offset -1.
+		{"operator glued to the type", "auth{include if \"a\"} sufficient pam_unix.so\nauth required pam_deny.so\n", "control field not understood"},
+		{"operator glued, no blank after it", "auth{include if \"a\"}\fsufficient pam_unix.so\nauth required pam_deny.so\n", "control field not understood"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			_, _, err := RewriteAuthselect([]byte(c.in))
@@ -162,6 +167,24 @@ func TestAuthselectRefuses(t *testing.T) {
 			}
 		})
 	}
+	// Every blank the tokenizer knows (\f \v \r too) separates the fields
+	// when the rewrite finds the control field: same result as spaces.
+	plain := "auth required pam_env.so\nauth [default=1] pam_localuser.so\nauth sufficient pam_unix.so\nauth required pam_deny.so\n"
+	want, changed, err := RewriteAuthselect([]byte(plain))
+	if err != nil || !changed {
+		t.Fatalf("plain: changed=%v %v", changed, err)
+	}
+	for _, b := range []string{"\f", "\v", "\r", "\t \f"} {
+		odd := strings.ReplaceAll(plain, " ", b)
+		got, changed, err := RewriteAuthselect([]byte(odd))
+		if err != nil || !changed {
+			t.Fatalf("blank %q: changed=%v %v", b, changed, err)
+		}
+		if g, w := strings.Fields(string(got)), strings.Fields(string(want)); strings.Join(g, " ") != strings.Join(w, " ") {
+			t.Fatalf("blank %q: rewrite\n%q\nwant the fields of\n%q", b, got, want)
+		}
+	}
+
 	// The proof catches the naive insert: pam_mamori.so right after
 	// pam_unix.so with the jumps left as they were lets a directory user
 	// (pam_localuser fails, default=1) land on the code prompt with no
@@ -175,7 +198,7 @@ func TestAuthselectRefuses(t *testing.T) {
 			naive = append(naive, "auth required pam_mamori.so "+authselectFeatureOp)
 		}
 	}
-	err := proveAuthselect(lines, []byte(strings.Join(naive, "\n")), []string{"with-faillock"})
+	err = proveAuthselect(lines, []byte(strings.Join(naive, "\n")), []string{"with-faillock"})
 	if err == nil || !strings.Contains(err.Error(), "jumps (") {
 		t.Fatalf("naive insert: %v", err)
 	}

@@ -304,13 +304,18 @@ func parseLine(s string) (Line, bool) {
 	return l, true
 }
 
+// pamBlanks separate the fields of a PAM line. Every offset computed on a
+// line (the rewrite finds the control field by bytes) must use this same set,
+// or a line that tokenizes one way is cut another way.
+const pamBlanks = " \t\r\v\f"
+
 // tokenize splits on blanks, keeping "[…]" groups whole ("\]" inside a
 // group is a literal "]").
 func tokenize(s string) ([]string, error) {
 	var toks []string
 	for i := 0; i < len(s); {
 		c := s[i]
-		if c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f' {
+		if strings.IndexByte(pamBlanks, c) >= 0 {
 			i++
 			continue
 		}
@@ -344,7 +349,7 @@ func tokenize(s string) ([]string, error) {
 			}
 			continue
 		}
-		for i < len(s) && s[i] != ' ' && s[i] != '\t' && s[i] != '\r' && s[i] != '\v' && s[i] != '\f' {
+		for i < len(s) && strings.IndexByte(pamBlanks, s[i]) < 0 {
 			i++
 		}
 		toks = append(toks, s[start:i])
