@@ -110,6 +110,12 @@ type Config struct {
 	// health check over the same connections, a no-op; Result.Baseline
 	// and Result.Ratio compare the two.
 	Baseline bool
+	// Warmup (steady mode): before the timed phase, every terminal opens
+	// its connection and sends one full report, EnrollConcurrency at a
+	// time, retrying as the agent does; Result.Warmup says how that went.
+	// Without it the timed phase begins with every terminal's TLS
+	// handshake at once, and measures that storm rather than the reports.
+	Warmup bool
 
 	// EnrollConcurrency bounds enrolments in flight (0: all at once).
 	EnrollConcurrency int
@@ -147,7 +153,7 @@ func DefaultConfig() Config {
 		Mode: ModeSteady, Terminals: 100, Interval: time.Minute, Jitter: 0.10, Duration: 2 * time.Minute,
 		Mix: DefaultMix(), EnrollTimeout: 5 * time.Minute, CallTimeout: 30 * time.Second,
 		BackoffBase: time.Second, MaxBackoff: 5 * time.Minute,
-		StormTimeout: 5 * time.Minute, DrainTimeout: 2 * time.Minute, Verify: true,
+		StormTimeout: 5 * time.Minute, DrainTimeout: 2 * time.Minute, Verify: true, Warmup: true,
 	}
 }
 
@@ -200,7 +206,9 @@ type Result struct {
 	Terminals int           `json:"terminals"`
 	Interval  time.Duration `json:"interval_ns"`
 	Enroll    EnrollResult  `json:"enroll"`
-	Reports   ReportResult  `json:"reports"`
+	// Warmup is the connection phase before the timed one (Config.Warmup).
+	Warmup  *WarmupResult `json:"warmup,omitempty"`
+	Reports ReportResult  `json:"reports"`
 	// Baseline is the no-op phase (Config.Baseline); Ratio is reports
 	// achieved / no-op calls achieved.
 	Baseline *ReportResult `json:"baseline,omitempty"`
@@ -229,6 +237,23 @@ type EnrollResult struct {
 	P99         time.Duration    `json:"p99_ns"`
 	Max         time.Duration    `json:"max_ns"`
 	Errors      map[string]int64 `json:"errors,omitempty"`
+}
+
+// WarmupResult describes the warm-up: every terminal's connection (a
+// mutual-TLS handshake) and its first, full report.
+type WarmupResult struct {
+	Took      time.Duration `json:"took_ns"`
+	Connected int           `json:"connected"`
+	Failed    int           `json:"failed"`
+	Retries   int64         `json:"retries"`
+	// RetryErrors are the errors that were retried, by gRPC code; Errors
+	// those a terminal gave up on.
+	RetryErrors map[string]int64 `json:"retry_errors,omitempty"`
+	Errors      map[string]int64 `json:"errors,omitempty"`
+	P50         time.Duration    `json:"p50_ns"`
+	P99         time.Duration    `json:"p99_ns"`
+	// WireBytes per terminal: its handshake and first report, both ways.
+	WireBytes float64 `json:"wire_bytes_per_terminal"`
 }
 
 // ReportResult describes the reporting phase.
@@ -341,6 +366,16 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if cfg.Mode == ModeEnroll || ctx.Err() != nil {
 		res.OK = len(res.Problems) == 0 && ctx.Err() == nil
 		return res, ctx.Err()
+	}
+
+	if cfg.Warmup && cfg.Mode == ModeSteady {
+		res.Warmup = g.warmup(ctx)
+		if res.Warmup.Failed > 0 {
+			res.Problems = append(res.Problems, fmt.Sprintf("%d terminals could not connect and report in the warm-up", res.Warmup.Failed))
+		}
+		if ctx.Err() != nil {
+			return res, ctx.Err()
+		}
 	}
 
 	before, _ := g.sample()
@@ -550,6 +585,71 @@ func (g *gen) enroll(ctx context.Context, token string, out *EnrollResult) {
 	out.RetryErrors = g.retryErrs.snapshot()
 	sortDurations(ok)
 	out.P50, out.P99, out.Max = quantile(ok, 0.5), quantile(ok, 0.99), quantile(ok, 1)
+}
+
+// warmup connects every terminal and sends its first (full) report,
+// EnrollConcurrency at a time; a terminal that cannot within EnrollTimeout
+// has failed and takes no part in the timed phases.
+func (g *gen) warmup(ctx context.Context) *WarmupResult {
+	out := &WarmupResult{}
+	conc := g.cfg.EnrollConcurrency
+	if conc <= 0 || conc > len(g.terms) {
+		conc = len(g.terms)
+	}
+	retried, failed := newCounter(), newCounter()
+	var retries atomic.Int64
+	took := make([]time.Duration, len(g.terms))
+	okTerm := make([]bool, len(g.terms))
+	sem := make(chan struct{}, conc)
+	var wg sync.WaitGroup
+	w0 := g.wire.Load()
+	start := time.Now()
+	wctx, cancel := context.WithTimeout(ctx, g.cfg.EnrollTimeout)
+	defer cancel()
+	for i, t := range g.terms {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			select {
+			case sem <- struct{}{}:
+			case <-wctx.Done():
+				failed.add(codes.DeadlineExceeded)
+				return
+			}
+			defer func() { <-sem }()
+			err := t.warm(wctx, func(err error) {
+				retries.Add(1)
+				retried.add(status.Code(err))
+			})
+			if err != nil {
+				failed.add(status.Code(err))
+				g.cfg.Log.Warn("warm-up failed", "terminal", t.host, "error", err)
+				return
+			}
+			took[i], okTerm[i] = time.Since(start), true
+		}()
+	}
+	wg.Wait()
+	out.Took = time.Since(start)
+	var ok []time.Duration
+	terms := g.terms[:0]
+	for i, t := range g.terms {
+		if okTerm[i] {
+			ok = append(ok, took[i])
+			terms = append(terms, t)
+		} else {
+			t.cc.Close()
+		}
+	}
+	out.Connected, out.Failed = len(terms), len(g.terms)-len(terms)
+	clear(g.terms[len(terms):])
+	g.terms = terms
+	out.Retries = retries.Load()
+	out.RetryErrors, out.Errors = retried.snapshot(), failed.snapshot()
+	sortDurations(ok)
+	out.P50, out.P99 = quantile(ok, 0.5), quantile(ok, 0.99)
+	out.WireBytes = float64(g.wire.Load()-w0) / float64(max(1, len(terms)))
+	return out
 }
 
 // report runs the reporting phase (and the storm in reconnect mode).

@@ -53,6 +53,46 @@ func TestSteady(t *testing.T) {
 	}
 }
 
+// The warm-up connects every terminal and sends its full report before the
+// timed phase, so that phase is differential from its first report; the
+// baseline then runs over the same connections. A run without the warm-up
+// still works (its first reports are the full ones).
+func TestWarmupDifferentialBaseline(t *testing.T) {
+	testenv.Short(t)
+	h := servertest.Start(t, servertest.Options{})
+	cfg := smallLoad(h)
+	cfg.Differential, cfg.Baseline, cfg.EnrollConcurrency = true, true, 5
+	cfg.Mix = loadgen.Mix{StateFlip: 0.05}
+	res, err := loadgen.Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sb strings.Builder
+	res.WriteSummary(&sb)
+	t.Log("\n" + sb.String())
+	w := res.Warmup
+	if !res.OK || w == nil || w.Connected != 20 || w.Failed != 0 || w.P50 <= 0 || w.P99 < w.P50 {
+		t.Fatalf("warm-up: %+v (run %+v)", w, res)
+	}
+	// A terminal's first call pays its TLS handshake (certificates both
+	// ways: well over a kilobyte); a no-change report after it, far less.
+	if w.WireBytes < 1500 || res.Reports.WireBytes <= 0 || res.Reports.WireBytes >= w.WireBytes/2 {
+		t.Errorf("wire bytes: warm-up %.0f per terminal, reports %.0f per report", w.WireBytes, res.Reports.WireBytes)
+	}
+	if res.NeedFull != 0 || res.Reports.Failed != 0 || res.Baseline == nil || res.Baseline.OK < 100 || res.Ratio <= 0 {
+		t.Errorf("timed phases: need_full %d, failed %d, baseline %+v, ratio %.2f", res.NeedFull, res.Reports.Failed, res.Baseline, res.Ratio)
+	}
+	if !strings.Contains(sb.String(), "warm-up: 20 terminals connected") {
+		t.Errorf("summary has no warm-up line")
+	}
+
+	cfg.Warmup = false
+	res, err = loadgen.Run(context.Background(), cfg)
+	if err != nil || !res.OK || res.Warmup != nil {
+		t.Fatalf("without warm-up: %v %+v", err, res)
+	}
+}
+
 // A second run against the same server counts only its own terminals'
 // events: the first run's stay in the store and are ignored.
 func TestVerifyCountsOnlyItsOwnTerminals(t *testing.T) {

@@ -15,6 +15,10 @@ func (r *Result) WriteSummary(w io.Writer) {
 	e := r.Enroll
 	p("enrolment: %d enrolled, %d failed%s in %v (done after p50 %v, p99 %v, last %v; %d retries%s)",
 		e.Enrolled, e.Failed, codesText(e.Errors), round(e.Took), round(e.P50), round(e.P99), round(e.Max), e.Retries, codesText(e.RetryErrors))
+	if w := r.Warmup; w != nil {
+		p("warm-up: %d terminals connected and sent a full report, %d failed%s in %v (done after p50 %v, p99 %v; %d retries%s); %.0f bytes per terminal (TLS handshake included)",
+			w.Connected, w.Failed, codesText(w.Errors), round(w.Took), round(w.P50), round(w.P99), w.Retries, codesText(w.RetryErrors), w.WireBytes)
+	}
 	if r.Mode != ModeEnroll {
 		rp := r.Reports
 		p("reports: %d ok, %d failed in %v: %.1f/s achieved of %.1f/s offered%s",

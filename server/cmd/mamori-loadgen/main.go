@@ -63,6 +63,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&cfg.CallTimeout, "call-timeout", cfg.CallTimeout, "timeout of one call")
 	fs.DurationVar(&cfg.StormTimeout, "storm-timeout", cfg.StormTimeout, "reconnect: how long to wait for every terminal")
 	fs.BoolVar(&cfg.Differential, "diff", false, "differential reports, as the agent sends them: a full report, then only what changed")
+	fs.BoolVar(&cfg.Warmup, "warmup", cfg.Warmup, "steady: before the timed phase, every terminal connects and sends one full report (-enroll-concurrency at a time); -warmup=false times the connection storm too")
 	fs.BoolVar(&cfg.Baseline, "baseline", false, "steady: after the reports, the same terminals call the server's no-op health check for as long; prints the ratio")
 	noVerify := fs.Bool("no-verify", false, "skip listing the stored events at the end")
 	output := fs.String("o", "text", "text or json")
