@@ -24,6 +24,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -74,8 +75,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&cfg.Down, "down", 0, "reconnect: how long the server stays stopped")
 	restartSig := fs.String("restart-signal", "TERM", "reconnect: TERM (graceful) or KILL")
 	verbose := fs.Bool("v", false, "log warnings (failed enrolments and the like) to stderr")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the load tool itself (the whole run) to this file: what the tool costs on a machine it shares with the server")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
+		defer pprof.StopCPUProfile()
 	}
 	cfg.Verify = !*noVerify
 	if *verbose {
