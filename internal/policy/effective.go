@@ -237,6 +237,13 @@ func ParseExceptions(v string) ([]Exception, error) {
 			errs = append(errs, fmt.Errorf("media setting exceptions, line %d: expiry %q is not RFC 3339", i+1, truncate(f[2])))
 			continue
 		}
+		// The server writes expiries it was given as future times; one
+		// before 2000 (Go's zero time among them, which reads as "no
+		// expiry" to much code) is a damaged setting, not an exception.
+		if e.Expires.UTC().Year() < 2000 {
+			errs = append(errs, fmt.Errorf("media setting exceptions, line %d: expiry %q is before 2000", i+1, truncate(f[2])))
+			continue
+		}
 		if len(f) == 4 {
 			if err := CheckUser(f[3]); err != nil || f[3] == "" {
 				errs = append(errs, fmt.Errorf("media setting exceptions, line %d: %v", i+1, err))

@@ -123,6 +123,11 @@ func TestParseExceptionsRefuses(t *testing.T) {
 		"a 0781:5581:S1 2026-11-25T11:00:00Z <script>",
 		"A_B 0781:5581:S1 2026-11-25T11:00:00Z",
 		"a 0781:5581:S1",
+		// Found by FuzzParseExceptions: Go's zero time parsed as an expiry.
+		"0 0000:0000:0 0001-01-01T0:00:00Z",
+		"a 0781:5581:S1 0001-01-01T00:00:00Z",
+		"a 0781:5581:S1 1999-12-31T23:59:59Z",
+		"a 0781:5581:S1 2000-01-01T08:00:00+09:00",
 	} {
 		if _, err := ParseExceptions(v); err == nil {
 			t.Errorf("accepted %q", v)
