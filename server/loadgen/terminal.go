@@ -113,18 +113,36 @@ func (t *terminal) enroll(ctx context.Context, token string) error {
 		return err
 	}
 	t.key = key
-	cfg := t.g.cfg
-	bo := backoff{base: cfg.BackoffBase, cap: 30 * time.Second, rng: t.rng}
+	var resp *mamoriv1.EnrollResponse
+	err = t.retrying(ctx, func() (err error) {
+		resp, err = t.enrollOnce(ctx, token, csr)
+		return err
+	}, func(err error) {
+		t.g.enrollRetries.Add(1)
+		t.g.retryErrs.add(status.Code(err))
+	})
+	if err != nil {
+		return err
+	}
+	t.id, t.policy = resp.DeviceId, resp.GetPolicy().GetVersion()
+	cert := tls.Certificate{Certificate: [][]byte{resp.Certificate}, PrivateKey: key}
+	if t.cc, err = t.g.dial(&cert); err != nil {
+		return err
+	}
+	t.client = mamoriv1.NewAgentServiceClient(t.cc)
+	return nil
+}
+
+// retrying calls call until it succeeds, fails otherwise than
+// Unavailable, DeadlineExceeded or ResourceExhausted, or ctx ends; retry
+// is told of each error retried. Like the agent, it waits at least the
+// server's retry hint (admission control), with jitter, and never less
+// than its own back-off.
+func (t *terminal) retrying(ctx context.Context, call func() error, retry func(error)) error {
+	bo := backoff{base: t.g.cfg.BackoffBase, cap: 30 * time.Second, rng: t.rng}
 	for {
-		resp, err := t.enrollOnce(ctx, token, csr)
+		err := call()
 		if err == nil {
-			t.id, t.policy = resp.DeviceId, resp.GetPolicy().GetVersion()
-			cert := tls.Certificate{Certificate: [][]byte{resp.Certificate}, PrivateKey: key}
-			t.cc, err = t.g.dial(&cert)
-			if err != nil {
-				return err
-			}
-			t.client = mamoriv1.NewAgentServiceClient(t.cc)
 			return nil
 		}
 		switch status.Code(err) {
@@ -135,10 +153,7 @@ func (t *terminal) enroll(ctx context.Context, token string) error {
 		if ctx.Err() != nil {
 			return err
 		}
-		t.g.enrollRetries.Add(1)
-		t.g.retryErrs.add(status.Code(err))
-		// Like the agent: at least the server's retry hint (admission
-		// control), with jitter, and never less than the own back-off.
+		retry(err)
 		sleep(ctx, retryinfo.Wait(err, bo.next(), t.rng.Float64()))
 	}
 }
@@ -155,26 +170,12 @@ func (t *terminal) enrollOnce(ctx context.Context, token string, csr []byte) (*m
 }
 
 // warm sends the terminal's first report (full: no base yet), retrying
-// as the agent does on Unavailable, DeadlineExceeded and
-// ResourceExhausted until ctx ends; retry is told of each retried error.
+// as the agent does (retrying).
 func (t *terminal) warm(ctx context.Context, retry func(error)) error {
-	bo := backoff{base: t.g.cfg.BackoffBase, cap: 30 * time.Second, rng: t.rng}
-	for {
+	return t.retrying(ctx, func() error {
 		_, err := t.send(ctx)
-		if err == nil {
-			return nil
-		}
-		switch status.Code(err) {
-		case codes.Unavailable, codes.DeadlineExceeded, codes.ResourceExhausted:
-		default:
-			return err
-		}
-		if ctx.Err() != nil {
-			return err
-		}
-		retry(err)
-		sleep(ctx, retryinfo.Wait(err, bo.next(), t.rng.Float64()))
-	}
+		return err
+	}, retry)
 }
 
 // loop reports on the terminal's own schedule from start until stop, or
