@@ -13,6 +13,7 @@ import (
 
 	"github.com/mamori-dev/mamori/internal/testenv"
 	"github.com/mamori-dev/mamori/server/loadgen"
+	"github.com/mamori-dev/mamori/server/serve"
 	"github.com/mamori-dev/mamori/server/store/pgtest"
 )
 
@@ -219,9 +220,19 @@ func TestGracefulStopUnderLoad(t *testing.T) {
 	cfg.StartServer = func(context.Context) error { srv.start(); return nil }
 	res, err := loadgen.Run(context.Background(), cfg)
 	checkLoad(t, res, err)
-	t.Logf("graceful stop under load took %v", took)
-	if took == 0 || took > stopBound {
-		t.Errorf("graceful stop took %v, want at most %v", took, stopBound)
+	t.Logf("graceful stop under load took %v (calls took p99 %v during the run)", took, res.Reports.P99)
+	// The stop waits for the calls in progress (each is committed before
+	// it is answered) and for nothing else. On a machine that keeps up
+	// those take milliseconds and the bound is stopBound; on one so loaded
+	// that calls queue for seconds (CI once saw p50 5 s, p99 8.3 s, and a
+	// 3.6 s stop), the calls in progress need that long too.
+	if bound := stopBound + res.Reports.P99; took == 0 || took > bound {
+		t.Errorf("graceful stop took %v, want at most %v (%v + the p99 of a call)", took, bound, stopBound)
+	}
+	// Whatever the load: the stuck connections never hold the stop. Before
+	// the fix they held it for the whole stop timeout.
+	if took >= serve.DefaultStopTimeout {
+		t.Errorf("graceful stop took %v: held for the stop timeout (%v), by connections that never read", took, serve.DefaultStopTimeout)
 	}
 }
 
