@@ -538,55 +538,22 @@ func (g *gen) closeAll() {
 func (g *gen) enroll(ctx context.Context, token string, out *EnrollResult) {
 	n := g.cfg.Terminals
 	g.terms = make([]*terminal, n)
-	took := make([]time.Duration, n)
-	conc := g.cfg.EnrollConcurrency
-	if conc <= 0 || conc > n {
-		conc = n
-	}
-	sem := make(chan struct{}, conc)
-	var wg sync.WaitGroup
-	start := time.Now()
-	ectx, cancel := context.WithTimeout(ctx, g.cfg.EnrollTimeout)
-	defer cancel()
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			t := newTerminal(g, i)
-			select {
-			case sem <- struct{}{}:
-			case <-ectx.Done():
-				g.enrollErrs.add(codes.DeadlineExceeded)
-				return
-			}
-			err := t.enroll(ectx, token)
-			<-sem
-			if err != nil {
-				g.enrollErrs.add(status.Code(err))
-				g.cfg.Log.Warn("enrolment failed", "terminal", t.host, "error", err)
-				return
-			}
-			took[i] = time.Since(start)
-			g.terms[i] = t
-		}()
-	}
-	wg.Wait()
-	out.Took = time.Since(start)
-	var ok []time.Duration
-	terms := g.terms[:0]
-	for i, t := range g.terms {
-		if t != nil {
-			ok = append(ok, took[i])
-			terms = append(terms, t)
+	at, ok, took := g.bounded(ctx, n, g.enrollErrs, func(ctx context.Context, i int) error {
+		t := newTerminal(g, i)
+		if err := t.enroll(ctx, token); err != nil {
+			g.cfg.Log.Warn("enrolment failed", "terminal", t.host, "error", err)
+			return err
 		}
-	}
-	g.terms = terms
-	out.Enrolled, out.Failed = len(terms), n-len(terms)
+		g.terms[i] = t
+		return nil
+	})
+	out.Took = took
+	done := g.keep(ok, at)
+	out.Enrolled, out.Failed = len(g.terms), n-len(g.terms)
 	out.Retries = g.enrollRetries.Load()
 	out.Errors = g.enrollErrs.snapshot()
 	out.RetryErrors = g.retryErrs.snapshot()
-	sortDurations(ok)
-	out.P50, out.P99, out.Max = quantile(ok, 0.5), quantile(ok, 0.99), quantile(ok, 1)
+	out.P50, out.P99, out.Max = quantile(done, 0.5), quantile(done, 0.99), quantile(done, 1)
 }
 
 // warmup connects every terminal and sends its first (full) report,
@@ -594,64 +561,89 @@ func (g *gen) enroll(ctx context.Context, token string, out *EnrollResult) {
 // has failed and takes no part in the timed phases.
 func (g *gen) warmup(ctx context.Context) *WarmupResult {
 	out := &WarmupResult{}
-	conc := g.cfg.EnrollConcurrency
-	if conc <= 0 || conc > len(g.terms) {
-		conc = len(g.terms)
-	}
 	retried, failed := newCounter(), newCounter()
 	var retries atomic.Int64
-	took := make([]time.Duration, len(g.terms))
-	okTerm := make([]bool, len(g.terms))
+	w0 := g.wire.Load()
+	n := len(g.terms)
+	at, ok, took := g.bounded(ctx, n, failed, func(ctx context.Context, i int) error {
+		t := g.terms[i]
+		err := t.warm(ctx, func(err error) {
+			retries.Add(1)
+			retried.add(status.Code(err))
+		})
+		if err != nil {
+			g.cfg.Log.Warn("warm-up failed", "terminal", t.host, "error", err)
+		}
+		return err
+	})
+	out.Took = took
+	done := g.keep(ok, at)
+	out.Connected, out.Failed = len(g.terms), n-len(g.terms)
+	out.Retries = retries.Load()
+	out.RetryErrors, out.Errors = retried.snapshot(), failed.snapshot()
+	out.P50, out.P99 = quantile(done, 0.5), quantile(done, 0.99)
+	out.WireBytes = float64(g.wire.Load()-w0) / float64(max(1, len(g.terms)))
+	return out
+}
+
+// bounded runs step for terminals 0…n-1, EnrollConcurrency at a time (0:
+// all at once), all within EnrollTimeout. It returns when each step that
+// succeeded was done (since the start), which succeeded, and how long the
+// whole took. Failures are counted in failed by gRPC code, a terminal
+// whose turn did not come before the timeout as DeadlineExceeded.
+func (g *gen) bounded(ctx context.Context, n int, failed *counter, step func(context.Context, int) error) (at []time.Duration, ok []bool, took time.Duration) {
+	conc := g.cfg.EnrollConcurrency
+	if conc <= 0 || conc > n {
+		conc = n
+	}
+	at, ok = make([]time.Duration, n), make([]bool, n)
 	sem := make(chan struct{}, conc)
 	var wg sync.WaitGroup
-	w0 := g.wire.Load()
 	start := time.Now()
-	wctx, cancel := context.WithTimeout(ctx, g.cfg.EnrollTimeout)
+	bctx, cancel := context.WithTimeout(ctx, g.cfg.EnrollTimeout)
 	defer cancel()
-	for i, t := range g.terms {
+	for i := range n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			select {
 			case sem <- struct{}{}:
-			case <-wctx.Done():
+			case <-bctx.Done():
 				failed.add(codes.DeadlineExceeded)
 				return
 			}
-			defer func() { <-sem }()
-			err := t.warm(wctx, func(err error) {
-				retries.Add(1)
-				retried.add(status.Code(err))
-			})
+			err := step(bctx, i)
+			<-sem
 			if err != nil {
 				failed.add(status.Code(err))
-				g.cfg.Log.Warn("warm-up failed", "terminal", t.host, "error", err)
 				return
 			}
-			took[i], okTerm[i] = time.Since(start), true
+			at[i], ok[i] = time.Since(start), true
 		}()
 	}
 	wg.Wait()
-	out.Took = time.Since(start)
-	var ok []time.Duration
+	return at, ok, time.Since(start)
+}
+
+// keep keeps the terminals whose step succeeded (ok, by index; the
+// others' connections are closed) and returns when each kept one was
+// done, sorted.
+func (g *gen) keep(ok []bool, at []time.Duration) []time.Duration {
+	var done []time.Duration
 	terms := g.terms[:0]
 	for i, t := range g.terms {
-		if okTerm[i] {
-			ok = append(ok, took[i])
+		switch {
+		case ok[i]:
+			done = append(done, at[i])
 			terms = append(terms, t)
-		} else {
+		case t != nil && t.cc != nil:
 			t.cc.Close()
 		}
 	}
-	out.Connected, out.Failed = len(terms), len(g.terms)-len(terms)
 	clear(g.terms[len(terms):])
 	g.terms = terms
-	out.Retries = retries.Load()
-	out.RetryErrors, out.Errors = retried.snapshot(), failed.snapshot()
-	sortDurations(ok)
-	out.P50, out.P99 = quantile(ok, 0.5), quantile(ok, 0.99)
-	out.WireBytes = float64(g.wire.Load()-w0) / float64(max(1, len(terms)))
-	return out
+	sortDurations(done)
+	return done
 }
 
 // report runs the reporting phase (and the storm in reconnect mode).
