@@ -42,6 +42,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"runtime"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -286,6 +287,14 @@ type ReportResult struct {
 	EventsSent   int64       `json:"events_sent"`
 	EventsAcked  int64       `json:"events_acked"`
 	EventsUnsent int64       `json:"events_unacked_at_end"`
+	// ServerCPUPerCall and ToolCPUPerCall are the CPU time (user +
+	// system) the server process and this tool spent in the phase,
+	// divided by the calls answered. Unlike Achieved, they stay
+	// comparable when the two cores are saturated: what a call costs,
+	// not how many fit. Zero when the server is not this tool's child
+	// (Config.Sample unset) or /proc cannot be read.
+	ServerCPUPerCall time.Duration `json:"server_cpu_per_call_ns,omitempty"`
+	ToolCPUPerCall   time.Duration `json:"tool_cpu_per_call_ns,omitempty"`
 }
 
 // StormResult describes the reconnect storm.
@@ -383,7 +392,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	before, _ := g.sample()
 	selfBefore, _ := SelfUsage()
 	w0 := g.wire.Load()
-	g.report(ctx, res)
+	g.costed(&res.Reports, func() { g.report(ctx, res) })
 	res.Reports.WireBytes = float64(g.wire.Load()-w0) / float64(max(1, res.Reports.OK))
 	if cfg.Baseline && cfg.Mode == ModeSteady && ctx.Err() == nil {
 		// The same terminals, connections and pacing, calling the
@@ -395,7 +404,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			t.lat, t.latWarm, t.slow, t.ok, t.failed = nil, nil, nil, 0, 0
 		}
 		w0 := g.wire.Load()
-		g.report(ctx, b)
+		g.costed(&b.Reports, func() { g.report(ctx, b) })
 		b.Reports.WireBytes = float64(g.wire.Load()-w0) / float64(max(1, b.Reports.OK))
 		g.noop.Store(false)
 		res.Baseline = &b.Reports
@@ -475,6 +484,27 @@ func (c countingConn) Write(p []byte) (int, error) {
 	n, err := c.Conn.Write(p)
 	c.n.Add(int64(n))
 	return n, err
+}
+
+// costed runs a phase and sets r's CPU per call from the server's and
+// this process's CPU time across it. A collection first: each phase
+// starts without the garbage of the one before (the warm-up's TLS
+// handshakes before the reports, the reports before the no-op
+// baseline), so neither pays for the other's.
+func (g *gen) costed(r *ReportResult, phase func()) {
+	runtime.GC()
+	srv0, errSrv := g.sample()
+	self0, errSelf := SelfUsage()
+	phase()
+	if r.OK == 0 {
+		return
+	}
+	if srv1, err := g.sample(); err == nil && errSrv == nil && srv1.PID == srv0.PID {
+		r.ServerCPUPerCall = (srv1.CPU - srv0.CPU) / time.Duration(r.OK)
+	}
+	if self1, err := SelfUsage(); err == nil && errSelf == nil {
+		r.ToolCPUPerCall = (self1.CPU - self0.CPU) / time.Duration(r.OK)
+	}
 }
 
 func (g *gen) sample() (Usage, error) {

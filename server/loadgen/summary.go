@@ -39,9 +39,15 @@ func (r *Result) WriteSummary(w io.Writer) {
 		}
 		p("events: %d sent, %d acknowledged, %d unacknowledged at the end", rp.EventsSent, rp.EventsAcked, rp.EventsUnsent)
 		p("wire: %.0f bytes per report (both directions, TLS included); %d need_full answers", rp.WireBytes, r.NeedFull)
+		if c := cpuText(rp); c != "" {
+			p("CPU per report: %s", c)
+		}
 		if b := r.Baseline; b != nil {
 			p("no-op baseline (health check, same terminals and connections): %d ok, %d failed%s: %.1f/s achieved, p50 %v, p99 %v, %.0f bytes per call; reports/no-op = %.3f",
 				b.OK, b.Failed, codesText(b.Errors), b.Achieved, round(b.P50), round(b.P99), b.WireBytes, r.Ratio)
+			if c := cpuText(*b); c != "" {
+				p("CPU per no-op call: %s", c)
+			}
 		}
 	}
 	if s := r.Storm; s != nil {
@@ -61,6 +67,20 @@ func (r *Result) WriteSummary(w io.Writer) {
 	} else {
 		p("FAILED: %s", strings.Join(r.Problems, "; "))
 	}
+}
+
+// cpuText is a phase's CPU time per answered call, server and load tool.
+func cpuText(r ReportResult) string {
+	if r.ServerCPUPerCall == 0 && r.ToolCPUPerCall == 0 {
+		return ""
+	}
+	t := fmt.Sprintf("server %v, load tool %v", r.ServerCPUPerCall.Round(time.Microsecond), r.ToolCPUPerCall.Round(time.Microsecond))
+	if both := r.ServerCPUPerCall + r.ToolCPUPerCall; both > 0 {
+		// What two whole cores would answer at that cost, server and tool
+		// sharing them as here: a projection, not a measurement.
+		t += fmt.Sprintf(" (both: %v; two cores at that cost: %.0f calls/s)", both.Round(time.Microsecond), 2*float64(time.Second)/float64(both))
+	}
+	return t
 }
 
 func codesText(m map[string]int64) string {

@@ -332,7 +332,7 @@ func (t *terminal) send(ctx context.Context) (*mamoriv1.ReportResponse, error) {
 	}
 	batch := t.pending[:min(len(t.pending), maxBatch)]
 	req := &mamoriv1.ReportRequest{
-		Facts: t.facts(), Statuses: t.statuses, Events: batch, PolicyVersion: t.policy,
+		Statuses: t.statuses, Events: batch, PolicyVersion: t.policy,
 		SentAt: timestamppb.Now(),
 	}
 	var digest []byte
@@ -342,7 +342,7 @@ func (t *terminal) send(ctx context.Context) (*mamoriv1.ReportResponse, error) {
 		if t.base != nil {
 			// What changed since the acknowledged state, as the agent
 			// sends it; nothing at all when nothing did.
-			req.BaseDigest, req.Facts, req.Statuses = t.base, nil, nil
+			req.BaseDigest, req.Statuses = t.base, nil
 			for _, st := range t.statuses {
 				if t.dirty[st.Control] {
 					req.Statuses = append(req.Statuses, st)
@@ -352,6 +352,9 @@ func (t *terminal) send(ctx context.Context) (*mamoriv1.ReportResponse, error) {
 				req.StateDigest = nil
 			}
 		}
+	}
+	if req.BaseDigest == nil {
+		req.Facts = t.facts() // a full report; the facts never change here
 	}
 	for _, e := range batch {
 		if !t.everSent[e.Id] {
@@ -379,6 +382,9 @@ func (t *terminal) send(ctx context.Context) (*mamoriv1.ReportResponse, error) {
 	}
 	if p := resp.GetPolicy(); p != nil {
 		t.policy = p.GetVersion()
+	}
+	if len(batch) == 0 {
+		return resp, nil // no events sent, none to acknowledge
 	}
 	acked := make(map[string]bool, len(resp.AckedEventIds))
 	for _, id := range resp.AckedEventIds {

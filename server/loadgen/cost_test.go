@@ -1,0 +1,51 @@
+package loadgen
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+// costed divides the CPU time of the phase by the calls answered, for the
+// server (through Config.Sample) and for this process; a server that was
+// restarted in between (another PID) or could not be read gives no figure
+// rather than a wrong one.
+func TestCostedCPUPerCall(t *testing.T) {
+	samples := []Usage{{PID: 7, CPU: time.Second}, {PID: 7, CPU: 3 * time.Second}}
+	g := &gen{cfg: Config{Sample: func() (Usage, error) {
+		u := samples[0]
+		samples = samples[1:]
+		return u, nil
+	}}}
+	var r ReportResult
+	g.costed(&r, func() {
+		r.OK = 100
+		for end := time.Now().Add(60 * time.Millisecond); time.Now().Before(end); { // burn CPU: the tool's share
+		}
+	})
+	if r.ServerCPUPerCall != 20*time.Millisecond {
+		t.Errorf("server CPU per call %v, want 2s/100 = 20ms", r.ServerCPUPerCall)
+	}
+	if r.ToolCPUPerCall <= 0 || r.ToolCPUPerCall > 10*time.Millisecond {
+		t.Errorf("tool CPU per call %v, want about 60ms/100", r.ToolCPUPerCall)
+	}
+	line := cpuText(r)
+	if !strings.Contains(line, "server 20ms") || !strings.Contains(line, "calls/s") {
+		t.Errorf("summary %q", line)
+	}
+
+	samples = []Usage{{PID: 7, CPU: time.Second}, {PID: 8, CPU: 3 * time.Second}}
+	r = ReportResult{}
+	g.costed(&r, func() { r.OK = 100 })
+	if r.ServerCPUPerCall != 0 {
+		t.Errorf("server restarted during the phase: %v, want no figure", r.ServerCPUPerCall)
+	}
+
+	g.cfg.Sample = func() (Usage, error) { return Usage{}, errors.New("no /proc") }
+	r = ReportResult{}
+	g.costed(&r, func() {})
+	if r.ServerCPUPerCall != 0 || r.ToolCPUPerCall != 0 || cpuText(r) != "" {
+		t.Errorf("no calls answered: %+v, %q", r, cpuText(r))
+	}
+}
