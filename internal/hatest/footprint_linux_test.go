@@ -45,6 +45,9 @@ const (
 // meet another agent's on this machine.
 func TestAgentIdleFootprint(t *testing.T) {
 	testenv.Short(t)
+	// Three idle minutes of an agent built without -race: the race
+	// pass would only repeat them.
+	testenv.NotUnderRace(t, "it measures the release agent, built without the race detector")
 	testenv.RequireRoot(t)
 	unshare := testenv.LookPath(t, "unshare", "util-linux")
 	window := envOr("MAMORI_IDLE_FOOTPRINT_DURATION", defaultIdleFootprintT, time.ParseDuration)

@@ -50,3 +50,16 @@ func Short(t testing.TB) {
 		t.Skip("integration test: skipped with -short")
 	}
 }
+
+// NotUnderRace skips t in a -race build. It is for a test that measures
+// a program built separately without the race detector (the release
+// agent's memory and wake-ups), where an instrumented test binary adds
+// nothing to check and the run only repeats the plain one; `make test`
+// runs every test plainly before its race pass. It never fails, not even
+// in CI.
+func NotUnderRace(t testing.TB, why string) {
+	t.Helper()
+	if Race {
+		t.Skipf("not under -race: %s; the plain run of the suite runs it", why)
+	}
+}
