@@ -231,3 +231,7 @@ func BenchmarkCountFleet(b *testing.B) {
 func BenchmarkListNoncompliant(b *testing.B) {
 	storetest.BenchListNoncompliant(b, fleetStore(b), fleetSize)
 }
+
+func BenchmarkTouchDevices(b *testing.B) {
+	storetest.BenchTouchDevices(b, openTest(b))
+}

@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -163,3 +164,70 @@ func BenchListNoncompliant(b *testing.B, st store.Store, n int) {
 		i++
 	}
 }
+
+// BenchTouchDevices measures the batched last_seen write of no-change
+// reports (TouchDevices, issue #20) as a fleet makes it: TouchFleet
+// devices enrolled, each with one full report of BenchControls statuses
+// (the row a differential report leaves), then per operation one flush of
+// TouchPerFlush distinct devices in random order, each moved a second
+// forward. It reports µs per touched row: in a fleet every no-change
+// report is one such row. Every touch must apply.
+func BenchTouchDevices(b *testing.B, st store.Store) {
+	ctx := b.Context()
+	must2(b, st.CreateToken(ctx, store.Token{ID: "touch", Hash: []byte("touch"), CreatedAt: t0, ExpiresAt: t0.Add(time.Hour), Uses: TouchFleet}))
+	devs := make([]store.Device, TouchFleet)
+	for i := range devs {
+		res, err := st.Enroll(ctx, store.EnrollParams{
+			TokenHash: []byte("touch"), Now: t0, Facts: facts(fmt.Sprint("machine-", i), fmt.Sprint("pc-", i)),
+			NewDeviceID: fmt.Sprintf("dev-%06d", i),
+			Sign:        func(string) ([]byte, string, error) { return []byte("cert"), fmt.Sprintf("%x", 1<<40+i), nil },
+		})
+		must2(b, err)
+		devs[i] = res.Device
+	}
+	digest := func(i int) string { return fmt.Sprintf("%064x", i) }
+	for chunk := 0; chunk < len(devs); chunk += BenchBatch {
+		var in []store.ReportInput
+		for i := chunk; i < min(chunk+BenchBatch, len(devs)); i++ {
+			sts := make([]*mamoriv1.ControlStatus, BenchControls)
+			for c := range sts {
+				sts[c] = &mamoriv1.ControlStatus{
+					Control: fmt.Sprint("control-", c), Mode: mamoriv1.Mode_MODE_ENFORCE, State: mamoriv1.ControlState_CONTROL_STATE_ENFORCED,
+					Detail: "enforced by udev rule 99-mamori", Evidence: map[string]string{"rule": "/etc/udev/rules.d/99-mamori.rules"},
+					ObservedAt: timestamppb.New(t0),
+				}
+			}
+			in = append(in, store.ReportInput{DeviceID: devs[i].ID, CertSerial: devs[i].CertSerial, ReceivedAt: t0, Statuses: sts,
+				PolicyVersion: 1, Verdict: store.VerdictCompliant, StateDigest: digest(i), PolicyDigest: "p1"})
+		}
+		res, err := st.IngestReports(ctx, in)
+		must2(b, err)
+		for _, r := range res {
+			if r.Err != nil {
+				b.Fatalf("full report: %v", r.Err)
+			}
+		}
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	at := t0
+	touches := make([]store.Touch, TouchPerFlush)
+	b.ResetTimer()
+	for b.Loop() {
+		at = at.Add(time.Second)
+		for k, i := range rng.Perm(len(devs))[:TouchPerFlush] {
+			touches[k] = store.Touch{DeviceID: devs[i].ID, CertSerial: devs[i].CertSerial, StateDigest: digest(i), At: at}
+		}
+		stale, err := st.TouchDevices(ctx, touches)
+		if err != nil || len(stale) != 0 {
+			b.Fatalf("touch: %v, %d stale", err, len(stale))
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*TouchPerFlush), "µs/row")
+}
+
+// The fleet of BenchTouchDevices: 10,000 terminals, 7,000 of them in one
+// second's flush (the load tool's steady state at ~7,000 reports/s).
+const (
+	TouchFleet    = 10000
+	TouchPerFlush = 7000
+)
