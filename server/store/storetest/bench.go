@@ -27,17 +27,7 @@ const (
 func BenchIngest(b *testing.B, open func(b *testing.B) store.Store) {
 	st := open(b)
 	ctx := b.Context()
-	must2(b, st.CreateToken(ctx, store.Token{ID: "bench", Hash: []byte("bench"), CreatedAt: t0, ExpiresAt: t0.Add(time.Hour), Uses: BenchDevices}))
-	devs := make([]store.Device, BenchDevices)
-	for i := range devs {
-		res, err := st.Enroll(ctx, store.EnrollParams{
-			TokenHash: []byte("bench"), Now: t0, Facts: facts(fmt.Sprint("machine-", i), fmt.Sprint("pc-", i)),
-			NewDeviceID: fmt.Sprintf("dev-%06d", i),
-			Sign:        func(string) ([]byte, string, error) { return []byte("cert"), fmt.Sprint(i), nil },
-		})
-		must2(b, err)
-		devs[i] = res.Device
-	}
+	devs := enrollBench(b, st, BenchDevices)
 	var next, evSeq int
 	batch := func(at time.Time) []store.ReportInput {
 		in := make([]store.ReportInput, BenchBatch)
@@ -82,6 +72,23 @@ func BenchIngest(b *testing.B, open func(b *testing.B) store.Store) {
 		}
 	}
 	b.ReportMetric(float64(b.N*BenchBatch)/b.Elapsed().Seconds(), "reports/s")
+}
+
+// enrollBench enrols n devices, dev-000000 on, with one token.
+func enrollBench(b *testing.B, st store.Store, n int) []store.Device {
+	ctx := b.Context()
+	must2(b, st.CreateToken(ctx, store.Token{ID: "bench", Hash: []byte("bench"), CreatedAt: t0, ExpiresAt: t0.Add(time.Hour), Uses: n}))
+	devs := make([]store.Device, n)
+	for i := range devs {
+		res, err := st.Enroll(ctx, store.EnrollParams{
+			TokenHash: []byte("bench"), Now: t0, Facts: facts(fmt.Sprint("machine-", i), fmt.Sprint("pc-", i)),
+			NewDeviceID: fmt.Sprintf("dev-%06d", i),
+			Sign:        func(string) ([]byte, string, error) { return []byte("cert"), fmt.Sprint(i), nil },
+		})
+		must2(b, err)
+		devs[i] = res.Device
+	}
+	return devs
 }
 
 func must2(b testing.TB, err error) {
@@ -174,17 +181,7 @@ func BenchListNoncompliant(b *testing.B, st store.Store, n int) {
 // report is one such row. Every touch must apply.
 func BenchTouchDevices(b *testing.B, st store.Store) {
 	ctx := b.Context()
-	must2(b, st.CreateToken(ctx, store.Token{ID: "touch", Hash: []byte("touch"), CreatedAt: t0, ExpiresAt: t0.Add(time.Hour), Uses: TouchFleet}))
-	devs := make([]store.Device, TouchFleet)
-	for i := range devs {
-		res, err := st.Enroll(ctx, store.EnrollParams{
-			TokenHash: []byte("touch"), Now: t0, Facts: facts(fmt.Sprint("machine-", i), fmt.Sprint("pc-", i)),
-			NewDeviceID: fmt.Sprintf("dev-%06d", i),
-			Sign:        func(string) ([]byte, string, error) { return []byte("cert"), fmt.Sprintf("%x", 1<<40+i), nil },
-		})
-		must2(b, err)
-		devs[i] = res.Device
-	}
+	devs := enrollBench(b, st, TouchFleet)
 	digest := func(i int) string { return fmt.Sprintf("%064x", i) }
 	for chunk := 0; chunk < len(devs); chunk += BenchBatch {
 		var in []store.ReportInput
