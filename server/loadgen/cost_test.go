@@ -58,3 +58,52 @@ func TestCostedCPUPerCall(t *testing.T) {
 		t.Errorf("no calls answered: %+v, %q", r, cpuText(r))
 	}
 }
+
+// After the warm-up the tool waits until the server's CPU has stayed under
+// SettleIdleCPU for two intervals in a row; a server that stays busy is
+// waited for at most SettleMax, and the summary says so.
+func TestSettleAfterWarmup(t *testing.T) {
+	// CPU percent of one core in each interval, then idle for ever.
+	run := func(busy []float64) *WarmupResult {
+		at, cpu, i := time.Unix(0, 0), time.Duration(0), 0
+		g := &gen{settleEvery: time.Millisecond, cfg: Config{Sample: func() (Usage, error) {
+			u := Usage{PID: 1, At: at, CPU: cpu}
+			pct := 1.0
+			if i < len(busy) {
+				pct = busy[i]
+			}
+			i++
+			at = at.Add(time.Second)
+			cpu += time.Duration(pct / 100 * float64(time.Second))
+			return u, nil
+		}}}
+		out := &WarmupResult{}
+		g.settle(t.Context(), out)
+		return out
+	}
+	w := run([]float64{90, 80, 5, 60, 3, 2})
+	// Intervals of a second: 90, 80, 5, 60, 3 and 2 %. The lone 5 % does
+	// not count; idle twice in a row at the sixth.
+	if w.SettleTimedOut || w.SettleCPU != 2 || w.Settle != 6*time.Second {
+		t.Errorf("settle %+v", w)
+	}
+	var sb strings.Builder
+	(&Result{Mode: ModeSteady, Warmup: w}).WriteSummary(&sb)
+	if !strings.Contains(sb.String(), "settle: the server went idle") {
+		t.Errorf("summary:\n%s", sb.String())
+	}
+
+	always := make([]float64, 1000)
+	for i := range always {
+		always[i] = 100
+	}
+	w = run(always)
+	if !w.SettleTimedOut || w.Settle < SettleMax || w.Settle > SettleMax+time.Second {
+		t.Errorf("a busy server: %+v, want a time-out after %v", w, SettleMax)
+	}
+	sb.Reset()
+	(&Result{Mode: ModeSteady, Warmup: w}).WriteSummary(&sb)
+	if !strings.Contains(sb.String(), "settle: the server was still busy") {
+		t.Errorf("summary:\n%s", sb.String())
+	}
+}

@@ -255,7 +255,24 @@ type WarmupResult struct {
 	P99         time.Duration    `json:"p99_ns"`
 	// WireBytes per terminal: its handshake and first report, both ways.
 	WireBytes float64 `json:"wire_bytes_per_terminal"`
+	// Settle is how long the tool then waited for the server to finish
+	// the warm-up's work (its incident watcher sweeps the first reports'
+	// control history, SQLite checkpoints them) before the timed phase:
+	// until the server used under SettleIdleCPU of a core for two
+	// SettleEvery intervals in a row, at most SettleMax. Only when the
+	// server's CPU can be read (Config.Sample); SettleCPU is its last
+	// interval's CPU, in percent of one core.
+	Settle         time.Duration `json:"settle_ns,omitempty"`
+	SettleCPU      float64       `json:"settle_cpu_percent,omitempty"`
+	SettleTimedOut bool          `json:"settle_timed_out,omitempty"`
 }
+
+// The wait after the warm-up (WarmupResult.Settle).
+const (
+	SettleIdleCPU = 10.0 // percent of one core
+	SettleEvery   = 500 * time.Millisecond
+	SettleMax     = 2 * time.Minute
+)
 
 // ReportResult describes the reporting phase.
 type ReportResult struct {
@@ -466,6 +483,8 @@ type gen struct {
 	// both ways, TLS records included.
 	noop atomic.Bool
 	wire atomic.Int64
+	// settleEvery replaces SettleEvery in tests.
+	settleEvery time.Duration
 }
 
 // countingConn counts what a connection carries (gen.wire).
@@ -613,7 +632,43 @@ func (g *gen) warmup(ctx context.Context) *WarmupResult {
 	out.RetryErrors, out.Errors = retried.snapshot(), failed.snapshot()
 	out.P50, out.P99 = quantile(done, 0.5), quantile(done, 0.99)
 	out.WireBytes = float64(g.wire.Load()-w0) / float64(max(1, len(g.terms)))
+	g.settle(ctx, out)
 	return out
+}
+
+// settle waits for the server to go idle after the warm-up: the timed
+// phase measures the steady state, not the tail of the warm-up's work.
+func (g *gen) settle(ctx context.Context, out *WarmupResult) {
+	prev, err := g.sample()
+	if err != nil {
+		return
+	}
+	first, quiet := prev, 0
+	for ctx.Err() == nil {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(cmp.Or(g.settleEvery, SettleEvery)):
+		}
+		cur, err := g.sample()
+		if err != nil || cur.PID != prev.PID {
+			return
+		}
+		out.SettleCPU = usage(prev, cur).CPUPercent
+		out.Settle = cur.At.Sub(first.At)
+		prev = cur
+		if out.SettleCPU < SettleIdleCPU {
+			if quiet++; quiet == 2 {
+				return
+			}
+		} else {
+			quiet = 0
+		}
+		if out.Settle >= SettleMax {
+			out.SettleTimedOut = true
+			return
+		}
+	}
 }
 
 // bounded runs step for terminals 0…n-1, EnrollConcurrency at a time (0:

@@ -18,6 +18,12 @@ func (r *Result) WriteSummary(w io.Writer) {
 	if w := r.Warmup; w != nil {
 		p("warm-up: %d terminals connected and sent a full report, %d failed%s in %v (done after p50 %v, p99 %v; %d retries%s); %.0f bytes per terminal (TLS handshake included)",
 			w.Connected, w.Failed, codesText(w.Errors), round(w.Took), round(w.P50), round(w.P99), w.Retries, codesText(w.RetryErrors), w.WireBytes)
+		switch {
+		case w.SettleTimedOut:
+			p("settle: the server was still busy %v after the warm-up (%.0f%% of a core); the timed phase starts anyway", round(w.Settle), w.SettleCPU)
+		case w.Settle > 0:
+			p("settle: the server went idle %v after the warm-up (%.0f%% of a core)", round(w.Settle), w.SettleCPU)
+		}
 	}
 	if r.Mode != ModeEnroll {
 		rp := r.Reports
