@@ -156,11 +156,19 @@ func (dialect) AnyOf(column string, vals []string) (string, []any) {
 // IsUnique reports whether err is a unique_violation.
 func (dialect) IsUnique(err error) bool { return isUnique(err) }
 
+// ForUpdate locks FOR NO KEY UPDATE: every caller reads rows to update
+// columns other than their keys, and so does each UPDATE it then runs.
+// FOR UPDATE would also conflict with the key-share locks that inserts of
+// rows referencing them take (a foreign key): the incident watcher's
+// control_states rows take those on devices rows in the order of the
+// history it sweeps, report batches lock devices rows in id order, and
+// the two deadlocked (40P01; storetest WatchBesideIngest). A row that is
+// deleted is deleted by its own DELETE, which takes the stronger lock.
 func (dialect) ForUpdate(of string) string {
 	if of == "" {
-		return " FOR UPDATE"
+		return " FOR NO KEY UPDATE"
 	}
-	return " FOR UPDATE OF " + of
+	return " FOR NO KEY UPDATE OF " + of
 }
 
 // Lock takes the advisory lock l until the transaction ends.

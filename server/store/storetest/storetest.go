@@ -81,6 +81,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"DifferentialReports", testDifferential},                    // diffreport.go
 		{"TouchDevices", testTouchDevices},
 		{"TouchDevicesBesideIngest", testTouchDevicesBesideIngest},
+		{"WatchBesideIngest", testWatchBesideIngest},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -81,9 +81,11 @@ type Dialect interface {
 	IsUnique(err error) bool
 
 	// ForUpdate ends a SELECT inside a write transaction that reads rows
-	// to write them back: " FOR UPDATE" (" FOR UPDATE OF of" when of names
-	// a table or alias) on PostgreSQL; "" on SQLite, whose one writer runs
-	// the transactions one at a time.
+	// to write them back (never their keys): " FOR NO KEY UPDATE" (" FOR
+	// NO KEY UPDATE OF of" when of names a table or alias) on PostgreSQL,
+	// which leaves inserts of rows referencing them free (see the
+	// PostgreSQL dialect); "" on SQLite, whose one writer runs the
+	// transactions one at a time.
 	ForUpdate(of string) string
 	// Lock serialises, until the transaction q belongs to ends, the
 	// writers of what l names across every server on the database
