@@ -60,8 +60,8 @@ func TestCostedCPUPerCall(t *testing.T) {
 }
 
 // After the warm-up the tool waits until the server's CPU has stayed under
-// SettleIdleCPU for two intervals in a row; a server that stays busy is
-// waited for at most SettleMax, and the summary says so.
+// SettleIdleCPU for SettleQuiet; a server that stays busy is waited for
+// at most SettleMax, and the summary says so.
 func TestSettleAfterWarmup(t *testing.T) {
 	// CPU percent of one core in each interval, then idle for ever.
 	run := func(busy []float64) *WarmupResult {
@@ -81,10 +81,17 @@ func TestSettleAfterWarmup(t *testing.T) {
 		g.settle(t.Context(), out)
 		return out
 	}
-	w := run([]float64{90, 80, 5, 60, 3, 2})
-	// Intervals of a second: 90, 80, 5, 60, 3 and 2 %. The lone 5 % does
-	// not count; idle twice in a row at the sixth.
-	if w.SettleTimedOut || w.SettleCPU != 2 || w.Settle != 6*time.Second {
+	// Intervals of a second: 90 and 80 %, 20 s at 5 % (a quiet spell
+	// shorter than SettleQuiet), a burst of 60 % (the incident watcher's
+	// step), then 1 % for ever: idle from the 24th second, settled
+	// SettleQuiet later.
+	busy := []float64{90, 80}
+	for range 20 {
+		busy = append(busy, 5)
+	}
+	busy = append(busy, 60)
+	w := run(busy)
+	if w.SettleTimedOut || w.SettleCPU != 1 || w.Settle != 23*time.Second+SettleQuiet {
 		t.Errorf("settle %+v", w)
 	}
 	var sb strings.Builder

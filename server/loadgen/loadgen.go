@@ -258,8 +258,8 @@ type WarmupResult struct {
 	// Settle is how long the tool then waited for the server to finish
 	// the warm-up's work (its incident watcher sweeps the first reports'
 	// control history, SQLite checkpoints them) before the timed phase:
-	// until the server used under SettleIdleCPU of a core for two
-	// SettleEvery intervals in a row, at most SettleMax. Only when the
+	// until the server used under SettleIdleCPU of a core in every
+	// SettleEvery interval for SettleQuiet, at most SettleMax. Only when the
 	// server's CPU can be read (Config.Sample); SettleCPU is its last
 	// interval's CPU, in percent of one core.
 	Settle         time.Duration `json:"settle_ns,omitempty"`
@@ -271,7 +271,11 @@ type WarmupResult struct {
 const (
 	SettleIdleCPU = 10.0 // percent of one core
 	SettleEvery   = 500 * time.Millisecond
-	SettleMax     = 2 * time.Minute
+	// SettleQuiet is longer than the server's incident watcher interval
+	// (30 s by default): the watcher sweeps the warm-up's history in one
+	// burst at its next step, which a shorter quiet spell can miss.
+	SettleQuiet = 35 * time.Second
+	SettleMax   = 3 * time.Minute
 )
 
 // ReportResult describes the reporting phase.
@@ -643,7 +647,7 @@ func (g *gen) settle(ctx context.Context, out *WarmupResult) {
 	if err != nil {
 		return
 	}
-	first, quiet := prev, 0
+	first, quietFrom := prev, prev.At
 	for ctx.Err() == nil {
 		select {
 		case <-ctx.Done():
@@ -657,12 +661,10 @@ func (g *gen) settle(ctx context.Context, out *WarmupResult) {
 		out.SettleCPU = usage(prev, cur).CPUPercent
 		out.Settle = cur.At.Sub(first.At)
 		prev = cur
-		if out.SettleCPU < SettleIdleCPU {
-			if quiet++; quiet == 2 {
-				return
-			}
-		} else {
-			quiet = 0
+		if out.SettleCPU >= SettleIdleCPU {
+			quietFrom = cur.At
+		} else if cur.At.Sub(quietFrom) >= SettleQuiet {
+			return
 		}
 		if out.Settle >= SettleMax {
 			out.SettleTimedOut = true
