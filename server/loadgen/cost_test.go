@@ -59,16 +59,18 @@ func TestCostedCPUPerCall(t *testing.T) {
 	}
 }
 
-// After the warm-up the tool waits until the server's CPU has stayed under
-// SettleIdleCPU for SettleQuiet; a server that stays busy is waited for
-// at most SettleMax, and the summary says so.
+// After the warm-up the tool waits until the server's CPU, on average
+// over SettleQuiet, is under SettleIdleCPU: the incident watcher's burst
+// over the warm-up's history is waited out, its ordinary short step every
+// 30 s is not; a server that stays busy is waited for at most SettleMax,
+// and the summary says so.
 func TestSettleAfterWarmup(t *testing.T) {
-	// CPU percent of one core in each interval, then idle for ever.
-	run := func(busy []float64) *WarmupResult {
+	// CPU percent of one core in each second, then pct(i) for ever.
+	run := func(busy []float64, after func(i int) float64) *WarmupResult {
 		at, cpu, i := time.Unix(0, 0), time.Duration(0), 0
 		g := &gen{settleEvery: time.Millisecond, cfg: Config{Sample: func() (Usage, error) {
 			u := Usage{PID: 1, At: at, CPU: cpu}
-			pct := 1.0
+			pct := after(i)
 			if i < len(busy) {
 				pct = busy[i]
 			}
@@ -81,18 +83,18 @@ func TestSettleAfterWarmup(t *testing.T) {
 		g.settle(t.Context(), out)
 		return out
 	}
-	// Intervals of a second: 90 and 80 %, 20 s at 5 % (a quiet spell
-	// shorter than SettleQuiet), a burst of 60 % (the incident watcher's
-	// step), then 1 % for ever: idle from the 24th second, settled
-	// SettleQuiet later.
+	idle := func(int) float64 { return 1 }
+	// 90 and 80 %, 20 s at 5 %, the watcher's sweep: 5 s at 100 %, then
+	// 1 %. The 35 s window ending at second 59 is the first under 10 %:
+	// 3 s of the sweep (300) and 32 s at 1 % = 9.49 %.
 	busy := []float64{90, 80}
 	for range 20 {
 		busy = append(busy, 5)
 	}
-	busy = append(busy, 60)
-	w := run(busy)
-	if w.SettleTimedOut || w.SettleCPU != 1 || w.Settle != 23*time.Second+SettleQuiet {
-		t.Errorf("settle %+v", w)
+	busy = append(busy, 100, 100, 100, 100, 100)
+	w := run(busy, idle)
+	if w.SettleTimedOut || w.Settle != 59*time.Second || w.SettleCPU >= SettleIdleCPU || w.SettleCPU < 9 {
+		t.Errorf("after a sweep: %+v", w)
 	}
 	var sb strings.Builder
 	(&Result{Mode: ModeSteady, Warmup: w}).WriteSummary(&sb)
@@ -100,11 +102,19 @@ func TestSettleAfterWarmup(t *testing.T) {
 		t.Errorf("summary:\n%s", sb.String())
 	}
 
-	always := make([]float64, 1000)
-	for i := range always {
-		always[i] = 100
+	// Idle but for a 1-second step at 50 % every 30 s: settled after the
+	// first full window.
+	w = run(nil, func(i int) float64 {
+		if i%30 == 29 {
+			return 50
+		}
+		return 1
+	})
+	if w.SettleTimedOut || w.Settle != SettleQuiet {
+		t.Errorf("periodic short steps: %+v", w)
 	}
-	w = run(always)
+
+	w = run(nil, func(int) float64 { return 100 })
 	if !w.SettleTimedOut || w.Settle < SettleMax || w.Settle > SettleMax+time.Second {
 		t.Errorf("a busy server: %+v, want a time-out after %v", w, SettleMax)
 	}

@@ -258,8 +258,9 @@ type WarmupResult struct {
 	// Settle is how long the tool then waited for the server to finish
 	// the warm-up's work (its incident watcher sweeps the first reports'
 	// control history, SQLite checkpoints them) before the timed phase:
-	// until the server used under SettleIdleCPU of a core in every
-	// SettleEvery interval for SettleQuiet, at most SettleMax. Only when the
+	// until the server used under SettleIdleCPU of a core on average over
+	// the last SettleQuiet (sampled every SettleEvery), at most SettleMax.
+	// Only when the
 	// server's CPU can be read (Config.Sample); SettleCPU is its last
 	// interval's CPU, in percent of one core.
 	Settle         time.Duration `json:"settle_ns,omitempty"`
@@ -273,7 +274,9 @@ const (
 	SettleEvery   = 500 * time.Millisecond
 	// SettleQuiet is longer than the server's incident watcher interval
 	// (30 s by default): the watcher sweeps the warm-up's history in one
-	// burst at its next step, which a shorter quiet spell can miss.
+	// burst at its next step, which a shorter window can miss. An
+	// average, not every sample: the watcher's ordinary step every 30 s
+	// is a short burst of its own.
 	SettleQuiet = 35 * time.Second
 	SettleMax   = 3 * time.Minute
 )
@@ -643,11 +646,11 @@ func (g *gen) warmup(ctx context.Context) *WarmupResult {
 // settle waits for the server to go idle after the warm-up: the timed
 // phase measures the steady state, not the tail of the warm-up's work.
 func (g *gen) settle(ctx context.Context, out *WarmupResult) {
-	prev, err := g.sample()
+	first, err := g.sample()
 	if err != nil {
 		return
 	}
-	first, quietFrom := prev, prev.At
+	window := []Usage{first} // the samples of the last SettleQuiet and one before
 	for ctx.Err() == nil {
 		select {
 		case <-ctx.Done():
@@ -655,15 +658,16 @@ func (g *gen) settle(ctx context.Context, out *WarmupResult) {
 		case <-time.After(cmp.Or(g.settleEvery, SettleEvery)):
 		}
 		cur, err := g.sample()
-		if err != nil || cur.PID != prev.PID {
+		if err != nil || cur.PID != first.PID {
 			return
 		}
-		out.SettleCPU = usage(prev, cur).CPUPercent
+		window = append(window, cur)
+		for len(window) > 2 && cur.At.Sub(window[1].At) >= SettleQuiet {
+			window = window[1:]
+		}
 		out.Settle = cur.At.Sub(first.At)
-		prev = cur
-		if out.SettleCPU >= SettleIdleCPU {
-			quietFrom = cur.At
-		} else if cur.At.Sub(quietFrom) >= SettleQuiet {
+		out.SettleCPU = usage(window[0], cur).CPUPercent
+		if cur.At.Sub(window[0].At) >= SettleQuiet && out.SettleCPU < SettleIdleCPU {
 			return
 		}
 		if out.Settle >= SettleMax {
