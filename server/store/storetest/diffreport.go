@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"cmp"
+	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -198,14 +199,8 @@ func testTouchDevicesBesideIngest(t *testing.T, st store.Store) {
 					r.StateDigest = digest('1')
 					in = append(in, r)
 				}
-				res, err := st.IngestReports(ctx, in)
-				if err == nil {
-					for _, r := range res {
-						err = cmp.Or(err, r.Err)
-					}
-				}
-				if err != nil {
-					errs <- fmt.Errorf("ingest: %w", err)
+				if err := ingestAll(ctx, st, in); err != nil {
+					errs <- err
 					return
 				}
 			}
@@ -281,14 +276,8 @@ func testWatchBesideIngest(t *testing.T, st store.Store) {
 					r.StateDigest = digest('1')
 					in = append(in, r)
 				}
-				res, err := st.IngestReports(ctx, in)
-				if err == nil {
-					for _, r := range res {
-						err = cmp.Or(err, r.Err)
-					}
-				}
-				if err != nil {
-					errs <- fmt.Errorf("ingest: %w", err)
+				if err := ingestAll(ctx, st, in); err != nil {
+					errs <- err
 					return
 				}
 			}
@@ -299,4 +288,19 @@ func testWatchBesideIngest(t *testing.T, st store.Store) {
 	for err := range errs {
 		t.Error(err)
 	}
+}
+
+// ingestAll ingests one batch and returns its error or the first of its
+// reports'.
+func ingestAll(ctx context.Context, st store.Store, in []store.ReportInput) error {
+	res, err := st.IngestReports(ctx, in)
+	if err == nil {
+		for _, r := range res {
+			err = cmp.Or(err, r.Err)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("ingest: %w", err)
+	}
+	return nil
 }
