@@ -260,9 +260,8 @@ type WarmupResult struct {
 	// control history, SQLite checkpoints them) before the timed phase:
 	// until the server used under SettleIdleCPU of a core on average over
 	// the last SettleQuiet (sampled every SettleEvery), at most SettleMax.
-	// Only when the
-	// server's CPU can be read (Config.Sample); SettleCPU is its last
-	// interval's CPU, in percent of one core.
+	// Only when the server's CPU can be read (Config.Sample); SettleCPU is
+	// that average when the wait ended, in percent of one core.
 	Settle         time.Duration `json:"settle_ns,omitempty"`
 	SettleCPU      float64       `json:"settle_cpu_percent,omitempty"`
 	SettleTimedOut bool          `json:"settle_timed_out,omitempty"`
@@ -651,7 +650,7 @@ func (g *gen) settle(ctx context.Context, out *WarmupResult) {
 		return
 	}
 	window := []Usage{first} // the samples of the last SettleQuiet and one before
-	for ctx.Err() == nil {
+	for {
 		select {
 		case <-ctx.Done():
 			return
